@@ -1,0 +1,91 @@
+"""The ``agentd`` command line. One error boundary turns agentd errors into one line and a documented exit code."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+import click
+
+from agentd import __version__
+from agentd.cli.app import App
+from agentd.errors import AgentdError, ExitCode
+
+EPILOG = """\b
+Examples:
+  agentd init                          set up agentd.toml and an empty queue here
+  agentd queue list --status ready     what the builder would pick up
+  agentd --role builder --interval 60  run the builder daemon in the foreground
+  agentd --role tester --once          one pass, then exit (cron, CI)
+
+Exit codes: 0 ok, 1 a task failed, 2 usage, 3 not running, 4 bad data, 5 lock timeout, 6 not found, 7 refused.
+Docs: docs/reference/cli.md"""
+
+
+@click.group(
+    invoke_without_command=True,
+    epilog=EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+)
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=str),
+    envvar="AGENTD_ROOT",
+    help="Project folder. Default: the nearest folder upwards holding agentd.toml, else the current one.",
+)
+@click.option("--queue", "queue", type=click.Path(dir_okay=False, path_type=str), help="Queue file (env AGENTD_QUEUE).")
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False, path_type=str), help="agentd.toml (env AGENTD_CONFIG)."
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(__version__, prog_name="agentd")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    root: str | None,
+    queue: str | None,
+    config_path: str | None,
+    verbose: int,
+) -> None:
+    """agentd runs one daemon per role over a shared JSON sprint queue (SPRINT_QUEUE.json).
+
+    Each daemon claims the best ready task for its role through a lease, runs the role's command for it (claude,
+    codex, aider, any argv), records the outcome and moves the task on.
+    """
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = App(root=root, queue=queue, config_path=config_path, verbose=verbose)
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+def _register() -> None:
+    from agentd.cli import init_cmd, queue_cmds
+
+    cli.add_command(init_cmd.init)
+    cli.add_command(queue_cmds.queue)
+
+
+_register()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point: run the CLI and exit with a documented code."""
+    try:
+        result = cli.main(args=list(argv) if argv is not None else None, prog_name="agentd", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(ExitCode.USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
+    except click.Abort:
+        click.echo("agentd: interrupted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except AgentdError as exc:
+        click.echo(f"agentd: {exc}", err=True)
+        sys.exit(int(exc.exit_code))
+    except KeyboardInterrupt:
+        click.echo("agentd: interrupted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    sys.exit(int(result) if isinstance(result, int) else 0)

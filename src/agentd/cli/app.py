@@ -1,0 +1,37 @@
+"""What every command shares: the project's config and queue store, built once and only when needed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agentd import config as config_mod
+from agentd.config import Config
+from agentd.queuefile import QueueStore
+
+
+@dataclass
+class App:
+    """Global options, resolved lazily (so `--help` never reads a file)."""
+
+    root: str | None = None
+    queue: str | None = None
+    config_path: str | None = None
+    verbose: int = 0
+    _config: Config | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> Config:
+        """The project's Config (agentd.toml, environment and options)."""
+        if self._config is None:
+            self._config = config_mod.load(
+                root=Path(self.root) if self.root else None,
+                config_path=Path(self.config_path) if self.config_path else None,
+                queue=Path(self.queue) if self.queue else None,
+            )
+        return self._config
+
+    def store(self, path: Path | None = None) -> QueueStore:
+        """The queue store for the project's queue (or ``path``)."""
+        cfg = self.config
+        return QueueStore(path or cfg.queue_path, workflow=cfg.workflow, lock_timeout=cfg.lock_timeout)

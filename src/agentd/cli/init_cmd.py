@@ -1,0 +1,99 @@
+"""``agentd init``: agentd.toml with every default written out and commented, and an empty queue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from agentd.cli.app import App
+from agentd.cli.output import info
+from agentd.config import CONFIG_NAME
+from agentd.errors import ExitCode
+from agentd.queuefile import QueueStore
+from agentd.workflow import DEFAULT_PIPELINE
+
+TEMPLATE = """\
+# agentd.toml — the workflow agentd runs over the sprint queue.
+# Every key is optional: the values shown are the defaults. Reference: docs/reference/config.md
+
+queue = "SPRINT_QUEUE.json"               # the queue file, relative to this folder
+done_statuses = ["done", "completed"]     # statuses that satisfy dependencies
+final_statuses = ["cancelled"]            # other statuses that end a task's life
+lock_timeout = 30                         # s to wait for the queue lock
+unblock = {{ from = "blocked", to = "ready" }} # blocked tasks whose dependencies are done move on; false = off
+
+[defaults]                                # any role may override any of these
+interval = 60                             # s between polls (queue changes wake the daemon at once)
+lease_ttl = 5400                          # s without a heartbeat before a lease is stale
+heartbeat = 60                            # s between heartbeats
+timeout = 3600                            # s a task command may run
+max_attempts = 3                          # failed attempts before on_failure
+backoff = {{ initial = 30, factor = 2, max = 1800 }}
+grace = 15                                # s running tasks get to finish on shutdown
+kill_after = 5                            # s between SIGTERM and SIGKILL of a task's process group
+
+[log]
+max_bytes = 10485760                      # rotate a role's log at this size
+backups = 5                               # rotated logs kept
+keep_task_logs = 20                       # task output logs kept per task
+keep_task_log_days = 14
+
+# The five-role pipeline. Give each role a command (an argv list, never a shell unless you write one).
+# Placeholders: {{task_id}} {{role}} {{title}} {{prompt}} {{attempt}} {{root}} {{queue}}
+{roles}"""
+
+ROLE_TEMPLATE = """
+[roles.{name}]
+claims = "{claims}"
+working = "{working}"
+on_success = "{on_success}"
+on_failure = "blocked"
+# wip = 1                                 # else the queue's wip_limits.{name}, else 1
+# types = ["Build"]                       # only claim tasks of these types
+# outcomes = {{ 3 = "needs_adapt" }}        # exit code -> status
+# command = ["claude", "-p", "{{prompt}}"]
+# prompt = "You are the {name}. Work on task {{task_id}}: {{title}}."
+"""
+
+
+def config_text() -> str:
+    """The commented agentd.toml ``agentd init`` writes (it parses to the defaults)."""
+    roles = "".join(
+        ROLE_TEMPLATE.format(name=name, claims=claims, working=working, on_success=success)
+        for name, claims, working, success in DEFAULT_PIPELINE
+    )
+    return TEMPLATE.format(roles=roles)
+
+
+def empty_queue() -> dict[str, object]:
+    """A queue with the default WIP limits and no tasks."""
+    limits = {"planner": 1, "builder": 3, "tester": 2, "refiner": 1, "integrator": 1}
+    return {"wip_limits": limits, "tasks": []}
+
+
+@click.command()
+@click.option("--force", is_flag=True, help="Overwrite an existing agentd.toml (the queue is never overwritten).")
+@click.pass_obj
+def init(app: App, force: bool) -> int:
+    """Write agentd.toml (defaults, commented), an empty queue and .leases/ where they are missing.
+
+    \b
+    Examples:
+      agentd init
+      agentd --root ~/src/myproject init
+    """
+    root = Path(app.root).resolve() if app.root else Path.cwd()
+    config_file = root / CONFIG_NAME
+    if config_file.exists() and not force:
+        info(f"{CONFIG_NAME}: exists, left as it is")
+    else:
+        config_file.write_text(config_text(), encoding="utf-8")
+        info(f"{CONFIG_NAME}: written")
+    app.root = str(root)
+    cfg = app.config
+    store = QueueStore(cfg.queue_path, workflow=cfg.workflow, lock_timeout=cfg.lock_timeout)
+    created = store.create(empty_queue())
+    info(f"{cfg.queue_path.name}: {'created' if created else 'exists, left as it is'}")
+    cfg.leases_dir.mkdir(parents=True, exist_ok=True)
+    return ExitCode.OK

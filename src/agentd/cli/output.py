@@ -1,0 +1,57 @@
+"""How the CLI talks to people: rich tables on a terminal, plain aligned text otherwise, JSON on request."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+
+def is_terminal() -> bool:
+    """Whether stdout is a terminal (rich output), rather than a pipe or file (plain output)."""
+    return sys.stdout.isatty()
+
+
+def console() -> Console:
+    """A console that honours NO_COLOR and plain output when not on a terminal."""
+    return Console(no_color="NO_COLOR" in os.environ, highlight=False, soft_wrap=False)
+
+
+def emit_json(value: Any) -> None:
+    """Machine-readable output: one JSON document on stdout."""
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None) -> None:
+    """A table: rich on a terminal, tab-free aligned columns otherwise (stable for grep and awk)."""
+    cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
+    if is_terminal():
+        rich_table = Table(title=title, show_edge=False, header_style="bold")
+        for header in headers:
+            rich_table.add_column(header, overflow="fold")
+        for row in cells:
+            rich_table.add_row(*row)
+        console().print(rich_table)
+        return
+    if title:
+        click.echo(title)
+    widths = [max(len(h), *(len(row[i]) for row in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def warn(message: str) -> None:
+    """A warning on stderr."""
+    click.echo(f"agentd: warning: {message}", err=True)
+
+
+def info(message: str) -> None:
+    """A line for the user on stdout."""
+    click.echo(message)

@@ -1,0 +1,230 @@
+"""``agentd queue ...``: validate, list, show, add, set-status, retry, cancel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from agentd import edits
+from agentd.cli.app import App
+from agentd.cli.output import emit_json, info, table, warn
+from agentd.errors import ExitCode, TaskNotFound
+from agentd.model import Task
+
+pass_app = click.make_pass_decorator(App)
+
+
+@click.group()
+def queue() -> None:
+    """Read and change the sprint queue (every change is a locked, atomic, format-preserving transaction)."""
+
+
+@queue.command()
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_app
+def validate(app: App, path: Path | None, as_json: bool) -> int:
+    """Check that the queue parses and validates (schema, ids, dependencies, cycles, conflict markers).
+
+    \b
+    Examples:
+      agentd queue validate
+      agentd queue validate ../other/SPRINT_QUEUE.json --json
+    """
+    store = app.store(path.resolve() if path else None)
+    snapshot = store.read()
+    tasks = snapshot.tasks
+    if as_json:
+        emit_json(
+            {
+                "path": str(store.path),
+                "valid": True,
+                "tasks": len(tasks),
+                "warnings": [{"path": w.path, "message": w.message, "code": w.code} for w in snapshot.warnings],
+            }
+        )
+        return ExitCode.OK
+    for finding in snapshot.warnings:
+        warn(finding.line(str(store.path.name)))
+    note = f", {len(snapshot.warnings)} warning(s)" if snapshot.warnings else ""
+    info(f"{store.path.name}: valid ({len(tasks)} tasks{note})")
+    return ExitCode.OK
+
+
+def _task_json(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "status": task.status,
+        "title": task.title,
+        "type": task.type,
+        "priority": task.priority,
+        "agent": task.agent,
+        "dependencies": list(task.dependencies),
+        "attempts": task.attempts,
+        "parent": task.parent,
+        "path": task.path,
+    }
+
+
+@queue.command(name="list")
+@click.option("--status", "statuses", multiple=True, help="Only tasks in this status (repeatable).")
+@click.option("--role", help="Only tasks this role claims or works on.")
+@click.option("--json", "as_json", is_flag=True, help="Print the tasks as JSON.")
+@pass_app
+def list_(app: App, statuses: tuple[str, ...], role: str | None, as_json: bool) -> int:
+    """List tasks in queue order (subtasks included), with status, priority, type and title.
+
+    \b
+    Examples:
+      agentd queue list
+      agentd queue list --status ready --status blocked
+      agentd queue list --role tester --json
+    """
+    snapshot = app.store().read()
+    tasks = snapshot.tasks
+    if statuses:
+        tasks = [t for t in tasks if t.status in statuses]
+    if role:
+        spec = app.config.role(role)
+        tasks = [t for t in tasks if t.status in spec.claims or t.status == spec.working]
+    if as_json:
+        emit_json([_task_json(t) for t in tasks])
+        return ExitCode.OK
+    rows = [
+        [("  " if t.parent and t.path.count("subtasks") else "") + t.id, t.status, t.priority, t.type, t.agent, t.title]
+        for t in tasks
+    ]
+    table(["id", "status", "prio", "type", "agent", "title"], rows)
+    return ExitCode.OK
+
+
+@queue.command()
+@click.argument("task_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the task as JSON (exactly as stored).")
+@pass_app
+def show(app: App, task_id: str, as_json: bool) -> int:
+    """Show one task with every field it has.
+
+    \b
+    Examples:
+      agentd queue show P001-B01
+      agentd queue show P001-B01 --json | jq .status
+    """
+    store = app.store()
+    raw = store.read().task(task_id)
+    if raw is None:
+        raise TaskNotFound(task_id, store.path)
+    if as_json:
+        emit_json(raw)
+        return ExitCode.OK
+    width = max(len(key) for key in raw)
+    for key, value in raw.items():
+        if key == "subtasks" and isinstance(value, list):
+            value = ", ".join(str(sub.get("id")) for sub in value if isinstance(sub, dict))
+        info(f"{key.ljust(width)}  {value}")
+    return ExitCode.OK
+
+
+@queue.command()
+@click.argument("task_id", metavar="ID")
+@click.option("--title", required=True, help="One line saying what the task is.")
+@click.option("--type", "task_type", help="Free-form kind (Build, Test, ...); roles may filter on it.")
+@click.option("--status", default="ready", show_default=True, help="Initial status.")
+@click.option("--priority", type=int, help="Lower runs first; omitted runs last.")
+@click.option("--depends-on", "depends_on", multiple=True, metavar="ID", help="A task that must be done first.")
+@click.option("--prompt", help="Replaces the role's prompt for this task.")
+@click.option("--parent", metavar="ID", help="Add as a subtask of this task.")
+@pass_app
+def add(
+    app: App,
+    task_id: str,
+    title: str,
+    task_type: str | None,
+    status: str,
+    priority: int | None,
+    depends_on: tuple[str, ...],
+    prompt: str | None,
+    parent: str | None,
+) -> int:
+    """Add a task.
+
+    \b
+    Examples:
+      agentd queue add B07 --title "Parse the config" --type Build --priority 2
+      agentd queue add T07 --title "Test the parser" --status awaiting_test --depends-on B07
+      agentd queue add B07-1 --title "Edge cases" --parent B07
+    """
+    task = edits.new_task(
+        task_id,
+        title=title,
+        status=status,
+        task_type=task_type,
+        priority=priority,
+        dependencies=depends_on,
+        prompt=prompt,
+    )
+    app.store().transaction(lambda doc: edits.add(doc, dict(task), parent))
+    if status not in app.config.workflow.known_statuses():
+        warn(f"status {status!r} is not claimed or produced by any role")
+    info(f"added {task_id} ({status})")
+    return ExitCode.OK
+
+
+@queue.command(name="set-status")
+@click.argument("task_id", metavar="ID")
+@click.argument("status")
+@click.option("--note", help="Why; stored in the task's status_note.")
+@click.option("--token", type=int, help="Refuse unless this is the task's current lease token (for agents).")
+@pass_app
+def set_status(app: App, task_id: str, status: str, note: str | None, token: int | None) -> int:
+    """Set a task's status (only that line of the file changes).
+
+    Agents running under agentd can fence their own writes with --token "$AGENTD_LEASE_TOKEN": the change is
+    refused (exit 7) if their lease has been taken over since.
+
+    \b
+    Examples:
+      agentd queue set-status B07 ready
+      agentd queue set-status B07 needs_adapt --note "tests fail on py3.11"
+      agentd queue set-status "$AGENTD_TASK_ID" awaiting_test --token "$AGENTD_LEASE_TOKEN"
+    """
+    old = app.store().transaction(lambda doc: edits.set_status(doc, task_id, status, note=note, token=token))
+    if status not in app.config.workflow.known_statuses():
+        warn(f"status {status!r} is not claimed or produced by any role")
+    info(f"{task_id}: {old} -> {status}")
+    return ExitCode.OK
+
+
+@queue.command()
+@click.argument("task_id", metavar="ID")
+@pass_app
+def retry(app: App, task_id: str) -> int:
+    """Send a task back to its role's claimable status, with attempts and backoff reset.
+
+    \b
+    Example:
+      agentd queue retry B07
+    """
+    workflow = app.config.workflow
+    status = app.store().transaction(lambda doc: edits.retry(doc, task_id, workflow))
+    info(f"{task_id}: back to {status} (attempts reset)")
+    return ExitCode.OK
+
+
+@queue.command()
+@click.argument("task_id", metavar="ID")
+@click.option("--note", help="Why; stored in the task's status_note.")
+@pass_app
+def cancel(app: App, task_id: str, note: str | None) -> int:
+    """Cancel a task (it is never claimed again).
+
+    \b
+    Example:
+      agentd queue cancel B07 --note "superseded by B09"
+    """
+    workflow = app.config.workflow
+    status = app.store().transaction(lambda doc: edits.cancel(doc, task_id, workflow, note))
+    info(f"{task_id}: {status}")
+    return ExitCode.OK

@@ -1,0 +1,207 @@
+"""agentd.toml + environment + command line -> one frozen :class:`Config`.
+
+Defaults come from ``schemas/config.schema.json`` (the source of truth); no file at all means the five-role pipeline.
+Precedence for the queue path: ``--queue`` > ``AGENTD_QUEUE`` > ``queue`` in agentd.toml > ``SPRINT_QUEUE.json``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from agentd import schema
+from agentd.errors import ConfigInvalid, RoleNotFound
+from agentd.workflow import DEFAULT_PIPELINE, Backoff, Role, UnblockRule, Workflow
+
+CONFIG_NAME = "agentd.toml"
+TUNABLES = ("interval", "lease_ttl", "heartbeat", "timeout", "max_attempts", "grace", "kill_after")
+
+
+def _defaults() -> dict[str, Any]:
+    """Every documented default, read from the config schema."""
+    config = schema.load("config")
+    props = config["properties"]
+    tun = config["$defs"]["tunables"]["properties"]
+    log = props["log"]["properties"]
+    return {
+        "queue": props["queue"]["default"],
+        "done_statuses": props["done_statuses"]["default"],
+        "final_statuses": props["final_statuses"]["default"],
+        "lock_timeout": props["lock_timeout"]["default"],
+        "leases_dir": props["leases_dir"]["default"],
+        "state_dir": props["state_dir"]["default"],
+        "unblock": props["unblock"]["default"],
+        "tunables": {name: tun[name]["default"] for name in TUNABLES},
+        "backoff": {name: spec["default"] for name, spec in tun["backoff"]["properties"].items()},
+        "log": {name: spec["default"] for name, spec in log.items()},
+    }
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Role log rotation and task log pruning."""
+
+    max_bytes: int = 10 * 1024 * 1024
+    backups: int = 5
+    keep_task_logs: int = 20
+    keep_task_log_days: float = 14.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a command needs to know about one project."""
+
+    root: Path
+    path: Path | None
+    queue_path: Path
+    workflow: Workflow
+    lock_timeout: float = 30.0
+    leases_dir: Path = field(default=Path(".leases"))
+    state_dir: Path = field(default=Path(".agentd"))
+    log: LogConfig = field(default_factory=LogConfig)
+
+    @property
+    def roles(self) -> Mapping[str, Role]:
+        """The workflow's roles by name."""
+        return self.workflow.roles
+
+    def role(self, name: str) -> Role:
+        """The role called ``name``; RoleNotFound (exit 6) when unknown."""
+        try:
+            return self.workflow.role(name)
+        except KeyError:
+            raise RoleNotFound(name, sorted(self.workflow.roles)) from None
+
+    def with_role(self, role: Role) -> Config:
+        """A copy with one role replaced (command-line overrides)."""
+        roles = dict(self.workflow.roles)
+        roles[role.name] = role
+        return replace(self, workflow=replace(self.workflow, roles=roles))
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The nearest folder upwards from ``start`` that holds agentd.toml, else ``start`` itself."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_NAME).is_file():
+            return folder
+    return here
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigInvalid(path, None, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigInvalid(path, None, f"not UTF-8 (byte {exc.start})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigInvalid(path, None, f"not valid TOML: {exc}") from None
+
+
+def _claims(value: str | list[str]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _role(name: str, spec: Mapping[str, Any], tunables: Mapping[str, Any], backoff: Mapping[str, Any]) -> Role:
+    merged_backoff = {**backoff, **spec.get("backoff", {})}
+    values = {key: spec.get(key, tunables[key]) for key in TUNABLES}
+    return Role(
+        name=name,
+        claims=_claims(spec["claims"]),
+        working=spec["working"],
+        on_success=spec["on_success"],
+        on_failure=spec.get("on_failure", "blocked"),
+        outcomes={int(code): status for code, status in spec.get("outcomes", {}).items()},
+        types=tuple(spec["types"]) if "types" in spec else None,
+        wip=spec.get("wip"),
+        command=tuple(spec["command"]) if "command" in spec else None,
+        prompt=spec.get("prompt"),
+        env=dict(spec.get("env", {})),
+        interval=float(values["interval"]),
+        lease_ttl=float(values["lease_ttl"]),
+        heartbeat=float(values["heartbeat"]),
+        timeout=float(values["timeout"]),
+        max_attempts=int(values["max_attempts"]),
+        grace=float(values["grace"]),
+        kill_after=float(values["kill_after"]),
+        backoff=Backoff(
+            initial=float(merged_backoff["initial"]),
+            factor=float(merged_backoff["factor"]),
+            max=float(merged_backoff["max"]),
+        ),
+    )
+
+
+def default_role_specs() -> dict[str, dict[str, Any]]:
+    """The five-role pipeline as agentd.toml tables."""
+    return {
+        name: {"claims": claims, "working": working, "on_success": success, "on_failure": "blocked"}
+        for name, claims, working, success in DEFAULT_PIPELINE
+    }
+
+
+def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
+    """Validate parsed agentd.toml data and build the Config (queue path not yet overridden)."""
+    problem = schema.first_error(data, "config")
+    if problem is not None:
+        raise ConfigInvalid(path or (root / CONFIG_NAME), problem[0], problem[1])
+    defaults = _defaults()
+    tunables = {**defaults["tunables"], **{k: v for k, v in data.get("defaults", {}).items() if k != "backoff"}}
+    backoff = {**defaults["backoff"], **data.get("defaults", {}).get("backoff", {})}
+    specs = data.get("roles") or default_role_specs()
+    roles = {name: _role(name, spec, tunables, backoff) for name, spec in specs.items()}
+    unblock_spec = data.get("unblock", defaults["unblock"])
+    unblock = UnblockRule(unblock_spec["from"], unblock_spec["to"]) if unblock_spec else None
+    workflow = Workflow(
+        roles=roles,
+        done_statuses=frozenset(data.get("done_statuses", defaults["done_statuses"])),
+        final_statuses=frozenset(data.get("final_statuses", defaults["final_statuses"])),
+        unblock=unblock,
+    )
+    log = {**defaults["log"], **data.get("log", {})}
+    return Config(
+        root=root,
+        path=path,
+        queue_path=root / data.get("queue", defaults["queue"]),
+        workflow=workflow,
+        lock_timeout=float(data.get("lock_timeout", defaults["lock_timeout"])),
+        leases_dir=root / data.get("leases_dir", defaults["leases_dir"]),
+        state_dir=root / data.get("state_dir", defaults["state_dir"]),
+        log=LogConfig(**log),
+    )
+
+
+def load(
+    *,
+    root: Path | None = None,
+    config_path: Path | None = None,
+    queue: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Find the project, read agentd.toml (if any) and apply the environment and command-line overrides."""
+    env = os.environ if environ is None else environ
+    if root is None and env.get("AGENTD_ROOT"):
+        root = Path(env["AGENTD_ROOT"])
+    if config_path is None and env.get("AGENTD_CONFIG"):
+        config_path = Path(env["AGENTD_CONFIG"])
+    if root is None:
+        root = config_path.resolve().parent if config_path else find_root()
+    root = root.resolve()
+    if config_path is None and (root / CONFIG_NAME).is_file():
+        config_path = root / CONFIG_NAME
+    data = _read_toml(config_path) if config_path is not None else {}
+    config = build(data, root=root, path=config_path)
+    if queue is None and env.get("AGENTD_QUEUE"):
+        queue = Path(env["AGENTD_QUEUE"])
+    if queue is not None:
+        config = replace(config, queue_path=root / queue)
+    return config

@@ -1,0 +1,143 @@
+"""The agentd error hierarchy and the exit codes the CLI maps it to.
+
+Every error subclasses :class:`AgentdError` and the builtin that fits, and builds its one-line message from its
+attributes (the file, the JSON path, the task id, the reason), so the CLI can print ``str(error)`` as it is.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+
+class ExitCode(enum.IntEnum):
+    """Documented process exit codes (docs/reference/exit-codes.md)."""
+
+    OK = 0
+    FAILURE = 1  # a task this run started failed; doctor found problems
+    USAGE = 2  # bad command line (click's own code)
+    NOT_RUNNING = 3  # status: a role asked about is not running (LSB / systemctl is-active)
+    BAD_DATA = 4  # queue, config, lease, PID or result file does not parse or validate
+    LOCK_TIMEOUT = 5  # the queue lock could not be taken in time
+    NOT_FOUND = 6  # an unknown task id or role
+    CONFLICT = 7  # refused: stale fencing token, task already exists, transition not allowed
+    INTERRUPTED = 130  # Ctrl-C
+
+
+def _display(path: str | Path) -> str:
+    """A path as the user would type it: relative to the current folder when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
+
+
+class AgentdError(Exception):
+    """Base of every error agentd raises on purpose."""
+
+    exit_code: ExitCode = ExitCode.FAILURE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class DataError(AgentdError, ValueError):
+    """A file agentd reads does not parse or validate: ``FILE: $.json.path: reason``."""
+
+    exit_code = ExitCode.BAD_DATA
+
+    def __init__(self, path: str | Path, json_path: str | None, reason: str) -> None:
+        self.path = Path(path)
+        self.json_path = json_path
+        self.reason = reason
+        where = f"{_display(path)}: {json_path}" if json_path else _display(path)
+        super().__init__(f"{where}: {reason}")
+
+
+class QueueInvalid(DataError):
+    """The queue file does not parse or validate."""
+
+
+class ConfigInvalid(DataError):
+    """agentd.toml does not parse or validate."""
+
+
+class LeaseInvalid(DataError):
+    """A lease file does not parse or validate."""
+
+
+class ResultInvalid(DataError):
+    """A task's result file does not parse or validate."""
+
+
+class LockTimeout(AgentdError, TimeoutError):
+    """The queue lock could not be taken within the timeout."""
+
+    exit_code = ExitCode.LOCK_TIMEOUT
+
+    def __init__(self, lock_path: str | Path, timeout: float) -> None:
+        self.lock_path = Path(lock_path)
+        self.timeout = timeout
+        super().__init__(
+            f"{_display(lock_path)}: could not take the queue lock within {timeout:g} s "
+            "(another agentd process holds it; see `agentd status`)"
+        )
+
+
+class TaskNotFound(AgentdError, LookupError):
+    """No task with this id in the queue."""
+
+    exit_code = ExitCode.NOT_FOUND
+
+    def __init__(self, task_id: str, path: str | Path | None = None) -> None:
+        self.task_id = task_id
+        self.path = Path(path) if path else None
+        where = f"{_display(path)}: " if path else ""
+        super().__init__(f"{where}no task with id {task_id!r}")
+
+
+class RoleNotFound(AgentdError, LookupError):
+    """No role with this name in the workflow."""
+
+    exit_code = ExitCode.NOT_FOUND
+
+    def __init__(self, role: str, known: list[str]) -> None:
+        self.role = role
+        self.known = known
+        super().__init__(f"unknown role {role!r} (known: {', '.join(known) or 'none'})")
+
+
+class Conflict(AgentdError, RuntimeError):
+    """A change was refused: stale fencing token, duplicate id, or a transition the workflow does not allow."""
+
+    exit_code = ExitCode.CONFLICT
+
+    def __init__(self, task_id: str | None, reason: str) -> None:
+        self.task_id = task_id
+        self.reason = reason
+        super().__init__(f"task {task_id}: {reason}" if task_id else reason)
+
+
+class StaleToken(Conflict):
+    """A write fenced with a lease token that is no longer current."""
+
+    def __init__(self, task_id: str, given: int, current: int | None) -> None:
+        self.given = given
+        self.current = current
+        now = "no lease" if current is None else f"current token is {current}"
+        super().__init__(task_id, f"fencing token {given} is not current ({now}); write refused")
+
+
+class ConfigError(AgentdError, ValueError):
+    """The configuration is valid but cannot serve the request (say, a role without a command)."""
+
+    exit_code = ExitCode.BAD_DATA
+
+    def __init__(self, path: str | Path | None, reason: str) -> None:
+        self.path = Path(path) if path else None
+        self.reason = reason
+        super().__init__(f"{_display(path)}: {reason}" if path else reason)

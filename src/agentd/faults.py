@@ -1,0 +1,66 @@
+"""Crash points for fault-injection tests, off unless ``AGENTD_CRASH_AT`` is set.
+
+``AGENTD_CRASH_AT=queue.before-rename`` makes the process ``os._exit(86)`` the first time it reaches that point;
+``name:kill`` SIGKILLs itself instead; ``name@3`` waits for the third time. Points are listed in ``POINTS``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+
+POINTS = (
+    "queue.after-temp-write",  # temp file written and fsynced, nothing renamed
+    "queue.before-rename",  # hand-edit check passed, about to rename over the queue
+    "queue.after-rename",  # queue replaced, folder not yet fsynced
+    "lease.after-create",  # lease file created and locked, queue not yet written (claim)
+    "claim.after-queue-write",  # claim written to the queue, task not yet started
+    "task.after-start",  # task command started
+    "complete.before-queue-write",  # task finished, outcome not yet recorded
+    "complete.after-queue-write",  # outcome recorded, lease file not yet removed
+)
+
+CRASH_EXIT_CODE = 86
+_hits: dict[str, int] = {}
+_hooks: dict[str, Callable[[], None]] = {}
+
+
+def on(name: str, hook: Callable[[], None] | None) -> None:
+    """Run ``hook`` (in-process tests) each time ``name`` is reached; None removes it."""
+    if name not in POINTS:
+        raise ValueError(f"unknown fault point {name!r}")
+    if hook is None:
+        _hooks.pop(name, None)
+    else:
+        _hooks[name] = hook
+
+
+def _parse(spec: str) -> tuple[str, str, int]:
+    action = "exit"
+    count = 1
+    if ":" in spec:
+        spec, action = spec.split(":", 1)
+    if "@" in spec:
+        spec, number = spec.split("@", 1)
+        count = int(number)
+    return spec, action, count
+
+
+def point(name: str) -> None:
+    """Crash here if the environment asks for it (or run a test's hook)."""
+    hook = _hooks.get(name)
+    if hook is not None:
+        hook()
+    spec = os.environ.get("AGENTD_CRASH_AT")
+    if not spec:
+        return
+    target, action, count = _parse(spec)
+    if target != name:
+        return
+    _hits[name] = _hits.get(name, 0) + 1
+    if _hits[name] < count:
+        return
+    if action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    os._exit(CRASH_EXIT_CODE)

@@ -1,0 +1,552 @@
+"""Minimal-diff editing of a JSON document's text.
+
+The sprint queue is a JSON file that humans, agents and agentd all edit, and that is kept in git. When agentd
+changes a value it must rewrite only the text of what changed: ``apply(text, old, new)`` walks ``old`` and ``new``
+together and replaces, inserts or removes only the spans of ``text`` whose values differ, so everything else
+(indentation, key order, escaping, separators, number formatting, blank lines, the trailing newline or its
+absence) stays byte-for-byte, and ``git diff`` after changing one task's ``"status"`` shows that one line.
+
+Speed: the document is never parsed by hand. Spans are found with the C pieces of :mod:`json` (the scanner that
+``raw_decode`` uses, ``scanstring``) and a whitespace regex, and only the containers on the path to a change are
+walked member by member; every unchanged sibling is skipped with one C scanner call. One change in a 10 MB queue
+costs about one ``json.loads`` of it.
+
+Equality is Python's ``==`` (the contract is ``json.loads(result) == new``), made stricter only where a changed
+value is compared directly: ``1``, ``1.0`` and ``true`` are different scalars there, as are ``0.0`` and ``-0.0``.
+"""
+
+from __future__ import annotations
+
+import _json
+import difflib
+import json
+import math
+import re
+from dataclasses import dataclass, replace
+from typing import Any, cast
+
+__all__ = ["Style", "apply", "detect_style", "dumps"]
+
+_Edit = tuple[int, int, str]  # replace text[start:end] with the string
+
+_WS = re.compile(r"[ \t\n\r]*")
+_COLON = re.compile(r"[ \t\n\r]*:[ \t\n\r]*")
+# After an entry: a comma and the whitespace up to the next entry, or the closing bracket (group 1).
+_AFTER_MEMBER = re.compile(r"[ \t\n\r]*(?:,[ \t\n\r]*|(\}))")
+_AFTER_ITEM = re.compile(r"[ \t\n\r]*(?:,[ \t\n\r]*|(\]))")
+_INDENT = re.compile(r"[ \t]*")
+_FIRST_INDENTED_LINE = re.compile(r"\n([ \t]+)[^ \t\r\n]")
+_NON_ASCII_ESCAPE = re.compile(r"\\u(?!00[0-7])[0-9a-fA-F]{4}")
+# One token of a JSON text with the whitespace before it; group 2 is set for "," and ":".
+_TOKEN = re.compile(r'([ \t\r\n]*)(?:"[^"\\]*(?:\\.[^"\\]*)*"|([,:])|[{}\[\]]|[^ \t\r\n{}\[\],:"]+)')
+_STYLE_TOKEN_LIMIT = 4096
+
+# The C accelerators of the json module (what json.loads runs on CPython).
+_scan_once = _json.make_scanner(cast(Any, json.JSONDecoder()))  # (text, index) -> (value, end)
+_scanstring = _json.scanstring  # (text, index after the opening quote) -> (string, end)
+
+
+@dataclass(frozen=True)
+class Style:
+    """How a JSON document is laid out, so that new values can be written to match it."""
+
+    indent: str | None  # one indentation unit, e.g. "  ", "    ", "\t"; None when the document is on one line
+    item_separator: str  # "," or ", " ("," plus any spaces json.dumps(indent=...) would write before a newline)
+    key_separator: str  # ": " or ":"
+    ensure_ascii: bool  # True when non-ASCII text in the document is written as \uXXXX escapes
+    newline: str  # "\n" or "\r\n"
+
+
+def detect_style(text: str) -> Style:
+    """Infer the :class:`Style` of the JSON document ``text``.
+
+    The indentation unit is the leading whitespace of the first indented line (``""`` for a multi-line document
+    without indentation, None for a one-line document). The separators are those around the first ``,`` and
+    ``:`` outside strings (a multi-line document's item separator is taken from a comma that ends a line).
+    ``ensure_ascii`` is True when the document has ``\\uXXXX`` escapes of non-ASCII characters and no literal
+    non-ASCII character. ``newline`` is ``"\\r\\n"`` when the first line ends with it.
+    """
+    first_nl = text.find("\n")
+    newline = "\r\n" if first_nl > 0 and text[first_nl - 1] == "\r" else "\n"
+    indent: str | None = None
+    m = _WS.match(text)
+    body_start = m.end() if m else 0
+    body_end = len(text)
+    while body_end > body_start and text[body_end - 1] in " \t\r\n":
+        body_end -= 1
+    if text.find("\n", body_start, body_end) >= 0:
+        first = _FIRST_INDENTED_LINE.search(text)
+        indent = first.group(1) if first else ""
+    key_separator, item_separator = _detect_separators(text, multiline=indent is not None)
+    if key_separator is None:
+        key_separator = ": "
+    if item_separator is None:
+        item_separator = "," if indent is not None else ", "
+    return Style(
+        indent=indent,
+        item_separator=item_separator,
+        key_separator=key_separator,
+        ensure_ascii=text.isascii() and _has_non_ascii_escape(text),
+        newline=newline,
+    )
+
+
+def _detect_separators(text: str, *, multiline: bool) -> tuple[str | None, str | None]:
+    """The key separator and the item separator of the first ``:`` and ``,`` tokens (None where not seen)."""
+    key_sep: str | None = None
+    item_sep: str | None = None
+    pos = 0
+    for _ in range(_STYLE_TOKEN_LIMIT):
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            break
+        pos = m.end()
+        punct = m.group(2)
+        if punct is not None:
+            spaces = _INDENT.match(text, pos)
+            after = spaces.group() if spaces else ""
+            at_eol = text.startswith(("\n", "\r"), pos + len(after))
+            if punct == ":" and key_sep is None:
+                key_sep = m.group(1).replace("\r", "").replace("\n", "") + ":" + ("" if at_eol else after)
+            elif punct == "," and item_sep is None and at_eol == multiline:
+                item_sep = "," + after
+            if key_sep is not None and item_sep is not None:
+                break
+    return key_sep, item_sep
+
+
+def _has_non_ascii_escape(text: str) -> bool:
+    """Whether ``text`` has a ``\\uXXXX`` escape (not itself escaped) of a character above U+007F."""
+    if "\\u" not in text:
+        return False
+    for m in _NON_ASCII_ESCAPE.finditer(text):
+        k = m.start()
+        while k > 0 and text[k - 1] == "\\":
+            k -= 1
+        if (m.start() - k) % 2 == 0:
+            return True
+    return False
+
+
+def dumps(value: Any, style: Style, base_indent: str = "", level_indent: int = 0) -> str:
+    """Serialize ``value`` in ``style``; continuation lines are prefixed by ``base_indent`` and ``level_indent``
+    more indentation units (the first line is not: it continues the line the value is written into)."""
+    if style.indent is None:
+        return json.dumps(
+            value,
+            ensure_ascii=style.ensure_ascii,
+            separators=(style.item_separator, style.key_separator),
+        )
+    out = json.dumps(
+        value,
+        ensure_ascii=style.ensure_ascii,
+        indent=style.indent,
+        separators=(style.item_separator, style.key_separator),
+    )
+    prefix = base_indent + style.indent * level_indent
+    if prefix or style.newline != "\n":
+        # json.dumps escapes newlines inside strings, so every "\n" in its output is a line break.
+        out = out.replace("\n", style.newline + prefix)
+    return out
+
+
+def apply(text: str, old: Any, new: Any) -> str:
+    """Return `text` (a JSON document whose json.loads() == old) edited so that json.loads(result) == new,
+    changing only the parts of the text whose values differ.
+
+    Returns ``text`` itself when nothing differs. Raises ValueError when the text visibly does not hold ``old``
+    (a container of another kind, a key or an item count that does not match) or is not valid JSON where it is
+    read; values that are skipped unchanged are not compared with ``old``.
+    """
+    if _same(old, new):
+        return text
+    editor = _Editor(text)
+    start = editor.ws(0)
+    out: list[_Edit] = []
+    end = editor.edit(start, old, new, False, out)
+    if editor.ws(end) != len(text):
+        raise ValueError(f"extra data after the JSON value at offset {editor.ws(end)}")
+    return editor.render(out)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Python equality, except that scalars of different JSON kinds (1, 1.0, True) and 0.0/-0.0 differ, and NaN
+    equals NaN."""
+    if a is b:
+        return True
+    kind = type(a)
+    if kind is not type(b):  # also a dict and a dict subclass: the caller then looks inside
+        return False
+    if kind is float:
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        return bool(a == b and math.copysign(1.0, a) == math.copysign(1.0, b))
+    equal: bool = a == b
+    return equal
+
+
+def _fingerprint(value: Any) -> str:
+    """A string equal for two values only when they are equal JSON values (for aligning list items)."""
+    try:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+_LOOKAHEAD = 16  # how far _align looks for the next equal pair of items after a difference
+_ALIGN_BUDGET = 200_000  # item comparisons _align may make before it falls back to difflib
+
+
+def _align(old: list[Any], new: list[Any], start: int, old_end: int, new_end: int) -> list[tuple[int, int, int, int]]:
+    """Align ``old[start:old_end]`` with ``new[start:new_end]``: the blocks ``(i1, i2, j1, j2)`` where
+    ``old[i1:i2]`` becomes ``new[j1:j2]``, separated by runs of equal items.
+
+    Greedy and cheap (C-speed ``==`` on the items): after a difference, the nearest equal pair within
+    ``_LOOKAHEAD`` items resynchronises. When there is none, the rest is aligned by difflib on fingerprints.
+    """
+    blocks: list[tuple[int, int, int, int]] = []
+    i, j = start, start
+    budget = _ALIGN_BUDGET
+    while i < old_end and j < new_end:
+        if _same(old[i], new[j]):
+            i += 1
+            j += 1
+            continue
+        found: tuple[int, int] | None = None
+        for cost in range(1, 2 * _LOOKAHEAD + 1):
+            # Among resync points as far away, prefer the one that changes as many items as it adds or drops.
+            for di in sorted(
+                range(max(0, cost - _LOOKAHEAD), min(cost, _LOOKAHEAD) + 1), key=lambda d: abs(2 * d - cost)
+            ):
+                dj = cost - di
+                if i + di < old_end and j + dj < new_end:
+                    budget -= 1
+                    if _same(old[i + di], new[j + dj]):
+                        found = (di, dj)
+                        break
+            if found is not None or budget <= 0:
+                break
+        if found is None:
+            break
+        blocks.append((i, i + found[0], j, j + found[1]))
+        i += found[0]
+        j += found[1]
+    if i < old_end or j < new_end:
+        if old_end - i == new_end - j or i == old_end or j == new_end:
+            blocks.append((i, old_end, j, new_end))
+        else:
+            matcher = difflib.SequenceMatcher(
+                None,
+                [_fingerprint(v) for v in old[i:old_end]],
+                [_fingerprint(v) for v in new[j:new_end]],
+                autojunk=False,
+            )
+            for tag, a1, a2, b1, b2 in matcher.get_opcodes():
+                if tag != "equal":
+                    blocks.append((i + a1, i + a2, j + b1, j + b2))
+    return blocks
+
+
+class _Editor:
+    """Collects the edits that turn the text of ``old`` into the text of ``new``."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._style: Style | None = None
+
+    @property
+    def style(self) -> Style:
+        if self._style is None:
+            self._style = detect_style(self.text)
+        return self._style
+
+    # --- reading -------------------------------------------------------------------------------------------
+
+    def ws(self, pos: int) -> int:
+        m = _WS.match(self.text, pos)
+        return m.end() if m else pos
+
+    def skip(self, pos: int) -> int:
+        """The end of the JSON value that starts at ``pos``."""
+        try:
+            return int(_scan_once(self.text, pos)[1])
+        except StopIteration:
+            raise ValueError(f"expected a JSON value at offset {pos}") from None
+
+    def char(self, pos: int) -> str:
+        return self.text[pos : pos + 1]
+
+    def line_indent(self, pos: int) -> str:
+        """The leading whitespace of the line that ``pos`` is on."""
+        m = _INDENT.match(self.text, self.text.rfind("\n", 0, pos) + 1)
+        return m.group() if m else ""
+
+    def render(self, edits: list[_Edit]) -> str:
+        text = self.text
+        edits.sort(key=lambda e: (e[0], e[1]))
+        parts: list[str] = []
+        cursor = 0
+        for start, end, replacement in edits:
+            if start < cursor:
+                raise AssertionError(f"overlapping edits at offset {start}")  # a bug in this module
+            parts.append(text[cursor:start])
+            parts.append(replacement)
+            cursor = end
+        parts.append(text[cursor:])
+        return "".join(parts)
+
+    # --- writing -------------------------------------------------------------------------------------------
+
+    def dump(self, value: Any, inline: bool, base_indent: str) -> str:
+        """``value`` in the document's style; compact inside a one-line container of a multi-line document."""
+        style = self.style
+        if inline and style.indent is not None:
+            style = replace(style, indent=None, item_separator=", ")
+        return dumps(value, style, base_indent)
+
+    def inline_separator(self) -> str:
+        style = self.style
+        return style.item_separator if style.indent is None else ", "
+
+    def entry_separator(self, open_pos: int, starts: list[int], ends: list[int], inline: bool) -> str:
+        """The text between two entries of the non-empty container at ``open_pos`` (comma included)."""
+        if len(starts) >= 2:
+            return self.text[ends[-2] : starts[-1]]
+        lead = self.text[open_pos + 1 : starts[0]]
+        if inline or "\n" not in lead:
+            return self.inline_separator()
+        return self.style.item_separator + self.style.newline + lead[lead.rfind("\n") + 1 :]
+
+    def fill_empty(self, open_pos: int, close_pos: int, entries: list[str], inline: bool) -> _Edit:
+        """The edit that writes ``entries`` into the empty container between ``open_pos`` and ``close_pos``."""
+        if inline or self.style.indent is None:
+            return (open_pos + 1, close_pos, self.inline_separator().join(entries))
+        outer = self.line_indent(open_pos)
+        inner = outer + self.style.indent
+        nl = self.style.newline
+        body = (self.style.item_separator + nl + inner).join(entries)
+        return (open_pos + 1, close_pos, nl + inner + body + nl + outer)
+
+    def entries_indent(self, open_pos: int, sep: str, inline: bool) -> str:
+        """The indentation of the lines that new entries of a container start on."""
+        if not inline and "\n" in sep:
+            return sep[sep.rfind("\n") + 1 :]
+        if inline or self.style.indent is None:
+            return ""  # values are written on one line
+        return self.line_indent(open_pos) + self.style.indent
+
+    # --- editing -------------------------------------------------------------------------------------------
+
+    def edit(self, pos: int, old: Any, new: Any, inline: bool, out: list[_Edit]) -> int:
+        """Append to ``out`` the edits turning the value at ``pos`` (== ``old``, != ``new``) into ``new``;
+        return the end of the value."""
+        if isinstance(old, dict) and isinstance(new, dict):
+            return self.edit_object(pos, old, new, inline, out)
+        if isinstance(old, list) and isinstance(new, list):
+            return self.edit_array(pos, old, new, inline, out)
+        end = self.skip(pos)
+        base = "" if inline or self.style.indent is None else self.line_indent(pos)
+        out.append((pos, end, self.dump(new, inline, base)))
+        return end
+
+    def edit_object(self, pos: int, old: dict[str, Any], new: dict[Any, Any], inline: bool, out: list[_Edit]) -> int:
+        text = self.text
+        if self.char(pos) != "{":
+            raise ValueError(f"expected an object at offset {pos}")
+        changed = {k for k, v in old.items() if k in new and not _same(v, new[k])}
+        added = [k for k in new if k not in old]
+        for k in added:
+            if not isinstance(k, str):
+                raise TypeError(f"JSON object keys must be str, not {type(k).__name__}: {k!r}")
+
+        keys: list[str] = []
+        starts: list[int] = []
+        ends: list[int] = []
+        member_edits: dict[str, list[_Edit]] = {}  # the last occurrence of a key is the one that counts
+        i = self.ws(pos + 1)
+        if self.char(i) == "}":
+            close = i
+        else:
+            inline = "\n" not in text[pos + 1 : i]
+            colon = _COLON.match
+            after = _AFTER_MEMBER.match
+            while True:
+                if text.startswith('"', i):
+                    key, j = _scanstring(text, i + 1)
+                else:
+                    raise ValueError(f"expected a key at offset {i}")
+                if key not in old:
+                    raise ValueError(f"key {key!r} at offset {i} is not in the old value")
+                m = colon(text, j)
+                if m is None:
+                    raise ValueError(f"expected ':' at offset {j}")
+                v = m.end()
+                if key in changed:
+                    sub: list[_Edit] = []
+                    end = self.edit(v, old[key], new[key], inline, sub)
+                    member_edits[key] = sub
+                else:
+                    try:
+                        end = _scan_once(text, v)[1]
+                    except StopIteration:
+                        raise ValueError(f"expected a JSON value at offset {v}") from None
+                keys.append(key)
+                starts.append(i)
+                ends.append(end)
+                m = after(text, end)
+                if m is None:
+                    raise ValueError(f"expected ',' or '}}' at offset {self.ws(end)}")
+                if m.start(1) >= 0:
+                    close = m.start(1)
+                    break
+                i = m.end()
+        if len(set(keys)) != len(old):
+            raise ValueError(f"the object at offset {pos} does not have the keys of the old value")
+        for sub in member_edits.values():
+            out.extend(sub)
+
+        n = len(keys)
+        kept = [k in new for k in keys]
+        sep = self.entry_separator(pos, starts, ends, inline) if n and added else ""
+        base = self.entries_indent(pos, sep, inline)
+        new_entries = [self.key_text(k) + self.style.key_separator + self.dump(new[k], inline, base) for k in added]
+        if n == 0:
+            if new_entries:
+                out.append(self.fill_empty(pos, close, new_entries, inline))
+            return close + 1
+        if not any(kept):
+            if new_entries:
+                out.append((starts[0], ends[-1], sep.join(new_entries)))
+            else:
+                out.append((pos + 1, close, ""))
+            return close + 1
+        self.remove_runs(kept, starts, ends, pos, close, out)
+        if new_entries:
+            last = max(idx for idx in range(n) if kept[idx])
+            out.append((ends[last], ends[last], sep + sep.join(new_entries)))
+        return close + 1
+
+    def key_text(self, key: str) -> str:
+        return json.dumps(key, ensure_ascii=self.style.ensure_ascii)
+
+    def remove_runs(
+        self, kept: list[bool], starts: list[int], ends: list[int], open_pos: int, close_pos: int, out: list[_Edit]
+    ) -> None:
+        """Remove every maximal run of entries that are not kept, with the separators and whitespace around them."""
+        n = len(kept)
+        idx = 0
+        while idx < n:
+            if kept[idx]:
+                idx += 1
+                continue
+            run_end = idx
+            while run_end < n and not kept[run_end]:
+                run_end += 1
+            out.append(self.removal(idx, run_end, starts, ends, open_pos, close_pos))
+            idx = run_end
+
+    @staticmethod
+    def removal(a: int, b: int, starts: list[int], ends: list[int], open_pos: int, close_pos: int) -> _Edit:
+        """The edit removing entries ``a`` to ``b - 1``."""
+        if a > 0:  # from the end of the entry before: its comma and the line break go with the run
+            return (ends[a - 1], ends[b - 1], "")
+        if b < len(starts):  # from the run's first entry up to the next one
+            return (starts[a], starts[b], "")
+        return (open_pos + 1, close_pos, "")
+
+    def edit_array(self, pos: int, old: list[Any], new: list[Any], inline: bool, out: list[_Edit]) -> int:
+        text = self.text
+        if self.char(pos) != "[":
+            raise ValueError(f"expected an array at offset {pos}")
+        n_old, n_new = len(old), len(new)
+        shortest = min(n_old, n_new)
+        p = 0
+        while p < shortest and _same(old[p], new[p]):
+            p += 1
+        s = 0
+        while s < shortest - p and _same(old[n_old - 1 - s], new[n_new - 1 - s]):
+            s += 1
+        old_mid, new_mid = n_old - p - s, n_new - p - s
+
+        # What to do, on old indices: pairs of items to edit in place, runs of items to delete, new items to
+        # insert before an old index, runs of old items to write over with new ones.
+        pairs: dict[int, int] = {}
+        deletes: list[tuple[int, int]] = []
+        inserts: list[tuple[int, list[Any]]] = []
+        replaces: list[tuple[int, int, list[Any]]] = []
+
+        differing = 0
+        if old_mid == new_mid:
+            differing = sum(1 for k in range(p, p + old_mid) if not _same(old[k], new[k]))
+        if old_mid == new_mid and 2 * differing <= old_mid + 1:
+            blocks = [(p, p + old_mid, p, p + new_mid)]
+        else:
+            # Items were inserted or removed (or shifted: most pairs differ): align the middles on equal items.
+            blocks = _align(old, new, p, n_old - s, n_new - s)
+        for i1, i2, j1, j2 in blocks:
+            if i2 - i1 == j2 - j1:
+                for k in range(i2 - i1):
+                    if not _same(old[i1 + k], new[j1 + k]):
+                        pairs[i1 + k] = j1 + k
+            elif i1 == i2:
+                inserts.append((i1, new[j1:j2]))
+            elif j1 == j2:
+                deletes.append((i1, i2))
+            else:
+                replaces.append((i1, i2, new[j1:j2]))
+
+        starts: list[int] = []
+        ends: list[int] = []
+        i = self.ws(pos + 1)
+        if self.char(i) == "]":
+            close = i
+        else:
+            inline = "\n" not in text[pos + 1 : i]
+            after = _AFTER_ITEM.match
+            k = 0
+            while True:
+                if k >= n_old:
+                    raise ValueError(f"the array at offset {pos} has more items than the old value")
+                starts.append(i)
+                j = pairs.get(k)
+                if j is None:
+                    try:
+                        end = _scan_once(text, i)[1]
+                    except StopIteration:
+                        raise ValueError(f"expected a JSON value at offset {i}") from None
+                else:
+                    end = self.edit(i, old[k], new[j], inline, out)
+                ends.append(end)
+                m = after(text, end)
+                if m is None:
+                    raise ValueError(f"expected ',' or ']' at offset {self.ws(end)}")
+                if m.start(1) >= 0:
+                    close = m.start(1)
+                    break
+                i = m.end()
+                k += 1
+        if len(starts) != n_old:
+            raise ValueError(f"the array at offset {pos} has {len(starts)} items, the old value {n_old}")
+
+        if not (deletes or inserts or replaces):
+            return close + 1
+        if n_old == 0:
+            base = self.entries_indent(pos, "", inline)
+            out.append(self.fill_empty(pos, close, [self.dump(v, inline, base) for v in new], inline))
+            return close + 1
+        sep = self.entry_separator(pos, starts, ends, inline)
+        base = self.entries_indent(pos, sep, inline)
+
+        def joined(values: list[Any]) -> str:
+            return sep.join(self.dump(v, inline, base) for v in values)
+
+        for a, b in deletes:
+            out.append(self.removal(a, b, starts, ends, pos, close))
+        for a, values in inserts:
+            if a > 0:
+                out.append((ends[a - 1], ends[a - 1], sep + joined(values)))
+            else:
+                out.append((starts[0], starts[0], joined(values) + sep))
+        for a, b, values in replaces:
+            out.append((starts[a], ends[b - 1], joined(values)))
+        return close + 1

@@ -1,0 +1,120 @@
+"""The queue's tasks as the core sees them: typed, read-only views over the raw JSON dicts.
+
+The raw dicts stay the truth (unknown fields are never dropped); the views are rebuilt from them at the file boundary.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from agentd.clock import parse_timestamp
+
+TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def valid_task_id(task_id: object) -> bool:
+    """Whether ``task_id`` is safe to use as a file name (and matches the schema's pattern)."""
+    return isinstance(task_id, str) and TASK_ID.fullmatch(task_id) is not None
+
+
+@dataclass(frozen=True)
+class InQueueLease:
+    """The ``lease`` object inside a task (agentd's, or one an older tool left)."""
+
+    token: int | None
+    role: str | None
+    owner: str | None
+    host: str | None
+    pid: int | None
+    acquired: datetime | None
+    ttl: float | None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InQueueLease:
+        acquired = data.get("acquired")
+        token = data.get("token")
+        pid = data.get("pid")
+        ttl = data.get("ttl")
+        return cls(
+            token=token if isinstance(token, int) else None,
+            role=data.get("role") or data.get("agent"),
+            owner=data.get("owner"),
+            host=data.get("host"),
+            pid=pid if isinstance(pid, int) else None,
+            acquired=parse_timestamp(acquired) if isinstance(acquired, str) else None,
+            ttl=float(ttl) if isinstance(ttl, int | float) else None,
+        )
+
+
+@dataclass(frozen=True)
+class Task:
+    """A read-only view of one task; ``index`` is its position in queue (pre-)order, subtasks included."""
+
+    id: str
+    status: str
+    index: int
+    path: str
+    title: str | None = None
+    type: str | None = None
+    priority: int | None = None
+    agent: str | None = None
+    lease: InQueueLease | None = None
+    dependencies: tuple[str, ...] = ()
+    attempts: int = 0
+    not_before: datetime | None = None
+    lease_token: int = 0
+    blocked_reason: Any = None
+    parent: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, index: int, path: str, parent: str | None = None) -> Task:
+        lease = data.get("lease")
+        not_before = data.get("not_before")
+        return cls(
+            id=data["id"],
+            status=data["status"],
+            index=index,
+            path=path,
+            title=data.get("title"),
+            type=data.get("type"),
+            priority=data.get("priority"),
+            agent=data.get("agent"),
+            lease=InQueueLease.from_dict(lease) if isinstance(lease, dict) else None,
+            dependencies=tuple(data.get("dependencies") or ()),
+            attempts=int(data.get("attempts") or 0),
+            not_before=parse_timestamp(not_before) if isinstance(not_before, str) else None,
+            lease_token=int(data.get("lease_token") or 0),
+            blocked_reason=data.get("blocked_reason"),
+            parent=parent or data.get("parent") or data.get("parent_task"),
+        )
+
+    @property
+    def sort_key(self) -> tuple[int, int, int]:
+        """Priority first (lower first, missing last), then queue order."""
+        return (0 if self.priority is not None else 1, self.priority or 0, self.index)
+
+
+def walk(tasks: list[Any], path: str = "$.tasks", parent: str | None = None) -> Iterator[tuple[str, Any, str | None]]:
+    """Every task dict in queue order with its JSON path and parent id, nested subtasks included."""
+    for position, task in enumerate(tasks):
+        here = f"{path}[{position}]"
+        yield here, task, parent
+        if isinstance(task, dict) and isinstance(task.get("subtasks"), list):
+            yield from walk(task["subtasks"], f"{here}.subtasks", task.get("id"))
+
+
+def views(data: Mapping[str, Any]) -> list[Task]:
+    """Typed views of every task in a (validated) queue document, in queue order."""
+    return [
+        Task.from_dict(task, index=index, path=path, parent=parent)
+        for index, (path, task, parent) in enumerate(walk(data.get("tasks", [])))
+    ]
+
+
+def index_by_id(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Task id -> the raw task dict (the last one wins on duplicates, which validation reports)."""
+    return {task["id"]: task for _, task, _ in walk(data.get("tasks", [])) if isinstance(task, dict) and "id" in task}

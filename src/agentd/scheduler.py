@@ -1,0 +1,319 @@
+"""The decision core: what a role may claim now, in which order, and what an outcome does to a task.
+
+Pure functions of (tasks, lease observations, role, now). The daemon, ``agentd queue why`` and ``agentd doctor`` all
+call these, so their answers cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from agentd.clock import format_timestamp
+from agentd.model import Task
+from agentd.validate import find_cycle
+from agentd.workflow import Role, Workflow
+
+
+class Reason(enum.StrEnum):
+    """Why a task is or is not claimable, in the order the rules are applied."""
+
+    CLAIMABLE = "claimable"
+    WRONG_STATUS = "wrong-status"
+    WRONG_TYPE = "wrong-type"
+    UNKNOWN_DEPENDENCY = "unknown-dependency"
+    CYCLE = "cycle"
+    DEPENDENCY_NOT_DONE = "dependency-not-done"
+    BACKOFF = "backoff"
+    LEASED = "leased"
+    WIP_FULL = "wip-full"
+
+
+@dataclass(frozen=True)
+class LeaseObservation:
+    """What was seen of a task's lease file on disk (gathered by :mod:`agentd.leases`)."""
+
+    task_id: str
+    token: int | None = None
+    role: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    pgid: int | None = None
+    locked: bool | None = None  # is its flock held? None: could not tell
+    heartbeat_at: datetime | None = None
+    acquired: datetime | None = None
+    ttl: float | None = None
+    error: str | None = None  # why the file did not parse, if it did not
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """A judgement on one lease."""
+
+    live: bool
+    cause: str
+
+
+def judge(lease: LeaseObservation, now: datetime, default_ttl: float) -> Liveness:
+    """Kernel liveness first (a free lock is stale at once), then the heartbeat against the TTL."""
+    if lease.locked is False:
+        return Liveness(False, "lock released: the process holding the lease is gone")
+    ttl = lease.ttl if lease.ttl is not None else default_ttl
+    beat = lease.heartbeat_at or lease.acquired
+    if beat is not None:
+        age = (now - beat).total_seconds()
+        if age > ttl:
+            return Liveness(False, f"no heartbeat for {age:.0f} s (ttl {ttl:g} s)")
+    if lease.locked is None:
+        return Liveness(True, "lock state unknown; heartbeat within ttl")
+    return Liveness(True, "lock held and heartbeat within ttl")
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one rule for one task."""
+
+    reason: Reason
+    ok: bool
+    detail: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class View:
+    """Everything selection needs to know, gathered once per pass."""
+
+    tasks: list[Task]
+    by_id: Mapping[str, Task]
+    done: frozenset[str]
+    leases: Mapping[str, LeaseObservation]
+    now: datetime
+    default_ttl: float
+    cycle: tuple[str, ...] = ()
+
+    @classmethod
+    def build(
+        cls,
+        tasks: list[Task],
+        workflow: Workflow,
+        now: datetime,
+        leases: Mapping[str, LeaseObservation] | None = None,
+        default_ttl: float = 5400.0,
+    ) -> View:
+        by_id = {task.id: task for task in tasks}
+        cycle = find_cycle({task.id: task.dependencies for task in tasks}) or []
+        return cls(tasks, by_id, frozenset(workflow.done_statuses), leases or {}, now, default_ttl, tuple(cycle))
+
+
+def dependency_checks(task: Task, view: View) -> list[Check]:
+    """One check per dependency: unknown, in a cycle, not done, or done."""
+    checks = []
+    for dep in task.dependencies:
+        other = view.by_id.get(dep)
+        if other is None:
+            checks.append(Check(Reason.UNKNOWN_DEPENDENCY, False, f"depends on {dep!r}, which is not in the queue"))
+        elif task.id in view.cycle and dep in view.cycle:
+            checks.append(Check(Reason.CYCLE, False, "dependency cycle: " + " -> ".join(view.cycle)))
+        elif other.status not in view.done:
+            checks.append(
+                Check(Reason.DEPENDENCY_NOT_DONE, False, f"dependency {dep} is {other.status!r}, not done", {"id": dep})
+            )
+        else:
+            checks.append(Check(Reason.CLAIMABLE, True, f"dependency {dep} is {other.status!r}", {"id": dep}))
+    return checks
+
+
+def task_checks(task: Task, role: Role, view: View) -> list[Check]:
+    """Every per-task rule, in the order the scheduler applies them (WIP is per role: see :func:`wip_room`)."""
+    checks = []
+    if task.status in role.claims:
+        checks.append(Check(Reason.CLAIMABLE, True, f"status {task.status!r} is claimed by {role.name}"))
+    else:
+        claims = ", ".join(repr(s) for s in role.claims)
+        checks.append(Check(Reason.WRONG_STATUS, False, f"status {task.status!r}; {role.name} claims {claims}"))
+    if role.accepts_type(task.type):
+        checks.append(Check(Reason.CLAIMABLE, True, f"type {task.type!r} passes {role.name}'s filter"))
+    else:
+        allowed = ", ".join(role.types or ())
+        checks.append(Check(Reason.WRONG_TYPE, False, f"type {task.type!r}; {role.name} only takes {allowed}"))
+    checks.extend(dependency_checks(task, view))
+    if task.not_before is not None and task.not_before > view.now:
+        wait = (task.not_before - view.now).total_seconds()
+        checks.append(
+            Check(
+                Reason.BACKOFF,
+                False,
+                f"backing off until {format_timestamp(task.not_before)} ({wait:.0f} s)",
+                {"until": format_timestamp(task.not_before)},
+            )
+        )
+    lease = view.leases.get(task.id)
+    if lease is not None:
+        verdict = judge(lease, view.now, view.default_ttl)
+        if verdict.live:
+            holder = f"{lease.role or '?'} on {lease.host or '?'} pid {lease.pid or '?'}"
+            checks.append(Check(Reason.LEASED, False, f"leased by {holder}, token {lease.token}: {verdict.cause}"))
+        else:
+            checks.append(Check(Reason.CLAIMABLE, True, f"old lease is stale ({verdict.cause}); it will be recovered"))
+    return checks
+
+
+def blocker(task: Task, role: Role, view: View) -> Check | None:
+    """The first rule that stops ``role`` from claiming ``task``, or None."""
+    return next((check for check in task_checks(task, role, view) if not check.ok), None)
+
+
+def wip_limit(role: Role, queue_limits: Mapping[str, int]) -> int:
+    """The role's WIP limit: agentd.toml, else the queue's wip_limits, else 1."""
+    if role.wip is not None:
+        return role.wip
+    return int(queue_limits.get(role.name, 1))
+
+
+def in_progress(tasks: Iterable[Task], role: Role) -> list[Task]:
+    """Tasks holding the role's WIP: those in its working status."""
+    return [task for task in tasks if task.status == role.working]
+
+
+def wip_room(tasks: Iterable[Task], role: Role, queue_limits: Mapping[str, int]) -> int:
+    """How many more tasks the role may start now, across all its daemons."""
+    return max(0, wip_limit(role, queue_limits) - len(in_progress(tasks, role)))
+
+
+def claimable(role: Role, view: View) -> list[Task]:
+    """Tasks ``role`` may claim now, best first (priority, then queue order); WIP not applied."""
+    ready = [task for task in view.tasks if blocker(task, role, view) is None]
+    return sorted(ready, key=lambda task: task.sort_key)
+
+
+def select(role: Role, view: View, queue_limits: Mapping[str, int], limit: int | None = None) -> list[Task]:
+    """What to claim now: the best claimable tasks, as many as WIP room (and ``limit``) allow."""
+    room = wip_room(view.tasks, role, queue_limits)
+    if limit is not None:
+        room = min(room, limit)
+    return claimable(role, view)[:room] if room > 0 else []
+
+
+def to_unblock(workflow: Workflow, view: View) -> list[Task]:
+    """Tasks the unblock rule moves now: in its ``from`` status, every dependency done, no ``blocked_reason``."""
+    rule = workflow.unblock
+    if rule is None:
+        return []
+    moved = []
+    for task in view.tasks:
+        if task.status != rule.from_status or task.blocked_reason:
+            continue
+        if all(check.ok for check in dependency_checks(task, view)):
+            moved.append(task)
+    return moved
+
+
+# -- outcomes -------------------------------------------------------------------------------------------------------
+
+
+class Kind(enum.StrEnum):
+    """How an attempt ended."""
+
+    SUCCESS = "success"  # exit 0
+    EXIT_CODE = "exit-code"  # an exit code listed in the role's outcomes
+    RESULT = "result"  # the command wrote a result file naming the next status
+    FAILURE = "failure"  # any other exit code
+    TIMEOUT = "timeout"
+    CRASH = "crash"  # killed by a signal, or its supervisor died
+    INTERRUPTED = "interrupted"  # agentd shut down while it ran
+    RECOVERED = "recovered"  # its lease went stale (the daemon died or hung)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the runner saw."""
+
+    kind: Kind
+    exit_code: int | None = None
+    signal: int | None = None
+    status: str | None = None  # from a result file
+    note: str | None = None
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+def classify(
+    role: Role,
+    *,
+    exit_code: int | None,
+    signal: int | None = None,
+    timed_out: bool = False,
+    result: Mapping[str, Any] | None = None,
+) -> Outcome:
+    """Turn a process exit (and an optional result file) into an Outcome."""
+    fields = dict((result or {}).get("fields") or {})
+    note = (result or {}).get("note")
+    if result and result.get("status"):
+        return Outcome(Kind.RESULT, exit_code, signal, result["status"], note, fields)
+    if timed_out:
+        return Outcome(Kind.TIMEOUT, exit_code, signal, None, note, fields)
+    if exit_code == 0:
+        return Outcome(Kind.SUCCESS, 0, None, None, note, fields)
+    if exit_code is not None and exit_code in role.outcomes:
+        return Outcome(Kind.EXIT_CODE, exit_code, None, role.outcomes[exit_code], note, fields)
+    if exit_code is None:
+        return Outcome(Kind.CRASH, None, signal, None, note, fields)
+    return Outcome(Kind.FAILURE, exit_code, signal, None, note, fields)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with a task after an attempt: its next status and the fields to set (None = remove)."""
+
+    status: str
+    patch: Mapping[str, Any]
+    retry: bool = False
+    final_failure: bool = False
+    note: str | None = None
+
+
+def decide(task: Task, role: Role, outcome: Outcome, now: datetime, workflow: Workflow | None = None) -> Decision:
+    """The next status and fields after ``outcome``. A status the command set itself meanwhile stands."""
+    patch: dict[str, Any] = dict(outcome.fields)
+    if outcome.note:
+        patch["status_note"] = outcome.note
+    if task.status != role.working:
+        # The command (an agent editing the queue) moved the task itself: that status stands.
+        return Decision(task.status, patch, note=f"status {task.status!r} set while the task ran")
+    if outcome.kind in (Kind.SUCCESS, Kind.EXIT_CODE, Kind.RESULT):
+        status = role.on_success if outcome.kind is Kind.SUCCESS else str(outcome.status)
+        patch["not_before"] = None
+        if task.attempts:
+            patch["attempts"] = 0  # attempts count failures at one stage; the next stage starts afresh
+        return Decision(status, patch)
+    if outcome.kind is Kind.INTERRUPTED:
+        patch.update(status_note=outcome.note or "interrupted by shutdown")
+        return Decision(role.retry_status, patch, retry=True, note="interrupted by shutdown")
+    failures = task.attempts + 1
+    cause = describe(outcome)
+    if failures >= role.max_attempts:
+        patch.update(attempts=failures, not_before=None)
+        patch["status_note"] = f"gave up after {failures} attempts: {cause}"
+        if workflow is not None and workflow.unblock is not None and role.on_failure == workflow.unblock.from_status:
+            patch["blocked_reason"] = f"failed {failures} attempts ({cause})"
+        return Decision(role.on_failure, patch, final_failure=True, note=patch["status_note"])
+    # A recovered task did not fail: its worker died. It goes back at once (a peer re-claims it within seconds).
+    delay = 0.0 if outcome.kind is Kind.RECOVERED else role.backoff.delay(failures)
+    patch.update(attempts=failures, not_before=format_timestamp(now + timedelta(seconds=delay)) if delay else None)
+    patch["status_note"] = f"attempt {failures} failed ({cause})" + (f"; retry in {delay:g} s" if delay else "")
+    return Decision(role.retry_status, patch, retry=True, note=patch["status_note"])
+
+
+def describe(outcome: Outcome) -> str:
+    """A few words on how an attempt ended."""
+    if outcome.kind is Kind.TIMEOUT:
+        return "timed out"
+    if outcome.kind is Kind.RECOVERED:
+        return outcome.note or "lease went stale"
+    if outcome.signal:
+        return f"killed by signal {outcome.signal}"
+    if outcome.exit_code is None:
+        return "crashed"
+    return f"exit code {outcome.exit_code}"

@@ -1,0 +1,112 @@
+"""The JSON Schemas in ``schemas/`` (shipped in the wheel as ``agentd/schemas``) and validation with JSON paths.
+
+Errors come back as one line: ``FILE: $.tasks[3].status: 5 is not of type 'string'``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import jsonschema
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
+
+from agentd.clock import parse_timestamp
+
+SchemaName = Literal["queue", "task", "lease", "config", "result"]
+NAMES: tuple[SchemaName, ...] = ("queue", "task", "lease", "config", "result")
+
+
+def schema_dir() -> Path:
+    """Where the schemas are: inside the installed package, else the source tree's top-level ``schemas/``."""
+    packaged = resources.files("agentd").joinpath("schemas")
+    if packaged.is_dir():
+        return Path(str(packaged))
+    source = Path(__file__).resolve().parents[2] / "schemas"
+    if source.is_dir():
+        return source
+    raise FileNotFoundError("agentd's JSON Schemas are missing from the installation")
+
+
+@functools.cache
+def load(name: SchemaName) -> dict[str, Any]:
+    """One schema as a dict."""
+    with (schema_dir() / f"{name}.schema.json").open(encoding="utf-8") as handle:
+        data: dict[str, Any] = json.load(handle)
+    return data
+
+
+def _timestamp(validator: Any, enabled: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if enabled and isinstance(instance, str):
+        try:
+            parse_timestamp(instance)
+        except ValueError:
+            yield ValidationError(f"{instance!r} is not a timestamp agentd can read (ISO-8601 expected)")
+
+
+_Validator = jsonschema.validators.extend(Draft202012Validator, {"x-agentd-timestamp": _timestamp})  # type: ignore[no-untyped-call]
+
+
+@functools.cache
+def _registry() -> Registry[Any]:
+    # The "$schema" key is dropped so that a "$ref" into another schema keeps agentd's extended validator
+    # (jsonschema would otherwise switch to the plain dialect's class, which ignores x-agentd-timestamp).
+    pairs = [(load(name)["$id"], DRAFT202012.create_resource(_bare(load(name)))) for name in NAMES]
+    return Registry().with_resources(pairs).crawl()
+
+
+def _bare(schema: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in schema.items() if key != "$schema"}
+
+
+@functools.cache
+def validator(name: SchemaName) -> Any:
+    """A compiled validator for one schema (cached)."""
+    return _Validator(_bare(load(name)), registry=_registry())
+
+
+def json_path(path: Any) -> str:
+    """``deque(['tasks', 3, 'status'])`` -> ``$.tasks[3].status``."""
+    out = "$"
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and part.isidentifier():
+            out += f".{part}"
+        else:
+            out += f"[{json.dumps(part)}]"
+    return out
+
+
+def _message(error: ValidationError) -> str:
+    message = error.message
+    if len(message) > 200:
+        message = message[:197] + "..."
+    return message.replace("\n", " ")
+
+
+def errors(instance: Any, name: SchemaName) -> list[tuple[str, str]]:
+    """Every violation as (JSON path, message), in document order."""
+    found = sorted(validator(name).iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
+    return [(json_path(e.absolute_path), _message(e)) for e in found]
+
+
+def first_error(instance: Any, name: SchemaName) -> tuple[str, str] | None:
+    """The most relevant violation as (JSON path, message), or None when the instance is valid."""
+    error = best_match(validator(name).iter_errors(instance))
+    if error is None:
+        return None
+    # best_match prefers the shallowest error; descend into oneOf/anyOf context for a precise path.
+    while error.context:
+        deeper = best_match(error.context)
+        if deeper is None:
+            break
+        error = deeper
+    return json_path(error.absolute_path), _message(error)

@@ -1,0 +1,112 @@
+"""Roles and the status transitions they make (pure data, no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff between failed attempts: ``initial * factor**(n-1)``, capped at ``max``."""
+
+    initial: float = 30.0
+    factor: float = 2.0
+    max: float = 1800.0
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after the ``failures``-th failed attempt (1-based)."""
+        if failures <= 0:
+            return 0.0
+        return float(min(self.max, self.initial * self.factor ** (failures - 1)))
+
+
+@dataclass(frozen=True)
+class Role:
+    """One role: which statuses it claims, where it works, where tasks go afterwards, and how it runs them."""
+
+    name: str
+    claims: tuple[str, ...]
+    working: str
+    on_success: str
+    on_failure: str = "blocked"
+    outcomes: Mapping[int, str] = field(default_factory=dict)
+    types: tuple[str, ...] | None = None
+    wip: int | None = None
+    command: tuple[str, ...] | None = None
+    prompt: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    interval: float = 60.0
+    lease_ttl: float = 5400.0
+    heartbeat: float = 60.0
+    timeout: float = 3600.0
+    max_attempts: int = 3
+    backoff: Backoff = field(default_factory=Backoff)
+    grace: float = 15.0
+    kill_after: float = 5.0
+
+    @property
+    def retry_status(self) -> str:
+        """Where a task goes back to for another attempt: the first status the role claims."""
+        return self.claims[0]
+
+    def statuses(self) -> set[str]:
+        """Every status this role reads or writes."""
+        return {*self.claims, self.working, self.on_success, self.on_failure, *self.outcomes.values()}
+
+    def accepts_type(self, task_type: object) -> bool:
+        """Whether the role's type filter lets a task of this type through."""
+        return self.types is None or task_type in self.types
+
+
+@dataclass(frozen=True)
+class UnblockRule:
+    """Move tasks from ``from_status`` to ``to_status`` once their dependencies are done."""
+
+    from_status: str = "blocked"
+    to_status: str = "ready"
+
+
+DEFAULT_PIPELINE: tuple[tuple[str, str, str, str], ...] = (
+    # role, claims, working, on_success   (on_failure is "blocked" for every default role)
+    ("planner", "needs_plan", "planning", "planning_complete"),
+    ("builder", "ready", "in_progress", "awaiting_test"),
+    ("tester", "awaiting_test", "testing", "ready_for_integrator"),
+    ("refiner", "needs_adapt", "adapting", "awaiting_test"),
+    ("integrator", "ready_for_integrator", "integrating", "done"),
+)
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """All roles plus the statuses that end a task's life."""
+
+    roles: Mapping[str, Role]
+    done_statuses: frozenset[str] = frozenset({"done", "completed"})
+    final_statuses: frozenset[str] = frozenset({"cancelled"})
+    unblock: UnblockRule | None = field(default_factory=UnblockRule)
+
+    def role(self, name: str) -> Role:
+        """The role called ``name``; KeyError when unknown."""
+        return self.roles[name]
+
+    def role_claiming(self, status: str) -> list[Role]:
+        """Roles that claim tasks in ``status``."""
+        return [role for role in self.roles.values() if status in role.claims]
+
+    def role_working_in(self, status: str) -> list[Role]:
+        """Roles whose working status is ``status``."""
+        return [role for role in self.roles.values() if role.working == status]
+
+    def known_statuses(self) -> set[str]:
+        """Every status some role or rule knows."""
+        known = set(self.done_statuses) | set(self.final_statuses)
+        for role in self.roles.values():
+            known |= role.statuses()
+        if self.unblock is not None:
+            known |= {self.unblock.from_status, self.unblock.to_status}
+        return known
+
+    def is_final(self, status: str) -> bool:
+        """Done or otherwise finished (never claimed again without a human)."""
+        return status in self.done_statuses or status in self.final_statuses

@@ -1,0 +1,117 @@
+"""Shared test helpers: real temporary projects, the agentd CLI as a real process, the shared fixtures."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[1]
+SHARED = PROJECT.parent / "shared"
+OODATCAA = SHARED / "fixtures" / "oodatcaa"
+FIXTURE_NAMES = ("SPRINT_QUEUE.78605cf.json", "SPRINT_QUEUE.cf0ac9d.json", "SPRINT_QUEUE.32dcdc7.json")
+
+
+def sha(path: Path) -> str:
+    """Hex digest of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run_agentd(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the agentd CLI as a real process."""
+    full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
+    full_env.pop("AGENTD_ROOT", None) if "AGENTD_ROOT" not in (env or {}) else None
+    return subprocess.run(
+        [sys.executable, "-m", "agentd", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin,
+        check=False,
+    )
+
+
+@pytest.fixture
+def oodatcaa() -> Path:
+    """The folder of real OODATCAA queues (read-only; never copied into the project)."""
+    if not OODATCAA.is_dir():
+        pytest.skip(f"real queues not found at {OODATCAA}: ../shared/fixtures/oodatcaa sits beside the project in CI")
+    return OODATCAA
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Callable[..., Path]:
+    """Make a project folder with a queue (a dict) and an optional agentd.toml text."""
+
+    def make(queue: dict[str, Any] | None = None, config: str | None = None, *, indent: int = 2) -> Path:
+        root = tmp_path / "proj"
+        root.mkdir(exist_ok=True)
+        if config is not None:
+            (root / "agentd.toml").write_text(config, encoding="utf-8")
+        if queue is not None:
+            (root / "SPRINT_QUEUE.json").write_text(json.dumps(queue, indent=indent) + "\n", encoding="utf-8")
+        return root
+
+    return make
+
+
+def small_queue() -> dict[str, Any]:
+    """A five-role sprint in miniature."""
+    return {
+        "sprint": 1,
+        "wip_limits": {"planner": 1, "builder": 2, "tester": 1, "refiner": 1, "integrator": 1},
+        "tasks": [
+            {
+                "id": "S1",
+                "title": "Story",
+                "type": "Story",
+                "status": "needs_plan",
+                "priority": 1,
+                "agent": None,
+                "lease": None,
+                "dependencies": [],
+            },
+            {
+                "id": "B1",
+                "title": "Build one",
+                "type": "Build",
+                "status": "ready",
+                "priority": 2,
+                "agent": None,
+                "lease": None,
+                "dependencies": [],
+            },
+            {
+                "id": "B2",
+                "title": "Build two",
+                "type": "Build",
+                "status": "ready",
+                "priority": 1,
+                "agent": None,
+                "lease": None,
+                "dependencies": ["B1"],
+            },
+            {
+                "id": "T1",
+                "title": "Test",
+                "type": "Test",
+                "status": "blocked",
+                "priority": 3,
+                "agent": None,
+                "lease": None,
+                "dependencies": ["B1", "B2"],
+            },
+        ],
+        "metadata": {"note": "caf\u00e9"},
+    }

@@ -1,0 +1,219 @@
+"""The queue store: format-preserving writes, hand edits survive, atomic replace, locking, concurrency."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agentd import faults
+from agentd.errors import LockTimeout, QueueInvalid
+from agentd.model import index_by_id, walk
+from agentd.queuefile import QueueStore
+from tests.conftest import FIXTURE_NAMES, run_agentd, sha, small_queue
+
+
+def changed_lines(before: str, after: str) -> list[str]:
+    return [
+        line
+        for line in difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0)
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_set_status_on_real_queues_changes_one_line(name: str, oodatcaa: Path, tmp_path: Path) -> None:
+    """`agentd queue set-status` on each real queue changes exactly that task's status line (git diff)."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    shutil.copyfile(oodatcaa / name, queue)
+    original = queue.read_text(encoding="utf-8")
+    for _, task, _ in list(walk(json.loads(original)["tasks"]))[:4]:
+        before = queue.read_text(encoding="utf-8")
+        result = run_agentd("queue", "set-status", task["id"], "needs_adapt", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        after = queue.read_text(encoding="utf-8")
+        diff = changed_lines(before, after)
+        assert len(diff) == 2, diff
+        assert diff[0].startswith("-") and f'"status": "{task["status"]}"' in diff[0]
+        assert diff[1] == diff[0].replace(task["status"], "needs_adapt").replace("-", "+", 1)
+    assert original.endswith("\n") == queue.read_text(encoding="utf-8").endswith("\n")
+
+
+def test_git_diff_shows_exactly_one_line(oodatcaa: Path, tmp_path: Path) -> None:
+    """In a git checkout of a real queue, `git diff --numstat` after set-status reports 1 added, 1 removed."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copyfile(oodatcaa / "SPRINT_QUEUE.78605cf.json", repo / "SPRINT_QUEUE.json")
+    git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "queue"], check=True)
+    assert run_agentd("queue", "set-status", "T001-B02", "ready", cwd=repo).returncode == 0
+    numstat = subprocess.run([*git, "diff", "--numstat"], capture_output=True, text=True, check=True).stdout
+    assert numstat.split() == ["1", "1", "SPRINT_QUEUE.json"]
+
+
+def test_hand_edit_between_read_and_write_survives(tmp_path: Path) -> None:
+    """A plain open/write (no lock) after agentd read the queue and before it renames is re-read, not overwritten."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    queue.write_text(json.dumps(small_queue(), indent=2) + "\n")
+    store = QueueStore(queue)
+    calls: list[int] = []
+
+    def hand_edit() -> None:
+        if calls:
+            return
+        calls.append(1)
+        data = json.loads(queue.read_text())
+        data["tasks"][3]["title"] = "edited by a human"
+        with open(queue, "w") as handle:  # no lock, no rename: the way a careless script writes
+            handle.write(json.dumps(data, indent=2) + "\n")
+
+    faults.on("queue.after-temp-write", hand_edit)
+    try:
+        applied: list[int] = []
+
+        def change(doc: dict) -> None:  # type: ignore[type-arg]
+            applied.append(1)
+            index_by_id(doc)["B1"]["status"] = "in_progress"
+
+        store.transaction(change)
+    finally:
+        faults.on("queue.after-temp-write", None)
+    data = json.loads(queue.read_text())
+    assert data["tasks"][3]["title"] == "edited by a human"
+    assert data["tasks"][1]["status"] == "in_progress"
+    assert len(applied) == 2  # re-read and re-applied
+
+
+def test_file_mode_and_missing_trailing_newline_are_kept(tmp_path: Path) -> None:
+    """A rewrite keeps the file's permission bits and its (absent) trailing newline."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    queue.write_text(json.dumps(small_queue(), indent=4))
+    os.chmod(queue, 0o640)
+    QueueStore(queue).transaction(lambda doc: index_by_id(doc)["B1"].update(status="done"))
+    assert stat.S_IMODE(queue.stat().st_mode) == 0o640
+    text = queue.read_text()
+    assert not text.endswith("\n") and '\n    "tasks": [' in text
+
+
+def test_symlinked_queue_is_written_through(tmp_path: Path) -> None:
+    """A queue that is a symlink stays a symlink; its target gets the change."""
+    real = tmp_path / "real.json"
+    real.write_text(json.dumps(small_queue(), indent=2))
+    link = tmp_path / "SPRINT_QUEUE.json"
+    link.symlink_to(real)
+    QueueStore(link).transaction(lambda doc: index_by_id(doc)["B1"].update(status="done"))
+    assert link.is_symlink() and json.loads(real.read_text())["tasks"][1]["status"] == "done"
+
+
+def test_invalid_result_is_never_written(tmp_path: Path) -> None:
+    """A change that would make the queue invalid is refused and the bytes stay as they were."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    queue.write_text(json.dumps(small_queue(), indent=2))
+    before = sha(queue)
+    with pytest.raises(QueueInvalid, match=r"\$\.tasks\[1\]\.status: refusing to write"):
+        QueueStore(queue).transaction(lambda doc: index_by_id(doc)["B1"].update(status=5))
+    with pytest.raises(QueueInvalid, match="duplicate task id"):
+        QueueStore(queue).transaction(lambda doc: doc["tasks"].append({"id": "B1", "status": "ready"}))
+    assert sha(queue) == before
+
+
+def test_lock_timeout_is_a_clear_error(tmp_path: Path) -> None:
+    """While another process holds the queue lock, a write waits for lock_timeout and fails with exit code 5."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    queue.write_text(json.dumps(small_queue(), indent=2))
+    (tmp_path / "agentd.toml").write_text("lock_timeout = 0.3\n")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.flock(f,fcntl.LOCK_EX); print('held',flush=True);"
+            " time.sleep(30)",
+            str(queue) + ".lock",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        result = run_agentd("queue", "set-status", "B1", "done", cwd=tmp_path)
+        assert result.returncode == 5
+        assert "could not take the queue lock within 0.3 s" in result.stderr
+        with pytest.raises(LockTimeout):
+            QueueStore(queue, lock_timeout=0.1).transaction(lambda doc: None)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_parallel_adds_lose_nothing_and_readers_never_see_a_torn_file(tmp_path: Path) -> None:
+    """8 processes add 20 tasks each through the CLI at once while a reader parses the file in a loop."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    queue.write_text(json.dumps({"wip_limits": {}, "tasks": []}, indent=2) + "\n")
+    reader = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import json,sys,os\n"
+            "reads=bad=0\n"
+            "while not os.path.exists(sys.argv[2]):\n"
+            "    try:\n"
+            "        d=json.load(open(sys.argv[1])); assert isinstance(d['tasks'], list); reads+=1\n"
+            "    except Exception as e:\n"
+            "        bad+=1; print('BAD', repr(e), flush=True)\n"
+            "print('reads', reads, 'bad', bad, flush=True)\n",
+            str(queue),
+            str(tmp_path / "stop"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    script = (
+        "import sys\nfrom agentd.cli import main\n"
+        "w=sys.argv[1]\n"
+        "for i in range(20):\n"
+        "    try:\n"
+        "        main(['--root', sys.argv[2], 'queue', 'add', f'W{w}-{i}', '--title', f'task {i} of {w}'])\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code == 0, e.code\n"
+    )
+    workers = [
+        subprocess.Popen([sys.executable, "-c", script, str(w), str(tmp_path)], stdout=subprocess.DEVNULL)
+        for w in range(8)
+    ]
+    deadline = time.monotonic() + 120
+    for worker in workers:
+        assert worker.wait(timeout=max(1, deadline - time.monotonic())) == 0
+    (tmp_path / "stop").touch()
+    out, _ = reader.communicate(timeout=30)
+    assert "BAD" not in out, out
+    reads = int(out.split()[1])
+    assert reads > 0
+    ids = [t["id"] for t in json.loads(queue.read_text())["tasks"]]
+    assert len(ids) == 160 and len(set(ids)) == 160
+
+
+@pytest.mark.parametrize("point", ["queue.after-temp-write", "queue.before-rename", "queue.after-rename"])
+def test_crash_inside_a_transaction_leaves_old_or_new(point: str, tmp_path: Path) -> None:
+    """A process that dies at any step of a write leaves a queue that parses: the old one or the new one."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    queue.write_text(json.dumps(small_queue(), indent=2) + "\n")
+    old = queue.read_bytes()
+    result = run_agentd("queue", "set-status", "B1", "done", cwd=tmp_path, env={"AGENTD_CRASH_AT": point})
+    assert result.returncode == faults.CRASH_EXIT_CODE
+    data = json.loads(queue.read_text())
+    assert data["tasks"][1]["status"] in ("ready", "done")
+    assert (queue.read_bytes() == old) == (point != "queue.after-rename")
+    result = run_agentd("queue", "set-status", "B2", "done", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".agentd-tmp")]
+    assert leftovers == []

@@ -1,0 +1,97 @@
+"""agentd.toml: defaults from the schema, overrides, precedence, and what `agentd init` writes."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from agentd import config, schema
+from agentd.cli.init_cmd import config_text
+from agentd.errors import ConfigInvalid, RoleNotFound
+
+
+def test_no_file_means_the_five_role_pipeline(tmp_path: Path) -> None:
+    """Without agentd.toml the default workflow is planner/builder/tester/refiner/integrator."""
+    cfg = config.load(root=tmp_path, environ={})
+    assert list(cfg.roles) == ["planner", "builder", "tester", "refiner", "integrator"]
+    b = cfg.role("builder")
+    assert (b.claims, b.working, b.on_success, b.on_failure) == (("ready",), "in_progress", "awaiting_test", "blocked")
+    assert cfg.queue_path == tmp_path.resolve() / "SPRINT_QUEUE.json"
+    assert cfg.workflow.done_statuses == {"done", "completed"}
+
+
+def test_role_defaults_match_the_schema() -> None:
+    """Every tunable's default in the code is the one the schema documents."""
+    tun = schema.load("config")["$defs"]["tunables"]["properties"]
+    role = config.load(root=Path("/"), environ={}).role("tester")
+    for name in config.TUNABLES:
+        assert getattr(role, name) == tun[name]["default"], name
+    assert role.backoff.initial == tun["backoff"]["properties"]["initial"]["default"]
+
+
+def test_init_template_parses_to_the_defaults(tmp_path: Path) -> None:
+    """The commented agentd.toml that init writes is valid and means exactly the defaults."""
+    (tmp_path / "agentd.toml").write_text(config_text())
+    assert tomllib.loads(config_text())
+    written = config.load(root=tmp_path, environ={})
+    bare = config.load(root=tmp_path / "nowhere", environ={})
+    assert written.workflow == bare.workflow
+    assert written.log == bare.log
+
+
+def test_role_overrides_defaults_and_outcomes(tmp_path: Path) -> None:
+    """A role inherits [defaults] and overrides what it sets; outcomes keys become ints."""
+    (tmp_path / "agentd.toml").write_text(
+        """
+[defaults]
+interval = 5
+backoff = { initial = 1 }
+[roles.tester]
+claims = ["awaiting_test", "retest"]
+working = "testing"
+on_success = "ready_for_integrator"
+outcomes = { 3 = "needs_adapt" }
+interval = 2
+command = ["pytest", "-q"]
+"""
+    )
+    cfg = config.load(root=tmp_path, environ={})
+    tester = cfg.role("tester")
+    assert tester.interval == 2 and tester.backoff.initial == 1 and tester.backoff.factor == 2
+    assert tester.outcomes == {3: "needs_adapt"} and tester.claims == ("awaiting_test", "retest")
+    assert tester.command == ("pytest", "-q") and list(cfg.roles) == ["tester"]
+    with pytest.raises(RoleNotFound):
+        cfg.role("builder")
+
+
+def test_queue_path_precedence(tmp_path: Path) -> None:
+    """--queue beats AGENTD_QUEUE beats agentd.toml beats the default."""
+    (tmp_path / "agentd.toml").write_text('queue = "from-toml.json"\n')
+    assert config.load(root=tmp_path, environ={}).queue_path.name == "from-toml.json"
+    env = {"AGENTD_QUEUE": "from-env.json"}
+    assert config.load(root=tmp_path, environ=env).queue_path.name == "from-env.json"
+    assert config.load(root=tmp_path, environ=env, queue=Path("cli.json")).queue_path.name == "cli.json"
+
+
+def test_root_is_found_upwards(tmp_path: Path) -> None:
+    """The nearest folder upwards holding agentd.toml is the project root."""
+    (tmp_path / "agentd.toml").write_text("")
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    assert config.find_root(deep) == tmp_path.resolve()
+
+
+def test_unknown_key_names_its_path(tmp_path: Path) -> None:
+    """A typo is an error naming the file and the key's path."""
+    (tmp_path / "agentd.toml").write_text("[defaults]\nintervall = 3\n")
+    with pytest.raises(ConfigInvalid) as info:
+        config.load(root=tmp_path, environ={})
+    assert "agentd.toml: $.defaults:" in str(info.value) and "intervall" in str(info.value)
+
+
+def test_unblock_can_be_turned_off(tmp_path: Path) -> None:
+    """unblock = false disables the rule."""
+    (tmp_path / "agentd.toml").write_text("unblock = false\n")
+    assert config.load(root=tmp_path, environ={}).workflow.unblock is None

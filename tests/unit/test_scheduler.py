@@ -1,0 +1,187 @@
+"""The decision core: selection order, every blocking rule, WIP, unblocking and outcome decisions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agentd import scheduler as core
+from agentd.config import build
+from agentd.model import views
+from agentd.scheduler import Kind, LeaseObservation, Outcome, Reason, View
+from agentd.workflow import Workflow
+
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+CONFIG = build({}, root=__import__("pathlib").Path("/tmp"), path=None)
+WF: Workflow = CONFIG.workflow
+BUILDER = WF.role("builder")
+
+
+def task(task_id: str, status: str = "ready", **extra: Any) -> dict[str, Any]:
+    return {"id": task_id, "status": status, **extra}
+
+
+def view(tasks: list[dict[str, Any]], leases: dict[str, LeaseObservation] | None = None, now: datetime = NOW) -> View:
+    return View.build(views({"tasks": tasks}), WF, now, leases)
+
+
+def test_priority_then_queue_order() -> None:
+    """Lower priority first, missing priority last, ties in queue order."""
+    v = view([task("a"), task("b", priority=2), task("c", priority=1), task("d", priority=2)])
+    assert [t.id for t in core.claimable(BUILDER, v)] == ["c", "b", "d", "a"]
+
+
+def test_dependencies_must_be_done() -> None:
+    """A task waits for every dependency to reach a done status."""
+    v = view(
+        [task("a", "in_progress"), task("b", dependencies=["a"]), task("c", "done"), task("d", dependencies=["c"])]
+    )
+    assert [t.id for t in core.claimable(BUILDER, v)] == ["d"]
+    check = core.blocker(v.by_id["b"], BUILDER, v)
+    assert check is not None and check.reason is Reason.DEPENDENCY_NOT_DONE
+
+
+def test_unknown_dependency_and_cycle_are_named() -> None:
+    """Unknown ids and cycles block with their own reasons."""
+    v = view([task("a", dependencies=["zz"]), task("b", dependencies=["c"]), task("c", dependencies=["b"])])
+    assert core.blocker(v.by_id["a"], BUILDER, v).reason is Reason.UNKNOWN_DEPENDENCY  # type: ignore[union-attr]
+    cyc = core.blocker(v.by_id["b"], BUILDER, v)
+    assert cyc is not None and cyc.reason is Reason.CYCLE
+    assert "b -> c -> b" in cyc.detail or "c -> b -> c" in cyc.detail
+
+
+def test_type_filter() -> None:
+    """A role with a type filter skips other types."""
+    role = WF.role("builder").__class__(**{**WF.role("builder").__dict__, "types": ("Build",)})
+    v = view([task("a", type="Test"), task("b", type="Build")])
+    assert [t.id for t in core.claimable(role, v)] == ["b"]
+    assert core.blocker(v.by_id["a"], role, v).reason is Reason.WRONG_TYPE  # type: ignore[union-attr]
+
+
+def test_backoff_until_not_before() -> None:
+    """A task backing off is claimable only once not_before has passed."""
+    later = (NOW + timedelta(seconds=30)).isoformat()
+    assert core.claimable(BUILDER, view([task("a", not_before=later)])) == []
+    assert [
+        t.id for t in core.claimable(BUILDER, view([task("a", not_before=later)], now=NOW + timedelta(seconds=31)))
+    ] == ["a"]
+
+
+def test_live_lease_blocks_and_stale_lease_does_not() -> None:
+    """A held lock with a fresh heartbeat blocks; a released lock or an old heartbeat does not."""
+    live = LeaseObservation("a", token=3, locked=True, heartbeat_at=NOW - timedelta(seconds=10), ttl=60)
+    released = LeaseObservation("a", token=3, locked=False, heartbeat_at=NOW, ttl=60)
+    hung = LeaseObservation("a", token=3, locked=True, heartbeat_at=NOW - timedelta(seconds=61), ttl=60)
+    assert core.claimable(BUILDER, view([task("a")], {"a": live})) == []
+    assert len(core.claimable(BUILDER, view([task("a")], {"a": released}))) == 1
+    assert len(core.claimable(BUILDER, view([task("a")], {"a": hung}))) == 1
+    assert "lock released" in core.judge(released, NOW, 60).cause
+    assert "no heartbeat" in core.judge(hung, NOW, 60).cause
+
+
+def test_wip_room_counts_working_status_across_daemons() -> None:
+    """WIP = tasks in the role's working status; select never exceeds the room."""
+    v = view([task("w1", "in_progress"), task("a"), task("b"), task("c")])
+    assert core.wip_room(v.tasks, BUILDER, {"builder": 3}) == 2
+    assert [t.id for t in core.select(BUILDER, v, {"builder": 3})] == ["a", "b"]
+    assert core.select(BUILDER, v, {"builder": 1}) == []
+    assert core.wip_limit(BUILDER, {}) == 1
+    assert len(core.select(BUILDER, v, {"builder": 3}, limit=1)) == 1
+
+
+def test_unblock_moves_only_tasks_without_reason_and_done_deps() -> None:
+    """The unblock rule needs every dependency done and no blocked_reason."""
+    v = view(
+        [
+            task("d", "done"),
+            task("x", "blocked", dependencies=["d"]),
+            task("y", "blocked", dependencies=["d"], blocked_reason="waiting for design"),
+            task("z", "blocked", dependencies=["x"]),
+        ]
+    )
+    assert [t.id for t in core.to_unblock(WF, v)] == ["x"]
+
+
+def decide(outcome: Outcome, **fields: Any) -> core.Decision:
+    t = views({"tasks": [task("a", "in_progress", **fields)]})[0]
+    return core.decide(t, BUILDER, outcome, NOW, WF)
+
+
+def test_success_and_explicit_statuses() -> None:
+    """Exit 0 goes to on_success; outcomes and result files name the status."""
+    assert decide(Outcome(Kind.SUCCESS, 0)).status == "awaiting_test"
+    tester = WF.role("tester").__class__(**{**WF.role("tester").__dict__, "outcomes": {3: "needs_adapt"}})
+    assert core.classify(tester, exit_code=3).status == "needs_adapt"
+    result = core.classify(BUILDER, exit_code=1, result={"status": "needs_adapt", "fields": {"x": 1}})
+    assert result.kind is Kind.RESULT
+    assert decide(result).status == "needs_adapt" and decide(result).patch["x"] == 1
+
+
+def test_failure_backs_off_then_gives_up() -> None:
+    """Failures retry with exponential backoff, then go to on_failure with a blocked_reason."""
+    first = decide(Outcome(Kind.FAILURE, 1))
+    assert first.status == "ready" and first.patch["attempts"] == 1
+    assert first.patch["not_before"] == (NOW + timedelta(seconds=30)).isoformat()
+    second = decide(Outcome(Kind.FAILURE, 1), attempts=1)
+    assert second.patch["not_before"] == (NOW + timedelta(seconds=60)).isoformat()
+    last = decide(Outcome(Kind.TIMEOUT), attempts=2)
+    assert last.status == "blocked" and last.final_failure and "blocked_reason" in last.patch
+
+
+def test_interrupted_spends_no_attempt() -> None:
+    """A shutdown sends the task back without counting an attempt."""
+    d = decide(Outcome(Kind.INTERRUPTED), attempts=1)
+    assert d.status == "ready" and "attempts" not in d.patch and d.patch["status_note"] == "interrupted by shutdown"
+
+
+def test_status_set_by_the_command_stands() -> None:
+    """If the task left the working status while it ran, agentd keeps that status."""
+    t = views({"tasks": [task("a", "needs_adapt")]})[0]
+    assert core.decide(t, BUILDER, Outcome(Kind.SUCCESS, 0), NOW, WF).status == "needs_adapt"
+
+
+statuses = st.sampled_from(["ready", "in_progress", "done", "blocked", "awaiting_test", "needs_plan"])
+
+
+@st.composite
+def queues(draw: st.DrawFn) -> list[dict[str, Any]]:
+    n = draw(st.integers(1, 12))
+    ids = [f"t{i}" for i in range(n)]
+    out = []
+    for i, tid in enumerate(ids):
+        deps = draw(st.lists(st.sampled_from(ids[:i]), max_size=2, unique=True)) if i else []
+        prio = draw(st.one_of(st.none(), st.integers(0, 5)))
+        out.append(task(tid, draw(statuses), dependencies=deps, priority=prio))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(queues(), st.integers(0, 4))
+def test_selection_invariants(tasks: list[dict[str, Any]], limit: int) -> None:
+    """Selected tasks are claimable, sorted, unique, within WIP room, with every dependency done."""
+    v = view(tasks)
+    chosen = core.select(BUILDER, v, {"builder": limit})
+    assert len(chosen) <= core.wip_room(v.tasks, BUILDER, {"builder": limit})
+    assert len({t.id for t in chosen}) == len(chosen)
+    assert chosen == sorted(chosen, key=lambda t: t.sort_key)
+    for t in chosen:
+        assert t.status == "ready"
+        assert all(v.by_id[d].status in WF.done_statuses for d in t.dependencies)
+    claimable_ids = {t.id for t in core.claimable(BUILDER, v)}
+    for t in v.tasks:
+        if t.id not in claimable_ids:
+            assert core.blocker(t, BUILDER, v) is not None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 10), st.floats(0, 100), st.floats(1, 4), st.floats(0, 5000))
+def test_backoff_is_monotonic_and_capped(n: int, initial: float, factor: float, cap: float) -> None:
+    """Backoff never shrinks with more failures and never exceeds the cap."""
+    from agentd.workflow import Backoff
+
+    b = Backoff(initial, factor, cap)
+    assert b.delay(n) <= max(cap, 0) + 1e-9
+    assert b.delay(n + 1) >= b.delay(n) - 1e-9

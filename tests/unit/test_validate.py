@@ -1,0 +1,90 @@
+"""Validation beyond the schema, and timestamps."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agentd import schema, validate
+from agentd.clock import format_timestamp, parse_timestamp
+from agentd.workflow import Workflow
+
+
+def test_duplicate_ids_including_nested() -> None:
+    """A subtask reusing a top-level id is a duplicate, named by its path."""
+    doc = {"tasks": [{"id": "a", "status": "ready", "subtasks": [{"id": "a", "status": "ready"}]}]}
+    [finding] = [f for f in validate.check(doc) if f.code == "duplicate"]
+    assert finding.path == "$.tasks[0].subtasks[0].id" and "first at $.tasks[0]" in finding.message
+
+
+def test_unknown_dependency_named() -> None:
+    """A dependency on a missing id names the id and its path."""
+    doc = {"tasks": [{"id": "a", "status": "ready", "dependencies": ["x"]}]}
+    [finding] = validate.check(doc)
+    assert finding.path == "$.tasks[0].dependencies[0]" and "'x'" in finding.message
+
+
+def test_cycle_is_named() -> None:
+    """A dependency cycle is reported with its members in order."""
+    doc = {"tasks": [{"id": i, "status": "ready", "dependencies": [d]} for i, d in ("ab", "bc", "ca")]}
+    [finding] = validate.check(doc)
+    assert finding.code == "cycle" and finding.message == "dependency cycle: a -> b -> c -> a"
+
+
+def test_deep_chain_is_no_recursion_problem() -> None:
+    """A 10,000-long dependency chain is checked without recursion errors."""
+    graph = {f"t{i}": (f"t{i + 1}",) for i in range(10_000)}
+    assert validate.find_cycle(graph) is None
+    graph["t10000"] = ("t0",)
+    cycle = validate.find_cycle(graph)
+    assert cycle is not None and len(cycle) == 10_002
+
+
+def test_conflict_markers_name_the_line() -> None:
+    """Git conflict markers are found with their line numbers."""
+    text = '{\n<<<<<<< HEAD\n  "a": 1\n=======\n  "a": 2\n>>>>>>> branch\n}\n'
+    lines = [f.message for f in validate.conflict_markers(text)]
+    assert lines[0].startswith("line 2:") and lines[1].startswith("line 4:") and lines[2].startswith("line 6:")
+
+
+def test_unknown_status_is_a_warning() -> None:
+    """Statuses no role or rule knows are warnings, not errors."""
+    from agentd.config import build
+
+    wf: Workflow = build({}, root=__import__("pathlib").Path("/"), path=None).workflow
+    [finding] = validate.check({"tasks": [{"id": "a", "status": "limbo"}]}, wf)
+    assert finding.severity == "warning" and finding.code == "unknown-status"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2025-10-03T09:31:00Z", datetime(2025, 10, 3, 9, 31, tzinfo=UTC)),
+        ("2025-10-03T11:30:00+02:00", datetime(2025, 10, 3, 9, 30, tzinfo=UTC)),
+        ("2025-10-03T09:31:00", datetime(2025, 10, 3, 9, 31, tzinfo=UTC)),
+        ("2025-10-03 09:31:00.250-05:00", datetime(2025, 10, 3, 14, 31, 0, 250000, tzinfo=UTC)),
+    ],
+)
+def test_timestamps_read_any_offset(text: str, expected: datetime) -> None:
+    """Z, any offset and offset-less (UTC) all read."""
+    assert parse_timestamp(text) == expected
+
+
+def test_unreadable_timestamp_is_a_validation_error() -> None:
+    """A timestamp agentd reads but cannot parse is an error with its path, never a silent 'stale'."""
+    doc = {"tasks": [{"id": "a", "status": "ready", "lease": {"acquired": "last tuesday"}}]}
+    assert schema.first_error(doc, "queue") == (
+        "$.tasks[0].lease.acquired",
+        "'last tuesday' is not a timestamp agentd can read (ISO-8601 expected)",
+    )
+
+
+@given(st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-7))])))
+def test_timestamp_round_trip(moment: datetime) -> None:
+    """What agentd writes it reads back to the same instant, always with an explicit offset."""
+    text = format_timestamp(moment)
+    assert text.endswith("+00:00")
+    assert abs(parse_timestamp(text) - moment) < timedelta(milliseconds=1)

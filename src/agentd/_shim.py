@@ -1,0 +1,420 @@
+"""agentd task supervisor ("shim"): one tiny process per task.  STDLIB ONLY.
+
+This file is executed directly, never imported by the daemon::
+
+    [sys.executable, "-I", "-S", "/abs/path/_shim.py"]   # start_new_session=True
+
+so the shim is a session and process-group leader (pgid == shim pid) and the command it starts
+shares that process group.  It must not import anything from agentd (``-I -S``: no site, no cwd).
+
+Protocol
+--------
+stdin  (control, the daemon holds the only write end):
+    line 1: JSON spec {"argv", "cwd", "env", "log", "timeout", "kill_after", "keep_fds"}
+    later:  ``TERM`` (SIGTERM the group, SIGKILL after kill_after) or ``KILL`` (SIGKILL now)
+    EOF:    the daemon died -> SIGTERM the group, wait <= 1 s for the command, SIGKILL the
+            whole group including the shim.
+stdout (status, JSON lines):
+    {"event": "started", "pid", "pgid", "started"}
+    {"event": "exited", "returncode", "signal", "timed_out", "killed_by", "error", "started", "ended"}
+
+A command killed by a signal is reported as ``returncode: null, signal: N``.  A command that
+cannot be started is reported with returncode 127 (not found) or 126 (anything else, including
+an unusable log file) and a one-line ``error``.
+
+"SIGKILL the group" while the shim must survive to report is done member by member (found in
+/proc by pgid, signalled through a pidfd after re-checking the pgid), repeated until no live
+member is left, so a process forking at that moment is caught too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+TYPE_CHECKING = False  # no `typing` import at run time: it costs ~4 ms of start-up
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+POLL_INTERVAL = 0.02  # s, for waits that have no fd to select on
+EOF_GRACE = 1.0  # s, between SIGTERM and SIGKILL once the daemon is gone
+GIVE_UP_AFTER_SIGKILL = 2.0  # s, stop waiting for unkillable (D-state) leftovers
+_HAVE_PIDFD = hasattr(os, "pidfd_open")
+_HAVE_PIDFD_SIGNAL = hasattr(signal, "pidfd_send_signal")
+_HAVE_PROC = os.path.exists("/proc/self/stat")
+
+_pending_signals: list[int] = []
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    _pending_signals.append(signum)
+
+
+def _iso_now() -> str:
+    """UTC ISO-8601 time with milliseconds (no `datetime` import: start-up cost)."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}+00:00"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _proc_stat(pid: int) -> tuple[bytes, int] | None:
+    """(state, pgrp) of *pid* from /proc, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2 :].split()
+    try:
+        return fields[0], int(fields[2])
+    except (IndexError, ValueError):
+        return None
+
+
+def _group_members(pgid: int, exclude: int) -> list[int]:
+    """Live (not zombie) processes of process group *pgid*, other than *exclude*."""
+    members: list[int] = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return members
+    for name in names:
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        if pid == exclude:
+            continue
+        st = _proc_stat(pid)
+        if st is not None and st[1] == pgid and st[0] not in (b"Z", b"X"):
+            members.append(pid)
+    return members
+
+
+def _signal_member(pid: int, pgid: int, sig: int) -> None:
+    """Signal *pid* only if it still belongs to *pgid* (pidfd: immune to pid reuse)."""
+    if _HAVE_PIDFD and _HAVE_PIDFD_SIGNAL:
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            return
+        try:
+            st = _proc_stat(pid)
+            if st is not None and st[1] == pgid:
+                signal.pidfd_send_signal(fd, sig)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        return
+    with contextlib.suppress(OSError):
+        os.kill(pid, sig)
+
+
+class Shim:
+    def __init__(self, spec: dict[str, Any], ctrl_rest: bytes) -> None:
+        self.argv = [str(a) for a in spec["argv"]]
+        cwd = spec.get("cwd")
+        self.cwd: str | None = str(cwd) if cwd is not None else None
+        env = spec.get("env")
+        self.env: dict[str, str] | None = {str(k): str(v) for k, v in env.items()} if env is not None else None
+        self.log_path = str(spec["log"])
+        timeout = spec.get("timeout")
+        self.timeout: float | None = float(timeout) if timeout is not None else None
+        self.kill_after = max(0.0, float(spec.get("kill_after", 5.0)))
+        self.keep_fds = [int(fd) for fd in spec.get("keep_fds", ())]
+
+        self.mypid = os.getpid()
+        self.pgid = os.getpgrp()
+        self.ctrl_buf = ctrl_rest
+        self.ctrl_open = True
+        self.log_fd = -1
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pidfd: int | None = None
+        self.status: int | None = None  # Popen returncode once reaped
+        self.started = 0.0
+        self.ended = 0.0
+        self.timed_out = False
+        self.killed_by: str | None = None
+        self.term_sent = False
+        self.kill_deadline: float | None = None  # monotonic: escalate to SIGKILL
+        self.sigkill_sent: float | None = None  # monotonic time of the first SIGKILL
+        self.eof_deadline: float | None = None  # monotonic: daemon gone, kill everything
+
+    # -- output -----------------------------------------------------------------------------
+    @staticmethod
+    def emit(obj: dict[str, Any]) -> None:
+        data = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
+        try:
+            while data:
+                data = data[os.write(1, data) :]
+        except OSError:
+            pass  # the daemon is gone; EOF on the control pipe will tell us
+
+    def log(self, text: str) -> None:
+        if self.log_fd < 0:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self.log_fd, f"agentd: {_iso_now()} {text}\n".encode(errors="replace"))
+
+    # -- process control -----------------------------------------------------------------------
+    def killpg(self, sig: int) -> None:
+        with contextlib.suppress(OSError):
+            os.killpg(self.pgid, sig)
+
+    def request_term(self, cause: str, send: bool) -> None:
+        """Graceful termination of the group; escalate to SIGKILL after kill_after."""
+        if self.term_sent:
+            return
+        self.term_sent = True
+        if self.status is None and self.killed_by is None:
+            self.killed_by = cause
+        self.kill_deadline = time.monotonic() + self.kill_after
+        if send:
+            self.killpg(signal.SIGTERM)  # reaches the shim too: harmless, term_sent is set
+
+    def kill_members(self) -> None:
+        """SIGKILL every member of the group except the shim itself."""
+        if self.sigkill_sent is None:
+            self.sigkill_sent = time.monotonic()
+        self.kill_deadline = None
+        if self.status is None and self.proc is not None:
+            with contextlib.suppress(OSError):
+                self.proc.send_signal(signal.SIGKILL)  # safe: not reaped yet
+        if not _HAVE_PROC:
+            return
+        done: set[int] = set()
+        for _ in range(50):
+            fresh = [p for p in _group_members(self.pgid, self.mypid) if p not in done]
+            if not fresh:
+                break
+            for pid in fresh:
+                _signal_member(pid, self.pgid, signal.SIGKILL)
+            done.update(fresh)
+
+    def die(self) -> NoReturn:
+        """The daemon is gone: SIGKILL the whole group, the shim included."""
+        self.log("control pipe closed (daemon gone): killing the process group")
+        self.killpg(signal.SIGKILL)
+        os._exit(137)
+
+    def reap(self) -> None:
+        if self.status is not None or self.proc is None:
+            return
+        status = self.proc.poll()
+        if status is None:
+            return
+        self.status = status
+        self.ended = time.time()
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+    def leftovers(self) -> list[int]:
+        return _group_members(self.pgid, self.mypid) if _HAVE_PROC else []
+
+    # -- control pipe --------------------------------------------------------------------------
+    def read_control(self) -> None:
+        try:
+            chunk = os.read(0, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.on_eof()
+            return
+        self.ctrl_buf += chunk
+        self.handle_control_lines()
+
+    def handle_control_lines(self) -> None:
+        while b"\n" in self.ctrl_buf:
+            line, self.ctrl_buf = self.ctrl_buf.split(b"\n", 1)
+            cmd = line.strip().upper()
+            if cmd == b"TERM":
+                self.request_term("term", send=True)
+            elif cmd == b"KILL":
+                if self.status is None:
+                    self.killed_by = "kill"
+                self.kill_members()
+
+    def on_eof(self) -> None:
+        self.ctrl_open = False
+        if self.eof_deadline is None:
+            self.eof_deadline = time.monotonic() + EOF_GRACE
+            if not self.term_sent:
+                self.term_sent = True
+                self.killpg(signal.SIGTERM)
+
+    # -- main ------------------------------------------------------------------------------------
+    def start(self) -> str | None:
+        """Open the log and start the command; return an error line on failure."""
+        try:
+            parent = os.path.dirname(os.path.abspath(self.log_path))
+            os.makedirs(parent, exist_ok=True)
+            self.log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            return _one_line(f"cannot open log {self.log_path!r}: {type(exc).__name__}: {exc}")
+        self.log(f"exec {shlex.join(self.argv)}")
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=self.log_fd,
+                stderr=subprocess.STDOUT,
+                cwd=self.cwd,
+                env=self.env,
+                pass_fds=self.keep_fds,
+                close_fds=True,
+            )
+        except (OSError, ValueError, TypeError, subprocess.SubprocessError) as exc:
+            error = _one_line(f"{type(exc).__name__}: {exc}")
+            self.log(f"cannot start command: {error}")
+            return error
+        self.started = time.time()
+        if _HAVE_PIDFD:
+            try:
+                self.pidfd = os.pidfd_open(self.proc.pid)
+            except OSError:
+                self.pidfd = None
+        return None
+
+    def run(self) -> int:
+        t0 = time.time()
+        error = self.start()
+        if error is not None:
+            code = 127 if error.startswith("FileNotFoundError") else 126
+            self.emit(
+                {
+                    "event": "exited",
+                    "returncode": code,
+                    "signal": None,
+                    "timed_out": False,
+                    "killed_by": None,
+                    "error": error,
+                    "started": t0,
+                    "ended": time.time(),
+                }
+            )
+            return 0
+        assert self.proc is not None
+        self.emit({"event": "started", "pid": self.proc.pid, "pgid": self.pgid, "started": self.started})
+        os.set_blocking(0, False)
+        if _pending_signals:  # arrived before the command existed: it did not get them, pass them on
+            _pending_signals.clear()
+            self.request_term("term", send=True)
+        self.handle_control_lines()  # anything that arrived together with the spec
+
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        timeout_at = time.monotonic() + self.timeout if self.timeout is not None else None
+
+        while True:
+            while _pending_signals:  # SIGTERM/SIGINT/SIGHUP sent to the group by someone else
+                _pending_signals.pop()
+                self.request_term("term", send=False)
+            self.reap()
+            now = time.monotonic()
+            if self.eof_deadline is not None and (self.status is not None or now >= self.eof_deadline):
+                self.die()
+            if self.status is None and timeout_at is not None and now >= timeout_at:
+                timeout_at = None
+                if not self.term_sent and self.sigkill_sent is None:  # else: already being stopped
+                    self.timed_out = True
+                    self.log(f"timeout after {self.timeout}s: terminating the process group")
+                    self.request_term("timeout", send=True)
+            if self.kill_deadline is not None and now >= self.kill_deadline:
+                self.kill_members()
+            if self.status is not None:
+                members = self.leftovers()
+                if not members:
+                    break
+                if self.sigkill_sent is not None:
+                    if now - self.sigkill_sent > GIVE_UP_AFTER_SIGKILL:
+                        self.log(f"giving up on unkillable group members {members}")
+                        break
+                    for pid in members:
+                        _signal_member(pid, self.pgid, signal.SIGKILL)
+                elif not self.term_sent:
+                    self.log(f"command exited; terminating leftover group members {members}")
+                    self.request_term("cleanup", send=True)
+
+            deadlines = [d for d in (self.kill_deadline, self.eof_deadline) if d is not None]
+            if timeout_at is not None and self.status is None:
+                deadlines.append(timeout_at)
+            wait = max(0.0, min(deadlines) - now) if deadlines else None
+            if self.status is not None or self.pidfd is None:
+                wait = POLL_INTERVAL if wait is None else min(wait, POLL_INTERVAL)
+            fds = [wake_r]
+            if self.ctrl_open:
+                fds.append(0)
+            if self.pidfd is not None:
+                fds.append(self.pidfd)
+            ready, _, _ = select.select(fds, [], [], wait)
+            if wake_r in ready:
+                try:
+                    while os.read(wake_r, 512):
+                        pass
+                except OSError:
+                    pass
+            if 0 in ready:
+                self.read_control()
+
+        assert self.status is not None
+        rc, sig = (self.status, None) if self.status >= 0 else (None, -self.status)
+        self.log(f"exited returncode={rc} signal={sig} timed_out={self.timed_out} killed_by={self.killed_by}")
+        self.emit(
+            {
+                "event": "exited",
+                "returncode": rc,
+                "signal": sig,
+                "timed_out": self.timed_out,
+                "killed_by": self.killed_by,
+                "error": None,
+                "started": self.started,
+                "ended": self.ended,
+            }
+        )
+        return 0
+
+
+def _read_spec() -> tuple[dict[str, Any], bytes] | None:
+    buf = b""
+    while b"\n" not in buf:
+        chunk = os.read(0, 65536)
+        if not chunk:
+            return None
+        buf += chunk
+    line, rest = buf.split(b"\n", 1)
+    spec = json.loads(line)
+    if not isinstance(spec, dict) or not spec.get("argv"):
+        raise ValueError("spec must be a JSON object with a non-empty argv")
+    return spec, rest
+
+
+def main() -> int:
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    try:
+        parsed = _read_spec()
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"agentd shim: bad spec: {exc}\n")
+        return 2
+    if parsed is None:
+        return 2  # the daemon went away before sending the spec
+    return Shim(*parsed).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

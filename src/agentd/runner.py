@@ -1,0 +1,323 @@
+"""Run one task command under a supervisor process (the shim, ``_shim.py``).
+
+The daemon never forks by itself (it is multi-threaded): :func:`launch` starts the shim with
+``subprocess.Popen`` in a new session, so the shim is the leader of the task's process group
+(``pgid == shim pid``) and the command runs in that group.  The daemon holds the only write end
+of the shim's stdin (the control pipe): if the daemon dies, even by SIGKILL, the shim sees EOF
+and kills the whole group -- the command, its children and itself -- within about a second.
+
+Status comes back as JSON lines on the shim's stdout, read by one daemon thread per task::
+
+    task = launch(LaunchSpec(argv=["make", "test"], cwd=repo, env={}, log_path=log, timeout=3600))
+    info = task.wait()          # ExitInfo; or pass on_exit=callback to launch()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "SHIM_PATH",
+    "ExitInfo",
+    "LaunchSpec",
+    "TaskProcess",
+    "group_alive",
+    "kill_group",
+    "launch",
+]
+
+log = logging.getLogger(__name__)
+
+SHIM_PATH = Path(__file__).resolve().with_name("_shim.py")
+KILL_FALLBACK_DELAY = 1.0  # s: after KILL on the pipe, SIGKILL the group ourselves if no report yet
+REAP_TIMEOUT = 5.0  # s: a shim that reported must exit by then
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """What to run.  ``env`` is added to (overrides) ``os.environ``."""
+
+    argv: Sequence[str]
+    cwd: Path
+    env: Mapping[str, str]
+    log_path: Path
+    timeout: float | None
+    kill_after: float = 5.0
+    keep_fds: Sequence[int] = ()
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    """How a task ended.  ``started``/``ended`` are ``time.time()`` values.
+
+    A command killed by a signal has ``returncode None`` and ``signal`` set.  A command that could
+    not be started has returncode 127 (not found) or 126 (not executable, bad cwd, unusable log)
+    and ``error`` set.  ``killed_by`` is ``"timeout"``, ``"term"`` or ``"kill"`` when the
+    supervisor was asked to stop the command (or the timeout did) before it exited.
+    """
+
+    returncode: int | None
+    signal: int | None
+    timed_out: bool
+    killed_by: str | None
+    error: str | None
+    started: float
+    ended: float
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.ended - self.started)
+
+    @property
+    def crashed(self) -> bool:
+        """No proper report: the supervisor itself died (e.g. was SIGKILLed)."""
+        return self.returncode is None and self.signal is None
+
+
+def _check_pgid(pgid: int) -> None:
+    # killpg(0) is our own group and killpg(1) is nonsense: never let a bug signal those.
+    if pgid <= 1:
+        raise ValueError(f"refusing to signal process group {pgid}")
+
+
+def group_alive(pgid: int) -> bool:
+    """Does process group *pgid* have any member (zombies count, as for ``kill(2)``)?"""
+    _check_pgid(pgid)
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def kill_group(pgid: int, sig: int) -> bool:
+    """Send *sig* to process group *pgid*; False if there is no such group (or not ours)."""
+    _check_pgid(pgid)
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        log.warning("not permitted to signal process group %d", pgid)
+        return False
+    return True
+
+
+def _opt_int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _opt_float(value: Any, default: float) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+
+
+class TaskProcess:
+    """Handle of one running task.  ``pid == pgid`` is the shim's pid; thread-safe."""
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        spec: LaunchSpec,
+        on_exit: Callable[[TaskProcess, ExitInfo], None] | None,
+        launched: float,
+    ) -> None:
+        self._popen = popen
+        self.spec = spec
+        self.pid: int = popen.pid
+        self.pgid: int = popen.pid
+        self.command_pid: int | None = None
+        self._on_exit = on_exit
+        self._launched = launched
+        self._ctl_lock = threading.Lock()
+        self._reap_lock = threading.Lock()
+        self._reaped = False
+        self._started = threading.Event()
+        self._done = threading.Event()
+        self._info: ExitInfo | None = None
+        self._thread = threading.Thread(target=self._read_status, name=f"agentd-shim-{self.pid}", daemon=True)
+
+    def __repr__(self) -> str:
+        state = "running" if self._info is None else f"exited {self._info}"
+        return f"<TaskProcess shim={self.pid} command={self.command_pid} {state}>"
+
+    # -- queries -------------------------------------------------------------------------------
+    def poll(self) -> ExitInfo | None:
+        return self._info
+
+    def wait(self, timeout: float | None = None) -> ExitInfo | None:
+        """The ExitInfo once the task has ended, or None if *timeout* expired first."""
+        self._done.wait(timeout)
+        return self._info
+
+    def wait_started(self, timeout: float | None = None) -> bool:
+        """Wait until ``command_pid`` is known (True) or the task ended / timeout expired."""
+        self._started.wait(timeout)
+        return self.command_pid is not None
+
+    # -- control -------------------------------------------------------------------------------
+    def terminate(self) -> None:
+        """Graceful stop: SIGTERM to the group, SIGKILL after ``kill_after`` (done by the shim)."""
+        if self._done.is_set():
+            return
+        if not self._send("TERM"):
+            self._signal_group(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL the group now (via the shim, so the exit is still reported)."""
+        if self._done.is_set():
+            return
+        if not self._send("KILL"):
+            self._signal_group(signal.SIGKILL)
+            return
+        fallback = threading.Timer(KILL_FALLBACK_DELAY, self._kill_fallback)
+        fallback.daemon = True
+        fallback.start()
+
+    def detach_control(self) -> None:
+        """Close the control pipe as if the daemon had died (the shim then kills the group)."""
+        with self._ctl_lock:
+            stdin = self._popen.stdin
+            if stdin is not None and not stdin.closed:
+                with contextlib.suppress(OSError):
+                    stdin.close()
+
+    # -- internals -----------------------------------------------------------------------------
+    def _send(self, line: str) -> bool:
+        with self._ctl_lock:
+            stdin = self._popen.stdin
+            if stdin is None or stdin.closed:
+                return False
+            try:
+                stdin.write(line.encode() + b"\n")
+                stdin.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                return False
+            return True
+
+    def _signal_group(self, sig: int) -> None:
+        # Under the reap lock: while the shim is unreaped its pid (= our pgid) cannot be reused.
+        with self._reap_lock:
+            if not self._reaped:
+                kill_group(self.pgid, sig)
+
+    def _kill_fallback(self) -> None:
+        if not self._done.is_set():
+            log.warning("task %d: no exit report %.1fs after KILL, SIGKILLing the group", self.pid, KILL_FALLBACK_DELAY)
+            self._signal_group(signal.SIGKILL)
+
+    def _read_status(self) -> None:
+        info: ExitInfo | None = None
+        started = self._launched
+        stdout = self._popen.stdout
+        try:
+            assert stdout is not None
+            for raw in stdout:
+                try:
+                    msg = json.loads(raw)
+                except ValueError:
+                    log.warning("task %d: bad status line %r", self.pid, raw[:200])
+                    continue
+                if not isinstance(msg, dict):
+                    continue
+                event = msg.get("event")
+                if event == "started":
+                    self.command_pid = _opt_int(msg.get("pid"))
+                    started = _opt_float(msg.get("started"), started)
+                    self._started.set()
+                elif event == "exited":
+                    err = msg.get("error")
+                    info = ExitInfo(
+                        returncode=_opt_int(msg.get("returncode")),
+                        signal=_opt_int(msg.get("signal")),
+                        timed_out=bool(msg.get("timed_out")),
+                        killed_by=str(msg["killed_by"]) if msg.get("killed_by") else None,
+                        error=str(err) if err is not None else None,
+                        started=_opt_float(msg.get("started"), started),
+                        ended=_opt_float(msg.get("ended"), time.time()),
+                    )
+                    break
+        except Exception:
+            log.exception("task %d: status reader failed", self.pid)
+        if info is None:
+            # The shim died without reporting: make sure nothing of its group survives it.
+            self._signal_group(signal.SIGKILL)
+            info = ExitInfo(None, None, False, None, "supervisor died", started, time.time())
+        self._finish(info)
+
+    def _finish(self, info: ExitInfo) -> None:
+        with self._ctl_lock:
+            for stream in (self._popen.stdin, self._popen.stdout):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
+        with self._reap_lock:
+            try:
+                self._popen.wait(REAP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                log.warning("task %d: supervisor did not exit after reporting, SIGKILLing", self.pid)
+                kill_group(self.pgid, signal.SIGKILL)
+                self._popen.wait()
+            self._reaped = True
+        self._info = info
+        self._started.set()
+        self._done.set()
+        if self._on_exit is not None:
+            try:
+                self._on_exit(self, info)
+            except Exception:
+                log.exception("task %d: on_exit callback failed", self.pid)
+
+
+def launch(spec: LaunchSpec, on_exit: Callable[[TaskProcess, ExitInfo], None] | None = None) -> TaskProcess:
+    """Start *spec* under a shim; *on_exit* is called once, from a reader thread, at the end."""
+    argv = [str(a) for a in spec.argv]
+    if not argv:
+        raise ValueError("empty argv")
+    keep_fds = [int(fd) for fd in spec.keep_fds]
+    if any(fd < 3 for fd in keep_fds):
+        raise ValueError(f"keep_fds must be >= 3, got {keep_fds}")
+    if spec.timeout is not None and spec.timeout <= 0:
+        raise ValueError(f"timeout must be positive or None, got {spec.timeout}")
+    if spec.kill_after < 0:
+        raise ValueError(f"kill_after must be >= 0, got {spec.kill_after}")
+    env = dict(os.environ)
+    env.update(spec.env)
+    line = json.dumps(
+        {
+            "argv": argv,
+            "cwd": os.fspath(spec.cwd),
+            "env": env,
+            "log": os.path.abspath(spec.log_path),
+            "timeout": spec.timeout,
+            "kill_after": spec.kill_after,
+            "keep_fds": keep_fds,
+        }
+    )
+    launched = time.time()
+    popen = subprocess.Popen(
+        [sys.executable, "-I", "-S", str(SHIM_PATH)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+        pass_fds=keep_fds,
+        close_fds=True,
+    )
+    task = TaskProcess(popen, spec, on_exit, launched)
+    if not task._send(line):
+        log.warning("task %d: supervisor died before receiving its spec", popen.pid)
+    task._thread.start()
+    return task

@@ -1,0 +1,369 @@
+"""Integration tests for agentd.runner and its shim: real processes, real signals."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from agentd import runner
+from agentd.runner import ExitInfo, LaunchSpec, TaskProcess, launch
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux /proc")
+
+SRC_DIR = Path(runner.__file__).resolve().parents[1]
+
+
+def wait_for(cond: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
+    """Poll *cond* until it is true or *timeout* expires; return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if cond():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def pid_gone(pid: int) -> bool:
+    """True if *pid* no longer exists or is a zombie (dead, merely not reaped)."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except FileNotFoundError:
+        return True
+    state = data[data.rfind(b")") + 2 :].split()[0]
+    return state in (b"Z", b"X")
+
+
+def spec(
+    tmp_path: Path,
+    argv: list[str],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float | None = 20.0,
+    kill_after: float = 5.0,
+    keep_fds: tuple[int, ...] | list[int] = (),
+) -> LaunchSpec:
+    """A LaunchSpec running *argv* (in tmp_path by default), logging to tmp_path/logs/task.log."""
+    return LaunchSpec(
+        argv=argv,
+        cwd=cwd or tmp_path,
+        env=env or {},
+        log_path=tmp_path / "logs" / "task.log",
+        timeout=timeout,
+        kill_after=kill_after,
+        keep_fds=keep_fds,
+    )
+
+
+def finish(tp: TaskProcess, timeout: float = 10.0) -> ExitInfo:
+    """Wait for the task's ExitInfo, failing the test if it does not come."""
+    info = tp.wait(timeout)
+    assert info is not None, f"task {tp} did not finish within {timeout}s"
+    return info
+
+
+@pytest.fixture
+def tasks() -> Iterator[list[TaskProcess]]:
+    """Collects launched tasks and kills any still running at teardown."""
+    launched: list[TaskProcess] = []
+    yield launched
+    for tp in launched:
+        if tp.poll() is None:
+            tp.kill()
+            tp.wait(5)
+
+
+def test_exit_codes_and_log(tmp_path: Path) -> None:
+    """Exit codes are reported and the log holds the header plus the command's stdout and stderr."""
+    info = finish(launch(spec(tmp_path, ["true"])))
+    assert (info.returncode, info.signal, info.timed_out, info.killed_by, info.error) == (0, None, False, None, None)
+    assert not info.crashed
+    assert info.ended >= info.started
+
+    argv = ["sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 3"]
+    info = finish(launch(spec(tmp_path, argv)))
+    assert info.returncode == 3
+    assert info.signal is None
+    text = (tmp_path / "logs" / "task.log").read_text()
+    assert "agentd: " in text
+    assert "exec sh -c 'echo to-stdout; echo to-stderr >&2; exit 3'" in text
+    assert "to-stdout\n" in text
+    assert "to-stderr\n" in text
+    assert (tmp_path / "logs" / "task.log").stat().st_mode & 0o777 & ~0o644 == 0
+
+
+def test_env_cwd_and_argv_are_passed_literally(tmp_path: Path) -> None:
+    """env, cwd and argv with spaces, quotes and $(...) reach the command verbatim (no shell)."""
+    workdir = tmp_path / "work dir"
+    workdir.mkdir()
+    tricky = ["a b", 'it\'s "quoted"', "$(touch pwned)", "`touch pwned2`", "$HOME", "*", ""]
+    code = (
+        "import json, os, sys; "
+        "print('RESULT ' + json.dumps({'argv': sys.argv[1:], 'cwd': os.getcwd(), "
+        "'var': os.environ.get('AGENTD_T_VAR'), 'path': os.environ.get('PATH')}))"
+    )
+    env = {"AGENTD_T_VAR": "x $(touch pwned3) 'y'"}
+    info = finish(launch(spec(tmp_path, [sys.executable, "-c", code, *tricky], cwd=workdir, env=env)))
+    assert info.returncode == 0
+    line = next(ln for ln in (tmp_path / "logs" / "task.log").read_text().splitlines() if ln.startswith("RESULT "))
+    result = json.loads(line.removeprefix("RESULT "))
+    assert result["argv"] == tricky
+    assert result["cwd"] == str(workdir)
+    assert result["var"] == env["AGENTD_T_VAR"]
+    assert result["path"] == os.environ.get("PATH")  # env is added to os.environ, not a replacement
+    assert not list(tmp_path.rglob("pwned*"))
+
+
+def test_missing_executable_reports_127(tmp_path: Path) -> None:
+    """A missing executable gives returncode 127 and an error line, without raising."""
+    tp = launch(spec(tmp_path, ["agentd-no-such-command-xyz", "arg"]))
+    info = finish(tp)
+    assert info.returncode == 127
+    assert info.error is not None
+    assert "agentd-no-such-command-xyz" in info.error
+    assert "\n" not in info.error
+    assert tp.command_pid is None
+    assert not info.crashed
+    assert "cannot start command" in (tmp_path / "logs" / "task.log").read_text()
+
+
+def test_not_executable_reports_126(tmp_path: Path) -> None:
+    """A file without execute permission gives returncode 126."""
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o644)
+    info = finish(launch(spec(tmp_path, [str(script)])))
+    if os.geteuid() == 0 and info.returncode == 0:  # pragma: no cover - root may exec anyway
+        pytest.skip("running as root with CAP_DAC_OVERRIDE")
+    assert info.returncode == 126
+    assert info.error
+
+
+def test_timeout_terminates(tmp_path: Path) -> None:
+    """A command running past its timeout is SIGTERMed and reported as timed out."""
+    t0 = time.monotonic()
+    info = finish(launch(spec(tmp_path, ["sleep", "30"], timeout=0.5, kill_after=0.5)))
+    elapsed = time.monotonic() - t0
+    assert info.timed_out
+    assert info.killed_by == "timeout"
+    assert info.signal == signal.SIGTERM
+    assert info.returncode is None
+    assert 0.4 < elapsed < 3.0
+
+
+def test_timeout_escalates_to_sigkill_when_term_is_ignored(tmp_path: Path) -> None:
+    """A command ignoring SIGTERM is SIGKILLed kill_after seconds after the timeout."""
+    t0 = time.monotonic()
+    info = finish(launch(spec(tmp_path, ["sh", "-c", 'trap "" TERM; sleep 30'], timeout=0.5, kill_after=0.5)))
+    elapsed = time.monotonic() - t0
+    assert info.timed_out
+    assert info.signal == signal.SIGKILL
+    assert 0.9 < elapsed < 3.0
+
+
+def test_terminate_and_kill(tmp_path: Path, tasks: list[TaskProcess]) -> None:
+    """terminate() and kill() stop a running command promptly and say so in the ExitInfo."""
+    tp = launch(spec(tmp_path, ["sleep", "30"]))
+    tasks.append(tp)
+    assert tp.wait_started(5)
+    t0 = time.monotonic()
+    tp.terminate()
+    info = finish(tp, 3)
+    assert time.monotonic() - t0 < 1.0
+    assert (info.signal, info.killed_by, info.timed_out) == (signal.SIGTERM, "term", False)
+
+    tp = launch(spec(tmp_path, ["sh", "-c", 'trap "" TERM; sleep 30']))
+    tasks.append(tp)
+    assert tp.wait_started(5)
+    t0 = time.monotonic()
+    tp.kill()
+    info = finish(tp, 3)
+    assert time.monotonic() - t0 < 0.9  # the shim's own KILL, not the runner's 1 s fallback
+    assert (info.signal, info.killed_by, info.crashed) == (signal.SIGKILL, "kill", False)
+    tp.terminate()  # after the end: harmless no-ops
+    tp.kill()
+
+
+def test_group_sigterm_from_outside_is_a_term_request(tmp_path: Path, tasks: list[TaskProcess]) -> None:
+    """killpg(SIGTERM) by the daemon does not kill the shim; it escalates to SIGKILL and reports."""
+    ready = tmp_path / "ready"
+    tp = launch(spec(tmp_path, ["sh", "-c", f"trap '' TERM; touch '{ready}'; sleep 30"], kill_after=0.3))
+    tasks.append(tp)
+    assert tp.wait_started(5)
+    assert wait_for(ready.exists, 5)  # the trap is in place
+    command = tp.command_pid
+    assert command is not None
+    assert runner.group_alive(tp.pgid)
+    t0 = time.monotonic()
+    assert runner.kill_group(tp.pgid, signal.SIGTERM)
+    info = finish(tp, 3)
+    assert 0.25 < time.monotonic() - t0 < 2.0
+    assert not info.crashed
+    assert (info.signal, info.killed_by) == (signal.SIGKILL, "term")
+    assert pid_gone(command)
+    assert pid_gone(tp.pid)
+
+
+def test_kill_group_on_a_vanished_group(tmp_path: Path) -> None:
+    """group_alive / kill_group report False for a process group that no longer exists."""
+    proc = subprocess.Popen(["true"], start_new_session=True)
+    proc.wait()  # reaped: the group is gone (its id is not reused this fast)
+    assert not runner.group_alive(proc.pid)
+    assert not runner.kill_group(proc.pid, signal.SIGTERM)
+
+
+DAEMON_SCRIPT = """
+import json, sys, threading
+from pathlib import Path
+sys.path.insert(0, {src!r})
+from agentd import runner
+
+out = Path({out!r})
+tp = runner.launch(runner.LaunchSpec(
+    argv=["sh", "-c", "sleep 60 & echo $! > {bg}; sleep 60"],
+    cwd=out.parent, env={{}}, log_path=out.parent / "daemon-task.log", timeout=None))
+assert tp.wait_started(10)
+tmp = out.with_suffix(".tmp")
+tmp.write_text(json.dumps({{"shim": tp.pid, "command": tp.command_pid}}))
+tmp.rename(out)
+threading.Event().wait()
+"""
+
+
+def test_daemon_death_kills_the_whole_group(tmp_path: Path) -> None:
+    """SIGKILLing the daemon process takes the shim, the command and its grandchild down within 2 s."""
+    out = tmp_path / "pids.json"
+    bg = tmp_path / "bg.pid"
+    script = tmp_path / "daemon.py"
+    script.write_text(textwrap.dedent(DAEMON_SCRIPT.format(src=str(SRC_DIR), out=str(out), bg=str(bg))))
+    daemon = subprocess.Popen([sys.executable, str(script)])
+    try:
+        assert wait_for(lambda: out.exists() and bg.exists() and bg.read_text().strip() != "", 10)
+        pids = json.loads(out.read_text())
+        shim, command, grandchild = pids["shim"], pids["command"], int(bg.read_text())
+        for pid in (shim, command, grandchild):
+            assert not pid_gone(pid)
+        assert os.getpgid(command) == shim
+        assert os.getpgid(grandchild) == shim
+
+        daemon.kill()
+        t0 = time.monotonic()
+        daemon.wait(5)
+        assert wait_for(lambda: all(pid_gone(p) for p in (shim, command, grandchild)), 2.0), (
+            f"survivors: {[p for p in (shim, command, grandchild) if not pid_gone(p)]}"
+        )
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+
+
+def test_kept_fd_holds_the_lease_lock(tmp_path: Path, tasks: list[TaskProcess]) -> None:
+    """A flock'ed fd in keep_fds stays locked while the command runs and is released when it dies."""
+    lease = tmp_path / "lease"
+    lease.touch()
+    fd = os.open(lease, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        tp = launch(spec(tmp_path, ["sleep", "30"], keep_fds=[fd]))
+        tasks.append(tp)
+    finally:
+        os.close(fd)
+    assert tp.wait_started(5)
+    # the command itself has the very same open file (the lease) among its fds
+    targets = {os.readlink(f"/proc/{tp.command_pid}/fd/{n}") for n in os.listdir(f"/proc/{tp.command_pid}/fd")}
+    assert str(lease) in targets
+
+    def try_lock() -> bool:
+        probe = os.open(lease, os.O_RDWR)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(probe)  # closing also drops the probe's lock if it got one
+        return True
+
+    assert not try_lock()
+    tp.kill()
+    finish(tp, 3)
+    assert wait_for(try_lock, 2)
+
+
+def test_leftover_group_members_are_cleaned_up(tmp_path: Path) -> None:
+    """Processes the command leaves behind in its group are terminated after it exits."""
+    bg = tmp_path / "bg.pid"
+    info = finish(launch(spec(tmp_path, ["sh", "-c", f"sleep 60 & echo $! > '{bg}'; exit 0"])))
+    assert info.returncode == 0
+    assert info.killed_by is None
+    pid = int(bg.read_text())
+    assert wait_for(lambda: pid_gone(pid), 2)
+
+
+def test_on_exit_called_exactly_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """on_exit runs once with the task and its ExitInfo; an exception in it is logged, not raised."""
+    calls: list[tuple[TaskProcess, ExitInfo]] = []
+
+    def on_exit(tp: TaskProcess, info: ExitInfo) -> None:
+        calls.append((tp, info))
+        raise RuntimeError("callback boom")
+
+    tp = launch(spec(tmp_path, ["sh", "-c", "exit 5"]), on_exit=on_exit)
+    info = finish(tp)
+    reader = next((t for t in threading.enumerate() if t.name == f"agentd-shim-{tp.pid}"), None)
+    if reader is not None:
+        reader.join(5)
+        assert not reader.is_alive()
+    assert len(calls) == 1
+    assert calls[0][0] is tp
+    assert calls[0][1] == info == tp.poll()
+    assert info.returncode == 5
+    assert "on_exit callback failed" in caplog.text
+
+
+def test_detach_control_reports_a_crash(tmp_path: Path) -> None:
+    """Closing the control pipe (simulated daemon death) kills the group; the runner sees a crash."""
+    tp = launch(spec(tmp_path, ["sleep", "30"]))
+    assert tp.wait_started(5)
+    command = tp.command_pid
+    assert command is not None
+    tp.detach_control()
+    info = finish(tp, 3)
+    assert info.crashed
+    assert info.error == "supervisor died"
+    assert wait_for(lambda: pid_gone(command), 2)
+
+
+def test_no_fd_leak(tmp_path: Path) -> None:
+    """Launching and finishing tasks leaves no file descriptor open in the daemon."""
+
+    def open_fds() -> set[str]:
+        return set(os.listdir("/proc/self/fd"))
+
+    finish(launch(spec(tmp_path, ["true"])))  # warm-up: lazily opened fds (e.g. /dev/null)
+    before = open_fds()
+    for _ in range(5):
+        finish(launch(spec(tmp_path, ["true"])))
+    assert wait_for(lambda: open_fds() <= before, 2), open_fds() - before
+
+
+def test_group_helpers_refuse_dangerous_pgids() -> None:
+    """group_alive / kill_group refuse pgid 0 and 1 instead of signalling our own group or init."""
+    for pgid in (0, 1, -5):
+        with pytest.raises(ValueError, match="refusing"):
+            runner.kill_group(pgid, 0)
+        with pytest.raises(ValueError, match="refusing"):
+            runner.group_alive(pgid)

@@ -10,6 +10,7 @@ import click
 
 from agentd import __version__
 from agentd.cli.app import App
+from agentd.cli.daemon_cmds import daemon_options, run_daemon
 from agentd.errors import AgentdError, ExitCode
 
 EPILOG = """\b
@@ -39,6 +40,7 @@ Docs: docs/reference/cli.md"""
     "--config", "config_path", type=click.Path(dir_okay=False, path_type=str), help="agentd.toml (env AGENTD_CONFIG)."
 )
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@daemon_options
 @click.version_option(__version__, prog_name="agentd")
 @click.pass_context
 def cli(
@@ -47,7 +49,13 @@ def cli(
     queue: str | None,
     config_path: str | None,
     verbose: int,
-) -> None:
+    role: str | None,
+    interval: float | None,
+    once: bool,
+    drain: bool,
+    concurrency: int | None,
+    instance: str | None,
+) -> int | None:
     """agentd runs one daemon per role over a shared JSON sprint queue (SPRINT_QUEUE.json).
 
     Each daemon claims the best ready task for its role through a lease, runs the role's command for it (claude,
@@ -56,15 +64,23 @@ def cli(
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.obj = App(root=root, queue=queue, config_path=config_path, verbose=verbose)
-    if ctx.invoked_subcommand is None:
+    if ctx.invoked_subcommand is not None:
+        if role or once or drain:
+            raise click.UsageError("--role, --once and --drain go before no subcommand (or use `agentd run --role`)")
+        return None
+    if role is None:
         click.echo(ctx.get_help())
+        return None
+    return run_daemon(ctx.obj, role, interval, once, drain, concurrency, instance)
 
 
 def _register() -> None:
-    from agentd.cli import init_cmd, queue_cmds
+    from agentd.cli import daemon_cmds, init_cmd, queue_cmds
 
     cli.add_command(init_cmd.init)
     cli.add_command(queue_cmds.queue)
+    cli.add_command(daemon_cmds.run)
+    cli.add_command(daemon_cmds.leases)
 
 
 _register()

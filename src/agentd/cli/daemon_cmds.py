@@ -1,0 +1,203 @@
+"""``agentd --role ROLE`` / ``agentd run``: a role daemon in the foreground; ``agentd leases``: list and prune."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from agentd import recovery
+from agentd.cli.app import App
+from agentd.cli.output import emit_json, info, table
+from agentd.clock import SystemClock
+from agentd.daemon import Daemon, Mode
+from agentd.errors import ExitCode
+from agentd.leases import LeaseDir
+from agentd.model import views
+from agentd.scheduler import judge
+
+pass_app = click.make_pass_decorator(App)
+
+
+def daemon_options(function: Any) -> Any:
+    """The options shared by ``agentd --role`` and ``agentd run``."""
+    decorators = [
+        click.option("--role", "role", metavar="ROLE", help="The role to run (builder, tester, ...)."),
+        click.option("--interval", type=click.FloatRange(min=0, min_open=True), help="Fallback poll, s."),
+        click.option("--once", is_flag=True, help="One pass: claim what there is room for, run it, exit."),
+        click.option("--drain", is_flag=True, help="Run until nothing is claimable for the role and nothing runs."),
+        click.option("--concurrency", type=click.IntRange(min=1), help="Tasks this daemon runs at once (default WIP)."),
+        click.option("--instance", metavar="NAME", help="Name this daemon (several daemons of one role on one host)."),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+def setup_logging(role: str, verbose: int) -> None:
+    """State changes on stderr, one line each, with the time and the role."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter(f"%(asctime)s {role}[%(process)d] %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.getLogger("watchdog").setLevel(logging.WARNING)
+
+
+def run_daemon(
+    app: App,
+    role: str | None,
+    interval: float | None,
+    once: bool,
+    drain: bool,
+    concurrency: int | None,
+    instance: str | None,
+) -> int:
+    """Build the daemon from the options and run it in the foreground."""
+    if not role:
+        raise click.UsageError("--role is required (one of the roles in agentd.toml)")
+    if once and drain:
+        raise click.UsageError("--once and --drain exclude each other")
+    config = app.config
+    config.role(role)
+    setup_logging(role + (f".{instance}" if instance else ""), app.verbose)
+    daemon = Daemon(config, role, instance=instance, concurrency=concurrency, interval=interval, clock=SystemClock())
+    mode = Mode.ONCE if once else Mode.DRAIN if drain else Mode.FOREVER
+    return daemon.run(mode)
+
+
+@click.command(name="run")
+@daemon_options
+@pass_app
+def run(
+    app: App,
+    role: str | None,
+    interval: float | None,
+    once: bool,
+    drain: bool,
+    concurrency: int | None,
+    instance: str | None,
+) -> int:
+    """Run one role's daemon in the foreground (the same as ``agentd --role ROLE``).
+
+    Claims the best ready task whose dependencies are done, within the role's WIP limit across every daemon, runs
+    the role's command for it, records the outcome, and moves the task on. Queue changes wake it at once.
+    SIGTERM/SIGINT drain (a second signal skips the grace); SIGHUP re-reads agentd.toml.
+
+    \b
+    Examples:
+      agentd run --role builder --interval 60
+      agentd run --role tester --once          # cron, CI
+      agentd run --role builder --drain --concurrency 2
+      agentd run --role builder --instance b2  # a second builder on this host
+    """
+    return run_daemon(app, role, interval, once, drain, concurrency, instance)
+
+
+@click.group()
+def leases() -> None:
+    """Inspect and clear task leases (.leases/)."""
+
+
+def _lease_rows(app: App) -> list[dict[str, Any]]:
+    config = app.config
+    clock = SystemClock()
+    now = clock.now()
+    folder = LeaseDir(config.leases_dir, config.root)
+    rows = []
+    for task_id, seen in folder.observe_all().items():
+        role = config.roles.get(seen.role or "")
+        ttl = seen.ttl if seen.ttl is not None else role.lease_ttl if role else 5400.0
+        verdict = judge(seen, now, ttl)
+        rows.append(
+            {
+                "task": task_id,
+                "role": seen.role,
+                "host": seen.host,
+                "pid": seen.pid,
+                "token": seen.token,
+                "age_s": round((now - seen.acquired).total_seconds(), 1) if seen.acquired else None,
+                "heartbeat_age_s": round((now - seen.heartbeat_at).total_seconds(), 1) if seen.heartbeat_at else None,
+                "live": verdict.live,
+                "why": seen.error or verdict.cause,
+            }
+        )
+    return rows
+
+
+@leases.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print the leases as JSON.")
+@pass_app
+def list_leases(app: App, as_json: bool) -> int:
+    """Show every lease: task, role, holder host/pid, token, age, heartbeat age, live or stale (and why).
+
+    \b
+    Examples:
+      agentd leases list
+      agentd leases list --json | jq '.[] | select(.live | not)'
+    """
+    rows = _lease_rows(app)
+    if as_json:
+        emit_json(rows)
+        return ExitCode.OK
+    table(
+        ["task", "role", "holder", "token", "age", "heartbeat", "state"],
+        [
+            [
+                r["task"],
+                r["role"],
+                f"{r['host']}:{r['pid']}",
+                r["token"],
+                f"{r['age_s']:.0f}s" if r["age_s"] is not None else "",
+                f"{r['heartbeat_age_s']:.0f}s ago" if r["heartbeat_age_s"] is not None else "",
+                ("live: " if r["live"] else "STALE: ") + r["why"],
+            ]
+            for r in rows
+        ],
+    )
+    return ExitCode.OK
+
+
+@leases.command()
+@click.option("--dry-run", is_flag=True, help="Say what would be cleared; change nothing.")
+@pass_app
+def prune(app: App, dry_run: bool) -> int:
+    """Clear stale leases and put their tasks back to their role's claimable status.
+
+    A lease is stale when its lock is free (its holder died) or its heartbeat is older than lease_ttl (a hung
+    holder, whose process group on this host is killed first). Tasks stuck in a working status without a lease
+    file (left by an older daemon) are put back too; lease files of tasks that no longer exist are removed.
+
+    \b
+    Examples:
+      agentd leases prune --dry-run
+      agentd leases prune
+    """
+    config = app.config
+    store = app.store()
+    folder = LeaseDir(config.leases_dir, config.root)
+    clock = SystemClock()
+    if dry_run:
+        plans = recovery.plan(views(store.read().data), folder.observe_all(), config.workflow, clock.now())
+        done = plans
+    else:
+        done = store.transaction(
+            lambda doc: recovery.apply(
+                doc,
+                recovery.plan(views(doc), folder.observe_all(), config.workflow, clock.now()),
+                config.workflow,
+                clock.now(),
+                folder,
+            )
+        )
+    verb = "would clear" if dry_run else "cleared"
+    for item in done:
+        what = "requeued" if item.action is recovery.Action.REQUEUE else "lease file removed"
+        info(f"{verb} {item.task_id}: {item.cause} ({what})")
+    if not done:
+        info("no stale leases")
+    return ExitCode.OK

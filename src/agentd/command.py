@@ -1,0 +1,77 @@
+"""A task's command line, environment and result file (pure, except reading the result file)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from agentd import schema
+from agentd.errors import ConfigError, ResultInvalid
+from agentd.workflow import Role
+
+PLACEHOLDER = re.compile(r"\{(task_id|role|title|prompt|attempt|root|queue)\}")
+DEFAULT_PROMPT = "You are the {role}. Work on task {task_id}: {title}."
+
+
+def fill(template: str, values: Mapping[str, str]) -> str:
+    """Replace the known ``{placeholders}``; any other braces are left as written (JSON in a prompt is fine)."""
+    return PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+
+
+def argv_for(
+    task: Mapping[str, Any], role: Role, *, attempt: int, root: Path, queue: Path, config_path: Path | None = None
+) -> list[str]:
+    """The argv to run: the task's own ``command`` if it has one, else the role's, placeholders filled."""
+    template: Sequence[str] | None = task.get("command") or role.command
+    if not template:
+        where = config_path or "agentd.toml"
+        raise ConfigError(where, f"role {role.name!r} has no command; set [roles.{role.name}] command = [...]")
+    values = {
+        "task_id": str(task["id"]),
+        "role": role.name,
+        "title": str(task.get("title") or ""),
+        "attempt": str(attempt),
+        "root": str(root),
+        "queue": str(queue),
+    }
+    prompt_template = task.get("prompt") if isinstance(task.get("prompt"), str) else role.prompt or DEFAULT_PROMPT
+    values["prompt"] = fill(str(prompt_template), {**values, "prompt": ""})
+    return [fill(part, values) for part in template]
+
+
+def environment(
+    task_id: str, role: Role, *, attempt: int, token: int, root: Path, queue: Path, result: Path
+) -> dict[str, str]:
+    """What agentd adds to the command's environment."""
+    return {
+        **role.env,
+        "AGENTD_TASK_ID": task_id,
+        "AGENTD_ROLE": role.name,
+        "AGENTD_ATTEMPT": str(attempt),
+        "AGENTD_LEASE_TOKEN": str(token),
+        "AGENTD_ROOT": str(root),
+        "AGENTD_QUEUE": str(queue),
+        "AGENTD_RESULT": str(result),
+    }
+
+
+def read_result(path: Path) -> dict[str, Any] | None:
+    """The result file a command wrote, validated; None when it wrote none. ResultInvalid when it is bad."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ResultInvalid(path, None, f"cannot read: {exc.strerror}") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultInvalid(path, None, f"not valid JSON ({exc})") from None
+    problem = schema.first_error(data, "result")
+    if problem is not None:
+        raise ResultInvalid(path, problem[0], problem[1])
+    result: dict[str, Any] = data
+    return result

@@ -1,0 +1,392 @@
+"""Lease files in ``.leases/``: the only code that opens them.
+
+One file per claimed task, ``.leases/<task-id>.json``, created with ``O_EXCL`` under the queue lock and locked with
+``flock(LOCK_EX)`` by the daemon that claimed it. The locked descriptor is inherited by the task's command, so the lock
+is held exactly as long as the work lives: the kernel releases it when the last holder dies. The file is never renamed
+over (a rename would give the path a new inode the lock does not cover) and is deleted only by its holder on release,
+or under the queue lock once its lock is proven free (or its holder proven hung and killed); every open re-checks that
+the path still names the inode it locked. Heartbeats rewrite the file in place (its mtime is the heartbeat).
+
+Symlinks are never followed: the folder must resolve inside the project, and files are opened with ``O_NOFOLLOW``
+relative to the folder's descriptor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import socket
+import stat
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agentd import schema
+from agentd.clock import format_timestamp, parse_timestamp
+from agentd.errors import AgentdError, LeaseInvalid
+from agentd.model import valid_task_id
+from agentd.scheduler import LeaseObservation
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".json"
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+class LeaseDirUnsafe(AgentdError, PermissionError):
+    """The lease folder is a symlink out of the project, or not a folder."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {reason}")
+        self.exit_code = LeaseInvalid.exit_code
+
+
+def hostname() -> str:
+    """This host's name, as leases record it."""
+    return socket.gethostname()
+
+
+def boot_id() -> str | None:
+    """The kernel's boot id where there is one (a PID from another boot means nothing)."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def process_start(pid: int) -> int | None:
+    """A process's start time in clock ticks since boot (Linux), to tell a PID from a reused one."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = data[data.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    """What a lease file says."""
+
+    task_id: str
+    token: int
+    role: str
+    host: str
+    pid: int
+    acquired: str
+    ttl: float
+    owner: str = ""
+    heartbeat: float = 60.0
+    attempt: int = 1
+    instance: str | None = None
+    boot_id: str | None = None
+    pgid: int | None = None
+    pgid_start: int | None = None
+    heartbeat_at: str | None = None
+
+    def dumps(self) -> bytes:
+        return (json.dumps(asdict(self), indent=2) + "\n").encode("utf-8")
+
+
+@dataclass
+class Held:
+    """A lease this process holds: the open, locked descriptor and what the file says."""
+
+    folder: LeaseDir
+    record: LeaseRecord
+    fd: int
+    inode: tuple[int, int]
+
+    @property
+    def task_id(self) -> str:
+        return self.record.task_id
+
+    @property
+    def token(self) -> int:
+        return self.record.token
+
+    def still_ours(self) -> bool:
+        """Whether the lease path still names the inode we locked (nobody broke and re-created it)."""
+        current = self.folder.inode_of(self.task_id)
+        return current == self.inode
+
+    def update(self, now: datetime, **changes: Any) -> bool:
+        """Rewrite the file in place (heartbeat, pgid); False when the lease is no longer ours."""
+        if not self.still_ours():
+            return False
+        self.record = replace(self.record, heartbeat_at=format_timestamp(now), **changes)
+        payload = self.record.dumps()
+        os.pwrite(self.fd, payload, 0)
+        os.ftruncate(self.fd, len(payload))
+        return True
+
+    def release(self) -> None:
+        """Remove the lease file (if it is still ours) and drop the lock."""
+        if self.fd < 0:
+            return
+        try:
+            if self.still_ours():
+                self.folder.unlink(self.task_id)
+        finally:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class LeaseDir:
+    """The lease folder of one project."""
+
+    def __init__(self, folder: Path, root: Path | None = None) -> None:
+        self.path = Path(folder)
+        self.root = Path(root) if root else self.path.parent
+        self._fd: int | None = None
+
+    # -- the folder ----------------------------------------------------------------------------------------------------
+
+    def _dir_fd(self) -> int:
+        if self._fd is not None:
+            return self._fd
+        if self.path.is_symlink():
+            target = self.path.resolve()
+            if not target.is_relative_to(self.root.resolve()):
+                raise LeaseDirUnsafe(self.path, f"is a symlink to {target}, outside the project; refusing to use it")
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | CLOEXEC)
+        except OSError as exc:
+            raise LeaseDirUnsafe(self.path, f"cannot open the lease folder: {exc.strerror}") from None
+        self._fd = fd
+        return fd
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    @staticmethod
+    def name_for(task_id: str) -> str:
+        """The lease file's name; refuses ids that are not safe file names."""
+        if not valid_task_id(task_id):
+            raise ValueError(f"unsafe task id for a lease file: {task_id!r}")
+        return task_id + SUFFIX
+
+    def file_for(self, task_id: str) -> Path:
+        return self.path / self.name_for(task_id)
+
+    def inode_of(self, task_id: str) -> tuple[int, int] | None:
+        try:
+            info = os.stat(self.name_for(task_id), dir_fd=self._dir_fd(), follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        return (info.st_dev, info.st_ino)
+
+    def _open_ro(self, task_id: str) -> int:
+        """Open a lease file read-only, never following a symlink, relative to the folder's descriptor."""
+        flags = os.O_RDONLY | NOFOLLOW | CLOEXEC | os.O_NONBLOCK
+        return os.open(self.name_for(task_id), flags, dir_fd=self._dir_fd())
+
+    def unlink(self, task_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.name_for(task_id), dir_fd=self._dir_fd())
+
+    def task_ids(self) -> Iterator[str]:
+        """Ids with a lease file (names that are not ``<valid id>.json`` are skipped; doctor reports them)."""
+        for name in sorted(os.listdir(self._dir_fd())):
+            if name.endswith(SUFFIX) and valid_task_id(name[: -len(SUFFIX)]):
+                yield name[: -len(SUFFIX)]
+
+    # -- claiming ------------------------------------------------------------------------------------------------------
+
+    def acquire(self, record: LeaseRecord) -> Held | None:
+        """Create and lock the lease file; None when one exists already (call only under the queue lock)."""
+        name = self.name_for(record.task_id)
+        try:
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | NOFOLLOW | CLOEXEC, 0o644, dir_fd=self._dir_fd())
+        except FileExistsError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            payload = record.dumps()
+            os.write(fd, payload)
+            os.fsync(fd)
+            info = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            self.unlink(record.task_id)
+            raise
+        return Held(self, record, fd, (info.st_dev, info.st_ino))
+
+    # -- looking -------------------------------------------------------------------------------------------------------
+
+    def observe(self, task_id: str) -> LeaseObservation | None:
+        """What the lease file of ``task_id`` says and whether its lock is held; None when there is none."""
+        try:
+            fd = self._open_ro(task_id)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            reason = "is a symlink (never followed)" if exc.errno == errno.ELOOP else exc.strerror
+            return LeaseObservation(task_id, locked=None, error=f"cannot open: {reason}")
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                return LeaseObservation(task_id, locked=None, error="not a regular file")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                locked = False
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            except BlockingIOError:
+                locked = True
+            raw = os.pread(fd, 1 << 16, 0)
+        finally:
+            os.close(fd)
+        mtime = datetime.fromtimestamp(info.st_mtime, UTC)
+        try:
+            record = self.parse(raw, task_id)
+        except LeaseInvalid as exc:
+            return LeaseObservation(task_id, locked=locked, error=exc.reason)
+        beat = mtime
+        if record.heartbeat_at:
+            beat = max(beat, parse_timestamp(record.heartbeat_at))
+        return LeaseObservation(
+            task_id,
+            token=record.token,
+            role=record.role,
+            host=record.host,
+            pid=record.pid,
+            pgid=record.pgid,
+            locked=locked,
+            heartbeat_at=beat,
+            acquired=parse_timestamp(record.acquired),
+            ttl=record.ttl,
+        )
+
+    def parse(self, raw: bytes, task_id: str) -> LeaseRecord:
+        """A lease file's bytes as a record; LeaseInvalid with the JSON path when they do not validate."""
+        path = self.file_for(task_id)
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise LeaseInvalid(path, None, f"not valid JSON ({exc})") from None
+        problem = schema.first_error(data, "lease")
+        if problem is not None:
+            raise LeaseInvalid(path, problem[0], problem[1])
+        if data["task_id"] != task_id:
+            raise LeaseInvalid(path, "$.task_id", f"names task {data['task_id']!r}, not {task_id!r}")
+        known = set(LeaseRecord.__dataclass_fields__)
+        return LeaseRecord(**{key: value for key, value in data.items() if key in known})
+
+    def read_record(self, task_id: str) -> LeaseRecord | None:
+        """The parsed record of a lease file (None when absent or unreadable)."""
+        try:
+            fd = self._open_ro(task_id)
+        except OSError:
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            raw = os.pread(fd, 1 << 16, 0)
+        finally:
+            os.close(fd)
+        try:
+            return self.parse(raw, task_id)
+        except LeaseInvalid:
+            return None
+
+    def observe_all(self) -> dict[str, LeaseObservation]:
+        """Every lease file, observed."""
+        found = {}
+        for task_id in self.task_ids():
+            seen = self.observe(task_id)
+            if seen is not None:
+                found[task_id] = seen
+        return found
+
+    # -- breaking ------------------------------------------------------------------------------------------------------
+
+    def break_free(self, task_id: str) -> bool:
+        """Remove a lease file whose lock is free (proof its holders are gone). Call under the queue lock."""
+        try:
+            fd = self._open_ro(task_id)
+        except FileNotFoundError:
+            return True
+        except OSError:
+            # A symlink or something unopenable where a lease should be: not ours to keep.
+            self._remove_entry(task_id)
+            return True
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                self._remove_entry(task_id)
+                return True
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            if self.inode_of(task_id) == (info.st_dev, info.st_ino):
+                self.unlink(task_id)
+            return True
+        finally:
+            os.close(fd)
+
+    def break_held(self, task_id: str) -> None:
+        """Remove a lease file whose holder was judged hung (heartbeat past its TTL) and killed. Under the queue lock.
+
+        The hung holder keeps its lock on the old inode; once the path is gone it no longer names what it locked, so
+        its heartbeat finds the lease lost and it stops, and its completion is refused by the fencing token.
+        """
+        self._remove_entry(task_id)
+
+    def _remove_entry(self, task_id: str) -> None:
+        name = self.name_for(task_id)
+        try:
+            os.unlink(name, dir_fd=self._dir_fd())
+        except IsADirectoryError:
+            os.rmdir(name, dir_fd=self._dir_fd())
+        except PermissionError as exc:
+            if os.path.isdir(self.path / name):
+                os.rmdir(name, dir_fd=self._dir_fd())
+            else:
+                raise exc from None
+        except FileNotFoundError:
+            pass
+
+
+def new_record(
+    task_id: str,
+    token: int,
+    role: str,
+    *,
+    now: datetime,
+    ttl: float,
+    heartbeat: float,
+    attempt: int,
+    instance: str | None = None,
+) -> LeaseRecord:
+    """A fresh lease record for this process."""
+    host = hostname()
+    pid = os.getpid()
+    owner = f"{role}@{host}:{pid}" + (f"/{instance}" if instance else "")
+    stamp = format_timestamp(now)
+    return LeaseRecord(
+        task_id=task_id,
+        token=token,
+        role=role,
+        owner=owner,
+        host=host,
+        pid=pid,
+        acquired=stamp,
+        ttl=ttl,
+        heartbeat=heartbeat,
+        attempt=attempt,
+        instance=instance,
+        boot_id=boot_id(),
+        heartbeat_at=stamp,
+    )

@@ -1,0 +1,84 @@
+"""File events that wake a daemon at once: the queue changed, or a lease was released or lost its last holder.
+
+Uses watchdog (inotify on Linux). The close of a lease file's last writable descriptor is the moment its flock is
+released, so a peer's death is seen immediately; polling on the interval stays as the fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from watchdog.events import (
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+
+log = logging.getLogger(__name__)
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, queue: Path, leases: Path, wake: Callable[[str], None]) -> None:
+        self.queue = os.path.realpath(queue)
+        self.leases = os.path.realpath(leases)
+        self.wake = wake
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        paths = {os.fsdecode(event.src_path), os.fsdecode(getattr(event, "dest_path", "") or "")}
+        if self.queue in paths and event.event_type in ("modified", "created", "moved", "closed"):
+            self.wake("queue")
+            return
+        if isinstance(event, FileClosedEvent | FileDeletedEvent):
+            parent = os.path.dirname(os.fsdecode(event.src_path))
+            if parent == self.leases and os.fsdecode(event.src_path).endswith(".json"):
+                self.wake("lease")
+
+
+class Watcher:
+    """Watches the queue file and the lease folder; calls ``wake(reason)`` from its own thread."""
+
+    def __init__(self, queue: Path, leases: Path, wake: Callable[[str], None]) -> None:
+        self._observer: Any = None
+        self._queue = queue
+        self._leases = leases
+        self._wake = wake
+
+    def start(self) -> bool:
+        """Start watching; False (and a log line) when file events are unavailable, so only polling is left."""
+        try:
+            observer = Observer()
+            handler = _Handler(self._queue, self._leases, self._wake)
+            # Opens and read-only closes (every reader's) are filtered out in the kernel watch, not in Python.
+            queue_events: list[type[FileSystemEvent]] = [
+                FileModifiedEvent,
+                FileCreatedEvent,
+                FileMovedEvent,
+                FileClosedEvent,
+            ]
+            lease_events: list[type[FileSystemEvent]] = [FileClosedEvent, FileDeletedEvent]
+            folder = os.path.dirname(os.path.realpath(self._queue))
+            observer.schedule(handler, folder, recursive=False, event_filter=queue_events)
+            if self._leases.is_dir():
+                observer.schedule(handler, os.path.realpath(self._leases), recursive=False, event_filter=lease_events)
+            observer.daemon = True
+            observer.start()
+        except Exception as exc:  # any failure here only costs latency
+            log.warning("file events unavailable (%s); polling every interval", exc)
+            return False
+        self._observer = observer
+        return True
+
+    def stop(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=2)
+            self._observer = None

@@ -1,0 +1,145 @@
+"""Real daemon processes for integration tests: projects, configs, the recorder command, polling with deadlines."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+RECORD = Path(__file__).resolve().with_name("record.py")
+T = TypeVar("T")
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, Sequence):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(value)
+
+
+def write_config(root: Path, roles: Mapping[str, Mapping[str, Any]], **top: Any) -> None:
+    """agentd.toml from plain dicts (``defaults=`` becomes the [defaults] table)."""
+    defaults = top.pop("defaults", {})
+    lines = [f"{key} = {toml_value(value)}" for key, value in top.items()]
+    lines.append("[defaults]")
+    lines += [f"{key} = {toml_value(value)}" for key, value in defaults.items()]
+    for name, spec in roles.items():
+        lines.append(f"[roles.{name}]")
+        lines += [f"{key} = {toml_value(value)}" for key, value in spec.items()]
+    (root / "agentd.toml").write_text("\n".join(lines) + "\n")
+
+
+def write_queue(root: Path, tasks: list[dict[str, Any]], wip: Mapping[str, int] | None = None) -> Path:
+    path = root / "SPRINT_QUEUE.json"
+    path.write_text(json.dumps({"wip_limits": dict(wip or {}), "tasks": tasks}, indent=2) + "\n")
+    return path
+
+
+def task(task_id: str, status: str = "ready", **extra: Any) -> dict[str, Any]:
+    return {
+        "id": task_id,
+        "title": f"task {task_id}",
+        "status": status,
+        "agent": None,
+        "lease": None,
+        "dependencies": [],
+        **extra,
+    }
+
+
+def recorder(log: Path, *args: str) -> list[str]:
+    """A role command that records each execution to ``log``."""
+    return [sys.executable, str(RECORD), str(log), *args]
+
+
+def start(root: Path, role: str, *extra: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A real daemon process (its stderr goes to ``<root>/<role>.<pid>.err`` for diagnostics)."""
+    err = open(root / f"daemon-{role}-{time.monotonic_ns()}.err", "wb")  # noqa: SIM115
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("AGENTD_ROOT", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "agentd", "--root", str(root), "--role", role, *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=err,
+        env=full_env,
+        cwd=root,
+    )
+
+
+def stop_all(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    for proc in processes:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def wait_for(condition: Callable[[], T], timeout: float, what: str, every: float = 0.02) -> T:
+    """Poll ``condition`` until it returns something truthy, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+def events(log: Path) -> list[dict[str, Any]]:
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+def queue(root: Path) -> dict[str, Any]:
+    return json.loads((root / "SPRINT_QUEUE.json").read_text())
+
+
+def tasks_by_id(root: Path) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+
+    def walk(items: list[dict[str, Any]]) -> None:
+        for item in items:
+            out[item["id"]] = item
+            walk(item.get("subtasks") or [])
+
+    walk(queue(root)["tasks"])
+    return out
+
+
+def alive(pid: int) -> bool:
+    """A process exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def max_concurrency(records: list[dict[str, Any]]) -> int:
+    """The largest number of executions running at one instant (from start/end records)."""
+    points = []
+    for r in records:
+        if r["event"] == "start":
+            points.append((r["t"], 1))
+        elif r["event"] == "end":
+            points.append((r["t"], -1))
+    running = peak = 0
+    for _, delta in sorted(points, key=lambda p: (p[0], p[1])):
+        running += delta
+        peak = max(peak, running)
+    return peak

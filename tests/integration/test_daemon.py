@@ -1,0 +1,271 @@
+"""Role daemons as real processes: racing, SIGKILL, SIGSTOP, SIGTERM, outcomes, retries, pickup latency."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_agentd
+from tests.helpers.daemons import (
+    alive,
+    events,
+    max_concurrency,
+    recorder,
+    start,
+    stop_all,
+    task,
+    tasks_by_id,
+    wait_for,
+    write_config,
+    write_queue,
+)
+
+pytestmark = pytest.mark.slow
+
+BUILDER = {"claims": "ready", "working": "in_progress", "on_success": "awaiting_test", "on_failure": "blocked"}
+
+
+def test_four_daemons_race_over_forty_tasks(tmp_path: Path) -> None:
+    """4 builders, 40 tasks, WIP 3: every task runs exactly once and never more than 3 at once."""
+    log = tmp_path / "runs.jsonl"
+    write_config(tmp_path, {"builder": {**BUILDER, "command": recorder(log, "--sleep", "0.05")}})
+    write_queue(tmp_path, [task(f"T{i:02d}") for i in range(40)], {"builder": 3})
+    daemons = [start(tmp_path, "builder", "--drain", "--instance", f"b{n}") for n in range(4)]
+    try:
+        for proc in daemons:
+            assert proc.wait(timeout=120) == 0
+    finally:
+        stop_all(daemons)
+    records = events(log)
+    starts = [r["task"] for r in records if r["event"] == "start"]
+    assert sorted(starts) == [f"T{i:02d}" for i in range(40)]
+    assert not [r for r in records if r["event"] == "overlap"]
+    assert max_concurrency(records) <= 3
+    assert {t["status"] for t in tasks_by_id(tmp_path).values()} == {"awaiting_test"}
+    assert list((tmp_path / ".leases").iterdir()) == []
+
+
+def test_sigkilled_daemon_task_is_gone_and_a_peer_reclaims(tmp_path: Path) -> None:
+    """SIGKILL a daemon mid-task: its command is gone within 2 s and a peer re-runs it with a higher token."""
+    log = tmp_path / "runs.jsonl"
+    write_config(
+        tmp_path,
+        {"builder": {**BUILDER, "command": recorder(log, "--sleep-token", "1:60")}},
+        defaults={"interval": 60},
+    )
+    write_queue(tmp_path, [task("K1")], {"builder": 1})
+    first = start(tmp_path, "builder", "--instance", "one")
+    try:
+        started = wait_for(lambda: [r for r in events(log) if r["event"] == "start"], 30, "the first run to start")
+        second = start(tmp_path, "builder", "--instance", "two")
+        time.sleep(0.5)  # let the peer reach its idle wait: it must be woken, not poll
+        first.kill()
+        killed_at = time.monotonic()
+        first.wait(timeout=10)
+        wait_for(lambda: not alive(started[0]["pid"]), 2.0, "the task command to die with its daemon")
+        rerun = wait_for(
+            lambda: [r for r in events(log) if r["event"] == "start" and r["token"] == 2], 10, "the peer's re-run"
+        )
+        took = time.monotonic() - killed_at
+        assert took < 2.5, f"re-claimed after {took:.2f} s"
+        assert rerun[0]["token"] > started[0]["token"]
+        wait_for(lambda: tasks_by_id(tmp_path)["K1"]["status"] == "awaiting_test", 10, "the re-run to finish")
+        record = tasks_by_id(tmp_path)["K1"]
+        assert record["attempts"] == 0 and record["last_run"]["token"] == 2
+    finally:
+        stop_all([first, second])
+    assert not [r for r in events(log) if r["event"] == "overlap"]
+
+
+def test_stopped_daemon_lease_goes_stale_and_the_task_runs_once_more(tmp_path: Path) -> None:
+    """SIGSTOP a daemon: after lease_ttl its lease is stale, its group is killed and a peer re-runs the task once."""
+    log = tmp_path / "runs.jsonl"
+    write_config(
+        tmp_path,
+        {"builder": {**BUILDER, "command": recorder(log, "--sleep-token", "1:60")}},
+        defaults={"interval": 0.5, "lease_ttl": 2, "heartbeat": 0.5},
+    )
+    write_queue(tmp_path, [task("S1")], {"builder": 1})
+    hung = start(tmp_path, "builder", "--instance", "hung")
+    peer = None
+    try:
+        first = wait_for(lambda: [r for r in events(log) if r["event"] == "start"], 30, "the first run")[0]
+        hung.send_signal(signal.SIGSTOP)
+        peer = start(tmp_path, "builder", "--instance", "peer")
+        wait_for(lambda: tasks_by_id(tmp_path)["S1"]["status"] == "awaiting_test", 30, "the peer to finish the task")
+        assert not alive(first["pid"]), "the hung daemon's task should have been killed"
+        hung.send_signal(signal.SIGCONT)
+        time.sleep(1.5)  # give the resumed daemon a chance to (wrongly) record its old run
+        runs = [r for r in events(log) if r["event"] == "start"]
+        assert [r["token"] for r in runs] == [1, 2]
+        assert not [r for r in events(log) if r["event"] == "overlap"]
+        final = tasks_by_id(tmp_path)["S1"]
+        assert final["status"] == "awaiting_test" and final["last_run"]["token"] == 2
+    finally:
+        stop_all([p for p in (hung, peer) if p is not None])
+
+
+def test_sigterm_drains_within_grace_and_requeues_unspent(tmp_path: Path) -> None:
+    """SIGTERM with a long task: exit 0 within grace + 5 s, task back to ready, attempts unchanged, no lease."""
+    log = tmp_path / "runs.jsonl"
+    write_config(
+        tmp_path,
+        {"builder": {**BUILDER, "command": recorder(log, "--sleep", "60")}},
+        defaults={"grace": 1, "kill_after": 1},
+    )
+    write_queue(tmp_path, [task("L1", attempts=1)], {"builder": 1})
+    daemon = start(tmp_path, "builder")
+    try:
+        run = wait_for(lambda: [r for r in events(log) if r["event"] == "start"], 30, "the task to start")[0]
+        began = time.monotonic()
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=10) == 0
+        assert time.monotonic() - began < 1 + 5
+        assert not alive(run["pid"])
+    finally:
+        stop_all([daemon])
+    final = tasks_by_id(tmp_path)["L1"]
+    assert final["status"] == "ready" and final["attempts"] == 1 and final["lease"] is None
+    assert final["status_note"] == "interrupted by shutdown"
+    assert list((tmp_path / ".leases").iterdir()) == []
+
+
+def test_result_file_and_outcome_codes_route_to_needs_adapt(tmp_path: Path) -> None:
+    """A tester's exit code listed in outcomes, or a result file, sends the task to needs_adapt."""
+    log = tmp_path / "runs.jsonl"
+    tester = {
+        "claims": "awaiting_test",
+        "working": "testing",
+        "on_success": "ready_for_integrator",
+        "outcomes": {"3": "needs_adapt"},
+    }
+    result = '{"status": "needs_adapt", "note": "2 tests fail", "fields": {"test_result": "2 failed"}}'
+    write_config(tmp_path, {"tester": {**tester, "command": recorder(log, "--exit", "3")}})
+    write_queue(
+        tmp_path,
+        [
+            task("E1", "awaiting_test"),
+            task("R1", "awaiting_test", command=recorder(log, "--exit", "1", "--result", result)),
+        ],
+        {"tester": 2},
+    )
+    done = run_agentd("--role", "tester", "--once", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    final = tasks_by_id(tmp_path)
+    assert final["E1"]["status"] == "needs_adapt" and final["E1"]["last_run"]["outcome"] == "exit-code"
+    assert final["R1"]["status"] == "needs_adapt" and final["R1"]["test_result"] == "2 failed"
+    assert final["R1"]["status_note"] == "2 tests fail" and final["R1"]["last_run"]["outcome"] == "result"
+
+
+def test_retries_back_off_then_end_in_on_failure(tmp_path: Path) -> None:
+    """A failing command is retried after a growing backoff, then lands in on_failure with a blocked_reason."""
+    log = tmp_path / "runs.jsonl"
+    write_config(
+        tmp_path,
+        {"builder": {**BUILDER, "command": recorder(log, "--exit", "1")}},
+        defaults={"max_attempts": 3, "backoff": {"initial": 0.3, "factor": 2, "max": 10}},
+    )
+    write_queue(tmp_path, [task("F1")], {"builder": 1})
+    done = run_agentd("--role", "builder", "--drain", cwd=tmp_path, timeout=60)
+    assert done.returncode == 1, done.stderr
+    starts = [r["t"] for r in events(log) if r["event"] == "start"]
+    assert len(starts) == 3
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert gaps[0] >= 0.3 and gaps[1] >= 0.6, gaps
+    final = tasks_by_id(tmp_path)["F1"]
+    assert final["status"] == "blocked" and final["attempts"] == 3
+    assert final["blocked_reason"] == "failed 3 attempts (exit code 1)"
+    assert "retry-scheduled" in (tmp_path / ".agentd" / "events.jsonl").read_text()
+
+
+def test_pickup_latency_with_a_long_interval(tmp_path: Path) -> None:
+    """With --interval 60, a task added to the queue starts in well under a second (file events)."""
+    log = tmp_path / "runs.jsonl"
+    write_config(tmp_path, {"builder": {**BUILDER, "command": recorder(log)}})
+    write_queue(tmp_path, [], {"builder": 1})
+    daemon = start(tmp_path, "builder", "--interval", "60")
+    try:
+        wait_for(
+            lambda: "daemon started" in "".join(p.read_text() for p in tmp_path.glob("daemon-*.err")),
+            30,
+            "the daemon to start",
+        )
+        time.sleep(0.3)
+        added_at = time.time()
+        script = "from agentd.cli import main; main(['queue', 'add', 'P1', '--title', 'quick'])"
+        subprocess.run([sys.executable, "-c", script], cwd=tmp_path, check=False, capture_output=True)
+        begun = wait_for(lambda: [r for r in events(log) if r["event"] == "start"], 10, "the task to start")[0]
+        assert begun["t"] - added_at < 1.0
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=20)
+
+
+def test_daemon_survives_a_broken_queue_and_resumes(tmp_path: Path) -> None:
+    """A queue broken by hand is reported once; the daemon keeps running and resumes when it is fixed."""
+    log = tmp_path / "runs.jsonl"
+    write_config(tmp_path, {"builder": {**BUILDER, "command": recorder(log)}}, defaults={"interval": 0.2})
+    queue = write_queue(tmp_path, [], {"builder": 1})
+    good = queue.read_text()
+    daemon = start(tmp_path, "builder")
+    try:
+        wait_for(
+            lambda: (
+                list(tmp_path.glob("daemon-*.err")) and "started" in next(tmp_path.glob("daemon-*.err")).read_text()
+            ),
+            30,
+            "start",
+        )
+        queue.write_text('{"tasks": [ {"id": "X", "status": 5} ]}')
+        broken = queue.read_bytes()
+        time.sleep(1.5)
+        assert daemon.poll() is None
+        assert queue.read_bytes() == broken
+        err = next(tmp_path.glob("daemon-*.err")).read_text()
+        assert err.count("$.tasks[0].status: 5 is not of type 'string'") == 1
+        queue.write_text(good.replace('"tasks": []', '"tasks": [{"id": "X", "status": "ready"}]'))
+        wait_for(lambda: [r for r in events(log) if r["event"] == "end"], 10, "the task to run after the fix")
+        assert "valid again" in next(tmp_path.glob("daemon-*.err")).read_text()
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=20)
+
+
+def test_missing_command_is_a_config_error(tmp_path: Path) -> None:
+    """Starting a daemon for a role without a command fails at once with exit 4 and says what to set."""
+    write_queue(tmp_path, [])
+    result = run_agentd("--role", "builder", "--once", cwd=tmp_path)
+    assert result.returncode == 4 and "role 'builder' has no command" in result.stderr
+
+
+def test_leases_list_and_prune_recover_a_dead_worker(tmp_path: Path) -> None:
+    """A task left in_progress with a lease nobody holds is listed as stale and put back by prune."""
+    write_config(tmp_path, {"builder": {**BUILDER, "command": ["true"]}})
+    write_queue(
+        tmp_path,
+        [task("D1", "in_progress", agent="builder", lease={"owner": "old", "acquired": "2025-10-03T22:28:13+02:00"})],
+    )
+    (tmp_path / ".leases").mkdir()
+    (tmp_path / ".leases" / "GONE.json").write_text(
+        '{"task_id": "GONE", "token": 2, "role": "builder", "host": "h", "pid": 1, "acquired": "2025-01-01T00:00:00Z",'
+        ' "ttl": 60}'
+    )
+    listing = run_agentd("leases", "list", cwd=tmp_path)
+    assert "GONE" in listing.stdout and "STALE: lock released" in listing.stdout
+    dry = run_agentd("leases", "prune", "--dry-run", cwd=tmp_path)
+    assert "would clear D1: in 'in_progress' with no lease file" in dry.stdout
+    assert tasks_by_id(tmp_path)["D1"]["status"] == "in_progress"
+    pruned = run_agentd("leases", "prune", cwd=tmp_path)
+    assert pruned.returncode == 0, pruned.stderr
+    final = tasks_by_id(tmp_path)["D1"]
+    assert final["status"] == "ready" and final["attempts"] == 1 and final["lease"] is None
+    assert "recovered" in final["status_note"]
+    assert not (tmp_path / ".leases" / "GONE.json").exists()
+    assert os.listdir(tmp_path / ".leases") == []

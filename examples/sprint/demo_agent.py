@@ -1,0 +1,1 @@
+../../scripts/demo_agent.py

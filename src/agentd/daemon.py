@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from agentd import command, faults, recovery, scheduler
+from agentd import command, faults, recovery, scheduler, transitions
 from agentd import config as config_mod
 from agentd.clock import Clock, SystemClock, format_timestamp
 from agentd.config import Config
@@ -179,23 +179,17 @@ class Daemon:
             by_id = index_by_id(doc)
             tasks = {task.id: task for task in views(doc)}
             for run in done:
-                raw = by_id.get(run.task_id)
-                if raw is None:
-                    results[run.task_id] = "the task was removed from the queue while it ran"
-                    continue
-                lease = raw.get("lease")
-                current = lease.get("token") if isinstance(lease, dict) else None
-                if current != run.token:
-                    results[run.task_id] = f"its fencing token {run.token} is no longer current ({current})"
-                    continue
-                decision = scheduler.decide(
-                    tasks[run.task_id], self.role, outcomes[run.task_id], now, self.config.workflow
+                outcome = outcomes[run.task_id]
+                results[run.task_id] = transitions.complete(
+                    by_id.get(run.task_id),
+                    tasks.get(run.task_id),
+                    self.role,
+                    outcome,
+                    run.token,
+                    now,
+                    self.config.workflow,
+                    self._last_run(run, outcome),
                 )
-                raw["status"] = decision.status
-                recovery.apply_patch(raw, decision.patch)
-                raw["lease"] = None
-                raw["last_run"] = self._last_run(run, outcomes[run.task_id], decision)
-                results[run.task_id] = decision
             return results
 
         results = self.store.transaction(change)
@@ -253,7 +247,7 @@ class Daemon:
             self.role, exit_code=info.returncode, signal=info.signal, timed_out=info.timed_out, result=result
         )
 
-    def _last_run(self, run: Running, outcome: Outcome, decision: Decision) -> dict[str, Any]:
+    def _last_run(self, run: Running, outcome: Outcome) -> dict[str, Any]:
         info = run.exit
         assert info is not None
         return {
@@ -267,7 +261,6 @@ class Daemon:
             "ended_at": format_timestamp(self.clock.now()),
             "duration_s": round(info.duration, 3),
             "log": os.path.relpath(run.log_path, self.config.root),
-            "next_status": decision.status,
         }
 
     def _heartbeat(self) -> None:
@@ -393,7 +386,7 @@ class Daemon:
         held = acquired.get(task.id)
         if held is None:
             stale = self.leases.read_record(task.id)
-            token = 1 + max(task.lease_token, task.lease.token or 0 if task.lease else 0, stale.token if stale else 0)
+            token = transitions.next_token(task, stale.token if stale else None)
             leftover = stale is not None or self.leases.inode_of(task.id) is not None
             if leftover and not self.leases.break_free(task.id):
                 return None
@@ -413,9 +406,7 @@ class Daemon:
             acquired[task.id] = held
             faults.point("lease.after-create")
         record = held.record
-        raw["status"] = self.role.working
-        raw["agent"] = self.role_name
-        raw["lease"] = {
+        lease = {
             "owner": record.owner,
             "role": record.role,
             "host": record.host,
@@ -424,8 +415,7 @@ class Daemon:
             "ttl": record.ttl,
             "token": record.token,
         }
-        raw["lease_token"] = record.token
-        raw.pop("not_before", None)
+        transitions.claim(raw, self.role, lease)
         return task.id, record.token, record.attempt, dict(raw)
 
     def _start(self, task_id: str, held: Held, raw: dict[str, Any]) -> None:

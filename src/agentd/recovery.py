@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from agentd import scheduler
+from agentd import scheduler, transitions
 from agentd.leases import LeaseDir, hostname, process_start
 from agentd.model import Task, index_by_id, views
-from agentd.scheduler import Kind, LeaseObservation, Outcome
+from agentd.scheduler import LeaseObservation
 from agentd.workflow import Role, Workflow
 
 log = logging.getLogger(__name__)
@@ -147,22 +147,7 @@ def apply(
         elif not leasedir.break_free(item.task_id):
             continue  # its lock is held after all: someone is alive
         if item.action is Action.REQUEUE and item.role is not None:
-            raw = raw_by_id[item.task_id]
             role = workflow.roles[item.role]
-            decision = scheduler.decide(
-                task_views[item.task_id], role, Outcome(Kind.RECOVERED, note=f"recovered: {item.cause}"), now, workflow
-            )
-            raw["status"] = decision.status
-            apply_patch(raw, decision.patch)
-            raw["lease"] = None
+            transitions.requeue(raw_by_id[item.task_id], task_views[item.task_id], role, item.cause, now, workflow)
         done.append(item)
     return done
-
-
-def apply_patch(raw: dict[str, Any], patch: Mapping[str, Any]) -> None:
-    """Merge a decision's fields into a task; ``not_before: None`` removes the key."""
-    for key, value in patch.items():
-        if key == "not_before" and value is None:
-            raw.pop(key, None)
-        else:
-            raw[key] = value

@@ -1,0 +1,80 @@
+"""What claiming, finishing and recovering do to a task's raw dict (pure: no I/O, the time passed in).
+
+The daemon, ``agentd leases prune`` and the state-machine tests all change tasks through these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from agentd import scheduler
+from agentd.model import Task
+from agentd.scheduler import Decision, Kind, Outcome
+from agentd.workflow import Role, Workflow
+
+
+def apply_patch(raw: dict[str, Any], patch: Mapping[str, Any]) -> None:
+    """Merge a decision's fields into a task; ``not_before: None`` removes the key."""
+    for key, value in patch.items():
+        if key == "not_before" and value is None:
+            raw.pop(key, None)
+        else:
+            raw[key] = value
+
+
+def next_token(task: Task, *seen: int | None) -> int:
+    """A fencing token larger than any issued for the task (in the queue or on a lease file)."""
+    in_queue = task.lease.token if task.lease is not None and task.lease.token is not None else 0
+    return 1 + max(task.lease_token, in_queue, *(value or 0 for value in seen))
+
+
+def claim(raw: dict[str, Any], role: Role, lease: Mapping[str, Any]) -> None:
+    """Mark a task as claimed by ``role`` under ``lease`` (which carries the token)."""
+    raw["status"] = role.working
+    raw["agent"] = role.name
+    raw["lease"] = dict(lease)
+    raw["lease_token"] = lease["token"]
+    raw.pop("not_before", None)
+
+
+def current_token(raw: Mapping[str, Any]) -> int | None:
+    """The token of the task's in-queue lease, if any."""
+    lease = raw.get("lease")
+    token = lease.get("token") if isinstance(lease, dict) else None
+    return token if isinstance(token, int) else None
+
+
+def complete(
+    raw: dict[str, Any] | None,
+    task: Task | None,
+    role: Role,
+    outcome: Outcome,
+    token: int,
+    now: datetime,
+    workflow: Workflow,
+    last_run: Mapping[str, Any] | None = None,
+) -> Decision | str:
+    """Record an attempt's outcome and release the in-queue lease; a reason string when the completion is refused."""
+    if raw is None or task is None:
+        return "the task was removed from the queue while it ran"
+    current = current_token(raw)
+    if current != token:
+        return f"its fencing token {token} is no longer current ({current})"
+    decision = scheduler.decide(task, role, outcome, now, workflow)
+    raw["status"] = decision.status
+    apply_patch(raw, decision.patch)
+    raw["lease"] = None
+    if last_run is not None:
+        raw["last_run"] = {**last_run, "next_status": decision.status}
+    return decision
+
+
+def requeue(raw: dict[str, Any], task: Task, role: Role, cause: str, now: datetime, workflow: Workflow) -> Decision:
+    """A stale lease's task goes back to the role's claimable status (attempts + 1), or to on_failure when spent."""
+    decision = scheduler.decide(task, role, Outcome(Kind.RECOVERED, note=f"recovered: {cause}"), now, workflow)
+    raw["status"] = decision.status
+    apply_patch(raw, decision.patch)
+    raw["lease"] = None
+    return decision

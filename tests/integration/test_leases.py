@@ -1,0 +1,131 @@
+"""Lease files: exclusive creation, kernel liveness through an inherited descriptor, heartbeats, symlinks refused."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from agentd.leases import LeaseDir, LeaseDirUnsafe, new_record
+
+NOW = datetime(2026, 5, 1, tzinfo=UTC)
+
+
+def record(task_id: str = "T1", token: int = 1) -> object:
+    return new_record(task_id, token, "builder", now=NOW, ttl=60, heartbeat=10, attempt=1)
+
+
+def test_acquire_is_exclusive_and_observed_live(tmp_path: Path) -> None:
+    """A second acquire of the same task fails; peers see the lock held, and free once released."""
+    folder = LeaseDir(tmp_path / ".leases", tmp_path)
+    held = folder.acquire(record())  # type: ignore[arg-type]
+    assert held is not None
+    assert folder.acquire(record(token=2)) is None  # type: ignore[arg-type]
+    seen = folder.observe("T1")
+    assert seen is not None and seen.locked is True and seen.token == 1 and seen.role == "builder"
+    held.release()
+    assert folder.observe("T1") is None
+    assert not (tmp_path / ".leases" / "T1.json").exists()
+
+
+def test_lock_lives_exactly_as_long_as_an_inheriting_child(tmp_path: Path) -> None:
+    """The flock stays held by a child that inherited the descriptor after the holder closes its own copy."""
+    folder = LeaseDir(tmp_path / ".leases", tmp_path)
+    held = folder.acquire(record())  # type: ignore[arg-type]
+    assert held is not None
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE, pass_fds=(held.fd,)
+    )
+    os.close(held.fd)
+    held.fd = -1
+    seen = folder.observe("T1")
+    assert seen is not None and seen.locked is True
+    assert child.stdin is not None
+    child.stdin.close()
+    child.wait(timeout=10)
+    seen = folder.observe("T1")
+    assert seen is not None and seen.locked is False
+    assert folder.break_free("T1") and folder.observe("T1") is None
+
+
+def test_heartbeat_rewrites_in_place_and_detects_takeover(tmp_path: Path) -> None:
+    """A heartbeat keeps the inode; once the file is broken and re-created, the old holder sees it lost."""
+    folder = LeaseDir(tmp_path / ".leases", tmp_path)
+    held = folder.acquire(record())  # type: ignore[arg-type]
+    assert held is not None
+    inode = (tmp_path / ".leases" / "T1.json").stat().st_ino
+    assert held.update(datetime(2026, 5, 1, 0, 1, tzinfo=UTC), pgid=4242)
+    assert (tmp_path / ".leases" / "T1.json").stat().st_ino == inode
+    assert folder.read_record("T1").pgid == 4242  # type: ignore[union-attr]
+    folder.break_held("T1")
+    other = LeaseDir(tmp_path / ".leases", tmp_path).acquire(record(token=2))  # type: ignore[arg-type]
+    assert other is not None
+    assert not held.update(datetime(2026, 5, 1, 0, 2, tzinfo=UTC))
+    held.release()  # must not remove the new holder's file
+    assert folder.read_record("T1").token == 2  # type: ignore[union-attr]
+    other.release()
+
+
+def test_unparsable_lease_is_judged_by_its_lock(tmp_path: Path) -> None:
+    """Garbage in a lease file is reported, and its lock alone says whether someone holds it."""
+    leases = tmp_path / ".leases"
+    leases.mkdir()
+    (leases / "T1.json").write_text("{not json")
+    folder = LeaseDir(leases, tmp_path)
+    seen = folder.observe("T1")
+    assert seen is not None and seen.error is not None and seen.locked is False
+    handle = open(leases / "T1.json")  # noqa: SIM115
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    assert folder.observe("T1").locked is True  # type: ignore[union-attr]
+    assert not folder.break_free("T1")
+    handle.close()
+    assert folder.break_free("T1")
+
+
+def test_symlinked_lease_folder_outside_the_project_is_refused(tmp_path: Path) -> None:
+    """.leases pointing outside the project is refused, never followed."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".leases").symlink_to(outside)
+    with pytest.raises(LeaseDirUnsafe, match="outside the project"):
+        LeaseDir(project / ".leases", project).observe_all()
+
+
+def test_symlinked_lease_file_is_not_followed(tmp_path: Path) -> None:
+    """A lease file that is a symlink is never opened through the link; breaking it removes only the link."""
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    leases = tmp_path / ".leases"
+    leases.mkdir()
+    (leases / "T1.json").symlink_to(target)
+    folder = LeaseDir(leases, tmp_path)
+    seen = folder.observe("T1")
+    assert seen is not None and seen.error is not None and "symlink" in seen.error
+    assert folder.acquire(record()) is None  # type: ignore[arg-type]
+    assert folder.break_free("T1")
+    assert target.read_text() == "keep me" and not (leases / "T1.json").is_symlink()
+
+
+def test_a_directory_where_a_lease_file_should_be(tmp_path: Path) -> None:
+    """A directory named like a lease file is reported and can be cleared."""
+    leases = tmp_path / ".leases"
+    (leases / "T1.json").mkdir(parents=True)
+    folder = LeaseDir(leases, tmp_path)
+    seen = folder.observe("T1")
+    assert seen is not None and seen.error == "not a regular file"
+    assert folder.break_free("T1") and not (leases / "T1.json").exists()
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/b", "", ".hidden", "x" * 200, "a\x00b"])
+def test_unsafe_task_ids_never_become_file_names(tmp_path: Path, bad: str) -> None:
+    """Ids that are not safe file names are refused before any path is built."""
+    folder = LeaseDir(tmp_path / ".leases", tmp_path)
+    with pytest.raises(ValueError, match="unsafe task id"):
+        folder.file_for(bad)

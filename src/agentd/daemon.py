@@ -16,6 +16,7 @@ import queue as queue_mod
 import shlex
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -120,6 +121,7 @@ class Daemon:
         self._watch = watch
         self._watcher: Watcher | None = None
         self._next_wake: datetime | None = None
+        self._on_first_pass: Callable[[str | None], bool] | None = None
 
     # -- wake-ups ------------------------------------------------------------------------------------------------------
 
@@ -534,8 +536,13 @@ class Daemon:
             where = self.config.path or self.config.root / "agentd.toml"
             raise ConfigError(where, f"role {self.role_name!r} has no command; set [roles.{self.role_name}] command")
 
-    def run(self, mode: Mode = Mode.FOREVER) -> int:
-        """Run until stopped (or until the pass/drain is over); returns the exit code."""
+    def run(self, mode: Mode = Mode.FOREVER, on_first_pass: Callable[[str | None], bool] | None = None) -> int:
+        """Run until stopped (or until the pass/drain is over); returns the exit code.
+
+        ``on_first_pass`` is told the first pass's error (or None); returning False ends the daemon with the
+        bad-data exit code (``agentd start`` uses this to refuse to report "started" for a daemon that cannot work).
+        """
+        self._on_first_pass = on_first_pass
         self.check_ready()
         handlers = {}
         if threading.current_thread() is threading.main_thread():
@@ -567,6 +574,8 @@ class Daemon:
                 self._reload_config()
             self._wake.clear()
             report = self.tick()
+            if first and self._on_first_pass is not None and not self._on_first_pass(report.error):
+                return int(ExitCode.BAD_DATA)
             if report.error and mode is not Mode.FOREVER and not self.running:
                 return int(ExitCode.BAD_DATA)
             if self._stop_requests:

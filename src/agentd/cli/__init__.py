@@ -41,6 +41,7 @@ Docs: docs/reference/cli.md"""
 )
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @daemon_options
+@click.option("--background", is_flag=True, help="With --role: start the daemon detached (same as `agentd start`).")
 @click.version_option(__version__, prog_name="agentd")
 @click.pass_context
 def cli(
@@ -55,6 +56,7 @@ def cli(
     drain: bool,
     concurrency: int | None,
     instance: str | None,
+    background: bool,
 ) -> int | None:
     """agentd runs one daemon per role over a shared JSON sprint queue (SPRINT_QUEUE.json).
 
@@ -65,22 +67,29 @@ def cli(
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.obj = App(root=root, queue=queue, config_path=config_path, verbose=verbose)
     if ctx.invoked_subcommand is not None:
-        if role or once or drain:
+        if role or once or drain or background:
             raise click.UsageError("--role, --once and --drain go before no subcommand (or use `agentd run --role`)")
         return None
     if role is None:
         click.echo(ctx.get_help())
         return None
+    if background:
+        from agentd.cli.background import start_roles
+
+        return start_roles(ctx.obj, [role], interval, instance, "text")
     return run_daemon(ctx.obj, role, interval, once, drain, concurrency, instance)
 
 
 def _register() -> None:
-    from agentd.cli import daemon_cmds, init_cmd, queue_cmds
+    from agentd.cli import background, daemon_cmds, init_cmd, queue_cmds, service_units
 
     cli.add_command(init_cmd.init)
     cli.add_command(queue_cmds.queue)
     cli.add_command(daemon_cmds.run)
     cli.add_command(daemon_cmds.leases)
+    cli.add_command(service_units.service)
+    for command in (background.start, background.stop, background.restart, background.status, background.logs):
+        cli.add_command(command)
 
 
 _register()

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
-import sys
+import os
+from pathlib import Path
 from typing import Any
 
 import click
 
-from agentd import recovery
+from agentd import logsetup, recovery, service
 from agentd.cli.app import App
 from agentd.cli.output import emit_json, info, table
 from agentd.clock import SystemClock
 from agentd.daemon import Daemon, Mode
-from agentd.errors import ExitCode
+from agentd.errors import AgentdError, ExitCode
 from agentd.leases import LeaseDir
 from agentd.model import views
+from agentd.pidfile import AlreadyRunning, PidFile, pid_path, stale_reason
 from agentd.scheduler import judge
 
 pass_app = click.make_pass_decorator(App)
@@ -36,16 +40,21 @@ def daemon_options(function: Any) -> Any:
     return function
 
 
-def setup_logging(role: str, verbose: int) -> None:
-    """State changes on stderr, one line each, with the time and the role."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter(f"%(asctime)s {role}[%(process)d] %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
-    logging.getLogger("watchdog").setLevel(logging.WARNING)
+class ReadyPipe:
+    """The pipe ``agentd start`` waits on: one JSON line once the daemon is up, or the error that stopped it."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+        if fd is not None:
+            os.set_inheritable(fd, False)  # never leaks into task commands
+
+    def send(self, **message: Any) -> None:
+        if self.fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self.fd, (json.dumps(message) + "\n").encode())
+            os.close(self.fd)
+        self.fd = None
 
 
 def run_daemon(
@@ -56,23 +65,63 @@ def run_daemon(
     drain: bool,
     concurrency: int | None,
     instance: str | None,
+    *,
+    log_file: str | None = None,
+    log_format: str = "text",
+    ready_fd: int | None = None,
 ) -> int:
-    """Build the daemon from the options and run it in the foreground."""
+    """Build the daemon from the options, take its PID file, and run it in the foreground."""
     if not role:
         raise click.UsageError("--role is required (one of the roles in agentd.toml)")
     if once and drain:
         raise click.UsageError("--once and --drain exclude each other")
-    config = app.config
-    config.role(role)
-    setup_logging(role + (f".{instance}" if instance else ""), app.verbose)
-    daemon = Daemon(config, role, instance=instance, concurrency=concurrency, interval=interval, clock=SystemClock())
+    ready = ReadyPipe(ready_fd)
+    name = role + (f".{instance}" if instance else "")
+    clock = SystemClock()
+    try:
+        config = app.config
+        config.role(role)
+        daemon = Daemon(config, role, instance=instance, concurrency=concurrency, interval=interval, clock=clock)
+        daemon.check_ready()
+        pid = PidFile(pid_path(service.run_dir(config), role, instance), role, instance)
+        pid.acquire(started=clock.now(), interval=daemon.interval, log=log_file)
+    except AlreadyRunning as exc:
+        ready.send(status="running", pid=exc.pid)
+        raise
+    except AgentdError as exc:
+        ready.send(status="error", error=str(exc), code=int(exc.exit_code))
+        raise
+    logsetup.setup(
+        name,
+        verbose=app.verbose,
+        log_file=Path(log_file) if log_file else None,
+        log_format=log_format,
+        max_bytes=config.log.max_bytes,
+        backups=config.log.backups,
+    )
+    if pid.replaced is not None:
+        logging.getLogger("agentd").info("replaced a stale PID file (%s)", stale_reason(pid.replaced))
+
+    def first_pass(error: str | None) -> bool:
+        if error is not None:
+            ready.send(status="error", error=error, code=int(ExitCode.BAD_DATA))
+            return False
+        ready.send(status="ready", pid=os.getpid())
+        return True
+
     mode = Mode.ONCE if once else Mode.DRAIN if drain else Mode.FOREVER
-    return daemon.run(mode)
+    try:
+        return daemon.run(mode, first_pass if ready_fd is not None else None)
+    finally:
+        pid.release()
 
 
 @click.command(name="run")
 @daemon_options
 @pass_app
+@click.option("--log-file", type=click.Path(dir_okay=False), help="Log to this file (rotated) instead of stderr.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--ready-fd", type=int, hidden=True)
 def run(
     app: App,
     role: str | None,
@@ -81,6 +130,9 @@ def run(
     drain: bool,
     concurrency: int | None,
     instance: str | None,
+    log_file: str | None,
+    log_format: str,
+    ready_fd: int | None,
 ) -> int:
     """Run one role's daemon in the foreground (the same as ``agentd --role ROLE``).
 
@@ -95,7 +147,18 @@ def run(
       agentd run --role builder --drain --concurrency 2
       agentd run --role builder --instance b2  # a second builder on this host
     """
-    return run_daemon(app, role, interval, once, drain, concurrency, instance)
+    return run_daemon(
+        app,
+        role,
+        interval,
+        once,
+        drain,
+        concurrency,
+        instance,
+        log_file=log_file,
+        log_format=log_format,
+        ready_fd=ready_fd,
+    )
 
 
 @click.group()

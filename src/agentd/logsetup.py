@@ -1,0 +1,71 @@
+"""Daemon logging: one line per state change, to stderr or a size-rotated file, as text or JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import sys
+from pathlib import Path
+
+from agentd.clock import format_timestamp
+
+TEXT_FORMAT = "%(asctime)s {name}[%(process)d] %(levelname)s %(message)s"
+DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, role, pid, message."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def format(self, record: logging.LogRecord) -> str:
+        from datetime import UTC, datetime
+
+        data = {
+            "time": format_timestamp(datetime.fromtimestamp(record.created, UTC)),
+            "level": record.levelname.lower(),
+            "role": self.name,
+            "pid": record.process,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False)
+
+
+def setup(
+    name: str,
+    *,
+    verbose: int = 0,
+    log_file: Path | None = None,
+    log_format: str = "text",
+    max_bytes: int = 10 * 1024 * 1024,
+    backups: int = 5,
+) -> None:
+    """Configure the root logger for a daemon called ``name`` (role or role.instance)."""
+    handler: logging.Handler
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(
+            log_file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+        )
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter(name))
+    else:
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT.format(name=name), DATE_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.getLogger("watchdog").setLevel(logging.WARNING)
+    logging.getLogger("filelock").setLevel(logging.WARNING)
+
+    def excepthook(kind: type[BaseException], value: BaseException, trace: object) -> None:
+        logging.getLogger("agentd").critical("crashed", exc_info=(kind, value, trace))  # type: ignore[arg-type]
+
+    sys.excepthook = excepthook

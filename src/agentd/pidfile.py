@@ -1,0 +1,205 @@
+"""PID files that cannot lie: ``.agentd/run/<role>[.<instance>].pid``.
+
+The running daemon holds an exclusive flock on its PID file for its whole life, so "running" means "the lock is
+held" — never "a process with that number exists". The file is rewritten in place (never renamed over, never deleted
+by its owner), and whoever takes the lock re-checks that the path still names the inode it locked. The content (JSON:
+pid, host, boot id, the process's start time, argv, start time) is for people and for ``stop``, which signals the
+PID only while the lock is held and the start time still matches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from agentd.clock import format_timestamp, parse_timestamp
+from agentd.errors import AgentdError, ExitCode
+from agentd.leases import boot_id, hostname, process_start
+
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+class AlreadyRunning(AgentdError, RuntimeError):
+    """Another daemon holds this PID file."""
+
+    exit_code = ExitCode.CONFLICT
+
+    def __init__(self, name: str, pid: int | None, path: Path) -> None:
+        self.name = name
+        self.pid = pid
+        self.path = path
+        who = f" (pid {pid})" if pid else ""
+        super().__init__(f"{name} is already running{who}; run another with --instance NAME, or stop it first")
+
+
+@dataclass(frozen=True)
+class PidInfo:
+    """What a PID file says."""
+
+    pid: int
+    role: str
+    host: str
+    started_at: str
+    argv: list[str]
+    instance: str | None = None
+    boot_id: str | None = None
+    proc_start: int | None = None
+    interval: float | None = None
+    log: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.role + (f".{self.instance}" if self.instance else "")
+
+    def uptime(self, now: datetime) -> float:
+        return (now - parse_timestamp(self.started_at)).total_seconds()
+
+
+def pid_path(run_dir: Path, role: str, instance: str | None = None) -> Path:
+    """``.agentd/run/<role>[.<instance>].pid``."""
+    return run_dir / (role + (f".{instance}" if instance else "") + ".pid")
+
+
+def _parse(raw: bytes) -> PidInfo | None:
+    try:
+        data = json.loads(raw.decode("utf-8"))
+        known = set(PidInfo.__dataclass_fields__)
+        return PidInfo(**{key: value for key, value in data.items() if key in known})
+    except (ValueError, TypeError):
+        return None
+
+
+def stale_reason(info: PidInfo) -> str:
+    """Why a PID file whose lock is free is stale, in a few words."""
+    if info.host != hostname():
+        return f"written on host {info.host}"
+    if info.boot_id and boot_id() and info.boot_id != boot_id():
+        return "written before the last reboot"
+    start = process_start(info.pid)
+    if start is None:
+        return f"pid {info.pid} is not running"
+    if info.proc_start is not None and start != info.proc_start:
+        return f"pid {info.pid} now belongs to another program"
+    return f"pid {info.pid} no longer holds its lock"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a look at a PID file found."""
+
+    path: Path
+    running: bool
+    info: PidInfo | None
+
+    @property
+    def stale(self) -> str | None:
+        """Why the file is stale (not running but has content), or None."""
+        if self.running or self.info is None:
+            return None
+        return stale_reason(self.info)
+
+
+def probe(path: Path) -> Probe:
+    """Is the daemon of this PID file running (its lock held), and what does the file say?"""
+    try:
+        fd = os.open(path, os.O_RDONLY | NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return Probe(path, False, None)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            running = False
+        except BlockingIOError:
+            running = True
+        raw = os.pread(fd, 1 << 16, 0)
+    finally:
+        os.close(fd)
+    return Probe(path, running, _parse(raw))
+
+
+class PidFile:
+    """The PID file of this process, locked for its whole life."""
+
+    def __init__(self, path: Path, role: str, instance: str | None = None) -> None:
+        self.path = path
+        self.role = role
+        self.instance = instance
+        self.fd = -1
+        self.replaced: PidInfo | None = None  # a stale file found at start, for a one-line notice
+
+    def acquire(self, *, started: datetime, interval: float | None, log: str | None) -> PidInfo:
+        """Take the lock and write who we are; AlreadyRunning when another daemon holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        name = self.role + (f".{self.instance}" if self.instance else "")
+        for _ in range(10):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | NOFOLLOW | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _parse(os.pread(fd, 1 << 16, 0))
+                os.close(fd)
+                raise AlreadyRunning(name, holder.pid if holder else None, self.path) from None
+            try:
+                same = os.stat(self.path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # removed (doctor --fix) between our open and our lock: start over
+                os.close(fd)
+                continue
+            self.fd = fd
+            break
+        else:
+            raise AgentdError(f"{self.path}: the PID file keeps changing under agentd")
+        self.replaced = _parse(os.pread(self.fd, 1 << 16, 0))
+        pid = os.getpid()
+        info = PidInfo(
+            pid=pid,
+            role=self.role,
+            instance=self.instance,
+            host=hostname(),
+            boot_id=boot_id(),
+            proc_start=process_start(pid),
+            started_at=format_timestamp(started),
+            argv=list(sys.argv),
+            interval=interval,
+            log=log,
+        )
+        payload = (json.dumps(asdict(info), indent=2) + "\n").encode("utf-8")
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, payload, 0)
+        os.fsync(self.fd)
+        return info
+
+    def release(self) -> None:
+        """Empty the file and drop the lock (the file stays: deleting a lock file others may open is unsafe)."""
+        if self.fd < 0:
+            return
+        with contextlib.suppress(OSError):
+            os.ftruncate(self.fd, 0)
+        os.close(self.fd)
+        self.fd = -1
+
+
+def all_pid_files(run_dir: Path) -> list[Path]:
+    """Every PID file in the run folder."""
+    if not run_dir.is_dir():
+        return []
+    return sorted(path for path in run_dir.iterdir() if path.suffix == ".pid")
+
+
+def role_of(path: Path) -> tuple[str, str | None]:
+    """(role, instance) from a PID file name."""
+    stem = path.name[: -len(".pid")]
+    role, _, instance = stem.partition(".")
+    return role, instance or None
+
+
+def to_json(info: PidInfo | None) -> dict[str, Any] | None:
+    return asdict(info) if info else None

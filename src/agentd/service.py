@@ -1,0 +1,279 @@
+"""Background daemons: start (detached, and only "started" once really up), stop (drain, then kill), status, logs.
+
+A detached daemon runs in its own session with no controlling terminal, stdin from /dev/null and its output in its
+log file. ``start`` hands it the write end of a pipe; the daemon writes one JSON line there once its PID file is
+locked and its first pass is done (or the error that stopped it), then closes it. So ``start`` never says "started"
+for a process that died a moment later, and two ``start``\\ s at once give one daemon (the PID file lock decides).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from agentd.config import Config
+from agentd.errors import ExitCode
+from agentd.leases import process_start
+from agentd.pidfile import Probe, all_pid_files, pid_path, probe, role_of
+
+START_TIMEOUT = 60.0
+
+
+def run_dir(config: Config) -> Path:
+    return config.state_dir / "run"
+
+
+def log_path(config: Config, role: str, instance: str | None = None) -> Path:
+    """``.agentd/logs/<role>[.<instance>].log``."""
+    return config.state_dir / "logs" / (role + (f".{instance}" if instance else "") + ".log")
+
+
+def display(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+@dataclass(frozen=True)
+class StartResult:
+    """What ``start`` did for one daemon."""
+
+    name: str
+    state: str  # started | running | failed
+    pid: int | None = None
+    log: str | None = None
+    error: str | None = None
+    exit_code: int = 0
+
+    def line(self) -> str:
+        if self.state == "started":
+            return f"{self.name} started (pid {self.pid}, log {self.log})"
+        if self.state == "running":
+            return f"{self.name} is already running (pid {self.pid})"
+        return f"{self.name} failed to start: {self.error}"
+
+
+def _read_ready(fd: int, proc: subprocess.Popen[bytes], timeout: float) -> dict[str, object] | None:
+    """The daemon's readiness line, or None when it died or closed the pipe without one."""
+    buffer = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            buffer += chunk
+            if b"\n" in buffer:
+                break
+        elif proc.poll() is not None:
+            break
+    line = buffer.split(b"\n", 1)[0]
+    if not line:
+        return None
+    try:
+        message: dict[str, object] = json.loads(line)
+    except ValueError:
+        return None
+    return message
+
+
+def _tail_text(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])
+
+
+def start(
+    config: Config,
+    role: str,
+    *,
+    instance: str | None = None,
+    interval: float | None = None,
+    log_format: str = "text",
+    verbose: int = 0,
+    timeout: float = START_TIMEOUT,
+) -> StartResult:
+    """Start one role's daemon in the background and wait until it is really up."""
+    config.role(role)
+    name = role + (f".{instance}" if instance else "")
+    pidfile = pid_path(run_dir(config), role, instance)
+    seen = probe(pidfile)
+    if seen.running:
+        return StartResult(name, "running", seen.info.pid if seen.info else None)
+    log = log_path(config, role, instance)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    read_end, write_end = os.pipe()
+    argv = [sys.executable, "-m", "agentd", "--root", str(config.root)]
+    if config.path is not None:
+        argv += ["--config", str(config.path)]
+    argv += ["--queue", str(config.queue_path)]
+    argv += ["-v"] * verbose
+    argv += ["run", "--role", role, "--log-file", str(log), "--log-format", log_format, "--ready-fd", str(write_end)]
+    if interval is not None:
+        argv += ["--interval", str(interval)]
+    if instance:
+        argv += ["--instance", instance]
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("AGENTD_ROOT", "AGENTD_QUEUE", "AGENTD_CONFIG")
+    }
+    with open(log, "ab") as output:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
+            cwd=config.root,
+            env=env,
+            start_new_session=True,
+            pass_fds=(write_end,),
+        )
+    os.close(write_end)
+    try:
+        message = _read_ready(read_end, proc, timeout)
+    finally:
+        os.close(read_end)
+    shown = display(log, config.root)
+    if message is not None and message.get("status") == "ready":
+        return StartResult(name, "started", int(str(message.get("pid", proc.pid))), shown)
+    if message is not None and message.get("status") == "running":  # another start won the race
+        pid = message.get("pid")
+        return StartResult(name, "running", int(str(pid)) if pid is not None else None)
+    if message is None and proc.poll() is None:
+        proc.kill()
+        error = f"not up after {timeout:g} s; see {shown}"
+        return StartResult(name, "failed", proc.pid, shown, error, int(ExitCode.FAILURE))
+    code = proc.wait(timeout=30)
+    error = str(message.get("error")) if message else (_tail_text(log) or f"exited with code {code}")
+    exit_code = int(str(message.get("code"))) if message and message.get("code") else code or int(ExitCode.FAILURE)
+    return StartResult(name, "failed", proc.pid, shown, error, exit_code)
+
+
+def daemons(config: Config, roles: list[str] | None = None) -> list[Probe]:
+    """PID files of the asked roles (instances included); a role without one is reported as not running."""
+    asked = roles or list(config.roles)
+    found: dict[str, list[Probe]] = {role: [] for role in asked}
+    for path in all_pid_files(run_dir(config)):
+        role, _ = role_of(path)
+        if role in found:
+            found[role].append(probe(path))
+    out = []
+    for role in asked:
+        probes = found[role]
+        if not probes:
+            probes = [Probe(pid_path(run_dir(config), role), False, None)]
+        out.extend(probes)
+    return out
+
+
+@dataclass(frozen=True)
+class StopResult:
+    """What ``stop`` did for one daemon."""
+
+    name: str
+    state: str  # stopped | killed | not-running
+    pid: int | None = None
+    took: float = 0.0
+
+    def line(self) -> str:
+        if self.state == "not-running":
+            return f"{self.name} is not running"
+        if self.state == "killed":
+            return f"{self.name} did not drain in time; killed its process group (pid {self.pid})"
+        return f"{self.name} stopped (pid {self.pid}, drained in {self.took:.1f} s)"
+
+
+def _wait_unlocked(path: Path, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        if not probe(path).running:
+            return True
+        time.sleep(0.05)
+    return not probe(path).running
+
+
+def stop(seen: Probe, timeout: float) -> StopResult:
+    """SIGTERM the daemon (it drains), wait up to ``timeout``, then SIGKILL its process group."""
+    name = ".".join(part for part in role_of(seen.path) if part)
+    if not seen.running or seen.info is None:
+        return StopResult(name, "not-running")
+    pid = seen.info.pid
+    if seen.info.proc_start is not None and process_start(pid) not in (None, seen.info.proc_start):
+        return StopResult(name, "not-running")  # the lock holder is not the process the file names: leave it
+    began = time.monotonic()
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if _wait_unlocked(seen.path, began + timeout):
+        return StopResult(name, "stopped", pid, time.monotonic() - began)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    _wait_unlocked(seen.path, time.monotonic() + 10)
+    return StopResult(name, "killed", pid, time.monotonic() - began)
+
+
+def tail(path: Path, lines: int) -> list[str]:
+    """The last ``lines`` lines of a file (read from the end, so large logs are cheap)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            block = 8192
+            data = b""
+            while size > 0 and data.count(b"\n") <= lines:
+                step = min(block, size)
+                size -= step
+                handle.seek(size)
+                data = handle.read(step) + data
+    except FileNotFoundError:
+        return []
+    return data.decode("utf-8", errors="replace").splitlines()[-lines:] if lines else []
+
+
+def follow(path: Path, *, from_end: bool = True, poll: float = 0.2) -> Iterator[str]:
+    """New lines of a log as they are written, across rotations (a new inode or a shorter file: reopen)."""
+    handle = None
+    inode = None
+    pending = b""
+    first = True
+    while True:
+        if handle is None:
+            try:
+                handle = open(path, "rb")  # noqa: SIM115 - kept open across iterations
+            except FileNotFoundError:
+                time.sleep(poll)
+                continue
+            inode = os.fstat(handle.fileno()).st_ino
+            if first and from_end:
+                handle.seek(0, os.SEEK_END)
+            first = False
+        chunk = handle.read()
+        if not chunk:
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                time.sleep(poll)
+                continue
+            if current.st_ino == inode and current.st_size >= handle.tell():
+                time.sleep(poll)
+                continue
+            chunk = handle.read()  # rotated: whatever reached the old file last, then the new file from its start
+            handle.close()
+            handle = None
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.decode("utf-8", errors="replace")

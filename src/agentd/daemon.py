@@ -16,6 +16,7 @@ import queue as queue_mod
 import shlex
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from agentd import command, faults, recovery, scheduler, transitions
+from agentd import command, faults, logsetup, recovery, scheduler, transitions
 from agentd import config as config_mod
 from agentd.clock import Clock, SystemClock, format_timestamp
 from agentd.config import Config
@@ -199,6 +200,7 @@ class Daemon:
         for run in done:
             del self.running[run.task_id]
             run.held.release()
+            self._prune_logs(run.task_id)
             result = results[run.task_id]
             outcome = outcomes[run.task_id]
             assert run.exit is not None
@@ -229,6 +231,22 @@ class Daemon:
             )
             if result.retry and outcome.kind is not Kind.INTERRUPTED:
                 self.journal.emit("retry-scheduled", f"{run.task_id}: {result.note}", task=run.task_id)
+
+    def _prune_logs(self, task_id: str | None = None) -> None:
+        """Keep the newest ``keep_task_logs`` output logs per task, none older than ``keep_task_log_days``."""
+        try:
+            removed = logsetup.prune_task_logs(
+                self.config.state_dir / "logs" / "tasks",
+                keep=self.config.log.keep_task_logs,
+                max_age_days=self.config.log.keep_task_log_days,
+                now=time.time(),
+                only=task_id,
+            )
+        except OSError as exc:
+            log.warning("cannot prune task logs: %s", exc)
+            return
+        if removed and task_id is None:
+            log.info("pruned %d old task log(s)", removed)
 
     def _outcome(self, run: Running) -> Outcome:
         info = run.exit
@@ -557,6 +575,7 @@ class Daemon:
             f"{self.role_name} daemon started (pid {os.getpid()}, {mode.value}, interval {self.interval:g} s)",
             mode=mode.value,
         )
+        self._prune_logs()
         try:
             code = self._loop(mode)
         finally:

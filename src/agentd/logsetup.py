@@ -69,3 +69,32 @@ def setup(
         logging.getLogger("agentd").critical("crashed", exc_info=(kind, value, trace))  # type: ignore[arg-type]
 
     sys.excepthook = excepthook
+
+
+def prune_task_logs(tasks_dir: Path, *, keep: int, max_age_days: float, now: float, only: str | None = None) -> int:
+    """Remove task output logs beyond the newest ``keep`` per task and older than ``max_age_days``; returns how many.
+
+    ``only`` limits the pass to one task's folder (after each finished run); without it every task is visited.
+    """
+    removed = 0
+    if not tasks_dir.is_dir():
+        return 0
+    folders = [tasks_dir / only] if only else [p for p in tasks_dir.iterdir() if p.is_dir() and not p.is_symlink()]
+    cutoff = now - max_age_days * 86400
+    for folder in folders:
+        try:
+            logs = sorted(
+                (entry for entry in folder.iterdir() if entry.suffix == ".log" and entry.is_file()),
+                key=lambda entry: entry.stat().st_mtime,
+                reverse=True,
+            )
+        except FileNotFoundError:
+            continue
+        for position, entry in enumerate(logs):
+            try:
+                if position >= keep or entry.stat().st_mtime < cutoff:
+                    entry.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+    return removed

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agentd.config import Config
 from agentd.errors import ExitCode
@@ -96,7 +97,42 @@ def _tail_text(path: Path, lines: int = 5) -> str:
     return " | ".join(text[-lines:])
 
 
-def start(
+@dataclass
+class Pending:
+    """A daemon spawned in the background, not yet known to be up."""
+
+    name: str
+    proc: subprocess.Popen[bytes] | None
+    read_end: int
+    log: str
+    done: StartResult | None = None
+
+    def wait(self, timeout: float = START_TIMEOUT) -> StartResult:
+        """Wait for the daemon's readiness line (or its death) and say what happened."""
+        if self.done is not None:
+            return self.done
+        assert self.proc is not None
+        try:
+            message = _read_ready(self.read_end, self.proc, timeout)
+        finally:
+            os.close(self.read_end)
+        name, proc, shown = self.name, self.proc, self.log
+        if message is not None and message.get("status") == "ready":
+            return StartResult(name, "started", int(str(message.get("pid", proc.pid))), shown)
+        if message is not None and message.get("status") == "running":  # another start won the race
+            pid = message.get("pid")
+            return StartResult(name, "running", int(str(pid)) if pid is not None else None)
+        if message is None and proc.poll() is None:
+            proc.kill()
+            return StartResult(name, "failed", proc.pid, shown, f"not up after {timeout:g} s; see {shown}", 1)
+        code = proc.wait(timeout=30)
+        log_file = Path(shown) if Path(shown).is_absolute() else None
+        error = str(message.get("error")) if message else (_tail_text(log_file) if log_file else "") or f"exit {code}"
+        exit_code = int(str(message.get("code"))) if message and message.get("code") else code or int(ExitCode.FAILURE)
+        return StartResult(name, "failed", proc.pid, shown, error, exit_code)
+
+
+def spawn(
     config: Config,
     role: str,
     *,
@@ -104,15 +140,13 @@ def start(
     interval: float | None = None,
     log_format: str = "text",
     verbose: int = 0,
-    timeout: float = START_TIMEOUT,
-) -> StartResult:
-    """Start one role's daemon in the background and wait until it is really up."""
+) -> Pending:
+    """Start one role's daemon detached; :meth:`Pending.wait` tells when it is really up."""
     config.role(role)
     name = role + (f".{instance}" if instance else "")
-    pidfile = pid_path(run_dir(config), role, instance)
-    seen = probe(pidfile)
+    seen = probe(pid_path(run_dir(config), role, instance))
     if seen.running:
-        return StartResult(name, "running", seen.info.pid if seen.info else None)
+        return Pending(name, None, -1, "", StartResult(name, "running", seen.info.pid if seen.info else None))
     log = log_path(config, role, instance)
     log.parent.mkdir(parents=True, exist_ok=True)
     read_end, write_end = os.pipe()
@@ -126,39 +160,28 @@ def start(
         argv += ["--interval", str(interval)]
     if instance:
         argv += ["--instance", instance]
-    env = {
-        key: value for key, value in os.environ.items() if key not in ("AGENTD_ROOT", "AGENTD_QUEUE", "AGENTD_CONFIG")
-    }
-    with open(log, "ab") as output:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=output,
-            cwd=config.root,
-            env=env,
-            start_new_session=True,
-            pass_fds=(write_end,),
-        )
-    os.close(write_end)
+    inherited = ("AGENTD_ROOT", "AGENTD_QUEUE", "AGENTD_CONFIG")  # the argv says which project: nothing else may
+    env = {key: value for key, value in os.environ.items() if key not in inherited}
     try:
-        message = _read_ready(read_end, proc, timeout)
+        with open(log, "ab") as output:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+                cwd=config.root,
+                env=env,
+                start_new_session=True,
+                pass_fds=(write_end,),
+            )
     finally:
-        os.close(read_end)
-    shown = display(log, config.root)
-    if message is not None and message.get("status") == "ready":
-        return StartResult(name, "started", int(str(message.get("pid", proc.pid))), shown)
-    if message is not None and message.get("status") == "running":  # another start won the race
-        pid = message.get("pid")
-        return StartResult(name, "running", int(str(pid)) if pid is not None else None)
-    if message is None and proc.poll() is None:
-        proc.kill()
-        error = f"not up after {timeout:g} s; see {shown}"
-        return StartResult(name, "failed", proc.pid, shown, error, int(ExitCode.FAILURE))
-    code = proc.wait(timeout=30)
-    error = str(message.get("error")) if message else (_tail_text(log) or f"exited with code {code}")
-    exit_code = int(str(message.get("code"))) if message and message.get("code") else code or int(ExitCode.FAILURE)
-    return StartResult(name, "failed", proc.pid, shown, error, exit_code)
+        os.close(write_end)
+    return Pending(name, proc, read_end, str(log))
+
+
+def start(config: Config, role: str, **options: Any) -> StartResult:
+    """Start one role's daemon in the background and wait until it is really up."""
+    return spawn(config, role, **options).wait()
 
 
 def daemons(config: Config, roles: list[str] | None = None) -> list[Probe]:

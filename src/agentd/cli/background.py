@@ -26,12 +26,16 @@ def _roles(config: Config, roles: tuple[str, ...]) -> list[str]:
 
 
 def start_roles(app: App, roles: list[str], interval: float | None, instance: str | None, log_format: str) -> int:
-    """Start each role; the worst exit code wins."""
-    code = 0
-    for role in roles:
-        result = service.start(
+    """Start every role at once, then report each as it comes up; the worst exit code wins."""
+    pending = [
+        service.spawn(
             app.config, role, instance=instance, interval=interval, log_format=log_format, verbose=app.verbose
         )
+        for role in roles
+    ]
+    code = 0
+    for item in pending:
+        result = item.wait()
         if result.state == "failed":
             click.echo(f"agentd: {result.line()}", err=True)
             code = max(code, result.exit_code or int(ExitCode.FAILURE))

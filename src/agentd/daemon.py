@@ -30,7 +30,7 @@ from agentd.clock import Clock, SystemClock, format_timestamp
 from agentd.config import Config
 from agentd.errors import AgentdError, ConfigError, DataError, ExitCode
 from agentd.events import Journal
-from agentd.leases import Held, LeaseDir, new_record, process_start
+from agentd.leases import Held, LeaseDir, LeaseRecord, new_record, process_start
 from agentd.model import Task, index_by_id, views
 from agentd.queuefile import QueueStore, Snapshot
 from agentd.runner import ExitInfo, LaunchSpec, TaskProcess, launch
@@ -358,9 +358,13 @@ class Daemon:
             view = View.build(fresh, self.config.workflow, now_, seen, self.role.lease_ttl)
             room_ = self._room(fresh, self._limits(doc))
             chosen = scheduler.claimable(self.role, view)[:room_] if room_ > 0 else []
+            fresh_ids = [task for task in chosen if task.id not in acquired]
+            records = {task.id: self.leases.read_record(task.id) for task in fresh_ids}
+            floors = [transitions.next_token(t, r.token if (r := records[t.id]) else None) - 1 for t in fresh_ids]
+            tokens = dict(zip((t.id for t in fresh_ids), self.leases.issue_tokens(floors), strict=True))
             claims = []
             for task in chosen:
-                claim = self._claim(by_id[task.id], task, now_, acquired)
+                claim = self._claim(by_id[task.id], task, now_, acquired, tokens.get(task.id, 0), records.get(task.id))
                 if claim is not None:
                     claims.append(claim)
             return done, moved, claims
@@ -401,12 +405,18 @@ class Daemon:
             )
             self._start(task_id, acquired[task_id], raw)
 
-    def _claim(self, raw: dict[str, Any], task: Task, now: datetime, acquired: dict[str, Held]) -> Claim | None:
+    def _claim(
+        self,
+        raw: dict[str, Any],
+        task: Task,
+        now: datetime,
+        acquired: dict[str, Held],
+        token: int,
+        stale: LeaseRecord | None,
+    ) -> Claim | None:
         """Claim one task inside the transaction: lease file first, then the queue fields."""
         held = acquired.get(task.id)
         if held is None:
-            stale = self.leases.read_record(task.id)
-            token = transitions.next_token(task, stale.token if stale else None)
             leftover = stale is not None or self.leases.inode_of(task.id) is not None
             if leftover and not self.leases.break_free(task.id):
                 return None

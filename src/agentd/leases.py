@@ -36,6 +36,7 @@ from agentd.scheduler import LeaseObservation
 log = logging.getLogger(__name__)
 
 SUFFIX = ".json"
+TOKENS = ".tokens"
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
@@ -222,6 +223,37 @@ class LeaseDir:
             self.unlink(record.task_id)
             raise
         return Held(self, record, fd, (info.st_dev, info.st_ino))
+
+    def issue_tokens(self, floors: list[int]) -> list[int]:
+        """Fencing tokens, one per floor: each above its floor and above every token this folder ever issued.
+
+        The high-water mark lives in ``.leases/.tokens`` (task ids cannot start with a dot), so a token is never
+        reused even when the queue is reverted by hand (a ``git checkout`` of an old queue, say). Call under the
+        queue lock.
+        """
+        if not floors:
+            return []
+        try:
+            fd = os.open(TOKENS, os.O_RDONLY | NOFOLLOW | CLOEXEC, dir_fd=self._dir_fd())
+            try:
+                mark = int(os.read(fd, 64).decode("ascii").strip() or 0)
+            finally:
+                os.close(fd)
+        except (OSError, ValueError):
+            mark = 0
+        tokens = []
+        for floor in floors:
+            mark = max(mark, floor) + 1
+            tokens.append(mark)
+        temp = f"{TOKENS}.{os.getpid()}.tmp"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | NOFOLLOW | CLOEXEC, 0o644, dir_fd=self._dir_fd())
+        try:
+            os.write(fd, f"{mark}\n".encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, TOKENS, src_dir_fd=self._dir_fd(), dst_dir_fd=self._dir_fd())
+        return tokens
 
     # -- looking -------------------------------------------------------------------------------------------------------
 

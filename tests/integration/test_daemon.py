@@ -269,3 +269,15 @@ def test_leases_list_and_prune_recover_a_dead_worker(tmp_path: Path) -> None:
     assert "recovered" in final["status_note"]
     assert not (tmp_path / ".leases" / "GONE.json").exists()
     assert os.listdir(tmp_path / ".leases") == []
+
+
+def test_a_reverted_queue_never_gets_a_reused_token(tmp_path: Path) -> None:
+    """git-checkout the queue back to before a run: the next claim still gets a larger token."""
+    log = tmp_path / "runs.jsonl"
+    write_config(tmp_path, {"builder": {**BUILDER, "command": recorder(log)}})
+    queue = write_queue(tmp_path, [task("V1")], {"builder": 1})
+    original = queue.read_bytes()
+    assert run_agentd("--role", "builder", "--once", cwd=tmp_path).returncode == 0
+    queue.write_bytes(original)
+    assert run_agentd("--role", "builder", "--once", cwd=tmp_path).returncode == 0
+    assert [r["token"] for r in events(log) if r["event"] == "start"] == [1, 2]

@@ -129,3 +129,14 @@ def test_unsafe_task_ids_never_become_file_names(tmp_path: Path, bad: str) -> No
     folder = LeaseDir(tmp_path / ".leases", tmp_path)
     with pytest.raises(ValueError, match="unsafe task id"):
         folder.file_for(bad)
+
+
+def test_tokens_are_never_reused_even_below_a_reverted_floor(tmp_path: Path) -> None:
+    """The folder's high-water mark keeps tokens growing when the queue's own counter is reverted by hand."""
+    folder = LeaseDir(tmp_path / ".leases", tmp_path)
+    assert folder.issue_tokens([0, 0]) == [1, 2]
+    assert folder.issue_tokens([0]) == [3]  # the queue was reverted: its floor says 0
+    assert folder.issue_tokens([10]) == [11]
+    assert folder.issue_tokens([]) == []
+    assert (tmp_path / ".leases" / ".tokens").read_text() == "11\n"
+    assert list(folder.task_ids()) == []

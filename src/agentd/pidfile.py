@@ -1,10 +1,10 @@
 """PID files that cannot lie: ``.agentd/run/<role>[.<instance>].pid``.
 
 The running daemon holds an exclusive flock on its PID file for its whole life, so "running" means "the lock is
-held" — never "a process with that number exists". The file is rewritten in place (never renamed over, never deleted
-by its owner), and whoever takes the lock re-checks that the path still names the inode it locked. The content (JSON:
-pid, host, boot id, the process's start time, argv, start time) is for people and for ``stop``, which signals the
-PID only while the lock is held and the start time still matches.
+held" — never "a process with that number exists". The file is rewritten in place (never renamed over), only its
+owner removes it (on a clean exit, still holding the lock), and whoever takes the lock re-checks that the path still
+names the inode it locked. The content (JSON: pid, host, boot id, the process's start time, argv, start time) is for
+people and for ``stop``, which signals the PID only while the lock is held and the start time still matches.
 """
 
 from __future__ import annotations
@@ -178,11 +178,16 @@ class PidFile:
         return info
 
     def release(self) -> None:
-        """Empty the file and drop the lock (the file stays: deleting a lock file others may open is unsafe)."""
+        """Remove the file, then drop the lock.
+
+        Removing it while still holding the lock is safe because :meth:`acquire` re-checks, after locking, that the
+        path still names the inode it locked: a starter that opened the old file retries with a fresh one.
+        """
         if self.fd < 0:
             return
         with contextlib.suppress(OSError):
-            os.ftruncate(self.fd, 0)
+            if os.stat(self.path, follow_symlinks=False).st_ino == os.fstat(self.fd).st_ino:
+                os.unlink(self.path)
         os.close(self.fd)
         self.fd = -1
 

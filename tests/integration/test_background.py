@@ -115,7 +115,7 @@ def test_stop_drains_a_long_task_and_status_then_exits_3(project: Path) -> None:
     assert not alive(run["pid"])
     final = tasks_by_id(project)["L1"]
     assert final["status"] == "ready" and final["lease"] is None and final.get("attempts", 0) == 0
-    assert list((project / ".leases").iterdir()) == []
+    assert list((project / ".leases").glob("*.json")) == []
     status = run_agentd("status", "builder", cwd=project)
     assert status.returncode == 3 and "stopped" in status.stdout
     assert run_agentd("stop", "builder", cwd=project).stdout.strip() == "builder is not running"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import signal
 import subprocess
 import sys
@@ -49,7 +48,7 @@ def test_four_daemons_race_over_forty_tasks(tmp_path: Path) -> None:
     assert not [r for r in records if r["event"] == "overlap"]
     assert max_concurrency(records) <= 3
     assert {t["status"] for t in tasks_by_id(tmp_path).values()} == {"awaiting_test"}
-    assert list((tmp_path / ".leases").iterdir()) == []
+    assert list((tmp_path / ".leases").glob("*.json")) == []
 
 
 def test_sigkilled_daemon_task_is_gone_and_a_peer_reclaims(tmp_path: Path) -> None:
@@ -134,7 +133,7 @@ def test_sigterm_drains_within_grace_and_requeues_unspent(tmp_path: Path) -> Non
     final = tasks_by_id(tmp_path)["L1"]
     assert final["status"] == "ready" and final["attempts"] == 1 and final["lease"] is None
     assert final["status_note"] == "interrupted by shutdown"
-    assert list((tmp_path / ".leases").iterdir()) == []
+    assert list((tmp_path / ".leases").glob("*.json")) == []
 
 
 def test_result_file_and_outcome_codes_route_to_needs_adapt(tmp_path: Path) -> None:
@@ -268,7 +267,7 @@ def test_leases_list_and_prune_recover_a_dead_worker(tmp_path: Path) -> None:
     assert final["status"] == "ready" and final["attempts"] == 1 and final["lease"] is None
     assert "recovered" in final["status_note"]
     assert not (tmp_path / ".leases" / "GONE.json").exists()
-    assert os.listdir(tmp_path / ".leases") == []
+    assert list((tmp_path / ".leases").glob("*.json")) == []
 
 
 def test_a_reverted_queue_never_gets_a_reused_token(tmp_path: Path) -> None:

@@ -43,10 +43,20 @@ def argv_for(
 
 
 def environment(
-    task_id: str, role: Role, *, attempt: int, token: int, root: Path, queue: Path, result: Path
+    task_id: str,
+    role: Role,
+    *,
+    attempt: int,
+    token: int,
+    root: Path,
+    queue: Path,
+    result: Path,
+    config: Path | None = None,
 ) -> dict[str, str]:
     """What agentd adds to the command's environment."""
+    extra = {"AGENTD_CONFIG": str(config)} if config is not None else {}
     return {
+        **extra,
         **role.env,
         "AGENTD_TASK_ID": task_id,
         "AGENTD_ROLE": role.name,

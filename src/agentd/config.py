@@ -202,6 +202,6 @@ def load(
     config = build(data, root=root, path=config_path)
     if queue is None and env.get("AGENTD_QUEUE"):
         queue = Path(env["AGENTD_QUEUE"])
-    if queue is not None:
-        config = replace(config, queue_path=root / queue)
+    if queue is not None:  # typed by a person: relative to where they are, not to the project root
+        config = replace(config, queue_path=queue.resolve())
     return config

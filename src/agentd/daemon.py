@@ -123,6 +123,7 @@ class Daemon:
         self._watcher: Watcher | None = None
         self._next_wake: datetime | None = None
         self._on_first_pass: Callable[[str | None], bool] | None = None
+        self._claiming = True  # --once stops claiming after its first pass
 
     # -- wake-ups ------------------------------------------------------------------------------------------------------
 
@@ -216,7 +217,7 @@ class Daemon:
                 )
                 continue
             report.finished.append((run.task_id, outcome.kind.value))
-            if outcome.kind in (Kind.FAILURE, Kind.TIMEOUT, Kind.CRASH):
+            if outcome.kind in (Kind.FAILURE, Kind.TIMEOUT, Kind.CRASH) and not result.stood:
                 self.failed_any = True
             self.journal.emit(
                 "finished",
@@ -310,6 +311,8 @@ class Daemon:
         return limits
 
     def _room(self, tasks: list[Task], limits: dict[str, int]) -> int:
+        if not self._claiming:
+            return 0
         room = scheduler.wip_room(tasks, self.role, limits)
         if self.concurrency is not None:
             room = min(room, self.concurrency - len(self.running))
@@ -482,6 +485,7 @@ class Daemon:
                 root=self.config.root,
                 queue=self.config.queue_path,
                 result=result_path,
+                config=self.config.path,
             )
             result_path.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(FileNotFoundError):
@@ -619,7 +623,7 @@ class Daemon:
             self._wake.wait(self._next_timeout())
 
     def _stop_claiming_after_first_pass(self) -> None:
-        self.concurrency = len(self.running)
+        self._claiming = False
 
     def _shutdown(self) -> int:
         """Stop claiming; give running tasks ``grace`` s, then stop their groups; requeue them unspent."""

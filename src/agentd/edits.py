@@ -100,6 +100,8 @@ def owning_role(task: dict[str, Any], workflow: Workflow) -> Role | None:
 def retry(doc: dict[str, Any], task_id: str, workflow: Workflow) -> str:
     """Send a task back to its role's claimable status with attempts reset; returns the new status."""
     task = _task(doc, task_id)
+    if workflow.is_final(str(task["status"])):
+        raise Conflict(task_id, f"it is {task['status']!r}, which is final; use set-status to reopen it")
     role = owning_role(task, workflow)
     if role is None:
         raise Conflict(task_id, f"cannot tell which role status {task['status']!r} belongs to; use set-status")

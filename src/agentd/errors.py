@@ -24,7 +24,7 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 130  # Ctrl-C
 
 
-def _display(path: str | Path) -> str:
+def display_path(path: str | Path) -> str:
     """A path as the user would type it: relative to the current folder when inside it."""
     try:
         return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
@@ -54,7 +54,7 @@ class DataError(AgentdError, ValueError):
         self.path = Path(path)
         self.json_path = json_path
         self.reason = reason
-        where = f"{_display(path)}: {json_path}" if json_path else _display(path)
+        where = f"{display_path(path)}: {json_path}" if json_path else display_path(path)
         super().__init__(f"{where}: {reason}")
 
 
@@ -83,8 +83,8 @@ class LockTimeout(AgentdError, TimeoutError):
         self.lock_path = Path(lock_path)
         self.timeout = timeout
         super().__init__(
-            f"{_display(lock_path)}: could not take the queue lock within {timeout:g} s "
-            "(another agentd process holds it; see `agentd status`)"
+            f"{display_path(lock_path)}: could not take the queue lock within {timeout:g} s "
+            f"(another process holds it: `fuser -v {display_path(lock_path)}` shows which)"
         )
 
 
@@ -96,7 +96,7 @@ class TaskNotFound(AgentdError, LookupError):
     def __init__(self, task_id: str, path: str | Path | None = None) -> None:
         self.task_id = task_id
         self.path = Path(path) if path else None
-        where = f"{_display(path)}: " if path else ""
+        where = f"{display_path(path)}: " if path else ""
         super().__init__(f"{where}no task with id {task_id!r}")
 
 
@@ -140,4 +140,4 @@ class ConfigError(AgentdError, ValueError):
     def __init__(self, path: str | Path | None, reason: str) -> None:
         self.path = Path(path) if path else None
         self.reason = reason
-        super().__init__(f"{_display(path)}: {reason}" if path else reason)
+        super().__init__(f"{display_path(path)}: {reason}" if path else reason)

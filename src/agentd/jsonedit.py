@@ -13,6 +13,15 @@ costs about one ``json.loads`` of it.
 
 Equality is Python's ``==`` (the contract is ``json.loads(result) == new``), made stricter only where a changed
 value is compared directly: ``1``, ``1.0`` and ``true`` are different scalars there, as are ``0.0`` and ``-0.0``.
+So a change of a number's kind alone (``1`` to ``true``) inside a container that is otherwise ``==`` is not
+written; ``json.loads(result) == new`` holds all the same.
+
+Lists are edited item by item over their common prefix and suffix; when items were inserted or removed in between,
+the middles are aligned on equal items (a cheap greedy pass, difflib on JSON fingerprints when that fails), so
+a task removed, another changed and one appended in one call still touch only their own lines.
+
+``old`` must be what ``json.loads(text)`` gives (read under the same lock): values skipped as unchanged are not
+checked against the text, so a stale ``old`` yields a wrong document, not an error.
 """
 
 from __future__ import annotations

@@ -154,10 +154,10 @@ class LeaseDir:
     def _dir_fd(self) -> int:
         if self._fd is not None:
             return self._fd
-        if self.path.is_symlink():
-            target = self.path.resolve()
-            if not target.is_relative_to(self.root.resolve()):
-                raise LeaseDirUnsafe(self.path, f"is a symlink to {target}, outside the project; refusing to use it")
+        target = self.path.resolve()
+        if not target.is_relative_to(self.root.resolve()):
+            how = f"is a symlink to {target}" if self.path.is_symlink() else f"resolves to {target}"
+            raise LeaseDirUnsafe(self.path, f"{how}, outside the project; refusing to use it")
         self.path.mkdir(parents=True, exist_ok=True)
         try:
             fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | CLOEXEC)
@@ -245,7 +245,7 @@ class LeaseDir:
         for floor in floors:
             mark = max(mark, floor) + 1
             tokens.append(mark)
-        temp = f"{TOKENS}.{os.getpid()}.tmp"
+        temp = f"{TOKENS}.tmp"  # one name: only the queue lock's holder writes it, and a crash leaves no litter
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | NOFOLLOW | CLOEXEC, 0o644, dir_fd=self._dir_fd())
         try:
             os.write(fd, f"{mark}\n".encode("ascii"))

@@ -101,8 +101,9 @@ class QueueStore:
 
     @property
     def lock_path(self) -> Path:
-        """The sidecar lock file beside the queue (never deleted)."""
-        return self.path.with_name(self.path.name + ".lock")
+        """The sidecar lock file beside the queue's real file (never deleted): two names for one queue, one lock."""
+        target = self._target()
+        return target.with_name(target.name + ".lock")
 
     # -- reading ---------------------------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from agentd import scheduler, transitions
@@ -120,12 +121,33 @@ def kill_hung_group(leasedir: LeaseDir, task_id: str, deadline: float = 5.0) -> 
         return False
     end = time.monotonic() + deadline
     while time.monotonic() < end:
-        try:
-            os.killpg(record.pgid, 0)
-        except ProcessLookupError:
+        if not group_members(record.pgid):
             return True
         time.sleep(0.02)
     return False
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group. A hung daemon cannot reap its killed supervisor, so zombies
+    are not counted; without /proc, any member (zombies included) counts."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return []
+        return [pgid]
+    members = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
 
 
 def apply(

@@ -198,14 +198,19 @@ def select(role: Role, view: View, queue_limits: Mapping[str, int], limit: int |
 
 
 def to_unblock(workflow: Workflow, view: View) -> list[Task]:
-    """Tasks the unblock rule moves now: in its ``from`` status, every dependency done, no ``blocked_reason``."""
+    """Tasks the unblock rule moves now: in its ``from`` status, every dependency done, no ``blocked_reason``, and
+    no parent still waiting for (or in) a role's hands."""
     rule = workflow.unblock
     if rule is None:
         return []
+    unsettled = {status for role in workflow.roles.values() for status in (*role.claims, role.working)}
     moved = []
     for task in view.tasks:
         if task.status != rule.from_status or task.blocked_reason:
             continue
+        parent = view.by_id.get(task.parent) if task.parent else None
+        if parent is not None and parent.status in unsettled:
+            continue  # a subtask waits while its parent is still waiting for, or in, a role's hands (being planned)
         if all(check.ok for check in dependency_checks(task, view)):
             moved.append(task)
     return moved
@@ -254,10 +259,10 @@ def classify(
         return Outcome(Kind.RESULT, exit_code, signal, result["status"], note, fields)
     if timed_out:
         return Outcome(Kind.TIMEOUT, exit_code, signal, None, note, fields)
+    if exit_code is not None and exit_code in role.outcomes:  # an explicit mapping wins, even for 0
+        return Outcome(Kind.EXIT_CODE, exit_code, None, role.outcomes[exit_code], note, fields)
     if exit_code == 0:
         return Outcome(Kind.SUCCESS, 0, None, None, note, fields)
-    if exit_code is not None and exit_code in role.outcomes:
-        return Outcome(Kind.EXIT_CODE, exit_code, None, role.outcomes[exit_code], note, fields)
     if exit_code is None:
         return Outcome(Kind.CRASH, None, signal, None, note, fields)
     return Outcome(Kind.FAILURE, exit_code, signal, None, note, fields)
@@ -272,6 +277,7 @@ class Decision:
     retry: bool = False
     final_failure: bool = False
     note: str | None = None
+    stood: bool = False  # the command set the task's status itself while it ran, and that status stands
 
 
 def decide(task: Task, role: Role, outcome: Outcome, now: datetime, workflow: Workflow | None = None) -> Decision:
@@ -281,7 +287,7 @@ def decide(task: Task, role: Role, outcome: Outcome, now: datetime, workflow: Wo
         patch["status_note"] = outcome.note
     if task.status != role.working:
         # The command (an agent editing the queue) moved the task itself: that status stands.
-        return Decision(task.status, patch, note=f"status {task.status!r} set while the task ran")
+        return Decision(task.status, patch, note=f"status {task.status!r} set while the task ran", stood=True)
     if outcome.kind in (Kind.SUCCESS, Kind.EXIT_CODE, Kind.RESULT):
         status = role.on_success if outcome.kind is Kind.SUCCESS else str(outcome.status)
         patch["not_before"] = None
@@ -295,9 +301,9 @@ def decide(task: Task, role: Role, outcome: Outcome, now: datetime, workflow: Wo
     cause = describe(outcome)
     if failures >= role.max_attempts:
         patch.update(attempts=failures, not_before=None)
-        patch["status_note"] = f"gave up after {failures} attempts: {cause}"
+        patch["status_note"] = f"gave up after {failures} attempt{'s' * (failures != 1)}: {cause}"
         if workflow is not None and workflow.unblock is not None and role.on_failure == workflow.unblock.from_status:
-            patch["blocked_reason"] = f"failed {failures} attempts ({cause})"
+            patch["blocked_reason"] = f"failed {failures} attempt{'s' * (failures != 1)} ({cause})"
         return Decision(role.on_failure, patch, final_failure=True, note=patch["status_note"])
     # A recovered task did not fail: its worker died. It goes back at once (a peer re-claims it within seconds).
     delay = 0.0 if outcome.kind is Kind.RECOVERED else role.backoff.delay(failures)
@@ -312,6 +318,8 @@ def describe(outcome: Outcome) -> str:
         return "timed out"
     if outcome.kind is Kind.RECOVERED:
         return outcome.note or "lease went stale"
+    if outcome.note:  # say, a result file that did not validate
+        return outcome.note
     if outcome.signal:
         return f"killed by signal {outcome.signal}"
     if outcome.exit_code is None:

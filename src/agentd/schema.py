@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -85,8 +86,11 @@ def json_path(path: Any) -> str:
     return out
 
 
+_PY_WORDS = re.compile(r"(?<![\w'\"])(None|True|False)(?![\w'\"])")
+
+
 def _message(error: ValidationError) -> str:
-    message = error.message
+    message = _PY_WORDS.sub(lambda m: {"None": "null", "True": "true", "False": "false"}[m.group(1)], error.message)
     if len(message) > 200:
         message = message[:197] + "..."
     return message.replace("\n", " ")

@@ -51,7 +51,7 @@ QUEUES: list[tuple[str, bytes, str]] = [
     (
         "subtask-status",
         _q(_t(subtasks=[_t("b", None)])),
-        "SPRINT_QUEUE.json: $.tasks[0].subtasks[0].status: None is not of type 'string'",
+        "SPRINT_QUEUE.json: $.tasks[0].subtasks[0].status: null is not of type 'string'",
     ),
     ("subtasks-obj", _q(_t(subtasks={})), "SPRINT_QUEUE.json: $.tasks[0].subtasks: {} is not of type 'array'"),
     ("duplicate", _q(_t("a"), _t("a")), "SPRINT_QUEUE.json: $.tasks[1].id: duplicate task id 'a'"),

@@ -138,3 +138,23 @@ def test_every_command_has_help_with_examples(name: str, command: click.Command)
     if isinstance(command, click.Group):
         return
     assert command.help and "Example" in command.help, name
+
+
+def test_retry_refuses_a_finished_task(project: object) -> None:
+    """retry of a done task is refused (exit 7): reopening is a set-status decision."""
+    queue = small_queue()
+    queue["tasks"][1].update(status="done", agent="integrator")
+    root = project(queue)  # type: ignore[operator]
+    result = run_agentd("queue", "retry", "B1", cwd=root)
+    assert result.returncode == 7 and "final" in result.stderr
+
+
+def test_queue_path_option_is_relative_to_the_current_folder(project: object) -> None:
+    """--queue is taken from where the user stands, not from the project root."""
+    root = project(small_queue())  # type: ignore[operator]
+    sub = root / "sub"
+    sub.mkdir()
+    (root / "agentd.toml").write_text("")
+    result = run_agentd("--queue", "../SPRINT_QUEUE.json", "queue", "show", "B1", "--json", cwd=sub)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["id"] == "B1"

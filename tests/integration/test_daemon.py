@@ -280,3 +280,13 @@ def test_a_reverted_queue_never_gets_a_reused_token(tmp_path: Path) -> None:
     queue.write_bytes(original)
     assert run_agentd("--role", "builder", "--once", cwd=tmp_path).returncode == 0
     assert [r["token"] for r in events(log) if r["event"] == "start"] == [1, 2]
+
+
+def test_once_runs_a_single_pass(tmp_path: Path) -> None:
+    """--once claims what there is room for in one pass and runs only that, even when room opens again."""
+    log = tmp_path / "runs.jsonl"
+    write_config(tmp_path, {"builder": {**BUILDER, "command": recorder(log)}})
+    write_queue(tmp_path, [task("O1"), task("O2"), task("O3")], {"builder": 1})
+    assert run_agentd("--role", "builder", "--once", cwd=tmp_path).returncode == 0
+    assert [r["task"] for r in events(log) if r["event"] == "start"] == ["O1"]
+    assert [t["status"] for t in tasks_by_id(tmp_path).values()] == ["awaiting_test", "ready", "ready"]

@@ -140,3 +140,11 @@ def test_tokens_are_never_reused_even_below_a_reverted_floor(tmp_path: Path) -> 
     assert folder.issue_tokens([]) == []
     assert (tmp_path / ".leases" / ".tokens").read_text() == "11\n"
     assert list(folder.task_ids()) == []
+
+
+def test_a_lease_folder_configured_outside_the_project_is_refused(tmp_path: Path) -> None:
+    """leases_dir resolving outside the project (an absolute path, a symlinked parent) is refused."""
+    project = tmp_path / "project"
+    project.mkdir()
+    with pytest.raises(LeaseDirUnsafe, match="resolves to"):
+        LeaseDir(tmp_path / "shared-leases", project).observe_all()

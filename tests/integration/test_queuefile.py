@@ -217,3 +217,12 @@ def test_crash_inside_a_transaction_leaves_old_or_new(point: str, tmp_path: Path
     assert result.returncode == 0, result.stderr
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".agentd-tmp")]
     assert leftovers == []
+
+
+def test_two_names_for_one_queue_share_one_lock(tmp_path: Path) -> None:
+    """The lock sits beside the real file, so a symlinked name and the real name exclude each other."""
+    real = tmp_path / "real.json"
+    real.write_text(json.dumps(small_queue(), indent=2))
+    link = tmp_path / "SPRINT_QUEUE.json"
+    link.symlink_to(real)
+    assert QueueStore(link).lock_path == QueueStore(real).lock_path == tmp_path / "real.json.lock"

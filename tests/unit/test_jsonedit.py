@@ -68,9 +68,8 @@ def document(value: Any, indent: int | str | None, ensure_ascii: bool, trailing_
     return json.dumps(value, indent=indent, ensure_ascii=ensure_ascii) + ("\n" if trailing_newline else "")
 
 
-def restyled(text: str, trailing: str) -> str:
-    """``text`` parsed and written again by json.dumps in the style detected in it."""
-    style = detect_style(text)
+def restyled(text: str, style: Style, trailing: str) -> str:
+    """``text`` parsed and written again by json.dumps in ``style``."""
     return (
         json.dumps(
             json.loads(text),
@@ -169,7 +168,7 @@ def test_roundtrip_mutations_keep_the_document_style(
     result = apply(text, old, new)
     assert json.loads(result) == new
     trailing = "\n" if trailing_newline else ""
-    assert result == restyled(result, trailing)
+    assert result == restyled(result, detect_style(text), trailing)
     assert json.loads(apply(result, new, old)) == old
 
 
@@ -218,6 +217,43 @@ def test_one_scalar_change_changes_one_line(
     removed, added = line_diff(text, result)
     assert len(removed) == 1
     assert len(added) == 1
+
+
+@st.composite
+def spliced(draw: st.DrawFn, old: list[Any]) -> list[Any]:
+    """``old`` with a slice replaced by new items (up to 40) and a few items changed."""
+    i = draw(st.integers(0, len(old)))
+    j = draw(st.integers(i, min(len(old), i + draw(st.integers(0, 30)))))
+    new = old[:i] + draw(st.lists(json_scalars, max_size=40)) + old[j:]
+    for _ in range(draw(st.integers(0, 3))):
+        if new:
+            new[draw(st.integers(0, len(new) - 1))] = draw(json_scalars)
+    return new
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), old=st.lists(st.integers(0, 3) | st.text(max_size=1), max_size=80), indent=indents)
+def test_long_lists_are_aligned(data: st.DataObject, old: list[Any], indent: int | str | None) -> None:
+    """Long lists with repeated items, spliced and edited, round-trip and keep the json.dumps layout."""
+    new = data.draw(spliced(old))
+    text = json.dumps(old, indent=indent) + "\n"
+    result = apply(text, old, new)
+    assert json.loads(result) == new
+    assert result == restyled(result, detect_style(text), "\n")
+    assert json.loads(apply(result, new, old)) == old
+
+
+def test_far_resync_in_a_long_list_keeps_other_lines() -> None:
+    """A block of inserted items longer than the look-ahead, a removal and a change still touch only themselves."""
+    old = [f"item {k}" for k in range(100)]
+    new = old[:10] + [f"new {k}" for k in range(30)] + old[10:50] + old[51:]
+    new[90] = "changed"  # was "item 61"
+    text = json.dumps(old, indent=2) + "\n"
+    result = apply(text, old, new)
+    assert result == json.dumps(new, indent=2) + "\n"
+    removed, added = line_diff(text, result)
+    assert sorted(line.strip() for line in removed) == ['"item 50",', '"item 61",']
+    assert len(added) == 31
 
 
 # --- a realistic queue ---------------------------------------------------------------------------------------
@@ -428,7 +464,13 @@ def test_remove_multi_line_member_leaves_no_blank_line(queue_text: str) -> None:
 
 def test_append_task(queue_text: str) -> None:
     """Appending a task inserts its lines after the last task, whose closing brace just gains a comma."""
-    task = {"id": "T005", "title": "Retro \u2192 notes", "status": "needs_plan", "lease": None, "dependencies": []}
+    task: dict[str, Any] = {
+        "id": "T005",
+        "title": "Retro \u2192 notes",
+        "status": "needs_plan",
+        "lease": None,
+        "dependencies": [],
+    }
     result, new = edit(queue_text, lambda q: q["tasks"].append(task))
     last_brace = queue_text.rindex("}", 0, queue_text.rindex("]", 0, queue_text.index('"metadata"'))) + 1
     tail = queue_text[last_brace:]
@@ -534,7 +576,7 @@ def test_duplicate_keys_edit_the_last_occurrence() -> None:
 
 def test_compact_document_stays_on_one_line() -> None:
     """Values inserted into a one-line document are written compactly, in its separators."""
-    old = {"tasks": [{"id": "A", "lease": None, "deps": []}]}
+    old: dict[str, Any] = {"tasks": [{"id": "A", "lease": None, "deps": []}]}
     for separators in ((", ", ": "), (",", ":")):
         text = json.dumps(old, separators=separators)
 
@@ -615,6 +657,17 @@ def test_mismatched_old_value_is_refused() -> None:
         apply("[1, 2]", [1], [3])
     with pytest.raises(ValueError, match="extra data"):
         apply('{"a": 1} x', {"a": 1}, {"a": 2})
+    with pytest.raises(ValueError, match="has 1 items, the old value 2"):
+        apply("[1]", [1, 2], [1, 3])
+    with pytest.raises(ValueError, match="expected a JSON value"):
+        apply('{"a": x, "b": 1}', {"a": 1, "b": 1}, {"a": 1, "b": 2})
+
+
+def test_nan_equals_nan() -> None:
+    """A NaN that is still NaN is left as written, even when the two values hold different NaN objects."""
+    text = '[NaN, 1, {"x": NaN}]'
+    old = json.loads(text)
+    assert apply(text, old, json.loads('[NaN, 2, {"x": NaN}]')) == '[NaN, 2, {"x": NaN}]'
 
 
 def test_non_string_keys_are_refused() -> None:
@@ -679,8 +732,9 @@ def test_large_queue_one_change() -> None:
 
 # --- real queues ---------------------------------------------------------------------------------------------
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-REAL_QUEUES = sorted((SHARED / "fixtures" / "oodatcaa").glob("*.json")) if SHARED.is_dir() else []
+SHARED = Path(__file__).resolve().parents[3] / "shared"  # ../shared beside the project root
+REAL_QUEUE_DIR = SHARED / "fixtures" / "oodatcaa"
+REAL_QUEUES = sorted(REAL_QUEUE_DIR.glob("*.json")) if REAL_QUEUE_DIR.is_dir() else []
 
 
 def task_paths(tasks: list[Any], prefix: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
@@ -694,7 +748,9 @@ def task_paths(tasks: list[Any], prefix: tuple[Any, ...]) -> Iterator[tuple[Any,
 
 
 @pytest.mark.fixtures
-@pytest.mark.skipif(not SHARED.is_dir(), reason=f"the shared fixtures directory {SHARED} is absent")
+@pytest.mark.skipif(
+    not REAL_QUEUES, reason=f"no real queues: {REAL_QUEUE_DIR} (read-only fixtures in ../shared) is absent or empty"
+)
 @pytest.mark.parametrize("path", REAL_QUEUES, ids=lambda p: p.name)
 def test_real_queue_status_changes_change_one_line(path: Path) -> None:
     """In each real queue, changing any task's status (nested ones included) changes exactly one line."""

@@ -185,3 +185,25 @@ def test_backoff_is_monotonic_and_capped(n: int, initial: float, factor: float, 
     b = Backoff(initial, factor, cap)
     assert b.delay(n) <= max(cap, 0) + 1e-9
     assert b.delay(n + 1) >= b.delay(n) - 1e-9
+
+
+def test_unblock_waits_for_a_parent_still_being_planned() -> None:
+    """A blocked subtask stays blocked while its parent story is waiting for, or in, the planner's hands."""
+    for parent_status, moved in (("needs_plan", []), ("planning", []), ("planning_complete", ["s1"])):
+        v = view([task("p", parent_status, subtasks=[task("s1", "blocked")])])
+        assert [t.id for t in core.to_unblock(WF, v)] == moved, parent_status
+    flat = view([task("p", "planning"), task("s2", "blocked", parent="p")])
+    assert core.to_unblock(WF, flat) == []
+
+
+def test_an_outcome_mapping_for_exit_zero_wins() -> None:
+    """outcomes = { 0 = ... } is honoured, not shadowed by on_success."""
+    role = BUILDER.__class__(**{**BUILDER.__dict__, "outcomes": {0: "needs_review"}})
+    assert core.classify(role, exit_code=0).status == "needs_review"
+
+
+def test_a_bad_result_file_reason_survives_into_the_note() -> None:
+    """The reason an attempt failed (a result file that did not validate) is kept in status_note."""
+    d = decide(Outcome(Kind.FAILURE, 0, note="bad result file: $.status: 5 is not of type 'string'"), attempts=2)
+    assert d.final_failure and "bad result file" in d.patch["status_note"]
+    assert d.patch["status_note"].startswith("gave up after 3 attempts")

@@ -16,7 +16,7 @@ from agentd.errors import AgentdError, ExitCode
 EPILOG = """\b
 Examples:
   agentd init                          set up agentd.toml and an empty queue here
-  agentd queue list --status ready     what the builder would pick up
+  agentd queue list --status ready     tasks waiting for the builder
   agentd --role builder --interval 60  run the builder daemon in the foreground
   agentd --role tester --once          one pass, then exit (cron, CI)
 

@@ -134,7 +134,7 @@ def run(
     log_format: str,
     ready_fd: int | None,
 ) -> int:
-    """Run one role's daemon in the foreground (the same as ``agentd --role ROLE``).
+    """Run one role's daemon in the foreground (the same as "agentd --role ROLE").
 
     Claims the best ready task whose dependencies are done, within the role's WIP limit across every daemon, runs
     the role's command for it, records the outcome, and moves the task on. Queue changes wake it at once.

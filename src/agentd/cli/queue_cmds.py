@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +12,19 @@ import click
 from agentd import edits
 from agentd.cli.app import App
 from agentd.cli.output import emit_json, info, table, warn
-from agentd.errors import ExitCode, TaskNotFound
+from agentd.errors import ExitCode, TaskNotFound, display_path
 from agentd.model import Task
 
 pass_app = click.make_pass_decorator(App)
+
+
+def transact(app: App, change: Callable[[dict[str, Any]], Any]) -> Any:
+    """Run a change on the project's queue; an unknown task id names the file, as every read command does."""
+    store = app.store()
+    try:
+        return store.transaction(change)
+    except TaskNotFound as exc:
+        raise TaskNotFound(exc.task_id, store.path) from None
 
 
 @click.group()
@@ -46,10 +57,11 @@ def validate(app: App, path: Path | None, as_json: bool) -> int:
             }
         )
         return ExitCode.OK
+    name = display_path(store.path)
     for finding in snapshot.warnings:
-        warn(finding.line(str(store.path.name)))
+        warn(finding.line(name))
     note = f", {len(snapshot.warnings)} warning(s)" if snapshot.warnings else ""
-    info(f"{store.path.name}: valid ({len(tasks)} tasks{note})")
+    info(f"{name}: valid ({len(tasks)} tasks{note})")
     return ExitCode.OK
 
 
@@ -122,8 +134,10 @@ def show(app: App, task_id: str, as_json: bool) -> int:
     width = max(len(key) for key in raw)
     for key, value in raw.items():
         if key == "subtasks" and isinstance(value, list):
-            value = ", ".join(str(sub.get("id")) for sub in value if isinstance(sub, dict))
-        info(f"{key.ljust(width)}  {value}")
+            shown = ", ".join(str(sub.get("id")) for sub in value if isinstance(sub, dict))
+        else:
+            shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        info(f"{key.ljust(width)}  {shown}")
     return ExitCode.OK
 
 
@@ -165,7 +179,7 @@ def add(
         dependencies=depends_on,
         prompt=prompt,
     )
-    app.store().transaction(lambda doc: edits.add(doc, dict(task), parent))
+    transact(app, lambda doc: edits.add(doc, dict(task), parent))
     if status not in app.config.workflow.known_statuses():
         warn(f"status {status!r} is not claimed or produced by any role")
     info(f"added {task_id} ({status})")
@@ -190,7 +204,7 @@ def set_status(app: App, task_id: str, status: str, note: str | None, token: int
       agentd queue set-status B07 needs_adapt --note "tests fail on py3.11"
       agentd queue set-status "$AGENTD_TASK_ID" awaiting_test --token "$AGENTD_LEASE_TOKEN"
     """
-    old = app.store().transaction(lambda doc: edits.set_status(doc, task_id, status, note=note, token=token))
+    old = transact(app, lambda doc: edits.set_status(doc, task_id, status, note=note, token=token))
     if status not in app.config.workflow.known_statuses():
         warn(f"status {status!r} is not claimed or produced by any role")
     info(f"{task_id}: {old} -> {status}")
@@ -208,7 +222,7 @@ def retry(app: App, task_id: str) -> int:
       agentd queue retry B07
     """
     workflow = app.config.workflow
-    status = app.store().transaction(lambda doc: edits.retry(doc, task_id, workflow))
+    status = transact(app, lambda doc: edits.retry(doc, task_id, workflow))
     info(f"{task_id}: back to {status} (attempts reset)")
     return ExitCode.OK
 
@@ -225,6 +239,6 @@ def cancel(app: App, task_id: str, note: str | None) -> int:
       agentd queue cancel B07 --note "superseded by B09"
     """
     workflow = app.config.workflow
-    status = app.store().transaction(lambda doc: edits.cancel(doc, task_id, workflow, note))
+    status = transact(app, lambda doc: edits.cancel(doc, task_id, workflow, note))
     info(f"{task_id}: {status}")
     return ExitCode.OK

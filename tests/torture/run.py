@@ -1,0 +1,579 @@
+"""The torture test: real daemons, real signals, real files; the verdict comes from the recorded history alone.
+
+    python -m tests.torture.run                      # the full profile (make torture)
+    python -m tests.torture.run --profile quick      # the profile `make test` runs (about a minute)
+    python -m tests.torture.run --seed 1234          # reproduce a run
+
+It builds a queue of tasks over two roles with dependencies and WIP limits, runs several daemons per role, and at
+random moments SIGKILLs daemons (sometimes their task processes too), SIGSTOPs and later SIGCONTs them, SIGTERMs
+some, and restarts them. Meanwhile an outside writer adds tasks and edits unrelated fields without taking agentd's
+lock (atomic saves, as editors make), and a reader parses the queue in a tight loop. At the end the survivors drain
+and the history is checked: no task ran twice at once, none was lost, WIP held, tokens only grew, the reader never
+saw a broken file, and nothing was left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentd import schema
+
+WORK = Path(__file__).resolve().with_name("work.py")
+ROLES = {
+    "builder": ("ready", "in_progress", "awaiting_test"),
+    "tester": ("awaiting_test", "testing", "done"),
+}
+WIP = {"builder": 3, "tester": 2}
+
+
+@dataclass(frozen=True)
+class Profile:
+    daemons: int
+    tasks: int
+    kills: int
+    stops: int
+    terms: int
+    fail_rate: float
+    max_sleep: float
+    timeout: float
+
+
+PROFILES = {
+    "full": Profile(daemons=8, tasks=2000, kills=50, stops=10, terms=6, fail_rate=0.05, max_sleep=0.05, timeout=600),
+    "quick": Profile(daemons=4, tasks=150, kills=8, stops=2, terms=2, fail_rate=0.1, max_sleep=0.1, timeout=150),
+}
+
+
+@dataclass
+class Daemon:
+    name: str
+    role: str
+    proc: subprocess.Popen[bytes] | None = None
+    stopped_until: float = 0.0
+
+
+@dataclass
+class Stats:
+    kills: int = 0
+    task_kills: int = 0
+    stops: int = 0
+    terms: int = 0
+    restarts: int = 0
+    writer_edits: int = 0
+    writer_adds: int = 0
+    writer_readds: int = 0
+    reads: int = 0
+    validations: int = 0
+    reader_failures: list[str] = field(default_factory=list)
+    queue_wip_max: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    kill_log: list[tuple[float, str, list[str]]] = field(default_factory=list)  # (time, daemon, tasks it held)
+
+
+def log(message: str) -> None:
+    print(f"torture: {message}", flush=True)
+
+
+class Torture:
+    def __init__(self, profile: Profile, seed: int, root: Path) -> None:
+        self.profile = profile
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.root = root
+        self.history = root / "history.jsonl"
+        self.queue = root / "SPRINT_QUEUE.json"
+        self.stats = Stats()
+        self.stop_event = threading.Event()
+        self.added: list[str] = []
+        self.daemons: list[Daemon] = []
+        self.lock = threading.Lock()
+
+    # -- setup -------------------------------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        (self.root / "history.jsonl.guard").mkdir(parents=True)
+        command = [
+            sys.executable,
+            str(WORK),
+            str(self.history),
+            str(self.seed),
+            str(self.profile.fail_rate),
+            str(self.profile.max_sleep),
+        ]
+        lines = [
+            "[defaults]",
+            "interval = 2",
+            "heartbeat = 0.5",
+            "lease_ttl = 3",
+            "grace = 1",
+            "kill_after = 0.5",
+            "timeout = 30",
+            "max_attempts = 12",
+            "backoff = { initial = 0.05, factor = 2, max = 0.4 }",
+        ]
+        for role, (claims, working, success) in ROLES.items():
+            lines += [
+                f"[roles.{role}]",
+                f'claims = "{claims}"',
+                f'working = "{working}"',
+                f'on_success = "{success}"',
+                "command = " + json.dumps(command),
+            ]
+        (self.root / "agentd.toml").write_text("\n".join(lines) + "\n")
+        tasks = []
+        for i in range(self.profile.tasks):
+            deps = (
+                sorted({f"T{self.rng.randrange(i):04d}" for _ in range(self.rng.choice([0, 0, 0, 1, 2]))}) if i else []
+            )
+            tasks.append(
+                {
+                    "id": f"T{i:04d}",
+                    "title": f"torture task {i}",
+                    "type": "Build",
+                    "status": "ready",
+                    "priority": self.rng.randrange(5),
+                    "agent": None,
+                    "lease": None,
+                    "dependencies": deps,
+                }
+            )
+        self.queue.write_text(json.dumps({"wip_limits": WIP, "tasks": tasks}, indent=2) + "\n")
+        roles = list(ROLES)
+        for n in range(self.profile.daemons):
+            role = roles[0] if n < (self.profile.daemons * 3 + 4) // 5 else roles[1]
+            self.daemons.append(Daemon(f"{role}.d{n}", role))
+
+    def spawn(self, daemon: Daemon) -> None:
+        err = open(self.root / f"{daemon.name}.log", "ab")  # noqa: SIM115 - the daemon owns it
+        instance = daemon.name.split(".", 1)[1]
+        daemon.proc = subprocess.Popen(
+            [sys.executable, "-m", "agentd", "--root", str(self.root), "--role", daemon.role, "--instance", instance],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
+        err.close()
+
+    # -- the actors --------------------------------------------------------------------------------------------------
+
+    def held_by(self, pid: int) -> list[str]:
+        held = []
+        for path in (self.root / ".leases").glob("*.json"):
+            with contextlib.suppress(OSError, ValueError):
+                if json.loads(path.read_text()).get("pid") == pid:
+                    held.append(path.stem)
+        return held
+
+    def running_work(self) -> list[int]:
+        started: dict[int, bool] = {}
+        for record in read_history(self.history):
+            if record["event"] == "start":
+                started[record["pid"]] = True
+            elif record["event"] == "end":
+                started.pop(record["pid"], None)
+        return [pid for pid in started if pid_alive(pid)]
+
+    def chaos(self) -> None:
+        """Kill, stop, terminate and restart daemons at random until the budget is spent."""
+        p = self.profile
+        budget = ["kill"] * p.kills + ["stop"] * p.stops + ["term"] * p.terms
+        self.rng.shuffle(budget)
+        pending_restart: list[tuple[float, Daemon]] = []
+        for action in budget:
+            if self.stop_event.wait(self.rng.uniform(0.2, 1.2)):
+                break
+            now = time.monotonic()
+            for when, daemon in list(pending_restart):
+                if when <= now:
+                    pending_restart.remove((when, daemon))
+                    self.spawn(daemon)
+                    self.stats.restarts += 1
+            live = [d for d in self.daemons if d.proc is not None and d.proc.poll() is None and d.stopped_until == 0]
+            if not live:
+                continue
+            daemon = self.rng.choice(live)
+            assert daemon.proc is not None
+            if action == "kill":
+                held = self.held_by(daemon.proc.pid)
+                if held and self.rng.random() < 0.3:
+                    for pid in self.running_work():
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
+                            self.stats.task_kills += 1
+                        break
+                daemon.proc.kill()
+                daemon.proc.wait()
+                self.stats.kills += 1
+                self.stats.kill_log.append((time.time(), daemon.name, held))
+                pending_restart.append((now + self.rng.uniform(0, 1.5), daemon))
+            elif action == "stop":
+                daemon.proc.send_signal(signal.SIGSTOP)
+                daemon.stopped_until = now + self.rng.uniform(1, 5)
+                self.stats.stops += 1
+                threading.Timer(daemon.stopped_until - now, self.resume, args=(daemon,)).start()
+            else:
+                daemon.proc.send_signal(signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    daemon.proc.wait(timeout=10)
+                self.stats.terms += 1
+                pending_restart.append((now + self.rng.uniform(0, 1.0), daemon))
+        for _, daemon in pending_restart:
+            self.spawn(daemon)
+            self.stats.restarts += 1
+
+    def resume(self, daemon: Daemon) -> None:
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.proc.send_signal(signal.SIGCONT)
+        daemon.stopped_until = 0.0
+
+    def writer(self) -> None:
+        """An outside writer that never takes agentd's lock: adds tasks and edits unrelated fields (atomic saves)."""
+        n = 0
+        while not self.stop_event.wait(self.rng.uniform(0.2, 0.6)):
+            n += 1
+            try:
+                data = json.loads(self.queue.read_text())
+            except (OSError, ValueError):
+                continue
+            present = {t["id"] for t in data["tasks"]}
+            lost = [task_id for task_id in self.added if task_id not in present]
+            for task_id in lost:  # a re-check a careful person makes: if the edit did not stick, make it again
+                data["tasks"].append({"id": task_id, "title": "added by hand", "status": "ready", "dependencies": []})
+                self.stats.writer_readds += 1
+            if n % 3 == 0 and len(self.added) < self.profile.tasks // 20:
+                task_id = f"H{len(self.added):04d}"
+                self.added.append(task_id)
+                data["tasks"].append({"id": task_id, "title": "added by hand", "status": "ready", "dependencies": []})
+                self.stats.writer_adds += 1
+            else:
+                target = self.rng.choice(data["tasks"])
+                target["notes"] = f"edited by hand {n}"
+                self.stats.writer_edits += 1
+            temp = self.queue.with_name(f".hand-edit.{n}")
+            temp.write_text(json.dumps(data, indent=2) + "\n")
+            os.replace(temp, self.queue)
+
+    def reader(self) -> None:
+        """Parse the queue in a tight loop; validate it every few reads; sample WIP from it."""
+        working = {role: spec[1] for role, spec in ROLES.items()}
+        while not self.stop_event.is_set():
+            try:
+                raw = self.queue.read_bytes()
+                data = json.loads(raw)
+                self.stats.reads += 1
+                if self.stats.reads % 25 == 0:
+                    problem = schema.first_error(data, "queue")
+                    self.stats.validations += 1
+                    if problem is not None:
+                        self.stats.reader_failures.append(f"invalid: {problem}")
+                for role, status in working.items():
+                    count = sum(1 for t in data["tasks"] if t.get("status") == status)
+                    self.stats.queue_wip_max[role] = max(self.stats.queue_wip_max[role], count)
+            except (ValueError, KeyError) as exc:
+                self.stats.reader_failures.append(f"{type(exc).__name__}: {exc}")
+            time.sleep(0.001)
+
+    def monitor(self) -> None:
+        """For executions that die without recording an end (SIGKILL), record when they were last seen alive."""
+        seen = 0
+        alive: dict[int, dict[str, Any]] = {}
+        while not self.stop_event.is_set() or alive:
+            records = read_history(self.history)
+            for record in records[seen:]:
+                if record["event"] == "start":
+                    alive[record["pid"]] = record
+                elif record["event"] in ("end", "gone"):
+                    alive.pop(record["pid"], None)
+            seen = len(records)
+            now = time.time()
+            for pid, record in list(alive.items()):
+                if not pid_alive(pid):
+                    # re-read: an end may have landed after we looked
+                    if any(r["pid"] == pid and r["event"] == "end" for r in read_history(self.history)[seen:]):
+                        continue
+                    append_record(self.history, {**record, "event": "gone", "t": record.get("last_alive", now)})
+                    alive.pop(pid)
+                else:
+                    record["last_alive"] = now
+            time.sleep(0.02)
+
+    # -- the run -----------------------------------------------------------------------------------------------------
+
+    def finished(self) -> bool:
+        try:
+            tasks = json.loads(self.queue.read_text())["tasks"]
+        except (OSError, ValueError):
+            return False
+        return not unfinished(tasks) and all(a in {t["id"] for t in tasks} for a in self.added)
+
+    def run(self) -> int:
+        self.setup()
+        for daemon in self.daemons:
+            self.spawn(daemon)
+        threads = [threading.Thread(target=fn, daemon=True) for fn in (self.writer, self.reader, self.monitor)]
+        for thread in threads:
+            thread.start()
+        began = time.monotonic()
+        chaos = threading.Thread(target=self.chaos, daemon=True)
+        chaos.start()
+        deadline = began + self.profile.timeout
+        while time.monotonic() < deadline:
+            if not chaos.is_alive() and self.finished():
+                break
+            time.sleep(0.5)
+        chaos_done = not chaos.is_alive()
+        self.stop_event.set()
+        chaos.join(timeout=30)
+        for daemon in self.daemons:
+            self.resume(daemon)
+        # Let the survivors drain what the writer's last edits left.
+        drain_deadline = time.monotonic() + 60
+        while time.monotonic() < drain_deadline and not self.finished():
+            time.sleep(0.5)
+        for daemon in self.daemons:
+            if daemon.proc is not None and daemon.proc.poll() is None:
+                daemon.proc.send_signal(signal.SIGTERM)
+        for daemon in self.daemons:
+            if daemon.proc is not None:
+                try:
+                    daemon.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    daemon.proc.kill()
+        for thread in threads:
+            thread.join(timeout=10)
+        elapsed = time.monotonic() - began
+        return self.verdict(elapsed, chaos_done)
+
+    # -- the verdict -------------------------------------------------------------------------------------------------
+
+    def verdict(self, elapsed: float, chaos_done: bool) -> int:
+        records = read_history(self.history)
+        tasks = json.loads(self.queue.read_text())["tasks"]
+        violations: list[str] = []
+        evidence: list[str] = []
+        ids = [t["id"] for t in tasks]
+        expected = [f"T{i:04d}" for i in range(self.profile.tasks)] + self.added
+        if len(ids) != len(set(ids)):
+            violations.append(f"duplicate ids in the file: {sorted({i for i in ids if ids.count(i) > 1})}")
+        missing = sorted(set(expected) - set(ids))
+        if missing:
+            violations.append(f"tasks vanished: {missing[:10]}")
+        left = unfinished(tasks)
+        if left:
+            violations.append(f"{len(left)} task(s) never reached a final status: {left[:10]}")
+        for record in records:
+            if record["event"] == "overlap":
+                violations.append(f"execution overlap (guard lock held by another run): {record}")
+        runs = executions(records)
+        by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for run in runs:
+            by_task[run["task"]].append(run)
+        for task_id, task_runs in by_task.items():
+            task_runs.sort(key=lambda r: r["start"])
+            for before, after in zip(task_runs, task_runs[1:], strict=False):
+                if after["start"] < before["end"] and before["exact_end"]:
+                    violations.append(f"{task_id}: run {after} started before {before} ended")
+                    evidence.append(json.dumps(task_runs))
+                if after["token"] <= before["token"]:
+                    violations.append(f"{task_id}: token {after['token']} after {before['token']}")
+                    evidence.append(json.dumps(task_runs))
+        peaks = concurrency(runs)
+        for role, peak in peaks.items():
+            if peak > WIP[role]:
+                violations.append(f"{role}: {peak} runs at once, WIP limit {WIP[role]}")
+        for role, peak in self.stats.queue_wip_max.items():
+            if peak > WIP[role]:
+                violations.append(f"{role}: {peak} tasks in its working status at once in the queue (WIP {WIP[role]})")
+        violations += [f"reader: {failure}" for failure in self.stats.reader_failures]
+        leftovers = [p.name for p in (self.root / ".leases").glob("*.json")]
+        if leftovers:
+            violations.append(f"lease files left behind: {leftovers[:10]}")
+        pid_files = (
+            [p.name for p in (self.root / ".agentd" / "run").glob("*.pid")]
+            if (self.root / ".agentd" / "run").exists()
+            else []
+        )
+        if pid_files:
+            violations.append(f"PID files left behind: {pid_files}")
+        alive_work = [r["pid"] for r in records if r["event"] == "start" and pid_alive(r["pid"])]
+        if alive_work:
+            violations.append(f"task processes left behind: {alive_work[:10]}")
+        recovery_times = self.recovery_times(records)
+        events = (self.root / ".agentd" / "events.jsonl").read_text().splitlines()
+        recoveries = sum(1 for line in events if '"event": "recovered"' in line)
+        refused = sum(1 for line in events if '"event": "refused"' in line)
+        final = defaultdict(int)
+        for t in tasks:
+            final[t["status"]] += 1
+        s = self.stats
+        log(f"seed {self.seed}, profile {self.profile}, {elapsed:.0f} s")
+        log(
+            f"executions {len(runs)}, daemons {self.profile.daemons}, tasks {len(tasks)} ({len(self.added)} added by hand)"
+        )
+        log(
+            f"SIGKILLs {s.kills} (+{s.task_kills} task processes), SIGSTOP/SIGCONT {s.stops}, SIGTERMs {s.terms}, "
+            f"restarts {s.restarts}, chaos finished: {chaos_done}"
+        )
+        log(
+            f"recoveries {recoveries}, refused completions {refused}, hand edits {s.writer_edits}, "
+            f"hand re-adds after a lost edit {s.writer_readds}"
+        )
+        if recovery_times:
+            log(
+                f"recovery after SIGKILL: median {statistics.median(recovery_times):.2f} s, "
+                f"max {max(recovery_times):.2f} s over {len(recovery_times)} tasks"
+            )
+        log(f"reader: {s.reads} reads, {s.validations} validations, {len(s.reader_failures)} failures")
+        log(f"peak concurrency {dict(peaks)}, WIP limits {WIP}; final statuses {dict(final)}")
+        log(f"violations = {len(violations)}")
+        if violations:
+            for violation in violations[:50]:
+                log(f"VIOLATION: {violation}")
+            for item in evidence[:5]:
+                log(f"history: {item}")
+            log(f"reproduce with: python -m tests.torture.run --seed {self.seed} (project kept in {self.root})")
+            return 1
+        return 0
+
+    def recovery_times(self, records: list[dict[str, Any]]) -> list[float]:
+        """From each SIGKILL of a daemon holding tasks to the next start of each of those tasks."""
+        starts: dict[str, list[float]] = defaultdict(list)
+        for record in records:
+            if record["event"] == "start":
+                starts[record["task"]].append(record["t"])
+        times = []
+        for killed_at, _, held in self.stats.kill_log:
+            for task_id in held:
+                later = [t for t in starts[task_id] if t > killed_at]
+                if later:
+                    times.append(min(later) - killed_at)
+        return times
+
+
+def read_history(path: Path) -> list[dict[str, Any]]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):
+            out.append(json.loads(line))
+    return out
+
+
+def append_record(path: Path, record: dict[str, Any]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, (json.dumps(record) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def unfinished(tasks: list[dict[str, Any]]) -> list[str]:
+    """Tasks not in a final status: done, blocked after failing (blocked_reason), or held back by such a task."""
+    status = {t["id"]: t["status"] for t in tasks}
+    deps = {t["id"]: t.get("dependencies") or [] for t in tasks}
+    failed = {t["id"] for t in tasks if t["status"] == "blocked" and t.get("blocked_reason")}
+
+    def doomed(task_id: str, seen: frozenset[str] = frozenset()) -> bool:
+        if task_id in failed:
+            return True
+        return any(d not in seen and doomed(d, seen | {task_id}) for d in deps.get(task_id, []))
+
+    return [t for t, s in status.items() if s != "done" and not (t in failed or doomed(t))]
+
+
+def executions(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per run: start, end (exact, or last seen alive for runs killed without a word), token."""
+    open_runs: dict[int, dict[str, Any]] = {}
+    runs = []
+    for record in sorted(records, key=lambda r: r["t"]):
+        if record["event"] == "start":
+            open_runs[record["pid"]] = {
+                "task": record["task"],
+                "role": record["role"],
+                "token": record["token"],
+                "pid": record["pid"],
+                "start": record["t"],
+            }
+        elif record["event"] in ("end", "gone") and record["pid"] in open_runs:
+            run = open_runs.pop(record["pid"])
+            run["end"] = record["t"]
+            run["exact_end"] = record["event"] == "end"
+            runs.append(run)
+    for run in open_runs.values():
+        run["end"] = float("inf")
+        run["exact_end"] = False
+        runs.append(run)
+    return runs
+
+
+def concurrency(runs: list[dict[str, Any]]) -> dict[str, int]:
+    """The most runs of each role alive at one instant (killed runs count until they were last seen alive)."""
+    peaks: dict[str, int] = defaultdict(int)
+    for role in ROLES:
+        points = []
+        for run in runs:
+            if run["role"] == role:
+                points.append((run["start"], 1))
+                points.append((run["end"], -1))
+        current = 0
+        for _, delta in sorted(points, key=lambda p: (p[0], p[1])):
+            current += delta
+            peaks[role] = max(peaks[role], current)
+    return peaks
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the project folder even when the run passes")
+    for name in ("daemons", "tasks", "kills", "stops"):
+        parser.add_argument(f"--{name}", type=int)
+    args = parser.parse_args(argv)
+    profile = PROFILES[args.profile]
+    overrides = {name: getattr(args, name) for name in ("daemons", "tasks", "kills", "stops") if getattr(args, name)}
+    profile = Profile(**{**profile.__dict__, **overrides})
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
+    root = Path(tempfile.mkdtemp(prefix="agentd-torture-"))
+    torture = Torture(profile, seed, root)
+    try:
+        code = torture.run()
+    finally:
+        for daemon in torture.daemons:
+            if daemon.proc is not None and daemon.proc.poll() is None:
+                daemon.proc.send_signal(signal.SIGCONT)
+                daemon.proc.kill()
+    if code == 0 and not args.keep:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -384,7 +385,7 @@ class Torture:
             by_task[run["task"]].append(run)
         for task_id, task_runs in by_task.items():
             task_runs.sort(key=lambda r: r["start"])
-            for before, after in zip(task_runs, task_runs[1:], strict=False):
+            for before, after in itertools.pairwise(task_runs):
                 if after["start"] < before["end"] and before["exact_end"]:
                     violations.append(f"{task_id}: run {after} started before {before} ended")
                     evidence.append(json.dumps(task_runs))
@@ -422,7 +423,8 @@ class Torture:
         s = self.stats
         log(f"seed {self.seed}, profile {self.profile}, {elapsed:.0f} s")
         log(
-            f"executions {len(runs)}, daemons {self.profile.daemons}, tasks {len(tasks)} ({len(self.added)} added by hand)"
+            f"executions {len(runs)}, daemons {self.profile.daemons}, "
+            f"tasks {len(tasks)} ({len(self.added)} added by hand)"
         )
         log(
             f"SIGKILLs {s.kills} (+{s.task_kills} task processes), SIGSTOP/SIGCONT {s.stops}, SIGTERMs {s.terms}, "

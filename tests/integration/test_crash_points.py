@@ -1,0 +1,46 @@
+"""Crash points: the daemon dies (os._exit or SIGKILL) at each step of the queue transaction and lease protocol.
+
+Afterwards the queue parses and validates, and a restarted daemon recovers to a state where the task runs to
+completion exactly once more at most.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from agentd import faults
+from tests.conftest import run_agentd
+from tests.helpers.daemons import events, recorder, task, tasks_by_id, write_config, write_queue
+
+pytestmark = pytest.mark.slow
+
+BUILDER = {"claims": "ready", "working": "in_progress", "on_success": "awaiting_test"}
+
+
+@pytest.mark.parametrize("action", ["exit", "kill"])
+@pytest.mark.parametrize("point", faults.POINTS)
+def test_crash_at_every_point_recovers(point: str, action: str, tmp_path: Path) -> None:
+    """Die at the point, restart: the queue is valid and the task completes with at most one more run."""
+    log = tmp_path / "runs.jsonl"
+    write_config(tmp_path, {"builder": {**BUILDER, "command": recorder(log, "--sleep", "0.2")}})
+    write_queue(tmp_path, [task("C1")], {"builder": 1})
+    crashed = run_agentd("--role", "builder", "--once", cwd=tmp_path, env={"AGENTD_CRASH_AT": f"{point}:{action}"})
+    expected = -signal.SIGKILL if action == "kill" else faults.CRASH_EXIT_CODE
+    assert crashed.returncode == expected, (point, crashed.returncode, crashed.stderr)
+    valid = run_agentd("queue", "validate", cwd=tmp_path)
+    assert valid.returncode == 0, valid.stderr
+    runs_before = len([r for r in events(log) if r["event"] == "start"])
+    recovered = run_agentd("--role", "builder", "--drain", cwd=tmp_path)
+    assert recovered.returncode == 0, recovered.stderr
+    starts = [r for r in events(log) if r["event"] == "start"]
+    assert len(starts) - runs_before <= 1, starts
+    assert not [r for r in events(log) if r["event"] == "overlap"]
+    final = tasks_by_id(tmp_path)["C1"]
+    assert final["status"] == "awaiting_test" and final["lease"] is None, final
+    assert list((tmp_path / ".leases").glob("*.json")) == []
+    assert [p.name for p in tmp_path.iterdir() if "agentd-tmp" in p.name] == []
+    tokens = [r["token"] for r in starts]
+    assert tokens == sorted(set(tokens)), tokens

@@ -550,6 +550,10 @@ class Daemon:
             self._stop_requests += 1
         self._wake.set()
 
+    def reload(self) -> None:
+        """Re-read agentd.toml (what SIGHUP does); a bad file is reported and the old configuration kept."""
+        self._reload_config()
+
     def _reload_config(self) -> None:
         self._reload = False
         try:

@@ -45,7 +45,8 @@ _AFTER_MEMBER = re.compile(r"[ \t\n\r]*(?:,[ \t\n\r]*|(\}))")
 _AFTER_ITEM = re.compile(r"[ \t\n\r]*(?:,[ \t\n\r]*|(\]))")
 _INDENT = re.compile(r"[ \t]*")
 _FIRST_INDENTED_LINE = re.compile(r"\n([ \t]+)[^ \t\r\n]")
-_NON_ASCII_ESCAPE = re.compile(r"\\u(?!00[0-7])[0-9a-fA-F]{4}")
+# A \uXXXX escape of U+007F or above: what json.dumps(ensure_ascii=True) writes and ensure_ascii=False does not.
+_NON_ASCII_ESCAPE = re.compile(r"\\u(?!00[0-6][0-9a-fA-F]|007[0-9a-eA-E])[0-9a-fA-F]{4}")
 # One token of a JSON text with the whitespace before it; group 2 is set for "," and ":".
 _TOKEN = re.compile(r'([ \t\r\n]*)(?:"[^"\\]*(?:\\.[^"\\]*)*"|([,:])|[{}\[\]]|[^ \t\r\n{}\[\],:"]+)')
 _STYLE_TOKEN_LIMIT = 4096
@@ -125,7 +126,7 @@ def _detect_separators(text: str, *, multiline: bool) -> tuple[str | None, str |
 
 
 def _has_non_ascii_escape(text: str) -> bool:
-    """Whether ``text`` has a ``\\uXXXX`` escape (not itself escaped) of a character above U+007F."""
+    """Whether ``text`` has a ``\\uXXXX`` escape (not itself escaped) of U+007F or a non-ASCII character."""
     if "\\u" not in text:
         return False
     for m in _NON_ASCII_ESCAPE.finditer(text):

@@ -283,7 +283,8 @@ class LeaseDir:
         try:
             record = self.parse(raw, task_id)
         except LeaseInvalid as exc:
-            return LeaseObservation(task_id, locked=locked, error=exc.reason)
+            where = f"{exc.json_path}: " if exc.json_path else ""
+            return LeaseObservation(task_id, locked=locked, error=where + exc.reason)
         beat = mtime
         if record.heartbeat_at:
             beat = max(beat, parse_timestamp(record.heartbeat_at))

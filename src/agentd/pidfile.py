@@ -68,11 +68,23 @@ def pid_path(run_dir: Path, role: str, instance: str | None = None) -> Path:
 
 
 def _parse(raw: bytes) -> PidInfo | None:
+    """The PID file's content, or None when it is not agentd's (empty, garbage, a bare number, wrong types)."""
     try:
         data = json.loads(raw.decode("utf-8"))
-        known = set(PidInfo.__dataclass_fields__)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("pid"), int) or isinstance(data.get("pid"), bool):
+        return None
+    if not isinstance(data.get("role"), str) or not isinstance(data.get("host"), str):
+        return None
+    try:
+        parse_timestamp(str(data.get("started_at")))
+    except ValueError:
+        return None
+    known = set(PidInfo.__dataclass_fields__)
+    try:
         return PidInfo(**{key: value for key, value in data.items() if key in known})
-    except (ValueError, TypeError):
+    except TypeError:
         return None
 
 
@@ -97,12 +109,15 @@ class Probe:
     path: Path
     running: bool
     info: PidInfo | None
+    junk: bool = False  # it has content that is not agentd's
 
     @property
     def stale(self) -> str | None:
         """Why the file is stale (not running but has content), or None."""
-        if self.running or self.info is None:
+        if self.running:
             return None
+        if self.info is None:
+            return "its content is not an agentd PID file" if self.junk else None
         return stale_reason(self.info)
 
 
@@ -121,7 +136,8 @@ def probe(path: Path) -> Probe:
         raw = os.pread(fd, 1 << 16, 0)
     finally:
         os.close(fd)
-    return Probe(path, running, _parse(raw))
+    info = _parse(raw)
+    return Probe(path, running, info, junk=info is None and bool(raw.strip()))
 
 
 class PidFile:

@@ -16,7 +16,7 @@ from agentd.cli.app import App
 from agentd.cli.output import emit_json, info, table
 from agentd.clock import SystemClock
 from agentd.daemon import Daemon, Mode
-from agentd.errors import AgentdError, ExitCode
+from agentd.errors import AgentdError, ExitCode, display_path
 from agentd.leases import LeaseDir
 from agentd.model import views
 from agentd.pidfile import AlreadyRunning, PidFile, pid_path, stale_reason
@@ -186,7 +186,7 @@ def _lease_rows(app: App) -> list[dict[str, Any]]:
                 "age_s": round((now - seen.acquired).total_seconds(), 1) if seen.acquired else None,
                 "heartbeat_age_s": round((now - seen.heartbeat_at).total_seconds(), 1) if seen.heartbeat_at else None,
                 "live": verdict.live,
-                "why": seen.error or verdict.cause,
+                "why": f"{display_path(folder.file_for(task_id))}: {seen.error}" if seen.error else verdict.cause,
             }
         )
     return rows
@@ -213,7 +213,7 @@ def list_leases(app: App, as_json: bool) -> int:
             [
                 r["task"],
                 r["role"],
-                f"{r['host']}:{r['pid']}",
+                f"{r['host'] or '?'}:{r['pid'] or '?'}",
                 r["token"],
                 f"{r['age_s']:.0f}s" if r["age_s"] is not None else "",
                 f"{r['heartbeat_age_s']:.0f}s ago" if r["heartbeat_age_s"] is not None else "",

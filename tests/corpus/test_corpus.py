@@ -1,0 +1,262 @@
+"""The bad-input corpus: every file gets one clear line naming it (and the JSON path), the documented exit code, a
+daemon that stays up and retries, and input files left byte-for-byte as they were."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agentd import config as config_mod
+from agentd.cli import main
+from agentd.daemon import Daemon, Mode
+from agentd.errors import QueueInvalid
+from agentd.pidfile import PidFile
+from agentd.queuefile import QueueStore
+from tests.conftest import sha
+from tests.helpers.daemons import task, tasks_by_id, write_config, write_queue
+
+CORPUS = Path(__file__).resolve().parent
+MANIFEST: dict[str, dict[str, str]] = json.loads((CORPUS / "MANIFEST.json").read_text())
+BUILDER = {"claims": "ready", "working": "in_progress", "on_success": "awaiting_test", "command": ["true"]}
+
+
+def cases(kind: str) -> list[tuple[str, str]]:
+    return [(name, spec["expect"]) for name, spec in sorted(MANIFEST.items()) if name.startswith(kind + "/")]
+
+
+def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+def test_the_corpus_is_complete() -> None:
+    """At least 60 files over queue, config, lease, PID and result files, each on disk as the manifest says."""
+    assert len(MANIFEST) >= 60
+    assert {name.split("/")[0] for name in MANIFEST} == {"queue", "config", "lease", "pid", "result"}
+    for name in MANIFEST:
+        assert (CORPUS / name).is_file(), name
+
+
+@pytest.mark.parametrize(("name", "expect"), cases("queue"), ids=[n for n, _ in cases("queue")])
+def test_bad_queue(
+    name: str,
+    expect: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """CLI: exit 4 and one line. Daemon: reports once, keeps retrying, never raises. The file is untouched."""
+    write_config(tmp_path, {"builder": BUILDER})
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    shutil.copyfile(CORPUS / name, queue)
+    before = sha(queue)
+    monkeypatch.chdir(tmp_path)
+    for command in (["queue", "validate"], ["queue", "set-status", "a", "done"]):
+        code, _, err = cli(["--root", str(tmp_path), *command], capsys)
+        assert code == 4, err
+        assert err.count("\n") == 1 and err.startswith("agentd: ") and expect in err, err
+    daemon = Daemon(config_mod.load(root=tmp_path, environ={}), "builder", watch=False)
+    with caplog.at_level(logging.INFO, logger="agentd"):
+        reports = [daemon.tick() for _ in range(3)]
+    assert all(r.error and expect in r.error for r in reports), reports[0].error
+    assert sum("cannot use the queue" in r.getMessage() for r in caplog.records) == 1
+    assert sha(queue) == before
+
+
+@pytest.mark.parametrize(("name", "expect"), cases("config"), ids=[n for n, _ in cases("config")])
+def test_bad_config(
+    name: str,
+    expect: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """CLI: exit 4 and one line. A running daemon told to reload it keeps its old configuration."""
+    write_config(tmp_path, {"builder": BUILDER})
+    write_queue(tmp_path, [task("a")])
+    daemon = Daemon(config_mod.load(root=tmp_path, environ={}), "builder", watch=False)
+    shutil.copyfile(CORPUS / name, tmp_path / "agentd.toml")
+    before = sha(tmp_path / "agentd.toml"), sha(tmp_path / "SPRINT_QUEUE.json")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(["--root", str(tmp_path), "queue", "set-status", "a", "done"], capsys)
+    assert code == 4 and err.count("\n") == 1 and expect in err, err
+    with caplog.at_level(logging.INFO, logger="agentd"):
+        daemon.reload()
+    assert any("keeping the old configuration" in r.getMessage() and expect in r.getMessage() for r in caplog.records)
+    assert daemon.role.command == ("true",)
+    assert (sha(tmp_path / "agentd.toml"), sha(tmp_path / "SPRINT_QUEUE.json")) == before
+
+
+@pytest.mark.parametrize(("name", "expect"), cases("lease"), ids=[n for n, _ in cases("lease")])
+def test_bad_lease_file(
+    name: str, expect: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A junk lease file is reported with its path; while its lock is held nothing touches it; once free, it goes."""
+    write_config(tmp_path, {"builder": BUILDER})
+    write_queue(tmp_path, [task("L1", "in_progress", agent="builder", lease={"token": 3, "role": "builder"})])
+    leases = tmp_path / ".leases"
+    leases.mkdir()
+    junk = leases / "L1.json"
+    shutil.copyfile(CORPUS / name, junk)
+    before = sha(junk)
+    holder = os.open(junk, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    monkeypatch.chdir(tmp_path)
+    try:
+        code, out, err = cli(["--root", str(tmp_path), "leases", "list"], capsys)
+        assert code == 0, err
+        [line] = [line for line in out.splitlines() if line.startswith("L1")]
+        assert "live" in line and expect in line, line
+        daemon = Daemon(config_mod.load(root=tmp_path, environ={}), "builder", watch=False)
+        report = daemon.tick()
+        assert report.error is None and report.recovered == []
+        assert sha(junk) == before
+        assert tasks_by_id(tmp_path)["L1"]["status"] == "in_progress"
+    finally:
+        os.close(holder)
+    report = daemon.tick()  # judged by its lock alone: free now, so the task is recovered and the junk cleared
+    assert report.recovered == ["L1"]
+    assert not junk.exists() or sha(junk) != before
+    deadline = time.monotonic() + 30
+    while tasks_by_id(tmp_path)["L1"]["status"] != "awaiting_test":  # and the daemon carries on: re-runs it
+        assert time.monotonic() < deadline, "the recovered task never ran"
+        daemon.tick()
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize(("name", "expect"), cases("pid"), ids=[n for n, _ in cases("pid")])
+def test_bad_pid_file(
+    name: str, expect: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """status reads a junk or stale PID file as "not running" (exit 3) without changing it; a daemon replaces it."""
+    write_config(tmp_path, {"builder": BUILDER})
+    write_queue(tmp_path, [])
+    run = tmp_path / ".agentd" / "run"
+    run.mkdir(parents=True)
+    pid = run / "builder.pid"
+    pid.write_bytes((CORPUS / name).read_bytes().replace(b"HOST", socket.gethostname().encode()))
+    before = sha(pid)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(["--root", str(tmp_path), "status", "builder"], capsys)
+    assert code == 3, err
+    assert expect in out, out
+    assert sha(pid) == before
+    owner = PidFile(pid, "builder")
+    info = owner.acquire(started=datetime.now(UTC), interval=60, log=None)
+    assert info.pid == os.getpid()
+    owner.release()
+    assert not pid.exists()
+
+
+@pytest.mark.parametrize(("name", "expect"), cases("result"), ids=[n for n, _ in cases("result")])
+def test_bad_result_file(name: str, expect: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A bad result file fails the attempt with a line naming it and the JSON path; the daemon carries on."""
+    source = CORPUS / name
+    before = sha(source)
+    command = ["sh", "-c", f'cat "{source}" > "$AGENTD_RESULT"']
+    write_config(tmp_path, {"builder": {**BUILDER, "command": command}})
+    write_queue(tmp_path, [task("R1")], {"builder": 1})
+    daemon = Daemon(config_mod.load(root=tmp_path, environ={}), "builder", watch=False)
+    with caplog.at_level(logging.INFO):
+        assert daemon.run(Mode.ONCE) == 1
+    lines = [r.getMessage() for r in caplog.records if "R1." in r.getMessage() and expect in r.getMessage()]
+    assert lines, [r.getMessage() for r in caplog.records]
+    assert "results/R1." in lines[0]
+    final = tasks_by_id(tmp_path)["R1"]
+    assert final["status"] == "ready" and final["attempts"] == 1 and "bad result file" in final["status_note"]
+    assert sha(source) == before
+
+
+def test_a_symlinked_lease_folder_outside_the_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """.leases pointing outside the project: one line, exit 4, the daemon reports it and stays up, nothing written."""
+    project = tmp_path / "project"
+    project.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (project / ".leases").symlink_to(outside)
+    write_config(project, {"builder": BUILDER})
+    write_queue(project, [task("a")])
+    monkeypatch.chdir(project)
+    code, _, err = cli(["--root", str(project), "leases", "list"], capsys)
+    assert code == 4 and err.count("\n") == 1 and "outside the project" in err and ".leases" in err, err
+    daemon = Daemon(config_mod.load(root=project, environ={}), "builder", watch=False)
+    assert "outside the project" in (daemon.tick().error or "")
+    assert list(outside.iterdir()) == []
+    assert tasks_by_id(project)["a"]["status"] == "ready"
+
+
+def test_a_50_mb_queue_with_an_error_at_its_very_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 50 MB queue is read and validated; its one bad value, at the end, is named by its JSON path."""
+    tasks = [
+        {"id": f"T{i:06d}", "title": "x" * 400, "status": "ready", "dependencies": [], "notes": "y" * 100}
+        for i in range(100_000)
+    ]
+    tasks[-1]["status"] = 5
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    queue.write_text(json.dumps({"tasks": tasks}, indent=2))
+    assert queue.stat().st_size > 50 * 1024 * 1024
+    before = sha(queue)
+    code, _, err = cli(["--root", str(tmp_path), "queue", "validate"], capsys)
+    assert code == 4 and "$.tasks[99999].status: 5 is not of type 'string'" in err, err
+    assert sha(queue) == before
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+task_like = st.fixed_dictionaries(
+    {"id": st.one_of(st.text(max_size=10), st.integers()), "status": json_values},
+    optional={
+        "dependencies": json_values,
+        "priority": json_values,
+        "lease": json_values,
+        "subtasks": json_values,
+        "not_before": json_values,
+    },
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.builds(lambda ts: json.dumps({"tasks": ts}).encode(), st.lists(task_like, max_size=4)),
+    )
+)
+def test_garbage_never_crashes_the_store_or_the_daemon(tmp_path_factory: pytest.TempPathFactory, blob: bytes) -> None:
+    """Random bytes and random task-shaped JSON: a clean QueueInvalid or a valid read; a daemon pass never raises."""
+    root = tmp_path_factory.mktemp("garbage")
+    write_config(root, {"builder": BUILDER})
+    queue = root / "SPRINT_QUEUE.json"
+    queue.write_bytes(blob)
+    try:
+        QueueStore(queue, parse_retry=0).read()
+    except QueueInvalid as exc:
+        message = str(exc)
+    else:
+        message = ""
+    assert "\n" not in message
+    daemon = Daemon(config_mod.load(root=root, environ={}), "builder", watch=False)
+    report = daemon.tick()
+    assert report.error is None or "\n" not in report.error
+    if report.error is not None:
+        assert queue.read_bytes() == blob

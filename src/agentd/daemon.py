@@ -201,6 +201,13 @@ class Daemon:
         for run in done:
             del self.running[run.task_id]
             run.held.release()
+            self.journal.emit(
+                "released",
+                f"released the lease on {run.task_id}",
+                level=logging.DEBUG,
+                task=run.task_id,
+                token=run.token,
+            )
             self._prune_logs(run.task_id)
             result = results[run.task_id]
             outcome = outcomes[run.task_id]

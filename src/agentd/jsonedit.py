@@ -73,8 +73,9 @@ def detect_style(text: str) -> Style:
     The indentation unit is the leading whitespace of the first indented line (``""`` for a multi-line document
     without indentation, None for a one-line document). The separators are those around the first ``,`` and
     ``:`` outside strings (a multi-line document's item separator is taken from a comma that ends a line).
-    ``ensure_ascii`` is True when the document has ``\\uXXXX`` escapes of non-ASCII characters and no literal
-    non-ASCII character. ``newline`` is ``"\\r\\n"`` when the first line ends with it.
+    ``ensure_ascii`` is True when the document has ``\\uXXXX`` escapes of non-ASCII characters (or of U+007F,
+    which only ``json.dumps(ensure_ascii=True)`` escapes) and no literal non-ASCII character. ``newline`` is
+    ``"\\r\\n"`` when the first line ends with it.
     """
     first_nl = text.find("\n")
     newline = "\r\n" if first_nl > 0 and text[first_nl - 1] == "\r" else "\n"

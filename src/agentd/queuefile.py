@@ -57,6 +57,7 @@ class Snapshot:
     raw: bytes
     data: dict[str, Any]
     warnings: list[Finding] = field(default_factory=list)
+    errors: list[Finding] = field(default_factory=list)  # only from a lenient read
 
     @property
     def tasks(self) -> list[Task]:
@@ -148,7 +149,7 @@ class QueueStore:
             raise QueueInvalid(self.path, None, "not valid JSON: nested too deeply") from None
         return prefix, text, data
 
-    def _validate(self, raw: bytes, data: Any) -> list[Finding]:
+    def _validate(self, raw: bytes, data: Any, *, lenient: bool = False) -> list[Finding]:
         digest = hashlib.blake2b(raw, digest_size=16).digest()
         if self._validated is not None and self._validated[0] == digest:
             return self._validated[1]
@@ -159,19 +160,21 @@ class QueueStore:
             raise QueueInvalid(self.path, problem[0], problem[1])
         findings = check(data, self.workflow)
         errors = [f for f in findings if f.severity == "error"]
-        if errors:
+        if errors and not lenient:
             raise QueueInvalid(self.path, errors[0].path, errors[0].message)
+        if errors:
+            return findings
         warnings = [f for f in findings if f.severity == "warning"]
         self._validated = (digest, warnings)
         return warnings
 
-    def _load(self) -> tuple[bytes, str, str, dict[str, Any], list[Finding]]:
+    def _load(self, *, lenient: bool = False) -> tuple[bytes, str, str, dict[str, Any], list[Finding]]:
         """Read, parse and validate, retrying briefly when the file may be caught mid-write by another writer."""
 
         def attempt() -> tuple[bytes, str, str, dict[str, Any], list[Finding]]:
             raw = self._read_raw()
             prefix, text, data = self._parse(raw)
-            warnings = self._validate(raw, data)
+            warnings = self._validate(raw, data, lenient=lenient)
             return raw, prefix, text, data, warnings
 
         if self.parse_retry <= 0:
@@ -184,10 +187,16 @@ class QueueStore:
         )
         return retrying(attempt)
 
-    def read(self) -> Snapshot:
-        """The queue as it is now, validated (no lock taken: a rename is atomic, so readers never see a torn file)."""
-        raw, _, _, data, warnings = self._load()
-        return Snapshot(self.path, raw, data, warnings)
+    def read(self, *, lenient: bool = False) -> Snapshot:
+        """The queue as it is now, validated (no lock taken: a rename is atomic, so readers never see a torn file).
+
+        ``lenient`` still requires a file that parses and matches the schema, but returns duplicate ids, unknown
+        dependencies and cycles as ``errors`` instead of raising (for commands that explain, never for writes).
+        """
+        raw, _, _, data, findings = self._load(lenient=lenient)
+        warnings = [f for f in findings if f.severity == "warning"]
+        errors = [f for f in findings if f.severity == "error"]
+        return Snapshot(self.path, raw, data, warnings, errors)
 
     # -- writing ---------------------------------------------------------------------------------------------------
 

@@ -80,6 +80,7 @@ class Check:
     ok: bool
     detail: str
     data: Mapping[str, Any] = field(default_factory=dict)
+    rule: str = ""  # status | type | dependency | backoff | lease
 
 
 @dataclass(frozen=True)
@@ -114,15 +115,30 @@ def dependency_checks(task: Task, view: View) -> list[Check]:
     for dep in task.dependencies:
         other = view.by_id.get(dep)
         if other is None:
-            checks.append(Check(Reason.UNKNOWN_DEPENDENCY, False, f"depends on {dep!r}, which is not in the queue"))
+            checks.append(
+                Check(
+                    Reason.UNKNOWN_DEPENDENCY,
+                    False,
+                    f"depends on {dep!r}, which is not in the queue",
+                    rule="dependency",
+                )
+            )
         elif task.id in view.cycle and dep in view.cycle:
-            checks.append(Check(Reason.CYCLE, False, "dependency cycle: " + " -> ".join(view.cycle)))
+            checks.append(Check(Reason.CYCLE, False, "dependency cycle: " + " -> ".join(view.cycle), rule="dependency"))
         elif other.status not in view.done:
             checks.append(
-                Check(Reason.DEPENDENCY_NOT_DONE, False, f"dependency {dep} is {other.status!r}, not done", {"id": dep})
+                Check(
+                    Reason.DEPENDENCY_NOT_DONE,
+                    False,
+                    f"dependency {dep} is {other.status!r}, not done",
+                    {"id": dep},
+                    rule="dependency",
+                )
             )
         else:
-            checks.append(Check(Reason.CLAIMABLE, True, f"dependency {dep} is {other.status!r}", {"id": dep}))
+            checks.append(
+                Check(Reason.CLAIMABLE, True, f"dependency {dep} is {other.status!r}", {"id": dep}, rule="dependency")
+            )
     return checks
 
 
@@ -130,15 +146,21 @@ def task_checks(task: Task, role: Role, view: View) -> list[Check]:
     """Every per-task rule, in the order the scheduler applies them (WIP is per role: see :func:`wip_room`)."""
     checks = []
     if task.status in role.claims:
-        checks.append(Check(Reason.CLAIMABLE, True, f"status {task.status!r} is claimed by {role.name}"))
+        checks.append(Check(Reason.CLAIMABLE, True, f"status {task.status!r} is claimed by {role.name}", rule="status"))
     else:
         claims = ", ".join(repr(s) for s in role.claims)
-        checks.append(Check(Reason.WRONG_STATUS, False, f"status {task.status!r}; {role.name} claims {claims}"))
-    if role.accepts_type(task.type):
-        checks.append(Check(Reason.CLAIMABLE, True, f"type {task.type!r} passes {role.name}'s filter"))
+        checks.append(
+            Check(Reason.WRONG_STATUS, False, f"status {task.status!r}; {role.name} claims {claims}", rule="status")
+        )
+    if role.types is None:
+        checks.append(Check(Reason.CLAIMABLE, True, f"{role.name} takes tasks of any type", rule="type"))
+    elif role.accepts_type(task.type):
+        checks.append(Check(Reason.CLAIMABLE, True, f"type {task.type!r} passes {role.name}'s filter", rule="type"))
     else:
         allowed = ", ".join(role.types or ())
-        checks.append(Check(Reason.WRONG_TYPE, False, f"type {task.type!r}; {role.name} only takes {allowed}"))
+        checks.append(
+            Check(Reason.WRONG_TYPE, False, f"type {task.type!r}; {role.name} only takes {allowed}", rule="type")
+        )
     checks.extend(dependency_checks(task, view))
     if task.not_before is not None and task.not_before > view.now:
         wait = (task.not_before - view.now).total_seconds()
@@ -148,6 +170,7 @@ def task_checks(task: Task, role: Role, view: View) -> list[Check]:
                 False,
                 f"backing off until {format_timestamp(task.not_before)} ({wait:.0f} s)",
                 {"until": format_timestamp(task.not_before)},
+                rule="backoff",
             )
         )
     lease = view.leases.get(task.id)
@@ -155,9 +178,11 @@ def task_checks(task: Task, role: Role, view: View) -> list[Check]:
         verdict = judge(lease, view.now, view.default_ttl)
         if verdict.live:
             holder = f"{lease.role or '?'} on {lease.host or '?'} pid {lease.pid or '?'}"
-            checks.append(Check(Reason.LEASED, False, f"leased by {holder}, token {lease.token}: {verdict.cause}"))
+            detail = f"leased by {holder}, token {lease.token}: {verdict.cause}"
+            checks.append(Check(Reason.LEASED, False, detail, rule="lease"))
         else:
-            checks.append(Check(Reason.CLAIMABLE, True, f"old lease is stale ({verdict.cause}); it will be recovered"))
+            detail = f"old lease is stale ({verdict.cause}); it will be recovered"
+            checks.append(Check(Reason.CLAIMABLE, True, detail, rule="lease"))
     return checks
 
 

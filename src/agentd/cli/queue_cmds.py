@@ -9,10 +9,13 @@ from typing import Any
 
 import click
 
-from agentd import edits
+from agentd import edits, service
 from agentd.cli.app import App
 from agentd.cli.output import emit_json, info, table, warn
+from agentd.clock import SystemClock
 from agentd.errors import ExitCode, TaskNotFound, display_path
+from agentd.explain import explain
+from agentd.leases import LeaseDir
 from agentd.model import Task
 
 pass_app = click.make_pass_decorator(App)
@@ -241,4 +244,40 @@ def cancel(app: App, task_id: str, note: str | None) -> int:
     workflow = app.config.workflow
     status = transact(app, lambda doc: edits.cancel(doc, task_id, workflow, note))
     info(f"{task_id}: {status}")
+    return ExitCode.OK
+
+
+@queue.command()
+@click.argument("task_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
+@pass_app
+def why(app: App, task_id: str, as_json: bool) -> int:
+    """Explain why a task is or is not being claimed, rule by rule, in the scheduler's own order.
+
+    Status and the role that claims it, type filter, each dependency (unknown ids and cycles named), backoff, its
+    lease (holder, token, heartbeat, live or stale and why), the role's WIP, and whether a daemon for the role runs.
+    It asks the same code the daemons decide with.
+
+    \b
+    Examples:
+      agentd queue why B07
+      agentd queue why B07 --json | jq .verdict
+    """
+    config = app.config
+    store = app.store()
+    snapshot = store.read(lenient=True)
+    tasks = snapshot.tasks
+    if task_id not in {t.id for t in tasks}:
+        raise TaskNotFound(task_id, store.path)
+    leases = LeaseDir(config.leases_dir, config.root).observe_all()
+    running = {role: any(p.running for p in service.daemons(config, [role])) for role in config.roles}
+    problems = [f"{p.path}: {p.message}" if p.path else p.message for p in snapshot.errors]
+    now = SystemClock().now()
+    answer = explain(task_id, tasks, config.workflow, leases, snapshot.wip_limits, now, running, problems)
+    if as_json:
+        emit_json(answer.to_json())
+        return ExitCode.OK
+    info(f"{answer.task} ({answer.status}): {answer.verdict}")
+    for step in answer.steps:
+        info(f"  {'ok ' if step.ok else 'NO '} {step.rule:<10} {step.text}")
     return ExitCode.OK

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import time
 from typing import Any
 
 import click
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
 
-from agentd import scheduler, service
+from agentd import dashboard, service
 from agentd.cli.app import App
-from agentd.cli.output import emit_json, info, table
+from agentd.cli.output import console, emit_json, info, is_terminal
+from agentd.cli.output import table as plain_table
 from agentd.clock import SystemClock
 from agentd.config import Config
-from agentd.errors import AgentdError, ExitCode
-from agentd.leases import LeaseDir
-from agentd.pidfile import Probe, role_of, to_json
+from agentd.errors import ExitCode
+from agentd.pidfile import role_of
 
 pass_app = click.make_pass_decorator(App)
 
@@ -108,60 +112,6 @@ def restart(app: App, roles: tuple[str, ...], timeout: float | None) -> int:
     return start_roles(app, asked, None, None, "text")
 
 
-def _status_rows(app: App, probes: list[Probe], now: datetime) -> list[dict[str, Any]]:
-    config = app.config
-    try:
-        snapshot = app.store().read()
-        tasks = snapshot.tasks
-        limits = snapshot.wip_limits
-        queue_error = None
-    except AgentdError as exc:
-        tasks, limits, queue_error = [], {}, str(exc)
-    try:
-        leases = LeaseDir(config.leases_dir, config.root).observe_all()
-    except (AgentdError, OSError):
-        leases = {}
-    rows = []
-    for seen in probes:
-        role, instance = role_of(seen.path)
-        spec = config.role(role)
-        pid = seen.info.pid if seen.info and seen.running else None
-        running_tasks = [
-            {
-                "id": task_id,
-                "token": lease.token,
-                "heartbeat_age_s": round((now - lease.heartbeat_at).total_seconds(), 1) if lease.heartbeat_at else None,
-            }
-            for task_id, lease in sorted(leases.items())
-            if pid is not None and lease.pid == pid and lease.role == role
-        ]
-        rows.append(
-            {
-                "role": role,
-                "instance": instance,
-                "running": seen.running,
-                "pid": pid,
-                "uptime_s": round(seen.info.uptime(now), 1) if seen.info and seen.running else None,
-                "interval_s": seen.info.interval if seen.info and seen.running else None,
-                "log": seen.info.log if seen.info and seen.running else None,
-                "tasks": running_tasks,
-                "wip": len(scheduler.in_progress(tasks, spec)) if queue_error is None else None,
-                "wip_limit": scheduler.wip_limit(spec, limits),
-                "stale_pid_file": seen.stale,
-                "pid_file": str(seen.path),
-                "pid_info": to_json(seen.info) if seen.running else None,
-                "queue_error": queue_error,
-            }
-        )
-    return rows
-
-
-def _state(row: dict[str, Any]) -> str:
-    if row["running"]:
-        return "running"
-    return f"stopped (stale PID file: {row['stale_pid_file']})" if row["stale_pid_file"] else "stopped"
-
-
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return ""
@@ -173,42 +123,121 @@ def _age(seconds: float | None) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+def _state(row: dict[str, Any]) -> str:
+    if row["running"]:
+        return "running"
+    return f"stopped (stale PID file: {row['stale_pid_file']})" if row["stale_pid_file"] else "stopped"
+
+
+def _sections(data: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]:
+    """The dashboard as (title, headers, rows) sections, for rich or plain rendering."""
+    roles = []
+    for r in data["roles"]:
+        tasks = "\n".join(
+            f"{t['id']} {t['title'] or ''} · attempt {t['attempt']} · {_age(t['runtime_s'])} · "
+            f"beat {_age(t['heartbeat_age_s'])} ago · token {t['token']}"
+            for t in r["tasks"]
+        )
+        roles.append(
+            [
+                r["role"] + (f".{r['instance']}" if r["instance"] else ""),
+                _state(r),
+                r["pid"],
+                _age(r["uptime_s"]),
+                f"{'?' if r['wip'] is None else r['wip']}/{r['wip_limit']}",
+                tasks,
+                f"{r['next']['id']} {r['next']['title'] or ''}".strip() if r["next"] else "",
+            ]
+        )
+    sections = [("daemons", ["role", "state", "pid", "uptime", "wip", "running", "next"], roles)]
+    sections.append(("tasks per status", ["status", "tasks"], [[k, v] for k, v in data["statuses"].items()]))
+    if data["backing_off"]:
+        rows = [[b["id"], b["status"], b["until"], b["attempts"]] for b in data["backing_off"]]
+        sections.append(("backing off", ["id", "status", "until", "attempts"], rows))
+    if data["failed"]:
+        rows = [[f["id"], f["status"], f["attempts"], f["reason"]] for f in data["failed"]]
+        sections.append(("failed", ["id", "status", "attempts", "reason"], rows))
+    return sections
+
+
+def _renderable(data: dict[str, Any]) -> Group:
+    parts: list[Any] = []
+    if data["queue_error"]:
+        parts.append(Text(f"queue: {data['queue_error']}", style="bold red"))
+    for title, headers, rows in _sections(data):
+        table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
+        for header in headers:
+            table.add_column(header, overflow="fold")
+        for row in rows:
+            cells = ["" if cell is None else str(cell) for cell in row]
+            if title == "daemons":
+                colour = "green" if cells[1] == "running" else "red"
+                table.add_row(cells[0], Text(cells[1], style=colour), *cells[2:])
+            elif title == "failed":
+                table.add_row(Text(cells[0], style="red"), *cells[1:])
+            else:
+                table.add_row(*cells)
+        parts.append(table)
+    parts.append(Text(f"at {data['generated_at']} — {data['queue']}", style="dim"))
+    return Group(*parts)
+
+
+def _plain(data: dict[str, Any]) -> None:
+    if data["queue_error"]:
+        click.echo(f"queue: {data['queue_error']}")
+    for title, headers, rows in _sections(data):
+        click.echo(f"{title}:")
+        flat = [["; ".join(str(c).splitlines()) if c is not None else "" for c in row] for row in rows]
+        plain_table(headers, flat)
+        click.echo("")
+
+
 @click.command()
 @click.argument("roles", nargs=-1, metavar="[ROLE]...")
-@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the same data as JSON.")
+@click.option("--watch", is_flag=True, help="Refresh live until Ctrl-C.")
+@click.option("--every", type=click.FloatRange(min=0.2), default=1.0, show_default=True, help="--watch refresh, s.")
 @pass_app
-def status(app: App, roles: tuple[str, ...], as_json: bool) -> int:
-    """Show each role's daemon: running or not, PID, uptime, interval, running tasks, WIP n/limit.
+def status(app: App, roles: tuple[str, ...], as_json: bool, watch: bool, every: float) -> int:
+    """The dashboard: each role's daemon, its running tasks and next task; tasks per status, backing off, failed.
 
     Exit code 0 when every asked role runs, 3 when one does not (as systemctl is-active and LSB init scripts).
+    Plain text when not on a terminal; NO_COLOR is respected.
 
     \b
     Examples:
       agentd status
+      agentd status --watch
       agentd status builder || agentd start builder
-      agentd status --json | jq '.[] | select(.running | not) | .role'
+      agentd status --json | jq '.roles[] | select(.running | not) | .role'
     """
-    probes = service.daemons(app.config, _roles(app.config, roles))
-    rows = _status_rows(app, probes, SystemClock().now())
+    asked = _roles(app.config, roles)
+    clock = SystemClock()
+    data = dashboard.snapshot(app.config, asked, clock.now())
     if as_json:
-        emit_json(rows)
+        emit_json(data)
+    elif watch and is_terminal():
+        try:
+            with Live(_renderable(data), console=console(), refresh_per_second=4, screen=False) as live:
+                while True:
+                    time.sleep(every)
+                    data = dashboard.snapshot(app.config, asked, clock.now())
+                    live.update(_renderable(data))
+        except KeyboardInterrupt:
+            pass
+    elif watch:
+        try:
+            while True:
+                _plain(data)
+                time.sleep(every)
+                data = dashboard.snapshot(app.config, asked, clock.now())
+        except KeyboardInterrupt:
+            pass
+    elif is_terminal():
+        console().print(_renderable(data))
     else:
-        table(
-            ["role", "state", "pid", "uptime", "interval", "tasks", "wip"],
-            [
-                [
-                    r["role"] + (f".{r['instance']}" if r["instance"] else ""),
-                    _state(r),
-                    r["pid"],
-                    _age(r["uptime_s"]),
-                    f"{r['interval_s']:g}s" if r["interval_s"] is not None else "",
-                    ", ".join(f"{t['id']} ({_age(t['heartbeat_age_s'])} ago)" for t in r["tasks"]),
-                    f"{'?' if r['wip'] is None else r['wip']}/{r['wip_limit']}",
-                ]
-                for r in rows
-            ],
-        )
-    return ExitCode.OK if all(r["running"] for r in rows) else ExitCode.NOT_RUNNING
+        _plain(data)
+    return ExitCode.OK if all(r["running"] for r in data["roles"]) else ExitCode.NOT_RUNNING
 
 
 @click.command()

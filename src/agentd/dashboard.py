@@ -1,0 +1,114 @@
+"""What ``agentd status`` shows: daemons per role with their running tasks and next task, then the queue at a glance.
+
+One plain data structure (also the ``--json`` output); the CLI renders it as rich tables, plain text or a live view.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from agentd import scheduler, service
+from agentd.clock import format_timestamp
+from agentd.config import Config
+from agentd.errors import AgentdError
+from agentd.leases import LeaseDir
+from agentd.model import Task
+from agentd.pidfile import Probe, role_of
+from agentd.queuefile import QueueStore
+from agentd.scheduler import LeaseObservation, View
+
+
+def _seconds(delta: float | None) -> float | None:
+    return None if delta is None else round(delta, 1)
+
+
+def _running_tasks(
+    role: str, pid: int | None, leases: Mapping[str, LeaseObservation], by_id: Mapping[str, Task], now: datetime
+) -> list[dict[str, Any]]:
+    out = []
+    for task_id, lease in sorted(leases.items()):
+        if pid is None or lease.pid != pid or lease.role != role:
+            continue
+        task = by_id.get(task_id)
+        out.append(
+            {
+                "id": task_id,
+                "title": task.title if task else None,
+                "attempt": (task.attempts + 1) if task else None,
+                "token": lease.token,
+                "runtime_s": _seconds((now - lease.acquired).total_seconds()) if lease.acquired else None,
+                "heartbeat_age_s": _seconds((now - lease.heartbeat_at).total_seconds()) if lease.heartbeat_at else None,
+            }
+        )
+    return out
+
+
+def build(config: Config, probes: list[Probe], now: datetime) -> dict[str, Any]:
+    """Everything the dashboard shows, as plain data."""
+    store = QueueStore(config.queue_path, workflow=config.workflow, lock_timeout=config.lock_timeout)
+    queue_error = None
+    tasks: list[Task] = []
+    limits: dict[str, int] = {}
+    try:
+        snapshot = store.read()
+        tasks, limits = snapshot.tasks, snapshot.wip_limits
+    except AgentdError as exc:
+        queue_error = str(exc)
+    try:
+        leases = LeaseDir(config.leases_dir, config.root).observe_all()
+    except (AgentdError, OSError):
+        leases = {}
+    by_id = {task.id: task for task in tasks}
+    view = View.build(tasks, config.workflow, now, leases)
+    roles = []
+    for seen in probes:
+        role_name, instance = role_of(seen.path)
+        role = config.role(role_name)
+        running = seen.running and seen.info is not None
+        pid = seen.info.pid if running and seen.info else None
+        upcoming = scheduler.claimable(role, view) if not queue_error else []
+        roles.append(
+            {
+                "role": role_name,
+                "instance": instance,
+                "running": seen.running,
+                "pid": pid,
+                "uptime_s": _seconds(seen.info.uptime(now)) if running and seen.info else None,
+                "interval_s": seen.info.interval if running and seen.info else None,
+                "log": seen.info.log if running and seen.info else None,
+                "wip": len(scheduler.in_progress(tasks, role)) if not queue_error else None,
+                "wip_limit": scheduler.wip_limit(role, limits),
+                "tasks": _running_tasks(role_name, pid, leases, by_id, now),
+                "next": {"id": upcoming[0].id, "title": upcoming[0].title} if upcoming else None,
+                "stale_pid_file": seen.stale,
+                "pid_file": str(seen.path),
+            }
+        )
+    failing = {role.on_failure for role in config.roles.values()}
+    backing_off = [
+        {"id": t.id, "status": t.status, "until": format_timestamp(t.not_before), "attempts": t.attempts}
+        for t in tasks
+        if t.not_before is not None and t.not_before > now
+    ]
+    failed = [
+        {"id": t.id, "status": t.status, "attempts": t.attempts, "reason": t.blocked_reason}
+        for t in tasks
+        if t.status in failing and t.blocked_reason
+    ]
+    return {
+        "generated_at": format_timestamp(now),
+        "queue": str(config.queue_path),
+        "queue_error": queue_error,
+        "roles": roles,
+        "statuses": dict(sorted(Counter(t.status for t in tasks).items())),
+        "backing_off": backing_off,
+        "failed": failed,
+    }
+
+
+def snapshot(config: Config, roles: list[str], now: datetime) -> dict[str, Any]:
+    """The dashboard for the asked roles (every role when empty)."""
+    return build(config, service.daemons(config, roles or None), now)

@@ -81,7 +81,16 @@ def cli(
 
 
 def _register() -> None:
-    from agentd.cli import background, daemon_cmds, doctor_cmd, events_cmd, init_cmd, queue_cmds, service_units
+    from agentd.cli import (
+        background,
+        completion_cmd,
+        daemon_cmds,
+        doctor_cmd,
+        events_cmd,
+        init_cmd,
+        queue_cmds,
+        service_units,
+    )
 
     cli.add_command(init_cmd.init)
     cli.add_command(queue_cmds.queue)
@@ -89,6 +98,7 @@ def _register() -> None:
     cli.add_command(daemon_cmds.leases)
     cli.add_command(service_units.service)
     cli.add_command(doctor_cmd.doctor)
+    cli.add_command(completion_cmd.completion)
     cli.add_command(events_cmd.events)
     queue_cmds.queue.add_command(events_cmd.history)
     for command in (background.start, background.stop, background.restart, background.status, background.logs):

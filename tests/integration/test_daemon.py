@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from agentd.queuefile import QueueStore
 from tests.conftest import run_agentd
 from tests.helpers.daemons import (
     alive,
@@ -290,3 +291,29 @@ def test_once_runs_a_single_pass(tmp_path: Path) -> None:
     assert run_agentd("--role", "builder", "--once", cwd=tmp_path).returncode == 0
     assert [r["task"] for r in events(log) if r["event"] == "start"] == ["O1"]
     assert [t["status"] for t in tasks_by_id(tmp_path).values()] == ["awaiting_test", "ready", "ready"]
+
+
+def test_sighup_rereads_the_config(tmp_path: Path) -> None:
+    """SIGHUP makes a running daemon use the new agentd.toml; a broken one is reported and the old one kept."""
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    write_config(tmp_path, {"builder": {**BUILDER, "command": recorder(first)}})
+    write_queue(tmp_path, [task("H1")], {"builder": 1})
+    daemon = start(tmp_path, "builder")
+    try:
+        wait_for(lambda: [r for r in events(first) if r["event"] == "end"], 30, "the first task")
+        write_config(tmp_path, {"builder": {**BUILDER, "command": recorder(second)}})
+        daemon.send_signal(signal.SIGHUP)
+        err = next(tmp_path.glob("daemon-*.err"))
+        wait_for(lambda: "configuration re-read" in err.read_text(), 10, "the reload")
+        run_agentd("queue", "add", "H2", "--title", "after the reload", cwd=tmp_path)
+        wait_for(lambda: [r for r in events(second) if r["event"] == "end"], 10, "the task under the new command")
+        (tmp_path / "agentd.toml").write_text("[defaults]\nintervall = 1\n")
+        daemon.send_signal(signal.SIGHUP)
+        wait_for(lambda: "keeping the old configuration" in err.read_text(), 10, "the refused reload")
+        # (the CLI would refuse the broken agentd.toml too: add the task through the store itself)
+        QueueStore(tmp_path / "SPRINT_QUEUE.json").transaction(lambda doc: doc["tasks"].append(task("H3")))
+        wait_for(lambda: len([r for r in events(second) if r["event"] == "end"]) == 2, 10, "the daemon to carry on")
+        assert daemon.poll() is None
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=20)

@@ -700,6 +700,7 @@ def test_detect_style_escapes() -> None:
     assert detect_style(json.dumps({"a": "\u00e9"})).ensure_ascii
     assert not detect_style(json.dumps({"a": "\u00e9"}, ensure_ascii=False)).ensure_ascii
     assert not detect_style(json.dumps({"a": "\x1b\n"})).ensure_ascii  # ASCII control escapes only
+    assert detect_style(json.dumps({"a": "\x7f"})).ensure_ascii  # only ensure_ascii=True escapes DEL
     assert not detect_style(json.dumps({"a": "C:\\u00e9"})).ensure_ascii  # an escaped backslash, then "u00e9"
     assert not detect_style('{"a": "\\u00e9", "b": "é"}').ensure_ascii
     assert detect_style('{"a": 1}\n').newline == "\n"

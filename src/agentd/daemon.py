@@ -124,17 +124,21 @@ class Daemon:
         self._next_wake: datetime | None = None
         self._on_first_pass: Callable[[str | None], bool] | None = None
         self._claiming = True  # --once stops claiming after its first pass
+        self._dirty = True  # something may have changed since the last look at the queue
+        self._last_pass = float("-inf")
+        self._claimable_left = 0
 
     # -- wake-ups ------------------------------------------------------------------------------------------------------
 
     def wake(self, reason: str = "") -> None:
         """Run the next pass now (thread-safe; called by file events, task exits and signals)."""
+        self._dirty = True
         self._wake.set()
 
     def _on_exit(self, task_id: str, token: int) -> Any:
         def callback(_proc: TaskProcess, info: ExitInfo) -> None:
             self._ended.put((task_id, token, info))
-            self._wake.set()
+            self.wake("task ended")
 
         return callback
 
@@ -147,8 +151,15 @@ class Daemon:
             self._collect_exits()
             self._finish(report)
             self._heartbeat()
-            if self._stop_requests == 0:
+            if self._stop_requests == 0 and self._due():
+                self._dirty = False  # cleared first: an event during the pass asks for another
+                self._last_pass = self.clock.monotonic()
                 self._sweep_and_claim(report)
+                self._claimable_left = report.claimable_left
+            else:
+                report.claimable_left = self._claimable_left  # what the last look at the queue found
+                if self._last_error is not None:
+                    return report
             if self._last_error is not None and report.error is None:
                 self.journal.emit("queue-invalid", f"{self.config.queue_path.name} is valid again; carrying on")
                 self._last_error = None
@@ -158,6 +169,24 @@ class Daemon:
                 self.journal.emit("queue-invalid", f"cannot use the queue: {exc} (retrying)", level=logging.ERROR)
                 self._last_error = report.error
         return report
+
+    def _due(self) -> bool:
+        """Whether this pass must look at the queue: an event, the interval, a backoff ending, an error being
+        retried, or a peer's lease gone stale. Otherwise a wake-up only renews heartbeats (no queue read)."""
+        if self._dirty or self._last_error is not None:
+            return True
+        if self.clock.monotonic() - self._last_pass >= self.interval:
+            return True
+        if self._next_wake is not None and self.clock.now() >= self._next_wake:
+            return True
+        now = self.clock.now()
+        for task_id, seen in self.leases.observe_all().items():
+            if task_id in self.running:
+                continue
+            role = self.config.roles.get(seen.role or "")
+            if not scheduler.judge(seen, now, role.lease_ttl if role else self.role.lease_ttl).live:
+                return True
+        return False
 
     def _collect_exits(self) -> None:
         while True:
@@ -509,9 +538,9 @@ class Daemon:
             run.proc = launch(spec, on_exit=self._on_exit(task_id, token))
         except (AgentdError, OSError, ValueError) as exc:
             log.error("cannot start %s: %s", task_id, exc)
-            now = self.clock.monotonic()
+            now = time.time()
             run.exit = ExitInfo(127, None, False, None, str(exc), now, now)
-            self._wake.set()
+            self.wake("start failed")
             return
         held.update(self.clock.now(), pgid=run.proc.pgid, pgid_start=process_start(run.proc.pgid))
         faults.point("task.after-start")
@@ -555,7 +584,7 @@ class Daemon:
             self._reload = True
         else:
             self._stop_requests += 1
-        self._wake.set()
+        self.wake("signal")
 
     def reload(self) -> None:
         """Re-read agentd.toml (what SIGHUP does); a bad file is reported and the old configuration kept."""

@@ -151,9 +151,12 @@ class LeaseDir:
 
     # -- the folder ----------------------------------------------------------------------------------------------------
 
-    def _dir_fd(self) -> int:
+    def _dir_fd(self, create: bool = False) -> int:
+        """The folder's descriptor; read paths never create it (FileNotFoundError when it is missing)."""
         if self._fd is not None:
             return self._fd
+        if not create and not os.path.lexists(self.path):
+            raise FileNotFoundError(str(self.path))
         target = self.path.resolve()
         if not target.is_relative_to(self.root.resolve()):
             how = f"is a symlink to {target}" if self.path.is_symlink() else f"resolves to {target}"
@@ -199,7 +202,11 @@ class LeaseDir:
 
     def task_ids(self) -> Iterator[str]:
         """Ids with a lease file (names that are not ``<valid id>.json`` are skipped; doctor reports them)."""
-        for name in sorted(os.listdir(self._dir_fd())):
+        try:
+            names = sorted(os.listdir(self._dir_fd()))
+        except FileNotFoundError:
+            return
+        for name in names:
             if name.endswith(SUFFIX) and valid_task_id(name[: -len(SUFFIX)]):
                 yield name[: -len(SUFFIX)]
 
@@ -209,7 +216,8 @@ class LeaseDir:
         """Create and lock the lease file; None when one exists already (call only under the queue lock)."""
         name = self.name_for(record.task_id)
         try:
-            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | NOFOLLOW | CLOEXEC, 0o644, dir_fd=self._dir_fd())
+            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | NOFOLLOW | CLOEXEC
+            fd = os.open(name, flags, 0o644, dir_fd=self._dir_fd(create=True))
         except FileExistsError:
             return None
         try:
@@ -234,7 +242,7 @@ class LeaseDir:
         if not floors:
             return []
         try:
-            fd = os.open(TOKENS, os.O_RDONLY | NOFOLLOW | CLOEXEC, dir_fd=self._dir_fd())
+            fd = os.open(TOKENS, os.O_RDONLY | NOFOLLOW | CLOEXEC, dir_fd=self._dir_fd(create=True))
             try:
                 mark = int(os.read(fd, 64).decode("ascii").strip() or 0)
             finally:

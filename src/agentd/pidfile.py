@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import sys
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -140,6 +141,18 @@ def probe(path: Path) -> Probe:
     return Probe(path, running, info, junk=info is None and bool(raw.strip()))
 
 
+def _lock_briefly_contended(fd: int, tries: int = 5, pause: float = 0.02) -> bool:
+    """Take the exclusive lock, allowing for a status probe that holds a shared lock for a moment."""
+    for attempt in range(tries):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt + 1 < tries:
+                time.sleep(pause)
+    return False
+
+
 class PidFile:
     """The PID file of this process, locked for its whole life."""
 
@@ -156,9 +169,7 @@ class PidFile:
         name = self.role + (f".{self.instance}" if self.instance else "")
         for _ in range(10):
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | NOFOLLOW | os.O_CLOEXEC, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not _lock_briefly_contended(fd):
                 holder = _parse(os.pread(fd, 1 << 16, 0))
                 os.close(fd)
                 raise AlreadyRunning(name, holder.pid if holder else None, self.path) from None

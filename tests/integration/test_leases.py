@@ -146,5 +146,15 @@ def test_a_lease_folder_configured_outside_the_project_is_refused(tmp_path: Path
     """leases_dir resolving outside the project (an absolute path, a symlinked parent) is refused."""
     project = tmp_path / "project"
     project.mkdir()
+    (tmp_path / "shared-leases").mkdir()
     with pytest.raises(LeaseDirUnsafe, match="resolves to"):
         LeaseDir(tmp_path / "shared-leases", project).observe_all()
+    with pytest.raises(LeaseDirUnsafe, match="resolves to"):
+        LeaseDir(tmp_path / "missing-leases", project).acquire(record())  # type: ignore[arg-type]
+
+
+def test_reading_never_creates_the_lease_folder(tmp_path: Path) -> None:
+    """Looking at leases in a project without .leases/ finds none and creates nothing."""
+    folder = LeaseDir(tmp_path / ".leases", tmp_path)
+    assert folder.observe_all() == {} and folder.observe("T1") is None and folder.read_record("T1") is None
+    assert not (tmp_path / ".leases").exists()

@@ -65,10 +65,14 @@ def test_bad_queue(
     shutil.copyfile(CORPUS / name, queue)
     before = sha(queue)
     monkeypatch.chdir(tmp_path)
-    for command in (["queue", "validate"], ["queue", "set-status", "a", "done"]):
+    for command in (["queue", "validate"], ["queue", "list"], ["queue", "set-status", "a", "done"]):
         code, _, err = cli(["--root", str(tmp_path), *command], capsys)
         assert code == 4, err
         assert err.count("\n") == 1 and err.startswith("agentd: ") and expect in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) in (  # nothing written beside it but the lock file
+        ["SPRINT_QUEUE.json", "agentd.toml"],
+        ["SPRINT_QUEUE.json", "SPRINT_QUEUE.json.lock", "agentd.toml"],
+    )
     daemon = Daemon(config_mod.load(root=tmp_path, environ={}), "builder", watch=False)
     with caplog.at_level(logging.INFO, logger="agentd"):
         reports = [daemon.tick() for _ in range(3)]

@@ -110,9 +110,16 @@ class Daemon:
         self.clock: Clock = clock or SystemClock()
         self.store = QueueStore(config.queue_path, workflow=config.workflow, lock_timeout=config.lock_timeout)
         self.leases = LeaseDir(config.leases_dir, config.root)
-        self.journal = Journal(config.state_dir / "events.jsonl", self.clock, role, log)
+        self.journal = Journal(
+            config.state_dir / "events.jsonl",
+            self.clock,
+            role,
+            log,
+            max_bytes=config.log.max_bytes,
+            backups=config.log.backups,
+        )
         self.running: dict[str, Running] = {}
-        self.failed_any = False
+        self.failed: set[str] = set()  # tasks whose latest run here failed (a later success clears them)
         self._ended: queue_mod.SimpleQueue[tuple[str, int, ExitInfo]] = queue_mod.SimpleQueue()
         self._wake = threading.Event()
         self._stop_requests = 0
@@ -161,12 +168,20 @@ class Daemon:
                 if self._last_error is not None:
                     return report
             if self._last_error is not None and report.error is None:
-                self.journal.emit("queue-invalid", f"{self.config.queue_path.name} is valid again; carrying on")
+                self.journal.emit(
+                    "queue-invalid", f"{self.config.queue_path.name} is valid again; carrying on", state="valid"
+                )
                 self._last_error = None
         except (DataError, ConfigError, AgentdError) as exc:
             report.error = str(exc)
             if report.error != self._last_error:
-                self.journal.emit("queue-invalid", f"cannot use the queue: {exc} (retrying)", level=logging.ERROR)
+                self.journal.emit(
+                    "queue-invalid",
+                    f"cannot use the queue: {exc} (retrying)",
+                    level=logging.ERROR,
+                    state="invalid",
+                    error=str(exc),
+                )
                 self._last_error = report.error
         return report
 
@@ -230,6 +245,7 @@ class Daemon:
         for run in done:
             del self.running[run.task_id]
             run.held.release()
+            self._report_finish(run, results[run.task_id], outcomes[run.task_id], report)
             self.journal.emit(
                 "released",
                 f"released the lease on {run.task_id}",
@@ -238,36 +254,46 @@ class Daemon:
                 token=run.token,
             )
             self._prune_logs(run.task_id)
-            result = results[run.task_id]
-            outcome = outcomes[run.task_id]
-            assert run.exit is not None
-            took = run.exit.duration
-            if isinstance(result, str):
-                report.refused.append(run.task_id)
-                self.journal.emit(
-                    "refused",
-                    f"completion of {run.task_id} refused: {result}",
-                    level=logging.WARNING,
-                    task=run.task_id,
-                    token=run.token,
-                )
-                continue
-            report.finished.append((run.task_id, outcome.kind.value))
-            if outcome.kind in (Kind.FAILURE, Kind.TIMEOUT, Kind.CRASH) and not result.stood:
-                self.failed_any = True
+
+    def _report_finish(self, run: Running, result: Decision | str, outcome: Outcome, report: TickReport) -> None:
+        """Journal (and log) how one run ended: refused, or finished with its outcome and next status."""
+        if isinstance(result, str):
+            report.refused.append(run.task_id)
             self.journal.emit(
-                "finished",
-                f"finished {run.task_id} in {took:.1f} s: {outcome.kind.value}"
-                f"{'' if outcome.exit_code is None else f' (exit {outcome.exit_code})'} -> {result.status}",
+                "refused",
+                f"completion of {run.task_id} refused: {result}",
+                level=logging.WARNING,
                 task=run.task_id,
                 token=run.token,
-                outcome=outcome.kind.value,
-                exit_code=outcome.exit_code,
-                status=result.status,
-                duration=round(took, 3),
             )
-            if result.retry and outcome.kind is not Kind.INTERRUPTED:
-                self.journal.emit("retry-scheduled", f"{run.task_id}: {result.note}", task=run.task_id)
+            return
+        assert run.exit is not None
+        took = run.exit.duration
+        report.finished.append((run.task_id, outcome.kind.value))
+        if outcome.kind in (Kind.FAILURE, Kind.TIMEOUT, Kind.CRASH) and not result.stood:
+            self.failed.add(run.task_id)
+        elif outcome.kind is not Kind.INTERRUPTED:
+            self.failed.discard(run.task_id)
+        self.journal.emit(
+            "finished",
+            f"finished {run.task_id} in {took:.1f} s: {outcome.kind.value}"
+            f"{'' if outcome.exit_code is None else f' (exit {outcome.exit_code})'} -> {result.status}",
+            task=run.task_id,
+            token=run.token,
+            outcome=outcome.kind.value,
+            exit_code=outcome.exit_code,
+            status=result.status,
+            duration=round(took, 3),
+        )
+        if result.retry and outcome.kind is not Kind.INTERRUPTED:
+            self.journal.emit(
+                "retry-scheduled",
+                f"{run.task_id}: {result.note}",
+                task=run.task_id,
+                token=run.token,
+                attempt=run.attempt,
+                not_before=result.patch.get("not_before"),
+            )
 
     def _prune_logs(self, task_id: str | None = None) -> None:
         """Keep the newest ``keep_task_logs`` output logs per task, none older than ``keep_task_log_days``."""
@@ -560,9 +586,15 @@ class Daemon:
         limit = scheduler.wip_limit(self.role, self._limits(data))
         busy = len(scheduler.in_progress(tasks, self.role))
         if full:
-            self.journal.emit("wip-full", f"WIP limit reached ({busy}/{limit}); {len(claimable)} task(s) waiting")
+            self.journal.emit(
+                "wip-full",
+                f"WIP limit reached ({busy}/{limit}); {len(claimable)} task(s) waiting",
+                wip=busy,
+                limit=limit,
+                waiting=len(claimable),
+            )
         else:
-            self.journal.emit("wip-room", f"WIP room again ({busy}/{limit})")
+            self.journal.emit("wip-room", f"WIP room again ({busy}/{limit})", wip=busy, limit=limit)
 
     def _next_timeout(self) -> float:
         """Seconds until the next pass is due without any event."""
@@ -600,6 +632,7 @@ class Daemon:
             return
         self.config, self.role = fresh, role
         self.store.workflow = fresh.workflow
+        self.journal.max_bytes, self.journal.backups = fresh.log.max_bytes, fresh.log.backups
         log.info("SIGHUP: configuration re-read from %s", fresh.path or "defaults")
 
     def check_ready(self) -> None:
@@ -628,6 +661,8 @@ class Daemon:
             "daemon-started",
             f"{self.role_name} daemon started (pid {os.getpid()}, {mode.value}, interval {self.interval:g} s)",
             mode=mode.value,
+            instance=self.instance,
+            interval=self.interval,
         )
         self._prune_logs()
         try:
@@ -654,9 +689,9 @@ class Daemon:
             if self._stop_requests:
                 return self._shutdown()
             if mode is Mode.ONCE and not self.running and (not first or not report.claimed):
-                return int(ExitCode.FAILURE if self.failed_any else ExitCode.OK)
+                return int(ExitCode.FAILURE if self.failed else ExitCode.OK)
             if mode is Mode.DRAIN and not self.running and report.claimable_left == 0 and not report.did_something:
-                return int(ExitCode.FAILURE if self.failed_any else ExitCode.OK)
+                return int(ExitCode.FAILURE if self.failed else ExitCode.OK)
             if mode is Mode.ONCE:
                 self._stop_claiming_after_first_pass()
             first = False

@@ -1,18 +1,34 @@
 """The event journal: every state change a daemon makes, one JSON line in ``.agentd/events.jsonl``.
 
 The same call writes the human log line, so the log and the journal cannot disagree.
+
+Writing: several daemons append to the same file, each line with one ``os.write`` on an ``O_APPEND`` descriptor (atomic
+for lines this size). When the file grows past ``max_bytes`` it is rotated like the daemon logs (``events.jsonl`` →
+``.1`` → ``.2`` ..., at most ``backups`` kept). Rotation takes an flock on ``events.jsonl.lock`` only to re-check the
+size and rename, so two processes never rotate twice; a writer that opened the file just before the rename appends to
+``.1``, which readers read before the live file, so no line is lost.
+
+Reading: :func:`read_events` yields the events of every rotated file, oldest first, then the live file; a torn last
+line and junk lines are skipped; :class:`Filter` selects by task, role, time and event type.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
+import re
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from agentd.clock import Clock, format_timestamp
+from agentd.clock import Clock, format_timestamp, parse_timestamp
+from agentd.config import LogConfig
 from agentd.leases import hostname
 
 EVENT_TYPES = (
@@ -32,15 +48,90 @@ EVENT_TYPES = (
     "wip-room",
 )
 
+_LOG_DEFAULTS = LogConfig()
+
+
+def lock_path(path: Path) -> Path:
+    """The sidecar lock file that serialises rotations: ``events.jsonl.lock``."""
+    return path.with_name(path.name + ".lock")
+
+
+def rotated_files(path: Path) -> list[Path]:
+    """The journal's files that exist, oldest first: ``events.jsonl.N`` ... ``.1``, then ``events.jsonl``."""
+    numbered: list[tuple[int, Path]] = []
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        prefix = path.name + "."
+        for entry in path.parent.iterdir():
+            suffix = entry.name[len(prefix) :] if entry.name.startswith(prefix) else ""
+            if suffix.isdigit() and int(suffix) > 0:
+                numbered.append((int(suffix), entry))
+    files = [entry for _, entry in sorted(numbered, reverse=True)]
+    if path.exists():
+        files.append(path)
+    return files
+
+
+@contextlib.contextmanager
+def _locked(path: Path, operation: int) -> Iterator[None]:
+    """Hold an flock on the journal's sidecar lock file (no lock at all when it cannot be opened: read-only)."""
+    try:
+        fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, operation)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def rotate(path: Path, max_bytes: int, backups: int) -> bool:
+    """Rotate the journal if it is larger than ``max_bytes``; returns whether this call rotated it.
+
+    The size is re-checked under the lock, so of several processes that saw a large file only the first rotates.
+    """
+    if max_bytes <= 0:
+        return False
+    with _locked(path, fcntl.LOCK_EX):
+        try:
+            if os.stat(path).st_size <= max_bytes:
+                return False
+        except FileNotFoundError:
+            return False
+        existing = [p for p in rotated_files(path) if p != path]  # .N ... .1
+        for old in existing:
+            number = int(old.name.rsplit(".", 1)[1])
+            if number >= backups:
+                old.unlink(missing_ok=True)
+            else:
+                os.replace(old, old.with_name(f"{path.name}.{number + 1}"))
+        if backups > 0:
+            os.replace(path, path.with_name(f"{path.name}.1"))
+        else:
+            path.unlink(missing_ok=True)
+        return True
+
 
 class Journal:
-    """Appends events to a JSON-lines file (one ``write`` per line, O_APPEND) and logs them."""
+    """Appends events to a JSON-lines file (one ``write`` per line, O_APPEND), rotates it by size, and logs them."""
 
-    def __init__(self, path: Path | None, clock: Clock, role: str | None, logger: logging.Logger) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        clock: Clock,
+        role: str | None,
+        logger: logging.Logger,
+        *,
+        max_bytes: int = _LOG_DEFAULTS.max_bytes,
+        backups: int = _LOG_DEFAULTS.backups,
+    ) -> None:
         self.path = path
         self.clock = clock
         self.role = role
         self.log = logger
+        self.max_bytes = max_bytes
+        self.backups = backups
         self.host = hostname()
         self._lock = threading.Lock()
 
@@ -65,7 +156,169 @@ class Journal:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
                 try:
                     os.write(fd, line)
+                    size = os.fstat(fd).st_size
                 finally:
                     os.close(fd)
+                if 0 < self.max_bytes < size:
+                    rotate(self.path, self.max_bytes, self.backups)
             except OSError as exc:
-                self.log.warning("cannot append to %s: %s", self.path, exc.strerror)
+                self.log.warning("cannot append to %s: %s", self.path, exc.strerror or exc)
+
+
+# -- reading -----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    """One journal line: its fields as stored (``data``), the line itself (``raw``) and its time."""
+
+    data: dict[str, Any]
+    raw: str
+    time: datetime
+
+    @property
+    def name(self) -> str:
+        """The event type (``claimed``, ``finished``, ...)."""
+        return str(self.data["event"])
+
+    @property
+    def role(self) -> str | None:
+        value = self.data.get("role")
+        return value if isinstance(value, str) else None
+
+    @property
+    def task(self) -> str | None:
+        value = self.data.get("task")
+        return value if isinstance(value, str) else None
+
+    @property
+    def message(self) -> str:
+        return str(self.data.get("message") or "")
+
+
+def parse_line(line: str | bytes) -> Event | None:
+    """An event from one journal line; None for junk (not JSON, not an object, no ``event`` or readable ``time``)."""
+    text = line.decode("utf-8", errors="replace") if isinstance(line, bytes) else line
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("event"), str) or not isinstance(data.get("time"), str):
+        return None
+    try:
+        moment = parse_timestamp(data["time"])
+    except ValueError:
+        return None
+    return Event(data, text, moment)
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which events to keep; every criterion given must hold."""
+
+    task: str | None = None
+    role: str | None = None
+    since: datetime | None = None
+    types: frozenset[str] = frozenset()
+
+    def matches(self, event: Event) -> bool:
+        """Whether ``event`` passes the filter."""
+        return (
+            (self.task is None or event.task == self.task)
+            and (self.role is None or event.role == self.role)
+            and (self.since is None or event.time >= self.since)
+            and (not self.types or event.name in self.types)
+        )
+
+
+@dataclass
+class LiveMark:
+    """How far reading got into the live file, so a follower that re-reads it from its start can skip those lines.
+
+    A follower that opened a newer file (rotated in between) is recognised by a different first line.
+    """
+
+    first: str | None = None
+    lines: int = 0
+    _skipped: int = field(default=0, repr=False)
+
+    def already_read(self, line: str) -> bool:
+        """Whether ``line`` (the next complete line a follower of the live file got) was read before."""
+        if self._skipped >= self.lines:
+            return False
+        if self._skipped == 0 and line != self.first:
+            self.lines = 0  # another file: nothing of it was read
+            return False
+        self._skipped += 1
+        return True
+
+
+def _complete_lines(handle: IO[bytes]) -> Iterator[bytes]:
+    """The newline-terminated lines of a file (a torn last line, still being written or cut by a crash, is left)."""
+    for line in handle:
+        if line.endswith(b"\n"):
+            yield line
+
+
+def read_events(path: Path, where: Filter | None = None, *, mark: LiveMark | None = None) -> Iterator[Event]:
+    """The journal's events that pass ``where``, oldest file first, each file in the order it was written.
+
+    Every file is opened at once under a shared lock, so a rotation cannot make the reader skip or repeat a file;
+    the reading itself happens after the lock is released. ``mark`` records how far the live file was read.
+    """
+    handles: list[tuple[Path, IO[bytes]]] = []
+    try:
+        if rotated_files(path):
+            with _locked(path, fcntl.LOCK_SH):
+                for file in rotated_files(path):
+                    with contextlib.suppress(FileNotFoundError):
+                        handles.append((file, open(file, "rb")))  # noqa: SIM115 - closed below
+        for file, handle in handles:
+            live = file == path
+            for line in _complete_lines(handle):
+                if live and mark is not None:
+                    if mark.lines == 0:
+                        mark.first = line[:-1].decode("utf-8", errors="replace")
+                    mark.lines += 1
+                event = parse_line(line)
+                if event is not None and (where is None or where.matches(event)):
+                    yield event
+    finally:
+        for _, handle in handles:
+            handle.close()
+
+
+# -- durations ---------------------------------------------------------------------------------------------------------
+
+_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_PART = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"90s"``, ``"10m"``, ``"2h"``, ``"1d"``, ``"1w"`` or a sum like ``"1h30m"`` as a timedelta; ValueError else."""
+    spec = text.strip().lower()
+    position = 0
+    seconds = 0.0
+    for match in _PART.finditer(spec):
+        if match.start() != position:
+            break
+        seconds += float(match.group(1)) * _UNITS[match.group(2)]
+        position = match.end()
+    if not spec or position != len(spec):
+        raise ValueError(f"not a duration: {text!r} (say 90s, 10m, 2h, 1d or 1h30m)")
+    return timedelta(seconds=seconds)
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """A ``--since`` value: a duration back from ``now`` (``10m``) or an ISO-8601 time; ValueError when neither."""
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        return parse_timestamp(text)
+    except ValueError:
+        raise ValueError(f"not a duration or a time: {text!r} (say 10m, 2h, 1d, 1h30m or 2026-11-21T22:00)") from None

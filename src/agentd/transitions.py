@@ -61,7 +61,8 @@ def complete(
         return "the task was removed from the queue while it ran"
     current = current_token(raw)
     if current != token:
-        return f"its fencing token {token} is no longer current ({current})"
+        holder = "the task has no lease now" if current is None else f"the current token is {current}"
+        return f"its fencing token {token} is no longer current ({holder})"
     decision = scheduler.decide(task, role, outcome, now, workflow)
     raw["status"] = decision.status
     apply_patch(raw, decision.patch)

@@ -317,3 +317,17 @@ def test_sighup_rereads_the_config(tmp_path: Path) -> None:
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=20)
+
+
+def test_drain_exits_0_when_a_retried_task_succeeds(tmp_path: Path) -> None:
+    """A task that fails once and then succeeds within the same --drain counts as succeeded (exit 0)."""
+    log = tmp_path / "runs.jsonl"
+    write_config(
+        tmp_path,
+        {"builder": {**BUILDER, "command": recorder(log, "--exit-token", "1:1")}},
+        defaults={"backoff": {"initial": 0.1}},
+    )
+    write_queue(tmp_path, [task("R1")], {"builder": 1})
+    done = run_agentd("--role", "builder", "--drain", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [r["exit"] for r in events(log) if r["event"] == "end"] == [1, 0]

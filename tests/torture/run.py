@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from agentd import schema
+from agentd.events import read_events
 
 WORK = Path(__file__).resolve().with_name("work.py")
 ROLES = {
@@ -414,9 +415,9 @@ class Torture:
         if alive_work:
             violations.append(f"task processes left behind: {alive_work[:10]}")
         recovery_times = self.recovery_times(records)
-        events = (self.root / ".agentd" / "events.jsonl").read_text().splitlines()
-        recoveries = sum(1 for line in events if '"event": "recovered"' in line)
-        refused = sum(1 for line in events if '"event": "refused"' in line)
+        journal = list(read_events(self.root / ".agentd" / "events.jsonl"))  # rotated files included
+        recoveries = sum(1 for event in journal if event.name == "recovered")
+        refused = sum(1 for event in journal if event.name == "refused")
         final = defaultdict(int)
         for t in tasks:
             final[t["status"]] += 1

@@ -27,7 +27,7 @@ import tenacity
 from agentd import faults, jsonedit, schema
 from agentd.errors import Conflict, LockTimeout, QueueInvalid
 from agentd.model import Task, index_by_id, views, walk
-from agentd.validate import Finding, check, conflict_markers
+from agentd.validate import Finding, check, conflict_markers, status_warnings, structural
 from agentd.workflow import Workflow
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ class QueueStore:
             return self._validated[1]
         if not isinstance(data, dict):
             raise QueueInvalid(self.path, "$", f"expected a JSON object, found {type(data).__name__}")
-        problem = schema.first_error(data, "queue")
+        problem = schema.queue_error(data)
         if problem is not None:
             raise QueueInvalid(self.path, problem[0], problem[1])
         findings = check(data, self.workflow)
@@ -200,8 +200,12 @@ class QueueStore:
 
     # -- writing ---------------------------------------------------------------------------------------------------
 
-    def _check_new(self, old: dict[str, Any], new: dict[str, Any]) -> None:
-        """Refuse to write a document that would not validate; only tasks that changed are re-validated."""
+    def _check_new(self, old: dict[str, Any], new: dict[str, Any]) -> list[Finding]:
+        """Refuse to write a document that would not validate; returns its warnings.
+
+        ``old`` was valid, so only what changed is checked again: the tasks that differ (schema), and the ids and
+        dependencies (duplicates, unknown dependencies, cycles) only when one of those changed.
+        """
         if not isinstance(new.get("tasks"), list):
             raise QueueInvalid(self.path, "$.tasks", "refusing to write: 'tasks' must be a list")
         top = {key: value for key, value in new.items() if key != "tasks"}
@@ -209,16 +213,25 @@ class QueueStore:
         problem = schema.first_error(top, "queue")
         if problem is not None:
             raise QueueInvalid(self.path, problem[0], f"refusing to write: {problem[1]}")
-        before = index_by_id(old)
-        for path, task, _ in walk(new["tasks"]):
-            if isinstance(task, dict) and task == before.get(str(task.get("id"))):
+        before = list(walk(old["tasks"]))
+        after = list(walk(new["tasks"]))
+        same_shape = len(before) == len(after)
+        previous = {str(task.get("id")): task for _, task, _ in before} if not same_shape else {}
+        for position, (path, task, _) in enumerate(after):
+            counterpart = before[position][1] if same_shape else previous.get(str(task.get("id")))
+            if task is counterpart or task == counterpart:
                 continue
-            problem = schema.first_error(task, "task")
+            problem = schema.task_error(task)
             if problem is not None:
                 raise QueueInvalid(self.path, path + problem[0][1:], f"refusing to write: {problem[1]}")
-        errors = [f for f in check(new, self.workflow) if f.severity == "error"]
+            if same_shape and isinstance(counterpart, dict) and isinstance(task, dict):
+                same_shape = task.get("id") == counterpart.get("id") and task.get("dependencies") == counterpart.get(
+                    "dependencies"
+                )
+        errors = [] if same_shape else [f for f in structural(after) if f.severity == "error"]
         if errors:
             raise QueueInvalid(self.path, errors[0].path, f"refusing to write: {errors[0].message}")
+        return status_warnings(after, self.workflow)
 
     def _lock(self) -> filelock.BaseFileLock:
         return filelock.FileLock(str(self.lock_path), timeout=self.lock_timeout)
@@ -261,9 +274,11 @@ class QueueStore:
             result = change(new)
             if new == old:
                 return result
-            self._check_new(old, new)
-            edited = prefix + jsonedit.apply(text, old, new)
-            if self._write(target, raw, edited.encode("utf-8")):
+            warnings = self._check_new(old, new)
+            payload = (prefix + jsonedit.apply(text, old, new)).encode("utf-8")
+            if self._write(target, raw, payload):
+                # What we wrote is valid: our own next read of it need not validate it again.
+                self._validated = (hashlib.blake2b(payload, digest_size=16).digest(), warnings)
                 return result
             log.info("%s changed while agentd was writing it; re-reading and re-applying", self.path)
         raise Conflict(None, f"{self.path}: the file kept changing under agentd; gave up after {MAX_REAPPLY} tries")

@@ -114,3 +114,48 @@ def first_error(instance: Any, name: SchemaName) -> tuple[str, str] | None:
             break
         error = deeper
     return json_path(error.absolute_path), _message(error)
+
+
+# -- the queue, fast --------------------------------------------------------------------------------------------------
+# Validating a 1,000-task queue with jsonschema takes ~100 ms, and every write changes the file, so every reader would
+# pay it again. Tasks rarely change, though: a task whose exact content was valid once is valid again. The cache key
+# is the task's compact JSON (C-fast to make, and exact), bounded in size.
+
+_VALID_TASKS: dict[str, None] = {}
+_VALID_TASKS_MAX = 200_000
+
+
+def _task_key(task: Any) -> str | None:
+    try:
+        return json.dumps(task, ensure_ascii=False, separators=(",", ":"), allow_nan=True)
+    except (TypeError, ValueError, RecursionError):
+        return None
+
+
+def task_error(task: Any) -> tuple[str, str] | None:
+    """The first violation of one task (path relative to the task, ``$...``), remembering tasks found valid."""
+    key = _task_key(task)
+    if key is not None and key in _VALID_TASKS:
+        return None
+    problem = first_error(task, "task")
+    if problem is None and key is not None:
+        if len(_VALID_TASKS) >= _VALID_TASKS_MAX:
+            _VALID_TASKS.clear()
+        _VALID_TASKS[key] = None
+    return problem
+
+
+def queue_error(data: Any) -> tuple[str, str] | None:
+    """The first violation of a whole queue document: its top level, then each task in order (cached per task)."""
+    if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
+        return first_error(data, "queue")
+    top = {key: value for key, value in data.items() if key != "tasks"}
+    top["tasks"] = []
+    problem = first_error(top, "queue")
+    if problem is not None:
+        return problem
+    for position, task in enumerate(data["tasks"]):
+        problem = task_error(task)
+        if problem is not None:
+            return f"$.tasks[{position}]{problem[0][1:]}", problem[1]
+    return None

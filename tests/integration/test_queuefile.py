@@ -226,3 +226,18 @@ def test_two_names_for_one_queue_share_one_lock(tmp_path: Path) -> None:
     link = tmp_path / "SPRINT_QUEUE.json"
     link.symlink_to(real)
     assert QueueStore(link).lock_path == QueueStore(real).lock_path == tmp_path / "real.json.lock"
+
+
+def test_only_changed_tasks_are_validated_again(tmp_path: Path) -> None:
+    """A write that breaks one task is refused by name even when every other task was validated before."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    queue.write_text(json.dumps(small_queue(), indent=2))
+    store = QueueStore(queue)
+    store.transaction(lambda doc: index_by_id(doc)["B1"].update(status="in_progress"))
+    with pytest.raises(QueueInvalid, match=r"\$\.tasks\[2\]\.priority: refusing to write"):
+        store.transaction(lambda doc: index_by_id(doc)["B2"].update(priority="high"))
+    with pytest.raises(QueueInvalid, match=r"dependency cycle"):
+        store.transaction(lambda doc: index_by_id(doc)["B1"].update(dependencies=["T1"]))
+    with pytest.raises(QueueInvalid, match=r"unknown dependency 'NOPE'"):
+        store.transaction(lambda doc: doc["tasks"].append({"id": "N", "status": "ready", "dependencies": ["NOPE"]}))
+    assert json.loads(queue.read_text())["tasks"][1]["status"] == "in_progress"

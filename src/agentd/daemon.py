@@ -1,9 +1,9 @@
 """One role's daemon: ``tick()`` does one pass and returns what it did; ``run()`` loops it with wake-ups and shutdown.
 
-A pass: finish tasks that ended (one queue transaction for all), renew heartbeats, then — only if there is something
-to do — one transaction that recovers stale leases, unblocks tasks and claims as many as there is room for, and
-finally starts the claimed tasks. Queue changes and lease releases wake the loop at once (file events); the interval
-is the fallback poll.
+A pass renews heartbeats and then, when a run ended or something may have changed, makes one queue transaction that
+records the ended runs, recovers stale leases, unblocks tasks and claims as many as there is room for
+(:mod:`agentd.dispatch`); then it starts the claimed tasks (:mod:`agentd.execution`). Queue changes and lease releases
+wake the loop at once (file events); the interval is the fallback poll.
 """
 
 from __future__ import annotations
@@ -16,32 +16,30 @@ import queue as queue_mod
 import shlex
 import signal
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from agentd import command, faults, logsetup, recovery, scheduler, transitions
 from agentd import config as config_mod
-from agentd.clock import Clock, SystemClock, format_timestamp
+from agentd import faults, scheduler
+from agentd.clock import Clock, SystemClock
 from agentd.config import Config
+from agentd.dispatch import Claim, Dispatcher, PassResult
 from agentd.errors import AgentdError, ConfigError, DataError, ExitCode
 from agentd.events import Journal
-from agentd.leases import Held, LeaseDir, LeaseRecord, new_record, process_start
-from agentd.model import Task, index_by_id, views
-from agentd.queuefile import QueueStore, Snapshot
-from agentd.runner import ExitInfo, LaunchSpec, TaskProcess, launch
-from agentd.scheduler import Decision, Kind, Outcome, View
+from agentd.execution import Executor, Running
+from agentd.leases import LeaseDir
+from agentd.queuefile import QueueStore
+from agentd.runner import ExitInfo, TaskProcess
+from agentd.scheduler import Decision, Kind, Outcome
 from agentd.watch import Watcher
 from agentd.workflow import Role
 
 log = logging.getLogger("agentd.daemon")
 
 LEASE_POLL = 1.0  # s between lease checks while other daemons' leases exist (file events are the fast path)
-Claim = tuple[str, int, int, dict[str, Any]]  # task id, token, attempt, the task as claimed
 
 
 class Mode(enum.StrEnum):
@@ -50,24 +48,6 @@ class Mode(enum.StrEnum):
     FOREVER = "forever"
     ONCE = "once"  # one pass: claim what there is room for, run it to the end, exit
     DRAIN = "drain"  # until nothing is claimable (or backing off) for the role and nothing runs
-
-
-@dataclass
-class Running:
-    """A task this daemon started."""
-
-    task_id: str
-    token: int
-    attempt: int
-    held: Held
-    log_path: Path
-    result_path: Path
-    started_at: datetime
-    next_beat: float
-    proc: TaskProcess | None = None
-    exit: ExitInfo | None = None
-    lost: bool = False
-    interrupted: bool = False
 
 
 @dataclass
@@ -118,6 +98,8 @@ class Daemon:
             max_bytes=config.log.max_bytes,
             backups=config.log.backups,
         )
+        self.executor = Executor(config, self.role, self.clock)
+        self.dispatcher = Dispatcher(config, self.role, self.store, self.leases, self.executor, self.clock, instance)
         self.running: dict[str, Running] = {}
         self.failed: set[str] = set()  # tasks whose latest run here failed (a later success clears them)
         self._ended: queue_mod.SimpleQueue[tuple[str, int, ExitInfo]] = queue_mod.SimpleQueue()
@@ -156,13 +138,11 @@ class Daemon:
         report = TickReport()
         try:
             self._collect_exits()
-            self._finish(report)
             self._heartbeat()
-            if self._stop_requests == 0 and self._due():
-                self._dirty = False  # cleared first: an event during the pass asks for another
-                self._last_pass = self.clock.monotonic()
-                self._sweep_and_claim(report)
-                self._claimable_left = report.claimable_left
+            done = [run for run in self.running.values() if run.exit is not None]
+            looking = self._stop_requests == 0 and self._due()
+            if looking or done:
+                self._pass(report, done, look=looking)
             else:
                 report.claimable_left = self._claimable_left  # what the last look at the queue found
                 if self._last_error is not None:
@@ -213,39 +193,33 @@ class Daemon:
             if run is not None and run.token == token:
                 run.exit = info
 
-    def _finish(self, report: TickReport) -> None:
-        """Record every ended task in one transaction, then release their leases."""
-        done = [run for run in self.running.values() if run.exit is not None]
+    def _room_cap(self, done: list[Running]) -> int | None:
+        """This daemon's own limit on new claims (its --concurrency, and none after --once's pass or a stop)."""
+        if not self._claiming or self._stop_requests:
+            return 0
+        if self.concurrency is None:
+            return None
+        return self.concurrency - (len(self.running) - len(done))
+
+    def _pass(self, report: TickReport, done: list[Running], *, look: bool) -> None:
+        """Record ended runs and, when due, recover, unblock and claim — all in one queue transaction."""
+        held = set(self.running)
+        cap = self._room_cap(done) if look else 0
+        if look:
+            self._dirty = False  # cleared first: an event during the pass asks for another
+            self._last_pass = self.clock.monotonic()
         if not done:
-            return
-        now = self.clock.now()
-        outcomes = {run.task_id: self._outcome(run) for run in done}
-        faults.point("complete.before-queue-write")
-
-        def change(doc: dict[str, Any]) -> dict[str, Decision | str]:
-            results: dict[str, Decision | str] = {}
-            by_id = index_by_id(doc)
-            tasks = {task.id: task for task in views(doc)}
-            for run in done:
-                outcome = outcomes[run.task_id]
-                results[run.task_id] = transitions.complete(
-                    by_id.get(run.task_id),
-                    tasks.get(run.task_id),
-                    self.role,
-                    outcome,
-                    run.token,
-                    now,
-                    self.config.workflow,
-                    self._last_run(run, outcome),
-                )
-            return results
-
-        results = self.store.transaction(change)
-        faults.point("complete.after-queue-write")
-        for run in done:
+            needed, seen = self.dispatcher.needed(held, cap)
+            self._after_look(report, seen)
+            if not needed:
+                return
+        result = self.dispatcher.run(done, held, cap)
+        if look:
+            self._after_look(report, result)
+        for run, decided in result.finished:
             del self.running[run.task_id]
             run.held.release()
-            self._report_finish(run, results[run.task_id], outcomes[run.task_id], report)
+            self._report_finish(run, decided, self.executor.outcome(run), report)
             self.journal.emit(
                 "released",
                 f"released the lease on {run.task_id}",
@@ -253,7 +227,55 @@ class Daemon:
                 task=run.task_id,
                 token=run.token,
             )
-            self._prune_logs(run.task_id)
+            self.executor.prune_logs(run.task_id)
+        for item in result.recovered:
+            report.recovered.append(item.task_id)
+            self.journal.emit(
+                "recovered",
+                f"recovered {item.task_id}: {item.cause}" + (" (its hung process group was killed)" * item.kill),
+                task=item.task_id,
+                action=item.action.value,
+                cause=item.cause,
+                token=item.lease.token if item.lease else None,
+            )
+        for task_id in result.unblocked:
+            report.unblocked.append(task_id)
+            self.journal.emit("unblocked", f"unblocked {task_id}: every dependency is done", task=task_id)
+        if result.claims:
+            faults.point("claim.after-queue-write")
+        for claim in result.claims:
+            report.claimed.append(claim.task_id)
+            self.journal.emit(
+                "claimed",
+                f"claimed {claim.task_id} (token {claim.held.token}, attempt {claim.held.record.attempt})",
+                task=claim.task_id,
+                token=claim.held.token,
+                attempt=claim.held.record.attempt,
+            )
+            self._start(claim)
+
+    def _after_look(self, report: TickReport, seen: PassResult) -> None:
+        """Remember what a look at the queue found: what is left to claim, when a backoff ends, WIP changes."""
+        report.claimable_left = seen.claimable_left
+        self._claimable_left = seen.claimable_left
+        self._next_wake = min(seen.waits) if seen.waits else None
+        self._log_wip(seen)
+
+    def _start(self, claim: Claim) -> None:
+        run = self.executor.start(claim.task_id, claim.held, claim.raw, self._on_exit(claim.task_id, claim.held.token))
+        self.running[claim.task_id] = run
+        if run.proc is None:
+            self.wake("start failed")
+            return
+        faults.point("task.after-start")
+        self.journal.emit(
+            "started",
+            f"started {claim.task_id}: {shlex.join(run.argv)[:200]} "
+            f"(pid {run.proc.pid}, log {os.path.relpath(run.log_path)})",
+            task=claim.task_id,
+            token=claim.held.token,
+            pgid=run.proc.pgid,
+        )
 
     def _report_finish(self, run: Running, result: Decision | str, outcome: Outcome, report: TickReport) -> None:
         """Journal (and log) how one run ended: refused, or finished with its outcome and next status."""
@@ -295,57 +317,6 @@ class Daemon:
                 not_before=result.patch.get("not_before"),
             )
 
-    def _prune_logs(self, task_id: str | None = None) -> None:
-        """Keep the newest ``keep_task_logs`` output logs per task, none older than ``keep_task_log_days``."""
-        try:
-            removed = logsetup.prune_task_logs(
-                self.config.state_dir / "logs" / "tasks",
-                keep=self.config.log.keep_task_logs,
-                max_age_days=self.config.log.keep_task_log_days,
-                now=time.time(),
-                only=task_id,
-            )
-        except OSError as exc:
-            log.warning("cannot prune task logs: %s", exc)
-            return
-        if removed and task_id is None:
-            log.info("pruned %d old task log(s)", removed)
-
-    def _outcome(self, run: Running) -> Outcome:
-        info = run.exit
-        assert info is not None
-        if run.interrupted and info.returncode != 0:
-            return Outcome(Kind.INTERRUPTED, info.returncode, info.signal, note="interrupted by shutdown")
-        try:
-            result = command.read_result(run.result_path)
-        except DataError as exc:
-            log.warning("%s", exc)
-            return Outcome(Kind.FAILURE, info.returncode, info.signal, note=f"bad result file: {exc.reason}")
-        finally:
-            with contextlib.suppress(OSError):
-                run.result_path.unlink()
-        if info.error and info.returncode is None:
-            return Outcome(Kind.CRASH, None, info.signal, note=info.error)
-        return scheduler.classify(
-            self.role, exit_code=info.returncode, signal=info.signal, timed_out=info.timed_out, result=result
-        )
-
-    def _last_run(self, run: Running, outcome: Outcome) -> dict[str, Any]:
-        info = run.exit
-        assert info is not None
-        return {
-            "role": self.role_name,
-            "attempt": run.attempt,
-            "token": run.token,
-            "outcome": outcome.kind.value,
-            "exit_code": outcome.exit_code,
-            "signal": outcome.signal,
-            "started_at": format_timestamp(run.started_at),
-            "ended_at": format_timestamp(self.clock.now()),
-            "duration_s": round(info.duration, 3),
-            "log": os.path.relpath(run.log_path, self.config.root),
-        }
-
     def _heartbeat(self) -> None:
         """Renew leases that are due; a lease found taken stops its task's process group."""
         mono = self.clock.monotonic()
@@ -366,235 +337,22 @@ class Daemon:
             if run.proc is not None:
                 run.proc.kill()
 
-    # -- sweeping and claiming -----------------------------------------------------------------------------------------
-
-    def _limits(self, snapshot_data: dict[str, Any]) -> dict[str, int]:
-        limits: dict[str, int] = dict(snapshot_data.get("wip_limits") or {})
-        return limits
-
-    def _room(self, tasks: list[Task], limits: dict[str, int]) -> int:
-        if not self._claiming:
-            return 0
-        room = scheduler.wip_room(tasks, self.role, limits)
-        if self.concurrency is not None:
-            room = min(room, self.concurrency - len(self.running))
-        return max(0, room)
-
-    def _plan(self, data: dict[str, Any], observed: dict[str, Any], now: datetime) -> tuple[Any, ...]:
-        tasks = views(data)
-        held = set(self.running)
-        recoveries = recovery.plan(tasks, observed, self.config.workflow, now, held=held)
-        view = View.build(tasks, self.config.workflow, now, observed, self.role.lease_ttl)
-        unblock = scheduler.to_unblock(self.config.workflow, view)
-        claimable = scheduler.claimable(self.role, view)
-        return tasks, recoveries, unblock, claimable
-
-    def _sweep_and_claim(self, report: TickReport) -> None:
-        now = self.clock.now()
-        snapshot: Snapshot = self.store.read()
-        observed = self.leases.observe_all()
-        tasks, recoveries, unblock, claimable = self._plan(snapshot.data, observed, now)
-        room = self._room(tasks, self._limits(snapshot.data))
-        self._log_wip(tasks, snapshot.data, claimable, room)
-        waits = [t.not_before for t in tasks if t.status in self.role.claims and t.not_before and t.not_before > now]
-        self._next_wake = min(waits) if waits else None
-        report.claimable_left = len(claimable) + len(waits)
-        if not recoveries and not unblock and not (claimable and room > 0):
-            return
-        acquired: dict[str, Held] = {}
-
-        def change(doc: dict[str, Any]) -> tuple[list[recovery.Recovery], list[str], list[Claim]]:
-            now_ = self.clock.now()
-            seen = self.leases.observe_all()
-            for task_id in acquired:
-                seen.pop(task_id, None)  # our own fresh claims from an earlier try of this transaction
-            _, plans, to_unblock, _ = self._plan(doc, seen, now_)
-            done = recovery.apply(doc, plans, self.config.workflow, now_, self.leases)
-            for item in done:
-                seen.pop(item.task_id, None)
-            by_id = index_by_id(doc)
-            moved = []
-            rule = self.config.workflow.unblock
-            for task in to_unblock:
-                if rule is not None and by_id[task.id]["status"] == rule.from_status:
-                    by_id[task.id]["status"] = rule.to_status
-                    moved.append(task.id)
-            fresh = views(doc)
-            view = View.build(fresh, self.config.workflow, now_, seen, self.role.lease_ttl)
-            room_ = self._room(fresh, self._limits(doc))
-            chosen = scheduler.claimable(self.role, view)[:room_] if room_ > 0 else []
-            fresh_ids = [task for task in chosen if task.id not in acquired]
-            records = {task.id: self.leases.read_record(task.id) for task in fresh_ids}
-            floors = [transitions.next_token(t, r.token if (r := records[t.id]) else None) - 1 for t in fresh_ids]
-            tokens = dict(zip((t.id for t in fresh_ids), self.leases.issue_tokens(floors), strict=True))
-            claims = []
-            for task in chosen:
-                claim = self._claim(by_id[task.id], task, now_, acquired, tokens.get(task.id, 0), records.get(task.id))
-                if claim is not None:
-                    claims.append(claim)
-            return done, moved, claims
-
-        try:
-            done, moved, claims = self.store.transaction(change)
-        except BaseException:
-            for held in acquired.values():
-                held.release()
-            raise
-        claimed_ids = {claim[0] for claim in claims}
-        for task_id, held in list(acquired.items()):
-            if task_id not in claimed_ids:
-                held.release()
-        for item in done:
-            report.recovered.append(item.task_id)
-            self.journal.emit(
-                "recovered",
-                f"recovered {item.task_id}: {item.cause}"
-                + (" (its old process group was killed)" if item.kill else ""),
-                task=item.task_id,
-                action=item.action.value,
-                cause=item.cause,
-                token=item.lease.token if item.lease else None,
-            )
-        for task_id in moved:
-            report.unblocked.append(task_id)
-            self.journal.emit("unblocked", f"unblocked {task_id}: every dependency is done", task=task_id)
-        faults.point("claim.after-queue-write")
-        for task_id, token, attempt, raw in claims:
-            report.claimed.append(task_id)
-            self.journal.emit(
-                "claimed",
-                f"claimed {task_id} (token {token}, attempt {attempt})",
-                task=task_id,
-                token=token,
-                attempt=attempt,
-            )
-            self._start(task_id, acquired[task_id], raw)
-
-    def _claim(
-        self,
-        raw: dict[str, Any],
-        task: Task,
-        now: datetime,
-        acquired: dict[str, Held],
-        token: int,
-        stale: LeaseRecord | None,
-    ) -> Claim | None:
-        """Claim one task inside the transaction: lease file first, then the queue fields."""
-        held = acquired.get(task.id)
-        if held is None:
-            leftover = stale is not None or self.leases.inode_of(task.id) is not None
-            if leftover and not self.leases.break_free(task.id):
-                return None
-            record = new_record(
-                task.id,
-                token,
-                self.role_name,
-                now=now,
-                ttl=self.role.lease_ttl,
-                heartbeat=self.role.heartbeat,
-                attempt=task.attempts + 1,
-                instance=self.instance,
-            )
-            held = self.leases.acquire(record)
-            if held is None:
-                return None
-            acquired[task.id] = held
-            faults.point("lease.after-create")
-        record = held.record
-        lease = {
-            "owner": record.owner,
-            "role": record.role,
-            "host": record.host,
-            "pid": record.pid,
-            "acquired": record.acquired,
-            "ttl": record.ttl,
-            "token": record.token,
-        }
-        transitions.claim(raw, self.role, lease)
-        return task.id, record.token, record.attempt, dict(raw)
-
-    def _start(self, task_id: str, held: Held, raw: dict[str, Any]) -> None:
-        attempt = held.record.attempt
-        token = held.token
-        state = self.config.state_dir
-        log_path = state / "logs" / "tasks" / task_id / f"{token}.log"
-        result_path = state / "results" / f"{task_id}.{token}.json"
-        run = Running(
-            task_id,
-            token,
-            attempt,
-            held,
-            log_path,
-            result_path,
-            self.clock.now(),
-            self.clock.monotonic() + self.role.heartbeat,
-        )
-        self.running[task_id] = run
-        try:
-            argv = command.argv_for(
-                raw,
-                self.role,
-                attempt=attempt,
-                root=self.config.root,
-                queue=self.config.queue_path,
-                config_path=self.config.path,
-            )
-            env = command.environment(
-                task_id,
-                self.role,
-                attempt=attempt,
-                token=token,
-                root=self.config.root,
-                queue=self.config.queue_path,
-                result=result_path,
-                config=self.config.path,
-            )
-            result_path.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                result_path.unlink()
-            spec = LaunchSpec(
-                argv=argv,
-                cwd=self.config.root,
-                env=env,
-                log_path=log_path,
-                timeout=self.role.timeout,
-                kill_after=self.role.kill_after,
-                keep_fds=(held.fd,),
-            )
-            run.proc = launch(spec, on_exit=self._on_exit(task_id, token))
-        except (AgentdError, OSError, ValueError) as exc:
-            log.error("cannot start %s: %s", task_id, exc)
-            now = time.time()
-            run.exit = ExitInfo(127, None, False, None, str(exc), now, now)
-            self.wake("start failed")
-            return
-        held.update(self.clock.now(), pgid=run.proc.pgid, pgid_start=process_start(run.proc.pgid))
-        faults.point("task.after-start")
-        self.journal.emit(
-            "started",
-            f"started {task_id}: {shlex.join(argv)[:200]} (pid {run.proc.pid}, log {os.path.relpath(log_path)})",
-            task=task_id,
-            token=token,
-            pgid=run.proc.pgid,
-        )
-
-    def _log_wip(self, tasks: list[Task], data: dict[str, Any], claimable: list[Task], room: int) -> None:
-        full = bool(claimable) and room == 0
+    def _log_wip(self, seen: PassResult) -> None:
+        """Log "WIP limit reached" and "room again" once per change, not on every pass."""
+        full = bool(seen.claimable) and seen.room == 0 and self._claiming and seen.busy >= seen.limit
         if full == self._wip_full:
             return
         self._wip_full = full
-        limit = scheduler.wip_limit(self.role, self._limits(data))
-        busy = len(scheduler.in_progress(tasks, self.role))
         if full:
             self.journal.emit(
                 "wip-full",
-                f"WIP limit reached ({busy}/{limit}); {len(claimable)} task(s) waiting",
-                wip=busy,
-                limit=limit,
-                waiting=len(claimable),
+                f"WIP limit reached ({seen.busy}/{seen.limit}); {seen.claimable} task(s) waiting",
+                wip=seen.busy,
+                limit=seen.limit,
+                waiting=seen.claimable,
             )
         else:
-            self.journal.emit("wip-room", f"WIP room again ({busy}/{limit})", wip=busy, limit=limit)
+            self.journal.emit("wip-room", f"WIP room again ({seen.busy}/{seen.limit})", wip=seen.busy, limit=seen.limit)
 
     def _next_timeout(self) -> float:
         """Seconds until the next pass is due without any event."""
@@ -632,6 +390,8 @@ class Daemon:
             return
         self.config, self.role = fresh, role
         self.store.workflow = fresh.workflow
+        self.executor = Executor(fresh, role, self.clock)
+        self.dispatcher = Dispatcher(fresh, role, self.store, self.leases, self.executor, self.clock, self.instance)
         self.journal.max_bytes, self.journal.backups = fresh.log.max_bytes, fresh.log.backups
         log.info("SIGHUP: configuration re-read from %s", fresh.path or "defaults")
 
@@ -664,7 +424,7 @@ class Daemon:
             instance=self.instance,
             interval=self.interval,
         )
-        self._prune_logs()
+        self.executor.prune_logs()
         try:
             code = self._loop(mode)
         finally:
@@ -695,6 +455,9 @@ class Daemon:
             if mode is Mode.ONCE:
                 self._stop_claiming_after_first_pass()
             first = False
+            if report.did_something:
+                self._dirty = True  # what this pass changed (room freed, tasks moved) deserves another look now
+                continue
             self._wake.wait(self._next_timeout())
 
     def _stop_claiming_after_first_pass(self) -> None:
@@ -713,8 +476,10 @@ class Daemon:
         unrecorded = 0
         while self.running:
             self._collect_exits()
+            done = [run for run in self.running.values() if run.exit is not None]
             try:
-                self._finish(TickReport())
+                if done:
+                    self._pass(TickReport(), done, look=False)
             except AgentdError as exc:
                 # The queue cannot be written now. Once every task has ended, give up: the leases are released on
                 # exit and the next daemon recovers the tasks from the queue.

@@ -79,7 +79,7 @@ def build(config: Config, probes: list[Probe], now: datetime) -> dict[str, Any]:
                 "uptime_s": _seconds(seen.info.uptime(now)) if running and seen.info else None,
                 "interval_s": seen.info.interval if running and seen.info else None,
                 "log": seen.info.log if running and seen.info else None,
-                "wip": len(scheduler.in_progress(tasks, role)) if not queue_error else None,
+                "wip": len(scheduler.holders(tasks, role, leases, now)) if not queue_error else None,
                 "wip_limit": scheduler.wip_limit(role, limits),
                 "tasks": _running_tasks(role_name, pid, leases, by_id, now),
                 "next": {"id": upcoming[0].id, "title": upcoming[0].title} if upcoming else None,

@@ -139,9 +139,9 @@ def _for_role(task: Task, role: Role, view: View, queue_limits: Mapping[str, int
         else:
             steps.append(Step(check.rule, check.ok, check.detail))
     limit = scheduler.wip_limit(role, queue_limits)
-    holders = scheduler.in_progress(view.tasks, role)
-    room = scheduler.wip_room(view.tasks, role, queue_limits)
-    held = ", ".join(t.id for t in holders) or "none"
+    holders = scheduler.holders(view.tasks, role, view.leases, view.now)
+    room = scheduler.wip_room(view.tasks, role, queue_limits, view.leases, view.now)
+    held = ", ".join(holders) or "none"
     steps.append(Step("wip", room > 0, f"WIP of {role.name}: {len(holders)}/{limit} (held by {held})"))
     steps.append(
         Step("daemon", running, f"a {role.name} daemon is running" if running else f"no {role.name} daemon is running")

@@ -222,9 +222,9 @@ class LeaseDir:
             return None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            payload = record.dumps()
-            os.write(fd, payload)
-            os.fsync(fd)
+            # No fsync: what makes a lease is its lock, which lives in the kernel. After a power loss the file may be
+            # empty, but then its lock is free and its task is recovered like any other.
+            os.write(fd, record.dumps())
             info = os.fstat(fd)
         except BaseException:
             os.close(fd)
@@ -256,8 +256,9 @@ class LeaseDir:
         temp = f"{TOKENS}.tmp"  # one name: only the queue lock's holder writes it, and a crash leaves no litter
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | NOFOLLOW | CLOEXEC, 0o644, dir_fd=self._dir_fd())
         try:
+            # No fsync: the queue, fsynced right after in the same transaction, holds each task's lease_token too,
+            # and a new token is always above both.
             os.write(fd, f"{mark}\n".encode("ascii"))
-            os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(temp, TOKENS, src_dir_fd=self._dir_fd(), dst_dir_fd=self._dir_fd())

@@ -6,7 +6,7 @@ The raw dicts stay the truth (unknown fields are never dropped); the views are r
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -98,13 +98,25 @@ class Task:
         return (0 if self.priority is not None else 1, self.priority or 0, self.index)
 
 
-def walk(tasks: list[Any], path: str = "$.tasks", parent: str | None = None) -> Iterator[tuple[str, Any, str | None]]:
-    """Every task dict in queue order with its JSON path and parent id, nested subtasks included."""
-    for position, task in enumerate(tasks):
-        here = f"{path}[{position}]"
-        yield here, task, parent
-        if isinstance(task, dict) and isinstance(task.get("subtasks"), list):
-            yield from walk(task["subtasks"], f"{here}.subtasks", task.get("id"))
+def walk(tasks: list[Any], path: str = "$.tasks", parent: str | None = None) -> list[tuple[str, Any, str | None]]:
+    """Every task dict in queue order (pre-order) with its JSON path and parent id, nested subtasks included.
+
+    Iterative, and a plain list: it runs on every pass over queues of thousands of tasks.
+    """
+    out: list[tuple[str, Any, str | None]] = []
+    stack: list[tuple[list[Any], str, str | None, int]] = [(tasks, path, parent, 0)]
+    while stack:
+        items, base, owner, start = stack.pop()
+        for position in range(start, len(items)):
+            task = items[position]
+            here = f"{base}[{position}]"
+            out.append((here, task, owner))
+            children = task.get("subtasks") if isinstance(task, dict) else None
+            if isinstance(children, list) and children:
+                stack.append((items, base, owner, position + 1))  # come back for the rest of this list
+                stack.append((children, f"{here}.subtasks", task.get("id"), 0))
+                break
+    return out
 
 
 def views(data: Mapping[str, Any]) -> list[Task]:

@@ -203,20 +203,47 @@ def in_progress(tasks: Iterable[Task], role: Role) -> list[Task]:
     return [task for task in tasks if task.status == role.working]
 
 
-def wip_room(tasks: Iterable[Task], role: Role, queue_limits: Mapping[str, int]) -> int:
-    """How many more tasks the role may start now, across all its daemons."""
-    return max(0, wip_limit(role, queue_limits) - len(in_progress(tasks, role)))
+def holders(
+    tasks: Iterable[Task],
+    role: Role,
+    leases: Mapping[str, LeaseObservation] | None = None,
+    now: datetime | None = None,
+) -> list[str]:
+    """Ids holding the role's WIP: tasks in its working status, and tasks whose live lease the role holds.
+
+    The leases count too because the queue can be wrong for a moment: a writer that ignores agentd's lock can save
+    an older copy over a claim, and the work it reverted is still running.
+    """
+    ids = [task.id for task in tasks if task.status == role.working]
+    if leases and now is not None:
+        known = set(ids)
+        for task_id, lease in leases.items():
+            if lease.role == role.name and task_id not in known and judge(lease, now, role.lease_ttl).live:
+                ids.append(task_id)
+    return ids
+
+
+def wip_room(
+    tasks: Iterable[Task],
+    role: Role,
+    queue_limits: Mapping[str, int],
+    leases: Mapping[str, LeaseObservation] | None = None,
+    now: datetime | None = None,
+) -> int:
+    """How many more tasks the role may start now, across all its daemons (live leases included)."""
+    return max(0, wip_limit(role, queue_limits) - len(holders(tasks, role, leases, now)))
 
 
 def claimable(role: Role, view: View) -> list[Task]:
     """Tasks ``role`` may claim now, best first (priority, then queue order); WIP not applied."""
-    ready = [task for task in view.tasks if blocker(task, role, view) is None]
+    candidates = (task for task in view.tasks if task.status in role.claims)  # the first rule, cheaply, for all
+    ready = [task for task in candidates if blocker(task, role, view) is None]
     return sorted(ready, key=lambda task: task.sort_key)
 
 
 def select(role: Role, view: View, queue_limits: Mapping[str, int], limit: int | None = None) -> list[Task]:
     """What to claim now: the best claimable tasks, as many as WIP room (and ``limit``) allow."""
-    room = wip_room(view.tasks, role, queue_limits)
+    room = wip_room(view.tasks, role, queue_limits, view.leases, view.now)
     if limit is not None:
         room = min(room, limit)
     return claimable(role, view)[:room] if room > 0 else []

@@ -414,8 +414,8 @@ class Torture:
         alive_work = [r["pid"] for r in records if r["event"] == "start" and pid_alive(r["pid"])]
         if alive_work:
             violations.append(f"task processes left behind: {alive_work[:10]}")
-        recovery_times = self.recovery_times(records)
         journal = list(read_events(self.root / ".agentd" / "events.jsonl"))  # rotated files included
+        recovery_times, restart_times = self.recovery_times(records, journal)
         recoveries = sum(1 for event in journal if event.name == "recovered")
         refused = sum(1 for event in journal if event.name == "refused")
         final = defaultdict(int)
@@ -435,10 +435,11 @@ class Torture:
             f"recoveries {recoveries}, refused completions {refused}, hand edits {s.writer_edits}, "
             f"hand re-adds after a lost edit {s.writer_readds}"
         )
-        if recovery_times:
+        if recovery_times and restart_times:
             log(
-                f"recovery after SIGKILL: median {statistics.median(recovery_times):.2f} s, "
-                f"max {max(recovery_times):.2f} s over {len(recovery_times)} tasks"
+                f"recovery after SIGKILL (lease cleared, task put back): median {statistics.median(recovery_times):.2f}"
+                f" s, max {max(recovery_times):.2f} s over {len(recovery_times)} tasks; started again after median "
+                f"{statistics.median(restart_times):.2f} s, max {max(restart_times):.2f} s (waiting for WIP room too)"
             )
         log(f"reader: {s.reads} reads, {s.validations} validations, {len(s.reader_failures)} failures")
         log(f"peak concurrency {dict(peaks)}, WIP limits {WIP}; final statuses {dict(final)}")
@@ -452,19 +453,27 @@ class Torture:
             return 1
         return 0
 
-    def recovery_times(self, records: list[dict[str, Any]]) -> list[float]:
-        """From each SIGKILL of a daemon holding tasks to the next start of each of those tasks."""
+    def recovery_times(self, records: list[dict[str, Any]], journal: list[Any]) -> tuple[list[float], list[float]]:
+        """For each task a SIGKILLed daemon held: seconds until a peer recovered it (lease cleared, task put back),
+        and until it started again (which may also wait for WIP room)."""
         starts: dict[str, list[float]] = defaultdict(list)
         for record in records:
             if record["event"] == "start":
                 starts[record["task"]].append(record["t"])
-        times = []
+        recovered: dict[str, list[float]] = defaultdict(list)
+        for event in journal:
+            if event.name == "recovered" and event.data.get("task"):
+                recovered[event.data["task"]].append(event.time.timestamp())
+        to_recover, to_restart = [], []
         for killed_at, _, held in self.stats.kill_log:
             for task_id in held:
-                later = [t for t in starts[task_id] if t > killed_at]
+                later = [t for t in recovered[task_id] if t > killed_at]
                 if later:
-                    times.append(min(later) - killed_at)
-        return times
+                    to_recover.append(min(later) - killed_at)
+                again = [t for t in starts[task_id] if t > killed_at]
+                if again:
+                    to_restart.append(min(again) - killed_at)
+        return to_recover, to_restart
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:

@@ -207,3 +207,13 @@ def test_a_bad_result_file_reason_survives_into_the_note() -> None:
     d = decide(Outcome(Kind.FAILURE, 0, note="bad result file: $.status: 5 is not of type 'string'"), attempts=2)
     assert d.final_failure and "bad result file" in d.patch["status_note"]
     assert d.patch["status_note"].startswith("gave up after 3 attempts")
+
+
+def test_live_leases_hold_wip_even_when_the_queue_was_reverted() -> None:
+    """A claim reverted by a careless writer still holds WIP while its lease is live (the work still runs)."""
+    running = LeaseObservation("a", token=5, role="builder", locked=True, heartbeat_at=NOW, ttl=60)
+    v = view([task("a"), task("b"), task("c")], {"a": running})
+    assert core.holders(v.tasks, BUILDER, v.leases, v.now) == ["a"]
+    assert core.wip_room(v.tasks, BUILDER, {"builder": 1}, v.leases, v.now) == 0
+    assert core.select(BUILDER, v, {"builder": 1}) == []
+    assert [t.id for t in core.select(BUILDER, v, {"builder": 2})] == ["b"]

@@ -1,0 +1,223 @@
+"""One pass of a role's daemon, as a single queue transaction: record the runs that ended, recover stale leases,
+unblock tasks, and claim as many as there is room for.
+
+One transaction per pass keeps agentd's cost per task close to the cost of one locked rewrite of the queue. The
+transaction's change may run more than once (a hand edit meanwhile): lease files created on an earlier try are kept
+and reused, and those not claimed in the end are released.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from agentd import faults, recovery, scheduler, transitions
+from agentd.clock import Clock
+from agentd.config import Config
+from agentd.execution import Executor, Running
+from agentd.leases import Held, LeaseDir, LeaseRecord, new_record
+from agentd.model import Task, index_by_id, views
+from agentd.queuefile import QueueStore
+from agentd.scheduler import Decision, LeaseObservation, View
+from agentd.workflow import Role
+
+log = logging.getLogger("agentd.daemon")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A task claimed in this pass: its lease and the task as written (for the command's placeholders)."""
+
+    task_id: str
+    held: Held
+    raw: dict[str, Any]
+
+
+@dataclass
+class PassResult:
+    """What one pass did and saw."""
+
+    finished: list[tuple[Running, Decision | str]] = field(default_factory=list)
+    recovered: list[recovery.Recovery] = field(default_factory=list)
+    unblocked: list[str] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+    claimable: int = 0  # claimable for the role before this pass's claims
+    room: int = 0
+    busy: int = 0  # tasks in the role's working status
+    limit: int = 0
+    waits: list[datetime] = field(default_factory=list)  # not_before of the role's tasks backing off
+
+    @property
+    def claimable_left(self) -> int:
+        return max(0, self.claimable - len(self.claims)) + len(self.waits)
+
+
+class Dispatcher:
+    """Decides and writes one pass for one role (the daemon owns the loop, the clock and the processes)."""
+
+    def __init__(
+        self,
+        config: Config,
+        role: Role,
+        store: QueueStore,
+        leases: LeaseDir,
+        executor: Executor,
+        clock: Clock,
+        instance: str | None = None,
+    ) -> None:
+        self.config = config
+        self.role = role
+        self.store = store
+        self.leases = leases
+        self.executor = executor
+        self.clock = clock
+        self.instance = instance
+
+    def _view(self, tasks: list[Task], seen: Mapping[str, LeaseObservation], now: datetime) -> View:
+        return View.build(tasks, self.config.workflow, now, seen, self.role.lease_ttl)
+
+    def _measure(self, data: dict[str, Any], tasks: list[Task], view: View, room_cap: int | None) -> PassResult:
+        limits: dict[str, int] = dict(data.get("wip_limits") or {})
+        claimable = scheduler.claimable(self.role, view)
+        room = scheduler.wip_room(tasks, self.role, limits, view.leases, view.now)
+        if room_cap is not None:
+            room = max(0, min(room, room_cap))
+        waits = [
+            t.not_before for t in tasks if t.status in self.role.claims and t.not_before and t.not_before > view.now
+        ]
+        return PassResult(
+            claimable=len(claimable),
+            room=room,
+            busy=len(scheduler.holders(tasks, self.role, view.leases, view.now)),
+            limit=scheduler.wip_limit(self.role, limits),
+            waits=waits,
+        )
+
+    def needed(self, held: set[str], room_cap: int | None) -> tuple[bool, PassResult]:
+        """Without the lock: is there anything to recover, unblock or claim? (Most wake-ups find nothing.)"""
+        now = self.clock.now()
+        snapshot = self.store.read()
+        seen = self.leases.observe_all()
+        tasks = snapshot.tasks
+        view = self._view(tasks, seen, now)
+        seen_now = self._measure(snapshot.data, tasks, view, room_cap)
+        stale = recovery.plan(tasks, seen, self.config.workflow, now, held=held)
+        unblock = scheduler.to_unblock(self.config.workflow, view)
+        return bool(stale or unblock or (seen_now.claimable and seen_now.room > 0)), seen_now
+
+    def run(self, done: list[Running], held: set[str], room_cap: int | None) -> PassResult:
+        """The pass's one transaction; lease files of finished runs are released by the caller afterwards."""
+        outcomes = {run.task_id: self.executor.outcome(run) for run in done}
+        acquired: dict[str, Held] = {}
+        if done:
+            faults.point("complete.before-queue-write")
+
+        def change(doc: dict[str, Any]) -> PassResult:
+            now = self.clock.now()
+            result = PassResult()
+            by_id = index_by_id(doc)
+            for run in done:
+                raw = by_id.get(run.task_id)
+                task = Task.from_dict(raw, index=0, path="") if isinstance(raw, dict) else None
+                outcome = outcomes[run.task_id]
+                last = self.executor.last_run(run, outcome)
+                decided = transitions.complete(
+                    raw, task, self.role, outcome, run.token, now, self.config.workflow, last
+                )
+                result.finished.append((run, decided))
+            seen = self.leases.observe_all()
+            for task_id in acquired:
+                seen.pop(task_id, None)  # our own fresh claims from an earlier try of this transaction
+            tasks = views(doc)
+            plans = recovery.plan(tasks, seen, self.config.workflow, now, held=held)
+            result.recovered = recovery.apply(doc, plans, self.config.workflow, now, self.leases)
+            for item in result.recovered:
+                seen.pop(item.task_id, None)
+            if result.recovered:
+                tasks = views(doc)
+            rule = self.config.workflow.unblock
+            for task in scheduler.to_unblock(self.config.workflow, self._view(tasks, seen, now)):
+                if rule is not None and by_id[task.id]["status"] == rule.from_status:
+                    by_id[task.id]["status"] = rule.to_status
+                    result.unblocked.append(task.id)
+            if result.unblocked:
+                tasks = views(doc)
+            view = self._view(tasks, seen, now)
+            measured = self._measure(doc, tasks, view, room_cap)
+            result.claimable, result.room, result.busy = measured.claimable, measured.room, measured.busy
+            result.limit, result.waits = measured.limit, measured.waits
+            if result.room > 0:
+                result.claims = self._claim_all(doc, view, result.room, acquired, now)
+            return result
+
+        try:
+            outcome = self.store.transaction(change)
+        except BaseException:
+            for held_lease in acquired.values():
+                held_lease.release()
+            raise
+        if done:
+            faults.point("complete.after-queue-write")
+        claimed = {claim.task_id for claim in outcome.claims}
+        for task_id, held_lease in acquired.items():
+            if task_id not in claimed:
+                held_lease.release()
+        return outcome
+
+    def _claim_all(
+        self, doc: dict[str, Any], view: View, room: int, acquired: dict[str, Held], now: datetime
+    ) -> list[Claim]:
+        chosen = scheduler.claimable(self.role, view)[:room]
+        fresh = [task for task in chosen if task.id not in acquired]
+        records = {task.id: self.leases.read_record(task.id) for task in fresh}
+        floors = [transitions.next_token(t, r.token if (r := records[t.id]) else None) - 1 for t in fresh]
+        tokens = dict(zip((t.id for t in fresh), self.leases.issue_tokens(floors), strict=True))
+        by_id = index_by_id(doc)
+        claims = []
+        for task in chosen:
+            held = self._lease(task, now, acquired, tokens.get(task.id, 0), records.get(task.id))
+            if held is None:
+                continue
+            record = held.record
+            lease = {
+                "owner": record.owner,
+                "role": record.role,
+                "host": record.host,
+                "pid": record.pid,
+                "acquired": record.acquired,
+                "ttl": record.ttl,
+                "token": record.token,
+            }
+            transitions.claim(by_id[task.id], self.role, lease)
+            claims.append(Claim(task.id, held, dict(by_id[task.id])))
+        return claims
+
+    def _lease(
+        self, task: Task, now: datetime, acquired: dict[str, Held], token: int, stale: LeaseRecord | None
+    ) -> Held | None:
+        """The lease file for a claim: created (O_EXCL, locked) before the queue says so; reused on a re-try."""
+        held = acquired.get(task.id)
+        if held is not None:
+            return held
+        leftover = stale is not None or self.leases.inode_of(task.id) is not None
+        if leftover and not self.leases.break_free(task.id):
+            return None
+        record = new_record(
+            task.id,
+            token,
+            self.role.name,
+            now=now,
+            ttl=self.role.lease_ttl,
+            heartbeat=self.role.heartbeat,
+            attempt=task.attempts + 1,
+            instance=self.instance,
+        )
+        held = self.leases.acquire(record)
+        if held is None:
+            return None
+        acquired[task.id] = held
+        faults.point("lease.after-create")
+        return held

@@ -1,0 +1,172 @@
+"""Running one claimed task: its command, environment and log, its outcome, the record of its run.
+
+The daemon decides *what* runs (:mod:`agentd.dispatch`); this module owns *how*: it builds the argv, hands the lease's
+locked descriptor to the task's supervisor, reads the result file once, and keeps the task logs pruned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from agentd import command, logsetup, scheduler
+from agentd.clock import Clock, format_timestamp
+from agentd.config import Config
+from agentd.errors import AgentdError, DataError
+from agentd.leases import Held, process_start
+from agentd.runner import ExitInfo, LaunchSpec, TaskProcess, launch
+from agentd.scheduler import Kind, Outcome
+from agentd.workflow import Role
+
+log = logging.getLogger("agentd.daemon")
+
+
+@dataclass
+class Running:
+    """A task this daemon started (or failed to start)."""
+
+    task_id: str
+    token: int
+    attempt: int
+    held: Held
+    log_path: Path
+    result_path: Path
+    started_at: datetime
+    next_beat: float
+    proc: TaskProcess | None = None
+    exit: ExitInfo | None = None
+    outcome: Outcome | None = None  # decided once, when the run is first recorded (the result file is read once)
+    argv: tuple[str, ...] = ()
+    lost: bool = False
+    interrupted: bool = False
+
+
+class Executor:
+    """Starts tasks for one role and turns their ends into outcomes."""
+
+    def __init__(self, config: Config, role: Role, clock: Clock) -> None:
+        self.config = config
+        self.role = role
+        self.clock = clock
+
+    def start(
+        self, task_id: str, held: Held, raw: dict[str, Any], on_exit: Callable[[TaskProcess, ExitInfo], None]
+    ) -> Running:
+        """Launch the task's command under its supervisor; a run that cannot start ends at once (exit 127)."""
+        attempt, token = held.record.attempt, held.token
+        state = self.config.state_dir
+        run = Running(
+            task_id,
+            token,
+            attempt,
+            held,
+            state / "logs" / "tasks" / task_id / f"{token}.log",
+            state / "results" / f"{task_id}.{token}.json",
+            self.clock.now(),
+            self.clock.monotonic() + self.role.heartbeat,
+        )
+        try:
+            argv = command.argv_for(
+                raw,
+                self.role,
+                attempt=attempt,
+                root=self.config.root,
+                queue=self.config.queue_path,
+                config_path=self.config.path,
+            )
+            env = command.environment(
+                task_id,
+                self.role,
+                attempt=attempt,
+                token=token,
+                root=self.config.root,
+                queue=self.config.queue_path,
+                result=run.result_path,
+                config=self.config.path,
+            )
+            run.result_path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                run.result_path.unlink()
+            spec = LaunchSpec(
+                argv=argv,
+                cwd=self.config.root,
+                env=env,
+                log_path=run.log_path,
+                timeout=self.role.timeout,
+                kill_after=self.role.kill_after,
+                keep_fds=(held.fd,),
+            )
+            run.proc = launch(spec, on_exit=on_exit)
+        except (AgentdError, OSError, ValueError) as exc:
+            log.error("cannot start %s: %s", task_id, exc)
+            now = time.time()
+            run.exit = ExitInfo(127, None, False, None, str(exc), now, now)
+            return run
+        held.update(self.clock.now(), pgid=run.proc.pgid, pgid_start=process_start(run.proc.pgid))
+        run.argv = tuple(argv)
+        return run
+
+    def outcome(self, run: Running) -> Outcome:
+        """How the run ended (decided once: the result file is read, validated and removed)."""
+        if run.outcome is None:
+            run.outcome = self._decide(run)
+        return run.outcome
+
+    def _decide(self, run: Running) -> Outcome:
+        info = run.exit
+        assert info is not None
+        if run.interrupted and info.returncode != 0:
+            return Outcome(Kind.INTERRUPTED, info.returncode, info.signal, note="interrupted by shutdown")
+        try:
+            result = command.read_result(run.result_path)
+        except DataError as exc:
+            log.warning("%s", exc)
+            return Outcome(Kind.FAILURE, info.returncode, info.signal, note=f"bad result file: {exc.reason}")
+        finally:
+            with contextlib.suppress(OSError):
+                run.result_path.unlink()
+        if info.error and info.returncode is None:
+            return Outcome(Kind.CRASH, None, info.signal, note=info.error)
+        return scheduler.classify(
+            self.role, exit_code=info.returncode, signal=info.signal, timed_out=info.timed_out, result=result
+        )
+
+    def last_run(self, run: Running, outcome: Outcome) -> dict[str, Any]:
+        """What the task records about this run."""
+        info = run.exit
+        assert info is not None
+        return {
+            "role": self.role.name,
+            "attempt": run.attempt,
+            "token": run.token,
+            "outcome": outcome.kind.value,
+            "exit_code": outcome.exit_code,
+            "signal": outcome.signal,
+            "started_at": format_timestamp(run.started_at),
+            "ended_at": format_timestamp(self.clock.now()),
+            "duration_s": round(info.duration, 3),
+            "log": os.path.relpath(run.log_path, self.config.root),
+        }
+
+    def prune_logs(self, task_id: str | None = None) -> None:
+        """Keep the newest ``keep_task_logs`` output logs per task, none older than ``keep_task_log_days``."""
+        try:
+            removed = logsetup.prune_task_logs(
+                self.config.state_dir / "logs" / "tasks",
+                keep=self.config.log.keep_task_logs,
+                max_age_days=self.config.log.keep_task_log_days,
+                now=time.time(),
+                only=task_id,
+            )
+        except OSError as exc:
+            log.warning("cannot prune task logs: %s", exc)
+            return
+        if removed and task_id is None:
+            log.info("pruned %d old task log(s)", removed)

@@ -1,0 +1,25 @@
+"""scripts/bench.py (`make bench`) must keep running: its quick parts are exercised here."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "scripts" / "bench.py"
+
+
+def test_bench_transaction_rates_are_positive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bare-limit and agentd-transaction measurements return positive rates on 10 and 100 tasks."""
+    spec = importlib.util.spec_from_file_location("agentd_bench", BENCH)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "agentd_bench", bench)  # dataclasses look their module up there
+    spec.loader.exec_module(bench)
+    bare = bench.bare_limit([10, 100], repeat=1, min_time=0.05, base=tmp_path)
+    agentd = bench.agentd_transaction([10, 100], repeat=1, min_time=0.05, base=tmp_path)
+    assert set(bare) == set(agentd) == {10, 100}
+    assert all(rate > 0 for rate in [*bare.values(), *agentd.values()])
+    assert list(tmp_path.iterdir()) == []  # its temporary projects are gone

@@ -40,6 +40,7 @@ from agentd.workflow import Role
 log = logging.getLogger("agentd.daemon")
 
 LEASE_POLL = 1.0  # s between lease checks while other daemons' leases exist (file events are the fast path)
+EVENT_GAP = 0.5  # s: under a storm of queue changes, look again at most this often (the first change at once)
 
 
 class Mode(enum.StrEnum):
@@ -116,13 +117,27 @@ class Daemon:
         self._dirty = True  # something may have changed since the last look at the queue
         self._last_pass = float("-inf")
         self._claimable_left = 0
+        self._urgent = False
 
     # -- wake-ups ------------------------------------------------------------------------------------------------------
 
     def wake(self, reason: str = "") -> None:
         """Run the next pass now (thread-safe; called by file events, task exits and signals)."""
         self._dirty = True
+        if reason not in ("queue", "lease"):
+            self._urgent = True  # this daemon's own business: never paced
         self._wake.set()
+
+    def _pace(self) -> None:
+        """Many daemons over a big queue wake each other on every write; each looks at most every ``EVENT_GAP``
+        seconds for file events alone, so the first change is seen at once and a storm costs a few looks. Its own
+        tasks ending and signals are never delayed."""
+        gap = EVENT_GAP - (self.clock.monotonic() - self._last_pass)
+        while gap > 0 and not self._urgent and not self._stop_requests and not self._reload:
+            self._wake.clear()
+            self._wake.wait(gap)
+            gap = EVENT_GAP - (self.clock.monotonic() - self._last_pass)
+        self._urgent = False
 
     def _on_exit(self, task_id: str, token: int) -> Any:
         def callback(_proc: TaskProcess, info: ExitInfo) -> None:
@@ -438,6 +453,7 @@ class Daemon:
     def _loop(self, mode: Mode) -> int:
         first = True
         while True:
+            self._pace()
             if self._reload:
                 self._reload_config()
             self._wake.clear()
@@ -457,6 +473,7 @@ class Daemon:
             first = False
             if report.did_something:
                 self._dirty = True  # what this pass changed (room freed, tasks moved) deserves another look now
+                self._urgent = True
                 continue
             self._wake.wait(self._next_timeout())
 

@@ -19,8 +19,8 @@ from agentd.clock import Clock
 from agentd.config import Config
 from agentd.execution import Executor, Running
 from agentd.leases import Held, LeaseDir, LeaseRecord, new_record
-from agentd.model import Task, index_by_id, views
-from agentd.queuefile import QueueStore
+from agentd.model import Task, refreshed
+from agentd.queuefile import Draft, QueueStore
 from agentd.scheduler import Decision, LeaseObservation, View
 from agentd.workflow import Role
 
@@ -77,7 +77,8 @@ class Dispatcher:
         self.instance = instance
 
     def _view(self, tasks: list[Task], seen: Mapping[str, LeaseObservation], now: datetime) -> View:
-        return View.build(tasks, self.config.workflow, now, seen, self.role.lease_ttl)
+        # The queue was read strictly (a cycle is refused there), so there is no cycle to look for.
+        return View.build(tasks, self.config.workflow, now, seen, self.role.lease_ttl, acyclic=True)
 
     def _measure(self, data: dict[str, Any], tasks: list[Task], view: View, room_cap: int | None) -> PassResult:
         limits: dict[str, int] = dict(data.get("wip_limits") or {})
@@ -115,13 +116,12 @@ class Dispatcher:
         if done:
             faults.point("complete.before-queue-write")
 
-        def change(doc: dict[str, Any]) -> PassResult:
+        def change(draft: Draft) -> PassResult:
             now = self.clock.now()
             result = PassResult()
-            by_id = index_by_id(doc)
             for run in done:
-                raw = by_id.get(run.task_id)
-                task = Task.from_dict(raw, index=0, path="") if isinstance(raw, dict) else None
+                raw = draft.task(run.task_id)
+                task = Task.from_dict(raw, index=0, path="") if raw is not None else None
                 outcome = outcomes[run.task_id]
                 last = self.executor.last_run(run, outcome)
                 decided = transitions.complete(
@@ -131,30 +131,30 @@ class Dispatcher:
             seen = self.leases.observe_all()
             for task_id in acquired:
                 seen.pop(task_id, None)  # our own fresh claims from an earlier try of this transaction
-            tasks = views(doc)
+            # The views of the file as read (reused from earlier reads), with the tasks changed since rebuilt.
+            tasks = refreshed(draft.read.tasks, draft.task, (run.task_id for run in done))
             plans = recovery.plan(tasks, seen, self.config.workflow, now, held=held)
-            result.recovered = recovery.apply(doc, plans, self.config.workflow, now, self.leases)
+            result.recovered = recovery.apply(draft.task, plans, self.config.workflow, now, self.leases)
             for item in result.recovered:
                 seen.pop(item.task_id, None)
-            if result.recovered:
-                tasks = views(doc)
+            tasks = refreshed(tasks, draft.task, (item.task_id for item in result.recovered))
             rule = self.config.workflow.unblock
             for task in scheduler.to_unblock(self.config.workflow, self._view(tasks, seen, now)):
-                if rule is not None and by_id[task.id]["status"] == rule.from_status:
-                    by_id[task.id]["status"] = rule.to_status
+                raw = draft.task(task.id)
+                if rule is not None and raw is not None and raw["status"] == rule.from_status:
+                    raw["status"] = rule.to_status
                     result.unblocked.append(task.id)
-            if result.unblocked:
-                tasks = views(doc)
+            tasks = refreshed(tasks, draft.task, result.unblocked)
             view = self._view(tasks, seen, now)
-            measured = self._measure(doc, tasks, view, room_cap)
+            measured = self._measure(draft.doc, tasks, view, room_cap)
             result.claimable, result.room, result.busy = measured.claimable, measured.room, measured.busy
             result.limit, result.waits = measured.limit, measured.waits
             if result.room > 0:
-                result.claims = self._claim_all(doc, view, result.room, acquired, now)
+                result.claims = self._claim_all(draft, view, result.room, acquired, now)
             return result
 
         try:
-            outcome = self.store.transaction(change)
+            outcome = self.store.edit(change)
         except BaseException:
             for held_lease in acquired.values():
                 held_lease.release()
@@ -167,15 +167,12 @@ class Dispatcher:
                 held_lease.release()
         return outcome
 
-    def _claim_all(
-        self, doc: dict[str, Any], view: View, room: int, acquired: dict[str, Held], now: datetime
-    ) -> list[Claim]:
+    def _claim_all(self, draft: Draft, view: View, room: int, acquired: dict[str, Held], now: datetime) -> list[Claim]:
         chosen = scheduler.claimable(self.role, view)[:room]
         fresh = [task for task in chosen if task.id not in acquired]
         records = {task.id: self.leases.read_record(task.id) for task in fresh}
         floors = [transitions.next_token(t, r.token if (r := records[t.id]) else None) - 1 for t in fresh]
         tokens = dict(zip((t.id for t in fresh), self.leases.issue_tokens(floors), strict=True))
-        by_id = index_by_id(doc)
         claims = []
         for task in chosen:
             held = self._lease(task, now, acquired, tokens.get(task.id, 0), records.get(task.id))
@@ -191,8 +188,10 @@ class Dispatcher:
                 "ttl": record.ttl,
                 "token": record.token,
             }
-            transitions.claim(by_id[task.id], self.role, lease)
-            claims.append(Claim(task.id, held, dict(by_id[task.id])))
+            raw = draft.task(task.id)
+            assert raw is not None  # chosen from the views of this very read
+            transitions.claim(raw, self.role, lease)
+            claims.append(Claim(task.id, held, dict(raw)))
         return claims
 
     def _lease(

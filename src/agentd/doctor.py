@@ -22,7 +22,7 @@ from agentd import leases, recovery, scheduler, service
 from agentd.config import CONFIG_NAME, Config
 from agentd.errors import AgentdError, QueueInvalid, display_path
 from agentd.leases import LeaseDir
-from agentd.model import Task, valid_task_id, views
+from agentd.model import Task, index_by_id, valid_task_id, views
 from agentd.pidfile import all_pid_files, probe, role_of
 from agentd.queuefile import QueueMissing, QueueStore
 from agentd.scheduler import LeaseObservation
@@ -364,7 +364,7 @@ def _prune(config: Config, now: datetime) -> list[str]:
     try:
         done = store.transaction(
             lambda doc: recovery.apply(
-                doc,
+                index_by_id(doc).get,
                 recovery.plan(views(doc), folder.observe_all(), config.workflow, now),
                 config.workflow,
                 now,

@@ -31,6 +31,7 @@ import difflib
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
@@ -161,17 +162,20 @@ def dumps(value: Any, style: Style, base_indent: str = "", level_indent: int = 0
     return out
 
 
-def apply(text: str, old: Any, new: Any) -> str:
+def apply(text: str, old: Any, new: Any, spans: Mapping[int, int] | None = None) -> str:
     """Return `text` (a JSON document whose json.loads() == old) edited so that json.loads(result) == new,
     changing only the parts of the text whose values differ.
 
     Returns ``text`` itself when nothing differs. Raises ValueError when the text visibly does not hold ``old``
     (a container of another kind, a key or an item count that does not match) or is not valid JSON where it is
     read; values that are skipped unchanged are not compared with ``old``.
+
+    ``spans`` maps the offsets where values of ``text`` start to where they end, for values the caller has found
+    already (a queue's tasks, by :mod:`agentd.incremental`): those are skipped without scanning them again.
     """
     if _same(old, new):
         return text
-    editor = _Editor(text)
+    editor = _Editor(text, spans)
     start = editor.ws(0)
     out: list[_Edit] = []
     end = editor.edit(start, old, new, False, out)
@@ -261,8 +265,9 @@ def _align(old: list[Any], new: list[Any], start: int, old_end: int, new_end: in
 class _Editor:
     """Collects the edits that turn the text of ``old`` into the text of ``new``."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, spans: Mapping[int, int] | None = None) -> None:
         self.text = text
+        self.spans: Mapping[int, int] = spans or {}
         self._style: Style | None = None
 
     @property
@@ -279,6 +284,9 @@ class _Editor:
 
     def skip(self, pos: int) -> int:
         """The end of the JSON value that starts at ``pos``."""
+        known = self.spans.get(pos)
+        if known is not None:
+            return known
         try:
             return int(_scan_once(self.text, pos)[1])
         except StopIteration:
@@ -397,10 +405,7 @@ class _Editor:
                     end = self.edit(v, old[key], new[key], inline, sub)
                     member_edits[key] = sub
                 else:
-                    try:
-                        end = _scan_once(text, v)[1]
-                    except StopIteration:
-                        raise ValueError(f"expected a JSON value at offset {v}") from None
+                    end = self.skip(v)
                 keys.append(key)
                 starts.append(i)
                 ends.append(end)
@@ -520,13 +525,7 @@ class _Editor:
                     raise ValueError(f"the array at offset {pos} has more items than the old value")
                 starts.append(i)
                 j = pairs.get(k)
-                if j is None:
-                    try:
-                        end = _scan_once(text, i)[1]
-                    except StopIteration:
-                        raise ValueError(f"expected a JSON value at offset {i}") from None
-                else:
-                    end = self.edit(i, old[k], new[j], inline, out)
+                end = self.skip(i) if j is None else self.edit(i, old[k], new[j], inline, out)
                 ends.append(end)
                 m = after(text, end)
                 if m is None:

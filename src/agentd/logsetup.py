@@ -63,7 +63,6 @@ def setup(
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
     logging.getLogger("watchdog").setLevel(logging.WARNING)
-    logging.getLogger("filelock").setLevel(logging.WARNING)
 
     def excepthook(kind: type[BaseException], value: BaseException, trace: object) -> None:
         logging.getLogger("agentd").critical("crashed", exc_info=(kind, value, trace))  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ The raw dicts stay the truth (unknown fields are never dropped); the views are r
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -117,6 +117,29 @@ def walk(tasks: list[Any], path: str = "$.tasks", parent: str | None = None) -> 
                 stack.append((children, f"{here}.subtasks", task.get("id"), 0))
                 break
     return out
+
+
+def walk_one(task: Any, path: str, parent: str | None = None) -> list[tuple[str, Any, str | None]]:
+    """One task at ``path`` and its nested subtasks, as :func:`walk` lists them."""
+    children = task.get("subtasks") if isinstance(task, dict) else None
+    if isinstance(children, list) and children:
+        return [(path, task, parent), *walk(children, f"{path}.subtasks", task.get("id"))]
+    return [(path, task, parent)]
+
+
+def refreshed(
+    tasks: list[Task], raw_of: Callable[[str], Mapping[str, Any] | None], changed: Iterable[str]
+) -> list[Task]:
+    """``tasks`` with the views of the ``changed`` ids rebuilt from their raw dicts (``raw_of(id)``), in place."""
+    fresh = {task_id: raw for task_id in set(changed) if (raw := raw_of(task_id)) is not None}
+    if not fresh:
+        return tasks
+    return [
+        Task.from_dict(fresh[task.id], index=task.index, path=task.path, parent=task.parent)
+        if task.id in fresh
+        else task
+        for task in tasks
+    ]
 
 
 def views(data: Mapping[str, Any]) -> list[Task]:

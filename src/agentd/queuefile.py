@@ -10,6 +10,8 @@ partial one. A file that does not parse or validate is never written.
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import hashlib
 import json
 import logging
@@ -21,13 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import filelock
 import tenacity
 
 from agentd import faults, jsonedit, schema
 from agentd.errors import Conflict, LockTimeout, QueueInvalid
-from agentd.model import Task, index_by_id, views, walk
-from agentd.validate import Finding, check, conflict_markers, status_warnings, structural
+from agentd.incremental import Decoded, Decoder, Piece
+from agentd.model import Task, index_by_id, views, walk, walk_one
+from agentd.sidelock import LockTimedOut, SidecarLock
+from agentd.validate import Finding, conflict_markers, status_warnings, structural
 from agentd.workflow import Workflow
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 BOM = "\ufeff"
 MAX_REAPPLY = 20
+LOCK_POLL = 0.005  # s between tries for a held queue lock
 TMP_MARK = ".agentd-tmp"
 
 
@@ -51,18 +55,38 @@ class _MaybeMidWrite(QueueInvalid):
 
 @dataclass(frozen=True)
 class Snapshot:
-    """One read of the queue: its bytes, the parsed document, the task views and any warnings."""
+    """One read of the queue: its bytes, the parsed document, the task views and any warnings.
+
+    ``data`` is read-only: parts of it are shared with later reads of the same store (see :mod:`agentd.incremental`).
+    """
 
     path: Path
     raw: bytes
     data: dict[str, Any]
     warnings: list[Finding] = field(default_factory=list)
     errors: list[Finding] = field(default_factory=list)  # only from a lenient read
+    pieces: list[Piece] | None = field(default=None, repr=False, compare=False)
 
-    @property
+    @functools.cached_property
     def tasks(self) -> list[Task]:
-        """Typed views of every task, nested ones included, in queue order."""
-        return views(self.data)
+        """Typed views of every task, nested ones included, in queue order (those of unchanged tasks reused)."""
+        if self.pieces is None:
+            return views(self.data)
+        out: list[Task] = []
+        for position, piece in enumerate(self.pieces):
+            cached = piece.derived.get("views")
+            if cached is not None and cached[0] == position and cached[1] == len(out):
+                out.extend(cached[2])
+                continue
+            start = len(out)
+            entries = walk_one(piece.value, f"$.tasks[{position}]")
+            subtree = [
+                Task.from_dict(task, index=start + offset, path=path, parent=parent)
+                for offset, (path, task, parent) in enumerate(entries)
+            ]
+            piece.derived["views"] = (position, start, subtree)
+            out.extend(subtree)
+        return out
 
     def task(self, task_id: str) -> dict[str, Any] | None:
         """The raw dict of one task, or None."""
@@ -73,6 +97,86 @@ class Snapshot:
         """The queue's own WIP limits (role -> int)."""
         limits = self.data.get("wip_limits") or {}
         return dict(limits)
+
+
+class Draft:
+    """The document a transaction changes, copied only where it changes.
+
+    ``doc`` shares its tasks with the read it came from (and that read with later ones), so it is never changed
+    directly: :meth:`task` hands out a task to change — on first use its whole top-level task is copied (parsed again
+    from its own text) and put in the document's place. ``read`` is the file as read, for decisions.
+    """
+
+    def __init__(self, read: Snapshot) -> None:
+        self.read = read
+        self.doc: dict[str, Any] = dict(read.data)
+        self.doc["tasks"] = list(read.data["tasks"])
+        self._top: dict[str, int] | None = None  # task id -> the position of its top-level task
+        self._copied: dict[int, dict[str, dict[str, Any]]] = {}  # position -> ids in its copied subtree -> dicts
+
+    def task(self, task_id: str) -> dict[str, Any] | None:
+        """The task to change (a private copy, in the document), or None when there is no such task."""
+        position = self._position(task_id)
+        if position is None:
+            return None
+        subtree = self._copied.get(position)
+        if subtree is None:
+            pieces = self.read.pieces
+            shared = self.doc["tasks"][position]
+            mine = json.loads(pieces[position].text) if pieces is not None else copy.deepcopy(shared)
+            self.doc["tasks"][position] = mine
+            subtree = {raw["id"]: raw for _, raw, _ in walk_one(mine, "") if isinstance(raw, dict) and "id" in raw}
+            self._copied[position] = subtree
+        return subtree.get(task_id)
+
+    def _position(self, task_id: str) -> int | None:
+        if self._top is None:
+            tasks = self.read.data["tasks"]
+            self._top = {task["id"]: n for n, task in enumerate(tasks)}  # a read queue is valid: dicts with ids
+            for n, task in enumerate(tasks):
+                if task.get("subtasks"):
+                    for _, sub, _ in walk_one(task, ""):
+                        self._top.setdefault(sub["id"], n)
+        return self._top.get(task_id)
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """One validated read: the bytes, the BOM prefix, the JSON text, the document, its pieces, its findings."""
+
+    raw: bytes
+    prefix: str
+    text: str
+    data: dict[str, Any]
+    pieces: list[Piece] | None
+    spans: dict[int, int]  # where each top-level task starts in ``text`` -> where it ends
+    findings: list[Finding]
+
+    def snapshot(self, path: Path) -> Snapshot:
+        warnings = [f for f in self.findings if f.severity == "warning"]
+        errors = [f for f in self.findings if f.severity == "error"]
+        return Snapshot(path, self.raw, self.data, warnings, errors, self.pieces)
+
+
+def _entries(data: dict[str, Any], pieces: list[Piece] | None, first: int = 0) -> list[tuple[str, Any, str | None]]:
+    """:func:`agentd.model.walk` of the tasks, reusing the walk of each unchanged top-level task at its place
+    (``pieces`` are the top-level tasks from position ``first`` on)."""
+    if pieces is None:
+        return walk(data["tasks"])
+    out: list[tuple[str, Any, str | None]] = []
+    for position, piece in enumerate(pieces, start=first):
+        cached = piece.derived.get("entries")
+        if cached is None or cached[0] != position:
+            cached = (position, walk_one(piece.value, f"$.tasks[{position}]"))
+            piece.derived["entries"] = cached
+        out.extend(cached[1])
+    return out
+
+
+def _entries_at(loaded: _Loaded, position: int) -> list[tuple[str, Any, str | None]]:
+    """The walk of the top-level task at ``position`` of a read (made once per task and place, then reused)."""
+    assert loaded.pieces is not None
+    return _entries(loaded.data, loaded.pieces[position : position + 1], first=position)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -99,6 +203,9 @@ class QueueStore:
         self.lock_timeout = lock_timeout
         self.parse_retry = parse_retry
         self._validated: tuple[bytes, list[Finding]] | None = None
+        self._decoder = Decoder()
+        self._structure: tuple[list[tuple[str, Any, Any]], list[Finding]] | None = None
+        self._sidecar: SidecarLock | None = None
 
     @property
     def lock_path(self) -> Path:
@@ -132,33 +239,48 @@ class QueueStore:
             return BOM, text[1:]
         return "", text
 
-    def _parse(self, raw: bytes) -> tuple[str, str, Any]:
+    def _parse(self, raw: bytes) -> tuple[str, str, Decoded]:
         prefix, text = self._decode(raw)
-        markers = conflict_markers(text)
-        if markers:
-            raise QueueInvalid(self.path, None, markers[0].message)
         if not text.strip():
             raise _MaybeMidWrite(self.path, None, "empty file (expected a JSON object with a 'tasks' list)")
+        # A conflict marker line is never valid JSON, so markers are looked for only when the parse fails (a full
+        # scan of a large file on every read would cost more than the parse of what changed).
         try:
-            data = json.loads(text)
+            data = self._decoder.decode(text)
         except json.JSONDecodeError as exc:
+            self._refuse_markers(text)
             raise _MaybeMidWrite(
                 self.path, None, f"not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
             ) from None
         except RecursionError:
+            self._refuse_markers(text)
             raise QueueInvalid(self.path, None, "not valid JSON: nested too deeply") from None
         return prefix, text, data
 
-    def _validate(self, raw: bytes, data: Any, *, lenient: bool = False) -> list[Finding]:
+    def _refuse_markers(self, text: str) -> None:
+        markers = conflict_markers(text)
+        if markers:
+            raise QueueInvalid(self.path, None, markers[0].message)
+
+    def _validate(self, raw: bytes, decoded: Decoded, *, lenient: bool = False) -> list[Finding]:
         digest = hashlib.blake2b(raw, digest_size=16).digest()
         if self._validated is not None and self._validated[0] == digest:
             return self._validated[1]
+        data = decoded.data
         if not isinstance(data, dict):
             raise QueueInvalid(self.path, "$", f"expected a JSON object, found {type(data).__name__}")
-        problem = schema.queue_error(data)
+        problem = schema.queue_error(data, decoded.pieces)
         if problem is not None:
             raise QueueInvalid(self.path, problem[0], problem[1])
-        findings = check(data, self.workflow)
+        entries = _entries(data, decoded.pieces)
+        # Duplicates, unknown dependencies and cycles depend on ids, dependencies and places alone: most writes
+        # change none of them, so the last answer stands.
+        shape = [(path, task["id"], task.get("dependencies")) for path, task, _ in entries]
+        if self._structure is not None and self._structure[0] == shape:
+            findings = self._structure[1] + status_warnings(entries, self.workflow)
+        else:
+            findings = structural(entries) + status_warnings(entries, self.workflow)
+            self._structure = (shape, [f for f in findings if f.code != "unknown-status"])
         errors = [f for f in findings if f.severity == "error"]
         if errors and not lenient:
             raise QueueInvalid(self.path, errors[0].path, errors[0].message)
@@ -168,14 +290,14 @@ class QueueStore:
         self._validated = (digest, warnings)
         return warnings
 
-    def _load(self, *, lenient: bool = False) -> tuple[bytes, str, str, dict[str, Any], list[Finding]]:
+    def _load(self, *, lenient: bool = False) -> _Loaded:
         """Read, parse and validate, retrying briefly when the file may be caught mid-write by another writer."""
 
-        def attempt() -> tuple[bytes, str, str, dict[str, Any], list[Finding]]:
+        def attempt() -> _Loaded:
             raw = self._read_raw()
-            prefix, text, data = self._parse(raw)
-            warnings = self._validate(raw, data, lenient=lenient)
-            return raw, prefix, text, data, warnings
+            prefix, text, decoded = self._parse(raw)
+            findings = self._validate(raw, decoded, lenient=lenient)
+            return _Loaded(raw, prefix, text, decoded.data, decoded.pieces, decoded.spans, findings)
 
         if self.parse_retry <= 0:
             return attempt()
@@ -193,18 +315,16 @@ class QueueStore:
         ``lenient`` still requires a file that parses and matches the schema, but returns duplicate ids, unknown
         dependencies and cycles as ``errors`` instead of raising (for commands that explain, never for writes).
         """
-        raw, _, _, data, findings = self._load(lenient=lenient)
-        warnings = [f for f in findings if f.severity == "warning"]
-        errors = [f for f in findings if f.severity == "error"]
-        return Snapshot(self.path, raw, data, warnings, errors)
+        loaded = self._load(lenient=lenient)
+        return loaded.snapshot(self.path)
 
     # -- writing ---------------------------------------------------------------------------------------------------
 
-    def _check_new(self, old: dict[str, Any], new: dict[str, Any]) -> list[Finding]:
+    def _check_new(self, loaded: _Loaded, new: dict[str, Any]) -> list[Finding]:
         """Refuse to write a document that would not validate; returns its warnings.
 
-        ``old`` was valid, so only what changed is checked again: the tasks that differ (schema), and the ids and
-        dependencies (duplicates, unknown dependencies, cycles) only when one of those changed.
+        The document read was valid, so only what changed is checked again: the tasks that differ (schema), and
+        the ids and dependencies (duplicates, unknown dependencies, cycles) only when one of those changed.
         """
         if not isinstance(new.get("tasks"), list):
             raise QueueInvalid(self.path, "$.tasks", "refusing to write: 'tasks' must be a list")
@@ -213,8 +333,21 @@ class QueueStore:
         problem = schema.first_error(top, "queue")
         if problem is not None:
             raise QueueInvalid(self.path, problem[0], f"refusing to write: {problem[1]}")
-        before = list(walk(old["tasks"]))
-        after = list(walk(new["tasks"]))
+        old_tasks, new_tasks = loaded.data["tasks"], new["tasks"]
+        if len(old_tasks) == len(new_tasks):
+            # Tasks changed in place (the common case): only the changed top-level tasks are looked into, and the
+            # others keep the walk made when the file was read.
+            changed = [n for n, task in enumerate(new_tasks) if not (task is old_tasks[n] or task == old_tasks[n])]
+            before = [entry for n in changed for entry in walk_one(old_tasks[n], f"$.tasks[{n}]")]
+            after = [entry for n in changed for entry in walk_one(new_tasks[n], f"$.tasks[{n}]")]
+            whole: list[tuple[str, Any, str | None]] | None = None
+            if loaded.pieces is not None:
+                fresh = {n: walk_one(new_tasks[n], f"$.tasks[{n}]") for n in changed}
+                whole = [entry for n in range(len(new_tasks)) for entry in fresh.get(n) or _entries_at(loaded, n)]
+        else:
+            before = walk(old_tasks)
+            after = walk(new_tasks)
+            whole = after
         same_shape = len(before) == len(after)
         previous = {str(task.get("id")): task for _, task, _ in before} if not same_shape else {}
         for position, (path, task, _) in enumerate(after):
@@ -228,13 +361,18 @@ class QueueStore:
                 same_shape = task.get("id") == counterpart.get("id") and task.get("dependencies") == counterpart.get(
                     "dependencies"
                 )
-        errors = [] if same_shape else [f for f in structural(after) if f.severity == "error"]
+        if whole is None:
+            whole = walk(new_tasks)
+        errors = [] if same_shape else [f for f in structural(whole) if f.severity == "error"]
         if errors:
             raise QueueInvalid(self.path, errors[0].path, f"refusing to write: {errors[0].message}")
-        return status_warnings(after, self.workflow)
+        return status_warnings(whole, self.workflow)
 
-    def _lock(self) -> filelock.BaseFileLock:
-        return filelock.FileLock(str(self.lock_path), timeout=self.lock_timeout)
+    def _lock(self) -> SidecarLock:
+        path = self.lock_path
+        if self._sidecar is None or self._sidecar.path != path:
+            self._sidecar = SidecarLock(path, self.lock_timeout, poll=LOCK_POLL)
+        return self._sidecar
 
     @contextlib.contextmanager
     def locked(self) -> Any:
@@ -242,7 +380,7 @@ class QueueStore:
         lock = self._lock()
         try:
             lock.acquire()
-        except filelock.Timeout:
+        except LockTimedOut:
             raise LockTimeout(self.lock_path, self.lock_timeout) from None
         try:
             yield
@@ -262,20 +400,36 @@ class QueueStore:
         more than once (when another writer edited the file meanwhile, the file is re-read and ``change`` re-applied),
         so it must decide from the document it is given.
         """
-        with self.locked():
-            return self._transaction_locked(change)
 
-    def _transaction_locked(self, change: Callable[[dict[str, Any]], T]) -> T:
+        def whole(loaded: _Loaded) -> tuple[dict[str, Any], T]:
+            new = json.loads(loaded.text)  # the change's own copy: the read shares its parts with other reads
+            return new, change(new)
+
+        with self.locked():
+            return self._transaction_locked(whole)
+
+    def edit(self, change: Callable[[Draft], T]) -> T:
+        """:meth:`transaction` for changes to a few tasks of a large queue: ``change`` gets a :class:`Draft`, whose
+        tasks are copied only when it asks for one to change (no full parse of a private copy of the file)."""
+
+        def drafted(loaded: _Loaded) -> tuple[dict[str, Any], T]:
+            draft = Draft(loaded.snapshot(self.path))
+            return draft.doc, change(draft)
+
+        with self.locked():
+            return self._transaction_locked(drafted)
+
+    def _transaction_locked(self, change: Callable[[_Loaded], tuple[dict[str, Any], T]]) -> T:
         target = self._target()
         self._remove_stale_temps(target)
         for _ in range(MAX_REAPPLY):
-            raw, prefix, text, old, _ = self._load()
-            new = json.loads(text)
-            result = change(new)
+            loaded = self._load()
+            raw, old = loaded.raw, loaded.data
+            new, result = change(loaded)
             if new == old:
                 return result
-            warnings = self._check_new(old, new)
-            payload = (prefix + jsonedit.apply(text, old, new)).encode("utf-8")
+            warnings = self._check_new(loaded, new)
+            payload = (loaded.prefix + jsonedit.apply(loaded.text, old, new, loaded.spans)).encode("utf-8")
             if self._write(target, raw, payload):
                 # What we wrote is valid: our own next read of it need not validate it again.
                 self._validated = (hashlib.blake2b(payload, digest_size=16).digest(), warnings)

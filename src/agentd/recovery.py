@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any
 
 from agentd import scheduler, transitions
 from agentd.leases import LeaseDir, hostname, process_start
-from agentd.model import Task, index_by_id, views
+from agentd.model import Task
 from agentd.scheduler import LeaseObservation
 from agentd.workflow import Role, Workflow
 
@@ -67,7 +67,10 @@ def plan(
     host = this_host or hostname()
     found: list[Recovery] = []
     by_id = {task.id: task for task in tasks}
+    working = {role.working for role in workflow.roles.values()}
     for task in tasks:
+        if task.status not in working:
+            continue  # only a task in a role's working status has a role working on it (see _role_of)
         role = _role_of(task, workflow)
         if role is None or task.id in mine:
             continue
@@ -151,16 +154,15 @@ def group_members(pgid: int) -> list[int]:
 
 
 def apply(
-    doc: dict[str, Any],
+    raw_of: Callable[[str], dict[str, Any] | None],
     recoveries: list[Recovery],
     workflow: Workflow,
     now: datetime,
     leasedir: LeaseDir,
 ) -> list[Recovery]:
-    """Clear the stale leases in ``doc`` (call inside a queue transaction); returns what was done."""
-    done = []
-    raw_by_id = index_by_id(doc)
-    task_views = {task.id: task for task in views(doc)}
+    """Clear the stale leases (call inside a queue transaction; ``raw_of(id)`` gives the task to change, as
+    ``index_by_id(doc).get`` or :meth:`agentd.queuefile.Draft.task` do); returns what was done."""
+    done: list[Recovery] = []
     for item in recoveries:
         if item.kill:
             kill_hung_group(leasedir, item.task_id)
@@ -170,6 +172,8 @@ def apply(
             continue  # its lock is held after all: someone is alive
         if item.action is Action.REQUEUE and item.role is not None:
             role = workflow.roles[item.role]
-            transitions.requeue(raw_by_id[item.task_id], task_views[item.task_id], role, item.cause, now, workflow)
+            raw = raw_of(item.task_id)
+            if raw is not None:
+                transitions.requeue(raw, Task.from_dict(raw, index=0, path=""), role, item.cause, now, workflow)
         done.append(item)
     return done

@@ -7,7 +7,7 @@ call these, so their answers cannot drift apart.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -103,75 +103,76 @@ class View:
         now: datetime,
         leases: Mapping[str, LeaseObservation] | None = None,
         default_ttl: float = 5400.0,
+        *,
+        acyclic: bool = False,
     ) -> View:
+        """``acyclic``: the caller knows there is no cycle (a strict read of the queue refuses one)."""
         by_id = {task.id: task for task in tasks}
-        cycle = find_cycle({task.id: task.dependencies for task in tasks}) or []
+        cycle = [] if acyclic else find_cycle({task.id: task.dependencies for task in tasks}) or []
         return cls(tasks, by_id, frozenset(workflow.done_statuses), leases or {}, now, default_ttl, tuple(cycle))
 
 
 def dependency_checks(task: Task, view: View) -> list[Check]:
     """One check per dependency: unknown, in a cycle, not done, or done."""
-    checks = []
+    return list(_dependency_checks(task, view))
+
+
+def _dependency_checks(task: Task, view: View, passing: bool = True) -> Iterator[Check]:
     for dep in task.dependencies:
         other = view.by_id.get(dep)
         if other is None:
-            checks.append(
-                Check(
-                    Reason.UNKNOWN_DEPENDENCY,
-                    False,
-                    f"depends on {dep!r}, which is not in the queue",
-                    rule="dependency",
-                )
+            yield Check(
+                Reason.UNKNOWN_DEPENDENCY,
+                False,
+                f"depends on {dep!r}, which is not in the queue",
+                rule="dependency",
             )
         elif task.id in view.cycle and dep in view.cycle:
-            checks.append(Check(Reason.CYCLE, False, "dependency cycle: " + " -> ".join(view.cycle), rule="dependency"))
+            yield Check(Reason.CYCLE, False, "dependency cycle: " + " -> ".join(view.cycle), rule="dependency")
         elif other.status not in view.done:
-            checks.append(
-                Check(
-                    Reason.DEPENDENCY_NOT_DONE,
-                    False,
-                    f"dependency {dep} is {other.status!r}, not done",
-                    {"id": dep},
-                    rule="dependency",
-                )
+            yield Check(
+                Reason.DEPENDENCY_NOT_DONE,
+                False,
+                f"dependency {dep} is {other.status!r}, not done",
+                {"id": dep},
+                rule="dependency",
             )
-        else:
-            checks.append(
-                Check(Reason.CLAIMABLE, True, f"dependency {dep} is {other.status!r}", {"id": dep}, rule="dependency")
-            )
-    return checks
+        elif passing:
+            yield Check(Reason.CLAIMABLE, True, f"dependency {dep} is {other.status!r}", {"id": dep}, rule="dependency")
 
 
 def task_checks(task: Task, role: Role, view: View) -> list[Check]:
     """Every per-task rule, in the order the scheduler applies them (WIP is per role: see :func:`wip_room`)."""
-    checks = []
+    return list(iter_checks(task, role, view))
+
+
+def iter_checks(task: Task, role: Role, view: View, *, passing: bool = True) -> Iterator[Check]:
+    """:func:`task_checks` one at a time (the scheduler stops at the first that fails); ``passing=False`` skips
+    making the checks that pass (the decisions are the same)."""
     if task.status in role.claims:
-        checks.append(Check(Reason.CLAIMABLE, True, f"status {task.status!r} is claimed by {role.name}", rule="status"))
+        if passing:
+            yield Check(Reason.CLAIMABLE, True, f"status {task.status!r} is claimed by {role.name}", rule="status")
     else:
         claims = ", ".join(repr(s) for s in role.claims)
-        checks.append(
-            Check(Reason.WRONG_STATUS, False, f"status {task.status!r}; {role.name} claims {claims}", rule="status")
-        )
+        yield Check(Reason.WRONG_STATUS, False, f"status {task.status!r}; {role.name} claims {claims}", rule="status")
     if role.types is None:
-        checks.append(Check(Reason.CLAIMABLE, True, f"{role.name} takes tasks of any type", rule="type"))
+        if passing:
+            yield Check(Reason.CLAIMABLE, True, f"{role.name} takes tasks of any type", rule="type")
     elif role.accepts_type(task.type):
-        checks.append(Check(Reason.CLAIMABLE, True, f"type {task.type!r} passes {role.name}'s filter", rule="type"))
+        if passing:
+            yield Check(Reason.CLAIMABLE, True, f"type {task.type!r} passes {role.name}'s filter", rule="type")
     else:
         allowed = ", ".join(role.types or ())
-        checks.append(
-            Check(Reason.WRONG_TYPE, False, f"type {task.type!r}; {role.name} only takes {allowed}", rule="type")
-        )
-    checks.extend(dependency_checks(task, view))
+        yield Check(Reason.WRONG_TYPE, False, f"type {task.type!r}; {role.name} only takes {allowed}", rule="type")
+    yield from _dependency_checks(task, view, passing)
     if task.not_before is not None and task.not_before > view.now:
         wait = (task.not_before - view.now).total_seconds()
-        checks.append(
-            Check(
-                Reason.BACKOFF,
-                False,
-                f"backing off until {format_timestamp(task.not_before)} ({wait:.0f} s)",
-                {"until": format_timestamp(task.not_before)},
-                rule="backoff",
-            )
+        yield Check(
+            Reason.BACKOFF,
+            False,
+            f"backing off until {format_timestamp(task.not_before)} ({wait:.0f} s)",
+            {"until": format_timestamp(task.not_before)},
+            rule="backoff",
         )
     lease = view.leases.get(task.id)
     if lease is not None:
@@ -179,16 +180,15 @@ def task_checks(task: Task, role: Role, view: View) -> list[Check]:
         if verdict.live:
             holder = f"{lease.role or '?'} on {lease.host or '?'} pid {lease.pid or '?'}"
             detail = f"leased by {holder}, token {lease.token}: {verdict.cause}"
-            checks.append(Check(Reason.LEASED, False, detail, rule="lease"))
-        else:
+            yield Check(Reason.LEASED, False, detail, rule="lease")
+        elif passing:
             detail = f"old lease is stale ({verdict.cause}); it will be recovered"
-            checks.append(Check(Reason.CLAIMABLE, True, detail, rule="lease"))
-    return checks
+            yield Check(Reason.CLAIMABLE, True, detail, rule="lease")
 
 
 def blocker(task: Task, role: Role, view: View) -> Check | None:
     """The first rule that stops ``role`` from claiming ``task``, or None."""
-    return next((check for check in task_checks(task, role, view) if not check.ok), None)
+    return next(iter_checks(task, role, view, passing=False), None)
 
 
 def wip_limit(role: Role, queue_limits: Mapping[str, int]) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +20,7 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from agentd.clock import parse_timestamp
+from agentd.incremental import Piece
 
 SchemaName = Literal["queue", "task", "lease", "config", "result"]
 NAMES: tuple[SchemaName, ...] = ("queue", "task", "lease", "config", "result")
@@ -122,7 +123,8 @@ def first_error(instance: Any, name: SchemaName) -> tuple[str, str] | None:
 # is the task's compact JSON (C-fast to make, and exact), bounded in size.
 
 _VALID_TASKS: dict[str, None] = {}
-_VALID_TASKS_MAX = 200_000
+_VALID_TASKS_MAX_CHARS = 32_000_000  # the keys' total size: a long-running daemon sees many versions of each task
+_valid_chars = 0
 
 
 def _task_key(task: Any) -> str | None:
@@ -132,21 +134,32 @@ def _task_key(task: Any) -> str | None:
         return None
 
 
-def task_error(task: Any) -> tuple[str, str] | None:
-    """The first violation of one task (path relative to the task, ``$...``), remembering tasks found valid."""
-    key = _task_key(task)
+def task_error(task: Any, key: str | None = None) -> tuple[str, str] | None:
+    """The first violation of one task (path relative to the task, ``$...``), remembering tasks found valid.
+
+    ``key`` is an exact text of the task when the caller has one (the file's own text of it): no need to make one.
+    """
+    if key is None:
+        key = _task_key(task)
     if key is not None and key in _VALID_TASKS:
         return None
     problem = first_error(task, "task")
     if problem is None and key is not None:
-        if len(_VALID_TASKS) >= _VALID_TASKS_MAX:
+        global _valid_chars
+        if _valid_chars + len(key) > _VALID_TASKS_MAX_CHARS:
             _VALID_TASKS.clear()
+            _valid_chars = 0
         _VALID_TASKS[key] = None
+        _valid_chars += len(key)
     return problem
 
 
-def queue_error(data: Any) -> tuple[str, str] | None:
-    """The first violation of a whole queue document: its top level, then each task in order (cached per task)."""
+def queue_error(data: Any, pieces: Sequence[Piece] | None = None) -> tuple[str, str] | None:
+    """The first violation of a whole queue document: its top level, then each task in order (cached per task).
+
+    ``pieces``, when given, are the top-level tasks as :class:`agentd.incremental.Decoder` parsed them: a piece
+    found valid before is not checked again, and its exact text is the cache key.
+    """
     if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
         return first_error(data, "queue")
     top = {key: value for key, value in data.items() if key != "tasks"}
@@ -155,7 +168,12 @@ def queue_error(data: Any) -> tuple[str, str] | None:
     if problem is not None:
         return problem
     for position, task in enumerate(data["tasks"]):
-        problem = task_error(task)
+        piece = pieces[position] if pieces is not None else None
+        if piece is not None and piece.derived.get("valid"):
+            continue
+        problem = task_error(task, piece.text if piece is not None else None)
         if problem is not None:
             return f"$.tasks[{position}]{problem[0][1:]}", problem[1]
+        if piece is not None:
+            piece.derived["valid"] = True
     return None

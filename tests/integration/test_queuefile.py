@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -241,3 +242,64 @@ def test_only_changed_tasks_are_validated_again(tmp_path: Path) -> None:
     with pytest.raises(QueueInvalid, match=r"unknown dependency 'NOPE'"):
         store.transaction(lambda doc: doc["tasks"].append({"id": "N", "status": "ready", "dependencies": ["NOPE"]}))
     assert json.loads(queue.read_text())["tasks"][1]["status"] == "in_progress"
+
+
+@pytest.mark.parametrize(
+    ("edit", "error"),
+    [
+        (lambda tasks: tasks[2].update(priority="high"), r"\$\.tasks\[2\]\.priority: 'high' is not of type"),
+        (lambda tasks: tasks[2].update(id="B1"), r"\$\.tasks\[2\]\.id: duplicate task id 'B1'"),
+        (lambda tasks: tasks[1].update(dependencies=["B2"]), r"dependency cycle"),
+        (lambda tasks: tasks[3].update(dependencies=["GONE"]), r"unknown dependency 'GONE'"),
+        (
+            lambda tasks: tasks.append({"id": "../x", "status": "ready"}),
+            r"\$\.tasks\[\d+\]\.id: '\.\./x' does not match",
+        ),
+    ],
+)
+def test_a_store_reading_again_still_validates_what_changed(edit: Any, error: str, tmp_path: Path) -> None:
+    """Reads reuse unchanged tasks and the last answer on ids and dependencies: a change is still caught."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    data = small_queue()
+    data["tasks"][2]["dependencies"] = ["B1"]
+    queue.write_text(json.dumps(data, indent=2))
+    store = QueueStore(queue)
+    assert len(store.read().tasks) == len(data["tasks"])
+    edit(data["tasks"])
+    queue.write_text(json.dumps(data, indent=2))  # a hand edit
+    with pytest.raises(QueueInvalid, match=error):
+        store.read()
+
+
+def test_a_store_reading_again_sees_conflict_markers(tmp_path: Path) -> None:
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    text = json.dumps(small_queue(), indent=2)
+    queue.write_text(text)
+    store = QueueStore(queue)
+    store.read()
+    lines = text.splitlines()
+    lines[5:5] = ["<<<<<<< HEAD", "=======", ">>>>>>> theirs"]
+    queue.write_text("\n".join(lines))
+    with pytest.raises(QueueInvalid, match="line 6: unresolved git conflict marker '<<<<<<<'"):
+        store.read()
+
+
+def test_views_of_reused_tasks_follow_their_new_places(tmp_path: Path) -> None:
+    """A task inserted before others moves them: their (reused) views get their new index and path."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    data = small_queue()
+    queue.write_text(json.dumps(data, indent=2))
+    store = QueueStore(queue)
+    store.read().tasks  # noqa: B018 - views made and remembered
+    data["tasks"].insert(1, {"id": "NEW", "status": "ready", "subtasks": [{"id": "NEW.1", "status": "ready"}]})
+    data["tasks"][3]["status"] = "done"
+    queue.write_text(json.dumps(data, indent=2))
+    again = store.read().tasks
+    fresh = QueueStore(queue).read().tasks
+    assert again == fresh
+    assert [(t.id, t.index, t.path, t.parent) for t in again][:4] == [
+        ("S1", 0, "$.tasks[0]", None),
+        ("NEW", 1, "$.tasks[1]", None),
+        ("NEW.1", 2, "$.tasks[1].subtasks[0]", "NEW"),
+        ("B1", 3, "$.tasks[2]", None),
+    ]

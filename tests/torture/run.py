@@ -95,9 +95,12 @@ class Torture:
         self.profile = profile
         self.seed = seed
         self.rng = random.Random(seed)
-        self.root = root
-        self.history = root / "history.jsonl"
-        self.queue = root / "SPRINT_QUEUE.json"
+        # The project (queue, agentd.toml, .leases/, .agentd/) and, beside it, the harness's own files (history,
+        # daemon output): in a real project agentd's logs are under .agentd/, not in the folder it watches.
+        self.root = root / "project"
+        self.harness = root / "harness"
+        self.history = self.harness / "history.jsonl"
+        self.queue = self.root / "SPRINT_QUEUE.json"
         self.stats = Stats()
         self.stop_event = threading.Event()
         self.added: list[str] = []
@@ -107,7 +110,8 @@ class Torture:
     # -- setup -------------------------------------------------------------------------------------------------------
 
     def setup(self) -> None:
-        (self.root / "history.jsonl.guard").mkdir(parents=True)
+        self.root.mkdir(parents=True)
+        (self.harness / "history.jsonl.guard").mkdir(parents=True)
         command = [
             sys.executable,
             str(WORK),
@@ -160,7 +164,7 @@ class Torture:
             self.daemons.append(Daemon(f"{role}.d{n}", role))
 
     def spawn(self, daemon: Daemon) -> None:
-        err = open(self.root / f"{daemon.name}.log", "ab")  # noqa: SIM115 - the daemon owns it
+        err = open(self.harness / f"{daemon.name}.log", "ab")  # noqa: SIM115 - the daemon owns it
         instance = daemon.name.split(".", 1)[1]
         daemon.proc = subprocess.Popen(
             [sys.executable, "-m", "agentd", "--root", str(self.root), "--role", daemon.role, "--instance", instance],
@@ -270,11 +274,22 @@ class Torture:
             os.replace(temp, self.queue)
 
     def reader(self) -> None:
-        """Parse the queue in a loop (every few ms: a pure spin would starve 2 cores); validate it often."""
+        """Parse every version of the queue it can catch, in a tight loop; validate it often.
+
+        It polls the file's identity (inode, size, mtime) every 2 ms and parses each new version: a reader that
+        re-parsed the same bytes in a spin would only starve the 2 cores of the daemons it is watching.
+        """
         working = {role: spec[1] for role, spec in ROLES.items()}
+        last: tuple[int, int, int] | None = None
         while not self.stop_event.is_set():
             try:
+                info = os.stat(self.queue)
+                identity = (info.st_ino, info.st_size, info.st_mtime_ns)
+                if identity == last:
+                    time.sleep(0.002)
+                    continue
                 raw = self.queue.read_bytes()
+                last = identity
                 data = json.loads(raw)
                 self.stats.reads += 1
                 if self.stats.reads % 10 == 0:
@@ -287,7 +302,8 @@ class Torture:
                     self.stats.queue_wip_max[role] = max(self.stats.queue_wip_max[role], count)
             except (ValueError, KeyError) as exc:
                 self.stats.reader_failures.append(f"{type(exc).__name__}: {exc}")
-            time.sleep(0.02)
+            except FileNotFoundError:
+                self.stats.reader_failures.append("the queue file was missing")
 
     def monitor(self) -> None:
         """For executions that die without recording an end (SIGKILL), record when they were last seen alive."""
@@ -452,7 +468,7 @@ class Torture:
                 log(f"VIOLATION: {violation}")
             for item in evidence[:5]:
                 log(f"history: {item}")
-            log(f"reproduce with: python -m tests.torture.run --seed {self.seed} (project kept in {self.root})")
+            log(f"reproduce with: python -m tests.torture.run --seed {self.seed} (files kept in {self.root.parent})")
             return 1
         return 0
 

@@ -18,7 +18,7 @@ from agentd.clock import SystemClock
 from agentd.daemon import Daemon, Mode
 from agentd.errors import AgentdError, ExitCode, display_path
 from agentd.leases import LeaseDir
-from agentd.model import views
+from agentd.model import index_by_id, views
 from agentd.pidfile import AlreadyRunning, PidFile, pid_path, stale_reason
 from agentd.scheduler import judge
 
@@ -250,7 +250,7 @@ def prune(app: App, dry_run: bool) -> int:
     else:
         done = store.transaction(
             lambda doc: recovery.apply(
-                doc,
+                index_by_id(doc).get,
                 recovery.plan(views(doc), folder.observe_all(), config.workflow, clock.now()),
                 config.workflow,
                 clock.now(),

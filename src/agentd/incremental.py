@@ -1,0 +1,182 @@
+"""Parse the queue's text again, reusing every task whose text did not change since the last parse.
+
+A daemon reads the queue after every write anyone makes, and a write changes one or a few tasks of thousands. The
+decoder remembers the exact text of each top-level task from its previous parse; where the same text is found at the
+next position, byte for byte, the task is not parsed again: its parsed value, and what was derived from it (its
+validity, its views), is reused. Only changed, added or moved tasks are parsed, with the C scanner ``json.loads``
+itself runs on.
+
+Exactness: a JSON object's extent is fixed by its own characters (it ends at its matching brace), so text that starts
+with a remembered object's exact text holds that very object there. Anything unexpected (not an object at the top,
+no ``tasks`` list, a syntax error) falls back to ``json.loads``, which gives the same document or the same error as
+always. The result equals ``json.loads(text)`` (tested with hypothesis).
+
+Reused values are shared between parses, so a decoded document is read-only: code that changes a document parses
+its own copy (as :meth:`agentd.queuefile.QueueStore.transaction` does).
+"""
+
+from __future__ import annotations
+
+import _json
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+_WS = re.compile(r"[ \t\n\r]*")
+# After an item: a comma and the whitespace up to the next item, or the closing bracket (group 1).
+_AFTER_ITEM = re.compile(r"[ \t\n\r]*(?:,[ \t\n\r]*|(\]))")
+_scan_once = _json.make_scanner(cast(Any, json.JSONDecoder()))  # (text, index) -> (value, end)
+_scanstring = _json.scanstring  # (text, index after the opening quote) -> (string, end)
+
+
+class _Unexpected(Exception):
+    """The text is not in the shape the fast path handles; json.loads decides."""
+
+
+@dataclass(eq=False)
+class Piece:
+    """One top-level task: its exact text, its parsed value (never mutated), and caches derived from it."""
+
+    text: str
+    value: Any
+    derived: dict[str, Any] = field(default_factory=dict)
+    reusable: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reusable = isinstance(self.value, dict)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A parsed queue: the document and, when the fast path applied, one :class:`Piece` per item of its tasks."""
+
+    data: Any
+    pieces: list[Piece] | None
+    reused: int = 0
+    spans: dict[int, int] = field(default_factory=dict)  # where each top-level task starts -> where it ends
+
+
+class Decoder:
+    """``json.loads`` for one queue file read again and again (one decoder per file; not thread-safe)."""
+
+    def __init__(self) -> None:
+        self._previous: list[Piece] = []
+
+    def decode(self, text: str) -> Decoded:
+        """The document ``json.loads(text)`` gives (or its error), reusing unchanged tasks of the previous call."""
+        try:
+            decoded = self._decode(text)
+        except (_Unexpected, StopIteration, ValueError, RecursionError):
+            decoded = None
+        if decoded is None:
+            self._previous = []
+            return Decoded(json.loads(text), None)
+        self._previous = decoded.pieces or []
+        return decoded
+
+    def _decode(self, text: str) -> Decoded:
+        idx = _WS.match(text, 0).end()  # type: ignore[union-attr]
+        if text[idx : idx + 1] != "{":
+            raise _Unexpected
+        idx = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]
+        data: dict[str, Any] = {}
+        pieces: list[Piece] | None = None
+        spans: dict[int, int] = {}
+        reused = 0
+        if text[idx : idx + 1] == "}":
+            idx += 1
+        else:
+            while True:
+                if text[idx : idx + 1] != '"':
+                    raise _Unexpected
+                key, idx = _scanstring(text, idx + 1)
+                idx = _WS.match(text, idx).end()  # type: ignore[union-attr]
+                if text[idx : idx + 1] != ":":
+                    raise _Unexpected
+                idx = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]
+                if key == "tasks" and text[idx : idx + 1] == "[":
+                    value, pieces, reused, spans, idx = self._tasks(text, idx)
+                else:
+                    value, idx = _scan_once(text, idx)
+                    if key == "tasks":
+                        pieces = None  # a later duplicate key wins, as in json.loads
+                data[key] = value
+                idx = _WS.match(text, idx).end()  # type: ignore[union-attr]
+                char = text[idx : idx + 1]
+                if char == ",":
+                    idx = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]
+                    continue
+                if char == "}":
+                    idx += 1
+                    break
+                raise _Unexpected
+        if _WS.match(text, idx).end() != len(text):  # type: ignore[union-attr]
+            raise _Unexpected
+        return Decoded(data, pieces, reused, spans if pieces is not None else {})
+
+    def _tasks(self, text: str, idx: int) -> tuple[list[Any], list[Piece], int, dict[int, int], int]:
+        """The tasks list at ``text[idx] == '['``: (items, pieces, how many were reused, their spans, end)."""
+        previous = self._previous
+        count = len(previous)
+        items: list[Any] = []
+        pieces: list[Piece] = []
+        spans: dict[int, int] = {}
+        reused = 0
+        expect = 0  # the previous piece expected next
+        by_text: dict[str, int] | None = None
+        by_id: dict[Any, int] = {}
+        idx = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]
+        if text[idx : idx + 1] == "]":
+            return items, pieces, 0, spans, idx + 1
+        startswith = text.startswith
+        while True:
+            piece = None
+            # The expected task unchanged, or the one after it (the expected one was removed). Only objects are
+            # reused: an object's text ends where the object ends (a number's text may begin another number's).
+            if expect < count and previous[expect].reusable and startswith(previous[expect].text, idx):
+                piece = previous[expect]
+                expect += 1
+                reused += 1
+            elif expect + 1 < count and previous[expect + 1].reusable and startswith(previous[expect + 1].text, idx):
+                piece = previous[expect + 1]
+                expect += 2
+                reused += 1
+            else:
+                value, end = _scan_once(text, idx)
+                piece = Piece(text[idx:end], value)
+                # Realign on the previous parse: the expected task changed (the common case); else the same text
+                # moved (keep what was derived from it), or another task changed: the next is expected after it. A
+                # new task leaves the expectation as it was.
+                if expect < count and _same_id(value, previous[expect].value):
+                    expect += 1
+                else:
+                    if by_text is None:
+                        by_text = {p.text: n for n, p in enumerate(previous) if p.reusable}
+                        by_id = {p.value["id"]: n for n, p in enumerate(previous) if _has_id(p.value)}
+                    position = by_text.get(piece.text)
+                    if position is not None:
+                        piece = previous[position]
+                        reused += 1
+                    elif _has_id(value):
+                        position = by_id.get(value["id"])
+                    if position is not None:
+                        expect = position + 1
+            items.append(piece.value)
+            pieces.append(piece)
+            end = idx + len(piece.text)
+            spans[idx] = end
+            after = _AFTER_ITEM.match(text, end)
+            if after is None:
+                raise _Unexpected
+            idx = after.end()
+            if after.group(1):
+                return items, pieces, reused, spans, idx
+
+
+def _same_id(new: Any, old: Any) -> bool:
+    return _has_id(new) and _has_id(old) and new["id"] == old["id"]
+
+
+def _has_id(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("id"), str)

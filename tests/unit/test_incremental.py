@@ -1,0 +1,138 @@
+"""Tests for agentd.incremental: re-parsing a queue's text gives what json.loads gives, reusing unchanged tasks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agentd.incremental import Decoder
+
+json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    max_leaves=12,
+)
+tasks = st.lists(
+    st.fixed_dictionaries(
+        {"id": st.text("abcdef", min_size=1, max_size=3), "status": st.sampled_from(["ready", "done"])},
+        optional={"x": json_values, "subtasks": st.lists(st.fixed_dictionaries({"id": st.just("s")}), max_size=2)},
+    )
+    | json_values,  # a tasks list holds anything until validation says otherwise
+    max_size=8,
+)
+indents = st.sampled_from([None, 0, 2, "\t"])
+
+
+@st.composite
+def edited(draw: st.DrawFn, items: list[Any]) -> list[Any]:
+    """``items`` after changes, insertions, removals and moves, as people and agents make them."""
+    out = list(items)
+    for _ in range(draw(st.integers(0, 4))):
+        action = draw(st.sampled_from(["change", "insert", "remove", "move"]))
+        if action == "insert" or not out:
+            out.insert(draw(st.integers(0, len(out))), draw(json_values))
+        elif action == "change":
+            position = draw(st.integers(0, len(out) - 1))
+            item = out[position]
+            changed = {**item, "status": draw(st.text(max_size=4))} if isinstance(item, dict) else draw(json_values)
+            out[position] = changed
+        elif action == "remove":
+            out.pop(draw(st.integers(0, len(out) - 1)))
+        else:
+            out.insert(draw(st.integers(0, len(out) - 1)), out.pop(draw(st.integers(0, len(out) - 1))))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), first=tasks, indent=indents, extra=st.dictionaries(st.text(max_size=4), json_values, max_size=3))
+def test_a_sequence_of_edits_decodes_as_json_loads_does(
+    data: st.DataObject, first: list[Any], indent: Any, extra: dict[str, Any]
+) -> None:
+    decoder = Decoder()
+    current = first
+    for _ in range(3):
+        text = json.dumps({**extra, "tasks": current}, indent=data.draw(indents) if indent is not None else None)
+        decoded = decoder.decode(text)
+        assert decoded.data == json.loads(text)
+        assert decoded.pieces is not None
+        assert [piece.value for piece in decoded.pieces] == decoded.data["tasks"]
+        current = data.draw(edited(current))
+
+
+@settings(max_examples=300, deadline=None)
+@given(before=st.text(max_size=60), after=st.text(max_size=60))
+def test_any_text_decodes_or_fails_exactly_as_json_loads(before: str, after: str) -> None:
+    decoder = Decoder()
+    for text in (before, after, '{"tasks": [' + before + "]}", '{"tasks": [' + after + "]}"):
+        assert outcome(decoder.decode, text) == outcome(json.loads, text)
+
+
+def outcome(decode: Any, text: str) -> tuple[str, Any]:
+    """What decoding gives: the document, or the error's type and message."""
+    try:
+        result = decode(text)
+    except (ValueError, RecursionError) as exc:
+        return type(exc).__name__, str(exc)
+    return "ok", getattr(result, "data", result)
+
+
+def test_unchanged_tasks_are_reused_not_parsed_again() -> None:
+    decoder = Decoder()
+    items = [{"id": f"T{i}", "status": "ready", "notes": "x" * 50} for i in range(100)]
+    first = decoder.decode(json.dumps({"wip_limits": {}, "tasks": items}, indent=2))
+    items[40] = {**items[40], "status": "done"}
+    items.insert(70, {"id": "NEW", "status": "ready"})
+    del items[10]
+    second = decoder.decode(json.dumps({"wip_limits": {}, "tasks": items}, indent=2))
+    assert second.data["tasks"] == items
+    assert second.reused == 98  # every task but the changed one and the new one
+    assert first.pieces is not None and second.pieces is not None
+    assert second.pieces[0] is first.pieces[0]
+    assert second.pieces[-1] is first.pieces[-1]
+    assert second.data["tasks"][-1] is first.data["tasks"][-1]  # shared, so a decoded document is read-only
+
+
+def test_a_number_that_begins_with_an_earlier_one_is_not_mistaken_for_it() -> None:
+    decoder = Decoder()
+    assert decoder.decode('{"tasks": [1, {"a": 1}]}').data == {"tasks": [1, {"a": 1}]}
+    assert decoder.decode('{"tasks": [12, {"a": 1}]}').data == {"tasks": [12, {"a": 1}]}
+    assert decoder.decode('{"tasks": [{"a": 1}, {"a": 1}]}').data == {"tasks": [{"a": 1}, {"a": 1}]}
+    assert decoder.decode('{"tasks": [{"a": 1}2]}'.replace("}2", "}, 2")).data == {"tasks": [{"a": 1}, 2]}
+
+
+def test_the_last_of_duplicate_keys_wins_as_in_json_loads() -> None:
+    decoder = Decoder()
+    text = '{"tasks": [{"id": "A"}], "tasks": 5}'
+    decoded = decoder.decode(text)
+    assert decoded.data == json.loads(text) == {"tasks": 5}
+    assert decoded.pieces is None
+    text = '{"tasks": 5, "tasks": [{"id": "B"}]}'
+    assert decoder.decode(text).data == {"tasks": [{"id": "B"}]}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"tasks": [{"id": "A"},]}',  # trailing comma
+        '{"tasks": [{"id": "A"}] "x": 1}',
+        '{"tasks": [{"id": "A"}]} trailing',
+        "\ufeff{}",
+        '{"tasks": [{"id": "A"}',
+        "[]",
+    ],
+)
+def test_malformed_text_gets_json_loads_own_error(text: str) -> None:
+    decoder = Decoder()
+    decoder.decode('{"tasks": [{"id": "A"}]}')
+    try:
+        expected: Any = json.loads(text)
+    except ValueError as exc:
+        with pytest.raises(ValueError, match="^" + str(exc).replace("(", r"\(").replace(")", r"\)") + "$"):
+            decoder.decode(text)
+    else:
+        assert decoder.decode(text).data == expected

@@ -7,16 +7,21 @@ This file is executed directly, never imported by the daemon::
 so the shim is a session and process-group leader (pgid == shim pid) and the command it starts
 shares that process group.  It must not import anything from agentd (``-I -S``: no site, no cwd).
 
-Protocol
+Protocol (frames are a 4-byte big-endian length and a ``marshal`` payload: the daemon and the shim are
+always the same interpreter, and ``marshal`` is built in, where ``json`` would cost its import on every task)
 --------
 stdin  (control, the daemon holds the only write end):
-    line 1: JSON spec {"argv", "cwd", "env", "log", "timeout", "kill_after", "keep_fds"}
-    later:  ``TERM`` (SIGTERM the group, SIGKILL after kill_after) or ``KILL`` (SIGKILL now)
+    frame 1: spec {"argv", "cwd", "env", "log", "timeout", "kill_after", "keep_fds"}
+    later:  lines ``TERM`` (SIGTERM the group, SIGKILL after kill_after) or ``KILL`` (SIGKILL now)
     EOF:    the daemon died -> SIGTERM the group, wait <= 1 s for the command, SIGKILL the
             whole group including the shim.
-stdout (status, JSON lines):
+stdout (status frames):
     {"event": "started", "pid", "pgid", "started"}
     {"event": "exited", "returncode", "signal", "timed_out", "killed_by", "error", "started", "ended"}
+
+Start-up cost matters (one shim per task run): only built-in modules are imported (no ``subprocess``,
+``json``, ``shlex``, ``contextlib``, or the ``signal`` wrapper and its ``enum``); the command is started
+with ``os.posix_spawn``.
 
 A command killed by a signal is reported as ``returncode: null, signal: N``.  A command that
 cannot be started is reported with returncode 127 (not found) or 126 (anything else, including
@@ -29,19 +34,21 @@ member is left, so a process forking at that moment is caught too.
 
 from __future__ import annotations
 
-import contextlib
-import json
+import marshal
 import os
 import select
-import shlex
-import signal
-import subprocess
 import sys
 import time
 
 TYPE_CHECKING = False  # no `typing` import at run time: it costs ~4 ms of start-up
 if TYPE_CHECKING:
+    import signal
     from typing import Any, NoReturn
+else:
+    try:
+        import _signal as signal  # the C module: `signal` adds IntEnum wrappers, and `enum` costs ~4 ms of start-up
+    except ImportError:  # pragma: no cover - every CPython has it
+        import signal
 
 POLL_INTERVAL = 0.02  # s, for waits that have no fd to select on
 EOF_GRACE = 1.0  # s, between SIGTERM and SIGKILL once the daemon is gone
@@ -116,8 +123,37 @@ def _signal_member(pid: int, pgid: int, sig: int) -> None:
         finally:
             os.close(fd)
         return
-    with contextlib.suppress(OSError):
+    try:
         os.kill(pid, sig)
+    except OSError:
+        pass
+
+
+_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./-_")
+
+
+def _quote(arg: str) -> str:
+    """shlex.quote without importing shlex (and its re)."""
+    if arg and all(c in _SAFE for c in arg):
+        return arg
+    return "'" + arg.replace("'", "'\"'\"'") + "'"
+
+
+def _which(name: str, env: dict[str, str] | None) -> str:
+    """The executable ``name`` names, looked up on the PATH of the command's environment (as subprocess does)."""
+    if os.sep in name:
+        return name
+    path = (env if env is not None else os.environ).get("PATH", os.defpath)
+    for folder in path.split(os.pathsep):
+        candidate = os.path.join(folder or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise FileNotFoundError(2, "No such file or directory", name)
+
+
+def _frame(obj: dict[str, Any]) -> bytes:
+    data = marshal.dumps(obj)
+    return len(data).to_bytes(4, "big") + data
 
 
 class Shim:
@@ -138,7 +174,7 @@ class Shim:
         self.ctrl_buf = ctrl_rest
         self.ctrl_open = True
         self.log_fd = -1
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.pid: int | None = None  # the command's
         self.pidfd: int | None = None
         self.status: int | None = None  # Popen returncode once reaped
         self.started = 0.0
@@ -153,7 +189,7 @@ class Shim:
     # -- output -----------------------------------------------------------------------------
     @staticmethod
     def emit(obj: dict[str, Any]) -> None:
-        data = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
+        data = _frame(obj)
         try:
             while data:
                 data = data[os.write(1, data) :]
@@ -163,13 +199,17 @@ class Shim:
     def log(self, text: str) -> None:
         if self.log_fd < 0:
             return
-        with contextlib.suppress(OSError):
+        try:
             os.write(self.log_fd, f"agentd: {_iso_now()} {text}\n".encode(errors="replace"))
+        except OSError:
+            pass
 
     # -- process control -----------------------------------------------------------------------
     def killpg(self, sig: int) -> None:
-        with contextlib.suppress(OSError):
+        try:
             os.killpg(self.pgid, sig)
+        except OSError:
+            pass
 
     def request_term(self, cause: str, send: bool) -> None:
         """Graceful termination of the group; escalate to SIGKILL after kill_after."""
@@ -187,9 +227,11 @@ class Shim:
         if self.sigkill_sent is None:
             self.sigkill_sent = time.monotonic()
         self.kill_deadline = None
-        if self.status is None and self.proc is not None:
-            with contextlib.suppress(OSError):
-                self.proc.send_signal(signal.SIGKILL)  # safe: not reaped yet
+        if self.status is None and self.pid is not None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)  # safe: not reaped yet
+            except OSError:
+                pass
         if not _HAVE_PROC:
             return
         done: set[int] = set()
@@ -208,12 +250,15 @@ class Shim:
         os._exit(137)
 
     def reap(self) -> None:
-        if self.status is not None or self.proc is None:
+        if self.status is not None or self.pid is None:
             return
-        status = self.proc.poll()
-        if status is None:
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
             return
-        self.status = status
+        if pid == 0:
+            return
+        self.status = os.waitstatus_to_exitcode(status)  # negative: killed by that signal (as Popen.returncode)
         self.ended = time.time()
         if self.pidfd is not None:
             os.close(self.pidfd)
@@ -264,29 +309,38 @@ class Shim:
             self.log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             return _one_line(f"cannot open log {self.log_path!r}: {type(exc).__name__}: {exc}")
-        self.log(f"exec {shlex.join(self.argv)}")
+        self.log(f"exec {' '.join(_quote(a) for a in self.argv)}")
         try:
-            self.proc = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=self.log_fd,
-                stderr=subprocess.STDOUT,
-                cwd=self.cwd,
-                env=self.env,
-                pass_fds=self.keep_fds,
-                close_fds=True,
-            )
-        except (OSError, ValueError, TypeError, subprocess.SubprocessError) as exc:
+            self.pid = self.spawn()
+        except (OSError, ValueError, TypeError) as exc:
             error = _one_line(f"{type(exc).__name__}: {exc}")
             self.log(f"cannot start command: {error}")
             return error
         self.started = time.time()
         if _HAVE_PIDFD:
             try:
-                self.pidfd = os.pidfd_open(self.proc.pid)
+                self.pidfd = os.pidfd_open(self.pid)
             except OSError:
                 self.pidfd = None
         return None
+
+    def spawn(self) -> int:
+        """Start the command in the shim's process group: stdin /dev/null, stdout and stderr to the log, the
+        descriptors in keep_fds inherited (every other descriptor of the shim is close-on-exec)."""
+        executable = _which(self.argv[0], self.env)
+        if self.cwd is not None:
+            os.chdir(self.cwd)  # the shim's own folder does not matter: the command inherits it
+        for fd in self.keep_fds:
+            os.set_inheritable(fd, True)
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, self.log_fd, 1),
+            (os.POSIX_SPAWN_DUP2, self.log_fd, 2),
+        ]
+        # As subprocess does: signals Python ignores for itself go back to their defaults for the command.
+        defaults = [getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name)]
+        env = self.env if self.env is not None else dict(os.environ)
+        return os.posix_spawn(executable, self.argv, env, file_actions=actions, setsigdef=defaults)
 
     def run(self) -> int:
         t0 = time.time()
@@ -306,8 +360,8 @@ class Shim:
                 }
             )
             return 0
-        assert self.proc is not None
-        self.emit({"event": "started", "pid": self.proc.pid, "pgid": self.pgid, "started": self.started})
+        assert self.pid is not None
+        self.emit({"event": "started", "pid": self.pid, "pgid": self.pgid, "started": self.started})
         os.set_blocking(0, False)
         if _pending_signals:  # arrived before the command existed: it did not get them, pass them on
             _pending_signals.clear()
@@ -389,18 +443,27 @@ class Shim:
         return 0
 
 
-def _read_spec() -> tuple[dict[str, Any], bytes] | None:
-    buf = b""
-    while b"\n" not in buf:
+def _read_exactly(count: int, buf: bytes) -> tuple[bytes, bytes] | None:
+    """``count`` bytes from stdin (after what is in ``buf``), and what came after them; None at EOF."""
+    while len(buf) < count:
         chunk = os.read(0, 65536)
         if not chunk:
             return None
         buf += chunk
-    line, rest = buf.split(b"\n", 1)
-    spec = json.loads(line)
+    return buf[:count], buf[count:]
+
+
+def _read_spec() -> tuple[dict[str, Any], bytes] | None:
+    head = _read_exactly(4, b"")
+    if head is None:
+        return None
+    body = _read_exactly(int.from_bytes(head[0], "big"), head[1])
+    if body is None:
+        return None
+    spec = marshal.loads(body[0])  # noqa: S302 - a private pipe from the daemon, the same interpreter
     if not isinstance(spec, dict) or not spec.get("argv"):
-        raise ValueError("spec must be a JSON object with a non-empty argv")
-    return spec, rest
+        raise ValueError("spec must be a dict with a non-empty argv")
+    return spec, body[1]
 
 
 def main() -> int:
@@ -408,7 +471,7 @@ def main() -> int:
         signal.signal(sig, _on_signal)
     try:
         parsed = _read_spec()
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, TypeError) as exc:
         sys.stderr.write(f"agentd shim: bad spec: {exc}\n")
         return 2
     if parsed is None:

@@ -6,7 +6,8 @@ The daemon never forks by itself (it is multi-threaded): :func:`launch` starts t
 of the shim's stdin (the control pipe): if the daemon dies, even by SIGKILL, the shim sees EOF
 and kills the whole group -- the command, its children and itself -- within about a second.
 
-Status comes back as JSON lines on the shim's stdout, read by one daemon thread per task::
+Status comes back as length-prefixed ``marshal`` frames on the shim's stdout (see ``_shim.py``), read by one
+daemon thread per task::
 
     task = launch(LaunchSpec(argv=["make", "test"], cwd=repo, env={}, log_path=log, timeout=3600))
     info = task.wait()          # ExitInfo; or pass on_exit=callback to launch()
@@ -15,8 +16,8 @@ Status comes back as JSON lines on the shim's stdout, read by one daemon thread 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
+import marshal
 import os
 import signal
 import subprocess
@@ -196,13 +197,15 @@ class TaskProcess:
                     stdin.close()
 
     # -- internals -----------------------------------------------------------------------------
-    def _send(self, line: str) -> bool:
+    def _send(self, line: str | bytes) -> bool:
+        """A control line (``TERM``, ``KILL``), or bytes as they are (the spec frame)."""
+        data = line if isinstance(line, bytes) else line.encode() + b"\n"
         with self._ctl_lock:
             stdin = self._popen.stdin
             if stdin is None or stdin.closed:
                 return False
             try:
-                stdin.write(line.encode() + b"\n")
+                stdin.write(data)
                 stdin.flush()
             except (BrokenPipeError, ValueError, OSError):
                 return False
@@ -225,12 +228,16 @@ class TaskProcess:
         stdout = self._popen.stdout
         try:
             assert stdout is not None
-            for raw in stdout:
+            while True:
+                head = stdout.read(4)
+                payload = stdout.read(int.from_bytes(head, "big")) if len(head) == 4 else b""
+                if not payload:
+                    break  # EOF: the shim is gone
                 try:
-                    msg = json.loads(raw)
-                except ValueError:
-                    log.warning("task %d: bad status line %r", self.pid, raw[:200])
-                    continue
+                    msg = marshal.loads(payload)  # noqa: S302 - a private pipe from our own shim
+                except (ValueError, EOFError, TypeError):
+                    log.warning("task %d: bad status frame %r", self.pid, payload[:200])
+                    break
                 if not isinstance(msg, dict):
                     continue
                 event = msg.get("event")
@@ -296,7 +303,7 @@ def launch(spec: LaunchSpec, on_exit: Callable[[TaskProcess, ExitInfo], None] | 
         raise ValueError(f"kill_after must be >= 0, got {spec.kill_after}")
     env = dict(os.environ)
     env.update(spec.env)
-    line = json.dumps(
+    message = marshal.dumps(
         {
             "argv": argv,
             "cwd": os.fspath(spec.cwd),
@@ -307,6 +314,7 @@ def launch(spec: LaunchSpec, on_exit: Callable[[TaskProcess, ExitInfo], None] | 
             "keep_fds": keep_fds,
         }
     )
+    frame = len(message).to_bytes(4, "big") + message  # the shim's protocol: see _shim.py
     launched = time.time()
     popen = subprocess.Popen(
         [sys.executable, "-I", "-S", str(SHIM_PATH)],
@@ -317,7 +325,7 @@ def launch(spec: LaunchSpec, on_exit: Callable[[TaskProcess, ExitInfo], None] | 
         close_fds=True,
     )
     task = TaskProcess(popen, spec, on_exit, launched)
-    if not task._send(line):
+    if not task._send(frame):
         log.warning("task %d: supervisor died before receiving its spec", popen.pid)
     task._thread.start()
     return task

@@ -139,6 +139,31 @@ def test_missing_executable_reports_127(tmp_path: Path) -> None:
     assert "cannot start command" in (tmp_path / "logs" / "task.log").read_text()
 
 
+def test_command_is_found_on_the_path_of_its_own_environment(tmp_path: Path) -> None:
+    """A bare command name is looked up on the PATH the task gets (as a shell or subprocess would), not agentd's."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    tool = tools / "agentd-test-tool"
+    tool.write_text('#!/bin/sh\necho tool ran in "$PWD"\n')
+    tool.chmod(0o755)
+    env = {"PATH": f"{tools}{os.pathsep}{os.environ.get('PATH', '')}"}
+    info = finish(launch(spec(tmp_path, ["agentd-test-tool"], env=env)))
+    assert info.returncode == 0
+    assert f"tool ran in {tmp_path}" in (tmp_path / "logs" / "task.log").read_text()
+    assert finish(launch(spec(tmp_path, ["agentd-test-tool"]))).returncode == 127  # not on agentd's own PATH
+
+
+def test_signals_python_ignores_are_back_to_default_for_the_command(tmp_path: Path) -> None:
+    """Python ignores SIGPIPE for itself; the command must get the default (a `cmd | head` pipeline ends)."""
+    if not Path("/proc/self/status").exists():  # pragma: no cover
+        pytest.skip("needs /proc")
+    info = finish(launch(spec(tmp_path, ["grep", "SigIgn", "/proc/self/status"])))  # grep's own ignored signals
+    assert info.returncode == 0
+    line = next(ln for ln in (tmp_path / "logs" / "task.log").read_text().splitlines() if ln.startswith("SigIgn"))
+    ignored = int(line.split()[1], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1)), line
+
+
 def test_not_executable_reports_126(tmp_path: Path) -> None:
     """A file without execute permission gives returncode 126."""
     script = tmp_path / "script.sh"

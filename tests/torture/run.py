@@ -79,6 +79,7 @@ class Stats:
     writer_edits: int = 0
     writer_adds: int = 0
     writer_readds: int = 0
+    writer_careless: int = 0
     reads: int = 0
     validations: int = 0
     reader_failures: list[str] = field(default_factory=list)
@@ -114,6 +115,8 @@ class Torture:
         (self.harness / "history.jsonl.guard").mkdir(parents=True)
         command = [
             sys.executable,
+            "-I",
+            "-S",
             str(WORK),
             str(self.history),
             str(self.seed),
@@ -247,31 +250,50 @@ class Torture:
         daemon.stopped_until = 0.0
 
     def writer(self) -> None:
-        """An outside writer that never takes agentd's lock: adds tasks and edits unrelated fields (atomic saves)."""
+        """An outside writer that never takes agentd's lock: adds tasks and edits unrelated fields (atomic saves).
+
+        Most of its saves are careful, as a script's are: read, change, and re-read just before the rename to start
+        over if the file changed meanwhile (a window of a few microseconds, not closed). One save in ten is careless,
+        as an editor's buffer is: it saves a copy read a while ago, reverting whatever agentd wrote since (claims,
+        completions), which agentd must survive without running a task twice or losing one.
+        """
         n = 0
         while not self.stop_event.wait(self.rng.uniform(0.2, 0.6)):
             n += 1
-            try:
-                data = json.loads(self.queue.read_text())
-            except (OSError, ValueError):
-                continue
-            present = {t["id"] for t in data["tasks"]}
-            lost = [task_id for task_id in self.added if task_id not in present]
-            for task_id in lost:  # a re-check a careful person makes: if the edit did not stick, make it again
-                data["tasks"].append({"id": task_id, "title": "added by hand", "status": "ready", "dependencies": []})
-                self.stats.writer_readds += 1
-            if n % 3 == 0 and len(self.added) < self.profile.tasks // 20:
-                task_id = f"H{len(self.added):04d}"
-                self.added.append(task_id)
-                data["tasks"].append({"id": task_id, "title": "added by hand", "status": "ready", "dependencies": []})
-                self.stats.writer_adds += 1
-            else:
-                target = self.rng.choice(data["tasks"])
-                target["notes"] = f"edited by hand {n}"
-                self.stats.writer_edits += 1
-            temp = self.queue.with_name(f".hand-edit.{n}")
-            temp.write_text(json.dumps(data, indent=2) + "\n")
-            os.replace(temp, self.queue)
+            careless = self.rng.random() < 0.1
+            for _ in range(5):
+                try:
+                    raw = self.queue.read_bytes()
+                    data = json.loads(raw)
+                except (OSError, ValueError):
+                    continue
+                present = {t["id"] for t in data["tasks"]}
+                lost = [task_id for task_id in self.added if task_id not in present]
+                for task_id in lost:  # a re-check a careful person makes: if the edit did not stick, make it again
+                    data["tasks"].append(hand_task(task_id))
+                    self.stats.writer_readds += 1
+                adding = n % 3 == 0 and len(self.added) < self.profile.tasks // 20
+                if adding:
+                    task_id = f"H{len(self.added):04d}"
+                    data["tasks"].append(hand_task(task_id))
+                else:
+                    target = self.rng.choice(data["tasks"])
+                    target["notes"] = f"edited by hand {n}"
+                temp = self.queue.with_name(f".hand-edit.{n}")
+                temp.write_text(json.dumps(data, indent=2) + "\n")
+                if careless:
+                    time.sleep(self.rng.uniform(0, 0.3))  # the buffer was open a while
+                elif self.queue.read_bytes() != raw:
+                    temp.unlink()
+                    continue  # changed meanwhile: start over from the new version
+                os.replace(temp, self.queue)
+                if adding:
+                    self.added.append(task_id)
+                    self.stats.writer_adds += 1
+                else:
+                    self.stats.writer_edits += 1
+                self.stats.writer_careless += careless
+                break
 
     def reader(self) -> None:
         """Parse every version of the queue it can catch, in a tight loop; validate it often.
@@ -451,8 +473,8 @@ class Torture:
             f"restarts {s.restarts}, chaos finished: {chaos_done}"
         )
         log(
-            f"recoveries {recoveries}, refused completions {refused}, hand edits {s.writer_edits}, "
-            f"hand re-adds after a lost edit {s.writer_readds}"
+            f"recoveries {recoveries}, refused completions {refused}, hand saves {s.writer_edits + s.writer_adds} "
+            f"({s.writer_careless} careless, of stale copies), hand re-adds after a lost edit {s.writer_readds}"
         )
         if recovery_times and restart_times:
             log(
@@ -518,6 +540,10 @@ class Tail:
             with contextlib.suppress(ValueError):
                 out.append(json.loads(line))
         return out
+
+
+def hand_task(task_id: str) -> dict[str, Any]:
+    return {"id": task_id, "title": "added by hand", "status": "ready", "dependencies": []}
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:

@@ -361,7 +361,7 @@ class Daemon:
         if full:
             self.journal.emit(
                 "wip-full",
-                f"WIP limit reached ({seen.busy}/{seen.limit}); {seen.claimable} task(s) waiting",
+                f"WIP limit reached ({seen.busy}/{seen.limit}); {seen.waiting()} task(s) waiting",
                 wip=seen.busy,
                 limit=seen.limit,
                 waiting=seen.claimable,

@@ -9,7 +9,7 @@ and reused, and those not claimed in the end are released.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -44,7 +44,8 @@ class PassResult:
     recovered: list[recovery.Recovery] = field(default_factory=list)
     unblocked: list[str] = field(default_factory=list)
     claims: list[Claim] = field(default_factory=list)
-    claimable: int = 0  # claimable for the role before this pass's claims
+    claimable: int = 0  # claimable for the role before this pass's claims (0 or 1 when not counted: see _measure)
+    recount: Callable[[], int] | None = field(default=None, repr=False)  # the exact number, when not counted
     room: int = 0
     busy: int = 0  # tasks in the role's working status
     limit: int = 0
@@ -53,6 +54,13 @@ class PassResult:
     @property
     def claimable_left(self) -> int:
         return max(0, self.claimable - len(self.claims)) + len(self.waits)
+
+    def waiting(self) -> int:
+        """How many claimable tasks wait (counted now if the look did not)."""
+        if self.recount is not None:
+            self.claimable = self.recount()
+            self.recount = None
+        return self.claimable
 
 
 class Dispatcher:
@@ -80,17 +88,27 @@ class Dispatcher:
         # The queue was read strictly (a cycle is refused there), so there is no cycle to look for.
         return View.build(tasks, self.config.workflow, now, seen, self.role.lease_ttl, acyclic=True)
 
-    def _measure(self, data: dict[str, Any], tasks: list[Task], view: View, room_cap: int | None) -> PassResult:
+    def _measure(
+        self, data: dict[str, Any], tasks: list[Task], view: View, room_cap: int | None, *, count: bool = True
+    ) -> PassResult:
+        """WIP room and what is claimable; ``count=False``: with no room, only whether anything is (a look made on
+        every queue change by every daemon of a role whose WIP is full need not rank thousands of tasks)."""
         limits: dict[str, int] = dict(data.get("wip_limits") or {})
-        claimable = scheduler.claimable(self.role, view)
         room = scheduler.wip_room(tasks, self.role, limits, view.leases, view.now)
         if room_cap is not None:
             room = max(0, min(room, room_cap))
+        recount = None
+        if count or room > 0:
+            claimable = len(scheduler.claimable(self.role, view))
+        else:
+            claimable = int(scheduler.any_claimable(self.role, view))
+            recount = lambda: len(scheduler.claimable(self.role, view))  # noqa: E731 - for a log line, rarely
         waits = [
             t.not_before for t in tasks if t.status in self.role.claims and t.not_before and t.not_before > view.now
         ]
         return PassResult(
-            claimable=len(claimable),
+            claimable=claimable,
+            recount=recount,
             room=room,
             busy=len(scheduler.holders(tasks, self.role, view.leases, view.now)),
             limit=scheduler.wip_limit(self.role, limits),
@@ -104,7 +122,7 @@ class Dispatcher:
         seen = self.leases.observe_all()
         tasks = snapshot.tasks
         view = self._view(tasks, seen, now)
-        seen_now = self._measure(snapshot.data, tasks, view, room_cap)
+        seen_now = self._measure(snapshot.data, tasks, view, room_cap, count=False)
         stale = recovery.plan(tasks, seen, self.config.workflow, now, held=held)
         unblock = scheduler.to_unblock(self.config.workflow, view)
         return bool(stale or unblock or (seen_now.claimable and seen_now.room > 0)), seen_now
@@ -147,7 +165,8 @@ class Dispatcher:
             tasks = refreshed(tasks, draft.task, result.unblocked)
             view = self._view(tasks, seen, now)
             measured = self._measure(draft.doc, tasks, view, room_cap)
-            result.claimable, result.room, result.busy = measured.claimable, measured.room, measured.busy
+            result.claimable, result.recount = measured.claimable, measured.recount
+            result.room, result.busy = measured.room, measured.busy
             result.limit, result.waits = measured.limit, measured.waits
             if result.room > 0:
                 result.claims = self._claim_all(draft, view, result.room, acquired, now)

@@ -151,11 +151,16 @@ class _Loaded:
     pieces: list[Piece] | None
     spans: dict[int, int]  # where each top-level task starts in ``text`` -> where it ends
     findings: list[Finding]
+    _snapshots: dict[Path, Snapshot] = field(default_factory=dict, compare=False, repr=False)
 
     def snapshot(self, path: Path) -> Snapshot:
-        warnings = [f for f in self.findings if f.severity == "warning"]
-        errors = [f for f in self.findings if f.severity == "error"]
-        return Snapshot(path, self.raw, self.data, warnings, errors, self.pieces)
+        """The read as a Snapshot (the same one each time: its task views are made once)."""
+        made = self._snapshots.get(path)
+        if made is None:
+            warnings = [f for f in self.findings if f.severity == "warning"]
+            errors = [f for f in self.findings if f.severity == "error"]
+            made = self._snapshots[path] = Snapshot(path, self.raw, self.data, warnings, errors, self.pieces)
+        return made
 
 
 def _entries(data: dict[str, Any], pieces: list[Piece] | None, first: int = 0) -> list[tuple[str, Any, str | None]]:
@@ -199,13 +204,24 @@ class QueueStore:
         parse_retry: float = 0.5,
     ) -> None:
         self.path = Path(path)
-        self.workflow = workflow
         self.lock_timeout = lock_timeout
         self.parse_retry = parse_retry
-        self._validated: tuple[bytes, list[Finding]] | None = None
         self._decoder = Decoder()
-        self._structure: tuple[list[tuple[str, Any, Any]], list[Finding]] | None = None
         self._sidecar: SidecarLock | None = None
+        self.workflow = workflow  # (and the caches of what earlier reads found)
+
+    @property
+    def workflow(self) -> Workflow | None:
+        """The workflow whose statuses reads check (warnings only)."""
+        return self._workflow
+
+    @workflow.setter
+    def workflow(self, value: Workflow | None) -> None:
+        self._workflow = value
+        # What earlier reads found, with the warnings of the old workflow: forgotten.
+        self._validated: tuple[bytes, list[Finding]] | None = None
+        self._structure: tuple[list[tuple[str, Any, Any]], list[Finding]] | None = None
+        self._last: _Loaded | None = None  # the last strict read (reused while the bytes are the same)
 
     @property
     def lock_path(self) -> Path:
@@ -295,9 +311,15 @@ class QueueStore:
 
         def attempt() -> _Loaded:
             raw = self._read_raw()
+            last = self._last
+            if last is not None and last.raw == raw:
+                return last  # the file has not changed since the last strict read: nothing to parse or check
             prefix, text, decoded = self._parse(raw)
             findings = self._validate(raw, decoded, lenient=lenient)
-            return _Loaded(raw, prefix, text, decoded.data, decoded.pieces, decoded.spans, findings)
+            loaded = _Loaded(raw, prefix, text, decoded.data, decoded.pieces, decoded.spans, findings)
+            if not any(f.severity == "error" for f in findings):
+                self._last = loaded
+            return loaded
 
         if self.parse_retry <= 0:
             return attempt()

@@ -241,6 +241,11 @@ def claimable(role: Role, view: View) -> list[Task]:
     return sorted(ready, key=lambda task: task.sort_key)
 
 
+def any_claimable(role: Role, view: View) -> bool:
+    """Whether :func:`claimable` would find anything (stops at the first)."""
+    return any(blocker(task, role, view) is None for task in view.tasks if task.status in role.claims)
+
+
 def select(role: Role, view: View, queue_limits: Mapping[str, int], limit: int | None = None) -> list[Task]:
     """What to claim now: the best claimable tasks, as many as WIP room (and ``limit``) allow."""
     room = wip_room(view.tasks, role, queue_limits, view.leases, view.now)

@@ -303,3 +303,20 @@ def test_views_of_reused_tasks_follow_their_new_places(tmp_path: Path) -> None:
         ("NEW.1", 2, "$.tasks[1].subtasks[0]", "NEW"),
         ("B1", 3, "$.tasks[2]", None),
     ]
+
+
+def test_a_new_workflow_forgets_what_earlier_reads_found(tmp_path: Path) -> None:
+    """Warnings depend on the workflow (SIGHUP reloads it): a store must not serve an earlier read's answer."""
+    from agentd.config import build
+
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    data = small_queue()
+    data["tasks"][1]["status"] = "review"
+    queue.write_text(json.dumps(data, indent=2))
+    plain = build({}, root=tmp_path, path=None).workflow
+    reviewer = {"claims": "review", "working": "reviewing", "on_success": "done", "command": ["true"]}
+    reviewing = build({"roles": {"reviewer": reviewer}}, root=tmp_path, path=None).workflow
+    store = QueueStore(queue, workflow=plain)
+    assert [w.path for w in store.read().warnings] == ["$.tasks[1].status"]
+    store.workflow = reviewing  # (its only role is the reviewer: other statuses are unknown to it)
+    assert "$.tasks[1].status" not in [w.path for w in store.read().warnings]

@@ -174,6 +174,10 @@ def test_selection_invariants(tasks: list[dict[str, Any]], limit: int) -> None:
     for t in v.tasks:
         if t.id not in claimable_ids:
             assert core.blocker(t, BUILDER, v) is not None
+        # The scheduler's fast path (no passing checks made) decides as the full list of checks `why` shows.
+        full = core.task_checks(t, BUILDER, v)
+        assert core.blocker(t, BUILDER, v) == next((c for c in full if not c.ok), None)
+    assert core.any_claimable(BUILDER, v) == bool(claimable_ids)
 
 
 @settings(max_examples=200, deadline=None)

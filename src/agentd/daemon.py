@@ -16,6 +16,7 @@ import queue as queue_mod
 import shlex
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,7 +41,35 @@ from agentd.workflow import Role
 log = logging.getLogger("agentd.daemon")
 
 LEASE_POLL = 1.0  # s between lease checks while other daemons' leases exist (file events are the fast path)
-EVENT_GAP = 0.5  # s: under a storm of queue changes, look again at most this often (the first change at once)
+# Looks at the queue prompted by others' writes alone are paced by what they cost: a daemon spends at most
+# LOOK_SHARE of a core on them, and LOOK_BURST seconds of CPU at once after a quiet moment. Cheap looks (a small
+# queue) are never delayed; under a storm of writes to a large queue each daemon looks a few times a second.
+LOOK_SHARE = 0.02
+LOOK_BURST = 0.05
+
+
+class CpuBudget:
+    """Seconds of CPU that may be spent: ``burst`` at most, refilled at ``share`` of the time passing (pure: the
+    time is passed in). Spending may overdraw it; then nothing more until it is paid back."""
+
+    def __init__(self, share: float, burst: float, now: float) -> None:
+        self.share = share
+        self.burst = burst
+        self.left = burst
+        self.at = now
+
+    def _refill(self, now: float) -> None:
+        self.left = min(self.burst, self.left + max(0.0, now - self.at) * self.share)
+        self.at = now
+
+    def wait(self, now: float) -> float:
+        """Seconds until something may be spent (0: now)."""
+        self._refill(now)
+        return 0.0 if self.left >= 0 else -self.left / self.share
+
+    def spend(self, seconds: float, now: float) -> None:
+        self._refill(now)
+        self.left -= max(0.0, seconds)
 
 
 class Mode(enum.StrEnum):
@@ -118,26 +147,36 @@ class Daemon:
         self._last_pass = float("-inf")
         self._claimable_left = 0
         self._urgent = False
+        self._looks = CpuBudget(LOOK_SHARE, LOOK_BURST, self.clock.monotonic())  # see _pace
 
     # -- wake-ups ------------------------------------------------------------------------------------------------------
 
     def wake(self, reason: str = "") -> None:
         """Run the next pass now (thread-safe; called by file events, task exits and signals)."""
+        if reason == "queue" and self.store.is_own_write():
+            return  # the event of this daemon's own write: its pass saw everything that write was based on
         self._dirty = True
         if reason not in ("queue", "lease"):
             self._urgent = True  # this daemon's own business: never paced
         self._wake.set()
 
-    def _pace(self) -> None:
-        """Many daemons over a big queue wake each other on every write; each looks at most every ``EVENT_GAP``
-        seconds for file events alone, so the first change is seen at once and a storm costs a few looks. Its own
-        tasks ending and signals are never delayed."""
-        gap = EVENT_GAP - (self.clock.monotonic() - self._last_pass)
-        while gap > 0 and not self._urgent and not self._stop_requests and not self._reload:
+    def _pace(self) -> bool:
+        """Many daemons over a big queue wake each other on every write. A pass for file events alone waits while
+        this daemon's budget for such looks is spent (LOOK_SHARE of a core, LOOK_BURST at once): a change after a
+        quiet moment, or any change to a small queue, is seen at once; a storm of writes to a large queue costs
+        each daemon a few looks a second. Its own tasks ending, timers and signals are never delayed.
+
+        Returns whether the coming pass is one for file events alone (its CPU is charged to the budget)."""
+        paced = self._dirty and not self._urgent
+        while paced and not self._urgent and not self._stop_requests and not self._reload:
+            wait = self._looks.wait(self.clock.monotonic())
+            if wait <= 0:
+                break
             self._wake.clear()
-            self._wake.wait(gap)
-            gap = EVENT_GAP - (self.clock.monotonic() - self._last_pass)
+            self._wake.wait(wait)
+        paced = paced and not self._urgent
         self._urgent = False
+        return paced
 
     def _on_exit(self, task_id: str, token: int) -> Any:
         def callback(_proc: TaskProcess, info: ExitInfo) -> None:
@@ -247,7 +286,7 @@ class Daemon:
             report.recovered.append(item.task_id)
             self.journal.emit(
                 "recovered",
-                f"recovered {item.task_id}: {item.cause}" + (" (its hung process group was killed)" * item.kill),
+                f"recovered {item.task_id}: {item.cause}",
                 task=item.task_id,
                 action=item.action.value,
                 cause=item.cause,
@@ -453,11 +492,14 @@ class Daemon:
     def _loop(self, mode: Mode) -> int:
         first = True
         while True:
-            self._pace()
+            paced = self._pace()
             if self._reload:
                 self._reload_config()
             self._wake.clear()
+            spent = time.thread_time()
             report = self.tick()
+            if paced:
+                self._looks.spend(time.thread_time() - spent, self.clock.monotonic())
             if first and self._on_first_pass is not None and not self._on_first_pass(report.error):
                 return int(ExitCode.BAD_DATA)
             if report.error and mode is not Mode.FOREVER and not self.running:

@@ -169,7 +169,7 @@ class Dispatcher:
             result.room, result.busy = measured.room, measured.busy
             result.limit, result.waits = measured.limit, measured.waits
             if result.room > 0:
-                result.claims = self._claim_all(draft, view, result.room, acquired, now)
+                result.claims = self._claim_all(draft, view, result.room, acquired, now, held)
             return result
 
         try:
@@ -186,8 +186,12 @@ class Dispatcher:
                 held_lease.release()
         return outcome
 
-    def _claim_all(self, draft: Draft, view: View, room: int, acquired: dict[str, Held], now: datetime) -> list[Claim]:
-        chosen = scheduler.claimable(self.role, view)[:room]
+    def _claim_all(
+        self, draft: Draft, view: View, room: int, acquired: dict[str, Held], now: datetime, running: set[str]
+    ) -> list[Claim]:
+        # Never a task this daemon still runs (its lease broken by a peer that judged it hung, a queue reverted by
+        # hand): one daemon runs a task once at a time, and its own record of the run must not be overwritten.
+        chosen = [task for task in scheduler.claimable(self.role, view) if task.id not in running][:room]
         fresh = [task for task in chosen if task.id not in acquired]
         records = {task.id: self.leases.read_record(task.id) for task in fresh}
         floors = [transitions.next_token(t, r.token if (r := records[t.id]) else None) - 1 for t in fresh]

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agentd import leases, recovery, scheduler, service
+from agentd.clock import SystemClock
 from agentd.config import CONFIG_NAME, Config
 from agentd.errors import AgentdError, QueueInvalid, display_path
 from agentd.leases import LeaseDir
-from agentd.model import Task, index_by_id, valid_task_id, views
+from agentd.model import Task, valid_task_id
 from agentd.pidfile import all_pid_files, probe, role_of
 from agentd.queuefile import QueueMissing, QueueStore
 from agentd.scheduler import LeaseObservation
@@ -357,25 +358,17 @@ def diagnose(
 # -- the safe fixes -------------------------------------------------------------------------------------------------
 
 
-def _prune(config: Config, now: datetime) -> list[str]:
-    """Exactly what ``agentd leases prune`` does: plan and apply recovery inside one queue transaction."""
+def _prune(config: Config) -> list[str]:
+    """Exactly what ``agentd leases prune`` does (:func:`agentd.recovery.prune`), at the time it is done."""
     store = QueueStore(config.queue_path, workflow=config.workflow, lock_timeout=config.lock_timeout)
     folder = LeaseDir(config.leases_dir, config.root)
     try:
-        done = store.transaction(
-            lambda doc: recovery.apply(
-                index_by_id(doc).get,
-                recovery.plan(views(doc), folder.observe_all(), config.workflow, now),
-                config.workflow,
-                now,
-                folder,
-            )
-        )
+        done, hung = recovery.prune(store, folder, config.workflow, SystemClock())
     except (AgentdError, OSError) as exc:
         return [f"could not prune stale leases: {exc}"]
     finally:
         folder.close()
-    lines = []
+    lines = [f"killed the hung holder of {item.task_id}; its lease is still locked: run again" for item in hung]
     for item in done:
         what = "requeued" if item.action is recovery.Action.REQUEUE else "lease file removed"
         lines.append(f"cleared {item.task_id}: {item.cause} ({what})")
@@ -417,7 +410,7 @@ def fix(config: Config, findings: Iterable[Finding], now: datetime) -> list[str]
     safe = [finding for finding in findings if finding.safe_fix]
     done: list[str] = []
     if any(finding.fix == PRUNE for finding in safe):
-        done += _prune(config, now)
+        done += _prune(config)
     for finding in safe:
         if finding.code == "dead-pid-file" and finding.subject:
             done.append(remove_dead_pid_file(Path(finding.subject)))

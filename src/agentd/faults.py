@@ -1,7 +1,8 @@
 """Crash points for fault-injection tests, off unless ``AGENTD_CRASH_AT`` is set.
 
 ``AGENTD_CRASH_AT=queue.before-rename`` makes the process ``os._exit(86)`` the first time it reaches that point;
-``name:kill`` SIGKILLs itself instead; ``name@3`` waits for the third time. Points are listed in ``POINTS``.
+``name:kill`` SIGKILLs itself instead, ``name:stop`` SIGSTOPs itself (a hang: it goes on when someone sends SIGCONT);
+``name@3`` waits for the third time. Points are listed in ``POINTS``.
 """
 
 from __future__ import annotations
@@ -63,4 +64,7 @@ def point(name: str) -> None:
         return
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if action == "stop":
+        os.kill(os.getpid(), signal.SIGSTOP)
+        return
     os._exit(CRASH_EXIT_CODE)

@@ -92,6 +92,7 @@ class LeaseRecord:
     pgid: int | None = None
     pgid_start: int | None = None
     heartbeat_at: str | None = None
+    pid_start: int | None = None  # the daemon's start time (process_start), to tell it from a reused pid
 
     def dumps(self) -> bytes:
         return (json.dumps(asdict(self), indent=2) + "\n").encode("utf-8")
@@ -431,4 +432,5 @@ def new_record(
         instance=instance,
         boot_id=boot_id(),
         heartbeat_at=stamp,
+        pid_start=process_start(pid),
     )

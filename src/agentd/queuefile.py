@@ -184,6 +184,15 @@ def _entries_at(loaded: _Loaded, position: int) -> list[tuple[str, Any, str | No
     return _entries(loaded.data, loaded.pieces[position : position + 1], first=position)
 
 
+def _identity(path: Path) -> tuple[int, ...] | None:
+    """What tells one version of a file from another: its inode (a rename brings a new one), size and times."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
 def _fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
@@ -208,6 +217,7 @@ class QueueStore:
         self.parse_retry = parse_retry
         self._decoder = Decoder()
         self._sidecar: SidecarLock | None = None
+        self._written: tuple[int, ...] | None = None  # the identity of the file this store wrote last
         self.workflow = workflow  # (and the caches of what earlier reads found)
 
     @property
@@ -390,6 +400,10 @@ class QueueStore:
             raise QueueInvalid(self.path, errors[0].path, f"refusing to write: {errors[0].message}")
         return status_warnings(whole, self.workflow)
 
+    def is_own_write(self) -> bool:
+        """Whether the queue file is still the one this store wrote last (a file event it caused itself)."""
+        return self._written is not None and _identity(self._target()) == self._written
+
     def _lock(self) -> SidecarLock:
         path = self.lock_path
         if self._sidecar is None or self._sidecar.path != path:
@@ -496,6 +510,7 @@ class QueueStore:
                 temp.unlink()
             raise
         faults.point("queue.after-rename")
+        self._written = _identity(target)
         _fsync_dir(target.parent)
         return True
 

@@ -13,12 +13,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from agentd import scheduler, transitions
-from agentd.leases import LeaseDir, hostname, process_start
-from agentd.model import Task
+from agentd.clock import Clock
+from agentd.leases import LeaseDir, boot_id, hostname, process_start
+from agentd.model import Task, index_by_id, views
+from agentd.queuefile import QueueStore
 from agentd.scheduler import LeaseObservation
 from agentd.workflow import Role, Workflow
 
@@ -94,7 +95,7 @@ def plan(
         verdict = scheduler.judge(seen, now, role.lease_ttl)
         if verdict.live:
             continue
-        kill = bool(seen.locked) and seen.host == host and seen.pgid is not None
+        kill = bool(seen.locked) and seen.host == host  # a hung holder here: stopped, never broken (see apply)
         found.append(Recovery(task.id, Action.REQUEUE, verdict.cause, role.name, kill=kill, lease=seen))
     for task_id, seen in leases.items():
         if task_id in mine:
@@ -105,52 +106,41 @@ def plan(
         if seen.locked is True and (seen.error is not None or scheduler.judge(seen, now, 5400).live):
             continue  # still held by a live process (a release in progress, or work on a task removed by hand)
         cause = "its task no longer exists" if owner is None else f"orphaned (task is {owner.status!r})"
-        found.append(Recovery(task_id, Action.REMOVE, cause, lease=seen))
+        kill = seen.locked is True and seen.host == host
+        found.append(Recovery(task_id, Action.REMOVE, cause, kill=kill, lease=seen))
     return found
 
 
-def kill_hung_group(leasedir: LeaseDir, task_id: str, deadline: float = 5.0) -> bool:
-    """SIGKILL the process group a hung lease names, if it is still the same group on this host; wait for it."""
+def stop_hung_holder(leasedir: LeaseDir, task_id: str) -> list[str]:
+    """SIGKILL the processes of a hung lease on this host: the task's process group and the daemon that holds the
+    lease, each only if it is still the process the lease names (its start time is checked). Returns what was killed.
+
+    The lease itself is not touched: it is recovered once the kernel has released its lock, that is once every
+    process holding it (the daemon, its task supervisor, the command) is gone, so nothing of the old claim can still
+    run when the task is claimed again.
+    """
     record = leasedir.read_record(task_id)
-    if record is None or record.pgid is None or record.host != hostname():
-        return False
-    if record.pgid_start is not None and process_start(record.pgid) != record.pgid_start:
-        return False  # the group leader is gone and its pid may be reused: nothing of ours to kill
-    try:
-        os.killpg(record.pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if not group_members(record.pgid):
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of a process group. A hung daemon cannot reap its killed supervisor, so zombies
-    are not counted; without /proc, any member (zombies included) counts."""
-    proc = Path("/proc")
-    if not proc.is_dir():
+    if record is None or record.host != hostname():
+        return []
+    if record.boot_id is not None and record.boot_id != boot_id():
+        return []  # a previous boot: its processes are gone (and its lock with them)
+    killed = []
+    if record.pgid is not None and (record.pgid_start is None or process_start(record.pgid) == record.pgid_start):
         try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return []
-        return [pgid]
-    members = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
+            os.killpg(record.pgid, signal.SIGKILL)
+            killed.append(f"task group {record.pgid}")
+        except (ProcessLookupError, PermissionError):
+            pass
+    same_daemon = record.pid_start is not None and process_start(record.pid) == record.pid_start
+    if same_daemon and record.pid != os.getpid():
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
+            os.kill(record.pid, signal.SIGKILL)
+            killed.append(f"daemon pid {record.pid}")
+        except (ProcessLookupError, PermissionError):
+            pass
+    if killed:
+        log.warning("lease on %s: its holder is hung; killed its %s", task_id, " and ".join(killed))
+    return killed
 
 
 def apply(
@@ -159,15 +149,23 @@ def apply(
     workflow: Workflow,
     now: datetime,
     leasedir: LeaseDir,
+    stopped: list[Recovery] | None = None,
 ) -> list[Recovery]:
     """Clear the stale leases (call inside a queue transaction; ``raw_of(id)`` gives the task to change, as
-    ``index_by_id(doc).get`` or :meth:`agentd.queuefile.Draft.task` do); returns what was done."""
+    ``index_by_id(doc).get`` or :meth:`agentd.queuefile.Draft.task` do); returns what was done. Hung holders on this
+    host whose processes were killed instead are added to ``stopped``."""
     done: list[Recovery] = []
     for item in recoveries:
         if item.kill:
-            kill_hung_group(leasedir, item.task_id)
+            # A hung holder on this host: never broken while its lock is held (its daemon may wake up and start or
+            # go on with the task). Its processes are killed; the lease is recovered once the kernel has released the
+            # lock (its close wakes the daemons), as any lease whose holder died.
+            stop_hung_holder(leasedir, item.task_id)
+            if stopped is not None:
+                stopped.append(item)
+            continue
         if item.lease is not None and item.lease.locked:
-            leasedir.break_held(item.task_id)
+            leasedir.break_held(item.task_id)  # a holder on another host, judged by its heartbeat alone
         elif not leasedir.break_free(item.task_id):
             continue  # its lock is held after all: someone is alive
         if item.action is Action.REQUEUE and item.role is not None:
@@ -177,3 +175,31 @@ def apply(
                 transitions.requeue(raw, Task.from_dict(raw, index=0, path=""), role, item.cause, now, workflow)
         done.append(item)
     return done
+
+
+def prune(
+    store: QueueStore, leasedir: LeaseDir, workflow: Workflow, clock: Clock, settle: float = 5.0
+) -> tuple[list[Recovery], list[Recovery]]:
+    """What ``agentd leases prune`` and ``agentd doctor --fix`` do: recover every stale lease in a queue transaction.
+    Hung holders on this host are killed first, and their leases recovered once the kernel has released the locks
+    (waiting up to ``settle`` seconds). Returns (what was recovered, the hung holders still holding their locks)."""
+
+    def once(stopped: list[Recovery]) -> list[Recovery]:
+        def change(doc: dict[str, Any]) -> list[Recovery]:
+            stopped.clear()  # the change may run more than once
+            now = clock.now()
+            plans = plan(views(doc), leasedir.observe_all(), workflow, now)
+            return apply(index_by_id(doc).get, plans, workflow, now, leasedir, stopped)
+
+        return store.transaction(change)
+
+    stopped: list[Recovery] = []
+    done = once(stopped)
+    deadline = time.monotonic() + settle
+    while stopped and time.monotonic() < deadline:
+        seen = leasedir.observe_all()
+        if all(seen.get(item.task_id) is None or seen[item.task_id].locked is not True for item in stopped):
+            done += once(stopped)
+        else:
+            time.sleep(0.05)
+    return done, stopped

@@ -85,7 +85,8 @@ def test_sigkilled_daemon_task_is_gone_and_a_peer_reclaims(tmp_path: Path) -> No
 
 
 def test_stopped_daemon_lease_goes_stale_and_the_task_runs_once_more(tmp_path: Path) -> None:
-    """SIGSTOP a daemon: after lease_ttl its lease is stale, its group is killed and a peer re-runs the task once."""
+    """SIGSTOP a daemon: after lease_ttl its lease is stale; its group and the daemon are killed, and once the lease's
+    lock is free a peer re-runs the task once."""
     log = tmp_path / "runs.jsonl"
     write_config(
         tmp_path,
@@ -101,13 +102,39 @@ def test_stopped_daemon_lease_goes_stale_and_the_task_runs_once_more(tmp_path: P
         peer = start(tmp_path, "builder", "--instance", "peer")
         wait_for(lambda: tasks_by_id(tmp_path)["S1"]["status"] == "awaiting_test", 30, "the peer to finish the task")
         assert not alive(first["pid"]), "the hung daemon's task should have been killed"
-        hung.send_signal(signal.SIGCONT)
-        time.sleep(1.5)  # give the resumed daemon a chance to (wrongly) record its old run
+        assert hung.wait(10) == -signal.SIGKILL, "the hung daemon itself should have been killed"
         runs = [r for r in events(log) if r["event"] == "start"]
         assert [r["token"] for r in runs] == [1, 2]
         assert not [r for r in events(log) if r["event"] == "overlap"]
         final = tasks_by_id(tmp_path)["S1"]
         assert final["status"] == "awaiting_test" and final["last_run"]["token"] == 2
+    finally:
+        stop_all([p for p in (hung, peer) if p is not None])
+
+
+def test_a_daemon_hung_between_claim_and_start_is_killed_not_raced(tmp_path: Path) -> None:
+    """The torture found it: a daemon that hangs after writing its claim but before starting the task holds a lease
+    with no task group yet. A peer that judged the lease stale used to remove it and run the task, and the hung
+    daemon, on waking, started it too. Now the peer kills the hung daemon and takes the task once the kernel has
+    released the lease's lock: whatever happens to the hung daemon, the task never runs twice at once."""
+    log = tmp_path / "runs.jsonl"
+    write_config(
+        tmp_path,
+        {"builder": {**BUILDER, "command": recorder(log, "--sleep", "0.5")}},
+        defaults={"interval": 0.5, "lease_ttl": 1, "heartbeat": 0.3},
+    )
+    write_queue(tmp_path, [task("S1")], {"builder": 1})
+    hung = start(tmp_path, "builder", "--instance", "hung", env={"AGENTD_CRASH_AT": "claim.after-queue-write:stop"})
+    peer = None
+    try:
+        wait_for(lambda: tasks_by_id(tmp_path)["S1"]["status"] == "in_progress", 30, "the claim")
+        wait_for(lambda: Path(f"/proc/{hung.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T", 10, "a hang")
+        peer = start(tmp_path, "builder", "--instance", "peer")
+        wait_for(lambda: tasks_by_id(tmp_path)["S1"]["status"] == "awaiting_test", 30, "the peer to run the task")
+        assert hung.wait(10) == -signal.SIGKILL  # killed by the peer, not left to wake up and start the task
+        runs = [r for r in events(log) if r["event"] == "start"]
+        assert len(runs) == 1 and runs[0]["token"] == 2
+        assert not [r for r in events(log) if r["event"] == "overlap"]
     finally:
         stop_all([p for p in (hung, peer) if p is not None])
 
@@ -269,6 +296,30 @@ def test_leases_list_and_prune_recover_a_dead_worker(tmp_path: Path) -> None:
     assert "recovered" in final["status_note"]
     assert not (tmp_path / ".leases" / "GONE.json").exists()
     assert list((tmp_path / ".leases").glob("*.json")) == []
+
+
+def test_prune_kills_a_hung_holder_and_clears_its_lease_once_the_lock_is_free(tmp_path: Path) -> None:
+    log = tmp_path / "runs.jsonl"
+    write_config(
+        tmp_path,
+        {"builder": {**BUILDER, "command": recorder(log, "--sleep", "60")}},
+        defaults={"interval": 60, "lease_ttl": 1, "heartbeat": 0.3},
+    )
+    write_queue(tmp_path, [task("S1")], {"builder": 1})
+    hung = start(tmp_path, "builder")
+    try:
+        first = wait_for(lambda: [r for r in events(log) if r["event"] == "start"], 30, "the run")[0]
+        hung.send_signal(signal.SIGSTOP)
+        wait_for(lambda: "STALE: no heartbeat" in run_agentd("leases", "list", cwd=tmp_path).stdout, 10, "staleness")
+        pruned = run_agentd("leases", "prune", cwd=tmp_path)
+        assert pruned.returncode == 0, pruned.stderr
+        assert "cleared S1: lock released" in pruned.stdout
+        assert hung.wait(10) == -signal.SIGKILL and not alive(first["pid"])
+        final = tasks_by_id(tmp_path)["S1"]
+        assert final["status"] == "ready" and final["lease"] is None
+        assert list((tmp_path / ".leases").glob("*.json")) == []
+    finally:
+        stop_all([hung])
 
 
 def test_a_reverted_queue_never_gets_a_reused_token(tmp_path: Path) -> None:

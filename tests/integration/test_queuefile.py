@@ -320,3 +320,19 @@ def test_a_new_workflow_forgets_what_earlier_reads_found(tmp_path: Path) -> None
     assert [w.path for w in store.read().warnings] == ["$.tasks[1].status"]
     store.workflow = reviewing  # (its only role is the reviewer: other statuses are unknown to it)
     assert "$.tasks[1].status" not in [w.path for w in store.read().warnings]
+
+
+def test_a_store_knows_its_own_write_from_anyone_elses(tmp_path: Path) -> None:
+    """A daemon skips the file event of its own write, and only that one."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    queue.write_text(json.dumps(small_queue(), indent=2))
+    mine, peer = QueueStore(queue), QueueStore(queue)
+    assert not mine.is_own_write()  # it has written nothing yet
+    mine.transaction(lambda doc: index_by_id(doc)["B1"].update(status="in_progress"))
+    assert mine.is_own_write()
+    peer.transaction(lambda doc: index_by_id(doc)["B1"].update(status="ready"))
+    assert not mine.is_own_write() and peer.is_own_write()
+    mine.transaction(lambda doc: index_by_id(doc)["B1"].update(status="in_progress"))
+    with queue.open("a") as handle:  # an edit in place: same inode, new size and times
+        handle.write("\n")
+    assert not mine.is_own_write()

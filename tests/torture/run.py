@@ -271,7 +271,6 @@ class Torture:
                 lost = [task_id for task_id in self.added if task_id not in present]
                 for task_id in lost:  # a re-check a careful person makes: if the edit did not stick, make it again
                     data["tasks"].append(hand_task(task_id))
-                    self.stats.writer_readds += 1
                 adding = n % 3 == 0 and len(self.added) < self.profile.tasks // 20
                 if adding:
                     task_id = f"H{len(self.added):04d}"
@@ -287,6 +286,7 @@ class Torture:
                     temp.unlink()
                     continue  # changed meanwhile: start over from the new version
                 os.replace(temp, self.queue)
+                self.stats.writer_readds += len(lost)
                 if adding:
                     self.added.append(task_id)
                     self.stats.writer_adds += 1

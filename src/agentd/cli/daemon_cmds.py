@@ -18,7 +18,7 @@ from agentd.clock import SystemClock
 from agentd.daemon import Daemon, Mode
 from agentd.errors import AgentdError, ExitCode, display_path
 from agentd.leases import LeaseDir
-from agentd.model import index_by_id, views
+from agentd.model import views
 from agentd.pidfile import AlreadyRunning, PidFile, pid_path, stale_reason
 from agentd.scheduler import judge
 
@@ -232,8 +232,9 @@ def prune(app: App, dry_run: bool) -> int:
     """Clear stale leases and put their tasks back to their role's claimable status.
 
     A lease is stale when its lock is free (its holder died) or its heartbeat is older than lease_ttl (a hung
-    holder, whose process group on this host is killed first). Tasks stuck in a working status without a lease
-    file (left by an older daemon) are put back too; lease files of tasks that no longer exist are removed.
+    holder: on this host its daemon and task group are killed, and the lease is cleared once the lock is free).
+    Tasks stuck in a working status without a lease file (left by an older daemon) are put back too; lease files
+    of tasks that no longer exist are removed.
 
     \b
     Examples:
@@ -248,19 +249,14 @@ def prune(app: App, dry_run: bool) -> int:
         plans = recovery.plan(views(store.read().data), folder.observe_all(), config.workflow, clock.now())
         done = plans
     else:
-        done = store.transaction(
-            lambda doc: recovery.apply(
-                index_by_id(doc).get,
-                recovery.plan(views(doc), folder.observe_all(), config.workflow, clock.now()),
-                config.workflow,
-                clock.now(),
-                folder,
-            )
-        )
+        done, hung = recovery.prune(store, folder, config.workflow, clock)
+        for item in hung:
+            info(f"killed the hung holder of {item.task_id} ({item.cause}); its lease is still locked: prune again")
     verb = "would clear" if dry_run else "cleared"
     for item in done:
         what = "requeued" if item.action is recovery.Action.REQUEUE else "lease file removed"
-        info(f"{verb} {item.task_id}: {item.cause} ({what})")
+        hung_note = " after killing its hung holder" if item.kill and dry_run else ""
+        info(f"{verb} {item.task_id}: {item.cause} ({what}){hung_note}")
     if not done:
         info("no stale leases")
     return ExitCode.OK

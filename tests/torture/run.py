@@ -76,6 +76,7 @@ class Stats:
     stops: int = 0
     terms: int = 0
     restarts: int = 0
+    killed_as_hung: int = 0  # daemons a peer killed because they were stopped past lease_ttl
     writer_edits: int = 0
     writer_adds: int = 0
     writer_readds: int = 0
@@ -211,6 +212,7 @@ class Torture:
                     pending_restart.remove((when, daemon))
                     self.spawn(daemon)
                     self.stats.restarts += 1
+            self.revive(skip={daemon.name for _, daemon in pending_restart})
             live = [d for d in self.daemons if d.proc is not None and d.proc.poll() is None and d.stopped_until == 0]
             if not live:
                 continue
@@ -241,6 +243,19 @@ class Torture:
                 self.stats.terms += 1
                 pending_restart.append((now + self.rng.uniform(0, 1.0), daemon))
         for _, daemon in pending_restart:
+            self.spawn(daemon)
+            self.stats.restarts += 1
+        self.revive(skip={daemon.name for _, daemon in pending_restart})
+
+    def revive(self, skip: set[str] | None = None) -> None:
+        """Restart daemons that died without the chaos killing them: a peer kills a daemon it finds hung (stopped
+        past lease_ttl). A service manager would restart it (systemd: Restart=on-failure); so does the harness."""
+        for daemon in self.daemons:
+            if daemon.name in (skip or set()) or daemon.proc is None or daemon.proc.poll() is None:
+                continue
+            if daemon.proc.returncode == -signal.SIGKILL:
+                self.stats.killed_as_hung += 1
+            daemon.stopped_until = 0.0
             self.spawn(daemon)
             self.stats.restarts += 1
 
@@ -386,6 +401,7 @@ class Torture:
         # Let the survivors drain what the writer's last edits left.
         drain_deadline = time.monotonic() + 60
         while time.monotonic() < drain_deadline and not self.finished():
+            self.revive()
             time.sleep(0.5)
         for daemon in self.daemons:
             if daemon.proc is not None and daemon.proc.poll() is None:
@@ -470,7 +486,8 @@ class Torture:
         )
         log(
             f"SIGKILLs {s.kills} (+{s.task_kills} task processes), SIGSTOP/SIGCONT {s.stops}, SIGTERMs {s.terms}, "
-            f"restarts {s.restarts}, chaos finished: {chaos_done}"
+            f"restarts {s.restarts} (of them {s.killed_as_hung} after a peer killed a daemon stopped past its lease "
+            f"ttl), chaos finished: {chaos_done}"
         )
         log(
             f"recoveries {recoveries}, refused completions {refused}, hand saves {s.writer_edits + s.writer_adds} "

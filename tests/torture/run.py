@@ -34,6 +34,7 @@ from typing import Any
 
 from agentd import schema
 from agentd.events import read_events
+from agentd.incremental import Decoder
 
 WORK = Path(__file__).resolve().with_name("work.py")
 ROLES = {
@@ -57,7 +58,7 @@ class Profile:
 
 PROFILES = {
     "full": Profile(daemons=8, tasks=2000, kills=50, stops=10, terms=6, fail_rate=0.05, max_sleep=0.05, timeout=600),
-    "quick": Profile(daemons=4, tasks=150, kills=8, stops=2, terms=2, fail_rate=0.1, max_sleep=0.1, timeout=150),
+    "quick": Profile(daemons=5, tasks=450, kills=30, stops=6, terms=4, fail_rate=0.1, max_sleep=0.1, timeout=240),
 }
 
 
@@ -85,6 +86,7 @@ class Stats:
     validations: int = 0
     reader_failures: list[str] = field(default_factory=list)
     queue_wip_max: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    queue_wip_peak: dict[str, list[str]] = field(default_factory=dict)  # the tasks in the working status at the peak
     kill_log: list[tuple[float, str, list[str]]] = field(default_factory=list)  # (time, daemon, tasks it held)
 
 
@@ -188,12 +190,16 @@ class Torture:
                     held.append(path.stem)
         return held
 
-    def running_work(self) -> list[int]:
+    def running_work(self, tasks: list[str]) -> list[int]:
+        """The live task processes (command pids) of runs of ``tasks`` that have recorded no end."""
+        wanted = set(tasks)
         started: dict[int, bool] = {}
         for record in read_history(self.history):
+            if record["task"] not in wanted:
+                continue
             if record["event"] == "start":
                 started[record["pid"]] = True
-            elif record["event"] == "end":
+            elif record["event"] in ("end", "gone"):
                 started.pop(record["pid"], None)
         return [pid for pid in started if pid_alive(pid)]
 
@@ -220,12 +226,11 @@ class Torture:
             assert daemon.proc is not None
             if action == "kill":
                 held = self.held_by(daemon.proc.pid)
-                if held and self.rng.random() < 0.3:
-                    for pid in self.running_work():
+                if held and self.rng.random() < 0.3:  # its task processes first (an OOM kill, a kill -9 of both)
+                    for pid in self.running_work(held):
                         with contextlib.suppress(ProcessLookupError):
                             os.kill(pid, signal.SIGKILL)
                             self.stats.task_kills += 1
-                        break
                 daemon.proc.kill()
                 daemon.proc.wait()
                 self.stats.kills += 1
@@ -311,12 +316,16 @@ class Torture:
                 break
 
     def reader(self) -> None:
-        """Parse every version of the queue it can catch, in a tight loop; validate it often.
+        """Parse and validate every version of the queue it can catch, in a tight loop.
 
-        It polls the file's identity (inode, size, mtime) every 2 ms and parses each new version: a reader that
-        re-parsed the same bytes in a spin would only starve the 2 cores of the daemons it is watching.
+        It polls the file's identity (inode, size, mtime) every 2 ms and checks each new version: ``json.loads``
+        parses it (as any reader would), the JSON Schema validates it, and its ids must be unique. A reader that
+        re-parsed the same bytes in a spin would only starve the 2 cores of the daemons it is watching. Validation
+        reuses the verdict on each task whose exact text it validated before (agentd's incremental decoder splits
+        the text; its document must equal ``json.loads``'s), so every version is validated, not a sample.
         """
         working = {role: spec[1] for role, spec in ROLES.items()}
+        decoder = Decoder()
         last: tuple[int, int, int] | None = None
         while not self.stop_event.is_set():
             try:
@@ -329,14 +338,22 @@ class Torture:
                 last = identity
                 data = json.loads(raw)
                 self.stats.reads += 1
-                if self.stats.reads % 10 == 0:
-                    problem = schema.queue_error(data)
-                    self.stats.validations += 1
-                    if problem is not None:
-                        self.stats.reader_failures.append(f"invalid: {problem}")
+                decoded = decoder.decode(raw.decode("utf-8"))
+                if decoded.data != data:
+                    self.stats.reader_failures.append("the incremental parse differs from json.loads")
+                problem = schema.queue_error(decoded.data, decoded.pieces)
+                self.stats.validations += 1
+                if problem is not None:
+                    self.stats.reader_failures.append(f"invalid: {problem}")
+                ids = [t["id"] for t in data["tasks"]]
+                if len(ids) != len(set(ids)):
+                    twice = sorted({i for i in ids if ids.count(i) > 1})
+                    self.stats.reader_failures.append(f"a version with duplicate ids: {twice[:10]}")
                 for role, status in working.items():
-                    count = sum(1 for t in data["tasks"] if t.get("status") == status)
-                    self.stats.queue_wip_max[role] = max(self.stats.queue_wip_max[role], count)
+                    there = [t["id"] for t in data["tasks"] if t.get("status") == status]
+                    if len(there) > self.stats.queue_wip_max[role]:
+                        self.stats.queue_wip_max[role] = len(there)
+                        self.stats.queue_wip_peak[role] = there
             except (ValueError, KeyError) as exc:
                 self.stats.reader_failures.append(f"{type(exc).__name__}: {exc}")
             except FileNotFoundError:
@@ -390,12 +407,17 @@ class Torture:
         chaos.start()
         deadline = began + self.profile.timeout
         while time.monotonic() < deadline:
-            if not chaos.is_alive() and self.finished():
-                break
+            if not chaos.is_alive():
+                # The chaos thread restarts daemons while it runs; after it, a daemon a peer kills as hung (its last
+                # SIGSTOP outlasted the lease ttl) is restarted here, as a service manager would.
+                self.revive()
+                if self.finished():
+                    break
             time.sleep(0.5)
         chaos_done = not chaos.is_alive()
         self.stop_event.set()
         chaos.join(timeout=30)
+        threads[0].join(timeout=30)  # the writer may be saving one last edit: the drain must see it
         for daemon in self.daemons:
             self.resume(daemon)
         # Let the survivors drain what the writer's last edits left.
@@ -426,51 +448,65 @@ class Torture:
         evidence: list[str] = []
         ids = [t["id"] for t in tasks]
         expected = [f"T{i:04d}" for i in range(self.profile.tasks)] + self.added
-        if len(ids) != len(set(ids)):
-            violations.append(f"duplicate ids in the file: {sorted({i for i in ids if ids.count(i) > 1})}")
-        missing = sorted(set(expected) - set(ids))
-        if missing:
-            violations.append(f"tasks vanished: {missing[:10]}")
-        left = unfinished(tasks)
-        if left:
-            violations.append(f"{len(left)} task(s) never reached a final status: {left[:10]}")
-        for record in records:
-            if record["event"] == "overlap":
-                violations.append(f"execution overlap (guard lock held by another run): {record}")
         runs = executions(records)
         by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for run in runs:
             by_task[run["task"]].append(run)
+
+        def history_of(task_id: str) -> str:
+            return f"history of {task_id}: " + json.dumps([r for r in records if r.get("task") == task_id])
+
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            violations.append(f"duplicate ids in the file: {twice}")
+            evidence += [f"file entries of {i}: " + json.dumps([t for t in tasks if t["id"] == i]) for i in twice[:3]]
+        missing = sorted(set(expected) - set(ids))
+        if missing:
+            violations.append(f"tasks vanished: {missing[:10]}")
+            evidence += [history_of(task_id) for task_id in missing[:3]]
+        left = unfinished(tasks)
+        if left:
+            violations.append(f"{len(left)} task(s) never reached a final status: {left[:10]}")
+            evidence += [f"file entry of {i}: " + json.dumps([t for t in tasks if t["id"] == i]) for i in left[:3]]
+            evidence += [history_of(task_id) for task_id in left[:3]]
+        for record in records:
+            if record["event"] == "overlap":
+                violations.append(f"execution overlap (guard lock held by another run): {record}")
+                evidence.append(history_of(record["task"]))
         for task_id, task_runs in by_task.items():
             task_runs.sort(key=lambda r: r["start"])
             for before, after in itertools.pairwise(task_runs):
-                if after["start"] < before["end"] and before["exact_end"]:
+                # A run killed without a word ends when it was last seen alive: a lower bound of its real end, so a
+                # start before it is an overlap all the same.
+                if after["start"] < before["end"]:
                     violations.append(f"{task_id}: run {after} started before {before} ended")
                     evidence.append(json.dumps(task_runs))
                 if after["token"] <= before["token"]:
                     violations.append(f"{task_id}: token {after['token']} after {before['token']}")
                     evidence.append(json.dumps(task_runs))
-        peaks = concurrency(runs)
+        peaks, crowds = concurrency(runs)
         for role, peak in peaks.items():
             if peak > WIP[role]:
                 violations.append(f"{role}: {peak} runs at once, WIP limit {WIP[role]}")
+                evidence.append(f"{role} runs alive together: " + json.dumps(crowds[role]))
         for role, peak in self.stats.queue_wip_max.items():
             if peak > WIP[role]:
                 violations.append(f"{role}: {peak} tasks in its working status at once in the queue (WIP {WIP[role]})")
+                evidence.append(f"{role}: the version that had them: " + json.dumps(self.stats.queue_wip_peak[role]))
         violations += [f"reader: {failure}" for failure in self.stats.reader_failures]
-        leftovers = [p.name for p in (self.root / ".leases").glob("*.json")]
+        leftovers = sorted((self.root / ".leases").glob("*.json"))
         if leftovers:
-            violations.append(f"lease files left behind: {leftovers[:10]}")
-        pid_files = (
-            [p.name for p in (self.root / ".agentd" / "run").glob("*.pid")]
-            if (self.root / ".agentd" / "run").exists()
-            else []
-        )
+            violations.append(f"lease files left behind: {[p.name for p in leftovers[:10]]}")
+            evidence += [f"{p.name}: {p.read_text(errors='replace').strip()}" for p in leftovers[:3]]
+        run_dir = self.root / ".agentd" / "run"
+        pid_files = sorted(run_dir.glob("*.pid")) if run_dir.exists() else []
         if pid_files:
-            violations.append(f"PID files left behind: {pid_files}")
-        alive_work = [r["pid"] for r in records if r["event"] == "start" and pid_alive(r["pid"])]
+            violations.append(f"PID files left behind: {[p.name for p in pid_files]}")
+            evidence += [f"{p.name}: {' '.join(p.read_text(errors='replace').split())}" for p in pid_files[:3]]
+        alive_work = [r for r in records if r["event"] == "start" and pid_alive(r["pid"])]
         if alive_work:
-            violations.append(f"task processes left behind: {alive_work[:10]}")
+            violations.append(f"task processes left behind: {[r['pid'] for r in alive_work[:10]]}")
+            evidence += [json.dumps(r) for r in alive_work[:3]]
         journal = list(read_events(self.root / ".agentd" / "events.jsonl"))  # rotated files included
         recovery_times, restart_times = self.recovery_times(records, journal)
         recoveries = sum(1 for event in journal if event.name == "recovered")
@@ -505,8 +541,8 @@ class Torture:
         if violations:
             for violation in violations[:50]:
                 log(f"VIOLATION: {violation}")
-            for item in evidence[:5]:
-                log(f"history: {item}")
+            for item in evidence[:10]:
+                log(f"evidence: {item}")
             log(f"reproduce with: python -m tests.torture.run --seed {self.seed} (files kept in {self.root.parent})")
             return 1
         return 0
@@ -630,20 +666,27 @@ def executions(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return runs
 
 
-def concurrency(runs: list[dict[str, Any]]) -> dict[str, int]:
-    """The most runs of each role alive at one instant (killed runs count until they were last seen alive)."""
+def concurrency(runs: list[dict[str, Any]]) -> tuple[dict[str, int], dict[str, list[dict[str, Any]]]]:
+    """The most runs of each role alive at one instant (killed runs count until they were last seen alive), and the
+    runs alive together at that instant."""
     peaks: dict[str, int] = defaultdict(int)
+    crowds: dict[str, list[dict[str, Any]]] = {}
     for role in ROLES:
         points = []
-        for run in runs:
+        for n, run in enumerate(runs):
             if run["role"] == role:
-                points.append((run["start"], 1))
-                points.append((run["end"], -1))
-        current = 0
-        for _, delta in sorted(points, key=lambda p: (p[0], p[1])):
-            current += delta
-            peaks[role] = max(peaks[role], current)
-    return peaks
+                points.append((run["start"], 1, n))
+                points.append((run["end"], -1, n))
+        alive: set[int] = set()
+        for _, delta, n in sorted(points, key=lambda p: (p[0], p[1])):
+            if delta > 0:
+                alive.add(n)
+            else:
+                alive.discard(n)
+            if len(alive) > peaks[role]:
+                peaks[role] = len(alive)
+                crowds[role] = [runs[i] for i in sorted(alive)]
+    return peaks, crowds
 
 
 def main(argv: list[str] | None = None) -> int:

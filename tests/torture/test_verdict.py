@@ -1,0 +1,104 @@
+"""The torture test's judge: fed a made-up history that breaks a rule, it finds the violation and shows the evidence.
+
+A checker that never fails proves nothing; these tests show each rule of the verdict can fail.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.torture.run import PROFILES, Profile, Torture
+
+NO_PID = 1 << 23  # above the kernel's largest pid_max (2**22): never a live process
+PROFILE = Profile(**{**PROFILES["quick"].__dict__, "tasks": 2})
+
+
+def judge(
+    tmp_path: Path, history: list[dict[str, Any]], capsys: pytest.CaptureFixture[str], **queue: Any
+) -> tuple[int, str]:
+    """Run the verdict over ``history`` and a queue of T0000 and T0001 (done unless ``queue`` says otherwise)."""
+    torture = Torture(PROFILE, seed=7, root=tmp_path)
+    torture.root.mkdir(parents=True, exist_ok=True)
+    torture.harness.mkdir(parents=True)
+    tasks = [{"id": f"T{i:04d}", "status": queue.get(f"T{i:04d}", "done"), "dependencies": []} for i in range(2)]
+    tasks += queue.get("extra", [])
+    torture.queue.write_text(json.dumps({"tasks": tasks}, indent=2))
+    torture.history.write_text("".join(json.dumps(record) + "\n" for record in history))
+    code = torture.verdict(elapsed=1.0, chaos_done=True)
+    return code, capsys.readouterr().out
+
+
+def run(
+    task: str, token: int, pid: int, start: float, end: float, *, role: str = "builder", gone: bool = False
+) -> list[dict[str, Any]]:
+    base = {"task": task, "role": role, "token": token, "pid": NO_PID + pid}
+    return [{**base, "event": "start", "t": start}, {**base, "event": "gone" if gone else "end", "t": end}]
+
+
+def test_a_clean_history_has_no_violation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two tasks run one after the other, tokens growing: zero violations (the baseline the others break)."""
+    code, out = judge(tmp_path, run("T0000", 1, 10, 1.0, 2.0) + run("T0000", 2, 11, 2.5, 3.0), capsys)
+    assert code == 0 and "violations = 0" in out, out
+
+
+def test_overlapping_runs_of_a_task_are_caught(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A second run that starts before the first ended is a violation, with the task's runs as evidence."""
+    code, out = judge(tmp_path, run("T0000", 1, 10, 1.0, 3.0) + run("T0000", 2, 11, 2.0, 4.0), capsys)
+    assert code == 1 and "T0000: run" in out and "started before" in out, out
+    assert "evidence:" in out and "--seed 7" in out
+
+
+def test_a_killed_run_counts_until_it_was_last_seen_alive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run killed without a word (gone) still overlaps a run that started while it was last seen alive."""
+    history = run("T0000", 1, 10, 1.0, 3.0, gone=True) + run("T0000", 2, 11, 2.0, 4.0)
+    code, out = judge(tmp_path, history, capsys)
+    assert code == 1 and "started before" in out, out
+
+
+def test_a_token_that_does_not_grow_is_caught(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A later run with the same or a lower token than the one before is a violation."""
+    code, out = judge(tmp_path, run("T0000", 5, 10, 1.0, 2.0) + run("T0000", 5, 11, 3.0, 4.0), capsys)
+    assert code == 1 and "token 5 after 5" in out, out
+
+
+def test_more_runs_than_the_wip_limit_are_caught(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Four builder runs alive at once (WIP 3) is a violation; the evidence lists the runs alive together."""
+    history = [record for n in range(4) for record in run(f"T{n:04d}", 1, 20 + n, 1.0 + n / 10, 5.0)]
+    code, out = judge(tmp_path, history, capsys)
+    assert code == 1 and "builder: 4 runs at once, WIP limit 3" in out, out
+    assert "builder runs alive together" in out
+
+
+def test_an_overlap_reported_by_a_run_is_caught(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run that found the task's guard lock taken records an overlap: a violation on its own."""
+    history = [*run("T0000", 1, 10, 1.0, 2.0), {"task": "T0000", "role": "builder", "token": 1, "pid": NO_PID + 10,
+                                               "event": "overlap", "t": 1.5}]  # fmt: skip
+    code, out = judge(tmp_path, history, capsys)
+    assert code == 1 and "execution overlap" in out, out
+
+
+def test_lost_unfinished_and_duplicated_tasks_are_caught(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A task missing from the file, one stuck in a working status, and an id twice: three violations."""
+    extra = [{"id": "T0000", "status": "done", "dependencies": []}]
+    code, out = judge(tmp_path, [], capsys, T0001="in_progress", extra=extra)
+    assert code == 1
+    assert "duplicate ids in the file: ['T0000']" in out
+    assert "never reached a final status: ['T0001']" in out
+
+
+def test_files_left_behind_are_caught(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A lease file or a PID file left after the daemons stopped is a violation, its content the evidence."""
+    leases = tmp_path / "project" / ".leases"
+    leases.mkdir(parents=True)
+    (leases / "T0000.json").write_text('{"task_id": "T0000"}')
+    run_dir = tmp_path / "project" / ".agentd" / "run"
+    run_dir.mkdir(parents=True)
+    (run_dir / "tester.d5.pid").write_text('{"pid": 1}')
+    code, out = judge(tmp_path, [], capsys)
+    assert code == 1
+    assert "lease files left behind: ['T0000.json']" in out and "PID files left behind: ['tester.d5.pid']" in out
+    assert '"pid": 1' in out

@@ -28,7 +28,7 @@ from agentd import faults, scheduler
 from agentd.clock import Clock, SystemClock
 from agentd.config import Config
 from agentd.dispatch import Claim, Dispatcher, PassResult
-from agentd.errors import AgentdError, ConfigError, DataError, ExitCode
+from agentd.errors import AgentdError, ConfigError, DataError, ExitCode, FileAccessError
 from agentd.events import Journal
 from agentd.execution import Executor, Running
 from agentd.leases import LeaseDir
@@ -90,6 +90,7 @@ class TickReport:
     recovered: list[str] = field(default_factory=list)
     unblocked: list[str] = field(default_factory=list)
     error: str | None = None
+    error_code: int = int(ExitCode.BAD_DATA)  # the exit code of ``error`` for --once and --drain
     claimable_left: int = 0  # claimable (or backing off) for this role after the pass
 
     @property
@@ -206,8 +207,11 @@ class Daemon:
                     "queue-invalid", f"{self.config.queue_path.name} is valid again; carrying on", state="valid"
                 )
                 self._last_error = None
-        except (DataError, ConfigError, AgentdError) as exc:
+        except (DataError, ConfigError, AgentdError, OSError) as exc:
+            if not isinstance(exc, AgentdError):  # a folder made read-only, a full disk: reported and retried too
+                exc = FileAccessError.from_os_error(exc)
             report.error = str(exc)
+            report.error_code = int(exc.exit_code)
             if report.error != self._last_error:
                 self.journal.emit(
                     "queue-invalid",
@@ -501,9 +505,9 @@ class Daemon:
             if paced:
                 self._looks.spend(time.thread_time() - spent, self.clock.monotonic())
             if first and self._on_first_pass is not None and not self._on_first_pass(report.error):
-                return int(ExitCode.BAD_DATA)
+                return report.error_code
             if report.error and mode is not Mode.FOREVER and not self.running:
-                return int(ExitCode.BAD_DATA)
+                return report.error_code
             if self._stop_requests:
                 return self._shutdown()
             if mode is Mode.ONCE and not self.running and (not first or not report.claimed):
@@ -539,7 +543,7 @@ class Daemon:
             try:
                 if done:
                     self._pass(TickReport(), done, look=False)
-            except AgentdError as exc:
+            except (AgentdError, OSError) as exc:
                 # The queue cannot be written now. Once every task has ended, give up: the leases are released on
                 # exit and the next daemon recovers the tasks from the queue.
                 unrecorded += 1
@@ -549,7 +553,7 @@ class Daemon:
                     for run in self.running.values():
                         run.held.release()
                     self.running.clear()
-                    return int(ExitCode.BAD_DATA)
+                    return int(exc.exit_code if isinstance(exc, AgentdError) else ExitCode.IO_ERROR)
             if not self.running:
                 break
             if self.clock.monotonic() >= deadline or self._stop_requests > asked:

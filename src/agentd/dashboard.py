@@ -84,6 +84,7 @@ def build(config: Config, probes: list[Probe], now: datetime) -> dict[str, Any]:
                 "tasks": _running_tasks(role_name, pid, leases, by_id, now),
                 "next": {"id": upcoming[0].id, "title": upcoming[0].title} if upcoming else None,
                 "stale_pid_file": seen.stale,
+                "pid_file_error": seen.error,
                 "pid_file": str(seen.path),
             }
         )

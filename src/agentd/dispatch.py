@@ -120,6 +120,9 @@ class Dispatcher:
         now = self.clock.now()
         snapshot = self.store.read()
         seen = self.leases.observe_all()
+        for task_id, lease in seen.items():
+            if lease.error is not None and lease.locked is None:  # left alone: say so (once per path and problem)
+                self.leases.report(task_id, lease.error)
         tasks = snapshot.tasks
         view = self._view(tasks, seen, now)
         seen_now = self._measure(snapshot.data, tasks, view, room_cap, count=False)

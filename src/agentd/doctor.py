@@ -217,8 +217,7 @@ def _recovery_findings(
         requeue = item.action is recovery.Action.REQUEUE
         if seen is not None and seen.error is not None:
             also = f"; task {item.task_id} is stuck in {status[item.task_id]!r}" if requeue else ""
-            lock = "lock free" if seen.locked is False else "lock not checkable"
-            message = f"{file}: unparsable lease file, {lock}: {seen.error}{also}"
+            message = f"{file}: unusable lease file, no holder: {seen.error}{also}"
             out.append(Finding("error", "unparsable-lease", message, fix, queue.writable, item.task_id))
         elif requeue and seen is None:
             message = f"task {item.task_id} is {item.cause}"
@@ -230,10 +229,19 @@ def _recovery_findings(
         else:
             out.append(Finding("warning", "orphaned-lease", f"{file}: {item.cause}", fix, queue.writable, item.task_id))
     for task_id, seen in sorted(observed.items()):
-        if seen.error is not None and task_id not in planned:  # its lock is held: a live process owns it
-            message = f"{shown}/{task_id}{leases.SUFFIX}: unparsable lease file, but its lock is held: {seen.error}"
-            fix_held = f"let its holder finish (or stop it), then `{PRUNE}`"
-            out.append(Finding("warning", "unparsable-lease", message, fix_held, subject=task_id))
+        if seen.error is None or task_id in planned:
+            continue
+        file = f"{shown}/{task_id}{leases.SUFFIX}"
+        if seen.locked is None:  # unopenable, or a folder with files in it: agentd leaves it alone
+            stuck = status.get(task_id)
+            also = f"; task {task_id} ({stuck!r}) cannot be claimed or recovered until it is gone" if stuck else ""
+            fix_alone = f"look at it (ls -la {file}); if no agentd of another user holds it, remove it (rm -r {file})"
+            message = f"{file}: {seen.error}{also}"
+            out.append(Finding("error", "blocked-lease-path", message, fix_alone, subject=task_id))
+            continue
+        message = f"{file}: unparsable lease file, but its lock is held: {seen.error}"  # a live process owns it
+        fix_held = f"let its holder finish (or stop it), then `{PRUNE}`"
+        out.append(Finding("warning", "unparsable-lease", message, fix_held, subject=task_id))
 
 
 def _workflow_findings(config: Config, queue: _Queue, out: list[Finding]) -> None:
@@ -292,8 +300,12 @@ def _pid_findings(config: Config, out: list[Finding]) -> None:
         if seen.running:
             pid = f" (pid {seen.info.pid})" if seen.info else ""
             out.append(Finding("info", "daemon-running", f"{name} daemon is running{pid}", subject=str(path)))
+        elif seen.error is not None:
+            message = f"{display_path(path)}: PID file of a {name} daemon: {seen.error}; running or not is unknown"
+            fix = f"ls -l {display_path(path)}; if no daemon of another user runs, rm {display_path(path)}"
+            out.append(Finding("error", "unreadable-pid-file", message, fix, subject=str(path)))
         elif os.path.lexists(path):
-            why = seen.stale or "empty or unreadable file"
+            why = seen.stale or "empty file"
             message = f"{display_path(path)}: PID file of a {name} daemon that is not running ({why})"
             out.append(Finding("warning", "dead-pid-file", message, f"rm {display_path(path)}", True, str(path)))
 

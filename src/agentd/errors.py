@@ -7,6 +7,7 @@ attributes (the file, the JSON path, the task id, the reason), so the CLI can pr
 from __future__ import annotations
 
 import enum
+import os
 from pathlib import Path
 
 
@@ -21,15 +22,23 @@ class ExitCode(enum.IntEnum):
     LOCK_TIMEOUT = 5  # the queue lock could not be taken in time
     NOT_FOUND = 6  # an unknown task id or role
     CONFLICT = 7  # refused: stale fencing token, task already exists, transition not allowed
+    IO_ERROR = 8  # a file or folder could not be read or written: permissions, a full or read-only disk
     INTERRUPTED = 130  # Ctrl-C
 
 
 def display_path(path: str | Path) -> str:
-    """A path as the user would type it: relative to the current folder when inside it."""
+    """A path as the user would type it: relative to the current folder when inside it (a symlink is shown where it
+    is, not where it points)."""
     try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except (ValueError, OSError):
+        here = Path.cwd()
+    except OSError:
         return str(path)
+    for candidate in (Path(os.path.abspath(path)), Path(path).resolve()):
+        try:
+            return str(candidate.relative_to(here))
+        except ValueError:
+            continue
+    return str(path)
 
 
 class AgentdError(Exception):
@@ -141,3 +150,21 @@ class ConfigError(AgentdError, ValueError):
         self.path = Path(path) if path else None
         self.reason = reason
         super().__init__(f"{display_path(path)}: {reason}" if path else reason)
+
+
+class FileAccessError(AgentdError, OSError):
+    """A file or folder agentd needs could not be opened, read or written (permissions, a full or read-only disk)."""
+
+    exit_code = ExitCode.IO_ERROR
+
+    def __init__(self, path: str | Path | None, action: str, reason: str) -> None:
+        self.path = Path(path) if path is not None else None
+        self.action = action
+        self.reason = reason
+        where = f"{display_path(path)}: " if path is not None else ""
+        super().__init__(f"{where}{action}: {reason}")
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, action: str = "cannot use it") -> FileAccessError:
+        """The one-line form of an ``OSError`` (its file name, what was being done, the system's reason)."""
+        return cls(exc.filename, action, exc.strerror or str(exc))

@@ -42,6 +42,8 @@ class Explanation:
 
 
 def _lease_step(lease: LeaseObservation, now: datetime, ttl: float) -> Step:
+    if lease.error is not None and lease.locked is None:
+        return Step("lease", False, f"lease path unusable and left alone: {lease.error}; a person must remove it")
     verdict = scheduler.judge(lease, now, ttl)
     beat = f", heartbeat {(now - lease.heartbeat_at).total_seconds():.0f} s ago" if lease.heartbeat_at else ""
     holder = f"{lease.role or '?'} on {lease.host or '?'} pid {lease.pid or '?'}, token {lease.token}{beat}"
@@ -61,6 +63,8 @@ def _working(task: Task, role: Role, lease: LeaseObservation | None, now: dateti
     steps.append(step)
     if step.ok:
         verdict = "its lease is stale: the next pass of any daemon recovers it and puts it back"
+    elif lease.error is not None and lease.locked is None:
+        verdict = "stuck until a person removes what is at its lease path (see `agentd doctor`)"
     else:
         verdict = f"{role.name} is working on it"
     return Explanation(task.id, task.status, role.name, False, verdict, steps)

@@ -29,13 +29,15 @@ from typing import Any
 
 from agentd import schema
 from agentd.clock import format_timestamp, parse_timestamp
-from agentd.errors import AgentdError, LeaseInvalid
+from agentd.errors import AgentdError, LeaseInvalid, display_path
 from agentd.model import valid_task_id
 from agentd.scheduler import LeaseObservation
 
 log = logging.getLogger(__name__)
 
 SUFFIX = ".json"
+NOT_EMPTY = "is a folder with files in it, not a lease file (agentd never deletes one)"
+UNOPENABLE = "cannot open: {} (it may be another user's live lease)"
 TOKENS = ".tokens"
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -46,8 +48,16 @@ class LeaseDirUnsafe(AgentdError, PermissionError):
 
     def __init__(self, path: Path, reason: str) -> None:
         self.path = path
-        super().__init__(f"{path}: {reason}")
+        super().__init__(f"{display_path(path)}: {reason}")
         self.exit_code = LeaseInvalid.exit_code
+
+
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, name in ((stat.S_ISDIR, "an empty folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
 
 
 def hostname() -> str:
@@ -149,6 +159,7 @@ class LeaseDir:
         self.path = Path(folder)
         self.root = Path(root) if root else self.path.parent
         self._fd: int | None = None
+        self._reported: set[tuple[str, str]] = set()  # (name, problem) warned about once by this process
 
     # -- the folder ----------------------------------------------------------------------------------------------------
 
@@ -160,7 +171,8 @@ class LeaseDir:
             raise FileNotFoundError(str(self.path))
         target = self.path.resolve()
         if not target.is_relative_to(self.root.resolve()):
-            how = f"is a symlink to {target}" if self.path.is_symlink() else f"resolves to {target}"
+            shown = display_path(target)
+            how = f"is a symlink to {shown}" if self.path.is_symlink() else f"resolves to {shown}"
             raise LeaseDirUnsafe(self.path, f"{how}, outside the project; refusing to use it")
         self.path.mkdir(parents=True, exist_ok=True)
         try:
@@ -268,18 +280,27 @@ class LeaseDir:
     # -- looking -------------------------------------------------------------------------------------------------------
 
     def observe(self, task_id: str) -> LeaseObservation | None:
-        """What the lease file of ``task_id`` says and whether its lock is held; None when there is none."""
+        """What the lease file of ``task_id`` says and whether its lock is held; None when there is none.
+
+        Something agentd never creates at a lease path (a symlink, a folder, a FIFO) cannot be a holder's lease: it
+        is reported with ``locked=False`` when recovery may remove it, and ``locked=None`` (nothing proven, so left
+        alone and its task not claimed) when it may not: a folder with files in it, or a file this process may not
+        open (another user's lease, say).
+        """
         try:
             fd = self._open_ro(task_id)
         except FileNotFoundError:
             return None
         except OSError as exc:
-            reason = "is a symlink (never followed)" if exc.errno == errno.ELOOP else exc.strerror
-            return LeaseObservation(task_id, locked=None, error=f"cannot open: {reason}")
+            if exc.errno == errno.ELOOP:
+                return LeaseObservation(task_id, locked=False, error="is a symlink (never followed)")
+            return LeaseObservation(task_id, locked=None, error=UNOPENABLE.format(exc.strerror))
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
-                return LeaseObservation(task_id, locked=None, error="not a regular file")
+                if stat.S_ISDIR(info.st_mode) and os.listdir(fd):
+                    return LeaseObservation(task_id, locked=None, error=NOT_EMPTY)
+                return LeaseObservation(task_id, locked=False, error=f"is {_kind(info.st_mode)}, not a lease file")
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
                 locked = False
@@ -355,20 +376,21 @@ class LeaseDir:
     # -- breaking ------------------------------------------------------------------------------------------------------
 
     def break_free(self, task_id: str) -> bool:
-        """Remove a lease file whose lock is free (proof its holders are gone). Call under the queue lock."""
+        """Remove a lease file whose lock is free (proof its holders are gone); False when it stays (its lock is
+        held, or it is something this process may not open or remove). Call under the queue lock."""
         try:
             fd = self._open_ro(task_id)
         except FileNotFoundError:
             return True
-        except OSError:
-            # A symlink or something unopenable where a lease should be: not ours to keep.
-            self._remove_entry(task_id)
-            return True
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # a symlink where a lease should be: removing it touches only the link
+                return self._remove_entry(task_id)
+            self.report(task_id, UNOPENABLE.format(exc.strerror))
+            return False  # no proof its holder is gone (it may be another user's live lease)
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
-                self._remove_entry(task_id)
-                return True
+                return self._remove_entry(task_id)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -387,19 +409,32 @@ class LeaseDir:
         """
         self._remove_entry(task_id)
 
-    def _remove_entry(self, task_id: str) -> None:
+    def _remove_entry(self, task_id: str) -> bool:
+        """Remove whatever is at the lease path (never recursively); False, reported once, when it cannot."""
         name = self.name_for(task_id)
         try:
-            os.unlink(name, dir_fd=self._dir_fd())
-        except IsADirectoryError:
-            os.rmdir(name, dir_fd=self._dir_fd())
-        except PermissionError as exc:
-            if os.path.isdir(self.path / name):
-                os.rmdir(name, dir_fd=self._dir_fd())
-            else:
-                raise exc from None
+            try:
+                os.unlink(name, dir_fd=self._dir_fd())
+            except (IsADirectoryError, PermissionError):
+                if not stat.S_ISDIR(os.stat(name, dir_fd=self._dir_fd(), follow_symlinks=False).st_mode):
+                    raise
+                os.rmdir(name, dir_fd=self._dir_fd())  # an empty folder only: agentd never deletes files in it
         except FileNotFoundError:
-            pass
+            return True
+        except OSError as exc:
+            full = exc.errno in (errno.ENOTEMPTY, errno.EEXIST)
+            problem = NOT_EMPTY if full else f"cannot remove it ({exc.strerror})"
+            self.report(task_id, problem)
+            return False
+        return True
+
+    def report(self, task_id: str, problem: str) -> None:
+        """Warn about a lease path agentd leaves alone, once per path and problem in this process."""
+        if (task_id, problem) in self._reported:
+            return
+        self._reported.add((task_id, problem))
+        where = display_path(self.file_for(task_id))
+        log.warning("%s: %s; left alone: task %s waits until a person removes it", where, problem, task_id)
 
 
 def new_record(

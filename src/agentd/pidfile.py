@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from agentd.clock import format_timestamp, parse_timestamp
-from agentd.errors import AgentdError, ExitCode
+from agentd.errors import AgentdError, ExitCode, display_path
 from agentd.leases import boot_id, hostname, process_start
 
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -38,6 +39,20 @@ class AlreadyRunning(AgentdError, RuntimeError):
         self.path = path
         who = f" (pid {pid})" if pid else ""
         super().__init__(f"{name} is already running{who}; run another with --instance NAME, or stop it first")
+
+
+class PidFileUnusable(AgentdError, PermissionError):
+    """The PID file exists but cannot be opened: nothing proves its daemon stopped."""
+
+    exit_code = ExitCode.BAD_DATA
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{display_path(path)}: {reason}; {UNUSABLE_HINT}")
+
+
+UNUSABLE_HINT = "a daemon of another user may hold it: look (ls -l), and remove it if none does"
 
 
 @dataclass(frozen=True)
@@ -111,11 +126,12 @@ class Probe:
     running: bool
     info: PidInfo | None
     junk: bool = False  # it has content that is not agentd's
+    error: str | None = None  # it exists but could not be opened: running or not is unknown
 
     @property
     def stale(self) -> str | None:
         """Why the file is stale (not running but has content), or None."""
-        if self.running:
+        if self.running or self.error is not None:
             return None
         if self.info is None:
             return "its content is not an agentd PID file" if self.junk else None
@@ -126,9 +142,13 @@ def probe(path: Path) -> Probe:
     """Is the daemon of this PID file running (its lock held), and what does the file say?"""
     try:
         fd = os.open(path, os.O_RDONLY | NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError:
+    except FileNotFoundError:
         return Probe(path, False, None)
+    except OSError as exc:
+        return Probe(path, False, None, error=f"cannot open: {exc.strerror}")
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return Probe(path, False, None, error="not a regular file")
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             running = False
@@ -168,7 +188,10 @@ class PidFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         name = self.role + (f".{self.instance}" if self.instance else "")
         for _ in range(10):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | NOFOLLOW | os.O_CLOEXEC, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | NOFOLLOW | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                raise PidFileUnusable(self.path, f"cannot open the PID file: {exc.strerror}") from None
             if not _lock_briefly_contended(fd):
                 holder = _parse(os.pread(fd, 1 << 16, 0))
                 os.close(fd)

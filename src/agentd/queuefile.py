@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import tenacity
 
 from agentd import faults, jsonedit, schema
-from agentd.errors import Conflict, LockTimeout, QueueInvalid
+from agentd.errors import Conflict, FileAccessError, LockTimeout, QueueInvalid, display_path
 from agentd.incremental import Decoded, Decoder, Piece
 from agentd.model import Task, index_by_id, views, walk, walk_one
 from agentd.sidelock import LockTimedOut, SidecarLock
@@ -191,6 +191,16 @@ def _identity(path: Path) -> tuple[int, ...] | None:
     except OSError:
         return None
     return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def _os_reason(exc: OSError, target: Path) -> str:
+    """The system's reason, and the file it concerned when that is not ``target`` (a temporary file, the folder)."""
+    reason = exc.strerror or str(exc)
+    if exc.filename and str(exc.filename).endswith(TMP_MARK):  # named alike every time: the message repeats as is
+        reason += " (creating a temporary file beside it)"
+    elif exc.filename and Path(exc.filename) != target:
+        reason += f" ({display_path(exc.filename)})"
+    return reason
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -418,6 +428,8 @@ class QueueStore:
             lock.acquire()
         except LockTimedOut:
             raise LockTimeout(self.lock_path, self.lock_timeout) from None
+        except OSError as exc:
+            raise FileAccessError(self.lock_path, "cannot open the queue lock", exc.strerror or str(exc)) from None
         try:
             yield
         finally:
@@ -466,7 +478,11 @@ class QueueStore:
                 return result
             warnings = self._check_new(loaded, new)
             payload = (loaded.prefix + jsonedit.apply(loaded.text, old, new, loaded.spans)).encode("utf-8")
-            if self._write(target, raw, payload):
+            try:
+                written = self._write(target, raw, payload)
+            except OSError as exc:  # no temporary file is left, and the queue is as it was
+                raise FileAccessError(self.path, "cannot write (left unchanged)", _os_reason(exc, target)) from None
+            if written:
                 # What we wrote is valid: our own next read of it need not validate it again.
                 self._validated = (hashlib.blake2b(payload, digest_size=16).digest(), warnings)
                 return result
@@ -522,9 +538,14 @@ class QueueStore:
                 return False
             payload = (json.dumps(data, indent=indent, ensure_ascii=False) + "\n").encode("utf-8")
             temp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}{TMP_MARK}")
-            temp.write_bytes(payload)
-            with open(temp, "rb+") as handle:
-                os.fsync(handle.fileno())
-            os.replace(temp, target)
+            try:
+                temp.write_bytes(payload)
+                with open(temp, "rb+") as handle:
+                    os.fsync(handle.fileno())
+                os.replace(temp, target)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    temp.unlink()
+                raise FileAccessError(self.path, "cannot create it", _os_reason(exc, target)) from None
             _fsync_dir(target.parent)
             return True

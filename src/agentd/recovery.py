@@ -82,9 +82,11 @@ def plan(
             found.append(Recovery(task.id, Action.REQUEUE, cause, role.name))
             continue
         if seen.error is not None:
-            if seen.locked is True:
-                continue  # unreadable, but its lock says a holder lives: judged by the lock alone
-            found.append(Recovery(task.id, Action.REQUEUE, f"lease file unusable ({seen.error}), lock free", role.name))
+            if seen.locked is not False:
+                # Unreadable but locked: a holder lives, judged by the lock alone. Unopenable, or a folder with files
+                # in it: nothing proves the holder gone, so it is left alone (doctor and the daemon's log say so).
+                continue
+            found.append(Recovery(task.id, Action.REQUEUE, f"lease file unusable ({seen.error})", role.name))
             continue
         if queue_token is not None and seen.token != queue_token:
             if seen.locked:
@@ -105,6 +107,8 @@ def plan(
             continue  # handled above
         if seen.locked is True and (seen.error is not None or scheduler.judge(seen, now, 5400).live):
             continue  # still held by a live process (a release in progress, or work on a task removed by hand)
+        if seen.locked is None:
+            continue  # nothing proven about it (see above): left alone
         cause = "its task no longer exists" if owner is None else f"orphaned (task is {owner.status!r})"
         kill = seen.locked is True and seen.host == host
         found.append(Recovery(task_id, Action.REMOVE, cause, kill=kill, lease=seen))
@@ -167,7 +171,7 @@ def apply(
         if item.lease is not None and item.lease.locked:
             leasedir.break_held(item.task_id)  # a holder on another host, judged by its heartbeat alone
         elif not leasedir.break_free(item.task_id):
-            continue  # its lock is held after all: someone is alive
+            continue  # its lock is held after all (someone is alive), or it cannot be removed (reported)
         if item.action is Action.REQUEUE and item.role is not None:
             role = workflow.roles[item.role]
             raw = raw_of(item.task_id)

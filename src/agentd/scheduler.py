@@ -177,7 +177,9 @@ def iter_checks(task: Task, role: Role, view: View, *, passing: bool = True) -> 
     lease = view.leases.get(task.id)
     if lease is not None:
         verdict = judge(lease, view.now, view.default_ttl)
-        if verdict.live:
+        if verdict.live and lease.error is not None and lease.locked is None:
+            yield Check(Reason.LEASED, False, f"its lease path is unusable and left alone: {lease.error}", rule="lease")
+        elif verdict.live:
             holder = f"{lease.role or '?'} on {lease.host or '?'} pid {lease.pid or '?'}"
             detail = f"leased by {holder}, token {lease.token}: {verdict.cause}"
             yield Check(Reason.LEASED, False, detail, rule="lease")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from watchdog.events import (
+    DirDeletedEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
@@ -37,7 +38,7 @@ class _Handler(FileSystemEventHandler):
         if self.queue in paths and event.event_type in ("modified", "created", "moved", "closed"):
             self.wake("queue")
             return
-        if isinstance(event, FileClosedEvent | FileDeletedEvent):
+        if isinstance(event, FileClosedEvent | FileDeletedEvent | DirDeletedEvent):  # a folder: junk a person removed
             parent = os.path.dirname(os.fsdecode(event.src_path))
             if parent == self.leases and os.fsdecode(event.src_path).endswith(".json"):
                 self.wake("lease")
@@ -64,7 +65,7 @@ class Watcher:
                 FileMovedEvent,
                 FileClosedEvent,
             ]
-            lease_events: list[type[FileSystemEvent]] = [FileClosedEvent, FileDeletedEvent]
+            lease_events: list[type[FileSystemEvent]] = [FileClosedEvent, FileDeletedEvent, DirDeletedEvent]
             folder = os.path.dirname(os.path.realpath(self._queue))
             observer.schedule(handler, folder, recursive=False, event_filter=queue_events)
             if self._leases.is_dir():

@@ -114,13 +114,25 @@ def test_symlinked_lease_file_is_not_followed(tmp_path: Path) -> None:
 
 
 def test_a_directory_where_a_lease_file_should_be(tmp_path: Path) -> None:
-    """A directory named like a lease file is reported and can be cleared."""
+    """An empty directory named like a lease file is reported as free (no holder can hold it) and is cleared."""
     leases = tmp_path / ".leases"
     (leases / "T1.json").mkdir(parents=True)
     folder = LeaseDir(leases, tmp_path)
     seen = folder.observe("T1")
-    assert seen is not None and seen.error == "not a regular file"
+    assert seen is not None and seen.error == "is an empty folder, not a lease file" and seen.locked is False
     assert folder.break_free("T1") and not (leases / "T1.json").exists()
+
+
+def test_a_directory_with_files_where_a_lease_file_should_be(tmp_path: Path) -> None:
+    """A directory with files in it is never deleted: left alone (lock state unknown), break_free says it stays."""
+    leases = tmp_path / ".leases"
+    (leases / "T1.json").mkdir(parents=True)
+    (leases / "T1.json" / "keep").write_text("mine")
+    folder = LeaseDir(leases, tmp_path)
+    seen = folder.observe("T1")
+    assert seen is not None and seen.locked is None and "folder with files in it" in (seen.error or "")
+    assert not folder.break_free("T1")
+    assert (leases / "T1.json" / "keep").read_text() == "mine"
 
 
 @pytest.mark.parametrize("bad", ["../x", "a/b", "", ".hidden", "x" * 200, "a\x00b"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -11,7 +12,7 @@ import click
 from agentd import __version__
 from agentd.cli.app import App
 from agentd.cli.daemon_cmds import daemon_options, run_daemon
-from agentd.errors import AgentdError, ExitCode
+from agentd.errors import AgentdError, ExitCode, FileAccessError
 
 EPILOG = """\b
 Examples:
@@ -126,4 +127,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("agentd: interrupted", err=True)
         sys.exit(ExitCode.INTERRUPTED)
+    except BrokenPipeError:  # `agentd events | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(ExitCode.FAILURE)
+    except OSError as exc:  # a file or folder agentd needs: no permission, a full or read-only disk
+        click.echo(f"agentd: {FileAccessError.from_os_error(exc)}", err=True)
+        sys.exit(ExitCode.IO_ERROR)
     sys.exit(int(result) if isinstance(result, int) else 0)

@@ -126,6 +126,8 @@ def _age(seconds: float | None) -> str:
 def _state(row: dict[str, Any]) -> str:
     if row["running"]:
         return "running"
+    if row.get("pid_file_error"):
+        return f"unknown (PID file: {row['pid_file_error']})"
     return f"stopped (stale PID file: {row['stale_pid_file']})" if row["stale_pid_file"] else "stopped"
 
 
@@ -201,7 +203,8 @@ def _plain(data: dict[str, Any]) -> None:
 def status(app: App, roles: tuple[str, ...], as_json: bool, watch: bool, every: float) -> int:
     """The dashboard: each role's daemon, its running tasks and next task; tasks per status, backing off, failed.
 
-    Exit code 0 when every asked role runs, 3 when one does not (as systemctl is-active and LSB init scripts).
+    Exit code 0 when every asked role runs, 3 when one does not (as systemctl is-active and LSB init scripts), 4 when
+    a PID file cannot be read, so whether its daemon runs is unknown.
     Plain text when not on a terminal; NO_COLOR is respected.
 
     \b
@@ -237,7 +240,11 @@ def status(app: App, roles: tuple[str, ...], as_json: bool, watch: bool, every: 
         console().print(_renderable(data))
     else:
         _plain(data)
-    return ExitCode.OK if all(r["running"] for r in data["roles"]) else ExitCode.NOT_RUNNING
+    if all(r["running"] for r in data["roles"]):
+        return ExitCode.OK
+    if any(r.get("pid_file_error") for r in data["roles"]):
+        return ExitCode.BAD_DATA  # a PID file that cannot be read: running or not is unknown (LSB's 4 too)
+    return ExitCode.NOT_RUNNING
 
 
 @click.command()

@@ -186,6 +186,7 @@ def _lease_rows(app: App) -> list[dict[str, Any]]:
                 "age_s": round((now - seen.acquired).total_seconds(), 1) if seen.acquired else None,
                 "heartbeat_age_s": round((now - seen.heartbeat_at).total_seconds(), 1) if seen.heartbeat_at else None,
                 "live": verdict.live,
+                "left_alone": seen.error is not None and seen.locked is None,
                 "why": f"{display_path(folder.file_for(task_id))}: {seen.error}" if seen.error else verdict.cause,
             }
         )
@@ -217,7 +218,7 @@ def list_leases(app: App, as_json: bool) -> int:
                 r["token"],
                 f"{r['age_s']:.0f}s" if r["age_s"] is not None else "",
                 f"{r['heartbeat_age_s']:.0f}s ago" if r["heartbeat_age_s"] is not None else "",
-                ("live: " if r["live"] else "STALE: ") + r["why"],
+                ("LEFT ALONE: " if r["left_alone"] else "live: " if r["live"] else "STALE: ") + r["why"],
             ]
             for r in rows
         ],

@@ -15,11 +15,14 @@ POINTS = (
     "queue.after-temp-write",  # temp file written and fsynced, nothing renamed
     "queue.before-rename",  # hand-edit check passed, about to rename over the queue
     "queue.after-rename",  # queue replaced, folder not yet fsynced
+    "tokens.after-write",  # the fencing-token high-water mark raised, no lease file yet (claim)
     "lease.after-create",  # lease file created and locked, queue not yet written (claim)
     "claim.after-queue-write",  # claim written to the queue, task not yet started
     "task.after-start",  # task command started
+    "heartbeat.mid-write",  # a lease file rewritten in place, not yet truncated to its new length
     "complete.before-queue-write",  # task finished, outcome not yet recorded
     "complete.after-queue-write",  # outcome recorded, lease file not yet removed
+    "recover.after-break",  # a stale lease file removed by a peer, its task not yet put back in the queue
 )
 
 CRASH_EXIT_CODE = 86

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agentd import schema
+from agentd import faults, schema
 from agentd.clock import format_timestamp, parse_timestamp
 from agentd.errors import AgentdError, LeaseInvalid, display_path
 from agentd.model import valid_task_id
@@ -137,6 +137,7 @@ class Held:
         self.record = replace(self.record, heartbeat_at=format_timestamp(now), **changes)
         payload = self.record.dumps()
         os.pwrite(self.fd, payload, 0)
+        faults.point("heartbeat.mid-write")  # a reader now may see the new text and the old one's tail
         os.ftruncate(self.fd, len(payload))
         return True
 
@@ -275,6 +276,7 @@ class LeaseDir:
         finally:
             os.close(fd)
         os.replace(temp, TOKENS, src_dir_fd=self._dir_fd(), dst_dir_fd=self._dir_fd())
+        faults.point("tokens.after-write")
         return tokens
 
     # -- looking -------------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from agentd import scheduler, transitions
+from agentd import faults, scheduler, transitions
 from agentd.clock import Clock
 from agentd.leases import LeaseDir, boot_id, hostname, process_start
 from agentd.model import Task, index_by_id, views
@@ -172,6 +172,7 @@ def apply(
             leasedir.break_held(item.task_id)  # a holder on another host, judged by its heartbeat alone
         elif not leasedir.break_free(item.task_id):
             continue  # its lock is held after all (someone is alive), or it cannot be removed (reported)
+        faults.point("recover.after-break")
         if item.action is Action.REQUEUE and item.role is not None:
             role = workflow.roles[item.role]
             raw = raw_of(item.task_id)

@@ -20,8 +20,18 @@ pytestmark = pytest.mark.slow
 BUILDER = {"claims": "ready", "working": "in_progress", "on_success": "awaiting_test"}
 
 
+# Every point a daemon reaches on a fresh queue (claim, run, complete); recovery's own points need a stale lease first.
+CYCLE = [point for point in faults.POINTS if not point.startswith("recover.")]
+RECOVERY = [point for point in faults.POINTS if point.startswith("recover.")]
+
+
+def test_every_point_is_tested() -> None:
+    """The two lists cover every fault point, so a new point cannot go untested."""
+    assert sorted(CYCLE + RECOVERY) == sorted(faults.POINTS) and RECOVERY
+
+
 @pytest.mark.parametrize("action", ["exit", "kill"])
-@pytest.mark.parametrize("point", faults.POINTS)
+@pytest.mark.parametrize("point", CYCLE)
 def test_crash_at_every_point_recovers(point: str, action: str, tmp_path: Path) -> None:
     """Die at the point, restart: the queue is valid and the task completes with at most one more run."""
     log = tmp_path / "runs.jsonl"
@@ -44,3 +54,32 @@ def test_crash_at_every_point_recovers(point: str, action: str, tmp_path: Path) 
     assert [p.name for p in tmp_path.iterdir() if "agentd-tmp" in p.name] == []
     tokens = [r["token"] for r in starts]
     assert tokens == sorted(set(tokens)), tokens
+
+
+@pytest.mark.parametrize("action", ["exit", "kill"])
+@pytest.mark.parametrize("point", RECOVERY)
+def test_crash_while_recovering_a_stale_lease(point: str, action: str, tmp_path: Path) -> None:
+    """A daemon dies with its claim written (a stale lease); the peer recovering it dies mid-way too; a third
+    daemon finds a valid queue and finishes the task, with at most one more run and growing tokens."""
+    log = tmp_path / "runs.jsonl"
+    write_config(tmp_path, {"builder": {**BUILDER, "command": recorder(log, "--sleep", "0.2")}})
+    write_queue(tmp_path, [task("C1")], {"builder": 1})
+    first = run_agentd("--role", "builder", "--once", cwd=tmp_path, env={"AGENTD_CRASH_AT": "claim.after-queue-write"})
+    assert first.returncode == faults.CRASH_EXIT_CODE, first.stderr
+    assert tasks_by_id(tmp_path)["C1"]["status"] == "in_progress"
+    assert (tmp_path / ".leases" / "C1.json").exists()
+    crashed = run_agentd("--role", "builder", "--once", cwd=tmp_path, env={"AGENTD_CRASH_AT": f"{point}:{action}"})
+    expected = -signal.SIGKILL if action == "kill" else faults.CRASH_EXIT_CODE
+    assert crashed.returncode == expected, (point, crashed.returncode, crashed.stderr)
+    assert not (tmp_path / ".leases" / "C1.json").exists()  # the lease file went, the queue was not written
+    assert tasks_by_id(tmp_path)["C1"]["status"] == "in_progress"
+    valid = run_agentd("queue", "validate", cwd=tmp_path)
+    assert valid.returncode == 0, valid.stderr
+    recovered = run_agentd("--role", "builder", "--drain", cwd=tmp_path)
+    assert recovered.returncode == 0, recovered.stderr
+    starts = [r for r in events(log) if r["event"] == "start"]
+    assert len(starts) == 1, starts  # the first two never started it
+    final = tasks_by_id(tmp_path)["C1"]
+    assert final["status"] == "awaiting_test" and final["lease"] is None, final
+    assert final["lease_token"] > 1 and starts[0]["token"] == final["lease_token"], (final, starts)
+    assert list((tmp_path / ".leases").glob("*.json")) == []

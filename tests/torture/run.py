@@ -110,6 +110,7 @@ class Torture:
         self.added: list[str] = []
         self.daemons: list[Daemon] = []
         self.lock = threading.Lock()
+        self.alive_runs: dict[tuple[int, int | None], dict[str, Any]] = {}  # run_key -> start record (the monitor's)
 
     # -- setup -------------------------------------------------------------------------------------------------------
 
@@ -190,18 +191,17 @@ class Torture:
                     held.append(path.stem)
         return held
 
-    def running_work(self, tasks: list[str]) -> list[int]:
-        """The live task processes (command pids) of runs of ``tasks`` that have recorded no end."""
+    def running_work(self, tasks: list[str], wait: float) -> list[int]:
+        """The live command pids of runs of ``tasks`` (as the monitor sees them), waiting up to ``wait`` s for one:
+        commands are short, so a kill aimed at one must catch it while it runs."""
         wanted = set(tasks)
-        started: dict[int, bool] = {}
-        for record in read_history(self.history):
-            if record["task"] not in wanted:
-                continue
-            if record["event"] == "start":
-                started[record["pid"]] = True
-            elif record["event"] in ("end", "gone"):
-                started.pop(record["pid"], None)
-        return [pid for pid in started if pid_alive(pid)]
+        deadline = time.monotonic() + wait
+        while True:
+            runs = list(self.alive_runs.items())
+            pids = [key[0] for key, record in runs if record["task"] in wanted and pid_alive(*key)]
+            if pids or time.monotonic() >= deadline:
+                return pids
+            time.sleep(0.01)
 
     def chaos(self) -> None:
         """Kill, stop, terminate and restart daemons at random until the budget is spent."""
@@ -227,10 +227,11 @@ class Torture:
             if action == "kill":
                 held = self.held_by(daemon.proc.pid)
                 if held and self.rng.random() < 0.3:  # its task processes first (an OOM kill, a kill -9 of both)
-                    for pid in self.running_work(held):
+                    for pid in self.running_work(held, wait=1.0):
                         with contextlib.suppress(ProcessLookupError):
                             os.kill(pid, signal.SIGKILL)
                             self.stats.task_kills += 1
+                    held = self.held_by(daemon.proc.pid)
                 daemon.proc.kill()
                 daemon.proc.wait()
                 self.stats.kills += 1
@@ -360,30 +361,33 @@ class Torture:
                 self.stats.reader_failures.append("the queue file was missing")
 
     def monitor(self) -> None:
-        """For executions that die without recording an end (SIGKILL), record when they were last seen alive."""
+        """For executions that die without recording an end (SIGKILL), record when they were last seen alive: a
+        lower bound of their real end (their start, at the least), so an overlap found with it is a real one."""
         tail = Tail(self.history)
-        alive: dict[int, dict[str, Any]] = {}
-        ended: set[int] = set()
-        while not self.stop_event.is_set() or alive:
-            for record in tail.new():
-                if record["event"] == "start":
-                    alive[record["pid"]] = record
+        alive = self.alive_runs
+        ended: set[tuple[int, int | None]] = set()
+
+        def absorb(records: list[dict[str, Any]]) -> None:
+            for record in records:
+                key = run_key(record)
+                if record["event"] == "start" and key not in ended:
+                    alive[key] = {**record, "last_alive": record["t"]}
                 elif record["event"] in ("end", "gone"):
-                    alive.pop(record["pid"], None)
-                    ended.add(record["pid"])
-            now = time.time()
-            for pid, record in list(alive.items()):
-                if not pid_alive(pid):
-                    for late in tail.new():  # an end may have landed after we looked
-                        if late["event"] in ("end", "gone"):
-                            ended.add(late["pid"])
-                            alive.pop(late["pid"], None)
-                    if pid in ended:
-                        continue
-                    append_record(self.history, {**record, "event": "gone", "t": record.get("last_alive", now)})
-                    alive.pop(pid, None)
-                else:
+                    alive.pop(key, None)
+                    ended.add(key)
+
+        while not self.stop_event.is_set() or alive:
+            absorb(tail.new())
+            for key, record in list(alive.items()):
+                now = time.time()  # taken before the look: if it is alive now, it was alive then
+                if pid_alive(*key):
                     record["last_alive"] = now
+                    continue
+                absorb(tail.new())  # its end may have landed after we looked
+                if key not in ended:
+                    append_record(self.history, {**record, "event": "gone", "t": record["last_alive"]})
+                    alive.pop(key, None)
+                    ended.add(key)
             time.sleep(0.02)
 
     # -- the run -----------------------------------------------------------------------------------------------------
@@ -503,7 +507,7 @@ class Torture:
         if pid_files:
             violations.append(f"PID files left behind: {[p.name for p in pid_files]}")
             evidence += [f"{p.name}: {' '.join(p.read_text(errors='replace').split())}" for p in pid_files[:3]]
-        alive_work = [r for r in records if r["event"] == "start" and pid_alive(r["pid"])]
+        alive_work = [r for r in records if r["event"] == "start" and pid_alive(r["pid"], r.get("since"))]
         if alive_work:
             violations.append(f"task processes left behind: {[r['pid'] for r in alive_work[:10]]}")
             evidence += [json.dumps(r) for r in alive_work[:3]]
@@ -619,12 +623,19 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def pid_alive(pid: int) -> bool:
+def run_key(record: dict[str, Any]) -> tuple[int, int | None]:
+    """What tells one run's process from every other: its pid and its start time (pids come round)."""
+    return record["pid"], record.get("since")
+
+
+def pid_alive(pid: int, since: int | None = None) -> bool:
+    """A process is alive (not a zombie) and, given ``since`` (its start time in clock ticks, as work.py records
+    it), is that very process and not a later one that got its pid (pid_max is often 32768: pids come round)."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return False
-    return state != "Z"
+    return fields[0] != "Z" and (since is None or int(fields[19]) == since)
 
 
 def unfinished(tasks: list[dict[str, Any]]) -> list[str]:
@@ -643,19 +654,19 @@ def unfinished(tasks: list[dict[str, Any]]) -> list[str]:
 
 def executions(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One entry per run: start, end (exact, or last seen alive for runs killed without a word), token."""
-    open_runs: dict[int, dict[str, Any]] = {}
+    open_runs: dict[tuple[int, int | None], dict[str, Any]] = {}
     runs = []
     for record in sorted(records, key=lambda r: r["t"]):
         if record["event"] == "start":
-            open_runs[record["pid"]] = {
+            open_runs[run_key(record)] = {
                 "task": record["task"],
                 "role": record["role"],
                 "token": record["token"],
                 "pid": record["pid"],
                 "start": record["t"],
             }
-        elif record["event"] in ("end", "gone") and record["pid"] in open_runs:
-            run = open_runs.pop(record["pid"])
+        elif record["event"] in ("end", "gone") and run_key(record) in open_runs:
+            run = open_runs.pop(run_key(record))
             run["end"] = record["t"]
             run["exact_end"] = record["event"] == "end"
             runs.append(run)

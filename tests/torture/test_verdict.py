@@ -6,12 +6,13 @@ A checker that never fails proves nothing; these tests show each rule of the ver
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.torture.run import PROFILES, Profile, Torture
+from tests.torture.run import PROFILES, Profile, Torture, pid_alive
 
 NO_PID = 1 << 23  # above the kernel's largest pid_max (2**22): never a live process
 PROFILE = Profile(**{**PROFILES["quick"].__dict__, "tasks": 2})
@@ -102,3 +103,11 @@ def test_files_left_behind_are_caught(tmp_path: Path, capsys: pytest.CaptureFixt
     assert code == 1
     assert "lease files left behind: ['T0000.json']" in out and "PID files left behind: ['tester.d5.pid']" in out
     assert '"pid": 1' in out
+
+
+def test_a_pid_that_comes_round_is_not_the_run_that_had_it() -> None:
+    """pid_max is often 32768: a run is alive only while its pid names the process that started at its time."""
+    since = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+    assert pid_alive(os.getpid(), since)
+    assert not pid_alive(os.getpid(), since + 1)  # another process that got the pid later
+    assert not pid_alive(NO_PID)

@@ -44,7 +44,10 @@ def main() -> int:
     history, seed, fail_rate, max_sleep = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
     task = os.environ["AGENTD_TASK_ID"]
     token = int(os.environ["AGENTD_LEASE_TOKEN"])
-    base = f'"task": "{task}", "role": "{os.environ["AGENTD_ROLE"]}", "token": {token}, "pid": {os.getpid()}'
+    with open("/proc/self/stat", "rb") as stat:  # its start time tells this process from a later one with its pid
+        since = int(stat.read().rsplit(b")", 1)[1].split()[19])
+    role = os.environ["AGENTD_ROLE"]
+    base = f'"task": "{task}", "role": "{role}", "token": {token}, "pid": {os.getpid()}, "since": {since}'
     guard = os.open(os.path.join(history + ".guard", task), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(guard, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -52,6 +52,11 @@ class LeaseDirUnsafe(AgentdError, PermissionError):
         self.exit_code = LeaseInvalid.exit_code
 
 
+def _not_json(name: str) -> Any:
+    """``json.loads`` takes NaN and Infinity, which JSON has not (a NaN ttl would never run out)."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def _kind(mode: int) -> str:
     """What a non-regular file is, in words."""
     for test, name in ((stat.S_ISDIR, "an empty folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
@@ -338,8 +343,8 @@ class LeaseDir:
         """A lease file's bytes as a record; LeaseInvalid with the JSON path when they do not validate."""
         path = self.file_for(task_id)
         try:
-            data = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            data = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
+        except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
             raise LeaseInvalid(path, None, f"not valid JSON ({exc})") from None
         problem = schema.first_error(data, "lease")
         if problem is not None:

@@ -19,9 +19,11 @@ from hypothesis import strategies as st
 
 from agentd import config as config_mod
 from agentd.cli import main
+from agentd.command import read_result
 from agentd.daemon import Daemon, Mode
-from agentd.errors import QueueInvalid
-from agentd.pidfile import PidFile
+from agentd.errors import ConfigError, ConfigInvalid, QueueInvalid, ResultInvalid
+from agentd.leases import LeaseDir
+from agentd.pidfile import PidFile, probe
 from agentd.queuefile import QueueStore
 from tests.conftest import sha
 from tests.helpers.daemons import task, tasks_by_id, write_config, write_queue
@@ -228,3 +230,109 @@ def test_garbage_never_crashes_the_store_or_the_daemon(tmp_path_factory: pytest.
     assert report.error is None or "\n" not in report.error
     if report.error is not None:
         assert queue.read_bytes() == blob
+
+
+lease_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "task_id": st.sampled_from(["L1", "L2"]) | json_values,
+        "token": st.integers(-2, 5) | json_values,
+        "role": st.just("builder") | json_values,
+        "host": st.just(socket.gethostname()) | json_values,
+        "pid": st.integers(-1, 1 << 22) | json_values,
+        "acquired": st.sampled_from(["2026-01-01T00:00:00Z", "yesterday"]) | json_values,
+        "ttl": st.floats(allow_nan=True) | json_values,
+        "heartbeat_at": st.sampled_from(["2026-01-01T00:00:00Z", "9999-99-99"]) | json_values,
+        "pgid": json_values,
+    },
+)
+
+
+def as_json_bytes(value: object) -> bytes:
+    return json.dumps(value, allow_nan=True).encode()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.binary(max_size=200), st.builds(as_json_bytes, lease_like)))
+def test_lease_garbage_never_crashes_a_look_or_a_pass(tmp_path_factory: pytest.TempPathFactory, blob: bytes) -> None:
+    """Any bytes in a lease file whose lock is free: observed without raising (an error names the JSON path in one
+    line), and a daemon pass recovers its task without an error; the junk never makes it into the queue."""
+    root = tmp_path_factory.mktemp("lease-garbage")
+    write_config(root, {"builder": BUILDER})
+    write_queue(root, [task("L1", "in_progress", agent="builder", lease={"token": 3, "role": "builder"})])
+    (root / ".leases").mkdir()
+    (root / ".leases" / "L1.json").write_bytes(blob)
+    seen = LeaseDir(root / ".leases", root).observe("L1")
+    assert seen is not None and seen.locked is False
+    assert seen.error is None or "\n" not in seen.error
+    daemon = Daemon(config_mod.load(root=root, environ={}), "builder", watch=False)
+    report = daemon.tick()
+    assert report.error is None and report.recovered == ["L1"], report
+    assert QueueStore(root / "SPRINT_QUEUE.json", parse_retry=0).read().tasks[0].id == "L1"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.one_of(st.binary(max_size=200), st.builds(as_json_bytes, json_values)))
+def test_pid_and_result_garbage_is_read_or_refused_in_one_line(blob: bytes) -> None:
+    """A PID file's bytes parse to agentd's record or to nothing; a result file's to a result or one ResultInvalid."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        pid = Path(folder) / "builder.pid"
+        pid.write_bytes(blob)
+        seen = probe(pid)
+        assert seen.running is False and seen.error is None
+        assert seen.info is not None or seen.stale is None or "\n" not in seen.stale
+        result = Path(folder) / "R1.1.json"
+        result.write_bytes(blob)
+        message = ""
+        try:
+            read_result(result)
+        except ResultInvalid as exc:
+            message = str(exc)
+        assert "\n" not in message and (not message or message.startswith(str(result)))
+        assert result.read_bytes() == blob
+
+
+toml_scalars = st.one_of(
+    st.booleans(), st.integers(-5, 100), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12)
+)
+toml_values = st.recursive(toml_scalars, lambda inner: st.lists(inner, max_size=3), max_leaves=6)
+role_keys = st.sampled_from(
+    ["claims", "working", "on_success", "on_failure", "command", "wip", "types", "timeout", "prompt", "env", "x"]
+)
+config_like = st.fixed_dictionaries(
+    {
+        "defaults": st.dictionaries(
+            st.sampled_from(["interval", "heartbeat", "lease_ttl", "max_attempts", "grace", "timeout", "x"]),
+            toml_values,
+            max_size=3,
+        ),
+        "roles": st.dictionaries(
+            st.sampled_from(["builder", "tester", "bad name", ""]),
+            st.dictionaries(role_keys, toml_values, max_size=5),
+            max_size=2,
+        ),
+    }
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.text(max_size=200), config_like))
+def test_config_garbage_loads_or_is_refused_in_one_line(
+    tmp_path_factory: pytest.TempPathFactory, garbage: str | dict[str, dict[str, object]]
+) -> None:
+    """Random text and random TOML tables in agentd.toml: a Config, or one ConfigInvalid line naming the file."""
+    root = tmp_path_factory.mktemp("config-garbage")
+    if isinstance(garbage, str):
+        (root / "agentd.toml").write_text(garbage)
+    else:
+        write_config(root, garbage["roles"], defaults=garbage["defaults"])
+    before = sha(root / "agentd.toml")
+    message = ""
+    try:
+        config_mod.load(root=root, environ={})
+    except (ConfigInvalid, ConfigError) as exc:
+        message = str(exc)
+    assert "\n" not in message and (not message or "agentd.toml" in message), message
+    assert sha(root / "agentd.toml") == before

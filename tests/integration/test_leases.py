@@ -170,3 +170,17 @@ def test_reading_never_creates_the_lease_folder(tmp_path: Path) -> None:
     folder = LeaseDir(tmp_path / ".leases", tmp_path)
     assert folder.observe_all() == {} and folder.observe("T1") is None and folder.read_record("T1") is None
     assert not (tmp_path / ".leases").exists()
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_lease_with_a_non_json_number_does_not_parse(tmp_path: Path, constant: str) -> None:
+    """Python's json takes NaN and Infinity; a lease whose ttl is NaN would never run out, so it is refused."""
+    leases = tmp_path / ".leases"
+    leases.mkdir()
+    text = (
+        '{"task_id": "T1", "token": 1, "role": "b", "host": "h", "pid": 1, "acquired": "2026-01-01T00:00:00Z", '
+        f'"ttl": {constant}}}'
+    )
+    (leases / "T1.json").write_text(text)
+    seen = LeaseDir(leases, tmp_path).observe("T1")
+    assert seen is not None and f"{constant} is not a JSON value" in (seen.error or ""), seen

@@ -688,9 +688,13 @@ def concurrency(runs: list[dict[str, Any]]) -> tuple[dict[str, int], dict[str, l
             if run["role"] == role:
                 points.append((run["start"], 1, n))
                 points.append((run["end"], -1, n))
+        # At one instant ends come before starts (a run that ends as another starts does not overlap it), so a run
+        # of no length (killed before it was seen alive) ends before it starts: counted, it nets to nothing.
+        count: dict[int, int] = defaultdict(int)
         alive: set[int] = set()
         for _, delta, n in sorted(points, key=lambda p: (p[0], p[1])):
-            if delta > 0:
+            count[n] += delta
+            if count[n] > 0:
                 alive.add(n)
             else:
                 alive.discard(n)

@@ -74,6 +74,14 @@ def test_more_runs_than_the_wip_limit_are_caught(tmp_path: Path, capsys: pytest.
     assert "builder runs alive together" in out
 
 
+def test_a_run_killed_before_it_was_seen_alive_holds_no_wip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run killed before the monitor saw it ends at its start: it must not stay counted as running for ever."""
+    history = run("T0000", 1, 10, 1.0, 1.0, gone=True)
+    history += [record for n in range(3) for record in run(f"T{n + 1:04d}", 1, 20 + n, 2.0 + n, 2.5 + n)]
+    code, out = judge(tmp_path, history, capsys)
+    assert code == 0 and "peak concurrency {'builder': 1}" in out, out
+
+
 def test_an_overlap_reported_by_a_run_is_caught(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A run that found the task's guard lock taken records an overlap: a violation on its own."""
     history = [*run("T0000", 1, 10, 1.0, 2.0), {"task": "T0000", "role": "builder", "token": 1, "pid": NO_PID + 10,

@@ -13,7 +13,6 @@ relative to the folder's descriptor.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import json
@@ -29,7 +28,7 @@ from typing import Any
 
 from agentd import faults, schema
 from agentd.clock import format_timestamp, parse_timestamp
-from agentd.errors import AgentdError, LeaseInvalid, display_path
+from agentd.errors import AgentdError, FileAccessError, LeaseInvalid, display_path
 from agentd.model import valid_task_id
 from agentd.scheduler import LeaseObservation
 
@@ -216,8 +215,14 @@ class LeaseDir:
         return os.open(self.name_for(task_id), flags, dir_fd=self._dir_fd())
 
     def unlink(self, task_id: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        """Remove a lease file; one that cannot be removed (a read-only folder) is reported and left, its lock free
+        once its holder closes it, so peers treat it as an orphan."""
+        try:
             os.unlink(self.name_for(task_id), dir_fd=self._dir_fd())
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            self.report(task_id, f"cannot remove it ({exc.strerror})")
 
     def task_ids(self) -> Iterator[str]:
         """Ids with a lease file (names that are not ``<valid id>.json`` are skipped; doctor reports them)."""
@@ -234,11 +239,14 @@ class LeaseDir:
     def acquire(self, record: LeaseRecord) -> Held | None:
         """Create and lock the lease file; None when one exists already (call only under the queue lock)."""
         name = self.name_for(record.task_id)
+        folder = self._dir_fd(create=True)  # LeaseDirUnsafe as it is: not a file access error
         try:
             flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | NOFOLLOW | CLOEXEC
-            fd = os.open(name, flags, 0o644, dir_fd=self._dir_fd(create=True))
+            fd = os.open(name, flags, 0o644, dir_fd=folder)
         except FileExistsError:
             return None
+        except OSError as exc:
+            raise FileAccessError(self.path / name, "cannot create the lease file", exc.strerror or str(exc)) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             # No fsync: what makes a lease is its lock, which lives in the kernel. After a power loss the file may be
@@ -273,14 +281,18 @@ class LeaseDir:
             mark = max(mark, floor) + 1
             tokens.append(mark)
         temp = f"{TOKENS}.tmp"  # one name: only the queue lock's holder writes it, and a crash leaves no litter
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | NOFOLLOW | CLOEXEC, 0o644, dir_fd=self._dir_fd())
+        folder = self._dir_fd()
         try:
-            # No fsync: the queue, fsynced right after in the same transaction, holds each task's lease_token too,
-            # and a new token is always above both.
-            os.write(fd, f"{mark}\n".encode("ascii"))
-        finally:
-            os.close(fd)
-        os.replace(temp, TOKENS, src_dir_fd=self._dir_fd(), dst_dir_fd=self._dir_fd())
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | NOFOLLOW | CLOEXEC, 0o644, dir_fd=folder)
+            try:
+                # No fsync: the queue, fsynced right after in the same transaction, holds each task's lease_token
+                # too, and a new token is always above both.
+                os.write(fd, f"{mark}\n".encode("ascii"))
+            finally:
+                os.close(fd)
+            os.replace(temp, TOKENS, src_dir_fd=folder, dst_dir_fd=folder)
+        except OSError as exc:
+            raise FileAccessError(self.path / TOKENS, "cannot write the token mark", exc.strerror or str(exc)) from None
         faults.point("tokens.after-write")
         return tokens
 

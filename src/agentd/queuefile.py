@@ -527,7 +527,10 @@ class QueueStore:
             raise
         faults.point("queue.after-rename")
         self._written = _identity(target)
-        _fsync_dir(target.parent)
+        try:
+            _fsync_dir(target.parent)
+        except OSError as exc:  # the new queue is in place: the write stands, only its durability is in doubt
+            log.warning("%s: written, but its folder could not be fsynced (%s)", self.path, exc.strerror or exc)
         return True
 
     def create(self, data: dict[str, Any], *, indent: int = 2) -> bool:

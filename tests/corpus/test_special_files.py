@@ -325,6 +325,33 @@ def test_a_queue_folder_agentd_may_not_write(project: Path) -> None:
     assert "cannot write (left unchanged): Permission denied" in daemon.lines("cannot use the queue")[0]
 
 
+def test_a_lease_folder_agentd_may_not_write(project: Path) -> None:
+    """A claim needs a lease file: a daemon that cannot create one reports it once (naming the folder's file), writes
+    nothing to the queue, stays up, and runs the task once the folder is writable again."""
+    preexec = permissions_bite()
+    queue = write_queue(project, [task("a")])
+    leases = project / ".leases"
+    leases.mkdir()
+    (leases / ".tokens").write_text("7\n")
+    before = sha(queue)
+    os.chmod(leases, 0o555)
+    try:
+        daemon = Foreground(project, preexec)
+        wait_for(lambda: daemon.lines("cannot use the queue"), 30, "the daemon to report the lease folder")
+        daemon.stays_up(1.0)
+        assert sha(queue) == before
+        [line] = daemon.lines("cannot use the queue")
+        assert ".leases/.tokens: cannot write the token mark: Permission denied" in line, line
+    finally:
+        os.chmod(leases, 0o755)
+    try:
+        wait_for(lambda: tasks_by_id(project)["a"]["status"] == "awaiting_test", 30, "the task to run")
+    finally:
+        assert daemon.stop() == 0, daemon.log()
+    assert len(daemon.lines("cannot use the queue")) == 1, daemon.log()
+    assert tasks_by_id(project)["a"]["lease_token"] == 8
+
+
 # -- a lease folder out of the project, a queue too big for comfort ----------------------------------------------------
 
 

@@ -28,7 +28,7 @@ from agentd import faults, scheduler
 from agentd.clock import Clock, SystemClock
 from agentd.config import Config
 from agentd.dispatch import Claim, Dispatcher, PassResult
-from agentd.errors import AgentdError, ConfigError, DataError, ExitCode, FileAccessError
+from agentd.errors import AgentdError, ConfigError, ExitCode, FileAccessError
 from agentd.events import Journal
 from agentd.execution import Executor, Running
 from agentd.leases import LeaseDir
@@ -207,7 +207,7 @@ class Daemon:
                     "queue-invalid", f"{self.config.queue_path.name} is valid again; carrying on", state="valid"
                 )
                 self._last_error = None
-        except (DataError, ConfigError, AgentdError, OSError) as exc:
+        except (AgentdError, OSError) as exc:
             if not isinstance(exc, AgentdError):  # a folder made read-only, a full disk: reported and retried too
                 exc = FileAccessError.from_os_error(exc)
             report.error = str(exc)

@@ -33,12 +33,14 @@ def display_path(path: str | Path) -> str:
         here = Path.cwd()
     except OSError:
         return str(path)
-    for candidate in (Path(os.path.abspath(path)), Path(path).resolve()):
-        try:
-            return str(candidate.relative_to(here))
-        except ValueError:
-            continue
-    return str(path)
+    try:
+        return str(Path(os.path.abspath(path)).relative_to(here))
+    except ValueError:
+        pass
+    try:
+        return str(Path(path).resolve().relative_to(here))
+    except (ValueError, OSError, RuntimeError):  # outside the folder; a symlink loop
+        return str(path)
 
 
 class AgentdError(Exception):

@@ -41,6 +41,9 @@ class AlreadyRunning(AgentdError, RuntimeError):
         super().__init__(f"{name} is already running{who}; run another with --instance NAME, or stop it first")
 
 
+UNUSABLE_HINT = "a daemon of another user may hold it: look (ls -l), and remove it if none does"
+
+
 class PidFileUnusable(AgentdError, PermissionError):
     """The PID file exists but cannot be opened: nothing proves its daemon stopped."""
 
@@ -50,9 +53,6 @@ class PidFileUnusable(AgentdError, PermissionError):
         self.path = path
         self.reason = reason
         super().__init__(f"{display_path(path)}: {reason}; {UNUSABLE_HINT}")
-
-
-UNUSABLE_HINT = "a daemon of another user may hold it: look (ls -l), and remove it if none does"
 
 
 @dataclass(frozen=True)

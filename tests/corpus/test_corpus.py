@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import socket
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -275,8 +276,6 @@ def test_lease_garbage_never_crashes_a_look_or_a_pass(tmp_path_factory: pytest.T
 @given(st.one_of(st.binary(max_size=200), st.builds(as_json_bytes, json_values)))
 def test_pid_and_result_garbage_is_read_or_refused_in_one_line(blob: bytes) -> None:
     """A PID file's bytes parse to agentd's record or to nothing; a result file's to a result or one ResultInvalid."""
-    import tempfile
-
     with tempfile.TemporaryDirectory() as folder:
         pid = Path(folder) / "builder.pid"
         pid.write_bytes(blob)

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,7 @@ from agentd import config as config_mod
 from agentd.daemon import Daemon
 from tests.conftest import sha
 from tests.helpers.access import permissions_bite
-from tests.helpers.daemons import task, tasks_by_id, wait_for, write_config, write_queue
+from tests.helpers.daemons import events, recorder, task, tasks_by_id, wait_for, write_config, write_queue
 
 BUILDER = {"claims": "ready", "working": "in_progress", "on_success": "awaiting_test", "command": ["true"]}
 STUCK = task("L1", "in_progress", agent="builder", lease={"token": 3, "role": "builder"})
@@ -86,6 +86,29 @@ class Foreground:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=30)
 
+    def carries_on(self, project: Path, task_id: str, reported: str) -> None:
+        """The problem is gone: the task runs, the daemon stops cleanly, and it reported the problem just once."""
+        done = lambda: tasks_by_id(project)[task_id]["status"] == "awaiting_test"  # noqa: E731
+        wait_for(done, 30, f"{task_id} to run once the problem was gone")
+        assert self.stop() == 0, self.log()
+        assert len(self.lines(reported)) == 1, self.log()
+
+
+@pytest.fixture
+def foreground() -> Iterator[Callable[..., Foreground]]:
+    """Starts :class:`Foreground` daemons; any a failed test leaves running are killed."""
+    started: list[Foreground] = []
+
+    def start(root: Path, preexec: Callable[[], None] | None, interval: float = 0.1) -> Foreground:
+        started.append(Foreground(root, preexec, interval))
+        return started[-1]
+
+    yield start
+    for daemon in started:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait(timeout=10)
+
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
@@ -106,7 +129,10 @@ def one_line(result: subprocess.CompletedProcess[str], code: int, *expect: str) 
 
 
 def test_a_lease_path_that_is_a_folder_with_files(
-    project: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    foreground: Callable[..., Foreground],
 ) -> None:
     """Never deleted, never a crash: reported once, its task held back; once a person removes it, work goes on."""
     monkeypatch.chdir(project)
@@ -139,15 +165,13 @@ def test_a_lease_path_that_is_a_folder_with_files(
     assert tasks_by_id(project)["L1"]["status"] == "in_progress" and tasks_by_id(project)["L2"]["status"] == "ready"
 
     # A real daemon at --interval 60: the removal's file event, not the interval, makes it carry on.
-    running = Foreground(project, None, interval=60)
-    try:
-        wait_for(lambda: len(running.lines("left alone")) == 2, 30, "the daemon to report both folders")
-        for task_id in kept:
-            shutil.rmtree(project / ".leases" / f"{task_id}.json")
-        done = lambda: all(t["status"] == "awaiting_test" for t in tasks_by_id(project).values())  # noqa: E731
-        wait_for(done, 20, "both tasks to run once the folders were removed")
-    finally:
-        assert running.stop() == 0, running.log()
+    running = foreground(project, None, interval=60)
+    wait_for(lambda: len(running.lines("left alone")) == 2, 30, "the daemon to report both folders")
+    for task_id in kept:
+        shutil.rmtree(project / ".leases" / f"{task_id}.json")
+    done = lambda: all(t["status"] == "awaiting_test" for t in tasks_by_id(project).values())  # noqa: E731
+    wait_for(done, 20, "both tasks to run once the folders were removed")
+    assert running.stop() == 0, running.log()
 
 
 def test_an_empty_folder_or_a_fifo_at_a_lease_path_is_cleared(project: Path) -> None:
@@ -171,7 +195,7 @@ def test_an_empty_folder_or_a_fifo_at_a_lease_path_is_cleared(project: Path) -> 
 # -- files agentd may not read -----------------------------------------------------------------------------------------
 
 
-def test_an_unreadable_queue(project: Path) -> None:
+def test_an_unreadable_queue(project: Path, foreground: Callable[..., Foreground]) -> None:
     """CLI: exit 4 and one line. A running daemon reports it once, stays up, and runs the task once it is readable."""
     preexec = permissions_bite()
     queue = write_queue(project, [task("a")])
@@ -181,26 +205,22 @@ def test_an_unreadable_queue(project: Path) -> None:
         one_line(agentd(project, *command, preexec=preexec), 4, "SPRINT_QUEUE.json: cannot read: Permission denied")
     once = agentd(project, "--role", "builder", "--once", preexec=preexec)
     assert once.returncode == 4 and "cannot use the queue: SPRINT_QUEUE.json: cannot read" in once.stderr
-    daemon = Foreground(project, preexec)
-    try:
-        wait_for(lambda: daemon.lines("cannot use the queue"), 30, "the daemon to report the queue")
-        daemon.stays_up(1.0)
-        assert sha(queue) == before
-        os.chmod(queue, 0o644)
-        wait_for(lambda: tasks_by_id(project)["a"]["status"] == "awaiting_test", 30, "the task to run")
-    finally:
-        assert daemon.stop() == 0, daemon.log()
-    assert len(daemon.lines("cannot use the queue")) == 1, daemon.log()
+    daemon = foreground(project, preexec)
+    wait_for(lambda: daemon.lines("cannot use the queue"), 30, "the daemon to report the queue")
+    daemon.stays_up(1.0)
+    assert sha(queue) == before
+    os.chmod(queue, 0o644)
+    daemon.carries_on(project, "a", reported="cannot use the queue")
     assert len(daemon.lines("is valid again")) == 1, daemon.log()
 
 
-def test_an_unreadable_config(project: Path) -> None:
+def test_an_unreadable_config(project: Path, foreground: Callable[..., Foreground]) -> None:
     """CLI: exit 4 and one line. A running daemon told to reload keeps its configuration and goes on working."""
     preexec = permissions_bite()
     write_queue(project, [])
     config = project / "agentd.toml"
     before = sha(config)
-    daemon = Foreground(project, preexec)
+    daemon = foreground(project, preexec)
     try:
         wait_for(lambda: daemon.lines("daemon started"), 30, "the daemon to start")
         os.chmod(config, 0)
@@ -212,14 +232,13 @@ def test_an_unreadable_config(project: Path) -> None:
         assert "agentd.toml: cannot read: Permission denied" in daemon.lines("keeping the old configuration")[0]
         added = agentd(project, "queue", "add", "b", "--title", "after the reload", preexec=None)
         assert added.returncode == 0, added.stderr
-        wait_for(lambda: tasks_by_id(project)["b"]["status"] == "awaiting_test", 30, "the new task to run")
+        daemon.carries_on(project, "b", reported="keeping the old configuration")
         assert sha(config) == before
     finally:
         os.chmod(config, 0o644)
-        assert daemon.stop() == 0, daemon.log()
 
 
-def test_an_unreadable_lease_file(project: Path) -> None:
+def test_an_unreadable_lease_file(project: Path, foreground: Callable[..., Foreground]) -> None:
     """Nothing proves its holder gone (it may be another user's): listed, reported once, never removed; once it can
     be read (and its lock is free), the task is recovered and runs."""
     preexec = permissions_bite()
@@ -236,17 +255,13 @@ def test_an_unreadable_lease_file(project: Path) -> None:
     assert doctor.returncode == 1 and "[blocked-lease-path] .leases/L1.json: cannot open" in doctor.stdout
     once = agentd(project, "--role", "builder", "--once", preexec=preexec)
     assert once.returncode == 0, once.stderr
-    daemon = Foreground(project, preexec)
-    try:
-        wait_for(lambda: daemon.lines("left alone"), 30, "the daemon to report the lease file")
-        daemon.stays_up(1.0)
-        assert lease.exists() and sha(lease) == before
-        assert tasks_by_id(project)["L1"]["status"] == "in_progress"
-        os.chmod(lease, 0o644)  # no file event: the next pass on the interval finds it
-        wait_for(lambda: tasks_by_id(project)["L1"]["status"] == "awaiting_test", 30, "the task to be recovered")
-    finally:
-        assert daemon.stop() == 0, daemon.log()
-    assert len(daemon.lines("left alone")) == 1, daemon.log()
+    daemon = foreground(project, preexec)
+    wait_for(lambda: daemon.lines("left alone"), 30, "the daemon to report the lease file")
+    daemon.stays_up(1.0)
+    assert lease.exists() and sha(lease) == before
+    assert tasks_by_id(project)["L1"]["status"] == "in_progress"
+    os.chmod(lease, 0o644)  # no file event: the next pass on the interval finds it
+    daemon.carries_on(project, "L1", reported="left alone")
     assert len([line for line in once.stderr.splitlines() if "left alone" in line]) == 1, once.stderr
 
 
@@ -290,9 +305,9 @@ def test_an_unreadable_result_file(project: Path) -> None:
 # -- a folder agentd may not write -------------------------------------------------------------------------------------
 
 
-def test_a_queue_folder_agentd_may_not_write(project: Path) -> None:
-    """CLI: exit 8 and one line, the queue byte for byte as it was and no temporary file; a daemon reports it once,
-    runs nothing (its claim could not be written), and runs the task once the folder is writable again."""
+def test_a_queue_folder_agentd_may_not_write(project: Path, foreground: Callable[..., Foreground]) -> None:
+    """CLI and --once: exit 8 and one line, the queue byte for byte as it was and no temporary file; a daemon reports
+    it once, runs nothing (its claim could not be written), and runs the task once the folder is writable again."""
     preexec = permissions_bite()
     queue = write_queue(project, [task("a")])
     for folder in (".leases", ".agentd"):
@@ -303,7 +318,9 @@ def test_a_queue_folder_agentd_may_not_write(project: Path) -> None:
     try:
         changed = agentd(project, "queue", "set-status", "a", "done", preexec=preexec)
         one_line(changed, 8, "SPRINT_QUEUE.json: cannot write (left unchanged): Permission denied")
-        daemon = Foreground(project, preexec)
+        once = agentd(project, "--role", "builder", "--once", preexec=preexec)
+        assert once.returncode == 8 and "cannot write (left unchanged)" in once.stderr, once.stderr
+        daemon = foreground(project, preexec)
         wait_for(lambda: daemon.lines("cannot use the queue"), 30, "the daemon to report the queue")
         daemon.stays_up(1.0)
         assert sha(queue) == before
@@ -317,15 +334,50 @@ def test_a_queue_folder_agentd_may_not_write(project: Path) -> None:
         assert list((project / ".leases").glob("*.json")) == []  # the claim's lease was released
     finally:
         os.chmod(project, 0o755)
-    try:
-        wait_for(lambda: tasks_by_id(project)["a"]["status"] == "awaiting_test", 30, "the task to run")
-    finally:
-        assert daemon.stop() == 0, daemon.log()
-    assert len(daemon.lines("cannot use the queue")) == 1, daemon.log()
+    daemon.carries_on(project, "a", reported="cannot use the queue")
     assert "cannot write (left unchanged): Permission denied" in daemon.lines("cannot use the queue")[0]
 
 
-def test_a_lease_folder_agentd_may_not_write(project: Path) -> None:
+def test_a_daemon_that_cannot_record_its_finished_task_when_stopped(
+    project: Path, foreground: Callable[..., Foreground]
+) -> None:
+    """Stopped while the queue's folder is read-only: it keeps trying to record the finished task, then gives up with
+    exit 8 and one line, releasing its lease; a later daemon recovers the task and runs it again."""
+    preexec = permissions_bite()
+    log = project.parent / "runs.jsonl"
+    write_config(project, {"builder": {**BUILDER, "command": recorder(log, "--sleep", "0.5")}})
+    write_queue(project, [task("a")])
+    daemon = foreground(project, preexec, interval=60)
+    wait_for(lambda: [r for r in events(log) if r["event"] == "start"], 30, "the task to start")
+    os.chmod(project, 0o555)
+    try:
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert daemon.proc.wait(timeout=60) == 8, daemon.log()
+        assert len(daemon.lines("shutdown: cannot record finished tasks")) == 1, daemon.log()
+        assert tasks_by_id(project)["a"]["status"] == "in_progress"
+        assert list((project / ".leases").glob("*.json")) == []
+    finally:
+        os.chmod(project, 0o755)
+    drained = agentd(project, "--role", "builder", "--drain", preexec=None)
+    assert drained.returncode == 0, drained.stderr
+    assert tasks_by_id(project)["a"]["status"] == "awaiting_test"
+    assert len([r for r in events(log) if r["event"] == "end"]) == 2
+
+
+def test_any_other_file_agentd_may_not_write_is_one_line(tmp_path: Path) -> None:
+    """An OSError no command foresaw (here: init in a read-only folder) is one line naming the file, exit 8."""
+    preexec = permissions_bite()
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    os.chmod(folder, 0o555)
+    try:
+        one_line(agentd(folder, "init", preexec=preexec), 8, "agentd.toml: ", "Permission denied")
+    finally:
+        os.chmod(folder, 0o755)
+    assert list(folder.iterdir()) == []
+
+
+def test_a_lease_folder_agentd_may_not_write(project: Path, foreground: Callable[..., Foreground]) -> None:
     """A claim needs a lease file: a daemon that cannot create one reports it once (naming the folder's file), writes
     nothing to the queue, stays up, and runs the task once the folder is writable again."""
     preexec = permissions_bite()
@@ -336,7 +388,7 @@ def test_a_lease_folder_agentd_may_not_write(project: Path) -> None:
     before = sha(queue)
     os.chmod(leases, 0o555)
     try:
-        daemon = Foreground(project, preexec)
+        daemon = foreground(project, preexec)
         wait_for(lambda: daemon.lines("cannot use the queue"), 30, "the daemon to report the lease folder")
         daemon.stays_up(1.0)
         assert sha(queue) == before
@@ -344,11 +396,7 @@ def test_a_lease_folder_agentd_may_not_write(project: Path) -> None:
         assert ".leases/.tokens: cannot write the token mark: Permission denied" in line, line
     finally:
         os.chmod(leases, 0o755)
-    try:
-        wait_for(lambda: tasks_by_id(project)["a"]["status"] == "awaiting_test", 30, "the task to run")
-    finally:
-        assert daemon.stop() == 0, daemon.log()
-    assert len(daemon.lines("cannot use the queue")) == 1, daemon.log()
+    daemon.carries_on(project, "a", reported="cannot use the queue")
     assert tasks_by_id(project)["a"]["lease_token"] == 8
 
 

@@ -4,7 +4,7 @@
 Every measurement runs real processes in its own temporary project folder (removed afterwards, also on Ctrl-C):
 
 1. bare limit        stdlib json + fcntl.flock + fsync + os.replace: the fastest possible locked transaction
-2. agentd tx         the same change through agentd.queuefile.QueueStore.transaction
+2. agentd tx         the same change through agentd.store.file.queuefile.QueueStore.transaction
 3. throughput        tasks/s end to end, no-op commands, one builder daemon, WIP 8 (--drain --concurrency 8)
 4. pickup latency    task added / dependency done -> the task's command starting, daemon at --interval 60
 5. pipeline          one task through five roles (five daemons at --interval 60), added -> done
@@ -52,7 +52,7 @@ if str(PROJECT / "src") not in sys.path:  # run from a checkout without an edita
 
 from agentd import __version__  # noqa: E402
 from agentd import config as config_mod  # noqa: E402
-from agentd.queuefile import QueueStore  # noqa: E402
+from agentd.store.file.queuefile import QueueStore  # noqa: E402
 
 SIZES = (10, 100, 1_000, 10_000)
 WIP = 8
@@ -478,13 +478,13 @@ def profile_transaction(size: int, count: int, base: Path) -> str:
 
 
 KEY_FUNCTIONS = {  # label -> (file suffix, function name)
-    "`QueueStore._validate`: schema + cross-task checks of every read": ("agentd/queuefile.py", "_validate"),
-    "`QueueStore._check_new`: checks of what will be written": ("agentd/queuefile.py", "_check_new"),
-    "`jsonedit.apply`: the format-preserving edit": ("agentd/jsonedit.py", "apply"),
-    "`QueueStore._write`: temp file, fsync, compare, rename, folder fsync": ("agentd/queuefile.py", "_write"),
-    "`validate.conflict_markers`: regex over the whole text": ("agentd/validate.py", "conflict_markers"),
-    "`model.views`: typed Task views of every task": ("agentd/model.py", "views"),
-    "`runner.launch`: starting a shim": ("agentd/runner.py", "launch"),
+    "`QueueStore._validate`: schema + cross-task checks of every read": ("agentd/store/file/queuefile.py", "_validate"),
+    "`QueueStore._check_new`: checks of what will be written": ("agentd/store/file/queuefile.py", "_check_new"),
+    "`jsonedit.apply`: the format-preserving edit": ("agentd/store/file/jsonedit.py", "apply"),
+    "`QueueStore._write`: temp, fsync, compare, rename, folder fsync": ("agentd/store/file/queuefile.py", "_write"),
+    "`validate.conflict_markers`: regex over the whole text": ("agentd/core/validate.py", "conflict_markers"),
+    "`model.views`: typed Task views of every task": ("agentd/core/model.py", "views"),
+    "`runner.launch`: starting a shim": ("agentd/run/runner.py", "launch"),
     "`json` decoding (stdlib)": ("json/decoder.py", "raw_decode"),
 }
 WRAPPERS = ("click/", "<frozen runpy>", "<string>", "<built-in method builtins.exec>", "agentd/__main__", "agentd/cli/")
@@ -567,7 +567,7 @@ def top_entries(stats: pstats.Stats, limit: int = 15) -> str:
 
 
 def package_of(filename: str, name: str) -> str:
-    """``jsonschema``, ``agentd/queuefile.py``, ``stdlib json``, or a C function's name."""
+    """``jsonschema``, ``agentd/store/file/queuefile.py``, ``stdlib json``, or a C function's name."""
     if filename == "~":
         return name.replace("<built-in method ", "C: ").replace("<method ", "C: ").rstrip(">")
     parts = Path(filename).parts
@@ -1185,7 +1185,7 @@ def render(res: Results) -> str:
         "**Bare limit:** the least a safe rewrite of the queue can cost, stdlib only: `flock` a sidecar lock, read and",
         "`json.loads` the file, change one task's status, `json.dumps(indent=2)`, write a temporary file, `fsync` it,",
         "`os.replace` it over the queue, unlock. **agentd:** the same one-field change through",
-        "`agentd.queuefile.QueueStore.transaction`, which adds schema and cross-task validation of what it reads, a",
+        "`QueueStore.transaction`, which adds schema and cross-task validation of what it reads, a",
         "check of what it will write, a format-preserving edit instead of a full dump, a check that nobody edited",
         "the file meanwhile, and an `fsync` of the folder after the rename. Tasks have 15 fields like the real",
         "OODATCAA queues (~600 bytes each, indented).",

@@ -24,7 +24,7 @@ from rich.live import Live
 from rich.table import Table
 
 from agentd import config as config_mod
-from agentd.leases import LeaseDir
+from agentd.store.file.leases import LeaseDir
 
 PROJECT = Path(__file__).resolve().parents[1]
 EXAMPLE = PROJECT / "examples" / "sprint"

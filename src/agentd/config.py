@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from agentd import schema
+from agentd.core.workflow import DEFAULT_PIPELINE, Backoff, Role, UnblockRule, Workflow
 from agentd.errors import ConfigInvalid, RoleNotFound
-from agentd.workflow import DEFAULT_PIPELINE, Backoff, Role, UnblockRule, Workflow
 
 CONFIG_NAME = "agentd.toml"
 TUNABLES = ("interval", "lease_ttl", "heartbeat", "timeout", "max_attempts", "grace", "kill_after")

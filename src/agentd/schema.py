@@ -19,8 +19,8 @@ from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from agentd.clock import parse_timestamp
-from agentd.incremental import Piece
+from agentd.core.clock import parse_timestamp
+from agentd.store.file.incremental import Piece
 
 SchemaName = Literal["queue", "task", "lease", "config", "result"]
 NAMES: tuple[SchemaName, ...] = ("queue", "task", "lease", "config", "result")
@@ -157,8 +157,8 @@ def task_error(task: Any, key: str | None = None) -> tuple[str, str] | None:
 def queue_error(data: Any, pieces: Sequence[Piece] | None = None) -> tuple[str, str] | None:
     """The first violation of a whole queue document: its top level, then each task in order (cached per task).
 
-    ``pieces``, when given, are the top-level tasks as :class:`agentd.incremental.Decoder` parsed them: a piece
-    found valid before is not checked again, and its exact text is the cache key.
+    ``pieces``, when given, are the top-level tasks as :class:`agentd.store.file.incremental.Decoder` parsed them: a
+    piece found valid before is not checked again, and its exact text is the cache key.
     """
     if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
         return first_error(data, "queue")

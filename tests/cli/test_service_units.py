@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from agentd import config as config_mod
-from agentd import units
 from agentd.cli.service_units import agentd_command
 from agentd.config import Config
 from agentd.errors import ConfigError
+from agentd.service import units
 from tests.conftest import run_agentd
 from tests.helpers.daemons import wait_for, write_config, write_queue
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from agentd.cli import main
-from agentd.leases import LeaseDir, new_record
-from agentd.pidfile import PidFile
+from agentd.store.file.leases import LeaseDir, new_record
+from agentd.store.file.pidfile import PidFile
 from tests.helpers.daemons import task, write_config, write_queue
 
 BUILDER = {"claims": "ready", "working": "in_progress", "on_success": "awaiting_test", "command": ["true"]}

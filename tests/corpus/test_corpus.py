@@ -20,12 +20,12 @@ from hypothesis import strategies as st
 
 from agentd import config as config_mod
 from agentd.cli import main
-from agentd.command import read_result
-from agentd.daemon import Daemon, Mode
+from agentd.core.command import read_result
 from agentd.errors import ConfigError, ConfigInvalid, QueueInvalid, ResultInvalid
-from agentd.leases import LeaseDir
-from agentd.pidfile import PidFile, probe
-from agentd.queuefile import QueueStore
+from agentd.run.daemon import Daemon, Mode
+from agentd.store.file.leases import LeaseDir
+from agentd.store.file.pidfile import PidFile, probe
+from agentd.store.file.queuefile import QueueStore
 from tests.conftest import sha
 from tests.helpers.daemons import task, tasks_by_id, write_config, write_queue
 

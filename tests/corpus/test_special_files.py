@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from agentd import config as config_mod
-from agentd.daemon import Daemon
+from agentd.run.daemon import Daemon
 from tests.conftest import sha
 from tests.helpers.access import permissions_bite
 from tests.helpers.daemons import events, recorder, task, tasks_by_id, wait_for, write_config, write_queue

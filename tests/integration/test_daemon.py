@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agentd.queuefile import QueueStore
+from agentd.store.file.queuefile import QueueStore
 from tests.conftest import run_agentd
 from tests.helpers.daemons import (
     alive,

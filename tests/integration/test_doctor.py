@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from agentd import config as config_mod
-from agentd import doctor
-from agentd.leases import Held, LeaseDir, new_record
-from agentd.pidfile import PidFile
+from agentd.report import doctor
+from agentd.store.file.leases import Held, LeaseDir, new_record
+from agentd.store.file.pidfile import PidFile
 from tests.conftest import run_agentd
 from tests.helpers.daemons import task, tasks_by_id, write_config, write_queue
 
@@ -31,7 +31,7 @@ DEAD_DAEMON = (
     "import os, sys\n"
     "from datetime import UTC, datetime\n"
     "from pathlib import Path\n"
-    "from agentd.pidfile import PidFile\n"
+    "from agentd.store.file.pidfile import PidFile\n"
     "PidFile(Path(sys.argv[1]), 'builder').acquire(started=datetime.now(UTC), interval=60.0, log=None)\n"
     "os._exit(0)\n"
 )

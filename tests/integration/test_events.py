@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from agentd import events as journal
-from agentd.clock import FakeClock, format_timestamp
-from agentd.events import Filter, Journal, LiveMark
+from agentd.core.clock import FakeClock, format_timestamp
+from agentd.store.file import journal
+from agentd.store.file.journal import Filter, Journal, LiveMark
 from tests.conftest import run_agentd
 from tests.helpers.daemons import (
     events,
@@ -146,8 +146,8 @@ WRITER = textwrap.dedent(
     """
     import logging, os, sys, time
     from pathlib import Path
-    from agentd.clock import SystemClock
-    from agentd.events import Journal
+    from agentd.core.clock import SystemClock
+    from agentd.store.file.journal import Journal
     path, name, count, go = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
     deadline = time.monotonic() + 30
     while not go.exists() and time.monotonic() < deadline:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from agentd import config as config_mod
-from agentd.daemon import Daemon, Mode
+from agentd.run.daemon import Daemon, Mode
 from tests.conftest import FIXTURE_NAMES
 from tests.helpers.daemons import write_config
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agentd.leases import LeaseDir, LeaseDirUnsafe, new_record
+from agentd.store.file.leases import LeaseDir, LeaseDirUnsafe, new_record
 
 NOW = datetime(2026, 5, 1, tzinfo=UTC)
 

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from agentd import faults
+from agentd.core.model import index_by_id, walk
 from agentd.errors import LockTimeout, QueueInvalid
-from agentd.model import index_by_id, walk
-from agentd.queuefile import QueueStore
+from agentd.store.file.queuefile import QueueStore
 from tests.conftest import FIXTURE_NAMES, run_agentd, sha, small_queue
 
 

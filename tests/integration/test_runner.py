@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from agentd import runner
-from agentd.runner import ExitInfo, LaunchSpec, TaskProcess, launch
+from agentd.run import runner
+from agentd.run.runner import ExitInfo, LaunchSpec, TaskProcess, launch
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux /proc")
 
@@ -253,7 +253,7 @@ DAEMON_SCRIPT = """
 import json, sys, threading
 from pathlib import Path
 sys.path.insert(0, {src!r})
-from agentd import runner
+from agentd.run import runner
 
 out = Path({out!r})
 tp = runner.launch(runner.LaunchSpec(

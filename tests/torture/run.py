@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from agentd import schema
-from agentd.events import read_events
-from agentd.incremental import Decoder
+from agentd.store.file.incremental import Decoder
+from agentd.store.file.journal import read_events
 
 WORK = Path(__file__).resolve().with_name("work.py")
 ROLES = {

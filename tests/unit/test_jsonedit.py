@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from agentd.jsonedit import Style, apply, detect_style, dumps
+from agentd.store.file.jsonedit import Style, apply, detect_style, dumps
 
 # --- strategies ----------------------------------------------------------------------------------------------
 

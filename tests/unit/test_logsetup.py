@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from agentd.logsetup import prune_task_logs
+from agentd.service.logsetup import prune_task_logs
 
 
 def test_keeps_the_newest_per_task_and_drops_old_ones(tmp_path: Path) -> None:

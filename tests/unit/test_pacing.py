@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentd.daemon import LOOK_BURST, LOOK_SHARE, CpuBudget
+from agentd.run.daemon import LOOK_BURST, LOOK_SHARE, CpuBudget
 
 
 def test_a_quiet_daemon_looks_at_once_and_a_storm_of_costly_looks_is_paced() -> None:

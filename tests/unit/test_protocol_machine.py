@@ -15,10 +15,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from agentd import recovery, scheduler, transitions
 from agentd.config import build
-from agentd.model import index_by_id, views
-from agentd.scheduler import Kind, LeaseObservation, Outcome, View
+from agentd.core import scheduler, transitions
+from agentd.core.model import index_by_id, views
+from agentd.core.scheduler import Kind, LeaseObservation, Outcome, View
+from agentd.run import recovery
 
 CONFIG = build(
     {

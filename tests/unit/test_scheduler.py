@@ -8,11 +8,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentd import scheduler as core
 from agentd.config import build
-from agentd.model import views
-from agentd.scheduler import Kind, LeaseObservation, Outcome, Reason, View
-from agentd.workflow import Workflow
+from agentd.core import scheduler as core
+from agentd.core.model import views
+from agentd.core.scheduler import Kind, LeaseObservation, Outcome, Reason, View
+from agentd.core.workflow import Workflow
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 CONFIG = build({}, root=__import__("pathlib").Path("/tmp"), path=None)
@@ -184,7 +184,7 @@ def test_selection_invariants(tasks: list[dict[str, Any]], limit: int) -> None:
 @given(st.integers(0, 10), st.floats(0, 100), st.floats(1, 4), st.floats(0, 5000))
 def test_backoff_is_monotonic_and_capped(n: int, initial: float, factor: float, cap: float) -> None:
     """Backoff never shrinks with more failures and never exceeds the cap."""
-    from agentd.workflow import Backoff
+    from agentd.core.workflow import Backoff
 
     b = Backoff(initial, factor, cap)
     assert b.delay(n) <= max(cap, 0) + 1e-9

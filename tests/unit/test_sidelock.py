@@ -11,7 +11,7 @@ import pytest
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from agentd.sidelock import LockTimedOut, SidecarLock
+from agentd.store.file.sidelock import LockTimedOut, SidecarLock
 
 HOLD = (
     "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.flock(f,fcntl.LOCK_EX); print('held',flush=True);"

@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentd import schema, validate
-from agentd.clock import format_timestamp, parse_timestamp
-from agentd.workflow import Workflow
+from agentd import schema
+from agentd.core import validate
+from agentd.core.clock import format_timestamp, parse_timestamp
+from agentd.core.workflow import Workflow
 
 
 def test_duplicate_ids_including_nested() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from agentd import config as config_mod
 from agentd.config import Config
-from agentd.queuefile import QueueStore
+from agentd.store.file.queuefile import QueueStore
 
 
 @dataclass

@@ -11,14 +11,15 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from agentd import dashboard, service
 from agentd.cli.app import App
 from agentd.cli.output import console, emit_json, info, is_terminal
 from agentd.cli.output import table as plain_table
-from agentd.clock import SystemClock
 from agentd.config import Config
+from agentd.core.clock import SystemClock
 from agentd.errors import ExitCode
-from agentd.pidfile import role_of
+from agentd.report import status as dashboard
+from agentd.service import background as service
+from agentd.store.file.pidfile import role_of
 
 pass_app = click.make_pass_decorator(App)
 

@@ -11,16 +11,18 @@ from typing import Any
 
 import click
 
-from agentd import logsetup, recovery, service
 from agentd.cli.app import App
 from agentd.cli.output import emit_json, info, table
-from agentd.clock import SystemClock
-from agentd.daemon import Daemon, Mode
+from agentd.core.clock import SystemClock
+from agentd.core.model import views
+from agentd.core.scheduler import judge
 from agentd.errors import AgentdError, ExitCode, display_path
-from agentd.leases import LeaseDir
-from agentd.model import views
-from agentd.pidfile import AlreadyRunning, PidFile, pid_path, stale_reason
-from agentd.scheduler import judge
+from agentd.run import recovery
+from agentd.run.daemon import Daemon, Mode
+from agentd.service import background as service
+from agentd.service import logsetup
+from agentd.store.file.leases import LeaseDir
+from agentd.store.file.pidfile import AlreadyRunning, PidFile, pid_path, stale_reason
 
 pass_app = click.make_pass_decorator(App)
 

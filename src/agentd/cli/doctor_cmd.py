@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from agentd import doctor as doctor_mod
 from agentd.cli.app import App
 from agentd.cli.output import emit_json, info
-from agentd.clock import SystemClock
 from agentd.config import Config
-from agentd.doctor import Finding
+from agentd.core.clock import SystemClock
 from agentd.errors import ConfigInvalid, ExitCode, display_path
+from agentd.report import doctor as doctor_mod
+from agentd.report.doctor import Finding
 
 pass_app = click.make_pass_decorator(App)
 HEADINGS = {"error": "Errors", "warning": "Warnings", "info": "Info"}

@@ -11,13 +11,13 @@ from typing import Any
 
 import click
 
-from agentd import events as journal
-from agentd import service
 from agentd.cli.app import App
 from agentd.cli.output import emit_json, info, is_terminal, warn
-from agentd.clock import SystemClock
+from agentd.core.clock import SystemClock
 from agentd.errors import AgentdError, ExitCode, TaskNotFound, display_path
-from agentd.events import Event, Filter, LiveMark
+from agentd.service import background as service
+from agentd.store.file import journal
+from agentd.store.file.journal import Event, Filter, LiveMark
 
 pass_app = click.make_pass_decorator(App)
 

@@ -9,9 +9,9 @@ import click
 from agentd.cli.app import App
 from agentd.cli.output import info
 from agentd.config import CONFIG_NAME
+from agentd.core.workflow import DEFAULT_PIPELINE
 from agentd.errors import ExitCode
-from agentd.queuefile import QueueStore
-from agentd.workflow import DEFAULT_PIPELINE
+from agentd.store.file.queuefile import QueueStore
 
 TEMPLATE = """\
 # agentd.toml — the workflow agentd runs over the sprint queue.

@@ -9,14 +9,15 @@ from typing import Any
 
 import click
 
-from agentd import edits, service
 from agentd.cli.app import App
 from agentd.cli.output import emit_json, info, table, warn
-from agentd.clock import SystemClock
+from agentd.core import edits
+from agentd.core.clock import SystemClock
+from agentd.core.explain import explain
+from agentd.core.model import Task
 from agentd.errors import ExitCode, TaskNotFound, display_path
-from agentd.explain import explain
-from agentd.leases import LeaseDir
-from agentd.model import Task
+from agentd.service import background as service
+from agentd.store.file.leases import LeaseDir
 
 pass_app = click.make_pass_decorator(App)
 

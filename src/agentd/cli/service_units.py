@@ -1,7 +1,7 @@
 """``agentd service install|uninstall``: systemd user units and launchd agents for the role daemons.
 
 These commands write and remove unit files and print the exact systemctl/launchctl commands to run; they never run
-a service manager themselves. What goes into the files is decided in :mod:`agentd.units`.
+a service manager themselves. What goes into the files is decided in :mod:`agentd.service.units`.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from pathlib import Path
 
 import click
 
-from agentd import service as background
-from agentd import units
 from agentd.cli.app import App
 from agentd.cli.output import info, warn
 from agentd.config import CONFIG_NAME, Config
 from agentd.errors import ConfigError, Conflict
+from agentd.service import background as background
+from agentd.service import units
 
 pass_app = click.make_pass_decorator(App)
 

@@ -1,7 +1,7 @@
 """Running one claimed task: its command, environment and log, its outcome, the record of its run.
 
-The daemon decides *what* runs (:mod:`agentd.dispatch`); this module owns *how*: it builds the argv, hands the lease's
-locked descriptor to the task's supervisor, reads the result file once, and keeps the task logs pruned.
+The daemon decides *what* runs (:mod:`agentd.run.dispatch`); this module owns *how*: it builds the argv, hands the
+lease's locked descriptor to the task's supervisor, reads the result file once, and keeps the task logs pruned.
 """
 
 from __future__ import annotations
@@ -16,14 +16,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agentd import command, logsetup, scheduler
-from agentd.clock import Clock, format_timestamp
 from agentd.config import Config
+from agentd.core import command, scheduler
+from agentd.core.clock import Clock, format_timestamp
+from agentd.core.scheduler import Kind, Outcome
+from agentd.core.workflow import Role
 from agentd.errors import AgentdError, DataError
-from agentd.leases import Held, process_start
-from agentd.runner import ExitInfo, LaunchSpec, TaskProcess, launch
-from agentd.scheduler import Kind, Outcome
-from agentd.workflow import Role
+from agentd.hostinfo import process_start
+from agentd.run.runner import ExitInfo, LaunchSpec, TaskProcess, launch
+from agentd.service import logsetup
+from agentd.store.file.leases import Held
 
 log = logging.getLogger("agentd.daemon")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from agentd import schema
+from agentd.core.workflow import Role
 from agentd.errors import ConfigError, ResultInvalid
-from agentd.workflow import Role
 
 PLACEHOLDER = re.compile(r"\{(task_id|role|title|prompt|attempt|root|queue)\}")
 DEFAULT_PROMPT = "You are the {role}. Work on task {task_id}: {title}."

@@ -12,7 +12,7 @@ no ``tasks`` list, a syntax error) falls back to ``json.loads``, which gives the
 always. The result equals ``json.loads(text)`` (tested with hypothesis).
 
 Reused values are shared between parses, so a decoded document is read-only: code that changes a document parses
-its own copy (as :meth:`agentd.queuefile.QueueStore.transaction` does).
+its own copy (as :meth:`agentd.store.file.queuefile.QueueStore.transaction` does).
 """
 
 from __future__ import annotations

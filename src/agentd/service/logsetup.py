@@ -8,7 +8,7 @@ import logging.handlers
 import sys
 from pathlib import Path
 
-from agentd.clock import format_timestamp
+from agentd.core.clock import format_timestamp
 
 TEXT_FORMAT = "%(asctime)s {name}[%(process)d] %(levelname)s %(message)s"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"

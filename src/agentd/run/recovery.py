@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from agentd import faults, scheduler, transitions
-from agentd.clock import Clock
-from agentd.leases import LeaseDir, boot_id, hostname, process_start
-from agentd.model import Task, index_by_id, views
-from agentd.queuefile import QueueStore
-from agentd.scheduler import LeaseObservation
-from agentd.workflow import Role, Workflow
+from agentd import faults
+from agentd.core import scheduler, transitions
+from agentd.core.clock import Clock
+from agentd.core.model import Task, index_by_id, views
+from agentd.core.scheduler import LeaseObservation
+from agentd.core.workflow import Role, Workflow
+from agentd.hostinfo import boot_id, hostname, process_start
+from agentd.store.file.leases import LeaseDir
+from agentd.store.file.queuefile import QueueStore
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +158,8 @@ def apply(
     stopped: list[Recovery] | None = None,
 ) -> list[Recovery]:
     """Clear the stale leases (call inside a queue transaction; ``raw_of(id)`` gives the task to change, as
-    ``index_by_id(doc).get`` or :meth:`agentd.queuefile.Draft.task` do); returns what was done. Hung holders on this
-    host whose processes were killed instead are added to ``stopped``."""
+    ``index_by_id(doc).get`` or :meth:`agentd.store.file.queuefile.Draft.task` do); returns what was done. Hung
+    holders on this host whose processes were killed instead are added to ``stopped``."""
     done: list[Recovery] = []
     for item in recoveries:
         if item.kill:

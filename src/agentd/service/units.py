@@ -25,8 +25,8 @@ from typing import TypeAlias
 
 from agentd import __version__
 from agentd.config import CONFIG_NAME, Config
+from agentd.core.workflow import Role
 from agentd.errors import ConfigError
-from agentd.workflow import Role
 
 STOP_MARGIN = 15.0  # seconds beyond grace + kill_after: the daemon records outcomes and releases leases
 RESTART_SEC = 5

@@ -10,15 +10,16 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from agentd import scheduler, service
-from agentd.clock import format_timestamp
 from agentd.config import Config
+from agentd.core import scheduler
+from agentd.core.clock import format_timestamp
+from agentd.core.model import Task
+from agentd.core.scheduler import LeaseObservation, View
 from agentd.errors import AgentdError
-from agentd.leases import LeaseDir
-from agentd.model import Task
-from agentd.pidfile import Probe, role_of
-from agentd.queuefile import QueueStore
-from agentd.scheduler import LeaseObservation, View
+from agentd.service import background as service
+from agentd.store.file.leases import LeaseDir
+from agentd.store.file.pidfile import Probe, role_of
+from agentd.store.file.queuefile import QueueStore
 
 
 def _seconds(delta: float | None) -> float | None:

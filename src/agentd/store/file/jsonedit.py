@@ -171,7 +171,7 @@ def apply(text: str, old: Any, new: Any, spans: Mapping[int, int] | None = None)
     read; values that are skipped unchanged are not compared with ``old``.
 
     ``spans`` maps the offsets where values of ``text`` start to where they end, for values the caller has found
-    already (a queue's tasks, by :mod:`agentd.incremental`): those are skipped without scanning them again.
+    already (a queue's tasks, by :mod:`agentd.store.file.incremental`): those are skipped without scanning them again.
     """
     if _same(old, new):
         return text

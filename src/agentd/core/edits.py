@@ -1,7 +1,7 @@
 """Changes people ask for (add, set-status, retry, cancel), as pure functions on the raw queue document.
 
-Each runs inside :meth:`agentd.queuefile.QueueStore.transaction`, so it may run more than once and must decide from
-the document it is given.
+Each runs inside :meth:`agentd.store.file.queuefile.QueueStore.transaction`, so it may run more than once and must
+decide from the document it is given.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from agentd.core.model import index_by_id, valid_task_id, walk
+from agentd.core.workflow import Role, Workflow
 from agentd.errors import Conflict, StaleToken, TaskNotFound
-from agentd.model import index_by_id, valid_task_id, walk
-from agentd.workflow import Role, Workflow
 
 
 def _task(doc: dict[str, Any], task_id: str) -> dict[str, Any]:

@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from agentd import scheduler
-from agentd.model import Task
-from agentd.scheduler import Decision, Kind, Outcome
-from agentd.workflow import Role, Workflow
+from agentd.core import scheduler
+from agentd.core.model import Task
+from agentd.core.scheduler import Decision, Kind, Outcome
+from agentd.core.workflow import Role, Workflow
 
 
 def apply_patch(raw: dict[str, Any], patch: Mapping[str, Any]) -> None:

@@ -2,8 +2,8 @@
 
 A pass renews heartbeats and then, when a run ended or something may have changed, makes one queue transaction that
 records the ended runs, recovers stale leases, unblocks tasks and claims as many as there is room for
-(:mod:`agentd.dispatch`); then it starts the claimed tasks (:mod:`agentd.execution`). Queue changes and lease releases
-wake the loop at once (file events); the interval is the fallback poll.
+(:mod:`agentd.run.dispatch`); then it starts the claimed tasks (:mod:`agentd.run.execution`). Queue changes and lease
+releases wake the loop at once (file events); the interval is the fallback poll.
 """
 
 from __future__ import annotations
@@ -24,19 +24,20 @@ from types import FrameType
 from typing import Any
 
 from agentd import config as config_mod
-from agentd import faults, scheduler
-from agentd.clock import Clock, SystemClock
+from agentd import faults
 from agentd.config import Config
-from agentd.dispatch import Claim, Dispatcher, PassResult
+from agentd.core import scheduler
+from agentd.core.clock import Clock, SystemClock
+from agentd.core.scheduler import Decision, Kind, Outcome
+from agentd.core.workflow import Role
 from agentd.errors import AgentdError, ConfigError, ExitCode, FileAccessError
-from agentd.events import Journal
-from agentd.execution import Executor, Running
-from agentd.leases import LeaseDir
-from agentd.queuefile import QueueStore
-from agentd.runner import ExitInfo, TaskProcess
-from agentd.scheduler import Decision, Kind, Outcome
-from agentd.watch import Watcher
-from agentd.workflow import Role
+from agentd.run.dispatch import Claim, Dispatcher, PassResult
+from agentd.run.execution import Executor, Running
+from agentd.run.runner import ExitInfo, TaskProcess
+from agentd.run.watch import Watcher
+from agentd.store.file.journal import Journal
+from agentd.store.file.leases import LeaseDir
+from agentd.store.file.queuefile import QueueStore
 
 log = logging.getLogger("agentd.daemon")
 

@@ -18,7 +18,6 @@ import fcntl
 import json
 import logging
 import os
-import socket
 import stat
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
@@ -27,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from agentd import faults, schema
-from agentd.clock import format_timestamp, parse_timestamp
+from agentd.core.clock import format_timestamp, parse_timestamp
+from agentd.core.model import valid_task_id
+from agentd.core.scheduler import LeaseObservation
 from agentd.errors import AgentdError, FileAccessError, LeaseInvalid, display_path
-from agentd.model import valid_task_id
-from agentd.scheduler import LeaseObservation
+from agentd.hostinfo import boot_id, hostname, process_start
 
 log = logging.getLogger(__name__)
 
@@ -62,29 +62,6 @@ def _kind(mode: int) -> str:
         if test(mode):
             return name
     return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
-
-
-def hostname() -> str:
-    """This host's name, as leases record it."""
-    return socket.gethostname()
-
-
-def boot_id() -> str | None:
-    """The kernel's boot id where there is one (a PID from another boot means nothing)."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return None
-
-
-def process_start(pid: int) -> int | None:
-    """A process's start time in clock ticks since boot (Linux), to tell a PID from a reused one."""
-    try:
-        data = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = data[data.rindex(")") + 2 :].split()
-    return int(fields[19])
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from agentd import faults, recovery, scheduler, transitions
-from agentd.clock import Clock
+from agentd import faults
 from agentd.config import Config
-from agentd.execution import Executor, Running
-from agentd.leases import Held, LeaseDir, LeaseRecord, new_record
-from agentd.model import Task, refreshed
-from agentd.queuefile import Draft, QueueStore
-from agentd.scheduler import Decision, LeaseObservation, View
-from agentd.workflow import Role
+from agentd.core import scheduler, transitions
+from agentd.core.clock import Clock
+from agentd.core.model import Task, refreshed
+from agentd.core.scheduler import Decision, LeaseObservation, View
+from agentd.core.workflow import Role
+from agentd.run import recovery
+from agentd.run.execution import Executor, Running
+from agentd.store.file.leases import Held, LeaseDir, LeaseRecord, new_record
+from agentd.store.file.queuefile import Draft, QueueStore
 
 log = logging.getLogger("agentd.daemon")
 

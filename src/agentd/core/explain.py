@@ -1,7 +1,7 @@
 """``agentd queue why``: why a task is or is not being claimed, rule by rule, in the order the scheduler applies them.
 
-It calls the very functions the daemon decides with (:func:`agentd.scheduler.task_checks`, ``wip_room``, ``judge``),
-so its answer cannot drift from the behaviour.
+It calls the very functions the daemon decides with (:func:`agentd.core.scheduler.task_checks`, ``wip_room``,
+``judge``), so its answer cannot drift from the behaviour.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from agentd import scheduler
-from agentd.model import Task
-from agentd.scheduler import LeaseObservation, View
-from agentd.workflow import Role, Workflow
+from agentd.core import scheduler
+from agentd.core.model import Task
+from agentd.core.scheduler import LeaseObservation, View
+from agentd.core.workflow import Role, Workflow
 
 
 @dataclass(frozen=True)

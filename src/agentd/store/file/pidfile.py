@@ -21,9 +21,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agentd.clock import format_timestamp, parse_timestamp
+from agentd.core.clock import format_timestamp, parse_timestamp
 from agentd.errors import AgentdError, ExitCode, display_path
-from agentd.leases import boot_id, hostname, process_start
+from agentd.hostinfo import boot_id, hostname, process_start
 
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 

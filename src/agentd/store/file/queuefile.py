@@ -1,10 +1,10 @@
 """The queue file on disk. The only code that reads or writes it.
 
 Every change is a transaction: take the sidecar lock (``<queue>.lock``, never deleted), read, validate, apply a pure
-change to the parsed document, rewrite only the changed text (:mod:`agentd.jsonedit`), write a temporary file in the
-same folder, fsync it, check that nobody edited the queue meanwhile (humans and agents do not take the lock: if they
-did, re-read and re-apply), rename it over the queue, fsync the folder. Readers see the old or the new file, never a
-partial one. A file that does not parse or validate is never written.
+change to the parsed document, rewrite only the changed text (:mod:`agentd.store.file.jsonedit`), write a temporary file
+in the same folder, fsync it, check that nobody edited the queue meanwhile (humans and agents do not take the lock: if
+they did, re-read and re-apply), rename it over the queue, fsync the folder. Readers see the old or the new file, never
+a partial one. A file that does not parse or validate is never written.
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ from typing import Any, TypeVar
 
 import tenacity
 
-from agentd import faults, jsonedit, schema
+from agentd import faults, schema
+from agentd.core.model import Task, index_by_id, views, walk, walk_one
+from agentd.core.validate import Finding, conflict_markers, status_warnings, structural
+from agentd.core.workflow import Workflow
 from agentd.errors import Conflict, FileAccessError, LockTimeout, QueueInvalid, display_path
-from agentd.incremental import Decoded, Decoder, Piece
-from agentd.model import Task, index_by_id, views, walk, walk_one
-from agentd.sidelock import LockTimedOut, SidecarLock
-from agentd.validate import Finding, conflict_markers, status_warnings, structural
-from agentd.workflow import Workflow
+from agentd.store.file import jsonedit
+from agentd.store.file.incremental import Decoded, Decoder, Piece
+from agentd.store.file.sidelock import LockTimedOut, SidecarLock
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ class _MaybeMidWrite(QueueInvalid):
 class Snapshot:
     """One read of the queue: its bytes, the parsed document, the task views and any warnings.
 
-    ``data`` is read-only: parts of it are shared with later reads of the same store (see :mod:`agentd.incremental`).
+    ``data`` is read-only: parts of it are shared with later reads of the same store (see
+    :mod:`agentd.store.file.incremental`).
     """
 
     path: Path
@@ -164,7 +166,7 @@ class _Loaded:
 
 
 def _entries(data: dict[str, Any], pieces: list[Piece] | None, first: int = 0) -> list[tuple[str, Any, str | None]]:
-    """:func:`agentd.model.walk` of the tasks, reusing the walk of each unchanged top-level task at its place
+    """:func:`agentd.core.model.walk` of the tasks, reusing the walk of each unchanged top-level task at its place
     (``pieces`` are the top-level tasks from position ``first`` on)."""
     if pieces is None:
         return walk(data["tasks"])

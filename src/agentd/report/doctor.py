@@ -1,9 +1,10 @@
 """``agentd doctor``: look at the whole project and say what needs attention, with the command that fixes each finding.
 
-It decides nothing itself: queue problems come from :class:`~agentd.queuefile.QueueStore` and :mod:`agentd.validate`,
-stale leases and stuck tasks from :func:`agentd.recovery.plan` (which judges with :func:`agentd.scheduler.judge`), WIP
-from :mod:`agentd.scheduler`, daemons from :func:`agentd.pidfile.probe`. Its safe fixes are the very code path of
-``agentd leases prune`` and the removal of PID files whose lock is free. The mount-table parser is a pure function.
+It decides nothing itself: queue problems come from :class:`~agentd.store.file.queuefile.QueueStore` and
+:mod:`agentd.core.validate`, stale leases and stuck tasks from :func:`agentd.run.recovery.plan` (which judges with
+:func:`agentd.core.scheduler.judge`), WIP from :mod:`agentd.core.scheduler`, daemons from
+:func:`agentd.store.file.pidfile.probe`. Its safe fixes are the very code path of ``agentd leases prune`` and the
+removal of PID files whose lock is free. The mount-table parser is a pure function.
 """
 
 from __future__ import annotations
@@ -18,15 +19,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from agentd import leases, recovery, scheduler, service
-from agentd.clock import SystemClock
 from agentd.config import CONFIG_NAME, Config
+from agentd.core import scheduler
+from agentd.core.clock import SystemClock
+from agentd.core.model import Task, valid_task_id
+from agentd.core.scheduler import LeaseObservation
 from agentd.errors import AgentdError, QueueInvalid, display_path
-from agentd.leases import LeaseDir
-from agentd.model import Task, valid_task_id
-from agentd.pidfile import all_pid_files, probe, role_of
-from agentd.queuefile import QueueMissing, QueueStore
-from agentd.scheduler import LeaseObservation
+from agentd.run import recovery
+from agentd.service import background as service
+from agentd.store.file import leases
+from agentd.store.file.leases import LeaseDir
+from agentd.store.file.pidfile import all_pid_files, probe, role_of
+from agentd.store.file.queuefile import QueueMissing, QueueStore
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
@@ -371,7 +375,7 @@ def diagnose(
 
 
 def _prune(config: Config) -> list[str]:
-    """Exactly what ``agentd leases prune`` does (:func:`agentd.recovery.prune`), at the time it is done."""
+    """Exactly what ``agentd leases prune`` does (:func:`agentd.run.recovery.prune`), at the time it is done."""
     store = QueueStore(config.queue_path, workflow=config.workflow, lock_timeout=config.lock_timeout)
     folder = LeaseDir(config.leases_dir, config.root)
     try:

@@ -27,9 +27,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from agentd.clock import Clock, format_timestamp, parse_timestamp
 from agentd.config import LogConfig
-from agentd.leases import hostname
+from agentd.core.clock import Clock, format_timestamp, parse_timestamp
+from agentd.hostinfo import hostname
 
 EVENT_TYPES = (
     "daemon-started",

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from agentd.clock import format_timestamp
-from agentd.model import Task
-from agentd.validate import find_cycle
-from agentd.workflow import Role, Workflow
+from agentd.core.clock import format_timestamp
+from agentd.core.model import Task
+from agentd.core.validate import find_cycle
+from agentd.core.workflow import Role, Workflow
 
 
 class Reason(enum.StrEnum):
@@ -34,7 +34,7 @@ class Reason(enum.StrEnum):
 
 @dataclass(frozen=True)
 class LeaseObservation:
-    """What was seen of a task's lease file on disk (gathered by :mod:`agentd.leases`)."""
+    """What was seen of a task's lease file on disk (gathered by :mod:`agentd.store.file.leases`)."""
 
     task_id: str
     token: int | None = None

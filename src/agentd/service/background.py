@@ -23,8 +23,8 @@ from typing import Any
 
 from agentd.config import Config
 from agentd.errors import ExitCode
-from agentd.leases import process_start
-from agentd.pidfile import Probe, all_pid_files, pid_path, probe, role_of
+from agentd.hostinfo import process_start
+from agentd.store.file.pidfile import Probe, all_pid_files, pid_path, probe, role_of
 
 START_TIMEOUT = 60.0
 

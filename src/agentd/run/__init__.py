@@ -1,0 +1,1 @@
+"""Acting on one host: the daemon loop, one pass's transaction, spawning and supervising task commands."""

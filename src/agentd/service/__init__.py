@@ -1,0 +1,1 @@
+"""Background daemons: detaching, PID files and stop/status, log files, systemd and launchd units."""

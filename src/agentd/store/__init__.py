@@ -1,0 +1,1 @@
+"""Where bytes touch the disk (and, later, a database): the queue, leases, the journal, PID files."""

@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ROLE ?=
 PYTEST_ARGS ?=
+# Most tests wait on real processes, so more workers than the 2 cores CI has keep both busy.
+TEST_WORKERS ?= 4
 
 .PHONY: help venv test lint typecheck unit run torture bench clean docs-cli \
         agents-start agents-stop agents-restart agents-status agents-logs
@@ -30,8 +32,8 @@ lint: $(STAMP) ## ruff lint and format check
 typecheck: $(STAMP) ## mypy --strict on src/
 	$(BIN)/mypy
 
-unit: $(STAMP) ## the test suite only
-	$(BIN)/pytest $(PYTEST_ARGS)
+unit: $(STAMP) ## the test suite only, in parallel (TEST_WORKERS=1 for one process)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 test: lint typecheck unit ## lint, types and the whole test suite
 

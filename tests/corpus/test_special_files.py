@@ -418,7 +418,12 @@ def test_a_symlinked_lease_folder_outside_the_project(
     before = sha(queue), sha(project / "agentd.toml")
     monkeypatch.chdir(project)
     for command in (["leases", "list"], ["leases", "prune"]):
-        one_line(agentd(project, *command, preexec=None), 4, "agentd: .leases: is a symlink to", "outside the project")
+        one_line(
+            agentd(project, *command, preexec=None, timeout=600),
+            4,
+            "agentd: .leases: is a symlink to",
+            "outside the project",
+        )
     once = agentd(project, "--role", "builder", "--once", preexec=None)
     assert once.returncode == 4 and "cannot use the queue: .leases: is a symlink to" in once.stderr, once.stderr
     daemon = Daemon(config_mod.load(root=project, environ={}), "builder", watch=False)
@@ -454,7 +459,9 @@ def test_a_50_mb_queue_with_an_error_at_its_very_end(
     before = sha(queue)
     monkeypatch.chdir(project)
     for command in (["queue", "validate"], ["queue", "set-status", "T000000", "done"]):
-        one_line(agentd(project, *command, preexec=None), 4, "$.tasks[99999].status: 5 is not of type 'string'")
+        one_line(
+            agentd(project, *command, preexec=None, timeout=600), 4, "$.tasks[99999].status: 5 is not of type 'string'"
+        )
     daemon = Daemon(config_mod.load(root=project, environ={}), "builder", watch=False)
     with caplog.at_level(logging.ERROR, logger="agentd"):
         reports = [daemon.tick() for _ in range(2)]

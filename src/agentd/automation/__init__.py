@@ -1,0 +1,1 @@
+"""Acting without being asked: schedules that add tasks, rules that react to file changes and events, hooks."""

@@ -1,0 +1,118 @@
+"""``[workspaces]`` settings and the names they give a task's branch and folder (pure).
+
+A task id is valid as a file name (:func:`agentd.core.model.valid_task_id`), but not every valid id makes a valid git
+branch name (``A..B``, ``x.lock``, ``v1.``): :func:`branch_problem` says why, in the words of git's own rules, so a
+task whose branch cannot exist is reported instead of half-made.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+KEYS = ("mode", "base", "branch", "path", "setup", "keep", "delete_branch")
+
+
+class Keep(enum.StrEnum):
+    """When a final task's worktree stays on disk."""
+
+    NEVER = "never"
+    ON_FAILURE = "on-failure"
+    ALWAYS = "always"
+
+
+class WorkspacesInvalid(ValueError):
+    """A ``[workspaces]`` setting that cannot be used: ``workspaces.KEY: reason``."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"workspaces.{key}: {reason}")
+
+
+def branch_problem(name: str) -> str | None:
+    """Why ``name`` is not a valid git branch name (git-check-ref-format's rules), or None."""
+    if not name or name.startswith("-"):
+        return "is empty or starts with '-'"
+    if name.endswith("/") or name.endswith(".") or "//" in name:
+        return "ends with '/' or '.', or has '//'"
+    if ".." in name or "@{" in name or name == "@":
+        return "contains '..' or '@{'"
+    bad = set(" ~^:?*[\\\x7f")
+    if any(ch in bad or ord(ch) < 32 for ch in name):
+        return "contains a space, a control character or one of ~ ^ : ? * [ \\"
+    for part in name.split("/"):
+        if part.startswith(".") or part.endswith(".lock"):
+            return f"has a part {part!r} that starts with '.' or ends with '.lock'"
+    return None
+
+
+@dataclass(frozen=True)
+class WorkspaceSettings:
+    """The ``[workspaces]`` table."""
+
+    mode: str = "none"  # "none": run in the project root; "worktree": a worktree per task
+    base: str = "main"
+    branch: str = "agentd/{task_id}"
+    path: str = ".agentd/worktrees/{task_id}"
+    setup: tuple[str, ...] = ()
+    keep: Keep = Keep.ON_FAILURE
+    delete_branch: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode == "worktree"
+
+    @classmethod
+    def from_config(cls, spec: Mapping[str, Any]) -> WorkspaceSettings:
+        """Build and check the table; WorkspacesInvalid names the key that is wrong."""
+        unknown = sorted(set(spec) - set(KEYS))
+        if unknown:
+            raise WorkspacesInvalid(unknown[0], f"unknown key (known: {', '.join(KEYS)})")
+        mode = spec.get("mode", "none")
+        if mode not in ("none", "worktree"):
+            raise WorkspacesInvalid("mode", "must be 'none' or 'worktree'")
+        base = spec.get("base", "main")
+        if not isinstance(base, str) or branch_problem(base):
+            raise WorkspacesInvalid("base", f"{base!r} is not a branch name")
+        branch = spec.get("branch", cls.branch)
+        if not isinstance(branch, str) or "{task_id}" not in branch:
+            raise WorkspacesInvalid("branch", "must be a branch name containing {task_id}")
+        if branch_problem(branch.replace("{task_id}", "T1")):
+            raise WorkspacesInvalid("branch", f"{branch!r} does not make a valid branch name")
+        path = spec.get("path", cls.path)
+        if not isinstance(path, str) or "{task_id}" not in path:
+            raise WorkspacesInvalid("path", "must be a folder path containing {task_id}")
+        shape = PurePosixPath(path.replace("{task_id}", "T1"))
+        if shape.is_absolute() or ".." in shape.parts:
+            raise WorkspacesInvalid("path", "must be relative to the project root and stay inside it")
+        setup = spec.get("setup", [])
+        if not isinstance(setup, list) or not all(isinstance(part, str) for part in setup):
+            raise WorkspacesInvalid("setup", "must be an argv list of strings (no shell)")
+        try:
+            keep = Keep(spec.get("keep", "on-failure"))
+        except ValueError:
+            raise WorkspacesInvalid("keep", "must be 'never', 'on-failure' or 'always'") from None
+        delete = spec.get("delete_branch", False)
+        if not isinstance(delete, bool):
+            raise WorkspacesInvalid("delete_branch", "must be true or false")
+        return cls(str(mode), base, branch, path, tuple(setup), keep, delete)
+
+    def branch_for(self, task_id: str) -> str:
+        """The task's branch name; ValueError (saying why) when the id cannot make one."""
+        name = self.branch.replace("{task_id}", task_id)
+        problem = branch_problem(name)
+        if problem:
+            raise ValueError(f"task id {task_id!r} makes branch {name!r}, which git refuses: it {problem}")
+        return name
+
+    def path_for(self, task_id: str) -> PurePosixPath:
+        """The task's worktree folder, relative to the project root."""
+        return PurePosixPath(self.path.replace("{task_id}", task_id))
+
+    def keeps(self, failed: bool) -> bool:
+        """Whether a final task's worktree stays (``failed``: it ended in a failure status)."""
+        return self.keep is Keep.ALWAYS or (self.keep is Keep.ON_FAILURE and failed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import socket
 from pathlib import Path
 
@@ -11,8 +13,10 @@ def hostname() -> str:
     return socket.gethostname()
 
 
+@functools.cache
 def boot_id() -> str | None:
-    """The kernel's boot id where there is one (a PID from another boot means nothing)."""
+    """The kernel's boot id where there is one: the same in every container on one kernel, new at each boot. It
+    decides "same kernel" (a PID or a boot-clock reading from another kernel means nothing here)."""
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
@@ -27,3 +31,12 @@ def process_start(pid: int) -> int | None:
         return None
     fields = data[data.rindex(")") + 2 :].split()
     return int(fields[19])
+
+
+@functools.cache
+def pid_namespace() -> int | None:
+    """This process's PID namespace (the inode of ``/proc/self/ns/pid``): a pid means something only within it."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None

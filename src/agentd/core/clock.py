@@ -2,6 +2,10 @@
 
 Wall-clock time is an aware UTC :class:`datetime`; timestamps agentd writes are ISO-8601 with an explicit offset.
 Timestamps it reads may use ``Z``, any offset, or none (taken as UTC).
+
+Heartbeats are judged on the boot clock (``CLOCK_BOOTTIME``: seconds since this kernel booted, counting suspend),
+which a wall-clock step (NTP, a hand-set date, a container's faked time) cannot move. Its readings compare only within
+one boot of one kernel: the same ``boot_id``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ class Clock(Protocol):
         """Seconds on a clock that never goes backwards (for durations and deadlines)."""
         ...
 
+    def boottime(self) -> float:
+        """Seconds since this kernel booted (``CLOCK_BOOTTIME``), comparable between processes of one boot."""
+        ...
+
 
 class SystemClock:
     """The real clock."""
@@ -32,6 +40,9 @@ class SystemClock:
     def monotonic(self) -> float:
         return time.monotonic()
 
+    def boottime(self) -> float:
+        return boottime()
+
 
 class FakeClock:
     """A clock tests move by hand."""
@@ -39,6 +50,7 @@ class FakeClock:
     def __init__(self, start: datetime | None = None) -> None:
         self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
         self._mono = 1000.0
+        self._boot = 500.0
 
     def now(self) -> datetime:
         return self._now
@@ -46,9 +58,35 @@ class FakeClock:
     def monotonic(self) -> float:
         return self._mono
 
+    def boottime(self) -> float:
+        return self._boot
+
     def advance(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)
         self._mono += seconds
+        self._boot += seconds
+
+    def step(self, seconds: float) -> None:
+        """Step the wall clock alone (NTP, a hand-set date): the monotonic and boot clocks do not move."""
+        self._now += timedelta(seconds=seconds)
+
+
+class SkewedClock(SystemClock):
+    """The real clock with its wall time shifted by ``skew`` seconds (fault injection: a host whose date is wrong)."""
+
+    def __init__(self, skew: float) -> None:
+        self.skew = skew
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.skew)
+
+
+def boottime() -> float:
+    """This kernel's ``CLOCK_BOOTTIME`` in seconds (``CLOCK_MONOTONIC`` where there is none)."""
+    clock_id = getattr(time, "CLOCK_BOOTTIME", None)
+    if clock_id is None:
+        return time.monotonic()
+    return time.clock_gettime(clock_id)
 
 
 def parse_timestamp(value: str) -> datetime:

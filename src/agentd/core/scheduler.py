@@ -47,6 +47,8 @@ class LeaseObservation:
     acquired: datetime | None = None
     ttl: float | None = None
     error: str | None = None  # why the file did not parse, if it did not
+    boot_id: str | None = None  # the kernel boot the holder ran on
+    beat_age: float | None = None  # s since its heartbeat on this kernel's boot clock, when it ran on this boot
 
 
 @dataclass(frozen=True)
@@ -58,15 +60,19 @@ class Liveness:
 
 
 def judge(lease: LeaseObservation, now: datetime, default_ttl: float) -> Liveness:
-    """Kernel liveness first (a free lock is stale at once), then the heartbeat against the TTL."""
+    """Kernel liveness first (a free lock is stale at once), then the heartbeat against the TTL: on the boot clock
+    when the holder ran on this kernel's boot (no wall-clock step moves it), else on the wall clock."""
     if lease.locked is False:
         return Liveness(False, "lock released: the process holding the lease is gone")
     ttl = lease.ttl if lease.ttl is not None else default_ttl
     beat = lease.heartbeat_at or lease.acquired
-    if beat is not None:
+    age: float | None = None
+    if lease.beat_age is not None:
+        age = lease.beat_age
+    elif beat is not None:
         age = (now - beat).total_seconds()
-        if age > ttl:
-            return Liveness(False, f"no heartbeat for {age:.0f} s (ttl {ttl:g} s)")
+    if age is not None and age > ttl:
+        return Liveness(False, f"no heartbeat for {age:.0f} s (ttl {ttl:g} s)")
     if lease.locked is None:
         return Liveness(True, "lock state unknown; heartbeat within ttl")
     return Liveness(True, "lock held and heartbeat within ttl")

@@ -121,7 +121,7 @@ class Daemon:
         self.interval = interval if interval is not None else self.role.interval
         self.clock: Clock = clock or SystemClock()
         self.store = QueueStore(config.queue_path, workflow=config.workflow, lock_timeout=config.lock_timeout)
-        self.leases = LeaseDir(config.leases_dir, config.root)
+        self.leases = LeaseDir(config.leases_dir, config.root, self.clock)
         self.journal = Journal(
             config.state_dir / "events.jsonl",
             self.clock,

@@ -241,6 +241,7 @@ class Dispatcher:
             heartbeat=self.role.heartbeat,
             attempt=task.attempts + 1,
             instance=self.instance,
+            boot=self.clock.boottime(),
         )
         held = self.leases.acquire(record)
         if held is None:

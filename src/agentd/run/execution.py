@@ -111,7 +111,8 @@ class Executor:
             now = time.time()
             run.exit = ExitInfo(127, None, False, None, str(exc), now, now)
             return run
-        held.update(self.clock.now(), pgid=run.proc.pgid, pgid_start=process_start(run.proc.pgid))
+        pgid = run.proc.pgid
+        held.update(self.clock.now(), self.clock.boottime(), pgid=pgid, pgid_start=process_start(pgid))
         run.argv = tuple(argv)
         return run
 

@@ -21,7 +21,7 @@ from agentd.core.clock import Clock
 from agentd.core.model import Task, index_by_id, views
 from agentd.core.scheduler import LeaseObservation
 from agentd.core.workflow import Role, Workflow
-from agentd.hostinfo import boot_id, hostname, process_start
+from agentd.hostinfo import boot_id, hostname, pid_namespace, process_start
 from agentd.store.file.leases import LeaseDir
 from agentd.store.file.queuefile import QueueStore
 
@@ -43,8 +43,16 @@ class Recovery:
     action: Action
     cause: str
     role: str | None = None
-    kill: bool = False  # the holder is hung on this host: kill its process group first
+    kill: bool = False  # the holder is hung on this kernel: its lock is never broken, its processes are killed
     lease: LeaseObservation | None = None
+
+
+def same_kernel(seen: LeaseObservation, this_boot: str | None, this_host: str) -> bool:
+    """Whether a lease's holder runs on this kernel: the same ``boot_id`` (containers on one kernel share it, whatever
+    their hostnames); the hostname only where a boot id is missing (a lease written without one)."""
+    if seen.boot_id is not None and this_boot is not None:
+        return seen.boot_id == this_boot
+    return seen.host == this_host
 
 
 def _role_of(task: Task, workflow: Workflow) -> Role | None:
@@ -64,10 +72,16 @@ def plan(
     *,
     held: Iterable[str] = (),
     this_host: str | None = None,
+    this_boot: str | None = None,
 ) -> list[Recovery]:
-    """Every stale lease and stuck task, with the action that clears it (pure)."""
+    """Every stale lease and stuck task, with the action that clears it (pure but for reading this host's name and
+    boot id when they are not given).
+
+    A lease whose lock is visibly held by a holder on this kernel is never broken, whatever its heartbeat says: its
+    holder is killed instead (``kill``), and the lease recovered once the kernel has released the lock."""
     mine = set(held)
     host = this_host or hostname()
+    boot = this_boot or boot_id()
     found: list[Recovery] = []
     by_id = {task.id: task for task in tasks}
     working = {role.working for role in workflow.roles.values()}
@@ -99,7 +113,7 @@ def plan(
         verdict = scheduler.judge(seen, now, role.lease_ttl)
         if verdict.live:
             continue
-        kill = bool(seen.locked) and seen.host == host  # a hung holder here: stopped, never broken (see apply)
+        kill = bool(seen.locked) and same_kernel(seen, boot, host)  # hung here: stopped, never broken (see apply)
         found.append(Recovery(task.id, Action.REQUEUE, verdict.cause, role.name, kill=kill, lease=seen))
     for task_id, seen in leases.items():
         if task_id in mine:
@@ -112,24 +126,36 @@ def plan(
         if seen.locked is None:
             continue  # nothing proven about it (see above): left alone
         cause = "its task no longer exists" if owner is None else f"orphaned (task is {owner.status!r})"
-        kill = seen.locked is True and seen.host == host
+        kill = seen.locked is True and same_kernel(seen, boot, host)
         found.append(Recovery(task_id, Action.REMOVE, cause, kill=kill, lease=seen))
     return found
 
 
 def stop_hung_holder(leasedir: LeaseDir, task_id: str) -> list[str]:
-    """SIGKILL the processes of a hung lease on this host: the task's process group and the daemon that holds the
-    lease, each only if it is still the process the lease names (its start time is checked). Returns what was killed.
+    """SIGKILL the processes of a hung lease on this kernel: the task's process group and the daemon that holds the
+    lease, each only if it is still the process the lease names (its start time is checked) and it lives in this
+    PID namespace (in another container a pid names some other process). Returns what was killed.
 
     The lease itself is not touched: it is recovered once the kernel has released its lock, that is once every
     process holding it (the daemon, its task supervisor, the command) is gone, so nothing of the old claim can still
-    run when the task is claimed again.
+    run when the task is claimed again. A holder in another PID namespace is left alone (reported once): it must be
+    stopped from its own container.
     """
     record = leasedir.read_record(task_id)
-    if record is None or record.host != hostname():
+    if record is None:
         return []
-    if record.boot_id is not None and record.boot_id != boot_id():
-        return []  # a previous boot: its processes are gone (and its lock with them)
+    if record.boot_id is not None and boot_id() is not None:
+        if record.boot_id != boot_id():
+            return []  # another kernel (or a previous boot): its pids mean nothing here
+    elif record.host != hostname():
+        return []
+    if record.pid_ns is not None and pid_namespace() is not None and record.pid_ns != pid_namespace():
+        leasedir.report(
+            task_id,
+            f"its holder ({record.owner or record.host}) is hung in another PID namespace (container) on this kernel; "
+            "its lock is never broken: stop it there",
+        )
+        return []
     killed = []
     if record.pgid is not None and (record.pgid_start is None or process_start(record.pgid) == record.pgid_start):
         try:

@@ -5,7 +5,8 @@ One file per claimed task, ``.leases/<task-id>.json``, created with ``O_EXCL`` u
 is held exactly as long as the work lives: the kernel releases it when the last holder dies. The file is never renamed
 over (a rename would give the path a new inode the lock does not cover) and is deleted only by its holder on release,
 or under the queue lock once its lock is proven free (or its holder proven hung and killed); every open re-checks that
-the path still names the inode it locked. Heartbeats rewrite the file in place (its mtime is the heartbeat).
+the path still names the inode it locked. Heartbeats rewrite the file in place: ``heartbeat_at`` (wall clock) and
+``heartbeat_boot`` (the boot clock, judged only within the same ``boot_id``; see :mod:`agentd.core.clock`).
 
 Symlinks are never followed: the folder must resolve inside the project, and files are opened with ``O_NOFOLLOW``
 relative to the folder's descriptor.
@@ -19,18 +20,19 @@ import json
 import logging
 import os
 import stat
+import threading
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from agentd import faults, schema
-from agentd.core.clock import format_timestamp, parse_timestamp
+from agentd.core.clock import Clock, SystemClock, format_timestamp, parse_timestamp
 from agentd.core.model import valid_task_id
 from agentd.core.scheduler import LeaseObservation
 from agentd.errors import AgentdError, FileAccessError, LeaseInvalid, display_path
-from agentd.hostinfo import boot_id, hostname, process_start
+from agentd.hostinfo import boot_id, hostname, pid_namespace, process_start
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,8 @@ class LeaseRecord:
     pgid_start: int | None = None
     heartbeat_at: str | None = None
     pid_start: int | None = None  # the daemon's start time (process_start), to tell it from a reused pid
+    heartbeat_boot: float | None = None  # the boot clock at the last heartbeat (compare only within boot_id)
+    pid_ns: int | None = None  # the daemon's PID namespace: its pid and pgid mean something only within it
 
     def dumps(self) -> bytes:
         return (json.dumps(asdict(self), indent=2) + "\n").encode("utf-8")
@@ -91,12 +95,16 @@ class LeaseRecord:
 
 @dataclass
 class Held:
-    """A lease this process holds: the open, locked descriptor and what the file says."""
+    """A lease this process holds: the open, locked descriptor and what the file says.
+
+    Thread-safe: the daemon's heartbeat thread renews it while its main loop may release it.
+    """
 
     folder: LeaseDir
     record: LeaseRecord
     fd: int
     inode: tuple[int, int]
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def task_id(self) -> str:
@@ -111,35 +119,41 @@ class Held:
         current = self.folder.inode_of(self.task_id)
         return current == self.inode
 
-    def update(self, now: datetime, **changes: Any) -> bool:
-        """Rewrite the file in place (heartbeat, pgid); False when the lease is no longer ours."""
-        if not self.still_ours():
-            return False
-        self.record = replace(self.record, heartbeat_at=format_timestamp(now), **changes)
-        payload = self.record.dumps()
-        os.pwrite(self.fd, payload, 0)
-        faults.point("heartbeat.mid-write")  # a reader now may see the new text and the old one's tail
-        os.ftruncate(self.fd, len(payload))
-        return True
+    def update(self, now: datetime, boot: float | None = None, **changes: Any) -> bool | None:
+        """Rewrite the file in place (heartbeat at wall time ``now`` and boot-clock time ``boot``, pgid); False when
+        the lease is no longer ours, None when it was released meanwhile (nothing to renew)."""
+        with self._lock:
+            if self.fd < 0:
+                return None
+            if not self.still_ours():
+                return False
+            self.record = replace(self.record, heartbeat_at=format_timestamp(now), heartbeat_boot=boot, **changes)
+            payload = self.record.dumps()
+            os.pwrite(self.fd, payload, 0)
+            faults.point("heartbeat.mid-write")  # a reader now may see the new text and the old one's tail
+            os.ftruncate(self.fd, len(payload))
+            return True
 
     def release(self) -> None:
         """Remove the lease file (if it is still ours) and drop the lock."""
-        if self.fd < 0:
-            return
-        try:
-            if self.still_ours():
-                self.folder.unlink(self.task_id)
-        finally:
-            os.close(self.fd)
-            self.fd = -1
+        with self._lock:
+            if self.fd < 0:
+                return
+            try:
+                if self.still_ours():
+                    self.folder.unlink(self.task_id)
+            finally:
+                os.close(self.fd)
+                self.fd = -1
 
 
 class LeaseDir:
     """The lease folder of one project."""
 
-    def __init__(self, folder: Path, root: Path | None = None) -> None:
+    def __init__(self, folder: Path, root: Path | None = None, clock: Clock | None = None) -> None:
         self.path = Path(folder)
         self.root = Path(root) if root else self.path.parent
+        self.clock: Clock = clock or SystemClock()  # its boot clock ages heartbeats written on this boot
         self._fd: int | None = None
         self._reported: set[tuple[str, str]] = set()  # (name, problem) warned about once by this process
 
@@ -315,6 +329,9 @@ class LeaseDir:
         beat = mtime
         if record.heartbeat_at:
             beat = max(beat, parse_timestamp(record.heartbeat_at))
+        beat_age = None
+        if record.heartbeat_boot is not None and record.boot_id is not None and record.boot_id == boot_id():
+            beat_age = self.clock.boottime() - record.heartbeat_boot
         return LeaseObservation(
             task_id,
             token=record.token,
@@ -326,6 +343,8 @@ class LeaseDir:
             heartbeat_at=beat,
             acquired=parse_timestamp(record.acquired),
             ttl=record.ttl,
+            boot_id=record.boot_id,
+            beat_age=beat_age,
         )
 
     def parse(self, raw: bytes, task_id: str) -> LeaseRecord:
@@ -443,8 +462,9 @@ def new_record(
     heartbeat: float,
     attempt: int,
     instance: str | None = None,
+    boot: float | None = None,
 ) -> LeaseRecord:
-    """A fresh lease record for this process."""
+    """A fresh lease record for this process (``boot``: the boot clock now, see :mod:`agentd.core.clock`)."""
     host = hostname()
     pid = os.getpid()
     owner = f"{role}@{host}:{pid}" + (f"/{instance}" if instance else "")
@@ -464,4 +484,6 @@ def new_record(
         boot_id=boot_id(),
         heartbeat_at=stamp,
         pid_start=process_start(pid),
+        heartbeat_boot=boot,
+        pid_ns=pid_namespace(),
     )

@@ -125,6 +125,8 @@ def _age(seconds: float | None) -> str:
 
 
 def _state(row: dict[str, Any]) -> str:
+    if row["running"] and row.get("not_responding_s") is not None:
+        return f"not responding for {row['not_responding_s']:.0f} s"
     if row["running"]:
         return "running"
     if row.get("pid_file_error"):

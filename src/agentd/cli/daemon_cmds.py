@@ -18,7 +18,7 @@ from agentd.core.model import views
 from agentd.core.scheduler import judge
 from agentd.errors import AgentdError, ExitCode, display_path
 from agentd.run import recovery
-from agentd.run.daemon import Daemon, Mode
+from agentd.run.daemon import LIVENESS_BEAT, Daemon, Mode
 from agentd.service import background as service
 from agentd.service import logsetup
 from agentd.store.file.leases import LeaseDir
@@ -86,7 +86,10 @@ def run_daemon(
         daemon = Daemon(config, role, instance=instance, concurrency=concurrency, interval=interval, clock=clock)
         daemon.check_ready()
         pid = PidFile(pid_path(service.run_dir(config), role, instance), role, instance)
-        pid.acquire(started=clock.now(), interval=daemon.interval, log=log_file)
+        pid.acquire(
+            started=clock.now(), interval=daemon.interval, log=log_file, boot=clock.boottime(), beat_every=LIVENESS_BEAT
+        )
+        daemon.pidfile = pid
     except AlreadyRunning as exc:
         ready.send(status="running", pid=exc.pid)
         raise

@@ -21,15 +21,16 @@ from typing import Any, Literal
 
 from agentd.config import CONFIG_NAME, Config
 from agentd.core import scheduler
-from agentd.core.clock import SystemClock
+from agentd.core.clock import SystemClock, boottime
 from agentd.core.model import Task, valid_task_id
 from agentd.core.scheduler import LeaseObservation
 from agentd.errors import AgentdError, QueueInvalid, display_path
+from agentd.hostinfo import boot_id
 from agentd.run import recovery
 from agentd.service import background as service
 from agentd.store.file import leases
 from agentd.store.file.leases import LeaseDir
-from agentd.store.file.pidfile import all_pid_files, probe, role_of
+from agentd.store.file.pidfile import all_pid_files, probe, role_of, silence
 from agentd.store.file.queuefile import QueueMissing, QueueStore
 
 Severity = Literal["error", "warning", "info"]
@@ -297,11 +298,19 @@ def _status_findings(config: Config, tasks: list[Task], settings: str, out: list
         out.append(Finding("warning", "never-picked-up", message, fix, subject=stuck))
 
 
-def _pid_findings(config: Config, out: list[Finding]) -> None:
+def _pid_findings(config: Config, now: datetime, out: list[Finding]) -> None:
     for path in all_pid_files(service.run_dir(config)):
         seen = probe(path)
         name = ".".join(part for part in role_of(path) if part)
-        if seen.running:
+        quiet = silence(seen.info, now, boottime(), boot_id()) if seen.running and seen.info else None
+        if seen.running and seen.info is not None and quiet is not None:
+            message = (
+                f"{name} daemon (pid {seen.info.pid}) holds its PID file but has not responded for {quiet:.0f} s"
+                " (stopped, or wedged): its leases go stale and peers kill it"
+            )
+            fix = f"kill -CONT {seen.info.pid} if it was stopped; else agentd stop {seen.info.role}"
+            out.append(Finding("error", "daemon-not-responding", message, fix, subject=str(path)))
+        elif seen.running:
             pid = f" (pid {seen.info.pid})" if seen.info else ""
             out.append(Finding("info", "daemon-running", f"{name} daemon is running{pid}", subject=str(path)))
         elif seen.error is not None:
@@ -365,7 +374,7 @@ def diagnose(
     queue = _queue_findings(config, found)
     _lease_dir_findings(config, queue, now, found)
     _workflow_findings(config, queue, found)
-    _pid_findings(config, found)
+    _pid_findings(config, now, found)
     _filesystem_findings(config, mount_table, found)
     _log_findings(config, log_limit, found)
     return sorted(found, key=lambda finding: SEVERITIES.index(finding.severity))

@@ -12,13 +12,14 @@ from typing import Any
 
 from agentd.config import Config
 from agentd.core import scheduler
-from agentd.core.clock import format_timestamp
+from agentd.core.clock import boottime, format_timestamp
 from agentd.core.model import Task
 from agentd.core.scheduler import LeaseObservation, View
 from agentd.errors import AgentdError
+from agentd.hostinfo import boot_id
 from agentd.service import background as service
 from agentd.store.file.leases import LeaseDir
-from agentd.store.file.pidfile import Probe, role_of
+from agentd.store.file.pidfile import Probe, role_of, silence
 from agentd.store.file.queuefile import QueueStore
 
 
@@ -71,11 +72,13 @@ def build(config: Config, probes: list[Probe], now: datetime) -> dict[str, Any]:
         running = seen.running and seen.info is not None
         pid = seen.info.pid if running and seen.info else None
         upcoming = scheduler.claimable(role, view) if not queue_error else []
+        quiet = silence(seen.info, now, boottime(), boot_id()) if running and seen.info else None
         roles.append(
             {
                 "role": role_name,
                 "instance": instance,
                 "running": seen.running,
+                "not_responding_s": _seconds(quiet),
                 "pid": pid,
                 "uptime_s": _seconds(seen.info.uptime(now)) if running and seen.info else None,
                 "interval_s": seen.info.interval if running and seen.info else None,

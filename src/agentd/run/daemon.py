@@ -1,6 +1,9 @@
 """One role's daemon: ``tick()`` does one pass and returns what it did; ``run()`` loops it with wake-ups and shutdown.
 
-A pass renews heartbeats and then, when a run ended or something may have changed, makes one queue transaction that
+Heartbeats never wait behind queue work: a thread of their own renews the leases of running tasks and beats the
+daemon's own liveness (its PID file, and systemd's watchdog), taking no queue lock and reading no queue.
+
+A pass, when a run ended or something may have changed, makes one queue transaction that
 records the ended runs, recovers stale leases, unblocks tasks and claims as many as there is room for
 (:mod:`agentd.run.dispatch`); then it starts the claimed tasks (:mod:`agentd.run.execution`). Queue changes and lease
 releases wake the loop at once (file events); the interval is the fallback poll.
@@ -35,8 +38,10 @@ from agentd.run.dispatch import Claim, Dispatcher, PassResult
 from agentd.run.execution import Executor, Running
 from agentd.run.runner import ExitInfo, TaskProcess
 from agentd.run.watch import Watcher
+from agentd.service import notify
 from agentd.store.file.journal import Journal
 from agentd.store.file.leases import LeaseDir
+from agentd.store.file.pidfile import PidFile
 from agentd.store.file.queuefile import QueueStore
 
 log = logging.getLogger("agentd.daemon")
@@ -47,6 +52,7 @@ LEASE_POLL = 1.0  # s between lease checks while other daemons' leases exist (fi
 # queue) are never delayed; under a storm of writes to a large queue each daemon looks a few times a second.
 LOOK_SHARE = 0.02
 LOOK_BURST = 0.05
+LIVENESS_BEAT = 2.0  # s between the daemon's own liveness beats (its PID file; systemd's watchdog asks for more)
 
 
 class CpuBudget:
@@ -150,6 +156,9 @@ class Daemon:
         self._claimable_left = 0
         self._urgent = False
         self._looks = CpuBudget(LOOK_SHARE, LOOK_BURST, self.clock.monotonic())  # see _pace
+        self.pidfile: PidFile | None = None  # set by whoever holds it: the heartbeat thread beats it
+        self._beats = threading.Event()  # set to stop the heartbeat thread
+        self._beater: threading.Thread | None = None
 
     # -- wake-ups ------------------------------------------------------------------------------------------------------
 
@@ -194,7 +203,8 @@ class Daemon:
         report = TickReport()
         try:
             self._collect_exits()
-            self._heartbeat()
+            if self._beater is None:
+                self._heartbeat()  # tests driving tick() alone; a running daemon's heartbeat thread does this
             done = [run for run in self.running.values() if run.exit is not None]
             looking = self._stop_requests == 0 and self._due()
             if looking or done:
@@ -376,15 +386,23 @@ class Daemon:
                 not_before=result.patch.get("not_before"),
             )
 
-    def _heartbeat(self) -> None:
-        """Renew leases that are due; a lease found taken stops its task's process group."""
+    def _heartbeat(self) -> float:
+        """Renew leases that are due; a lease found taken stops its task's process group. Safe from the heartbeat
+        thread: it reads a snapshot of the running tasks, and a lease released meanwhile is simply skipped. Returns
+        the seconds until the next lease is due."""
         mono = self.clock.monotonic()
-        for run in list(self.running.values()):
-            if run.exit is not None or run.lost or mono < run.next_beat:
+        every = self.role.heartbeat
+        due = every
+        for run in tuple(self.running.values()):
+            if run.exit is not None or run.lost:
                 continue
-            run.next_beat = mono + self.role.heartbeat
-            if run.held.update(self.clock.now()):
+            if mono < run.next_beat:
+                due = min(due, run.next_beat - mono)
                 continue
+            run.next_beat = mono + every
+            renewed = run.held.update(self.clock.now(), self.clock.boottime())
+            if renewed is not False:
+                continue  # renewed, or released by the main loop meanwhile
             run.lost = True
             self.journal.emit(
                 "heartbeat-lost",
@@ -395,6 +413,49 @@ class Daemon:
             )
             if run.proc is not None:
                 run.proc.kill()
+        return due
+
+    def _beat(self) -> None:
+        """The daemon's own liveness beat: its PID file, and systemd's watchdog when it asks for one."""
+        if self.pidfile is not None:
+            try:
+                self.pidfile.beat(self.clock.now(), self.clock.boottime())
+            except OSError as exc:
+                log.debug("cannot beat the PID file: %s", exc)
+        notify.watchdog()
+
+    def _beat_loop(self) -> None:
+        """The heartbeat thread: leases and the liveness beat, never behind the queue lock or a queue read."""
+        every = min(LIVENESS_BEAT, notify.watchdog_every() or LIVENESS_BEAT)
+        next_beat = 0.0
+        while not self._beats.is_set():
+            wait = every
+            try:
+                wait = min(wait, self._heartbeat())
+                mono = self.clock.monotonic()
+                if mono >= next_beat:
+                    self._beat()
+                    next_beat = mono + every
+                wait = min(wait, max(0.0, next_beat - mono))
+            except Exception:  # a bug here must not end the beats silently: logged, and the loop goes on
+                log.exception("heartbeat thread: unexpected error (carrying on)")
+            self._beats.wait(max(0.05, wait))
+
+    def start_heartbeats(self) -> None:
+        """Start the heartbeat thread (``run`` does; idempotent)."""
+        if self._beater is not None:
+            return
+        self._beats.clear()
+        self._beater = threading.Thread(target=self._beat_loop, name=f"agentd-{self.role_name}-heartbeat", daemon=True)
+        self._beater.start()
+
+    def stop_heartbeats(self) -> None:
+        """Stop the heartbeat thread and wait for it."""
+        if self._beater is None:
+            return
+        self._beats.set()
+        self._beater.join()
+        self._beater = None
 
     def _log_wip(self, seen: PassResult) -> None:
         """Log "WIP limit reached" and "room again" once per change, not on every pass."""
@@ -417,8 +478,9 @@ class Daemon:
         """Seconds until the next pass is due without any event."""
         timeout = self.interval
         mono = self.clock.monotonic()
-        for run in self.running.values():
-            timeout = min(timeout, max(0.0, run.next_beat - mono))
+        if self._beater is None:
+            for run in self.running.values():
+                timeout = min(timeout, max(0.0, run.next_beat - mono))
         with contextlib.suppress(OSError, AgentdError):
             if any(True for task_id in self.leases.task_ids() if task_id not in self.running):
                 timeout = min(timeout, LEASE_POLL)
@@ -484,9 +546,13 @@ class Daemon:
             interval=self.interval,
         )
         self.executor.prune_logs()
+        self.start_heartbeats()
+        notify.ready()
         try:
             code = self._loop(mode)
         finally:
+            notify.stopping()
+            self.stop_heartbeats()
             if self._watcher is not None:
                 self._watcher.stop()
             for signum, handler in handlers.items():

@@ -5,6 +5,11 @@ held" — never "a process with that number exists". The file is rewritten in pl
 owner removes it (on a clean exit, still holding the lock), and whoever takes the lock re-checks that the path still
 names the inode it locked. The content (JSON: pid, host, boot id, the process's start time, argv, start time) is for
 people and for ``stop``, which signals the PID only while the lock is held and the start time still matches.
+
+A held lock proves the process exists, not that it works: a SIGSTOPped daemon holds its lock too. So the daemon beats:
+every ``beat_every`` seconds its heartbeat thread rewrites ``beat_at`` (wall clock) and ``beat_boot`` (boot clock,
+compared only within the same ``boot_id``); :func:`silence` says how long a running daemon has not beaten. The file is
+padded to a fixed size so a beat never shortens it (a reader never sees an old tail).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import os
 import stat
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -69,6 +74,9 @@ class PidInfo:
     proc_start: int | None = None
     interval: float | None = None
     log: str | None = None
+    beat_at: str | None = None  # the daemon's last liveness beat (wall clock)
+    beat_boot: float | None = None  # the same beat on the boot clock (compare only within boot_id)
+    beat_every: float | None = None  # seconds between beats
 
     @property
     def name(self) -> str:
@@ -102,6 +110,30 @@ def _parse(raw: bytes) -> PidInfo | None:
         return PidInfo(**{key: value for key, value in data.items() if key in known})
     except TypeError:
         return None
+
+
+NOT_RESPONDING_BEATS = 3  # beats missed before a running daemon is "not responding"
+NOT_RESPONDING_MIN = 5.0  # s, at least
+
+
+def silence(info: PidInfo, now: datetime, boot: float, this_boot: str | None) -> float | None:
+    """Seconds the daemon of a held PID file has not beaten, when past ``NOT_RESPONDING_BEATS`` beats (else None).
+
+    Judged on the boot clock when the daemon runs on this boot (no wall-clock step moves it), else on the wall clock.
+    A file without beats (an older agentd) says nothing."""
+    if info.beat_every is None:
+        return None
+    if info.beat_boot is not None and info.boot_id is not None and info.boot_id == this_boot:
+        age = boot - info.beat_boot
+    elif info.beat_at is not None:
+        try:
+            age = (now - parse_timestamp(info.beat_at)).total_seconds()
+        except ValueError:
+            return None
+    else:
+        return None
+    limit = max(NOT_RESPONDING_MIN, NOT_RESPONDING_BEATS * info.beat_every)
+    return age if age > limit else None
 
 
 def stale_reason(info: PidInfo) -> str:
@@ -155,9 +187,12 @@ def probe(path: Path) -> Probe:
         except BlockingIOError:
             running = True
         raw = os.pread(fd, 1 << 16, 0)
+        info = _parse(raw)
+        if info is None and raw.strip():
+            raw = os.pread(fd, 1 << 16, 0)  # a beat being written as we read: read it again
+            info = _parse(raw)
     finally:
         os.close(fd)
-    info = _parse(raw)
     return Probe(path, running, info, junk=info is None and bool(raw.strip()))
 
 
@@ -182,8 +217,18 @@ class PidFile:
         self.instance = instance
         self.fd = -1
         self.replaced: PidInfo | None = None  # a stale file found at start, for a one-line notice
+        self.info: PidInfo | None = None
+        self._size = 0  # the file never shrinks while held: a beat overwrites, padded to at least this size
 
-    def acquire(self, *, started: datetime, interval: float | None, log: str | None) -> PidInfo:
+    def acquire(
+        self,
+        *,
+        started: datetime,
+        interval: float | None,
+        log: str | None,
+        boot: float | None = None,
+        beat_every: float | None = None,
+    ) -> PidInfo:
         """Take the lock and write who we are; AlreadyRunning when another daemon holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         name = self.role + (f".{self.instance}" if self.instance else "")
@@ -220,12 +265,27 @@ class PidFile:
             argv=list(sys.argv),
             interval=interval,
             log=log,
+            beat_at=format_timestamp(started) if beat_every else None,
+            beat_boot=boot if beat_every else None,
+            beat_every=beat_every,
         )
         payload = (json.dumps(asdict(info), indent=2) + "\n").encode("utf-8")
+        self._size = -(-len(payload) // 256) * 256 + 256  # room for a beat to grow without shrinking the file
         os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, payload, 0)
+        os.pwrite(self.fd, payload.ljust(self._size), 0)
         os.fsync(self.fd)
+        self.info = info
         return info
+
+    def beat(self, now: datetime, boot: float) -> None:
+        """The daemon's liveness beat: rewrite ``beat_at`` and ``beat_boot`` in place (no fsync: a beat lost to a
+        crash says nothing the lock does not)."""
+        if self.fd < 0 or self.info is None:
+            return
+        self.info = replace(self.info, beat_at=format_timestamp(now), beat_boot=round(boot, 3))
+        payload = (json.dumps(asdict(self.info), indent=2) + "\n").encode("utf-8")
+        self._size = max(self._size, len(payload))
+        os.pwrite(self.fd, payload.ljust(self._size), 0)
 
     def release(self) -> None:
         """Remove the file, then drop the lock.

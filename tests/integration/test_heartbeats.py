@@ -1,0 +1,89 @@
+"""Heartbeats never wait behind queue work, and a daemon's own liveness beat shows a stopped daemon."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agentd.config import load
+from agentd.core.clock import boottime
+from agentd.core.scheduler import judge
+from agentd.report import status
+from agentd.service import background
+from agentd.store.file.leases import LeaseDir
+from tests.helpers.daemons import start, stop_all, task, wait_for, write_config, write_queue
+
+SLOW = ["sh", "-c", "sleep 60"]
+
+
+def test_heartbeats_go_on_while_the_queue_lock_is_held(tmp_path: Path) -> None:
+    """With the daemon's main loop waiting 3 ttl for the queue lock, its running task's lease is renewed and every
+    peer look judges it live."""
+    write_config(
+        tmp_path,
+        {"builder": {"claims": "ready", "working": "in_progress", "on_success": "done", "command": SLOW}},
+        lock_timeout=120,
+        defaults={"lease_ttl": 2, "heartbeat": 0.2, "interval": 0.2},
+    )
+    queue = write_queue(tmp_path, [task("T1")], wip={"builder": 2})
+    daemon = start(tmp_path, "builder")
+    folder = LeaseDir(tmp_path / ".leases", tmp_path)
+    lease = tmp_path / ".leases" / "T1.json"
+    try:
+        wait_for(lambda: lease.exists() and json.loads(lease.read_text() or "{}").get("pgid"), 30, "T1 to start")
+        with open(tmp_path / "SPRINT_QUEUE.json.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            doc = json.loads(queue.read_text())  # a second task to claim: the daemon's pass now waits for the lock
+            doc["tasks"].append(task("T2"))
+            queue.with_name("queue.tmp").write_text(json.dumps(doc, indent=2) + "\n")
+            os.replace(queue.with_name("queue.tmp"), queue)
+            beats = set()
+            until = boottime() + 6.0
+            while boottime() < until:
+                seen = folder.observe("T1")
+                assert seen is not None and judge(seen, datetime.now(UTC), 2).live, seen
+                record = folder.read_record("T1")
+                if record is not None:
+                    beats.add(record.heartbeat_boot)
+                time.sleep(0.05)  # the next sample
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        assert len(beats) >= 6, beats  # renewed all along, not only once the lock came free
+        assert daemon.poll() is None
+    finally:
+        stop_all([daemon])
+
+
+def test_a_stopped_daemon_is_reported_not_responding(tmp_path: Path) -> None:
+    """A SIGSTOPped idle daemon still holds its PID file; status shows it not responding, and running again after
+    SIGCONT."""
+    write_config(
+        tmp_path,
+        {"builder": {"claims": "ready", "working": "in_progress", "on_success": "done", "command": SLOW}},
+    )
+    write_queue(tmp_path, [])
+    daemon = start(tmp_path, "builder")
+    config = load(root=tmp_path)
+    pid_file = tmp_path / ".agentd" / "run" / "builder.pid"
+
+    def row() -> dict[str, object]:
+        data = status.build(config, background.daemons(config, ["builder"]), datetime.now(UTC))
+        [found] = data["roles"]
+        return found  # type: ignore[no-any-return]
+
+    try:
+        wait_for(lambda: pid_file.exists() and row()["running"], 30, "the daemon to start")
+        assert row()["not_responding_s"] is None
+        os.kill(daemon.pid, signal.SIGSTOP)
+        found = wait_for(lambda: row()["not_responding_s"], 30, "status to say not responding")
+        assert isinstance(found, float) and found > 0
+        assert row()["running"] is True  # its lock is held all the same
+        os.kill(daemon.pid, signal.SIGCONT)
+        wait_for(lambda: row()["not_responding_s"] is None, 30, "status to say responding again")
+    finally:
+        os.kill(daemon.pid, signal.SIGCONT)
+        stop_all([daemon])

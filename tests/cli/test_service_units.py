@@ -109,6 +109,14 @@ def test_systemd_template_restarts_on_failure_and_lets_the_daemon_drain(root: Pa
     assert "PYTHONUNBUFFERED=1" in service["Environment"]
 
 
+def test_systemd_template_watches_the_daemon_beat(root: Path) -> None:
+    """Type=notify with a watchdog: a daemon that stops beating (SIGSTOPped, wedged) is killed and restarted."""
+    service = parse_unit(units.systemd_template(AGENTD, root, load(root)))["Service"]
+    assert service["Type"] == ["notify"]
+    assert service["NotifyAccess"] == ["main"]
+    assert int(service["WatchdogSec"][0]) >= 10
+
+
 def test_first_line_names_the_unit_file(root: Path) -> None:
     """The unit starts with a comment naming its file, agentd-<slug>@.service."""
     text = units.systemd_template(AGENTD, root, load(root))

@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import signal
+import socket
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,3 +88,23 @@ def test_a_stopped_daemon_is_reported_not_responding(tmp_path: Path) -> None:
     finally:
         os.kill(daemon.pid, signal.SIGCONT)
         stop_all([daemon])
+
+
+def test_systemd_hears_ready_and_watchdog_beats(tmp_path: Path) -> None:
+    """Under systemd (NOTIFY_SOCKET, WATCHDOG_USEC) the daemon says READY=1, then beats WATCHDOG=1 again and again."""
+    write_config(
+        tmp_path,
+        {"builder": {"claims": "ready", "working": "in_progress", "on_success": "done", "command": SLOW}},
+    )
+    write_queue(tmp_path, [])
+    address = tmp_path / "n.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(address))
+        listener.settimeout(30)
+        daemon = start(tmp_path, "builder", env={"NOTIFY_SOCKET": str(address), "WATCHDOG_USEC": "1000000"})
+        try:
+            heard = [listener.recv(256).decode() for _ in range(3)]
+        finally:
+            stop_all([daemon])
+    assert "READY=1" in heard
+    assert heard.count("WATCHDOG=1") >= 2, heard

@@ -29,6 +29,7 @@ from agentd.core.workflow import Role
 from agentd.errors import ConfigError
 
 STOP_MARGIN = 15.0  # seconds beyond grace + kill_after: the daemon records outcomes and releases leases
+WATCHDOG_SEC = 30  # a daemon whose heartbeat thread has not beaten for this long is killed and restarted
 RESTART_SEC = 5
 LAUNCHD_PREFIX = "dev.agentd"
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -100,7 +101,9 @@ def systemd_template(
 
     ``KillMode=mixed`` sends SIGTERM to the daemon alone, so it drains its running tasks (their process groups are
     its children, in the same cgroup) instead of every process getting SIGTERM at once; whatever is left when the
-    daemon exits, or when ``TimeoutStopSec`` runs out, gets SIGKILL.
+    daemon exits, or when ``TimeoutStopSec`` runs out, gets SIGKILL. ``Type=notify`` with ``WatchdogSec``: the
+    daemon says READY=1 when its loop starts and its heartbeat thread beats WATCHDOG=1; a daemon that stops beating
+    (SIGSTOPped, wedged) is killed and, by ``Restart=on-failure``, started again.
     """
     _check_path(root, "the project root")
     argv = daemon_argv(agentd_path, root, config, "%i", queue=queue)
@@ -115,7 +118,9 @@ def systemd_template(
         f"Description=agentd %i daemon ({_spec(str(root))})",
         "",
         "[Service]",
-        "Type=exec",
+        "Type=notify",
+        "NotifyAccess=main",
+        f"WatchdogSec={WATCHDOG_SEC}",
         f"ExecStart={exec_start}",
         "ExecReload=/bin/kill -HUP $MAINPID",
         f"WorkingDirectory={_spec(str(root))}",

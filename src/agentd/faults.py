@@ -3,6 +3,9 @@
 ``AGENTD_CRASH_AT=queue.before-rename`` makes the process ``os._exit(86)`` the first time it reaches that point;
 ``name:kill`` SIGKILLs itself instead, ``name:stop`` SIGSTOPs itself (a hang: it goes on when someone sends SIGCONT);
 ``name@3`` waits for the third time. Points are listed in ``POINTS``.
+
+``AGENTD_FAULT_CLOCK_SKEW=SECONDS`` shifts the daemon's wall clock (a host or container whose date is wrong); its
+monotonic and boot clocks are the kernel's, as they would be.
 """
 
 from __future__ import annotations
@@ -71,3 +74,17 @@ def point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGSTOP)
         return
     os._exit(CRASH_EXIT_CODE)
+
+
+def clock_skew() -> float:
+    """Seconds to shift the daemon's wall clock by (``AGENTD_FAULT_CLOCK_SKEW``; 0 unless a test sets it)."""
+    raw = os.environ.get("AGENTD_FAULT_CLOCK_SKEW", "").strip()
+    if not raw:
+        return 0.0
+    try:
+        skew = float(raw)
+    except ValueError:
+        skew = float("nan")
+    if skew != skew or abs(skew) == float("inf"):
+        raise ValueError(f"AGENTD_FAULT_CLOCK_SKEW={raw!r} is not a number of seconds")
+    return skew

@@ -6,7 +6,9 @@
 
 It builds a queue of tasks over two roles with dependencies and WIP limits, runs several daemons per role, and at
 random moments SIGKILLs daemons (sometimes their task processes too), SIGSTOPs and later SIGCONTs them, SIGTERMs
-some, and restarts them. Meanwhile an outside writer adds tasks and edits unrelated fields without taking agentd's
+some, and restarts them. Some daemons run in UTS namespaces of their own (``unshare --uts``, as root: another
+hostname on the same kernel, as in a container), one with its wall clock 2 h ahead (``AGENTD_FAULT_CLOCK_SKEW``).
+Meanwhile an outside writer adds tasks and edits unrelated fields without taking agentd's
 lock (atomic saves, as editors make), and a reader parses the queue in a tight loop. At the end the survivors drain
 and the history is checked: no task ran twice at once, none was lost, WIP held, tokens only grew, the reader never
 saw a broken file, and nothing was left behind.
@@ -54,12 +56,27 @@ class Profile:
     fail_rate: float
     max_sleep: float
     timeout: float
+    uts: int = 0  # daemons each in a UTS namespace of its own (another hostname, one kernel)
+    skewed: int = 0  # daemons whose wall clock is SKEW s ahead
 
 
 PROFILES = {
-    "full": Profile(daemons=8, tasks=2000, kills=50, stops=10, terms=6, fail_rate=0.05, max_sleep=0.05, timeout=600),
-    "quick": Profile(daemons=5, tasks=450, kills=30, stops=6, terms=4, fail_rate=0.1, max_sleep=0.1, timeout=240),
+    "full": Profile(8, 2000, 50, 10, 6, fail_rate=0.05, max_sleep=0.05, timeout=600, uts=3, skewed=1),
+    "quick": Profile(5, 450, 30, 6, 4, fail_rate=0.1, max_sleep=0.1, timeout=240, uts=2, skewed=1),
 }
+SKEW = 7200.0
+LEASE_TTL = 3.0
+
+
+def uts_unavailable() -> str | None:
+    """Why daemons cannot run in UTS namespaces of their own here (None: they can)."""
+    try:
+        probe = subprocess.run(["unshare", "--uts", "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unshare cannot run: {exc}"
+    if probe.returncode != 0:
+        return "unshare --uts is not permitted: " + probe.stderr.decode(errors="replace").strip()
+    return None
 
 
 @dataclass
@@ -68,6 +85,15 @@ class Daemon:
     role: str
     proc: subprocess.Popen[bytes] | None = None
     stopped_until: float = 0.0
+    hostname: str | None = None  # its own UTS namespace with this hostname
+    skew: float = 0.0
+    stops: list[list[float]] = field(default_factory=list)  # [SIGSTOP, SIGCONT] times of this incarnation
+    died_at: float | None = None  # when this incarnation ended (time.monotonic)
+
+    def stopped_at(self, moment: float) -> bool:
+        """Whether the harness had it SIGSTOPped at ``moment``, or resumed it so shortly before that a peer may have
+        judged it hung while it was stopped (lease ttl, plus a second)."""
+        return any(start <= moment <= end + LEASE_TTL + 1 for start, end in self.stops)
 
 
 @dataclass
@@ -77,7 +103,10 @@ class Stats:
     stops: int = 0
     terms: int = 0
     restarts: int = 0
-    killed_as_hung: int = 0  # daemons a peer killed because they were stopped past lease_ttl
+    killed_as_hung: int = 0  # daemons a peer killed as hung that the harness had SIGSTOPped (past lease_ttl)
+    killed_as_hung_running: int = 0  # daemons a peer killed as hung that were never stopped: must stay 0
+    killed_running: list[str] = field(default_factory=list)  # which, for the evidence
+    environments: list[str] = field(default_factory=list)  # what ran beyond plain daemons, or why not
     writer_edits: int = 0
     writer_adds: int = 0
     writer_readds: int = 0
@@ -111,6 +140,7 @@ class Torture:
         self.daemons: list[Daemon] = []
         self.lock = threading.Lock()
         self.alive_runs: dict[tuple[int, int | None], dict[str, Any]] = {}  # run_key -> start record (the monitor's)
+        self.skewed_pids: set[int] = set()  # daemons whose journal times are skewed (left out of the timings)
 
     # -- setup -------------------------------------------------------------------------------------------------------
 
@@ -131,7 +161,7 @@ class Torture:
             "[defaults]",
             "interval = 2",
             "heartbeat = 0.5",
-            "lease_ttl = 3",
+            f"lease_ttl = {LEASE_TTL:g}",
             "grace = 1",
             "kill_after = 0.5",
             "timeout = 30",
@@ -169,17 +199,41 @@ class Torture:
         for n in range(self.profile.daemons):
             role = roles[0] if n < (self.profile.daemons * 3 + 4) // 5 else roles[1]
             self.daemons.append(Daemon(f"{role}.d{n}", role))
+        # The environments that broke agentd once: containers on one kernel (another hostname each), and a daemon
+        # whose date is 2 h ahead. They go to daemons of both roles, every other one from the start.
+        spread = self.daemons[::2] + self.daemons[1::2]
+        why_not = uts_unavailable() if self.profile.uts else None
+        if why_not:
+            self.stats.environments.append(f"UTS namespaces skipped ({why_not})")
+        elif self.profile.uts:
+            for n, daemon in enumerate(spread[: self.profile.uts]):
+                daemon.hostname = f"container-{n}"
+            self.stats.environments.append(f"{self.profile.uts} daemon(s) in UTS namespaces of their own")
+        for daemon in spread[::-1][: self.profile.skewed]:
+            daemon.skew = SKEW
+        if self.profile.skewed:
+            self.stats.environments.append(f"{self.profile.skewed} daemon(s) with the wall clock {SKEW:g} s ahead")
 
     def spawn(self, daemon: Daemon) -> None:
         err = open(self.harness / f"{daemon.name}.log", "ab")  # noqa: SIM115 - the daemon owns it
         instance = daemon.name.split(".", 1)[1]
-        daemon.proc = subprocess.Popen(
-            [sys.executable, "-m", "agentd", "--root", str(self.root), "--role", daemon.role, "--instance", instance],
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            start_new_session=True,
-        )
+        argv = [sys.executable, "-m", "agentd", "--root", str(self.root), "--role", daemon.role, "--instance", instance]
+        if daemon.hostname:  # a container's view: its own hostname, the same kernel (exec keeps the pid)
+            argv = ["unshare", "--uts", "sh", "-c", f'hostname {daemon.hostname} && exec "$@"', "sh", *argv]
+        env = {**os.environ, "AGENTD_FAULT_CLOCK_SKEW": f"{daemon.skew:g}"} if daemon.skew else None
+        daemon.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True, env=env)
         err.close()
+        if daemon.skew:
+            self.skewed_pids.add(daemon.proc.pid)
+        daemon.stops = []
+        daemon.died_at = None
+        threading.Thread(target=self.watch, args=(daemon, daemon.proc), daemon=True).start()
+
+    def watch(self, daemon: Daemon, proc: subprocess.Popen[bytes]) -> None:
+        """Note when this incarnation ends (to tell a daemon killed while stopped from one killed while working)."""
+        proc.wait()
+        if daemon.proc is proc:
+            daemon.died_at = time.monotonic()
 
     # -- the actors --------------------------------------------------------------------------------------------------
 
@@ -239,6 +293,7 @@ class Torture:
                 pending_restart.append((now + self.rng.uniform(0, 1.5), daemon))
             elif action == "stop":
                 daemon.proc.send_signal(signal.SIGSTOP)
+                daemon.stops.append([time.monotonic(), float("inf")])
                 daemon.stopped_until = now + self.rng.uniform(1, 5)
                 self.stats.stops += 1
                 threading.Timer(daemon.stopped_until - now, self.resume, args=(daemon,)).start()
@@ -255,12 +310,18 @@ class Torture:
 
     def revive(self, skip: set[str] | None = None) -> None:
         """Restart daemons that died without the chaos killing them: a peer kills a daemon it finds hung (stopped
-        past lease_ttl). A service manager would restart it (systemd: Restart=on-failure); so does the harness."""
+        past lease_ttl). A service manager would restart it (systemd: Restart=on-failure); so does the harness.
+        A daemon killed so that the harness never stopped is a healthy one killed as hung: a violation."""
         for daemon in self.daemons:
             if daemon.name in (skip or set()) or daemon.proc is None or daemon.proc.poll() is None:
                 continue
             if daemon.proc.returncode == -signal.SIGKILL:
-                self.stats.killed_as_hung += 1
+                died = daemon.died_at if daemon.died_at is not None else time.monotonic()
+                if daemon.stopped_at(died):
+                    self.stats.killed_as_hung += 1
+                else:
+                    self.stats.killed_as_hung_running += 1
+                    self.stats.killed_running.append(f"{daemon.name} (pid {daemon.proc.pid}, stops {daemon.stops})")
             daemon.stopped_until = 0.0
             self.spawn(daemon)
             self.stats.restarts += 1
@@ -268,6 +329,8 @@ class Torture:
     def resume(self, daemon: Daemon) -> None:
         if daemon.proc is not None and daemon.proc.poll() is None:
             daemon.proc.send_signal(signal.SIGCONT)
+        if daemon.stops and daemon.stops[-1][1] == float("inf"):
+            daemon.stops[-1][1] = time.monotonic()
         daemon.stopped_until = 0.0
 
     def writer(self) -> None:
@@ -498,6 +561,9 @@ class Torture:
                 violations.append(f"{role}: {peak} tasks in its working status at once in the queue (WIP {WIP[role]})")
                 evidence.append(f"{role}: the version that had them: " + json.dumps(self.stats.queue_wip_peak[role]))
         violations += [f"reader: {failure}" for failure in self.stats.reader_failures]
+        if self.stats.killed_as_hung_running:
+            violations.append(f"{self.stats.killed_as_hung_running} daemon(s) killed as hung that were never stopped")
+            evidence += [f"killed while not stopped: {who}" for who in self.stats.killed_running[:3]]
         leftovers = sorted((self.root / ".leases").glob("*.json"))
         if leftovers:
             violations.append(f"lease files left behind: {[p.name for p in leftovers[:10]]}")
@@ -526,8 +592,12 @@ class Torture:
         )
         log(
             f"SIGKILLs {s.kills} (+{s.task_kills} task processes), SIGSTOP/SIGCONT {s.stops}, SIGTERMs {s.terms}, "
-            f"restarts {s.restarts} (of them {s.killed_as_hung} after a peer killed a daemon stopped past its lease "
-            f"ttl), chaos finished: {chaos_done}"
+            f"restarts {s.restarts}, chaos finished: {chaos_done}"
+        )
+        log(f"environments: {'; '.join(s.environments) or 'plain daemons only'}")
+        log(
+            f"killed as hung by a peer: {s.killed_as_hung} that were stopped, {s.killed_as_hung_running} that were "
+            "not (must be 0)"
         )
         log(
             f"recoveries {recoveries}, refused completions {refused}, hand saves {s.writer_edits + s.writer_adds} "
@@ -560,7 +630,7 @@ class Torture:
                 starts[record["task"]].append(record["t"])
         recovered: dict[str, list[float]] = defaultdict(list)
         for event in journal:
-            if event.name == "recovered" and event.data.get("task"):
+            if event.name == "recovered" and event.data.get("task") and event.data.get("pid") not in self.skewed_pids:
                 recovered[event.data["task"]].append(event.time.timestamp())
         to_recover, to_restart = [], []
         for killed_at, _, held in self.stats.kill_log:
@@ -709,11 +779,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the project folder even when the run passes")
-    for name in ("daemons", "tasks", "kills", "stops"):
+    for name in ("daemons", "tasks", "kills", "stops", "uts", "skewed"):
         parser.add_argument(f"--{name}", type=int)
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile]
-    overrides = {name: getattr(args, name) for name in ("daemons", "tasks", "kills", "stops") if getattr(args, name)}
+    names = ("daemons", "tasks", "kills", "stops", "uts", "skewed")
+    overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     profile = Profile(**{**profile.__dict__, **overrides})
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     root = Path(tempfile.mkdtemp(prefix="agentd-torture-"))

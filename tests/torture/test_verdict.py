@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.torture.run import PROFILES, Profile, Torture, pid_alive
+from tests.torture.run import PROFILES, Daemon, Profile, Torture, pid_alive
 
 NO_PID = 1 << 23  # above the kernel's largest pid_max (2**22): never a live process
 PROFILE = Profile(**{**PROFILES["quick"].__dict__, "tasks": 2})
@@ -119,3 +119,25 @@ def test_a_pid_that_comes_round_is_not_the_run_that_had_it() -> None:
     assert pid_alive(os.getpid(), since)
     assert not pid_alive(os.getpid(), since + 1)  # another process that got the pid later
     assert not pid_alive(NO_PID)
+
+
+def test_a_daemon_killed_as_hung_that_was_never_stopped_is_caught(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A daemon a peer SIGKILLed while the harness had not stopped it is a violation; a stopped one is not."""
+    torture = Torture(PROFILE, seed=7, root=tmp_path)
+    stopped, working = Daemon("builder.d0", "builder"), Daemon("builder.d1", "builder")
+    stopped.stops = [[10.0, 14.0]]
+    assert stopped.stopped_at(12.0) and stopped.stopped_at(14.0 + 3.5)  # during the stop, or just after SIGCONT
+    assert not working.stopped_at(12.0) and not stopped.stopped_at(30.0)
+    torture.stats.killed_as_hung = 1
+    torture.stats.killed_as_hung_running = 1
+    torture.stats.killed_running = ["builder.d1 (pid 4242, stops [])"]
+    torture.root.mkdir(parents=True, exist_ok=True)
+    torture.harness.mkdir(parents=True)
+    torture.queue.write_text(json.dumps({"tasks": [{"id": f"T{i:04d}", "status": "done"} for i in range(2)]}))
+    code = torture.verdict(elapsed=1.0, chaos_done=True)
+    out = capsys.readouterr().out
+    assert code == 1 and "1 daemon(s) killed as hung that were never stopped" in out, out
+    assert "killed as hung by a peer: 1 that were stopped, 1 that were not (must be 0)" in out
+    assert "builder.d1 (pid 4242" in out

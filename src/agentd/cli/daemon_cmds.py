@@ -11,12 +11,13 @@ from typing import Any
 
 import click
 
+from agentd import faults
 from agentd.cli.app import App
 from agentd.cli.output import emit_json, info, table
-from agentd.core.clock import SystemClock
+from agentd.core.clock import SkewedClock, SystemClock
 from agentd.core.model import views
 from agentd.core.scheduler import judge
-from agentd.errors import AgentdError, ExitCode, display_path
+from agentd.errors import AgentdError, ConfigError, ExitCode, display_path
 from agentd.run import recovery
 from agentd.run.daemon import LIVENESS_BEAT, Daemon, Mode
 from agentd.service import background as service
@@ -79,7 +80,11 @@ def run_daemon(
         raise click.UsageError("--once and --drain exclude each other")
     ready = ReadyPipe(ready_fd)
     name = role + (f".{instance}" if instance else "")
-    clock = SystemClock()
+    try:
+        skew = faults.clock_skew()
+    except ValueError as exc:
+        raise ConfigError(None, str(exc)) from None
+    clock = SkewedClock(skew) if skew else SystemClock()
     try:
         config = app.config
         config.role(role)

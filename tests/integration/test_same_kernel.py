@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -19,6 +21,18 @@ from agentd.core.scheduler import judge
 from agentd.hostinfo import boot_id, hostname, pid_namespace, process_start
 from agentd.run import recovery
 from agentd.store.file.leases import LeaseDir, new_record
+from tests.helpers.daemons import (
+    alive,
+    events,
+    recorder,
+    start,
+    stop_all,
+    task,
+    tasks_by_id,
+    wait_for,
+    write_config,
+    write_queue,
+)
 
 CONFIG = build(
     {
@@ -136,3 +150,53 @@ def test_a_lease_from_another_kernel_is_judged_by_its_heartbeat(tmp_path: Path) 
     finally:
         child.kill()
         child.wait(timeout=10)
+
+
+def unshare_refused() -> str | None:
+    """Why this test cannot put a daemon in a UTS namespace of its own (None: it can)."""
+    if shutil.which("unshare") is None:
+        return "no unshare command"
+    probe = subprocess.run(["unshare", "--uts", "true"], capture_output=True)
+    return None if probe.returncode == 0 else "unshare --uts is not permitted here (it needs root or CAP_SYS_ADMIN)"
+
+
+@pytest.mark.skipif(unshare_refused() is not None, reason=str(unshare_refused()))
+def test_a_hung_daemon_in_another_container_is_killed_not_raced(tmp_path: Path) -> None:
+    """A daemon in a UTS namespace of its own (another hostname, this kernel) hangs with a task running: a peer kills
+    it and its task, journals it, and only then re-runs the task: the two runs never overlap."""
+    log = tmp_path / "runs.jsonl"
+    role = {"claims": "ready", "working": "in_progress", "on_success": "awaiting_test"}
+    write_config(
+        tmp_path,
+        {"builder": {**role, "command": recorder(log, "--sleep-token", "1:60")}},
+        defaults={"interval": 0.5, "lease_ttl": 2, "heartbeat": 0.5},
+    )
+    write_queue(tmp_path, [task("S1")], {"builder": 1})
+    argv = [sys.executable, "-m", "agentd", "--root", str(tmp_path), "--role", "builder", "--instance", "boxed"]
+    env = {key: value for key, value in os.environ.items() if key != "AGENTD_ROOT"}
+    with open(tmp_path / "boxed.err", "wb") as err:
+        boxed = subprocess.Popen(
+            ["unshare", "--uts", "sh", "-c", 'hostname container-b && exec "$@"', "sh", *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+            cwd=tmp_path,
+        )
+    peer = None
+    try:
+        first = wait_for(lambda: [r for r in events(log) if r["event"] == "start"], 30, "the first run")[0]
+        lease = LeaseDir(tmp_path / ".leases", tmp_path).read_record("S1")
+        assert lease is not None and lease.host == "container-b" and lease.boot_id == boot_id()
+        boxed.send_signal(signal.SIGSTOP)
+        peer = start(tmp_path, "builder", "--instance", "peer")
+        wait_for(lambda: tasks_by_id(tmp_path)["S1"]["status"] == "awaiting_test", 60, "the peer to finish the task")
+        assert not alive(first["pid"]), "the hung daemon's task should have been killed"
+        assert boxed.wait(10) == -signal.SIGKILL, "the hung daemon itself should have been killed"
+        assert not [r for r in events(log) if r["event"] == "overlap"]
+        runs = [r for r in events(log) if r["event"] == "start"]
+        assert [r["token"] for r in runs] == [1, 2]
+        killed = [e for e in events(tmp_path / ".agentd" / "events.jsonl") if e["event"] == "hung-holder-killed"]
+        assert killed and killed[0]["task"] == "S1" and killed[0]["holder_host"] == "container-b", killed
+    finally:
+        boxed.send_signal(signal.SIGCONT)
+        stop_all([p for p in (boxed, peer) if p is not None])

@@ -307,6 +307,19 @@ class Daemon:
                 cause=item.cause,
                 token=item.lease.token if item.lease else None,
             )
+        for item in result.killed:
+            lease = item.lease
+            self.journal.emit(
+                "hung-holder-killed",
+                f"{item.task_id}: its holder is hung ({item.cause}); killed its {' and '.join(item.killed)}; the task"
+                " is recovered once the kernel has released the lease",
+                level=logging.WARNING,
+                task=item.task_id,
+                token=lease.token if lease else None,
+                holder_pid=lease.pid if lease else None,
+                holder_host=lease.host if lease else None,
+                killed=list(item.killed),
+            )
         for task_id in result.unblocked:
             report.unblocked.append(task_id)
             self.journal.emit("unblocked", f"unblocked {task_id}: every dependency is done", task=task_id)

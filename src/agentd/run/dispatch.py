@@ -44,6 +44,7 @@ class PassResult:
 
     finished: list[tuple[Running, Decision | str]] = field(default_factory=list)
     recovered: list[recovery.Recovery] = field(default_factory=list)
+    killed: list[recovery.Recovery] = field(default_factory=list)  # hung holders on this kernel whose processes died
     unblocked: list[str] = field(default_factory=list)
     claims: list[Claim] = field(default_factory=list)
     claimable: int = 0  # claimable for the role before this pass's claims (0 or 1 when not counted: see _measure)
@@ -157,7 +158,9 @@ class Dispatcher:
             # The views of the file as read (reused from earlier reads), with the tasks changed since rebuilt.
             tasks = refreshed(draft.read.tasks, draft.task, (run.task_id for run in done))
             plans = recovery.plan(tasks, seen, self.config.workflow, now, held=held)
-            result.recovered = recovery.apply(draft.task, plans, self.config.workflow, now, self.leases)
+            stopped: list[recovery.Recovery] = []
+            result.recovered = recovery.apply(draft.task, plans, self.config.workflow, now, self.leases, stopped)
+            result.killed = [item for item in stopped if item.killed]
             for item in result.recovered:
                 seen.pop(item.task_id, None)
             tasks = refreshed(tasks, draft.task, (item.task_id for item in result.recovered))

@@ -11,7 +11,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -45,6 +45,7 @@ class Recovery:
     role: str | None = None
     kill: bool = False  # the holder is hung on this kernel: its lock is never broken, its processes are killed
     lease: LeaseObservation | None = None
+    killed: tuple[str, ...] = ()  # what was killed of a hung holder (see apply)
 
 
 def same_kernel(seen: LeaseObservation, this_boot: str | None, this_host: str) -> bool:
@@ -171,7 +172,7 @@ def stop_hung_holder(leasedir: LeaseDir, task_id: str) -> list[str]:
         except (ProcessLookupError, PermissionError):
             pass
     if killed:
-        log.warning("lease on %s: its holder is hung; killed its %s", task_id, " and ".join(killed))
+        log.debug("lease on %s: its holder is hung; killed its %s", task_id, " and ".join(killed))
     return killed
 
 
@@ -192,9 +193,9 @@ def apply(
             # A hung holder on this host: never broken while its lock is held (its daemon may wake up and start or
             # go on with the task). Its processes are killed; the lease is recovered once the kernel has released the
             # lock (its close wakes the daemons), as any lease whose holder died.
-            stop_hung_holder(leasedir, item.task_id)
+            killed = stop_hung_holder(leasedir, item.task_id)
             if stopped is not None:
-                stopped.append(item)
+                stopped.append(replace(item, killed=tuple(killed)))
             continue
         if item.lease is not None and item.lease.locked:
             leasedir.break_held(item.task_id)  # a holder on another host, judged by its heartbeat alone

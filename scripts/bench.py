@@ -11,6 +11,7 @@ Every measurement runs real processes in its own temporary project folder (remov
 6. recovery          holder daemon SIGKILLed mid-task -> the task's command restarted by an idle peer
 7. idle cost         CPU % and RSS of an idle daemon
 8. scaling           transaction cost per MB of queue, from 10 to 10,000 tasks
+9. heartbeat age     a running task's lease heartbeat as a peer sees it, daemon busy on a 20,000-task queue
 
 Targets that are missed are reported plainly, with a cProfile of the slow path.
 
@@ -40,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +54,7 @@ if str(PROJECT / "src") not in sys.path:  # run from a checkout without an edita
 
 from agentd import __version__  # noqa: E402
 from agentd import config as config_mod  # noqa: E402
+from agentd.store.file.leases import LeaseDir  # noqa: E402
 from agentd.store.file.queuefile import QueueStore  # noqa: E402
 
 SIZES = (10, 100, 1_000, 10_000)
@@ -65,6 +68,9 @@ PIPELINE_S = 1.0
 RECOVERY_S = 2.0
 IDLE_CPU_PCT = 0.5
 IDLE_RSS_MB = 40.0
+HEARTBEAT_MARGIN_S = 1.0  # a peer may see a heartbeat at most `heartbeat` + this old
+HEARTBEAT_S = 1.0  # the heartbeat interval of the heartbeat-age measurement
+HEARTBEAT_QUEUE = 20_000
 OUTSIDE_CPU_NOTE = 10.0  # % of the machine used by other processes during the run before the page warns
 SCALING_ALLOWANCE = 1.15  # transaction time may grow up to 15 % more than the file before it counts as faster
 
@@ -99,10 +105,11 @@ class Profile:
     recovery_runs: int
     idle_seconds: float
     completions: tuple[tuple[int, int], ...]  # throughput: (queue size, ready tasks to complete; the rest are done)
+    heartbeat_seconds: float = 60.0  # how long the heartbeat age is watched
 
 
 FULL = Profile("full", SIZES, 3, 1.0, 40, 12, 6, 60.0, ((10, 10), (100, 100), (1_000, 400), (10_000, 40)))
-QUICK = Profile("quick", SIZES, 1, 0.2, 8, 3, 2, 10.0, ((10, 10), (100, 100), (1_000, 50)))
+QUICK = Profile("quick", SIZES, 1, 0.2, 8, 3, 2, 10.0, ((10, 10), (100, 100), (1_000, 50)), heartbeat_seconds=15.0)
 
 
 # -- clean-up: every process and folder this script makes --------------------------------------------------------
@@ -853,6 +860,68 @@ def recovery(cleanup: Cleanup, base: Path, runs: int) -> list[float]:
     return times
 
 
+# -- 9. heartbeat age ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class HeartbeatAge:
+    samples: list[float]  # the age of the running tasks' heartbeats at each look, s
+    seconds: float  # how long they were watched
+    writes: int  # outside transactions on the queue meanwhile (each wakes the daemon to look again)
+    tasks: int
+
+
+def heartbeat_age(cleanup: Cleanup, base: Path, seconds: float) -> HeartbeatAge:
+    """A builder daemon runs 3 tasks (`sleep 600`, heartbeat 1 s) in a 20,000-task queue while another process
+    rewrites the queue in a loop (every write wakes the daemon to look at the queue again); a peer reads the lease
+    files every 50 ms and records each heartbeat's age on the boot clock, as recovery judges it."""
+    root = cleanup.folder("heartbeat", base)
+    roles = builder_role(["sleep", "600"])
+    write_config(root, roles, defaults={"interval": 60, "heartbeat": HEARTBEAT_S, "lease_ttl": 30, "grace": 1})
+    doc = make_queue(HEARTBEAT_QUEUE, ready=3)
+    doc["wip_limits"] = {"builder": 3}
+    write_json(root / QUEUE_NAME, doc)
+    store = store_for(root)
+    daemon = start_daemon(cleanup, root, "builder", "--interval", "60")
+    folder = LeaseDir(root / ".leases", root)
+    writes = 0
+    samples: list[float] = []
+    try:
+        wait_for(lambda: len(list(folder.task_ids())) == 3, 120, "the three tasks to be claimed", every=0.1)
+        stop = time.monotonic() + seconds
+        writer_done = False
+
+        def write_loop() -> None:
+            nonlocal writes
+            done_ids = [t["id"] for t in doc["tasks"] if t["status"] == "done"]
+            while not writer_done:
+                target = random.choice(done_ids)
+                store.transaction(
+                    lambda d, target=target, n=writes: next(t for t in d["tasks"] if t["id"] == target).update(
+                        notes=f"touched {n}"
+                    )
+                )
+                writes += 1
+
+        writer = threading.Thread(target=write_loop, daemon=True)
+        writer.start()
+        while time.monotonic() < stop:
+            for task_id in list(folder.task_ids()):
+                seen = folder.observe(task_id)
+                if seen is not None and seen.beat_age is not None:
+                    samples.append(seen.beat_age)
+                elif seen is not None and seen.heartbeat_at is not None:  # a lease without a boot-clock stamp
+                    samples.append((dt.datetime.now(dt.UTC) - seen.heartbeat_at).total_seconds())
+            time.sleep(0.05)
+        writer_done = True
+        writer.join(timeout=120)
+    finally:
+        stop_daemon(daemon)
+        cleanup.procs.remove(daemon)
+    remove(cleanup, root)
+    return HeartbeatAge(samples, seconds, writes, HEARTBEAT_QUEUE)
+
+
 # -- 7. idle cost ----------------------------------------------------------------------------------------------------
 
 
@@ -999,6 +1068,7 @@ class Results:
     pipeline: Pipeline | None = None
     recovery: list[float] = field(default_factory=list)
     idle: Idle | None = None
+    heartbeat: HeartbeatAge | None = None
     profiles: list[tuple[str, str]] = field(default_factory=list)  # (title, markdown)
     elapsed: float = 0.0
     source: tuple[str, str] = ("", "")  # digest of agentd's source at the start and at the end
@@ -1034,6 +1104,8 @@ def checks(res: Results) -> dict[str, bool]:
         out["recovery"] = median(res.recovery) <= RECOVERY_S and max(res.recovery) <= RECOVERY_S
     if res.idle is not None:
         out["idle"] = res.idle.cpu_pct < IDLE_CPU_PCT and res.idle.rss_mb < IDLE_RSS_MB
+    if res.heartbeat is not None and res.heartbeat.samples:
+        out["heartbeat"] = max(res.heartbeat.samples) < HEARTBEAT_S + HEARTBEAT_MARGIN_S
     scaling = scaling_rows(res)
     if scaling:
         out["scaling"] = not any(row["faster"] for row in scaling)
@@ -1163,6 +1235,13 @@ def render(res: Results) -> str:
         lines.append(
             f"| idle daemon | {res.idle.cpu_pct:.2f} % CPU, {res.idle.rss_mb:.1f} MB RSS |"
             f" < {IDLE_CPU_PCT} % CPU, < {IDLE_RSS_MB:.0f} MB | {verdict(ok['idle'])} |"
+        )
+    if "heartbeat" in ok and res.heartbeat is not None:
+        hb = res.heartbeat
+        lines.append(
+            f"| heartbeat age seen by a peer, daemon busy on {hb.tasks:,} tasks | max {ms(max(hb.samples))},"
+            f" p99 {ms(p99(hb.samples))} | < heartbeat ({HEARTBEAT_S:g} s) + {HEARTBEAT_MARGIN_S:g} s |"
+            f" {verdict(ok['heartbeat'])} |"
         )
     if "scaling" in ok:
         lines.append(
@@ -1324,6 +1403,25 @@ def render(res: Results) -> str:
             f" {verdict(ok['recovery'])} |",
         ]
 
+    # 9 (before 7 on the page: it belongs with recovery)
+    if res.heartbeat is not None and res.heartbeat.samples:
+        hb = res.heartbeat
+        lines += [
+            "",
+            "## 6b. Heartbeat age under queue work",
+            "",
+            f"A builder daemon runs 3 tasks (`sleep 600`, `heartbeat = {HEARTBEAT_S:g}`) in a {hb.tasks:,}-task queue"
+            f" while another process rewrites the queue in a loop ({hb.writes} transactions in {hb.seconds:.0f} s),",
+            "each write waking the daemon to look at the queue again. A peer reads the lease files every 50 ms and",
+            "records each heartbeat's age on the boot clock, as recovery judges it. Heartbeats are renewed by a thread",
+            "of their own, so they must never wait behind a look at the queue.",
+            "",
+            "| looks | median | p99 | max | target | verdict |",
+            "|---:|---:|---:|---:|---|---|",
+            f"| {len(hb.samples)} | {ms(median(hb.samples))} | {ms(p99(hb.samples))} | {ms(max(hb.samples))} |"
+            f" < {HEARTBEAT_S + HEARTBEAT_MARGIN_S:g} s | {verdict(ok['heartbeat'])} |",
+        ]
+
     # 7
     if res.idle is not None:
         idle = res.idle
@@ -1416,7 +1514,7 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> Results:
     cpu_start = cpu_jiffies()
     res.machine["agentd source digest"] = f"{first} (sha256 of src/agentd and schemas/)"
     started = time.monotonic()
-    only = set(args.only or ["bare", "tx", "throughput", "latency", "pipeline", "recovery", "idle"])
+    only = set(args.only or ["bare", "tx", "throughput", "latency", "pipeline", "recovery", "heartbeat", "idle"])
     for size in profile.sizes:
         res.sizes[size] = len((json.dumps(make_queue(size), indent=2, ensure_ascii=False) + "\n").encode())
     if "bare" in only or "throughput" in only:
@@ -1449,6 +1547,11 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> Results:
         log(f"6. recovery, {profile.recovery_runs} runs")
         res.recovery = recovery(cleanup, base, profile.recovery_runs)
         log(f"   median {median(res.recovery):.3f} s, max {max(res.recovery):.3f} s")
+    if "heartbeat" in only:
+        log(f"9. heartbeat age on a {HEARTBEAT_QUEUE:,}-task queue over {profile.heartbeat_seconds:g} s")
+        res.heartbeat = heartbeat_age(cleanup, base, profile.heartbeat_seconds)
+        hb = res.heartbeat.samples
+        log(f"   {len(hb)} looks, max {max(hb, default=math.nan):.3f} s, {res.heartbeat.writes} outside writes")
     if "idle" in only:
         log(f"7. idle cost over {profile.idle_seconds:g} s")
         res.idle = idle_cost(cleanup, base, profile.idle_seconds)
@@ -1514,7 +1617,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["bare", "tx", "throughput", "latency", "pipeline", "recovery", "idle"],
+        choices=["bare", "tx", "throughput", "latency", "pipeline", "recovery", "heartbeat", "idle"],
         help="run only this part (repeatable; for development)",
     )
     parser.add_argument("--no-profile", action="store_true", help="do not profile missed targets")

@@ -306,7 +306,7 @@ def _pid_findings(config: Config, now: datetime, out: list[Finding]) -> None:
         if seen.running and seen.info is not None and quiet is not None:
             message = (
                 f"{name} daemon (pid {seen.info.pid}) holds its PID file but has not responded for {quiet:.0f} s"
-                " (stopped, or wedged): its leases go stale and peers kill it"
+                " (stopped: SIGSTOP, a debugger): its leases go stale and peers kill it"
             )
             fix = f"kill -CONT {seen.info.pid} if it was stopped; else agentd stop {seen.info.role}"
             out.append(Finding("error", "daemon-not-responding", message, fix, subject=str(path)))

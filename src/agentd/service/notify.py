@@ -1,8 +1,8 @@
 """systemd's notify protocol (``sd_notify``), without a dependency: one datagram to ``$NOTIFY_SOCKET``.
 
 A unit with ``Type=notify`` learns the daemon is ready (``READY=1``) once its loop starts, and with ``WatchdogSec``
-restarts it when the beats (``WATCHDOG=1``, sent by the daemon's heartbeat thread) stop: a SIGSTOPped or wedged daemon
-is killed and started again. Outside systemd every call does nothing.
+restarts it when the beats (``WATCHDOG=1``, sent by the daemon's heartbeat thread) stop: a SIGSTOPped daemon, or one
+whose heartbeat thread is stuck, is killed and started again. Outside systemd every call does nothing.
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ def systemd_template(
     its children, in the same cgroup) instead of every process getting SIGTERM at once; whatever is left when the
     daemon exits, or when ``TimeoutStopSec`` runs out, gets SIGKILL. ``Type=notify`` with ``WatchdogSec``: the
     daemon says READY=1 when its loop starts and its heartbeat thread beats WATCHDOG=1; a daemon that stops beating
-    (SIGSTOPped, wedged) is killed and, by ``Restart=on-failure``, started again.
+    (SIGSTOPped, or its heartbeat thread stuck) is killed and, by ``Restart=on-failure``, started again.
     """
     _check_path(root, "the project root")
     argv = daemon_argv(agentd_path, root, config, "%i", queue=queue)

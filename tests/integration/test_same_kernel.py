@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agentd.config import build
-from agentd.core.clock import FakeClock
+from agentd.core.clock import FakeClock, boottime
 from agentd.core.model import index_by_id, views
 from agentd.core.scheduler import judge
 from agentd.hostinfo import boot_id, hostname, pid_namespace, process_start
 from agentd.run import recovery
 from agentd.store.file.leases import LeaseDir, new_record
+from tests.conftest import run_agentd
 from tests.helpers.daemons import (
     alive,
     events,
@@ -200,3 +202,24 @@ def test_a_hung_daemon_in_another_container_is_killed_not_raced(tmp_path: Path) 
     finally:
         boxed.send_signal(signal.SIGCONT)
         stop_all([p for p in (boxed, peer) if p is not None])
+
+
+def test_leases_list_shows_the_heartbeat_age_recovery_judges(tmp_path: Path) -> None:
+    """A heartbeat 2 h old by the wall clock but just renewed on the boot clock is listed live, seconds old."""
+    write_config(
+        tmp_path, {"builder": {"claims": "ready", "working": "in_progress", "on_success": "done", "command": ["true"]}}
+    )
+    write_queue(tmp_path, [task("S1", "in_progress", lease={"role": "builder", "token": 1})])
+    folder = LeaseDir(tmp_path / ".leases", tmp_path)
+    hours_ago = datetime.now(UTC) - timedelta(hours=2)
+    record = new_record("S1", 1, "builder", now=hours_ago, ttl=60, heartbeat=10, attempt=1, boot=boottime())
+    held = folder.acquire(record)
+    assert held is not None
+    os.utime(folder.file_for("S1"), (hours_ago.timestamp(), hours_ago.timestamp()))  # its mtime: 2 h ago too
+    try:
+        listed = run_agentd("leases", "list", "--json", cwd=tmp_path)
+        assert listed.returncode == 0, listed.stderr
+        [row] = json.loads(listed.stdout)
+        assert row["live"] is True and row["heartbeat_age_s"] < 60, row
+    finally:
+        held.release()

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from agentd.cli.app import App
 from agentd.cli.output import emit_json, info, table
 from agentd.core.clock import SkewedClock, SystemClock
 from agentd.core.model import views
-from agentd.core.scheduler import judge
+from agentd.core.scheduler import LeaseObservation, judge
 from agentd.errors import AgentdError, ConfigError, ExitCode, display_path
 from agentd.run import recovery
 from agentd.run.daemon import LIVENESS_BEAT, Daemon, Mode
@@ -176,6 +177,13 @@ def leases() -> None:
     """Inspect and clear task leases (.leases/)."""
 
 
+def _beat_age(seen: LeaseObservation, now: datetime) -> float | None:
+    """A heartbeat's age as recovery judges it: on the boot clock when written on this boot, else the wall clock."""
+    if seen.beat_age is not None:
+        return round(seen.beat_age, 1)
+    return round((now - seen.heartbeat_at).total_seconds(), 1) if seen.heartbeat_at else None
+
+
 def _lease_rows(app: App) -> list[dict[str, Any]]:
     config = app.config
     clock = SystemClock()
@@ -194,7 +202,7 @@ def _lease_rows(app: App) -> list[dict[str, Any]]:
                 "pid": seen.pid,
                 "token": seen.token,
                 "age_s": round((now - seen.acquired).total_seconds(), 1) if seen.acquired else None,
-                "heartbeat_age_s": round((now - seen.heartbeat_at).total_seconds(), 1) if seen.heartbeat_at else None,
+                "heartbeat_age_s": _beat_age(seen, now),
                 "live": verdict.live,
                 "left_alone": seen.error is not None and seen.locked is None,
                 "why": f"{display_path(folder.file_for(task_id))}: {seen.error}" if seen.error else verdict.cause,

@@ -42,7 +42,13 @@ def _running_tasks(
                 "attempt": (task.attempts + 1) if task else None,
                 "token": lease.token,
                 "runtime_s": _seconds((now - lease.acquired).total_seconds()) if lease.acquired else None,
-                "heartbeat_age_s": _seconds((now - lease.heartbeat_at).total_seconds()) if lease.heartbeat_at else None,
+                "heartbeat_age_s": _seconds(
+                    lease.beat_age
+                    if lease.beat_age is not None
+                    else (now - lease.heartbeat_at).total_seconds()
+                    if lease.heartbeat_at
+                    else None
+                ),
             }
         )
     return out

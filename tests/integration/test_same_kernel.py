@@ -223,3 +223,19 @@ def test_leases_list_shows_the_heartbeat_age_recovery_judges(tmp_path: Path) -> 
         assert row["live"] is True and row["heartbeat_age_s"] < 60, row
     finally:
         held.release()
+
+
+def test_doctor_says_a_hung_holder_in_another_pid_namespace_cannot_be_killed_from_here(tmp_path: Path) -> None:
+    """doctor names the container case: the holder is hung in another PID namespace and must be stopped there."""
+    write_config(tmp_path, {"builder": {"claims": "ready", "working": "in_progress", "on_success": "done"}})
+    write_queue(tmp_path, [task("T1", "in_progress", lease={"role": "builder", "token": 1})])
+    clock = FakeClock(NOW)  # its boot clock (500 s) is long past on the real one: the heartbeat is stale
+    folder, child = locked_by_child(tmp_path, clock, host="container-b", pid_ns=(pid_namespace() or 0) + 1)
+    try:
+        result = run_agentd("doctor", "--json", cwd=tmp_path)
+        findings = [f for f in json.loads(result.stdout) if f["code"] == "stale-lease"]
+        assert findings and "hung in another PID namespace" in findings[0]["message"], result.stdout
+        assert child.poll() is None and folder.observe("T1") is not None  # doctor only reads
+    finally:
+        child.kill()
+        child.wait(timeout=10)

@@ -25,7 +25,7 @@ from agentd.core.clock import SystemClock, boottime
 from agentd.core.model import Task, valid_task_id
 from agentd.core.scheduler import LeaseObservation
 from agentd.errors import AgentdError, QueueInvalid, display_path
-from agentd.hostinfo import boot_id
+from agentd.hostinfo import boot_id, pid_namespace
 from agentd.run import recovery
 from agentd.service import background as service
 from agentd.store.file import leases
@@ -207,6 +207,19 @@ def _lease_dir_findings(config: Config, queue: _Queue, now: datetime, out: list[
             out.append(Finding("warning", "stray-lease-entry", message, f"rm -r {shown}/{name}", subject=name))
 
 
+def _hung_note(config: Config, item: recovery.Recovery) -> str:
+    """What prune can do about a hung holder on this kernel: kill it, unless it lives in another PID namespace."""
+    record = LeaseDir(config.leases_dir, config.root).read_record(item.task_id)
+    if record is not None and record.pid_ns is not None and pid_namespace() not in (None, record.pid_ns):
+        where = record.owner or record.host
+        return (
+            f"; its holder ({where}) is hung in another PID namespace (a container) on this kernel: its lock is never"
+            " broken and prune cannot kill it; stop it from its own container"
+        )
+    group = f" {record.pgid}" if record is not None and record.pgid is not None else ""
+    return f"; its holder is hung: prune kills its daemon and process group{group}"
+
+
 def _recovery_findings(
     config: Config, queue: _Queue, observed: Mapping[str, LeaseObservation], now: datetime, out: list[Finding]
 ) -> None:
@@ -228,7 +241,7 @@ def _recovery_findings(
             message = f"task {item.task_id} is {item.cause}"
             out.append(Finding("error", "stuck-task", message, fix, queue.writable, item.task_id))
         elif requeue:
-            hung = f"; its holder is hung: prune kills its process group {seen.pgid}" if item.kill and seen else ""
+            hung = _hung_note(config, item) if item.kill and seen else ""
             message = f"task {item.task_id} in {status[item.task_id]!r} has a stale lease: {item.cause}{hung}"
             out.append(Finding("error", "stale-lease", message, fix, queue.writable, item.task_id))
         else:

@@ -23,8 +23,7 @@ SLOW = ["sh", "-c", "sleep 60"]
 
 
 def test_heartbeats_go_on_while_the_queue_lock_is_held(tmp_path: Path) -> None:
-    """With the daemon's main loop waiting 3 ttl for the queue lock, its running task's lease is renewed and every
-    peer look judges it live."""
+    """While the daemon's pass waits 3 ttl for the queue lock, its task's lease is renewed and always judged live."""
     write_config(
         tmp_path,
         {"builder": {"claims": "ready", "working": "in_progress", "on_success": "done", "command": SLOW}},
@@ -60,8 +59,7 @@ def test_heartbeats_go_on_while_the_queue_lock_is_held(tmp_path: Path) -> None:
 
 
 def test_a_stopped_daemon_is_reported_not_responding(tmp_path: Path) -> None:
-    """A SIGSTOPped idle daemon still holds its PID file; status shows it not responding, and running again after
-    SIGCONT."""
+    """A SIGSTOPped idle daemon (its PID file still locked) is shown not responding, and responding after SIGCONT."""
     write_config(
         tmp_path,
         {"builder": {"claims": "ready", "working": "in_progress", "on_success": "done", "command": SLOW}},

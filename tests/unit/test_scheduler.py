@@ -221,3 +221,21 @@ def test_live_leases_hold_wip_even_when_the_queue_was_reverted() -> None:
     assert core.wip_room(v.tasks, BUILDER, {"builder": 1}, v.leases, v.now) == 0
     assert core.select(BUILDER, v, {"builder": 1}) == []
     assert [t.id for t in core.select(BUILDER, v, {"builder": 2})] == ["b"]
+
+
+def test_runs_of_tasks_moved_to_a_final_status_are_stopped() -> None:
+    """Only tasks this daemon runs that someone moved to a done or final status are to be stopped."""
+    tasks = views(
+        {"tasks": [task("a", "cancelled"), task("b", "done"), task("c", "awaiting_test"), task("d", "cancelled")]}
+    )
+    assert core.to_stop(tasks, WF, {"a", "b", "c"}) == [("a", "cancelled"), ("b", "done")]
+    assert core.to_stop(tasks, WF, set()) == []
+
+
+def test_a_stopped_run_keeps_the_final_status_and_spends_no_attempt() -> None:
+    """A stopped run leaves the person's status and note; moved back to working by hand, it retries unspent."""
+    t = views({"tasks": [task("a", "cancelled", status_note="superseded", attempts=1)]})[0]
+    stood = core.decide(t, BUILDER, Outcome(Kind.STOPPED, None, 15), NOW, WF)
+    assert stood.status == "cancelled" and stood.stood and "status_note" not in stood.patch
+    back = decide(Outcome(Kind.STOPPED, None, 15), attempts=1)
+    assert back.status == "ready" and "attempts" not in back.patch and "stopped" in back.patch["status_note"]

@@ -26,6 +26,7 @@ _COLOURS = {
     "finished": "green",
     "retry-scheduled": "yellow",
     "heartbeat-lost": "red",
+    "stopping": "yellow",
     "refused": "red",
     "recovered": "yellow",
     "queue-invalid": "red",

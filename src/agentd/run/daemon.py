@@ -319,6 +319,25 @@ class Daemon:
         self._claimable_left = seen.claimable_left
         self._next_wake = min(seen.waits) if seen.waits else None
         self._log_wip(seen)
+        for task_id, status in seen.stop:
+            self._stop_run(task_id, status)
+
+    def _stop_run(self, task_id: str, status: str) -> None:
+        """Someone moved a task this daemon runs to a final status: stop its command's whole tree (TERM, then KILL
+        after ``kill_after``, and by ``grace`` at the latest); the run is recorded when it ends, the status stands."""
+        run = self.running.get(task_id)
+        if run is None or run.exit is not None or run.stopping is not None or run.proc is None:
+            return
+        run.stopping = status
+        run.stop_deadline = self.clock.monotonic() + self.role.grace
+        self.journal.emit(
+            "stopping",
+            f"{task_id} was moved to {status!r} while it ran: stopping its command (grace {self.role.grace:g} s)",
+            task=task_id,
+            token=run.token,
+            status=status,
+        )
+        run.proc.terminate()
 
     def _start(self, claim: Claim) -> None:
         run = self.executor.start(claim.task_id, claim.held, claim.raw, self._on_exit(claim.task_id, claim.held.token))
@@ -380,6 +399,10 @@ class Daemon:
         """Renew leases that are due; a lease found taken stops its task's process group."""
         mono = self.clock.monotonic()
         for run in list(self.running.values()):
+            if run.stop_deadline is not None and run.exit is None and mono >= run.stop_deadline and run.proc:
+                run.stop_deadline = None
+                log.warning("%s: still running %g s after it was stopped; killing it", run.task_id, self.role.grace)
+                run.proc.kill()
             if run.exit is not None or run.lost or mono < run.next_beat:
                 continue
             run.next_beat = mono + self.role.heartbeat
@@ -419,6 +442,8 @@ class Daemon:
         mono = self.clock.monotonic()
         for run in self.running.values():
             timeout = min(timeout, max(0.0, run.next_beat - mono))
+            if run.stop_deadline is not None:
+                timeout = min(timeout, max(0.0, run.stop_deadline - mono))
         with contextlib.suppress(OSError, AgentdError):
             if any(True for task_id in self.leases.task_ids() if task_id not in self.running):
                 timeout = min(timeout, LEASE_POLL)

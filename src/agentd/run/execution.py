@@ -48,6 +48,8 @@ class Running:
     argv: tuple[str, ...] = ()
     lost: bool = False
     interrupted: bool = False
+    stopping: str | None = None  # the final status someone moved the task to while it ran: its command is stopped
+    stop_deadline: float | None = None  # monotonic: SIGKILL the command's tree if it has not ended by then
 
 
 class Executor:
@@ -126,6 +128,10 @@ class Executor:
         assert info is not None
         if run.interrupted and info.returncode != 0:
             return Outcome(Kind.INTERRUPTED, info.returncode, info.signal, note="interrupted by shutdown")
+        if run.stopping is not None and info.returncode != 0:
+            with contextlib.suppress(OSError):
+                run.result_path.unlink()
+            return Outcome(Kind.STOPPED, info.returncode, info.signal)  # no note: the person's own note stands
         try:
             result = command.read_result(run.result_path)
         except DataError as exc:

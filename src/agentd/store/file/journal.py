@@ -37,6 +37,7 @@ EVENT_TYPES = (
     "claimed",
     "started",
     "heartbeat-lost",
+    "stopping",
     "finished",
     "retry-scheduled",
     "refused",

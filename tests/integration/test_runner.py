@@ -392,3 +392,107 @@ def test_group_helpers_refuse_dangerous_pgids() -> None:
             runner.kill_group(pgid, 0)
         with pytest.raises(ValueError, match="refusing"):
             runner.group_alive(pgid)
+
+
+def ppid_of(pid: int) -> int:
+    """The parent pid of a live process."""
+    data = Path(f"/proc/{pid}/stat").read_bytes()
+    return int(data[data.rfind(b")") + 2 :].split()[1])
+
+
+def read_pid(path: Path) -> int:
+    """A pid a command wrote to *path* (waited for: the command writes it in the background)."""
+    assert wait_for(lambda: path.exists() and path.read_text().strip() != "", 10), f"{path} was not written"
+    return int(path.read_text())
+
+
+def test_an_escaped_grandchild_ends_when_the_command_exits(tmp_path: Path) -> None:
+    """A `setsid` grandchild (its own session) left running by a command that exits is stopped before the report."""
+    bg = tmp_path / "bg.pid"
+    info = finish(launch(spec(tmp_path, ["sh", "-c", f"setsid sleep 45 & echo $! > '{bg}'; exit 0"], kill_after=0.5)))
+    assert info.returncode == 0 and info.killed_by is None
+    assert pid_gone(read_pid(bg)), "the escaped grandchild outlived its task"
+
+
+def test_an_orphaned_escaped_grandchild_is_reparented_to_the_shim_and_stopped(
+    tmp_path: Path, tasks: list[TaskProcess]
+) -> None:
+    """A double-forked `setsid` process whose parent exited becomes the shim's child; terminate() ends it."""
+    bg = tmp_path / "bg.pid"
+    tp = launch(spec(tmp_path, ["sh", "-c", f"(setsid sleep 45 & echo $! > '{bg}'); sleep 45"], kill_after=0.5))
+    tasks.append(tp)
+    assert tp.wait_started(5)
+    orphan = read_pid(bg)
+    assert wait_for(lambda: os.getsid(orphan) == orphan, 5), "it left the task's session"
+    assert wait_for(lambda: ppid_of(orphan) == tp.pid, 5), "not re-parented to the shim"
+    tp.terminate()
+    info = finish(tp)
+    assert (info.signal, info.killed_by) == (signal.SIGTERM, "term")
+    assert pid_gone(orphan)
+
+
+def test_timeout_stops_an_escaped_grandchild_that_ignores_term(tmp_path: Path) -> None:
+    """On timeout, a setsid grandchild ignoring SIGTERM is SIGKILLed with the rest of the tree."""
+    bg = tmp_path / "bg.pid"
+    script = f"setsid sh -c 'trap \"\" TERM; echo $$ > {bg}; while :; do sleep 1; done' & sleep 45"
+    info = finish(launch(spec(tmp_path, ["sh", "-c", script], timeout=1.0, kill_after=0.5)))
+    assert info.timed_out and info.killed_by == "timeout"
+    assert pid_gone(read_pid(bg))
+
+
+ESCAPED_DAEMON_SCRIPT = """
+import fcntl, json, os, sys, threading
+from pathlib import Path
+sys.path.insert(0, {src!r})
+from agentd.run import runner
+
+out = Path({out!r})
+fd = os.open({lease!r}, os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_EX)
+tp = runner.launch(runner.LaunchSpec(
+    argv=["sh", "-c", "setsid sleep 60 & echo $! > {bg}; sleep 60"],
+    cwd=out.parent, env={{}}, log_path=out.parent / "daemon-task.log", timeout=None, keep_fds=[fd]))
+assert tp.wait_started(10)
+tmp = out.with_suffix(".tmp")
+tmp.write_text(json.dumps({{"shim": tp.pid, "command": tp.command_pid}}))
+tmp.rename(out)
+threading.Event().wait()
+"""
+
+
+def test_daemon_death_ends_an_escaped_grandchild_and_frees_the_lease_lock(tmp_path: Path) -> None:
+    """SIGKILL the daemon: a setsid grandchild holding the inherited lease fd dies too, and the lock is free."""
+    out, bg, lease = tmp_path / "pids.json", tmp_path / "bg.pid", tmp_path / "lease"
+    lease.touch()
+    script = tmp_path / "daemon.py"
+    script.write_text(
+        textwrap.dedent(ESCAPED_DAEMON_SCRIPT.format(src=str(SRC_DIR), out=str(out), bg=str(bg), lease=str(lease)))
+    )
+    daemon = subprocess.Popen([sys.executable, str(script)])
+    try:
+        assert wait_for(out.exists, 10)
+        pids = json.loads(out.read_text())
+        escaped = read_pid(bg)
+        assert wait_for(lambda: os.getsid(escaped) == escaped, 5), "the grandchild runs in its own session"
+
+        def lock_free() -> bool:
+            probe = os.open(lease, os.O_RDWR)
+            try:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            finally:
+                os.close(probe)
+            return True
+
+        assert not lock_free()
+        daemon.kill()
+        daemon.wait(5)
+        assert wait_for(lambda: all(pid_gone(p) for p in (pids["shim"], pids["command"], escaped)), 10), (
+            f"survivors: {[p for p in (pids['shim'], pids['command'], escaped) if not pid_gone(p)]}"
+        )
+        assert wait_for(lock_free, 5), "the lease lock is still held"
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()

@@ -4,6 +4,8 @@ failures to start a command are not charged to the task: real daemons, real proc
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,71 @@ def test_cancel_stops_the_running_command_and_the_status_stands(tmp_path: Path, 
     finally:
         stop_all([daemon])
     assert not [r for r in events(log) if r["event"] == "end"], "the command was stopped, not run to its end"
+
+
+def test_tools_name_and_prune_kills_the_real_holder_of_a_lease(tmp_path: Path) -> None:
+    """Daemon and supervisor SIGKILLed at once: `leases list` and `doctor` name the escaped process still holding the
+    lease's lock (not the dead daemon), and `leases prune` kills it and requeues the task."""
+    bg = tmp_path / "bg.pid"
+    write_config(
+        tmp_path,
+        {"builder": {**BUILDER, "command": ["sh", "-c", f"setsid sleep 120 & echo $! > '{bg}'; sleep 120"]}},
+        defaults={"interval": 60, "lease_ttl": 1, "heartbeat": 0.3},
+    )
+    write_queue(tmp_path, [task("H1")], {"builder": 1})
+    daemon = start(tmp_path, "builder")
+    escaped = None
+    try:
+        escaped = int(wait_for(lambda: bg.exists() and bg.read_text().strip(), 30, "the escaped process"))
+        lease = tmp_path / ".leases" / "H1.json"
+        shim = wait_for(lambda: json.loads(lease.read_text()).get("pgid"), 10, "the lease to name its supervisor")
+        os.kill(shim, signal.SIGSTOP)  # so that it cannot see its daemon die (as when the OOM killer takes both)
+        daemon.kill()
+        daemon.wait(10)
+        os.kill(shim, signal.SIGKILL)
+        wait_for(lambda: not alive(shim), 10, "the supervisor to die")
+        assert alive(escaped)
+        listing = run_agentd("leases", "list", "--json", cwd=tmp_path)
+        held_by = {h["pid"]: h["name"] for h in json.loads(listing.stdout)[0]["held_by"]}
+        assert held_by.get(escaped) == "sleep" and daemon.pid not in held_by
+        text = run_agentd("leases", "list", cwd=tmp_path).stdout
+        assert f"{escaped} sleep" in text
+        wait_for(lambda: "STALE" in run_agentd("leases", "list", cwd=tmp_path).stdout, 10, "the lease to go stale")
+        doctor = run_agentd("doctor", cwd=tmp_path)
+        assert f"pid {escaped} (sleep)" in doctor.stdout, doctor.stdout
+        pruned = run_agentd("leases", "prune", cwd=tmp_path)
+        assert pruned.returncode == 0, pruned.stderr
+        assert "cleared H1" in pruned.stdout, pruned.stdout
+        assert wait_for(lambda: not alive(escaped), 5, "the escaped holder to be killed")
+        final = tasks_by_id(tmp_path)["H1"]
+        assert final["status"] == "ready" and final["lease"] is None
+    finally:
+        stop_all([daemon])
+        if escaped is not None and alive(escaped):
+            os.kill(escaped, signal.SIGKILL)
+
+
+def test_a_sigkilled_daemon_takes_the_escaped_grandchild_down_and_a_peer_reclaims(tmp_path: Path) -> None:
+    """SIGKILL a daemon whose command left a setsid grandchild: the grandchild dies with it, the lease's lock is freed,
+    and a peer re-runs the task at once (not after the grandchild's own end)."""
+    bg = tmp_path / "bg.pid"
+    log = tmp_path / "runs.jsonl"
+    command = f'if [ "$AGENTD_LEASE_TOKEN" = 1 ]; then setsid sleep 120 & echo $! > "{bg}"; sleep 120; fi'
+    write_config(
+        tmp_path,
+        {"builder": {**BUILDER, "command": ["sh", "-c", command + f"; echo $AGENTD_LEASE_TOKEN >> '{log}'"]}},
+        defaults={"interval": 60},
+    )
+    write_queue(tmp_path, [task("G1")], {"builder": 1})
+    first = start(tmp_path, "builder", "--instance", "one")
+    second = None
+    try:
+        escaped = int(wait_for(lambda: bg.exists() and bg.read_text().strip(), 30, "the escaped process"))
+        second = start(tmp_path, "builder", "--instance", "two")
+        first.kill()
+        first.wait(10)
+        wait_for(lambda: not alive(escaped), 10, "the escaped grandchild to die with its daemon")
+        wait_for(lambda: tasks_by_id(tmp_path)["G1"]["status"] == "awaiting_test", 30, "the peer to re-run the task")
+        assert log.read_text().split() == ["2"]
+    finally:
+        stop_all([p for p in (first, second) if p is not None])

@@ -25,6 +25,7 @@ from agentd.core.clock import SystemClock
 from agentd.core.model import Task, valid_task_id
 from agentd.core.scheduler import LeaseObservation
 from agentd.errors import AgentdError, QueueInvalid, display_path
+from agentd.hostinfo import process_name
 from agentd.run import recovery
 from agentd.service import background as service
 from agentd.store.file import leases
@@ -206,6 +207,18 @@ def _lease_dir_findings(config: Config, queue: _Queue, now: datetime, out: list[
             out.append(Finding("warning", "stray-lease-entry", message, f"rm -r {shown}/{name}", subject=name))
 
 
+def _holders(config: Config, task_id: str) -> str:
+    """The processes really holding a lease's lock, named (``pid 812 (sleep), pid 790 (python3)``)."""
+    folder = LeaseDir(config.leases_dir, config.root)
+    try:
+        pids = folder.holders(task_id)
+    except (AgentdError, OSError):
+        pids = []
+    finally:
+        folder.close()
+    return ", ".join(f"pid {pid} ({process_name(pid)})" for pid in pids) or "the processes holding its lock"
+
+
 def _recovery_findings(
     config: Config, queue: _Queue, observed: Mapping[str, LeaseObservation], now: datetime, out: list[Finding]
 ) -> None:
@@ -227,7 +240,7 @@ def _recovery_findings(
             message = f"task {item.task_id} is {item.cause}"
             out.append(Finding("error", "stuck-task", message, fix, queue.writable, item.task_id))
         elif requeue:
-            hung = f"; its holder is hung: prune kills its process group {seen.pgid}" if item.kill and seen else ""
+            hung = f"; its holder is hung: prune kills {_holders(config, item.task_id)}" if item.kill and seen else ""
             message = f"task {item.task_id} in {status[item.task_id]!r} has a stale lease: {item.cause}{hung}"
             out.append(Finding("error", "stale-lease", message, fix, queue.writable, item.task_id))
         else:

@@ -496,3 +496,29 @@ def test_daemon_death_ends_an_escaped_grandchild_and_frees_the_lease_lock(tmp_pa
         if daemon.poll() is None:
             daemon.kill()
             daemon.wait()
+
+
+def test_a_supervisor_out_of_descriptors_reports_not_started(tmp_path: Path) -> None:
+    """A supervisor that cannot open its log for want of descriptors says the command was not started (agentd's
+    failure), unlike a command that is not found (the command's own)."""
+    import marshal
+    import resource
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (4, 4))
+
+    spec_ = {"argv": ["true"], "cwd": str(tmp_path), "env": dict(os.environ), "log": str(tmp_path / "t.log")}
+    body = marshal.dumps(spec_)
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", str(runner.SHIM_PATH)],
+        input=len(body).to_bytes(4, "big") + body,
+        capture_output=True,
+        preexec_fn=limited,
+        timeout=30,
+        check=False,
+    )
+    report = marshal.loads(proc.stdout[4:])
+    assert report["event"] == "exited" and report["not_started"] is True, report
+    assert "Too many open files" in report["error"]
+    info = finish(launch(spec(tmp_path, ["/nonexistent/command"])))
+    assert info.returncode == 127 and not info.not_started

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -140,3 +142,63 @@ def test_a_sigkilled_daemon_takes_the_escaped_grandchild_down_and_a_peer_reclaim
         assert log.read_text().split() == ["2"]
     finally:
         stop_all([p for p in (first, second) if p is not None])
+
+
+def start_limited(root: Path, role: str, nofile: int, *extra: str) -> subprocess.Popen[bytes]:
+    """A real daemon under `ulimit -n NOFILE` (its stderr to a file in ``root``)."""
+    err = open(root / f"daemon-{role}-limited.err", "wb")  # noqa: SIM115
+    env = {k: v for k, v in os.environ.items() if k != "AGENTD_ROOT"}
+    argv = [sys.executable, "-m", "agentd", "--root", str(root), "--role", role, *extra]
+    return subprocess.Popen(
+        ["sh", "-c", f'ulimit -n {nofile} && exec "$@"', "sh", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=err,
+        env=env,
+        cwd=root,
+    )
+
+
+def test_descriptor_exhaustion_is_not_charged_to_tasks(tmp_path: Path) -> None:
+    """Under `ulimit -n 32` with WIP 10, every one of 40 tasks runs once and succeeds: agentd's own failure to start
+    a command spends no attempt, the daemon claims no more than it can start, and it says so once."""
+    log = tmp_path / "runs.jsonl"
+    write_config(tmp_path, {"builder": {**BUILDER, "command": recorder(log, "--sleep", "0.2")}})
+    write_queue(tmp_path, [task(f"F{i:02d}") for i in range(40)], {"builder": 10})
+    daemon = start_limited(tmp_path, "builder", 32, "--drain")
+    try:
+        assert daemon.wait(timeout=240) == 0, (tmp_path / "daemon-builder-limited.err").read_text()[-2000:]
+    finally:
+        stop_all([daemon])
+    final = tasks_by_id(tmp_path)
+    assert {t["status"] for t in final.values()} == {"awaiting_test"}, {
+        i: (t["status"], t.get("status_note")) for i, t in final.items() if t["status"] != "awaiting_test"
+    }
+    assert all(not t.get("attempts") for t in final.values())
+    for t in final.values():
+        assert (tmp_path / t["last_run"]["log"]).exists(), t["last_run"]
+    starts = sorted(r["task"] for r in events(log) if r["event"] == "start")
+    assert starts == sorted(final)
+    capped = [e for e in journal(tmp_path) if e["event"] == "start-capped"]
+    assert len(capped) <= 2, capped  # said once (and once more when it recovers), not on every pass
+
+
+def test_a_daemon_that_cannot_start_commands_spends_no_attempt_and_says_so_once(tmp_path: Path) -> None:
+    """Under `ulimit -n 12` the supervisor cannot be started at all: the task is tried again and again, never spends
+    an attempt or gets a last_run, and the daemon journals the failure once."""
+    write_config(tmp_path, {"builder": {**BUILDER, "command": ["true"]}}, defaults={"max_attempts": 2})
+    write_queue(tmp_path, [task("N1")], {"builder": 1})
+    daemon = start_limited(tmp_path, "builder", 12)
+    try:
+        wait_for(
+            lambda: len([e for e in journal(tmp_path) if e["event"] == "claimed"]) >= 3, 30, "three tries to start N1"
+        )
+        daemon.terminate()
+        assert daemon.wait(timeout=30) == 0
+    finally:
+        stop_all([daemon])
+    final = tasks_by_id(tmp_path)["N1"]
+    assert final["status"] == "ready" and not final.get("attempts") and "last_run" not in final, final
+    assert "not started: agentd could not start it" in final["status_note"]
+    failed = [e for e in journal(tmp_path) if e["event"] == "start-failed"]
+    assert len(failed) == 1 and "Too many open files" in str(failed[0]["error"]), failed
+    assert not [e for e in journal(tmp_path) if e["event"] == "retry-scheduled"]

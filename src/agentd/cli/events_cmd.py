@@ -27,6 +27,8 @@ _COLOURS = {
     "retry-scheduled": "yellow",
     "heartbeat-lost": "red",
     "stopping": "yellow",
+    "start-failed": "red",
+    "start-capped": "yellow",
     "refused": "red",
     "recovered": "yellow",
     "queue-invalid": "red",

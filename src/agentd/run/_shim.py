@@ -26,7 +26,7 @@ stdin  (control, the daemon holds the only write end):
             wait (<= 2 s) until it is gone, so the lease's lock is free, then exit 137.
 stdout (status frames):
     {"event": "started", "pid", "pgid", "started", "subreaper"}
-    {"event": "exited", "returncode", "signal", "timed_out", "killed_by", "error", "started", "ended"}
+    {"event": "exited", "returncode", "signal", "timed_out", "killed_by", "error", "not_started", "started", "ended"}
 
 Start-up cost matters (one shim per task run): only built-in modules are imported (no ``subprocess``,
 ``json``, ``shlex``, ``contextlib``, ``ctypes``, or the ``signal`` wrapper and its ``enum``); the command
@@ -34,11 +34,13 @@ is started with ``os.posix_spawn``; ``prctl`` is called through the built-in ``_
 
 A command killed by a signal is reported as ``returncode: null, signal: N``.  A command that
 cannot be started is reported with returncode 127 (not found) or 126 (anything else, including
-an unusable log file) and a one-line ``error``.
+an unusable log file) and a one-line ``error``; ``not_started`` is true when the cause was agentd's
+own lack of resources (EMFILE, ENFILE, EAGAIN, ENOMEM), not the command.
 """
 
 from __future__ import annotations
 
+import errno
 import marshal
 import os
 import select
@@ -55,6 +57,7 @@ else:
     except ImportError:  # pragma: no cover - every CPython has it
         import signal
 
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM)  # agentd's failure, not the command's
 POLL_INTERVAL = 0.02  # s, for waits that have no fd to select on
 EOF_GRACE = 1.0  # s, between SIGTERM and SIGKILL once the daemon is gone
 GIVE_UP_AFTER_SIGKILL = 2.0  # s, stop waiting for unkillable (D-state) leftovers
@@ -219,6 +222,7 @@ class Shim:
         self.kill_deadline: float | None = None  # monotonic: escalate to SIGKILL
         self.sigkill_sent: float | None = None  # monotonic time of the first SIGKILL
         self.eof_deadline: float | None = None  # monotonic: daemon gone, kill everything
+        self.not_started = False  # out of descriptors, processes or memory: agentd's failure, not the command's
 
     # -- output -----------------------------------------------------------------------------
     @staticmethod
@@ -367,11 +371,13 @@ class Shim:
             os.makedirs(parent, exist_ok=True)
             self.log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         except OSError as exc:
+            self.not_started = exc.errno in _OUT_OF_RESOURCES
             return _one_line(f"cannot open log {self.log_path!r}: {type(exc).__name__}: {exc}")
         self.log(f"exec {' '.join(_quote(a) for a in self.argv)}")
         try:
             self.pid = self.spawn()
         except (OSError, ValueError, TypeError) as exc:
+            self.not_started = isinstance(exc, OSError) and exc.errno in _OUT_OF_RESOURCES
             error = _one_line(f"{type(exc).__name__}: {exc}")
             self.log(f"cannot start command: {error}")
             return error
@@ -403,7 +409,13 @@ class Shim:
 
     def run(self) -> int:
         t0 = time.time()
-        error = self.start()
+        try:
+            wake_r, wake_w = os.pipe()  # before the command exists: a failure here is agentd's, not the command's
+        except OSError as exc:
+            self.not_started = exc.errno in _OUT_OF_RESOURCES
+            error: str | None = _one_line(f"cannot start the supervisor's loop: {type(exc).__name__}: {exc}")
+        else:
+            error = self.start()
         if error is not None:
             code = 127 if error.startswith("FileNotFoundError") else 126
             self.emit(
@@ -414,6 +426,7 @@ class Shim:
                     "timed_out": False,
                     "killed_by": None,
                     "error": error,
+                    "not_started": self.not_started,
                     "started": t0,
                     "ended": time.time(),
                 }
@@ -429,7 +442,6 @@ class Shim:
             self.request_term("term", send=True)
         self.handle_control_lines()  # anything that arrived together with the spec
 
-        wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)

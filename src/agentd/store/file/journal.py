@@ -38,6 +38,8 @@ EVENT_TYPES = (
     "started",
     "heartbeat-lost",
     "stopping",
+    "start-failed",
+    "start-capped",
     "finished",
     "retry-scheduled",
     "refused",

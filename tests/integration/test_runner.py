@@ -176,47 +176,53 @@ def test_not_executable_reports_126(tmp_path: Path) -> None:
     assert info.error
 
 
+def in_order(log: Path, *fragments: str) -> None:
+    """Each fragment appears in the task log, each on a later line than the one before."""
+    lines = log.read_text().splitlines()
+    at = -1
+    for fragment in fragments:
+        found = next((i for i, line in enumerate(lines) if i > at and fragment in line), None)
+        assert found is not None, f"{fragment!r} not found after line {at} of:\n" + "\n".join(lines)
+        at = found
+
+
 def test_timeout_terminates(tmp_path: Path) -> None:
-    """A command running past its timeout is SIGTERMed and reported as timed out."""
-    t0 = time.monotonic()
-    info = finish(launch(spec(tmp_path, ["sleep", "30"], timeout=0.5, kill_after=0.5)))
-    elapsed = time.monotonic() - t0
-    assert info.timed_out
-    assert info.killed_by == "timeout"
-    assert info.signal == signal.SIGTERM
-    assert info.returncode is None
-    assert 0.4 < elapsed < 3.0
+    """A command running past its timeout is SIGTERMed by the shim and reported as timed out."""
+    info = finish(launch(spec(tmp_path, ["sleep", "30"], timeout=0.5, kill_after=5)))
+    assert (info.timed_out, info.killed_by, info.signal, info.returncode) == (True, "timeout", signal.SIGTERM, None)
+    assert not info.crashed
+    in_order(tmp_path / "logs" / "task.log", "exec sleep 30", "timeout after 0.5s", "exited returncode=None signal=15")
 
 
 def test_timeout_escalates_to_sigkill_when_term_is_ignored(tmp_path: Path) -> None:
-    """A command ignoring SIGTERM is SIGKILLed kill_after seconds after the timeout."""
-    t0 = time.monotonic()
-    info = finish(launch(spec(tmp_path, ["sh", "-c", 'trap "" TERM; sleep 30'], timeout=0.5, kill_after=0.5)))
-    elapsed = time.monotonic() - t0
-    assert info.timed_out
-    assert info.signal == signal.SIGKILL
-    assert 0.9 < elapsed < 3.0
+    """A command ignoring SIGTERM is SIGKILLed by the shim after the timeout's SIGTERM (kill_after later)."""
+    ready = tmp_path / "ready"
+    argv = ["sh", "-c", f'trap "" TERM; touch "{ready}"; sleep 30']
+    info = finish(launch(spec(tmp_path, argv, timeout=1.0, kill_after=0.5)))
+    assert ready.exists(), "the trap was in place before the timeout"
+    assert (info.timed_out, info.killed_by, info.signal, info.returncode) == (True, "timeout", signal.SIGKILL, None)
+    assert not info.crashed
+    in_order(tmp_path / "logs" / "task.log", "timeout after 1.0s", "exited returncode=None signal=9")
 
 
-def test_terminate_and_kill(tmp_path: Path, tasks: list[TaskProcess]) -> None:
-    """terminate() and kill() stop a running command promptly and say so in the ExitInfo."""
-    tp = launch(spec(tmp_path, ["sleep", "30"]))
+def test_terminate_and_kill(tmp_path: Path, tasks: list[TaskProcess], caplog: pytest.LogCaptureFixture) -> None:
+    """terminate() and kill() stop a running command through the shim, which reports how (no fallback needed)."""
+    tp = launch(spec(tmp_path, ["sleep", "30"], kill_after=30))
     tasks.append(tp)
     assert tp.wait_started(5)
-    t0 = time.monotonic()
     tp.terminate()
-    info = finish(tp, 3)
-    assert time.monotonic() - t0 < 1.0
-    assert (info.signal, info.killed_by, info.timed_out) == (signal.SIGTERM, "term", False)
+    info = finish(tp)
+    assert (info.signal, info.killed_by, info.timed_out, info.crashed) == (signal.SIGTERM, "term", False, False)
 
-    tp = launch(spec(tmp_path, ["sh", "-c", 'trap "" TERM; sleep 30']))
+    tp = launch(spec(tmp_path, ["sh", "-c", 'trap "" TERM; sleep 30'], kill_after=30))
     tasks.append(tp)
     assert tp.wait_started(5)
-    t0 = time.monotonic()
     tp.kill()
-    info = finish(tp, 3)
-    assert time.monotonic() - t0 < 0.9  # the shim's own KILL, not the runner's 1 s fallback
-    assert (info.signal, info.killed_by, info.crashed) == (signal.SIGKILL, "kill", False)
+    info = finish(tp)
+    # The shim's own KILL: it reported the kill. Had the runner's fallback SIGKILLed the group (the shim with it),
+    # there would be no report: a crash, "supervisor died", and the fallback's warning in the log.
+    assert (info.signal, info.killed_by, info.crashed, info.error) == (signal.SIGKILL, "kill", False, None)
+    assert "no exit report" not in caplog.text
     tp.terminate()  # after the end: harmless no-ops
     tp.kill()
 
@@ -231,12 +237,10 @@ def test_group_sigterm_from_outside_is_a_term_request(tmp_path: Path, tasks: lis
     command = tp.command_pid
     assert command is not None
     assert runner.group_alive(tp.pgid)
-    t0 = time.monotonic()
     assert runner.kill_group(tp.pgid, signal.SIGTERM)
-    info = finish(tp, 3)
-    assert 0.25 < time.monotonic() - t0 < 2.0
-    assert not info.crashed
-    assert (info.signal, info.killed_by) == (signal.SIGKILL, "term")
+    info = finish(tp)
+    assert not info.crashed  # the shim survived the group's SIGTERM to report
+    assert (info.signal, info.killed_by) == (signal.SIGKILL, "term")  # TERM ignored, then the shim's escalation
     assert pid_gone(command)
     assert pid_gone(tp.pid)
 
@@ -268,7 +272,7 @@ threading.Event().wait()
 
 
 def test_daemon_death_kills_the_whole_group(tmp_path: Path) -> None:
-    """SIGKILLing the daemon process takes the shim, the command and its grandchild down within 2 s."""
+    """SIGKILLing the daemon process takes the shim, the command and its grandchild down."""
     out = tmp_path / "pids.json"
     bg = tmp_path / "bg.pid"
     script = tmp_path / "daemon.py"
@@ -284,16 +288,26 @@ def test_daemon_death_kills_the_whole_group(tmp_path: Path) -> None:
         assert os.getpgid(grandchild) == shim
 
         daemon.kill()
-        t0 = time.monotonic()
         daemon.wait(5)
-        assert wait_for(lambda: all(pid_gone(p) for p in (shim, command, grandchild)), 2.0), (
+        assert wait_for(lambda: all(pid_gone(p) for p in (shim, command, grandchild)), 10), (
             f"survivors: {[p for p in (shim, command, grandchild) if not pid_gone(p)]}"
         )
-        assert time.monotonic() - t0 < 2.0
     finally:
         if daemon.poll() is None:
             daemon.kill()
             daemon.wait()
+
+
+def fd_targets(pid: int | None) -> set[str]:
+    """What a process's open descriptors name (one closed while they are listed is skipped: a command's own start-up
+    opens and closes files)."""
+    targets = set()
+    for n in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            targets.add(os.readlink(f"/proc/{pid}/fd/{n}"))
+        except FileNotFoundError:
+            continue
+    return targets
 
 
 def test_kept_fd_holds_the_lease_lock(tmp_path: Path, tasks: list[TaskProcess]) -> None:
@@ -309,8 +323,7 @@ def test_kept_fd_holds_the_lease_lock(tmp_path: Path, tasks: list[TaskProcess]) 
         os.close(fd)
     assert tp.wait_started(5)
     # the command itself has the very same open file (the lease) among its fds
-    targets = {os.readlink(f"/proc/{tp.command_pid}/fd/{n}") for n in os.listdir(f"/proc/{tp.command_pid}/fd")}
-    assert str(lease) in targets
+    assert wait_for(lambda: str(lease) in fd_targets(tp.command_pid), 5)
 
     def try_lock() -> bool:
         probe = os.open(lease, os.O_RDWR)

@@ -459,7 +459,7 @@ class Shim:
                 timeout_at = None
                 if not self.term_sent and self.sigkill_sent is None:  # else: already being stopped
                     self.timed_out = True
-                    self.log(f"timeout after {self.timeout}s: terminating the process group")
+                    self.log(f"timeout after {self.timeout}s: terminating the task's process tree")
                     self.request_term("timeout", send=True)
             if self.kill_deadline is not None and now >= self.kill_deadline:
                 self.kill_members()

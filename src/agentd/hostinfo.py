@@ -40,3 +40,44 @@ def pid_namespace() -> int | None:
         return os.stat("/proc/self/ns/pid").st_ino
     except OSError:
         return None
+
+
+def process_name(pid: int) -> str:
+    """A process's command name (``comm``), or ``?``."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() or "?"
+    except OSError:
+        return "?"
+
+
+def flock_holders(dev: int, ino: int) -> list[int]:
+    """The processes holding an ``flock`` on the file (``dev``, ``ino``) through a descriptor they have open: every
+    process sharing the locked open file, inherited ones included (Linux /proc; those of other users are not seen).
+
+    ``/proc/locks`` names only the process that took the lock, which may be long gone while a descendant that
+    inherited the descriptor keeps the lock held."""
+    holders = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{name}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                info = os.stat(f"/proc/{name}/fd/{fd}")
+                if info.st_ino != ino or info.st_dev != dev:
+                    continue
+                with open(f"/proc/{name}/fdinfo/{fd}", encoding="utf-8") as f:
+                    locked = any(line.startswith("lock:") and "FLOCK" in line for line in f)
+            except OSError:
+                continue
+            if locked:
+                holders.append(int(name))
+                break
+    return sorted(holders)

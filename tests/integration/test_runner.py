@@ -176,47 +176,53 @@ def test_not_executable_reports_126(tmp_path: Path) -> None:
     assert info.error
 
 
+def in_order(log: Path, *fragments: str) -> None:
+    """Each fragment appears in the task log, each on a later line than the one before."""
+    lines = log.read_text().splitlines()
+    at = -1
+    for fragment in fragments:
+        found = next((i for i, line in enumerate(lines) if i > at and fragment in line), None)
+        assert found is not None, f"{fragment!r} not found after line {at} of:\n" + "\n".join(lines)
+        at = found
+
+
 def test_timeout_terminates(tmp_path: Path) -> None:
-    """A command running past its timeout is SIGTERMed and reported as timed out."""
-    t0 = time.monotonic()
-    info = finish(launch(spec(tmp_path, ["sleep", "30"], timeout=0.5, kill_after=0.5)))
-    elapsed = time.monotonic() - t0
-    assert info.timed_out
-    assert info.killed_by == "timeout"
-    assert info.signal == signal.SIGTERM
-    assert info.returncode is None
-    assert 0.4 < elapsed < 3.0
+    """A command running past its timeout is SIGTERMed by the shim and reported as timed out."""
+    info = finish(launch(spec(tmp_path, ["sleep", "30"], timeout=0.5, kill_after=5)))
+    assert (info.timed_out, info.killed_by, info.signal, info.returncode) == (True, "timeout", signal.SIGTERM, None)
+    assert not info.crashed
+    in_order(tmp_path / "logs" / "task.log", "exec sleep 30", "timeout after 0.5s", "exited returncode=None signal=15")
 
 
 def test_timeout_escalates_to_sigkill_when_term_is_ignored(tmp_path: Path) -> None:
-    """A command ignoring SIGTERM is SIGKILLed kill_after seconds after the timeout."""
-    t0 = time.monotonic()
-    info = finish(launch(spec(tmp_path, ["sh", "-c", 'trap "" TERM; sleep 30'], timeout=0.5, kill_after=0.5)))
-    elapsed = time.monotonic() - t0
-    assert info.timed_out
-    assert info.signal == signal.SIGKILL
-    assert 0.9 < elapsed < 3.0
+    """A command ignoring SIGTERM is SIGKILLed by the shim after the timeout's SIGTERM (kill_after later)."""
+    ready = tmp_path / "ready"
+    argv = ["sh", "-c", f'trap "" TERM; touch "{ready}"; sleep 30']
+    info = finish(launch(spec(tmp_path, argv, timeout=1.0, kill_after=0.5)))
+    assert ready.exists(), "the trap was in place before the timeout"
+    assert (info.timed_out, info.killed_by, info.signal, info.returncode) == (True, "timeout", signal.SIGKILL, None)
+    assert not info.crashed
+    in_order(tmp_path / "logs" / "task.log", "timeout after 1.0s", "exited returncode=None signal=9")
 
 
-def test_terminate_and_kill(tmp_path: Path, tasks: list[TaskProcess]) -> None:
-    """terminate() and kill() stop a running command promptly and say so in the ExitInfo."""
-    tp = launch(spec(tmp_path, ["sleep", "30"]))
+def test_terminate_and_kill(tmp_path: Path, tasks: list[TaskProcess], caplog: pytest.LogCaptureFixture) -> None:
+    """terminate() and kill() stop a running command through the shim, which reports how (no fallback needed)."""
+    tp = launch(spec(tmp_path, ["sleep", "30"], kill_after=30))
     tasks.append(tp)
     assert tp.wait_started(5)
-    t0 = time.monotonic()
     tp.terminate()
-    info = finish(tp, 3)
-    assert time.monotonic() - t0 < 1.0
-    assert (info.signal, info.killed_by, info.timed_out) == (signal.SIGTERM, "term", False)
+    info = finish(tp)
+    assert (info.signal, info.killed_by, info.timed_out, info.crashed) == (signal.SIGTERM, "term", False, False)
 
-    tp = launch(spec(tmp_path, ["sh", "-c", 'trap "" TERM; sleep 30']))
+    tp = launch(spec(tmp_path, ["sh", "-c", 'trap "" TERM; sleep 30'], kill_after=30))
     tasks.append(tp)
     assert tp.wait_started(5)
-    t0 = time.monotonic()
     tp.kill()
-    info = finish(tp, 3)
-    assert time.monotonic() - t0 < 0.9  # the shim's own KILL, not the runner's 1 s fallback
-    assert (info.signal, info.killed_by, info.crashed) == (signal.SIGKILL, "kill", False)
+    info = finish(tp)
+    # The shim's own KILL: it reported the kill. Had the runner's fallback SIGKILLed the group (the shim with it),
+    # there would be no report: a crash, "supervisor died", and the fallback's warning in the log.
+    assert (info.signal, info.killed_by, info.crashed, info.error) == (signal.SIGKILL, "kill", False, None)
+    assert "no exit report" not in caplog.text
     tp.terminate()  # after the end: harmless no-ops
     tp.kill()
 
@@ -231,12 +237,10 @@ def test_group_sigterm_from_outside_is_a_term_request(tmp_path: Path, tasks: lis
     command = tp.command_pid
     assert command is not None
     assert runner.group_alive(tp.pgid)
-    t0 = time.monotonic()
     assert runner.kill_group(tp.pgid, signal.SIGTERM)
-    info = finish(tp, 3)
-    assert 0.25 < time.monotonic() - t0 < 2.0
-    assert not info.crashed
-    assert (info.signal, info.killed_by) == (signal.SIGKILL, "term")
+    info = finish(tp)
+    assert not info.crashed  # the shim survived the group's SIGTERM to report
+    assert (info.signal, info.killed_by) == (signal.SIGKILL, "term")  # TERM ignored, then the shim's escalation
     assert pid_gone(command)
     assert pid_gone(tp.pid)
 
@@ -268,7 +272,7 @@ threading.Event().wait()
 
 
 def test_daemon_death_kills_the_whole_group(tmp_path: Path) -> None:
-    """SIGKILLing the daemon process takes the shim, the command and its grandchild down within 2 s."""
+    """SIGKILLing the daemon process takes the shim, the command and its grandchild down."""
     out = tmp_path / "pids.json"
     bg = tmp_path / "bg.pid"
     script = tmp_path / "daemon.py"
@@ -284,16 +288,26 @@ def test_daemon_death_kills_the_whole_group(tmp_path: Path) -> None:
         assert os.getpgid(grandchild) == shim
 
         daemon.kill()
-        t0 = time.monotonic()
         daemon.wait(5)
-        assert wait_for(lambda: all(pid_gone(p) for p in (shim, command, grandchild)), 2.0), (
+        assert wait_for(lambda: all(pid_gone(p) for p in (shim, command, grandchild)), 10), (
             f"survivors: {[p for p in (shim, command, grandchild) if not pid_gone(p)]}"
         )
-        assert time.monotonic() - t0 < 2.0
     finally:
         if daemon.poll() is None:
             daemon.kill()
             daemon.wait()
+
+
+def fd_targets(pid: int | None) -> set[str]:
+    """What a process's open descriptors name (one closed while they are listed is skipped: a command's own start-up
+    opens and closes files)."""
+    targets = set()
+    for n in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            targets.add(os.readlink(f"/proc/{pid}/fd/{n}"))
+        except FileNotFoundError:
+            continue
+    return targets
 
 
 def test_kept_fd_holds_the_lease_lock(tmp_path: Path, tasks: list[TaskProcess]) -> None:
@@ -309,8 +323,7 @@ def test_kept_fd_holds_the_lease_lock(tmp_path: Path, tasks: list[TaskProcess]) 
         os.close(fd)
     assert tp.wait_started(5)
     # the command itself has the very same open file (the lease) among its fds
-    targets = {os.readlink(f"/proc/{tp.command_pid}/fd/{n}") for n in os.listdir(f"/proc/{tp.command_pid}/fd")}
-    assert str(lease) in targets
+    assert wait_for(lambda: str(lease) in fd_targets(tp.command_pid), 5)
 
     def try_lock() -> bool:
         probe = os.open(lease, os.O_RDWR)
@@ -392,3 +405,133 @@ def test_group_helpers_refuse_dangerous_pgids() -> None:
             runner.kill_group(pgid, 0)
         with pytest.raises(ValueError, match="refusing"):
             runner.group_alive(pgid)
+
+
+def ppid_of(pid: int) -> int:
+    """The parent pid of a live process."""
+    data = Path(f"/proc/{pid}/stat").read_bytes()
+    return int(data[data.rfind(b")") + 2 :].split()[1])
+
+
+def read_pid(path: Path) -> int:
+    """A pid a command wrote to *path* (waited for: the command writes it in the background)."""
+    assert wait_for(lambda: path.exists() and path.read_text().strip() != "", 10), f"{path} was not written"
+    return int(path.read_text())
+
+
+def test_an_escaped_grandchild_ends_when_the_command_exits(tmp_path: Path) -> None:
+    """A `setsid` grandchild (its own session) left running by a command that exits is stopped before the report."""
+    bg = tmp_path / "bg.pid"
+    info = finish(launch(spec(tmp_path, ["sh", "-c", f"setsid sleep 45 & echo $! > '{bg}'; exit 0"], kill_after=0.5)))
+    assert info.returncode == 0 and info.killed_by is None
+    assert pid_gone(read_pid(bg)), "the escaped grandchild outlived its task"
+
+
+def test_an_orphaned_escaped_grandchild_is_reparented_to_the_shim_and_stopped(
+    tmp_path: Path, tasks: list[TaskProcess]
+) -> None:
+    """A double-forked `setsid` process whose parent exited becomes the shim's child; terminate() ends it."""
+    bg = tmp_path / "bg.pid"
+    tp = launch(spec(tmp_path, ["sh", "-c", f"(setsid sleep 45 & echo $! > '{bg}'); sleep 45"], kill_after=0.5))
+    tasks.append(tp)
+    assert tp.wait_started(5)
+    orphan = read_pid(bg)
+    assert wait_for(lambda: os.getsid(orphan) == orphan, 5), "it left the task's session"
+    assert wait_for(lambda: ppid_of(orphan) == tp.pid, 5), "not re-parented to the shim"
+    tp.terminate()
+    info = finish(tp)
+    assert (info.signal, info.killed_by) == (signal.SIGTERM, "term")
+    assert pid_gone(orphan)
+
+
+def test_timeout_stops_an_escaped_grandchild_that_ignores_term(tmp_path: Path) -> None:
+    """On timeout, a setsid grandchild ignoring SIGTERM is SIGKILLed with the rest of the tree."""
+    bg = tmp_path / "bg.pid"
+    script = f"setsid sh -c 'trap \"\" TERM; echo $$ > {bg}; while :; do sleep 1; done' & sleep 45"
+    info = finish(launch(spec(tmp_path, ["sh", "-c", script], timeout=1.0, kill_after=0.5)))
+    assert info.timed_out and info.killed_by == "timeout"
+    assert pid_gone(read_pid(bg))
+
+
+ESCAPED_DAEMON_SCRIPT = """
+import fcntl, json, os, sys, threading
+from pathlib import Path
+sys.path.insert(0, {src!r})
+from agentd.run import runner
+
+out = Path({out!r})
+fd = os.open({lease!r}, os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_EX)
+tp = runner.launch(runner.LaunchSpec(
+    argv=["sh", "-c", "setsid sleep 60 & echo $! > {bg}; sleep 60"],
+    cwd=out.parent, env={{}}, log_path=out.parent / "daemon-task.log", timeout=None, keep_fds=[fd]))
+assert tp.wait_started(10)
+tmp = out.with_suffix(".tmp")
+tmp.write_text(json.dumps({{"shim": tp.pid, "command": tp.command_pid}}))
+tmp.rename(out)
+threading.Event().wait()
+"""
+
+
+def test_daemon_death_ends_an_escaped_grandchild_and_frees_the_lease_lock(tmp_path: Path) -> None:
+    """SIGKILL the daemon: a setsid grandchild holding the inherited lease fd dies too, and the lock is free."""
+    out, bg, lease = tmp_path / "pids.json", tmp_path / "bg.pid", tmp_path / "lease"
+    lease.touch()
+    script = tmp_path / "daemon.py"
+    script.write_text(
+        textwrap.dedent(ESCAPED_DAEMON_SCRIPT.format(src=str(SRC_DIR), out=str(out), bg=str(bg), lease=str(lease)))
+    )
+    daemon = subprocess.Popen([sys.executable, str(script)])
+    try:
+        assert wait_for(out.exists, 10)
+        pids = json.loads(out.read_text())
+        escaped = read_pid(bg)
+        assert wait_for(lambda: os.getsid(escaped) == escaped, 5), "the grandchild runs in its own session"
+
+        def lock_free() -> bool:
+            probe = os.open(lease, os.O_RDWR)
+            try:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            finally:
+                os.close(probe)
+            return True
+
+        assert not lock_free()
+        daemon.kill()
+        daemon.wait(5)
+        assert wait_for(lambda: all(pid_gone(p) for p in (pids["shim"], pids["command"], escaped)), 10), (
+            f"survivors: {[p for p in (pids['shim'], pids['command'], escaped) if not pid_gone(p)]}"
+        )
+        assert wait_for(lock_free, 5), "the lease lock is still held"
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+
+
+def test_a_supervisor_out_of_descriptors_reports_not_started(tmp_path: Path) -> None:
+    """A supervisor that cannot open its log for want of descriptors says the command was not started (agentd's
+    failure), unlike a command that is not found (the command's own)."""
+    import marshal
+    import resource
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (4, 4))
+
+    spec_ = {"argv": ["true"], "cwd": str(tmp_path), "env": dict(os.environ), "log": str(tmp_path / "t.log")}
+    body = marshal.dumps(spec_)
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", str(runner.SHIM_PATH)],
+        input=len(body).to_bytes(4, "big") + body,
+        capture_output=True,
+        preexec_fn=limited,
+        timeout=30,
+        check=False,
+    )
+    report = marshal.loads(proc.stdout[4:])
+    assert report["event"] == "exited" and report["not_started"] is True, report
+    assert "Too many open files" in report["error"]
+    info = finish(launch(spec(tmp_path, ["/nonexistent/command"])))
+    assert info.returncode == 127 and not info.not_started

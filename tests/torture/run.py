@@ -58,6 +58,8 @@ class Profile:
     timeout: float
     uts: int = 0  # daemons each in a UTS namespace of its own (another hostname, one kernel)
     skewed: int = 0  # daemons whose wall clock is SKEW s ahead
+    escape_rate: float = 0.05  # runs that leave an escaped grandchild (setsid, keeps the lease's descriptor)
+    low_nofile: int = 14  # `ulimit -n` of one builder daemon: too few descriptors to start even one task
 
 
 PROFILES = {
@@ -89,6 +91,7 @@ class Daemon:
     skew: float = 0.0
     stops: list[list[float]] = field(default_factory=list)  # [SIGSTOP, SIGCONT] times of this incarnation
     died_at: float | None = None  # when this incarnation ended (time.monotonic)
+    nofile: int | None = None  # its `ulimit -n`, when lowered
 
     def stopped_at(self, moment: float) -> bool:
         """Whether the harness had it SIGSTOPped at ``moment``, or resumed it so shortly before that a peer may have
@@ -156,6 +159,7 @@ class Torture:
             str(self.seed),
             str(self.profile.fail_rate),
             str(self.profile.max_sleep),
+            str(self.profile.escape_rate),
         ]
         lines = [
             "[defaults]",
@@ -198,7 +202,7 @@ class Torture:
         roles = list(ROLES)
         for n in range(self.profile.daemons):
             role = roles[0] if n < (self.profile.daemons * 3 + 4) // 5 else roles[1]
-            self.daemons.append(Daemon(f"{role}.d{n}", role))
+            self.daemons.append(Daemon(f"{role}.d{n}", role, nofile=self.profile.low_nofile if n == 0 else None))
         # The environments that broke agentd once: containers on one kernel (another hostname each), and a daemon
         # whose date is 2 h ahead. They go to daemons of both roles, every other one from the start.
         spread = self.daemons[::2] + self.daemons[1::2]
@@ -218,6 +222,8 @@ class Torture:
         err = open(self.harness / f"{daemon.name}.log", "ab")  # noqa: SIM115 - the daemon owns it
         instance = daemon.name.split(".", 1)[1]
         argv = [sys.executable, "-m", "agentd", "--root", str(self.root), "--role", daemon.role, "--instance", instance]
+        if daemon.nofile is not None:  # a real `ulimit -n`, then exec (same pid); the harness has threads
+            argv = ["sh", "-c", f'ulimit -n {daemon.nofile} && exec "$@"', "sh", *argv]
         if daemon.hostname:  # a container's view: its own hostname, the same kernel (exec keeps the pid)
             argv = ["unshare", "--uts", "sh", "-c", f'hostname {daemon.hostname} && exec "$@"', "sh", *argv]
         env = {**os.environ, "AGENTD_FAULT_CLOCK_SKEW": f"{daemon.skew:g}"} if daemon.skew else None
@@ -577,7 +583,24 @@ class Torture:
         if alive_work:
             violations.append(f"task processes left behind: {[r['pid'] for r in alive_work[:10]]}")
             evidence += [json.dumps(r) for r in alive_work[:3]]
+        escaped = [r for r in records if r["event"] == "escaped"]
+        alive_escaped = [r for r in escaped if pid_alive(r["pid"], r.get("since"))]
+        if alive_escaped:
+            violations.append(f"escaped grandchildren outlived their tasks: {[r['pid'] for r in alive_escaped[:10]]}")
+            evidence += [history_of(r["task"]) for r in alive_escaped[:3]]
         journal = list(read_events(self.root / ".agentd" / "events.jsonl"))  # rotated files included
+        charged = [
+            event.data
+            for event in journal
+            if event.name == "finished" and event.data.get("exit_code") in (126, 127)  # work.py never exits so
+        ]
+        if charged:
+            violations.append(f"agentd's own failures to start a command charged to tasks: {len(charged)}")
+            evidence += [json.dumps(data, default=str) for data in charged[:3]]
+        not_started = sum(
+            1 for event in journal if event.name == "finished" and event.data.get("outcome") == "not-started"
+        )
+        start_notes = sum(1 for event in journal if event.name in ("start-failed", "start-capped"))
         recovery_times, restart_times = self.recovery_times(records, journal)
         recoveries = sum(1 for event in journal if event.name == "recovered")
         refused = sum(1 for event in journal if event.name == "refused")
@@ -610,6 +633,11 @@ class Torture:
                 f"{statistics.median(restart_times):.2f} s, max {max(restart_times):.2f} s (waiting for WIP room too)"
             )
         log(f"reader: {s.reads} reads, {s.validations} validations, {len(s.reader_failures)} failures")
+        log(
+            f"escaped grandchildren {len(escaped)} (alive at the end: {len(alive_escaped)}); runs agentd could not "
+            f"start (ulimit -n {self.profile.low_nofile} on one builder) {not_started}, said in {start_notes} "
+            "start-failed/start-capped events"
+        )
         log(f"peak concurrency {dict(peaks)}, WIP limits {WIP}; final statuses {dict(final)}")
         log(f"violations = {len(violations)}")
         if violations:

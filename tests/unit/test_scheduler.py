@@ -221,3 +221,38 @@ def test_live_leases_hold_wip_even_when_the_queue_was_reverted() -> None:
     assert core.wip_room(v.tasks, BUILDER, {"builder": 1}, v.leases, v.now) == 0
     assert core.select(BUILDER, v, {"builder": 1}) == []
     assert [t.id for t in core.select(BUILDER, v, {"builder": 2})] == ["b"]
+
+
+def test_runs_of_tasks_moved_to_a_final_status_are_stopped() -> None:
+    """Only tasks this daemon runs that someone moved to a done or final status are to be stopped."""
+    tasks = views(
+        {"tasks": [task("a", "cancelled"), task("b", "done"), task("c", "awaiting_test"), task("d", "cancelled")]}
+    )
+    assert core.to_stop(tasks, WF, {"a", "b", "c"}) == [("a", "cancelled"), ("b", "done")]
+    assert core.to_stop(tasks, WF, set()) == []
+
+
+def test_a_stopped_run_keeps_the_final_status_and_spends_no_attempt() -> None:
+    """A stopped run leaves the person's status and note; moved back to working by hand, it retries unspent."""
+    t = views({"tasks": [task("a", "cancelled", status_note="superseded", attempts=1)]})[0]
+    stood = core.decide(t, BUILDER, Outcome(Kind.STOPPED, None, 15), NOW, WF)
+    assert stood.status == "cancelled" and stood.stood and "status_note" not in stood.patch
+    back = decide(Outcome(Kind.STOPPED, None, 15), attempts=1)
+    assert back.status == "ready" and "attempts" not in back.patch and "stopped" in back.patch["status_note"]
+
+
+def test_a_run_agentd_could_not_start_spends_no_attempt() -> None:
+    """agentd's own failure to start a command sends the task back at once, its attempts untouched."""
+    d = decide(Outcome(Kind.NOT_STARTED, note="not started: agentd could not start it (EMFILE)"), attempts=2)
+    assert d.status == "ready" and d.retry and not d.final_failure
+    assert "attempts" not in d.patch and "not_before" not in d.patch and "EMFILE" in d.patch["status_note"]
+
+
+def test_descriptor_room_counts_what_a_task_keeps_and_what_starting_it_costs() -> None:
+    """Room for k tasks needs k kept sets, one spawn's extra and the reserve; no limit means no cap."""
+    assert core.descriptor_room(None, 10, per_task=3, spawn=6, reserve=8) is None
+    assert core.descriptor_room(32, 10, per_task=3, spawn=6, reserve=8) == 3  # 10 + 3*3 + 3 + 8 = 30 <= 32
+    assert core.descriptor_room(32, 11, per_task=3, spawn=6, reserve=8) == 3
+    assert core.descriptor_room(32, 12, per_task=3, spawn=6, reserve=8) == 3  # 12 + 9 + 3 + 8 = 32: just fits
+    assert core.descriptor_room(32, 13, per_task=3, spawn=6, reserve=8) == 2
+    assert core.descriptor_room(16, 12, per_task=3, spawn=6, reserve=8) == 0

@@ -19,6 +19,7 @@ from agentd.core.clock import SkewedClock, SystemClock
 from agentd.core.model import views
 from agentd.core.scheduler import LeaseObservation, judge
 from agentd.errors import AgentdError, ConfigError, ExitCode, display_path
+from agentd.hostinfo import hostname, process_name
 from agentd.run import recovery
 from agentd.run.daemon import LIVENESS_BEAT, Daemon, Mode
 from agentd.service import background as service
@@ -194,6 +195,7 @@ def _lease_rows(app: App) -> list[dict[str, Any]]:
         role = config.roles.get(seen.role or "")
         ttl = seen.ttl if seen.ttl is not None else role.lease_ttl if role else 5400.0
         verdict = judge(seen, now, ttl)
+        holders = folder.holders(task_id) if seen.locked and seen.host == hostname() else []
         rows.append(
             {
                 "task": task_id,
@@ -203,12 +205,19 @@ def _lease_rows(app: App) -> list[dict[str, Any]]:
                 "token": seen.token,
                 "age_s": round((now - seen.acquired).total_seconds(), 1) if seen.acquired else None,
                 "heartbeat_age_s": _beat_age(seen, now),
+                "held_by": [{"pid": pid, "name": process_name(pid)} for pid in holders],
                 "live": verdict.live,
                 "left_alone": seen.error is not None and seen.locked is None,
                 "why": f"{display_path(folder.file_for(task_id))}: {seen.error}" if seen.error else verdict.cause,
             }
         )
     return rows
+
+
+def _held_by(holders: list[dict[str, Any]]) -> str:
+    """The processes really holding a lease's lock, for people: `` (lock: 812 sleep, 790 python3)``."""
+    named = ", ".join(f"{holder['pid']} {holder['name']}" for holder in holders)
+    return f" (lock: {named})" if named else ""
 
 
 @leases.command(name="list")
@@ -232,7 +241,7 @@ def list_leases(app: App, as_json: bool) -> int:
             [
                 r["task"],
                 r["role"],
-                f"{r['host'] or '?'}:{r['pid'] or '?'}",
+                f"{r['host'] or '?'}:{r['pid'] or '?'}" + _held_by(r["held_by"]),
                 r["token"],
                 f"{r['age_s']:.0f}s" if r["age_s"] is not None else "",
                 f"{r['heartbeat_age_s']:.0f}s ago" if r["heartbeat_age_s"] is not None else "",
@@ -270,7 +279,11 @@ def prune(app: App, dry_run: bool) -> int:
     else:
         done, hung = recovery.prune(store, folder, config.workflow, clock)
         for item in hung:
-            info(f"killed the hung holder of {item.task_id} ({item.cause}); its lease is still locked: prune again")
+            held = ", ".join(f"{pid} {process_name(pid)}" for pid in folder.holders(item.task_id)) or "a process"
+            info(
+                f"killed the hung holder of {item.task_id} ({item.cause}); its lease is still locked by {held}: "
+                "prune again"
+            )
     verb = "would clear" if dry_run else "cleared"
     for item in done:
         what = "requeued" if item.action is recovery.Action.REQUEUE else "lease file removed"

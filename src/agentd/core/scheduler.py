@@ -7,7 +7,7 @@ call these, so their answers cannot drift apart.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -281,6 +281,23 @@ def to_unblock(workflow: Workflow, view: View) -> list[Task]:
     return moved
 
 
+def to_stop(tasks: Iterable[Task], workflow: Workflow, running: Container[str]) -> list[tuple[str, str]]:
+    """Runs to stop now: (task id, status) of each task in ``running`` that someone moved to a final status (done,
+    cancelled) while it ran. Its command is stopped; the status stands when the run is recorded."""
+    if not running:
+        return []
+    return [(task.id, task.status) for task in tasks if task.id in running and workflow.is_final(task.status)]
+
+
+def descriptor_room(limit: int | None, open_now: int, *, per_task: int, spawn: int, reserve: int) -> int | None:
+    """How many more tasks a daemon can start with ``open_now`` of its ``limit`` file descriptors in use (None: no
+    limit). Each task keeps ``per_task`` open while it runs, ``spawn`` more for a moment while it is started, and the
+    daemon keeps ``reserve`` free for its own work (the queue, its journal, lease reads)."""
+    if limit is None:
+        return None
+    return max(0, (limit - open_now - reserve - spawn + per_task) // per_task)
+
+
 # -- outcomes -------------------------------------------------------------------------------------------------------
 
 
@@ -294,6 +311,8 @@ class Kind(enum.StrEnum):
     TIMEOUT = "timeout"
     CRASH = "crash"  # killed by a signal, or its supervisor died
     INTERRUPTED = "interrupted"  # agentd shut down while it ran
+    STOPPED = "stopped"  # stopped because someone moved its task to a final status (cancelled it) while it ran
+    NOT_STARTED = "not-started"  # agentd itself could not start the command (no descriptors, processes or memory)
     RECOVERED = "recovered"  # its lease went stale (the daemon died or hung)
 
 
@@ -362,6 +381,12 @@ def decide(task: Task, role: Role, outcome: Outcome, now: datetime, workflow: Wo
     if outcome.kind is Kind.INTERRUPTED:
         patch.update(status_note=outcome.note or "interrupted by shutdown")
         return Decision(role.retry_status, patch, retry=True, note="interrupted by shutdown")
+    if outcome.kind is Kind.NOT_STARTED:  # agentd's own failure, not the task's: no attempt spent
+        patch.update(status_note=outcome.note or "not started: agentd could not start its command")
+        return Decision(role.retry_status, patch, retry=True, note=patch["status_note"])
+    if outcome.kind is Kind.STOPPED:  # moved to a final status, then back by hand before the run ended: no attempt
+        patch.update(status_note=outcome.note or "stopped: its task was moved to a final status while it ran")
+        return Decision(role.retry_status, patch, retry=True, note=patch["status_note"])
     failures = task.attempts + 1
     cause = describe(outcome)
     if failures >= role.max_attempts:

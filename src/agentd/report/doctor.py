@@ -25,7 +25,7 @@ from agentd.core.clock import SystemClock, boottime
 from agentd.core.model import Task, valid_task_id
 from agentd.core.scheduler import LeaseObservation
 from agentd.errors import AgentdError, QueueInvalid, display_path
-from agentd.hostinfo import boot_id, pid_namespace
+from agentd.hostinfo import boot_id, pid_namespace, process_name
 from agentd.run import recovery
 from agentd.service import background as service
 from agentd.store.file import leases
@@ -216,8 +216,19 @@ def _hung_note(config: Config, item: recovery.Recovery) -> str:
             f"; its holder ({where}) is hung in another PID namespace (a container) on this kernel: its lock is never"
             " broken and prune cannot kill it; stop it from its own container"
         )
-    group = f" {record.pgid}" if record is not None and record.pgid is not None else ""
-    return f"; its holder is hung: prune kills its daemon and process group{group}"
+    return f"; its holder is hung: prune kills {_holders(config, item.task_id)}"
+
+
+def _holders(config: Config, task_id: str) -> str:
+    """The processes really holding a lease's lock, named (``pid 812 (sleep), pid 790 (python3)``)."""
+    folder = LeaseDir(config.leases_dir, config.root)
+    try:
+        pids = folder.holders(task_id)
+    except (AgentdError, OSError):
+        pids = []
+    finally:
+        folder.close()
+    return ", ".join(f"pid {pid} ({process_name(pid)})" for pid in pids) or "the processes holding its lock"
 
 
 def _recovery_findings(

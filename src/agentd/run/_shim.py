@@ -7,33 +7,40 @@ This file is executed directly, never imported by the daemon::
 so the shim is a session and process-group leader (pgid == shim pid) and the command it starts
 shares that process group.  It must not import anything from agentd (``-I -S``: no site, no cwd).
 
+The task's process tree ends with the task.  The shim makes itself a child subreaper
+(``PR_SET_CHILD_SUBREAPER``), so a descendant that escapes (``setsid cmd &``, a double fork) is re-parented
+to the shim, not to init, when its parent exits.  The tree is every process whose parent chain leads to
+the shim, or that is in a process group or session one of them leads (found in /proc).  It is stopped
+as a whole on every end: the command's exit with processes left behind, the timeout, TERM and KILL from
+the daemon, and EOF on the control pipe (the daemon died).  Each process is signalled through a pidfd
+after re-checking its start time (immune to pid reuse), again until none is left (a process forking at
+that moment is caught too).  The shim reaps every child, orphans included.
+
 Protocol (frames are a 4-byte big-endian length and a ``marshal`` payload: the daemon and the shim are
 always the same interpreter, and ``marshal`` is built in, where ``json`` would cost its import on every task)
 --------
 stdin  (control, the daemon holds the only write end):
     frame 1: spec {"argv", "cwd", "env", "log", "timeout", "kill_after", "keep_fds"}
-    later:  lines ``TERM`` (SIGTERM the group, SIGKILL after kill_after) or ``KILL`` (SIGKILL now)
-    EOF:    the daemon died -> SIGTERM the group, wait <= 1 s for the command, SIGKILL the
-            whole group including the shim.
+    later:  lines ``TERM`` (SIGTERM the tree, SIGKILL after kill_after) or ``KILL`` (SIGKILL now)
+    EOF:    the daemon died -> SIGTERM the tree, wait <= 1 s for the command, SIGKILL the whole tree,
+            wait (<= 2 s) until it is gone, so the lease's lock is free, then exit 137.
 stdout (status frames):
-    {"event": "started", "pid", "pgid", "started"}
-    {"event": "exited", "returncode", "signal", "timed_out", "killed_by", "error", "started", "ended"}
+    {"event": "started", "pid", "pgid", "started", "subreaper"}
+    {"event": "exited", "returncode", "signal", "timed_out", "killed_by", "error", "not_started", "started", "ended"}
 
 Start-up cost matters (one shim per task run): only built-in modules are imported (no ``subprocess``,
-``json``, ``shlex``, ``contextlib``, or the ``signal`` wrapper and its ``enum``); the command is started
-with ``os.posix_spawn``.
+``json``, ``shlex``, ``contextlib``, ``ctypes``, or the ``signal`` wrapper and its ``enum``); the command
+is started with ``os.posix_spawn``; ``prctl`` is called through the built-in ``_ctypes``.
 
 A command killed by a signal is reported as ``returncode: null, signal: N``.  A command that
 cannot be started is reported with returncode 127 (not found) or 126 (anything else, including
-an unusable log file) and a one-line ``error``.
-
-"SIGKILL the group" while the shim must survive to report is done member by member (found in
-/proc by pgid, signalled through a pidfd after re-checking the pgid), repeated until no live
-member is left, so a process forking at that moment is caught too.
+an unusable log file) and a one-line ``error``; ``not_started`` is true when the cause was agentd's
+own lack of resources (EMFILE, ENFILE, EAGAIN, ENOMEM), not the command.
 """
 
 from __future__ import annotations
 
+import errno
 import marshal
 import os
 import select
@@ -50,6 +57,7 @@ else:
     except ImportError:  # pragma: no cover - every CPython has it
         import signal
 
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM)  # agentd's failure, not the command's
 POLL_INTERVAL = 0.02  # s, for waits that have no fd to select on
 EOF_GRACE = 1.0  # s, between SIGTERM and SIGKILL once the daemon is gone
 GIVE_UP_AFTER_SIGKILL = 2.0  # s, stop waiting for unkillable (D-state) leftovers
@@ -58,6 +66,7 @@ _HAVE_PIDFD_SIGNAL = hasattr(signal, "pidfd_send_signal")
 _HAVE_PROC = os.path.exists("/proc/self/stat")
 
 _pending_signals: list[int] = []
+_SUBREAPER = False  # set in main(): is the shim a child subreaper?
 
 
 def _on_signal(signum: int, _frame: object) -> None:
@@ -74,8 +83,8 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _proc_stat(pid: int) -> tuple[bytes, int] | None:
-    """(state, pgrp) of *pid* from /proc, or None if it is gone."""
+def _proc_stat(pid: int) -> tuple[bytes, int, int, int, int] | None:
+    """(state, ppid, pgrp, session, start time) of *pid* from /proc, or None if it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
@@ -83,32 +92,44 @@ def _proc_stat(pid: int) -> tuple[bytes, int] | None:
         return None
     fields = data[data.rfind(b")") + 2 :].split()
     try:
-        return fields[0], int(fields[2])
+        return fields[0], int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19])
     except (IndexError, ValueError):
         return None
 
 
-def _group_members(pgid: int, exclude: int) -> list[int]:
-    """Live (not zombie) processes of process group *pgid*, other than *exclude*."""
-    members: list[int] = []
+def _tree(root: int) -> dict[int, tuple[int, int]]:
+    """Every live (not zombie) process of *root*'s tree, *root* excluded: {pid: (start time, pgrp)}.
+
+    A process belongs to the tree when its parent does (the shim is a child subreaper, so orphans of the tree,
+    escaped ones included, become its children), or when it is in a process group or session a member leads (the
+    kernel never reuses a pid still in use as a group or session id, so these are the tree's own)."""
+    procs: dict[int, tuple[bytes, int, int, int, int]] = {}
     try:
         names = os.listdir("/proc")
     except OSError:
-        return members
+        return {}
     for name in names:
-        if not name.isdigit():
-            continue
-        pid = int(name)
-        if pid == exclude:
-            continue
-        st = _proc_stat(pid)
-        if st is not None and st[1] == pgid and st[0] not in (b"Z", b"X"):
-            members.append(pid)
-    return members
+        if name.isdigit():
+            st = _proc_stat(int(name))
+            if st is not None:
+                procs[int(name)] = st
+    members = {root}
+    grown = True
+    while grown:
+        grown = False
+        for pid, (_state, ppid, pgrp, sid, _start) in procs.items():
+            if pid not in members and (ppid in members or pgrp in members or sid in members):
+                members.add(pid)
+                grown = True
+    return {
+        pid: (procs[pid][4], procs[pid][2])
+        for pid in members
+        if pid != root and pid in procs and procs[pid][0] not in (b"Z", b"X")
+    }
 
 
-def _signal_member(pid: int, pgid: int, sig: int) -> None:
-    """Signal *pid* only if it still belongs to *pgid* (pidfd: immune to pid reuse)."""
+def _signal_member(pid: int, start: int, sig: int) -> None:
+    """Signal *pid* only if it is still the process seen (same start time; through a pidfd: immune to pid reuse)."""
     if _HAVE_PIDFD and _HAVE_PIDFD_SIGNAL:
         try:
             fd = os.pidfd_open(pid)
@@ -116,17 +137,33 @@ def _signal_member(pid: int, pgid: int, sig: int) -> None:
             return
         try:
             st = _proc_stat(pid)
-            if st is not None and st[1] == pgid:
+            if st is not None and st[4] == start:
                 signal.pidfd_send_signal(fd, sig)
         except OSError:
             pass
         finally:
             os.close(fd)
         return
+    st = _proc_stat(pid)
+    if st is not None and st[4] == start:
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+
+
+def _set_child_subreaper() -> bool:
+    """prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants become the shim's children, not init's. Through the
+    built-in ``_ctypes`` (under 1 ms; ``ctypes`` itself costs several)."""
+    if not sys.platform.startswith("linux"):
+        return False
     try:
-        os.kill(pid, sig)
-    except OSError:
-        pass
+        import _ctypes
+
+        prctl = _ctypes.dlsym(_ctypes.dlopen(None, 2), "prctl")  # type: ignore[arg-type]  # None: the program; 2: RTLD_NOW
+        return bool(_ctypes.call_function(prctl, (36, 1)) == 0)  # 36: PR_SET_CHILD_SUBREAPER
+    except (ImportError, OSError, AttributeError, TypeError, ValueError):
+        return False
 
 
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./-_")
@@ -185,6 +222,7 @@ class Shim:
         self.kill_deadline: float | None = None  # monotonic: escalate to SIGKILL
         self.sigkill_sent: float | None = None  # monotonic time of the first SIGKILL
         self.eof_deadline: float | None = None  # monotonic: daemon gone, kill everything
+        self.not_started = False  # out of descriptors, processes or memory: agentd's failure, not the command's
 
     # -- output -----------------------------------------------------------------------------
     @staticmethod
@@ -211,19 +249,31 @@ class Shim:
         except OSError:
             pass
 
+    def signal_tree(self, sig: int, outside_group_only: bool = False) -> None:
+        """Send *sig* to every process of the task's tree (the shim excluded); ``outside_group_only``: to those
+        that left the shim's process group (setsid, setpgid), when the group itself already got it."""
+        if not _HAVE_PROC:
+            if not outside_group_only:
+                self.killpg(sig)
+            return
+        for pid, (start, pgrp) in _tree(self.mypid).items():
+            if not (outside_group_only and pgrp == self.pgid):
+                _signal_member(pid, start, sig)
+
     def request_term(self, cause: str, send: bool) -> None:
-        """Graceful termination of the group; escalate to SIGKILL after kill_after."""
+        """Graceful termination of the tree; escalate to SIGKILL after kill_after. ``send=False``: the group got
+        SIGTERM from outside (then only the members that left the group are sent it)."""
         if self.term_sent:
             return
         self.term_sent = True
         if self.status is None and self.killed_by is None:
             self.killed_by = cause
         self.kill_deadline = time.monotonic() + self.kill_after
-        if send:
-            self.killpg(signal.SIGTERM)  # reaches the shim too: harmless, term_sent is set
+        self.signal_tree(signal.SIGTERM, outside_group_only=not send)
 
     def kill_members(self) -> None:
-        """SIGKILL every member of the group except the shim itself."""
+        """SIGKILL every process of the task's tree except the shim itself, again until none is left (a process
+        forking at that moment is caught too)."""
         if self.sigkill_sent is None:
             self.sigkill_sent = time.monotonic()
         self.kill_deadline = None
@@ -234,38 +284,51 @@ class Shim:
                 pass
         if not _HAVE_PROC:
             return
-        done: set[int] = set()
+        done: set[tuple[int, int]] = set()
         for _ in range(50):
-            fresh = [p for p in _group_members(self.pgid, self.mypid) if p not in done]
+            fresh = [(pid, start) for pid, (start, _pgrp) in _tree(self.mypid).items() if (pid, start) not in done]
             if not fresh:
                 break
-            for pid in fresh:
-                _signal_member(pid, self.pgid, signal.SIGKILL)
+            for pid, start in fresh:
+                _signal_member(pid, start, signal.SIGKILL)
             done.update(fresh)
 
     def die(self) -> NoReturn:
-        """The daemon is gone: SIGKILL the whole group, the shim included."""
-        self.log("control pipe closed (daemon gone): killing the process group")
-        self.killpg(signal.SIGKILL)
+        """The daemon is gone: SIGKILL the whole tree and wait (bounded) until it is gone, so that the lease's
+        lock is free when the shim exits; then exit."""
+        self.log("control pipe closed (daemon gone): killing the task's process tree")
+        self.kill_members()
+        give_up = time.monotonic() + GIVE_UP_AFTER_SIGKILL
+        while True:
+            self.reap()
+            left = self.leftovers()
+            if not left or time.monotonic() >= give_up:
+                break
+            for pid, start in left.items():
+                _signal_member(pid, start, signal.SIGKILL)
+            time.sleep(POLL_INTERVAL)
+        self.killpg(signal.SIGKILL)  # the shim too (and whatever is left of its group without /proc)
         os._exit(137)
 
     def reap(self) -> None:
-        if self.status is not None or self.pid is None:
-            return
-        try:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        self.status = os.waitstatus_to_exitcode(status)  # negative: killed by that signal (as Popen.returncode)
-        self.ended = time.time()
-        if self.pidfd is not None:
-            os.close(self.pidfd)
-            self.pidfd = None
+        """Reap every ended child: the command (its status is kept) and orphans of the tree (subreaper)."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.pid and self.status is None:
+                self.status = os.waitstatus_to_exitcode(status)  # negative: killed by that signal (as Popen)
+                self.ended = time.time()
+                if self.pidfd is not None:
+                    os.close(self.pidfd)
+                    self.pidfd = None
 
-    def leftovers(self) -> list[int]:
-        return _group_members(self.pgid, self.mypid) if _HAVE_PROC else []
+    def leftovers(self) -> dict[int, int]:
+        """{pid: start time} of the task's tree still alive."""
+        return {pid: start for pid, (start, _pgrp) in _tree(self.mypid).items()} if _HAVE_PROC else {}
 
     # -- control pipe --------------------------------------------------------------------------
     def read_control(self) -> None:
@@ -298,7 +361,7 @@ class Shim:
             self.eof_deadline = time.monotonic() + EOF_GRACE
             if not self.term_sent:
                 self.term_sent = True
-                self.killpg(signal.SIGTERM)
+                self.signal_tree(signal.SIGTERM)
 
     # -- main ------------------------------------------------------------------------------------
     def start(self) -> str | None:
@@ -308,11 +371,13 @@ class Shim:
             os.makedirs(parent, exist_ok=True)
             self.log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         except OSError as exc:
+            self.not_started = exc.errno in _OUT_OF_RESOURCES
             return _one_line(f"cannot open log {self.log_path!r}: {type(exc).__name__}: {exc}")
         self.log(f"exec {' '.join(_quote(a) for a in self.argv)}")
         try:
             self.pid = self.spawn()
         except (OSError, ValueError, TypeError) as exc:
+            self.not_started = isinstance(exc, OSError) and exc.errno in _OUT_OF_RESOURCES
             error = _one_line(f"{type(exc).__name__}: {exc}")
             self.log(f"cannot start command: {error}")
             return error
@@ -344,7 +409,13 @@ class Shim:
 
     def run(self) -> int:
         t0 = time.time()
-        error = self.start()
+        try:
+            wake_r, wake_w = os.pipe()  # before the command exists: a failure here is agentd's, not the command's
+        except OSError as exc:
+            self.not_started = exc.errno in _OUT_OF_RESOURCES
+            error: str | None = _one_line(f"cannot start the supervisor's loop: {type(exc).__name__}: {exc}")
+        else:
+            error = self.start()
         if error is not None:
             code = 127 if error.startswith("FileNotFoundError") else 126
             self.emit(
@@ -355,20 +426,22 @@ class Shim:
                     "timed_out": False,
                     "killed_by": None,
                     "error": error,
+                    "not_started": self.not_started,
                     "started": t0,
                     "ended": time.time(),
                 }
             )
             return 0
         assert self.pid is not None
-        self.emit({"event": "started", "pid": self.pid, "pgid": self.pgid, "started": self.started})
+        self.emit(
+            {"event": "started", "pid": self.pid, "pgid": self.pgid, "started": self.started, "subreaper": _SUBREAPER}
+        )
         os.set_blocking(0, False)
         if _pending_signals:  # arrived before the command existed: it did not get them, pass them on
             _pending_signals.clear()
             self.request_term("term", send=True)
         self.handle_control_lines()  # anything that arrived together with the spec
 
-        wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
@@ -386,7 +459,7 @@ class Shim:
                 timeout_at = None
                 if not self.term_sent and self.sigkill_sent is None:  # else: already being stopped
                     self.timed_out = True
-                    self.log(f"timeout after {self.timeout}s: terminating the process group")
+                    self.log(f"timeout after {self.timeout}s: terminating the task's process tree")
                     self.request_term("timeout", send=True)
             if self.kill_deadline is not None and now >= self.kill_deadline:
                 self.kill_members()
@@ -396,12 +469,12 @@ class Shim:
                     break
                 if self.sigkill_sent is not None:
                     if now - self.sigkill_sent > GIVE_UP_AFTER_SIGKILL:
-                        self.log(f"giving up on unkillable group members {members}")
+                        self.log(f"giving up on unkillable processes {sorted(members)}")
                         break
-                    for pid in members:
-                        _signal_member(pid, self.pgid, signal.SIGKILL)
+                    for pid, start in members.items():
+                        _signal_member(pid, start, signal.SIGKILL)
                 elif not self.term_sent:
-                    self.log(f"command exited; terminating leftover group members {members}")
+                    self.log(f"command exited; terminating the processes it left {sorted(members)}")
                     self.request_term("cleanup", send=True)
 
             deadlines = [d for d in (self.kill_deadline, self.eof_deadline) if d is not None]
@@ -466,9 +539,16 @@ def _read_spec() -> tuple[dict[str, Any], bytes] | None:
     return spec, body[1]
 
 
+def _on_child(_signum: int, _frame: object) -> None:
+    """SIGCHLD only wakes the loop (through the wake-up fd), which reaps."""
+
+
 def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _on_signal)
+    signal.signal(signal.SIGCHLD, _on_child)
+    global _SUBREAPER
+    _SUBREAPER = _set_child_subreaper()
     try:
         parsed = _read_spec()
     except (OSError, ValueError, EOFError, TypeError) as exc:

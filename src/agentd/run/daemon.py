@@ -16,6 +16,7 @@ import enum
 import logging
 import os
 import queue as queue_mod
+import resource
 import shlex
 import signal
 import threading
@@ -35,7 +36,7 @@ from agentd.core.scheduler import Decision, Kind, Outcome
 from agentd.core.workflow import Role
 from agentd.errors import AgentdError, ConfigError, ExitCode, FileAccessError
 from agentd.run.dispatch import Claim, Dispatcher, PassResult
-from agentd.run.execution import Executor, Running
+from agentd.run.execution import Executor, Running, start_room
 from agentd.run.runner import ExitInfo, TaskProcess
 from agentd.run.watch import Watcher
 from agentd.service import notify
@@ -53,6 +54,8 @@ LEASE_POLL = 1.0  # s between lease checks while other daemons' leases exist (fi
 LOOK_SHARE = 0.02
 LOOK_BURST = 0.05
 LIVENESS_BEAT = 2.0  # s between the daemon's own liveness beats (its PID file; systemd's watchdog asks for more)
+START_RETRY_PAUSE = 1.0  # s without claims after agentd itself could not start a command (out of resources) ...
+START_RETRY_PAUSE_MAX = 30.0  # ... doubled while it goes on failing, up to this
 
 
 class CpuBudget:
@@ -159,6 +162,11 @@ class Daemon:
         self.pidfile: PidFile | None = None  # set by whoever holds it: the heartbeat thread beats it
         self._beats = threading.Event()  # set to stop the heartbeat thread
         self._beater: threading.Thread | None = None
+        self._start_trouble: str | None = None  # why agentd itself could not start commands lately (reported once)
+        self._claim_pause_until = float("-inf")  # monotonic: no claims until then, after such a failure
+        self._claim_pause = 0.0  # s: the latest such pause
+        self._fd_room: int | None = None  # how many more tasks the descriptor limit lets this daemon start
+        self._fd_capped = False  # the descriptor limit holds this daemon under its WIP limit (reported once)
 
     # -- wake-ups ------------------------------------------------------------------------------------------------------
 
@@ -205,6 +213,7 @@ class Daemon:
             self._collect_exits()
             if self._beater is None:
                 self._heartbeat()  # tests driving tick() alone; a running daemon's heartbeat thread does this
+            self._enforce_stops()
             done = [run for run in self.running.values() if run.exit is not None]
             looking = self._stop_requests == 0 and self._due()
             if looking or done:
@@ -239,6 +248,9 @@ class Daemon:
         retried, or a peer's lease gone stale. Otherwise a wake-up only renews heartbeats (no queue read)."""
         if self._dirty or self._last_error is not None:
             return True
+        if self._claim_pause_until != float("-inf") and self.clock.monotonic() >= self._claim_pause_until:
+            self._claim_pause_until = float("-inf")  # a pause after a failed start is over: claim again
+            return True
         if self.clock.monotonic() - self._last_pass >= self.interval:
             return True
         if self._next_wake is not None and self.clock.now() >= self._next_wake:
@@ -264,11 +276,15 @@ class Daemon:
 
     def _room_cap(self, done: list[Running]) -> int | None:
         """This daemon's own limit on new claims (its --concurrency, and none after --once's pass or a stop)."""
-        if not self._claiming or self._stop_requests:
+        if not self._claiming or self._stop_requests or self.clock.monotonic() < self._claim_pause_until:
             return 0
-        if self.concurrency is None:
-            return None
-        return self.concurrency - (len(self.running) - len(done))
+        self._fd_room = start_room()  # never claim more than the descriptor limit lets this daemon start
+        if self._fd_room == 0 and len(self.running) == len(done):
+            self._fd_room = 1  # with nothing running, one try (a failure costs the task nothing, and pauses claims)
+        caps = [room for room in (self._fd_room,) if room is not None]
+        if self.concurrency is not None:
+            caps.append(self.concurrency - (len(self.running) - len(done)))
+        return min(caps) if caps else None
 
     def _pass(self, report: TickReport, done: list[Running], *, look: bool) -> None:
         """Record ended runs and, when due, recover, unblock and claim — all in one queue transaction."""
@@ -342,11 +358,54 @@ class Daemon:
         self._claimable_left = seen.claimable_left
         self._next_wake = min(seen.waits) if seen.waits else None
         self._log_wip(seen)
+        self._log_fd_cap(seen)
+        for task_id, status in seen.stop:
+            self._stop_run(task_id, status)
+
+    def _log_fd_cap(self, seen: PassResult) -> None:
+        """Say once that the descriptor limit holds this daemon under its WIP limit (the limit does not change while
+        the daemon runs; what is free of it does, a little, with every task, so this is said once, not per change)."""
+        if self._fd_room is None or self._fd_capped:
+            return
+        most = len(self.running) + self._fd_room
+        if most >= seen.limit or not seen.claimable:
+            return
+        self._fd_capped = True
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.journal.emit(
+            "start-capped",
+            f"the file descriptor limit (ulimit -n {nofile}) lets this daemon run about {most} task(s) at once, under "
+            f"its WIP limit of {seen.limit}: it claims no more than it can start (raise the limit, or start another "
+            "daemon)",
+            level=logging.WARNING,
+            most=most,
+            limit=seen.limit,
+            nofile=nofile,
+        )
+
+    def _stop_run(self, task_id: str, status: str) -> None:
+        """Someone moved a task this daemon runs to a final status: stop its command's whole tree (TERM, then KILL
+        after ``kill_after``, and by ``grace`` at the latest); the run is recorded when it ends, the status stands."""
+        run = self.running.get(task_id)
+        if run is None or run.exit is not None or run.stopping is not None or run.proc is None:
+            return
+        run.stopping = status
+        run.stop_deadline = self.clock.monotonic() + self.role.grace
+        self.journal.emit(
+            "stopping",
+            f"{task_id} was moved to {status!r} while it ran: stopping its command (grace {self.role.grace:g} s)",
+            task=task_id,
+            token=run.token,
+            status=status,
+        )
+        run.proc.terminate()
 
     def _start(self, claim: Claim) -> None:
         run = self.executor.start(claim.task_id, claim.held, claim.raw, self._on_exit(claim.task_id, claim.held.token))
         self.running[claim.task_id] = run
         if run.proc is None:
+            if run.not_started is not None:
+                self._pause_claims()
             self.wake("start failed")
             return
         faults.point("task.after-start")
@@ -374,13 +433,15 @@ class Daemon:
         assert run.exit is not None
         took = run.exit.duration
         report.finished.append((run.task_id, outcome.kind.value))
+        self._note_start(run, outcome)
         if outcome.kind in (Kind.FAILURE, Kind.TIMEOUT, Kind.CRASH) and not result.stood:
             self.failed.add(run.task_id)
-        elif outcome.kind is not Kind.INTERRUPTED:
+        elif outcome.kind not in (Kind.INTERRUPTED, Kind.NOT_STARTED):
             self.failed.discard(run.task_id)
         self.journal.emit(
             "finished",
-            f"finished {run.task_id} in {took:.1f} s: {outcome.kind.value}"
+            level=logging.DEBUG if outcome.kind is Kind.NOT_STARTED else logging.INFO,  # said once: see _note_start
+            message=f"finished {run.task_id} in {took:.1f} s: {outcome.kind.value}"
             f"{'' if outcome.exit_code is None else f' (exit {outcome.exit_code})'} -> {result.status}",
             task=run.task_id,
             token=run.token,
@@ -389,7 +450,7 @@ class Daemon:
             status=result.status,
             duration=round(took, 3),
         )
-        if result.retry and outcome.kind is not Kind.INTERRUPTED:
+        if result.retry and outcome.kind not in (Kind.INTERRUPTED, Kind.NOT_STARTED):
             self.journal.emit(
                 "retry-scheduled",
                 f"{run.task_id}: {result.note}",
@@ -398,6 +459,43 @@ class Daemon:
                 attempt=run.attempt,
                 not_before=result.patch.get("not_before"),
             )
+
+    def _pause_claims(self) -> None:
+        """No claims for a moment after agentd itself could not start a command (longer while it goes on)."""
+        self._claim_pause = (
+            min(START_RETRY_PAUSE_MAX, self._claim_pause * 2) if self._claim_pause else START_RETRY_PAUSE
+        )
+        self._claim_pause_until = self.clock.monotonic() + self._claim_pause
+
+    def _note_start(self, run: Running, outcome: Outcome) -> None:
+        """Report once that agentd itself cannot start commands (the tasks go back unspent), and once that it can."""
+        if outcome.kind is Kind.NOT_STARTED:
+            self._pause_claims()
+            if self._start_trouble is None:
+                self._start_trouble = run.not_started or "out of resources"
+                self.journal.emit(
+                    "start-failed",
+                    f"cannot start task commands: {self._start_trouble} (agentd's own limit, not the tasks' failure: "
+                    f"they go back without spending an attempt; claiming fewer)",
+                    level=logging.WARNING,
+                    state="failing",
+                    task=run.task_id,
+                    error=self._start_trouble,
+                )
+        elif self._start_trouble is not None and outcome.kind is not Kind.INTERRUPTED:
+            self._start_trouble = None
+            self._claim_pause = 0.0
+            self.journal.emit("start-failed", "task commands start again", state="recovered", task=run.task_id)
+
+    def _enforce_stops(self) -> None:
+        """Kill runs still going ``grace`` s after they were stopped (a cancel): from the main loop, not the
+        heartbeat thread, which renews leases only."""
+        mono = self.clock.monotonic()
+        for run in list(self.running.values()):
+            if run.stop_deadline is not None and run.exit is None and mono >= run.stop_deadline and run.proc:
+                run.stop_deadline = None
+                log.warning("%s: still running %g s after it was stopped; killing it", run.task_id, self.role.grace)
+                run.proc.kill()
 
     def _heartbeat(self) -> float:
         """Renew leases that are due; a lease found taken stops its task's process group. Safe from the heartbeat
@@ -491,14 +589,18 @@ class Daemon:
         """Seconds until the next pass is due without any event."""
         timeout = self.interval
         mono = self.clock.monotonic()
-        if self._beater is None:
-            for run in self.running.values():
+        for run in self.running.values():
+            if self._beater is None:
                 timeout = min(timeout, max(0.0, run.next_beat - mono))
+            if run.stop_deadline is not None:
+                timeout = min(timeout, max(0.0, run.stop_deadline - mono))
         with contextlib.suppress(OSError, AgentdError):
             if any(True for task_id in self.leases.task_ids() if task_id not in self.running):
                 timeout = min(timeout, LEASE_POLL)
         if self._next_wake is not None:
             timeout = min(timeout, max(0.0, (self._next_wake - self.clock.now()).total_seconds()))
+        if self._claim_pause_until > mono:
+            timeout = min(timeout, self._claim_pause_until - mono)
         return max(0.0, timeout)
 
     # -- the loop ------------------------------------------------------------------------------------------------------

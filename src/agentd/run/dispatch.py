@@ -53,6 +53,7 @@ class PassResult:
     busy: int = 0  # tasks in the role's working status
     limit: int = 0
     waits: list[datetime] = field(default_factory=list)  # not_before of the role's tasks backing off
+    stop: list[tuple[str, str]] = field(default_factory=list)  # (task, status): runs here whose task was cancelled
 
     @property
     def claimable_left(self) -> int:
@@ -129,6 +130,7 @@ class Dispatcher:
         tasks = snapshot.tasks
         view = self._view(tasks, seen, now)
         seen_now = self._measure(snapshot.data, tasks, view, room_cap, count=False)
+        seen_now.stop = scheduler.to_stop(tasks, self.config.workflow, held)
         stale = recovery.plan(tasks, seen, self.config.workflow, now, held=held)
         unblock = scheduler.to_unblock(self.config.workflow, view)
         return bool(stale or unblock or (seen_now.claimable and seen_now.room > 0)), seen_now
@@ -178,6 +180,7 @@ class Dispatcher:
             result.limit, result.waits = measured.limit, measured.waits
             if result.room > 0:
                 result.claims = self._claim_all(draft, view, result.room, acquired, now, held)
+            result.stop = scheduler.to_stop(tasks, self.config.workflow, held - {run.task_id for run in done})
             return result
 
         try:

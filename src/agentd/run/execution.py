@@ -7,8 +7,10 @@ lease's locked descriptor to the task's supervisor, reads the result file once, 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +31,33 @@ from agentd.store.file.leases import Held
 
 log = logging.getLogger("agentd.daemon")
 
+# Why agentd itself may fail to start a command (not the command's failure: no attempt is spent).
+OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM})
+# File descriptors a task costs the daemon: kept while it runs (its lease, the two ends of its supervisor's pipes), more
+# for a moment while its supervisor is started (subprocess's pipes), and what the daemon keeps free for its own work.
+FDS_PER_TASK = 3
+FDS_TO_SPAWN = 6
+FDS_RESERVED = 8
+
+
+def open_descriptors() -> int | None:
+    """How many file descriptors this process has open (None where that cannot be told)."""
+    for folder in ("/proc/self/fd", "/dev/fd"):
+        try:
+            return len(os.listdir(folder)) - 1  # the listing's own descriptor
+        except OSError:
+            continue
+    return None
+
+
+def start_room() -> int | None:
+    """How many more tasks this process has the file descriptors to start (None: no limit found)."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    open_now = open_descriptors()
+    if soft == resource.RLIM_INFINITY or open_now is None:
+        return None
+    return scheduler.descriptor_room(soft, open_now, per_task=FDS_PER_TASK, spawn=FDS_TO_SPAWN, reserve=FDS_RESERVED)
+
 
 @dataclass
 class Running:
@@ -48,6 +77,9 @@ class Running:
     argv: tuple[str, ...] = ()
     lost: bool = False
     interrupted: bool = False
+    stopping: str | None = None  # the final status someone moved the task to while it ran: its command is stopped
+    stop_deadline: float | None = None  # monotonic: SIGKILL the command's tree if it has not ended by then
+    not_started: str | None = None  # why agentd itself could not start it (out of resources): no attempt spent
 
 
 class Executor:
@@ -107,8 +139,16 @@ class Executor:
             )
             run.proc = launch(spec, on_exit=on_exit)
         except (AgentdError, OSError, ValueError) as exc:
-            log.error("cannot start %s: %s", task_id, exc)
             now = time.time()
+            if isinstance(exc, OSError) and exc.errno in OUT_OF_RESOURCES:
+                # agentd's own failure: the daemon journals it (once) and requeues the task unspent
+                run.not_started = str(exc)
+                if exc.errno == errno.EMFILE:
+                    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+                    run.not_started += f" (ulimit -n {nofile}, {open_descriptors()} open)"
+                run.exit = ExitInfo(None, None, False, None, str(exc), now, now, not_started=True)
+                return run
+            log.error("cannot start %s: %s", task_id, exc)
             run.exit = ExitInfo(127, None, False, None, str(exc), now, now)
             return run
         pgid = run.proc.pgid
@@ -125,8 +165,20 @@ class Executor:
     def _decide(self, run: Running) -> Outcome:
         info = run.exit
         assert info is not None
+        if info.not_started:  # the supervisor could not start it for want of resources: agentd's failure
+            run.not_started = run.not_started or info.error or "out of resources"
+        if run.not_started is not None:
+            with contextlib.suppress(OSError):
+                run.result_path.unlink()
+            return Outcome(
+                Kind.NOT_STARTED, None, None, note=f"not started: agentd could not start it ({run.not_started})"
+            )
         if run.interrupted and info.returncode != 0:
             return Outcome(Kind.INTERRUPTED, info.returncode, info.signal, note="interrupted by shutdown")
+        if run.stopping is not None and info.returncode != 0:
+            with contextlib.suppress(OSError):
+                run.result_path.unlink()
+            return Outcome(Kind.STOPPED, info.returncode, info.signal)  # no note: the person's own note stands
         try:
             result = command.read_result(run.result_path)
         except DataError as exc:
@@ -141,8 +193,10 @@ class Executor:
             self.role, exit_code=info.returncode, signal=info.signal, timed_out=info.timed_out, result=result
         )
 
-    def last_run(self, run: Running, outcome: Outcome) -> dict[str, Any]:
-        """What the task records about this run."""
+    def last_run(self, run: Running, outcome: Outcome) -> dict[str, Any] | None:
+        """What the task records about this run (None for a run agentd could not start: it was no attempt)."""
+        if outcome.kind is Kind.NOT_STARTED:
+            return None
         info = run.exit
         assert info is not None
         return {

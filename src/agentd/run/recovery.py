@@ -171,9 +171,33 @@ def stop_hung_holder(leasedir: LeaseDir, task_id: str) -> list[str]:
             killed.append(f"daemon pid {record.pid}")
         except (ProcessLookupError, PermissionError):
             pass
+    # Whatever still holds the lock: a descendant of the task that left its group (setsid) and inherited the lease's
+    # descriptor, or a supervisor whose group id the record does not name. Each checked by its start time.
+    for pid in leasedir.holders(task_id):
+        if pid != os.getpid() and _kill_same(pid, process_start(pid)):
+            killed.append(f"lock holder pid {pid}")
     if killed:
         log.debug("lease on %s: its holder is hung; killed its %s", task_id, " and ".join(killed))
     return killed
+
+
+def _kill_same(pid: int, start: int | None) -> bool:
+    """SIGKILL ``pid`` if it is still the process that started at ``start`` (through a pidfd where there is one)."""
+    if start is None:
+        return False
+    try:
+        fd = os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        return False
+    try:
+        if process_start(pid) != start:
+            return False
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def apply(

@@ -65,7 +65,8 @@ class ExitInfo:
 
     A command killed by a signal has ``returncode None`` and ``signal`` set.  A command that could
     not be started has returncode 127 (not found) or 126 (not executable, bad cwd, unusable log)
-    and ``error`` set.  ``killed_by`` is ``"timeout"``, ``"term"`` or ``"kill"`` when the
+    and ``error`` set (``not_started`` when the cause was agentd's own lack of resources, not the command).
+    ``killed_by`` is ``"timeout"``, ``"term"`` or ``"kill"`` when the
     supervisor was asked to stop the command (or the timeout did) before it exited.
     """
 
@@ -76,6 +77,7 @@ class ExitInfo:
     error: str | None
     started: float
     ended: float
+    not_started: bool = False  # agentd itself could not start the command (out of descriptors, processes, memory)
 
     @property
     def duration(self) -> float:
@@ -255,6 +257,7 @@ class TaskProcess:
                         error=str(err) if err is not None else None,
                         started=_opt_float(msg.get("started"), started),
                         ended=_opt_float(msg.get("ended"), time.time()),
+                        not_started=bool(msg.get("not_started")),
                     )
                     break
         except Exception:

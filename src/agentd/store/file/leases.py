@@ -32,7 +32,7 @@ from agentd.core.clock import Clock, SystemClock, format_timestamp, parse_timest
 from agentd.core.model import valid_task_id
 from agentd.core.scheduler import LeaseObservation
 from agentd.errors import AgentdError, FileAccessError, LeaseInvalid, display_path
-from agentd.hostinfo import boot_id, hostname, pid_namespace, process_start
+from agentd.hostinfo import boot_id, flock_holders, hostname, pid_namespace, process_start
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +199,12 @@ class LeaseDir:
         except FileNotFoundError:
             return None
         return (info.st_dev, info.st_ino)
+
+    def holders(self, task_id: str) -> list[int]:
+        """The processes on this host that really hold the lease's lock (the daemon, the task's supervisor, its
+        command, any descendant that inherited the descriptor), found in /proc; [] when none or not Linux."""
+        inode = self.inode_of(task_id)
+        return flock_holders(*inode) if inode is not None else []
 
     def _open_ro(self, task_id: str) -> int:
         """Open a lease file read-only, never following a symlink, relative to the folder's descriptor."""

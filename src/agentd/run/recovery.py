@@ -134,7 +134,8 @@ def stop_hung_holder(leasedir: LeaseDir, task_id: str) -> list[str]:
     if record.pgid is not None and (record.pgid_start is None or process_start(record.pgid) == record.pgid_start):
         # The supervisor's whole tree, seen before anything dies: what left the group (setsid, a daemonised dev
         # server that closed every descriptor) is no longer the group's, and is re-parented once its parent dies.
-        outside = {pid: start for pid, start in process_tree(record.pgid).items() if _pgid(pid) != record.pgid}
+        tree = process_tree(record.pgid) if record.pgid_start is not None else {}  # only a leader proven the same
+        outside = {pid: start for pid, start in tree.items() if _pgid(pid) != record.pgid}
         try:
             os.killpg(record.pgid, signal.SIGKILL)
             killed.append(f"task group {record.pgid}")

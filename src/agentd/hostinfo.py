@@ -81,3 +81,36 @@ def flock_holders(dev: int, ino: int) -> list[int]:
                 holders.append(int(name))
                 break
     return sorted(holders)
+
+
+def process_tree(root: int) -> dict[int, int]:
+    """``root``'s live descendants: {pid: start time}, ``root`` excluded (Linux /proc; {} elsewhere).
+
+    A process belongs when its parent does, or when it is in a process group or session a member leads, so what
+    left the group (``setsid``) is found too. (The task supervisor keeps its own copy: it imports nothing.)"""
+    procs: dict[int, tuple[int, int, int, int]] = {}  # pid: (ppid, pgrp, session, start)
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return {}
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                data = f.read()
+            fields = data[data.rfind(b")") + 2 :].split()
+            if fields[0] in (b"Z", b"X"):
+                continue
+            procs[int(name)] = (int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19]))
+        except (OSError, IndexError, ValueError):
+            continue
+    members = {root}
+    grown = True
+    while grown:
+        grown = False
+        for pid, (ppid, pgrp, sid, _start) in procs.items():
+            if pid not in members and (ppid in members or pgrp in members or sid in members):
+                members.add(pid)
+                grown = True
+    return {pid: procs[pid][3] for pid in members if pid != root and pid in procs}

@@ -202,3 +202,56 @@ def test_a_daemon_that_cannot_start_commands_spends_no_attempt_and_says_so_once(
     failed = [e for e in journal(tmp_path) if e["event"] == "start-failed"]
     assert len(failed) == 1 and "Too many open files" in str(failed[0]["error"]), failed
     assert not [e for e in journal(tmp_path) if e["event"] == "retry-scheduled"]
+
+
+def test_a_cancelled_command_that_ignores_term_is_killed_at_grace(tmp_path: Path) -> None:
+    """A cancelled command that ignores SIGTERM is SIGKILLed once the role's grace is over, even when kill_after is
+    longer: the run is recorded as stopped by SIGKILL long before kill_after."""
+    ready = tmp_path / "ready"
+    write_config(
+        tmp_path,
+        {"builder": {**BUILDER, "command": ["sh", "-c", f"trap '' TERM; touch '{ready}'; sleep 120"]}},
+        defaults={"interval": 60, "grace": 1, "kill_after": 300},
+    )
+    write_queue(tmp_path, [task("K1")], {"builder": 1})
+    daemon = start(tmp_path, "builder")
+    try:
+        wait_for(ready.exists, 30, "the command to trap SIGTERM")
+        done = run_agentd("queue", "cancel", "K1", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        # kill_after is 300 s: a record within a minute means the daemon's own SIGKILL at grace did it.
+        final = wait_for(lambda: (t := tasks_by_id(tmp_path)["K1"]).get("last_run") and t, 60, "the run's record")
+        assert final["status"] == "cancelled" and final["lease"] is None
+        assert (final["last_run"]["outcome"], final["last_run"]["signal"]) == ("stopped", signal.SIGKILL)
+    finally:
+        stop_all([daemon])
+
+
+def test_prune_kills_a_hung_holders_escaped_process_that_closed_its_descriptors(tmp_path: Path) -> None:
+    """A hung daemon's task left a setsid process that closed every descriptor (as a daemonising dev server does):
+    it holds no lock, yet `leases prune`, killing the hung holder, kills it too (the supervisor's tree)."""
+    bg = tmp_path / "bg.pid"
+    escape = "import os, time; os.closerange(3, 65536); time.sleep(120)"
+    command = f'setsid {sys.executable} -c "{escape}" & echo $! > "{bg}"; sleep 120'
+    write_config(
+        tmp_path,
+        {"builder": {**BUILDER, "command": ["sh", "-c", command]}},
+        defaults={"interval": 60, "lease_ttl": 1, "heartbeat": 0.3},
+    )
+    write_queue(tmp_path, [task("E1")], {"builder": 1})
+    hung = start(tmp_path, "builder")
+    escaped = None
+    try:
+        escaped = int(wait_for(lambda: bg.exists() and bg.read_text().strip(), 30, "the escaped process"))
+        wait_for(lambda: os.getsid(escaped) == escaped, 10, "it to leave the task's session")
+        hung.send_signal(signal.SIGSTOP)
+        wait_for(lambda: "STALE: no heartbeat" in run_agentd("leases", "list", cwd=tmp_path).stdout, 10, "staleness")
+        pruned = run_agentd("leases", "prune", cwd=tmp_path)
+        assert pruned.returncode == 0, pruned.stderr
+        assert hung.wait(10) == -signal.SIGKILL
+        wait_for(lambda: not alive(escaped), 10, "the escaped process to be killed with the hung holder")
+        wait_for(lambda: tasks_by_id(tmp_path)["E1"]["status"] == "ready", 10, "the task to be requeued")
+    finally:
+        stop_all([hung])
+        if escaped is not None and alive(escaped):
+            os.kill(escaped, signal.SIGKILL)

@@ -21,7 +21,7 @@ from agentd.core.clock import Clock
 from agentd.core.model import Task, index_by_id, views
 from agentd.core.scheduler import LeaseObservation
 from agentd.core.workflow import Role, Workflow
-from agentd.hostinfo import boot_id, hostname, pid_namespace, process_start
+from agentd.hostinfo import boot_id, hostname, pid_namespace, process_start, process_tree
 from agentd.store.file.leases import LeaseDir
 from agentd.store.file.queuefile import QueueStore
 
@@ -159,11 +159,18 @@ def stop_hung_holder(leasedir: LeaseDir, task_id: str) -> list[str]:
         return []
     killed = []
     if record.pgid is not None and (record.pgid_start is None or process_start(record.pgid) == record.pgid_start):
+        # The supervisor's whole tree, seen before anything dies: what left the group (setsid, a daemonised dev
+        # server that closed every descriptor) is no longer the group's, and is re-parented once its parent dies.
+        tree = process_tree(record.pgid) if record.pgid_start is not None else {}  # only a leader proven the same
+        outside = {pid: start for pid, start in tree.items() if _pgid(pid) != record.pgid}
         try:
             os.killpg(record.pgid, signal.SIGKILL)
             killed.append(f"task group {record.pgid}")
         except (ProcessLookupError, PermissionError):
             pass
+        escaped = [pid for pid, start in outside.items() if _kill_same(pid, start)]
+        if escaped:
+            killed.append(f"escaped task processes {escaped}")
     same_daemon = record.pid_start is not None and process_start(record.pid) == record.pid_start
     if same_daemon and record.pid != os.getpid():
         try:
@@ -179,6 +186,13 @@ def stop_hung_holder(leasedir: LeaseDir, task_id: str) -> list[str]:
     if killed:
         log.debug("lease on %s: its holder is hung; killed its %s", task_id, " and ".join(killed))
     return killed
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
 
 
 def _kill_same(pid: int, start: int | None) -> bool:

@@ -85,6 +85,7 @@ def _register() -> None:
     from agentd.cli import (
         background,
         completion_cmd,
+        config_cmd,
         daemon_cmds,
         doctor_cmd,
         events_cmd,
@@ -94,6 +95,7 @@ def _register() -> None:
     )
 
     cli.add_command(init_cmd.init)
+    cli.add_command(config_cmd.config_group)
     cli.add_command(queue_cmds.queue)
     cli.add_command(daemon_cmds.run)
     cli.add_command(daemon_cmds.leases)

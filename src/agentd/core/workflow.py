@@ -69,12 +69,15 @@ class UnblockRule:
 
 DEFAULT_PIPELINE: tuple[tuple[str, str, str, str], ...] = (
     # role, claims, working, on_success   (on_failure is "blocked" for every default role)
-    ("planner", "needs_plan", "planning", "planning_complete"),
+    ("planner", "needs_plan", "planning", "ready"),
     ("builder", "ready", "in_progress", "awaiting_test"),
     ("tester", "awaiting_test", "testing", "ready_for_integrator"),
     ("refiner", "needs_adapt", "adapting", "awaiting_test"),
     ("integrator", "ready_for_integrator", "integrating", "done"),
 )
+
+# Exit code -> status for the default roles: a tester whose command exits 1 (tests fail) hands the task to the refiner.
+DEFAULT_OUTCOMES: Mapping[str, Mapping[int, str]] = {"tester": {1: "needs_adapt"}}
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,21 @@ class Conflict(AgentdError, RuntimeError):
         super().__init__(f"task {task_id}: {reason}" if task_id else reason)
 
 
+class UnknownStatus(AgentdError, ValueError):
+    """A status no role claims, works in or moves to, and that is not final: a typo until proven otherwise."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, status: str, suggestion: str | None) -> None:
+        self.status = status
+        self.suggestion = suggestion
+        hint = f"did you mean {suggestion!r}? " if suggestion else ""
+        super().__init__(
+            f"status {status!r}: no role claims, works in or moves to it, and it is not final; "
+            f"{hint}(--force sets it anyway)"
+        )
+
+
 class StaleToken(Conflict):
     """A write fenced with a lease token that is no longer current."""
 

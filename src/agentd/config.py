@@ -21,8 +21,20 @@ from agentd.core.workflow import DEFAULT_OUTCOMES, DEFAULT_PIPELINE, Backoff, Ro
 from agentd.errors import ConfigInvalid, RoleNotFound, display_path
 
 CONFIG_NAME = "agentd.toml"
-TUNABLES = ("interval", "lease_ttl", "heartbeat", "timeout", "max_attempts", "grace", "kill_after")
-ROLE_KEYS = ("claims", "working", "on_success", "on_failure", "outcomes", "types", "wip", "command", "prompt", "env")
+TUNABLES = ("interval", "lease_ttl", "heartbeat", "timeout", "max_attempts", "grace", "kill_after", "max_repeats")
+ROLE_KEYS = (
+    "claims",
+    "working",
+    "on_success",
+    "on_failure",
+    "outcomes",
+    "types",
+    "wip",
+    "command",
+    "prompt",
+    "env",
+    "allow_loop",
+)
 REQUIRED_ROLE_KEYS = ("claims", "working", "on_success")
 DEFAULT = "default"
 
@@ -140,6 +152,8 @@ def _role(name: str, spec: Mapping[str, Any], tunables: Mapping[str, Any], backo
         max_attempts=int(values["max_attempts"]),
         grace=float(values["grace"]),
         kill_after=float(values["kill_after"]),
+        max_repeats=int(values["max_repeats"]),
+        allow_loop=bool(spec.get("allow_loop", False)),
         backoff=Backoff(
             initial=float(merged_backoff["initial"]),
             factor=float(merged_backoff["factor"]),
@@ -173,6 +187,14 @@ def _role_specs(data: Mapping[str, Any], where: str, path: Path, sources: dict[s
             if key not in spec:
                 why = "roles_replace_defaults is set" if replacing else f"{name!r} is not a default role"
                 raise ConfigInvalid(path, f"$.roles.{name}", f"{key!r} is a required property ({why})")
+        claims = [spec["claims"]] if isinstance(spec["claims"], str) else spec["claims"]
+        if spec["on_success"] in claims and not spec.get("allow_loop", False):
+            raise ConfigInvalid(
+                path,
+                f"$.roles.{name}.on_success",
+                f"{spec['on_success']!r} is a status this role claims, so every success would run the task again "
+                "at once (a hot loop); set allow_loop = true in the table if that is meant",
+            )
         for key in (*ROLE_KEYS, *TUNABLES, "backoff"):
             if key in given:
                 sources[f"roles.{name}.{key}"] = f"{where} [roles.{name}]"

@@ -137,3 +137,18 @@ def test_unblock_can_be_turned_off(tmp_path: Path) -> None:
     """unblock = false disables the rule."""
     (tmp_path / "agentd.toml").write_text("unblock = false\n")
     assert config.load(root=tmp_path, environ={}).workflow.unblock is None
+
+
+def test_a_role_succeeding_into_its_own_claims_is_refused_unless_it_means_it(tmp_path: Path) -> None:
+    """on_success among its claims is a hot loop: refused at load, naming the key; allow_loop = true allows it."""
+    (tmp_path / "agentd.toml").write_text('[roles.builder]\nclaims = ["ready", "again"]\non_success = "again"\n')
+    with pytest.raises(ConfigInvalid) as info:
+        config.load(root=tmp_path, environ={})
+    assert "agentd.toml: $.roles.builder.on_success: 'again' is a status this role claims" in str(info.value)
+    assert "allow_loop = true" in str(info.value)
+    (tmp_path / "agentd.toml").write_text(
+        '[defaults]\nmax_repeats = 4\n[roles.builder]\nclaims = ["ready", "again"]\non_success = "again"\n'
+        "allow_loop = true\n"
+    )
+    builder = config.load(root=tmp_path, environ={}).role("builder")
+    assert builder.allow_loop and builder.max_repeats == 4

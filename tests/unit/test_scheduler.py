@@ -221,3 +221,25 @@ def test_live_leases_hold_wip_even_when_the_queue_was_reverted() -> None:
     assert core.wip_room(v.tasks, BUILDER, {"builder": 1}, v.leases, v.now) == 0
     assert core.select(BUILDER, v, {"builder": 1}) == []
     assert [t.id for t in core.select(BUILDER, v, {"builder": 2})] == ["b"]
+
+
+def test_repeats_are_counted_and_capped_at_max_repeats() -> None:
+    """A success that leaves a task where its role claims it counts a repeat; max_repeats in a row -> on_failure."""
+    from dataclasses import replace
+
+    from agentd.core.clock import FakeClock
+
+    looper = replace(BUILDER, on_success="ready", allow_loop=True, max_repeats=3)
+    clock = FakeClock()
+    raw = task("L", "in_progress", repeat_runs=1)
+    first = core.decide(views({"tasks": [raw]})[0], looper, Outcome(Kind.SUCCESS, 0), clock.now(), WF)
+    assert (first.status, first.patch["repeat_runs"], first.looped) == ("ready", 2, False)
+    clock.advance(5)
+    raw["repeat_runs"] = 2
+    last = core.decide(views({"tasks": [raw]})[0], looper, Outcome(Kind.SUCCESS, 0), clock.now(), WF)
+    assert (last.status, last.looped, last.final_failure) == ("blocked", True, True)
+    assert last.patch["repeat_runs"] is None and "ran 3 times in a row" in last.patch["blocked_reason"]
+    moved = core.decide(views({"tasks": [raw]})[0], BUILDER, Outcome(Kind.SUCCESS, 0), clock.now(), WF)
+    assert moved.status == "awaiting_test" and moved.patch["repeat_runs"] is None
+    failed = core.decide(views({"tasks": [raw]})[0], looper, Outcome(Kind.FAILURE, 1), clock.now(), WF)
+    assert failed.retry and "repeat_runs" not in failed.patch  # failures are counted by attempts, not here

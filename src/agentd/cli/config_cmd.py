@@ -43,6 +43,7 @@ def _role_values(role: Role) -> dict[str, Any]:
         "command": list(role.command) if role.command is not None else None,
         "prompt": role.prompt,
         "env": dict(role.env),
+        "allow_loop": role.allow_loop,
     }
     values.update({name: getattr(role, name) for name in TUNABLES})
     values["backoff"] = {"initial": role.backoff.initial, "factor": role.backoff.factor, "max": role.backoff.max}

@@ -33,6 +33,7 @@ max_attempts = 3                          # failed attempts before on_failure
 backoff = {{ initial = 30, factor = 2, max = 1800 }}
 grace = 15                                # s running tasks get to finish on shutdown
 kill_after = 5                            # s between SIGTERM and SIGKILL of a task's process group
+max_repeats = 10                          # runs in a row that leave a task's status unchanged; then on_failure
 
 [log]
 max_bytes = 10485760                      # rotate a role's log at this size

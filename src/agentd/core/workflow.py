@@ -44,6 +44,8 @@ class Role:
     backoff: Backoff = field(default_factory=Backoff)
     grace: float = 15.0
     kill_after: float = 5.0
+    allow_loop: bool = False  # on_success may be a status this role claims (it means to run tasks again)
+    max_repeats: int = 10  # consecutive successes leaving a task where this role claims it, then on_failure
 
     @property
     def retry_status(self) -> str:

@@ -366,6 +366,15 @@ class Daemon:
             status=result.status,
             duration=round(took, 3),
         )
+        if result.looped:
+            self.journal.emit(
+                "hot-loop",
+                f"{run.task_id}: {result.note}; it goes to {result.status}",
+                level=logging.WARNING,
+                task=run.task_id,
+                token=run.token,
+                status=result.status,
+            )
         if result.retry and outcome.kind is not Kind.INTERRUPTED:
             self.journal.emit(
                 "retry-scheduled",

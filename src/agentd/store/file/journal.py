@@ -39,6 +39,7 @@ EVENT_TYPES = (
     "heartbeat-lost",
     "finished",
     "retry-scheduled",
+    "hot-loop",
     "refused",
     "recovered",
     "released",

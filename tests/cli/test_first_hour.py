@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -61,3 +64,61 @@ def test_default_pipeline_flows_end_to_end_and_doctor_is_quiet(tmp_path: Path) -
     assert seen == flow
     doctor = run_agentd("doctor", cwd=root)
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+
+
+def test_daemon_flags_before_a_subcommand_are_named(tmp_path: Path) -> None:
+    """`agentd --once queue list` says which flag, that it runs a daemon, and which subcommand it cannot precede."""
+    root = _fresh(tmp_path, {})
+    result = run_agentd("--once", "--interval", "5", "queue", "list", cwd=root)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        "Error: --interval, --once run a role daemon (`agentd --role ROLE ...`) and cannot come before the "
+        "subcommand 'queue'; options of `agentd queue` go after it"
+    )
+
+
+def test_status_on_an_unparsable_queue_shows_unknowns_not_guesses(tmp_path: Path) -> None:
+    """status while the queue does not parse: WIP limit unknown (not 1), the error shown, no "attempt None"."""
+    from agentd.cli.background import _running_line
+
+    root = _fresh(tmp_path, {"builder": ["true"]})
+    (root / "SPRINT_QUEUE.json").write_text('{"wip_limits": {"builder": 3}, "tasks": [\n]\n')
+    data = json.loads(run_agentd("status", "builder", "--json", cwd=root).stdout)
+    assert data["queue_error"] and data["roles"][0]["wip_limit"] is None and data["roles"][0]["wip"] is None
+    plain = run_agentd("status", "builder", cwd=root).stdout
+    assert "?/?" in plain and "?/1" not in plain
+    line = _running_line({"id": "B1", "title": None, "attempt": None, "token": 4, "runtime_s": 3, "heartbeat_age_s": 1})
+    assert "attempt" not in line and line.startswith("B1 ") and "token 4" in line
+
+
+def test_status_watch_ends_with_130_on_ctrl_c(tmp_path: Path) -> None:
+    """status --watch interrupted by SIGINT (Ctrl-C) exits 130, as the exit-code page says."""
+    root = _fresh(tmp_path, {"builder": ["true"]})
+    env = {**os.environ, "NO_COLOR": "1"}
+    env.pop("AGENTD_ROOT", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentd", "status", "--watch", "--every", "0.2"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline()  # it is up and drawing
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_help_lists_every_exit_code_and_cuts_no_summary(tmp_path: Path) -> None:
+    """--help on a narrow terminal: command summaries whole (no "…"), exit codes 8 and 130 listed."""
+    for args in ((), ("queue",), ("leases",), ("service",), ("config",)):
+        result = run_agentd(*args, "--help", cwd=tmp_path, env={"COLUMNS": "80"})
+        assert result.returncode == 0
+        assert "…" not in result.stdout and "..." not in result.stdout.split("Commands:")[-1], args
+    top = run_agentd("--help", cwd=tmp_path, env={"COLUMNS": "80"}).stdout
+    assert "8 cannot read or write a file" in top and "130 interrupted" in top

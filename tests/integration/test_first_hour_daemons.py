@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,59 @@ def test_a_looping_role_is_stopped_after_max_repeats(tmp_path: Path) -> None:
     journal = events(tmp_path / ".agentd" / "events.jsonl")
     assert [e["task"] for e in journal if e["event"] == "hot-loop"] == ["L1"]
     assert "ran 3 times in a row without its status changing" in result.stderr
+
+
+def _pid_file(root: Path, role: str) -> dict[str, object]:
+    return dict(json.loads((root / ".agentd" / "run" / f"{role}.pid").read_text()))
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state == "Z"
+
+
+def test_background_passes_its_flags_on_and_restart_keeps_them(tmp_path: Path) -> None:
+    """--background keeps --interval and --concurrency; restart starts it again with them; stop returns once the
+    process has exited; --once/--drain with --background and --background without --role are usage errors."""
+    write_config(tmp_path, {"builder": {**BUILDER, "command": ["true"]}}, defaults={"grace": 1, "kill_after": 1})
+    write_queue(tmp_path, [], {"builder": 2})
+    try:
+        for args in (["--background"], ["--role", "builder", "--background", "--once"], ["--drain", "--background"]):
+            refused = run_agentd(*args, cwd=tmp_path)
+            assert refused.returncode == 2, (args, refused.stdout, refused.stderr)
+            assert refused.stderr.splitlines()[-1].startswith("Error: --")
+            assert not (tmp_path / ".agentd" / "run" / "builder.pid").exists()
+        started = run_agentd("--role", "builder", "--background", "--interval", "7", "--concurrency", "2", cwd=tmp_path)
+        assert started.returncode == 0, started.stderr
+        first = _pid_file(tmp_path, "builder")
+        argv = first["argv"]
+        assert isinstance(argv, list) and argv[argv.index("--concurrency") + 1] == "2"
+        assert first["interval"] == 7.0
+        restarted = run_agentd("restart", "builder", cwd=tmp_path)
+        assert restarted.returncode == 0, restarted.stderr
+        assert _gone(int(str(first["pid"])))  # restart's stop returned only once the old process had exited
+        second = _pid_file(tmp_path, "builder")
+        assert second["pid"] != first["pid"] and second["interval"] == 7.0
+        argv = second["argv"]
+        assert isinstance(argv, list) and argv[argv.index("--concurrency") + 1] == "2"
+        stopped = run_agentd("stop", "builder", cwd=tmp_path)
+        assert stopped.returncode == 0 and "stopped" in stopped.stdout
+        assert _gone(int(str(second["pid"])))
+    finally:
+        run_agentd("stop", cwd=tmp_path, timeout=60)
+
+
+BUILDER = {"claims": "ready", "working": "in_progress", "on_success": "awaiting_test"}
+
+
+def test_once_on_a_bad_queue_does_not_promise_a_retry(tmp_path: Path) -> None:
+    """--once over a queue with a trailing comma: one line naming the comma and its line, no "(retrying)", exit 4."""
+    write_config(tmp_path, {"builder": {**BUILDER, "command": ["true"]}})
+    (tmp_path / "SPRINT_QUEUE.json").write_text('{"tasks": [\n  {"id": "A", "status": "ready"},\n]}\n')
+    result = run_agentd("--role", "builder", "--once", cwd=tmp_path)
+    assert result.returncode == 4, result.stderr
+    assert "a trailing comma at line 2 column 33" in result.stderr
+    assert "retrying" not in result.stderr

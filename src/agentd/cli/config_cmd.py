@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from agentd.cli.app import App
-from agentd.cli.output import emit_json, info, table
+from agentd.cli.output import Group, emit_json, info, table
 from agentd.config import DEFAULT, TUNABLES, Config
 from agentd.core.workflow import Role
 from agentd.errors import ExitCode, display_path
@@ -76,7 +76,7 @@ def effective(config: Config) -> dict[str, Any]:
     }
 
 
-@click.group(name="config")
+@click.group(name="config", cls=Group)
 def config_group() -> None:
     """Show the configuration agentd runs with."""
 

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from agentd.cli.app import App
-from agentd.cli.output import emit_json, info, table
+from agentd.cli.output import Group, emit_json, info, table
 from agentd.core.clock import SystemClock
 from agentd.core.model import views
 from agentd.core.scheduler import judge
@@ -163,7 +163,7 @@ def run(
     )
 
 
-@click.group()
+@click.group(cls=Group)
 def leases() -> None:
     """Inspect and clear task leases (.leases/)."""
 

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from agentd.cli.app import App
-from agentd.cli.output import emit_json, info, table, warn
+from agentd.cli.output import Group, emit_json, info, table, warn
 from agentd.core import edits
 from agentd.core.clock import SystemClock
 from agentd.core.explain import explain
@@ -31,7 +31,7 @@ def transact(app: App, change: Callable[[dict[str, Any]], Any]) -> Any:
         raise TaskNotFound(exc.task_id, store.path) from None
 
 
-@click.group()
+@click.group(cls=Group)
 def queue() -> None:
     """Read and change the sprint queue (every change is a locked, atomic, format-preserving transaction)."""
 

@@ -145,6 +145,7 @@ class Daemon:
         self._next_wake: datetime | None = None
         self._on_first_pass: Callable[[str | None], bool] | None = None
         self._claiming = True  # --once stops claiming after its first pass
+        self._mode = Mode.FOREVER  # what run() was asked for: --once and --drain give up on a bad queue
         self._dirty = True  # something may have changed since the last look at the queue
         self._last_pass = float("-inf")
         self._claimable_left = 0
@@ -214,9 +215,10 @@ class Daemon:
             report.error = str(exc)
             report.error_code = int(exc.exit_code)
             if report.error != self._last_error:
+                retrying = self._mode is Mode.FOREVER or bool(self.running)
                 self.journal.emit(
                     "queue-invalid",
-                    f"cannot use the queue: {exc} (retrying)",
+                    f"cannot use the queue: {exc}" + (" (retrying)" if retrying else ""),
                     level=logging.ERROR,
                     state="invalid",
                     error=str(exc),
@@ -476,6 +478,7 @@ class Daemon:
         bad-data exit code (``agentd start`` uses this to refuse to report "started" for a daemon that cannot work).
         """
         self._on_first_pass = on_first_pass
+        self._mode = mode
         self.check_ready()
         handlers = {}
         if threading.current_thread() is threading.main_thread():

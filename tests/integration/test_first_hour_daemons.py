@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import termios
+import time
 from pathlib import Path
 
 import pytest
@@ -84,3 +92,68 @@ def test_once_on_a_bad_queue_does_not_promise_a_retry(tmp_path: Path) -> None:
     assert result.returncode == 4, result.stderr
     assert "a trailing comma at line 2 column 33" in result.stderr
     assert "retrying" not in result.stderr
+
+
+def _attached_daemon(root: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """A foreground builder whose stdin/stdout/stderr and controlling terminal are a real pty; returns the master."""
+    master, slave = os.openpty()
+
+    def take_terminal() -> None:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    env = {**os.environ, "NO_COLOR": "1"}
+    env.pop("AGENTD_ROOT", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentd", "--role", "builder", "-v"],
+        cwd=root,
+        env=env,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+        preexec_fn=take_terminal,
+    )
+    os.close(slave)
+    return proc, master
+
+
+def _read_until(master: int, text: bytes, timeout: float) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while text not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"timed out waiting for {text!r}; saw {seen[-500:]!r}")
+        ready, _, _ = select.select([master], [], [], left)
+        if ready:
+            seen += os.read(master, 4096)
+    return seen
+
+
+def test_a_foreground_daemon_stops_when_its_terminal_closes(tmp_path: Path) -> None:
+    """SIGHUP with the terminal alive re-reads the config; closing the terminal (SIGHUP, terminal gone) stops the
+    daemon gracefully (exit 0) and journals a hangup event."""
+    write_config(tmp_path, {"builder": {**BUILDER, "command": ["true"]}}, defaults={"grace": 1})
+    write_queue(tmp_path, [], {"builder": 1})
+    proc, master = _attached_daemon(tmp_path)
+    try:
+        _read_until(master, b"builder daemon started", 30)
+        proc.send_signal(signal.SIGHUP)  # `kill -HUP` by hand: the terminal is still there
+        _read_until(master, b"configuration re-read", 30)
+        assert proc.poll() is None
+        os.close(master)  # the terminal window closes: the kernel hangs up the pty and sends SIGHUP
+        master = -1
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if master >= 0:
+            os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    journal = events(tmp_path / ".agentd" / "events.jsonl")
+    kinds = [e["event"] for e in journal]
+    assert kinds.count("hangup") == 1 and kinds[-1] == "daemon-stopped"
+    assert (
+        "its terminal closed (SIGHUP); stopping gracefully"
+        in next(e for e in journal if e["event"] == "hangup")["message"]
+    )

@@ -140,7 +140,8 @@ def run(
 
     Claims the best ready task whose dependencies are done, within the role's WIP limit across every daemon, runs
     the role's command for it, records the outcome, and moves the task on. Queue changes wake it at once.
-    SIGTERM/SIGINT drain (a second signal skips the grace); SIGHUP re-reads agentd.toml.
+    SIGTERM/SIGINT drain (a second signal skips the grace); SIGHUP re-reads agentd.toml, or, when the terminal
+    the daemon runs in has closed, stops it gracefully (docs/reference/signals.md).
 
     \b
     Examples:

@@ -49,6 +49,13 @@ LOOK_SHARE = 0.02
 LOOK_BURST = 0.05
 
 
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
 class CpuBudget:
     """Seconds of CPU that may be spent: ``burst`` at most, refilled at ``share`` of the time passing (pure: the
     time is passed in). Spending may overdraw it; then nothing more until it is paid back."""
@@ -138,6 +145,8 @@ class Daemon:
         self._wake = threading.Event()
         self._stop_requests = 0
         self._reload = False
+        self._terminal: tuple[int, ...] = ()  # the standard fds that were a terminal when run() began
+        self._hangup = False  # stopping because the terminal went away (SIGHUP with it gone)
         self._last_error: str | None = None
         self._wip_full = False
         self._watch = watch
@@ -440,11 +449,19 @@ class Daemon:
     # -- the loop ------------------------------------------------------------------------------------------------------
 
     def _signal(self, signum: int, _frame: FrameType | None) -> None:
-        if signum == signal.SIGHUP:
+        if signum == signal.SIGHUP and self._terminal_gone():
+            self._hangup = True  # the terminal of a foreground daemon closed: stop gracefully, as its user left
+            self._stop_requests += 1
+        elif signum == signal.SIGHUP:
             self._reload = True
         else:
             self._stop_requests += 1
         self.wake("signal")
+
+    def _terminal_gone(self) -> bool:
+        """Whether this daemon ran attached to a terminal that has hung up. A hung-up terminal's fds answer every
+        terminal query with EIO, so none of them is a tty any more; a live one (``kill -HUP`` by hand) still is."""
+        return bool(self._terminal) and not any(_isatty(fd) for fd in self._terminal)
 
     def reload(self) -> None:
         """Re-read agentd.toml (what SIGHUP does); a bad file is reported and the old configuration kept."""
@@ -479,6 +496,7 @@ class Daemon:
         """
         self._on_first_pass = on_first_pass
         self._mode = mode
+        self._terminal = tuple(fd for fd in (0, 1, 2) if _isatty(fd))
         self.check_ready()
         handlers = {}
         if threading.current_thread() is threading.main_thread():
@@ -541,6 +559,13 @@ class Daemon:
 
     def _shutdown(self) -> int:
         """Stop claiming; give running tasks ``grace`` s, then stop their groups; requeue them unspent."""
+        if self._hangup:
+            self.journal.emit(
+                "hangup",
+                f"{self.role_name}: its terminal closed (SIGHUP); stopping gracefully",
+                level=logging.WARNING,
+                running=len(self.running),
+            )
         if self.running:
             log.info(
                 "shutting down: %d task(s) running, %g s grace (signal again to skip)",

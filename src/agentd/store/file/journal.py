@@ -34,6 +34,7 @@ from agentd.hostinfo import hostname
 EVENT_TYPES = (
     "daemon-started",
     "daemon-stopped",
+    "hangup",
     "claimed",
     "started",
     "heartbeat-lost",

@@ -111,6 +111,18 @@ class TaskNotFound(AgentdError, LookupError):
         super().__init__(f"{where}no task with id {task_id!r}")
 
 
+class NoProject(AgentdError, LookupError):
+    """Neither agentd.toml nor the queue is where agentd looked: the command was run outside any project."""
+
+    exit_code = ExitCode.NOT_FOUND
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        where = display_path(root)
+        prefix = "" if where == "." else f"{where}: "
+        super().__init__(f"{prefix}no agentd project here (no agentd.toml or queue): run `agentd init`, or pass --root")
+
+
 class RoleNotFound(AgentdError, LookupError):
     """No role with this name in the workflow."""
 

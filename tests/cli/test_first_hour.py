@@ -122,3 +122,57 @@ def test_help_lists_every_exit_code_and_cuts_no_summary(tmp_path: Path) -> None:
         assert "…" not in result.stdout and "..." not in result.stdout.split("Commands:")[-1], args
     top = run_agentd("--help", cwd=tmp_path, env={"COLUMNS": "80"}).stdout
     assert "8 cannot read or write a file" in top and "130 interrupted" in top
+
+
+def test_version_is_the_package_version(tmp_path: Path) -> None:
+    """agentd --version works anywhere (no project needed) and prints the package's version."""
+    from agentd import __version__
+
+    result = run_agentd("--version", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.strip() == f"agentd, version {__version__}"
+
+
+def test_outside_a_project_every_command_says_so_and_writes_nothing(tmp_path: Path) -> None:
+    """No agentd.toml and no queue: each command exits 6 with one line saying so; init, help, completion still work."""
+    empty = tmp_path / "nothing-here"
+    empty.mkdir()
+    line = "agentd: no agentd project here (no agentd.toml or queue): run `agentd init`, or pass --root"
+    commands = [
+        ["queue", "list"],
+        ["queue", "add", "A", "--title", "t"],
+        ["status"],
+        ["start"],
+        ["stop"],
+        ["doctor"],
+        ["leases", "prune"],
+        ["events"],
+        ["config", "show"],
+        ["--role", "builder", "--once"],
+        ["service", "install", "builder"],
+    ]
+    for args in commands:
+        result = run_agentd(*args, cwd=empty)
+        assert (result.returncode, result.stderr.strip()) == (6, line), args
+    assert list(empty.iterdir()) == []
+    other = run_agentd("--root", str(empty), "queue", "list", cwd=tmp_path)
+    assert other.returncode == 6 and other.stderr.strip().startswith("agentd: nothing-here: no agentd project here")
+    for args in (["--help"], ["completion", "bash"], ["queue", "--help"]):
+        assert run_agentd(*args, cwd=empty).returncode == 0, args
+    assert run_agentd("init", cwd=empty).returncode == 0
+    assert run_agentd("queue", "list", cwd=empty).returncode == 0
+
+
+def test_make_agents_targets_need_a_project(tmp_path: Path) -> None:
+    """make agents-* refuse without PROJECT=DIR (exit 2, nothing created in the checkout) and act on PROJECT."""
+    checkout = Path(__file__).resolve().parents[2]
+    had_state = (checkout / ".agentd").exists()
+    make = ["make", "--no-print-directory", "-o", ".venv/.installed", "-C", str(checkout)]
+    refused = subprocess.run([*make, "agents-start"], capture_output=True, text=True, check=False, timeout=60)
+    assert refused.returncode == 2
+    assert "agents-* act on your project, not on this checkout" in refused.stderr
+    assert (checkout / ".agentd").exists() == had_state
+    root = _fresh(tmp_path, {})
+    status = subprocess.run(
+        [*make, "agents-status", f"PROJECT={root}"], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert status.returncode != 0 and "planner" in status.stdout and "stopped" in status.stdout

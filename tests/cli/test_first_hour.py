@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from agentd.cli import main
 from tests.conftest import run_agentd
 
 
@@ -24,7 +27,8 @@ def _fresh(tmp_path: Path, commands: dict[str, list[str]]) -> Path:
 
 
 def _status(root: Path, task_id: str) -> str:
-    return str(json.loads(run_agentd("queue", "show", task_id, "--json", cwd=root).stdout)["status"])
+    tasks = json.loads((root / "SPRINT_QUEUE.json").read_text())["tasks"]
+    return str(next(task for task in tasks if task["id"] == task_id)["status"])
 
 
 def test_config_show_names_where_each_value_came_from(tmp_path: Path) -> None:
@@ -132,11 +136,26 @@ def test_version_is_the_package_version(tmp_path: Path) -> None:
     assert result.returncode == 0 and result.stdout.strip() == f"agentd, version {__version__}"
 
 
-def test_outside_a_project_every_command_says_so_and_writes_nothing(tmp_path: Path) -> None:
+def in_process(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """The CLI's own entry point in this process (the error boundary and exit codes included): exit code, out, err."""
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+def test_outside_a_project_every_command_says_so_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """No agentd.toml and no queue: each command exits 6 with one line saying so; init, help, completion still work."""
     empty = tmp_path / "nothing-here"
     empty.mkdir()
     line = "agentd: no agentd project here (no agentd.toml or queue): run `agentd init`, or pass --root"
+    real = run_agentd("queue", "list", cwd=empty)  # once as a real process; the rest through the same entry point
+    assert (real.returncode, real.stderr.strip()) == (6, line)
+    for name in ("AGENTD_ROOT", "AGENTD_QUEUE", "AGENTD_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(empty)
     commands = [
         ["queue", "list"],
         ["queue", "add", "A", "--title", "t"],
@@ -151,15 +170,17 @@ def test_outside_a_project_every_command_says_so_and_writes_nothing(tmp_path: Pa
         ["service", "install", "builder"],
     ]
     for args in commands:
-        result = run_agentd(*args, cwd=empty)
-        assert (result.returncode, result.stderr.strip()) == (6, line), args
+        code, _, err = in_process(args, capsys)
+        assert (code, err.strip()) == (6, line), args
     assert list(empty.iterdir()) == []
-    other = run_agentd("--root", str(empty), "queue", "list", cwd=tmp_path)
-    assert other.returncode == 6 and other.stderr.strip().startswith("agentd: nothing-here: no agentd project here")
-    for args in (["--help"], ["completion", "bash"], ["queue", "--help"]):
-        assert run_agentd(*args, cwd=empty).returncode == 0, args
-    assert run_agentd("init", cwd=empty).returncode == 0
-    assert run_agentd("queue", "list", cwd=empty).returncode == 0
+    monkeypatch.chdir(tmp_path)
+    code, _, err = in_process(["--root", "nothing-here", "queue", "list"], capsys)
+    assert code == 6 and err.strip() == "agentd: nothing-here: " + line.removeprefix("agentd: ")
+    monkeypatch.chdir(empty)
+    for args in (["--help"], ["completion", "bash"], ["queue", "--help"], ["--version"]):
+        assert in_process(args, capsys)[0] == 0, args
+    assert in_process(["init"], capsys)[0] == 0
+    assert in_process(["queue", "list"], capsys)[0] == 0
 
 
 def test_make_agents_targets_need_a_project(tmp_path: Path) -> None:

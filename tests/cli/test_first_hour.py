@@ -31,7 +31,9 @@ def _status(root: Path, task_id: str) -> str:
     return str(next(task for task in tasks if task["id"] == task_id)["status"])
 
 
-def test_config_show_names_where_each_value_came_from(tmp_path: Path) -> None:
+def test_config_show_names_where_each_value_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """config show: defaults say "default", a role table's keys name the file and table, --queue says "flag"."""
     root = _fresh(tmp_path, {"builder": ["true"]})
     shown = json.loads(run_agentd("config", "show", "--json", cwd=root).stdout)
@@ -40,13 +42,18 @@ def test_config_show_names_where_each_value_came_from(tmp_path: Path) -> None:
     assert builder["on_success"] == {"value": "awaiting_test", "from": "default"}
     assert list(shown["roles"]) == ["planner", "builder", "tester", "refiner", "integrator"]
     assert shown["settings"]["queue"]["from"] == "agentd.toml"
-    other = json.loads(run_agentd("--queue", "other.json", "config", "show", "--json", cwd=root).stdout)
+    for name in ("AGENTD_ROOT", "AGENTD_QUEUE", "AGENTD_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(root)
+    other = json.loads(in_process(["--queue", "other.json", "config", "show", "--json"], capsys)[1])
     assert other["settings"]["queue"] == {"value": "other.json", "from": "flag --queue"}
-    env = json.loads(run_agentd("config", "show", "--json", cwd=root, env={"AGENTD_QUEUE": "e.json"}).stdout)
+    monkeypatch.setenv("AGENTD_QUEUE", "e.json")
+    env = json.loads(in_process(["config", "show", "--json"], capsys)[1])
     assert env["settings"]["queue"]["from"] == "env AGENTD_QUEUE"
-    plain = run_agentd("config", "show", cwd=root)
-    assert plain.returncode == 0
-    assert any(line.split()[:2] == ["builder", "command"] for line in plain.stdout.splitlines())
+    monkeypatch.delenv("AGENTD_QUEUE")
+    code, out, _ = in_process(["config", "show"], capsys)
+    assert code == 0
+    assert any(line.split()[:2] == ["builder", "command"] for line in out.splitlines())
 
 
 def test_default_pipeline_flows_end_to_end_and_doctor_is_quiet(tmp_path: Path) -> None:
@@ -118,14 +125,19 @@ def test_status_watch_ends_with_130_on_ctrl_c(tmp_path: Path) -> None:
             proc.wait()
 
 
-def test_help_lists_every_exit_code_and_cuts_no_summary(tmp_path: Path) -> None:
+def test_help_lists_every_exit_code_and_cuts_no_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """--help on a narrow terminal: command summaries whole (no "…"), exit codes 8 and 130 listed."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "80")
     for args in ((), ("queue",), ("leases",), ("service",), ("config",)):
-        result = run_agentd(*args, "--help", cwd=tmp_path, env={"COLUMNS": "80"})
-        assert result.returncode == 0
-        assert "…" not in result.stdout and "..." not in result.stdout.split("Commands:")[-1], args
+        code, out, _ = in_process([*args, "--help"], capsys)
+        assert code == 0
+        assert "…" not in out and "..." not in out.split("Commands:")[-1], args
     top = run_agentd("--help", cwd=tmp_path, env={"COLUMNS": "80"}).stdout
     assert "8 cannot read or write a file" in top and "130 interrupted" in top
+    assert "…" not in top
 
 
 def test_version_is_the_package_version(tmp_path: Path) -> None:

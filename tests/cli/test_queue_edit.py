@@ -148,3 +148,18 @@ def test_self_dependency_is_named_as_such(project: object, agentd: Agentd) -> No
     result = agentd("queue", "add", "Z2", "--title", "t", "--depends-on", "Z2", cwd=root)
     assert result.returncode == 7
     assert result.stderr.strip() == "agentd: task Z2: a task cannot depend on itself"
+
+
+def test_remove_takes_nested_subtasks_with_it(project: object, agentd: Agentd) -> None:
+    """A task's nested subtasks go with it, and a subtask alone can be removed from its parent's list."""
+    queue = small_queue()
+    queue["tasks"][0]["subtasks"] = [
+        {"id": "S1-a", "title": "a", "status": "needs_plan"},
+        {"id": "S1-b", "title": "b", "status": "needs_plan"},
+    ]
+    root = project(queue)  # type: ignore[operator]
+    alone = agentd("queue", "remove", "S1-b", cwd=root)
+    assert alone.returncode == 0 and alone.stdout.strip() == "removed S1-b"
+    whole = agentd("queue", "remove", "S1", cwd=root)
+    assert whole.returncode == 0 and whole.stdout.strip() == "removed S1, S1-a"
+    assert _ids(root) == ["B1", "B2", "T1"]

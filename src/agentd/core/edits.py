@@ -177,7 +177,7 @@ def remove(doc: dict[str, Any], task_id: str, workflow: Workflow, *, force: bool
         if isinstance(task, dict) and task.get("id") == task_id
     )
     items, position = location
-    going = [str(t.get("id")) for _, t, _ in walk([items[position]]) if isinstance(t, dict)]
+    going = [str(t["id"]) for _, t, _ in walk([items[position]]) if isinstance(t, dict) and "id" in t]
     dependents = sorted(
         str(t.get("id"))
         for _, t, _ in walk(doc.get("tasks", []))
@@ -187,7 +187,8 @@ def remove(doc: dict[str, Any], task_id: str, workflow: Workflow, *, force: bool
         and any(dep in going for dep in t["dependencies"])
     )
     if not force:
-        running = [tid for tid in going if _running(index_by_id(doc)[tid], workflow)]
+        index = index_by_id(doc)
+        running = [tid for tid in going if tid in index and _running(index[tid], workflow)]
         if running:
             raise Conflict(task_id, f"{', '.join(running)} is running; stop it first, or pass --force")
         if dependents:

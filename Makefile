@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # Most tests wait on real processes, so more workers than the 2 cores CI has keep both busy.
 TEST_WORKERS ?= 4
 
-.PHONY: help venv test lint typecheck unit run torture bench clean docs-cli \
+.PHONY: help venv test lint typecheck unit run torture bench clean docs-cli install uninstall \
         agents-start agents-stop agents-restart agents-status agents-logs
 
 help: ## list the targets
@@ -49,16 +49,37 @@ bench: $(STAMP) ## measure and write docs/benchmarks.md
 docs-cli: $(STAMP) ## regenerate docs/reference/cli.md from the click commands
 	$(BIN)/python scripts/gen_cli_docs.py > docs/reference/cli.md
 
-agents-start: $(STAMP) ## start role daemons in the background (ROLE=builder for one)
-	scripts/agents-cli.sh start $(ROLE)
-agents-stop: $(STAMP) ## stop role daemons
-	scripts/agents-cli.sh stop $(ROLE)
-agents-restart: $(STAMP) ## restart role daemons
-	scripts/agents-cli.sh restart $(ROLE)
-agents-status: $(STAMP) ## show role daemons
-	scripts/agents-cli.sh status $(ROLE)
-agents-logs: $(STAMP) ## show a role's log (ROLE=builder)
-	scripts/agents-cli.sh logs $(ROLE)
+# The agents-* targets act on your project, never on this checkout: PROJECT=DIR says which (this checkout's agentd
+# runs there unless the project has its own .venv/bin/agentd).
+PROJECT ?=
+AGENTS_CLI = @if [ -z "$(PROJECT)" ]; then \
+	  echo "make: agents-* act on your project, not on this checkout: make $@ PROJECT=/path/to/project [ROLE=builder]" >&2; \
+	  exit 2; fi; \
+	AGENTD_ROOT="$(abspath $(PROJECT))" PATH="$(CURDIR)/$(BIN):$$PATH" scripts/agents-cli.sh
+
+agents-start: $(STAMP) ## start role daemons of PROJECT=DIR in the background (ROLE=builder for one)
+	$(AGENTS_CLI) start $(ROLE)
+agents-stop: $(STAMP) ## stop role daemons of PROJECT=DIR
+	$(AGENTS_CLI) stop $(ROLE)
+agents-restart: $(STAMP) ## restart role daemons of PROJECT=DIR
+	$(AGENTS_CLI) restart $(ROLE)
+agents-status: $(STAMP) ## show role daemons of PROJECT=DIR
+	$(AGENTS_CLI) status $(ROLE)
+agents-logs: $(STAMP) ## show a role's log in PROJECT=DIR (ROLE=builder)
+	$(AGENTS_CLI) logs $(ROLE)
+
+PREFIX ?= $(HOME)/.local
+install: ## install agentd into PREFIX (default ~/.local): its own venv in PREFIX/lib/agentd, PREFIX/bin/agentd
+	$(PYTHON) -m venv "$(PREFIX)/lib/agentd"
+	"$(PREFIX)/lib/agentd/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+	"$(PREFIX)/lib/agentd/bin/python" -m pip install --quiet --disable-pip-version-check "$(CURDIR)"
+	mkdir -p "$(PREFIX)/bin"
+	ln -sf "$(PREFIX)/lib/agentd/bin/agentd" "$(PREFIX)/bin/agentd"
+	install -m 755 scripts/agents-cli.sh "$(PREFIX)/bin/agents-cli.sh"
+	@echo "installed: $(PREFIX)/bin/agentd ($$("$(PREFIX)/bin/agentd" --version)); put $(PREFIX)/bin on PATH"
+
+uninstall: ## remove what `make install PREFIX=...` installed
+	rm -rf "$(PREFIX)/lib/agentd" "$(PREFIX)/bin/agentd" "$(PREFIX)/bin/agents-cli.sh"
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

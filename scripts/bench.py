@@ -232,7 +232,7 @@ def toml_value(value: Any) -> str:
 
 
 def write_config(root: Path, roles: dict[str, dict[str, Any]], defaults: dict[str, Any] | None = None) -> None:
-    lines = [f'queue = "{QUEUE_NAME}"', "[defaults]"]
+    lines = [f'queue = "{QUEUE_NAME}"', "roles_replace_defaults = true", "[defaults]"]
     lines += [f"{key} = {toml_value(value)}" for key, value in (defaults or {}).items()]
     for name, spec in roles.items():
         lines.append(f"[roles.{name}]")

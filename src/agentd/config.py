@@ -1,6 +1,9 @@
 """agentd.toml + environment + command line -> one frozen :class:`Config`.
 
 Defaults come from ``schemas/config.schema.json`` (the source of truth); no file at all means the five-role pipeline.
+A ``[roles.NAME]`` table named after a default role inherits that role's keys and overrides only what it sets; the
+other default roles stay unless ``roles_replace_defaults = true``. Each value's origin is kept in ``Config.sources``
+(``agentd config show``).
 Precedence for the queue path: ``--queue`` > ``AGENTD_QUEUE`` > ``queue`` in agentd.toml > ``SPRINT_QUEUE.json``.
 """
 
@@ -14,11 +17,26 @@ from pathlib import Path
 from typing import Any
 
 from agentd import schema
-from agentd.core.workflow import DEFAULT_PIPELINE, Backoff, Role, UnblockRule, Workflow
-from agentd.errors import ConfigInvalid, RoleNotFound
+from agentd.core.workflow import DEFAULT_OUTCOMES, DEFAULT_PIPELINE, Backoff, Role, UnblockRule, Workflow
+from agentd.errors import ConfigInvalid, RoleNotFound, display_path
 
 CONFIG_NAME = "agentd.toml"
-TUNABLES = ("interval", "lease_ttl", "heartbeat", "timeout", "max_attempts", "grace", "kill_after")
+TUNABLES = ("interval", "lease_ttl", "heartbeat", "timeout", "max_attempts", "grace", "kill_after", "max_repeats")
+ROLE_KEYS = (
+    "claims",
+    "working",
+    "on_success",
+    "on_failure",
+    "outcomes",
+    "types",
+    "wip",
+    "command",
+    "prompt",
+    "env",
+    "allow_loop",
+)
+REQUIRED_ROLE_KEYS = ("claims", "working", "on_success")
+DEFAULT = "default"
 
 
 def _defaults() -> dict[str, Any]:
@@ -63,6 +81,7 @@ class Config:
     leases_dir: Path = field(default=Path(".leases"))
     state_dir: Path = field(default=Path(".agentd"))
     log: LogConfig = field(default_factory=LogConfig)
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)  # "roles.builder.command" -> origin
 
     @property
     def roles(self) -> Mapping[str, Role]:
@@ -133,6 +152,8 @@ def _role(name: str, spec: Mapping[str, Any], tunables: Mapping[str, Any], backo
         max_attempts=int(values["max_attempts"]),
         grace=float(values["grace"]),
         kill_after=float(values["kill_after"]),
+        max_repeats=int(values["max_repeats"]),
+        allow_loop=bool(spec.get("allow_loop", False)),
         backoff=Backoff(
             initial=float(merged_backoff["initial"]),
             factor=float(merged_backoff["factor"]),
@@ -143,10 +164,44 @@ def _role(name: str, spec: Mapping[str, Any], tunables: Mapping[str, Any], backo
 
 def default_role_specs() -> dict[str, dict[str, Any]]:
     """The five-role pipeline as agentd.toml tables."""
-    return {
-        name: {"claims": claims, "working": working, "on_success": success, "on_failure": "blocked"}
-        for name, claims, working, success in DEFAULT_PIPELINE
-    }
+    specs: dict[str, dict[str, Any]] = {}
+    for name, claims, working, success in DEFAULT_PIPELINE:
+        specs[name] = {"claims": claims, "working": working, "on_success": success, "on_failure": "blocked"}
+        if name in DEFAULT_OUTCOMES:
+            specs[name]["outcomes"] = {str(code): status for code, status in DEFAULT_OUTCOMES[name].items()}
+    return specs
+
+
+def _role_specs(data: Mapping[str, Any], where: str, path: Path, sources: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Each role's effective table: a default role's keys overridden by what its [roles.NAME] table sets."""
+    own: Mapping[str, Mapping[str, Any]] = data.get("roles") or {}
+    replacing = bool(data.get("roles_replace_defaults", False))
+    base = {} if replacing else default_role_specs()
+    if replacing and not own:
+        raise ConfigInvalid(path, "$.roles", "roles_replace_defaults = true, but no [roles.NAME] table is given")
+    specs: dict[str, dict[str, Any]] = {}
+    for name in [*base, *(name for name in own if name not in base)]:
+        inherited, given = base.get(name, {}), own.get(name, {})
+        spec = {**inherited, **given}
+        for key in REQUIRED_ROLE_KEYS:
+            if key not in spec:
+                why = "roles_replace_defaults is set" if replacing else f"{name!r} is not a default role"
+                raise ConfigInvalid(path, f"$.roles.{name}", f"{key!r} is a required property ({why})")
+        claims = [spec["claims"]] if isinstance(spec["claims"], str) else spec["claims"]
+        if spec["on_success"] in claims and not spec.get("allow_loop", False):
+            raise ConfigInvalid(
+                path,
+                f"$.roles.{name}.on_success",
+                f"{spec['on_success']!r} is a status this role claims, so every success would run the task again "
+                "at once (a hot loop); set allow_loop = true in the table if that is meant",
+            )
+        for key in (*ROLE_KEYS, *TUNABLES, "backoff"):
+            if key in given:
+                sources[f"roles.{name}.{key}"] = f"{where} [roles.{name}]"
+            elif key in inherited:
+                sources[f"roles.{name}.{key}"] = DEFAULT
+        specs[name] = spec
+    return specs
 
 
 def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
@@ -154,11 +209,23 @@ def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
     problem = schema.first_error(data, "config")
     if problem is not None:
         raise ConfigInvalid(path or (root / CONFIG_NAME), problem[0], problem[1])
+    config_file = path or (root / CONFIG_NAME)
+    where = DEFAULT
+    if path is not None:
+        where = str(path.relative_to(root)) if path.is_relative_to(root) else display_path(path)
+    sources: dict[str, str] = {}
     defaults = _defaults()
     tunables = {**defaults["tunables"], **{k: v for k, v in data.get("defaults", {}).items() if k != "backoff"}}
     backoff = {**defaults["backoff"], **data.get("defaults", {}).get("backoff", {})}
-    specs = data.get("roles") or default_role_specs()
+    specs = _role_specs(data, where, config_file, sources)
     roles = {name: _role(name, spec, tunables, backoff) for name, spec in specs.items()}
+    for name, spec in specs.items():
+        for key in (*TUNABLES, "backoff"):
+            if key not in spec:
+                given = key in data.get("defaults", {})
+                sources[f"roles.{name}.{key}"] = f"{where} [defaults]" if given else DEFAULT
+    for key in ("queue", "done_statuses", "final_statuses", "lock_timeout", "leases_dir", "state_dir", "unblock"):
+        sources[key] = where if key in data else DEFAULT
     unblock_spec = data.get("unblock", defaults["unblock"])
     unblock = UnblockRule(unblock_spec["from"], unblock_spec["to"]) if unblock_spec else None
     workflow = Workflow(
@@ -177,6 +244,7 @@ def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
         leases_dir=root / data.get("leases_dir", defaults["leases_dir"]),
         state_dir=root / data.get("state_dir", defaults["state_dir"]),
         log=LogConfig(**log),
+        sources=sources,
     )
 
 
@@ -200,8 +268,9 @@ def load(
         config_path = root / CONFIG_NAME
     data = _read_toml(config_path) if config_path is not None else {}
     config = build(data, root=root, path=config_path)
+    origin = "flag --queue"
     if queue is None and env.get("AGENTD_QUEUE"):
-        queue = Path(env["AGENTD_QUEUE"])
+        queue, origin = Path(env["AGENTD_QUEUE"]), "env AGENTD_QUEUE"
     if queue is not None:  # typed by a person: relative to where they are, not to the project root
-        config = replace(config, queue_path=queue.resolve())
+        config = replace(config, queue_path=queue.resolve(), sources={**config.sources, "queue": origin})
     return config

@@ -111,6 +111,18 @@ class TaskNotFound(AgentdError, LookupError):
         super().__init__(f"{where}no task with id {task_id!r}")
 
 
+class NoProject(AgentdError, LookupError):
+    """Neither agentd.toml nor the queue is where agentd looked: the command was run outside any project."""
+
+    exit_code = ExitCode.NOT_FOUND
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        where = display_path(root)
+        prefix = "" if where == "." else f"{where}: "
+        super().__init__(f"{prefix}no agentd project here (no agentd.toml or queue): run `agentd init`, or pass --root")
+
+
 class RoleNotFound(AgentdError, LookupError):
     """No role with this name in the workflow."""
 
@@ -131,6 +143,21 @@ class Conflict(AgentdError, RuntimeError):
         self.task_id = task_id
         self.reason = reason
         super().__init__(f"task {task_id}: {reason}" if task_id else reason)
+
+
+class UnknownStatus(AgentdError, ValueError):
+    """A status no role claims, works in or moves to, and that is not final: a typo until proven otherwise."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, status: str, suggestion: str | None) -> None:
+        self.status = status
+        self.suggestion = suggestion
+        hint = f"did you mean {suggestion!r}? " if suggestion else ""
+        super().__init__(
+            f"status {status!r}: no role claims, works in or moves to it, and it is not final; "
+            f"{hint}(--force sets it anyway)"
+        )
 
 
 class StaleToken(Conflict):

@@ -113,7 +113,10 @@ def test_unknown_task_is_exit_6(project: object) -> None:
 
 
 def test_missing_queue_says_how_to_create_one(tmp_path: Path) -> None:
-    """No queue file: exit 4 and a hint to run agentd init."""
+    """No queue file: exit 4 and a hint to run agentd init (exit 6 where there is no project at all)."""
+    result = run_agentd("queue", "list", cwd=tmp_path)
+    assert result.returncode == 6 and "agentd init" in result.stderr
+    (tmp_path / "agentd.toml").write_text("")
     result = run_agentd("queue", "list", cwd=tmp_path)
     assert result.returncode == 4 and "agentd init" in result.stderr
 

@@ -31,8 +31,11 @@ def toml_value(value: Any) -> str:
 
 
 def write_config(root: Path, roles: Mapping[str, Mapping[str, Any]], **top: Any) -> None:
-    """agentd.toml from plain dicts (``defaults=`` becomes the [defaults] table)."""
+    """agentd.toml from plain dicts (``defaults=`` becomes the [defaults] table); the roles given are the whole
+    workflow unless ``roles_replace_defaults=False`` is passed."""
     defaults = top.pop("defaults", {})
+    if roles:
+        top.setdefault("roles_replace_defaults", True)
     lines = [f"{key} = {toml_value(value)}" for key, value in top.items()]
     lines.append("[defaults]")
     lines += [f"{key} = {toml_value(value)}" for key, value in defaults.items()]

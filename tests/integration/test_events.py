@@ -183,6 +183,7 @@ def _write_concurrently(path: Path, backups: int, count: int, during: Callable[[
 @pytest.mark.slow
 def test_two_processes_rotating_at_once_lose_no_line(tmp_path: Path) -> None:
     """Two writers, 4 KB files: many rotations, yet every line is read exactly once and in each writer's order."""
+    (tmp_path / "agentd.toml").write_text("")  # a project, so that `agentd events` reads its journal
     path = tmp_path / ".agentd" / "events.jsonl"
     path.parent.mkdir()
     reads = []
@@ -232,6 +233,7 @@ def test_two_processes_with_few_backups_keep_only_the_newest(tmp_path: Path) -> 
 @pytest.mark.slow
 def test_follow_prints_new_events_across_rotations(tmp_path: Path) -> None:
     """`events --follow` shows the last events, then each new one, through several rotations, until Ctrl-C."""
+    (tmp_path / "agentd.toml").write_text("")  # a project, so that `agentd events` reads its journal
     writer = _journal(tmp_path, max_bytes=1024, backups=50)
     for n in range(20):
         writer.emit("claimed", f"old {n}", task="F", token=n)
@@ -429,6 +431,7 @@ def test_queue_history_still_shows_the_journal_when_the_queue_is_broken(tmp_path
 
 def test_events_without_a_journal_prints_nothing(tmp_path: Path) -> None:
     """No journal yet: no output, exit 0, and no file created."""
+    (tmp_path / "agentd.toml").write_text("")
     result = run_agentd("events", cwd=tmp_path)
     assert (result.returncode, result.stdout) == (0, "")
     assert not (tmp_path / ".agentd").exists()

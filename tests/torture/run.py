@@ -172,6 +172,7 @@ class Torture:
             "max_attempts = 12",
             "backoff = { initial = 0.05, factor = 2, max = 0.4 }",
         ]
+        lines.insert(0, "roles_replace_defaults = true")
         for role, (claims, working, success) in ROLES.items():
             lines += [
                 f"[roles.{role}]",

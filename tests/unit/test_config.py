@@ -61,9 +61,51 @@ command = ["pytest", "-q"]
     tester = cfg.role("tester")
     assert tester.interval == 2 and tester.backoff.initial == 1 and tester.backoff.factor == 2
     assert tester.outcomes == {3: "needs_adapt"} and tester.claims == ("awaiting_test", "retest")
-    assert tester.command == ("pytest", "-q") and list(cfg.roles) == ["tester"]
+    assert tester.command == ("pytest", "-q")
+    assert list(cfg.roles) == ["planner", "builder", "tester", "refiner", "integrator"]
     with pytest.raises(RoleNotFound):
-        cfg.role("builder")
+        cfg.role("reviewer")
+
+
+def test_a_default_role_table_inherits_and_the_others_stay(tmp_path: Path) -> None:
+    """[roles.builder] with only a command keeps the builder's statuses and the four other default roles."""
+    (tmp_path / "agentd.toml").write_text('[roles.builder]\ncommand = ["make", "build"]\nwip = 2\n')
+    cfg = config.load(root=tmp_path, environ={})
+    bare = config.load(root=tmp_path / "nowhere", environ={})
+    assert list(cfg.roles) == list(bare.roles)
+    builder = cfg.role("builder")
+    assert (builder.claims, builder.working, builder.on_success) == (("ready",), "in_progress", "awaiting_test")
+    assert builder.command == ("make", "build") and builder.wip == 2
+    assert cfg.role("tester") == bare.role("tester")
+    assert cfg.sources["roles.builder.command"] == "agentd.toml [roles.builder]"
+    assert cfg.sources["roles.builder.claims"] == "default"
+
+
+def test_roles_replace_defaults_keeps_only_the_tables_given(tmp_path: Path) -> None:
+    """roles_replace_defaults = true: only the roles written, and each must say claims, working and on_success."""
+    (tmp_path / "agentd.toml").write_text(
+        'roles_replace_defaults = true\n[roles.builder]\nclaims = "todo"\nworking = "doing"\non_success = "done"\n'
+    )
+    cfg = config.load(root=tmp_path, environ={})
+    assert list(cfg.roles) == ["builder"] and cfg.role("builder").claims == ("todo",)
+    (tmp_path / "agentd.toml").write_text('roles_replace_defaults = true\n[roles.builder]\ncommand = ["x"]\n')
+    with pytest.raises(ConfigInvalid) as info:
+        config.load(root=tmp_path, environ={})
+    assert str(info.value).endswith(
+        "agentd.toml: $.roles.builder: 'claims' is a required property (roles_replace_defaults is set)"
+    )
+
+
+def test_a_new_role_must_name_its_statuses(tmp_path: Path) -> None:
+    """A role that is not a default one needs claims, working and on_success; the error names its path."""
+    (tmp_path / "agentd.toml").write_text('[roles.reviewer]\nclaims = "review"\ncommand = ["x"]\n')
+    with pytest.raises(ConfigInvalid) as info:
+        config.load(root=tmp_path, environ={})
+    assert "agentd.toml: $.roles.reviewer: 'working' is a required property" in str(info.value)
+    (tmp_path / "agentd.toml").write_text(
+        '[roles.reviewer]\nclaims = "review"\nworking = "reviewing"\non_success = "done"\n'
+    )
+    assert list(config.load(root=tmp_path, environ={}).roles)[-1] == "reviewer"
 
 
 def test_queue_path_precedence(tmp_path: Path) -> None:
@@ -95,3 +137,18 @@ def test_unblock_can_be_turned_off(tmp_path: Path) -> None:
     """unblock = false disables the rule."""
     (tmp_path / "agentd.toml").write_text("unblock = false\n")
     assert config.load(root=tmp_path, environ={}).workflow.unblock is None
+
+
+def test_a_role_succeeding_into_its_own_claims_is_refused_unless_it_means_it(tmp_path: Path) -> None:
+    """on_success among its claims is a hot loop: refused at load, naming the key; allow_loop = true allows it."""
+    (tmp_path / "agentd.toml").write_text('[roles.builder]\nclaims = ["ready", "again"]\non_success = "again"\n')
+    with pytest.raises(ConfigInvalid) as info:
+        config.load(root=tmp_path, environ={})
+    assert "agentd.toml: $.roles.builder.on_success: 'again' is a status this role claims" in str(info.value)
+    assert "allow_loop = true" in str(info.value)
+    (tmp_path / "agentd.toml").write_text(
+        '[defaults]\nmax_repeats = 4\n[roles.builder]\nclaims = ["ready", "again"]\non_success = "again"\n'
+        "allow_loop = true\n"
+    )
+    builder = config.load(root=tmp_path, environ={}).role("builder")
+    assert builder.allow_loop and builder.max_repeats == 4

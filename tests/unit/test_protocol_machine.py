@@ -23,6 +23,7 @@ from agentd.run import recovery
 
 CONFIG = build(
     {
+        "roles_replace_defaults": True,
         "defaults": {"lease_ttl": 60, "heartbeat": 10, "max_attempts": 3, "backoff": {"initial": 5}},
         "roles": {
             "builder": {"claims": "ready", "working": "in_progress", "on_success": "awaiting_test"},

@@ -256,3 +256,25 @@ def test_descriptor_room_counts_what_a_task_keeps_and_what_starting_it_costs() -
     assert core.descriptor_room(32, 12, per_task=3, spawn=6, reserve=8) == 3  # 12 + 9 + 3 + 8 = 32: just fits
     assert core.descriptor_room(32, 13, per_task=3, spawn=6, reserve=8) == 2
     assert core.descriptor_room(16, 12, per_task=3, spawn=6, reserve=8) == 0
+
+
+def test_repeats_are_counted_and_capped_at_max_repeats() -> None:
+    """A success that leaves a task where its role claims it counts a repeat; max_repeats in a row -> on_failure."""
+    from dataclasses import replace
+
+    from agentd.core.clock import FakeClock
+
+    looper = replace(BUILDER, on_success="ready", allow_loop=True, max_repeats=3)
+    clock = FakeClock()
+    raw = task("L", "in_progress", repeat_runs=1)
+    first = core.decide(views({"tasks": [raw]})[0], looper, Outcome(Kind.SUCCESS, 0), clock.now(), WF)
+    assert (first.status, first.patch["repeat_runs"], first.looped) == ("ready", 2, False)
+    clock.advance(5)
+    raw["repeat_runs"] = 2
+    last = core.decide(views({"tasks": [raw]})[0], looper, Outcome(Kind.SUCCESS, 0), clock.now(), WF)
+    assert (last.status, last.looped, last.final_failure) == ("blocked", True, True)
+    assert last.patch["repeat_runs"] is None and "ran 3 times in a row" in last.patch["blocked_reason"]
+    moved = core.decide(views({"tasks": [raw]})[0], BUILDER, Outcome(Kind.SUCCESS, 0), clock.now(), WF)
+    assert moved.status == "awaiting_test" and moved.patch["repeat_runs"] is None
+    failed = core.decide(views({"tasks": [raw]})[0], looper, Outcome(Kind.FAILURE, 1), clock.now(), WF)
+    assert failed.retry and "repeat_runs" not in failed.patch  # failures are counted by attempts, not here

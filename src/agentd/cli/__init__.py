@@ -12,6 +12,7 @@ import click
 from agentd import __version__
 from agentd.cli.app import App
 from agentd.cli.daemon_cmds import daemon_options, run_daemon
+from agentd.cli.output import Group
 from agentd.errors import AgentdError, ExitCode, FileAccessError
 
 EPILOG = """\b
@@ -21,11 +22,14 @@ Examples:
   agentd --role builder --interval 60  run the builder daemon in the foreground
   agentd --role tester --once          one pass, then exit (cron, CI)
 
-Exit codes: 0 ok, 1 a task failed, 2 usage, 3 not running, 4 bad data, 5 lock timeout, 6 not found, 7 refused.
+\b
+Exit codes: 0 ok, 1 a task failed, 2 usage, 3 not running, 4 bad data, 5 lock timeout, 6 not found,
+            7 refused, 8 cannot read or write a file, 130 interrupted.
 Docs: docs/reference/cli.md"""
 
 
 @click.group(
+    cls=Group,
     invoke_without_command=True,
     epilog=EPILOG,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
@@ -42,7 +46,12 @@ Docs: docs/reference/cli.md"""
 )
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @daemon_options
-@click.option("--background", is_flag=True, help="With --role: start the daemon detached (same as `agentd start`).")
+@click.option(
+    "--background",
+    is_flag=True,
+    help="With --role: start the daemon detached, as `agentd start ROLE` (with --interval, --concurrency, --instance; "
+    "--once and --drain are refused).",
+)
 @click.version_option(__version__, prog_name="agentd")
 @click.pass_context
 def cli(
@@ -67,17 +76,38 @@ def cli(
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.obj = App(root=root, queue=queue, config_path=config_path, verbose=verbose)
+    flags = {
+        "--role": role,
+        "--interval": interval,
+        "--once": once,
+        "--drain": drain,
+        "--concurrency": concurrency,
+        "--instance": instance,
+        "--background": background,
+    }
+    given = [name for name, value in flags.items() if value not in (None, False)]
     if ctx.invoked_subcommand is not None:
-        if role or once or drain or background:
-            raise click.UsageError("--role, --once and --drain go before no subcommand (or use `agentd run --role`)")
+        if given:
+            sub = ctx.invoked_subcommand
+            raise click.UsageError(
+                f"{', '.join(given)} run{'s' if len(given) == 1 else ''} a role daemon (`agentd --role ROLE ...`) "
+                f"and cannot come before the subcommand {sub!r}; options of `agentd {sub}` go after it"
+            )
         return None
     if role is None:
+        if given:
+            raise click.UsageError(f"{', '.join(given)} need{'s' if len(given) == 1 else ''} --role ROLE")
         click.echo(ctx.get_help())
         return None
     if background:
+        if once or drain:
+            raise click.UsageError(
+                f"{'--once' if once else '--drain'} runs in the foreground until the work is done and cannot go "
+                "with --background (`agentd start ROLE` runs a daemon that stays)"
+            )
         from agentd.cli.background import start_roles
 
-        return start_roles(ctx.obj, [role], interval, instance, "text")
+        return start_roles(ctx.obj, [role], interval, instance, "text", concurrency)
     return run_daemon(ctx.obj, role, interval, once, drain, concurrency, instance)
 
 
@@ -85,6 +115,7 @@ def _register() -> None:
     from agentd.cli import (
         background,
         completion_cmd,
+        config_cmd,
         daemon_cmds,
         doctor_cmd,
         events_cmd,
@@ -94,6 +125,7 @@ def _register() -> None:
     )
 
     cli.add_command(init_cmd.init)
+    cli.add_command(config_cmd.config_group)
     cli.add_command(queue_cmds.queue)
     cli.add_command(daemon_cmds.run)
     cli.add_command(daemon_cmds.leases)

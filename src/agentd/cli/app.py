@@ -7,6 +7,7 @@ from pathlib import Path
 
 from agentd import config as config_mod
 from agentd.config import Config
+from agentd.errors import NoProject
 from agentd.store.file.queuefile import QueueStore
 
 
@@ -22,7 +23,15 @@ class App:
 
     @property
     def config(self) -> Config:
-        """The project's Config (agentd.toml, environment and options)."""
+        """The project's Config (agentd.toml, environment and options); NoProject (exit 6) where there is neither an
+        agentd.toml nor a queue, so a command run in the wrong folder says so instead of creating files there."""
+        config = self.settings()
+        if config.path is None and not config.queue_path.exists():
+            raise NoProject(config.root)
+        return config
+
+    def settings(self) -> Config:
+        """The Config, whether or not a project is there (for commands given a file of their own)."""
         if self._config is None:
             self._config = config_mod.load(
                 root=Path(self.root) if self.root else None,
@@ -32,6 +41,6 @@ class App:
         return self._config
 
     def store(self, path: Path | None = None) -> QueueStore:
-        """The queue store for the project's queue (or ``path``)."""
-        cfg = self.config
+        """The queue store for the project's queue (or ``path``, which needs no project around it)."""
+        cfg = self.config if path is None else self.settings()
         return QueueStore(path or cfg.queue_path, workflow=cfg.workflow, lock_timeout=cfg.lock_timeout)

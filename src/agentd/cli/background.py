@@ -30,14 +30,21 @@ def _roles(config: Config, roles: tuple[str, ...]) -> list[str]:
     return list(roles) or list(config.roles)
 
 
-def start_roles(app: App, roles: list[str], interval: float | None, instance: str | None, log_format: str) -> int:
+def start_roles(
+    app: App,
+    roles: list[str],
+    interval: float | None,
+    instance: str | None,
+    log_format: str,
+    concurrency: int | None = None,
+) -> int:
     """Start every role at once, then report each as it comes up; the worst exit code wins."""
-    pending = [
-        service.spawn(
-            app.config, role, instance=instance, interval=interval, log_format=log_format, verbose=app.verbose
-        )
-        for role in roles
-    ]
+    options = {"interval": interval, "log_format": log_format, "verbose": app.verbose, "concurrency": concurrency}
+    return _start_all(app, [(role, instance, options) for role in roles])
+
+
+def _start_all(app: App, asked: list[tuple[str, str | None, dict[str, Any]]]) -> int:
+    pending = [service.spawn(app.config, role, instance=instance, **options) for role, instance, options in asked]
     code = 0
     for item in pending:
         result = item.wait()
@@ -52,10 +59,18 @@ def start_roles(app: App, roles: list[str], interval: float | None, instance: st
 @click.command()
 @click.argument("roles", nargs=-1, metavar="[ROLE]...")
 @click.option("--interval", type=click.FloatRange(min=0, min_open=True), help="Fallback poll, s.")
+@click.option("--concurrency", type=click.IntRange(min=1), help="Tasks each daemon runs at once (default WIP).")
 @click.option("--instance", metavar="NAME", help="Start a further daemon of the role under this name.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @pass_app
-def start(app: App, roles: tuple[str, ...], interval: float | None, instance: str | None, log_format: str) -> int:
+def start(
+    app: App,
+    roles: tuple[str, ...],
+    interval: float | None,
+    concurrency: int | None,
+    instance: str | None,
+    log_format: str,
+) -> int:
     """Start role daemons in the background (no role: every role in agentd.toml).
 
     Each daemon is detached (own session, no terminal, output to .agentd/logs/<role>.log, rotated) and is reported
@@ -67,15 +82,20 @@ def start(app: App, roles: tuple[str, ...], interval: float | None, instance: st
       agentd start builder tester --interval 30
       agentd start builder --instance b2
     """
-    return start_roles(app, _roles(app.config, roles), interval, instance, log_format)
+    return start_roles(app, _roles(app.config, roles), interval, instance, log_format, concurrency)
 
 
-def _stop(app: App, roles: list[str], timeout: float | None) -> None:
+def _stop(app: App, roles: list[str], timeout: float | None) -> list[tuple[str, str | None, dict[str, Any]]]:
+    """Stop the roles' daemons (each returns once its process has exited); what was running, with its flags."""
+    was: list[tuple[str, str | None, dict[str, Any]]] = []
     for seen in service.daemons(app.config, roles):
+        if seen.running and seen.info is not None:
+            was.append((seen.info.role, seen.info.instance, service.flags_of(seen.info)))
         role, _ = role_of(seen.path)
         spec = app.config.role(role)
         wait = timeout if timeout is not None else spec.grace + spec.kill_after + 10
         info(service.stop(seen, wait).line())
+    return was
 
 
 @click.command()
@@ -101,7 +121,10 @@ def stop(app: App, roles: tuple[str, ...], timeout: float | None) -> int:
 @click.option("--timeout", type=click.FloatRange(min=0), help="Seconds to wait for a drain. Default: grace + 10.")
 @pass_app
 def restart(app: App, roles: tuple[str, ...], timeout: float | None) -> int:
-    """Stop, then start role daemons.
+    """Stop, then start role daemons, each with the flags it was started with.
+
+    The flags kept are --interval, --concurrency, --log-format, -v and the instance name; a role that was not
+    running starts with the defaults. Each daemon is stopped (its process has exited) before it starts again.
 
     \b
     Examples:
@@ -109,8 +132,11 @@ def restart(app: App, roles: tuple[str, ...], timeout: float | None) -> int:
       agentd restart builder
     """
     asked = _roles(app.config, roles)
-    _stop(app, asked, timeout)
-    return start_roles(app, asked, None, None, "text")
+    was = _stop(app, asked, timeout)
+    again = list(was)
+    plain = {"interval": None, "log_format": "text", "verbose": app.verbose, "concurrency": None}
+    again += [(role, None, plain) for role in asked if not any(name == role for name, _, _ in was)]
+    return _start_all(app, again)
 
 
 def _age(seconds: float | None) -> str:
@@ -134,22 +160,27 @@ def _state(row: dict[str, Any]) -> str:
     return f"stopped (stale PID file: {row['stale_pid_file']})" if row["stale_pid_file"] else "stopped"
 
 
+def _running_line(t: dict[str, Any]) -> str:
+    """One running task: id, title, attempt (when the queue says), runtime, heartbeat age, token."""
+    attempt = "" if t["attempt"] is None else f" · attempt {t['attempt']}"
+    return (
+        f"{t['id']} {t['title'] or ''}{attempt} · {_age(t['runtime_s'])} · "
+        f"beat {_age(t['heartbeat_age_s'])} ago · token {t['token']}"
+    )
+
+
 def _sections(data: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]:
     """The dashboard as (title, headers, rows) sections, for rich or plain rendering."""
     roles = []
     for r in data["roles"]:
-        tasks = "\n".join(
-            f"{t['id']} {t['title'] or ''} · attempt {t['attempt']} · {_age(t['runtime_s'])} · "
-            f"beat {_age(t['heartbeat_age_s'])} ago · token {t['token']}"
-            for t in r["tasks"]
-        )
+        tasks = "\n".join(_running_line(t) for t in r["tasks"])
         roles.append(
             [
                 r["role"] + (f".{r['instance']}" if r["instance"] else ""),
                 _state(r),
                 r["pid"],
                 _age(r["uptime_s"]),
-                f"{'?' if r['wip'] is None else r['wip']}/{r['wip_limit']}",
+                f"{'?' if r['wip'] is None else r['wip']}/{'?' if r['wip_limit'] is None else r['wip_limit']}",
                 tasks,
                 f"{r['next']['id']} {r['next']['title'] or ''}".strip() if r["next"] else "",
             ]
@@ -207,7 +238,7 @@ def status(app: App, roles: tuple[str, ...], as_json: bool, watch: bool, every: 
     """The dashboard: each role's daemon, its running tasks and next task; tasks per status, backing off, failed.
 
     Exit code 0 when every asked role runs, 3 when one does not (as systemctl is-active and LSB init scripts), 4 when
-    a PID file cannot be read, so whether its daemon runs is unknown.
+    a PID file cannot be read, so whether its daemon runs is unknown; --watch ends on Ctrl-C with 130.
     Plain text when not on a terminal; NO_COLOR is respected.
 
     \b
@@ -230,7 +261,7 @@ def status(app: App, roles: tuple[str, ...], as_json: bool, watch: bool, every: 
                     data = dashboard.snapshot(app.config, asked, clock.now())
                     live.update(_renderable(data))
         except KeyboardInterrupt:
-            pass
+            return ExitCode.INTERRUPTED
     elif watch:
         try:
             while True:
@@ -238,7 +269,7 @@ def status(app: App, roles: tuple[str, ...], as_json: bool, watch: bool, every: 
                 time.sleep(every)
                 data = dashboard.snapshot(app.config, asked, clock.now())
         except KeyboardInterrupt:
-            pass
+            return ExitCode.INTERRUPTED
     elif is_terminal():
         console().print(_renderable(data))
     else:

@@ -14,7 +14,7 @@ import click
 
 from agentd import faults
 from agentd.cli.app import App
-from agentd.cli.output import emit_json, info, table
+from agentd.cli.output import Group, emit_json, info, table
 from agentd.core.clock import SkewedClock, SystemClock
 from agentd.core.model import views
 from agentd.core.scheduler import LeaseObservation, judge
@@ -150,7 +150,8 @@ def run(
 
     Claims the best ready task whose dependencies are done, within the role's WIP limit across every daemon, runs
     the role's command for it, records the outcome, and moves the task on. Queue changes wake it at once.
-    SIGTERM/SIGINT drain (a second signal skips the grace); SIGHUP re-reads agentd.toml.
+    SIGTERM/SIGINT drain (a second signal skips the grace); SIGHUP re-reads agentd.toml, or, when the terminal
+    the daemon runs in has closed, stops it gracefully (docs/reference/signals.md).
 
     \b
     Examples:
@@ -173,7 +174,7 @@ def run(
     )
 
 
-@click.group()
+@click.group(cls=Group)
 def leases() -> None:
     """Inspect and clear task leases (.leases/)."""
 

@@ -9,7 +9,7 @@ import click
 from agentd.cli.app import App
 from agentd.cli.output import info
 from agentd.config import CONFIG_NAME
-from agentd.core.workflow import DEFAULT_PIPELINE
+from agentd.core.workflow import DEFAULT_OUTCOMES, DEFAULT_PIPELINE
 from agentd.errors import ExitCode
 from agentd.store.file.queuefile import QueueStore
 
@@ -22,6 +22,7 @@ done_statuses = ["done", "completed"]     # statuses that satisfy dependencies
 final_statuses = ["cancelled"]            # other statuses that end a task's life
 lock_timeout = 30                         # s to wait for the queue lock
 unblock = {{ from = "blocked", to = "ready" }} # blocked tasks whose dependencies are done move on; false = off
+roles_replace_defaults = false            # true: only your [roles.NAME] tables, the five defaults dropped
 
 [defaults]                                # any role may override any of these
 interval = 60                             # s between polls (queue changes wake the daemon at once)
@@ -32,6 +33,7 @@ max_attempts = 3                          # failed attempts before on_failure
 backoff = {{ initial = 30, factor = 2, max = 1800 }}
 grace = 15                                # s running tasks get to finish on shutdown
 kill_after = 5                            # s between SIGTERM and SIGKILL of a task's process group
+max_repeats = 10                          # runs in a row that leave a task's status unchanged; then on_failure
 
 [log]
 max_bytes = 10485760                      # rotate a role's log at this size
@@ -39,28 +41,44 @@ backups = 5                               # rotated logs kept
 keep_task_logs = 20                       # task output logs kept per task
 keep_task_log_days = 14
 
-# The five-role pipeline. Give each role a command (an argv list, never a shell unless you write one).
+# The five-role pipeline, as built in (shown commented). A [roles.NAME] table for one of these roles inherits the
+# keys below and overrides only the ones it sets; the other roles stay. Give each role a command (an argv list,
+# never a shell unless you write one), e.g.
+#   [roles.builder]
+#   command = ["claude", "-p", "{{prompt}}"]
 # Placeholders: {{task_id}} {{role}} {{title}} {{prompt}} {{attempt}} {{root}} {{queue}}
 {roles}"""
 
 ROLE_TEMPLATE = """
-[roles.{name}]
-claims = "{claims}"
-working = "{working}"
-on_success = "{on_success}"
-on_failure = "blocked"
+# [roles.{name}]
+# claims = "{claims}"
+# working = "{working}"
+# on_success = "{on_success}"
+# on_failure = "blocked"
+# outcomes = {outcomes}{pad}# exit code -> status
 # wip = 1                                 # else the queue's wip_limits.{name}, else 1
 # types = ["Build"]                       # only claim tasks of these types
-# outcomes = {{ 3 = "needs_adapt" }}        # exit code -> status
 # command = ["claude", "-p", "{{prompt}}"]
 # prompt = "You are the {name}. Work on task {{task_id}}: {{title}}."
 """
 
 
+def _outcomes(name: str) -> str:
+    pairs = DEFAULT_OUTCOMES.get(name, {})
+    return "{ " + ", ".join(f'{code} = "{status}"' for code, status in pairs.items()) + " }" if pairs else "{}"
+
+
 def config_text() -> str:
     """The commented agentd.toml ``agentd init`` writes (it parses to the defaults)."""
     roles = "".join(
-        ROLE_TEMPLATE.format(name=name, claims=claims, working=working, on_success=success)
+        ROLE_TEMPLATE.format(
+            name=name,
+            claims=claims,
+            working=working,
+            on_success=success,
+            outcomes=_outcomes(name),
+            pad=" " * max(1, 29 - len(_outcomes(name))),
+        )
         for name, claims, working, success in DEFAULT_PIPELINE
     )
     return TEMPLATE.format(roles=roles)

@@ -13,6 +13,20 @@ from rich.console import Console
 from rich.table import Table
 
 
+class Group(click.Group):
+    """A command group whose command list shows each command's whole first sentence, wrapped, never cut with "…"."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
 def is_terminal() -> bool:
     """Whether stdout is a terminal (rich output), rather than a pipe or file (plain output)."""
     return sys.stdout.isatty()

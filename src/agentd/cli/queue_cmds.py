@@ -1,4 +1,4 @@
-"""``agentd queue ...``: validate, list, show, add, set-status, retry, cancel."""
+"""``agentd queue ...``: validate, list, show, add, update, remove, set-status, retry, cancel."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from agentd.cli.app import App
-from agentd.cli.output import emit_json, info, table, warn
+from agentd.cli.output import Group, emit_json, info, table, warn
 from agentd.core import edits
 from agentd.core.clock import SystemClock
 from agentd.core.explain import explain
@@ -31,7 +31,7 @@ def transact(app: App, change: Callable[[dict[str, Any]], Any]) -> Any:
         raise TaskNotFound(exc.task_id, store.path) from None
 
 
-@click.group()
+@click.group(cls=Group)
 def queue() -> None:
     """Read and change the sprint queue (every change is a locked, atomic, format-preserving transaction)."""
 
@@ -154,6 +154,7 @@ def show(app: App, task_id: str, as_json: bool) -> int:
 @click.option("--depends-on", "depends_on", multiple=True, metavar="ID", help="A task that must be done first.")
 @click.option("--prompt", help="Replaces the role's prompt for this task.")
 @click.option("--parent", metavar="ID", help="Add as a subtask of this task.")
+@click.option("--force", is_flag=True, help="Accept a status that no role claims, works in or moves to.")
 @pass_app
 def add(
     app: App,
@@ -165,6 +166,7 @@ def add(
     depends_on: tuple[str, ...],
     prompt: str | None,
     parent: str | None,
+    force: bool,
 ) -> int:
     """Add a task.
 
@@ -174,6 +176,8 @@ def add(
       agentd queue add T07 --title "Test the parser" --status awaiting_test --depends-on B07
       agentd queue add B07-1 --title "Edge cases" --parent B07
     """
+    if not force:
+        edits.check_status(status, app.config.workflow)
     task = edits.new_task(
         task_id,
         title=title,
@@ -195,12 +199,14 @@ def add(
 @click.argument("status")
 @click.option("--note", help="Why; stored in the task's status_note.")
 @click.option("--token", type=int, help="Refuse unless this is the task's current lease token (for agents).")
+@click.option("--force", is_flag=True, help="Accept a status that no role claims, works in or moves to.")
 @pass_app
-def set_status(app: App, task_id: str, status: str, note: str | None, token: int | None) -> int:
+def set_status(app: App, task_id: str, status: str, note: str | None, token: int | None, force: bool) -> int:
     """Set a task's status (only that line of the file changes).
 
-    Agents running under agentd can fence their own writes with --token "$AGENTD_LEASE_TOKEN": the change is
-    refused (exit 7) if their lease has been taken over since.
+    A status that no role claims, works in or moves to, and that is not final, is refused (exit 2, the closest
+    known status suggested) unless --force. Agents running under agentd can fence their own writes with
+    --token "$AGENTD_LEASE_TOKEN": the change is refused (exit 7) if their lease has been taken over since.
 
     \b
     Examples:
@@ -208,10 +214,92 @@ def set_status(app: App, task_id: str, status: str, note: str | None, token: int
       agentd queue set-status B07 needs_adapt --note "tests fail on py3.11"
       agentd queue set-status "$AGENTD_TASK_ID" awaiting_test --token "$AGENTD_LEASE_TOKEN"
     """
+    if not force:
+        edits.check_status(status, app.config.workflow)
     old = transact(app, lambda doc: edits.set_status(doc, task_id, status, note=note, token=token))
     if status not in app.config.workflow.known_statuses():
         warn(f"status {status!r} is not claimed or produced by any role")
     info(f"{task_id}: {old} -> {status}")
+    return ExitCode.OK
+
+
+def _field(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"{text!r} is not KEY=JSON", param_hint="'--field'")
+    try:
+        return key, json.loads(value)
+    except ValueError as exc:
+        hint = f" (a string needs quotes: {key}='\"{value}\"')" if value and value[0] not in '[{"' else ""
+        raise click.BadParameter(f"{key}: {value!r} is not JSON: {exc}{hint}", param_hint="'--field'") from None
+
+
+@queue.command()
+@click.argument("task_id", metavar="ID")
+@click.option("--title", help="A new title.")
+@click.option("--priority", type=int, help="A new priority (lower runs first).")
+@click.option("--type", "task_type", help="A new type.")
+@click.option("--prompt", help="A new prompt (replaces the role's prompt for this task).")
+@click.option("--depends-on", "depends_on", multiple=True, metavar="ID", help="Replace the dependencies (repeatable).")
+@click.option("--no-depends", is_flag=True, help="Remove every dependency.")
+@click.option("--field", "fields", multiple=True, metavar="KEY=JSON", help="Set any other field to a JSON value.")
+@pass_app
+def update(
+    app: App,
+    task_id: str,
+    title: str | None,
+    priority: int | None,
+    task_type: str | None,
+    prompt: str | None,
+    depends_on: tuple[str, ...],
+    no_depends: bool,
+    fields: tuple[str, ...],
+) -> int:
+    """Change a task's fields (only their lines of the file change).
+
+    Its status has its own command (set-status); its id, lease and subtasks are not changed here.
+
+    \b
+    Examples:
+      agentd queue update B07 --title "Parse the config file" --priority 1
+      agentd queue update B07 --depends-on B05 --depends-on B06
+      agentd queue update B07 --no-depends
+      agentd queue update B07 --field estimate=3 --field 'labels=["parser"]'
+    """
+    if depends_on and no_depends:
+        raise click.UsageError("--depends-on and --no-depends exclude each other")
+    changes: dict[str, Any] = dict(_field(text) for text in fields)
+    given = {"title": title, "priority": priority, "type": task_type, "prompt": prompt}
+    changes.update({key: value for key, value in given.items() if value is not None})
+    if depends_on or no_depends:
+        changes["dependencies"] = list(depends_on)
+    if not changes:
+        raise click.UsageError(
+            "nothing to change: give --title, --priority, --type, --prompt, --depends-on, --no-depends or --field"
+        )
+    changed = transact(app, lambda doc: edits.update(doc, task_id, changes))
+    info(f"{task_id}: updated {', '.join(changed)}" if changed else f"{task_id}: already so, nothing changed")
+    return ExitCode.OK
+
+
+@queue.command()
+@click.argument("task_id", metavar="ID")
+@click.option("--force", is_flag=True, help="Remove it even while it runs or others depend on it.")
+@pass_app
+def remove(app: App, task_id: str, force: bool) -> int:
+    """Remove a task and its nested subtasks.
+
+    Refused (exit 7) while it runs or while other tasks depend on it, unless --force, which also drops it from their
+    dependencies. A running task's daemon finds it gone and records nothing.
+
+    \b
+    Examples:
+      agentd queue remove B07
+      agentd queue remove B07 --force
+    """
+    workflow = app.config.workflow
+    gone = transact(app, lambda doc: edits.remove(doc, task_id, workflow, force=force))
+    info(f"removed {', '.join(gone)}")
     return ExitCode.OK
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from agentd.cli.app import App
-from agentd.cli.output import info, warn
+from agentd.cli.output import Group, info, warn
 from agentd.config import CONFIG_NAME, Config
 from agentd.errors import ConfigError, Conflict
 from agentd.service import background as background
@@ -103,7 +103,7 @@ def _running_note(config: Config, roles: list[str]) -> None:
         info(f"note: {role} runs now (pid {pid}); if `agentd start` started it, `agentd stop {role}` first")
 
 
-@click.group()
+@click.group(cls=Group)
 def service() -> None:
     """Install role daemons as systemd user services (or launchd agents on macOS).
 

@@ -1,4 +1,4 @@
-"""Changes people ask for (add, set-status, retry, cancel), as pure functions on the raw queue document.
+"""Changes people ask for (add, update, remove, set-status, retry, cancel), as pure functions on the raw queue document.
 
 Each runs inside :meth:`agentd.store.file.queuefile.QueueStore.transaction`, so it may run more than once and must
 decide from the document it is given.
@@ -6,12 +6,17 @@ decide from the document it is given.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agentd.core.model import index_by_id, valid_task_id, walk
 from agentd.core.workflow import Role, Workflow
-from agentd.errors import Conflict, StaleToken, TaskNotFound
+from agentd.errors import Conflict, StaleToken, TaskNotFound, UnknownStatus
+
+# Fields `queue update --field` may not set: agentd's own bookkeeping, or a command of its own.
+PROTECTED_FIELDS = {"id": "the id", "status": "`agentd queue set-status`", "lease": "a lease", "lease_token": "a lease"}
+PROTECTED_FIELDS |= {"subtasks": "`agentd queue add --parent` / `remove`"}
 
 
 def _task(doc: dict[str, Any], task_id: str) -> dict[str, Any]:
@@ -45,13 +50,29 @@ def new_task(
     return task
 
 
+def check_status(status: str, workflow: Workflow) -> None:
+    """UnknownStatus (exit 2, the closest known status suggested) unless some role or rule knows ``status``."""
+    known = workflow.known_statuses()
+    if status in known:
+        return
+    close = difflib.get_close_matches(status, sorted(known), n=1, cutoff=0.6)
+    raise UnknownStatus(status, close[0] if close else None)
+
+
+def _check_dependencies(task_id: str, dependencies: Sequence[str], doc: dict[str, Any]) -> None:
+    if task_id in dependencies:
+        raise Conflict(task_id, "a task cannot depend on itself")
+    index = index_by_id(doc)
+    missing = [dep for dep in dependencies if dep not in index]
+    if missing:
+        raise Conflict(task_id, f"unknown dependencies: {', '.join(missing)}")
+
+
 def add(doc: dict[str, Any], task: dict[str, Any], parent: str | None = None) -> None:
     """Add ``task`` (at the end, or under ``parent`` following the queue's own convention)."""
     if task["id"] in index_by_id(doc):
         raise Conflict(task["id"], "a task with this id already exists")
-    missing = [dep for dep in task.get("dependencies", []) if dep not in index_by_id(doc)]
-    if missing:
-        raise Conflict(task["id"], f"unknown dependencies: {', '.join(missing)}")
+    _check_dependencies(task["id"], task.get("dependencies", []), doc)
     tasks = doc.setdefault("tasks", [])
     if parent is None:
         tasks.append(task)
@@ -124,3 +145,71 @@ def cancel(doc: dict[str, Any], task_id: str, workflow: Workflow, note: str | No
     task["status"] = status
     task["status_note"] = note or "cancelled by hand"
     return status
+
+
+def update(doc: dict[str, Any], task_id: str, changes: Mapping[str, Any]) -> list[str]:
+    """Set fields of a task; returns the keys whose value changed."""
+    task = _task(doc, task_id)
+    for key in changes:
+        if key in PROTECTED_FIELDS:
+            raise Conflict(task_id, f"field {key!r} is not set by `queue update`: use {PROTECTED_FIELDS[key]}")
+    if "dependencies" in changes:
+        _check_dependencies(task_id, changes["dependencies"] or [], doc)
+    changed = []
+    for key, value in changes.items():
+        if key not in task or task[key] != value:
+            task[key] = value
+            changed.append(key)
+    return changed
+
+
+def _running(task: dict[str, Any], workflow: Workflow) -> bool:
+    return bool(task.get("lease")) or bool(workflow.role_working_in(str(task.get("status"))))
+
+
+def remove(doc: dict[str, Any], task_id: str, workflow: Workflow, *, force: bool = False) -> list[str]:
+    """Remove a task (and its nested subtasks); returns the ids removed. Refused while it runs or while others depend
+    on it, unless ``force`` (which also drops it from their dependencies)."""
+    _task(doc, task_id)
+    location = next(
+        (items, i)
+        for items, i, task in _positions(doc.get("tasks", []))
+        if isinstance(task, dict) and task.get("id") == task_id
+    )
+    items, position = location
+    going = [str(t["id"]) for _, t, _ in walk([items[position]]) if isinstance(t, dict) and "id" in t]
+    dependents = sorted(
+        str(t.get("id"))
+        for _, t, _ in walk(doc.get("tasks", []))
+        if isinstance(t, dict)
+        and t.get("id") not in going
+        and isinstance(t.get("dependencies"), list)
+        and any(dep in going for dep in t["dependencies"])
+    )
+    if not force:
+        index = index_by_id(doc)
+        running = [tid for tid in going if tid in index and _running(index[tid], workflow)]
+        if running:
+            raise Conflict(task_id, f"{', '.join(running)} is running; stop it first, or pass --force")
+        if dependents:
+            verb = "depends" if len(dependents) == 1 else "depend"
+            raise Conflict(task_id, f"{', '.join(dependents)} {verb} on it; pass --force to remove it anyway")
+    for dependent in dependents:
+        deps = index_by_id(doc)[dependent]["dependencies"]
+        deps[:] = [dep for dep in deps if dep not in going]
+    del items[position]
+    return going
+
+
+def _positions(tasks: list[Any]) -> list[tuple[list[Any], int, Any]]:
+    """Every task with the list that holds it and its index there (nested subtasks included)."""
+    out: list[tuple[list[Any], int, Any]] = []
+    stack = [tasks]
+    while stack:
+        items = stack.pop()
+        for position, task in enumerate(items):
+            out.append((items, position, task))
+            children = task.get("subtasks") if isinstance(task, dict) else None
+            if isinstance(children, list):
+                stack.append(children)
+    return out

@@ -69,6 +69,7 @@ class Task:
     lease_token: int = 0
     blocked_reason: Any = None
     parent: str | None = None
+    repeats: int = 0  # consecutive successful runs that left it in a status its role claims ("repeat_runs")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, index: int, path: str, parent: str | None = None) -> Task:
@@ -90,6 +91,7 @@ class Task:
             lease_token=int(data.get("lease_token") or 0),
             blocked_reason=data.get("blocked_reason"),
             parent=parent or data.get("parent") or data.get("parent_task"),
+            repeats=int(data.get("repeat_runs") or 0) if isinstance(data.get("repeat_runs"), int) else 0,
         )
 
     @property

@@ -362,6 +362,7 @@ class Decision:
     final_failure: bool = False
     note: str | None = None
     stood: bool = False  # the command set the task's status itself while it ran, and that status stands
+    looped: bool = False  # stopped: it ran max_repeats times in a row without leaving the role's claimed statuses
 
 
 def decide(task: Task, role: Role, outcome: Outcome, now: datetime, workflow: Workflow | None = None) -> Decision:
@@ -377,7 +378,7 @@ def decide(task: Task, role: Role, outcome: Outcome, now: datetime, workflow: Wo
         patch["not_before"] = None
         if task.attempts:
             patch["attempts"] = 0  # attempts count failures at one stage; the next stage starts afresh
-        return Decision(status, patch)
+        return _repeat_guard(task, role, status, patch, workflow)
     if outcome.kind is Kind.INTERRUPTED:
         patch.update(status_note=outcome.note or "interrupted by shutdown")
         return Decision(role.retry_status, patch, retry=True, note="interrupted by shutdown")
@@ -400,6 +401,25 @@ def decide(task: Task, role: Role, outcome: Outcome, now: datetime, workflow: Wo
     patch.update(attempts=failures, not_before=format_timestamp(now + timedelta(seconds=delay)) if delay else None)
     patch["status_note"] = f"attempt {failures} failed ({cause})" + (f"; retry in {delay:g} s" if delay else "")
     return Decision(role.retry_status, patch, retry=True, note=patch["status_note"])
+
+
+def _repeat_guard(task: Task, role: Role, status: str, patch: dict[str, Any], workflow: Workflow | None) -> Decision:
+    """A success that leaves the task where this role claims it again is a repeat; ``max_repeats`` in a row sends
+    it to ``on_failure`` (a hot loop stopped). A success that moves it on clears the count."""
+    if status not in role.claims:
+        if task.repeats:
+            patch["repeat_runs"] = None
+        return Decision(status, patch)
+    runs = task.repeats + 1
+    if runs < role.max_repeats:
+        patch["repeat_runs"] = runs
+        return Decision(status, patch)
+    patch["repeat_runs"] = None
+    note = f"ran {runs} times in a row without its status changing (max_repeats {role.max_repeats}); stopped"
+    patch["status_note"] = note
+    if workflow is not None and workflow.unblock is not None and role.on_failure == workflow.unblock.from_status:
+        patch["blocked_reason"] = note
+    return Decision(role.on_failure, patch, final_failure=True, note=note, looped=True)
 
 
 def describe(outcome: Outcome) -> str:

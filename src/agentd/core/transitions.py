@@ -16,9 +16,9 @@ from agentd.core.workflow import Role, Workflow
 
 
 def apply_patch(raw: dict[str, Any], patch: Mapping[str, Any]) -> None:
-    """Merge a decision's fields into a task; ``not_before: None`` removes the key."""
+    """Merge a decision's fields into a task; ``not_before: None`` and ``repeat_runs: None`` remove the key."""
     for key, value in patch.items():
-        if key == "not_before" and value is None:
+        if key in ("not_before", "repeat_runs") and value is None:
             raw.pop(key, None)
         else:
             raw[key] = value

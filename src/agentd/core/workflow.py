@@ -44,6 +44,8 @@ class Role:
     backoff: Backoff = field(default_factory=Backoff)
     grace: float = 15.0
     kill_after: float = 5.0
+    allow_loop: bool = False  # on_success may be a status this role claims (it means to run tasks again)
+    max_repeats: int = 10  # consecutive successes leaving a task where this role claims it, then on_failure
 
     @property
     def retry_status(self) -> str:
@@ -69,12 +71,15 @@ class UnblockRule:
 
 DEFAULT_PIPELINE: tuple[tuple[str, str, str, str], ...] = (
     # role, claims, working, on_success   (on_failure is "blocked" for every default role)
-    ("planner", "needs_plan", "planning", "planning_complete"),
+    ("planner", "needs_plan", "planning", "ready"),
     ("builder", "ready", "in_progress", "awaiting_test"),
     ("tester", "awaiting_test", "testing", "ready_for_integrator"),
     ("refiner", "needs_adapt", "adapting", "awaiting_test"),
     ("integrator", "ready_for_integrator", "integrating", "done"),
 )
+
+# Exit code -> status for the default roles: a tester whose command exits 1 (tests fail) hands the task to the refiner.
+DEFAULT_OUTCOMES: Mapping[str, Mapping[int, str]] = {"tester": {1: "needs_adapt"}}
 
 
 @dataclass(frozen=True)

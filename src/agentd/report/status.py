@@ -60,11 +60,16 @@ def build(config: Config, probes: list[Probe], now: datetime) -> dict[str, Any]:
     queue_error = None
     tasks: list[Task] = []
     limits: dict[str, int] = {}
+    limits_known = True
     try:
         snapshot = store.read()
         tasks, limits = snapshot.tasks, snapshot.wip_limits
     except AgentdError as exc:
         queue_error = str(exc)
+        try:  # duplicate ids, unknown dependencies, cycles: the WIP limits are still there to read
+            limits = dict(store.read(lenient=True).wip_limits)
+        except AgentdError:
+            limits_known = False
     try:
         leases = LeaseDir(config.leases_dir, config.root).observe_all()
     except (AgentdError, OSError):
@@ -90,7 +95,7 @@ def build(config: Config, probes: list[Probe], now: datetime) -> dict[str, Any]:
                 "interval_s": seen.info.interval if running and seen.info else None,
                 "log": seen.info.log if running and seen.info else None,
                 "wip": len(scheduler.holders(tasks, role, leases, now)) if not queue_error else None,
-                "wip_limit": scheduler.wip_limit(role, limits),
+                "wip_limit": scheduler.wip_limit(role, limits) if limits_known or role.wip is not None else None,
                 "tasks": _running_tasks(role_name, pid, leases, by_id, now),
                 "next": {"id": upcoming[0].id, "title": upcoming[0].title} if upcoming else None,
                 "stale_pid_file": seen.stale,

@@ -58,6 +58,13 @@ START_RETRY_PAUSE = 1.0  # s without claims after agentd itself could not start 
 START_RETRY_PAUSE_MAX = 30.0  # ... doubled while it goes on failing, up to this
 
 
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
 class CpuBudget:
     """Seconds of CPU that may be spent: ``burst`` at most, refilled at ``share`` of the time passing (pure: the
     time is passed in). Spending may overdraw it; then nothing more until it is paid back."""
@@ -147,6 +154,8 @@ class Daemon:
         self._wake = threading.Event()
         self._stop_requests = 0
         self._reload = False
+        self._terminal: tuple[int, ...] = ()  # the standard fds that were a terminal when run() began
+        self._hangup = False  # stopping because the terminal went away (SIGHUP with it gone)
         self._last_error: str | None = None
         self._wip_full = False
         self._watch = watch
@@ -154,6 +163,7 @@ class Daemon:
         self._next_wake: datetime | None = None
         self._on_first_pass: Callable[[str | None], bool] | None = None
         self._claiming = True  # --once stops claiming after its first pass
+        self._mode = Mode.FOREVER  # what run() was asked for: --once and --drain give up on a bad queue
         self._dirty = True  # something may have changed since the last look at the queue
         self._last_pass = float("-inf")
         self._claimable_left = 0
@@ -233,9 +243,10 @@ class Daemon:
             report.error = str(exc)
             report.error_code = int(exc.exit_code)
             if report.error != self._last_error:
+                retrying = self._mode is Mode.FOREVER or bool(self.running)
                 self.journal.emit(
                     "queue-invalid",
-                    f"cannot use the queue: {exc} (retrying)",
+                    f"cannot use the queue: {exc}" + (" (retrying)" if retrying else ""),
                     level=logging.ERROR,
                     state="invalid",
                     error=str(exc),
@@ -450,6 +461,15 @@ class Daemon:
             status=result.status,
             duration=round(took, 3),
         )
+        if result.looped:
+            self.journal.emit(
+                "hot-loop",
+                f"{run.task_id}: {result.note}; it goes to {result.status}",
+                level=logging.WARNING,
+                task=run.task_id,
+                token=run.token,
+                status=result.status,
+            )
         if result.retry and outcome.kind not in (Kind.INTERRUPTED, Kind.NOT_STARTED):
             self.journal.emit(
                 "retry-scheduled",
@@ -606,11 +626,19 @@ class Daemon:
     # -- the loop ------------------------------------------------------------------------------------------------------
 
     def _signal(self, signum: int, _frame: FrameType | None) -> None:
-        if signum == signal.SIGHUP:
+        if signum == signal.SIGHUP and self._terminal_gone():
+            self._hangup = True  # the terminal of a foreground daemon closed: stop gracefully, as its user left
+            self._stop_requests += 1
+        elif signum == signal.SIGHUP:
             self._reload = True
         else:
             self._stop_requests += 1
         self.wake("signal")
+
+    def _terminal_gone(self) -> bool:
+        """Whether this daemon ran attached to a terminal that has hung up. A hung-up terminal's fds answer every
+        terminal query with EIO, so none of them is a tty any more; a live one (``kill -HUP`` by hand) still is."""
+        return bool(self._terminal) and not any(_isatty(fd) for fd in self._terminal)
 
     def reload(self) -> None:
         """Re-read agentd.toml (what SIGHUP does); a bad file is reported and the old configuration kept."""
@@ -644,6 +672,8 @@ class Daemon:
         bad-data exit code (``agentd start`` uses this to refuse to report "started" for a daemon that cannot work).
         """
         self._on_first_pass = on_first_pass
+        self._mode = mode
+        self._terminal = tuple(fd for fd in (0, 1, 2) if _isatty(fd))
         self.check_ready()
         handlers = {}
         if threading.current_thread() is threading.main_thread():
@@ -710,6 +740,13 @@ class Daemon:
 
     def _shutdown(self) -> int:
         """Stop claiming; give running tasks ``grace`` s, then stop their groups; requeue them unspent."""
+        if self._hangup:
+            self.journal.emit(
+                "hangup",
+                f"{self.role_name}: its terminal closed (SIGHUP); stopping gracefully",
+                level=logging.WARNING,
+                running=len(self.running),
+            )
         if self.running:
             log.info(
                 "shutting down: %d task(s) running, %g s grace (signal again to skip)",

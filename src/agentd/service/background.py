@@ -24,7 +24,7 @@ from typing import Any
 from agentd.config import Config
 from agentd.errors import ExitCode
 from agentd.hostinfo import process_start
-from agentd.store.file.pidfile import Probe, all_pid_files, pid_path, probe, role_of
+from agentd.store.file.pidfile import PidInfo, Probe, all_pid_files, pid_path, probe, role_of
 
 START_TIMEOUT = 60.0
 
@@ -140,6 +140,7 @@ def spawn(
     interval: float | None = None,
     log_format: str = "text",
     verbose: int = 0,
+    concurrency: int | None = None,
 ) -> Pending:
     """Start one role's daemon detached; :meth:`Pending.wait` tells when it is really up."""
     config.role(role)
@@ -158,6 +159,8 @@ def spawn(
     argv += ["run", "--role", role, "--log-file", str(log), "--log-format", log_format, "--ready-fd", str(write_end)]
     if interval is not None:
         argv += ["--interval", str(interval)]
+    if concurrency is not None:
+        argv += ["--concurrency", str(concurrency)]
     if instance:
         argv += ["--instance", instance]
     inherited = ("AGENTD_ROOT", "AGENTD_QUEUE", "AGENTD_CONFIG")  # the argv says which project: nothing else may
@@ -218,12 +221,52 @@ class StopResult:
         return f"{self.name} stopped (pid {self.pid}, drained in {self.took:.1f} s)"
 
 
-def _wait_unlocked(path: Path, deadline: float) -> bool:
+def flags_of(info: PidInfo) -> dict[str, Any]:
+    """The options a background daemon was started with (from its PID file's argv), to start it again alike:
+    ``interval``, ``concurrency``, ``log_format``, ``verbose``."""
+    argv = info.argv
+    flags: dict[str, Any] = {"verbose": sum(1 for arg in argv if arg == "-v")}
+    names: dict[str, tuple[str, Any]] = {
+        "--interval": ("interval", float),
+        "--concurrency": ("concurrency", int),
+        "--log-format": ("log_format", str),
+    }
+    for position, arg in enumerate(argv[:-1]):
+        if arg in names:
+            key, kind = names[arg]
+            with contextlib.suppress(ValueError):
+                flags[key] = kind(argv[position + 1])
+    if "interval" not in flags and info.interval is not None and "--interval" in argv:
+        flags["interval"] = info.interval
+    return flags
+
+
+def _exited(pid: int, started: int | None) -> bool:
+    """Whether the process is gone: no such process, a zombie waiting to be reaped, or a new process with its PID."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    except OSError:  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    fields = data[data.rindex(")") + 2 :].split()
+    return fields[0] == "Z" or (started is not None and int(fields[19]) != started)
+
+
+def _wait_gone(path: Path, pid: int, started: int | None, deadline: float) -> bool:
+    """Wait until the PID file's lock is free and the process itself has exited (it releases the lock a moment
+    before it ends)."""
     while time.monotonic() < deadline:
-        if not probe(path).running:
+        if not probe(path).running and _exited(pid, started):
             return True
         time.sleep(0.05)
-    return not probe(path).running
+    return not probe(path).running and _exited(pid, started)
 
 
 def stop(seen: Probe, timeout: float) -> StopResult:
@@ -235,16 +278,17 @@ def stop(seen: Probe, timeout: float) -> StopResult:
     if seen.info.proc_start is not None and process_start(pid) not in (None, seen.info.proc_start):
         return StopResult(name, "not-running")  # the lock holder is not the process the file names: leave it
     began = time.monotonic()
+    started = seen.info.proc_start
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    if _wait_unlocked(seen.path, began + timeout):
+    if _wait_gone(seen.path, pid, started, began + timeout):
         return StopResult(name, "stopped", pid, time.monotonic() - began)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         if os.getpgid(pid) == pid:
             os.killpg(pid, signal.SIGKILL)
         else:
             os.kill(pid, signal.SIGKILL)
-    _wait_unlocked(seen.path, time.monotonic() + 10)
+    _wait_gone(seen.path, pid, started, time.monotonic() + 10)
     return StopResult(name, "killed", pid, time.monotonic() - began)
 
 

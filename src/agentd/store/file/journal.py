@@ -34,6 +34,7 @@ from agentd.hostinfo import hostname
 EVENT_TYPES = (
     "daemon-started",
     "daemon-stopped",
+    "hangup",
     "claimed",
     "started",
     "heartbeat-lost",
@@ -42,6 +43,7 @@ EVENT_TYPES = (
     "start-capped",
     "finished",
     "retry-scheduled",
+    "hot-loop",
     "refused",
     "recovered",
     "released",

@@ -43,6 +43,26 @@ LOCK_POLL = 0.005  # s between tries for a held queue lock
 TMP_MARK = ".agentd-tmp"
 
 
+def json_problem(text: str, exc: json.JSONDecodeError) -> str:
+    """What a JSON parse error means, in a person's words: a trailing comma is named, with its own line."""
+    pos = exc.pos
+    if exc.msg.startswith("Illegal trailing comma"):  # Python 3.13+ points at the comma itself
+        comma = pos
+    else:
+        comma = pos - 1
+        while comma >= 0 and text[comma] in " \t\r\n":
+            comma -= 1
+    closer = pos
+    while closer < len(text) and text[closer] in " \t\r\n,":
+        closer += 1
+    if 0 <= comma < len(text) and text[comma] == "," and closer < len(text) and text[closer] in "]}":
+        line = text.count("\n", 0, comma) + 1
+        column = comma - (text.rfind("\n", 0, comma) + 1) + 1
+        kind = "list" if text[closer] == "]" else "object"
+        return f"a trailing comma at line {line} column {column} (nothing may follow the last item of a {kind})"
+    return f"{exc.msg} (line {exc.lineno} column {exc.colno})"
+
+
 class QueueMissing(QueueInvalid):
     """The queue file does not exist."""
 
@@ -287,9 +307,7 @@ class QueueStore:
             data = self._decoder.decode(text)
         except json.JSONDecodeError as exc:
             self._refuse_markers(text)
-            raise _MaybeMidWrite(
-                self.path, None, f"not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
-            ) from None
+            raise _MaybeMidWrite(self.path, None, f"not valid JSON: {json_problem(text, exc)}") from None
         except RecursionError:
             self._refuse_markers(text)
             raise QueueInvalid(self.path, None, "not valid JSON: nested too deeply") from None

@@ -20,6 +20,7 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from agentd.core.clock import parse_timestamp
+from agentd.core.model import TASK_ID_RULE, valid_task_id
 from agentd.store.file.incremental import Piece
 
 SchemaName = Literal["queue", "task", "lease", "config", "result"]
@@ -53,7 +54,14 @@ def _timestamp(validator: Any, enabled: Any, instance: Any, schema: Any) -> Iter
             yield ValidationError(f"{instance!r} is not a timestamp agentd can read (ISO-8601 expected)")
 
 
-_Validator = jsonschema.validators.extend(Draft202012Validator, {"x-agentd-timestamp": _timestamp})  # type: ignore[no-untyped-call]
+def _task_id(validator: Any, enabled: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if enabled and isinstance(instance, str) and not valid_task_id(instance):
+        yield ValidationError(f"{instance!r} is not a valid task id: {TASK_ID_RULE}")
+
+
+_Validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator, {"x-agentd-timestamp": _timestamp, "x-agentd-task-id": _task_id}
+)
 
 
 @functools.cache

@@ -89,3 +89,26 @@ def test_timestamp_round_trip(moment: datetime) -> None:
     text = format_timestamp(moment)
     assert text.endswith("+00:00")
     assert abs(parse_timestamp(text) - moment) < timedelta(milliseconds=1)
+
+
+@pytest.mark.parametrize(
+    "task_id",
+    ["X1\n", "X1\r", "\nX1", "X1 ", "", ".x", "a/b", "é", "a" * 129, 5, None, "X1\n\n"],
+)
+def test_one_definition_of_a_valid_id_refuses(task_id: object) -> None:
+    """The schema check, the lease schema and valid_task_id refuse the same ids (a final newline included)."""
+    from agentd.core.model import valid_task_id
+
+    assert not valid_task_id(task_id)
+    assert schema.first_error({"id": task_id, "status": "ready"}, "task") is not None
+    lease = {"task_id": task_id, "token": 1, "role": "r", "host": "h", "pid": 1, "acquired": "2026-01-01T00:00:00Z"}
+    assert schema.first_error({**lease, "ttl": 1}, "lease") is not None
+
+
+@pytest.mark.parametrize("task_id", ["X1", "a" * 128, "0.b_c-d", "P001-B01"])
+def test_one_definition_of_a_valid_id_accepts(task_id: str) -> None:
+    """Good ids pass all three checks."""
+    from agentd.core.model import valid_task_id
+
+    assert valid_task_id(task_id)
+    assert schema.first_error({"id": task_id, "status": "ready"}, "task") is None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from agentd.core.model import index_by_id, valid_task_id, walk
+from agentd.core.model import TASK_ID_RULE, index_by_id, valid_task_id, walk
 from agentd.core.workflow import Role, Workflow
 from agentd.errors import Conflict, StaleToken, TaskNotFound
 
@@ -33,9 +33,7 @@ def new_task(
 ) -> dict[str, Any]:
     """A task dict in the field order real queues use."""
     if not valid_task_id(task_id):
-        raise Conflict(
-            task_id, "invalid task id: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
-        )
+        raise Conflict(task_id, f"invalid task id: {TASK_ID_RULE}")
     task: dict[str, Any] = {"id": task_id, "title": title, "type": task_type, "status": status}
     if priority is not None:
         task["priority"] = priority

@@ -13,11 +13,13 @@ from typing import Any
 
 from agentd.core.clock import parse_timestamp
 
-TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # used with fullmatch only: "$" would allow a final "\n"
+TASK_ID_RULE = "use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
 def valid_task_id(task_id: object) -> bool:
-    """Whether ``task_id`` is safe to use as a file name (and matches the schema's pattern)."""
+    """Whether ``task_id`` is a valid task id: the one definition, used by the schemas (``x-agentd-task-id``), the
+    CLI and the lease files (an id becomes a file name)."""
     return isinstance(task_id, str) and TASK_ID.fullmatch(task_id) is not None
 
 

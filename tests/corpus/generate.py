@@ -113,6 +113,30 @@ QUEUES: dict[str, tuple[bytes, str]] = {
     "nan.json": (b'{"tasks": [{"id": "a", "status": "ready", "priority": NaN}]}\n', "SPRINT_QUEUE.json: $.tasks[0]"),
 }
 
+# Queue cases whose problem is the file's as a whole: every write stops. In every other queue case the problem is one
+# task's own: that task is quarantined and the others flow.
+FILE_LEVEL = frozenset(
+    {
+        "empty.json",
+        "whitespace.json",
+        "truncated.json",
+        "truncated-mid-string.json",
+        "trailing-garbage.json",
+        "array-top.json",
+        "string-top.json",
+        "no-tasks.json",
+        "tasks-object.json",
+        "tasks-null.json",
+        "wip-str.json",
+        "wip-neg.json",
+        "wip-float.json",
+        "conflict-markers.json",
+        "not-utf8.json",
+        "utf16.json",
+        "deep-json.json",
+    }
+)
+
 CONFIGS: dict[str, tuple[bytes, str]] = {
     "bad-toml.toml": (b"queue = \n", "agentd.toml: not valid TOML"),
     "unknown-key.toml": (b'queu = "x.json"\n', "agentd.toml: $: Additional properties are not allowed ('queu'"),
@@ -222,6 +246,8 @@ def main() -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
             manifest[f"{kind}/{name}"] = {"expect": expect}
+            if kind == "queue":
+                manifest[f"{kind}/{name}"]["scope"] = "file" if name in FILE_LEVEL else "task"
     (HERE / "MANIFEST.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     print(f"{len(manifest)} corpus files")
 

@@ -15,10 +15,11 @@ from agentd.core.workflow import Workflow
 
 
 def test_duplicate_ids_including_nested() -> None:
-    """A subtask reusing a top-level id is a duplicate, named by its path."""
+    """A subtask reusing a top-level id is a duplicate: both tasks are named by their paths (both are quarantined)."""
     doc = {"tasks": [{"id": "a", "status": "ready", "subtasks": [{"id": "a", "status": "ready"}]}]}
-    [finding] = [f for f in validate.check(doc) if f.code == "duplicate"]
-    assert finding.path == "$.tasks[0].subtasks[0].id" and "first at $.tasks[0]" in finding.message
+    found = [f for f in validate.check(doc) if f.code == "duplicate"]
+    assert [f.path for f in found] == ["$.tasks[0].id", "$.tasks[0].subtasks[0].id"]
+    assert {f.task for f in found} == {"a"} and "2 tasks have it" in found[0].message
 
 
 def test_unknown_dependency_named() -> None:
@@ -31,8 +32,17 @@ def test_unknown_dependency_named() -> None:
 def test_cycle_is_named() -> None:
     """A dependency cycle is reported with its members in order."""
     doc = {"tasks": [{"id": i, "status": "ready", "dependencies": [d]} for i, d in ("ab", "bc", "ca")]}
-    [finding] = validate.check(doc)
-    assert finding.code == "cycle" and finding.message == "dependency cycle: a -> b -> c -> a"
+    found = validate.check(doc)
+    assert [f.task for f in found] == ["a", "b", "c"]  # every member is quarantined
+    assert all(f.code == "cycle" and f.message == "dependency cycle: a -> b -> c -> a" for f in found)
+
+
+def test_every_cycle_and_only_its_members() -> None:
+    """Two cycles sharing no task are both found; a task that only depends on a cycle is not a member."""
+    graph = {"a": ("b",), "b": ("a",), "x": ("a",), "c": ("d",), "d": ("e",), "e": ("c",), "f": ()}
+    assert validate.cycles(graph) == [["a", "b"], ["c", "d", "e"]]
+    chain = {f"t{i}": (f"t{i + 1}",) for i in range(10_000)} | {"t10000": ("t0",)}
+    assert len(validate.cycles(chain)[0]) == 10_001
 
 
 def test_deep_chain_is_no_recursion_problem() -> None:

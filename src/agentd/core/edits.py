@@ -6,6 +6,7 @@ decide from the document it is given.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,11 +74,11 @@ def set_status(
         current = lease.get("token") if isinstance(lease, dict) else None
         if current != token:
             raise StaleToken(task_id, token, current if isinstance(current, int) else None)
-    old: str = task["status"]
+    old = task.get("status")  # a quarantined task may have none, or not a string: a person may be fixing it
     task["status"] = status
     if note is not None:
         task["status_note"] = note
-    return old
+    return old if isinstance(old, str) else json.dumps(old)
 
 
 def owning_role(task: dict[str, Any], workflow: Workflow) -> Role | None:
@@ -98,12 +99,13 @@ def owning_role(task: dict[str, Any], workflow: Workflow) -> Role | None:
 def retry(doc: dict[str, Any], task_id: str, workflow: Workflow) -> str:
     """Send a task back to its role's claimable status with attempts reset; returns the new status."""
     task = _task(doc, task_id)
-    if workflow.is_final(str(task["status"])):
-        raise Conflict(task_id, f"it is {task['status']!r}, which is final; use set-status to reopen it")
+    status = task.get("status")
+    if workflow.is_final(str(status)):
+        raise Conflict(task_id, f"it is {status!r}, which is final; use set-status to reopen it")
     role = owning_role(task, workflow)
     if role is None:
-        raise Conflict(task_id, f"cannot tell which role status {task['status']!r} belongs to; use set-status")
-    if task["status"] == role.working and task.get("lease"):
+        raise Conflict(task_id, f"cannot tell which role status {status!r} belongs to; use set-status")
+    if status == role.working and task.get("lease"):
         raise Conflict(task_id, f"{role.name} is working on it (lease held); stop it or run `agentd leases prune`")
     task["status"] = role.retry_status
     task["attempts"] = 0

@@ -47,6 +47,7 @@ EVENT_TYPES = (
     "released",
     "unblocked",
     "queue-invalid",
+    "task-quarantined",
     "wip-full",
     "wip-room",
 )

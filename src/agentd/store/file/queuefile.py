@@ -144,7 +144,10 @@ class Draft:
     def _position(self, task_id: str) -> int | None:
         if self._top is None:
             tasks = self.read.data["tasks"]
-            self._top = {task["id"]: n for n, task in enumerate(tasks) if _has_id(task)}
+            try:  # (the common case, at the speed of a plain comprehension: every task a dict with a string id)
+                self._top = {task["id"]: n for n, task in enumerate(tasks)}
+            except (TypeError, KeyError):
+                self._top = {task["id"]: n for n, task in enumerate(tasks) if _has_id(task)}
             for n, task in enumerate(tasks):
                 if isinstance(task, dict) and task.get("subtasks"):
                     for _, sub, _ in walk_one(task, ""):
@@ -337,10 +340,13 @@ class QueueStore:
         entries = _entries(data, decoded.pieces)
         # Duplicates, unknown dependencies and cycles depend on ids, dependencies and places alone: most writes
         # change none of them, so the last answer stands.
-        shape = [
-            (path, task.get("id"), task.get("dependencies")) if isinstance(task, dict) else (path, None, None)
-            for path, task, _ in entries
-        ]
+        try:  # (the common case, at the speed of a plain comprehension: every task a dict with an id)
+            shape = [(path, task["id"], task.get("dependencies")) for path, task, _ in entries]
+        except (TypeError, KeyError, AttributeError):
+            shape = [
+                (path, task.get("id"), task.get("dependencies")) if isinstance(task, dict) else (path, None, None)
+                for path, task, _ in entries
+            ]
         if self._structure is not None and self._structure[0] == shape:
             findings = findings + self._structure[1]
         else:

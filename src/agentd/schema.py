@@ -176,8 +176,26 @@ _SURROGATE = re.compile("[\ud800-\udfff]")  # in a parsed str: only a lone half 
 _ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")  # in JSON text: a (possibly lone) escaped half
 
 
+class HugeInt(str):
+    """The text of an integer longer than Python reads (over 4,300 digits): a value agentd cannot use nor write back
+    as it was, so its task is quarantined (see :func:`loads_huge`)."""
+
+
+def _parse_int(text: str) -> int | HugeInt:
+    try:
+        return int(text)
+    except ValueError:
+        return HugeInt(text)
+
+
+def loads_huge(text: str) -> Any:
+    """``json.loads`` for a text holding an integer too long for ``int()``: such integers become :class:`HugeInt`."""
+    return json.JSONDecoder(parse_int=_parse_int).decode(text)
+
+
 def lone_surrogate(value: Any) -> tuple[str, str] | None:
-    """(JSON path, message) of the first key or string in ``value`` holding a lone UTF-16 surrogate, or None."""
+    """(JSON path, message) of the first key or string in ``value`` holding a lone UTF-16 surrogate, or of a number
+    too long to read (:class:`HugeInt`); None when there is none."""
     stack: list[tuple[Any, tuple[Any, ...]]] = [(value, ())]
     while stack:
         item, where = stack.pop()
@@ -189,6 +207,8 @@ def lone_surrogate(value: Any) -> tuple[str, str] | None:
         if isinstance(item, list):
             stack.extend((child, (*where, n)) for n, child in reversed(list(enumerate(item))))
             continue
+        if isinstance(item, HugeInt):
+            return json_path(where), f"a number of {len(item)} digits: agentd reads integers of up to 4,300 digits"
         found = _SURROGATE.search(item) if isinstance(item, str) else None
         if found:
             return json_path(where), (
@@ -216,10 +236,11 @@ def entry_error(task: Any) -> tuple[str, str, str] | None:
     return None
 
 
-def task_problems(task: Any, path: str, key: str | None = None) -> list[Finding]:
+def task_problems(task: Any, path: str, key: str | None = None, *, thorough: bool = False) -> list[Finding]:
     """Every problem of one top-level task and its subtasks, one finding per bad task (``task`` names it, with
-    :func:`agentd.core.model.view_id`). A valid task is checked through the cache of :func:`task_error`."""
-    whole = task_error(task, key)
+    :func:`agentd.core.model.view_id`). A valid task is checked through the cache of :func:`task_error`; ``thorough``
+    also walks a valid task for a :class:`HugeInt` (the cache cannot tell one from the string of its digits)."""
+    whole = task_error(task, key) or (lone_surrogate(task) if thorough else None)
     if whole is None:
         return []
     found = []
@@ -233,7 +254,9 @@ def task_problems(task: Any, path: str, key: str | None = None) -> list[Finding]
     return found
 
 
-def queue_problems(data: Any, pieces: Sequence[Piece] | None = None) -> tuple[tuple[str, str] | None, list[Finding]]:
+def queue_problems(
+    data: Any, pieces: Sequence[Piece] | None = None, *, thorough: bool = False
+) -> tuple[tuple[str, str] | None, list[Finding]]:
     """(the first problem of the file as a whole, or None; then every task's own problems, in queue order).
 
     A file-level problem (not an object, no ``tasks`` list, a bad top-level key) stops every write; a task's own
@@ -257,7 +280,8 @@ def queue_problems(data: Any, pieces: Sequence[Piece] | None = None) -> tuple[tu
             if cached is not None and cached[0] == position:
                 found.extend(cached[1])
                 continue
-        problems = task_problems(task, f"$.tasks[{position}]", piece.text if piece is not None else None)
+        key = piece.text if piece is not None else None
+        problems = task_problems(task, f"$.tasks[{position}]", key, thorough=thorough and piece is None)
         if piece is not None:
             if problems:
                 piece.derived["problems"] = (position, problems)

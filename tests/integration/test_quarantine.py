@@ -189,3 +189,18 @@ def test_a_quarantined_running_task_does_not_stop_the_others(tmp_path: Path, cap
     assert path.read_text().startswith(text[: text.index('"title": 5') + 20])
     assert tasks_by_id(tmp_path)["R2"]["status"] == "done"
     assert any("completion of R1 refused: the task is quarantined" in r.getMessage() for r in caplog.records)
+
+
+def test_an_integer_too_long_to_read_quarantines_its_task(tmp_path: Path) -> None:
+    """A 5,000-digit integer (over Python's int() limit) is one task's problem, never a traceback."""
+    write_config(tmp_path, {"builder": BUILDER})
+    path = write_queue(tmp_path, [task("G1"), task("H1", estimate=0)])
+    text = path.read_text().replace('"estimate": 0', '"estimate": ' + "9" * 5000)
+    path.write_text(text)
+    result = run_agentd("queue", "validate", cwd=tmp_path)
+    assert result.returncode == 4 and "Traceback" not in result.stderr, result.stderr
+    assert "$.tasks[1].estimate: a number of 5000 digits" in result.stderr
+    report = _daemon(tmp_path).tick()
+    assert report.error is None and report.claimed == ["G1"], report
+    assert run_agentd("queue", "set-status", "H1", "done", cwd=tmp_path).returncode == 4
+    assert ("9" * 5000) in path.read_text()

@@ -318,6 +318,8 @@ class QueueStore:
         except RecursionError:
             self._refuse_markers(text)
             raise QueueInvalid(self.path, None, "not valid JSON: nested too deeply") from None
+        except ValueError:  # an integer too long for int() (over 4,300 digits): kept as text, its task quarantined
+            data = Decoded(schema.loads_huge(text), None)
         return prefix, text, data
 
     def _refuse_markers(self, text: str) -> None:
@@ -334,7 +336,9 @@ class QueueStore:
         data = decoded.data
         if not isinstance(data, dict):
             raise QueueInvalid(self.path, "$", f"expected a JSON object, found {type(data).__name__}")
-        problem, findings = schema.queue_problems(data, decoded.pieces)
+        # Without pieces (the rare parse outside the incremental decoder's fast path, such as one with an integer
+        # too long to read), every task is also walked for such an integer.
+        problem, findings = schema.queue_problems(data, decoded.pieces, thorough=decoded.pieces is None)
         if problem is not None:
             raise QueueInvalid(self.path, problem[0], problem[1])
         entries = _entries(data, decoded.pieces)
@@ -495,7 +499,10 @@ class QueueStore:
         """
 
         def whole(loaded: _Loaded) -> tuple[dict[str, Any], T]:
-            new = json.loads(loaded.text)  # the change's own copy: the read shares its parts with other reads
+            try:
+                new = json.loads(loaded.text)  # the change's own copy: the read shares its parts with other reads
+            except ValueError:  # an integer too long for int(): read as the read did
+                new = schema.loads_huge(loaded.text)
             return new, change(new)
 
         with self.locked():

@@ -204,3 +204,11 @@ def test_an_integer_too_long_to_read_quarantines_its_task(tmp_path: Path) -> Non
     assert report.error is None and report.claimed == ["G1"], report
     assert run_agentd("queue", "set-status", "H1", "done", cwd=tmp_path).returncode == 4
     assert ("9" * 5000) in path.read_text()
+
+
+def test_a_too_long_integer_before_a_syntax_error_is_a_parse_error(tmp_path: Path) -> None:
+    """A file with both an integer too long to read and a syntax error after it: one line, not valid JSON."""
+    path = tmp_path / "SPRINT_QUEUE.json"
+    path.write_text('{"tasks": [{"id": "a", "status": "ready", "n": ' + "9" * 5000 + "}, ]}")
+    with pytest.raises(QueueInvalid, match=r"not valid JSON: .* \(line 1 column \d+\)$"):
+        QueueStore(path, parse_retry=0).read()

@@ -309,7 +309,12 @@ class QueueStore:
         # A conflict marker line is never valid JSON, so markers are looked for only when the parse fails (a full
         # scan of a large file on every read would cost more than the parse of what changed).
         try:
-            data = self._decoder.decode(text)
+            try:
+                data = self._decoder.decode(text)
+            except json.JSONDecodeError:
+                raise
+            except ValueError:  # an integer too long for int() (over 4,300 digits): kept as text, its task quarantined
+                data = Decoded(schema.loads_huge(text), None)
         except json.JSONDecodeError as exc:
             self._refuse_markers(text)
             raise _MaybeMidWrite(
@@ -318,8 +323,6 @@ class QueueStore:
         except RecursionError:
             self._refuse_markers(text)
             raise QueueInvalid(self.path, None, "not valid JSON: nested too deeply") from None
-        except ValueError:  # an integer too long for int() (over 4,300 digits): kept as text, its task quarantined
-            data = Decoded(schema.loads_huge(text), None)
         return prefix, text, data
 
     def _refuse_markers(self, text: str) -> None:

@@ -100,12 +100,8 @@ def _task_json(task: Task, quarantined: Mapping[str, Finding]) -> dict[str, Any]
         "attempts": task.attempts,
         "parent": task.parent,
         "path": task.path,
-        "quarantined": _problem(quarantined[task.id]) if task.id in quarantined else None,
+        "quarantined": quarantined[task.id].text if task.id in quarantined else None,
     }
-
-
-def _problem(finding: Finding) -> str:
-    return f"{finding.path}: {finding.message}" if finding.path else finding.message
 
 
 @queue.command(name="list")
@@ -306,7 +302,7 @@ def why(app: App, task_id: str, as_json: bool) -> int:
         raise TaskNotFound(task_id, store.path)
     leases = LeaseDir(config.leases_dir, config.root).observe_all()
     running = {role: any(p.running for p in service.daemons(config, [role])) for role in config.roles}
-    quarantined = {task: _problem(problem) for task, problem in snapshot.quarantined.items()}
+    quarantined = {task: problem.text for task, problem in snapshot.quarantined.items()}
     now = SystemClock().now()
     answer = explain(task_id, tasks, config.workflow, leases, snapshot.wip_limits, now, running, quarantined)
     if as_json:

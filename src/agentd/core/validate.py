@@ -25,6 +25,11 @@ class Finding:
     detail: str = ""  # what tells it from another finding of the same code and task, wherever the task sits
 
     @property
+    def text(self) -> str:
+        """``$.json.path: message`` (the message alone when it has no path)."""
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+    @property
     def key(self) -> tuple[str, str | None, str]:
         """What stays the same while the task moves in the file (its path and message may not)."""
         return (self.code, self.task, self.detail or (self.message if self.code not in STRUCTURAL else ""))

@@ -64,10 +64,7 @@ def build(config: Config, probes: list[Probe], now: datetime) -> dict[str, Any]:
     try:
         snapshot = store.read()
         tasks, limits = snapshot.tasks, snapshot.wip_limits
-        quarantined = {
-            task_id: f"{problem.path}: {problem.message}" if problem.path else problem.message
-            for task_id, problem in snapshot.quarantined.items()
-        }
+        quarantined = {task_id: problem.text for task_id, problem in snapshot.quarantined.items()}
     except AgentdError as exc:
         queue_error = str(exc)
     try:

@@ -69,11 +69,6 @@ class PassResult:
         return self.claimable
 
 
-def _line(problem: Finding) -> str:
-    """A task's problem in one line: its JSON path and message."""
-    return f"{problem.path}: {problem.message}" if problem.path else problem.message
-
-
 class Dispatcher:
     """Decides and writes one pass for one role (the daemon owns the loop, the clock and the processes)."""
 
@@ -97,7 +92,7 @@ class Dispatcher:
 
     def _view(self, tasks: list[Task], seen: Mapping[str, LeaseObservation], now: datetime, snapshot: Snapshot) -> View:
         # Every member of a cycle is quarantined by the read, so there is no cycle to look for.
-        quarantined = {task_id: _line(problem) for task_id, problem in snapshot.quarantined.items()}
+        quarantined = {task_id: problem.text for task_id, problem in snapshot.quarantined.items()}
         return View.build(
             tasks, self.config.workflow, now, seen, self.role.lease_ttl, acyclic=True, quarantined=quarantined
         )
@@ -159,7 +154,7 @@ class Dispatcher:
             for run in done:
                 problem = draft.read.quarantined.get(run.task_id)
                 if problem is not None:  # its bytes are left alone; once fixed, recovery puts it back
-                    result.finished.append((run, f"the task is quarantined ({_line(problem)}); not recorded"))
+                    result.finished.append((run, f"the task is quarantined ({problem.text}); not recorded"))
                     continue
                 raw = draft.task(run.task_id)
                 task = Task.from_dict(raw, index=0, path="") if raw is not None else None

@@ -188,6 +188,14 @@ def status_warnings(entries: list[tuple[str, Any, str | None]], workflow: Workfl
     if workflow is None:
         return []
     known = workflow.known_statuses()
+    try:  # (the common case, at the speed of a plain comprehension: every task a dict with a hashable status)
+        unknown = [(path, task) for path, task, _ in entries if task["status"] not in known]
+    except (TypeError, KeyError):
+        unknown = [
+            (path, task)
+            for path, task, _ in entries
+            if isinstance(task, dict) and isinstance(task.get("status"), str) and task["status"] not in known
+        ]
     return [
         Finding(
             "warning",
@@ -195,6 +203,6 @@ def status_warnings(entries: list[tuple[str, Any, str | None]], workflow: Workfl
             f"status {task['status']!r} is not claimed, worked in or produced by any role or rule",
             "unknown-status",
         )
-        for path, task, _ in entries
-        if isinstance(task, dict) and isinstance(task.get("status"), str) and task["status"] not in known
+        for path, task in unknown
+        if isinstance(task.get("status"), str)
     ]

@@ -20,6 +20,8 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from agentd.core.clock import parse_timestamp
+from agentd.core.model import TASK_ID_RULE, valid_task_id, view_id, walk_one
+from agentd.core.validate import Finding
 from agentd.store.file.incremental import Piece
 
 SchemaName = Literal["queue", "task", "lease", "config", "result"]
@@ -53,7 +55,14 @@ def _timestamp(validator: Any, enabled: Any, instance: Any, schema: Any) -> Iter
             yield ValidationError(f"{instance!r} is not a timestamp agentd can read (ISO-8601 expected)")
 
 
-_Validator = jsonschema.validators.extend(Draft202012Validator, {"x-agentd-timestamp": _timestamp})  # type: ignore[no-untyped-call]
+def _task_id(validator: Any, enabled: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if enabled and isinstance(instance, str) and not valid_task_id(instance):
+        yield ValidationError(f"{instance!r} is not a valid task id: {TASK_ID_RULE}")
+
+
+_Validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator, {"x-agentd-timestamp": _timestamp, "x-agentd-task-id": _task_id}
+)
 
 
 @functools.cache
@@ -105,7 +114,10 @@ def errors(instance: Any, name: SchemaName) -> list[tuple[str, str]]:
 
 def first_error(instance: Any, name: SchemaName) -> tuple[str, str] | None:
     """The most relevant violation as (JSON path, message), or None when the instance is valid."""
-    error = best_match(validator(name).iter_errors(instance))
+    try:
+        error = best_match(validator(name).iter_errors(instance))
+    except RecursionError:
+        return "$", "nested too deeply to check"
     if error is None:
         return None
     # best_match prefers the shallowest error; descend into oneOf/anyOf context for a precise path.
@@ -144,6 +156,8 @@ def task_error(task: Any, key: str | None = None) -> tuple[str, str] | None:
     if key is not None and key in _VALID_TASKS:
         return None
     problem = first_error(task, "task")
+    if problem is None and (key is None or _SURROGATE.search(key) or _ESCAPED_SURROGATE.search(key)):
+        problem = lone_surrogate(task)
     if problem is None and key is not None:
         global _valid_chars
         if _valid_chars + len(key) > _VALID_TASKS_MAX_CHARS:
@@ -152,6 +166,129 @@ def task_error(task: Any, key: str | None = None) -> tuple[str, str] | None:
         _VALID_TASKS[key] = None
         _valid_chars += len(key)
     return problem
+
+
+# -- text agentd cannot write ------------------------------------------------------------------------------------------
+# JSON may escape half of a UTF-16 surrogate pair alone ("\ud83d": a JS tool cutting an emoji in two). It parses into a
+# str that UTF-8 cannot encode: agentd could never write it back, nor pass it to a command. Such a task is quarantined.
+
+_SURROGATE = re.compile("[\ud800-\udfff]")  # in a parsed str: only a lone half is left (pairs decode to one char)
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")  # in JSON text: a (possibly lone) escaped half
+
+
+class HugeInt(str):
+    """The text of an integer longer than Python reads (over 4,300 digits): a value agentd cannot use nor write back
+    as it was, so its task is quarantined (see :func:`loads_huge`)."""
+
+
+def _parse_int(text: str) -> int | HugeInt:
+    try:
+        return int(text)
+    except ValueError:
+        return HugeInt(text)
+
+
+def loads_huge(text: str) -> Any:
+    """``json.loads`` for a text holding an integer too long for ``int()``: such integers become :class:`HugeInt`."""
+    return json.JSONDecoder(parse_int=_parse_int).decode(text)
+
+
+def lone_surrogate(value: Any) -> tuple[str, str] | None:
+    """(JSON path, message) of the first key or string in ``value`` holding a lone UTF-16 surrogate, or of a number
+    too long to read (:class:`HugeInt`); None when there is none."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(value, ())]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, dict):
+            for key, child in reversed(item.items()):
+                stack.append((child, (*where, key)))
+                stack.append((key, (*where, key)))  # a key is looked at before its value
+            continue
+        if isinstance(item, list):
+            stack.extend((child, (*where, n)) for n, child in reversed(list(enumerate(item))))
+            continue
+        if isinstance(item, HugeInt):
+            return json_path(where), f"a number of {len(item)} digits: agentd reads integers of up to 4,300 digits"
+        found = _SURROGATE.search(item) if isinstance(item, str) else None
+        if found:
+            return json_path(where), (
+                f"text agentd cannot encode: a lone UTF-16 surrogate {found.group()!r} (half of a character, as left "
+                "by a tool that cut an emoji in two)"
+            )
+    return None
+
+
+# -- per-task problems (quarantine) ------------------------------------------------------------------------------------
+
+
+def entry_error(task: Any) -> tuple[str, str, str] | None:
+    """The first problem of one task itself, its subtasks left out (they are entries of their own): (JSON path
+    relative to the task, message, code), the code ``task-invalid`` or ``unencodable``; None when it has none."""
+    own = task
+    if isinstance(task, dict) and isinstance(task.get("subtasks"), list):
+        own = {key: ([] if key == "subtasks" else value) for key, value in task.items()}
+    problem = first_error(own, "task")
+    if problem is not None:
+        return problem[0], problem[1], "task-invalid"
+    problem = lone_surrogate(own)
+    if problem is not None:
+        return problem[0], problem[1], "unencodable"
+    return None
+
+
+def task_problems(task: Any, path: str, key: str | None = None, *, thorough: bool = False) -> list[Finding]:
+    """Every problem of one top-level task and its subtasks, one finding per bad task (``task`` names it, with
+    :func:`agentd.core.model.view_id`). A valid task is checked through the cache of :func:`task_error`; ``thorough``
+    also walks a valid task for a :class:`HugeInt` (the cache cannot tell one from the string of its digits)."""
+    whole = task_error(task, key) or (lone_surrogate(task) if thorough else None)
+    if whole is None:
+        return []
+    found = []
+    for entry_path, entry, _ in walk_one(task, path):
+        problem = entry_error(entry)
+        if problem is not None:
+            where, message, code = problem
+            found.append(Finding("error", entry_path + where[1:], message, code, view_id(entry, entry_path)))
+    if not found:  # (say, nested too deeply to check as a whole)
+        found.append(Finding("error", path + whole[0][1:], whole[1], "task-invalid", view_id(task, path)))
+    return found
+
+
+def queue_problems(
+    data: Any, pieces: Sequence[Piece] | None = None, *, thorough: bool = False
+) -> tuple[tuple[str, str] | None, list[Finding]]:
+    """(the first problem of the file as a whole, or None; then every task's own problems, in queue order).
+
+    A file-level problem (not an object, no ``tasks`` list, a bad top-level key) stops every write; a task's own
+    problem quarantines that task alone. ``pieces`` as for :func:`queue_error`: valid pieces are not checked again,
+    and a bad piece's findings are remembered at its place.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
+        return first_error(data, "queue"), []
+    top = {key: value for key, value in data.items() if key != "tasks"}
+    top["tasks"] = []
+    problem = first_error(top, "queue")
+    if problem is not None:
+        return problem, []
+    found: list[Finding] = []
+    for position, task in enumerate(data["tasks"]):
+        piece = pieces[position] if pieces is not None else None
+        if piece is not None:
+            if piece.derived.get("valid"):
+                continue
+            cached = piece.derived.get("problems")
+            if cached is not None and cached[0] == position:
+                found.extend(cached[1])
+                continue
+        key = piece.text if piece is not None else None
+        problems = task_problems(task, f"$.tasks[{position}]", key, thorough=thorough and piece is None)
+        if piece is not None:
+            if problems:
+                piece.derived["problems"] = (position, problems)
+            else:
+                piece.derived["valid"] = True
+        found.extend(problems)
+    return None, found
 
 
 def queue_error(data: Any, pieces: Sequence[Piece] | None = None) -> tuple[str, str] | None:

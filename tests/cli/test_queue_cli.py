@@ -161,3 +161,28 @@ def test_queue_path_option_is_relative_to_the_current_folder(project: object) ->
     result = run_agentd("--queue", "../SPRINT_QUEUE.json", "queue", "show", "B1", "--json", cwd=sub)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["id"] == "B1"
+
+
+def test_validate_refuses_an_id_with_a_final_newline(project: object) -> None:
+    """An id ending in a newline fails `queue validate` (exit 4) naming the file and JSON path; file untouched."""
+    queue = small_queue()
+    queue["tasks"][0]["id"] = "X1\n"
+    root = project(queue)  # type: ignore[operator]
+    before = (root / "SPRINT_QUEUE.json").read_bytes()
+    result = run_agentd("queue", "validate", cwd=root)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "SPRINT_QUEUE.json: $.tasks[0].id: 'X1\\n' is not a valid task id" in result.stderr + result.stdout
+    assert (root / "SPRINT_QUEUE.json").read_bytes() == before
+
+
+def test_read_commands_print_lone_surrogates_as_escapes(project: object) -> None:
+    """queue list/show (text and JSON) print a title with a lone surrogate as a \\u escape, never a traceback."""
+    queue = small_queue()
+    queue["tasks"][1]["title"] = "half an emoji \ud83d"
+    root = project(queue)  # type: ignore[operator]
+    for args in (["list"], ["list", "--json"], ["show", "B1"], ["show", "B1", "--json"]):
+        result = run_agentd("queue", *args, cwd=root)
+        assert "Traceback" not in result.stderr, result.stderr
+        assert "half an emoji \\ud83d" in result.stdout, (args, result.stdout, result.stderr)
+    shown = json.loads(run_agentd("queue", "show", "B1", "--json", cwd=root).stdout)
+    assert shown["title"] == "half an emoji \ud83d"

@@ -51,12 +51,16 @@ def test_unmet_dependency(tmp_path: Path, capsys: pytest.CaptureFixture[str], da
 
 
 def test_unknown_dependency(tmp_path: Path, capsys: pytest.CaptureFixture[str], daemon_running: None) -> None:
-    """An unknown dependency is called out, and so is the queue being invalid because of it."""
+    """An unknown dependency quarantines the task: the verdict says so, and the dependency step names the id."""
     write_config(tmp_path, {"builder": BUILDER})
-    write_queue(tmp_path, [task("B", dependencies=["GHOST"])], {"builder": 3})
+    write_queue(tmp_path, [task("B", dependencies=["GHOST"]), task("C")], {"builder": 3})
     answer = why(tmp_path, "B", capsys)
-    assert not answer["claimable"] and "depends on 'GHOST', which is not in the queue" in answer["verdict"]
-    assert any("the queue is invalid" in line for line in failed(answer))
+    assert (
+        not answer["claimable"]
+        and "quarantined: $.tasks[0].dependencies[0]: unknown dependency 'GHOST'" in (answer["verdict"])
+    )
+    assert any("depends on 'GHOST', which is not in the queue" in line for line in failed(answer))
+    assert why(tmp_path, "C", capsys)["claimable"]  # the others flow
 
 
 def test_cycle(tmp_path: Path, capsys: pytest.CaptureFixture[str], daemon_running: None) -> None:

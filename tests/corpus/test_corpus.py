@@ -7,6 +7,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -34,8 +35,12 @@ MANIFEST: dict[str, dict[str, str]] = json.loads((CORPUS / "MANIFEST.json").read
 BUILDER = {"claims": "ready", "working": "in_progress", "on_success": "awaiting_test", "command": ["true"]}
 
 
-def cases(kind: str) -> list[tuple[str, str]]:
-    return [(name, spec["expect"]) for name, spec in sorted(MANIFEST.items()) if name.startswith(kind + "/")]
+def cases(kind: str, scope: str | None = None) -> list[tuple[str, str]]:
+    return [
+        (name, spec["expect"])
+        for name, spec in sorted(MANIFEST.items())
+        if name.startswith(kind + "/") and (scope is None or spec.get("scope") == scope)
+    ]
 
 
 def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -53,7 +58,7 @@ def test_the_corpus_is_complete() -> None:
         assert (CORPUS / name).is_file(), name
 
 
-@pytest.mark.parametrize(("name", "expect"), cases("queue"), ids=[n for n, _ in cases("queue")])
+@pytest.mark.parametrize(("name", "expect"), cases("queue", "file"), ids=[n for n, _ in cases("queue", "file")])
 def test_bad_queue(
     name: str,
     expect: str,
@@ -82,6 +87,50 @@ def test_bad_queue(
     assert all(r.error and expect in r.error for r in reports), reports[0].error
     assert sum("cannot use the queue" in r.getMessage() for r in caplog.records) == 1
     assert sha(queue) == before
+
+
+@pytest.mark.parametrize(("name", "expect"), cases("queue", "task"), ids=[n for n, _ in cases("queue", "task")])
+def test_bad_task(
+    name: str,
+    expect: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A task's own problem: validate prints it (exit 4), list works, a change to the task is refused in one line,
+    the daemon reports it once and carries on with a good task added beside it; the bad task's bytes stay."""
+    write_config(tmp_path, {"builder": BUILDER})
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    text = (CORPUS / name).read_text(encoding="utf-8")
+    queue.write_text(text.replace('"tasks": [', '"tasks": [{"id": "good-one", "status": "ready"}, ', 1))
+    store = QueueStore(queue)
+    bad = store.read().quarantined
+    assert bad and "good-one" not in bad
+    before = {task_id: json.dumps(store.read().task(task_id)) for task_id in bad}
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(["--root", str(tmp_path), "queue", "validate"], capsys)
+    assert code == 4, err
+    shifted = re.sub(r"\$\.tasks\[(\d+)\]", lambda m: f"$.tasks[{int(m.group(1)) + 1}]", expect)
+    assert shifted in err and all(line.startswith("agentd: ") for line in err.splitlines()), err
+    code, out, err = cli(["--root", str(tmp_path), "queue", "list"], capsys)
+    assert code == 0 and "(quarantined)" in out, err
+    victim = next(iter(bad))
+    code, _, err = cli(["--root", str(tmp_path), "queue", "set-status", "--", victim, "done"], capsys)
+    if code == 0:  # setting the status cured the task (its status was its problem): the person's fix is let through
+        assert victim not in store.read().quarantined
+        del before[victim]
+    else:  # refused (the task stays bad), or not found (no id to name it by)
+        assert code in (4, 6) and err.count("\n") == 1 and err.startswith("agentd: "), err
+    daemon = Daemon(config_mod.load(root=tmp_path, environ={}), "builder", watch=False)
+    with caplog.at_level(logging.INFO, logger="agentd"):
+        reports = [daemon.tick() for _ in range(3)]
+    assert all(r.error is None for r in reports), reports[0].error
+    assert reports[0].claimed == ["good-one"]
+    quarantined = [r for r in caplog.records if "is quarantined" in r.getMessage()]
+    assert len(quarantined) == len(before) and all("\n" not in r.getMessage() for r in quarantined)
+    after = store.read()
+    assert {task_id: json.dumps(after.task(task_id)) for task_id in before} == before
 
 
 @pytest.mark.parametrize(("name", "expect"), cases("config"), ids=[n for n, _ in cases("config")])

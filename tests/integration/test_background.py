@@ -121,10 +121,10 @@ def test_stop_drains_a_long_task_and_status_then_exits_3(project: Path) -> None:
 
 def test_start_reports_a_daemon_that_cannot_start(project: Path) -> None:
     """A bad queue makes start print the daemon's own error and exit non-zero, never "started"."""
-    (project / "SPRINT_QUEUE.json").write_text('{"tasks": [{"id": "x", "status": 5}]}')
+    (project / "SPRINT_QUEUE.json").write_text('{"tasks": {"x": {"id": "x", "status": "ready"}}}')
     result = run_agentd("start", "builder", cwd=project)
     assert result.returncode == 4
-    assert "builder failed to start" in result.stderr and "$.tasks[0].status: 5 is not of type" in result.stderr
+    assert "builder failed to start" in result.stderr and "$.tasks: {'x': {" in result.stderr
     assert "started" not in result.stdout
     assert run_agentd("status", "builder", cwd=project).returncode == 3
 

@@ -248,13 +248,13 @@ def test_daemon_survives_a_broken_queue_and_resumes(tmp_path: Path) -> None:
             30,
             "start",
         )
-        queue.write_text('{"tasks": [ {"id": "X", "status": 5} ]}')
+        queue.write_text('{"tasks": {"X": {"id": "X", "status": "ready"}}}')  # the file's own problem
         broken = queue.read_bytes()
         time.sleep(1.5)
         assert daemon.poll() is None
         assert queue.read_bytes() == broken
         err = next(tmp_path.glob("daemon-*.err")).read_text()
-        assert err.count("$.tasks[0].status: 5 is not of type 'string'") == 1
+        assert err.count("$.tasks: {'X': {'id': 'X', 'status': 'ready'}} is not of type 'array'") == 1
         queue.write_text(good.replace('"tasks": []', '"tasks": [{"id": "X", "status": "ready"}]'))
         wait_for(lambda: [r for r in events(log) if r["event"] == "end"], 10, "the task to run after the fix")
         assert "valid again" in next(tmp_path.glob("daemon-*.err")).read_text()

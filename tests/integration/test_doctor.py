@@ -279,15 +279,20 @@ def test_large_log_folder_is_a_warning(tmp_path: Path) -> None:
     assert "logs-large" not in {f.code for f in doctor.diagnose(config, datetime.now(UTC), mount_table="")}
 
 
-def test_stuck_task_is_not_fixed_while_the_queue_is_invalid(tmp_path: Path) -> None:
-    """With an invalid queue, prune cannot run: the stuck task is reported without a safe fix."""
+def test_a_quarantined_task_does_not_stop_the_fix_of_a_stuck_one(tmp_path: Path) -> None:
+    """A task with an unknown dependency is quarantined (reported, left alone); the stuck task is still fixed."""
     write_config(tmp_path, ROLES)
-    write_queue(tmp_path, [task("B1", "in_progress"), task("X", dependencies=["NOPE"])])
+    path = write_queue(tmp_path, [task("B1", "in_progress"), task("X", "in_progress", dependencies=["NOPE"])])
+    bad = json.dumps(json.loads(path.read_text())["tasks"][1])
     config = config_mod.load(root=tmp_path, environ={})
     findings = doctor.diagnose(config, datetime.now(UTC), mount_table="")
-    stuck = next(f for f in findings if f.code == "stuck-task")
-    assert not stuck.safe_fix and "fix the queue first" in stuck.fix
-    assert doctor.fix(config, findings, datetime.now(UTC)) == []
+    stuck = [f for f in findings if f.code == "stuck-task"]
+    assert [f.subject for f in stuck] == ["B1"] and stuck[0].safe_fix
+    [problem] = [f for f in findings if f.code == "unknown-dep"]
+    assert problem.subject == "X" and "task X is quarantined" in problem.message
+    doctor.fix(config, findings, datetime.now(UTC))
+    tasks = json.loads(path.read_text())["tasks"]
+    assert tasks[0]["status"] == "ready" and json.dumps(tasks[1]) == bad
 
 
 def test_pid_file_removal_refuses_a_held_lock(tmp_path: Path) -> None:

@@ -463,3 +463,16 @@ def test_a_journal_that_cannot_be_written_only_warns(tmp_path: Path, caplog: pyt
     with caplog.at_level(logging.WARNING, logger="tests.events"):
         writer.emit("claimed", "claimed Z", task="Z")
     assert "cannot append to" in caplog.text
+
+
+def test_a_lone_surrogate_never_breaks_the_journal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Text with a lone UTF-16 surrogate is journalled as a JSON escape: one valid UTF-8 line, no exception."""
+    path = tmp_path / "events.jsonl"
+    clock = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
+    log = logging.getLogger("agentd.test-surrogate")
+    with caplog.at_level(logging.INFO, logger="agentd.test-surrogate"):
+        Journal(path, clock, "builder", log).emit("started", "started A: echo 'bad \ud83d'", task="A", note="\udcff")
+    line = path.read_bytes().decode("utf-8")
+    assert json.loads(line)["message"] == "started A: echo 'bad \ud83d'"
+    assert json.loads(line)["note"] == "\udcff"
+    assert caplog.records[0].getMessage() == "started A: echo 'bad \\ud83d'"

@@ -15,10 +15,11 @@ from agentd.core.workflow import Workflow
 
 
 def test_duplicate_ids_including_nested() -> None:
-    """A subtask reusing a top-level id is a duplicate, named by its path."""
+    """A subtask reusing a top-level id is a duplicate: both tasks are named by their paths (both are quarantined)."""
     doc = {"tasks": [{"id": "a", "status": "ready", "subtasks": [{"id": "a", "status": "ready"}]}]}
-    [finding] = [f for f in validate.check(doc) if f.code == "duplicate"]
-    assert finding.path == "$.tasks[0].subtasks[0].id" and "first at $.tasks[0]" in finding.message
+    found = [f for f in validate.check(doc) if f.code == "duplicate"]
+    assert [f.path for f in found] == ["$.tasks[0].id", "$.tasks[0].subtasks[0].id"]
+    assert {f.task for f in found} == {"a"} and "2 tasks have it" in found[0].message
 
 
 def test_unknown_dependency_named() -> None:
@@ -31,8 +32,17 @@ def test_unknown_dependency_named() -> None:
 def test_cycle_is_named() -> None:
     """A dependency cycle is reported with its members in order."""
     doc = {"tasks": [{"id": i, "status": "ready", "dependencies": [d]} for i, d in ("ab", "bc", "ca")]}
-    [finding] = validate.check(doc)
-    assert finding.code == "cycle" and finding.message == "dependency cycle: a -> b -> c -> a"
+    found = validate.check(doc)
+    assert [f.task for f in found] == ["a", "b", "c"]  # every member is quarantined
+    assert all(f.code == "cycle" and f.message == "dependency cycle: a -> b -> c -> a" for f in found)
+
+
+def test_every_cycle_and_only_its_members() -> None:
+    """Two cycles sharing no task are both found; a task that only depends on a cycle is not a member."""
+    graph = {"a": ("b",), "b": ("a",), "x": ("a",), "c": ("d",), "d": ("e",), "e": ("c",), "f": ()}
+    assert validate.cycles(graph) == [["a", "b"], ["c", "d", "e"]]
+    chain = {f"t{i}": (f"t{i + 1}",) for i in range(10_000)} | {"t10000": ("t0",)}
+    assert len(validate.cycles(chain)[0]) == 10_001
 
 
 def test_deep_chain_is_no_recursion_problem() -> None:
@@ -89,3 +99,26 @@ def test_timestamp_round_trip(moment: datetime) -> None:
     text = format_timestamp(moment)
     assert text.endswith("+00:00")
     assert abs(parse_timestamp(text) - moment) < timedelta(milliseconds=1)
+
+
+@pytest.mark.parametrize(
+    "task_id",
+    ["X1\n", "X1\r", "\nX1", "X1 ", "", ".x", "a/b", "é", "a" * 129, 5, None, "X1\n\n"],
+)
+def test_one_definition_of_a_valid_id_refuses(task_id: object) -> None:
+    """The schema check, the lease schema and valid_task_id refuse the same ids (a final newline included)."""
+    from agentd.core.model import valid_task_id
+
+    assert not valid_task_id(task_id)
+    assert schema.first_error({"id": task_id, "status": "ready"}, "task") is not None
+    lease = {"task_id": task_id, "token": 1, "role": "r", "host": "h", "pid": 1, "acquired": "2026-01-01T00:00:00Z"}
+    assert schema.first_error({**lease, "ttl": 1}, "lease") is not None
+
+
+@pytest.mark.parametrize("task_id", ["X1", "a" * 128, "0.b_c-d", "P001-B01"])
+def test_one_definition_of_a_valid_id_accepts(task_id: str) -> None:
+    """Good ids pass all three checks."""
+    from agentd.core.model import valid_task_id
+
+    assert valid_task_id(task_id)
+    assert schema.first_error({"id": task_id, "status": "ready"}, "task") is None

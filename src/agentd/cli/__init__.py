@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -143,6 +144,10 @@ _register()
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: run the CLI and exit with a documented code."""
+    for stream in (sys.stdout, sys.stderr):
+        # Text UTF-8 cannot encode (a lone surrogate a JS tool left in a task) prints as a \\u escape, never a crash.
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     try:
         result = cli.main(args=list(argv) if argv is not None else None, prog_name="agentd", standalone_mode=False)
     except click.exceptions.Exit as exc:

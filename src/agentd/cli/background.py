@@ -193,6 +193,9 @@ def _sections(data: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]
     if data["failed"]:
         rows = [[f["id"], f["status"], f["attempts"], f["reason"]] for f in data["failed"]]
         sections.append(("failed", ["id", "status", "attempts", "reason"], rows))
+    if data["quarantined"]:
+        rows = [[q["id"], q["problem"]] for q in data["quarantined"]]
+        sections.append(("quarantined (nothing touches them until fixed)", ["id", "problem"], rows))
     return sections
 
 
@@ -209,7 +212,7 @@ def _renderable(data: dict[str, Any]) -> Group:
             if title == "daemons":
                 colour = "green" if cells[1] == "running" else "red"
                 table.add_row(cells[0], Text(cells[1], style=colour), *cells[2:])
-            elif title == "failed":
+            elif title == "failed" or title.startswith("quarantined"):
                 table.add_row(Text(cells[0], style="red"), *cells[1:])
             else:
                 table.add_row(*cells)

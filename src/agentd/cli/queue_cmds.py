@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from agentd.core import edits
 from agentd.core.clock import SystemClock
 from agentd.core.explain import explain
 from agentd.core.model import Task
+from agentd.core.validate import Finding
 from agentd.errors import ExitCode, TaskNotFound, display_path
 from agentd.service import background as service
 from agentd.store.file.leases import LeaseDir
@@ -43,6 +44,10 @@ def queue() -> None:
 def validate(app: App, path: Path | None, as_json: bool) -> int:
     """Check that the queue parses and validates (schema, ids, dependencies, cycles, conflict markers).
 
+    A problem of the file as a whole is one line and exit 4. A task's own problems (its fields, its id, text agentd
+    cannot encode, a duplicate id, an unknown dependency, a cycle) are printed one per line, and exit 4: those tasks
+    are quarantined (no daemon claims, runs or changes them) while every other task flows.
+
     \b
     Examples:
       agentd queue validate
@@ -51,25 +56,39 @@ def validate(app: App, path: Path | None, as_json: bool) -> int:
     store = app.store(path.resolve() if path else None)
     snapshot = store.read()
     tasks = snapshot.tasks
+    code = ExitCode.BAD_DATA if snapshot.errors else ExitCode.OK
     if as_json:
         emit_json(
             {
                 "path": str(store.path),
-                "valid": True,
+                "valid": not snapshot.errors,
                 "tasks": len(tasks),
+                "quarantined": sorted(snapshot.quarantined),
+                "errors": [
+                    {"path": e.path, "message": e.message, "code": e.code, "task": e.task} for e in snapshot.errors
+                ],
                 "warnings": [{"path": w.path, "message": w.message, "code": w.code} for w in snapshot.warnings],
             }
         )
-        return ExitCode.OK
+        return code
     name = display_path(store.path)
+    for finding in snapshot.errors:
+        click.echo(f"agentd: {finding.line(name)}", err=True)
     for finding in snapshot.warnings:
         warn(finding.line(name))
     note = f", {len(snapshot.warnings)} warning(s)" if snapshot.warnings else ""
-    info(f"{name}: valid ({len(tasks)} tasks{note})")
-    return ExitCode.OK
+    if snapshot.errors:
+        count = len(snapshot.quarantined)
+        info(
+            f"{name}: {count} task(s) quarantined ({len(snapshot.errors)} problem(s)); the other "
+            f"{len(tasks) - count} of {len(tasks)} tasks flow{note}"
+        )
+    else:
+        info(f"{name}: valid ({len(tasks)} tasks{note})")
+    return code
 
 
-def _task_json(task: Task) -> dict[str, Any]:
+def _task_json(task: Task, quarantined: Mapping[str, Finding]) -> dict[str, Any]:
     return {
         "id": task.id,
         "status": task.status,
@@ -81,6 +100,7 @@ def _task_json(task: Task) -> dict[str, Any]:
         "attempts": task.attempts,
         "parent": task.parent,
         "path": task.path,
+        "quarantined": quarantined[task.id].text if task.id in quarantined else None,
     }
 
 
@@ -105,14 +125,24 @@ def list_(app: App, statuses: tuple[str, ...], role: str | None, as_json: bool) 
     if role:
         spec = app.config.role(role)
         tasks = [t for t in tasks if t.status in spec.claims or t.status == spec.working]
+    bad = snapshot.quarantined
     if as_json:
-        emit_json([_task_json(t) for t in tasks])
+        emit_json([_task_json(t, bad) for t in tasks])
         return ExitCode.OK
     rows = [
-        [("  " if t.parent and t.path.count("subtasks") else "") + t.id, t.status, t.priority, t.type, t.agent, t.title]
+        [
+            ("  " if t.parent and t.path.count("subtasks") else "") + t.id,
+            f"{t.status} (quarantined)" if t.id in bad else t.status,
+            t.priority,
+            t.type,
+            t.agent,
+            t.title,
+        ]
         for t in tasks
     ]
     table(["id", "status", "prio", "type", "agent", "title"], rows)
+    if bad:
+        warn(f"{len(bad)} task(s) quarantined: `agentd queue validate` says why")
     return ExitCode.OK
 
 
@@ -354,15 +384,15 @@ def why(app: App, task_id: str, as_json: bool) -> int:
     """
     config = app.config
     store = app.store()
-    snapshot = store.read(lenient=True)
+    snapshot = store.read()
     tasks = snapshot.tasks
     if task_id not in {t.id for t in tasks}:
         raise TaskNotFound(task_id, store.path)
     leases = LeaseDir(config.leases_dir, config.root).observe_all()
     running = {role: any(p.running for p in service.daemons(config, [role])) for role in config.roles}
-    problems = [f"{p.path}: {p.message}" if p.path else p.message for p in snapshot.errors]
+    quarantined = {task: problem.text for task, problem in snapshot.quarantined.items()}
     now = SystemClock().now()
-    answer = explain(task_id, tasks, config.workflow, leases, snapshot.wip_limits, now, running, problems)
+    answer = explain(task_id, tasks, config.workflow, leases, snapshot.wip_limits, now, running, quarantined)
     if as_json:
         emit_json(answer.to_json())
         return ExitCode.OK

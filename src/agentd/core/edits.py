@@ -7,10 +7,11 @@ decide from the document it is given.
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agentd.core.model import index_by_id, valid_task_id, walk
+from agentd.core.model import TASK_ID_RULE, index_by_id, valid_task_id, walk
 from agentd.core.workflow import Role, Workflow
 from agentd.errors import Conflict, StaleToken, TaskNotFound, UnknownStatus
 
@@ -38,9 +39,7 @@ def new_task(
 ) -> dict[str, Any]:
     """A task dict in the field order real queues use."""
     if not valid_task_id(task_id):
-        raise Conflict(
-            task_id, "invalid task id: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
-        )
+        raise Conflict(task_id, f"invalid task id: {TASK_ID_RULE}")
     task: dict[str, Any] = {"id": task_id, "title": title, "type": task_type, "status": status}
     if priority is not None:
         task["priority"] = priority
@@ -96,11 +95,11 @@ def set_status(
         current = lease.get("token") if isinstance(lease, dict) else None
         if current != token:
             raise StaleToken(task_id, token, current if isinstance(current, int) else None)
-    old: str = task["status"]
+    old = task.get("status")  # a quarantined task may have none, or not a string: a person may be fixing it
     task["status"] = status
     if note is not None:
         task["status_note"] = note
-    return old
+    return old if isinstance(old, str) else json.dumps(old)
 
 
 def owning_role(task: dict[str, Any], workflow: Workflow) -> Role | None:
@@ -121,12 +120,13 @@ def owning_role(task: dict[str, Any], workflow: Workflow) -> Role | None:
 def retry(doc: dict[str, Any], task_id: str, workflow: Workflow) -> str:
     """Send a task back to its role's claimable status with attempts reset; returns the new status."""
     task = _task(doc, task_id)
-    if workflow.is_final(str(task["status"])):
-        raise Conflict(task_id, f"it is {task['status']!r}, which is final; use set-status to reopen it")
+    status = task.get("status")
+    if workflow.is_final(str(status)):
+        raise Conflict(task_id, f"it is {status!r}, which is final; use set-status to reopen it")
     role = owning_role(task, workflow)
     if role is None:
-        raise Conflict(task_id, f"cannot tell which role status {task['status']!r} belongs to; use set-status")
-    if task["status"] == role.working and task.get("lease"):
+        raise Conflict(task_id, f"cannot tell which role status {status!r} belongs to; use set-status")
+    if status == role.working and task.get("lease"):
         raise Conflict(task_id, f"{role.name} is working on it (lease held); stop it or run `agentd leases prune`")
     task["status"] = role.retry_status
     task["attempts"] = 0

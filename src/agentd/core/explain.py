@@ -6,7 +6,7 @@ It calls the very functions the daemon decides with (:func:`agentd.core.schedule
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -78,16 +78,21 @@ def explain(
     queue_limits: Mapping[str, int],
     now: datetime,
     daemons: Mapping[str, bool],
-    queue_errors: Sequence[str] = (),
+    quarantined: Mapping[str, str] | None = None,
 ) -> Explanation:
     """Why ``task_id`` is or is not being claimed now. ``daemons`` says, per role, whether a daemon runs;
-    ``queue_errors`` are the queue's validation errors (daemons claim nothing while there are any)."""
-    answer = _explain(task_id, tasks, workflow, leases, queue_limits, now, daemons)
-    if queue_errors:
-        answer.steps.insert(0, Step("queue", False, f"the queue is invalid: {queue_errors[0]}"))
-        if answer.claimable:
-            answer.claimable = False
-            answer.verdict = f"not claimable: the queue is invalid ({queue_errors[0]}); daemons wait until it is fixed"
+    ``quarantined`` maps each task with a problem of its own to that problem (the read's)."""
+    quarantined = quarantined or {}
+    answer = _explain(task_id, tasks, workflow, leases, queue_limits, now, daemons, quarantined)
+    problem = quarantined.get(task_id)
+    if problem is not None:
+        if not any(step.rule == "quarantine" for step in answer.steps):
+            answer.steps.insert(0, Step("quarantine", False, f"quarantined: {problem}"))
+        answer.claimable = False
+        answer.verdict = (
+            f"quarantined: {problem}; no daemon claims, runs or changes it until a person fixes it "
+            "(`agentd queue validate` lists every problem); the other tasks flow"
+        )
     return answer
 
 
@@ -99,8 +104,9 @@ def _explain(
     queue_limits: Mapping[str, int],
     now: datetime,
     daemons: Mapping[str, bool],
+    quarantined: Mapping[str, str],
 ) -> Explanation:
-    view = View.build(tasks, workflow, now, leases)
+    view = View.build(tasks, workflow, now, leases, quarantined=quarantined)
     task = view.by_id[task_id]
     for role in workflow.role_working_in(task.status):
         return _working(task, role, leases.get(task.id), now)
@@ -143,8 +149,8 @@ def _for_role(task: Task, role: Role, view: View, queue_limits: Mapping[str, int
         else:
             steps.append(Step(check.rule, check.ok, check.detail))
     limit = scheduler.wip_limit(role, queue_limits)
-    holders = scheduler.holders(view.tasks, role, view.leases, view.now)
-    room = scheduler.wip_room(view.tasks, role, queue_limits, view.leases, view.now)
+    holders = scheduler.holders(view.tasks, role, view.leases, view.now, view.quarantined)
+    room = scheduler.wip_room(view.tasks, role, queue_limits, view.leases, view.now, view.quarantined)
     held = ", ".join(holders) or "none"
     steps.append(Step("wip", room > 0, f"WIP of {role.name}: {len(holders)}/{limit} (held by {held})"))
     steps.append(

@@ -13,12 +13,38 @@ from typing import Any
 
 from agentd.core.clock import parse_timestamp
 
-TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # used with fullmatch only: "$" would allow a final "\n"
+TASK_ID_RULE = "use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
 def valid_task_id(task_id: object) -> bool:
-    """Whether ``task_id`` is safe to use as a file name (and matches the schema's pattern)."""
+    """Whether ``task_id`` is a valid task id: the one definition, used by the schemas (``x-agentd-task-id``), the
+    CLI and the lease files (an id becomes a file name)."""
     return isinstance(task_id, str) and TASK_ID.fullmatch(task_id) is not None
+
+
+def view_id(task: Any, path: str) -> str:
+    """The id a task is known by: its ``id`` when that is a string, else its JSON path (a task without a usable id
+    is quarantined and still has to be named; a path is never a valid id, so the two cannot collide)."""
+    task_id = task.get("id") if isinstance(task, dict) else None
+    return task_id if isinstance(task_id, str) else path
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -35,18 +61,16 @@ class InQueueLease:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InQueueLease:
-        acquired = data.get("acquired")
-        token = data.get("token")
-        pid = data.get("pid")
+        """Never raises: a field of the wrong type reads as missing (the task is quarantined by validation)."""
         ttl = data.get("ttl")
         return cls(
-            token=token if isinstance(token, int) else None,
-            role=data.get("role") or data.get("agent"),
-            owner=data.get("owner"),
-            host=data.get("host"),
-            pid=pid if isinstance(pid, int) else None,
-            acquired=parse_timestamp(acquired) if isinstance(acquired, str) else None,
-            ttl=float(ttl) if isinstance(ttl, int | float) else None,
+            token=_int(data.get("token")),
+            role=_str(data.get("role")) or _str(data.get("agent")),
+            owner=_str(data.get("owner")),
+            host=_str(data.get("host")),
+            pid=_int(data.get("pid")),
+            acquired=_time(data.get("acquired")),
+            ttl=float(ttl) if isinstance(ttl, int | float) and not isinstance(ttl, bool) and ttl < 1e300 else None,
         )
 
 
@@ -72,25 +96,30 @@ class Task:
     repeats: int = 0  # consecutive successful runs that left it in a status its role claims ("repeat_runs")
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, index: int, path: str, parent: str | None = None) -> Task:
+    def from_dict(cls, data: Any, *, index: int, path: str, parent: str | None = None) -> Task:
+        """The view of one task. Never raises, whatever ``data`` is: a field of the wrong type reads as missing and a
+        task without a string id is known by its path (validation quarantines such a task; see
+        :mod:`agentd.store.file.queuefile`)."""
+        if not isinstance(data, dict):
+            return cls(id=path, status="", index=index, path=path, parent=parent)
         lease = data.get("lease")
-        not_before = data.get("not_before")
+        dependencies = data.get("dependencies")
         return cls(
-            id=data["id"],
-            status=data["status"],
+            id=view_id(data, path),
+            status=_str(data.get("status")) or "",
             index=index,
             path=path,
-            title=data.get("title"),
-            type=data.get("type"),
-            priority=data.get("priority"),
-            agent=data.get("agent"),
+            title=_str(data.get("title")),
+            type=_str(data.get("type")),
+            priority=_int(data.get("priority")),
+            agent=_str(data.get("agent")),
             lease=InQueueLease.from_dict(lease) if isinstance(lease, dict) else None,
-            dependencies=tuple(data.get("dependencies") or ()),
-            attempts=int(data.get("attempts") or 0),
-            not_before=parse_timestamp(not_before) if isinstance(not_before, str) else None,
-            lease_token=int(data.get("lease_token") or 0),
+            dependencies=tuple(d for d in dependencies if isinstance(d, str)) if isinstance(dependencies, list) else (),
+            attempts=max(0, _int(data.get("attempts")) or 0),
+            not_before=_time(data.get("not_before")),
+            lease_token=max(0, _int(data.get("lease_token")) or 0),
             blocked_reason=data.get("blocked_reason"),
-            parent=parent or data.get("parent") or data.get("parent_task"),
+            parent=parent or _str(data.get("parent")) or _str(data.get("parent_task")),
             repeats=int(data.get("repeat_runs") or 0) if isinstance(data.get("repeat_runs"), int) else 0,
         )
 
@@ -116,7 +145,7 @@ def walk(tasks: list[Any], path: str = "$.tasks", parent: str | None = None) -> 
             children = task.get("subtasks") if isinstance(task, dict) else None
             if isinstance(children, list) and children:
                 stack.append((items, base, owner, position + 1))  # come back for the rest of this list
-                stack.append((children, f"{here}.subtasks", task.get("id"), 0))
+                stack.append((children, f"{here}.subtasks", _str(task.get("id")), 0))
                 break
     return out
 
@@ -125,7 +154,7 @@ def walk_one(task: Any, path: str, parent: str | None = None) -> list[tuple[str,
     """One task at ``path`` and its nested subtasks, as :func:`walk` lists them."""
     children = task.get("subtasks") if isinstance(task, dict) else None
     if isinstance(children, list) and children:
-        return [(path, task, parent), *walk(children, f"{path}.subtasks", task.get("id"))]
+        return [(path, task, parent), *walk(children, f"{path}.subtasks", _str(task.get("id")))]
     return [(path, task, parent)]
 
 
@@ -153,5 +182,10 @@ def views(data: Mapping[str, Any]) -> list[Task]:
 
 
 def index_by_id(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Task id -> the raw task dict (the last one wins on duplicates, which validation reports)."""
-    return {task["id"]: task for _, task, _ in walk(data.get("tasks", [])) if isinstance(task, dict) and "id" in task}
+    """Task id -> the raw task dict (the last one wins on duplicates, which validation reports; a task without a
+    string id is left out)."""
+    return {
+        task["id"]: task
+        for _, task, _ in walk(data.get("tasks", []))
+        if isinstance(task, dict) and _str(task.get("id"))
+    }

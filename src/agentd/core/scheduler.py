@@ -22,6 +22,7 @@ class Reason(enum.StrEnum):
     """Why a task is or is not claimable, in the order the rules are applied."""
 
     CLAIMABLE = "claimable"
+    QUARANTINED = "quarantined"  # the task (or a dependency) has a problem of its own: nothing touches it
     WRONG_STATUS = "wrong-status"
     WRONG_TYPE = "wrong-type"
     UNKNOWN_DEPENDENCY = "unknown-dependency"
@@ -100,6 +101,7 @@ class View:
     now: datetime
     default_ttl: float
     cycle: tuple[str, ...] = ()
+    quarantined: Mapping[str, str] = field(default_factory=dict)  # task id -> its problem, one line
 
     @classmethod
     def build(
@@ -111,11 +113,14 @@ class View:
         default_ttl: float = 5400.0,
         *,
         acyclic: bool = False,
+        quarantined: Mapping[str, str] | None = None,
     ) -> View:
-        """``acyclic``: the caller knows there is no cycle (a strict read of the queue refuses one)."""
+        """``acyclic``: the caller knows no cycle is left to find (a read of the queue quarantines every member of
+        one); ``quarantined``: task id -> its problem (from the read)."""
         by_id = {task.id: task for task in tasks}
         cycle = [] if acyclic else find_cycle({task.id: task.dependencies for task in tasks}) or []
-        return cls(tasks, by_id, frozenset(workflow.done_statuses), leases or {}, now, default_ttl, tuple(cycle))
+        done = frozenset(workflow.done_statuses)
+        return cls(tasks, by_id, done, leases or {}, now, default_ttl, tuple(cycle), quarantined or {})
 
 
 def dependency_checks(task: Task, view: View) -> list[Check]:
@@ -126,7 +131,16 @@ def dependency_checks(task: Task, view: View) -> list[Check]:
 def _dependency_checks(task: Task, view: View, passing: bool = True) -> Iterator[Check]:
     for dep in task.dependencies:
         other = view.by_id.get(dep)
-        if other is None:
+        problem = view.quarantined.get(dep)
+        if problem is not None and other is not None:
+            yield Check(
+                Reason.QUARANTINED,
+                False,
+                f"dependency {dep} is quarantined ({problem}): it waits until that task is fixed",
+                {"id": dep},
+                rule="dependency",
+            )
+        elif other is None:
             yield Check(
                 Reason.UNKNOWN_DEPENDENCY,
                 False,
@@ -155,6 +169,9 @@ def task_checks(task: Task, role: Role, view: View) -> list[Check]:
 def iter_checks(task: Task, role: Role, view: View, *, passing: bool = True) -> Iterator[Check]:
     """:func:`task_checks` one at a time (the scheduler stops at the first that fails); ``passing=False`` skips
     making the checks that pass (the decisions are the same)."""
+    problem = view.quarantined.get(task.id)
+    if problem is not None:
+        yield Check(Reason.QUARANTINED, False, f"quarantined: {problem}", rule="quarantine")
     if task.status in role.claims:
         if passing:
             yield Check(Reason.CLAIMABLE, True, f"status {task.status!r} is claimed by {role.name}", rule="status")
@@ -216,13 +233,15 @@ def holders(
     role: Role,
     leases: Mapping[str, LeaseObservation] | None = None,
     now: datetime | None = None,
+    quarantined: Container[str] = (),
 ) -> list[str]:
     """Ids holding the role's WIP: tasks in its working status, and tasks whose live lease the role holds.
 
     The leases count too because the queue can be wrong for a moment: a writer that ignores agentd's lock can save
-    an older copy over a claim, and the work it reverted is still running.
+    an older copy over a claim, and the work it reverted is still running. A quarantined task holds WIP only while
+    its live lease says it runs (stuck in the working status, it would stop the role for everyone).
     """
-    ids = [task.id for task in tasks if task.status == role.working]
+    ids = [task.id for task in tasks if task.status == role.working and task.id not in quarantined]
     if leases and now is not None:
         known = set(ids)
         for task_id, lease in leases.items():
@@ -237,9 +256,10 @@ def wip_room(
     queue_limits: Mapping[str, int],
     leases: Mapping[str, LeaseObservation] | None = None,
     now: datetime | None = None,
+    quarantined: Container[str] = (),
 ) -> int:
     """How many more tasks the role may start now, across all its daemons (live leases included)."""
-    return max(0, wip_limit(role, queue_limits) - len(holders(tasks, role, leases, now)))
+    return max(0, wip_limit(role, queue_limits) - len(holders(tasks, role, leases, now, quarantined)))
 
 
 def claimable(role: Role, view: View) -> list[Task]:
@@ -256,7 +276,7 @@ def any_claimable(role: Role, view: View) -> bool:
 
 def select(role: Role, view: View, queue_limits: Mapping[str, int], limit: int | None = None) -> list[Task]:
     """What to claim now: the best claimable tasks, as many as WIP room (and ``limit``) allow."""
-    room = wip_room(view.tasks, role, queue_limits, view.leases, view.now)
+    room = wip_room(view.tasks, role, queue_limits, view.leases, view.now, view.quarantined)
     if limit is not None:
         room = min(room, limit)
     return claimable(role, view)[:room] if room > 0 else []
@@ -271,7 +291,7 @@ def to_unblock(workflow: Workflow, view: View) -> list[Task]:
     unsettled = {status for role in workflow.roles.values() for status in (*role.claims, role.working)}
     moved = []
     for task in view.tasks:
-        if task.status != rule.from_status or task.blocked_reason:
+        if task.status != rule.from_status or task.blocked_reason or task.id in view.quarantined:
             continue
         parent = view.by_id.get(task.parent) if task.parent else None
         if parent is not None and parent.status in unsettled:

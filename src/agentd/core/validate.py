@@ -21,6 +21,18 @@ class Finding:
     path: str | None
     message: str
     code: str
+    task: str | None = None  # the task it quarantines (see agentd.core.model.view_id); None: about the whole file
+    detail: str = ""  # what tells it from another finding of the same code and task, wherever the task sits
+
+    @property
+    def text(self) -> str:
+        """``$.json.path: message`` (the message alone when it has no path)."""
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+    @property
+    def key(self) -> tuple[str, str | None, str]:
+        """What stays the same while the task moves in the file (its path and message may not)."""
+        return (self.code, self.task, self.detail or (self.message if self.code not in STRUCTURAL else ""))
 
     def line(self, source: str) -> str:
         """``FILE: $.json.path: message`` on one line."""
@@ -76,43 +88,114 @@ def check(data: Mapping[str, Any], workflow: Workflow | None = None) -> list[Fin
     return structural(entries) + status_warnings(entries, workflow)
 
 
+STRUCTURAL = frozenset({"duplicate", "unknown-dep", "cycle"})
+
+
 def structural(entries: list[tuple[str, Any, str | None]]) -> list[Finding]:
-    """Duplicate ids, unknown dependencies and cycles (they depend only on ids and dependencies)."""
+    """Duplicate ids, unknown dependencies and cycles (they depend only on ids and dependencies): one finding per
+    task it quarantines. Tasks without a string id, or whose dependencies are not a list, are skipped here (the schema
+    check quarantines them)."""
     findings: list[Finding] = []
-    seen: dict[str, str] = {}
+    paths: dict[str, list[str]] = {}
     graph: dict[str, tuple[str, ...]] = {}
+    usable: list[tuple[str, str, tuple[str, ...]]] = []
     for path, task, _ in entries:
-        task_id = task["id"]
-        if task_id in seen:
-            findings.append(
-                Finding("error", f"{path}.id", f"duplicate task id {task_id!r} (first at {seen[task_id]})", "duplicate")
-            )
-        else:
-            seen[task_id] = path
-        graph[task_id] = tuple(task.get("dependencies") or ())
-    for path, task, _ in entries:
-        for position, dep in enumerate(task.get("dependencies") or ()):
-            if dep not in seen:
+        task_id = task.get("id") if isinstance(task, dict) else None
+        if not isinstance(task_id, str):
+            continue
+        deps = task.get("dependencies")
+        deps = tuple(d for d in deps if isinstance(d, str)) if isinstance(deps, list) else ()
+        paths.setdefault(task_id, []).append(path)
+        graph.setdefault(task_id, deps)
+        usable.append((path, task_id, deps))
+    for task_id, where in paths.items():
+        if len(where) > 1:
+            message = f"duplicate task id {task_id!r} ({len(where)} tasks have it)"
+            findings += [Finding("error", f"{path}.id", message, "duplicate", task_id) for path in where]
+    for path, task_id, deps in usable:
+        for position, dep in enumerate(deps):
+            if dep not in paths:
+                message = f"unknown dependency {dep!r}"
                 findings.append(
-                    Finding("error", f"{path}.dependencies[{position}]", f"unknown dependency {dep!r}", "unknown-dep")
+                    Finding("error", f"{path}.dependencies[{position}]", message, "unknown-dep", task_id, dep)
                 )
-            elif dep == task["id"]:
-                findings.append(
-                    Finding("error", f"{path}.dependencies[{position}]", "a task cannot depend on itself", "cycle")
-                )
-    cycle = find_cycle({k: tuple(d for d in v if d != k) for k, v in graph.items()})
-    if cycle:
-        findings.append(
-            Finding("error", f"{seen[cycle[0]]}.dependencies", "dependency cycle: " + " -> ".join(cycle), "cycle")
-        )
+            elif dep == task_id:
+                message = "a task cannot depend on itself"
+                findings.append(Finding("error", f"{path}.dependencies[{position}]", message, "cycle", task_id, dep))
+    for members in cycles({k: tuple(d for d in v if d != k) for k, v in graph.items()}):
+        inside = set(members)
+        cycle = find_cycle({k: tuple(d for d in graph[k] if d in inside and d != k) for k in members}) or members
+        message = "dependency cycle: " + " -> ".join(cycle)
+        findings += [
+            Finding("error", f"{paths[member][0]}.dependencies", message, "cycle", member, "cycle")
+            for member in members
+        ]
     return findings
 
 
+def cycles(graph: Mapping[str, tuple[str, ...]]) -> list[list[str]]:
+    """Every dependency cycle's members: the strongly connected components of more than one task (Tarjan's
+    algorithm, iterative; members in the graph's order). Self-dependencies are not looked for here."""
+    order = {node: n for n, node in enumerate(graph)}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in graph:
+        if root in index:
+            continue
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            node, position = work[-1]
+            children = graph[node]
+            if position < len(children):
+                work[-1] = (node, position + 1)
+                child = children[position]
+                if child not in graph:
+                    continue
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, 0))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component, key=order.__getitem__))
+    return found
+
+
 def status_warnings(entries: list[tuple[str, Any, str | None]], workflow: Workflow | None) -> list[Finding]:
-    """Statuses no role or rule knows (warnings: people and agents invent statuses)."""
+    """Statuses no role or rule knows (warnings: people and agents invent statuses); a status that is not a string
+    is the schema's to report."""
     if workflow is None:
         return []
     known = workflow.known_statuses()
+    try:  # (the common case, at the speed of a plain comprehension: every task a dict with a hashable status)
+        unknown = [(path, task) for path, task, _ in entries if task["status"] not in known]
+    except (TypeError, KeyError):
+        unknown = [
+            (path, task)
+            for path, task, _ in entries
+            if isinstance(task, dict) and isinstance(task.get("status"), str) and task["status"] not in known
+        ]
     return [
         Finding(
             "warning",
@@ -120,6 +203,6 @@ def status_warnings(entries: list[tuple[str, Any, str | None]], workflow: Workfl
             f"status {task['status']!r} is not claimed, worked in or produced by any role or rule",
             "unknown-status",
         )
-        for path, task, _ in entries
-        if task["status"] not in known
+        for path, task in unknown
+        if isinstance(task.get("status"), str)
     ]

@@ -141,14 +141,15 @@ def network_findings(places: Mapping[str, str], mounts: list[Mount]) -> list[Fin
 class _Queue:
     tasks: list[Task] | None = None  # None: the queue could not be read
     limits: Mapping[str, int] | None = None
-    writable: bool = False  # validates fully, so a transaction (prune) can run
+    writable: bool = False  # readable as a whole, so a transaction (prune) can run
+    quarantined: frozenset[str] = frozenset()  # tasks with a problem of their own: nothing touches them
 
 
 def _queue_findings(config: Config, out: list[Finding]) -> _Queue:
     store = QueueStore(config.queue_path, workflow=config.workflow, lock_timeout=config.lock_timeout)
     name = display_path(config.queue_path)
     try:
-        snapshot = store.read(lenient=True)
+        snapshot = store.read()
     except QueueMissing as exc:
         out.append(Finding("error", "queue-missing", str(exc), "agentd init (or point --queue / AGENTD_QUEUE at it)"))
         return _Queue()
@@ -162,17 +163,20 @@ def _queue_findings(config: Config, out: list[Finding]) -> _Queue:
         "duplicate": "give one of the tasks a new id; `agentd queue validate` to check",
         "unknown-dep": "add the missing task or drop the dependency; `agentd queue validate` to check",
         "cycle": "remove one dependency of the cycle; `agentd queue validate` to check",
+        "task-invalid": f"fix that field of the task in {name}; `agentd queue validate` to check",
+        "unencodable": f"retype that text in {name} (half a character is left there); `agentd queue validate` to check",
     }
     for problem in snapshot.errors:
+        message = f"{problem.line(name)} (task {problem.task} is quarantined: nothing claims, runs or changes it)"
         out.append(
-            Finding("error", problem.code, problem.line(name), fixes.get(problem.code, EDIT_QUEUE), subject=name)
+            Finding("error", problem.code, message, fixes.get(problem.code, EDIT_QUEUE), subject=problem.task or name)
         )
     for problem in snapshot.warnings:
         if problem.code != "unknown-status":  # covered, per status, by the never-picked-up check
             out.append(Finding("warning", problem.code, problem.line(name), EDIT_QUEUE, subject=name))
     if not snapshot.errors:
         out.append(Finding("info", "queue-valid", f"{name}: valid ({len(snapshot.tasks)} tasks)"))
-    return _Queue(snapshot.tasks, snapshot.wip_limits, writable=not snapshot.errors)
+    return _Queue(snapshot.tasks, snapshot.wip_limits, writable=True, quarantined=frozenset(snapshot.quarantined))
 
 
 def _lease_dir_findings(config: Config, queue: _Queue, now: datetime, out: list[Finding]) -> None:
@@ -237,7 +241,7 @@ def _recovery_findings(
     assert queue.tasks is not None
     shown = display_path(config.leases_dir)
     fix = PRUNE if queue.writable else f"fix the queue first, then `{PRUNE}`"
-    plans = recovery.plan(queue.tasks, observed, config.workflow, now)
+    plans = recovery.plan(queue.tasks, observed, config.workflow, now, held=queue.quarantined)
     planned = {item.task_id for item in plans}
     status = {task.id: task.status for task in queue.tasks}
     for item in plans:

@@ -61,9 +61,11 @@ def build(config: Config, probes: list[Probe], now: datetime) -> dict[str, Any]:
     tasks: list[Task] = []
     limits: dict[str, int] = {}
     limits_known = True
+    quarantined: dict[str, str] = {}
     try:
         snapshot = store.read()
         tasks, limits = snapshot.tasks, snapshot.wip_limits
+        quarantined = {task_id: problem.text for task_id, problem in snapshot.quarantined.items()}
     except AgentdError as exc:
         queue_error = str(exc)
         try:  # duplicate ids, unknown dependencies, cycles: the WIP limits are still there to read
@@ -75,7 +77,7 @@ def build(config: Config, probes: list[Probe], now: datetime) -> dict[str, Any]:
     except (AgentdError, OSError):
         leases = {}
     by_id = {task.id: task for task in tasks}
-    view = View.build(tasks, config.workflow, now, leases)
+    view = View.build(tasks, config.workflow, now, leases, quarantined=quarantined)
     roles = []
     for seen in probes:
         role_name, instance = role_of(seen.path)
@@ -94,7 +96,7 @@ def build(config: Config, probes: list[Probe], now: datetime) -> dict[str, Any]:
                 "uptime_s": _seconds(seen.info.uptime(now)) if running and seen.info else None,
                 "interval_s": seen.info.interval if running and seen.info else None,
                 "log": seen.info.log if running and seen.info else None,
-                "wip": len(scheduler.holders(tasks, role, leases, now)) if not queue_error else None,
+                "wip": len(scheduler.holders(tasks, role, leases, now, quarantined)) if not queue_error else None,
                 "wip_limit": scheduler.wip_limit(role, limits) if limits_known or role.wip is not None else None,
                 "tasks": _running_tasks(role_name, pid, leases, by_id, now),
                 "next": {"id": upcoming[0].id, "title": upcoming[0].title} if upcoming else None,
@@ -122,6 +124,7 @@ def build(config: Config, probes: list[Probe], now: datetime) -> dict[str, Any]:
         "statuses": dict(sorted(Counter(t.status for t in tasks).items())),
         "backing_off": backing_off,
         "failed": failed,
+        "quarantined": [{"id": task_id, "problem": problem} for task_id, problem in quarantined.items()],
     }
 
 

@@ -21,7 +21,7 @@ import shlex
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import FrameType
@@ -32,7 +32,9 @@ from agentd import faults
 from agentd.config import Config
 from agentd.core import scheduler
 from agentd.core.clock import Clock, SystemClock
+from agentd.core.model import valid_task_id
 from agentd.core.scheduler import Decision, Kind, Outcome
+from agentd.core.validate import Finding
 from agentd.core.workflow import Role
 from agentd.errors import AgentdError, ConfigError, ExitCode, FileAccessError
 from agentd.run.dispatch import Claim, Dispatcher, PassResult
@@ -177,6 +179,7 @@ class Daemon:
         self._claim_pause = 0.0  # s: the latest such pause
         self._fd_room: int | None = None  # how many more tasks the descriptor limit lets this daemon start
         self._fd_capped = False  # the descriptor limit holds this daemon under its WIP limit (reported once)
+        self._quarantine: dict[tuple[str, str], Finding] = {}  # (task, problem) reported as quarantined
 
     # -- wake-ups ------------------------------------------------------------------------------------------------------
 
@@ -372,6 +375,7 @@ class Daemon:
         self._log_fd_cap(seen)
         for task_id, status in seen.stop:
             self._stop_run(task_id, status)
+        self._report_quarantine(seen.quarantined)
 
     def _log_fd_cap(self, seen: PassResult) -> None:
         """Say once that the descriptor limit holds this daemon under its WIP limit (the limit does not change while
@@ -410,6 +414,40 @@ class Daemon:
             status=status,
         )
         run.proc.terminate()
+
+    def _report_quarantine(self, found: Mapping[str, Finding]) -> None:
+        """Journal each quarantined task once per problem, and once more when the problem is gone."""
+        now = {(task_id, problem.message): problem for task_id, problem in found.items()}
+        if now.keys() == self._quarantine.keys():
+            return
+        for (task_id, message), problem in now.items():
+            if (task_id, message) not in self._quarantine:
+                where = f"{problem.path}: " if problem.path else ""
+                shown = task_id if valid_task_id(task_id) else repr(task_id)  # one line, whatever the id holds
+                self.journal.emit(
+                    "task-quarantined",
+                    f"{shown} is quarantined: {where}{message}; no daemon claims, runs or changes it until it is "
+                    f"fixed (`agentd queue validate`)",
+                    level=logging.WARNING,
+                    task=task_id,
+                    state="quarantined",
+                    path=problem.path,
+                    code=problem.code,
+                    problem=message,
+                )
+        for (task_id, message), problem in self._quarantine.items():
+            if (task_id, message) not in now:
+                shown = task_id if valid_task_id(task_id) else repr(task_id)
+                self.journal.emit(
+                    "task-quarantined",
+                    f"{shown} is no longer quarantined ({message}: fixed); it flows again",
+                    task=task_id,
+                    state="fixed",
+                    path=problem.path,
+                    code=problem.code,
+                    problem=message,
+                )
+        self._quarantine = now
 
     def _start(self, claim: Claim) -> None:
         run = self.executor.start(claim.task_id, claim.held, claim.raw, self._on_exit(claim.task_id, claim.held.token))

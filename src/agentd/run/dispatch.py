@@ -20,11 +20,12 @@ from agentd.core import scheduler, transitions
 from agentd.core.clock import Clock
 from agentd.core.model import Task, refreshed
 from agentd.core.scheduler import Decision, LeaseObservation, View
+from agentd.core.validate import Finding
 from agentd.core.workflow import Role
 from agentd.run import recovery
 from agentd.run.execution import Executor, Running
 from agentd.store.file.leases import Held, LeaseDir, LeaseRecord, new_record
-from agentd.store.file.queuefile import Draft, QueueStore
+from agentd.store.file.queuefile import Draft, QueueStore, Snapshot
 
 log = logging.getLogger("agentd.daemon")
 
@@ -54,6 +55,7 @@ class PassResult:
     limit: int = 0
     waits: list[datetime] = field(default_factory=list)  # not_before of the role's tasks backing off
     stop: list[tuple[str, str]] = field(default_factory=list)  # (task, status): runs here whose task was cancelled
+    quarantined: dict[str, Finding] = field(default_factory=dict)  # the read's quarantined tasks (see QueueStore)
 
     @property
     def claimable_left(self) -> int:
@@ -88,9 +90,12 @@ class Dispatcher:
         self.clock = clock
         self.instance = instance
 
-    def _view(self, tasks: list[Task], seen: Mapping[str, LeaseObservation], now: datetime) -> View:
-        # The queue was read strictly (a cycle is refused there), so there is no cycle to look for.
-        return View.build(tasks, self.config.workflow, now, seen, self.role.lease_ttl, acyclic=True)
+    def _view(self, tasks: list[Task], seen: Mapping[str, LeaseObservation], now: datetime, snapshot: Snapshot) -> View:
+        # Every member of a cycle is quarantined by the read, so there is no cycle to look for.
+        quarantined = {task_id: problem.text for task_id, problem in snapshot.quarantined.items()}
+        return View.build(
+            tasks, self.config.workflow, now, seen, self.role.lease_ttl, acyclic=True, quarantined=quarantined
+        )
 
     def _measure(
         self, data: dict[str, Any], tasks: list[Task], view: View, room_cap: int | None, *, count: bool = True
@@ -98,7 +103,7 @@ class Dispatcher:
         """WIP room and what is claimable; ``count=False``: with no room, only whether anything is (a look made on
         every queue change by every daemon of a role whose WIP is full need not rank thousands of tasks)."""
         limits: dict[str, int] = dict(data.get("wip_limits") or {})
-        room = scheduler.wip_room(tasks, self.role, limits, view.leases, view.now)
+        room = scheduler.wip_room(tasks, self.role, limits, view.leases, view.now, view.quarantined)
         if room_cap is not None:
             room = max(0, min(room, room_cap))
         recount = None
@@ -114,7 +119,7 @@ class Dispatcher:
             claimable=claimable,
             recount=recount,
             room=room,
-            busy=len(scheduler.holders(tasks, self.role, view.leases, view.now)),
+            busy=len(scheduler.holders(tasks, self.role, view.leases, view.now, view.quarantined)),
             limit=scheduler.wip_limit(self.role, limits),
             waits=waits,
         )
@@ -128,10 +133,11 @@ class Dispatcher:
             if lease.error is not None and lease.locked is None:  # left alone: say so (once per path and problem)
                 self.leases.report(task_id, lease.error)
         tasks = snapshot.tasks
-        view = self._view(tasks, seen, now)
+        view = self._view(tasks, seen, now, snapshot)
         seen_now = self._measure(snapshot.data, tasks, view, room_cap, count=False)
         seen_now.stop = scheduler.to_stop(tasks, self.config.workflow, held)
-        stale = recovery.plan(tasks, seen, self.config.workflow, now, held=held)
+        seen_now.quarantined = snapshot.quarantined
+        stale = recovery.plan(tasks, seen, self.config.workflow, now, held=held | set(snapshot.quarantined))
         unblock = scheduler.to_unblock(self.config.workflow, view)
         return bool(stale or unblock or (seen_now.claimable and seen_now.room > 0)), seen_now
 
@@ -144,8 +150,12 @@ class Dispatcher:
 
         def change(draft: Draft) -> PassResult:
             now = self.clock.now()
-            result = PassResult()
+            result = PassResult(quarantined=draft.read.quarantined)
             for run in done:
+                problem = draft.read.quarantined.get(run.task_id)
+                if problem is not None:  # its bytes are left alone; once fixed, recovery puts it back
+                    result.finished.append((run, f"the task is quarantined ({problem.text}); not recorded"))
+                    continue
                 raw = draft.task(run.task_id)
                 task = Task.from_dict(raw, index=0, path="") if raw is not None else None
                 outcome = outcomes[run.task_id]
@@ -159,7 +169,7 @@ class Dispatcher:
                 seen.pop(task_id, None)  # our own fresh claims from an earlier try of this transaction
             # The views of the file as read (reused from earlier reads), with the tasks changed since rebuilt.
             tasks = refreshed(draft.read.tasks, draft.task, (run.task_id for run in done))
-            plans = recovery.plan(tasks, seen, self.config.workflow, now, held=held)
+            plans = recovery.plan(tasks, seen, self.config.workflow, now, held=held | set(draft.read.quarantined))
             stopped: list[recovery.Recovery] = []
             result.recovered = recovery.apply(draft.task, plans, self.config.workflow, now, self.leases, stopped)
             result.killed = [item for item in stopped if item.killed]
@@ -167,13 +177,13 @@ class Dispatcher:
                 seen.pop(item.task_id, None)
             tasks = refreshed(tasks, draft.task, (item.task_id for item in result.recovered))
             rule = self.config.workflow.unblock
-            for task in scheduler.to_unblock(self.config.workflow, self._view(tasks, seen, now)):
+            for task in scheduler.to_unblock(self.config.workflow, self._view(tasks, seen, now, draft.read)):
                 raw = draft.task(task.id)
                 if rule is not None and raw is not None and raw["status"] == rule.from_status:
                     raw["status"] = rule.to_status
                     result.unblocked.append(task.id)
             tasks = refreshed(tasks, draft.task, result.unblocked)
-            view = self._view(tasks, seen, now)
+            view = self._view(tasks, seen, now, draft.read)
             measured = self._measure(draft.doc, tasks, view, room_cap)
             result.claimable, result.recount = measured.claimable, measured.recount
             result.room, result.busy = measured.room, measured.busy

@@ -18,12 +18,12 @@ from typing import Any
 from agentd import faults
 from agentd.core import scheduler, transitions
 from agentd.core.clock import Clock
-from agentd.core.model import Task, index_by_id, views
+from agentd.core.model import Task
 from agentd.core.scheduler import LeaseObservation
 from agentd.core.workflow import Role, Workflow
 from agentd.hostinfo import boot_id, hostname, pid_namespace, process_start, process_tree
 from agentd.store.file.leases import LeaseDir
-from agentd.store.file.queuefile import QueueStore
+from agentd.store.file.queuefile import Draft, QueueStore
 
 log = logging.getLogger(__name__)
 
@@ -257,13 +257,15 @@ def prune(
     (waiting up to ``settle`` seconds). Returns (what was recovered, the hung holders still holding their locks)."""
 
     def once(stopped: list[Recovery]) -> list[Recovery]:
-        def change(doc: dict[str, Any]) -> list[Recovery]:
+        def change(draft: Draft) -> list[Recovery]:
             stopped.clear()  # the change may run more than once
             now = clock.now()
-            plans = plan(views(doc), leasedir.observe_all(), workflow, now)
-            return apply(index_by_id(doc).get, plans, workflow, now, leasedir, stopped)
+            # A quarantined task, and its lease, are left alone until the task is fixed.
+            quarantined = draft.read.quarantined
+            plans = plan(draft.read.tasks, leasedir.observe_all(), workflow, now, held=quarantined)
+            return apply(draft.task, plans, workflow, now, leasedir, stopped)
 
-        return store.transaction(change)
+        return store.edit(change)
 
     stopped: list[Recovery] = []
     done = once(stopped)

@@ -51,7 +51,7 @@ def setup(
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.handlers.RotatingFileHandler(
-            log_file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+            log_file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8", errors="backslashreplace"
         )
     else:
         handler = logging.StreamHandler(sys.stderr)

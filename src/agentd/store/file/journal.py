@@ -49,6 +49,7 @@ EVENT_TYPES = (
     "released",
     "unblocked",
     "queue-invalid",
+    "task-quarantined",
     "wip-full",
     "wip-room",
 )
@@ -118,6 +119,15 @@ def rotate(path: Path, max_bytes: int, backups: int) -> bool:
         return True
 
 
+def escaped(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (lone UTF-16 surrogates) written as ``\\udXXX`` escapes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 class Journal:
     """Appends events to a JSON-lines file (one ``write`` per line, O_APPEND), rotates it by size, and logs them."""
 
@@ -141,8 +151,11 @@ class Journal:
         self._lock = threading.Lock()
 
     def emit(self, event: str, message: str, *, level: int = logging.INFO, **fields: Any) -> None:
-        """Log ``message`` and append the event with its fields."""
-        self.log.log(level, message)
+        """Log ``message`` and append the event with its fields.
+
+        Text that UTF-8 cannot encode (a lone UTF-16 surrogate copied from a task) never fails: the log line shows it
+        as a ``\\u`` escape, and the journal line is written with JSON escapes (it reads back as the same string)."""
+        self.log.log(level, escaped(message))
         if self.path is None:
             return
         record = {
@@ -154,7 +167,10 @@ class Journal:
             **fields,
             "message": message,
         }
-        line = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        try:
+            line = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: the same record, ASCII-escaped
+            line = (json.dumps(record, default=str) + "\n").encode("ascii")
         with self._lock:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

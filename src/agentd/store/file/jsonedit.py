@@ -54,6 +54,7 @@ _STYLE_TOKEN_LIMIT = 4096
 
 # The C accelerators of the json module (what json.loads runs on CPython).
 _scan_once = _json.make_scanner(cast(Any, json.JSONDecoder()))  # (text, index) -> (value, end)
+_scan_keeping_ints = _json.make_scanner(cast(Any, json.JSONDecoder(parse_int=str)))  # integers left as their text
 _scanstring = _json.scanstring  # (text, index after the opening quote) -> (string, end)
 
 
@@ -291,6 +292,8 @@ class _Editor:
             return int(_scan_once(self.text, pos)[1])
         except StopIteration:
             raise ValueError(f"expected a JSON value at offset {pos}") from None
+        except ValueError:  # an integer too long for int() inside it: skipped as text
+            return int(_scan_keeping_ints(self.text, pos)[1])
 
     def char(self, pos: int) -> str:
         return self.text[pos : pos + 1]

@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 import tenacity
 
 from agentd import faults, schema
-from agentd.core.model import Task, index_by_id, views, walk, walk_one
-from agentd.core.validate import Finding, conflict_markers, status_warnings, structural
+from agentd.core.model import Task, index_by_id, view_id, views, walk, walk_one
+from agentd.core.validate import STRUCTURAL, Finding, conflict_markers, status_warnings, structural
 from agentd.core.workflow import Workflow
 from agentd.errors import Conflict, FileAccessError, LockTimeout, QueueInvalid, display_path
 from agentd.store.file import jsonedit
@@ -86,8 +86,18 @@ class Snapshot:
     raw: bytes
     data: dict[str, Any]
     warnings: list[Finding] = field(default_factory=list)
-    errors: list[Finding] = field(default_factory=list)  # only from a lenient read
+    errors: list[Finding] = field(default_factory=list)  # each task's own problems: the task is quarantined
     pieces: list[Piece] | None = field(default=None, repr=False, compare=False)
+
+    @functools.cached_property
+    def quarantined(self) -> dict[str, Finding]:
+        """Task id (see :func:`agentd.core.model.view_id`) -> its first problem: the tasks nothing may claim, run,
+        recover or change until a person fixes them (every other task flows)."""
+        out: dict[str, Finding] = {}
+        for finding in self.errors:
+            if finding.task is not None:
+                out.setdefault(finding.task, finding)
+        return out
 
     @functools.cached_property
     def tasks(self) -> list[Task]:
@@ -147,19 +157,34 @@ class Draft:
             shared = self.doc["tasks"][position]
             mine = json.loads(pieces[position].text) if pieces is not None else copy.deepcopy(shared)
             self.doc["tasks"][position] = mine
-            subtree = {raw["id"]: raw for _, raw, _ in walk_one(mine, "") if isinstance(raw, dict) and "id" in raw}
+            subtree = {raw["id"]: raw for _, raw, _ in walk_one(mine, "") if _has_id(raw)}
             self._copied[position] = subtree
         return subtree.get(task_id)
 
     def _position(self, task_id: str) -> int | None:
         if self._top is None:
             tasks = self.read.data["tasks"]
-            self._top = {task["id"]: n for n, task in enumerate(tasks)}  # a read queue is valid: dicts with ids
+            try:  # (the common case, at the speed of a plain comprehension: every task a dict with a string id)
+                self._top = {task["id"]: n for n, task in enumerate(tasks)}
+            except (TypeError, KeyError):
+                self._top = {task["id"]: n for n, task in enumerate(tasks) if _has_id(task)}
             for n, task in enumerate(tasks):
-                if task.get("subtasks"):
+                if isinstance(task, dict) and task.get("subtasks"):
                     for _, sub, _ in walk_one(task, ""):
-                        self._top.setdefault(sub["id"], n)
+                        if _has_id(sub):
+                            self._top.setdefault(sub["id"], n)
         return self._top.get(task_id)
+
+
+def _has_id(task: Any) -> bool:
+    return isinstance(task, dict) and isinstance(task.get("id"), str)
+
+
+def _own(task: Any) -> Any:
+    """A task without its subtasks (each is an entry of its own): what a change to this very task changes."""
+    if isinstance(task, dict) and isinstance(task.get("subtasks"), list):
+        return {key: value for key, value in task.items() if key != "subtasks"}
+    return task
 
 
 @dataclass(frozen=True)
@@ -304,7 +329,12 @@ class QueueStore:
         # A conflict marker line is never valid JSON, so markers are looked for only when the parse fails (a full
         # scan of a large file on every read would cost more than the parse of what changed).
         try:
-            data = self._decoder.decode(text)
+            try:
+                data = self._decoder.decode(text)
+            except json.JSONDecodeError:
+                raise
+            except ValueError:  # an integer too long for int() (over 4,300 digits): kept as text, its task quarantined
+                data = Decoded(schema.loads_huge(text), None)
         except json.JSONDecodeError as exc:
             self._refuse_markers(text)
             raise _MaybeMidWrite(self.path, None, f"not valid JSON: {json_problem(text, exc)}") from None
@@ -318,35 +348,41 @@ class QueueStore:
         if markers:
             raise QueueInvalid(self.path, None, markers[0].message)
 
-    def _validate(self, raw: bytes, decoded: Decoded, *, lenient: bool = False) -> list[Finding]:
+    def _validate(self, raw: bytes, decoded: Decoded) -> list[Finding]:
+        """The findings of a read: each task's own problems and structural ones (errors: the task is quarantined),
+        unknown statuses (warnings). A problem of the file as a whole raises :class:`QueueInvalid`."""
         digest = hashlib.blake2b(raw, digest_size=16).digest()
         if self._validated is not None and self._validated[0] == digest:
             return self._validated[1]
         data = decoded.data
         if not isinstance(data, dict):
             raise QueueInvalid(self.path, "$", f"expected a JSON object, found {type(data).__name__}")
-        problem = schema.queue_error(data, decoded.pieces)
+        # Without pieces (the rare parse outside the incremental decoder's fast path, such as one with an integer
+        # too long to read), every task is also walked for such an integer.
+        problem, findings = schema.queue_problems(data, decoded.pieces, thorough=decoded.pieces is None)
         if problem is not None:
             raise QueueInvalid(self.path, problem[0], problem[1])
         entries = _entries(data, decoded.pieces)
         # Duplicates, unknown dependencies and cycles depend on ids, dependencies and places alone: most writes
         # change none of them, so the last answer stands.
-        shape = [(path, task["id"], task.get("dependencies")) for path, task, _ in entries]
+        try:  # (the common case, at the speed of a plain comprehension: every task a dict with an id)
+            shape = [(path, task["id"], task.get("dependencies")) for path, task, _ in entries]
+        except (TypeError, KeyError, AttributeError):
+            shape = [
+                (path, task.get("id"), task.get("dependencies")) if isinstance(task, dict) else (path, None, None)
+                for path, task, _ in entries
+            ]
         if self._structure is not None and self._structure[0] == shape:
-            findings = self._structure[1] + status_warnings(entries, self.workflow)
+            findings = findings + self._structure[1]
         else:
-            findings = structural(entries) + status_warnings(entries, self.workflow)
-            self._structure = (shape, [f for f in findings if f.code != "unknown-status"])
-        errors = [f for f in findings if f.severity == "error"]
-        if errors and not lenient:
-            raise QueueInvalid(self.path, errors[0].path, errors[0].message)
-        if errors:
-            return findings
-        warnings = [f for f in findings if f.severity == "warning"]
-        self._validated = (digest, warnings)
-        return warnings
+            found = structural(entries)
+            self._structure = (shape, found)
+            findings = findings + found
+        findings += status_warnings(entries, self.workflow)
+        self._validated = (digest, findings)
+        return findings
 
-    def _load(self, *, lenient: bool = False) -> _Loaded:
+    def _load(self) -> _Loaded:
         """Read, parse and validate, retrying briefly when the file may be caught mid-write by another writer."""
 
         def attempt() -> _Loaded:
@@ -355,11 +391,9 @@ class QueueStore:
             if last is not None and last.raw == raw:
                 return last  # the file has not changed since the last strict read: nothing to parse or check
             prefix, text, decoded = self._parse(raw)
-            findings = self._validate(raw, decoded, lenient=lenient)
-            loaded = _Loaded(raw, prefix, text, decoded.data, decoded.pieces, decoded.spans, findings)
-            if not any(f.severity == "error" for f in findings):
-                self._last = loaded
-            return loaded
+            findings = self._validate(raw, decoded)
+            self._last = _Loaded(raw, prefix, text, decoded.data, decoded.pieces, decoded.spans, findings)
+            return self._last
 
         if self.parse_retry <= 0:
             return attempt()
@@ -371,22 +405,26 @@ class QueueStore:
         )
         return retrying(attempt)
 
-    def read(self, *, lenient: bool = False) -> Snapshot:
+    def read(self, *, lenient: bool = True) -> Snapshot:
         """The queue as it is now, validated (no lock taken: a rename is atomic, so readers never see a torn file).
 
-        ``lenient`` still requires a file that parses and matches the schema, but returns duplicate ids, unknown
-        dependencies and cycles as ``errors`` instead of raising (for commands that explain, never for writes).
+        A problem of the file as a whole (not JSON, conflict markers, not an object, a bad top-level key) raises
+        :class:`QueueInvalid`. A task's own problems (its schema, its id, a lone surrogate, a duplicate id, an unknown
+        dependency, a cycle) do not: they are the snapshot's ``errors``, and the task is in ``quarantined``.
+        (``lenient`` is kept for callers; every read is lenient about single tasks.)
         """
-        loaded = self._load(lenient=lenient)
-        return loaded.snapshot(self.path)
+        del lenient
+        return self._load().snapshot(self.path)
 
     # -- writing ---------------------------------------------------------------------------------------------------
 
     def _check_new(self, loaded: _Loaded, new: dict[str, Any]) -> list[Finding]:
-        """Refuse to write a document that would not validate; returns its warnings.
+        """Refuse to write a document worse than the one read; returns its findings.
 
-        The document read was valid, so only what changed is checked again: the tasks that differ (schema), and
-        the ids and dependencies (duplicates, unknown dependencies, cycles) only when one of those changed.
+        A write may not add a problem, nor change a quarantined task unless the change cures it (a person fixing the
+        task through the CLI); the bytes of a bad task nobody changed stay as they are. The document read was checked,
+        so only what changed is checked again: the tasks that differ (their own problems), and the ids and
+        dependencies (duplicates, unknown dependencies, cycles) only when one of those changed.
         """
         if not isinstance(new.get("tasks"), list):
             raise QueueInvalid(self.path, "$.tasks", "refusing to write: 'tasks' must be a list")
@@ -411,24 +449,36 @@ class QueueStore:
             after = walk(new_tasks)
             whole = after
         same_shape = len(before) == len(after)
-        previous = {str(task.get("id")): task for _, task, _ in before} if not same_shape else {}
+        previous = {view_id(task, path): task for path, task, _ in before} if not same_shape else {}
+        touched: set[str] = set()  # the ids of the tasks this write changes
         for position, (path, task, _) in enumerate(after):
-            counterpart = before[position][1] if same_shape else previous.get(str(task.get("id")))
-            if task is counterpart or task == counterpart:
+            counterpart = before[position][1] if same_shape else previous.get(view_id(task, path))
+            if task is counterpart or _own(task) == _own(counterpart):
                 continue
-            problem = schema.task_error(task)
-            if problem is not None:
-                raise QueueInvalid(self.path, path + problem[0][1:], f"refusing to write: {problem[1]}")
+            touched.add(view_id(task, path))
+            found = schema.entry_error(task)
+            if found is not None:
+                raise QueueInvalid(self.path, path + found[0][1:], f"refusing to write: {found[1]}")
             if same_shape and isinstance(counterpart, dict) and isinstance(task, dict):
                 same_shape = task.get("id") == counterpart.get("id") and task.get("dependencies") == counterpart.get(
                     "dependencies"
                 )
         if whole is None:
             whole = walk(new_tasks)
-        errors = [] if same_shape else [f for f in structural(whole) if f.severity == "error"]
-        if errors:
-            raise QueueInvalid(self.path, errors[0].path, f"refusing to write: {errors[0].message}")
-        return status_warnings(whole, self.workflow)
+        old_structure = [f for f in loaded.findings if f.code in STRUCTURAL]
+        structure = old_structure if same_shape else structural(whole)
+        known = {f.key for f in old_structure}
+        for finding in structure:
+            if finding.key not in known or finding.task in touched:
+                # A new problem, or a change to a task that leaves it quarantined: the file would be worse, or a
+                # bad task's bytes would change without curing it.
+                raise QueueInvalid(self.path, finding.path, f"refusing to write: {finding.message}")
+        # The findings of the new document: the problems of the tasks left as they were (at the same places when no
+        # top-level task came or went: then they can be remembered for the next read), and the rest found here.
+        kept = [
+            f for f in loaded.findings if f.severity == "error" and f.code not in STRUCTURAL and f.task not in touched
+        ]
+        return kept + structure + status_warnings(whole, self.workflow)
 
     def is_own_write(self) -> bool:
         """Whether the queue file is still the one this store wrote last (a file event it caused itself)."""
@@ -470,7 +520,10 @@ class QueueStore:
         """
 
         def whole(loaded: _Loaded) -> tuple[dict[str, Any], T]:
-            new = json.loads(loaded.text)  # the change's own copy: the read shares its parts with other reads
+            try:
+                new = json.loads(loaded.text)  # the change's own copy: the read shares its parts with other reads
+            except ValueError:  # an integer too long for int(): read as the read did
+                new = schema.loads_huge(loaded.text)
             return new, change(new)
 
         with self.locked():
@@ -496,15 +549,21 @@ class QueueStore:
             new, result = change(loaded)
             if new == old:
                 return result
-            warnings = self._check_new(loaded, new)
-            payload = (loaded.prefix + jsonedit.apply(loaded.text, old, new, loaded.spans)).encode("utf-8")
+            findings = self._check_new(loaded, new)
+            try:
+                payload = (loaded.prefix + jsonedit.apply(loaded.text, old, new, loaded.spans)).encode("utf-8")
+            except UnicodeEncodeError as exc:  # a lone surrogate outside any task (a task's own is refused above)
+                reason = f"refusing to write: text agentd cannot encode ({exc.object[exc.start : exc.end]!r})"
+                raise QueueInvalid(self.path, None, reason) from None
             try:
                 written = self._write(target, raw, payload)
             except OSError as exc:  # no temporary file is left, and the queue is as it was
                 raise FileAccessError(self.path, "cannot write (left unchanged)", _os_reason(exc, target)) from None
             if written:
-                # What we wrote is valid: our own next read of it need not validate it again.
-                self._validated = (hashlib.blake2b(payload, digest_size=16).digest(), warnings)
+                # What we wrote was checked: our own next read of it need not check it again (unless tasks came or
+                # went: the paths of the problems kept would be out of date).
+                if len(new["tasks"]) == len(old["tasks"]):
+                    self._validated = (hashlib.blake2b(payload, digest_size=16).digest(), findings)
                 return result
             log.info("%s changed while agentd was writing it; re-reading and re-applying", self.path)
         raise Conflict(None, f"{self.path}: the file kept changing under agentd; gave up after {MAX_REAPPLY} tries")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,8 +78,16 @@ def serve(config: Config, chosen: Plan, sock: socket.socket) -> None:
     from agentd.web.app import create_app
     from agentd.web.data import Source
 
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            """SIGINT/SIGTERM stop the server, which then exits 0 (uvicorn's own would re-raise the signal)."""
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, self.handle_exit)
+            yield
+
     app = create_app(Source(config, SystemClock()), chosen.guard)
-    server = uvicorn.Server(
+    server = Server(
         uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1)
     )
     server.run(sockets=[sock])

@@ -36,6 +36,7 @@ def test_cookie_from_another_origin_is_refused() -> None:
     guard = Guard(TOKEN)
     reason = guard.refuse_write({"origin": "http://evil.example"}, {COOKIE: TOKEN}, guard.csrf(), HOST)
     assert reason is not None and "another site" in reason
+    assert guard.refuse_write({"origin": "null"}, {COOKIE: TOKEN}, guard.csrf(), HOST) is not None  # sandboxed frames
     assert guard.refuse_write({"origin": f"http://{HOST}"}, {COOKIE: TOKEN}, guard.csrf(), HOST) is None
 
 

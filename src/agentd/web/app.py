@@ -272,7 +272,7 @@ class ReadGuard:
                 headers = MutableHeaders(scope=message)
                 headers.setdefault("X-Content-Type-Options", "nosniff")
                 headers.setdefault("X-Frame-Options", "DENY")
-                headers.setdefault("Referrer-Policy", "no-referrer")
+                headers.setdefault("Referrer-Policy", "same-origin")  # no-referrer would make forms send Origin: null
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

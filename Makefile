@@ -56,6 +56,7 @@ torture: $(STAMP) ## the full torture test (crash injection, 8 daemons, 2,000 ta
 
 bench: $(STAMP) ## measure and write docs/benchmarks.md
 	$(BIN)/python scripts/bench.py --write docs/benchmarks.md
+	$(BIN)/python scripts/bench_web.py --write docs/benchmarks-web.md
 
 docs-cli: $(STAMP) ## regenerate docs/reference/cli.md from the click commands
 	$(BIN)/python scripts/gen_cli_docs.py > docs/reference/cli.md

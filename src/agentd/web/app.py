@@ -48,6 +48,7 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 def _env() -> Environment:
     env = Environment(loader=PackageLoader("agentd.web", "templates"), autoescape=select_autoescape(default=True))
+    env.globals["cards_html"] = views.cards_html
     env.filters["tojson_pretty"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False, default=str)
     return env
 

@@ -71,7 +71,7 @@ class Source:
 
     def status(self) -> dict[str, Any]:
         """``agentd status --json``'s data."""
-        return status_report.build(self.config, self.probes(), self.now())
+        return status_report.build(self.config, self.probes(), self.now(), self.store)
 
     def task(self, task_id: str) -> dict[str, Any]:
         """The raw task as stored; TaskNotFound naming the queue."""

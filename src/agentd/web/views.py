@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from markupsafe import Markup, escape
+
 from agentd.core.clock import format_timestamp
 from agentd.core.model import Task
 from agentd.core.scheduler import LeaseObservation
@@ -37,6 +39,42 @@ class Column:
     status: str
     final: bool
     cards: list[Card] = field(default_factory=list)
+
+
+def card_html(card: Card) -> str:
+    """One card's HTML, every value escaped (written in Python: 10,000 cards through a template take seconds)."""
+    e = escape
+    head = f"<b>{e(card.id)}</b>"
+    if card.priority is not None:
+        head += f' <span class="prio">p{e(card.priority)}</span>'
+    if card.type:
+        head += f' <span class="type">{e(card.type)}</span>'
+    meta = [card.role] if card.role else []
+    if card.attempts:
+        meta.append(f"attempt {card.attempts}")
+    if card.lease_age:
+        meta.append(f"leased {card.lease_age}")
+    if card.heartbeat_age:
+        meta.append(f"♥ {card.heartbeat_age}")
+    extra = ""
+    if card.question:
+        extra += f'<div class="question">? {e(card.question)}</div>'
+    if card.backoff_until:
+        extra += f'<div class="backoff">backoff until {e(card.backoff_until)}</div>'
+    if card.blocked:
+        extra += f'<div class="blocked">{e(card.blocked)}</div>'
+    text = (card.id + " " + card.title).lower()
+    return (
+        f'<a class="card" id="card-{e(card.id)}" href="/tasks/{e(card.id)}" data-id="{e(card.id)}" '
+        f'data-role="{e(card.role)}" data-type="{e(card.type)}" data-text="{e(text)}">'
+        f'<div class="head">{head}</div><div class="title">{e(card.title)}</div>'
+        f'<div class="meta">{e(" · ".join(meta))}</div>{extra}</a>\n'
+    )
+
+
+def cards_html(column: Column) -> Markup:
+    """A column's cards, ready to insert."""
+    return Markup("".join(card_html(card) for card in column.cards))  # noqa: S704 - every value escaped above
 
 
 def age(seconds: float | None) -> str | None:

@@ -195,3 +195,28 @@ def test_reads_need_the_token_off_loopback(fresh: Path) -> None:
     assert web.get("/metrics").status_code == 401
     assert web.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
     assert web.get("/healthz").status_code == 503
+
+
+def test_log_paths_cannot_leave_the_logs_folder(fresh: Path) -> None:
+    """A task id like `..` is not a file name: 404, and no file outside .agentd/logs/tasks is read."""
+    secret = fresh / ".agentd" / "logs" / "1.log"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("not yours")
+    web = client(fresh)
+    for path in ("/tasks/../logs/1", "/tasks/%2E%2E/logs/1", "/tasks/%2E%2E/logs/1/stream"):
+        response = web.get(path)
+        assert response.status_code == 404, path
+        assert "not yours" not in response.text
+
+
+def test_a_broken_queue_is_reported_not_fatal(fresh: Path) -> None:
+    """A queue that does not parse: the board and /healthz say so in one line, /metrics still parses, the API is 503."""
+    (fresh / "SPRINT_QUEUE.json").write_text('{"tasks": [')
+    web = client(fresh)
+    board = web.get("/")
+    assert board.status_code == 200 and "SPRINT_QUEUE.json" in board.text
+    families = {f.name: f for f in text_string_to_metric_families(web.get("/metrics").text)}
+    assert families["agentd_queue_readable"].samples[0].value == 0
+    assert web.get("/api/tasks").status_code == 503
+    assert any(p.startswith("queue: ") for p in web.get("/healthz").json()["problems"])
+    assert web.get("/roles").status_code == 200

@@ -123,14 +123,20 @@ def create_app(source: Source, guard: Guard) -> Starlette:
         )
 
     def run_log(request: Request) -> Response:
-        path = source.run_log(request.path_params["task_id"], request.path_params["token"])
+        try:
+            path = source.run_log(request.path_params["task_id"], request.path_params["token"])
+        except TaskNotFound as exc:
+            return problem(request, 404, str(exc))
         try:
             return PlainTextResponse(path.read_bytes().decode("utf-8", errors="replace"))
         except OSError:
             return problem(request, 404, f"{path}: no such log")
 
     async def run_log_stream(request: Request) -> Response:
-        path = source.run_log(request.path_params["task_id"], request.path_params["token"])
+        try:
+            path = source.run_log(request.path_params["task_id"], request.path_params["token"])
+        except TaskNotFound as exc:
+            return problem(request, 404, str(exc))
         stream = streams.tail(path, int(request.query_params.get("offset", "0") or 0))
         return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 

@@ -19,7 +19,7 @@ from typing import Any
 from agentd.config import Config
 from agentd.core import edits
 from agentd.core.clock import Clock
-from agentd.core.model import Task
+from agentd.core.model import Task, valid_task_id
 from agentd.core.scheduler import LeaseObservation
 from agentd.errors import AgentdError, TaskNotFound
 from agentd.report import status as status_report
@@ -84,9 +84,15 @@ class Source:
         """The journal's events, oldest first."""
         return journal.read_events(self.journal_path, where)
 
+    def _logs(self, task_id: str) -> Path:
+        """The folder of a task's run logs; TaskNotFound for an id that is not a safe file name (``..``, ``/``)."""
+        if not valid_task_id(task_id):
+            raise TaskNotFound(task_id, self.store.path)
+        return self.config.state_dir / "logs" / "tasks" / task_id
+
     def run_logs(self, task_id: str) -> list[RunLog]:
         """A task's run logs, by token."""
-        folder = self.config.state_dir / "logs" / "tasks" / task_id
+        folder = self._logs(task_id)
         found = []
         with contextlib.suppress(OSError):
             for entry in folder.iterdir():
@@ -98,7 +104,7 @@ class Source:
 
     def run_log(self, task_id: str, token: int) -> Path:
         """The path of one run's log (it may not exist)."""
-        return self.config.state_dir / "logs" / "tasks" / task_id / f"{token}.log"
+        return self._logs(task_id) / f"{token}.log"
 
     def signature(self) -> tuple[object, ...]:
         """What changes when the queue, the journal or a lease changes (stat only: cheap enough to poll)."""

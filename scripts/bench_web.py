@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -25,7 +26,20 @@ from urllib.parse import urlsplit
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT / "scripts"))
 
-from bench import make_queue, rss_kb, write_json  # noqa: E402
+from bench import (  # noqa: E402
+    Cleanup,
+    builder_role,
+    make_queue,
+    realistic_task,
+    rss_kb,
+    start_daemon,
+    store_for,
+    wait_exec,
+    wait_started,
+    wait_status,
+    write_config,
+    write_json,
+)
 
 IDLE_RSS_MB = 60.0
 BOARD_S = 1.0
@@ -62,7 +76,7 @@ def get(url: str, path: str) -> tuple[float, int]:
     return took, len(body)
 
 
-def stop(proc: subprocess.Popen[str]) -> None:
+def stop_web(proc: subprocess.Popen[str]) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=10)
@@ -71,7 +85,63 @@ def stop(proc: subprocess.Popen[str]) -> None:
         proc.wait(timeout=10)
 
 
-def measure(repeat: int) -> list[tuple[str, str, str, str]]:
+def stream(url: str, path: str, stop: threading.Event) -> None:
+    """Read an SSE stream until told to stop (what an open page does)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=2)
+    conn.request("GET", path)
+    response = conn.getresponse()
+    while not stop.is_set():
+        try:
+            response.readline()
+        except TimeoutError:
+            continue
+        except OSError:
+            return
+    conn.close()
+
+
+def pickup(samples: int, with_page: bool) -> float:
+    """Median s from a task added to its command starting, a builder at --interval 60, with or without a page open
+    on `agentd web` streaming the board and the journal."""
+    cleanup = Cleanup()
+    web = None
+    stop = threading.Event()
+    readers: list[threading.Thread] = []
+    try:
+        root = cleanup.folder("web-latency")
+        write_config(root, builder_role(["true"]), defaults={"interval": 60})
+        write_json(root / "SPRINT_QUEUE.json", {"wip_limits": {"builder": 8}, "tasks": []})
+        store = store_for(root)
+        proc = start_daemon(cleanup, root, "builder", "--interval", "60")
+        wait_started(root, proc, settle=0.5)
+        if with_page:
+            web, url = start(root)
+            for path in ("/stream/changes", "/stream/events", "/stream/changes"):
+                reader = threading.Thread(target=stream, args=(url, path, stop), daemon=True)
+                reader.start()
+                readers.append(reader)
+        times = []
+        for i in range(samples):
+            task_id = f"L{i:05d}"
+            store.transaction(lambda doc, i=i: doc["tasks"].append(realistic_task(i, prefix="L")))
+            added = time.time()
+            times.append(wait_exec(root, task_id, proc) - added)
+            wait_status(root, task_id, {"awaiting_test"})
+            if with_page:
+                get(url, "/")  # the page refreshes its board after each change
+            time.sleep(0.15)
+        return statistics.median(times)
+    finally:
+        stop.set()
+        if web is not None:
+            stop_web(web)
+        for reader in readers:
+            reader.join(timeout=5)
+        cleanup.close()
+
+
+def measure(repeat: int, samples: int) -> list[tuple[str, str, str, str]]:
     rows = []
     base = Path(tempfile.mkdtemp(prefix="agentd-bench-web-"))
     try:
@@ -84,7 +154,7 @@ def measure(repeat: int) -> list[tuple[str, str, str, str]]:
             time.sleep(2.0)  # idle: nothing asked of it
             idle = rss_kb(proc.pid) / 1024
         finally:
-            stop(proc)
+            stop_web(proc)
         rows.append(
             (
                 "idle `agentd web` (10 tasks, one page served)",
@@ -118,9 +188,20 @@ def measure(repeat: int) -> list[tuple[str, str, str, str]]:
                 )
             rows.append((f"`agentd web` after serving {SIZE:,} tasks", f"{rss_kb(proc.pid) / 1024:.1f} MB RSS", "", ""))
         finally:
-            stop(proc)
+            stop_web(proc)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+    plain = pickup(samples, with_page=False)
+    watched = pickup(samples, with_page=True)
+    rows.append(("pickup latency, no page open", f"{plain * 1000:.0f} ms median of {samples}", "", ""))
+    rows.append(
+        (
+            "pickup latency, a page open on `agentd web` (3 streams, board fetched after each change)",
+            f"{watched * 1000:.0f} ms median of {samples}",
+            "unchanged",
+            "ok" if watched < plain * 1.5 + 0.01 else "MISSED",
+        )
+    )
     return rows
 
 
@@ -142,8 +223,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--write", type=Path, help="write the table to this Markdown file")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--samples", type=int, default=15, help="pickup latency samples, with and without a page")
     args = parser.parse_args()
-    text = render(measure(args.repeat))
+    text = render(measure(args.repeat, args.samples))
     if args.write:
         args.write.write_text(text, encoding="utf-8")
     print(text, end="")

@@ -205,12 +205,15 @@ def measure(repeat: int, samples: int) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def render(rows: list[tuple[str, str, str, str]]) -> str:
+def render(rows: list[tuple[str, str, str, str]], load: tuple[float, float]) -> str:
     lines = [
         "# Dashboard benchmarks",
         "",
         "Measured by `scripts/bench_web.py` (part of `make bench`): a real `agentd web --read-only` process, requests "
         "timed over HTTP on this machine.",
+        "",
+        f"Load average (1 min) at the start and the end: {load[0]:.1f}, {load[1]:.1f} on {os.cpu_count()} CPUs; "
+        "a load above the CPU count (other work on the machine) slows every figure.",
         "",
         "| what | measured | target | |",
         "|---|---|---|---|",
@@ -225,7 +228,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--samples", type=int, default=15, help="pickup latency samples, with and without a page")
     args = parser.parse_args()
-    text = render(measure(args.repeat, args.samples))
+    before = os.getloadavg()[0]
+    rows = measure(args.repeat, args.samples)
+    text = render(rows, (before, os.getloadavg()[0]))
     if args.write:
         args.write.write_text(text, encoding="utf-8")
     print(text, end="")

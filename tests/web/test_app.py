@@ -42,15 +42,19 @@ def test_every_page_renders(ran: Path) -> None:
 def test_board_has_a_column_per_status_and_escapes_titles(ran: Path) -> None:
     """Titles are written by agents: rendered as text, never as markup; done is collapsed."""
     html = client(ran).get("/").text
-    assert "<b>task 1</b>" not in html
-    assert "&lt;b&gt;task 1&lt;/b&gt; &amp; co" in html
+    assert "<b>task" not in html
+    assert "&lt;b&gt;task 2&lt;/b&gt; &amp; co" in html
     assert (
         html.index('data-status="ready"')
         < html.index('data-status="in_progress"')
         < html.index('data-status="awaiting_test"')
     )
     assert '<details class="column final" data-status="done">' in html
-    assert 'id="card-X2"' in html
+    assert 'id="card-X2"' in html  # blocked: a working column, drawn at once
+    assert 'id="card-X1"' not in html  # done: fetched only when its column is opened
+    done = client(ran).get("/board/column/done")
+    assert done.status_code == 200 and 'id="card-X1"' in done.text and "&lt;b&gt;task 1" in done.text
+    assert client(ran).get("/board/column/nope").status_code == 404
 
 
 def test_unknown_task_is_404_naming_the_queue(ran: Path) -> None:

@@ -143,7 +143,8 @@ def test_a_running_task_s_log_streams_and_the_form_changes_it(page: Any, tmp_pat
 
 
 def test_the_timeline_draws_the_runs_of_a_real_pipeline(page: Any, ran: Path, tmp_path: Path) -> None:
-    """Every run the journal records is a bar (or counted in a merged bar), coloured by its outcome."""
+    """Every run the journal records is a bar (or counted in a merged bar), coloured by its outcome; a final column
+    of the board shows its cards when opened."""
     journal = [json.loads(line) for line in (ran / ".agentd" / "events.jsonl").read_text().splitlines()]
     claims = sum(1 for event in journal if event["event"] == "claimed")
     failures = sum(1 for event in journal if event.get("outcome") == "failure")
@@ -155,3 +156,7 @@ def test_the_timeline_draws_the_runs_of_a_real_pipeline(page: Any, ran: Path, tm
         assert page.eval_on_selector_all("rect.run[data-outcome=failure]", "bars => bars.length") == failures >= 1
         assert page.is_hidden("#cancel")  # read-only: no actions
         shot(page, "timeline", tmp_path)
+        page.goto(server.url + "/")
+        assert page.query_selector("#card-X1") is None  # done: its column is collapsed and not yet fetched
+        page.click("details[data-status=done] summary")
+        page.wait_for_selector("#card-X1", timeout=WAIT_MS)

@@ -97,6 +97,15 @@ def create_app(source: Source, guard: Guard) -> Starlette:
         columns, error = board_columns()
         return page(request, "_board.html", columns=columns, error=error)
 
+    def board_column(request: Request) -> Response:
+        """The cards of one column (the final ones are fetched only when opened: most tasks of a long sprint)."""
+        columns, error = board_columns()
+        wanted = request.path_params["status"]
+        found = next((column for column in columns if column.status == wanted), None)
+        if found is None:
+            return problem(request, 404, error or f"no column {wanted!r} on the board")
+        return HTMLResponse(str(views.cards_html(found)))
+
     def roles_page(request: Request) -> Response:
         status = source.status()
         hosts = {str(p.path): p.info.host for p in source.probes() if p.info is not None}
@@ -233,6 +242,7 @@ def create_app(source: Source, guard: Guard) -> Starlette:
     routes = [
         Route("/", board),
         Route("/board/fragment", board_fragment),
+        Route("/board/column/{status}", board_column),
         Route("/roles", roles_page),
         Route("/tasks/{task_id}", task_page),
         Route("/tasks/{task_id}/logs/{token:int}", run_log),

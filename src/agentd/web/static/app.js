@@ -17,7 +17,18 @@ function applyFilter() {
   }
 }
 
+async function fillLazy(details) {
+  const holder = details.querySelector(".lazy");
+  if (!holder || !details.open) return;
+  const response = await fetch(holder.dataset.src, {cache: "no-store"});
+  if (response.ok) {
+    holder.innerHTML = await response.text();
+    applyFilter();
+  }
+}
+
 function board() {
+  document.getElementById("board").addEventListener("toggle", (event) => fillLazy(event.target), true);
   const form = document.getElementById("filters");
   form.addEventListener("input", applyFilter);
   const open = new Set();
@@ -26,11 +37,14 @@ function board() {
     if (busy) { again = true; return; }
     busy = true;
     try {
+      open.clear();
       for (const d of document.querySelectorAll("#board details[open]")) open.add(d.dataset.status);
       const response = await fetch("/board/fragment", {cache: "no-store"});
       if (response.ok) {
         document.getElementById("board").innerHTML = await response.text();
-        for (const d of document.querySelectorAll("#board details")) d.open = open.has(d.dataset.status);
+        for (const d of document.querySelectorAll("#board details")) {
+          d.open = open.has(d.dataset.status);  // opening fires "toggle", which fetches its cards
+        }
         applyFilter();
       }
     } finally {

@@ -14,7 +14,18 @@ from typing import Any
 import pytest
 
 from tests.conftest import PROJECT, run_agentd, sha
-from tests.helpers.daemons import start, stop_all, task, tasks_by_id, wait_for, write_config, write_queue
+from tests.helpers.daemons import (
+    alive,
+    events,
+    recorder,
+    start,
+    stop_all,
+    task,
+    tasks_by_id,
+    wait_for,
+    write_config,
+    write_queue,
+)
 from tests.web.conftest import BUILDER, pipeline
 from tests.web.server import serve
 
@@ -160,3 +171,29 @@ def test_the_timeline_draws_the_runs_of_a_real_pipeline(page: Any, ran: Path, tm
         assert page.query_selector("#card-X1") is None  # done: its column is collapsed and not yet fetched
         page.click("details[data-status=done] summary")
         page.wait_for_selector("#card-X1", timeout=WAIT_MS)
+
+
+def test_cancel_from_the_page_stops_the_running_command(page: Any, tmp_path: Path) -> None:
+    """A signed-in Cancel on a running task's page stops its command (the daemon acts on the cancelled status)."""
+    log = tmp_path / "runs.jsonl"
+    write_config(
+        tmp_path,
+        {"builder": {**BUILDER, "command": recorder(log, "--sleep", "120")}},
+        defaults={"interval": 60, "grace": 5, "kill_after": 1},
+    )
+    write_queue(tmp_path, [task("C1", title="cancel me")], {"builder": 1})
+    daemons = [start(tmp_path, "builder")]
+    try:
+        run = wait_for(lambda: [r for r in events(log) if r["event"] == "start"], 30, "the run to start")[0]
+        with serve(tmp_path) as server:
+            page.goto(server.login)
+            page.goto(server.url + "/tasks/C1")
+            page.fill("form[action$=cancel] input[name=note]", "superseded")
+            page.click("#cancel")
+            page.wait_for_selector(".notice", timeout=WAIT_MS)
+            wait_for(lambda: not alive(run["pid"]), 20, "the cancelled command to be stopped")
+            final = wait_for(lambda: (t := tasks_by_id(tmp_path)["C1"]).get("last_run") and t, 20, "the run's record")
+            assert (final["status"], final["status_note"]) == ("cancelled", "superseded")
+            assert final["last_run"]["outcome"] == "stopped"
+    finally:
+        stop_all(daemons)

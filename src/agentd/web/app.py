@@ -229,7 +229,8 @@ def create_app(source: Source, guard: Guard) -> Starlette:
 
     def api_tasks(request: Request) -> Response:
         try:
-            return JSONResponse([task_json(task) for task in source.snapshot().tasks])
+            snapshot = source.snapshot()
+            return JSONResponse([task_json(task, snapshot.quarantined) for task in snapshot.tasks])
         except AgentdError as exc:
             return JSONResponse({"error": str(exc)}, status_code=503)
 

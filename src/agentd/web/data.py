@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ from agentd.core import edits
 from agentd.core.clock import Clock
 from agentd.core.model import Task, valid_task_id
 from agentd.core.scheduler import LeaseObservation
+from agentd.core.validate import Finding
 from agentd.errors import AgentdError, TaskNotFound
 from agentd.report import status as status_report
 from agentd.service import background as service
@@ -145,7 +146,7 @@ class Source:
         return str(self._transact(lambda doc: edits.set_status(doc, task_id, status, note=note)))
 
 
-def task_json(task: Task) -> dict[str, Any]:
+def task_json(task: Task, quarantined: Mapping[str, Finding]) -> dict[str, Any]:
     """A task as ``agentd queue list --json`` prints it."""
     return {
         "id": task.id,
@@ -158,4 +159,5 @@ def task_json(task: Task) -> dict[str, Any]:
         "attempts": task.attempts,
         "parent": task.parent,
         "path": task.path,
+        "quarantined": quarantined[task.id].text if task.id in quarantined else None,
     }

@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # Most tests wait on real processes, so more workers than the 2 cores CI has keep both busy.
 TEST_WORKERS ?= 4
 
-.PHONY: help venv test lint typecheck unit run torture bench clean docs-cli install uninstall \
+.PHONY: help venv test lint typecheck unit run torture bench clean docs-cli install uninstall browser screenshots \
         agents-start agents-stop agents-restart agents-status agents-logs
 
 help: ## list the targets
@@ -32,7 +32,18 @@ lint: $(STAMP) ## ruff lint and format check
 typecheck: $(STAMP) ## mypy --strict on src/
 	$(BIN)/mypy
 
-unit: $(STAMP) ## the test suite only, in parallel (TEST_WORKERS=1 for one process)
+browser: ## install Debian's chromium for the browser tests when missing and we are root (else they skip, saying so)
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y chromium >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y chromium >/dev/null; } \
+	      || echo "make: could not install chromium: the browser tests will skip"; \
+	  else echo "make: /usr/bin/chromium missing (apt-get install -y chromium): the browser tests will skip"; fi; \
+	fi
+
+screenshots: $(STAMP) browser ## retake docs/screenshots/*.png from the browser tests
+	AGENTD_SCREENSHOTS=1 $(BIN)/pytest -q -p no:cacheprovider tests/web/test_browser.py
+
+unit: $(STAMP) browser ## the test suite only, in parallel (TEST_WORKERS=1 for one process)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 test: lint typecheck unit ## lint, types and the whole test suite
@@ -45,6 +56,7 @@ torture: $(STAMP) ## the full torture test (crash injection, 8 daemons, 2,000 ta
 
 bench: $(STAMP) ## measure and write docs/benchmarks.md
 	$(BIN)/python scripts/bench.py --write docs/benchmarks.md
+	$(BIN)/python scripts/bench_web.py --write docs/benchmarks-web.md
 
 docs-cli: $(STAMP) ## regenerate docs/reference/cli.md from the click commands
 	$(BIN)/python scripts/gen_cli_docs.py > docs/reference/cli.md

@@ -123,6 +123,7 @@ def _register() -> None:
         init_cmd,
         queue_cmds,
         service_units,
+        web_cmd,
     )
 
     cli.add_command(init_cmd.init)
@@ -134,6 +135,7 @@ def _register() -> None:
     cli.add_command(doctor_cmd.doctor)
     cli.add_command(completion_cmd.completion)
     cli.add_command(events_cmd.events)
+    cli.add_command(web_cmd.web)
     queue_cmds.queue.add_command(events_cmd.history)
     for command in (background.start, background.stop, background.restart, background.status, background.logs):
         cli.add_command(command)

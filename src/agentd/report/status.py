@@ -54,9 +54,9 @@ def _running_tasks(
     return out
 
 
-def build(config: Config, probes: list[Probe], now: datetime) -> dict[str, Any]:
-    """Everything the dashboard shows, as plain data."""
-    store = QueueStore(config.queue_path, workflow=config.workflow, lock_timeout=config.lock_timeout)
+def build(config: Config, probes: list[Probe], now: datetime, store: QueueStore | None = None) -> dict[str, Any]:
+    """Everything the dashboard shows, as plain data (``store``: a long-lived one reuses unchanged tasks)."""
+    store = store or QueueStore(config.queue_path, workflow=config.workflow, lock_timeout=config.lock_timeout)
     queue_error = None
     tasks: list[Task] = []
     limits: dict[str, int] = {}

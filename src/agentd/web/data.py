@@ -1,0 +1,163 @@
+"""Everything the dashboard reads or changes, through the code the CLI uses; the one module of ``web/`` that touches
+the store.
+
+Reads never hold the queue lock longer than one read (:meth:`QueueStore.read`); changes are the CLI's own: the
+same pure edits of :mod:`agentd.core.edits` run in the same locked transaction, so a retry from the page and a
+``agentd queue retry`` cannot differ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from agentd.config import Config
+from agentd.core import edits
+from agentd.core.clock import Clock
+from agentd.core.model import Task, valid_task_id
+from agentd.core.scheduler import LeaseObservation
+from agentd.core.validate import Finding
+from agentd.errors import AgentdError, TaskNotFound
+from agentd.report import status as status_report
+from agentd.service import background as service
+from agentd.store.file import journal
+from agentd.store.file.journal import Event, Filter
+from agentd.store.file.leases import LeaseDir
+from agentd.store.file.pidfile import Probe
+from agentd.store.file.queuefile import QueueStore, Snapshot
+
+
+@dataclass(frozen=True)
+class RunLog:
+    """One run's output log: ``<state>/logs/tasks/<task>/<token>.log``."""
+
+    token: int
+    path: Path
+    size: int
+
+
+class Source:
+    """One project's data, read on demand (no state of its own beyond paths and a cached store)."""
+
+    def __init__(self, config: Config, clock: Clock) -> None:
+        self.config = config
+        self.clock = clock
+        self.store = QueueStore(config.queue_path, workflow=config.workflow, lock_timeout=config.lock_timeout)
+        self.journal_path = config.state_dir / "events.jsonl"
+
+    # -- reads ---------------------------------------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def snapshot(self) -> Snapshot:
+        """One read of the queue (AgentdError when it cannot be read or is invalid)."""
+        return self.store.read()
+
+    def leases(self) -> dict[str, LeaseObservation]:
+        """Every lease file, observed (empty when the folder cannot be read)."""
+        try:
+            return LeaseDir(self.config.leases_dir, self.config.root).observe_all()
+        except (AgentdError, OSError):
+            return {}
+
+    def probes(self) -> list[Probe]:
+        """The PID files of every role's daemons."""
+        return service.daemons(self.config, None)
+
+    def status(self) -> dict[str, Any]:
+        """``agentd status --json``'s data."""
+        return status_report.build(self.config, self.probes(), self.now(), self.store)
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        """The raw task as stored; TaskNotFound naming the queue."""
+        raw = self.snapshot().task(task_id)
+        if raw is None:
+            raise TaskNotFound(task_id, self.store.path)
+        return raw
+
+    def events(self, where: Filter | None = None) -> Iterator[Event]:
+        """The journal's events, oldest first."""
+        return journal.read_events(self.journal_path, where)
+
+    def _logs(self, task_id: str) -> Path:
+        """The folder of a task's run logs; TaskNotFound for an id that is not a safe file name (``..``, ``/``)."""
+        if not valid_task_id(task_id):
+            raise TaskNotFound(task_id, self.store.path)
+        return self.config.state_dir / "logs" / "tasks" / task_id
+
+    def run_logs(self, task_id: str) -> list[RunLog]:
+        """A task's run logs, by token."""
+        folder = self._logs(task_id)
+        found = []
+        with contextlib.suppress(OSError):
+            for entry in folder.iterdir():
+                stem = entry.name.removesuffix(".log")
+                if entry.name.endswith(".log") and stem.isdigit():
+                    with contextlib.suppress(OSError):
+                        found.append(RunLog(int(stem), entry, entry.stat().st_size))
+        return sorted(found, key=lambda run: run.token)
+
+    def run_log(self, task_id: str, token: int) -> Path:
+        """The path of one run's log (it may not exist)."""
+        return self._logs(task_id) / f"{token}.log"
+
+    def signature(self) -> tuple[object, ...]:
+        """What changes when the queue, the journal or a lease changes (stat only: cheap enough to poll)."""
+        marks: list[object] = []
+        for path in (self.config.queue_path, self.journal_path):
+            try:
+                st = os.stat(path)
+                marks.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            except OSError:
+                marks.append(None)
+        try:
+            st = os.stat(self.config.leases_dir)
+            marks.append(st.st_mtime_ns)
+        except OSError:
+            marks.append(None)
+        return tuple(marks)
+
+    # -- changes: exactly the CLI's (agentd queue retry / cancel / set-status) -----------------------------------------
+
+    def _transact(self, change: Any) -> Any:
+        try:
+            return self.store.transaction(change)
+        except TaskNotFound as exc:
+            raise TaskNotFound(exc.task_id, self.store.path) from None
+
+    def retry(self, task_id: str) -> str:
+        """``agentd queue retry``; returns the new status."""
+        workflow = self.config.workflow
+        return str(self._transact(lambda doc: edits.retry(doc, task_id, workflow)))
+
+    def cancel(self, task_id: str, note: str | None) -> str:
+        """``agentd queue cancel``; returns the new status."""
+        workflow = self.config.workflow
+        return str(self._transact(lambda doc: edits.cancel(doc, task_id, workflow, note)))
+
+    def set_status(self, task_id: str, status: str, note: str | None) -> str:
+        """``agentd queue set-status``; returns the old status."""
+        return str(self._transact(lambda doc: edits.set_status(doc, task_id, status, note=note)))
+
+
+def task_json(task: Task, quarantined: Mapping[str, Finding]) -> dict[str, Any]:
+    """A task as ``agentd queue list --json`` prints it."""
+    return {
+        "id": task.id,
+        "status": task.status,
+        "title": task.title,
+        "type": task.type,
+        "priority": task.priority,
+        "agent": task.agent,
+        "dependencies": list(task.dependencies),
+        "attempts": task.attempts,
+        "parent": task.parent,
+        "path": task.path,
+        "quarantined": quarantined[task.id].text if task.id in quarantined else None,
+    }

@@ -192,21 +192,32 @@ class Daemon:
             self._urgent = True  # this daemon's own business: never paced
         self._wake.set()
 
+    def _look_delay(self) -> float:
+        """Seconds the coming look must wait for the budget (0: now). Only a look for file events alone waits: the
+        first pass after start (its cost is that of reading the whole queue once), the interval poll and this
+        daemon's own business never do, and no wait runs past the interval poll."""
+        if not self._dirty or self._urgent or self._stop_requests or self._reload:
+            return 0.0
+        since = self.clock.monotonic() - self._last_pass
+        if since >= self.interval:  # the first pass (never looked yet) or the interval poll
+            return 0.0
+        return min(self._looks.wait(self.clock.monotonic()), self.interval - since)
+
     def _pace(self) -> bool:
         """Many daemons over a big queue wake each other on every write. A pass for file events alone waits while
         this daemon's budget for such looks is spent (LOOK_SHARE of a core, LOOK_BURST at once): a change after a
         quiet moment, or any change to a small queue, is seen at once; a storm of writes to a large queue costs
-        each daemon a few looks a second. Its own tasks ending, timers and signals are never delayed.
+        each daemon a few looks a second. Its own tasks ending, timers, signals, the first pass and the interval
+        poll are never delayed (nor charged).
 
         Returns whether the coming pass is one for file events alone (its CPU is charged to the budget)."""
-        paced = self._dirty and not self._urgent
-        while paced and not self._urgent and not self._stop_requests and not self._reload:
-            wait = self._looks.wait(self.clock.monotonic())
+        while True:
+            wait = self._look_delay()
             if wait <= 0:
                 break
             self._wake.clear()
             self._wake.wait(wait)
-        paced = paced and not self._urgent
+        paced = self._dirty and not self._urgent and self.clock.monotonic() - self._last_pass < self.interval
         self._urgent = False
         return paced
 

@@ -14,6 +14,7 @@ relative to the folder's descriptor.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -250,9 +251,13 @@ class LeaseDir:
             # empty, but then its lock is free and its task is recovered like any other.
             os.write(fd, record.dumps())
             info = os.fstat(fd)
-        except BaseException:
+        except BaseException as exc:
             os.close(fd)
             self.unlink(record.task_id)
+            if isinstance(exc, OSError):  # a full disk: name the file (the OSError of a write names none)
+                raise FileAccessError(
+                    self.path / name, "cannot write the lease file", exc.strerror or str(exc)
+                ) from None
             raise
         return Held(self, record, fd, (info.st_dev, info.st_ino))
 
@@ -289,6 +294,8 @@ class LeaseDir:
                 os.close(fd)
             os.replace(temp, TOKENS, src_dir_fd=folder, dst_dir_fd=folder)
         except OSError as exc:
+            with contextlib.suppress(OSError):  # (a full disk: the temporary file is not left behind)
+                os.unlink(temp, dir_fd=folder)
             raise FileAccessError(self.path / TOKENS, "cannot write the token mark", exc.strerror or str(exc)) from None
         faults.point("tokens.after-write")
         return tokens

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from agentd.core.clock import format_timestamp, parse_timestamp
-from agentd.errors import AgentdError, ExitCode, display_path
+from agentd.errors import AgentdError, ExitCode, FileAccessError, display_path
 from agentd.hostinfo import boot_id, hostname, process_start
 
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -235,8 +235,10 @@ class PidFile:
         for _ in range(10):
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | NOFOLLOW | os.O_CLOEXEC, 0o644)
-            except OSError as exc:
+            except PermissionError as exc:
                 raise PidFileUnusable(self.path, f"cannot open the PID file: {exc.strerror}") from None
+            except OSError as exc:  # a read-only or full file system: nobody else's file, just no way to write
+                raise FileAccessError(self.path, "cannot open the PID file", exc.strerror or str(exc)) from None
             if not _lock_briefly_contended(fd):
                 holder = _parse(os.pread(fd, 1 << 16, 0))
                 os.close(fd)

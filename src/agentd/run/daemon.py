@@ -52,9 +52,11 @@ log = logging.getLogger("agentd.daemon")
 LEASE_POLL = 1.0  # s between lease checks while other daemons' leases exist (file events are the fast path)
 # Looks at the queue prompted by others' writes alone are paced by what they cost: a daemon spends at most
 # LOOK_SHARE of a core on them, and LOOK_BURST seconds of CPU at once after a quiet moment. Cheap looks (a small
-# queue) are never delayed; under a storm of writes to a large queue each daemon looks a few times a second.
-LOOK_SHARE = 0.02
-LOOK_BURST = 0.05
+# queue) are never delayed; under a storm of writes each daemon looks as often as LOOK_SHARE allows (a look at
+# 20,000 tasks costs ~0.1 s of CPU: about one a second; at 1,000 tasks ~5 ms: twenty a second). The share is sized
+# so that tasks added one by one to a 20,000-task queue are each picked up at once (see docs/benchmarks.md, 9).
+LOOK_SHARE = 0.10
+LOOK_BURST = 0.5
 LIVENESS_BEAT = 2.0  # s between the daemon's own liveness beats (its PID file; systemd's watchdog asks for more)
 START_RETRY_PAUSE = 1.0  # s without claims after agentd itself could not start a command (out of resources) ...
 START_RETRY_PAUSE_MAX = 30.0  # ... doubled while it goes on failing, up to this

@@ -54,7 +54,7 @@ LEASE_POLL = 1.0  # s between lease checks while other daemons' leases exist (fi
 # LOOK_SHARE of a core on them, and LOOK_BURST seconds of CPU at once after a quiet moment. Cheap looks (a small
 # queue) are never delayed; under a storm of writes each daemon looks as often as LOOK_SHARE allows (a look at
 # 20,000 tasks costs ~0.1 s of CPU: about one a second; at 1,000 tasks ~5 ms: twenty a second). The share is sized
-# so that tasks added one by one to a 20,000-task queue are each picked up at once (see docs/benchmarks.md, 9).
+# so that tasks added one by one to a 20,000-task queue are each picked up at once (see docs/benchmarks.md).
 LOOK_SHARE = 0.10
 LOOK_BURST = 0.5
 LIVENESS_BEAT = 2.0  # s between the daemon's own liveness beats (its PID file; systemd's watchdog asks for more)

@@ -12,13 +12,36 @@ from agentd import schema
 from agentd.core.workflow import Role
 from agentd.errors import ConfigError, ResultInvalid
 
-PLACEHOLDER = re.compile(r"\{(task_id|role|title|prompt|attempt|root|queue)\}")
+KNOWN = ("task_id", "role", "title", "prompt", "attempt", "root", "queue")
+PLACEHOLDER = re.compile(r"\{(" + "|".join(KNOWN) + r")\}")
+ANY_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")  # what looks like one (JSON braces do not)
 DEFAULT_PROMPT = "You are the {role}. Work on task {task_id}: {title}."
 
 
 def fill(template: str, values: Mapping[str, str]) -> str:
     """Replace the known ``{placeholders}``; any other braces are left as written (JSON in a prompt is fine)."""
     return PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+
+
+def unknown_placeholders(role: Role) -> list[str]:
+    """Names in ``{braces}`` in the role's command or prompt that agentd does not fill (left as written: a typo?)."""
+    texts = [*(role.command or ()), role.prompt or ""]
+    found: list[str] = []
+    for text in texts:
+        for name in ANY_PLACEHOLDER.findall(text):
+            if name not in KNOWN and name not in found:
+                found.append(name)
+    return found
+
+
+def describe_unknown(role: Role, names: Sequence[str]) -> str:
+    """One line about a role's unknown placeholders."""
+    listed = ", ".join("{" + name + "}" for name in names)
+    known = ", ".join("{" + name + "}" for name in KNOWN)
+    return (
+        f"role {role.name!r}: unknown placeholder(s) {listed} in its command or prompt are passed as written"
+        f" (known: {known})"
+    )
 
 
 def argv_for(

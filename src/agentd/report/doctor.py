@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agentd.config import CONFIG_NAME, Config
-from agentd.core import scheduler
+from agentd.core import command, scheduler
 from agentd.core.clock import SystemClock, boottime
 from agentd.core.model import Task, valid_task_id
 from agentd.core.scheduler import LeaseObservation
@@ -284,6 +284,11 @@ def _workflow_findings(config: Config, queue: _Queue, out: list[Finding]) -> Non
             message = f"role {role.name!r} has no command: its daemon refuses to start"
             fix = f"set [roles.{role.name}] command in {settings}"
             out.append(Finding("warning", "role-no-command", message, fix, subject=role.name))
+        unknown = command.unknown_placeholders(role)
+        if unknown:
+            fix = f"fix the spelling in [roles.{role.name}] of {settings}, or remove the braces"
+            message = command.describe_unknown(role, unknown)
+            out.append(Finding("warning", "unknown-placeholder", message, fix, subject=role.name))
     if queue.tasks is None:
         return
     _wip_findings(config, queue.tasks, queue.limits or {}, out)

@@ -30,7 +30,7 @@ from typing import Any
 from agentd import config as config_mod
 from agentd import faults
 from agentd.config import Config
-from agentd.core import scheduler
+from agentd.core import command, scheduler
 from agentd.core.clock import Clock, SystemClock
 from agentd.core.model import valid_task_id
 from agentd.core.scheduler import Decision, Kind, Outcome
@@ -741,6 +741,9 @@ class Daemon:
             instance=self.instance,
             interval=self.interval,
         )
+        unknown = command.unknown_placeholders(self.role)
+        if unknown:
+            log.warning("%s", command.describe_unknown(self.role, unknown))
         self.executor.prune_logs()
         self.start_heartbeats()
         notify.ready()

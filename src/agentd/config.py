@@ -67,6 +67,7 @@ class LogConfig:
     backups: int = 5
     keep_task_logs: int = 20
     keep_task_log_days: float = 14.0
+    max_task_log: int = 10 * 1024 * 1024  # bytes of one task output log (head and tail kept); 0: no cap
 
 
 @dataclass(frozen=True)

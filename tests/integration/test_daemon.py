@@ -380,3 +380,22 @@ def test_drain_exits_0_when_a_retried_task_succeeds(tmp_path: Path) -> None:
     done = run_agentd("--role", "builder", "--drain", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert [r["exit"] for r in events(log) if r["event"] == "end"] == [1, 0]
+
+
+def test_a_task_log_is_capped_at_max_task_log(tmp_path: Path) -> None:
+    """A command that prints 2 MB leaves a log of about max_task_log bytes: its head and tail, and a cut line."""
+    script = "import sys; [sys.stdout.write(f'out {n:07d}\\n') for n in range(200_000)]"
+    write_config(
+        tmp_path,
+        {"builder": {**BUILDER, "command": [sys.executable, "-c", script]}},
+        log={"max_task_log": 20_000},
+    )
+    write_queue(tmp_path, [task("L1")], {"builder": 1})
+    done = run_agentd("--role", "builder", "--once", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (log,) = (tmp_path / ".agentd" / "logs" / "tasks" / "L1").glob("*.log")
+    text = log.read_text()
+    assert len(text.encode()) <= 20_000 + 300
+    assert "out 0000000" in text and "out 0199999" in text
+    assert "bytes cut here" in text
+    assert text.splitlines()[-1].startswith("agentd: ") and "exited returncode=0" in text

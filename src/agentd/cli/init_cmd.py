@@ -40,6 +40,7 @@ max_bytes = 10485760                      # rotate a role's log at this size
 backups = 5                               # rotated logs kept
 keep_task_logs = 20                       # task output logs kept per task
 keep_task_log_days = 14
+max_task_log = 10485760                   # bytes of one task log: over it, the head and tail are kept (0: no cap)
 
 # The five-role pipeline, as built in (shown commented). A [roles.NAME] table for one of these roles inherits the
 # keys below and overrides only the ones it sets; the other roles stay. Give each role a command (an argv list,

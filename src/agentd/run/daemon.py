@@ -339,6 +339,7 @@ class Daemon:
                 task=run.task_id,
                 token=run.token,
             )
+            self.executor.cap_log(run)
             self.executor.prune_logs(run.task_id)
         for item in result.recovered:
             report.recovered.append(item.task_id)

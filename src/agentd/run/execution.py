@@ -212,6 +212,17 @@ class Executor:
             "log": os.path.relpath(run.log_path, self.config.root),
         }
 
+    def cap_log(self, run: Running) -> None:
+        """Cut the middle out of a finished run's log over ``[log] max_task_log`` bytes (head and tail kept)."""
+        limit = self.config.log.max_task_log
+        try:
+            cut = logsetup.cap_task_log(run.log_path, limit)
+        except OSError as exc:
+            log.warning("%s: cannot cap the task log: %s", run.log_path, exc.strerror or exc)
+            return
+        if cut:
+            log.info("%s: %d bytes cut from the middle (max_task_log %d)", os.path.relpath(run.log_path), cut, limit)
+
     def prune_logs(self, task_id: str | None = None) -> None:
         """Keep the newest ``keep_task_logs`` output logs per task, none older than ``keep_task_log_days``."""
         try:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import logging.handlers
+import os
 import sys
 from pathlib import Path
 
@@ -68,6 +70,43 @@ def setup(
         logging.getLogger("agentd").critical("crashed", exc_info=(kind, value, trace))  # type: ignore[arg-type]
 
     sys.excepthook = excepthook
+
+
+def cap_task_log(path: Path, limit: int) -> int:
+    """Keep a finished task's output log within about ``limit`` bytes: its first and last halves (whole lines), and a
+    line between saying how much was cut. Returns the bytes cut (0: under the limit, or ``limit`` is 0).
+
+    Done when the run has ended (the command wrote to the file directly, through its own descriptor), by writing a
+    temporary file beside it and renaming it over the log: a crash leaves the old log or the new one.
+    """
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        return 0
+    if limit <= 0 or size <= limit:
+        return 0
+    half = limit // 2
+    with open(path, "rb") as handle:
+        head = handle.read(half)
+        handle.seek(size - half)
+        tail = handle.read(half)
+    if b"\n" in head:
+        head = head[: head.rfind(b"\n") + 1]  # whole lines
+    if b"\n" in tail[:-1]:
+        tail = tail[tail.find(b"\n") + 1 :]
+    cut = size - len(head) - len(tail)
+    marker = f"agentd: {cut} bytes cut here (the log exceeded max_task_log = {limit} bytes: head and tail kept)\n"
+    if head and not head.endswith(b"\n"):
+        marker = "\n" + marker
+    temp = path.with_name(f".{path.name}.{os.getpid()}.cut")
+    try:
+        temp.write_bytes(head + marker.encode() + tail)
+        os.replace(temp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    return cut
 
 
 def prune_task_logs(tasks_dir: Path, *, keep: int, max_age_days: float, now: float, only: str | None = None) -> int:

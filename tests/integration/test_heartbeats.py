@@ -75,7 +75,8 @@ def test_a_stopped_daemon_is_reported_not_responding(tmp_path: Path) -> None:
         return found  # type: ignore[no-any-return]
 
     try:
-        wait_for(lambda: pid_file.exists() and row()["running"], 30, "the daemon to start")
+        # its pid shows once the file has its content (the lock is taken a moment before it is written)
+        wait_for(lambda: pid_file.exists() and row()["pid"], 30, "the daemon to start")
         assert row()["not_responding_s"] is None
         os.kill(daemon.pid, signal.SIGSTOP)
         found = wait_for(lambda: row()["not_responding_s"], 30, "status to say not responding")

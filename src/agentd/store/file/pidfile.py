@@ -273,8 +273,8 @@ class PidFile:
         )
         payload = (json.dumps(asdict(info), indent=2) + "\n").encode("utf-8")
         self._size = -(-len(payload) // 256) * 256 + 256  # room for a beat to grow without shrinking the file
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, payload.ljust(self._size), 0)
+        os.pwrite(self.fd, payload.ljust(self._size), 0)  # over the old content, then cut: never an empty file
+        os.ftruncate(self.fd, self._size)
         os.fsync(self.fd)
         self.info = info
         return info

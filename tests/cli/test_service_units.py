@@ -389,3 +389,80 @@ def test_the_units_command_runs_the_daemon_and_sigterm_stops_it_cleanly(root: Pa
     assert run_agentd("status", "builder", cwd=root).returncode == 3
     if manager == "launchd":
         assert "daemon started" in (root / ".agentd" / "logs" / "builder.log").read_text()
+
+
+# --- the dashboard's unit ---------------------------------------------------------------------------------------
+
+
+def test_install_web_writes_a_dashboard_unit_and_uninstall_removes_it(root: Path, homes: dict[str, str]) -> None:
+    """install --web adds agentd-<slug>-web.service beside the template, with its enable command; uninstall removes
+    both; --launchd --web writes a dev.agentd.<slug>.web plist."""
+    folder = Path(homes["XDG_CONFIG_HOME"]) / "systemd" / "user"
+    web = folder / units.systemd_web_unit_name(root)
+    result = run_agentd("service", "install", "--web", "--web-port", "9111", cwd=root, env=homes)
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {web}" in result.stdout
+    assert f"systemctl --user enable --now {web.name.removesuffix('.service')}\n" in result.stdout
+    argv = exec_words(parse_unit(web.read_text())["Service"]["ExecStart"][0])
+    assert argv[argv.index("web") :][:5] == ["web", "--host", "127.0.0.1", "--port", "9111"]
+    removed = run_agentd("service", "uninstall", cwd=root, env=homes)
+    assert removed.returncode == 0, removed.stderr
+    assert not web.exists() and f"removed {web}" in removed.stdout
+    plists = run_agentd("service", "install", "--launchd", "--web", "--print", cwd=root, env=homes).stdout
+    assert f"<string>{units.launchd_label(root, 'web')}</string>" in plists
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed here")
+def test_web_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    """The dashboard's unit verifies cleanly, also at a path that needs quoting."""
+    root = tmp_path / "with space 100% $x"
+    root.mkdir()
+    write_config(root, ROLES)
+    agentd = root / "bin" / "agentd"
+    agentd.parent.mkdir()
+    agentd.write_text("#!/bin/sh\nexit 0\n")
+    agentd.chmod(0o755)
+    path = tmp_path / units.systemd_web_unit_name(root)
+    path.write_text(units.systemd_web_unit(agentd, root, load(root), host="127.0.0.1", port=8765))
+    result = analyze(path, tmp_path)
+    problems = [line for line in result.stderr.splitlines() if path.name in line]
+    assert result.returncode == 0 and not problems, result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("manager", ["systemd", "launchd"])
+def test_the_web_units_command_serves_shows_in_status_and_stops_on_sigterm(root: Path, manager: str) -> None:
+    """The argv the dashboard's unit runs serves the page, `agentd status` shows it, SIGTERM ends it with exit 0
+    and its PID file goes."""
+    import json
+    import urllib.request
+
+    config = load(root)
+    command = agentd_command()
+    if manager == "systemd":
+        unit = parse_unit(units.systemd_web_unit(command, root, config, host="127.0.0.1", port=0))
+        argv = exec_words(unit["Service"]["ExecStart"][0])
+    else:
+        argv = plistlib.loads(units.launchd_web_plist(command, root, config, host="127.0.0.1", port=0).encode())[
+            "ProgramArguments"
+        ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTD_")}
+    with open(root / "web.err", "wb") as err:
+        proc = subprocess.Popen(argv, cwd=root, env=env, stdout=err, stderr=err)
+    try:
+
+        def served() -> str | None:
+            web = json.loads(run_agentd("status", "--json", cwd=root).stdout)["web"]
+            return web["url"] if web else None
+
+        url = wait_for(served, 60, "the dashboard to show in status")
+        with urllib.request.urlopen(url + "/api/status", timeout=10) as response:
+            assert response.status == 200
+        assert "token=" not in (root / "web.err").read_text().replace("token=<the token in", "")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, (root / "web.err").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert not (root / ".agentd" / "run" / "web" / "server.pid").exists()

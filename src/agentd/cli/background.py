@@ -43,8 +43,10 @@ def start_roles(
     return _start_all(app, [(role, instance, options) for role in roles])
 
 
-def _start_all(app: App, asked: list[tuple[str, str | None, dict[str, Any]]]) -> int:
+def _start_all(app: App, asked: list[tuple[str, str | None, dict[str, Any]]], web: dict[str, Any] | None = None) -> int:
     pending = [service.spawn(app.config, role, instance=instance, **options) for role, instance, options in asked]
+    if web is not None:
+        pending.append(service.spawn_web(app.config, verbose=app.verbose, **web))
     code = 0
     for item in pending:
         result = item.wait()
@@ -53,6 +55,8 @@ def _start_all(app: App, asked: list[tuple[str, str | None, dict[str, Any]]]) ->
             code = max(code, result.exit_code or int(ExitCode.FAILURE))
         else:
             info(result.line())
+            if result.login:
+                info(f"login: {result.login}")
     return code
 
 
@@ -62,6 +66,10 @@ def _start_all(app: App, asked: list[tuple[str, str | None, dict[str, Any]]]) ->
 @click.option("--concurrency", type=click.IntRange(min=1), help="Tasks each daemon runs at once (default WIP).")
 @click.option("--instance", metavar="NAME", help="Start a further daemon of the role under this name.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--web", is_flag=True, help="Also serve the dashboard in the background (see agentd web).")
+@click.option("--web-host", default="127.0.0.1", show_default=True, help="With --web: the address to listen on.")
+@click.option("--web-port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="With --web: port.")
+@click.option("--web-read-only", is_flag=True, help="With --web: a dashboard that changes nothing.")
 @pass_app
 def start(
     app: App,
@@ -70,19 +78,39 @@ def start(
     concurrency: int | None,
     instance: str | None,
     log_format: str,
+    web: bool,
+    web_host: str,
+    web_port: int,
+    web_read_only: bool,
 ) -> int:
-    """Start role daemons in the background (no role: every role in agentd.toml).
+    """Start role daemons in the background (no role: every role in agentd.toml), and with --web the dashboard.
 
     Each daemon is detached (own session, no terminal, output to .agentd/logs/<role>.log, rotated) and is reported
     "started" only once its PID file is locked and its first pass is done. A role already running is left alone.
+    The dashboard (--web) is reported once it listens, with its login link; its log is .agentd/logs/web.log, and
+    `agentd stop` stops it with the roles.
 
     \b
     Examples:
       agentd start
+      agentd start --web
       agentd start builder tester --interval 30
       agentd start builder --instance b2
     """
-    return start_roles(app, _roles(app.config, roles), interval, instance, log_format, concurrency)
+    options = {"interval": interval, "log_format": log_format, "verbose": app.verbose, "concurrency": concurrency}
+    asked = [(role, instance, options) for role in _roles(app.config, roles)]
+    served = {"host": web_host, "port": web_port, "read_only": web_read_only} if web else None
+    return _start_all(app, asked, served)
+
+
+def _stop_web(app: App, timeout: float | None) -> list[str] | None:
+    """Stop the background web server; the argv it was started with, or None when none ran."""
+    seen = service.web_probe(app.config)
+    if not seen.running or seen.info is None:
+        return None
+    argv = list(seen.info.argv)
+    info(service.stop(seen, 10.0 if timeout is None else timeout, name=service.WEB).line())
+    return argv
 
 
 def _stop(app: App, roles: list[str], timeout: float | None) -> list[tuple[str, str | None, dict[str, Any]]]:
@@ -101,18 +129,25 @@ def _stop(app: App, roles: list[str], timeout: float | None) -> list[tuple[str, 
 @click.command()
 @click.argument("roles", nargs=-1, metavar="[ROLE]...")
 @click.option("--timeout", type=click.FloatRange(min=0), help="Seconds to wait for a drain. Default: grace + 10.")
+@click.option("--web", is_flag=True, help="The background dashboard (alone, or with the ROLEs named).")
 @pass_app
-def stop(app: App, roles: tuple[str, ...], timeout: float | None) -> int:
+def stop(app: App, roles: tuple[str, ...], timeout: float | None, web: bool) -> int:
     """Stop role daemons: SIGTERM (they drain running tasks), then SIGKILL after the timeout.
 
-    Tasks that do not finish within the role's grace go back to their claimable status without spending an attempt.
+    With no ROLE and no --web: every role, and the background dashboard if one runs. --web alone: only the
+    dashboard. Tasks that do not finish within the role's grace go back to their claimable status without spending
+    an attempt.
 
     \b
     Examples:
       agentd stop
       agentd stop builder --timeout 60
+      agentd stop --web
     """
-    _stop(app, _roles(app.config, roles), timeout)
+    if roles or not web:
+        _stop(app, _roles(app.config, roles), timeout)
+    if web or not roles:
+        _stop_web(app, timeout)
     return ExitCode.OK
 
 
@@ -125,6 +160,7 @@ def restart(app: App, roles: tuple[str, ...], timeout: float | None) -> int:
 
     The flags kept are --interval, --concurrency, --log-format, -v and the instance name; a role that was not
     running starts with the defaults. Each daemon is stopped (its process has exited) before it starts again.
+    With no ROLE, a background dashboard that runs is restarted too, on the same address.
 
     \b
     Examples:
@@ -133,10 +169,24 @@ def restart(app: App, roles: tuple[str, ...], timeout: float | None) -> int:
     """
     asked = _roles(app.config, roles)
     was = _stop(app, asked, timeout)
+    served = _web_flags(_stop_web(app, timeout)) if not roles else None
     again = list(was)
     plain = {"interval": None, "log_format": "text", "verbose": app.verbose, "concurrency": None}
     again += [(role, None, plain) for role in asked if not any(name == role for name, _, _ in was)]
-    return _start_all(app, again)
+    return _start_all(app, again, served)
+
+
+def _web_flags(argv: list[str] | None) -> dict[str, Any] | None:
+    """The address and mode a background dashboard was started with (from its PID file's argv)."""
+    if argv is None:
+        return None
+    flags: dict[str, Any] = {"host": "127.0.0.1", "port": 8765, "read_only": "--read-only" in argv}
+    for position, arg in enumerate(argv[:-1]):
+        if arg == "--host":
+            flags["host"] = argv[position + 1]
+        elif arg == "--port" and argv[position + 1].isdigit():
+            flags["port"] = int(argv[position + 1])
+    return flags
 
 
 def _age(seconds: float | None) -> str:
@@ -193,6 +243,10 @@ def _sections(data: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]
     if data["failed"]:
         rows = [[f["id"], f["status"], f["attempts"], f["reason"]] for f in data["failed"]]
         sections.append(("failed", ["id", "status", "attempts", "reason"], rows))
+    if data.get("web"):
+        web = data["web"]
+        rows = [[web["url"] or "?", web["pid"], _age(web["uptime_s"]), web["log"]]]
+        sections.append(("dashboard (agentd web)", ["address", "pid", "uptime", "log"], rows))
     if data["quarantined"]:
         rows = [[q["id"], q["problem"]] for q in data["quarantined"]]
         sections.append(("quarantined (nothing touches them until fixed)", ["id", "problem"], rows))

@@ -134,8 +134,20 @@ def service() -> None:
     metavar="NAME",
     help="Copy this variable's current value into the unit (PATH, so the agent CLIs are found). Repeatable.",
 )
+@click.option("--web", is_flag=True, help="Also a service serving the dashboard (agentd web).")
+@click.option("--web-host", default="127.0.0.1", show_default=True, help="With --web: the address to listen on.")
+@click.option("--web-port", default=8765, show_default=True, type=click.IntRange(1, 65535), help="With --web: port.")
 @pass_app
-def install(app: App, roles: tuple[str, ...], print_only: bool, launchd: bool, env_names: tuple[str, ...]) -> int:
+def install(
+    app: App,
+    roles: tuple[str, ...],
+    print_only: bool,
+    launchd: bool,
+    env_names: tuple[str, ...],
+    web: bool,
+    web_host: str,
+    web_port: int,
+) -> int:
     """Write service units for the role daemons and print the commands that enable them.
 
     systemd: one template unit per project, $XDG_CONFIG_HOME/systemd/user/agentd-<slug>@.service (slug: the
@@ -148,6 +160,7 @@ def install(app: App, roles: tuple[str, ...], print_only: bool, launchd: bool, e
       agentd service install                     # then run the commands it prints
       agentd service install --env PATH builder  # the service sees your PATH
       agentd service install --launchd           # macOS
+      agentd service install --web               # and the dashboard on 127.0.0.1:8765
     """
     config = app.config
     asked = _asked(config, roles)
@@ -171,6 +184,13 @@ def install(app: App, roles: tuple[str, ...], print_only: bool, launchd: bool, e
     else:
         unit = systemd_dir() / units.systemd_unit_name(config.root)
         texts = {unit: units.systemd_template(command, config.root, config, queue=queue, env=env)}
+    if web:
+        if launchd:
+            path = launchd_dir() / units.launchd_file_name(config.root, "web")
+            texts[path] = units.launchd_web_plist(command, config.root, config, host=web_host, port=web_port, env=env)
+        else:
+            path = systemd_dir() / units.systemd_web_unit_name(config.root)
+            texts[path] = units.systemd_web_unit(command, config.root, config, host=web_host, port=web_port, env=env)
     if print_only:
         click.echo("".join(texts.values()), nl=False)
         return 0
@@ -179,9 +199,12 @@ def install(app: App, roles: tuple[str, ...], print_only: bool, launchd: bool, e
         info(f"{what} {path}")
     if launchd:
         (config.state_dir / "logs").mkdir(parents=True, exist_ok=True)  # launchd opens its log there
-        _launchd_next_steps(config, asked, done)
+        _launchd_next_steps(config, [*asked, *(["web"] if web else [])], done)
     else:
         _systemd_next_steps(config, asked)
+        if web:
+            info("And the dashboard:")
+            info(f"  systemctl --user enable --now {units.systemd_web_unit_name(config.root).removesuffix('.service')}")
     _running_note(config, asked)
     return 0
 
@@ -256,6 +279,16 @@ def _uninstall_systemd(config: Config) -> int:
         for role in enabled:
             info(f"  systemctl --user disable --now {units.systemd_instance(config.root, role)}")
         raise Conflict(None, f"{name} is still enabled for {', '.join(enabled)}: disable it first (commands above)")
+    web = folder / units.systemd_web_unit_name(config.root)
+    if web.exists():
+        web_name = web.name.removesuffix(".service")
+        if any(folder.glob(f"*.wants/{web.name}")):
+            info(f"{web.name} is still enabled. Stop and disable it first, then run this again:")
+            info(f"  systemctl --user disable --now {web_name}")
+            raise Conflict(None, f"{web.name} is still enabled: disable it first (command above)")
+        info(f"Stop the dashboard if it runs: systemctl --user stop {web_name}")
+        web.unlink()
+        info(f"removed {web}")
     if not path.exists():
         info(f"nothing to remove: {path} is not there")
         return 0

@@ -130,4 +130,16 @@ def build(config: Config, probes: list[Probe], now: datetime, store: QueueStore 
 
 def snapshot(config: Config, roles: list[str], now: datetime) -> dict[str, Any]:
     """The dashboard for the asked roles (every role when empty)."""
-    return build(config, service.daemons(config, roles or None), now)
+    data = build(config, service.daemons(config, roles or None), now)
+    seen = service.web_probe(config)
+    data["web"] = (
+        {
+            "pid": seen.info.pid,
+            "url": seen.info.url,
+            "uptime_s": _seconds(seen.info.uptime(now)),
+            "log": service.display(service.web_log_path(config), config.root),
+        }
+        if seen.running and seen.info is not None
+        else None
+    )
+    return data

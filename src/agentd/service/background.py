@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,8 +55,12 @@ class StartResult:
     log: str | None = None
     error: str | None = None
     exit_code: int = 0
+    url: str | None = None  # a web server's address
+    login: str | None = None  # a web server's login link (it carries the token: shown, never logged)
 
     def line(self) -> str:
+        if self.state == "started" and self.url:
+            return f"{self.name} started on {self.url} (pid {self.pid}, log {self.log})"
         if self.state == "started":
             return f"{self.name} started (pid {self.pid}, log {self.log})"
         if self.state == "running":
@@ -118,7 +122,15 @@ class Pending:
             os.close(self.read_end)
         name, proc, shown = self.name, self.proc, self.log
         if message is not None and message.get("status") == "ready":
-            return StartResult(name, "started", int(str(message.get("pid", proc.pid))), shown)
+            address, login = message.get("url"), message.get("login")
+            return StartResult(
+                name,
+                "started",
+                int(str(message.get("pid", proc.pid))),
+                shown,
+                url=str(address) if address else None,
+                login=str(login) if login else None,
+            )
         if message is not None and message.get("status") == "running":  # another start won the race
             pid = message.get("pid")
             return StartResult(name, "running", int(str(pid)) if pid is not None else None)
@@ -149,6 +161,18 @@ def spawn(
     if seen.running:
         return Pending(name, None, -1, "", StartResult(name, "running", seen.info.pid if seen.info else None))
     log = log_path(config, role, instance)
+    tail = ["run", "--role", role, "--log-file", str(log), "--log-format", log_format]
+    if interval is not None:
+        tail += ["--interval", str(interval)]
+    if concurrency is not None:
+        tail += ["--concurrency", str(concurrency)]
+    if instance:
+        tail += ["--instance", instance]
+    return _detached(config, name, tail, log, verbose)
+
+
+def _detached(config: Config, name: str, tail: list[str], log: Path, verbose: int = 0) -> Pending:
+    """``agentd --root ROOT ... <tail> --ready-fd N`` in its own session, output to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     read_end, write_end = os.pipe()
     argv = [sys.executable, "-m", "agentd", "--root", str(config.root)]
@@ -156,13 +180,7 @@ def spawn(
         argv += ["--config", str(config.path)]
     argv += ["--queue", str(config.queue_path)]
     argv += ["-v"] * verbose
-    argv += ["run", "--role", role, "--log-file", str(log), "--log-format", log_format, "--ready-fd", str(write_end)]
-    if interval is not None:
-        argv += ["--interval", str(interval)]
-    if concurrency is not None:
-        argv += ["--concurrency", str(concurrency)]
-    if instance:
-        argv += ["--instance", instance]
+    argv += [*tail, "--ready-fd", str(write_end)]
     inherited = ("AGENTD_ROOT", "AGENTD_QUEUE", "AGENTD_CONFIG")  # the argv says which project: nothing else may
     env = {key: value for key, value in os.environ.items() if key not in inherited}
     try:
@@ -180,6 +198,36 @@ def spawn(
     finally:
         os.close(write_end)
     return Pending(name, proc, read_end, str(log))
+
+
+WEB = "web"  # the name the background web server goes by in start/stop/status
+
+
+def web_pid_path(config: Config) -> Path:
+    """The background web server's PID file, ``.agentd/run/web/server.pid`` (a folder of its own: never taken for
+    a role's)."""
+    return run_dir(config) / "web" / "server.pid"
+
+
+def web_log_path(config: Config) -> Path:
+    return config.state_dir / "logs" / "web.log"
+
+
+def web_probe(config: Config) -> Probe:
+    """Is the background web server running, and where does it serve?"""
+    return probe(web_pid_path(config))
+
+
+def spawn_web(
+    config: Config, *, host: str, port: int, read_only: bool = False, verbose: int = 0, extra: Sequence[str] = ()
+) -> Pending:
+    """Start ``agentd web`` detached, holding ``web_pid_path``; :meth:`Pending.wait` tells when it listens."""
+    seen = web_probe(config)
+    if seen.running:
+        return Pending(WEB, None, -1, "", StartResult(WEB, "running", seen.info.pid if seen.info else None))
+    tail = ["web", "--host", host, "--port", str(port), "--pid-file", str(web_pid_path(config))]
+    tail += ["--read-only"] if read_only else []
+    return _detached(config, WEB, [*tail, *extra], web_log_path(config), verbose)
 
 
 def start(config: Config, role: str, **options: Any) -> StartResult:
@@ -269,9 +317,9 @@ def _wait_gone(path: Path, pid: int, started: int | None, deadline: float) -> bo
     return not probe(path).running and _exited(pid, started)
 
 
-def stop(seen: Probe, timeout: float) -> StopResult:
+def stop(seen: Probe, timeout: float, name: str | None = None) -> StopResult:
     """SIGTERM the daemon (it drains), wait up to ``timeout``, then SIGKILL its process group."""
-    name = ".".join(part for part in role_of(seen.path) if part)
+    name = name or ".".join(part for part in role_of(seen.path) if part)
     if not seen.running or seen.info is None:
         return StopResult(name, "not-running")
     pid = seen.info.pid

@@ -77,6 +77,7 @@ class PidInfo:
     beat_at: str | None = None  # the daemon's last liveness beat (wall clock)
     beat_boot: float | None = None  # the same beat on the boot clock (compare only within boot_id)
     beat_every: float | None = None  # seconds between beats
+    url: str | None = None  # the address a web server serves on
 
     @property
     def name(self) -> str:
@@ -282,9 +283,13 @@ class PidFile:
     def beat(self, now: datetime, boot: float) -> None:
         """The daemon's liveness beat: rewrite ``beat_at`` and ``beat_boot`` in place (no fsync: a beat lost to a
         crash says nothing the lock does not)."""
+        self.update(beat_at=format_timestamp(now), beat_boot=round(boot, 3))
+
+    def update(self, **fields: Any) -> None:
+        """Rewrite some of the file's fields in place (padded: the file never shrinks while held)."""
         if self.fd < 0 or self.info is None:
             return
-        self.info = replace(self.info, beat_at=format_timestamp(now), beat_boot=round(boot, 3))
+        self.info = replace(self.info, **fields)
         payload = (json.dumps(asdict(self.info), indent=2) + "\n").encode("utf-8")
         self._size = max(self._size, len(payload))
         os.pwrite(self.fd, payload.ljust(self._size), 0)

@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # Most tests wait on real processes, so more workers than the 2 cores CI has keep both busy.
 TEST_WORKERS ?= 4
 
-.PHONY: help venv test lint typecheck unit run torture bench clean docs-cli install uninstall browser screenshots \
+.PHONY: help venv test lint typecheck unit run torture bench clean docs-cli install uninstall browser postgres screenshots \
         agents-start agents-stop agents-restart agents-status agents-logs
 
 help: ## list the targets
@@ -40,10 +40,18 @@ browser: ## install Debian's chromium for the browser tests when missing and we 
 	  else echo "make: /usr/bin/chromium missing (apt-get install -y chromium): the browser tests will skip"; fi; \
 	fi
 
+postgres: ## install Debian's PostgreSQL server for the PostgreSQL tests when missing and we are root (else they skip)
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y postgresql >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y postgresql >/dev/null; } \
+	      || echo "make: could not install postgresql: the PostgreSQL tests will skip"; \
+	  else echo "make: PostgreSQL server binaries missing (apt-get install -y postgresql): the PostgreSQL tests will skip"; fi; \
+	fi
+
 screenshots: $(STAMP) browser ## retake docs/screenshots/*.png from the browser tests
 	AGENTD_SCREENSHOTS=1 $(BIN)/pytest -q -p no:cacheprovider tests/web/test_browser.py
 
-unit: $(STAMP) browser ## the test suite only, in parallel (TEST_WORKERS=1 for one process)
+unit: $(STAMP) browser postgres ## the test suite only, in parallel (TEST_WORKERS=1 for one process)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 test: lint typecheck unit ## lint, types and the whole test suite

@@ -115,3 +115,24 @@ def small_queue() -> dict[str, Any]:
         ],
         "metadata": {"note": "caf\u00e9"},
     }
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Any:
+    """A real PostgreSQL server for this test process (Debian's binaries; see tests/helpers/pg.py), or a skip
+    naming what is missing."""
+    from tests.helpers import pg
+
+    missing = pg.unavailable()
+    if missing:
+        pytest.skip(f"no PostgreSQL test server: {missing}")
+    with pg.running_server() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_dsn(pg_server: Any) -> str:
+    """A new, empty database of its own on the test server; its DSN."""
+    from tests.helpers import pg
+
+    return pg.fresh_database(pg_server)

@@ -62,6 +62,9 @@ class Decoder:
 
     def __init__(self) -> None:
         self._previous: list[Piece] = []
+        self._text = ""  # the text of the previous call, when its tasks were parsed piece by piece
+        self._tasks_at = -1  # where its tasks list opened
+        self._starts: list[int] = []  # where each of its pieces started
 
     def decode(self, text: str) -> Decoded:
         """The document ``json.loads(text)`` gives (or its error), reusing unchanged tasks of the previous call."""
@@ -70,9 +73,11 @@ class Decoder:
         except (_Unexpected, StopIteration, ValueError, RecursionError):
             decoded = None
         if decoded is None:
-            self._previous = []
+            self._previous, self._text, self._starts = [], "", []
             return Decoded(json.loads(text), None)
         self._previous = decoded.pieces or []
+        self._text = text if decoded.pieces is not None else ""
+        self._starts = list(decoded.spans) if decoded.pieces is not None else []
         return decoded
 
     def _decode(self, text: str) -> Decoded:
@@ -126,10 +131,30 @@ class Decoder:
         expect = 0  # the previous piece expected next
         by_text: dict[str, int] | None = None
         by_id: dict[Any, int] = {}
+        opened = idx
         idx = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]
         if text[idx : idx + 1] == "]":
             return items, pieces, 0, spans, idx + 1
         startswith = text.startswith
+        # The tasks before the first character that differs from the previous text are where they were: taken whole
+        # (a write usually changes one task or adds one at the end; this skips the loop below for the others).
+        if opened == self._tasks_at and count:
+            same = _common_prefix(self._text, text)
+            starts = self._starts
+            while expect < count and starts[expect] + len(previous[expect].text) < same:
+                expect += 1  # (the character after each reused task is the same too: its separator is unchanged)
+            if expect:
+                pieces = previous[:expect]
+                items = [piece.value for piece in pieces]
+                spans = {start: start + len(piece.text) for start, piece in zip(starts, pieces, strict=False)}
+                reused = expect
+                after = _AFTER_ITEM.match(text, starts[expect - 1] + len(previous[expect - 1].text))
+                if after is None:
+                    raise _Unexpected
+                idx = after.end()
+                if after.group(1):
+                    return items, pieces, reused, spans, idx
+        self._tasks_at = opened
         while True:
             piece = None
             # The expected task unchanged, or the one after it (the expected one was removed). Only objects are
@@ -172,6 +197,25 @@ class Decoder:
             idx = after.end()
             if after.group(1):
                 return items, pieces, reused, spans, idx
+
+
+def _common_prefix(old: str, new: str, chunk: int = 1 << 16) -> int:
+    """How many leading characters ``old`` and ``new`` share (compared a chunk at a time, at C speed)."""
+    limit = min(len(old), len(new))
+    low = 0
+    while low < limit:
+        high = min(limit, low + chunk)
+        if old[low:high] == new[low:high]:
+            low = high
+            continue
+        while high - low > 1:  # the first difference is in [low, high): halve
+            middle = (low + high) // 2
+            if old[low:middle] == new[low:middle]:
+                low = middle
+            else:
+                high = middle
+        return low
+    return limit
 
 
 def _same_id(new: Any, old: Any) -> bool:

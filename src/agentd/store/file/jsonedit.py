@@ -283,6 +283,12 @@ class _Editor:
         m = _WS.match(self.text, pos)
         return m.end() if m else pos
 
+    def _known_items(self, first: int, count: int) -> bool:
+        """Whether ``spans`` are exactly the items of the array whose first item starts at ``first``."""
+        if len(self.spans) != count or not count:
+            return False
+        return next(iter(self.spans)) == first
+
     def skip(self, pos: int) -> int:
         """The end of the JSON value that starts at ``pos``."""
         known = self.spans.get(pos)
@@ -519,6 +525,18 @@ class _Editor:
         i = self.ws(pos + 1)
         if self.char(i) == "]":
             close = i
+        elif self._known_items(i, n_old):
+            # The items' extents are known (a queue's tasks, from the parse): no walk over thousands of them.
+            inline = "\n" not in text[pos + 1 : i]
+            starts = list(self.spans)
+            ends = list(self.spans.values())
+            for k in sorted(pairs):
+                if self.edit(starts[k], old[k], new[pairs[k]], inline, out) != ends[k]:
+                    raise ValueError(f"the item at offset {starts[k]} does not end where it was parsed to end")
+            m = _AFTER_ITEM.match(text, ends[-1])
+            if m is None or m.start(1) < 0:
+                raise ValueError(f"expected ']' at offset {self.ws(ends[-1])}")
+            close = m.start(1)
         else:
             inline = "\n" not in text[pos + 1 : i]
             after = _AFTER_ITEM.match

@@ -443,7 +443,13 @@ class QueueStore:
             whole: list[tuple[str, Any, str | None]] | None = None
             if loaded.pieces is not None:
                 fresh = {n: walk_one(new_tasks[n], f"$.tasks[{n}]") for n in changed}
-                whole = [entry for n in range(len(new_tasks)) for entry in fresh.get(n) or _entries_at(loaded, n)]
+                whole = []
+                for n, piece in enumerate(loaded.pieces):  # (one loop, no call per unchanged task: it runs per claim)
+                    got = fresh.get(n)
+                    if got is None:
+                        cached = piece.derived.get("entries")
+                        got = cached[1] if cached is not None and cached[0] == n else _entries_at(loaded, n)
+                    whole.extend(got)
         else:
             before = walk(old_tasks)
             after = walk(new_tasks)

@@ -18,6 +18,8 @@ its own copy (as :meth:`agentd.store.file.queuefile.QueueStore.transaction` does
 from __future__ import annotations
 
 import _json
+import bisect
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -65,6 +67,9 @@ class Decoder:
         self._text = ""  # the text of the previous call, when its tasks were parsed piece by piece
         self._tasks_at = -1  # where its tasks list opened
         self._starts: list[int] = []  # where each of its pieces started
+        self._ends: list[int] = []  # and ended
+        self._items: list[Any] = []  # its tasks
+        self._spans: dict[int, int] = {}
 
     def decode(self, text: str) -> Decoded:
         """The document ``json.loads(text)`` gives (or its error), reusing unchanged tasks of the previous call."""
@@ -73,11 +78,15 @@ class Decoder:
         except (_Unexpected, StopIteration, ValueError, RecursionError):
             decoded = None
         if decoded is None:
-            self._previous, self._text, self._starts = [], "", []
+            self._previous, self._text, self._starts, self._ends, self._items, self._spans = [], "", [], [], [], {}
             return Decoded(json.loads(text), None)
+        pieces = decoded.pieces is not None
         self._previous = decoded.pieces or []
-        self._text = text if decoded.pieces is not None else ""
-        self._starts = list(decoded.spans) if decoded.pieces is not None else []
+        self._text = text if pieces else ""
+        self._starts = list(decoded.spans) if pieces else []
+        self._ends = list(decoded.spans.values()) if pieces else []
+        self._items = decoded.data.get("tasks", []) if pieces else []
+        self._spans = decoded.spans if pieces else {}
         return decoded
 
     def _decode(self, text: str) -> Decoded:
@@ -138,17 +147,17 @@ class Decoder:
         startswith = text.startswith
         # The tasks before the first character that differs from the previous text are where they were: taken whole
         # (a write usually changes one task or adds one at the end; this skips the loop below for the others).
-        if opened == self._tasks_at and count:
+        if opened == self._tasks_at and count and len(self._items) == count:
             same = _common_prefix(self._text, text)
-            starts = self._starts
-            while expect < count and starts[expect] + len(previous[expect].text) < same:
-                expect += 1  # (the character after each reused task is the same too: its separator is unchanged)
+            # The tasks that end before the first difference (the character after each is the same too: its
+            # separator is unchanged).
+            expect = bisect.bisect_left(self._ends, same)
             if expect:
                 pieces = previous[:expect]
-                items = [piece.value for piece in pieces]
-                spans = {start: start + len(piece.text) for start, piece in zip(starts, pieces, strict=False)}
+                items = self._items[:expect]
+                spans = dict(self._spans) if expect == count else dict(itertools.islice(self._spans.items(), expect))
                 reused = expect
-                after = _AFTER_ITEM.match(text, starts[expect - 1] + len(previous[expect - 1].text))
+                after = _AFTER_ITEM.match(text, self._ends[expect - 1])
                 if after is None:
                     raise _Unexpected
                 idx = after.end()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -286,7 +285,7 @@ class QueueStore:
     def workflow(self, value: Workflow | None) -> None:
         self._workflow = value
         # What earlier reads found, with the warnings of the old workflow: forgotten.
-        self._validated: tuple[bytes, list[Finding]] | None = None
+        self._validated: tuple[bytes, list[Finding]] | None = None  # (the bytes checked, their findings)
         self._structure: tuple[list[tuple[str, Any, Any]], list[Finding]] | None = None
         self._last: _Loaded | None = None  # the last strict read (reused while the bytes are the same)
 
@@ -351,8 +350,8 @@ class QueueStore:
     def _validate(self, raw: bytes, decoded: Decoded) -> list[Finding]:
         """The findings of a read: each task's own problems and structural ones (errors: the task is quarantined),
         unknown statuses (warnings). A problem of the file as a whole raises :class:`QueueInvalid`."""
-        digest = hashlib.blake2b(raw, digest_size=16).digest()
-        if self._validated is not None and self._validated[0] == digest:
+        # The very bytes checked before (compared, not hashed: a changed file usually differs in length).
+        if self._validated is not None and self._validated[0] == raw:
             return self._validated[1]
         data = decoded.data
         if not isinstance(data, dict):
@@ -379,7 +378,7 @@ class QueueStore:
             self._structure = (shape, found)
             findings = findings + found
         findings += status_warnings(entries, self.workflow)
-        self._validated = (digest, findings)
+        self._validated = (raw, findings)
         return findings
 
     def _load(self) -> _Loaded:
@@ -569,7 +568,7 @@ class QueueStore:
                 # What we wrote was checked: our own next read of it need not check it again (unless tasks came or
                 # went: the paths of the problems kept would be out of date).
                 if len(new["tasks"]) == len(old["tasks"]):
-                    self._validated = (hashlib.blake2b(payload, digest_size=16).digest(), findings)
+                    self._validated = (payload, findings)
                 return result
             log.info("%s changed while agentd was writing it; re-reading and re-applying", self.path)
         raise Conflict(None, f"{self.path}: the file kept changing under agentd; gave up after {MAX_REAPPLY} tries")

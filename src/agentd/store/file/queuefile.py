@@ -26,7 +26,14 @@ import tenacity
 
 from agentd import faults, schema
 from agentd.core.model import Task, index_by_id, view_id, views, walk, walk_one
-from agentd.core.validate import STRUCTURAL, Finding, conflict_markers, status_warnings, structural
+from agentd.core.validate import (
+    STRUCTURAL,
+    Finding,
+    conflict_markers,
+    status_warnings,
+    structural,
+    structural_phase,
+)
 from agentd.core.workflow import Workflow
 from agentd.errors import Conflict, FileAccessError, LockTimeout, QueueInvalid, display_path
 from agentd.store.file import jsonedit
@@ -224,6 +231,33 @@ def _entries(data: dict[str, Any], pieces: list[Piece] | None, first: int = 0) -
     return out
 
 
+@dataclass(frozen=True)
+class _Structure:
+    """The structural findings of one read, with what deciding them for tasks added after it takes."""
+
+    pieces: list[Piece]
+    findings: list[Finding]
+    ids: frozenset[str]  # every string id of the tasks
+    missing: frozenset[str]  # the ids their dependencies name and no task has
+
+
+def _missing(findings: list[Finding]) -> frozenset[str]:
+    return frozenset(f.detail for f in findings if f.code == "unknown-dep")
+
+
+def _shape(piece: Piece) -> tuple[tuple[str, Any, Any], ...]:
+    """What the structural checks see of one top-level task: the places, ids and dependencies of it and its
+    subtasks (made once per piece)."""
+    cached: tuple[tuple[str, Any, Any], ...] | None = piece.derived.get("shape")
+    if cached is None:
+        cached = tuple(
+            (path, task.get("id"), task.get("dependencies")) if isinstance(task, dict) else (path, None, None)
+            for path, task, _ in walk_one(piece.value, "")
+        )
+        piece.derived["shape"] = cached
+    return cached
+
+
 def _entries_at(loaded: _Loaded, position: int) -> list[tuple[str, Any, str | None]]:
     """The walk of the top-level task at ``position`` of a read (made once per task and place, then reused)."""
     assert loaded.pieces is not None
@@ -286,7 +320,7 @@ class QueueStore:
         self._workflow = value
         # What earlier reads found, with the warnings of the old workflow: forgotten.
         self._validated: tuple[bytes, list[Finding]] | None = None  # (the bytes checked, their findings)
-        self._structure: tuple[list[tuple[str, Any, Any]], list[Finding]] | None = None
+        self._structure: _Structure | None = None  # the structural checks of the last read
         self._last: _Loaded | None = None  # the last strict read (reused while the bytes are the same)
 
     @property
@@ -362,24 +396,45 @@ class QueueStore:
         if problem is not None:
             raise QueueInvalid(self.path, problem[0], problem[1])
         entries = _entries(data, decoded.pieces)
-        # Duplicates, unknown dependencies and cycles depend on ids, dependencies and places alone: most writes
-        # change none of them, so the last answer stands.
-        try:  # (the common case, at the speed of a plain comprehension: every task a dict with an id)
-            shape = [(path, task["id"], task.get("dependencies")) for path, task, _ in entries]
-        except (TypeError, KeyError, AttributeError):
-            shape = [
-                (path, task.get("id"), task.get("dependencies")) if isinstance(task, dict) else (path, None, None)
-                for path, task, _ in entries
-            ]
-        if self._structure is not None and self._structure[0] == shape:
-            findings = findings + self._structure[1]
-        else:
-            found = structural(entries)
-            self._structure = (shape, found)
-            findings = findings + found
+        findings = findings + self._structural(data, entries, decoded.pieces)
         findings += status_warnings(entries, self.workflow)
         self._validated = (raw, findings)
         return findings
+
+    def _structural(
+        self, data: dict[str, Any], entries: list[tuple[str, Any, str | None]], pieces: list[Piece] | None
+    ) -> list[Finding]:
+        """Duplicates, unknown dependencies and cycles: exactly what :func:`structural` finds over every task, found
+        at the cost of what changed. They depend on ids, dependencies and places alone: most writes change none of
+        them (the last answer stands), and most others add tasks at the end: then only the added tasks are checked,
+        against the ids known before, whenever that cannot change a finding about the earlier tasks."""
+        last = self._structure
+        if pieces is None or last is None or len(pieces) < len(last.pieces):
+            return self._structural_all(entries, pieces)
+        count = len(last.pieces)
+        if not all(new is old or _shape(new) == _shape(old) for new, old in zip(pieces, last.pieces, strict=False)):
+            return self._structural_all(entries, pieces)
+        if len(pieces) == count:
+            self._structure = _Structure(pieces, last.findings, last.ids, last.missing)
+            return last.findings
+        added = _entries(data, pieces[count:], first=count)
+        new_ids = [task["id"] for _, task, _ in added if _has_id(task)]
+        fresh = set(new_ids)
+        # An added id that is taken already, or that an earlier task was missing, changes what the earlier tasks are.
+        if len(fresh) < len(new_ids) or not fresh.isdisjoint(last.ids) or not fresh.isdisjoint(last.missing):
+            return self._structural_all(entries, pieces)
+        # (The earlier tasks depend on none of the added ones, so a cycle through an added task has only added ones.)
+        found = structural(added, known=last.ids)
+        merged = sorted(last.findings + found, key=structural_phase) if found else last.findings
+        self._structure = _Structure(pieces, merged, last.ids | fresh, last.missing | _missing(found))
+        return merged
+
+    def _structural_all(self, entries: list[tuple[str, Any, str | None]], pieces: list[Piece] | None) -> list[Finding]:
+        found = structural(entries)
+        if pieces is not None:
+            ids = frozenset(task["id"] for _, task, _ in entries if _has_id(task))
+            self._structure = _Structure(pieces, found, ids, _missing(found))
+        return found
 
     def _load(self) -> _Loaded:
         """Read, parse and validate, retrying briefly when the file may be caught mid-write by another writer."""

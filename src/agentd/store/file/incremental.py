@@ -181,10 +181,11 @@ class Decoder:
                 piece = Piece(text[idx:end], value)
                 # Realign on the previous parse: the expected task changed (the common case); else the same text
                 # moved (keep what was derived from it), or another task changed: the next is expected after it. A
-                # new task leaves the expectation as it was.
+                # new task leaves the expectation as it was. Tasks after the last one expected are taken as new
+                # (appending is common; looking a moved one up there would index the whole previous parse).
                 if expect < count and _same_id(value, previous[expect].value):
                     expect += 1
-                else:
+                elif expect < count:
                     if by_text is None:
                         by_text = {p.text: n for n, p in enumerate(previous) if p.reusable}
                         by_id = {p.value["id"]: n for n, p in enumerate(previous) if _has_id(p.value)}

@@ -1279,6 +1279,10 @@ def big_pickup_section(res: Results) -> list[str]:
         "",
         f"Command: `{res.command_big or res.command}`",
         "",
+        f"Measured {dt.date.today().isoformat()}; other processes used {num(res.outside_cpu, '.0f')} % of the machine's"
+        f" CPU meanwhile (load average at the end: {res.machine.get('load average at the end', '—')}). Pickup is"
+        " CPU-bound at these sizes, so a busy machine inflates it.",
+        "",
         "| tasks | file | samples | first add | median | min | max | `queue add` | target | verdict |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]

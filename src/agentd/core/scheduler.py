@@ -102,6 +102,7 @@ class View:
     default_ttl: float
     cycle: tuple[str, ...] = ()
     quarantined: Mapping[str, str] = field(default_factory=dict)  # task id -> its problem, one line
+    archived: Mapping[str, str] = field(default_factory=dict)  # id -> status of a task moved to the archive
 
     @classmethod
     def build(
@@ -114,13 +115,15 @@ class View:
         *,
         acyclic: bool = False,
         quarantined: Mapping[str, str] | None = None,
+        archived: Mapping[str, str] | None = None,
     ) -> View:
         """``acyclic``: the caller knows no cycle is left to find (a read of the queue quarantines every member of
-        one); ``quarantined``: task id -> its problem (from the read)."""
+        one); ``quarantined``: task id -> its problem (from the read); ``archived``: the status of each archived id
+        (a dependency on one counts as that status)."""
         by_id = {task.id: task for task in tasks}
         cycle = [] if acyclic else find_cycle({task.id: task.dependencies for task in tasks}) or []
         done = frozenset(workflow.done_statuses)
-        return cls(tasks, by_id, done, leases or {}, now, default_ttl, tuple(cycle), quarantined or {})
+        return cls(tasks, by_id, done, leases or {}, now, default_ttl, tuple(cycle), quarantined or {}, archived or {})
 
 
 def dependency_checks(task: Task, view: View) -> list[Check]:
@@ -140,6 +143,20 @@ def _dependency_checks(task: Task, view: View, passing: bool = True) -> Iterator
                 {"id": dep},
                 rule="dependency",
             )
+        elif other is None and dep in view.archived:
+            status = view.archived[dep]
+            if status not in view.done:
+                yield Check(
+                    Reason.DEPENDENCY_NOT_DONE,
+                    False,
+                    f"dependency {dep} is {status!r} (archived), not done",
+                    {"id": dep},
+                    rule="dependency",
+                )
+            elif passing:
+                yield Check(
+                    Reason.CLAIMABLE, True, f"dependency {dep} is {status!r} (archived)", {"id": dep}, rule="dependency"
+                )
         elif other is None:
             yield Check(
                 Reason.UNKNOWN_DEPENDENCY,

@@ -94,7 +94,14 @@ class Dispatcher:
         # Every member of a cycle is quarantined by the read, so there is no cycle to look for.
         quarantined = {task_id: problem.text for task_id, problem in snapshot.quarantined.items()}
         return View.build(
-            tasks, self.config.workflow, now, seen, self.role.lease_ttl, acyclic=True, quarantined=quarantined
+            tasks,
+            self.config.workflow,
+            now,
+            seen,
+            self.role.lease_ttl,
+            acyclic=True,
+            quarantined=quarantined,
+            archived=snapshot.archived,
         )
 
     def _measure(

@@ -17,8 +17,9 @@ import logging
 import os
 import secrets
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,7 +37,9 @@ from agentd.core.validate import (
 )
 from agentd.core.workflow import Workflow
 from agentd.errors import Conflict, FileAccessError, LockTimeout, QueueInvalid, display_path
+from agentd.store.file import archive as archive_file
 from agentd.store.file import jsonedit
+from agentd.store.file.archive import Archive
 from agentd.store.file.incremental import Decoded, Decoder, Piece
 from agentd.store.file.sidelock import LockTimedOut, SidecarLock
 
@@ -94,6 +97,7 @@ class Snapshot:
     warnings: list[Finding] = field(default_factory=list)
     errors: list[Finding] = field(default_factory=list)  # each task's own problems: the task is quarantined
     pieces: list[Piece] | None = field(default=None, repr=False, compare=False)
+    archived: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)  # archived id -> status
 
     @functools.cached_property
     def quarantined(self) -> dict[str, Finding]:
@@ -182,6 +186,18 @@ class Draft:
         return self._top.get(task_id)
 
 
+def _movable(read: Snapshot, select: Callable[[dict[str, Any]], bool]) -> list[int]:
+    """The positions of the top-level tasks ``select`` picks, leaving out any with a quarantined task inside."""
+    quarantined = read.quarantined
+    return [
+        n
+        for n, task in enumerate(read.data["tasks"])
+        if _has_id(task)
+        and not any(view_id(raw, path) in quarantined for path, raw, _ in walk_one(task, f"$.tasks[{n}]"))
+        and select(task)
+    ]
+
+
 def _has_id(task: Any) -> bool:
     return isinstance(task, dict) and isinstance(task.get("id"), str)
 
@@ -204,6 +220,7 @@ class _Loaded:
     pieces: list[Piece] | None
     spans: dict[int, int]  # where each top-level task starts in ``text`` -> where it ends
     findings: list[Finding]
+    archived: Mapping[str, str]  # the archive as it was for this read: archived id -> status
     _snapshots: dict[Path, Snapshot] = field(default_factory=dict, compare=False, repr=False)
 
     def snapshot(self, path: Path) -> Snapshot:
@@ -212,7 +229,9 @@ class _Loaded:
         if made is None:
             warnings = [f for f in self.findings if f.severity == "warning"]
             errors = [f for f in self.findings if f.severity == "error"]
-            made = self._snapshots[path] = Snapshot(path, self.raw, self.data, warnings, errors, self.pieces)
+            made = self._snapshots[path] = Snapshot(
+                path, self.raw, self.data, warnings, errors, self.pieces, self.archived
+            )
         return made
 
 
@@ -308,6 +327,8 @@ class QueueStore:
         self._decoder = Decoder()
         self._sidecar: SidecarLock | None = None
         self._written: tuple[int, ...] | None = None  # the identity of the file this store wrote last
+        self._archive: Archive | None = None
+        self._archived: Mapping[str, str] = {}  # the archive's statuses the caches below were made with
         self.workflow = workflow  # (and the caches of what earlier reads found)
 
     @property
@@ -328,6 +349,25 @@ class QueueStore:
         """The sidecar lock file beside the queue's real file (never deleted): two names for one queue, one lock."""
         target = self._target()
         return target.with_name(target.name + ".lock")
+
+    @property
+    def archive(self) -> Archive:
+        """The archive beside the queue's real file (``SPRINT_QUEUE.archive.jsonl``)."""
+        path = archive_file.path_for(self._target())
+        if self._archive is None or self._archive.path != path:
+            self._archive = Archive(path)
+        return self._archive
+
+    def _archived_now(self) -> Mapping[str, str]:
+        """The archive's statuses (an unreadable archive counts as empty, reported once); when they changed, what
+        earlier reads concluded about dependencies is forgotten."""
+        archived = self.archive.statuses()
+        if archived is not self._archived:
+            self._archived = archived
+            self._validated = None
+            self._structure = None
+            self._last = None
+        return archived
 
     # -- reading ---------------------------------------------------------------------------------------------------
 
@@ -396,13 +436,17 @@ class QueueStore:
         if problem is not None:
             raise QueueInvalid(self.path, problem[0], problem[1])
         entries = _entries(data, decoded.pieces)
-        findings = findings + self._structural(data, entries, decoded.pieces)
+        findings = findings + self._structural(data, entries, decoded.pieces, self._archived)
         findings += status_warnings(entries, self.workflow)
         self._validated = (raw, findings)
         return findings
 
     def _structural(
-        self, data: dict[str, Any], entries: list[tuple[str, Any, str | None]], pieces: list[Piece] | None
+        self,
+        data: dict[str, Any],
+        entries: list[tuple[str, Any, str | None]],
+        pieces: list[Piece] | None,
+        archived: Mapping[str, str],
     ) -> list[Finding]:
         """Duplicates, unknown dependencies and cycles: exactly what :func:`structural` finds over every task, found
         at the cost of what changed. They depend on ids, dependencies and places alone: most writes change none of
@@ -410,27 +454,35 @@ class QueueStore:
         against the ids known before, whenever that cannot change a finding about the earlier tasks."""
         last = self._structure
         if pieces is None or last is None or len(pieces) < len(last.pieces):
-            return self._structural_all(entries, pieces)
+            return self._structural_all(entries, pieces, archived)
         count = len(last.pieces)
         if not all(new is old or _shape(new) == _shape(old) for new, old in zip(pieces, last.pieces, strict=False)):
-            return self._structural_all(entries, pieces)
+            return self._structural_all(entries, pieces, archived)
         if len(pieces) == count:
             self._structure = _Structure(pieces, last.findings, last.ids, last.missing)
             return last.findings
         added = _entries(data, pieces[count:], first=count)
         new_ids = [task["id"] for _, task, _ in added if _has_id(task)]
         fresh = set(new_ids)
-        # An added id that is taken already, or that an earlier task was missing, changes what the earlier tasks are.
-        if len(fresh) < len(new_ids) or not fresh.isdisjoint(last.ids) or not fresh.isdisjoint(last.missing):
-            return self._structural_all(entries, pieces)
+        # An added id that is taken already, that an earlier task was missing, or that an earlier task may depend on
+        # in the archive, changes what the earlier tasks are.
+        if (
+            len(fresh) < len(new_ids)
+            or not fresh.isdisjoint(last.ids)
+            or not fresh.isdisjoint(last.missing)
+            or not fresh.isdisjoint(archived)
+        ):
+            return self._structural_all(entries, pieces, archived)
         # (The earlier tasks depend on none of the added ones, so a cycle through an added task has only added ones.)
-        found = structural(added, known=last.ids)
+        found = structural(added, known=last.ids | archived.keys())
         merged = sorted(last.findings + found, key=structural_phase) if found else last.findings
         self._structure = _Structure(pieces, merged, last.ids | fresh, last.missing | _missing(found))
         return merged
 
-    def _structural_all(self, entries: list[tuple[str, Any, str | None]], pieces: list[Piece] | None) -> list[Finding]:
-        found = structural(entries)
+    def _structural_all(
+        self, entries: list[tuple[str, Any, str | None]], pieces: list[Piece] | None, archived: Mapping[str, str]
+    ) -> list[Finding]:
+        found = structural(entries, known=archived)
         if pieces is not None:
             ids = frozenset(task["id"] for _, task, _ in entries if _has_id(task))
             self._structure = _Structure(pieces, found, ids, _missing(found))
@@ -441,12 +493,15 @@ class QueueStore:
 
         def attempt() -> _Loaded:
             raw = self._read_raw()
+            self._archived_now()
             last = self._last
             if last is not None and last.raw == raw:
                 return last  # the file has not changed since the last strict read: nothing to parse or check
             prefix, text, decoded = self._parse(raw)
             findings = self._validate(raw, decoded)
-            self._last = _Loaded(raw, prefix, text, decoded.data, decoded.pieces, decoded.spans, findings)
+            self._last = _Loaded(
+                raw, prefix, text, decoded.data, decoded.pieces, decoded.spans, findings, self._archived
+            )
             return self._last
 
         if self.parse_retry <= 0:
@@ -526,7 +581,7 @@ class QueueStore:
         if whole is None:
             whole = walk(new_tasks)
         old_structure = [f for f in loaded.findings if f.code in STRUCTURAL]
-        structure = old_structure if same_shape else structural(whole)
+        structure = old_structure if same_shape else structural(whole, known=self._archived_now())
         known = {f.key for f in old_structure}
         for finding in structure:
             if finding.key not in known or finding.task in touched:
@@ -599,6 +654,34 @@ class QueueStore:
 
         with self.locked():
             return self._transaction_locked(drafted)
+
+    def archive_tasks(
+        self, select: Callable[[dict[str, Any]], bool], now: datetime, *, dry_run: bool = False
+    ) -> list[str]:
+        """Move the top-level tasks ``select`` picks (with their subtasks; never a quarantined one) to the archive;
+        returns their ids (``dry_run``: only says which would move).
+
+        Under the queue lock: the tasks are appended to the archive and fsynced first, then the queue without them
+        replaces the old one. A crash in between leaves them in both (readers prefer the queue); the next run finds
+        their lines already there (the same content: not written again) and only removes them from the queue.
+        """
+
+        if dry_run:
+            snapshot = self.read()
+            return [snapshot.data["tasks"][n]["id"] for n in _movable(snapshot, select)]
+
+        def change(draft: Draft) -> list[str]:
+            tasks = draft.doc["tasks"]
+            moving = _movable(draft.read, select)
+            if not moving:
+                return []
+            self.archive.append([tasks[n] for n in moving], now)
+            faults.point("archive.after-append")
+            gone = set(moving)
+            draft.doc["tasks"] = [task for n, task in enumerate(tasks) if n not in gone]
+            return [tasks[n]["id"] for n in moving]
+
+        return self.edit(change)
 
     def _transaction_locked(self, change: Callable[[_Loaded], tuple[dict[str, Any], T]]) -> T:
         target = self._target()

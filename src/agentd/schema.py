@@ -319,6 +319,16 @@ def task_problems(task: Any, path: str, key: str | None = None, *, thorough: boo
     return found
 
 
+def file_problem(data: Any) -> tuple[str, str] | None:
+    """The first problem of a queue document as a whole (not an object, no ``tasks`` list, a bad top-level key), its
+    tasks left out; None when it has none."""
+    if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
+        return first_error(data, "queue")
+    top = {key: value for key, value in data.items() if key != "tasks"}
+    top["tasks"] = []
+    return first_error(top, "queue")
+
+
 def queue_problems(
     data: Any, pieces: Sequence[Piece] | None = None, *, thorough: bool = False
 ) -> tuple[tuple[str, str] | None, list[Finding]]:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from agentd.config import build
 from agentd.core import validate
 from agentd.store.file import queuefile
 from agentd.store.file.queuefile import QueueStore
@@ -96,3 +97,60 @@ def test_a_store_reading_appended_tasks_quarantines_what_a_fresh_store_does(
             first["dependencies"] = [] if first.get("dependencies") else ["T3"]
         queue.write_text(json.dumps(data, indent=2))
         assert _decisions(store) == _decisions(QueueStore(queue, parse_retry=0))
+
+
+def test_a_read_after_an_append_looks_only_at_the_added_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unchanged head of a 2,000-task queue is taken whole: its entries, problems and views are not made again,
+    task by task; the views are those of a fresh read."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    tasks: list[dict[str, Any]] = [{"id": f"T{n}", "status": "done"} for n in range(2000)]
+    queue.write_text(json.dumps({"tasks": tasks}, indent=2))
+    store = QueueStore(queue, parse_retry=0)
+    assert len(store.read().tasks) == 2000
+    made: list[int] = []
+    for name in ("_views_of", "_walk_of", "_problems_of"):
+        real = getattr(queuefile, name)
+        monkeypatch.setattr(
+            queuefile,
+            name,
+            lambda position, piece, start, real=real: made.append(position) or real(position, piece, start),
+        )
+    tasks.append({"id": "N1", "status": "ready"})
+    queue.write_text(json.dumps({"tasks": tasks}, indent=2))
+    snapshot = store.read()
+    views = snapshot.tasks
+    assert sorted(set(made)) == [2000]
+    assert views == QueueStore(queue, parse_retry=0).read().tasks
+
+
+_edit = st.tuples(st.sampled_from(["append", "insert", "remove", "change", "nest"]), st.integers(0, 50))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(_edit, min_size=1, max_size=6))
+def test_a_store_reading_edit_after_edit_sees_what_a_fresh_store_sees(
+    edits: list[tuple[str, int]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Tasks added, inserted, removed, changed or given subtasks anywhere, read after each edit by one store: its
+    views, errors and warnings are those of a fresh store reading the same file."""
+    queue = tmp_path_factory.mktemp("edits") / "SPRINT_QUEUE.json"
+    tasks: list[dict[str, Any]] = [{"id": f"T{n}", "status": "done"} for n in range(8)]
+    tasks[3]["dependencies"] = ["GONE"]
+    workflow = build({}, root=queue.parent, path=None).workflow  # ("odd" is a status no role knows: a warning)
+    store = QueueStore(queue, workflow=workflow, parse_retry=0)
+    for step, (action, where) in enumerate(edits):
+        at = where % (len(tasks) + 1)
+        if action == "append":
+            tasks.append({"id": f"A{step}", "status": "ready", "dependencies": ["T1"]})
+        elif action == "insert":
+            tasks.insert(at, {"id": f"I{step}", "status": "odd"})
+        elif action == "remove" and tasks:
+            del tasks[at % len(tasks)]
+        elif action == "change" and tasks:
+            tasks[at % len(tasks)]["status"] = "ready"
+        elif tasks:
+            tasks[at % len(tasks)]["subtasks"] = [{"id": f"S{step}", "status": "ready"}]
+        queue.write_text(json.dumps({"tasks": tasks}, indent=2))
+        mine, fresh = store.read(), QueueStore(queue, workflow=workflow, parse_retry=0).read()
+        assert mine.tasks == fresh.tasks
+        assert (mine.errors, mine.warnings) == (fresh.errors, fresh.warnings)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import tenacity
 
@@ -98,6 +98,7 @@ class Snapshot:
     errors: list[Finding] = field(default_factory=list)  # each task's own problems: the task is quarantined
     pieces: list[Piece] | None = field(default=None, repr=False, compare=False)
     archived: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)  # archived id -> status
+    views_cache: PerPiece[Task] | None = field(default=None, repr=False, compare=False)
 
     @functools.cached_property
     def quarantined(self) -> dict[str, Finding]:
@@ -114,21 +115,7 @@ class Snapshot:
         """Typed views of every task, nested ones included, in queue order (those of unchanged tasks reused)."""
         if self.pieces is None:
             return views(self.data)
-        out: list[Task] = []
-        for position, piece in enumerate(self.pieces):
-            cached = piece.derived.get("views")
-            if cached is not None and cached[0] == position and cached[1] == len(out):
-                out.extend(cached[2])
-                continue
-            start = len(out)
-            entries = walk_one(piece.value, f"$.tasks[{position}]")
-            subtree = [
-                Task.from_dict(task, index=start + offset, path=path, parent=parent)
-                for offset, (path, task, parent) in enumerate(entries)
-            ]
-            piece.derived["views"] = (position, start, subtree)
-            out.extend(subtree)
-        return out
+        return list((self.views_cache or PerPiece("views", _views_of, by_start=True)).derive(self.pieces)[0])
 
     def task(self, task_id: str) -> dict[str, Any] | None:
         """The raw dict of one task, or None."""
@@ -221,6 +208,7 @@ class _Loaded:
     spans: dict[int, int]  # where each top-level task starts in ``text`` -> where it ends
     findings: list[Finding]
     archived: Mapping[str, str]  # the archive as it was for this read: archived id -> status
+    views_cache: PerPiece[Task] | None = field(default=None, compare=False, repr=False)  # the store's
     _snapshots: dict[Path, Snapshot] = field(default_factory=dict, compare=False, repr=False)
 
     def snapshot(self, path: Path) -> Snapshot:
@@ -230,9 +218,74 @@ class _Loaded:
             warnings = [f for f in self.findings if f.severity == "warning"]
             errors = [f for f in self.findings if f.severity == "error"]
             made = self._snapshots[path] = Snapshot(
-                path, self.raw, self.data, warnings, errors, self.pieces, self.archived
+                path, self.raw, self.data, warnings, errors, self.pieces, self.archived, self.views_cache
             )
         return made
+
+
+D = TypeVar("D")
+
+
+class PerPiece(Generic[D]):
+    """A list derived from a read's pieces, piece by piece (its entries, its task views), kept for the next read:
+    the part derived from the pieces it shares at the start with the last read (the same objects: the unchanged head
+    of the file) is taken by slicing, at C speed, and only the pieces after it are looked at."""
+
+    def __init__(self, name: str, make: Callable[[int, Piece, int], list[D]], *, by_start: bool = False) -> None:
+        self.name = name  # the key of each piece's own cache of its part
+        self.make = make  # (position, piece, how many items come before it) -> its part
+        self.by_start = by_start  # whether a part depends on how many items come before it (not only on its place)
+        self._last: tuple[list[Piece], list[D], list[int]] = ([], [], [0])
+
+    def derive(self, pieces: list[Piece]) -> tuple[list[D], list[int]]:
+        """(the items of every piece in order, and where each piece's items start: ``counts[k]`` items come from
+        the first ``k`` pieces). Both are shared: read-only."""
+        old, items, counts = self._last
+        head = _common_head(old, pieces)
+        if head == len(old) == len(pieces):
+            return items, counts
+        items, counts = items[: counts[head]], counts[: head + 1]
+        name = self.name
+        for position in range(head, len(pieces)):
+            piece = pieces[position]
+            cached = piece.derived.get(name)
+            if cached is None or cached[0] != position or (self.by_start and cached[1] != len(items)):
+                cached = (position, len(items), self.make(position, piece, len(items)))
+                piece.derived[name] = cached
+            items.extend(cached[2])
+            counts.append(len(items))
+        self._last = (pieces, items, counts)  # (one assignment: a reader in another thread sees the old or the new)
+        return items, counts
+
+
+def _common_head(old: list[Piece], new: list[Piece]) -> int:
+    """How many leading pieces two reads share (the same objects: a Piece equals only itself), found by halving
+    with list comparisons, which run in C."""
+    low, high = 0, min(len(old), len(new))
+    if old[:high] == new[:high]:
+        return high
+    while high - low > 1:  # old[:low] == new[:low], and they differ before ``high``
+        middle = (low + high) // 2
+        if old[low:middle] == new[low:middle]:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def _views_of(position: int, piece: Piece, start: int) -> list[Task]:
+    return [
+        Task.from_dict(task, index=start + offset, path=path, parent=parent)
+        for offset, (path, task, parent) in enumerate(walk_one(piece.value, f"$.tasks[{position}]"))
+    ]
+
+
+def _problems_of(position: int, piece: Piece, _start: int) -> list[Finding]:
+    return schema.task_problems(piece.value, f"$.tasks[{position}]", piece.text)
+
+
+def _walk_of(position: int, piece: Piece, _start: int) -> list[tuple[str, Any, str | None]]:
+    return walk_one(piece.value, f"$.tasks[{position}]")
 
 
 def _entries(data: dict[str, Any], pieces: list[Piece] | None, first: int = 0) -> list[tuple[str, Any, str | None]]:
@@ -329,6 +382,9 @@ class QueueStore:
         self._written: tuple[int, ...] | None = None  # the identity of the file this store wrote last
         self._archive: Archive | None = None
         self._archived: Mapping[str, str] = {}  # the archive's statuses the caches below were made with
+        self._views: PerPiece[Task] = PerPiece("views", _views_of, by_start=True)  # the task views of the last read,
+        self._walks: PerPiece[tuple[str, Any, str | None]] = PerPiece("walk", _walk_of)  # its entries, and
+        self._problems: PerPiece[Finding] = PerPiece("problems", _problems_of)  # its tasks' own problems
         self.workflow = workflow  # (and the caches of what earlier reads found)
 
     @property
@@ -339,6 +395,11 @@ class QueueStore:
     @workflow.setter
     def workflow(self, value: Workflow | None) -> None:
         self._workflow = value
+        self._generation = getattr(self, "_generation", 0) + 1
+        self._warnings: PerPiece[Finding] = PerPiece(  # unknown statuses, by this workflow
+            f"warnings-{self._generation}",
+            lambda position, piece, _: status_warnings(_walk_of(position, piece, 0), value),
+        )
         # What earlier reads found, with the warnings of the old workflow: forgotten.
         self._validated: tuple[bytes, list[Finding]] | None = None  # (the bytes checked, their findings)
         self._structure: _Structure | None = None  # the structural checks of the last read
@@ -397,7 +458,7 @@ class QueueStore:
 
     def _parse(self, raw: bytes) -> tuple[str, str, Decoded]:
         prefix, text = self._decode(raw)
-        if not text.strip():
+        if not text or text.isspace():  # (no copy of a 12-MB text, as strip() would make)
             raise _MaybeMidWrite(self.path, None, "empty file (expected a JSON object with a 'tasks' list)")
         # A conflict marker line is never valid JSON, so markers are looked for only when the parse fails (a full
         # scan of a large file on every read would cost more than the parse of what changed).
@@ -432,12 +493,18 @@ class QueueStore:
             raise QueueInvalid(self.path, "$", f"expected a JSON object, found {type(data).__name__}")
         # Without pieces (the rare parse outside the incremental decoder's fast path, such as one with an integer
         # too long to read), every task is also walked for such an integer.
-        problem, findings = schema.queue_problems(data, decoded.pieces, thorough=decoded.pieces is None)
+        pieces = decoded.pieces
+        if pieces is None:
+            problem, findings = schema.queue_problems(data, thorough=True)
+        else:
+            problem, findings = schema.file_problem(data), []
         if problem is not None:
             raise QueueInvalid(self.path, problem[0], problem[1])
-        entries = _entries(data, decoded.pieces)
-        findings = findings + self._structural(data, entries, decoded.pieces, self._archived)
-        findings += status_warnings(entries, self.workflow)
+        if pieces is not None:
+            findings = list(self._problems.derive(pieces)[0])
+        entries = self._walks.derive(pieces)[0] if pieces is not None else _entries(data, None)
+        findings += self._structural(data, entries, pieces, self._archived)
+        findings += self._warnings.derive(pieces)[0] if pieces is not None else status_warnings(entries, self.workflow)
         self._validated = (raw, findings)
         return findings
 
@@ -456,7 +523,9 @@ class QueueStore:
         if pieces is None or last is None or len(pieces) < len(last.pieces):
             return self._structural_all(entries, pieces, archived)
         count = len(last.pieces)
-        if not all(new is old or _shape(new) == _shape(old) for new, old in zip(pieces, last.pieces, strict=False)):
+        head = _common_head(last.pieces, pieces)  # (the same pieces: the same shape, no need to look)
+        tail = zip(pieces[head:count], last.pieces[head:count], strict=True)  # (len(pieces) >= count, checked above)
+        if not all(_shape(new) == _shape(old) for new, old in tail):
             return self._structural_all(entries, pieces, archived)
         if len(pieces) == count:
             self._structure = _Structure(pieces, last.findings, last.ids, last.missing)
@@ -500,7 +569,7 @@ class QueueStore:
             prefix, text, decoded = self._parse(raw)
             findings = self._validate(raw, decoded)
             self._last = _Loaded(
-                raw, prefix, text, decoded.data, decoded.pieces, decoded.spans, findings, self._archived
+                raw, prefix, text, decoded.data, decoded.pieces, decoded.spans, findings, self._archived, self._views
             )
             return self._last
 
@@ -551,14 +620,15 @@ class QueueStore:
             after = [entry for n in changed for entry in walk_one(new_tasks[n], f"$.tasks[{n}]")]
             whole: list[tuple[str, Any, str | None]] | None = None
             if loaded.pieces is not None:
-                fresh = {n: walk_one(new_tasks[n], f"$.tasks[{n}]") for n in changed}
+                # The read's entries with those of the changed tasks replaced (slices: no loop over the others).
+                base, counts = self._walks.derive(loaded.pieces)
                 whole = []
-                for n, piece in enumerate(loaded.pieces):  # (one loop, no call per unchanged task: it runs per claim)
-                    got = fresh.get(n)
-                    if got is None:
-                        cached = piece.derived.get("entries")
-                        got = cached[1] if cached is not None and cached[0] == n else _entries_at(loaded, n)
-                    whole.extend(got)
+                at = 0
+                for n in changed:
+                    whole += base[counts[at] : counts[n]]
+                    whole += walk_one(new_tasks[n], f"$.tasks[{n}]")
+                    at = n + 1
+                whole += base[counts[at] :]
         else:
             before = walk(old_tasks)
             after = walk(new_tasks)

@@ -89,12 +89,15 @@ class Dispatcher:
         self.executor = executor
         self.clock = clock
         self.instance = instance
+        self._considered = scheduler.considered(config.workflow)
 
     def _view(self, tasks: list[Task], seen: Mapping[str, LeaseObservation], now: datetime, snapshot: Snapshot) -> View:
-        # Every member of a cycle is quarantined by the read, so there is no cycle to look for.
+        # Every member of a cycle is quarantined by the read, so there is no cycle to look for. Selection looks only
+        # at the tasks in a status it considers (on a big queue most are done: no pass walks them again and again).
         quarantined = {task_id: problem.text for task_id, problem in snapshot.quarantined.items()}
+        statuses = self._considered
         return View.build(
-            tasks,
+            [task for task in tasks if task.status in statuses],
             self.config.workflow,
             now,
             seen,
@@ -102,6 +105,7 @@ class Dispatcher:
             acyclic=True,
             quarantined=quarantined,
             archived=snapshot.archived,
+            everyone=tasks,
         )
 
     def _measure(
@@ -110,7 +114,7 @@ class Dispatcher:
         """WIP room and what is claimable; ``count=False``: with no room, only whether anything is (a look made on
         every queue change by every daemon of a role whose WIP is full need not rank thousands of tasks)."""
         limits: dict[str, int] = dict(data.get("wip_limits") or {})
-        room = scheduler.wip_room(tasks, self.role, limits, view.leases, view.now, view.quarantined)
+        room = scheduler.wip_room(view.tasks, self.role, limits, view.leases, view.now, view.quarantined)
         if room_cap is not None:
             room = max(0, min(room, room_cap))
         recount = None
@@ -120,13 +124,15 @@ class Dispatcher:
             claimable = int(scheduler.any_claimable(self.role, view))
             recount = lambda: len(scheduler.claimable(self.role, view))  # noqa: E731 - for a log line, rarely
         waits = [
-            t.not_before for t in tasks if t.status in self.role.claims and t.not_before and t.not_before > view.now
+            t.not_before
+            for t in view.tasks
+            if t.status in self.role.claims and t.not_before and t.not_before > view.now
         ]
         return PassResult(
             claimable=claimable,
             recount=recount,
             room=room,
-            busy=len(scheduler.holders(tasks, self.role, view.leases, view.now, view.quarantined)),
+            busy=len(scheduler.holders(view.tasks, self.role, view.leases, view.now, view.quarantined)),
             limit=scheduler.wip_limit(self.role, limits),
             waits=waits,
         )

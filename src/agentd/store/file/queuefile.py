@@ -140,7 +140,8 @@ class Draft:
         self.read = read
         self.doc: dict[str, Any] = dict(read.data)
         self.doc["tasks"] = list(read.data["tasks"])
-        self._top: dict[str, int] | None = None  # task id -> the position of its top-level task
+        self._top: dict[str, int] | None = None  # top-level task id -> its position
+        self._nested: dict[str, int] | None = None  # subtask id -> the position of its top-level task
         self._copied: dict[int, dict[str, dict[str, Any]]] = {}  # position -> ids in its copied subtree -> dicts
 
     def task(self, task_id: str) -> dict[str, Any] | None:
@@ -165,12 +166,17 @@ class Draft:
                 self._top = {task["id"]: n for n, task in enumerate(tasks)}
             except (TypeError, KeyError):
                 self._top = {task["id"]: n for n, task in enumerate(tasks) if _has_id(task)}
-            for n, task in enumerate(tasks):
+        found = self._top.get(task_id)
+        if found is not None:
+            return found
+        if self._nested is None:  # (made only when a subtask is asked for: a claim of a top-level task needs none)
+            self._nested = {}
+            for n, task in enumerate(self.read.data["tasks"]):
                 if isinstance(task, dict) and task.get("subtasks"):
                     for _, sub, _ in walk_one(task, ""):
                         if _has_id(sub):
-                            self._top.setdefault(sub["id"], n)
-        return self._top.get(task_id)
+                            self._nested.setdefault(sub["id"], n)
+        return self._nested.get(task_id)
 
 
 def _movable(read: Snapshot, select: Callable[[dict[str, Any]], bool]) -> list[int]:

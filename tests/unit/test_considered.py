@@ -50,7 +50,7 @@ def test_the_considered_statuses_leave_out_final_ones() -> None:
 @given(tasks=st.lists(_task, max_size=8), leased=st.sets(st.sampled_from(_ids), max_size=3))
 def test_selection_over_the_considered_tasks_decides_as_over_all(tasks: list[dict[str, Any]], leased: set[str]) -> None:
     """Claimable tasks and their order, WIP holders and room, unblocking and any_claimable: the same for every role
-    with a View of only the considered tasks (every task as ``everyone``) as with a View of all."""
+    with a View of only the considered tasks (every task in ``by_id``) as with a View of all."""
     every = views({"tasks": _queue(tasks)})
     leases = {
         task_id: LeaseObservation(task_id, 1, "builder", locked=True, heartbeat_at=NOW, acquired=NOW, ttl=90.0)
@@ -60,7 +60,12 @@ def test_selection_over_the_considered_tasks_decides_as_over_all(tasks: list[dic
     whole = View.build(every, WF, NOW, leases, archived=archived)
     considered = core.considered(WF)
     some = View.build(
-        [task for task in every if task.status in considered], WF, NOW, leases, archived=archived, everyone=every
+        [task for task in every if task.status in considered],
+        WF,
+        NOW,
+        leases,
+        archived=archived,
+        by_id={task.id: task for task in every},
     )
     for role in WF.roles.values():
         assert [t.id for t in core.claimable(role, some)] == [t.id for t in core.claimable(role, whole)]

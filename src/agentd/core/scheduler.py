@@ -7,7 +7,7 @@ call these, so their answers cannot drift apart.
 from __future__ import annotations
 
 import enum
-from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -116,13 +116,14 @@ class View:
         acyclic: bool = False,
         quarantined: Mapping[str, str] | None = None,
         archived: Mapping[str, str] | None = None,
-        everyone: Sequence[Task] | None = None,
+        by_id: Mapping[str, Task] | None = None,
     ) -> View:
         """``acyclic``: the caller knows no cycle is left to find (a read of the queue quarantines every member of
         one); ``quarantined``: task id -> its problem (from the read); ``archived``: the status of each archived id
-        (a dependency on one counts as that status); ``everyone``: every task of the queue, when ``tasks`` are only
-        those selection looks at (see :func:`considered`): dependencies and parents are found among them."""
-        by_id = {task.id: task for task in (tasks if everyone is None else everyone)}
+        (a dependency on one counts as that status); ``by_id``: every task of the queue by id, when ``tasks`` are only
+        those selection looks at (see :func:`considered`): dependencies and parents are found there."""
+        if by_id is None:
+            by_id = {task.id: task for task in tasks}
         cycle = [] if acyclic else find_cycle({task.id: task.dependencies for task in tasks}) or []
         done = frozenset(workflow.done_statuses)
         return cls(tasks, by_id, done, leases or {}, now, default_ttl, tuple(cycle), quarantined or {}, archived or {})
@@ -131,7 +132,7 @@ class View:
 def considered(workflow: Workflow) -> frozenset[str]:
     """The statuses selection looks at: claimed or worked in by a role, or moved by the unblock rule. A task in any
     other status (done, cancelled: most of a big queue) only matters as a dependency or a parent, so a
-    :class:`View` may list only the others (with every task as ``everyone``) and decide exactly the same."""
+    :class:`View` may list only the others (with every task in ``by_id``) and decide exactly the same."""
     statuses = {status for role in workflow.roles.values() for status in (*role.claims, role.working)}
     if workflow.unblock is not None:
         statuses.add(workflow.unblock.from_status)

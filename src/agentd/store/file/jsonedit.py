@@ -185,6 +185,21 @@ def apply(text: str, old: Any, new: Any, spans: Mapping[int, int] | None = None)
     return editor.render(out)
 
 
+def _identical_head(old: list[Any], new: list[Any]) -> int:
+    """How many leading items two lists share as the very same objects (found by halving over their ids, in C)."""
+    a, b = list(map(id, old)), list(map(id, new))
+    low, high = 0, min(len(a), len(b))
+    if a[:high] == b[:high]:
+        return high
+    while high - low > 1:  # a[:low] == b[:low], and they differ before ``high``
+        middle = (low + high) // 2
+        if a[low:middle] == b[low:middle]:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
 def _same(a: Any, b: Any) -> bool:
     """Python equality, except that scalars of different JSON kinds (1, 1.0, True) and 0.0/-0.0 differ, and NaN
     equals NaN."""
@@ -485,10 +500,10 @@ class _Editor:
             raise ValueError(f"expected an array at offset {pos}")
         n_old, n_new = len(old), len(new)
         shortest = min(n_old, n_new)
-        p = 0
+        p = _identical_head(old, new)  # (at C speed: a queue's tasks are mostly the very same objects)
         while p < shortest and _same(old[p], new[p]):
             p += 1
-        s = 0
+        s = _identical_head(old[p:][::-1], new[p:][::-1])  # (the same, from the end)
         while s < shortest - p and _same(old[n_old - 1 - s], new[n_new - 1 - s]):
             s += 1
         old_mid, new_mid = n_old - p - s, n_new - p - s

@@ -11,9 +11,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from agentd import schema
 from agentd.config import build
-from agentd.core import validate
-from agentd.store.file import queuefile
+from agentd.core import model, validate
+from agentd.store.file import derived
 from agentd.store.file.queuefile import QueueStore
 
 
@@ -32,7 +33,7 @@ def test_tasks_added_at_the_end_are_checked_alone(tmp_path: Path, monkeypatch: p
         seen.append(len(entries))
         return validate.structural(entries, known)
 
-    monkeypatch.setattr(queuefile, "structural", counting)
+    monkeypatch.setattr(derived, "structural", counting)
     tasks.append({"id": "N1", "status": "ready", "dependencies": ["T1999"]})
     tasks.append({"id": "N2", "status": "ready", "dependencies": ["NOPE"]})
     queue.write_text(json.dumps({"tasks": tasks}, indent=2))
@@ -100,26 +101,31 @@ def test_a_store_reading_appended_tasks_quarantines_what_a_fresh_store_does(
 
 
 def test_a_read_after_an_append_looks_only_at_the_added_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The unchanged head of a 2,000-task queue is taken whole: its entries, problems and views are not made again,
-    task by task; the views are those of a fresh read."""
+    """The unchanged head of a 2,000-task queue is taken whole: no task of it is walked, checked or given a view
+    again; the views are those of a fresh read."""
     queue = tmp_path / "SPRINT_QUEUE.json"
     tasks: list[dict[str, Any]] = [{"id": f"T{n}", "status": "done"} for n in range(2000)]
     queue.write_text(json.dumps({"tasks": tasks}, indent=2))
-    store = QueueStore(queue, parse_retry=0)
+    store = QueueStore(queue, workflow=build({}, root=tmp_path, path=None).workflow, parse_retry=0)
     assert len(store.read().tasks) == 2000
-    made: list[int] = []
-    for name in ("_views_of", "_walk_of", "_problems_of"):
-        real = getattr(queuefile, name)
-        monkeypatch.setattr(
-            queuefile,
-            name,
-            lambda position, piece, start, real=real: made.append(position) or real(position, piece, start),
-        )
+    looked: list[str] = []
+
+    def walk_one(task: Any, path: str, parent: str | None = None) -> Any:
+        looked.append(path)
+        return model.walk_one(task, path, parent)
+
+    def task_problems(task: Any, path: str, key: str | None = None, *, thorough: bool = False) -> Any:
+        looked.append(path)
+        return real_problems(task, path, key, thorough=thorough)
+
+    real_problems = schema.task_problems
+    monkeypatch.setattr(derived, "walk_one", walk_one)
+    monkeypatch.setattr(schema, "task_problems", task_problems)
     tasks.append({"id": "N1", "status": "ready"})
     queue.write_text(json.dumps({"tasks": tasks}, indent=2))
-    snapshot = store.read()
-    views = snapshot.tasks
-    assert sorted(set(made)) == [2000]
+    views = store.read().tasks
+    assert looked and set(looked) == {"$.tasks[2000]"}
+    monkeypatch.undo()
     assert views == QueueStore(queue, parse_retry=0).read().tasks
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import tenacity
 
@@ -34,13 +34,13 @@ from agentd.core.validate import (
     conflict_markers,
     status_warnings,
     structural,
-    structural_phase,
 )
 from agentd.core.workflow import Workflow
 from agentd.errors import Conflict, FileAccessError, LockTimeout, QueueInvalid, display_path
 from agentd.store.file import archive as archive_file
 from agentd.store.file import jsonedit
 from agentd.store.file.archive import Archive
+from agentd.store.file.derived import PerPiece, StructuralChecks, differing, problems_of, views_of, walk_of
 from agentd.store.file.incremental import Decoded, Decoder, Piece
 from agentd.store.file.sidelock import LockTimedOut, SidecarLock
 
@@ -116,7 +116,7 @@ class Snapshot:
         """Typed views of every task, nested ones included, in queue order (those of unchanged tasks reused)."""
         if self.pieces is None:
             return views(self.data)
-        return list((self.views_cache or PerPiece("views", _views_of, by_start=True)).derive(self.pieces)[0])
+        return list((self.views_cache or PerPiece("views", views_of, by_start=True)).derive(self.pieces)[0])
 
     def task(self, task_id: str) -> dict[str, Any] | None:
         """The raw dict of one task, or None."""
@@ -191,24 +191,6 @@ def _movable(read: Snapshot, select: Callable[[dict[str, Any]], bool]) -> list[i
     ]
 
 
-def _differing(old: list[Any], new: list[Any]) -> list[int]:
-    """The positions, in order, where two lists of one length hold different objects: found by halving over the
-    lists of their ids, compared in C (a transaction changes a few of thousands of tasks)."""
-    a, b = list(map(id, old)), list(map(id, new))
-    found: list[int] = []
-    spans = [(0, len(a))]
-    while spans:
-        low, high = spans.pop()
-        if a[low:high] == b[low:high]:
-            continue
-        if high - low == 1:
-            found.append(low)
-            continue
-        middle = (low + high) // 2
-        spans += [(middle, high), (low, middle)]
-    return found
-
-
 def _has_id(task: Any) -> bool:
     return isinstance(task, dict) and isinstance(task.get("id"), str)
 
@@ -245,119 +227,6 @@ class _Loaded:
                 path, self.raw, self.data, warnings, errors, self.pieces, self.archived, self.views_cache
             )
         return made
-
-
-D = TypeVar("D")
-
-
-class PerPiece(Generic[D]):
-    """A list derived from a read's pieces, piece by piece (its entries, its task views), kept for the next read:
-    the part derived from the pieces it shares at the start with the last read (the same objects: the unchanged head
-    of the file) is taken by slicing, at C speed, and only the pieces after it are looked at."""
-
-    def __init__(self, name: str, make: Callable[[int, Piece, int], list[D]], *, by_start: bool = False) -> None:
-        self.name = name  # the key of each piece's own cache of its part
-        self.make = make  # (position, piece, how many items come before it) -> its part
-        self.by_start = by_start  # whether a part depends on how many items come before it (not only on its place)
-        self._last: tuple[list[Piece], list[D], list[int]] = ([], [], [0])
-
-    def derive(self, pieces: list[Piece]) -> tuple[list[D], list[int]]:
-        """(the items of every piece in order, and where each piece's items start: ``counts[k]`` items come from
-        the first ``k`` pieces). Both are shared: read-only."""
-        old, items, counts = self._last
-        head = _common_head(old, pieces)
-        if head == len(old) == len(pieces):
-            return items, counts
-        items, counts = items[: counts[head]], counts[: head + 1]
-        name = self.name
-        for position in range(head, len(pieces)):
-            piece = pieces[position]
-            cached = piece.derived.get(name)
-            if cached is None or cached[0] != position or (self.by_start and cached[1] != len(items)):
-                cached = (position, len(items), self.make(position, piece, len(items)))
-                piece.derived[name] = cached
-            items.extend(cached[2])
-            counts.append(len(items))
-        self._last = (pieces, items, counts)  # (one assignment: a reader in another thread sees the old or the new)
-        return items, counts
-
-
-def _common_head(old: list[Piece], new: list[Piece]) -> int:
-    """How many leading pieces two reads share (the same objects: a Piece equals only itself), found by halving
-    with list comparisons, which run in C."""
-    low, high = 0, min(len(old), len(new))
-    if old[:high] == new[:high]:
-        return high
-    while high - low > 1:  # old[:low] == new[:low], and they differ before ``high``
-        middle = (low + high) // 2
-        if old[low:middle] == new[low:middle]:
-            low = middle
-        else:
-            high = middle
-    return low
-
-
-def _views_of(position: int, piece: Piece, start: int) -> list[Task]:
-    return [
-        Task.from_dict(task, index=start + offset, path=path, parent=parent)
-        for offset, (path, task, parent) in enumerate(walk_one(piece.value, f"$.tasks[{position}]"))
-    ]
-
-
-def _problems_of(position: int, piece: Piece, _start: int) -> list[Finding]:
-    return schema.task_problems(piece.value, f"$.tasks[{position}]", piece.text)
-
-
-def _walk_of(position: int, piece: Piece, _start: int) -> list[tuple[str, Any, str | None]]:
-    return walk_one(piece.value, f"$.tasks[{position}]")
-
-
-def _entries(data: dict[str, Any], pieces: list[Piece] | None, first: int = 0) -> list[tuple[str, Any, str | None]]:
-    """:func:`agentd.core.model.walk` of the tasks, reusing the walk of each unchanged top-level task at its place
-    (``pieces`` are the top-level tasks from position ``first`` on)."""
-    if pieces is None:
-        return walk(data["tasks"])
-    out: list[tuple[str, Any, str | None]] = []
-    for position, piece in enumerate(pieces, start=first):
-        cached = piece.derived.get("entries")
-        if cached is None or cached[0] != position:
-            cached = (position, walk_one(piece.value, f"$.tasks[{position}]"))
-            piece.derived["entries"] = cached
-        out.extend(cached[1])
-    return out
-
-
-@dataclass(frozen=True)
-class _Structure:
-    """The structural findings of one read, with what deciding them for tasks added after it takes."""
-
-    pieces: list[Piece]
-    findings: list[Finding]
-    ids: frozenset[str]  # every string id of the tasks
-    missing: frozenset[str]  # the ids their dependencies name and no task has
-
-
-def _missing(findings: list[Finding]) -> frozenset[str]:
-    return frozenset(f.detail for f in findings if f.code == "unknown-dep")
-
-
-def _shape(piece: Piece) -> tuple[tuple[str, Any, Any], ...]:
-    """What the structural checks see of one top-level task: the places, ids and dependencies of it and its
-    subtasks (made once per piece)."""
-    cached: tuple[tuple[str, Any, Any], ...] | None = piece.derived.get("shape")
-    if cached is None:
-        cached = tuple(
-            (path, task.get("id"), task.get("dependencies")) if isinstance(task, dict) else (path, None, None)
-            for path, task, _ in walk_one(piece.value, "")
-        )
-        piece.derived["shape"] = cached
-    return cached
-
-
-def _entries_at(loaded: _Loaded, position: int) -> list[tuple[str, Any, str | None]]:
-    """The walk of the top-level task at ``position`` of a read (made once per task and place, then reused)."""
-    assert loaded.pieces is not None
-    return _entries(loaded.data, loaded.pieces[position : position + 1], first=position)
 
 
 def _identity(path: Path) -> tuple[int, ...] | None:
@@ -406,9 +275,9 @@ class QueueStore:
         self._written: tuple[int, ...] | None = None  # the identity of the file this store wrote last
         self._archive: Archive | None = None
         self._archived: Mapping[str, str] = {}  # the archive's statuses the caches below were made with
-        self._views: PerPiece[Task] = PerPiece("views", _views_of, by_start=True)  # the task views of the last read,
-        self._walks: PerPiece[tuple[str, Any, str | None]] = PerPiece("walk", _walk_of)  # its entries, and
-        self._problems: PerPiece[Finding] = PerPiece("problems", _problems_of)  # its tasks' own problems
+        self._views: PerPiece[Task] = PerPiece("views", views_of, by_start=True)  # the task views of the last read,
+        self._walks: PerPiece[tuple[str, Any, str | None]] = PerPiece("walk", walk_of)  # its entries, and
+        self._problems: PerPiece[Finding] = PerPiece("problems", problems_of)  # its tasks' own problems
         self.workflow = workflow  # (and the caches of what earlier reads found)
 
     @property
@@ -422,11 +291,11 @@ class QueueStore:
         self._generation = getattr(self, "_generation", 0) + 1
         self._warnings: PerPiece[Finding] = PerPiece(  # unknown statuses, by this workflow
             f"warnings-{self._generation}",
-            lambda position, piece, _: status_warnings(_walk_of(position, piece, 0), value),
+            lambda position, piece, _: status_warnings(walk_of(position, piece, 0), value),
         )
         # What earlier reads found, with the warnings of the old workflow: forgotten.
         self._validated: tuple[bytes, list[Finding]] | None = None  # (the bytes checked, their findings)
-        self._structure: _Structure | None = None  # the structural checks of the last read
+        self._structure = StructuralChecks()  # duplicates, unknown dependencies, cycles (with their last answer)
         self._last: _Loaded | None = None  # the last strict read (reused while the bytes are the same)
 
     @property
@@ -450,7 +319,7 @@ class QueueStore:
         if archived is not self._archived:
             self._archived = archived
             self._validated = None
-            self._structure = None
+            self._structure.forget()
             self._last = None
         return archived
 
@@ -526,60 +395,11 @@ class QueueStore:
             raise QueueInvalid(self.path, problem[0], problem[1])
         if pieces is not None:
             findings = list(self._problems.derive(pieces)[0])
-        entries = self._walks.derive(pieces)[0] if pieces is not None else _entries(data, None)
-        findings += self._structural(data, entries, pieces, self._archived)
+        entries = self._walks.derive(pieces)[0] if pieces is not None else walk(data["tasks"])
+        findings += self._structure.check(entries, pieces, self._archived)
         findings += self._warnings.derive(pieces)[0] if pieces is not None else status_warnings(entries, self.workflow)
         self._validated = (raw, findings)
         return findings
-
-    def _structural(
-        self,
-        data: dict[str, Any],
-        entries: list[tuple[str, Any, str | None]],
-        pieces: list[Piece] | None,
-        archived: Mapping[str, str],
-    ) -> list[Finding]:
-        """Duplicates, unknown dependencies and cycles: exactly what :func:`structural` finds over every task, found
-        at the cost of what changed. They depend on ids, dependencies and places alone: most writes change none of
-        them (the last answer stands), and most others add tasks at the end: then only the added tasks are checked,
-        against the ids known before, whenever that cannot change a finding about the earlier tasks."""
-        last = self._structure
-        if pieces is None or last is None or len(pieces) < len(last.pieces):
-            return self._structural_all(entries, pieces, archived)
-        count = len(last.pieces)
-        head = _common_head(last.pieces, pieces)  # (the same pieces: the same shape, no need to look)
-        tail = zip(pieces[head:count], last.pieces[head:count], strict=True)  # (len(pieces) >= count, checked above)
-        if not all(_shape(new) == _shape(old) for new, old in tail):
-            return self._structural_all(entries, pieces, archived)
-        if len(pieces) == count:
-            self._structure = _Structure(pieces, last.findings, last.ids, last.missing)
-            return last.findings
-        added = _entries(data, pieces[count:], first=count)
-        new_ids = [task["id"] for _, task, _ in added if _has_id(task)]
-        fresh = set(new_ids)
-        # An added id that is taken already, that an earlier task was missing, or that an earlier task may depend on
-        # in the archive, changes what the earlier tasks are.
-        if (
-            len(fresh) < len(new_ids)
-            or not fresh.isdisjoint(last.ids)
-            or not fresh.isdisjoint(last.missing)
-            or not fresh.isdisjoint(archived)
-        ):
-            return self._structural_all(entries, pieces, archived)
-        # (The earlier tasks depend on none of the added ones, so a cycle through an added task has only added ones.)
-        found = structural(added, known=last.ids | archived.keys())
-        merged = sorted(last.findings + found, key=structural_phase) if found else last.findings
-        self._structure = _Structure(pieces, merged, last.ids | fresh, last.missing | _missing(found))
-        return merged
-
-    def _structural_all(
-        self, entries: list[tuple[str, Any, str | None]], pieces: list[Piece] | None, archived: Mapping[str, str]
-    ) -> list[Finding]:
-        found = structural(entries, known=archived)
-        if pieces is not None:
-            ids = frozenset(task["id"] for _, task, _ in entries if _has_id(task))
-            self._structure = _Structure(pieces, found, ids, _missing(found))
-        return found
 
     def _load(self) -> _Loaded:
         """Read, parse and validate, retrying briefly when the file may be caught mid-write by another writer."""
@@ -639,7 +459,7 @@ class QueueStore:
         if len(old_tasks) == len(new_tasks):
             # Tasks changed in place (the common case): only the changed top-level tasks are looked into, and the
             # others keep the walk made when the file was read.
-            changed = [n for n in _differing(old_tasks, new_tasks) if new_tasks[n] != old_tasks[n]]
+            changed = [n for n in differing(old_tasks, new_tasks) if new_tasks[n] != old_tasks[n]]
             before = [entry for n in changed for entry in walk_one(old_tasks[n], f"$.tasks[{n}]")]
             after = [entry for n in changed for entry in walk_one(new_tasks[n], f"$.tasks[{n}]")]
             whole: list[tuple[str, Any, str | None]] | None = None

@@ -40,12 +40,12 @@ from agentd.errors import AgentdError, ConfigError, ExitCode, FileAccessError
 from agentd.run.dispatch import Claim, Dispatcher, PassResult
 from agentd.run.execution import Executor, Running, start_room
 from agentd.run.runner import ExitInfo, TaskProcess
-from agentd.run.watch import Watcher
 from agentd.service import notify
 from agentd.store.file.journal import Journal
 from agentd.store.file.leases import LeaseDir
 from agentd.store.file.pidfile import PidFile
 from agentd.store.file.queuefile import QueueStore
+from agentd.store.file.watch import Watcher
 
 log = logging.getLogger("agentd.daemon")
 

@@ -30,6 +30,8 @@ from typing import IO, Any
 from agentd.config import LogConfig
 from agentd.core.clock import Clock, format_timestamp, parse_timestamp
 from agentd.hostinfo import hostname
+from agentd.store.base import Event as Event  # (re-exported)
+from agentd.store.base import Filter as Filter
 
 EVENT_TYPES = (
     "daemon-started",
@@ -189,34 +191,6 @@ class Journal:
 # -- reading -----------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Event:
-    """One journal line: its fields as stored (``data``), the line itself (``raw``) and its time."""
-
-    data: dict[str, Any]
-    raw: str
-    time: datetime
-
-    @property
-    def name(self) -> str:
-        """The event type (``claimed``, ``finished``, ...)."""
-        return str(self.data["event"])
-
-    @property
-    def role(self) -> str | None:
-        value = self.data.get("role")
-        return value if isinstance(value, str) else None
-
-    @property
-    def task(self) -> str | None:
-        value = self.data.get("task")
-        return value if isinstance(value, str) else None
-
-    @property
-    def message(self) -> str:
-        return str(self.data.get("message") or "")
-
-
 def parse_line(line: str | bytes) -> Event | None:
     """An event from one journal line; None for junk (not JSON, not an object, no ``event`` or readable ``time``)."""
     text = line.decode("utf-8", errors="replace") if isinstance(line, bytes) else line
@@ -234,25 +208,6 @@ def parse_line(line: str | bytes) -> Event | None:
     except ValueError:
         return None
     return Event(data, text, moment)
-
-
-@dataclass(frozen=True)
-class Filter:
-    """Which events to keep; every criterion given must hold."""
-
-    task: str | None = None
-    role: str | None = None
-    since: datetime | None = None
-    types: frozenset[str] = frozenset()
-
-    def matches(self, event: Event) -> bool:
-        """Whether ``event`` passes the filter."""
-        return (
-            (self.task is None or event.task == self.task)
-            and (self.role is None or event.role == self.role)
-            and (self.since is None or event.time >= self.since)
-            and (not self.types or event.name in self.types)
-        )
 
 
 @dataclass

@@ -24,6 +24,7 @@ from agentd.run import recovery
 from agentd.run.daemon import LIVENESS_BEAT, Daemon, Mode
 from agentd.service import background as service
 from agentd.service import logsetup
+from agentd.store import open_store
 from agentd.store.file.leases import LeaseDir
 from agentd.store.file.pidfile import AlreadyRunning, PidFile, pid_path, stale_reason
 
@@ -271,16 +272,15 @@ def prune(app: App, dry_run: bool) -> int:
       agentd leases prune
     """
     config = app.config
-    store = app.store()
-    folder = LeaseDir(config.leases_dir, config.root)
+    store = open_store(config)
     clock = SystemClock()
     if dry_run:
-        plans = recovery.plan(views(store.read().data), folder.observe_all(), config.workflow, clock.now())
+        plans = recovery.plan(views(store.read().data), store.leases(), config.workflow, clock.now())
         done = plans
     else:
-        done, hung = recovery.prune(store, folder, config.workflow, clock)
+        done, hung = recovery.prune(store, config.workflow, clock)
         for item in hung:
-            held = ", ".join(f"{pid} {process_name(pid)}" for pid in folder.holders(item.task_id)) or "a process"
+            held = ", ".join(f"{pid} {process_name(pid)}" for pid in store.holders(item.task_id)) or "a process"
             info(
                 f"killed the hung holder of {item.task_id} ({item.cause}); its lease is still locked by {held}: "
                 "prune again"

@@ -28,6 +28,7 @@ from agentd.errors import AgentdError, QueueInvalid, display_path
 from agentd.hostinfo import boot_id, pid_namespace, process_name
 from agentd.run import recovery
 from agentd.service import background as service
+from agentd.store import open_store
 from agentd.store.file import leases
 from agentd.store.file.leases import LeaseDir
 from agentd.store.file.pidfile import all_pid_files, probe, role_of, silence
@@ -418,14 +419,16 @@ def diagnose(
 
 def _prune(config: Config) -> list[str]:
     """Exactly what ``agentd leases prune`` does (:func:`agentd.run.recovery.prune`), at the time it is done."""
-    store = QueueStore(config.queue_path, workflow=config.workflow, lock_timeout=config.lock_timeout)
-    folder = LeaseDir(config.leases_dir, config.root)
     try:
-        done, hung = recovery.prune(store, folder, config.workflow, SystemClock())
+        store = open_store(config)
+    except AgentdError as exc:
+        return [f"could not prune stale leases: {exc}"]
+    try:
+        done, hung = recovery.prune(store, config.workflow, SystemClock())
     except (AgentdError, OSError) as exc:
         return [f"could not prune stale leases: {exc}"]
     finally:
-        folder.close()
+        store.close()
     lines = [f"killed the hung holder of {item.task_id}; its lease is still locked: run again" for item in hung]
     for item in done:
         what = "requeued" if item.action is recovery.Action.REQUEUE else "lease file removed"

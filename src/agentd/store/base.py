@@ -405,6 +405,10 @@ class Store(Protocol):
 
     def read_lease(self, task_id: str) -> LeaseRecord | None: ...
 
+    def holders(self, task_id: str) -> list[int]:
+        """Processes on this host proven to hold the lease ([] when the store cannot tell)."""
+        ...
+
     def report(self, task_id: str, problem: str) -> None:
         """Warn about a lease left alone, once per lease and problem in this process."""
         ...

@@ -184,6 +184,9 @@ class FileStore:
     def read_lease(self, task_id: str) -> LeaseRecord | None:
         return self.leasedir.read_record(task_id)
 
+    def holders(self, task_id: str) -> list[int]:
+        return self.leasedir.holders(task_id)
+
     def report(self, task_id: str, problem: str) -> None:
         self.leasedir.report(task_id, problem)
 

@@ -1,4 +1,4 @@
-"""What every command shares: the project's config and queue store, built once and only when needed."""
+"""What every command shares: the project's config and store, built once and only when needed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 from agentd import config as config_mod
 from agentd.config import Config
 from agentd.errors import NoProject
-from agentd.store.file.queuefile import QueueStore
+from agentd.store import open_store
+from agentd.store.base import Store
 
 
 @dataclass
@@ -19,6 +20,7 @@ class App:
     queue: str | None = None
     config_path: str | None = None
     verbose: int = 0
+    store_kind: str | None = None  # --store
     _config: Config | None = field(default=None, repr=False)
 
     @property
@@ -37,10 +39,12 @@ class App:
                 root=Path(self.root) if self.root else None,
                 config_path=Path(self.config_path) if self.config_path else None,
                 queue=Path(self.queue) if self.queue else None,
+                store=self.store_kind,
             )
         return self._config
 
-    def store(self, path: Path | None = None) -> QueueStore:
-        """The queue store for the project's queue (or ``path``, which needs no project around it)."""
+    def store(self, path: Path | None = None) -> Store:
+        """The project's store (see :func:`agentd.store.open_store`), or one over the queue file ``path``, which
+        needs no project around it."""
         cfg = self.config if path is None else self.settings()
-        return QueueStore(path or cfg.queue_path, workflow=cfg.workflow, lock_timeout=cfg.lock_timeout)
+        return open_store(cfg, queue_path=path)

@@ -22,11 +22,10 @@ from agentd.errors import AgentdError, ConfigError, ExitCode, display_path
 from agentd.hostinfo import hostname, process_name
 from agentd.run import recovery
 from agentd.run.daemon import LIVENESS_BEAT, Daemon, Mode
-from agentd.service import background as service
 from agentd.service import logsetup
 from agentd.store import open_store
 from agentd.store.file.leases import LeaseDir
-from agentd.store.file.pidfile import AlreadyRunning, PidFile, pid_path, stale_reason
+from agentd.store.file.pidfile import AlreadyRunning, stale_reason
 
 pass_app = click.make_pass_decorator(App)
 
@@ -76,7 +75,7 @@ def run_daemon(
     log_format: str = "text",
     ready_fd: int | None = None,
 ) -> int:
-    """Build the daemon from the options, take its PID file, and run it in the foreground."""
+    """Build the daemon from the options, register it with the store (its PID file), and run it in the foreground."""
     if not role:
         raise click.UsageError("--role is required (one of the roles in agentd.toml)")
     if once and drain:
@@ -93,9 +92,14 @@ def run_daemon(
         config.role(role)
         daemon = Daemon(config, role, instance=instance, concurrency=concurrency, interval=interval, clock=clock)
         daemon.check_ready()
-        pid = PidFile(pid_path(service.run_dir(config), role, instance), role, instance)
-        pid.acquire(
-            started=clock.now(), interval=daemon.interval, log=log_file, boot=clock.boottime(), beat_every=LIVENESS_BEAT
+        pid = daemon.store.register(
+            role,
+            instance,
+            started=clock.now(),
+            interval=daemon.interval,
+            log=log_file,
+            boot=clock.boottime(),
+            beat_every=LIVENESS_BEAT,
         )
         daemon.pidfile = pid
     except AlreadyRunning as exc:

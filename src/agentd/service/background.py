@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 from agentd.config import Config
 from agentd.errors import ExitCode
 from agentd.hostinfo import process_start
+from agentd.store.file.journal import follow as follow  # (tails role logs too)
 from agentd.store.file.pidfile import PidInfo, Probe, all_pid_files, pid_path, probe, role_of
 
 START_TIMEOUT = 60.0
@@ -356,39 +357,3 @@ def tail(path: Path, lines: int) -> list[str]:
     except FileNotFoundError:
         return []
     return data.decode("utf-8", errors="replace").splitlines()[-lines:] if lines else []
-
-
-def follow(path: Path, *, from_end: bool = True, poll: float = 0.2) -> Iterator[str]:
-    """New lines of a log as they are written, across rotations (a new inode or a shorter file: reopen)."""
-    handle = None
-    inode = None
-    pending = b""
-    first = True
-    while True:
-        if handle is None:
-            try:
-                handle = open(path, "rb")  # noqa: SIM115 - kept open across iterations
-            except FileNotFoundError:
-                time.sleep(poll)
-                continue
-            inode = os.fstat(handle.fileno()).st_ino
-            if first and from_end:
-                handle.seek(0, os.SEEK_END)
-            first = False
-        chunk = handle.read()
-        if not chunk:
-            try:
-                current = os.stat(path)
-            except FileNotFoundError:
-                time.sleep(poll)
-                continue
-            if current.st_ino == inode and current.st_size >= handle.tell():
-                time.sleep(poll)
-                continue
-            chunk = handle.read()  # rotated: whatever reached the old file last, then the new file from its start
-            handle.close()
-            handle = None
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
-        for line in complete:
-            yield line.decode("utf-8", errors="replace")

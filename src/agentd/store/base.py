@@ -385,6 +385,10 @@ class Store(Protocol):
         """What to name in messages about the queue (the queue file for the file store)."""
         ...
 
+    def create(self, queue: dict[str, Any]) -> bool:
+        """Make a new project's store with ``queue`` as its queue; False (nothing changed) when it has one."""
+        ...
+
     def read(self, *, lenient: bool = False) -> Snapshot:
         """The queue now, validated: a problem of the whole raises QueueInvalid; a task's own problems quarantine
         that task only."""
@@ -419,6 +423,11 @@ class Store(Protocol):
 
     def events(self, where: Filter | None = None) -> Iterator[Event]:
         """The journal's events that pass ``where``, oldest first."""
+        ...
+
+    def follow(self, where: Filter | None = None) -> tuple[Iterator[Event], Iterator[Event]]:
+        """(the events that pass ``where`` now, then each new one as it is written, forever): ``agentd events -f``.
+        The second iterator starts where the first ended, once the first is read to its end."""
         ...
 
     def daemons(self) -> list[Probe]:

@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -265,6 +266,42 @@ def read_events(path: Path, where: Filter | None = None, *, mark: LiveMark | Non
     finally:
         for _, handle in handles:
             handle.close()
+
+
+def follow(path: Path, *, from_end: bool = True, poll: float = 0.2) -> Iterator[str]:
+    """New lines of a log as they are written, across rotations (a new inode or a shorter file: reopen)."""
+    handle = None
+    inode = None
+    pending = b""
+    first = True
+    while True:
+        if handle is None:
+            try:
+                handle = open(path, "rb")  # noqa: SIM115 - kept open across iterations
+            except FileNotFoundError:
+                time.sleep(poll)
+                continue
+            inode = os.fstat(handle.fileno()).st_ino
+            if first and from_end:
+                handle.seek(0, os.SEEK_END)
+            first = False
+        chunk = handle.read()
+        if not chunk:
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                time.sleep(poll)
+                continue
+            if current.st_ino == inode and current.st_size >= handle.tell():
+                time.sleep(poll)
+                continue
+            chunk = handle.read()  # rotated: whatever reached the old file last, then the new file from its start
+            handle.close()
+            handle = None
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.decode("utf-8", errors="replace")
 
 
 # -- durations ---------------------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from agentd.core.scheduler import LeaseObservation
 from agentd.core.workflow import Workflow
 from agentd.errors import FileAccessError, StateInvalid
 from agentd.store.base import Event, Filter, LeaseRecord, Probe
-from agentd.store.file.journal import Journal, read_events
+from agentd.store.file.journal import Journal, LiveMark, follow, parse_line, read_events
 from agentd.store.file.leases import Held, LeaseDir
 from agentd.store.file.pidfile import PidFile, all_pid_files, pid_path, probe
 from agentd.store.file.queuefile import Draft, QueueStore, Snapshot
@@ -151,6 +151,12 @@ class FileStore:
     def workflow(self, value: Workflow | None) -> None:
         self.queue.workflow = value
 
+    def create(self, queue: dict[str, Any]) -> bool:
+        """Write the queue file if there is none, and make the lease folder."""
+        created = self.queue.create(queue)
+        self.config.leases_dir.mkdir(parents=True, exist_ok=True)
+        return created
+
     def read(self, *, lenient: bool = False) -> Snapshot:
         return self.queue.read(lenient=lenient)
 
@@ -204,6 +210,20 @@ class FileStore:
 
     def events(self, where: Filter | None = None) -> Iterator[Event]:
         return read_events(self.journal_path, where)
+
+    def follow(self, where: Filter | None = None) -> tuple[Iterator[Event], Iterator[Event]]:
+        mark = LiveMark()
+        backlog = read_events(self.journal_path, where, mark=mark)
+
+        def live() -> Iterator[Event]:
+            for text in follow(self.journal_path, from_end=False):
+                if mark.already_read(text):
+                    continue
+                event = parse_line(text)
+                if event is not None and (where is None or where.matches(event)):
+                    yield event
+
+        return backlog, live()
 
     # -- daemons -------------------------------------------------------------------------------------------------------
 

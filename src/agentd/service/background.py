@@ -24,8 +24,9 @@ from typing import Any
 from agentd.config import Config
 from agentd.errors import ExitCode
 from agentd.hostinfo import process_start
+from agentd.store import open_store
 from agentd.store.file.journal import follow as follow  # (tails role logs too)
-from agentd.store.file.pidfile import PidInfo, Probe, all_pid_files, pid_path, probe, role_of
+from agentd.store.file.pidfile import PidInfo, Probe, pid_path, probe, role_of
 
 START_TIMEOUT = 60.0
 
@@ -237,13 +238,14 @@ def start(config: Config, role: str, **options: Any) -> StartResult:
 
 
 def daemons(config: Config, roles: list[str] | None = None) -> list[Probe]:
-    """PID files of the asked roles (instances included); a role without one is reported as not running."""
+    """The registered daemons (PID files) of the asked roles, instances included, as the project's store has them; a
+    role without one is reported as not running."""
     asked = roles or list(config.roles)
     found: dict[str, list[Probe]] = {role: [] for role in asked}
-    for path in all_pid_files(run_dir(config)):
-        role, _ = role_of(path)
+    for seen in open_store(config).daemons():
+        role, _ = role_of(seen.path)
         if role in found:
-            found[role].append(probe(path))
+            found[role].append(seen)
     out = []
     for role in asked:
         probes = found[role]

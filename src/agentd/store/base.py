@@ -452,6 +452,10 @@ class Store(Protocol):
         """Project state as it is now (a copy; change it in a transaction)."""
         ...
 
+    def signature(self) -> tuple[object, ...]:
+        """What changes whenever the queue, the journal or a lease changes: cheap enough to poll (the dashboard)."""
+        ...
+
     def now(self) -> datetime:
         """The store's clock (the system clock for files; the database's for a shared store)."""
         ...

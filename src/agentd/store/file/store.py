@@ -298,6 +298,21 @@ class FileStore:
     def now(self) -> datetime:
         return self.clock.now()
 
+    def signature(self) -> tuple[object, ...]:
+        """The identity of the queue file and the journal, and the lease folder's mtime (``stat`` only)."""
+        marks: list[object] = []
+        for path in (self.queue.path, self.journal_path):
+            try:
+                st = os.stat(path)
+                marks.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            except OSError:
+                marks.append(None)
+        try:
+            marks.append(os.stat(self.leasedir.path).st_mtime_ns)
+        except OSError:
+            marks.append(None)
+        return tuple(marks)
+
     def watch(self, wake: Callable[[str], None]) -> _Watching | None:
         """File events: the queue changed (not by this store's own last write), or a lease file was closed or went."""
 

@@ -55,3 +55,13 @@ def test_an_unknown_store_kind_is_named(tmp_path: Path) -> None:
     project(tmp_path)
     done = run_agentd("--store", "redis", "queue", "list", cwd=tmp_path)
     assert done.returncode == 4 and "unknown store 'redis'; known: file" in done.stderr, done.stderr
+
+
+def test_doctor_reports_a_store_it_cannot_open(tmp_path: Path) -> None:
+    """doctor names a store agentd cannot open as one finding (exit 1), without the URI's password."""
+    project(tmp_path)
+    done = run_agentd("doctor", "--json", cwd=tmp_path, env={"AGENTD_STORE": URI})
+    assert done.returncode == 1, done.stderr
+    found = json.loads(done.stdout)
+    assert [f["code"] for f in found] == ["store-unavailable"], found
+    assert "s3cret" not in done.stdout

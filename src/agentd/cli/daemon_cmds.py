@@ -195,13 +195,13 @@ def _lease_rows(app: App) -> list[dict[str, Any]]:
     config = app.config
     clock = SystemClock()
     now = clock.now()
-    folder = LeaseDir(config.leases_dir, config.root)
+    store = app.store()
     rows = []
-    for task_id, seen in folder.observe_all().items():
+    for task_id, seen in store.leases().items():
         role = config.roles.get(seen.role or "")
         ttl = seen.ttl if seen.ttl is not None else role.lease_ttl if role else 5400.0
         verdict = judge(seen, now, ttl)
-        holders = folder.holders(task_id) if seen.locked and seen.host == hostname() else []
+        holders = store.holders(task_id) if seen.locked and seen.host == hostname() else []
         rows.append(
             {
                 "task": task_id,
@@ -214,7 +214,9 @@ def _lease_rows(app: App) -> list[dict[str, Any]]:
                 "held_by": [{"pid": pid, "name": process_name(pid)} for pid in holders],
                 "live": verdict.live,
                 "left_alone": seen.error is not None and seen.locked is None,
-                "why": f"{display_path(folder.file_for(task_id))}: {seen.error}" if seen.error else verdict.cause,
+                "why": f"{display_path(config.leases_dir / LeaseDir.name_for(task_id))}: {seen.error}"
+                if seen.error
+                else verdict.cause,
             }
         )
     return rows

@@ -15,8 +15,8 @@ from agentd.cli.app import App
 from agentd.cli.output import emit_json, info, is_terminal, warn
 from agentd.core.clock import SystemClock
 from agentd.errors import AgentdError, ExitCode, TaskNotFound, display_path
+from agentd.store.base import Event, Filter
 from agentd.store.file import journal
-from agentd.store.file.journal import Event, Filter
 
 pass_app = click.make_pass_decorator(App)
 

@@ -19,8 +19,8 @@ from agentd.errors import AgentdError
 from agentd.hostinfo import boot_id
 from agentd.service import background as service
 from agentd.store import open_store
-from agentd.store.base import Store
-from agentd.store.file.pidfile import Probe, role_of, silence
+from agentd.store.base import Probe, Store
+from agentd.store.file.pidfile import role_of, silence
 
 
 def _seconds(delta: float | None) -> float | None:

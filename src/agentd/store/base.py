@@ -95,7 +95,31 @@ def new_record(
     )
 
 
-# -- the journal -------------------------------------------------------------------------------------------------------
+# -- the journal-------------------------------------------------------------------------------------------------------
+
+
+EVENT_TYPES = (
+    "daemon-started",
+    "daemon-stopped",
+    "hangup",
+    "claimed",
+    "started",
+    "heartbeat-lost",
+    "stopping",
+    "start-failed",
+    "start-capped",
+    "finished",
+    "retry-scheduled",
+    "hot-loop",
+    "refused",
+    "recovered",
+    "released",
+    "unblocked",
+    "queue-invalid",
+    "task-quarantined",
+    "wip-full",
+    "wip-room",
+)
 
 
 @dataclass(frozen=True)

@@ -31,31 +31,9 @@ from typing import IO, Any
 from agentd.config import LogConfig
 from agentd.core.clock import Clock, format_timestamp, parse_timestamp
 from agentd.hostinfo import hostname
-from agentd.store.base import Event as Event  # (re-exported)
+from agentd.store.base import EVENT_TYPES as EVENT_TYPES  # (re-exported)
+from agentd.store.base import Event as Event
 from agentd.store.base import Filter as Filter
-
-EVENT_TYPES = (
-    "daemon-started",
-    "daemon-stopped",
-    "hangup",
-    "claimed",
-    "started",
-    "heartbeat-lost",
-    "stopping",
-    "start-failed",
-    "start-capped",
-    "finished",
-    "retry-scheduled",
-    "hot-loop",
-    "refused",
-    "recovered",
-    "released",
-    "unblocked",
-    "queue-invalid",
-    "task-quarantined",
-    "wip-full",
-    "wip-room",
-)
 
 _LOG_DEFAULTS = LogConfig()
 

@@ -28,6 +28,15 @@ def test_the_file_store_is_the_default_and_can_be_named(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "SPRINT_QUEUE.json").read_text())["tasks"][0]["status"] == "ready"
 
 
+def test_config_show_names_the_store_and_where_it_was_set(tmp_path: Path) -> None:
+    """config show lists the store with its origin, and a URI only by its scheme (never its password)."""
+    project(tmp_path)
+    shown = json.loads(run_agentd("config", "show", "--json", cwd=tmp_path).stdout)
+    assert shown["settings"]["store"] == {"value": "file", "from": "default"}
+    flagged = json.loads(run_agentd("--store", URI, "config", "show", "--json", cwd=tmp_path).stdout)
+    assert flagged["settings"]["store"] == {"value": "postgresql://…", "from": "flag --store"}
+
+
 @pytest.mark.parametrize("how", ["flag", "env", "toml"])
 def test_a_postgresql_store_is_refused_in_one_line_without_its_password(tmp_path: Path, how: str) -> None:
     """A postgresql:// store is not available yet: one line naming where it was set, exit 4, no password, queue kept."""

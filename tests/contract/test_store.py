@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue as queue_mod
 import signal
 import subprocess
 import sys
@@ -378,3 +379,30 @@ def test_concurrent_transactions_from_processes_lose_no_update(project: Project)
     assert counted is not None and counted["count"] == 100
     assert project.store.state()["count"] == 100
     json.dumps(project.store.read().data)  # (still one JSON document)
+
+
+def test_watch_wakes_on_another_process_changing_the_queue_and_on_a_lease_going(project: Project) -> None:
+    """A watcher is woken with "queue" when another process changes the queue, "lease" when a lease's holder dies."""
+    woken: queue_mod.SimpleQueue[str] = queue_mod.SimpleQueue()
+    watching = project.store.watch(woken.put)
+    assert watching is not None
+    try:
+        writer = project.child("count", "1")
+        _, err = writer.communicate(timeout=DEADLINE)
+        assert writer.returncode == 0, err
+        wait_for(lambda: _drain(woken, "queue"), DEADLINE, "a wake-up for the queue changed by another process")
+        holder = project.child("claim", "A2")
+        assert holder.stdout is not None and holder.stdout.readline().startswith("claimed")
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=DEADLINE)
+        wait_for(lambda: _drain(woken, "lease"), DEADLINE, "a wake-up for the lease whose holder died")
+    finally:
+        watching.stop()
+
+
+def _drain(woken: queue_mod.SimpleQueue[str], reason: str) -> bool:
+    """Whether ``reason`` is among the wake-ups received so far (those read are consumed)."""
+    while not woken.empty():
+        if woken.get() == reason:
+            return True
+    return False

@@ -159,8 +159,8 @@ def spawn(
     """Start one role's daemon detached; :meth:`Pending.wait` tells when it is really up."""
     config.role(role)
     name = role + (f".{instance}" if instance else "")
-    seen = probe(pid_path(run_dir(config), role, instance))
-    if seen.running:
+    seen = next((p for p in open_store(config).daemons() if role_of(p.path) == (role, instance) and p.running), None)
+    if seen is not None:
         return Pending(name, None, -1, "", StartResult(name, "running", seen.info.pid if seen.info else None))
     log = log_path(config, role, instance)
     tail = ["run", "--role", role, "--log-file", str(log), "--log-format", log_format]

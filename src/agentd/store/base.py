@@ -2,8 +2,8 @@
 
 Everything that reads or changes a project's tasks, leases, events, daemon registrations or project state goes through
 a :class:`Store` (``agentd.store.open_store(config)`` builds one). The JSON queue file with its lease files is one
-implementation (:mod:`agentd.store.file.store`); a database is another. Every store passes the one contract suite,
-``tests/contract/test_store.py``; docs/concepts/storage.md says what each method promises.
+implementation (:mod:`agentd.store.file.store`); a database store is meant to be another. Every store passes the one
+contract suite, ``tests/contract/test_store.py``; docs/concepts/storage.md says what each method promises.
 
 This module holds the protocols and the plain types they exchange (lease records, journal events and filters, daemon
 registrations), and nothing that touches a disk or a database.
@@ -33,7 +33,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class LeaseRecord:
-    """What a lease file says."""
+    """What a lease says: who holds which task under which token (a lease file's content, for the file store)."""
 
     task_id: str
     token: int

@@ -266,7 +266,7 @@ class FileStore:
     def _write_state(self, state: dict[str, Any]) -> None:
         """Replace ``state.json`` atomically (under the queue lock): readers see the old or the new file, never part."""
         target = self.state_path
-        payload = (json.dumps(state, indent=2, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+        payload = (json.dumps(state, indent=2, ensure_ascii=False) + "\n").encode("utf-8")  # keys in their order
         temp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.agentd-tmp")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)

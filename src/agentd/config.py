@@ -4,7 +4,8 @@ Defaults come from ``schemas/config.schema.json`` (the source of truth); no file
 A ``[roles.NAME]`` table named after a default role inherits that role's keys and overrides only what it sets; the
 other default roles stay unless ``roles_replace_defaults = true``. Each value's origin is kept in ``Config.sources``
 (``agentd config show``).
-Precedence for the queue path: ``--queue`` > ``AGENTD_QUEUE`` > ``queue`` in agentd.toml > ``SPRINT_QUEUE.json``.
+Precedence for the queue path: ``--queue`` > ``AGENTD_QUEUE`` > ``queue`` in agentd.toml > ``SPRINT_QUEUE.json``; for
+the store: ``--store`` > ``AGENTD_STORE`` > ``store`` in agentd.toml > ``"file"``.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def _defaults() -> dict[str, Any]:
         "done_statuses": props["done_statuses"]["default"],
         "final_statuses": props["final_statuses"]["default"],
         "lock_timeout": props["lock_timeout"]["default"],
+        "store": props["store"]["default"],
         "leases_dir": props["leases_dir"]["default"],
         "state_dir": props["state_dir"]["default"],
         "unblock": props["unblock"]["default"],
@@ -82,6 +84,7 @@ class Config:
     leases_dir: Path = field(default=Path(".leases"))
     state_dir: Path = field(default=Path(".agentd"))
     log: LogConfig = field(default_factory=LogConfig)
+    store: str = "file"  # which store holds the queue, leases and journal (see agentd.store.open_store)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)  # "roles.builder.command" -> origin
 
     @property
@@ -225,7 +228,8 @@ def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
             if key not in spec:
                 given = key in data.get("defaults", {})
                 sources[f"roles.{name}.{key}"] = f"{where} [defaults]" if given else DEFAULT
-    for key in ("queue", "done_statuses", "final_statuses", "lock_timeout", "leases_dir", "state_dir", "unblock"):
+    settings = ("queue", "store", "done_statuses", "final_statuses", "lock_timeout", "leases_dir", "state_dir")
+    for key in (*settings, "unblock"):
         sources[key] = where if key in data else DEFAULT
     unblock_spec = data.get("unblock", defaults["unblock"])
     unblock = UnblockRule(unblock_spec["from"], unblock_spec["to"]) if unblock_spec else None
@@ -245,6 +249,7 @@ def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
         leases_dir=root / data.get("leases_dir", defaults["leases_dir"]),
         state_dir=root / data.get("state_dir", defaults["state_dir"]),
         log=LogConfig(**log),
+        store=str(data.get("store", defaults["store"])),
         sources=sources,
     )
 
@@ -255,6 +260,7 @@ def load(
     config_path: Path | None = None,
     queue: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    store: str | None = None,
 ) -> Config:
     """Find the project, read agentd.toml (if any) and apply the environment and command-line overrides."""
     env = os.environ if environ is None else environ
@@ -274,4 +280,9 @@ def load(
         queue, origin = Path(env["AGENTD_QUEUE"]), "env AGENTD_QUEUE"
     if queue is not None:  # typed by a person: relative to where they are, not to the project root
         config = replace(config, queue_path=queue.resolve(), sources={**config.sources, "queue": origin})
+    origin = "flag --store"
+    if store is None and env.get("AGENTD_STORE"):
+        store, origin = env["AGENTD_STORE"], "env AGENTD_STORE"
+    if store is not None:
+        config = replace(config, store=store, sources={**config.sources, "store": origin})
     return config

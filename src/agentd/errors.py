@@ -81,6 +81,10 @@ class LeaseInvalid(DataError):
     """A lease file does not parse or validate."""
 
 
+class StateInvalid(DataError):
+    """The project state file (``.agentd/state.json``) does not parse."""
+
+
 class ResultInvalid(DataError):
     """A task's result file does not parse or validate."""
 

@@ -2,7 +2,7 @@
 
 ``AGENTD_CRASH_AT=queue.before-rename`` makes the process ``os._exit(86)`` the first time it reaches that point;
 ``name:kill`` SIGKILLs itself instead, ``name:stop`` SIGSTOPs itself (a hang: it goes on when someone sends SIGCONT);
-``name@3`` waits for the third time. Points are listed in ``POINTS``.
+``name@3`` waits for the third time. Points are listed in ``POINTS`` (and ``STORE_POINTS``).
 
 ``AGENTD_FAULT_CLOCK_SKEW=SECONDS`` shifts the daemon's wall clock (a host or container whose date is wrong); its
 monotonic and boot clocks are the kernel's, as they would be.
@@ -28,6 +28,10 @@ POINTS = (
     "recover.after-break",  # a stale lease file removed by a peer, its task not yet put back in the queue
     "archive.after-append",  # tasks appended to the archive and fsynced, the queue not yet written without them
 )
+# Points of a store's own, reached only by transactions that change project state (tested by tests/contract/).
+STORE_POINTS = (
+    "state.before-rename",  # project state written to a temporary file in a transaction, not yet renamed
+)
 
 CRASH_EXIT_CODE = 86
 _hits: dict[str, int] = {}
@@ -36,7 +40,7 @@ _hooks: dict[str, Callable[[], None]] = {}
 
 def on(name: str, hook: Callable[[], None] | None) -> None:
     """Run ``hook`` (in-process tests) each time ``name`` is reached; None removes it."""
-    if name not in POINTS:
+    if name not in POINTS and name not in STORE_POINTS:
         raise ValueError(f"unknown fault point {name!r}")
     if hook is None:
         _hooks.pop(name, None)

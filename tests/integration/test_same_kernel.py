@@ -71,11 +71,20 @@ def doc() -> dict[str, Any]:
     return {"tasks": [{"id": "T1", "status": "in_progress", "lease": {"role": "builder", "token": 1}}]}
 
 
+class _Txn:
+    """The parts of a store transaction recovery uses, over a plain document and a lease folder."""
+
+    def __init__(self, queue: dict[str, Any], folder: LeaseDir) -> None:
+        self.task = index_by_id(queue).get
+        self.break_free, self.break_held = folder.break_free, folder.break_held
+        self.read_lease, self.holders, self.report = folder.read_record, folder.holders, folder.report
+
+
 def recover(folder: LeaseDir, clock: FakeClock, host: str) -> list[recovery.Recovery]:
     """One recovery pass as a daemon makes it (plan, then apply), seen from a daemon on ``host``."""
     queue = doc()
     plans = recovery.plan(views(queue), folder.observe_all(), WF, clock.now(), this_host=host)
-    recovery.apply(index_by_id(queue).get, plans, WF, clock.now(), folder)
+    recovery.apply(_Txn(queue, folder), plans, WF, clock.now())  # type: ignore[arg-type]
     return plans
 
 

@@ -65,6 +65,12 @@ Docs: docs/reference/cli.md"""
 @click.option(
     "--config", "config_path", type=click.Path(dir_okay=False, path_type=str), help="agentd.toml (env AGENTD_CONFIG)."
 )
+@click.option(
+    "--store",
+    "store_kind",
+    metavar="KIND",
+    help="Where the queue, leases and journal live: 'file' (the default; env AGENTD_STORE).",
+)
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @daemon_options
 @click.option(
@@ -80,6 +86,7 @@ def cli(
     root: str | None,
     queue: str | None,
     config_path: str | None,
+    store_kind: str | None,
     verbose: int,
     role: str | None,
     interval: float | None,
@@ -96,7 +103,7 @@ def cli(
     """
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    ctx.obj = App(root=root, queue=queue, config_path=config_path, verbose=verbose)
+    ctx.obj = App(root=root, queue=queue, config_path=config_path, verbose=verbose, store_kind=store_kind)
     flags = {
         "--role": role,
         "--interval": interval,

@@ -1,4 +1,4 @@
-"""What every command shares: the project's config and queue store, built once and only when needed."""
+"""What every command shares: the project's config and store, built once and only when needed."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from agentd.errors import NoProject
 
 if TYPE_CHECKING:  # imported when first used: `agentd --version` and `--help` need neither
     from agentd.config import Config
-    from agentd.store.file.queuefile import QueueStore
+    from agentd.store.base import Store
 
 
 @dataclass
@@ -21,6 +21,7 @@ class App:
     queue: str | None = None
     config_path: str | None = None
     verbose: int = 0
+    store_kind: str | None = None  # --store
     _config: Config | None = field(default=None, repr=False)
 
     @property
@@ -41,12 +42,14 @@ class App:
                 root=Path(self.root) if self.root else None,
                 config_path=Path(self.config_path) if self.config_path else None,
                 queue=Path(self.queue) if self.queue else None,
+                store=self.store_kind,
             )
         return self._config
 
-    def store(self, path: Path | None = None) -> QueueStore:
-        """The queue store for the project's queue (or ``path``, which needs no project around it)."""
-        from agentd.store.file.queuefile import QueueStore
+    def store(self, path: Path | None = None) -> Store:
+        """The project's store (see :func:`agentd.store.open_store`), or one over the queue file ``path``, which
+        needs no project around it."""
+        from agentd.store import open_store
 
         cfg = self.config if path is None else self.settings()
-        return QueueStore(path or cfg.queue_path, workflow=cfg.workflow, lock_timeout=cfg.lock_timeout)
+        return open_store(cfg, queue_path=path)

@@ -75,7 +75,7 @@ def archive(app: App, older_than: timedelta | None, dry_run: bool) -> int:
         return ended is not None and now - ended > older_than
 
     store = app.store()
-    target = display_path(store.archive.path)
+    target = display_path(store.archive_where)
     moved = store.archive_tasks(movable, now, dry_run=dry_run)
     verb = "would archive" if dry_run else "archived"
     info(f"{verb} {len(moved)} task(s) to {target}" + (f": {', '.join(moved)}" if moved else ""))

@@ -15,7 +15,7 @@ from agentd.errors import ExitCode, display_path
 
 pass_app = click.make_pass_decorator(App)
 
-SETTINGS = ("queue", "done_statuses", "final_statuses", "lock_timeout", "leases_dir", "state_dir", "unblock")
+SETTINGS = ("queue", "store", "done_statuses", "final_statuses", "lock_timeout", "leases_dir", "state_dir", "unblock")
 
 
 def _shown(value: Any) -> str:
@@ -55,6 +55,7 @@ def effective(config: Config) -> dict[str, Any]:
     wf = config.workflow
     settings = {
         "queue": display_path(config.queue_path),
+        "store": config.store.split("://", 1)[0] + "://…" if "://" in config.store else config.store,  # no password
         "done_statuses": sorted(wf.done_statuses),
         "final_statuses": sorted(wf.final_statuses),
         "lock_timeout": config.lock_timeout,

@@ -23,10 +23,10 @@ from agentd.errors import AgentdError, ConfigError, ExitCode, display_path
 from agentd.hostinfo import hostname, process_name
 from agentd.run import recovery
 from agentd.run.daemon import LIVENESS_BEAT, Daemon, Mode
-from agentd.service import background as service
 from agentd.service import logsetup
+from agentd.store import open_store
 from agentd.store.file.leases import LeaseDir
-from agentd.store.file.pidfile import AlreadyRunning, PidFile, pid_path, stale_reason
+from agentd.store.file.pidfile import AlreadyRunning, stale_reason
 
 pass_app = click.make_pass_decorator(App)
 
@@ -61,7 +61,7 @@ def run_daemon(
     log_format: str = "text",
     ready_fd: int | None = None,
 ) -> int:
-    """Build the daemon from the options, take its PID file, and run it in the foreground."""
+    """Build the daemon from the options, register it with the store (its PID file), and run it in the foreground."""
     if not role:
         raise click.UsageError("--role is required (one of the roles in agentd.toml)")
     if once and drain:
@@ -78,9 +78,14 @@ def run_daemon(
         config.role(role)
         daemon = Daemon(config, role, instance=instance, concurrency=concurrency, interval=interval, clock=clock)
         daemon.check_ready()
-        pid = PidFile(pid_path(service.run_dir(config), role, instance), role, instance)
-        pid.acquire(
-            started=clock.now(), interval=daemon.interval, log=log_file, boot=clock.boottime(), beat_every=LIVENESS_BEAT
+        pid = daemon.store.register(
+            role,
+            instance,
+            started=clock.now(),
+            interval=daemon.interval,
+            log=log_file,
+            boot=clock.boottime(),
+            beat_every=LIVENESS_BEAT,
         )
         daemon.pidfile = pid
     except AlreadyRunning as exc:
@@ -176,13 +181,13 @@ def _lease_rows(app: App) -> list[dict[str, Any]]:
     config = app.config
     clock = SystemClock()
     now = clock.now()
-    folder = LeaseDir(config.leases_dir, config.root)
+    store = app.store()
     rows = []
-    for task_id, seen in folder.observe_all().items():
+    for task_id, seen in store.leases().items():
         role = config.roles.get(seen.role or "")
         ttl = seen.ttl if seen.ttl is not None else role.lease_ttl if role else 5400.0
         verdict = judge(seen, now, ttl)
-        holders = folder.holders(task_id) if seen.locked and seen.host == hostname() else []
+        holders = store.holders(task_id) if seen.locked and seen.host == hostname() else []
         rows.append(
             {
                 "task": task_id,
@@ -195,7 +200,9 @@ def _lease_rows(app: App) -> list[dict[str, Any]]:
                 "held_by": [{"pid": pid, "name": process_name(pid)} for pid in holders],
                 "live": verdict.live,
                 "left_alone": seen.error is not None and seen.locked is None,
-                "why": f"{display_path(folder.file_for(task_id))}: {seen.error}" if seen.error else verdict.cause,
+                "why": f"{display_path(config.leases_dir / LeaseDir.name_for(task_id))}: {seen.error}"
+                if seen.error
+                else verdict.cause,
             }
         )
     return rows
@@ -257,16 +264,15 @@ def prune(app: App, dry_run: bool) -> int:
       agentd leases prune
     """
     config = app.config
-    store = app.store()
-    folder = LeaseDir(config.leases_dir, config.root)
+    store = open_store(config)
     clock = SystemClock()
     if dry_run:
-        plans = recovery.plan(views(store.read().data), folder.observe_all(), config.workflow, clock.now())
+        plans = recovery.plan(views(store.read().data), store.leases(), config.workflow, clock.now())
         done = plans
     else:
-        done, hung = recovery.prune(store, folder, config.workflow, clock)
+        done, hung = recovery.prune(store, config.workflow, clock)
         for item in hung:
-            held = ", ".join(f"{pid} {process_name(pid)}" for pid in folder.holders(item.task_id)) or "a process"
+            held = ", ".join(f"{pid} {process_name(pid)}" for pid in store.holders(item.task_id)) or "a process"
             info(
                 f"killed the hung holder of {item.task_id} ({item.cause}); its lease is still locked by {held}: "
                 "prune again"

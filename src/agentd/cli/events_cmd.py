@@ -15,9 +15,8 @@ from agentd.cli.app import App
 from agentd.cli.output import emit_json, info, is_terminal, warn
 from agentd.core.clock import SystemClock
 from agentd.errors import AgentdError, ExitCode, TaskNotFound, display_path
-from agentd.service import background as service
+from agentd.store.base import Event, Filter
 from agentd.store.file import journal
-from agentd.store.file.journal import Event, Filter, LiveMark
 
 pass_app = click.make_pass_decorator(App)
 
@@ -34,11 +33,6 @@ _COLOURS = {
     "queue-invalid": "red",
     "wip-full": "yellow",
 }
-
-
-def journal_path(app: App) -> Path:
-    """The project's journal, ``<state_dir>/events.jsonl``."""
-    return app.config.state_dir / "events.jsonl"
 
 
 def _styled(event: Event, text: str) -> str:
@@ -125,20 +119,14 @@ def events(
     where = Filter(task=task_id, role=role, since=_since(since), types=frozenset(types))
     if role is not None and role not in app.config.roles:
         warn(f"no role {role!r} in the configuration; showing what the journal has for it")
-    path = journal_path(app)
-    mark = LiveMark()
-    found = journal.read_events(path, where, mark=mark)
+    found, new = app.store().follow(where)
     limit = lines if lines is not None else (FOLLOW_BACKLOG if follow else None)
     _print(collections.deque(found, maxlen=limit) if limit is not None else found, as_json)
     if not follow:
         return ExitCode.OK
     try:
-        for text in service.follow(path, from_end=False):
-            if mark.already_read(text):
-                continue
-            event = journal.parse_line(text)
-            if event is not None and where.matches(event):
-                _print([event], as_json)
+        for event in new:
+            _print([event], as_json)
     except KeyboardInterrupt:
         pass
     return ExitCode.OK
@@ -153,11 +141,11 @@ def _queue_state(app: App, task_id: str) -> tuple[dict[str, Any] | None, str | N
     try:
         raw = store.read(lenient=True).task(task_id)
         if raw is None:
-            found = store.archive.read().find(task_id)
+            found = store.archived(task_id)
             raw = {**found[0], "archived_at": found[1]} if found is not None else None
     except (AgentdError, OSError) as exc:
-        return None, str(exc), store.path
-    return raw, None, store.path
+        return None, str(exc), store.where
+    return raw, None, store.where
 
 
 def _summary(found: list[Event]) -> str:
@@ -195,7 +183,7 @@ def history(app: App, task_id: str, as_json: bool) -> int:
       agentd queue history B1 --json | jq -r '.events[] | select(.event == "recovered") | .cause'
     """
     raw, problem, queue_path = _queue_state(app, task_id)
-    found = list(journal.read_events(journal_path(app), Filter(task=task_id)))
+    found = list(app.store().events(Filter(task=task_id)))
     if raw is None and not found:
         if problem is not None:
             warn(f"cannot read the queue: {problem}")

@@ -11,7 +11,6 @@ from agentd.cli.output import info
 from agentd.config import CONFIG_NAME
 from agentd.core.workflow import DEFAULT_OUTCOMES, DEFAULT_PIPELINE
 from agentd.errors import ExitCode
-from agentd.store.file.queuefile import QueueStore
 
 TEMPLATE = """\
 # agentd.toml — the workflow agentd runs over the sprint queue.
@@ -111,8 +110,6 @@ def init(app: App, force: bool) -> int:
         info(f"{CONFIG_NAME}: written")
     app.root = str(root)
     cfg = app.config
-    store = QueueStore(cfg.queue_path, workflow=cfg.workflow, lock_timeout=cfg.lock_timeout)
-    created = store.create(empty_queue())
+    created = app.store().create(empty_queue())
     info(f"{cfg.queue_path.name}: {'created' if created else 'exists, left as it is'}")
-    cfg.leases_dir.mkdir(parents=True, exist_ok=True)
     return ExitCode.OK

@@ -15,17 +15,19 @@ from agentd.core import edits
 from agentd.core.model import Task
 from agentd.core.validate import Finding
 from agentd.errors import ExitCode, TaskNotFound, display_path
+from agentd.service import background as service
+from agentd.store.base import Txn
 
 pass_app = click.make_pass_decorator(App)
 
 
-def transact(app: App, change: Callable[[dict[str, Any]], Any]) -> Any:
+def transact(app: App, change: Callable[[Txn], Any]) -> Any:
     """Run a change on the project's queue; an unknown task id names the file, as every read command does."""
     store = app.store()
     try:
         return store.transaction(change)
     except TaskNotFound as exc:
-        raise TaskNotFound(exc.task_id, store.path) from None
+        raise TaskNotFound(exc.task_id, store.where) from None
 
 
 @click.group(cls=Group, lazy={"history": "agentd.cli.events_cmd:history", "archive": "agentd.cli.archive_cmd:archive"})
@@ -56,7 +58,7 @@ def validate(app: App, path: Path | None, as_json: bool) -> int:
     if as_json:
         emit_json(
             {
-                "path": str(store.path),
+                "path": str(store.where),
                 "valid": not snapshot.errors,
                 "tasks": len(tasks),
                 "quarantined": sorted(snapshot.quarantined),
@@ -67,7 +69,7 @@ def validate(app: App, path: Path | None, as_json: bool) -> int:
             }
         )
         return code
-    name = display_path(store.path)
+    name = display_path(store.where)
     for finding in snapshot.errors:
         click.echo(f"agentd: {finding.line(name)}", err=True)
     for finding in snapshot.warnings:
@@ -158,15 +160,15 @@ def show(app: App, task_id: str, as_json: bool) -> int:
     raw = store.read().task(task_id)
     archived_at: str | None = None
     if raw is None:
-        found = store.archive.read().find(task_id)
+        found = store.archived(task_id)
         if found is None:
-            raise TaskNotFound(task_id, store.path)
+            raise TaskNotFound(task_id, store.where)
         raw, archived_at = found[0], found[1] or "an unknown time"
     if as_json:
         emit_json(raw)
         return ExitCode.OK
     if archived_at is not None:
-        info(f"(archived at {archived_at} in {display_path(store.archive.path)})")
+        info(f"(archived at {archived_at} in {display_path(store.archive_where)})")
     width = max(len(key) for key in raw)
     for key, value in raw.items():
         if key == "subtasks" and isinstance(value, list):
@@ -219,7 +221,7 @@ def add(
         dependencies=depends_on,
         prompt=prompt,
     )
-    transact(app, lambda doc: edits.add(doc, dict(task), parent))
+    transact(app, lambda txn: edits.add(txn, dict(task), parent))
     if status not in app.config.workflow.known_statuses():
         warn(f"status {status!r} is not claimed or produced by any role")
     info(f"added {task_id} ({status})")
@@ -248,7 +250,7 @@ def set_status(app: App, task_id: str, status: str, note: str | None, token: int
     """
     if not force:
         edits.check_status(status, app.config.workflow)
-    old = transact(app, lambda doc: edits.set_status(doc, task_id, status, note=note, token=token))
+    old = transact(app, lambda txn: edits.set_status(txn, task_id, status, note=note, token=token))
     if status not in app.config.workflow.known_statuses():
         warn(f"status {status!r} is not claimed or produced by any role")
     info(f"{task_id}: {old} -> {status}")
@@ -309,7 +311,7 @@ def update(
         raise click.UsageError(
             "nothing to change: give --title, --priority, --type, --prompt, --depends-on, --no-depends or --field"
         )
-    changed = transact(app, lambda doc: edits.update(doc, task_id, changes))
+    changed = transact(app, lambda txn: edits.update(txn, task_id, changes))
     info(f"{task_id}: updated {', '.join(changed)}" if changed else f"{task_id}: already so, nothing changed")
     return ExitCode.OK
 
@@ -330,7 +332,7 @@ def remove(app: App, task_id: str, force: bool) -> int:
       agentd queue remove B07 --force
     """
     workflow = app.config.workflow
-    gone = transact(app, lambda doc: edits.remove(doc, task_id, workflow, force=force))
+    gone = transact(app, lambda txn: edits.remove(txn, task_id, workflow, force=force))
     info(f"removed {', '.join(gone)}")
     return ExitCode.OK
 
@@ -346,7 +348,7 @@ def retry(app: App, task_id: str) -> int:
       agentd queue retry B07
     """
     workflow = app.config.workflow
-    status = transact(app, lambda doc: edits.retry(doc, task_id, workflow))
+    status = transact(app, lambda txn: edits.retry(txn, task_id, workflow))
     info(f"{task_id}: back to {status} (attempts reset)")
     return ExitCode.OK
 
@@ -363,7 +365,7 @@ def cancel(app: App, task_id: str, note: str | None) -> int:
       agentd queue cancel B07 --note "superseded by B09"
     """
     workflow = app.config.workflow
-    status = transact(app, lambda doc: edits.cancel(doc, task_id, workflow, note))
+    status = transact(app, lambda txn: edits.cancel(txn, task_id, workflow, note))
     info(f"{task_id}: {status}")
     return ExitCode.OK
 
@@ -386,16 +388,14 @@ def why(app: App, task_id: str, as_json: bool) -> int:
     """
     from agentd.core.clock import SystemClock
     from agentd.core.explain import explain
-    from agentd.service import background as service  # (only `why` looks at leases and daemons)
-    from agentd.store.file.leases import LeaseDir
 
     config = app.config
     store = app.store()
     snapshot = store.read()
     tasks = snapshot.tasks
     if task_id not in {t.id for t in tasks}:
-        raise TaskNotFound(task_id, store.path)
-    leases = LeaseDir(config.leases_dir, config.root).observe_all()
+        raise TaskNotFound(task_id, store.where)
+    leases = store.leases()
     running = {role: any(p.running for p in service.daemons(config, [role])) for role in config.roles}
     quarantined = {task: problem.text for task, problem in snapshot.quarantined.items()}
     now = SystemClock().now()

@@ -1,7 +1,8 @@
-"""Changes people ask for (add, update, remove, set-status, retry, cancel), as pure functions on the raw queue document.
+"""Changes people ask for (add, update, remove, set-status, retry, cancel), as pure functions over a transaction.
 
-Each runs inside :meth:`agentd.store.file.queuefile.QueueStore.transaction`, so it may run more than once and must
-decide from the document it is given.
+Each runs inside :meth:`agentd.store.base.Store.transaction` and sees only what :class:`Tasks` offers (a task to
+change, add, remove, the ids): never a whole document, so any store can run it. It may run more than once and must
+decide from what the transaction shows.
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from agentd.core.model import TASK_ID_RULE, index_by_id, valid_task_id, walk
+from agentd.core.model import TASK_ID_RULE, valid_task_id, walk
 from agentd.core.workflow import Role, Workflow
 from agentd.errors import Conflict, StaleToken, TaskNotFound, UnknownStatus
 
@@ -20,8 +21,28 @@ PROTECTED_FIELDS = {"id": "the id", "status": "`agentd queue set-status`", "leas
 PROTECTED_FIELDS |= {"subtasks": "`agentd queue add --parent` / `remove`"}
 
 
-def _task(doc: dict[str, Any], task_id: str) -> dict[str, Any]:
-    task = index_by_id(doc).get(task_id)
+class _Read(Protocol):
+    @property
+    def data(self) -> dict[str, Any]: ...
+
+
+class Tasks(Protocol):
+    """What an edit needs of a transaction (:class:`agentd.store.base.Txn` has it)."""
+
+    @property
+    def snapshot(self) -> _Read: ...
+
+    def task(self, task_id: str) -> dict[str, Any] | None: ...
+
+    def add(self, task: dict[str, Any], parent: str | None = None) -> None: ...
+
+    def remove(self, task_id: str) -> dict[str, Any] | None: ...
+
+    def ids(self) -> list[str]: ...
+
+
+def _task(txn: Tasks, task_id: str) -> dict[str, Any]:
+    task = txn.task(task_id)
     if task is None:
         raise TaskNotFound(task_id)
     return task
@@ -58,38 +79,36 @@ def check_status(status: str, workflow: Workflow) -> None:
     raise UnknownStatus(status, close[0] if close else None)
 
 
-def _check_dependencies(task_id: str, dependencies: Sequence[str], doc: dict[str, Any]) -> None:
+def _check_dependencies(task_id: str, dependencies: Sequence[str], known: set[str]) -> None:
     if task_id in dependencies:
         raise Conflict(task_id, "a task cannot depend on itself")
-    index = index_by_id(doc)
-    missing = [dep for dep in dependencies if dep not in index]
+    missing = [dep for dep in dependencies if dep not in known]
     if missing:
         raise Conflict(task_id, f"unknown dependencies: {', '.join(missing)}")
 
 
-def add(doc: dict[str, Any], task: dict[str, Any], parent: str | None = None) -> None:
+def add(txn: Tasks, task: dict[str, Any], parent: str | None = None) -> None:
     """Add ``task`` (at the end, or under ``parent`` following the queue's own convention)."""
-    if task["id"] in index_by_id(doc):
+    known = set(txn.ids())
+    if task["id"] in known:
         raise Conflict(task["id"], "a task with this id already exists")
-    _check_dependencies(task["id"], task.get("dependencies", []), doc)
-    tasks = doc.setdefault("tasks", [])
+    _check_dependencies(task["id"], task.get("dependencies", []), known)
     if parent is None:
-        tasks.append(task)
+        txn.add(task)
         return
-    holder = _task(doc, parent)
+    holder = _task(txn, parent)
+    tasks = txn.snapshot.data.get("tasks", [])
     nests = any(isinstance(t.get("subtasks"), list) for _, t, _ in walk(tasks) if isinstance(t, dict))
     if nests or isinstance(holder.get("subtasks"), list):
-        holder.setdefault("subtasks", []).append(task)
+        txn.add(task, parent)
     else:
         task["parent"] = parent
-        tasks.append(task)
+        txn.add(task)
 
 
-def set_status(
-    doc: dict[str, Any], task_id: str, status: str, *, note: str | None = None, token: int | None = None
-) -> str:
+def set_status(txn: Tasks, task_id: str, status: str, *, note: str | None = None, token: int | None = None) -> str:
     """Set a task's status (fenced by ``token`` when given); returns the old status."""
-    task = _task(doc, task_id)
+    task = _task(txn, task_id)
     if token is not None:
         lease = task.get("lease")
         current = lease.get("token") if isinstance(lease, dict) else None
@@ -117,9 +136,9 @@ def owning_role(task: dict[str, Any], workflow: Workflow) -> Role | None:
     return None
 
 
-def retry(doc: dict[str, Any], task_id: str, workflow: Workflow) -> str:
+def retry(txn: Tasks, task_id: str, workflow: Workflow) -> str:
     """Send a task back to its role's claimable status with attempts reset; returns the new status."""
-    task = _task(doc, task_id)
+    task = _task(txn, task_id)
     status = task.get("status")
     if workflow.is_final(str(status)):
         raise Conflict(task_id, f"it is {status!r}, which is final; use set-status to reopen it")
@@ -136,9 +155,9 @@ def retry(doc: dict[str, Any], task_id: str, workflow: Workflow) -> str:
     return role.retry_status
 
 
-def cancel(doc: dict[str, Any], task_id: str, workflow: Workflow, note: str | None = None) -> str:
+def cancel(txn: Tasks, task_id: str, workflow: Workflow, note: str | None = None) -> str:
     """Move a task to the cancelled (final) status; returns it."""
-    task = _task(doc, task_id)
+    task = _task(txn, task_id)
     status = (
         "cancelled" if "cancelled" in workflow.final_statuses else sorted(workflow.final_statuses or {"cancelled"})[0]
     )
@@ -147,14 +166,14 @@ def cancel(doc: dict[str, Any], task_id: str, workflow: Workflow, note: str | No
     return status
 
 
-def update(doc: dict[str, Any], task_id: str, changes: Mapping[str, Any]) -> list[str]:
+def update(txn: Tasks, task_id: str, changes: Mapping[str, Any]) -> list[str]:
     """Set fields of a task; returns the keys whose value changed."""
-    task = _task(doc, task_id)
+    task = _task(txn, task_id)
     for key in changes:
         if key in PROTECTED_FIELDS:
             raise Conflict(task_id, f"field {key!r} is not set by `queue update`: use {PROTECTED_FIELDS[key]}")
     if "dependencies" in changes:
-        _check_dependencies(task_id, changes["dependencies"] or [], doc)
+        _check_dependencies(task_id, changes["dependencies"] or [], set(txn.ids()))
     changed = []
     for key, value in changes.items():
         if key not in task or task[key] != value:
@@ -167,49 +186,29 @@ def _running(task: dict[str, Any], workflow: Workflow) -> bool:
     return bool(task.get("lease")) or bool(workflow.role_working_in(str(task.get("status"))))
 
 
-def remove(doc: dict[str, Any], task_id: str, workflow: Workflow, *, force: bool = False) -> list[str]:
+def remove(txn: Tasks, task_id: str, workflow: Workflow, *, force: bool = False) -> list[str]:
     """Remove a task (and its nested subtasks); returns the ids removed. Refused while it runs or while others depend
     on it, unless ``force`` (which also drops it from their dependencies)."""
-    _task(doc, task_id)
-    location = next(
-        (items, i)
-        for items, i, task in _positions(doc.get("tasks", []))
-        if isinstance(task, dict) and task.get("id") == task_id
-    )
-    items, position = location
-    going = [str(t["id"]) for _, t, _ in walk([items[position]]) if isinstance(t, dict) and "id" in t]
+    subtree = [t for _, t, _ in walk([_task(txn, task_id)]) if isinstance(t, dict) and "id" in t]
+    going = [str(t["id"]) for t in subtree]
     dependents = sorted(
         str(t.get("id"))
-        for _, t, _ in walk(doc.get("tasks", []))
+        for _, t, _ in walk(txn.snapshot.data.get("tasks", []))
         if isinstance(t, dict)
         and t.get("id") not in going
         and isinstance(t.get("dependencies"), list)
         and any(dep in going for dep in t["dependencies"])
     )
     if not force:
-        index = index_by_id(doc)
-        running = [tid for tid in going if tid in index and _running(index[tid], workflow)]
+        running = [str(t["id"]) for t in subtree if _running(t, workflow)]
         if running:
             raise Conflict(task_id, f"{', '.join(running)} is running; stop it first, or pass --force")
         if dependents:
             verb = "depends" if len(dependents) == 1 else "depend"
             raise Conflict(task_id, f"{', '.join(dependents)} {verb} on it; pass --force to remove it anyway")
     for dependent in dependents:
-        deps = index_by_id(doc)[dependent]["dependencies"]
-        deps[:] = [dep for dep in deps if dep not in going]
-    del items[position]
+        raw = txn.task(dependent)
+        if raw is not None and isinstance(raw.get("dependencies"), list):
+            raw["dependencies"][:] = [dep for dep in raw["dependencies"] if dep not in going]
+    txn.remove(task_id)
     return going
-
-
-def _positions(tasks: list[Any]) -> list[tuple[list[Any], int, Any]]:
-    """Every task with the list that holds it and its index there (nested subtasks included)."""
-    out: list[tuple[list[Any], int, Any]] = []
-    stack = [tasks]
-    while stack:
-        items = stack.pop()
-        for position, task in enumerate(items):
-            out.append((items, position, task))
-            children = task.get("subtasks") if isinstance(task, dict) else None
-            if isinstance(children, list):
-                stack.append(children)
-    return out

@@ -1,10 +1,11 @@
 """``agentd doctor``: look at the whole project and say what needs attention, with the command that fixes each finding.
 
-It decides nothing itself: queue problems come from :class:`~agentd.store.file.queuefile.QueueStore` and
-:mod:`agentd.core.validate`, stale leases and stuck tasks from :func:`agentd.run.recovery.plan` (which judges with
-:func:`agentd.core.scheduler.judge`), WIP from :mod:`agentd.core.scheduler`, daemons from
-:func:`agentd.store.file.pidfile.probe`. Its safe fixes are the very code path of ``agentd leases prune`` and the
-removal of PID files whose lock is free. The mount-table parser is a pure function.
+It decides nothing itself and reads through the project's :class:`~agentd.store.base.Store`: queue problems come
+from its read and :mod:`agentd.core.validate`, stale leases and stuck tasks from :func:`agentd.run.recovery.plan`
+(which judges with :func:`agentd.core.scheduler.judge`), WIP from :mod:`agentd.core.scheduler`, daemons from the
+store's registry. The lease folder's own shape (stray entries, a symlink out of the project) and the file systems
+under the project are the file store's, looked at directly. Its safe fixes are the very code path of
+``agentd leases prune`` and the removal of PID files whose lock is free. The mount-table parser is a pure function.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from agentd.errors import AgentdError, QueueInvalid, display_path
 from agentd.hostinfo import boot_id, pid_namespace, process_name
 from agentd.run import recovery
 from agentd.service import background as service
+from agentd.store import open_store
+from agentd.store.base import Store
 from agentd.store.file import leases
 from agentd.store.file.leases import LeaseDir
-from agentd.store.file.pidfile import all_pid_files, probe, role_of, silence
-from agentd.store.file.queuefile import QueueMissing, QueueStore
+from agentd.store.file.pidfile import role_of, silence
+from agentd.store.file.queuefile import QueueMissing
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
@@ -145,8 +148,7 @@ class _Queue:
     quarantined: frozenset[str] = frozenset()  # tasks with a problem of their own: nothing touches them
 
 
-def _queue_findings(config: Config, out: list[Finding]) -> _Queue:
-    store = QueueStore(config.queue_path, workflow=config.workflow, lock_timeout=config.lock_timeout)
+def _queue_findings(config: Config, store: Store, out: list[Finding]) -> _Queue:
     name = display_path(config.queue_path)
     try:
         snapshot = store.read()
@@ -179,7 +181,8 @@ def _queue_findings(config: Config, out: list[Finding]) -> _Queue:
     return _Queue(snapshot.tasks, snapshot.wip_limits, writable=True, quarantined=frozenset(snapshot.quarantined))
 
 
-def _lease_dir_findings(config: Config, queue: _Queue, now: datetime, out: list[Finding]) -> None:
+def _lease_dir_findings(config: Config, store: Store, queue: _Queue, now: datetime, out: list[Finding]) -> None:
+    """The lease folder's own shape (only the file store has one: it is looked at, never created), then the leases."""
     folder_path = config.leases_dir
     shown = display_path(folder_path)
     observed: dict[str, LeaseObservation] = {}
@@ -197,7 +200,7 @@ def _lease_dir_findings(config: Config, queue: _Queue, now: datetime, out: list[
         finally:
             folder.close()
     if queue.tasks is not None:
-        _recovery_findings(config, queue, observed, now, out)
+        _recovery_findings(config, store, queue, observed, now, out)
     else:
         for task_id, seen in sorted(observed.items()):
             if seen.error is not None:
@@ -211,32 +214,34 @@ def _lease_dir_findings(config: Config, queue: _Queue, now: datetime, out: list[
             out.append(Finding("warning", "stray-lease-entry", message, f"rm -r {shown}/{name}", subject=name))
 
 
-def _hung_note(config: Config, item: recovery.Recovery) -> str:
+def _hung_note(store: Store, item: recovery.Recovery) -> str:
     """What prune can do about a hung holder on this kernel: kill it, unless it lives in another PID namespace."""
-    record = LeaseDir(config.leases_dir, config.root).read_record(item.task_id)
+    record = store.read_lease(item.task_id)
     if record is not None and record.pid_ns is not None and pid_namespace() not in (None, record.pid_ns):
         where = record.owner or record.host
         return (
             f"; its holder ({where}) is hung in another PID namespace (a container) on this kernel: its lock is never"
             " broken and prune cannot kill it; stop it from its own container"
         )
-    return f"; its holder is hung: prune kills {_holders(config, item.task_id)}"
+    return f"; its holder is hung: prune kills {_holders(store, item.task_id)}"
 
 
-def _holders(config: Config, task_id: str) -> str:
+def _holders(store: Store, task_id: str) -> str:
     """The processes really holding a lease's lock, named (``pid 812 (sleep), pid 790 (python3)``)."""
-    folder = LeaseDir(config.leases_dir, config.root)
     try:
-        pids = folder.holders(task_id)
+        pids = store.holders(task_id)
     except (AgentdError, OSError):
         pids = []
-    finally:
-        folder.close()
     return ", ".join(f"pid {pid} ({process_name(pid)})" for pid in pids) or "the processes holding its lock"
 
 
 def _recovery_findings(
-    config: Config, queue: _Queue, observed: Mapping[str, LeaseObservation], now: datetime, out: list[Finding]
+    config: Config,
+    store: Store,
+    queue: _Queue,
+    observed: Mapping[str, LeaseObservation],
+    now: datetime,
+    out: list[Finding],
 ) -> None:
     assert queue.tasks is not None
     shown = display_path(config.leases_dir)
@@ -256,7 +261,7 @@ def _recovery_findings(
             message = f"task {item.task_id} is {item.cause}"
             out.append(Finding("error", "stuck-task", message, fix, queue.writable, item.task_id))
         elif requeue:
-            hung = _hung_note(config, item) if item.kill and seen else ""
+            hung = _hung_note(store, item) if item.kill and seen else ""
             message = f"task {item.task_id} in {status[item.task_id]!r} has a stale lease: {item.cause}{hung}"
             out.append(Finding("error", "stale-lease", message, fix, queue.writable, item.task_id))
         else:
@@ -331,9 +336,9 @@ def _status_findings(config: Config, tasks: list[Task], settings: str, out: list
         out.append(Finding("warning", "never-picked-up", message, fix, subject=stuck))
 
 
-def _pid_findings(config: Config, now: datetime, out: list[Finding]) -> None:
-    for path in all_pid_files(service.run_dir(config)):
-        seen = probe(path)
+def _pid_findings(store: Store, now: datetime, out: list[Finding]) -> None:
+    for seen in store.daemons():
+        path = seen.path
         name = ".".join(part for part in role_of(path) if part)
         quiet = silence(seen.info, now, boottime(), boot_id()) if seen.running and seen.info else None
         if seen.running and seen.info is not None and quiet is not None:
@@ -404,10 +409,16 @@ def diagnose(
     ``mount_table`` is the text of ``/proc/self/mountinfo`` (read from the system when None).
     """
     found: list[Finding] = []
-    queue = _queue_findings(config, found)
-    _lease_dir_findings(config, queue, now, found)
+    try:
+        store = open_store(config)
+    except AgentdError as exc:
+        fix = 'store = "file" in agentd.toml (the default), or unset --store / AGENTD_STORE'
+        found.append(Finding("error", "store-unavailable", str(exc), fix))
+        return found
+    queue = _queue_findings(config, store, found)
+    _lease_dir_findings(config, store, queue, now, found)
     _workflow_findings(config, queue, found)
-    _pid_findings(config, now, found)
+    _pid_findings(store, now, found)
     _filesystem_findings(config, mount_table, found)
     _log_findings(config, log_limit, found)
     return sorted(found, key=lambda finding: SEVERITIES.index(finding.severity))
@@ -418,14 +429,16 @@ def diagnose(
 
 def _prune(config: Config) -> list[str]:
     """Exactly what ``agentd leases prune`` does (:func:`agentd.run.recovery.prune`), at the time it is done."""
-    store = QueueStore(config.queue_path, workflow=config.workflow, lock_timeout=config.lock_timeout)
-    folder = LeaseDir(config.leases_dir, config.root)
     try:
-        done, hung = recovery.prune(store, folder, config.workflow, SystemClock())
+        store = open_store(config)
+    except AgentdError as exc:
+        return [f"could not prune stale leases: {exc}"]
+    try:
+        done, hung = recovery.prune(store, config.workflow, SystemClock())
     except (AgentdError, OSError) as exc:
         return [f"could not prune stale leases: {exc}"]
     finally:
-        folder.close()
+        store.close()
     lines = [f"killed the hung holder of {item.task_id}; its lease is still locked: run again" for item in hung]
     for item in done:
         what = "requeued" if item.action is recovery.Action.REQUEUE else "lease file removed"

@@ -18,9 +18,9 @@ from agentd.core.scheduler import LeaseObservation, View
 from agentd.errors import AgentdError
 from agentd.hostinfo import boot_id
 from agentd.service import background as service
-from agentd.store.file.leases import LeaseDir
-from agentd.store.file.pidfile import Probe, role_of, silence
-from agentd.store.file.queuefile import QueueStore
+from agentd.store import open_store
+from agentd.store.base import Probe, Store
+from agentd.store.file.pidfile import role_of, silence
 
 
 def _seconds(delta: float | None) -> float | None:
@@ -54,9 +54,9 @@ def _running_tasks(
     return out
 
 
-def build(config: Config, probes: list[Probe], now: datetime, store: QueueStore | None = None) -> dict[str, Any]:
+def build(config: Config, probes: list[Probe], now: datetime, store: Store | None = None) -> dict[str, Any]:
     """Everything the dashboard shows, as plain data (``store``: a long-lived one reuses unchanged tasks)."""
-    store = store or QueueStore(config.queue_path, workflow=config.workflow, lock_timeout=config.lock_timeout)
+    store = store or open_store(config)
     queue_error = None
     tasks: list[Task] = []
     limits: dict[str, int] = {}
@@ -75,7 +75,7 @@ def build(config: Config, probes: list[Probe], now: datetime, store: QueueStore 
         except AgentdError:
             limits_known = False
     try:
-        leases = LeaseDir(config.leases_dir, config.root).observe_all()
+        leases = store.leases()
     except (AgentdError, OSError):
         leases = {}
     by_id = {task.id: task for task in tasks}

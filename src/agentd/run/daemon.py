@@ -40,12 +40,9 @@ from agentd.errors import AgentdError, ConfigError, ExitCode, FileAccessError
 from agentd.run.dispatch import Claim, Dispatcher, PassResult
 from agentd.run.execution import Executor, Running, start_room
 from agentd.run.runner import ExitInfo, TaskProcess
-from agentd.run.watch import Watcher
 from agentd.service import notify
-from agentd.store.file.journal import Journal
-from agentd.store.file.leases import LeaseDir
-from agentd.store.file.pidfile import PidFile
-from agentd.store.file.queuefile import QueueStore
+from agentd.store import open_store
+from agentd.store.base import Registration, Store, Watching
 
 log = logging.getLogger("agentd.daemon")
 
@@ -140,18 +137,10 @@ class Daemon:
         self.concurrency = concurrency
         self.interval = interval if interval is not None else self.role.interval
         self.clock: Clock = clock or SystemClock()
-        self.store = QueueStore(config.queue_path, workflow=config.workflow, lock_timeout=config.lock_timeout)
-        self.leases = LeaseDir(config.leases_dir, config.root, self.clock)
-        self.journal = Journal(
-            config.state_dir / "events.jsonl",
-            self.clock,
-            role,
-            log,
-            max_bytes=config.log.max_bytes,
-            backups=config.log.backups,
-        )
+        self.store: Store = open_store(config, clock=self.clock)
+        self.journal = self.store.journal(role, log)
         self.executor = Executor(config, self.role, self.clock)
-        self.dispatcher = Dispatcher(config, self.role, self.store, self.leases, self.executor, self.clock, instance)
+        self.dispatcher = Dispatcher(config, self.role, self.store, self.executor, self.clock, instance)
         self.running: dict[str, Running] = {}
         self.failed: set[str] = set()  # tasks whose latest run here failed (a later success clears them)
         self._ended: queue_mod.SimpleQueue[tuple[str, int, ExitInfo]] = queue_mod.SimpleQueue()
@@ -163,7 +152,7 @@ class Daemon:
         self._last_error: str | None = None
         self._wip_full = False
         self._watch = watch
-        self._watcher: Watcher | None = None
+        self._watcher: Watching | None = None
         self._next_wake: datetime | None = None
         self._on_first_pass: Callable[[str | None], bool] | None = None
         self._claiming = True  # --once stops claiming after its first pass
@@ -173,7 +162,7 @@ class Daemon:
         self._claimable_left = 0
         self._urgent = False
         self._looks = CpuBudget(LOOK_SHARE, LOOK_BURST, self.clock.monotonic())  # see _pace
-        self.pidfile: PidFile | None = None  # set by whoever holds it: the heartbeat thread beats it
+        self.pidfile: Registration | None = None  # set by whoever holds it: the heartbeat thread beats it
         self._beats = threading.Event()  # set to stop the heartbeat thread
         self._beater: threading.Thread | None = None
         self._start_trouble: str | None = None  # why agentd itself could not start commands lately (reported once)
@@ -187,8 +176,6 @@ class Daemon:
 
     def wake(self, reason: str = "") -> None:
         """Run the next pass now (thread-safe; called by file events, task exits and signals)."""
-        if reason == "queue" and self.store.is_own_write():
-            return  # the event of this daemon's own write: its pass saw everything that write was based on
         self._dirty = True
         if reason not in ("queue", "lease"):
             self._urgent = True  # this daemon's own business: never paced
@@ -283,7 +270,7 @@ class Daemon:
         if self._next_wake is not None and self.clock.now() >= self._next_wake:
             return True
         now = self.clock.now()
-        for task_id, seen in self.leases.observe_all().items():
+        for task_id, seen in self.store.leases().items():
             if task_id in self.running:
                 continue
             role = self.config.roles.get(seen.role or "")
@@ -667,7 +654,7 @@ class Daemon:
             if run.stop_deadline is not None:
                 timeout = min(timeout, max(0.0, run.stop_deadline - mono))
         with contextlib.suppress(OSError, AgentdError):
-            if any(True for task_id in self.leases.task_ids() if task_id not in self.running):
+            if any(True for task_id in self.store.lease_ids() if task_id not in self.running):
                 timeout = min(timeout, LEASE_POLL)
         if self._next_wake is not None:
             timeout = min(timeout, max(0.0, (self._next_wake - self.clock.now()).total_seconds()))
@@ -707,7 +694,7 @@ class Daemon:
         self.config, self.role = fresh, role
         self.store.workflow = fresh.workflow
         self.executor = Executor(fresh, role, self.clock)
-        self.dispatcher = Dispatcher(fresh, role, self.store, self.leases, self.executor, self.clock, self.instance)
+        self.dispatcher = Dispatcher(fresh, role, self.store, self.executor, self.clock, self.instance)
         self.journal.max_bytes, self.journal.backups = fresh.log.max_bytes, fresh.log.backups
         log.info("SIGHUP: configuration re-read from %s", fresh.path or "defaults")
 
@@ -732,9 +719,7 @@ class Daemon:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 handlers[signum] = signal.signal(signum, self._signal)
         if self._watch:
-            self._watcher = Watcher(self.config.queue_path, self.config.leases_dir, self.wake)
-            self.leases.path.mkdir(parents=True, exist_ok=True)
-            self._watcher.start()
+            self._watcher = self.store.watch(self.wake)
         self.journal.emit(
             "daemon-started",
             f"{self.role_name} daemon started (pid {os.getpid()}, {mode.value}, interval {self.interval:g} s)",
@@ -755,6 +740,7 @@ class Daemon:
             self.stop_heartbeats()
             if self._watcher is not None:
                 self._watcher.stop()
+                self._watcher = None
             for signum, handler in handlers.items():
                 signal.signal(signum, handler)
         self.journal.emit("daemon-stopped", f"{self.role_name} daemon stopped (exit {code})", exit_code=code)

@@ -2,8 +2,9 @@
 unblock tasks, and claim as many as there is room for.
 
 One transaction per pass keeps agentd's cost per task close to the cost of one locked rewrite of the queue. The
-transaction's change may run more than once (a hand edit meanwhile): lease files created on an earlier try are kept
-and reused, and those not claimed in the end are released.
+transaction's change may run more than once (a hand edit meanwhile): leases created on an earlier try are kept and
+reused, and those not claimed in the end are released. Everything goes through the project's
+:class:`~agentd.store.base.Store`.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ from agentd.core.validate import Finding
 from agentd.core.workflow import Role
 from agentd.run import recovery
 from agentd.run.execution import Executor, Running
-from agentd.store.file.leases import Held, LeaseDir, LeaseRecord, new_record
-from agentd.store.file.queuefile import Draft, QueueStore, Snapshot
+from agentd.store.base import HeldLease, Snapshot, Store, Txn, new_record
 
 log = logging.getLogger("agentd.daemon")
 
@@ -35,7 +35,7 @@ class Claim:
     """A task claimed in this pass: its lease and the task as written (for the command's placeholders)."""
 
     task_id: str
-    held: Held
+    held: HeldLease
     raw: dict[str, Any]
 
 
@@ -55,7 +55,7 @@ class PassResult:
     limit: int = 0
     waits: list[datetime] = field(default_factory=list)  # not_before of the role's tasks backing off
     stop: list[tuple[str, str]] = field(default_factory=list)  # (task, status): runs here whose task was cancelled
-    quarantined: dict[str, Finding] = field(default_factory=dict)  # the read's quarantined tasks (see QueueStore)
+    quarantined: dict[str, Finding] = field(default_factory=dict)  # the read's quarantined tasks (see Snapshot)
 
     @property
     def claimable_left(self) -> int:
@@ -76,8 +76,7 @@ class Dispatcher:
         self,
         config: Config,
         role: Role,
-        store: QueueStore,
-        leases: LeaseDir,
+        store: Store,
         executor: Executor,
         clock: Clock,
         instance: str | None = None,
@@ -85,7 +84,6 @@ class Dispatcher:
         self.config = config
         self.role = role
         self.store = store
-        self.leases = leases
         self.executor = executor
         self.clock = clock
         self.instance = instance
@@ -157,10 +155,10 @@ class Dispatcher:
         """Without the lock: is there anything to recover, unblock or claim? (Most wake-ups find nothing.)"""
         now = self.clock.now()
         snapshot = self.store.read()
-        seen = self.leases.observe_all()
+        seen = self.store.leases()
         for task_id, lease in seen.items():
             if lease.error is not None and lease.locked is None:  # left alone: say so (once per path and problem)
-                self.leases.report(task_id, lease.error)
+                self.store.report(task_id, lease.error)
         tasks = snapshot.tasks
         view = self._view(tasks, seen, now, snapshot)
         seen_now = self._measure(snapshot.data, tasks, view, room_cap, count=False)
@@ -173,19 +171,19 @@ class Dispatcher:
     def run(self, done: list[Running], held: set[str], room_cap: int | None) -> PassResult:
         """The pass's one transaction; lease files of finished runs are released by the caller afterwards."""
         outcomes = {run.task_id: self.executor.outcome(run) for run in done}
-        acquired: dict[str, Held] = {}
+        acquired: dict[str, HeldLease] = {}
         if done:
             faults.point("complete.before-queue-write")
 
-        def change(draft: Draft) -> PassResult:
+        def change(txn: Txn) -> PassResult:
             now = self.clock.now()
-            result = PassResult(quarantined=draft.read.quarantined)
+            result = PassResult(quarantined=txn.snapshot.quarantined)
             for run in done:
-                problem = draft.read.quarantined.get(run.task_id)
+                problem = txn.snapshot.quarantined.get(run.task_id)
                 if problem is not None:  # its bytes are left alone; once fixed, recovery puts it back
                     result.finished.append((run, f"the task is quarantined ({problem.text}); not recorded"))
                     continue
-                raw = draft.task(run.task_id)
+                raw = txn.task(run.task_id)
                 task = Task.from_dict(raw, index=0, path="") if raw is not None else None
                 outcome = outcomes[run.task_id]
                 last = self.executor.last_run(run, outcome)
@@ -193,37 +191,37 @@ class Dispatcher:
                     raw, task, self.role, outcome, run.token, now, self.config.workflow, last
                 )
                 result.finished.append((run, decided))
-            seen = self.leases.observe_all()
+            seen = txn.leases()
             for task_id in acquired:
                 seen.pop(task_id, None)  # our own fresh claims from an earlier try of this transaction
             # The views of the file as read (reused from earlier reads), with the tasks changed since rebuilt.
-            tasks = refreshed(draft.read.tasks, draft.task, (run.task_id for run in done))
-            plans = self._plan(tasks, seen, now, held | set(draft.read.quarantined))
+            tasks = refreshed(txn.snapshot.tasks, txn.task, (run.task_id for run in done))
+            plans = self._plan(tasks, seen, now, held | set(txn.snapshot.quarantined))
             stopped: list[recovery.Recovery] = []
-            result.recovered = recovery.apply(draft.task, plans, self.config.workflow, now, self.leases, stopped)
+            result.recovered = recovery.apply(txn, plans, self.config.workflow, now, stopped)
             result.killed = [item for item in stopped if item.killed]
             for item in result.recovered:
                 seen.pop(item.task_id, None)
-            tasks = refreshed(tasks, draft.task, (item.task_id for item in result.recovered))
+            tasks = refreshed(tasks, txn.task, (item.task_id for item in result.recovered))
             rule = self.config.workflow.unblock
-            for task in scheduler.to_unblock(self.config.workflow, self._view(tasks, seen, now, draft.read)):
-                raw = draft.task(task.id)
+            for task in scheduler.to_unblock(self.config.workflow, self._view(tasks, seen, now, txn.snapshot)):
+                raw = txn.task(task.id)
                 if rule is not None and raw is not None and raw["status"] == rule.from_status:
                     raw["status"] = rule.to_status
                     result.unblocked.append(task.id)
-            tasks = refreshed(tasks, draft.task, result.unblocked)
-            view = self._view(tasks, seen, now, draft.read)
-            measured = self._measure(draft.doc, tasks, view, room_cap)
+            tasks = refreshed(tasks, txn.task, result.unblocked)
+            view = self._view(tasks, seen, now, txn.snapshot)
+            measured = self._measure(txn.snapshot.data, tasks, view, room_cap)
             result.claimable, result.recount = measured.claimable, measured.recount
             result.room, result.busy = measured.room, measured.busy
             result.limit, result.waits = measured.limit, measured.waits
             if result.room > 0:
-                result.claims = self._claim_all(draft, view, result.room, acquired, now, held)
+                result.claims = self._claim_all(txn, view, result.room, acquired, now, held)
             result.stop = scheduler.to_stop(tasks, self.config.workflow, held - {run.task_id for run in done})
             return result
 
         try:
-            outcome = self.store.edit(change)
+            outcome = self.store.transaction(change)
         except BaseException:
             for held_lease in acquired.values():
                 held_lease.release()
@@ -237,18 +235,18 @@ class Dispatcher:
         return outcome
 
     def _claim_all(
-        self, draft: Draft, view: View, room: int, acquired: dict[str, Held], now: datetime, running: set[str]
+        self, txn: Txn, view: View, room: int, acquired: dict[str, HeldLease], now: datetime, running: set[str]
     ) -> list[Claim]:
         # Never a task this daemon still runs (its lease broken by a peer that judged it hung, a queue reverted by
         # hand): one daemon runs a task once at a time, and its own record of the run must not be overwritten.
         chosen = [task for task in scheduler.claimable(self.role, view) if task.id not in running][:room]
         fresh = [task for task in chosen if task.id not in acquired]
-        records = {task.id: self.leases.read_record(task.id) for task in fresh}
+        records = {task.id: txn.read_lease(task.id) for task in fresh}
         floors = [transitions.next_token(t, r.token if (r := records[t.id]) else None) - 1 for t in fresh]
-        tokens = dict(zip((t.id for t in fresh), self.leases.issue_tokens(floors), strict=True))
+        tokens = dict(zip((t.id for t in fresh), txn.issue_tokens(floors), strict=True))
         claims = []
         for task in chosen:
-            held = self._lease(task, now, acquired, tokens.get(task.id, 0), records.get(task.id))
+            held = self._lease(txn, task, now, acquired, tokens.get(task.id, 0))
             if held is None:
                 continue
             record = held.record
@@ -261,21 +259,21 @@ class Dispatcher:
                 "ttl": record.ttl,
                 "token": record.token,
             }
-            raw = draft.task(task.id)
+            raw = txn.task(task.id)
             assert raw is not None  # chosen from the views of this very read
             transitions.claim(raw, self.role, lease)
             claims.append(Claim(task.id, held, dict(raw)))
         return claims
 
     def _lease(
-        self, task: Task, now: datetime, acquired: dict[str, Held], token: int, stale: LeaseRecord | None
-    ) -> Held | None:
-        """The lease file for a claim: created (O_EXCL, locked) before the queue says so; reused on a re-try."""
+        self, txn: Txn, task: Task, now: datetime, acquired: dict[str, HeldLease], token: int
+    ) -> HeldLease | None:
+        """The lease for a claim: created (and held) before the queue says so; reused on a re-try. A leftover lease
+        whose holder is gone is broken first; one still held means the task is not claimed."""
         held = acquired.get(task.id)
         if held is not None:
             return held
-        leftover = stale is not None or self.leases.inode_of(task.id) is not None
-        if leftover and not self.leases.break_free(task.id):
+        if not txn.break_free(task.id):  # (nothing to break: True)
             return None
         record = new_record(
             task.id,
@@ -288,7 +286,7 @@ class Dispatcher:
             instance=self.instance,
             boot=self.clock.boottime(),
         )
-        held = self.leases.acquire(record)
+        held = txn.claim(record)
         if held is None:
             return None
         acquired[task.id] = held

@@ -27,7 +27,7 @@ from agentd.errors import AgentdError, DataError
 from agentd.hostinfo import process_start
 from agentd.run.runner import ExitInfo, LaunchSpec, TaskProcess, launch
 from agentd.service import logsetup
-from agentd.store.file.leases import Held
+from agentd.store.base import HeldLease
 
 log = logging.getLogger("agentd.daemon")
 
@@ -66,7 +66,7 @@ class Running:
     task_id: str
     token: int
     attempt: int
-    held: Held
+    held: HeldLease
     log_path: Path
     result_path: Path
     started_at: datetime
@@ -91,7 +91,7 @@ class Executor:
         self.clock = clock
 
     def start(
-        self, task_id: str, held: Held, raw: dict[str, Any], on_exit: Callable[[TaskProcess, ExitInfo], None]
+        self, task_id: str, held: HeldLease, raw: dict[str, Any], on_exit: Callable[[TaskProcess, ExitInfo], None]
     ) -> Running:
         """Launch the task's command under its supervisor; a run that cannot start ends at once (exit 127)."""
         attempt, token = held.record.attempt, held.token
@@ -135,7 +135,7 @@ class Executor:
                 log_path=run.log_path,
                 timeout=self.role.timeout,
                 kill_after=self.role.kill_after,
-                keep_fds=(held.fd,),
+                keep_fds=held.inherit(),
             )
             run.proc = launch(spec, on_exit=on_exit)
         except (AgentdError, OSError, ValueError) as exc:

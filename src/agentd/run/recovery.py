@@ -1,4 +1,4 @@
-"""Stale-lease recovery: deciding which leases are dead (pure) and clearing them (under the queue lock).
+"""Stale-lease recovery: deciding which leases are dead (pure) and clearing them (in a store transaction).
 
 Used on daemon start-up, on every pass, and by ``agentd leases prune``.
 """
@@ -10,10 +10,10 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Protocol
 
 from agentd import faults
 from agentd.core import scheduler, transitions
@@ -22,8 +22,7 @@ from agentd.core.model import Task
 from agentd.core.scheduler import LeaseObservation
 from agentd.core.workflow import Role, Workflow
 from agentd.hostinfo import boot_id, hostname, pid_namespace, process_start, process_tree
-from agentd.store.file.leases import LeaseDir
-from agentd.store.file.queuefile import Draft, QueueStore
+from agentd.store.base import LeaseRecord, Store, Txn
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +133,17 @@ def plan(
     return found
 
 
-def stop_hung_holder(leasedir: LeaseDir, task_id: str) -> list[str]:
+class LeaseLook(Protocol):
+    """What stopping a hung holder reads of a lease (a :class:`~agentd.store.base.Txn` has it)."""
+
+    def read_lease(self, task_id: str) -> LeaseRecord | None: ...
+
+    def holders(self, task_id: str) -> list[int]: ...
+
+    def report(self, task_id: str, problem: str) -> None: ...
+
+
+def stop_hung_holder(leasedir: LeaseLook, task_id: str) -> list[str]:
     """SIGKILL the processes of a hung lease on this kernel: the task's process group and the daemon that holds the
     lease, each only if it is still the process the lease names (its start time is checked) and it lives in this
     PID namespace (in another container a pid names some other process). Returns what was killed.
@@ -144,7 +153,7 @@ def stop_hung_holder(leasedir: LeaseDir, task_id: str) -> list[str]:
     run when the task is claimed again. A holder in another PID namespace is left alone (reported once): it must be
     stopped from its own container.
     """
-    record = leasedir.read_record(task_id)
+    record = leasedir.read_lease(task_id)
     if record is None:
         return []
     if record.boot_id is not None and boot_id() is not None:
@@ -217,15 +226,13 @@ def _kill_same(pid: int, start: int | None) -> bool:
 
 
 def apply(
-    raw_of: Callable[[str], dict[str, Any] | None],
+    txn: Txn,
     recoveries: list[Recovery],
     workflow: Workflow,
     now: datetime,
-    leasedir: LeaseDir,
     stopped: list[Recovery] | None = None,
 ) -> list[Recovery]:
-    """Clear the stale leases (call inside a queue transaction; ``raw_of(id)`` gives the task to change, as
-    ``index_by_id(doc).get`` or :meth:`agentd.store.file.queuefile.Draft.task` do); returns what was done. Hung
+    """Clear the stale leases (inside the transaction ``txn``, whose tasks it changes); returns what was done. Hung
     holders on this host whose processes were killed instead are added to ``stopped``."""
     done: list[Recovery] = []
     for item in recoveries:
@@ -233,47 +240,45 @@ def apply(
             # A hung holder on this host: never broken while its lock is held (its daemon may wake up and start or
             # go on with the task). Its processes are killed; the lease is recovered once the kernel has released the
             # lock (its close wakes the daemons), as any lease whose holder died.
-            killed = stop_hung_holder(leasedir, item.task_id)
+            killed = stop_hung_holder(txn, item.task_id)
             if stopped is not None:
                 stopped.append(replace(item, killed=tuple(killed)))
             continue
         if item.lease is not None and item.lease.locked:
-            leasedir.break_held(item.task_id)  # a holder on another host, judged by its heartbeat alone
-        elif not leasedir.break_free(item.task_id):
+            txn.break_held(item.task_id)  # a holder on another host, judged by its heartbeat alone
+        elif not txn.break_free(item.task_id):
             continue  # its lock is held after all (someone is alive), or it cannot be removed (reported)
         faults.point("recover.after-break")
         if item.action is Action.REQUEUE and item.role is not None:
             role = workflow.roles[item.role]
-            raw = raw_of(item.task_id)
+            raw = txn.task(item.task_id)
             if raw is not None:
                 transitions.requeue(raw, Task.from_dict(raw, index=0, path=""), role, item.cause, now, workflow)
         done.append(item)
     return done
 
 
-def prune(
-    store: QueueStore, leasedir: LeaseDir, workflow: Workflow, clock: Clock, settle: float = 5.0
-) -> tuple[list[Recovery], list[Recovery]]:
+def prune(store: Store, workflow: Workflow, clock: Clock, settle: float = 5.0) -> tuple[list[Recovery], list[Recovery]]:
     """What ``agentd leases prune`` and ``agentd doctor --fix`` do: recover every stale lease in a queue transaction.
     Hung holders on this host are killed first, and their leases recovered once the kernel has released the locks
     (waiting up to ``settle`` seconds). Returns (what was recovered, the hung holders still holding their locks)."""
 
     def once(stopped: list[Recovery]) -> list[Recovery]:
-        def change(draft: Draft) -> list[Recovery]:
+        def change(txn: Txn) -> list[Recovery]:
             stopped.clear()  # the change may run more than once
             now = clock.now()
             # A quarantined task, and its lease, are left alone until the task is fixed.
-            quarantined = draft.read.quarantined
-            plans = plan(draft.read.tasks, leasedir.observe_all(), workflow, now, held=quarantined)
-            return apply(draft.task, plans, workflow, now, leasedir, stopped)
+            quarantined = txn.snapshot.quarantined
+            plans = plan(txn.snapshot.tasks, txn.leases(), workflow, now, held=quarantined)
+            return apply(txn, plans, workflow, now, stopped)
 
-        return store.edit(change)
+        return store.transaction(change)
 
     stopped: list[Recovery] = []
     done = once(stopped)
     deadline = time.monotonic() + settle
     while stopped and time.monotonic() < deadline:
-        seen = leasedir.observe_all()
+        seen = store.leases()
         if all(seen.get(item.task_id) is None or seen[item.task_id].locked is not True for item in stopped):
             done += once(stopped)
         else:

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,9 @@ from typing import Any
 from agentd.config import Config
 from agentd.errors import ExitCode
 from agentd.hostinfo import process_start
-from agentd.store.file.pidfile import PidInfo, Probe, all_pid_files, pid_path, probe, role_of
+from agentd.store import open_store
+from agentd.store.file.journal import follow as follow  # (tails role logs too)
+from agentd.store.file.pidfile import PidInfo, Probe, pid_path, probe, role_of
 
 START_TIMEOUT = 60.0
 
@@ -157,8 +159,8 @@ def spawn(
     """Start one role's daemon detached; :meth:`Pending.wait` tells when it is really up."""
     config.role(role)
     name = role + (f".{instance}" if instance else "")
-    seen = probe(pid_path(run_dir(config), role, instance))
-    if seen.running:
+    seen = next((p for p in open_store(config).daemons() if role_of(p.path) == (role, instance) and p.running), None)
+    if seen is not None:
         return Pending(name, None, -1, "", StartResult(name, "running", seen.info.pid if seen.info else None))
     log = log_path(config, role, instance)
     tail = ["run", "--role", role, "--log-file", str(log), "--log-format", log_format]
@@ -236,13 +238,14 @@ def start(config: Config, role: str, **options: Any) -> StartResult:
 
 
 def daemons(config: Config, roles: list[str] | None = None) -> list[Probe]:
-    """PID files of the asked roles (instances included); a role without one is reported as not running."""
+    """The registered daemons (PID files) of the asked roles, instances included, as the project's store has them; a
+    role without one is reported as not running."""
     asked = roles or list(config.roles)
     found: dict[str, list[Probe]] = {role: [] for role in asked}
-    for path in all_pid_files(run_dir(config)):
-        role, _ = role_of(path)
+    for seen in open_store(config).daemons():
+        role, _ = role_of(seen.path)
         if role in found:
-            found[role].append(probe(path))
+            found[role].append(seen)
     out = []
     for role in asked:
         probes = found[role]
@@ -356,39 +359,3 @@ def tail(path: Path, lines: int) -> list[str]:
     except FileNotFoundError:
         return []
     return data.decode("utf-8", errors="replace").splitlines()[-lines:] if lines else []
-
-
-def follow(path: Path, *, from_end: bool = True, poll: float = 0.2) -> Iterator[str]:
-    """New lines of a log as they are written, across rotations (a new inode or a shorter file: reopen)."""
-    handle = None
-    inode = None
-    pending = b""
-    first = True
-    while True:
-        if handle is None:
-            try:
-                handle = open(path, "rb")  # noqa: SIM115 - kept open across iterations
-            except FileNotFoundError:
-                time.sleep(poll)
-                continue
-            inode = os.fstat(handle.fileno()).st_ino
-            if first and from_end:
-                handle.seek(0, os.SEEK_END)
-            first = False
-        chunk = handle.read()
-        if not chunk:
-            try:
-                current = os.stat(path)
-            except FileNotFoundError:
-                time.sleep(poll)
-                continue
-            if current.st_ino == inode and current.st_size >= handle.tell():
-                time.sleep(poll)
-                continue
-            chunk = handle.read()  # rotated: whatever reached the old file last, then the new file from its start
-            handle.close()
-            handle = None
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
-        for line in complete:
-            yield line.decode("utf-8", errors="replace")

@@ -1,1 +1,41 @@
-"""Where bytes touch the disk (and, later, a database): the queue, leases, the journal, PID files."""
+"""Where bytes touch the disk (and, later, a database): the queue, leases, the journal, daemons and project state.
+
+:mod:`agentd.store.base` is the boundary (the :class:`~agentd.store.base.Store` protocol); :mod:`agentd.store.file` is
+the JSON queue file with lease files behind it. :func:`open_store` builds the store a configuration names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from agentd.errors import ConfigError, ConfigInvalid
+
+if TYPE_CHECKING:  # (agentd.schema imports agentd.store.file.incremental: nothing heavier is imported here)
+    from agentd.config import Config
+    from agentd.core.clock import Clock
+    from agentd.store.base import Store
+
+KINDS = ("file",)
+
+
+def open_store(config: Config, *, clock: Clock | None = None, queue_path: Path | None = None) -> Store:
+    """The store ``config.store`` names (``"file"``, the default); ConfigError for any other.
+
+    ``queue_path``: a queue file of the caller's own instead of the project's (``agentd queue validate FILE``).
+    """
+    kind = config.store.strip()
+    if kind == "file":
+        from agentd.store.file.store import FileStore  # (imported only when used)
+
+        return FileStore(config, clock=clock, queue_path=queue_path)
+    scheme = urlsplit(kind).scheme.lower()  # never the rest of a URI: it may hold a password
+    if scheme in ("postgresql", "postgres"):
+        reason = f"{scheme}://… stores are not available in this version of agentd; use 'file'"
+    else:
+        reason = f"unknown store {(scheme + '://…') if scheme else kind!r}; known: {', '.join(KINDS)}"
+    origin = config.sources.get("store", "")
+    if origin.startswith(("flag", "env")):
+        raise ConfigError(None, f"{reason} (from {origin})")
+    raise ConfigInvalid(config.path or config.root / "agentd.toml", "$.store", reason)

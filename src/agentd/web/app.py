@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agentd.core.clock import format_timestamp
 from agentd.core.model import index_by_id
 from agentd.errors import AgentdError, TaskNotFound
-from agentd.store.file.journal import EVENT_TYPES, Filter
+from agentd.store.base import EVENT_TYPES, Filter
 from agentd.web import streams, timeline, views
 from agentd.web.auth import COOKIE, CSRF_FIELD, Guard
 from agentd.web.data import Source, task_json

@@ -1,16 +1,15 @@
 """Everything the dashboard reads or changes, through the code the CLI uses; the one module of ``web/`` that touches
 the store.
 
-Reads never hold the queue lock longer than one read (:meth:`QueueStore.read`); changes are the CLI's own: the
-same pure edits of :mod:`agentd.core.edits` run in the same locked transaction, so a retry from the page and a
+Reads and changes go through the project's :class:`~agentd.store.base.Store`; changes are the CLI's own: the same
+pure edits of :mod:`agentd.core.edits` run in the same store transaction, so a retry from the page and a
 ``agentd queue retry`` cannot differ.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,11 +24,8 @@ from agentd.core.validate import Finding
 from agentd.errors import AgentdError, TaskNotFound
 from agentd.report import status as status_report
 from agentd.service import background as service
-from agentd.store.file import journal
-from agentd.store.file.journal import Event, Filter
-from agentd.store.file.leases import LeaseDir
-from agentd.store.file.pidfile import Probe
-from agentd.store.file.queuefile import QueueStore, Snapshot
+from agentd.store import open_store
+from agentd.store.base import Event, Filter, Probe, Snapshot, Store, Txn
 
 
 @dataclass(frozen=True)
@@ -47,8 +43,8 @@ class Source:
     def __init__(self, config: Config, clock: Clock) -> None:
         self.config = config
         self.clock = clock
-        self.store = QueueStore(config.queue_path, workflow=config.workflow, lock_timeout=config.lock_timeout)
-        self.journal_path = config.state_dir / "events.jsonl"
+        self.store: Store = open_store(config, clock=clock)
+        self.journal_path = config.state_dir / "events.jsonl"  # (the journal's live stream: see streams.journal)
 
     # -- reads ---------------------------------------------------------------------------------------------------------
 
@@ -62,12 +58,12 @@ class Source:
     def leases(self) -> dict[str, LeaseObservation]:
         """Every lease file, observed (empty when the folder cannot be read)."""
         try:
-            return LeaseDir(self.config.leases_dir, self.config.root).observe_all()
+            return self.store.leases()
         except (AgentdError, OSError):
             return {}
 
     def probes(self) -> list[Probe]:
-        """The PID files of every role's daemons."""
+        """Every role's daemons, as the store has them registered."""
         return service.daemons(self.config, None)
 
     def status(self) -> dict[str, Any]:
@@ -78,17 +74,17 @@ class Source:
         """The raw task as stored; TaskNotFound naming the queue."""
         raw = self.snapshot().task(task_id)
         if raw is None:
-            raise TaskNotFound(task_id, self.store.path)
+            raise TaskNotFound(task_id, self.store.where)
         return raw
 
     def events(self, where: Filter | None = None) -> Iterator[Event]:
         """The journal's events, oldest first."""
-        return journal.read_events(self.journal_path, where)
+        return self.store.events(where)
 
     def _logs(self, task_id: str) -> Path:
         """The folder of a task's run logs; TaskNotFound for an id that is not a safe file name (``..``, ``/``)."""
         if not valid_task_id(task_id):
-            raise TaskNotFound(task_id, self.store.path)
+            raise TaskNotFound(task_id, self.store.where)
         return self.config.state_dir / "logs" / "tasks" / task_id
 
     def run_logs(self, task_id: str) -> list[RunLog]:
@@ -109,41 +105,29 @@ class Source:
 
     def signature(self) -> tuple[object, ...]:
         """What changes when the queue, the journal or a lease changes (stat only: cheap enough to poll)."""
-        marks: list[object] = []
-        for path in (self.config.queue_path, self.journal_path):
-            try:
-                st = os.stat(path)
-                marks.append((st.st_ino, st.st_size, st.st_mtime_ns))
-            except OSError:
-                marks.append(None)
-        try:
-            st = os.stat(self.config.leases_dir)
-            marks.append(st.st_mtime_ns)
-        except OSError:
-            marks.append(None)
-        return tuple(marks)
+        return self.store.signature()
 
     # -- changes: exactly the CLI's (agentd queue retry / cancel / set-status) -----------------------------------------
 
-    def _transact(self, change: Any) -> Any:
+    def _transact(self, change: Callable[[Txn], Any]) -> Any:
         try:
             return self.store.transaction(change)
         except TaskNotFound as exc:
-            raise TaskNotFound(exc.task_id, self.store.path) from None
+            raise TaskNotFound(exc.task_id, self.store.where) from None
 
     def retry(self, task_id: str) -> str:
         """``agentd queue retry``; returns the new status."""
         workflow = self.config.workflow
-        return str(self._transact(lambda doc: edits.retry(doc, task_id, workflow)))
+        return str(self._transact(lambda txn: edits.retry(txn, task_id, workflow)))
 
     def cancel(self, task_id: str, note: str | None) -> str:
         """``agentd queue cancel``; returns the new status."""
         workflow = self.config.workflow
-        return str(self._transact(lambda doc: edits.cancel(doc, task_id, workflow, note)))
+        return str(self._transact(lambda txn: edits.cancel(txn, task_id, workflow, note)))
 
     def set_status(self, task_id: str, status: str, note: str | None) -> str:
         """``agentd queue set-status``; returns the old status."""
-        return str(self._transact(lambda doc: edits.set_status(doc, task_id, status, note=note)))
+        return str(self._transact(lambda txn: edits.set_status(txn, task_id, status, note=note)))
 
 
 def task_json(task: Task, quarantined: Mapping[str, Finding]) -> dict[str, Any]:

@@ -24,8 +24,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from agentd.core.clock import parse_timestamp
 from agentd.errors import AgentdError
+from agentd.store.base import Event
 from agentd.store.file import journal
-from agentd.store.file.journal import Event
 from agentd.web.data import Source
 
 DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)

@@ -13,7 +13,8 @@ import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from agentd.store.file.journal import Filter, parse_line
+from agentd.store.base import Filter
+from agentd.store.file.journal import parse_line
 
 POLL = 0.1  # s between looks: a change reaches the page well within 500 ms
 KEEPALIVE = 15.0  # s between comments that keep proxies from closing an idle stream

@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,29 +31,9 @@ from typing import IO, Any
 from agentd.config import LogConfig
 from agentd.core.clock import Clock, format_timestamp, parse_timestamp
 from agentd.hostinfo import hostname
-
-EVENT_TYPES = (
-    "daemon-started",
-    "daemon-stopped",
-    "hangup",
-    "claimed",
-    "started",
-    "heartbeat-lost",
-    "stopping",
-    "start-failed",
-    "start-capped",
-    "finished",
-    "retry-scheduled",
-    "hot-loop",
-    "refused",
-    "recovered",
-    "released",
-    "unblocked",
-    "queue-invalid",
-    "task-quarantined",
-    "wip-full",
-    "wip-room",
-)
+from agentd.store.base import EVENT_TYPES as EVENT_TYPES  # (re-exported)
+from agentd.store.base import Event as Event
+from agentd.store.base import Filter as Filter
 
 _LOG_DEFAULTS = LogConfig()
 
@@ -193,34 +174,6 @@ class Journal:
 # -- reading -----------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Event:
-    """One journal line: its fields as stored (``data``), the line itself (``raw``) and its time."""
-
-    data: dict[str, Any]
-    raw: str
-    time: datetime
-
-    @property
-    def name(self) -> str:
-        """The event type (``claimed``, ``finished``, ...)."""
-        return str(self.data["event"])
-
-    @property
-    def role(self) -> str | None:
-        value = self.data.get("role")
-        return value if isinstance(value, str) else None
-
-    @property
-    def task(self) -> str | None:
-        value = self.data.get("task")
-        return value if isinstance(value, str) else None
-
-    @property
-    def message(self) -> str:
-        return str(self.data.get("message") or "")
-
-
 def parse_line(line: str | bytes) -> Event | None:
     """An event from one journal line; None for junk (not JSON, not an object, no ``event`` or readable ``time``)."""
     text = line.decode("utf-8", errors="replace") if isinstance(line, bytes) else line
@@ -238,25 +191,6 @@ def parse_line(line: str | bytes) -> Event | None:
     except ValueError:
         return None
     return Event(data, text, moment)
-
-
-@dataclass(frozen=True)
-class Filter:
-    """Which events to keep; every criterion given must hold."""
-
-    task: str | None = None
-    role: str | None = None
-    since: datetime | None = None
-    types: frozenset[str] = frozenset()
-
-    def matches(self, event: Event) -> bool:
-        """Whether ``event`` passes the filter."""
-        return (
-            (self.task is None or event.task == self.task)
-            and (self.role is None or event.role == self.role)
-            and (self.since is None or event.time >= self.since)
-            and (not self.types or event.name in self.types)
-        )
 
 
 @dataclass
@@ -314,6 +248,42 @@ def read_events(path: Path, where: Filter | None = None, *, mark: LiveMark | Non
     finally:
         for _, handle in handles:
             handle.close()
+
+
+def follow(path: Path, *, from_end: bool = True, poll: float = 0.2) -> Iterator[str]:
+    """New lines of a log as they are written, across rotations (a new inode or a shorter file: reopen)."""
+    handle = None
+    inode = None
+    pending = b""
+    first = True
+    while True:
+        if handle is None:
+            try:
+                handle = open(path, "rb")  # noqa: SIM115 - kept open across iterations
+            except FileNotFoundError:
+                time.sleep(poll)
+                continue
+            inode = os.fstat(handle.fileno()).st_ino
+            if first and from_end:
+                handle.seek(0, os.SEEK_END)
+            first = False
+        chunk = handle.read()
+        if not chunk:
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                time.sleep(poll)
+                continue
+            if current.st_ino == inode and current.st_size >= handle.tell():
+                time.sleep(poll)
+                continue
+            chunk = handle.read()  # rotated: whatever reached the old file last, then the new file from its start
+            handle.close()
+            handle = None
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.decode("utf-8", errors="replace")
 
 
 # -- durations ---------------------------------------------------------------------------------------------------------

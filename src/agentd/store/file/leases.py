@@ -23,7 +23,7 @@ import os
 import stat
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,9 @@ from agentd.core.clock import Clock, SystemClock, format_timestamp, parse_timest
 from agentd.core.model import valid_task_id
 from agentd.core.scheduler import LeaseObservation
 from agentd.errors import AgentdError, FileAccessError, LeaseInvalid, display_path
-from agentd.hostinfo import boot_id, flock_holders, hostname, pid_namespace, process_start
+from agentd.hostinfo import boot_id, flock_holders
+from agentd.store.base import LeaseRecord as LeaseRecord  # (re-exported)
+from agentd.store.base import new_record as new_record
 
 log = logging.getLogger(__name__)
 
@@ -82,33 +84,6 @@ def _remember(raw: bytes, record: LeaseRecord) -> None:
     _VALID_LEASES[raw, record.task_id] = record
 
 
-@dataclass(frozen=True)
-class LeaseRecord:
-    """What a lease file says."""
-
-    task_id: str
-    token: int
-    role: str
-    host: str
-    pid: int
-    acquired: str
-    ttl: float
-    owner: str = ""
-    heartbeat: float = 60.0
-    attempt: int = 1
-    instance: str | None = None
-    boot_id: str | None = None
-    pgid: int | None = None
-    pgid_start: int | None = None
-    heartbeat_at: str | None = None
-    pid_start: int | None = None  # the daemon's start time (process_start), to tell it from a reused pid
-    heartbeat_boot: float | None = None  # the boot clock at the last heartbeat (compare only within boot_id)
-    pid_ns: int | None = None  # the daemon's PID namespace: its pid and pgid mean something only within it
-
-    def dumps(self) -> bytes:
-        return (json.dumps(asdict(self), indent=2) + "\n").encode("utf-8")
-
-
 @dataclass
 class Held:
     """A lease this process holds: the open, locked descriptor and what the file says.
@@ -150,6 +125,14 @@ class Held:
             os.ftruncate(self.fd, len(payload))
             _remember(payload, self.record)
             return True
+
+    def renew(self, now: datetime, boot: float | None = None) -> bool | None:
+        """A heartbeat (see :meth:`update`)."""
+        return self.update(now, boot)
+
+    def inherit(self) -> tuple[int, ...]:
+        """The locked descriptor: the task's supervisor holds it, so the lock lives exactly as long as the work."""
+        return (self.fd,) if self.fd >= 0 else ()
 
     def release(self) -> None:
         """Remove the lease file (if it is still ours) and drop the lock."""
@@ -490,40 +473,3 @@ class LeaseDir:
         self._reported.add((task_id, problem))
         where = display_path(self.file_for(task_id))
         log.warning("%s: %s; left alone: task %s waits until a person removes it", where, problem, task_id)
-
-
-def new_record(
-    task_id: str,
-    token: int,
-    role: str,
-    *,
-    now: datetime,
-    ttl: float,
-    heartbeat: float,
-    attempt: int,
-    instance: str | None = None,
-    boot: float | None = None,
-) -> LeaseRecord:
-    """A fresh lease record for this process (``boot``: the boot clock now, see :mod:`agentd.core.clock`)."""
-    host = hostname()
-    pid = os.getpid()
-    owner = f"{role}@{host}:{pid}" + (f"/{instance}" if instance else "")
-    stamp = format_timestamp(now)
-    return LeaseRecord(
-        task_id=task_id,
-        token=token,
-        role=role,
-        owner=owner,
-        host=host,
-        pid=pid,
-        acquired=stamp,
-        ttl=ttl,
-        heartbeat=heartbeat,
-        attempt=attempt,
-        instance=instance,
-        boot_id=boot_id(),
-        heartbeat_at=stamp,
-        pid_start=process_start(pid),
-        heartbeat_boot=boot,
-        pid_ns=pid_namespace(),
-    )

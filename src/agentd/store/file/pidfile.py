@@ -21,7 +21,7 @@ import os
 import stat
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,9 @@ from typing import Any
 from agentd.core.clock import format_timestamp, parse_timestamp
 from agentd.errors import AgentdError, ExitCode, FileAccessError, display_path
 from agentd.hostinfo import boot_id, hostname, process_start
+from agentd.store.base import PidInfo as PidInfo  # (re-exported)
+from agentd.store.base import Probe as Probe
+from agentd.store.base import stale_reason as stale_reason
 
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
@@ -58,33 +61,6 @@ class PidFileUnusable(AgentdError, PermissionError):
         self.path = path
         self.reason = reason
         super().__init__(f"{display_path(path)}: {reason}; {UNUSABLE_HINT}")
-
-
-@dataclass(frozen=True)
-class PidInfo:
-    """What a PID file says."""
-
-    pid: int
-    role: str
-    host: str
-    started_at: str
-    argv: list[str]
-    instance: str | None = None
-    boot_id: str | None = None
-    proc_start: int | None = None
-    interval: float | None = None
-    log: str | None = None
-    beat_at: str | None = None  # the daemon's last liveness beat (wall clock)
-    beat_boot: float | None = None  # the same beat on the boot clock (compare only within boot_id)
-    beat_every: float | None = None  # seconds between beats
-    url: str | None = None  # the address a web server serves on
-
-    @property
-    def name(self) -> str:
-        return self.role + (f".{self.instance}" if self.instance else "")
-
-    def uptime(self, now: datetime) -> float:
-        return (now - parse_timestamp(self.started_at)).total_seconds()
 
 
 def pid_path(run_dir: Path, role: str, instance: str | None = None) -> Path:
@@ -135,40 +111,6 @@ def silence(info: PidInfo, now: datetime, boot: float, this_boot: str | None) ->
         return None
     limit = max(NOT_RESPONDING_MIN, NOT_RESPONDING_BEATS * info.beat_every)
     return age if age > limit else None
-
-
-def stale_reason(info: PidInfo) -> str:
-    """Why a PID file whose lock is free is stale, in a few words."""
-    if info.host != hostname():
-        return f"written on host {info.host}"
-    if info.boot_id and boot_id() and info.boot_id != boot_id():
-        return "written before the last reboot"
-    start = process_start(info.pid)
-    if start is None:
-        return f"pid {info.pid} is not running"
-    if info.proc_start is not None and start != info.proc_start:
-        return f"pid {info.pid} now belongs to another program"
-    return f"pid {info.pid} no longer holds its lock"
-
-
-@dataclass(frozen=True)
-class Probe:
-    """What a look at a PID file found."""
-
-    path: Path
-    running: bool
-    info: PidInfo | None
-    junk: bool = False  # it has content that is not agentd's
-    error: str | None = None  # it exists but could not be opened: running or not is unknown
-
-    @property
-    def stale(self) -> str | None:
-        """Why the file is stale (not running but has content), or None."""
-        if self.running or self.error is not None:
-            return None
-        if self.info is None:
-            return "its content is not an agentd PID file" if self.junk else None
-        return stale_reason(self.info)
 
 
 def probe(path: Path) -> Probe:

@@ -144,23 +144,81 @@ class Draft:
         self._top: list[Any] | None = None  # the id of each top-level task
         self._nested: dict[str, int] | None = None  # subtask id -> the position of its top-level task
         self._copied: dict[int, dict[str, dict[str, Any]]] = {}  # position -> ids in its copied subtree -> dicts
+        self._gone: list[int] = []  # the positions (in the read) of top-level tasks removed
+        self._added: dict[str, dict[str, Any]] = {}  # id -> each task added at the top level, and their subtasks
+        self._moved: dict[str, int | None] = {}  # id -> its position now, for ids added under or removed from the read
 
     def task(self, task_id: str) -> dict[str, Any] | None:
         """The task to change (a private copy, in the document), or None when there is no such task."""
+        added = self._added.get(task_id)
+        if added is not None:
+            return added
         position = self._position(task_id)
         if position is None:
             return None
         subtree = self._copied.get(position)
         if subtree is None:
             pieces = self.read.pieces
-            shared = self.doc["tasks"][position]
+            index = self._index(position)
+            shared = self.doc["tasks"][index]
             mine = json.loads(pieces[position].text) if pieces is not None else copy.deepcopy(shared)
-            self.doc["tasks"][position] = mine
+            self.doc["tasks"][index] = mine
             subtree = {raw["id"]: raw for _, raw, _ in walk_one(mine, "") if _has_id(raw)}
             self._copied[position] = subtree
         return subtree.get(task_id)
 
+    def add(self, task: dict[str, Any], parent: str | None = None) -> None:
+        """Add ``task`` at the end of the tasks, or of ``parent``'s subtasks (KeyError when there is none)."""
+        if parent is None:
+            self.doc["tasks"].append(task)
+            self._added.update((raw["id"], raw) for _, raw, _ in walk_one(task, "") if _has_id(raw))
+            return
+        holder = self.task(parent)
+        if holder is None:
+            raise KeyError(parent)
+        holder.setdefault("subtasks", []).append(task)
+        position = None if parent in self._added else self._position(parent)
+        for _, raw, _ in walk_one(task, ""):
+            if _has_id(raw):
+                if position is None:
+                    self._added[raw["id"]] = raw
+                else:
+                    self._copied[position][raw["id"]] = raw
+                    self._moved[raw["id"]] = position
+
+    def remove(self, task_id: str) -> dict[str, Any] | None:
+        """Remove a task and its subtasks from the document; returns it (None when there is no such task)."""
+        raw = self.task(task_id)
+        if raw is None:
+            return None
+        gone = {sub["id"] for _, sub, _ in walk_one(raw, "") if _has_id(sub)}
+        position = None if task_id in self._added else self._position(task_id)
+        if position is not None and self.doc["tasks"][self._index(position)] is raw:
+            del self.doc["tasks"][self._index(position)]
+            self._gone.append(position)
+            self._copied.pop(position, None)
+        else:
+            _unlink(self.doc["tasks"], raw)
+            if position is not None:
+                for task in gone:
+                    self._copied[position].pop(task, None)
+        for task in gone:
+            self._added.pop(task, None)
+            if position is not None:
+                self._moved[task] = None
+        return raw
+
+    def ids(self) -> list[str]:
+        """Every task id in the document now, nested ones included, in queue order."""
+        return [raw["id"] for _, raw, _ in walk(self.doc["tasks"]) if _has_id(raw)]
+
+    def _index(self, position: int) -> int:
+        """Where the top-level task at ``position`` of the read is in the document (after removals)."""
+        return position - sum(1 for gone in self._gone if gone < position)
+
     def _position(self, task_id: str) -> int | None:
+        if task_id in self._moved:
+            return self._moved[task_id]
         if self._top is None:
             tasks = self.read.data["tasks"]
             try:  # (the common case, in C: every task a dict with an id)
@@ -189,6 +247,18 @@ def _movable(read: Snapshot, select: Callable[[dict[str, Any]], bool]) -> list[i
         and not any(view_id(raw, path) in quarantined for path, raw, _ in walk_one(task, f"$.tasks[{n}]"))
         and select(task)
     ]
+
+
+def _unlink(tasks: list[Any], target: dict[str, Any]) -> bool:
+    """Delete ``target`` (by identity) from ``tasks`` or the subtasks under them; whether it was found."""
+    for n, task in enumerate(tasks):
+        if task is target:
+            del tasks[n]
+            return True
+        children = task.get("subtasks") if isinstance(task, dict) else None
+        if isinstance(children, list) and _unlink(children, target):
+            return True
+    return False
 
 
 def _has_id(task: Any) -> bool:

@@ -1,0 +1,513 @@
+"""The storage boundary: what a store of one project's queue, leases, journal and daemons must do.
+
+Everything that reads or changes a project's tasks, leases, events, daemon registrations or project state goes through
+a :class:`Store` (``agentd.store.open_store(config)`` builds one). The JSON queue file with its lease files is one
+implementation (:mod:`agentd.store.file.store`); a database store is meant to be another. Every store passes the one
+contract suite, ``tests/contract/test_store.py``; docs/concepts/storage.md says what each method promises.
+
+This module holds the protocols and the plain types they exchange (lease records, journal events and filters, daemon
+registrations), and nothing that touches a disk or a database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from agentd.core.clock import format_timestamp, parse_timestamp
+from agentd.core.model import Task
+from agentd.core.scheduler import LeaseObservation
+from agentd.core.validate import Finding
+from agentd.core.workflow import Workflow
+from agentd.hostinfo import boot_id, hostname, pid_namespace, process_start
+
+T = TypeVar("T")
+
+# -- leases ------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    """What a lease says: who holds which task under which token (a lease file's content, for the file store)."""
+
+    task_id: str
+    token: int
+    role: str
+    host: str
+    pid: int
+    acquired: str
+    ttl: float
+    owner: str = ""
+    heartbeat: float = 60.0
+    attempt: int = 1
+    instance: str | None = None
+    boot_id: str | None = None
+    pgid: int | None = None
+    pgid_start: int | None = None
+    heartbeat_at: str | None = None
+    pid_start: int | None = None  # the daemon's start time (process_start), to tell it from a reused pid
+    heartbeat_boot: float | None = None  # the boot clock at the last heartbeat (compare only within boot_id)
+    pid_ns: int | None = None  # the daemon's PID namespace: its pid and pgid mean something only within it
+
+    def dumps(self) -> bytes:
+        return (json.dumps(asdict(self), indent=2) + "\n").encode("utf-8")
+
+
+def new_record(
+    task_id: str,
+    token: int,
+    role: str,
+    *,
+    now: datetime,
+    ttl: float,
+    heartbeat: float,
+    attempt: int,
+    instance: str | None = None,
+    boot: float | None = None,
+) -> LeaseRecord:
+    """A fresh lease record for this process (``boot``: the boot clock now, see :mod:`agentd.core.clock`)."""
+    host = hostname()
+    pid = os.getpid()
+    owner = f"{role}@{host}:{pid}" + (f"/{instance}" if instance else "")
+    stamp = format_timestamp(now)
+    return LeaseRecord(
+        task_id=task_id,
+        token=token,
+        role=role,
+        owner=owner,
+        host=host,
+        pid=pid,
+        acquired=stamp,
+        ttl=ttl,
+        heartbeat=heartbeat,
+        attempt=attempt,
+        instance=instance,
+        boot_id=boot_id(),
+        heartbeat_at=stamp,
+        pid_start=process_start(pid),
+        heartbeat_boot=boot,
+        pid_ns=pid_namespace(),
+    )
+
+
+# -- the journal-------------------------------------------------------------------------------------------------------
+
+
+EVENT_TYPES = (
+    "daemon-started",
+    "daemon-stopped",
+    "hangup",
+    "claimed",
+    "started",
+    "heartbeat-lost",
+    "stopping",
+    "start-failed",
+    "start-capped",
+    "finished",
+    "retry-scheduled",
+    "hot-loop",
+    "refused",
+    "recovered",
+    "released",
+    "unblocked",
+    "queue-invalid",
+    "task-quarantined",
+    "wip-full",
+    "wip-room",
+)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One journal line: its fields as stored (``data``), the line itself (``raw``) and its time."""
+
+    data: dict[str, Any]
+    raw: str
+    time: datetime
+
+    @property
+    def name(self) -> str:
+        """The event type (``claimed``, ``finished``, ...)."""
+        return str(self.data["event"])
+
+    @property
+    def role(self) -> str | None:
+        value = self.data.get("role")
+        return value if isinstance(value, str) else None
+
+    @property
+    def task(self) -> str | None:
+        value = self.data.get("task")
+        return value if isinstance(value, str) else None
+
+    @property
+    def message(self) -> str:
+        return str(self.data.get("message") or "")
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which events to keep; every criterion given must hold."""
+
+    task: str | None = None
+    role: str | None = None
+    since: datetime | None = None
+    types: frozenset[str] = frozenset()
+
+    def matches(self, event: Event) -> bool:
+        """Whether ``event`` passes the filter."""
+        return (
+            (self.task is None or event.task == self.task)
+            and (self.role is None or event.role == self.role)
+            and (self.since is None or event.time >= self.since)
+            and (not self.types or event.name in self.types)
+        )
+
+
+# -- daemons -----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PidInfo:
+    """What a PID file says."""
+
+    pid: int
+    role: str
+    host: str
+    started_at: str
+    argv: list[str]
+    instance: str | None = None
+    boot_id: str | None = None
+    proc_start: int | None = None
+    interval: float | None = None
+    log: str | None = None
+    beat_at: str | None = None  # the daemon's last liveness beat (wall clock)
+    beat_boot: float | None = None  # the same beat on the boot clock (compare only within boot_id)
+    beat_every: float | None = None  # seconds between beats
+    url: str | None = None  # the address a web server serves on
+
+    @property
+    def name(self) -> str:
+        return self.role + (f".{self.instance}" if self.instance else "")
+
+    def uptime(self, now: datetime) -> float:
+        return (now - parse_timestamp(self.started_at)).total_seconds()
+
+
+def stale_reason(info: PidInfo) -> str:
+    """Why a PID file whose lock is free is stale, in a few words."""
+    if info.host != hostname():
+        return f"written on host {info.host}"
+    if info.boot_id and boot_id() and info.boot_id != boot_id():
+        return "written before the last reboot"
+    start = process_start(info.pid)
+    if start is None:
+        return f"pid {info.pid} is not running"
+    if info.proc_start is not None and start != info.proc_start:
+        return f"pid {info.pid} now belongs to another program"
+    return f"pid {info.pid} no longer holds its lock"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a look at a PID file found."""
+
+    path: Path
+    running: bool
+    info: PidInfo | None
+    junk: bool = False  # it has content that is not agentd's
+    error: str | None = None  # it exists but could not be opened: running or not is unknown
+
+    @property
+    def stale(self) -> str | None:
+        """Why the file is stale (not running but has content), or None."""
+        if self.running or self.error is not None:
+            return None
+        if self.info is None:
+            return "its content is not an agentd PID file" if self.junk else None
+        return stale_reason(self.info)
+
+
+# -- the protocols -----------------------------------------------------------------------------------------------------
+
+
+class Snapshot(Protocol):
+    """One read of the queue: the document, the typed views of its tasks, and what validation found."""
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The queue as one JSON document (read-only: parts are shared with other reads)."""
+        ...
+
+    @property
+    def tasks(self) -> list[Task]:
+        """Every task, nested ones included, in queue order."""
+        ...
+
+    @property
+    def warnings(self) -> list[Finding]: ...
+
+    @property
+    def errors(self) -> list[Finding]: ...
+
+    @property
+    def quarantined(self) -> dict[str, Finding]:
+        """Task id -> its first problem: the tasks nothing may claim, run, recover or change until they are fixed."""
+        ...
+
+    @property
+    def wip_limits(self) -> dict[str, int]: ...
+
+    @property
+    def archived(self) -> Mapping[str, str]:
+        """Archived task id -> its status (a dependency on one counts as that status)."""
+        ...
+
+    def task(self, task_id: str) -> dict[str, Any] | None:
+        """The raw dict of one task (read-only), or None."""
+        ...
+
+
+class HeldLease(Protocol):
+    """A lease this process holds (thread-safe: a heartbeat thread renews it while the main loop may release it)."""
+
+    @property
+    def task_id(self) -> str: ...
+
+    @property
+    def token(self) -> int: ...
+
+    @property
+    def record(self) -> LeaseRecord: ...
+
+    def renew(self, now: datetime, boot: float | None = None) -> bool | None:
+        """Record a heartbeat: True when renewed, False when the lease is no longer ours (broken by a peer), None
+        when it was released meanwhile."""
+        ...
+
+    def update(self, now: datetime, boot: float | None = None, **changes: Any) -> bool | None:
+        """:meth:`renew`, also changing fields of the record (the task's process group once it runs)."""
+        ...
+
+    def release(self) -> None:
+        """Give the lease up (idempotent); only a lease still ours is removed."""
+        ...
+
+    def inherit(self) -> tuple[int, ...]:
+        """Descriptors the task's supervisor must inherit so the lease lives exactly as long as the work (the
+        locked lease file for the file store; none where the store judges liveness otherwise)."""
+        ...
+
+
+class Txn(Protocol):
+    """What a transaction's change sees and may do. Changes to tasks and state take effect together when the change
+    returns, or not at all when it raises; lease operations take effect at once (a claim's lease exists before the
+    queue says so, and is released by the caller when the transaction fails)."""
+
+    @property
+    def now(self) -> datetime:
+        """The store's clock when the transaction began."""
+        ...
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The read the transaction started from (never changed by it)."""
+        ...
+
+    @property
+    def state(self) -> MutableMapping[str, Any]:
+        """Project state (pauses, automation switches): JSON values, kept apart from the queue people edit."""
+        ...
+
+    def task(self, task_id: str) -> dict[str, Any] | None:
+        """The task to change (a private, mutable copy written back at commit), or None."""
+        ...
+
+    def add(self, task: dict[str, Any], parent: str | None = None) -> None:
+        """Add a task at the end, or at the end of ``parent``'s subtasks (KeyError when there is no such parent)."""
+        ...
+
+    def remove(self, task_id: str) -> dict[str, Any] | None:
+        """Remove a task with its subtasks; returns it (None when there is none)."""
+        ...
+
+    def ids(self) -> list[str]:
+        """Every task id as the transaction has it now (added ones included, removed ones not), in queue order."""
+        ...
+
+    def leases(self) -> dict[str, LeaseObservation]:
+        """Every lease, observed now."""
+        ...
+
+    def read_lease(self, task_id: str) -> LeaseRecord | None:
+        """A lease's record (None when there is none or it cannot be read)."""
+        ...
+
+    def issue_tokens(self, floors: list[int]) -> list[int]:
+        """Fencing tokens, one per floor: each above its floor and above every token this store ever issued."""
+        ...
+
+    def claim(self, record: LeaseRecord) -> HeldLease | None:
+        """Create and hold the lease of ``record``; None when the task has a lease already."""
+        ...
+
+    def break_free(self, task_id: str) -> bool:
+        """Remove a lease whose holder is proven gone; False when it stays (held, or not ours to remove)."""
+        ...
+
+    def break_held(self, task_id: str) -> None:
+        """Remove a lease whose holder was judged hung by its heartbeat (its completion is refused by the token)."""
+        ...
+
+    def holders(self, task_id: str) -> list[int]:
+        """Processes on this host proven to hold the lease ([] when the store cannot tell)."""
+        ...
+
+    def report(self, task_id: str, problem: str) -> None:
+        """Warn about a lease left alone, once per lease and problem in this process."""
+        ...
+
+
+class Journal(Protocol):
+    """The event journal of one writer (a daemon's role, or a command): each event is also a log line."""
+
+    max_bytes: int
+    backups: int
+
+    def emit(self, event: str, message: str, *, level: int = ..., **fields: Any) -> None: ...
+
+
+class Registration(Protocol):
+    """A daemon's registration, held for its whole life (its PID file for the file store)."""
+
+    @property
+    def info(self) -> PidInfo | None: ...
+
+    @property
+    def replaced(self) -> PidInfo | None:
+        """A stale registration of the same name found and replaced at start, for a one-line notice."""
+        ...
+
+    def beat(self, now: datetime, boot: float) -> None: ...
+
+    def release(self) -> None: ...
+
+
+class Watching(Protocol):
+    """A running watch for changes (see :meth:`Store.watch`)."""
+
+    def stop(self) -> None: ...
+
+
+class Store(Protocol):
+    """One project's queue, leases, journal, daemons registry and project state, and its clock and wake-ups."""
+
+    workflow: Workflow | None  # the statuses reads check (warnings only); replaced on a configuration reload
+
+    @property
+    def where(self) -> Path:
+        """What to name in messages about the queue (the queue file for the file store)."""
+        ...
+
+    def create(self, queue: dict[str, Any]) -> bool:
+        """Make a new project's store with ``queue`` as its queue; False (nothing changed) when it has one."""
+        ...
+
+    def archived(self, task_id: str) -> tuple[dict[str, Any], str | None] | None:
+        """An archived task and when it was archived (None: not in the archive)."""
+        ...
+
+    def archive_tasks(
+        self, select: Callable[[dict[str, Any]], bool], now: datetime, *, dry_run: bool = False
+    ) -> list[str]:
+        """Move the final top-level tasks ``select`` picks (with their subtasks, never a quarantined one) out of the
+        live queue into the archive; their ids (``dry_run``: which would move)."""
+        ...
+
+    @property
+    def archive_where(self) -> Path:
+        """Where archived tasks are kept, for messages."""
+        ...
+
+    def read(self, *, lenient: bool = False) -> Snapshot:
+        """The queue now, validated: a problem of the whole raises QueueInvalid; a task's own problems quarantine
+        that task only."""
+        ...
+
+    def transaction(self, change: Callable[[Txn], T]) -> T:
+        """Run ``change`` and commit what it did, atomically; nothing changes when it raises. ``change`` may run more
+        than once (someone else changed the queue meanwhile), so it must decide from what the Txn shows."""
+        ...
+
+    def leases(self) -> dict[str, LeaseObservation]:
+        """Every lease, observed now (a look outside any transaction)."""
+        ...
+
+    def lease_ids(self) -> list[str]:
+        """The ids of the tasks with a lease (cheaper than :meth:`leases`)."""
+        ...
+
+    def read_lease(self, task_id: str) -> LeaseRecord | None: ...
+
+    def holders(self, task_id: str) -> list[int]:
+        """Processes on this host proven to hold the lease ([] when the store cannot tell)."""
+        ...
+
+    def report(self, task_id: str, problem: str) -> None:
+        """Warn about a lease left alone, once per lease and problem in this process."""
+        ...
+
+    def journal(self, role: str | None = None, logger: Any = None) -> Journal:
+        """A writer of events for ``role`` (None: a command), logging each to ``logger`` too."""
+        ...
+
+    def events(self, where: Filter | None = None) -> Iterator[Event]:
+        """The journal's events that pass ``where``, oldest first."""
+        ...
+
+    def follow(self, where: Filter | None = None) -> tuple[Iterator[Event], Iterator[Event]]:
+        """(the events that pass ``where`` now, then each new one as it is written, forever): ``agentd events -f``.
+        The second iterator starts where the first ended, once the first is read to its end."""
+        ...
+
+    def daemons(self) -> list[Probe]:
+        """Every registered daemon, running or stale."""
+        ...
+
+    def register(
+        self,
+        role: str,
+        instance: str | None,
+        *,
+        started: datetime,
+        interval: float | None,
+        log: str | None,
+        boot: float | None = None,
+        beat_every: float | None = None,
+    ) -> Registration:
+        """Register this process as the daemon ``role[.instance]`` for its life; AlreadyRunning when one is."""
+        ...
+
+    def state(self) -> dict[str, Any]:
+        """Project state as it is now (a copy; change it in a transaction)."""
+        ...
+
+    def signature(self) -> tuple[object, ...]:
+        """What changes whenever the queue, the journal or a lease changes: cheap enough to poll (the dashboard)."""
+        ...
+
+    def now(self) -> datetime:
+        """The store's clock (the system clock for files; the database's for a shared store)."""
+        ...
+
+    def watch(self, wake: Callable[[str], None]) -> Watching | None:
+        """Call ``wake(reason)`` from another thread when others change the queue (``"queue"``) or a lease goes
+        (``"lease"``); None when no wake-ups are available (polling is left)."""
+        ...
+
+    def close(self) -> None: ...

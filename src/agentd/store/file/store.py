@@ -1,0 +1,342 @@
+"""The file store: one project's :class:`~agentd.store.base.Store` over the files of :mod:`agentd.store.file`.
+
+It wraps, and does not re-implement: the queue file (:class:`~agentd.store.file.queuefile.QueueStore`: the lock,
+format-preserving atomic writes, hand-edit detection), the lease folder (:class:`~agentd.store.file.leases.LeaseDir`),
+the event journal (:mod:`agentd.store.file.journal`) and the PID files (:mod:`agentd.store.file.pidfile`). What it adds
+is the project state, ``<state_dir>/state.json``: read inside a transaction under the queue lock on first use, and
+written (temporary file, fsync, rename, fsync of the folder) under the same lock right after the queue, so two
+transactions never interleave their changes to it. It is never kept inside the queue file, which people edit.
+
+A transaction is one locked :meth:`QueueStore.edit`: its :class:`FileTxn` wraps the edit's
+:class:`~agentd.store.file.queuefile.Draft` (tasks copied only when changed) and the lease folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from agentd import faults
+from agentd.config import Config
+from agentd.core.clock import Clock, SystemClock
+from agentd.core.scheduler import LeaseObservation
+from agentd.core.workflow import Workflow
+from agentd.errors import FileAccessError, StateInvalid
+from agentd.store.base import Event, Filter, LeaseRecord, Probe
+from agentd.store.file.journal import Journal, LiveMark, follow, parse_line, read_events
+from agentd.store.file.leases import Held, LeaseDir
+from agentd.store.file.pidfile import PidFile, all_pid_files, pid_path, probe
+from agentd.store.file.queuefile import Draft, QueueStore, Snapshot
+from agentd.store.file.watch import Watcher
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+STATE_NAME = "state.json"
+
+
+class FileTxn:
+    """One try of a transaction's change: the queue's :class:`Draft`, the lease folder, the project state."""
+
+    def __init__(self, store: FileStore, draft: Draft, now: datetime) -> None:
+        self._store = store
+        self._draft = draft
+        self._now = now
+        self._state: dict[str, Any] | None = None  # read on first use
+        self._state_read: dict[str, Any] | None = None
+
+    @property
+    def now(self) -> datetime:
+        return self._now
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._draft.read
+
+    @property
+    def draft(self) -> Draft:
+        """The queue document being changed (file-store callers that work on the document as a whole)."""
+        return self._draft
+
+    @property
+    def state(self) -> dict[str, Any]:
+        if self._state is None:
+            self._state_read = self._store.state()
+            self._state = json.loads(json.dumps(self._state_read))  # the change's own copy
+        return self._state
+
+    def state_change(self) -> dict[str, Any] | None:
+        """The project state to write, when the change changed it."""
+        if self._state is None or self._state == self._state_read:
+            return None
+        return self._state
+
+    def task(self, task_id: str) -> dict[str, Any] | None:
+        return self._draft.task(task_id)
+
+    def add(self, task: dict[str, Any], parent: str | None = None) -> None:
+        self._draft.add(task, parent)
+
+    def remove(self, task_id: str) -> dict[str, Any] | None:
+        return self._draft.remove(task_id)
+
+    def ids(self) -> list[str]:
+        return self._draft.ids()
+
+    def leases(self) -> dict[str, LeaseObservation]:
+        return self._store.leasedir.observe_all()
+
+    def read_lease(self, task_id: str) -> LeaseRecord | None:
+        return self._store.leasedir.read_record(task_id)
+
+    def issue_tokens(self, floors: list[int]) -> list[int]:
+        return self._store.leasedir.issue_tokens(floors)
+
+    def claim(self, record: LeaseRecord) -> Held | None:
+        return self._store.leasedir.acquire(record)
+
+    def break_free(self, task_id: str) -> bool:
+        return self._store.leasedir.break_free(task_id)
+
+    def break_held(self, task_id: str) -> None:
+        self._store.leasedir.break_held(task_id)
+
+    def holders(self, task_id: str) -> list[int]:
+        return self._store.leasedir.holders(task_id)
+
+    def report(self, task_id: str, problem: str) -> None:
+        self._store.leasedir.report(task_id, problem)
+
+
+class _Watching:
+    def __init__(self, watcher: Watcher) -> None:
+        self._watcher = watcher
+
+    def stop(self) -> None:
+        self._watcher.stop()
+
+
+class FileStore:
+    """The JSON queue file, the lease folder, the event journal, the PID files and ``state.json`` of one project."""
+
+    def __init__(self, config: Config, *, clock: Clock | None = None, queue_path: Path | None = None) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.queue = QueueStore(
+            queue_path or config.queue_path, workflow=config.workflow, lock_timeout=config.lock_timeout
+        )
+        self.leasedir = LeaseDir(config.leases_dir, config.root, self.clock)
+        self.journal_path = config.state_dir / "events.jsonl"
+        self.run_dir = config.state_dir / "run"
+        self.state_path = config.state_dir / STATE_NAME
+
+    # -- the queue -----------------------------------------------------------------------------------------------------
+
+    @property
+    def where(self) -> Path:
+        return self.queue.path
+
+    @property
+    def workflow(self) -> Workflow | None:
+        return self.queue.workflow
+
+    @workflow.setter
+    def workflow(self, value: Workflow | None) -> None:
+        self.queue.workflow = value
+
+    def create(self, queue: dict[str, Any]) -> bool:
+        """Write the queue file if there is none, and make the lease folder."""
+        created = self.queue.create(queue)
+        self.config.leases_dir.mkdir(parents=True, exist_ok=True)
+        return created
+
+    def read(self, *, lenient: bool = False) -> Snapshot:
+        return self.queue.read(lenient=lenient)
+
+    def archived(self, task_id: str) -> tuple[dict[str, Any], str | None] | None:
+        return self.queue.archive.read().find(task_id)
+
+    def archive_tasks(
+        self, select: Callable[[dict[str, Any]], bool], now: datetime, *, dry_run: bool = False
+    ) -> list[str]:
+        return self.queue.archive_tasks(select, now, dry_run=dry_run)
+
+    @property
+    def archive_where(self) -> Path:
+        return self.queue.archive.path
+
+    def transaction(self, change: Callable[[FileTxn], T]) -> T:
+        last: list[FileTxn] = []
+
+        def attempt(draft: Draft) -> T:
+            txn = FileTxn(self, draft, self.clock.now())
+            last[:] = [txn]
+            return change(txn)
+
+        with self.queue.locked():  # (the edit takes it again: the lock counts) the state is written under it too
+            result = self.queue.edit(attempt)
+            state = last[0].state_change() if last else None
+            if state is not None:
+                self._write_state(state)
+        return result
+
+    def is_own_write(self) -> bool:
+        """Whether the queue file is the one this store wrote last (a file event it caused itself)."""
+        return self.queue.is_own_write()
+
+    # -- leases --------------------------------------------------------------------------------------------------------
+
+    def leases(self) -> dict[str, LeaseObservation]:
+        return self.leasedir.observe_all()
+
+    def lease_ids(self) -> list[str]:
+        return list(self.leasedir.task_ids())
+
+    def read_lease(self, task_id: str) -> LeaseRecord | None:
+        return self.leasedir.read_record(task_id)
+
+    def holders(self, task_id: str) -> list[int]:
+        return self.leasedir.holders(task_id)
+
+    def report(self, task_id: str, problem: str) -> None:
+        self.leasedir.report(task_id, problem)
+
+    # -- the journal ---------------------------------------------------------------------------------------------------
+
+    def journal(self, role: str | None = None, logger: Any = None) -> Journal:
+        return Journal(
+            self.journal_path,
+            self.clock,
+            role,
+            logger or log,
+            max_bytes=self.config.log.max_bytes,
+            backups=self.config.log.backups,
+        )
+
+    def events(self, where: Filter | None = None) -> Iterator[Event]:
+        return read_events(self.journal_path, where)
+
+    def follow(self, where: Filter | None = None) -> tuple[Iterator[Event], Iterator[Event]]:
+        mark = LiveMark()
+        backlog = read_events(self.journal_path, where, mark=mark)
+
+        def live() -> Iterator[Event]:
+            for text in follow(self.journal_path, from_end=False):
+                if mark.already_read(text):
+                    continue
+                event = parse_line(text)
+                if event is not None and (where is None or where.matches(event)):
+                    yield event
+
+        return backlog, live()
+
+    # -- daemons -------------------------------------------------------------------------------------------------------
+
+    def daemons(self) -> list[Probe]:
+        return [probe(path) for path in all_pid_files(self.run_dir)]
+
+    def register(
+        self,
+        role: str,
+        instance: str | None,
+        *,
+        started: datetime,
+        interval: float | None,
+        log: str | None,
+        boot: float | None = None,
+        beat_every: float | None = None,
+    ) -> PidFile:
+        held = PidFile(pid_path(self.run_dir, role, instance), role, instance)
+        held.acquire(started=started, interval=interval, log=log, boot=boot, beat_every=beat_every)
+        return held
+
+    # -- project state -------------------------------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """``state.json`` as it is now ({} when there is none); StateInvalid when it does not parse."""
+        try:
+            raw = self.state_path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise FileAccessError(self.state_path, "cannot read", exc.strerror or str(exc)) from None
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise StateInvalid(self.state_path, None, f"not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise StateInvalid(self.state_path, "$", f"expected a JSON object, found {type(data).__name__}")
+        return data
+
+    def _write_state(self, state: dict[str, Any]) -> None:
+        """Replace ``state.json`` atomically (under the queue lock): readers see the old or the new file, never part."""
+        target = self.state_path
+        payload = (json.dumps(state, indent=2, ensure_ascii=False) + "\n").encode("utf-8")  # keys in their order
+        temp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.agentd-tmp")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            for leftover in target.parent.glob(f".{target.name}.*.agentd-tmp"):  # a dead writer's (we hold the lock)
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                view = memoryview(payload)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            faults.point("state.before-rename")
+            os.replace(temp, target)
+            folder = os.open(target.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise FileAccessError(target, "cannot write", exc.strerror or str(exc)) from None
+
+    # -- clock, wake-ups -----------------------------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def signature(self) -> tuple[object, ...]:
+        """The identity of the queue file and the journal, and the lease folder's mtime (``stat`` only)."""
+        marks: list[object] = []
+        for path in (self.queue.path, self.journal_path):
+            try:
+                st = os.stat(path)
+                marks.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            except OSError:
+                marks.append(None)
+        try:
+            marks.append(os.stat(self.leasedir.path).st_mtime_ns)
+        except OSError:
+            marks.append(None)
+        return tuple(marks)
+
+    def watch(self, wake: Callable[[str], None]) -> _Watching | None:
+        """File events: the queue changed (not by this store's own last write), or a lease file was closed or went."""
+
+        def woken(reason: str) -> None:
+            if reason == "queue" and self.queue.is_own_write():
+                return  # the event of this store's own write: whoever wrote it saw everything it was based on
+            wake(reason)
+
+        watcher = Watcher(self.queue.path, self.leasedir.path, woken)
+        with contextlib.suppress(OSError):
+            self.leasedir.path.mkdir(parents=True, exist_ok=True)
+        return _Watching(watcher) if watcher.start() else None
+
+    def close(self) -> None:
+        self.leasedir.close()

@@ -12,6 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Timing is not what these properties test: on a loaded CI machine a generated case may take seconds. No deadline,
+# and no health check that fails a test for being slow to generate data.
+settings.register_profile("agentd", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("agentd")
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT.parent / "shared"

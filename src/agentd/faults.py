@@ -26,6 +26,7 @@ POINTS = (
     "complete.before-queue-write",  # task finished, outcome not yet recorded
     "complete.after-queue-write",  # outcome recorded, lease file not yet removed
     "recover.after-break",  # a stale lease file removed by a peer, its task not yet put back in the queue
+    "automation.after-fire",  # a firing's tasks added to the queue, the automation memory not yet written
 )
 
 CRASH_EXIT_CODE = 86

@@ -114,6 +114,7 @@ def cli(
 
 def _register() -> None:
     from agentd.cli import (
+        automation_cmd,
         background,
         completion_cmd,
         config_cmd,
@@ -136,6 +137,8 @@ def _register() -> None:
     cli.add_command(completion_cmd.completion)
     cli.add_command(events_cmd.events)
     cli.add_command(web_cmd.web)
+    cli.add_command(automation_cmd.automation)
+    cli.add_command(automation_cmd.emit)
     queue_cmds.queue.add_command(events_cmd.history)
     for command in (background.start, background.stop, background.restart, background.status, background.logs):
         cli.add_command(command)

@@ -291,3 +291,44 @@ def test_disable_and_enable_switch_a_rule_persistently_and_show_in_status(automa
     assert "after 2" in titles and "after 1" not in titles
     status = json.loads(run_agentd("automation", "status", "--json", cwd=root).stdout)
     assert status["rules"][0]["enabled"] is True and status["active"] is not None
+
+
+def test_start_starts_automation_when_configured_status_shows_it_and_stop_ends_it(tmp_path: Path) -> None:
+    """`agentd start` with [[rules]] configured starts the automation process in the background ("started" once it
+    is up and active); `agentd status` names it; `agentd stop` stops it and its active lock is free again."""
+    root = project(tmp_path, '\n[[hooks]]\nname = "h"\non = ["deployed"]\ncommand = ["true"]\n')
+    try:
+        out = run_agentd("start", cwd=root, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert "automation started (pid " in out.stdout, out.stdout
+        status = json.loads(run_agentd("status", "--json", cwd=root).stdout)
+        auto = status["automation"]
+        assert auto["pid"] is not None and auto["active_pid"] == auto["pid"]
+        assert run_agentd("automation", "status", cwd=root).returncode == 0
+        again = run_agentd("start", cwd=root, timeout=120)
+        assert "automation is already running" in again.stdout, again.stdout
+    finally:
+        stopped = run_agentd("stop", cwd=root, timeout=120)
+    assert stopped.returncode == 0, stopped.stderr
+    assert "automation stopped" in stopped.stdout, stopped.stdout
+    assert not probe(root / ".agentd" / "run" / "automation" / "active.pid").running
+    assert run_agentd("automation", "status", cwd=root).returncode == 3
+
+
+def test_sighup_rereads_the_config_and_a_bad_one_is_kept_out(automation: Automation) -> None:
+    """SIGHUP with a broken agentd.toml keeps the old configuration (reported in the log); fixed and signalled
+    again, a newly added rule works."""
+    root = project(automation.root, '\n[[hooks]]\nname = "h"\non = ["deployed"]\ncommand = ["true"]\n')
+    proc = automation.start_active()
+    text = (root / "agentd.toml").read_text()
+    (root / "agentd.toml").write_text(text + "\n[[rules]]\nname = 'x'\non = 'nope'\ntask = { title = 't' }\n")
+    proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "keeping the old configuration" in (root / "automation-0.out").read_text(), 60, "the refusal")
+    assert proc.poll() is None
+    (root / "agentd.toml").write_text(
+        text + '\n[[rules]]\nname = "new"\non = "event"\ntopic = "deployed"\ntask = { title = "new rule" }\n'
+    )
+    proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: len(named(root, "automation-active")) == 2, 60, "the engine restarted on the new config")
+    assert run_agentd("emit", "deployed", cwd=root).returncode == 0
+    wait_for(lambda: named(root, "rule-fired"), 60, "the new rule")

@@ -27,6 +27,7 @@ from agentd.automation.hooks import Hook, HookInvalid
 from agentd.config import CONFIG_NAME, Config
 from agentd.core.clock import Clock
 from agentd.errors import AgentdError, ConfigInvalid
+from agentd.service.background import automation_active_path
 from agentd.store.file.journal import Journal
 from agentd.store.file.pidfile import AlreadyRunning, PidFile
 
@@ -35,14 +36,9 @@ STANDBY_POLL = 0.5  # a standby looks for the active lock this often: a takeover
 NAME = "automation"
 
 
-def run_dir(config: Config) -> Path:
-    """``.agentd/run/automation/`` (a folder of its own: never taken for a role's PID file)."""
-    return config.state_dir / "run" / NAME
-
-
 def active_path(config: Config) -> Path:
     """The active lock: held by the one automation process that runs schedules, rules and hooks."""
-    return run_dir(config) / "active.pid"
+    return automation_active_path(config)
 
 
 def expand_hooks(config: Config, environ: dict[str, str] | os._Environ[str]) -> list[Hook]:

@@ -239,6 +239,12 @@ def automation_pid_path(config: Config) -> Path:
     return run_dir(config) / AUTOMATION / "process.pid"
 
 
+def automation_active_path(config: Config) -> Path:
+    """The active lock, ``.agentd/run/automation/active.pid``: held by the one automation process that runs the
+    schedules, rules and hooks (the others stand by)."""
+    return run_dir(config) / AUTOMATION / "active.pid"
+
+
 def automation_log_path(config: Config) -> Path:
     return config.state_dir / "logs" / "automation.log"
 

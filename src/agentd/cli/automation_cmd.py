@@ -339,7 +339,7 @@ def emit(app: App, topic: str, data_text: str | None, message: str | None) -> in
     """
     if not TOPIC.fullmatch(topic):
         raise click.UsageError(f"topic {topic!r}: use letters, digits, '.', '_' and '-' (at most 64, no ':')")
-    if topic in EVENT_TYPES or topic in OWN_TOPICS:
+    if topic in EVENT_TYPES:
         raise click.UsageError(f"topic {topic!r} is one of agentd's own events; emit custom topics only")
     fields: dict[str, Any] = {}
     if data_text is not None:
@@ -366,16 +366,3 @@ def emit(app: App, topic: str, data_text: str | None, message: str | None) -> in
     journal.emit(topic, message or f"emitted {topic}", **fields)
     info(f"emitted {topic}")
     return ExitCode.OK
-
-
-OWN_TOPICS = (
-    "automation-active",
-    "automation-stopped",
-    "automation-failed",
-    "schedule-fired",
-    "schedule-skipped",
-    "rule-fired",
-    "rule-coalesced",
-    "hook-delivered",
-    "hook-failed",
-)

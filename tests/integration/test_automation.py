@@ -40,7 +40,15 @@ def journal(root: Path) -> list[dict[str, Any]]:
     path = root / ".agentd" / "events.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and isinstance(event.get("event"), str):
+            out.append(event)
+    return out
 
 
 def named(root: Path, name: str) -> list[dict[str, Any]]:
@@ -332,3 +340,19 @@ def test_sighup_rereads_the_config_and_a_bad_one_is_kept_out(automation: Automat
     wait_for(lambda: len(named(root, "automation-active")) == 2, 60, "the engine restarted on the new config")
     assert run_agentd("emit", "deployed", cwd=root).returncode == 0
     wait_for(lambda: named(root, "rule-fired"), 60, "the new rule")
+
+
+def test_bad_files_around_it_are_reported_once_and_automation_carries_on(automation: Automation) -> None:
+    """A state.json that is a folder, a memory file that is not JSON and junk lines in the journal: the process
+    reports the problem once (automation-failed) and still delivers hooks."""
+    root = project(automation.root, '\n[[hooks]]\nname = "h"\non = ["deployed"]\ncommand = ["true"]\n')
+    (root / ".agentd" / "state.json").mkdir(parents=True)
+    (root / ".agentd" / "automation").mkdir()
+    (root / ".agentd" / "automation" / "memory.json").write_bytes(b"\xff{not json")
+    (root / ".agentd" / "events.jsonl").write_bytes(b'not json\n{"event": 1}\n\xff\xfe\n')
+    proc = automation.start_active()
+    assert run_agentd("emit", "deployed", cwd=root).returncode == 0
+    wait_for(lambda: named(root, "hook-delivered"), 60, "the hook, despite the bad files")
+    assert len(named(root, "automation-failed")) == 1
+    assert "state.json" in named(root, "automation-failed")[0]["message"]
+    assert proc.poll() is None

@@ -32,7 +32,7 @@ from agentd.automation.schedule import Schedule, due, open_firing
 from agentd.automation.settings import Automation
 from agentd.config import Config
 from agentd.core.clock import format_timestamp, parse_timestamp
-from agentd.errors import AgentdError
+from agentd.errors import AgentdError, display_path
 from agentd.store.file.automation_state import (
     Switches,
     memory_path,
@@ -136,7 +136,12 @@ class Engine:
         try:
             switches = read_switches(self.config.state_dir)
         except AgentdError as exc:
-            self._problem("switches", str(exc))
+            self._problem("switches", f"{exc}; the switches stay as they were")
+            return
+        except OSError as exc:
+            self._problem(
+                "switches", f"{display_path(path)}: cannot read: {exc.strerror or exc}; the switches stay as they were"
+            )
             return
         self._solved("switches")
         if switches != self.switches:

@@ -96,6 +96,7 @@ class AutomationProcess:
             backups=self.config.log.backups,
         )
         self._standby_noted: int | bool | None = False
+        self._failing: str | None = None
 
     # -- signals -------------------------------------------------------------------------------------------------------
 
@@ -191,7 +192,14 @@ class AutomationProcess:
                     if not self.stopping.is_set():
                         self.try_activate()
                     continue
-                pause = self.engine.tick(self.clock.now(), time.monotonic())
+                try:
+                    pause = self.engine.tick(self.clock.now(), time.monotonic())
+                    self._failing = None
+                except Exception as exc:  # never die of one bad pass: say it once, try again
+                    if self._failing != repr(exc):
+                        log.exception("automation pass failed (tried again each second): %s", exc)
+                        self._failing = repr(exc)
+                    pause = 1.0
                 self.wake.wait(pause)
                 self.wake.clear()
         finally:

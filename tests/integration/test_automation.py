@@ -356,3 +356,23 @@ def test_bad_files_around_it_are_reported_once_and_automation_carries_on(automat
     assert len(named(root, "automation-failed")) == 1
     assert "state.json" in named(root, "automation-failed")[0]["message"]
     assert proc.poll() is None
+
+
+def test_a_notify_hook_sends_through_apprise(automation: Automation, endpoint: http.server.ThreadingHTTPServer) -> None:
+    """A notify URL (apprise's json:// to the local server) gets a message naming the event and its task; the URL,
+    which carries credentials, is never logged."""
+    port = endpoint.server_address[1]
+    root = project(
+        automation.root,
+        '\n[[hooks]]\nname = "chat"\non = ["deployed"]\nnotify = ["${CHAT_URL}"]\n',
+    )
+    url = f"json://user:pa55word-x@127.0.0.1:{port}/notify"
+    automation.start_active({"CHAT_URL": url})
+    assert run_agentd("emit", "deployed", "--message", "v5 is out", cwd=root).returncode == 0
+    wait_for(lambda: named(root, "hook-delivered"), 60, "the notification")
+    _, body = endpoint.seen[0]  # type: ignore[attr-defined]
+    sent = json.loads(body)
+    assert sent["title"] == "agentd: deployed" and sent["message"] == "v5 is out"
+    automation.stop()
+    for path in [root / ".agentd" / "events.jsonl", *root.glob("automation-*.out")]:
+        assert "pa55word-x" not in path.read_text(errors="replace"), path

@@ -15,11 +15,14 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentd import schema
 from agentd.core.workflow import DEFAULT_OUTCOMES, DEFAULT_PIPELINE, Backoff, Role, UnblockRule, Workflow
 from agentd.errors import ConfigInvalid, RoleNotFound, display_path
+
+if TYPE_CHECKING:
+    from agentd.automation.settings import Automation
 
 CONFIG_NAME = "agentd.toml"
 TUNABLES = ("interval", "lease_ttl", "heartbeat", "timeout", "max_attempts", "grace", "kill_after", "max_repeats")
@@ -86,6 +89,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     store: str = "file"  # which store holds the queue, leases and journal (see agentd.store.open_store)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)  # "roles.builder.command" -> origin
+    automation: Automation | None = field(default=None, compare=False)  # [[schedule]], [[rules]], [[hooks]]
 
     @property
     def roles(self) -> Mapping[str, Role]:
@@ -240,6 +244,11 @@ def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
         unblock=unblock,
     )
     log = {**defaults["log"], **data.get("log", {})}
+    automation = None
+    if any(key in data for key in ("schedule", "rules", "hooks")):
+        from agentd.automation import settings as automation_settings  # cron, globs: only where automation is set
+
+        automation = automation_settings.parse(data, config_file, workflow)
     return Config(
         root=root,
         path=path,
@@ -251,6 +260,7 @@ def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
         log=LogConfig(**log),
         store=str(data.get("store", defaults["store"])),
         sources=sources,
+        automation=automation,
     )
 
 

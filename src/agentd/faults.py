@@ -26,6 +26,7 @@ POINTS = (
     "complete.before-queue-write",  # task finished, outcome not yet recorded
     "complete.after-queue-write",  # outcome recorded, lease file not yet removed
     "recover.after-break",  # a stale lease file removed by a peer, its task not yet put back in the queue
+    "archive.after-append",  # tasks appended to the archive and fsynced, the queue not yet written without them
 )
 
 CRASH_EXIT_CODE = 86

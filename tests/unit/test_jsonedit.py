@@ -771,3 +771,38 @@ def test_real_queue_status_changes_change_one_line(path: Path) -> None:
         removed, added = line_diff(text, result)
         assert len(removed) == len(added) == 1, task_path
         assert removed[0].replace(json.dumps(task["status"]), json.dumps(status)) == added[0]
+
+
+_queue_tasks = st.lists(
+    st.fixed_dictionaries(
+        {"id": st.text("abc", min_size=1, max_size=2), "status": st.sampled_from(["ready", "done"])},
+        optional={"x": json_values},
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), tasks=_queue_tasks, indent=indents)
+def test_known_task_extents_give_the_same_edit(data: st.DataObject, tasks: list[Any], indent: int | str | None) -> None:
+    """With the parse's task spans (the fast path over a queue's tasks) the edit is exactly the one made without."""
+    from agentd.store.file.incremental import Decoder
+
+    old = {"sprint": 1, "tasks": tasks}
+    text = json.dumps(old, indent=indent)
+    decoded = Decoder().decode(text)
+    assume(decoded.pieces is not None)
+    new = copy.deepcopy(old)
+    for _ in range(data.draw(st.integers(1, 3))):
+        action = data.draw(st.sampled_from(["change", "insert", "remove"]))
+        if action == "change" and new["tasks"]:
+            position = data.draw(st.integers(0, len(new["tasks"]) - 1))
+            new["tasks"][position]["status"] = data.draw(st.sampled_from(["ready", "done", "in_progress"]))
+        elif action == "insert":
+            new["tasks"].insert(data.draw(st.integers(0, len(new["tasks"]))), {"id": "n", "status": "ready"})
+        elif new["tasks"]:
+            del new["tasks"][data.draw(st.integers(0, len(new["tasks"]) - 1))]
+    edited = apply(text, old, new, decoded.spans)
+    assert edited == apply(text, old, new)
+    assert json.loads(edited) == new

@@ -122,3 +122,68 @@ def test_one_definition_of_a_valid_id_accepts(task_id: str) -> None:
 
     assert valid_task_id(task_id)
     assert schema.first_error({"id": task_id, "status": "ready"}, "task") is None
+
+
+_json_leaf = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=8)
+_json = st.recursive(
+    _json_leaf,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+_field_values = {
+    "id": st.sampled_from(["T1", "a.b-c_d", "-x", "a\n", "", "x" * 129]) | _json,
+    "status": st.sampled_from(["ready", "", "\ud800"]) | _json,
+    "priority": st.integers(-5, 5) | st.just(1.0) | st.just(True) | _json,
+    "dependencies": st.lists(st.text(max_size=4), max_size=3) | _json,
+    "not_before": st.sampled_from(["2026-01-01T00:00:00Z", "2026-01-01", "soon", "", None]) | _json,
+    "attempts": st.integers(-2, 3) | _json,
+    "lease_token": st.integers(-2, 3) | _json,
+    "lease": st.none()
+    | st.fixed_dictionaries(
+        {},
+        optional={
+            "token": st.integers(-1, 3) | _json,
+            "acquired": st.sampled_from(["2026-01-01T00:00:00+02:00", "later"]) | _json,
+            "ttl": st.floats(-1, 5, allow_nan=False) | _json,
+        },
+    )
+    | _json,
+    "command": st.lists(st.text(max_size=3), max_size=2) | _json,
+    "subtasks": st.lists(
+        st.fixed_dictionaries({"id": st.sampled_from(["S1", "S 1"]), "status": st.just("ready")}), max_size=2
+    )
+    | _json,
+}
+_tasks = st.fixed_dictionaries({}, optional={name: strategy for name, strategy in _field_values.items()}) | _json
+
+
+def test_the_fast_validator_is_on() -> None:
+    """jsonschema-rs compiles agentd's task schema (its own keywords and the lease schema it refers to included)."""
+    assert schema._fast_task_validator() is not None
+    assert schema._fast_valid({"id": "T1", "status": "ready", "lease": None})
+    assert not schema._fast_valid({"id": "T1\n", "status": "ready"})
+    assert not schema._fast_valid({"id": "T1", "status": "ready", "not_before": "soon"})
+
+
+@given(_tasks)
+def test_the_fast_validator_agrees_with_jsonschema(task: object) -> None:
+    """jsonschema-rs is only a gate: whatever it lets through, jsonschema finds valid, so the answer never changes."""
+    slow = schema.first_error(task, "task") is None
+    if schema._fast_valid(task):
+        assert slow
+    assert (schema.task_error(task) is None) == (slow and schema.lone_surrogate(task) is None)
+
+
+@given(_tasks)
+def test_the_fast_gate_quarantines_exactly_what_jsonschema_alone_does(task: object) -> None:
+    """A task's findings (path, message, code, task) are the same with the gate as with jsonschema alone."""
+    schema._VALID_TASKS.clear()
+    gated = schema.task_problems(task, "$.tasks[0]")
+    schema._VALID_TASKS.clear()
+    original = schema._fast_task_validator
+    schema._fast_task_validator = lambda: None  # type: ignore[assignment]
+    try:
+        alone = schema.task_problems(task, "$.tasks[0]")
+    finally:
+        schema._fast_task_validator = original  # type: ignore[assignment]
+    assert gated == alone

@@ -114,6 +114,7 @@ def cli(
 
 def _register() -> None:
     from agentd.cli import (
+        archive_cmd,
         background,
         completion_cmd,
         config_cmd,
@@ -137,6 +138,7 @@ def _register() -> None:
     cli.add_command(events_cmd.events)
     cli.add_command(web_cmd.web)
     queue_cmds.queue.add_command(events_cmd.history)
+    queue_cmds.queue.add_command(archive_cmd.archive)
     for command in (background.start, background.stop, background.restart, background.status, background.logs):
         cli.add_command(command)
 

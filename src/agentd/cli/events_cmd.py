@@ -152,6 +152,9 @@ def _queue_state(app: App, task_id: str) -> tuple[dict[str, Any] | None, str | N
         return None, str(exc), None
     try:
         raw = store.read(lenient=True).task(task_id)
+        if raw is None:
+            found = store.archive.read().find(task_id)
+            raw = {**found[0], "archived_at": found[1]} if found is not None else None
     except (AgentdError, OSError) as exc:
         return None, str(exc), store.path
     return raw, None, store.path
@@ -199,7 +202,7 @@ def history(app: App, task_id: str, as_json: bool) -> int:
         raise TaskNotFound(task_id, queue_path)
     state = None
     if raw is not None:
-        keys = ("title", "status", "attempts", "lease_token", "not_before", "blocked_reason")
+        keys = ("title", "status", "attempts", "lease_token", "not_before", "blocked_reason", "archived_at")
         state = {key: raw.get(key) for key in keys}
         state["attempts"] = raw.get("attempts") or 0
     if as_json:
@@ -208,7 +211,7 @@ def history(app: App, task_id: str, as_json: bool) -> int:
     if state is not None:
         extra = "".join(
             f", {label} {state[key]}"
-            for key, label in (("lease_token", "last token"), ("not_before", "not before"))
+            for key, label in (("lease_token", "last token"), ("not_before", "not before"), ("archived_at", "archived"))
             if state.get(key) is not None
         )
         title = f" {state['title']!r}" if state.get("title") else ""

@@ -151,7 +151,7 @@ def list_(app: App, statuses: tuple[str, ...], role: str | None, as_json: bool) 
 @click.option("--json", "as_json", is_flag=True, help="Print the task as JSON (exactly as stored).")
 @pass_app
 def show(app: App, task_id: str, as_json: bool) -> int:
-    """Show one task with every field it has.
+    """Show one task with every field it has (from the archive when it was archived).
 
     \b
     Examples:
@@ -160,11 +160,17 @@ def show(app: App, task_id: str, as_json: bool) -> int:
     """
     store = app.store()
     raw = store.read().task(task_id)
+    archived_at: str | None = None
     if raw is None:
-        raise TaskNotFound(task_id, store.path)
+        found = store.archive.read().find(task_id)
+        if found is None:
+            raise TaskNotFound(task_id, store.path)
+        raw, archived_at = found[0], found[1] or "an unknown time"
     if as_json:
         emit_json(raw)
         return ExitCode.OK
+    if archived_at is not None:
+        info(f"(archived at {archived_at} in {display_path(store.archive.path)})")
     width = max(len(key) for key in raw)
     for key, value in raw.items():
         if key == "subtasks" and isinstance(value, list):
@@ -392,7 +398,9 @@ def why(app: App, task_id: str, as_json: bool) -> int:
     running = {role: any(p.running for p in service.daemons(config, [role])) for role in config.roles}
     quarantined = {task: problem.text for task, problem in snapshot.quarantined.items()}
     now = SystemClock().now()
-    answer = explain(task_id, tasks, config.workflow, leases, snapshot.wip_limits, now, running, quarantined)
+    answer = explain(
+        task_id, tasks, config.workflow, leases, snapshot.wip_limits, now, running, quarantined, snapshot.archived
+    )
     if as_json:
         emit_json(answer.to_json())
         return ExitCode.OK

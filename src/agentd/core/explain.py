@@ -79,11 +79,13 @@ def explain(
     now: datetime,
     daemons: Mapping[str, bool],
     quarantined: Mapping[str, str] | None = None,
+    archived: Mapping[str, str] | None = None,
 ) -> Explanation:
     """Why ``task_id`` is or is not being claimed now. ``daemons`` says, per role, whether a daemon runs;
-    ``quarantined`` maps each task with a problem of its own to that problem (the read's)."""
+    ``quarantined`` maps each task with a problem of its own to that problem (the read's); ``archived`` the status
+    of each archived task (a dependency on one counts as that status)."""
     quarantined = quarantined or {}
-    answer = _explain(task_id, tasks, workflow, leases, queue_limits, now, daemons, quarantined)
+    answer = _explain(task_id, tasks, workflow, leases, queue_limits, now, daemons, quarantined, archived)
     problem = quarantined.get(task_id)
     if problem is not None:
         if not any(step.rule == "quarantine" for step in answer.steps):
@@ -105,8 +107,9 @@ def _explain(
     now: datetime,
     daemons: Mapping[str, bool],
     quarantined: Mapping[str, str],
+    archived: Mapping[str, str] | None = None,
 ) -> Explanation:
-    view = View.build(tasks, workflow, now, leases, quarantined=quarantined)
+    view = View.build(tasks, workflow, now, leases, quarantined=quarantined, archived=archived)
     task = view.by_id[task_id]
     for role in workflow.role_working_in(task.status):
         return _working(task, role, leases.get(task.id), now)

@@ -102,6 +102,7 @@ class View:
     default_ttl: float
     cycle: tuple[str, ...] = ()
     quarantined: Mapping[str, str] = field(default_factory=dict)  # task id -> its problem, one line
+    archived: Mapping[str, str] = field(default_factory=dict)  # id -> status of a task moved to the archive
 
     @classmethod
     def build(
@@ -114,13 +115,28 @@ class View:
         *,
         acyclic: bool = False,
         quarantined: Mapping[str, str] | None = None,
+        archived: Mapping[str, str] | None = None,
+        by_id: Mapping[str, Task] | None = None,
     ) -> View:
         """``acyclic``: the caller knows no cycle is left to find (a read of the queue quarantines every member of
-        one); ``quarantined``: task id -> its problem (from the read)."""
-        by_id = {task.id: task for task in tasks}
+        one); ``quarantined``: task id -> its problem (from the read); ``archived``: the status of each archived id
+        (a dependency on one counts as that status); ``by_id``: every task of the queue by id, when ``tasks`` are only
+        those selection looks at (see :func:`considered`): dependencies and parents are found there."""
+        if by_id is None:
+            by_id = {task.id: task for task in tasks}
         cycle = [] if acyclic else find_cycle({task.id: task.dependencies for task in tasks}) or []
         done = frozenset(workflow.done_statuses)
-        return cls(tasks, by_id, done, leases or {}, now, default_ttl, tuple(cycle), quarantined or {})
+        return cls(tasks, by_id, done, leases or {}, now, default_ttl, tuple(cycle), quarantined or {}, archived or {})
+
+
+def considered(workflow: Workflow) -> frozenset[str]:
+    """The statuses selection looks at: claimed or worked in by a role, or moved by the unblock rule. A task in any
+    other status (done, cancelled: most of a big queue) only matters as a dependency or a parent, so a
+    :class:`View` may list only the others (with every task in ``by_id``) and decide exactly the same."""
+    statuses = {status for role in workflow.roles.values() for status in (*role.claims, role.working)}
+    if workflow.unblock is not None:
+        statuses.add(workflow.unblock.from_status)
+    return frozenset(statuses)
 
 
 def dependency_checks(task: Task, view: View) -> list[Check]:
@@ -140,6 +156,20 @@ def _dependency_checks(task: Task, view: View, passing: bool = True) -> Iterator
                 {"id": dep},
                 rule="dependency",
             )
+        elif other is None and dep in view.archived:
+            status = view.archived[dep]
+            if status not in view.done:
+                yield Check(
+                    Reason.DEPENDENCY_NOT_DONE,
+                    False,
+                    f"dependency {dep} is {status!r} (archived), not done",
+                    {"id": dep},
+                    rule="dependency",
+                )
+            elif passing:
+                yield Check(
+                    Reason.CLAIMABLE, True, f"dependency {dep} is {status!r} (archived)", {"id": dep}, rule="dependency"
+                )
         elif other is None:
             yield Check(
                 Reason.UNKNOWN_DEPENDENCY,

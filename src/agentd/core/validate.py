@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -91,10 +91,18 @@ def check(data: Mapping[str, Any], workflow: Workflow | None = None) -> list[Fin
 STRUCTURAL = frozenset({"duplicate", "unknown-dep", "cycle"})
 
 
-def structural(entries: list[tuple[str, Any, str | None]]) -> list[Finding]:
+def structural_phase(finding: Finding) -> int:
+    """Where :func:`structural` lists a finding: duplicates first, then unknown and self dependencies (in queue
+    order), then cycles."""
+    if finding.code == "duplicate":
+        return 0
+    return 2 if finding.code == "cycle" and finding.detail == "cycle" else 1
+
+
+def structural(entries: list[tuple[str, Any, str | None]], known: Collection[str] = ()) -> list[Finding]:
     """Duplicate ids, unknown dependencies and cycles (they depend only on ids and dependencies): one finding per
     task it quarantines. Tasks without a string id, or whose dependencies are not a list, are skipped here (the schema
-    check quarantines them)."""
+    check quarantines them). A dependency on a ``known`` id (a task outside ``entries``) is not unknown."""
     findings: list[Finding] = []
     paths: dict[str, list[str]] = {}
     graph: dict[str, tuple[str, ...]] = {}
@@ -114,7 +122,7 @@ def structural(entries: list[tuple[str, Any, str | None]]) -> list[Finding]:
             findings += [Finding("error", f"{path}.id", message, "duplicate", task_id) for path in where]
     for path, task_id, deps in usable:
         for position, dep in enumerate(deps):
-            if dep not in paths:
+            if dep not in paths and dep not in known:
                 message = f"unknown dependency {dep!r}"
                 findings.append(
                     Finding("error", f"{path}.dependencies[{position}]", message, "unknown-dep", task_id, dep)

@@ -62,8 +62,10 @@ def build(config: Config, probes: list[Probe], now: datetime, store: QueueStore 
     limits: dict[str, int] = {}
     limits_known = True
     quarantined: dict[str, str] = {}
+    archived: Mapping[str, str] = {}
     try:
         snapshot = store.read()
+        archived = snapshot.archived
         tasks, limits = snapshot.tasks, snapshot.wip_limits
         quarantined = {task_id: problem.text for task_id, problem in snapshot.quarantined.items()}
     except AgentdError as exc:
@@ -77,7 +79,7 @@ def build(config: Config, probes: list[Probe], now: datetime, store: QueueStore 
     except (AgentdError, OSError):
         leases = {}
     by_id = {task.id: task for task in tasks}
-    view = View.build(tasks, config.workflow, now, leases, quarantined=quarantined)
+    view = View.build(tasks, config.workflow, now, leases, quarantined=quarantined, archived=archived)
     roles = []
     for seen in probes:
         role_name, instance = role_of(seen.path)

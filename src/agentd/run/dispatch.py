@@ -89,13 +89,40 @@ class Dispatcher:
         self.executor = executor
         self.clock = clock
         self.instance = instance
+        self._considered = scheduler.considered(config.workflow)
+        self._memo: tuple[list[Task], list[Task], dict[str, Task]] | None = None  # tasks -> (considered, by id)
 
     def _view(self, tasks: list[Task], seen: Mapping[str, LeaseObservation], now: datetime, snapshot: Snapshot) -> View:
-        # Every member of a cycle is quarantined by the read, so there is no cycle to look for.
+        # Every member of a cycle is quarantined by the read, so there is no cycle to look for. Selection looks only
+        # at the tasks in a status it considers (on a big queue most are done: no pass walks them again and again).
         quarantined = {task_id: problem.text for task_id, problem in snapshot.quarantined.items()}
+        considered, by_id = self._considered_of(tasks)
         return View.build(
-            tasks, self.config.workflow, now, seen, self.role.lease_ttl, acyclic=True, quarantined=quarantined
+            considered,
+            self.config.workflow,
+            now,
+            seen,
+            self.role.lease_ttl,
+            acyclic=True,
+            quarantined=quarantined,
+            archived=snapshot.archived,
+            by_id=by_id,
         )
+
+    def _considered_of(self, tasks: list[Task]) -> tuple[list[Task], dict[str, Task]]:
+        """The tasks in a status selection considers, and every task by id (made once per list of tasks: a look and
+        the pass after it share the read's)."""
+        memo = self._memo
+        if memo is None or memo[0] is not tasks:
+            statuses = self._considered
+            memo = self._memo = (tasks, [task for task in tasks if task.status in statuses], {t.id: t for t in tasks})
+        return memo[1], memo[2]
+
+    def _plan(
+        self, tasks: list[Task], seen: Mapping[str, LeaseObservation], now: datetime, held: set[str]
+    ) -> list[recovery.Recovery]:
+        considered, by_id = self._considered_of(tasks)  # (the working statuses are among those considered)
+        return recovery.plan(considered, seen, self.config.workflow, now, held=held, by_id=by_id)
 
     def _measure(
         self, data: dict[str, Any], tasks: list[Task], view: View, room_cap: int | None, *, count: bool = True
@@ -103,7 +130,7 @@ class Dispatcher:
         """WIP room and what is claimable; ``count=False``: with no room, only whether anything is (a look made on
         every queue change by every daemon of a role whose WIP is full need not rank thousands of tasks)."""
         limits: dict[str, int] = dict(data.get("wip_limits") or {})
-        room = scheduler.wip_room(tasks, self.role, limits, view.leases, view.now, view.quarantined)
+        room = scheduler.wip_room(view.tasks, self.role, limits, view.leases, view.now, view.quarantined)
         if room_cap is not None:
             room = max(0, min(room, room_cap))
         recount = None
@@ -113,13 +140,15 @@ class Dispatcher:
             claimable = int(scheduler.any_claimable(self.role, view))
             recount = lambda: len(scheduler.claimable(self.role, view))  # noqa: E731 - for a log line, rarely
         waits = [
-            t.not_before for t in tasks if t.status in self.role.claims and t.not_before and t.not_before > view.now
+            t.not_before
+            for t in view.tasks
+            if t.status in self.role.claims and t.not_before and t.not_before > view.now
         ]
         return PassResult(
             claimable=claimable,
             recount=recount,
             room=room,
-            busy=len(scheduler.holders(tasks, self.role, view.leases, view.now, view.quarantined)),
+            busy=len(scheduler.holders(view.tasks, self.role, view.leases, view.now, view.quarantined)),
             limit=scheduler.wip_limit(self.role, limits),
             waits=waits,
         )
@@ -137,7 +166,7 @@ class Dispatcher:
         seen_now = self._measure(snapshot.data, tasks, view, room_cap, count=False)
         seen_now.stop = scheduler.to_stop(tasks, self.config.workflow, held)
         seen_now.quarantined = snapshot.quarantined
-        stale = recovery.plan(tasks, seen, self.config.workflow, now, held=held | set(snapshot.quarantined))
+        stale = self._plan(tasks, seen, now, held | set(snapshot.quarantined))
         unblock = scheduler.to_unblock(self.config.workflow, view)
         return bool(stale or unblock or (seen_now.claimable and seen_now.room > 0)), seen_now
 
@@ -169,7 +198,7 @@ class Dispatcher:
                 seen.pop(task_id, None)  # our own fresh claims from an earlier try of this transaction
             # The views of the file as read (reused from earlier reads), with the tasks changed since rebuilt.
             tasks = refreshed(draft.read.tasks, draft.task, (run.task_id for run in done))
-            plans = recovery.plan(tasks, seen, self.config.workflow, now, held=held | set(draft.read.quarantined))
+            plans = self._plan(tasks, seen, now, held | set(draft.read.quarantined))
             stopped: list[recovery.Recovery] = []
             result.recovered = recovery.apply(draft.task, plans, self.config.workflow, now, self.leases, stopped)
             result.killed = [item for item in stopped if item.killed]

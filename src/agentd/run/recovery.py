@@ -74,6 +74,7 @@ def plan(
     held: Iterable[str] = (),
     this_host: str | None = None,
     this_boot: str | None = None,
+    by_id: Mapping[str, Task] | None = None,
 ) -> list[Recovery]:
     """Every stale lease and stuck task, with the action that clears it (pure but for reading this host's name and
     boot id when they are not given).
@@ -84,7 +85,8 @@ def plan(
     host = this_host or hostname()
     boot = this_boot or boot_id()
     found: list[Recovery] = []
-    by_id = {task.id: task for task in tasks}
+    if by_id is None:  # (given: ``tasks`` may be only those in a working status, and every task is in ``by_id``)
+        by_id = {task.id: task for task in tasks}
     working = {role.working for role in workflow.roles.values()}
     for task in tasks:
         if task.status not in working:

@@ -18,6 +18,8 @@ its own copy (as :meth:`agentd.store.file.queuefile.QueueStore.transaction` does
 from __future__ import annotations
 
 import _json
+import bisect
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -62,6 +64,12 @@ class Decoder:
 
     def __init__(self) -> None:
         self._previous: list[Piece] = []
+        self._text = ""  # the text of the previous call, when its tasks were parsed piece by piece
+        self._tasks_at = -1  # where its tasks list opened
+        self._starts: list[int] = []  # where each of its pieces started
+        self._ends: list[int] = []  # and ended
+        self._items: list[Any] = []  # its tasks
+        self._spans: dict[int, int] = {}
 
     def decode(self, text: str) -> Decoded:
         """The document ``json.loads(text)`` gives (or its error), reusing unchanged tasks of the previous call."""
@@ -70,9 +78,15 @@ class Decoder:
         except (_Unexpected, StopIteration, ValueError, RecursionError):
             decoded = None
         if decoded is None:
-            self._previous = []
+            self._previous, self._text, self._starts, self._ends, self._items, self._spans = [], "", [], [], [], {}
             return Decoded(json.loads(text), None)
+        pieces = decoded.pieces is not None
         self._previous = decoded.pieces or []
+        self._text = text if pieces else ""
+        self._starts = list(decoded.spans) if pieces else []
+        self._ends = list(decoded.spans.values()) if pieces else []
+        self._items = decoded.data.get("tasks", []) if pieces else []
+        self._spans = decoded.spans if pieces else {}
         return decoded
 
     def _decode(self, text: str) -> Decoded:
@@ -126,10 +140,30 @@ class Decoder:
         expect = 0  # the previous piece expected next
         by_text: dict[str, int] | None = None
         by_id: dict[Any, int] = {}
+        opened = idx
         idx = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]
         if text[idx : idx + 1] == "]":
             return items, pieces, 0, spans, idx + 1
         startswith = text.startswith
+        # The tasks before the first character that differs from the previous text are where they were: taken whole
+        # (a write usually changes one task or adds one at the end; this skips the loop below for the others).
+        if opened == self._tasks_at and count and len(self._items) == count:
+            same = _common_prefix(self._text, text)
+            # The tasks that end before the first difference (the character after each is the same too: its
+            # separator is unchanged).
+            expect = bisect.bisect_left(self._ends, same)
+            if expect:
+                pieces = previous[:expect]
+                items = self._items[:expect]
+                spans = dict(self._spans) if expect == count else dict(itertools.islice(self._spans.items(), expect))
+                reused = expect
+                after = _AFTER_ITEM.match(text, self._ends[expect - 1])
+                if after is None:
+                    raise _Unexpected
+                idx = after.end()
+                if after.group(1):
+                    return items, pieces, reused, spans, idx
+        self._tasks_at = opened
         while True:
             piece = None
             # The expected task unchanged, or the one after it (the expected one was removed). Only objects are
@@ -147,10 +181,11 @@ class Decoder:
                 piece = Piece(text[idx:end], value)
                 # Realign on the previous parse: the expected task changed (the common case); else the same text
                 # moved (keep what was derived from it), or another task changed: the next is expected after it. A
-                # new task leaves the expectation as it was.
+                # new task leaves the expectation as it was. Tasks after the last one expected are taken as new
+                # (appending is common; looking a moved one up there would index the whole previous parse).
                 if expect < count and _same_id(value, previous[expect].value):
                     expect += 1
-                else:
+                elif expect < count:
                     if by_text is None:
                         by_text = {p.text: n for n, p in enumerate(previous) if p.reusable}
                         by_id = {p.value["id"]: n for n, p in enumerate(previous) if _has_id(p.value)}
@@ -172,6 +207,25 @@ class Decoder:
             idx = after.end()
             if after.group(1):
                 return items, pieces, reused, spans, idx
+
+
+def _common_prefix(old: str, new: str, chunk: int = 1 << 16) -> int:
+    """How many leading characters ``old`` and ``new`` share (compared a chunk at a time, at C speed)."""
+    limit = min(len(old), len(new))
+    low = 0
+    while low < limit:
+        high = min(limit, low + chunk)
+        if old[low:high] == new[low:high]:
+            low = high
+            continue
+        while high - low > 1:  # the first difference is in [low, high): halve
+            middle = (low + high) // 2
+            if old[low:middle] == new[low:middle]:
+                low = middle
+            else:
+                high = middle
+        return low
+    return limit
 
 
 def _same_id(new: Any, old: Any) -> bool:

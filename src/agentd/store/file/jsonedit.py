@@ -130,7 +130,7 @@ def _detect_separators(text: str, *, multiline: bool) -> tuple[str | None, str |
 
 def _has_non_ascii_escape(text: str) -> bool:
     """Whether ``text`` has a ``\\uXXXX`` escape (not itself escaped) of U+007F or a non-ASCII character."""
-    if "\\u" not in text:
+    if "\\" not in text:  # (a one-character search is ~30 times faster than one for "\\u" over a large text)
         return False
     for m in _NON_ASCII_ESCAPE.finditer(text):
         k = m.start()
@@ -183,6 +183,21 @@ def apply(text: str, old: Any, new: Any, spans: Mapping[int, int] | None = None)
     if editor.ws(end) != len(text):
         raise ValueError(f"extra data after the JSON value at offset {editor.ws(end)}")
     return editor.render(out)
+
+
+def _identical_head(old: list[Any], new: list[Any]) -> int:
+    """How many leading items two lists share as the very same objects (found by halving over their ids, in C)."""
+    a, b = list(map(id, old)), list(map(id, new))
+    low, high = 0, min(len(a), len(b))
+    if a[:high] == b[:high]:
+        return high
+    while high - low > 1:  # a[:low] == b[:low], and they differ before ``high``
+        middle = (low + high) // 2
+        if a[low:middle] == b[low:middle]:
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -282,6 +297,12 @@ class _Editor:
     def ws(self, pos: int) -> int:
         m = _WS.match(self.text, pos)
         return m.end() if m else pos
+
+    def _known_items(self, first: int, count: int) -> bool:
+        """Whether ``spans`` are exactly the items of the array whose first item starts at ``first``."""
+        if len(self.spans) != count or not count:
+            return False
+        return next(iter(self.spans)) == first
 
     def skip(self, pos: int) -> int:
         """The end of the JSON value that starts at ``pos``."""
@@ -479,10 +500,10 @@ class _Editor:
             raise ValueError(f"expected an array at offset {pos}")
         n_old, n_new = len(old), len(new)
         shortest = min(n_old, n_new)
-        p = 0
+        p = _identical_head(old, new)  # (at C speed: a queue's tasks are mostly the very same objects)
         while p < shortest and _same(old[p], new[p]):
             p += 1
-        s = 0
+        s = _identical_head(old[p:][::-1], new[p:][::-1])  # (the same, from the end)
         while s < shortest - p and _same(old[n_old - 1 - s], new[n_new - 1 - s]):
             s += 1
         old_mid, new_mid = n_old - p - s, n_new - p - s
@@ -519,6 +540,18 @@ class _Editor:
         i = self.ws(pos + 1)
         if self.char(i) == "]":
             close = i
+        elif self._known_items(i, n_old):
+            # The items' extents are known (a queue's tasks, from the parse): no walk over thousands of them.
+            inline = "\n" not in text[pos + 1 : i]
+            starts = list(self.spans)
+            ends = list(self.spans.values())
+            for k in sorted(pairs):
+                if self.edit(starts[k], old[k], new[pairs[k]], inline, out) != ends[k]:
+                    raise ValueError(f"the item at offset {starts[k]} does not end where it was parsed to end")
+            m = _AFTER_ITEM.match(text, ends[-1])
+            if m is None or m.start(1) < 0:
+                raise ValueError(f"expected ']' at offset {self.ws(ends[-1])}")
+            close = m.start(1)
         else:
             inline = "\n" not in text[pos + 1 : i]
             after = _AFTER_ITEM.match

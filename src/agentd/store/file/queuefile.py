@@ -12,14 +12,15 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import hashlib
 import json
 import logging
+import operator
 import os
 import secrets
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,10 +28,19 @@ import tenacity
 
 from agentd import faults, schema
 from agentd.core.model import Task, index_by_id, view_id, views, walk, walk_one
-from agentd.core.validate import STRUCTURAL, Finding, conflict_markers, status_warnings, structural
+from agentd.core.validate import (
+    STRUCTURAL,
+    Finding,
+    conflict_markers,
+    status_warnings,
+    structural,
+)
 from agentd.core.workflow import Workflow
 from agentd.errors import Conflict, FileAccessError, LockTimeout, QueueInvalid, display_path
+from agentd.store.file import archive as archive_file
 from agentd.store.file import jsonedit
+from agentd.store.file.archive import Archive
+from agentd.store.file.derived import PerPiece, StructuralChecks, differing, problems_of, views_of, walk_of
 from agentd.store.file.incremental import Decoded, Decoder, Piece
 from agentd.store.file.sidelock import LockTimedOut, SidecarLock
 
@@ -88,6 +98,8 @@ class Snapshot:
     warnings: list[Finding] = field(default_factory=list)
     errors: list[Finding] = field(default_factory=list)  # each task's own problems: the task is quarantined
     pieces: list[Piece] | None = field(default=None, repr=False, compare=False)
+    archived: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)  # archived id -> status
+    views_cache: PerPiece[Task] | None = field(default=None, repr=False, compare=False)
 
     @functools.cached_property
     def quarantined(self) -> dict[str, Finding]:
@@ -104,21 +116,7 @@ class Snapshot:
         """Typed views of every task, nested ones included, in queue order (those of unchanged tasks reused)."""
         if self.pieces is None:
             return views(self.data)
-        out: list[Task] = []
-        for position, piece in enumerate(self.pieces):
-            cached = piece.derived.get("views")
-            if cached is not None and cached[0] == position and cached[1] == len(out):
-                out.extend(cached[2])
-                continue
-            start = len(out)
-            entries = walk_one(piece.value, f"$.tasks[{position}]")
-            subtree = [
-                Task.from_dict(task, index=start + offset, path=path, parent=parent)
-                for offset, (path, task, parent) in enumerate(entries)
-            ]
-            piece.derived["views"] = (position, start, subtree)
-            out.extend(subtree)
-        return out
+        return list((self.views_cache or PerPiece("views", views_of, by_start=True)).derive(self.pieces)[0])
 
     def task(self, task_id: str) -> dict[str, Any] | None:
         """The raw dict of one task, or None."""
@@ -143,7 +141,8 @@ class Draft:
         self.read = read
         self.doc: dict[str, Any] = dict(read.data)
         self.doc["tasks"] = list(read.data["tasks"])
-        self._top: dict[str, int] | None = None  # task id -> the position of its top-level task
+        self._top: list[Any] | None = None  # the id of each top-level task
+        self._nested: dict[str, int] | None = None  # subtask id -> the position of its top-level task
         self._copied: dict[int, dict[str, dict[str, Any]]] = {}  # position -> ids in its copied subtree -> dicts
 
     def task(self, task_id: str) -> dict[str, Any] | None:
@@ -164,16 +163,32 @@ class Draft:
     def _position(self, task_id: str) -> int | None:
         if self._top is None:
             tasks = self.read.data["tasks"]
-            try:  # (the common case, at the speed of a plain comprehension: every task a dict with a string id)
-                self._top = {task["id"]: n for n, task in enumerate(tasks)}
+            try:  # (the common case, in C: every task a dict with an id)
+                self._top = list(map(operator.itemgetter("id"), tasks))
             except (TypeError, KeyError):
-                self._top = {task["id"]: n for n, task in enumerate(tasks) if _has_id(task)}
-            for n, task in enumerate(tasks):
+                self._top = [task["id"] if _has_id(task) else None for task in tasks]
+        with contextlib.suppress(ValueError):  # (the last task with the id, searched in C)
+            return len(self._top) - 1 - self._top[::-1].index(task_id)
+        if self._nested is None:  # (made only when a subtask is asked for: a claim of a top-level task needs none)
+            self._nested = {}
+            for n, task in enumerate(self.read.data["tasks"]):
                 if isinstance(task, dict) and task.get("subtasks"):
                     for _, sub, _ in walk_one(task, ""):
                         if _has_id(sub):
-                            self._top.setdefault(sub["id"], n)
-        return self._top.get(task_id)
+                            self._nested.setdefault(sub["id"], n)
+        return self._nested.get(task_id)
+
+
+def _movable(read: Snapshot, select: Callable[[dict[str, Any]], bool]) -> list[int]:
+    """The positions of the top-level tasks ``select`` picks, leaving out any with a quarantined task inside."""
+    quarantined = read.quarantined
+    return [
+        n
+        for n, task in enumerate(read.data["tasks"])
+        if _has_id(task)
+        and not any(view_id(raw, path) in quarantined for path, raw, _ in walk_one(task, f"$.tasks[{n}]"))
+        and select(task)
+    ]
 
 
 def _has_id(task: Any) -> bool:
@@ -198,6 +213,8 @@ class _Loaded:
     pieces: list[Piece] | None
     spans: dict[int, int]  # where each top-level task starts in ``text`` -> where it ends
     findings: list[Finding]
+    archived: Mapping[str, str]  # the archive as it was for this read: archived id -> status
+    views_cache: PerPiece[Task] | None = field(default=None, compare=False, repr=False)  # the store's
     _snapshots: dict[Path, Snapshot] = field(default_factory=dict, compare=False, repr=False)
 
     def snapshot(self, path: Path) -> Snapshot:
@@ -206,29 +223,10 @@ class _Loaded:
         if made is None:
             warnings = [f for f in self.findings if f.severity == "warning"]
             errors = [f for f in self.findings if f.severity == "error"]
-            made = self._snapshots[path] = Snapshot(path, self.raw, self.data, warnings, errors, self.pieces)
+            made = self._snapshots[path] = Snapshot(
+                path, self.raw, self.data, warnings, errors, self.pieces, self.archived, self.views_cache
+            )
         return made
-
-
-def _entries(data: dict[str, Any], pieces: list[Piece] | None, first: int = 0) -> list[tuple[str, Any, str | None]]:
-    """:func:`agentd.core.model.walk` of the tasks, reusing the walk of each unchanged top-level task at its place
-    (``pieces`` are the top-level tasks from position ``first`` on)."""
-    if pieces is None:
-        return walk(data["tasks"])
-    out: list[tuple[str, Any, str | None]] = []
-    for position, piece in enumerate(pieces, start=first):
-        cached = piece.derived.get("entries")
-        if cached is None or cached[0] != position:
-            cached = (position, walk_one(piece.value, f"$.tasks[{position}]"))
-            piece.derived["entries"] = cached
-        out.extend(cached[1])
-    return out
-
-
-def _entries_at(loaded: _Loaded, position: int) -> list[tuple[str, Any, str | None]]:
-    """The walk of the top-level task at ``position`` of a read (made once per task and place, then reused)."""
-    assert loaded.pieces is not None
-    return _entries(loaded.data, loaded.pieces[position : position + 1], first=position)
 
 
 def _identity(path: Path) -> tuple[int, ...] | None:
@@ -275,6 +273,11 @@ class QueueStore:
         self._decoder = Decoder()
         self._sidecar: SidecarLock | None = None
         self._written: tuple[int, ...] | None = None  # the identity of the file this store wrote last
+        self._archive: Archive | None = None
+        self._archived: Mapping[str, str] = {}  # the archive's statuses the caches below were made with
+        self._views: PerPiece[Task] = PerPiece("views", views_of, by_start=True)  # the task views of the last read,
+        self._walks: PerPiece[tuple[str, Any, str | None]] = PerPiece("walk", walk_of)  # its entries, and
+        self._problems: PerPiece[Finding] = PerPiece("problems", problems_of)  # its tasks' own problems
         self.workflow = workflow  # (and the caches of what earlier reads found)
 
     @property
@@ -285,9 +288,14 @@ class QueueStore:
     @workflow.setter
     def workflow(self, value: Workflow | None) -> None:
         self._workflow = value
+        self._generation = getattr(self, "_generation", 0) + 1
+        self._warnings: PerPiece[Finding] = PerPiece(  # unknown statuses, by this workflow
+            f"warnings-{self._generation}",
+            lambda position, piece, _: status_warnings(walk_of(position, piece, 0), value),
+        )
         # What earlier reads found, with the warnings of the old workflow: forgotten.
-        self._validated: tuple[bytes, list[Finding]] | None = None
-        self._structure: tuple[list[tuple[str, Any, Any]], list[Finding]] | None = None
+        self._validated: tuple[bytes, list[Finding]] | None = None  # (the bytes checked, their findings)
+        self._structure = StructuralChecks()  # duplicates, unknown dependencies, cycles (with their last answer)
         self._last: _Loaded | None = None  # the last strict read (reused while the bytes are the same)
 
     @property
@@ -295,6 +303,25 @@ class QueueStore:
         """The sidecar lock file beside the queue's real file (never deleted): two names for one queue, one lock."""
         target = self._target()
         return target.with_name(target.name + ".lock")
+
+    @property
+    def archive(self) -> Archive:
+        """The archive beside the queue's real file (``SPRINT_QUEUE.archive.jsonl``)."""
+        path = archive_file.path_for(self._target())
+        if self._archive is None or self._archive.path != path:
+            self._archive = Archive(path)
+        return self._archive
+
+    def _archived_now(self) -> Mapping[str, str]:
+        """The archive's statuses (an unreadable archive counts as empty, reported once); when they changed, what
+        earlier reads concluded about dependencies is forgotten."""
+        archived = self.archive.statuses()
+        if archived is not self._archived:
+            self._archived = archived
+            self._validated = None
+            self._structure.forget()
+            self._last = None
+        return archived
 
     # -- reading ---------------------------------------------------------------------------------------------------
 
@@ -324,7 +351,7 @@ class QueueStore:
 
     def _parse(self, raw: bytes) -> tuple[str, str, Decoded]:
         prefix, text = self._decode(raw)
-        if not text.strip():
+        if not text or text.isspace():  # (no copy of a 12-MB text, as strip() would make)
             raise _MaybeMidWrite(self.path, None, "empty file (expected a JSON object with a 'tasks' list)")
         # A conflict marker line is never valid JSON, so markers are looked for only when the parse fails (a full
         # scan of a large file on every read would cost more than the parse of what changed).
@@ -351,35 +378,27 @@ class QueueStore:
     def _validate(self, raw: bytes, decoded: Decoded) -> list[Finding]:
         """The findings of a read: each task's own problems and structural ones (errors: the task is quarantined),
         unknown statuses (warnings). A problem of the file as a whole raises :class:`QueueInvalid`."""
-        digest = hashlib.blake2b(raw, digest_size=16).digest()
-        if self._validated is not None and self._validated[0] == digest:
+        # The very bytes checked before (compared, not hashed: a changed file usually differs in length).
+        if self._validated is not None and self._validated[0] == raw:
             return self._validated[1]
         data = decoded.data
         if not isinstance(data, dict):
             raise QueueInvalid(self.path, "$", f"expected a JSON object, found {type(data).__name__}")
         # Without pieces (the rare parse outside the incremental decoder's fast path, such as one with an integer
         # too long to read), every task is also walked for such an integer.
-        problem, findings = schema.queue_problems(data, decoded.pieces, thorough=decoded.pieces is None)
+        pieces = decoded.pieces
+        if pieces is None:
+            problem, findings = schema.queue_problems(data, thorough=True)
+        else:
+            problem, findings = schema.file_problem(data), []
         if problem is not None:
             raise QueueInvalid(self.path, problem[0], problem[1])
-        entries = _entries(data, decoded.pieces)
-        # Duplicates, unknown dependencies and cycles depend on ids, dependencies and places alone: most writes
-        # change none of them, so the last answer stands.
-        try:  # (the common case, at the speed of a plain comprehension: every task a dict with an id)
-            shape = [(path, task["id"], task.get("dependencies")) for path, task, _ in entries]
-        except (TypeError, KeyError, AttributeError):
-            shape = [
-                (path, task.get("id"), task.get("dependencies")) if isinstance(task, dict) else (path, None, None)
-                for path, task, _ in entries
-            ]
-        if self._structure is not None and self._structure[0] == shape:
-            findings = findings + self._structure[1]
-        else:
-            found = structural(entries)
-            self._structure = (shape, found)
-            findings = findings + found
-        findings += status_warnings(entries, self.workflow)
-        self._validated = (digest, findings)
+        if pieces is not None:
+            findings = list(self._problems.derive(pieces)[0])
+        entries = self._walks.derive(pieces)[0] if pieces is not None else walk(data["tasks"])
+        findings += self._structure.check(entries, pieces, self._archived)
+        findings += self._warnings.derive(pieces)[0] if pieces is not None else status_warnings(entries, self.workflow)
+        self._validated = (raw, findings)
         return findings
 
     def _load(self) -> _Loaded:
@@ -387,12 +406,15 @@ class QueueStore:
 
         def attempt() -> _Loaded:
             raw = self._read_raw()
+            self._archived_now()
             last = self._last
             if last is not None and last.raw == raw:
                 return last  # the file has not changed since the last strict read: nothing to parse or check
             prefix, text, decoded = self._parse(raw)
             findings = self._validate(raw, decoded)
-            self._last = _Loaded(raw, prefix, text, decoded.data, decoded.pieces, decoded.spans, findings)
+            self._last = _Loaded(
+                raw, prefix, text, decoded.data, decoded.pieces, decoded.spans, findings, self._archived, self._views
+            )
             return self._last
 
         if self.parse_retry <= 0:
@@ -437,17 +459,32 @@ class QueueStore:
         if len(old_tasks) == len(new_tasks):
             # Tasks changed in place (the common case): only the changed top-level tasks are looked into, and the
             # others keep the walk made when the file was read.
-            changed = [n for n, task in enumerate(new_tasks) if not (task is old_tasks[n] or task == old_tasks[n])]
+            changed = [n for n in differing(old_tasks, new_tasks) if new_tasks[n] != old_tasks[n]]
             before = [entry for n in changed for entry in walk_one(old_tasks[n], f"$.tasks[{n}]")]
             after = [entry for n in changed for entry in walk_one(new_tasks[n], f"$.tasks[{n}]")]
             whole: list[tuple[str, Any, str | None]] | None = None
+            warnings: list[Finding] | None = None
             if loaded.pieces is not None:
-                fresh = {n: walk_one(new_tasks[n], f"$.tasks[{n}]") for n in changed}
-                whole = [entry for n in range(len(new_tasks)) for entry in fresh.get(n) or _entries_at(loaded, n)]
+                # The read's entries and warnings with those of the changed tasks replaced (slices: no loop over the
+                # others).
+                base, counts = self._walks.derive(loaded.pieces)
+                said, said_counts = self._warnings.derive(loaded.pieces)
+                whole, warnings = [], []
+                at = 0
+                for n in changed:
+                    walked = walk_one(new_tasks[n], f"$.tasks[{n}]")
+                    whole += base[counts[at] : counts[n]]
+                    whole += walked
+                    warnings += said[said_counts[at] : said_counts[n]]
+                    warnings += status_warnings(walked, self.workflow)
+                    at = n + 1
+                whole += base[counts[at] :]
+                warnings += said[said_counts[at] :]
         else:
             before = walk(old_tasks)
             after = walk(new_tasks)
             whole = after
+            warnings = None
         same_shape = len(before) == len(after)
         previous = {view_id(task, path): task for path, task, _ in before} if not same_shape else {}
         touched: set[str] = set()  # the ids of the tasks this write changes
@@ -466,7 +503,7 @@ class QueueStore:
         if whole is None:
             whole = walk(new_tasks)
         old_structure = [f for f in loaded.findings if f.code in STRUCTURAL]
-        structure = old_structure if same_shape else structural(whole)
+        structure = old_structure if same_shape else structural(whole, known=self._archived_now())
         known = {f.key for f in old_structure}
         for finding in structure:
             if finding.key not in known or finding.task in touched:
@@ -478,7 +515,7 @@ class QueueStore:
         kept = [
             f for f in loaded.findings if f.severity == "error" and f.code not in STRUCTURAL and f.task not in touched
         ]
-        return kept + structure + status_warnings(whole, self.workflow)
+        return kept + structure + (warnings if warnings is not None else status_warnings(whole, self.workflow))
 
     def is_own_write(self) -> bool:
         """Whether the queue file is still the one this store wrote last (a file event it caused itself)."""
@@ -540,6 +577,34 @@ class QueueStore:
         with self.locked():
             return self._transaction_locked(drafted)
 
+    def archive_tasks(
+        self, select: Callable[[dict[str, Any]], bool], now: datetime, *, dry_run: bool = False
+    ) -> list[str]:
+        """Move the top-level tasks ``select`` picks (with their subtasks; never a quarantined one) to the archive;
+        returns their ids (``dry_run``: only says which would move).
+
+        Under the queue lock: the tasks are appended to the archive and fsynced first, then the queue without them
+        replaces the old one. A crash in between leaves them in both (readers prefer the queue); the next run finds
+        their lines already there (the same content: not written again) and only removes them from the queue.
+        """
+
+        if dry_run:
+            snapshot = self.read()
+            return [snapshot.data["tasks"][n]["id"] for n in _movable(snapshot, select)]
+
+        def change(draft: Draft) -> list[str]:
+            tasks = draft.doc["tasks"]
+            moving = _movable(draft.read, select)
+            if not moving:
+                return []
+            self.archive.append([tasks[n] for n in moving], now)
+            faults.point("archive.after-append")
+            gone = set(moving)
+            draft.doc["tasks"] = [task for n, task in enumerate(tasks) if n not in gone]
+            return [tasks[n]["id"] for n in moving]
+
+        return self.edit(change)
+
     def _transaction_locked(self, change: Callable[[_Loaded], tuple[dict[str, Any], T]]) -> T:
         target = self._target()
         self._remove_stale_temps(target)
@@ -563,7 +628,7 @@ class QueueStore:
                 # What we wrote was checked: our own next read of it need not check it again (unless tasks came or
                 # went: the paths of the problems kept would be out of date).
                 if len(new["tasks"]) == len(old["tasks"]):
-                    self._validated = (hashlib.blake2b(payload, digest_size=16).digest(), findings)
+                    self._validated = (payload, findings)
                 return result
             log.info("%s changed while agentd was writing it; re-reading and re-applying", self.path)
         raise Conflict(None, f"{self.path}: the file kept changing under agentd; gave up after {MAX_REAPPLY} tries")

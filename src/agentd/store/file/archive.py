@@ -1,0 +1,179 @@
+"""The queue's archive: finished tasks moved out of the live queue, one JSON line each, beside the queue's real file.
+
+``SPRINT_QUEUE.json`` archives into ``SPRINT_QUEUE.archive.jsonl``. Each line is ``{"archived_at": TIME, "task":
+{...}}`` with the task exactly as it was (its subtasks inside it). JSON lines because the archive only grows: a move
+appends a few lines and fsyncs them, never rewriting what is there, and a line torn by a crash mid-append is one line
+that readers skip (the next append starts on a new line).
+
+Crash safety (see :meth:`agentd.store.file.queuefile.QueueStore.archive`): the lines are appended and fsynced before
+the queue that no longer holds the tasks replaces the old one, both under the queue lock. A crash in between leaves
+the tasks in both files; readers prefer the queue, and the next run finds them archived already (the same text) and
+only removes them from the queue. A task is never lost, and never listed twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from agentd.core.clock import format_timestamp
+from agentd.core.model import walk_one
+from agentd.errors import FileAccessError
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".archive.jsonl"
+
+
+def path_for(queue: Path) -> Path:
+    """The archive beside a queue file (``SPRINT_QUEUE.json`` -> ``SPRINT_QUEUE.archive.jsonl``)."""
+    return queue.with_name(queue.stem + SUFFIX)
+
+
+def canonical(task: Mapping[str, Any]) -> str:
+    """A task's compact JSON (what tells an archived copy from a changed one)."""
+    return json.dumps(task, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Archived:
+    """One archived top-level task (the last line for its id wins)."""
+
+    task: dict[str, Any]
+    archived_at: str | None
+    line: int
+
+
+@dataclass(frozen=True)
+class Contents:
+    """What the archive holds: top-level tasks by id, and the status of every archived id (subtasks included)."""
+
+    tasks: dict[str, Archived]
+    statuses: dict[str, str]
+    skipped: int  # lines that are not a task (torn by a crash, or edited by hand)
+
+    def find(self, task_id: str) -> tuple[dict[str, Any], str | None] | None:
+        """The archived task with this id (a subtask too) and when it was archived, or None."""
+        for entry in reversed(list(self.tasks.values())):
+            for _, raw, _ in walk_one(entry.task, ""):
+                if isinstance(raw, dict) and raw.get("id") == task_id:
+                    return raw, entry.archived_at
+        return None
+
+
+EMPTY = Contents({}, {}, 0)
+
+
+class Archive:
+    """Reads (cached while the file is unchanged) and appends to one archive file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._cache: tuple[tuple[int, ...], Contents] | None = None
+        self._reported: tuple[int, ...] | None = None  # the unreadable version already reported
+
+    def _identity(self) -> tuple[int, ...] | None:
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+    def read(self) -> Contents:
+        """Everything archived (an empty archive when there is no file). FileAccessError when it cannot be read."""
+        try:
+            return self._read()
+        except OSError as exc:
+            raise FileAccessError(self.path, "cannot read the archive", exc.strerror or str(exc)) from None
+
+    def _read(self) -> Contents:
+        identity = self._identity()
+        if identity is None:
+            return EMPTY
+        if self._cache is not None and self._cache[0] == identity:
+            return self._cache[1]
+        tasks: dict[str, Archived] = {}
+        skipped = 0
+        with open(self.path, "rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                try:
+                    entry = json.loads(line)
+                    task = entry["task"]
+                    task_id = task["id"]
+                except (ValueError, KeyError, TypeError):
+                    skipped += int(bool(line.strip()))
+                    continue
+                if isinstance(task_id, str) and isinstance(task, dict):
+                    tasks.pop(task_id, None)  # the last line for an id wins, and takes its place at the end
+                    stamp = entry.get("archived_at")
+                    tasks[task_id] = Archived(task, stamp if isinstance(stamp, str) else None, number)
+                else:
+                    skipped += 1
+        statuses: dict[str, str] = {}
+        for entry in tasks.values():
+            for _, raw, _ in walk_one(entry.task, ""):
+                if isinstance(raw, dict) and isinstance(raw.get("id"), str) and isinstance(raw.get("status"), str):
+                    statuses[raw["id"]] = raw["status"]
+        contents = Contents(tasks, statuses, skipped)
+        self._cache = (identity, contents)
+        return contents
+
+    def statuses(self) -> dict[str, str]:
+        """Archived id -> its status; an unreadable archive counts as empty (and is logged)."""
+        try:
+            return self.read().statuses
+        except FileAccessError as exc:
+            identity = self._identity()
+            if identity != self._reported:  # once per version of the file, not on every read
+                self._reported = identity
+                # (info: a daemon logs it; a CLI command that needs the archive says so in its own one-line error)
+                log.info("%s; archived tasks count as unknown until it can be read", exc)
+            return EMPTY.statuses
+
+    def append(self, tasks: Iterable[Mapping[str, Any]], now: datetime) -> int:
+        """Append the tasks not archived already with the same content; fsync. Returns how many were written."""
+        contents = self._read()
+        stamp = format_timestamp(now)
+        lines = []
+        for task in tasks:
+            known = contents.tasks.get(str(task.get("id")))
+            if known is not None and canonical(known.task) == canonical(task):
+                continue  # archived by an earlier run that died before the queue was written
+            lines.append(json.dumps({"archived_at": stamp, "task": task}, ensure_ascii=False) + "\n")
+        if not lines:
+            return 0
+        created = not self.path.exists()
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            payload = "".join(lines).encode("utf-8")
+            if size and not _ends_with_newline(self.path, size):
+                payload = b"\n" + payload  # after a torn line: start a new one
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            folder = os.open(self.path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+        self._cache = None
+        return len(lines)
+
+
+def _ends_with_newline(path: Path, size: int) -> bool:
+    with contextlib.suppress(OSError), open(path, "rb") as handle:
+        handle.seek(size - 1)
+        return handle.read(1) == b"\n"
+    return True

@@ -1,0 +1,192 @@
+"""What a read of the queue derives from its top-level tasks (their walk, problems, warnings, views, structural
+findings), kept for the next read so that it costs what changed.
+
+A store reads the queue after every write anyone makes, and a write changes one task of thousands or adds one at the
+end. The decoder (:mod:`agentd.store.file.incremental`) hands out the same :class:`Piece` objects for unchanged
+tasks, and the same leading run of them for the unchanged head of the file; what was derived from that head is
+taken by slicing (lists compared and cut in C), and only the pieces after it are looked at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from agentd import schema
+from agentd.core.model import Task, walk_one
+from agentd.core.validate import Finding, structural, structural_phase
+from agentd.store.file.incremental import Piece
+
+D = TypeVar("D")
+
+
+class PerPiece(Generic[D]):
+    """A list derived from a read's pieces, piece by piece (its entries, its task views), kept for the next read:
+    the part derived from the pieces it shares at the start with the last read (the same objects: the unchanged head
+    of the file) is taken by slicing, at C speed, and only the pieces after it are looked at."""
+
+    def __init__(self, name: str, make: Callable[[int, Piece, int], list[D]], *, by_start: bool = False) -> None:
+        self.name = name  # the key of each piece's own cache of its part
+        self.make = make  # (position, piece, how many items come before it) -> its part
+        self.by_start = by_start  # whether a part depends on how many items come before it (not only on its place)
+        self._last: tuple[list[Piece], list[D], list[int]] = ([], [], [0])
+
+    def derive(self, pieces: list[Piece]) -> tuple[list[D], list[int]]:
+        """(the items of every piece in order, and where each piece's items start: ``counts[k]`` items come from
+        the first ``k`` pieces). Both are shared: read-only."""
+        old, items, counts = self._last
+        head = common_head(old, pieces)
+        if head == len(old) == len(pieces):
+            return items, counts
+        items, counts = items[: counts[head]], counts[: head + 1]
+        name = self.name
+        for position in range(head, len(pieces)):
+            piece = pieces[position]
+            cached = piece.derived.get(name)
+            if cached is None or cached[0] != position or (self.by_start and cached[1] != len(items)):
+                cached = (position, len(items), self.make(position, piece, len(items)))
+                piece.derived[name] = cached
+            items.extend(cached[2])
+            counts.append(len(items))
+        self._last = (pieces, items, counts)  # (one assignment: a reader in another thread sees the old or the new)
+        return items, counts
+
+
+def common_head(old: list[Piece], new: list[Piece]) -> int:
+    """How many leading pieces two reads share (the same objects: a Piece equals only itself), found by halving
+    with list comparisons, which run in C."""
+    low, high = 0, min(len(old), len(new))
+    if old[:high] == new[:high]:
+        return high
+    while high - low > 1:  # old[:low] == new[:low], and they differ before ``high``
+        middle = (low + high) // 2
+        if old[low:middle] == new[low:middle]:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def views_of(position: int, piece: Piece, start: int) -> list[Task]:
+    return [
+        Task.from_dict(task, index=start + offset, path=path, parent=parent)
+        for offset, (path, task, parent) in enumerate(walk_one(piece.value, f"$.tasks[{position}]"))
+    ]
+
+
+def problems_of(position: int, piece: Piece, _start: int) -> list[Finding]:
+    return schema.task_problems(piece.value, f"$.tasks[{position}]", piece.text)
+
+
+def walk_of(position: int, piece: Piece, _start: int) -> list[tuple[str, Any, str | None]]:
+    return walk_one(piece.value, f"$.tasks[{position}]")
+
+
+def differing(old: list[Any], new: list[Any]) -> list[int]:
+    """The positions, in order, where two lists of one length hold different objects: found by halving over the
+    lists of their ids, compared in C (a transaction changes a few of thousands of tasks)."""
+    a, b = list(map(id, old)), list(map(id, new))
+    found: list[int] = []
+    spans = [(0, len(a))]
+    while spans:
+        low, high = spans.pop()
+        if a[low:high] == b[low:high]:
+            continue
+        if high - low == 1:
+            found.append(low)
+            continue
+        middle = (low + high) // 2
+        spans += [(middle, high), (low, middle)]
+    return found
+
+
+@dataclass(frozen=True)
+class _Structure:
+    """The structural findings of one read, with what deciding them for tasks added after it takes."""
+
+    pieces: list[Piece]
+    findings: list[Finding]
+    ids: frozenset[str]  # every string id of the tasks
+    missing: frozenset[str]  # the ids their dependencies name and no task has
+
+
+def _missing(findings: list[Finding]) -> frozenset[str]:
+    return frozenset(f.detail for f in findings if f.code == "unknown-dep")
+
+
+def _shape(piece: Piece) -> tuple[tuple[str, Any, Any], ...]:
+    """What the structural checks see of one top-level task: the places, ids and dependencies of it and its
+    subtasks (made once per piece)."""
+    cached: tuple[tuple[str, Any, Any], ...] | None = piece.derived.get("shape")
+    if cached is None:
+        cached = tuple(
+            (path, task.get("id"), task.get("dependencies")) if isinstance(task, dict) else (path, None, None)
+            for path, task, _ in walk_one(piece.value, "")
+        )
+        piece.derived["shape"] = cached
+    return cached
+
+
+class StructuralChecks:
+    """Duplicates, unknown dependencies and cycles: exactly what :func:`agentd.core.validate.structural` finds over
+    every task, found at the cost of what changed. They depend on ids, dependencies and places alone: most writes
+    change none of them (the last answer stands), and most others add tasks at the end: then only the added tasks are
+    checked, against the ids known before, whenever that cannot change a finding about the earlier tasks."""
+
+    def __init__(self) -> None:
+        self._last: _Structure | None = None
+
+    def forget(self) -> None:
+        """Drop the last answer (what counts as known changed: the archive)."""
+        self._last = None
+
+    def check(
+        self,
+        entries: list[tuple[str, Any, str | None]],
+        pieces: list[Piece] | None,
+        archived: Mapping[str, str],
+    ) -> list[Finding]:
+        """The findings over ``entries`` (every task of a read, whose top-level tasks are ``pieces``); a dependency
+        on an ``archived`` id is known."""
+        last = self._last
+        if pieces is None or last is None or len(pieces) < len(last.pieces):
+            return self._all(entries, pieces, archived)
+        count = len(last.pieces)
+        head = common_head(last.pieces, pieces)  # (the same pieces: the same shape, no need to look)
+        tail = zip(pieces[head:count], last.pieces[head:count], strict=True)  # (len(pieces) >= count, checked above)
+        if not all(_shape(new) == _shape(old) for new, old in tail):
+            return self._all(entries, pieces, archived)
+        if len(pieces) == count:
+            self._last = _Structure(pieces, last.findings, last.ids, last.missing)
+            return last.findings
+        added = [entry for n in range(count, len(pieces)) for entry in walk_of(n, pieces[n], 0)]
+        new_ids = [task["id"] for _, task, _ in added if _has_id(task)]
+        fresh = set(new_ids)
+        # An added id that is taken already, that an earlier task was missing, or that an earlier task may depend on
+        # in the archive, changes what the earlier tasks are.
+        if (
+            len(fresh) < len(new_ids)
+            or not fresh.isdisjoint(last.ids)
+            or not fresh.isdisjoint(last.missing)
+            or not fresh.isdisjoint(archived)
+        ):
+            return self._all(entries, pieces, archived)
+        # (The earlier tasks depend on none of the added ones, so a cycle through an added task has only added ones.)
+        found = structural(added, known=last.ids | archived.keys())
+        merged = sorted(last.findings + found, key=structural_phase) if found else last.findings
+        self._last = _Structure(pieces, merged, last.ids | fresh, last.missing | _missing(found))
+        return merged
+
+    def _all(
+        self, entries: list[tuple[str, Any, str | None]], pieces: list[Piece] | None, archived: Mapping[str, str]
+    ) -> list[Finding]:
+        found = structural(entries, known=archived)
+        if pieces is not None:
+            ids = frozenset(task["id"] for _, task, _ in entries if _has_id(task))
+            self._last = _Structure(pieces, found, ids, _missing(found))
+        return found
+
+
+def _has_id(task: Any) -> bool:
+    return isinstance(task, dict) and isinstance(task.get("id"), str)

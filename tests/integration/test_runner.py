@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import fcntl
 import json
 import os
@@ -535,3 +536,16 @@ def test_a_supervisor_out_of_descriptors_reports_not_started(tmp_path: Path) -> 
     assert "Too many open files" in report["error"]
     info = finish(launch(spec(tmp_path, ["/nonexistent/command"])))
     assert info.returncode == 127 and not info.not_started
+
+
+def test_the_supervisor_runs_code_compiled_once_by_the_daemon(tmp_path: Path) -> None:
+    """The shim is not handed _shim.py to compile on every task (a script's bytecode is never cached): the daemon
+    sends the code it compiled once, and the command still runs under it as before."""
+    probe = "import os; print(repr(open(f'/proc/{os.getppid()}/cmdline', 'rb').read().split(b'\\0')[:-1]))"
+    info = finish(launch(spec(tmp_path, [sys.executable, "-c", probe])))
+    assert info.returncode == 0, info
+    lines = (tmp_path / "logs" / "task.log").read_text().splitlines()
+    printed = next(line for line in lines if line.startswith("["))  # between agentd's "exec" and "exited" lines
+    shim_argv = ast.literal_eval(printed)
+    assert shim_argv[1:4] == [b"-I", b"-S", b"-c"], shim_argv
+    assert not any(arg.endswith(b".py") for arg in shim_argv), shim_argv

@@ -67,6 +67,12 @@ def _kind(mode: int) -> str:
     return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
 
 
+# Lease files found valid, by their exact bytes and task id (their records are frozen: safe to share). Bounded: a lease
+# file is under 1 KB, and a daemon sees one version per lease and heartbeat.
+_VALID_LEASES: dict[tuple[bytes, str], LeaseRecord] = {}
+_VALID_LEASES_MAX = 4096
+
+
 @dataclass(frozen=True)
 class LeaseRecord:
     """What a lease file says."""
@@ -361,7 +367,14 @@ class LeaseDir:
         )
 
     def parse(self, raw: bytes, task_id: str) -> LeaseRecord:
-        """A lease file's bytes as a record; LeaseInvalid with the JSON path when they do not validate."""
+        """A lease file's bytes as a record; LeaseInvalid with the JSON path when they do not validate.
+
+        Bytes once found valid give the same record again without a second validation (a daemon looks at every lease
+        on every pass, and most did not change since the last look); new bytes, a heartbeat's say, are validated.
+        """
+        known_record = _VALID_LEASES.get((raw, task_id))
+        if known_record is not None:
+            return known_record
         path = self.file_for(task_id)
         try:
             data = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
@@ -373,7 +386,11 @@ class LeaseDir:
         if data["task_id"] != task_id:
             raise LeaseInvalid(path, "$.task_id", f"names task {data['task_id']!r}, not {task_id!r}")
         known = set(LeaseRecord.__dataclass_fields__)
-        return LeaseRecord(**{key: value for key, value in data.items() if key in known})
+        record = LeaseRecord(**{key: value for key, value in data.items() if key in known})
+        if len(_VALID_LEASES) >= _VALID_LEASES_MAX:
+            _VALID_LEASES.clear()
+        _VALID_LEASES[raw, task_id] = record
+        return record
 
     def read_record(self, task_id: str) -> LeaseRecord | None:
         """The parsed record of a lease file (None when absent or unreadable)."""

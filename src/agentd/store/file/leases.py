@@ -73,6 +73,15 @@ _VALID_LEASES: dict[tuple[bytes, str], LeaseRecord] = {}
 _VALID_LEASES_MAX = 4096
 
 
+def _remember(raw: bytes, record: LeaseRecord) -> None:
+    """Remember ``raw`` as the valid text of ``record``: bytes read and validated, or written by this process from a
+    record (:meth:`LeaseRecord.dumps` output validates: tests/integration/test_leases.py), so the daemon never
+    re-validates its own claims and heartbeats; a peer's process validates them on its first look."""
+    if len(_VALID_LEASES) >= _VALID_LEASES_MAX:
+        _VALID_LEASES.clear()
+    _VALID_LEASES[raw, record.task_id] = record
+
+
 @dataclass(frozen=True)
 class LeaseRecord:
     """What a lease file says."""
@@ -139,6 +148,7 @@ class Held:
             os.pwrite(self.fd, payload, 0)
             faults.point("heartbeat.mid-write")  # a reader now may see the new text and the old one's tail
             os.ftruncate(self.fd, len(payload))
+            _remember(payload, self.record)
             return True
 
     def release(self) -> None:
@@ -255,7 +265,8 @@ class LeaseDir:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             # No fsync: what makes a lease is its lock, which lives in the kernel. After a power loss the file may be
             # empty, but then its lock is free and its task is recovered like any other.
-            os.write(fd, record.dumps())
+            payload = record.dumps()
+            os.write(fd, payload)
             info = os.fstat(fd)
         except BaseException as exc:
             os.close(fd)
@@ -265,6 +276,7 @@ class LeaseDir:
                     self.path / name, "cannot write the lease file", exc.strerror or str(exc)
                 ) from None
             raise
+        _remember(payload, record)
         return Held(self, record, fd, (info.st_dev, info.st_ino))
 
     def issue_tokens(self, floors: list[int]) -> list[int]:
@@ -387,9 +399,7 @@ class LeaseDir:
             raise LeaseInvalid(path, "$.task_id", f"names task {data['task_id']!r}, not {task_id!r}")
         known = set(LeaseRecord.__dataclass_fields__)
         record = LeaseRecord(**{key: value for key, value in data.items() if key in known})
-        if len(_VALID_LEASES) >= _VALID_LEASES_MAX:
-            _VALID_LEASES.clear()
-        _VALID_LEASES[raw, task_id] = record
+        _remember(raw, record)
         return record
 
     def read_record(self, task_id: str) -> LeaseRecord | None:

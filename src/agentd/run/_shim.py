@@ -223,6 +223,7 @@ class Shim:
         self.sigkill_sent: float | None = None  # monotonic time of the first SIGKILL
         self.eof_deadline: float | None = None  # monotonic: daemon gone, kill everything
         self.not_started = False  # out of descriptors, processes or memory: agentd's failure, not the command's
+        self.childless = False  # the last reap found no child at all (see leftovers)
 
     # -- output -----------------------------------------------------------------------------
     @staticmethod
@@ -312,10 +313,12 @@ class Shim:
 
     def reap(self) -> None:
         """Reap every ended child: the command (its status is kept) and orphans of the tree (subreaper)."""
+        self.childless = False
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
+                self.childless = True
                 return
             if pid == 0:
                 return
@@ -327,7 +330,13 @@ class Shim:
                     self.pidfd = None
 
     def leftovers(self) -> dict[int, int]:
-        """{pid: start time} of the task's tree still alive."""
+        """{pid: start time} of the task's tree still alive.
+
+        Nothing, without a look at every process, when the shim is a subreaper that was left without a child by its
+        last reap: every descendant would be its child or a child's descendant (orphans come back to it), and only
+        descendants can be in its session or process group; with no child, none can appear any more."""
+        if _SUBREAPER and self.childless and self.status is not None:
+            return {}
         return {pid: start for pid, (start, _pgrp) in _tree(self.mypid).items()} if _HAVE_PROC else {}
 
     # -- control pipe --------------------------------------------------------------------------

@@ -81,3 +81,16 @@ def test_version_needs_no_click(tmp_path: Path) -> None:
     """`agentd --version` answers before importing click, the config, the queue reader or jsonschema."""
     modules = imported(("--version",), tmp_path)
     assert heavy(modules, ("click", "agentd.config", "agentd.store", *READER, *HEAVY)) == []
+
+
+def test_loading_a_schema_and_naming_the_host_import_no_more_than_they_need() -> None:
+    """Reading a schema file and the host name import neither jsonschema, nor importlib.resources (tempfile, shutil,
+    zipfile), nor socket: milliseconds on every CLI call that validates nothing unusual."""
+    probe = (
+        "import sys; from agentd import hostinfo, schema; schema.load('task'); hostinfo.hostname(); "
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    modules = set(done.stdout.split())
+    assert heavy(modules, ("jsonschema", "importlib.resources", "tempfile", "socket")) == []

@@ -301,8 +301,8 @@ def section_runs(cleanup: bench.Cleanup, base: Path, repeat: int, count: int, wa
         f"## {what}",
         "",
         f"{repeat} interleaved repetitions, medians; agentd's start-up alone (a drain of an empty queue): "
-        f"{startup * 1000:.0f} ms. tsp waits on a last job needing all {way} slots; nq spreads the jobs over {way} "
-        "queue folders; huey's time starts with its consumer.",
+        f"{startup * 1000:.0f} ms. tsp runs {way} slot(s) and waits on a last job needing all of them; nq spreads "
+        f"the jobs over {way} queue folder(s); huey ({way} worker(s)) is timed from its consumer's start.",
         "",
         "| runner | tasks/s | × best of tsp / nq | × bare spawn |",
         "|---|---:|---:|---:|",

@@ -1,10 +1,13 @@
 """agentd task supervisor ("shim"): one tiny process per task.  STDLIB ONLY.
 
-This file is executed directly, never imported by the daemon::
+This file is run as a program, never imported by the daemon.  The daemon compiles it once and sends the code as
+the first frame on the shim's stdin (``runner.SHIM_BOOT`` reads it and runs it as ``__main__``)::
 
-    [sys.executable, "-I", "-S", "/abs/path/_shim.py"]   # start_new_session=True
+    [sys.executable, "-I", "-S", "-c", SHIM_BOOT, "agentd-shim"]   # start_new_session=True
 
-so the shim is a session and process-group leader (pgid == shim pid) and the command it starts
+(``python -I -S _shim.py`` runs it too, at the cost of compiling it: a script's bytecode is never cached).
+
+The shim is a session and process-group leader (pgid == shim pid) and the command it starts
 shares that process group.  It must not import anything from agentd (``-I -S``: no site, no cwd).
 
 The task's process tree ends with the task.  The shim makes itself a child subreaper

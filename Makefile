@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # Most tests wait on real processes, so more workers than the 2 cores CI has keep both busy.
 TEST_WORKERS ?= 4
 
-.PHONY: help venv test lint typecheck unit run torture bench clean docs-cli install uninstall browser postgres screenshots \
+.PHONY: help venv test lint typecheck unit run torture bench bench-peers clean docs-cli install uninstall browser postgres screenshots \
         agents-start agents-stop agents-restart agents-status agents-logs
 
 help: ## list the targets
@@ -65,6 +65,10 @@ torture: $(STAMP) ## the full torture test (crash injection, 8 daemons, 2,000 ta
 bench: $(STAMP) ## measure and write docs/benchmarks.md
 	$(BIN)/python scripts/bench.py --write docs/benchmarks.md
 	$(BIN)/python scripts/bench_web.py --write docs/benchmarks-web.md
+	$(BIN)/python scripts/bench_peers.py --write docs/benchmarks-peers.md
+
+bench-peers: $(STAMP) ## agentd beside tsp, nq and huey (SECTIONS=cli,parallel,chain,idle,profile to pick)
+	$(BIN)/python scripts/bench_peers.py $(if $(SECTIONS),--only $(SECTIONS)) --write docs/benchmarks-peers.md
 
 docs-cli: $(STAMP) ## regenerate docs/reference/cli.md from the click commands
 	$(BIN)/python scripts/gen_cli_docs.py > docs/reference/cli.md

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
 from pathlib import Path
 
 
 def hostname() -> str:
-    """This host's name, as leases record it."""
-    return socket.gethostname()
+    """This host's name, as leases record it: the kernel's node name, what ``socket.gethostname()`` returns (without
+    importing socket)."""
+    return os.uname().nodename
 
 
 @functools.cache

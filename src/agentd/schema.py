@@ -9,31 +9,30 @@ import functools
 import json
 import re
 from collections.abc import Iterator, Sequence
-from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
-
-import jsonschema
-import jsonschema_rs
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
-from referencing import Registry
-from referencing.jsonschema import DRAFT202012
+from typing import TYPE_CHECKING, Any, Literal
 
 from agentd.core.clock import parse_timestamp
 from agentd.core.model import TASK_ID_RULE, valid_task_id, view_id, walk_one
 from agentd.core.validate import Finding
 from agentd.store.file.incremental import Piece
 
+if TYPE_CHECKING:  # jsonschema costs ~60 ms to import: loaded by the first validation, not by every CLI start
+    from jsonschema.exceptions import ValidationError
+    from referencing import Registry
+
 SchemaName = Literal["queue", "task", "lease", "config", "result"]
 NAMES: tuple[SchemaName, ...] = ("queue", "task", "lease", "config", "result")
 
 
 def schema_dir() -> Path:
-    """Where the schemas are: inside the installed package, else the source tree's top-level ``schemas/``."""
-    packaged = resources.files("agentd").joinpath("schemas")
+    """Where the schemas are: inside the installed package, else the source tree's top-level ``schemas/``.
+
+    The package's folder on disk is where ``importlib.resources`` would find them, without its import (it pulls in
+    tempfile, shutil and zipfile: milliseconds on every CLI call)."""
+    packaged = Path(__file__).resolve().parent / "schemas"
     if packaged.is_dir():
-        return Path(str(packaged))
+        return packaged
     source = Path(__file__).resolve().parents[2] / "schemas"
     if source.is_dir():
         return source
@@ -49,6 +48,8 @@ def load(name: SchemaName) -> dict[str, Any]:
 
 
 def _timestamp(validator: Any, enabled: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    from jsonschema.exceptions import ValidationError
+
     if enabled and isinstance(instance, str):
         try:
             parse_timestamp(instance)
@@ -57,19 +58,28 @@ def _timestamp(validator: Any, enabled: Any, instance: Any, schema: Any) -> Iter
 
 
 def _task_id(validator: Any, enabled: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    from jsonschema.exceptions import ValidationError
+
     if enabled and isinstance(instance, str) and not valid_task_id(instance):
         yield ValidationError(f"{instance!r} is not a valid task id: {TASK_ID_RULE}")
 
 
-_Validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
-    Draft202012Validator, {"x-agentd-timestamp": _timestamp, "x-agentd-task-id": _task_id}
-)
+@functools.cache
+def _validator_class() -> Any:
+    import jsonschema
+
+    return jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+        jsonschema.Draft202012Validator, {"x-agentd-timestamp": _timestamp, "x-agentd-task-id": _task_id}
+    )
 
 
 @functools.cache
 def _registry() -> Registry[Any]:
     # The "$schema" key is dropped so that a "$ref" into another schema keeps agentd's extended validator
     # (jsonschema would otherwise switch to the plain dialect's class, which ignores x-agentd-timestamp).
+    from referencing import Registry
+    from referencing.jsonschema import DRAFT202012
+
     pairs = [(load(name)["$id"], DRAFT202012.create_resource(_bare(load(name)))) for name in NAMES]
     return Registry().with_resources(pairs).crawl()
 
@@ -81,7 +91,7 @@ def _bare(schema: dict[str, Any]) -> dict[str, Any]:
 @functools.cache
 def validator(name: SchemaName) -> Any:
     """A compiled validator for one schema (cached)."""
-    return _Validator(_bare(load(name)), registry=_registry())
+    return _validator_class()(_bare(load(name)), registry=_registry())
 
 
 def json_path(path: Any) -> str:
@@ -115,6 +125,8 @@ def errors(instance: Any, name: SchemaName) -> list[tuple[str, str]]:
 
 def first_error(instance: Any, name: SchemaName) -> tuple[str, str] | None:
     """The most relevant violation as (JSON path, message), or None when the instance is valid."""
+    from jsonschema.exceptions import best_match
+
     try:
         error = best_match(validator(name).iter_errors(instance))
     except RecursionError:
@@ -190,6 +202,8 @@ def _fast_task_validator() -> Any | None:
     """jsonschema-rs compiled from the same task schema (and the schemas it refers to), about 100 times faster than
     jsonschema: a gate that lets a valid task through at once. None (no gate) when a schema has a keyword of agentd's
     it has no counterpart for here, or it cannot compile them."""
+    import jsonschema_rs  # ~5 ms: loaded with the first validation, like jsonschema
+
     schemas = [_bare(load(name)) for name in NAMES]
     if not set().union(*map(_custom_keywords, schemas)) <= set(_RS_KEYWORDS):
         return None

@@ -23,3 +23,26 @@ def test_bench_transaction_rates_are_positive(tmp_path: Path, monkeypatch: pytes
     assert set(bare) == set(agentd) == {10, 100}
     assert all(rate > 0 for rate in [*bare.values(), *agentd.values()])
     assert list(tmp_path.iterdir()) == []  # its temporary projects are gone
+
+
+@pytest.mark.slow
+def test_bench_peers_runs_the_sections_it_is_asked_for(tmp_path: Path) -> None:
+    """`scripts/bench_peers.py --only cli` prints the start-up table with ratios, names peers it cannot find, and
+    leaves nothing in its temporary folder."""
+    import subprocess
+
+    script = BENCH.with_name("bench_peers.py")
+    done = subprocess.run(
+        [sys.executable, str(script), "--only", "cli", "--repeat", "1", "--no-install", "--tmpdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| `agentd queue add` |" in done.stdout and "× `python -I -S -c pass`" in done.stdout
+    assert list(tmp_path.iterdir()) == []
+    refused = subprocess.run(
+        [sys.executable, str(script), "--only", "nope"], capture_output=True, text=True, check=False
+    )
+    assert refused.returncode == 2 and "unknown section(s) nope" in refused.stderr

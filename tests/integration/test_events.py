@@ -476,3 +476,30 @@ def test_a_lone_surrogate_never_breaks_the_journal(tmp_path: Path, caplog: pytes
     assert json.loads(line)["message"] == "started A: echo 'bad \ud83d'"
     assert json.loads(line)["note"] == "\udcff"
     assert caplog.records[0].getMessage() == "started A: echo 'bad \\ud83d'"
+
+
+def test_appending_an_event_makes_its_folder_only_when_it_is_missing(tmp_path: Path) -> None:
+    """100 events cost no mkdir once the journal's folder exists (counted by an audit hook in a real process), and a
+    folder removed between two events is made again."""
+    script = textwrap.dedent(
+        f"""
+        import logging, shutil, sys
+        from pathlib import Path
+        from agentd.core.clock import FakeClock
+        from agentd.store.file.journal import Journal
+        made = []
+        sys.addaudithook(lambda event, args: made.append(args[0]) if event == "os.mkdir" else None)
+        path = Path({str(tmp_path)!r}) / "state" / "events.jsonl"
+        writer = Journal(path, FakeClock(), "builder", logging.getLogger("quiet"))
+        for index in range(100):
+            writer.emit("tick", f"event {{index}}")
+        shutil.rmtree(path.parent)
+        writer.emit("tick", "after the folder went")
+        print(len(made), sum(1 for _ in open(path)))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    mkdirs, lines = map(int, done.stdout.split())
+    assert lines == 1  # the event after the removal was written
+    assert mkdirs == 2  # the first event's and the one after the removal

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from agentd import schema
+from agentd.errors import LeaseInvalid
 from agentd.store.file.leases import LeaseDir, LeaseDirUnsafe, new_record
 
 NOW = datetime(2026, 5, 1, tzinfo=UTC)
@@ -184,3 +187,31 @@ def test_a_lease_with_a_non_json_number_does_not_parse(tmp_path: Path, constant:
     (leases / "T1.json").write_text(text)
     seen = LeaseDir(leases, tmp_path).observe("T1")
     assert seen is not None and f"{constant} is not a JSON value" in (seen.error or ""), seen
+
+
+def test_unchanged_lease_bytes_are_validated_once_and_changed_ones_again(tmp_path: Path) -> None:
+    """The same lease bytes give back the same record without a second validation; any change is validated anew (an
+    invalid rewrite is refused, and a lease of another task id with the same bytes is still refused)."""
+    folder = LeaseDir(tmp_path / ".leases", tmp_path)
+    raw = record().dumps()  # type: ignore[attr-defined]
+    first = folder.parse(raw, "T1")
+    assert folder.parse(raw, "T1") is first
+    broken = raw.replace(b'"token": 1', b'"token": "one"')
+    with pytest.raises(LeaseInvalid, match=r"\$\.token"):
+        folder.parse(broken, "T1")
+    with pytest.raises(LeaseInvalid, match=r"names task 'T1', not 'T2'"):
+        folder.parse(raw, "T2")
+
+
+def test_a_lease_this_process_writes_validates_and_is_not_validated_again(tmp_path: Path) -> None:
+    """What acquire and a heartbeat write validate against the lease schema, and reading them back in the process that
+    wrote them gives the record it wrote (no second validation of its own claims and heartbeats)."""
+    folder = LeaseDir(tmp_path / ".leases", tmp_path)
+    held = folder.acquire(record("T9"))  # type: ignore[arg-type]
+    assert held is not None
+    for _ in range(2):
+        raw = (tmp_path / ".leases" / "T9.json").read_bytes()
+        assert schema.first_error(json.loads(raw), "lease") is None
+        assert folder.parse(raw, "T9") is held.record
+        assert held.update(NOW, boot=12.5, pgid=4242) is True
+    held.release()

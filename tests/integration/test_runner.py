@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import fcntl
 import json
 import os
@@ -535,3 +536,74 @@ def test_a_supervisor_out_of_descriptors_reports_not_started(tmp_path: Path) -> 
     assert "Too many open files" in report["error"]
     info = finish(launch(spec(tmp_path, ["/nonexistent/command"])))
     assert info.returncode == 127 and not info.not_started
+
+
+def test_the_supervisor_runs_code_compiled_once_by_the_daemon(tmp_path: Path) -> None:
+    """The shim is not handed _shim.py to compile on every task (a script's bytecode is never cached): the daemon
+    sends the code it compiled once, and the command still runs under it as before."""
+    probe = "import os; print(repr(open(f'/proc/{os.getppid()}/cmdline', 'rb').read().split(b'\\0')[:-1]))"
+    info = finish(launch(spec(tmp_path, [sys.executable, "-c", probe])))
+    assert info.returncode == 0, info
+    lines = (tmp_path / "logs" / "task.log").read_text().splitlines()
+    printed = next(line for line in lines if line.startswith("["))  # between agentd's "exec" and "exited" lines
+    shim_argv = ast.literal_eval(printed)
+    assert shim_argv[1:4] == [b"-I", b"-S", b"-c"], shim_argv
+    assert not any(arg.endswith(b".py") for arg in shim_argv), shim_argv
+
+
+SHIM_WITH_AUDIT = """
+import marshal, os, sys
+seen = []
+sys.addaudithook(lambda event, args: seen.append(args[0]) if event == "open" and isinstance(args[0], str) else None)
+def report():
+    stats = [p for p in seen if p.startswith("/proc/") and p.endswith("/stat")]
+    os.write(2, ("PROC-STAT-OPENS %d\\n" % len(stats)).encode())
+import atexit
+atexit.register(report)
+def r(n):
+    b = b""
+    while len(b) < n:
+        c = os.read(0, n - len(b))
+        if not c:
+            raise SystemExit(2)
+        b += c
+    return b
+exec(marshal.loads(r(int.from_bytes(r(4), "big"))), {"__name__": "__main__"})
+"""
+
+
+def test_a_command_that_leaves_nothing_behind_ends_without_a_scan_of_every_process(tmp_path: Path) -> None:
+    """When the command has exited and the shim (a subreaper) has no child left, its tree is empty: the shim does not
+    read the stat file of every process on the host to find out (a cost per task that grows with the host)."""
+    import marshal
+
+    body = marshal.dumps(
+        {"argv": ["true"], "cwd": str(tmp_path), "env": dict(os.environ), "log": str(tmp_path / "t.log")}
+    )
+    shim = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", SHIM_WITH_AUDIT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert shim.stdin is not None and shim.stdout is not None
+    shim.stdin.write(runner.shim_code() + len(body).to_bytes(4, "big") + body)
+    shim.stdin.flush()  # kept open until the command has ended (the shim's EOF means "the daemon died")
+    try:
+        frames = []
+        while not frames or frames[-1]["event"] != "exited":
+            size = int.from_bytes(shim.stdout.read(4), "big")
+            assert size, "the shim ended without reporting the exit"
+            frames.append(marshal.loads(shim.stdout.read(size)))
+        shim.stdin.close()
+        stderr = shim.stderr.read() if shim.stderr else b""
+        shim.wait(timeout=60)
+    finally:
+        if shim.poll() is None:
+            shim.kill()
+    assert shim.returncode == 0 and frames[-1]["returncode"] == 0, (frames, stderr)
+    assert frames[0]["subreaper"] is True  # (the kernel lets a process be a child subreaper: Linux >= 3.4)
+    opens = int(stderr.decode().split("PROC-STAT-OPENS ")[1].split()[0])
+    processes = sum(1 for name in os.listdir("/proc") if name.isdigit())
+    assert opens < 5 < processes, (opens, processes)

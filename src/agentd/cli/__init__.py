@@ -12,9 +12,28 @@ import click
 
 from agentd import __version__
 from agentd.cli.app import App
-from agentd.cli.daemon_cmds import daemon_options, run_daemon
+from agentd.cli.options import daemon_options
 from agentd.cli.output import Group
 from agentd.errors import AgentdError, ExitCode, FileAccessError
+
+# Each command's module is imported only when that command runs (start-up is paid on every call: docs/benchmarks.md).
+COMMANDS = {
+    "init": "agentd.cli.init_cmd:init",
+    "config": "agentd.cli.config_cmd:config_group",
+    "queue": "agentd.cli.queue_cmds:queue",
+    "run": "agentd.cli.daemon_cmds:run",
+    "leases": "agentd.cli.daemon_cmds:leases",
+    "service": "agentd.cli.service_units:service",
+    "doctor": "agentd.cli.doctor_cmd:doctor",
+    "completion": "agentd.cli.completion_cmd:completion",
+    "events": "agentd.cli.events_cmd:events",
+    "web": "agentd.cli.web_cmd:web",
+    "start": "agentd.cli.background:start",
+    "stop": "agentd.cli.background:stop",
+    "restart": "agentd.cli.background:restart",
+    "status": "agentd.cli.background:status",
+    "logs": "agentd.cli.background:logs",
+}
 
 EPILOG = """\b
 Examples:
@@ -31,6 +50,7 @@ Docs: docs/reference/cli.md"""
 
 @click.group(
     cls=Group,
+    lazy=COMMANDS,
     invoke_without_command=True,
     epilog=EPILOG,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
@@ -109,41 +129,9 @@ def cli(
         from agentd.cli.background import start_roles
 
         return start_roles(ctx.obj, [role], interval, instance, "text", concurrency)
+    from agentd.cli.daemon_cmds import run_daemon
+
     return run_daemon(ctx.obj, role, interval, once, drain, concurrency, instance)
-
-
-def _register() -> None:
-    from agentd.cli import (
-        archive_cmd,
-        background,
-        completion_cmd,
-        config_cmd,
-        daemon_cmds,
-        doctor_cmd,
-        events_cmd,
-        init_cmd,
-        queue_cmds,
-        service_units,
-        web_cmd,
-    )
-
-    cli.add_command(init_cmd.init)
-    cli.add_command(config_cmd.config_group)
-    cli.add_command(queue_cmds.queue)
-    cli.add_command(daemon_cmds.run)
-    cli.add_command(daemon_cmds.leases)
-    cli.add_command(service_units.service)
-    cli.add_command(doctor_cmd.doctor)
-    cli.add_command(completion_cmd.completion)
-    cli.add_command(events_cmd.events)
-    cli.add_command(web_cmd.web)
-    queue_cmds.queue.add_command(events_cmd.history)
-    queue_cmds.queue.add_command(archive_cmd.archive)
-    for command in (background.start, background.stop, background.restart, background.status, background.logs):
-        cli.add_command(command)
-
-
-_register()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agentd import config as config_mod
-from agentd.config import Config
 from agentd.errors import NoProject
-from agentd.store.file.queuefile import QueueStore
+
+if TYPE_CHECKING:  # imported when first used: `agentd --version` and `--help` need neither
+    from agentd.config import Config
+    from agentd.store.file.queuefile import QueueStore
 
 
 @dataclass
@@ -33,6 +35,8 @@ class App:
     def settings(self) -> Config:
         """The Config, whether or not a project is there (for commands given a file of their own)."""
         if self._config is None:
+            from agentd import config as config_mod
+
             self._config = config_mod.load(
                 root=Path(self.root) if self.root else None,
                 config_path=Path(self.config_path) if self.config_path else None,
@@ -42,5 +46,7 @@ class App:
 
     def store(self, path: Path | None = None) -> QueueStore:
         """The queue store for the project's queue (or ``path``, which needs no project around it)."""
+        from agentd.store.file.queuefile import QueueStore
+
         cfg = self.config if path is None else self.settings()
         return QueueStore(path or cfg.queue_path, workflow=cfg.workflow, lock_timeout=cfg.lock_timeout)

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
 
 from agentd.cli.app import App
 from agentd.cli.output import console, emit_json, info, is_terminal
@@ -20,6 +16,9 @@ from agentd.errors import ExitCode
 from agentd.report import status as dashboard
 from agentd.service import background as service
 from agentd.store.file.pidfile import role_of
+
+if TYPE_CHECKING:  # rich is imported only to draw on a terminal
+    from rich.console import Group
 
 pass_app = click.make_pass_decorator(App)
 
@@ -254,6 +253,10 @@ def _sections(data: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]
 
 
 def _renderable(data: dict[str, Any]) -> Group:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     parts: list[Any] = []
     if data["queue_error"]:
         parts.append(Text(f"queue: {data['queue_error']}", style="bold red"))
@@ -311,6 +314,8 @@ def status(app: App, roles: tuple[str, ...], as_json: bool, watch: bool, every: 
     if as_json:
         emit_json(data)
     elif watch and is_terminal():
+        from rich.live import Live
+
         try:
             with Live(_renderable(data), console=console(), refresh_per_second=4, screen=False) as live:
                 while True:

@@ -14,6 +14,7 @@ import click
 
 from agentd import faults
 from agentd.cli.app import App
+from agentd.cli.options import daemon_options
 from agentd.cli.output import Group, emit_json, info, table
 from agentd.core.clock import SkewedClock, SystemClock
 from agentd.core.model import views
@@ -28,21 +29,6 @@ from agentd.store.file.leases import LeaseDir
 from agentd.store.file.pidfile import AlreadyRunning, PidFile, pid_path, stale_reason
 
 pass_app = click.make_pass_decorator(App)
-
-
-def daemon_options(function: Any) -> Any:
-    """The options shared by ``agentd --role`` and ``agentd run``."""
-    decorators = [
-        click.option("--role", "role", metavar="ROLE", help="The role to run (builder, tester, ...)."),
-        click.option("--interval", type=click.FloatRange(min=0, min_open=True), help="Fallback poll, s."),
-        click.option("--once", is_flag=True, help="One pass: claim what there is room for, run it, exit."),
-        click.option("--drain", is_flag=True, help="Run until nothing is claimable for the role and nothing runs."),
-        click.option("--concurrency", type=click.IntRange(min=1), help="Tasks this daemon runs at once (default WIP)."),
-        click.option("--instance", metavar="NAME", help="Name this daemon (several daemons of one role on one host)."),
-    ]
-    for decorator in reversed(decorators):
-        function = decorator(function)
-    return function
 
 
 class ReadyPipe:

@@ -2,19 +2,41 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
+
+if TYPE_CHECKING:  # rich costs ~20 ms to import: only a terminal's output needs it
+    from rich.console import Console
 
 
 class Group(click.Group):
-    """A command group whose command list shows each command's whole first sentence, wrapped, never cut with "…"."""
+    """A command group whose command list shows each command's whole first sentence, wrapped, never cut with "…".
+
+    ``lazy`` maps command names to ``"module:attribute"``: a command's module is imported only when that command
+    runs (or help lists it), so `agentd queue add` never pays for the daemon, the web app or rich.
+    """
+
+    def __init__(self, *args: Any, lazy: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in self.lazy:
+            module, _, attribute = self.lazy[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            assert isinstance(command, click.Command), self.lazy[cmd_name]
+            self.add_command(command, cmd_name)
+        return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []
@@ -34,6 +56,8 @@ def is_terminal() -> bool:
 
 def console() -> Console:
     """A console that honours NO_COLOR and plain output when not on a terminal."""
+    from rich.console import Console
+
     return Console(no_color="NO_COLOR" in os.environ, highlight=False, soft_wrap=False)
 
 
@@ -46,6 +70,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str |
     """A table: rich on a terminal, tab-free aligned columns otherwise (stable for grep and awk)."""
     cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
     if is_terminal():
+        from rich.table import Table
+
         rich_table = Table(title=title, show_edge=False, header_style="bold")
         for header in headers:
             rich_table.add_column(header, overflow="fold")

@@ -12,13 +12,9 @@ import click
 from agentd.cli.app import App
 from agentd.cli.output import Group, emit_json, info, table, warn
 from agentd.core import edits
-from agentd.core.clock import SystemClock
-from agentd.core.explain import explain
 from agentd.core.model import Task
 from agentd.core.validate import Finding
 from agentd.errors import ExitCode, TaskNotFound, display_path
-from agentd.service import background as service
-from agentd.store.file.leases import LeaseDir
 
 pass_app = click.make_pass_decorator(App)
 
@@ -32,7 +28,7 @@ def transact(app: App, change: Callable[[dict[str, Any]], Any]) -> Any:
         raise TaskNotFound(exc.task_id, store.path) from None
 
 
-@click.group(cls=Group)
+@click.group(cls=Group, lazy={"history": "agentd.cli.events_cmd:history", "archive": "agentd.cli.archive_cmd:archive"})
 def queue() -> None:
     """Read and change the sprint queue (every change is a locked, atomic, format-preserving transaction)."""
 
@@ -388,6 +384,11 @@ def why(app: App, task_id: str, as_json: bool) -> int:
       agentd queue why B07
       agentd queue why B07 --json | jq .verdict
     """
+    from agentd.core.clock import SystemClock
+    from agentd.core.explain import explain
+    from agentd.service import background as service  # (only `why` looks at leases and daemons)
+    from agentd.store.file.leases import LeaseDir
+
     config = app.config
     store = app.store()
     snapshot = store.read()

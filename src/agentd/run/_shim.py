@@ -1,10 +1,13 @@
 """agentd task supervisor ("shim"): one tiny process per task.  STDLIB ONLY.
 
-This file is executed directly, never imported by the daemon::
+This file is run as a program, never imported by the daemon.  The daemon compiles it once and sends the code as
+the first frame on the shim's stdin (``runner.SHIM_BOOT`` reads it and runs it as ``__main__``)::
 
-    [sys.executable, "-I", "-S", "/abs/path/_shim.py"]   # start_new_session=True
+    [sys.executable, "-I", "-S", "-c", SHIM_BOOT, "agentd-shim"]   # start_new_session=True
 
-so the shim is a session and process-group leader (pgid == shim pid) and the command it starts
+(``python -I -S _shim.py`` runs it too, at the cost of compiling it: a script's bytecode is never cached).
+
+The shim is a session and process-group leader (pgid == shim pid) and the command it starts
 shares that process group.  It must not import anything from agentd (``-I -S``: no site, no cwd).
 
 The task's process tree ends with the task.  The shim makes itself a child subreaper
@@ -223,6 +226,7 @@ class Shim:
         self.sigkill_sent: float | None = None  # monotonic time of the first SIGKILL
         self.eof_deadline: float | None = None  # monotonic: daemon gone, kill everything
         self.not_started = False  # out of descriptors, processes or memory: agentd's failure, not the command's
+        self.childless = False  # the last reap found no child at all (see leftovers)
 
     # -- output -----------------------------------------------------------------------------
     @staticmethod
@@ -312,10 +316,12 @@ class Shim:
 
     def reap(self) -> None:
         """Reap every ended child: the command (its status is kept) and orphans of the tree (subreaper)."""
+        self.childless = False
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
+                self.childless = True
                 return
             if pid == 0:
                 return
@@ -327,7 +333,13 @@ class Shim:
                     self.pidfd = None
 
     def leftovers(self) -> dict[int, int]:
-        """{pid: start time} of the task's tree still alive."""
+        """{pid: start time} of the task's tree still alive.
+
+        Nothing, without a look at every process, when the shim is a subreaper that was left without a child by its
+        last reap: every descendant would be its child or a child's descendant (orphans come back to it), and only
+        descendants can be in its session or process group; with no child, none can appear any more."""
+        if _SUBREAPER and self.childless and self.status is not None:
+            return {}
         return {pid: start for pid, (start, _pgrp) in _tree(self.mypid).items()} if _HAVE_PROC else {}
 
     # -- control pipe --------------------------------------------------------------------------

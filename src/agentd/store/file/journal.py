@@ -173,8 +173,12 @@ class Journal:
             line = (json.dumps(record, default=str) + "\n").encode("ascii")
         with self._lock:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+                try:
+                    fd = os.open(self.path, flags, 0o644)
+                except FileNotFoundError:  # the folder is made only when missing, not tried on every event
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    fd = os.open(self.path, flags, 0o644)
                 try:
                     os.write(fd, line)
                     size = os.fstat(fd).st_size

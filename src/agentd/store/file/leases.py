@@ -67,6 +67,21 @@ def _kind(mode: int) -> str:
     return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
 
 
+# Lease files found valid, by their exact bytes and task id (their records are frozen: safe to share). Bounded: a lease
+# file is under 1 KB, and a daemon sees one version per lease and heartbeat.
+_VALID_LEASES: dict[tuple[bytes, str], LeaseRecord] = {}
+_VALID_LEASES_MAX = 4096
+
+
+def _remember(raw: bytes, record: LeaseRecord) -> None:
+    """Remember ``raw`` as the valid text of ``record``: bytes read and validated, or written by this process from a
+    record (:meth:`LeaseRecord.dumps` output validates: tests/integration/test_leases.py), so the daemon never
+    re-validates its own claims and heartbeats; a peer's process validates them on its first look."""
+    if len(_VALID_LEASES) >= _VALID_LEASES_MAX:
+        _VALID_LEASES.clear()
+    _VALID_LEASES[raw, record.task_id] = record
+
+
 @dataclass(frozen=True)
 class LeaseRecord:
     """What a lease file says."""
@@ -133,6 +148,7 @@ class Held:
             os.pwrite(self.fd, payload, 0)
             faults.point("heartbeat.mid-write")  # a reader now may see the new text and the old one's tail
             os.ftruncate(self.fd, len(payload))
+            _remember(payload, self.record)
             return True
 
     def release(self) -> None:
@@ -249,7 +265,8 @@ class LeaseDir:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             # No fsync: what makes a lease is its lock, which lives in the kernel. After a power loss the file may be
             # empty, but then its lock is free and its task is recovered like any other.
-            os.write(fd, record.dumps())
+            payload = record.dumps()
+            os.write(fd, payload)
             info = os.fstat(fd)
         except BaseException as exc:
             os.close(fd)
@@ -259,6 +276,7 @@ class LeaseDir:
                     self.path / name, "cannot write the lease file", exc.strerror or str(exc)
                 ) from None
             raise
+        _remember(payload, record)
         return Held(self, record, fd, (info.st_dev, info.st_ino))
 
     def issue_tokens(self, floors: list[int]) -> list[int]:
@@ -361,7 +379,14 @@ class LeaseDir:
         )
 
     def parse(self, raw: bytes, task_id: str) -> LeaseRecord:
-        """A lease file's bytes as a record; LeaseInvalid with the JSON path when they do not validate."""
+        """A lease file's bytes as a record; LeaseInvalid with the JSON path when they do not validate.
+
+        Bytes once found valid give the same record again without a second validation (a daemon looks at every lease
+        on every pass, and most did not change since the last look); new bytes, a heartbeat's say, are validated.
+        """
+        known_record = _VALID_LEASES.get((raw, task_id))
+        if known_record is not None:
+            return known_record
         path = self.file_for(task_id)
         try:
             data = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
@@ -373,7 +398,9 @@ class LeaseDir:
         if data["task_id"] != task_id:
             raise LeaseInvalid(path, "$.task_id", f"names task {data['task_id']!r}, not {task_id!r}")
         known = set(LeaseRecord.__dataclass_fields__)
-        return LeaseRecord(**{key: value for key, value in data.items() if key in known})
+        record = LeaseRecord(**{key: value for key, value in data.items() if key in known})
+        _remember(raw, record)
+        return record
 
     def read_record(self, task_id: str) -> LeaseRecord | None:
         """The parsed record of a lease file (None when absent or unreadable)."""

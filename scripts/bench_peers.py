@@ -1,0 +1,423 @@
+#!/usr/bin/env python3
+"""`make bench` (peers): agentd side by side with task-spooler (tsp), nq and huey on SQLite, and the bare limit.
+
+Every figure of a table is measured in the same run, repetitions interleaved (agentd, peer, peer, bare, agentd, ...),
+medians reported, each with its ratio to the best peer and to the bare limit:
+
+    cli        start-up of agentd's light commands on a 20-task queue, and one enqueue (`tsp true`, `nq true`),
+               against `python -I -S -c pass`
+    parallel   200 x `true`, 4 at a time, the queue written up front
+    chain      50 x `true` one after another (agentd: a dependency chain)
+    idle       RSS of an idle agentd daemon, tsp's server, huey's consumer
+    profile    cProfile of the agentd daemon over the `parallel` run
+
+    .venv/bin/python scripts/bench_peers.py --write docs/benchmarks-peers.md    # what `make bench` runs
+    .venv/bin/python scripts/bench_peers.py --only cli,chain --repeat 3         # some sections, printed
+
+A peer that is not installed is named as missing, and its columns left empty. As root the script installs them when
+missing (`apt-get install -y task-spooler nq`, `pip install huey`), unless --no-install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import pstats
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench  # scripts/bench.py: clean-up, projects, daemons, the profile's table
+
+SECTIONS = ("cli", "parallel", "chain", "idle", "profile")
+PY = sys.executable
+
+
+def have(tool: str) -> bool:
+    if tool == "huey":
+        try:
+            import huey  # noqa: F401
+        except ImportError:
+            return False
+        return True
+    return shutil.which(tool) is not None
+
+
+def install_missing(notes: list[str]) -> None:
+    """As root: apt-get task-spooler and nq, pip huey, when missing (said in the notes either way)."""
+    missing_apt = [pkg for tool, pkg in (("tsp", "task-spooler"), ("nq", "nq")) if not have(tool)]
+    if missing_apt and os.geteuid() == 0 and shutil.which("apt-get"):
+        done = subprocess.run(["apt-get", "install", "-y", *missing_apt], capture_output=True, check=False)
+        notes.append(f"installed {' '.join(missing_apt)} (apt-get: exit {done.returncode})")
+    if not have("huey") and os.geteuid() == 0:
+        done = subprocess.run([PY, "-m", "pip", "install", "-q", "huey"], capture_output=True, check=False)
+        notes.append(f"installed huey (pip: exit {done.returncode})")
+    for tool in ("tsp", "nq", "huey"):
+        if not have(tool):
+            notes.append(f"{tool} is not installed (and could not be: not root, or no network): its figures are empty")
+
+
+def timed(argv: Sequence[str], **kw: object) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, **kw)  # type: ignore[call-overload]
+    return time.perf_counter() - start
+
+
+def interleave(steps: dict[str, Callable[[int], float]], repeat: int) -> dict[str, float]:
+    """Median of each step's figure, the steps run in turn ``repeat`` times (one warm-up round not counted)."""
+    found: dict[str, list[float]] = {name: [] for name in steps}
+    for rep in range(repeat + 1):
+        for name, step in steps.items():
+            value = step(rep)
+            if rep:
+                found[name].append(value)
+    return {name: bench.median(values) for name, values in found.items()}
+
+
+def fmt(value: float, unit: str) -> str:
+    if value != value:  # nan
+        return "—"
+    return f"{value:,.1f} {unit}" if value < 100 else f"{value:,.0f} {unit}"
+
+
+def ratio(value: float, other: float) -> str:
+    if value != value or other != other or other == 0:
+        return "—"
+    return f"{value / other:.2f} ×"
+
+
+# -- projects ----------------------------------------------------------------------------------------------------------
+
+
+def agentd_project(cleanup: bench.Cleanup, base: Path, name: str, tasks: list[dict[str, object]], wip: int) -> Path:
+    role = {"builder": {"claims": "ready", "working": "in_progress", "on_success": "done", "command": ["true"]}}
+    return bench.project(cleanup, base, name, {"wip_limits": {"builder": wip}, "tasks": tasks}, role)
+
+
+def ready_tasks(count: int, chain: bool = False) -> list[dict[str, object]]:
+    tasks = []
+    for index in range(count):
+        deps = [f"T{index - 1:04d}"] if chain and index else []
+        tasks.append({"id": f"T{index:04d}", "title": "true", "type": "Build", "status": "ready", "dependencies": deps})
+    return tasks
+
+
+def agentd_drain(
+    cleanup: bench.Cleanup, base: Path, count: int, way: int, chain: bool, profile: Path | None = None
+) -> float:
+    """Wall time of `agentd --role builder --drain --concurrency WAY` over COUNT tasks written up front."""
+    root = agentd_project(cleanup, base, "peers", ready_tasks(count, chain), way)
+    start = time.perf_counter()
+    proc = bench.start_daemon(cleanup, root, "builder", "--drain", "--concurrency", str(way), profile_to=profile)
+    code = proc.wait(timeout=900)
+    wall = time.perf_counter() - start
+    cleanup.procs.remove(proc)
+    if code != 0:
+        raise RuntimeError(f"agentd --drain exited with {code} (see {root})")
+    moved = sum(1 for t in bench.read_tasks(root).values() if t["status"] == "done")
+    if moved != count:
+        raise RuntimeError(f"agentd: {moved} of {count} tasks done")
+    if profile is None:
+        bench.remove(cleanup, root)
+    return wall
+
+
+# -- peers -------------------------------------------------------------------------------------------------------------
+
+
+def tsp_run(base: Path, count: int, way: int) -> float:
+    """`tsp -S WAY`, COUNT × `tsp -n true`, then a last job needing every slot (so it runs after all), waited for."""
+    folder = Path(tempfile.mkdtemp(prefix="tsp-", dir=base))
+    env = {**os.environ, "TS_SOCKET": str(folder / "socket"), "TMPDIR": str(folder), "TS_MAXFINISHED": "100000"}
+    subprocess.run(["tsp", "-S", str(way)], env=env, check=True)
+    try:
+        start = time.perf_counter()
+        for _ in range(count):
+            subprocess.run(["tsp", "-n", "true"], env=env, stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(["tsp", "-n", "-N", str(way), "true"], env=env, stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(["tsp", "-w"], env=env, check=False)  # the last added job: it waits for the others
+        return time.perf_counter() - start
+    finally:
+        subprocess.run(["tsp", "-K"], env=env, check=False, stderr=subprocess.DEVNULL)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def nq_run(base: Path, count: int, way: int) -> float:
+    """COUNT × `nq true` spread over WAY queue folders (nq runs one folder's jobs one after another), then `nq -w`."""
+    folders = [Path(tempfile.mkdtemp(prefix="nq-", dir=base)) for _ in range(way)]
+    try:
+        start = time.perf_counter()
+        for index in range(count):
+            env = {**os.environ, "NQDIR": str(folders[index % way])}
+            subprocess.run(["nq", "-q", "true"], env=env, check=True)
+        for folder in folders:
+            subprocess.run(["nq", "-w"], env={**os.environ, "NQDIR": str(folder)}, check=False)
+        return time.perf_counter() - start
+    finally:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+HUEY_TASKS = """
+import subprocess
+from huey import SqliteHuey
+huey = SqliteHuey(filename={db!r}, results=False)
+@huey.task()
+def run(argv, mark):
+    subprocess.run(argv, check=False)
+    with open(mark, "a") as handle:
+        handle.write("x")
+"""
+
+
+def huey_run(base: Path, count: int, way: int, idle: list[float] | None = None) -> float:
+    """COUNT tasks enqueued to SqliteHuey up front, then `huey_consumer -w WAY -k process` until all ran."""
+    folder = Path(tempfile.mkdtemp(prefix="huey-", dir=base))
+    (folder / "peertasks.py").write_text(HUEY_TASKS.format(db=str(folder / "huey.db")))
+    mark = folder / "done"
+    mark.touch()
+    env = {**os.environ, "PYTHONPATH": str(folder)}
+    enqueue = f"import peertasks\nfor _ in range({count}): peertasks.run(['true'], {str(mark)!r})"
+    subprocess.run([PY, "-c", enqueue], env=env, cwd=folder, check=True)
+    start = time.perf_counter()
+    consumer = subprocess.Popen(
+        [PY, "-m", "huey.bin.huey_consumer", "peertasks.huey", "-w", str(way), "-k", "process", "-q"],
+        env=env,
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        bench.wait_for(lambda: mark.stat().st_size >= count, 600, "huey to run every task", every=0.005)
+        wall = time.perf_counter() - start
+        if idle is not None:
+            time.sleep(2)
+            idle.append(sum(bench.rss_kb(p) for p in [consumer.pid, *bench.children_of(consumer.pid)]) / 1024)
+        return wall
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(consumer.pid, 9)
+        consumer.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def bare_run(count: int, way: int) -> float:
+    """posix_spawn `true` from Python, WAY at a time: the limit of starting processes."""
+    true = shutil.which("true") or "/bin/true"
+    start = time.perf_counter()
+    running = 0
+    for _ in range(count):
+        if running == way:
+            os.wait()
+            running -= 1
+        os.posix_spawn(true, [true], os.environ)
+        running += 1
+    while running:
+        os.wait()
+        running -= 1
+    return time.perf_counter() - start
+
+
+# -- sections ----------------------------------------------------------------------------------------------------------
+
+
+def section_cli(cleanup: bench.Cleanup, base: Path, repeat: int) -> list[str]:
+    root = agentd_project(cleanup, base, "cli", ready_tasks(20), 4)
+    agentd = bench.agentd_argv()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE" and not k.startswith("AGENTD_")}
+    nq_dir = Path(tempfile.mkdtemp(prefix="nq-", dir=base))
+    tsp_dir = Path(tempfile.mkdtemp(prefix="tsp-", dir=base))
+    tsp_env = {**env, "TS_SOCKET": str(tsp_dir / "socket"), "TMPDIR": str(tsp_dir), "TS_MAXFINISHED": "100000"}
+    steps: dict[str, Callable[[int], float]] = {
+        "python -I -S -c pass": lambda _: timed([PY, "-I", "-S", "-c", "pass"]),
+        "agentd --version": lambda _: timed([*agentd, "--version"], env=env),
+        "agentd queue add": lambda i: timed([*agentd, "queue", "add", f"N{i:04d}", "--title", "t"], cwd=root, env=env),
+        "agentd queue set-status": lambda _: timed(
+            [*agentd, "queue", "set-status", "T0001", "blocked", "--force"], cwd=root, env=env
+        ),
+        "agentd queue list": lambda _: timed([*agentd, "queue", "list"], cwd=root, env=env),
+        "agentd status": lambda _: timed([*agentd, "status"], cwd=root, env=env),
+    }
+    if have("tsp"):
+        steps["tsp true (enqueue)"] = lambda _: timed(["tsp", "-n", "true"], env=tsp_env)
+    if have("nq"):
+        steps["nq true (enqueue)"] = lambda _: timed(["nq", "-q", "true"], env={**env, "NQDIR": str(nq_dir)})
+    try:
+        found = interleave(steps, repeat)
+    finally:
+        if have("tsp"):
+            subprocess.run(["tsp", "-K"], env=tsp_env, check=False, stderr=subprocess.DEVNULL)
+    bare = found["python -I -S -c pass"]
+    peers = [found[k] for k in found if k.endswith("(enqueue)")]
+    best = min(peers) if peers else float("nan")
+    out = [
+        "## CLI start-up and one enqueue",
+        "",
+        f"A 20-task queue; {repeat} interleaved repetitions, medians (the pycs written by a warm-up round).",
+        "The target: each light command ≤ 5 × `python -I -S -c pass`.",
+        "",
+        "| command | median | × `python -I -S -c pass` | × best peer enqueue |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, value in found.items():
+        out.append(f"| `{name}` | {fmt(value * 1000, 'ms')} | {ratio(value, bare)} | {ratio(value, best)} |")
+    return [*out, ""]
+
+
+def section_runs(cleanup: bench.Cleanup, base: Path, repeat: int, count: int, way: int, chain: bool) -> list[str]:
+    steps: dict[str, Callable[[int], float]] = {
+        "agentd": lambda _: count / agentd_drain(cleanup, base, count, way, chain),
+        "agentd start-up (empty queue)": lambda _: agentd_drain(cleanup, base, 0, way, chain),
+    }
+    if have("tsp"):
+        steps["tsp"] = lambda _: count / tsp_run(base, count, way)
+    if have("nq"):
+        steps["nq"] = lambda _: count / nq_run(base, count, way)
+    if have("huey"):
+        steps["huey (SqliteHuey, process workers)"] = lambda _: count / huey_run(base, count, way)
+    steps["bare posix_spawn"] = lambda _: count / bare_run(count, way)
+    found = interleave(steps, repeat)
+    startup = found.pop("agentd start-up (empty queue)")
+    agentd_rate = found["agentd"]
+    # The same runs with agentd's own start-up (its first pass on the file) taken out, as bench.py's throughput does.
+    found["agentd, start-up excluded"] = count / max(1e-9, count / agentd_rate - startup)
+    peers = [v for k, v in found.items() if k in ("tsp", "nq")]
+    best = max(peers) if peers else float("nan")
+    bare = found["bare posix_spawn"]
+    what = (
+        f"{count} × `true` one after another (agentd: a dependency chain)"
+        if chain
+        else (f"{count} × `true`, {way} at a time, the queue written up front")
+    )
+    out = [
+        f"## {what}",
+        "",
+        f"{repeat} interleaved repetitions, medians; agentd's start-up alone (a drain of an empty queue): "
+        f"{startup * 1000:.0f} ms. tsp runs {way} slot(s) and waits on a last job needing all of them; nq spreads "
+        f"the jobs over {way} queue folder(s); huey ({way} worker(s)) is timed from its consumer's start.",
+        "",
+        "| runner | tasks/s | × best of tsp / nq | × bare spawn |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in ("agentd", "agentd, start-up excluded", *(k for k in found if not k.startswith("agentd"))):
+        out.append(f"| {name} | {fmt(found[name], '/s')} | {ratio(found[name], best)} | {ratio(found[name], bare)} |")
+    return [*out, ""]
+
+
+def section_idle(cleanup: bench.Cleanup, base: Path) -> list[str]:
+    rows = []
+    root = agentd_project(cleanup, base, "idle", [], 4)
+    proc = bench.start_daemon(cleanup, root, "builder", "--interval", "60")
+    try:
+        bench.wait_started(root, proc, settle=2.0)
+        rows.append(("agentd daemon (idle, 2 s after start)", bench.rss_kb(proc.pid) / 1024))
+    finally:
+        bench.stop_daemon(proc)
+        cleanup.procs.remove(proc)
+    if have("tsp"):
+        folder = Path(tempfile.mkdtemp(prefix="tsp-", dir=base))
+        env = {**os.environ, "TS_SOCKET": str(folder / "socket"), "TMPDIR": str(folder)}
+        subprocess.run(["tsp", "-S", "4"], env=env, check=True)
+        subprocess.run(["tsp", "-n", "true"], env=env, stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(["tsp", "-w"], env=env, check=False)
+        server = [p for p in _all_pids() if _environ_has(p, f"TS_SOCKET={folder / 'socket'}")]
+        rows.append(("tsp server", sum(bench.rss_kb(p) for p in server) / 1024 if server else float("nan")))
+        subprocess.run(["tsp", "-K"], env=env, check=False, stderr=subprocess.DEVNULL)
+    if have("huey"):
+        idle: list[float] = []
+        huey_run(base, 1, 4, idle)
+        rows.append(("huey consumer, 4 process workers (all processes)", idle[0]))
+    out = ["## Idle memory", "", "RSS; the target for agentd: ≤ 25 MB.", "", "| process | RSS |", "|---|---:|"]
+    out += [f"| {name} | {fmt(mb, 'MB')} |" for name, mb in rows]
+    return [*out, ""]
+
+
+def _all_pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def _environ_has(pid: int, entry: str) -> bool:
+    try:
+        return entry.encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
+def section_profile(cleanup: bench.Cleanup, base: Path, count: int, way: int) -> list[str]:
+    out_file = Path(tempfile.mkdtemp(prefix="prof-", dir=base)) / "daemon.prof"
+    agentd_drain(cleanup, base, count, way, False, profile=out_file)
+    text = bench.top_entries(pstats.Stats(str(out_file)))
+    return [
+        f"## Profile: the agentd daemon over {count} × `true`, {way} at a time",
+        "",
+        "`python -m cProfile -m agentd --role builder --drain` (the daemon only: each task's supervisor is a process "
+        "of its own).",
+        "",
+        text,
+        "",
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--write", metavar="FILE", help="write the page here (default: print it)")
+    parser.add_argument("--only", metavar="LIST", help=f"comma-separated sections of: {', '.join(SECTIONS)}")
+    parser.add_argument("--repeat", type=int, default=5, metavar="N", help="repetitions (medians), default 5")
+    parser.add_argument("--no-install", action="store_true", help="never install a missing peer")
+    parser.add_argument("--tmpdir", metavar="DIR", help="where the temporary folders go")
+    args = parser.parse_args(argv)
+    sections = args.only.split(",") if args.only else list(SECTIONS)
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
+    notes: list[str] = []
+    if not args.no_install:
+        install_missing(notes)
+    else:
+        notes += [f"{tool} is not installed: its figures are empty" for tool in ("tsp", "nq", "huey") if not have(tool)]
+    cleanup = bench.Cleanup()
+    base = Path(tempfile.mkdtemp(prefix="agentd-peers-", dir=args.tmpdir))
+    lines = [
+        "# Benchmarks: agentd and its peers",
+        "",
+        "Generated by `scripts/bench_peers.py` (part of `make bench`; `make bench-peers` alone). "
+        f"{bench.dt.datetime.now(bench.dt.UTC):%Y-%m-%d %H:%M} UTC, agentd {bench.__version__}, "
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f} at start.",
+        "",
+        *[f"- {note}" for note in notes],
+        "",
+    ]
+    try:
+        for section in sections:
+            bench.log(f"peers: {section}")
+            if section == "cli":
+                lines += section_cli(cleanup, base, args.repeat)
+            elif section == "parallel":
+                lines += section_runs(cleanup, base, args.repeat, 200, 4, chain=False)
+            elif section == "chain":
+                lines += section_runs(cleanup, base, args.repeat, 50, 1, chain=True)
+            elif section == "idle":
+                lines += section_idle(cleanup, base)
+            elif section == "profile":
+                lines += section_profile(cleanup, base, 200, 4)
+    finally:
+        cleanup.close()
+        shutil.rmtree(base, ignore_errors=True)
+    page = "\n".join(lines).rstrip() + "\n"
+    if args.write:
+        Path(args.write).write_text(page, encoding="utf-8")
+    else:
+        sys.stdout.write(page)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The light commands import only what they use: start-up is what an agent pays per `queue set-status`."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import small_queue
+
+# Modules a light command has no use for; each costs milliseconds to tens of milliseconds on every call.
+HEAVY = (
+    "rich",
+    "watchdog",
+    "jinja2",
+    "starlette",
+    "uvicorn",
+    "prometheus_client",
+    "cronsim",
+    "pathspec",
+    "agentd.run.daemon",
+    "agentd.run.runner",
+    "agentd.web",
+)
+# Still imported by the queue reader itself (store/file/queuefile.py: tenacity around the read; the queue's top level
+# validated by jsonschema): left out of HEAVY for commands that read the queue until that module stops needing them.
+READER = ("tenacity", "jsonschema", "referencing")
+
+LIGHT = (
+    ("--version",),
+    ("queue", "list"),
+    ("queue", "list", "--json"),
+    ("queue", "add", "N1", "--title", "New"),
+    ("queue", "set-status", "B1", "blocked", "--force"),
+    ("status",),
+)
+
+
+def imported(argv: tuple[str, ...], cwd: Path) -> set[str]:
+    """The modules a real `python -X importtime -m agentd ARGV` imported (checking that it succeeded)."""
+    env = {**os.environ, "NO_COLOR": "1"}
+    env.pop("AGENTD_ROOT", None)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "agentd", *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    lines = [line for line in done.stderr.splitlines() if line.startswith("import time:")]
+    others = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
+    assert done.returncode in (0, 3), (argv, others)  # 3: `status` with no daemon running
+    return {re.split(r"\|\s*", line)[-1].strip() for line in lines}
+
+
+def heavy(modules: set[str], names: tuple[str, ...] = HEAVY) -> list[str]:
+    """The modules among ``modules`` that are one of ``names`` or inside one."""
+    return sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in names))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv", LIGHT, ids=" ".join)
+def test_light_command_imports_no_heavy_module(project: object, argv: tuple[str, ...]) -> None:
+    """A light command on a 20-task queue never imports rich, watchdog, tenacity, the daemon or the web app."""
+    doc = small_queue()
+    for index in range(20 - len(doc["tasks"])):
+        doc["tasks"].append({"id": f"X{index}", "title": "filler", "type": "Build", "status": "ready"})
+    root = project(doc)  # type: ignore[operator]
+    modules = imported(argv, root)
+    assert "agentd" in modules  # the probe sees our own imports
+    assert heavy(modules) == []
+
+
+def test_version_needs_no_click(tmp_path: Path) -> None:
+    """`agentd --version` answers before importing click, the config, the queue reader or jsonschema."""
+    modules = imported(("--version",), tmp_path)
+    assert heavy(modules, ("click", "agentd.config", "agentd.store", *READER, *HEAVY)) == []
+
+
+def test_loading_a_schema_and_naming_the_host_import_no_more_than_they_need() -> None:
+    """Reading a schema file and the host name import neither jsonschema, nor importlib.resources (tempfile, shutil,
+    zipfile), nor socket: milliseconds on every CLI call that validates nothing unusual."""
+    probe = (
+        "import sys; from agentd import hostinfo, schema; schema.load('task'); hostinfo.hostname(); "
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    modules = set(done.stdout.split())
+    assert heavy(modules, ("jsonschema", "importlib.resources", "tempfile", "socket")) == []

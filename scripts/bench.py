@@ -39,6 +39,7 @@ import random
 import shlex
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -733,14 +734,44 @@ def wait_status(root: Path, task_id: str, statuses: set[str], timeout: float = 3
     wait_for(reached, timeout, f"{task_id} to reach {sorted(statuses)}", every=0.02)
 
 
-def pickup_latency(cleanup: Cleanup, base: Path, samples: int, profile_to: Path | None = None) -> Latency:
-    """A builder daemon at --interval 60 on an empty queue; tasks added one at a time, then dependencies finished."""
-    root = cleanup.folder("latency", base)
+def dead_webhook(cleanup: Cleanup, root: Path) -> socket.socket:
+    """A hook on every event POSTing to an endpoint that accepts connections and never answers, and the automation
+    process that delivers it (each delivery hangs for its timeout, retried): hooks must never delay a claim."""
+    endpoint = socket.socket()
+    endpoint.bind(("127.0.0.1", 0))
+    endpoint.listen(1024)  # never accepted: every POST waits for its timeout
+    with open(root / "agentd.toml", "a", encoding="utf-8") as handle:
+        handle.write(
+            f'\n[[hooks]]\nname = "dead"\non = ["*"]\nwebhook = "http://127.0.0.1:{endpoint.getsockname()[1]}/"\n'
+            "timeout = 10\nretries = 5\n"
+        )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTD_")}
+    proc = subprocess.Popen(
+        [*agentd_argv(), "--root", str(root), "automation"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=root,
+        env=env,
+        start_new_session=True,
+    )
+    cleanup.procs.append(proc)
+    wait_for(lambda: any(e.get("event") == "automation-active" for e in events(root)), 60, "automation to be active")
+    return endpoint
+
+
+def pickup_latency(
+    cleanup: Cleanup, base: Path, samples: int, profile_to: Path | None = None, *, with_dead_webhook: bool = False
+) -> Latency:
+    """A builder daemon at --interval 60 on an empty queue; tasks added one at a time, then dependencies finished.
+    ``with_dead_webhook``: with automation running a hook on every event to an endpoint that never answers."""
+    root = cleanup.folder("latency-dead-webhook" if with_dead_webhook else "latency", base)
     stamps = root / "started.txt"
     command = ["sh", "-c", f"echo {{task_id}} $(date +%s.%N) >> {shlex.quote(str(stamps))}"]
     write_config(root, builder_role(command), defaults={"interval": 60})
     write_json(root / QUEUE_NAME, {"wip_limits": {"builder": WIP}, "tasks": []})
     store = store_for(root)
+    endpoint = dead_webhook(cleanup, root) if with_dead_webhook else None
     proc = start_daemon(cleanup, root, "builder", "--interval", "60", profile_to=profile_to)
     rng = random.Random(5)
     added: dict[str, float] = {}
@@ -781,6 +812,8 @@ def pickup_latency(cleanup: Cleanup, base: Path, samples: int, profile_to: Path 
     finally:
         stop_daemon(proc)
         cleanup.procs.remove(proc)
+        if endpoint is not None:
+            endpoint.close()
     return result
 
 
@@ -1182,6 +1215,7 @@ class Results:
     latency: Latency | None = None
     big_pickup: dict[int, BigPickup] = field(default_factory=dict)
     command_big: str = ""
+    latency_dead_webhook: Latency | None = None  # the same, with a hook on every event to an endpoint that hangs
     pipeline: Pipeline | None = None
     recovery: list[float] = field(default_factory=list)
     idle: Idle | None = None
@@ -1527,10 +1561,11 @@ def render(res: Results) -> str:
             "| trigger | samples | median | p99 | max | median, command's own clock | target | verdict |",
             "|---|---:|---:|---:|---:|---:|---|---|",
         ]
-        for name, values, own in (
-            ("task added", lat.added, lat.added_cmd),
-            ("dependency done", lat.dependency, lat.dependency_cmd),
-        ):
+        rows = [("task added", lat.added, lat.added_cmd), ("dependency done", lat.dependency, lat.dependency_cmd)]
+        if res.latency_dead_webhook is not None:
+            dead = res.latency_dead_webhook
+            rows.append(("task added, a dead webhook on every event", dead.added, dead.added_cmd))
+        for name, values, own in rows:
             lines.append(
                 f"| {name} | {len(values)} | {ms(median(values))} | {ms(p99(values))} | {ms(max(values))} |"
                 f" {ms(median(own))} | median ≤ {LATENCY_MEDIAN_MS:.0f} ms |"
@@ -1538,7 +1573,10 @@ def render(res: Results) -> str:
             )
         lines += [
             "",
-            "p99 is nearest-rank: with fewer than 100 samples it is the largest sample.",
+            "p99 is nearest-rank: with fewer than 100 samples it is the largest sample. The last row runs",
+            '`agentd automation` beside the builder with a `[[hooks]]` webhook on every event (`on = ["*"]`) to an',
+            "endpoint that accepts connections and never answers: hooks run in the automation process, so claims",
+            "are not delayed.",
         ]
 
     # 5
@@ -1728,6 +1766,9 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> Results:
             f"   added {median(res.latency.added) * 1000:.0f} ms,"
             f" dependency {median(res.latency.dependency) * 1000:.0f} ms"
         )
+        log("   again, with automation delivering every event to a webhook that never answers")
+        res.latency_dead_webhook = pickup_latency(cleanup, base, profile.latency_samples, with_dead_webhook=True)
+        log(f"   added {median(res.latency_dead_webhook.added) * 1000:.0f} ms")
     if "bigpickup" in only:
         for size in BIG_PICKUP_SIZES:
             log(f"10. big-queue pickup at {size:,} tasks, {profile.big_pickup_samples} adds")

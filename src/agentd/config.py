@@ -14,11 +14,14 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentd import schema
 from agentd.core.workflow import DEFAULT_OUTCOMES, DEFAULT_PIPELINE, Backoff, Role, UnblockRule, Workflow
 from agentd.errors import ConfigInvalid, RoleNotFound, display_path
+
+if TYPE_CHECKING:
+    from agentd.automation.settings import Automation
 
 CONFIG_NAME = "agentd.toml"
 TUNABLES = ("interval", "lease_ttl", "heartbeat", "timeout", "max_attempts", "grace", "kill_after", "max_repeats")
@@ -83,6 +86,7 @@ class Config:
     state_dir: Path = field(default=Path(".agentd"))
     log: LogConfig = field(default_factory=LogConfig)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)  # "roles.builder.command" -> origin
+    automation: Automation | None = field(default=None, compare=False)  # [[schedule]], [[rules]], [[hooks]]
 
     @property
     def roles(self) -> Mapping[str, Role]:
@@ -236,6 +240,11 @@ def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
         unblock=unblock,
     )
     log = {**defaults["log"], **data.get("log", {})}
+    automation = None
+    if any(key in data for key in ("schedule", "rules", "hooks")):
+        from agentd.automation import settings  # cron and glob parsers: loaded only where automation is configured
+
+        automation = settings.parse(data, config_file, workflow)
     return Config(
         root=root,
         path=path,
@@ -246,6 +255,7 @@ def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
         state_dir=root / data.get("state_dir", defaults["state_dir"]),
         log=LogConfig(**log),
         sources=sources,
+        automation=automation,
     )
 
 

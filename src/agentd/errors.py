@@ -134,6 +134,17 @@ class RoleNotFound(AgentdError, LookupError):
         super().__init__(f"unknown role {role!r} (known: {', '.join(known) or 'none'})")
 
 
+class AutomationNotFound(AgentdError, LookupError):
+    """No schedule, rule or hook with this name."""
+
+    exit_code = ExitCode.NOT_FOUND
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        self.known = known
+        super().__init__(f"no schedule, rule or hook is called {name!r} (known: {', '.join(known) or 'none'})")
+
+
 class Conflict(AgentdError, RuntimeError):
     """A change was refused: stale fencing token, duplicate id, or a transition the workflow does not allow."""
 

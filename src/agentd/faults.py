@@ -27,6 +27,7 @@ POINTS = (
     "complete.after-queue-write",  # outcome recorded, lease file not yet removed
     "recover.after-break",  # a stale lease file removed by a peer, its task not yet put back in the queue
     "archive.after-append",  # tasks appended to the archive and fsynced, the queue not yet written without them
+    "automation.after-fire",  # a firing's tasks added to the queue, the automation memory not yet written
 )
 
 CRASH_EXIT_CODE = 86

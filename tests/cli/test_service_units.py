@@ -466,3 +466,49 @@ def test_the_web_units_command_serves_shows_in_status_and_stops_on_sigterm(root:
             proc.kill()
             proc.wait(timeout=10)
     assert not (root / ".agentd" / "run" / "web" / "server.pid").exists()
+
+
+# --- the automation process's unit ------------------------------------------------------------------------------
+
+
+def test_install_adds_an_automation_unit_when_automation_is_configured(root: Path, homes: dict[str, str]) -> None:
+    """With [[hooks]] in agentd.toml, install writes agentd-<slug>-automation.service running `agentd automation
+    --pid-file ...` and prints its enable command; uninstall removes it; launchd gets a .automation plist; a
+    project without automation gets no such unit."""
+    folder = Path(homes["XDG_CONFIG_HOME"]) / "systemd" / "user"
+    unit = folder / units.systemd_automation_unit_name(root)
+    run_agentd("service", "install", cwd=root, env=homes)
+    assert not unit.exists()
+    with open(root / "agentd.toml", "a") as handle:
+        handle.write('\n[[hooks]]\non = ["finished:failure"]\ncommand = ["true"]\n')
+    result = run_agentd("service", "install", cwd=root, env=homes)
+    assert result.returncode == 0, result.stderr
+    assert f"systemctl --user enable --now {unit.name.removesuffix('.service')}\n" in result.stdout
+    argv = exec_words(parse_unit(unit.read_text())["Service"]["ExecStart"][0])
+    assert argv[argv.index("automation") :] == [
+        "automation",
+        "--pid-file",
+        str(root / ".agentd" / "run" / "automation" / "process.pid"),
+    ]
+    removed = run_agentd("service", "uninstall", cwd=root, env=homes)
+    assert removed.returncode == 0, removed.stderr
+    assert not unit.exists() and f"removed {unit}" in removed.stdout
+    plists = run_agentd("service", "install", "--launchd", "--print", cwd=root, env=homes).stdout
+    assert f"<string>{units.launchd_label(root, 'automation')}</string>" in plists
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed here")
+def test_automation_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    """The automation unit verifies cleanly, also at a path that needs quoting."""
+    root = tmp_path / "with space 100% $x"
+    root.mkdir()
+    write_config(root, ROLES)
+    agentd = root / "bin" / "agentd"
+    agentd.parent.mkdir()
+    agentd.write_text("#!/bin/sh\nexit 0\n")
+    agentd.chmod(0o755)
+    path = tmp_path / units.systemd_automation_unit_name(root)
+    path.write_text(units.systemd_automation_unit(agentd, root, load(root)))
+    result = analyze(path, tmp_path)
+    problems = [line for line in result.stderr.splitlines() if path.name in line]
+    assert result.returncode == 0 and not problems, result.stderr

@@ -95,3 +95,24 @@ def test_redaction_never_leaves_a_secret(secret: str, around: str) -> None:
     """Whatever the text around it, a secret (one without the mask's own '*') does not survive redaction."""
     text = around + secret + around + secret
     assert secret not in redact(text, frozenset({secret}))
+
+
+def test_a_hook_on_everything_never_takes_its_own_delivery_records() -> None:
+    """`*` skips hook-delivered/hook-failed (else a hook would run on its own delivery, forever); named, they are
+    taken, but never a record about the hook itself."""
+    star = Hook.from_config({"name": "all", "on": ["*"], "command": ["true"]}, 1, {})
+    watcher = Hook.from_config({"name": "ops", "on": ["hook-failed"], "command": ["true"]}, 2, {})
+    assert star.takes({"event": "finished", "outcome": "failure"})
+    assert not star.takes({"event": "hook-delivered", "hook": "other"})
+    assert watcher.takes({"event": "hook-failed", "hook": "all"})
+    assert not watcher.takes({"event": "hook-failed", "hook": "ops"})
+
+
+def test_backoff_and_timeout_are_durations() -> None:
+    """backoff is the first wait between attempts; a timeout of 0 is refused (every attempt would fail)."""
+    hook = Hook.from_config({"on": "*", "command": ["true"], "backoff": 0.25}, 1, {})
+    assert hook.backoff == 0.25
+    with pytest.raises(HookInvalid, match="timeout"):
+        Hook.from_config({"on": "*", "command": ["true"], "timeout": 0}, 1, {})
+    with pytest.raises(HookInvalid, match="backoff"):
+        Hook.from_config({"on": "*", "command": ["true"], "backoff": "soon"}, 1, {})

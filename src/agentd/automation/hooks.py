@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 from agentd.core.duration import parse_duration
 
-KEYS = ("name", "on", "command", "notify", "webhook", "secret", "timeout", "retries")
+KEYS = ("name", "on", "command", "notify", "webhook", "secret", "timeout", "retries", "backoff")
+BACKOFF_MAX = 300.0  # seconds at most between two delivery attempts
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 SIGNATURE_HEADER = "X-Agentd-Signature"  # "sha256=<hex HMAC of the body>"
 
@@ -63,6 +64,7 @@ class Hook:
     timeout: float = 10.0
     retries: int = 5
     secrets: frozenset[str] = field(default=frozenset(), repr=False)
+    backoff: float = 1.0  # the first wait between attempts (it doubles, up to BACKOFF_MAX)
 
     @classmethod
     def from_config(cls, spec: Mapping[str, Any], position: int, environ: Mapping[str, str]) -> Hook:
@@ -85,6 +87,10 @@ class Hook:
             timeout = parse_duration(spec.get("timeout", 10))
         except ValueError as exc:
             raise HookInvalid(name, "timeout", str(exc)) from None
+        try:
+            backoff = parse_duration(spec.get("backoff", 1))
+        except ValueError as exc:
+            raise HookInvalid(name, "backoff", str(exc)) from None
         retries = spec.get("retries", 5)
         if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 100:
             raise HookInvalid(name, "retries", "must be a whole number from 0 to 100")
@@ -115,10 +121,16 @@ class Hook:
                 raise HookInvalid(name, "secret", "must be a string, e.g. '${AGENTD_WEBHOOK_SECRET}'")
         if kind != "webhook" and "secret" in spec:
             raise HookInvalid(name, "secret", "is for webhook hooks")
-        return cls(name, tuple(on), kind, command, notify, webhook, secret, timeout, retries, frozenset(secrets))
+        if timeout <= 0:
+            raise HookInvalid(name, "timeout", "must be more than 0 s")
+        return cls(
+            name, tuple(on), kind, command, notify, webhook, secret, timeout, retries, frozenset(secrets), backoff
+        )
 
     def takes(self, event: Mapping[str, Any]) -> bool:
-        """Whether ``event`` (a journal record) is one this hook runs on."""
+        """Whether ``event`` (a journal record) is one this hook runs on (never a record of its own delivery)."""
+        if event.get("event") in OWN_EVENTS and event.get("hook") == self.name:
+            return False
         return any(matches(pattern, event) for pattern in self.on)
 
     def redact(self, text: str) -> str:
@@ -126,10 +138,16 @@ class Hook:
         return redact(text, self.secrets)
 
 
+OWN_EVENTS = ("hook-delivered", "hook-failed")  # what delivering a hook journals: ``*`` never takes them
+
+
 def matches(pattern: str, event: Mapping[str, Any]) -> bool:
-    """``*``; ``TOPIC``; or ``TOPIC:OUTCOME`` (the event's ``outcome``, or its ``state`` for events that have one)."""
+    """``*``; ``TOPIC``; or ``TOPIC:OUTCOME`` (the event's ``outcome``, or its ``state`` for events that have one).
+
+    ``*`` takes every event but the hooks' own records (a hook on ``*`` would otherwise run on its own delivery,
+    forever); name ``hook-failed`` to be told of failed deliveries."""
     if pattern == "*":
-        return True
+        return event.get("event") not in OWN_EVENTS
     topic, _, detail = pattern.partition(":")
     if event.get("event") != topic:
         return False

@@ -33,6 +33,8 @@ COMMANDS = {
     "restart": "agentd.cli.background:restart",
     "status": "agentd.cli.background:status",
     "logs": "agentd.cli.background:logs",
+    "automation": "agentd.cli.automation_cmd:automation",
+    "emit": "agentd.cli.automation_cmd:emit",
 }
 
 EPILOG = """\b

@@ -42,10 +42,17 @@ def start_roles(
     return _start_all(app, [(role, instance, options) for role in roles])
 
 
-def _start_all(app: App, asked: list[tuple[str, str | None, dict[str, Any]]], web: dict[str, Any] | None = None) -> int:
+def _start_all(
+    app: App,
+    asked: list[tuple[str, str | None, dict[str, Any]]],
+    web: dict[str, Any] | None = None,
+    automation: bool = False,
+) -> int:
     pending = [service.spawn(app.config, role, instance=instance, **options) for role, instance, options in asked]
     if web is not None:
         pending.append(service.spawn_web(app.config, verbose=app.verbose, **web))
+    if automation:
+        pending.append(service.spawn_automation(app.config, verbose=app.verbose))
     code = 0
     for item in pending:
         result = item.wait()
@@ -87,7 +94,8 @@ def start(
     Each daemon is detached (own session, no terminal, output to .agentd/logs/<role>.log, rotated) and is reported
     "started" only once its PID file is locked and its first pass is done. A role already running is left alone.
     The dashboard (--web) is reported once it listens, with its login link; its log is .agentd/logs/web.log, and
-    `agentd stop` stops it with the roles.
+    `agentd stop` stops it with the roles. With no ROLE, when agentd.toml has [[schedule]], [[rules]] or [[hooks]],
+    `agentd automation` starts too (log .agentd/logs/automation.log).
 
     \b
     Examples:
@@ -99,7 +107,16 @@ def start(
     options = {"interval": interval, "log_format": log_format, "verbose": app.verbose, "concurrency": concurrency}
     asked = [(role, instance, options) for role in _roles(app.config, roles)]
     served = {"host": web_host, "port": web_port, "read_only": web_read_only} if web else None
-    return _start_all(app, asked, served)
+    return _start_all(app, asked, served, automation=not roles and bool(app.config.automation))
+
+
+def _stop_automation(app: App, timeout: float | None) -> bool:
+    """Stop the background automation process; whether one ran."""
+    seen = service.automation_probe(app.config)
+    if not seen.running:
+        return False
+    info(service.stop(seen, 30.0 if timeout is None else timeout, name=service.AUTOMATION).line())
+    return True
 
 
 def _stop_web(app: App, timeout: float | None) -> list[str] | None:
@@ -133,9 +150,9 @@ def _stop(app: App, roles: list[str], timeout: float | None) -> list[tuple[str, 
 def stop(app: App, roles: tuple[str, ...], timeout: float | None, web: bool) -> int:
     """Stop role daemons: SIGTERM (they drain running tasks), then SIGKILL after the timeout.
 
-    With no ROLE and no --web: every role, and the background dashboard if one runs. --web alone: only the
-    dashboard. Tasks that do not finish within the role's grace go back to their claimable status without spending
-    an attempt.
+    With no ROLE and no --web: every role, and the background dashboard and automation process if they run.
+    --web alone: only the dashboard. Tasks that do not finish within the role's grace go back to their claimable
+    status without spending an attempt.
 
     \b
     Examples:
@@ -147,6 +164,8 @@ def stop(app: App, roles: tuple[str, ...], timeout: float | None, web: bool) -> 
         _stop(app, _roles(app.config, roles), timeout)
     if web or not roles:
         _stop_web(app, timeout)
+    if not roles and not web:
+        _stop_automation(app, timeout)
     return ExitCode.OK
 
 
@@ -159,7 +178,8 @@ def restart(app: App, roles: tuple[str, ...], timeout: float | None) -> int:
 
     The flags kept are --interval, --concurrency, --log-format, -v and the instance name; a role that was not
     running starts with the defaults. Each daemon is stopped (its process has exited) before it starts again.
-    With no ROLE, a background dashboard that runs is restarted too, on the same address.
+    With no ROLE, a background dashboard that runs is restarted too, on the same address, and the background
+    automation process.
 
     \b
     Examples:
@@ -169,10 +189,11 @@ def restart(app: App, roles: tuple[str, ...], timeout: float | None) -> int:
     asked = _roles(app.config, roles)
     was = _stop(app, asked, timeout)
     served = _web_flags(_stop_web(app, timeout)) if not roles else None
+    automation = _stop_automation(app, timeout) if not roles else False
     again = list(was)
     plain = {"interval": None, "log_format": "text", "verbose": app.verbose, "concurrency": None}
     again += [(role, None, plain) for role in asked if not any(name == role for name, _, _ in was)]
-    return _start_all(app, again, served)
+    return _start_all(app, again, served, automation=automation and bool(app.config.automation))
 
 
 def _web_flags(argv: list[str] | None) -> dict[str, Any] | None:
@@ -246,6 +267,12 @@ def _sections(data: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]
         web = data["web"]
         rows = [[web["url"] or "?", web["pid"], _age(web["uptime_s"]), web["log"]]]
         sections.append(("dashboard (agentd web)", ["address", "pid", "uptime", "log"], rows))
+    if data.get("automation"):
+        auto = data["automation"]
+        active = f"pid {auto['active_pid']} on {auto['active_host']}" if auto["active_pid"] else "none"
+        state = "running" if auto["pid"] else "stopped"
+        rows = [[state, auto["pid"], _age(auto["uptime_s"]), active, auto["log"]]]
+        sections.append(("automation (agentd automation status)", ["state", "pid", "uptime", "active", "log"], rows))
     if data["quarantined"]:
         rows = [[q["id"], q["problem"]] for q in data["quarantined"]]
         sections.append(("quarantined (nothing touches them until fixed)", ["id", "problem"], rows))

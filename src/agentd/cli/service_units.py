@@ -191,6 +191,14 @@ def install(
         else:
             path = systemd_dir() / units.systemd_web_unit_name(config.root)
             texts[path] = units.systemd_web_unit(command, config.root, config, host=web_host, port=web_port, env=env)
+    automation = not roles and bool(config.automation)  # schedules, rules, hooks: their process is a service too
+    if automation:
+        if launchd:
+            path = launchd_dir() / units.launchd_file_name(config.root, "automation")
+            texts[path] = units.launchd_automation_plist(command, config.root, config, env=env)
+        else:
+            path = systemd_dir() / units.systemd_automation_unit_name(config.root)
+            texts[path] = units.systemd_automation_unit(command, config.root, config, env=env)
     if print_only:
         click.echo("".join(texts.values()), nl=False)
         return 0
@@ -199,12 +207,16 @@ def install(
         info(f"{what} {path}")
     if launchd:
         (config.state_dir / "logs").mkdir(parents=True, exist_ok=True)  # launchd opens its log there
-        _launchd_next_steps(config, [*asked, *(["web"] if web else [])], done)
+        _launchd_next_steps(config, [*asked, *(["web"] if web else []), *(["automation"] if automation else [])], done)
     else:
         _systemd_next_steps(config, asked)
         if web:
             info("And the dashboard:")
             info(f"  systemctl --user enable --now {units.systemd_web_unit_name(config.root).removesuffix('.service')}")
+        if automation:
+            name = units.systemd_automation_unit_name(config.root).removesuffix(".service")
+            info("And the schedules, rules and hooks (agentd automation):")
+            info(f"  systemctl --user enable --now {name}")
     _running_note(config, asked)
     return 0
 
@@ -279,14 +291,19 @@ def _uninstall_systemd(config: Config) -> int:
         for role in enabled:
             info(f"  systemctl --user disable --now {units.systemd_instance(config.root, role)}")
         raise Conflict(None, f"{name} is still enabled for {', '.join(enabled)}: disable it first (commands above)")
-    web = folder / units.systemd_web_unit_name(config.root)
-    if web.exists():
+    for plain, what in (
+        (units.systemd_web_unit_name(config.root), "the dashboard"),
+        (units.systemd_automation_unit_name(config.root), "the automation process"),
+    ):
+        web = folder / plain
+        if not web.exists():
+            continue
         web_name = web.name.removesuffix(".service")
         if any(folder.glob(f"*.wants/{web.name}")):
             info(f"{web.name} is still enabled. Stop and disable it first, then run this again:")
             info(f"  systemctl --user disable --now {web_name}")
             raise Conflict(None, f"{web.name} is still enabled: disable it first (command above)")
-        info(f"Stop the dashboard if it runs: systemctl --user stop {web_name}")
+        info(f"Stop {what} if it runs: systemctl --user stop {web_name}")
         web.unlink()
         info(f"removed {web}")
     if not path.exists():

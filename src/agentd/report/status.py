@@ -19,7 +19,7 @@ from agentd.errors import AgentdError
 from agentd.hostinfo import boot_id
 from agentd.service import background as service
 from agentd.store.file.leases import LeaseDir
-from agentd.store.file.pidfile import Probe, role_of, silence
+from agentd.store.file.pidfile import Probe, probe, role_of, silence
 from agentd.store.file.queuefile import QueueStore
 
 
@@ -144,4 +144,22 @@ def snapshot(config: Config, roles: list[str], now: datetime) -> dict[str, Any]:
         if seen.running and seen.info is not None
         else None
     )
+    data["automation"] = _automation(config, now)
     return data
+
+
+def _automation(config: Config, now: datetime) -> dict[str, Any] | None:
+    """The automation processes: the background one (``agentd start``) and whichever is active; None when there is
+    nothing to automate and nothing runs."""
+    background = service.automation_probe(config)
+    active = probe(service.automation_active_path(config))
+    if not config.automation and not background.running and not active.running:
+        return None
+    return {
+        "configured": bool(config.automation),
+        "pid": background.info.pid if background.running and background.info else None,
+        "uptime_s": _seconds(background.info.uptime(now)) if background.running and background.info else None,
+        "active_pid": active.info.pid if active.running and active.info else None,
+        "active_host": active.info.host if active.running and active.info else None,
+        "log": service.display(service.automation_log_path(config), config.root),
+    }

@@ -230,6 +230,43 @@ def spawn_web(
     return _detached(config, WEB, [*tail, *extra], web_log_path(config), verbose)
 
 
+AUTOMATION = "automation"  # the name the background automation process goes by in start/stop/status
+
+
+def automation_pid_path(config: Config) -> Path:
+    """The background automation process's PID file, ``.agentd/run/automation/process.pid`` (beside the active lock,
+    ``active.pid``, which whichever automation process is active holds)."""
+    return run_dir(config) / AUTOMATION / "process.pid"
+
+
+def automation_active_path(config: Config) -> Path:
+    """The active lock, ``.agentd/run/automation/active.pid``: held by the one automation process that runs the
+    schedules, rules and hooks (the others stand by)."""
+    return run_dir(config) / AUTOMATION / "active.pid"
+
+
+def automation_log_path(config: Config) -> Path:
+    return config.state_dir / "logs" / "automation.log"
+
+
+def automation_probe(config: Config) -> Probe:
+    """Is this project's background automation process running?"""
+    return probe(automation_pid_path(config))
+
+
+def spawn_automation(config: Config, *, verbose: int = 0) -> Pending:
+    """Start ``agentd automation`` detached, holding ``automation_pid_path``; :meth:`Pending.wait` tells when it is
+    up (active, or standby behind another automation process)."""
+    seen = automation_probe(config)
+    if seen.running:
+        return Pending(
+            AUTOMATION, None, -1, "", StartResult(AUTOMATION, "running", seen.info.pid if seen.info else None)
+        )
+    log = automation_log_path(config)
+    tail = ["automation", "--pid-file", str(automation_pid_path(config)), "--log-file", str(log)]
+    return _detached(config, AUTOMATION, tail, log, verbose)
+
+
 def start(config: Config, role: str, **options: Any) -> StartResult:
     """Start one role's daemon in the background and wait until it is really up."""
     return spawn(config, role, **options).wait()

@@ -52,6 +52,16 @@ EVENT_TYPES = (
     "task-quarantined",
     "wip-full",
     "wip-room",
+    # agentd automation
+    "automation-active",
+    "automation-stopped",
+    "automation-failed",
+    "schedule-fired",
+    "schedule-skipped",
+    "rule-fired",
+    "rule-coalesced",
+    "hook-delivered",
+    "hook-failed",
 )
 
 _LOG_DEFAULTS = LogConfig()

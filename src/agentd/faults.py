@@ -26,6 +26,10 @@ POINTS = (
     "complete.before-queue-write",  # task finished, outcome not yet recorded
     "complete.after-queue-write",  # outcome recorded, lease file not yet removed
     "recover.after-break",  # a stale lease file removed by a peer, its task not yet put back in the queue
+    "workspace.after-add",  # a task's worktree added by git, its setup not run, not yet marked ready
+    "workspace.after-setup",  # setup ran in a new worktree, not yet marked ready
+    "merge.before-base-move",  # the merge commit made in the integration worktree, base not yet moved
+    "merge.after-base-move",  # base moved to the merge, the task's outcome not yet recorded
 )
 
 CRASH_EXIT_CODE = 86

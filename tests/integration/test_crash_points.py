@@ -21,13 +21,15 @@ BUILDER = {"claims": "ready", "working": "in_progress", "on_success": "awaiting_
 
 
 # Every point a daemon reaches on a fresh queue (claim, run, complete); recovery's own points need a stale lease first.
-CYCLE = [point for point in faults.POINTS if not point.startswith("recover.")]
+# Worktree mode's points (git steps in the workspace step) are tested in test_workspace_runs.py.
+WORKSPACE = [point for point in faults.POINTS if point.startswith(("workspace.", "merge."))]
+CYCLE = [point for point in faults.POINTS if not point.startswith("recover.") and point not in WORKSPACE]
 RECOVERY = [point for point in faults.POINTS if point.startswith("recover.")]
 
 
 def test_every_point_is_tested() -> None:
-    """The two lists cover every fault point, so a new point cannot go untested."""
-    assert sorted(CYCLE + RECOVERY) == sorted(faults.POINTS) and RECOVERY
+    """The three lists cover every fault point, so a new point cannot go untested."""
+    assert sorted(CYCLE + RECOVERY + WORKSPACE) == sorted(faults.POINTS) and RECOVERY and WORKSPACE
 
 
 @pytest.mark.parametrize("action", ["exit", "kill"])

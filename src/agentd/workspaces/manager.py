@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentd import faults
 from agentd.errors import AgentdError
 from agentd.store.file.sidelock import LockTimedOut, SidecarLock
 from agentd.workspaces.git import Git, GitError
@@ -163,6 +164,7 @@ class Workspaces:
                     self.git.run("worktree", "add", "-b", branch, str(path), base)
             except GitError as exc:
                 raise WorkspaceError(task_id, str(exc)) from None
+            faults.point("workspace.after-add")
         return Workspace(task_id, branch, path, created=True)
 
     def mark_ready(self, task_id: str) -> None:
@@ -219,12 +221,14 @@ class Workspaces:
                 raise WorkspaceError(task_id, f"unknown merge strategy {strategy!r} (ff, merge or rebase)")
             new = work.rev("HEAD")
             assert new is not None
+            faults.point("merge.before-base-move")
             moved = self._move_base(base, base_tip, new)
             if moved is not None:
                 return MergeResult(False, note=moved, retry=True)
             if strategy == "rebase":
                 with contextlib.suppress(GitError):
                     self.git.run("update-ref", f"refs/heads/{branch}", new, tip)
+            faults.point("merge.after-base-move")
             return MergeResult(True, commit=new, note=f"merged {branch} into {base} ({strategy})")
 
     def _ready_integration(self, base_tip: str) -> Path:
@@ -283,7 +287,10 @@ class Workspaces:
         """agentd's worktrees (the integration one left out), with the task each belongs to."""
         prefix, _, suffix = self.settings.path.partition("{task_id}")
         found = []
+        integration = self._integration().resolve()
         for path, (branch, head) in sorted(_worktrees(self.git).items()):
+            if path == integration:
+                continue
             try:
                 relative = path.relative_to(self.root).as_posix()
             except ValueError:

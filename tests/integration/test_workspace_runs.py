@@ -1,0 +1,228 @@
+"""Worktree mode end to end: real daemons run real agents, each in its task's git worktree, merged back safely."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import run_agentd
+from tests.helpers.daemons import start, stop_all, task, tasks_by_id, wait_for, write_config, write_queue
+
+pytestmark = pytest.mark.slow
+
+AGENT = Path(__file__).resolve().parents[1] / "helpers" / "git_agent.py"
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "agent",
+    "GIT_AUTHOR_EMAIL": "agent@example.invalid",
+    "GIT_COMMITTER_NAME": "agent",
+    "GIT_COMMITTER_EMAIL": "agent@example.invalid",
+}
+FAST = {"backoff": {"initial": 0, "factor": 1, "max": 0}, "interval": 0.5}
+BUILDER = {"claims": "ready", "working": "in_progress", "on_success": "awaiting_test"}
+TESTER = {"claims": "awaiting_test", "working": "testing", "on_success": "ready_for_integrator"}
+WT = {"mode": "worktree"}
+INTEGRATOR = {"claims": "ready_for_integrator", "working": "integrating", "on_success": "done"}
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd`` as a person would; its output."""
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, check=True, env={**os.environ, **GIT_ENV}
+    )
+    return done.stdout.strip()
+
+
+def agent(log: Path, *args: str) -> list[str]:
+    return [sys.executable, str(AGENT), str(log), *args]
+
+
+def records(log: Path, event: str = "end") -> list[dict[str, Any]]:
+    if not log.exists():
+        return []
+    return [r for r in (json.loads(line) for line in log.read_text().splitlines() if line) if r["event"] == event]
+
+
+def journal(root: Path, event: str) -> list[dict[str, Any]]:
+    path = root / ".agentd" / "events.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [r for r in (json.loads(line) for line in lines) if r["event"] == event]
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git project on main, agentd's own files ignored (the queue, leases, state), one committed file."""
+    root = tmp_path / "project"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    (root / "app.txt").write_text("line 1\nline 2\nline 3\n")
+    (root / ".gitignore").write_text(".agentd/\n.leases/\nSPRINT_QUEUE.json*\nagentd.toml\n*.err\n")
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "start")
+    return root
+
+
+def drain(root: Path, role: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    done = run_agentd("--role", role, "--drain", cwd=root, env=GIT_ENV, timeout=timeout)
+    assert done.returncode in (0, 1), (role, done.returncode, done.stderr)
+    return done
+
+
+def test_four_builders_edit_the_same_file_each_in_its_own_worktree(repo: Path, tmp_path: Path) -> None:
+    """Four runs at once each commit to app.txt in its own worktree and branch; the root checkout stays clean."""
+    log = tmp_path / "runs.jsonl"
+    write_config(repo, {"builder": {**BUILDER, "command": agent(log, "--wait-for", "4")}}, defaults=FAST, workspaces=WT)
+    write_queue(repo, [task(f"B{i}") for i in range(1, 5)], {"builder": 4})
+    before = (repo / "app.txt").read_bytes()
+    drain(repo, "builder")
+    ends = records(log)
+    assert sorted(r["task"] for r in ends) == ["B1", "B2", "B3", "B4"], ends
+    assert len({r["cwd"] for r in ends}) == 4
+    for r in ends:
+        expected = repo / ".agentd" / "worktrees" / r["task"]
+        assert Path(r["cwd"]) == expected and r["workspace"] == str(expected), r
+        assert r["branch"] == r["branch_env"] == f"agentd/{r['task']}", r
+        assert git(repo, "show", f"agentd/{r['task']}:app.txt").endswith(f"{r['task']} builder {r['token']}")
+    assert (repo / "app.txt").read_bytes() == before
+    assert git(repo, "status", "--porcelain") == ""
+    assert git(repo, "rev-parse", "--abbrev-ref", "HEAD") == "main"
+    assert {t["status"] for t in tasks_by_id(repo).values()} == {"awaiting_test"}
+
+
+def test_a_tester_failure_returns_the_task_to_the_builder_in_the_same_worktree(repo: Path, tmp_path: Path) -> None:
+    """Builder commits, tester fails (back to ready), builder commits again on the same branch in the same folder;
+    once the task is done its worktree is removed and its branch kept."""
+    log = tmp_path / "runs.jsonl"
+    roles = {
+        "builder": {**BUILDER, "command": agent(log)},
+        "tester": {**TESTER, "on_success": "done", "outcomes": {"1": "ready"}, "command": agent(log, "--fail-first")},
+    }
+    write_config(repo, roles, defaults=FAST, workspaces={**WT, "keep": "on-failure"})
+    write_queue(repo, [task("B1")], {"builder": 1, "tester": 1})
+    drain(repo, "builder")
+    drain(repo, "tester")
+    assert tasks_by_id(repo)["B1"]["status"] == "ready"
+    drain(repo, "builder")
+    drain(repo, "tester")
+    assert tasks_by_id(repo)["B1"]["status"] == "done"
+    runs = records(log)
+    assert [r["role"] for r in runs] == ["builder", "tester", "builder", "tester"], runs
+    assert len({r["cwd"] for r in runs}) == 1
+    builds = [r["head"] for r in runs if r["role"] == "builder"]
+    assert git(repo, "merge-base", "--is-ancestor", builds[0], builds[1]) == ""  # the first run's commit is kept
+    history = git(repo, "log", "--format=%s", "agentd/B1").splitlines()
+    assert [line for line in history if "builder" in line] == [
+        f"B1: builder run {runs[2]['token']}",
+        f"B1: builder run {runs[0]['token']}",
+    ]
+    assert not Path(runs[0]["cwd"]).exists()
+    assert journal(repo, "workspace-removed")
+    assert git(repo, "rev-parse", "--verify", "agentd/B1")
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def built(repo: Path, log: Path, ids: list[str], *agent_args: str, **workspaces: Any) -> None:
+    """Tasks built on their branches (each commits to ``{task_id}.txt`` unless told otherwise), ready to merge."""
+    roles = {
+        "builder": {**BUILDER, "on_success": "ready_for_integrator", "command": agent(log, *agent_args)},
+        "integrator": {**INTEGRATOR, "command": agent(log, "--no-commit")},
+    }
+    write_config(repo, roles, defaults=FAST, workspaces={**WT, **workspaces})
+    write_queue(repo, [task(i) for i in ids], {"builder": len(ids), "integrator": len(ids)})
+    drain(repo, "builder")
+    assert {t["status"] for t in tasks_by_id(repo).values()} == {"ready_for_integrator"}
+
+
+def test_three_integrators_merge_in_parallel_without_losing_a_commit(repo: Path, tmp_path: Path) -> None:
+    """Three integrator daemons merge three branches at once: main ends with every task's commit."""
+    log = tmp_path / "runs.jsonl"
+    ids = ["M1", "M2", "M3"]
+    built(repo, log, ids, "--file", "{task_id}.txt")
+    tips = {i: git(repo, "rev-parse", f"agentd/{i}") for i in ids}
+    daemons = [start(repo, "integrator", "--concurrency", "1", env=GIT_ENV) for _ in range(3)]
+    try:
+        wait_for(
+            lambda: {t["status"] for t in tasks_by_id(repo).values()} == {"done"}, 120, "every task merged and done"
+        )
+    finally:
+        stop_all(daemons)
+    for i, tip in tips.items():
+        git(repo, "merge-base", "--is-ancestor", tip, "main")  # raises when the commit is not in main
+        assert (repo / f"{i}.txt").read_text().startswith(f"{i} builder")  # the root's checkout was moved along
+    assert len(journal(repo, "merged")) == 3
+    assert len({r["pid"] for r in journal(repo, "started") if r["role"] == "integrator"}) >= 1
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_a_conflicting_merge_goes_to_needs_adapt_and_leaves_base_alone(repo: Path, tmp_path: Path) -> None:
+    """Two branches change the same line: the first merges, the second goes to needs_adapt naming app.txt, base
+    stays where the first merge put it, and no merge is left half-done anywhere."""
+    log = tmp_path / "runs.jsonl"
+    built(repo, log, ["C1", "C2"], "--line", "{task_id} was here")
+    write_queue(repo, [task("C1", "ready_for_integrator"), task("C2", "ready_for_integrator")], {"integrator": 1})
+    drain(repo, "integrator")
+    final = tasks_by_id(repo)
+    assert final["C1"]["status"] == "done", final
+    assert final["C2"]["status"] == "needs_adapt", final
+    assert "merge conflict in app.txt" in final["C2"]["status_note"]
+    conflicts = journal(repo, "merge-conflict")
+    assert [(r["task"], r["paths"]) for r in conflicts] == [("C2", ["app.txt"])]
+    assert git(repo, "rev-parse", "main") == git(repo, "rev-parse", "HEAD")
+    git(repo, "merge-base", "--is-ancestor", "agentd/C1", "main")
+    assert subprocess.run(["git", "merge-base", "--is-ancestor", "agentd/C2", "main"], cwd=repo).returncode != 0
+    assert (repo / "app.txt").read_text().endswith("C1 was here\n")
+    assert git(repo, "status", "--porcelain") == ""
+    integration = repo / ".agentd" / "worktrees" / ".integration"
+    assert git(integration, "status", "--porcelain") == ""
+    assert (repo / ".agentd" / "worktrees" / "C2").is_dir()  # still there for the refiner
+
+
+SETUP = [sys.executable, "-c", "open('.setup-runs', 'a').write('setup\\n')"]
+
+
+@pytest.mark.parametrize("point", ["workspace.after-add", "workspace.after-setup"])
+def test_sigkill_while_making_a_worktree_is_repaired_on_the_next_run(point: str, repo: Path, tmp_path: Path) -> None:
+    """Killed after `git worktree add` or after setup, before the ready mark: the next run makes the worktree
+    again, runs setup once in it, and the task completes; git knows no stray worktree."""
+    log = tmp_path / "runs.jsonl"
+    roles = {"builder": {**BUILDER, "command": agent(log)}}
+    write_config(repo, roles, defaults=FAST, workspaces={**WT, "setup": SETUP})
+    write_queue(repo, [task("K1")], {"builder": 1})
+    crashed = run_agentd("--role", "builder", "--once", cwd=repo, env={**GIT_ENV, "AGENTD_CRASH_AT": f"{point}:kill"})
+    assert crashed.returncode == 1, crashed.stderr
+    assert tasks_by_id(repo)["K1"]["last_run"]["outcome"] == "crash"
+    assert records(log) == []  # the command never ran
+    assert not (repo / ".agentd" / "workspaces" / "K1.ready").exists()
+    drain(repo, "builder")
+    assert tasks_by_id(repo)["K1"]["status"] == "awaiting_test"
+    path = repo / ".agentd" / "worktrees" / "K1"
+    assert (path / ".setup-runs").read_text() == "setup\n"
+    assert (repo / ".agentd" / "workspaces" / "K1.ready").exists()
+    listed = git(repo, "worktree", "list", "--porcelain").count("worktree ")
+    assert listed == 2 and git(repo, "worktree", "prune", "--dry-run", "-v") == ""
+    assert [r["cwd"] for r in records(log)] == [str(path)]
+
+
+@pytest.mark.parametrize("point", ["merge.before-base-move", "merge.after-base-move"])
+def test_sigkill_while_merging_is_repaired_on_the_next_run(point: str, repo: Path, tmp_path: Path) -> None:
+    """Killed with the merge made but base not moved, or base moved but the outcome not recorded: the next run
+    merges (or finds the branch already in base) and the task is done with exactly one merge in main."""
+    log = tmp_path / "runs.jsonl"
+    built(repo, log, ["G1"], "--file", "{task_id}.txt")
+    env = {**GIT_ENV, "AGENTD_CRASH_AT": f"{point}:kill"}
+    crashed = run_agentd("--role", "integrator", "--once", cwd=repo, env=env)
+    assert crashed.returncode == 1, crashed.stderr
+    assert tasks_by_id(repo)["G1"]["status"] == "ready_for_integrator"
+    moved = subprocess.run(["git", "merge-base", "--is-ancestor", "agentd/G1", "main"], cwd=repo).returncode == 0
+    assert moved == (point == "merge.after-base-move")
+    drain(repo, "integrator")
+    assert tasks_by_id(repo)["G1"]["status"] == "done"
+    git(repo, "merge-base", "--is-ancestor", "agentd/G1", "main")
+    assert git(repo, "log", "--merges", "--format=%s", "main").splitlines() == ["Merge agentd/G1 (task G1)"]
+    assert git(repo, "status", "--porcelain") == ""
+    assert git(repo / ".agentd" / "worktrees" / ".integration", "status", "--porcelain") == ""

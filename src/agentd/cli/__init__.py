@@ -124,6 +124,7 @@ def _register() -> None:
         queue_cmds,
         service_units,
         web_cmd,
+        workspace_cmd,
     )
 
     cli.add_command(init_cmd.init)
@@ -136,6 +137,7 @@ def _register() -> None:
     cli.add_command(completion_cmd.completion)
     cli.add_command(events_cmd.events)
     cli.add_command(web_cmd.web)
+    cli.add_command(workspace_cmd.workspace)
     queue_cmds.queue.add_command(events_cmd.history)
     for command in (background.start, background.stop, background.restart, background.status, background.logs):
         cli.add_command(command)

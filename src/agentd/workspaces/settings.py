@@ -152,3 +152,16 @@ def owner(task_id: str, parent_of: Callable[[str], str | None], setting_of: Call
         seen.add(parent)
         task_id = parent
     return task_id
+
+
+def branch_of(
+    settings: WorkspaceSettings, task_id: str, parent_of: Callable[[str], str | None], setting_of: Callable[[str], Any]
+) -> str | None:
+    """The branch a task works on in worktree mode (its parent's for a subtask that shares it); None otherwise, or
+    when its id makes no branch name."""
+    if not settings.enabled:
+        return None
+    try:
+        return settings.branch_for(owner(task_id, parent_of, setting_of))
+    except ValueError:
+        return None

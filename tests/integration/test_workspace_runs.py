@@ -226,3 +226,40 @@ def test_sigkill_while_merging_is_repaired_on_the_next_run(point: str, repo: Pat
     assert git(repo, "log", "--merges", "--format=%s", "main").splitlines() == ["Merge agentd/G1 (task G1)"]
     assert git(repo, "status", "--porcelain") == ""
     assert git(repo / ".agentd" / "worktrees" / ".integration", "status", "--porcelain") == ""
+
+
+def test_a_task_id_git_refuses_as_a_branch_fails_that_task_alone(repo: Path, tmp_path: Path) -> None:
+    """Task "v1.lock" cannot have a branch: it goes to on_failure with git's reason (reported once) while "OK1" next
+    to it is built; the daemon carries on and nothing is made on disk for the bad one."""
+    log = tmp_path / "runs.jsonl"
+    write_config(repo, {"builder": {**BUILDER, "command": agent(log)}}, defaults=FAST, workspaces=WT)
+    write_queue(repo, [task("v1.lock"), task("OK1")], {"builder": 2})
+    done = drain(repo, "builder")
+    final = tasks_by_id(repo)
+    assert final["OK1"]["status"] == "awaiting_test"
+    assert final["v1.lock"]["status"] == "blocked", final["v1.lock"]
+    assert "makes branch 'agentd/v1.lock', which git refuses" in final["v1.lock"]["status_note"]
+    assert done.stderr.count("v1.lock' makes branch") == 1, done.stderr
+    assert [r["task"] for r in records(log)] == ["OK1"]
+    assert not (repo / ".agentd" / "worktrees" / "v1.lock").exists()
+
+
+def test_a_base_checkout_in_the_way_waits_without_spending_an_attempt(repo: Path, tmp_path: Path) -> None:
+    """The root has app.txt changed and not committed: the merge waits (merge-waiting, base unmoved), and once the
+    change is gone it goes through; the task is done with no failed attempt."""
+    log = tmp_path / "runs.jsonl"
+    built(repo, log, ["W1"])
+    (repo / "app.txt").write_text("a person's edit\n")
+    before = git(repo, "rev-parse", "main")
+    daemon = start(repo, "integrator", env=GIT_ENV)
+    try:
+        wait_for(lambda: journal(repo, "merge-waiting"), 60, "the merge to wait for the root checkout")
+        assert git(repo, "rev-parse", "main") == before
+        assert tasks_by_id(repo)["W1"]["status"] == "integrating"
+        git(repo, "checkout", "--", "app.txt")
+        wait_for(lambda: tasks_by_id(repo)["W1"]["status"] == "done", 60, "the merge once the change is gone")
+    finally:
+        stop_all([daemon])
+    git(repo, "merge-base", "--is-ancestor", "agentd/W1", "main")
+    assert not tasks_by_id(repo)["W1"].get("attempts")
+    assert git(repo, "status", "--porcelain") == ""

@@ -62,6 +62,7 @@ def plan(
     on_success: str,
     task_id: str,
     owner: str | None = None,
+    unblock_from: str | None = None,
 ) -> Plan:
     """The run's workspace; ValueError (saying why) when the task's id makes a branch name git refuses."""
     owner = owner or task_id
@@ -78,6 +79,8 @@ def plan(
     merge = settings.merge_for(role)
     if merge is not None:
         spec.update(merge=merge[0], on_conflict=merge[1], on_success=on_success)
+        if merge[1] == unblock_from:  # say why, or the unblock rule would send it straight back
+            spec["hold"] = True
     prefix = (sys.executable, "-m", STEP_MODULE, json.dumps(spec, separators=(",", ":")))
     return Plan(owner, branch, path, prefix)
 
@@ -97,8 +100,11 @@ def for_run(config: Config, role: Role, task_id: str, owner: str | None, result_
             on_success=role.on_success,
             task_id=task_id,
             owner=owner,
+            unblock_from=config.workflow.unblock.from_status if config.workflow.unblock else None,
         )
     except ValueError as exc:
+        # blocked_reason: a task the unblock rule would move on (blocked -> ready) stays where it is sent
+        result = {"status": role.on_failure, "note": str(exc), "fields": {"blocked_reason": str(exc)}}
         result_path.parent.mkdir(parents=True, exist_ok=True)
-        result_path.write_text(json.dumps({"status": role.on_failure, "note": str(exc)}) + "\n", "utf-8")
+        result_path.write_text(json.dumps(result) + "\n", "utf-8")
         raise

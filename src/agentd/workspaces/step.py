@@ -168,7 +168,10 @@ def _merge(spaces: Workspaces, spec: dict[str, Any], journal: Journal) -> int:
             delay = min(delay * 2, MERGE_RETRY_MAX)
             continue
         paths = list(result.conflicts)
-        _write_result({"status": spec["on_conflict"], "note": result.note})
+        conflict: dict[str, Any] = {"status": spec["on_conflict"], "note": result.note}
+        if spec.get("hold"):  # on_conflict is the unblock rule's status: the reason keeps it there
+            conflict["fields"] = {"blocked_reason": result.note}
+        _write_result(conflict)
         journal.emit(
             "merge-conflict",
             f"{task}: {result.note}; {spaces.settings.base} left as it was; the task goes to {spec['on_conflict']}",

@@ -263,3 +263,25 @@ def test_a_base_checkout_in_the_way_waits_without_spending_an_attempt(repo: Path
     git(repo, "merge-base", "--is-ancestor", "agentd/W1", "main")
     assert not tasks_by_id(repo)["W1"].get("attempts")
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_a_daemon_start_removes_worktrees_its_killed_predecessor_left(repo: Path, tmp_path: Path) -> None:
+    """D1 is done and C1 cancelled but their worktrees are still there (a daemon died before removing them): the next
+    daemon's start removes D1's and keeps C1's (keep = on-failure); branches stay."""
+    from agentd.workspaces.manager import Workspaces
+    from agentd.workspaces.settings import WorkspaceSettings
+
+    spaces = Workspaces(repo, WorkspaceSettings.from_config(WT), repo / ".agentd")
+    for task_id in ("D1", "C1"):
+        spaces.ensure(task_id)
+        spaces.mark_ready(task_id)
+    write_config(
+        repo, {"builder": {**BUILDER, "command": agent(tmp_path / "runs.jsonl")}}, defaults=FAST, workspaces=WT
+    )
+    write_queue(repo, [task("D1", "done"), task("C1", "cancelled")])
+    done = run_agentd("--role", "builder", "--once", cwd=repo, env=GIT_ENV)
+    assert done.returncode == 0, done.stderr
+    assert not (repo / ".agentd" / "worktrees" / "D1").exists()
+    assert (repo / ".agentd" / "worktrees" / "C1").is_dir()
+    assert [r["task"] for r in journal(repo, "workspace-removed")] == ["D1"]
+    assert git(repo, "rev-parse", "--verify", "agentd/D1")

@@ -14,6 +14,7 @@ from typing import Any
 
 from agentd.config import Config
 from agentd.store.file.journal import Journal
+from agentd.store.file.queuefile import QueueStore
 from agentd.workspaces.manager import Workspaces
 
 log = logging.getLogger("agentd.workspaces")
@@ -75,6 +76,7 @@ class Janitor:
                 if job == "repair":
                     for line in self.spaces.repair():
                         self.journal.emit("workspace-repaired", line)
+                    self._sweep()
                 elif task_id is not None:
                     self._remove(task_id, failed)
             except Exception as exc:  # reported once; the daemon goes on
@@ -84,6 +86,18 @@ class Janitor:
                     self.journal.emit(
                         "workspace-error", f"workspaces: {text}", level=logging.ERROR, task=task_id, error=text
                     )
+
+    def _sweep(self) -> None:
+        """Remove what a daemon killed before its removals left: worktrees of tasks that are final by now."""
+        workflow = self.config.workflow
+        store = QueueStore(self.config.queue_path, workflow=workflow, lock_timeout=self.config.lock_timeout)
+        statuses = {task.id: task.status for task in store.read().tasks}
+        for info in self.spaces.worktrees():
+            status = statuses.get(info.task_id or "")
+            if info.task_id is None or status is None:
+                continue  # a task no longer in the queue: doctor reports it, `agentd workspace clean` removes it
+            if status in workflow.done_statuses or status in workflow.final_statuses:
+                self._remove(info.task_id, status not in workflow.done_statuses)
 
     def _remove(self, task_id: str, failed: bool) -> None:
         settings = self.spaces.settings

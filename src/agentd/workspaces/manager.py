@@ -226,10 +226,19 @@ class Workspaces:
             if moved is not None:
                 return MergeResult(False, note=moved, retry=True)
             if strategy == "rebase":
-                with contextlib.suppress(GitError):
-                    self.git.run("update-ref", f"refs/heads/{branch}", new, tip)
+                self._follow(branch, tip, new)
             faults.point("merge.after-base-move")
             return MergeResult(True, commit=new, note=f"merged {branch} into {base} ({strategy})")
+
+    def _follow(self, branch: str, old: str, new: str) -> None:
+        """Point the task's branch at its rebased commits. Where it is checked out (the task's worktree) the checkout
+        moves with it (``reset --keep``: its files and index follow, uncommitted changes kept or nothing done)."""
+        holder = next((path for path, (name, _) in _worktrees(self.git).items() if name == branch), None)
+        with contextlib.suppress(GitError):
+            if holder is None:
+                self.git.run("update-ref", f"refs/heads/{branch}", new, old)
+            elif self.git.at(holder).rev("HEAD") == old:
+                self.git.at(holder).run("reset", "--keep", "--quiet", new)
 
     def _ready_integration(self, base_tip: str) -> Path:
         """agentd's own detached worktree at the base's tip, clean, with no merge or rebase left in it."""

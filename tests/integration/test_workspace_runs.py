@@ -285,3 +285,44 @@ def test_a_daemon_start_removes_worktrees_its_killed_predecessor_left(repo: Path
     assert (repo / ".agentd" / "worktrees" / "C1").is_dir()
     assert [r["task"] for r in journal(repo, "workspace-removed")] == ["D1"]
     assert git(repo, "rev-parse", "--verify", "agentd/D1")
+
+
+def test_subtasks_share_their_parents_worktree_unless_they_have_their_own(repo: Path, tmp_path: Path) -> None:
+    """S1 and S2 (subtasks of P1) commit in P1's worktree on agentd/P1; S3 ("workspace": "own") gets its own. Their
+    ends do not remove P1's worktree while P1 is not final; once it is, the next daemon start does."""
+    log = tmp_path / "runs.jsonl"
+    roles = {"builder": {**BUILDER, "on_success": "done", "command": agent(log)}}
+    write_config(repo, roles, defaults=FAST, workspaces=WT)
+    subtasks = [task("S1"), task("S2"), task("S3", workspace="own")]
+    write_queue(repo, [task("P1", "epic", subtasks=subtasks)], {"builder": 1})
+    drain(repo, "builder")
+    runs = {r["task"]: r for r in records(log)}
+    shared = repo / ".agentd" / "worktrees" / "P1"
+    assert Path(runs["S1"]["cwd"]) == Path(runs["S2"]["cwd"]) == shared
+    assert runs["S1"]["branch"] == runs["S2"]["branch"] == "agentd/P1"
+    assert runs["S3"]["branch"] == "agentd/S3" and Path(runs["S3"]["cwd"]) != shared
+    assert len(git(repo, "log", "--format=%s", "main..agentd/P1").splitlines()) == 2
+    assert shared.is_dir()  # P1 is not final
+    assert not Path(runs["S3"]["cwd"]).exists()  # its own, and done
+    assert run_agentd("queue", "set-status", "P1", "done", "--force", cwd=repo).returncode == 0
+    again = run_agentd("--role", "builder", "--once", cwd=repo, env=GIT_ENV)
+    assert again.returncode == 0, again.stderr
+    assert not shared.exists()
+
+
+def test_a_final_parent_keeps_its_worktree_while_a_subtask_works_in_it(repo: Path, tmp_path: Path) -> None:
+    """P1 is done but its subtask S1 (sharing P1's worktree) is still in progress: a daemon's sweep leaves it."""
+    from agentd.workspaces.manager import Workspaces
+    from agentd.workspaces.settings import WorkspaceSettings
+
+    spaces = Workspaces(repo, WorkspaceSettings.from_config(WT), repo / ".agentd")
+    spaces.ensure("P1")
+    spaces.mark_ready("P1")
+    write_config(
+        repo, {"builder": {**BUILDER, "command": agent(tmp_path / "runs.jsonl")}}, defaults=FAST, workspaces=WT
+    )
+    write_queue(repo, [task("P1", "done", subtasks=[task("S1", "testing")])])
+    done = run_agentd("--role", "builder", "--once", cwd=repo, env=GIT_ENV)
+    assert done.returncode == 0, done.stderr
+    assert (repo / ".agentd" / "worktrees" / "P1").is_dir()
+    assert journal(repo, "workspace-removed") == []

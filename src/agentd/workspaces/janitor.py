@@ -16,6 +16,7 @@ from agentd.config import Config
 from agentd.store.file.journal import Journal
 from agentd.store.file.queuefile import QueueStore
 from agentd.workspaces.manager import Workspaces
+from agentd.workspaces.settings import owner
 
 log = logging.getLogger("agentd.workspaces")
 
@@ -101,6 +102,21 @@ class Janitor:
 
     def _remove(self, task_id: str, failed: bool) -> None:
         settings = self.spaces.settings
+        workflow = self.config.workflow
+        final = set(workflow.done_statuses) | set(workflow.final_statuses)
+        store = QueueStore(self.config.queue_path, workflow=workflow, lock_timeout=self.config.lock_timeout)
+        snapshot = store.read()
+        by_id = {task.id: task for task in snapshot.tasks}
+
+        def whose(other: str) -> str:
+            parent = lambda t: getattr(by_id.get(t), "parent", None)  # noqa: E731
+            return owner(other, parent, lambda t: (snapshot.task(t) or {}).get("workspace"))
+
+        task_id = whose(task_id)  # a subtask's end may free its parent's worktree
+        sharing = [task for task in snapshot.tasks if whose(task.id) == task_id]
+        if any(task.status not in final for task in sharing):
+            return  # the task, or a subtask working in its worktree, is not final yet
+        failed = failed or any(task.status not in workflow.done_statuses for task in sharing)
         if settings.keeps(failed) or not self.spaces.path_of(task_id).exists():
             return
         if self.spaces.remove(task_id):

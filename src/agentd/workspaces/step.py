@@ -206,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = _run(command, path)
     if code != 0 or "merge" not in spec:
         return code
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # the command is done: a stop now ends the merge
+        signal.signal(signum, signal.SIG_DFL)  # (a merge cut short leaves base as it was: the next run merges)
     return _merge(spaces, spec, journal)
 
 

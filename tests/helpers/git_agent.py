@@ -1,6 +1,6 @@
 """A task command for worktree tests: edits a file where it runs, commits it, and records where that was.
 
-Usage: git_agent.py LOG [--file NAME] [--line TEXT] [--wait-for N] [--exit CODE] [--fail-first]
+Usage: git_agent.py LOG [--file NAME] [--line TEXT] [--wait-for N] [--hold FILE] [--exit CODE] [--fail-first]
 
 It appends ``TEXT`` (default: "TASK ROLE TOKEN") to ``NAME`` in its working folder and commits it there, then writes
 one JSON line to ``LOG``: task, role, token, cwd, the AGENTD_WORKSPACE and AGENTD_BRANCH it was given, git's branch
@@ -47,6 +47,7 @@ def main() -> int:
     parser.add_argument("--exit", type=int, default=0)
     parser.add_argument("--fail-first", action="store_true")
     parser.add_argument("--no-commit", action="store_true")
+    parser.add_argument("--hold", help="wait (with a deadline) until this file exists")
     args = parser.parse_args()
     task, role, token = os.environ["AGENTD_TASK_ID"], os.environ["AGENTD_ROLE"], os.environ["AGENTD_LEASE_TOKEN"]
     base = {"task": task, "role": role, "token": int(token), "cwd": os.getcwd()}
@@ -56,6 +57,8 @@ def main() -> int:
         if time.monotonic() > deadline:
             print("git_agent: the other runs never started", file=sys.stderr)
             return 3
+        time.sleep(0.05)
+    while args.hold and not os.path.exists(args.hold) and time.monotonic() < deadline:
         time.sleep(0.05)
     if not args.no_commit:
         with open(args.file, "a") as handle:

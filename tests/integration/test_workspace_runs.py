@@ -326,3 +326,26 @@ def test_a_final_parent_keeps_its_worktree_while_a_subtask_works_in_it(repo: Pat
     assert done.returncode == 0, done.stderr
     assert (repo / ".agentd" / "worktrees" / "P1").is_dir()
     assert journal(repo, "workspace-removed") == []
+
+
+def test_status_names_the_branch_of_each_running_task(repo: Path, tmp_path: Path) -> None:
+    """While B1 runs, `agentd status --json` gives its branch and the text view says `branch agentd/B1`."""
+    log, release = tmp_path / "runs.jsonl", tmp_path / "release"
+    write_config(
+        repo, {"builder": {**BUILDER, "command": agent(log, "--hold", str(release))}}, defaults=FAST, workspaces=WT
+    )
+    write_queue(repo, [task("B1")], {"builder": 1})
+    daemon = start(repo, "builder", env=GIT_ENV)
+    try:
+
+        def running() -> list[dict[str, Any]]:
+            shown = run_agentd("status", "--json", cwd=repo)
+            roles = json.loads(shown.stdout).get("roles", []) if shown.stdout.strip() else []
+            return [t for r in roles if r.get("role") == "builder" for t in r.get("tasks") or []]
+
+        tasks = wait_for(running, 60, "B1 to show as running")
+        assert tasks[0]["id"] == "B1" and tasks[0]["branch"] == "agentd/B1", tasks
+        assert "branch agentd/B1" in run_agentd("status", cwd=repo).stdout
+    finally:
+        release.write_text("")
+        stop_all([daemon])

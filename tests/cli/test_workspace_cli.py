@@ -135,3 +135,14 @@ def test_doctor_checks_git_and_base_and_cleans_orphans(repo: Path, tmp_path: Pat
     write_queue(plain, [task("A1")])
     no_git = json.loads(run_agentd("doctor", "--json", cwd=plain).stdout)
     assert "workspaces-no-git" in {f["code"] for f in no_git}
+
+
+def test_config_show_gives_the_workspaces_table_and_who_merges(repo: Path) -> None:
+    """`config show --json`: the [workspaces] table and its origin; the integrator merges by default, no builder."""
+    shown = json.loads(run_agentd("config", "show", "--json", cwd=repo).stdout)
+    table = shown["settings"]["workspaces"]
+    assert table["value"]["mode"] == "worktree" and table["from"] == "agentd.toml"
+    roles = shown["roles"]
+    assert roles["integrator"]["merge"] == {"value": "merge", "from": "default"}
+    assert roles["integrator"]["on_conflict"]["value"] == "needs_adapt"
+    assert roles["builder"]["merge"]["value"] is False and "on_conflict" not in roles["builder"]

@@ -349,3 +349,18 @@ def test_status_names_the_branch_of_each_running_task(repo: Path, tmp_path: Path
     finally:
         release.write_text("")
         stop_all([daemon])
+
+
+def test_a_workspace_that_cannot_be_made_is_a_failure_not_an_outcome(repo: Path, tmp_path: Path) -> None:
+    """base = "trunk" does not exist: the tester's run fails (exit 125, not its outcomes' 1 = needs_adapt) and the
+    task's note names the missing branch; the command never runs."""
+    log = tmp_path / "runs.jsonl"
+    tester = {**TESTER, "outcomes": {"1": "needs_adapt"}, "max_attempts": 1, "command": agent(log)}
+    write_config(repo, {"tester": tester}, defaults=FAST, workspaces={**WT, "base": "trunk"})
+    write_queue(repo, [task("T1", "awaiting_test")], {"tester": 1})
+    drain(repo, "tester")
+    final = tasks_by_id(repo)["T1"]
+    assert final["status"] == "blocked", final
+    assert final["last_run"]["exit_code"] == 125
+    assert "'trunk' does not exist" in final["status_note"], final
+    assert records(log) == []

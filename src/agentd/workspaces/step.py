@@ -10,8 +10,9 @@ It runs inside the task's process group, so cancel, timeouts and the death of th
    event; a base checkout in the way (uncommitted changes there) is retried every few seconds, spending no attempt,
    until it clears or the role's timeout ends the run.
 
-A problem with the workspace itself (no base branch, git failing) ends the run with exit 1 and a result file whose
-note says why, so the task's status note names it.
+A problem with the workspace itself (no base branch, git failing, ``setup`` failing) ends the run with exit 125 (a
+failed attempt, never one of the role's ``outcomes`` codes in practice) and a result file whose note says why, so the
+task's status note names it.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from agentd.workspaces.settings import WorkspaceSettings
 
 log = logging.getLogger("agentd.workspaces")
 
-WORKSPACE_FAILED = 1
+WORKSPACE_FAILED = 125  # not 1: a tester's outcomes often map 1 (tests fail) to a status of its own
 NOT_FOUND = 127
 MERGE_RETRY_FIRST = 2.0  # s before trying again a merge the base's checkout was in the way of ...
 MERGE_RETRY_MAX = 60.0  # ... doubled up to this

@@ -30,8 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from agentd import faults
-from agentd.core.clock import SystemClock
-from agentd.store.file.journal import Journal
 from agentd.store.file.sidelock import SidecarLock
 from agentd.workspaces.git import GitError
 from agentd.workspaces.manager import Workspaces
@@ -43,6 +41,24 @@ WORKSPACE_FAILED = 125  # not 1: a tester's outcomes often map 1 (tests fail) to
 NOT_FOUND = 127
 MERGE_RETRY_FIRST = 2.0  # s before trying again a merge the base's checkout was in the way of ...
 MERGE_RETRY_MAX = 60.0  # ... doubled up to this
+
+
+class _Journal:
+    """The event journal, imported only when there is an event to write: most runs reuse a ready worktree and write
+    none, and the journal's imports (the config and its schemas) would cost every run a good part of a second."""
+
+    def __init__(self, path: Path, role: str) -> None:
+        self.path = path
+        self.role = role
+        self._journal: Any = None
+
+    def emit(self, event: str, message: str, *, level: int = logging.INFO, **fields: Any) -> None:
+        if self._journal is None:
+            from agentd.core.clock import SystemClock
+            from agentd.store.file.journal import Journal
+
+            self._journal = Journal(self.path, SystemClock(), self.role, log)
+        self._journal.emit(event, message, level=level, **fields)
 
 
 def _write_result(update: dict[str, Any]) -> None:
@@ -86,7 +102,7 @@ def _fail(message: str) -> int:
     return WORKSPACE_FAILED
 
 
-def _prepare(spaces: Workspaces, owner: str, journal: Journal) -> Path:
+def _prepare(spaces: Workspaces, owner: str, journal: _Journal) -> Path:
     """The owner's worktree, made and set up (one run at a time per worktree: a subtask may share it)."""
     guard = SidecarLock(spaces.state_dir / "workspaces" / f"{owner}.lock", 24 * 3600.0)
     guard.path.parent.mkdir(parents=True, exist_ok=True)
@@ -140,7 +156,7 @@ def _run(command: Sequence[str], cwd: Path) -> int:
     return code
 
 
-def _merge(spaces: Workspaces, spec: dict[str, Any], journal: Journal) -> int:
+def _merge(spaces: Workspaces, spec: dict[str, Any], journal: _Journal) -> int:
     owner, task = spec["owner"], spec["task"]
     readable, status = _result_status()
     if not readable or (status is not None and status != spec["on_success"]):
@@ -197,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = WorkspaceSettings.from_config(spec["settings"])
     state_dir = Path(spec["state_dir"])
     spaces = Workspaces(Path(spec["root"]), settings, state_dir)
-    journal = Journal(state_dir / "events.jsonl", SystemClock(), spec["role"], log)
+    journal = _Journal(state_dir / "events.jsonl", spec["role"])
     try:
         path = _prepare(spaces, spec["owner"], journal)
     except (GitError, _SetupFailed) as exc:

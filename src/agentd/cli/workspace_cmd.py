@@ -57,6 +57,11 @@ def list_(app: App, as_json: bool) -> int:
 
     State is ready, half-made (a run died making it: the next run makes it again) or missing (its folder is gone:
     the next run makes it again). Status "-" means the task is no longer in the queue (`agentd workspace clean`).
+
+    \b
+    Examples:
+      agentd workspace list
+      agentd workspace list --json | jq '.[] | select(.status == null) | .path'
     """
     from agentd.workspaces import inventory
 
@@ -79,7 +84,15 @@ def list_(app: App, as_json: bool) -> int:
 @click.argument("task_id")
 @pass_app
 def path(app: App, task_id: str) -> int:
-    """Print the folder TASK_ID works in (a subtask may share its parent's): cd "$(agentd workspace path B1)"."""
+    """Print the folder TASK_ID works in (a subtask may share its parent's).
+
+    Exit 6 when there is no such task, or its worktree is not made yet (it is, when the task is first claimed).
+
+    \b
+    Examples:
+      cd "$(agentd workspace path B1)"
+      git -C "$(agentd workspace path B1)" log --oneline main..
+    """
     from agentd.workspaces.settings import owner
 
     if _off(app):
@@ -107,6 +120,11 @@ def clean(app: App, dry_run: bool, force: bool) -> int:
 
     Worktrees that `keep` kept are removed too; a worktree whose task is still in flight never is, nor one with
     uncommitted changes unless --force. Branches stay unless [workspaces] delete_branch = true.
+
+    \b
+    Examples:
+      agentd workspace clean --dry-run
+      agentd workspace clean
     """
     from agentd.workspaces import inventory
 

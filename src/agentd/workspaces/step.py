@@ -103,7 +103,7 @@ def _fail(message: str) -> int:
 
 
 def _prepare(spaces: Workspaces, owner: str, journal: _Journal) -> Path:
-    """The owner's worktree, made and set up (one run at a time per worktree: a subtask may share it)."""
+    """The owner's worktree, made and set up by one run at a time (subtasks sharing it may start together)."""
     guard = SidecarLock(spaces.state_dir / "workspaces" / f"{owner}.lock", 24 * 3600.0)
     guard.path.parent.mkdir(parents=True, exist_ok=True)
     guard.acquire()

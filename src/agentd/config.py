@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from agentd import schema
 from agentd.core.workflow import DEFAULT_OUTCOMES, DEFAULT_PIPELINE, Backoff, Role, UnblockRule, Workflow
 from agentd.errors import ConfigInvalid, RoleNotFound, display_path
+from agentd.workspaces.settings import WorkspaceSettings, WorkspacesInvalid
 
 if TYPE_CHECKING:
     from agentd.automation.settings import Automation
@@ -37,6 +38,8 @@ ROLE_KEYS = (
     "prompt",
     "env",
     "allow_loop",
+    "merge",
+    "on_conflict",
 )
 REQUIRED_ROLE_KEYS = ("claims", "working", "on_success")
 DEFAULT = "default"
@@ -85,6 +88,7 @@ class Config:
     leases_dir: Path = field(default=Path(".leases"))
     state_dir: Path = field(default=Path(".agentd"))
     log: LogConfig = field(default_factory=LogConfig)
+    workspaces: WorkspaceSettings = field(default_factory=WorkspaceSettings)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)  # "roles.builder.command" -> origin
     automation: Automation | None = field(default=None, compare=False)  # [[schedule]], [[rules]], [[hooks]]
 
@@ -245,6 +249,12 @@ def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
         from agentd.automation import settings  # cron and glob parsers: loaded only where automation is configured
 
         automation = settings.parse(data, config_file, workflow)
+    try:
+        workspaces = WorkspaceSettings.from_config(data.get("workspaces", {})).with_roles(specs)
+    except WorkspacesInvalid as exc:
+        where_key = exc.key if exc.key.startswith("roles.") else f"workspaces.{exc.key}"
+        raise ConfigInvalid(config_file, f"$.{where_key}", exc.reason) from None
+    sources["workspaces"] = where if "workspaces" in data else DEFAULT
     return Config(
         root=root,
         path=path,
@@ -254,6 +264,7 @@ def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
         leases_dir=root / data.get("leases_dir", defaults["leases_dir"]),
         state_dir=root / data.get("state_dir", defaults["state_dir"]),
         log=LogConfig(**log),
+        workspaces=workspaces,
         sources=sources,
         automation=automation,
     )

@@ -166,6 +166,21 @@ def test_fast_forward_and_rebase(repo: Path, strategy: str) -> None:
         assert second.merged and git(repo, "log", "--format=%s", "-2", "main").splitlines() == ["S2 work", "S1 work"]
 
 
+def test_a_rebase_leaves_the_tasks_worktree_on_the_rebased_branch_and_clean(repo: Path) -> None:
+    """After a rebase merge the task's own worktree (its branch checked out there) shows the rebased commit and no
+    phantom changes, so the next role working there starts clean."""
+    ws = spaces(repo)
+    for task in ("R1", "R2"):
+        made = ws.ensure(task)
+        commit_in(made.path, f"{task}.txt", "x\n", f"{task} work")
+    assert ws.merge("R1", "rebase").merged
+    assert ws.merge("R2", "rebase").merged
+    path = ws.path_of("R2")
+    assert git(path, "rev-parse", "HEAD") == git(repo, "rev-parse", "main")
+    assert git(path, "status", "--porcelain") == ""
+    assert (path / "R1.txt").exists()
+
+
 def test_a_half_made_worktree_is_made_again(repo: Path) -> None:
     """A daemon killed inside git worktree add leaves a registered worktree without the ready marker: it is
     removed and made again from the branch, never used half-checked-out."""

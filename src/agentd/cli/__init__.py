@@ -35,6 +35,7 @@ COMMANDS = {
     "logs": "agentd.cli.background:logs",
     "automation": "agentd.cli.automation_cmd:automation",
     "emit": "agentd.cli.automation_cmd:emit",
+    "workspace": "agentd.cli.workspace_cmd:workspace",
 }
 
 EPILOG = """\b

@@ -233,9 +233,10 @@ def _state(row: dict[str, Any]) -> str:
 def _running_line(t: dict[str, Any]) -> str:
     """One running task: id, title, attempt (when the queue says), runtime, heartbeat age, token."""
     attempt = "" if t["attempt"] is None else f" · attempt {t['attempt']}"
+    branch = f" · branch {t['branch']}" if t.get("branch") else ""
     return (
         f"{t['id']} {t['title'] or ''}{attempt} · {_age(t['runtime_s'])} · "
-        f"beat {_age(t['heartbeat_age_s'])} ago · token {t['token']}"
+        f"beat {_age(t['heartbeat_age_s'])} ago · token {t['token']}{branch}"
     )
 
 

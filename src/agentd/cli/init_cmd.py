@@ -42,6 +42,14 @@ keep_task_logs = 20                       # task output logs kept per task
 keep_task_log_days = 14
 max_task_log = 10485760                   # bytes of one task log: over it, the head and tail are kept (0: no cap)
 
+# Worktree mode: each task in a git worktree and branch of its own, merged back into base by the integrator
+# (docs/howto/parallel-agents.md). Uncomment to turn it on.
+# [workspaces]
+# mode = "worktree"
+# base = "main"
+# setup = ["make", "venv"]                # run once in each new worktree
+# keep = "on-failure"                     # "never", "on-failure", "always"
+
 # The five-role pipeline, as built in (shown commented). A [roles.NAME] table for one of these roles inherits the
 # keys below and overrides only the ones it sets; the other roles stay. Give each role a command (an argv list,
 # never a shell unless you write one), e.g.

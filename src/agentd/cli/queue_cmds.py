@@ -174,7 +174,21 @@ def show(app: App, task_id: str, as_json: bool) -> int:
         else:
             shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         info(f"{key.ljust(width)}  {shown}")
+    shown_branch = _branch(app, task_id)
+    if shown_branch:
+        info(f"{'(branch)'.ljust(width)}  {shown_branch}")
     return ExitCode.OK
+
+
+def _branch(app: App, task_id: str) -> str | None:
+    """The task's git branch in worktree mode (its parent's for a subtask that shares its worktree)."""
+    from agentd.workspaces.settings import branch_of
+
+    snapshot = app.store().read()
+    by_id = {task.id: task for task in snapshot.tasks}
+    settings = app.config.workspaces
+    parent = lambda t: getattr(by_id.get(t), "parent", None)  # noqa: E731
+    return branch_of(settings, task_id, parent, lambda t: (snapshot.task(t) or {}).get("workspace"))
 
 
 @queue.command()

@@ -12,7 +12,7 @@ from agentd import schema
 from agentd.core.workflow import Role
 from agentd.errors import ConfigError, ResultInvalid
 
-KNOWN = ("task_id", "role", "title", "prompt", "attempt", "root", "queue")
+KNOWN = ("task_id", "role", "title", "prompt", "attempt", "root", "queue", "workspace", "branch")
 PLACEHOLDER = re.compile(r"\{(" + "|".join(KNOWN) + r")\}")
 ANY_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")  # what looks like one (JSON braces do not)
 DEFAULT_PROMPT = "You are the {role}. Work on task {task_id}: {title}."
@@ -45,9 +45,18 @@ def describe_unknown(role: Role, names: Sequence[str]) -> str:
 
 
 def argv_for(
-    task: Mapping[str, Any], role: Role, *, attempt: int, root: Path, queue: Path, config_path: Path | None = None
+    task: Mapping[str, Any],
+    role: Role,
+    *,
+    attempt: int,
+    root: Path,
+    queue: Path,
+    config_path: Path | None = None,
+    workspace: Path | None = None,
+    branch: str = "",
 ) -> list[str]:
-    """The argv to run: the task's own ``command`` if it has one, else the role's, placeholders filled."""
+    """The argv to run: the task's own ``command`` if it has one, else the role's, placeholders filled
+    (``{workspace}`` is the project root and ``{branch}`` empty unless the task has a worktree)."""
     template: Sequence[str] | None = task.get("command") or role.command
     if not template:
         where = config_path or "agentd.toml"
@@ -59,6 +68,8 @@ def argv_for(
         "attempt": str(attempt),
         "root": str(root),
         "queue": str(queue),
+        "workspace": str(workspace or root),
+        "branch": branch,
     }
     prompt_template = task.get("prompt") if isinstance(task.get("prompt"), str) else role.prompt or DEFAULT_PROMPT
     values["prompt"] = fill(str(prompt_template), {**values, "prompt": ""})

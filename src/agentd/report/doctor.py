@@ -396,6 +396,25 @@ def _log_findings(config: Config, limit: int, out: list[Finding]) -> None:
         out.append(Finding("info", "logs-size", shown, subject=str(folder)))
 
 
+def _workspace_findings(config: Config, queue: _Queue, out: list[Finding]) -> None:
+    """Worktree mode: git and the base branch are there; worktrees whose task is gone (a safe fix removes them)."""
+    if not config.workspaces.enabled:
+        return
+    from agentd.workspaces import inventory
+
+    trouble = inventory.problems(config)
+    for code, message, how in trouble:
+        out.append(Finding("error", code, message, how, subject=str(config.root)))
+    if trouble or queue.tasks is None:
+        return
+    statuses = {task.id: task.status for task in queue.tasks}
+    for entry in inventory.inventory(config, statuses, sizes=False):
+        if entry.status is None:
+            where = display_path(entry.path)
+            message = f"the worktree {where} belongs to task {entry.task_id}, which is not in the queue"
+            out.append(Finding("warning", "workspace-orphan", message, "agentd workspace clean", True, entry.task_id))
+
+
 def diagnose(
     config: Config, now: datetime, *, mount_table: str | None = None, log_limit: int = LOG_LIMIT
 ) -> list[Finding]:
@@ -410,6 +429,7 @@ def diagnose(
     _pid_findings(config, now, found)
     _filesystem_findings(config, mount_table, found)
     _log_findings(config, log_limit, found)
+    _workspace_findings(config, queue, found)
     return sorted(found, key=lambda finding: SEVERITIES.index(finding.severity))
 
 
@@ -472,4 +492,10 @@ def fix(config: Config, findings: Iterable[Finding], now: datetime) -> list[str]
     for finding in safe:
         if finding.code == "dead-pid-file" and finding.subject:
             done.append(remove_dead_pid_file(Path(finding.subject)))
+    orphans = [finding.subject for finding in safe if finding.code == "workspace-orphan" and finding.subject]
+    if orphans:
+        from agentd.workspaces import inventory
+
+        entries = [e for e in inventory.inventory(config, {}, sizes=False) if e.task_id in orphans]
+        done += inventory.clean(config, entries)
     return done

@@ -6,7 +6,7 @@ One plain data structure (also the ``--json`` output); the CLI renders it as ric
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +21,7 @@ from agentd.service import background as service
 from agentd.store.file.leases import LeaseDir
 from agentd.store.file.pidfile import Probe, probe, role_of, silence
 from agentd.store.file.queuefile import QueueStore
+from agentd.workspaces import settings as workspaces
 
 
 def _seconds(delta: float | None) -> float | None:
@@ -28,7 +29,12 @@ def _seconds(delta: float | None) -> float | None:
 
 
 def _running_tasks(
-    role: str, pid: int | None, leases: Mapping[str, LeaseObservation], by_id: Mapping[str, Task], now: datetime
+    role: str,
+    pid: int | None,
+    leases: Mapping[str, LeaseObservation],
+    by_id: Mapping[str, Task],
+    now: datetime,
+    branch: Callable[[str], str | None] = lambda _task_id: None,
 ) -> list[dict[str, Any]]:
     out = []
     for task_id, lease in sorted(leases.items()):
@@ -41,6 +47,7 @@ def _running_tasks(
                 "title": task.title if task else None,
                 "attempt": (task.attempts + 1) if task else None,
                 "token": lease.token,
+                "branch": branch(task_id),
                 "runtime_s": _seconds((now - lease.acquired).total_seconds()) if lease.acquired else None,
                 "heartbeat_age_s": _seconds(
                     lease.beat_age
@@ -80,6 +87,12 @@ def build(config: Config, probes: list[Probe], now: datetime, store: QueueStore 
         leases = {}
     by_id = {task.id: task for task in tasks}
     view = View.build(tasks, config.workflow, now, leases, quarantined=quarantined, archived=archived)
+    raw_of = snapshot.task if tasks else (lambda _task_id: None)
+
+    def branch(task_id: str) -> str | None:
+        parent = lambda t: getattr(by_id.get(t), "parent", None)  # noqa: E731
+        return workspaces.branch_of(config.workspaces, task_id, parent, lambda t: (raw_of(t) or {}).get("workspace"))
+
     roles = []
     for seen in probes:
         role_name, instance = role_of(seen.path)
@@ -100,7 +113,7 @@ def build(config: Config, probes: list[Probe], now: datetime, store: QueueStore 
                 "log": seen.info.log if running and seen.info else None,
                 "wip": len(scheduler.holders(tasks, role, leases, now, quarantined)) if not queue_error else None,
                 "wip_limit": scheduler.wip_limit(role, limits) if limits_known or role.wip is not None else None,
-                "tasks": _running_tasks(role_name, pid, leases, by_id, now),
+                "tasks": _running_tasks(role_name, pid, leases, by_id, now, branch),
                 "next": {"id": upcoming[0].id, "title": upcoming[0].title} if upcoming else None,
                 "stale_pid_file": seen.stale,
                 "pid_file_error": seen.error,

@@ -46,6 +46,7 @@ from agentd.store.file.journal import Journal
 from agentd.store.file.leases import LeaseDir
 from agentd.store.file.pidfile import PidFile
 from agentd.store.file.queuefile import QueueStore
+from agentd.workspaces.janitor import Janitor
 
 log = logging.getLogger("agentd.daemon")
 
@@ -152,6 +153,7 @@ class Daemon:
         )
         self.executor = Executor(config, self.role, self.clock)
         self.dispatcher = Dispatcher(config, self.role, self.store, self.leases, self.executor, self.clock, instance)
+        self.janitor = Janitor.for_config(config, self.journal)  # worktree mode: removals and repairs, off the loop
         self.running: dict[str, Running] = {}
         self.failed: set[str] = set()  # tasks whose latest run here failed (a later success clears them)
         self._ended: queue_mod.SimpleQueue[tuple[str, int, ExitInfo]] = queue_mod.SimpleQueue()
@@ -328,6 +330,8 @@ class Daemon:
         result = self.dispatcher.run(done, held, cap)
         if look:
             self._after_look(report, result)
+        if self.janitor is not None:
+            self.janitor.after_pass(result.finished, result.recovered)
         for run, decided in result.finished:
             del self.running[run.task_id]
             run.held.release()
@@ -464,7 +468,8 @@ class Daemon:
         self._quarantine = now
 
     def _start(self, claim: Claim) -> None:
-        run = self.executor.start(claim.task_id, claim.held, claim.raw, self._on_exit(claim.task_id, claim.held.token))
+        on_exit = self._on_exit(claim.task_id, claim.held.token)
+        run = self.executor.start(claim.task_id, claim.held, claim.raw, on_exit, claim.workspace)
         self.running[claim.task_id] = run
         if run.proc is None:
             if run.not_started is not None:
@@ -746,12 +751,16 @@ class Daemon:
         if unknown:
             log.warning("%s", command.describe_unknown(self.role, unknown))
         self.executor.prune_logs()
+        if self.janitor is not None:
+            self.janitor.start()
         self.start_heartbeats()
         notify.ready()
         try:
             code = self._loop(mode)
         finally:
             notify.stopping()
+            if self.janitor is not None:
+                self.janitor.stop()
             self.stop_heartbeats()
             if self._watcher is not None:
                 self._watcher.stop()

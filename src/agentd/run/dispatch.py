@@ -26,6 +26,7 @@ from agentd.run import recovery
 from agentd.run.execution import Executor, Running
 from agentd.store.file.leases import Held, LeaseDir, LeaseRecord, new_record
 from agentd.store.file.queuefile import Draft, QueueStore, Snapshot
+from agentd.workspaces import settings as workspaces
 
 log = logging.getLogger("agentd.daemon")
 
@@ -37,6 +38,7 @@ class Claim:
     task_id: str
     held: Held
     raw: dict[str, Any]
+    workspace: str | None = None  # whose worktree it runs in (worktree mode: a subtask shares its parent's)
 
 
 @dataclass
@@ -67,6 +69,11 @@ class PassResult:
             self.claimable = self.recount()
             self.recount = None
         return self.claimable
+
+
+def _field(draft: Draft) -> Callable[[str], Any]:
+    """A task's ``workspace`` field, as written."""
+    return lambda task_id: (draft.task(task_id) or {}).get("workspace")
 
 
 class Dispatcher:
@@ -264,7 +271,10 @@ class Dispatcher:
             raw = draft.task(task.id)
             assert raw is not None  # chosen from the views of this very read
             transitions.claim(raw, self.role, lease)
-            claims.append(Claim(task.id, held, dict(raw)))
+            owner = None
+            if self.config.workspaces.enabled:
+                owner = workspaces.owner(task.id, lambda t: getattr(view.by_id.get(t), "parent", None), _field(draft))
+            claims.append(Claim(task.id, held, dict(raw), owner))
         return claims
 
     def _lease(

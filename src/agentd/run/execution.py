@@ -28,6 +28,7 @@ from agentd.hostinfo import process_start
 from agentd.run.runner import ExitInfo, LaunchSpec, TaskProcess, launch
 from agentd.service import logsetup
 from agentd.store.file.leases import Held
+from agentd.workspaces import launch as workspaces_launch
 
 log = logging.getLogger("agentd.daemon")
 
@@ -91,7 +92,12 @@ class Executor:
         self.clock = clock
 
     def start(
-        self, task_id: str, held: Held, raw: dict[str, Any], on_exit: Callable[[TaskProcess, ExitInfo], None]
+        self,
+        task_id: str,
+        held: Held,
+        raw: dict[str, Any],
+        on_exit: Callable[[TaskProcess, ExitInfo], None],
+        workspace: str | None = None,
     ) -> Running:
         """Launch the task's command under its supervisor; a run that cannot start ends at once (exit 127)."""
         attempt, token = held.record.attempt, held.token
@@ -107,6 +113,7 @@ class Executor:
             self.clock.monotonic() + self.role.heartbeat,
         )
         try:
+            where = workspaces_launch.for_run(self.config, self.role, task_id, workspace, run.result_path)
             argv = command.argv_for(
                 raw,
                 self.role,
@@ -114,6 +121,8 @@ class Executor:
                 root=self.config.root,
                 queue=self.config.queue_path,
                 config_path=self.config.path,
+                workspace=where.path if where else None,
+                branch=where.branch if where else "",
             )
             env = command.environment(
                 task_id,
@@ -125,11 +134,13 @@ class Executor:
                 result=run.result_path,
                 config=self.config.path,
             )
+            if where is not None:  # the command runs in the task's worktree, by the workspace step
+                env.update(where.environment())
             run.result_path.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(FileNotFoundError):
                 run.result_path.unlink()
             spec = LaunchSpec(
-                argv=argv,
+                argv=where.wrap(argv) if where else argv,
                 cwd=self.config.root,
                 env=env,
                 log_path=run.log_path,

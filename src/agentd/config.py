@@ -15,8 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agentd import schema
+from agentd.core.duration import parse_duration
 from agentd.core.workflow import DEFAULT_OUTCOMES, DEFAULT_PIPELINE, Backoff, Role, UnblockRule, Workflow
 from agentd.errors import ConfigInvalid, RoleNotFound, display_path
 
@@ -34,7 +36,11 @@ ROLE_KEYS = (
     "prompt",
     "env",
     "allow_loop",
+    "waiting",
+    "resume_command",
 )
+# Tunables with no default value (unset: no limit), settable per role or in [defaults].
+OPTIONAL_TUNABLES = ("max_waiting", "waiting_expiry", "pause_for", "pause_on_exit", "budget", "output")
 REQUIRED_ROLE_KEYS = ("claims", "working", "on_success")
 DEFAULT = "default"
 
@@ -82,6 +88,7 @@ class Config:
     leases_dir: Path = field(default=Path(".leases"))
     state_dir: Path = field(default=Path(".agentd"))
     log: LogConfig = field(default_factory=LogConfig)
+    timezone: str = "UTC"  # budgets count spend per calendar day here
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)  # "roles.builder.command" -> origin
 
     @property
@@ -134,6 +141,8 @@ def _claims(value: str | list[str]) -> tuple[str, ...]:
 def _role(name: str, spec: Mapping[str, Any], tunables: Mapping[str, Any], backoff: Mapping[str, Any]) -> Role:
     merged_backoff = {**backoff, **spec.get("backoff", {})}
     values = {key: spec.get(key, tunables[key]) for key in TUNABLES}
+    extra = {key: spec.get(key, tunables.get(key)) for key in OPTIONAL_TUNABLES}
+    budget = extra["budget"] or {}
     return Role(
         name=name,
         claims=_claims(spec["claims"]),
@@ -155,6 +164,14 @@ def _role(name: str, spec: Mapping[str, Any], tunables: Mapping[str, Any], backo
         kill_after=float(values["kill_after"]),
         max_repeats=int(values["max_repeats"]),
         allow_loop=bool(spec.get("allow_loop", False)),
+        waiting=str(spec.get("waiting", "needs_feedback")),
+        resume_command=tuple(spec["resume_command"]) if "resume_command" in spec else None,
+        max_waiting=extra["max_waiting"],
+        waiting_expiry=parse_duration(extra["waiting_expiry"]) if extra["waiting_expiry"] is not None else None,
+        pause_on_exit=tuple(extra["pause_on_exit"] or ()),
+        pause_for=parse_duration(extra["pause_for"]) if extra["pause_for"] is not None else 3600.0,
+        budget_usd_per_day=float(budget["cost_usd_per_day"]) if "cost_usd_per_day" in budget else None,
+        output=extra["output"],
         backoff=Backoff(
             initial=float(merged_backoff["initial"]),
             factor=float(merged_backoff["factor"]),
@@ -196,7 +213,7 @@ def _role_specs(data: Mapping[str, Any], where: str, path: Path, sources: dict[s
                 f"{spec['on_success']!r} is a status this role claims, so every success would run the task again "
                 "at once (a hot loop); set allow_loop = true in the table if that is meant",
             )
-        for key in (*ROLE_KEYS, *TUNABLES, "backoff"):
+        for key in (*ROLE_KEYS, *TUNABLES, *OPTIONAL_TUNABLES, "backoff"):
             if key in given:
                 sources[f"roles.{name}.{key}"] = f"{where} [roles.{name}]"
             elif key in inherited:
@@ -225,7 +242,16 @@ def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
             if key not in spec:
                 given = key in data.get("defaults", {})
                 sources[f"roles.{name}.{key}"] = f"{where} [defaults]" if given else DEFAULT
-    for key in ("queue", "done_statuses", "final_statuses", "lock_timeout", "leases_dir", "state_dir", "unblock"):
+    for key in (
+        "queue",
+        "done_statuses",
+        "final_statuses",
+        "lock_timeout",
+        "leases_dir",
+        "state_dir",
+        "unblock",
+        "timezone",
+    ):
         sources[key] = where if key in data else DEFAULT
     unblock_spec = data.get("unblock", defaults["unblock"])
     unblock = UnblockRule(unblock_spec["from"], unblock_spec["to"]) if unblock_spec else None
@@ -245,8 +271,20 @@ def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
         leases_dir=root / data.get("leases_dir", defaults["leases_dir"]),
         state_dir=root / data.get("state_dir", defaults["state_dir"]),
         log=LogConfig(**log),
+        timezone=_timezone(data.get("timezone", "UTC"), config_file),
         sources=sources,
     )
+
+
+def _timezone(name: str, path: Path) -> str:
+    """The time zone named in agentd.toml, checked (ConfigInvalid naming ``$.timezone`` when unknown)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigInvalid(
+            path, "$.timezone", f"unknown time zone {name!r} (an IANA name such as UTC or Europe/Berlin)"
+        ) from None
+    return name
 
 
 def load(

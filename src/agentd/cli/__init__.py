@@ -117,6 +117,7 @@ def _register() -> None:
         background,
         completion_cmd,
         config_cmd,
+        control_cmds,
         daemon_cmds,
         doctor_cmd,
         events_cmd,
@@ -137,6 +138,10 @@ def _register() -> None:
     cli.add_command(events_cmd.events)
     cli.add_command(web_cmd.web)
     queue_cmds.queue.add_command(events_cmd.history)
+    queue_cmds.queue.add_command(control_cmds.answer)
+    queue_cmds.queue.add_command(control_cmds.waiting)
+    for command in (control_cmds.pause, control_cmds.resume, control_cmds.usage):
+        cli.add_command(command)
     for command in (background.start, background.stop, background.restart, background.status, background.logs):
         cli.add_command(command)
 

@@ -320,3 +320,79 @@ def test_claude_json_output_reports_usage_and_session_without_a_wrapper(tmp_path
     assert last["usage"] == {"cost_usd": 0.42, "input_tokens": 100.0, "output_tokens": 20.0}
     (finished,) = named(tmp_path, "finished")
     assert finished["cost_usd"] == 0.42
+
+
+def _parked(root: Path) -> None:
+    """A queue with Q1 waiting for an answer the builder's command asked, as a daemon leaves it."""
+    write_config(root, {"builder": {**BUILDER, "command": ["true"], "waiting_expiry": "1d"}})
+    question = {"role": "builder", "attempt": 1, "token": 1, "text": "Which DB?", "session": "s-1"}
+    question["asked_at"] = "2026-12-02T10:00:00+00:00"
+    write_queue(root, [task("Q1", "needs_feedback", question=question), task("T2")])
+
+
+def test_why_doctor_and_status_show_questions_and_pauses(tmp_path: Path) -> None:
+    """why says what Q1 waits for and that the builder is paused; doctor lists both (not 'never picked up');
+    status --json carries the pause and the open question."""
+    _parked(tmp_path)
+    assert run_agentd("pause", "builder", "--for", "2h", "--reason", "usage limit", cwd=tmp_path).returncode == 0
+    why = run_agentd("queue", "why", "Q1", cwd=tmp_path)
+    assert why.returncode == 0, why.stderr
+    assert why.stdout.splitlines()[0] == (
+        "Q1 (needs_feedback): waiting for an answer to: Which DB? (asked by builder since "
+        "2026-12-02T10:00:00+00:00); `agentd queue answer Q1 TEXT` puts it back to builder"
+    )
+    why = run_agentd("queue", "why", "T2", "--json", cwd=tmp_path)
+    pause_step = [s for s in json.loads(why.stdout)["steps"] if s["rule"] == "pause"]
+    assert len(pause_step) == 1 and "usage limit" in pause_step[0]["text"]
+    assert json.loads(why.stdout)["claimable"] is False
+    doctor = json.loads(run_agentd("doctor", "--json", cwd=tmp_path).stdout)
+    codes = {finding["code"] for finding in doctor}
+    assert {"paused", "waiting-for-answers"} <= codes and "never-picked-up" not in codes
+    status = json.loads(run_agentd("status", "--json", cwd=tmp_path).stdout)
+    assert [p["role"] for p in status["paused"]] == ["builder"]
+    assert [w["id"] for w in status["waiting"]] == ["Q1"]
+
+
+def test_a_bad_state_file_is_one_line_and_left_as_it_was(tmp_path: Path) -> None:
+    """`agentd pause` over a state file that does not parse: exit 4, one line naming the file and JSON path, the
+    file's bytes unchanged."""
+    _parked(tmp_path)
+    state = tmp_path / ".agentd" / "state.json"
+    state.parent.mkdir()
+    state.write_text('{"pauses": {"builder": true}}\n')
+    before = state.read_bytes()
+    result = run_agentd("pause", "builder", cwd=tmp_path)
+    assert result.returncode == 4
+    assert result.stderr.strip().splitlines() == [f"agentd: {state.relative_to(tmp_path)}: $.pauses: must be a list"]
+    assert state.read_bytes() == before
+
+
+def test_an_answer_given_while_no_daemon_runs_is_taken_up_when_one_starts(tmp_path: Path) -> None:
+    """Q1 asks, its daemon stops (SIGTERM); the answer comes meanwhile; a new daemon resumes Q1 with it."""
+    log = tmp_path / "runs.jsonl"
+    write_config(
+        tmp_path,
+        {
+            "builder": {
+                **BUILDER,
+                "command": agent(log, "--ask", "Proceed?"),
+                "resume_command": agent(log, "--resumed", "{session}", "{answer}"),
+            }
+        },
+        defaults={"interval": 3600},
+    )
+    write_queue(tmp_path, [task("Q1")])
+    first = start(tmp_path, "builder")
+    try:
+        wait_for(lambda: tasks_by_id(tmp_path)["Q1"]["status"] == "needs_feedback", 60, "Q1 to ask")
+        first.terminate()
+        assert first.wait(timeout=60) == 0
+        assert run_agentd("queue", "answer", "Q1", "--file", "-", cwd=tmp_path, stdin="yes, go\n").returncode == 0
+        second = start(tmp_path, "builder")
+        try:
+            wait_for(lambda: tasks_by_id(tmp_path)["Q1"]["status"] == "awaiting_test", 60, "Q1 to resume")
+        finally:
+            stop_all([second])
+    finally:
+        stop_all([first])
+    assert events(log)[-1]["argv"][1:] == ["--resumed", "s-Q1", "yes, go"]

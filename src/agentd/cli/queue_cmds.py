@@ -18,6 +18,7 @@ from agentd.core.model import Task
 from agentd.core.validate import Finding
 from agentd.errors import ExitCode, TaskNotFound, display_path
 from agentd.service import background as service
+from agentd.store.file import state as state_file
 from agentd.store.file.leases import LeaseDir
 
 pass_app = click.make_pass_decorator(App)
@@ -392,7 +393,8 @@ def why(app: App, task_id: str, as_json: bool) -> int:
     running = {role: any(p.running for p in service.daemons(config, [role])) for role in config.roles}
     quarantined = {task: problem.text for task, problem in snapshot.quarantined.items()}
     now = SystemClock().now()
-    answer = explain(task_id, tasks, config.workflow, leases, snapshot.wip_limits, now, running, quarantined)
+    pauses = state_file.read(config.state_dir).pauses
+    answer = explain(task_id, tasks, config.workflow, leases, snapshot.wip_limits, now, running, quarantined, pauses)
     if as_json:
         emit_json(answer.to_json())
         return ExitCode.OK

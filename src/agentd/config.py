@@ -261,6 +261,7 @@ def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
         final_statuses=frozenset(data.get("final_statuses", defaults["final_statuses"])),
         unblock=unblock,
     )
+    _check_waiting(workflow, config_file)
     log = {**defaults["log"], **data.get("log", {})}
     return Config(
         root=root,
@@ -274,6 +275,20 @@ def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
         timezone=_timezone(data.get("timezone", "UTC"), config_file),
         sources=sources,
     )
+
+
+def _check_waiting(workflow: Workflow, path: Path) -> None:
+    """A waiting status must be one no role claims or works in (else a parked task would be taken at once), and
+    not a done or final status (else it would never come back)."""
+    for role in workflow.roles.values():
+        others = [other.name for other in workflow.roles.values() if role.waiting in (*other.claims, other.working)]
+        if others or workflow.is_final(role.waiting):
+            why = f"{', '.join(others)} claims or works in it" if others else "it is a done or final status"
+            raise ConfigInvalid(
+                path,
+                f"$.roles.{role.name}.waiting",
+                f"{role.waiting!r} cannot be where tasks wait for answers: {why}",
+            )
 
 
 def _timezone(name: str, path: Path) -> str:

@@ -396,3 +396,19 @@ def test_an_answer_given_while_no_daemon_runs_is_taken_up_when_one_starts(tmp_pa
     finally:
         stop_all([first])
     assert events(log)[-1]["argv"][1:] == ["--resumed", "s-Q1", "yes, go"]
+
+
+def test_drain_ends_while_its_role_is_paused_and_pause_refuses_nonsense(tmp_path: Path) -> None:
+    """`--drain` of a paused role with a ready task claims nothing and exits 0 (a budget pause may last a day);
+    `pause --for 0` and an unknown role are refused with one line."""
+    log = tmp_path / "runs.jsonl"
+    write_config(tmp_path, {"builder": {**BUILDER, "command": agent(log)}})
+    write_queue(tmp_path, [task("T1")])
+    assert run_agentd("pause", "builder", cwd=tmp_path).returncode == 0
+    drained = run_agentd("--role", "builder", "--drain", cwd=tmp_path)
+    assert drained.returncode == 0, drained.stderr
+    assert tasks_by_id(tmp_path)["T1"]["status"] == "ready" and not log.exists()
+    zero = run_agentd("pause", "builder", "--for", "0", cwd=tmp_path)
+    assert zero.returncode == 2 and "a pause lasts more than 0 s" in zero.stderr
+    unknown = run_agentd("pause", "bilder", cwd=tmp_path)
+    assert unknown.returncode == 6 and len(unknown.stderr.strip().splitlines()) == 1

@@ -198,3 +198,12 @@ def test_state_file_round_trip_and_a_bad_file_left_as_it_was(tmp_path: Path) -> 
     with pytest.raises(state_file.StateInvalid, match=r"state\.json: \$\.pauses\[0\]: not a pause"):
         state_file.change(tmp_path, _unlocked, lambda s: s.resumed(None)[0])
     assert path.read_bytes() == before
+
+
+def test_a_waiting_status_some_role_claims_is_refused(tmp_path: Path) -> None:
+    """waiting = a status a role claims (the tester's awaiting_test) would hand a parked task straight on: refused,
+    naming $.roles.NAME.waiting; so is a final status."""
+    with pytest.raises(ConfigInvalid, match=r"\$\.roles\.builder\.waiting: 'awaiting_test' cannot be where .* tester"):
+        config_mod.build({"roles": {"builder": {"waiting": "awaiting_test"}}}, root=tmp_path, path=None)
+    with pytest.raises(ConfigInvalid, match=r"done or final status"):
+        config_mod.build({"roles": {"builder": {"waiting": "done"}}}, root=tmp_path, path=None)

@@ -190,6 +190,8 @@ def pause(app: App, roles: tuple[str, ...], for_: str | None, until: str | None,
     now = SystemClock().now()
     try:
         seconds = parse_duration(for_) if for_ is not None else None
+        if seconds is not None and seconds <= 0:
+            raise ValueError(f"--for {for_}: a pause lasts more than 0 s")
         moment = parse_timestamp(until) if until is not None else None
         end = control.pause_until(now, seconds=seconds, until=moment)
     except ValueError as exc:

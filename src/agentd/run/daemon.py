@@ -490,8 +490,10 @@ class Daemon:
 
     def _after_look(self, report: TickReport, seen: PassResult) -> None:
         """Remember what a look at the queue found: what is left to claim, when a backoff ends, WIP changes."""
-        report.claimable_left = seen.claimable_left
-        self._claimable_left = seen.claimable_left
+        # A paused role has nothing to do until the pause ends (--drain ends; a budget pause may last a day).
+        left = 0 if self._pause is not None else seen.claimable_left
+        report.claimable_left = left
+        self._claimable_left = left
         timers = [*seen.waits, *seen.timers]
         if self._pause is not None and self._pause.until is not None:
             timers.append(self._pause.until)

@@ -238,7 +238,7 @@ def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
     specs = _role_specs(data, where, config_file, sources)
     roles = {name: _role(name, spec, tunables, backoff) for name, spec in specs.items()}
     for name, spec in specs.items():
-        for key in (*TUNABLES, "backoff"):
+        for key in (*TUNABLES, *OPTIONAL_TUNABLES, "backoff"):
             if key not in spec:
                 given = key in data.get("defaults", {})
                 sources[f"roles.{name}.{key}"] = f"{where} [defaults]" if given else DEFAULT

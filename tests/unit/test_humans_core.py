@@ -207,3 +207,17 @@ def test_a_waiting_status_some_role_claims_is_refused(tmp_path: Path) -> None:
         config_mod.build({"roles": {"builder": {"waiting": "awaiting_test"}}}, root=tmp_path, path=None)
     with pytest.raises(ConfigInvalid, match=r"done or final status"):
         config_mod.build({"roles": {"builder": {"waiting": "done"}}}, root=tmp_path, path=None)
+
+
+def test_config_show_names_where_the_new_keys_came_from(tmp_path: Path) -> None:
+    """`config show`: a budget from [defaults] says so, a role's own waiting says its table; timezone is shown."""
+    from agentd.cli.config_cmd import effective
+
+    (tmp_path / "agentd.toml").write_text(
+        'timezone = "Asia/Tokyo"\n[defaults]\nbudget = { cost_usd_per_day = 5 }\n[roles.builder]\nwaiting = "asks"\n'
+    )
+    shown = effective(config_mod.load(root=tmp_path, environ={}))
+    assert shown["settings"]["timezone"] == {"value": "Asia/Tokyo", "from": "agentd.toml"}
+    assert shown["roles"]["tester"]["budget"] == {"value": {"cost_usd_per_day": 5.0}, "from": "agentd.toml [defaults]"}
+    assert shown["roles"]["builder"]["waiting"] == {"value": "asks", "from": "agentd.toml [roles.builder]"}
+    assert shown["roles"]["builder"]["max_waiting"] == {"value": None, "from": "default"}

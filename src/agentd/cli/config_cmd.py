@@ -15,7 +15,16 @@ from agentd.errors import ExitCode, display_path
 
 pass_app = click.make_pass_decorator(App)
 
-SETTINGS = ("queue", "done_statuses", "final_statuses", "lock_timeout", "leases_dir", "state_dir", "unblock")
+SETTINGS = (
+    "queue",
+    "done_statuses",
+    "final_statuses",
+    "lock_timeout",
+    "leases_dir",
+    "state_dir",
+    "unblock",
+    "timezone",
+)
 
 
 def _shown(value: Any) -> str:
@@ -44,6 +53,14 @@ def _role_values(role: Role) -> dict[str, Any]:
         "prompt": role.prompt,
         "env": dict(role.env),
         "allow_loop": role.allow_loop,
+        "waiting": role.waiting,
+        "resume_command": list(role.resume_command) if role.resume_command is not None else None,
+        "max_waiting": role.max_waiting,
+        "waiting_expiry": role.waiting_expiry,
+        "pause_on_exit": list(role.pause_on_exit),
+        "pause_for": role.pause_for,
+        "budget": {"cost_usd_per_day": role.budget_usd_per_day} if role.budget_usd_per_day is not None else None,
+        "output": role.output,
     }
     values.update({name: getattr(role, name) for name in TUNABLES})
     values["backoff"] = {"initial": role.backoff.initial, "factor": role.backoff.factor, "max": role.backoff.max}
@@ -61,6 +78,7 @@ def effective(config: Config) -> dict[str, Any]:
         "leases_dir": display_path(config.leases_dir),
         "state_dir": display_path(config.state_dir),
         "unblock": {"from": wf.unblock.from_status, "to": wf.unblock.to_status} if wf.unblock else False,
+        "timezone": config.timezone,
     }
     return {
         "root": str(config.root),

@@ -58,7 +58,6 @@ class PassResult:
     quarantined: dict[str, Finding] = field(default_factory=dict)  # the read's quarantined tasks (see QueueStore)
     expired: list[tuple[str, str]] = field(default_factory=list)  # (task, note): questions unanswered too long
     timers: list[datetime] = field(default_factory=list)  # when a waiting question of the role expires
-    waiting_answers: int = 0  # the role's tasks waiting for answers
 
     @property
     def claimable_left(self) -> int:
@@ -115,7 +114,8 @@ class Dispatcher:
         if room_cap is not None:
             room = max(0, min(room, room_cap))
         recount = None
-        asking = waiting_for_answers(tasks, self.role)
+        limited = self.role.max_waiting is not None or self.role.waiting_expiry is not None
+        asking = waiting_for_answers(tasks, self.role) if limited else []  # a pass over every task: only if used
         if not control.may_take_new(len(asking), self.role.max_waiting):
             claimable = len(self._eligible(view, len(asking)))  # answered ones only: few, counted always
         elif count or room > 0:
@@ -138,7 +138,6 @@ class Dispatcher:
             limit=scheduler.wip_limit(self.role, limits),
             waits=waits,
             timers=timers,
-            waiting_answers=len(asking),
         )
 
     def _eligible(self, view: View, waiting: int) -> list[Task]:
@@ -151,6 +150,8 @@ class Dispatcher:
 
     def _expired(self, tasks: list[Task], now: datetime) -> list[Task]:
         """The role's questions unanswered past its ``waiting_expiry``."""
+        if self.role.waiting_expiry is None:
+            return []
         return [
             task
             for task in waiting_for_answers(tasks, self.role)
@@ -227,7 +228,7 @@ class Dispatcher:
             result.claimable, result.recount = measured.claimable, measured.recount
             result.room, result.busy = measured.room, measured.busy
             result.limit, result.waits = measured.limit, measured.waits
-            result.timers, result.waiting_answers = measured.timers, measured.waiting_answers
+            result.timers = measured.timers
             if result.room > 0:
                 result.claims = self._claim_all(draft, view, result.room, acquired, now, held)
             result.stop = scheduler.to_stop(tasks, self.config.workflow, held - {run.task_id for run in done})
@@ -252,7 +253,7 @@ class Dispatcher:
     ) -> list[Claim]:
         # Never a task this daemon still runs (its lease broken by a peer that judged it hung, a queue reverted by
         # hand): one daemon runs a task once at a time, and its own record of the run must not be overwritten.
-        waiting = len(waiting_for_answers(view.tasks, self.role))
+        waiting = len(waiting_for_answers(view.tasks, self.role)) if self.role.max_waiting is not None else 0
         chosen = [task for task in self._eligible(view, waiting) if task.id not in running][:room]
         fresh = [task for task in chosen if task.id not in acquired]
         records = {task.id: self.leases.read_record(task.id) for task in fresh}

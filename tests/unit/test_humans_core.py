@@ -221,3 +221,32 @@ def test_config_show_names_where_the_new_keys_came_from(tmp_path: Path) -> None:
     assert shown["roles"]["tester"]["budget"] == {"value": {"cost_usd_per_day": 5.0}, "from": "agentd.toml [defaults]"}
     assert shown["roles"]["builder"]["waiting"] == {"value": "asks", "from": "agentd.toml [roles.builder]"}
     assert shown["roles"]["builder"]["max_waiting"] == {"value": None, "from": "default"}
+
+
+def test_spend_tally_reads_what_was_appended_and_survives_rotation(tmp_path: Path) -> None:
+    """Each costed run counts once: appended lines are read incrementally, a torn last line waits for its end, and
+    after a rotation the whole journal (rotated file included) is read again without double counting."""
+    import json
+
+    from agentd.report.usage import Tally
+
+    journal = tmp_path / "events.jsonl"
+
+    def line(task: str, cost: float, minute: int = 0) -> str:
+        record = {"time": f"2026-12-02T10:{minute:02d}:00+00:00", "event": "finished", "role": "builder"}
+        return json.dumps({**record, "task": task, "token": 1, "usage": {"cost_usd": cost}}) + "\n"
+
+    journal.write_text(line("A", 1.0) + line("B", 2.0))
+    tally = Tally(journal)
+    since = datetime(2026, 12, 2, tzinfo=UTC)
+    assert sorted(cost for _, _, cost in tally.update(since)) == [1.0, 2.0]
+    with open(journal, "a") as handle:
+        handle.write(line("C", 4.0)[:-10])  # torn: still being written
+    assert sum(cost for _, _, cost in tally.update(since)) == 3.0
+    with open(journal, "a") as handle:
+        handle.write(line("C", 4.0)[-10:])
+    assert sum(cost for _, _, cost in tally.update(since)) == 7.0
+    journal.rename(tmp_path / "events.jsonl.1")
+    journal.write_text(line("D", 8.0, minute=5))
+    assert sum(cost for _, _, cost in tally.update(since)) == 15.0
+    assert sum(cost for _, _, cost in tally.update(datetime(2026, 12, 2, 10, 1, tzinfo=UTC))) == 8.0

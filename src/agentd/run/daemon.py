@@ -44,7 +44,6 @@ from agentd.run.execution import Executor, Running, start_room
 from agentd.run.runner import ExitInfo, TaskProcess
 from agentd.run.watch import Watcher
 from agentd.service import notify
-from agentd.store.file import journal as journal_mod
 from agentd.store.file import state as state_file
 from agentd.store.file.journal import Journal
 from agentd.store.file.leases import LeaseDir
@@ -189,6 +188,7 @@ class Daemon:
         self._quarantine: dict[tuple[str, str], Finding] = {}  # (task, problem) reported as quarantined
         self._pause: Pause | None = None  # the pause that stops this role claiming, as last read
         self._state_error: str | None = None  # why the project's state file could not be read (reported once)
+        self._spend = usage.Tally(self.journal_path)  # costed runs today, read from the journal as it grows
 
     # -- wake-ups ------------------------------------------------------------------------------------------------------
 
@@ -455,9 +455,8 @@ class Daemon:
             return
         now = self.clock.now()
         start, _end = control.day_bounds(now, self.config.timezone)
-        where = journal_mod.Filter(role=self.role_name, since=start, types=frozenset({"finished"}))
         try:
-            records = usage.records(self.journal_path, where)
+            records = [r for r in self._spend.update(start) if r[1] == self.role_name]
         except OSError as exc:
             log.warning("cannot read the journal for the budget: %s", exc)
             return

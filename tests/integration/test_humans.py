@@ -348,7 +348,11 @@ def test_why_doctor_and_status_show_questions_and_pauses(tmp_path: Path) -> None
     doctor = json.loads(run_agentd("doctor", "--json", cwd=tmp_path).stdout)
     codes = {finding["code"] for finding in doctor}
     assert {"paused", "waiting-for-answers"} <= codes and "never-picked-up" not in codes
+    now = SystemClock().now().isoformat()
+    finished = {"time": now, "event": "finished", "role": "builder", "task": "T0", "token": 1}
+    (tmp_path / ".agentd" / "events.jsonl").write_text(json.dumps({**finished, "usage": {"cost_usd": 1.25}}) + "\n")
     status = json.loads(run_agentd("status", "--json", cwd=tmp_path).stdout)
+    assert status["spend_today"] == {"builder": {"cost_usd": 1.25, "budget_usd": None}}
     assert [p["role"] for p in status["paused"]] == ["builder"]
     assert [w["id"] for w in status["waiting"]] == ["Q1"]
 

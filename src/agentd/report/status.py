@@ -20,7 +20,6 @@ from agentd.hostinfo import boot_id
 from agentd.report import usage
 from agentd.service import background as service
 from agentd.store.file import state as state_file
-from agentd.store.file.journal import Filter
 from agentd.store.file.leases import LeaseDir
 from agentd.store.file.pidfile import Probe, role_of, silence
 from agentd.store.file.queuefile import QueueStore
@@ -57,8 +56,15 @@ def _running_tasks(
     return out
 
 
-def build(config: Config, probes: list[Probe], now: datetime, store: QueueStore | None = None) -> dict[str, Any]:
-    """Everything the dashboard shows, as plain data (``store``: a long-lived one reuses unchanged tasks)."""
+def build(
+    config: Config,
+    probes: list[Probe],
+    now: datetime,
+    store: QueueStore | None = None,
+    spend: usage.Tally | None = None,
+) -> dict[str, Any]:
+    """Everything the dashboard shows, as plain data (``store``: a long-lived one reuses unchanged tasks; ``spend``:
+    a long-lived tally reads only what the journal gained since)."""
     store = store or QueueStore(config.queue_path, workflow=config.workflow, lock_timeout=config.lock_timeout)
     queue_error = None
     tasks: list[Task] = []
@@ -120,7 +126,7 @@ def build(config: Config, probes: list[Probe], now: datetime, store: QueueStore 
         if t.status in failing and t.blocked_reason
     ]
     return {
-        **_control(config, tasks, now),
+        **_control(config, tasks, now, spend or usage.Tally(config.state_dir / "events.jsonl")),
         "generated_at": format_timestamp(now),
         "queue": str(config.queue_path),
         "queue_error": queue_error,
@@ -132,7 +138,7 @@ def build(config: Config, probes: list[Probe], now: datetime, store: QueueStore 
     }
 
 
-def _control(config: Config, tasks: list[Task], now: datetime) -> dict[str, Any]:
+def _control(config: Config, tasks: list[Task], now: datetime, tally: usage.Tally) -> dict[str, Any]:
     """Pauses in force, questions waiting for answers, and each role's spend today (in the project's time zone)."""
     try:
         pauses = [p for p in state_file.read(config.state_dir).pauses if p.active(now)]
@@ -154,7 +160,7 @@ def _control(config: Config, tasks: list[Task], now: datetime) -> dict[str, Any]
             )
     start, end = control.day_bounds(now, config.timezone)
     try:
-        records = usage.records(config.state_dir / "events.jsonl", Filter(since=start))
+        records = tally.update(start)
     except OSError:
         records = []
     spend = {}

@@ -416,3 +416,28 @@ def test_drain_ends_while_its_role_is_paused_and_pause_refuses_nonsense(tmp_path
     assert zero.returncode == 2 and "a pause lasts more than 0 s" in zero.stderr
     unknown = run_agentd("pause", "bilder", cwd=tmp_path)
     assert unknown.returncode == 6 and len(unknown.stderr.strip().splitlines()) == 1
+
+
+def test_a_daemon_reports_a_bad_state_file_once_and_carries_on(tmp_path: Path, caplog: Any) -> None:
+    """A state file that does not parse: the daemon logs it once (not per pass), keeps working, and takes up the
+    pause once the file is fixed."""
+    log = tmp_path / "runs.jsonl"
+    write_config(tmp_path, {"builder": {**BUILDER, "command": agent(log)}})
+    write_queue(tmp_path, [task("T1")])
+    state = tmp_path / ".agentd" / "state.json"
+    state.parent.mkdir()
+    state.write_text("{not json")
+    daemon = _daemon(tmp_path, FakeClock(SystemClock().now()))
+    try:
+        _until(daemon, lambda _r: tasks_by_id(tmp_path)["T1"]["status"] == "awaiting_test", "T1 to run")
+        _tick(daemon)
+        errors = [r.getMessage() for r in caplog.records if "project state" in r.getMessage()]
+        assert len(errors) == 1 and "state.json: not valid JSON" in errors[0]
+        assert run_agentd("resume", cwd=tmp_path).returncode == 4  # the CLI refuses to write over it
+        state.write_text(json.dumps({"pauses": [{"role": "builder", "since": "2026-01-01T00:00:00Z"}]}))
+        assert run_agentd("queue", "add", "T2", "--title", "two", cwd=tmp_path).returncode == 0
+        assert _tick(daemon).claimed == []
+        assert run_agentd("resume", "builder", cwd=tmp_path).returncode == 0
+        assert _tick(daemon).claimed == ["T2"]
+    finally:
+        _finish(daemon)

@@ -441,3 +441,20 @@ def test_a_daemon_reports_a_bad_state_file_once_and_carries_on(tmp_path: Path, c
         assert _tick(daemon).claimed == ["T2"]
     finally:
         _finish(daemon)
+
+
+def test_a_task_timeout_overrides_its_role(tmp_path: Path) -> None:
+    """A task with `"timeout": "1s"` under a role allowing an hour is stopped as timed out; its neighbour is not."""
+    log = tmp_path / "runs.jsonl"
+    write_config(
+        tmp_path, {"builder": {**BUILDER, "command": agent(log, "--sleep", "{field:nap}"), "kill_after": 1, "wip": 2}}
+    )
+    write_queue(tmp_path, [task("SLOW", nap="120", timeout="1s"), task("QUICK", nap="0")])
+    daemon = _daemon(tmp_path, FakeClock(SystemClock().now()))
+    try:
+        ran = lambda _r: all(t.get("last_run") for t in tasks_by_id(tmp_path).values())  # noqa: E731
+        _until(daemon, ran, "SLOW to time out and QUICK to finish")
+    finally:
+        _finish(daemon)
+    assert tasks_by_id(tmp_path)["SLOW"]["last_run"]["outcome"] == "timeout"
+    assert tasks_by_id(tmp_path)["QUICK"]["last_run"]["outcome"] == "success"

@@ -12,7 +12,7 @@ import pytest
 
 from agentd import config as config_mod
 from agentd.core import transitions
-from agentd.core.clock import FakeClock, SystemClock
+from agentd.core.clock import FakeClock, SystemClock, parse_timestamp
 from agentd.core.model import index_by_id
 from agentd.run.daemon import Daemon, TickReport
 from agentd.store.file import state as state_file
@@ -129,13 +129,15 @@ def test_pause_and_resume_reach_two_daemons_of_the_role(tmp_path: Path) -> None:
         assert added.returncode == 0, added.stderr
         status = run_agentd("status", cwd=tmp_path)
         assert "paused" in status.stdout, status.stdout
+        resuming = SystemClock().now()
         resumed = run_agentd("resume", "builder", cwd=tmp_path)
         assert resumed.returncode == 0, resumed.stderr
         wait_for(lambda: tasks_by_id(tmp_path)["T1"]["status"] == "awaiting_test", 60, "T1 to run after resume")
     finally:
         stop_all(daemons)
-    names = [e["event"] for e in journal(tmp_path) if e["event"] in ("paused", "resumed", "claimed")]
-    assert names == ["paused", "resumed", "claimed"]
+    (claimed,) = named(tmp_path, "claimed")
+    assert parse_timestamp(claimed["time"]) >= resuming  # not before `agentd resume` began
+    assert [e["event"] for e in journal(tmp_path) if e["event"] in ("paused", "resumed")] == ["paused", "resumed"]
     assert state_file.read(tmp_path / ".agentd").pauses == ()
 
 

@@ -274,6 +274,18 @@ def _sections(data: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]
         state = "running" if auto["pid"] else "stopped"
         rows = [[state, auto["pid"], _age(auto["uptime_s"]), active, auto["log"]]]
         sections.append(("automation (agentd automation status)", ["state", "pid", "uptime", "active", "log"], rows))
+    if data.get("paused"):
+        rows = [[p["role"], p["until"] or "until resumed", p["reason"], p["by"]] for p in data["paused"]]
+        sections.append(("paused (claiming nothing)", ["role", "until", "reason", "by"], rows))
+    if data.get("waiting"):
+        rows = [[w["id"], w["role"], w["since"], w["question"]] for w in data["waiting"]]
+        sections.append(("waiting for an answer", ["id", "role", "since", "question"], rows))
+    if data.get("spend_today"):
+        rows = [
+            [role, f"{s['cost_usd']:.2f}", "" if s["budget_usd"] is None else f"{s['budget_usd']:.2f}"]
+            for role, s in data["spend_today"].items()
+        ]
+        sections.append(("spend today (USD)", ["role", "spent", "budget"], rows))
     if data["quarantined"]:
         rows = [[q["id"], q["problem"]] for q in data["quarantined"]]
         sections.append(("quarantined (nothing touches them until fixed)", ["id", "problem"], rows))

@@ -25,6 +25,7 @@ SETTINGS = (
     "state_dir",
     "unblock",
     "workspaces",
+    "timezone",
 )
 
 
@@ -54,6 +55,14 @@ def _role_values(role: Role) -> dict[str, Any]:
         "prompt": role.prompt,
         "env": dict(role.env),
         "allow_loop": role.allow_loop,
+        "waiting": role.waiting,
+        "resume_command": list(role.resume_command) if role.resume_command is not None else None,
+        "max_waiting": role.max_waiting,
+        "waiting_expiry": role.waiting_expiry,
+        "pause_on_exit": list(role.pause_on_exit),
+        "pause_for": role.pause_for,
+        "budget": {"cost_usd_per_day": role.budget_usd_per_day} if role.budget_usd_per_day is not None else None,
+        "output": role.output,
     }
     values.update({name: getattr(role, name) for name in TUNABLES})
     values["backoff"] = {"initial": role.backoff.initial, "factor": role.backoff.factor, "max": role.backoff.max}
@@ -72,6 +81,7 @@ def effective(config: Config) -> dict[str, Any]:
         "state_dir": display_path(config.state_dir),
         "unblock": {"from": wf.unblock.from_status, "to": wf.unblock.to_status} if wf.unblock else False,
         "workspaces": settings_dict(config.workspaces),
+        "timezone": config.timezone,
     }
     roles: dict[str, dict[str, Any]] = {
         name: {

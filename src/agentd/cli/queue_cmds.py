@@ -15,6 +15,9 @@ from agentd.core import edits
 from agentd.core.model import Task
 from agentd.core.validate import Finding
 from agentd.errors import ExitCode, TaskNotFound, display_path
+from agentd.service import background as service
+from agentd.store.file import state as state_file
+from agentd.store.file.leases import LeaseDir
 
 pass_app = click.make_pass_decorator(App)
 
@@ -28,7 +31,15 @@ def transact(app: App, change: Callable[[dict[str, Any]], Any]) -> Any:
         raise TaskNotFound(exc.task_id, store.path) from None
 
 
-@click.group(cls=Group, lazy={"history": "agentd.cli.events_cmd:history", "archive": "agentd.cli.archive_cmd:archive"})
+@click.group(
+    cls=Group,
+    lazy={
+        "history": "agentd.cli.events_cmd:history",
+        "archive": "agentd.cli.archive_cmd:archive",
+        "answer": "agentd.cli.control_cmds:answer",
+        "waiting": "agentd.cli.control_cmds:waiting",
+    },
+)
 def queue() -> None:
     """Read and change the sprint queue (every change is a locked, atomic, format-preserving transaction)."""
 
@@ -400,8 +411,6 @@ def why(app: App, task_id: str, as_json: bool) -> int:
     """
     from agentd.core.clock import SystemClock
     from agentd.core.explain import explain
-    from agentd.service import background as service  # (only `why` looks at leases and daemons)
-    from agentd.store.file.leases import LeaseDir
 
     config = app.config
     store = app.store()
@@ -413,8 +422,18 @@ def why(app: App, task_id: str, as_json: bool) -> int:
     running = {role: any(p.running for p in service.daemons(config, [role])) for role in config.roles}
     quarantined = {task: problem.text for task, problem in snapshot.quarantined.items()}
     now = SystemClock().now()
+    pauses = state_file.read(config.state_dir).pauses
     answer = explain(
-        task_id, tasks, config.workflow, leases, snapshot.wip_limits, now, running, quarantined, snapshot.archived
+        task_id,
+        tasks,
+        config.workflow,
+        leases,
+        snapshot.wip_limits,
+        now,
+        running,
+        quarantined,
+        archived=snapshot.archived,
+        pauses=pauses,
     )
     if as_json:
         emit_json(answer.to_json())

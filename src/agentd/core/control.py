@@ -30,7 +30,9 @@ class Pause:
     by: str = ""
 
     def active(self, now: datetime) -> bool:
-        return self.since <= now and (self.until is None or now < self.until)
+        """In force from the moment it is written (``since`` is when, by the writer's clock, shown to people: a
+        reader whose clock is behind the writer's must not ignore it) until ``until``."""
+        return self.until is None or now < self.until
 
     def to_dict(self) -> dict[str, Any]:
         return {

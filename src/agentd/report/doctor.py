@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agentd.config import CONFIG_NAME, Config
-from agentd.core import command, scheduler
-from agentd.core.clock import SystemClock, boottime
+from agentd.core import command, control, scheduler
+from agentd.core.clock import SystemClock, boottime, format_timestamp
 from agentd.core.model import Task, valid_task_id
 from agentd.core.scheduler import LeaseObservation
 from agentd.errors import AgentdError, QueueInvalid, display_path
@@ -29,6 +29,7 @@ from agentd.hostinfo import boot_id, pid_namespace, process_name
 from agentd.run import recovery
 from agentd.service import background as service
 from agentd.store.file import leases
+from agentd.store.file import state as state_file
 from agentd.store.file.leases import LeaseDir
 from agentd.store.file.pidfile import all_pid_files, probe, role_of, silence
 from agentd.store.file.queuefile import QueueMissing, QueueStore
@@ -316,9 +317,14 @@ def _status_findings(config: Config, tasks: list[Task], settings: str, out: list
     workflow = config.workflow
     waiting: dict[str, list[str]] = {}
     unblock_from = workflow.unblock.from_status if workflow.unblock is not None else None
+    asking: list[str] = []
     for task in tasks:
         status = task.status
         if workflow.role_claiming(status) or workflow.role_working_in(status) or workflow.is_final(status):
+            continue
+        asker = workflow.roles.get(task.asked_by or "")
+        if asker is not None and status == asker.waiting and not task.answered:
+            asking.append(task.id)  # waits for a person, not forgotten
             continue
         if status != unblock_from:
             waiting.setdefault(status, []).append(task.id)
@@ -329,6 +335,29 @@ def _status_findings(config: Config, tasks: list[Task], settings: str, out: list
         message = f"{len(ids)} task(s) in status {stuck!r} are never picked up ({listed}): no role claims it{unknown}"
         fix = f"add {stuck!r} to a role's claims in {settings}, or move them: `agentd queue set-status {ids[0]} STATUS`"
         out.append(Finding("warning", "never-picked-up", message, fix, subject=stuck))
+    if asking:
+        message = f"{len(asking)} task(s) wait for an answer to their question ({', '.join(asking)})"
+        fix = f"`agentd queue waiting` lists the questions; `agentd queue answer {asking[0]} TEXT` answers one"
+        out.append(Finding("info", "waiting-for-answers", message, fix, subject=asking[0]))
+
+
+def _pause_findings(config: Config, now: datetime, out: list[Finding]) -> None:
+    """Pauses in force (people's, commands', budgets'), and a state file that cannot be read."""
+    try:
+        pauses = state_file.read(config.state_dir).pauses
+    except (AgentdError, OSError) as exc:
+        fix = f"fix or remove {display_path(state_file.path_of(config.state_dir))} (it holds only pauses)"
+        out.append(Finding("error", "state-invalid", str(exc), fix, subject=str(state_file.path_of(config.state_dir))))
+        return
+    for pause in pauses:
+        if not pause.active(now):
+            continue
+        who = "every role" if pause.role == control.ALL else pause.role
+        until = f"until {format_timestamp(pause.until)}" if pause.until else "until resumed"
+        by = f" by {pause.by}" if pause.by else ""
+        message = f"{who} is paused {until}{by}: {pause.reason or 'no reason given'}; it claims nothing"
+        fix = f"agentd resume {'' if pause.role == control.ALL else pause.role}".strip()
+        out.append(Finding("info", "paused", message, fix, subject=pause.role))
 
 
 def _pid_findings(config: Config, now: datetime, out: list[Finding]) -> None:
@@ -427,6 +456,7 @@ def diagnose(
     _lease_dir_findings(config, queue, now, found)
     _workflow_findings(config, queue, found)
     _pid_findings(config, now, found)
+    _pause_findings(config, now, found)
     _filesystem_findings(config, mount_table, found)
     _log_findings(config, log_limit, found)
     _workspace_findings(config, queue, found)

@@ -11,13 +11,15 @@ from datetime import datetime
 from typing import Any
 
 from agentd.config import Config
-from agentd.core import scheduler
+from agentd.core import control, scheduler
 from agentd.core.clock import boottime, format_timestamp
 from agentd.core.model import Task
 from agentd.core.scheduler import LeaseObservation, View
 from agentd.errors import AgentdError
 from agentd.hostinfo import boot_id
+from agentd.report import usage
 from agentd.service import background as service
+from agentd.store.file import state as state_file
 from agentd.store.file.leases import LeaseDir
 from agentd.store.file.pidfile import Probe, probe, role_of, silence
 from agentd.store.file.queuefile import QueueStore
@@ -61,8 +63,15 @@ def _running_tasks(
     return out
 
 
-def build(config: Config, probes: list[Probe], now: datetime, store: QueueStore | None = None) -> dict[str, Any]:
-    """Everything the dashboard shows, as plain data (``store``: a long-lived one reuses unchanged tasks)."""
+def build(
+    config: Config,
+    probes: list[Probe],
+    now: datetime,
+    store: QueueStore | None = None,
+    spend: usage.Tally | None = None,
+) -> dict[str, Any]:
+    """Everything the dashboard shows, as plain data (``store``: a long-lived one reuses unchanged tasks; ``spend``:
+    a long-lived tally reads only what the journal gained since)."""
     store = store or QueueStore(config.queue_path, workflow=config.workflow, lock_timeout=config.lock_timeout)
     queue_error = None
     tasks: list[Task] = []
@@ -132,6 +141,7 @@ def build(config: Config, probes: list[Probe], now: datetime, store: QueueStore 
         if t.status in failing and t.blocked_reason
     ]
     return {
+        **_control(config, tasks, now, spend or usage.Tally(config.state_dir / "events.jsonl")),
         "generated_at": format_timestamp(now),
         "queue": str(config.queue_path),
         "queue_error": queue_error,
@@ -140,6 +150,44 @@ def build(config: Config, probes: list[Probe], now: datetime, store: QueueStore 
         "backing_off": backing_off,
         "failed": failed,
         "quarantined": [{"id": task_id, "problem": problem} for task_id, problem in quarantined.items()],
+    }
+
+
+def _control(config: Config, tasks: list[Task], now: datetime, tally: usage.Tally) -> dict[str, Any]:
+    """Pauses in force, questions waiting for answers, and each role's spend today (in the project's time zone)."""
+    try:
+        pauses = [p for p in state_file.read(config.state_dir).pauses if p.active(now)]
+        state_error = None
+    except (AgentdError, OSError) as exc:
+        pauses, state_error = [], str(exc)
+    waiting = []
+    for task in tasks:
+        role = config.roles.get(task.asked_by or "")
+        if role is not None and task.status == role.waiting and not task.answered and task.question is not None:
+            asked = task.asked_at
+            waiting.append(
+                {
+                    "id": task.id,
+                    "role": role.name,
+                    "question": task.question.get("text"),
+                    "since": format_timestamp(asked) if asked else None,
+                }
+            )
+    start, end = control.day_bounds(now, config.timezone)
+    try:
+        records = tally.update(start)
+    except OSError:
+        records = []
+    spend = {}
+    for name, role in config.roles.items():
+        spent = control.spend(records, name, start, end)
+        if spent or role.budget_usd_per_day is not None:
+            spend[name] = {"cost_usd": round(spent, 4), "budget_usd": role.budget_usd_per_day}
+    return {
+        "paused": [p.to_dict() for p in sorted(pauses, key=lambda p: p.role)],
+        "state_error": state_error,
+        "waiting": sorted(waiting, key=lambda w: w["since"] or ""),
+        "spend_today": spend,
     }
 
 

@@ -24,6 +24,7 @@ from agentd.core.scheduler import LeaseObservation
 from agentd.core.validate import Finding
 from agentd.errors import AgentdError, TaskNotFound
 from agentd.report import status as status_report
+from agentd.report import usage
 from agentd.service import background as service
 from agentd.store.file import journal
 from agentd.store.file.journal import Event, Filter
@@ -49,6 +50,7 @@ class Source:
         self.clock = clock
         self.store = QueueStore(config.queue_path, workflow=config.workflow, lock_timeout=config.lock_timeout)
         self.journal_path = config.state_dir / "events.jsonl"
+        self.spend = usage.Tally(self.journal_path)  # today's spend, read as the journal grows
 
     # -- reads ---------------------------------------------------------------------------------------------------------
 
@@ -72,7 +74,7 @@ class Source:
 
     def status(self) -> dict[str, Any]:
         """``agentd status --json``'s data."""
-        return status_report.build(self.config, self.probes(), self.now(), self.store)
+        return status_report.build(self.config, self.probes(), self.now(), self.store, self.spend)
 
     def task(self, task_id: str) -> dict[str, Any]:
         """The raw task as stored; TaskNotFound naming the queue."""

@@ -282,7 +282,7 @@ def _switch(app: App, name: str | None, enabled: bool) -> int:
     auto = _configured(app.config)
     if name is not None and name not in auto.names():
         raise AutomationNotFound(name, auto.names())
-    set_enabled(app.config.state_dir, name, enabled)
+    set_enabled(app.config.state_dir, name, enabled, app.store().locked)
     what = name or "every schedule, rule and hook"
     info(f"{what}: {'enabled' if enabled else 'disabled'}")
     return ExitCode.OK

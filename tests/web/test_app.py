@@ -241,7 +241,7 @@ def test_metrics_show_paused_roles_and_questions_waiting(fresh: Path) -> None:
     data = json.loads(queue.read_text())
     task = data["tasks"][0]
     task["status"] = "needs_feedback"
-    task["question"] = {"role": "tester", "question": "which port?", "asked_at": "2026-12-03T00:00:00Z"}
+    task["question"] = {"role": "tester", "text": "which port?", "asked_at": "2026-12-03T00:00:00Z"}
     queue.write_text(json.dumps(data, indent=2) + "\n")
     paused, asked = gauges()
     assert paused == {"builder": 1.0, "tester": 0.0}

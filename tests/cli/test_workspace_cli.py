@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,33 +11,15 @@ from agentd.workspaces.manager import Workspaces
 from agentd.workspaces.settings import WorkspaceSettings
 from tests.conftest import run_agentd
 from tests.helpers.daemons import task, write_queue
+from tests.helpers.gitrepo import git, new_repo
 
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@example.invalid",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@example.invalid",
-}
 CONFIG = '[workspaces]\nmode = "worktree"\n'
-
-
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, text=True, check=True, env={**os.environ, **GIT_ENV}
-    )
-    return done.stdout.strip()
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A git project in worktree mode with tasks B1 (in progress), D1 (done) and a subtask S1 of B1."""
-    root = tmp_path / "project"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    (root / "app.txt").write_text("one\n")
-    (root / ".gitignore").write_text(".agentd/\n.leases/\nSPRINT_QUEUE.json\nagentd.toml\n")
-    git(root, "add", ".")
-    git(root, "commit", "-qm", "start")
+    root = new_repo(tmp_path, "one\n", ".agentd/\n.leases/\nSPRINT_QUEUE.json\nagentd.toml\n")
     (root / "agentd.toml").write_text(CONFIG)
     write_queue(root, [task("B1", "in_progress", subtasks=[task("S1")]), task("D1", "done")])
     return root

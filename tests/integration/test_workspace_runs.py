@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,29 +12,16 @@ import pytest
 
 from tests.conftest import run_agentd
 from tests.helpers.daemons import start, stop_all, task, tasks_by_id, wait_for, write_config, write_queue
+from tests.helpers.gitrepo import GIT_ENV, git, new_repo
 
 pytestmark = pytest.mark.slow
 
 AGENT = Path(__file__).resolve().parents[1] / "helpers" / "git_agent.py"
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "agent",
-    "GIT_AUTHOR_EMAIL": "agent@example.invalid",
-    "GIT_COMMITTER_NAME": "agent",
-    "GIT_COMMITTER_EMAIL": "agent@example.invalid",
-}
 FAST = {"backoff": {"initial": 0, "factor": 1, "max": 0}, "interval": 0.5}
 BUILDER = {"claims": "ready", "working": "in_progress", "on_success": "awaiting_test"}
 TESTER = {"claims": "awaiting_test", "working": "testing", "on_success": "ready_for_integrator"}
 WT = {"mode": "worktree"}
 INTEGRATOR = {"claims": "ready_for_integrator", "working": "integrating", "on_success": "done"}
-
-
-def git(cwd: Path, *args: str) -> str:
-    """Run git in ``cwd`` as a person would; its output."""
-    done = subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, text=True, check=True, env={**os.environ, **GIT_ENV}
-    )
-    return done.stdout.strip()
 
 
 def agent(log: Path, *args: str) -> list[str]:
@@ -57,13 +43,9 @@ def journal(root: Path, event: str) -> list[dict[str, Any]]:
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A git project on main, agentd's own files ignored (the queue, leases, state), one committed file."""
-    root = tmp_path / "project"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    (root / "app.txt").write_text("line 1\nline 2\nline 3\n")
-    (root / ".gitignore").write_text(".agentd/\n.leases/\nSPRINT_QUEUE.json*\nagentd.toml\n*.err\n")
-    git(root, "add", ".")
-    git(root, "commit", "-qm", "start")
+    root = new_repo(
+        tmp_path, "line 1\nline 2\nline 3\n", ".agentd/\n.leases/\nSPRINT_QUEUE.json*\nagentd.toml\n*.err\n"
+    )
     return root
 
 

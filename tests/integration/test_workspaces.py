@@ -12,33 +12,13 @@ import pytest
 
 from agentd.workspaces.manager import WorkspaceError, Workspaces
 from agentd.workspaces.settings import WorkspaceSettings, WorkspacesInvalid, branch_problem
-
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@example.invalid",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@example.invalid",
-}
-
-
-def git(cwd: Path, *args: str) -> str:
-    """Run git in ``cwd`` as a person would; its output."""
-    done = subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, text=True, check=True, env={**os.environ, **GIT_ENV}
-    )
-    return done.stdout.strip()
+from tests.helpers.gitrepo import GIT_ENV, git, new_repo
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A project that is a git repository with one commit on main (and .agentd/ ignored, as agentd init does)."""
-    root = tmp_path / "project"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    (root / "app.txt").write_text("line 1\nline 2\nline 3\n")
-    (root / ".gitignore").write_text(".agentd/\n")
-    git(root, "add", ".")
-    git(root, "commit", "-qm", "start")
+    root = new_repo(tmp_path, "line 1\nline 2\nline 3\n", ".agentd/\n")
     return root
 
 

@@ -827,6 +827,7 @@ class BigPickup:
     first: float  # s, the add made BIG_PICKUP_FIRST_AFTER s after the daemon started
     steady: list[float] = field(default_factory=list)  # s, the later adds
     add_cost: list[float] = field(default_factory=list)  # s, each `agentd queue add` process from start to exit
+    cpu: list[float] = field(default_factory=list)  # s of the daemon's CPU from each add to its task's exec line
 
     @property
     def all(self) -> list[float]:
@@ -893,13 +894,16 @@ def big_pickup(cleanup: Cleanup, base: Path, size: int, samples: int) -> BigPick
         result: BigPickup | None = None
         for i in range(samples):
             task_id = f"N{i:05d}"
+            ticks = cpu_ticks(proc.pid)
             added, took = add_and_time(root, task_id)
             latency = wait_exec(root, task_id, proc, timeout=300) - added
+            cpu = (cpu_ticks(proc.pid) - ticks) / os.sysconf("SC_CLK_TCK")
             if result is None:
                 result = BigPickup(size, (root / QUEUE_NAME).stat().st_size, latency)
             else:
                 result.steady.append(latency)
             result.add_cost.append(took)
+            result.cpu.append(cpu)
             wait_finished(root, task_id, proc)
             time.sleep(0.2 + rng.random() * 0.3)
         assert result is not None
@@ -1317,14 +1321,17 @@ def big_pickup_section(res: Results) -> list[str]:
         f" CPU meanwhile (load average at the end: {res.machine.get('load average at the end', '—')}). Pickup is"
         " CPU-bound at these sizes, so a busy machine inflates it.",
         "",
-        "| tasks | file | samples | first add | median | min | max | `queue add` | target | verdict |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "The daemon's CPU is what it spent from the add to the exec line (its look and its claim; its own clock ticks,",
+        "10 ms each, from /proc): a busy machine inflates it less than the wall times (shared cores still do).",
+        "",
+        "| tasks | file | samples | first add | median | min | max | daemon CPU | `queue add` | target | verdict |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for size, big in sorted(res.big_pickup.items()):
         target = BIG_PICKUP_TARGET_MS.get(size)
         lines.append(
             f"| {size:,} | {mb(big.file_bytes)} | {len(big.all)} | {ms(big.first)} | {ms(median(big.all))} |"
-            f" {ms(min(big.all))} | {ms(max(big.all))} | {ms(median(big.add_cost))} |"
+            f" {ms(min(big.all))} | {ms(max(big.all))} | {ms(median(big.cpu))} | {ms(median(big.add_cost))} |"
             f" {f'median ≤ {target:.0f} ms' if target else '—'} |"
             f" {verdict(median(big.all) <= target / 1000) if target else '—'} |"
         )

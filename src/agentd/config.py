@@ -16,10 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agentd import schema
+from agentd.core.duration import parse_duration
 from agentd.core.workflow import DEFAULT_OUTCOMES, DEFAULT_PIPELINE, Backoff, Role, UnblockRule, Workflow
 from agentd.errors import ConfigInvalid, RoleNotFound, display_path
+from agentd.workspaces.settings import WorkspaceSettings, WorkspacesInvalid
 
 if TYPE_CHECKING:
     from agentd.automation.settings import Automation
@@ -38,7 +41,13 @@ ROLE_KEYS = (
     "prompt",
     "env",
     "allow_loop",
+    "merge",
+    "on_conflict",
+    "waiting",
+    "resume_command",
 )
+# Tunables with no default value (unset: no limit), settable per role or in [defaults].
+OPTIONAL_TUNABLES = ("max_waiting", "waiting_expiry", "pause_for", "pause_on_exit", "budget", "output")
 REQUIRED_ROLE_KEYS = ("claims", "working", "on_success")
 DEFAULT = "default"
 
@@ -88,6 +97,8 @@ class Config:
     state_dir: Path = field(default=Path(".agentd"))
     log: LogConfig = field(default_factory=LogConfig)
     store: str = "file"  # which store holds the queue, leases and journal (see agentd.store.open_store)
+    workspaces: WorkspaceSettings = field(default_factory=WorkspaceSettings)
+    timezone: str = "UTC"  # budgets count spend per calendar day here
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)  # "roles.builder.command" -> origin
     automation: Automation | None = field(default=None, compare=False)  # [[schedule]], [[rules]], [[hooks]]
 
@@ -141,6 +152,8 @@ def _claims(value: str | list[str]) -> tuple[str, ...]:
 def _role(name: str, spec: Mapping[str, Any], tunables: Mapping[str, Any], backoff: Mapping[str, Any]) -> Role:
     merged_backoff = {**backoff, **spec.get("backoff", {})}
     values = {key: spec.get(key, tunables[key]) for key in TUNABLES}
+    extra = {key: spec.get(key, tunables.get(key)) for key in OPTIONAL_TUNABLES}
+    budget = extra["budget"] or {}
     return Role(
         name=name,
         claims=_claims(spec["claims"]),
@@ -162,6 +175,14 @@ def _role(name: str, spec: Mapping[str, Any], tunables: Mapping[str, Any], backo
         kill_after=float(values["kill_after"]),
         max_repeats=int(values["max_repeats"]),
         allow_loop=bool(spec.get("allow_loop", False)),
+        waiting=str(spec.get("waiting", "needs_feedback")),
+        resume_command=tuple(spec["resume_command"]) if "resume_command" in spec else None,
+        max_waiting=extra["max_waiting"],
+        waiting_expiry=parse_duration(extra["waiting_expiry"]) if extra["waiting_expiry"] is not None else None,
+        pause_on_exit=tuple(extra["pause_on_exit"] or ()),
+        pause_for=parse_duration(extra["pause_for"]) if extra["pause_for"] is not None else 3600.0,
+        budget_usd_per_day=float(budget["cost_usd_per_day"]) if "cost_usd_per_day" in budget else None,
+        output=extra["output"],
         backoff=Backoff(
             initial=float(merged_backoff["initial"]),
             factor=float(merged_backoff["factor"]),
@@ -203,7 +224,7 @@ def _role_specs(data: Mapping[str, Any], where: str, path: Path, sources: dict[s
                 f"{spec['on_success']!r} is a status this role claims, so every success would run the task again "
                 "at once (a hot loop); set allow_loop = true in the table if that is meant",
             )
-        for key in (*ROLE_KEYS, *TUNABLES, "backoff"):
+        for key in (*ROLE_KEYS, *TUNABLES, *OPTIONAL_TUNABLES, "backoff"):
             if key in given:
                 sources[f"roles.{name}.{key}"] = f"{where} [roles.{name}]"
             elif key in inherited:
@@ -228,12 +249,12 @@ def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
     specs = _role_specs(data, where, config_file, sources)
     roles = {name: _role(name, spec, tunables, backoff) for name, spec in specs.items()}
     for name, spec in specs.items():
-        for key in (*TUNABLES, "backoff"):
+        for key in (*TUNABLES, *OPTIONAL_TUNABLES, "backoff"):
             if key not in spec:
                 given = key in data.get("defaults", {})
                 sources[f"roles.{name}.{key}"] = f"{where} [defaults]" if given else DEFAULT
     settings = ("queue", "store", "done_statuses", "final_statuses", "lock_timeout", "leases_dir", "state_dir")
-    for key in (*settings, "unblock"):
+    for key in (*settings, "unblock", "timezone"):
         sources[key] = where if key in data else DEFAULT
     unblock_spec = data.get("unblock", defaults["unblock"])
     unblock = UnblockRule(unblock_spec["from"], unblock_spec["to"]) if unblock_spec else None
@@ -243,12 +264,19 @@ def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
         final_statuses=frozenset(data.get("final_statuses", defaults["final_statuses"])),
         unblock=unblock,
     )
+    _check_waiting(workflow, config_file)
     log = {**defaults["log"], **data.get("log", {})}
     automation = None
     if any(key in data for key in ("schedule", "rules", "hooks")):
         from agentd.automation import settings as automation_settings  # cron, globs: only where automation is set
 
         automation = automation_settings.parse(data, config_file, workflow)
+    try:
+        workspaces = WorkspaceSettings.from_config(data.get("workspaces", {})).with_roles(specs)
+    except WorkspacesInvalid as exc:
+        where_key = exc.key if exc.key.startswith("roles.") else f"workspaces.{exc.key}"
+        raise ConfigInvalid(config_file, f"$.{where_key}", exc.reason) from None
+    sources["workspaces"] = where if "workspaces" in data else DEFAULT
     return Config(
         root=root,
         path=path,
@@ -259,9 +287,36 @@ def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
         state_dir=root / data.get("state_dir", defaults["state_dir"]),
         log=LogConfig(**log),
         store=str(data.get("store", defaults["store"])),
+        workspaces=workspaces,
+        timezone=_timezone(data.get("timezone", "UTC"), config_file),
         sources=sources,
         automation=automation,
     )
+
+
+def _check_waiting(workflow: Workflow, path: Path) -> None:
+    """A waiting status must be one no role claims or works in (else a parked task would be taken at once), and
+    not a done or final status (else it would never come back)."""
+    for role in workflow.roles.values():
+        others = [other.name for other in workflow.roles.values() if role.waiting in (*other.claims, other.working)]
+        if others or workflow.is_final(role.waiting):
+            why = f"{', '.join(others)} claims or works in it" if others else "it is a done or final status"
+            raise ConfigInvalid(
+                path,
+                f"$.roles.{role.name}.waiting",
+                f"{role.waiting!r} cannot be where tasks wait for answers: {why}",
+            )
+
+
+def _timezone(name: str, path: Path) -> str:
+    """The time zone named in agentd.toml, checked (ConfigInvalid naming ``$.timezone`` when unknown)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigInvalid(
+            path, "$.timezone", f"unknown time zone {name!r} (an IANA name such as UTC or Europe/Berlin)"
+        ) from None
+    return name
 
 
 def load(

@@ -28,6 +28,10 @@ POINTS = (
     "recover.after-break",  # a stale lease file removed by a peer, its task not yet put back in the queue
     "archive.after-append",  # tasks appended to the archive and fsynced, the queue not yet written without them
     "automation.after-fire",  # a firing's tasks added to the queue, the automation memory not yet written
+    "workspace.after-add",  # a task's worktree added by git, its setup not run, not yet marked ready
+    "workspace.after-setup",  # setup ran in a new worktree, not yet marked ready
+    "merge.before-base-move",  # the merge commit made in the integration worktree, base not yet moved
+    "merge.after-base-move",  # base moved to the merge, the task's outcome not yet recorded
 )
 # Points of a store's own, reached only by transactions that change project state (tested by tests/contract/).
 STORE_POINTS = (

@@ -22,14 +22,23 @@ BUILDER = {"claims": "ready", "working": "in_progress", "on_success": "awaiting_
 
 # Every point a daemon reaches on a fresh queue (claim, run, complete); recovery's own points need a stale lease first.
 # `queue archive`'s own point is tested in tests/cli/test_archive.py.
-CYCLE = [point for point in faults.POINTS if not point.startswith(("recover.", "archive."))]
-RECOVERY = [point for point in faults.POINTS if point.startswith("recover.")]
+# Worktree mode's points (git steps in the workspace step) are tested in test_workspace_runs.py, the automation's
+# in test_automation.py.
+WORKSPACE = [point for point in faults.POINTS if point.startswith(("workspace.", "merge."))]
 ARCHIVE = ["archive.after-append"]
+AUTOMATION = ["automation.after-fire"]
+CYCLE = [
+    point
+    for point in faults.POINTS
+    if not point.startswith("recover.") and point not in WORKSPACE + ARCHIVE + AUTOMATION
+]
+RECOVERY = [point for point in faults.POINTS if point.startswith("recover.")]
 
 
 def test_every_point_is_tested() -> None:
-    """The two lists cover every fault point, so a new point cannot go untested."""
-    assert sorted(CYCLE + RECOVERY + ARCHIVE) == sorted(faults.POINTS) and RECOVERY
+    """The lists cover every fault point, so a new point cannot go untested."""
+    assert sorted(CYCLE + RECOVERY + WORKSPACE + ARCHIVE + AUTOMATION) == sorted(faults.POINTS)
+    assert RECOVERY and WORKSPACE
 
 
 @pytest.mark.parametrize("action", ["exit", "kill"])

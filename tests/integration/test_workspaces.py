@@ -12,33 +12,13 @@ import pytest
 
 from agentd.workspaces.manager import WorkspaceError, Workspaces
 from agentd.workspaces.settings import WorkspaceSettings, WorkspacesInvalid, branch_problem
-
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@example.invalid",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@example.invalid",
-}
-
-
-def git(cwd: Path, *args: str) -> str:
-    """Run git in ``cwd`` as a person would; its output."""
-    done = subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, text=True, check=True, env={**os.environ, **GIT_ENV}
-    )
-    return done.stdout.strip()
+from tests.helpers.gitrepo import GIT_ENV, git, new_repo
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A project that is a git repository with one commit on main (and .agentd/ ignored, as agentd init does)."""
-    root = tmp_path / "project"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    (root / "app.txt").write_text("line 1\nline 2\nline 3\n")
-    (root / ".gitignore").write_text(".agentd/\n")
-    git(root, "add", ".")
-    git(root, "commit", "-qm", "start")
+    root = new_repo(tmp_path, "line 1\nline 2\nline 3\n", ".agentd/\n")
     return root
 
 
@@ -164,6 +144,21 @@ def test_fast_forward_and_rebase(repo: Path, strategy: str) -> None:
         assert not second.merged and "not a fast-forward" in second.note
     else:
         assert second.merged and git(repo, "log", "--format=%s", "-2", "main").splitlines() == ["S2 work", "S1 work"]
+
+
+def test_a_rebase_leaves_the_tasks_worktree_on_the_rebased_branch_and_clean(repo: Path) -> None:
+    """After a rebase merge the task's own worktree (its branch checked out there) shows the rebased commit and no
+    phantom changes, so the next role working there starts clean."""
+    ws = spaces(repo)
+    for task in ("R1", "R2"):
+        made = ws.ensure(task)
+        commit_in(made.path, f"{task}.txt", "x\n", f"{task} work")
+    assert ws.merge("R1", "rebase").merged
+    assert ws.merge("R2", "rebase").merged
+    path = ws.path_of("R2")
+    assert git(path, "rev-parse", "HEAD") == git(repo, "rev-parse", "main")
+    assert git(path, "status", "--porcelain") == ""
+    assert (path / "R1.txt").exists()
 
 
 def test_a_half_made_worktree_is_made_again(repo: Path) -> None:

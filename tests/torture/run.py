@@ -60,11 +60,20 @@ class Profile:
     skewed: int = 0  # daemons whose wall clock is SKEW s ahead
     escape_rate: float = 0.05  # runs that leave an escaped grandchild (setsid, keeps the lease's descriptor)
     low_nofile: int = 14  # `ulimit -n` of one builder daemon: too few descriptors to start even one task
+    worktrees: bool = False  # worktree mode: each task in a git worktree of its own, merged into main by the tester
 
 
 PROFILES = {
     "full": Profile(8, 2000, 50, 10, 6, fail_rate=0.05, max_sleep=0.05, timeout=600, uts=3, skewed=1),
     "quick": Profile(5, 450, 30, 6, 4, fail_rate=0.1, max_sleep=0.1, timeout=240, uts=2, skewed=1),
+    # Every run goes through git (a worktree made, a commit by the builder, a merge by the tester): fewer tasks.
+    "worktree": Profile(4, 40, 8, 3, 2, fail_rate=0.1, max_sleep=0.1, timeout=240, worktrees=True),
+}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "torture",
+    "GIT_AUTHOR_EMAIL": "torture@example.invalid",
+    "GIT_COMMITTER_NAME": "torture",
+    "GIT_COMMITTER_EMAIL": "torture@example.invalid",
 }
 SKEW = 7200.0
 LEASE_TTL = 3.0
@@ -173,14 +182,25 @@ class Torture:
             "backoff = { initial = 0.05, factor = 2, max = 0.4 }",
         ]
         lines.insert(0, "roles_replace_defaults = true")
+        if self.profile.worktrees:
+            self.git_project()
+            lines.insert(1, 'workspaces = { mode = "worktree", keep = "never" }')
         for role, (claims, working, success) in ROLES.items():
+            argv = command
+            if self.profile.worktrees and role == "builder":  # a commit on the task's branch, then the work
+                commit = 'git commit -q --allow-empty -m "$AGENTD_TASK_ID run $AGENTD_LEASE_TOKEN" && exec "$@"'
+                argv = ["sh", "-c", commit, "sh", *command]
             lines += [
                 f"[roles.{role}]",
                 f'claims = "{claims}"',
                 f'working = "{working}"',
                 f'on_success = "{success}"',
-                "command = " + json.dumps(command),
+                "command = " + json.dumps(argv),
             ]
+            if self.profile.worktrees:
+                lines.append("env = { " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in GIT_ENV.items()) + " }")
+                if role == "tester":
+                    lines.append("merge = true")
         (self.root / "agentd.toml").write_text("\n".join(lines) + "\n")
         tasks = []
         for i in range(self.profile.tasks):
@@ -218,6 +238,40 @@ class Torture:
             daemon.skew = SKEW
         if self.profile.skewed:
             self.stats.environments.append(f"{self.profile.skewed} daemon(s) with the wall clock {SKEW:g} s ahead")
+
+    def git_project(self) -> None:
+        """The project as a git repository on main, agentd's files ignored."""
+        (self.root / ".gitignore").write_text(".agentd/\n.leases/\nSPRINT_QUEUE.json*\nagentd.toml\n")
+        env = {**os.environ, **GIT_ENV}
+        for args in (["init", "-q", "-b", "main"], ["add", ".gitignore"], ["commit", "-qm", "start"]):
+            subprocess.run(["git", *args], cwd=self.root, env=env, check=True, capture_output=True)
+
+    def git_findings(self, tasks: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+        """Worktree mode's verdict: every done task's branch is in main, the root checkout is clean, and no worktree
+        of a done task is left (keep = never)."""
+        violations: list[str] = []
+        evidence: list[str] = []
+
+        def git(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(["git", *args], cwd=self.root, capture_output=True, text=True, check=False)
+
+        lost = [
+            t["id"]
+            for t in tasks
+            if t["status"] == "done" and git("merge-base", "--is-ancestor", f"agentd/{t['id']}", "main").returncode
+        ]
+        if lost:
+            violations.append(f"done tasks whose branch is not in main (a lost merge): {lost[:10]}")
+        status = git("status", "--porcelain").stdout.strip()
+        if status:
+            violations.append(f"the root checkout is not clean: {status.splitlines()[:5]}")
+        listed = git("worktree", "list", "--porcelain").stdout
+        left = [t["id"] for t in tasks if t["status"] == "done" and f"/.agentd/worktrees/{t['id']}\n" in listed]
+        if left:
+            violations.append(f"worktrees of done tasks left behind (keep = never): {left[:10]}")
+        merges = len(git("log", "--merges", "--format=%s", "main").stdout.splitlines())
+        evidence.append(f"merge commits in main: {merges}")
+        return violations, evidence
 
     def spawn(self, daemon: Daemon) -> None:
         err = open(self.harness / f"{daemon.name}.log", "ab")  # noqa: SIM115 - the daemon owns it
@@ -568,6 +622,10 @@ class Torture:
                 violations.append(f"{role}: {peak} tasks in its working status at once in the queue (WIP {WIP[role]})")
                 evidence.append(f"{role}: the version that had them: " + json.dumps(self.stats.queue_wip_peak[role]))
         violations += [f"reader: {failure}" for failure in self.stats.reader_failures]
+        if self.profile.worktrees:
+            found, seen = self.git_findings(tasks)
+            violations += found
+            log(f"worktrees: {'; '.join(seen)}")
         if self.stats.killed_as_hung_running:
             violations.append(f"{self.stats.killed_as_hung_running} daemon(s) killed as hung that were never stopped")
             evidence += [f"killed while not stopped: {who}" for who in self.stats.killed_running[:3]]

@@ -17,3 +17,13 @@ def test_quick_torture_profile_finds_no_violation(capsys: pytest.CaptureFixture[
     print(out)
     assert "violations = 0" in out, out
     assert code == 0
+
+
+def test_worktree_torture_profile_finds_no_violation(capsys: pytest.CaptureFixture[str]) -> None:
+    """Worktree mode under the same chaos (4 daemons, 40 tasks, SIGKILL/SIGSTOP/SIGTERM): every done task's branch is
+    merged into main, the root checkout stays clean, no worktree of a done task is left, zero violations."""
+    code = main(["--profile", "worktree"])
+    out = capsys.readouterr().out
+    print(out)
+    assert "violations = 0" in out and "merge commits in main" in out, out
+    assert code == 0

@@ -82,3 +82,9 @@ def test_waiting_limits() -> None:
     assert may_take_new(1, 2) and not may_take_new(2, 2) and may_take_new(50, None)
     asked = NOW - timedelta(hours=3)
     assert expired(asked, 3 * 3600, NOW) and not expired(asked, 3 * 3600 + 1, NOW) and not expired(asked, None, NOW)
+
+
+def test_a_pause_written_by_a_clock_ahead_is_in_force_at_once() -> None:
+    """A pause whose writer's clock runs an hour ahead stops the role now, not an hour from now."""
+    ahead = Pause("builder", NOW + timedelta(hours=1), NOW + timedelta(hours=3), "usage limit")
+    assert pause_in_force([ahead], "builder", NOW) == ahead

@@ -224,3 +224,27 @@ def test_a_broken_queue_is_reported_not_fatal(fresh: Path) -> None:
     assert web.get("/api/tasks").status_code == 503
     assert any(p.startswith("queue: ") for p in web.get("/healthz").json()["problems"])
     assert web.get("/roles").status_code == 200
+
+
+def test_metrics_show_paused_roles_and_questions_waiting(fresh: Path) -> None:
+    """agentd_role_paused follows `agentd pause`/`resume`; agentd_questions_waiting counts a parked question."""
+
+    def gauges() -> tuple[dict[str, float], dict[str, float]]:
+        families = {f.name: f for f in text_string_to_metric_families(client(fresh).get("/metrics").text)}
+        paused = {s.labels["role"]: s.value for s in families["agentd_role_paused"].samples}
+        asked = {s.labels["role"]: s.value for s in families["agentd_questions_waiting"].samples}
+        return paused, asked
+
+    assert gauges() == ({"builder": 0.0, "tester": 0.0}, {"builder": 0.0, "tester": 0.0})
+    assert run_agentd("pause", "builder", "--reason", "usage limit", cwd=fresh).returncode == 0
+    queue = fresh / "SPRINT_QUEUE.json"
+    data = json.loads(queue.read_text())
+    task = data["tasks"][0]
+    task["status"] = "needs_feedback"
+    task["question"] = {"role": "tester", "text": "which port?", "asked_at": "2026-12-03T00:00:00Z"}
+    queue.write_text(json.dumps(data, indent=2) + "\n")
+    paused, asked = gauges()
+    assert paused == {"builder": 1.0, "tester": 0.0}
+    assert asked == {"builder": 0.0, "tester": 1.0}
+    assert run_agentd("resume", "builder", cwd=fresh).returncode == 0
+    assert gauges()[0] == {"builder": 0.0, "tester": 0.0}

@@ -35,6 +35,10 @@ COMMANDS = {
     "logs": "agentd.cli.background:logs",
     "automation": "agentd.cli.automation_cmd:automation",
     "emit": "agentd.cli.automation_cmd:emit",
+    "workspace": "agentd.cli.workspace_cmd:workspace",
+    "pause": "agentd.cli.control_cmds:pause",
+    "resume": "agentd.cli.control_cmds:resume",
+    "usage": "agentd.cli.control_cmds:usage",
 }
 
 EPILOG = """\b

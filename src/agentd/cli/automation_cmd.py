@@ -293,7 +293,13 @@ def _switch(app: App, name: str | None, enabled: bool) -> int:
 @click.argument("name", required=False)
 @pass_app
 def enable(app: App, name: str | None) -> int:
-    """Turn a schedule, rule or hook back on (no NAME: everything), persistently (.agentd/state.json)."""
+    """Turn a schedule, rule or hook back on (no NAME: everything), persistently (.agentd/state.json).
+
+    \b
+    Examples:
+      agentd automation enable daily-audit
+      agentd automation enable                 # everything
+    """
     return _switch(app, name, True)
 
 
@@ -304,6 +310,11 @@ def disable(app: App, name: str | None) -> int:
     """Turn a schedule, rule or hook off (no NAME: everything), persistently, until `enable`.
 
     A disabled schedule's firings pass without a task and are not caught up when it is enabled again.
+
+    \b
+    Examples:
+      agentd automation disable tests-on-change
+      agentd automation disable                # everything, until `agentd automation enable`
     """
     return _switch(app, name, False)
 
@@ -312,7 +323,13 @@ def disable(app: App, name: str | None) -> int:
 @click.option("--timeout", type=click.FloatRange(min=0), default=30, show_default=True, help="Seconds to wait.")
 @pass_app
 def stop(app: App, timeout: float) -> int:
-    """Stop the background automation process (SIGTERM, then SIGKILL after the timeout)."""
+    """Stop the background automation process (SIGTERM, then SIGKILL after the timeout).
+
+    \b
+    Examples:
+      agentd automation stop
+      agentd automation stop --timeout 30
+    """
     from agentd.service import background as service
 
     info(service.stop(service.automation_probe(app.config), timeout, name=service.AUTOMATION).line())

@@ -233,9 +233,10 @@ def _state(row: dict[str, Any]) -> str:
 def _running_line(t: dict[str, Any]) -> str:
     """One running task: id, title, attempt (when the queue says), runtime, heartbeat age, token."""
     attempt = "" if t["attempt"] is None else f" · attempt {t['attempt']}"
+    branch = f" · branch {t['branch']}" if t.get("branch") else ""
     return (
         f"{t['id']} {t['title'] or ''}{attempt} · {_age(t['runtime_s'])} · "
-        f"beat {_age(t['heartbeat_age_s'])} ago · token {t['token']}"
+        f"beat {_age(t['heartbeat_age_s'])} ago · token {t['token']}{branch}"
     )
 
 
@@ -273,6 +274,18 @@ def _sections(data: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]
         state = "running" if auto["pid"] else "stopped"
         rows = [[state, auto["pid"], _age(auto["uptime_s"]), active, auto["log"]]]
         sections.append(("automation (agentd automation status)", ["state", "pid", "uptime", "active", "log"], rows))
+    if data.get("paused"):
+        rows = [[p["role"], p["until"] or "until resumed", p["reason"], p["by"]] for p in data["paused"]]
+        sections.append(("paused (claiming nothing)", ["role", "until", "reason", "by"], rows))
+    if data.get("waiting"):
+        rows = [[w["id"], w["role"], w["since"], w["question"]] for w in data["waiting"]]
+        sections.append(("waiting for an answer", ["id", "role", "since", "question"], rows))
+    if data.get("spend_today"):
+        rows = [
+            [role, f"{s['cost_usd']:.2f}", "" if s["budget_usd"] is None else f"{s['budget_usd']:.2f}"]
+            for role, s in data["spend_today"].items()
+        ]
+        sections.append(("spend today (USD)", ["role", "spent", "budget"], rows))
     if data["quarantined"]:
         rows = [[q["id"], q["problem"]] for q in data["quarantined"]]
         sections.append(("quarantined (nothing touches them until fixed)", ["id", "problem"], rows))

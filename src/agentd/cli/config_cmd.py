@@ -12,10 +12,22 @@ from agentd.cli.output import Group, emit_json, info, table
 from agentd.config import DEFAULT, TUNABLES, Config
 from agentd.core.workflow import Role
 from agentd.errors import ExitCode, display_path
+from agentd.workspaces.launch import settings_dict
 
 pass_app = click.make_pass_decorator(App)
 
-SETTINGS = ("queue", "store", "done_statuses", "final_statuses", "lock_timeout", "leases_dir", "state_dir", "unblock")
+SETTINGS = (
+    "queue",
+    "store",
+    "done_statuses",
+    "final_statuses",
+    "lock_timeout",
+    "leases_dir",
+    "state_dir",
+    "unblock",
+    "workspaces",
+    "timezone",
+)
 
 
 def _shown(value: Any) -> str:
@@ -44,6 +56,14 @@ def _role_values(role: Role) -> dict[str, Any]:
         "prompt": role.prompt,
         "env": dict(role.env),
         "allow_loop": role.allow_loop,
+        "waiting": role.waiting,
+        "resume_command": list(role.resume_command) if role.resume_command is not None else None,
+        "max_waiting": role.max_waiting,
+        "waiting_expiry": role.waiting_expiry,
+        "pause_on_exit": list(role.pause_on_exit),
+        "pause_for": role.pause_for,
+        "budget": {"cost_usd_per_day": role.budget_usd_per_day} if role.budget_usd_per_day is not None else None,
+        "output": role.output,
     }
     values.update({name: getattr(role, name) for name in TUNABLES})
     values["backoff"] = {"initial": role.backoff.initial, "factor": role.backoff.factor, "max": role.backoff.max}
@@ -62,18 +82,30 @@ def effective(config: Config) -> dict[str, Any]:
         "leases_dir": display_path(config.leases_dir),
         "state_dir": display_path(config.state_dir),
         "unblock": {"from": wf.unblock.from_status, "to": wf.unblock.to_status} if wf.unblock else False,
+        "workspaces": settings_dict(config.workspaces),
+        "timezone": config.timezone,
     }
+    roles: dict[str, dict[str, Any]] = {
+        name: {
+            key: {"value": value, "from": config.sources.get(f"roles.{name}.{key}", DEFAULT)}
+            for key, value in _role_values(role).items()
+        }
+        for name, role in config.roles.items()
+    }
+    for name, keys in roles.items():  # worktree mode: which roles merge the task's branch back, and how
+        merge = config.workspaces.merge_for(name)
+        if config.workspaces.enabled:
+            keys["merge"] = {
+                "value": merge[0] if merge else False,
+                "from": config.sources.get(f"roles.{name}.merge", DEFAULT),
+            }
+        if merge:
+            keys["on_conflict"] = {"value": merge[1], "from": config.sources.get(f"roles.{name}.on_conflict", DEFAULT)}
     return {
         "root": str(config.root),
         "config": display_path(config.path) if config.path else None,
         "settings": {key: {"value": settings[key], "from": config.sources.get(key, DEFAULT)} for key in SETTINGS},
-        "roles": {
-            name: {
-                key: {"value": value, "from": config.sources.get(f"roles.{name}.{key}", DEFAULT)}
-                for key, value in _role_values(role).items()
-            }
-            for name, role in config.roles.items()
-        },
+        "roles": roles,
     }
 
 

@@ -22,6 +22,7 @@ final_statuses = ["cancelled"]            # other statuses that end a task's lif
 lock_timeout = 30                         # s to wait for the queue lock
 unblock = {{ from = "blocked", to = "ready" }} # blocked tasks whose dependencies are done move on; false = off
 roles_replace_defaults = false            # true: only your [roles.NAME] tables, the five defaults dropped
+timezone = "UTC"                          # whose calendar days budgets count in
 
 [defaults]                                # any role may override any of these
 interval = 60                             # s between polls (queue changes wake the daemon at once)
@@ -33,6 +34,12 @@ backoff = {{ initial = 30, factor = 2, max = 1800 }}
 grace = 15                                # s running tasks get to finish on shutdown
 kill_after = 5                            # s between SIGTERM and SIGKILL of a task's process group
 max_repeats = 10                          # runs in a row that leave a task's status unchanged; then on_failure
+pause_for = 3600                          # s a role pauses itself for (pause_on_exit, a result file's pause)
+# pause_on_exit = [75]                    # exit codes that pause the role (a usage limit): no attempt spent
+# max_waiting = 3                         # with this many tasks waiting for answers, take no new task
+# waiting_expiry = "3d"                   # an unanswered question sends its task to on_failure
+# budget = {{ cost_usd_per_day = 20 }}     # spend per day; reached, the role pauses until the next day
+# output = "claude-json"                  # read session id, cost and errors from the agent's own output
 
 [log]
 max_bytes = 10485760                      # rotate a role's log at this size
@@ -41,12 +48,21 @@ keep_task_logs = 20                       # task output logs kept per task
 keep_task_log_days = 14
 max_task_log = 10485760                   # bytes of one task log: over it, the head and tail are kept (0: no cap)
 
+# Worktree mode: each task in a git worktree and branch of its own, merged back into base by the integrator
+# (docs/howto/parallel-agents.md). Uncomment to turn it on.
+# [workspaces]
+# mode = "worktree"
+# base = "main"
+# setup = ["make", "venv"]                # run once in each new worktree
+# keep = "on-failure"                     # "never", "on-failure", "always"
+
 # The five-role pipeline, as built in (shown commented). A [roles.NAME] table for one of these roles inherits the
 # keys below and overrides only the ones it sets; the other roles stay. Give each role a command (an argv list,
 # never a shell unless you write one), e.g.
 #   [roles.builder]
 #   command = ["claude", "-p", "{{prompt}}"]
-# Placeholders: {{task_id}} {{role}} {{title}} {{prompt}} {{attempt}} {{root}} {{queue}}
+# Placeholders: {{task_id}} {{role}} {{title}} {{prompt}} {{attempt}} {{root}} {{queue}} {{field:NAME}}
+# and, when a run resumes an answered question, {{answer}} {{question}} {{session}} (see resume_command)
 {roles}"""
 
 ROLE_TEMPLATE = """
@@ -60,6 +76,8 @@ ROLE_TEMPLATE = """
 # types = ["Build"]                       # only claim tasks of these types
 # command = ["claude", "-p", "{{prompt}}"]
 # prompt = "You are the {name}. Work on task {{task_id}}: {{title}}."
+# waiting = "needs_feedback"              # where a task waits after its command asked a question
+# resume_command = ["claude", "--resume", "{{session}}", "-p", "{{answer}}"]
 """
 
 

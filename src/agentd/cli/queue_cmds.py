@@ -30,7 +30,15 @@ def transact(app: App, change: Callable[[Txn], Any]) -> Any:
         raise TaskNotFound(exc.task_id, store.where) from None
 
 
-@click.group(cls=Group, lazy={"history": "agentd.cli.events_cmd:history", "archive": "agentd.cli.archive_cmd:archive"})
+@click.group(
+    cls=Group,
+    lazy={
+        "history": "agentd.cli.events_cmd:history",
+        "archive": "agentd.cli.archive_cmd:archive",
+        "answer": "agentd.cli.control_cmds:answer",
+        "waiting": "agentd.cli.control_cmds:waiting",
+    },
+)
 def queue() -> None:
     """Read and change the sprint queue (every change is a locked, atomic, format-preserving transaction)."""
 
@@ -176,7 +184,21 @@ def show(app: App, task_id: str, as_json: bool) -> int:
         else:
             shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         info(f"{key.ljust(width)}  {shown}")
+    shown_branch = _branch(app, task_id)
+    if shown_branch:
+        info(f"{'(branch)'.ljust(width)}  {shown_branch}")
     return ExitCode.OK
+
+
+def _branch(app: App, task_id: str) -> str | None:
+    """The task's git branch in worktree mode (its parent's for a subtask that shares its worktree)."""
+    from agentd.workspaces.settings import branch_of
+
+    snapshot = app.store().read()
+    by_id = {task.id: task for task in snapshot.tasks}
+    settings = app.config.workspaces
+    parent = lambda t: getattr(by_id.get(t), "parent", None)  # noqa: E731
+    return branch_of(settings, task_id, parent, lambda t: (snapshot.task(t) or {}).get("workspace"))
 
 
 @queue.command()
@@ -386,6 +408,7 @@ def why(app: App, task_id: str, as_json: bool) -> int:
       agentd queue why B07
       agentd queue why B07 --json | jq .verdict
     """
+    from agentd import actions
     from agentd.core.clock import SystemClock
     from agentd.core.explain import explain
 
@@ -399,8 +422,18 @@ def why(app: App, task_id: str, as_json: bool) -> int:
     running = {role: any(p.running for p in service.daemons(config, [role])) for role in config.roles}
     quarantined = {task: problem.text for task, problem in snapshot.quarantined.items()}
     now = SystemClock().now()
+    pauses = actions.project_state(store).pauses
     answer = explain(
-        task_id, tasks, config.workflow, leases, snapshot.wip_limits, now, running, quarantined, snapshot.archived
+        task_id,
+        tasks,
+        config.workflow,
+        leases,
+        snapshot.wip_limits,
+        now,
+        running,
+        quarantined,
+        archived=snapshot.archived,
+        pauses=pauses,
     )
     if as_json:
         emit_json(answer.to_json())

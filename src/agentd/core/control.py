@@ -8,15 +8,18 @@ next day starts there. ``max_waiting`` stops a role taking new tasks while that 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from agentd.core.clock import format_timestamp, parse_timestamp
+from agentd.errors import StateInvalid
 
 ALL = "*"  # the role name of a pause that stops every role
+STATE_VERSION = 1  # of the project state's ``pauses`` key
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,9 @@ class Pause:
     by: str = ""
 
     def active(self, now: datetime) -> bool:
-        return self.since <= now and (self.until is None or now < self.until)
+        """In force from the moment it is written (``since`` is when, by the writer's clock, shown to people: a
+        reader whose clock is behind the writer's must not ignore it) until ``until``."""
+        return self.until is None or now < self.until
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,3 +122,60 @@ def may_take_new(waiting: int, max_waiting: int | None) -> bool:
 def expired(asked: datetime, expiry: float | None, now: datetime) -> bool:
     """Whether a question asked at ``asked`` has waited past ``expiry`` seconds."""
     return expiry is not None and (now - asked).total_seconds() >= expiry
+
+
+@dataclass(frozen=True)
+class ProjectState:
+    """The pauses in the project state (its other keys, such as automation's switches, are left as they are)."""
+
+    pauses: tuple[Pause, ...] = ()
+
+    def paused(self, role: str, pause: Pause) -> ProjectState:
+        """With ``pause`` replacing the role's own pause (``role`` may be ALL)."""
+        kept = tuple(p for p in self.pauses if p.role != role)
+        return ProjectState((*kept, pause))
+
+    def resumed(self, roles: list[str] | None) -> tuple[ProjectState, list[Pause]]:
+        """Without the pauses of ``roles`` (None: every pause); also returns the pauses removed."""
+        gone = [p for p in self.pauses if roles is None or p.role in roles]
+        return ProjectState(tuple(p for p in self.pauses if p not in gone)), gone
+
+    def pruned(self, now: datetime) -> ProjectState:
+        """Without the pauses that have ended."""
+        return ProjectState(tuple(p for p in self.pauses if p.until is None or now < p.until))
+
+    def pauses_for(self, role: str) -> Iterator[Pause]:
+        """The pauses that may stop ``role`` (its own and the one for every role)."""
+        return (pause for pause in self.pauses if pause.role in (role, ALL))
+
+
+def read_state(data: Mapping[str, Any], where: Path) -> ProjectState:
+    """The pauses of the project state ``data`` (as :meth:`agentd.store.base.Store.state` gives it); StateInvalid
+    naming ``where`` and the JSON path when they are not pauses."""
+    pauses = data.get("pauses", [])
+    if not isinstance(pauses, list):
+        raise StateInvalid(where, "$.pauses", "must be a list")
+    parsed = []
+    for index, item in enumerate(pauses):
+        at = f"$.pauses[{index}]"
+        if not isinstance(item, dict) or not isinstance(item.get("role"), str) or not item["role"]:
+            raise StateInvalid(where, at, "must be an object with a role")
+        try:
+            parsed.append(Pause.from_dict(item))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise StateInvalid(where, at, f"not a pause: {exc}") from None
+    return ProjectState(tuple(parsed))
+
+
+def change_state(
+    data: MutableMapping[str, Any], where: Path, edit: Callable[[ProjectState], ProjectState]
+) -> tuple[ProjectState, ProjectState]:
+    """Apply ``edit`` to the pauses in ``data`` (a transaction's :attr:`~agentd.store.base.Txn.state`); returns
+    (before, after). ``data`` is left untouched when the pauses do not change; else ``version`` and ``pauses`` are
+    written, every other key kept as it was."""
+    before = read_state(data, where)
+    after = edit(before)
+    if after != before:
+        data["version"] = STATE_VERSION
+        data["pauses"] = [pause.to_dict() for pause in after.pauses]
+    return before, after

@@ -6,12 +6,14 @@ It calls the very functions the daemon decides with (:func:`agentd.core.schedule
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from agentd.core import scheduler
+from agentd.core import control, scheduler
+from agentd.core.clock import format_timestamp
+from agentd.core.control import Pause
 from agentd.core.model import Task
 from agentd.core.scheduler import LeaseObservation, View
 from agentd.core.workflow import Role, Workflow
@@ -80,12 +82,14 @@ def explain(
     daemons: Mapping[str, bool],
     quarantined: Mapping[str, str] | None = None,
     archived: Mapping[str, str] | None = None,
+    pauses: Sequence[Pause] = (),
 ) -> Explanation:
     """Why ``task_id`` is or is not being claimed now. ``daemons`` says, per role, whether a daemon runs;
     ``quarantined`` maps each task with a problem of its own to that problem (the read's); ``archived`` the status
-    of each archived task (a dependency on one counts as that status)."""
+    of each archived task (a dependency on one counts as that status); ``pauses``: the project's pauses (people's,
+    commands', budgets')."""
     quarantined = quarantined or {}
-    answer = _explain(task_id, tasks, workflow, leases, queue_limits, now, daemons, quarantined, archived)
+    answer = _explain(task_id, tasks, workflow, leases, queue_limits, now, daemons, quarantined, archived, pauses)
     problem = quarantined.get(task_id)
     if problem is not None:
         if not any(step.rule == "quarantine" for step in answer.steps):
@@ -108,11 +112,23 @@ def _explain(
     daemons: Mapping[str, bool],
     quarantined: Mapping[str, str],
     archived: Mapping[str, str] | None = None,
+    pauses: Sequence[Pause] = (),
 ) -> Explanation:
     view = View.build(tasks, workflow, now, leases, quarantined=quarantined, archived=archived)
     task = view.by_id[task_id]
     for role in workflow.role_working_in(task.status):
         return _working(task, role, leases.get(task.id), now)
+    asker = workflow.roles.get(task.asked_by or "")
+    if asker is not None and task.status == asker.waiting and task.question is not None and not task.answered:
+        asked = task.asked_at
+        since = f" since {format_timestamp(asked)}" if asked else ""
+        text = f"waiting for an answer to: {task.question.get('text')} (asked by {asker.name}{since})"
+        steps = [Step("question", False, text)]
+        if asker.waiting_expiry is not None and asked is not None:
+            ends = format_timestamp(asked + timedelta(seconds=asker.waiting_expiry))
+            steps.append(Step("expiry", True, f"unanswered by {ends}, it goes to {asker.on_failure!r}"))
+        verdict = f"{text}; `agentd queue answer {task.id} TEXT` puts it back to {asker.name}"
+        return Explanation(task.id, task.status, asker.name, False, verdict, steps)
     claimers = workflow.role_claiming(task.status)
     if not claimers:
         if workflow.is_final(task.status):
@@ -134,7 +150,7 @@ def _explain(
         return Explanation(task.id, task.status, None, False, text, [Step("status", False, text)])
     best: Explanation | None = None
     for role in claimers:
-        answer = _for_role(task, role, view, queue_limits, daemons.get(role.name, False))
+        answer = _for_role(task, role, view, queue_limits, daemons.get(role.name, False), pauses)
         if answer.claimable or best is None:
             best = answer
         if answer.claimable:
@@ -143,7 +159,9 @@ def _explain(
     return best
 
 
-def _for_role(task: Task, role: Role, view: View, queue_limits: Mapping[str, int], running: bool) -> Explanation:
+def _for_role(
+    task: Task, role: Role, view: View, queue_limits: Mapping[str, int], running: bool, pauses: Sequence[Pause] = ()
+) -> Explanation:
     # The daemon's own per-task rules, in its order; a stale lease is a pass (it is recovered first).
     steps = []
     for check in scheduler.task_checks(task, role, view):
@@ -156,6 +174,16 @@ def _for_role(task: Task, role: Role, view: View, queue_limits: Mapping[str, int
     room = scheduler.wip_room(view.tasks, role, queue_limits, view.leases, view.now, view.quarantined)
     held = ", ".join(holders) or "none"
     steps.append(Step("wip", room > 0, f"WIP of {role.name}: {len(holders)}/{limit} (held by {held})"))
+    asking = [t for t in view.tasks if t.status == role.waiting and t.asked_by == role.name and not t.answered]
+    if role.max_waiting is not None:
+        full = not control.may_take_new(len(asking), role.max_waiting) and not task.answered
+        text = f"{len(asking)}/{role.max_waiting} of {role.name}'s tasks wait for answers (max_waiting)"
+        steps.append(Step("waiting", not full, text + ("; it takes no new task" if full else "")))
+    pause = control.pause_in_force(pauses, role.name, view.now)
+    if pause is not None:
+        until = f"until {format_timestamp(pause.until)}" if pause.until else "until `agentd resume`"
+        who = f" by {pause.by}" if pause.by else ""
+        steps.append(Step("pause", False, f"{role.name} is paused {until}{who}: {pause.reason or 'no reason given'}"))
     steps.append(
         Step("daemon", running, f"a {role.name} daemon is running" if running else f"no {role.name} daemon is running")
     )

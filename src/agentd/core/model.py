@@ -94,6 +94,23 @@ class Task:
     blocked_reason: Any = None
     parent: str | None = None
     repeats: int = 0  # consecutive successful runs that left it in a status its role claims ("repeat_runs")
+    question: Mapping[str, Any] | None = None  # the open or answered question its command asked (agentd's record)
+
+    @property
+    def answered(self) -> bool:
+        """Whether a person answered its question and the run that resumes it has not been recorded yet."""
+        return self.question is not None and isinstance(self.question.get("answer"), str)
+
+    @property
+    def asked_by(self) -> str | None:
+        """The role whose command asked its question."""
+        role = self.question.get("role") if self.question is not None else None
+        return role if isinstance(role, str) else None
+
+    @property
+    def asked_at(self) -> datetime | None:
+        """When its question was asked."""
+        return _time(self.question.get("asked_at")) if self.question is not None else None
 
     @classmethod
     def from_dict(cls, data: Any, *, index: int, path: str, parent: str | None = None) -> Task:
@@ -121,12 +138,14 @@ class Task:
             blocked_reason=data.get("blocked_reason"),
             parent=parent or _str(data.get("parent")) or _str(data.get("parent_task")),
             repeats=int(data.get("repeat_runs") or 0) if isinstance(data.get("repeat_runs"), int) else 0,
+            question=data.get("question") if isinstance(data.get("question"), dict) else None,
         )
 
     @property
-    def sort_key(self) -> tuple[int, int, int]:
-        """Priority first (lower first, missing last), then queue order."""
-        return (0 if self.priority is not None else 1, self.priority or 0, self.index)
+    def sort_key(self) -> tuple[int, int, int, int]:
+        """An answered question first (its person waits for the result), then priority (lower first, missing last),
+        then queue order."""
+        return (0 if self.answered else 1, 0 if self.priority is not None else 1, self.priority or 0, self.index)
 
 
 def walk(tasks: list[Any], path: str = "$.tasks", parent: str | None = None) -> list[tuple[str, Any, str | None]]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from agentd.core.clock import format_timestamp
+from agentd.core.clock import format_timestamp, parse_timestamp
 from agentd.core.model import Task
 from agentd.core.validate import find_cycle
 from agentd.core.workflow import Role, Workflow
@@ -364,6 +364,8 @@ class Kind(enum.StrEnum):
     STOPPED = "stopped"  # stopped because someone moved its task to a final status (cancelled it) while it ran
     NOT_STARTED = "not-started"  # agentd itself could not start the command (no descriptors, processes or memory)
     RECOVERED = "recovered"  # its lease went stale (the daemon died or hung)
+    ASKED = "asked"  # the command asked a person a question: the task waits for the answer (no attempt spent)
+    PAUSED = "paused"  # the command paused its role (a usage limit): the task goes back (no attempt spent)
 
 
 @dataclass(frozen=True)
@@ -376,6 +378,10 @@ class Outcome:
     status: str | None = None  # from a result file
     note: str | None = None
     fields: Mapping[str, Any] = field(default_factory=dict)
+    question: str | None = None  # ASKED: what the command asked
+    session: str | None = None  # the agent's session id (to resume it), from the result file or its output
+    pause_until: datetime | None = None  # PAUSED: until when (None: the role's pause_for)
+    usage: Mapping[str, float] = field(default_factory=dict)  # cost_usd and token counts, where reported
 
 
 def classify(
@@ -389,6 +395,17 @@ def classify(
     """Turn a process exit (and an optional result file) into an Outcome."""
     fields = dict((result or {}).get("fields") or {})
     note = (result or {}).get("note")
+    if result and result.get("question"):
+        return Outcome(Kind.ASKED, exit_code, signal, None, note, fields, question=str(result["question"]))
+    if result and isinstance(result.get("pause"), Mapping):
+        pause = result["pause"]
+        until = parse_timestamp(pause["until"]) if isinstance(pause.get("until"), str) else None
+        reason = pause.get("reason") if isinstance(pause.get("reason"), str) else None
+        return Outcome(
+            Kind.PAUSED, exit_code, signal, None, reason or note or "paused by its command", pause_until=until
+        )
+    if exit_code is not None and exit_code in role.pause_on_exit and not timed_out:
+        return Outcome(Kind.PAUSED, exit_code, signal, None, note or f"exit code {exit_code} (pause_on_exit)")
     if result and result.get("status"):
         return Outcome(Kind.RESULT, exit_code, signal, result["status"], note, fields)
     if timed_out:
@@ -426,6 +443,8 @@ def decide(task: Task, role: Role, outcome: Outcome, now: datetime, workflow: Wo
     if outcome.kind in (Kind.SUCCESS, Kind.EXIT_CODE, Kind.RESULT):
         status = role.on_success if outcome.kind is Kind.SUCCESS else str(outcome.status)
         patch["not_before"] = None
+        if task.question is not None:
+            patch["question"] = None  # answered and resumed: the exchange stays in its feedback list
         if task.attempts:
             patch["attempts"] = 0  # attempts count failures at one stage; the next stage starts afresh
         return _repeat_guard(task, role, status, patch, workflow)
@@ -435,6 +454,20 @@ def decide(task: Task, role: Role, outcome: Outcome, now: datetime, workflow: Wo
     if outcome.kind is Kind.NOT_STARTED:  # agentd's own failure, not the task's: no attempt spent
         patch.update(status_note=outcome.note or "not started: agentd could not start its command")
         return Decision(role.retry_status, patch, retry=True, note=patch["status_note"])
+    if outcome.kind is Kind.ASKED:  # a question for a person: it waits, the lease and WIP slot go (no attempt)
+        patch["not_before"] = None
+        patch["question"] = {
+            "role": role.name,
+            "attempt": task.attempts + 1,
+            "text": outcome.question,
+            "session": outcome.session,
+            "asked_at": format_timestamp(now),
+        }
+        patch["status_note"] = f"waiting for an answer: {outcome.question}"
+        return Decision(role.waiting, patch, note=patch["status_note"])
+    if outcome.kind is Kind.PAUSED:  # the role pauses (a usage limit): the task goes back unspent
+        patch["status_note"] = f"paused: {outcome.note}"
+        return Decision(role.retry_status, patch, retry=True, note=patch["status_note"])
     if outcome.kind is Kind.STOPPED:  # moved to a final status, then back by hand before the run ended: no attempt
         patch.update(status_note=outcome.note or "stopped: its task was moved to a final status while it ran")
         return Decision(role.retry_status, patch, retry=True, note=patch["status_note"])
@@ -442,6 +475,8 @@ def decide(task: Task, role: Role, outcome: Outcome, now: datetime, workflow: Wo
     cause = describe(outcome)
     if failures >= role.max_attempts:
         patch.update(attempts=failures, not_before=None)
+        if task.question is not None:
+            patch["question"] = None
         patch["status_note"] = f"gave up after {failures} attempt{'s' * (failures != 1)}: {cause}"
         if workflow is not None and workflow.unblock is not None and role.on_failure == workflow.unblock.from_status:
             patch["blocked_reason"] = f"failed {failures} attempt{'s' * (failures != 1)} ({cause})"

@@ -10,15 +10,19 @@ from datetime import datetime
 from typing import Any
 
 from agentd.core import scheduler
+from agentd.core.clock import format_timestamp
+from agentd.core.duration import format_duration
 from agentd.core.model import Task
 from agentd.core.scheduler import Decision, Kind, Outcome
 from agentd.core.workflow import Role, Workflow
+from agentd.errors import Conflict
 
 
 def apply_patch(raw: dict[str, Any], patch: Mapping[str, Any]) -> None:
-    """Merge a decision's fields into a task; ``not_before: None`` and ``repeat_runs: None`` remove the key."""
+    """Merge a decision's fields into a task; ``not_before``, ``repeat_runs`` and ``question`` set to None remove
+    the key."""
     for key, value in patch.items():
-        if key in ("not_before", "repeat_runs") and value is None:
+        if key in ("not_before", "repeat_runs", "question") and value is None:
             raw.pop(key, None)
         else:
             raw[key] = value
@@ -66,10 +70,49 @@ def complete(
     decision = scheduler.decide(task, role, outcome, now, workflow)
     raw["status"] = decision.status
     apply_patch(raw, decision.patch)
+    if isinstance(decision.patch.get("question"), dict):
+        raw["question"] = {**decision.patch["question"], "token": token}  # who asked: role, attempt, token
     raw["lease"] = None
     if last_run is not None:
         raw["last_run"] = {**last_run, "next_status": decision.status}
     return decision
+
+
+def answer(raw: dict[str, Any], task_id: str, text: str, by: str, now: datetime, workflow: Workflow) -> str:
+    """Record a person's answer to the task's open question and put it back where the role that asked claims it
+    (first in that role's order); returns that status. Conflict when it has no open question."""
+    question = raw.get("question")
+    status = raw.get("status")
+    if not isinstance(question, dict) or not isinstance(question.get("text"), str):
+        raise Conflict(task_id, f"it has no open question (status {status!r})")
+    if isinstance(question.get("answer"), str):
+        raise Conflict(task_id, "its question is already answered; the answer waits for its run")
+    asker = workflow.roles.get(str(question.get("role")))
+    if asker is None:
+        raise Conflict(task_id, f"the role that asked, {question.get('role')!r}, is not in the workflow")
+    if status != asker.waiting:
+        raise Conflict(task_id, f"it is {status!r}, not waiting in {asker.waiting!r} for an answer")
+    at = format_timestamp(now)
+    feedback = raw.get("feedback")
+    entry = {"question": question["text"], "answer": text, "by": by, "at": at}
+    raw["feedback"] = [*feedback, entry] if isinstance(feedback, list) else [entry]
+    raw["question"] = {**question, "answer": text, "answered_by": by, "answered_at": at}
+    raw["status"] = asker.retry_status
+    raw["status_note"] = f"answered by {by}; resumes"
+    return asker.retry_status
+
+
+def expire(raw: dict[str, Any], role: Role, now: datetime, workflow: Workflow) -> str:
+    """A question unanswered past the role's ``waiting_expiry``: the task goes to ``on_failure`` with a note."""
+    question = raw.get("question")
+    text = question.get("text") if isinstance(question, dict) else None
+    note = f"no answer within {format_duration(role.waiting_expiry or 0)} to: {text}"
+    raw["status"] = role.on_failure
+    raw["status_note"] = note
+    raw.pop("question", None)
+    if workflow.unblock is not None and role.on_failure == workflow.unblock.from_status:
+        raw["blocked_reason"] = note
+    return note
 
 
 def requeue(raw: dict[str, Any], task: Task, role: Role, cause: str, now: datetime, workflow: Workflow) -> Decision:

@@ -46,6 +46,14 @@ class Role:
     kill_after: float = 5.0
     allow_loop: bool = False  # on_success may be a status this role claims (it means to run tasks again)
     max_repeats: int = 10  # consecutive successes leaving a task where this role claims it, then on_failure
+    waiting: str = "needs_feedback"  # where a task waits after its command asked a question
+    resume_command: tuple[str, ...] | None = None  # run instead of command when resuming an answered question
+    max_waiting: int | None = None  # with this many of its tasks waiting for answers, the role takes no new task
+    waiting_expiry: float | None = None  # s a question may wait; then the task goes to on_failure
+    pause_on_exit: tuple[int, ...] = ()  # exit codes that pause the role (a usage limit): no attempt spent
+    pause_for: float = 3600.0  # s a role pauses itself for when its command gives no time
+    budget_usd_per_day: float | None = None  # spend per day (in the project's time zone) that pauses the role
+    output: str | None = None  # an output adapter reading the command's own output (claude-json)
 
     @property
     def retry_status(self) -> str:
@@ -54,7 +62,7 @@ class Role:
 
     def statuses(self) -> set[str]:
         """Every status this role reads or writes."""
-        return {*self.claims, self.working, self.on_success, self.on_failure, *self.outcomes.values()}
+        return {*self.claims, self.working, self.on_success, self.on_failure, self.waiting, *self.outcomes.values()}
 
     def accepts_type(self, task_type: object) -> bool:
         """Whether the role's type filter lets a task of this type through."""

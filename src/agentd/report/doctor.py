@@ -20,9 +20,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from agentd import actions
 from agentd.config import CONFIG_NAME, Config
-from agentd.core import command, scheduler
-from agentd.core.clock import SystemClock, boottime
+from agentd.core import command, control, scheduler
+from agentd.core.clock import SystemClock, boottime, format_timestamp
 from agentd.core.model import Task, valid_task_id
 from agentd.core.scheduler import LeaseObservation
 from agentd.errors import AgentdError, QueueInvalid, display_path
@@ -321,9 +322,14 @@ def _status_findings(config: Config, tasks: list[Task], settings: str, out: list
     workflow = config.workflow
     waiting: dict[str, list[str]] = {}
     unblock_from = workflow.unblock.from_status if workflow.unblock is not None else None
+    asking: list[str] = []
     for task in tasks:
         status = task.status
         if workflow.role_claiming(status) or workflow.role_working_in(status) or workflow.is_final(status):
+            continue
+        asker = workflow.roles.get(task.asked_by or "")
+        if asker is not None and status == asker.waiting and not task.answered:
+            asking.append(task.id)  # waits for a person, not forgotten
             continue
         if status != unblock_from:
             waiting.setdefault(status, []).append(task.id)
@@ -334,6 +340,30 @@ def _status_findings(config: Config, tasks: list[Task], settings: str, out: list
         message = f"{len(ids)} task(s) in status {stuck!r} are never picked up ({listed}): no role claims it{unknown}"
         fix = f"add {stuck!r} to a role's claims in {settings}, or move them: `agentd queue set-status {ids[0]} STATUS`"
         out.append(Finding("warning", "never-picked-up", message, fix, subject=stuck))
+    if asking:
+        message = f"{len(asking)} task(s) wait for an answer to their question ({', '.join(asking)})"
+        fix = f"`agentd queue waiting` lists the questions; `agentd queue answer {asking[0]} TEXT` answers one"
+        out.append(Finding("info", "waiting-for-answers", message, fix, subject=asking[0]))
+
+
+def _pause_findings(store: Store, now: datetime, out: list[Finding]) -> None:
+    """Pauses in force (people's, commands', budgets'), and a state file that cannot be read."""
+    try:
+        pauses = actions.project_state(store).pauses
+    except (AgentdError, OSError) as exc:
+        where = actions.state_where(store)
+        fix = f"fix or remove {display_path(where)} (it holds only pauses)"
+        out.append(Finding("error", "state-invalid", str(exc), fix, subject=str(where)))
+        return
+    for pause in pauses:
+        if not pause.active(now):
+            continue
+        who = "every role" if pause.role == control.ALL else pause.role
+        until = f"until {format_timestamp(pause.until)}" if pause.until else "until resumed"
+        by = f" by {pause.by}" if pause.by else ""
+        message = f"{who} is paused {until}{by}: {pause.reason or 'no reason given'}; it claims nothing"
+        fix = f"agentd resume {'' if pause.role == control.ALL else pause.role}".strip()
+        out.append(Finding("info", "paused", message, fix, subject=pause.role))
 
 
 def _pid_findings(store: Store, now: datetime, out: list[Finding]) -> None:
@@ -401,6 +431,25 @@ def _log_findings(config: Config, limit: int, out: list[Finding]) -> None:
         out.append(Finding("info", "logs-size", shown, subject=str(folder)))
 
 
+def _workspace_findings(config: Config, queue: _Queue, out: list[Finding]) -> None:
+    """Worktree mode: git and the base branch are there; worktrees whose task is gone (a safe fix removes them)."""
+    if not config.workspaces.enabled:
+        return
+    from agentd.workspaces import inventory
+
+    trouble = inventory.problems(config)
+    for code, message, how in trouble:
+        out.append(Finding("error", code, message, how, subject=str(config.root)))
+    if trouble or queue.tasks is None:
+        return
+    statuses = {task.id: task.status for task in queue.tasks}
+    for entry in inventory.inventory(config, statuses, sizes=False):
+        if entry.status is None:
+            where = display_path(entry.path)
+            message = f"the worktree {where} belongs to task {entry.task_id}, which is not in the queue"
+            out.append(Finding("warning", "workspace-orphan", message, "agentd workspace clean", True, entry.task_id))
+
+
 def diagnose(
     config: Config, now: datetime, *, mount_table: str | None = None, log_limit: int = LOG_LIMIT
 ) -> list[Finding]:
@@ -419,8 +468,10 @@ def diagnose(
     _lease_dir_findings(config, store, queue, now, found)
     _workflow_findings(config, queue, found)
     _pid_findings(store, now, found)
+    _pause_findings(store, now, found)
     _filesystem_findings(config, mount_table, found)
     _log_findings(config, log_limit, found)
+    _workspace_findings(config, queue, found)
     return sorted(found, key=lambda finding: SEVERITIES.index(finding.severity))
 
 
@@ -485,4 +536,10 @@ def fix(config: Config, findings: Iterable[Finding], now: datetime) -> list[str]
     for finding in safe:
         if finding.code == "dead-pid-file" and finding.subject:
             done.append(remove_dead_pid_file(Path(finding.subject)))
+    orphans = [finding.subject for finding in safe if finding.code == "workspace-orphan" and finding.subject]
+    if orphans:
+        from agentd.workspaces import inventory
+
+        entries = [e for e in inventory.inventory(config, {}, sizes=False) if e.task_id in orphans]
+        done += inventory.clean(config, entries)
     return done

@@ -6,21 +6,24 @@ One plain data structure (also the ``--json`` output); the CLI renders it as ric
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from agentd import actions
 from agentd.config import Config
-from agentd.core import scheduler
+from agentd.core import control, scheduler
 from agentd.core.clock import boottime, format_timestamp
 from agentd.core.model import Task
 from agentd.core.scheduler import LeaseObservation, View
 from agentd.errors import AgentdError
 from agentd.hostinfo import boot_id
+from agentd.report import usage
 from agentd.service import background as service
 from agentd.store import open_store
 from agentd.store.base import Probe, Store
 from agentd.store.file.pidfile import probe, role_of, silence
+from agentd.workspaces import settings as workspaces
 
 
 def _seconds(delta: float | None) -> float | None:
@@ -28,7 +31,12 @@ def _seconds(delta: float | None) -> float | None:
 
 
 def _running_tasks(
-    role: str, pid: int | None, leases: Mapping[str, LeaseObservation], by_id: Mapping[str, Task], now: datetime
+    role: str,
+    pid: int | None,
+    leases: Mapping[str, LeaseObservation],
+    by_id: Mapping[str, Task],
+    now: datetime,
+    branch: Callable[[str], str | None] = lambda _task_id: None,
 ) -> list[dict[str, Any]]:
     out = []
     for task_id, lease in sorted(leases.items()):
@@ -41,6 +49,7 @@ def _running_tasks(
                 "title": task.title if task else None,
                 "attempt": (task.attempts + 1) if task else None,
                 "token": lease.token,
+                "branch": branch(task_id),
                 "runtime_s": _seconds((now - lease.acquired).total_seconds()) if lease.acquired else None,
                 "heartbeat_age_s": _seconds(
                     lease.beat_age
@@ -54,8 +63,15 @@ def _running_tasks(
     return out
 
 
-def build(config: Config, probes: list[Probe], now: datetime, store: Store | None = None) -> dict[str, Any]:
-    """Everything the dashboard shows, as plain data (``store``: a long-lived one reuses unchanged tasks)."""
+def build(
+    config: Config,
+    probes: list[Probe],
+    now: datetime,
+    store: Store | None = None,
+    spend: usage.Tally | None = None,
+) -> dict[str, Any]:
+    """Everything the dashboard shows, as plain data (``store``: a long-lived one reuses unchanged tasks; ``spend``:
+    a long-lived tally reads only what the journal gained since)."""
     store = store or open_store(config)
     queue_error = None
     tasks: list[Task] = []
@@ -80,6 +96,12 @@ def build(config: Config, probes: list[Probe], now: datetime, store: Store | Non
         leases = {}
     by_id = {task.id: task for task in tasks}
     view = View.build(tasks, config.workflow, now, leases, quarantined=quarantined, archived=archived)
+    raw_of = snapshot.task if tasks else (lambda _task_id: None)
+
+    def branch(task_id: str) -> str | None:
+        parent = lambda t: getattr(by_id.get(t), "parent", None)  # noqa: E731
+        return workspaces.branch_of(config.workspaces, task_id, parent, lambda t: (raw_of(t) or {}).get("workspace"))
+
     roles = []
     for seen in probes:
         role_name, instance = role_of(seen.path)
@@ -100,7 +122,7 @@ def build(config: Config, probes: list[Probe], now: datetime, store: Store | Non
                 "log": seen.info.log if running and seen.info else None,
                 "wip": len(scheduler.holders(tasks, role, leases, now, quarantined)) if not queue_error else None,
                 "wip_limit": scheduler.wip_limit(role, limits) if limits_known or role.wip is not None else None,
-                "tasks": _running_tasks(role_name, pid, leases, by_id, now),
+                "tasks": _running_tasks(role_name, pid, leases, by_id, now, branch),
                 "next": {"id": upcoming[0].id, "title": upcoming[0].title} if upcoming else None,
                 "stale_pid_file": seen.stale,
                 "pid_file_error": seen.error,
@@ -119,6 +141,7 @@ def build(config: Config, probes: list[Probe], now: datetime, store: Store | Non
         if t.status in failing and t.blocked_reason
     ]
     return {
+        **_control(config, store, tasks, now, spend or usage.Tally(config.state_dir / "events.jsonl")),
         "generated_at": format_timestamp(now),
         "queue": str(config.queue_path),
         "queue_error": queue_error,
@@ -127,6 +150,44 @@ def build(config: Config, probes: list[Probe], now: datetime, store: Store | Non
         "backing_off": backing_off,
         "failed": failed,
         "quarantined": [{"id": task_id, "problem": problem} for task_id, problem in quarantined.items()],
+    }
+
+
+def _control(config: Config, store: Store, tasks: list[Task], now: datetime, tally: usage.Tally) -> dict[str, Any]:
+    """Pauses in force, questions waiting for answers, and each role's spend today (in the project's time zone)."""
+    try:
+        pauses = [p for p in actions.project_state(store).pauses if p.active(now)]
+        state_error = None
+    except (AgentdError, OSError) as exc:
+        pauses, state_error = [], str(exc)
+    waiting = []
+    for task in tasks:
+        role = config.roles.get(task.asked_by or "")
+        if role is not None and task.status == role.waiting and not task.answered and task.question is not None:
+            asked = task.asked_at
+            waiting.append(
+                {
+                    "id": task.id,
+                    "role": role.name,
+                    "question": task.question.get("text"),
+                    "since": format_timestamp(asked) if asked else None,
+                }
+            )
+    start, end = control.day_bounds(now, config.timezone)
+    try:
+        records = tally.update(start)
+    except OSError:
+        records = []
+    spend = {}
+    for name, role in config.roles.items():
+        spent = control.spend(records, name, start, end)
+        if spent or role.budget_usd_per_day is not None:
+            spend[name] = {"cost_usd": round(spent, 4), "budget_usd": role.budget_usd_per_day}
+    return {
+        "paused": [p.to_dict() for p in sorted(pauses, key=lambda p: p.role)],
+        "state_error": state_error,
+        "waiting": sorted(waiting, key=lambda w: w["since"] or ""),
+        "spend_today": spend,
     }
 
 

@@ -23,26 +23,29 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
 
+from agentd import actions, faults
 from agentd import config as config_mod
-from agentd import faults
 from agentd.config import Config
-from agentd.core import command, scheduler
-from agentd.core.clock import Clock, SystemClock
+from agentd.core import command, control, scheduler
+from agentd.core.clock import Clock, SystemClock, format_timestamp
+from agentd.core.control import Pause
 from agentd.core.model import valid_task_id
 from agentd.core.scheduler import Decision, Kind, Outcome
 from agentd.core.validate import Finding
 from agentd.core.workflow import Role
 from agentd.errors import AgentdError, ConfigError, ExitCode, FileAccessError
+from agentd.report import usage
 from agentd.run.dispatch import Claim, Dispatcher, PassResult
 from agentd.run.execution import Executor, Running, start_room
 from agentd.run.runner import ExitInfo, TaskProcess
 from agentd.service import notify
 from agentd.store import open_store
 from agentd.store.base import Registration, Store, Watching
+from agentd.workspaces.janitor import Janitor
 
 log = logging.getLogger("agentd.daemon")
 
@@ -139,8 +142,11 @@ class Daemon:
         self.clock: Clock = clock or SystemClock()
         self.store: Store = open_store(config, clock=self.clock)
         self.journal = self.store.journal(role, log)
+        self.journal_path = config.state_dir / "events.jsonl"
         self.executor = Executor(config, self.role, self.clock)
         self.dispatcher = Dispatcher(config, self.role, self.store, self.executor, self.clock, instance)
+        # worktree mode: removals and repairs, off the loop
+        self.janitor = Janitor.for_config(config, self.journal, self.store)
         self.running: dict[str, Running] = {}
         self.failed: set[str] = set()  # tasks whose latest run here failed (a later success clears them)
         self._ended: queue_mod.SimpleQueue[tuple[str, int, ExitInfo]] = queue_mod.SimpleQueue()
@@ -171,6 +177,9 @@ class Daemon:
         self._fd_room: int | None = None  # how many more tasks the descriptor limit lets this daemon start
         self._fd_capped = False  # the descriptor limit holds this daemon under its WIP limit (reported once)
         self._quarantine: dict[tuple[str, str], Finding] = {}  # (task, problem) reported as quarantined
+        self._pause: Pause | None = None  # the pause that stops this role claiming, as last read
+        self._state_error: str | None = None  # why the project's state file could not be read (reported once)
+        self._spend = usage.Tally(self.journal_path)  # costed runs today, read from the journal as it grows
 
     # -- wake-ups ------------------------------------------------------------------------------------------------------
 
@@ -292,6 +301,8 @@ class Daemon:
         """This daemon's own limit on new claims (its --concurrency, and none after --once's pass or a stop)."""
         if not self._claiming or self._stop_requests or self.clock.monotonic() < self._claim_pause_until:
             return 0
+        if self._pause is not None:
+            return 0
         self._fd_room = start_room()  # never claim more than the descriptor limit lets this daemon start
         if self._fd_room == 0 and len(self.running) == len(done):
             self._fd_room = 1  # with nothing running, one try (a failure costs the task nothing, and pauses claims)
@@ -303,6 +314,8 @@ class Daemon:
     def _pass(self, report: TickReport, done: list[Running], *, look: bool) -> None:
         """Record ended runs and, when due, recover, unblock and claim — all in one queue transaction."""
         held = set(self.running)
+        if look:
+            self._read_state()
         cap = self._room_cap(done) if look else 0
         if look:
             self._dirty = False  # cleared first: an event during the pass asks for another
@@ -315,6 +328,8 @@ class Daemon:
         result = self.dispatcher.run(done, held, cap)
         if look:
             self._after_look(report, result)
+        if self.janitor is not None:
+            self.janitor.after_pass(result.finished, result.recovered)
         for run, decided in result.finished:
             del self.running[run.task_id]
             run.held.release()
@@ -354,6 +369,15 @@ class Daemon:
         for task_id in result.unblocked:
             report.unblocked.append(task_id)
             self.journal.emit("unblocked", f"unblocked {task_id}: every dependency is done", task=task_id)
+        for task_id, note in result.expired:
+            report.unblocked.append(task_id)  # a change this pass made: look again
+            self.journal.emit(
+                "waiting-expired",
+                f"{task_id}: {note}; it goes to {self.role.on_failure}",
+                level=logging.WARNING,
+                task=task_id,
+                status=self.role.on_failure,
+            )
         if result.claims:
             faults.point("claim.after-queue-write")
         for claim in result.claims:
@@ -367,11 +391,107 @@ class Daemon:
             )
             self._start(claim)
 
+    # -- pauses and budgets --------------------------------------------------------------------------------------------
+
+    def _read_state(self) -> None:
+        """Read the project's state (pauses): a bad file is reported once and the last good pauses kept."""
+        try:
+            state = actions.project_state(self.store)
+        except (AgentdError, OSError) as exc:
+            message = str(exc)
+            if message != self._state_error:
+                self._state_error = message
+                log.error("cannot read the project state (keeping the pauses last read): %s", message)
+            return
+        if self._state_error is not None:
+            self._state_error = None
+            log.info("the project state reads again")
+        now = self.clock.now()
+        pause = control.pause_in_force(state.pauses, self.role_name, now)
+        if pause != self._pause:
+            if pause is not None:
+                until = f"until {format_timestamp(pause.until)}" if pause.until else "until resumed"
+                log.info("%s is paused %s (%s): claiming nothing", self.role_name, until, pause.reason or "no reason")
+            else:
+                log.info("%s is no longer paused: claiming again", self.role_name)
+        self._pause = pause
+
+    def _pause_role(self, task_id: str, outcome: Outcome) -> None:
+        """A command paused its own role (a usage limit): until its time, else for the role's ``pause_for``."""
+        now = self.clock.now()
+        until = outcome.pause_until or now + timedelta(seconds=self.role.pause_for)
+        if until <= now:
+            return
+        pause = control.Pause(self.role_name, now, until, outcome.note or "paused by its command", f"task {task_id}")
+        where = actions.state_where(self.store)
+        try:
+            self.store.transaction(
+                lambda txn: control.change_state(txn.state, where, lambda state: state.paused(pause.role, pause))
+            )
+        except (AgentdError, OSError) as exc:
+            log.error("cannot pause %s: %s", self.role_name, exc)
+            return
+        self._pause = pause
+        self.journal.emit(
+            "paused",
+            f"{self.role_name} paused until {format_timestamp(until)} by {task_id}: {pause.reason}",
+            task=task_id,
+            until=format_timestamp(until),
+            reason=pause.reason,
+            by=pause.by,
+        )
+
+    def _check_budget(self) -> None:
+        """After a run that cost money: the role's spend today (from the journal) against its budget; reached, the
+        role pauses until the next day starts in the project's time zone."""
+        limit = self.role.budget_usd_per_day
+        if limit is None:
+            return
+        now = self.clock.now()
+        start, _end = control.day_bounds(now, self.config.timezone)
+        try:
+            records = [r for r in self._spend.update(start) if r[1] == self.role_name]
+        except OSError as exc:
+            log.warning("cannot read the journal for the budget: %s", exc)
+            return
+        pause = control.budget_pause(self.role_name, limit, records, now, self.config.timezone)
+        if pause is None:
+            return
+
+        def put(state: control.ProjectState) -> control.ProjectState:
+            current = next((p for p in state.pauses if p.role == self.role_name), None)
+            if current is not None and (current.until is None or (pause.until and current.until >= pause.until)):
+                return state  # already paused at least as long (a peer saw it first)
+            return state.paused(self.role_name, pause)
+
+        try:
+            where = actions.state_where(self.store)
+            before, after = self.store.transaction(lambda txn: control.change_state(txn.state, where, put))
+        except (AgentdError, OSError) as exc:
+            log.error("cannot pause %s for its budget: %s", self.role_name, exc)
+            return
+        self._pause = control.pause_in_force(after.pauses, self.role_name, now)
+        if before != after:
+            assert pause.until is not None
+            self.journal.emit(
+                "budget-reached",
+                f"{self.role_name}: {pause.reason}; paused until {format_timestamp(pause.until)}",
+                level=logging.WARNING,
+                until=format_timestamp(pause.until),
+                limit=limit,
+                reason=pause.reason,
+            )
+
     def _after_look(self, report: TickReport, seen: PassResult) -> None:
         """Remember what a look at the queue found: what is left to claim, when a backoff ends, WIP changes."""
-        report.claimable_left = seen.claimable_left
-        self._claimable_left = seen.claimable_left
-        self._next_wake = min(seen.waits) if seen.waits else None
+        # A paused role has nothing to do until the pause ends (--drain ends; a budget pause may last a day).
+        left = 0 if self._pause is not None else seen.claimable_left
+        report.claimable_left = left
+        self._claimable_left = left
+        timers = [*seen.waits, *seen.timers]
+        if self._pause is not None and self._pause.until is not None:
+            timers.append(self._pause.until)
+        self._next_wake = min(timers) if timers else None
         self._log_wip(seen)
         self._log_fd_cap(seen)
         for task_id, status in seen.stop:
@@ -451,7 +571,8 @@ class Daemon:
         self._quarantine = now
 
     def _start(self, claim: Claim) -> None:
-        run = self.executor.start(claim.task_id, claim.held, claim.raw, self._on_exit(claim.task_id, claim.held.token))
+        on_exit = self._on_exit(claim.task_id, claim.held.token)
+        run = self.executor.start(claim.task_id, claim.held, claim.raw, on_exit, claim.workspace)
         self.running[claim.task_id] = run
         if run.proc is None:
             if run.not_started is not None:
@@ -499,7 +620,23 @@ class Daemon:
             exit_code=outcome.exit_code,
             status=result.status,
             duration=round(took, 3),
+            **({"usage": dict(outcome.usage)} if outcome.usage else {}),
+            **({"cost_usd": outcome.usage["cost_usd"]} if "cost_usd" in outcome.usage else {}),
         )
+        if outcome.kind is Kind.ASKED and not result.stood:
+            self.journal.emit(
+                "question-asked",
+                f"{run.task_id} asks: {outcome.question} (waits in {result.status})",
+                task=run.task_id,
+                token=run.token,
+                question=outcome.question,
+                session=outcome.session,
+                status=result.status,
+            )
+        if outcome.kind is Kind.PAUSED:
+            self._pause_role(run.task_id, outcome)
+        if "cost_usd" in outcome.usage:
+            self._check_budget()
         if result.looped:
             self.journal.emit(
                 "hot-loop",
@@ -660,6 +797,8 @@ class Daemon:
             timeout = min(timeout, max(0.0, (self._next_wake - self.clock.now()).total_seconds()))
         if self._claim_pause_until > mono:
             timeout = min(timeout, self._claim_pause_until - mono)
+        if self._pause is not None and self._pause.until is not None:
+            timeout = min(timeout, max(0.0, (self._pause.until - self.clock.now()).total_seconds()))
         return max(0.0, timeout)
 
     # -- the loop ------------------------------------------------------------------------------------------------------
@@ -731,12 +870,16 @@ class Daemon:
         if unknown:
             log.warning("%s", command.describe_unknown(self.role, unknown))
         self.executor.prune_logs()
+        if self.janitor is not None:
+            self.janitor.start()
         self.start_heartbeats()
         notify.ready()
         try:
             code = self._loop(mode)
         finally:
             notify.stopping()
+            if self.janitor is not None:
+                self.janitor.stop()
             self.stop_heartbeats()
             if self._watcher is not None:
                 self._watcher.stop()

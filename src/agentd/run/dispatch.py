@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from agentd import faults
 from agentd.config import Config
-from agentd.core import scheduler, transitions
+from agentd.core import control, scheduler, transitions
 from agentd.core.clock import Clock
 from agentd.core.model import Task, refreshed
 from agentd.core.scheduler import Decision, LeaseObservation, View
@@ -26,6 +26,7 @@ from agentd.core.workflow import Role
 from agentd.run import recovery
 from agentd.run.execution import Executor, Running
 from agentd.store.base import HeldLease, Snapshot, Store, Txn, new_record
+from agentd.workspaces import settings as workspaces
 
 log = logging.getLogger("agentd.daemon")
 
@@ -37,6 +38,7 @@ class Claim:
     task_id: str
     held: HeldLease
     raw: dict[str, Any]
+    workspace: str | None = None  # whose worktree it runs in (worktree mode: a subtask shares its parent's)
 
 
 @dataclass
@@ -56,6 +58,8 @@ class PassResult:
     waits: list[datetime] = field(default_factory=list)  # not_before of the role's tasks backing off
     stop: list[tuple[str, str]] = field(default_factory=list)  # (task, status): runs here whose task was cancelled
     quarantined: dict[str, Finding] = field(default_factory=dict)  # the read's quarantined tasks (see Snapshot)
+    expired: list[tuple[str, str]] = field(default_factory=list)  # (task, note): questions unanswered too long
+    timers: list[datetime] = field(default_factory=list)  # when a waiting question of the role expires
 
     @property
     def claimable_left(self) -> int:
@@ -67,6 +71,16 @@ class PassResult:
             self.claimable = self.recount()
             self.recount = None
         return self.claimable
+
+
+def _field(txn: Txn) -> Callable[[str], Any]:
+    """A task's ``workspace`` field, as written."""
+    return lambda task_id: (txn.task(task_id) or {}).get("workspace")
+
+
+def waiting_for_answers(tasks: list[Task], role: Role) -> list[Task]:
+    """The tasks whose question ``role``'s command asked and nobody has answered yet."""
+    return [t for t in tasks if t.status == role.waiting and t.asked_by == role.name and not t.answered]
 
 
 class Dispatcher:
@@ -132,7 +146,11 @@ class Dispatcher:
         if room_cap is not None:
             room = max(0, min(room, room_cap))
         recount = None
-        if count or room > 0:
+        limited = self.role.max_waiting is not None or self.role.waiting_expiry is not None
+        asking = waiting_for_answers(tasks, self.role) if limited else []  # a pass over every task: only if used
+        if not control.may_take_new(len(asking), self.role.max_waiting):
+            claimable = len(self._eligible(view, len(asking)))  # answered ones only: few, counted always
+        elif count or room > 0:
             claimable = len(scheduler.claimable(self.role, view))
         else:
             claimable = int(scheduler.any_claimable(self.role, view))
@@ -142,6 +160,10 @@ class Dispatcher:
             for t in view.tasks
             if t.status in self.role.claims and t.not_before and t.not_before > view.now
         ]
+        expiry = self.role.waiting_expiry
+        timers = []
+        if expiry is not None:
+            timers = [asked + timedelta(seconds=expiry) for t in asking if (asked := t.asked_at) is not None]
         return PassResult(
             claimable=claimable,
             recount=recount,
@@ -149,7 +171,26 @@ class Dispatcher:
             busy=len(scheduler.holders(view.tasks, self.role, view.leases, view.now, view.quarantined)),
             limit=scheduler.wip_limit(self.role, limits),
             waits=waits,
+            timers=timers,
         )
+
+    def _eligible(self, view: View, waiting: int) -> list[Task]:
+        """What the role may claim now, best first: with ``max_waiting`` of its tasks waiting for answers, only
+        answered ones (it resumes them, and takes nothing new)."""
+        found = scheduler.claimable(self.role, view)
+        if control.may_take_new(waiting, self.role.max_waiting):
+            return found
+        return [task for task in found if task.answered]
+
+    def _expired(self, tasks: list[Task], now: datetime) -> list[Task]:
+        """The role's questions unanswered past its ``waiting_expiry``."""
+        if self.role.waiting_expiry is None:
+            return []
+        return [
+            task
+            for task in waiting_for_answers(tasks, self.role)
+            if (asked := task.asked_at) is not None and control.expired(asked, self.role.waiting_expiry, now)
+        ]
 
     def needed(self, held: set[str], room_cap: int | None) -> tuple[bool, PassResult]:
         """Without the lock: is there anything to recover, unblock or claim? (Most wake-ups find nothing.)"""
@@ -166,7 +207,8 @@ class Dispatcher:
         seen_now.quarantined = snapshot.quarantined
         stale = self._plan(tasks, seen, now, held | set(snapshot.quarantined))
         unblock = scheduler.to_unblock(self.config.workflow, view)
-        return bool(stale or unblock or (seen_now.claimable and seen_now.room > 0)), seen_now
+        expired = self._expired(tasks, now)
+        return bool(stale or unblock or expired or (seen_now.claimable and seen_now.room > 0)), seen_now
 
     def run(self, done: list[Running], held: set[str], room_cap: int | None) -> PassResult:
         """The pass's one transaction; lease files of finished runs are released by the caller afterwards."""
@@ -210,11 +252,17 @@ class Dispatcher:
                     raw["status"] = rule.to_status
                     result.unblocked.append(task.id)
             tasks = refreshed(tasks, txn.task, result.unblocked)
+            for task in self._expired(tasks, now):
+                raw = txn.task(task.id)
+                if raw is not None and task.id not in txn.snapshot.quarantined:
+                    result.expired.append((task.id, transitions.expire(raw, self.role, now, self.config.workflow)))
+            tasks = refreshed(tasks, txn.task, (task_id for task_id, _ in result.expired))
             view = self._view(tasks, seen, now, txn.snapshot)
             measured = self._measure(txn.snapshot.data, tasks, view, room_cap)
             result.claimable, result.recount = measured.claimable, measured.recount
             result.room, result.busy = measured.room, measured.busy
             result.limit, result.waits = measured.limit, measured.waits
+            result.timers = measured.timers
             if result.room > 0:
                 result.claims = self._claim_all(txn, view, result.room, acquired, now, held)
             result.stop = scheduler.to_stop(tasks, self.config.workflow, held - {run.task_id for run in done})
@@ -239,7 +287,8 @@ class Dispatcher:
     ) -> list[Claim]:
         # Never a task this daemon still runs (its lease broken by a peer that judged it hung, a queue reverted by
         # hand): one daemon runs a task once at a time, and its own record of the run must not be overwritten.
-        chosen = [task for task in scheduler.claimable(self.role, view) if task.id not in running][:room]
+        waiting = len(waiting_for_answers(view.tasks, self.role)) if self.role.max_waiting is not None else 0
+        chosen = [task for task in self._eligible(view, waiting) if task.id not in running][:room]
         fresh = [task for task in chosen if task.id not in acquired]
         records = {task.id: txn.read_lease(task.id) for task in fresh}
         floors = [transitions.next_token(t, r.token if (r := records[t.id]) else None) - 1 for t in fresh]
@@ -262,7 +311,10 @@ class Dispatcher:
             raw = txn.task(task.id)
             assert raw is not None  # chosen from the views of this very read
             transitions.claim(raw, self.role, lease)
-            claims.append(Claim(task.id, held, dict(raw)))
+            owner = None
+            if self.config.workspaces.enabled:
+                owner = workspaces.owner(task.id, lambda t: getattr(view.by_id.get(t), "parent", None), _field(txn))
+            claims.append(Claim(task.id, held, dict(raw), owner))
         return claims
 
     def _lease(

@@ -12,15 +12,16 @@ import logging
 import os
 import resource
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from agentd.config import Config
-from agentd.core import command, scheduler
+from agentd.core import adapters, command, scheduler
 from agentd.core.clock import Clock, format_timestamp
+from agentd.core.duration import parse_duration
 from agentd.core.scheduler import Kind, Outcome
 from agentd.core.workflow import Role
 from agentd.errors import AgentdError, DataError
@@ -28,6 +29,7 @@ from agentd.hostinfo import process_start
 from agentd.run.runner import ExitInfo, LaunchSpec, TaskProcess, launch
 from agentd.service import logsetup
 from agentd.store.base import HeldLease
+from agentd.workspaces import launch as workspaces_launch
 
 log = logging.getLogger("agentd.daemon")
 
@@ -82,6 +84,21 @@ class Running:
     not_started: str | None = None  # why agentd itself could not start it (out of resources): no attempt spent
 
 
+def task_timeout(task: Mapping[str, Any], role: Role) -> float:
+    """A task's own ``timeout`` (seconds, or a duration such as "2h") over its role's."""
+    value = task.get("timeout")
+    if value is None or isinstance(value, bool):
+        return role.timeout
+    try:
+        seconds = parse_duration(value)
+    except (TypeError, ValueError):
+        log.warning(
+            "%s: its timeout %r is not a duration; the role's %g s applies", task.get("id"), value, role.timeout
+        )
+        return role.timeout
+    return seconds if seconds > 0 else role.timeout
+
+
 class Executor:
     """Starts tasks for one role and turns their ends into outcomes."""
 
@@ -91,7 +108,12 @@ class Executor:
         self.clock = clock
 
     def start(
-        self, task_id: str, held: HeldLease, raw: dict[str, Any], on_exit: Callable[[TaskProcess, ExitInfo], None]
+        self,
+        task_id: str,
+        held: HeldLease,
+        raw: dict[str, Any],
+        on_exit: Callable[[TaskProcess, ExitInfo], None],
+        workspace: str | None = None,
     ) -> Running:
         """Launch the task's command under its supervisor; a run that cannot start ends at once (exit 127)."""
         attempt, token = held.record.attempt, held.token
@@ -107,6 +129,7 @@ class Executor:
             self.clock.monotonic() + self.role.heartbeat,
         )
         try:
+            where = workspaces_launch.for_run(self.config, self.role, task_id, workspace, run.result_path)
             argv = command.argv_for(
                 raw,
                 self.role,
@@ -114,6 +137,8 @@ class Executor:
                 root=self.config.root,
                 queue=self.config.queue_path,
                 config_path=self.config.path,
+                workspace=where.path if where else None,
+                branch=where.branch if where else "",
             )
             env = command.environment(
                 task_id,
@@ -124,16 +149,19 @@ class Executor:
                 queue=self.config.queue_path,
                 result=run.result_path,
                 config=self.config.path,
+                task=raw,
             )
+            if where is not None:  # the command runs in the task's worktree, by the workspace step
+                env.update(where.environment())
             run.result_path.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(FileNotFoundError):
                 run.result_path.unlink()
             spec = LaunchSpec(
-                argv=argv,
+                argv=where.wrap(argv) if where else argv,
                 cwd=self.config.root,
                 env=env,
                 log_path=run.log_path,
-                timeout=self.role.timeout,
+                timeout=task_timeout(raw, self.role),
                 kill_after=self.role.kill_after,
                 keep_fds=held.inherit(),
             )
@@ -189,9 +217,38 @@ class Executor:
                 run.result_path.unlink()
         if info.error and info.returncode is None:
             return Outcome(Kind.CRASH, None, info.signal, note=info.error)
-        return scheduler.classify(
+        outcome = scheduler.classify(
             self.role, exit_code=info.returncode, signal=info.signal, timed_out=info.timed_out, result=result
         )
+        return self._with_report(run, outcome, result)
+
+    def _with_report(self, run: Running, outcome: Outcome, result: dict[str, Any] | None) -> Outcome:
+        """Add the session and usage the result file or the role's output adapter reported; an agent that says it
+        failed (exit 0 and ``is_error``) failed."""
+        report = self._adapter_report(run)
+        session = (result or {}).get("session") or (report.session if report else None)
+        usage = {**(report.usage if report else {}), **((result or {}).get("usage") or {})}
+        if report is not None and report.is_error and outcome.kind is Kind.SUCCESS:
+            outcome = replace(outcome, kind=Kind.FAILURE, note=report.note or "the agent reported an error")
+        return replace(outcome, session=session, usage=usage)
+
+    def _adapter_report(self, run: Running) -> adapters.AgentReport | None:
+        """What the role's output adapter reads from the end of the run's log (None: no adapter, or nothing)."""
+        if self.role.output is None:
+            return None
+        try:
+            read = adapters.adapter(self.role.output)
+            with open(run.log_path, "rb") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, size - adapters.TAIL))
+                text = handle.read().decode("utf-8", errors="replace")
+            return read(text)
+        except (LookupError, OSError) as exc:
+            log.warning("%s: output adapter %r: %s", run.task_id, self.role.output, exc)
+            return None
+        except Exception as exc:  # an installed adapter's bug must not stop the daemon
+            log.warning("%s: output adapter %r failed: %r", run.task_id, self.role.output, exc)
+            return None
 
     def last_run(self, run: Running, outcome: Outcome) -> dict[str, Any] | None:
         """What the task records about this run (None for a run agentd could not start: it was no attempt)."""
@@ -210,6 +267,8 @@ class Executor:
             "ended_at": format_timestamp(self.clock.now()),
             "duration_s": round(info.duration, 3),
             "log": os.path.relpath(run.log_path, self.config.root),
+            **({"session": outcome.session} if outcome.session else {}),
+            **({"usage": dict(outcome.usage)} if outcome.usage else {}),
         }
 
     def cap_log(self, run: Running) -> None:

@@ -73,6 +73,14 @@ def stop_timeout(roles: Iterable[Role]) -> int:
     return math.ceil(longest + STOP_MARGIN)
 
 
+def _project_argv(agentd: AgentdCommand, root: Path, config: Config) -> list[str]:
+    """``agentd --root ROOT [--config F]``: ``--config`` only when the file is not ``ROOT/agentd.toml``."""
+    argv = [*_command(agentd), "--root", str(_check_path(root, "the project root"))]
+    if config.path is not None and config.path != root / CONFIG_NAME:
+        argv += ["--config", str(_check_path(config.path, "the config file"))]
+    return argv
+
+
 def daemon_argv(
     agentd: AgentdCommand, root: Path, config: Config, role: str, *, queue: Path | None = None
 ) -> list[str]:
@@ -81,9 +89,7 @@ def daemon_argv(
     ``--config`` only when the config file is not ``ROOT/agentd.toml``; ``--queue`` only when given (it overrides
     agentd.toml, which the daemon otherwise re-reads on SIGHUP).
     """
-    argv = [*_command(agentd), "--root", str(_check_path(root, "the project root"))]
-    if config.path is not None and config.path != root / CONFIG_NAME:
-        argv += ["--config", str(_check_path(config.path, "the config file"))]
+    argv = _project_argv(agentd, root, config)
     if queue is not None:
         argv += ["--queue", str(_check_path(queue, "the queue file"))]
     return [*argv, "run", "--role", role]
@@ -147,9 +153,7 @@ def web_argv(
 ) -> list[str]:
     """The dashboard's argv: ``agentd --root ROOT [--config F] web --host H --port P --pid-file PID`` (the PID file
     ``agentd start --web`` uses, so ``agentd status`` and ``agentd stop --web`` see a service's dashboard too)."""
-    argv = [*_command(agentd), "--root", str(_check_path(root, "the project root"))]
-    if config.path is not None and config.path != root / CONFIG_NAME:
-        argv += ["--config", str(_check_path(config.path, "the config file"))]
+    argv = _project_argv(agentd, root, config)
     pid_file = config.state_dir / "run" / "web" / "server.pid"
     argv += ["web", "--host", host, "--port", str(port), "--pid-file", str(pid_file)]
     return argv + (["--read-only"] if read_only else [])
@@ -245,9 +249,7 @@ def systemd_automation_unit_name(root: Path) -> str:
 def automation_argv(agentd: AgentdCommand, root: Path, config: Config) -> list[str]:
     """``agentd --root ROOT [--config F] automation --pid-file PID`` (the PID file ``agentd start`` uses, so
     ``agentd status`` and ``agentd stop`` see a service's automation process too)."""
-    argv = [*_command(agentd), "--root", str(_check_path(root, "the project root"))]
-    if config.path is not None and config.path != root / CONFIG_NAME:
-        argv += ["--config", str(_check_path(config.path, "the config file"))]
+    argv = _project_argv(agentd, root, config)
     return [*argv, "automation", "--pid-file", str(config.state_dir / "run" / "automation" / "process.pid")]
 
 

@@ -23,6 +23,7 @@ from agentd.core.scheduler import LeaseObservation
 from agentd.core.validate import Finding
 from agentd.errors import AgentdError, TaskNotFound
 from agentd.report import status as status_report
+from agentd.report import usage
 from agentd.service import background as service
 from agentd.store import open_store
 from agentd.store.base import Event, Filter, Probe, Snapshot, Store, Txn
@@ -45,6 +46,7 @@ class Source:
         self.clock = clock
         self.store: Store = open_store(config, clock=clock)
         self.journal_path = config.state_dir / "events.jsonl"  # (the journal's live stream: see streams.journal)
+        self.spend = usage.Tally(self.journal_path)  # today's spend, read as the journal grows
 
     # -- reads ---------------------------------------------------------------------------------------------------------
 
@@ -68,7 +70,7 @@ class Source:
 
     def status(self) -> dict[str, Any]:
         """``agentd status --json``'s data."""
-        return status_report.build(self.config, self.probes(), self.now(), self.store)
+        return status_report.build(self.config, self.probes(), self.now(), self.store, self.spend)
 
     def task(self, task_id: str) -> dict[str, Any]:
         """The raw task as stored; TaskNotFound naming the queue."""

@@ -23,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from agentd.core.clock import parse_timestamp
+from agentd.core.control import ALL
 from agentd.errors import AgentdError
 from agentd.store.base import Event
 from agentd.store.file import journal
@@ -167,6 +168,19 @@ class AgentdCollector(Collector):
         yield wip
         yield limit
         yield up
+        paused = GaugeMetricFamily(
+            "agentd_role_paused", "1 while a role is paused (by a person, its command or its budget).", labels=["role"]
+        )
+        pausing = {str(pause["role"]) for pause in report.get("paused", [])}
+        waiting = GaugeMetricFamily(
+            "agentd_questions_waiting", "Tasks parked on a question nobody has answered yet.", labels=["role"]
+        )
+        asked = Counter(str(item["role"]) for item in report.get("waiting", []))
+        for role in sorted({str(row["role"]) for row in report["roles"]}):
+            paused.add_metric([role], 1 if role in pausing or ALL in pausing else 0)
+            waiting.add_metric([role], asked.get(role, 0))
+        yield paused
+        yield waiting
 
         found = self._fold()
         runs = CounterMetricFamily("agentd_runs", "Runs finished, by role and outcome.", labels=["role", "outcome"])

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentd import faults
 from agentd.errors import AgentdError
 from agentd.store.file.sidelock import LockTimedOut, SidecarLock
 from agentd.workspaces.git import Git, GitError
@@ -163,6 +164,7 @@ class Workspaces:
                     self.git.run("worktree", "add", "-b", branch, str(path), base)
             except GitError as exc:
                 raise WorkspaceError(task_id, str(exc)) from None
+            faults.point("workspace.after-add")
         return Workspace(task_id, branch, path, created=True)
 
     def mark_ready(self, task_id: str) -> None:
@@ -219,13 +221,24 @@ class Workspaces:
                 raise WorkspaceError(task_id, f"unknown merge strategy {strategy!r} (ff, merge or rebase)")
             new = work.rev("HEAD")
             assert new is not None
+            faults.point("merge.before-base-move")
             moved = self._move_base(base, base_tip, new)
             if moved is not None:
                 return MergeResult(False, note=moved, retry=True)
             if strategy == "rebase":
-                with contextlib.suppress(GitError):
-                    self.git.run("update-ref", f"refs/heads/{branch}", new, tip)
+                self._follow(branch, tip, new)
+            faults.point("merge.after-base-move")
             return MergeResult(True, commit=new, note=f"merged {branch} into {base} ({strategy})")
+
+    def _follow(self, branch: str, old: str, new: str) -> None:
+        """Point the task's branch at its rebased commits. Where it is checked out (the task's worktree) the checkout
+        moves with it (``reset --keep``: its files and index follow, uncommitted changes kept or nothing done)."""
+        holder = next((path for path, (name, _) in _worktrees(self.git).items() if name == branch), None)
+        with contextlib.suppress(GitError):
+            if holder is None:
+                self.git.run("update-ref", f"refs/heads/{branch}", new, old)
+            elif self.git.at(holder).rev("HEAD") == old:
+                self.git.at(holder).run("reset", "--keep", "--quiet", new)
 
     def _ready_integration(self, base_tip: str) -> Path:
         """agentd's own detached worktree at the base's tip, clean, with no merge or rebase left in it."""
@@ -283,7 +296,10 @@ class Workspaces:
         """agentd's worktrees (the integration one left out), with the task each belongs to."""
         prefix, _, suffix = self.settings.path.partition("{task_id}")
         found = []
+        integration = self._integration().resolve()
         for path, (branch, head) in sorted(_worktrees(self.git).items()):
+            if path == integration:
+                continue
             try:
                 relative = path.relative_to(self.root).as_posix()
             except ValueError:

@@ -8,12 +8,16 @@ task whose branch cannot exist is reported instead of half-made.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any
 
 KEYS = ("mode", "base", "branch", "path", "setup", "keep", "delete_branch")
+STRATEGIES = ("ff", "merge", "rebase")
+MERGES_BY_DEFAULT = frozenset({"integrator"})  # roles that merge in worktree mode unless they set merge = false
+DEFAULT_ON_CONFLICT = "needs_adapt"
+OWN = "own"  # a subtask's "workspace" field: a worktree of its own, not its parent's
 
 
 class Keep(enum.StrEnum):
@@ -61,6 +65,8 @@ class WorkspaceSettings:
     setup: tuple[str, ...] = ()
     keep: Keep = Keep.ON_FAILURE
     delete_branch: bool = False
+    # role -> (strategy, on_conflict status) for the roles that merge (worktree mode only)
+    merges: Mapping[str, tuple[str, str]] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def enabled(self) -> bool:
@@ -101,6 +107,23 @@ class WorkspaceSettings:
             raise WorkspacesInvalid("delete_branch", "must be true or false")
         return cls(str(mode), base, branch, path, tuple(setup), keep, delete)
 
+    def with_roles(self, roles: Mapping[str, Mapping[str, Any]]) -> WorkspaceSettings:
+        """The settings with each role's ``merge`` / ``on_conflict`` keys (its agentd.toml table) taken in."""
+        merges: dict[str, tuple[str, str]] = {}
+        for name, spec in roles.items():
+            value = spec.get("merge", name in MERGES_BY_DEFAULT)
+            strategy = "merge" if value is True else value
+            if strategy is False:
+                continue
+            if strategy not in STRATEGIES:
+                raise WorkspacesInvalid(f"roles.{name}.merge", "must be true, false, 'ff', 'merge' or 'rebase'")
+            merges[name] = (str(strategy), str(spec.get("on_conflict", DEFAULT_ON_CONFLICT)))
+        return replace(self, merges=merges)
+
+    def merge_for(self, role: str) -> tuple[str, str] | None:
+        """(strategy, on_conflict) when ``role`` merges the task's branch after a success, else None."""
+        return self.merges.get(role) if self.enabled else None
+
     def branch_for(self, task_id: str) -> str:
         """The task's branch name; ValueError (saying why) when the id cannot make one."""
         name = self.branch.replace("{task_id}", task_id)
@@ -116,3 +139,29 @@ class WorkspaceSettings:
     def keeps(self, failed: bool) -> bool:
         """Whether a final task's worktree stays (``failed``: it ended in a failure status)."""
         return self.keep is Keep.ALWAYS or (self.keep is Keep.ON_FAILURE and failed)
+
+
+def owner(task_id: str, parent_of: Callable[[str], str | None], setting_of: Callable[[str], Any]) -> str:
+    """Whose workspace a task works in: a subtask shares its parent's (up the tree) unless its ``workspace`` field is
+    ``"own"``; a top-level task has its own."""
+    seen = {task_id}
+    while setting_of(task_id) != OWN:
+        parent = parent_of(task_id)
+        if parent is None or parent in seen:
+            break
+        seen.add(parent)
+        task_id = parent
+    return task_id
+
+
+def branch_of(
+    settings: WorkspaceSettings, task_id: str, parent_of: Callable[[str], str | None], setting_of: Callable[[str], Any]
+) -> str | None:
+    """The branch a task works on in worktree mode (its parent's for a subtask that shares it); None otherwise, or
+    when its id makes no branch name."""
+    if not settings.enabled:
+        return None
+    try:
+        return settings.branch_for(owner(task_id, parent_of, setting_of))
+    except ValueError:
+        return None

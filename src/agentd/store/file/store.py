@@ -21,7 +21,7 @@ import secrets
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentd import faults
 from agentd.config import Config
@@ -34,7 +34,9 @@ from agentd.store.file.journal import Journal, LiveMark, follow, parse_line, rea
 from agentd.store.file.leases import Held, LeaseDir
 from agentd.store.file.pidfile import PidFile, all_pid_files, pid_path, probe
 from agentd.store.file.queuefile import Draft, QueueStore, Snapshot
-from agentd.store.file.watch import Watcher
+
+if TYPE_CHECKING:
+    from agentd.store.file.watch import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -326,14 +328,19 @@ class FileStore:
         return tuple(marks)
 
     def watch(self, wake: Callable[[str], None]) -> _Watching | None:
-        """File events: the queue changed (not by this store's own last write), or a lease file was closed or went."""
+        """File events: the queue changed (not by this store's own last write), a lease file was closed or went, or
+        the project state was replaced (a pause or a resume)."""
 
         def woken(reason: str) -> None:
             if reason == "queue" and self.queue.is_own_write():
                 return  # the event of this store's own write: whoever wrote it saw everything it was based on
             wake(reason)
 
-        watcher = Watcher(self.queue.path, self.leasedir.path, woken)
+        from agentd.store.file.watch import Watcher  # watchdog: only for a process that waits for changes
+
+        watcher = Watcher(self.queue.path, self.leasedir.path, woken, self.state_path)
+        with contextlib.suppress(OSError):
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):
             self.leasedir.path.mkdir(parents=True, exist_ok=True)
         return _Watching(watcher) if watcher.start() else None

@@ -28,15 +28,19 @@ log = logging.getLogger(__name__)
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, queue: Path, leases: Path, wake: Callable[[str], None]) -> None:
+    def __init__(self, queue: Path, leases: Path, wake: Callable[[str], None], state: Path | None = None) -> None:
         self.queue = os.path.realpath(queue)
         self.leases = os.path.realpath(leases)
+        self.state = os.path.realpath(state) if state is not None else None
         self.wake = wake
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         paths = {os.fsdecode(event.src_path), os.fsdecode(getattr(event, "dest_path", "") or "")}
         if self.queue in paths and event.event_type in ("modified", "created", "moved", "closed"):
             self.wake("queue")
+            return
+        if self.state is not None and self.state in paths and event.event_type in ("created", "moved", "deleted"):
+            self.wake("state")  # a pause or resume: written by rename
             return
         if isinstance(event, FileClosedEvent | FileDeletedEvent | DirDeletedEvent):  # a folder: junk a person removed
             parent = os.path.dirname(os.fsdecode(event.src_path))
@@ -45,19 +49,21 @@ class _Handler(FileSystemEventHandler):
 
 
 class Watcher:
-    """Watches the queue file and the lease folder; calls ``wake(reason)`` from its own thread."""
+    """Watches the queue file, the lease folder and the project's state file (pauses); calls ``wake(reason)`` from its
+    own thread."""
 
-    def __init__(self, queue: Path, leases: Path, wake: Callable[[str], None]) -> None:
+    def __init__(self, queue: Path, leases: Path, wake: Callable[[str], None], state: Path | None = None) -> None:
         self._observer: Any = None
         self._queue = queue
         self._leases = leases
+        self._state = state
         self._wake = wake
 
     def start(self) -> bool:
         """Start watching; False (and a log line) when file events are unavailable, so only polling is left."""
         try:
             observer = Observer()
-            handler = _Handler(self._queue, self._leases, self._wake)
+            handler = _Handler(self._queue, self._leases, self._wake, self._state)
             # Opens and read-only closes (every reader's) are filtered out in the kernel watch, not in Python.
             queue_events: list[type[FileSystemEvent]] = [
                 FileModifiedEvent,
@@ -70,6 +76,11 @@ class Watcher:
             observer.schedule(handler, folder, recursive=False, event_filter=queue_events)
             if self._leases.is_dir():
                 observer.schedule(handler, os.path.realpath(self._leases), recursive=False, event_filter=lease_events)
+            if self._state is not None and self._state.parent.is_dir():
+                state_folder = os.path.realpath(self._state.parent)
+                if state_folder != folder:
+                    state_events: list[type[FileSystemEvent]] = [FileCreatedEvent, FileMovedEvent, FileDeletedEvent]
+                    observer.schedule(handler, state_folder, recursive=False, event_filter=state_events)
             observer.daemon = True
             observer.start()
         except Exception as exc:  # any failure here only costs latency

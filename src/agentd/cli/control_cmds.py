@@ -14,10 +14,10 @@ from agentd.cli.app import App
 from agentd.cli.output import emit_json, info, table, warn
 from agentd.core import control
 from agentd.core.clock import SystemClock, format_timestamp, parse_timestamp
-from agentd.core.duration import format_duration, parse_duration
+from agentd.core.duration import format_duration, parse_duration, parse_since
 from agentd.errors import ExitCode
 from agentd.report import usage as usage_mod
-from agentd.store.file.journal import Filter, parse_since
+from agentd.store.base import Filter
 
 pass_app = click.make_pass_decorator(App)
 
@@ -196,7 +196,7 @@ def usage(app: App, since: str | None, by: str, as_json: bool) -> int:
             start = parse_since(since, SystemClock().now())
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="'--since'") from None
-    found = usage_mod.runs(config.state_dir / "events.jsonl", Filter(since=start))
+    found = usage_mod.runs(app.store(), Filter(since=start))
     lines = usage_mod.summarise(found, by, config.timezone)
     if as_json:
         emit_json([line.to_json() for line in lines])

@@ -14,9 +14,9 @@ import click
 from agentd.cli.app import App
 from agentd.cli.output import emit_json, info, is_terminal, warn
 from agentd.core.clock import SystemClock
+from agentd.core.duration import parse_since
 from agentd.errors import AgentdError, ExitCode, TaskNotFound, display_path
-from agentd.store.base import Event, Filter
-from agentd.store.file import journal
+from agentd.store.base import EVENT_TYPES, Event, Filter
 
 pass_app = click.make_pass_decorator(App)
 
@@ -60,7 +60,7 @@ def _since(value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
-        return journal.parse_since(value, SystemClock().now())
+        return parse_since(value, SystemClock().now())
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
 
@@ -78,10 +78,10 @@ def _print(items: Iterable[Event], as_json: bool) -> None:
 @click.option(
     "--type",
     "types",
-    type=click.Choice(journal.EVENT_TYPES),
+    type=click.Choice(EVENT_TYPES),
     multiple=True,
     metavar="EVENT",
-    help="Only this event type (repeatable): " + ", ".join(journal.EVENT_TYPES) + ".",
+    help="Only this event type (repeatable): " + ", ".join(EVENT_TYPES) + ".",
 )
 @click.option(
     "-n",

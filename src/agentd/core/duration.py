@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
+
+from agentd.core.clock import parse_timestamp
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
@@ -38,3 +41,36 @@ def format_duration(seconds: float) -> str:
     if seconds < 172800:
         return f"{seconds / 3600:.1f} h".replace(".0 h", " h")
     return f"{seconds / 86400:.1f} d".replace(".0 d", " d")
+
+
+# -- a --since: how far back the journal is read -----------------------------------------------------------------
+
+_SPAN_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_SPAN_PART = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
+
+
+def parse_span(text: str) -> timedelta:
+    """``"90s"``, ``"10m"``, ``"2h"``, ``"1d"``, ``"1w"`` or a sum like ``"1h30m"`` as a timedelta; ValueError else."""
+    spec = text.strip().lower()
+    position = 0
+    seconds = 0.0
+    for match in _SPAN_PART.finditer(spec):
+        if match.start() != position:
+            break
+        seconds += float(match.group(1)) * _SPAN_UNITS[match.group(2)]
+        position = match.end()
+    if not spec or position != len(spec):
+        raise ValueError(f"not a duration: {text!r} (say 90s, 10m, 2h, 1d or 1h30m)")
+    return timedelta(seconds=seconds)
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """A ``--since`` value: a duration back from ``now`` (``10m``) or an ISO-8601 time; ValueError when neither."""
+    try:
+        return now - parse_span(text)
+    except ValueError:
+        pass
+    try:
+        return parse_timestamp(text)
+    except ValueError:
+        raise ValueError(f"not a duration or a time: {text!r} (say 10m, 2h, 1d, 1h30m or 2026-11-21T22:00)") from None

@@ -141,7 +141,7 @@ def build(
         if t.status in failing and t.blocked_reason
     ]
     return {
-        **_control(config, store, tasks, now, spend or usage.Tally(config.state_dir / "events.jsonl")),
+        **_control(config, store, tasks, now, spend or usage.Tally.of(store)),
         "generated_at": format_timestamp(now),
         "queue": str(config.queue_path),
         "queue_error": queue_error,

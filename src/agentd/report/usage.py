@@ -10,10 +10,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from agentd.store.file.journal import Event, Filter, parse_line, read_events
+from agentd.store.base import Event, Filter
+from agentd.store.file.journal import parse_line, read_events
+
+if TYPE_CHECKING:
+    from agentd.store.base import Store
 
 GROUPS = ("role", "task", "day")
 
@@ -48,11 +52,14 @@ def run_of(event: Event) -> Run | None:
     return Run(event.time, event.role or "?", event.task or "?", counts, event.data.get("token"))
 
 
-def runs(journal: Path, where: Filter | None = None) -> list[Run]:
-    """Every run with usage in the journal (and its rotated files) that passes ``where``."""
+def runs(source: Path | Store, where: Filter | None = None) -> list[Run]:
+    """Every run with usage in the journal (a store's, or the file journal at a path, with its rotated files) that
+    passes ``where``."""
     where = where or Filter()
+    finished = Filter(where.task, where.role, where.since, frozenset({"finished"}))
     found = []
-    for event in read_events(journal, Filter(where.task, where.role, where.since, frozenset({"finished"}))):
+    events = read_events(source, finished) if isinstance(source, Path) else source.events(finished)
+    for event in events:
         run = run_of(event)
         if run is not None:
             found.append(run)
@@ -70,14 +77,27 @@ class Tally:
     last look (the whole journal again after a rotation). A daemon checks its budget after each costed run: reading a
     day's journal each time would cost seconds on a busy project."""
 
-    journal: Path
+    journal: Path | None  # None: a store with no journal file (every look reads the store's events since)
+    store: Store | None = None
     found: dict[tuple[str, str], tuple[datetime, str, float]] = field(default_factory=dict)
     _file: tuple[int, int] | None = None
     _offset: int = 0
     _since: datetime | None = None
 
+    @classmethod
+    def of(cls, store: Store) -> Tally:
+        """The tally of a store's journal: read as it grows when the store keeps it in a file."""
+        path = getattr(store, "journal_path", None)
+        return cls(path if isinstance(path, Path) else None, store)
+
     def update(self, since: datetime) -> list[tuple[datetime, str, float]]:
         """(ended, role, cost_usd) of each costed run that ended at or after ``since``."""
+        if self.journal is None:
+            assert self.store is not None
+            self.found, self._since = {}, None
+            self._add(runs(self.store, Filter(since=since)))
+            self._since = since
+            return list(self.found.values())
         try:
             info = os.stat(self.journal)
         except FileNotFoundError:

@@ -142,7 +142,6 @@ class Daemon:
         self.clock: Clock = clock or SystemClock()
         self.store: Store = open_store(config, clock=self.clock)
         self.journal = self.store.journal(role, log)
-        self.journal_path = config.state_dir / "events.jsonl"
         self.executor = Executor(config, self.role, self.clock)
         self.dispatcher = Dispatcher(config, self.role, self.store, self.executor, self.clock, instance)
         # worktree mode: removals and repairs, off the loop
@@ -179,7 +178,7 @@ class Daemon:
         self._quarantine: dict[tuple[str, str], Finding] = {}  # (task, problem) reported as quarantined
         self._pause: Pause | None = None  # the pause that stops this role claiming, as last read
         self._state_error: str | None = None  # why the project's state file could not be read (reported once)
-        self._spend = usage.Tally(self.journal_path)  # costed runs today, read from the journal as it grows
+        self._spend = usage.Tally.of(self.store)  # costed runs today, read from the journal as it grows
 
     # -- wake-ups ------------------------------------------------------------------------------------------------------
 

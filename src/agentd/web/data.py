@@ -46,7 +46,7 @@ class Source:
         self.clock = clock
         self.store: Store = open_store(config, clock=clock)
         self.journal_path = config.state_dir / "events.jsonl"  # (the journal's live stream: see streams.journal)
-        self.spend = usage.Tally(self.journal_path)  # today's spend, read as the journal grows
+        self.spend = usage.Tally.of(self.store)  # today's spend, read as the journal grows
 
     # -- reads ---------------------------------------------------------------------------------------------------------
 

@@ -19,23 +19,24 @@ import fcntl
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
 from agentd.config import LogConfig
 from agentd.core.clock import Clock, format_timestamp, parse_timestamp
+from agentd.core.duration import parse_since as parse_since  # (re-exported)
+from agentd.core.duration import parse_span
 from agentd.hostinfo import hostname
 from agentd.store.base import EVENT_TYPES as EVENT_TYPES  # (re-exported)
 from agentd.store.base import Event as Event
 from agentd.store.base import Filter as Filter
 
 _LOG_DEFAULTS = LogConfig()
+parse_duration = parse_span  # (the journal's name for it, kept)
 
 
 def lock_path(path: Path) -> Path:
@@ -284,36 +285,3 @@ def follow(path: Path, *, from_end: bool = True, poll: float = 0.2) -> Iterator[
         *complete, pending = pending.split(b"\n")
         for line in complete:
             yield line.decode("utf-8", errors="replace")
-
-
-# -- durations ---------------------------------------------------------------------------------------------------------
-
-_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-_PART = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
-
-
-def parse_duration(text: str) -> timedelta:
-    """``"90s"``, ``"10m"``, ``"2h"``, ``"1d"``, ``"1w"`` or a sum like ``"1h30m"`` as a timedelta; ValueError else."""
-    spec = text.strip().lower()
-    position = 0
-    seconds = 0.0
-    for match in _PART.finditer(spec):
-        if match.start() != position:
-            break
-        seconds += float(match.group(1)) * _UNITS[match.group(2)]
-        position = match.end()
-    if not spec or position != len(spec):
-        raise ValueError(f"not a duration: {text!r} (say 90s, 10m, 2h, 1d or 1h30m)")
-    return timedelta(seconds=seconds)
-
-
-def parse_since(text: str, now: datetime) -> datetime:
-    """A ``--since`` value: a duration back from ``now`` (``10m``) or an ISO-8601 time; ValueError when neither."""
-    try:
-        return now - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        return parse_timestamp(text)
-    except ValueError:
-        raise ValueError(f"not a duration or a time: {text!r} (say 10m, 2h, 1d, 1h30m or 2026-11-21T22:00)") from None

@@ -52,7 +52,7 @@ screenshots: $(STAMP) browser ## retake docs/screenshots/*.png from the browser 
 	AGENTD_SCREENSHOTS=1 $(BIN)/pytest -q -p no:cacheprovider tests/web/test_browser.py
 
 unit: $(STAMP) browser postgres ## the test suite only, in parallel (TEST_WORKERS=1 for one process)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist load $(PYTEST_ARGS)
 
 test: lint typecheck unit ## lint, types and the whole test suite
 

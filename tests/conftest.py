@@ -19,6 +19,24 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("agentd", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("agentd")
 
+# The longest tests, started first: `make test` hands tests out in collection order (pytest-xdist `--dist load`),
+# so these run beside the many short ones instead of alone at the end of the run.
+LONGEST_FIRST = (
+    "tests/torture/test_torture.py::",
+    "tests/corpus/test_special_files.py::test_a_50_mb_queue",
+    "tests/integration/test_workspace_runs.py::",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the longest tests to the front, in LONGEST_FIRST's order; the others keep theirs."""
+
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, prefix in enumerate(LONGEST_FIRST) if item.nodeid.startswith(prefix)), len(LONGEST_FIRST))
+
+    items.sort(key=rank)
+
+
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT.parent / "shared"
 OODATCAA = SHARED / "fixtures" / "oodatcaa"

@@ -453,9 +453,10 @@ def test_a_50_mb_queue_with_an_error_at_its_very_end(
     """A 50 MB queue is read and validated by the CLI and by a daemon pass; its one bad value, at the end, is named
     by its JSON path and quarantines that task alone: a write to another task goes through, the daemon reports it
     once and carries on; the bad task's bytes are untouched."""
+    # 25,000 tasks of 2 KB: the size of a long-lived sprint's file (a count of tasks is what make bench measures).
     tasks = [
-        {"id": f"T{i:06d}", "title": "x" * 400, "status": "ready", "dependencies": [], "notes": "y" * 100}
-        for i in range(100_000)
+        {"id": f"T{i:06d}", "title": "x" * 1600, "status": "ready", "dependencies": [], "notes": "y" * 400}
+        for i in range(25_000)
     ]
     tasks[-1]["status"] = 5
     queue = project / "SPRINT_QUEUE.json"
@@ -466,12 +467,12 @@ def test_a_50_mb_queue_with_an_error_at_its_very_end(
     one_line(
         agentd(project, "queue", "validate", preexec=None, timeout=600),
         4,
-        "$.tasks[99999].status: 5 is not of type 'string'",
+        "$.tasks[24999].status: 5 is not of type 'string'",
     )
     assert agentd(project, "queue", "set-status", "T000000", "done", preexec=None, timeout=600).returncode == 0
     daemon = Daemon(config_mod.load(root=project, environ={}), "builder", watch=False)
     with caplog.at_level(logging.WARNING, logger="agentd"):
         reports = [daemon.tick() for _ in range(2)]
     assert all(r.error is None for r in reports), reports
-    assert sum("T099999 is quarantined: $.tasks[99999].status" in r.getMessage() for r in caplog.records) == 1
+    assert sum("T024999 is quarantined: $.tasks[24999].status" in r.getMessage() for r in caplog.records) == 1
     assert queue.read_bytes().endswith(tail)

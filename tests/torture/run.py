@@ -65,7 +65,7 @@ class Profile:
 
 PROFILES = {
     "full": Profile(8, 2000, 50, 10, 6, fail_rate=0.05, max_sleep=0.05, timeout=600, uts=3, skewed=1),
-    "quick": Profile(5, 450, 30, 6, 4, fail_rate=0.1, max_sleep=0.1, timeout=240, uts=2, skewed=1),
+    "quick": Profile(5, 250, 30, 6, 4, fail_rate=0.1, max_sleep=0.1, timeout=240, uts=2, skewed=1),
     # Every run goes through git (a worktree made, a commit by the builder, a merge by the tester): fewer tasks.
     "worktree": Profile(4, 40, 8, 3, 2, fail_rate=0.1, max_sleep=0.1, timeout=240, worktrees=True),
 }

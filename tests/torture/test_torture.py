@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_quick_torture_profile_finds_no_violation(capsys: pytest.CaptureFixture[str]) -> None:
-    """5 daemons (one under a low `ulimit -n`), 450 tasks (some leave escaped grandchildren), 40 SIGKILL/SIGSTOP/
+    """5 daemons (one under a low `ulimit -n`), 250 tasks (some leave escaped grandchildren), 40 SIGKILL/SIGSTOP/
     SIGTERMs at random, a hand editor and a reader: zero violations."""
     code = main(["--profile", "quick"])
     out = capsys.readouterr().out

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from agentd.core import control, transitions
-from agentd.core.clock import format_timestamp
+from agentd.core.clock import format_timestamp, parse_timestamp
+from agentd.core.duration import parse_duration
 from agentd.core.workflow import Workflow
 from agentd.errors import RoleNotFound, TaskNotFound
 from agentd.store.base import Store, Txn
@@ -88,6 +89,16 @@ def answer(store: Store, workflow: Workflow, task_id: str, text: str, by: str, n
         status=status,
     )
     return done
+
+
+def pause_end(now: datetime, for_: str | None, until: str | None) -> datetime | None:
+    """When a pause given ``--for DURATION`` or ``--until TIME`` (no zone: UTC) ends (None: until resumed);
+    ValueError saying what is wrong (a duration of 0, a time in the past, both given)."""
+    seconds = parse_duration(for_) if for_ is not None else None
+    if seconds is not None and seconds <= 0:
+        raise ValueError(f"--for {for_}: a pause lasts more than 0 s")
+    moment = parse_timestamp(until) if until is not None else None
+    return control.pause_until(now, seconds=seconds, until=moment)
 
 
 def pause(

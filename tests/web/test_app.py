@@ -248,3 +248,139 @@ def test_metrics_show_paused_roles_and_questions_waiting(fresh: Path) -> None:
     assert asked == {"builder": 0.0, "tester": 1.0}
     assert run_agentd("resume", "builder", cwd=fresh).returncode == 0
     assert gauges()[0] == {"builder": 0.0, "tester": 0.0}
+
+
+def _ask(root: Path, task_id: str = "X1", role: str = "tester") -> None:
+    """Park ``task_id`` on a question ``role``'s command asked, as a daemon leaves it."""
+    queue = root / "SPRINT_QUEUE.json"
+    data = json.loads(queue.read_text())
+    raw = next(t for t in data["tasks"] if t["id"] == task_id)
+    raw["status"] = "needs_feedback"
+    raw["question"] = {"role": role, "text": "which port?", "asked_at": "2026-12-03T00:00:00Z", "session": "s-1"}
+    queue.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _without_times(queue: Path) -> dict[str, object]:
+    """The queue as JSON, the answer's timestamps blanked (the page and the CLI answer a moment apart)."""
+    data = json.loads(queue.read_text())
+    for raw in data["tasks"]:
+        if isinstance(raw.get("question"), dict):
+            raw["question"]["answered_at"] = "-"
+        for entry in raw.get("feedback", []):
+            entry["at"] = "-"
+    return data
+
+
+def _events(root: Path, name: str) -> list[journal.Event]:
+    return [e for e in journal.read_events(root / ".agentd" / "events.jsonl") if e.name == name]
+
+
+def test_answer_from_the_page_is_the_cli_answer(fresh: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Answering on the task page leaves the queue as `agentd queue answer` does, and journals `answered` alike."""
+    _ask(fresh)
+    twin = tmp_path_factory.mktemp("twin")
+    shutil.copy(fresh / "SPRINT_QUEUE.json", twin / "SPRINT_QUEUE.json")
+    shutil.copy(fresh / "agentd.toml", twin / "agentd.toml")
+    web = client(fresh)
+    page = web.get("/tasks/X1").text
+    assert 'action="/tasks/X1/answer"' in page and "which port?" in page
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    response = web.post("/tasks/X1/answer", data={"answer": " 8080 ", "by": "alice"}, headers=bearer)
+    assert response.status_code == 200, response.text
+    assert response.json()["message"] == "X1: answered; back to awaiting_test (tester resumes it first)"
+    cli = run_agentd("queue", "answer", "X1", "8080", "--by", "alice", cwd=twin)
+    assert cli.returncode == 0, cli.stderr
+    assert _without_times(fresh / "SPRINT_QUEUE.json") == _without_times(twin / "SPRINT_QUEUE.json")
+    (ours,), (theirs,) = _events(fresh, "answered"), _events(twin, "answered")
+    assert (ours.message, ours.role) == (theirs.message, theirs.role)
+    assert 'action="/tasks/X1/answer"' not in web.get("/tasks/X1").text  # answered: no form any more
+
+
+def test_a_refused_answer_is_409_with_the_cli_message_and_the_queue_untouched(fresh: Path) -> None:
+    """Answering a task with no open question: 409 with `agentd queue answer`'s words; an empty answer is 400."""
+    before = sha(fresh / "SPRINT_QUEUE.json")
+    web = client(fresh)
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    response = web.post("/tasks/X1/answer", data={"answer": "yes"}, headers=bearer)
+    cli = run_agentd("queue", "answer", "X1", "yes", cwd=fresh)
+    assert response.status_code == 409 and cli.returncode == 7
+    assert response.text.strip() == cli.stderr.strip().removeprefix("agentd: ")
+    assert web.post("/tasks/X1/answer", data={"answer": "  "}, headers=bearer).status_code == 400
+    assert web.post("/tasks/NOPE/answer", data={"answer": "yes"}, headers=bearer).status_code == 404
+    assert sha(fresh / "SPRINT_QUEUE.json") == before
+
+
+def _paused(root: Path) -> dict[str, dict[str, object]]:
+    """`agentd status --json`'s pauses, by role."""
+    status = json.loads(run_agentd("status", "--json", cwd=root).stdout)
+    return {str(p["role"]): p for p in status["paused"]}
+
+
+def test_pause_and_resume_from_the_roles_page_are_the_cli_s(fresh: Path) -> None:
+    """Pause with a reason and a duration from the roles page, then resume: the CLI sees each, the journal says it."""
+    web = client(fresh)
+    page = web.get("/roles").text
+    assert 'action="/roles/builder/pause"' in page and 'action="/roles/%2A/pause"' in page
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    response = web.post("/roles/builder/pause", data={"reason": "usage limit", "for": "2h"}, headers=bearer)
+    assert response.status_code == 200, response.text
+    assert response.json()["message"].startswith("paused builder until ")
+    pause = _paused(fresh)["builder"]
+    assert (pause["reason"], pause["by"], pause["until"] is not None) == ("usage limit", "dashboard", True)
+    assert 'action="/roles/builder/resume"' in web.get("/roles").text
+    why = run_agentd("queue", "why", "X1", cwd=fresh)
+    assert "paused" in why.stdout, why.stdout
+    response = web.post("/roles/builder/resume", data={}, headers=bearer)
+    assert response.status_code == 200 and response.json()["message"] == "resumed builder"
+    assert _paused(fresh) == {}
+    assert [e.data["paused"] for e in _events(fresh, "paused")] == ["builder"]
+    assert [e.data["paused"] for e in _events(fresh, "resumed")] == ["builder"]
+    assert web.post("/roles/builder/resume", data={}, headers=bearer).json()["message"] == "builder: not paused"
+
+
+def test_pausing_every_role_from_the_page_and_resuming_one_says_the_pause_stands(fresh: Path) -> None:
+    """Pause `*` (every role) until resumed; resuming builder alone lifts nothing and says every role stays paused."""
+    web = client(fresh)
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    assert web.post("/roles/%2A/pause", data={"reason": "holidays"}, headers=bearer).json()["message"] == (
+        "paused every role until resumed (holidays)"
+    )
+    message = web.post("/roles/builder/resume", data={}, headers=bearer).json()["message"]
+    assert message.startswith("builder: not paused; a pause of every role is still in force")
+    assert list(_paused(fresh)) == ["*"]
+    assert web.post("/roles/%2A/resume", data={}, headers=bearer).json()["message"] == "resumed every role"
+    assert _paused(fresh) == {}
+
+
+def test_bad_pauses_are_refused_with_the_cli_s_words_and_no_state_written(fresh: Path) -> None:
+    """An unknown role is 404, --for 0 and a past --until are 400, in `agentd pause`'s words; nothing is written."""
+    web = client(fresh)
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    state = fresh / ".agentd" / "state.json"
+    response = web.post("/roles/nobody/pause", data={}, headers=bearer)
+    cli = run_agentd("pause", "nobody", cwd=fresh)
+    assert response.status_code == 404 and response.text.strip() == cli.stderr.strip().removeprefix("agentd: ")
+    response = web.post("/roles/builder/pause", data={"for": "0s"}, headers=bearer)
+    assert response.status_code == 400 and "a pause lasts more than 0 s" in response.text
+    response = web.post("/roles/builder/pause", data={"until": "2001-01-01T00:00"}, headers=bearer)
+    assert response.status_code == 400 and "already past" in response.text
+    assert not state.exists()
+
+
+def test_role_actions_need_the_token_and_are_refused_read_only(fresh: Path) -> None:
+    """No token, a cookie without the CSRF field, or --read-only: 403, and the project state is not written."""
+    state = fresh / ".agentd" / "state.json"
+    assert client(fresh).post("/roles/builder/pause", data={"reason": "x"}).status_code == 403
+    cookie_only = client(fresh)
+    cookie_only.cookies.set(COOKIE, TOKEN)
+    assert cookie_only.post("/roles/builder/pause", data={}).status_code == 403
+    read_only = client(fresh, read_only=True)
+    response = read_only.post("/roles/builder/pause", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 403 and "read-only" in response.text
+    assert "/roles/builder/pause" not in read_only.get("/roles").text
+    assert not state.exists()
+    _ask(fresh)
+    before = sha(fresh / "SPRINT_QUEUE.json")
+    response = read_only.post("/tasks/X1/answer", data={"answer": "no"}, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 403 and 'action="/tasks/X1/answer"' not in read_only.get("/tasks/X1").text
+    assert sha(fresh / "SPRINT_QUEUE.json") == before

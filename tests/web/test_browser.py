@@ -197,3 +197,45 @@ def test_cancel_from_the_page_stops_the_running_command(page: Any, tmp_path: Pat
             assert final["last_run"]["outcome"] == "stopped"
     finally:
         stop_all(daemons)
+
+
+def test_answer_a_question_and_pause_and_resume_a_role_from_the_pages(page: Any, tmp_path: Path) -> None:
+    """Signed in: pause the tester with a reason on the roles page (status shows it), answer the parked question on the
+    task page (the queue has the answer), resume the tester on the roles page: its daemon takes the task to done."""
+    pipeline(tmp_path, count=1)
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    data = json.loads(queue.read_text())
+    data["tasks"][0]["status"] = "needs_feedback"
+    data["tasks"][0]["question"] = {"role": "tester", "text": "which port?", "asked_at": "2026-12-03T00:00:00Z"}
+    queue.write_text(json.dumps(data, indent=2) + "\n")
+    daemons = [start(tmp_path, "tester")]
+    try:
+        with serve(tmp_path) as server:
+            page.goto(server.login)
+            page.goto(server.url + "/roles")
+            page.fill("tr[data-role=tester] form.pause input[name=reason]", "usage limit")
+            page.click("tr[data-role=tester] button.pause")
+            page.wait_for_selector(".notice, #problem", timeout=WAIT_MS)
+            assert page.query_selector("#problem") is None, page.inner_text("#problem")
+            assert "paused tester until resumed (usage limit)" in page.inner_text(".notice")
+            page.wait_for_selector("tr[data-role=tester] [data-paused=tester]", timeout=WAIT_MS)
+            status = json.loads(run_agentd("status", "--json", cwd=tmp_path).stdout)
+            assert [(p["role"], p["reason"]) for p in status["paused"]] == [("tester", "usage limit")]
+            page.goto(server.url + "/tasks/X1")
+            assert "which port?" in page.inner_text("#question")
+            page.fill("#answer-text", "8080")
+            page.click("#answer")
+            page.wait_for_selector(".notice, #problem", timeout=WAIT_MS)
+            assert page.query_selector("#problem") is None, page.inner_text("#problem")
+            assert "X1: answered; back to awaiting_test" in page.inner_text(".notice")
+            answered = tasks_by_id(tmp_path)["X1"]
+            assert answered["status"] == "awaiting_test"  # the paused tester leaves it where the answer put it
+            assert answered["feedback"][-1]["answer"] == "8080"
+            shot(page, "question-answered", tmp_path)
+            page.goto(server.url + "/roles")
+            page.click("tr[data-role=tester] button.resume")
+            page.wait_for_selector(".notice", timeout=WAIT_MS)
+            assert "resumed tester" in page.inner_text(".notice")
+            wait_for(lambda: tasks_by_id(tmp_path)["X1"]["status"] == "done", 60, "the resumed tester to finish X1")
+    finally:
+        stop_all(daemons)

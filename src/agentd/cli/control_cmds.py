@@ -13,8 +13,8 @@ from agentd import actions
 from agentd.cli.app import App
 from agentd.cli.output import emit_json, info, table, warn
 from agentd.core import control
-from agentd.core.clock import SystemClock, format_timestamp, parse_timestamp
-from agentd.core.duration import format_duration, parse_duration, parse_since
+from agentd.core.clock import SystemClock, format_timestamp
+from agentd.core.duration import format_duration, parse_since
 from agentd.errors import ExitCode
 from agentd.report import usage as usage_mod
 from agentd.store.base import Filter
@@ -138,11 +138,7 @@ def pause(app: App, roles: tuple[str, ...], for_: str | None, until: str | None,
     names = _roles(app, roles) or [control.ALL]
     now = SystemClock().now()
     try:
-        seconds = parse_duration(for_) if for_ is not None else None
-        if seconds is not None and seconds <= 0:
-            raise ValueError(f"--for {for_}: a pause lasts more than 0 s")
-        moment = parse_timestamp(until) if until is not None else None
-        end = control.pause_until(now, seconds=seconds, until=moment)
+        end = actions.pause_end(now, for_, until)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     actions.pause(app.store(), [] if names == [control.ALL] else names, now, end, reason, actions.person())

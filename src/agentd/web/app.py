@@ -1,8 +1,8 @@
 """The dashboard: a Starlette app with its routes in one table, server-rendered pages and a few lines of JavaScript.
 
 Pages (board, roles, task, timeline, events) render from one read each; the live parts are server-sent events
-(:mod:`agentd.web.streams`). Changes (retry, cancel, set status) run the CLI's own transactions through
-:class:`agentd.web.data.Source`, guarded by :class:`agentd.web.auth.Guard`.
+(:mod:`agentd.web.streams`). Changes (retry, cancel, set status, answer a question, pause and resume roles) run the
+CLI's own code through :class:`agentd.web.data.Source`, guarded by :class:`agentd.web.auth.Guard`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentd.core.clock import format_timestamp
+from agentd.core.control import ALL
 from agentd.core.model import index_by_id
 from agentd.errors import AgentdError, TaskNotFound
 from agentd.store.base import EVENT_TYPES, Filter
@@ -44,6 +45,7 @@ STATIC = Path(__file__).parent / "static"
 EVENTS_SHOWN = 300
 MAX_FORM = 64 * 1024  # bytes of a submitted form
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+BY = "dashboard"  # who answered, paused or resumed from the page, when the form does not say
 
 
 def _env() -> Environment:
@@ -186,7 +188,8 @@ def create_app(source: Source, guard: Guard) -> Starlette:
 
     # -- changes -----------------------------------------------------------------------------------------------------
 
-    async def action(request: Request) -> Response:
+    async def write_form(request: Request) -> dict[str, str] | Response:
+        """The submitted form of a change, or the response refusing it (too large, no token or CSRF, read-only)."""
         body = await request.body()
         if len(body) > MAX_FORM:
             return problem(request, 413, f"the form is larger than {MAX_FORM} bytes")
@@ -194,6 +197,17 @@ def create_app(source: Source, guard: Guard) -> Starlette:
         refused = guard.refuse_write(request.headers, request.cookies, form.get(CSRF_FIELD), request.url.netloc)
         if refused is not None:
             return problem(request, 403, refused)
+        return form
+
+    def done_response(request: Request, where: str, done: str) -> Response:
+        if "text/html" in request.headers.get("accept", ""):
+            return RedirectResponse(f"{where}?{urlencode({'notice': done})}", status_code=303)
+        return JSONResponse({"ok": True, "message": done})
+
+    async def action(request: Request) -> Response:
+        form = await write_form(request)
+        if isinstance(form, Response):
+            return form
         task_id = request.path_params["task_id"]
         what = request.path_params["action"]
         note = _text(form.get("note"))
@@ -206,13 +220,49 @@ def create_app(source: Source, guard: Guard) -> Starlette:
             elif what == "status" and status:
                 old = await run_in_threadpool(source.set_status, task_id, status, note)
                 done = f"{task_id}: {old} -> {status}"
+            elif what == "answer" and (text := (form.get("answer") or "").strip()):
+                by = _text(form.get("by")) or BY
+                answered = await run_in_threadpool(source.answer, task_id, text, by)
+                done = f"{task_id}: answered; back to {answered.status} ({answered.role} resumes it first)"
             else:
-                return problem(request, 400, f"unknown action {what!r} (retry, cancel, status with a status)")
+                known = "retry, cancel, status with a status, answer with an answer"
+                return problem(request, 400, f"unknown action {what!r} ({known})")
         except AgentdError as exc:
             return problem(request, 404 if isinstance(exc, TaskNotFound) else 409, str(exc))
-        if "text/html" in request.headers.get("accept", ""):
-            return RedirectResponse(f"/tasks/{quote(task_id)}?{urlencode({'notice': done})}", status_code=303)
-        return JSONResponse({"ok": True, "message": done})
+        return done_response(request, f"/tasks/{quote(task_id)}", done)
+
+    async def role_action(request: Request) -> Response:
+        """Pause a role (``*``: every role) with a reason and an optional --for / --until, or resume it."""
+        form = await write_form(request)
+        if isinstance(form, Response):
+            return form
+        role = request.path_params["role"]
+        names = [] if role == ALL else [role]
+        shown = "every role" if role == ALL else role
+        by = _text(form.get("by")) or BY
+        what = request.path_params["action"]
+        try:
+            if what == "pause":
+                reason = (form.get("reason") or "").strip()
+                made = await run_in_threadpool(
+                    source.pause, names, _text(form.get("for")), _text(form.get("until")), reason, by
+                )
+                end = made[0].until if made else None
+                span = f"until {format_timestamp(end)}" if end else "until resumed"
+                done = f"paused {shown} {span}" + (f" ({reason})" if reason else "")
+            elif what == "resume":
+                resumed = await run_in_threadpool(source.resume, names, by)
+                lifted = ", ".join("every role" if p.role == ALL else p.role for p in resumed.lifted)
+                done = f"resumed {lifted}" if lifted else f"{shown}: not paused"
+                if resumed.everyone is not None:
+                    done += "; a pause of every role is still in force (resume every role to lift it)"
+            else:
+                return problem(request, 400, f"unknown action {what!r} (pause, resume)")
+        except ValueError as exc:  # a bad --for or --until, as `agentd pause` says it
+            return problem(request, 400, str(exc))
+        except AgentdError as exc:
+            return problem(request, 404 if isinstance(exc, LookupError) else 409, str(exc))
+        return done_response(request, "/roles", done)
 
     # -- machines ----------------------------------------------------------------------------------------------------
 
@@ -249,6 +299,7 @@ def create_app(source: Source, guard: Guard) -> Starlette:
         Route("/tasks/{task_id}/logs/{token:int}", run_log),
         Route("/tasks/{task_id}/logs/{token:int}/stream", run_log_stream),
         Route("/tasks/{task_id}/{action}", action, methods=["POST"]),
+        Route("/roles/{role}/{action}", role_action, methods=["POST"]),
         Route("/timeline", timeline_page),
         Route("/timeline.svg", timeline_svg),
         Route("/events", events_page),

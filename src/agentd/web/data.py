@@ -2,8 +2,9 @@
 the store.
 
 Reads and changes go through the project's :class:`~agentd.store.base.Store`; changes are the CLI's own: the same
-pure edits of :mod:`agentd.core.edits` run in the same store transaction, so a retry from the page and a
-``agentd queue retry`` cannot differ.
+pure edits of :mod:`agentd.core.edits` run in the same store transaction, and answers, pauses and resumes are
+:mod:`agentd.actions`, which ``agentd queue answer``, ``agentd pause`` and ``agentd resume`` call too, so a change
+from the page and one from a terminal cannot differ.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from agentd import actions
 from agentd.config import Config
-from agentd.core import edits
+from agentd.core import control, edits
 from agentd.core.clock import Clock
 from agentd.core.model import Task, valid_task_id
 from agentd.core.scheduler import LeaseObservation
@@ -130,6 +132,22 @@ class Source:
     def set_status(self, task_id: str, status: str, note: str | None) -> str:
         """``agentd queue set-status``; returns the old status."""
         return str(self._transact(lambda txn: edits.set_status(txn, task_id, status, note=note)))
+
+    # -- people in the loop: exactly the CLI's (agentd queue answer, agentd pause, agentd resume) ---------------------
+
+    def answer(self, task_id: str, text: str, by: str) -> actions.Answered:
+        """``agentd queue answer``."""
+        return actions.answer(self.store, self.config.workflow, task_id, text, by, self.now())
+
+    def pause(self, roles: list[str], for_: str | None, until: str | None, reason: str, by: str) -> list[control.Pause]:
+        """``agentd pause`` (no roles: every role); ValueError for a bad ``for_`` or ``until``, RoleNotFound."""
+        now = self.now()
+        end = actions.pause_end(now, for_, until)
+        return actions.pause(self.store, actions.check_roles(self.config.workflow, roles), now, end, reason, by)
+
+    def resume(self, roles: list[str], by: str) -> actions.Resumed:
+        """``agentd resume`` (no roles: every pause)."""
+        return actions.resume(self.store, actions.check_roles(self.config.workflow, roles), self.now(), by)
 
 
 def task_json(task: Task, quarantined: Mapping[str, Finding]) -> dict[str, Any]:

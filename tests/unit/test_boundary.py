@@ -19,7 +19,7 @@ EXCEPTIONS: dict[str, str] = {
     "agentd.cli.web_cmd": f"holds the web process's PID file: {_PID}",
     "agentd.automation.process": f"holds the automation process's PID file ({_PID}) and writes its journal",
     "agentd.automation.engine": f"{_TAIL}; its memory file has one writer, the active automation process",
-    "agentd.cli.automation_cmd": f"shows the automation memory and PID files ({_PID}); emit appends to the journal",
+    "agentd.cli.automation_cmd": f"shows the automation memory file and the automation process's PID files ({_PID})",
     "agentd.report.status": f"probes the automation process's active lock: {_PID}",
     "agentd.report.usage": f"the budgets' tally {_TAIL}",
     "agentd.web.metrics": f"folds the journal per rotated file, cached by file identity: {_TAIL}",

@@ -17,7 +17,7 @@ from agentd.cli.output import table as plain_table
 from agentd.config import Config
 from agentd.core.clock import SystemClock, format_timestamp, parse_timestamp
 from agentd.errors import AgentdError, AutomationNotFound, ConfigError, ExitCode, display_path
-from agentd.store.file.journal import EVENT_TYPES, Journal
+from agentd.store.base import EVENT_TYPES
 
 pass_app = click.make_pass_decorator(App)
 TOPIC = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -372,15 +372,7 @@ def emit(app: App, topic: str, data_text: str | None, message: str | None) -> in
             raise click.UsageError(f"--data: {clash[0]!r} is a field every event has; use another name")
     import logging
 
-    config = app.config
-    journal = Journal(
-        config.state_dir / "events.jsonl",
-        SystemClock(),
-        None,
-        logging.getLogger("agentd.emit"),
-        max_bytes=config.log.max_bytes,
-        backups=config.log.backups,
-    )
+    journal = app.store().journal(None, logging.getLogger("agentd.emit"))
     journal.emit(topic, message or f"emitted {topic}", **fields)
     info(f"emitted {topic}")
     return ExitCode.OK

@@ -10,6 +10,7 @@ Where no server can be started, :func:`unavailable` says exactly what is missing
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import os
@@ -118,6 +119,18 @@ def start_server(base: Path, *, listen: str = "127.0.0.1", trust: tuple[str, ...
     folder = bin_dir()
     assert folder is not None, unavailable()
     as_user = SERVER_USER if os.geteuid() == 0 else None
+    if as_user:
+        # The server's user must traverse every parent of its folder, and pytest makes /tmp/pytest-of-USER 0700
+        # again whenever any pytest session starts (another xdist worker, another run): a cluster under tmp_path
+        # then fails with "Permission denied". So the cluster lives in a folder of its own in the system's temporary
+        # folder, removed when this process exits; ``base`` gets a link to it.
+        real = Path(tempfile.mkdtemp(prefix="agentd-pg-"))
+        atexit.register(shutil.rmtree, real, ignore_errors=True)
+        if base != real:
+            base.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                base.symlink_to(real, target_is_directory=True)
+            base = real
     data, sockets = base / "data", base / "sockets"
     sockets.mkdir(parents=True, exist_ok=True)
     if as_user:

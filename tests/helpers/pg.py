@@ -119,7 +119,7 @@ def start_server(base: Path, *, listen: str = "127.0.0.1", trust: tuple[str, ...
     folder = bin_dir()
     assert folder is not None, unavailable()
     as_user = SERVER_USER if os.geteuid() == 0 else None
-    if as_user:
+    if as_user and base.parent != Path(tempfile.gettempdir()):
         # The server's user must traverse every parent of its folder, and pytest makes /tmp/pytest-of-USER 0700
         # again whenever any pytest session starts (another xdist worker, another run): a cluster under tmp_path
         # then fails with "Permission denied". So the cluster lives in a folder of its own in the system's temporary

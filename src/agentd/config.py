@@ -47,7 +47,15 @@ ROLE_KEYS = (
     "resume_command",
 )
 # Tunables with no default value (unset: no limit), settable per role or in [defaults].
-OPTIONAL_TUNABLES = ("max_waiting", "waiting_expiry", "pause_for", "pause_on_exit", "budget", "output")
+OPTIONAL_TUNABLES = (
+    "max_waiting",
+    "waiting_expiry",
+    "pause_for",
+    "pause_on_exit",
+    "budget",
+    "output",
+    "fence_margin",  # none: derived from lease_ttl (see Role.margin)
+)
 REQUIRED_ROLE_KEYS = ("claims", "working", "on_success")
 DEFAULT = "default"
 
@@ -173,6 +181,7 @@ def _role(name: str, spec: Mapping[str, Any], tunables: Mapping[str, Any], backo
         max_attempts=int(values["max_attempts"]),
         grace=float(values["grace"]),
         kill_after=float(values["kill_after"]),
+        fence_margin=None if extra["fence_margin"] is None else float(extra["fence_margin"]),
         max_repeats=int(values["max_repeats"]),
         allow_loop=bool(spec.get("allow_loop", False)),
         waiting=str(spec.get("waiting", "needs_feedback")),
@@ -189,6 +198,28 @@ def _role(name: str, spec: Mapping[str, Any], tunables: Mapping[str, Any], backo
             max=float(merged_backoff["max"]),
         ),
     )
+
+
+def _check_fencing(role: Role, spec: Mapping[str, Any], defaults: Mapping[str, Any], path: Path) -> None:
+    """Self-fencing must leave room: the margin under the lease's ttl, a heartbeat under ``lease_ttl - margin``."""
+
+    def where(key: str) -> str:
+        return f"$.roles.{role.name}.{key}" if key in spec else f"$.defaults.{key}"
+
+    if role.margin >= role.lease_ttl:
+        raise ConfigInvalid(
+            path,
+            where("fence_margin"),
+            f"fence_margin {role.margin:g} s must be under lease_ttl {role.lease_ttl:g} s (role {role.name!r})",
+        )
+    if role.heartbeat >= role.fence_after:
+        key = "heartbeat" if "heartbeat" in spec or "heartbeat" in defaults else "lease_ttl"
+        raise ConfigInvalid(
+            path,
+            where(key),
+            f"heartbeat {role.heartbeat:g} s must be under lease_ttl - fence_margin = {role.fence_after:g} s "
+            f"(role {role.name!r}): a run is fenced when no heartbeat renews its lease for that long",
+        )
 
 
 def default_role_specs() -> dict[str, dict[str, Any]]:
@@ -249,6 +280,7 @@ def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
     specs = _role_specs(data, where, config_file, sources)
     roles = {name: _role(name, spec, tunables, backoff) for name, spec in specs.items()}
     for name, spec in specs.items():
+        _check_fencing(roles[name], spec, data.get("defaults", {}), config_file)
         for key in (*TUNABLES, *OPTIONAL_TUNABLES, "backoff"):
             if key not in spec:
                 given = key in data.get("defaults", {})

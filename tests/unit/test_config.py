@@ -152,3 +152,44 @@ def test_a_role_succeeding_into_its_own_claims_is_refused_unless_it_means_it(tmp
     )
     builder = config.load(root=tmp_path, environ={}).role("builder")
     assert builder.allow_loop and builder.max_repeats == 4
+
+
+def test_the_fence_margin_is_derived_from_the_lease_ttl(tmp_path: Path) -> None:
+    """Unset, fence_margin is 20 % of lease_ttl, at least 2 s, at most half of it; set, it is taken as it is."""
+    (tmp_path / "agentd.toml").write_text(
+        "[defaults]\nlease_ttl = 100\nheartbeat = 5\n[roles.tester]\nlease_ttl = 5\nheartbeat = 1\n"
+        "[roles.planner]\nlease_ttl = 1\nheartbeat = 0.2\n[roles.refiner]\nfence_margin = 30\n"
+    )
+    cfg = config.load(root=tmp_path, environ={})
+    margins = {name: (cfg.role(name).margin, cfg.role(name).fence_after) for name in ("builder", "tester", "planner")}
+    assert margins == {"builder": (20.0, 80.0), "tester": (2.0, 3.0), "planner": (0.5, 0.5)}
+    assert cfg.role("refiner").fence_after == 70.0
+    assert cfg.sources["roles.refiner.fence_margin"] == "agentd.toml [roles.refiner]"
+    assert config.load(root=tmp_path / "nowhere", environ={}).role("builder").fence_after == 5400 - 1080
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        (
+            "[defaults]\nlease_ttl = 10\nfence_margin = 10\n",
+            "agentd.toml: $.defaults.fence_margin: fence_margin 10 s must be under lease_ttl 10 s (role 'planner')",
+        ),
+        (
+            "[roles.builder]\nlease_ttl = 10\nheartbeat = 1\nfence_margin = 12\n",
+            "agentd.toml: $.roles.builder.fence_margin: fence_margin 12 s must be under lease_ttl 10 s",
+        ),
+        (
+            "[defaults]\nlease_ttl = 10\nheartbeat = 8\n",
+            "agentd.toml: $.defaults.heartbeat: heartbeat 8 s must be under lease_ttl - fence_margin = 8 s",
+        ),
+        ("[roles.tester]\nlease_ttl = 60\n", "agentd.toml: $.roles.tester.lease_ttl: heartbeat 60 s must be under"),
+    ],
+)
+def test_a_fence_with_no_room_is_refused_naming_the_key(tmp_path: Path, toml: str, message: str) -> None:
+    """A margin not under the ttl, or a heartbeat not under lease_ttl - margin (every run would be fenced), is an
+    error naming the file and the key."""
+    (tmp_path / "agentd.toml").write_text(toml)
+    with pytest.raises(ConfigInvalid) as info:
+        config.load(root=tmp_path, environ={})
+    assert message in str(info.value)

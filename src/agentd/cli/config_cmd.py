@@ -66,6 +66,7 @@ def _role_values(role: Role) -> dict[str, Any]:
         "output": role.output,
     }
     values.update({name: getattr(role, name) for name in TUNABLES})
+    values["fence_margin"] = role.margin  # the effective one (derived from lease_ttl when not set)
     values["backoff"] = {"initial": role.backoff.initial, "factor": role.backoff.factor, "max": role.backoff.max}
     return values
 

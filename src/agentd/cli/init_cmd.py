@@ -33,6 +33,7 @@ max_attempts = 3                          # failed attempts before on_failure
 backoff = {{ initial = 30, factor = 2, max = 1800 }}
 grace = 15                                # s running tasks get to finish on shutdown
 kill_after = 5                            # s between SIGTERM and SIGKILL of a task's process group
+# fence_margin = 1080                     # a run is killed after lease_ttl - this s without a renewal (default 20 %)
 max_repeats = 10                          # runs in a row that leave a task's status unchanged; then on_failure
 pause_for = 3600                          # s a role pauses itself for (pause_on_exit, a result file's pause)
 # pause_on_exit = [75]                    # exit codes that pause the role (a usage limit): no attempt spent

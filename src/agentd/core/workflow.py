@@ -5,6 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+FENCE_MARGIN_SHARE = 0.2  # of lease_ttl: the default self-fencing margin ...
+FENCE_MARGIN_MIN = 2.0  # ... at least this many seconds ...
+FENCE_MARGIN_MAX_SHARE = 0.5  # ... but never more than this share of the ttl (a short ttl keeps room for heartbeats)
+
+
+def fence_margin_for(lease_ttl: float) -> float:
+    """The default self-fencing margin for a lease ttl: 20 % of it, at least 2 s, at most half of it.
+
+    A run is fenced ``lease_ttl - margin`` seconds after its last renewal (on its host's boot clock), a peer may take
+    the task over ``lease_ttl`` seconds after it (on the store's clock): the margin covers the supervisor's kill and
+    the two clocks' disagreement over that span (see docs/concepts/lease-protocol.md, "Self-fencing")."""
+    return min(max(FENCE_MARGIN_MIN, FENCE_MARGIN_SHARE * lease_ttl), FENCE_MARGIN_MAX_SHARE * lease_ttl)
+
 
 @dataclass(frozen=True)
 class Backoff:
@@ -44,6 +57,7 @@ class Role:
     backoff: Backoff = field(default_factory=Backoff)
     grace: float = 15.0
     kill_after: float = 5.0
+    fence_margin: float | None = None  # s before lease_ttl at which a run's supervisor fences it; None: derived
     allow_loop: bool = False  # on_success may be a status this role claims (it means to run tasks again)
     max_repeats: int = 10  # consecutive successes leaving a task where this role claims it, then on_failure
     waiting: str = "needs_feedback"  # where a task waits after its command asked a question
@@ -54,6 +68,17 @@ class Role:
     pause_for: float = 3600.0  # s a role pauses itself for when its command gives no time
     budget_usd_per_day: float | None = None  # spend per day (in the project's time zone) that pauses the role
     output: str | None = None  # an output adapter reading the command's own output (claude-json)
+
+    @property
+    def margin(self) -> float:
+        """Seconds of the lease ttl kept in reserve by self-fencing: ``fence_margin``, else :func:`fence_margin_for`."""
+        return fence_margin_for(self.lease_ttl) if self.fence_margin is None else self.fence_margin
+
+    @property
+    def fence_after(self) -> float:
+        """Seconds without a lease renewal after which a run's supervisor kills its command's tree (self-fencing):
+        ``lease_ttl - margin``, so that the run is gone before any peer may judge the lease stale."""
+        return self.lease_ttl - self.margin
 
     @property
     def retry_status(self) -> str:

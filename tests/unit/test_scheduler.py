@@ -137,6 +137,14 @@ def test_interrupted_spends_no_attempt() -> None:
     assert d.status == "ready" and "attempts" not in d.patch and d.patch["status_note"] == "interrupted by shutdown"
 
 
+def test_a_fenced_run_counts_one_attempt_and_goes_back_at_once() -> None:
+    """A fenced run (its daemon stopped renewing) counts an attempt, as a recovery does, and waits for no backoff."""
+    d = decide(Outcome(Kind.FENCED, None, 9, note="fenced: no lease renewal for 4320 s"), attempts=1)
+    assert d.status == "ready" and d.patch["attempts"] == 2 and d.patch["not_before"] is None
+    assert d.patch["status_note"] == "attempt 2 failed (fenced: no lease renewal for 4320 s)"
+    assert decide(Outcome(Kind.FENCED), attempts=2).status == "blocked"  # max_attempts 3
+
+
 def test_status_set_by_the_command_stands() -> None:
     """If the task left the working status while it ran, agentd keeps that status."""
     t = views({"tasks": [task("a", "needs_adapt")]})[0]

@@ -366,6 +366,7 @@ class Kind(enum.StrEnum):
     RECOVERED = "recovered"  # its lease went stale (the daemon died or hung)
     ASKED = "asked"  # the command asked a person a question: the task waits for the answer (no attempt spent)
     PAUSED = "paused"  # the command paused its role (a usage limit): the task goes back (no attempt spent)
+    FENCED = "fenced"  # its supervisor killed it: its daemon had not renewed the lease for lease_ttl - fence_margin
 
 
 @dataclass(frozen=True)
@@ -481,8 +482,9 @@ def decide(task: Task, role: Role, outcome: Outcome, now: datetime, workflow: Wo
         if workflow is not None and workflow.unblock is not None and role.on_failure == workflow.unblock.from_status:
             patch["blocked_reason"] = f"failed {failures} attempt{'s' * (failures != 1)} ({cause})"
         return Decision(role.on_failure, patch, final_failure=True, note=patch["status_note"])
-    # A recovered task did not fail: its worker died. It goes back at once (a peer re-claims it within seconds).
-    delay = 0.0 if outcome.kind is Kind.RECOVERED else role.backoff.delay(failures)
+    # A recovered or fenced task did not fail: its worker died or hung. It goes back at once (an attempt is counted, as
+    # for any interrupted run; a fenced run whose lease a peer recovered first is counted once, by that recovery).
+    delay = 0.0 if outcome.kind in (Kind.RECOVERED, Kind.FENCED) else role.backoff.delay(failures)
     patch.update(attempts=failures, not_before=format_timestamp(now + timedelta(seconds=delay)) if delay else None)
     patch["status_note"] = f"attempt {failures} failed ({cause})" + (f"; retry in {delay:g} s" if delay else "")
     return Decision(role.retry_status, patch, retry=True, note=patch["status_note"])
@@ -513,6 +515,8 @@ def describe(outcome: Outcome) -> str:
         return "timed out"
     if outcome.kind is Kind.RECOVERED:
         return outcome.note or "lease went stale"
+    if outcome.kind is Kind.FENCED:
+        return outcome.note or "fenced: its daemon stopped renewing the lease"
     if outcome.note:  # say, a result file that did not validate
         return outcome.note
     if outcome.signal:

@@ -19,12 +19,24 @@ the daemon, and EOF on the control pipe (the daemon died).  Each process is sign
 after re-checking its start time (immune to pid reuse), again until none is left (a process forking at
 that moment is caught too).  The shim reaps every child, orphans included.
 
+Self-fencing.  The spec may carry ``fence: [since, after]``: the command's tree must be gone once ``after`` seconds
+passed without a lease renewal, counted from ``since`` and then from each ``BEAT <t>`` line the daemon sends after a
+successful renewal (``since`` and ``t`` are ``CLOCK_BOOTTIME`` readings the daemon took *before* the renewal it
+reports, so a beat delayed on its way -- a daemon stopped between renewing and telling -- never buys time the lease
+does not have).  Past the deadline the shim kills the whole tree (the path of ``KILL``), reports ``killed_by: "fence"``
+and exits: the daemon (stopped, hung, partitioned from the store) may no longer hold the lease, and a peer may take
+the task over once ``lease_ttl`` has passed, ``fence_margin`` seconds later.  The deadline is kept on
+``CLOCK_BOOTTIME``, which goes on counting through a suspend (``CLOCK_MONOTONIC`` does not, and a peer's clock does);
+``select`` sleeps on the monotonic clock, so while a fence is pending no sleep is longer than ``FENCE_RECHECK``.
+A fence is final: a beat that comes later does not revive the run.
+
 Protocol (frames are a 4-byte big-endian length and a ``marshal`` payload: the daemon and the shim are
 always the same interpreter, and ``marshal`` is built in, where ``json`` would cost its import on every task)
 --------
 stdin  (control, the daemon holds the only write end):
-    frame 1: spec {"argv", "cwd", "env", "log", "timeout", "kill_after", "keep_fds"}
-    later:  lines ``TERM`` (SIGTERM the tree, SIGKILL after kill_after) or ``KILL`` (SIGKILL now)
+    frame 1: spec {"argv", "cwd", "env", "log", "timeout", "kill_after", "keep_fds", "fence"}
+    later:  lines ``TERM`` (SIGTERM the tree, SIGKILL after kill_after), ``KILL`` (SIGKILL now) or ``BEAT <t>``
+            (the lease was renewed: the fence deadline moves to ``t + after``)
     EOF:    the daemon died -> SIGTERM the tree, wait <= 1 s for the command, SIGKILL the whole tree,
             wait (<= 2 s) until it is gone, so the lease's lock is free, then exit 137.
 stdout (status frames):
@@ -64,6 +76,7 @@ _OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM)  # 
 POLL_INTERVAL = 0.02  # s, for waits that have no fd to select on
 EOF_GRACE = 1.0  # s, between SIGTERM and SIGKILL once the daemon is gone
 GIVE_UP_AFTER_SIGKILL = 2.0  # s, stop waiting for unkillable (D-state) leftovers
+FENCE_RECHECK = 1.0  # s, the longest sleep while a fence is pending (select's timeout stops during a suspend)
 _HAVE_PIDFD = hasattr(os, "pidfd_open")
 _HAVE_PIDFD_SIGNAL = hasattr(signal, "pidfd_send_signal")
 _HAVE_PROC = os.path.exists("/proc/self/stat")
@@ -74,6 +87,14 @@ _SUBREAPER = False  # set in main(): is the shim a child subreaper?
 
 def _on_signal(signum: int, _frame: object) -> None:
     _pending_signals.append(signum)
+
+
+_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", None)
+
+
+def _boot() -> float:
+    """``CLOCK_BOOTTIME`` (it counts a suspend), ``CLOCK_MONOTONIC`` where there is none: agentd.core.clock.boottime."""
+    return time.clock_gettime(_BOOTTIME) if _BOOTTIME is not None else time.monotonic()
 
 
 def _iso_now() -> str:
@@ -208,6 +229,10 @@ class Shim:
         self.timeout: float | None = float(timeout) if timeout is not None else None
         self.kill_after = max(0.0, float(spec.get("kill_after", 5.0)))
         self.keep_fds = [int(fd) for fd in spec.get("keep_fds", ())]
+        fence = spec.get("fence")
+        self.fence_after: float | None = float(fence[1]) if fence is not None else None
+        self.fence_at: float | None = float(fence[0]) + float(fence[1]) if fence is not None else None  # boot clock
+        self.fenced = False
 
         self.mypid = os.getpid()
         self.pgid = os.getpgrp()
@@ -366,6 +391,27 @@ class Shim:
                 if self.status is None:
                     self.killed_by = "kill"
                 self.kill_members()
+            elif cmd.startswith(b"BEAT ") and self.fence_at is not None and not self.fenced:
+                try:
+                    renewed = float(cmd[5:])
+                except ValueError:
+                    continue
+                self.fence_at = max(self.fence_at, renewed + (self.fence_after or 0.0))
+
+    def fence_due(self) -> bool:
+        """Whether the fence deadline has passed (no lease renewal for ``after`` seconds)."""
+        return self.fence_at is not None and not self.fenced and _boot() >= self.fence_at
+
+    def fence(self) -> None:
+        """No lease renewal for ``after`` seconds: kill the whole tree now (its daemon may have lost the lease)."""
+        self.fenced = True
+        if self.status is None:
+            self.killed_by = "fence"
+        self.log(
+            f"no lease renewal from the daemon for {self.fence_after:g} s (lease_ttl - fence_margin): killing the "
+            "task's process tree before a peer may take the task over (self-fencing)"
+        )
+        self.kill_members()
 
     def on_eof(self) -> None:
         self.ctrl_open = False
@@ -377,7 +423,7 @@ class Shim:
 
     # -- main ------------------------------------------------------------------------------------
     def start(self) -> str | None:
-        """Open the log and start the command; return an error line on failure."""
+        """Open the log and start the command; return an error line on failure (None and no pid: fenced)."""
         try:
             parent = os.path.dirname(os.path.abspath(self.log_path))
             os.makedirs(parent, exist_ok=True)
@@ -385,6 +431,10 @@ class Shim:
         except OSError as exc:
             self.not_started = exc.errno in _OUT_OF_RESOURCES
             return _one_line(f"cannot open log {self.log_path!r}: {type(exc).__name__}: {exc}")
+        if self.fence_due():  # the lease may be lost already (the daemon hung before starting us): never start
+            self.fenced = True
+            self.log(f"no lease renewal for {self.fence_after:g} s before the command started: not starting it")
+            return None
         self.log(f"exec {' '.join(_quote(a) for a in self.argv)}")
         try:
             self.pid = self.spawn()
@@ -428,6 +478,20 @@ class Shim:
             error: str | None = _one_line(f"cannot start the supervisor's loop: {type(exc).__name__}: {exc}")
         else:
             error = self.start()
+            if error is None and self.pid is None:  # fenced before it started
+                self.emit(
+                    {
+                        "event": "exited",
+                        "returncode": None,
+                        "signal": None,
+                        "timed_out": False,
+                        "killed_by": "fence",
+                        "error": None,
+                        "started": t0,
+                        "ended": time.time(),
+                    }
+                )
+                return 0
         if error is not None:
             code = 127 if error.startswith("FileNotFoundError") else 126
             self.emit(
@@ -473,6 +537,8 @@ class Shim:
                     self.timed_out = True
                     self.log(f"timeout after {self.timeout}s: terminating the task's process tree")
                     self.request_term("timeout", send=True)
+            if self.fence_due():
+                self.fence()
             if self.kill_deadline is not None and now >= self.kill_deadline:
                 self.kill_members()
             if self.status is not None:
@@ -493,6 +559,9 @@ class Shim:
             if timeout_at is not None and self.status is None:
                 deadlines.append(timeout_at)
             wait = max(0.0, min(deadlines) - now) if deadlines else None
+            if self.fence_at is not None and not self.fenced:
+                left = max(0.0, self.fence_at - _boot())
+                wait = min(left, FENCE_RECHECK) if wait is None else min(wait, left, FENCE_RECHECK)
             if self.status is not None or self.pidfd is None:
                 wait = POLL_INTERVAL if wait is None else min(wait, POLL_INTERVAL)
             fds = [wake_r]

@@ -31,7 +31,7 @@ from agentd import actions, faults
 from agentd import config as config_mod
 from agentd.config import Config
 from agentd.core import command, control, scheduler
-from agentd.core.clock import Clock, SystemClock, format_timestamp
+from agentd.core.clock import Clock, SystemClock, boottime, format_timestamp
 from agentd.core.control import Pause
 from agentd.core.model import valid_task_id
 from agentd.core.scheduler import Decision, Kind, Outcome
@@ -295,6 +295,23 @@ class Daemon:
             run = self.running.get(task_id)
             if run is not None and run.token == token:
                 run.exit = info
+                if info.killed_by == "fence":
+                    self._report_fenced(run)
+
+    def _report_fenced(self, run: Running) -> None:
+        """Journal that a run's supervisor fenced it (its lease went unrenewed too long: this daemon was stopped,
+        hung, or could not reach the store); what becomes of the task is recorded as for any end, if still ours."""
+        role = self.role
+        self.journal.emit(
+            "fenced",
+            f"{run.task_id}: no lease renewal reached its supervisor for {role.fence_after:g} s (lease_ttl "
+            f"{role.lease_ttl:g} s - fence_margin {role.margin:g} s): its command's tree was killed before a peer may "
+            f"take the task over (token {run.token})",
+            level=logging.WARNING,
+            task=run.task_id,
+            token=run.token,
+            fence_after=role.fence_after,
+        )
 
     def _room_cap(self, done: list[Running]) -> int | None:
         """This daemon's own limit on new claims (its --concurrency, and none after --once's pass or a stop)."""
@@ -324,6 +341,7 @@ class Daemon:
             self._after_look(report, seen)
             if not needed:
                 return
+        claimed_at = boottime()  # before any claim of this pass: where the supervisors' fence deadlines start
         result = self.dispatcher.run(done, held, cap)
         if look:
             self._after_look(report, result)
@@ -388,7 +406,7 @@ class Daemon:
                 token=claim.held.token,
                 attempt=claim.held.record.attempt,
             )
-            self._start(claim)
+            self._start(claim, claimed_at)
 
     # -- pauses and budgets --------------------------------------------------------------------------------------------
 
@@ -569,9 +587,9 @@ class Daemon:
                 )
         self._quarantine = now
 
-    def _start(self, claim: Claim) -> None:
+    def _start(self, claim: Claim, claimed_at: float) -> None:
         on_exit = self._on_exit(claim.task_id, claim.held.token)
-        run = self.executor.start(claim.task_id, claim.held, claim.raw, on_exit, claim.workspace)
+        run = self.executor.start(claim.task_id, claim.held, claim.raw, on_exit, claim.workspace, claimed_at)
         self.running[claim.task_id] = run
         if run.proc is None:
             if run.not_started is not None:
@@ -706,7 +724,10 @@ class Daemon:
                 due = min(due, run.next_beat - mono)
                 continue
             run.next_beat = mono + every
+            before = boottime()  # read before renewing: the supervisor's fence never outlives the lease (see runner)
             renewed = run.held.update(self.clock.now(), self.clock.boottime())
+            if renewed is True and run.proc is not None:
+                run.proc.renewed(before)
             if renewed is not False:
                 continue  # renewed, or released by the main loop meanwhile
             run.lost = True

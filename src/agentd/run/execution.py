@@ -20,7 +20,7 @@ from typing import Any
 
 from agentd.config import Config
 from agentd.core import adapters, command, scheduler
-from agentd.core.clock import Clock, format_timestamp
+from agentd.core.clock import Clock, boottime, format_timestamp
 from agentd.core.duration import parse_duration
 from agentd.core.scheduler import Kind, Outcome
 from agentd.core.workflow import Role
@@ -114,8 +114,12 @@ class Executor:
         raw: dict[str, Any],
         on_exit: Callable[[TaskProcess, ExitInfo], None],
         workspace: str | None = None,
+        claimed_at: float | None = None,
     ) -> Running:
-        """Launch the task's command under its supervisor; a run that cannot start ends at once (exit 127)."""
+        """Launch the task's command under its supervisor; a run that cannot start ends at once (exit 127).
+
+        ``claimed_at``: a boot-clock reading taken before the claim's transaction began: the supervisor's fence
+        deadline counts from it until the first renewal (see :mod:`agentd.run.runner`)."""
         attempt, token = held.record.attempt, held.token
         state = self.config.state_dir
         run = Running(
@@ -164,6 +168,8 @@ class Executor:
                 timeout=task_timeout(raw, self.role),
                 kill_after=self.role.kill_after,
                 keep_fds=held.inherit(),
+                fence_after=self.role.fence_after,
+                fence_from=claimed_at,
             )
             run.proc = launch(spec, on_exit=on_exit)
         except (AgentdError, OSError, ValueError) as exc:
@@ -180,7 +186,9 @@ class Executor:
             run.exit = ExitInfo(127, None, False, None, str(exc), now, now)
             return run
         pgid = run.proc.pgid
-        held.update(self.clock.now(), self.clock.boottime(), pgid=pgid, pgid_start=process_start(pgid))
+        before = boottime()  # the real boot clock, which the supervisor reads too (self.clock may be a test's)
+        if held.update(self.clock.now(), self.clock.boottime(), pgid=pgid, pgid_start=process_start(pgid)) is True:
+            run.proc.renewed(before)
         run.argv = tuple(argv)
         return run
 
@@ -200,6 +208,16 @@ class Executor:
                 run.result_path.unlink()
             return Outcome(
                 Kind.NOT_STARTED, None, None, note=f"not started: agentd could not start it ({run.not_started})"
+            )
+        if info.killed_by == "fence":  # whatever it wrote is void: its lease may have been taken over meanwhile
+            with contextlib.suppress(OSError):
+                run.result_path.unlink()
+            return Outcome(
+                Kind.FENCED,
+                info.returncode,
+                info.signal,
+                note=f"fenced: no lease renewal for {self.role.fence_after:g} s (lease_ttl {self.role.lease_ttl:g} s - "
+                f"fence_margin {self.role.margin:g} s); its supervisor killed the command's tree",
             )
         if run.interrupted and info.returncode != 0:
             return Outcome(Kind.INTERRUPTED, info.returncode, info.signal, note="interrupted by shutdown")

@@ -11,6 +11,11 @@ daemon thread per task::
 
     task = launch(LaunchSpec(argv=["make", "test"], cwd=repo, env={}, log_path=log, timeout=3600))
     info = task.wait()          # ExitInfo; or pass on_exit=callback to launch()
+
+Self-fencing: with ``fence_after`` set, the shim kills the command's whole tree once that many seconds passed on the
+boot clock since ``fence_from`` and since the latest :meth:`TaskProcess.renewed` (the daemon calls it after each
+successful lease renewal). Control lines go down a non-blocking pipe: a renewal never waits on a shim (a beat that
+would block is dropped, which can only make the fence come sooner).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from agentd.core.clock import boottime
 
 __all__ = [
     "SHIM_PATH",
@@ -74,6 +81,8 @@ class LaunchSpec:
     timeout: float | None
     kill_after: float = 5.0
     keep_fds: Sequence[int] = ()
+    fence_after: float | None = None  # s without a lease renewal before the shim kills the tree (None: no fencing)
+    fence_from: float | None = None  # boot-clock time the lease was last renewed, at or before (None: now)
 
 
 @dataclass(frozen=True)
@@ -84,7 +93,8 @@ class ExitInfo:
     not be started has returncode 127 (not found) or 126 (not executable, bad cwd, unusable log)
     and ``error`` set (``not_started`` when the cause was agentd's own lack of resources, not the command).
     ``killed_by`` is ``"timeout"``, ``"term"`` or ``"kill"`` when the
-    supervisor was asked to stop the command (or the timeout did) before it exited.
+    supervisor was asked to stop the command (or the timeout did) before it exited, and ``"fence"`` when the
+    supervisor fenced it (no lease renewal for ``fence_after`` seconds; never started when that was already so).
     """
 
     returncode: int | None
@@ -207,6 +217,11 @@ class TaskProcess:
         fallback.daemon = True
         fallback.start()
 
+    def renewed(self, at: float) -> None:
+        """The lease was renewed; ``at`` is a boot-clock reading taken before the renewal began. Never blocks."""
+        if not self._done.is_set():
+            self._send(f"BEAT {at!r}")
+
     def detach_control(self) -> None:
         """Close the control pipe as if the daemon had died (the shim then kills the group)."""
         with self._ctl_lock:
@@ -217,15 +232,19 @@ class TaskProcess:
 
     # -- internals -----------------------------------------------------------------------------
     def _send(self, line: str | bytes) -> bool:
-        """A control line (``TERM``, ``KILL``), or bytes as they are (the spec frame)."""
-        data = line if isinstance(line, bytes) else line.encode() + b"\n"
+        """A control line (``TERM``, ``KILL``, ``BEAT t``: one write, never blocking, all or nothing: a line is
+        shorter than PIPE_BUF), or the spec frame (bytes: blocking, before the pipe is made non-blocking)."""
         with self._ctl_lock:
             stdin = self._popen.stdin
             if stdin is None or stdin.closed:
                 return False
             try:
-                stdin.write(data)
-                stdin.flush()
+                if isinstance(line, bytes):
+                    stdin.write(line)
+                    stdin.flush()
+                    os.set_blocking(stdin.fileno(), False)
+                else:
+                    os.write(stdin.fileno(), line.encode() + b"\n")  # BlockingIOError: the shim is not reading
             except (BrokenPipeError, ValueError, OSError):
                 return False
             return True
@@ -309,6 +328,10 @@ class TaskProcess:
                 log.exception("task %d: on_exit callback failed", self.pid)
 
 
+def _boot_since(since: float | None) -> float:
+    return boottime() if since is None else float(since)
+
+
 @functools.cache
 def shim_code() -> bytes:
     """The shim's code as the frame :data:`SHIM_BOOT` reads: compiled once (without -O, as ``python -I -S`` runs)."""
@@ -328,6 +351,8 @@ def launch(spec: LaunchSpec, on_exit: Callable[[TaskProcess, ExitInfo], None] | 
         raise ValueError(f"timeout must be positive or None, got {spec.timeout}")
     if spec.kill_after < 0:
         raise ValueError(f"kill_after must be >= 0, got {spec.kill_after}")
+    if spec.fence_after is not None and spec.fence_after <= 0:
+        raise ValueError(f"fence_after must be positive or None, got {spec.fence_after}")
     env = dict(os.environ)
     env.update(spec.env)
     message = marshal.dumps(
@@ -339,6 +364,7 @@ def launch(spec: LaunchSpec, on_exit: Callable[[TaskProcess, ExitInfo], None] | 
             "timeout": spec.timeout,
             "kill_after": spec.kill_after,
             "keep_fds": keep_fds,
+            "fence": None if spec.fence_after is None else (_boot_since(spec.fence_from), float(spec.fence_after)),
         }
     )
     frame = shim_code() + len(message).to_bytes(4, "big") + message  # the shim's protocol: see _shim.py

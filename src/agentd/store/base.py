@@ -105,6 +105,7 @@ EVENT_TYPES = (
     "claimed",
     "started",
     "heartbeat-lost",
+    "fenced",
     "stopping",
     "start-failed",
     "start-capped",

@@ -18,6 +18,7 @@ import pytest
 from agentd.core.clock import boottime
 from agentd.hostinfo import boot_id
 from agentd.run.runner import ExitInfo, LaunchSpec, TaskProcess, launch
+from tests.conftest import run_agentd
 from tests.helpers.daemons import alive, events, start, stop_all, task, tasks_by_id, wait_for, write_config, write_queue
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux /proc")
@@ -212,6 +213,12 @@ def test_a_run_fenced_while_its_daemon_was_stopped_counts_as_one_interrupted_att
         assert max(r["t"] for r in beats if r["token"] == 1) < min(r["t"] for r in beats if r["token"] == 2)
         final = tasks_by_id(tmp_path)["F2"]
         assert final["last_run"]["token"] == 2 and final["last_run"]["attempt"] == 2
+        history = run_agentd("queue", "history", "F2", cwd=tmp_path)
+        assert (
+            history.returncode == 0
+            and "1 fenced run" in history.stdout
+            and "outcomes fenced, success" in history.stdout
+        )
     finally:
         stop_all([daemon])
 

@@ -25,6 +25,7 @@ _COLOURS = {
     "finished": "green",
     "retry-scheduled": "yellow",
     "heartbeat-lost": "red",
+    "fenced": "red",
     "stopping": "yellow",
     "start-failed": "red",
     "start-capped": "yellow",
@@ -158,6 +159,7 @@ def _summary(found: list[Event]) -> str:
             ("recovered", "recovery"),
             ("refused", "refusal"),
             ("heartbeat-lost", "lost lease"),
+            ("fenced", "fenced run"),
         )
         if names[name]
     ]

@@ -189,6 +189,44 @@ def test_a_stopped_daemon_on_another_host_is_fenced_before_a_peer_takes_over(tmp
         stop_all([p for p in (remote, peer) if p is not None])
 
 
+@pytest.mark.skipif(another_host_refused() is not None, reason=str(another_host_refused()))
+def test_a_daemon_on_another_host_stopped_between_claim_and_start_never_starts_the_task(tmp_path: Path) -> None:
+    """A daemon on another host stopped after writing its claim, resumed once a peer took the task over: its
+    supervisor's deadline counts from before the claim, so the command is never started a second time."""
+    log = tmp_path / "beats.jsonl"
+    write_config(
+        tmp_path,
+        {"builder": {**BUILDER, "command": beater(log, "--seconds", "3")}},
+        defaults={"interval": 0.5, "lease_ttl": 3, "heartbeat": 0.5},
+    )
+    write_queue(tmp_path, [task("F4")], {"builder": 1})
+    argv = [sys.executable, "-m", "agentd", "--root", str(tmp_path), "--role", "builder", "--instance", "remote"]
+    os.environ["AGENTD_CRASH_AT"] = "claim.after-queue-write:stop"
+    try:
+        remote = as_another_host(tmp_path, argv, "host-c")
+    finally:
+        del os.environ["AGENTD_CRASH_AT"]
+    peer = None
+    try:
+        wait_for(lambda: Path(f"/proc/{remote.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T", 30, "hang")
+        peer = start(tmp_path, "builder", "--instance", "peer")
+        wait_for(lambda: pids(log, 2), 60, "the peer's run to start")
+        remote.send_signal(signal.SIGCONT)
+        old = tmp_path / ".agentd" / "logs" / "tasks" / "F4" / "1.log"  # the old claim's supervisor writes here
+
+        def said() -> str:
+            text = old.read_text() if old.exists() else ""
+            return text if "exec " in text or "not starting it" in text else ""
+
+        text = wait_for(said, 30, "the old claim's supervisor to start the command or refuse to")
+        assert "exec " not in text, "the stopped daemon started the task after the peer took it over"
+        wait_for(lambda: [e for e in journal(tmp_path) if e["event"] == "fenced" and e["token"] == 1], 30, "fenced")
+        wait_for(lambda: tasks_by_id(tmp_path)["F4"]["status"] == "awaiting_test", 60, "the peer to finish the task")
+        assert not pids(log, 1)
+    finally:
+        stop_all([p for p in (remote, peer) if p is not None])
+
+
 def test_a_run_fenced_while_its_daemon_was_stopped_counts_as_one_interrupted_attempt(tmp_path: Path) -> None:
     """SIGSTOP a daemon alone until its run is fenced, then SIGCONT: the run is recorded as fenced (never a success),
     one attempt is counted, and the task runs again."""

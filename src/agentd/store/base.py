@@ -298,7 +298,8 @@ class HeldLease(Protocol):
 
     def renew(self, now: datetime, boot: float | None = None) -> bool | None:
         """Record a heartbeat: True when renewed, False when the lease is no longer ours (broken by a peer), None
-        when it was released meanwhile."""
+        when it was released meanwhile. True only once the store has recorded it, stamped no earlier than the call
+        began: the task's supervisor is told, and fences the run by that (docs/concepts/lease-protocol.md)."""
         ...
 
     def update(self, now: datetime, boot: float | None = None, **changes: Any) -> bool | None:

@@ -168,7 +168,7 @@ def test_the_fast_validator_is_on() -> None:
 @given(_tasks)
 def test_the_fast_validator_agrees_with_jsonschema(task: object) -> None:
     """jsonschema-rs is only a gate: whatever it lets through, jsonschema finds valid, so the answer never changes."""
-    slow = schema.first_error(task, "task") is None
+    slow = schema.exact_first_error(task, "task") is None
     if schema._fast_valid(task):
         assert slow
     assert (schema.task_error(task) is None) == (slow and schema.lone_surrogate(task) is None)
@@ -187,3 +187,46 @@ def test_the_fast_gate_quarantines_exactly_what_jsonschema_alone_does(task: obje
     finally:
         schema._fast_task_validator = original  # type: ignore[assignment]
     assert gated == alone
+
+
+_tops = (
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "tasks": st.just([]) | _json,
+            "wip_limits": st.dictionaries(st.text(max_size=3), st.integers(-2, 3) | st.just(1.0) | _json, max_size=2)
+            | _json,
+            "other": _json,
+        },
+    )
+    | _json
+)
+_leases = (
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "task_id": st.sampled_from(["T1", "T 1"]) | _json,
+            "token": st.integers(-1, 3) | _json,
+            "role": st.just("builder") | _json,
+            "host": st.just("h") | _json,
+            "pid": st.integers(-1, 3) | _json,
+            "ttl": st.floats(-1, 5, allow_nan=False) | _json,
+            "acquired": st.sampled_from(["2026-01-01T00:00:00Z", "later"]) | _json,
+            "last_heartbeat": st.sampled_from(["2026-01-01T00:00:00Z", "later"]) | _json,
+        },
+    )
+    | _json
+)
+
+
+@given(st.sampled_from(["queue", "lease", "result", "config"]), _tops | _leases | _json)
+def test_the_fast_gate_of_every_schema_agrees_with_jsonschema(name: schema.SchemaName, instance: object) -> None:
+    """first_error through the jsonschema-rs gate gives jsonschema's own answer for every schema, not only tasks."""
+    assert schema.first_error(instance, name) == schema.exact_first_error(instance, name)
+
+
+def test_a_valid_document_is_judged_without_jsonschema() -> None:
+    """A valid queue, lease or config is accepted by the fast gate alone: jsonschema is never asked."""
+    assert schema.fast_valid({"tasks": [], "wip_limits": {"builder": 2}}, "queue")
+    assert not schema.fast_valid({"tasks": [], "wip_limits": {"builder": -1}}, "queue")
+    assert schema.fast_valid({"roles": {}}, "config") == (schema.exact_first_error({"roles": {}}, "config") is None)

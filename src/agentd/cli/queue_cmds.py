@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,8 +15,9 @@ from agentd.core import edits
 from agentd.core.model import Task
 from agentd.core.validate import Finding
 from agentd.errors import ExitCode, TaskNotFound, display_path
-from agentd.service import background as service
-from agentd.store.base import Txn
+
+if TYPE_CHECKING:
+    from agentd.store.base import Txn
 
 pass_app = click.make_pass_decorator(App)
 
@@ -411,6 +412,7 @@ def why(app: App, task_id: str, as_json: bool) -> int:
     from agentd import actions
     from agentd.core.clock import SystemClock
     from agentd.core.explain import explain
+    from agentd.service import background as service
 
     config = app.config
     store = app.store()

@@ -16,15 +16,12 @@ import json
 import logging
 import operator
 import os
-import secrets
 import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
-
-import tenacity
 
 from agentd import faults, schema
 from agentd.core.model import Task, index_by_id, view_id, views, walk, walk_one
@@ -487,8 +484,13 @@ class QueueStore:
             )
             return self._last
 
-        if self.parse_retry <= 0:
+        try:
             return attempt()
+        except _MaybeMidWrite:
+            if self.parse_retry <= 0:
+                raise
+        import tenacity  # only when a read may have caught a write midway: not on every CLI start
+
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_MaybeMidWrite),
             stop=tenacity.stop_after_delay(self.parse_retry),
@@ -711,7 +713,7 @@ class QueueStore:
         except FileNotFoundError:
             info = None
             mode = 0o644
-        temp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}{TMP_MARK}")
+        temp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}{TMP_MARK}")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
         try:
             try:
@@ -754,7 +756,7 @@ class QueueStore:
             if target.exists():
                 return False
             payload = (json.dumps(data, indent=indent, ensure_ascii=False) + "\n").encode("utf-8")
-            temp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}{TMP_MARK}")
+            temp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}{TMP_MARK}")
             try:
                 temp.write_bytes(payload)
                 with open(temp, "rb+") as handle:

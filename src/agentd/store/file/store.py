@@ -17,7 +17,6 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -281,7 +280,7 @@ class FileStore:
         """Replace ``state.json`` atomically (under the queue lock): readers see the old or the new file, never part."""
         target = self.state_path
         payload = (json.dumps(state, indent=2, ensure_ascii=False) + "\n").encode("utf-8")  # keys in their order
-        temp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.agentd-tmp")
+        temp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.agentd-tmp")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             for leftover in target.parent.glob(f".{target.name}.*.agentd-tmp"):  # a dead writer's (we hold the lock)

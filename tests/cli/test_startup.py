@@ -25,11 +25,15 @@ HEAVY = (
     "agentd.run.daemon",
     "agentd.run.runner",
     "agentd.web",
-    # The queue reader: jsonschema only for what jsonschema-rs refuses (its messages), tenacity only once a read may
-    # have caught a write midway; secrets (hmac, hashlib, random) not for a temporary file's name.
+    # The queue reader: a valid queue is judged by agentd.schemacheck (stdlib); jsonschema is loaded only for the
+    # message of what it refuses, jsonschema-rs (10 MB resident; decimal, email) only where it cannot judge; tenacity
+    # once a read may have caught a write midway; secrets (hmac, hashlib, random) not for a temporary file's name.
     "tenacity",
     "jsonschema",
+    "jsonschema_rs",
     "referencing",
+    "decimal",
+    "email",
     "secrets",
 )
 READER = ("tenacity", "jsonschema", "referencing")
@@ -101,3 +105,14 @@ def test_loading_a_schema_and_naming_the_host_import_no_more_than_they_need() ->
     assert done.returncode == 0, done.stderr
     modules = set(done.stdout.split())
     assert heavy(modules, ("jsonschema", "importlib.resources", "tempfile", "socket")) == []
+
+
+@pytest.mark.slow
+def test_a_daemon_running_a_valid_task_loads_no_validator_library(project: object) -> None:
+    """A builder pass that claims, runs and completes a valid task judges the queue, its lease and the outcome with the
+    stdlib checker: jsonschema and jsonschema-rs (10 MB of an idle daemon's memory) stay unloaded."""
+    root = project(small_queue(), '[roles.builder]\ncommand = ["true"]\n')  # type: ignore[operator]
+    modules = imported(("--role", "builder", "--once"), root)
+    assert "agentd.run.daemon" in modules
+    assert heavy(modules, ("jsonschema", "jsonschema_rs", "referencing", "decimal", "email", "tenacity")) == []
+    assert '"status": "awaiting_test"' in (root / "SPRINT_QUEUE.json").read_text(encoding="utf-8")

@@ -180,12 +180,13 @@ def test_the_fast_gate_quarantines_exactly_what_jsonschema_alone_does(task: obje
     schema._VALID_TASKS.clear()
     gated = schema.task_problems(task, "$.tasks[0]")
     schema._VALID_TASKS.clear()
-    original = schema._fast_task_validator
+    original, checker = schema._fast_task_validator, schema.stdlib_verdict
     schema._fast_task_validator = lambda: None  # type: ignore[assignment]
+    schema.stdlib_verdict = lambda instance, name: None  # type: ignore[assignment]
     try:
         alone = schema.task_problems(task, "$.tasks[0]")
     finally:
-        schema._fast_task_validator = original  # type: ignore[assignment]
+        schema._fast_task_validator, schema.stdlib_verdict = original, checker  # type: ignore[assignment]
     assert gated == alone
 
 
@@ -230,3 +231,38 @@ def test_a_valid_document_is_judged_without_jsonschema() -> None:
     assert schema.fast_valid({"tasks": [], "wip_limits": {"builder": 2}}, "queue")
     assert not schema.fast_valid({"tasks": [], "wip_limits": {"builder": -1}}, "queue")
     assert schema.fast_valid({"roles": {}}, "config") == (schema.exact_first_error({"roles": {}}, "config") is None)
+
+
+def test_the_stdlib_checker_handles_every_schema_of_agentd() -> None:
+    """Every schema agentd ships compiles to the stdlib checker (a new keyword there would silently cost jsonschema-rs
+    on every CLI call)."""
+    for name in schema.NAMES:
+        assert schema._checker(name) is not None, name
+
+
+@given(st.sampled_from(["queue", "lease", "result", "config", "task"]), _tops | _leases | _tasks | _json)
+def test_the_stdlib_checker_agrees_with_jsonschema(name: schema.SchemaName, instance: object) -> None:
+    """Where the stdlib checker gives a verdict, it is jsonschema's: valid exactly when jsonschema finds no error."""
+    verdict = schema.stdlib_verdict(instance, name)
+    if verdict is not None:
+        assert verdict == (schema.exact_first_error(instance, name) is None)
+
+
+@pytest.mark.parametrize(
+    ("instance", "valid"),
+    [
+        ({"id": "T1", "status": "ready", "priority": 1.0}, True),
+        ({"id": "T1", "status": "ready", "priority": True}, False),
+        ({"id": "T1", "status": "ready", "lease": {"token": 0}}, False),
+        ({"id": "T1", "status": "ready", "lease": {"token": 1, "acquired": "now"}}, False),
+        ({"id": "T1", "status": "ready", "subtasks": [{"id": "T 2", "status": "ready"}]}, False),
+        ({"id": "T1", "status": "ready", "subtasks": [{"id": "T2", "status": "ready"}]}, True),
+        ({"id": "T1", "status": "", "x": {"anything": [1]}}, False),
+        ({"id": "T1", "status": "ready", "command": []}, False),
+        ({"id": "T1", "status": "ready", "attempts": float("nan")}, False),
+    ],
+)
+def test_the_stdlib_checker_on_tasks(instance: dict[str, object], valid: bool) -> None:
+    """Floats with no fraction are integers, booleans are not; leases, timestamps, ids and subtasks are checked."""
+    assert schema.stdlib_verdict(instance, "task") is valid
+    assert (schema.exact_first_error(instance, "task") is None) is valid

@@ -1300,6 +1300,16 @@ def partial_note(res: Results) -> str:
 
 BIG_BEGIN = "<!-- section 10: big-queue pickup (scripts/bench.py --only bigpickup --update FILE re-measures it) -->"
 BIG_END = "<!-- end of section 10 -->"
+PEERS_BEGIN = "<!-- issue 18: scripts/bench_peers.py --update FILE writes this section -->"
+PEERS_END = "<!-- end of the issue 18 section -->"
+
+
+def kept_sections(page: Path) -> str:
+    """The section scripts/bench_peers.py --update put on an existing page (kept when this script rewrites it)."""
+    text = page.read_text(encoding="utf-8") if page.exists() else ""
+    if PEERS_BEGIN not in text or PEERS_END not in text:
+        return ""
+    return "\n" + PEERS_BEGIN + text.split(PEERS_BEGIN, 1)[1].split(PEERS_END, 1)[0] + PEERS_END + "\n"
 
 
 def big_pickup_section(res: Results) -> list[str]:
@@ -1886,6 +1896,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     page = render(res)
     if args.write:
+        page += kept_sections(Path(args.write))
         Path(args.write).write_text(page, encoding="utf-8")
         log(f"wrote {args.write} ({res.elapsed / 60:.1f} min)")
     else:

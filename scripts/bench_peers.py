@@ -8,11 +8,14 @@ medians reported, each with its ratio to the best peer and to the bare limit:
                against `python -I -S -c pass`
     parallel   200 x `true`, 4 at a time, the queue written up front
     chain      50 x `true` one after another (agentd: a dependency chain)
+    big        200 x `true` after 10,000 done tasks in the file, and with another process saving the file every
+               second, against the same 200 alone
     idle       RSS of an idle agentd daemon, tsp's server, huey's consumer
     profile    cProfile of the agentd daemon over the `parallel` run
 
     .venv/bin/python scripts/bench_peers.py --write docs/benchmarks-peers.md    # what `make bench` runs
     .venv/bin/python scripts/bench_peers.py --only cli,chain --repeat 3         # some sections, printed
+    .venv/bin/python scripts/bench_peers.py --only cli,big,idle --update docs/benchmarks.md   # issue 18's section
 
 A peer that is not installed is named as missing, and its columns left empty. As root the script installs them when
 missing (`apt-get install -y task-spooler nq`, `pip install huey`), unless --no-install.
@@ -28,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench  # scripts/bench.py: clean-up, projects, daemons, the profile's table
 
-SECTIONS = ("cli", "parallel", "chain", "idle", "profile")
+SECTIONS = ("cli", "parallel", "chain", "big", "idle", "profile")
 PY = sys.executable
 
 
@@ -110,20 +114,51 @@ def ready_tasks(count: int, chain: bool = False) -> list[dict[str, object]]:
 
 
 def agentd_drain(
-    cleanup: bench.Cleanup, base: Path, count: int, way: int, chain: bool, profile: Path | None = None
+    cleanup: bench.Cleanup,
+    base: Path,
+    count: int,
+    way: int,
+    chain: bool,
+    profile: Path | None = None,
+    final: int = 0,
+    outside: float = 0.0,
 ) -> float:
-    """Wall time of `agentd --role builder --drain --concurrency WAY` over COUNT tasks written up front."""
-    root = agentd_project(cleanup, base, "peers", ready_tasks(count, chain), way)
+    """Wall time of `agentd --role builder --drain --concurrency WAY` over COUNT tasks written up front (after FINAL
+    done tasks, ~600 bytes each; with OUTSIDE > 0, another process saves the queue every OUTSIDE seconds)."""
+    filler = [bench.realistic_task(index, "done", prefix="F") for index in range(final)]
+    root = agentd_project(cleanup, base, "peers", [*filler, *ready_tasks(count, chain)], way)
+    writer_done = threading.Event()
+
+    def write_loop() -> None:  # a person saving the file: one final task's notes changed, under the queue lock
+        store = bench.store_for(root)
+        touched = 0
+        while not writer_done.wait(outside):
+            target = f"F{touched % final:05d}"
+            store.transaction(
+                lambda d, target=target, n=touched: next(t for t in d["tasks"] if t["id"] == target).update(
+                    notes=f"saved by a person ({n})"
+                )
+            )
+            touched += 1
+
+    writer = threading.Thread(target=write_loop, daemon=True) if outside > 0 and final else None
     start = time.perf_counter()
     proc = bench.start_daemon(cleanup, root, "builder", "--drain", "--concurrency", str(way), profile_to=profile)
-    code = proc.wait(timeout=900)
+    if writer is not None:
+        writer.start()
+    try:
+        code = proc.wait(timeout=1800)
+    finally:
+        writer_done.set()
+        if writer is not None:
+            writer.join(timeout=120)
     wall = time.perf_counter() - start
     cleanup.procs.remove(proc)
     if code != 0:
         raise RuntimeError(f"agentd --drain exited with {code} (see {root})")
     moved = sum(1 for t in bench.read_tasks(root).values() if t["status"] == "done")
-    if moved != count:
-        raise RuntimeError(f"agentd: {moved} of {count} tasks done")
+    if moved != count + final:
+        raise RuntimeError(f"agentd: {moved - final} of {count} tasks done")
     if profile is None:
         bench.remove(cleanup, root)
     return wall
@@ -312,6 +347,37 @@ def section_runs(cleanup: bench.Cleanup, base: Path, repeat: int, count: int, wa
     return [*out, ""]
 
 
+def section_big(cleanup: bench.Cleanup, base: Path, repeat: int, count: int, way: int, final: int) -> list[str]:
+    """Throughput with FINAL done tasks in the file before the COUNT ready ones, against the same COUNT alone."""
+    steps: dict[str, Callable[[int], float]] = {
+        f"{count} tasks alone": lambda _: count / agentd_drain(cleanup, base, count, way, False),
+        f"{count} tasks after {final:,} final ones": lambda _: (
+            count / agentd_drain(cleanup, base, count, way, False, final=final)
+        ),
+        "the same, the file saved by another process every second": lambda _: (
+            count / agentd_drain(cleanup, base, count, way, False, final=final, outside=1.0)
+        ),
+    }
+    found = interleave(steps, repeat)
+    alone = found[f"{count} tasks alone"]
+    targets = ["", "≥ 0.5 ×", "≥ 0.3 ×"]
+    out = [
+        "## Big queues",
+        "",
+        f"{count} × `true`, {way} at a time (`agentd --role builder --drain --concurrency {way}`), the queue "
+        f"written up front; then the same {count} tasks after {final:,} done tasks of ~600 bytes each (a "
+        f"{final * 600 / 1e6:.0f} MB file); then that again while another process changes one done task's notes "
+        "every second under the queue lock (as a person saving the file would). "
+        f"{repeat} interleaved repetitions, medians, daemon start-up included.",
+        "",
+        f"| run | tasks/s | × {count} alone | target |",
+        "|---|---:|---:|---|",
+    ]
+    for (name, value), target in zip(found.items(), targets, strict=True):
+        out.append(f"| {name} | {fmt(value, '/s')} | {ratio(value, alone)} | {target} |")
+    return [*out, ""]
+
+
 def section_idle(cleanup: bench.Cleanup, base: Path) -> list[str]:
     rows = []
     root = agentd_project(cleanup, base, "idle", [], 4)
@@ -338,6 +404,25 @@ def section_idle(cleanup: bench.Cleanup, base: Path) -> list[str]:
     out = ["## Idle memory", "", "RSS; the target for agentd: ≤ 25 MB.", "", "| process | RSS |", "|---|---:|"]
     out += [f"| {name} | {fmt(mb, 'MB')} |" for name, mb in rows]
     return [*out, ""]
+
+
+SECTION_BEGIN, SECTION_END = bench.PEERS_BEGIN, bench.PEERS_END  # (a rewrite of the page by bench.py keeps it)
+
+
+def update_section(target: Path, page: str, argv: Sequence[str]) -> None:
+    """The page as a section of ``target`` (its title a level down), between markers that `make bench` keeps."""
+    body = page.replace("# Benchmarks: agentd and its peers", "## Issue 18: start-up, idle memory and big queues", 1)
+    body = body.replace("\n## ", "\n### ").replace("\n### Issue 18", "\n## Issue 18", 1)
+    command = " ".join(["python", "scripts/bench_peers.py", *argv])
+    body = body.replace("\n\n", f"\n\nCommand (from the project folder): `.venv/bin/{command}`\n\n", 1)
+    section = f"{SECTION_BEGIN}\n{body.strip()}\n{SECTION_END}"
+    text = target.read_text(encoding="utf-8") if target.exists() else ""
+    if SECTION_BEGIN in text and SECTION_END in text:
+        head, rest = text.split(SECTION_BEGIN, 1)
+        text = head + section + rest.split(SECTION_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    target.write_text(text, encoding="utf-8")
 
 
 def _all_pids() -> list[int]:
@@ -369,6 +454,11 @@ def section_profile(cleanup: bench.Cleanup, base: Path, count: int, way: int) ->
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--write", metavar="FILE", help="write the page here (default: print it)")
+    parser.add_argument(
+        "--update",
+        metavar="FILE",
+        help="put the sections measured into FILE between its issue-18 markers (added at its end if absent)",
+    )
     parser.add_argument("--only", metavar="LIST", help=f"comma-separated sections of: {', '.join(SECTIONS)}")
     parser.add_argument("--repeat", type=int, default=5, metavar="N", help="repetitions (medians), default 5")
     parser.add_argument("--no-install", action="store_true", help="never install a missing peer")
@@ -404,6 +494,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 lines += section_runs(cleanup, base, args.repeat, 200, 4, chain=False)
             elif section == "chain":
                 lines += section_runs(cleanup, base, args.repeat, 50, 1, chain=True)
+            elif section == "big":
+                lines += section_big(cleanup, base, args.repeat, 200, 4, 10_000)
             elif section == "idle":
                 lines += section_idle(cleanup, base)
             elif section == "profile":
@@ -412,6 +504,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cleanup.close()
         shutil.rmtree(base, ignore_errors=True)
     page = "\n".join(lines).rstrip() + "\n"
+    if args.update:
+        update_section(Path(args.update), page, argv if argv is not None else sys.argv[1:])
+        return 0
     if args.write:
         Path(args.write).write_text(page, encoding="utf-8")
     else:

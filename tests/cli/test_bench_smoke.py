@@ -46,3 +46,24 @@ def test_bench_peers_runs_the_sections_it_is_asked_for(tmp_path: Path) -> None:
         [sys.executable, str(script), "--only", "nope"], capture_output=True, text=True, check=False
     )
     assert refused.returncode == 2 and "unknown section(s) nope" in refused.stderr
+
+
+def test_the_issue_18_section_is_replaced_in_place_and_kept_by_bench(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bench_peers.py --update FILE` puts its tables between markers (replacing the last ones, the rest of the page
+    untouched), and a rewrite of the page by bench.py keeps that section."""
+    monkeypatch.syspath_prepend(str(BENCH.parent))
+    import bench_peers
+
+    page = tmp_path / "benchmarks.md"
+    page.write_text("# Benchmarks\n\nbefore\n", encoding="utf-8")
+    first = "# Benchmarks: agentd and its peers\n\nrun 1\n\n## Big queues\n\n| a |\n"
+    bench_peers.update_section(page, first, ["--only", "big"])
+    bench_peers.update_section(page, first.replace("run 1", "run 2"), ["--only", "big"])
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("# Benchmarks\n\nbefore\n")
+    assert "run 2" in text and "run 1" not in text and text.count(bench_peers.SECTION_BEGIN) == 1
+    assert "### Big queues" in text and "`.venv/bin/python scripts/bench_peers.py --only big`" in text
+    kept = bench_peers.bench.kept_sections(page)
+    assert kept.strip().startswith(bench_peers.SECTION_BEGIN) and "run 2" in kept

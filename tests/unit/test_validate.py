@@ -266,3 +266,21 @@ def test_the_stdlib_checker_on_tasks(instance: dict[str, object], valid: bool) -
     """Floats with no fraction are integers, booleans are not; leases, timestamps, ids and subtasks are checked."""
     assert schema.stdlib_verdict(instance, "task") is valid
     assert (schema.exact_first_error(instance, "task") is None) is valid
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        {"id": "T1", "status": "ready", "priority": 2},
+        {"id": "T1", "status": "ready", "priority": True},
+        {"id": "T 1", "status": "ready"},
+        {"id": "T1", "status": "ready", "not_before": "soon"},
+    ],
+)
+def test_after_many_checks_jsonschema_rs_judges_first_with_the_same_answers(
+    task: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a process has checked many tasks (a big queue), jsonschema-rs judges first: the answers stay the same."""
+    before = schema.first_error(task, "task")
+    monkeypatch.setattr(schema, "_stdlib_checks", schema.STDLIB_CHECKS_BEFORE_RS)
+    assert schema.first_error(task, "task") == before == schema.exact_first_error(task, "task")

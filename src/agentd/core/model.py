@@ -9,6 +9,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import compress
+from operator import attrgetter
 from typing import Any
 
 from agentd.core.clock import parse_timestamp
@@ -184,12 +186,12 @@ def refreshed(
     fresh = {task_id: raw for task_id in set(changed) if (raw := raw_of(task_id)) is not None}
     if not fresh:
         return tasks
-    return [
-        Task.from_dict(fresh[task.id], index=task.index, path=task.path, parent=task.parent)
-        if task.id in fresh
-        else task
-        for task in tasks
-    ]
+    out = list(tasks)
+    # The positions of the changed ids, found in C (map, compress): a pass refreshes a few of thousands of tasks.
+    for position in compress(range(len(out)), map(fresh.__contains__, map(attrgetter("id"), out))):
+        task = out[position]
+        out[position] = Task.from_dict(fresh[task.id], index=task.index, path=task.path, parent=task.parent)
+    return out
 
 
 def views(data: Mapping[str, Any]) -> list[Task]:

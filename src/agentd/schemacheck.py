@@ -19,6 +19,10 @@ from typing import Any
 
 Check = Callable[[Any], bool]
 
+_BOUNDS = frozenset(
+    {"minItems", "maxItems", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
+)
+
 # Keywords that only annotate.
 _ANNOTATIONS = frozenset({"$schema", "$id", "$defs", "$comment", "title", "description", "default", "examples"})
 
@@ -146,7 +150,7 @@ class _Compiler:
                 raise Unsupported("prefixItems")
             item = self.compile(value, root)
             return lambda v: not isinstance(v, list) or all(item(x) for x in v)
-        if name in ("minItems", "minLength", "minimum", "exclusiveMinimum"):
+        if name in _BOUNDS:
             if not _is_number(value):
                 raise Unsupported(f"{name} {value!r}")
             return self._bound(name, value)
@@ -165,13 +169,22 @@ class _Compiler:
 
     @staticmethod
     def _bound(name: str, limit: float) -> Check:
+        # jsonschema's own comparisons (a NaN passes every bound, as there)
         if name == "minItems":
-            return lambda v: not isinstance(v, list) or len(v) >= limit
+            return lambda v: not isinstance(v, list) or not len(v) < limit
+        if name == "maxItems":
+            return lambda v: not isinstance(v, list) or not len(v) > limit
         if name == "minLength":
-            return lambda v: not isinstance(v, str) or len(v) >= limit
+            return lambda v: not isinstance(v, str) or not len(v) < limit
+        if name == "maxLength":
+            return lambda v: not isinstance(v, str) or not len(v) > limit
         if name == "minimum":
             return lambda v: not _is_number(v) or not v < limit
-        return lambda v: not _is_number(v) or not v <= limit
+        if name == "maximum":
+            return lambda v: not _is_number(v) or not v > limit
+        if name == "exclusiveMinimum":
+            return lambda v: not _is_number(v) or not v <= limit
+        return lambda v: not _is_number(v) or not v >= limit  # exclusiveMaximum
 
 
 def compile_schema(

@@ -35,6 +35,9 @@ HEAVY = (
     "decimal",
     "email",
     "secrets",
+    # Installed-package metadata (email, zipfile, csv): entry points are looked up only when one is asked for.
+    "importlib.metadata",
+    "pkg_resources",
 )
 READER = ("tenacity", "jsonschema", "referencing")
 # What a queue command (not `status`) has no use for: processes and the background service.
@@ -110,11 +113,13 @@ def test_loading_a_schema_and_naming_the_host_import_no_more_than_they_need() ->
 @pytest.mark.slow
 def test_a_daemon_running_a_valid_task_loads_no_validator_library(project: object) -> None:
     """A builder pass that claims, runs and completes a valid task judges the queue, its lease and the outcome with the
-    stdlib checker: jsonschema and jsonschema-rs (10 MB of an idle daemon's memory) stay unloaded."""
+    stdlib checker: jsonschema and jsonschema-rs (10 MB of an idle daemon's memory) stay unloaded, and so does
+    importlib.metadata (the output adapters' entry points, looked up only for a role that names one)."""
     root = project(small_queue(), '[roles.builder]\ncommand = ["true"]\n')  # type: ignore[operator]
     modules = imported(("--role", "builder", "--once"), root)
     assert "agentd.run.daemon" in modules
-    assert heavy(modules, ("jsonschema", "jsonschema_rs", "referencing", "decimal", "email", "tenacity")) == []
+    unused = ("jsonschema", "jsonschema_rs", "referencing", "decimal", "email", "tenacity", "importlib.metadata")
+    assert heavy(modules, unused) == []
     assert '"status": "awaiting_test"' in (root / "SPRINT_QUEUE.json").read_text(encoding="utf-8")
 
 

@@ -12,7 +12,6 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any
 
 Adapter = Callable[[str], "AgentReport | None"]
@@ -98,6 +97,8 @@ BUILT_IN: dict[str, Adapter] = {"claude-json": claude_json}
 
 def names() -> list[str]:
     """Every adapter name: the built-in ones and those installed as entry points."""
+    from importlib import metadata  # (email, zipfile, csv: not for a daemon whose roles use none of them)
+
     return sorted({*BUILT_IN, *(entry.name for entry in metadata.entry_points(group=ENTRY_POINTS))})
 
 
@@ -105,6 +106,8 @@ def adapter(name: str) -> Adapter:
     """The adapter called ``name``; LookupError naming the known ones."""
     if name in BUILT_IN:
         return BUILT_IN[name]
+    from importlib import metadata
+
     for entry in metadata.entry_points(group=ENTRY_POINTS):
         if entry.name == name:
             loaded: Adapter = entry.load()

@@ -29,6 +29,8 @@ class ExitCode(enum.IntEnum):
 def display_path(path: str | Path) -> str:
     """A path as the user would type it: relative to the current folder when inside it (a symlink is shown where it
     is, not where it points)."""
+    if getattr(path, "uri", None):  # a database's address (agentd.store.postgres.connect.Address), not a file
+        return str(path)
     try:
         here = Path.cwd()
     except OSError:

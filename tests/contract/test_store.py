@@ -1,8 +1,9 @@
 """The storage contract: every store (``agentd.store.base.Store``) passes this one module.
 
-The ``store`` fixture is parametrised by kind; only ``"file"`` exists today. A new store adds its kind to ``KINDS``
-(and whatever server it needs to the fixture) and must pass every test unchanged. Processes that claim, crash or race
-are real child processes opening the same store (``CHILD`` below), never threads or mocks.
+The ``project`` fixture is parametrised by kind: ``"file"`` and ``"postgresql"`` (a real server the suite starts,
+a fresh database per test, the schema made by ``agentd store init``'s migrations). A new store adds its kind to
+``KINDS`` (and whatever server it needs to the fixture) and must pass every test unchanged. Processes that claim,
+crash or race are real child processes opening the same store (``CHILD`` below), never threads or mocks.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from agentd.store import open_store
 from agentd.store.base import Filter, Store, Txn, new_record
 from tests.helpers.daemons import task, wait_for, write_queue
 
-KINDS = ["file"]
+KINDS = ["file", "postgresql"]
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 DEADLINE = 60.0  # s: children on a loaded machine
 
@@ -73,10 +74,11 @@ class Project:
     root: Path
     kind: str
     store: Store
+    uri: str  # what AGENTD_STORE says for this store
 
     def child(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         """Start a child that opens this project's store and runs ``args`` (see ``CHILD``)."""
-        full = {**os.environ, "AGENTD_STORE": self.kind, **(env or {})}
+        full = {**os.environ, "AGENTD_STORE": self.uri, **(env or {})}
         full.pop("AGENTD_QUEUE", None)
         return subprocess.Popen(
             [sys.executable, "-c", CHILD, str(self.root), *args],
@@ -92,15 +94,34 @@ class Project:
 def project(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Project]:
     """A fresh project with three tasks (one with fields agentd does not know), on the store of each kind."""
     kind = str(request.param)
-    write_queue(
+    path = write_queue(
         tmp_path,
         [task("A1"), task("A2", custom={"z": 1, "a": [2, 3]}, zeta="last"), task("A3", status="done")],
         {"builder": 1},
     )
-    config = config_mod.load(root=tmp_path, environ={"AGENTD_STORE": kind})
+    uri = kind
+    if kind == "postgresql":
+        uri = request.getfixturevalue("pg_dsn")
+        _load_into_database(uri, json.loads(path.read_text()))
+        path.unlink()  # (nothing may read the file: the queue is in the database)
+    config = config_mod.load(root=tmp_path, environ={"AGENTD_STORE": uri})
     store = open_store(config)
-    yield Project(tmp_path, kind, store)
+    yield Project(tmp_path, kind, store, uri)
     store.close()
+
+
+def _load_into_database(uri: str, queue: dict[str, Any]) -> None:
+    """Make the schema (as ``agentd store init`` does) and load ``queue`` into the database."""
+    from agentd.store.postgres import migrations
+    from agentd.store.postgres.connect import connect
+
+    with connect(uri) as conn:
+        migrations.migrate(conn, uri)
+    store = open_store(config_mod.load(root=Path("/nonexistent"), environ={"AGENTD_STORE": uri}))
+    try:
+        assert store.create(queue)
+    finally:
+        store.close()
 
 
 def builder() -> Any:

@@ -17,11 +17,12 @@ if TYPE_CHECKING:  # (agentd.schema imports agentd.store.file.incremental: nothi
     from agentd.core.clock import Clock
     from agentd.store.base import Store
 
-KINDS = ("file",)
+KINDS = ("file", "postgresql://…")
 
 
 def open_store(config: Config, *, clock: Clock | None = None, queue_path: Path | None = None) -> Store:
-    """The store ``config.store`` names (``"file"``, the default); ConfigError for any other.
+    """The store ``config.store`` names: ``"file"`` (the default) or a ``postgresql://`` URI; ConfigError for any
+    other (and for a PostgreSQL store without psycopg installed).
 
     ``queue_path``: a queue file of the caller's own instead of the project's (``agentd queue validate FILE``).
     """
@@ -32,7 +33,12 @@ def open_store(config: Config, *, clock: Clock | None = None, queue_path: Path |
         return FileStore(config, clock=clock, queue_path=queue_path)
     scheme = urlsplit(kind).scheme.lower()  # never the rest of a URI: it may hold a password
     if scheme in ("postgresql", "postgres"):
-        reason = f"{scheme}://… stores are not available in this version of agentd; use 'file'"
+        try:
+            from agentd.store.postgres.store import PgStore  # (psycopg is imported only here)
+        except ImportError:
+            reason = "the PostgreSQL store needs psycopg: pip install 'agentd-sprint[postgresql]'"
+        else:
+            return PgStore(config, kind, clock=clock)
     else:
         reason = f"unknown store {(scheme + '://…') if scheme else kind!r}; known: {', '.join(KINDS)}"
     origin = config.sources.get("store", "")

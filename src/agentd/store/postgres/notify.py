@@ -1,0 +1,123 @@
+"""Wake-ups on PostgreSQL: LISTEN agentd on a session of its own, in a thread.
+
+Triggers notify ``queue`` on every change to the tasks or the queue's top-level fields and ``lease`` when a lease
+row goes. A lease whose holder dies leaves its row (only its advisory lock goes, which nothing notifies), so the
+thread also looks, once a second, for lease rows whose lock is free and wakes ``lease`` for each new one. Changes
+made by this store's own sessions are not reported (the wake-up of one's own write, which the file store drops too).
+A lost connection is re-established with exponential backoff (tenacity), logged once when lost and once when back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import tenacity
+
+from agentd.store.postgres.connect import connect, one_line
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "agentd"
+LOOK_EVERY = 1.0  # s between looks at the leases' locks
+BACKOFF_MAX = 30.0
+
+# The leases whose holder's session is gone: a row left, its lock free (a lease not renewed since a server restart
+# is not counted: the restart freed its lock).
+ABANDONED = """
+SELECT l.token FROM agentd_leases l
+WHERE l.heartbeat >= pg_postmaster_start_time() AND NOT EXISTS (
+    SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.granted AND k.objsubid = 1
+    AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND ((k.classid::bigint << 32) | k.objid::bigint) = l.token)
+"""
+
+
+class Listener:
+    """A thread that calls ``wake(reason)`` on notifications of others' changes and on leases whose lock went."""
+
+    def __init__(self, uri: str, where: str, wake: Callable[[str], None], own: Callable[[], set[int]]) -> None:
+        self._uri = uri
+        self._where = where
+        self._wake = wake
+        self._own = own  # the backend pids of this store's sessions
+        self._stop = threading.Event()
+        self._conn: Any = None
+        self._thread = threading.Thread(target=self._run, name="agentd-pg-listen", daemon=True)
+        self._abandoned: set[int] = set()  # tokens of leases seen abandoned (each woken for once)
+
+    def start(self) -> bool:
+        try:
+            self._connect()
+        except Exception as exc:
+            log.warning("%s: no wake-ups (polling instead): %s", self._where, one_line(exc))
+            return False
+        self._thread.start()
+        return True
+
+    def _connect(self) -> None:
+        conn = connect(self._uri, purpose="listen")
+        conn.execute(f"LISTEN {CHANNEL}")
+        self._conn = conn
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        if self._conn is not None:
+            with contextlib.suppress(Exception):  # (closing a broken connection)
+                self._conn.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._listen()
+            except Exception as exc:
+                if self._stop.is_set():
+                    return
+                log.warning(
+                    "%s: lost the wake-up connection (%s); reconnecting, polling meanwhile", self._where, one_line(exc)
+                )
+                if not self._reconnect():
+                    return
+                log.info("%s: wake-up connection re-established", self._where)
+                self._wake("queue")  # whatever changed meanwhile was not notified
+
+    def _reconnect(self) -> bool:
+        retrying = tenacity.Retrying(
+            wait=tenacity.wait_exponential(multiplier=0.5, max=BACKOFF_MAX),
+            retry=tenacity.retry_if_exception_type(Exception),
+            stop=lambda state: self._stop.is_set(),
+            sleep=self._pause,
+            reraise=False,
+        )
+        try:
+            old, self._conn = self._conn, None
+            if old is not None:
+                with contextlib.suppress(Exception):  # (closing a broken connection)
+                    old.close()
+            retrying(self._connect)
+        except tenacity.RetryError:
+            return False
+        return not self._stop.is_set()
+
+    def _pause(self, seconds: float) -> None:
+        self._stop.wait(seconds)
+
+    def _listen(self) -> None:
+        conn = self._conn
+        while not self._stop.is_set():
+            own = self._own()
+            reasons = set()
+            for note in conn.notifies(timeout=LOOK_EVERY, stop_after=64):
+                if note.pid not in own:
+                    reasons.add(note.payload)
+            abandoned = {int(row[0]) for row in conn.execute(ABANDONED).fetchall()}
+            if abandoned - self._abandoned:
+                reasons.add("lease")
+            self._abandoned = abandoned
+            for reason in sorted(reasons):
+                self._wake(reason)

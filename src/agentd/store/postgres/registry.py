@@ -1,0 +1,212 @@
+"""Daemons and the journal on PostgreSQL.
+
+A daemon's registration is a row in ``agentd_daemons`` and a session of its own holding the advisory lock
+``(DAEMONS, key of its name)`` for the daemon's whole life: the lock is the proof it runs (the PID file's ``flock``
+on the file store), freed by the server when the daemon's process dies, on any host. The journal is
+``agentd_events``: one row per event holding the very JSON line the file store would append.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import zlib
+from dataclasses import asdict, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from agentd.core.clock import Clock, format_timestamp
+from agentd.hostinfo import boot_id, hostname, process_start
+from agentd.store.base import Event, Filter, PidInfo, Probe
+from agentd.store.file.journal import escaped, parse_line
+from agentd.store.file.pidfile import AlreadyRunning
+from agentd.store.postgres.connect import connect, one_line
+
+log = logging.getLogger(__name__)
+
+DAEMONS = 0x61676401  # advisory lock namespace of daemon registrations
+LOCKED_DAEMONS = """
+SELECT d.name, d.info, (k.objid IS NOT NULL) AS running
+FROM agentd_daemons d
+LEFT JOIN pg_locks k ON k.locktype = 'advisory' AND k.granted AND k.objsubid = 2 AND k.classid = %s
+    AND k.objid::bigint = d.lock_key::bigint
+    AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+ORDER BY d.name
+"""
+
+
+def lock_key(name: str) -> int:
+    """A daemon name's advisory lock key (a positive int4)."""
+    return zlib.crc32(name.encode("utf-8")) & 0x7FFFFFFF
+
+
+def parse_info(text: str) -> PidInfo | None:
+    try:
+        data = json.loads(text)
+        known = set(PidInfo.__dataclass_fields__)
+        return PidInfo(**{key: value for key, value in data.items() if key in known})
+    except (ValueError, TypeError):
+        return None
+
+
+def daemons(conn: Any, where: Path) -> list[Probe]:
+    rows = conn.execute(LOCKED_DAEMONS, (DAEMONS,)).fetchall()
+    return [Probe(path=where / name, running=bool(running), info=parse_info(text)) for name, text, running in rows]
+
+
+class PgRegistration:
+    """This process registered as a daemon: its own session holds the name's lock for the daemon's life."""
+
+    def __init__(self, uri: str, where: Path, role: str, instance: str | None) -> None:
+        self.role = role
+        self.instance = instance
+        self.name = role + (f".{instance}" if instance else "")
+        self.path = where / self.name
+        self._uri = uri
+        self._conn: Any = None
+        self._lock = threading.Lock()
+        self.info: PidInfo | None = None
+        self.replaced: PidInfo | None = None
+
+    def acquire(
+        self,
+        *,
+        started: datetime,
+        interval: float | None,
+        log: str | None,
+        boot: float | None,
+        beat_every: float | None,
+    ) -> PidInfo:
+        conn = connect(self._uri, purpose=f"daemon {self.name}")
+        key = lock_key(self.name)
+        try:
+            got = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (DAEMONS, key)).fetchone()[0]
+            if not got:
+                row = conn.execute("SELECT info FROM agentd_daemons WHERE name = %s", (self.name,)).fetchone()
+                holder = parse_info(row[0]) if row else None
+                raise AlreadyRunning(self.name, holder.pid if holder else None, self.path)
+            row = conn.execute("SELECT info FROM agentd_daemons WHERE name = %s", (self.name,)).fetchone()
+            self.replaced = parse_info(row[0]) if row else None
+            pid = os.getpid()
+            info = PidInfo(
+                pid=pid,
+                role=self.role,
+                instance=self.instance,
+                host=hostname(),
+                boot_id=boot_id(),
+                proc_start=process_start(pid),
+                started_at=format_timestamp(started),
+                argv=list(sys.argv),
+                interval=interval,
+                log=log,
+                beat_at=format_timestamp(started) if beat_every else None,
+                beat_boot=boot if beat_every else None,
+                beat_every=beat_every,
+            )
+            conn.execute(
+                "INSERT INTO agentd_daemons (name, lock_key, info) VALUES (%s, %s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET lock_key = excluded.lock_key, info = excluded.info,"
+                " started = now(), beat = now()",
+                (self.name, key, json.dumps(asdict(info))),
+            )
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        self.info = info
+        return info
+
+    def beat(self, now: datetime, boot: float) -> None:
+        """The liveness beat: ``beat_at`` and ``beat_boot`` in the row, and the row's ``beat`` on the server's clock."""
+        with self._lock:
+            if self._conn is None or self.info is None:
+                return
+            self.info = replace(self.info, beat_at=format_timestamp(now), beat_boot=round(boot, 3))
+            try:
+                self._conn.execute(
+                    "UPDATE agentd_daemons SET info = %s, beat = now() WHERE name = %s",
+                    (json.dumps(asdict(self.info)), self.name),
+                )
+            except Exception as exc:
+                raise OSError(f"cannot record the beat of {self.name}: {one_line(exc)}") from None
+
+    def release(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is None:
+                return
+            try:
+                conn.execute("DELETE FROM agentd_daemons WHERE name = %s", (self.name,))
+            except Exception as exc:
+                log.warning("%s: cannot remove the registration: %s", self.path, one_line(exc))
+            finally:
+                conn.close()
+
+
+class PgJournal:
+    """Events of one writer as rows of ``agentd_events`` (each also a log line)."""
+
+    def __init__(self, store: Any, clock: Clock, role: str | None, logger: logging.Logger) -> None:
+        self._store = store
+        self.clock = clock
+        self.role = role
+        self.log = logger
+        self.max_bytes = 0  # (rotation is the file journal's; a table is pruned otherwise)
+        self.backups = 0
+        self.host = hostname()
+
+    def emit(self, event: str, message: str, *, level: int = logging.INFO, **fields: Any) -> None:
+        self.log.log(level, escaped(message))
+        record = {
+            "time": format_timestamp(self.clock.now()),
+            "event": event,
+            "role": self.role,
+            "host": self.host,
+            "pid": os.getpid(),
+            **fields,
+            "message": message,
+        }
+        line = json.dumps(record, default=str)  # ASCII: a lone surrogate is escaped, never an encoding error
+        task = fields.get("task")
+        try:
+            self._store.auto(
+                "INSERT INTO agentd_events (at, event, role, task, line) VALUES (now(), %s, %s, %s, %s)",
+                (event, self.role, task if isinstance(task, str) else None, line),
+            )
+        except Exception as exc:
+            self.log.warning("cannot append to the journal in %s: %s", self._store.where, one_line(exc))
+
+
+def events_after(
+    conn: Any, seq: int, where: Filter | None, limit: int = 2000, upto: int | None = None
+) -> tuple[int, list[Event], bool]:
+    """(the last sequence number looked at, the events after ``seq`` that pass ``where`` oldest first, whether more
+    rows may follow)."""
+    query = "SELECT seq, line FROM agentd_events WHERE seq > %s"
+    args: list[Any] = [seq]
+    if upto is not None:
+        query += " AND seq <= %s"
+        args.append(upto)
+    if where is not None and where.task is not None:
+        query += " AND task = %s"
+        args.append(where.task)
+    if where is not None and where.role is not None:
+        query += " AND role = %s"
+        args.append(where.role)
+    if where is not None and where.types:
+        query += " AND event = ANY(%s)"
+        args.append(sorted(where.types))
+    query += " ORDER BY seq LIMIT %s"
+    args.append(limit)
+    rows = conn.execute(query, args).fetchall()
+    found = []
+    for number, line in rows:
+        seq = int(number)
+        event = parse_line(line)
+        if event is not None and (where is None or where.matches(event)):
+            found.append(event)
+    return seq, found, len(rows) == limit

@@ -1,5 +1,6 @@
-"""``--store``, ``AGENTD_STORE`` and ``store`` in agentd.toml: the file store by default, anything else refused in one
-line (exit 4) without echoing a database URI's password, and the queue left as it was."""
+"""``--store``, ``AGENTD_STORE`` and ``store`` in agentd.toml: the file store by default; a store that cannot be
+opened is refused in one line (exit 4 for an unknown kind, 8 for a database out of reach) without echoing a database
+URI's password, and the queue left as it was."""
 
 from __future__ import annotations
 
@@ -38,8 +39,9 @@ def test_config_show_names_the_store_and_where_it_was_set(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("how", ["flag", "env", "toml"])
-def test_a_postgresql_store_is_refused_in_one_line_without_its_password(tmp_path: Path, how: str) -> None:
-    """A postgresql:// store is not available yet: one line naming where it was set, exit 4, no password, queue kept."""
+def test_an_unreachable_postgresql_store_is_refused_in_one_line_without_its_password(tmp_path: Path, how: str) -> None:
+    """A postgresql:// store that cannot be reached: one line naming it and where it was set, exit 8, no password,
+    the queue file kept."""
     raw = project(tmp_path)
     args: list[str] = ["queue", "set-status", "S1", "ready"]
     env = {}
@@ -50,10 +52,10 @@ def test_a_postgresql_store_is_refused_in_one_line_without_its_password(tmp_path
     else:
         (tmp_path / "agentd.toml").write_text(f'store = "{URI}"\n')
     done = run_agentd(*args, cwd=tmp_path, env=env)
-    assert done.returncode == 4, done.stderr
+    assert done.returncode == 8, done.stderr
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "not available in this version" in lines[0], lines
-    assert "s3cret" not in done.stderr and "db.example" not in done.stderr
+    assert len(lines) == 1 and "postgresql://agentd@db.example:5432/agentd: cannot connect" in lines[0], lines
+    assert "s3cret" not in done.stderr
     where = {"flag": "flag --store", "env": "env AGENTD_STORE", "toml": "agentd.toml: $.store"}[how]
     assert where in lines[0], lines
     assert (tmp_path / "SPRINT_QUEUE.json").read_bytes() == raw

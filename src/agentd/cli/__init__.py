@@ -39,6 +39,7 @@ COMMANDS = {
     "pause": "agentd.cli.control_cmds:pause",
     "resume": "agentd.cli.control_cmds:resume",
     "usage": "agentd.cli.control_cmds:usage",
+    "store": "agentd.cli.store_cmd:store",
 }
 
 EPILOG = """\b
@@ -75,7 +76,7 @@ Docs: docs/reference/cli.md"""
     "--store",
     "store_kind",
     metavar="KIND",
-    help="Where the queue, leases and journal live: 'file' (the default; env AGENTD_STORE).",
+    help="Where the queue, leases and journal live: 'file' (default) or postgresql://USER@HOST/DB (env AGENTD_STORE).",
 )
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @daemon_options

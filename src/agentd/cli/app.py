@@ -27,9 +27,10 @@ class App:
     @property
     def config(self) -> Config:
         """The project's Config (agentd.toml, environment and options); NoProject (exit 6) where there is neither an
-        agentd.toml nor a queue, so a command run in the wrong folder says so instead of creating files there."""
+        agentd.toml nor a queue, so a command run in the wrong folder says so instead of creating files there (a
+        database store named by --store or AGENTD_STORE is a project of its own)."""
         config = self.settings()
-        if config.path is None and not config.queue_path.exists():
+        if config.path is None and config.store == "file" and not config.queue_path.exists():
             raise NoProject(config.root)
         return config
 

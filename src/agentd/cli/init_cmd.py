@@ -129,6 +129,8 @@ def init(app: App, force: bool) -> int:
         info(f"{CONFIG_NAME}: written")
     app.root = str(root)
     cfg = app.config
-    created = app.store().create(empty_queue())
-    info(f"{cfg.queue_path.name}: {'created' if created else 'exists, left as it is'}")
+    store = app.store()
+    created = store.create(empty_queue())
+    name = cfg.queue_path.name if cfg.store == "file" else f"{store.where} (queue)"
+    info(f"{name}: {'created' if created else 'exists, left as it is'}")
     return ExitCode.OK

@@ -27,7 +27,7 @@ def open_store(config: Config, *, clock: Clock | None = None, queue_path: Path |
     ``queue_path``: a queue file of the caller's own instead of the project's (``agentd queue validate FILE``).
     """
     kind = config.store.strip()
-    if kind == "file":
+    if kind == "file" or queue_path is not None:
         from agentd.store.file.store import FileStore  # (imported only when used)
 
         return FileStore(config, clock=clock, queue_path=queue_path)
@@ -38,10 +38,18 @@ def open_store(config: Config, *, clock: Clock | None = None, queue_path: Path |
         except ImportError:
             reason = "the PostgreSQL store needs psycopg: pip install 'agentd-sprint[postgresql]'"
         else:
-            return PgStore(config, kind, clock=clock)
+            return PgStore(config, kind, clock=clock, origin=_origin(config))
     else:
         reason = f"unknown store {(scheme + '://…') if scheme else kind!r}; known: {', '.join(KINDS)}"
     origin = config.sources.get("store", "")
     if origin.startswith(("flag", "env")):
         raise ConfigError(None, f"{reason} (from {origin})")
     raise ConfigInvalid(config.path or config.root / "agentd.toml", "$.store", reason)
+
+
+def _origin(config: Config) -> str:
+    """Where the store was named, for messages: ``flag --store``, ``env AGENTD_STORE``, ``agentd.toml: $.store``."""
+    origin = config.sources.get("store", "")
+    if origin.startswith(("flag", "env")):
+        return origin
+    return f"{(config.path or config.root / 'agentd.toml').name}: $.store"

@@ -15,10 +15,10 @@ class StoreUnreachable(AgentdError, ConnectionError):
 
     exit_code = ExitCode.IO_ERROR
 
-    def __init__(self, where: str, reason: str) -> None:
+    def __init__(self, where: str, reason: str, origin: str = "") -> None:
         self.where = where
         self.reason = reason
-        super().__init__(f"{where}: cannot connect: {reason}")
+        super().__init__(f"{where}: cannot connect: {reason}" + (f" (store set by {origin})" if origin else ""))
 
 
 def display(uri: str) -> str:
@@ -54,7 +54,7 @@ def one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def connect(uri: str, *, autocommit: bool = True, purpose: str = "agentd") -> Any:
+def connect(uri: str, *, autocommit: bool = True, purpose: str = "agentd", origin: str = "") -> Any:
     """A new connection to ``uri``; StoreUnreachable (one line, no password) when it cannot be made."""
     import psycopg
 
@@ -71,4 +71,8 @@ def connect(uri: str, *, autocommit: bool = True, purpose: str = "agentd") -> An
             keepalives_count=3,
         )
     except psycopg.Error as exc:
-        raise StoreUnreachable(display(uri), one_line(exc)) from None
+        reason = one_line(exc)
+        secret = urlsplit(uri).password
+        if secret:
+            reason = reason.replace(secret, "…")
+        raise StoreUnreachable(display(uri), reason, origin) from None

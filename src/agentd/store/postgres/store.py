@@ -379,7 +379,7 @@ class _Watching:
 class PgStore:
     """The queue, leases, journal, daemons and project state of one project in a PostgreSQL database."""
 
-    def __init__(self, config: Config, uri: str, *, clock: Clock | None = None) -> None:
+    def __init__(self, config: Config, uri: str, *, clock: Clock | None = None, origin: str = "") -> None:
         self.config = config
         self.uri = uri
         self.clock: Clock = clock or SystemClock()
@@ -395,8 +395,8 @@ class PgStore:
         self._held: list[lease_rows.PgHeld] = []
         self._reported: set[tuple[str, str]] = set()
         self._archived_cache: tuple[Any, Mapping[str, str]] | None = None
-        conn = self._auto()
-        migrations.check(conn, display(uri))
+        self._auto_conn = connect(uri, purpose="store", origin=origin)
+        migrations.check(self._auto_conn, display(uri))
 
     # -- connections ---------------------------------------------------------------------------------------------------
 

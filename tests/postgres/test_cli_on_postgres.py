@@ -1,0 +1,104 @@
+"""agentd on a PostgreSQL store, end to end: ``store init``, the queue commands, and a daemon running a real command.
+
+Every command is a real ``agentd`` process against a real server (the ``pg_dsn`` fixture: a fresh database); no queue
+file exists in the project, so nothing can pass by reading one.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_agentd
+from tests.helpers.daemons import events, recorder, write_config
+
+BUILDER = {"claims": "ready", "working": "in_progress", "on_success": "awaiting_test", "on_failure": "blocked"}
+
+
+def agentd(root: Path, dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``agentd ARGS`` in ``root`` with the store named by AGENTD_STORE."""
+    return run_agentd(*args, cwd=root, env={"AGENTD_STORE": dsn})
+
+
+def test_store_init_creates_the_schema_then_says_it_is_up_to_date(tmp_path: Path, pg_dsn: str) -> None:
+    """store init on an empty database creates the schema; run again it changes nothing and says so."""
+    first = run_agentd("--store", pg_dsn, "store", "init", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "schema version 1 created" in first.stdout and "no queue yet" in first.stdout
+    again = run_agentd("--store", pg_dsn, "store", "init", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "up to date; nothing to do" in again.stdout
+
+
+def test_a_command_refuses_a_database_without_the_schema_naming_the_fix(tmp_path: Path, pg_dsn: str) -> None:
+    """On a database agentd never initialised, a command says so in one line with the command that fixes it."""
+    done = run_agentd("--store", pg_dsn, "queue", "list", cwd=tmp_path)
+    assert done.returncode == 4, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "has no agentd schema; run: agentd store init" in lines[0], lines
+
+
+def test_a_schema_newer_than_agentd_is_refused_by_commands_and_by_store_init(tmp_path: Path, pg_dsn: str) -> None:
+    """A schema version this agentd does not know: commands and store init refuse it in one line, changing nothing."""
+    import psycopg
+
+    assert run_agentd("--store", pg_dsn, "store", "init", cwd=tmp_path).returncode == 0
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO agentd_schema (version, name) VALUES (99, 'from_the_future')")
+    for args in (("queue", "list"), ("store", "init")):
+        done = run_agentd("--store", pg_dsn, *args, cwd=tmp_path)
+        assert done.returncode == 4, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "schema version 99, newer than this agentd knows (1)" in lines[0], lines
+
+
+def test_queue_commands_work_on_a_postgresql_store(tmp_path: Path, pg_dsn: str) -> None:
+    """init, queue add/list/set-status/why/history, events and leases list behave as on files, with no queue file."""
+    assert agentd(tmp_path, pg_dsn, "store", "init").returncode == 0
+    made = agentd(tmp_path, pg_dsn, "init")
+    assert made.returncode == 0, made.stderr
+    added = agentd(tmp_path, pg_dsn, "queue", "add", "B1", "--title", "build it", "--priority", "2")
+    assert added.returncode == 0, added.stderr
+    sub = agentd(tmp_path, pg_dsn, "queue", "add", "B1-1", "--title", "a part", "--parent", "B1")
+    assert sub.returncode == 0, sub.stderr
+    listed = agentd(tmp_path, pg_dsn, "queue", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [t["id"] for t in json.loads(listed.stdout)] == ["B1", "B1-1"]
+    moved = agentd(tmp_path, pg_dsn, "queue", "set-status", "B1", "blocked")
+    assert moved.returncode == 0, moved.stderr
+    why = agentd(tmp_path, pg_dsn, "queue", "why", "B1")
+    assert why.returncode == 0 and "blocked" in why.stdout, why.stdout
+    missing = agentd(tmp_path, pg_dsn, "queue", "set-status", "NOPE", "ready")
+    assert missing.returncode == 6, missing.stderr
+    leases = agentd(tmp_path, pg_dsn, "leases", "list")
+    assert leases.returncode == 0, leases.stderr
+    assert not (tmp_path / "SPRINT_QUEUE.json").exists()
+
+
+@pytest.mark.slow
+def test_a_builder_runs_a_task_once_on_a_postgresql_store(tmp_path: Path, pg_dsn: str) -> None:
+    """agentd --role builder --once claims the task, runs the real command under a lease, and records the outcome;
+    events and queue history show it, and no lease is left."""
+    log = tmp_path / "runs.jsonl"
+    write_config(tmp_path, {"builder": {**BUILDER, "command": recorder(log)}}, store=pg_dsn)
+    assert run_agentd("store", "init", cwd=tmp_path).returncode == 0
+    made = run_agentd("init", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    added = run_agentd("queue", "add", "S1", "--title", "one task", cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
+    once = run_agentd("--role", "builder", "--once", cwd=tmp_path, timeout=120)
+    assert once.returncode == 0, once.stderr
+    runs = [r for r in events(log) if r["event"] == "start"]
+    assert len(runs) == 1 and runs[0]["task"] == "S1", runs
+    shown = json.loads(run_agentd("queue", "list", "--json", cwd=tmp_path).stdout)
+    assert [(t["id"], t["status"]) for t in shown] == [("S1", "awaiting_test")]
+    journal = run_agentd("events", "--task", "S1", cwd=tmp_path)
+    assert journal.returncode == 0 and "claimed" in journal.stdout and "finished" in journal.stdout, journal.stdout
+    history = run_agentd("queue", "history", "S1", cwd=tmp_path)
+    assert history.returncode == 0 and "finished" in history.stdout, history.stdout
+    leases = run_agentd("leases", "list", cwd=tmp_path)
+    assert leases.returncode == 0 and "S1" not in leases.stdout, leases.stdout
+    assert not (tmp_path / "SPRINT_QUEUE.json").exists()

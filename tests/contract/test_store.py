@@ -55,6 +55,39 @@ if action == "claim":
     held = store.transaction(change)
     print("claimed", held.token, flush=True)
     sys.stdin.read()  # hold it until killed
+elif action == "wip":  # one claim pass as a daemon makes it: count WIP, claim task args[0] if there is room
+    from agentd.core import scheduler, transitions
+    role = config_mod.load(root=Path(root)).role("builder")
+    acquired = {}
+    print("ready", flush=True)
+    sys.stdin.readline()  # all start together
+    def change(txn):
+        seen = txn.leases()
+        for task_id in acquired:
+            seen.pop(task_id, None)  # (our own claim from an earlier try)
+        snap = txn.snapshot
+        if scheduler.wip_room(snap.tasks, role, snap.wip_limits, seen, txn.now) <= 0:
+            return None
+        time.sleep(0.2)  # (widens the race: the others count meanwhile)
+        for view in snap.tasks:
+            if view.id != args[0] or view.status != "ready" or view.id in seen:
+                continue
+            held = acquired.get(view.id)
+            if held is None:
+                token = txn.issue_tokens([0])[0]
+                held = txn.claim(new_record(view.id, token, "builder", now=txn.now, ttl=600, heartbeat=60, attempt=1))
+            if held is None:
+                continue
+            acquired[view.id] = held
+            transitions.claim(txn.task(view.id), role, {"role": "builder", "token": held.token})
+            return held
+        return None
+    held = store.transaction(change)
+    for task_id, other in acquired.items():
+        if held is None or task_id != held.task_id:
+            other.release()
+    print("claimed", held.task_id if held else "-", flush=True)
+    sys.stdin.read()  # hold it until killed
 elif action == "state":
     store.transaction(lambda txn: txn.state.__setitem__("mode", args[0]))
 elif action == "count":
@@ -400,6 +433,34 @@ def test_concurrent_transactions_from_processes_lose_no_update(project: Project)
     assert counted is not None and counted["count"] == 100
     assert project.store.state()["count"] == 100
     json.dumps(project.store.read().data)  # (still one JSON document)
+
+
+def test_wip_holds_with_claimers_in_several_processes(project: Project) -> None:
+    """Four processes make a claim pass at once, each for a task of its own, under a builder WIP limit of 1: exactly
+    one claims, and one lease lives."""
+    project.store.transaction(lambda txn: [txn.add(task(f"W{n}")) for n in range(4)])
+    children = [project.child("wip", f"W{n}") for n in range(4)]
+    try:
+        for child in children:
+            assert child.stdout is not None and child.stdin is not None
+            assert child.stdout.readline() == "ready\n", child.stderr.read() if child.stderr else ""
+        for child in children:
+            child.stdin.write("go\n")  # type: ignore[union-attr]
+            child.stdin.flush()  # type: ignore[union-attr]
+        said = []
+        for child in children:
+            assert child.stdout is not None
+            line = child.stdout.readline()
+            assert line.startswith("claimed"), (line, child.stderr.read() if child.stderr else "")
+            said.append(line.split()[1])
+        claimed = [task_id for task_id in said if task_id != "-"]
+        assert len(claimed) == 1, said
+        assert list(project.store.leases()) == claimed
+        assert [t.id for t in project.store.read().tasks if t.status == "in_progress"] == claimed
+    finally:
+        for child in children:
+            child.kill()
+            child.wait(timeout=DEADLINE)
 
 
 def test_watch_wakes_on_another_process_changing_the_queue_and_on_a_lease_going(project: Project) -> None:

@@ -411,11 +411,24 @@ class PgStore:
         with self._auto_lock:
             try:
                 return work(self._auto())
-            except psycopg.OperationalError:
-                if self._auto_conn is not None and not self._auto_conn.broken:
+            except psycopg.OperationalError as exc:
+                if isinstance(exc, pg_errors.TransactionRollback):
                     raise
-                self._auto_conn = None
+                log.info("%s: the store's session was lost (%s); opening a new one", self.where, one_line(exc))
+                self._drop("_auto_conn")
+            try:
                 return work(self._auto())
+            except psycopg.OperationalError as exc:
+                self._drop("_auto_conn")
+                raise StoreUnreachable(display(self.uri), one_line(exc)) from None
+
+    def _drop(self, name: str) -> None:
+        """Forget a session that failed (closing it quietly)."""
+        conn = getattr(self, name)
+        setattr(self, name, None)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def auto(self, query: str, args: Any = None) -> None:
         self.auto_call(lambda conn: conn.execute(query, args))
@@ -523,36 +536,45 @@ class PgStore:
     def read(self, *, lenient: bool = False) -> Snapshot:
         del lenient
         with self._txn_lock:
-            conn = self._txn()
-            try:
-                with conn.transaction():
-                    return self._load(conn).view
-            except Exception as exc:
-                self._reraise(exc)
-                raise
-
-    def _reraise(self, exc: BaseException) -> None:
-        if isinstance(exc, psycopg.OperationalError):
-            raise StoreUnreachable(display(self.uri), one_line(exc)) from None
+            for tries_left in (1, 0):
+                conn = self._txn()
+                try:
+                    with conn.transaction():
+                        return self._load(conn).view
+                except psycopg.OperationalError as exc:
+                    self._drop("_txn_conn")
+                    if not tries_left:
+                        raise StoreUnreachable(display(self.uri), one_line(exc)) from None
+            raise AssertionError("unreachable")
 
     def transaction(self, change: Callable[[PgTxn], T]) -> T:
 
         retryable = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected, _Retry)
+        reconnected = False
         with self._txn_lock:
             for attempt in range(MAX_TRIES):
                 conn = self._txn()
+                committing = False
                 try:
                     with conn.transaction():
                         now = conn.execute("SELECT now()").fetchone()[0].astimezone(UTC)
                         txn = PgTxn(self, conn, self._load(conn), now)
                         result = change(txn)
                         txn.commit()
+                        committing = True
                     return result
                 except retryable as exc:
                     log.debug("transaction try %d conflicted (%s); trying again", attempt + 1, one_line(exc))
                     time.sleep(random.uniform(0, min(0.2, 0.005 * (attempt + 1))))
                 except psycopg.OperationalError as exc:
-                    self._reraise(exc)
+                    # The session was lost: before the commit nothing was written, and the change runs again on a new
+                    # session (once); during it, whether it was written is unknown, so the caller is told.
+                    self._drop("_txn_conn")
+                    if committing or reconnected:
+                        how = "while committing (it may or may not be written)" if committing else ""
+                        raise StoreUnreachable(display(self.uri), f"{one_line(exc)} {how}".strip()) from None
+                    log.info("%s: the transaction's session was lost (%s); trying again", self.where, one_line(exc))
+                    reconnected = True
             raise Conflict(None, f"{self.where}: the queue kept changing under agentd; gave up after {MAX_TRIES} tries")
 
     def archived(self, task_id: str) -> tuple[dict[str, Any], str | None] | None:

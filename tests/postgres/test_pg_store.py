@@ -1,0 +1,158 @@
+"""What the PostgreSQL store adds to the contract: the database clock judges leases, a server restart frees no
+lease, the queue's own fields and each task's text survive, and the file store never imports psycopg."""
+
+from __future__ import annotations
+
+import json
+import queue as queue_mod
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentd import config as config_mod
+from agentd.core import scheduler
+from agentd.store import open_store
+from agentd.store.base import new_record
+from tests.helpers.daemons import task, wait_for
+
+psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'psycopg[binary]')")
+
+DEADLINE = 60.0
+QUEUE = {"version": 3, "wip_limits": {"builder": 2}, "tasks": [], "sprint": {"name": "s1", "zz": [1, 2]}}
+
+
+@pytest.fixture
+def store(pg_dsn: str) -> Iterator[Any]:
+    """A PostgreSQL store with its schema (as ``agentd store init`` makes it) and a queue of two tasks."""
+    from agentd.store.postgres import migrations
+    from agentd.store.postgres.connect import connect
+
+    with connect(pg_dsn) as conn:
+        migrations.migrate(conn, pg_dsn)
+    opened = open_store(config_mod.load(root=Path("/nonexistent"), environ={"AGENTD_STORE": pg_dsn}))
+    opened.create({**QUEUE, "tasks": [task("A1"), task("A2", custom={"b": 1, "a": 2})]})
+    yield opened
+    opened.close()
+
+
+def claim(store: Any, task_id: str) -> Any:
+    def change(txn: Any) -> Any:
+        token = txn.issue_tokens([0])[0]
+        now = datetime.now(UTC)
+        return txn.claim(new_record(task_id, token, "builder", now=now, ttl=600, heartbeat=60, attempt=1))
+
+    return store.transaction(change)
+
+
+def test_lease_age_is_the_database_clock_whatever_the_host_says(store: Any, pg_dsn: str) -> None:
+    """A lease renewed by the server 700 s ago is stale (ttl 600) even to a host whose clock is an hour behind; a
+    fresh one is live even to a host a day ahead."""
+    held = claim(store, "A1")
+    try:
+        fresh = store.leases()["A1"]
+        assert scheduler.judge(fresh, datetime.now(UTC) + timedelta(days=1), 600).live
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute("UPDATE agentd_leases SET heartbeat = now() - interval '700 seconds'")
+        old = store.leases()["A1"]
+        assert old.locked is True and old.beat_age is not None and old.beat_age >= 700
+        verdict = scheduler.judge(old, datetime.now(UTC) - timedelta(hours=1), 600)
+        assert not verdict.live and "no heartbeat" in verdict.cause
+        assert held.renew(datetime(2001, 1, 1, tzinfo=UTC)) is True  # (the host's time is not the heartbeat)
+        assert store.leases()["A1"].beat_age < 600
+    finally:
+        held.release()
+
+
+def test_a_server_restart_frees_no_lease_and_the_holder_takes_its_lock_again(
+    store: Any, pg_server: Any, pg_dsn: str
+) -> None:
+    """A restart drops every session's lock: the lease is then judged by its heartbeat alone (not free, not
+    breakable); the holder's next heartbeat reconnects and locks it again."""
+    held = claim(store, "A1")
+    try:
+        pg_server.restart()
+        seen = wait_for(lambda: _leases(store).get("A1"), DEADLINE, "the store to read the leases again")
+        assert seen.locked is None and scheduler.judge(seen, datetime.now(UTC), 600).live
+        assert store.transaction(lambda txn: txn.break_free("A1")) is False
+        assert held.renew(datetime.now(UTC)) is True
+        assert store.leases()["A1"].locked is True
+    finally:
+        held.release()
+    assert store.leases() == {}
+
+
+def _leases(store: Any) -> dict[str, Any]:
+    try:
+        return dict(store.leases())
+    except Exception:  # the server is still coming back
+        return {}
+
+
+def test_the_queue_fields_and_task_text_are_kept_and_only_changed_rows_written(store: Any, pg_dsn: str) -> None:
+    """Top-level fields keep their order; a change rewrites only its own task's row, whose text keeps key order."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        before = dict(conn.execute("SELECT id, rev FROM agentd_tasks").fetchall())
+
+    def change(txn: Any) -> None:
+        raw = txn.task("A2")
+        raw["status"] = "blocked"
+
+    store.transaction(change)
+    data = store.read().data
+    assert list(data) == ["version", "wip_limits", "tasks", "sprint"] and data["sprint"] == {"name": "s1", "zz": [1, 2]}
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        after = dict(conn.execute("SELECT id, rev FROM agentd_tasks").fetchall())
+        body = conn.execute("SELECT body FROM agentd_tasks WHERE id = 'A2'").fetchone()[0]
+    assert after["A1"] == before["A1"] and after["A2"] != before["A2"]
+    assert (
+        list(json.loads(body)) == list(task("A2", custom={"b": 1, "a": 2})) and json.loads(body)["status"] == "blocked"
+    )
+
+
+def test_a_task_made_invalid_is_refused_and_nothing_written(store: Any) -> None:
+    """A change that would write a task the schema refuses raises QueueInvalid naming the JSON path; nothing changes."""
+    from agentd.errors import QueueInvalid
+
+    before = store.read().data
+
+    def change(txn: Any) -> None:
+        txn.task("A1")["status"] = 7
+
+    with pytest.raises(QueueInvalid) as caught:
+        store.transaction(change)
+    assert "$.tasks[0].status" in str(caught.value) and "postgresql://" in str(caught.value)
+    assert store.read().data == before
+
+
+def test_wake_ups_skip_the_stores_own_writes(store: Any, pg_dsn: str) -> None:
+    """A watcher is not woken by its own store's transactions, and is by another store's."""
+    woken: queue_mod.SimpleQueue[str] = queue_mod.SimpleQueue()
+    watching = store.watch(woken.put)
+    assert watching is not None
+    other = open_store(config_mod.load(root=Path("/nonexistent"), environ={"AGENTD_STORE": pg_dsn}))
+    try:
+        store.transaction(lambda txn: txn.task("A1").__setitem__("note", "mine"))
+        other.transaction(lambda txn: txn.task("A1").__setitem__("note", "theirs"))
+        assert wait_for(lambda: woken.get(timeout=DEADLINE), DEADLINE, "a wake-up") == "queue"
+        assert woken.empty()  # (the own write's notification came first, and was dropped)
+    finally:
+        watching.stop()
+        other.close()
+
+
+def test_the_file_store_never_imports_psycopg(tmp_path: Path) -> None:
+    """Opening, reading and changing a file store loads no psycopg (the PostgreSQL store is imported only when used)."""
+    (tmp_path / "SPRINT_QUEUE.json").write_text(json.dumps({"tasks": [task("A1")]}))
+    code = (
+        "import sys; from pathlib import Path; from agentd import config; from agentd.store import open_store;"
+        f"s = open_store(config.load(root=Path({str(tmp_path)!r}), environ={{}}));"
+        "s.transaction(lambda t: t.task('A1').__setitem__('x', 1)); s.read(); s.close();"
+        "print('psycopg' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=DEADLINE, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr

@@ -102,3 +102,36 @@ def test_a_builder_runs_a_task_once_on_a_postgresql_store(tmp_path: Path, pg_dsn
     leases = run_agentd("leases", "list", cwd=tmp_path)
     assert leases.returncode == 0 and "S1" not in leases.stdout, leases.stdout
     assert not (tmp_path / "SPRINT_QUEUE.json").exists()
+
+
+@pytest.mark.slow
+def test_every_queue_and_report_command_runs_on_a_postgresql_store(tmp_path: Path, pg_dsn: str) -> None:
+    """update, retry, cancel, remove, show, archive, validate, events and leases prune succeed on a postgresql://
+    store; status and doctor answer with their documented codes (3: no daemon runs; 1: roles without a command)."""
+    assert agentd(tmp_path, pg_dsn, "store", "init").returncode == 0
+    assert agentd(tmp_path, pg_dsn, "init").returncode == 0
+    for task_id in ("C1", "C2", "C3"):
+        assert agentd(tmp_path, pg_dsn, "queue", "add", task_id, "--title", f"task {task_id}").returncode == 0
+    steps = [
+        ("queue", "update", "C1", "--title", "renamed"),
+        ("queue", "set-status", "C1", "blocked"),
+        ("queue", "retry", "C1"),
+        ("queue", "cancel", "C2"),
+        ("queue", "remove", "C3"),
+        ("queue", "show", "C1"),
+        ("queue", "set-status", "C1", "done"),
+        ("queue", "archive"),
+        ("queue", "show", "C1"),
+        ("queue", "validate"),
+        ("events",),
+        ("leases", "prune"),
+    ]
+    for args in steps:
+        done = agentd(tmp_path, pg_dsn, *args)
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+    assert json.loads(agentd(tmp_path, pg_dsn, "queue", "list", "--json").stdout) == []  # (both archived)
+    status = agentd(tmp_path, pg_dsn, "status")
+    assert status.returncode == 3 and "builder" in status.stdout, status.stderr
+    doctor = agentd(tmp_path, pg_dsn, "doctor")
+    assert doctor.returncode == 1 and "0 error(s)" in doctor.stdout, doctor.stdout
+    assert "postgresql://" in doctor.stdout and "valid (0 tasks)" in doctor.stdout, doctor.stdout

@@ -150,7 +150,7 @@ class _Queue:
 
 
 def _queue_findings(config: Config, store: Store, out: list[Finding]) -> _Queue:
-    name = display_path(config.queue_path)
+    name = display_path(store.where)  # (the queue file, or a database store's address)
     try:
         snapshot = store.read()
     except QueueMissing as exc:

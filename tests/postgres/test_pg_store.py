@@ -156,3 +156,24 @@ def test_the_file_store_never_imports_psycopg(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=DEADLINE, check=False)
     assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
+
+
+def test_a_daemon_registration_is_taken_again_after_a_server_restart(store: Any, pg_server: Any) -> None:
+    """A restart frees the registration's lock (the daemon looks stopped); its next beat registers it again."""
+    held = store.register("builder", "b1", started=datetime.now(UTC), interval=5.0, log=None, boot=1.0, beat_every=2.0)
+    try:
+        assert [probe.running for probe in store.daemons()] == [True]
+        pg_server.restart()
+        wait_for(lambda: _daemons(store) == [False], DEADLINE, "the registration to look stopped after the restart")
+        held.beat(datetime.now(UTC), 2.0)
+        assert [(probe.running, probe.info.beat_boot) for probe in store.daemons()] == [(True, 2.0)]
+    finally:
+        held.release()
+    assert store.daemons() == []
+
+
+def _daemons(store: Any) -> list[bool]:
+    try:
+        return [probe.running for probe in store.daemons()]
+    except Exception:  # the server is still coming back
+        return []

@@ -8,6 +8,7 @@ on the file store), freed by the server when the daemon's process dies, on any h
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -121,18 +122,33 @@ class PgRegistration:
         return info
 
     def beat(self, now: datetime, boot: float) -> None:
-        """The liveness beat: ``beat_at`` and ``beat_boot`` in the row, and the row's ``beat`` on the server's clock."""
+        """The liveness beat: ``beat_at`` and ``beat_boot`` in the row, and the row's ``beat`` on the server's clock.
+        A lost session (a server restart frees its lock) is opened again and the name's lock taken again."""
         with self._lock:
             if self._conn is None or self.info is None:
                 return
             self.info = replace(self.info, beat_at=format_timestamp(now), beat_boot=round(boot, 3))
             try:
-                self._conn.execute(
-                    "UPDATE agentd_daemons SET info = %s, beat = now() WHERE name = %s",
-                    (json.dumps(asdict(self.info)), self.name),
-                )
+                self._write()
             except Exception as exc:
-                raise OSError(f"cannot record the beat of {self.name}: {one_line(exc)}") from None
+                log.warning("%s: lost its database session (%s); opening a new one", self.path, one_line(exc))
+                try:
+                    old, self._conn = self._conn, connect(self._uri, purpose=f"daemon {self.name}")
+                    with contextlib.suppress(Exception):
+                        old.close()
+                    key = (DAEMONS, lock_key(self.name))
+                    if not self._conn.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone()[0]:
+                        log.warning("%s: another daemon of this name registered meanwhile", self.path)
+                    self._write()
+                except Exception as again:
+                    raise OSError(f"cannot record the beat of {self.name}: {one_line(again)}") from None
+
+    def _write(self) -> None:
+        assert self.info is not None
+        self._conn.execute(
+            "UPDATE agentd_daemons SET info = %s, beat = now() WHERE name = %s",
+            (json.dumps(asdict(self.info)), self.name),
+        )
 
     def release(self) -> None:
         with self._lock:

@@ -741,7 +741,7 @@ class PgStore:
                 "SELECT (SELECT rev FROM agentd_queue), (SELECT max(rev) FROM agentd_tasks),"
                 " (SELECT count(*) FROM agentd_tasks), (SELECT max(seq) FROM agentd_events),"
                 " (SELECT coalesce(sum(token), 0) FROM agentd_leases), (SELECT count(*) FROM agentd_leases),"
-                " (SELECT max(heartbeat) FROM agentd_leases), (SELECT md5(doc) FROM agentd_state)"
+                " (SELECT md5(doc) FROM agentd_state)"
             ).fetchone()
         )
         return tuple(row)

@@ -177,3 +177,29 @@ def _daemons(store: Any) -> list[bool]:
         return [probe.running for probe in store.daemons()]
     except Exception:  # the server is still coming back
         return []
+
+
+def test_wake_ups_come_back_after_a_server_restart_logged_once(
+    store: Any, pg_server: Any, pg_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The listening session lost to a restart is re-established (one warning, one notice), and another store's
+    change wakes the watcher again."""
+    caplog.set_level("INFO", logger="agentd.store.postgres.notify")
+    woken: queue_mod.SimpleQueue[str] = queue_mod.SimpleQueue()
+    watching = store.watch(woken.put)
+    assert watching is not None
+    try:
+        pg_server.restart()
+        wait_for(lambda: "re-established" in caplog.text, DEADLINE, "the wake-up connection to come back")
+        while not woken.empty():
+            woken.get()  # (the wake-up that says "look: you may have missed something")
+        other = open_store(config_mod.load(root=Path("/nonexistent"), environ={"AGENTD_STORE": pg_dsn}))
+        try:
+            other.transaction(lambda txn: txn.task("A1").__setitem__("note", "after the restart"))
+        finally:
+            other.close()
+        assert woken.get(timeout=DEADLINE) == "queue"
+    finally:
+        watching.stop()
+    lost = [r for r in caplog.records if "lost the wake-up connection" in r.getMessage()]
+    assert len(lost) == 1, [r.getMessage() for r in caplog.records]

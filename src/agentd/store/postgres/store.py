@@ -291,6 +291,7 @@ class PgTxn:
             elif top.obj != row.obj:
                 changed.append((top.position, top.obj))
                 reshaped = reshaped or _shape(top.obj) != _shape(row.obj)
+        changed.sort(key=lambda item: item[0])  # (rows locked in one order by every writer: no deadlock between two)
         if changed or added or reshaped:
             self._check(changed, gone, added, reshaped)
         conn = self._conn

@@ -33,12 +33,14 @@ def test_store_init_creates_the_schema_then_says_it_is_up_to_date(tmp_path: Path
     assert "up to date; nothing to do" in again.stdout
 
 
-def test_a_command_refuses_a_database_without_the_schema_naming_the_fix(tmp_path: Path, pg_dsn: str) -> None:
-    """On a database agentd never initialised, a command says so in one line with the command that fixes it."""
-    done = run_agentd("--store", pg_dsn, "queue", "list", cwd=tmp_path)
-    assert done.returncode == 4, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "has no agentd schema; run: agentd store init" in lines[0], lines
+def test_a_command_and_a_daemon_refuse_a_database_without_the_schema_naming_the_fix(tmp_path: Path, pg_dsn: str) -> None:
+    """On a database agentd never initialised, a command and a daemon say so in one line with the command that
+    fixes it."""
+    for args in (("queue", "list"), ("--role", "builder", "--once")):
+        done = run_agentd("--store", pg_dsn, *args, cwd=tmp_path)
+        assert done.returncode == 4, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "has no agentd schema; run: agentd store init" in lines[0], lines
 
 
 def test_a_schema_newer_than_agentd_is_refused_by_commands_and_by_store_init(tmp_path: Path, pg_dsn: str) -> None:

@@ -33,7 +33,9 @@ def test_store_init_creates_the_schema_then_says_it_is_up_to_date(tmp_path: Path
     assert "up to date; nothing to do" in again.stdout
 
 
-def test_a_command_and_a_daemon_refuse_a_database_without_the_schema_naming_the_fix(tmp_path: Path, pg_dsn: str) -> None:
+def test_a_command_and_a_daemon_refuse_a_database_without_the_schema_naming_the_fix(
+    tmp_path: Path, pg_dsn: str
+) -> None:
     """On a database agentd never initialised, a command and a daemon say so in one line with the command that
     fixes it."""
     for args in (("queue", "list"), ("--role", "builder", "--once")):

@@ -203,3 +203,20 @@ def test_wake_ups_come_back_after_a_server_restart_logged_once(
         watching.stop()
     lost = [r for r in caplog.records if "lost the wake-up connection" in r.getMessage()]
     assert len(lost) == 1, [r.getMessage() for r in caplog.records]
+
+
+def test_structural_findings_follow_changes_of_ids_only(pg_dsn: str, store: Any) -> None:
+    """A duplicate id stays quarantined across changes that leave ids and dependencies alone (findings reused), and
+    is cured once one of the twins goes (findings recomputed), as another process sees it too."""
+    store.transaction(lambda txn: txn.remove("A2"))
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:  # a twin, as a bad import or a hand edit could leave
+        conn.execute("INSERT INTO agentd_tasks (id, ids, body) VALUES ('A1', '{A1}', %s)", (json.dumps(task("A1")),))
+    assert set(store.read().quarantined) == {"A1"}
+    store.transaction(lambda txn: txn.add(task("B1")))
+    store.transaction(lambda txn: txn.task("B1").__setitem__("status", "blocked"))
+    assert set(store.read().quarantined) == {"A1"}
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(
+            "DELETE FROM agentd_tasks WHERE position = (SELECT max(position) FROM agentd_tasks WHERE id = 'A1')"
+        )
+    assert store.read().quarantined == {}

@@ -87,6 +87,12 @@ class _Row:
     rev: int
     text: str
     obj: Any
+    ids: list[str] = field(default_factory=list)  # of the task and its subtasks
+    shape: str = ""  # what structural checks depend on (ids and dependencies), as one string
+
+    def __post_init__(self) -> None:
+        self.ids = _ids(self.obj)
+        self.shape = json.dumps(_shape(self.obj))
 
 
 @dataclass
@@ -98,6 +104,8 @@ class PgSnapshot:
     view: Snapshot
     top_of: dict[str, int] = field(default_factory=dict)  # task id (nested ones too) -> its top-level row's position
     by_position: dict[int, _Row] = field(default_factory=dict)
+    shapes: tuple[Any, ...] = ()  # (position, shape) of every row, and the archive: what structural findings depend on
+    structural: list[Finding] = field(default_factory=list)
 
 
 @dataclass
@@ -198,7 +206,7 @@ class PgTxn:
         for key in [row.position for row in self._read.rows] + self._added:
             top = self._tops.get(key)
             if top is None:
-                out += _ids(self._read.by_position[key].obj)
+                out += self._read.by_position[key].ids
             elif not top.gone:
                 out += _ids(top.obj)
         return out
@@ -502,7 +510,7 @@ class PgStore:
             present = {position for position, _ in listing}
             self._rows = {k: v for k, v in self._rows.items() if k in present}
         archived = self._archived_map(conn)
-        key = (doc_rev, doc_text, tuple(listing), id(archived), id(self.workflow))
+        key = (doc_rev, doc_text, tuple(listing), self._archive_head(), self.workflow)
         if self._last is not None and self._last_key == key:
             return self._last
         rows = [self._rows[position] for position, _ in listing]
@@ -525,14 +533,19 @@ class PgStore:
         for n, row in enumerate(rows):
             errors += schema.task_problems(row.obj, f"$.tasks[{n}]", row.text)
         entries = walk(data["tasks"])
-        errors += structural(entries, known=archived.keys())
+        # Duplicate ids, unknown dependencies and cycles depend only on ids and dependencies in their places: when none
+        # of those changed since the last read (a claim, an outcome, a status), its findings and id index hold.
+        shapes = (self._archive_head(), *((row.position, row.shape) for row in rows))
+        last = self._last
+        if last is not None and last.shapes == shapes:
+            found, top_of = last.structural, last.top_of
+        else:
+            found = structural(entries, known=archived.keys())
+            top_of = {task_id: row.position for row in rows for task_id in row.ids}
         warnings = status_warnings(entries, self.workflow)
-        view = Snapshot(self.where, b"", data, warnings, errors, archived=archived)
-        top_of: dict[str, int] = {}
-        for row in rows:
-            for task_id in _ids(row.obj):
-                top_of[task_id] = row.position
-        return PgSnapshot(doc_rev, rows, view, top_of, {row.position: row for row in rows})
+        view = Snapshot(self.where, b"", data, warnings, errors + found, archived=archived)
+        by_position = {row.position: row for row in rows}
+        return PgSnapshot(doc_rev, rows, view, top_of, by_position, shapes, found)
 
     def read(self, *, lenient: bool = False) -> Snapshot:
         del lenient
@@ -591,6 +604,10 @@ class PgStore:
             if isinstance(raw, dict) and raw.get("id") == task_id:
                 return raw, row[1]
         return None
+
+    def _archive_head(self) -> Any:
+        """(count, last position) of the archive as last read: changes whenever the archive does."""
+        return self._archived_cache[0] if self._archived_cache is not None else None
 
     def _archived_map(self, conn: Any) -> Mapping[str, str]:
         head = conn.execute("SELECT count(*), coalesce(max(position), 0) FROM agentd_archive").fetchone()

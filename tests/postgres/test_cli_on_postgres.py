@@ -110,7 +110,7 @@ def test_a_builder_runs_a_task_once_on_a_postgresql_store(tmp_path: Path, pg_dsn
 
 @pytest.mark.slow
 def test_every_queue_and_report_command_runs_on_a_postgresql_store(tmp_path: Path, pg_dsn: str) -> None:
-    """update, retry, cancel, remove, show, archive, validate, events and leases prune succeed on a postgresql://
+    """update, retry, cancel, remove, show, archive, validate, events, leases prune, pause and resume succeed on a postgresql://
     store; status and doctor answer with their documented codes (3: no daemon runs; 1: roles without a command)."""
     assert agentd(tmp_path, pg_dsn, "store", "init").returncode == 0
     assert agentd(tmp_path, pg_dsn, "init").returncode == 0
@@ -129,10 +129,14 @@ def test_every_queue_and_report_command_runs_on_a_postgresql_store(tmp_path: Pat
         ("queue", "validate"),
         ("events",),
         ("leases", "prune"),
+        ("pause", "builder"),
+        ("resume", "builder"),
     ]
     for args in steps:
         done = agentd(tmp_path, pg_dsn, *args)
         assert done.returncode == 0, (args, done.stdout, done.stderr)
+    unasked = agentd(tmp_path, pg_dsn, "queue", "answer", "C1", "yes")
+    assert unasked.returncode in (6, 7), unasked.stderr  # (archived, or no open question: refused, as on files)
     assert json.loads(agentd(tmp_path, pg_dsn, "queue", "list", "--json").stdout) == []  # (both archived)
     status = agentd(tmp_path, pg_dsn, "status")
     assert status.returncode == 3 and "builder" in status.stdout, status.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_agentd
-from tests.helpers.daemons import events, recorder, write_config
+from tests.helpers.daemons import events, max_concurrency, recorder, start, stop_all, wait_for, write_config
 
 BUILDER = {"claims": "ready", "working": "in_progress", "on_success": "awaiting_test", "on_failure": "blocked"}
 
@@ -143,3 +143,31 @@ def test_every_queue_and_report_command_runs_on_a_postgresql_store(tmp_path: Pat
     doctor = agentd(tmp_path, pg_dsn, "doctor")
     assert doctor.returncode == 1 and "0 error(s)" in doctor.stdout, doctor.stdout
     assert "postgresql://" in doctor.stdout and "valid (0 tasks)" in doctor.stdout, doctor.stdout
+
+
+@pytest.mark.slow
+def test_two_daemons_woken_by_notify_share_a_wip_limit_of_one(tmp_path: Path, pg_dsn: str) -> None:
+    """Two builders polling only every 10 minutes run four tasks added after they started (LISTEN/NOTIFY wakes them),
+    never two at once (WIP 1 across both processes), each exactly once."""
+    from agentd import config as config_mod
+    from agentd.store import open_store
+
+    log = tmp_path / "runs.jsonl"
+    builder = {**BUILDER, "command": recorder(log, "--sleep", "0.5"), "wip": 1}
+    write_config(tmp_path, {"builder": builder}, store=pg_dsn, defaults={"interval": 600, "heartbeat": 1})
+    assert run_agentd("store", "init", cwd=tmp_path).returncode == 0
+    assert run_agentd("init", cwd=tmp_path).returncode == 0
+    daemons = [start(tmp_path, "builder", "--instance", name) for name in ("b1", "b2")]
+    store = open_store(config_mod.load(root=tmp_path))
+    try:
+        wait_for(lambda: len([d for d in store.daemons() if d.running]) == 2, 60, "both daemons to register")
+        for n in range(4):
+            added = run_agentd("queue", "add", f"N{n}", "--title", f"task {n}", cwd=tmp_path)
+            assert added.returncode == 0, added.stderr
+        wait_for(lambda: {t.status for t in store.read().tasks} == {"awaiting_test"}, 120, "every task to be built")
+    finally:
+        stop_all(daemons)
+        store.close()
+    runs = events(log)
+    assert sorted(r["task"] for r in runs if r["event"] == "start") == ["N0", "N1", "N2", "N3"]
+    assert max_concurrency(runs) == 1 and not [r for r in runs if r["event"] == "overlap"]

@@ -12,6 +12,10 @@ Meanwhile an outside writer adds tasks and edits unrelated fields without taking
 lock (atomic saves, as editors make), and a reader parses the queue in a tight loop. At the end the survivors drain
 and the history is checked: no task ran twice at once, none was lost, WIP held, tokens only grew, the reader never
 saw a broken file, and nothing was left behind.
+
+Liveness does not depend on the machine's speed: the run waits as long as tasks keep changing state, and fails as a
+stall when none changes for the profile's stall window while some are not final (with `agentd queue why` of the
+stuck ones as evidence). A large cap is only a safety net, reported apart as "too slow" with the rate it reached.
 """
 
 from __future__ import annotations
@@ -55,19 +59,20 @@ class Profile:
     terms: int
     fail_rate: float
     max_sleep: float
-    timeout: float
+    cap: float  # s: the safety net; a run still progressing past it is too slow (not stalled)
     uts: int = 0  # daemons each in a UTS namespace of its own (another hostname, one kernel)
     skewed: int = 0  # daemons whose wall clock is SKEW s ahead
     escape_rate: float = 0.05  # runs that leave an escaped grandchild (setsid, keeps the lease's descriptor)
     low_nofile: int = 14  # `ulimit -n` of one builder daemon: too few descriptors to start even one task
     worktrees: bool = False  # worktree mode: each task in a git worktree of its own, merged into main by the tester
+    stall: float = 60.0  # s without any task changing state while some are not final: a stall (a liveness bug)
 
 
 PROFILES = {
-    "full": Profile(8, 2000, 50, 10, 6, fail_rate=0.05, max_sleep=0.05, timeout=600, uts=3, skewed=1),
-    "quick": Profile(5, 250, 30, 6, 4, fail_rate=0.1, max_sleep=0.1, timeout=240, uts=2, skewed=1),
+    "full": Profile(8, 2000, 50, 10, 6, fail_rate=0.05, max_sleep=0.05, cap=3600, uts=3, skewed=1),
+    "quick": Profile(5, 250, 30, 6, 4, fail_rate=0.1, max_sleep=0.1, cap=1800, uts=2, skewed=1),
     # Every run goes through git (a worktree made, a commit by the builder, a merge by the tester): fewer tasks.
-    "worktree": Profile(4, 40, 8, 3, 2, fail_rate=0.1, max_sleep=0.1, timeout=240, worktrees=True),
+    "worktree": Profile(4, 40, 8, 3, 2, fail_rate=0.1, max_sleep=0.1, cap=1800, worktrees=True),
 }
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "torture",
@@ -516,12 +521,49 @@ class Torture:
 
     # -- the run -----------------------------------------------------------------------------------------------------
 
-    def finished(self) -> bool:
+    def read_tasks(self) -> list[dict[str, Any]] | None:
         try:
-            tasks = json.loads(self.queue.read_text())["tasks"]
-        except (OSError, ValueError):
+            tasks: list[dict[str, Any]] = json.loads(self.queue.read_text())["tasks"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # (the reader thread judges every version; here a bad one is only not looked at)
+        return tasks
+
+    def finished(self, tasks: list[dict[str, Any]] | None = None) -> bool:
+        tasks = self.read_tasks() if tasks is None else tasks
+        if tasks is None:
             return False
         return not unfinished(tasks) and all(a in {t["id"] for t in tasks} for a in self.added)
+
+    def await_final(self, began: float, progress: Progress, chaos: threading.Thread | None = None) -> Liveness:
+        """Wait until every task is final, as long as the daemons keep moving tasks on: a stall (no task changed
+        state for the profile's stall window while some are not final) ends the wait at once, whatever the
+        machine's speed; the cap is only a safety net (a run still progressing past it is too slow, not stuck)."""
+        while True:
+            now = time.monotonic()
+            tasks = self.read_tasks()
+            if tasks is not None:
+                progress.observe(now, tasks)
+            if chaos is None or not chaos.is_alive():
+                # The chaos thread restarts daemons while it runs; after it, a daemon a peer kills as hung (its last
+                # SIGSTOP outlasted the lease ttl) is restarted here, as a service manager would.
+                self.revive()
+                if tasks is not None and self.finished(tasks):
+                    return progress.verdict("final", now, [])
+            if progress.stalled(now):
+                stuck = unfinished(tasks or [])
+                return progress.verdict("stall", now, [self.why(task_id) for task_id in stuck[:5]])
+            if now - began >= self.profile.cap:
+                return progress.verdict("too slow", now, [])
+            time.sleep(0.5)
+
+    def why(self, task_id: str) -> str:
+        """`agentd queue why` of a stuck task, asked while the daemons still run (evidence of a stall)."""
+        argv = [sys.executable, "-m", "agentd", "--root", str(self.root), "queue", "why", task_id]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        except subprocess.TimeoutExpired:
+            return f"agentd queue why {task_id}: no answer in 120 s"
+        return f"agentd queue why {task_id}: " + (done.stdout + done.stderr).strip().replace("\n", " | ")
 
     def run(self) -> int:
         self.setup()
@@ -531,28 +573,19 @@ class Torture:
         for thread in threads:
             thread.start()
         began = time.monotonic()
+        progress = Progress(self.profile.stall, began)
         chaos = threading.Thread(target=self.chaos, daemon=True)
         chaos.start()
-        deadline = began + self.profile.timeout
-        while time.monotonic() < deadline:
-            if not chaos.is_alive():
-                # The chaos thread restarts daemons while it runs; after it, a daemon a peer kills as hung (its last
-                # SIGSTOP outlasted the lease ttl) is restarted here, as a service manager would.
-                self.revive()
-                if self.finished():
-                    break
-            time.sleep(0.5)
+        liveness = self.await_final(began, progress, chaos)
         chaos_done = not chaos.is_alive()
         self.stop_event.set()
         chaos.join(timeout=30)
         threads[0].join(timeout=30)  # the writer may be saving one last edit: the drain must see it
         for daemon in self.daemons:
             self.resume(daemon)
-        # Let the survivors drain what the writer's last edits left.
-        drain_deadline = time.monotonic() + 60
-        while time.monotonic() < drain_deadline and not self.finished():
-            self.revive()
-            time.sleep(0.5)
+        if liveness.verdict == "final":  # the survivors drain what the writer's last edits left
+            progress.restart(time.monotonic())
+            liveness = self.await_final(began, progress)
         for daemon in self.daemons:
             if daemon.proc is not None and daemon.proc.poll() is None:
                 daemon.proc.send_signal(signal.SIGTERM)
@@ -565,11 +598,11 @@ class Torture:
         for thread in threads:
             thread.join(timeout=10)
         elapsed = time.monotonic() - began
-        return self.verdict(elapsed, chaos_done)
+        return self.verdict(elapsed, chaos_done, liveness)
 
     # -- the verdict -------------------------------------------------------------------------------------------------
 
-    def verdict(self, elapsed: float, chaos_done: bool) -> int:
+    def verdict(self, elapsed: float, chaos_done: bool, liveness: Liveness | None = None) -> int:
         records = read_history(self.history)
         tasks = json.loads(self.queue.read_text())["tasks"]
         violations: list[str] = []
@@ -593,6 +626,18 @@ class Torture:
             violations.append(f"tasks vanished: {missing[:10]}")
             evidence += [history_of(task_id) for task_id in missing[:3]]
         left = unfinished(tasks)
+        if left and liveness is not None and liveness.verdict == "stall":
+            violations.append(
+                f"stall: no task changed state for {liveness.quiet:.0f} s (window {self.profile.stall:g} s) at "
+                f"{liveness.at:.0f} s, {len(left)} task(s) not final: {left[:10]}"
+            )
+            evidence += liveness.why
+        elif left and liveness is not None and liveness.verdict == "too slow":
+            violations.append(
+                f"too slow: {liveness.rate:.2f} tasks/s ({liveness.final} final, {len(left)} not) when the "
+                f"{self.profile.cap:g} s cap ran out, still progressing (last change {liveness.quiet:.1f} s before; "
+                f"not a stall): {left[:10]}"
+            )
         if left:
             violations.append(f"{len(left)} task(s) never reached a final status: {left[:10]}")
             evidence += [f"file entry of {i}: " + json.dumps([t for t in tasks if t["id"] == i]) for i in left[:3]]
@@ -669,9 +714,15 @@ class Torture:
         s = self.stats
         log(f"seed {self.seed}, profile {self.profile}, {elapsed:.0f} s")
         log(
-            f"executions {len(runs)}, daemons {self.profile.daemons}, "
+            f"executions {len(runs)} ({len(runs) / max(elapsed, 1e-9):.1f}/s), daemons {self.profile.daemons}, "
             f"tasks {len(tasks)} ({len(self.added)} added by hand)"
         )
+        if liveness is not None:
+            log(
+                f"liveness: {liveness.verdict} at {liveness.at:.0f} s, {liveness.rate:.2f} tasks final/s; longest "
+                f"spell without a task changing state {liveness.longest:.1f} s (stall window {self.profile.stall:g} "
+                f"s, cap {self.profile.cap:g} s)"
+            )
         log(
             f"SIGKILLs {s.kills} (+{s.task_kills} task processes), SIGSTOP/SIGCONT {s.stops}, SIGTERMs {s.terms}, "
             f"restarts {s.restarts}, chaos finished: {chaos_done}"
@@ -729,6 +780,58 @@ class Torture:
                 if again:
                     to_restart.append(min(again) - killed_at)
         return to_recover, to_restart
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """How the wait for every task to be final ended: "final", "stall" (no progress for the stall window) or "too
+    slow" (the cap ran out while tasks still moved on), with the figures that tell them apart."""
+
+    verdict: str
+    at: float  # s since the run began
+    quiet: float  # s since a task last changed state
+    longest: float  # the longest spell without a task changing state, s
+    rate: float  # final tasks per s since the run began
+    final: int
+    why: list[str] = field(default_factory=list)  # `agentd queue why` of the stuck tasks (a stall)
+
+
+class Progress:
+    """Whether the daemons still move tasks on, judged from the queue's versions alone (the times are passed in).
+
+    A task changes state when its status or lease token changes (a claim, a completion, a recovery, a retry). A task
+    that appears or vanishes does not count (the outside writer adds tasks: not the daemons' progress), nor does an
+    edit of other fields. A careless hand save can revert a status, but only to one the daemons wrote shortly
+    before: it cannot make a stalled queue look busy.
+    """
+
+    def __init__(self, window: float, began: float) -> None:
+        self.window = window
+        self.began = began
+        self.last_change = began
+        self.longest = 0.0
+        self.final = 0
+        self.states: dict[str, tuple[Any, Any]] | None = None
+
+    def observe(self, now: float, tasks: list[dict[str, Any]]) -> None:
+        states = {t["id"]: (t.get("status"), t.get("lease_token")) for t in tasks}
+        if self.states is not None and any(self.states.get(key, value) != value for key, value in states.items()):
+            self.longest = max(self.longest, now - self.last_change)
+            self.last_change = now
+        self.states = states
+        self.final = len(tasks) - len(unfinished(tasks))
+
+    def restart(self, now: float) -> None:
+        """A new wait begins (the drain after the writer stopped): the quiet spell counts from now."""
+        self.last_change = max(self.last_change, now)
+
+    def stalled(self, now: float) -> bool:
+        return now - self.last_change >= self.window
+
+    def verdict(self, verdict: str, now: float, why: list[str]) -> Liveness:
+        quiet = now - self.last_change
+        rate = self.final / max(now - self.began, 1e-9)
+        return Liveness(verdict, now - self.began, quiet, max(self.longest, quiet), rate, self.final, why)
 
 
 class Tail:

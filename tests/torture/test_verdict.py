@@ -12,14 +12,18 @@ from typing import Any
 
 import pytest
 
-from tests.torture.run import PROFILES, Daemon, Profile, Torture, pid_alive
+from tests.torture.run import PROFILES, Daemon, Liveness, Profile, Progress, Torture, pid_alive
 
 NO_PID = 1 << 23  # above the kernel's largest pid_max (2**22): never a live process
 PROFILE = Profile(**{**PROFILES["quick"].__dict__, "tasks": 2})
 
 
 def judge(
-    tmp_path: Path, history: list[dict[str, Any]], capsys: pytest.CaptureFixture[str], **queue: Any
+    tmp_path: Path,
+    history: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+    liveness: Liveness | None = None,
+    **queue: Any,
 ) -> tuple[int, str]:
     """Run the verdict over ``history`` and a queue of T0000 and T0001 (done unless ``queue`` says otherwise)."""
     torture = Torture(PROFILE, seed=7, root=tmp_path)
@@ -29,7 +33,7 @@ def judge(
     tasks += queue.get("extra", [])
     torture.queue.write_text(json.dumps({"tasks": tasks}, indent=2))
     torture.history.write_text("".join(json.dumps(record) + "\n" for record in history))
-    code = torture.verdict(elapsed=1.0, chaos_done=True)
+    code = torture.verdict(elapsed=1.0, chaos_done=True, liveness=liveness)
     return code, capsys.readouterr().out
 
 
@@ -141,3 +145,52 @@ def test_a_daemon_killed_as_hung_that_was_never_stopped_is_caught(
     assert code == 1 and "1 daemon(s) killed as hung that were never stopped" in out, out
     assert "killed as hung by a peer: 1 that were stopped, 1 that were not (must be 0)" in out
     assert "builder.d1 (pid 4242" in out
+
+
+def tasks_in(*states: tuple[str, str, int | None]) -> list[dict[str, Any]]:
+    return [{"id": i, "status": status, "lease_token": token, "dependencies": []} for i, status, token in states]
+
+
+def test_progress_is_a_task_changing_state_not_an_edit_or_an_added_task() -> None:
+    """A claim or a completion is progress; a hand edit of another field or a task added by hand is not, and no
+    progress for the stall window is a stall, however fast or slow the time around it went."""
+    progress = Progress(window=60.0, began=100.0)
+    progress.observe(100.0, tasks_in(("T0", "ready", None), ("T1", "ready", None)))
+    progress.observe(130.0, tasks_in(("T0", "in_progress", 4), ("T1", "ready", None)))  # a claim
+    assert progress.last_change == 130.0 and not progress.stalled(189.0)
+    edited = tasks_in(("T0", "in_progress", 4), ("T1", "ready", None), ("H0", "ready", None))
+    edited[1]["notes"] = "edited by hand"
+    progress.observe(180.0, edited)  # an edit and an added task: the daemons did nothing
+    assert progress.last_change == 130.0 and progress.stalled(190.0)
+    progress.observe(200.0, tasks_in(("T0", "done", 4), ("T1", "ready", None), ("H0", "ready", None)))
+    assert not progress.stalled(200.0) and progress.longest == 70.0 and progress.final == 1
+
+
+def test_a_stall_is_reported_with_the_stuck_tasks_and_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Tasks not final after a stall: a "stall" violation naming them, `queue why` as evidence, and not "too slow"."""
+    why = ["agentd queue why T0001: T0001 (ready): not claimable by builder: no builder daemon is running"]
+    stall = Liveness("stall", at=300.0, quiet=60.0, longest=60.0, rate=0.01, final=1, why=why)
+    code, out = judge(tmp_path, [], capsys, stall, T0001="ready")
+    assert code == 1
+    assert "stall: no task changed state for 60 s (window 60 s) at 300 s, 1 task(s) not final: ['T0001']" in out
+    assert "evidence: agentd queue why T0001: T0001 (ready): not claimable" in out and "too slow" not in out
+
+
+def test_a_run_past_the_cap_is_too_slow_not_stalled(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Tasks not final when the cap runs out while they still move on: "too slow" with the rate, not a stall."""
+    slow = Liveness("too slow", at=1800.0, quiet=0.5, longest=3.0, rate=0.25, final=450)
+    code, out = judge(tmp_path, [], capsys, slow, T0001="awaiting_test")
+    assert code == 1 and "too slow: 0.25 tasks/s (450 final, 1 not) when the 1800 s cap ran out" in out, out
+    assert "stall:" not in out
+
+
+def test_a_real_stall_ends_the_run_at_the_window(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No daemon to move the tasks: the run ends as a stall after the window (not at the cap), with the stuck
+    tasks' `agentd queue why` taken while it waited."""
+    profile = Profile(**{**PROFILE.__dict__, "daemons": 0, "tasks": 3, "kills": 0, "stops": 0, "terms": 0,
+                         "uts": 0, "skewed": 0, "stall": 2.0})  # fmt: skip
+    code = Torture(profile, seed=7, root=tmp_path).run()
+    out = capsys.readouterr().out
+    assert code == 1 and "liveness: stall at" in out, out
+    assert "stall: no task changed state for" in out and "3 task(s) not final: ['T0000', 'T0001', 'T0002']" in out
+    assert "evidence: agentd queue why T0000: T0000 (ready)" in out and "too slow" not in out

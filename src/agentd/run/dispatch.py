@@ -240,13 +240,6 @@ class Dispatcher:
             seen = txn.leases()
             for task_id in acquired:
                 seen.pop(task_id, None)  # our own fresh claims from an earlier try of this transaction
-            for run in done:
-                # The lease files of the runs recorded here are released right after this write: their room is
-                # claimed in this same transaction, not in a pass of its own. (Only our own file: a peer's lease on
-                # the task, after a takeover, still counts.)
-                lease = seen.get(run.task_id)
-                if lease is not None and lease.token == run.token:
-                    del seen[run.task_id]
             # The views of the file as read (reused from earlier reads), with the tasks changed since rebuilt.
             tasks = refreshed(txn.snapshot.tasks, txn.task, (run.task_id for run in done))
             plans = self._plan(tasks, seen, now, held | set(txn.snapshot.quarantined))

@@ -21,11 +21,8 @@ settings.load_profile("agentd")
 
 # The longest tests, started first: `make test` hands tests out in collection order (pytest-xdist `--dist load`),
 # so these run beside the many short ones instead of alone at the end of the run.
-LONGEST_FIRST = (
-    "tests/torture/test_torture.py::",
-    "tests/corpus/test_special_files.py::test_a_50_mb_queue",
-    "tests/integration/test_workspace_runs.py::",
-)
+# Only the quick torture profile: the other long ones beside it would load the machine it judges heartbeats on.
+LONGEST_FIRST = ("tests/torture/test_torture.py::test_quick_torture_profile",)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

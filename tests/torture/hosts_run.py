@@ -436,13 +436,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the folder even when the run passes")
     for name in ("hosts", "daemons_per_host", "tasks", "kills", "stops"):
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int)
+    parser.add_argument("--max-sleep", dest="max_sleep", type=float, help="longest run of the task command, s")
     args = parser.parse_args(argv)
     missing = unavailable()
     if missing:
         log(f"cannot run here: {missing}")
         return 2
     profile = PROFILES[args.profile]
-    names = ("hosts", "daemons_per_host", "tasks", "kills", "stops")
+    names = ("hosts", "daemons_per_host", "tasks", "kills", "stops", "max_sleep")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     profile = Profile(**{**profile.__dict__, **overrides})
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)

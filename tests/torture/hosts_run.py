@@ -92,6 +92,7 @@ class Daemon:
     instance: str
     proc: subprocess.Popen[bytes] | None = None
     stopped: bool = False
+    stopped_last: float = 0.0  # when the harness last resumed it (time.monotonic), 0: never stopped
 
     @property
     def name(self) -> str:
@@ -106,6 +107,7 @@ class Stats:
     terms: int = 0
     restarts: int = 0
     died_alone: list[str] = field(default_factory=list)  # daemons that ended without the harness ending them
+    killed_as_hung: int = 0  # SIGSTOPped daemons a peer on the same kernel killed as hung (as on one host)
     partitions: list[str] = field(default_factory=list)
     server_restarts: int = 0
 
@@ -218,6 +220,12 @@ class HostsTorture:
         for daemon in self.daemons:
             if daemon.proc is not None and daemon.proc.poll() is not None:
                 code = daemon.proc.returncode
+                recently = daemon.stopped or time.monotonic() - daemon.stopped_last < LEASE_TTL + 5
+                if code == -signal.SIGKILL and daemon.stopped_last and recently:
+                    self.stats.killed_as_hung += 1  # hosts share one kernel here: a peer may prove it hung
+                    self.spawn(daemon)
+                    self.stats.restarts += 1
+                    continue
                 tail = (self.base / f"{daemon.name}.log").read_text(errors="replace").strip().splitlines()[-1:]
                 self.stats.died_alone.append(f"{daemon.name} (exit {code}: {tail[0] if tail else ''})")
                 self.spawn(daemon)
@@ -253,6 +261,7 @@ class HostsTorture:
             elif action == "stop":
                 daemon.proc.send_signal(signal.SIGSTOP)
                 daemon.stopped = True
+                daemon.stopped_last = time.monotonic()
                 self.stats.stops += 1
                 threading.Timer(self.rng.uniform(1, 5), self.resume, args=(daemon,)).start()
             elif action == "term":
@@ -281,6 +290,7 @@ class HostsTorture:
         if daemon.proc is not None and daemon.proc.poll() is None:
             daemon.proc.send_signal(signal.SIGCONT)
         daemon.stopped = False
+        daemon.stopped_last = time.monotonic()
 
     def monitor(self) -> None:
         """For runs that die without recording an end (SIGKILL), record when they were last seen alive (the hosts
@@ -416,6 +426,7 @@ class HostsTorture:
             f"restarts {s.restarts}, partitions {s.partitions}, server restarts {s.server_restarts}, "
             f"chaos finished: {chaos_done}"
         )
+        log(f"SIGSTOPped daemons killed as hung by a peer on the same kernel: {s.killed_as_hung}")
         log(f"daemons that ended on their own (revived): {len(s.died_alone)} {s.died_alone[:5]}")
         log(f"peak concurrency {dict(peaks)}, WIP limits {WIP}; final statuses {dict(final)}")
         log(f"violations = {len(violations)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,40 @@ def test_replace_is_refused_while_a_lease_is_held_unless_forced(tmp_path: Path, 
     forced = run_agentd("queue", "import", str(other), "--replace", "--force", cwd=root)
     assert forced.returncode == 0, forced.stderr
     assert queue.read_bytes() == other.read_bytes()
+
+
+CLAIMER = r"""
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from agentd import config
+from agentd.store import open_store
+from agentd.store.base import new_record
+store = open_store(config.load(root=Path(sys.argv[1])))
+def claim(txn):
+    token = txn.issue_tokens([0])[0]
+    return txn.claim(new_record("B1", token, "builder", now=datetime.now(UTC), ttl=600, heartbeat=60, attempt=1))
+assert store.transaction(claim) is not None
+print("claimed", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_lease_whose_holder_died_does_not_block_a_replace(project: Any, tmp_path: Path) -> None:
+    """A lease left by a SIGKILLed holder holds nothing: --replace goes ahead without --force."""
+    root = project(small_queue())
+    child = subprocess.Popen(
+        [sys.executable, "-c", CLAIMER, str(root)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "claimed"
+    child.kill()
+    child.wait(timeout=60)
+    assert [p.stem for p in (root / ".leases").glob("*.json")] == ["B1"]
+    other = tmp_path / "other.json"
+    other.write_bytes(render({"tasks": [{"id": "N1", "title": "New", "status": "ready", "priority": 1}]}))
+    done = run_agentd("queue", "import", str(other), "--replace", cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert (root / "SPRINT_QUEUE.json").read_bytes() == other.read_bytes()
 
 
 def test_export_replaces_a_file_atomically_and_never_the_queue_itself(

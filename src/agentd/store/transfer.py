@@ -16,11 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agentd.core.scheduler import judge
 from agentd.core.validate import Finding
 from agentd.core.workflow import Workflow
 from agentd.errors import Conflict, FileAccessError, QueueInvalid, display_path
 from agentd.store.base import Store, Txn
 from agentd.store.file.queuefile import QueueStore, render
+
+LEASE_TTL = 3600.0  # s: a lease that says no ttl counts as held this long after its last heartbeat
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,8 @@ def import_queue(store: Store, path: Path, *, replace: bool = False, force: bool
 
     Into an empty store (no queue yet, or one without tasks) unless ``replace``: then the store's whole queue is
     swapped for the file's. A replace is refused while any lease is held (a task running now would finish into a queue
-    that may no longer have it, or have it in another state) unless ``force``. Nothing changes when it is refused.
+    that may no longer have it, or have it in another state) unless ``force``; a lease whose holder is gone (its lock
+    released, or no heartbeat within its ttl) holds nothing. Nothing changes when it is refused.
     """
     data, warnings, count = read_input(path, store.workflow)
     if store.create(data):
@@ -78,7 +82,7 @@ def import_queue(store: Store, path: Path, *, replace: bool = False, force: bool
                 "swaps its whole queue for the file's",
             )
         if had and not force:
-            held = sorted(txn.leases())
+            held = sorted(task_id for task_id, seen in txn.leases().items() if judge(seen, txn.now, LEASE_TTL).live)
             if held:
                 shown = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
                 raise Conflict(

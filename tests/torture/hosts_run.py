@@ -70,7 +70,7 @@ class Profile:
 
 
 PROFILES = {
-    "long": Profile(3, 3, 800, 30, 8, 4, fail_rate=0.05, max_sleep=0.1, timeout=900),
+    "long": Profile(3, 3, 400, 30, 8, 4, fail_rate=0.05, max_sleep=0.1, timeout=1500),
     "quick": Profile(2, 2, 120, 8, 3, 2, fail_rate=0.1, max_sleep=0.1, timeout=420),
 }
 

@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # Most tests wait on real processes, so more workers than the 2 cores CI has keep both busy.
 TEST_WORKERS ?= 4
 
-.PHONY: help venv test lint typecheck unit run torture bench bench-peers clean docs-cli install uninstall browser postgres screenshots \
+.PHONY: help venv test lint typecheck unit run torture torture-hosts bench bench-peers clean docs-cli install uninstall browser postgres screenshots \
         agents-start agents-stop agents-restart agents-status agents-logs
 
 help: ## list the targets
@@ -61,6 +61,9 @@ run: $(STAMP) ## run the bundled example sprint (examples/sprint) through all fi
 
 torture: $(STAMP) ## the full torture test (crash injection, 8 daemons, 2,000 tasks)
 	$(BIN)/python -m tests.torture.run
+
+torture-hosts: $(STAMP) postgres ## the long multi-host torture test (3 hosts in network namespaces on PostgreSQL; root)
+	$(BIN)/python -m tests.torture.hosts_run
 
 bench: $(STAMP) ## measure and write docs/benchmarks.md
 	$(BIN)/python scripts/bench.py --write docs/benchmarks.md

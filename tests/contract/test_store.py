@@ -226,6 +226,42 @@ def test_a_transaction_that_raises_changes_nothing(project: Project) -> None:
     assert project.store.state() == {"mode": "on"}
 
 
+def test_a_replaced_queue_reads_back_whole_in_its_own_order(project: Project) -> None:
+    """Txn.replace swaps the whole queue (top-level fields, tasks, key order); the change sees the new tasks; a
+    change that replaces and then raises leaves the old queue."""
+    queue = {
+        "metadata": {"z": 1, "a": None},
+        "tasks": [
+            {"id": "R1", "title": "one", "status": "ready", "zz": {"b": 1, "a": 2}},
+            {"id": "R2", "title": "two", "status": "ready", "subtasks": [{"id": "R3", "title": "three"}]},
+        ],
+        "sprint": 9,
+    }
+    before = project.store.read().data
+
+    def failing(txn: Txn) -> None:
+        txn.replace(json.loads(json.dumps(queue)))
+        raise RuntimeError("changed my mind")
+
+    with pytest.raises(RuntimeError):
+        project.store.transaction(failing)
+    assert project.store.read().data == before
+
+    def change(txn: Txn) -> list[str]:
+        txn.replace(json.loads(json.dumps(queue)))
+        sub = txn.task("R3")
+        assert sub is not None and txn.task("A1") is None
+        sub["status"] = "ready"
+        return txn.ids()
+
+    assert project.store.transaction(change) == ["R1", "R2", "R3"]
+    data = project.store.read().data
+    assert list(data) == ["metadata", "tasks", "sprint"] and list(data["metadata"]) == ["z", "a"]
+    assert [t.id for t in project.store.read().tasks] == ["R1", "R2", "R3"]
+    assert data["tasks"][0] == queue["tasks"][0] and list(data["tasks"][0]["zz"]) == ["b", "a"]
+    assert data["tasks"][1]["subtasks"][0] == {"id": "R3", "title": "three", "status": "ready"}
+
+
 def test_claim_tokens_rise_also_after_the_queue_is_reverted(project: Project) -> None:
     """Each claim's token is above every earlier one, even when the task is put back as it was before any claim."""
     first = project.store.transaction(lambda txn: claim_in(txn, "A1"))

@@ -242,21 +242,25 @@ def _running_line(t: dict[str, Any]) -> str:
 
 def _sections(data: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]:
     """The dashboard as (title, headers, rows) sections, for rich or plain rendering."""
+    # Daemons of other hosts (a shared store): each row says where it runs, when it started and when it last beat.
+    hosts = any(r.get("host") not in (None, data.get("host")) for r in data["roles"])
     roles = []
     for r in data["roles"]:
         tasks = "\n".join(_running_line(t) for t in r["tasks"])
-        roles.append(
-            [
-                r["role"] + (f".{r['instance']}" if r["instance"] else ""),
-                _state(r),
-                r["pid"],
-                _age(r["uptime_s"]),
-                f"{'?' if r['wip'] is None else r['wip']}/{'?' if r['wip_limit'] is None else r['wip_limit']}",
-                tasks,
-                f"{r['next']['id']} {r['next']['title'] or ''}".strip() if r["next"] else "",
-            ]
-        )
-    sections = [("daemons", ["role", "state", "pid", "uptime", "wip", "running", "next"], roles)]
+        wip = f"{'?' if r['wip'] is None else r['wip']}/{'?' if r['wip_limit'] is None else r['wip_limit']}"
+        upcoming = f"{r['next']['id']} {r['next']['title'] or ''}".strip() if r["next"] else ""
+        name = r["role"] + (f".{r['instance']}" if r["instance"] else "")
+        if hosts:
+            started = f"{_age(r['uptime_s'])} ago" if r.get("uptime_s") is not None else ""
+            beat = f"{_age(r['beat_age_s'])} ago" if r.get("beat_age_s") is not None else ""
+            roles.append([name, r.get("host") or "", _state(r), r["pid"], started, beat, wip, tasks, upcoming])
+        else:
+            roles.append([name, _state(r), r["pid"], _age(r["uptime_s"]), wip, tasks, upcoming])
+    if hosts:
+        headers = ["role", "host", "state", "pid", "started", "last beat", "wip", "running", "next"]
+    else:
+        headers = ["role", "state", "pid", "uptime", "wip", "running", "next"]
+    sections = [("daemons", headers, roles)]
     sections.append(("tasks per status", ["status", "tasks"], [[k, v] for k, v in data["statuses"].items()]))
     if data["backing_off"]:
         rows = [[b["id"], b["status"], b["until"], b["attempts"]] for b in data["backing_off"]]
@@ -307,8 +311,9 @@ def _renderable(data: dict[str, Any]) -> Group:
         for row in rows:
             cells = ["" if cell is None else str(cell) for cell in row]
             if title == "daemons":
-                colour = "green" if cells[1] == "running" else "red"
-                table.add_row(cells[0], Text(cells[1], style=colour), *cells[2:])
+                at = headers.index("state")
+                colour = "green" if cells[at] == "running" else "red"
+                table.add_row(*cells[:at], Text(cells[at], style=colour), *cells[at + 1 :])
             elif title == "failed" or title.startswith("quarantined"):
                 table.add_row(Text(cells[0], style="red"), *cells[1:])
             else:
@@ -339,7 +344,9 @@ def status(app: App, roles: tuple[str, ...], as_json: bool, watch: bool, every: 
 
     Exit code 0 when every asked role runs, 3 when one does not (as systemctl is-active and LSB init scripts), 4 when
     a PID file cannot be read, so whether its daemon runs is unknown; --watch ends on Ctrl-C with 130.
-    Plain text when not on a terminal; NO_COLOR is respected.
+    Plain text when not on a terminal; NO_COLOR is respected. With a store shared by several hosts (PostgreSQL), every
+    host's daemons are listed with their host, start and last beat; a daemon of another host is judged only by its
+    last beat on the store's clock (--json: host, pid, started, last_beat, beat_age_s, not_responding_s per daemon).
 
     \b
     Examples:

@@ -38,6 +38,8 @@ def transact(app: App, change: Callable[[Txn], Any]) -> Any:
         "archive": "agentd.cli.archive_cmd:archive",
         "answer": "agentd.cli.control_cmds:answer",
         "waiting": "agentd.cli.control_cmds:waiting",
+        "import": "agentd.cli.transfer_cmd:import_",
+        "export": "agentd.cli.transfer_cmd:export",
     },
 )
 def queue() -> None:

@@ -5,6 +5,7 @@ One plain data structure (also the ``--json`` output); the CLI renders it as ric
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -13,11 +14,11 @@ from typing import Any
 from agentd import actions
 from agentd.config import Config
 from agentd.core import control, scheduler
-from agentd.core.clock import boottime, format_timestamp
+from agentd.core.clock import boottime, format_timestamp, parse_timestamp
 from agentd.core.model import Task
 from agentd.core.scheduler import LeaseObservation, View
 from agentd.errors import AgentdError
-from agentd.hostinfo import boot_id
+from agentd.hostinfo import boot_id, hostname
 from agentd.report import usage
 from agentd.service import background as service
 from agentd.store import open_store
@@ -33,6 +34,7 @@ def _seconds(delta: float | None) -> float | None:
 def _running_tasks(
     role: str,
     pid: int | None,
+    host: str | None,
     leases: Mapping[str, LeaseObservation],
     by_id: Mapping[str, Task],
     now: datetime,
@@ -42,6 +44,8 @@ def _running_tasks(
     for task_id, lease in sorted(leases.items()):
         if pid is None or lease.pid != pid or lease.role != role:
             continue
+        if host is not None and lease.host is not None and lease.host != host:
+            continue  # the same pid on another host
         task = by_id.get(task_id)
         out.append(
             {
@@ -63,6 +67,27 @@ def _running_tasks(
     return out
 
 
+def judge(seen: Probe, store_now: datetime, here: str) -> tuple[bool, float | None, float | None]:
+    """(running, seconds it has not beaten when past its limit, seconds since its last beat) of a daemon.
+
+    A daemon of this host is judged as its registration says (its PID file's lock) and, once silent, on this kernel's
+    boot clock. A daemon of another host is judged only by its last beat on the store's clock: a pid means nothing
+    here, and neither does this host's clock.
+    """
+    info = seen.info
+    if info is None:
+        return seen.running, None, None
+    if info.host == here:
+        quiet = silence(info, store_now, boottime(), boot_id()) if seen.running else None
+    else:
+        quiet = silence(info, store_now, 0.0, None) if seen.running else None  # (no boot id: the wall clock path)
+    age = None
+    if info.beat_at is not None:
+        with contextlib.suppress(ValueError):
+            age = (store_now - parse_timestamp(info.beat_at)).total_seconds()
+    return seen.running, quiet, age
+
+
 def build(
     config: Config,
     probes: list[Probe],
@@ -73,6 +98,11 @@ def build(
     """Everything the dashboard shows, as plain data (``store``: a long-lived one reuses unchanged tasks; ``spend``:
     a long-lived tally reads only what the journal gained since)."""
     store = store or open_store(config)
+    try:
+        store_now = store.now()
+    except (AgentdError, OSError):
+        store_now = now
+    here = hostname()
     queue_error = None
     tasks: list[Task] = []
     limits: dict[str, int] = {}
@@ -104,25 +134,30 @@ def build(
 
     roles = []
     for seen in probes:
-        role_name, instance = role_of(seen.path)
+        role_name, instance = (seen.info.role, seen.info.instance) if seen.info else role_of(seen.path)
         role = config.role(role_name)
         running = seen.running and seen.info is not None
         pid = seen.info.pid if running and seen.info else None
+        host = seen.info.host if seen.info else None
         upcoming = scheduler.claimable(role, view) if not queue_error else []
-        quiet = silence(seen.info, now, boottime(), boot_id()) if running and seen.info else None
+        _, quiet, beat_age = judge(seen, store_now, here)
         roles.append(
             {
                 "role": role_name,
                 "instance": instance,
+                "host": host,
                 "running": seen.running,
                 "not_responding_s": _seconds(quiet),
                 "pid": pid,
-                "uptime_s": _seconds(seen.info.uptime(now)) if running and seen.info else None,
+                "started": seen.info.started_at if running and seen.info else None,
+                "last_beat": seen.info.beat_at if running and seen.info else None,
+                "beat_age_s": _seconds(beat_age) if running else None,
+                "uptime_s": _seconds(seen.info.uptime(store_now)) if running and seen.info else None,
                 "interval_s": seen.info.interval if running and seen.info else None,
                 "log": seen.info.log if running and seen.info else None,
                 "wip": len(scheduler.holders(tasks, role, leases, now, quarantined)) if not queue_error else None,
                 "wip_limit": scheduler.wip_limit(role, limits) if limits_known or role.wip is not None else None,
-                "tasks": _running_tasks(role_name, pid, leases, by_id, now, branch),
+                "tasks": _running_tasks(role_name, pid, host, leases, by_id, now, branch),
                 "next": {"id": upcoming[0].id, "title": upcoming[0].title} if upcoming else None,
                 "stale_pid_file": seen.stale,
                 "pid_file_error": seen.error,
@@ -145,6 +180,7 @@ def build(
         "generated_at": format_timestamp(now),
         "queue": str(config.queue_path),
         "queue_error": queue_error,
+        "host": here,
         "roles": roles,
         "statuses": dict(sorted(Counter(t.status for t in tasks).items())),
         "backing_off": backing_off,

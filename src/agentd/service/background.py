@@ -280,7 +280,7 @@ def daemons(config: Config, roles: list[str] | None = None) -> list[Probe]:
     asked = roles or list(config.roles)
     found: dict[str, list[Probe]] = {role: [] for role in asked}
     for seen in open_store(config).daemons():
-        role, _ = role_of(seen.path)
+        role = seen.info.role if seen.info else role_of(seen.path)[0]
         if role in found:
             found[role].append(seen)
     out = []

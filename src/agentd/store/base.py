@@ -352,6 +352,11 @@ class Txn(Protocol):
         """Every task id as the transaction has it now (added ones included, removed ones not), in queue order."""
         ...
 
+    def replace(self, queue: dict[str, Any]) -> None:
+        """Make ``queue`` the whole queue at commit: its top-level fields and every task (``agentd queue import
+        --replace``); the task methods then see the new tasks. Leases and project state are left as they are."""
+        ...
+
     def leases(self) -> dict[str, LeaseObservation]:
         """Every lease, observed now."""
         ...

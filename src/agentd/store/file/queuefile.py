@@ -50,6 +50,16 @@ LOCK_POLL = 0.005  # s between tries for a held queue lock
 TMP_MARK = ".agentd-tmp"
 
 
+def render(data: dict[str, Any], *, indent: int = 2) -> bytes:
+    """The bytes of a new queue file holding ``data``: keys in their order, two-space indentation, UTF-8 text as it
+    is (no ``\\uXXXX`` escapes), one newline at the end (UnicodeEncodeError for a lone surrogate)."""
+    return (json.dumps(data, indent=indent, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+class _Whole(dict[str, Any]):
+    """A transaction's new document that replaces the old one as a whole (not edited into the old text)."""
+
+
 def json_problem(text: str, exc: json.JSONDecodeError) -> str:
     """What a JSON parse error means, in a person's words: a trailing comma is named, with its own line."""
     pos = exc.pos
@@ -144,6 +154,7 @@ class Draft:
         self._gone: list[int] = []  # the positions (in the read) of top-level tasks removed
         self._added: dict[str, dict[str, Any]] = {}  # id -> each task added at the top level, and their subtasks
         self._moved: dict[str, int | None] = {}  # id -> its position now, for ids added under or removed from the read
+        self.whole = False  # the document was replaced as a whole (:meth:`replace`)
 
     def task(self, task_id: str) -> dict[str, Any] | None:
         """The task to change (a private copy, in the document), or None when there is no such task."""
@@ -204,6 +215,18 @@ class Draft:
             if position is not None:
                 self._moved[task] = None
         return raw
+
+    def replace(self, doc: dict[str, Any]) -> None:
+        """Make ``doc`` the whole document (in place: the caller holds :attr:`doc`); every task of it counts as
+        added, every task of the read as gone."""
+        self.doc.clear()
+        self.doc.update(doc)
+        self.doc["tasks"] = list(doc.get("tasks") or [])
+        self._moved = {raw["id"]: None for _, raw, _ in walk(self.read.data["tasks"]) if _has_id(raw)}
+        self._added = {raw["id"]: raw for _, raw, _ in walk(self.doc["tasks"]) if _has_id(raw)}
+        self._copied = {}
+        self._gone = []
+        self.whole = True
 
     def ids(self) -> list[str]:
         """Every task id in the document now, nested ones included, in queue order."""
@@ -644,7 +667,8 @@ class QueueStore:
 
         def drafted(loaded: _Loaded) -> tuple[dict[str, Any], T]:
             draft = Draft(loaded.snapshot(self.path))
-            return draft.doc, change(draft)
+            result = change(draft)
+            return (_Whole(draft.doc) if draft.whole else draft.doc), result
 
         with self.locked():
             return self._transaction_locked(drafted)
@@ -688,7 +712,10 @@ class QueueStore:
                 return result
             findings = self._check_new(loaded, new)
             try:
-                payload = (loaded.prefix + jsonedit.apply(loaded.text, old, new, loaded.spans)).encode("utf-8")
+                if isinstance(new, _Whole):  # a new queue as a whole: written as a new file, in its own key order
+                    payload = render(new)
+                else:
+                    payload = (loaded.prefix + jsonedit.apply(loaded.text, old, new, loaded.spans)).encode("utf-8")
             except UnicodeEncodeError as exc:  # a lone surrogate outside any task (a task's own is refused above)
                 reason = f"refusing to write: text agentd cannot encode ({exc.object[exc.start : exc.end]!r})"
                 raise QueueInvalid(self.path, None, reason) from None
@@ -755,7 +782,7 @@ class QueueStore:
             target = self._target()
             if target.exists():
                 return False
-            payload = (json.dumps(data, indent=indent, ensure_ascii=False) + "\n").encode("utf-8")
+            payload = render(data, indent=indent)
             temp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}{TMP_MARK}")
             try:
                 temp.write_bytes(payload)

@@ -91,6 +91,9 @@ class FileTxn:
     def ids(self) -> list[str]:
         return self._draft.ids()
 
+    def replace(self, queue: dict[str, Any]) -> None:
+        self._draft.replace(queue)
+
     def leases(self) -> dict[str, LeaseObservation]:
         return self._store.leasedir.observe_all()
 

@@ -215,9 +215,14 @@ class PgHeld:
             try:
                 conn.execute("DELETE FROM agentd_leases WHERE task_id = %s AND token = %s", (self.task_id, self.token))
                 conn.execute("SELECT pg_advisory_unlock_all()")
-            except Exception as exc:
-                log.warning(
-                    "lease %s: cannot remove it: %s (its lock goes with the session)", self.task_id, one_line(exc)
-                )
+            except Exception:  # the session is gone (a server restart, a network cut): remove the row on a new one,
+                self._remove_anew()  # else a lease older than the server's start would hold its task until the ttl
             finally:
                 conn.close()
+
+    def _remove_anew(self) -> None:
+        try:
+            with connect(self._uri, purpose=f"lease {self.task_id} release") as conn:
+                conn.execute("DELETE FROM agentd_leases WHERE task_id = %s AND token = %s", (self.task_id, self.token))
+        except Exception as exc:
+            log.warning("lease %s: cannot remove it: %s (its lock went with the session)", self.task_id, one_line(exc))

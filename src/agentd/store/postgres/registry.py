@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 DAEMONS = 0x61676401  # advisory lock namespace of daemon registrations
 LOCKED_DAEMONS = """
-SELECT d.name, d.info, (k.objid IS NOT NULL) AS running
+SELECT d.name, d.info, (k.objid IS NOT NULL) AS running, d.started, d.beat
 FROM agentd_daemons d
 LEFT JOIN pg_locks k ON k.locktype = 'advisory' AND k.granted AND k.objsubid = 2 AND k.classid = %s
     AND k.objid::bigint = d.lock_key::bigint
@@ -55,8 +55,16 @@ def parse_info(text: str) -> PidInfo | None:
 
 
 def daemons(conn: Any, where: Path) -> list[Probe]:
+    """Every registered daemon of every host; its start and last beat as the server's clock had them (a host's own
+    clock may be off: what the daemon wrote is replaced, so ages are judged on one clock)."""
     rows = conn.execute(LOCKED_DAEMONS, (DAEMONS,)).fetchall()
-    return [Probe(path=where / name, running=bool(running), info=parse_info(text)) for name, text, running in rows]
+    out = []
+    for name, text, running, started, beat in rows:
+        info = parse_info(text)
+        if info is not None:
+            info = replace(info, started_at=format_timestamp(started), beat_at=format_timestamp(beat))
+        out.append(Probe(path=where / name, running=bool(running), info=info))
+    return out
 
 
 class PgRegistration:

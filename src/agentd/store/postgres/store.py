@@ -131,6 +131,7 @@ class PgTxn:
         self._where: dict[str, int | None] = {}  # id -> key, for ids added, moved or removed here
         self._state: dict[str, Any] | None = None
         self._state_read: dict[str, Any] | None = None
+        self._fields: dict[str, Any] | None = None  # the queue's own fields, when replaced as a whole
         self._seen_leases: dict[str, set[int]] = {}  # role -> tokens of its leases the change saw
         self._locked_roles: set[str] = set()
         self.claimed: list[Any] = []
@@ -210,6 +211,18 @@ class PgTxn:
             elif not top.gone:
                 out += _ids(top.obj)
         return out
+
+    def replace(self, queue: dict[str, Any]) -> None:
+        """The whole queue: its fields (``tasks`` keeps its place among them) and, as new rows, every task of it."""
+        for row in self._read.rows:
+            self._tops[row.position] = _Top(row.position, None, {}, gone=True)
+            for task_id in _ids(row.obj):
+                self._where[task_id] = None
+        for key in self._added:
+            self._tops[key].gone = True
+        self._fields = {key: ([] if key == "tasks" else value) for key, value in queue.items()}
+        for task in queue.get("tasks") or []:
+            self.add(task)
 
     # -- state ---------------------------------------------------------------------------------------------------------
 
@@ -300,9 +313,17 @@ class PgTxn:
                 changed.append((top.position, top.obj))
                 reshaped = reshaped or _shape(top.obj) != _shape(row.obj)
         changed.sort(key=lambda item: item[0])  # (rows locked in one order by every writer: no deadlock between two)
+
+        if self._fields is not None:
+            problem = schema.file_problem(self._fields)
+            if problem is not None:
+                raise QueueInvalid(self._store.where, problem[0], f"refusing to write: {problem[1]}")
         if changed or added or reshaped:
             self._check(changed, gone, added, reshaped)
         conn = self._conn
+        if self._fields is not None:
+            conn.execute("UPDATE agentd_queue SET doc = %s", (json.dumps(self._fields, ensure_ascii=False),))
+            reshaped = True
         for position, obj in changed:
             conn.execute(
                 "UPDATE agentd_tasks SET body = %s, ids = %s, id = %s, rev = nextval('agentd_rev') WHERE position = %s",

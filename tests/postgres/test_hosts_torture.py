@@ -1,0 +1,23 @@
+"""The multi-host torture profile's short run, by `make test` (the long one is `make torture-hosts`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.torture import hosts_run
+
+pytestmark = pytest.mark.slow
+
+
+def test_quick_multi_host_torture_finds_no_violation(capsys: pytest.CaptureFixture[str]) -> None:
+    """Two hosts (network namespaces) of two daemons each on one PostgreSQL server, 120 tasks, SIGKILLs, SIGSTOPs,
+    SIGTERMs, a partition past the lease ttl and a server restart: no overlap, none lost, WIP held, tokens grow."""
+    missing = hosts_run.unavailable()
+    if missing:
+        pytest.skip(f"no test hosts or PostgreSQL: {missing}")
+    code = hosts_run.main(["--profile", "quick"])
+    out = capsys.readouterr().out
+    print(out)
+    assert "violations = 0" in out, out
+    assert "partitions ['" in out and "server restarts 1" in out, out
+    assert code == 0

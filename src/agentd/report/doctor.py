@@ -352,7 +352,7 @@ def _pause_findings(store: Store, now: datetime, out: list[Finding]) -> None:
         pauses = actions.project_state(store).pauses
     except (AgentdError, OSError) as exc:
         where = actions.state_where(store)
-        fix = f"fix or remove {display_path(where)} (it holds only pauses)"
+        fix = f"fix or remove {display_path(where)} (it holds pauses and automation switches: removing it clears both)"
         out.append(Finding("error", "state-invalid", str(exc), fix, subject=str(where)))
         return
     for pause in pauses:

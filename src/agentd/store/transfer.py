@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from agentd.core.validate import Finding
 from agentd.core.workflow import Workflow
 from agentd.errors import Conflict, FileAccessError, QueueInvalid, display_path
 from agentd.store.base import Store, Txn
+from agentd.store.file.atomic import replace_file
 from agentd.store.file.queuefile import QueueStore, render
 
 LEASE_TTL = 3600.0  # s: a lease that says no ttl counts as held this long after its last heartbeat
@@ -111,26 +111,7 @@ def export_bytes(store: Store) -> bytes:
 
 def write_file(target: Path, payload: bytes) -> None:
     """Replace ``target`` with ``payload`` atomically: readers see the old file or the new one, never part of one."""
-    temp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.agentd-tmp")
-    try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        try:
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, target)
-        folder = os.open(target.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise FileAccessError(target, "cannot write", exc.strerror or str(exc)) from None
+    replace_file(target, payload)
 
 
 def export_queue(store: Store, target: Path | None) -> bytes:

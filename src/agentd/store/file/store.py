@@ -22,13 +22,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from agentd import faults
 from agentd.config import Config
 from agentd.core.clock import Clock, SystemClock
 from agentd.core.scheduler import LeaseObservation
 from agentd.core.workflow import Workflow
 from agentd.errors import FileAccessError, StateInvalid
 from agentd.store.base import Event, Filter, LeaseRecord, Probe
+from agentd.store.file.atomic import replace_file
 from agentd.store.file.journal import Journal, LiveMark, follow, parse_line, read_events
 from agentd.store.file.leases import Held, LeaseDir
 from agentd.store.file.pidfile import PidFile, all_pid_files, pid_path, probe
@@ -283,31 +283,14 @@ class FileStore:
         """Replace ``state.json`` atomically (under the queue lock): readers see the old or the new file, never part."""
         target = self.state_path
         payload = (json.dumps(state, indent=2, ensure_ascii=False) + "\n").encode("utf-8")  # keys in their order
-        temp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.agentd-tmp")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             for leftover in target.parent.glob(f".{target.name}.*.agentd-tmp"):  # a dead writer's (we hold the lock)
                 with contextlib.suppress(OSError):
                     leftover.unlink()
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-            try:
-                view = memoryview(payload)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            faults.point("state.before-rename")
-            os.replace(temp, target)
-            folder = os.open(target.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-            try:
-                os.fsync(folder)
-            finally:
-                os.close(folder)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                temp.unlink()
             raise FileAccessError(target, "cannot write", exc.strerror or str(exc)) from None
+        replace_file(target, payload, fault="state.before-rename")
 
     # -- clock, wake-ups -----------------------------------------------------------------------------------------------
 

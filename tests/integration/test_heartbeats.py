@@ -58,6 +58,64 @@ def test_heartbeats_go_on_while_the_queue_lock_is_held(tmp_path: Path) -> None:
         stop_all([daemon])
 
 
+def test_a_finished_run_keeps_its_lease_renewed_until_its_outcome_is_recorded(tmp_path: Path) -> None:
+    """A command ends while a peer holds the queue lock for 3 ttl: the daemon cannot record the outcome yet, and the
+    lease must not age meanwhile (a peer would judge the healthy daemon hung and kill it). Recorded once free."""
+    go = tmp_path / "go"
+    ended = tmp_path / "ended"
+    waits = f"while [ ! -e {go} ]; do sleep 0.05; done; touch {ended}"
+    write_config(
+        tmp_path,
+        {
+            "builder": {
+                "claims": "ready",
+                "working": "in_progress",
+                "on_success": "done",
+                "command": ["sh", "-c", waits],
+            }
+        },
+        lock_timeout=120,
+        defaults={"lease_ttl": 2, "heartbeat": 0.2, "interval": 0.2},
+    )
+    queue = write_queue(tmp_path, [task("T1")], wip={"builder": 2})
+    daemon = start(tmp_path, "builder")
+    folder = LeaseDir(tmp_path / ".leases", tmp_path)
+    lease = tmp_path / ".leases" / "T1.json"
+    try:
+        wait_for(lambda: lease.exists() and json.loads(lease.read_text() or "{}").get("pgid"), 30, "T1 to start")
+        with open(tmp_path / "SPRINT_QUEUE.json.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            go.touch()  # the command ends now; recording it waits for the lock
+            wait_for(ended.exists, 30, "the command to end")
+            pgid = json.loads(lease.read_text())["pgid"]
+            wait_for(lambda: not _group_alive(pgid), 30, "the task's supervisor to exit")
+            beats = set()
+            until = boottime() + 6.0  # 3 ttl
+            while boottime() < until:
+                seen = folder.observe("T1")
+                assert seen is not None and judge(seen, datetime.now(UTC), 2).live, seen
+                record = folder.read_record("T1")
+                if record is not None:
+                    beats.add(record.heartbeat_boot)
+                time.sleep(0.05)  # the next sample
+            assert json.loads(queue.read_text())["tasks"][0]["status"] == "in_progress"  # not recorded yet
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        assert len(beats) >= 6, beats  # renewed all along after the command ended
+        wait_for(lambda: json.loads(queue.read_text())["tasks"][0]["status"] == "done", 30, "T1 to be recorded")
+        assert not lease.exists()
+        assert daemon.poll() is None
+    finally:
+        stop_all([daemon])
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_a_stopped_daemon_is_reported_not_responding(tmp_path: Path) -> None:
     """A SIGSTOPped idle daemon (its PID file still locked) is shown not responding, and responding after SIGCONT."""
     write_config(

@@ -713,12 +713,16 @@ class Daemon:
     def _heartbeat(self) -> float:
         """Renew leases that are due; a lease found taken stops its task's process group. Safe from the heartbeat
         thread: it reads a snapshot of the running tasks, and a lease released meanwhile is simply skipped. Returns
-        the seconds until the next lease is due."""
+        the seconds until the next lease is due.
+
+        A run whose command has ended keeps its lease renewed until the main loop has recorded its outcome and
+        released it: recording waits for the queue lock, which peers may hold for seconds on a loaded machine, and a
+        lease left to age meanwhile would have a peer judge this healthy daemon hung and kill it."""
         mono = self.clock.monotonic()
         every = self.role.heartbeat
         due = every
         for run in tuple(self.running.values()):
-            if run.exit is not None or run.lost:
+            if run.lost:
                 continue
             if mono < run.next_beat:
                 due = min(due, run.next_beat - mono)
@@ -731,14 +735,15 @@ class Daemon:
             if renewed is not False:
                 continue  # renewed, or released by the main loop meanwhile
             run.lost = True
+            doing = "stopping its process group" if run.exit is None else "its outcome will not be recorded"
             self.journal.emit(
                 "heartbeat-lost",
-                f"lease on {run.task_id} was taken over (token {run.token}); stopping its process group",
+                f"lease on {run.task_id} was taken over (token {run.token}); {doing}",
                 level=logging.WARNING,
                 task=run.task_id,
                 token=run.token,
             )
-            if run.proc is not None:
+            if run.proc is not None and run.exit is None:
                 run.proc.kill()
         return due
 

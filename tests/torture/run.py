@@ -106,6 +106,7 @@ class Daemon:
     stops: list[list[float]] = field(default_factory=list)  # [SIGSTOP, SIGCONT] times of this incarnation
     died_at: float | None = None  # when this incarnation ended (time.monotonic)
     nofile: int | None = None  # its `ulimit -n`, when lowered
+    killed_pids: set[int] = field(default_factory=set)  # incarnations the harness SIGKILLed itself (chaos, not a peer)
 
     def stopped_at(self, moment: float) -> bool:
         """Whether the harness had it SIGSTOPped at ``moment``, or resumed it so shortly before that a peer may have
@@ -352,6 +353,7 @@ class Torture:
                             os.kill(pid, signal.SIGKILL)
                             self.stats.task_kills += 1
                     held = self.held_by(daemon.proc.pid)
+                daemon.killed_pids.add(daemon.proc.pid)
                 daemon.proc.kill()
                 daemon.proc.wait()
                 self.stats.kills += 1
@@ -365,8 +367,12 @@ class Torture:
                 threading.Timer(daemon.stopped_until - now, self.resume, args=(daemon,)).start()
             else:
                 daemon.proc.send_signal(signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
+                try:
                     daemon.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:  # never two incarnations at once: the old one goes before a restart
+                    daemon.killed_pids.add(daemon.proc.pid)
+                    daemon.proc.kill()
+                    daemon.proc.wait()
                 self.stats.terms += 1
                 pending_restart.append((now + self.rng.uniform(0, 1.0), daemon))
         for _, daemon in pending_restart:
@@ -381,16 +387,27 @@ class Torture:
         for daemon in self.daemons:
             if daemon.name in (skip or set()) or daemon.proc is None or daemon.proc.poll() is None:
                 continue
-            if daemon.proc.returncode == -signal.SIGKILL:
+            if daemon.proc.returncode == -signal.SIGKILL and daemon.proc.pid not in daemon.killed_pids:
                 died = daemon.died_at if daemon.died_at is not None else time.monotonic()
                 if daemon.stopped_at(died):
                     self.stats.killed_as_hung += 1
                 else:
                     self.stats.killed_as_hung_running += 1
-                    self.stats.killed_running.append(f"{daemon.name} (pid {daemon.proc.pid}, stops {daemon.stops})")
+                    self.stats.killed_running.append(
+                        f"{daemon.name} (pid {daemon.proc.pid}, stops {daemon.stops}; {self.killers(daemon.proc.pid)})"
+                    )
             daemon.stopped_until = 0.0
             self.spawn(daemon)
             self.stats.restarts += 1
+
+    def killers(self, pid: int) -> str:
+        """What the journal says killed daemon ``pid``: the peers' hung-holder-killed events naming it."""
+        found = []
+        with contextlib.suppress(OSError):
+            for line in (self.root / ".agentd" / "events.jsonl").read_text(errors="replace").splitlines():
+                if '"hung-holder-killed"' in line and f'"holder_pid": {pid},' in line:
+                    found.append(line)
+        return "journal: " + (" | ".join(found[:2]) if found else "no peer journaled killing it")
 
     def resume(self, daemon: Daemon) -> None:
         if daemon.proc is not None and daemon.proc.poll() is None:

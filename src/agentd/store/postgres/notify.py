@@ -111,13 +111,12 @@ class Listener:
         conn = self._conn
         while not self._stop.is_set():
             own = self._own()
-            reasons = set()
+            # Each notification wakes at once (the generator yields it as it arrives): waiting for the end of the
+            # look would add up to LOOK_EVERY to every pickup. A burst wakes many times; a wake-up only sets a flag.
             for note in conn.notifies(timeout=LOOK_EVERY, stop_after=64):
                 if note.pid not in own:
-                    reasons.add(note.payload)
+                    self._wake(note.payload)
             abandoned = {int(row[0]) for row in conn.execute(ABANDONED).fetchall()}
             if abandoned - self._abandoned:
-                reasons.add("lease")
+                self._wake("lease")
             self._abandoned = abandoned
-            for reason in sorted(reasons):
-                self._wake(reason)

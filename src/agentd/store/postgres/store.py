@@ -36,7 +36,7 @@ from psycopg import errors as pg_errors
 from agentd import faults, schema
 from agentd.config import Config
 from agentd.core.clock import Clock, SystemClock, format_timestamp
-from agentd.core.model import view_id, walk, walk_one
+from agentd.core.model import Task, view_id, walk, walk_one
 from agentd.core.scheduler import LeaseObservation
 from agentd.core.validate import STRUCTURAL, Finding, status_warnings, structural
 from agentd.core.workflow import Workflow
@@ -89,10 +89,25 @@ class _Row:
     obj: Any
     ids: list[str] = field(default_factory=list)  # of the task and its subtasks
     shape: str = ""  # what structural checks depend on (ids and dependencies), as one string
+    # What reads derived from this version of the row (its problems, its typed views), each with the place it was
+    # derived for: reused while the row keeps its place, so a read rebuilds only the rows that changed.
+    derived: dict[str, tuple[Any, Any]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.ids = _ids(self.obj)
         self.shape = json.dumps(_shape(self.obj))
+
+
+@dataclass(frozen=True)
+class _View(Snapshot):
+    """The file store's :class:`Snapshot`, with the typed views a read built from its rows."""
+
+    views: list[Task] = field(default_factory=list, repr=False, compare=False)
+
+    @functools.cached_property
+    def tasks(self) -> list[Task]:
+        """Typed views of every task, nested ones included, in queue order (those of unchanged rows reused)."""
+        return self.views
 
 
 @dataclass
@@ -551,8 +566,21 @@ class PgStore:
         if problem is not None:
             raise QueueInvalid(self.where, problem[0], problem[1])
         errors: list[Finding] = []
+        tasks: list[Task] = []
         for n, row in enumerate(rows):
-            errors += schema.task_problems(row.obj, f"$.tasks[{n}]", row.text)
+            problems = row.derived.get("problems")
+            if problems is None or problems[0] != n:
+                problems = row.derived["problems"] = (n, schema.task_problems(row.obj, f"$.tasks[{n}]", row.text))
+            errors += problems[1]
+            place = (n, len(tasks))
+            views = row.derived.get("views")
+            if views is None or views[0] != place:
+                here = enumerate(walk_one(row.obj, f"$.tasks[{n}]"), start=len(tasks))
+                made = [
+                    Task.from_dict(task, index=index, path=path, parent=parent) for index, (path, task, parent) in here
+                ]
+                views = row.derived["views"] = (place, made)
+            tasks += views[1]
         entries = walk(data["tasks"])
         # Duplicate ids, unknown dependencies and cycles depend only on ids and dependencies in their places: when none
         # of those changed since the last read (a claim, an outcome, a status), its findings and id index hold.
@@ -564,7 +592,7 @@ class PgStore:
             found = structural(entries, known=archived.keys())
             top_of = {task_id: row.position for row in rows for task_id in row.ids}
         warnings = status_warnings(entries, self.workflow)
-        view = Snapshot(self.where, b"", data, warnings, errors + found, archived=archived)
+        view = _View(self.where, b"", data, warnings, errors + found, archived=archived, views=tasks)
         by_position = {row.position: row for row in rows}
         return PgSnapshot(doc_rev, rows, view, top_of, by_position, shapes, found)
 

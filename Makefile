@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # Most tests wait on real processes, so more workers than the 2 cores CI has keep both busy.
 TEST_WORKERS ?= 4
 
-.PHONY: help venv test lint typecheck unit run torture torture-hosts bench bench-peers clean docs-cli install uninstall browser postgres screenshots \
+.PHONY: help venv test lint typecheck unit run torture torture-hosts bench bench-pg bench-peers clean docs-cli install uninstall browser postgres screenshots \
         agents-start agents-stop agents-restart agents-status agents-logs
 
 help: ## list the targets
@@ -65,10 +65,16 @@ torture: $(STAMP) ## the full torture test (crash injection, 8 daemons, 2,000 ta
 torture-hosts: $(STAMP) postgres ## the long multi-host torture test (3 hosts in network namespaces on PostgreSQL; root)
 	$(BIN)/python -m tests.torture.hosts_run
 
-bench: $(STAMP) ## measure and write docs/benchmarks.md
+bench: $(STAMP) postgres ## measure and write docs/benchmarks.md (its PostgreSQL section too: root for the hosts)
 	$(BIN)/python scripts/bench.py --write docs/benchmarks.md
 	$(BIN)/python scripts/bench_web.py --write docs/benchmarks-web.md
 	$(BIN)/python scripts/bench_peers.py --write docs/benchmarks-peers.md
+	$(MAKE) --no-print-directory bench-pg
+
+bench-pg: $(STAMP) postgres ## issue 13: file vs PostgreSQL, pickup and recovery across hosts, pgqueuer (root)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]' \
+	  || echo "make: could not install the bench extra (pgqueuer): its table will say so"
+	$(BIN)/python scripts/bench_pg.py --update docs/benchmarks.md
 
 bench-peers: $(STAMP) ## agentd beside tsp, nq and huey (SECTIONS=cli,parallel,chain,idle,profile to pick)
 	$(BIN)/python scripts/bench_peers.py $(if $(SECTIONS),--only $(SECTIONS)) --write docs/benchmarks-peers.md

@@ -1302,14 +1302,19 @@ BIG_BEGIN = "<!-- section 10: big-queue pickup (scripts/bench.py --only bigpicku
 BIG_END = "<!-- end of section 10 -->"
 PEERS_BEGIN = "<!-- issue 18: scripts/bench_peers.py --update FILE writes this section -->"
 PEERS_END = "<!-- end of the issue 18 section -->"
+PG_BEGIN = "<!-- issue 13: scripts/bench_pg.py --update FILE writes this section -->"
+PG_END = "<!-- end of the issue 13 section -->"
 
 
 def kept_sections(page: Path) -> str:
-    """The section scripts/bench_peers.py --update put on an existing page (kept when this script rewrites it)."""
+    """The sections scripts/bench_peers.py and scripts/bench_pg.py --update put on an existing page (kept when this
+    script rewrites it)."""
     text = page.read_text(encoding="utf-8") if page.exists() else ""
-    if PEERS_BEGIN not in text or PEERS_END not in text:
-        return ""
-    return "\n" + PEERS_BEGIN + text.split(PEERS_BEGIN, 1)[1].split(PEERS_END, 1)[0] + PEERS_END + "\n"
+    kept = ""
+    for begin, end in ((PEERS_BEGIN, PEERS_END), (PG_BEGIN, PG_END)):
+        if begin in text and end in text:
+            kept += "\n" + begin + text.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
+    return kept
 
 
 def big_pickup_section(res: Results) -> list[str]:

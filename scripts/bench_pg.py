@@ -169,6 +169,7 @@ class Bench:
         self.net = net
         self.server = server
         self.pickup_claims: list[float] = []  # s from a task's add to its `claimed` event
+        self.drain_activity: list[tuple[float, float]] = []  # (sessions, transactions) per task, PostgreSQL drains
 
     def database(self) -> str:
         """A fresh database with agentd's schema; its DSN."""
@@ -180,6 +181,18 @@ class Bench:
         with psycopg.connect(dsn, autocommit=True) as conn:
             migrations.migrate(conn, dsn)
         return dsn
+
+    def activity(self, dsn: str) -> tuple[int, int]:
+        """(sessions opened, transactions committed or rolled back) in ``dsn``'s database so far, from
+        pg_stat_database (the statistics collector reports them within about half a second: read after a pause)."""
+        import psycopg
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT sessions, xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+            ).fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
 
     def server_cpu(self) -> float:
         """CPU seconds the server used so far: the postmaster with the backends it reaped, plus live backends."""
@@ -376,6 +389,7 @@ def drain_once(b: Bench, kind: str, count: int) -> tuple[float, float, float]:
     load_queue(root, dsn, queue)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTD_")}
     argv = [*bench.agentd_argv(), "--root", str(root), "--role", "builder", "--drain", "--concurrency", "8"]
+    before = b.activity(dsn) if dsn else (0, 0)
     server = b.server_cpu()
     start = time.perf_counter()
     with open(root / "daemon.err", "wb") as err:
@@ -389,6 +403,10 @@ def drain_once(b: Bench, kind: str, count: int) -> tuple[float, float, float]:
         tail = (root / "daemon.err").read_text()[-500:]
         raise RuntimeError(f"the {kind} daemon exited with {proc.returncode}: {tail}")
     server = b.server_cpu() - server
+    if dsn:
+        time.sleep(1.0)  # the statistics collector's reports (PGSTAT_MIN_INTERVAL 500 ms)
+        after = b.activity(dsn)
+        b.drain_activity.append(((after[0] - before[0] - 1) / count, (after[1] - before[1]) / count))
     if kind == "file":
         left = [t for t in bench.read_tasks(root).values() if t["status"] != "awaiting_test"]
     else:
@@ -719,6 +737,7 @@ class Results:
     drains: dict[str, Drain] | None = None
     pickup: list[float] | None = None
     pickup_claims: list[float] = field(default_factory=list)
+    drain_activity: list[tuple[float, float]] = field(default_factory=list)
     pickup_file: list[float] = field(default_factory=list)  # the file store's pickup on one host, same run
     recovery: dict[str, Recovery] | None = None
     pgqueuer: PgqResult | None = None
@@ -812,6 +831,18 @@ def render(res: Results) -> str:
                 f"{server} | {', '.join(f'{w:.2f} s' for w in d.walls)} |"
             )
         body.append("")
+        if res.drain_activity:
+            sessions = med([a[0] for a in res.drain_activity])
+            xacts = med([a[1] for a in res.drain_activity])
+            body += [
+                f"On PostgreSQL each task cost the server a median {sessions:.2f} new session(s) and {xacts:.1f} "
+                "transactions (pg_stat_database of the run's database; the session counted is the lease's own: a "
+                "claim opens one, whose advisory lock stands for the lease, and hands its socket to the task's "
+                "supervisor; the bench's own look at the statistics is left out). Each new session is a process the "
+                "server forks, and each transaction a round trip that waits for the server's process to get a CPU: "
+                "on a loaded machine these, not the rows, set the pace.",
+                "",
+            ]
         rates = {kind: p.noop_tasks / med(d.walls) for kind, d in res.drains.items()}
         summary.append(
             f"| throughput, `true`, WIP 8 | file {rates['file']:.1f} tasks/s, PostgreSQL {rates['postgresql']:.1f} "
@@ -981,6 +1012,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     res.tx = section_tx(b, profile)
                 elif section == "throughput":
                     res.drains = section_throughput(b, profile)
+                    res.drain_activity = b.drain_activity
                 elif section == "pickup" and net is not None:
                     res.pickup = section_pickup(b, profile)
                     res.pickup_claims = b.pickup_claims

@@ -207,3 +207,23 @@ def test_the_zygote_boots_from_the_code_the_daemon_compiled(tmp_path: Path) -> N
     finally:
         z.close()
     assert wait_for(lambda: pid_gone(pid), 30)
+
+
+def test_a_hung_zygote_is_replaced_and_the_task_runs_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A zygote that does not answer (SIGSTOPped) is killed and replaced: the task runs once, through the new one."""
+    z = Zygote(reply_timeout=1.0)
+    try:
+        assert finish(launch(spec(tmp_path, ["true"]), zygote=z), 30).returncode == 0
+        hung = z.pid
+        assert hung is not None
+        os.kill(hung, signal.SIGSTOP)
+        runs = tmp_path / "runs"
+        with caplog.at_level(logging.WARNING, logger="agentd.run.zygote"):
+            tp = launch(spec(tmp_path, ["sh", "-c", f"echo run >> {runs}"]), zygote=z)
+            assert finish(tp, 60).returncode == 0
+        assert runs.read_text() == "run\n"
+        assert z.pid not in (None, hung)
+        assert wait_for(lambda: pid_gone(hung), 30)
+        assert any(f"zygote {hung} did not answer" in r.getMessage() for r in caplog.records)
+    finally:
+        z.close()

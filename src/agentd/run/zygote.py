@@ -51,8 +51,9 @@ class ZygoteGone(Exception):
 class Zygote:
     """A lazily started supervisor factory; thread-safe. :meth:`fork` returns a :class:`ForkedSupervisor`."""
 
-    def __init__(self, executable: str = sys.executable) -> None:
+    def __init__(self, executable: str = sys.executable, reply_timeout: float = REPLY_TIMEOUT) -> None:
         self._executable = executable
+        self._reply_timeout = reply_timeout
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
@@ -89,7 +90,7 @@ class Zygote:
             proc.stdin.close()
         except OSError:
             pass  # it died at once: the first request finds out
-        ours.settimeout(REPLY_TIMEOUT)
+        ours.settimeout(self._reply_timeout)
         self._proc, self._sock = proc, ours
         self.generation += 1
         log.debug("supervisor zygote %d started", proc.pid)

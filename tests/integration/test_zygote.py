@@ -227,3 +227,25 @@ def test_a_hung_zygote_is_replaced_and_the_task_runs_once(tmp_path: Path, caplog
         assert any(f"zygote {hung} did not answer" in r.getMessage() for r in caplog.records)
     finally:
         z.close()
+
+
+def children_of(pid: int) -> list[int]:
+    """Pids whose parent is *pid* (zombies included)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            with contextlib.suppress(OSError):
+                if ppid(int(name)) == pid:
+                    found.append(int(name))
+    return found
+
+
+def test_the_zygote_reaps_every_supervisor_and_keeps_no_descriptor(tmp_path: Path, zygote: Zygote) -> None:
+    """After tasks have ended the zygote has no child left (not even a zombie) and no more descriptors than before."""
+    assert finish(launch(spec(tmp_path, ["true"]), zygote=zygote), 30).returncode == 0
+    assert zygote.pid is not None
+    before = set(fd_targets(zygote.pid).values())
+    for code in range(5):
+        assert finish(launch(spec(tmp_path, ["sh", "-c", f"exit {code}"]), zygote=zygote), 30).returncode == code
+    assert wait_for(lambda: children_of(zygote.pid or 0) == [], 30), children_of(zygote.pid or 0)
+    assert set(fd_targets(zygote.pid).values()) == before

@@ -16,6 +16,7 @@ medians reported, each with its ratio to the best peer and to the bare limit:
     .venv/bin/python scripts/bench_peers.py --write docs/benchmarks-peers.md    # what `make bench` runs
     .venv/bin/python scripts/bench_peers.py --only cli,chain --repeat 3         # some sections, printed
     .venv/bin/python scripts/bench_peers.py --only cli,big,idle --update docs/benchmarks.md   # issue 18's section
+    .venv/bin/python scripts/bench_peers.py --only parallel,chain --baseline main    # this tree beside main's
 
 A peer that is not installed is named as missing, and its columns left empty. As root the script installs them when
 missing (`apt-get install -y task-spooler nq`, `pip install huey`), unless --no-install.
@@ -27,6 +28,7 @@ import argparse
 import contextlib
 import os
 import pstats
+import resource
 import shutil
 import subprocess
 import sys
@@ -68,6 +70,7 @@ def install_missing(notes: list[str]) -> None:
             notes.append(f"{tool} is not installed (and could not be: not root, or no network): its figures are empty")
 
 
+BASELINE: dict[str, Path] = {}  # --baseline REF: {REF: a folder holding that commit's src/}, run beside this tree's
 LAST_CPU = [0.0]  # the CPU time (user + system) of the last process `timed` ran, s
 
 
@@ -120,6 +123,19 @@ def ready_tasks(count: int, chain: bool = False) -> list[dict[str, object]]:
     return tasks
 
 
+def baseline_drain(cleanup: bench.Cleanup, base: Path, count: int, way: int, chain: bool, ref: str) -> float:
+    """agentd_drain with the daemon importing agentd from the --baseline commit's src/ (PYTHONPATH) instead."""
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(BASELINE[ref] / "src")
+    try:
+        return agentd_drain(cleanup, base, count, way, chain)
+    finally:
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
 def agentd_drain(
     cleanup: bench.Cleanup,
     base: Path,
@@ -154,7 +170,9 @@ def agentd_drain(
     if writer is not None:
         writer.start()
     try:
-        code = proc.wait(timeout=1800)
+        _, status, usage = os.wait4(proc.pid, 0)  # its CPU: the daemon's, its zygote's, the supervisors', the commands'
+        proc.returncode = code = os.waitstatus_to_exitcode(status)
+        LAST_CPU[0] = usage.ru_utime + usage.ru_stime
     finally:
         writer_done.set()
         if writer is not None:
@@ -254,6 +272,7 @@ def huey_run(base: Path, count: int, way: int, idle: list[float] | None = None) 
 def bare_run(count: int, way: int) -> float:
     """posix_spawn `true` from Python, WAY at a time: the limit of starting processes."""
     true = shutil.which("true") or "/bin/true"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     running = 0
     for _ in range(count):
@@ -265,7 +284,10 @@ def bare_run(count: int, way: int) -> float:
     while running:
         os.wait()
         running -= 1
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    LAST_CPU[0] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return wall
 
 
 # -- sections ----------------------------------------------------------------------------------------------------------
@@ -332,22 +354,52 @@ def section_cli(cleanup: bench.Cleanup, base: Path, repeat: int) -> list[str]:
 
 
 def section_runs(cleanup: bench.Cleanup, base: Path, repeat: int, count: int, way: int, chain: bool) -> list[str]:
+    cpu: dict[str, list[float]] = {"agentd": [], "agentd start-up (empty queue)": [], "bare posix_spawn": []}
+    for ref in BASELINE:
+        cpu[f"agentd at {ref}"] = []
+        cpu[f"agentd at {ref} start-up (empty queue)"] = []
+
+    def with_cpu(name: str, step: Callable[[int], float]) -> Callable[[int], float]:
+        def measured(rep: int) -> float:
+            value = step(rep)
+            if rep:
+                cpu[name].append(LAST_CPU[0])
+            return value
+
+        return measured
+
     steps: dict[str, Callable[[int], float]] = {
-        "agentd": lambda _: count / agentd_drain(cleanup, base, count, way, chain),
-        "agentd start-up (empty queue)": lambda _: agentd_drain(cleanup, base, 0, way, chain),
+        "agentd": with_cpu("agentd", lambda _: count / agentd_drain(cleanup, base, count, way, chain)),
+        "agentd start-up (empty queue)": with_cpu(
+            "agentd start-up (empty queue)", lambda _: agentd_drain(cleanup, base, 0, way, chain)
+        ),
     }
+    for ref in BASELINE:
+        steps[f"agentd at {ref}"] = with_cpu(
+            f"agentd at {ref}", lambda _, ref=ref: count / baseline_drain(cleanup, base, count, way, chain, ref)
+        )
+        steps[f"agentd at {ref} start-up (empty queue)"] = with_cpu(
+            f"agentd at {ref} start-up (empty queue)",
+            lambda _, ref=ref: baseline_drain(cleanup, base, 0, way, chain, ref),
+        )
     if have("tsp"):
         steps["tsp"] = lambda _: count / tsp_run(base, count, way)
     if have("nq"):
         steps["nq"] = lambda _: count / nq_run(base, count, way)
     if have("huey"):
         steps["huey (SqliteHuey, process workers)"] = lambda _: count / huey_run(base, count, way)
-    steps["bare posix_spawn"] = lambda _: count / bare_run(count, way)
+    steps["bare posix_spawn"] = with_cpu("bare posix_spawn", lambda _: count / bare_run(count, way))
     found = interleave(steps, repeat)
+    cpu_ms = {name: bench.median(values) * 1000 for name, values in cpu.items()}
     startup = found.pop("agentd start-up (empty queue)")
     agentd_rate = found["agentd"]
     # The same runs with agentd's own start-up (its first pass on the file) taken out, as bench.py's throughput does.
     found["agentd, start-up excluded"] = count / max(1e-9, count / agentd_rate - startup)
+    for ref in BASELINE:
+        base_startup = found.pop(f"agentd at {ref} start-up (empty queue)")
+        found[f"agentd at {ref}, start-up excluded"] = count / max(
+            1e-9, count / found[f"agentd at {ref}"] - base_startup
+        )
     peers = [v for k, v in found.items() if k in ("tsp", "nq")]
     best = max(peers) if peers else float("nan")
     bare = found["bare posix_spawn"]
@@ -366,8 +418,27 @@ def section_runs(cleanup: bench.Cleanup, base: Path, repeat: int, count: int, wa
         "| runner | tasks/s | × best of tsp / nq | × bare spawn |",
         "|---|---:|---:|---:|",
     ]
-    for name in ("agentd", "agentd, start-up excluded", *(k for k in found if not k.startswith("agentd"))):
+    mine = ("agentd", "agentd, start-up excluded")
+    for name in (
+        *mine,
+        *(k for k in found if k.startswith("agentd") and k not in mine),
+        *(k for k in found if not k.startswith("agentd")),
+    ):
         out.append(f"| {name} | {fmt(found[name], '/s')} | {ratio(found[name], best)} | {ratio(found[name], bare)} |")
+    out += [
+        "",
+        "CPU time (user + system, medians; less distorted by other work on the machine than wall time) of the daemon, "
+        "its supervisor zygote, each task's supervisor and the command:",
+        "",
+        "| runner | CPU, the run | CPU, a drain of an empty queue | CPU per task |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in ("agentd", *(f"agentd at {ref}" for ref in BASELINE)):
+        run, empty = cpu_ms[name], cpu_ms[f"{name} start-up (empty queue)"]
+        out.append(f"| {name} | {run:,.0f} ms | {empty:,.0f} ms | {(run - empty) / count:.1f} ms |")
+    out.append(
+        f"| bare posix_spawn | {cpu_ms['bare posix_spawn']:,.0f} ms | — | {cpu_ms['bare posix_spawn'] / count:.2f} ms |"
+    )
     return [*out, ""]
 
 
@@ -449,6 +520,11 @@ def update_section(target: Path, page: str, argv: Sequence[str]) -> None:
     target.write_text(text, encoding="utf-8")
 
 
+def _git_describe(tree: Path, ref: str) -> str:
+    done = subprocess.run(["git", "-C", str(tree), "log", "-1", "--format=%h %s", ref], capture_output=True, text=True)
+    return done.stdout.strip()
+
+
 def _all_pids() -> list[int]:
     return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
 
@@ -487,6 +563,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, metavar="N", help="repetitions (medians), default 5")
     parser.add_argument("--no-install", action="store_true", help="never install a missing peer")
     parser.add_argument("--tmpdir", metavar="DIR", help="where the temporary folders go")
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        action="append",
+        default=[],
+        help="also run agentd as of this git commit (its src/ through PYTHONPATH) in the parallel and chain runs",
+    )
     args = parser.parse_args(argv)
     sections = args.only.split(",") if args.only else list(SECTIONS)
     unknown = sorted(set(sections) - set(SECTIONS))
@@ -499,6 +582,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes += [f"{tool} is not installed: its figures are empty" for tool in ("tsp", "nq", "huey") if not have(tool)]
     cleanup = bench.Cleanup()
     base = Path(tempfile.mkdtemp(prefix="agentd-peers-", dir=args.tmpdir))
+    for ref in args.baseline:
+        folder = base / f"baseline-{len(BASELINE)}"
+        folder.mkdir()
+        tree = Path(__file__).resolve().parents[1]
+        archive = subprocess.run(
+            ["git", "-C", str(tree), "archive", ref, "src", "schemas"], capture_output=True, check=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+        BASELINE[ref] = folder
+        notes.append(f"`agentd at {ref}`: the daemon runs that commit's src/ ({_git_describe(tree, ref)})")
     lines = [
         "# Benchmarks: agentd and its peers",
         "",

@@ -38,6 +38,11 @@ STORE_POINTS = (
     "state.before-rename",  # project state written to a temporary file in a transaction, not yet renamed
 )
 
+# Points of the supervisor zygote (run/_shim.py, stdlib only: it reads AGENTD_CRASH_AT itself; exit only, no count).
+SUPERVISOR_POINTS = (
+    "zygote.after-fork",  # a task's supervisor forked, its pid not yet sent back to the daemon
+)
+
 CRASH_EXIT_CODE = 86
 _hits: dict[str, int] = {}
 _hooks: dict[str, Callable[[], None]] = {}

@@ -7,6 +7,10 @@ the first frame on the shim's stdin (``runner.SHIM_BOOT`` reads it and runs it a
 
 (``python -I -S _shim.py`` runs it too, at the cost of compiling it: a script's bytecode is never cached).
 
+Usually it is not started so: the daemon starts that interpreter once, as the supervisor "zygote" (``agentd-zygote
+FD``, :func:`zygote`), and each task's shim is a fork of it (:func:`_zygote_child`; the daemon's side is
+``agentd.run.zygote``).  Either way the shim runs :func:`main` with the same pipes on its stdin and stdout.
+
 The shim is a session and process-group leader (pgid == shim pid) and the command it starts
 shares that process group.  It must not import anything from agentd (``-I -S``: no site, no cwd).
 
@@ -624,6 +628,120 @@ def _on_child(_signum: int, _frame: object) -> None:
     """SIGCHLD only wakes the loop (through the wake-up fd), which reaps."""
 
 
+def _received_fds(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
+    """The descriptors an SCM_RIGHTS message carried (C ints, native byte order)."""
+    import _socket
+
+    fds: list[int] = []
+    for level, kind, data in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            usable = len(data) - len(data) % 4
+            fds += [int.from_bytes(data[i : i + 4], sys.byteorder, signed=True) for i in range(0, usable, 4)]
+    return fds
+
+
+def _close_all_but(keep: set[int]) -> None:
+    low = 0
+    for fd in sorted(keep):
+        if fd > low:
+            os.closerange(low, fd)
+        low = max(low, fd + 1)
+    os.closerange(low, max(low + 1, os.sysconf("SC_OPEN_MAX")))
+
+
+def _zygote_child(sock_fd: int, fds: list[int], targets: list[int]) -> NoReturn:
+    """In the per-task supervisor the zygote forked: its own session, the control pipe on 0, the status pipe on 1,
+    the kept descriptors at the numbers the daemon gave them, nothing else open; then the shim's ``main``."""
+    code = 2
+    try:
+        import fcntl
+
+        os.setsid()
+        base = max(2, sock_fd, *fds, *targets) + 1
+        moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, base) for fd in fds]  # out of the way of the targets
+        os.dup2(moved[0], 0)
+        os.dup2(moved[1], 1)
+        for fd, target in zip(moved[2:], targets, strict=True):
+            os.dup2(fd, target, inheritable=False)
+        _close_all_but({0, 1, 2, *targets})
+        code = main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException as exc:  # the process ends here whatever happened
+        try:
+            os.write(2, f"agentd shim: {type(exc).__name__}: {exc}\n".encode(errors="replace"))
+        except OSError:
+            pass
+        code = 1
+    finally:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os._exit(code)
+
+
+def zygote(sock_fd: int) -> int:
+    """The daemon's long-lived supervisor factory ("zygote"): started once per daemon with this code loaded, it forks
+    one per-task supervisor per request, so a task pays a fork instead of an interpreter's start.
+
+    Requests come on the SOCK_SEQPACKET socket ``sock_fd`` (the daemon holds the other end):
+
+        b"F" + marshal(list of kept fd numbers), with SCM_RIGHTS [control read end, status write end, *kept fds]
+            -> fork a supervisor; reply its pid (8 bytes, big-endian, signed; a negative errno if fork failed)
+        b"R" + pid (ASCII)  -> reap that child (it has exited: the daemon saw it through a pidfd)
+
+    The zygote holds no control pipe's write end: the descriptors it is sent are closed right after the fork, so a
+    supervisor sees EOF on its control pipe when the daemon dies, as when the daemon started it directly.  A child is
+    reaped only when the daemon says so: until then its pid (its process group's id) cannot be reused, so the daemon
+    may signal the group.  EOF on the socket (the daemon is gone): the zygote exits, leaving its children to init."""
+    import _socket
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    sock = _socket.socket(fileno=sock_fd)
+    room = _socket.CMSG_SPACE(256 * 4)
+    while True:
+        try:
+            data, ancillary, flags, _addr = sock.recvmsg(65536, room)
+        except OSError:
+            return 0
+        if not data:
+            return 0  # the daemon is gone
+        fds = _received_fds(ancillary)
+        if data[:1] == b"R":
+            try:
+                os.waitpid(int(data[1:]), 0)
+            except (ChildProcessError, ValueError, OSError):
+                pass
+        elif data[:1] == b"F":
+            reply = -errno.EINVAL
+            try:
+                targets = [int(fd) for fd in marshal.loads(data[1:])]  # noqa: S302 - our own daemon
+            except (ValueError, EOFError, TypeError):
+                targets = []
+            if not flags & _socket.MSG_CTRUNC and len(fds) == 2 + len(targets):
+                try:
+                    pid = os.fork()
+                except OSError as exc:
+                    reply = -(exc.errno or errno.EAGAIN)
+                else:
+                    if pid == 0:
+                        _zygote_child(sock_fd, fds, targets)
+                    reply = pid
+                    if os.environ.get("AGENTD_CRASH_AT") == "zygote.after-fork":  # agentd.faults.SUPERVISOR_POINTS
+                        os._exit(86)
+            try:
+                sock.send(reply.to_bytes(8, "big", signed=True))
+            except OSError:
+                return 0
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _on_signal)
@@ -641,4 +759,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[-2] == "agentd-zygote":
+        sys.exit(zygote(int(sys.argv[-1])))
     sys.exit(main())

@@ -35,9 +35,11 @@ log = logging.getLogger("agentd.daemon")
 
 # Why agentd itself may fail to start a command (not the command's failure: no attempt is spent).
 OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM})
-# File descriptors a task costs the daemon: kept while it runs (its lease, the two ends of its supervisor's pipes), more
-# for a moment while its supervisor is started (subprocess's pipes), and what the daemon keeps free for its own work.
-FDS_PER_TASK = 3
+# File descriptors a task costs the daemon: kept while it runs (its lease, the two ends of its supervisor's pipes, and a
+# pidfd of a supervisor the zygote forked), more for a moment while its supervisor is started (the other ends of those
+# pipes; subprocess's pipes when started directly), and what the daemon keeps free for its own work (the zygote's socket
+# among them).
+FDS_PER_TASK = 4
 FDS_TO_SPAWN = 6
 FDS_RESERVED = 8
 

@@ -1,8 +1,9 @@
 """Run one task command under a supervisor process (the shim, ``_shim.py``).
 
-The daemon never forks by itself (it is multi-threaded): :func:`launch` starts the shim with
-``subprocess.Popen`` in a new session, so the shim is the leader of the task's process group
-(``pgid == shim pid``) and the command runs in that group.  The daemon holds the only write end
+The daemon never forks by itself (it is multi-threaded): :func:`launch` has the shim forked by the daemon's supervisor
+zygote (:mod:`agentd.run.zygote`), or starts it with ``subprocess.Popen`` when there is no working zygote; either way in
+a new session, so the shim is the leader of the task's process group (``pgid == shim pid``) and the command runs in
+that group.  The daemon holds the only write end
 of the shim's stdin (the control pipe): if the daemon dies, even by SIGKILL, the shim sees EOF
 and kills the whole group -- the command, its children and itself -- within about a second.
 
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from agentd.core.clock import boottime
+from agentd.run.zygote import ForkedSupervisor, Zygote, ZygoteGone, close_quietly, default_zygote, pipes
 
 __all__ = [
     "SHIM_PATH",
@@ -160,7 +162,7 @@ class TaskProcess:
 
     def __init__(
         self,
-        popen: subprocess.Popen[bytes],
+        popen: subprocess.Popen[bytes] | ForkedSupervisor,
         spec: LaunchSpec,
         on_exit: Callable[[TaskProcess, ExitInfo], None] | None,
         launched: float,
@@ -251,8 +253,9 @@ class TaskProcess:
 
     def _signal_group(self, sig: int) -> None:
         # Under the reap lock: while the shim is unreaped its pid (= our pgid) cannot be reused.
+        # A supervisor forked by the zygote is reaped by the zygote, only once we have seen it exit (unreaped()).
         with self._reap_lock:
-            if not self._reaped:
+            if not self._reaped and (not isinstance(self._popen, ForkedSupervisor) or self._popen.unreaped()):
                 kill_group(self.pgid, sig)
 
     def _kill_fallback(self) -> None:
@@ -339,8 +342,13 @@ def shim_code() -> bytes:
     return len(code).to_bytes(4, "big") + code
 
 
-def launch(spec: LaunchSpec, on_exit: Callable[[TaskProcess, ExitInfo], None] | None = None) -> TaskProcess:
-    """Start *spec* under a shim; *on_exit* is called once, from a reader thread, at the end."""
+def launch(
+    spec: LaunchSpec, on_exit: Callable[[TaskProcess, ExitInfo], None] | None = None, *, zygote: Zygote | None = None
+) -> TaskProcess:
+    """Start *spec* under a shim; *on_exit* is called once, from a reader thread, at the end.
+
+    The shim is forked by *zygote* (default: this process's, :func:`agentd.run.zygote.default_zygote`), or started
+    as a fresh interpreter when there is no working zygote."""
     argv = [str(a) for a in spec.argv]
     if not argv:
         raise ValueError("empty argv")
@@ -367,18 +375,50 @@ def launch(spec: LaunchSpec, on_exit: Callable[[TaskProcess, ExitInfo], None] | 
             "fence": None if spec.fence_after is None else (_boot_since(spec.fence_from), float(spec.fence_after)),
         }
     )
-    frame = shim_code() + len(message).to_bytes(4, "big") + message  # the shim's protocol: see _shim.py
+    frame = len(message).to_bytes(4, "big") + message  # the shim's protocol: see _shim.py
     launched = time.time()
-    popen = subprocess.Popen(
-        [sys.executable, "-I", "-S", "-c", SHIM_BOOT, "agentd-shim"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        start_new_session=True,
-        pass_fds=keep_fds,
-        close_fds=True,
-    )
-    task = TaskProcess(popen, spec, on_exit, launched)
+    zygote = zygote if zygote is not None else default_zygote()
+    forked = None if zygote.broken else _fork(zygote, keep_fds)
+    if forked is not None:
+        task = TaskProcess(forked, spec, on_exit, launched)
+    else:
+        frame = shim_code() + frame  # a fresh interpreter: its code first (see SHIM_BOOT)
+        popen = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", SHIM_BOOT, "agentd-shim"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+            pass_fds=keep_fds,
+            close_fds=True,
+        )
+        task = TaskProcess(popen, spec, on_exit, launched)
     if not task._send(frame):
-        log.warning("task %d: supervisor died before receiving its spec", popen.pid)
+        log.warning("task %d: supervisor died before receiving its spec", task.pid)
     task._thread.start()
     return task
+
+
+def _fork(zygote: Zygote, keep_fds: Sequence[int]) -> ForkedSupervisor | None:
+    """A supervisor forked by the zygote, or None when there is no working zygote (the caller starts one directly).
+    OSError: the fork failed for want of resources (as starting one directly would)."""
+    for _attempt in range(2):  # the zygote died since the last task: a fresh one
+        control_r, control_w, status_r, status_w = pipes()
+        try:
+            pid, generation = zygote.fork(control_r, status_w, keep_fds)
+        except ZygoteGone:
+            # A supervisor it may have forked before dying reads EOF instead of a spec: it starts nothing.
+            close_quietly(control_r, control_w, status_r, status_w)
+            continue
+        except BaseException:
+            close_quietly(control_r, control_w, status_r, status_w)
+            raise
+        close_quietly(control_r, status_w)  # the supervisor's ends: only it holds them now
+        try:
+            return ForkedSupervisor(zygote, pid, generation, os.fdopen(control_w, "wb"), os.fdopen(status_r, "rb"))
+        except BaseException:
+            close_quietly(control_w, status_r)  # EOF: it exits without starting anything
+            zygote.reap(pid, generation)
+            raise
+    zygote.broken = True
+    log.warning("the supervisor zygote died twice in a row: starting each task's supervisor directly from now on")
+    return None

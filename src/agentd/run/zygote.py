@@ -1,0 +1,225 @@
+"""The daemon's side of the supervisor factory (the "zygote", ``_shim.zygote``): one per daemon process.
+
+Starting a per-task supervisor as a fresh ``python -I -S`` costs an interpreter's start-up (~12 ms of CPU, more on a
+loaded machine).  The zygote is that interpreter, started once (lazily, at the first task) with the shim's code
+loaded; each task then costs a ``fork`` of it.  The supervisor it forks is the same shim, with every guarantee
+(``_shim.py``): the leader of its own session, a child subreaper, the holder of the lease's descriptor, EOF on its
+control pipe when the daemon dies.  Which process holds which end:
+
+    daemon   control pipe write end, status pipe read end (both close-on-exec), the zygote socket's own end
+    zygote   nothing of a task once it has forked: the ends it was sent (SCM_RIGHTS) are closed right after the fork
+    shim     control pipe read end (fd 0), status pipe write end (fd 1), the kept descriptors at their numbers
+
+The daemon sends the task's spec down the control pipe only once it knows the supervisor's pid: a supervisor forked
+by a zygote that died before replying reads EOF instead of a spec and exits without starting anything, so the
+fallback (a fresh zygote, else a directly started interpreter) can never run the command twice.
+
+The zygote reaps a supervisor only when told (:meth:`Zygote.reap`, sent once the daemon saw it exit through a
+pidfd): until then its pid, which is its process group's id, cannot be reused and the daemon may signal the group.
+A zygote that dies is replaced at the next task (said once in the log each time); the supervisors it had forked run
+on, re-parented to init.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import logging
+import marshal
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from typing import IO
+
+__all__ = ["ForkedSupervisor", "Zygote", "ZygoteGone", "close_quietly", "default_zygote", "pipes"]
+
+log = logging.getLogger(__name__)
+
+REPLY_TIMEOUT = 30.0  # s: a zygote that does not answer a fork request by then is taken for hung and replaced
+_USABLE = hasattr(os, "pidfd_open") and hasattr(socket, "SCM_RIGHTS") and hasattr(socket, "SOCK_SEQPACKET")
+
+
+class ZygoteGone(Exception):
+    """The zygote died or hung before answering: the caller falls back (its pipes may be held by an orphan)."""
+
+
+class Zygote:
+    """A lazily started supervisor factory; thread-safe. :meth:`fork` returns a :class:`ForkedSupervisor`."""
+
+    def __init__(self, executable: str = sys.executable, reply_timeout: float = REPLY_TIMEOUT) -> None:
+        self._executable = executable
+        self._reply_timeout = reply_timeout
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+        self.generation = 0  # bumped at each (re)start: a supervisor is reaped only by the zygote that forked it
+        self.broken = not _USABLE
+
+    @property
+    def pid(self) -> int | None:
+        """The running zygote's pid (None before the first task, or after it died)."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    def _start(self) -> socket.socket:
+        from agentd.run.runner import SHIM_BOOT, shim_code  # (runner imports this module)
+
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            proc = subprocess.Popen(
+                [self._executable, "-I", "-S", "-c", SHIM_BOOT, "agentd-zygote", str(theirs.fileno())],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,  # no signal for the daemon's process group or terminal reaches it
+                pass_fds=[theirs.fileno()],
+                close_fds=True,
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(shim_code())
+            proc.stdin.close()
+        except OSError:
+            pass  # it died at once: the first request finds out
+        ours.settimeout(self._reply_timeout)
+        self._proc, self._sock = proc, ours
+        self.generation += 1
+        log.debug("supervisor zygote %d started", proc.pid)
+        return ours
+
+    def _drop(self, why: str) -> None:
+        proc, sock = self._proc, self._sock
+        self._proc = self._sock = None
+        if sock is not None:
+            sock.close()
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+            log.warning("supervisor zygote %d %s (exit %s): starting a new one", proc.pid, why, proc.returncode)
+
+    def fork(self, control: int, status: int, keep_fds: Sequence[int]) -> tuple[int, int]:
+        """A supervisor forked with ``control`` (read end) as its fd 0, ``status`` (write end) as its fd 1 and
+        ``keep_fds`` at their numbers: ``(pid, generation)``. OSError: fork failed there (e.g. EAGAIN); ZygoteGone:
+        no answer (the zygote is replaced at the next call)."""
+        with self._lock:
+            sock = self._sock if self._sock is not None else self._start()
+            fds = array.array("i", [control, status, *keep_fds])
+            try:
+                sock.sendmsg([b"F" + marshal.dumps(list(keep_fds))], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+                reply = sock.recv(16)
+            except (OSError, TimeoutError):
+                reply = b""
+            if len(reply) != 8:
+                self._drop("died" if self._proc is not None and self._proc.poll() is not None else "did not answer")
+                raise ZygoteGone
+            pid = int.from_bytes(reply, "big", signed=True)
+            if pid <= 0:
+                raise OSError(-pid, f"supervisor zygote: fork: {os.strerror(-pid)}")
+            return pid, self.generation
+
+    def reap(self, pid: int, generation: int) -> None:
+        """Let the zygote reap its exited child *pid* (when it is still the zygote that forked it)."""
+        with self._lock:
+            if self._sock is None or generation != self.generation:
+                return  # that zygote is gone: init reaped its children
+            with contextlib.suppress(OSError, TimeoutError):
+                self._sock.send(b"R%d" % pid)
+
+    def alive(self, generation: int) -> bool:
+        """Is the zygote of that generation still running (so its children are reaped only when we say)?"""
+        proc = self._proc
+        return generation == self.generation and proc is not None and proc.poll() is None
+
+    def close(self) -> None:
+        """Stop the zygote (its supervisors run on)."""
+        with self._lock:
+            proc, sock = self._proc, self._sock
+            self._proc = self._sock = None
+            if sock is not None:
+                sock.close()  # EOF: it exits
+            if proc is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(5)
+
+
+class ForkedSupervisor:
+    """A supervisor the zygote forked, with what :class:`agentd.run.runner.TaskProcess` uses of a ``Popen``."""
+
+    def __init__(self, zygote: Zygote, pid: int, generation: int, stdin: IO[bytes], stdout: IO[bytes]) -> None:
+        self.pid = pid
+        self.stdin: IO[bytes] | None = stdin
+        self.stdout: IO[bytes] | None = stdout
+        self.returncode: int | None = None
+        self._zygote = zygote
+        self._generation = generation
+        self._pidfd: int | None = os.pidfd_open(pid)  # safe: the zygote holds the pid until we say reap
+
+    def unreaped(self) -> bool:
+        """May the daemon still signal the supervisor's process group (its pid cannot have been reused)?"""
+        if self.returncode is not None or self._pidfd is None:
+            return False
+        if self._zygote.alive(self._generation):
+            return True
+        try:  # the zygote died: init reaps the supervisor as soon as it exits
+            signal.pidfd_send_signal(self._pidfd, 0)
+        except OSError:
+            return False
+        return True
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait until the supervisor exited (subprocess.TimeoutExpired after *timeout*), then have it reaped."""
+        if self.returncode is not None:
+            return self.returncode
+        assert self._pidfd is not None
+        ready, _, _ = select.select([self._pidfd], [], [], timeout)
+        if not ready:
+            raise subprocess.TimeoutExpired(f"supervisor {self.pid}", timeout or 0.0)
+        os.close(self._pidfd)
+        self._pidfd = None
+        self._zygote.reap(self.pid, self._generation)
+        self.returncode = 0  # (its parent, the zygote, sees the status; the exit report came on the status pipe)
+        return 0
+
+
+_default: Zygote | None = None
+_default_lock = threading.Lock()
+
+
+def default_zygote() -> Zygote:
+    """This process's zygote (one per daemon process), created on first use; ``AGENTD_ZYGOTE=0`` turns it off."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Zygote()
+            if os.environ.get("AGENTD_ZYGOTE", "1") == "0":
+                _default.broken = True
+        return _default
+
+
+def pipes() -> tuple[int, int, int, int]:
+    """(control read, control write, status read, status write), all close-on-exec."""
+    control_r, control_w = os.pipe()
+    try:
+        status_r, status_w = os.pipe()
+    except OSError:
+        os.close(control_r)
+        os.close(control_w)
+        raise
+    return control_r, control_w, status_r, status_w
+
+
+def close_quietly(*fds: int) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)

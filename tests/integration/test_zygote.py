@@ -1,0 +1,251 @@
+"""The supervisor zygote: per-task supervisors forked from one long-lived process keep every guarantee of the shim."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agentd.run import runner
+from agentd.run.runner import TaskProcess, launch
+from agentd.run.zygote import Zygote
+from tests.integration.test_runner import SRC_DIR, finish, pid_gone, spec, wait_for
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux /proc")
+
+
+@pytest.fixture
+def zygote() -> Iterator[Zygote]:
+    """A zygote of the test's own (never this process's default one)."""
+    z = Zygote()
+    yield z
+    z.close()
+
+
+def ppid(pid: int) -> int:
+    """The parent pid of a live process."""
+    data = Path(f"/proc/{pid}/stat").read_bytes()
+    return int(data[data.rfind(b")") + 2 :].split()[1])
+
+
+def fd_targets(pid: int) -> dict[int, str]:
+    """{fd: what it names} of a process (descriptors closed while listed are skipped)."""
+    out = {}
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            out[int(name)] = os.readlink(f"/proc/{pid}/fd/{name}")
+    return out
+
+
+def test_a_forked_supervisor_leads_its_own_session_and_holds_only_its_descriptors(
+    tmp_path: Path, zygote: Zygote
+) -> None:
+    """The supervisor is the zygote's child, leads its own session and group, holds its pipes and the kept fd only,
+    and the zygote holds none of the task's descriptors (so the daemon's death still reaches the supervisor)."""
+    lock_file = tmp_path / "lease"
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        tp = launch(spec(tmp_path, ["sleep", "30"], keep_fds=[fd]), zygote=zygote)
+        try:
+            assert tp.wait_started(30)
+            assert zygote.pid is not None
+            assert ppid(tp.pid) == zygote.pid
+            assert os.getsid(tp.pid) == tp.pid == os.getpgid(tp.pid)
+            assert tp.command_pid is not None and os.getpgid(tp.command_pid) == tp.pid
+            shim_fds = fd_targets(tp.pid)
+            assert shim_fds[fd] == str(lock_file)
+            # Besides: its log, its wake-up pipe and the command's pidfd; nothing of the zygote (no socket).
+            assert not [t for t in shim_fds.values() if t.startswith("socket:")], shim_fds
+            task_pipes = {shim_fds[0], shim_fds[1]}
+            assert all(target.startswith("pipe:") for target in task_pipes)
+            assert not task_pipes & set(fd_targets(zygote.pid).values())
+        finally:
+            tp.kill()
+            finish(tp, 30)
+    finally:
+        os.close(fd)
+
+
+DAEMON_SCRIPT = """
+import json, sys, threading
+from pathlib import Path
+sys.path.insert(0, {src!r})
+from agentd.run import runner
+from agentd.run.zygote import default_zygote
+
+out = Path({out!r})
+tp = runner.launch(runner.LaunchSpec(
+    argv=["sh", "-c", "sleep 60 & echo $! > {bg}; sleep 60"],
+    cwd=out.parent, env={{}}, log_path=out.parent / "daemon-task.log", timeout=None))
+assert tp.wait_started(30)
+tmp = out.with_suffix(".tmp")
+tmp.write_text(json.dumps({{"shim": tp.pid, "command": tp.command_pid, "zygote": default_zygote().pid}}))
+tmp.rename(out)
+threading.Event().wait()
+"""
+
+
+def test_the_daemons_death_ends_a_forked_supervisors_tree_and_the_zygote(tmp_path: Path) -> None:
+    """SIGKILL the daemon: the supervisor its zygote forked, the command, its grandchild and the zygote all end."""
+    out, bg = tmp_path / "pids.json", tmp_path / "bg.pid"
+    script = tmp_path / "daemon.py"
+    script.write_text(textwrap.dedent(DAEMON_SCRIPT.format(src=str(SRC_DIR), out=str(out), bg=str(bg))))
+    daemon = subprocess.Popen([sys.executable, str(script)])
+    try:
+        assert wait_for(lambda: out.exists() and bg.exists() and bg.read_text().strip() != "", 60)
+        pids = json.loads(out.read_text())
+        everyone = [pids["shim"], pids["command"], int(bg.read_text()), pids["zygote"]]
+        assert ppid(pids["shim"]) == pids["zygote"]
+        daemon.kill()
+        daemon.wait(30)
+        assert wait_for(lambda: all(pid_gone(p) for p in everyone), 60), [p for p in everyone if not pid_gone(p)]
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+
+
+def test_a_zygote_killed_between_tasks_is_replaced(
+    tmp_path: Path, zygote: Zygote, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A zygote SIGKILLed between two tasks costs nothing but a warning: the next task gets a fresh zygote."""
+    assert finish(launch(spec(tmp_path, ["true"]), zygote=zygote), 30).returncode == 0
+    first = zygote.pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    assert wait_for(lambda: zygote.pid is None, 30)
+    with caplog.at_level(logging.WARNING, logger="agentd.run.zygote"):
+        tp = launch(spec(tmp_path, ["sh", "-c", "exit 7"]), zygote=zygote)
+        assert finish(tp, 30).returncode == 7
+    assert zygote.pid not in (None, first)
+    assert wait_for(lambda: ppid_or_none(tp) is None, 30)  # reaped by its (new) zygote once it had exited
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and f"zygote {first} died" in warnings[0], warnings
+
+
+def ppid_or_none(tp: TaskProcess) -> int | None:
+    """The supervisor's parent while it still exists (zombies included), else None."""
+    try:
+        return ppid(tp.pid)
+    except OSError:
+        return None
+
+
+def test_a_zygote_killed_while_its_supervisor_runs_loses_no_run(tmp_path: Path, zygote: Zygote) -> None:
+    """The supervisors of a zygote that dies run on: their exits are reported, and so are stops asked later."""
+    go = tmp_path / "go"
+    ends = launch(spec(tmp_path, ["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.05; done; exit 5"]), zygote=zygote)
+    stopped = launch(spec(tmp_path, ["sleep", "60"]), zygote=zygote)
+    assert ends.wait_started(30) and stopped.wait_started(30)
+    assert zygote.pid is not None
+    os.kill(zygote.pid, signal.SIGKILL)
+    assert wait_for(lambda: zygote.pid is None, 30)
+    go.touch()
+    assert finish(ends, 30).returncode == 5
+    stopped.terminate()
+    info = finish(stopped, 30)
+    assert info.killed_by == "term" and info.signal == signal.SIGTERM
+    assert finish(launch(spec(tmp_path, ["true"]), zygote=zygote), 30).returncode == 0  # and a new one serves
+
+
+CRASH_SCRIPT = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {src!r})
+from agentd.run import runner
+
+runs = Path({runs!r})
+tp = runner.launch(runner.LaunchSpec(
+    argv=["sh", "-c", "echo run >> {runs}"], cwd=runs.parent, env={{}}, log_path=runs.parent / "task.log",
+    timeout=60))
+info = tp.wait(60)
+print(info.returncode if info else "none")
+"""
+
+
+def test_a_zygote_dying_between_fork_and_reply_never_runs_a_command_twice(tmp_path: Path) -> None:
+    """Zygotes that die right after forking (before the daemon learns the pid): the command runs once, from the
+    fallback; the supervisors they forked read EOF instead of a spec and start nothing."""
+    runs = tmp_path / "runs"
+    script = tmp_path / "daemon.py"
+    script.write_text(textwrap.dedent(CRASH_SCRIPT.format(src=str(SRC_DIR), runs=str(runs))))
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        env={**os.environ, "AGENTD_CRASH_AT": "zygote.after-fork"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0"
+    assert "starting each task's supervisor directly" in done.stderr
+    assert runs.read_text() == "run\n"
+
+
+def test_the_zygote_boots_from_the_code_the_daemon_compiled(tmp_path: Path) -> None:
+    """The zygote runs the shim's code sent by the daemon (no _shim.py compiled per start) and exits on EOF."""
+    z = Zygote()
+    try:
+        tp = launch(spec(tmp_path, ["true"]), zygote=z)
+        assert finish(tp, 30).returncode == 0
+        pid = z.pid
+        assert pid is not None
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert runner.SHIM_BOOT.encode() in cmdline and b"agentd-zygote" in cmdline
+    finally:
+        z.close()
+    assert wait_for(lambda: pid_gone(pid), 30)
+
+
+def test_a_hung_zygote_is_replaced_and_the_task_runs_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A zygote that does not answer (SIGSTOPped) is killed and replaced: the task runs once, through the new one."""
+    z = Zygote(reply_timeout=1.0)
+    try:
+        assert finish(launch(spec(tmp_path, ["true"]), zygote=z), 30).returncode == 0
+        hung = z.pid
+        assert hung is not None
+        os.kill(hung, signal.SIGSTOP)
+        runs = tmp_path / "runs"
+        with caplog.at_level(logging.WARNING, logger="agentd.run.zygote"):
+            tp = launch(spec(tmp_path, ["sh", "-c", f"echo run >> {runs}"]), zygote=z)
+            assert finish(tp, 60).returncode == 0
+        assert runs.read_text() == "run\n"
+        assert z.pid not in (None, hung)
+        assert wait_for(lambda: pid_gone(hung), 30)
+        assert any(f"zygote {hung} did not answer" in r.getMessage() for r in caplog.records)
+    finally:
+        z.close()
+
+
+def children_of(pid: int) -> list[int]:
+    """Pids whose parent is *pid* (zombies included)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            with contextlib.suppress(OSError):
+                if ppid(int(name)) == pid:
+                    found.append(int(name))
+    return found
+
+
+def test_the_zygote_reaps_every_supervisor_and_keeps_no_descriptor(tmp_path: Path, zygote: Zygote) -> None:
+    """After tasks have ended the zygote has no child left (not even a zombie) and no more descriptors than before."""
+    assert finish(launch(spec(tmp_path, ["true"]), zygote=zygote), 30).returncode == 0
+    assert zygote.pid is not None
+    before = set(fd_targets(zygote.pid).values())
+    for code in range(5):
+        assert finish(launch(spec(tmp_path, ["sh", "-c", f"exit {code}"]), zygote=zygote), 30).returncode == code
+    assert wait_for(lambda: children_of(zygote.pid or 0) == [], 30), children_of(zygote.pid or 0)
+    assert set(fd_targets(zygote.pid).values()) == before

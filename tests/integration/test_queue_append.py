@@ -129,6 +129,38 @@ def test_a_read_after_an_append_looks_only_at_the_added_task(tmp_path: Path, mon
     assert views == QueueStore(queue, parse_retry=0).read().tasks
 
 
+def test_a_read_after_a_change_in_the_middle_looks_only_at_the_changed_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A person saves a 2,000-task queue with one task in the middle changed: the tasks after it are taken as they
+    were (not walked, checked or given a view again); the views, errors and warnings are those of a fresh read."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    tasks: list[dict[str, Any]] = [{"id": f"T{n}", "status": "done"} for n in range(2000)]
+    tasks[1500]["dependencies"] = ["GONE"]
+    queue.write_text(json.dumps({"tasks": tasks}, indent=2))
+    workflow = build({}, root=tmp_path, path=None).workflow
+    store = QueueStore(queue, workflow=workflow, parse_retry=0)
+    assert len(store.read().tasks) == 2000
+    looked: list[str] = []
+
+    def walk_one(task: Any, path: str, parent: str | None = None) -> Any:
+        looked.append(path)
+        return model.walk_one(task, path, parent)
+
+    monkeypatch.setattr(derived, "walk_one", walk_one)
+    tasks[1000]["notes"] = "saved by a person"
+    tasks[1000]["status"] = "odd"
+    queue.write_text(json.dumps({"tasks": tasks}, indent=2))
+    mine = store.read()
+    assert looked and len(looked) <= 6  # (its views, its entries, its shape before and after: "" is that)
+    assert set(looked) == {"$.tasks[1000]", ""}
+    monkeypatch.undo()
+    fresh = QueueStore(queue, workflow=workflow, parse_retry=0).read()
+    assert mine.tasks == fresh.tasks
+    assert (mine.errors, mine.warnings) == (fresh.errors, fresh.warnings)
+    assert len(mine.warnings) == 1 and [e.task for e in mine.errors] == ["T1500"]
+
+
 _edit = st.tuples(st.sampled_from(["append", "insert", "remove", "change", "nest"]), st.integers(0, 50))
 
 

@@ -33,9 +33,11 @@ def edited(draw: st.DrawFn, items: list[Any]) -> list[Any]:
     """``items`` after changes, insertions, removals and moves, as people and agents make them."""
     out = list(items)
     for _ in range(draw(st.integers(0, 4))):
-        action = draw(st.sampled_from(["change", "insert", "remove", "move"]))
+        action = draw(st.sampled_from(["change", "insert", "remove", "move", "copy"]))
         if action == "insert" or not out:
             out.insert(draw(st.integers(0, len(out))), draw(json_values))
+        elif action == "copy":  # a task pasted twice: the texts before and after share more than they seem to
+            out.insert(draw(st.integers(0, len(out))), out[draw(st.integers(0, len(out) - 1))])
         elif action == "change":
             position = draw(st.integers(0, len(out) - 1))
             item = out[position]
@@ -62,6 +64,50 @@ def test_a_sequence_of_edits_decodes_as_json_loads_does(
         assert decoded.pieces is not None
         assert [piece.value for piece in decoded.pieces] == decoded.data["tasks"]
         current = data.draw(edited(current))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.data(),
+    first=tasks,
+    indent=indents,
+    extra=st.dictionaries(st.text(max_size=4), json_values, max_size=2),
+    later=st.dictionaries(st.text("xyz", min_size=1, max_size=2), json_values, max_size=2),
+)
+def test_the_spans_of_a_sequence_of_edits_are_those_of_a_fresh_parse(
+    data: st.DataObject, first: list[Any], indent: Any, extra: dict[str, Any], later: dict[str, Any]
+) -> None:
+    """Where each task starts and ends (what the text editor relies on) is found anew or derived, never stale."""
+    decoder = Decoder()
+    current, after = first, later
+    for _ in range(4):
+        document = {**extra, "tasks": current, **{k: v for k, v in after.items() if k != "tasks"}}
+        text = json.dumps(document, indent=data.draw(indents) if indent is not None else None)
+        decoded, fresh = decoder.decode(text), Decoder().decode(text)
+        assert decoded.data == json.loads(text)
+        assert decoded.pieces is not None and fresh.pieces is not None
+        assert decoded.spans == fresh.spans
+        assert decoded.tasks_end == fresh.tasks_end
+        assert [piece.text for piece in decoded.pieces] == [text[start:end] for start, end in decoded.spans.items()]
+        assert [piece.value for piece in decoded.pieces] == decoded.data["tasks"]
+        current = data.draw(edited(current))
+        if data.draw(st.booleans()):
+            after = {**after, "x": data.draw(json_values)}
+
+
+def test_an_edit_in_the_middle_takes_the_tasks_after_it_as_they_were() -> None:
+    """One task changed in the middle of a large queue: the tasks after it are the earlier parse's, moved."""
+    decoder = Decoder()
+    items = [{"id": f"T{i}", "status": "done", "notes": "x" * 50} for i in range(1000)]
+    first = decoder.decode(json.dumps({"tasks": items, "after": 1}, indent=2))
+    items[500] = {**items[500], "notes": "a longer note than before"}
+    text = json.dumps({"tasks": items, "after": 1}, indent=2)
+    second = decoder.decode(text)
+    assert first.pieces is not None and second.pieces is not None
+    assert second.data == json.loads(text)
+    assert second.reused == 999
+    assert all(a is b for a, b in zip(first.pieces[501:], second.pieces[501:], strict=True))
+    assert second.spans == Decoder().decode(text).spans
 
 
 @settings(max_examples=300, deadline=None)

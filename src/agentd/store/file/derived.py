@@ -35,13 +35,17 @@ class PerPiece(Generic[D]):
     def derive(self, pieces: list[Piece]) -> tuple[list[D], list[int]]:
         """(the items of every piece in order, and where each piece's items start: ``counts[k]`` items come from
         the first ``k`` pieces). Both are shared: read-only."""
-        old, items, counts = self._last
+        old, old_items, old_counts = self._last
         head = common_head(old, pieces)
-        if head == len(old) == len(pieces):
-            return items, counts
-        items, counts = items[: counts[head]], counts[: head + 1]
+        total = len(pieces)
+        if head == len(old) == total:
+            return old_items, old_counts
+        # The same pieces at the same places at the end too (one task changed in the middle): their part is taken
+        # as it was, by slicing (counts shifted by how many items the middle gained or lost).
+        tail = min(common_tail(old, pieces), total - head) if len(old) == total else 0
+        items, counts = old_items[: old_counts[head]], old_counts[: head + 1]
         name = self.name
-        for position in range(head, len(pieces)):
+        for position in range(head, total - tail):
             piece = pieces[position]
             cached = piece.derived.get(name)
             if cached is None or cached[0] != position or (self.by_start and cached[1] != len(items)):
@@ -49,6 +53,13 @@ class PerPiece(Generic[D]):
                 piece.derived[name] = cached
             items.extend(cached[2])
             counts.append(len(items))
+        if tail:
+            shift = len(items) - old_counts[total - tail]
+            if shift and self.by_start:  # (what the tail's parts are depends on where they start: made again)
+                self._last = (pieces[: total - tail], items, counts)
+                return self.derive(pieces)
+            items += old_items[old_counts[total - tail] :]
+            counts += map(shift.__add__, old_counts[total - tail + 1 :]) if shift else old_counts[total - tail + 1 :]
         self._last = (pieces, items, counts)  # (one assignment: a reader in another thread sees the old or the new)
         return items, counts
 
@@ -62,6 +73,20 @@ def common_head(old: list[Piece], new: list[Piece]) -> int:
     while high - low > 1:  # old[:low] == new[:low], and they differ before ``high``
         middle = (low + high) // 2
         if old[low:middle] == new[low:middle]:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def common_tail(old: list[Piece], new: list[Piece]) -> int:
+    """How many trailing pieces two reads share (the same objects), found by halving as :func:`common_head` does."""
+    low, high = 0, min(len(old), len(new))
+    if old[len(old) - high :] == new[len(new) - high :]:
+        return high
+    while high - low > 1:  # the last ``low`` are the same, and they differ within the last ``high``
+        middle = (low + high) // 2
+        if old[len(old) - middle : len(old) - low] == new[len(new) - middle : len(new) - low]:
             low = middle
         else:
             high = middle
@@ -154,7 +179,8 @@ class StructuralChecks:
             return self._all(entries, pieces, archived)
         count = len(last.pieces)
         head = common_head(last.pieces, pieces)  # (the same pieces: the same shape, no need to look)
-        tail = zip(pieces[head:count], last.pieces[head:count], strict=True)  # (len(pieces) >= count, checked above)
+        end = count - min(common_tail(last.pieces, pieces), count - head) if len(pieces) == count else count
+        tail = zip(pieces[head:end], last.pieces[head:end], strict=True)  # (len(pieces) >= count, checked above)
         if not all(_shape(new) == _shape(old) for new, old in tail):
             return self._all(entries, pieces, archived)
         if len(pieces) == count:

@@ -57,6 +57,7 @@ class Decoded:
     pieces: list[Piece] | None
     reused: int = 0
     spans: dict[int, int] = field(default_factory=dict)  # where each top-level task starts -> where it ends
+    tasks_end: int = -1  # where the tasks list ends (after its closing bracket), when there are pieces
 
 
 class Decoder:
@@ -70,6 +71,7 @@ class Decoder:
         self._ends: list[int] = []  # and ended
         self._items: list[Any] = []  # its tasks
         self._spans: dict[int, int] = {}
+        self._tasks_end = -1  # where its tasks list ended (after the closing bracket)
 
     def decode(self, text: str) -> Decoded:
         """The document ``json.loads(text)`` gives (or its error), reusing unchanged tasks of the previous call."""
@@ -79,6 +81,7 @@ class Decoder:
             decoded = None
         if decoded is None:
             self._previous, self._text, self._starts, self._ends, self._items, self._spans = [], "", [], [], [], {}
+            self._tasks_end = -1
             return Decoded(json.loads(text), None)
         pieces = decoded.pieces is not None
         self._previous = decoded.pieces or []
@@ -87,6 +90,7 @@ class Decoder:
         self._ends = list(decoded.spans.values()) if pieces else []
         self._items = decoded.data.get("tasks", []) if pieces else []
         self._spans = decoded.spans if pieces else {}
+        self._tasks_end = decoded.tasks_end if pieces else -1
         return decoded
 
     def _decode(self, text: str) -> Decoded:
@@ -98,6 +102,7 @@ class Decoder:
         pieces: list[Piece] | None = None
         spans: dict[int, int] = {}
         reused = 0
+        tasks_end = -1
         if text[idx : idx + 1] == "}":
             idx += 1
         else:
@@ -111,6 +116,7 @@ class Decoder:
                 idx = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]
                 if key == "tasks" and text[idx : idx + 1] == "[":
                     value, pieces, reused, spans, idx = self._tasks(text, idx)
+                    tasks_end = idx
                 else:
                     value, idx = _scan_once(text, idx)
                     if key == "tasks":
@@ -127,7 +133,9 @@ class Decoder:
                 raise _Unexpected
         if _WS.match(text, idx).end() != len(text):  # type: ignore[union-attr]
             raise _Unexpected
-        return Decoded(data, pieces, reused, spans if pieces is not None else {})
+        if pieces is None:
+            return Decoded(data, None, reused)
+        return Decoded(data, pieces, reused, spans, tasks_end)
 
     def _tasks(self, text: str, idx: int) -> tuple[list[Any], list[Piece], int, dict[int, int], int]:
         """The tasks list at ``text[idx] == '['``: (items, pieces, how many were reused, their spans, end)."""
@@ -164,7 +172,21 @@ class Decoder:
                 if after.group(1):
                     return items, pieces, reused, spans, idx
         self._tasks_at = opened
+        # The tail of the text that is the same as the previous text's: once an item starts there at a place where
+        # one started before, the rest of the list is the previous parse's, each task shifted by ``delta`` (an edit
+        # in the middle of a large queue parses only what lies between the first and last difference).
+        delta = len(text) - len(self._text)
+        same_from = len(text) - _common_suffix(self._text, text) if count and len(self._items) == count else len(text)
+        old_starts = self._starts
         while True:
+            if idx >= same_from:
+                k = bisect.bisect_left(old_starts, idx - delta)
+                if k < count and old_starts[k] == idx - delta:
+                    pieces += previous[k:]
+                    items += self._items[k:]
+                    moved = zip(map(delta.__add__, old_starts[k:]), map(delta.__add__, self._ends[k:]), strict=True)
+                    spans.update(moved)
+                    return items, pieces, reused + count - k, spans, self._tasks_end + delta
             piece = None
             # The expected task unchanged, or the one after it (the expected one was removed). Only objects are
             # reused: an object's text ends where the object ends (a number's text may begin another number's).
@@ -221,6 +243,26 @@ def _common_prefix(old: str, new: str, chunk: int = 1 << 16) -> int:
         while high - low > 1:  # the first difference is in [low, high): halve
             middle = (low + high) // 2
             if old[low:middle] == new[low:middle]:
+                low = middle
+            else:
+                high = middle
+        return low
+    return limit
+
+
+def _common_suffix(old: str, new: str, chunk: int = 1 << 16) -> int:
+    """How many trailing characters ``old`` and ``new`` share (compared a chunk at a time, at C speed)."""
+    limit = min(len(old), len(new))
+    old_end, new_end = len(old), len(new)
+    low = 0  # the last ``low`` characters are the same
+    while low < limit:
+        high = min(limit, low + chunk)
+        if old[old_end - high : old_end - low] == new[new_end - high : new_end - low]:
+            low = high
+            continue
+        while high - low > 1:  # the first difference from the end is within the last ``high`` characters
+            middle = (low + high) // 2
+            if old[old_end - middle : old_end - low] == new[new_end - middle : new_end - low]:
                 low = middle
             else:
                 high = middle

@@ -340,3 +340,34 @@ def test_a_store_knows_its_own_write_from_anyone_elses(tmp_path: Path) -> None:
     with queue.open("a") as handle:  # an edit in place: same inode, new size and times
         handle.write("\n")
     assert not mine.is_own_write()
+
+
+def test_a_whole_document_transaction_hands_on_the_read_s_own_unchanged_tasks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change to one task of 2,000 through ``transaction`` (a private copy of the whole document): the check and
+    the text edit get the read's own objects for the 1,999 others (found by identity, not compared one by one), and
+    only that task's line changes."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    tasks = [{"id": f"T{n}", "status": "done", "priority": 1} for n in range(2000)]
+    queue.write_text(json.dumps({"tasks": tasks}, indent=2))
+    before = queue.read_text()
+    store = QueueStore(queue, parse_retry=0)
+    read = store.read()
+    seen: list[list[Any]] = []
+    check = QueueStore._check_new
+
+    def spying(self: QueueStore, loaded: Any, new: dict[str, Any]) -> Any:
+        seen.append(new["tasks"])
+        return check(self, loaded, new)
+
+    monkeypatch.setattr(QueueStore, "_check_new", spying)
+
+    def change(doc: dict[str, Any]) -> None:
+        doc["tasks"][700]["status"] = "ready"
+        doc["tasks"][900]["priority"] = True  # (equal to 1 in Python and in the text edit: not written)
+
+    store.transaction(change)
+    shared = [a is b for a, b in zip(read.data["tasks"], seen[0], strict=True)]
+    assert shared.count(False) == 1 and not shared[700]
+    assert changed_lines(before, queue.read_text()) == ['-      "status": "done",', '+      "status": "ready",']

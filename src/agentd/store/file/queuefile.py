@@ -285,6 +285,21 @@ def _has_id(task: Any) -> bool:
     return isinstance(task, dict) and isinstance(task.get("id"), str)
 
 
+def _share_unchanged(old: dict[str, Any], new: Any) -> None:
+    """Put the read's own objects back in ``new`` for the top-level tasks a change left equal (``==``, compared in
+    C): what follows (the checks, the text edit) then finds the few changed tasks by identity, as for a
+    :class:`Draft`, instead of comparing thousands of private copies. The text written is the same: an equal task is
+    never rewritten."""
+    old_tasks, new_tasks = old.get("tasks"), new.get("tasks") if isinstance(new, dict) else None
+    if not isinstance(old_tasks, list) or not isinstance(new_tasks, list) or len(old_tasks) != len(new_tasks):
+        return
+    equal = list(map(operator.eq, old_tasks, new_tasks))
+    if all(equal):
+        new["tasks"] = list(old_tasks)
+    elif any(equal):
+        new["tasks"] = [a if same else b for a, b, same in zip(old_tasks, new_tasks, equal, strict=True)]
+
+
 def _own(task: Any) -> Any:
     """A task without its subtasks (each is an entry of its own): what a change to this very task changes."""
     if isinstance(task, dict) and isinstance(task.get("subtasks"), list):
@@ -656,7 +671,9 @@ class QueueStore:
                 new = json.loads(loaded.text)  # the change's own copy: the read shares its parts with other reads
             except ValueError:  # an integer too long for int(): read as the read did
                 new = schema.loads_huge(loaded.text)
-            return new, change(new)
+            result = change(new)
+            _share_unchanged(loaded.data, new)
+            return new, result
 
         with self.locked():
             return self._transaction_locked(whole)

@@ -13,25 +13,23 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from itertools import compress
-from operator import attrgetter
 from typing import Any
 
 from agentd import faults
 from agentd.config import Config
 from agentd.core import control, scheduler, transitions
 from agentd.core.clock import Clock
-from agentd.core.model import Task, refreshed
+from agentd.core.model import Task
 from agentd.core.scheduler import Decision, LeaseObservation, View
 from agentd.core.validate import Finding
 from agentd.core.workflow import Role
 from agentd.run import recovery
 from agentd.run.execution import Executor, Running
+from agentd.run.taskviews import TaskViews
 from agentd.store.base import HeldLease, Snapshot, Store, Txn, new_record
 from agentd.workspaces import settings as workspaces
 
 log = logging.getLogger("agentd.daemon")
-_ID, _STATUS = attrgetter("id"), attrgetter("status")
 
 
 @dataclass(frozen=True)
@@ -104,8 +102,7 @@ class Dispatcher:
         self.executor = executor
         self.clock = clock
         self.instance = instance
-        self._considered = scheduler.considered(config.workflow)
-        self._memo: tuple[list[Task], list[Task], dict[str, Task]] | None = None  # tasks -> (considered, by id)
+        self._views = TaskViews(scheduler.considered(config.workflow))  # (considered, by id), pass to pass
 
     def _view(self, tasks: list[Task], seen: Mapping[str, LeaseObservation], now: datetime, snapshot: Snapshot) -> View:
         # Every member of a cycle is quarantined by the read, so there is no cycle to look for. Selection looks only
@@ -125,14 +122,9 @@ class Dispatcher:
         )
 
     def _considered_of(self, tasks: list[Task]) -> tuple[list[Task], dict[str, Task]]:
-        """The tasks in a status selection considers, and every task by id (made once per list of tasks: a look and
-        the pass after it share the read's)."""
-        memo = self._memo
-        if memo is None or memo[0] is not tasks:
-            # (map, compress and zip loop in C: on a 10,000-task queue a pass builds these several times)
-            wanted = map(self._considered.__contains__, map(_STATUS, tasks))
-            memo = self._memo = (tasks, list(compress(tasks, wanted)), dict(zip(map(_ID, tasks), tasks, strict=True)))
-        return memo[1], memo[2]
+        """The tasks in a status selection considers, and every task by id (patched where the views changed since
+        the last look: see :mod:`agentd.run.taskviews`)."""
+        return self._views.of(tasks)
 
     def _plan(
         self, tasks: list[Task], seen: Mapping[str, LeaseObservation], now: datetime, held: set[str]
@@ -207,7 +199,7 @@ class Dispatcher:
         tasks = snapshot.tasks
         view = self._view(tasks, seen, now, snapshot)
         seen_now = self._measure(snapshot.data, tasks, view, room_cap, count=False)
-        seen_now.stop = scheduler.to_stop(tasks, self.config.workflow, held)
+        seen_now.stop = scheduler.to_stop(self._views.running(tasks, held), self.config.workflow, held)
         seen_now.quarantined = snapshot.quarantined
         stale = self._plan(tasks, seen, now, held | set(snapshot.quarantined))
         unblock = scheduler.to_unblock(self.config.workflow, view)
@@ -241,6 +233,7 @@ class Dispatcher:
             for task_id in acquired:
                 seen.pop(task_id, None)  # our own fresh claims from an earlier try of this transaction
             # The views of the file as read (reused from earlier reads), with the tasks changed since rebuilt.
+            refreshed = self._views.refreshed
             tasks = refreshed(txn.snapshot.tasks, txn.task, (run.task_id for run in done))
             plans = self._plan(tasks, seen, now, held | set(txn.snapshot.quarantined))
             stopped: list[recovery.Recovery] = []
@@ -269,7 +262,8 @@ class Dispatcher:
             result.timers = measured.timers
             if result.room > 0:
                 result.claims = self._claim_all(txn, view, result.room, acquired, now, held)
-            result.stop = scheduler.to_stop(tasks, self.config.workflow, held - {run.task_id for run in done})
+            running = held - {run.task_id for run in done}
+            result.stop = scheduler.to_stop(self._views.running(tasks, running), self.config.workflow, running)
             return result
 
         try:

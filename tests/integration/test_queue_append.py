@@ -161,6 +161,36 @@ def test_a_read_after_a_change_in_the_middle_looks_only_at_the_changed_task(
     assert len(mine.warnings) == 1 and [e.task for e in mine.errors] == ["T1500"]
 
 
+def test_a_save_by_someone_else_after_a_write_of_its_own_costs_what_they_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store writes a task at the end of a 2,000-task queue, then a person saves it with a task in the middle
+    changed: the store's next read looks at that task alone (not at every task between it and the store's own
+    change), and sees what a fresh store sees."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    tasks: list[dict[str, Any]] = [{"id": f"T{n}", "status": "done"} for n in range(2000)]
+    tasks[-1]["status"] = "ready"
+    queue.write_text(json.dumps({"tasks": tasks}, indent=2))
+    store = QueueStore(queue, parse_retry=0)
+    assert len(store.read().tasks) == 2000
+    store.transaction(lambda doc: doc["tasks"][-1].update(status="in_progress"))
+    person = QueueStore(queue, parse_retry=0)
+    person.transaction(lambda doc: doc["tasks"][1000].update(notes="saved by a person"))
+    looked: list[str] = []
+
+    def walk_one(task: Any, path: str, parent: str | None = None) -> Any:
+        looked.append(path)
+        return model.walk_one(task, path, parent)
+
+    monkeypatch.setattr(derived, "walk_one", walk_one)
+    mine = store.read()
+    assert set(looked) == {"$.tasks[1000]", ""} and len(looked) <= 6
+    monkeypatch.undo()
+    fresh = QueueStore(queue, parse_retry=0).read()
+    assert mine.tasks == fresh.tasks and mine.data == fresh.data
+    assert (mine.errors, mine.warnings) == (fresh.errors, fresh.warnings)
+
+
 _edit = st.tuples(st.sampled_from(["append", "insert", "remove", "change", "nest"]), st.integers(0, 50))
 
 

@@ -745,9 +745,32 @@ class QueueStore:
                 # went: the paths of the problems kept would be out of date).
                 if len(new["tasks"]) == len(old["tasks"]):
                     self._validated = (payload, findings)
+                self._remember(payload)
                 return result
             log.info("%s changed while agentd was writing it; re-reading and re-applying", self.path)
         raise Conflict(None, f"{self.path}: the file kept changing under agentd; gave up after {MAX_REAPPLY} tries")
+
+    def _remember(self, payload: bytes) -> None:
+        """Make what this store just wrote the state its next read starts from: parsed now, from the text before
+        (the tasks it did not change are taken as they were), so that the next read finds the same bytes, or a file
+        someone else saved since, compared with what was written, not with the file before this write (an outside
+        save in the middle of a large queue then costs the tasks it changed, not every task after them)."""
+        try:
+            prefix, text, decoded = self._parse(payload)
+            findings = self._validate(payload, decoded)
+        except QueueInvalid:  # (never for a file this store checked and wrote; the next read decides)
+            self._last = None
+            return
+        pieces = decoded.pieces
+        if pieces is not None:  # (what the checks found is known: what they derive from is brought up to date)
+            entries = self._walks.derive(pieces)[0]
+            self._problems.derive(pieces)
+            self._warnings.derive(pieces)
+            self._views.derive(pieces)
+            self._structure.check(entries, pieces, self._archived)
+        self._last = _Loaded(
+            payload, prefix, text, decoded.data, decoded.pieces, decoded.spans, findings, self._archived, self._views
+        )
 
     def _write(self, target: Path, expected: bytes, payload: bytes) -> bool:
         """Atomically replace ``target`` with ``payload`` unless its bytes are no longer ``expected``."""

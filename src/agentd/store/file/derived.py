@@ -64,32 +64,48 @@ class PerPiece(Generic[D]):
         return items, counts
 
 
+# The last pair of reads compared, and what they share: the caches of one store (entries, problems, warnings, views,
+# structure) all compare the same two reads in turn. (One assignment each: a thread sees the old or the new answer.)
+_last_head: tuple[list[Piece], list[Piece], int] = ([], [], 0)
+_last_tail: tuple[list[Piece], list[Piece], int] = ([], [], 0)
+
+
 def common_head(old: list[Piece], new: list[Piece]) -> int:
     """How many leading pieces two reads share (the same objects: a Piece equals only itself), found by halving
     with list comparisons, which run in C."""
+    global _last_head
+    memo = _last_head
+    if memo[0] is old and memo[1] is new:
+        return memo[2]
     low, high = 0, min(len(old), len(new))
     if old[:high] == new[:high]:
-        return high
+        low = high
     while high - low > 1:  # old[:low] == new[:low], and they differ before ``high``
         middle = (low + high) // 2
         if old[low:middle] == new[low:middle]:
             low = middle
         else:
             high = middle
+    _last_head = (old, new, low)
     return low
 
 
 def common_tail(old: list[Piece], new: list[Piece]) -> int:
     """How many trailing pieces two reads share (the same objects), found by halving as :func:`common_head` does."""
+    global _last_tail
+    memo = _last_tail
+    if memo[0] is old and memo[1] is new:
+        return memo[2]
     low, high = 0, min(len(old), len(new))
     if old[len(old) - high :] == new[len(new) - high :]:
-        return high
+        low = high
     while high - low > 1:  # the last ``low`` are the same, and they differ within the last ``high``
         middle = (low + high) // 2
         if old[len(old) - middle : len(old) - low] == new[len(new) - middle : len(new) - low]:
             low = middle
         else:
             high = middle
+    _last_tail = (old, new, low)
     return low
 
 

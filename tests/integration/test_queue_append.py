@@ -4,6 +4,7 @@ what is quarantined is exactly what a full check quarantines."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -220,5 +221,59 @@ def test_a_store_reading_edit_after_edit_sees_what_a_fresh_store_sees(
             tasks[at % len(tasks)]["subtasks"] = [{"id": f"S{step}", "status": "ready"}]
         queue.write_text(json.dumps({"tasks": tasks}, indent=2))
         mine, fresh = store.read(), QueueStore(queue, workflow=workflow, parse_retry=0).read()
+        assert mine.tasks == fresh.tasks
+        assert (mine.errors, mine.warnings) == (fresh.errors, fresh.warnings)
+
+
+_mixed = st.lists(
+    st.tuples(st.sampled_from(["mine", "mine-edit", "theirs", "in-place", "add"]), st.integers(0, 40)),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=_mixed, with_workflow=st.booleans())
+def test_a_store_s_kept_state_is_a_fresh_parse_after_its_own_and_outside_writes(
+    steps: list[tuple[str, int]], with_workflow: bool, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Writes of its own (whole-document and per-task), saves by another process, and in-place rewrites of the same
+    size with the modification time put back, in any order: what the store reads next is what a fresh store
+    reads."""
+    queue = tmp_path_factory.mktemp("mixed") / "SPRINT_QUEUE.json"
+    tasks: list[dict[str, Any]] = [{"id": f"T{n}", "status": "done", "notes": "n"} for n in range(30)]
+    queue.write_text(json.dumps({"tasks": tasks}, indent=2))
+    workflow = build({}, root=queue.parent, path=None).workflow if with_workflow else None
+    store = QueueStore(queue, workflow=workflow, parse_retry=0)
+    other = QueueStore(queue, workflow=workflow, parse_retry=0)
+    store.read()
+    for step, (kind, where) in enumerate(steps):
+        if kind == "mine":
+            store.transaction(lambda doc, n=where, s=step: doc["tasks"][n % len(doc["tasks"])].update(notes=f"m{s}"))
+        elif kind == "mine-edit":
+
+            def change(draft: Any, n: int = where, s: int = step) -> None:
+                raw = draft.task(draft.ids()[n % len(draft.ids())])
+                raw["status"] = "ready" if raw["status"] != "ready" else "odd"
+                raw["notes"] = f"e{s}"
+
+            store.edit(change)
+        elif kind == "theirs":
+            other.transaction(lambda doc, n=where, s=step: doc["tasks"][n % len(doc["tasks"])].update(notes=f"t{s}"))
+        elif kind == "add":
+            other.transaction(lambda doc, s=step: doc["tasks"].append({"id": f"A{s}", "status": "ready"}))
+        else:  # a same-size rewrite in place, its times put back: only the bytes tell
+            info = os.stat(queue)
+            text = queue.read_bytes()
+            at = text.find(b'"notes": "', (where * 997) % len(text))
+            if at < 0:
+                continue
+            at += len(b'"notes": "')
+            flipped = text[:at] + (b"X" if text[at : at + 1] != b"X" else b"Y") + text[at + 1 :]
+            with open(queue, "r+b") as handle:
+                handle.write(flipped)
+            os.utime(queue, ns=(info.st_atime_ns, info.st_mtime_ns))
+        mine, fresh = store.read(), QueueStore(queue, workflow=workflow, parse_retry=0).read()
+        assert mine.data == fresh.data
         assert mine.tasks == fresh.tasks
         assert (mine.errors, mine.warnings) == (fresh.errors, fresh.warnings)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agentd.store.file import jsonedit
 from agentd.store.file.incremental import Decoder
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
@@ -182,3 +183,26 @@ def test_malformed_text_gets_json_loads_own_error(text: str) -> None:
             decoder.decode(text)
     else:
         assert decoder.decode(text).data == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), first=tasks, indent=indents)
+def test_a_decode_told_what_an_edit_kept_gives_what_a_fresh_parse_gives(
+    data: st.DataObject, first: list[Any], indent: Any
+) -> None:
+    """A writer's text edit says how much of the text it kept at the start and the end: the decoder takes that
+    instead of comparing the texts, and the document and the spans are those of a fresh parse."""
+    decoder = Decoder()
+    text = json.dumps({"tasks": first}, indent=indent)
+    decoded = decoder.decode(text)
+    for _ in range(3):
+        assert decoded.pieces is not None
+        new = {"tasks": data.draw(edited(decoded.data["tasks"]))}
+        edited_text, same = jsonedit.apply_where(text, decoded.data, new, decoded.spans)
+        assert edited_text[: same[0]] == text[: same[0]]
+        assert edited_text[len(edited_text) - same[1] :] == text[len(text) - same[1] :]
+        decoded = decoder.decode(edited_text, base=text, same=same)
+        text = edited_text
+        fresh = Decoder().decode(text)
+        assert decoded.data == json.loads(text) == new
+        assert decoded.spans == fresh.spans and decoded.tasks_end == fresh.tasks_end

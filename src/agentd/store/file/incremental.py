@@ -72,9 +72,15 @@ class Decoder:
         self._items: list[Any] = []  # its tasks
         self._spans: dict[int, int] = {}
         self._tasks_end = -1  # where its tasks list ended (after the closing bracket)
+        self._same: tuple[int, int] | None = None  # what this call's text shares with it, when a writer said
 
-    def decode(self, text: str) -> Decoded:
-        """The document ``json.loads(text)`` gives (or its error), reusing unchanged tasks of the previous call."""
+    def decode(self, text: str, *, base: str | None = None, same: tuple[int, int] | None = None) -> Decoded:
+        """The document ``json.loads(text)`` gives (or its error), reusing unchanged tasks of the previous call.
+
+        ``same``: how many characters ``text`` shares at least with ``base`` at its start and at its end (a writer
+        that edited ``base`` knows): used, instead of comparing the texts, when ``base`` is the previous call's very
+        text."""
+        self._same = same if same is not None and base is not None and base is self._text else None
         try:
             decoded = self._decode(text)
         except (_Unexpected, StopIteration, ValueError, RecursionError):
@@ -156,7 +162,7 @@ class Decoder:
         # The tasks before the first character that differs from the previous text are where they were: taken whole
         # (a write usually changes one task or adds one at the end; this skips the loop below for the others).
         if opened == self._tasks_at and count and len(self._items) == count:
-            same = _common_prefix(self._text, text)
+            same = self._same[0] if self._same is not None else _common_prefix(self._text, text)
             # The tasks that end before the first difference (the character after each is the same too: its
             # separator is unchanged).
             expect = bisect.bisect_left(self._ends, same)
@@ -176,7 +182,9 @@ class Decoder:
         # one started before, the rest of the list is the previous parse's, each task shifted by ``delta`` (an edit
         # in the middle of a large queue parses only what lies between the first and last difference).
         delta = len(text) - len(self._text)
-        same_from = len(text) - _common_suffix(self._text, text) if count and len(self._items) == count else len(text)
+        same_from = len(text)
+        if count and len(self._items) == count:
+            same_from -= self._same[1] if self._same is not None else _common_suffix(self._text, text)
         old_starts = self._starts
         while True:
             if idx >= same_from:

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
-__all__ = ["Style", "apply", "detect_style", "dumps"]
+__all__ = ["Style", "apply", "apply_where", "detect_style", "dumps"]
 
 _Edit = tuple[int, int, str]  # replace text[start:end] with the string
 
@@ -174,15 +174,23 @@ def apply(text: str, old: Any, new: Any, spans: Mapping[int, int] | None = None)
     ``spans`` maps the offsets where values of ``text`` start to where they end, for values the caller has found
     already (a queue's tasks, by :mod:`agentd.store.file.incremental`): those are skipped without scanning them again.
     """
+    return apply_where(text, old, new, spans)[0]
+
+
+def apply_where(text: str, old: Any, new: Any, spans: Mapping[int, int] | None = None) -> tuple[str, tuple[int, int]]:
+    """:func:`apply`, and how many characters at the start and at the end of ``text`` the result keeps as they were
+    (at least: the text before the first edit and after the last)."""
     if _same(old, new):
-        return text
+        return text, (len(text), len(text))
     editor = _Editor(text, spans)
     start = editor.ws(0)
     out: list[_Edit] = []
     end = editor.edit(start, old, new, False, out)
     if editor.ws(end) != len(text):
         raise ValueError(f"extra data after the JSON value at offset {editor.ws(end)}")
-    return editor.render(out)
+    if not out:
+        return text, (len(text), len(text))
+    return editor.render(out), (min(e[0] for e in out), len(text) - max(e[1] for e in out))
 
 
 def _identical_head(old: list[Any], new: list[Any]) -> int:

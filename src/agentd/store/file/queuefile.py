@@ -454,7 +454,7 @@ class QueueStore:
             return BOM, text[1:]
         return "", text
 
-    def _parse(self, raw: bytes) -> tuple[str, str, Decoded]:
+    def _parse(self, raw: bytes, edited: tuple[str, tuple[int, int]] | None = None) -> tuple[str, str, Decoded]:
         prefix, text = self._decode(raw)
         if not text or text.isspace():  # (no copy of a 12-MB text, as strip() would make)
             raise _MaybeMidWrite(self.path, None, "empty file (expected a JSON object with a 'tasks' list)")
@@ -462,7 +462,9 @@ class QueueStore:
         # scan of a large file on every read would cost more than the parse of what changed).
         try:
             try:
-                data = self._decoder.decode(text)
+                data = (
+                    self._decoder.decode(text, base=edited[0], same=edited[1]) if edited else self._decoder.decode(text)
+                )
             except json.JSONDecodeError:
                 raise
             except ValueError:  # an integer too long for int() (over 4,300 digits): kept as text, its task quarantined
@@ -732,7 +734,8 @@ class QueueStore:
                 if isinstance(new, _Whole):  # a new queue as a whole: written as a new file, in its own key order
                     payload = render(new)
                 else:
-                    payload = (loaded.prefix + jsonedit.apply(loaded.text, old, new, loaded.spans)).encode("utf-8")
+                    text, same = jsonedit.apply_where(loaded.text, old, new, loaded.spans)
+                    payload = (loaded.prefix + text).encode("utf-8")
             except UnicodeEncodeError as exc:  # a lone surrogate outside any task (a task's own is refused above)
                 reason = f"refusing to write: text agentd cannot encode ({exc.object[exc.start : exc.end]!r})"
                 raise QueueInvalid(self.path, None, reason) from None
@@ -745,18 +748,19 @@ class QueueStore:
                 # went: the paths of the problems kept would be out of date).
                 if len(new["tasks"]) == len(old["tasks"]):
                     self._validated = (payload, findings)
-                self._remember(payload)
+                self._remember(payload, None if isinstance(new, _Whole) else (loaded.text, same))
                 return result
             log.info("%s changed while agentd was writing it; re-reading and re-applying", self.path)
         raise Conflict(None, f"{self.path}: the file kept changing under agentd; gave up after {MAX_REAPPLY} tries")
 
-    def _remember(self, payload: bytes) -> None:
+    def _remember(self, payload: bytes, edited: tuple[str, tuple[int, int]] | None) -> None:
         """Make what this store just wrote the state its next read starts from: parsed now, from the text before
         (the tasks it did not change are taken as they were), so that the next read finds the same bytes, or a file
         someone else saved since, compared with what was written, not with the file before this write (an outside
-        save in the middle of a large queue then costs the tasks it changed, not every task after them)."""
+        save in the middle of a large queue then costs the tasks it changed, not every task after them). ``edited``:
+        the text the write edited, and how much of it at the start and end the edit kept (not compared again)."""
         try:
-            prefix, text, decoded = self._parse(payload)
+            prefix, text, decoded = self._parse(payload, edited)
             findings = self._validate(payload, decoded)
         except QueueInvalid:  # (never for a file this store checked and wrote; the next read decides)
             self._last = None

@@ -30,9 +30,11 @@ import _json
 import difflib
 import json
 import math
+import operator
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from itertools import compress, count
 from typing import Any, cast
 
 __all__ = ["Style", "apply", "apply_where", "detect_style", "dumps"]
@@ -193,19 +195,9 @@ def apply_where(text: str, old: Any, new: Any, spans: Mapping[int, int] | None =
     return editor.render(out), (min(e[0] for e in out), len(text) - max(e[1] for e in out))
 
 
-def _identical_head(old: list[Any], new: list[Any]) -> int:
-    """How many leading items two lists share as the very same objects (found by halving over their ids, in C)."""
-    a, b = list(map(id, old)), list(map(id, new))
-    low, high = 0, min(len(a), len(b))
-    if a[:high] == b[:high]:
-        return high
-    while high - low > 1:  # a[:low] == b[:low], and they differ before ``high``
-        middle = (low + high) // 2
-        if a[low:middle] == b[low:middle]:
-            low = middle
-        else:
-            high = middle
-    return low
+def _identical_head(old: Iterable[Any], new: Iterable[Any], limit: int) -> int:
+    """How many leading items (at most ``limit``) two sequences share as the very same objects (found in C)."""
+    return min(limit, next(compress(count(), map(operator.is_not, old, new)), limit))
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -508,10 +500,10 @@ class _Editor:
             raise ValueError(f"expected an array at offset {pos}")
         n_old, n_new = len(old), len(new)
         shortest = min(n_old, n_new)
-        p = _identical_head(old, new)  # (at C speed: a queue's tasks are mostly the very same objects)
+        p = _identical_head(old, new, shortest)  # (at C speed: a queue's tasks are mostly the very same objects)
         while p < shortest and _same(old[p], new[p]):
             p += 1
-        s = _identical_head(old[p:][::-1], new[p:][::-1])  # (the same, from the end)
+        s = _identical_head(reversed(old), reversed(new), shortest - p)  # (the same, from the end)
         while s < shortest - p and _same(old[n_old - 1 - s], new[n_new - 1 - s]):
             s += 1
         old_mid, new_mid = n_old - p - s, n_new - p - s

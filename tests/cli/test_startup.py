@@ -45,17 +45,17 @@ QUEUE_ONLY = ("subprocess", "agentd.service", "agentd.report")
 # What the click-free path of `queue add`, `queue set-status` and `queue list` (agentd.cli.fast) has no use for: click,
 # the click commands, the scheduler, the lease folder, the journal, the PID files, the store protocols (dataclasses
 # and Protocol classes built at import: milliseconds each), and modules only a rare case needs.
+CLICK = ("click", "agentd.cli.root", "agentd.cli.output", "agentd.cli.queue_cmds", "agentd.cli.background")
 FAST_UNUSED = (
-    "click",
-    "agentd.cli.root",
-    "agentd.cli.output",
-    "agentd.cli.queue_cmds",
+    *CLICK,
     "agentd.core.scheduler",
     "agentd.store.base",
     "agentd.store.file.leases",
     "agentd.store.file.journal",
     "agentd.store.file.pidfile",
     "agentd.hostinfo",
+    "zoneinfo",  # (only for a time zone agentd.toml names)
+    "difflib",  # (only to suggest a status for an unknown one)
 )
 FAST = (
     ("queue", "list"),
@@ -122,6 +122,16 @@ def test_hot_queue_command_imports_neither_click_nor_the_daemon_side(project: ob
     modules = imported(argv, root)
     assert "agentd.cli.fast" in modules  # the probe sees our own imports
     assert heavy(modules, HEAVY + QUEUE_ONLY + FAST_UNUSED) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv", [("status",), ("status", "--json")], ids=" ".join)
+def test_status_imports_no_click(project: object, argv: tuple[str, ...]) -> None:
+    """`status` (output not a terminal) takes the click-free path: neither click nor the click commands are imported."""
+    root = project(small_queue())  # type: ignore[operator]
+    modules = imported(argv, root)
+    assert "agentd.report.status" in modules  # the probe sees the dashboard's imports
+    assert heavy(modules, HEAVY + CLICK) == []
 
 
 def test_version_needs_no_click(tmp_path: Path) -> None:

@@ -1,12 +1,14 @@
-"""The hot commands without click: `queue add`, `queue set-status` and `queue list` as agents and scripts call them.
+"""The hot commands without click: `queue add`, `queue set-status`, `queue list` and `status`, as agents and scripts
+call them.
 
 Every call of the CLI pays its imports before it does anything, and agents call these from inside their tasks (one
-`queue set-status --token` per task). Importing click costs about as much as the command's own work, so
-:func:`run` parses these commands' documented options itself and calls the same library code the click commands call
-(:mod:`agentd.cli.app`, :mod:`agentd.core.edits`, the store). It answers only what it parses exactly as click would;
-for anything else (``--help``, an unknown or repeated-flag option, a value click would refuse or word, a terminal's
-rich table, an output stream that is not UTF-8) it returns None and :func:`agentd.cli.root.main` runs, so every message,
-exit code and output stays click's own. tests/cli/test_fast.py runs the same argv through both paths.
+`queue set-status --token` per task). Importing click costs about as much as the command's own work, so :func:`run`
+parses these commands' documented options itself and calls the same library code the click commands call
+(:mod:`agentd.cli.app`, :mod:`agentd.core.edits`, the store, :mod:`agentd.report.status`). It answers only what it
+parses exactly as click would; for anything else (``--help``, an unknown option, a value click would refuse or word, a
+terminal's rich output, ``status --watch``, an output stream that is not UTF-8) it returns None and
+:func:`agentd.cli.root.main` runs, so every message, exit code and output stays click's own. tests/cli/test_fast.py
+runs the same argv through both paths.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ SET_STATUS: Spec = {
     "--token": ("token", "int"),
     "--force": ("force", "flag"),
 }
+STATUS: Spec = {"--json": ("as_json", "flag")}  # (--watch, --every: click's)
 LIST: Spec = {
     "--status": ("statuses", "many"),
     "--role": ("role", "value"),
@@ -59,7 +62,8 @@ class _Unsure(Exception):
 def _parse(
     args: Sequence[str], spec: Spec, positional: int, *, interspersed: bool = True
 ) -> tuple[dict[str, Any], list[str]]:
-    """Options and positional arguments as click parses them, for the plain cases only (else _Unsure).
+    """Options and ``positional`` arguments (-1: any number) as click parses them, for the plain cases only (else
+    _Unsure).
 
     Without ``interspersed`` (a group's own options), parsing stops at the first positional argument, which is
     returned with everything after it.
@@ -102,7 +106,7 @@ def _parse(
             found.setdefault(dest, []).append(value)
         else:
             found[dest] = value
-    if interspersed and len(rest) != positional:
+    if interspersed and positional >= 0 and len(rest) != positional:
         raise _Unsure(rest)
     return found, rest
 
@@ -218,10 +222,38 @@ def _list(app: App, args: Sequence[str]) -> int:
     return ExitCode.OK
 
 
-COMMANDS: dict[tuple[str, str], Callable[[App, Sequence[str]], int]] = {
+def _status(app: App, args: Sequence[str]) -> int:
+    opts, roles = _parse(args, STATUS, -1)
+    if not opts.get("as_json") and sys.stdout.isatty():
+        raise _Unsure("a terminal")  # rich draws the dashboard there
+    from agentd.cli.status_view import plain_lines
+    from agentd.core.clock import SystemClock
+    from agentd.errors import ExitCode
+    from agentd.report import status as dashboard
+
+    config = app.config
+    for role in roles:
+        config.role(role)  # unknown roles: exit 6 before anything is read
+    data = dashboard.snapshot(config, roles or list(config.roles), SystemClock().now())
+    if opts.get("as_json"):
+        import json
+
+        _echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    else:
+        for line in plain_lines(data):
+            _echo(line)
+    if all(r["running"] for r in data["roles"]):
+        return ExitCode.OK
+    if any(r.get("pid_file_error") for r in data["roles"]):
+        return ExitCode.BAD_DATA  # a PID file that cannot be read: running or not is unknown (LSB's 4 too)
+    return ExitCode.NOT_RUNNING
+
+
+COMMANDS: dict[tuple[str, ...], Callable[[App, Sequence[str]], int]] = {
     ("queue", "add"): _add,
     ("queue", "set-status"): _set_status,
     ("queue", "list"): _list,
+    ("status",): _status,
 }
 
 
@@ -234,7 +266,8 @@ def run(argv: Sequence[str]) -> int | None:
         given, rest = _parse(argv, GLOBAL, 0, interspersed=False)
     except _Unsure:
         return None
-    command = COMMANDS.get((rest[0], rest[1])) if len(rest) >= 2 else None
+    depth = 1 if rest[:1] == ["status"] else 2
+    command = COMMANDS.get(tuple(rest[:depth]))
     if command is None:
         return None
     if "root" not in given and os.environ.get("AGENTD_ROOT"):  # click reads --root from the environment too
@@ -249,7 +282,7 @@ def run(argv: Sequence[str]) -> int | None:
 
     app = App(**given, verbose=0)
     try:
-        return command(app, rest[2:])
+        return command(app, rest[depth:])
     except _Unsure:
         return None
 

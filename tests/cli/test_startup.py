@@ -127,11 +127,12 @@ def test_hot_queue_command_imports_neither_click_nor_the_daemon_side(project: ob
 @pytest.mark.slow
 @pytest.mark.parametrize("argv", [("status",), ("status", "--json")], ids=" ".join)
 def test_status_imports_no_click(project: object, argv: tuple[str, ...]) -> None:
-    """`status` (output not a terminal) takes the click-free path: neither click nor the click commands are imported."""
+    """`status` (output not a terminal) takes the click-free path: neither click nor the click commands are imported,
+    nor subprocess (only starting a daemon needs it)."""
     root = project(small_queue())  # type: ignore[operator]
     modules = imported(argv, root)
     assert "agentd.report.status" in modules  # the probe sees the dashboard's imports
-    assert heavy(modules, HEAVY + CLICK) == []
+    assert heavy(modules, (*HEAVY, *CLICK, "subprocess")) == []
 
 
 def test_version_needs_no_click(tmp_path: Path) -> None:

@@ -1,22 +1,23 @@
 """``python -m agentd`` and the ``agentd`` console script.
 
-``agentd --version`` answers here, before click or any other module is imported (scripts call it to probe for agentd).
+``agentd --version`` answers here, before click or any other module is imported (scripts call it to probe for agentd);
+the hot queue commands take the click-free path of :mod:`agentd.cli.fast`, which hands everything else to click.
 """
 
 import sys
 
 
 def main() -> None:
-    """Entry point: the version at once, else the click CLI (:func:`agentd.cli.main`)."""
+    """Entry point: the version at once, else the fast path or the click CLI (:func:`agentd.cli.fast.main`)."""
     if sys.argv[1:] == ["--version"]:
         from agentd import __version__
 
         sys.stdout.write(f"agentd, version {__version__}\n")
         sys.stdout.flush()
         sys.exit(0)
-    from agentd.cli import main as cli_main
+    from agentd.cli import fast
 
-    cli_main()
+    fast.main(sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agentd import schema
 from agentd.core.duration import parse_duration
@@ -320,7 +319,7 @@ def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
         log=LogConfig(**log),
         store=str(data.get("store", defaults["store"])),
         workspaces=workspaces,
-        timezone=_timezone(data.get("timezone", "UTC"), config_file),
+        timezone=_timezone(data["timezone"], config_file) if "timezone" in data else "UTC",
         sources=sources,
         automation=automation,
     )
@@ -342,6 +341,8 @@ def _check_waiting(workflow: Workflow, path: Path) -> None:
 
 def _timezone(name: str, path: Path) -> str:
     """The time zone named in agentd.toml, checked (ConfigInvalid naming ``$.timezone`` when unknown)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # (reading the zone costs a CLI call milliseconds)
+
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):

@@ -25,6 +25,7 @@ SchemaName = Literal["queue", "task", "lease", "config", "result"]
 NAMES: tuple[SchemaName, ...] = ("queue", "task", "lease", "config", "result")
 
 
+@functools.cache
 def schema_dir() -> Path:
     """Where the schemas are: inside the installed package, else the source tree's top-level ``schemas/``.
 
@@ -167,7 +168,13 @@ def _checker(name: SchemaName) -> Any | None:
     """The stdlib checker of one schema (None where it does not handle the schema)."""
     from agentd import schemacheck
 
-    return schemacheck.compile_schema(_bare(load(name)), [_bare(load(each)) for each in NAMES], _STDLIB_KEYWORDS)
+    return schemacheck.compile_schema(_bare(load(name)), [], _STDLIB_KEYWORDS, _by_id)
+
+
+def _by_id(uri: str) -> dict[str, Any] | None:
+    """The schema whose ``$id`` is ``uri`` (``urn:agentd:schema:<name>``), loaded when a ``$ref`` first needs it."""
+    prefix, _, name = uri.rpartition(":")
+    return _bare(load(name)) if prefix == "urn:agentd:schema" and name in NAMES else None
 
 
 def stdlib_verdict(instance: Any, name: SchemaName) -> bool | None:

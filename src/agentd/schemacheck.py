@@ -62,12 +62,20 @@ def _equal_to(target: Any) -> Check:
 
 
 class _Compiler:
-    def __init__(self, resources: Mapping[str, dict[str, Any]], keywords: Mapping[str, Callable[[Any], bool]]) -> None:
-        self.resources = dict(resources)  # $id -> schema (nested $ids included)
+    def __init__(
+        self,
+        resources: Mapping[str, dict[str, Any]],
+        keywords: Mapping[str, Callable[[Any], bool]],
+        find: Callable[[str], dict[str, Any] | None] | None = None,
+        *,
+        eager: bool = False,
+    ) -> None:
+        self.resources = dict(resources)  # $id -> schema (nested $ids included once collected)
         self.keywords = keywords  # x-agentd-*: value -> whether it is fine
+        self.find = find  # a schema by $id, for one not among the resources
+        self.eager = eager
         self.compiled: dict[int, Check] = {}
-        for schema in list(resources.values()):
-            self._collect(schema)
+        self.collected = False
 
     def _collect(self, node: Any) -> None:
         if isinstance(node, dict):
@@ -78,6 +86,33 @@ class _Compiler:
         elif isinstance(node, list):
             for value in node:
                 self._collect(value)
+
+    def _resource(self, uri: str) -> dict[str, Any] | None:
+        """The schema whose ``$id`` is ``uri``: a resource, one ``find`` loads, or one nested in either."""
+        if uri not in self.resources and self.find is not None:
+            found = self.find(uri)
+            if found is not None:
+                self.resources[uri] = found
+                self._collect(found)
+        if uri not in self.resources and not self.collected:
+            self.collected = True
+            for schema in list(self.resources.values()):
+                self._collect(schema)
+        return self.resources.get(uri)
+
+    def sub(self, schema: Any, root: dict[str, Any]) -> Check:
+        """A subschema's check, compiled when first used (a 20-task queue uses a few of the config schema's many
+        branches: compiling all of them cost more than checking), or at once when ``eager``."""
+        if self.eager:
+            return self.compile(schema, root)
+        slot: list[Check] = []
+
+        def check(value: Any) -> bool:
+            if not slot:
+                slot.append(self.compile(schema, root))
+            return slot[0](value)
+
+        return check
 
     def compile(self, schema: Any, root: dict[str, Any]) -> Check:
         if schema is True:
@@ -94,7 +129,11 @@ class _Compiler:
         self.compiled[key] = lambda v: slot[0](v)
         if isinstance(schema.get("$id"), str):
             root = schema
-        found = [self._keyword(name, value, schema, root) for name, value in schema.items() if name not in _ANNOTATIONS]
+        try:
+            found = [self._keyword(k, value, schema, root) for k, value in schema.items() if k not in _ANNOTATIONS]
+        except BaseException:
+            del self.compiled[key]  # (not a placeholder that would never be filled)
+            raise
         checks = [check for check in found if check is not None]
 
         def check(value: Any) -> bool:
@@ -106,7 +145,7 @@ class _Compiler:
 
     def _resolve(self, ref: str, root: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         base, _, pointer = ref.partition("#")
-        target = root if not base else self.resources.get(base)
+        target = root if not base else self._resource(base)
         if target is None:
             raise Unsupported(f"$ref {ref!r}")
         resource = target
@@ -129,26 +168,26 @@ class _Compiler:
             return lambda v: any(kind(v) for kind in kinds)
         if name == "$ref":
             target, resource = self._resolve(value, root)
-            return self.compile(target, resource)
+            return self.sub(target, resource)
         if name == "required":
             needed = list(value)
             return lambda v: not isinstance(v, dict) or all(k in v for k in needed)
         if name == "properties":
-            props = {k: self.compile(s, root) for k, s in value.items()}
+            props = {k: self.sub(s, root) for k, s in value.items()}
             return lambda v: not isinstance(v, dict) or all(props[k](v[k]) for k in v.keys() & props.keys())
         if name == "additionalProperties":
             if "patternProperties" in schema:
                 raise Unsupported("patternProperties")
             known = frozenset(schema.get("properties", {}))
-            extra = self.compile(value, root)
+            extra = self.sub(value, root)
             return lambda v: not isinstance(v, dict) or all(extra(v[k]) for k in v.keys() - known)
         if name == "propertyNames":
-            names_ok = self.compile(value, root)
+            names_ok = self.sub(value, root)
             return lambda v: not isinstance(v, dict) or all(names_ok(k) for k in v)
         if name == "items":
             if "prefixItems" in schema:
                 raise Unsupported("prefixItems")
-            item = self.compile(value, root)
+            item = self.sub(value, root)
             return lambda v: not isinstance(v, list) or all(item(x) for x in v)
         if name in _BOUNDS:
             if not _is_number(value):
@@ -161,7 +200,7 @@ class _Compiler:
             matches = [_equal_to(each) for each in (value if name == "enum" else [value])]
             return lambda v: any(match(v) for match in matches)
         if name in ("oneOf", "not"):
-            subs = [self.compile(s, root) for s in (value if name == "oneOf" else [value])]
+            subs = [self.sub(s, root) for s in (value if name == "oneOf" else [value])]
             if name == "not":
                 return lambda v: not subs[0](v)
             return lambda v: sum(1 for sub in subs if sub(v)) == 1
@@ -188,22 +227,31 @@ class _Compiler:
 
 
 def compile_schema(
-    schema: dict[str, Any], others: list[dict[str, Any]], keywords: Mapping[str, Callable[[Any], bool]]
+    schema: dict[str, Any],
+    others: list[dict[str, Any]],
+    keywords: Mapping[str, Callable[[Any], bool]],
+    find: Callable[[str], dict[str, Any] | None] | None = None,
+    *,
+    eager: bool = False,
 ) -> Check | None:
     """A function telling whether an instance is valid against ``schema`` (``others``: the schemas its ``$ref``\\ s may
-    name by ``$id``; ``keywords``: agentd's own keywords, each a test of a value), or None when the schema uses a
-    keyword or a constant this checker does not handle."""
-    resources = {s["$id"]: s for s in others if isinstance(s.get("$id"), str)}
+    name by ``$id``, and ``find`` for one not among them; ``keywords``: agentd's own keywords, each a test of a value),
+    or None when the schema uses a keyword or a constant this checker does not handle.
+
+    Subschemas compile on first use unless ``eager``: something unsupported found then makes :func:`judge` answer None
+    (cannot tell), as for a schema refused here.
+    """
+    resources = {s["$id"]: s for s in [schema, *others] if isinstance(s.get("$id"), str)}
     try:
-        return _Compiler(resources, keywords).compile(schema, schema)
+        return _Compiler(resources, keywords, find, eager=eager).compile(schema, schema)
     except (Unsupported, re.error, TypeError, AttributeError):
         return None
 
 
 def judge(check: Check, instance: Any) -> bool | None:
     """``check(instance)``, or None when it cannot tell (nested too deeply for Python's stack, a value it cannot
-    compare)."""
+    compare, a part of the schema this checker does not handle, found when first used)."""
     try:
         return check(instance)
-    except (RecursionError, TypeError, ValueError, OverflowError):
+    except (RecursionError, TypeError, ValueError, OverflowError, Unsupported, re.error, AttributeError):
         return None

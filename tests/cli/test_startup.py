@@ -42,6 +42,27 @@ HEAVY = (
 READER = ("tenacity", "jsonschema", "referencing")
 # What a queue command (not `status`) has no use for: processes and the background service.
 QUEUE_ONLY = ("subprocess", "agentd.service", "agentd.report")
+# What the click-free path of `queue add`, `queue set-status` and `queue list` (agentd.cli.fast) has no use for: click,
+# the click commands, the scheduler, the lease folder, the journal, the PID files, the store protocols (dataclasses
+# and Protocol classes built at import: milliseconds each), and modules only a rare case needs.
+CLICK = ("click", "agentd.cli.root", "agentd.cli.output", "agentd.cli.queue_cmds", "agentd.cli.background")
+FAST_UNUSED = (
+    *CLICK,
+    "agentd.core.scheduler",
+    "agentd.store.base",
+    "agentd.store.file.leases",
+    "agentd.store.file.journal",
+    "agentd.store.file.pidfile",
+    "agentd.hostinfo",
+    "zoneinfo",  # (only for a time zone agentd.toml names)
+    "difflib",  # (only to suggest a status for an unknown one)
+)
+FAST = (
+    ("queue", "list"),
+    ("queue", "list", "--json"),
+    ("queue", "add", "N1", "--title", "New"),
+    ("queue", "set-status", "B1", "blocked", "--force"),
+)
 
 LIGHT = (
     ("--version",),
@@ -89,6 +110,29 @@ def test_light_command_imports_no_heavy_module(project: object, argv: tuple[str,
     modules = imported(argv, root)
     assert "agentd" in modules  # the probe sees our own imports
     assert heavy(modules, HEAVY + (QUEUE_ONLY if argv[0] == "queue" else ())) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv", FAST, ids=" ".join)
+def test_hot_queue_command_imports_neither_click_nor_the_daemon_side(project: object, argv: tuple[str, ...]) -> None:
+    """`queue add`, `queue set-status` and `queue list` (output not a terminal) take the click-free path and import
+    neither click nor the scheduler, the lease folder, the journal, the PID files or the store protocols."""
+    doc = small_queue()
+    root = project(doc)  # type: ignore[operator]
+    modules = imported(argv, root)
+    assert "agentd.cli.fast" in modules  # the probe sees our own imports
+    assert heavy(modules, HEAVY + QUEUE_ONLY + FAST_UNUSED) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv", [("status",), ("status", "--json")], ids=" ".join)
+def test_status_imports_no_click(project: object, argv: tuple[str, ...]) -> None:
+    """`status` (output not a terminal) takes the click-free path: neither click nor the click commands are imported,
+    nor subprocess (only starting a daemon needs it)."""
+    root = project(small_queue())  # type: ignore[operator]
+    modules = imported(argv, root)
+    assert "agentd.report.status" in modules  # the probe sees the dashboard's imports
+    assert heavy(modules, (*HEAVY, *CLICK, "subprocess")) == []
 
 
 def test_version_needs_no_click(tmp_path: Path) -> None:

@@ -234,10 +234,31 @@ def test_a_valid_document_is_judged_without_jsonschema() -> None:
 
 
 def test_the_stdlib_checker_handles_every_schema_of_agentd() -> None:
-    """Every schema agentd ships compiles to the stdlib checker (a new keyword there would silently cost jsonschema-rs
-    on every CLI call)."""
+    """Every schema agentd ships compiles to the stdlib checker, every branch of it (a new keyword there would silently
+    cost jsonschema-rs on every CLI call)."""
+    from agentd import schemacheck
+
     for name in schema.NAMES:
         assert schema._checker(name) is not None, name
+        whole = schemacheck.compile_schema(
+            schema._bare(schema.load(name)), [], schema._STDLIB_KEYWORDS, schema._by_id, eager=True
+        )
+        assert whole is not None, name
+
+
+def test_a_branch_the_stdlib_checker_cannot_judge_is_left_to_the_validators() -> None:
+    """A keyword the stdlib checker does not handle, deep in a branch compiled only when first used, makes it answer
+    "cannot tell" when an instance reaches it (never a wrong verdict, never an exception), and "unsupported" when
+    compiled at once."""
+    from agentd import schemacheck
+
+    odd = {"type": "object", "properties": {"a": {"type": "object", "properties": {"b": {"dependentRequired": {}}}}}}
+    check = schemacheck.compile_schema(odd, [], {})
+    assert check is not None
+    assert schemacheck.judge(check, {"x": 1}) is True
+    assert schemacheck.judge(check, {"a": {"b": 1}}) is None
+    assert schemacheck.judge(check, {"a": {"b": 1}}) is None  # (and again: the failed compile left nothing behind)
+    assert schemacheck.compile_schema(odd, [], {}, eager=True) is None
 
 
 @given(st.sampled_from(["queue", "lease", "result", "config", "task"]), _tops | _leases | _tasks | _json)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,16 +12,32 @@ if TYPE_CHECKING:  # imported when first used: `agentd --version` and `--help` n
     from agentd.store.base import Store
 
 
-@dataclass
 class App:
-    """Global options, resolved lazily (so `--help` never reads a file)."""
+    """Global options, resolved lazily (so `--help` never reads a file).
 
-    root: str | None = None
-    queue: str | None = None
-    config_path: str | None = None
-    verbose: int = 0
-    store_kind: str | None = None  # --store
-    _config: Config | None = field(default=None, repr=False)
+    A plain class, not a dataclass: building one at import costs a CLI call about a millisecond.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        queue: str | None = None,
+        config_path: str | None = None,
+        verbose: int = 0,
+        store_kind: str | None = None,  # --store
+    ) -> None:
+        self.root = root
+        self.queue = queue
+        self.config_path = config_path
+        self.verbose = verbose
+        self.store_kind = store_kind
+        self._config: Config | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"App(root={self.root!r}, queue={self.queue!r}, config_path={self.config_path!r}, "
+            f"verbose={self.verbose!r}, store_kind={self.store_kind!r})"
+        )
 
     @property
     def config(self) -> Config:

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from agentd.cli.queue_ops import plain_table
+
 if TYPE_CHECKING:  # rich costs ~20 ms to import: only a terminal's output needs it
     from rich.console import Console
 
@@ -81,10 +83,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str |
         return
     if title:
         click.echo(title)
-    widths = [max(len(h), *(len(row[i]) for row in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
-    for row in cells:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    for line in plain_table(headers, cells):
+        click.echo(line)
 
 
 def warn(message: str) -> None:

@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from agentd.cli.app import App
 from agentd.cli.output import Group, emit_json, info, table, warn
+from agentd.cli.queue_ops import LIST_HEADERS, list_rows, task_json, transact
 from agentd.core import edits
-from agentd.core.model import Task
-from agentd.core.validate import Finding
 from agentd.errors import ExitCode, TaskNotFound, display_path
 
-if TYPE_CHECKING:
-    from agentd.store.base import Txn
-
 pass_app = click.make_pass_decorator(App)
-
-
-def transact(app: App, change: Callable[[Txn], Any]) -> Any:
-    """Run a change on the project's queue; an unknown task id names the file, as every read command does."""
-    store = app.store()
-    try:
-        return store.transaction(change)
-    except TaskNotFound as exc:
-        raise TaskNotFound(exc.task_id, store.where) from None
 
 
 @click.group(
@@ -97,22 +83,6 @@ def validate(app: App, path: Path | None, as_json: bool) -> int:
     return code
 
 
-def _task_json(task: Task, quarantined: Mapping[str, Finding]) -> dict[str, Any]:
-    return {
-        "id": task.id,
-        "status": task.status,
-        "title": task.title,
-        "type": task.type,
-        "priority": task.priority,
-        "agent": task.agent,
-        "dependencies": list(task.dependencies),
-        "attempts": task.attempts,
-        "parent": task.parent,
-        "path": task.path,
-        "quarantined": quarantined[task.id].text if task.id in quarantined else None,
-    }
-
-
 @queue.command(name="list")
 @click.option("--status", "statuses", multiple=True, help="Only tasks in this status (repeatable).")
 @click.option("--role", help="Only tasks this role claims or works on.")
@@ -136,20 +106,9 @@ def list_(app: App, statuses: tuple[str, ...], role: str | None, as_json: bool) 
         tasks = [t for t in tasks if t.status in spec.claims or t.status == spec.working]
     bad = snapshot.quarantined
     if as_json:
-        emit_json([_task_json(t, bad) for t in tasks])
+        emit_json([task_json(t, bad) for t in tasks])
         return ExitCode.OK
-    rows = [
-        [
-            ("  " if t.parent and t.path.count("subtasks") else "") + t.id,
-            f"{t.status} (quarantined)" if t.id in bad else t.status,
-            t.priority,
-            t.type,
-            t.agent,
-            t.title,
-        ]
-        for t in tasks
-    ]
-    table(["id", "status", "prio", "type", "agent", "title"], rows)
+    table(LIST_HEADERS, list_rows(tasks, bad))
     if bad:
         warn(f"{len(bad)} task(s) quarantined: `agentd queue validate` says why")
     return ExitCode.OK

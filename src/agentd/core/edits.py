@@ -7,7 +7,6 @@ decide from what the transaction shows.
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -75,6 +74,8 @@ def check_status(status: str, workflow: Workflow) -> None:
     known = workflow.known_statuses()
     if status in known:
         return
+    import difflib  # (only for a status nobody knows)
+
     close = difflib.get_close_matches(status, sorted(known), n=1, cutoff=0.6)
     raise UnknownStatus(status, close[0] if close else None)
 

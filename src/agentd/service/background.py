@@ -13,13 +13,12 @@ import json
 import os
 import select
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentd.config import Config
 from agentd.errors import ExitCode
@@ -27,6 +26,9 @@ from agentd.hostinfo import process_start
 from agentd.store import open_store
 from agentd.store.file.journal import follow as follow  # (tails role logs too)
 from agentd.store.file.pidfile import PidInfo, Probe, pid_path, probe, role_of
+
+if TYPE_CHECKING:  # (imported where a daemon is started: `agentd status` starts none)
+    import subprocess
 
 START_TIMEOUT = 60.0
 
@@ -185,6 +187,8 @@ def _detached(config: Config, name: str, tail: list[str], log: Path, verbose: in
     argv += [*tail, "--ready-fd", str(write_end)]
     inherited = ("AGENTD_ROOT", "AGENTD_QUEUE", "AGENTD_CONFIG")  # the argv says which project: nothing else may
     env = {key: value for key, value in os.environ.items() if key not in inherited}
+    import subprocess
+
     try:
         with open(log, "ab") as output:
             proc = subprocess.Popen(

@@ -27,7 +27,6 @@ checked against the text, so a stale ``old`` yields a wrong document, not an err
 from __future__ import annotations
 
 import _json
-import difflib
 import json
 import math
 import operator
@@ -266,6 +265,8 @@ def _align(old: list[Any], new: list[Any], start: int, old_end: int, new_end: in
         if old_end - i == new_end - j or i == old_end or j == new_end:
             blocks.append((i, old_end, j, new_end))
         else:
+            import difflib  # (rarely needed: not imported by every CLI call)
+
             matcher = difflib.SequenceMatcher(
                 None,
                 [_fingerprint(v) for v in old[i:old_end]],

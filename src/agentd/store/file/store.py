@@ -22,19 +22,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from agentd.config import Config
 from agentd.core.clock import Clock, SystemClock
-from agentd.core.scheduler import LeaseObservation
-from agentd.core.workflow import Workflow
 from agentd.errors import FileAccessError, StateInvalid
-from agentd.store.base import Event, Filter, LeaseRecord, Probe
 from agentd.store.file.atomic import replace_file
-from agentd.store.file.journal import Journal, LiveMark, follow, parse_line, read_events
-from agentd.store.file.leases import Held, LeaseDir
-from agentd.store.file.pidfile import PidFile, all_pid_files, pid_path, probe
 from agentd.store.file.queuefile import Draft, QueueStore, Snapshot
 
 if TYPE_CHECKING:
+    # Imported where first used: `agentd queue add` and `queue set-status` change the queue alone, and the scheduler,
+    # the lease folder, the journal and the PID files cost a CLI call as much as its own work (docs/benchmarks.md).
+    from agentd.config import Config
+    from agentd.core.scheduler import LeaseObservation
+    from agentd.core.workflow import Workflow
+    from agentd.store.base import Event, Filter, LeaseRecord, Probe
+    from agentd.store.file.journal import Journal
+    from agentd.store.file.leases import Held, LeaseDir
+    from agentd.store.file.pidfile import PidFile
     from agentd.store.file.watch import Watcher
 
 log = logging.getLogger(__name__)
@@ -136,10 +138,19 @@ class FileStore:
         self.queue = QueueStore(
             queue_path or config.queue_path, workflow=config.workflow, lock_timeout=config.lock_timeout
         )
-        self.leasedir = LeaseDir(config.leases_dir, config.root, self.clock)
+        self._leasedir: LeaseDir | None = None
         self.journal_path = config.state_dir / "events.jsonl"
         self.run_dir = config.state_dir / "run"
         self.state_path = config.state_dir / STATE_NAME
+
+    @property
+    def leasedir(self) -> LeaseDir:
+        """The lease folder (opened on first use)."""
+        if self._leasedir is None:
+            from agentd.store.file.leases import LeaseDir
+
+            self._leasedir = LeaseDir(self.config.leases_dir, self.config.root, self.clock)
+        return self._leasedir
 
     # -- the queue -----------------------------------------------------------------------------------------------------
 
@@ -215,6 +226,8 @@ class FileStore:
     # -- the journal ---------------------------------------------------------------------------------------------------
 
     def journal(self, role: str | None = None, logger: Any = None) -> Journal:
+        from agentd.store.file.journal import Journal
+
         return Journal(
             self.journal_path,
             self.clock,
@@ -225,9 +238,13 @@ class FileStore:
         )
 
     def events(self, where: Filter | None = None) -> Iterator[Event]:
+        from agentd.store.file.journal import read_events
+
         return read_events(self.journal_path, where)
 
     def follow(self, where: Filter | None = None) -> tuple[Iterator[Event], Iterator[Event]]:
+        from agentd.store.file.journal import LiveMark, follow, parse_line, read_events
+
         mark = LiveMark()
         backlog = read_events(self.journal_path, where, mark=mark)
 
@@ -244,6 +261,8 @@ class FileStore:
     # -- daemons -------------------------------------------------------------------------------------------------------
 
     def daemons(self) -> list[Probe]:
+        from agentd.store.file.pidfile import all_pid_files, probe
+
         return [probe(path) for path in all_pid_files(self.run_dir)]
 
     def register(
@@ -257,6 +276,8 @@ class FileStore:
         boot: float | None = None,
         beat_every: float | None = None,
     ) -> PidFile:
+        from agentd.store.file.pidfile import PidFile, pid_path
+
         held = PidFile(pid_path(self.run_dir, role, instance), role, instance)
         held.acquire(started=started, interval=interval, log=log, boot=boot, beat_every=beat_every)
         return held
@@ -331,4 +352,5 @@ class FileStore:
         return _Watching(watcher) if watcher.start() else None
 
     def close(self) -> None:
-        self.leasedir.close()
+        if self._leasedir is not None:
+            self._leasedir.close()

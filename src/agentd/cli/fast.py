@@ -1,0 +1,320 @@
+"""The hot commands without click: `queue add`, `queue set-status`, `queue list` and `status`, as agents and scripts
+call them.
+
+Every call of the CLI pays its imports before it does anything, and agents call these from inside their tasks (one
+`queue set-status --token` per task). Importing click costs about as much as the command's own work, so :func:`run`
+parses these commands' documented options itself and calls the same library code the click commands call
+(:mod:`agentd.cli.app`, :mod:`agentd.core.edits`, the store, :mod:`agentd.report.status`). It answers only what it
+parses exactly as click would; for anything else (``--help``, an unknown option, a value click would refuse or word, a
+terminal's rich output, ``status --watch``, an output stream that is not UTF-8) it returns None and
+:func:`agentd.cli.root.main` runs, so every message, exit code and output stays click's own. tests/cli/test_fast.py
+runs the same argv through both paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentd.cli.app import App
+
+# A command's options: name -> (destination, kind); kind "value" (the last one given wins, as in click), "many"
+# (repeatable), "flag" or "int" (a value converted by int(), as click's INT type does).
+Spec = dict[str, tuple[str, str]]
+
+GLOBAL: Spec = {
+    "--root": ("root", "value"),
+    "--queue": ("queue", "value"),
+    "--config": ("config_path", "value"),
+    "--store": ("store_kind", "value"),
+}
+ADD: Spec = {
+    "--title": ("title", "value"),
+    "--type": ("task_type", "value"),
+    "--status": ("status", "value"),
+    "--priority": ("priority", "int"),
+    "--depends-on": ("depends_on", "many"),
+    "--prompt": ("prompt", "value"),
+    "--parent": ("parent", "value"),
+    "--force": ("force", "flag"),
+}
+SET_STATUS: Spec = {
+    "--note": ("note", "value"),
+    "--token": ("token", "int"),
+    "--force": ("force", "flag"),
+}
+STATUS: Spec = {"--json": ("as_json", "flag")}  # (--watch, --every: click's)
+LIST: Spec = {
+    "--status": ("statuses", "many"),
+    "--role": ("role", "value"),
+    "--json": ("as_json", "flag"),
+}
+
+
+class _Unsure(Exception):
+    """Not a command line this module answers exactly as click would: click answers it."""
+
+
+def _parse(
+    args: Sequence[str], spec: Spec, positional: int, *, interspersed: bool = True
+) -> tuple[dict[str, Any], list[str]]:
+    """Options and ``positional`` arguments (-1: any number) as click parses them, for the plain cases only (else
+    _Unsure).
+
+    Without ``interspersed`` (a group's own options), parsing stops at the first positional argument, which is
+    returned with everything after it.
+    """
+    found: dict[str, Any] = {}
+    rest: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        index += 1
+        if not arg.startswith("-") or arg == "-":
+            if not interspersed:
+                return found, list(args[index - 1 :])
+            rest.append(arg)
+            continue
+        name, eq, attached = arg.partition("=")
+        if name not in spec:
+            raise _Unsure(arg)  # --help, -h, --, an unknown option: click words it
+        dest, kind = spec[name]
+        if kind == "flag":
+            if eq:
+                raise _Unsure(arg)
+            found[dest] = True
+            continue
+        if eq:
+            value = attached
+        elif index < len(args):
+            value = args[index]
+            index += 1
+        else:
+            raise _Unsure(arg)  # "requires an argument"
+        if value.startswith("-") and not eq:
+            raise _Unsure(value)  # a value that looks like an option: let click decide
+        if kind == "int":
+            try:
+                found[dest] = int(value)
+            except ValueError:
+                raise _Unsure(value) from None
+        elif kind == "many":
+            found.setdefault(dest, []).append(value)
+        else:
+            found[dest] = value
+    if interspersed and positional >= 0 and len(rest) != positional:
+        raise _Unsure(rest)
+    return found, rest
+
+
+# click.Path's checks of the global options' values (a folder for --root, a file for --queue and --config).
+PATHS = {"root": (False, True), "queue": (True, False), "config_path": (True, False)}
+
+
+def _path_ok(value: str, file_okay: bool, dir_okay: bool) -> bool:
+    """Whether click.Path (exists=False, readable) takes ``value`` without a word."""
+    import stat
+
+    try:
+        st = os.stat(value)
+    except OSError:
+        return True
+    if (not file_okay and stat.S_ISREG(st.st_mode)) or (not dir_okay and stat.S_ISDIR(st.st_mode)):
+        return False
+    return os.access(value, os.R_OK)
+
+
+def _utf8(stream: Any) -> bool:
+    encoding = str(getattr(stream, "encoding", "") or "").lower().replace("-", "").replace("_", "")
+    return encoding == "utf8"
+
+
+def _echo(message: str, *, err: bool = False) -> None:
+    """click.echo: one line, ANSI codes removed when the stream is not a terminal, flushed."""
+    stream = sys.stderr if err else sys.stdout
+    if "\x1b" in message and not stream.isatty():
+        import re
+
+        message = re.sub(r"\033\[[0-?]*[ -/]*[@-~]", "", message)  # click's own pattern
+    stream.write(message + "\n")
+    stream.flush()
+
+
+def _warn(message: str) -> None:
+    _echo(f"agentd: warning: {message}", err=True)
+
+
+def _add(app: App, args: Sequence[str]) -> int:
+    from agentd.cli.queue_ops import transact
+    from agentd.core import edits
+    from agentd.errors import ExitCode
+
+    opts, (task_id,) = _parse(args, ADD, 1)
+    if "title" not in opts:
+        raise _Unsure("--title")  # "Missing option '--title'"
+    status = opts.get("status", "ready")
+    if not opts.get("force"):
+        edits.check_status(status, app.config.workflow)
+    task = edits.new_task(
+        task_id,
+        title=opts["title"],
+        status=status,
+        task_type=opts.get("task_type"),
+        priority=opts.get("priority"),
+        dependencies=tuple(opts.get("depends_on", ())),
+        prompt=opts.get("prompt"),
+    )
+    parent = opts.get("parent")
+    transact(app, lambda txn: edits.add(txn, dict(task), parent))
+    if status not in app.config.workflow.known_statuses():
+        _warn(f"status {status!r} is not claimed or produced by any role")
+    _echo(f"added {task_id} ({status})")
+    return ExitCode.OK
+
+
+def _set_status(app: App, args: Sequence[str]) -> int:
+    from agentd.cli.queue_ops import transact
+    from agentd.core import edits
+    from agentd.errors import ExitCode
+
+    opts, (task_id, status) = _parse(args, SET_STATUS, 2)
+    if not opts.get("force"):
+        edits.check_status(status, app.config.workflow)
+    note, token = opts.get("note"), opts.get("token")
+    old = transact(app, lambda txn: edits.set_status(txn, task_id, status, note=note, token=token))
+    if status not in app.config.workflow.known_statuses():
+        _warn(f"status {status!r} is not claimed or produced by any role")
+    _echo(f"{task_id}: {old} -> {status}")
+    return ExitCode.OK
+
+
+def _list(app: App, args: Sequence[str]) -> int:
+    from agentd.cli.queue_ops import LIST_HEADERS, list_rows, plain_table, task_json
+
+    opts, _ = _parse(args, LIST, 0)
+    if not opts.get("as_json") and sys.stdout.isatty():
+        raise _Unsure("a terminal")  # rich draws the table there
+    from agentd.errors import ExitCode
+
+    snapshot = app.store().read()
+    tasks = snapshot.tasks
+    statuses = opts.get("statuses")
+    if statuses:
+        tasks = [t for t in tasks if t.status in statuses]
+    role = opts.get("role")
+    if role:
+        spec = app.config.role(role)
+        tasks = [t for t in tasks if t.status in spec.claims or t.status == spec.working]
+    bad = snapshot.quarantined
+    if opts.get("as_json"):
+        import json
+
+        _echo(json.dumps([task_json(t, bad) for t in tasks], indent=2, ensure_ascii=False, default=str))
+        return ExitCode.OK
+    for line in plain_table(LIST_HEADERS, list_rows(tasks, bad)):
+        _echo(line)
+    if bad:
+        _warn(f"{len(bad)} task(s) quarantined: `agentd queue validate` says why")
+    return ExitCode.OK
+
+
+def _status(app: App, args: Sequence[str]) -> int:
+    opts, roles = _parse(args, STATUS, -1)
+    if not opts.get("as_json") and sys.stdout.isatty():
+        raise _Unsure("a terminal")  # rich draws the dashboard there
+    from agentd.cli.status_view import plain_lines
+    from agentd.core.clock import SystemClock
+    from agentd.errors import ExitCode
+    from agentd.report import status as dashboard
+
+    config = app.config
+    for role in roles:
+        config.role(role)  # unknown roles: exit 6 before anything is read
+    data = dashboard.snapshot(config, roles or list(config.roles), SystemClock().now())
+    if opts.get("as_json"):
+        import json
+
+        _echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    else:
+        for line in plain_lines(data):
+            _echo(line)
+    if all(r["running"] for r in data["roles"]):
+        return ExitCode.OK
+    if any(r.get("pid_file_error") for r in data["roles"]):
+        return ExitCode.BAD_DATA  # a PID file that cannot be read: running or not is unknown (LSB's 4 too)
+    return ExitCode.NOT_RUNNING
+
+
+COMMANDS: dict[tuple[str, ...], Callable[[App, Sequence[str]], int]] = {
+    ("queue", "add"): _add,
+    ("queue", "set-status"): _set_status,
+    ("queue", "list"): _list,
+    ("status",): _status,
+}
+
+
+def run(argv: Sequence[str]) -> int | None:
+    """Run ``argv`` (without the program name) when it is one of the hot commands in a plain form; its exit code, or
+    None when click should run it (nothing has been read, written or printed then)."""
+    if not (_utf8(sys.stdout) and _utf8(sys.stderr)):
+        return None  # click re-wraps a misconfigured stream: its own path
+    try:
+        given, rest = _parse(argv, GLOBAL, 0, interspersed=False)
+    except _Unsure:
+        return None
+    depth = 1 if rest[:1] == ["status"] else 2
+    command = COMMANDS.get(tuple(rest[:depth]))
+    if command is None:
+        return None
+    if "root" not in given and os.environ.get("AGENTD_ROOT"):  # click reads --root from the environment too
+        given["root"] = os.environ["AGENTD_ROOT"]
+    if not all(_path_ok(value, *PATHS[dest]) for dest, value in given.items() if dest in PATHS):
+        return None
+    import logging
+
+    from agentd.cli.app import App
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    app = App(**given, verbose=0)
+    try:
+        return command(app, rest[depth:])
+    except _Unsure:
+        return None
+
+
+def main(argv: Sequence[str]) -> None:
+    """Run a hot command with the CLI's error boundary (:func:`agentd.cli.root.main`'s, without click), or hand ``argv``
+    to click when :func:`run` declines."""
+    for stream in (sys.stdout, sys.stderr):
+        # Text UTF-8 cannot encode (a lone surrogate a JS tool left in a task) prints as a \\u escape, never a crash.
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+    try:
+        code = run(argv)
+    except Exception as exc:  # the boundary of agentd.cli.root.main, for what these commands raise
+        from agentd.errors import AgentdError, ExitCode, FileAccessError
+
+        if isinstance(exc, AgentdError):
+            _echo(f"agentd: {exc}", err=True)
+            sys.exit(int(exc.exit_code))
+        if isinstance(exc, BrokenPipeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(ExitCode.FAILURE)
+        if isinstance(exc, OSError):
+            _echo(f"agentd: {FileAccessError.from_os_error(exc)}", err=True)
+            sys.exit(ExitCode.IO_ERROR)
+        raise
+    except KeyboardInterrupt:
+        _echo("agentd: interrupted", err=True)
+        sys.exit(130)
+    if code is None:
+        from agentd.cli.root import main as click_main
+
+        click_main(argv)
+        return
+    sys.exit(int(code))

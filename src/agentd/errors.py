@@ -214,3 +214,14 @@ class FileAccessError(AgentdError, OSError):
     def from_os_error(cls, exc: OSError, action: str = "cannot use it") -> FileAccessError:
         """The one-line form of an ``OSError`` (its file name, what was being done, the system's reason)."""
         return cls(exc.filename, action, exc.strerror or str(exc))
+
+
+class StoreUnreachable(AgentdError, ConnectionError):
+    """The store's server cannot be reached (or refused the connection); a daemon waits for it, a command exits 8."""
+
+    exit_code = ExitCode.IO_ERROR
+
+    def __init__(self, where: str, reason: str, origin: str = "") -> None:
+        self.where = where
+        self.reason = reason
+        super().__init__(f"{where}: cannot connect: {reason}" + (f" (store set by {origin})" if origin else ""))

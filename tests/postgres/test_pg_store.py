@@ -3,6 +3,7 @@ lease, the queue's own fields and each task's text survive, and the file store n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue as queue_mod
 import subprocess
@@ -184,13 +185,13 @@ def test_wake_ups_come_back_after_a_server_restart_logged_once(
 ) -> None:
     """The listening session lost to a restart is re-established (one warning, one notice), and another store's
     change wakes the watcher again."""
-    caplog.set_level("INFO", logger="agentd.store.postgres.notify")
+    caplog.set_level("INFO", logger="agentd.store.postgres")
     woken: queue_mod.SimpleQueue[str] = queue_mod.SimpleQueue()
     watching = store.watch(woken.put)
     assert watching is not None
     try:
         pg_server.restart()
-        wait_for(lambda: "re-established" in caplog.text, DEADLINE, "the wake-up connection to come back")
+        wait_for(lambda: "store reachable again" in caplog.text, DEADLINE, "the wake-up connection to come back")
         while not woken.empty():
             woken.get()  # (the wake-up that says "look: you may have missed something")
         other = open_store(config_mod.load(root=Path("/nonexistent"), environ={"AGENTD_STORE": pg_dsn}))
@@ -201,8 +202,9 @@ def test_wake_ups_come_back_after_a_server_restart_logged_once(
         assert woken.get(timeout=DEADLINE) == "queue"
     finally:
         watching.stop()
-    lost = [r for r in caplog.records if "lost the wake-up connection" in r.getMessage()]
-    assert len(lost) == 1, [r.getMessage() for r in caplog.records]
+    lost = [r for r in caplog.records if "store unreachable" in r.getMessage()]
+    back = [r for r in caplog.records if "store reachable again" in r.getMessage()]
+    assert len(lost) == 1 and len(back) == 1, [r.getMessage() for r in caplog.records]
 
 
 def test_structural_findings_follow_changes_of_ids_only(pg_dsn: str, store: Any) -> None:
@@ -220,3 +222,61 @@ def test_structural_findings_follow_changes_of_ids_only(pg_dsn: str, store: Any)
             "DELETE FROM agentd_tasks WHERE position = (SELECT max(position) FROM agentd_tasks WHERE id = 'A1')"
         )
     assert store.read().quarantined == {}
+
+
+CUT_AT_COMMIT = """
+CREATE SEQUENCE cut_once;
+CREATE FUNCTION cut_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF nextval('cut_once') = 1 THEN  -- (a sequence: not undone by the abort it causes)
+        PERFORM pg_terminate_backend(pg_backend_pid());
+        PERFORM pg_sleep(30);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER cut_at_commit AFTER UPDATE ON agentd_tasks DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION cut_at_commit();
+"""
+
+
+def test_a_session_lost_at_commit_is_asked_about_and_the_change_runs_again(store: Any, pg_dsn: str) -> None:
+    """The server ends the transaction's session during its COMMIT (a deferred trigger): the store asks the server
+    what became of the transaction (aborted), runs the change again on a new session, and the change is written
+    exactly once."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(CUT_AT_COMMIT)
+    tries = []
+
+    def change(txn: Any) -> int:
+        raw = txn.task("A1")
+        raw["count"] = raw.get("count", 0) + 1
+        tries.append(raw["count"])
+        return int(raw["count"])
+
+    assert store.transaction(change) == 1
+    assert tries == [1, 1]
+    assert [t.get("count") for t in store.read().data["tasks"] if t["id"] == "A1"] == [1]
+
+
+def test_the_fate_of_a_transaction_whose_session_was_lost_is_asked_of_the_server(store: Any, pg_dsn: str) -> None:
+    """Committed: True; rolled back: False; still in progress on a session the server thinks alive (a cut
+    network): that session is ended first, then False."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        with conn.transaction():
+            conn.execute("UPDATE agentd_tasks SET rev = rev WHERE id = 'A1'")
+            committed = conn.execute("SELECT txid_current()").fetchone()[0]
+        with contextlib.suppress(RuntimeError), conn.transaction():
+            conn.execute("UPDATE agentd_tasks SET rev = rev WHERE id = 'A1'")
+            aborted = conn.execute("SELECT txid_current()").fetchone()[0]
+            raise RuntimeError("roll it back")
+    assert store._committed(int(committed), "cut") is True
+    assert store._committed(int(aborted), "cut") is False
+    hanging = psycopg.connect(pg_dsn)
+    try:
+        hanging.execute("UPDATE agentd_tasks SET rev = rev WHERE id = 'A2'")
+        pending = hanging.execute("SELECT txid_current()").fetchone()[0]
+        assert store._committed(int(pending), "cut") is False
+        with pytest.raises(psycopg.OperationalError):
+            hanging.execute("SELECT 1")  # (its session was ended)
+    finally:
+        hanging.close()

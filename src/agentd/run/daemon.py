@@ -37,7 +37,7 @@ from agentd.core.model import valid_task_id
 from agentd.core.scheduler import Decision, Kind, Outcome
 from agentd.core.validate import Finding
 from agentd.core.workflow import Role
-from agentd.errors import AgentdError, ConfigError, ExitCode, FileAccessError
+from agentd.errors import AgentdError, ConfigError, ExitCode, FileAccessError, StoreUnreachable
 from agentd.report import usage
 from agentd.run.dispatch import Claim, Dispatcher, PassResult
 from agentd.run.execution import Executor, Running, start_room
@@ -58,6 +58,7 @@ LEASE_POLL = 1.0  # s between lease checks while other daemons' leases exist (fi
 LOOK_SHARE = 0.10
 LOOK_BURST = 0.5
 LIVENESS_BEAT = 2.0  # s between the daemon's own liveness beats (its PID file; systemd's watchdog asks for more)
+UNREACHABLE = "store unreachable"  # _last_error while the store cannot be reached (its own log lines say so)
 START_RETRY_PAUSE = 1.0  # s without claims after agentd itself could not start a command (out of resources) ...
 START_RETRY_PAUSE_MAX = 30.0  # ... doubled while it goes on failing, up to this
 
@@ -243,6 +244,8 @@ class Daemon:
                 report.claimable_left = self._claimable_left  # what the last look at the queue found
                 if self._last_error is not None:
                     return report
+            if self._last_error == UNREACHABLE and report.error is None:
+                self._last_error = None  # (the store said it is back)
             if self._last_error is not None and report.error is None:
                 self.journal.emit(
                     "queue-invalid", f"{self.config.queue_path.name} is valid again; carrying on", state="valid"
@@ -253,7 +256,9 @@ class Daemon:
                 exc = FileAccessError.from_os_error(exc)
             report.error = str(exc)
             report.error_code = int(exc.exit_code)
-            if report.error != self._last_error:
+            if isinstance(exc, StoreUnreachable):  # the store logs it once, and once when back: retried meanwhile
+                self._last_error = UNREACHABLE
+            elif report.error != self._last_error:
                 retrying = self._mode is Mode.FOREVER or bool(self.running)
                 self.journal.emit(
                     "queue-invalid",
@@ -416,6 +421,8 @@ class Daemon:
             state = actions.project_state(self.store)
         except (AgentdError, OSError) as exc:
             message = str(exc)
+            if isinstance(exc, StoreUnreachable):
+                return  # (the store logs it once, and once when back)
             if message != self._state_error:
                 self._state_error = message
                 log.error("cannot read the project state (keeping the pauses last read): %s", message)

@@ -7,18 +7,9 @@ from pathlib import PosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-from agentd.errors import AgentdError, ExitCode
+from agentd.errors import StoreUnreachable
 
-
-class StoreUnreachable(AgentdError, ConnectionError):
-    """The database cannot be reached (or refused the connection)."""
-
-    exit_code = ExitCode.IO_ERROR
-
-    def __init__(self, where: str, reason: str, origin: str = "") -> None:
-        self.where = where
-        self.reason = reason
-        super().__init__(f"{where}: cannot connect: {reason}" + (f" (store set by {origin})" if origin else ""))
+__all__ = ["Address", "StoreUnreachable", "address", "connect", "display", "one_line"]
 
 
 def display(uri: str) -> str:

@@ -13,6 +13,7 @@ Heartbeats are the database's ``now()``; a lease's age is ``now() - heartbeat`` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -23,7 +24,8 @@ from typing import Any
 from agentd.core.clock import format_timestamp
 from agentd.core.scheduler import LeaseObservation
 from agentd.store.base import LeaseRecord
-from agentd.store.postgres.connect import connect, one_line
+from agentd.store.postgres.connect import one_line
+from agentd.store.postgres.reach import Reach
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +116,9 @@ def break_held(conn: Any, task_id: str) -> None:
     conn.execute("DELETE FROM agentd_leases WHERE task_id = %s", (task_id,))
 
 
-def claim(uri: str, record: LeaseRecord) -> PgHeld | None:
+def claim(reach: Reach, uri: str, record: LeaseRecord) -> PgHeld | None:
     """Open the lease's session, lock its token and insert its row; None when the task has a lease already."""
-    conn = connect(uri, purpose=f"lease {record.task_id}")
+    conn = reach.open(uri, purpose=f"lease {record.task_id}")
     try:
         conn.execute("SELECT pg_advisory_lock(%s)", (record.token,))
         row = conn.execute(
@@ -131,7 +133,7 @@ def claim(uri: str, record: LeaseRecord) -> PgHeld | None:
         conn.close()
         return None
     stamp = format_timestamp(row[0].astimezone(UTC))
-    return PgHeld(uri, conn, replace(record, acquired=stamp, heartbeat_at=stamp))
+    return PgHeld(reach, uri, conn, replace(record, acquired=stamp, heartbeat_at=stamp))
 
 
 def _text(record: LeaseRecord) -> str:
@@ -142,14 +144,22 @@ class PgHeld:
     """A lease this process holds: its own session (holding the token's advisory lock) and its record.
 
     Thread-safe: the heartbeat thread renews while the main loop may release.
+
+    A lost session (a server restart, a cut network) is replaced at the next beat (the store's :class:`Reach` logs
+    the loss once and paces the tries): the row is renewed only while it still holds this token, and the token's
+    lock is taken again on the new session, without waiting: the old session may still hold it on a server that has
+    not yet noticed it gone, and then it is tried again at each beat. The new session is the daemon's alone (the
+    supervisor inherited the first one): should the daemon die now, the supervisor ends the command as soon as its
+    control pipe closes.
     """
 
-    def __init__(self, uri: str, conn: Any, record: LeaseRecord) -> None:
+    def __init__(self, reach: Reach, uri: str, conn: Any, record: LeaseRecord) -> None:
+        self._reach = reach
         self._uri = uri
         self._conn: Any = conn
         self.record = record
         self._lock = threading.Lock()
-        self._lost_logged = False
+        self._locked = True  # whether this token's advisory lock is held by the current session
 
     @property
     def task_id(self) -> str:
@@ -166,28 +176,33 @@ class PgHeld:
             if self._conn is None:
                 return None
             record = replace(self.record, heartbeat_at=format_timestamp(now), heartbeat_boot=boot, **changes)
-            try:
-                row = self._renew(record)
-            except Exception as exc:  # the session is gone (a server restart, a network cut): a new one
-                if not self._lost_logged:
-                    log.warning(
-                        "lease %s: its database session was lost (%s); reconnecting", self.task_id, one_line(exc)
-                    )
-                    self._lost_logged = True
+            for again in (True, False):
                 try:
-                    old, self._conn = self._conn, connect(self._uri, purpose=f"lease {self.task_id}")
-                    old.close()
-                    self._conn.execute("SELECT pg_advisory_lock(%s)", (self.token,))
+                    if self._conn.closed or self._conn.broken:
+                        self._reopen()
                     row = self._renew(record)
-                except Exception as again:
-                    log.warning("lease %s: cannot renew: %s", self.task_id, one_line(again))
-                    return None  # not renewed, not known lost: tried again at the next beat; the ttl judges
-                log.info("lease %s: database session re-established", self.task_id)
-                self._lost_logged = False
+                    if row is not None and not self._locked:
+                        self._locked = bool(
+                            self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.token,)).fetchone()[0]
+                        )
+                        log.debug("lease %s: its lock %s", self.task_id, "taken again" if self._locked else "held")
+                    break
+                except Exception as exc:  # the session is gone (a server restart, a network cut): a new one
+                    self._reach.lost(exc, self._conn)
+                    log.debug("lease %s: not renewed: %s", self.task_id, one_line(exc))
+                    if not again or not (self._conn.closed or self._conn.broken):
+                        return None  # not renewed, not known lost: tried again at the next beat; the ttl judges
+            self._reach.ok()
             if row is None:
                 return False
             self.record = replace(record, heartbeat_at=format_timestamp(row[0].astimezone(UTC)))
             return True
+
+    def _reopen(self) -> None:
+        old, self._conn = self._conn, self._reach.open(self._uri, purpose=f"lease {self.task_id}")
+        self._locked = False
+        with contextlib.suppress(Exception):  # (closing a broken connection)
+            old.close()
 
     def _renew(self, record: LeaseRecord) -> Any:
         return self._conn.execute(
@@ -198,6 +213,11 @@ class PgHeld:
 
     def renew(self, now: datetime, boot: float | None = None) -> bool | None:
         return self.update(now, boot)
+
+    @property
+    def active(self) -> bool:
+        """Not released yet (its session may be lost meanwhile)."""
+        return self._conn is not None
 
     def inherit(self) -> tuple[int, ...]:
         """The session's socket: the supervisor holds it, so the session and its lock live as long as the work."""
@@ -222,7 +242,8 @@ class PgHeld:
 
     def _remove_anew(self) -> None:
         try:
-            with connect(self._uri, purpose=f"lease {self.task_id} release") as conn:
+            with self._reach.open(self._uri, purpose=f"lease {self.task_id} release") as conn:
                 conn.execute("DELETE FROM agentd_leases WHERE task_id = %s AND token = %s", (self.task_id, self.token))
         except Exception as exc:
+            self._reach.lost(exc)
             log.warning("lease %s: cannot remove it: %s (its lock went with the session)", self.task_id, one_line(exc))

@@ -4,7 +4,8 @@ Triggers notify ``queue`` on every change to the tasks or the queue's top-level 
 row goes. A lease whose holder dies leaves its row (only its advisory lock goes, which nothing notifies), so the
 thread also looks, once a second, for lease rows whose lock is free and wakes ``lease`` for each new one. Changes
 made by this store's own sessions are not reported (the wake-up of one's own write, which the file store drops too).
-A lost connection is re-established with exponential backoff (tenacity), logged once when lost and once when back.
+A lost connection is re-established with exponential backoff (tenacity, paced by the store's shared
+:class:`~agentd.store.postgres.reach.Reach`, which logs the loss once and the return once for all its sessions).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from typing import Any
 
 import tenacity
 
-from agentd.store.postgres.connect import connect, one_line
+from agentd.store.postgres.connect import one_line
+from agentd.store.postgres.reach import Reach
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "agentd"
 LOOK_EVERY = 1.0  # s between looks at the leases' locks
-BACKOFF_MAX = 30.0
+GATE_LOOK = 2.0  # s, the longest wait between asks to reconnect (cheap: the store's Reach refuses until a try is due)
 
 # The leases whose holder's session is gone: a row left, its lock free (a lease not renewed since a server restart
 # is not counted: the restart freed its lock).
@@ -39,7 +41,10 @@ WHERE l.heartbeat >= pg_postmaster_start_time() AND NOT EXISTS (
 class Listener:
     """A thread that calls ``wake(reason)`` on notifications of others' changes and on leases whose lock went."""
 
-    def __init__(self, uri: str, where: str, wake: Callable[[str], None], own: Callable[[], set[int]]) -> None:
+    def __init__(
+        self, reach: Reach, uri: str, where: str, wake: Callable[[str], None], own: Callable[[], set[int]]
+    ) -> None:
+        self._reach = reach
         self._uri = uri
         self._where = where
         self._wake = wake
@@ -59,7 +64,7 @@ class Listener:
         return True
 
     def _connect(self) -> None:
-        conn = connect(self._uri, purpose="listen")
+        conn = self._reach.open(self._uri, purpose="listen")
         conn.execute(f"LISTEN {CHANNEL}")
         self._conn = conn
 
@@ -78,17 +83,16 @@ class Listener:
             except Exception as exc:
                 if self._stop.is_set():
                     return
-                log.warning(
-                    "%s: lost the wake-up connection (%s); reconnecting, polling meanwhile", self._where, one_line(exc)
-                )
+                self._reach.lost(exc, self._conn)
+                log.debug("%s: lost the wake-up connection (%s); polling meanwhile", self._where, one_line(exc))
                 if not self._reconnect():
                     return
-                log.info("%s: wake-up connection re-established", self._where)
+                log.debug("%s: wake-up connection re-established", self._where)
                 self._wake("queue")  # whatever changed meanwhile was not notified
 
     def _reconnect(self) -> bool:
         retrying = tenacity.Retrying(
-            wait=tenacity.wait_exponential(multiplier=0.5, max=BACKOFF_MAX),
+            wait=tenacity.wait_exponential(multiplier=0.25, max=GATE_LOOK),  # (the gate paces real tries)
             retry=tenacity.retry_if_exception_type(Exception),
             stop=lambda state: self._stop.is_set(),
             sleep=self._pause,

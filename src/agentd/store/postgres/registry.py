@@ -25,7 +25,8 @@ from agentd.hostinfo import boot_id, hostname, process_start
 from agentd.store.base import Event, Filter, PidInfo, Probe
 from agentd.store.file.journal import escaped, parse_line
 from agentd.store.file.pidfile import AlreadyRunning
-from agentd.store.postgres.connect import connect, one_line
+from agentd.store.postgres.connect import one_line
+from agentd.store.postgres.reach import Reach
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,8 @@ def daemons(conn: Any, where: Path) -> list[Probe]:
 class PgRegistration:
     """This process registered as a daemon: its own session holds the name's lock for the daemon's life."""
 
-    def __init__(self, uri: str, where: Path, role: str, instance: str | None) -> None:
+    def __init__(self, reach: Reach, uri: str, where: Path, role: str, instance: str | None) -> None:
+        self._reach = reach
         self.role = role
         self.instance = instance
         self.name = role + (f".{instance}" if instance else "")
@@ -90,7 +92,7 @@ class PgRegistration:
         boot: float | None,
         beat_every: float | None,
     ) -> PidInfo:
-        conn = connect(self._uri, purpose=f"daemon {self.name}")
+        conn = self._reach.open(self._uri, purpose=f"daemon {self.name}")
         key = lock_key(self.name)
         try:
             got = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (DAEMONS, key)).fetchone()[0]
@@ -131,25 +133,30 @@ class PgRegistration:
 
     def beat(self, now: datetime, boot: float) -> None:
         """The liveness beat: ``beat_at`` and ``beat_boot`` in the row, and the row's ``beat`` on the server's clock.
-        A lost session (a server restart frees its lock) is opened again and the name's lock taken again."""
+        A lost session (a server restart frees its lock) is opened again (paced and logged by the store's
+        :class:`Reach`) and the name's lock taken again; OSError while that cannot be done."""
         with self._lock:
             if self._conn is None or self.info is None:
                 return
             self.info = replace(self.info, beat_at=format_timestamp(now), beat_boot=round(boot, 3))
-            try:
-                self._write()
-            except Exception as exc:
-                log.warning("%s: lost its database session (%s); opening a new one", self.path, one_line(exc))
+            for again in (True, False):
                 try:
-                    old, self._conn = self._conn, connect(self._uri, purpose=f"daemon {self.name}")
-                    with contextlib.suppress(Exception):
-                        old.close()
-                    key = (DAEMONS, lock_key(self.name))
-                    if not self._conn.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone()[0]:
-                        log.warning("%s: another daemon of this name registered meanwhile", self.path)
+                    if self._conn.closed or self._conn.broken:
+                        self._reopen()
                     self._write()
-                except Exception as again:
-                    raise OSError(f"cannot record the beat of {self.name}: {one_line(again)}") from None
+                    break
+                except Exception as exc:
+                    self._reach.lost(exc, self._conn)
+                    if not again or not (self._conn.closed or self._conn.broken):
+                        raise OSError(f"cannot record the beat of {self.name}: {one_line(exc)}") from None
+            self._reach.ok()
+
+    def _reopen(self) -> None:
+        old, self._conn = self._conn, self._reach.open(self._uri, purpose=f"daemon {self.name}")
+        with contextlib.suppress(Exception):  # (closing a broken connection)
+            old.close()
+        if not self._conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (DAEMONS, lock_key(self.name))).fetchone()[0]:
+            log.warning("%s: another daemon of this name registered meanwhile", self.path)
 
     def _write(self) -> None:
         assert self.info is not None
@@ -171,8 +178,12 @@ class PgRegistration:
                 conn.close()
 
 
+PENDING_MAX = 10_000  # events kept while the server cannot be reached (the oldest dropped beyond)
+
+
 class PgJournal:
-    """Events of one writer as rows of ``agentd_events`` (each also a log line)."""
+    """Events of one writer as rows of ``agentd_events`` (each also a log line). Events emitted while the server
+    cannot be reached are kept (up to PENDING_MAX) and appended, in order, with the next one that goes through."""
 
     def __init__(self, store: Any, clock: Clock, role: str | None, logger: logging.Logger) -> None:
         self._store = store
@@ -182,6 +193,9 @@ class PgJournal:
         self.max_bytes = 0  # (rotation is the file journal's; a table is pruned otherwise)
         self.backups = 0
         self.host = hostname()
+        self._pending: list[tuple[str, str | None, str | None, str]] = []
+        self._dropped = 0
+        self._lock = threading.Lock()
 
     def emit(self, event: str, message: str, *, level: int = logging.INFO, **fields: Any) -> None:
         self.log.log(level, escaped(message))
@@ -196,13 +210,28 @@ class PgJournal:
         }
         line = json.dumps(record, default=str)  # ASCII: a lone surrogate is escaped, never an encoding error
         task = fields.get("task")
-        try:
-            self._store.auto(
-                "INSERT INTO agentd_events (at, event, role, task, line) VALUES (now(), %s, %s, %s, %s)",
-                (event, self.role, task if isinstance(task, str) else None, line),
+        with self._lock:
+            self._pending.append((event, self.role, task if isinstance(task, str) else None, line))
+            try:
+                self._store.auto_call(self._flush)
+            except Exception as exc:
+                if len(self._pending) > PENDING_MAX:
+                    self._dropped += len(self._pending) - PENDING_MAX
+                    del self._pending[: len(self._pending) - PENDING_MAX]
+                if not self._store.reach.down:  # (an unreachable store is logged once, by the store)
+                    self.log.warning("cannot append to the journal in %s: %s", self._store.where, one_line(exc))
+
+    def _flush(self, conn: Any) -> None:
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO agentd_events (at, event, role, task, line) VALUES (now(), %s, %s, %s, %s)", self._pending
             )
-        except Exception as exc:
-            self.log.warning("cannot append to the journal in %s: %s", self._store.where, one_line(exc))
+        if len(self._pending) > 1:
+            self.log.debug("appended %d journal events kept while the store was unreachable", len(self._pending) - 1)
+        if self._dropped:
+            self.log.warning("%d journal events were dropped while the store was unreachable", self._dropped)
+            self._dropped = 0
+        self._pending.clear()
 
 
 def events_after(

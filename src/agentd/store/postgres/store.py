@@ -47,6 +47,7 @@ from agentd.store.postgres import leases as lease_rows
 from agentd.store.postgres import migrations
 from agentd.store.postgres.connect import StoreUnreachable, address, connect, display, one_line
 from agentd.store.postgres.notify import Listener
+from agentd.store.postgres.reach import Reach
 from agentd.store.postgres.registry import PgJournal, PgRegistration, daemons, events_after
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ T = TypeVar("T")
 CLAIMS = 0x61676402  # advisory lock namespace of the per-role claim lock
 MAX_TRIES = 200
 FOLLOW_POLL = 0.5  # s between looks for new events when following
+COMMIT_CHECK = 120.0  # s to find out whether a commit whose session was lost went through
 
 
 class _Retry(Exception):
@@ -288,7 +290,7 @@ class PgTxn:
             ).fetchone()
             if row is None:
                 return None  # another transaction is changing this task: not claimed in this pass
-        held = lease_rows.claim(self._store.uri, record)
+        held = lease_rows.claim(self._store.reach, self._store.uri, record)
         if held is not None:
             self._store._remember(held)
         return held
@@ -440,6 +442,7 @@ class PgStore:
         self._held: list[lease_rows.PgHeld] = []
         self._reported: set[tuple[str, str]] = set()
         self._archived_cache: tuple[Any, Mapping[str, str]] | None = None
+        self.reach = Reach(display(uri))  # every session's judgement of the server: one line lost, one back
         self._auto_conn = connect(uri, purpose="store", origin=origin)
         migrations.check(self._auto_conn, display(uri))
 
@@ -448,22 +451,28 @@ class PgStore:
     def _auto(self) -> Any:
         """The session for statements that take effect at once (autocommit), opened again when lost."""
         if self._auto_conn is None or self._auto_conn.closed or self._auto_conn.broken:
-            self._auto_conn = connect(self.uri, purpose="store")
+            self._auto_conn = self.reach.open(self.uri, purpose="store")
         return self._auto_conn
 
     def auto_call(self, work: Callable[[Any], T]) -> T:
         """``work(conn)`` on the autocommit session (once more on a fresh session when the old one was lost)."""
         with self._auto_lock:
             try:
-                return work(self._auto())
+                done = work(self._auto())
+                self.reach.ok()
+                return done
             except psycopg.OperationalError as exc:
                 if isinstance(exc, pg_errors.TransactionRollback):
                     raise
-                log.info("%s: the store's session was lost (%s); opening a new one", self.where, one_line(exc))
+                log.debug("%s: the store's session was lost (%s); opening a new one", self.where, one_line(exc))
+                self.reach.lost(exc, self._auto_conn)
                 self._drop("_auto_conn")
             try:
-                return work(self._auto())
+                done = work(self._auto())
+                self.reach.ok()
+                return done
             except psycopg.OperationalError as exc:
+                self.reach.lost(exc, self._auto_conn)
                 self._drop("_auto_conn")
                 raise StoreUnreachable(display(self.uri), one_line(exc)) from None
 
@@ -486,10 +495,10 @@ class PgStore:
         return pids
 
     def _remember(self, held: lease_rows.PgHeld) -> None:
-        self._held = [h for h in self._held if h.inherit()] + [held]
+        self._held = [h for h in self._held if h.active] + [held]
 
     def _acquired(self) -> list[lease_rows.PgHeld]:
-        return [h for h in self._held if h.inherit()]
+        return [h for h in self._held if h.active]
 
     # -- the queue -----------------------------------------------------------------------------------------------------
 
@@ -519,7 +528,7 @@ class PgStore:
 
     def _txn(self) -> Any:
         if self._txn_conn is None or self._txn_conn.closed or self._txn_conn.broken:
-            conn = connect(self.uri, autocommit=False, purpose="transactions")
+            conn = self.reach.open(self.uri, autocommit=False, purpose="transactions")
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             self._txn_conn = conn
         return self._txn_conn
@@ -603,8 +612,11 @@ class PgStore:
                 conn = self._txn()
                 try:
                     with conn.transaction():
-                        return self._load(conn).view
+                        view = self._load(conn).view
+                    self.reach.ok()
+                    return view
                 except psycopg.OperationalError as exc:
+                    self.reach.lost(exc, conn)
                     self._drop("_txn_conn")
                     if not tries_left:
                         raise StoreUnreachable(display(self.uri), one_line(exc)) from None
@@ -618,27 +630,59 @@ class PgStore:
             for attempt in range(MAX_TRIES):
                 conn = self._txn()
                 committing = False
+                xid: int | None = None
                 try:
                     with conn.transaction():
                         now = conn.execute("SELECT now()").fetchone()[0].astimezone(UTC)
                         txn = PgTxn(self, conn, self._load(conn), now)
                         result = change(txn)
                         txn.commit()
+                        xid = conn.execute("SELECT txid_current_if_assigned()").fetchone()[0]
                         committing = True
+                    self.reach.ok()
                     return result
                 except retryable as exc:
                     log.debug("transaction try %d conflicted (%s); trying again", attempt + 1, one_line(exc))
                     time.sleep(random.uniform(0, min(0.2, 0.005 * (attempt + 1))))
                 except psycopg.OperationalError as exc:
-                    # The session was lost: before the commit nothing was written, and the change runs again on a new
-                    # session (once); during it, whether it was written is unknown, so the caller is told.
+                    # The session was lost. Before the commit nothing was written, and the change runs again on a new
+                    # session (once). At the commit, the server is asked what became of the transaction (its id's
+                    # status): committed, the result stands; aborted, nothing was written and the change runs again.
+                    self.reach.lost(exc, conn)
                     self._drop("_txn_conn")
-                    if committing or reconnected:
-                        how = "while committing (it may or may not be written)" if committing else ""
-                        raise StoreUnreachable(display(self.uri), f"{one_line(exc)} {how}".strip()) from None
-                    log.info("%s: the transaction's session was lost (%s); trying again", self.where, one_line(exc))
+                    if committing and xid is not None and self._committed(int(xid), one_line(exc)):
+                        return result
+                    if reconnected:
+                        raise StoreUnreachable(display(self.uri), one_line(exc)) from None
+                    log.debug("%s: the transaction's session was lost (%s); trying again", self.where, one_line(exc))
                     reconnected = True
             raise Conflict(None, f"{self.where}: the queue kept changing under agentd; gave up after {MAX_TRIES} tries")
+
+    def _committed(self, xid: int, reason: str) -> bool:
+        """Whether transaction ``xid``, whose session was lost at its commit, committed (False: it was aborted).
+        Asked on a new session until the server answers (the backoff of :class:`Reach` paces the tries); a
+        transaction the server still thinks in progress (its session not yet noticed gone: a cut network) is ended
+        first. StoreUnreachable, saying it may or may not be written, when no answer comes within COMMIT_CHECK s."""
+        deadline = time.monotonic() + COMMIT_CHECK
+        while True:
+            try:
+                status = self.auto_call(lambda conn: conn.execute("SELECT txid_status(%s)", (xid,)).fetchone()[0])
+                if status == "in progress":
+                    self.auto_call(
+                        lambda conn: conn.execute(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                            " WHERE backend_xid::text::bigint = %s %% 4294967296",
+                            (xid,),
+                        )
+                    )
+                elif status in ("committed", "aborted"):
+                    log.info("%s: a commit cut short by a lost session was %s", self.where, status)
+                    return bool(status == "committed")
+            except StoreUnreachable as exc:
+                reason = exc.reason
+            if time.monotonic() > deadline:
+                raise StoreUnreachable(display(self.uri), f"{reason} while committing (it may or may not be written)")
+            time.sleep(0.1)
 
     def archived(self, task_id: str) -> tuple[dict[str, Any], str | None] | None:
         row = self.auto_call(
@@ -774,7 +818,7 @@ class PgStore:
         boot: float | None = None,
         beat_every: float | None = None,
     ) -> PgRegistration:
-        held = PgRegistration(self.uri, address(self.uri, "daemons"), role, instance)
+        held = PgRegistration(self.reach, self.uri, address(self.uri, "daemons"), role, instance)
         held.acquire(started=started, interval=interval, log=log, boot=boot, beat_every=beat_every)
         return held
 
@@ -814,7 +858,7 @@ class PgStore:
         return tuple(row)
 
     def watch(self, wake: Callable[[str], None]) -> _Watching | None:
-        listener = Listener(self.uri, str(self.where), wake, self._own_pids)
+        listener = Listener(self.reach, self.uri, str(self.where), wake, self._own_pids)
         return _Watching(listener) if listener.start() else None
 
     def close(self) -> None:

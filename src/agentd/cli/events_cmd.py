@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import logging
 import os
 from collections.abc import Iterable
 from datetime import datetime
@@ -125,6 +126,7 @@ def events(
     _print(collections.deque(found, maxlen=limit) if limit is not None else found, as_json)
     if not follow:
         return ExitCode.OK
+    logging.getLogger("agentd.store.postgres.reach").setLevel(logging.INFO)  # (a lost server: one line, one back)
     try:
         for event in new:
             _print([event], as_json)

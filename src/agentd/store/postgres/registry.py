@@ -178,6 +178,7 @@ class PgRegistration:
                 conn.close()
 
 
+EVENTS_CHANNEL = "agentd_events"  # notified after each append (``agentd events -f`` listens)
 PENDING_MAX = 10_000  # events kept while the server cannot be reached (the oldest dropped beyond)
 
 
@@ -226,6 +227,7 @@ class PgJournal:
             cursor.executemany(
                 "INSERT INTO agentd_events (at, event, role, task, line) VALUES (now(), %s, %s, %s, %s)", self._pending
             )
+        conn.execute(f"NOTIFY {EVENTS_CHANNEL}")
         if len(self._pending) > 1:
             self.log.debug("appended %d journal events kept while the store was unreachable", len(self._pending) - 1)
         if self._dropped:

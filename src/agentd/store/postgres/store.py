@@ -48,14 +48,15 @@ from agentd.store.postgres import migrations
 from agentd.store.postgres.connect import StoreUnreachable, address, connect, display, one_line
 from agentd.store.postgres.notify import Listener
 from agentd.store.postgres.reach import Reach
-from agentd.store.postgres.registry import PgJournal, PgRegistration, daemons, events_after
+from agentd.store.postgres.registry import EVENTS_CHANNEL, PgJournal, PgRegistration, daemons, events_after
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 CLAIMS = 0x61676402  # advisory lock namespace of the per-role claim lock
 MAX_TRIES = 200
-FOLLOW_POLL = 0.5  # s between looks for new events when following
+FOLLOW_SAFETY = 30.0  # s: following looks for new events at least this often (a notification is the fast path)
+FOLLOW_RETRY = 0.25  # s between asks to reconnect while following (the store's Reach paces the real tries)
 COMMIT_CHECK = 120.0  # s to find out whether a commit whose session was lost went through
 
 
@@ -409,6 +410,13 @@ def _unlink(tree: Any, target: dict[str, Any]) -> bool:
         if _unlink(child, target):
             return True
     return False
+
+
+def _closed(conn: Any) -> None:
+    """Close a session quietly (it may be broken)."""
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            conn.close()
 
 
 def _role_key(role: str) -> int:
@@ -793,12 +801,35 @@ class PgStore:
             mark[0] = end
 
         def live() -> Iterator[Event]:
+            """New events as they come: LISTEN on the journal's channel (its writers notify it), a look after each
+            notification (and every FOLLOW_SAFETY s); a lost server is waited for, then looked at again."""
             seq = mark[0]
-            while True:
-                seq, found, more = self.auto_call(functools.partial(events_after, seq=seq, where=where))
-                yield from found
-                if not more:
-                    time.sleep(FOLLOW_POLL)
+            listen: Any = None
+            try:
+                while True:
+                    try:
+                        if listen is None:
+                            listen = self.reach.open(self.uri, purpose="follow")
+                            listen.execute(f"LISTEN {EVENTS_CHANNEL}")
+                        seq, found, more = self.auto_call(functools.partial(events_after, seq=seq, where=where))
+                    except (StoreUnreachable, psycopg.OperationalError) as exc:
+                        self.reach.lost(exc, listen)
+                        _closed(listen)
+                        listen = None
+                        time.sleep(FOLLOW_RETRY)
+                        continue
+                    yield from found
+                    if more:
+                        continue
+                    try:
+                        for _ in listen.notifies(timeout=FOLLOW_SAFETY, stop_after=1):
+                            pass
+                    except psycopg.OperationalError as exc:
+                        self.reach.lost(exc, listen)
+                        _closed(listen)
+                        listen = None
+            finally:
+                _closed(listen)
 
         return backlog(), live()
 

@@ -89,6 +89,12 @@ class LogConfig:
     keep_task_logs: int = 20
     keep_task_log_days: float = 14.0
     max_task_log: int = 10 * 1024 * 1024  # bytes of one task output log (head and tail kept); 0: no cap
+    journal_keep_days: float = 0.0  # PostgreSQL: journal events older than this are pruned (0: by size only)
+
+    @property
+    def journal_keep_bytes(self) -> int:
+        """What the journal keeps at most: what the file journal's rotation keeps (the live file and its backups)."""
+        return self.max_bytes * (self.backups + 1)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ def test_store_init_creates_the_schema_then_says_it_is_up_to_date(tmp_path: Path
     """store init on an empty database creates the schema; run again it changes nothing and says so."""
     first = run_agentd("--store", pg_dsn, "store", "init", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert "schema version 1 created" in first.stdout and "no queue yet" in first.stdout
+    assert "schema version 2 created" in first.stdout and "no queue yet" in first.stdout
     again = run_agentd("--store", pg_dsn, "store", "init", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "up to date; nothing to do" in again.stdout
@@ -56,7 +56,7 @@ def test_a_schema_newer_than_agentd_is_refused_by_commands_and_by_store_init(tmp
         done = run_agentd("--store", pg_dsn, *args, cwd=tmp_path)
         assert done.returncode == 4, done.stderr
         lines = done.stderr.strip().splitlines()
-        assert len(lines) == 1 and "schema version 99, newer than this agentd knows (1)" in lines[0], lines
+        assert len(lines) == 1 and "schema version 99, newer than this agentd knows (2)" in lines[0], lines
 
 
 def test_queue_commands_work_on_a_postgresql_store(tmp_path: Path, pg_dsn: str) -> None:

@@ -93,6 +93,12 @@ def _print(items: Iterable[Event], as_json: bool) -> None:
     help=f"Only the last N matching events. Default: all ({FOLLOW_BACKLOG} with --follow).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the events as stored: one JSON object per line.")
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="PostgreSQL store: prune the journal now, as the daemons do hourly ([log] journal_keep_days, and within "
+    "(backups + 1) x max_bytes); the file journal is rotated by size instead.",
+)
 @pass_app
 def events(
     app: App,
@@ -103,6 +109,7 @@ def events(
     types: tuple[str, ...],
     lines: int | None,
     as_json: bool,
+    prune: bool,
 ) -> int:
     """Show the event journal (.agentd/events.jsonl and its rotated files, oldest first).
 
@@ -118,6 +125,8 @@ def events(
       agentd events -f
       agentd events --since 1d --json | jq -r 'select(.outcome == "failure") | .task'
     """
+    if prune:
+        return _prune(app)
     where = Filter(task=task_id, role=role, since=_since(since), types=frozenset(types))
     if role is not None and role not in app.config.roles:
         warn(f"no role {role!r} in the configuration; showing what the journal has for it")
@@ -132,6 +141,22 @@ def events(
             _print([event], as_json)
     except KeyboardInterrupt:
         pass
+    return ExitCode.OK
+
+
+def _prune(app: App) -> int:
+    store = app.store()
+    pruner = getattr(store, "prune_journal", None)
+    if pruner is None:
+        info(f"{store.where}: the file journal is rotated by size ([log] max_bytes, backups); nothing to prune")
+        return ExitCode.OK
+    removed = pruner()
+    if removed is None:
+        info(f"{store.where}: a daemon is pruning the journal right now; nothing done")
+    else:
+        keep = app.config.log
+        days = f"older than {keep.journal_keep_days:g} days or " if keep.journal_keep_days else ""
+        click.echo(f"{store.where}: pruned {removed} event(s) ({days}beyond {keep.journal_keep_bytes} bytes)")
     return ExitCode.OK
 
 

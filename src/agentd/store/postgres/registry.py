@@ -4,6 +4,11 @@ A daemon's registration is a row in ``agentd_daemons`` and a session of its own 
 ``(DAEMONS, key of its name)`` for the daemon's whole life: the lock is the proof it runs (the PID file's ``flock``
 on the file store), freed by the server when the daemon's process dies, on any host. The journal is
 ``agentd_events``: one row per event holding the very JSON line the file store would append.
+
+The journal's retention (:func:`prune_journal`): events older than ``[log] journal_keep_days`` (0: no age limit)
+go, and the oldest go until the rest fit in what the file journal's rotation keeps (``(backups + 1) x max_bytes``
+of lines). Registered daemons do it: each looks every UPKEEP_LOOK s, from a thread of its own (never holding up a
+beat), and the one that takes the advisory lock prunes when the last pruning (``agentd_upkeep``) is an hour old.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ import logging
 import os
 import sys
 import threading
+import time
 import zlib
 from dataclasses import asdict, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +37,9 @@ from agentd.store.postgres.reach import Reach
 log = logging.getLogger(__name__)
 
 DAEMONS = 0x61676401  # advisory lock namespace of daemon registrations
+UPKEEP = 0x61676403  # advisory lock namespace of the project's periodic chores (key 1: the journal's pruning)
+PRUNE_EVERY = timedelta(hours=1)  # the journal is pruned at most this often per project
+UPKEEP_LOOK = 600.0  # s between a daemon's looks at whether the pruning is due
 LOCKED_DAEMONS = """
 SELECT d.name, d.info, (k.objid IS NOT NULL) AS running, d.started, d.beat
 FROM agentd_daemons d
@@ -71,8 +80,19 @@ def daemons(conn: Any, where: Path) -> list[Probe]:
 class PgRegistration:
     """This process registered as a daemon: its own session holds the name's lock for the daemon's life."""
 
-    def __init__(self, reach: Reach, uri: str, where: Path, role: str, instance: str | None) -> None:
+    def __init__(
+        self,
+        reach: Reach,
+        uri: str,
+        where: Path,
+        role: str,
+        instance: str | None,
+        keep: tuple[float, int] | None = None,
+    ) -> None:
         self._reach = reach
+        self._keep = keep  # (journal_keep_days, journal_keep_bytes): this daemon looks after the journal's retention
+        self._next_upkeep = 0.0  # monotonic
+        self._upkeep: threading.Thread | None = None
         self.role = role
         self.instance = instance
         self.name = role + (f".{instance}" if instance else "")
@@ -150,6 +170,25 @@ class PgRegistration:
                     if not again or not (self._conn.closed or self._conn.broken):
                         raise OSError(f"cannot record the beat of {self.name}: {one_line(exc)}") from None
             self._reach.ok()
+        self._look_after_the_journal()
+
+    def _look_after_the_journal(self) -> None:
+        """Every UPKEEP_LOOK s, in a thread of its own: prune the journal if no daemon did for an hour."""
+        mono = time.monotonic()
+        if self._keep is None or mono < self._next_upkeep or (self._upkeep is not None and self._upkeep.is_alive()):
+            return
+        self._next_upkeep = mono + UPKEEP_LOOK
+        self._upkeep = threading.Thread(target=self._prune, name="agentd-pg-journal-upkeep", daemon=True)
+        self._upkeep.start()
+
+    def _prune(self) -> None:
+        assert self._keep is not None
+        try:
+            with self._reach.open(self._uri, purpose=f"daemon {self.name} upkeep") as conn:
+                prune_journal(conn, None, *self._keep)
+        except Exception as exc:  # (tried again at the next look; a lost server is logged by the store once)
+            self._reach.lost(exc)
+            log.debug("journal upkeep: %s", one_line(exc))
 
     def _reopen(self) -> None:
         old, self._conn = self._conn, self._reach.open(self._uri, purpose=f"daemon {self.name}")
@@ -234,6 +273,41 @@ class PgJournal:
             self.log.warning("%d journal events were dropped while the store was unreachable", self._dropped)
             self._dropped = 0
         self._pending.clear()
+
+
+def prune_journal(
+    conn: Any, now: datetime | None, keep_days: float, keep_bytes: int, *, force: bool = False
+) -> int | None:
+    """Remove the journal's events older than ``keep_days`` (0: no age limit) and the oldest beyond ``keep_bytes`` of
+    lines (0: no size limit), as of ``now`` (None: the server's clock); how many went, or None when another daemon
+    is pruning or the journal was pruned less than PRUNE_EVERY ago (``force``: whatever the last time)."""
+    with conn.transaction():
+        if not conn.execute("SELECT pg_try_advisory_xact_lock(%s, 1)", (UPKEEP,)).fetchone()[0]:
+            return None
+        at = now if now is not None else conn.execute("SELECT now()").fetchone()[0]
+        last = conn.execute("SELECT at FROM agentd_upkeep WHERE name = 'journal'").fetchone()
+        if not force and last is not None and at - last[0] < PRUNE_EVERY:
+            return None
+        removed = 0
+        if keep_days > 0:
+            cut = at - timedelta(days=keep_days)
+            removed += conn.execute("DELETE FROM agentd_events WHERE at < %s", (cut,)).rowcount
+        if keep_bytes > 0:
+            row = conn.execute(
+                "SELECT max(seq) FROM (SELECT seq, sum(octet_length(line) + 1) OVER (ORDER BY seq DESC) AS kept"
+                " FROM agentd_events) newest_first WHERE kept > %s",
+                (keep_bytes,),
+            ).fetchone()
+            if row[0] is not None:
+                removed += conn.execute("DELETE FROM agentd_events WHERE seq <= %s", (row[0],)).rowcount
+        conn.execute(
+            "INSERT INTO agentd_upkeep (name, at) VALUES ('journal', %s)"
+            " ON CONFLICT (name) DO UPDATE SET at = excluded.at",
+            (at,),
+        )
+    if removed:
+        log.info("journal: %d event(s) pruned (older than %g days, or beyond %d bytes)", removed, keep_days, keep_bytes)
+    return removed
 
 
 def events_after(

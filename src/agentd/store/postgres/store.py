@@ -48,7 +48,14 @@ from agentd.store.postgres import migrations
 from agentd.store.postgres.connect import StoreUnreachable, address, connect, display, one_line
 from agentd.store.postgres.notify import Listener
 from agentd.store.postgres.reach import Reach
-from agentd.store.postgres.registry import EVENTS_CHANNEL, PgJournal, PgRegistration, daemons, events_after
+from agentd.store.postgres.registry import (
+    EVENTS_CHANNEL,
+    PgJournal,
+    PgRegistration,
+    daemons,
+    events_after,
+    prune_journal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -782,6 +789,14 @@ class PgStore:
     def journal(self, role: str | None = None, logger: Any = None) -> PgJournal:
         return PgJournal(self, self.clock, role, logger or log)
 
+    def prune_journal(self, now: datetime | None = None, *, force: bool = True) -> int | None:
+        """Prune the journal now (``agentd events --prune``): what ``[log] journal_keep_days`` and the size bound
+        keep; how many events went (None: another daemon is pruning it)."""
+        keep = self.config.log
+        return self.auto_call(
+            lambda conn: prune_journal(conn, now, keep.journal_keep_days, keep.journal_keep_bytes, force=force)
+        )
+
     def events(self, where: Filter | None = None) -> Iterator[Event]:
         seq, more = 0, True
         while more:
@@ -849,7 +864,8 @@ class PgStore:
         boot: float | None = None,
         beat_every: float | None = None,
     ) -> PgRegistration:
-        held = PgRegistration(self.reach, self.uri, address(self.uri, "daemons"), role, instance)
+        keep = (self.config.log.journal_keep_days, self.config.log.journal_keep_bytes)
+        held = PgRegistration(self.reach, self.uri, address(self.uri, "daemons"), role, instance, keep)
         held.acquire(started=started, interval=interval, log=log, boot=boot, beat_every=beat_every)
         return held
 

@@ -186,6 +186,7 @@ def test_wake_ups_come_back_after_a_server_restart_logged_once(
     """The listening session lost to a restart is re-established (one warning, one notice), and another store's
     change wakes the watcher again."""
     caplog.set_level("INFO", logger="agentd.store.postgres")
+    store.reach.announce = True  # (as a daemon's store does once registered)
     woken: queue_mod.SimpleQueue[str] = queue_mod.SimpleQueue()
     watching = store.watch(woken.put)
     assert watching is not None

@@ -36,6 +36,7 @@ def test_a_loss_is_logged_once_and_the_return_once(caplog: pytest.LogCaptureFixt
     """Many failures from many sessions make one warning; the first success after them one notice."""
     caplog.set_level(logging.DEBUG, logger="agentd.store.postgres.reach")
     reach = Reach("postgresql://db/x", monotonic=Ticks(), jitter=lambda: 0.0)
+    reach.announce = True
     for _ in range(5):
         reach.lost(ConnectionError("server closed the connection unexpectedly"))
     assert reach.down
@@ -66,3 +67,12 @@ def test_new_sessions_are_tried_once_per_backoff_step() -> None:
                 reach.open(NOWHERE, purpose="test")  # refused by the gate: no try
         ticks.now += step
     assert tried == 3 and reach.down
+
+
+def test_a_process_that_does_not_ride_outages_out_logs_them_at_debug_only(caplog: pytest.LogCaptureFixture) -> None:
+    """A command (not a daemon, not a follower) says nothing of a loss in the log: its error line says it."""
+    caplog.set_level(logging.DEBUG, logger="agentd.store.postgres.reach")
+    reach = Reach("postgresql://db/x", monotonic=Ticks(), jitter=lambda: 0.0)
+    reach.lost("server closed the connection unexpectedly")
+    reach.ok()
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG, logging.DEBUG]

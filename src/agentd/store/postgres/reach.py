@@ -7,7 +7,8 @@ new session is tried at most once per backoff step (capped exponential with jitt
 opening one fails at once with the last reason, so no thread of a daemon waits on a connect timeout more than once a
 step and a server coming back is not met by every thread at once. A session opened before the store was last
 found reachable again, lost afterwards, is a leftover of the outage already reported (each session finds out it was
-cut only when it is next used): it is not reported again.
+cut only when it is next used): it is not reported again. Only processes that ride an outage out say so (a daemon
+once registered, ``events -f``: ``announce``); a command that fails says why in its one error line.
 
 The schedule is tenacity's ``wait_exponential`` (the listener's own loop retries with tenacity too); the gate is
 shared by threads that each make one try, not one retry loop, so it keeps the attempt count itself.
@@ -74,6 +75,7 @@ class Reach:
         self._reason = ""
         self._back_at: float | None = None  # when the store was last found reachable again
         self._opened: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+        self.announce = False  # log the loss and the return (a daemon, a follower); else only at debug level
 
     @property
     def down(self) -> bool:
@@ -100,7 +102,12 @@ class Reach:
             self._down_since = now  # (one new session may be tried at once: the server may be back already)
             self._failures = 0
             self._next_try = now
-        log.warning("store unreachable: %s: %s; retrying with backoff", self.where, reason)
+        log.log(
+            logging.WARNING if self.announce else logging.DEBUG,
+            "store unreachable: %s: %s; retrying with backoff",
+            self.where,
+            reason,
+        )
 
     def ok(self) -> None:
         """A statement went through: the store is back (one line, the first time)."""
@@ -114,7 +121,12 @@ class Reach:
                 return
             self._back_at = self._monotonic()
             took = self._back_at - since
-        log.info("store reachable again: %s (unreachable for %.1f s)", self.where, took)
+        log.log(
+            logging.INFO if self.announce else logging.DEBUG,
+            "store reachable again: %s (unreachable for %.1f s)",
+            self.where,
+            took,
+        )
 
     def gate(self) -> None:
         """Raise StoreUnreachable at once while the next try is not due; else take the try (others wait for the

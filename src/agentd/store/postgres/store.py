@@ -820,6 +820,7 @@ class PgStore:
             notification (and every FOLLOW_SAFETY s); a lost server is waited for, then looked at again."""
             seq = mark[0]
             listen: Any = None
+            self.reach.announce = True  # (following rides outages out: it says so once, and once when back)
             try:
                 while True:
                     try:
@@ -864,6 +865,7 @@ class PgStore:
         boot: float | None = None,
         beat_every: float | None = None,
     ) -> PgRegistration:
+        self.reach.announce = True  # (a daemon rides outages out: it says so once, and once when back)
         keep = (self.config.log.journal_keep_days, self.config.log.journal_keep_bytes)
         held = PgRegistration(self.reach, self.uri, address(self.uri, "daemons"), role, instance, keep)
         held.acquire(started=started, interval=interval, log=log, boot=boot, beat_every=beat_every)

@@ -281,3 +281,34 @@ def test_the_fate_of_a_transaction_whose_session_was_lost_is_asked_of_the_server
             hanging.execute("SELECT 1")  # (its session was ended)
     finally:
         hanging.close()
+
+
+def test_a_lost_lease_session_the_server_thinks_alive_is_ended_and_its_lock_taken_again(
+    store: Any, pg_dsn: str
+) -> None:
+    """After a cut network the server may keep the lease's old session, and its lock, for hours: the holder's next
+    renewal ends that session and takes the lock on its new one (else the lock would come free whenever the server
+    noticed, with a fresh heartbeat: breakable as abandoned while the run goes on)."""
+    import os
+
+    held = claim(store, "A1")
+    try:
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (held._conn.info.backend_pid,))
+            # (the old session as the server still has it: named as the holder names it, holding the token's lock)
+            old = psycopg.connect(pg_dsn, autocommit=True, application_name=f"agentd lease A1 {os.getpid()}")
+            try:
+                old.execute("SELECT pg_advisory_lock(%s)", (held.token,))
+                assert held.renew(datetime.now(UTC)) is True
+                holder = admin.execute(
+                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+                    " AND ((classid::bigint << 32) | objid::bigint) = %s",
+                    (held.token,),
+                ).fetchall()
+                assert holder == [(held._conn.info.backend_pid,)], holder
+                with pytest.raises(psycopg.OperationalError):
+                    old.execute("SELECT 1")
+            finally:
+                old.close()
+    finally:
+        held.release()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import threading
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
@@ -147,8 +148,8 @@ class PgHeld:
 
     A lost session (a server restart, a cut network) is replaced at the next beat (the store's :class:`Reach` logs
     the loss once and paces the tries): the row is renewed only while it still holds this token, and the token's
-    lock is taken again on the new session, without waiting: the old session may still hold it on a server that has
-    not yet noticed it gone, and then it is tried again at each beat. The new session is the daemon's alone (the
+    lock is taken again on the new session (:meth:`_lock_again`: a lost session the server still thinks alive is
+    ended first; never a blocking wait). The new session is the daemon's alone (the
     supervisor inherited the first one): should the daemon die now, the supervisor ends the command as soon as its
     control pipe closes.
     """
@@ -182,10 +183,7 @@ class PgHeld:
                         self._reopen()
                     row = self._renew(record)
                     if row is not None and not self._locked:
-                        self._locked = bool(
-                            self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.token,)).fetchone()[0]
-                        )
-                        log.debug("lease %s: its lock %s", self.task_id, "taken again" if self._locked else "held")
+                        self._locked = self._lock_again()
                     break
                 except Exception as exc:  # the session is gone (a server restart, a network cut): a new one
                     self._reach.lost(exc, self._conn)
@@ -197,6 +195,24 @@ class PgHeld:
                 return False
             self.record = replace(record, heartbeat_at=format_timestamp(row[0].astimezone(UTC)))
             return True
+
+    def _lock_again(self) -> bool:
+        """Take the token's lock on the new session. A session of this process's for this lease that the server
+        still thinks alive (a cut network: the server has not noticed) holds it: that session is ended first, waiting
+        for it to go (up to 5 s), so the lock is free only for the instant between, not until the server would have
+        noticed (when a peer could break the lease as abandoned while its run goes on here)."""
+        name = f"agentd lease {self.task_id} {os.getpid()}"[:63]  # (as connect names it; NAMEDATALEN)
+        ended = self._conn.execute(
+            "SELECT count(pg_terminate_backend(a.pid, 5000)) FROM pg_locks k JOIN pg_stat_activity a ON a.pid = k.pid"
+            " WHERE k.locktype = 'advisory' AND k.granted AND k.objsubid = 1"
+            " AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND ((k.classid::bigint << 32) | k.objid::bigint) = %s"
+            " AND a.application_name = %s AND a.pid <> pg_backend_pid()",
+            (self.token, name),
+        ).fetchone()[0]
+        got = bool(self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.token,)).fetchone()[0])
+        log.debug("lease %s: lock %s (%d old session(s) ended)", self.task_id, "taken again" if got else "held", ended)
+        return got
 
     def _reopen(self) -> None:
         old, self._conn = self._conn, self._reach.open(self._uri, purpose=f"lease {self.task_id}")

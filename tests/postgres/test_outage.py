@@ -130,3 +130,25 @@ def test_daemons_ride_out_an_outage_longer_than_the_lease_ttl(tmp_path: Path, ow
         back = [line for line in text.splitlines() if "store reachable again" in line]
         assert len(lost) == 1 and len(back) == 1, text
     assert "Traceback" not in _err(tmp_path), _err(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_daemon_started_while_the_server_is_down_waits_for_it(tmp_path: Path, own_server: pg.Server) -> None:
+    """A daemon started (in the foreground, as a service manager does) while the server is down does not exit: it
+    says once that it waits, once that the store is there, then runs the queue; --once exits 8 in one line."""
+    dsn = pg.fresh_database(own_server)
+    log = _project(tmp_path, dsn, tasks=2, sleep=0.1, ttl=20)
+    own_server.stop("fast")
+    once = run_agentd("--role", "builder", "--once", cwd=tmp_path)
+    assert once.returncode == 8 and len(once.stderr.strip().splitlines()) == 1, once.stderr
+    daemon = start(tmp_path, "builder")
+    try:
+        wait_for(lambda: "waiting (retrying with backoff)" in _err(tmp_path), DEADLINE, "the daemon to say it waits")
+        assert daemon.poll() is None, _err(tmp_path)
+        own_server.start()
+        _judge(tmp_path, log, 2, [daemon])
+    finally:
+        stop_all([daemon])
+    said = _err(tmp_path).splitlines()
+    assert len([line for line in said if "store unreachable" in line]) == 1, said
+    assert len([line for line in said if "store reachable: " in line]) == 1, said

@@ -6,6 +6,8 @@ import contextlib
 import json
 import logging
 import os
+import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -73,10 +75,14 @@ def run_daemon(
     except ValueError as exc:
         raise ConfigError(None, str(exc)) from None
     clock = SkewedClock(skew) if skew else SystemClock()
+    mode = Mode.ONCE if once else Mode.DRAIN if drain else Mode.FOREVER
     try:
         config = app.config
         config.role(role)
-        daemon = Daemon(config, role, instance=instance, concurrency=concurrency, interval=interval, clock=clock)
+        daemon = _daemon_when_reachable(
+            lambda: Daemon(config, role, instance=instance, concurrency=concurrency, interval=interval, clock=clock),
+            wait=mode is Mode.FOREVER and ready_fd is None,
+        )
         daemon.check_ready()
         pid = daemon.store.register(
             role,
@@ -112,11 +118,35 @@ def run_daemon(
         ready.send(status="ready", pid=os.getpid())
         return True
 
-    mode = Mode.ONCE if once else Mode.DRAIN if drain else Mode.FOREVER
     try:
         return daemon.run(mode, first_pass if ready_fd is not None else None)
     finally:
         pid.release()
+
+
+def _daemon_when_reachable(make: Callable[[], Daemon], *, wait: bool) -> Daemon:
+    """The daemon; a daemon that runs until stopped, in the foreground or under a service manager (``wait``), waits
+    for a store it cannot reach yet (a server still starting at boot), saying so once and once when it is there, with
+    the store's backoff (0.25 s doubling to 10 s). ``--once``, ``--drain`` and ``agentd start`` exit 8 at once."""
+    from agentd.errors import StoreUnreachable
+
+    failures = 0
+    while True:
+        try:
+            daemon = make()
+        except StoreUnreachable as exc:
+            if not wait:
+                raise
+            failures += 1
+            if failures == 1:
+                logging.getLogger("agentd").warning("store unreachable: %s; waiting (retrying with backoff)", exc)
+            from agentd.store.postgres.reach import backoff
+
+            time.sleep(backoff(failures))
+            continue
+        if failures:
+            logging.getLogger("agentd").warning("store reachable: %s; starting", daemon.store.where)
+        return daemon
 
 
 @click.command(name="run")

@@ -11,11 +11,6 @@ from agentd.errors import StoreUnreachable
 
 __all__ = ["Address", "StoreUnreachable", "address", "connect", "display", "one_line"]
 
-# A statement sent over a cut network fails after this long without an acknowledgement, not after the kernel's
-# retransmissions (about 15 minutes): a heartbeat renewing over a dead connection gives up in time to try a new one.
-# (Keepalives cover an idle session; this covers one with data in flight.)
-TCP_USER_TIMEOUT_MS = 10_000
-
 
 def display(uri: str) -> str:
     """The URI as messages show it: never its password nor its query string."""
@@ -65,7 +60,6 @@ def connect(uri: str, *, autocommit: bool = True, purpose: str = "agentd", origi
             keepalives_idle=10,
             keepalives_interval=5,
             keepalives_count=3,
-            tcp_user_timeout=TCP_USER_TIMEOUT_MS,
         )
     except psycopg.Error as exc:
         reason = one_line(exc)

@@ -244,8 +244,10 @@ def apply(
             if stopped is not None:
                 stopped.append(replace(item, killed=tuple(killed)))
             continue
-        if item.lease is not None and item.lease.locked:
-            txn.break_held(item.task_id)  # a holder on another host, judged by its heartbeat alone
+        if item.lease is not None and item.lease.locked is not False:
+            # A holder on another host, or a lease not renewed since the server restarted (its lock state unknown,
+            # locked None): judged stale by its heartbeat alone, so broken as held (break_free keeps such a lease).
+            txn.break_held(item.task_id)
         elif not txn.break_free(item.task_id):
             continue  # its lock is held after all (someone is alive), or it cannot be removed (reported)
         faults.point("recover.after-break")

@@ -93,6 +93,7 @@ def test_daemons_ride_out_a_server_restart_logging_it_once(tmp_path: Path, own_s
     log = _project(tmp_path, dsn, tasks=8, sleep=3, ttl=20)
     daemons = [start(tmp_path, "builder", "--instance", name) for name in ("b1", "b2")]
     try:
+        wait_for(lambda: _err(tmp_path).count("daemon started") == 2, DEADLINE, "both daemons to start")
         wait_for(lambda: _started(log) >= 2, DEADLINE, "two runs to start")
         own_server.restart()
         _judge(tmp_path, log, 8, daemons)
@@ -115,6 +116,7 @@ def test_daemons_ride_out_an_outage_longer_than_the_lease_ttl(tmp_path: Path, ow
     log = _project(tmp_path, dsn, tasks=4, sleep=4, ttl=4)
     daemons = [start(tmp_path, "builder", "--instance", name) for name in ("b1", "b2")]
     try:
+        wait_for(lambda: _err(tmp_path).count("daemon started") == 2, DEADLINE, "both daemons to start")
         wait_for(lambda: _started(log) >= 2, DEADLINE, "two runs to start")
         own_server.stop("fast")
         begun = time.monotonic()

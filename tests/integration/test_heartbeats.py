@@ -102,7 +102,7 @@ def test_a_finished_run_keeps_its_lease_renewed_until_its_outcome_is_recorded(tm
             fcntl.flock(lock, fcntl.LOCK_UN)
         assert len(beats) >= 6, beats  # renewed all along after the command ended
         wait_for(lambda: json.loads(queue.read_text())["tasks"][0]["status"] == "done", 30, "T1 to be recorded")
-        assert not lease.exists()
+        wait_for(lambda: not lease.exists(), 30, "T1's lease to be released")  # released just after the record
         assert daemon.poll() is None
     finally:
         stop_all([daemon])

@@ -926,7 +926,12 @@ class Daemon:
         while True:
             paced = self._pace()
             if self._reload:
-                self._reload_config()
+                if self._terminal_gone():  # a hang-up's SIGHUP judged before the terminal had finished hanging up
+                    self._reload = False
+                    self._hangup = True
+                    self._stop_requests += 1
+                else:
+                    self._reload_config()
             self._wake.clear()
             spent = time.thread_time()
             report = self.tick()

@@ -193,7 +193,8 @@ def _set_status(app: App, args: Sequence[str]) -> int:
 
 
 def _list(app: App, args: Sequence[str]) -> int:
-    from agentd.cli.queue_ops import LIST_HEADERS, list_rows, plain_table, task_json
+    from agentd.cli.queue_ops import LIST_HEADERS, list_rows, plain_table
+    from agentd.core.listing import task_json
 
     opts, _ = _parse(args, LIST, 0)
     if not opts.get("as_json") and sys.stdout.isatty():

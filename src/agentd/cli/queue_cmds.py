@@ -10,8 +10,9 @@ import click
 
 from agentd.cli.app import App
 from agentd.cli.output import Group, emit_json, info, table, warn
-from agentd.cli.queue_ops import LIST_HEADERS, list_rows, task_json, transact
+from agentd.cli.queue_ops import LIST_HEADERS, list_rows, transact
 from agentd.core import edits
+from agentd.core.listing import task_json
 from agentd.errors import ExitCode, TaskNotFound, display_path
 
 pass_app = click.make_pass_decorator(App)

@@ -23,23 +23,6 @@ def transact(app: App, change: Callable[[Txn], Any]) -> Any:
         raise TaskNotFound(exc.task_id, store.where) from None
 
 
-def task_json(task: Task, quarantined: Mapping[str, Finding]) -> dict[str, Any]:
-    """One task of `agentd queue list --json`."""
-    return {
-        "id": task.id,
-        "status": task.status,
-        "title": task.title,
-        "type": task.type,
-        "priority": task.priority,
-        "agent": task.agent,
-        "dependencies": list(task.dependencies),
-        "attempts": task.attempts,
-        "parent": task.parent,
-        "path": task.path,
-        "quarantined": quarantined[task.id].text if task.id in quarantined else None,
-    }
-
-
 LIST_HEADERS = ["id", "status", "prio", "type", "agent", "title"]
 
 

@@ -33,12 +33,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentd.core.clock import format_timestamp
 from agentd.core.control import ALL
+from agentd.core.listing import task_json
 from agentd.core.model import index_by_id
 from agentd.errors import AgentdError, TaskNotFound
 from agentd.store.base import EVENT_TYPES, Filter
 from agentd.web import streams, timeline, views
 from agentd.web.auth import COOKIE, CSRF_FIELD, Guard
-from agentd.web.data import Source, task_json
+from agentd.web.data import Source
 from agentd.web.metrics import registry
 
 STATIC = Path(__file__).parent / "static"

@@ -10,7 +10,7 @@ from the page and one from a terminal cannot differ.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,9 +20,8 @@ from agentd import actions
 from agentd.config import Config
 from agentd.core import control, edits
 from agentd.core.clock import Clock
-from agentd.core.model import Task, valid_task_id
+from agentd.core.model import valid_task_id
 from agentd.core.scheduler import LeaseObservation
-from agentd.core.validate import Finding
 from agentd.errors import AgentdError, TaskNotFound
 from agentd.report import status as status_report
 from agentd.report import usage
@@ -148,20 +147,3 @@ class Source:
     def resume(self, roles: list[str], by: str) -> actions.Resumed:
         """``agentd resume`` (no roles: every pause)."""
         return actions.resume(self.store, actions.check_roles(self.config.workflow, roles), self.now(), by)
-
-
-def task_json(task: Task, quarantined: Mapping[str, Finding]) -> dict[str, Any]:
-    """A task as ``agentd queue list --json`` prints it."""
-    return {
-        "id": task.id,
-        "status": task.status,
-        "title": task.title,
-        "type": task.type,
-        "priority": task.priority,
-        "agent": task.agent,
-        "dependencies": list(task.dependencies),
-        "attempts": task.attempts,
-        "parent": task.parent,
-        "path": task.path,
-        "quarantined": quarantined[task.id].text if task.id in quarantined else None,
-    }

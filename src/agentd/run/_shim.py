@@ -126,11 +126,8 @@ def _proc_stat(pid: int) -> tuple[bytes, int, int, int, int] | None:
 
 
 def _tree(root: int) -> dict[int, tuple[int, int]]:
-    """Every live (not zombie) process of *root*'s tree, *root* excluded: {pid: (start time, pgrp)}.
-
-    A process belongs to the tree when its parent does (the shim is a child subreaper, so orphans of the tree,
-    escaped ones included, become its children), or when it is in a process group or session a member leads (the
-    kernel never reuses a pid still in use as a group or session id, so these are the tree's own)."""
+    """Every live (not zombie) process of *root*'s tree, *root* excluded: {pid: (start time, pgrp)}, parents first
+    (:func:`_members` on a scan of /proc)."""
     procs: dict[int, tuple[bytes, int, int, int, int]] = {}
     try:
         names = os.listdir("/proc")
@@ -141,6 +138,19 @@ def _tree(root: int) -> dict[int, tuple[int, int]]:
             st = _proc_stat(int(name))
             if st is not None:
                 procs[int(name)] = st
+    return _members(procs, root)
+
+
+def _members(procs: dict[int, tuple[bytes, int, int, int, int]], root: int) -> dict[int, tuple[int, int]]:
+    """*root*'s tree in *procs* ({pid: (state, ppid, pgrp, session, start time)}), *root* and zombies excluded:
+    {pid: (start time, pgrp)}, each parent before its children.
+
+    A process belongs to the tree when its parent does (the shim is a child subreaper, so orphans of the tree,
+    escaped ones included, become its children), or when it is in a process group or session a member leads (the
+    kernel never reuses a pid still in use as a group or session id, so these are the tree's own).
+
+    Parents come first because a shell signalled after its child could, woken by the child's death, run its next
+    command before its own signal arrives; signalled first, it cannot (a fatal signal ends a process at once)."""
     members = {root}
     grown = True
     while grown:
@@ -149,10 +159,19 @@ def _tree(root: int) -> dict[int, tuple[int, int]]:
             if pid not in members and (ppid in members or pgrp in members or sid in members):
                 members.add(pid)
                 grown = True
+    children: dict[int, list[int]] = {}
+    for pid in members:
+        if pid != root:
+            children.setdefault(procs[pid][1], []).append(pid)
+    ordered = [root]
+    for parent in ordered:  # grows while it is walked: breadth first
+        ordered.extend(sorted(children.pop(parent, ())))
+    walked = set(ordered)
+    ordered.extend(sorted(pid for pid in members if pid not in walked))  # linked by group or session only
     return {
         pid: (procs[pid][4], procs[pid][2])
-        for pid in members
-        if pid != root and pid in procs and procs[pid][0] not in (b"Z", b"X")
+        for pid in ordered
+        if pid != root and procs[pid][0] not in (b"Z", b"X")
     }
 
 

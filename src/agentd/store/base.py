@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -208,6 +209,42 @@ class PidInfo:
 
     def uptime(self, now: datetime) -> float:
         return (now - parse_timestamp(self.started_at)).total_seconds()
+
+    @classmethod
+    def of_this_process(
+        cls,
+        role: str,
+        instance: str | None,
+        started: datetime,
+        interval: float | None,
+        log: str | None,
+        boot: float | None,
+        beat_every: float | None,
+    ) -> PidInfo:
+        """What this daemon registers about itself, whichever store keeps it."""
+        pid = os.getpid()
+        return cls(
+            pid=pid,
+            role=role,
+            instance=instance,
+            host=hostname(),
+            boot_id=boot_id(),
+            proc_start=process_start(pid),
+            started_at=format_timestamp(started),
+            argv=list(sys.argv),
+            interval=interval,
+            log=log,
+            beat_at=format_timestamp(started) if beat_every else None,
+            beat_boot=boot if beat_every else None,
+            beat_every=beat_every,
+        )
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> PidInfo:
+        """A PidInfo from its JSON object, keys it does not know ignored (a newer agentd's); TypeError if one it
+        needs is missing."""
+        known = cls.__dataclass_fields__
+        return cls(**{key: value for key, value in data.items() if key in known})
 
 
 def stale_reason(info: PidInfo) -> str:

@@ -19,7 +19,6 @@ import fcntl
 import json
 import os
 import stat
-import sys
 import time
 from dataclasses import asdict, replace
 from datetime import datetime
@@ -28,7 +27,6 @@ from typing import Any
 
 from agentd.core.clock import format_timestamp, parse_timestamp
 from agentd.errors import AgentdError, ExitCode, FileAccessError, display_path
-from agentd.hostinfo import boot_id, hostname, process_start
 from agentd.store.base import PidInfo as PidInfo  # (re-exported)
 from agentd.store.base import Probe as Probe
 from agentd.store.base import stale_reason as stale_reason
@@ -82,9 +80,8 @@ def _parse(raw: bytes) -> PidInfo | None:
         parse_timestamp(str(data.get("started_at")))
     except ValueError:
         return None
-    known = set(PidInfo.__dataclass_fields__)
     try:
-        return PidInfo(**{key: value for key, value in data.items() if key in known})
+        return PidInfo.from_mapping(data)
     except TypeError:
         return None
 
@@ -198,22 +195,7 @@ class PidFile:
         else:
             raise AgentdError(f"{self.path}: the PID file keeps changing under agentd")
         self.replaced = _parse(os.pread(self.fd, 1 << 16, 0))
-        pid = os.getpid()
-        info = PidInfo(
-            pid=pid,
-            role=self.role,
-            instance=self.instance,
-            host=hostname(),
-            boot_id=boot_id(),
-            proc_start=process_start(pid),
-            started_at=format_timestamp(started),
-            argv=list(sys.argv),
-            interval=interval,
-            log=log,
-            beat_at=format_timestamp(started) if beat_every else None,
-            beat_boot=boot if beat_every else None,
-            beat_every=beat_every,
-        )
+        info = PidInfo.of_this_process(self.role, self.instance, started, interval, log, boot, beat_every)
         payload = (json.dumps(asdict(info), indent=2) + "\n").encode("utf-8")
         self._size = -(-len(payload) // 256) * 256 + 256  # room for a beat to grow without shrinking the file
         os.pwrite(self.fd, payload.ljust(self._size), 0)  # over the old content, then cut: never an empty file

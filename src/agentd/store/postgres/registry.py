@@ -17,7 +17,6 @@ import contextlib
 import json
 import logging
 import os
-import sys
 import threading
 import time
 import zlib
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from agentd.core.clock import Clock, format_timestamp
-from agentd.hostinfo import boot_id, hostname, process_start
+from agentd.hostinfo import hostname
 from agentd.store.base import Event, Filter, PidInfo, Probe
 from agentd.store.file.journal import escaped, parse_line
 from agentd.store.file.pidfile import AlreadyRunning
@@ -57,10 +56,8 @@ def lock_key(name: str) -> int:
 
 def parse_info(text: str) -> PidInfo | None:
     try:
-        data = json.loads(text)
-        known = set(PidInfo.__dataclass_fields__)
-        return PidInfo(**{key: value for key, value in data.items() if key in known})
-    except (ValueError, TypeError):
+        return PidInfo.from_mapping(json.loads(text))
+    except (ValueError, TypeError, AttributeError):
         return None
 
 
@@ -122,22 +119,7 @@ class PgRegistration:
                 raise AlreadyRunning(self.name, holder.pid if holder else None, self.path)
             row = conn.execute("SELECT info FROM agentd_daemons WHERE name = %s", (self.name,)).fetchone()
             self.replaced = parse_info(row[0]) if row else None
-            pid = os.getpid()
-            info = PidInfo(
-                pid=pid,
-                role=self.role,
-                instance=self.instance,
-                host=hostname(),
-                boot_id=boot_id(),
-                proc_start=process_start(pid),
-                started_at=format_timestamp(started),
-                argv=list(sys.argv),
-                interval=interval,
-                log=log,
-                beat_at=format_timestamp(started) if beat_every else None,
-                beat_boot=boot if beat_every else None,
-                beat_every=beat_every,
-            )
+            info = PidInfo.of_this_process(self.role, self.instance, started, interval, log, boot, beat_every)
             conn.execute(
                 "INSERT INTO agentd_daemons (name, lock_key, info) VALUES (%s, %s, %s)"
                 " ON CONFLICT (name) DO UPDATE SET lock_key = excluded.lock_key, info = excluded.info,"

@@ -168,11 +168,7 @@ def _members(procs: dict[int, tuple[bytes, int, int, int, int]], root: int) -> d
         ordered.extend(sorted(children.pop(parent, ())))
     walked = set(ordered)
     ordered.extend(sorted(pid for pid in members if pid not in walked))  # linked by group or session only
-    return {
-        pid: (procs[pid][4], procs[pid][2])
-        for pid in ordered
-        if pid != root and procs[pid][0] not in (b"Z", b"X")
-    }
+    return {pid: (procs[pid][4], procs[pid][2]) for pid in ordered if pid != root and procs[pid][0] not in (b"Z", b"X")}
 
 
 def _signal_member(pid: int, start: int, sig: int) -> None:

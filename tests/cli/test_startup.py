@@ -54,6 +54,7 @@ FAST_UNUSED = (
     "agentd.store.file.journal",
     "agentd.store.file.pidfile",
     "agentd.hostinfo",
+    "logging",  # (agentd.lazylog: imported when something logs, which these commands do not in the usual case)
     "zoneinfo",  # (only for a time zone agentd.toml names)
     "difflib",  # (only to suggest a status for an unknown one)
 )
@@ -128,11 +129,25 @@ def test_hot_queue_command_imports_neither_click_nor_the_daemon_side(project: ob
 @pytest.mark.parametrize("argv", [("status",), ("status", "--json")], ids=" ".join)
 def test_status_imports_no_click(project: object, argv: tuple[str, ...]) -> None:
     """`status` (output not a terminal) takes the click-free path: neither click nor the click commands are imported,
-    nor subprocess (only starting a daemon needs it)."""
+    nor subprocess (only starting a daemon needs it), nor logging (nothing logs)."""
     root = project(small_queue())  # type: ignore[operator]
     modules = imported(argv, root)
     assert "agentd.report.status" in modules  # the probe sees the dashboard's imports
-    assert heavy(modules, (*HEAVY, *CLICK, "subprocess")) == []
+    assert heavy(modules, (*HEAVY, *CLICK, "subprocess", "logging")) == []
+
+
+def test_a_lazy_logger_sets_up_logging_as_the_click_path_does() -> None:
+    """The click-free path imports logging only when something logs; then the message reads as under click (time,
+    level, logger name), the setup done once before the first record."""
+    probe = (
+        "from agentd import lazylog; from agentd.cli import fast; lazylog.on_first_use(fast._log_setup); "
+        "log = lazylog.get_logger('agentd.probe'); log.info('unseen'); log.warning('seen %s', 1); "
+        "lazylog.get_logger('agentd.other').error('again')"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+    assert re.fullmatch(f"{stamp} WARNING agentd.probe: seen 1\n{stamp} ERROR agentd.other: again\n", done.stderr)
 
 
 def test_version_needs_no_click(tmp_path: Path) -> None:

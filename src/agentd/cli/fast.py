@@ -275,17 +275,22 @@ def run(argv: Sequence[str]) -> int | None:
         given["root"] = os.environ["AGENTD_ROOT"]
     if not all(_path_ok(value, *PATHS[dest]) for dest, value in given.items() if dest in PATHS):
         return None
-    import logging
-
+    from agentd import lazylog
     from agentd.cli.app import App
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
+    lazylog.on_first_use(_log_setup)  # what agentd.cli.root.cli sets up, once something logs (mostly nothing does)
     app = App(**given, verbose=0)
     try:
         return command(app, rest[depth:])
     except _Unsure:
+        lazylog.on_first_use(None)
         return None
+
+
+def _log_setup() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def main(argv: Sequence[str]) -> None:

@@ -13,7 +13,6 @@ import contextlib
 import copy
 import functools
 import json
-import logging
 import operator
 import os
 import stat
@@ -34,6 +33,7 @@ from agentd.core.validate import (
 )
 from agentd.core.workflow import Workflow
 from agentd.errors import Conflict, FileAccessError, LockTimeout, QueueInvalid, display_path
+from agentd.lazylog import get_logger
 from agentd.store.file import archive as archive_file
 from agentd.store.file import jsonedit
 from agentd.store.file.archive import Archive
@@ -41,7 +41,7 @@ from agentd.store.file.derived import PerPiece, StructuralChecks, differing, pro
 from agentd.store.file.incremental import Decoded, Decoder, Piece
 from agentd.store.file.sidelock import LockTimedOut, SidecarLock
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 T = TypeVar("T")
 BOM = "\ufeff"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentd.core.clock import Clock, SystemClock
 from agentd.errors import FileAccessError, StateInvalid
+from agentd.lazylog import get_logger
 from agentd.store.file.atomic import replace_file
 from agentd.store.file.queuefile import Draft, QueueStore, Snapshot
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from agentd.store.file.pidfile import PidFile
     from agentd.store.file.watch import Watcher
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 T = TypeVar("T")
 STATE_NAME = "state.json"

@@ -279,7 +279,7 @@ def run(argv: Sequence[str]) -> int | None:
     from agentd.cli.app import App
 
     lazylog.on_first_use(_log_setup)  # what agentd.cli.root.cli sets up, once something logs (mostly nothing does)
-    app = App(**given, verbose=0)
+    app = App(**given, verbose=0, cache_config=True)
     try:
         return command(app, rest[depth:])
     except _Unsure:

@@ -132,12 +132,13 @@ def test_hot_queue_command_imports_neither_click_nor_the_daemon_side(project: ob
 @pytest.mark.parametrize("argv", [("status",), ("status", "--json")], ids=" ".join)
 def test_status_imports_no_click(project: object, argv: tuple[str, ...]) -> None:
     """`status` (output not a terminal) takes the click-free path: neither click nor the click commands are imported,
-    nor subprocess (only starting a daemon needs it), nor logging (nothing logs), nor tomllib (agentd.toml cached)."""
+    nor subprocess (only starting a daemon needs it), nor logging (nothing logs), nor tomllib (agentd.toml cached), nor
+    zoneinfo (the day of a UTC project) or getpass (nobody's name is asked)."""
     root = project(small_queue())  # type: ignore[operator]
     imported(("queue", "list"), root)  # (the first call parses agentd.toml and keeps it)
     modules = imported(argv, root)
     assert "agentd.report.status" in modules  # the probe sees the dashboard's imports
-    assert heavy(modules, (*HEAVY, *CLICK, "subprocess", "logging", "tomllib")) == []
+    assert heavy(modules, (*HEAVY, *CLICK, "subprocess", "logging", "tomllib", "zoneinfo", "getpass")) == []
 
 
 def test_a_lazy_logger_sets_up_logging_as_the_click_path_does() -> None:

@@ -14,7 +14,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from agentd import schema
 from agentd.core.duration import parse_duration
@@ -22,7 +21,10 @@ from agentd.core.workflow import DEFAULT_OUTCOMES, DEFAULT_PIPELINE, Backoff, Ro
 from agentd.errors import ConfigInvalid, RoleNotFound, display_path
 from agentd.workspaces.settings import WorkspaceSettings, WorkspacesInvalid
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from agentd.automation.settings import Automation
 
 CONFIG_NAME = "agentd.toml"

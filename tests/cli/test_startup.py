@@ -54,6 +54,7 @@ FAST_UNUSED = (
     "agentd.store.file.journal",
     "agentd.store.file.pidfile",
     "agentd.hostinfo",
+    "typing",  # (a type checker's names only: written in annotations, imported under TYPE_CHECKING)
     "tomllib",  # (agentd.toml as parsed comes from agentd.configcache once a call has kept it)
     "logging",  # (agentd.lazylog: imported when something logs, which these commands do not in the usual case)
     "zoneinfo",  # (only for a time zone agentd.toml names)
@@ -118,8 +119,8 @@ def test_light_command_imports_no_heavy_module(project: object, argv: tuple[str,
 @pytest.mark.parametrize("argv", FAST, ids=" ".join)
 def test_hot_queue_command_imports_neither_click_nor_the_daemon_side(project: object, argv: tuple[str, ...]) -> None:
     """`queue add`, `queue set-status` and `queue list` (output not a terminal) take the click-free path and import
-    neither click nor the scheduler, the lease folder, the journal, the PID files, the store protocols, logging or
-    (agentd.toml cached by an earlier call) tomllib."""
+    neither click nor the scheduler, the lease folder, the journal, the PID files, the store protocols, typing, logging
+    or (agentd.toml cached by an earlier call) tomllib."""
     doc = small_queue()
     root = project(doc)  # type: ignore[operator]
     imported(("queue", "list"), root)  # (the first call parses agentd.toml and keeps it)

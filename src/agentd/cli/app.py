@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from agentd.errors import NoProject
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # imported when first used: `agentd --version` and `--help` need neither
     from agentd.config import Config
     from agentd.store.base import Store

@@ -17,9 +17,11 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from agentd.cli.app import App
 
 # A command's options: name -> (destination, kind); kind "value" (the last one given wins, as in click), "many"

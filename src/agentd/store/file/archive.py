@@ -20,12 +20,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from agentd.core.clock import format_timestamp
 from agentd.core.model import walk_one
 from agentd.errors import FileAccessError
 from agentd.lazylog import get_logger
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 log = get_logger(__name__)
 

@@ -20,7 +20,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
 
 from agentd import faults, schema
 from agentd.core.model import Task, index_by_id, view_id, views, walk, walk_one
@@ -41,9 +40,14 @@ from agentd.store.file.derived import PerPiece, StructuralChecks, differing, pro
 from agentd.store.file.incremental import Decoded, Decoder, Piece
 from agentd.store.file.sidelock import LockTimedOut, SidecarLock
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
+
 log = get_logger(__name__)
 
-T = TypeVar("T")
 BOM = "\ufeff"
 MAX_REAPPLY = 20
 LOCK_POLL = 0.005  # s between tries for a held queue lock
@@ -56,7 +60,7 @@ def render(data: dict[str, Any], *, indent: int = 2) -> bytes:
     return (json.dumps(data, indent=indent, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-class _Whole(dict[str, Any]):
+class _Whole(dict[str, "Any"]):
     """A transaction's new document that replaces the old one as a whole (not edited into the old text)."""
 
 

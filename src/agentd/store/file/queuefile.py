@@ -34,7 +34,6 @@ from agentd.core.workflow import Workflow
 from agentd.errors import Conflict, FileAccessError, LockTimeout, QueueInvalid, display_path
 from agentd.lazylog import get_logger
 from agentd.store.file import archive as archive_file
-from agentd.store.file import jsonedit
 from agentd.store.file.archive import Archive
 from agentd.store.file.derived import PerPiece, StructuralChecks, differing, problems_of, views_of, walk_of
 from agentd.store.file.incremental import Decoded, Decoder, Piece
@@ -738,6 +737,8 @@ class QueueStore:
                 if isinstance(new, _Whole):  # a new queue as a whole: written as a new file, in its own key order
                     payload = render(new)
                 else:
+                    from agentd.store.file import jsonedit  # (not at import: `queue list` and `status` only read)
+
                     text, same = jsonedit.apply_where(loaded.text, old, new, loaded.spans)
                     payload = (loaded.prefix + text).encode("utf-8")
             except UnicodeEncodeError as exc:  # a lone surrogate outside any task (a task's own is refused above)

@@ -9,7 +9,6 @@ functions and nothing else, so a change from the page and one from a terminal ca
 
 from __future__ import annotations
 
-import getpass
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +25,8 @@ from agentd.store.base import Store, Txn
 
 def person() -> str:
     """Who runs this process (the default ``by`` of an answer, a pause or a resume)."""
+    import getpass  # (termios and pwd: not at import, `agentd status` asks nobody's name)
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):

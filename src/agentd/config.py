@@ -11,11 +11,9 @@ the store: ``--store`` > ``AGENTD_STORE`` > ``store`` in agentd.toml > ``"file"`
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from agentd import schema
 from agentd.core.duration import parse_duration
@@ -23,7 +21,10 @@ from agentd.core.workflow import DEFAULT_OUTCOMES, DEFAULT_PIPELINE, Backoff, Ro
 from agentd.errors import ConfigInvalid, RoleNotFound, display_path
 from agentd.workspaces.settings import WorkspaceSettings, WorkspacesInvalid
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from agentd.automation.settings import Automation
 
 CONFIG_NAME = "agentd.toml"
@@ -143,17 +144,26 @@ def find_root(start: Path | None = None) -> Path:
     return here
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path, *, cache: bool = False) -> tuple[dict[str, Any], bytes | None]:
+    """The parsed file, and its bytes when ``cache`` and the cache missed (:mod:`agentd.configcache`: to keep)."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigInvalid(path, None, f"cannot read: {exc.strerror or exc}") from None
+    if cache:
+        from agentd import configcache
+
+        cached = configcache.get(str(path), raw)
+        if cached is not None:
+            return cached, None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigInvalid(path, None, f"not UTF-8 (byte {exc.start})") from None
+    import tomllib  # (not needed when the cache holds the file)
+
     try:
-        return tomllib.loads(text)
+        return tomllib.loads(text), raw if cache else None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigInvalid(path, None, f"not valid TOML: {exc}") from None
 
@@ -365,8 +375,12 @@ def load(
     queue: Path | None = None,
     environ: Mapping[str, str] | None = None,
     store: str | None = None,
+    cache: bool = False,
 ) -> Config:
-    """Find the project, read agentd.toml (if any) and apply the environment and command-line overrides."""
+    """Find the project, read agentd.toml (if any) and apply the environment and command-line overrides.
+
+    With ``cache`` (the CLI's hot commands), agentd.toml is parsed through :mod:`agentd.configcache`, kept when the
+    project's state folder is the default one beside it."""
     env = os.environ if environ is None else environ
     if root is None and env.get("AGENTD_ROOT"):
         root = Path(env["AGENTD_ROOT"])
@@ -377,8 +391,12 @@ def load(
     root = root.resolve()
     if config_path is None and (root / CONFIG_NAME).is_file():
         config_path = root / CONFIG_NAME
-    data = _read_toml(config_path) if config_path is not None else {}
+    data, parsed = _read_toml(config_path, cache=cache) if config_path is not None else ({}, None)
     config = build(data, root=root, path=config_path)
+    if parsed is not None and config_path is not None and config.state_dir == config_path.parent / ".agentd":
+        from agentd import configcache
+
+        configcache.put(str(config_path), parsed, data)
     origin = "flag --queue"
     if queue is None and env.get("AGENTD_QUEUE"):
         queue, origin = Path(env["AGENTD_QUEUE"]), "env AGENTD_QUEUE"

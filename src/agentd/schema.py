@@ -10,18 +10,22 @@ import json
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
 
 from agentd.core.clock import parse_timestamp
 from agentd.core.model import TASK_ID_RULE, valid_task_id, view_id, walk_one
 from agentd.core.validate import Finding
 from agentd.store.file.incremental import Piece
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal
+
+    SchemaName = Literal["queue", "task", "lease", "config", "result"]
+
 if TYPE_CHECKING:  # jsonschema costs ~60 ms to import: loaded by the first validation, not by every CLI start
     from jsonschema.exceptions import ValidationError
     from referencing import Registry
 
-SchemaName = Literal["queue", "task", "lease", "config", "result"]
 NAMES: tuple[SchemaName, ...] = ("queue", "task", "lease", "config", "result")
 
 

@@ -167,3 +167,109 @@ def test_the_fast_path_answers_as_click_outside_a_project(tmp_path: Path) -> Non
     assert fast == slow
     assert fast[0] == 6
     assert list((tmp_path / "fast").iterdir()) == []
+
+
+# -- the config cache (agentd.configcache): the hot commands skip tomllib, and never trust a stale or foreign cache --
+
+PARKING = CONFIG + '[roles.parker]\nclaims = "parkd"\nworking = "parkw"\non_success = "done"\n'
+
+
+def _fast(root: Path, *argv: str) -> tuple[int, str, str]:
+    code, out, err, _ = _run(argv, root, click_only=False)
+    return code, out, err
+
+
+@pytest.mark.slow
+def test_a_same_size_edit_at_the_same_mtime_is_not_missed(tmp_path: Path) -> None:
+    """agentd.toml rewritten in place to the same size with its mtime put back: the next hot command reads the new
+    text (a status only the new text knows is accepted, the one it dropped refused)."""
+    root = _project(tmp_path / "proj", small_queue())
+    config = root / "agentd.toml"
+    config.write_text(PARKING, encoding="utf-8")
+    assert _fast(root, "queue", "list")[0] == 0  # writes the cache
+    cache = root / ".agentd" / "cache" / "agentd.toml.json"
+    assert cache.is_file()
+    before = os.stat(config)
+    with open(config, "r+b") as handle:  # in place: the same inode
+        handle.write(PARKING.replace("parkd", "parkx").encode())
+    os.utime(config, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(config)
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (before.st_size, before.st_mtime_ns, before.st_ino)
+    code, out, err = _fast(root, "queue", "set-status", "B1", "parkx")
+    assert (code, out) == (0, "B1: ready -> parkx\n"), err
+    code, _, err = _fast(root, "queue", "set-status", "B1", "parkd")
+    assert code == 2 and "status 'parkd': no role claims" in err, err
+
+
+@pytest.mark.slow
+def test_an_edited_config_is_read_again(tmp_path: Path) -> None:
+    """agentd.toml edited after the cache was written (a role added): the next hot command knows the new role."""
+    root = _project(tmp_path / "proj", small_queue())
+    assert _fast(root, "queue", "list")[0] == 0
+    assert _fast(root, "queue", "set-status", "B1", "parkd")[0] == 2
+    (root / "agentd.toml").write_text(PARKING, encoding="utf-8")
+    assert _fast(root, "queue", "set-status", "B1", "parkd")[:2] == (0, "B1: ready -> parkd\n")
+
+
+def _entry(raw: str, data: dict[str, object], tag: str | None = None) -> bytes:
+    from agentd import configcache
+
+    return json.dumps([configcache.TAG if tag is None else tag, raw, data]).encode()
+
+
+PLANTED = {
+    "roles": {"builder": {"command": ["true"]}, "parker": {"claims": "parkx", "working": "w", "on_success": "d"}}
+}
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        b"",
+        b"\x00\xff garbage \x80",
+        b'["agentd',  # cut short by a crash
+        b"{}",
+        b"null",
+        _entry(PARKING, PLANTED, tag="agentd 0.0.1 python 30b07f0"),  # another agentd or Python
+        _entry(PARKING.replace("parkd", "parkz"), PLANTED),  # other bytes than the file's
+        _entry(PARKING + " ", PLANTED),
+        json.dumps(["x", PARKING, PLANTED]).encode(),
+        json.dumps([None, PARKING, []]).encode(),
+    ],
+)
+def test_a_cache_that_does_not_match_is_never_trusted(tmp_path: Path, blob: bytes) -> None:
+    """A cache file that is empty, garbage, cut short, of another version or of other bytes than agentd.toml holds
+    now is ignored: the file itself is parsed."""
+    from agentd import config as config_mod
+
+    root = _project(tmp_path / "proj", small_queue())
+    (root / "agentd.toml").write_text(PARKING, encoding="utf-8")
+    cache = root / ".agentd" / "cache" / "agentd.toml.json"
+    cache.parent.mkdir(parents=True)
+    cache.write_bytes(blob)
+    loaded = config_mod.load(root=root, environ={}, cache=True)
+    assert loaded.workflow.roles["parker"].claims == ("parkd",)
+    assert json.loads(cache.read_bytes())[2]["roles"]["parker"]["claims"] == "parkd"  # put right
+
+
+def test_a_matching_cache_is_used_and_tomllib_is_not(tmp_path: Path) -> None:
+    """A cache of this version holding agentd.toml's exact bytes is used as the parsed file (the control for the test
+    above: a planted cache with other data shows through), by the hot commands only."""
+    from agentd import config as config_mod
+
+    root = _project(tmp_path / "proj", small_queue())
+    (root / "agentd.toml").write_text(PARKING, encoding="utf-8")
+    cache = root / ".agentd" / "cache" / "agentd.toml.json"
+    cache.parent.mkdir(parents=True)
+    cache.write_bytes(_entry(PARKING, PLANTED))
+    assert config_mod.load(root=root, environ={}, cache=True).workflow.roles["parker"].claims == ("parkx",)
+    assert config_mod.load(root=root, environ={}).workflow.roles["parker"].claims == ("parkd",)  # (no cache asked)
+
+
+@pytest.mark.slow
+def test_no_cache_where_the_state_folder_is_elsewhere(tmp_path: Path) -> None:
+    """A project whose agentd.toml moves its state folder gets no .agentd folder from a hot command."""
+    root = _project(tmp_path / "proj", small_queue())
+    (root / "agentd.toml").write_text('state_dir = "var"\n' + CONFIG, encoding="utf-8")
+    assert _fast(root, "queue", "list")[0] == 0
+    assert sorted(p.name for p in root.iterdir()) == ["SPRINT_QUEUE.json", "agentd.toml"]

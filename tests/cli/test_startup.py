@@ -54,6 +54,9 @@ FAST_UNUSED = (
     "agentd.store.file.journal",
     "agentd.store.file.pidfile",
     "agentd.hostinfo",
+    "typing",  # (a type checker's names only: written in annotations, imported under TYPE_CHECKING)
+    "tomllib",  # (agentd.toml as parsed comes from agentd.configcache once a call has kept it)
+    "logging",  # (agentd.lazylog: imported when something logs, which these commands do not in the usual case)
     "zoneinfo",  # (only for a time zone agentd.toml names)
     "difflib",  # (only to suggest a status for an unknown one)
 )
@@ -116,23 +119,43 @@ def test_light_command_imports_no_heavy_module(project: object, argv: tuple[str,
 @pytest.mark.parametrize("argv", FAST, ids=" ".join)
 def test_hot_queue_command_imports_neither_click_nor_the_daemon_side(project: object, argv: tuple[str, ...]) -> None:
     """`queue add`, `queue set-status` and `queue list` (output not a terminal) take the click-free path and import
-    neither click nor the scheduler, the lease folder, the journal, the PID files or the store protocols."""
+    neither click nor the scheduler, the lease folder, the journal, the PID files, the store protocols, typing, logging
+    or (agentd.toml cached by an earlier call) tomllib; `queue list` not the queue file's writer either."""
     doc = small_queue()
     root = project(doc)  # type: ignore[operator]
+    imported(("queue", "list"), root)  # (the first call parses agentd.toml and keeps it)
     modules = imported(argv, root)
     assert "agentd.cli.fast" in modules  # the probe sees our own imports
-    assert heavy(modules, HEAVY + QUEUE_ONLY + FAST_UNUSED) == []
+    reads = ("agentd.store.file.jsonedit",) if argv[1] == "list" else ()  # (the format-preserving writer)
+    assert heavy(modules, HEAVY + QUEUE_ONLY + FAST_UNUSED + reads) == []
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("argv", [("status",), ("status", "--json")], ids=" ".join)
 def test_status_imports_no_click(project: object, argv: tuple[str, ...]) -> None:
     """`status` (output not a terminal) takes the click-free path: neither click nor the click commands are imported,
-    nor subprocess (only starting a daemon needs it)."""
+    nor subprocess (only starting a daemon needs it), nor logging (nothing logs), nor tomllib (agentd.toml cached), nor
+    zoneinfo (the day of a UTC project) or getpass (nobody's name is asked), nor the queue file's writer."""
     root = project(small_queue())  # type: ignore[operator]
+    imported(("queue", "list"), root)  # (the first call parses agentd.toml and keeps it)
     modules = imported(argv, root)
     assert "agentd.report.status" in modules  # the probe sees the dashboard's imports
-    assert heavy(modules, (*HEAVY, *CLICK, "subprocess")) == []
+    unused = ("subprocess", "logging", "tomllib", "zoneinfo", "getpass", "agentd.store.file.jsonedit")
+    assert heavy(modules, (*HEAVY, *CLICK, *unused)) == []
+
+
+def test_a_lazy_logger_sets_up_logging_as_the_click_path_does() -> None:
+    """The click-free path imports logging only when something logs; then the message reads as under click (time,
+    level, logger name), the setup done once before the first record."""
+    probe = (
+        "from agentd import lazylog; from agentd.cli import fast; lazylog.on_first_use(fast._log_setup); "
+        "log = lazylog.get_logger('agentd.probe'); log.info('unseen'); log.warning('seen %s', 1); "
+        "lazylog.get_logger('agentd.other').error('again')"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+    assert re.fullmatch(f"{stamp} WARNING agentd.probe: seen 1\n{stamp} ERROR agentd.other: again\n", done.stderr)
 
 
 def test_version_needs_no_click(tmp_path: Path) -> None:

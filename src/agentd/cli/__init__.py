@@ -8,7 +8,9 @@ This package's own import is light (no click): :mod:`agentd.cli.fast`, :mod:`age
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def __getattr__(name: str) -> Any:

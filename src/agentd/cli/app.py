@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from agentd.errors import NoProject
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # imported when first used: `agentd --version` and `--help` need neither
     from agentd.config import Config
     from agentd.store.base import Store
@@ -25,12 +25,15 @@ class App:
         config_path: str | None = None,
         verbose: int = 0,
         store_kind: str | None = None,  # --store
+        *,
+        cache_config: bool = False,  # agentd.toml through agentd.configcache (the hot commands)
     ) -> None:
         self.root = root
         self.queue = queue
         self.config_path = config_path
         self.verbose = verbose
         self.store_kind = store_kind
+        self.cache_config = cache_config
         self._config: Config | None = None
 
     def __repr__(self) -> str:
@@ -59,6 +62,7 @@ class App:
                 config_path=Path(self.config_path) if self.config_path else None,
                 queue=Path(self.queue) if self.queue else None,
                 store=self.store_kind,
+                cache=self.cache_config,
             )
         return self._config
 

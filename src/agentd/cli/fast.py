@@ -17,9 +17,11 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from agentd.cli.app import App
 
 # A command's options: name -> (destination, kind); kind "value" (the last one given wins, as in click), "many"
@@ -275,17 +277,22 @@ def run(argv: Sequence[str]) -> int | None:
         given["root"] = os.environ["AGENTD_ROOT"]
     if not all(_path_ok(value, *PATHS[dest]) for dest, value in given.items() if dest in PATHS):
         return None
-    import logging
-
+    from agentd import lazylog
     from agentd.cli.app import App
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    app = App(**given, verbose=0)
+    lazylog.on_first_use(_log_setup)  # what agentd.cli.root.cli sets up, once something logs (mostly nothing does)
+    app = App(**given, verbose=0, cache_config=True)
     try:
         return command(app, rest[depth:])
     except _Unsure:
+        lazylog.on_first_use(None)
         return None
+
+
+def _log_setup() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def main(argv: Sequence[str]) -> None:

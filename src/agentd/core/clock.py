@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
+else:  # (typing is not imported at run time on the CLI's hot path: a Protocol is for the type checker)
+    Protocol = object
 
 
 class Clock(Protocol):

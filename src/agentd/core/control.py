@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from agentd.core.clock import format_timestamp, parse_timestamp
 from agentd.errors import StateInvalid
@@ -84,7 +83,12 @@ def pause_until(now: datetime, *, seconds: float | None = None, until: datetime 
 def day_bounds(now: datetime, tz: str = "UTC") -> tuple[datetime, datetime]:
     """The start and end (UTC) of the calendar day in ``tz`` that holds ``now`` (23 or 25 hours long on a clock
     change)."""
-    zone = ZoneInfo(tz)
+    if tz == "UTC":
+        zone: tzinfo = UTC  # (the same bounds as ZoneInfo("UTC"), without importing zoneinfo on every `status`)
+    else:
+        from zoneinfo import ZoneInfo
+
+        zone = ZoneInfo(tz)
     local = now.astimezone(zone)
     start = datetime(local.year, local.month, local.day, tzinfo=zone)
     following = start.date() + timedelta(days=1)

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
 
 from agentd.core.model import TASK_ID_RULE, valid_task_id, walk
 from agentd.core.workflow import Role, Workflow
 from agentd.errors import Conflict, StaleToken, TaskNotFound, UnknownStatus
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+else:  # (typing is not imported at run time on the CLI's hot path: a Protocol is for the type checker)
+    Protocol = object
 
 # Fields `queue update --field` may not set: agentd's own bookkeeping, or a command of its own.
 PROTECTED_FIELDS = {"id": "the id", "status": "`agentd queue set-status`", "lease": "a lease", "lease_token": "a lease"}

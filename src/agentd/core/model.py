@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from itertools import compress
 from operator import attrgetter
-from typing import Any
 
 from agentd.core.clock import parse_timestamp
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # used with fullmatch only: "$" would allow a final "\n"
 TASK_ID_RULE = "use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"

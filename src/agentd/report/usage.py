@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from agentd.store.base import Event, Filter
 from agentd.store.file.journal import parse_line, read_events
@@ -146,6 +145,8 @@ def summarise(found: Iterable[Run], by: str, tz: str = "UTC") -> list[Line]:
     """Usage summed by ``by`` (role, task or day in ``tz``), keys in order."""
     if by not in GROUPS:
         raise ValueError(f"--by must be one of {', '.join(GROUPS)}")
+    from zoneinfo import ZoneInfo  # (not at import: `agentd status` needs none)
+
     zone = ZoneInfo(tz)
     lines: dict[str, Line] = {}
     for run in found:

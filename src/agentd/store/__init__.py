@@ -7,11 +7,11 @@ the JSON queue file with lease files behind it. :func:`open_store` builds the st
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from agentd.errors import ConfigError, ConfigInvalid
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # (agentd.schema imports agentd.store.file.incremental: nothing heavier is imported here)
     from agentd.config import Config
     from agentd.core.clock import Clock

@@ -11,7 +11,10 @@ import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 KEYS = ("mode", "base", "branch", "path", "setup", "keep", "delete_branch")
 STRATEGIES = ("ff", "merge", "rebase")

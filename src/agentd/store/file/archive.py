@@ -15,19 +15,22 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from agentd.core.clock import format_timestamp
 from agentd.core.model import walk_one
 from agentd.errors import FileAccessError
+from agentd.lazylog import get_logger
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+log = get_logger(__name__)
 
 SUFFIX = ".archive.jsonl"
 

@@ -13,14 +13,20 @@ import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import compress
-from typing import Any, Generic, TypeVar
 
 from agentd import schema
 from agentd.core.model import Task, walk_one
 from agentd.core.validate import Finding, structural, structural_phase
 from agentd.store.file.incremental import Piece
 
-D = TypeVar("D")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Generic, TypeVar
+
+    D = TypeVar("D")
+else:  # (typing is not imported at run time on the CLI's hot path: PerPiece[...] is written in annotations only)
+    D = None
+    Generic = {None: object}
 
 
 class PerPiece(Generic[D]):

@@ -23,12 +23,15 @@ import itertools
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, cast
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _WS = re.compile(r"[ \t\n\r]*")
 # After an item: a comma and the whitespace up to the next item, or the closing bracket (group 1).
 _AFTER_ITEM = re.compile(r"[ \t\n\r]*(?:,[ \t\n\r]*|(\]))")
-_scan_once = _json.make_scanner(cast(Any, json.JSONDecoder()))  # (text, index) -> (value, end)
+_scan_once = _json.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # (text, index) -> (value, end)
 _scanstring = _json.scanstring  # (text, index after the opening quote) -> (string, end)
 
 

@@ -17,14 +17,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import logging
 import os
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from agentd.config import LogConfig
 from agentd.core.clock import Clock, format_timestamp, parse_timestamp
@@ -34,6 +33,11 @@ from agentd.hostinfo import hostname
 from agentd.store.base import EVENT_TYPES as EVENT_TYPES  # (re-exported)
 from agentd.store.base import Event as Event
 from agentd.store.base import Filter as Filter
+
+if TYPE_CHECKING:
+    from logging import Logger
+
+INFO = 20  # logging.INFO (logging is imported by whoever passes a logger)
 
 _LOG_DEFAULTS = LogConfig()
 parse_duration = parse_span  # (the journal's name for it, kept)
@@ -118,7 +122,7 @@ class Journal:
         path: Path | None,
         clock: Clock,
         role: str | None,
-        logger: logging.Logger,
+        logger: Logger,
         *,
         max_bytes: int = _LOG_DEFAULTS.max_bytes,
         backups: int = _LOG_DEFAULTS.backups,
@@ -132,7 +136,7 @@ class Journal:
         self.host = hostname()
         self._lock = threading.Lock()
 
-    def emit(self, event: str, message: str, *, level: int = logging.INFO, **fields: Any) -> None:
+    def emit(self, event: str, message: str, *, level: int = INFO, **fields: Any) -> None:
         """Log ``message`` and append the event with its fields.
 
         Text that UTF-8 cannot encode (a lone UTF-16 surrogate copied from a task) never fails: the log line shows it

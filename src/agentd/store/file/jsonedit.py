@@ -34,7 +34,10 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from itertools import compress, count
-from typing import Any, cast
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Style", "apply", "apply_where", "detect_style", "dumps"]
 
@@ -54,8 +57,8 @@ _TOKEN = re.compile(r'([ \t\r\n]*)(?:"[^"\\]*(?:\\.[^"\\]*)*"|([,:])|[{}\[\]]|[^
 _STYLE_TOKEN_LIMIT = 4096
 
 # The C accelerators of the json module (what json.loads runs on CPython).
-_scan_once = _json.make_scanner(cast(Any, json.JSONDecoder()))  # (text, index) -> (value, end)
-_scan_keeping_ints = _json.make_scanner(cast(Any, json.JSONDecoder(parse_int=str)))  # integers left as their text
+_scan_once = _json.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # (text, index) -> (value, end)
+_scan_keeping_ints = _json.make_scanner(json.JSONDecoder(parse_int=str))  # type: ignore[arg-type]  # integers left as their text
 _scanstring = _json.scanstring  # (text, index after the opening quote) -> (string, end)
 
 

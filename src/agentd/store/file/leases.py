@@ -18,7 +18,6 @@ import contextlib
 import errno
 import fcntl
 import json
-import logging
 import os
 import stat
 import threading
@@ -34,10 +33,11 @@ from agentd.core.model import valid_task_id
 from agentd.core.scheduler import LeaseObservation
 from agentd.errors import AgentdError, FileAccessError, LeaseInvalid, display_path
 from agentd.hostinfo import boot_id, flock_holders
+from agentd.lazylog import get_logger
 from agentd.store.base import LeaseRecord as LeaseRecord  # (re-exported)
 from agentd.store.base import new_record as new_record
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 SUFFIX = ".json"
 NOT_EMPTY = "is a folder with files in it, not a lease file (agentd never deletes one)"

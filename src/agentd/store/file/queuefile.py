@@ -13,7 +13,6 @@ import contextlib
 import copy
 import functools
 import json
-import logging
 import operator
 import os
 import stat
@@ -21,7 +20,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
 
 from agentd import faults, schema
 from agentd.core.model import Task, index_by_id, view_id, views, walk, walk_one
@@ -34,16 +32,21 @@ from agentd.core.validate import (
 )
 from agentd.core.workflow import Workflow
 from agentd.errors import Conflict, FileAccessError, LockTimeout, QueueInvalid, display_path
+from agentd.lazylog import get_logger
 from agentd.store.file import archive as archive_file
-from agentd.store.file import jsonedit
 from agentd.store.file.archive import Archive
 from agentd.store.file.derived import PerPiece, StructuralChecks, differing, problems_of, views_of, walk_of
 from agentd.store.file.incremental import Decoded, Decoder, Piece
 from agentd.store.file.sidelock import LockTimedOut, SidecarLock
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
 
-T = TypeVar("T")
+    T = TypeVar("T")
+
+log = get_logger(__name__)
+
 BOM = "\ufeff"
 MAX_REAPPLY = 20
 LOCK_POLL = 0.005  # s between tries for a held queue lock
@@ -56,7 +59,7 @@ def render(data: dict[str, Any], *, indent: int = 2) -> bytes:
     return (json.dumps(data, indent=indent, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-class _Whole(dict[str, Any]):
+class _Whole(dict[str, "Any"]):
     """A transaction's new document that replaces the old one as a whole (not edited into the old text)."""
 
 
@@ -734,6 +737,8 @@ class QueueStore:
                 if isinstance(new, _Whole):  # a new queue as a whole: written as a new file, in its own key order
                     payload = render(new)
                 else:
+                    from agentd.store.file import jsonedit  # (not at import: `queue list` and `status` only read)
+
                     text, same = jsonedit.apply_where(loaded.text, old, new, loaded.spans)
                     payload = (loaded.prefix + text).encode("utf-8")
             except UnicodeEncodeError as exc:  # a lone surrogate outside any task (a task's own is refused above)

@@ -15,19 +15,23 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentd.core.clock import Clock, SystemClock
 from agentd.errors import FileAccessError, StateInvalid
+from agentd.lazylog import get_logger
 from agentd.store.file.atomic import replace_file
 from agentd.store.file.queuefile import Draft, QueueStore, Snapshot
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
+
     # Imported where first used: `agentd queue add` and `queue set-status` change the queue alone, and the scheduler,
     # the lease folder, the journal and the PID files cost a CLI call as much as its own work (docs/benchmarks.md).
     from agentd.config import Config
@@ -39,9 +43,8 @@ if TYPE_CHECKING:
     from agentd.store.file.pidfile import PidFile
     from agentd.store.file.watch import Watcher
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
-T = TypeVar("T")
 STATE_NAME = "state.json"
 
 

@@ -27,17 +27,18 @@ BUILDER = {"claims": "ready", "working": "in_progress", "on_success": "awaiting_
 WORKSPACE = [point for point in faults.POINTS if point.startswith(("workspace.", "merge."))]
 ARCHIVE = ["archive.after-append"]
 AUTOMATION = ["automation.after-fire"]
+BATCH = ["complete.before-claim"]  # reached only with a task left to claim when a run ends: its own test below
 CYCLE = [
     point
     for point in faults.POINTS
-    if not point.startswith("recover.") and point not in WORKSPACE + ARCHIVE + AUTOMATION
+    if not point.startswith("recover.") and point not in WORKSPACE + ARCHIVE + AUTOMATION + BATCH
 ]
 RECOVERY = [point for point in faults.POINTS if point.startswith("recover.")]
 
 
 def test_every_point_is_tested() -> None:
     """The lists cover every fault point, so a new point cannot go untested."""
-    assert sorted(CYCLE + RECOVERY + WORKSPACE + ARCHIVE + AUTOMATION) == sorted(faults.POINTS)
+    assert sorted(CYCLE + RECOVERY + WORKSPACE + ARCHIVE + AUTOMATION + BATCH) == sorted(faults.POINTS)
     assert RECOVERY and WORKSPACE
 
 
@@ -65,6 +66,31 @@ def test_crash_at_every_point_recovers(point: str, action: str, tmp_path: Path) 
     assert [p.name for p in tmp_path.iterdir() if "agentd-tmp" in p.name] == []
     tokens = [r["token"] for r in starts]
     assert tokens == sorted(set(tokens)), tokens
+
+
+@pytest.mark.parametrize("action", ["exit", "kill"])
+@pytest.mark.parametrize("point", BATCH)
+def test_crash_between_a_completion_and_the_claim_in_its_pass(point: str, action: str, tmp_path: Path) -> None:
+    """WIP 1, two tasks: the daemon dies in the pass that records C1 and claims C2 (one transaction, not written);
+    a restarted daemon finds a valid queue, runs C1 once more and C2 once, with growing tokens."""
+    log = tmp_path / "runs.jsonl"
+    write_config(tmp_path, {"builder": {**BUILDER, "command": recorder(log)}})
+    write_queue(tmp_path, [task("C1"), task("C2")], {"builder": 1})
+    crashed = run_agentd("--role", "builder", "--drain", cwd=tmp_path, env={"AGENTD_CRASH_AT": f"{point}:{action}"})
+    expected = -signal.SIGKILL if action == "kill" else faults.CRASH_EXIT_CODE
+    assert crashed.returncode == expected, (point, crashed.returncode, crashed.stderr)
+    assert [t["status"] for t in tasks_by_id(tmp_path).values()] == ["in_progress", "ready"]
+    valid = run_agentd("queue", "validate", cwd=tmp_path)
+    assert valid.returncode == 0, valid.stderr
+    recovered = run_agentd("--role", "builder", "--drain", cwd=tmp_path)
+    assert recovered.returncode == 0, recovered.stderr
+    starts = [(r["task"], r["token"]) for r in events(log) if r["event"] == "start"]
+    assert sorted(task_id for task_id, _ in starts) == ["C1", "C1", "C2"], starts
+    assert [token for _, token in starts] == sorted({token for _, token in starts}), starts
+    assert not [r for r in events(log) if r["event"] == "overlap"]
+    for final in tasks_by_id(tmp_path).values():
+        assert final["status"] == "awaiting_test" and final["lease"] is None, final
+    assert list((tmp_path / ".leases").glob("*.json")) == []
 
 
 @pytest.mark.parametrize("action", ["exit", "kill"])

@@ -338,6 +338,8 @@ class Daemon:
         if look:
             self._read_state()
         cap = self._room_cap(done) if look else 0
+        if self._pauses_pending(done):
+            cap = 0  # a run that paused its role, or spent money under a budget: claim after the pause is decided
         if look:
             self._dirty = False  # cleared first: an event during the pass asks for another
             self._last_pass = self.clock.monotonic()
@@ -414,6 +416,18 @@ class Daemon:
             self._start(claim, claimed_at)
 
     # -- pauses and budgets --------------------------------------------------------------------------------------------
+
+    def _pauses_pending(self, done: list[Running]) -> bool:
+        """Whether an ended run may pause the role once recorded (it asked for a pause, it cost money and the role has
+        a budget, or agentd itself could not start it): the pass that records it then claims nothing, and the next
+        one claims as the pause allows."""
+        for run in done:
+            outcome = self.executor.outcome(run)
+            if outcome.kind in (Kind.PAUSED, Kind.NOT_STARTED):
+                return True
+            if self.role.budget_usd_per_day is not None and "cost_usd" in outcome.usage:
+                return True
+        return False
 
     def _read_state(self) -> None:
         """Read the project's state (pauses): a bad file is reported once and the last good pauses kept."""

@@ -254,6 +254,9 @@ class Dispatcher:
                 if raw is not None and task.id not in txn.snapshot.quarantined:
                     result.expired.append((task.id, transitions.expire(raw, self.role, now, self.config.workflow)))
             tasks = refreshed(tasks, txn.task, (task_id for task_id, _ in result.expired))
+            for run in done:  # ended and recorded here, released right after: their slots are free for these claims
+                if (lease := seen.get(run.task_id)) is not None and lease.token == run.token:
+                    del seen[run.task_id]
             view = self._view(tasks, seen, now, txn.snapshot)
             measured = self._measure(txn.snapshot.data, tasks, view, room_cap)
             result.claimable, result.recount = measured.claimable, measured.recount
@@ -261,7 +264,10 @@ class Dispatcher:
             result.limit, result.waits = measured.limit, measured.waits
             result.timers = measured.timers
             if result.room > 0:
-                result.claims = self._claim_all(txn, view, result.room, acquired, now, held)
+                if done:
+                    faults.point("complete.before-claim")
+                waiting = len(waiting_for_answers(tasks, self.role)) if self.role.max_waiting is not None else 0
+                result.claims = self._claim_all(txn, view, result.room, acquired, now, held, waiting)
             running = held - {run.task_id for run in done}
             result.stop = scheduler.to_stop(self._views.running(tasks, running), self.config.workflow, running)
             return result
@@ -281,11 +287,19 @@ class Dispatcher:
         return outcome
 
     def _claim_all(
-        self, txn: Txn, view: View, room: int, acquired: dict[str, HeldLease], now: datetime, running: set[str]
+        self,
+        txn: Txn,
+        view: View,
+        room: int,
+        acquired: dict[str, HeldLease],
+        now: datetime,
+        running: set[str],
+        waiting: int,
     ) -> list[Claim]:
+        # ``waiting``: the role's questions unanswered, counted over every task (the view holds only the statuses
+        # selection considers, not the waiting one).
         # Never a task this daemon still runs (its lease broken by a peer that judged it hung, a queue reverted by
         # hand): one daemon runs a task once at a time, and its own record of the run must not be overwritten.
-        waiting = len(waiting_for_answers(view.tasks, self.role)) if self.role.max_waiting is not None else 0
         chosen = [task for task in self._eligible(view, waiting) if task.id not in running][:room]
         fresh = [task for task in chosen if task.id not in acquired]
         records = {task.id: txn.read_lease(task.id) for task in fresh}

@@ -1,0 +1,63 @@
+"""One pass, one queue transaction: the runs that ended are recorded and the slots they freed refilled in the same
+write (real daemons driven by ``tick()``, real commands)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agentd import config as config_mod
+from agentd.run.daemon import Daemon, TickReport
+from tests.helpers.daemons import task, tasks_by_id, wait_for, write_config, write_queue
+
+pytestmark = pytest.mark.slow
+
+BUILDER = {"claims": "ready", "working": "in_progress", "on_success": "done", "command": ["true"]}
+
+
+def _daemon(root: Path) -> Daemon:
+    return Daemon(config_mod.load(root=root, environ={}), "builder", watch=False)
+
+
+def _drive(daemon: Daemon, done: int, what: str) -> list[TickReport]:
+    """Tick (as the loop's wake-ups do) until ``done`` runs are recorded; every report that did something."""
+    reports: list[TickReport] = []
+
+    def step() -> bool:
+        daemon.wake("test")
+        report = daemon.tick()
+        assert report.error is None, report.error
+        if report.did_something:
+            reports.append(report)
+        return sum(len(r.finished) for r in reports) >= done
+
+    wait_for(step, 60, what)
+    return reports
+
+
+def test_a_chain_successor_is_claimed_in_its_predecessors_completion(tmp_path: Path) -> None:
+    """A -> B -> C at WIP 1: the pass that records A done claims B (and starts it) in the same write, and so on."""
+    write_config(tmp_path, {"builder": BUILDER})
+    write_queue(tmp_path, [task("A"), task("B", dependencies=["A"]), task("C", dependencies=["B"])], {"builder": 1})
+    daemon = _daemon(tmp_path)
+    reports = _drive(daemon, 3, "the chain to run")
+    steps = [([f for f, _ in r.finished], r.claimed) for r in reports]
+    assert steps == [([], ["A"]), (["A"], ["B"]), (["B"], ["C"]), (["C"], [])], steps
+    assert {t["status"] for t in tasks_by_id(tmp_path).values()} == {"done"}
+    assert not daemon.running
+
+
+def test_freed_slots_are_refilled_in_the_pass_that_records_the_runs(tmp_path: Path) -> None:
+    """WIP 2 over 7 independent tasks: every pass that records k ended runs claims k more while any are left."""
+    write_config(tmp_path, {"builder": BUILDER})
+    write_queue(tmp_path, [task(f"T{n}") for n in range(7)], {"builder": 2})
+    daemon = _daemon(tmp_path)
+    reports = _drive(daemon, 7, "the tasks to run")
+    claimed = 2
+    for report in reports[1:]:
+        left = 7 - claimed
+        assert len(report.claimed) == min(len(report.finished), left), [(r.finished, r.claimed) for r in reports]
+        claimed += len(report.claimed)
+    assert reports[0].claimed == ["T0", "T1"] and claimed == 7
+    assert {t["status"] for t in tasks_by_id(tmp_path).values()} == {"done"}

@@ -103,6 +103,13 @@ class Dispatcher:
         self.clock = clock
         self.instance = instance
         self._views = TaskViews(scheduler.considered(config.workflow))  # (considered, by id), pass to pass
+        self._ranked: tuple[View, list[Task]] | None = None  # the claimable tasks of the last view ranked
+
+    def _claimable(self, view: View) -> list[Task]:
+        """:func:`agentd.core.scheduler.claimable`, ranked once per view (a pass counts them, then claims from them)."""
+        if self._ranked is None or self._ranked[0] is not view:
+            self._ranked = (view, scheduler.claimable(self.role, view))
+        return self._ranked[1]
 
     def _view(self, tasks: list[Task], seen: Mapping[str, LeaseObservation], now: datetime, snapshot: Snapshot) -> View:
         # Every member of a cycle is quarantined by the read, so there is no cycle to look for. Selection looks only
@@ -147,7 +154,7 @@ class Dispatcher:
         if not control.may_take_new(len(asking), self.role.max_waiting):
             claimable = len(self._eligible(view, len(asking)))  # answered ones only: few, counted always
         elif count or room > 0:
-            claimable = len(scheduler.claimable(self.role, view))
+            claimable = len(self._claimable(view))
         else:
             claimable = int(scheduler.any_claimable(self.role, view))
             recount = lambda: len(scheduler.claimable(self.role, view))  # noqa: E731 - for a log line, rarely
@@ -173,7 +180,7 @@ class Dispatcher:
     def _eligible(self, view: View, waiting: int) -> list[Task]:
         """What the role may claim now, best first: with ``max_waiting`` of its tasks waiting for answers, only
         answered ones (it resumes them, and takes nothing new)."""
-        found = scheduler.claimable(self.role, view)
+        found = self._claimable(view)
         if control.may_take_new(waiting, self.role.max_waiting):
             return found
         return [task for task in found if task.answered]
@@ -278,6 +285,8 @@ class Dispatcher:
             for held_lease in acquired.values():
                 held_lease.release()
             raise
+        finally:
+            self._ranked = None
         if done:
             faults.point("complete.after-queue-write")
         claimed = {claim.task_id for claim in outcome.claims}

@@ -15,7 +15,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -56,7 +56,12 @@ class LeaseRecord:
     pid_ns: int | None = None  # the daemon's PID namespace: its pid and pgid mean something only within it
 
     def dumps(self) -> bytes:
-        return (json.dumps(asdict(self), indent=2) + "\n").encode("utf-8")
+        # (the fields are scalars: read directly, not deep-copied by asdict; the same bytes, written on every claim)
+        record = {name: getattr(self, name) for name in _RECORD_FIELDS}
+        return (json.dumps(record, indent=2) + "\n").encode("utf-8")
+
+
+_RECORD_FIELDS = tuple(field.name for field in fields(LeaseRecord))
 
 
 def new_record(

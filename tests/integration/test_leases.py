@@ -215,3 +215,30 @@ def test_a_lease_this_process_writes_validates_and_is_not_validated_again(tmp_pa
         assert folder.parse(raw, "T9") is held.record
         assert held.update(NOW, boot=12.5, pgid=4242) is True
     held.release()
+
+
+def test_the_events_of_its_own_leases_do_not_wake_the_process_that_holds_them(tmp_path: Path) -> None:
+    """A lease this process holds, or released a moment ago: its file events (a supervisor's close, the release's
+    unlink) wake nothing; a moment later, or on another lease, they wake the daemon as before."""
+    from watchdog.events import FileClosedEvent, FileDeletedEvent
+
+    from agentd.core.clock import FakeClock
+    from agentd.store.file.watch import _Handler
+
+    clock = FakeClock(NOW)
+    folder = LeaseDir(tmp_path / ".leases", tmp_path, clock=clock)
+    woken: list[str] = []
+    handler = _Handler(tmp_path / "SPRINT_QUEUE.json", folder.path, woken.append, own=folder.own_events)
+    mine = str(folder.path / "T1.json")
+    held = folder.acquire(record())  # type: ignore[arg-type]
+    assert held is not None
+    handler.on_any_event(FileClosedEvent(mine))  # its supervisor ended, closing the inherited descriptor
+    held.release()
+    handler.on_any_event(FileDeletedEvent(mine))
+    handler.on_any_event(FileClosedEvent(mine))
+    assert woken == []
+    handler.on_any_event(FileDeletedEvent(str(folder.path / "T2.json")))  # a peer's
+    assert woken == ["lease"]
+    clock.advance(5)
+    handler.on_any_event(FileDeletedEvent(mine))  # long after the release: someone else's doing
+    assert woken == ["lease", "lease"]

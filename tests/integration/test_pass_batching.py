@@ -3,12 +3,15 @@ write (real daemons driven by ``tick()``, real commands)."""
 
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
 
 import pytest
 
 from agentd import config as config_mod
-from agentd.run.daemon import Daemon, TickReport
+from agentd.run.daemon import Daemon, Mode, TickReport
+from agentd.run.dispatch import PassResult
 from tests.helpers.daemons import task, tasks_by_id, wait_for, write_config, write_queue
 
 pytestmark = pytest.mark.slow
@@ -61,3 +64,34 @@ def test_freed_slots_are_refilled_in_the_pass_that_records_the_runs(tmp_path: Pa
         claimed += len(report.claimed)
     assert reports[0].claimed == ["T0", "T1"] and claimed == 7
     assert {t["status"] for t in tasks_by_id(tmp_path).values()} == {"done"}
+
+
+def test_a_drain_looks_at_the_queue_outside_its_transactions_only_at_start(tmp_path: Path) -> None:
+    """A chain of 8 run by a watching daemon: each run's end is one pass (its transaction records it and claims the
+    next); neither that pass's own write nor its own lease files' events prompt another look at the queue (before:
+    one look per task)."""
+    write_config(tmp_path, {"builder": BUILDER}, defaults={"interval": 3600})
+    chain = [task("T0"), *(task(f"T{n}", dependencies=[f"T{n - 1}"]) for n in range(1, 8))]
+    write_queue(tmp_path, chain, {"builder": 1})
+    daemon = Daemon(config_mod.load(root=tmp_path, environ={}), "builder", watch=True)
+    looks: list[int] = []
+    real = daemon.dispatcher.needed
+
+    def counted(held: set[str], room_cap: int | None) -> tuple[bool, PassResult]:
+        looks.append(len(held))
+        return real(held, room_cap)
+
+    daemon.dispatcher.needed = counted  # type: ignore[method-assign]
+    codes: list[int] = []
+    runner = threading.Thread(target=lambda: codes.append(daemon.run(Mode.DRAIN)), daemon=True)
+    runner.start()
+    runner.join(60)
+    if runner.is_alive():
+        daemon._signal(signal.SIGTERM, None)  # (as a SIGTERM would: finish and stop)
+        runner.join(30)
+        raise AssertionError("the drain did not end within 60 s")
+    assert codes == [0]
+    assert {t["status"] for t in tasks_by_id(tmp_path).values()} == {"done"}
+    # The first pass's look; at most two more, for a lease event the watcher's thread handled only after its own
+    # moment had passed (a loaded machine): never one per task.
+    assert looks[0] == 0 and len(looks) <= 3, looks

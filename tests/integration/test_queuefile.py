@@ -342,6 +342,21 @@ def test_a_store_knows_its_own_write_from_anyone_elses(tmp_path: Path) -> None:
     assert not mine.is_own_write()
 
 
+def test_its_own_write_is_known_as_such_the_moment_it_is_renamed_in(tmp_path: Path) -> None:
+    """The file event of a write can be handled (on the watcher's thread) before the write returns: from the rename
+    on, the store already takes the new file as its own (not as someone else's change to look at again)."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    queue.write_text(json.dumps(small_queue(), indent=2))
+    store = QueueStore(queue)
+    seen: list[bool] = []
+    faults.on("queue.after-rename", lambda: seen.append(store.is_own_write()))
+    try:
+        store.transaction(lambda doc: index_by_id(doc)["B1"].update(status="in_progress"))
+    finally:
+        faults.on("queue.after-rename", None)
+    assert seen == [True]
+
+
 def test_a_whole_document_transaction_hands_on_the_read_s_own_unchanged_tasks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

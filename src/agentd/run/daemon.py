@@ -114,6 +114,7 @@ class TickReport:
     error: str | None = None
     error_code: int = int(ExitCode.BAD_DATA)  # the exit code of ``error`` for --once and --drain
     claimable_left: int = 0  # claimable (or backing off) for this role after the pass
+    settled: bool = False  # the pass's transaction looked after its own changes: they need no other look
 
     @property
     def did_something(self) -> bool:
@@ -338,7 +339,8 @@ class Daemon:
         if look:
             self._read_state()
         cap = self._room_cap(done) if look else 0
-        if self._pauses_pending(done):
+        deciding = self._pauses_pending(done)
+        if deciding:
             cap = 0  # a run that paused its role, or spent money under a budget: claim after the pause is decided
         if look:
             self._dirty = False  # cleared first: an event during the pass asks for another
@@ -352,6 +354,11 @@ class Daemon:
         result = self.dispatcher.run(done, held, cap)
         if look:
             self._after_look(report, result)
+            # Its room and what is claimable were judged after its own changes (runs recorded, tasks recovered and
+            # unblocked): unless room was left while tasks wait (a claim lost to a peer), no other look is needed.
+            report.settled = not deciding and not (
+                result.room > len(result.claims) and result.claimable > len(result.claims)
+            )
         if self.janitor is not None:
             self.janitor.after_pass(result.finished, result.recovered)
         for run, decided in result.finished:
@@ -959,12 +966,13 @@ class Daemon:
                 return self._shutdown()
             if mode is Mode.ONCE and not self.running and (not first or not report.claimed):
                 return int(ExitCode.FAILURE if self.failed else ExitCode.OK)
-            if mode is Mode.DRAIN and not self.running and report.claimable_left == 0 and not report.did_something:
+            settled = report.settled or not report.did_something
+            if mode is Mode.DRAIN and not self.running and report.claimable_left == 0 and settled:
                 return int(ExitCode.FAILURE if self.failed else ExitCode.OK)
             if mode is Mode.ONCE:
                 self._stop_claiming_after_first_pass()
             first = False
-            if report.did_something:
+            if not settled:
                 self._dirty = True  # what this pass changed (room freed, tasks moved) deserves another look now
                 self._urgent = True
                 continue

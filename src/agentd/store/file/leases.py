@@ -18,6 +18,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import math
 import os
 import stat
 import threading
@@ -45,6 +46,8 @@ UNOPENABLE = "cannot open: {} (it may be another user's live lease)"
 TOKENS = ".tokens"
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+OWN_EVENTS_GRACE = 1.0  # s after a release during which its file events are taken as this process's own
+OWN_EVENTS_KEPT = 256  # own leases remembered before the expired ones are dropped
 
 
 class LeaseDirUnsafe(AgentdError, PermissionError):
@@ -145,6 +148,7 @@ class Held:
             finally:
                 os.close(self.fd)
                 self.fd = -1
+                self.folder.released(self.task_id)
 
 
 class LeaseDir:
@@ -156,6 +160,7 @@ class LeaseDir:
         self.clock: Clock = clock or SystemClock()  # its boot clock ages heartbeats written on this boot
         self._fd: int | None = None
         self._reported: set[tuple[str, str]] = set()  # (name, problem) warned about once by this process
+        self._own: dict[str, float] = {}  # task id -> until when (monotonic) its file's events are this process's own
 
     # -- the folder ----------------------------------------------------------------------------------------------------
 
@@ -260,7 +265,22 @@ class LeaseDir:
                 ) from None
             raise
         _remember(payload, record)
+        self._own[record.task_id] = math.inf
         return Held(self, record, fd, (info.st_dev, info.st_ino))
+
+    def released(self, task_id: str) -> None:
+        """This process released the lease of ``task_id``: the file events of that release are its own."""
+        now = self.clock.monotonic()
+        if len(self._own) > OWN_EVENTS_KEPT:
+            self._own = {key: until for key, until in self._own.items() if until > now}
+        self._own[task_id] = now + OWN_EVENTS_GRACE
+
+    def own_events(self, task_id: str) -> bool:
+        """Whether file events on the lease of ``task_id`` are this process's own doing: it holds the lease (its
+        task's supervisor closing the inherited descriptor), or released it a moment ago. Such events tell this
+        process nothing it does not know; a peer's are seen by polling, if ever one falls in that moment."""
+        until = self._own.get(task_id)
+        return until is not None and self.clock.monotonic() < until
 
     def issue_tokens(self, floors: list[int]) -> list[int]:
         """Fencing tokens, one per floor: each above its floor and above every token this folder ever issued.

@@ -634,7 +634,8 @@ class QueueStore:
 
     def is_own_write(self) -> bool:
         """Whether the queue file is still the one this store wrote last (a file event it caused itself)."""
-        return self._written is not None and _identity(self._target()) == self._written
+        current = _identity(self._target())
+        return self._written is not None and current is not None and current[:4] == self._written
 
     def _lock(self) -> SidecarLock:
         path = self.lock_path
@@ -801,6 +802,7 @@ class QueueStore:
                 while view:
                     view = view[os.write(fd, view) :]
                 os.fsync(fd)
+                made = os.fstat(fd)
             finally:
                 os.close(fd)
             faults.point("queue.after-temp-write")
@@ -812,13 +814,15 @@ class QueueStore:
                 temp.unlink()
                 return False
             faults.point("queue.before-rename")
+            # Known before the rename: its file event may be handled before os.replace returns (a rename keeps the
+            # inode, size and mtime; only the ctime changes).
+            self._written = (made.st_dev, made.st_ino, made.st_size, made.st_mtime_ns)
             os.replace(temp, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
             raise
         faults.point("queue.after-rename")
-        self._written = _identity(target)
         try:
             _fsync_dir(target.parent)
         except OSError as exc:  # the new queue is in place: the write stands, only its durability is in doubt

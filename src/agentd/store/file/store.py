@@ -337,8 +337,8 @@ class FileStore:
         return tuple(marks)
 
     def watch(self, wake: Callable[[str], None]) -> _Watching | None:
-        """File events: the queue changed (not by this store's own last write), a lease file was closed or went, or
-        the project state was replaced (a pause or a resume)."""
+        """File events: the queue changed (not by this store's own last write), a lease file was closed or went (not
+        one this store holds or just released), or the project state was replaced (a pause or a resume)."""
 
         def woken(reason: str) -> None:
             if reason == "queue" and self.queue.is_own_write():
@@ -347,7 +347,7 @@ class FileStore:
 
         from agentd.store.file.watch import Watcher  # watchdog: only for a process that waits for changes
 
-        watcher = Watcher(self.queue.path, self.leasedir.path, woken, self.state_path)
+        watcher = Watcher(self.queue.path, self.leasedir.path, woken, self.state_path, self.leasedir.own_events)
         with contextlib.suppress(OSError):
             self.state_path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):

@@ -1,5 +1,8 @@
 """File events that wake a daemon at once: the queue changed, or a lease was released or lost its last holder.
 
+The events of a process's own lease files (its tasks' supervisors ending, its own releases) are left out: the process
+knows of those already.
+
 Uses watchdog (inotify on Linux). The close of a lease file's last writable descriptor is the moment its flock is
 released, so a peer's death is seen immediately; polling on the interval stays as the fallback.
 """
@@ -28,11 +31,19 @@ log = logging.getLogger(__name__)
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, queue: Path, leases: Path, wake: Callable[[str], None], state: Path | None = None) -> None:
+    def __init__(
+        self,
+        queue: Path,
+        leases: Path,
+        wake: Callable[[str], None],
+        state: Path | None = None,
+        own: Callable[[str], bool] | None = None,
+    ) -> None:
         self.queue = os.path.realpath(queue)
         self.leases = os.path.realpath(leases)
         self.state = os.path.realpath(state) if state is not None else None
         self.wake = wake
+        self.own = own  # whether the events of a task's lease file are this process's own (left out)
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         paths = {os.fsdecode(event.src_path), os.fsdecode(getattr(event, "dest_path", "") or "")}
@@ -43,8 +54,10 @@ class _Handler(FileSystemEventHandler):
             self.wake("state")  # a pause or resume: written by rename
             return
         if isinstance(event, FileClosedEvent | FileDeletedEvent | DirDeletedEvent):  # a folder: junk a person removed
-            parent = os.path.dirname(os.fsdecode(event.src_path))
-            if parent == self.leases and os.fsdecode(event.src_path).endswith(".json"):
+            parent, name = os.path.split(os.fsdecode(event.src_path))
+            if parent == self.leases and name.endswith(".json"):
+                if self.own is not None and self.own(name[: -len(".json")]):
+                    return
                 self.wake("lease")
 
 
@@ -52,18 +65,26 @@ class Watcher:
     """Watches the queue file, the lease folder and the project's state file (pauses); calls ``wake(reason)`` from its
     own thread."""
 
-    def __init__(self, queue: Path, leases: Path, wake: Callable[[str], None], state: Path | None = None) -> None:
+    def __init__(
+        self,
+        queue: Path,
+        leases: Path,
+        wake: Callable[[str], None],
+        state: Path | None = None,
+        own: Callable[[str], bool] | None = None,
+    ) -> None:
         self._observer: Any = None
         self._queue = queue
         self._leases = leases
         self._state = state
         self._wake = wake
+        self._own = own
 
     def start(self) -> bool:
         """Start watching; False (and a log line) when file events are unavailable, so only polling is left."""
         try:
             observer = Observer()
-            handler = _Handler(self._queue, self._leases, self._wake, self._state)
+            handler = _Handler(self._queue, self._leases, self._wake, self._state, self._own)
             # Opens and read-only closes (every reader's) are filtered out in the kernel watch, not in Python.
             queue_events: list[type[FileSystemEvent]] = [
                 FileModifiedEvent,

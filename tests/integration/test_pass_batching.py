@@ -12,7 +12,7 @@ import pytest
 from agentd import config as config_mod
 from agentd.run.daemon import Daemon, Mode, TickReport
 from agentd.run.dispatch import PassResult
-from tests.helpers.daemons import task, tasks_by_id, wait_for, write_config, write_queue
+from tests.helpers.daemons import events, task, tasks_by_id, wait_for, write_config, write_queue
 
 pytestmark = pytest.mark.slow
 
@@ -95,3 +95,16 @@ def test_a_drain_looks_at_the_queue_outside_its_transactions_only_at_start(tmp_p
     # The first pass's look; at most two more, for a lease event the watcher's thread handled only after its own
     # moment had passed (a loaded machine): never one per task.
     assert looks[0] == 0 and len(looks) <= 3, looks
+
+
+def test_wip_full_is_logged_once_while_tasks_wait_and_room_once_when_none_do(tmp_path: Path) -> None:
+    """WIP 2 over 5 tasks: "WIP limit reached (2/2); 3 task(s) waiting" once, after the first claims, and "room
+    again" once, when the last task has been claimed: not a pair per task as ended runs free slots and passes
+    refill them."""
+    write_config(tmp_path, {"builder": BUILDER})
+    write_queue(tmp_path, [task(f"T{n}") for n in range(5)], {"builder": 2})
+    daemon = _daemon(tmp_path)
+    _drive(daemon, 5, "the tasks to run")
+    wip = [(e["event"], e["message"]) for e in events(tmp_path / ".agentd" / "events.jsonl") if "wip" in e["event"]]
+    assert wip[0] == ("wip-full", "WIP limit reached (2/2); 3 task(s) waiting"), wip
+    assert [event for event, _ in wip] == ["wip-full", "wip-room"], wip

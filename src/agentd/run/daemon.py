@@ -818,21 +818,25 @@ class Daemon:
         self._beater = None
 
     def _log_wip(self, seen: PassResult) -> None:
-        """Log "WIP limit reached" and "room again" once per change, not on every pass."""
-        full = bool(seen.claimable) and seen.room == 0 and self._claiming and seen.busy >= seen.limit
+        """Log "WIP limit reached" and "room again" once per change, not on every pass: the state after the pass's
+        own claims (a pass measures before it claims, and refills in the same write the slots ended runs freed)."""
+        claimed = len(seen.claims)
+        busy = seen.busy + claimed
+        full = seen.claimable > claimed and seen.room <= claimed and self._claiming and busy >= seen.limit
         if full == self._wip_full:
             return
         self._wip_full = full
         if full:
+            waiting = seen.waiting() - claimed
             self.journal.emit(
                 "wip-full",
-                f"WIP limit reached ({seen.busy}/{seen.limit}); {seen.waiting()} task(s) waiting",
-                wip=seen.busy,
+                f"WIP limit reached ({busy}/{seen.limit}); {waiting} task(s) waiting",
+                wip=busy,
                 limit=seen.limit,
-                waiting=seen.claimable,
+                waiting=waiting,
             )
         else:
-            self.journal.emit("wip-room", f"WIP room again ({seen.busy}/{seen.limit})", wip=seen.busy, limit=seen.limit)
+            self.journal.emit("wip-room", f"WIP room again ({busy}/{seen.limit})", wip=busy, limit=seen.limit)
 
     def _next_timeout(self) -> float:
         """Seconds until the next pass is due without any event."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
 import json
 import operator
@@ -34,6 +35,7 @@ from agentd.core.workflow import Workflow
 from agentd.errors import Conflict, FileAccessError, LockTimeout, QueueInvalid, display_path
 from agentd.lazylog import get_logger
 from agentd.store.file import archive as archive_file
+from agentd.store.file import stamps
 from agentd.store.file.archive import Archive
 from agentd.store.file.derived import PerPiece, StructuralChecks, differing, problems_of, views_of, walk_of
 from agentd.store.file.incremental import Decoded, Decoder, Piece
@@ -323,6 +325,9 @@ class _Loaded:
     findings: list[Finding]
     archived: Mapping[str, str]  # the archive as it was for this read: archived id -> status
     views_cache: PerPiece[Task] | None = field(default=None, compare=False, repr=False)  # the store's
+    # The file's identity when these bytes were read or written, when it stands for them (see agentd.store.file.stamps):
+    # while the file has it, it is unchanged and need not be read.
+    mark: stamps.Identity | None = field(default=None, compare=False, repr=False)
     _snapshots: dict[Path, Snapshot] = field(default_factory=dict, compare=False, repr=False)
 
     def snapshot(self, path: Path) -> Snapshot:
@@ -335,15 +340,6 @@ class _Loaded:
                 path, self.raw, self.data, warnings, errors, self.pieces, self.archived, self.views_cache
             )
         return made
-
-
-def _identity(path: Path) -> tuple[int, ...] | None:
-    """What tells one version of a file from another: its inode (a rename brings a new one), size and times."""
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
 def _os_reason(exc: OSError, target: Path) -> str:
@@ -374,13 +370,16 @@ class QueueStore:
         workflow: Workflow | None = None,
         lock_timeout: float = 30.0,
         parse_retry: float = 0.5,
+        trust_stat: bool | None = None,
     ) -> None:
         self.path = Path(path)
+        self._trust_stat = trust_stat  # None: where the file system stamps changes finely (agentd.store.file.stamps)
         self.lock_timeout = lock_timeout
         self.parse_retry = parse_retry
         self._decoder = Decoder()
         self._sidecar: SidecarLock | None = None
-        self._written: tuple[int, ...] | None = None  # the identity of the file this store wrote last
+        self._written: tuple[int, ...] | None = None  # the identity of the file this store wrote last (without ctime)
+        self._written_mark: stamps.Identity | None = None  # the same, when it stands for the bytes written
         self._archive: Archive | None = None
         self._archived: Mapping[str, str] = {}  # the archive's statuses the caches below were made with
         self._views: PerPiece[Task] = PerPiece("views", views_of, by_start=True)  # the task views of the last read,
@@ -437,9 +436,15 @@ class QueueStore:
         """The real file behind the queue path (a symlinked queue is written through, not replaced)."""
         return Path(os.path.realpath(self.path))
 
-    def _read_raw(self) -> bytes:
+    def _stat_trusted(self, target: Path) -> bool:
+        """Whether an unchanged identity of ``target`` proves its bytes unchanged (see agentd.store.file.stamps)."""
+        if self._trust_stat is not None:
+            return self._trust_stat
+        return stamps.fine_timestamps(target.parent, f".{target.name}.stamps-{{}}{TMP_MARK}")
+
+    def _read_raw(self, target: Path) -> bytes:
         try:
-            return self._target().read_bytes()
+            return target.read_bytes()
         except FileNotFoundError:
             raise QueueMissing(self.path) from None
         except IsADirectoryError:
@@ -515,15 +520,32 @@ class QueueStore:
         """Read, parse and validate, retrying briefly when the file may be caught mid-write by another writer."""
 
         def attempt() -> _Loaded:
-            raw = self._read_raw()
+            target = self._target()
             self._archived_now()
             last = self._last
-            if last is not None and last.raw == raw:
-                return last  # the file has not changed since the last strict read: nothing to parse or check
+            if last is not None and last.mark is not None and stamps.identity(target) == last.mark:
+                return last  # the very file read or written last (stat alone): nothing to read, parse or check
+            # The identity before and after the read stands for the bytes read when it did not change meanwhile.
+            before = stamps.identity(target) if self._stat_trusted(target) else None
+            raw = self._read_raw(target)
+            mark = before if before is not None and stamps.identity(target) == before else None
+            if last is not None and last.raw == raw:  # the file has not changed since the last strict read
+                if mark is not None and mark != last.mark:
+                    last = self._last = dataclasses.replace(last, mark=mark)
+                return last
             prefix, text, decoded = self._parse(raw)
             findings = self._validate(raw, decoded)
             self._last = _Loaded(
-                raw, prefix, text, decoded.data, decoded.pieces, decoded.spans, findings, self._archived, self._views
+                raw,
+                prefix,
+                text,
+                decoded.data,
+                decoded.pieces,
+                decoded.spans,
+                findings,
+                self._archived,
+                self._views,
+                mark=mark,
             )
             return self._last
 
@@ -634,7 +656,7 @@ class QueueStore:
 
     def is_own_write(self) -> bool:
         """Whether the queue file is still the one this store wrote last (a file event it caused itself)."""
-        current = _identity(self._target())
+        current = stamps.identity(self._target())
         return self._written is not None and current is not None and current[:4] == self._written
 
     def _lock(self) -> SidecarLock:
@@ -725,11 +747,11 @@ class QueueStore:
         return self.edit(change)
 
     def _transaction_locked(self, change: Callable[[_Loaded], tuple[dict[str, Any], T]]) -> T:
-        target = self._target()
-        self._remove_stale_temps(target)
+        self._remove_stale_temps(self._target())
         for _ in range(MAX_REAPPLY):
+            target = self._target()  # (again on each try: a symlinked queue may have been pointed elsewhere)
             loaded = self._load()
-            raw, old = loaded.raw, loaded.data
+            old = loaded.data
             new, result = change(loaded)
             if new == old:
                 return result
@@ -746,7 +768,7 @@ class QueueStore:
                 reason = f"refusing to write: text agentd cannot encode ({exc.object[exc.start : exc.end]!r})"
                 raise QueueInvalid(self.path, None, reason) from None
             try:
-                written = self._write(target, raw, payload)
+                written = self._write(target, loaded, payload)
             except OSError as exc:  # no temporary file is left, and the queue is as it was
                 raise FileAccessError(self.path, "cannot write (left unchanged)", _os_reason(exc, target)) from None
             if written:
@@ -754,17 +776,20 @@ class QueueStore:
                 # went: the paths of the problems kept would be out of date).
                 if len(new["tasks"]) == len(old["tasks"]):
                     self._validated = (payload, findings)
-                self._remember(payload, None if isinstance(new, _Whole) else (loaded.text, same))
+                self._remember(payload, None if isinstance(new, _Whole) else (loaded.text, same), self._written_mark)
                 return result
             log.info("%s changed while agentd was writing it; re-reading and re-applying", self.path)
         raise Conflict(None, f"{self.path}: the file kept changing under agentd; gave up after {MAX_REAPPLY} tries")
 
-    def _remember(self, payload: bytes, edited: tuple[str, tuple[int, int]] | None) -> None:
+    def _remember(
+        self, payload: bytes, edited: tuple[str, tuple[int, int]] | None, mark: stamps.Identity | None
+    ) -> None:
         """Make what this store just wrote the state its next read starts from: parsed now, from the text before
         (the tasks it did not change are taken as they were), so that the next read finds the same bytes, or a file
         someone else saved since, compared with what was written, not with the file before this write (an outside
         save in the middle of a large queue then costs the tasks it changed, not every task after them). ``edited``:
-        the text the write edited, and how much of it at the start and end the edit kept (not compared again)."""
+        the text the write edited, and how much of it at the start and end the edit kept (not compared again);
+        ``mark``: the file's identity after the write, when it stands for ``payload``."""
         try:
             prefix, text, decoded = self._parse(payload, edited)
             findings = self._validate(payload, decoded)
@@ -779,11 +804,21 @@ class QueueStore:
             self._views.derive(pieces)
             self._structure.check(entries, pieces, self._archived)
         self._last = _Loaded(
-            payload, prefix, text, decoded.data, decoded.pieces, decoded.spans, findings, self._archived, self._views
+            payload,
+            prefix,
+            text,
+            decoded.data,
+            decoded.pieces,
+            decoded.spans,
+            findings,
+            self._archived,
+            self._views,
+            mark=mark,
         )
 
-    def _write(self, target: Path, expected: bytes, payload: bytes) -> bool:
-        """Atomically replace ``target`` with ``payload`` unless its bytes are no longer ``expected``."""
+    def _write(self, target: Path, loaded: _Loaded, payload: bytes) -> bool:
+        """Atomically replace ``target`` with ``payload`` unless its bytes are no longer those ``loaded`` read (its
+        unchanged identity, where that proves it, or the bytes compared)."""
         try:
             info = os.stat(target)
             mode = stat.S_IMODE(info.st_mode)
@@ -802,17 +837,21 @@ class QueueStore:
                 while view:
                     view = view[os.write(fd, view) :]
                 os.fsync(fd)
-                made = os.fstat(fd)
+                made = os.fstat(fd)  # (a look at its times: a change after it gets new ones, see stamps)
             finally:
                 os.close(fd)
             faults.point("queue.after-temp-write")
-            try:
-                current = target.read_bytes()
-            except FileNotFoundError:
-                current = None
-            if current != expected:
+            if self._target() != target:  # the queue's link now points elsewhere: that file is the queue
                 temp.unlink()
                 return False
+            if loaded.mark is None or stamps.identity(target) != loaded.mark:
+                try:
+                    current = target.read_bytes()
+                except FileNotFoundError:
+                    current = None
+                if current != loaded.raw:
+                    temp.unlink()
+                    return False
             faults.point("queue.before-rename")
             # Known before the rename: its file event may be handled before os.replace returns (a rename keeps the
             # inode, size and mtime; only the ctime changes).
@@ -823,6 +862,11 @@ class QueueStore:
                 temp.unlink()
             raise
         faults.point("queue.after-rename")
+        # The rename gives the file a new ctime, but keeps its inode, size and mtime: when those are still the
+        # temporary file's, nobody wrote to it since, and its identity now stands for ``payload``.
+        after = stamps.identity(target)
+        same = after is not None and after[:4] == stamps.of(made)[:4]
+        self._written_mark = after if same and self._stat_trusted(target) else None
         try:
             _fsync_dir(target.parent)
         except OSError as exc:  # the new queue is in place: the write stands, only its durability is in doubt

@@ -39,7 +39,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["Style", "apply", "apply_where", "detect_style", "dumps"]
+__all__ = ["Style", "apply", "apply_where", "detect_style", "dumps", "edits", "render"]
 
 _Edit = tuple[int, int, str]  # replace text[start:end] with the string
 
@@ -184,17 +184,42 @@ def apply(text: str, old: Any, new: Any, spans: Mapping[int, int] | None = None)
 def apply_where(text: str, old: Any, new: Any, spans: Mapping[int, int] | None = None) -> tuple[str, tuple[int, int]]:
     """:func:`apply`, and how many characters at the start and at the end of ``text`` the result keeps as they were
     (at least: the text before the first edit and after the last)."""
-    if _same(old, new):
+    out = edits(text, old, new, spans)
+    if not out:
         return text, (len(text), len(text))
+    return render(text, out), (out[0][0], len(text) - out[-1][1])
+
+
+def edits(text: str, old: Any, new: Any, spans: Mapping[int, int] | None = None) -> list[_Edit]:
+    """The edits :func:`apply` makes: ``(start, end, replacement)``, in order, none overlapping (none when nothing
+    differs). A caller that holds ``text``'s bytes can splice them itself (:func:`render` for the text)."""
+    if _same(old, new):
+        return []
     editor = _Editor(text, spans)
     start = editor.ws(0)
     out: list[_Edit] = []
     end = editor.edit(start, old, new, False, out)
     if editor.ws(end) != len(text):
         raise ValueError(f"extra data after the JSON value at offset {editor.ws(end)}")
-    if not out:
-        return text, (len(text), len(text))
-    return editor.render(out), (min(e[0] for e in out), len(text) - max(e[1] for e in out))
+    out.sort(key=lambda e: (e[0], e[1]))
+    cursor = 0
+    for start, end, _ in out:
+        if start < cursor:
+            raise AssertionError(f"overlapping edits at offset {start}")  # a bug in this module
+        cursor = end
+    return out
+
+
+def render(text: str, out: list[_Edit]) -> str:
+    """``text`` with the ordered, non-overlapping edits ``out`` made."""
+    parts: list[str] = []
+    cursor = 0
+    for start, end, replacement in out:
+        parts.append(text[cursor:start])
+        parts.append(replacement)
+        cursor = end
+    parts.append(text[cursor:])
+    return "".join(parts)
 
 
 def _identical_head(old: Iterable[Any], new: Iterable[Any], limit: int) -> int:
@@ -327,20 +352,6 @@ class _Editor:
         """The leading whitespace of the line that ``pos`` is on."""
         m = _INDENT.match(self.text, self.text.rfind("\n", 0, pos) + 1)
         return m.group() if m else ""
-
-    def render(self, edits: list[_Edit]) -> str:
-        text = self.text
-        edits.sort(key=lambda e: (e[0], e[1]))
-        parts: list[str] = []
-        cursor = 0
-        for start, end, replacement in edits:
-            if start < cursor:
-                raise AssertionError(f"overlapping edits at offset {start}")  # a bug in this module
-            parts.append(text[cursor:start])
-            parts.append(replacement)
-            cursor = end
-        parts.append(text[cursor:])
-        return "".join(parts)
 
     # --- writing -------------------------------------------------------------------------------------------
 

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 BOM = "\ufeff"
+_BOM_BYTES = BOM.encode("utf-8")
 MAX_REAPPLY = 20
 LOCK_POLL = 0.005  # s between tries for a held queue lock
 TMP_MARK = ".agentd-tmp"
@@ -112,6 +113,7 @@ class Snapshot:
     pieces: list[Piece] | None = field(default=None, repr=False, compare=False)
     archived: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)  # archived id -> status
     views_cache: PerPiece[Task] | None = field(default=None, repr=False, compare=False)
+    ids_cache: PerPiece[Any] | None = field(default=None, repr=False, compare=False)
 
     @functools.cached_property
     def quarantined(self) -> dict[str, Finding]:
@@ -129,6 +131,14 @@ class Snapshot:
         if self.pieces is None:
             return views(self.data)
         return list((self.views_cache or PerPiece("views", views_of, by_start=True)).derive(self.pieces)[0])
+
+    @functools.cached_property
+    def top_ids(self) -> list[Any]:
+        """The id of each top-level task (None where it has none), in queue order (read-only: shared with later reads,
+        made again only for the tasks that changed)."""
+        if self.pieces is None or self.ids_cache is None:
+            return [task["id"] if _has_id(task) else None for task in self.data["tasks"]]
+        return self.ids_cache.derive(self.pieces)[0]
 
     def task(self, task_id: str) -> dict[str, Any] | None:
         """The raw dict of one task, or None."""
@@ -245,11 +255,7 @@ class Draft:
         if task_id in self._moved:
             return self._moved[task_id]
         if self._top is None:
-            tasks = self.read.data["tasks"]
-            try:  # (the common case, in C: every task a dict with an id)
-                self._top = list(map(operator.itemgetter("id"), tasks))
-            except (TypeError, KeyError):
-                self._top = [task["id"] if _has_id(task) else None for task in tasks]
+            self._top = self.read.top_ids
         with contextlib.suppress(ValueError):  # (the last task with the id, searched in C)
             return len(self._top) - 1 - self._top[::-1].index(task_id)
         if self._nested is None:  # (made only when a subtask is asked for: a claim of a top-level task needs none)
@@ -290,6 +296,10 @@ def _has_id(task: Any) -> bool:
     return isinstance(task, dict) and isinstance(task.get("id"), str)
 
 
+def _id_of(_position: int, piece: Piece, _start: int) -> list[Any]:
+    return [piece.value["id"] if _has_id(piece.value) else None]
+
+
 def _share_unchanged(old: dict[str, Any], new: Any) -> None:
     """Put the read's own objects back in ``new`` for the top-level tasks a change left equal (``==``, compared in
     C): what follows (the checks, the text edit) then finds the few changed tasks by identity, as for a
@@ -325,6 +335,7 @@ class _Loaded:
     findings: list[Finding]
     archived: Mapping[str, str]  # the archive as it was for this read: archived id -> status
     views_cache: PerPiece[Task] | None = field(default=None, compare=False, repr=False)  # the store's
+    ids_cache: PerPiece[Any] | None = field(default=None, compare=False, repr=False)  # the store's
     # The file's identity when these bytes were read or written, when it stands for them (see agentd.store.file.stamps):
     # while the file has it, it is unchanged and need not be read.
     mark: stamps.Identity | None = field(default=None, compare=False, repr=False)
@@ -337,9 +348,41 @@ class _Loaded:
             warnings = [f for f in self.findings if f.severity == "warning"]
             errors = [f for f in self.findings if f.severity == "error"]
             made = self._snapshots[path] = Snapshot(
-                path, self.raw, self.data, warnings, errors, self.pieces, self.archived, self.views_cache
+                path,
+                self.raw,
+                self.data,
+                warnings,
+                errors,
+                self.pieces,
+                self.archived,
+                self.views_cache,
+                self.ids_cache,
             )
         return made
+
+
+def _splice(loaded: _Loaded, edits: list[tuple[int, int, str]]) -> tuple[bytes, str]:
+    """The bytes and the JSON text of ``loaded`` with ``edits`` made (see :func:`agentd.store.file.jsonedit.edits`).
+
+    An ASCII text's characters are its bytes: the bytes are spliced from the ones read (one copy of the file, not a
+    new text encoded whole) and the text decoded from them (one more)."""
+    text = loaded.text
+    if not text.isascii():  # (known without a scan: CPython keeps it with the string)
+        from agentd.store.file import jsonedit
+
+        spliced = jsonedit.render(text, edits)
+        return (loaded.prefix + spliced).encode("utf-8"), spliced
+    raw = memoryview(loaded.raw)
+    skip = len(loaded.raw) - len(text)  # the BOM's bytes
+    parts: list[bytes | memoryview] = [raw[:skip]]
+    cursor = 0
+    for start, end, replacement in edits:
+        parts.append(raw[skip + cursor : skip + start])
+        parts.append(replacement.encode("utf-8"))
+        cursor = end
+    parts.append(raw[skip + cursor :])
+    payload = b"".join(parts)
+    return payload, str(memoryview(payload)[skip:], "utf-8")
 
 
 def _os_reason(exc: OSError, target: Path) -> str:
@@ -383,6 +426,7 @@ class QueueStore:
         self._archive: Archive | None = None
         self._archived: Mapping[str, str] = {}  # the archive's statuses the caches below were made with
         self._views: PerPiece[Task] = PerPiece("views", views_of, by_start=True)  # the task views of the last read,
+        self._ids: PerPiece[Any] = PerPiece("ids", _id_of)  # the ids of its top-level tasks,
         self._walks: PerPiece[tuple[str, Any, str | None]] = PerPiece("walk", walk_of)  # its entries, and
         self._problems: PerPiece[Finding] = PerPiece("problems", problems_of)  # its tasks' own problems
         self.workflow = workflow  # (and the caches of what earlier reads found)
@@ -464,6 +508,9 @@ class QueueStore:
 
     def _parse(self, raw: bytes, edited: tuple[str, tuple[int, int]] | None = None) -> tuple[str, str, Decoded]:
         prefix, text = self._decode(raw)
+        return prefix, text, self._parse_text(text, edited)
+
+    def _parse_text(self, text: str, edited: tuple[str, tuple[int, int]] | None = None) -> Decoded:
         if not text or text.isspace():  # (no copy of a 12-MB text, as strip() would make)
             raise _MaybeMidWrite(self.path, None, "empty file (expected a JSON object with a 'tasks' list)")
         # A conflict marker line is never valid JSON, so markers are looked for only when the parse fails (a full
@@ -483,7 +530,7 @@ class QueueStore:
         except RecursionError:
             self._refuse_markers(text)
             raise QueueInvalid(self.path, None, "not valid JSON: nested too deeply") from None
-        return prefix, text, data
+        return data
 
     def _refuse_markers(self, text: str) -> None:
         markers = conflict_markers(text)
@@ -546,6 +593,7 @@ class QueueStore:
                 self._archived,
                 self._views,
                 mark=mark,
+                ids_cache=self._ids,
             )
             return self._last
 
@@ -757,13 +805,16 @@ class QueueStore:
                 return result
             findings = self._check_new(loaded, new)
             try:
+                edited: tuple[str, tuple[int, int]] | None = None
                 if isinstance(new, _Whole):  # a new queue as a whole: written as a new file, in its own key order
-                    payload = render(new)
+                    payload, text = render(new), None
                 else:
                     from agentd.store.file import jsonedit  # (not at import: `queue list` and `status` only read)
 
-                    text, same = jsonedit.apply_where(loaded.text, old, new, loaded.spans)
-                    payload = (loaded.prefix + text).encode("utf-8")
+                    edits = jsonedit.edits(loaded.text, old, new, loaded.spans)
+                    payload, text = _splice(loaded, edits)
+                    size = len(loaded.text)
+                    edited = (loaded.text, (edits[0][0], size - edits[-1][1]) if edits else (size, size))
             except UnicodeEncodeError as exc:  # a lone surrogate outside any task (a task's own is refused above)
                 reason = f"refusing to write: text agentd cannot encode ({exc.object[exc.start : exc.end]!r})"
                 raise QueueInvalid(self.path, None, reason) from None
@@ -776,22 +827,31 @@ class QueueStore:
                 # went: the paths of the problems kept would be out of date).
                 if len(new["tasks"]) == len(old["tasks"]):
                     self._validated = (payload, findings)
-                self._remember(payload, None if isinstance(new, _Whole) else (loaded.text, same), self._written_mark)
+                self._remember(payload, edited, self._written_mark, text)
                 return result
             log.info("%s changed while agentd was writing it; re-reading and re-applying", self.path)
         raise Conflict(None, f"{self.path}: the file kept changing under agentd; gave up after {MAX_REAPPLY} tries")
 
     def _remember(
-        self, payload: bytes, edited: tuple[str, tuple[int, int]] | None, mark: stamps.Identity | None
+        self,
+        payload: bytes,
+        edited: tuple[str, tuple[int, int]] | None,
+        mark: stamps.Identity | None,
+        text: str | None = None,
     ) -> None:
         """Make what this store just wrote the state its next read starts from: parsed now, from the text before
         (the tasks it did not change are taken as they were), so that the next read finds the same bytes, or a file
         someone else saved since, compared with what was written, not with the file before this write (an outside
         save in the middle of a large queue then costs the tasks it changed, not every task after them). ``edited``:
         the text the write edited, and how much of it at the start and end the edit kept (not compared again);
-        ``mark``: the file's identity after the write, when it stands for ``payload``."""
+        ``mark``: the file's identity after the write, when it stands for ``payload``; ``text``: its JSON text, when
+        known (not decoded again)."""
         try:
-            prefix, text, decoded = self._parse(payload, edited)
+            if text is None:
+                prefix, text, decoded = self._parse(payload, edited)
+            else:
+                prefix = BOM if payload.startswith(_BOM_BYTES) else ""
+                decoded = self._parse_text(text, edited)
             findings = self._validate(payload, decoded)
         except QueueInvalid:  # (never for a file this store checked and wrote; the next read decides)
             self._last = None
@@ -814,6 +874,7 @@ class QueueStore:
             self._archived,
             self._views,
             mark=mark,
+            ids_cache=self._ids,
         )
 
     def _write(self, target: Path, loaded: _Loaded, payload: bytes) -> bool:

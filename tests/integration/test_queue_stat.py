@@ -13,17 +13,22 @@ from hypothesis import strategies as st
 
 from agentd import faults
 from agentd.store.file import stamps
-from agentd.store.file.queuefile import QueueStore
+from agentd.store.file.queuefile import STAT_FROM, QueueStore
 
 TASKS = 6
 
 
 def queue_doc() -> dict[str, Any]:
+    """Six tasks to change, and one big one that makes the file big enough (STAT_FROM) for the stat shortcut."""
+    pad = {"id": "PAD", "title": "padding", "type": "Build", "status": "done", "notes": "x" * STAT_FROM}
     return {
         "wip_limits": {"builder": 2},
         "tasks": [
-            {"id": f"T{n}", "title": f"title-{n:03d}", "type": "Build", "status": "ready", "priority": 1}
-            for n in range(TASKS)
+            *(
+                {"id": f"T{n}", "title": f"title-{n:03d}", "type": "Build", "status": "ready", "priority": 1}
+                for n in range(TASKS)
+            ),
+            pad,
         ],
     }
 

@@ -54,6 +54,7 @@ _BOM_BYTES = BOM.encode("utf-8")
 MAX_REAPPLY = 20
 LOCK_POLL = 0.005  # s between tries for a held queue lock
 TMP_MARK = ".agentd-tmp"
+STAT_FROM = 64 * 1024  # bytes: a smaller queue is read and compared (cheaper than probing its file system once)
 
 
 def render(data: dict[str, Any], *, indent: int = 2) -> bytes:
@@ -480,11 +481,12 @@ class QueueStore:
         """The real file behind the queue path (a symlinked queue is written through, not replaced)."""
         return Path(os.path.realpath(self.path))
 
-    def _stat_trusted(self, target: Path) -> bool:
-        """Whether an unchanged identity of ``target`` proves its bytes unchanged (see agentd.store.file.stamps)."""
+    def _stat_trusted(self, target: Path, size: int) -> bool:
+        """Whether an unchanged identity of ``target`` (``size`` bytes) is to stand for its bytes: where it proves
+        them unchanged (see agentd.store.file.stamps), for a file big enough that reading it costs more."""
         if self._trust_stat is not None:
             return self._trust_stat
-        return stamps.fine_timestamps(target.parent, f".{target.name}.stamps-{{}}{TMP_MARK}")
+        return size >= STAT_FROM and stamps.fine_timestamps(target.parent, f".{target.name}.stamps-{{}}{TMP_MARK}")
 
     def _read_raw(self, target: Path) -> bytes:
         try:
@@ -573,9 +575,10 @@ class QueueStore:
             if last is not None and last.mark is not None and stamps.identity(target) == last.mark:
                 return last  # the very file read or written last (stat alone): nothing to read, parse or check
             # The identity before and after the read stands for the bytes read when it did not change meanwhile.
-            before = stamps.identity(target) if self._stat_trusted(target) else None
+            before = stamps.identity(target)
             raw = self._read_raw(target)
-            mark = before if before is not None and stamps.identity(target) == before else None
+            same = before is not None and stamps.identity(target) == before
+            mark = before if same and self._stat_trusted(target, len(raw)) else None
             if last is not None and last.raw == raw:  # the file has not changed since the last strict read
                 if mark is not None and mark != last.mark:
                     last = self._last = dataclasses.replace(last, mark=mark)
@@ -927,7 +930,7 @@ class QueueStore:
         # temporary file's, nobody wrote to it since, and its identity now stands for ``payload``.
         after = stamps.identity(target)
         same = after is not None and after[:4] == stamps.of(made)[:4]
-        self._written_mark = after if same and self._stat_trusted(target) else None
+        self._written_mark = after if same and self._stat_trusted(target, len(payload)) else None
         try:
             _fsync_dir(target.parent)
         except OSError as exc:  # the new queue is in place: the write stands, only its durability is in doubt

@@ -474,7 +474,18 @@ def section_big(cleanup: bench.Cleanup, base: Path, repeat: int, count: int, way
                 count / baseline_drain(cleanup, base, count, way, False, ref, final=final, outside=1.0)
             ),
         }
-    found = interleave(steps, repeat)
+    cpu: dict[str, list[float]] = {name: [] for name in steps}
+
+    def with_cpu(name: str, step: Callable[[int], float]) -> Callable[[int], float]:
+        def measured(rep: int) -> float:
+            value = step(rep)
+            if rep:
+                cpu[name].append(LAST_CPU[0] / count)
+            return value
+
+        return measured
+
+    found = interleave({name: with_cpu(name, step) for name, step in steps.items()}, repeat)
     targets = ["", "≥ 0.5 ×", "≥ 0.3 ×"] * (1 + len(BASELINE))
     out = [
         "## Big queues",
@@ -483,15 +494,17 @@ def section_big(cleanup: bench.Cleanup, base: Path, repeat: int, count: int, way
         f"written up front; then the same {count} tasks after {final:,} done tasks of ~600 bytes each (a "
         f"{final * 600 / 1e6:.0f} MB file); then that again while another process changes one done task's notes "
         "every second under the queue lock (as a person saving the file would). "
-        f"{repeat} interleaved repetitions, medians, daemon start-up included.",
+        f"{repeat} interleaved repetitions, medians, daemon start-up included. CPU: the daemon's and its children's "
+        "(rusage: supervisors and commands too) per task.",
         "",
-        f"| run | tasks/s | × {count} alone | target |",
-        "|---|---:|---:|---|",
+        f"| run | tasks/s | × {count} alone | target | CPU per task |",
+        "|---|---:|---:|---|---:|",
     ]
     alone = 0.0
     for number, ((name, value), target) in enumerate(zip(found.items(), targets, strict=True)):
         alone = value if number % 3 == 0 else alone  # (each daemon's big-queue runs against its own first run)
-        out.append(f"| {name} | {fmt(value, '/s')} | {ratio(value, alone)} | {target} |")
+        used = bench.median(cpu[name]) * 1000
+        out.append(f"| {name} | {fmt(value, '/s')} | {ratio(value, alone)} | {target} | {fmt(used, 'ms')} |")
     return [*out, ""]
 
 

@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # Most tests wait on real processes, so more workers than the 2 cores CI has keep both busy.
 TEST_WORKERS ?= 4
 
-.PHONY: help venv test lint typecheck unit run torture torture-hosts bench bench-pg bench-peers clean docs-cli install uninstall browser postgres screenshots \
+.PHONY: help venv test test-full lint typecheck unit run torture torture-hosts bench bench-pg bench-peers clean docs-cli install uninstall browser postgres screenshots \
         agents-start agents-stop agents-restart agents-status agents-logs
 
 help: ## list the targets
@@ -55,6 +55,9 @@ unit: $(STAMP) browser postgres ## the test suite only, in parallel (TEST_WORKER
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist load $(PYTEST_ARGS)
 
 test: lint typecheck unit ## lint, types and the whole test suite
+
+test-full: ## make test with every property test's full example count (AGENTD_TEST_FULL=1; tests/helpers/examples.py)
+	AGENTD_TEST_FULL=1 $(MAKE) --no-print-directory test
 
 run: $(STAMP) ## run the bundled example sprint (examples/sprint) through all five roles
 	$(BIN)/python scripts/demo.py

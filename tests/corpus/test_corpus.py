@@ -29,6 +29,7 @@ from agentd.store.file.pidfile import PidFile, probe
 from agentd.store.file.queuefile import QueueStore
 from tests.conftest import sha
 from tests.helpers.daemons import task, tasks_by_id, write_config, write_queue
+from tests.helpers.examples import examples
 
 CORPUS = Path(__file__).resolve().parent
 MANIFEST: dict[str, dict[str, str]] = json.loads((CORPUS / "MANIFEST.json").read_text())
@@ -255,7 +256,7 @@ task_like = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(150, 50), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.one_of(
         st.binary(max_size=200),
@@ -302,7 +303,7 @@ def as_json_bytes(value: object) -> bytes:
     return json.dumps(value, allow_nan=True).encode()
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(100, 40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.one_of(st.binary(max_size=200), st.builds(as_json_bytes, lease_like)))
 def test_lease_garbage_never_crashes_a_look_or_a_pass(tmp_path_factory: pytest.TempPathFactory, blob: bytes) -> None:
     """Any bytes in a lease file whose lock is free: observed without raising (an error names the JSON path in one
@@ -321,7 +322,7 @@ def test_lease_garbage_never_crashes_a_look_or_a_pass(tmp_path_factory: pytest.T
     assert QueueStore(root / "SPRINT_QUEUE.json", parse_retry=0).read().tasks[0].id == "L1"
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100, 40), deadline=None)
 @given(st.one_of(st.binary(max_size=200), st.builds(as_json_bytes, json_values)))
 def test_pid_and_result_garbage_is_read_or_refused_in_one_line(blob: bytes) -> None:
     """A PID file's bytes parse to agentd's record or to nothing; a result file's to a result or one ResultInvalid."""
@@ -365,7 +366,7 @@ config_like = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(100, 40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.one_of(st.text(max_size=200), config_like))
 def test_config_garbage_loads_or_is_refused_in_one_line(
     tmp_path_factory: pytest.TempPathFactory, garbage: str | dict[str, dict[str, object]]

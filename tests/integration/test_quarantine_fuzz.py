@@ -15,6 +15,7 @@ from agentd.cli import main
 from agentd.run.daemon import Daemon
 from agentd.store.file.queuefile import QueueStore
 from tests.helpers.daemons import events, task, write_config
+from tests.helpers.examples import examples
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +84,7 @@ def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     return int(info.value.code or 0), out, err
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60, 25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(field=st.sampled_from(FIELDS) | text, value=json_values | deep)
 def test_any_value_in_any_field(
     field: str, value: Any, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]

@@ -17,6 +17,7 @@ from agentd.config import build
 from agentd.core import model, validate
 from agentd.store.file import derived
 from agentd.store.file.queuefile import QueueStore
+from tests.helpers.examples import examples
 
 
 def test_tasks_added_at_the_end_are_checked_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,7 +66,7 @@ def _decisions(store: QueueStore) -> tuple[list[tuple[str | None, str, str, str 
     return errors, {task: finding.path for task, finding in snapshot.quarantined.items()}
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(80, 30), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @example(steps=[(_CYCLE, "")])
 @example(steps=[([{"id": "A", "status": "ready", "dependencies": ["C"]}], ""), ([{"id": "C", "status": "ready"}], "")])
 @example(steps=[([{"id": "GONE", "status": "ready"}], "")])
@@ -195,7 +196,7 @@ def test_a_save_by_someone_else_after_a_write_of_its_own_costs_what_they_changed
 _edit = st.tuples(st.sampled_from(["append", "insert", "remove", "change", "nest"]), st.integers(0, 50))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60, 25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(edits=st.lists(_edit, min_size=1, max_size=6))
 def test_a_store_reading_edit_after_edit_sees_what_a_fresh_store_sees(
     edits: list[tuple[str, int]], tmp_path_factory: pytest.TempPathFactory
@@ -232,7 +233,7 @@ _mixed = st.lists(
 )
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(80, 30), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=_mixed, with_workflow=st.booleans())
 def test_a_store_s_kept_state_is_a_fresh_parse_after_its_own_and_outside_writes(
     steps: list[tuple[str, int]], with_workflow: bool, tmp_path_factory: pytest.TempPathFactory

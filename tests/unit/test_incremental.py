@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from agentd.store.file import jsonedit
 from agentd.store.file.incremental import Decoder
+from tests.helpers.examples import examples
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
 json_values = st.recursive(
@@ -51,7 +52,7 @@ def edited(draw: st.DrawFn, items: list[Any]) -> list[Any]:
     return out
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300, 100), deadline=None)
 @given(data=st.data(), first=tasks, indent=indents, extra=st.dictionaries(st.text(max_size=4), json_values, max_size=3))
 def test_a_sequence_of_edits_decodes_as_json_loads_does(
     data: st.DataObject, first: list[Any], indent: Any, extra: dict[str, Any]
@@ -67,7 +68,7 @@ def test_a_sequence_of_edits_decodes_as_json_loads_does(
         current = data.draw(edited(current))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300, 100), deadline=None)
 @given(
     data=st.data(),
     first=tasks,
@@ -111,7 +112,7 @@ def test_an_edit_in_the_middle_takes_the_tasks_after_it_as_they_were() -> None:
     assert second.spans == Decoder().decode(text).spans
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300, 100), deadline=None)
 @given(before=st.text(max_size=60), after=st.text(max_size=60))
 def test_any_text_decodes_or_fails_exactly_as_json_loads(before: str, after: str) -> None:
     decoder = Decoder()
@@ -185,7 +186,7 @@ def test_malformed_text_gets_json_loads_own_error(text: str) -> None:
         assert decoder.decode(text).data == expected
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300, 100), deadline=None)
 @given(data=st.data(), first=tasks, indent=indents)
 def test_a_decode_told_what_an_edit_kept_gives_what_a_fresh_parse_gives(
     data: st.DataObject, first: list[Any], indent: Any

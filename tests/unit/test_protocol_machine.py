@@ -20,6 +20,7 @@ from agentd.core import scheduler, transitions
 from agentd.core.model import index_by_id, views
 from agentd.core.scheduler import Kind, LeaseObservation, Outcome, View
 from agentd.run import recovery
+from tests.helpers.examples import examples
 
 CONFIG = build(
     {
@@ -232,7 +233,7 @@ class Protocol(RuleBasedStateMachine):
                 assert live or task.id in stuck, f"{task.id} is stuck in {task.status} with nobody holding it"
 
 
-Protocol.TestCase.settings = settings(max_examples=300, stateful_step_count=30, deadline=None)
+Protocol.TestCase.settings = settings(max_examples=examples(300, 100), stateful_step_count=30, deadline=None)
 TestProtocol = Protocol.TestCase
 
 

@@ -13,6 +13,7 @@ from agentd.core import scheduler as core
 from agentd.core.model import views
 from agentd.core.scheduler import Kind, LeaseObservation, Outcome, Reason, View
 from agentd.core.workflow import Workflow
+from tests.helpers.examples import examples
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 CONFIG = build({}, root=__import__("pathlib").Path("/tmp"), path=None)
@@ -166,7 +167,7 @@ def queues(draw: st.DrawFn) -> list[dict[str, Any]]:
     return out
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200, 100), deadline=None)
 @given(queues(), st.integers(0, 4))
 def test_selection_invariants(tasks: list[dict[str, Any]], limit: int) -> None:
     """Selected tasks are claimable, sorted, unique, within WIP room, with every dependency done."""
@@ -188,7 +189,7 @@ def test_selection_invariants(tasks: list[dict[str, Any]], limit: int) -> None:
     assert core.any_claimable(BUILDER, v) == bool(claimable_ids)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200, 100), deadline=None)
 @given(st.integers(0, 10), st.floats(0, 100), st.floats(1, 4), st.floats(0, 5000))
 def test_backoff_is_monotonic_and_capped(n: int, initial: float, factor: float, cap: float) -> None:
     """Backoff never shrinks with more failures and never exceeds the cap."""

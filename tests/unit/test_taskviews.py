@@ -13,6 +13,7 @@ from agentd.config import build
 from agentd.core.model import Task, refreshed, views
 from agentd.core.scheduler import to_stop
 from agentd.run.taskviews import TaskViews
+from tests.helpers.examples import examples
 
 WF = build({}, root=Path("/tmp"), path=None).workflow
 CONSIDERED = frozenset({"ready", "in_progress", "blocked"})
@@ -45,7 +46,7 @@ def raws(tasks: list[Task], data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300, 100), deadline=None)
 @given(queue=_queue, steps=st.lists(_step, max_size=6))
 def test_views_patched_look_after_look_are_those_derived_afresh(
     queue: list[dict[str, Any]], steps: list[tuple[str, list[tuple[int, str]]]]

@@ -93,15 +93,21 @@ def stop_all(processes: Sequence[subprocess.Popen[bytes]]) -> None:
 
 
 def wait_for(condition: Callable[[], T], timeout: float, what: str, every: float = 0.02) -> T:
-    """Poll ``condition`` until it returns something truthy, or fail after ``timeout`` seconds."""
+    """Poll ``condition`` until it returns something truthy, or fail after ``timeout`` seconds.
+
+    Between looks it sleeps ``every`` s, or three times what the look took if that is longer (at most 2 s, and never
+    past the deadline: a look always starts at it): a look that starts a process (an agentd command, a few hundred ms
+    of CPU) then takes a quarter of the time instead of a core that the daemons under test and other tests need."""
     deadline = time.monotonic() + timeout
     while True:
+        began = time.monotonic()
         value = condition()
         if value:
             return value
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now >= deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
+        time.sleep(min(max(every, min(3 * (now - began), 2.0)), deadline - now))
 
 
 def events(log: Path) -> list[dict[str, Any]]:

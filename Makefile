@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ROLE ?=
 PYTEST_ARGS ?=
-# Most tests wait on real processes, so more workers than the 2 cores CI has keep both busy.
+# Most tests wait on real processes, so more workers than the 2 cores CI has keep both busy (6 burnt more CPU and
+# failed a test under load); `worksteal` hands an idle worker the tests still queued on a busy one.
 TEST_WORKERS ?= 4
 
 .PHONY: help venv test test-full lint typecheck unit run torture torture-hosts bench bench-pg bench-peers clean docs-cli install uninstall browser postgres screenshots \
@@ -52,7 +53,7 @@ screenshots: $(STAMP) browser ## retake docs/screenshots/*.png from the browser 
 	AGENTD_SCREENSHOTS=1 $(BIN)/pytest -q -p no:cacheprovider tests/web/test_browser.py
 
 unit: $(STAMP) browser postgres ## the test suite only, in parallel (TEST_WORKERS=1 for one process)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist load $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 test: lint typecheck unit ## lint, types and the whole test suite
 

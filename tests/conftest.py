@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("agentd", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("agentd")
 
-# The longest tests, started first: `make test` hands tests out in collection order (pytest-xdist `--dist load`),
-# so these run beside the many short ones instead of alone at the end of the run.
+# The longest tests, started first: `make test` splits the tests in collection order between its workers
+# (pytest-xdist `--dist worksteal`), so these run beside the many short ones instead of alone at the end of the run.
 # Only the quick torture profile: the other long ones beside it would load the machine it judges heartbeats on.
 LONGEST_FIRST = ("tests/torture/test_torture.py::test_quick_torture_profile",)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import subprocess
@@ -19,19 +20,50 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("agentd", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("agentd")
 
-# The longest tests, started first: `make test` splits the tests in collection order between its workers
-# (pytest-xdist `--dist worksteal`), so these run beside the many short ones instead of alone at the end of the run.
-# Only the quick torture profile: the other long ones beside it would load the machine it judges heartbeats on.
-LONGEST_FIRST = ("tests/torture/test_torture.py::test_quick_torture_profile",)
+# The longest tests, placed so that they start early instead of alone at the end of the run. `make test` runs
+# pytest-xdist `--dist worksteal`: worker k first gets the k-th of as many consecutive slices of the collection as
+# there are workers, and an idle worker steals from the end of a busy one's. The quick torture profile begins the
+# first slice; the others start a third of the way into the other slices, once it is over (beside it, they would
+# load the machine it judges heartbeats on). Without workers, all of them go first, in this order.
+LONGEST_FIRST = (
+    "tests/torture/test_torture.py::test_quick_torture_profile",
+    "tests/postgres/test_hosts_torture.py::test_quick_multi_host_torture",
+    "tests/torture/test_torture.py::test_worktree_torture_profile",
+    "tests/postgres/test_outage.py::test_daemons_ride_out_a_server_restart",
+    "tests/corpus/test_special_files.py::test_a_50_mb_queue",
+    "tests/postgres/test_outage.py::test_daemons_ride_out_an_outage",
+)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Move the longest tests to the front, in LONGEST_FIRST's order; the others keep theirs."""
+def arrange(ids: list[str], workers: int) -> list[int]:
+    """The order (indices into ``ids``) that places the LONGEST_FIRST tests as its comment says; the others keep
+    theirs."""
 
-    def rank(item: pytest.Item) -> int:
-        return next((i for i, prefix in enumerate(LONGEST_FIRST) if item.nodeid.startswith(prefix)), len(LONGEST_FIRST))
+    def rank(index: int) -> int:
+        return next((i for i, prefix in enumerate(LONGEST_FIRST) if ids[index].startswith(prefix)), len(LONGEST_FIRST))
 
-    items.sort(key=rank)
+    longest = sorted((i for i in range(len(ids)) if rank(i) < len(LONGEST_FIRST)), key=rank)
+    others = iter([i for i in range(len(ids)) if rank(i) == len(LONGEST_FIRST)])
+    if workers < 2 or not longest:
+        return [*longest, *others]
+    heads: list[list[int]] = [[longest[0]]] + [[] for _ in range(workers - 1)]
+    for n, index in enumerate(longest[1:]):
+        heads[1 + n % (workers - 1)].append(index)
+    ordered: list[int] = []
+    left = len(ids)
+    for k in range(workers):  # the slices of worksteal's first split
+        size = left // (workers - k)
+        left -= size
+        body = list(itertools.islice(others, max(0, size - len(heads[k]))))
+        at = len(body) // 3 if k else 0
+        ordered += [*body[:at], *heads[k], *body[at:]]
+    return [*ordered, *others]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Place the LONGEST_FIRST tests as its comment says (on an xdist worker: for its number of workers)."""
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    items[:] = [items[i] for i in arrange([item.nodeid for item in items], workers)]
 
 
 PROJECT = Path(__file__).resolve().parents[1]

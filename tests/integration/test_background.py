@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -147,14 +147,19 @@ def test_log_rotation_keeps_backups_and_logs_follow_reads_through(tmp_path: Path
     )
     write_queue(tmp_path, [], {"builder": 4})
     assert run_agentd("start", "builder", cwd=tmp_path).returncode == 0
+    log = tmp_path / ".agentd" / "logs" / "builder.log"
     follower = subprocess.Popen(
         [sys.executable, "-m", "agentd", "logs", "builder", "-f", "-n", "0"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         text=True,
     )
+    followed: list[str] = []
+    reader = threading.Thread(target=lambda: followed.extend(line for line in follower.stdout or ()), daemon=True)
+    reader.start()
     try:
-        time.sleep(1.0)  # let the follower open the log before anything rotates
+        # Nothing rotates before the follower holds the log open (it starts at its end: -n 0).
+        wait_for(lambda: os.path.realpath(log) in fd_targets(follower.pid), 60, "the follower to open the log")
         for i in range(12):
             run_agentd("queue", "add", f"R{i:02d}", "--title", f"rotation filler {i}", cwd=tmp_path)
         wait_for(
@@ -165,12 +170,31 @@ def test_log_rotation_keeps_backups_and_logs_follow_reads_through(tmp_path: Path
             60,
             "every task to run",
         )
-        logs = sorted(p.name for p in (tmp_path / ".agentd" / "logs").glob("builder.log*"))
+        logs = sorted(p.name for p in log.parent.glob("builder.log*"))
         assert logs == ["builder.log", "builder.log.1", "builder.log.2"]
-        time.sleep(1.0)
+        wait_for(lambda: len(finished(followed)) >= 12, 60, f"the follower to print every run's end: {followed[-5:]}")
     finally:
         follower.send_signal(signal.SIGINT)
-        out, _ = follower.communicate(timeout=10)
+        follower.wait(timeout=10)
+        reader.join(10)
         run_agentd("stop", cwd=tmp_path)
-    followed = [line for line in out.splitlines() if "finished R" in line]
-    assert sorted(line.split("finished ")[1][:3] for line in followed) == [f"R{i:02d}" for i in range(12)]
+    assert sorted(finished(followed)) == [f"R{i:02d}" for i in range(12)]
+
+
+def finished(lines: list[str]) -> list[str]:
+    return [line.split("finished ")[1][:3] for line in list(lines) if "finished R" in line]
+
+
+def fd_targets(pid: int) -> set[str]:
+    """What a process's open descriptors name (one closed while they are listed is skipped)."""
+    targets = set()
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return targets
+    for n in names:
+        try:
+            targets.add(os.readlink(f"/proc/{pid}/fd/{n}"))
+        except FileNotFoundError:
+            continue
+    return targets

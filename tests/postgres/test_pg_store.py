@@ -87,6 +87,31 @@ def test_a_server_restart_frees_no_lease_and_the_holder_takes_its_lock_again(
     assert store.leases() == {}
 
 
+def test_after_a_restart_the_holder_locks_its_lease_before_it_beats(store: Any, pg_server: Any, pg_dsn: str) -> None:
+    """After a restart the holder's next heartbeat must not show a renewed beat with the lock still free: a peer
+    reads that as proven abandoned and breaks the lease while its run goes on (seen once under load: a task run
+    twice). Probed at the instant the holder takes its lock again: the lease is not breakable then."""
+    held = claim(store, "A1")
+    seen: list[Any] = []
+    broken: list[bool] = []
+    lock_again = held._lock_again
+
+    def probe_then_lock() -> bool:
+        seen.append(store.leases()["A1"].locked)
+        broken.append(store.transaction(lambda txn: txn.break_free("A1")))
+        return bool(lock_again())
+
+    held._lock_again = probe_then_lock
+    try:
+        pg_server.restart()
+        wait_for(lambda: _leases(store).get("A1"), DEADLINE, "the store to read the leases again")
+        assert held.renew(datetime.now(UTC)) is True
+        assert seen == [None] and broken == [False]  # judged by its beat alone, not breakable
+        assert store.leases()["A1"].locked is True
+    finally:
+        held.release()
+
+
 def _leases(store: Any) -> dict[str, Any]:
     try:
         return dict(store.leases())

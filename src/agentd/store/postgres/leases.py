@@ -181,9 +181,9 @@ class PgHeld:
                 try:
                     if self._conn.closed or self._conn.broken:
                         self._reopen()
+                    if not self._locked:  # before the beat: a beat newer than the server's start with the lock
+                        self._locked = self._lock_again()  # free reads as proven abandoned to every peer
                     row = self._renew(record)
-                    if row is not None and not self._locked:
-                        self._locked = self._lock_again()
                     break
                 except Exception as exc:  # the session is gone (a server restart, a network cut): a new one
                     self._reach.lost(exc, self._conn)

@@ -585,19 +585,7 @@ class QueueStore:
                 return last
             prefix, text, decoded = self._parse(raw)
             findings = self._validate(raw, decoded)
-            self._last = _Loaded(
-                raw,
-                prefix,
-                text,
-                decoded.data,
-                decoded.pieces,
-                decoded.spans,
-                findings,
-                self._archived,
-                self._views,
-                mark=mark,
-                ids_cache=self._ids,
-            )
+            self._last = self._loaded(raw, prefix, text, decoded, findings, mark)
             return self._last
 
         try:
@@ -835,6 +823,30 @@ class QueueStore:
             log.info("%s changed while agentd was writing it; re-reading and re-applying", self.path)
         raise Conflict(None, f"{self.path}: the file kept changing under agentd; gave up after {MAX_REAPPLY} tries")
 
+    def _loaded(
+        self,
+        raw: bytes,
+        prefix: str,
+        text: str,
+        decoded: Decoded,
+        findings: list[Finding],
+        mark: stamps.Identity | None,
+    ) -> _Loaded:
+        """A read's (or our own write's) state, with the store's per-task caches."""
+        return _Loaded(
+            raw,
+            prefix,
+            text,
+            decoded.data,
+            decoded.pieces,
+            decoded.spans,
+            findings,
+            self._archived,
+            self._views,
+            mark=mark,
+            ids_cache=self._ids,
+        )
+
     def _remember(
         self,
         payload: bytes,
@@ -866,19 +878,7 @@ class QueueStore:
             self._warnings.derive(pieces)
             self._views.derive(pieces)
             self._structure.check(entries, pieces, self._archived)
-        self._last = _Loaded(
-            payload,
-            prefix,
-            text,
-            decoded.data,
-            decoded.pieces,
-            decoded.spans,
-            findings,
-            self._archived,
-            self._views,
-            mark=mark,
-            ids_cache=self._ids,
-        )
+        self._last = self._loaded(payload, prefix, text, decoded, findings, mark)
 
     def _write(self, target: Path, loaded: _Loaded, payload: bytes) -> bool:
         """Atomically replace ``target`` with ``payload`` unless its bytes are no longer those ``loaded`` read (its

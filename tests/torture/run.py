@@ -400,6 +400,26 @@ class Torture:
             self.spawn(daemon)
             self.stats.restarts += 1
 
+    def stale_by_design(self, pid_file: Path) -> bool:
+        """A PID file left by an incarnation the harness SIGKILLed itself, when no later incarnation took it over: the
+        successor ended before it could (the final SIGTERM reached it while it was still starting, before agentd's
+        handler was in place, so it died of the signal). A SIGKILLed daemon cannot remove its PID file; a successor
+        that ran and stopped gracefully (exit 0) must have replaced and then removed it, so that case still counts."""
+        daemon = next((d for d in self.daemons if f"{d.name}.pid" == pid_file.name), None)
+        try:
+            pid = json.loads(pid_file.read_text())["pid"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        last = daemon.proc if daemon is not None else None
+        return (
+            daemon is not None
+            and pid in daemon.killed_pids
+            and last is not None
+            and last.poll() is not None
+            and last.returncode != 0
+            and last.pid != pid
+        )
+
     def killers(self, pid: int) -> str:
         """What the journal says killed daemon ``pid``: the peers' hung-holder-killed events naming it."""
         found = []
@@ -697,6 +717,10 @@ class Torture:
             evidence += [f"{p.name}: {p.read_text(errors='replace').strip()}" for p in leftovers[:3]]
         run_dir = self.root / ".agentd" / "run"
         pid_files = sorted(run_dir.glob("*.pid")) if run_dir.exists() else []
+        stale = [p for p in pid_files if self.stale_by_design(p)]
+        if stale:
+            log(f"PID files of SIGKILLed daemons whose successor was stopped while starting: {[p.name for p in stale]}")
+        pid_files = [p for p in pid_files if p not in stale]
         if pid_files:
             violations.append(f"PID files left behind: {[p.name for p in pid_files]}")
             evidence += [f"{p.name}: {' '.join(p.read_text(errors='replace').split())}" for p in pid_files[:3]]

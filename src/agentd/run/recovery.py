@@ -125,8 +125,11 @@ def plan(
             continue  # handled above
         if seen.locked is True and (seen.error is not None or scheduler.judge(seen, now, 5400).live):
             continue  # still held by a live process (a release in progress, or work on a task removed by hand)
-        if seen.locked is None:
-            continue  # nothing proven about it (see above): left alone
+        if seen.locked is None and (seen.error is not None or scheduler.judge(seen, now, 5400).live):
+            # Not renewed since the server restarted (PostgreSQL), its lock state unknown: a live holder renews it
+            # (taking its lock again) within its ttl; past that it is judged by its heartbeat alone, as above. (A
+            # claim cut by the restart leaves such a lease on a task still in its claimable status, which it blocks.)
+            continue
         cause = "its task no longer exists" if owner is None else f"orphaned (task is {owner.status!r})"
         kill = seen.locked is True and same_kernel(seen, boot, host)
         found.append(Recovery(task_id, Action.REMOVE, cause, kill=kill, lease=seen))

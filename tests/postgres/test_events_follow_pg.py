@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,19 +24,6 @@ EMIT = (
     "import sys; from pathlib import Path; from agentd import config; from agentd.store import open_store;"
     "s = open_store(config.load(root=Path(sys.argv[1]))); s.journal('builder').emit('note', sys.argv[2]); s.close()"
 )
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[pg.Server]:
-    """A server of this test's own (it is restarted: the session-wide one is shared)."""
-    missing = pg.unavailable()
-    if missing:
-        pytest.skip(f"no PostgreSQL test server: {missing}")
-    server = pg.start_server(tmp_path / "pg")
-    try:
-        yield server
-    finally:
-        server.stop("immediate")
 
 
 class Lines:

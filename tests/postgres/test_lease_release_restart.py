@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-
-import pytest
 
 from agentd import config as config_mod
 from agentd.store import open_store
 from agentd.store.base import HeldLease, Txn, new_record
 from tests.helpers import pg
 from tests.helpers.daemons import task, write_queue
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[pg.Server]:
-    """A server of this test's own (it is restarted: the session-wide one is shared)."""
-    missing = pg.unavailable()
-    if missing:
-        pytest.skip(f"no PostgreSQL test server: {missing}")
-    server = pg.start_server(tmp_path / "pg")
-    try:
-        yield server
-    finally:
-        server.stop("immediate")
 
 
 def test_a_lease_released_after_a_server_restart_is_gone(tmp_path: Path, own_server: pg.Server) -> None:

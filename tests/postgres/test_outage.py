@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +21,6 @@ from tests.helpers.daemons import events, recorder, start, stop_all, wait_for, w
 
 BUILDER = {"claims": "ready", "working": "in_progress", "on_success": "done", "on_failure": "blocked"}
 DEADLINE = 120
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[pg.Server]:
-    """A server of this test's own (it is restarted and stopped: the session-wide one is shared)."""
-    missing = pg.unavailable()
-    if missing:
-        pytest.skip(f"no PostgreSQL test server: {missing}")
-    server = pg.start_server(tmp_path / "pg")
-    try:
-        yield server
-    finally:
-        server.stop("immediate")
 
 
 def _project(root: Path, dsn: str, tasks: int, sleep: float, ttl: float) -> Path:

@@ -76,3 +76,31 @@ def test_a_process_that_does_not_ride_outages_out_logs_them_at_debug_only(caplog
     reach.lost("server closed the connection unexpectedly")
     reach.ok()
     assert [r.levelno for r in caplog.records] == [logging.DEBUG, logging.DEBUG]
+
+
+class _Session:
+    """A session never opened through the Reach: to it, one opened before any outage."""
+
+
+def test_a_session_from_before_the_outage_that_still_answers_does_not_end_it(caplog: pytest.LogCaptureFixture) -> None:
+    """While a server shuts down its sessions are cut one by one: a statement through on one not cut yet is no sign
+    the server is back (it refuses new sessions). Only a success not tied to an old session ends the outage — one
+    line lost, one line back, however the old sessions go on answering meanwhile."""
+    caplog.set_level(logging.DEBUG, logger="agentd.store.postgres.reach")
+    ticks = Ticks()
+    reach = Reach("postgresql://db/x", monotonic=ticks, jitter=lambda: 0.0)
+    reach.announce = True
+    old = _Session()
+    reach.lost("server closed the connection unexpectedly", _Session())
+    ticks.now += 0.01
+    reach.ok(old)
+    assert reach.down
+    reach.lost("the database system is shutting down")  # a new session refused: the same outage, not a new one
+    ticks.now += 5
+    reach.ok()  # a new session opened
+    assert not reach.down
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert said == [
+        "store unreachable: postgresql://db/x: server closed the connection unexpectedly; retrying with backoff",
+        "store reachable again: postgresql://db/x (unreachable for 5.0 s)",
+    ], said

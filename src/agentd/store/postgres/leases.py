@@ -190,7 +190,7 @@ class PgHeld:
                     log.debug("lease %s: not renewed: %s", self.task_id, one_line(exc))
                     if not again or not (self._conn.closed or self._conn.broken):
                         return None  # not renewed, not known lost: tried again at the next beat; the ttl judges
-            self._reach.ok()
+            self._reach.ok(self._conn)
             if row is None:
                 return False
             self.record = replace(record, heartbeat_at=format_timestamp(row[0].astimezone(UTC)))

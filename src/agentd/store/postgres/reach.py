@@ -7,7 +7,10 @@ new session is tried at most once per backoff step (capped exponential with jitt
 opening one fails at once with the last reason, so no thread of a daemon waits on a connect timeout more than once a
 step and a server coming back is not met by every thread at once. A session opened before the store was last
 found reachable again, lost afterwards, is a leftover of the outage already reported (each session finds out it was
-cut only when it is next used): it is not reported again. Only processes that ride an outage out say so (a daemon
+cut only when it is next used): it is not reported again. Symmetrically, a statement that goes through on a session
+opened before the outage began does not end it: while a server shuts down, its sessions are cut one by one, and a
+session not cut yet still answers while new ones are refused; only a session opened since (or a new one) proves the
+server back. Only processes that ride an outage out say so (a daemon
 once registered, ``events -f``: ``announce``); a command that fails says why in its one error line.
 
 The schedule is tenacity's ``wait_exponential`` (the listener's own loop retries with tenacity too); the gate is
@@ -89,7 +92,7 @@ class Reach:
         reason = exc if isinstance(exc, str) else _reason(exc)
         with self._lock:
             now = self._monotonic()
-            opened = self._opened.get(conn, float("-inf")) if conn is not None else None
+            opened = self._opened_at(conn) if conn is not None else None
             if self._down_since is None and opened is not None and self._back_at is not None and opened < self._back_at:
                 log.debug("store: a session from before the last outage was lost too: %s", reason)
                 return
@@ -109,16 +112,20 @@ class Reach:
             reason,
         )
 
-    def ok(self) -> None:
-        """A statement went through: the store is back (one line, the first time)."""
+    def ok(self, conn: Any = None) -> None:
+        """A statement went through (on ``conn``, when said): the store is back (one line, the first time) — unless
+        ``conn`` was opened before the outage began, which proves nothing (see the module's note)."""
         if self._down_since is None:  # (the common case, without the lock)
             return
         with self._lock:
+            if self._down_since is None:
+                return
+            if conn is not None and self._opened_at(conn) < self._down_since:
+                log.debug("store: a session from before the outage still answers; not yet judged back")
+                return
             since, self._down_since = self._down_since, None
             self._failures = 0
             self._next_try = 0.0
-            if since is None:
-                return
             self._back_at = self._monotonic()
             took = self._back_at - since
         log.log(
@@ -127,6 +134,14 @@ class Reach:
             self.where,
             took,
         )
+
+    def _opened_at(self, conn: Any) -> float:
+        """When ``conn`` was opened through :meth:`open`: -inf for one opened otherwise (the store's first session,
+        opened before any outage), +inf for one that cannot be weakly referenced (judged as new)."""
+        try:
+            return self._opened.get(conn, float("-inf"))
+        except TypeError:
+            return float("inf")
 
     def gate(self) -> None:
         """Raise StoreUnreachable at once while the next try is not due; else take the try (others wait for the

@@ -151,7 +151,7 @@ class PgRegistration:
                     self._reach.lost(exc, self._conn)
                     if not again or not (self._conn.closed or self._conn.broken):
                         raise OSError(f"cannot record the beat of {self.name}: {one_line(exc)}") from None
-            self._reach.ok()
+            self._reach.ok(self._conn)
         self._look_after_the_journal()
 
     def _look_after_the_journal(self) -> None:

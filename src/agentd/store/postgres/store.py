@@ -474,7 +474,7 @@ class PgStore:
         with self._auto_lock:
             try:
                 done = work(self._auto())
-                self.reach.ok()
+                self.reach.ok(self._auto_conn)
                 return done
             except psycopg.OperationalError as exc:
                 if isinstance(exc, pg_errors.TransactionRollback):
@@ -484,7 +484,7 @@ class PgStore:
                 self._drop("_auto_conn")
             try:
                 done = work(self._auto())
-                self.reach.ok()
+                self.reach.ok(self._auto_conn)
                 return done
             except psycopg.OperationalError as exc:
                 self.reach.lost(exc, self._auto_conn)
@@ -628,7 +628,7 @@ class PgStore:
                 try:
                     with conn.transaction():
                         view = self._load(conn).view
-                    self.reach.ok()
+                    self.reach.ok(conn)
                     return view
                 except psycopg.OperationalError as exc:
                     self.reach.lost(exc, conn)
@@ -654,7 +654,7 @@ class PgStore:
                         txn.commit()
                         xid = conn.execute("SELECT txid_current_if_assigned()").fetchone()[0]
                         committing = True
-                    self.reach.ok()
+                    self.reach.ok(conn)
                     return result
                 except retryable as exc:
                     log.debug("transaction try %d conflicted (%s); trying again", attempt + 1, one_line(exc))

@@ -68,7 +68,7 @@ def spec(
     )
 
 
-def finish(tp: TaskProcess, timeout: float = 10.0) -> ExitInfo:
+def finish(tp: TaskProcess, timeout: float = 60.0) -> ExitInfo:
     """Wait for the task's ExitInfo, failing the test if it does not come."""
     info = tp.wait(timeout)
     assert info is not None, f"task {tp} did not finish within {timeout}s"
@@ -199,25 +199,25 @@ def test_timeout_escalates_to_sigkill_when_term_is_ignored(tmp_path: Path) -> No
     """A command ignoring SIGTERM is SIGKILLed by the shim after the timeout's SIGTERM (kill_after later)."""
     ready = tmp_path / "ready"
     argv = ["sh", "-c", f'trap "" TERM; touch "{ready}"; sleep 30']
-    info = finish(launch(spec(tmp_path, argv, timeout=1.0, kill_after=0.5)))
+    info = finish(launch(spec(tmp_path, argv, timeout=3.0, kill_after=0.5)))  # (time for the trap on a busy machine)
     assert ready.exists(), "the trap was in place before the timeout"
     assert (info.timed_out, info.killed_by, info.signal, info.returncode) == (True, "timeout", signal.SIGKILL, None)
     assert not info.crashed
-    in_order(tmp_path / "logs" / "task.log", "timeout after 1.0s", "exited returncode=None signal=9")
+    in_order(tmp_path / "logs" / "task.log", "timeout after 3.0s", "exited returncode=None signal=9")
 
 
 def test_terminate_and_kill(tmp_path: Path, tasks: list[TaskProcess], caplog: pytest.LogCaptureFixture) -> None:
     """terminate() and kill() stop a running command through the shim, which reports how (no fallback needed)."""
     tp = launch(spec(tmp_path, ["sleep", "30"], kill_after=30))
     tasks.append(tp)
-    assert tp.wait_started(5)
+    assert tp.wait_started(30)
     tp.terminate()
     info = finish(tp)
     assert (info.signal, info.killed_by, info.timed_out, info.crashed) == (signal.SIGTERM, "term", False, False)
 
     tp = launch(spec(tmp_path, ["sh", "-c", 'trap "" TERM; sleep 30'], kill_after=30))
     tasks.append(tp)
-    assert tp.wait_started(5)
+    assert tp.wait_started(30)
     tp.kill()
     info = finish(tp)
     # The shim's own KILL: it reported the kill. Had the runner's fallback SIGKILLed the group (the shim with it),
@@ -233,8 +233,8 @@ def test_group_sigterm_from_outside_is_a_term_request(tmp_path: Path, tasks: lis
     ready = tmp_path / "ready"
     tp = launch(spec(tmp_path, ["sh", "-c", f"trap '' TERM; touch '{ready}'; sleep 30"], kill_after=0.3))
     tasks.append(tp)
-    assert tp.wait_started(5)
-    assert wait_for(ready.exists, 5)  # the trap is in place
+    assert tp.wait_started(30)
+    assert wait_for(ready.exists, 30)  # the trap is in place
     command = tp.command_pid
     assert command is not None
     assert runner.group_alive(tp.pgid)
@@ -264,7 +264,7 @@ out = Path({out!r})
 tp = runner.launch(runner.LaunchSpec(
     argv=["sh", "-c", "sleep 60 & echo $! > {bg}; sleep 60"],
     cwd=out.parent, env={{}}, log_path=out.parent / "daemon-task.log", timeout=None))
-assert tp.wait_started(10)
+assert tp.wait_started(30)
 tmp = out.with_suffix(".tmp")
 tmp.write_text(json.dumps({{"shim": tp.pid, "command": tp.command_pid}}))
 tmp.rename(out)
@@ -280,7 +280,7 @@ def test_daemon_death_kills_the_whole_group(tmp_path: Path) -> None:
     script.write_text(textwrap.dedent(DAEMON_SCRIPT.format(src=str(SRC_DIR), out=str(out), bg=str(bg))))
     daemon = subprocess.Popen([sys.executable, str(script)])
     try:
-        assert wait_for(lambda: out.exists() and bg.exists() and bg.read_text().strip() != "", 10)
+        assert wait_for(lambda: out.exists() and bg.exists() and bg.read_text().strip() != "", 30)
         pids = json.loads(out.read_text())
         shim, command, grandchild = pids["shim"], pids["command"], int(bg.read_text())
         for pid in (shim, command, grandchild):
@@ -290,7 +290,7 @@ def test_daemon_death_kills_the_whole_group(tmp_path: Path) -> None:
 
         daemon.kill()
         daemon.wait(5)
-        assert wait_for(lambda: all(pid_gone(p) for p in (shim, command, grandchild)), 10), (
+        assert wait_for(lambda: all(pid_gone(p) for p in (shim, command, grandchild)), 30), (
             f"survivors: {[p for p in (shim, command, grandchild) if not pid_gone(p)]}"
         )
     finally:
@@ -322,9 +322,9 @@ def test_kept_fd_holds_the_lease_lock(tmp_path: Path, tasks: list[TaskProcess]) 
         tasks.append(tp)
     finally:
         os.close(fd)
-    assert tp.wait_started(5)
+    assert tp.wait_started(30)
     # the command itself has the very same open file (the lease) among its fds
-    assert wait_for(lambda: str(lease) in fd_targets(tp.command_pid), 5)
+    assert wait_for(lambda: str(lease) in fd_targets(tp.command_pid), 30)
 
     def try_lock() -> bool:
         probe = os.open(lease, os.O_RDWR)
@@ -338,8 +338,8 @@ def test_kept_fd_holds_the_lease_lock(tmp_path: Path, tasks: list[TaskProcess]) 
 
     assert not try_lock()
     tp.kill()
-    finish(tp, 3)
-    assert wait_for(try_lock, 2)
+    finish(tp, 30)
+    assert wait_for(try_lock, 30)
 
 
 def test_leftover_group_members_are_cleaned_up(tmp_path: Path) -> None:
@@ -349,7 +349,7 @@ def test_leftover_group_members_are_cleaned_up(tmp_path: Path) -> None:
     assert info.returncode == 0
     assert info.killed_by is None
     pid = int(bg.read_text())
-    assert wait_for(lambda: pid_gone(pid), 2)
+    assert wait_for(lambda: pid_gone(pid), 30)
 
 
 def test_on_exit_called_exactly_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -376,14 +376,14 @@ def test_on_exit_called_exactly_once(tmp_path: Path, caplog: pytest.LogCaptureFi
 def test_detach_control_reports_a_crash(tmp_path: Path) -> None:
     """Closing the control pipe (simulated daemon death) kills the group; the runner sees a crash."""
     tp = launch(spec(tmp_path, ["sleep", "30"]))
-    assert tp.wait_started(5)
+    assert tp.wait_started(30)
     command = tp.command_pid
     assert command is not None
     tp.detach_control()
-    info = finish(tp, 3)
+    info = finish(tp, 30)
     assert info.crashed
     assert info.error == "supervisor died"
-    assert wait_for(lambda: pid_gone(command), 2)
+    assert wait_for(lambda: pid_gone(command), 30)
 
 
 def test_no_fd_leak(tmp_path: Path) -> None:
@@ -396,7 +396,7 @@ def test_no_fd_leak(tmp_path: Path) -> None:
     before = open_fds()
     for _ in range(5):
         finish(launch(spec(tmp_path, ["true"])))
-    assert wait_for(lambda: open_fds() <= before, 2), open_fds() - before
+    assert wait_for(lambda: open_fds() <= before, 30), open_fds() - before
 
 
 def test_group_helpers_refuse_dangerous_pgids() -> None:
@@ -416,7 +416,7 @@ def ppid_of(pid: int) -> int:
 
 def read_pid(path: Path) -> int:
     """A pid a command wrote to *path* (waited for: the command writes it in the background)."""
-    assert wait_for(lambda: path.exists() and path.read_text().strip() != "", 10), f"{path} was not written"
+    assert wait_for(lambda: path.exists() and path.read_text().strip() != "", 30), f"{path} was not written"
     return int(path.read_text())
 
 
@@ -435,10 +435,10 @@ def test_an_orphaned_escaped_grandchild_is_reparented_to_the_shim_and_stopped(
     bg = tmp_path / "bg.pid"
     tp = launch(spec(tmp_path, ["sh", "-c", f"(setsid sleep 45 & echo $! > '{bg}'); sleep 45"], kill_after=0.5))
     tasks.append(tp)
-    assert tp.wait_started(5)
+    assert tp.wait_started(30)
     orphan = read_pid(bg)
-    assert wait_for(lambda: os.getsid(orphan) == orphan, 5), "it left the task's session"
-    assert wait_for(lambda: ppid_of(orphan) == tp.pid, 5), "not re-parented to the shim"
+    assert wait_for(lambda: os.getsid(orphan) == orphan, 30), "it left the task's session"
+    assert wait_for(lambda: ppid_of(orphan) == tp.pid, 30), "not re-parented to the shim"
     tp.terminate()
     info = finish(tp)
     assert (info.signal, info.killed_by) == (signal.SIGTERM, "term")
@@ -449,7 +449,7 @@ def test_timeout_stops_an_escaped_grandchild_that_ignores_term(tmp_path: Path) -
     """On timeout, a setsid grandchild ignoring SIGTERM is SIGKILLed with the rest of the tree."""
     bg = tmp_path / "bg.pid"
     script = f"setsid sh -c 'trap \"\" TERM; echo $$ > {bg}; while :; do sleep 1; done' & sleep 45"
-    info = finish(launch(spec(tmp_path, ["sh", "-c", script], timeout=1.0, kill_after=0.5)))
+    info = finish(launch(spec(tmp_path, ["sh", "-c", script], timeout=3.0, kill_after=0.5)))
     assert info.timed_out and info.killed_by == "timeout"
     assert pid_gone(read_pid(bg))
 
@@ -466,7 +466,7 @@ fcntl.flock(fd, fcntl.LOCK_EX)
 tp = runner.launch(runner.LaunchSpec(
     argv=["sh", "-c", "setsid sleep 60 & echo $! > {bg}; sleep 60"],
     cwd=out.parent, env={{}}, log_path=out.parent / "daemon-task.log", timeout=None, keep_fds=[fd]))
-assert tp.wait_started(10)
+assert tp.wait_started(30)
 tmp = out.with_suffix(".tmp")
 tmp.write_text(json.dumps({{"shim": tp.pid, "command": tp.command_pid}}))
 tmp.rename(out)
@@ -484,10 +484,10 @@ def test_daemon_death_ends_an_escaped_grandchild_and_frees_the_lease_lock(tmp_pa
     )
     daemon = subprocess.Popen([sys.executable, str(script)])
     try:
-        assert wait_for(out.exists, 10)
+        assert wait_for(out.exists, 30)
         pids = json.loads(out.read_text())
         escaped = read_pid(bg)
-        assert wait_for(lambda: os.getsid(escaped) == escaped, 5), "the grandchild runs in its own session"
+        assert wait_for(lambda: os.getsid(escaped) == escaped, 30), "the grandchild runs in its own session"
 
         def lock_free() -> bool:
             probe = os.open(lease, os.O_RDWR)
@@ -502,10 +502,10 @@ def test_daemon_death_ends_an_escaped_grandchild_and_frees_the_lease_lock(tmp_pa
         assert not lock_free()
         daemon.kill()
         daemon.wait(5)
-        assert wait_for(lambda: all(pid_gone(p) for p in (pids["shim"], pids["command"], escaped)), 10), (
+        assert wait_for(lambda: all(pid_gone(p) for p in (pids["shim"], pids["command"], escaped)), 30), (
             f"survivors: {[p for p in (pids['shim'], pids['command'], escaped) if not pid_gone(p)]}"
         )
-        assert wait_for(lock_free, 5), "the lease lock is still held"
+        assert wait_for(lock_free, 30), "the lease lock is still held"
     finally:
         if daemon.poll() is None:
             daemon.kill()

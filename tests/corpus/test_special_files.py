@@ -173,7 +173,7 @@ def test_a_lease_path_that_is_a_folder_with_files(
         with contextlib.suppress(FileNotFoundError):
             folder.rmdir()
     done = lambda: all(t["status"] == "awaiting_test" for t in tasks_by_id(project).values())  # noqa: E731
-    wait_for(done, 20, "both tasks to run once the folders were removed")
+    wait_for(done, 60, "both tasks to run once the folders were removed")
     assert running.stop() == 0, running.log()
 
 

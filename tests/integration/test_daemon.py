@@ -76,7 +76,7 @@ def test_sigkilled_daemon_task_is_gone_and_a_peer_reclaims(tmp_path: Path) -> No
             lambda: [r for r in events(log) if r["event"] == "start" and r["token"] == 2], 60, "the peer's re-run"
         )
         assert rerun[0]["token"] > started[0]["token"]
-        wait_for(lambda: tasks_by_id(tmp_path)["K1"]["status"] == "awaiting_test", 10, "the re-run to finish")
+        wait_for(lambda: tasks_by_id(tmp_path)["K1"]["status"] == "awaiting_test", 60, "the re-run to finish")
         record = tasks_by_id(tmp_path)["K1"]
         assert record["attempts"] == 0 and record["last_run"]["token"] == 2
     finally:
@@ -128,7 +128,7 @@ def test_a_daemon_hung_between_claim_and_start_is_killed_not_raced(tmp_path: Pat
     peer = None
     try:
         wait_for(lambda: tasks_by_id(tmp_path)["S1"]["status"] == "in_progress", 30, "the claim")
-        wait_for(lambda: Path(f"/proc/{hung.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T", 10, "a hang")
+        wait_for(lambda: Path(f"/proc/{hung.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T", 60, "a hang")
         peer = start(tmp_path, "builder", "--instance", "peer")
         wait_for(lambda: tasks_by_id(tmp_path)["S1"]["status"] == "awaiting_test", 30, "the peer to run the task")
         assert hung.wait(10) == -signal.SIGKILL  # killed by the peer, not left to wake up and start the task
@@ -260,7 +260,7 @@ def test_daemon_survives_a_broken_queue_and_resumes(tmp_path: Path) -> None:
         assert queue.read_bytes() == broken
         assert err_file.read_text().count(said) == 1
         queue.write_text(good.replace('"tasks": []', '"tasks": [{"id": "X", "status": "ready"}]'))
-        wait_for(lambda: [r for r in events(log) if r["event"] == "end"], 10, "the task to run after the fix")
+        wait_for(lambda: [r for r in events(log) if r["event"] == "end"], 60, "the task to run after the fix")
         assert "valid again" in next(tmp_path.glob("daemon-*.err")).read_text()
     finally:
         daemon.send_signal(signal.SIGTERM)
@@ -312,7 +312,7 @@ def test_prune_kills_a_hung_holder_and_clears_its_lease_once_the_lock_is_free(tm
     try:
         first = wait_for(lambda: [r for r in events(log) if r["event"] == "start"], 30, "the run")[0]
         hung.send_signal(signal.SIGSTOP)
-        wait_for(lambda: "STALE: no heartbeat" in run_agentd("leases", "list", cwd=tmp_path).stdout, 10, "staleness")
+        wait_for(lambda: "STALE: no heartbeat" in run_agentd("leases", "list", cwd=tmp_path).stdout, 60, "staleness")
         pruned = run_agentd("leases", "prune", cwd=tmp_path)
         assert pruned.returncode == 0, pruned.stderr
         assert "cleared S1: lock released" in pruned.stdout
@@ -357,15 +357,15 @@ def test_sighup_rereads_the_config(tmp_path: Path) -> None:
         write_config(tmp_path, {"builder": {**BUILDER, "command": recorder(second)}})
         daemon.send_signal(signal.SIGHUP)
         err = next(tmp_path.glob("daemon-*.err"))
-        wait_for(lambda: "configuration re-read" in err.read_text(), 10, "the reload")
+        wait_for(lambda: "configuration re-read" in err.read_text(), 60, "the reload")
         run_agentd("queue", "add", "H2", "--title", "after the reload", cwd=tmp_path)
-        wait_for(lambda: [r for r in events(second) if r["event"] == "end"], 10, "the task under the new command")
+        wait_for(lambda: [r for r in events(second) if r["event"] == "end"], 60, "the task under the new command")
         (tmp_path / "agentd.toml").write_text("[defaults]\nintervall = 1\n")
         daemon.send_signal(signal.SIGHUP)
-        wait_for(lambda: "keeping the old configuration" in err.read_text(), 10, "the refused reload")
+        wait_for(lambda: "keeping the old configuration" in err.read_text(), 60, "the refused reload")
         # (the CLI would refuse the broken agentd.toml too: add the task through the store itself)
         QueueStore(tmp_path / "SPRINT_QUEUE.json").transaction(lambda doc: doc["tasks"].append(task("H3")))
-        wait_for(lambda: len([r for r in events(second) if r["event"] == "end"]) == 2, 10, "the daemon to carry on")
+        wait_for(lambda: len([r for r in events(second) if r["event"] == "end"]) == 2, 60, "the daemon to carry on")
         assert daemon.poll() is None
     finally:
         daemon.send_signal(signal.SIGTERM)

@@ -251,12 +251,12 @@ def test_follow_prints_new_events_across_rotations(tmp_path: Path) -> None:
         def shown() -> list[int]:
             return [json.loads(text)["token"] for text in out.read_text().splitlines()]
 
-        wait_for(lambda: shown() == [17, 18, 19], 20, "the last three events")
+        wait_for(lambda: shown() == [17, 18, 19], 60, "the last three events")
         for batch in range(10):  # 4 lines of ~200 bytes: at most one rotation per batch (see the docs)
             for n in range(20 + batch * 4, 24 + batch * 4):
                 writer.emit("claimed", f"new {n} " + "x" * 60, task="F", token=n)
             last = 23 + batch * 4
-            wait_for(lambda: shown()[-1:] == [last], 10, f"batch {batch}")  # noqa: B023 - called at once
+            wait_for(lambda: shown()[-1:] == [last], 60, f"batch {batch}")  # noqa: B023 - called at once
         assert shown() == [17, 18, 19, *range(20, 60)]
         assert len(journal.rotated_files(tmp_path / ".agentd" / "events.jsonl")) > 8
         proc.send_signal(signal.SIGINT)

@@ -99,9 +99,9 @@ def test_status_watch_refreshes_in_a_real_terminal(busy: Path) -> None:
         assert not colours.search(screen(escapes=True))  # NO_COLOR: bold and italics, but no colour
         assert "needs_adapt" not in first
         run_agentd("queue", "add", "N1", "--title", "new task", "--status", "needs_adapt", "--force", cwd=busy)
-        wait_for(lambda: shows("needs_adapt"), 10, "the dashboard to show the new status")
+        wait_for(lambda: shows("needs_adapt"), 60, "the dashboard to show the new status")
         subprocess.run(["tmux", "send-keys", "-t", session, "C-c"], check=True)
-        wait_for(gone, 10, "--watch to exit on Ctrl-C")
+        wait_for(gone, 60, "--watch to exit on Ctrl-C")
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True, check=False)
 

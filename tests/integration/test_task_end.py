@@ -60,14 +60,14 @@ def test_cancel_stops_the_running_command_and_the_status_stands(tmp_path: Path, 
             done = run_agentd("queue", "set-status", "C1", "done", "--note", "done by hand", cwd=tmp_path)
             status, note = "done", "done by hand"
         assert done.returncode == 0, done.stderr
-        wait_for(lambda: not alive(run["pid"]), 10, "the cancelled command to be stopped")
+        wait_for(lambda: not alive(run["pid"]), 60, "the cancelled command to be stopped")
         final = wait_for(
-            lambda: (t := tasks_by_id(tmp_path)["C1"]).get("last_run") and t, 10, "the stopped run to be recorded"
+            lambda: (t := tasks_by_id(tmp_path)["C1"]).get("last_run") and t, 60, "the stopped run to be recorded"
         )
         assert final["status"] == status and final["status_note"] == note
         assert final["lease"] is None and final.get("attempts", 0) == 0
         assert final["last_run"]["outcome"] == "stopped" and final["last_run"]["next_status"] == status
-        wait_for(lambda: not list((tmp_path / ".leases").glob("*.json")), 10, "the lease to be released")
+        wait_for(lambda: not list((tmp_path / ".leases").glob("*.json")), 60, "the lease to be released")
         kinds = [e["event"] for e in journal(tmp_path) if e.get("task") == "C1"]
         assert kinds.index("stopping") < kinds.index("finished") < kinds.index("released")
         assert daemon.poll() is None, "the daemon carries on"
@@ -91,25 +91,25 @@ def test_tools_name_and_prune_kills_the_real_holder_of_a_lease(tmp_path: Path) -
     try:
         escaped = int(wait_for(lambda: bg.exists() and bg.read_text().strip(), 30, "the escaped process"))
         lease = tmp_path / ".leases" / "H1.json"
-        shim = wait_for(lambda: json.loads(lease.read_text()).get("pgid"), 10, "the lease to name its supervisor")
+        shim = wait_for(lambda: json.loads(lease.read_text()).get("pgid"), 60, "the lease to name its supervisor")
         os.kill(shim, signal.SIGSTOP)  # so that it cannot see its daemon die (as when the OOM killer takes both)
         daemon.kill()
         daemon.wait(10)
         os.kill(shim, signal.SIGKILL)
-        wait_for(lambda: not alive(shim), 10, "the supervisor to die")
+        wait_for(lambda: not alive(shim), 60, "the supervisor to die")
         assert alive(escaped)
         listing = run_agentd("leases", "list", "--json", cwd=tmp_path)
         held_by = {h["pid"]: h["name"] for h in json.loads(listing.stdout)[0]["held_by"]}
         assert held_by.get(escaped) == "sleep" and daemon.pid not in held_by
         text = run_agentd("leases", "list", cwd=tmp_path).stdout
         assert f"{escaped} sleep" in text
-        wait_for(lambda: "STALE" in run_agentd("leases", "list", cwd=tmp_path).stdout, 10, "the lease to go stale")
+        wait_for(lambda: "STALE" in run_agentd("leases", "list", cwd=tmp_path).stdout, 60, "the lease to go stale")
         doctor = run_agentd("doctor", cwd=tmp_path)
         assert f"pid {escaped} (sleep)" in doctor.stdout, doctor.stdout
         pruned = run_agentd("leases", "prune", cwd=tmp_path)
         assert pruned.returncode == 0, pruned.stderr
         assert "cleared H1" in pruned.stdout, pruned.stdout
-        assert wait_for(lambda: not alive(escaped), 5, "the escaped holder to be killed")
+        assert wait_for(lambda: not alive(escaped), 60, "the escaped holder to be killed")
         final = tasks_by_id(tmp_path)["H1"]
         assert final["status"] == "ready" and final["lease"] is None
     finally:
@@ -137,7 +137,7 @@ def test_a_sigkilled_daemon_takes_the_escaped_grandchild_down_and_a_peer_reclaim
         second = start(tmp_path, "builder", "--instance", "two")
         first.kill()
         first.wait(10)
-        wait_for(lambda: not alive(escaped), 10, "the escaped grandchild to die with its daemon")
+        wait_for(lambda: not alive(escaped), 60, "the escaped grandchild to die with its daemon")
         wait_for(lambda: tasks_by_id(tmp_path)["G1"]["status"] == "awaiting_test", 30, "the peer to re-run the task")
         assert log.read_text().split() == ["2"]
     finally:
@@ -243,14 +243,14 @@ def test_prune_kills_a_hung_holders_escaped_process_that_closed_its_descriptors(
     escaped = None
     try:
         escaped = int(wait_for(lambda: bg.exists() and bg.read_text().strip(), 30, "the escaped process"))
-        wait_for(lambda: os.getsid(escaped) == escaped, 10, "it to leave the task's session")
+        wait_for(lambda: os.getsid(escaped) == escaped, 60, "it to leave the task's session")
         hung.send_signal(signal.SIGSTOP)
-        wait_for(lambda: "STALE: no heartbeat" in run_agentd("leases", "list", cwd=tmp_path).stdout, 10, "staleness")
+        wait_for(lambda: "STALE: no heartbeat" in run_agentd("leases", "list", cwd=tmp_path).stdout, 60, "staleness")
         pruned = run_agentd("leases", "prune", cwd=tmp_path)
         assert pruned.returncode == 0, pruned.stderr
         assert hung.wait(10) == -signal.SIGKILL
-        wait_for(lambda: not alive(escaped), 10, "the escaped process to be killed with the hung holder")
-        wait_for(lambda: tasks_by_id(tmp_path)["E1"]["status"] == "ready", 10, "the task to be requeued")
+        wait_for(lambda: not alive(escaped), 60, "the escaped process to be killed with the hung holder")
+        wait_for(lambda: tasks_by_id(tmp_path)["E1"]["status"] == "ready", 60, "the task to be requeued")
     finally:
         stop_all([hung])
         if escaped is not None and alive(escaped):

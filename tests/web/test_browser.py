@@ -191,8 +191,8 @@ def test_cancel_from_the_page_stops_the_running_command(page: Any, tmp_path: Pat
             page.fill("form[action$=cancel] input[name=note]", "superseded")
             page.click("#cancel")
             page.wait_for_selector(".notice", timeout=WAIT_MS)
-            wait_for(lambda: not alive(run["pid"]), 20, "the cancelled command to be stopped")
-            final = wait_for(lambda: (t := tasks_by_id(tmp_path)["C1"]).get("last_run") and t, 20, "the run's record")
+            wait_for(lambda: not alive(run["pid"]), 60, "the cancelled command to be stopped")
+            final = wait_for(lambda: (t := tasks_by_id(tmp_path)["C1"]).get("last_run") and t, 60, "the run's record")
             assert (final["status"], final["status_note"]) == ("cancelled", "superseded")
             assert final["last_run"]["outcome"] == "stopped"
     finally:

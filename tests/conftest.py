@@ -6,6 +6,7 @@ import hashlib
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,6 +15,12 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+# A suite started as a background job of a script (`make test &`) inherits SIGINT ignored, as POSIX shells without job
+# control do, and so would every process it starts: an agentd follower sent Ctrl-C by a test would never stop. The
+# tests that interrupt a process need the default, which exec passes on to the processes the tests start.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Timing is not what these properties test: on a loaded CI machine a generated case may take seconds. No deadline,
 # and no health check that fails a test for being slow to generate data.

@@ -249,3 +249,14 @@ def test_the_zygote_reaps_every_supervisor_and_keeps_no_descriptor(tmp_path: Pat
         assert finish(launch(spec(tmp_path, ["sh", "-c", f"exit {code}"]), zygote=zygote), 30).returncode == code
     assert wait_for(lambda: children_of(zygote.pid or 0) == [], 30), children_of(zygote.pid or 0)
     assert set(fd_targets(zygote.pid).values()) == before
+
+
+def test_the_zygote_loads_what_each_supervisor_needs_once_before_it_forks(tmp_path: Path, zygote: Zygote) -> None:
+    """The C modules a supervisor uses (fcntl for its descriptors, _ctypes and libffi for prctl) are loaded by the
+    zygote itself before it forks, so no forked supervisor loads them again; the task runs as before."""
+    tp = launch(spec(tmp_path, ["true"]), zygote=zygote)
+    assert finish(tp, 30).returncode == 0
+    assert zygote.pid is not None
+    maps = Path(f"/proc/{zygote.pid}/maps").read_text()
+    assert "/fcntl." in maps, "the zygote has not loaded fcntl"
+    assert "/_ctypes." in maps, "the zygote has not loaded _ctypes"

@@ -195,15 +195,33 @@ def _signal_member(pid: int, start: int, sig: int) -> None:
             pass
 
 
+_PRCTL: list[int] = []  # the C function prctl's address, once looked up (the zygote does it before forking)
+
+
+def _prctl() -> int | None:
+    """The address of the C function ``prctl``, through the built-in ``_ctypes`` (``ctypes`` itself costs several
+    ms); looked up once per process, and by the zygote before it forks, so that a forked supervisor pays neither the
+    loading of ``_ctypes`` and libffi nor the lookup. None where there is none."""
+    if not _PRCTL:
+        if not sys.platform.startswith("linux"):
+            return None
+        try:
+            import _ctypes
+
+            _PRCTL.append(_ctypes.dlsym(_ctypes.dlopen(None, 2), "prctl"))  # type: ignore[arg-type]  # None: the program; 2: RTLD_NOW
+        except (ImportError, OSError, AttributeError, TypeError, ValueError):
+            return None
+    return _PRCTL[0]
+
+
 def _set_child_subreaper() -> bool:
-    """prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants become the shim's children, not init's. Through the
-    built-in ``_ctypes`` (under 1 ms; ``ctypes`` itself costs several)."""
-    if not sys.platform.startswith("linux"):
+    """prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants become the shim's children, not init's."""
+    prctl = _prctl()
+    if prctl is None:
         return False
     try:
         import _ctypes
 
-        prctl = _ctypes.dlsym(_ctypes.dlopen(None, 2), "prctl")  # type: ignore[arg-type]  # None: the program; 2: RTLD_NOW
         return bool(_ctypes.call_function(prctl, (36, 1)) == 0)  # 36: PR_SET_CHILD_SUBREAPER
     except (ImportError, OSError, AttributeError, TypeError, ValueError):
         return False
@@ -711,9 +729,13 @@ def zygote(sock_fd: int) -> int:
     reaped only when the daemon says so: until then its pid (its process group's id) cannot be reused, so the daemon
     may signal the group.  EOF on the socket (the daemon is gone): the zygote exits, leaving its children to init."""
     import _socket
+    import fcntl  # noqa: F401 - loaded here once, not in every supervisor forked (see _zygote_child)
+    import gc
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
+    _prctl()  # _ctypes and libffi loaded, prctl looked up: once, here
+    gc.freeze()  # what is loaded now is never collected: a forked supervisor's collections do not touch (copy) it
     sock = _socket.socket(fileno=sock_fd)
     room = _socket.CMSG_SPACE(256 * 4)
     while True:

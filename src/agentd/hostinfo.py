@@ -25,11 +25,17 @@ def boot_id() -> str | None:
 
 def process_start(pid: int) -> int | None:
     """A process's start time in clock ticks since boot (Linux), to tell a PID from a reused one."""
-    try:
-        data = Path(f"/proc/{pid}/stat").read_text()
+    try:  # (os.read, not Path.read_text: a fifth of the cost, and this is read at every task's start)
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
-    fields = data[data.rindex(")") + 2 :].split()
+    try:
+        data = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    fields = data[data.rindex(b")") + 2 :].split()
     return int(fields[19])
 
 

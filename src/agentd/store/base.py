@@ -12,6 +12,7 @@ registrations), and nothing that touches a disk or a database.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
@@ -58,12 +59,33 @@ class LeaseRecord:
     def dumps(self) -> bytes:
         # json.dumps(asdict(self), indent=2), the same bytes: the fields are scalars, each encoded by the C encoder
         # (indent= takes the pure-Python one) and not deep-copied by asdict first; written on every claim and start.
-        lines = ",\n".join(f"  {_encode(name)}: {_encode(getattr(self, name))}" for name in _RECORD_FIELDS)
-        return f"{{\n{lines}\n}}\n".encode()
+        values = [_scalar(getattr(self, name)) for name in _RECORD_FIELDS]
+        return ("{\n" + ",\n".join(map(str.__add__, _RECORD_KEYS, values)) + "\n}\n").encode()
 
 
 _RECORD_FIELDS = tuple(field.name for field in fields(LeaseRecord))
 _encode = json.JSONEncoder().encode
+_RECORD_KEYS = tuple(f"  {_encode(name)}: " for name in _RECORD_FIELDS)
+_plain_string = json.encoder.encode_basestring_ascii  # (C) what JSONEncoder().encode does for a str
+
+
+def _scalar(value: object) -> str:
+    """``JSONEncoder().encode(value)`` for a lease record's field, without its per-call set-up for the common kinds:
+    ``None``, ``bool``, ``str``, ``int`` and finite ``float`` (as ``json`` writes them: ``float.__repr__``)."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return str(_plain_string(value))
+    kind = type(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float and math.isfinite(value):  # type: ignore[arg-type]
+        return float.__repr__(value)
+    return _encode(value)
 
 
 def new_record(

@@ -127,6 +127,30 @@ def test_env_cwd_and_argv_are_passed_literally(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("pwned*"))
 
 
+def test_a_change_to_the_daemons_environment_reaches_the_next_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each command gets os.environ as it is at its launch: a variable set, changed or removed between two launches
+    is seen so by the second (the decoded environment is reused only while it is unchanged)."""
+    code = "import os; print('RESULT', os.environ.get('AGENTD_T_ENV', '-'))"
+
+    def seen() -> str:
+        log = tmp_path / "logs" / "task.log"
+        log.unlink(missing_ok=True)
+        assert finish(launch(spec(tmp_path, [sys.executable, "-c", code]))).returncode == 0
+        return next(ln for ln in log.read_text().splitlines() if ln.startswith("RESULT ")).split()[1]
+
+    monkeypatch.delenv("AGENTD_T_ENV", raising=False)
+    assert seen() == "-"
+    monkeypatch.setenv("AGENTD_T_ENV", "one")
+    assert seen() == "one"
+    assert seen() == "one"
+    monkeypatch.setenv("AGENTD_T_ENV", "two")
+    assert seen() == "two"
+    monkeypatch.delenv("AGENTD_T_ENV")
+    assert seen() == "-"
+
+
 def test_missing_executable_reports_127(tmp_path: Path) -> None:
     """A missing executable gives returncode 127 and an error line, without raising."""
     tp = launch(spec(tmp_path, ["agentd-no-such-command-xyz", "arg"]))

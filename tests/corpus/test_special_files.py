@@ -397,11 +397,12 @@ def test_a_lease_folder_agentd_may_not_write(project: Path, foreground: Callable
         daemon.stays_up(1.0)
         assert sha(queue) == before
         [line] = daemon.lines("cannot use the queue")
-        assert ".leases/.tokens: cannot write the token mark: Permission denied" in line, line
+        # (the token mark, a file of its own, is rewritten in place: the lease file is what cannot be made)
+        assert ".leases/a.json: cannot create the lease file: Permission denied" in line, line
     finally:
         os.chmod(leases, 0o755)
     daemon.carries_on(project, "a", reported="cannot use the queue")
-    assert tasks_by_id(project)["a"]["lease_token"] == 8
+    assert tasks_by_id(project)["a"]["lease_token"] >= 8  # (above the mark; each failed try raised it)
 
 
 # -- a lease folder out of the project, a queue too big for comfort ----------------------------------------------------

@@ -157,6 +157,37 @@ def test_tokens_are_never_reused_even_below_a_reverted_floor(tmp_path: Path) -> 
     assert list(folder.task_ids()) == []
 
 
+def test_the_token_mark_is_raised_in_place_once_it_exists(tmp_path: Path) -> None:
+    """After the first, tokens are issued by rewriting the mark in place (no temporary file, no rename: a rename over
+    a file makes ext4 start writing it back, slow on a busy disk); a longer leftover text is cut to the new mark."""
+    folder = LeaseDir(tmp_path / ".leases", tmp_path)
+    mark = tmp_path / ".leases" / ".tokens"
+    assert folder.issue_tokens([0]) == [1]
+    inode = mark.stat().st_ino
+    assert folder.issue_tokens([0, 0]) == [2, 3]
+    assert folder.issue_tokens([99]) == [100]
+    assert mark.stat().st_ino == inode and mark.read_text() == "100\n"
+    mark.write_text("junk that is no number at all\n")  # (by hand): the floors decide, as when it is missing
+    assert folder.issue_tokens([4]) == [5]
+    assert mark.stat().st_ino == inode and mark.read_text() == "5\n"
+    assert sorted(p.name for p in mark.parent.iterdir()) == [".tokens"]
+
+
+def test_a_token_mark_that_is_not_a_file_is_replaced_not_followed(tmp_path: Path) -> None:
+    """A symlink at the mark's path is never written through: it is replaced by a file of its own (its target left
+    as it was), as a missing mark is created."""
+    folder = LeaseDir(tmp_path / ".leases", tmp_path)
+    (tmp_path / ".leases").mkdir()
+    target = tmp_path / "elsewhere"
+    target.write_text("41\n")
+    (tmp_path / ".leases" / ".tokens").symlink_to(target)
+    assert folder.issue_tokens([2]) == [3]
+    mark = tmp_path / ".leases" / ".tokens"
+    assert not mark.is_symlink() and mark.read_text() == "3\n"
+    assert target.read_text() == "41\n"
+    assert folder.issue_tokens([0]) == [4]
+
+
 def test_a_lease_folder_configured_outside_the_project_is_refused(tmp_path: Path) -> None:
     """leases_dir resolving outside the project (an absolute path, a symlinked parent) is refused."""
     project = tmp_path / "project"

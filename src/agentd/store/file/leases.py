@@ -151,6 +151,15 @@ class Held:
                 self.folder.released(self.task_id)
 
 
+def _raised(mark: int, floors: list[int]) -> list[int]:
+    """One token per floor, each above its floor and above the mark and every token before it."""
+    tokens = []
+    for floor in floors:
+        mark = max(mark, floor) + 1
+        tokens.append(mark)
+    return tokens
+
+
 class LeaseDir:
     """The lease folder of one project."""
 
@@ -288,28 +297,62 @@ class LeaseDir:
         The high-water mark lives in ``.leases/.tokens`` (task ids cannot start with a dot), so a token is never
         reused even when the queue is reverted by hand (a ``git checkout`` of an old queue, say). Call under the
         queue lock.
+
+        Once the mark is a regular file it is rewritten in place (a few bytes at its start, then cut to their length:
+        the mark only grows, so the new text covers the old); missing, or anything else at that path (a symlink is
+        never written through), it is written to a temporary file and renamed over the path. No fsync either way:
+        the queue, fsynced right after in the same transaction, holds each task's lease_token too, and a new token
+        is always above both (a mark lost or garbled by a power cut reads as 0: the floors decide).
         """
         if not floors:
             return []
+        folder = self._dir_fd(create=True)
         try:
-            fd = os.open(TOKENS, os.O_RDONLY | NOFOLLOW | CLOEXEC, dir_fd=self._dir_fd(create=True))
+            fd = os.open(TOKENS, os.O_RDWR | NOFOLLOW | CLOEXEC | os.O_NONBLOCK, dir_fd=folder)
+        except OSError:
+            return self._issue_tokens_anew(floors)  # missing, a symlink, a folder, not ours to write: replaced
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # (a FIFO or a device opened without blocking)
+                os.close(fd)
+                fd = -1
+                return self._issue_tokens_anew(floors)
+            try:
+                mark = int(os.pread(fd, 64, 0).decode("ascii").strip() or 0)
+            except (OSError, ValueError):
+                mark = 0
+            tokens = _raised(mark, floors)
+            text = f"{tokens[-1]}\n".encode("ascii")
+            try:
+                if os.pwrite(fd, text, 0) != len(text):
+                    raise OSError(errno.EIO, "short write")
+                os.ftruncate(fd, len(text))
+            except OSError as exc:
+                raise FileAccessError(
+                    self.path / TOKENS, "cannot write the token mark", exc.strerror or str(exc)
+                ) from None
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        faults.point("tokens.after-write")
+        return tokens
+
+    def _issue_tokens_anew(self, floors: list[int]) -> list[int]:
+        """:meth:`issue_tokens` where the mark is not a regular file to rewrite: a new file renamed over its path."""
+        folder = self._dir_fd()
+        try:
+            fd = os.open(TOKENS, os.O_RDONLY | NOFOLLOW | CLOEXEC | os.O_NONBLOCK, dir_fd=folder)
             try:
                 mark = int(os.read(fd, 64).decode("ascii").strip() or 0)
             finally:
                 os.close(fd)
         except (OSError, ValueError):
             mark = 0
-        tokens = []
-        for floor in floors:
-            mark = max(mark, floor) + 1
-            tokens.append(mark)
+        tokens = _raised(mark, floors)
+        mark = tokens[-1]
         temp = f"{TOKENS}.tmp"  # one name: only the queue lock's holder writes it, and a crash leaves no litter
-        folder = self._dir_fd()
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | NOFOLLOW | CLOEXEC, 0o644, dir_fd=folder)
             try:
-                # No fsync: the queue, fsynced right after in the same transaction, holds each task's lease_token
-                # too, and a new token is always above both.
                 os.write(fd, f"{mark}\n".encode("ascii"))
             finally:
                 os.close(fd)

@@ -23,6 +23,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -113,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"load {os.getloadavg()[0]:.2f} at the end", file=sys.stderr)
     finally:
         cleanup.close()
+        shutil.rmtree(base, ignore_errors=True)
     print("| step (medians, ms) | " + " | ".join(trees) + " |")
     print("|---|" + "---:|" * len(trees))
     for index, step in enumerate((*STEPS, "the whole cycle")):

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentd.store.file import jsonedit
-from agentd.store.file.incremental import Decoder
+from agentd.store.file.incremental import Decoder, Spans
 from tests.helpers.examples import examples
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
@@ -207,3 +207,22 @@ def test_a_decode_told_what_an_edit_kept_gives_what_a_fresh_parse_gives(
         fresh = Decoder().decode(text)
         assert decoded.data == json.loads(text) == new
         assert decoded.spans == fresh.spans and decoded.tasks_end == fresh.tasks_end
+
+
+@settings(max_examples=examples(200, 50), deadline=None)
+@given(
+    bounds=st.lists(st.tuples(st.integers(0, 50), st.integers(1, 50)), max_size=12),
+    probes=st.lists(st.integers(-5, 2000), max_size=20),
+)
+def test_spans_answer_as_the_dict_of_their_starts_and_ends(bounds: list[tuple[int, int]], probes: list[int]) -> None:
+    """The parse's spans (two sorted lists) answer every lookup, length and iteration as the dict they stand for."""
+    starts, ends, at = [], [], 0
+    for gap, length in bounds:
+        starts.append(at + gap)
+        ends.append(at + gap + length)
+        at += gap + length + 1
+    spans, expected = Spans(starts, ends), dict(zip(starts, ends, strict=True))
+    assert spans == expected and len(spans) == len(expected) and list(spans) == list(expected)
+    for probe in [*probes, *starts, *ends]:
+        assert spans.get(probe) == expected.get(probe) and (probe in spans) == (probe in expected)
+    assert spans.get("x") is None  # type: ignore[arg-type]

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import _json
 import bisect
-import itertools
 import json
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 TYPE_CHECKING = False
@@ -52,6 +52,44 @@ class Piece:
         self.reusable = isinstance(self.value, dict)
 
 
+class Spans(Mapping[int, int]):
+    """Where each top-level task starts in the text -> where it ends: two lists in order, shared between parses and
+    never changed once made (a read of a large queue makes its lists by slicing the last read's, at C speed, instead
+    of a dict of every task)."""
+
+    __slots__ = ("ends", "starts")
+
+    def __init__(self, starts: list[int] | None = None, ends: list[int] | None = None) -> None:
+        self.starts: list[int] = starts if starts is not None else []
+        self.ends: list[int] = ends if ends is not None else []
+
+    def _find(self, start: object) -> int:
+        k = bisect.bisect_left(self.starts, start) if isinstance(start, int) else len(self.starts)
+        return k if k < len(self.starts) and self.starts[k] == start else -1
+
+    def __getitem__(self, start: int) -> int:
+        k = self._find(start)
+        if k < 0:
+            raise KeyError(start)
+        return self.ends[k]
+
+    def get(self, start: int, default: int | None = None) -> int | None:  # type: ignore[override]
+        k = self._find(start)
+        return self.ends[k] if k >= 0 else default
+
+    def __contains__(self, start: object) -> bool:
+        return self._find(start) >= 0
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.starts)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __repr__(self) -> str:
+        return f"Spans({dict(zip(self.starts, self.ends, strict=True))!r})"
+
+
 @dataclass(frozen=True)
 class Decoded:
     """A parsed queue: the document and, when the fast path applied, one :class:`Piece` per item of its tasks."""
@@ -59,7 +97,7 @@ class Decoded:
     data: Any
     pieces: list[Piece] | None
     reused: int = 0
-    spans: dict[int, int] = field(default_factory=dict)  # where each top-level task starts -> where it ends
+    spans: Spans = field(default_factory=Spans)  # where each top-level task starts -> where it ends
     tasks_end: int = -1  # where the tasks list ends (after its closing bracket), when there are pieces
 
 
@@ -73,7 +111,6 @@ class Decoder:
         self._starts: list[int] = []  # where each of its pieces started
         self._ends: list[int] = []  # and ended
         self._items: list[Any] = []  # its tasks
-        self._spans: dict[int, int] = {}
         self._tasks_end = -1  # where its tasks list ended (after the closing bracket)
         self._same: tuple[int, int] | None = None  # what this call's text shares with it, when a writer said
 
@@ -89,16 +126,15 @@ class Decoder:
         except (_Unexpected, StopIteration, ValueError, RecursionError):
             decoded = None
         if decoded is None:
-            self._previous, self._text, self._starts, self._ends, self._items, self._spans = [], "", [], [], [], {}
+            self._previous, self._text, self._starts, self._ends, self._items = [], "", [], [], []
             self._tasks_end = -1
             return Decoded(json.loads(text), None)
         pieces = decoded.pieces is not None
         self._previous = decoded.pieces or []
         self._text = text if pieces else ""
-        self._starts = list(decoded.spans) if pieces else []
-        self._ends = list(decoded.spans.values()) if pieces else []
+        self._starts = decoded.spans.starts if pieces else []  # (shared with the Spans: never changed)
+        self._ends = decoded.spans.ends if pieces else []
         self._items = decoded.data.get("tasks", []) if pieces else []
-        self._spans = decoded.spans if pieces else {}
         self._tasks_end = decoded.tasks_end if pieces else -1
         return decoded
 
@@ -109,7 +145,7 @@ class Decoder:
         idx = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]
         data: dict[str, Any] = {}
         pieces: list[Piece] | None = None
-        spans: dict[int, int] = {}
+        spans = Spans()
         reused = 0
         tasks_end = -1
         if text[idx : idx + 1] == "}":
@@ -146,13 +182,14 @@ class Decoder:
             return Decoded(data, None, reused)
         return Decoded(data, pieces, reused, spans, tasks_end)
 
-    def _tasks(self, text: str, idx: int) -> tuple[list[Any], list[Piece], int, dict[int, int], int]:
+    def _tasks(self, text: str, idx: int) -> tuple[list[Any], list[Piece], int, Spans, int]:
         """The tasks list at ``text[idx] == '['``: (items, pieces, how many were reused, their spans, end)."""
         previous = self._previous
         count = len(previous)
         items: list[Any] = []
         pieces: list[Piece] = []
-        spans: dict[int, int] = {}
+        starts: list[int] = []
+        ends: list[int] = []
         reused = 0
         expect = 0  # the previous piece expected next
         by_text: dict[str, int] | None = None
@@ -160,7 +197,7 @@ class Decoder:
         opened = idx
         idx = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]
         if text[idx : idx + 1] == "]":
-            return items, pieces, 0, spans, idx + 1
+            return items, pieces, 0, Spans(), idx + 1
         startswith = text.startswith
         # The tasks before the first character that differs from the previous text are where they were: taken whole
         # (a write usually changes one task or adds one at the end; this skips the loop below for the others).
@@ -172,14 +209,14 @@ class Decoder:
             if expect:
                 pieces = previous[:expect]
                 items = self._items[:expect]
-                spans = dict(self._spans) if expect == count else dict(itertools.islice(self._spans.items(), expect))
+                starts, ends = self._starts[:expect], self._ends[:expect]
                 reused = expect
                 after = _AFTER_ITEM.match(text, self._ends[expect - 1])
                 if after is None:
                     raise _Unexpected
                 idx = after.end()
                 if after.group(1):
-                    return items, pieces, reused, spans, idx
+                    return items, pieces, reused, Spans(starts, ends), idx
         self._tasks_at = opened
         # The tail of the text that is the same as the previous text's: once an item starts there at a place where
         # one started before, the rest of the list is the previous parse's, each task shifted by ``delta`` (an edit
@@ -195,9 +232,13 @@ class Decoder:
                 if k < count and old_starts[k] == idx - delta:
                     pieces += previous[k:]
                     items += self._items[k:]
-                    moved = zip(map(delta.__add__, old_starts[k:]), map(delta.__add__, self._ends[k:]), strict=True)
-                    spans.update(moved)
-                    return items, pieces, reused + count - k, spans, self._tasks_end + delta
+                    if delta:
+                        starts += map(delta.__add__, old_starts[k:])
+                        ends += map(delta.__add__, self._ends[k:])
+                    else:
+                        starts += old_starts[k:]
+                        ends += self._ends[k:]
+                    return items, pieces, reused + count - k, Spans(starts, ends), self._tasks_end + delta
             piece = None
             # The expected task unchanged, or the one after it (the expected one was removed). Only objects are
             # reused: an object's text ends where the object ends (a number's text may begin another number's).
@@ -233,13 +274,14 @@ class Decoder:
             items.append(piece.value)
             pieces.append(piece)
             end = idx + len(piece.text)
-            spans[idx] = end
+            starts.append(idx)
+            ends.append(end)
             after = _AFTER_ITEM.match(text, end)
             if after is None:
                 raise _Unexpected
             idx = after.end()
             if after.group(1):
-                return items, pieces, reused, spans, idx
+                return items, pieces, reused, Spans(starts, ends), idx
 
 
 def _common_prefix(old: str, new: str, chunk: int = 1 << 16) -> int:

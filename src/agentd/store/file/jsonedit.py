@@ -558,8 +558,9 @@ class _Editor:
         elif self._known_items(i, n_old):
             # The items' extents are known (a queue's tasks, from the parse): no walk over thousands of them.
             inline = "\n" not in text[pos + 1 : i]
-            starts = list(self.spans)
-            ends = list(self.spans.values())
+            # (a parse's Spans hold the lists already, never changed: used as they are)
+            starts = getattr(self.spans, "starts", None) or list(self.spans)
+            ends = getattr(self.spans, "ends", None) or list(self.spans.values())
             for k in sorted(pairs):
                 if self.edit(starts[k], old[k], new[pairs[k]], inline, out) != ends[k]:
                     raise ValueError(f"the item at offset {starts[k]} does not end where it was parsed to end")

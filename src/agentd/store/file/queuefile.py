@@ -38,7 +38,7 @@ from agentd.store.file import archive as archive_file
 from agentd.store.file import stamps
 from agentd.store.file.archive import Archive
 from agentd.store.file.derived import PerPiece, StructuralChecks, differing, problems_of, views_of, walk_of
-from agentd.store.file.incremental import Decoded, Decoder, Piece
+from agentd.store.file.incremental import Decoded, Decoder, Piece, Spans
 from agentd.store.file.sidelock import LockTimedOut, SidecarLock
 
 TYPE_CHECKING = False
@@ -332,7 +332,7 @@ class _Loaded:
     text: str
     data: dict[str, Any]
     pieces: list[Piece] | None
-    spans: dict[int, int]  # where each top-level task starts in ``text`` -> where it ends
+    spans: Spans  # where each top-level task starts in ``text`` -> where it ends
     findings: list[Finding]
     archived: Mapping[str, str]  # the archive as it was for this read: archived id -> status
     views_cache: PerPiece[Task] | None = field(default=None, compare=False, repr=False)  # the store's

@@ -459,15 +459,20 @@ class QueueStore:
     @property
     def archive(self) -> Archive:
         """The archive beside the queue's real file (``SPRINT_QUEUE.archive.jsonl``)."""
-        path = archive_file.path_for(self._target())
+        return self._archive_of(self._target())
+
+    def _archive_of(self, target: Path) -> Archive:
+        """The archive beside ``target``, the queue's real file (resolved by the caller)."""
+        path = archive_file.path_for(target)
         if self._archive is None or self._archive.path != path:
             self._archive = Archive(path)
         return self._archive
 
-    def _archived_now(self) -> Mapping[str, str]:
+    def _archived_now(self, target: Path | None = None) -> Mapping[str, str]:
         """The archive's statuses (an unreadable archive counts as empty, reported once); when they changed, what
-        earlier reads concluded about dependencies is forgotten."""
-        archived = self.archive.statuses()
+        earlier reads concluded about dependencies is forgotten. ``target``: the queue's real file, when the caller
+        has just resolved it."""
+        archived = self._archive_of(target if target is not None else self._target()).statuses()
         if archived is not self._archived:
             self._archived = archived
             self._validated = None
@@ -565,12 +570,15 @@ class QueueStore:
         self._validated = (raw, findings)
         return findings
 
-    def _load(self) -> _Loaded:
-        """Read, parse and validate, retrying briefly when the file may be caught mid-write by another writer."""
+    def _load(self, resolved: Path | None = None) -> _Loaded:
+        """Read, parse and validate, retrying briefly when the file may be caught mid-write by another writer.
+        ``resolved``: the queue's real file, just resolved by the caller (used on the first try)."""
 
         def attempt() -> _Loaded:
-            target = self._target()
-            self._archived_now()
+            nonlocal resolved
+            target = resolved if resolved is not None else self._target()
+            resolved = None  # (a retry resolves the path again)
+            self._archived_now(target)
             last = self._last
             if last is not None and last.mark is not None and stamps.identity(target) == last.mark:
                 return last  # the very file read or written last (stat alone): nothing to read, parse or check
@@ -786,10 +794,12 @@ class QueueStore:
         return self.edit(change)
 
     def _transaction_locked(self, change: Callable[[_Loaded], tuple[dict[str, Any], T]]) -> T:
-        self._remove_stale_temps(self._target())
-        for _ in range(MAX_REAPPLY):
-            target = self._target()  # (again on each try: a symlinked queue may have been pointed elsewhere)
-            loaded = self._load()
+        target = self._target()
+        self._remove_stale_temps(target)
+        for tries in range(MAX_REAPPLY):
+            if tries:
+                target = self._target()  # (again on each try: a symlinked queue may have been pointed elsewhere)
+            loaded = self._load(target)
             old = loaded.data
             new, result = change(loaded)
             if new == old:

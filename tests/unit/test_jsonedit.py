@@ -13,7 +13,16 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from agentd.store.file.jsonedit import Style, apply, detect_style, dumps
+from agentd.store.file.jsonedit import (
+    Style,
+    apply,
+    detect_style,
+    dumps,
+    edits,
+    first_non_ascii_escape,
+    render,
+    restyle,
+)
 
 # --- strategies ----------------------------------------------------------------------------------------------
 
@@ -806,3 +815,29 @@ def test_known_task_extents_give_the_same_edit(data: st.DataObject, tasks: list[
     edited = apply(text, old, new, decoded.spans)
     assert edited == apply(text, old, new)
     assert json.loads(edited) == new
+
+
+# Strings made of the characters an escape is made of, so that escapes, escaped backslashes and their mixes appear.
+_escapy = st.text(alphabet=st.sampled_from(["\\", "u", "0", "e", "9", "\u00e9", "\u2264", "a", '"']), max_size=8)
+_escapy_values = st.recursive(
+    json_scalars | _escapy,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_escapy, children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), old=_escapy_values, indent=indents, ensure_ascii=st.booleans())
+def test_the_style_told_from_the_edits_is_the_one_a_scan_finds(
+    data: st.DataObject, old: Any, indent: int | str | None, ensure_ascii: bool
+) -> None:
+    """After edits, the style and the first non-ASCII escape told from the edits alone are those a scan finds."""
+    text = document(old, indent, ensure_ascii, data.draw(st.booleans()))
+    escape_at = first_non_ascii_escape(text)
+    for _ in range(3):  # (a chain: each text's answer is the next one's start, as a store keeps it)
+        new = data.draw(mutated(old))
+        out = edits(text, old, new, style=detect_style(text))
+        text = render(text, out)
+        style, escape_at = restyle(escape_at, out, text)
+        assert (style, escape_at) == (detect_style(text), first_non_ascii_escape(text))
+        old = new

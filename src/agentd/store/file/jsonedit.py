@@ -39,7 +39,17 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["Style", "apply", "apply_where", "detect_style", "dumps", "edits", "render"]
+__all__ = [
+    "Style",
+    "apply",
+    "apply_where",
+    "detect_style",
+    "dumps",
+    "edits",
+    "first_non_ascii_escape",
+    "render",
+    "restyle",
+]
 
 _Edit = tuple[int, int, str]  # replace text[start:end] with the string
 
@@ -73,7 +83,7 @@ class Style:
     newline: str  # "\n" or "\r\n"
 
 
-def detect_style(text: str) -> Style:
+def detect_style(text: str, *, escape: bool | None = None) -> Style:
     """Infer the :class:`Style` of the JSON document ``text``.
 
     The indentation unit is the leading whitespace of the first indented line (``""`` for a multi-line document
@@ -81,7 +91,8 @@ def detect_style(text: str) -> Style:
     ``:`` outside strings (a multi-line document's item separator is taken from a comma that ends a line).
     ``ensure_ascii`` is True when the document has ``\\uXXXX`` escapes of non-ASCII characters (or of U+007F,
     which only ``json.dumps(ensure_ascii=True)`` escapes) and no literal non-ASCII character. ``newline`` is
-    ``"\\r\\n"`` when the first line ends with it.
+    ``"\\r\\n"`` when the first line ends with it. ``escape``: whether the text has such an escape, when the caller
+    knows (see :func:`restyle`): the scan of the whole text for one is skipped.
     """
     first_nl = text.find("\n")
     newline = "\r\n" if first_nl > 0 and text[first_nl - 1] == "\r" else "\n"
@@ -103,7 +114,7 @@ def detect_style(text: str) -> Style:
         indent=indent,
         item_separator=item_separator,
         key_separator=key_separator,
-        ensure_ascii=text.isascii() and _has_non_ascii_escape(text),
+        ensure_ascii=text.isascii() and (_has_non_ascii_escape(text) if escape is None else escape),
         newline=newline,
     )
 
@@ -134,15 +145,36 @@ def _detect_separators(text: str, *, multiline: bool) -> tuple[str | None, str |
 
 def _has_non_ascii_escape(text: str) -> bool:
     """Whether ``text`` has a ``\\uXXXX`` escape (not itself escaped) of U+007F or a non-ASCII character."""
+    return first_non_ascii_escape(text) >= 0
+
+
+def first_non_ascii_escape(text: str) -> int:
+    """Where the first ``\\uXXXX`` escape (not itself escaped) of U+007F or a non-ASCII character in ``text`` starts,
+    or -1 when there is none."""
     if "\\" not in text:  # (a one-character search is ~30 times faster than one for "\\u" over a large text)
-        return False
+        return -1
     for m in _NON_ASCII_ESCAPE.finditer(text):
         k = m.start()
         while k > 0 and text[k - 1] == "\\":
             k -= 1
         if (m.start() - k) % 2 == 0:
-            return True
-    return False
+            return m.start()
+    return -1
+
+
+def restyle(escape_at: int, out: list[_Edit], text: str) -> tuple[Style, int]:
+    """The style of ``text``, made by the edits ``out`` (from :func:`edits`) to a text whose first non-ASCII
+    escape was at ``escape_at`` (-1: none), and where the first one in ``text`` is, without a scan of all of
+    ``text`` when that can be told from the edits: an edit replaces whole values or members and never cuts into a
+    string, so an escape (with the backslashes before it) lies wholly inside an unchanged stretch or inside a
+    replacement. One before the first edit stays where it was; with none before, none outside the replacements."""
+    if escape_at >= 0 and (not out or escape_at + 6 <= out[0][0]):
+        found = escape_at
+    elif escape_at < 0 and not any(first_non_ascii_escape(replacement) >= 0 for _, _, replacement in out):
+        found = -1
+    else:  # (an escape at or after the first edit: where it is now is looked for again)
+        found = first_non_ascii_escape(text)
+    return detect_style(text, escape=found >= 0), found
 
 
 def dumps(value: Any, style: Style, base_indent: str = "", level_indent: int = 0) -> str:
@@ -190,12 +222,15 @@ def apply_where(text: str, old: Any, new: Any, spans: Mapping[int, int] | None =
     return render(text, out), (out[0][0], len(text) - out[-1][1])
 
 
-def edits(text: str, old: Any, new: Any, spans: Mapping[int, int] | None = None) -> list[_Edit]:
+def edits(
+    text: str, old: Any, new: Any, spans: Mapping[int, int] | None = None, *, style: Style | None = None
+) -> list[_Edit]:
     """The edits :func:`apply` makes: ``(start, end, replacement)``, in order, none overlapping (none when nothing
-    differs). A caller that holds ``text``'s bytes can splice them itself (:func:`render` for the text)."""
+    differs). A caller that holds ``text``'s bytes can splice them itself (:func:`render` for the text). ``style``:
+    ``detect_style(text)``, when the caller knows it."""
     if _same(old, new):
         return []
-    editor = _Editor(text, spans)
+    editor = _Editor(text, spans, style)
     start = editor.ws(0)
     out: list[_Edit] = []
     end = editor.edit(start, old, new, False, out)
@@ -310,10 +345,10 @@ def _align(old: list[Any], new: list[Any], start: int, old_end: int, new_end: in
 class _Editor:
     """Collects the edits that turn the text of ``old`` into the text of ``new``."""
 
-    def __init__(self, text: str, spans: Mapping[int, int] | None = None) -> None:
+    def __init__(self, text: str, spans: Mapping[int, int] | None = None, style: Style | None = None) -> None:
         self.text = text
         self.spans: Mapping[int, int] = spans or {}
-        self._style: Style | None = None
+        self._style: Style | None = style
 
     @property
     def style(self) -> Style:

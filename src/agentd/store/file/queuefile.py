@@ -447,6 +447,7 @@ class QueueStore:
         )
         # What earlier reads found, with the warnings of the old workflow: forgotten.
         self._validated: tuple[bytes, list[Finding]] | None = None  # (the bytes checked, their findings)
+        self._style: tuple[str, Any, int] | None = None  # (a text, its jsonedit.Style, its first non-ASCII escape)
         self._structure = StructuralChecks()  # duplicates, unknown dependencies, cycles (with their last answer)
         self._last: _Loaded | None = None  # the last strict read (reused while the bytes are the same)
 
@@ -807,15 +808,23 @@ class QueueStore:
             findings = self._check_new(loaded, new)
             try:
                 edited: tuple[str, tuple[int, int]] | None = None
+                restyled: tuple[str, jsonedit.Style, int] | None = None
                 if isinstance(new, _Whole):  # a new queue as a whole: written as a new file, in its own key order
                     payload, text = render(new), None
                 else:
                     from agentd.store.file import jsonedit  # (not at import: `queue list` and `status` only read)
 
-                    edits = jsonedit.edits(loaded.text, old, new, loaded.spans)
+                    memo = self._style
+                    if memo is not None and memo[0] is loaded.text:
+                        style, escape_at = memo[1], memo[2]
+                    else:
+                        escape_at = jsonedit.first_non_ascii_escape(loaded.text)
+                        style = jsonedit.detect_style(loaded.text, escape=escape_at >= 0)
+                    edits = jsonedit.edits(loaded.text, old, new, loaded.spans, style=style)
                     payload, text = _splice(loaded, edits)
                     size = len(loaded.text)
                     edited = (loaded.text, (edits[0][0], size - edits[-1][1]) if edits else (size, size))
+                    restyled = (text, *jsonedit.restyle(escape_at, edits, text))
             except UnicodeEncodeError as exc:  # a lone surrogate outside any task (a task's own is refused above)
                 reason = f"refusing to write: text agentd cannot encode ({exc.object[exc.start : exc.end]!r})"
                 raise QueueInvalid(self.path, None, reason) from None
@@ -829,6 +838,7 @@ class QueueStore:
                 if len(new["tasks"]) == len(old["tasks"]):
                     self._validated = (payload, findings)
                 self._remember(payload, edited, self._written_mark, text)
+                self._style = restyled  # (the new text's layout, for the next edit: no scan of all of it)
                 return result
             log.info("%s changed while agentd was writing it; re-reading and re-applying", self.path)
         raise Conflict(None, f"{self.path}: the file kept changing under agentd; gave up after {MAX_REAPPLY} tries")

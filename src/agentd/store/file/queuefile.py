@@ -34,8 +34,8 @@ from agentd.core.validate import (
 from agentd.core.workflow import Workflow
 from agentd.errors import Conflict, FileAccessError, LockTimeout, QueueInvalid, display_path
 from agentd.lazylog import get_logger
+from agentd.store.file import allocator, stamps
 from agentd.store.file import archive as archive_file
-from agentd.store.file import stamps
 from agentd.store.file.archive import Archive
 from agentd.store.file.derived import PerPiece, StructuralChecks, differing, problems_of, views_of, walk_of
 from agentd.store.file.incremental import Decoded, Decoder, Piece, Spans
@@ -586,6 +586,8 @@ class QueueStore:
             # The identity before and after the read stands for the bytes read when it did not change meanwhile.
             before = stamps.identity(target)
             raw = self._read_raw(target)
+            if len(raw) >= allocator.BIG:  # (a big queue's copies: from memory kept for them, not fresh pages)
+                allocator.keep_large_blocks(len(raw))
             same = before is not None and stamps.identity(target) == before
             mark = before if same and self._stat_trusted(target, len(raw)) else None
             if last is not None and last.raw == raw:  # the file has not changed since the last strict read

@@ -1,0 +1,68 @@
+"""Transactions on a big queue reuse the memory of their copies instead of faulting in fresh pages each time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = r"""
+import resource, sys
+from pathlib import Path
+from agentd import config
+from agentd.store import open_store
+
+store = open_store(config.load(root=Path(sys.argv[1]), environ={}))
+store.read()
+lease = {"owner": "o", "role": "builder", "host": "h", "pid": 1, "acquired": "2026-01-01T00:00:00Z", "ttl": 60}
+
+def run(n):  # what a daemon's pass does: complete one task, claim the next
+    def change(txn):
+        if n:
+            txn.task(f"T{n - 1:03d}").update(status="done", lease=None)
+        txn.task(f"T{n:03d}").update(status="in_progress", lease={**lease, "token": n + 1})
+    store.read().tasks
+    store.transaction(change)
+
+for n in range(3):  # (the first ones set up what a transaction keeps)
+    run(n)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for n in range(3, 23):
+    run(n)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)
+"""
+
+
+def big_queue(path: Path) -> int:
+    """A 6 MB queue: 10,000 done tasks of ~600 bytes, then 30 ready ones; returns its size."""
+    done = [
+        {
+            "id": f"F{n:05d}",
+            "title": f"Step {n}: implement, wire up and document the changes",
+            "type": "Build",
+            "status": "done",
+            "priority": n % 7 + 1,
+            "dependencies": [],
+            "branch": f"feat/F{n:05d}",
+            "notes": "Follow the plan; keep the public API stable; add tests for every acceptance criterion " * 4,
+        }
+        for n in range(10_000)
+    ]
+    ready = [{"id": f"T{n:03d}", "title": "t", "type": "Build", "status": "ready"} for n in range(30)]
+    path.write_text(json.dumps({"tasks": [*done, *ready]}, indent=2) + "\n")
+    return path.stat().st_size
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc (Linux)")
+def test_a_transaction_on_a_big_queue_faults_in_few_new_pages(tmp_path: Path) -> None:
+    """A transaction on a 6 MB queue touches under 1 MB of new pages (it copied the file twice into fresh ones)."""
+    size = big_queue(tmp_path / "SPRINT_QUEUE.json")
+    assert size > 5_000_000
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=600, check=True
+    )
+    per_transaction = float(done.stdout.split()[-1])
+    assert per_transaction * 4096 < 1_000_000, f"{per_transaction:.0f} pages faulted in per transaction"

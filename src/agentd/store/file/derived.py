@@ -48,6 +48,8 @@ class PerPiece(Generic[D]):
         total = len(pieces)
         if head == len(old) == total:
             return old_items, old_counts
+        if len(old) == total:
+            return self._patch(pieces)
         # The same pieces at the same places at the end too (one task changed in the middle): their part is taken
         # as it was, by slicing (counts shifted by how many items the middle gained or lost).
         tail = min(common_tail(old, pieces), total - head) if len(old) == total else 0
@@ -70,6 +72,41 @@ class PerPiece(Generic[D]):
             counts += map(shift.__add__, old_counts[total - tail + 1 :]) if shift else old_counts[total - tail + 1 :]
         self._last = (pieces, items, counts)  # (one assignment: a reader in another thread sees the old or the new)
         return items, counts
+
+    def _patch(self, pieces: list[Piece]) -> tuple[list[D], list[int]]:
+        """:meth:`derive` for a read with as many pieces as the last: only the pieces that differ from the last
+        read's at their place (found in C) are looked at, the runs between them taken by slicing, however far apart
+        the changes are (an outside save near the start and this store's own write near the end of a big queue)."""
+        old, old_items, old_counts = self._last
+        items: list[D] = []
+        counts = [0]
+        at = 0
+        name = self.name
+        for position in [*differing(old, pieces), len(pieces)]:
+            if position > at:  # pieces at..position-1: the last read's, at the same places
+                shift = len(items) - old_counts[at]
+                if shift and self.by_start:  # (their parts depend on where they start: made again)
+                    for k in range(at, position):
+                        self._add(k, pieces[k], items, name)
+                        counts.append(len(items))
+                else:
+                    items += old_items[old_counts[at] : old_counts[position]]
+                    run = old_counts[at + 1 : position + 1]
+                    counts += map(shift.__add__, run) if shift else run
+            if position < len(pieces):
+                self._add(position, pieces[position], items, name)
+                counts.append(len(items))
+            at = position + 1
+        self._last = (pieces, items, counts)
+        return items, counts
+
+    def _add(self, position: int, piece: Piece, items: list[D], name: str) -> None:
+        """Append the part of ``piece`` at ``position`` (made, or the one it keeps for that place and start)."""
+        cached = piece.derived.get(name)
+        if cached is None or cached[0] != position or (self.by_start and cached[1] != len(items)):
+            cached = (position, len(items), self.make(position, piece, len(items)))
+            piece.derived[name] = cached
+        items.extend(cached[2])
 
 
 # The last pair of reads compared, and what they share: the caches of one store (entries, problems, warnings, views,
@@ -192,8 +229,9 @@ class StructuralChecks:
         count = len(last.pieces)
         head = common_head(last.pieces, pieces)  # (the same pieces: the same shape, no need to look)
         end = count - min(common_tail(last.pieces, pieces), count - head) if len(pieces) == count else count
-        tail = zip(pieces[head:end], last.pieces[head:end], strict=True)  # (len(pieces) >= count, checked above)
-        if not all(_shape(new) == _shape(old) for new, old in tail):
+        # (len(pieces) >= count, checked above; only the pieces that differ at their place are looked into)
+        changed = differing(last.pieces[head:end], pieces[head:end])
+        if not all(_shape(pieces[head + k]) == _shape(last.pieces[head + k]) for k in changed):
             return self._all(entries, pieces, archived)
         if len(pieces) == count:
             self._last = _Structure(pieces, last.findings, last.ids, last.missing)

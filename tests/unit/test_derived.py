@@ -1,0 +1,83 @@
+"""What a read derives per task (agentd.store.file.derived) is, after any sequence of reads, what a fresh derive
+gives, and costs the pieces that changed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agentd.store.file.derived import PerPiece
+from agentd.store.file.incremental import Piece
+from tests.helpers.examples import examples
+
+
+def parts(position: int, piece: Piece, start: int) -> list[tuple[int, int, Any, int]]:
+    """0 to 2 items per piece (a task with subtasks has more), naming its place and where its items start."""
+    return [(position, start + k, piece.value, k) for k in range(piece.value % 3)]
+
+
+class Looked(dict[str, Any]):
+    """A piece's cache that counts the looks into it."""
+
+    looks = 0
+
+    def get(self, key: str, default: Any = None) -> Any:
+        Looked.looks += 1
+        return super().get(key, default)
+
+
+def piece(value: int) -> Piece:
+    return Piece(str(value), value, Looked())
+
+
+@st.composite
+def next_read(draw: st.DrawFn, pieces: list[Piece]) -> list[Piece]:
+    """The pieces of the next read: some replaced at their place, some removed, some added anywhere."""
+    out = list(pieces)
+    for _ in range(draw(st.integers(0, 3))):
+        action = draw(st.sampled_from(["replace", "replace", "insert", "remove"]))
+        at = draw(st.integers(0, len(out)))
+        if action == "insert":
+            out.insert(at, piece(draw(st.integers(0, 9))))
+        elif out and at < len(out):
+            if action == "replace":
+                out[at] = piece(draw(st.integers(0, 9)))
+            else:
+                del out[at]
+    return out
+
+
+@settings(max_examples=examples(300, 100), deadline=None)
+@given(data=st.data(), first=st.lists(st.integers(0, 9), max_size=30), by_start=st.booleans())
+def test_derived_parts_after_any_reads_are_a_fresh_derive(
+    data: st.DataObject, first: list[int], by_start: bool
+) -> None:
+    """After any sequence of reads (some skipped, as a cache asked only now and then is), the items and counts are
+    those of a fresh derive."""
+    kept = PerPiece("parts", parts, by_start=by_start)
+    pieces = [piece(value) for value in first]
+    for _ in range(5):
+        if data.draw(st.booleans()):
+            items, counts = kept.derive(pieces)
+            fresh_items, fresh_counts = PerPiece("fresh", parts, by_start=by_start).derive(pieces)
+            # (without by_start a part may keep the start it was made with: only the places and values count)
+            strip = (lambda found: found) if by_start else (lambda found: [(p, v, k) for p, _, v, k in found])
+            assert strip(items) == strip(fresh_items) and counts == fresh_counts
+        pieces = data.draw(next_read(pieces))
+
+
+def test_changes_far_apart_cost_the_changed_pieces_only() -> None:
+    """A cache asked again after two writes, one near the end and one near the start of a big queue, looks into the
+    two changed pieces, not the thousands between them."""
+    kept = PerPiece("parts", parts, by_start=True)
+    pieces = [piece(n % 2) for n in range(5000)]  # (0 or 1 item each: every start stays put)
+    kept.derive(pieces)
+    pieces = list(pieces)
+    pieces[4990] = piece(0)  # (a new task of as many items in place of each: nothing after them moves)
+    pieces[3] = piece(1)
+    Looked.looks = 0
+    items, counts = kept.derive(pieces)
+    assert Looked.looks <= 2
+    assert (items, counts) == PerPiece("fresh", parts, by_start=True).derive(pieces)

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentd.store.file.derived import PerPiece
+from agentd.store.file.derived import PerPiece, differing
 from agentd.store.file.incremental import Piece
 from tests.helpers.examples import examples
 
@@ -81,3 +81,14 @@ def test_changes_far_apart_cost_the_changed_pieces_only() -> None:
     items, counts = kept.derive(pieces)
     assert Looked.looks <= 2
     assert (items, counts) == PerPiece("fresh", parts, by_start=True).derive(pieces)
+
+
+@settings(max_examples=examples(300, 100), deadline=None)
+@given(data=st.data(), old=st.lists(st.integers(0, 3), max_size=80))
+def test_differing_finds_every_place_whose_item_differs(data: st.DataObject, old: list[int]) -> None:
+    """The places found by halving are exactly those whose items are neither the same object nor equal."""
+    before = [{"n": value} for value in old]
+    after = list(before)
+    for k in data.draw(st.lists(st.integers(0, max(len(after) - 1, 0)), max_size=6)) if after else []:
+        after[k] = {"n": data.draw(st.integers(0, 3))}  # (a new object: equal or not to the one it replaces)
+    assert differing(before, after) == [k for k in range(len(after)) if before[k] != after[k]]

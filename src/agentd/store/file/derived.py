@@ -9,10 +9,8 @@ taken by slicing (lists compared and cut in C), and only the pieces after it are
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from itertools import compress
 
 from agentd import schema
 from agentd.core.model import Task, walk_one
@@ -119,24 +117,13 @@ _last_changed: tuple[list[Piece], list[Piece], list[int]] = ([], [], [])
 
 
 def changed_places(old: list[Piece], new: list[Piece]) -> list[int]:
-    """The places, in order, where two reads of as many pieces hold different ones: found by halving with list
-    comparisons, which run in C (a Piece equals only itself), at the cost of a few compares of the whole list
-    and a look at each difference; shared by the caches that compare the same two reads in turn."""
+    """:func:`differing` for two reads of as many pieces (a Piece equals only itself), shared by the caches that
+    compare the same two reads in turn."""
     global _last_changed
     memo = _last_changed
     if memo[0] is old and memo[1] is new:
         return memo[2]
-    found: list[int] = []
-    spans = [(0, len(new))]
-    while spans:
-        low, high = spans.pop()
-        if old[low:high] == new[low:high]:
-            continue
-        if high - low <= 16:
-            found += (k for k in range(low, high) if old[k] is not new[k])
-            continue
-        middle = (low + high) // 2
-        spans += ((middle, high), (low, middle))  # (the lower half next: the places come out in order)
+    found = differing(old, new)
     _last_changed = (old, new, found)
     return found
 
@@ -196,9 +183,22 @@ def walk_of(position: int, piece: Piece, _start: int) -> list[tuple[str, Any, st
 
 
 def differing(old: list[Any], new: list[Any]) -> list[int]:
-    """The positions, in order, where two lists of one length hold different objects (found in C: a transaction
+    """The positions, in order, where two lists of one length hold items that differ (neither the same object nor
+    ``==``): found by halving with list comparisons, which run in C and take the same object as equal without a
+    look inside, at the cost of a few compares of the whole list and a look at each difference (a transaction
     changes a few of thousands of tasks)."""
-    return list(compress(range(len(old)), map(operator.is_not, old, new)))
+    found: list[int] = []
+    spans = [(0, len(new))]
+    while spans:
+        low, high = spans.pop()
+        if old[low:high] == new[low:high]:
+            continue
+        if high - low <= 16:
+            found += (k for k in range(low, high) if old[k] is not new[k] and old[k] != new[k])
+            continue
+        middle = (low + high) // 2
+        spans += ((middle, high), (low, middle))  # (the lower half next: the places come out in order)
+    return found
 
 
 @dataclass(frozen=True)

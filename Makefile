@@ -55,7 +55,13 @@ screenshots: $(STAMP) browser ## retake docs/screenshots/*.png from the browser 
 unit: $(STAMP) browser postgres ## the test suite only, in parallel (TEST_WORKERS=1 for one process)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
-test: lint typecheck unit ## lint, types and the whole test suite
+# mypy runs beside the suite at a low priority (it takes only the CPU the suite's waiting tests leave idle); its
+# report follows the suite's, and either failing fails `make test`.
+test: lint $(STAMP) browser postgres ## lint, types and the whole test suite
+	@types=$$(mktemp); nice -n 10 $(BIN)/mypy >"$$types" 2>&1 & typer=$$!; \
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS); suite=$$?; \
+	wait $$typer; typed=$$?; echo "$(BIN)/mypy (beside the suite):"; cat "$$types"; rm -f "$$types"; \
+	if [ $$suite -ne 0 ]; then exit $$suite; fi; exit $$typed
 
 test-full: ## make test with every property test's full example count (AGENTD_TEST_FULL=1; tests/helpers/examples.py)
 	AGENTD_TEST_FULL=1 $(MAKE) --no-print-directory test

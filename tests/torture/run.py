@@ -1,7 +1,7 @@
 """The torture test: real daemons, real signals, real files; the verdict comes from the recorded history alone.
 
     python -m tests.torture.run                      # the full profile (make torture)
-    python -m tests.torture.run --profile quick      # the profile `make test` runs (about a minute)
+    python -m tests.torture.run --profile quick      # the profile `make test` runs, at half size (test_torture.py)
     python -m tests.torture.run --seed 1234          # reproduce a run
 
 It builds a queue of tasks over two roles with dependencies and WIP limits, runs several daemons per role, and at
@@ -1010,11 +1010,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the project folder even when the run passes")
-    for name in ("daemons", "tasks", "kills", "stops", "uts", "skewed"):
+    for name in ("daemons", "tasks", "kills", "stops", "terms", "uts", "skewed"):
         parser.add_argument(f"--{name}", type=int)
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile]
-    names = ("daemons", "tasks", "kills", "stops", "uts", "skewed")
+    names = ("daemons", "tasks", "kills", "stops", "terms", "uts", "skewed")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     profile = Profile(**{**profile.__dict__, **overrides})
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)

@@ -92,6 +92,38 @@ def pytest_configure(config: pytest.Config) -> None:
 
     for folder in COMPILED:
         compileall.compile_dir(PROJECT / folder, quiet=2)
+    rewrite_test_modules(config)
+
+
+def rewritten(config: pytest.Config) -> list[tuple[Path, Path]]:
+    """The modules pytest rewrites the asserts of (test_*.py and conftest.py under tests/), each with the file
+    pytest caches its rewritten code in."""
+    from _pytest.assertion import rewrite
+
+    return [
+        (source, rewrite.get_cache_dir(source) / (source.name[:-3] + rewrite.PYC_TAIL))
+        for source in sorted((PROJECT / "tests").rglob("*.py"))
+        if source.name.startswith("test_") or source.name == "conftest.py"
+    ]
+
+
+def rewrite_test_modules(config: pytest.Config) -> None:
+    """Rewrite the asserts of every test module once and cache the result where pytest looks for it.
+
+    pytest caches the modules it rewrote, unless nothing may write bytecode (PYTHONDONTWRITEBYTECODE=1): then every
+    xdist worker rewrote all of them, about 5 s of CPU each. It reads its cache whatever that setting says. This uses
+    pytest's own functions (tests/unit/test_bytecode.py fails if they change)."""
+    if config.getoption("assertmode") != "rewrite":
+        return
+    from _pytest.assertion import rewrite
+
+    state = config.stash[rewrite.assertstate_key]
+    for source, cached in rewritten(config):
+        if rewrite._read_pyc(source, cached) is not None:
+            continue
+        source_hash, code = rewrite._rewrite_test(source, config)
+        cached.parent.mkdir(exist_ok=True)
+        rewrite._write_pyc(state, code, source_hash, cached)
 
 
 def sha(path: Path) -> str:

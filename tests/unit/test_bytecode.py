@@ -1,11 +1,14 @@
-"""The suite's agentd processes start from bytecode compiled before the run (tests/conftest.py pytest_configure)."""
+"""The suite's agentd processes start from bytecode compiled before the run, and its xdist workers import test modules
+whose asserts pytest rewrote once, before they started (tests/conftest.py pytest_configure)."""
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
 
-from tests.conftest import COMPILED, PROJECT
+import pytest
+
+from tests.conftest import COMPILED, PROJECT, rewritten
 
 
 def test_every_module_has_bytecode_as_new_as_its_source() -> None:
@@ -17,3 +20,14 @@ def test_every_module_has_bytecode_as_new_as_its_source() -> None:
             if not cached.exists() or cached.stat().st_mtime < source.stat().st_mtime:
                 stale.append(str(source.relative_to(PROJECT)))
     assert not stale, f"{len(stale)} modules without current bytecode: {stale[:10]}"
+
+
+def test_every_test_module_has_its_rewritten_code_cached(pytestconfig: pytest.Config) -> None:
+    """Every test module and conftest has pytest's rewritten code cached, current with its source, whatever
+    PYTHONDONTWRITEBYTECODE says: the xdist workers read it instead of rewriting each module again."""
+    from _pytest.assertion import rewrite
+
+    modules = rewritten(pytestconfig)
+    assert any(source.name == "test_bytecode.py" for source, _ in modules), "this module is not among them"
+    stale = [str(path.relative_to(PROJECT)) for path, cached in modules if rewrite._read_pyc(path, cached) is None]
+    assert not stale, f"{len(stale)} test modules without current rewritten code: {stale[:10]}"

@@ -1,7 +1,7 @@
 """The multi-host torture test: daemons on several hosts share one PostgreSQL store; the verdict comes from history.
 
     python -m tests.torture.hosts_run                    # the long profile (make torture-hosts)
-    python -m tests.torture.hosts_run --profile quick    # the short one `make test` runs (tests/postgres/)
+    python -m tests.torture.hosts_run --profile quick    # the short one `make test` runs, at about half size
     python -m tests.torture.hosts_run --seed 1234        # reproduce a run
 
 Each host is a network namespace with its own hostname and address (:mod:`tests.helpers.hosts`); the server listens
@@ -445,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="long")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the folder even when the run passes")
-    for name in ("hosts", "daemons_per_host", "tasks", "kills", "stops"):
+    for name in ("hosts", "daemons_per_host", "tasks", "kills", "stops", "terms"):
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int)
     parser.add_argument("--max-sleep", dest="max_sleep", type=float, help="longest run of the task command, s")
     args = parser.parse_args(argv)
@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"cannot run here: {missing}")
         return 2
     profile = PROFILES[args.profile]
-    names = ("hosts", "daemons_per_host", "tasks", "kills", "stops", "max_sleep")
+    names = ("hosts", "daemons_per_host", "tasks", "kills", "stops", "terms", "max_sleep")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     profile = Profile(**{**profile.__dict__, **overrides})
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)

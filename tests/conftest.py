@@ -113,8 +113,8 @@ def rewrite_test_modules(config: pytest.Config) -> None:
     pytest caches the modules it rewrote, unless nothing may write bytecode (PYTHONDONTWRITEBYTECODE=1): then every
     xdist worker rewrote all of them, about 5 s of CPU each. It reads its cache whatever that setting says. This uses
     pytest's own functions (tests/unit/test_bytecode.py fails if they change)."""
-    if config.getoption("assertmode") != "rewrite":
-        return
+    if config.getoption("assertmode") != "rewrite" or rewrite_api_missing():
+        return  # (a pytest without these functions: each worker rewrites the modules itself, as pytest does)
     from _pytest.assertion import rewrite
 
     state = config.stash[rewrite.assertstate_key]
@@ -124,6 +124,17 @@ def rewrite_test_modules(config: pytest.Config) -> None:
         source_hash, code = rewrite._rewrite_test(source, config)
         cached.parent.mkdir(exist_ok=True)
         rewrite._write_pyc(state, code, source_hash, cached)
+
+
+def rewrite_api_missing() -> str | None:
+    """What of pytest's private assert-rewriting functions this pytest lacks (None: all there)."""
+    try:
+        from _pytest.assertion import rewrite
+    except ImportError:
+        return "_pytest.assertion.rewrite"
+    wanted = ("assertstate_key", "get_cache_dir", "PYC_TAIL", "_read_pyc", "_rewrite_test", "_write_pyc")
+    missing = [name for name in wanted if not hasattr(rewrite, name)]
+    return ", ".join(f"_pytest.assertion.rewrite.{name}" for name in missing) or None
 
 
 def sha(path: Path) -> str:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from agentd import schema
 from agentd.core.duration import parse_duration
+from agentd.core.record import Record, set_field
 from agentd.core.workflow import DEFAULT_OUTCOMES, DEFAULT_PIPELINE, Backoff, Role, UnblockRule, Workflow
 from agentd.errors import ConfigInvalid, RoleNotFound, display_path
 from agentd.workspaces.settings import WorkspaceSettings, WorkspacesInvalid
@@ -81,9 +81,10 @@ def _defaults() -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class LogConfig:
+class LogConfig(Record):
     """Role log rotation and task log pruning."""
+
+    _fields = ("max_bytes", "backups", "keep_task_logs", "keep_task_log_days", "max_task_log", "journal_keep_days")
 
     max_bytes: int = 10 * 1024 * 1024
     backups: int = 5
@@ -92,29 +93,94 @@ class LogConfig:
     max_task_log: int = 10 * 1024 * 1024  # bytes of one task output log (head and tail kept); 0: no cap
     journal_keep_days: float = 0.0  # PostgreSQL: journal events older than this are pruned (0: by size only)
 
+    def __init__(
+        self,
+        max_bytes: int = 10 * 1024 * 1024,
+        backups: int = 5,
+        keep_task_logs: int = 20,
+        keep_task_log_days: float = 14.0,
+        max_task_log: int = 10 * 1024 * 1024,
+        journal_keep_days: float = 0.0,
+    ) -> None:
+        set_field(self, "max_bytes", max_bytes)
+        set_field(self, "backups", backups)
+        set_field(self, "keep_task_logs", keep_task_logs)
+        set_field(self, "keep_task_log_days", keep_task_log_days)
+        set_field(self, "max_task_log", max_task_log)
+        set_field(self, "journal_keep_days", journal_keep_days)
+
     @property
     def journal_keep_bytes(self) -> int:
         """What the journal keeps at most: what the file journal's rotation keeps (the live file and its backups)."""
         return self.max_bytes * (self.backups + 1)
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(Record):
     """Everything a command needs to know about one project."""
+
+    _fields = (
+        "root",
+        "path",
+        "queue_path",
+        "workflow",
+        "lock_timeout",
+        "leases_dir",
+        "state_dir",
+        "log",
+        "store",
+        "workspaces",
+        "timezone",
+        "sources",
+        "automation",
+    )
+    _no_compare = (
+        "sources",
+        "automation",
+    )
 
     root: Path
     path: Path | None
     queue_path: Path
     workflow: Workflow
     lock_timeout: float = 30.0
-    leases_dir: Path = field(default=Path(".leases"))
-    state_dir: Path = field(default=Path(".agentd"))
-    log: LogConfig = field(default_factory=LogConfig)
+    leases_dir: Path = Path(".leases")
+    state_dir: Path = Path(".agentd")
+    log: LogConfig
     store: str = "file"  # which store holds the queue, leases and journal (see agentd.store.open_store)
-    workspaces: WorkspaceSettings = field(default_factory=WorkspaceSettings)
+    workspaces: WorkspaceSettings
     timezone: str = "UTC"  # budgets count spend per calendar day here
-    sources: Mapping[str, str] = field(default_factory=dict, compare=False)  # "roles.builder.command" -> origin
-    automation: Automation | None = field(default=None, compare=False)  # [[schedule]], [[rules]], [[hooks]]
+    sources: Mapping[str, str]  # "roles.builder.command" -> origin
+    automation: Automation | None = None  # [[schedule]], [[rules]], [[hooks]]
+
+    def __init__(
+        self,
+        root: Path,
+        path: Path | None,
+        queue_path: Path,
+        workflow: Workflow,
+        lock_timeout: float = 30.0,
+        leases_dir: Path = Path(".leases"),
+        state_dir: Path = Path(".agentd"),
+        log: LogConfig | None = None,
+        store: str = "file",
+        workspaces: WorkspaceSettings | None = None,
+        timezone: str = "UTC",
+        sources: Mapping[str, str] | None = None,
+        automation: Automation | None = None,
+    ) -> None:
+        set_field(self, "root", root)
+        set_field(self, "path", path)
+        set_field(self, "queue_path", queue_path)
+        set_field(self, "workflow", workflow)
+        set_field(self, "lock_timeout", lock_timeout)
+        set_field(self, "leases_dir", leases_dir)
+        set_field(self, "state_dir", state_dir)
+        set_field(self, "log", LogConfig() if log is None else log)
+        set_field(self, "store", store)
+        set_field(self, "workspaces", WorkspaceSettings() if workspaces is None else workspaces)
+        set_field(self, "timezone", timezone)
+        set_field(self, "sources", dict() if sources is None else sources)
+        set_field(self, "automation", automation)
 
     @property
     def roles(self) -> Mapping[str, Role]:
@@ -132,7 +198,7 @@ class Config:
         """A copy with one role replaced (command-line overrides)."""
         roles = dict(self.workflow.roles)
         roles[role.name] = role
-        return replace(self, workflow=replace(self.workflow, roles=roles))
+        return self.replace(workflow=self.workflow.replace(roles=roles))
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -401,10 +467,10 @@ def load(
     if queue is None and env.get("AGENTD_QUEUE"):
         queue, origin = Path(env["AGENTD_QUEUE"]), "env AGENTD_QUEUE"
     if queue is not None:  # typed by a person: relative to where they are, not to the project root
-        config = replace(config, queue_path=queue.resolve(), sources={**config.sources, "queue": origin})
+        config = config.replace(queue_path=queue.resolve(), sources={**config.sources, "queue": origin})
     origin = "flag --store"
     if store is None and env.get("AGENTD_STORE"):
         store, origin = env["AGENTD_STORE"], "env AGENTD_STORE"
     if store is not None:
-        config = replace(config, store=store, sources={**config.sources, "store": origin})
+        config = config.replace(store=store, sources={**config.sources, "store": origin})
     return config

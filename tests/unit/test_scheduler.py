@@ -269,11 +269,9 @@ def test_descriptor_room_counts_what_a_task_keeps_and_what_starting_it_costs() -
 
 def test_repeats_are_counted_and_capped_at_max_repeats() -> None:
     """A success that leaves a task where its role claims it counts a repeat; max_repeats in a row -> on_failure."""
-    from dataclasses import replace
-
     from agentd.core.clock import FakeClock
 
-    looper = replace(BUILDER, on_success="ready", allow_loop=True, max_repeats=3)
+    looper = BUILDER.replace(on_success="ready", allow_loop=True, max_repeats=3)
     clock = FakeClock()
     raw = task("L", "in_progress", repeat_runs=1)
     first = core.decide(views({"tasks": [raw]})[0], looper, Outcome(Kind.SUCCESS, 0), clock.now(), WF)

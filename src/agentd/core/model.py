@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from itertools import compress
 from operator import attrgetter
 
 from agentd.core.clock import parse_timestamp
+from agentd.core.record import Record, set_field
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,9 +52,18 @@ def _time(value: Any) -> datetime | None:
         return None
 
 
-@dataclass(frozen=True)
-class InQueueLease:
+class InQueueLease(Record):
     """The ``lease`` object inside a task (agentd's, or one an older tool left)."""
+
+    _fields = (
+        "token",
+        "role",
+        "owner",
+        "host",
+        "pid",
+        "acquired",
+        "ttl",
+    )
 
     token: int | None
     role: str | None
@@ -63,6 +72,24 @@ class InQueueLease:
     pid: int | None
     acquired: datetime | None
     ttl: float | None
+
+    def __init__(
+        self,
+        token: int | None,
+        role: str | None,
+        owner: str | None,
+        host: str | None,
+        pid: int | None,
+        acquired: datetime | None,
+        ttl: float | None,
+    ) -> None:
+        set_field(self, "token", token)
+        set_field(self, "role", role)
+        set_field(self, "owner", owner)
+        set_field(self, "host", host)
+        set_field(self, "pid", pid)
+        set_field(self, "acquired", acquired)
+        set_field(self, "ttl", ttl)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InQueueLease:
@@ -79,9 +106,28 @@ class InQueueLease:
         )
 
 
-@dataclass(frozen=True)
-class Task:
+class Task(Record):
     """A read-only view of one task; ``index`` is its position in queue (pre-)order, subtasks included."""
+
+    _fields = (
+        "id",
+        "status",
+        "index",
+        "path",
+        "title",
+        "type",
+        "priority",
+        "agent",
+        "lease",
+        "dependencies",
+        "attempts",
+        "not_before",
+        "lease_token",
+        "blocked_reason",
+        "parent",
+        "repeats",
+        "question",
+    )
 
     id: str
     status: str
@@ -100,6 +146,44 @@ class Task:
     parent: str | None = None
     repeats: int = 0  # consecutive successful runs that left it in a status its role claims ("repeat_runs")
     question: Mapping[str, Any] | None = None  # the open or answered question its command asked (agentd's record)
+
+    def __init__(
+        self,
+        id: str,
+        status: str,
+        index: int,
+        path: str,
+        title: str | None = None,
+        type: str | None = None,
+        priority: int | None = None,
+        agent: str | None = None,
+        lease: InQueueLease | None = None,
+        dependencies: tuple[str, ...] = (),
+        attempts: int = 0,
+        not_before: datetime | None = None,
+        lease_token: int = 0,
+        blocked_reason: Any = None,
+        parent: str | None = None,
+        repeats: int = 0,
+        question: Mapping[str, Any] | None = None,
+    ) -> None:
+        set_field(self, "id", id)
+        set_field(self, "status", status)
+        set_field(self, "index", index)
+        set_field(self, "path", path)
+        set_field(self, "title", title)
+        set_field(self, "type", type)
+        set_field(self, "priority", priority)
+        set_field(self, "agent", agent)
+        set_field(self, "lease", lease)
+        set_field(self, "dependencies", dependencies)
+        set_field(self, "attempts", attempts)
+        set_field(self, "not_before", not_before)
+        set_field(self, "lease_token", lease_token)
+        set_field(self, "blocked_reason", blocked_reason)
+        set_field(self, "parent", parent)
+        set_field(self, "repeats", repeats)
+        set_field(self, "question", question)
 
     @property
     def answered(self) -> bool:

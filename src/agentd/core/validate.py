@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 
 from agentd.core.model import walk
+from agentd.core.record import Record, set_field
 from agentd.core.workflow import Workflow
 
 TYPE_CHECKING = False
@@ -16,9 +16,10 @@ if TYPE_CHECKING:
 CONFLICT_MARKER = re.compile(r"^(<{7}|={7}|>{7}|\|{7})(?:\s|$)", re.MULTILINE)
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(Record):
     """One problem found in a queue: an error stops writes, a warning does not."""
+
+    _fields = ("severity", "path", "message", "code", "task", "detail")
 
     severity: Literal["error", "warning"]
     path: str | None
@@ -26,6 +27,22 @@ class Finding:
     code: str
     task: str | None = None  # the task it quarantines (see agentd.core.model.view_id); None: about the whole file
     detail: str = ""  # what tells it from another finding of the same code and task, wherever the task sits
+
+    def __init__(
+        self,
+        severity: Literal["error", "warning"],
+        path: str | None,
+        message: str,
+        code: str,
+        task: str | None = None,
+        detail: str = "",
+    ) -> None:
+        set_field(self, "severity", severity)
+        set_field(self, "path", path)
+        set_field(self, "message", message)
+        set_field(self, "code", code)
+        set_field(self, "task", task)
+        set_field(self, "detail", detail)
 
     @property
     def text(self) -> str:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+
+from agentd.core.record import Record, set_field
 
 FENCE_MARGIN_SHARE = 0.2  # of lease_ttl: the default self-fencing margin ...
 FENCE_MARGIN_MIN = 2.0  # ... at least this many seconds ...
@@ -19,13 +20,23 @@ def fence_margin_for(lease_ttl: float) -> float:
     return min(max(FENCE_MARGIN_MIN, FENCE_MARGIN_SHARE * lease_ttl), FENCE_MARGIN_MAX_SHARE * lease_ttl)
 
 
-@dataclass(frozen=True)
-class Backoff:
+class Backoff(Record):
     """Exponential backoff between failed attempts: ``initial * factor**(n-1)``, capped at ``max``."""
+
+    _fields = (
+        "initial",
+        "factor",
+        "max",
+    )
 
     initial: float = 30.0
     factor: float = 2.0
     max: float = 1800.0
+
+    def __init__(self, initial: float = 30.0, factor: float = 2.0, max: float = 1800.0) -> None:
+        set_field(self, "initial", initial)
+        set_field(self, "factor", factor)
+        set_field(self, "max", max)
 
     def delay(self, failures: int) -> float:
         """Seconds to wait after the ``failures``-th failed attempt (1-based)."""
@@ -34,27 +45,62 @@ class Backoff:
         return float(min(self.max, self.initial * self.factor ** (failures - 1)))
 
 
-@dataclass(frozen=True)
-class Role:
+DEFAULT_BACKOFF = Backoff()  # (immutable: one instance shared by the roles that set none)
+
+
+class Role(Record):
     """One role: which statuses it claims, where it works, where tasks go afterwards, and how it runs them."""
+
+    _fields = (
+        "name",
+        "claims",
+        "working",
+        "on_success",
+        "on_failure",
+        "outcomes",
+        "types",
+        "wip",
+        "command",
+        "prompt",
+        "env",
+        "interval",
+        "lease_ttl",
+        "heartbeat",
+        "timeout",
+        "max_attempts",
+        "backoff",
+        "grace",
+        "kill_after",
+        "fence_margin",
+        "allow_loop",
+        "max_repeats",
+        "waiting",
+        "resume_command",
+        "max_waiting",
+        "waiting_expiry",
+        "pause_on_exit",
+        "pause_for",
+        "budget_usd_per_day",
+        "output",
+    )
 
     name: str
     claims: tuple[str, ...]
     working: str
     on_success: str
     on_failure: str = "blocked"
-    outcomes: Mapping[int, str] = field(default_factory=dict)
+    outcomes: Mapping[int, str]
     types: tuple[str, ...] | None = None
     wip: int | None = None
     command: tuple[str, ...] | None = None
     prompt: str | None = None
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str]
     interval: float = 60.0
     lease_ttl: float = 5400.0
     heartbeat: float = 60.0
     timeout: float = 3600.0
     max_attempts: int = 3
-    backoff: Backoff = field(default_factory=Backoff)
+    backoff: Backoff = DEFAULT_BACKOFF
     grace: float = 15.0
     kill_after: float = 5.0
     fence_margin: float | None = None  # s before lease_ttl at which a run's supervisor fences it; None: derived
@@ -68,6 +114,70 @@ class Role:
     pause_for: float = 3600.0  # s a role pauses itself for when its command gives no time
     budget_usd_per_day: float | None = None  # spend per day (in the project's time zone) that pauses the role
     output: str | None = None  # an output adapter reading the command's own output (claude-json)
+
+    def __init__(
+        self,
+        name: str,
+        claims: tuple[str, ...],
+        working: str,
+        on_success: str,
+        on_failure: str = "blocked",
+        outcomes: Mapping[int, str] | None = None,
+        types: tuple[str, ...] | None = None,
+        wip: int | None = None,
+        command: tuple[str, ...] | None = None,
+        prompt: str | None = None,
+        env: Mapping[str, str] | None = None,
+        interval: float = 60.0,
+        lease_ttl: float = 5400.0,
+        heartbeat: float = 60.0,
+        timeout: float = 3600.0,
+        max_attempts: int = 3,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        grace: float = 15.0,
+        kill_after: float = 5.0,
+        fence_margin: float | None = None,
+        allow_loop: bool = False,
+        max_repeats: int = 10,
+        waiting: str = "needs_feedback",
+        resume_command: tuple[str, ...] | None = None,
+        max_waiting: int | None = None,
+        waiting_expiry: float | None = None,
+        pause_on_exit: tuple[int, ...] = (),
+        pause_for: float = 3600.0,
+        budget_usd_per_day: float | None = None,
+        output: str | None = None,
+    ) -> None:
+        set_field(self, "name", name)
+        set_field(self, "claims", claims)
+        set_field(self, "working", working)
+        set_field(self, "on_success", on_success)
+        set_field(self, "on_failure", on_failure)
+        set_field(self, "outcomes", dict() if outcomes is None else outcomes)
+        set_field(self, "types", types)
+        set_field(self, "wip", wip)
+        set_field(self, "command", command)
+        set_field(self, "prompt", prompt)
+        set_field(self, "env", dict() if env is None else env)
+        set_field(self, "interval", interval)
+        set_field(self, "lease_ttl", lease_ttl)
+        set_field(self, "heartbeat", heartbeat)
+        set_field(self, "timeout", timeout)
+        set_field(self, "max_attempts", max_attempts)
+        set_field(self, "backoff", backoff)
+        set_field(self, "grace", grace)
+        set_field(self, "kill_after", kill_after)
+        set_field(self, "fence_margin", fence_margin)
+        set_field(self, "allow_loop", allow_loop)
+        set_field(self, "max_repeats", max_repeats)
+        set_field(self, "waiting", waiting)
+        set_field(self, "resume_command", resume_command)
+        set_field(self, "max_waiting", max_waiting)
+        set_field(self, "waiting_expiry", waiting_expiry)
+        set_field(self, "pause_on_exit", pause_on_exit)
+        set_field(self, "pause_for", pause_for)
+        set_field(self, "budget_usd_per_day", budget_usd_per_day)
+        set_field(self, "output", output)
 
     @property
     def margin(self) -> float:
@@ -94,13 +204,23 @@ class Role:
         return self.types is None or task_type in self.types
 
 
-@dataclass(frozen=True)
-class UnblockRule:
+class UnblockRule(Record):
     """Move tasks from ``from_status`` to ``to_status`` once their dependencies are done."""
+
+    _fields = (
+        "from_status",
+        "to_status",
+    )
 
     from_status: str = "blocked"
     to_status: str = "ready"
 
+    def __init__(self, from_status: str = "blocked", to_status: str = "ready") -> None:
+        set_field(self, "from_status", from_status)
+        set_field(self, "to_status", to_status)
+
+
+DEFAULT_UNBLOCK = UnblockRule()
 
 DEFAULT_PIPELINE: tuple[tuple[str, str, str, str], ...] = (
     # role, claims, working, on_success   (on_failure is "blocked" for every default role)
@@ -115,14 +235,32 @@ DEFAULT_PIPELINE: tuple[tuple[str, str, str, str], ...] = (
 DEFAULT_OUTCOMES: Mapping[str, Mapping[int, str]] = {"tester": {1: "needs_adapt"}}
 
 
-@dataclass(frozen=True)
-class Workflow:
+class Workflow(Record):
     """All roles plus the statuses that end a task's life."""
+
+    _fields = (
+        "roles",
+        "done_statuses",
+        "final_statuses",
+        "unblock",
+    )
 
     roles: Mapping[str, Role]
     done_statuses: frozenset[str] = frozenset({"done", "completed"})
     final_statuses: frozenset[str] = frozenset({"cancelled"})
-    unblock: UnblockRule | None = field(default_factory=UnblockRule)
+    unblock: UnblockRule | None = DEFAULT_UNBLOCK
+
+    def __init__(
+        self,
+        roles: Mapping[str, Role],
+        done_statuses: frozenset[str] = frozenset({"done", "completed"}),
+        final_statuses: frozenset[str] = frozenset({"cancelled"}),
+        unblock: UnblockRule | None = DEFAULT_UNBLOCK,
+    ) -> None:
+        set_field(self, "roles", roles)
+        set_field(self, "done_statuses", done_statuses)
+        set_field(self, "final_statuses", final_statuses)
+        set_field(self, "unblock", unblock)
 
     def role(self, name: str) -> Role:
         """The role called ``name``; KeyError when unknown."""

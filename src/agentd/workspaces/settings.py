@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
+
+from agentd.core.record import Record, set_field
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -57,9 +58,11 @@ def branch_problem(name: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class WorkspaceSettings:
+class WorkspaceSettings(Record):
     """The ``[workspaces]`` table."""
+
+    _fields = ("mode", "base", "branch", "path", "setup", "keep", "delete_branch", "merges")
+    _no_compare = ("merges",)
 
     mode: str = "none"  # "none": run in the project root; "worktree": a worktree per task
     base: str = "main"
@@ -69,7 +72,27 @@ class WorkspaceSettings:
     keep: Keep = Keep.ON_FAILURE
     delete_branch: bool = False
     # role -> (strategy, on_conflict status) for the roles that merge (worktree mode only)
-    merges: Mapping[str, tuple[str, str]] = field(default_factory=dict, compare=False, hash=False)
+    merges: Mapping[str, tuple[str, str]]
+
+    def __init__(
+        self,
+        mode: str = "none",
+        base: str = "main",
+        branch: str = "agentd/{task_id}",
+        path: str = ".agentd/worktrees/{task_id}",
+        setup: tuple[str, ...] = (),
+        keep: Keep = Keep.ON_FAILURE,
+        delete_branch: bool = False,
+        merges: Mapping[str, tuple[str, str]] | None = None,
+    ) -> None:
+        set_field(self, "mode", mode)
+        set_field(self, "base", base)
+        set_field(self, "branch", branch)
+        set_field(self, "path", path)
+        set_field(self, "setup", setup)
+        set_field(self, "keep", keep)
+        set_field(self, "delete_branch", delete_branch)
+        set_field(self, "merges", dict() if merges is None else merges)
 
     @property
     def enabled(self) -> bool:
@@ -121,7 +144,7 @@ class WorkspaceSettings:
             if strategy not in STRATEGIES:
                 raise WorkspacesInvalid(f"roles.{name}.merge", "must be true, false, 'ff', 'merge' or 'rebase'")
             merges[name] = (str(strategy), str(spec.get("on_conflict", DEFAULT_ON_CONFLICT)))
-        return replace(self, merges=merges)
+        return self.replace(merges=merges)
 
     def merge_for(self, role: str) -> tuple[str, str] | None:
         """(strategy, on_conflict) when ``role`` merges the task's branch after a success, else None."""

@@ -59,6 +59,13 @@ FAST_UNUSED = (
     "logging",  # (agentd.lazylog: imported when something logs, which these commands do not in the usual case)
     "zoneinfo",  # (only for a time zone agentd.toml names)
     "difflib",  # (only to suggest a status for an unknown one)
+    # The task model, workflow, config and queue file are agentd.core.record classes: dataclasses (and with it inspect,
+    # ast, dis, tokenize) is not imported, nor a class's methods compiled at import.
+    "dataclasses",
+    "inspect",
+    "ast",
+    "dis",
+    "tokenize",
 )
 FAST = (
     ("queue", "list"),

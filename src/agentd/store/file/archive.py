@@ -17,12 +17,12 @@ import contextlib
 import json
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from agentd.core.clock import format_timestamp
 from agentd.core.model import walk_one
+from agentd.core.record import Record, set_field
 from agentd.errors import FileAccessError
 from agentd.lazylog import get_logger
 
@@ -45,22 +45,34 @@ def canonical(task: Mapping[str, Any]) -> str:
     return json.dumps(task, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
-@dataclass(frozen=True)
-class Archived:
+class Archived(Record):
     """One archived top-level task (the last line for its id wins)."""
+
+    _fields = ("task", "archived_at", "line")
 
     task: dict[str, Any]
     archived_at: str | None
     line: int
 
+    def __init__(self, task: dict[str, Any], archived_at: str | None, line: int) -> None:
+        set_field(self, "task", task)
+        set_field(self, "archived_at", archived_at)
+        set_field(self, "line", line)
 
-@dataclass(frozen=True)
-class Contents:
+
+class Contents(Record):
     """What the archive holds: top-level tasks by id, and the status of every archived id (subtasks included)."""
+
+    _fields = ("tasks", "statuses", "skipped")
 
     tasks: dict[str, Archived]
     statuses: dict[str, str]
     skipped: int  # lines that are not a task (torn by a crash, or edited by hand)
+
+    def __init__(self, tasks: dict[str, Archived], statuses: dict[str, str], skipped: int) -> None:
+        set_field(self, "tasks", tasks)
+        set_field(self, "statuses", statuses)
+        set_field(self, "skipped", skipped)
 
     def find(self, task_id: str) -> tuple[dict[str, Any], str | None] | None:
         """The archived task with this id (a subtask too) and when it was archived, or None."""

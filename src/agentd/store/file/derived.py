@@ -10,10 +10,10 @@ taken by slicing (lists compared and cut in C), and only the pieces after it are
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 from agentd import schema
 from agentd.core.model import Task, walk_one
+from agentd.core.record import Record, set_field
 from agentd.core.validate import Finding, structural, structural_phase
 from agentd.store.file.incremental import Piece
 
@@ -201,14 +201,27 @@ def differing(old: list[Any], new: list[Any]) -> list[int]:
     return found
 
 
-@dataclass(frozen=True)
-class _Structure:
+class _Structure(Record):
     """The structural findings of one read, with what deciding them for tasks added after it takes."""
+
+    _fields = ("pieces", "findings", "ids", "missing")
 
     pieces: list[Piece]
     findings: list[Finding]
     ids: frozenset[str]  # every string id of the tasks
     missing: frozenset[str]  # the ids their dependencies name and no task has
+
+    def __init__(
+        self,
+        pieces: list[Piece],
+        findings: list[Finding],
+        ids: frozenset[str],
+        missing: frozenset[str],
+    ) -> None:
+        set_field(self, "pieces", pieces)
+        set_field(self, "findings", findings)
+        set_field(self, "ids", ids)
+        set_field(self, "missing", missing)
 
 
 def _missing(findings: list[Finding]) -> frozenset[str]:

@@ -22,7 +22,8 @@ import bisect
 import json
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+
+from agentd.core.record import Record, set_field
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -39,17 +40,24 @@ class _Unexpected(Exception):
     """The text is not in the shape the fast path handles; json.loads decides."""
 
 
-@dataclass(eq=False)
 class Piece:
     """One top-level task: its exact text, its parsed value (never mutated), and caches derived from it."""
 
+    __slots__ = ("derived", "reusable", "text", "value")
+
     text: str
     value: Any
-    derived: dict[str, Any] = field(default_factory=dict)
-    reusable: bool = field(init=False)
+    derived: dict[str, Any]
+    reusable: bool
 
-    def __post_init__(self) -> None:
-        self.reusable = isinstance(self.value, dict)
+    def __init__(self, text: str, value: Any, derived: dict[str, Any] | None = None) -> None:
+        self.text = text
+        self.value = value
+        self.derived = {} if derived is None else derived
+        self.reusable = isinstance(value, dict)
+
+    def __repr__(self) -> str:
+        return f"Piece(text={self.text!r}, value={self.value!r}, derived={self.derived!r}, reusable={self.reusable!r})"
 
 
 class Spans(Mapping[int, int]):
@@ -90,15 +98,30 @@ class Spans(Mapping[int, int]):
         return f"Spans({dict(zip(self.starts, self.ends, strict=True))!r})"
 
 
-@dataclass(frozen=True)
-class Decoded:
+class Decoded(Record):
     """A parsed queue: the document and, when the fast path applied, one :class:`Piece` per item of its tasks."""
+
+    _fields = ("data", "pieces", "reused", "spans", "tasks_end")
 
     data: Any
     pieces: list[Piece] | None
     reused: int = 0
-    spans: Spans = field(default_factory=Spans)  # where each top-level task starts -> where it ends
+    spans: Spans  # where each top-level task starts -> where it ends
     tasks_end: int = -1  # where the tasks list ends (after its closing bracket), when there are pieces
+
+    def __init__(
+        self,
+        data: Any,
+        pieces: list[Piece] | None,
+        reused: int = 0,
+        spans: Spans | None = None,
+        tasks_end: int = -1,
+    ) -> None:
+        set_field(self, "data", data)
+        set_field(self, "pieces", pieces)
+        set_field(self, "reused", reused)
+        set_field(self, "spans", Spans() if spans is None else spans)
+        set_field(self, "tasks_end", tasks_end)
 
 
 class Decoder:

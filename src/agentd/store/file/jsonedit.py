@@ -32,8 +32,9 @@ import math
 import operator
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
 from itertools import compress, count
+
+from agentd.core.record import Record, set_field
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -72,15 +73,30 @@ _scan_keeping_ints = _json.make_scanner(json.JSONDecoder(parse_int=str))  # type
 _scanstring = _json.scanstring  # (text, index after the opening quote) -> (string, end)
 
 
-@dataclass(frozen=True)
-class Style:
+class Style(Record):
     """How a JSON document is laid out, so that new values can be written to match it."""
+
+    _fields = ("indent", "item_separator", "key_separator", "ensure_ascii", "newline")
 
     indent: str | None  # one indentation unit, e.g. "  ", "    ", "\t"; None when the document is on one line
     item_separator: str  # "," or ", " ("," plus any spaces json.dumps(indent=...) would write before a newline)
     key_separator: str  # ": " or ":"
     ensure_ascii: bool  # True when non-ASCII text in the document is written as \uXXXX escapes
     newline: str  # "\n" or "\r\n"
+
+    def __init__(
+        self,
+        indent: str | None,
+        item_separator: str,
+        key_separator: str,
+        ensure_ascii: bool,
+        newline: str,
+    ) -> None:
+        set_field(self, "indent", indent)
+        set_field(self, "item_separator", item_separator)
+        set_field(self, "key_separator", key_separator)
+        set_field(self, "ensure_ascii", ensure_ascii)
+        set_field(self, "newline", newline)
 
 
 def detect_style(text: str, *, escape: bool | None = None) -> Style:
@@ -394,7 +410,7 @@ class _Editor:
         """``value`` in the document's style; compact inside a one-line container of a multi-line document."""
         style = self.style
         if inline and style.indent is not None:
-            style = replace(style, indent=None, item_separator=", ")
+            style = style.replace(indent=None, item_separator=", ")
         return dumps(value, style, base_indent)
 
     def inline_separator(self) -> str:

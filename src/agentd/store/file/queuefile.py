@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import functools
 import json
 import operator
 import os
 import stat
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from agentd import faults, schema
 from agentd.core.model import Task, index_by_id, view_id, views, walk, walk_one
+from agentd.core.record import Record, set_field
 from agentd.core.validate import (
     STRUCTURAL,
     Finding,
@@ -98,23 +97,68 @@ class _MaybeMidWrite(QueueInvalid):
     """A parse error that may be a writer caught mid-write (retried briefly before it is reported)."""
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(Record):
     """One read of the queue: its bytes, the parsed document, the task views and any warnings.
 
     ``data`` is read-only: parts of it are shared with later reads of the same store (see
     :mod:`agentd.store.file.incremental`).
     """
 
+    _fields: tuple[str, ...] = (
+        "path",
+        "raw",
+        "data",
+        "warnings",
+        "errors",
+        "pieces",
+        "archived",
+        "views_cache",
+        "ids_cache",
+    )
+    _no_compare: tuple[str, ...] = (
+        "pieces",
+        "archived",
+        "views_cache",
+        "ids_cache",
+    )
+    _no_repr: tuple[str, ...] = (
+        "pieces",
+        "archived",
+        "views_cache",
+        "ids_cache",
+    )
+
     path: Path
     raw: bytes
     data: dict[str, Any]
-    warnings: list[Finding] = field(default_factory=list)
-    errors: list[Finding] = field(default_factory=list)  # each task's own problems: the task is quarantined
-    pieces: list[Piece] | None = field(default=None, repr=False, compare=False)
-    archived: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)  # archived id -> status
-    views_cache: PerPiece[Task] | None = field(default=None, repr=False, compare=False)
-    ids_cache: PerPiece[Any] | None = field(default=None, repr=False, compare=False)
+    warnings: list[Finding]
+    errors: list[Finding]  # each task's own problems: the task is quarantined
+    pieces: list[Piece] | None = None
+    archived: Mapping[str, str]  # archived id -> status
+    views_cache: PerPiece[Task] | None = None
+    ids_cache: PerPiece[Any] | None = None
+
+    def __init__(
+        self,
+        path: Path,
+        raw: bytes,
+        data: dict[str, Any],
+        warnings: list[Finding] | None = None,
+        errors: list[Finding] | None = None,
+        pieces: list[Piece] | None = None,
+        archived: Mapping[str, str] | None = None,
+        views_cache: PerPiece[Task] | None = None,
+        ids_cache: PerPiece[Any] | None = None,
+    ) -> None:
+        set_field(self, "path", path)
+        set_field(self, "raw", raw)
+        set_field(self, "data", data)
+        set_field(self, "warnings", list() if warnings is None else warnings)
+        set_field(self, "errors", list() if errors is None else errors)
+        set_field(self, "pieces", pieces)
+        set_field(self, "archived", dict() if archived is None else archived)
+        set_field(self, "views_cache", views_cache)
+        set_field(self, "ids_cache", ids_cache)
 
     @functools.cached_property
     def quarantined(self) -> dict[str, Finding]:
@@ -323,9 +367,35 @@ def _own(task: Any) -> Any:
     return task
 
 
-@dataclass(frozen=True)
-class _Loaded:
+class _Loaded(Record):
     """One validated read: the bytes, the BOM prefix, the JSON text, the document, its pieces, its findings."""
+
+    _fields = (
+        "raw",
+        "prefix",
+        "text",
+        "data",
+        "pieces",
+        "spans",
+        "findings",
+        "archived",
+        "views_cache",
+        "ids_cache",
+        "mark",
+        "_snapshots",
+    )
+    _no_compare = (
+        "views_cache",
+        "ids_cache",
+        "mark",
+        "_snapshots",
+    )
+    _no_repr = (
+        "views_cache",
+        "ids_cache",
+        "mark",
+        "_snapshots",
+    )
 
     raw: bytes
     prefix: str
@@ -335,12 +405,40 @@ class _Loaded:
     spans: Spans  # where each top-level task starts in ``text`` -> where it ends
     findings: list[Finding]
     archived: Mapping[str, str]  # the archive as it was for this read: archived id -> status
-    views_cache: PerPiece[Task] | None = field(default=None, compare=False, repr=False)  # the store's
-    ids_cache: PerPiece[Any] | None = field(default=None, compare=False, repr=False)  # the store's
+    views_cache: PerPiece[Task] | None = None  # the store's
+    ids_cache: PerPiece[Any] | None = None  # the store's
     # The file's identity when these bytes were read or written, when it stands for them (see agentd.store.file.stamps):
     # while the file has it, it is unchanged and need not be read.
-    mark: stamps.Identity | None = field(default=None, compare=False, repr=False)
-    _snapshots: dict[Path, Snapshot] = field(default_factory=dict, compare=False, repr=False)
+    mark: stamps.Identity | None = None
+    _snapshots: dict[Path, Snapshot]
+
+    def __init__(
+        self,
+        raw: bytes,
+        prefix: str,
+        text: str,
+        data: dict[str, Any],
+        pieces: list[Piece] | None,
+        spans: Spans,
+        findings: list[Finding],
+        archived: Mapping[str, str],
+        views_cache: PerPiece[Task] | None = None,
+        ids_cache: PerPiece[Any] | None = None,
+        mark: stamps.Identity | None = None,
+        _snapshots: dict[Path, Snapshot] | None = None,
+    ) -> None:
+        set_field(self, "raw", raw)
+        set_field(self, "prefix", prefix)
+        set_field(self, "text", text)
+        set_field(self, "data", data)
+        set_field(self, "pieces", pieces)
+        set_field(self, "spans", spans)
+        set_field(self, "findings", findings)
+        set_field(self, "archived", archived)
+        set_field(self, "views_cache", views_cache)
+        set_field(self, "ids_cache", ids_cache)
+        set_field(self, "mark", mark)
+        set_field(self, "_snapshots", dict() if _snapshots is None else _snapshots)
 
     def snapshot(self, path: Path) -> Snapshot:
         """The read as a Snapshot (the same one each time: its task views are made once)."""
@@ -592,7 +690,7 @@ class QueueStore:
             mark = before if same and self._stat_trusted(target, len(raw)) else None
             if last is not None and last.raw == raw:  # the file has not changed since the last strict read
                 if mark is not None and mark != last.mark:
-                    last = self._last = dataclasses.replace(last, mark=mark)
+                    last = self._last = last.replace(mark=mark)
                 return last
             prefix, text, decoded = self._parse(raw)
             findings = self._validate(raw, decoded)

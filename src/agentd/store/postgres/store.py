@@ -37,6 +37,7 @@ from agentd import faults, schema
 from agentd.config import Config
 from agentd.core.clock import Clock, SystemClock, format_timestamp
 from agentd.core.model import Task, view_id, walk, walk_one
+from agentd.core.record import set_field
 from agentd.core.scheduler import LeaseObservation
 from agentd.core.validate import STRUCTURAL, Finding, status_warnings, structural
 from agentd.core.workflow import Workflow
@@ -108,11 +109,28 @@ class _Row:
         self.shape = json.dumps(_shape(self.obj))
 
 
-@dataclass(frozen=True)
 class _View(Snapshot):
     """The file store's :class:`Snapshot`, with the typed views a read built from its rows."""
 
-    views: list[Task] = field(default_factory=list, repr=False, compare=False)
+    _fields = (*Snapshot._fields, "views")
+    _no_compare = (*Snapshot._no_compare, "views")
+    _no_repr = (*Snapshot._no_repr, "views")
+
+    views: list[Task]
+
+    def __init__(
+        self,
+        path: Path,
+        raw: bytes,
+        data: dict[str, Any],
+        warnings: list[Finding] | None = None,
+        errors: list[Finding] | None = None,
+        *,
+        archived: Mapping[str, str] | None = None,
+        views: list[Task] | None = None,
+    ) -> None:
+        super().__init__(path, raw, data, warnings, errors, archived=archived)
+        set_field(self, "views", [] if views is None else views)
 
     @functools.cached_property
     def tasks(self) -> list[Task]:

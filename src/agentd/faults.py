@@ -11,7 +11,6 @@ monotonic and boot clocks are the kernel's, as they would be.
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Callable
 
 POINTS = (
@@ -84,6 +83,8 @@ def point(name: str) -> None:
     _hits[name] = _hits.get(name, 0) + 1
     if _hits[name] < count:
         return
+    import signal  # (here: the module builds its enums at import, which no call that does not crash needs)
+
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     if action == "stop":

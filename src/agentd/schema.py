@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from agentd.core.clock import parse_timestamp
+from agentd.core.lazyre import LazyPattern
 from agentd.core.model import TASK_ID_RULE, valid_task_id, view_id, walk_one
 from agentd.core.validate import Finding
 from agentd.store.file.incremental import Piece
@@ -112,7 +112,7 @@ def json_path(path: Any) -> str:
     return out
 
 
-_PY_WORDS = re.compile(r"(?<![\w'\"])(None|True|False)(?![\w'\"])")
+_PY_WORDS = LazyPattern(r"(?<![\w'\"])(None|True|False)(?![\w'\"])")
 
 
 def _message(error: ValidationError) -> str:
@@ -328,8 +328,8 @@ def task_error(task: Any, key: str | None = None) -> tuple[str, str] | None:
 # JSON may escape half of a UTF-16 surrogate pair alone ("\ud83d": a JS tool cutting an emoji in two). It parses into a
 # str that UTF-8 cannot encode: agentd could never write it back, nor pass it to a command. Such a task is quarantined.
 
-_SURROGATE = re.compile("[\ud800-\udfff]")  # in a parsed str: only a lone half is left (pairs decode to one char)
-_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")  # in JSON text: a (possibly lone) escaped half
+_SURROGATE = LazyPattern("[\ud800-\udfff]")  # in a parsed str: only a lone half is left (pairs decode to one char)
+_ESCAPED_SURROGATE = LazyPattern(r"\\u[dD][89a-fA-F]")  # in JSON text: a (possibly lone) escaped half
 
 
 class HugeInt(str):

@@ -66,6 +66,11 @@ FAST_UNUSED = (
     "ast",
     "dis",
     "tokenize",
+    # Imported where used: threading (the side lock takes _thread's RLock), signal (a crash point firing), copy (a
+    # queue read without pieces).
+    "threading",
+    "signal",
+    "copy",
 )
 FAST = (
     ("queue", "list"),

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 
 from agentd.core.clock import parse_timestamp
+from agentd.core.lazyre import LazyPattern
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_PART = LazyPattern(r"(\d+(?:\.\d+)?)([smhdw])")
 
 
 def parse_duration(text: str | float) -> float:
@@ -46,7 +46,7 @@ def format_duration(seconds: float) -> str:
 # -- a --since: how far back the journal is read -----------------------------------------------------------------
 
 _SPAN_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-_SPAN_PART = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
+_SPAN_PART = LazyPattern(r"(\d+(?:\.\d+)?)([wdhms])")
 
 
 def parse_span(text: str) -> timedelta:

@@ -5,20 +5,20 @@ The raw dicts stay the truth (unknown fields are never dropped); the views are r
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from itertools import compress
 from operator import attrgetter
 
 from agentd.core.clock import parse_timestamp
+from agentd.core.lazyre import LazyPattern
 from agentd.core.record import Record, set_field
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # used with fullmatch only: "$" would allow a final "\n"
+TASK_ID = LazyPattern(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # used with fullmatch only: "$" would allow a final "\n"
 TASK_ID_RULE = "use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 
+from agentd.core.lazyre import LazyPattern
 from agentd.core.model import walk
 from agentd.core.record import Record, set_field
 from agentd.core.workflow import Workflow
@@ -13,7 +14,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Literal
 
-CONFLICT_MARKER = re.compile(r"^(<{7}|={7}|>{7}|\|{7})(?:\s|$)", re.MULTILINE)
+CONFLICT_MARKER = LazyPattern(r"^(<{7}|={7}|>{7}|\|{7})(?:\s|$)", re.MULTILINE)
 
 
 class Finding(Record):

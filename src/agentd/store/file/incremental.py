@@ -20,18 +20,18 @@ from __future__ import annotations
 import _json
 import bisect
 import json
-import re
 from collections.abc import Iterator, Mapping
 
+from agentd.core.lazyre import LazyPattern
 from agentd.core.record import Record, set_field
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-_WS = re.compile(r"[ \t\n\r]*")
+_WS = LazyPattern(r"[ \t\n\r]*")
 # After an item: a comma and the whitespace up to the next item, or the closing bracket (group 1).
-_AFTER_ITEM = re.compile(r"[ \t\n\r]*(?:,[ \t\n\r]*|(\]))")
+_AFTER_ITEM = LazyPattern(r"[ \t\n\r]*(?:,[ \t\n\r]*|(\]))")
 _scan_once = _json.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # (text, index) -> (value, end)
 _scanstring = _json.scanstring  # (text, index after the opening quote) -> (string, end)
 

@@ -30,10 +30,10 @@ import _json
 import json
 import math
 import operator
-import re
 from collections.abc import Iterable, Mapping
 from itertools import compress, count
 
+from agentd.core.lazyre import LazyPattern
 from agentd.core.record import Record, set_field
 
 TYPE_CHECKING = False
@@ -54,17 +54,17 @@ __all__ = [
 
 _Edit = tuple[int, int, str]  # replace text[start:end] with the string
 
-_WS = re.compile(r"[ \t\n\r]*")
-_COLON = re.compile(r"[ \t\n\r]*:[ \t\n\r]*")
+_WS = LazyPattern(r"[ \t\n\r]*")
+_COLON = LazyPattern(r"[ \t\n\r]*:[ \t\n\r]*")
 # After an entry: a comma and the whitespace up to the next entry, or the closing bracket (group 1).
-_AFTER_MEMBER = re.compile(r"[ \t\n\r]*(?:,[ \t\n\r]*|(\}))")
-_AFTER_ITEM = re.compile(r"[ \t\n\r]*(?:,[ \t\n\r]*|(\]))")
-_INDENT = re.compile(r"[ \t]*")
-_FIRST_INDENTED_LINE = re.compile(r"\n([ \t]+)[^ \t\r\n]")
+_AFTER_MEMBER = LazyPattern(r"[ \t\n\r]*(?:,[ \t\n\r]*|(\}))")
+_AFTER_ITEM = LazyPattern(r"[ \t\n\r]*(?:,[ \t\n\r]*|(\]))")
+_INDENT = LazyPattern(r"[ \t]*")
+_FIRST_INDENTED_LINE = LazyPattern(r"\n([ \t]+)[^ \t\r\n]")
 # A \uXXXX escape of U+007F or above: what json.dumps(ensure_ascii=True) writes and ensure_ascii=False does not.
-_NON_ASCII_ESCAPE = re.compile(r"\\u(?!00[0-6][0-9a-fA-F]|007[0-9a-eA-E])[0-9a-fA-F]{4}")
+_NON_ASCII_ESCAPE = LazyPattern(r"\\u(?!00[0-6][0-9a-fA-F]|007[0-9a-eA-E])[0-9a-fA-F]{4}")
 # One token of a JSON text with the whitespace before it; group 2 is set for "," and ":".
-_TOKEN = re.compile(r'([ \t\r\n]*)(?:"[^"\\]*(?:\\.[^"\\]*)*"|([,:])|[{}\[\]]|[^ \t\r\n{}\[\],:"]+)')
+_TOKEN = LazyPattern(r'([ \t\r\n]*)(?:"[^"\\]*(?:\\.[^"\\]*)*"|([,:])|[{}\[\]]|[^ \t\r\n{}\[\],:"]+)')
 _STYLE_TOKEN_LIMIT = 4096
 
 # The C accelerators of the json module (what json.loads runs on CPython).

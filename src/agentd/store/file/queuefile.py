@@ -10,7 +10,6 @@ a partial one. A file that does not parse or validate is never written.
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import json
 import operator
@@ -229,7 +228,12 @@ class Draft:
             pieces = self.read.pieces
             index = self._index(position)
             shared = self.doc["tasks"][index]
-            mine = json.loads(pieces[position].text) if pieces is not None else copy.deepcopy(shared)
+            if pieces is not None:
+                mine = json.loads(pieces[position].text)
+            else:
+                import copy  # (only for a queue read without pieces)
+
+                mine = copy.deepcopy(shared)
             self.doc["tasks"][index] = mine
             subtree = {raw["id"]: raw for _, raw, _ in walk_one(mine, "") if _has_id(raw)}
             self._copied[position] = subtree

@@ -17,8 +17,8 @@ import contextlib
 import errno
 import fcntl
 import os
-import threading
 import time
+from _thread import RLock  # (what threading.RLock is, without importing threading)
 from pathlib import Path
 
 CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -38,7 +38,7 @@ class SidecarLock:
         self.poll = poll
         self._fd: int | None = None
         self._depth = 0
-        self._threads = threading.RLock()
+        self._threads = RLock()
         self._writable = False  # opened read-write only where a read-only descriptor cannot be flocked (NFS)
 
     def acquire(self) -> None:

@@ -312,7 +312,12 @@ def task_error(task: Any, key: str | None = None) -> tuple[str, str] | None:
     if key is not None and key in _VALID_TASKS:
         return None
     problem = first_error(task, "task")
-    if problem is None and (key is None or _SURROGATE.search(key) or _ESCAPED_SURROGATE.search(key)):
+    # (an ASCII text holds no surrogate, and one without a backslash-u no escaped one: most tasks need no regex)
+    if problem is None and (
+        key is None
+        or (not key.isascii() and _SURROGATE.search(key))
+        or ("\\u" in key and _ESCAPED_SURROGATE.search(key))
+    ):
         problem = lone_surrogate(task)
     if problem is None and key is not None:
         global _valid_chars

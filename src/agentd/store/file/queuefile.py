@@ -834,9 +834,21 @@ class QueueStore:
 
     def _remove_stale_temps(self, target: Path) -> None:
         """Temp files only exist inside a locked transaction; under the lock, any left are from a dead writer."""
-        for leftover in target.parent.glob(f".{target.name}.*{TMP_MARK}"):
+        # (os.scandir and two string tests: Path.glob would compile a regex and make a Path of every name)
+        prefix, folder = f".{target.name}.", os.path.dirname(target)
+        shortest = len(prefix) + len(TMP_MARK)
+        try:
+            with os.scandir(folder or ".") as entries:
+                leftovers = [
+                    entry.path
+                    for entry in entries
+                    if len(entry.name) >= shortest and entry.name.startswith(prefix) and entry.name.endswith(TMP_MARK)
+                ]
+        except (FileNotFoundError, NotADirectoryError, PermissionError):  # (as Path.glob: nothing to remove)
+            return
+        for leftover in leftovers:
             with contextlib.suppress(OSError):
-                leftover.unlink()
+                os.unlink(leftover)
 
     def transaction(self, change: Callable[[dict[str, Any]], T]) -> T:
         """Apply ``change`` to the document under the lock and write the result, if anything changed.

@@ -10,7 +10,6 @@ functions and nothing else, so a change from the page and one from a terminal ca
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from agentd.core import control, transitions
 from agentd.core.clock import format_timestamp, parse_timestamp
 from agentd.core.duration import parse_duration
+from agentd.core.record import Record, set_field
 from agentd.core.workflow import Workflow
 from agentd.errors import RoleNotFound, TaskNotFound
 from agentd.store.base import Store, Txn
@@ -52,9 +52,10 @@ def check_roles(workflow: Workflow, roles: list[str]) -> list[str]:
     return roles
 
 
-@dataclass(frozen=True)
-class Answered:
+class Answered(Record):
     """What answering did: the task's new status and the question it answered."""
+
+    _fields = ("task_id", "status", "role", "question", "session", "by")
 
     task_id: str
     status: str
@@ -62,6 +63,14 @@ class Answered:
     question: Any
     session: Any
     by: str
+
+    def __init__(self, task_id: str, status: str, role: str, question: Any, session: Any, by: str) -> None:
+        set_field(self, "task_id", task_id)
+        set_field(self, "status", status)
+        set_field(self, "role", role)
+        set_field(self, "question", question)
+        set_field(self, "session", session)
+        set_field(self, "by", by)
 
 
 def answer(store: Store, workflow: Workflow, task_id: str, text: str, by: str, now: datetime) -> Answered:
@@ -131,13 +140,18 @@ def pause(
     return made
 
 
-@dataclass(frozen=True)
-class Resumed:
+class Resumed(Record):
     """What resuming did: the pauses lifted that were in force, and a pause of every role still in force (when only
     some roles were resumed)."""
 
+    _fields = ("lifted", "everyone")
+
     lifted: list[control.Pause]
     everyone: control.Pause | None
+
+    def __init__(self, lifted: list[control.Pause], everyone: control.Pause | None) -> None:
+        set_field(self, "lifted", lifted)
+        set_field(self, "everyone", everyone)
 
 
 def resume(store: Store, roles: list[str], now: datetime, by: str) -> Resumed:

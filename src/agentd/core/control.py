@@ -9,27 +9,42 @@ next day starts there. ``max_waiting`` stops a role taking new tasks while that 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
 from agentd.core.clock import format_timestamp, parse_timestamp
+from agentd.core.record import Record, set_field
 from agentd.errors import StateInvalid
 
 ALL = "*"  # the role name of a pause that stops every role
 STATE_VERSION = 1  # of the project state's ``pauses`` key
 
 
-@dataclass(frozen=True)
-class Pause:
+class Pause(Record):
     """A pause in force from ``since`` until ``until`` (None: until someone resumes)."""
+
+    _fields = ("role", "since", "until", "reason", "by")
 
     role: str  # a role's name, or ALL
     since: datetime
     until: datetime | None = None
     reason: str = ""
     by: str = ""
+
+    def __init__(
+        self,
+        role: str,
+        since: datetime,
+        until: datetime | None = None,
+        reason: str = "",
+        by: str = "",
+    ) -> None:
+        set_field(self, "role", role)
+        set_field(self, "since", since)
+        set_field(self, "until", until)
+        set_field(self, "reason", reason)
+        set_field(self, "by", by)
 
     def active(self, now: datetime) -> bool:
         """In force from the moment it is written (``since`` is when, by the writer's clock, shown to people: a
@@ -128,11 +143,15 @@ def expired(asked: datetime, expiry: float | None, now: datetime) -> bool:
     return expiry is not None and (now - asked).total_seconds() >= expiry
 
 
-@dataclass(frozen=True)
-class ProjectState:
+class ProjectState(Record):
     """The pauses in the project state (its other keys, such as automation's switches, are left as they are)."""
 
+    _fields = ("pauses",)
+
     pauses: tuple[Pause, ...] = ()
+
+    def __init__(self, pauses: tuple[Pause, ...] = ()) -> None:
+        set_field(self, "pauses", pauses)
 
     def paused(self, role: str, pause: Pause) -> ProjectState:
         """With ``pause`` replacing the role's own pause (``role`` may be ALL)."""

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentd.core.record import Record, set_field
 from agentd.store.base import Event, Filter
 from agentd.store.file.journal import parse_line, read_events
 
@@ -21,15 +22,23 @@ if TYPE_CHECKING:
 GROUPS = ("role", "task", "day")
 
 
-@dataclass(frozen=True)
-class Run:
+class Run(Record):
     """One recorded run's usage."""
+
+    _fields = ("ended", "role", "task", "usage", "token")
 
     ended: datetime
     role: str
     task: str
     usage: Mapping[str, float]
     token: object = None  # with the task, what makes a run unique (its finished event is written once)
+
+    def __init__(self, ended: datetime, role: str, task: str, usage: Mapping[str, float], token: object = None) -> None:
+        set_field(self, "ended", ended)
+        set_field(self, "role", role)
+        set_field(self, "task", task)
+        set_field(self, "usage", usage)
+        set_field(self, "token", token)
 
     @property
     def cost(self) -> float:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentd.config import Config
+from agentd.core.record import Record, set_field
 from agentd.errors import ExitCode
 from agentd.hostinfo import process_start
 from agentd.store import open_store
@@ -49,9 +50,10 @@ def display(path: Path, root: Path) -> str:
         return str(path)
 
 
-@dataclass(frozen=True)
-class StartResult:
+class StartResult(Record):
     """What ``start`` did for one daemon."""
+
+    _fields = ("name", "state", "pid", "log", "error", "exit_code", "url", "login")
 
     name: str
     state: str  # started | running | failed
@@ -61,6 +63,26 @@ class StartResult:
     exit_code: int = 0
     url: str | None = None  # a web server's address
     login: str | None = None  # a web server's login link (it carries the token: shown, never logged)
+
+    def __init__(
+        self,
+        name: str,
+        state: str,
+        pid: int | None = None,
+        log: str | None = None,
+        error: str | None = None,
+        exit_code: int = 0,
+        url: str | None = None,
+        login: str | None = None,
+    ) -> None:
+        set_field(self, "name", name)
+        set_field(self, "state", state)
+        set_field(self, "pid", pid)
+        set_field(self, "log", log)
+        set_field(self, "error", error)
+        set_field(self, "exit_code", exit_code)
+        set_field(self, "url", url)
+        set_field(self, "login", login)
 
     def line(self) -> str:
         if self.state == "started" and self.url:
@@ -296,14 +318,21 @@ def daemons(config: Config, roles: list[str] | None = None) -> list[Probe]:
     return out
 
 
-@dataclass(frozen=True)
-class StopResult:
+class StopResult(Record):
     """What ``stop`` did for one daemon."""
+
+    _fields = ("name", "state", "pid", "took")
 
     name: str
     state: str  # stopped | killed | not-running
     pid: int | None = None
     took: float = 0.0
+
+    def __init__(self, name: str, state: str, pid: int | None = None, took: float = 0.0) -> None:
+        set_field(self, "name", name)
+        set_field(self, "state", state)
+        set_field(self, "pid", pid)
+        set_field(self, "took", took)
 
     def line(self) -> str:
         if self.state == "not-running":

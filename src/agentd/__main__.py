@@ -15,9 +15,14 @@ def main() -> None:
         sys.stdout.write(f"agentd, version {__version__}\n")
         sys.stdout.flush()
         sys.exit(0)
-    from agentd.cli import fast
+    try:
+        from agentd.cli import fast
 
-    fast.main(sys.argv[1:])
+        fast.main(sys.argv[1:])
+    except KeyboardInterrupt:  # Ctrl-C while the command's modules load (its own boundary says it once they have)
+        sys.stderr.write("agentd: interrupted\n")
+        sys.stderr.flush()
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -125,6 +125,46 @@ def test_status_watch_ends_with_130_on_ctrl_c(tmp_path: Path) -> None:
             proc.wait()
 
 
+INTERRUPT_AT_IMPORT = """
+import os, signal, sys
+
+
+class _InterruptAt:
+    \"\"\"Ctrl-C (a real SIGINT to this process) the moment the named module starts to load.\"\"\"
+
+    def find_spec(self, name, path=None, target=None):
+        if name == os.environ.get("AGENTD_TEST_SIGINT_AT"):
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+
+sys.meta_path.insert(0, _InterruptAt())
+"""
+
+
+@pytest.mark.parametrize(
+    ("module", "argv"),
+    [("agentd.cli.fast", ["queue", "list"]), ("agentd.cli.root", ["config", "show"])],
+    ids=["while-the-fast-path-loads", "while-click-loads"],
+)
+def test_ctrl_c_while_the_command_loads_says_interrupted_and_exits_130(
+    tmp_path: Path, module: str, argv: list[str]
+) -> None:
+    """Ctrl-C that lands while agentd's modules are still loading ends with the one line and exit code 130 that it
+    gets once the command runs, not with Python's traceback."""
+    root = _fresh(tmp_path, {"builder": ["true"]})
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(INTERRUPT_AT_IMPORT)
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(hook), "AGENTD_TEST_SIGINT_AT": module}
+    env.pop("AGENTD_ROOT", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "agentd", *argv], cwd=root, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stderr) == (130, "agentd: interrupted\n"), done.stderr[-2000:]
+
+
 def test_help_lists_every_exit_code_and_cuts_no_summary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

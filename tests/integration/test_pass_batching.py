@@ -12,6 +12,7 @@ import pytest
 from agentd import config as config_mod
 from agentd.run.daemon import Daemon, Mode, TickReport
 from agentd.run.dispatch import PassResult
+from tests.conftest import run_agentd
 from tests.helpers.daemons import events, task, tasks_by_id, wait_for, write_config, write_queue
 
 pytestmark = pytest.mark.slow
@@ -98,9 +99,9 @@ def test_a_drain_looks_at_the_queue_outside_its_transactions_only_at_start(tmp_p
 
 
 def test_wip_full_is_logged_once_while_tasks_wait_and_room_once_when_none_do(tmp_path: Path) -> None:
-    """WIP 2 over 5 tasks: "WIP limit reached (2/2); 3 task(s) waiting" once, after the first claims, and "room
-    again" once, when the last task has been claimed: not a pair per task as ended runs free slots and passes
-    refill them."""
+    """WIP 2 over 5 tasks: "WIP limit reached (2/2); 3 task(s) waiting" once, after the first claims, and once, when
+    the last task has been claimed, that no task waits any more (at 2/2: not "room again"): not a pair per task as
+    ended runs free slots and passes refill them."""
     write_config(tmp_path, {"builder": BUILDER})
     write_queue(tmp_path, [task(f"T{n}") for n in range(5)], {"builder": 2})
     daemon = _daemon(tmp_path)
@@ -108,3 +109,27 @@ def test_wip_full_is_logged_once_while_tasks_wait_and_room_once_when_none_do(tmp
     wip = [(e["event"], e["message"]) for e in events(tmp_path / ".agentd" / "events.jsonl") if "wip" in e["event"]]
     assert wip[0] == ("wip-full", "WIP limit reached (2/2); 3 task(s) waiting"), wip
     assert [event for event, _ in wip] == ["wip-full", "wip-room"], wip
+    busy = int(wip[1][1].rsplit("(", 1)[1].split("/")[0])  # 1 or 2: whether the last claim came after one end or two
+    said = "WIP room again (1/2)" if busy < 2 else "no task waits for WIP room any more (2/2)"
+    assert wip[1] == ("wip-room", said), wip
+
+
+def test_wip_full_ends_saying_no_task_waits_when_the_waiting_one_goes(tmp_path: Path) -> None:
+    """WIP 1, a task running and one waiting: "WIP limit reached (1/1); 1 task(s) waiting"; the waiting task
+    cancelled by hand, the next pass says that no task waits any more, at 1/1 — not "WIP room again (1/1)"."""
+    write_config(tmp_path, {"builder": {**BUILDER, "command": ["sleep", "2"]}})
+    write_queue(tmp_path, [task("T0"), task("T1")], {"builder": 1})
+    daemon = _daemon(tmp_path)
+    journal = tmp_path / ".agentd" / "events.jsonl"
+
+    def wip() -> list[tuple[str, str]]:
+        return [(e["event"], e["message"]) for e in events(journal) if "wip" in e["event"]]
+
+    daemon.tick()
+    assert wip() == [("wip-full", "WIP limit reached (1/1); 1 task(s) waiting")]
+    assert run_agentd("queue", "cancel", "T1", "--note", "not needed", cwd=tmp_path).returncode == 0
+    daemon.wake("test")
+    daemon.tick()
+    assert wip()[1:] == [("wip-room", "no task waits for WIP room any more (1/1)")], wip()
+    _drive(daemon, 1, "T0 to end")
+    assert tasks_by_id(tmp_path)["T0"]["status"] == "done"

@@ -835,8 +835,12 @@ class Daemon:
                 limit=seen.limit,
                 waiting=waiting,
             )
-        else:
+        elif busy < seen.limit:
             self.journal.emit("wip-room", f"WIP room again ({busy}/{seen.limit})", wip=busy, limit=seen.limit)
+        else:  # still at (or, with a dead peer's run not yet recovered, over) the limit, but nothing waits for it
+            self.journal.emit(
+                "wip-room", f"no task waits for WIP room any more ({busy}/{seen.limit})", wip=busy, limit=seen.limit
+            )
 
     def _next_timeout(self) -> float:
         """Seconds until the next pass is due without any event."""

@@ -117,7 +117,9 @@ def test_wip_full_is_logged_once_while_tasks_wait_and_room_once_when_none_do(tmp
 def test_wip_full_ends_saying_no_task_waits_when_the_waiting_one_goes(tmp_path: Path) -> None:
     """WIP 1, a task running and one waiting: "WIP limit reached (1/1); 1 task(s) waiting"; the waiting task
     cancelled by hand, the next pass says that no task waits any more, at 1/1 — not "WIP room again (1/1)"."""
-    write_config(tmp_path, {"builder": {**BUILDER, "command": ["sleep", "2"]}})
+    go = tmp_path / "go"  # T0 runs until the test lets it end
+    wait = ["sh", "-c", f"while [ ! -e '{go}' ]; do sleep 0.05; done"]
+    write_config(tmp_path, {"builder": {**BUILDER, "command": wait}})
     write_queue(tmp_path, [task("T0"), task("T1")], {"builder": 1})
     daemon = _daemon(tmp_path)
     journal = tmp_path / ".agentd" / "events.jsonl"
@@ -131,5 +133,6 @@ def test_wip_full_ends_saying_no_task_waits_when_the_waiting_one_goes(tmp_path: 
     daemon.wake("test")
     daemon.tick()
     assert wip()[1:] == [("wip-room", "no task waits for WIP room any more (1/1)")], wip()
+    go.touch()
     _drive(daemon, 1, "T0 to end")
     assert tasks_by_id(tmp_path)["T0"]["status"] == "done"

@@ -128,7 +128,8 @@ class View:
         those selection looks at (see :func:`considered`): dependencies and parents are found there."""
         if by_id is None:
             by_id = {task.id: task for task in tasks}
-        cycle = [] if acyclic else find_cycle({task.id: task.dependencies for task in tasks}) or []
+        # (over every task: a cycle may pass through one selection does not look at, e.g. a done task)
+        cycle = [] if acyclic else find_cycle({task.id: task.dependencies for task in by_id.values()}) or []
         done = frozenset(workflow.done_statuses)
         return cls(tasks, by_id, done, leases or {}, now, default_ttl, tuple(cycle), quarantined or {}, archived or {})
 

@@ -424,16 +424,19 @@ def section_runs(cleanup: bench.Cleanup, base: Path, repeat: int, count: int, wa
         f"{startup * 1000:.0f} ms. tsp runs {way} slot(s) and waits on a last job needing all of them; nq spreads "
         f"the jobs over {way} queue folder(s); huey ({way} worker(s)) is timed from its consumer's start.",
         "",
-        "| runner | tasks/s | × best of tsp / nq | × bare spawn |",
-        "|---|---:|---:|---:|",
+        "| runner | tasks/s | × best of tsp / nq | × bare spawn |"
+        + (" × nq (the issue's peer for the chain) |" if chain else ""),
+        "|---|---:|---:|---:|" + ("---:|" if chain else ""),
     ]
+    nq_rate = found.get("nq", float("nan"))
     mine = ("agentd", "agentd, start-up excluded")
     for name in (
         *mine,
         *(k for k in found if k.startswith("agentd") and k not in mine),
         *(k for k in found if not k.startswith("agentd")),
     ):
-        out.append(f"| {name} | {fmt(found[name], '/s')} | {ratio(found[name], best)} | {ratio(found[name], bare)} |")
+        row = f"| {name} | {fmt(found[name], '/s')} | {ratio(found[name], best)} | {ratio(found[name], bare)} |"
+        out.append(row + (f" {ratio(found[name], nq_rate)} |" if chain else ""))
     out += [
         "",
         "CPU time (user + system, medians; less distorted by other work on the machine than wall time) of the daemon, "

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from agentd.core import control, transitions
 from agentd.core.clock import format_timestamp, parse_timestamp
@@ -21,6 +20,10 @@ from agentd.core.record import Record, set_field
 from agentd.core.workflow import Workflow
 from agentd.errors import RoleNotFound, TaskNotFound
 from agentd.store.base import Store, Txn
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def person() -> str:

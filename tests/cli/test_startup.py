@@ -72,6 +72,11 @@ FAST_UNUSED = (
     "signal",
     "copy",
 )
+# What `status` (agentd.report.status) has no use for: the scheduler, the store protocols, the lease folder, the
+# journal, the usage tally and the PID files are agentd.core.record classes or plain ones (no dataclass methods compiled
+# with exec at import), their protocols plain classes at run time (typing under TYPE_CHECKING only), and signal and
+# select are imported where a daemon is stopped or started.
+STATUS_UNUSED = ("dataclasses", "inspect", "ast", "dis", "tokenize", "typing", "signal", "select")
 FAST = (
     ("queue", "list"),
     ("queue", "list", "--json"),
@@ -147,12 +152,13 @@ def test_hot_queue_command_imports_neither_click_nor_the_daemon_side(project: ob
 def test_status_imports_no_click(project: object, argv: tuple[str, ...]) -> None:
     """`status` (output not a terminal) takes the click-free path: neither click nor the click commands are imported,
     nor subprocess (only starting a daemon needs it), nor logging (nothing logs), nor tomllib (agentd.toml cached), nor
-    zoneinfo (the day of a UTC project) or getpass (nobody's name is asked), nor the queue file's writer."""
+    zoneinfo (the day of a UTC project) or getpass (nobody's name is asked), nor the queue file's writer, nor what
+    the scheduler's and the store protocols' classes once cost (dataclasses, typing), nor signal or select."""
     root = project(small_queue())  # type: ignore[operator]
     imported(("queue", "list"), root)  # (the first call parses agentd.toml and keeps it)
     modules = imported(argv, root)
     assert "agentd.report.status" in modules  # the probe sees the dashboard's imports
-    unused = ("subprocess", "logging", "tomllib", "zoneinfo", "getpass", "agentd.store.file.jsonedit")
+    unused = ("subprocess", "logging", "tomllib", "zoneinfo", "getpass", "agentd.store.file.jsonedit", *STATUS_UNUSED)
     assert heavy(modules, (*HEAVY, *CLICK, *unused)) == []
 
 

@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -59,7 +58,7 @@ def locked_by_child(tmp_path: Path, clock: FakeClock, **changes: Any) -> tuple[L
     child = subprocess.Popen(
         [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE, pass_fds=(held.fd,)
     )
-    changed = replace(record, pid=child.pid, pid_start=process_start(child.pid), **changes)
+    changed = record.replace(pid=child.pid, pid_start=process_start(child.pid), **changes)
     os.pwrite(held.fd, changed.dumps(), 0)
     os.ftruncate(held.fd, len(changed.dumps()))
     os.close(held.fd)  # only the child holds the lock now

@@ -1,9 +1,8 @@
-"""A lease record's bytes: the same as the dataclass's own conversion gives, whatever its fields hold."""
+"""A lease record's bytes: the same as json.dumps of its fields gives, whatever its fields hold."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -25,7 +24,7 @@ _maybe_int = st.none() | st.integers(min_value=0, max_value=2**62)
 def test_dumps_matches_asdict(
     task_id: str, token: int, ttl: float, instance: str | None, pgid: int | None, beat: float | None
 ) -> None:
-    """dumps() writes every field in declaration order, as json.dumps(asdict(record), indent=2) would."""
+    """dumps() writes every field in declaration order, as json.dumps(record.asdict(), indent=2) would."""
     record = LeaseRecord(
         task_id,
         token,
@@ -38,4 +37,4 @@ def test_dumps_matches_asdict(
         pgid=pgid,
         heartbeat_boot=beat,
     )
-    assert record.dumps() == (json.dumps(asdict(record), indent=2) + "\n").encode("utf-8")
+    assert record.dumps() == (json.dumps(record.asdict(), indent=2) + "\n").encode("utf-8")

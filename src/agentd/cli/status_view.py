@@ -5,9 +5,11 @@ Shared by the click command (:mod:`agentd.cli.background`) and the click-free pa
 
 from __future__ import annotations
 
-from typing import Any
-
 from agentd.cli.queue_ops import plain_table
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _age(seconds: float | None) -> str:

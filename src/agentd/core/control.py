@@ -11,11 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any
 
 from agentd.core.clock import format_timestamp, parse_timestamp
 from agentd.core.record import Record, set_field
 from agentd.errors import StateInvalid
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 ALL = "*"  # the role name of a pause that stops every role
 STATE_VERSION = 1  # of the project state's ``pauses`` key

@@ -5,7 +5,8 @@ Importing dataclasses pulls in inspect, ast, dis and tokenize, and every ``@data
 what an agent pays per task). The classes on that path subclass :class:`Record` instead: each names its fields in
 ``_fields`` (in ``__init__``'s order) and writes its ``__init__``; this base gives them what a frozen dataclass has:
 equality and hashing over the fields, a ``Name(field=value, ...)`` repr, assignment refused (pickling and copying work
-as for any object: through ``__dict__``), and :meth:`Record.replace` for ``dataclasses.replace``.
+as for any object: through ``__dict__``), :meth:`Record.replace` for ``dataclasses.replace`` and
+:meth:`Record.asdict` for ``dataclasses.asdict``.
 """
 
 from __future__ import annotations
@@ -64,3 +65,12 @@ class Record:
             raise TypeError(f"{self.__class__.__qualname__} has no field {sorted(unknown)[0]!r}")
         values.update(changes)
         return self.__class__(**values)
+
+    def asdict(self) -> dict[str, Any]:
+        """The fields by name, in order (as ``dataclasses.asdict`` gives them for fields of plain values: a list or
+        dict field is copied)."""
+        out = {}
+        for name in self._fields:
+            value = getattr(self, name)
+            out[name] = value.copy() if isinstance(value, list | dict) else value
+        return out

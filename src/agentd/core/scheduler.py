@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Container, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import compress
 from operator import attrgetter
-from typing import Any
 
 from agentd.core.clock import format_timestamp, parse_timestamp
 from agentd.core.model import Task
+from agentd.core.record import Record, set_field
 from agentd.core.validate import find_cycle
 from agentd.core.workflow import Role, Workflow
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _ID = attrgetter("id")
 
@@ -37,9 +40,24 @@ class Reason(enum.StrEnum):
     WIP_FULL = "wip-full"
 
 
-@dataclass(frozen=True)
-class LeaseObservation:
+class LeaseObservation(Record):
     """What was seen of a task's lease file on disk (gathered by :mod:`agentd.store.file.leases`)."""
+
+    _fields = (
+        "task_id",
+        "token",
+        "role",
+        "host",
+        "pid",
+        "pgid",
+        "locked",
+        "heartbeat_at",
+        "acquired",
+        "ttl",
+        "error",
+        "boot_id",
+        "beat_age",
+    )
 
     task_id: str
     token: int | None = None
@@ -55,13 +73,52 @@ class LeaseObservation:
     boot_id: str | None = None  # the kernel boot the holder ran on
     beat_age: float | None = None  # s since its heartbeat on this kernel's boot clock, when it ran on this boot
 
+    def __init__(
+        self,
+        task_id: str,
+        token: int | None = None,
+        role: str | None = None,
+        host: str | None = None,
+        pid: int | None = None,
+        pgid: int | None = None,
+        locked: bool | None = None,
+        heartbeat_at: datetime | None = None,
+        acquired: datetime | None = None,
+        ttl: float | None = None,
+        error: str | None = None,
+        boot_id: str | None = None,
+        beat_age: float | None = None,
+    ) -> None:
+        set_field(self, "task_id", task_id)
+        set_field(self, "token", token)
+        set_field(self, "role", role)
+        set_field(self, "host", host)
+        set_field(self, "pid", pid)
+        set_field(self, "pgid", pgid)
+        set_field(self, "locked", locked)
+        set_field(self, "heartbeat_at", heartbeat_at)
+        set_field(self, "acquired", acquired)
+        set_field(self, "ttl", ttl)
+        set_field(self, "error", error)
+        set_field(self, "boot_id", boot_id)
+        set_field(self, "beat_age", beat_age)
 
-@dataclass(frozen=True)
-class Liveness:
+
+class Liveness(Record):
     """A judgement on one lease."""
+
+    _fields = ("live", "cause")
 
     live: bool
     cause: str
+
+    def __init__(
+        self,
+        live: bool,
+        cause: str,
+    ) -> None:
+        set_field(self, "live", live)
+        set_field(self, "cause", cause)
 
 
 def judge(lease: LeaseObservation, now: datetime, default_ttl: float) -> Liveness:
@@ -83,20 +140,36 @@ def judge(lease: LeaseObservation, now: datetime, default_ttl: float) -> Livenes
     return Liveness(True, "lock held and heartbeat within ttl")
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(Record):
     """The outcome of one rule for one task."""
+
+    _fields = ("reason", "ok", "detail", "data", "rule")
 
     reason: Reason
     ok: bool
     detail: str
-    data: Mapping[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any]
     rule: str = ""  # status | type | dependency | backoff | lease
 
+    def __init__(
+        self,
+        reason: Reason,
+        ok: bool,
+        detail: str,
+        data: Mapping[str, Any] | None = None,
+        rule: str = "",
+    ) -> None:
+        set_field(self, "reason", reason)
+        set_field(self, "ok", ok)
+        set_field(self, "detail", detail)
+        set_field(self, "data", {} if data is None else data)
+        set_field(self, "rule", rule)
 
-@dataclass(frozen=True)
-class View:
+
+class View(Record):
     """Everything selection needs to know, gathered once per pass."""
+
+    _fields = ("tasks", "by_id", "done", "leases", "now", "default_ttl", "cycle", "quarantined", "archived")
 
     tasks: list[Task]
     by_id: Mapping[str, Task]
@@ -105,8 +178,30 @@ class View:
     now: datetime
     default_ttl: float
     cycle: tuple[str, ...] = ()
-    quarantined: Mapping[str, str] = field(default_factory=dict)  # task id -> its problem, one line
-    archived: Mapping[str, str] = field(default_factory=dict)  # id -> status of a task moved to the archive
+    quarantined: Mapping[str, str]  # task id -> its problem, one line
+    archived: Mapping[str, str]  # id -> status of a task moved to the archive
+
+    def __init__(
+        self,
+        tasks: list[Task],
+        by_id: Mapping[str, Task],
+        done: frozenset[str],
+        leases: Mapping[str, LeaseObservation],
+        now: datetime,
+        default_ttl: float,
+        cycle: tuple[str, ...] = (),
+        quarantined: Mapping[str, str] | None = None,
+        archived: Mapping[str, str] | None = None,
+    ) -> None:
+        set_field(self, "tasks", tasks)
+        set_field(self, "by_id", by_id)
+        set_field(self, "done", done)
+        set_field(self, "leases", leases)
+        set_field(self, "now", now)
+        set_field(self, "default_ttl", default_ttl)
+        set_field(self, "cycle", cycle)
+        set_field(self, "quarantined", {} if quarantined is None else quarantined)
+        set_field(self, "archived", {} if archived is None else archived)
 
     @classmethod
     def build(
@@ -376,20 +471,45 @@ class Kind(enum.StrEnum):
     FENCED = "fenced"  # its supervisor killed it: its daemon had not renewed the lease for lease_ttl - fence_margin
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(Record):
     """What the runner saw."""
+
+    _fields = ("kind", "exit_code", "signal", "status", "note", "fields", "question", "session", "pause_until", "usage")
 
     kind: Kind
     exit_code: int | None = None
     signal: int | None = None
     status: str | None = None  # from a result file
     note: str | None = None
-    fields: Mapping[str, Any] = field(default_factory=dict)
+    fields: Mapping[str, Any]
     question: str | None = None  # ASKED: what the command asked
     session: str | None = None  # the agent's session id (to resume it), from the result file or its output
     pause_until: datetime | None = None  # PAUSED: until when (None: the role's pause_for)
-    usage: Mapping[str, float] = field(default_factory=dict)  # cost_usd and token counts, where reported
+    usage: Mapping[str, float]  # cost_usd and token counts, where reported
+
+    def __init__(
+        self,
+        kind: Kind,
+        exit_code: int | None = None,
+        signal: int | None = None,
+        status: str | None = None,
+        note: str | None = None,
+        fields: Mapping[str, Any] | None = None,
+        question: str | None = None,
+        session: str | None = None,
+        pause_until: datetime | None = None,
+        usage: Mapping[str, float] | None = None,
+    ) -> None:
+        set_field(self, "kind", kind)
+        set_field(self, "exit_code", exit_code)
+        set_field(self, "signal", signal)
+        set_field(self, "status", status)
+        set_field(self, "note", note)
+        set_field(self, "fields", {} if fields is None else fields)
+        set_field(self, "question", question)
+        set_field(self, "session", session)
+        set_field(self, "pause_until", pause_until)
+        set_field(self, "usage", {} if usage is None else usage)
 
 
 def classify(
@@ -427,9 +547,10 @@ def classify(
     return Outcome(Kind.FAILURE, exit_code, signal, None, note, fields)
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(Record):
     """What to do with a task after an attempt: its next status and the fields to set (None = remove)."""
+
+    _fields = ("status", "patch", "retry", "final_failure", "note", "stood", "looped")
 
     status: str
     patch: Mapping[str, Any]
@@ -438,6 +559,24 @@ class Decision:
     note: str | None = None
     stood: bool = False  # the command set the task's status itself while it ran, and that status stands
     looped: bool = False  # stopped: it ran max_repeats times in a row without leaving the role's claimed statuses
+
+    def __init__(
+        self,
+        status: str,
+        patch: Mapping[str, Any],
+        retry: bool = False,
+        final_failure: bool = False,
+        note: str | None = None,
+        stood: bool = False,
+        looped: bool = False,
+    ) -> None:
+        set_field(self, "status", status)
+        set_field(self, "patch", patch)
+        set_field(self, "retry", retry)
+        set_field(self, "final_failure", final_failure)
+        set_field(self, "note", note)
+        set_field(self, "stood", stood)
+        set_field(self, "looped", looped)
 
 
 def decide(task: Task, role: Role, outcome: Outcome, now: datetime, workflow: Workflow | None = None) -> Decision:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from agentd.core import scheduler
 from agentd.core.clock import format_timestamp
@@ -16,6 +15,10 @@ from agentd.core.model import Task
 from agentd.core.scheduler import Decision, Kind, Outcome
 from agentd.core.workflow import Role, Workflow
 from agentd.errors import Conflict
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def apply_patch(raw: dict[str, Any], patch: Mapping[str, Any]) -> None:

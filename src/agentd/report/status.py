@@ -9,7 +9,6 @@ import contextlib
 from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
 
 from agentd import actions
 from agentd.config import Config
@@ -25,6 +24,10 @@ from agentd.store import open_store
 from agentd.store.base import Probe, Store
 from agentd.store.file.pidfile import probe, role_of, silence
 from agentd.workspaces import settings as workspaces
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _seconds(delta: float | None) -> float | None:

@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from agentd.core.record import Record, set_field
 from agentd.store.base import Event, Filter
 from agentd.store.file.journal import parse_line, read_events
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from agentd.store.base import Store
 
 GROUPS = ("role", "task", "day")
@@ -79,18 +80,23 @@ def records(journal: Path, where: Filter | None = None) -> list[tuple[datetime, 
     return [(run.ended, run.role, run.cost) for run in runs(journal, where) if "cost_usd" in run.usage]
 
 
-@dataclass
 class Tally:
     """The costed runs since a time, kept up to date by reading only what was appended to the live journal since the
     last look (the whole journal again after a rotation). A daemon checks its budget after each costed run: reading a
     day's journal each time would cost seconds on a busy project."""
 
-    journal: Path | None  # None: a store with no journal file (every look reads the store's events since)
-    store: Store | None = None
-    found: dict[tuple[str, str], tuple[datetime, str, float]] = field(default_factory=dict)
-    _file: tuple[int, int] | None = None
-    _offset: int = 0
-    _since: datetime | None = None
+    def __init__(
+        self,
+        journal: Path | None,  # None: a store with no journal file (every look reads the store's events since)
+        store: Store | None = None,
+        found: dict[tuple[str, str], tuple[datetime, str, float]] | None = None,
+    ) -> None:
+        self.journal = journal
+        self.store = store
+        self.found: dict[tuple[str, str], tuple[datetime, str, float]] = {} if found is None else found
+        self._file: tuple[int, int] | None = None
+        self._offset = 0
+        self._since: datetime | None = None
 
     @classmethod
     def of(cls, store: Store) -> Tally:
@@ -133,13 +139,23 @@ class Tally:
                 self.found[(run.task, str(run.token))] = (run.ended, run.role, run.cost)
 
 
-@dataclass
 class Line:
     """A sum of usage for one key (a role, a task or a day)."""
 
-    key: str
-    runs: int = 0
-    usage: dict[str, float] = field(default_factory=dict)
+    def __init__(self, key: str, runs: int = 0, usage: dict[str, float] | None = None) -> None:
+        self.key = key
+        self.runs = runs
+        self.usage: dict[str, float] = {} if usage is None else usage
+
+    def __repr__(self) -> str:
+        return f"Line(key={self.key!r}, runs={self.runs!r}, usage={self.usage!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Line):
+            return NotImplemented
+        return (self.key, self.runs, self.usage) == (other.key, other.runs, other.usage)
+
+    __hash__ = None  # type: ignore[assignment]  # (mutable, as the dataclass it was)
 
     def add(self, run: Run) -> None:
         self.runs += 1

@@ -13,7 +13,7 @@ import os
 import resource
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -249,8 +249,8 @@ class Executor:
         session = (result or {}).get("session") or (report.session if report else None)
         usage = {**(report.usage if report else {}), **((result or {}).get("usage") or {})}
         if report is not None and report.is_error and outcome.kind is Kind.SUCCESS:
-            outcome = replace(outcome, kind=Kind.FAILURE, note=report.note or "the agent reported an error")
-        return replace(outcome, session=session, usage=usage)
+            outcome = outcome.replace(kind=Kind.FAILURE, note=report.note or "the agent reported an error")
+        return outcome.replace(session=session, usage=usage)
 
     def _adapter_report(self, run: Running) -> adapters.AgentReport | None:
         """What the role's output adapter reads from the end of the run's log (None: no adapter, or nothing)."""

@@ -11,14 +11,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
-import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from agentd.config import Config
 from agentd.core.record import Record, set_field
@@ -28,8 +24,10 @@ from agentd.store import open_store
 from agentd.store.file.journal import follow as follow  # (tails role logs too)
 from agentd.store.file.pidfile import PidInfo, Probe, pid_path, probe, role_of
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # (imported where a daemon is started: `agentd status` starts none)
     import subprocess
+    from typing import Any
 
 START_TIMEOUT = 60.0
 
@@ -96,6 +94,8 @@ class StartResult(Record):
 
 def _read_ready(fd: int, proc: subprocess.Popen[bytes], timeout: float) -> dict[str, object] | None:
     """The daemon's readiness line, or None when it died or closed the pipe without one."""
+    import select
+
     buffer = b""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -127,15 +127,17 @@ def _tail_text(path: Path, lines: int = 5) -> str:
     return " | ".join(text[-lines:])
 
 
-@dataclass
 class Pending:
     """A daemon spawned in the background, not yet known to be up."""
 
-    name: str
-    proc: subprocess.Popen[bytes] | None
-    read_end: int
-    log: str
-    done: StartResult | None = None
+    def __init__(
+        self, name: str, proc: subprocess.Popen[bytes] | None, read_end: int, log: str, done: StartResult | None = None
+    ) -> None:
+        self.name = name
+        self.proc = proc
+        self.read_end = read_end
+        self.log = log
+        self.done = done
 
     def wait(self, timeout: float = START_TIMEOUT) -> StartResult:
         """Wait for the daemon's readiness line (or its death) and say what happened."""
@@ -398,6 +400,8 @@ def stop(seen: Probe, timeout: float, name: str | None = None) -> StopResult:
     pid = seen.info.pid
     if seen.info.proc_start is not None and process_start(pid) not in (None, seen.info.proc_start):
         return StopResult(name, "not-running")  # the lock holder is not the process the file names: leave it
+    import signal  # (here: `agentd status` imports this module and stops nothing)
+
     began = time.monotonic()
     started = seen.info.proc_start
     with contextlib.suppress(ProcessLookupError):

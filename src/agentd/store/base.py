@@ -15,27 +15,55 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from dataclasses import dataclass, fields
 from datetime import datetime
-from pathlib import Path
-from typing import Any, Protocol, TypeVar
 
 from agentd.core.clock import format_timestamp, parse_timestamp
-from agentd.core.model import Task
-from agentd.core.scheduler import LeaseObservation
-from agentd.core.validate import Finding
-from agentd.core.workflow import Workflow
+from agentd.core.record import Record, set_field
 from agentd.hostinfo import boot_id, hostname, pid_namespace, process_start
 
-T = TypeVar("T")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping, MutableMapping
+    from pathlib import Path
+    from typing import Any, Protocol, TypeVar
+
+    from agentd.core.model import Task
+    from agentd.core.scheduler import LeaseObservation
+    from agentd.core.validate import Finding
+    from agentd.core.workflow import Workflow
+
+    T = TypeVar("T")
+else:
+    # The protocols below are for the type checker: at run time they are plain classes, so that `agentd status` (which
+    # reads a store through them) does not import typing (and this module builds no Protocol class) on every call.
+    Protocol = object
 
 # -- leases ------------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LeaseRecord:
+class LeaseRecord(Record):
     """What a lease says: who holds which task under which token (a lease file's content, for the file store)."""
+
+    _fields = (
+        "task_id",
+        "token",
+        "role",
+        "host",
+        "pid",
+        "acquired",
+        "ttl",
+        "owner",
+        "heartbeat",
+        "attempt",
+        "instance",
+        "boot_id",
+        "pgid",
+        "pgid_start",
+        "heartbeat_at",
+        "pid_start",
+        "heartbeat_boot",
+        "pid_ns",
+    )
 
     task_id: str
     token: int
@@ -56,6 +84,46 @@ class LeaseRecord:
     heartbeat_boot: float | None = None  # the boot clock at the last heartbeat (compare only within boot_id)
     pid_ns: int | None = None  # the daemon's PID namespace: its pid and pgid mean something only within it
 
+    def __init__(
+        self,
+        task_id: str,
+        token: int,
+        role: str,
+        host: str,
+        pid: int,
+        acquired: str,
+        ttl: float,
+        owner: str = "",
+        heartbeat: float = 60.0,
+        attempt: int = 1,
+        instance: str | None = None,
+        boot_id: str | None = None,
+        pgid: int | None = None,
+        pgid_start: int | None = None,
+        heartbeat_at: str | None = None,
+        pid_start: int | None = None,
+        heartbeat_boot: float | None = None,
+        pid_ns: int | None = None,
+    ) -> None:
+        set_field(self, "task_id", task_id)
+        set_field(self, "token", token)
+        set_field(self, "role", role)
+        set_field(self, "host", host)
+        set_field(self, "pid", pid)
+        set_field(self, "acquired", acquired)
+        set_field(self, "ttl", ttl)
+        set_field(self, "owner", owner)
+        set_field(self, "heartbeat", heartbeat)
+        set_field(self, "attempt", attempt)
+        set_field(self, "instance", instance)
+        set_field(self, "boot_id", boot_id)
+        set_field(self, "pgid", pgid)
+        set_field(self, "pgid_start", pgid_start)
+        set_field(self, "heartbeat_at", heartbeat_at)
+        set_field(self, "pid_start", pid_start)
+        set_field(self, "heartbeat_boot", heartbeat_boot)
+        set_field(self, "pid_ns", pid_ns)
+
     def dumps(self) -> bytes:
         # json.dumps(asdict(self), indent=2), the same bytes: the fields are scalars, each encoded by the C encoder
         # (indent= takes the pure-Python one) and not deep-copied by asdict first; written on every claim and start.
@@ -63,7 +131,7 @@ class LeaseRecord:
         return ("{\n" + ",\n".join(map(str.__add__, _RECORD_KEYS, values)) + "\n}\n").encode()
 
 
-_RECORD_FIELDS = tuple(field.name for field in fields(LeaseRecord))
+_RECORD_FIELDS = LeaseRecord._fields
 _encode = json.JSONEncoder().encode
 _RECORD_KEYS = tuple(f"  {_encode(name)}: " for name in _RECORD_FIELDS)
 _plain_string = json.encoder.encode_basestring_ascii  # (C) what JSONEncoder().encode does for a str
@@ -163,13 +231,24 @@ EVENT_TYPES = (
 )
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(Record):
     """One journal line: its fields as stored (``data``), the line itself (``raw``) and its time."""
+
+    _fields = ("data", "raw", "time")
 
     data: dict[str, Any]
     raw: str
     time: datetime
+
+    def __init__(
+        self,
+        data: dict[str, Any],
+        raw: str,
+        time: datetime,
+    ) -> None:
+        set_field(self, "data", data)
+        set_field(self, "raw", raw)
+        set_field(self, "time", time)
 
     @property
     def name(self) -> str:
@@ -191,14 +270,27 @@ class Event:
         return str(self.data.get("message") or "")
 
 
-@dataclass(frozen=True)
-class Filter:
+class Filter(Record):
     """Which events to keep; every criterion given must hold."""
+
+    _fields = ("task", "role", "since", "types")
 
     task: str | None = None
     role: str | None = None
     since: datetime | None = None
     types: frozenset[str] = frozenset()
+
+    def __init__(
+        self,
+        task: str | None = None,
+        role: str | None = None,
+        since: datetime | None = None,
+        types: frozenset[str] = frozenset(),
+    ) -> None:
+        set_field(self, "task", task)
+        set_field(self, "role", role)
+        set_field(self, "since", since)
+        set_field(self, "types", types)
 
     def matches(self, event: Event) -> bool:
         """Whether ``event`` passes the filter."""
@@ -213,9 +305,25 @@ class Filter:
 # -- daemons -----------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PidInfo:
+class PidInfo(Record):
     """What a PID file says."""
+
+    _fields = (
+        "pid",
+        "role",
+        "host",
+        "started_at",
+        "argv",
+        "instance",
+        "boot_id",
+        "proc_start",
+        "interval",
+        "log",
+        "beat_at",
+        "beat_boot",
+        "beat_every",
+        "url",
+    )
 
     pid: int
     role: str
@@ -231,6 +339,38 @@ class PidInfo:
     beat_boot: float | None = None  # the same beat on the boot clock (compare only within boot_id)
     beat_every: float | None = None  # seconds between beats
     url: str | None = None  # the address a web server serves on
+
+    def __init__(
+        self,
+        pid: int,
+        role: str,
+        host: str,
+        started_at: str,
+        argv: list[str],
+        instance: str | None = None,
+        boot_id: str | None = None,
+        proc_start: int | None = None,
+        interval: float | None = None,
+        log: str | None = None,
+        beat_at: str | None = None,
+        beat_boot: float | None = None,
+        beat_every: float | None = None,
+        url: str | None = None,
+    ) -> None:
+        set_field(self, "pid", pid)
+        set_field(self, "role", role)
+        set_field(self, "host", host)
+        set_field(self, "started_at", started_at)
+        set_field(self, "argv", argv)
+        set_field(self, "instance", instance)
+        set_field(self, "boot_id", boot_id)
+        set_field(self, "proc_start", proc_start)
+        set_field(self, "interval", interval)
+        set_field(self, "log", log)
+        set_field(self, "beat_at", beat_at)
+        set_field(self, "beat_boot", beat_boot)
+        set_field(self, "beat_every", beat_every)
+        set_field(self, "url", url)
 
     @property
     def name(self) -> str:
@@ -272,7 +412,7 @@ class PidInfo:
     def from_mapping(cls, data: Mapping[str, Any]) -> PidInfo:
         """A PidInfo from its JSON object, keys it does not know ignored (a newer agentd's); TypeError if one it
         needs is missing."""
-        known = cls.__dataclass_fields__
+        known = cls._fields
         return cls(**{key: value for key, value in data.items() if key in known})
 
 
@@ -290,15 +430,30 @@ def stale_reason(info: PidInfo) -> str:
     return f"pid {info.pid} no longer holds its lock"
 
 
-@dataclass(frozen=True)
-class Probe:
+class Probe(Record):
     """What a look at a PID file found."""
+
+    _fields = ("path", "running", "info", "junk", "error")
 
     path: Path
     running: bool
     info: PidInfo | None
     junk: bool = False  # it has content that is not agentd's
     error: str | None = None  # it exists but could not be opened: running or not is unknown
+
+    def __init__(
+        self,
+        path: Path,
+        running: bool,
+        info: PidInfo | None,
+        junk: bool = False,
+        error: str | None = None,
+    ) -> None:
+        set_field(self, "path", path)
+        set_field(self, "running", running)
+        set_field(self, "info", info)
+        set_field(self, "junk", junk)
+        set_field(self, "error", error)
 
     @property
     def stale(self) -> str | None:

@@ -21,9 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
 
 from agentd.config import LogConfig
 from agentd.core.clock import Clock, format_timestamp, parse_timestamp
@@ -34,8 +32,10 @@ from agentd.store.base import EVENT_TYPES as EVENT_TYPES  # (re-exported)
 from agentd.store.base import Event as Event
 from agentd.store.base import Filter as Filter
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from logging import Logger
+    from typing import IO, Any
 
 INFO = 20  # logging.INFO (logging is imported by whoever passes a logger)
 
@@ -198,16 +198,16 @@ def parse_line(line: str | bytes) -> Event | None:
     return Event(data, text, moment)
 
 
-@dataclass
 class LiveMark:
     """How far reading got into the live file, so a follower that re-reads it from its start can skip those lines.
 
     A follower that opened a newer file (rotated in between) is recognised by a different first line.
     """
 
-    first: str | None = None
-    lines: int = 0
-    _skipped: int = field(default=0, repr=False)
+    def __init__(self, first: str | None = None, lines: int = 0) -> None:
+        self.first = first
+        self.lines = lines
+        self._skipped = 0
 
     def already_read(self, line: str) -> bool:
         """Whether ``line`` (the next complete line a follower of the live file got) was read before."""

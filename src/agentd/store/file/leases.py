@@ -23,10 +23,8 @@ import os
 import stat
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from agentd import faults, schema
 from agentd.core.clock import Clock, SystemClock, format_timestamp, parse_timestamp
@@ -37,6 +35,10 @@ from agentd.hostinfo import boot_id, flock_holders
 from agentd.lazylog import get_logger
 from agentd.store.base import LeaseRecord as LeaseRecord  # (re-exported)
 from agentd.store.base import new_record as new_record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 log = get_logger(__name__)
 
@@ -87,18 +89,18 @@ def _remember(raw: bytes, record: LeaseRecord) -> None:
     _VALID_LEASES[raw, record.task_id] = record
 
 
-@dataclass
 class Held:
     """A lease this process holds: the open, locked descriptor and what the file says.
 
     Thread-safe: the daemon's heartbeat thread renews it while its main loop may release it.
     """
 
-    folder: LeaseDir
-    record: LeaseRecord
-    fd: int
-    inode: tuple[int, int]
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    def __init__(self, folder: LeaseDir, record: LeaseRecord, fd: int, inode: tuple[int, int]) -> None:
+        self.folder = folder
+        self.record = record
+        self.fd = fd
+        self.inode = inode
+        self._lock = threading.Lock()
 
     @property
     def task_id(self) -> str:
@@ -121,7 +123,7 @@ class Held:
                 return None
             if not self.still_ours():
                 return False
-            self.record = replace(self.record, heartbeat_at=format_timestamp(now), heartbeat_boot=boot, **changes)
+            self.record = self.record.replace(heartbeat_at=format_timestamp(now), heartbeat_boot=boot, **changes)
             payload = self.record.dumps()
             os.pwrite(self.fd, payload, 0)
             faults.point("heartbeat.mid-write")  # a reader now may see the new text and the old one's tail
@@ -443,7 +445,7 @@ class LeaseDir:
             raise LeaseInvalid(path, problem[0], problem[1])
         if data["task_id"] != task_id:
             raise LeaseInvalid(path, "$.task_id", f"names task {data['task_id']!r}, not {task_id!r}")
-        known = set(LeaseRecord.__dataclass_fields__)
+        known = set(LeaseRecord._fields)
         record = LeaseRecord(**{key: value for key, value in data.items() if key in known})
         _remember(raw, record)
         return record

@@ -20,16 +20,18 @@ import json
 import os
 import stat
 import time
-from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from agentd.core.clock import format_timestamp, parse_timestamp
 from agentd.errors import AgentdError, ExitCode, FileAccessError, display_path
 from agentd.store.base import PidInfo as PidInfo  # (re-exported)
 from agentd.store.base import Probe as Probe
 from agentd.store.base import stale_reason as stale_reason
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
@@ -196,7 +198,7 @@ class PidFile:
             raise AgentdError(f"{self.path}: the PID file keeps changing under agentd")
         self.replaced = _parse(os.pread(self.fd, 1 << 16, 0))
         info = PidInfo.of_this_process(self.role, self.instance, started, interval, log, boot, beat_every)
-        payload = (json.dumps(asdict(info), indent=2) + "\n").encode("utf-8")
+        payload = (json.dumps(info.asdict(), indent=2) + "\n").encode("utf-8")
         self._size = -(-len(payload) // 256) * 256 + 256  # room for a beat to grow without shrinking the file
         os.pwrite(self.fd, payload.ljust(self._size), 0)  # over the old content, then cut: never an empty file
         os.ftruncate(self.fd, self._size)
@@ -213,8 +215,8 @@ class PidFile:
         """Rewrite some of the file's fields in place (padded: the file never shrinks while held)."""
         if self.fd < 0 or self.info is None:
             return
-        self.info = replace(self.info, **fields)
-        payload = (json.dumps(asdict(self.info), indent=2) + "\n").encode("utf-8")
+        self.info = self.info.replace(**fields)
+        payload = (json.dumps(self.info.asdict(), indent=2) + "\n").encode("utf-8")
         self._size = max(self._size, len(payload))
         os.pwrite(self.fd, payload.ljust(self._size), 0)
 
@@ -248,4 +250,4 @@ def role_of(path: Path) -> tuple[str, str | None]:
 
 
 def to_json(info: PidInfo | None) -> dict[str, Any] | None:
-    return asdict(info) if info else None
+    return info.asdict() if info else None

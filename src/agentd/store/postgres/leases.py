@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import threading
-from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,7 +50,7 @@ def record_of(text: str) -> LeaseRecord | None:
     """A lease row's record (None when it does not parse)."""
     try:
         data = json.loads(text)
-        known = set(LeaseRecord.__dataclass_fields__)
+        known = set(LeaseRecord._fields)
         return LeaseRecord(**{key: value for key, value in data.items() if key in known})
     except (ValueError, TypeError):
         return None
@@ -134,11 +133,11 @@ def claim(reach: Reach, uri: str, record: LeaseRecord) -> PgHeld | None:
         conn.close()
         return None
     stamp = format_timestamp(row[0].astimezone(UTC))
-    return PgHeld(reach, uri, conn, replace(record, acquired=stamp, heartbeat_at=stamp))
+    return PgHeld(reach, uri, conn, record.replace(acquired=stamp, heartbeat_at=stamp))
 
 
 def _text(record: LeaseRecord) -> str:
-    return json.dumps(asdict(record))
+    return json.dumps(record.asdict())
 
 
 class PgHeld:
@@ -176,7 +175,7 @@ class PgHeld:
         with self._lock:
             if self._conn is None:
                 return None
-            record = replace(self.record, heartbeat_at=format_timestamp(now), heartbeat_boot=boot, **changes)
+            record = self.record.replace(heartbeat_at=format_timestamp(now), heartbeat_boot=boot, **changes)
             for again in (True, False):
                 try:
                     if self._conn.closed or self._conn.broken:
@@ -193,7 +192,7 @@ class PgHeld:
             self._reach.ok(self._conn)
             if row is None:
                 return False
-            self.record = replace(record, heartbeat_at=format_timestamp(row[0].astimezone(UTC)))
+            self.record = record.replace(heartbeat_at=format_timestamp(row[0].astimezone(UTC)))
             return True
 
     def _lock_again(self) -> bool:

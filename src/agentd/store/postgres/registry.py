@@ -20,7 +20,6 @@ import os
 import threading
 import time
 import zlib
-from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -69,7 +68,7 @@ def daemons(conn: Any, where: Path) -> list[Probe]:
     for name, text, running, started, beat in rows:
         info = parse_info(text)
         if info is not None:
-            info = replace(info, started_at=format_timestamp(started), beat_at=format_timestamp(beat))
+            info = info.replace(started_at=format_timestamp(started), beat_at=format_timestamp(beat))
         out.append(Probe(path=where / name, running=bool(running), info=info))
     return out
 
@@ -124,7 +123,7 @@ class PgRegistration:
                 "INSERT INTO agentd_daemons (name, lock_key, info) VALUES (%s, %s, %s)"
                 " ON CONFLICT (name) DO UPDATE SET lock_key = excluded.lock_key, info = excluded.info,"
                 " started = now(), beat = now()",
-                (self.name, key, json.dumps(asdict(info))),
+                (self.name, key, json.dumps(info.asdict())),
             )
         except BaseException:
             conn.close()
@@ -140,7 +139,7 @@ class PgRegistration:
         with self._lock:
             if self._conn is None or self.info is None:
                 return
-            self.info = replace(self.info, beat_at=format_timestamp(now), beat_boot=round(boot, 3))
+            self.info = self.info.replace(beat_at=format_timestamp(now), beat_boot=round(boot, 3))
             for again in (True, False):
                 try:
                     if self._conn.closed or self._conn.broken:
@@ -183,7 +182,7 @@ class PgRegistration:
         assert self.info is not None
         self._conn.execute(
             "UPDATE agentd_daemons SET info = %s, beat = now() WHERE name = %s",
-            (json.dumps(asdict(self.info)), self.name),
+            (json.dumps(self.info.asdict()), self.name),
         )
 
     def release(self) -> None:

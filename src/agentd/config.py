@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 from agentd import schema
 from agentd.core.duration import parse_duration
@@ -23,9 +22,12 @@ from agentd.workspaces.settings import WorkspaceSettings, WorkspacesInvalid
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
     from agentd.automation.settings import Automation
+
+    StrPath = str | os.PathLike[str]
 
 CONFIG_NAME = "agentd.toml"
 TUNABLES = ("interval", "lease_ttl", "heartbeat", "timeout", "max_attempts", "grace", "kill_after", "max_repeats")
@@ -115,6 +117,40 @@ class LogConfig(Record):
         return self.max_bytes * (self.backups + 1)
 
 
+def _as_path(name: str) -> Path:
+    from pathlib import Path  # (here: see Config)
+
+    return Path(name)
+
+
+def _norm(path: StrPath) -> str:
+    """``str(Path(path))`` without pathlib: '.' parts and repeated or trailing slashes dropped."""
+    name = os.fspath(path)
+    if not name:
+        return "."
+    lead = "/" if name.startswith("/") else ""
+    if name.startswith("//") and not name.startswith("///"):
+        lead = "//"  # (POSIX leaves a path's two leading slashes to the system: pathlib keeps them)
+    parts = [part for part in name.split("/") if part and part != "."]
+    return lead + "/".join(parts) if parts or lead else "."
+
+
+def _relative(path: str, folder: str) -> str | None:
+    """``str(Path(path).relative_to(folder))`` for two normalised paths (by name, as written), None when ``path`` is
+    not inside ``folder``."""
+    if path == folder:
+        return "."
+    if folder == ".":
+        return None if path.startswith("/") else path
+    prefix = folder if folder.endswith("/") else folder + "/"
+    return path[len(prefix) :] if path.startswith(prefix) else None
+
+
+def _join(folder: str, name: StrPath) -> str:
+    """``str(Path(folder) / name)`` without pathlib."""
+    return _norm(os.path.join(folder, os.fspath(name)))
+
+
 class Config(Record):
     """Everything a command needs to know about one project."""
 
@@ -138,13 +174,11 @@ class Config(Record):
         "automation",
     )
 
-    root: Path
-    path: Path | None
-    queue_path: Path
+    # root, path, queue_path, leases_dir and state_dir: Paths (properties below), kept as the strings that
+    # root_folder, config_file, queue_file, leases_folder and state_folder give: the commands an agent calls per task
+    # use those, and import no pathlib (with fnmatch, urllib.parse and ipaddress, 0.6 times the interpreter's start).
     workflow: Workflow
     lock_timeout: float = 30.0
-    leases_dir: Path = Path(".leases")
-    state_dir: Path = Path(".agentd")
     log: LogConfig
     store: str = "file"  # which store holds the queue, leases and journal (see agentd.store.open_store)
     workspaces: WorkspaceSettings
@@ -154,13 +188,13 @@ class Config(Record):
 
     def __init__(
         self,
-        root: Path,
-        path: Path | None,
-        queue_path: Path,
+        root: StrPath,
+        path: StrPath | None,
+        queue_path: StrPath,
         workflow: Workflow,
         lock_timeout: float = 30.0,
-        leases_dir: Path = Path(".leases"),
-        state_dir: Path = Path(".agentd"),
+        leases_dir: StrPath = ".leases",
+        state_dir: StrPath = ".agentd",
         log: LogConfig | None = None,
         store: str = "file",
         workspaces: WorkspaceSettings | None = None,
@@ -168,19 +202,50 @@ class Config(Record):
         sources: Mapping[str, str] | None = None,
         automation: Automation | None = None,
     ) -> None:
-        set_field(self, "root", root)
-        set_field(self, "path", path)
-        set_field(self, "queue_path", queue_path)
+        set_field(self, "root_folder", _norm(root))
+        set_field(self, "config_file", None if path is None else _norm(path))
+        set_field(self, "queue_file", _norm(queue_path))
         set_field(self, "workflow", workflow)
         set_field(self, "lock_timeout", lock_timeout)
-        set_field(self, "leases_dir", leases_dir)
-        set_field(self, "state_dir", state_dir)
+        set_field(self, "leases_folder", _norm(leases_dir))
+        set_field(self, "state_folder", _norm(state_dir))
         set_field(self, "log", LogConfig() if log is None else log)
         set_field(self, "store", store)
         set_field(self, "workspaces", WorkspaceSettings() if workspaces is None else workspaces)
         set_field(self, "timezone", timezone)
         set_field(self, "sources", dict() if sources is None else sources)
         set_field(self, "automation", automation)
+
+    root_folder: str
+    config_file: str | None
+    queue_file: str
+    leases_folder: str
+    state_folder: str
+
+    @property
+    def root(self) -> Path:
+        """The project's folder."""
+        return _as_path(self.root_folder)
+
+    @property
+    def path(self) -> Path | None:
+        """agentd.toml (None: the project has none)."""
+        return None if self.config_file is None else _as_path(self.config_file)
+
+    @property
+    def queue_path(self) -> Path:
+        """The queue file."""
+        return _as_path(self.queue_file)
+
+    @property
+    def leases_dir(self) -> Path:
+        """The lease folder."""
+        return _as_path(self.leases_folder)
+
+    @property
+    def state_dir(self) -> Path:
+        """The project's state folder (``.agentd``)."""
+        return _as_path(self.state_folder)
 
     @property
     def roles(self) -> Mapping[str, Role]:
@@ -203,23 +268,32 @@ class Config(Record):
 
 def find_root(start: Path | None = None) -> Path:
     """The nearest folder upwards from ``start`` that holds agentd.toml, else ``start`` itself."""
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / CONFIG_NAME).is_file():
+    return _as_path(_find_root(os.fspath(start) if start else None))
+
+
+def _find_root(start: str | None) -> str:
+    """:func:`find_root`, a string."""
+    here = folder = os.path.realpath(start or os.getcwd())  # (Path.resolve() is os.path.realpath)
+    while True:
+        if os.path.isfile(os.path.join(folder, CONFIG_NAME)):
             return folder
-    return here
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return here
+        folder = parent
 
 
-def _read_toml(path: Path, *, cache: bool = False) -> tuple[dict[str, Any], bytes | None]:
+def _read_toml(path: str, *, cache: bool = False) -> tuple[dict[str, Any], bytes | None]:
     """The parsed file, and its bytes when ``cache`` and the cache missed (:mod:`agentd.configcache`: to keep)."""
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as handle:
+            raw = handle.read()
     except OSError as exc:
         raise ConfigInvalid(path, None, f"cannot read: {exc.strerror or exc}") from None
     if cache:
         from agentd import configcache
 
-        cached = configcache.get(str(path), raw)
+        cached = configcache.get(path, raw)
         if cached is not None:
             return cached, None
     try:
@@ -281,7 +355,7 @@ def _role(name: str, spec: Mapping[str, Any], tunables: Mapping[str, Any], backo
     )
 
 
-def _check_fencing(role: Role, spec: Mapping[str, Any], defaults: Mapping[str, Any], path: Path) -> None:
+def _check_fencing(role: Role, spec: Mapping[str, Any], defaults: Mapping[str, Any], path: str) -> None:
     """Self-fencing must leave room: the margin under the lease's ttl, a heartbeat under ``lease_ttl - margin``."""
 
     def where(key: str) -> str:
@@ -313,7 +387,7 @@ def default_role_specs() -> dict[str, dict[str, Any]]:
     return specs
 
 
-def _role_specs(data: Mapping[str, Any], where: str, path: Path, sources: dict[str, str]) -> dict[str, dict[str, Any]]:
+def _role_specs(data: Mapping[str, Any], where: str, path: str, sources: dict[str, str]) -> dict[str, dict[str, Any]]:
     """Each role's effective table: a default role's keys overridden by what its [roles.NAME] table sets."""
     own: Mapping[str, Mapping[str, Any]] = data.get("roles") or {}
     replacing = bool(data.get("roles_replace_defaults", False))
@@ -345,15 +419,17 @@ def _role_specs(data: Mapping[str, Any], where: str, path: Path, sources: dict[s
     return specs
 
 
-def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
+def build(data: Mapping[str, Any], *, root: StrPath, path: StrPath | None) -> Config:
     """Validate parsed agentd.toml data and build the Config (queue path not yet overridden)."""
+    folder, named = _norm(root), None if path is None else _norm(path)
+    config_file = named or _join(folder, CONFIG_NAME)
     problem = schema.first_error(data, "config")
     if problem is not None:
-        raise ConfigInvalid(path or (root / CONFIG_NAME), problem[0], problem[1])
-    config_file = path or (root / CONFIG_NAME)
+        raise ConfigInvalid(config_file, problem[0], problem[1])
     where = DEFAULT
-    if path is not None:
-        where = str(path.relative_to(root)) if path.is_relative_to(root) else display_path(path)
+    if named is not None:
+        relative = _relative(named, folder)
+        where = display_path(named) if relative is None else relative
     sources: dict[str, str] = {}
     defaults = _defaults()
     tunables = {**defaults["tunables"], **{k: v for k, v in data.get("defaults", {}).items() if k != "backoff"}}
@@ -383,7 +459,7 @@ def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
     if any(key in data for key in ("schedule", "rules", "hooks")):
         from agentd.automation import settings as automation_settings  # cron, globs: only where automation is set
 
-        automation = automation_settings.parse(data, config_file, workflow)
+        automation = automation_settings.parse(data, _as_path(config_file), workflow)
     try:
         workspaces = WorkspaceSettings.from_config(data.get("workspaces", {})).with_roles(specs)
     except WorkspacesInvalid as exc:
@@ -391,13 +467,13 @@ def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
         raise ConfigInvalid(config_file, f"$.{where_key}", exc.reason) from None
     sources["workspaces"] = where if "workspaces" in data else DEFAULT
     return Config(
-        root=root,
-        path=path,
-        queue_path=root / data.get("queue", defaults["queue"]),
+        root=folder,
+        path=named,
+        queue_path=_join(folder, data.get("queue", defaults["queue"])),
         workflow=workflow,
         lock_timeout=float(data.get("lock_timeout", defaults["lock_timeout"])),
-        leases_dir=root / data.get("leases_dir", defaults["leases_dir"]),
-        state_dir=root / data.get("state_dir", defaults["state_dir"]),
+        leases_dir=_join(folder, data.get("leases_dir", defaults["leases_dir"])),
+        state_dir=_join(folder, data.get("state_dir", defaults["state_dir"])),
         log=LogConfig(**log),
         store=str(data.get("store", defaults["store"])),
         workspaces=workspaces,
@@ -407,7 +483,7 @@ def build(data: Mapping[str, Any], *, root: Path, path: Path | None) -> Config:
     )
 
 
-def _check_waiting(workflow: Workflow, path: Path) -> None:
+def _check_waiting(workflow: Workflow, path: str) -> None:
     """A waiting status must be one no role claims or works in (else a parked task would be taken at once), and
     not a done or final status (else it would never come back)."""
     for role in workflow.roles.values():
@@ -421,7 +497,7 @@ def _check_waiting(workflow: Workflow, path: Path) -> None:
             )
 
 
-def _timezone(name: str, path: Path) -> str:
+def _timezone(name: str, path: str) -> str:
     """The time zone named in agentd.toml, checked (ConfigInvalid naming ``$.timezone`` when unknown)."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # (reading the zone costs a CLI call milliseconds)
 
@@ -436,9 +512,9 @@ def _timezone(name: str, path: Path) -> str:
 
 def load(
     *,
-    root: Path | None = None,
-    config_path: Path | None = None,
-    queue: Path | None = None,
+    root: StrPath | None = None,
+    config_path: StrPath | None = None,
+    queue: StrPath | None = None,
     environ: Mapping[str, str] | None = None,
     store: str | None = None,
     cache: bool = False,
@@ -448,26 +524,30 @@ def load(
     With ``cache`` (the CLI's hot commands), agentd.toml is parsed through :mod:`agentd.configcache`, kept when the
     project's state folder is the default one beside it."""
     env = os.environ if environ is None else environ
-    if root is None and env.get("AGENTD_ROOT"):
-        root = Path(env["AGENTD_ROOT"])
-    if config_path is None and env.get("AGENTD_CONFIG"):
-        config_path = Path(env["AGENTD_CONFIG"])
-    if root is None:
-        root = config_path.resolve().parent if config_path else find_root()
-    root = root.resolve()
-    if config_path is None and (root / CONFIG_NAME).is_file():
-        config_path = root / CONFIG_NAME
-    data, parsed = _read_toml(config_path, cache=cache) if config_path is not None else ({}, None)
-    config = build(data, root=root, path=config_path)
-    if parsed is not None and config_path is not None and config.state_dir == config_path.parent / ".agentd":
+    # (strings, not Paths: see Config; Path.resolve() is os.path.realpath)
+    folder = None if root is None else os.fspath(root)
+    given = None if config_path is None else _norm(config_path)
+    if folder is None and env.get("AGENTD_ROOT"):
+        folder = env["AGENTD_ROOT"]
+    if given is None and env.get("AGENTD_CONFIG"):
+        given = _norm(env["AGENTD_CONFIG"])
+    if folder is None:
+        folder = os.path.dirname(os.path.realpath(given)) if given else _find_root(None)
+    folder = os.path.realpath(folder)
+    if given is None and os.path.isfile(os.path.join(folder, CONFIG_NAME)):
+        given = _join(folder, CONFIG_NAME)
+    data, parsed = _read_toml(given, cache=cache) if given is not None else ({}, None)
+    config = build(data, root=folder, path=given)
+    if parsed is not None and given is not None and config.state_folder == _join(os.path.dirname(given), ".agentd"):
         from agentd import configcache
 
-        configcache.put(str(config_path), parsed, data)
+        configcache.put(given, parsed, data)
     origin = "flag --queue"
     if queue is None and env.get("AGENTD_QUEUE"):
-        queue, origin = Path(env["AGENTD_QUEUE"]), "env AGENTD_QUEUE"
+        queue, origin = env["AGENTD_QUEUE"], "env AGENTD_QUEUE"
     if queue is not None:  # typed by a person: relative to where they are, not to the project root
-        config = config.replace(queue_path=queue.resolve(), sources={**config.sources, "queue": origin})
+        queue_file = os.path.realpath(queue)
+        config = config.replace(queue_path=queue_file, sources={**config.sources, "queue": origin})
     origin = "flag --store"
     if store is None and env.get("AGENTD_STORE"):
         store, origin = env["AGENTD_STORE"], "env AGENTD_STORE"

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import enum
 import os
-from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class ExitCode(enum.IntEnum):
@@ -31,6 +34,8 @@ def display_path(path: str | Path) -> str:
     is, not where it points)."""
     if getattr(path, "uri", None):  # a database's address (agentd.store.postgres.connect.Address), not a file
         return str(path)
+    from pathlib import Path  # (here: the hot commands name no file unless something went wrong)
+
     try:
         here = Path.cwd()
     except OSError:
@@ -43,6 +48,13 @@ def display_path(path: str | Path) -> str:
         return str(Path(path).resolve().relative_to(here))
     except (ValueError, OSError, RuntimeError):  # outside the folder; a symlink loop
         return str(path)
+
+
+def _as_path(path: str | Path) -> Path:
+    """``Path(path)``, pathlib imported here: the commands an agent calls per task raise none of these errors."""
+    from pathlib import Path
+
+    return Path(path)
 
 
 class AgentdError(Exception):
@@ -64,7 +76,7 @@ class DataError(AgentdError, ValueError):
     exit_code = ExitCode.BAD_DATA
 
     def __init__(self, path: str | Path, json_path: str | None, reason: str) -> None:
-        self.path = Path(path)
+        self.path = _as_path(path)
         self.json_path = json_path
         self.reason = reason
         where = f"{display_path(path)}: {json_path}" if json_path else display_path(path)
@@ -97,7 +109,7 @@ class LockTimeout(AgentdError, TimeoutError):
     exit_code = ExitCode.LOCK_TIMEOUT
 
     def __init__(self, lock_path: str | Path, timeout: float) -> None:
-        self.lock_path = Path(lock_path)
+        self.lock_path = _as_path(lock_path)
         self.timeout = timeout
         super().__init__(
             f"{display_path(lock_path)}: could not take the queue lock within {timeout:g} s "
@@ -112,7 +124,7 @@ class TaskNotFound(AgentdError, LookupError):
 
     def __init__(self, task_id: str, path: str | Path | None = None) -> None:
         self.task_id = task_id
-        self.path = Path(path) if path else None
+        self.path = _as_path(path) if path else None
         where = f"{display_path(path)}: " if path else ""
         super().__init__(f"{where}no task with id {task_id!r}")
 
@@ -123,7 +135,7 @@ class NoProject(AgentdError, LookupError):
     exit_code = ExitCode.NOT_FOUND
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+        self.root = _as_path(root)
         where = display_path(root)
         prefix = "" if where == "." else f"{where}: "
         super().__init__(f"{prefix}no agentd project here (no agentd.toml or queue): run `agentd init`, or pass --root")
@@ -193,7 +205,7 @@ class ConfigError(AgentdError, ValueError):
     exit_code = ExitCode.BAD_DATA
 
     def __init__(self, path: str | Path | None, reason: str) -> None:
-        self.path = Path(path) if path else None
+        self.path = _as_path(path) if path else None
         self.reason = reason
         super().__init__(f"{display_path(path)}: {reason}" if path else reason)
 
@@ -204,7 +216,7 @@ class FileAccessError(AgentdError, OSError):
     exit_code = ExitCode.IO_ERROR
 
     def __init__(self, path: str | Path | None, action: str, reason: str) -> None:
-        self.path = Path(path) if path is not None else None
+        self.path = _as_path(path) if path is not None else None
         self.action = action
         self.reason = reason
         where = f"{display_path(path)}: " if path is not None else ""

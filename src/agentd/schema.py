@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 from agentd.core.clock import parse_timestamp
 from agentd.core.lazyre import LazyPattern
@@ -18,6 +18,7 @@ from agentd.store.file.incremental import Piece
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any, Literal
 
     SchemaName = Literal["queue", "task", "lease", "config", "result"]
@@ -29,17 +30,25 @@ if TYPE_CHECKING:  # jsonschema costs ~60 ms to import: loaded by the first vali
 NAMES: tuple[SchemaName, ...] = ("queue", "task", "lease", "config", "result")
 
 
-@functools.cache
 def schema_dir() -> Path:
     """Where the schemas are: inside the installed package, else the source tree's top-level ``schemas/``.
 
     The package's folder on disk is where ``importlib.resources`` would find them, without its import (it pulls in
     tempfile, shutil and zipfile: milliseconds on every CLI call)."""
-    packaged = Path(__file__).resolve().parent / "schemas"
-    if packaged.is_dir():
+    from pathlib import Path
+
+    return Path(_schema_folder())
+
+
+@functools.cache
+def _schema_folder() -> str:
+    """:func:`schema_dir` as a string (without pathlib: the CLI's hot commands read a schema, see agentd.config)."""
+    here = os.path.dirname(os.path.realpath(__file__))  # (Path.resolve() is os.path.realpath)
+    packaged = os.path.join(here, "schemas")
+    if os.path.isdir(packaged):
         return packaged
-    source = Path(__file__).resolve().parents[2] / "schemas"
-    if source.is_dir():
+    source = os.path.join(os.path.dirname(os.path.dirname(here)), "schemas")
+    if os.path.isdir(source):
         return source
     raise FileNotFoundError("agentd's JSON Schemas are missing from the installation")
 
@@ -47,7 +56,7 @@ def schema_dir() -> Path:
 @functools.cache
 def load(name: SchemaName) -> dict[str, Any]:
     """One schema as a dict."""
-    with (schema_dir() / f"{name}.schema.json").open(encoding="utf-8") as handle:
+    with open(os.path.join(_schema_folder(), f"{name}.schema.json"), encoding="utf-8") as handle:
         data: dict[str, Any] = json.load(handle)
     return data
 

@@ -71,6 +71,13 @@ FAST_UNUSED = (
     "threading",
     "signal",
     "copy",
+    # Paths are strings on this path (agentd.config.Config's *_file and *_folder, the queue file's, the side lock's and
+    # the archive's names), a Path made only when asked for: pathlib (with fnmatch, urllib.parse and ipaddress, 0.6
+    # times the interpreter's own start) is not imported.
+    "pathlib",
+    "urllib",
+    "ipaddress",
+    "fnmatch",
 )
 # What `status` (agentd.report.status) has no use for: the scheduler, the store protocols, the lease folder, the
 # journal, the usage tally and the PID files are agentd.core.record classes or plain ones (no dataclass methods compiled
@@ -136,8 +143,8 @@ def test_light_command_imports_no_heavy_module(project: object, argv: tuple[str,
 @pytest.mark.parametrize("argv", FAST, ids=" ".join)
 def test_hot_queue_command_imports_neither_click_nor_the_daemon_side(project: object, argv: tuple[str, ...]) -> None:
     """`queue add`, `queue set-status` and `queue list` (output not a terminal) take the click-free path and import
-    neither click nor the scheduler, the lease folder, the journal, the PID files, the store protocols, typing, logging
-    or (agentd.toml cached by an earlier call) tomllib; `queue list` not the queue file's writer either."""
+    neither click nor the scheduler, the lease folder, the journal, the PID files, the store protocols, typing, logging,
+    pathlib or (agentd.toml cached by an earlier call) tomllib; `queue list` not the queue file's writer either."""
     doc = small_queue()
     root = project(doc)  # type: ignore[operator]
     imported(("queue", "list"), root)  # (the first call parses agentd.toml and keeps it)

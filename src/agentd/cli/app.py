@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 from agentd.errors import NoProject
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # imported when first used: `agentd --version` and `--help` need neither
+    from pathlib import Path
+
     from agentd.config import Config
     from agentd.store.base import Store
 
@@ -48,8 +50,8 @@ class App:
         agentd.toml nor a queue, so a command run in the wrong folder says so instead of creating files there (a
         database store named by --store or AGENTD_STORE is a project of its own)."""
         config = self.settings()
-        if config.path is None and config.store == "file" and not config.queue_path.exists():
-            raise NoProject(config.root)
+        if config.config_file is None and config.store == "file" and not os.path.exists(config.queue_file):
+            raise NoProject(config.root_folder)
         return config
 
     def settings(self) -> Config:
@@ -58,9 +60,9 @@ class App:
             from agentd import config as config_mod
 
             self._config = config_mod.load(
-                root=Path(self.root) if self.root else None,
-                config_path=Path(self.config_path) if self.config_path else None,
-                queue=Path(self.queue) if self.queue else None,
+                root=self.root or None,
+                config_path=self.config_path or None,
+                queue=self.queue or None,
                 store=self.store_kind,
                 cache=self.cache_config,
             )

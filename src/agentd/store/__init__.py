@@ -6,13 +6,12 @@ the JSON queue file with lease files behind it. :func:`open_store` builds the st
 
 from __future__ import annotations
 
-from pathlib import Path
-from urllib.parse import urlsplit
-
 from agentd.errors import ConfigError, ConfigInvalid
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # (agentd.schema imports agentd.store.file.incremental: nothing heavier is imported here)
+    from pathlib import Path
+
     from agentd.config import Config
     from agentd.core.clock import Clock
     from agentd.store.base import Store
@@ -20,7 +19,7 @@ if TYPE_CHECKING:  # (agentd.schema imports agentd.store.file.incremental: nothi
 KINDS = ("file", "postgresql://…")
 
 
-def open_store(config: Config, *, clock: Clock | None = None, queue_path: Path | None = None) -> Store:
+def open_store(config: Config, *, clock: Clock | None = None, queue_path: str | Path | None = None) -> Store:
     """The store ``config.store`` names: ``"file"`` (the default) or a ``postgresql://`` URI; ConfigError for any
     other (and for a PostgreSQL store without psycopg installed).
 
@@ -31,6 +30,8 @@ def open_store(config: Config, *, clock: Clock | None = None, queue_path: Path |
         from agentd.store.file.store import FileStore  # (imported only when used)
 
         return FileStore(config, clock=clock, queue_path=queue_path)
+    from urllib.parse import urlsplit  # (with ipaddress: not for the file store)
+
     scheme = urlsplit(kind).scheme.lower()  # never the rest of a URI: it may hold a password
     if scheme in ("postgresql", "postgres"):
         try:

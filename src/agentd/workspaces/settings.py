@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from pathlib import PurePosixPath
 
 from agentd.core.record import Record, set_field
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import PurePosixPath
     from typing import Any
 
 KEYS = ("mode", "base", "branch", "path", "setup", "keep", "delete_branch")
@@ -118,8 +118,8 @@ class WorkspaceSettings(Record):
         path = spec.get("path", cls.path)
         if not isinstance(path, str) or "{task_id}" not in path:
             raise WorkspacesInvalid("path", "must be a folder path containing {task_id}")
-        shape = PurePosixPath(path.replace("{task_id}", "T1"))
-        if shape.is_absolute() or ".." in shape.parts:
+        shape = path.replace("{task_id}", "T1")  # (PurePosixPath's is_absolute() and parts, without pathlib)
+        if shape.startswith("/") or ".." in shape.split("/"):
             raise WorkspacesInvalid("path", "must be relative to the project root and stay inside it")
         setup = spec.get("setup", [])
         if not isinstance(setup, list) or not all(isinstance(part, str) for part in setup):
@@ -160,6 +160,8 @@ class WorkspaceSettings(Record):
 
     def path_for(self, task_id: str) -> PurePosixPath:
         """The task's worktree folder, relative to the project root."""
+        from pathlib import PurePosixPath
+
         return PurePosixPath(self.path.replace("{task_id}", task_id))
 
     def keeps(self, failed: bool) -> bool:

@@ -18,7 +18,6 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from pathlib import Path
 
 from agentd.core.clock import format_timestamp
 from agentd.core.model import walk_one
@@ -28,6 +27,7 @@ from agentd.lazylog import get_logger
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 log = get_logger(__name__)
@@ -38,6 +38,14 @@ SUFFIX = ".archive.jsonl"
 def path_for(queue: Path) -> Path:
     """The archive beside a queue file (``SPRINT_QUEUE.json`` -> ``SPRINT_QUEUE.archive.jsonl``)."""
     return queue.with_name(queue.stem + SUFFIX)
+
+
+def file_for(queue: str) -> str:
+    """:func:`path_for` for a queue file's (normalised) name, without pathlib (see agentd.config.Config)."""
+    folder, name = os.path.split(queue)
+    dot = name.rfind(".")
+    stem = name[:dot] if 0 < dot < len(name) - 1 else name  # (Path.stem)
+    return os.path.join(folder, stem + SUFFIX)
 
 
 def canonical(task: Mapping[str, Any]) -> str:
@@ -89,14 +97,21 @@ EMPTY = Contents({}, {}, 0)
 class Archive:
     """Reads (cached while the file is unchanged) and appends to one archive file."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: str | Path) -> None:
+        self.file = os.fspath(path)
         self._cache: tuple[tuple[int, ...], Contents] | None = None
         self._reported: tuple[int, ...] | None = None  # the unreadable version already reported
 
+    @property
+    def path(self) -> Path:
+        """The archive file (``file`` is its name: a queue read imports no pathlib, see agentd.config.Config)."""
+        from pathlib import Path
+
+        return Path(self.file)
+
     def _identity(self) -> tuple[int, ...] | None:
         try:
-            info = os.stat(self.path)
+            info = os.stat(self.file)
         except FileNotFoundError:
             return None
         return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
@@ -116,7 +131,7 @@ class Archive:
             return self._cache[1]
         tasks: dict[str, Archived] = {}
         skipped = 0
-        with open(self.path, "rb") as handle:
+        with open(self.file, "rb") as handle:
             for number, line in enumerate(handle, start=1):
                 try:
                     entry = json.loads(line)
@@ -164,12 +179,12 @@ class Archive:
             lines.append(json.dumps({"archived_at": stamp, "task": task}, ensure_ascii=False) + "\n")
         if not lines:
             return 0
-        created = not self.path.exists()
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        created = not os.path.exists(self.file)
+        fd = os.open(self.file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         try:
             size = os.fstat(fd).st_size
             payload = "".join(lines).encode("utf-8")
-            if size and not _ends_with_newline(self.path, size):
+            if size and not _ends_with_newline(self.file, size):
                 payload = b"\n" + payload  # after a torn line: start a new one
             view = memoryview(payload)
             while view:
@@ -178,7 +193,7 @@ class Archive:
         finally:
             os.close(fd)
         if created:
-            folder = os.open(self.path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            folder = os.open(os.path.dirname(self.file) or ".", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
             try:
                 os.fsync(folder)
             finally:
@@ -187,7 +202,7 @@ class Archive:
         return len(lines)
 
 
-def _ends_with_newline(path: Path, size: int) -> bool:
+def _ends_with_newline(path: str, size: int) -> bool:
     with contextlib.suppress(OSError), open(path, "rb") as handle:
         handle.seek(size - 1)
         return handle.read(1) == b"\n"

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from pathlib import Path
 
 from agentd import faults
 from agentd.errors import FileAccessError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def replace_file(target: Path, payload: bytes, *, fault: str | None = None) -> None:

@@ -17,7 +17,6 @@ import os
 import stat
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from pathlib import Path
 
 from agentd import faults, schema
 from agentd.core.model import Task, index_by_id, view_id, views, walk, walk_one
@@ -41,6 +40,7 @@ from agentd.store.file.sidelock import LockTimedOut, SidecarLock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any, TypeVar
 
     T = TypeVar("T")
@@ -88,7 +88,7 @@ def json_problem(text: str, exc: json.JSONDecodeError) -> str:
 class QueueMissing(QueueInvalid):
     """The queue file does not exist."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str | Path) -> None:
         super().__init__(path, None, "no such file (create it with `agentd init`)")
 
 
@@ -127,7 +127,7 @@ class Snapshot(Record):
         "ids_cache",
     )
 
-    path: Path
+    file: str  # the queue file's name (``path`` is its Path)
     raw: bytes
     data: dict[str, Any]
     warnings: list[Finding]
@@ -139,7 +139,7 @@ class Snapshot(Record):
 
     def __init__(
         self,
-        path: Path,
+        path: str | Path,
         raw: bytes,
         data: dict[str, Any],
         warnings: list[Finding] | None = None,
@@ -149,7 +149,7 @@ class Snapshot(Record):
         views_cache: PerPiece[Task] | None = None,
         ids_cache: PerPiece[Any] | None = None,
     ) -> None:
-        set_field(self, "path", path)
+        set_field(self, "file", os.fspath(path))
         set_field(self, "raw", raw)
         set_field(self, "data", data)
         set_field(self, "warnings", list() if warnings is None else warnings)
@@ -158,6 +158,11 @@ class Snapshot(Record):
         set_field(self, "archived", dict() if archived is None else archived)
         set_field(self, "views_cache", views_cache)
         set_field(self, "ids_cache", ids_cache)
+
+    @property
+    def path(self) -> Path:
+        """The queue file."""
+        return _as_path(self.file)
 
     @functools.cached_property
     def quarantined(self) -> dict[str, Finding]:
@@ -414,7 +419,7 @@ class _Loaded(Record):
     # The file's identity when these bytes were read or written, when it stands for them (see agentd.store.file.stamps):
     # while the file has it, it is unchanged and need not be read.
     mark: stamps.Identity | None = None
-    _snapshots: dict[Path, Snapshot]
+    _snapshots: dict[str, Snapshot]
 
     def __init__(
         self,
@@ -429,7 +434,7 @@ class _Loaded(Record):
         views_cache: PerPiece[Task] | None = None,
         ids_cache: PerPiece[Any] | None = None,
         mark: stamps.Identity | None = None,
-        _snapshots: dict[Path, Snapshot] | None = None,
+        _snapshots: dict[str, Snapshot] | None = None,
     ) -> None:
         set_field(self, "raw", raw)
         set_field(self, "prefix", prefix)
@@ -444,7 +449,7 @@ class _Loaded(Record):
         set_field(self, "mark", mark)
         set_field(self, "_snapshots", dict() if _snapshots is None else _snapshots)
 
-    def snapshot(self, path: Path) -> Snapshot:
+    def snapshot(self, path: str) -> Snapshot:
         """The read as a Snapshot (the same one each time: its task views are made once)."""
         made = self._snapshots.get(path)
         if made is None:
@@ -488,18 +493,30 @@ def _splice(loaded: _Loaded, edits: list[tuple[int, int, str]]) -> tuple[bytes, 
     return payload, str(memoryview(payload)[skip:], "utf-8")
 
 
-def _os_reason(exc: OSError, target: Path) -> str:
+def _as_path(name: str) -> Path:
+    from pathlib import Path  # (here: a queue command makes no Path, see agentd.config.Config)
+
+    return Path(name)
+
+
+def _os_reason(exc: OSError, target: str) -> str:
     """The system's reason, and the file it concerned when that is not ``target`` (a temporary file, the folder)."""
     reason = exc.strerror or str(exc)
     if exc.filename and str(exc.filename).endswith(TMP_MARK):  # named alike every time: the message repeats as is
         reason += " (creating a temporary file beside it)"
-    elif exc.filename and Path(exc.filename) != target:
+    elif exc.filename and os.path.normpath(os.fsdecode(exc.filename)) != target:
         reason += f" ({display_path(exc.filename)})"
     return reason
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+def _temp_beside(target: str) -> str:
+    """A new temporary file's name beside ``target`` (``.NAME.PID.HEX`` + TMP_MARK)."""
+    folder, name = os.path.split(target)
+    return os.path.join(folder, f".{name}.{os.getpid()}.{os.urandom(4).hex()}{TMP_MARK}")
+
+
+def _fsync_dir(folder: str) -> None:
+    fd = os.open(folder or ".", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         os.fsync(fd)
     finally:
@@ -511,14 +528,14 @@ class QueueStore:
 
     def __init__(
         self,
-        path: Path,
+        path: str | Path,
         *,
         workflow: Workflow | None = None,
         lock_timeout: float = 30.0,
         parse_retry: float = 0.5,
         trust_stat: bool | None = None,
     ) -> None:
-        self.path = Path(path)
+        self.file = os.fspath(path)  # (``path`` is its Path: a queue command makes none, see agentd.config.Config)
         self._trust_stat = trust_stat  # None: where the file system stamps changes finely (agentd.store.file.stamps)
         self.lock_timeout = lock_timeout
         self.parse_retry = parse_retry
@@ -554,24 +571,31 @@ class QueueStore:
         self._last: _Loaded | None = None  # the last strict read (reused while the bytes are the same)
 
     @property
+    def path(self) -> Path:
+        """The queue file."""
+        return _as_path(self.file)
+
+    @property
     def lock_path(self) -> Path:
         """The sidecar lock file beside the queue's real file (never deleted): two names for one queue, one lock."""
-        target = self._target()
-        return target.with_name(target.name + ".lock")
+        return _as_path(self._lock_file())
+
+    def _lock_file(self) -> str:
+        return self._target() + ".lock"
 
     @property
     def archive(self) -> Archive:
         """The archive beside the queue's real file (``SPRINT_QUEUE.archive.jsonl``)."""
         return self._archive_of(self._target())
 
-    def _archive_of(self, target: Path) -> Archive:
+    def _archive_of(self, target: str) -> Archive:
         """The archive beside ``target``, the queue's real file (resolved by the caller)."""
-        path = archive_file.path_for(target)
-        if self._archive is None or self._archive.path != path:
-            self._archive = Archive(path)
+        name = archive_file.file_for(target)
+        if self._archive is None or self._archive.file != name:
+            self._archive = Archive(name)
         return self._archive
 
-    def _archived_now(self, target: Path | None = None) -> Mapping[str, str]:
+    def _archived_now(self, target: str | None = None) -> Mapping[str, str]:
         """The archive's statuses (an unreadable archive counts as empty, reported once); when they changed, what
         earlier reads concluded about dependencies is forgotten. ``target``: the queue's real file, when the caller
         has just resolved it."""
@@ -585,20 +609,22 @@ class QueueStore:
 
     # -- reading ---------------------------------------------------------------------------------------------------
 
-    def _target(self) -> Path:
+    def _target(self) -> str:
         """The real file behind the queue path (a symlinked queue is written through, not replaced)."""
-        return Path(os.path.realpath(self.path))
+        return os.path.realpath(self.file)
 
-    def _stat_trusted(self, target: Path, size: int) -> bool:
+    def _stat_trusted(self, target: str, size: int) -> bool:
         """Whether an unchanged identity of ``target`` (``size`` bytes) is to stand for its bytes: where it proves
         them unchanged (see agentd.store.file.stamps), for a file big enough that reading it costs more."""
         if self._trust_stat is not None:
             return self._trust_stat
-        return size >= STAT_FROM and stamps.fine_timestamps(target.parent, f".{target.name}.stamps-{{}}{TMP_MARK}")
+        folder, name = os.path.split(target)
+        return size >= STAT_FROM and stamps.fine_timestamps(folder, f".{name}.stamps-{{}}{TMP_MARK}")
 
-    def _read_raw(self, target: Path) -> bytes:
+    def _read_raw(self, target: str) -> bytes:
         try:
-            return target.read_bytes()
+            with open(target, "rb") as handle:
+                return handle.read()
         except FileNotFoundError:
             raise QueueMissing(self.path) from None
         except IsADirectoryError:
@@ -673,7 +699,7 @@ class QueueStore:
         self._validated = (raw, findings)
         return findings
 
-    def _load(self, resolved: Path | None = None) -> _Loaded:
+    def _load(self, resolved: str | None = None) -> _Loaded:
         """Read, parse and validate, retrying briefly when the file may be caught mid-write by another writer.
         ``resolved``: the queue's real file, just resolved by the caller (used on the first try)."""
 
@@ -725,7 +751,7 @@ class QueueStore:
         (``lenient`` is kept for callers; every read is lenient about single tasks.)
         """
         del lenient
-        return self._load().snapshot(self.path)
+        return self._load().snapshot(self.file)
 
     # -- writing ---------------------------------------------------------------------------------------------------
 
@@ -812,8 +838,8 @@ class QueueStore:
         return self._written is not None and current is not None and current[:4] == self._written
 
     def _lock(self) -> SidecarLock:
-        path = self.lock_path
-        if self._sidecar is None or self._sidecar.path != path:
+        path = self._lock_file()
+        if self._sidecar is None or self._sidecar.file != path:
             self._sidecar = SidecarLock(path, self.lock_timeout, poll=LOCK_POLL)
         return self._sidecar
 
@@ -832,10 +858,10 @@ class QueueStore:
         finally:
             lock.release()
 
-    def _remove_stale_temps(self, target: Path) -> None:
+    def _remove_stale_temps(self, target: str) -> None:
         """Temp files only exist inside a locked transaction; under the lock, any left are from a dead writer."""
         # (os.scandir and two string tests: Path.glob would compile a regex and make a Path of every name)
-        prefix, folder = f".{target.name}.", os.path.dirname(target)
+        prefix, folder = f".{os.path.basename(target)}.", os.path.dirname(target)
         shortest = len(prefix) + len(TMP_MARK)
         try:
             with os.scandir(folder or ".") as entries:
@@ -875,7 +901,7 @@ class QueueStore:
         tasks are copied only when it asks for one to change (no full parse of a private copy of the file)."""
 
         def drafted(loaded: _Loaded) -> tuple[dict[str, Any], T]:
-            draft = Draft(loaded.snapshot(self.path))
+            draft = Draft(loaded.snapshot(self.file))
             result = change(draft)
             return (_Whole(draft.doc) if draft.whole else draft.doc), result
 
@@ -1016,7 +1042,7 @@ class QueueStore:
             self._structure.check(entries, pieces, self._archived)
         self._last = self._loaded(payload, prefix, text, decoded, findings, mark)
 
-    def _write(self, target: Path, loaded: _Loaded, payload: bytes) -> bool:
+    def _write(self, target: str, loaded: _Loaded, payload: bytes) -> bool:
         """Atomically replace ``target`` with ``payload`` unless its bytes are no longer those ``loaded`` read (its
         unchanged identity, where that proves it, or the bytes compared)."""
         try:
@@ -1025,7 +1051,7 @@ class QueueStore:
         except FileNotFoundError:
             info = None
             mode = 0o644
-        temp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}{TMP_MARK}")
+        temp = _temp_beside(target)
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
         try:
             try:
@@ -1042,15 +1068,16 @@ class QueueStore:
                 os.close(fd)
             faults.point("queue.after-temp-write")
             if self._target() != target:  # the queue's link now points elsewhere: that file is the queue
-                temp.unlink()
+                os.unlink(temp)
                 return False
             if loaded.mark is None or stamps.identity(target) != loaded.mark:
                 try:
-                    current = target.read_bytes()
+                    with open(target, "rb") as handle:
+                        current: bytes | None = handle.read()
                 except FileNotFoundError:
                     current = None
                 if current != loaded.raw:
-                    temp.unlink()
+                    os.unlink(temp)
                     return False
             faults.point("queue.before-rename")
             # Known before the rename: its file event may be handled before os.replace returns (a rename keeps the
@@ -1059,7 +1086,7 @@ class QueueStore:
             os.replace(temp, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
+                os.unlink(temp)
             raise
         faults.point("queue.after-rename")
         # The rename gives the file a new ctime, but keeps its inode, size and mtime: when those are still the
@@ -1068,7 +1095,7 @@ class QueueStore:
         same = after is not None and after[:4] == stamps.of(made)[:4]
         self._written_mark = after if same and self._stat_trusted(target, len(payload)) else None
         try:
-            _fsync_dir(target.parent)
+            _fsync_dir(os.path.dirname(target))
         except OSError as exc:  # the new queue is in place: the write stands, only its durability is in doubt
             log.warning("%s: written, but its folder could not be fsynced (%s)", self.path, exc.strerror or exc)
         return True
@@ -1077,18 +1104,19 @@ class QueueStore:
         """Write a new queue file if there is none (False when one exists already)."""
         with self.locked():
             target = self._target()
-            if target.exists():
+            if os.path.exists(target):
                 return False
             payload = render(data, indent=indent)
-            temp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}{TMP_MARK}")
+            temp = _temp_beside(target)
             try:
-                temp.write_bytes(payload)
+                with open(temp, "wb") as handle:
+                    handle.write(payload)
                 with open(temp, "rb+") as handle:
                     os.fsync(handle.fileno())
                 os.replace(temp, target)
             except OSError as exc:
                 with contextlib.suppress(OSError):
-                    temp.unlink()
+                    os.unlink(temp)
                 raise FileAccessError(self.path, "cannot create it", _os_reason(exc, target)) from None
-            _fsync_dir(target.parent)
+            _fsync_dir(os.path.dirname(target))
             return True

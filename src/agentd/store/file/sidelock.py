@@ -19,7 +19,10 @@ import fcntl
 import os
 import time
 from _thread import RLock  # (what threading.RLock is, without importing threading)
-from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -32,8 +35,8 @@ class LockTimedOut(Exception):
 class SidecarLock:
     """``with lock:`` holds an exclusive flock on ``path`` (created if missing, never removed)."""
 
-    def __init__(self, path: Path, timeout: float, poll: float = 0.005) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | Path, timeout: float, poll: float = 0.005) -> None:
+        self.file = os.fspath(path)
         self.timeout = timeout
         self.poll = poll
         self._fd: int | None = None
@@ -41,11 +44,18 @@ class SidecarLock:
         self._threads = RLock()
         self._writable = False  # opened read-write only where a read-only descriptor cannot be flocked (NFS)
 
+    @property
+    def path(self) -> Path:
+        """The lock file (``file`` is its name: taking the lock imports no pathlib, see agentd.config.Config)."""
+        from pathlib import Path
+
+        return Path(self.file)
+
     def acquire(self) -> None:
         """Take the lock, waiting up to ``timeout`` seconds (LockTimedOut after that)."""
         deadline = time.monotonic() + self.timeout
         if not self._threads.acquire(timeout=max(self.timeout, 0)):
-            raise LockTimedOut(str(self.path))
+            raise LockTimedOut(str(self.file))
         if self._depth:
             self._depth += 1
             return
@@ -89,7 +99,7 @@ class SidecarLock:
     def _open(self) -> int:
         if self._fd is None:
             mode = os.O_RDWR if self._writable else os.O_RDONLY
-            self._fd = os.open(self.path, mode | os.O_CREAT | CLOEXEC | NOFOLLOW, 0o644)
+            self._fd = os.open(self.file, mode | os.O_CREAT | CLOEXEC | NOFOLLOW, 0o644)
         return self._fd
 
     def _reopen(self, *, writable: bool | None = None) -> None:
@@ -106,7 +116,7 @@ class SidecarLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise LockTimedOut(str(self.path)) from None
+                    raise LockTimedOut(str(self.file)) from None
                 time.sleep(self.poll)
                 continue
             except OSError as exc:
@@ -122,7 +132,7 @@ class SidecarLock:
     def _still_named(self, fd: int) -> bool:
         """Whether the path still names the inode we hold (deleted or replaced lock files are re-created)."""
         try:
-            named = os.stat(self.path, follow_symlinks=False)
+            named = os.stat(self.file, follow_symlinks=False)
         except FileNotFoundError:
             return False
         held = os.fstat(fd)

@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 Identity = tuple[int, int, int, int, int]  # (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)
 ROUNDS = 8  # changes right after a look that must each get a new ctime
@@ -41,7 +44,7 @@ def of(info: os.stat_result) -> Identity:
     return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
-def fine_timestamps(folder: Path, scratch: str) -> bool:
+def fine_timestamps(folder: str | Path, scratch: str) -> bool:
     """Whether a change to a file in ``folder`` made right after a ``stat`` of it always gets a new ctime (probed
     once per device with a scratch file named ``scratch.format(unique)``, removed after; False when it cannot be
     probed)."""
@@ -55,8 +58,8 @@ def fine_timestamps(folder: Path, scratch: str) -> bool:
     return known
 
 
-def _probe(folder: Path, name: str) -> bool:
-    scratch = folder / name.format(f"{os.getpid()}.{os.urandom(4).hex()}")
+def _probe(folder: str | Path, name: str) -> bool:
+    scratch = os.path.join(folder, name.format(f"{os.getpid()}.{os.urandom(4).hex()}"))
     try:
         fd = os.open(scratch, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except OSError:
@@ -75,4 +78,4 @@ def _probe(folder: Path, name: str) -> bool:
     finally:
         os.close(fd)
         with contextlib.suppress(OSError):
-            scratch.unlink()
+            os.unlink(scratch)

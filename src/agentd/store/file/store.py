@@ -18,7 +18,6 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from pathlib import Path
 
 from agentd.core.clock import Clock, SystemClock
 from agentd.errors import FileAccessError, StateInvalid
@@ -28,6 +27,7 @@ from agentd.store.file.queuefile import Draft, QueueStore, Snapshot
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any, TypeVar
 
     T = TypeVar("T")
@@ -135,16 +135,27 @@ class _Watching:
 class FileStore:
     """The JSON queue file, the lease folder, the event journal, the PID files and ``state.json`` of one project."""
 
-    def __init__(self, config: Config, *, clock: Clock | None = None, queue_path: Path | None = None) -> None:
+    def __init__(self, config: Config, *, clock: Clock | None = None, queue_path: str | Path | None = None) -> None:
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.queue = QueueStore(
-            queue_path or config.queue_path, workflow=config.workflow, lock_timeout=config.lock_timeout
+            queue_path or config.queue_file, workflow=config.workflow, lock_timeout=config.lock_timeout
         )
         self._leasedir: LeaseDir | None = None
-        self.journal_path = config.state_dir / "events.jsonl"
-        self.run_dir = config.state_dir / "run"
-        self.state_path = config.state_dir / STATE_NAME
+
+    # (Paths made when asked for: a queue command uses none, and imports no pathlib; see agentd.config.Config)
+
+    @property
+    def journal_path(self) -> Path:
+        return self.config.state_dir / "events.jsonl"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.config.state_dir / "run"
+
+    @property
+    def state_path(self) -> Path:
+        return self.config.state_dir / STATE_NAME
 
     @property
     def leasedir(self) -> LeaseDir:

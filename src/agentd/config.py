@@ -283,8 +283,9 @@ def _find_root(start: str | None) -> str:
         folder = parent
 
 
-def _read_toml(path: str, *, cache: bool = False) -> tuple[dict[str, Any], bytes | None]:
-    """The parsed file, and its bytes when ``cache`` and the cache missed (:mod:`agentd.configcache`: to keep)."""
+def _read_toml(path: str, *, cache: bool = False) -> tuple[dict[str, Any], bytes | None, bool]:
+    """The parsed file; its bytes when ``cache`` and the cache missed or is to be kept again (:mod:`agentd.configcache`:
+    to keep); whether the data passed the config schema as it is now (a cache hit that says so)."""
     try:
         with open(path, "rb") as handle:
             raw = handle.read()
@@ -295,7 +296,8 @@ def _read_toml(path: str, *, cache: bool = False) -> tuple[dict[str, Any], bytes
 
         cached = configcache.get(path, raw)
         if cached is not None:
-            return cached, None
+            data, checked = cached
+            return data, None if checked else raw, checked
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -303,7 +305,7 @@ def _read_toml(path: str, *, cache: bool = False) -> tuple[dict[str, Any], bytes
     import tomllib  # (not needed when the cache holds the file)
 
     try:
-        return tomllib.loads(text), raw if cache else None
+        return tomllib.loads(text), raw if cache else None, False
     except tomllib.TOMLDecodeError as exc:
         raise ConfigInvalid(path, None, f"not valid TOML: {exc}") from None
 
@@ -419,11 +421,12 @@ def _role_specs(data: Mapping[str, Any], where: str, path: str, sources: dict[st
     return specs
 
 
-def build(data: Mapping[str, Any], *, root: StrPath, path: StrPath | None) -> Config:
-    """Validate parsed agentd.toml data and build the Config (queue path not yet overridden)."""
+def build(data: Mapping[str, Any], *, root: StrPath, path: StrPath | None, checked: bool = False) -> Config:
+    """Validate parsed agentd.toml data and build the Config (queue path not yet overridden). ``checked``: the data
+    passed the config schema already (:mod:`agentd.configcache` keeps only such data)."""
     folder, named = _norm(root), None if path is None else _norm(path)
     config_file = named or _join(folder, CONFIG_NAME)
-    problem = schema.first_error(data, "config")
+    problem = None if checked else schema.first_error(data, "config")
     if problem is not None:
         raise ConfigInvalid(config_file, problem[0], problem[1])
     where = DEFAULT
@@ -536,8 +539,8 @@ def load(
     folder = os.path.realpath(folder)
     if given is None and os.path.isfile(os.path.join(folder, CONFIG_NAME)):
         given = _join(folder, CONFIG_NAME)
-    data, parsed = _read_toml(given, cache=cache) if given is not None else ({}, None)
-    config = build(data, root=folder, path=given)
+    data, parsed, checked = _read_toml(given, cache=cache) if given is not None else ({}, None, False)
+    config = build(data, root=folder, path=given, checked=checked)
     if parsed is not None and given is not None and config.state_folder == _join(os.path.dirname(given), ".agentd"):
         from agentd import configcache
 

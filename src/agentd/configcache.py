@@ -7,6 +7,11 @@ mtime, a file put back by rename) misses. A cache that is missing, unreadable, n
 version, or holding anything but the expected shape is never trusted: the caller parses the file itself. It is written
 to a temporary file and renamed over (concurrent writers each put a whole cache), and failing to write it changes
 nothing.
+
+The caller keeps only data that passed the config schema (:func:`agentd.config.load` puts it after building the
+config), and the cache names the schema file it passed (size and modification time): data that passed the schema as it
+is now need not be checked again (a few hundredths of an interpreter start on every call); the data of a cache that
+names no schema or another one is checked as a parsed file is.
 """
 
 from __future__ import annotations
@@ -33,25 +38,38 @@ def location(config_path: str) -> str:
     return os.path.join(folder, FOLDER, name + ".json")
 
 
-def get(config_path: str, raw: bytes) -> dict[str, Any] | None:
-    """The data parsed from ``raw`` (the config file's bytes now) when the cache holds these very bytes, else None."""
+def schema_stamp() -> str:
+    """What tells one version of the config schema file from another (its size and modification time)."""
+    from agentd import schema
+
+    try:
+        info = os.stat(schema.schema_file("config"))
+    except OSError:
+        return ""
+    return f"{info.st_size}:{info.st_mtime_ns}"
+
+
+def get(config_path: str, raw: bytes) -> tuple[dict[str, Any], bool] | None:
+    """The data parsed from ``raw`` (the config file's bytes now) when the cache holds these very bytes, and whether
+    it passed the config schema as it is now (else it is to be checked); None when the cache does not hold them."""
     try:
         with open(location(config_path), "rb") as handle:
             entry = json.loads(handle.read())
     except (OSError, ValueError):  # (UnicodeDecodeError and JSONDecodeError are ValueErrors)
         return None
-    if not (type(entry) is list and len(entry) == 3 and entry[0] == TAG and type(entry[2]) is dict):
+    if not (type(entry) is list and len(entry) in (3, 4) and entry[0] == TAG and type(entry[2]) is dict):
         return None
     if not (type(entry[1]) is str and entry[1].encode("utf-8", "surrogatepass") == raw):
         return None
-    return entry[2]
+    checked = len(entry) == 4 and type(entry[3]) is str and entry[3] != "" and entry[3] == schema_stamp()
+    return entry[2], checked
 
 
 def put(config_path: str, raw: bytes, data: dict[str, Any]) -> None:
-    """Keep ``data``, parsed from ``raw``, for the next call; a value JSON cannot hold (a TOML date) or a folder that
-    cannot be written leaves no cache."""
+    """Keep ``data``, parsed from ``raw`` and valid by the config schema, for the next call; a value JSON cannot hold (a
+    TOML date) or a folder that cannot be written leaves no cache."""
     try:
-        text = json.dumps([TAG, raw.decode("utf-8"), data], ensure_ascii=False, allow_nan=True)
+        text = json.dumps([TAG, raw.decode("utf-8"), data, schema_stamp()], ensure_ascii=False, allow_nan=True)
     except (TypeError, ValueError):
         return
     target = location(config_path)

@@ -53,10 +53,15 @@ def _schema_folder() -> str:
     raise FileNotFoundError("agentd's JSON Schemas are missing from the installation")
 
 
+def schema_file(name: SchemaName) -> str:
+    """The file of one schema."""
+    return os.path.join(_schema_folder(), f"{name}.schema.json")
+
+
 @functools.cache
 def load(name: SchemaName) -> dict[str, Any]:
     """One schema as a dict."""
-    with open(os.path.join(_schema_folder(), f"{name}.schema.json"), encoding="utf-8") as handle:
+    with open(schema_file(name), encoding="utf-8") as handle:
         data: dict[str, Any] = json.load(handle)
     return data
 

@@ -35,11 +35,18 @@ TREE = Path(__file__).resolve().parents[1]
 RUNS = {"4-way": (200, 4, False), "chain": (50, 1, True)}
 WRAPPER = """  # (its settings come in BENCH_DAEMON_* variables: bench.start_daemon drops AGENTD_* ones)
 import atexit, os, resource, runpy, sys
+passes = [0]
 def _report():
     usage = resource.getrusage(resource.RUSAGE_SELF)
     with open(os.environ["BENCH_DAEMON_SELF_CPU"], "w") as out:
-        out.write(f"{usage.ru_utime + usage.ru_stime}\\n")
+        out.write(f"{usage.ru_utime + usage.ru_stime} {passes[0]}\\n")
 atexit.register(_report)
+from agentd.run import daemon as _daemon  # count the passes that recorded or claimed (a transaction each)
+_pass = _daemon.Daemon._pass
+def _counted(self, report, done, *, look):
+    _pass(self, report, done, look=look)
+    passes[0] += bool(report.claimed or report.finished)
+_daemon.Daemon._pass = _counted
 profile = os.environ.get("BENCH_DAEMON_PROFILE")
 sys.argv = ["agentd", *sys.argv[1:]]
 if profile:
@@ -66,8 +73,8 @@ def baseline_src(base: Path, ref: str) -> Path:
     return folder / "src"
 
 
-def drain(cleanup: bench.Cleanup, base: Path, run: str, tasks: bool, src: Path | None, out: Path) -> float:
-    """One drain; the daemon's own CPU seconds (from the wrapper's file)."""
+def drain(cleanup: bench.Cleanup, base: Path, run: str, tasks: bool, src: Path | None, out: Path) -> tuple[float, int]:
+    """One drain; the daemon's own CPU seconds and its passes that recorded or claimed (from the wrapper's file)."""
     count, way, chain = RUNS[run]
     if src is None:
         os.environ.pop("PYTHONPATH", None)
@@ -77,7 +84,8 @@ def drain(cleanup: bench.Cleanup, base: Path, run: str, tasks: bool, src: Path |
         bench_peers.agentd_drain(cleanup, base, count if tasks else 0, way, chain)
     finally:
         os.environ.pop("PYTHONPATH", None)
-    return float(out.read_text())
+    cpu, passes = out.read_text().split()
+    return float(cpu), int(passes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,21 +105,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.baseline:
         trees[args.baseline] = baseline_src(base, args.baseline)
     cpu: dict[tuple[str, str, bool], list[float]] = {}
+    passes: dict[tuple[str, str], list[int]] = {}
     try:
         print(f"load {os.getloadavg()[0]:.2f} at start", file=sys.stderr)
         for _ in range(args.repeat):
             for run in RUNS:
                 for name, src in trees.items():
                     for tasks in (True, False):
-                        cpu.setdefault((run, name, tasks), []).append(drain(cleanup, base, run, tasks, src, out))
-        print("| run | agentd | daemon CPU, the run | daemon CPU, an empty queue | daemon CPU per task |")
-        print("|---|---|---:|---:|---:|")
+                        seconds, count = drain(cleanup, base, run, tasks, src, out)
+                        cpu.setdefault((run, name, tasks), []).append(seconds)
+                        if tasks:
+                            passes.setdefault((run, name), []).append(count)
+        print(
+            "| run | agentd | daemon CPU, the run | daemon CPU, an empty queue | daemon CPU per task "
+            "| passes per task |"
+        )
+        print("|---|---|---:|---:|---:|---:|")
         for run, (count, _, _) in RUNS.items():
             for name in trees:
                 full = statistics.median(cpu[run, name, True])
                 empty = statistics.median(cpu[run, name, False])
                 per_task = (full - empty) / count * 1000
-                print(f"| {run} | {name} | {full * 1000:,.0f} ms | {empty * 1000:,.0f} ms | {per_task:.2f} ms |")
+                per_pass = statistics.median(passes[run, name]) / count
+                print(
+                    f"| {run} | {name} | {full * 1000:,.0f} ms | {empty * 1000:,.0f} ms | {per_task:.2f} ms "
+                    f"| {per_pass:.2f} |"
+                )
         print(f"load {os.getloadavg()[0]:.2f} at the end", file=sys.stderr)
         if args.profile:
             os.environ["BENCH_DAEMON_PROFILE"] = str(Path(args.profile).resolve())

@@ -367,15 +367,36 @@ class Daemon:
                 return
         claimed_at = boottime()  # before any claim of this pass: where the supervisors' fence deadlines start
         result = self.dispatcher.run(done, held, cap)
-        if look:
-            self._after_look(report, result)
-            # Its room and what is claimable were judged after its own changes (runs recorded, tasks recovered and
-            # unblocked): unless room was left while tasks wait (a claim lost to a peer), no other look is needed.
-            report.settled = not deciding and not (
-                result.room > len(result.claims) and result.claimable > len(result.claims)
-            )
-        if self.janitor is not None:
-            self.janitor.after_pass(result.finished, result.recovered)
+        # The pass's lines up to its starts (ends, recoveries, unblocks): one append. Not when a run may pause the
+        # role or cost money under a budget: the budget is read from the journal's "finished" lines.
+        with self.journal.batch() if not deciding else contextlib.nullcontext():
+            if look:
+                self._after_look(report, result)
+                # Its room and what is claimable were judged after its own changes (runs recorded, tasks recovered
+                # and unblocked): unless room was left while tasks wait (a claim lost to a peer), no other look is
+                # needed.
+                report.settled = not deciding and not (
+                    result.room > len(result.claims) and result.claimable > len(result.claims)
+                )
+            if self.janitor is not None:
+                self.janitor.after_pass(result.finished, result.recovered)
+            self._record_ends(result, report)
+        if result.claims:
+            faults.point("claim.after-queue-write")
+        for claim in result.claims:
+            with self.journal.batch():  # its "claimed" and "started" lines: one append
+                report.claimed.append(claim.task_id)
+                self.journal.emit(
+                    "claimed",
+                    f"claimed {claim.task_id} (token {claim.held.token}, attempt {claim.held.record.attempt})",
+                    task=claim.task_id,
+                    token=claim.held.token,
+                    attempt=claim.held.record.attempt,
+                )
+                self._start(claim, claimed_at)
+
+    def _record_ends(self, result: PassResult, report: TickReport) -> None:
+        """Release the leases of the runs the pass recorded and journal them, with what it recovered and unblocked."""
         for run, decided in result.finished:
             del self.running[run.task_id]
             run.held.release()
@@ -424,18 +445,6 @@ class Daemon:
                 task=task_id,
                 status=self.role.on_failure,
             )
-        if result.claims:
-            faults.point("claim.after-queue-write")
-        for claim in result.claims:
-            report.claimed.append(claim.task_id)
-            self.journal.emit(
-                "claimed",
-                f"claimed {claim.task_id} (token {claim.held.token}, attempt {claim.held.record.attempt})",
-                task=claim.task_id,
-                token=claim.held.token,
-                attempt=claim.held.record.attempt,
-            )
-            self._start(claim, claimed_at)
 
     # -- pauses and budgets --------------------------------------------------------------------------------------------
 

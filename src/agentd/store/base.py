@@ -24,6 +24,7 @@ from agentd.hostinfo import boot_id, hostname, pid_namespace, process_start
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, MutableMapping
+    from contextlib import AbstractContextManager
     from pathlib import Path
     from typing import Any, Protocol, TypeVar
 
@@ -618,6 +619,10 @@ class Journal(Protocol):
     backups: int
 
     def emit(self, event: str, message: str, *, level: int = ..., **fields: Any) -> None: ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Events this thread emits meanwhile may be stored together at its end (in the order emitted)."""
+        ...
 
 
 class Registration(Protocol):

@@ -135,6 +135,29 @@ class Journal:
         self.backups = backups
         self.host = hostname()
         self._lock = threading.Lock()
+        self._pending: list[bytes] | None = None  # lines held by batch(), appended together at its end
+        self._batcher: int | None = None  # the thread whose batch() holds them
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Events this thread emits meanwhile are appended in one ``os.write`` at the end (one open of the file for a
+        pass's events instead of one each); their log lines are written at once, as always. An event another thread
+        emits meanwhile appends the held lines before its own, so the file keeps the order the events were emitted
+        in. Nested or concurrent batches join the one open (only its owner's events are held)."""
+        with self._lock:
+            if self._pending is not None:
+                owner = False
+            else:
+                owner = True
+                self._pending, self._batcher = [], threading.get_ident()
+        try:
+            yield
+        finally:
+            if owner:
+                with self._lock:
+                    lines, self._pending, self._batcher = self._pending or [], None, None
+                    if lines:
+                        self._append(b"".join(lines))
 
     def emit(self, event: str, message: str, *, level: int = INFO, **fields: Any) -> None:
         """Log ``message`` and append the event with its fields.
@@ -158,22 +181,33 @@ class Journal:
         except UnicodeEncodeError:  # a lone surrogate: the same record, ASCII-escaped
             line = (json.dumps(record, default=str) + "\n").encode("ascii")
         with self._lock:
+            if self._pending is not None:
+                if self._batcher == threading.get_ident():
+                    self._pending.append(line)
+                    return
+                line = b"".join(self._pending) + line  # (another thread's batch: its events came first)
+                self._pending.clear()
+            self._append(line)
+
+    def _append(self, data: bytes) -> None:
+        """One ``os.write`` of whole lines at the end of the file (under ``self._lock``), rotating it when full."""
+        assert self.path is not None
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
             try:
-                flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-                try:
-                    fd = os.open(self.path, flags, 0o644)
-                except FileNotFoundError:  # the folder is made only when missing, not tried on every event
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                    fd = os.open(self.path, flags, 0o644)
-                try:
-                    os.write(fd, line)
-                    size = os.fstat(fd).st_size
-                finally:
-                    os.close(fd)
-                if 0 < self.max_bytes < size:
-                    rotate(self.path, self.max_bytes, self.backups)
-            except OSError as exc:
-                self.log.warning("cannot append to %s: %s", self.path, exc.strerror or exc)
+                fd = os.open(self.path, flags, 0o644)
+            except FileNotFoundError:  # the folder is made only when missing, not tried on every event
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, flags, 0o644)
+            try:
+                os.write(fd, data)
+                size = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+            if 0 < self.max_bytes < size:
+                rotate(self.path, self.max_bytes, self.backups)
+        except OSError as exc:
+            self.log.warning("cannot append to %s: %s", self.path, exc.strerror or exc)
 
 
 # -- reading -----------------------------------------------------------------------------------------------------------

@@ -218,6 +218,10 @@ class PgJournal:
         self._dropped = 0
         self._lock = threading.Lock()
 
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """(Each event is its own row, appended as it comes.)"""
+        return contextlib.nullcontext()
+
     def emit(self, event: str, message: str, *, level: int = logging.INFO, **fields: Any) -> None:
         self.log.log(level, escaped(message))
         record = {

@@ -20,7 +20,6 @@ from watchdog.events import (
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
-    FileModifiedEvent,
     FileMovedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
@@ -47,7 +46,7 @@ class _Handler(FileSystemEventHandler):
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         paths = {os.fsdecode(event.src_path), os.fsdecode(getattr(event, "dest_path", "") or "")}
-        if self.queue in paths and event.event_type in ("modified", "created", "moved", "closed"):
+        if self.queue in paths and event.event_type in ("moved", "closed"):
             self.wake("queue")
             return
         if self.state is not None and self.state in paths and event.event_type in ("created", "moved", "deleted"):
@@ -85,23 +84,24 @@ class Watcher:
         try:
             observer = Observer()
             handler = _Handler(self._queue, self._leases, self._wake, self._state, self._own)
-            # Opens and read-only closes (every reader's) are filtered out in the kernel watch, not in Python.
-            queue_events: list[type[FileSystemEvent]] = [
-                FileModifiedEvent,
-                FileCreatedEvent,
-                FileMovedEvent,
-                FileClosedEvent,
-            ]
+            # Opens and read-only closes (every reader's) are filtered out in the kernel watch, not in Python. So are
+            # writes (IN_MODIFY) and creations: a queue replaced by a rename is a move, one written in place is seen
+            # when its writer closes it; a write event per write() of any file in the folder (a log, an agent's
+            # work beside the queue) cost the watch's threads ~0.2 ms each, for nothing.
+            queue_events: list[type[FileSystemEvent]] = [FileMovedEvent, FileClosedEvent]
             lease_events: list[type[FileSystemEvent]] = [FileClosedEvent, FileDeletedEvent, DirDeletedEvent]
+            state_events: list[type[FileSystemEvent]] = [FileCreatedEvent, FileMovedEvent, FileDeletedEvent]
             folder = os.path.dirname(os.path.realpath(self._queue))
+            state_folder = None
+            if self._state is not None and self._state.parent.is_dir():
+                state_folder = os.path.realpath(self._state.parent)
+            if state_folder == folder:  # the state file beside the queue: its events in the same watch
+                queue_events = [*queue_events, FileCreatedEvent, FileDeletedEvent]
             observer.schedule(handler, folder, recursive=False, event_filter=queue_events)
             if self._leases.is_dir():
                 observer.schedule(handler, os.path.realpath(self._leases), recursive=False, event_filter=lease_events)
-            if self._state is not None and self._state.parent.is_dir():
-                state_folder = os.path.realpath(self._state.parent)
-                if state_folder != folder:
-                    state_events: list[type[FileSystemEvent]] = [FileCreatedEvent, FileMovedEvent, FileDeletedEvent]
-                    observer.schedule(handler, state_folder, recursive=False, event_filter=state_events)
+            if state_folder is not None and state_folder != folder:
+                observer.schedule(handler, state_folder, recursive=False, event_filter=state_events)
             observer.daemon = True
             observer.start()
         except Exception as exc:  # any failure here only costs latency

@@ -39,6 +39,20 @@ def process_start(pid: int) -> int | None:
     return int(fields[19])
 
 
+_own_start: tuple[int, int | None] | None = None  # (pid, its start time): this process's, read once
+
+
+def own_start() -> int | None:
+    """This process's :func:`process_start`, read from /proc once per process (a forked child reads its own): a
+    daemon records it in every lease it takes."""
+    global _own_start
+    pid = os.getpid()
+    known = _own_start
+    if known is None or known[0] != pid:
+        known = _own_start = (pid, process_start(pid))
+    return known[1]
+
+
 @functools.cache
 def pid_namespace() -> int | None:
     """This process's PID namespace (the inode of ``/proc/self/ns/pid``): a pid means something only within it."""

@@ -19,7 +19,7 @@ from datetime import datetime
 
 from agentd.core.clock import format_timestamp, parse_timestamp
 from agentd.core.record import Record, set_field
-from agentd.hostinfo import boot_id, hostname, pid_namespace, process_start
+from agentd.hostinfo import boot_id, hostname, own_start, pid_namespace, process_start
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ def new_record(
         instance=instance,
         boot_id=boot_id(),
         heartbeat_at=stamp,
-        pid_start=process_start(pid),
+        pid_start=own_start(),
         heartbeat_boot=boot,
         pid_ns=pid_namespace(),
     )

@@ -62,7 +62,8 @@ UNREACHABLE = "store unreachable"  # _last_error while the store cannot be reach
 START_RETRY_PAUSE = 1.0  # s without claims after agentd itself could not start a command (out of resources) ...
 START_RETRY_PAUSE_MAX = 30.0  # ... doubled while it goes on failing, up to this
 # Group commit (as PostgreSQL's commit_delay/commit_siblings): a pass for a run that ended while others of this
-# daemon still run waits up to GROUP_SHARE of the last recording pass's own (wall) time, and never over GROUP_MAX,
+# daemon still run waits up to GROUP_SHARE of the last recording pass's own CPU time (what a pass saved costs; its
+# wall time grows with the machine's load, so that a busy machine would hold longer), and never over GROUP_MAX,
 # for more of them to end, so that one transaction records several ends and claims their successors. Never when
 # nothing else of this daemon runs (a chain, a single task): those passes run at once.
 GROUP_SHARE = 0.5
@@ -71,7 +72,7 @@ GROUP_MAX = 0.020  # s
 
 def group_hold(last_pass: float, ended: int, running: int) -> float:
     """Seconds a pass that would record ``ended`` runs may wait while ``running`` others of this daemon still run
-    (pure): a share of the last recording pass's own duration ``last_pass``, bounded; 0 when nothing else runs."""
+    (pure): a share of the last recording pass's own CPU time ``last_pass``, bounded; 0 when nothing else runs."""
     if ended <= 0 or running <= 0:
         return 0.0
     return max(0.0, min(GROUP_MAX, GROUP_SHARE * last_pass))
@@ -180,7 +181,7 @@ class Daemon:
         self._mode = Mode.FOREVER  # what run() was asked for: --once and --drain give up on a bad queue
         self._dirty = True  # something may have changed since the last look at the queue
         self._last_pass = float("-inf")
-        self._pass_took = 0.0  # s (wall): the last pass that recorded ends or claimed (see group_hold)
+        self._pass_took = 0.0  # s (CPU): the last pass that recorded ends or claimed (see group_hold)
         self._claimable_left = 0
         self._urgent = False
         self._looks = CpuBudget(LOOK_SHARE, LOOK_BURST, self.clock.monotonic())  # see _pace
@@ -988,10 +989,9 @@ class Daemon:
             self._gather_ends()
             self._wake.clear()
             spent = time.thread_time()
-            began = time.monotonic()
             report = self.tick()
             if report.finished or report.claimed:
-                self._pass_took = time.monotonic() - began
+                self._pass_took = time.thread_time() - spent
             if paced:
                 self._looks.spend(time.thread_time() - spent, self.clock.monotonic())
             if first and self._on_first_pass is not None and not self._on_first_pass(report.error):

@@ -226,3 +226,32 @@ def test_spans_answer_as_the_dict_of_their_starts_and_ends(bounds: list[tuple[in
     for probe in [*probes, *starts, *ends]:
         assert spans.get(probe) == expected.get(probe) and (probe in spans) == (probe in expected)
     assert spans.get("x") is None  # type: ignore[arg-type]
+
+
+@settings(max_examples=examples(300, 100), deadline=None)
+@given(data=st.data(), first=tasks, indent=indents, told=st.booleans())
+def test_the_places_a_decode_says_changed_are_exactly_those_holding_other_pieces(
+    data: st.DataObject, first: list[Any], indent: Any, told: bool
+) -> None:
+    """A decode with as many pieces as the last one names exactly the places where its pieces are other objects."""
+    decoder = Decoder()
+    text = json.dumps({"tasks": first}, indent=indent)
+    decoded = decoder.decode(text)
+    for _ in range(4):
+        previous = decoded.pieces
+        assert previous is not None
+        new = {"tasks": data.draw(edited(decoded.data["tasks"]))}
+        if told:  # a writer's edit, which says what it kept
+            new_text, same = jsonedit.apply_where(text, decoded.data, new, decoded.spans)
+            decoded = decoder.decode(new_text, base=text, same=same)
+        else:  # a save from outside, maybe in another layout
+            new_text = json.dumps(new, indent=data.draw(indents) if indent is not None else None)
+            decoded = decoder.decode(new_text)
+        text = new_text
+        assert decoded.pieces is not None
+        if len(decoded.pieces) == len(previous):
+            assert decoded.changed is not None
+        if decoded.changed is not None:
+            base, places = decoded.changed
+            assert base is previous
+            assert places == [k for k, piece in enumerate(decoded.pieces) if piece is not previous[k]]

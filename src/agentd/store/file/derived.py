@@ -114,12 +114,26 @@ _last_tail: tuple[list[Piece], list[Piece], int] = ([], [], 0)
 
 
 _last_changed: tuple[list[Piece], list[Piece], list[int]] = ([], [], [])
+# The places where the decoder's last parse holds other pieces than the one before (it knows them as it parses):
+# the caches compare exactly those two reads, so none of them compares the lists (three scans of a 10,000-task list,
+# each touching every piece, per read).
+_known: tuple[list[Piece], list[Piece], list[int]] = ([], [], [])
+
+
+def known(old: list[Piece], new: list[Piece], places: list[int]) -> None:
+    """Say that ``new`` (as long as ``old``) holds other objects than ``old`` exactly at ``places`` (in order):
+    what :func:`changed_places`, :func:`common_head` and :func:`common_tail` answer for that pair, not compared."""
+    global _known
+    _known = (old, new, places)
 
 
 def changed_places(old: list[Piece], new: list[Piece]) -> list[int]:
     """:func:`differing` for two reads of as many pieces (a Piece equals only itself), shared by the caches that
     compare the same two reads in turn."""
     global _last_changed
+    told = _known
+    if told[0] is old and told[1] is new:
+        return told[2]
     memo = _last_changed
     if memo[0] is old and memo[1] is new:
         return memo[2]
@@ -132,6 +146,11 @@ def common_head(old: list[Piece], new: list[Piece]) -> int:
     """How many leading pieces two reads share (the same objects: a Piece equals only itself), found by halving
     with list comparisons, which run in C."""
     global _last_head
+    if old is new:
+        return len(old)
+    told = _known
+    if told[0] is old and told[1] is new:
+        return told[2][0] if told[2] else len(new)
     memo = _last_head
     if memo[0] is old and memo[1] is new:
         return memo[2]
@@ -151,6 +170,11 @@ def common_head(old: list[Piece], new: list[Piece]) -> int:
 def common_tail(old: list[Piece], new: list[Piece]) -> int:
     """How many trailing pieces two reads share (the same objects), found by halving as :func:`common_head` does."""
     global _last_tail
+    if old is new:
+        return len(old)
+    told = _known
+    if told[0] is old and told[1] is new:
+        return len(new) - 1 - told[2][-1] if told[2] else len(new)
     memo = _last_tail
     if memo[0] is old and memo[1] is new:
         return memo[2]
@@ -269,7 +293,10 @@ class StructuralChecks:
         head = common_head(last.pieces, pieces)  # (the same pieces: the same shape, no need to look)
         end = count - min(common_tail(last.pieces, pieces), count - head) if len(pieces) == count else count
         # (len(pieces) >= count, checked above; only the pieces that differ at their place are looked into)
-        changed = differing(last.pieces[head:end], pieces[head:end])
+        if len(pieces) == count:
+            changed = [k - head for k in changed_places(last.pieces, pieces) if head <= k < end]
+        else:
+            changed = differing(last.pieces[head:end], pieces[head:end])
         if not all(_shape(pieces[head + k]) == _shape(last.pieces[head + k]) for k in changed):
             return self._all(entries, pieces, archived)
         if len(pieces) == count:

@@ -101,13 +101,16 @@ class Spans(Mapping[int, int]):
 class Decoded(Record):
     """A parsed queue: the document and, when the fast path applied, one :class:`Piece` per item of its tasks."""
 
-    _fields = ("data", "pieces", "reused", "spans", "tasks_end")
+    _fields = ("data", "pieces", "reused", "spans", "tasks_end", "changed")
 
     data: Any
     pieces: list[Piece] | None
     reused: int = 0
     spans: Spans  # where each top-level task starts -> where it ends
     tasks_end: int = -1  # where the tasks list ends (after its closing bracket), when there are pieces
+    # (the previous call's pieces, the places where these pieces are not the same objects), when there are as many
+    # pieces as then: what the caches derived from pieces need not find again by comparing the two lists
+    changed: tuple[list[Piece], list[int]] | None = None
 
     def __init__(
         self,
@@ -116,12 +119,14 @@ class Decoded(Record):
         reused: int = 0,
         spans: Spans | None = None,
         tasks_end: int = -1,
+        changed: tuple[list[Piece], list[int]] | None = None,
     ) -> None:
         set_field(self, "data", data)
         set_field(self, "pieces", pieces)
         set_field(self, "reused", reused)
         set_field(self, "spans", Spans() if spans is None else spans)
         set_field(self, "tasks_end", tasks_end)
+        set_field(self, "changed", changed)
 
 
 class Decoder:
@@ -136,6 +141,7 @@ class Decoder:
         self._items: list[Any] = []  # its tasks
         self._tasks_end = -1  # where its tasks list ended (after the closing bracket)
         self._same: tuple[int, int] | None = None  # what this call's text shares with it, when a writer said
+        self._diff: list[int] = []  # the places where this call's pieces are not the previous call's
 
     def decode(self, text: str, *, base: str | None = None, same: tuple[int, int] | None = None) -> Decoded:
         """The document ``json.loads(text)`` gives (or its error), reusing unchanged tasks of the previous call.
@@ -153,7 +159,7 @@ class Decoder:
             self._tasks_end = -1
             return Decoded(json.loads(text), None)
         pieces = decoded.pieces is not None
-        self._previous = decoded.pieces or []
+        self._previous = decoded.pieces if decoded.pieces is not None else []
         self._text = text if pieces else ""
         self._starts = decoded.spans.starts if pieces else []  # (shared with the Spans: never changed)
         self._ends = decoded.spans.ends if pieces else []
@@ -203,7 +209,8 @@ class Decoder:
             raise _Unexpected
         if pieces is None:
             return Decoded(data, None, reused)
-        return Decoded(data, pieces, reused, spans, tasks_end)
+        same = len(pieces) == len(self._previous)
+        return Decoded(data, pieces, reused, spans, tasks_end, (self._previous, self._diff) if same else None)
 
     def _tasks(self, text: str, idx: int) -> tuple[list[Any], list[Piece], int, Spans, int]:
         """The tasks list at ``text[idx] == '['``: (items, pieces, how many were reused, their spans, end)."""
@@ -215,6 +222,7 @@ class Decoder:
         ends: list[int] = []
         reused = 0
         expect = 0  # the previous piece expected next
+        diff = self._diff = []  # the places where a piece is not the previous call's piece at that place
         by_text: dict[str, int] | None = None
         by_id: dict[Any, int] = {}
         opened = idx
@@ -253,6 +261,8 @@ class Decoder:
             if idx >= same_from:
                 k = bisect.bisect_left(old_starts, idx - delta)
                 if k < count and old_starts[k] == idx - delta:
+                    if len(pieces) != k:  # (moved: not at their places)
+                        diff += range(len(pieces), len(pieces) + count - k)
                     pieces += previous[k:]
                     items += self._items[k:]
                     if delta:
@@ -294,6 +304,8 @@ class Decoder:
                         position = by_id.get(value["id"])
                     if position is not None:
                         expect = position + 1
+            if len(pieces) >= count or previous[len(pieces)] is not piece:
+                diff.append(len(pieces))
             items.append(piece.value)
             pieces.append(piece)
             end = idx + len(piece.text)

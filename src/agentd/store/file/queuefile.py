@@ -31,7 +31,7 @@ from agentd.core.validate import (
 from agentd.core.workflow import Workflow
 from agentd.errors import Conflict, FileAccessError, LockTimeout, QueueInvalid, display_path
 from agentd.lazylog import get_logger
-from agentd.store.file import allocator, stamps
+from agentd.store.file import allocator, derived, stamps
 from agentd.store.file import archive as archive_file
 from agentd.store.file.archive import Archive
 from agentd.store.file.derived import PerPiece, StructuralChecks, differing, problems_of, views_of, walk_of
@@ -666,6 +666,8 @@ class QueueStore:
         except RecursionError:
             self._refuse_markers(text)
             raise QueueInvalid(self.path, None, "not valid JSON: nested too deeply") from None
+        if data.changed is not None and data.pieces is not None:
+            derived.known(data.changed[0], data.pieces, data.changed[1])
         return data
 
     def _refuse_markers(self, text: str) -> None:

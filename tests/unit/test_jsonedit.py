@@ -841,3 +841,27 @@ def test_the_style_told_from_the_edits_is_the_one_a_scan_finds(
         style, escape_at = restyle(escape_at, out, text)
         assert (style, escape_at) == (detect_style(text), first_non_ascii_escape(text))
         old = new
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.data(),
+    items=st.lists(json_values, min_size=1, max_size=12),
+    indent=st.sampled_from([None, 2, "\t"]),
+)
+def test_edits_told_where_a_list_holds_other_objects_are_the_edits_found_by_looking(
+    data: st.DataObject, items: list[Any], indent: int | str | None
+) -> None:
+    """A caller that says where a long list holds other objects (the places a Draft copied) gets the very edits
+    found without being told, whether those objects changed or not."""
+    old = {"tasks": items}
+    text = json.dumps(old, indent=indent)
+    new_items = list(items)
+    places = sorted(data.draw(st.sets(st.integers(0, len(items) - 1), max_size=4)))
+    for place in places:
+        copied = copy.deepcopy(items[place])
+        new_items[place] = data.draw(st.just(copied) | mutated(copied))
+    new = {"tasks": new_items}
+    told = edits(text, old, new, changed=(items, new_items, places))
+    assert told == edits(text, old, new)
+    assert apply(text, old, new) == render(text, told)

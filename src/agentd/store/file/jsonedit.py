@@ -239,14 +239,23 @@ def apply_where(text: str, old: Any, new: Any, spans: Mapping[int, int] | None =
 
 
 def edits(
-    text: str, old: Any, new: Any, spans: Mapping[int, int] | None = None, *, style: Style | None = None
+    text: str,
+    old: Any,
+    new: Any,
+    spans: Mapping[int, int] | None = None,
+    *,
+    style: Style | None = None,
+    changed: tuple[list[Any], list[Any], list[int]] | None = None,
 ) -> list[_Edit]:
     """The edits :func:`apply` makes: ``(start, end, replacement)``, in order, none overlapping (none when nothing
     differs). A caller that holds ``text``'s bytes can splice them itself (:func:`render` for the text). ``style``:
-    ``detect_style(text)``, when the caller knows it."""
+    ``detect_style(text)``, when the caller knows it. ``changed``: ``(a list in old, the list in its place in new,
+    the places in order where new's holds other objects than old's)``, when the caller knows them (a list of
+    thousands of tasks of which a transaction changed two): not looked for."""
     if _same(old, new):
         return []
     editor = _Editor(text, spans, style)
+    editor.changed = changed
     start = editor.ws(0)
     out: list[_Edit] = []
     end = editor.edit(start, old, new, False, out)
@@ -365,6 +374,7 @@ class _Editor:
         self.text = text
         self.spans: Mapping[int, int] = spans or {}
         self._style: Style | None = style
+        self.changed: tuple[list[Any], list[Any], list[int]] | None = None  # see edits()
 
     @property
     def style(self) -> Style:
@@ -566,10 +576,19 @@ class _Editor:
             raise ValueError(f"expected an array at offset {pos}")
         n_old, n_new = len(old), len(new)
         shortest = min(n_old, n_new)
-        p = _identical_head(old, new, shortest)  # (at C speed: a queue's tasks are mostly the very same objects)
+        told = self.changed
+        if told is not None and told[0] is old and told[1] is new and n_old == n_new:
+            places = told[2]  # (the caller knows where the items are other objects)
+            p = places[0] if places else shortest
+        else:
+            places = None
+            p = _identical_head(old, new, shortest)  # (at C speed: a queue's tasks are mostly the very same objects)
         while p < shortest and _same(old[p], new[p]):
             p += 1
-        s = _identical_head(reversed(old), reversed(new), shortest - p)  # (the same, from the end)
+        if places is not None:
+            s = n_old - 1 - places[-1] if places and places[-1] >= p else shortest - p
+        else:
+            s = _identical_head(reversed(old), reversed(new), shortest - p)  # (the same, from the end)
         while s < shortest - p and _same(old[n_old - 1 - s], new[n_new - 1 - s]):
             s += 1
         old_mid, new_mid = n_old - p - s, n_new - p - s

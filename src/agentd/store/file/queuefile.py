@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import operator
 import os
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
     from typing import Any, TypeVar
 
     T = TypeVar("T")
+    # (a list of the read's tasks, the list in its place in a changed document, the places where it holds others)
+    Changed = tuple[list[Any], list[Any], list[int]]
 
 log = get_logger(__name__)
 
@@ -219,6 +222,7 @@ class Draft:
         self._added: dict[str, dict[str, Any]] = {}  # id -> each task added at the top level, and their subtasks
         self._moved: dict[str, int | None] = {}  # id -> its position now, for ids added under or removed from the read
         self.whole = False  # the document was replaced as a whole (:meth:`replace`)
+        self._tasks = self.doc["tasks"]  # the tasks list made here (a change may put another in its place)
 
     def task(self, task_id: str) -> dict[str, Any] | None:
         """The task to change (a private copy, in the document), or None when there is no such task."""
@@ -297,6 +301,15 @@ class Draft:
         self._gone = []
         self.whole = True
 
+    def changed(self) -> tuple[list[Any], list[Any], list[int]] | None:
+        """(the read's tasks, the document's, the places in order where the document's hold other objects), when
+        known without comparing them: no top-level task came or went, and every one put in its place was copied by
+        :meth:`task` (the places of those copies)."""
+        tasks = self.doc.get("tasks")
+        if self.whole or self._gone or tasks is not self._tasks or len(tasks) != len(self.read.data["tasks"]):
+            return None
+        return self.read.data["tasks"], tasks, sorted(self._copied)
+
     def ids(self) -> list[str]:
         """Every task id in the document now, nested ones included, in queue order."""
         return [raw["id"] for _, raw, _ in walk(self.doc["tasks"]) if _has_id(raw)]
@@ -354,19 +367,30 @@ def _id_of(_position: int, piece: Piece, _start: int) -> list[Any]:
     return [piece.value["id"] if _has_id(piece.value) else None]
 
 
-def _share_unchanged(old: dict[str, Any], new: Any) -> None:
+def _share_unchanged(old: dict[str, Any], new: Any) -> Changed | None:
     """Put the read's own objects back in ``new`` for the top-level tasks a change left equal (``==``, compared in
     C): what follows (the checks, the text edit) then finds the few changed tasks by identity, as for a
     :class:`Draft`, instead of comparing thousands of private copies. The text written is the same: an equal task is
-    never rewritten."""
+    never rewritten. Returns where the tasks are other objects now (see :meth:`Draft.changed`), when as many."""
     old_tasks, new_tasks = old.get("tasks"), new.get("tasks") if isinstance(new, dict) else None
     if not isinstance(old_tasks, list) or not isinstance(new_tasks, list) or len(old_tasks) != len(new_tasks):
-        return
+        return None
     equal = list(map(operator.eq, old_tasks, new_tasks))
     if all(equal):
         new["tasks"] = list(old_tasks)
     elif any(equal):
         new["tasks"] = [a if same else b for a, b, same in zip(old_tasks, new_tasks, equal, strict=True)]
+    else:
+        return old_tasks, new_tasks, list(range(len(new_tasks)))
+    return old_tasks, new["tasks"], list(itertools.compress(itertools.count(), map(operator.not_, equal)))
+
+
+def _same_top(old: dict[str, Any], new: dict[str, Any], hint: Changed) -> bool:
+    """``new == old``, for documents whose tasks are the very same objects but at the places ``hint`` names."""
+    old_tasks, new_tasks, places = hint
+    if any(old_tasks[n] != new_tasks[n] for n in places):
+        return False
+    return old.keys() == new.keys() and all(new[key] == value for key, value in old.items() if key != "tasks")
 
 
 def _own(task: Any) -> Any:
@@ -757,7 +781,7 @@ class QueueStore:
 
     # -- writing ---------------------------------------------------------------------------------------------------
 
-    def _check_new(self, loaded: _Loaded, new: dict[str, Any]) -> list[Finding]:
+    def _check_new(self, loaded: _Loaded, new: dict[str, Any], hint: Changed | None = None) -> list[Finding]:
         """Refuse to write a document worse than the one read; returns its findings.
 
         A write may not add a problem, nor change a quarantined task unless the change cures it (a person fixing the
@@ -776,7 +800,8 @@ class QueueStore:
         if len(old_tasks) == len(new_tasks):
             # Tasks changed in place (the common case): only the changed top-level tasks are looked into, and the
             # others keep the walk made when the file was read.
-            changed = [n for n in differing(old_tasks, new_tasks) if new_tasks[n] != old_tasks[n]]
+            places = hint[2] if hint is not None else differing(old_tasks, new_tasks)
+            changed = [n for n in places if new_tasks[n] != old_tasks[n]]
             before = [entry for n in changed for entry in walk_one(old_tasks[n], f"$.tasks[{n}]")]
             after = [entry for n in changed for entry in walk_one(new_tasks[n], f"$.tasks[{n}]")]
             whole: list[tuple[str, Any, str | None]] | None = None
@@ -886,14 +911,13 @@ class QueueStore:
         so it must decide from the document it is given.
         """
 
-        def whole(loaded: _Loaded) -> tuple[dict[str, Any], T]:
+        def whole(loaded: _Loaded) -> tuple[dict[str, Any], T, Changed | None]:
             try:
                 new = json.loads(loaded.text)  # the change's own copy: the read shares its parts with other reads
             except ValueError:  # an integer too long for int(): read as the read did
                 new = schema.loads_huge(loaded.text)
             result = change(new)
-            _share_unchanged(loaded.data, new)
-            return new, result
+            return new, result, _share_unchanged(loaded.data, new)
 
         with self.locked():
             return self._transaction_locked(whole)
@@ -902,10 +926,10 @@ class QueueStore:
         """:meth:`transaction` for changes to a few tasks of a large queue: ``change`` gets a :class:`Draft`, whose
         tasks are copied only when it asks for one to change (no full parse of a private copy of the file)."""
 
-        def drafted(loaded: _Loaded) -> tuple[dict[str, Any], T]:
+        def drafted(loaded: _Loaded) -> tuple[dict[str, Any], T, Changed | None]:
             draft = Draft(loaded.snapshot(self.file))
             result = change(draft)
-            return (_Whole(draft.doc) if draft.whole else draft.doc), result
+            return (_Whole(draft.doc) if draft.whole else draft.doc), result, draft.changed()
 
         with self.locked():
             return self._transaction_locked(drafted)
@@ -938,7 +962,7 @@ class QueueStore:
 
         return self.edit(change)
 
-    def _transaction_locked(self, change: Callable[[_Loaded], tuple[dict[str, Any], T]]) -> T:
+    def _transaction_locked(self, change: Callable[[_Loaded], tuple[dict[str, Any], T, Changed | None]]) -> T:
         target = self._target()
         self._remove_stale_temps(target)
         for tries in range(MAX_REAPPLY):
@@ -946,10 +970,12 @@ class QueueStore:
                 target = self._target()  # (again on each try: a symlinked queue may have been pointed elsewhere)
             loaded = self._load(target)
             old = loaded.data
-            new, result = change(loaded)
-            if new == old:
+            new, result, hint = change(loaded)
+            if hint is not None and (hint[0] is not old.get("tasks") or hint[1] is not new.get("tasks")):
+                hint = None
+            if (new == old) if hint is None else _same_top(old, new, hint):
                 return result
-            findings = self._check_new(loaded, new)
+            findings = self._check_new(loaded, new, hint)
             try:
                 edited: tuple[str, tuple[int, int]] | None = None
                 restyled: tuple[str, jsonedit.Style, int] | None = None
@@ -964,7 +990,7 @@ class QueueStore:
                     else:
                         escape_at = jsonedit.first_non_ascii_escape(loaded.text)
                         style = jsonedit.detect_style(loaded.text, escape=escape_at >= 0)
-                    edits = jsonedit.edits(loaded.text, old, new, loaded.spans, style=style)
+                    edits = jsonedit.edits(loaded.text, old, new, loaded.spans, style=style, changed=hint)
                     payload, text = _splice(loaded, edits)
                     size = len(loaded.text)
                     edited = (loaded.text, (edits[0][0], size - edits[-1][1]) if edits else (size, size))

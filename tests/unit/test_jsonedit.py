@@ -865,3 +865,60 @@ def test_edits_told_where_a_list_holds_other_objects_are_the_edits_found_by_look
     told = edits(text, old, new, changed=(items, new_items, places))
     assert told == edits(text, old, new)
     assert apply(text, old, new) == render(text, told)
+
+
+def _align_looking_everywhere(old: list[Any], new: list[Any], start: int, old_end: int, new_end: int) -> list[Any]:
+    """jsonedit's greedy alignment as first written: every resync point within the lookahead is tried, inside the
+    lists or not (the reference the bounded search must match)."""
+    from agentd.store.file import jsonedit
+
+    look = jsonedit._LOOKAHEAD
+    blocks: list[tuple[int, int, int, int]] = []
+    i, j = start, start
+    budget = jsonedit._ALIGN_BUDGET
+    while i < old_end and j < new_end:
+        if jsonedit._same(old[i], new[j]):
+            i, j = i + 1, j + 1
+            continue
+        found: tuple[int, int] | None = None
+        for cost in range(1, 2 * look + 1):
+            for di in sorted(range(max(0, cost - look), min(cost, look) + 1), key=lambda d: abs(2 * d - cost)):
+                dj = cost - di
+                if i + di < old_end and j + dj < new_end:
+                    budget -= 1
+                    if jsonedit._same(old[i + di], new[j + dj]):
+                        found = (di, dj)
+                        break
+            if found is not None or budget <= 0:
+                break
+        if found is None:
+            break
+        blocks.append((i, i + found[0], j, j + found[1]))
+        i, j = i + found[0], j + found[1]
+    if i < old_end or j < new_end:
+        if old_end - i == new_end - j or i == old_end or j == new_end:
+            blocks.append((i, old_end, j, new_end))
+        else:
+            return [*blocks, ("difflib", i, j)]
+    return blocks
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    old=st.lists(st.integers(0, 3), max_size=45),
+    new=st.lists(st.integers(0, 3), max_size=45),
+    start=st.integers(0, 3),
+)
+def test_the_alignment_looks_only_inside_the_lists_and_finds_what_looking_everywhere_finds(
+    old: list[int], new: list[int], start: int
+) -> None:
+    """The greedy alignment tries only the resync points inside both lists: the same blocks as trying them all."""
+    from agentd.store.file import jsonedit
+
+    start = min(start, len(old), len(new))
+    expected = _align_looking_everywhere(old, new, start, len(old), len(new))
+    got = jsonedit._align(old, new, start, len(old), len(new))
+    if expected and expected[-1][0] == "difflib":  # (the rest by difflib: the greedy part must be the same)
+        assert got[: len(expected) - 1] == expected[:-1]
+    else:
+        assert got == expected

@@ -331,17 +331,16 @@ def _align(old: list[Any], new: list[Any], start: int, old_end: int, new_end: in
             j += 1
             continue
         found: tuple[int, int] | None = None
-        for cost in range(1, 2 * _LOOKAHEAD + 1):
+        # (only the resync points inside both lists are looked at: near the end of a short middle, a few)
+        old_left, new_left = min(_LOOKAHEAD, old_end - 1 - i), min(_LOOKAHEAD, new_end - 1 - j)
+        for cost in range(1, old_left + new_left + 1):
             # Among resync points as far away, prefer the one that changes as many items as it adds or drops.
-            for di in sorted(
-                range(max(0, cost - _LOOKAHEAD), min(cost, _LOOKAHEAD) + 1), key=lambda d: abs(2 * d - cost)
-            ):
+            for di in sorted(range(max(0, cost - new_left), min(cost, old_left) + 1), key=lambda d: abs(2 * d - cost)):
                 dj = cost - di
-                if i + di < old_end and j + dj < new_end:
-                    budget -= 1
-                    if _same(old[i + di], new[j + dj]):
-                        found = (di, dj)
-                        break
+                budget -= 1
+                if _same(old[i + di], new[j + dj]):
+                    found = (di, dj)
+                    break
             if found is not None or budget <= 0:
                 break
         if found is None:

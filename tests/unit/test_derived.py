@@ -92,3 +92,16 @@ def test_differing_finds_every_place_whose_item_differs(data: st.DataObject, old
     for k in data.draw(st.lists(st.integers(0, max(len(after) - 1, 0)), max_size=6)) if after else []:
         after[k] = {"n": data.draw(st.integers(0, 3))}  # (a new object: equal or not to the one it replaces)
     assert differing(before, after) == [k for k in range(len(after)) if before[k] != after[k]]
+
+
+def test_a_piece_changed_in_place_with_as_many_items_gives_its_new_items_and_keeps_the_counts() -> None:
+    """A task changed where it was, with as many items as before (its status changed): its new items take the old
+    ones' places, every other item is the last read's, and the counts are the last read's own list."""
+    kept = PerPiece("parts", parts, by_start=True)
+    pieces = [piece(value) for value in (1, 2, 4, 5, 7)]
+    _, counts = kept.derive(pieces)
+    later = list(pieces)
+    later[2] = piece(7)  # (7 % 3 == 4 % 3: as many items)
+    items, later_counts = kept.derive(later)
+    assert items == PerPiece("fresh", parts, by_start=True).derive(later)[0]
+    assert later_counts is counts

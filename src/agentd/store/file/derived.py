@@ -76,11 +76,27 @@ class PerPiece(Generic[D]):
         read's at their place (found in C) are looked at, the runs between them taken by slicing, however far apart
         the changes are (an outside save near the start and this store's own write near the end of a big queue)."""
         old, old_items, old_counts = self._last
-        items: list[D] = []
+        name = self.name
+        places = changed_places(old, pieces)
+        # Each changed piece with as many items as before (a task's status or notes changed): the counts stay as
+        # they were (shared), and the items are the last read's with those pieces' put in their places.
+        parts = []
+        for position in places:
+            start, end = old_counts[position], old_counts[position + 1]
+            part = self._part(position, pieces[position], start, name)
+            if len(part) != end - start:
+                break
+            parts.append(part)
+        else:
+            items = old_items.copy()
+            for position, part in zip(places, parts, strict=True):
+                items[old_counts[position] : old_counts[position + 1]] = part
+            self._last = (pieces, items, old_counts)
+            return items, old_counts
+        items = []
         counts = [0]
         at = 0
-        name = self.name
-        for position in [*changed_places(old, pieces), len(pieces)]:
+        for position in [*places, len(pieces)]:
             if position > at:  # pieces at..position-1: the last read's, at the same places
                 shift = len(items) - old_counts[at]
                 if shift and self.by_start:  # (their parts depend on where they start: made again)
@@ -100,11 +116,16 @@ class PerPiece(Generic[D]):
 
     def _add(self, position: int, piece: Piece, items: list[D], name: str) -> None:
         """Append the part of ``piece`` at ``position`` (made, or the one it keeps for that place and start)."""
+        items.extend(self._part(position, piece, len(items), name))
+
+    def _part(self, position: int, piece: Piece, start: int, name: str) -> list[D]:
+        """The part of ``piece`` at ``position`` after ``start`` items (made, or the one it keeps for them)."""
         cached = piece.derived.get(name)
-        if cached is None or cached[0] != position or (self.by_start and cached[1] != len(items)):
-            cached = (position, len(items), self.make(position, piece, len(items)))
+        if cached is None or cached[0] != position or (self.by_start and cached[1] != start):
+            cached = (position, start, self.make(position, piece, start))
             piece.derived[name] = cached
-        items.extend(cached[2])
+        part: list[D] = cached[2]
+        return part
 
 
 # The last pair of reads compared, and what they share: the caches of one store (entries, problems, warnings, views,

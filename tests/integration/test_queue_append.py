@@ -278,3 +278,30 @@ def test_a_store_s_kept_state_is_a_fresh_parse_after_its_own_and_outside_writes(
         assert mine.data == fresh.data
         assert mine.tasks == fresh.tasks
         assert (mine.errors, mine.warnings) == (fresh.errors, fresh.warnings)
+
+
+def test_passes_with_outside_saves_between_them_never_compare_the_task_lists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Daemon-like passes (an edit of two tasks) with saves by another process between them, each read: the decoder
+    tells every per-task cache which tasks changed, so none of them compares the lists of 2,000 tasks."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    tasks = [{"id": f"T{n}", "status": "done", "notes": "n"} for n in range(2000)]
+    queue.write_text(json.dumps({"tasks": tasks}, indent=2))
+    store = QueueStore(queue, parse_retry=0)
+    other = QueueStore(queue, parse_retry=0)
+    compared: list[int] = []
+    differing = derived.differing
+
+    def spy(old: list[Any], new: list[Any]) -> list[int]:
+        compared.append(len(new))
+        return differing(old, new)
+
+    for step in range(4):
+        if step == 2:
+            monkeypatch.setattr(derived, "differing", spy)
+        for save in range(2):  # (two saves, each read before the next pass)
+            other.edit(lambda draft, s=step, n=save: draft.task(f"T{s}").update(notes=f"saved {s} {n}"))
+            assert store.read().data["tasks"][step]["notes"] == f"saved {step} {save}"
+        store.edit(lambda draft, s=step: [draft.task(f"T{1000 + k}").update(status="ready") for k in (s, s + 1)])
+    assert compared == []

@@ -71,6 +71,13 @@ class PerPiece(Generic[D]):
         self._last = (pieces, items, counts)  # (one assignment: a reader in another thread sees the old or the new)
         return items, counts
 
+    def follow(self, pieces: list[Piece]) -> None:
+        """:meth:`derive` for ``pieces`` if this cache was asked for before (a cache kept in step with every read
+        compares each read with the one before it, whose differences the decoder tells; one left behind compares
+        lists of 10,000 pieces), else nothing (a process that never asks for it does not pay for it)."""
+        if self._last[0]:
+            self.derive(pieces)
+
     def _patch(self, pieces: list[Piece]) -> tuple[list[D], list[int]]:
         """:meth:`derive` for a read with as many pieces as the last: only the pieces that differ from the last
         read's at their place (found in C) are looked at, the runs between them taken by slicing, however far apart

@@ -750,6 +750,9 @@ class QueueStore:
                 return last
             prefix, text, decoded = self._parse(raw)
             findings = self._validate(raw, decoded)
+            if decoded.pieces is not None:  # (kept in step: the next read or write compares two reads in a row)
+                self._views.follow(decoded.pieces)
+                self._ids.follow(decoded.pieces)
             self._last = self._loaded(raw, prefix, text, decoded, findings, mark)
             return self._last
 
@@ -1067,6 +1070,7 @@ class QueueStore:
             self._problems.derive(pieces)
             self._warnings.derive(pieces)
             self._views.derive(pieces)
+            self._ids.follow(pieces)  # (kept in step where a transaction used them: the next compares two reads)
             self._structure.check(entries, pieces, self._archived)
         self._last = self._loaded(payload, prefix, text, decoded, findings, mark)
 

@@ -368,9 +368,42 @@ def loads_huge(text: str) -> Any:
     return json.JSONDecoder(parse_int=_parse_int).decode(text)
 
 
+def _any_unwritable(value: Any) -> bool:
+    """Whether :func:`lone_surrogate` finds something in ``value`` (the same looks, without the paths: a written
+    task is looked through on every write, and almost never has one)."""
+    stack = [value]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is str:  # (an ASCII string holds no surrogate)
+            if not item.isascii() and _SURROGATE.search(item):
+                return True
+        elif kind is dict:
+            extend(item.keys())
+            extend(item.values())
+        elif kind is list:
+            extend(item)
+        elif isinstance(item, dict):
+            extend(item.keys())
+            extend(item.values())
+        elif isinstance(item, list):
+            extend(item)
+        elif isinstance(item, HugeInt) or (isinstance(item, str) and _SURROGATE.search(item)):
+            return True
+    return False
+
+
 def lone_surrogate(value: Any) -> tuple[str, str] | None:
     """(JSON path, message) of the first key or string in ``value`` holding a lone UTF-16 surrogate, or of a number
     too long to read (:class:`HugeInt`); None when there is none."""
+    if not _any_unwritable(value):
+        return None
+    return _first_unwritable(value)
+
+
+def _first_unwritable(value: Any) -> tuple[str, str] | None:
+    """:func:`lone_surrogate`, walking ``value`` with the path to each item."""
     stack: list[tuple[Any, tuple[Any, ...]]] = [(value, ())]
     while stack:
         item, where = stack.pop()

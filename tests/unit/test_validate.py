@@ -305,3 +305,19 @@ def test_after_many_checks_jsonschema_rs_judges_first_with_the_same_answers(
     before = schema.first_error(task, "task")
     monkeypatch.setattr(schema, "_stdlib_checks", schema.STDLIB_CHECKS_BEFORE_RS)
     assert schema.first_error(task, "task") == before == schema.exact_first_error(task, "task")
+
+
+_odd_text = st.text(alphabet=st.sampled_from(["a", "é", "\ud800", "\udfff", "\\", "u"]), max_size=4)
+_odd_leaf = _odd_text | st.builds(schema.HugeInt, st.just("9" * 5)) | st.integers() | st.none() | st.booleans()
+_odd_values = st.recursive(
+    _odd_leaf, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_odd_text, inner, max_size=3), max_leaves=10
+)
+
+
+@given(value=_odd_values)
+def test_the_quick_look_for_unwritable_text_agrees_with_the_walk_that_names_it(value: object) -> None:
+    """A lone surrogate (in a key or a string) or a number too long to read is found by the quick look, without
+    paths, exactly when the walk with paths finds one; the answer is the walk's."""
+    found = schema._first_unwritable(value)
+    assert schema._any_unwritable(value) == (found is not None)
+    assert schema.lone_surrogate(value) == found

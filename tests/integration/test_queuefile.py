@@ -386,3 +386,46 @@ def test_a_whole_document_transaction_hands_on_the_read_s_own_unchanged_tasks(
     shared = [a is b for a, b in zip(read.data["tasks"], seen[0], strict=True)]
     assert shared.count(False) == 1 and not shared[700]
     assert changed_lines(before, queue.read_text()) == ['-      "status": "done",', '+      "status": "ready",']
+
+
+def test_the_lock_taken_again_by_its_holder_resolves_no_path_and_still_excludes_other_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction inside a held lock (as FileStore's) takes it again without resolving the queue's path, and two
+    threads doing that in turn never hold it at once."""
+    import threading
+
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    queue.write_text(json.dumps({"tasks": [{"id": "T1", "status": "ready"}]}))
+    store = QueueStore(queue, parse_retry=0)
+    resolved: list[int] = []
+    target = QueueStore._target
+
+    def counting(self: QueueStore) -> str:
+        resolved.append(threading.get_ident())
+        return target(self)
+
+    monkeypatch.setattr(QueueStore, "_target", counting)
+    with store.locked():
+        before = len(resolved)
+        with store.locked():
+            pass
+        assert len(resolved) == before
+    inside: list[int] = []
+    overlaps: list[int] = []
+
+    def work() -> None:
+        for _ in range(200):
+            with store.locked(), store.locked():
+                inside.append(1)
+                if len(inside) > 1:
+                    overlaps.append(1)
+                inside.pop()
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert overlaps == []

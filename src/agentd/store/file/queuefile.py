@@ -9,6 +9,7 @@ a partial one. A file that does not parse or validate is never written.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import functools
 import itertools
@@ -565,6 +566,7 @@ class QueueStore:
         self.parse_retry = parse_retry
         self._decoder = Decoder()
         self._sidecar: SidecarLock | None = None
+        self._holder: tuple[int, SidecarLock] | None = None  # (the thread holding the lock, the lock)
         self._written: tuple[int, ...] | None = None  # the identity of the file this store wrote last (without ctime)
         self._written_mark: stamps.Identity | None = None  # the same, when it stands for the bytes written
         self._archive: Archive | None = None
@@ -876,6 +878,16 @@ class QueueStore:
     @contextlib.contextmanager
     def locked(self) -> Any:
         """Hold the queue lock (for multi-step protocols such as lease recovery)."""
+        me = _thread.get_ident()
+        holder = self._holder
+        if holder is not None and holder[0] == me:  # (taken again by the thread that holds it: no path to resolve)
+            lock = holder[1]
+            lock.acquire()
+            try:
+                yield
+            finally:
+                lock.release()
+            return
         lock = self._lock()
         try:
             lock.acquire()
@@ -883,9 +895,11 @@ class QueueStore:
             raise LockTimeout(self.lock_path, self.lock_timeout) from None
         except OSError as exc:
             raise FileAccessError(self.lock_path, "cannot open the queue lock", exc.strerror or str(exc)) from None
+        self._holder = (me, lock)
         try:
             yield
         finally:
+            self._holder = None
             lock.release()
 
     def _remove_stale_temps(self, target: str) -> None:

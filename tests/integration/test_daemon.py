@@ -112,6 +112,37 @@ def test_stopped_daemon_lease_goes_stale_and_the_task_runs_once_more(tmp_path: P
         stop_all([p for p in (hung, peer) if p is not None])
 
 
+def _said(root: Path, text: str) -> bool:
+    return any(text in path.read_text(errors="replace") for path in root.glob("daemon-*.err"))
+
+
+def test_a_holder_that_comes_back_before_the_confirming_look_is_not_killed(tmp_path: Path) -> None:
+    """A holder looks hung for an instant as it comes back (on PostgreSQL it takes its lease's lock again just before
+    it beats; resumed after SIGSTOP it beats at once): a peer that saw it so killed a healthy daemon. Now the peer
+    only suspects it, says so, and kills it only if a look 5 s later still finds the same stale beat: SIGCONT the
+    stopped holder as soon as the peer suspects it, and the peer lets it be, saying so, and it lives on."""
+    log = tmp_path / "runs.jsonl"
+    write_config(
+        tmp_path,
+        {"builder": {**BUILDER, "command": recorder(log, "--sleep-token", "1:60")}},
+        defaults={"interval": 0.5, "lease_ttl": 2, "heartbeat": 0.5},
+    )
+    write_queue(tmp_path, [task("S1")], {"builder": 1})
+    holder = start(tmp_path, "builder", "--instance", "holder")
+    peer = None
+    try:
+        wait_for(lambda: [r for r in events(log) if r["event"] == "start"], 60, "the first run")
+        holder.send_signal(signal.SIGSTOP)
+        peer = start(tmp_path, "builder", "--instance", "peer")
+        wait_for(lambda: _said(tmp_path, "S1: its holder looks hung"), 60, "the peer to suspect the stopped holder")
+        holder.send_signal(signal.SIGCONT)
+        wait_for(lambda: _said(tmp_path, "S1: its holder no longer looks hung"), 60, "the peer to let it be")
+        assert holder.poll() is None, "the holder came back before the confirming look: it must not be killed"
+        assert not _said(tmp_path, "its holder is hung")
+    finally:
+        stop_all([p for p in (holder, peer) if p is not None])
+
+
 def test_a_daemon_hung_between_claim_and_start_is_killed_not_raced(tmp_path: Path) -> None:
     """The torture found it: a daemon that hangs after writing its claim but before starting the task holds a lease
     with no task group yet. A peer that judged the lease stale used to remove it and run the task, and the hung

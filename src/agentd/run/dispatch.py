@@ -104,6 +104,7 @@ class Dispatcher:
         self.instance = instance
         self._views = TaskViews(scheduler.considered(config.workflow))  # (considered, by id), pass to pass
         self._ranked: tuple[View, list[Task]] | None = None  # the claimable tasks of the last view ranked
+        self._suspects = recovery.Suspects()  # hung holders seen once, killed only if still so at a later look
 
     def _claimable(self, view: View) -> list[Task]:
         """:func:`agentd.core.scheduler.claimable`, ranked once per view (a pass counts them, then claims from them)."""
@@ -138,6 +139,24 @@ class Dispatcher:
     ) -> list[recovery.Recovery]:
         considered, by_id = self._considered_of(tasks)  # (the working statuses are among those considered)
         return recovery.plan(considered, seen, self.config.workflow, now, held=held, by_id=by_id)
+
+    def _confirmed(self, plans: list[recovery.Recovery]) -> list[recovery.Recovery]:
+        """The plans to apply: a hung holder's only once it still looks hung at a later look (see
+        :class:`agentd.run.recovery.Suspects`: a holder coming back looks hung for an instant)."""
+        kept, new, cleared = self._suspects.sift(plans, self.clock.monotonic())
+        for item in new:
+            lease = item.lease
+            log.warning(
+                "%s: its holder looks hung (%s; pid %s on %s, lock held); killed if it still does in %g s",
+                item.task_id,
+                item.cause,
+                lease.pid if lease else "?",
+                lease.host if lease else "?",
+                self._suspects.confirm,
+            )
+        for task_id in cleared:
+            log.info("%s: its holder no longer looks hung (it beat again, or let its lease go); not killed", task_id)
+        return kept
 
     def _measure(
         self, data: dict[str, Any], tasks: list[Task], view: View, room_cap: int | None, *, count: bool = True
@@ -242,7 +261,7 @@ class Dispatcher:
             # The views of the file as read (reused from earlier reads), with the tasks changed since rebuilt.
             refreshed = self._views.refreshed
             tasks = refreshed(txn.snapshot.tasks, txn.task, (run.task_id for run in done))
-            plans = self._plan(tasks, seen, now, held | set(txn.snapshot.quarantined))
+            plans = self._confirmed(self._plan(tasks, seen, now, held | set(txn.snapshot.quarantined)))
             stopped: list[recovery.Recovery] = []
             result.recovered = recovery.apply(txn, plans, self.config.workflow, now, stopped)
             result.killed = [item for item in stopped if item.killed]

@@ -136,6 +136,52 @@ def plan(
     return found
 
 
+HUNG_CONFIRM = 5.0  # s: a holder is killed as hung only when seen so, unchanged, at looks this far apart
+
+
+class Suspects:
+    """Hung holders seen once and not yet confirmed (pure; the caller passes its monotonic clock).
+
+    A lease whose lock is held on this kernel while its heartbeat is past the ttl looks hung, but so does, for an
+    instant, a holder coming back: a daemon resumed after SIGSTOP beats at once, and on PostgreSQL a daemon whose
+    server was away takes its lease's lock on a new session just before it beats. Killing it then would kill a
+    healthy daemon. So a holder is killed only when it still looks hung, with the same token and the same heartbeat,
+    at a look at least :data:`HUNG_CONFIRM` s after the first; a beat in between ends the suspicion."""
+
+    def __init__(self, confirm: float = HUNG_CONFIRM) -> None:
+        self.confirm = confirm
+        self._seen: dict[str, tuple[tuple[object, ...], float]] = {}  # task -> (what was seen, since when)
+
+    def sift(self, plans: list[Recovery], mono: float) -> tuple[list[Recovery], list[Recovery], list[str]]:
+        """The plans to apply now (hung holders only once confirmed); the holders newly suspected; the tasks whose
+        holder was suspected and no longer looks hung."""
+        seen: dict[str, tuple[tuple[object, ...], float]] = {}
+        kept: list[Recovery] = []
+        new: list[Recovery] = []
+        for item in plans:
+            if not item.kill:
+                kept.append(item)
+                continue
+            lease = item.lease
+            key = (lease.token, lease.heartbeat_at, lease.pid, lease.pgid) if lease is not None else ()
+            first = self._seen.get(item.task_id)
+            if first is None or first[0] != key:
+                first = (key, mono)
+                new.append(item)
+            if mono - first[1] >= self.confirm:
+                kept.append(item)  # confirmed: killed now (and looked at afresh if it shows up again)
+            else:
+                seen[item.task_id] = first
+        cleared = [
+            task_id for task_id in self._seen if task_id not in seen and task_id not in {i.task_id for i in kept}
+        ]
+        self._seen = seen
+        return kept, new, cleared
+
+    def pending(self) -> bool:
+        return bool(self._seen)
+
+
 class LeaseLook(Protocol):
     """What stopping a hung holder reads of a lease (a :class:`~agentd.store.base.Txn` has it)."""
 

@@ -260,3 +260,30 @@ def test_the_zygote_loads_what_each_supervisor_needs_once_before_it_forks(tmp_pa
     maps = Path(f"/proc/{zygote.pid}/maps").read_text()
     assert "/fcntl." in maps, "the zygote has not loaded fcntl"
     assert "/_ctypes." in maps, "the zygote has not loaded _ctypes"
+
+
+SHIM_CODE_COMPILES = """
+import sys
+compiled = []
+sys.addaudithook(lambda event, args: compiled.append(str(args[1])) if event == "compile" else None)
+from agentd.run import runner
+frame = runner.shim_code()
+print(repr([name for name in compiled if name.endswith("_shim.py")]), len(frame))
+"""
+
+
+def test_the_shim_code_comes_from_its_bytecode_cache_not_a_compile_per_daemon() -> None:
+    """A daemon's first task does not compile _shim.py (~16 ms of CPU) when its bytecode cache is current."""
+    import importlib.util
+
+    from agentd.run.runner import SHIM_PATH
+
+    cached = Path(importlib.util.cache_from_source(str(SHIM_PATH)))
+    assert cached.stat().st_mtime >= SHIM_PATH.stat().st_mtime  # (the suite compiles src/ before it runs)
+    env = {**os.environ, "PYTHONPATH": str(SRC_DIR)}
+    out = subprocess.run(
+        [sys.executable, "-c", SHIM_CODE_COMPILES], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    compiled, size = out.stdout.rsplit(maxsplit=1)
+    assert compiled == "[]" and int(size) > 1000, out.stdout

@@ -287,3 +287,28 @@ def test_the_shim_code_comes_from_its_bytecode_cache_not_a_compile_per_daemon() 
     assert out.returncode == 0, out.stderr
     compiled, size = out.stdout.rsplit(maxsplit=1)
     assert compiled == "[]" and int(size) > 1000, out.stdout
+
+
+def test_a_running_daemon_starts_its_zygote_before_any_task(tmp_path: Path) -> None:
+    """The zygote's interpreter starts with the daemon (overlapping its first pass), not at the first task's start."""
+    from tests.helpers import daemons
+
+    role = {"claims": "ready", "working": "in_progress", "on_success": "done", "command": ["true"]}
+    daemons.write_config(tmp_path, {"builder": role})
+    daemons.write_queue(tmp_path, [])
+    daemon = daemons.start(tmp_path, "builder")
+    try:
+
+        def zygote_child() -> int | None:
+            for name in os.listdir("/proc"):
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    ours = name.isdigit() and ppid(int(name)) == daemon.pid
+                    if ours and b"agentd-zygote" in Path(f"/proc/{name}/cmdline").read_bytes():
+                        return int(name)
+            return None
+
+        zygote_pid = daemons.wait_for(zygote_child, 60, "the daemon's zygote")
+        assert daemon.poll() is None
+    finally:
+        daemons.stop_all([daemon])
+    assert wait_for(lambda: pid_gone(zygote_pid), 60)  # EOF on its socket when the daemon is gone

@@ -27,6 +27,7 @@ from agentd.core.workflow import Role
 from agentd.errors import AgentdError, DataError
 from agentd.hostinfo import process_start
 from agentd.run.runner import ExitInfo, LaunchSpec, TaskProcess, launch
+from agentd.run.zygote import default_zygote
 from agentd.service import logsetup
 from agentd.store.base import HeldLease
 from agentd.workspaces import launch as workspaces_launch
@@ -108,6 +109,10 @@ class Executor:
         self.config = config
         self.role = role
         self.clock = clock
+
+    def prepare(self) -> None:
+        """Get ready to start tasks (a running daemon, before its first pass): the supervisor zygote starts now."""
+        default_zygote().prestart()
 
     def start(
         self,

@@ -1,7 +1,7 @@
 """The daemon's side of the supervisor factory (the "zygote", ``_shim.zygote``): one per daemon process.
 
 Starting a per-task supervisor as a fresh ``python -I -S`` costs an interpreter's start-up (~12 ms of CPU, more on a
-loaded machine).  The zygote is that interpreter, started once (lazily, at the first task) with the shim's code
+loaded machine).  The zygote is that interpreter, started once per daemon with the shim's code
 loaded; each task then costs a ``fork`` of it.  The supervisor it forks is the same shim, with every guarantee
 (``_shim.py``): the leader of its own session, a child subreaper, the holder of the lease's descriptor, EOF on its
 control pipe when the daemon dies.  Which process holds which end:
@@ -16,8 +16,9 @@ fallback (a fresh zygote, else a directly started interpreter) can never run the
 
 The zygote reaps a supervisor only when told (:meth:`Zygote.reap`, sent once the daemon saw it exit through a
 pidfd): until then its pid, which is its process group's id, cannot be reused and the daemon may signal the group.
-A zygote that dies is replaced at the next task (said once in the log each time); the supervisors it had forked run
-on, re-parented to init.
+A running daemon starts it ahead of its first pass (:meth:`Zygote.prestart`): the interpreter starts while that pass
+claims the first task. A zygote that dies is replaced at the next task (said once in the log each time); the
+supervisors it had forked run on, re-parented to init.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ class ZygoteGone(Exception):
 
 
 class Zygote:
-    """A lazily started supervisor factory; thread-safe. :meth:`fork` returns a :class:`ForkedSupervisor`."""
+    """A supervisor factory, started ahead (:meth:`prestart`) or at the first fork; thread-safe. :meth:`fork`
+    returns a :class:`ForkedSupervisor`."""
 
     def __init__(self, executable: str = sys.executable, reply_timeout: float = REPLY_TIMEOUT) -> None:
         self._executable = executable
@@ -95,6 +97,21 @@ class Zygote:
         self.generation += 1
         log.debug("supervisor zygote %d started", proc.pid)
         return ours
+
+    def prestart(self) -> None:
+        """Start the zygote now, in a thread, rather than at the first task: its interpreter starts while the daemon's
+        first pass reads the queue and claims (a first :meth:`fork` waits for it). A failure here is only logged:
+        the first task tries again and reports it."""
+        if not self.broken and self._sock is None:
+            threading.Thread(target=self._prestart, name="agentd-zygote-start", daemon=True).start()
+
+    def _prestart(self) -> None:
+        with self._lock:
+            if self._sock is None and not self.broken:
+                try:
+                    self._start()
+                except OSError as exc:
+                    log.debug("supervisor zygote not started ahead of the first task: %s", exc)
 
     def _drop(self, why: str) -> None:
         proc, sock = self._proc, self._sock

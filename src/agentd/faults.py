@@ -38,9 +38,11 @@ STORE_POINTS = (
     "state.before-rename",  # project state written to a temporary file in a transaction, not yet renamed
 )
 
-# Points of the supervisor zygote (run/_shim.py, stdlib only: it reads AGENTD_CRASH_AT itself; exit only, no count).
+# Points of the supervisor zygote and the supervisors (run/_shim.py, stdlib only: it reads AGENTD_CRASH_AT itself;
+# exit, kill and stop, no count).
 SUPERVISOR_POINTS = (
     "zygote.after-fork",  # a task's supervisor forked, its pid not yet sent back to the daemon
+    "supervisor.after-report",  # the command's end reported to the daemon, the supervisor not yet exited
 )
 
 CRASH_EXIT_CODE = 86

@@ -120,3 +120,24 @@ def test_crash_while_recovering_a_stale_lease(point: str, action: str, tmp_path:
     assert final["status"] == "awaiting_test" and final["lease"] is None, final
     assert final["lease_token"] > 1 and starts[0]["token"] == final["lease_token"], (final, starts)
     assert list((tmp_path / ".leases").glob("*.json")) == []
+
+
+@pytest.mark.parametrize("action", ["exit", "kill"])
+def test_a_supervisor_dying_after_its_report_loses_nothing(action: str, tmp_path: Path) -> None:
+    """Each task's supervisor dies right after reporting its command's end (supervisor.after-report): the daemon
+    records every run once, by its report, and frees every lease; three tasks one after another run through."""
+    log = tmp_path / "runs.jsonl"
+    write_config(tmp_path, {"builder": {**BUILDER, "command": recorder(log)}})
+    write_queue(tmp_path, [task("C1"), task("C2"), task("C3")], {"builder": 1})
+    done = run_agentd(
+        "--role", "builder", "--drain", cwd=tmp_path, env={"AGENTD_CRASH_AT": f"supervisor.after-report:{action}"}
+    )
+    assert done.returncode == 0, done.stderr
+    starts = [r["task"] for r in events(log) if r["event"] == "start"]
+    assert sorted(starts) == ["C1", "C2", "C3"], starts
+    final = tasks_by_id(tmp_path)
+    assert all(t["status"] == "awaiting_test" and t["lease"] is None for t in final.values()), final
+    assert [e["outcome"] for e in events(tmp_path / ".agentd" / "events.jsonl") if e["event"] == "finished"] == [
+        "success"
+    ] * 3
+    assert list((tmp_path / ".leases").glob("*.json")) == []

@@ -312,3 +312,35 @@ def test_a_running_daemon_starts_its_zygote_before_any_task(tmp_path: Path) -> N
     finally:
         daemons.stop_all([daemon])
     assert wait_for(lambda: pid_gone(zygote_pid), 60)  # EOF on its socket when the daemon is gone
+
+
+def process_state(pid: int) -> str:
+    """The state letter of *pid* in /proc ("gone" once it was reaped)."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return "gone"
+    return data[data.rfind(b")") + 2 :].split()[0].decode()
+
+
+def test_the_end_is_told_once_reported_while_the_supervisor_still_exits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """on_exit comes with the supervisor's exit report, not after its exit and reaping: a supervisor stopped right
+    after reporting (crash point supervisor.after-report:stop) does not hold back the wake-up; it is reaped later."""
+    monkeypatch.setenv("AGENTD_CRASH_AT", "supervisor.after-report:stop")
+    z = Zygote()  # started with that environment: its supervisors stop after their report
+    told: list[tuple[int | None, str]] = []
+    try:
+        tp = launch(
+            spec(tmp_path, ["true"]),
+            on_exit=lambda p, info: told.append((info.returncode, process_state(p.pid))),
+            zygote=z,
+        )
+        assert wait_for(lambda: bool(told), 60), "no end told"
+        assert told == [(0, "T")]  # the exit code, told while the supervisor was stopped after its report
+        os.kill(tp.pid, signal.SIGCONT)
+        assert finish(tp, 60).returncode == 0
+        assert wait_for(lambda: pid_gone(tp.pid), 60)
+    finally:
+        z.close()

@@ -249,6 +249,21 @@ def _which(name: str, env: dict[str, str] | None) -> str:
     raise FileNotFoundError(2, "No such file or directory", name)
 
 
+def _crash_point(name: str) -> None:
+    """A crash point of the supervisor's (agentd.faults.SUPERVISOR_POINTS; stdlib only): ``AGENTD_CRASH_AT=name``
+    exits 86 here, ``name:kill`` SIGKILLs the process, ``name:stop`` SIGSTOPs it (it goes on after SIGCONT)."""
+    spec = os.environ.get("AGENTD_CRASH_AT")
+    if not spec or spec.partition(":")[0] != name:
+        return
+    action = spec.partition(":")[2]
+    if action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if action == "stop":
+        os.kill(os.getpid(), signal.SIGSTOP)
+        return
+    os._exit(86)
+
+
 def _frame(obj: dict[str, Any]) -> bytes:
     data = marshal.dumps(obj)
     return len(data).to_bytes(4, "big") + data
@@ -631,6 +646,7 @@ class Shim:
                 "ended": self.ended,
             }
         )
+        _crash_point("supervisor.after-report")
         return 0
 
 
@@ -766,8 +782,7 @@ def zygote(sock_fd: int) -> int:
                     if pid == 0:
                         _zygote_child(sock_fd, fds, targets)
                     reply = pid
-                    if os.environ.get("AGENTD_CRASH_AT") == "zygote.after-fork":  # agentd.faults.SUPERVISOR_POINTS
-                        os._exit(86)
+                    _crash_point("zygote.after-fork")
             try:
                 sock.send(reply.to_bytes(8, "big", signed=True))
             except OSError:

@@ -301,18 +301,24 @@ class TaskProcess:
                     break
         except Exception:
             log.exception("task %d: status reader failed", self.pid)
+        reported = info is not None
         if info is None:
             # The shim died without reporting: make sure nothing of its group survives it.
             self._signal_group(signal.SIGKILL)
             info = ExitInfo(None, None, False, None, "supervisor died", started, time.time())
-        self._finish(info)
+        self._finish(info, reported)
 
-    def _finish(self, info: ExitInfo) -> None:
+    def _finish(self, info: ExitInfo, reported: bool) -> None:
         with self._ctl_lock:
             for stream in (self._popen.stdin, self._popen.stdout):
                 if stream is not None:
                     with contextlib.suppress(OSError):
                         stream.close()
+        if reported:
+            # The end is told as soon as the supervisor reported it, not once it has exited and been reaped: it
+            # reports only after the command's tree is gone, so the daemon may record the outcome and release the
+            # lease while the supervisor exits (an exit it has nothing left to do for; it is reaped below).
+            self._tell(info)
         with self._reap_lock:
             try:
                 self._popen.wait(REAP_TIMEOUT)
@@ -324,6 +330,10 @@ class TaskProcess:
         self._info = info
         self._started.set()
         self._done.set()
+        if not reported:
+            self._tell(info)
+
+    def _tell(self, info: ExitInfo) -> None:
         if self._on_exit is not None:
             try:
                 self._on_exit(self, info)
@@ -376,7 +386,9 @@ def shim_code() -> bytes:
 def launch(
     spec: LaunchSpec, on_exit: Callable[[TaskProcess, ExitInfo], None] | None = None, *, zygote: Zygote | None = None
 ) -> TaskProcess:
-    """Start *spec* under a shim; *on_exit* is called once, from a reader thread, at the end.
+    """Start *spec* under a shim; *on_exit* is called once, from a reader thread, at the end: as soon as the shim
+    reported it (its command's tree gone; the shim itself may still be exiting), or when the shim died without a
+    report. :meth:`TaskProcess.wait` returns once the shim has also been reaped.
 
     The shim is forked by *zygote* (default: this process's, :func:`agentd.run.zygote.default_zygote`), or started
     as a fresh interpreter when there is no working zygote."""

@@ -41,7 +41,8 @@ STORE_POINTS = (
 # Points of the supervisor zygote and the supervisors (run/_shim.py, stdlib only: it reads AGENTD_CRASH_AT itself;
 # exit, kill and stop, no count).
 SUPERVISOR_POINTS = (
-    "zygote.after-fork",  # a task's supervisor forked, its pid not yet sent back to the daemon
+    "zygote.after-fork",  # a spare supervisor forked, its pid and channel not yet sent back to the daemon
+    "supervisor.after-fds",  # a spare handed a task's descriptors, its spec not yet read (nothing started)
     "supervisor.after-report",  # the command's end reported to the daemon, the supervisor not yet exited
 )
 

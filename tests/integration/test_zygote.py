@@ -97,7 +97,8 @@ threading.Event().wait()
 
 
 def test_the_daemons_death_ends_a_forked_supervisors_tree_and_the_zygote(tmp_path: Path) -> None:
-    """SIGKILL the daemon: the supervisor its zygote forked, the command, its grandchild and the zygote all end."""
+    """SIGKILL the daemon: the supervisor its zygote forked, the command, its grandchild, the zygote and its spare
+    supervisor all end."""
     out, bg = tmp_path / "pids.json", tmp_path / "bg.pid"
     script = tmp_path / "daemon.py"
     script.write_text(textwrap.dedent(DAEMON_SCRIPT.format(src=str(SRC_DIR), out=str(out), bg=str(bg))))
@@ -107,6 +108,8 @@ def test_the_daemons_death_ends_a_forked_supervisors_tree_and_the_zygote(tmp_pat
         pids = json.loads(out.read_text())
         everyone = [pids["shim"], pids["command"], int(bg.read_text()), pids["zygote"]]
         assert ppid(pids["shim"]) == pids["zygote"]
+        assert wait_for(lambda: len(children_of(pids["zygote"])) == 2, 60)  # the shim and the next task's spare
+        everyone += children_of(pids["zygote"])
         daemon.kill()
         daemon.wait(30)
         assert wait_for(lambda: all(pid_gone(p) for p in everyone), 60), [p for p in everyone if not pid_gone(p)]
@@ -219,9 +222,10 @@ def test_a_hung_zygote_is_replaced_and_the_task_runs_once(tmp_path: Path, caplog
         os.kill(hung, signal.SIGSTOP)
         runs = tmp_path / "runs"
         with caplog.at_level(logging.WARNING, logger="agentd.run.zygote"):
-            tp = launch(spec(tmp_path, ["sh", "-c", f"echo run >> {runs}"]), zygote=z)
-            assert finish(tp, 60).returncode == 0
-        assert runs.read_text() == "run\n"
+            for n in (1, 2):  # the first runs in the spare forked before the hang; the second finds the hang
+                tp = launch(spec(tmp_path, ["sh", "-c", f"echo run {n} >> {runs}"]), zygote=z)
+                assert finish(tp, 60).returncode == 0
+        assert runs.read_text() == "run 1\nrun 2\n"
         assert z.pid not in (None, hung)
         assert wait_for(lambda: pid_gone(hung), 30)
         assert any(f"zygote {hung} did not answer" in r.getMessage() for r in caplog.records)
@@ -241,13 +245,19 @@ def children_of(pid: int) -> list[int]:
 
 
 def test_the_zygote_reaps_every_supervisor_and_keeps_no_descriptor(tmp_path: Path, zygote: Zygote) -> None:
-    """After tasks have ended the zygote has no child left (not even a zombie) and no more descriptors than before."""
+    """After tasks have ended the zygote has no child left but the next task's spare (not even a zombie) and no more
+    descriptors than before."""
     assert finish(launch(spec(tmp_path, ["true"]), zygote=zygote), 30).returncode == 0
     assert zygote.pid is not None
     before = set(fd_targets(zygote.pid).values())
+    shims = []
     for code in range(5):
-        assert finish(launch(spec(tmp_path, ["sh", "-c", f"exit {code}"]), zygote=zygote), 30).returncode == code
-    assert wait_for(lambda: children_of(zygote.pid or 0) == [], 30), children_of(zygote.pid or 0)
+        tp = launch(spec(tmp_path, ["sh", "-c", f"exit {code}"]), zygote=zygote)
+        shims.append(tp.pid)
+        assert finish(tp, 30).returncode == code
+    assert wait_for(lambda: len(children_of(zygote.pid or 0)) == 1, 30), children_of(zygote.pid or 0)
+    (spare,) = children_of(zygote.pid)
+    assert spare not in shims and process_state(spare) in ("S", "R")  # waiting for its task
     assert set(fd_targets(zygote.pid).values()) == before
 
 
@@ -331,16 +341,35 @@ def test_the_end_is_told_once_reported_while_the_supervisor_still_exits(
     monkeypatch.setenv("AGENTD_CRASH_AT", "supervisor.after-report:stop")
     z = Zygote()  # started with that environment: its supervisors stop after their report
     told: list[tuple[int | None, str]] = []
+
+    def on_exit(p: TaskProcess, info: runner.ExitInfo) -> None:
+        # Told before the supervisor stopped itself, after it stopped, or (without the early report) once reaped.
+        wait_for(lambda: process_state(p.pid) not in ("R", "S", "D"), 60)
+        told.append((info.returncode, process_state(p.pid)))
+
     try:
-        tp = launch(
-            spec(tmp_path, ["true"]),
-            on_exit=lambda p, info: told.append((info.returncode, process_state(p.pid))),
-            zygote=z,
-        )
+        tp = launch(spec(tmp_path, ["true"]), on_exit=on_exit, zygote=z)
         assert wait_for(lambda: bool(told), 60), "no end told"
         assert told == [(0, "T")]  # the exit code, told while the supervisor was stopped after its report
         os.kill(tp.pid, signal.SIGCONT)
         assert finish(tp, 60).returncode == 0
         assert wait_for(lambda: pid_gone(tp.pid), 60)
+    finally:
+        z.close()
+
+
+@pytest.mark.parametrize("action", ["exit", "kill"])
+def test_a_spare_dying_with_its_task_in_hand_starts_nothing_and_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, action: str
+) -> None:
+    """A spare that dies once handed its task's descriptors (crash point supervisor.after-fds), before reading its
+    spec: the command never runs, and the end comes as "supervisor died" (the daemon's crash outcome)."""
+    monkeypatch.setenv("AGENTD_CRASH_AT", f"supervisor.after-fds:{action}")
+    z = Zygote()
+    runs = tmp_path / "runs"
+    try:
+        info = finish(launch(spec(tmp_path, ["sh", "-c", f"echo run >> {runs}"]), zygote=z), 60)
+        assert info.error == "supervisor died" and info.crashed, info
+        assert not runs.exists()
     finally:
         z.close()

@@ -8,8 +8,9 @@ the first frame on the shim's stdin (``runner.SHIM_BOOT`` reads it and runs it a
 (``python -I -S _shim.py`` runs it too, at the cost of compiling it: a script's bytecode is never cached).
 
 Usually it is not started so: the daemon starts that interpreter once, as the supervisor "zygote" (``agentd-zygote
-FD``, :func:`zygote`), and each task's shim is a fork of it (:func:`_zygote_child`; the daemon's side is
-``agentd.run.zygote``).  Either way the shim runs :func:`main` with the same pipes on its stdin and stdout.
+FD``, :func:`zygote`), and each task's shim is a fork of it, forked ahead of the task as a spare (:func:`_spare`;
+the daemon's side is ``agentd.run.zygote``).  Either way the shim runs :func:`main` with the same pipes on its stdin
+and stdout.
 
 The shim is a session and process-group leader (pgid == shim pid) and the command it starts
 shares that process group.  It must not import anything from agentd (``-I -S``: no site, no cwd).
@@ -698,15 +699,31 @@ def _close_all_but(keep: set[int]) -> None:
     os.closerange(low, max(low + 1, os.sysconf("SC_OPEN_MAX")))
 
 
-def _zygote_child(sock_fd: int, fds: list[int], targets: list[int]) -> NoReturn:
-    """In the per-task supervisor the zygote forked: its own session, the control pipe on 0, the status pipe on 1,
-    the kept descriptors at the numbers the daemon gave them, nothing else open; then the shim's ``main``."""
+def _spare(sock_fd: int, chan: Any) -> NoReturn:
+    """A spare supervisor the zygote forked ahead of a task: its own session, nothing open but *chan* (its end of a
+    SOCK_SEQPACKET pair whose other end the daemon holds) until the daemon hands it a task:
+
+        b"G" + marshal(list of kept fd numbers), with SCM_RIGHTS [control read end, status write end, *kept fds]
+
+    Then the control pipe goes on 0, the status pipe on 1, the kept descriptors at the numbers the daemon gave them,
+    nothing else open, and the shim's ``main`` runs (it reads its spec from the control pipe). EOF on *chan* (the
+    daemon is gone, or dropped it unused): it exits without starting anything."""
     code = 2
     try:
+        import _socket
         import fcntl
 
+        os.close(sock_fd)
         os.setsid()
-        base = max(2, sock_fd, *fds, *targets) + 1
+        data, ancillary, flags, _addr = chan.recvmsg(65536, _socket.CMSG_SPACE(256 * 4))
+        fds = _received_fds(ancillary)
+        if not data:
+            os._exit(0)  # never used
+        targets = [int(fd) for fd in marshal.loads(data[1:])]  # noqa: S302 - our own daemon
+        if data[:1] != b"G" or flags & _socket.MSG_CTRUNC or len(fds) != 2 + len(targets):
+            raise ValueError(f"bad hand-over: {data[:1]!r}, {len(fds)} descriptors for {len(targets)} kept")
+        _crash_point("supervisor.after-fds")
+        base = max(2, chan.fileno(), *fds, *targets) + 1
         moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, base) for fd in fds]  # out of the way of the targets
         os.dup2(moved[0], 0)
         os.dup2(moved[1], 1)
@@ -732,20 +749,22 @@ def _zygote_child(sock_fd: int, fds: list[int], targets: list[int]) -> NoReturn:
 
 def zygote(sock_fd: int) -> int:
     """The daemon's long-lived supervisor factory ("zygote"): started once per daemon with this code loaded, it forks
-    one per-task supervisor per request, so a task pays a fork instead of an interpreter's start.
+    spare supervisors ahead of the tasks, so a task pays neither an interpreter's start nor, on its way to its
+    command, a fork.
 
     Requests come on the SOCK_SEQPACKET socket ``sock_fd`` (the daemon holds the other end):
 
-        b"F" + marshal(list of kept fd numbers), with SCM_RIGHTS [control read end, status write end, *kept fds]
-            -> fork a supervisor; reply its pid (8 bytes, big-endian, signed; a negative errno if fork failed)
+        b"S"  -> fork a spare supervisor (:func:`_spare`); reply its pid (8 bytes, big-endian, signed; a negative
+                 errno if the fork failed) with SCM_RIGHTS [the daemon's end of the spare's own channel]
         b"R" + pid (ASCII)  -> reap that child (it has exited: the daemon saw it through a pidfd)
 
-    The zygote holds no control pipe's write end: the descriptors it is sent are closed right after the fork, so a
-    supervisor sees EOF on its control pipe when the daemon dies, as when the daemon started it directly.  A child is
-    reaped only when the daemon says so: until then its pid (its process group's id) cannot be reused, so the daemon
-    may signal the group.  EOF on the socket (the daemon is gone): the zygote exits, leaving its children to init."""
+    The zygote never holds a task's descriptors: the daemon hands them to the spare over its channel, so a supervisor
+    sees EOF on its control pipe when the daemon dies, as when the daemon started it directly.  A child is reaped
+    only when the daemon says so: until then its pid (its process group's id) cannot be reused, so the daemon may
+    signal the group.  EOF on the socket (the daemon is gone): the zygote exits, leaving its children to init (its
+    spares read EOF on their channels and exit)."""
     import _socket
-    import fcntl  # noqa: F401 - loaded here once, not in every supervisor forked (see _zygote_child)
+    import fcntl  # noqa: F401 - loaded here once, not in every supervisor forked (see _spare)
     import gc
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -756,42 +775,54 @@ def zygote(sock_fd: int) -> int:
     room = _socket.CMSG_SPACE(256 * 4)
     while True:
         try:
-            data, ancillary, flags, _addr = sock.recvmsg(65536, room)
+            data, ancillary, _flags, _addr = sock.recvmsg(65536, room)
         except OSError:
             return 0
         if not data:
             return 0  # the daemon is gone
-        fds = _received_fds(ancillary)
+        for fd in _received_fds(ancillary):  # (none expected)
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         if data[:1] == b"R":
             try:
                 os.waitpid(int(data[1:]), 0)
             except (ChildProcessError, ValueError, OSError):
                 pass
-        elif data[:1] == b"F":
-            reply = -errno.EINVAL
+        elif data[:1] == b"S":
+            reply, ours = -errno.EINVAL, None
             try:
-                targets = [int(fd) for fd in marshal.loads(data[1:])]  # noqa: S302 - our own daemon
-            except (ValueError, EOFError, TypeError):
-                targets = []
-            if not flags & _socket.MSG_CTRUNC and len(fds) == 2 + len(targets):
+                ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+            except OSError as exc:
+                reply = -(exc.errno or errno.EMFILE)
+            else:
                 try:
                     pid = os.fork()
                 except OSError as exc:
                     reply = -(exc.errno or errno.EAGAIN)
                 else:
                     if pid == 0:
-                        _zygote_child(sock_fd, fds, targets)
+                        ours.close()
+                        _spare(sock_fd, theirs)
                     reply = pid
                     _crash_point("zygote.after-fork")
+                finally:
+                    theirs.close()
+            give = [] if ours is None or reply <= 0 else [ours.fileno()]
+            rights = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in give)
             try:
-                sock.send(reply.to_bytes(8, "big", signed=True))
+                if give:
+                    sock.sendmsg(
+                        [reply.to_bytes(8, "big", signed=True)], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)]
+                    )
+                else:
+                    sock.send(reply.to_bytes(8, "big", signed=True))
             except OSError:
                 return 0
-        for fd in fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+            finally:
+                if ours is not None:
+                    ours.close()
 
 
 def main() -> int:

@@ -438,6 +438,8 @@ def launch(
     if not task._send(frame):
         log.warning("task %d: supervisor died before receiving its spec", task.pid)
     task._thread.start()
+    if forked is not None:
+        zygote.replenish()
     return task
 
 
@@ -447,9 +449,9 @@ def _fork(zygote: Zygote, keep_fds: Sequence[int]) -> ForkedSupervisor | None:
     for _attempt in range(2):  # the zygote died since the last task: a fresh one
         control_r, control_w, status_r, status_w = pipes()
         try:
-            pid, generation = zygote.fork(control_r, status_w, keep_fds)
+            pid, generation, pidfd = zygote.fork(control_r, status_w, keep_fds)
         except ZygoteGone:
-            # A supervisor it may have forked before dying reads EOF instead of a spec: it starts nothing.
+            # A spare it may have forked before dying reads EOF on its channel instead of a task: it starts nothing.
             close_quietly(control_r, control_w, status_r, status_w)
             continue
         except BaseException:
@@ -457,9 +459,10 @@ def _fork(zygote: Zygote, keep_fds: Sequence[int]) -> ForkedSupervisor | None:
             raise
         close_quietly(control_r, status_w)  # the supervisor's ends: only it holds them now
         try:
-            return ForkedSupervisor(zygote, pid, generation, os.fdopen(control_w, "wb"), os.fdopen(status_r, "rb"))
+            stdin, stdout = os.fdopen(control_w, "wb"), os.fdopen(status_r, "rb")
+            return ForkedSupervisor(zygote, pid, generation, pidfd, stdin, stdout)
         except BaseException:
-            close_quietly(control_w, status_r)  # EOF: it exits without starting anything
+            close_quietly(control_w, status_r, pidfd)  # EOF: it exits without starting anything
             zygote.reap(pid, generation)
             raise
     zygote.broken = True

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import errno
 import logging
 import marshal
 import os
@@ -60,6 +61,7 @@ class Zygote:
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self.generation = 0  # bumped at each (re)start: a supervisor is reaped only by the zygote that forked it
+        self._asked = False  # a spare asked for, its reply not yet read
         self.broken = not _USABLE
 
     @property
@@ -94,6 +96,7 @@ class Zygote:
             pass  # it died at once: the first request finds out
         ours.settimeout(self._reply_timeout)
         self._proc, self._sock = proc, ours
+        self._asked = False
         self.generation += 1
         log.debug("supervisor zygote %d started", proc.pid)
         return ours
@@ -109,7 +112,8 @@ class Zygote:
         with self._lock:
             if self._sock is None and not self.broken:
                 try:
-                    self._start()
+                    self._start().send(b"S")  # the first task's spare
+                    self._asked = True
                 except OSError as exc:
                     log.debug("supervisor zygote not started ahead of the first task: %s", exc)
 
@@ -125,25 +129,81 @@ class Zygote:
                 proc.wait(5)
             log.warning("supervisor zygote %d %s (exit %s): starting a new one", proc.pid, why, proc.returncode)
 
-    def fork(self, control: int, status: int, keep_fds: Sequence[int]) -> tuple[int, int]:
-        """A supervisor forked with ``control`` (read end) as its fd 0, ``status`` (write end) as its fd 1 and
-        ``keep_fds`` at their numbers: ``(pid, generation)``. OSError: fork failed there (e.g. EAGAIN); ZygoteGone:
-        no answer (the zygote is replaced at the next call)."""
+    def fork(self, control: int, status: int, keep_fds: Sequence[int]) -> tuple[int, int, int]:
+        """A supervisor with ``control`` (read end) as its fd 0, ``status`` (write end) as its fd 1 and ``keep_fds``
+        at their numbers: ``(pid, generation, pidfd)``. It is the spare the zygote forked ahead (asked for after the
+        previous task was started, or now), handed these descriptors over its own channel (:meth:`replenish` asks for
+        the next one). OSError: fork failed there (e.g. EAGAIN); ZygoteGone: no answer (the zygote
+        is replaced at the next call)."""
         with self._lock:
             sock = self._sock if self._sock is not None else self._start()
-            fds = array.array("i", [control, status, *keep_fds])
-            try:
-                sock.sendmsg([b"F" + marshal.dumps(list(keep_fds))], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
-                reply = sock.recv(16)
-            except (OSError, TimeoutError):
-                reply = b""
-            if len(reply) != 8:
-                self._drop("died" if self._proc is not None and self._proc.poll() is not None else "did not answer")
-                raise ZygoteGone
-            pid = int.from_bytes(reply, "big", signed=True)
-            if pid <= 0:
-                raise OSError(-pid, f"supervisor zygote: fork: {os.strerror(-pid)}")
-            return pid, self.generation
+            for attempt in range(2):
+                pid, chan, generation = self._spare(sock)
+                try:
+                    pidfd = os.pidfd_open(pid)  # before the hand-over: the spare holds its pid until then
+                except OSError:
+                    chan.close()  # (EOF: it exits unused)
+                    raise
+                try:
+                    fds = array.array("i", [control, status, *keep_fds])
+                    chan.sendmsg([b"G" + marshal.dumps(list(keep_fds))], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+                except OSError as exc:
+                    os.close(pidfd)  # the spare is gone (killed): another one, once
+                    if attempt:
+                        raise OSError(exc.errno or errno.EAGAIN, f"supervisor spare {pid}: {exc.strerror}") from exc
+                    log.warning("supervisor spare %d is gone (%s): asking for another", pid, exc.strerror or exc)
+                    continue
+                finally:
+                    chan.close()
+                return pid, generation, pidfd
+            raise AssertionError("unreachable")
+
+    def replenish(self) -> None:
+        """Ask for the next task's spare, forked while this one runs (after its spec was sent: the zygote's fork
+        does not delay it); a zygote found dead is replaced now."""
+        with self._lock:
+            if self._sock is not None and not self._asked:
+                self._ask(self._sock)
+
+    def _ask(self, sock: socket.socket) -> None:
+        try:
+            sock.send(b"S")
+            self._asked = True
+        except OSError:
+            self._drop("died" if self._proc is not None and self._proc.poll() is not None else "did not answer")
+            with contextlib.suppress(OSError):
+                self._start().send(b"S")
+                self._asked = True
+
+    def _spare(self, sock: socket.socket) -> tuple[int, socket.socket, int]:
+        """The spare asked for (now, if it was not yet): its pid, the daemon's end of its channel, its generation."""
+        try:
+            if not self._asked:
+                sock.send(b"S")
+            self._asked = False
+            reply, ancillary, flags, _addr = sock.recvmsg(16, socket.CMSG_SPACE(4))
+        except (OSError, TimeoutError):
+            reply, ancillary, flags = b"", [], 0
+        fds = [
+            fd
+            for level, kind, data in ancillary
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+            for fd in array.array("i", data[: len(data) - len(data) % 4])
+        ]
+        if len(reply) != 8 or len(fds) > 1:
+            close_quietly(*fds)
+            self._drop("died" if self._proc is not None and self._proc.poll() is not None else "did not answer")
+            raise ZygoteGone
+        pid = int.from_bytes(reply, "big", signed=True)
+        if pid <= 0:
+            close_quietly(*fds)
+            raise OSError(-pid or errno.EIO, f"supervisor zygote: fork: {os.strerror(-pid or errno.EIO)}")
+        if not fds:  # its channel did not reach this process (out of descriptors: the kernel dropped it)
+            with contextlib.suppress(OSError):
+                sock.send(b"R%d" % pid)  # it reads EOF and exits at once: the zygote reaps it
+            code = errno.EMFILE if flags & socket.MSG_CTRUNC else errno.EIO
+            raise OSError(code, f"supervisor spare {pid}: its channel was not received: {os.strerror(code)}")
+        return pid, socket.socket(fileno=fds[0]), self.generation
 
     def reap(self, pid: int, generation: int) -> None:
         """Let the zygote reap its exited child *pid* (when it is still the zygote that forked it)."""
@@ -173,14 +233,16 @@ class Zygote:
 class ForkedSupervisor:
     """A supervisor the zygote forked, with what :class:`agentd.run.runner.TaskProcess` uses of a ``Popen``."""
 
-    def __init__(self, zygote: Zygote, pid: int, generation: int, stdin: IO[bytes], stdout: IO[bytes]) -> None:
+    def __init__(
+        self, zygote: Zygote, pid: int, generation: int, pidfd: int, stdin: IO[bytes], stdout: IO[bytes]
+    ) -> None:
         self.pid = pid
         self.stdin: IO[bytes] | None = stdin
         self.stdout: IO[bytes] | None = stdout
         self.returncode: int | None = None
         self._zygote = zygote
         self._generation = generation
-        self._pidfd: int | None = os.pidfd_open(pid)  # safe: the zygote holds the pid until we say reap
+        self._pidfd: int | None = pidfd  # opened before the spare was handed its task (see Zygote.fork)
 
     def unreaped(self) -> bool:
         """May the daemon still signal the supervisor's process group (its pid cannot have been reused)?"""

@@ -175,6 +175,9 @@ class Daemon:
         self._wip_full = False
         self._watch = watch
         self._watcher: Watching | None = None
+        self._watch_lock = threading.Lock()  # the watch started by its thread, or stopped by run()'s end
+        self._watch_started: threading.Thread | None = None
+        self._watch_closed = False
         self._next_wake: datetime | None = None
         self._on_first_pass: Callable[[str | None], bool] | None = None
         self._claiming = True  # --once stops claiming after its first pass
@@ -944,8 +947,7 @@ class Daemon:
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 handlers[signum] = signal.signal(signum, self._signal)
-        if self._watch:
-            self._watcher = self.store.watch(self.wake)
+        self._watch_started, self._watch_closed = None, False  # (the watch starts after the first pass)
         self.journal.emit(
             "daemon-started",
             f"{self.role_name} daemon started (pid {os.getpid()}, {mode.value}, interval {self.interval:g} s)",
@@ -968,9 +970,11 @@ class Daemon:
             if self.janitor is not None:
                 self.janitor.stop()
             self.stop_heartbeats()
-            if self._watcher is not None:
-                self._watcher.stop()
-                self._watcher = None
+            with self._watch_lock:
+                self._watch_closed = True
+                watcher, self._watcher = self._watcher, None
+            if watcher is not None:
+                watcher.stop()
             for signum, handler in handlers.items():
                 signal.signal(signum, handler)
         self.journal.emit("daemon-stopped", f"{self.role_name} daemon stopped (exit {code})", exit_code=code)
@@ -1008,6 +1012,8 @@ class Daemon:
                 return int(ExitCode.FAILURE if self.failed else ExitCode.OK)
             if mode is Mode.ONCE:
                 self._stop_claiming_after_first_pass()
+            if first:
+                self._start_watching()
             first = False
             if not settled:
                 self._dirty = True  # what this pass changed (room freed, tasks moved) deserves another look now
@@ -1032,6 +1038,30 @@ class Daemon:
             self._wake.clear()
             self._wake.wait(left)
             self._collect_exits()
+
+    def _start_watching(self) -> None:
+        """Start the store's change watch, in a thread, once the first pass is done: importing watchdog and setting
+        up inotify (~25 ms, more on a loaded machine) is nothing a daemon needs before its first claim, and a drain
+        with nothing to do never needs it. A look follows the watch's start: a change made before it is not missed."""
+        if not self._watch or self._watch_started is not None:
+            return
+
+        def start() -> None:
+            try:
+                watcher = self.store.watch(self.wake)
+            except (AgentdError, OSError) as exc:
+                log.warning("no change watch (the queue is looked at every %g s): %s", self.interval, exc)
+                return
+            with self._watch_lock:
+                if self._watch_closed:  # run() ended meanwhile
+                    if watcher is not None:
+                        watcher.stop()
+                    return
+                self._watcher = watcher
+            self.wake("watching")
+
+        self._watch_started = threading.Thread(target=start, name="agentd-watch-start", daemon=True)
+        self._watch_started.start()
 
     def _stop_claiming_after_first_pass(self) -> None:
         self._claiming = False

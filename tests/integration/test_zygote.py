@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -373,3 +374,21 @@ def test_a_spare_dying_with_its_task_in_hand_starts_nothing_and_is_reported(
         assert not runs.exists()
     finally:
         z.close()
+
+
+def test_a_status_reader_thread_serves_the_next_task_instead_of_exiting(tmp_path: Path, zygote: Zygote) -> None:
+    """A thread that read one task's status reads a later task's (no thread started per task while one waits), and
+    each task still reports its own end."""
+    readers: list[tuple[object, int | None]] = []
+
+    def on_exit(_p: TaskProcess, info: runner.ExitInfo) -> None:
+        readers.append((threading.current_thread(), info.returncode))
+
+    assert finish(launch(spec(tmp_path, ["sh", "-c", "exit 3"]), on_exit=on_exit, zygote=zygote), 30).returncode == 3
+    assert wait_for(lambda: runner._READERS.idle >= 1, 60)  # that thread back, waiting for a task
+    before = [t for t in threading.enumerate() if t.name == "agentd-status"]
+    assert finish(launch(spec(tmp_path, ["sh", "-c", "exit 4"]), on_exit=on_exit, zygote=zygote), 30).returncode == 4
+    assert wait_for(lambda: len(readers) == 2, 60)
+    assert [code for _, code in readers] == [3, 4]
+    assert readers[0][0] in before and readers[1][0] in before  # (this process's earlier tests may have left more)
+    assert [t for t in threading.enumerate() if t.name == "agentd-status"] == before

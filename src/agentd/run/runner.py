@@ -8,7 +8,7 @@ of the shim's stdin (the control pipe): if the daemon dies, even by SIGKILL, the
 and kills the whole group -- the command, its children and itself -- within about a second.
 
 Status comes back as length-prefixed ``marshal`` frames on the shim's stdout (see ``_shim.py``), read by one
-daemon thread per task::
+daemon thread per running task (kept for a later task once its own ended)::
 
     task = launch(LaunchSpec(argv=["make", "test"], cwd=repo, env={}, log_path=log, timeout=3600))
     info = task.wait()          # ExitInfo; or pass on_exit=callback to launch()
@@ -26,6 +26,7 @@ import functools
 import logging
 import marshal
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -180,7 +181,6 @@ class TaskProcess:
         self._started = threading.Event()
         self._done = threading.Event()
         self._info: ExitInfo | None = None
-        self._thread = threading.Thread(target=self._read_status, name=f"agentd-shim-{self.pid}", daemon=True)
 
     def __repr__(self) -> str:
         state = "running" if self._info is None else f"exited {self._info}"
@@ -341,6 +341,38 @@ class TaskProcess:
                 log.exception("task %d: on_exit callback failed", self.pid)
 
 
+class _Readers:
+    """The threads that read the supervisors' status pipes, one per running task (a read blocks until the
+    supervisor reports). A thread whose task ended waits for the next task's instead of exiting: starting a thread
+    makes ``launch`` wait until it runs (~0.2 ms, several ms when the CPUs are busy), handing it a task does not."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tasks: queue.SimpleQueue[TaskProcess] = queue.SimpleQueue()
+        self.idle = 0  # threads waiting for a task
+
+    def read(self, task: TaskProcess) -> None:
+        with self._lock:
+            start = self.idle == 0
+            if not start:
+                self.idle -= 1
+        self._tasks.put(task)
+        if start:
+            threading.Thread(target=self._serve, name="agentd-status", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            task = self._tasks.get()
+            try:
+                task._read_status()
+            except Exception:  # (it catches its own errors: never let one end the thread uncounted)
+                log.exception("task %d: status reader failed", task.pid)
+            with self._lock:
+                self.idle += 1
+
+
+_READERS = _Readers()
+
 _environ: tuple[dict[bytes, bytes], dict[str, str]] | None = None  # os.environ's bytes and their decoding, last seen
 
 
@@ -437,7 +469,7 @@ def launch(
         task = TaskProcess(popen, spec, on_exit, launched)
     if not task._send(frame):
         log.warning("task %d: supervisor died before receiving its spec", task.pid)
-    task._thread.start()
+    _READERS.read(task)
     if forked is not None:
         zygote.replenish()
     return task

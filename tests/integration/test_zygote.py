@@ -392,3 +392,25 @@ def test_a_status_reader_thread_serves_the_next_task_instead_of_exiting(tmp_path
     assert [code for _, code in readers] == [3, 4]
     assert readers[0][0] in before and readers[1][0] in before  # (this process's earlier tests may have left more)
     assert [t for t in threading.enumerate() if t.name == "agentd-status"] == before
+
+
+def test_a_spare_killed_while_it_waits_is_replaced_and_reaped(
+    tmp_path: Path, zygote: Zygote, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A spare SIGKILLed before it is handed a task: the task runs once, in another spare, with one warning, and the
+    dead spare is reaped (no zombie left)."""
+    assert finish(launch(spec(tmp_path, ["true"]), zygote=zygote), 30).returncode == 0
+    assert zygote.pid is not None
+    assert wait_for(lambda: len(children_of(zygote.pid or 0)) == 1, 60)  # the next task's spare
+    (spare,) = children_of(zygote.pid)
+    os.kill(spare, signal.SIGKILL)
+    assert wait_for(lambda: process_state(spare) == "Z", 60)
+    runs = tmp_path / "runs"
+    with caplog.at_level(logging.WARNING, logger="agentd.run.zygote"):
+        tp = launch(spec(tmp_path, ["sh", "-c", f"echo run >> {runs}"]), zygote=zygote)
+        assert finish(tp, 60).returncode == 0
+    assert tp.pid != spare and runs.read_text() == "run\n"
+    assert [r.getMessage() for r in caplog.records if "is gone" in r.getMessage()] == [
+        f"supervisor spare {spare} is gone (Broken pipe): asking for another"
+    ]
+    assert wait_for(lambda: process_state(spare) == "gone", 60)

@@ -143,12 +143,14 @@ class Zygote:
                     pidfd = os.pidfd_open(pid)  # before the hand-over: the spare holds its pid until then
                 except OSError:
                     chan.close()  # (EOF: it exits unused)
+                    self._reap_now(sock, pid)
                     raise
                 try:
                     fds = array.array("i", [control, status, *keep_fds])
                     chan.sendmsg([b"G" + marshal.dumps(list(keep_fds))], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
                 except OSError as exc:
                     os.close(pidfd)  # the spare is gone (killed): another one, once
+                    self._reap_now(sock, pid)
                     if attempt:
                         raise OSError(exc.errno or errno.EAGAIN, f"supervisor spare {pid}: {exc.strerror}") from exc
                     log.warning("supervisor spare %d is gone (%s): asking for another", pid, exc.strerror or exc)
@@ -199,11 +201,17 @@ class Zygote:
             close_quietly(*fds)
             raise OSError(-pid or errno.EIO, f"supervisor zygote: fork: {os.strerror(-pid or errno.EIO)}")
         if not fds:  # its channel did not reach this process (out of descriptors: the kernel dropped it)
-            with contextlib.suppress(OSError):
-                sock.send(b"R%d" % pid)  # it reads EOF and exits at once: the zygote reaps it
+            self._reap_now(sock, pid)
             code = errno.EMFILE if flags & socket.MSG_CTRUNC else errno.EIO
             raise OSError(code, f"supervisor spare {pid}: its channel was not received: {os.strerror(code)}")
         return pid, socket.socket(fileno=fds[0]), self.generation
+
+    @staticmethod
+    def _reap_now(sock: socket.socket, pid: int) -> None:
+        """Have the zygote reap a spare that will run nothing (gone, or reading EOF on its channel: it exits at
+        once), so that no zombie of it is left."""
+        with contextlib.suppress(OSError):
+            sock.send(b"R%d" % pid)
 
     def reap(self, pid: int, generation: int) -> None:
         """Let the zygote reap its exited child *pid* (when it is still the zygote that forked it)."""

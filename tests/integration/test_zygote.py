@@ -414,3 +414,20 @@ def test_a_spare_killed_while_it_waits_is_replaced_and_reaped(
         f"supervisor spare {spare} is gone (Broken pipe): asking for another"
     ]
     assert wait_for(lambda: process_state(spare) == "gone", 60)
+
+
+def test_a_zygote_keeps_as_many_spares_as_asked_each_serving_one_task(tmp_path: Path) -> None:
+    """prestart(3) (a daemon that starts up to 3 tasks in one pass): three supervisors wait forked ahead, three tasks
+    started in a row run in them (no fork in between), and three fresh spares wait again afterwards."""
+    z = Zygote()
+    try:
+        z.prestart(3)
+        assert wait_for(lambda: z.pid is not None and len(children_of(z.pid)) == 3, 60)
+        ahead = set(children_of(z.pid or 0))
+        tps = [launch(spec(tmp_path, ["sh", "-c", f"exit {n}"]), zygote=z) for n in range(3)]
+        assert {tp.pid for tp in tps} == ahead
+        assert [finish(tp, 60).returncode for tp in tps] == [0, 1, 2]
+        fresh = lambda: set(children_of(z.pid or 0))  # noqa: E731
+        assert wait_for(lambda: len(fresh()) == 3 and not fresh() & ahead, 60), fresh()
+    finally:
+        z.close()

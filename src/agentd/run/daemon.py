@@ -942,7 +942,7 @@ class Daemon:
         self._mode = mode
         self._terminal = tuple(fd for fd in (0, 1, 2) if _isatty(fd))
         self.check_ready()
-        self.executor.prepare()
+        self.executor.prepare(self.concurrency or 1)
         handlers = {}
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

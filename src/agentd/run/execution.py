@@ -110,9 +110,10 @@ class Executor:
         self.role = role
         self.clock = clock
 
-    def prepare(self) -> None:
-        """Get ready to start tasks (a running daemon, before its first pass): the supervisor zygote starts now."""
-        default_zygote().prestart()
+    def prepare(self, at_once: int = 1) -> None:
+        """Get ready to start tasks (a running daemon, before its first pass): the supervisor zygote starts now, and
+        keeps as many supervisors forked ahead as the daemon may start in one pass (``at_once``)."""
+        default_zygote().prestart(at_once)
 
     def start(
         self,

@@ -61,7 +61,8 @@ class Zygote:
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self.generation = 0  # bumped at each (re)start: a supervisor is reaped only by the zygote that forked it
-        self._asked = False  # a spare asked for, its reply not yet read
+        self._asked = 0  # spares asked for whose replies are not yet read
+        self.spares = 1  # how many spares to keep asked for (prestart(): as many as the daemon starts at once)
         self.broken = not _USABLE
 
     @property
@@ -96,15 +97,18 @@ class Zygote:
             pass  # it died at once: the first request finds out
         ours.settimeout(self._reply_timeout)
         self._proc, self._sock = proc, ours
-        self._asked = False
+        self._asked = 0
         self.generation += 1
         log.debug("supervisor zygote %d started", proc.pid)
         return ours
 
-    def prestart(self) -> None:
+    def prestart(self, spares: int = 1) -> None:
         """Start the zygote now, in a thread, rather than at the first task: its interpreter starts while the daemon's
-        first pass reads the queue and claims (a first :meth:`fork` waits for it). A failure here is only logged:
-        the first task tries again and reports it."""
+        first pass reads the queue and claims (a first :meth:`fork` waits for it). ``spares``: how many supervisors
+        to keep forked ahead (as many as the daemon may start in one pass, at most 8). A failure here is only
+        logged: the first task tries again and reports it."""
+        with self._lock:
+            self.spares = max(1, min(int(spares), 8))
         if not self.broken and self._sock is None:
             threading.Thread(target=self._prestart, name="agentd-zygote-start", daemon=True).start()
 
@@ -112,10 +116,11 @@ class Zygote:
         with self._lock:
             if self._sock is None and not self.broken:
                 try:
-                    self._start().send(b"S")  # the first task's spare
-                    self._asked = True
+                    sock = self._start()
                 except OSError as exc:
                     log.debug("supervisor zygote not started ahead of the first task: %s", exc)
+                    return
+                self._ask(sock)  # the first tasks' spares
 
     def _drop(self, why: str) -> None:
         proc, sock = self._proc, self._sock
@@ -161,28 +166,32 @@ class Zygote:
             raise AssertionError("unreachable")
 
     def replenish(self) -> None:
-        """Ask for the next task's spare, forked while this one runs (after its spec was sent: the zygote's fork
+        """Ask for the next tasks' spares, forked while this one runs (after its spec was sent: the zygote's fork
         does not delay it); a zygote found dead is replaced now."""
         with self._lock:
-            if self._sock is not None and not self._asked:
+            if self._sock is not None and self._asked < self.spares:
                 self._ask(self._sock)
 
     def _ask(self, sock: socket.socket) -> None:
         try:
-            sock.send(b"S")
-            self._asked = True
+            while self._asked < self.spares:
+                sock.send(b"S")
+                self._asked += 1
         except OSError:
             self._drop("died" if self._proc is not None and self._proc.poll() is not None else "did not answer")
             with contextlib.suppress(OSError):
-                self._start().send(b"S")
-                self._asked = True
+                sock = self._start()
+                while self._asked < self.spares:
+                    sock.send(b"S")
+                    self._asked += 1
 
     def _spare(self, sock: socket.socket) -> tuple[int, socket.socket, int]:
         """The spare asked for (now, if it was not yet): its pid, the daemon's end of its channel, its generation."""
         try:
-            if not self._asked:
+            if self._asked:
+                self._asked -= 1  # its reply comes first
+            else:
                 sock.send(b"S")
-            self._asked = False
             reply, ancillary, flags, _addr = sock.recvmsg(16, socket.CMSG_SPACE(4))
         except (OSError, TimeoutError):
             reply, ancillary, flags = b"", [], 0

@@ -1,18 +1,21 @@
 """The daemon's side of the supervisor factory (the "zygote", ``_shim.zygote``): one per daemon process.
 
 Starting a per-task supervisor as a fresh ``python -I -S`` costs an interpreter's start-up (~12 ms of CPU, more on a
-loaded machine).  The zygote is that interpreter, started once per daemon with the shim's code
-loaded; each task then costs a ``fork`` of it.  The supervisor it forks is the same shim, with every guarantee
-(``_shim.py``): the leader of its own session, a child subreaper, the holder of the lease's descriptor, EOF on its
-control pipe when the daemon dies.  Which process holds which end:
+loaded machine).  The zygote is that interpreter, started once per daemon with the shim's code loaded; each task then
+costs a ``fork`` of it, made ahead of the task: the zygote forks *spares* (as many as :attr:`Zygote.spares`), each
+waiting on a socket pair of its own whose other end the daemon holds; a task is handed to one of them with its
+descriptors (SCM_RIGHTS) and then its spec.  The supervisor is the same shim, with every guarantee (``_shim.py``):
+the leader of its own session, a child subreaper, the holder of the lease's descriptor, EOF on its control pipe when
+the daemon dies.  Which process holds which end:
 
-    daemon   control pipe write end, status pipe read end (both close-on-exec), the zygote socket's own end
-    zygote   nothing of a task once it has forked: the ends it was sent (SCM_RIGHTS) are closed right after the fork
+    daemon   control pipe write end, status pipe read end (both close-on-exec), the zygote socket's own end, and
+             (while it is being handed a task) the spare's channel
+    zygote   nothing of a task: the daemon hands the task's descriptors to the spare directly
     shim     control pipe read end (fd 0), status pipe write end (fd 1), the kept descriptors at their numbers
 
-The daemon sends the task's spec down the control pipe only once it knows the supervisor's pid: a supervisor forked
-by a zygote that died before replying reads EOF instead of a spec and exits without starting anything, so the
-fallback (a fresh zygote, else a directly started interpreter) can never run the command twice.
+A spare runs nothing unless the daemon hands it a task, and the daemon hands each task to one spare whose pid it
+knows: a spare whose zygote or daemon died before its task came reads EOF on its channel and exits, so the fallback
+(a fresh zygote, else a directly started interpreter) can never run the command twice.
 
 The zygote reaps a supervisor only when told (:meth:`Zygote.reap`, sent once the daemon saw it exit through a
 pidfd): until then its pid, which is its process group's id, cannot be reused and the daemon may signal the group.

@@ -175,9 +175,7 @@ class Daemon:
         self._wip_full = False
         self._watch = watch
         self._watcher: Watching | None = None
-        self._watch_lock = threading.Lock()  # the watch started by its thread, or stopped by run()'s end
-        self._watch_started: threading.Thread | None = None
-        self._watch_closed = False
+        self._watch_started = False  # (after the first pass of run())
         self._next_wake: datetime | None = None
         self._on_first_pass: Callable[[str | None], bool] | None = None
         self._claiming = True  # --once stops claiming after its first pass
@@ -947,7 +945,7 @@ class Daemon:
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 handlers[signum] = signal.signal(signum, self._signal)
-        self._watch_started, self._watch_closed = None, False  # (the watch starts after the first pass)
+        self._watch_started = False  # (the watch starts after the first pass)
         self.journal.emit(
             "daemon-started",
             f"{self.role_name} daemon started (pid {os.getpid()}, {mode.value}, interval {self.interval:g} s)",
@@ -970,11 +968,9 @@ class Daemon:
             if self.janitor is not None:
                 self.janitor.stop()
             self.stop_heartbeats()
-            with self._watch_lock:
-                self._watch_closed = True
-                watcher, self._watcher = self._watcher, None
-            if watcher is not None:
-                watcher.stop()
+            if self._watcher is not None:
+                self._watcher.stop()
+                self._watcher = None
             for signum, handler in handlers.items():
                 signal.signal(signum, handler)
         self.journal.emit("daemon-stopped", f"{self.role_name} daemon stopped (exit {code})", exit_code=code)
@@ -1040,28 +1036,19 @@ class Daemon:
             self._collect_exits()
 
     def _start_watching(self) -> None:
-        """Start the store's change watch, in a thread, once the first pass is done: importing watchdog and setting
-        up inotify (~25 ms, more on a loaded machine) is nothing a daemon needs before its first claim, and a drain
-        with nothing to do never needs it. A look follows the watch's start: a change made before it is not missed."""
-        if not self._watch or self._watch_started is not None:
+        """Start the store's change watch once the first pass is done: importing watchdog and setting up inotify
+        (~25 ms, more on a loaded machine) is nothing a daemon needs before its first claim (it is done while the
+        first task runs), and a drain with nothing to do never needs it. A look follows: a change made before the
+        watch was up is not missed."""
+        if not self._watch or self._watch_started:
             return
-
-        def start() -> None:
-            try:
-                watcher = self.store.watch(self.wake)
-            except (AgentdError, OSError) as exc:
-                log.warning("no change watch (the queue is looked at every %g s): %s", self.interval, exc)
-                return
-            with self._watch_lock:
-                if self._watch_closed:  # run() ended meanwhile
-                    if watcher is not None:
-                        watcher.stop()
-                    return
-                self._watcher = watcher
-            self.wake("watching")
-
-        self._watch_started = threading.Thread(target=start, name="agentd-watch-start", daemon=True)
-        self._watch_started.start()
+        self._watch_started = True
+        try:
+            self._watcher = self.store.watch(self.wake)
+        except (AgentdError, OSError) as exc:
+            log.warning("no change watch (the queue is looked at every %g s): %s", self.interval, exc)
+            return
+        self.wake("watching")
 
     def _stop_claiming_after_first_pass(self) -> None:
         self._claiming = False

@@ -106,17 +106,13 @@ class Zygote:
         return ours
 
     def prestart(self, spares: int = 1) -> None:
-        """Start the zygote now, in a thread, rather than at the first task: its interpreter starts while the daemon's
-        first pass reads the queue and claims (a first :meth:`fork` waits for it). ``spares``: how many supervisors
-        to keep forked ahead (as many as the daemon may start in one pass, at most 8). A failure here is only
-        logged: the first task tries again and reports it."""
+        """Start the zygote now rather than at the first task: its interpreter boots (a process of its own) while the
+        daemon's first pass reads the queue and claims. ``spares``: how many supervisors to keep forked ahead (as
+        many as the daemon may start in one pass, at most 8). Here, not in a thread: the descriptors it takes for a
+        moment never race the pass's under a low ``ulimit -n``. A failure is only logged: the first task tries
+        again and reports it."""
         with self._lock:
             self.spares = max(1, min(int(spares), 8))
-        if not self.broken and self._sock is None:
-            threading.Thread(target=self._prestart, name="agentd-zygote-start", daemon=True).start()
-
-    def _prestart(self) -> None:
-        with self._lock:
             if self._sock is None and not self.broken:
                 try:
                     sock = self._start()

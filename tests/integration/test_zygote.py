@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -250,7 +250,7 @@ def test_the_zygote_reaps_every_supervisor_and_keeps_no_descriptor(tmp_path: Pat
     descriptors than before."""
     assert finish(launch(spec(tmp_path, ["true"]), zygote=zygote), 30).returncode == 0
     assert zygote.pid is not None
-    before = set(fd_targets(zygote.pid).values())
+    before = kinds(fd_targets(zygote.pid).values())
     shims = []
     for code in range(5):
         tp = launch(spec(tmp_path, ["sh", "-c", f"exit {code}"]), zygote=zygote)
@@ -259,7 +259,20 @@ def test_the_zygote_reaps_every_supervisor_and_keeps_no_descriptor(tmp_path: Pat
     assert wait_for(lambda: len(children_of(zygote.pid or 0)) == 1, 30), children_of(zygote.pid or 0)
     (spare,) = children_of(zygote.pid)
     assert spare not in shims and process_state(spare) in ("S", "R")  # waiting for its task
-    assert set(fd_targets(zygote.pid).values()) == before
+    # While it forks a spare the zygote holds the spare's channel for an instant (a socket pair, passed on and
+    # closed): either look may catch one, so sockets are counted, and the count may not grow (one a task would).
+    settled = wait_for(lambda: fewer_or_as_many(kinds(fd_targets(zygote.pid or 0).values()), before), 30)
+    assert settled, (kinds(fd_targets(zygote.pid).values()), before)
+
+
+def kinds(targets: Iterable[str]) -> tuple[frozenset[str], int]:
+    """What a process's descriptors name, sockets (whose names change as they come and go) only counted."""
+    named = list(targets)
+    return frozenset(t for t in named if not t.startswith("socket:")), sum(t.startswith("socket:") for t in named)
+
+
+def fewer_or_as_many(now: tuple[frozenset[str], int], before: tuple[frozenset[str], int]) -> bool:
+    return now[0] == before[0] and now[1] <= before[1]
 
 
 def test_the_zygote_loads_what_each_supervisor_needs_once_before_it_forks(tmp_path: Path, zygote: Zygote) -> None:

@@ -82,8 +82,9 @@ FAST_UNUSED = (
 # What `status` (agentd.report.status) has no use for: the scheduler, the store protocols, the lease folder, the
 # journal, the usage tally and the PID files are agentd.core.record classes or plain ones (no dataclass methods compiled
 # with exec at import), their protocols plain classes at run time (typing under TYPE_CHECKING only), and signal and
-# select are imported where a daemon is stopped or started.
-STATUS_UNUSED = ("dataclasses", "inspect", "ast", "dis", "tokenize", "typing", "signal", "select")
+# select are imported where a daemon is stopped or started. The journal's and the lease folder's locks are _thread's
+# (the same lock, without threading's import).
+STATUS_UNUSED = ("dataclasses", "inspect", "ast", "dis", "tokenize", "typing", "signal", "select", "threading")
 FAST = (
     ("queue", "list"),
     ("queue", "list", "--json"),

@@ -14,11 +14,11 @@ line and junk lines are skipped; :class:`Filter` selects by task, role, time and
 
 from __future__ import annotations
 
+import _thread  # (threading's Lock and get_ident, without threading's import: `agentd status`)
 import contextlib
 import fcntl
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,7 +134,7 @@ class Journal:
         self.max_bytes = max_bytes
         self.backups = backups
         self.host = hostname()
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._pending: list[bytes] | None = None  # lines held by batch(), appended together at its end
         self._batcher: int | None = None  # the thread whose batch() holds them
 
@@ -149,7 +149,7 @@ class Journal:
                 owner = False
             else:
                 owner = True
-                self._pending, self._batcher = [], threading.get_ident()
+                self._pending, self._batcher = [], _thread.get_ident()
         try:
             yield
         finally:
@@ -182,7 +182,7 @@ class Journal:
             line = (json.dumps(record, default=str) + "\n").encode("ascii")
         with self._lock:
             if self._pending is not None:
-                if self._batcher == threading.get_ident():
+                if self._batcher == _thread.get_ident():
                     self._pending.append(line)
                     return
                 line = b"".join(self._pending) + line  # (another thread's batch: its events came first)

@@ -14,6 +14,7 @@ relative to the folder's descriptor.
 
 from __future__ import annotations
 
+import _thread  # (threading's Lock, without threading's import: `agentd status`)
 import contextlib
 import errno
 import fcntl
@@ -21,7 +22,6 @@ import json
 import math
 import os
 import stat
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,7 +100,7 @@ class Held:
         self.record = record
         self.fd = fd
         self.inode = inode
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     @property
     def task_id(self) -> str:

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
-from pathlib import Path
 
-from agentd.core import control, transitions
+from agentd.core import control
 from agentd.core.clock import format_timestamp, parse_timestamp
 from agentd.core.duration import parse_duration
 from agentd.core.record import Record, set_field
 from agentd.core.workflow import Workflow
 from agentd.errors import RoleNotFound, TaskNotFound
 from agentd.store.base import Store, Txn
+from agentd.store.base import project_state as project_state  # (re-exported)
+from agentd.store.base import state_where as state_where  # (re-exported)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,17 +35,6 @@ def person() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return os.environ.get("USER") or "someone"
-
-
-def state_where(store: Store) -> Path:
-    """What names the project state in messages: the file store's ``state.json``, else the store's location."""
-    where = getattr(store, "state_path", None)
-    return where if isinstance(where, Path) else store.where
-
-
-def project_state(store: Store) -> control.ProjectState:
-    """The project's pauses as they are now; StateInvalid naming the state and the JSON path when they do not parse."""
-    return control.read_state(store.state(), state_where(store))
 
 
 def check_roles(workflow: Workflow, roles: list[str]) -> list[str]:
@@ -79,6 +69,8 @@ class Answered(Record):
 def answer(store: Store, workflow: Workflow, task_id: str, text: str, by: str, now: datetime) -> Answered:
     """Record ``by``'s answer to the task's open question; the task goes back to the role that asked, first in its
     order. TaskNotFound naming the queue; Conflict (exit 7) when it has no open question."""
+    from agentd.core import transitions  # (here: `agentd status` reads the pauses, and decides no transition)
+
     asked: dict[str, Any] = {}
 
     def change(txn: Txn) -> str:

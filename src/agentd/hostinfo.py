@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-from pathlib import Path
 
 
 def hostname() -> str:
@@ -18,7 +17,8 @@ def boot_id() -> str | None:
     """The kernel's boot id where there is one: the same in every container on one kernel, new at each boot. It
     decides "same kernel" (a PID or a boot-clock reading from another kernel means nothing here)."""
     try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        with open("/proc/sys/kernel/random/boot_id", encoding="utf-8", errors="replace") as handle:
+            return handle.read().strip()
     except OSError:
         return None
 
@@ -65,7 +65,8 @@ def pid_namespace() -> int | None:
 def process_name(pid: int) -> str:
     """A process's command name (``comm``), or ``?``."""
     try:
-        return Path(f"/proc/{pid}/comm").read_text().strip() or "?"
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as handle:
+            return handle.read().strip() or "?"
     except OSError:
         return "?"
 

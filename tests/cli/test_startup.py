@@ -83,8 +83,17 @@ FAST_UNUSED = (
 # journal, the usage tally and the PID files are agentd.core.record classes or plain ones (no dataclass methods compiled
 # with exec at import), their protocols plain classes at run time (typing under TYPE_CHECKING only), and signal and
 # select are imported where a daemon is stopped or started. The journal's and the lease folder's locks are _thread's
-# (the same lock, without threading's import).
-STATUS_UNUSED = ("dataclasses", "inspect", "ast", "dis", "tokenize", "typing", "signal", "select", "threading")
+# (the same lock, without threading's import). The lease folder, the PID files, the journal, the project state and the
+# host's facts are read through string paths (their Path attributes made when asked for): no pathlib (with fnmatch,
+# urllib.parse and ipaddress).
+STATUS_UNUSED = (
+    *("dataclasses", "inspect", "ast", "dis", "tokenize", "typing", "signal", "select", "threading"),
+    *("pathlib", "urllib", "ipaddress", "fnmatch"),
+    # What only a change needs: the transitions and how an attempt ended (the scheduler imports agentd.core.outcome
+    # when one of its names is first asked for), the actions (the pauses are read with agentd.store.base's
+    # project_state), and starting or stopping the background service (a look needs agentd.service.probes).
+    *("agentd.core.transitions", "agentd.core.outcome", "agentd.actions", "agentd.service.background"),
+)
 FAST = (
     ("queue", "list"),
     ("queue", "list", "--json"),

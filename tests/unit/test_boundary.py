@@ -15,6 +15,7 @@ _TAIL = "reads the journal's bytes from an offset across rotations; the Store ha
 EXCEPTIONS: dict[str, str] = {
     "agentd.schema": "validates the pieces the file store's incremental reader hands it (their type only)",
     "agentd.service.background": f"owns {_PID}, and tails role logs with the journal's follow",
+    "agentd.service.probes": f"looks at {_PID} for `agentd status` (what background re-exports)",
     "agentd.cli.background": "names a daemon from its PID file's name (pidfile.role_of) when the file is unreadable",
     "agentd.cli.web_cmd": f"holds the web process's PID file: {_PID}",
     "agentd.automation.process": f"holds the automation process's PID file ({_PID}) and writes its journal",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from datetime import UTC, datetime, timedelta, tzinfo
-from pathlib import Path
 
 from agentd.core.clock import format_timestamp, parse_timestamp
 from agentd.core.record import Record, set_field
@@ -18,6 +17,7 @@ from agentd.errors import StateInvalid
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 ALL = "*"  # the role name of a pause that stops every role
@@ -175,7 +175,7 @@ class ProjectState(Record):
         return (pause for pause in self.pauses if pause.role in (role, ALL))
 
 
-def read_state(data: Mapping[str, Any], where: Path) -> ProjectState:
+def read_state(data: Mapping[str, Any], where: str | Path) -> ProjectState:
     """The pauses of the project state ``data`` (as :meth:`agentd.store.base.Store.state` gives it); StateInvalid
     naming ``where`` and the JSON path when they are not pauses."""
     pauses = data.get("pauses", [])
@@ -194,7 +194,7 @@ def read_state(data: Mapping[str, Any], where: Path) -> ProjectState:
 
 
 def change_state(
-    data: MutableMapping[str, Any], where: Path, edit: Callable[[ProjectState], ProjectState]
+    data: MutableMapping[str, Any], where: str | Path, edit: Callable[[ProjectState], ProjectState]
 ) -> tuple[ProjectState, ProjectState]:
     """Apply ``edit`` to the pauses in ``data`` (a transaction's :attr:`~agentd.store.base.Txn.state`); returns
     (before, after). ``data`` is left untouched when the pauses do not change; else ``version`` and ``pauses`` are

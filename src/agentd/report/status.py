@@ -10,7 +10,6 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
-from agentd import actions
 from agentd.config import Config
 from agentd.core import control, scheduler
 from agentd.core.clock import boottime, format_timestamp, parse_timestamp
@@ -19,9 +18,9 @@ from agentd.core.scheduler import LeaseObservation, View
 from agentd.errors import AgentdError
 from agentd.hostinfo import boot_id, hostname
 from agentd.report import usage
-from agentd.service import background as service
+from agentd.service import probes as service
 from agentd.store import open_store
-from agentd.store.base import Probe, Store
+from agentd.store.base import Probe, Store, project_state
 from agentd.store.file.pidfile import probe, role_of, silence
 from agentd.workspaces import settings as workspaces
 
@@ -137,7 +136,7 @@ def build(
 
     roles = []
     for seen in probes:
-        role_name, instance = (seen.info.role, seen.info.instance) if seen.info else role_of(seen.path)
+        role_name, instance = (seen.info.role, seen.info.instance) if seen.info else role_of(seen.file)
         role = config.role(role_name)
         running = seen.running and seen.info is not None
         pid = seen.info.pid if running and seen.info else None
@@ -164,7 +163,7 @@ def build(
                 "next": {"id": upcoming[0].id, "title": upcoming[0].title} if upcoming else None,
                 "stale_pid_file": seen.stale,
                 "pid_file_error": seen.error,
-                "pid_file": str(seen.path),
+                "pid_file": seen.file,  # (str(seen.path): the same, normalised, without importing pathlib)
             }
         )
     failing = {role.on_failure for role in config.roles.values()}
@@ -181,7 +180,7 @@ def build(
     return {
         **_control(config, store, tasks, now, spend or usage.Tally.of(store)),
         "generated_at": format_timestamp(now),
-        "queue": str(config.queue_path),
+        "queue": config.queue_file,  # (str(config.queue_path), without importing pathlib)
         "queue_error": queue_error,
         "host": here,
         "roles": roles,
@@ -195,7 +194,7 @@ def build(
 def _control(config: Config, store: Store, tasks: list[Task], now: datetime, tally: usage.Tally) -> dict[str, Any]:
     """Pauses in force, questions waiting for answers, and each role's spend today (in the project's time zone)."""
     try:
-        pauses = [p for p in actions.project_state(store).pauses if p.active(now)]
+        pauses = [p for p in project_state(store).pauses if p.active(now)]
         state_error = None
     except (AgentdError, OSError) as exc:
         pauses, state_error = [], str(exc)
@@ -252,7 +251,7 @@ def _automation(config: Config, now: datetime) -> dict[str, Any] | None:
     """The automation processes: the background one (``agentd start``) and whichever is active; None when there is
     nothing to automate and nothing runs."""
     background = service.automation_probe(config)
-    active = probe(service.automation_active_path(config))
+    active = probe(service.automation_active_file(config))
     if not config.automation and not background.running and not active.running:
         return None
     return {

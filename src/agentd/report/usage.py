@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from pathlib import Path
 
 from agentd.core.record import Record, set_field
 from agentd.store.base import Event, Filter
@@ -16,6 +15,7 @@ from agentd.store.file.journal import parse_line, read_events
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
     from agentd.store.base import Store
@@ -61,13 +61,13 @@ def run_of(event: Event) -> Run | None:
     return Run(event.time, event.role or "?", event.task or "?", counts, event.data.get("token"))
 
 
-def runs(source: Path | Store, where: Filter | None = None) -> list[Run]:
+def runs(source: str | Path | Store, where: Filter | None = None) -> list[Run]:
     """Every run with usage in the journal (a store's, or the file journal at a path, with its rotated files) that
     passes ``where``."""
     where = where or Filter()
     finished = Filter(where.task, where.role, where.since, frozenset({"finished"}))
     found = []
-    events = read_events(source, finished) if isinstance(source, Path) else source.events(finished)
+    events = read_events(source, finished) if isinstance(source, str | os.PathLike) else source.events(finished)
     for event in events:
         run = run_of(event)
         if run is not None:
@@ -87,7 +87,7 @@ class Tally:
 
     def __init__(
         self,
-        journal: Path | None,  # None: a store with no journal file (every look reads the store's events since)
+        journal: str | Path | None,  # None: a store with no journal file (every look reads the store's events since)
         store: Store | None = None,
         found: dict[tuple[str, str], tuple[datetime, str, float]] | None = None,
     ) -> None:
@@ -101,8 +101,8 @@ class Tally:
     @classmethod
     def of(cls, store: Store) -> Tally:
         """The tally of a store's journal: read as it grows when the store keeps it in a file."""
-        path = getattr(store, "journal_path", None)
-        return cls(path if isinstance(path, Path) else None, store)
+        path = getattr(store, "journal_file", None)  # (the file store's, a string: no pathlib imported)
+        return cls(path if isinstance(path, str) else None, store)
 
     def update(self, since: datetime) -> list[tuple[datetime, str, float]]:
         """(ended, role, cost_usd) of each costed run that ended at or after ``since``."""

@@ -14,19 +14,29 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from agentd.config import Config
 from agentd.core.record import Record, set_field
 from agentd.errors import ExitCode
 from agentd.hostinfo import process_start
+from agentd.service.probes import AUTOMATION as AUTOMATION  # (re-exported: what `agentd status` looks at lives there)
+from agentd.service.probes import WEB as WEB
+from agentd.service.probes import automation_active_file as automation_active_file
+from agentd.service.probes import automation_log_path as automation_log_path
+from agentd.service.probes import automation_probe as automation_probe
+from agentd.service.probes import daemons as daemons
+from agentd.service.probes import display as display
+from agentd.service.probes import run_folder as run_folder
+from agentd.service.probes import web_log_path as web_log_path
+from agentd.service.probes import web_probe as web_probe
 from agentd.store import open_store
 from agentd.store.file.journal import follow as follow  # (tails role logs too)
-from agentd.store.file.pidfile import PidInfo, Probe, pid_path, probe, role_of
+from agentd.store.file.pidfile import PidInfo, Probe, probe, role_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # (imported where a daemon is started: `agentd status` starts none)
     import subprocess
+    from pathlib import Path
     from typing import Any
 
 START_TIMEOUT = 60.0
@@ -39,13 +49,6 @@ def run_dir(config: Config) -> Path:
 def log_path(config: Config, role: str, instance: str | None = None) -> Path:
     """``.agentd/logs/<role>[.<instance>].log``."""
     return config.state_dir / "logs" / (role + (f".{instance}" if instance else "") + ".log")
-
-
-def display(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
 
 
 class StartResult(Record):
@@ -166,6 +169,8 @@ class Pending:
             proc.kill()
             return StartResult(name, "failed", proc.pid, shown, f"not up after {timeout:g} s; see {shown}", 1)
         code = proc.wait(timeout=30)
+        from pathlib import Path
+
         log_file = Path(shown) if Path(shown).is_absolute() else None
         error = str(message.get("error")) if message else (_tail_text(log_file) if log_file else "") or f"exit {code}"
         exit_code = int(str(message.get("code"))) if message and message.get("code") else code or int(ExitCode.FAILURE)
@@ -230,22 +235,10 @@ def _detached(config: Config, name: str, tail: list[str], log: Path, verbose: in
     return Pending(name, proc, read_end, str(log))
 
 
-WEB = "web"  # the name the background web server goes by in start/stop/status
-
-
 def web_pid_path(config: Config) -> Path:
     """The background web server's PID file, ``.agentd/run/web/server.pid`` (a folder of its own: never taken for
     a role's)."""
     return run_dir(config) / "web" / "server.pid"
-
-
-def web_log_path(config: Config) -> Path:
-    return config.state_dir / "logs" / "web.log"
-
-
-def web_probe(config: Config) -> Probe:
-    """Is the background web server running, and where does it serve?"""
-    return probe(web_pid_path(config))
 
 
 def spawn_web(
@@ -260,9 +253,6 @@ def spawn_web(
     return _detached(config, WEB, [*tail, *extra], web_log_path(config), verbose)
 
 
-AUTOMATION = "automation"  # the name the background automation process goes by in start/stop/status
-
-
 def automation_pid_path(config: Config) -> Path:
     """The background automation process's PID file, ``.agentd/run/automation/process.pid`` (beside the active lock,
     ``active.pid``, which whichever automation process is active holds)."""
@@ -273,15 +263,6 @@ def automation_active_path(config: Config) -> Path:
     """The active lock, ``.agentd/run/automation/active.pid``: held by the one automation process that runs the
     schedules, rules and hooks (the others stand by)."""
     return run_dir(config) / AUTOMATION / "active.pid"
-
-
-def automation_log_path(config: Config) -> Path:
-    return config.state_dir / "logs" / "automation.log"
-
-
-def automation_probe(config: Config) -> Probe:
-    """Is this project's background automation process running?"""
-    return probe(automation_pid_path(config))
 
 
 def spawn_automation(config: Config, *, verbose: int = 0) -> Pending:
@@ -300,24 +281,6 @@ def spawn_automation(config: Config, *, verbose: int = 0) -> Pending:
 def start(config: Config, role: str, **options: Any) -> StartResult:
     """Start one role's daemon in the background and wait until it is really up."""
     return spawn(config, role, **options).wait()
-
-
-def daemons(config: Config, roles: list[str] | None = None) -> list[Probe]:
-    """The registered daemons (PID files) of the asked roles, instances included, as the project's store has them; a
-    role without one is reported as not running."""
-    asked = roles or list(config.roles)
-    found: dict[str, list[Probe]] = {role: [] for role in asked}
-    for seen in open_store(config).daemons():
-        role = seen.info.role if seen.info else role_of(seen.path)[0]
-        if role in found:
-            found[role].append(seen)
-    out = []
-    for role in asked:
-        probes = found[role]
-        if not probes:
-            probes = [Probe(pid_path(run_dir(config), role), False, None)]
-        out.extend(probes)
-    return out
 
 
 class StopResult(Record):
@@ -367,7 +330,8 @@ def flags_of(info: PidInfo) -> dict[str, Any]:
 def _exited(pid: int, started: int | None) -> bool:
     """Whether the process is gone: no such process, a zombie waiting to be reaped, or a new process with its PID."""
     try:
-        data = Path(f"/proc/{pid}/stat").read_text()
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:
+            data = handle.read()
     except FileNotFoundError:
         return True
     except OSError:  # no /proc: ask the kernel

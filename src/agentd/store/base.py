@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any, Protocol, TypeVar
 
+    from agentd.core.control import ProjectState
     from agentd.core.model import Task
     from agentd.core.scheduler import LeaseObservation
     from agentd.core.validate import Finding
@@ -417,6 +418,19 @@ class PidInfo(Record):
         return cls(**{key: value for key, value in data.items() if key in known})
 
 
+def state_where(store: Store) -> str | Path:
+    """What names the project state in messages: the file store's ``state.json``, else the store's location."""
+    where = getattr(store, "state_file", None)  # (the file store's, a string: `agentd status` imports no pathlib)
+    return where if isinstance(where, str) else store.where
+
+
+def project_state(store: Store) -> ProjectState:
+    """The project's pauses as they are now; StateInvalid naming the state and the JSON path when they do not parse."""
+    from agentd.core.control import read_state
+
+    return read_state(store.state(), state_where(store))
+
+
 def stale_reason(info: PidInfo) -> str:
     """Why a PID file whose lock is free is stale, in a few words."""
     if info.host != hostname():
@@ -436,7 +450,7 @@ class Probe(Record):
 
     _fields = ("path", "running", "info", "junk", "error")
 
-    path: Path
+    file: str  # the PID file's path as a string (`agentd status` looks without importing pathlib); ``path`` its Path
     running: bool
     info: PidInfo | None
     junk: bool = False  # it has content that is not agentd's
@@ -444,17 +458,23 @@ class Probe(Record):
 
     def __init__(
         self,
-        path: Path,
+        path: str | Path,
         running: bool,
         info: PidInfo | None,
         junk: bool = False,
         error: str | None = None,
     ) -> None:
-        set_field(self, "path", path)
+        set_field(self, "file", os.fspath(path))
         set_field(self, "running", running)
         set_field(self, "info", info)
         set_field(self, "junk", junk)
         set_field(self, "error", error)
+
+    @property
+    def path(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.file)
 
     @property
     def stale(self) -> str | None:

@@ -21,7 +21,6 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 from agentd.config import LogConfig
 from agentd.core.clock import Clock, format_timestamp, parse_timestamp
@@ -35,6 +34,7 @@ from agentd.store.base import Filter as Filter
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from logging import Logger
+    from pathlib import Path
     from typing import IO, Any
 
 INFO = 20  # logging.INFO (logging is imported by whoever passes a logger)
@@ -50,24 +50,32 @@ def lock_path(path: Path) -> Path:
 
 def rotated_files(path: Path) -> list[Path]:
     """The journal's files that exist, oldest first: ``events.jsonl.N`` ... ``.1``, then ``events.jsonl``."""
-    numbered: list[tuple[int, Path]] = []
+    from pathlib import Path
+
+    return [Path(file) for file in _rotated(os.fspath(path))]
+
+
+def _rotated(path: str) -> list[str]:
+    """:func:`rotated_files` as strings (`agentd status` reads the journal without importing pathlib)."""
+    numbered: list[tuple[int, str]] = []
+    folder, name = os.path.split(path)
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-        prefix = path.name + "."
-        for entry in path.parent.iterdir():
-            suffix = entry.name[len(prefix) :] if entry.name.startswith(prefix) else ""
+        prefix = name + "."
+        for entry in os.listdir(folder or os.curdir):
+            suffix = entry[len(prefix) :] if entry.startswith(prefix) else ""
             if suffix.isdigit() and int(suffix) > 0:
-                numbered.append((int(suffix), entry))
+                numbered.append((int(suffix), os.path.join(folder, entry)))
     files = [entry for _, entry in sorted(numbered, reverse=True)]
-    if path.exists():
+    if os.path.exists(path):
         files.append(path)
     return files
 
 
 @contextlib.contextmanager
-def _locked(path: Path, operation: int) -> Iterator[None]:
+def _locked(path: str | Path, operation: int) -> Iterator[None]:
     """Hold an flock on the journal's sidecar lock file (no lock at all when it cannot be opened: read-only)."""
     try:
-        fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(os.fspath(path) + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError:
         yield
         return
@@ -261,21 +269,22 @@ def _complete_lines(handle: IO[bytes]) -> Iterator[bytes]:
             yield line
 
 
-def read_events(path: Path, where: Filter | None = None, *, mark: LiveMark | None = None) -> Iterator[Event]:
+def read_events(path: str | Path, where: Filter | None = None, *, mark: LiveMark | None = None) -> Iterator[Event]:
     """The journal's events that pass ``where``, oldest file first, each file in the order it was written.
 
     Every file is opened at once under a shared lock, so a rotation cannot make the reader skip or repeat a file;
     the reading itself happens after the lock is released. ``mark`` records how far the live file was read.
     """
-    handles: list[tuple[Path, IO[bytes]]] = []
+    handles: list[tuple[str, IO[bytes]]] = []
+    journal = os.fspath(path)
     try:
-        if rotated_files(path):
-            with _locked(path, fcntl.LOCK_SH):
-                for file in rotated_files(path):
+        if _rotated(journal):
+            with _locked(journal, fcntl.LOCK_SH):
+                for file in _rotated(journal):
                     with contextlib.suppress(FileNotFoundError):
                         handles.append((file, open(file, "rb")))  # noqa: SIM115 - closed below
         for file, handle in handles:
-            live = file == path
+            live = file == journal
             for line in _complete_lines(handle):
                 if live and mark is not None:
                     if mark.lines == 0:

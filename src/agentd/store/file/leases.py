@@ -24,7 +24,6 @@ import os
 import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 from agentd import faults, schema
 from agentd.core.clock import Clock, SystemClock, format_timestamp, parse_timestamp
@@ -38,6 +37,7 @@ from agentd.store.base import new_record as new_record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 log = get_logger(__name__)
@@ -165,13 +165,27 @@ def _raised(mark: int, floors: list[int]) -> list[int]:
 class LeaseDir:
     """The lease folder of one project."""
 
-    def __init__(self, folder: Path, root: Path | None = None, clock: Clock | None = None) -> None:
-        self.path = Path(folder)
-        self.root = Path(root) if root else self.path.parent
+    def __init__(self, folder: str | Path, root: str | Path | None = None, clock: Clock | None = None) -> None:
+        # Kept as strings (`agentd status` reads the folder without importing pathlib); ``path`` and ``root`` are made
+        # when asked for.
+        self.folder = os.fspath(folder)
+        self.root_folder = os.fspath(root) if root else (os.path.dirname(self.folder.rstrip(os.sep)) or os.curdir)
         self.clock: Clock = clock or SystemClock()  # its boot clock ages heartbeats written on this boot
         self._fd: int | None = None
         self._reported: set[tuple[str, str]] = set()  # (name, problem) warned about once by this process
         self._own: dict[str, float] = {}  # task id -> until when (monotonic) its file's events are this process's own
+
+    @property
+    def path(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.folder)
+
+    @property
+    def root(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.root_folder)
 
     # -- the folder ----------------------------------------------------------------------------------------------------
 
@@ -179,16 +193,17 @@ class LeaseDir:
         """The folder's descriptor; read paths never create it (FileNotFoundError when it is missing)."""
         if self._fd is not None:
             return self._fd
-        if not create and not os.path.lexists(self.path):
-            raise FileNotFoundError(str(self.path))
-        target = self.path.resolve()
-        if not target.is_relative_to(self.root.resolve()):
+        if not create and not os.path.lexists(self.folder):
+            raise FileNotFoundError(self.folder)
+        target = os.path.realpath(self.folder)
+        inside = os.path.realpath(self.root_folder)
+        if target != inside and not target.startswith(inside.rstrip(os.sep) + os.sep):
             shown = display_path(target)
-            how = f"is a symlink to {shown}" if self.path.is_symlink() else f"resolves to {shown}"
+            how = f"is a symlink to {shown}" if os.path.islink(self.folder) else f"resolves to {shown}"
             raise LeaseDirUnsafe(self.path, f"{how}, outside the project; refusing to use it")
-        self.path.mkdir(parents=True, exist_ok=True)
+        os.makedirs(self.folder, exist_ok=True)
         try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | CLOEXEC)
+            fd = os.open(self.folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | CLOEXEC)
         except OSError as exc:
             raise LeaseDirUnsafe(self.path, f"cannot open the lease folder: {exc.strerror}") from None
         self._fd = fd

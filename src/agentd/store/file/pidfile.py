@@ -21,7 +21,6 @@ import os
 import stat
 import time
 from datetime import datetime
-from pathlib import Path
 
 from agentd.core.clock import format_timestamp, parse_timestamp
 from agentd.errors import AgentdError, ExitCode, FileAccessError, display_path
@@ -31,6 +30,7 @@ from agentd.store.base import stale_reason as stale_reason
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -66,6 +66,11 @@ class PidFileUnusable(AgentdError, PermissionError):
 def pid_path(run_dir: Path, role: str, instance: str | None = None) -> Path:
     """``.agentd/run/<role>[.<instance>].pid``."""
     return run_dir / (role + (f".{instance}" if instance else "") + ".pid")
+
+
+def pid_file(run_folder: str, role: str, instance: str | None = None) -> str:
+    """:func:`pid_path` as a string (`agentd status` looks without importing pathlib)."""
+    return os.path.join(run_folder, role + (f".{instance}" if instance else "") + ".pid")
 
 
 def _parse(raw: bytes) -> PidInfo | None:
@@ -112,7 +117,7 @@ def silence(info: PidInfo, now: datetime, boot: float, this_boot: str | None) ->
     return age if age > limit else None
 
 
-def probe(path: Path) -> Probe:
+def probe(path: str | Path) -> Probe:
     """Is the daemon of this PID file running (its lock held), and what does the file say?"""
     try:
         fd = os.open(path, os.O_RDONLY | NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
@@ -242,9 +247,20 @@ def all_pid_files(run_dir: Path) -> list[Path]:
     return sorted(path for path in run_dir.iterdir() if path.suffix == ".pid")
 
 
-def role_of(path: Path) -> tuple[str, str | None]:
+def pid_files(run_folder: str) -> list[str]:
+    """:func:`all_pid_files` as strings, in the same order."""
+    try:
+        names = os.listdir(run_folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    # (Path.suffix: the name's last dot-part, so neither ".pid" alone nor a name ending in a dot counts)
+    found = [name for name in names if name.endswith(".pid") and name != ".pid"]
+    return [os.path.join(run_folder, name) for name in sorted(found)]
+
+
+def role_of(path: str | Path) -> tuple[str, str | None]:
     """(role, instance) from a PID file name."""
-    stem = path.name[: -len(".pid")]
+    stem = os.path.basename(os.fspath(path))[: -len(".pid")]
     role, _, instance = stem.partition(".")
     return role, instance or None
 

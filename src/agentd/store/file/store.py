@@ -146,6 +146,21 @@ class FileStore:
     # (Paths made when asked for: a queue command uses none, and imports no pathlib; see agentd.config.Config)
 
     @property
+    def journal_file(self) -> str:
+        """``journal_path`` as a string (`agentd status` reads it without importing pathlib)."""
+        return os.path.join(self.config.state_folder, "events.jsonl")
+
+    @property
+    def run_folder(self) -> str:
+        """``run_dir`` as a string."""
+        return os.path.join(self.config.state_folder, "run")
+
+    @property
+    def state_file(self) -> str:
+        """``state_path`` as a string."""
+        return os.path.join(self.config.state_folder, STATE_NAME)
+
+    @property
     def journal_path(self) -> Path:
         return self.config.state_dir / "events.jsonl"
 
@@ -163,7 +178,7 @@ class FileStore:
         if self._leasedir is None:
             from agentd.store.file.leases import LeaseDir
 
-            self._leasedir = LeaseDir(self.config.leases_dir, self.config.root, self.clock)
+            self._leasedir = LeaseDir(self.config.leases_folder, self.config.root_folder, self.clock)
         return self._leasedir
 
     # -- the queue -----------------------------------------------------------------------------------------------------
@@ -275,9 +290,9 @@ class FileStore:
     # -- daemons -------------------------------------------------------------------------------------------------------
 
     def daemons(self) -> list[Probe]:
-        from agentd.store.file.pidfile import all_pid_files, probe
+        from agentd.store.file.pidfile import pid_files, probe
 
-        return [probe(path) for path in all_pid_files(self.run_dir)]
+        return [probe(path) for path in pid_files(self.run_folder)]
 
     def register(
         self,
@@ -301,7 +316,8 @@ class FileStore:
     def state(self) -> dict[str, Any]:
         """``state.json`` as it is now ({} when there is none); StateInvalid when it does not parse."""
         try:
-            raw = self.state_path.read_bytes()
+            with open(self.state_file, "rb") as handle:
+                raw = handle.read()
         except FileNotFoundError:
             return {}
         except OSError as exc:

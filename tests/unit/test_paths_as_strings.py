@@ -54,3 +54,44 @@ def test_config_paths_are_paths_built_from_the_strings(tmp_path: Path) -> None:
     assert loaded.state_dir == root / "st" and loaded.leases_dir == root / ".leases"
     assert loaded.replace(lock_timeout=1.0).replace(lock_timeout=loaded.lock_timeout) == loaded
     assert loaded.replace(queue_path=Path("/elsewhere/q.json")).queue_file == "/elsewhere/q.json"
+
+
+# Names a run folder or a journal's folder may hold: dots where pathlib's suffix and name rules differ from a string's.
+_file_names = st.lists(st.text(alphabet="ab.pid0123", min_size=1, max_size=9), max_size=8, unique=True)
+
+
+@given(names=_file_names)
+def test_the_pid_files_are_listed_as_pathlib_lists_them(tmp_path_factory: object, names: list[str]) -> None:
+    """pid_files (strings, for `agentd status`) lists the files all_pid_files lists, in the same order."""
+    from agentd.store.file.pidfile import all_pid_files, pid_files
+
+    run = Path(tmp_path_factory.mktemp("run"))  # type: ignore[attr-defined]
+    for name in names:
+        if name not in (".", ".."):
+            (run / name).write_text("")
+    assert pid_files(str(run)) == [str(path) for path in all_pid_files(run)]
+    assert pid_files(str(run / "missing")) == [] == all_pid_files(run / "missing")
+
+
+def _rotated_by_pathlib(path: Path) -> list[Path]:
+    """The journal's files as rotated_files found them with pathlib (before `agentd status` read it by name)."""
+    numbered: list[tuple[int, Path]] = []
+    prefix = path.name + "."
+    for entry in path.parent.iterdir():
+        suffix = entry.name[len(prefix) :] if entry.name.startswith(prefix) else ""
+        if suffix.isdigit() and int(suffix) > 0:
+            numbered.append((int(suffix), entry))
+    return [entry for _, entry in sorted(numbered, reverse=True)] + ([path] if path.exists() else [])
+
+
+@given(names=_file_names)
+def test_the_journal_rotations_are_found_as_before(tmp_path_factory: object, names: list[str]) -> None:
+    """The journal's files found by name (strings, for `agentd status`) are those pathlib found, oldest first."""
+    from agentd.store.file.journal import _rotated, rotated_files
+
+    folder = Path(tmp_path_factory.mktemp("journal"))  # type: ignore[attr-defined]
+    for name in names:
+        (folder / ("events.jsonl" + name)).write_text("")
+    journal = folder / "events.jsonl"
+    assert _rotated(str(journal)) == [str(path) for path in _rotated_by_pathlib(journal)]
+    assert rotated_files(journal) == _rotated_by_pathlib(journal)

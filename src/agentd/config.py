@@ -140,10 +140,17 @@ def _relative(path: str, folder: str) -> str | None:
     not inside ``folder``."""
     if path == folder:
         return "."
+    if _root(path) != _root(folder):  # ("//" is a root of its own to POSIX and pathlib: "//x" is not inside "/")
+        return None
     if folder == ".":
         return None if path.startswith("/") else path
     prefix = folder if folder.endswith("/") else folder + "/"
     return path[len(prefix) :] if path.startswith(prefix) else None
+
+
+def _root(path: str) -> str:
+    """The root of a normalised path as pathlib tells it: "//" (kept by POSIX), "/" or none."""
+    return "//" if path.startswith("//") else "/" if path.startswith("/") else ""
 
 
 def _join(folder: str, name: StrPath) -> str:

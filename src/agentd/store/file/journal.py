@@ -298,6 +298,36 @@ def read_events(path: str | Path, where: Filter | None = None, *, mark: LiveMark
             handle.close()
 
 
+def _open(path: Path | str) -> tuple[Any, int | None]:
+    """The file at ``path`` open for reading, and its inode (None, None if there is none now)."""
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - the caller keeps it
+    except FileNotFoundError:
+        return None, None
+    return handle, os.fstat(handle.fileno()).st_ino
+
+
+def _rotated_since(path: Path | str, inode: int | None, newest: int | None) -> bytes:
+    """What the files a log rotated into hold that is newer than the file of ``inode`` and older than the current
+    one (inode ``newest``), oldest first: a log that rotated twice between two looks (``path.1`` is then a whole file
+    the follower never opened). Where the old file was rotated out altogether, every kept backup is newer than it."""
+    backups = []
+    number = 1
+    while number <= 1000:
+        handle, found = _open(f"{path}.{number}")
+        if handle is None:
+            break
+        backups.append((handle, found))
+        number += 1
+    try:
+        ours = next((n for n, (_, found) in enumerate(backups) if found == inode), len(backups))
+        newer = [handle for handle, found in reversed(backups[:ours]) if found != newest]
+        return b"".join(handle.read() for handle in newer)
+    finally:
+        for handle, _ in backups:
+            handle.close()
+
+
 def follow(path: Path, *, from_end: bool = True, poll: float = 0.2) -> Iterator[str]:
     """New lines of a log as they are written, across rotations (a new inode or a shorter file: reopen)."""
     handle = None
@@ -327,7 +357,10 @@ def follow(path: Path, *, from_end: bool = True, poll: float = 0.2) -> Iterator[
                 continue
             chunk = handle.read()  # rotated: whatever reached the old file last, then the new file from its start
             handle.close()
-            handle = None
+            handle, newest = _open(path)
+            if newest != inode:  # (the same file cut short, as copytruncate does: nothing in between to read)
+                chunk += _rotated_since(path, inode, newest)  # (rotated more than once since the last look)
+            inode = newest
         pending += chunk
         *complete, pending = pending.split(b"\n")
         for line in complete:

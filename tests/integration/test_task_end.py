@@ -68,7 +68,12 @@ def test_cancel_stops_the_running_command_and_the_status_stands(tmp_path: Path, 
         assert final["lease"] is None and final.get("attempts", 0) == 0
         assert final["last_run"]["outcome"] == "stopped" and final["last_run"]["next_status"] == status
         wait_for(lambda: not list((tmp_path / ".leases").glob("*.json")), 60, "the lease to be released")
-        kinds = [e["event"] for e in journal(tmp_path) if e.get("task") == "C1"]
+        # (a pass appends its lines together once its work is done: the journal may trail the lease's release)
+        kinds = wait_for(
+            lambda: (k := [e["event"] for e in journal(tmp_path) if e.get("task") == "C1"]) and "released" in k and k,
+            60,
+            "the run's end journaled",
+        )
         assert kinds.index("stopping") < kinds.index("finished") < kinds.index("released")
         assert daemon.poll() is None, "the daemon carries on"
     finally:

@@ -39,6 +39,8 @@ def test_a_holder_still_hung_with_the_same_beat_after_the_wait_is_killed() -> No
     suspects.sift([hung()], 100.0)
     kept, new, _ = suspects.sift([hung()], 105.0)
     assert [i.task_id for i in kept] == ["T1"] and new == []
+    kept, new, _ = suspects.sift([hung()], 105.5)  # its lease still there: killed again (nothing is left to kill)
+    assert [i.task_id for i in kept] == ["T1"] and new == []
 
 
 def test_a_holder_that_beat_in_between_is_suspected_afresh_not_killed() -> None:
@@ -85,8 +87,6 @@ def test_no_kill_unless_the_same_hung_holder_was_seen_confirm_seconds_before(
             run = []
             continue
         run = run if run and run[-1][1] == beat else []  # a new beat: a fresh suspicion
+        run.append((mono, beat))
         if kept:
-            assert run and mono - run[0][0] >= 5.0, (run, mono)
-            run = []  # killed: a later look suspects afresh
-        else:
-            run.append((mono, beat))
+            assert mono - run[0][0] >= 5.0, (run, mono)

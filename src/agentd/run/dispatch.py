@@ -228,6 +228,7 @@ class Dispatcher:
         seen_now.stop = scheduler.to_stop(self._views.running(tasks, held), self.config.workflow, held)
         seen_now.quarantined = snapshot.quarantined
         stale = self._plan(tasks, seen, now, held | set(snapshot.quarantined))
+        self._confirmed(stale)  # (suspicions begun and ended are said at any look; kills only in the transaction)
         unblock = scheduler.to_unblock(self.config.workflow, view)
         expired = self._expired(tasks, now)
         return bool(stale or unblock or expired or (seen_now.claimable and seen_now.room > 0)), seen_now

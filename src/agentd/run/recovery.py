@@ -154,7 +154,8 @@ class Suspects:
 
     def sift(self, plans: list[Recovery], mono: float) -> tuple[list[Recovery], list[Recovery], list[str]]:
         """The plans to apply now (hung holders only once confirmed); the holders newly suspected; the tasks whose
-        holder was suspected and no longer looks hung."""
+        holder was suspected and no longer looks hung. Any look may call it (one that applies nothing too: the
+        suspicions are kept up to date there, the kills left to the look that applies them)."""
         seen: dict[str, tuple[tuple[object, ...], float]] = {}
         kept: list[Recovery] = []
         new: list[Recovery] = []
@@ -168,13 +169,10 @@ class Suspects:
             if first is None or first[0] != key:
                 first = (key, mono)
                 new.append(item)
+            seen[item.task_id] = first
             if mono - first[1] >= self.confirm:
-                kept.append(item)  # confirmed: killed now (and looked at afresh if it shows up again)
-            else:
-                seen[item.task_id] = first
-        cleared = [
-            task_id for task_id in self._seen if task_id not in seen and task_id not in {i.task_id for i in kept}
-        ]
+                kept.append(item)  # confirmed: killed (again at a later look while its lease stays: nothing then)
+        cleared = [task_id for task_id in self._seen if task_id not in seen]
         self._seen = seen
         return kept, new, cleared
 

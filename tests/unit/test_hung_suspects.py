@@ -41,6 +41,8 @@ def test_a_holder_still_hung_with_the_same_beat_after_the_wait_is_killed() -> No
     assert [i.task_id for i in kept] == ["T1"] and new == []
     kept, new, _ = suspects.sift([hung()], 105.5)  # its lease still there: killed again (nothing is left to kill)
     assert [i.task_id for i in kept] == ["T1"] and new == []
+    kept, new, cleared = suspects.sift([], 106.0)  # its lease recovered: a suspicion that came true, not "cleared"
+    assert (kept, new, cleared, suspects.pending()) == ([], [], [], False)
 
 
 def test_a_holder_that_beat_in_between_is_suspected_afresh_not_killed() -> None:

@@ -151,6 +151,7 @@ class Suspects:
     def __init__(self, confirm: float = HUNG_CONFIRM) -> None:
         self.confirm = confirm
         self._seen: dict[str, tuple[tuple[object, ...], float]] = {}  # task -> (what was seen, since when)
+        self._confirmed: set[str] = set()  # suspicions that came true (their holders were killed): no "cleared"
 
     def sift(self, plans: list[Recovery], mono: float) -> tuple[list[Recovery], list[Recovery], list[str]]:
         """The plans to apply now (hung holders only once confirmed); the holders newly suspected; the tasks whose
@@ -172,7 +173,9 @@ class Suspects:
             seen[item.task_id] = first
             if mono - first[1] >= self.confirm:
                 kept.append(item)  # confirmed: killed (again at a later look while its lease stays: nothing then)
-        cleared = [task_id for task_id in self._seen if task_id not in seen]
+                self._confirmed.add(item.task_id)
+        cleared = [task_id for task_id in self._seen if task_id not in seen and task_id not in self._confirmed]
+        self._confirmed &= set(seen)
         self._seen = seen
         return kept, new, cleared
 

@@ -40,7 +40,7 @@ def pid_gone(pid: int) -> bool:
     """True if *pid* no longer exists or is a zombie (dead, merely not reaped)."""
     try:
         data = Path(f"/proc/{pid}/stat").read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # (gone between the open and the read: ESRCH)
         return True
     state = data[data.rfind(b")") + 2 :].split()[0]
     return state in (b"Z", b"X")

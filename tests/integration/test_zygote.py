@@ -132,6 +132,9 @@ def test_a_zygote_killed_between_tasks_is_replaced(
     with caplog.at_level(logging.WARNING, logger="agentd.run.zygote"):
         tp = launch(spec(tmp_path, ["sh", "-c", "exit 7"]), zygote=zygote)
         assert finish(tp, 30).returncode == 7
+        if zygote.pid is None:  # that task ran in the spare the old zygote forked before it died: the next one finds
+            tp = launch(spec(tmp_path, ["sh", "-c", "exit 8"]), zygote=zygote)  # the zygote gone and starts one
+            assert finish(tp, 30).returncode == 8
     assert zygote.pid not in (None, first)
     assert wait_for(lambda: ppid_or_none(tp) is None, 30)  # reaped by its (new) zygote once it had exited
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

@@ -42,7 +42,7 @@ STORE_POINTS = (
 # exit, kill and stop, no count).
 SUPERVISOR_POINTS = (
     "zygote.after-fork",  # a spare supervisor forked, its pid and channel not yet sent back to the daemon
-    "supervisor.after-fds",  # a spare handed a task's descriptors, its spec not yet read (nothing started)
+    "supervisor.after-fds",  # a spare handed a task's descriptors (and its spec), nothing started yet
     "supervisor.after-report",  # the command's end reported to the daemon, the supervisor not yet exited
 )
 

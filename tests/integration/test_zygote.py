@@ -446,3 +446,83 @@ def test_a_zygote_keeps_as_many_spares_as_asked_each_serving_one_task(tmp_path: 
         assert wait_for(lambda: len(fresh()) == 3 and not fresh() & ahead, 60), fresh()
     finally:
         z.close()
+
+
+def read_frames(fd: int, deadline: float = 60.0) -> list[dict[str, object]]:
+    """The status frames a supervisor wrote on *fd* until it closed it (select with a deadline: never hangs)."""
+    import marshal
+    import select
+    import time
+
+    data, end = b"", time.monotonic() + deadline
+    while time.monotonic() < end:
+        ready, _, _ = select.select([fd], [], [], max(0.0, end - time.monotonic()))
+        chunk = os.read(fd, 65536) if ready else b""
+        if not chunk:
+            break
+        data += chunk
+    frames = []
+    while len(data) >= 4:
+        size = int.from_bytes(data[:4], "big")
+        frames.append(marshal.loads(data[4 : 4 + size]))
+        data = data[4 + size :]
+    return frames
+
+
+def test_a_spare_runs_its_task_from_the_hand_over_alone(tmp_path: Path, zygote: Zygote) -> None:
+    """The spec comes in the message that hands the spare its descriptors (one wake-up of the spare, not two):
+    nothing is ever written to its control pipe, and it starts the command and reports its end."""
+    import marshal
+
+    from agentd.run.zygote import close_quietly, pipes
+
+    out = tmp_path / "out"
+    message = marshal.dumps(
+        {
+            "argv": ["sh", "-c", f"echo $WHO > {out}"],
+            "cwd": str(tmp_path),
+            "env": {"PATH": os.environ["PATH"], "WHO": "inline"},
+            "log": str(tmp_path / "task.log"),
+            "timeout": 30.0,
+            "kill_after": 5.0,
+            "keep_fds": [],
+            "fence": None,
+        }
+    )
+    control_r, control_w, status_r, status_w = pipes()
+    try:
+        pid, generation, pidfd, spec_sent = zygote.fork(control_r, status_w, [], message)
+        close_quietly(control_r, status_w)
+        assert spec_sent
+        frames = read_frames(status_r)  # (the control pipe stays open and empty: its EOF would kill the task)
+        assert [f["event"] for f in frames] == ["started", "exited"], frames
+        assert frames[1]["returncode"] == 0 and out.read_text() == "inline\n"
+        os.close(pidfd)
+        zygote.reap(pid, generation)
+    finally:
+        close_quietly(control_w, status_r)
+
+
+@pytest.mark.parametrize("inline_max", [None, 8 << 20])
+def test_a_spec_too_big_for_the_hand_over_goes_down_the_control_pipe(
+    tmp_path: Path, zygote: Zygote, monkeypatch: pytest.MonkeyPatch, inline_max: int | None
+) -> None:
+    """A spec over the hand-over's size (a huge environment) is written to the control pipe instead, and the command
+    gets all of it; so is one the kernel refuses in one message (EMSGSIZE: a limit raised over the socket buffer)."""
+    from agentd.run import zygote as zygote_module
+
+    if inline_max is not None:
+        monkeypatch.setattr(zygote_module, "INLINE_SPEC_MAX", inline_max)
+    # Over the hand-over's limit; or, with the limit raised, over any socket buffer (8 x 120 kB: under the kernel's
+    # 128 kB for one variable and 2 MB for a command's whole environment).
+    sizes = [zygote_module.INLINE_SPEC_MAX + 1] if inline_max is None else [120_000] * 8
+    env = {f"BIG{n}": str(n) * size for n, size in enumerate(sizes)}
+    out = tmp_path / "out"
+    small = launch(spec(tmp_path, ["true"]), zygote=zygote)
+    assert finish(small, 30).returncode == 0
+    assert isinstance(small._popen, runner.ForkedSupervisor) and small._popen.spec_sent
+    count = " ".join(f'"${name}"' for name in env)
+    tp = launch(spec(tmp_path, ["sh", "-c", f"printf %s {count} | wc -c > {out}"], env=env), zygote=zygote)
+    assert finish(tp, 60).returncode == 0
+    assert isinstance(tp._popen, runner.ForkedSupervisor) and not tp._popen.spec_sent
+    assert int(out.read_text()) == sum(sizes)

@@ -39,7 +39,8 @@ Protocol (frames are a 4-byte big-endian length and a ``marshal`` payload: the d
 always the same interpreter, and ``marshal`` is built in, where ``json`` would cost its import on every task)
 --------
 stdin  (control, the daemon holds the only write end):
-    frame 1: spec {"argv", "cwd", "env", "log", "timeout", "kill_after", "keep_fds", "fence"}
+    frame 1: spec {"argv", "cwd", "env", "log", "timeout", "kill_after", "keep_fds", "fence"} (not sent here to a
+            forked spare that got it with its descriptors: see _spare)
     later:  lines ``TERM`` (SIGTERM the tree, SIGKILL after kill_after), ``KILL`` (SIGKILL now) or ``BEAT <t>``
             (the lease was renewed: the fence deadline moves to ``t + after``)
     EOF:    the daemon died -> SIGTERM the tree, wait <= 1 s for the command, SIGKILL the whole tree,
@@ -661,11 +662,16 @@ def _read_exactly(count: int, buf: bytes) -> tuple[bytes, bytes] | None:
     return buf[:count], buf[count:]
 
 
-def _read_spec() -> tuple[dict[str, Any], bytes] | None:
-    head = _read_exactly(4, b"")
-    if head is None:
-        return None
-    body = _read_exactly(int.from_bytes(head[0], "big"), head[1])
+def _read_spec(given: bytes | None = None) -> tuple[dict[str, Any], bytes] | None:
+    """The spec (``given``: the marshalled spec a spare was handed with its descriptors; else its frame, read from
+    the control pipe) and what the pipe held after it; None at EOF."""
+    if given is not None:
+        body: tuple[bytes, bytes] | None = (given, b"")
+    else:
+        head = _read_exactly(4, b"")
+        if head is None:
+            return None
+        body = _read_exactly(int.from_bytes(head[0], "big"), head[1])
     if body is None:
         return None
     spec = marshal.loads(body[0])  # noqa: S302 - a private pipe from the daemon, the same interpreter
@@ -699,15 +705,20 @@ def _close_all_but(keep: set[int]) -> None:
     os.closerange(low, max(low + 1, os.sysconf("SC_OPEN_MAX")))
 
 
+HAND_OVER_MAX = 64 * 1024  # bytes of a spare's hand-over message read (zygote.INLINE_SPEC_MAX: a spec fits)
+
+
 def _spare(sock_fd: int, chan: Any) -> NoReturn:
     """A spare supervisor the zygote forked ahead of a task: its own session, nothing open but *chan* (its end of a
-    SOCK_SEQPACKET pair whose other end the daemon holds) until the daemon hands it a task:
+    SOCK_SEQPACKET pair whose other end the daemon holds) until the daemon hands it a task, in one message:
 
-        b"G" + marshal(list of kept fd numbers), with SCM_RIGHTS [control read end, status write end, *kept fds]
+        b"G" + marshal((list of kept fd numbers, marshalled spec or None)),
+        with SCM_RIGHTS [control read end, status write end, *kept fds]
 
     Then the control pipe goes on 0, the status pipe on 1, the kept descriptors at the numbers the daemon gave them,
-    nothing else open, and the shim's ``main`` runs (it reads its spec from the control pipe). EOF on *chan* (the
-    daemon is gone, or dropped it unused): it exits without starting anything."""
+    nothing else open, and the shim's ``main`` runs with that spec (None: a spec too big for the message, which it
+    reads from the control pipe). EOF on *chan* (the daemon is gone, or dropped it unused): it exits without
+    starting anything."""
     code = 2
     try:
         import _socket
@@ -715,13 +726,16 @@ def _spare(sock_fd: int, chan: Any) -> NoReturn:
 
         os.close(sock_fd)
         os.setsid()
-        data, ancillary, flags, _addr = chan.recvmsg(65536, _socket.CMSG_SPACE(256 * 4))
+        data, ancillary, flags, _addr = chan.recvmsg(HAND_OVER_MAX, _socket.CMSG_SPACE(256 * 4))
         fds = _received_fds(ancillary)
         if not data:
             os._exit(0)  # never used
-        targets = [int(fd) for fd in marshal.loads(data[1:])]  # noqa: S302 - our own daemon
-        if data[:1] != b"G" or flags & _socket.MSG_CTRUNC or len(fds) != 2 + len(targets):
-            raise ValueError(f"bad hand-over: {data[:1]!r}, {len(fds)} descriptors for {len(targets)} kept")
+        if data[:1] != b"G" or flags & (_socket.MSG_CTRUNC | _socket.MSG_TRUNC):
+            raise ValueError(f"bad hand-over: {data[:1]!r}, {len(data)} bytes, flags {flags:#x}")
+        kept, spec = marshal.loads(data[1:])  # noqa: S302 - our own daemon
+        targets = [int(fd) for fd in kept]
+        if len(fds) != 2 + len(targets) or not isinstance(spec, bytes | None):
+            raise ValueError(f"bad hand-over: {len(fds)} descriptors for {len(targets)} kept")
         _crash_point("supervisor.after-fds")
         base = max(2, chan.fileno(), *fds, *targets) + 1
         moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, base) for fd in fds]  # out of the way of the targets
@@ -730,7 +744,7 @@ def _spare(sock_fd: int, chan: Any) -> NoReturn:
         for fd, target in zip(moved[2:], targets, strict=True):
             os.dup2(fd, target, inheritable=False)
         _close_all_but({0, 1, 2, *targets})
-        code = main()
+        code = main(spec)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException as exc:  # the process ends here whatever happened
@@ -825,14 +839,16 @@ def zygote(sock_fd: int) -> int:
                     ours.close()
 
 
-def main() -> int:
+def main(spec: bytes | None = None) -> int:
+    """Supervise one task: its spec is *spec* (marshalled, handed to a spare with its descriptors), else the first
+    frame on the control pipe."""
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _on_signal)
     signal.signal(signal.SIGCHLD, _on_child)
     global _SUBREAPER
     _SUBREAPER = _set_child_subreaper()
     try:
-        parsed = _read_spec()
+        parsed = _read_spec(spec)
     except (OSError, ValueError, EOFError, TypeError) as exc:
         sys.stderr.write(f"agentd shim: bad spec: {exc}\n")
         return 2

@@ -450,14 +450,16 @@ def launch(
             "fence": None if spec.fence_after is None else (_boot_since(spec.fence_from), float(spec.fence_after)),
         }
     )
-    frame = len(message).to_bytes(4, "big") + message  # the shim's protocol: see _shim.py
+    frame: bytes | None = len(message).to_bytes(4, "big") + message  # the shim's protocol: see _shim.py
     launched = time.time()
     zygote = zygote if zygote is not None else default_zygote()
-    forked = None if zygote.broken else _fork(zygote, keep_fds)
+    forked = None if zygote.broken else _fork(zygote, keep_fds, message)
     if forked is not None:
         task = TaskProcess(forked, spec, on_exit, launched)
+        if forked.spec_sent:
+            frame = None  # it came with the descriptors
     else:
-        frame = shim_code() + frame  # a fresh interpreter: its code first (see SHIM_BOOT)
+        frame = shim_code() + (frame or b"")  # a fresh interpreter: its code first (see SHIM_BOOT)
         popen = subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", SHIM_BOOT, "agentd-shim"],
             stdin=subprocess.PIPE,
@@ -467,7 +469,7 @@ def launch(
             close_fds=True,
         )
         task = TaskProcess(popen, spec, on_exit, launched)
-    if not task._send(frame):
+    if frame is not None and not task._send(frame):
         log.warning("task %d: supervisor died before receiving its spec", task.pid)
     _READERS.read(task)
     if forked is not None:
@@ -475,13 +477,14 @@ def launch(
     return task
 
 
-def _fork(zygote: Zygote, keep_fds: Sequence[int]) -> ForkedSupervisor | None:
-    """A supervisor forked by the zygote, or None when there is no working zygote (the caller starts one directly).
+def _fork(zygote: Zygote, keep_fds: Sequence[int], message: bytes) -> ForkedSupervisor | None:
+    """A supervisor forked by the zygote and handed its task (with the spec *message* when it fits the hand-over: see
+    :attr:`ForkedSupervisor.spec_sent`), or None when there is no working zygote (the caller starts one directly).
     OSError: the fork failed for want of resources (as starting one directly would)."""
     for _attempt in range(2):  # the zygote died since the last task: a fresh one
         control_r, control_w, status_r, status_w = pipes()
         try:
-            pid, generation, pidfd = zygote.fork(control_r, status_w, keep_fds)
+            pid, generation, pidfd, spec_sent = zygote.fork(control_r, status_w, keep_fds, message)
         except ZygoteGone:
             # A spare it may have forked before dying reads EOF on its channel instead of a task: it starts nothing.
             close_quietly(control_r, control_w, status_r, status_w)
@@ -491,8 +494,10 @@ def _fork(zygote: Zygote, keep_fds: Sequence[int]) -> ForkedSupervisor | None:
             raise
         close_quietly(control_r, status_w)  # the supervisor's ends: only it holds them now
         try:
+            if spec_sent:
+                os.set_blocking(control_w, False)  # only control lines go down it (see TaskProcess._send)
             stdin, stdout = os.fdopen(control_w, "wb"), os.fdopen(status_r, "rb")
-            return ForkedSupervisor(zygote, pid, generation, pidfd, stdin, stdout)
+            return ForkedSupervisor(zygote, pid, generation, pidfd, stdin, stdout, spec_sent=spec_sent)
         except BaseException:
             close_quietly(control_w, status_r, pidfd)  # EOF: it exits without starting anything
             zygote.reap(pid, generation)

@@ -4,7 +4,8 @@ Starting a per-task supervisor as a fresh ``python -I -S`` costs an interpreter'
 loaded machine).  The zygote is that interpreter, started once per daemon with the shim's code loaded; each task then
 costs a ``fork`` of it, made ahead of the task: the zygote forks *spares* (as many as :attr:`Zygote.spares`), each
 waiting on a socket pair of its own whose other end the daemon holds; a task is handed to one of them with its
-descriptors (SCM_RIGHTS) and then its spec.  The supervisor is the same shim, with every guarantee (``_shim.py``):
+descriptors (SCM_RIGHTS) and its spec in one message (one wake-up of the spare; a spec too big for one message
+follows on the control pipe).  The supervisor is the same shim, with every guarantee (``_shim.py``):
 the leader of its own session, a child subreaper, the holder of the lease's descriptor, EOF on its control pipe when
 the daemon dies.  Which process holds which end:
 
@@ -45,6 +46,9 @@ __all__ = ["ForkedSupervisor", "Zygote", "ZygoteGone", "close_quietly", "default
 
 log = logging.getLogger(__name__)
 
+# The largest marshalled spec handed to a spare in its hand-over message (the spare reads at most HAND_OVER_MAX bytes
+# of it, _shim.py): a bigger one (a huge environment) is written to the control pipe, as for a fresh interpreter.
+INLINE_SPEC_MAX = 48 * 1024
 REPLY_TIMEOUT = 30.0  # s: a zygote that does not answer a fork request by then is taken for hung and replaced
 _USABLE = hasattr(os, "pidfd_open") and hasattr(socket, "SCM_RIGHTS") and hasattr(socket, "SOCK_SEQPACKET")
 
@@ -133,12 +137,17 @@ class Zygote:
                 proc.wait(5)
             log.warning("supervisor zygote %d %s (exit %s): starting a new one", proc.pid, why, proc.returncode)
 
-    def fork(self, control: int, status: int, keep_fds: Sequence[int]) -> tuple[int, int, int]:
+    def fork(
+        self, control: int, status: int, keep_fds: Sequence[int], spec: bytes | None = None
+    ) -> tuple[int, int, int, bool]:
         """A supervisor with ``control`` (read end) as its fd 0, ``status`` (write end) as its fd 1 and ``keep_fds``
-        at their numbers: ``(pid, generation, pidfd)``. It is the spare the zygote forked ahead (asked for after the
-        previous task was started, or now), handed these descriptors over its own channel (:meth:`replenish` asks for
-        the next one). OSError: fork failed there (e.g. EAGAIN); ZygoteGone: no answer (the zygote
-        is replaced at the next call)."""
+        at their numbers: ``(pid, generation, pidfd, spec_sent)``. It is the spare the zygote forked ahead (asked for
+        after the previous task was started, or now), handed these descriptors over its own channel (:meth:`replenish`
+        asks for the next one), and ``spec`` (the marshalled spec) in the same message when it fits one
+        (``spec_sent``: one wake-up of the spare per task); when it is not sent so, the caller writes its frame to the
+        control pipe, where the supervisor then reads it. OSError: fork failed there (e.g. EAGAIN); ZygoteGone: no
+        answer (the zygote is replaced at the next call)."""
+        inline = spec if spec is not None and len(spec) <= INLINE_SPEC_MAX else None
         with self._lock:
             sock = self._sock if self._sock is not None else self._start()
             for attempt in range(2):
@@ -149,9 +158,15 @@ class Zygote:
                     chan.close()  # (EOF: it exits unused)
                     self._reap_now(sock, pid)
                     raise
+                fds = array.array("i", [control, status, *keep_fds])
                 try:
-                    fds = array.array("i", [control, status, *keep_fds])
-                    chan.sendmsg([b"G" + marshal.dumps(list(keep_fds))], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+                    try:
+                        self._hand(chan, keep_fds, inline, fds)
+                    except OSError as exc:
+                        if exc.errno != errno.EMSGSIZE or inline is None:
+                            raise
+                        inline = None  # (a socket buffer smaller than the spec: it goes down the control pipe)
+                        self._hand(chan, keep_fds, inline, fds)
                 except OSError as exc:
                     os.close(pidfd)  # the spare is gone (killed): another one, once
                     self._reap_now(sock, pid)
@@ -161,8 +176,15 @@ class Zygote:
                     continue
                 finally:
                     chan.close()
-                return pid, generation, pidfd
+                return pid, generation, pidfd, inline is not None
             raise AssertionError("unreachable")
+
+    @staticmethod
+    def _hand(chan: socket.socket, keep_fds: Sequence[int], spec: bytes | None, fds: array.array[int]) -> None:
+        """The hand-over message (``_shim._spare``): the kept descriptors' numbers and the spec (or None), with the
+        descriptors themselves."""
+        message = b"G" + marshal.dumps((list(keep_fds), spec))
+        chan.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
 
     def replenish(self) -> None:
         """Ask for the next tasks' spares, forked while this one runs (after its spec was sent: the zygote's fork
@@ -250,9 +272,18 @@ class ForkedSupervisor:
     """A supervisor the zygote forked, with what :class:`agentd.run.runner.TaskProcess` uses of a ``Popen``."""
 
     def __init__(
-        self, zygote: Zygote, pid: int, generation: int, pidfd: int, stdin: IO[bytes], stdout: IO[bytes]
+        self,
+        zygote: Zygote,
+        pid: int,
+        generation: int,
+        pidfd: int,
+        stdin: IO[bytes],
+        stdout: IO[bytes],
+        *,
+        spec_sent: bool = False,
     ) -> None:
         self.pid = pid
+        self.spec_sent = spec_sent  # its spec came with its descriptors (else: it reads it from its control pipe)
         self.stdin: IO[bytes] | None = stdin
         self.stdout: IO[bytes] | None = stdout
         self.returncode: int | None = None

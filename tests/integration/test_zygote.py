@@ -491,7 +491,7 @@ def test_a_spare_runs_its_task_from_the_hand_over_alone(tmp_path: Path, zygote: 
     )
     control_r, control_w, status_r, status_w = pipes()
     try:
-        pid, generation, pidfd, spec_sent = zygote.fork(control_r, status_w, [], message)
+        pid, generation, pidfd, spec_sent, _start = zygote.fork(control_r, status_w, [], message)
         close_quietly(control_r, status_w)
         assert spec_sent
         frames = read_frames(status_r)  # (the control pipe stays open and empty: its EOF would kill the task)
@@ -526,3 +526,29 @@ def test_a_spec_too_big_for_the_hand_over_goes_down_the_control_pipe(
     assert finish(tp, 60).returncode == 0
     assert isinstance(tp._popen, runner.ForkedSupervisor) and not tp._popen.spec_sent
     assert int(out.read_text()) == sum(sizes)
+
+
+def test_a_forked_supervisors_start_time_comes_from_its_zygote(tmp_path: Path, zygote: Zygote) -> None:
+    """The supervisor's start time the lease records (pgid_start) is the one /proc gives for its pid, read by the
+    zygote after forking it (the daemon does not read /proc on its way to the command); a directly started
+    supervisor's is read from /proc."""
+    from agentd.hostinfo import process_start
+
+    tp = launch(spec(tmp_path, ["sleep", "30"]), zygote=zygote)
+    try:
+        assert tp.wait_started(30)
+        assert isinstance(tp._popen, runner.ForkedSupervisor)
+        assert tp._popen.start is not None and tp._popen.start == process_start(tp.pid) == tp.pgid_start()
+    finally:
+        tp.kill()
+        finish(tp, 30)
+    broken = Zygote()
+    broken.broken = True
+    direct = launch(spec(tmp_path, ["sleep", "30"]), zygote=broken)
+    try:
+        assert direct.wait_started(30)
+        assert not isinstance(direct._popen, runner.ForkedSupervisor)
+        assert direct.pgid_start() == process_start(direct.pid) is not None
+    finally:
+        direct.kill()
+        finish(direct, 30)

@@ -769,7 +769,9 @@ def zygote(sock_fd: int) -> int:
     Requests come on the SOCK_SEQPACKET socket ``sock_fd`` (the daemon holds the other end):
 
         b"S"  -> fork a spare supervisor (:func:`_spare`); reply its pid (8 bytes, big-endian, signed; a negative
-                 errno if the fork failed) with SCM_RIGHTS [the daemon's end of the spare's own channel]
+                 errno if the fork failed) and its start time (8 bytes, as ``agentd.hostinfo.process_start`` reads
+                 it, which the lease records: -1 if unknown) with SCM_RIGHTS [the daemon's end of the spare's own
+                 channel]
         b"R" + pid (ASCII)  -> reap that child (it has exited: the daemon saw it through a pidfd)
 
     The zygote never holds a task's descriptors: the daemon hands them to the spare over its channel, so a supervisor
@@ -805,7 +807,7 @@ def zygote(sock_fd: int) -> int:
             except (ChildProcessError, ValueError, OSError):
                 pass
         elif data[:1] == b"S":
-            reply, ours = -errno.EINVAL, None
+            reply, ours, start = -errno.EINVAL, None, -1
             try:
                 ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
             except OSError as exc:
@@ -820,18 +822,19 @@ def zygote(sock_fd: int) -> int:
                         ours.close()
                         _spare(sock_fd, theirs)
                     reply = pid
+                    stat = _proc_stat(pid)  # read here, off the daemon's way to a task (the spare waits for one)
+                    start = stat[4] if stat is not None else -1
                     _crash_point("zygote.after-fork")
                 finally:
                     theirs.close()
             give = [] if ours is None or reply <= 0 else [ours.fileno()]
             rights = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in give)
+            answer = reply.to_bytes(8, "big", signed=True) + start.to_bytes(8, "big", signed=True)
             try:
                 if give:
-                    sock.sendmsg(
-                        [reply.to_bytes(8, "big", signed=True)], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)]
-                    )
+                    sock.sendmsg([answer], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
                 else:
-                    sock.send(reply.to_bytes(8, "big", signed=True))
+                    sock.send(answer)
             except OSError:
                 return 0
             finally:

@@ -25,7 +25,6 @@ from agentd.core.duration import parse_duration
 from agentd.core.scheduler import Kind, Outcome
 from agentd.core.workflow import Role
 from agentd.errors import AgentdError, DataError
-from agentd.hostinfo import process_start
 from agentd.run.runner import ExitInfo, LaunchSpec, TaskProcess, launch
 from agentd.run.zygote import default_zygote
 from agentd.service import logsetup
@@ -195,7 +194,7 @@ class Executor:
             return run
         pgid = run.proc.pgid
         before = boottime()  # the real boot clock, which the supervisor reads too (self.clock may be a test's)
-        if held.update(self.clock.now(), self.clock.boottime(), pgid=pgid, pgid_start=process_start(pgid)) is True:
+        if held.update(self.clock.now(), self.clock.boottime(), pgid=pgid, pgid_start=run.proc.pgid_start()) is True:
             run.proc.renewed(before)
         run.argv = tuple(argv)
         return run

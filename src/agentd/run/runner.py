@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from agentd.core.clock import boottime
+from agentd.hostinfo import process_start
 from agentd.run.zygote import ForkedSupervisor, Zygote, ZygoteGone, close_quietly, default_zygote, pipes
 
 __all__ = [
@@ -194,6 +195,14 @@ class TaskProcess:
         """The ExitInfo once the task has ended, or None if *timeout* expired first."""
         self._done.wait(timeout)
         return self._info
+
+    def pgid_start(self) -> int | None:
+        """The supervisor's start time (:func:`agentd.hostinfo.process_start` of ``pgid``, which a lease records to
+        tell the group's leader from a reused pid): as its zygote read it after forking it, ahead of the task (no
+        read of /proc on the way to the command); read now for one started directly."""
+        if isinstance(self._popen, ForkedSupervisor) and self._popen.start is not None:
+            return self._popen.start
+        return process_start(self.pgid)
 
     def wait_started(self, timeout: float | None = None) -> bool:
         """Wait until ``command_pid`` is known (True) or the task ended / timeout expired."""
@@ -484,7 +493,7 @@ def _fork(zygote: Zygote, keep_fds: Sequence[int], message: bytes) -> ForkedSupe
     for _attempt in range(2):  # the zygote died since the last task: a fresh one
         control_r, control_w, status_r, status_w = pipes()
         try:
-            pid, generation, pidfd, spec_sent = zygote.fork(control_r, status_w, keep_fds, message)
+            handed = zygote.fork(control_r, status_w, keep_fds, message)
         except ZygoteGone:
             # A spare it may have forked before dying reads EOF on its channel instead of a task: it starts nothing.
             close_quietly(control_r, control_w, status_r, status_w)
@@ -494,13 +503,22 @@ def _fork(zygote: Zygote, keep_fds: Sequence[int], message: bytes) -> ForkedSupe
             raise
         close_quietly(control_r, status_w)  # the supervisor's ends: only it holds them now
         try:
-            if spec_sent:
+            if handed.spec_sent:
                 os.set_blocking(control_w, False)  # only control lines go down it (see TaskProcess._send)
             stdin, stdout = os.fdopen(control_w, "wb"), os.fdopen(status_r, "rb")
-            return ForkedSupervisor(zygote, pid, generation, pidfd, stdin, stdout, spec_sent=spec_sent)
+            return ForkedSupervisor(
+                zygote,
+                handed.pid,
+                handed.generation,
+                handed.pidfd,
+                stdin,
+                stdout,
+                spec_sent=handed.spec_sent,
+                start=handed.start,
+            )
         except BaseException:
-            close_quietly(control_w, status_r, pidfd)  # EOF: it exits without starting anything
-            zygote.reap(pid, generation)
+            close_quietly(control_w, status_r, handed.pidfd)  # EOF: it exits without starting anything
+            zygote.reap(handed.pid, handed.generation)
             raise
     zygote.broken = True
     log.warning("the supervisor zygote died twice in a row: starting each task's supervisor directly from now on")

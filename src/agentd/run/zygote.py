@@ -40,9 +40,9 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
-from typing import IO
+from typing import IO, NamedTuple
 
-__all__ = ["ForkedSupervisor", "Zygote", "ZygoteGone", "close_quietly", "default_zygote", "pipes"]
+__all__ = ["ForkedSupervisor", "Handed", "Zygote", "ZygoteGone", "close_quietly", "default_zygote", "pipes"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,16 @@ _USABLE = hasattr(os, "pidfd_open") and hasattr(socket, "SCM_RIGHTS") and hasatt
 
 class ZygoteGone(Exception):
     """The zygote died or hung before answering: the caller falls back (its pipes may be held by an orphan)."""
+
+
+class Handed(NamedTuple):
+    """A spare handed its task (:meth:`Zygote.fork`)."""
+
+    pid: int
+    generation: int  # the zygote's that forked it
+    pidfd: int
+    spec_sent: bool  # its spec came with its descriptors (else the caller writes it to the control pipe)
+    start: int | None  # its start time (agentd.hostinfo.process_start's), read by the zygote after the fork
 
 
 class Zygote:
@@ -137,11 +147,10 @@ class Zygote:
                 proc.wait(5)
             log.warning("supervisor zygote %d %s (exit %s): starting a new one", proc.pid, why, proc.returncode)
 
-    def fork(
-        self, control: int, status: int, keep_fds: Sequence[int], spec: bytes | None = None
-    ) -> tuple[int, int, int, bool]:
+    def fork(self, control: int, status: int, keep_fds: Sequence[int], spec: bytes | None = None) -> Handed:
         """A supervisor with ``control`` (read end) as its fd 0, ``status`` (write end) as its fd 1 and ``keep_fds``
-        at their numbers: ``(pid, generation, pidfd, spec_sent)``. It is the spare the zygote forked ahead (asked for
+        at their numbers (:class:`Handed`: its pid and start time, the zygote's generation, a pidfd of it, and
+        whether its spec was sent). It is the spare the zygote forked ahead (asked for
         after the previous task was started, or now), handed these descriptors over its own channel (:meth:`replenish`
         asks for the next one), and ``spec`` (the marshalled spec) in the same message when it fits one
         (``spec_sent``: one wake-up of the spare per task); when it is not sent so, the caller writes its frame to the
@@ -151,7 +160,7 @@ class Zygote:
         with self._lock:
             sock = self._sock if self._sock is not None else self._start()
             for attempt in range(2):
-                pid, chan, generation = self._spare(sock)
+                pid, chan, generation, start = self._spare(sock)
                 try:
                     pidfd = os.pidfd_open(pid)  # before the hand-over: the spare holds its pid until then
                 except OSError:
@@ -176,7 +185,7 @@ class Zygote:
                     continue
                 finally:
                     chan.close()
-                return pid, generation, pidfd, inline is not None
+                return Handed(pid, generation, pidfd, inline is not None, start)
             raise AssertionError("unreachable")
 
     @staticmethod
@@ -206,14 +215,15 @@ class Zygote:
                     sock.send(b"S")
                     self._asked += 1
 
-    def _spare(self, sock: socket.socket) -> tuple[int, socket.socket, int]:
-        """The spare asked for (now, if it was not yet): its pid, the daemon's end of its channel, its generation."""
+    def _spare(self, sock: socket.socket) -> tuple[int, socket.socket, int, int | None]:
+        """The spare asked for (now, if it was not yet): its pid, the daemon's end of its channel, its generation,
+        its start time (as the zygote read it from /proc right after the fork; None if it could not)."""
         try:
             if self._asked:
                 self._asked -= 1  # its reply comes first
             else:
                 sock.send(b"S")
-            reply, ancillary, flags, _addr = sock.recvmsg(16, socket.CMSG_SPACE(4))
+            reply, ancillary, flags, _addr = sock.recvmsg(32, socket.CMSG_SPACE(4))
         except (OSError, TimeoutError):
             reply, ancillary, flags = b"", [], 0
         fds = [
@@ -222,11 +232,12 @@ class Zygote:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
             for fd in array.array("i", data[: len(data) - len(data) % 4])
         ]
-        if len(reply) != 8 or len(fds) > 1:
+        if len(reply) != 16 or len(fds) > 1:
             close_quietly(*fds)
             self._drop("died" if self._proc is not None and self._proc.poll() is not None else "did not answer")
             raise ZygoteGone
-        pid = int.from_bytes(reply, "big", signed=True)
+        pid = int.from_bytes(reply[:8], "big", signed=True)
+        start = int.from_bytes(reply[8:], "big", signed=True)
         if pid <= 0:
             close_quietly(*fds)
             raise OSError(-pid or errno.EIO, f"supervisor zygote: fork: {os.strerror(-pid or errno.EIO)}")
@@ -234,7 +245,7 @@ class Zygote:
             self._reap_now(sock, pid)
             code = errno.EMFILE if flags & socket.MSG_CTRUNC else errno.EIO
             raise OSError(code, f"supervisor spare {pid}: its channel was not received: {os.strerror(code)}")
-        return pid, socket.socket(fileno=fds[0]), self.generation
+        return pid, socket.socket(fileno=fds[0]), self.generation, start if start >= 0 else None
 
     @staticmethod
     def _reap_now(sock: socket.socket, pid: int) -> None:
@@ -281,9 +292,11 @@ class ForkedSupervisor:
         stdout: IO[bytes],
         *,
         spec_sent: bool = False,
+        start: int | None = None,
     ) -> None:
         self.pid = pid
         self.spec_sent = spec_sent  # its spec came with its descriptors (else: it reads it from its control pipe)
+        self.start = start  # its start time as the zygote read it (None: unknown)
         self.stdin: IO[bytes] | None = stdin
         self.stdout: IO[bytes] | None = stdout
         self.returncode: int | None = None

@@ -552,3 +552,44 @@ def test_a_forked_supervisors_start_time_comes_from_its_zygote(tmp_path: Path, z
     finally:
         direct.kill()
         finish(direct, 30)
+
+
+class CountingSocket:
+    """The zygote's socket, counting the requests sent down it (the zygote process itself is real)."""
+
+    def __init__(self, sock: object) -> None:
+        self.sock = sock
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes) -> int:
+        self.sent.append(bytes(data))
+        return int(self.sock.send(data))  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.sock, name)
+
+
+def test_the_spares_of_several_starts_are_asked_for_in_one_request(tmp_path: Path) -> None:
+    """Tasks started together (launch(..., replenish=False), as a pass does) use the spares forked ahead; one
+    replenish() then asks for all their successors in one message (one wake-up of the zygote), and as many fresh
+    spares wait afterwards, each serving one task."""
+    z = Zygote()
+    try:
+        z.prestart(3)
+        assert wait_for(lambda: z.pid is not None and len(children_of(z.pid)) == 3, 60)
+        ahead = set(children_of(z.pid or 0))
+        counting = CountingSocket(z._sock)
+        z._sock = counting  # type: ignore[assignment]
+        tps = [launch(spec(tmp_path, ["sh", "-c", f"exit {n}"]), zygote=z, replenish=False) for n in range(3)]
+        assert {tp.pid for tp in tps} == ahead and counting.sent == []
+        z.replenish()
+        assert counting.sent == [b"S3"]
+        assert [finish(tp, 60).returncode for tp in tps] == [0, 1, 2]
+        fresh = lambda: {pid for pid in children_of(z.pid or 0) if process_state(pid) != "Z"}  # noqa: E731
+        assert wait_for(lambda: len(fresh() - ahead) == 3, 60), fresh()
+        spares = fresh() - ahead
+        more = [launch(spec(tmp_path, ["true"]), zygote=z, replenish=False) for _ in range(3)]
+        assert {tp.pid for tp in more} == spares
+        assert [finish(tp, 60).returncode for tp in more] == [0, 0, 0]
+    finally:
+        z.close()

@@ -768,9 +768,10 @@ def zygote(sock_fd: int) -> int:
 
     Requests come on the SOCK_SEQPACKET socket ``sock_fd`` (the daemon holds the other end):
 
-        b"S"  -> fork a spare supervisor (:func:`_spare`); reply its pid (8 bytes, big-endian, signed; a negative
-                 errno if the fork failed) and its start time (8 bytes, as ``agentd.hostinfo.process_start`` reads
-                 it, which the lease records: -1 if unknown) with SCM_RIGHTS [the daemon's end of the spare's own
+        b"S" [+ count, ASCII]  -> fork that many spare supervisors (:func:`_spare`; 1 without a count, at most 64),
+                 one after the other, each answered at once: its pid (8 bytes, big-endian, signed; a negative errno
+                 if the fork failed) and its start time (8 bytes, as ``agentd.hostinfo.process_start`` reads it,
+                 which the lease records: -1 if unknown) with SCM_RIGHTS [the daemon's end of the spare's own
                  channel]
         b"R" + pid (ASCII)  -> reap that child (it has exited: the daemon saw it through a pidfd)
 
@@ -807,39 +808,53 @@ def zygote(sock_fd: int) -> int:
             except (ChildProcessError, ValueError, OSError):
                 pass
         elif data[:1] == b"S":
-            reply, ours, start = -errno.EINVAL, None, -1
             try:
-                ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
-            except OSError as exc:
-                reply = -(exc.errno or errno.EMFILE)
-            else:
-                try:
-                    pid = os.fork()
-                except OSError as exc:
-                    reply = -(exc.errno or errno.EAGAIN)
-                else:
-                    if pid == 0:
-                        ours.close()
-                        _spare(sock_fd, theirs)
-                    reply = pid
-                    stat = _proc_stat(pid)  # read here, off the daemon's way to a task (the spare waits for one)
-                    start = stat[4] if stat is not None else -1
-                    _crash_point("zygote.after-fork")
-                finally:
-                    theirs.close()
-            give = [] if ours is None or reply <= 0 else [ours.fileno()]
-            rights = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in give)
-            answer = reply.to_bytes(8, "big", signed=True) + start.to_bytes(8, "big", signed=True)
-            try:
-                if give:
-                    sock.sendmsg([answer], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
-                else:
-                    sock.send(answer)
-            except OSError:
-                return 0
-            finally:
-                if ours is not None:
-                    ours.close()
+                count = min(max(int(data[1:] or b"1"), 1), 64)
+            except ValueError:
+                count = 1
+            for _ in range(count):
+                if not _fork_spare(sock, sock_fd):
+                    return 0
+
+
+def _fork_spare(sock: Any, sock_fd: int) -> bool:
+    """Fork one spare and answer the daemon on *sock* (see :func:`zygote`); False: the daemon is gone."""
+    import _socket
+
+    reply, ours, start = -errno.EINVAL, None, -1
+    try:
+        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+    except OSError as exc:
+        reply = -(exc.errno or errno.EMFILE)
+    else:
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            reply = -(exc.errno or errno.EAGAIN)
+        else:
+            if pid == 0:
+                ours.close()
+                _spare(sock_fd, theirs)
+            reply = pid
+            stat = _proc_stat(pid)  # read here, off the daemon's way to a task (the spare waits for one)
+            start = stat[4] if stat is not None else -1
+            _crash_point("zygote.after-fork")
+        finally:
+            theirs.close()
+    give = [] if ours is None or reply <= 0 else [ours.fileno()]
+    rights = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in give)
+    answer = reply.to_bytes(8, "big", signed=True) + start.to_bytes(8, "big", signed=True)
+    try:
+        if give:
+            sock.sendmsg([answer], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
+        else:
+            sock.send(answer)
+    except OSError:
+        return False
+    finally:
+        if ours is not None:
+            ours.close()
+    return True
 
 
 def main(spec: bytes | None = None) -> int:

@@ -396,6 +396,8 @@ class Daemon:
                     attempt=claim.held.record.attempt,
                 )
                 self._start(claim, claimed_at)
+        if result.claims:
+            self.executor.started()  # the next spares: one request for the pass's starts
 
     def _record_ends(self, result: PassResult, report: TickReport) -> None:
         """Release the leases of the runs the pass recorded and journal them, with what it recovered and unblocked."""

@@ -114,6 +114,11 @@ class Executor:
         keeps as many supervisors forked ahead as the daemon may start in one pass (``at_once``)."""
         default_zygote().prestart(at_once)
 
+    def started(self) -> None:
+        """The tasks of a pass were started (:meth:`start`): ask the zygote for their spares' successors, all in one
+        request, forked while these tasks run."""
+        default_zygote().replenish()
+
     def start(
         self,
         task_id: str,
@@ -178,7 +183,7 @@ class Executor:
                 fence_after=self.role.fence_after,
                 fence_from=claimed_at,
             )
-            run.proc = launch(spec, on_exit=on_exit)
+            run.proc = launch(spec, on_exit=on_exit, replenish=False)  # (see started)
         except (AgentdError, OSError, ValueError) as exc:
             now = time.time()
             if isinstance(exc, OSError) and exc.errno in OUT_OF_RESOURCES:

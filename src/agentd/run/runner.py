@@ -425,14 +425,19 @@ def shim_code() -> bytes:
 
 
 def launch(
-    spec: LaunchSpec, on_exit: Callable[[TaskProcess, ExitInfo], None] | None = None, *, zygote: Zygote | None = None
+    spec: LaunchSpec,
+    on_exit: Callable[[TaskProcess, ExitInfo], None] | None = None,
+    *,
+    zygote: Zygote | None = None,
+    replenish: bool = True,
 ) -> TaskProcess:
     """Start *spec* under a shim; *on_exit* is called once, from a reader thread, at the end: as soon as the shim
     reported it (its command's tree gone; the shim itself may still be exiting), or when the shim died without a
     report. :meth:`TaskProcess.wait` returns once the shim has also been reaped.
 
     The shim is forked by *zygote* (default: this process's, :func:`agentd.run.zygote.default_zygote`), or started
-    as a fresh interpreter when there is no working zygote."""
+    as a fresh interpreter when there is no working zygote. ``replenish=False``: the next task's spare is not asked
+    for yet (a caller starting several tasks at once asks once for all, :meth:`Zygote.replenish`)."""
     argv = [str(a) for a in spec.argv]
     if not argv:
         raise ValueError("empty argv")
@@ -481,7 +486,7 @@ def launch(
     if frame is not None and not task._send(frame):
         log.warning("task %d: supervisor died before receiving its spec", task.pid)
     _READERS.read(task)
-    if forked is not None:
+    if forked is not None and replenish:
         zygote.replenish()
     return task
 

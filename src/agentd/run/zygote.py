@@ -150,12 +150,12 @@ class Zygote:
     def fork(self, control: int, status: int, keep_fds: Sequence[int], spec: bytes | None = None) -> Handed:
         """A supervisor with ``control`` (read end) as its fd 0, ``status`` (write end) as its fd 1 and ``keep_fds``
         at their numbers (:class:`Handed`: its pid and start time, the zygote's generation, a pidfd of it, and
-        whether its spec was sent). It is the spare the zygote forked ahead (asked for
-        after the previous task was started, or now), handed these descriptors over its own channel (:meth:`replenish`
-        asks for the next one), and ``spec`` (the marshalled spec) in the same message when it fits one
-        (``spec_sent``: one wake-up of the spare per task); when it is not sent so, the caller writes its frame to the
-        control pipe, where the supervisor then reads it. OSError: fork failed there (e.g. EAGAIN); ZygoteGone: no
-        answer (the zygote is replaced at the next call)."""
+        whether its spec was sent). It is the spare the zygote forked ahead (asked for after the previous tasks were
+        started, or now), handed these descriptors over its own channel (:meth:`replenish` asks for the next one), and
+        ``spec`` (the marshalled spec) in the same message when it fits one (``spec_sent``: one wake-up of the spare
+        per task); when it is not sent so, the caller writes its frame to the control pipe, where the supervisor then
+        reads it. OSError: fork failed there (e.g. EAGAIN); ZygoteGone: no answer (the zygote is replaced at the next
+        call)."""
         inline = spec if spec is not None and len(spec) <= INLINE_SPEC_MAX else None
         with self._lock:
             sock = self._sock if self._sock is not None else self._start()
@@ -196,24 +196,27 @@ class Zygote:
         chan.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
 
     def replenish(self) -> None:
-        """Ask for the next tasks' spares, forked while this one runs (after its spec was sent: the zygote's fork
-        does not delay it); a zygote found dead is replaced now."""
+        """Ask for the spares of the next tasks, forked while these run (after their specs were sent: the zygote's
+        forks do not delay them), all in one request (one wake-up of the zygote, however many tasks were started: a
+        daemon asks once a pass); a zygote found dead is replaced now."""
         with self._lock:
             if self._sock is not None and self._asked < self.spares:
                 self._ask(self._sock)
 
     def _ask(self, sock: socket.socket) -> None:
         try:
-            while self._asked < self.spares:
-                sock.send(b"S")
-                self._asked += 1
+            self._request(sock)
         except OSError:
             self._drop("died" if self._proc is not None and self._proc.poll() is not None else "did not answer")
             with contextlib.suppress(OSError):
-                sock = self._start()
-                while self._asked < self.spares:
-                    sock.send(b"S")
-                    self._asked += 1
+                self._request(self._start())
+
+    def _request(self, sock: socket.socket) -> None:
+        """One request for as many spares as are missing (``S<count>``: one message)."""
+        missing = self.spares - self._asked
+        if missing > 0:
+            sock.send(b"S%d" % missing)
+            self._asked += missing
 
     def _spare(self, sock: socket.socket) -> tuple[int, socket.socket, int, int | None]:
         """The spare asked for (now, if it was not yet): its pid, the daemon's end of its channel, its generation,

@@ -101,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = base / "self-cpu"
     os.environ["BENCH_DAEMON_SELF_CPU"] = str(out)
     bench.agentd_argv = lambda: [sys.executable, str(wrapper)]  # the drains start the daemon through the wrapper
-    trees: dict[str, Path | None] = {"this tree": None}
+    # This tree's src/ named, not left to the interpreter: the venv's editable install may be another worktree's.
+    trees: dict[str, Path | None] = {"this tree": TREE / "src"}
     if args.baseline:
         trees[args.baseline] = baseline_src(base, args.baseline)
     cpu: dict[tuple[str, str, bool], list[float]] = {}
@@ -135,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.profile:
             os.environ["BENCH_DAEMON_PROFILE"] = str(Path(args.profile).resolve())
             try:
-                drain(cleanup, base, "4-way", True, None, out)
+                drain(cleanup, base, "4-way", True, TREE / "src", out)
             finally:
                 del os.environ["BENCH_DAEMON_PROFILE"]
             pstats.Stats(args.profile).sort_stats("cumulative").print_stats("agentd/(run|store|core)", 40)

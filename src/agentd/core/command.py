@@ -44,6 +44,8 @@ def field_value(task: Mapping[str, Any], name: str) -> str:
 def fill(template: str, values: Mapping[str, str], task: Mapping[str, Any] | None = None) -> str:
     """Replace the known ``{placeholders}`` (``{field:NAME}`` from ``task``); any other braces are left as written
     (JSON in a prompt is fine)."""
+    if "{" not in template:
+        return template  # (most argv parts: no placeholder, no regex pass)
 
     def value(match: re.Match[str]) -> str:
         name = match.group(1)
@@ -123,8 +125,9 @@ def argv_for(
         "branch": branch,
         **_question_values(task),
     }
-    prompt_template = task.get("prompt") if isinstance(task.get("prompt"), str) else role.prompt or DEFAULT_PROMPT
-    values["prompt"] = fill(str(prompt_template), {**values, "prompt": ""}, task)
+    if any("{prompt}" in part for part in template):  # (filled only when the command uses it)
+        prompt_template = task.get("prompt") if isinstance(task.get("prompt"), str) else role.prompt or DEFAULT_PROMPT
+        values["prompt"] = fill(str(prompt_template), {**values, "prompt": ""}, task)
     return [fill(part, values, task) for part in template]
 
 

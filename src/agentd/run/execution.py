@@ -63,6 +63,25 @@ def start_room() -> int | None:
     return scheduler.descriptor_room(soft, open_now, per_task=FDS_PER_TASK, spawn=FDS_TO_SPAWN, reserve=FDS_RESERVED)
 
 
+@dataclass(frozen=True)
+class _Paths:
+    """What :meth:`Executor.start` uses of its config's paths (see :meth:`Executor.paths`)."""
+
+    config: Config
+    root: Path
+    queue: Path
+    config_file: Path | None
+    task_logs: str  # the folder of the task logs (one folder per task)
+    results: str  # the folder of the result files
+
+
+def _make_folder(folder: str) -> None:
+    """``Path(folder).mkdir(parents=True, exist_ok=True)``: one stat when it exists (the usual case; pathlib tries
+    a mkdir, catches its FileExistsError, then stats); FileExistsError when something else is in its place."""
+    if not os.path.isdir(folder):
+        os.makedirs(folder, exist_ok=True)
+
+
 @dataclass
 class Running:
     """A task this daemon started (or failed to start)."""
@@ -108,6 +127,23 @@ class Executor:
         self.config = config
         self.role = role
         self.clock = clock
+        self._paths: _Paths | None = None
+
+    def paths(self) -> _Paths:
+        """The config's paths a start uses, made once per config (each of its properties makes a new Path)."""
+        made = self._paths
+        if made is None or made.config is not self.config:
+            config = self.config
+            state = config.state_folder
+            made = self._paths = _Paths(
+                config,
+                config.root,
+                config.queue_path,
+                config.path,
+                os.path.join(state, "logs", "tasks"),
+                os.path.join(state, "results"),
+            )
+        return made
 
     def prepare(self, at_once: int = 1) -> None:
         """Get ready to start tasks (a running daemon, before its first pass): the supervisor zygote starts now, and
@@ -133,14 +169,15 @@ class Executor:
         ``claimed_at``: a boot-clock reading taken before the claim's transaction began: the supervisor's fence
         deadline counts from it until the first renewal (see :mod:`agentd.run.runner`)."""
         attempt, token = held.record.attempt, held.token
-        state = self.config.state_dir
+        paths = self.paths()
+        result_file = os.path.join(paths.results, f"{task_id}.{token}.json")
         run = Running(
             task_id,
             token,
             attempt,
             held,
-            state / "logs" / "tasks" / task_id / f"{token}.log",
-            state / "results" / f"{task_id}.{token}.json",
+            Path(os.path.join(paths.task_logs, task_id, f"{token}.log")),
+            Path(result_file),
             self.clock.now(),
             self.clock.monotonic() + self.role.heartbeat,
         )
@@ -150,9 +187,9 @@ class Executor:
                 raw,
                 self.role,
                 attempt=attempt,
-                root=self.config.root,
-                queue=self.config.queue_path,
-                config_path=self.config.path,
+                root=paths.root,
+                queue=paths.queue,
+                config_path=paths.config_file,
                 workspace=where.path if where else None,
                 branch=where.branch if where else "",
             )
@@ -161,20 +198,20 @@ class Executor:
                 self.role,
                 attempt=attempt,
                 token=token,
-                root=self.config.root,
-                queue=self.config.queue_path,
+                root=paths.root,
+                queue=paths.queue,
                 result=run.result_path,
-                config=self.config.path,
+                config=paths.config_file,
                 task=raw,
             )
             if where is not None:  # the command runs in the task's worktree, by the workspace step
                 env.update(where.environment())
-            run.result_path.parent.mkdir(parents=True, exist_ok=True)
+            _make_folder(paths.results)
             with contextlib.suppress(FileNotFoundError):
-                run.result_path.unlink()
+                os.unlink(result_file)
             spec = LaunchSpec(
                 argv=where.wrap(argv) if where else argv,
-                cwd=self.config.root,
+                cwd=paths.root,
                 env=env,
                 log_path=run.log_path,
                 timeout=task_timeout(raw, self.role),

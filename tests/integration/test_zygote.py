@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -593,3 +594,36 @@ def test_the_spares_of_several_starts_are_asked_for_in_one_request(tmp_path: Pat
         assert [finish(tp, 60).returncode for tp in more] == [0, 0, 0]
     finally:
         z.close()
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_a_supervisor_not_asked_to_report_the_start_reports_only_the_end(
+    tmp_path: Path, zygote: Zygote, direct: bool
+) -> None:
+    """report_start=False (the daemon's tasks: it uses no command pid): no "started" report, whose arrival would
+    wake the task's reader thread while the daemon starts the next tasks; the end is reported with the command's
+    start time. Asked (the default), the start is reported."""
+    zygote.broken = direct  # (a supervisor started directly reads the same spec)
+    quiet = launch(dataclasses.replace(spec(tmp_path, ["sh", "-c", "exit 5"]), report_start=False), zygote=zygote)
+    info = finish(quiet, 30)
+    assert info.returncode == 5 and quiet.command_pid is None
+    assert 0 < info.started <= info.ended
+    told = launch(spec(tmp_path, ["true"]), zygote=zygote)
+    assert finish(told, 30).returncode == 0 and told.command_pid is not None
+
+
+def test_a_task_launched_unread_is_told_once_its_status_is_read(tmp_path: Path, zygote: Zygote) -> None:
+    """launch(..., read=False) (a daemon's starts: no reader thread woken between them): the supervisor's report
+    waits in its pipe, the end is not told, until read_status() hands the task to a reader; then it is, once."""
+    told: list[int | None] = []
+    tp = launch(
+        spec(tmp_path, ["sh", "-c", "exit 7"]),
+        on_exit=lambda _p, info: told.append(info.returncode),
+        zygote=zygote,
+        read=False,
+    )
+    assert wait_for(lambda: process_state(tp.pid) == "Z", 60)  # it reported and exited: nobody read the report
+    assert tp.poll() is None and told == []
+    runner.read_status(tp)
+    assert finish(tp, 30).returncode == 7
+    assert told == [7]

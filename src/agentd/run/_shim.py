@@ -39,14 +39,14 @@ Protocol (frames are a 4-byte big-endian length and a ``marshal`` payload: the d
 always the same interpreter, and ``marshal`` is built in, where ``json`` would cost its import on every task)
 --------
 stdin  (control, the daemon holds the only write end):
-    frame 1: spec {"argv", "cwd", "env", "log", "timeout", "kill_after", "keep_fds", "fence"} (not sent here to a
-            forked spare that got it with its descriptors: see _spare)
+    frame 1: spec {"argv", "cwd", "env", "log", "timeout", "kill_after", "keep_fds", "fence", "report_start"}
+            (not sent here to a forked spare that got it with its descriptors: see _spare)
     later:  lines ``TERM`` (SIGTERM the tree, SIGKILL after kill_after), ``KILL`` (SIGKILL now) or ``BEAT <t>``
             (the lease was renewed: the fence deadline moves to ``t + after``)
     EOF:    the daemon died -> SIGTERM the tree, wait <= 1 s for the command, SIGKILL the whole tree,
             wait (<= 2 s) until it is gone, so the lease's lock is free, then exit 137.
 stdout (status frames):
-    {"event": "started", "pid", "pgid", "started", "subreaper"}
+    {"event": "started", "pid", "pgid", "started", "subreaper"}  (unless the spec's report_start is false)
     {"event": "exited", "returncode", "signal", "timed_out", "killed_by", "error", "not_started", "started", "ended"}
 
 Start-up cost matters (one shim per task run): only built-in modules are imported (no ``subprocess``,
@@ -287,6 +287,7 @@ class Shim:
         self.fence_after: float | None = float(fence[1]) if fence is not None else None
         self.fence_at: float | None = float(fence[0]) + float(fence[1]) if fence is not None else None  # boot clock
         self.fenced = False
+        self.report_start = bool(spec.get("report_start", True))
 
         self.mypid = os.getpid()
         self.pgid = os.getpgrp()
@@ -563,9 +564,9 @@ class Shim:
             )
             return 0
         assert self.pid is not None
-        self.emit(
-            {"event": "started", "pid": self.pid, "pgid": self.pgid, "started": self.started, "subreaper": _SUBREAPER}
-        )
+        if self.report_start:  # (a daemon does not ask: the report would wake its reader thread for nothing)
+            started = {"event": "started", "pid": self.pid, "pgid": self.pgid, "started": self.started}
+            self.emit({**started, "subreaper": _SUBREAPER})
         os.set_blocking(0, False)
         if _pending_signals:  # arrived before the command existed: it did not get them, pass them on
             _pending_signals.clear()

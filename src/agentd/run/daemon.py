@@ -385,19 +385,21 @@ class Daemon:
             self._record_ends(result, report)
         if result.claims:
             faults.point("claim.after-queue-write")
-        for claim in result.claims:
-            with self.journal.batch():  # its "claimed" and "started" lines: one append
-                report.claimed.append(claim.task_id)
-                self.journal.emit(
-                    "claimed",
-                    f"claimed {claim.task_id} (token {claim.held.token}, attempt {claim.held.record.attempt})",
-                    task=claim.task_id,
-                    token=claim.held.token,
-                    attempt=claim.held.record.attempt,
-                )
-                self._start(claim, claimed_at)
-        if result.claims:
-            self.executor.started()  # the next spares: one request for the pass's starts
+        try:
+            for claim in result.claims:
+                with self.journal.batch():  # its "claimed" and "started" lines: one append
+                    report.claimed.append(claim.task_id)
+                    self.journal.emit(
+                        "claimed",
+                        f"claimed {claim.task_id} (token {claim.held.token}, attempt {claim.held.record.attempt})",
+                        task=claim.task_id,
+                        token=claim.held.token,
+                        attempt=claim.held.record.attempt,
+                    )
+                    self._start(claim, claimed_at)
+        finally:
+            if result.claims:
+                self.executor.started()  # their status read, the next spares asked for: once the starts are over
 
     def _record_ends(self, result: PassResult, report: TickReport) -> None:
         """Release the leases of the runs the pass recorded and journal them, with what it recovered and unblocked."""

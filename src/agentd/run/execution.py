@@ -25,7 +25,7 @@ from agentd.core.duration import parse_duration
 from agentd.core.scheduler import Kind, Outcome
 from agentd.core.workflow import Role
 from agentd.errors import AgentdError, DataError
-from agentd.run.runner import ExitInfo, LaunchSpec, TaskProcess, launch
+from agentd.run.runner import ExitInfo, LaunchSpec, TaskProcess, launch, read_status
 from agentd.run.zygote import default_zygote
 from agentd.service import logsetup
 from agentd.store.base import HeldLease
@@ -128,6 +128,7 @@ class Executor:
         self.role = role
         self.clock = clock
         self._paths: _Paths | None = None
+        self._unread: list[TaskProcess] = []  # started since the last started(): their status not yet read
 
     def paths(self) -> _Paths:
         """The config's paths a start uses, made once per config (each of its properties makes a new Path)."""
@@ -151,9 +152,20 @@ class Executor:
         default_zygote().prestart(at_once)
 
     def started(self) -> None:
-        """The tasks of a pass were started (:meth:`start`): ask the zygote for their spares' successors, all in one
-        request, forked while these tasks run."""
+        """The tasks of a pass were started (:meth:`start`; the caller calls this whatever happened after them): a
+        thread now reads each one's status, and the zygote is asked for their spares' successors, all in one
+        request, forked while these tasks run. Both wake another thread or process: done once the starts are over,
+        not between them."""
+        unread, self._unread = self._unread, []
+        failed: BaseException | None = None
+        for proc in unread:
+            try:
+                read_status(proc)
+            except Exception as exc:  # (no thread for it: the others still get theirs)
+                failed = failed or exc
         default_zygote().replenish()
+        if failed is not None:
+            raise failed
 
     def start(
         self,
@@ -219,8 +231,10 @@ class Executor:
                 keep_fds=held.inherit(),
                 fence_after=self.role.fence_after,
                 fence_from=claimed_at,
+                report_start=False,  # (the daemon uses no command pid: no reader woken for it)
             )
-            run.proc = launch(spec, on_exit=on_exit, replenish=False)  # (see started)
+            run.proc = launch(spec, on_exit=on_exit, replenish=False, read=False)  # (see started)
+            self._unread.append(run.proc)
         except (AgentdError, OSError, ValueError) as exc:
             now = time.time()
             if isinstance(exc, OSError) and exc.errno in OUT_OF_RESOURCES:

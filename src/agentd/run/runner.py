@@ -49,6 +49,7 @@ __all__ = [
     "group_alive",
     "kill_group",
     "launch",
+    "read_status",
 ]
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class LaunchSpec:
     keep_fds: Sequence[int] = ()
     fence_after: float | None = None  # s without a lease renewal before the shim kills the tree (None: no fencing)
     fence_from: float | None = None  # boot-clock time the lease was last renewed, at or before (None: now)
+    report_start: bool = True  # the supervisor reports the command's start (command_pid, wait_started)
 
 
 @dataclass(frozen=True)
@@ -430,6 +432,7 @@ def launch(
     *,
     zygote: Zygote | None = None,
     replenish: bool = True,
+    read: bool = True,
 ) -> TaskProcess:
     """Start *spec* under a shim; *on_exit* is called once, from a reader thread, at the end: as soon as the shim
     reported it (its command's tree gone; the shim itself may still be exiting), or when the shim died without a
@@ -437,7 +440,9 @@ def launch(
 
     The shim is forked by *zygote* (default: this process's, :func:`agentd.run.zygote.default_zygote`), or started
     as a fresh interpreter when there is no working zygote. ``replenish=False``: the next task's spare is not asked
-    for yet (a caller starting several tasks at once asks once for all, :meth:`Zygote.replenish`)."""
+    for yet (a caller starting several tasks at once asks once for all, :meth:`Zygote.replenish`). ``read=False``:
+    no thread reads its status yet (handing it one wakes that thread): the caller must call :func:`read_status` for
+    it, whatever happens, or its end is never told; the supervisor's reports wait in its pipe meanwhile."""
     argv = [str(a) for a in spec.argv]
     if not argv:
         raise ValueError("empty argv")
@@ -462,6 +467,7 @@ def launch(
             "kill_after": spec.kill_after,
             "keep_fds": keep_fds,
             "fence": None if spec.fence_after is None else (_boot_since(spec.fence_from), float(spec.fence_after)),
+            "report_start": spec.report_start,
         }
     )
     frame: bytes | None = len(message).to_bytes(4, "big") + message  # the shim's protocol: see _shim.py
@@ -485,10 +491,16 @@ def launch(
         task = TaskProcess(popen, spec, on_exit, launched)
     if frame is not None and not task._send(frame):
         log.warning("task %d: supervisor died before receiving its spec", task.pid)
-    _READERS.read(task)
+    if read:
+        _READERS.read(task)
     if forked is not None and replenish:
         zygote.replenish()
     return task
+
+
+def read_status(task: TaskProcess) -> None:
+    """Have a thread read the status of a task launched with ``read=False`` (once for each such task)."""
+    _READERS.read(task)
 
 
 def _fork(zygote: Zygote, keep_fds: Sequence[int], message: bytes) -> ForkedSupervisor | None:

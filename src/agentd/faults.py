@@ -25,6 +25,7 @@ POINTS = (
     "complete.before-queue-write",  # task finished, outcome not yet recorded
     "complete.after-queue-write",  # outcome recorded, lease file not yet removed
     "complete.before-claim",  # in one pass's transaction: ended runs recorded, the slots they freed not yet claimed
+    "complete.after-starts",  # a pass's ended runs recorded and its claims started, their lease files not yet removed
     "recover.after-break",  # a stale lease file removed by a peer, its task not yet put back in the queue
     "archive.after-append",  # tasks appended to the archive and fsynced, the queue not yet written without them
     "automation.after-fire",  # a firing's tasks added to the queue, the automation memory not yet written

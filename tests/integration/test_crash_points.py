@@ -28,17 +28,18 @@ WORKSPACE = [point for point in faults.POINTS if point.startswith(("workspace.",
 ARCHIVE = ["archive.after-append"]
 AUTOMATION = ["automation.after-fire"]
 BATCH = ["complete.before-claim"]  # reached only with a task left to claim when a run ends: its own test below
+STARTED = ["complete.after-starts"]  # likewise, once the claim has started: its own test below
 CYCLE = [
     point
     for point in faults.POINTS
-    if not point.startswith("recover.") and point not in WORKSPACE + ARCHIVE + AUTOMATION + BATCH
+    if not point.startswith("recover.") and point not in WORKSPACE + ARCHIVE + AUTOMATION + BATCH + STARTED
 ]
 RECOVERY = [point for point in faults.POINTS if point.startswith("recover.")]
 
 
 def test_every_point_is_tested() -> None:
     """The lists cover every fault point, so a new point cannot go untested."""
-    assert sorted(CYCLE + RECOVERY + WORKSPACE + ARCHIVE + AUTOMATION + BATCH) == sorted(faults.POINTS)
+    assert sorted(CYCLE + RECOVERY + WORKSPACE + ARCHIVE + AUTOMATION + BATCH + STARTED) == sorted(faults.POINTS)
     assert RECOVERY and WORKSPACE
 
 
@@ -68,29 +69,56 @@ def test_crash_at_every_point_recovers(point: str, action: str, tmp_path: Path) 
     assert tokens == sorted(set(tokens)), tokens
 
 
-@pytest.mark.parametrize("action", ["exit", "kill"])
-@pytest.mark.parametrize("point", BATCH)
-def test_crash_between_a_completion_and_the_claim_in_its_pass(point: str, action: str, tmp_path: Path) -> None:
-    """WIP 1, two tasks: the daemon dies in the pass that records C1 and claims C2 (one transaction, not written);
-    a restarted daemon finds a valid queue, runs C1 once more and C2 once, with growing tokens."""
+def _crash_in_a_pass_of_two(tmp_path: Path, point: str, action: str) -> Path:
+    """WIP 1, tasks C1 and C2: a drain that dies at ``point`` (os._exit or SIGKILL); returns the runs' log."""
     log = tmp_path / "runs.jsonl"
     write_config(tmp_path, {"builder": {**BUILDER, "command": recorder(log)}})
     write_queue(tmp_path, [task("C1"), task("C2")], {"builder": 1})
     crashed = run_agentd("--role", "builder", "--drain", cwd=tmp_path, env={"AGENTD_CRASH_AT": f"{point}:{action}"})
     expected = -signal.SIGKILL if action == "kill" else faults.CRASH_EXIT_CODE
     assert crashed.returncode == expected, (point, crashed.returncode, crashed.stderr)
-    assert [t["status"] for t in tasks_by_id(tmp_path).values()] == ["in_progress", "ready"]
+    return log
+
+
+def _finished_after_the_crash(tmp_path: Path, log: Path) -> list[str]:
+    """The queue validates; a restarted drain finishes both tasks (growing tokens, no overlap, no lease file left);
+    returns the tasks of every start, in order."""
     valid = run_agentd("queue", "validate", cwd=tmp_path)
     assert valid.returncode == 0, valid.stderr
     recovered = run_agentd("--role", "builder", "--drain", cwd=tmp_path)
     assert recovered.returncode == 0, recovered.stderr
     starts = [(r["task"], r["token"]) for r in events(log) if r["event"] == "start"]
-    assert sorted(task_id for task_id, _ in starts) == ["C1", "C1", "C2"], starts
     assert [token for _, token in starts] == sorted({token for _, token in starts}), starts
     assert not [r for r in events(log) if r["event"] == "overlap"]
     for final in tasks_by_id(tmp_path).values():
         assert final["status"] == "awaiting_test" and final["lease"] is None, final
     assert list((tmp_path / ".leases").glob("*.json")) == []
+    return [task_id for task_id, _ in starts]
+
+
+@pytest.mark.parametrize("action", ["exit", "kill"])
+@pytest.mark.parametrize("point", BATCH)
+def test_crash_between_a_completion_and_the_claim_in_its_pass(point: str, action: str, tmp_path: Path) -> None:
+    """WIP 1, two tasks: the daemon dies in the pass that records C1 and claims C2 (one transaction, not written);
+    a restarted daemon finds a valid queue, runs C1 once more and C2 once, with growing tokens."""
+    log = _crash_in_a_pass_of_two(tmp_path, point, action)
+    assert [t["status"] for t in tasks_by_id(tmp_path).values()] == ["in_progress", "ready"]
+    assert sorted(_finished_after_the_crash(tmp_path, log)) == ["C1", "C1", "C2"]
+
+
+@pytest.mark.parametrize("action", ["exit", "kill"])
+@pytest.mark.parametrize("point", STARTED)
+def test_crash_after_a_pass_started_its_claims_before_releasing_its_ends(
+    point: str, action: str, tmp_path: Path
+) -> None:
+    """WIP 1, two tasks: the daemon dies in the pass that recorded C1 and started C2, before removing C1's lease
+    file. The queue says C1 ended (it is not run again) and C2 runs; a restarted daemon finds a valid queue, removes
+    the orphan lease file, recovers C2 (it may run once more) and finishes both, with growing tokens."""
+    log = _crash_in_a_pass_of_two(tmp_path, point, action)
+    assert [t["status"] for t in tasks_by_id(tmp_path).values()] == ["awaiting_test", "in_progress"]
+    assert (tmp_path / ".leases" / "C1.json").exists()  # left by the crash: the window this point marks
+    started = _finished_after_the_crash(tmp_path, log)
+    assert started.count("C1") == 1 and 1 <= started.count("C2") <= 2, started
 
 
 @pytest.mark.parametrize("action", ["exit", "kill"])

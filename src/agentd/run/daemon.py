@@ -369,53 +369,49 @@ class Daemon:
                 return
         claimed_at = boottime()  # before any claim of this pass: where the supervisors' fence deadlines start
         result = self.dispatcher.run(done, held, cap)
-        # The pass's lines up to its starts (ends, recoveries, unblocks): one append. Not when a run may pause the
-        # role or cost money under a budget: the budget is read from the journal's "finished" lines.
-        with self.journal.batch() if not deciding else contextlib.nullcontext():
-            if look:
-                self._after_look(report, result)
-                # Its room and what is claimable were judged after its own changes (runs recorded, tasks recovered
-                # and unblocked): unless room was left while tasks wait (a claim lost to a peer), no other look is
-                # needed.
-                report.settled = not deciding and not (
-                    result.room > len(result.claims) and result.claimable > len(result.claims)
-                )
-            if self.janitor is not None:
-                self.janitor.after_pass(result.finished, result.recovered)
-            self._record_ends(result, report)
-        if result.claims:
-            faults.point("claim.after-queue-write")
         try:
-            for claim in result.claims:
-                with self.journal.batch():  # its "claimed" and "started" lines: one append
-                    report.claimed.append(claim.task_id)
-                    self.journal.emit(
-                        "claimed",
-                        f"claimed {claim.task_id} (token {claim.held.token}, attempt {claim.held.record.attempt})",
-                        task=claim.task_id,
-                        token=claim.held.token,
-                        attempt=claim.held.record.attempt,
+            # The pass's lines up to its starts (ends, recoveries, unblocks): one append. Not when a run may pause
+            # the role or cost money under a budget: the budget is read from the journal's "finished" lines.
+            with self.journal.batch() if not deciding else contextlib.nullcontext():
+                if look:
+                    self._after_look(report, result)
+                    # Its room and what is claimable were judged after its own changes (runs recorded, tasks
+                    # recovered and unblocked): unless room was left while tasks wait (a claim lost to a peer), no
+                    # other look is needed.
+                    report.settled = not deciding and not (
+                        result.room > len(result.claims) and result.claimable > len(result.claims)
                     )
-                    self._start(claim, claimed_at)
-        finally:
+                if self.janitor is not None:
+                    self.janitor.after_pass(result.finished, result.recovered)
+                self._record_ends(result, report)
             if result.claims:
-                self.executor.started()  # their status read, the next spares asked for: once the starts are over
+                faults.point("claim.after-queue-write")
+            try:
+                for claim in result.claims:
+                    with self.journal.batch():  # its "claimed" and "started" lines: one append
+                        report.claimed.append(claim.task_id)
+                        self.journal.emit(
+                            "claimed",
+                            f"claimed {claim.task_id} (token {claim.held.token}, attempt {claim.held.record.attempt})",
+                            task=claim.task_id,
+                            token=claim.held.token,
+                            attempt=claim.held.record.attempt,
+                        )
+                        self._start(claim, claimed_at)
+            finally:
+                if result.claims:
+                    self.executor.started()  # their status read, the next spares asked for: once the starts are over
+            if result.finished and result.claims:
+                faults.point("complete.after-starts")
+        finally:
+            self._release_ended(result)
 
     def _record_ends(self, result: PassResult, report: TickReport) -> None:
-        """Release the leases of the runs the pass recorded and journal them, with what it recovered and unblocked."""
+        """Journal the runs the pass recorded (their leases are released after its starts: see _release_ended), with
+        what it recovered and unblocked."""
         for run, decided in result.finished:
             del self.running[run.task_id]
-            run.held.release()
             self._report_finish(run, decided, self.executor.outcome(run), report)
-            self.journal.emit(
-                "released",
-                f"released the lease on {run.task_id}",
-                level=logging.DEBUG,
-                task=run.task_id,
-                token=run.token,
-            )
-            self.executor.cap_log(run)
-            self.executor.prune_logs(run.task_id)
         for item in result.recovered:
             report.recovered.append(item.task_id)
             self.journal.emit(
@@ -451,6 +447,28 @@ class Daemon:
                 task=task_id,
                 status=self.role.on_failure,
             )
+
+    def _release_ended(self, result: PassResult) -> None:
+        """Release the leases of the runs a pass recorded, journal it, cap and prune their logs: after the pass has
+        started the tasks it claimed, which then run meanwhile (nothing of this is on their way: the queue says the
+        runs ended, and the slots they held were counted free in the pass's transaction). Until then each lease file
+        stays locked by this daemon; one left by a crash meanwhile is an orphan whose task has moved on, removed by
+        the next look of any daemon as after a crash right after the transaction."""
+        if not result.finished:
+            return
+        with self.journal.batch():
+            for run, _decided in result.finished:
+                run.held.release()
+                self.journal.emit(
+                    "released",
+                    f"released the lease on {run.task_id}",
+                    level=logging.DEBUG,
+                    task=run.task_id,
+                    token=run.token,
+                )
+        for run, _decided in result.finished:
+            self.executor.cap_log(run)
+            self.executor.prune_logs(run.task_id)
 
     # -- pauses and budgets --------------------------------------------------------------------------------------------
 

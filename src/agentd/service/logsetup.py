@@ -113,26 +113,34 @@ def prune_task_logs(tasks_dir: Path, *, keep: int, max_age_days: float, now: flo
     """Remove task output logs beyond the newest ``keep`` per task and older than ``max_age_days``; returns how many.
 
     ``only`` limits the pass to one task's folder (after each finished run); without it every task is visited.
+    One listing of each folder and one stat of each log in it (``os.scandir``: no Path made, no stat repeated).
     """
     removed = 0
-    if not tasks_dir.is_dir():
-        return 0
-    folders = [tasks_dir / only] if only else [p for p in tasks_dir.iterdir() if p.is_dir() and not p.is_symlink()]
+    if only:
+        folders = [os.path.join(tasks_dir, only)]
+    else:
+        try:
+            with os.scandir(tasks_dir) as entries:
+                folders = [entry.path for entry in entries if entry.is_dir(follow_symlinks=False)]
+        except (FileNotFoundError, NotADirectoryError):
+            return 0
     cutoff = now - max_age_days * 86400
     for folder in folders:
         try:
-            logs = sorted(
-                (entry for entry in folder.iterdir() if entry.suffix == ".log" and entry.is_file()),
-                key=lambda entry: entry.stat().st_mtime,
-                reverse=True,
-            )
-        except FileNotFoundError:
+            with os.scandir(folder) as entries:
+                logs = [
+                    (entry.stat().st_mtime, entry.path)
+                    for entry in entries
+                    if entry.name.endswith(".log") and len(entry.name) > 4 and entry.is_file()
+                ]
+        except (FileNotFoundError, NotADirectoryError):
             continue
-        for position, entry in enumerate(logs):
-            try:
-                if position >= keep or entry.stat().st_mtime < cutoff:
-                    entry.unlink()
-                    removed += 1
-            except FileNotFoundError:
-                continue
+        logs.sort(key=lambda log: log[0], reverse=True)
+        for position, (mtime, path) in enumerate(logs):
+            if position >= keep or mtime < cutoff:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    continue
+                removed += 1
     return removed

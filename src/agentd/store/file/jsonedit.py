@@ -193,6 +193,50 @@ def restyle(escape_at: int, out: list[_Edit], text: str) -> tuple[Style, int]:
     return detect_style(text, escape=found >= 0), found
 
 
+_STRING = {True: json.encoder.encode_basestring_ascii, False: json.encoder.encode_basestring}  # (C, when built)
+_CONSTANTS = {id(None): "null", id(True): "true", id(False): "false"}
+
+
+class _Unusual(Exception):
+    """A value :func:`_indented` leaves to json.dumps (a type other than JSON's own, a float not finite)."""
+
+
+def _indented(value: Any, string: Any, indent: str, items: str, keys: str, line: str) -> str:
+    """json.dumps(value, indent=indent, separators=(items, keys)) for a value of JSON's own types, its line breaks
+    ``line`` (the newline and the indentation of the value's own line): json.dumps with an indent runs the encoder
+    written in Python (the C one does no indent), which for the few small values an edit writes costs more than
+    this. Raises _Unusual for anything else (subclasses, non-str keys, NaN and infinities), and for containers in
+    themselves (json.dumps says so)."""
+    kind = type(value)
+    if kind is str:
+        return string(value)  # type: ignore[no-any-return]
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float:
+        if not math.isfinite(value):
+            raise _Unusual
+        return float.__repr__(value)
+    constant = _CONSTANTS.get(id(value))
+    if constant is not None:
+        return constant
+    inner = line + indent
+    if kind is dict:
+        if not value:
+            return "{}"
+        parts = []
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _Unusual
+            parts.append(string(key) + keys + _indented(item, string, indent, items, keys, inner))
+        return "{" + inner + (items + inner).join(parts) + line + "}"
+    if kind is list:
+        if not value:
+            return "[]"
+        parts = [_indented(item, string, indent, items, keys, inner) for item in value]
+        return "[" + inner + (items + inner).join(parts) + line + "]"
+    raise _Unusual
+
+
 def dumps(value: Any, style: Style, base_indent: str = "", level_indent: int = 0) -> str:
     """Serialize ``value`` in ``style``; continuation lines are prefixed by ``base_indent`` and ``level_indent``
     more indentation units (the first line is not: it continues the line the value is written into)."""
@@ -202,6 +246,13 @@ def dumps(value: Any, style: Style, base_indent: str = "", level_indent: int = 0
             ensure_ascii=style.ensure_ascii,
             separators=(style.item_separator, style.key_separator),
         )
+    line = style.newline + base_indent + style.indent * level_indent
+    try:
+        return _indented(
+            value, _STRING[style.ensure_ascii], style.indent, style.item_separator, style.key_separator, line
+        )
+    except (_Unusual, RecursionError):
+        pass
     out = json.dumps(
         value,
         ensure_ascii=style.ensure_ascii,

@@ -347,7 +347,7 @@ class Executor:
             "started_at": format_timestamp(run.started_at),
             "ended_at": format_timestamp(self.clock.now()),
             "duration_s": round(info.duration, 3),
-            "log": os.path.relpath(run.log_path, self.config.root),
+            "log": os.path.relpath(run.log_path, self.config.root_folder),
             **({"session": outcome.session} if outcome.session else {}),
             **({"usage": dict(outcome.usage)} if outcome.usage else {}),
         }
@@ -367,7 +367,7 @@ class Executor:
         """Keep the newest ``keep_task_logs`` output logs per task, none older than ``keep_task_log_days``."""
         try:
             removed = logsetup.prune_task_logs(
-                self.config.state_dir / "logs" / "tasks",
+                os.path.join(self.config.state_folder, "logs", "tasks"),  # (a string: no Path made at every end)
                 keep=self.config.log.keep_task_logs,
                 max_age_days=self.config.log.keep_task_log_days,
                 now=time.time(),

@@ -109,7 +109,9 @@ def cap_task_log(path: Path, limit: int) -> int:
     return cut
 
 
-def prune_task_logs(tasks_dir: Path, *, keep: int, max_age_days: float, now: float, only: str | None = None) -> int:
+def prune_task_logs(
+    tasks_dir: str | Path, *, keep: int, max_age_days: float, now: float, only: str | None = None
+) -> int:
     """Remove task output logs beyond the newest ``keep`` per task and older than ``max_age_days``; returns how many.
 
     ``only`` limits the pass to one task's folder (after each finished run); without it every task is visited.

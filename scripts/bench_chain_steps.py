@@ -102,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cleanup = bench.Cleanup()
     base = Path(tempfile.mkdtemp(prefix="agentd-chain-steps-"))
-    trees: dict[str, Path | None] = {"this tree": None}
+    # This tree's src/ named, not left to the interpreter: the venv's editable install may be another worktree's.
+    trees: dict[str, Path | None] = {"this tree": bench_daemon_cpu.TREE / "src"}
     if args.baseline:
         trees[args.baseline] = bench_daemon_cpu.baseline_src(base, args.baseline)
     rows: dict[str, list[list[float]]] = {name: [] for name in trees}

@@ -169,6 +169,88 @@ def test_the_fast_path_answers_as_click_outside_a_project(tmp_path: Path) -> Non
     assert list((tmp_path / "fast").iterdir()) == []
 
 
+# -- a role's daemon: `agentd --role ROLE ...` and `agentd run --role ROLE ...` in their plain forms skip click -------
+
+DAEMON_CASES: tuple[tuple[str, ...], ...] = (
+    ("--role", "builder", "--once"),
+    ("--role=builder", "--drain", "--concurrency", "2", "--instance", "b2"),
+    ("-v", "--role", "builder", "--drain", "--interval", "0.5"),
+    ("--verbose", "-v", "--role", "builder", "--once"),
+    ("-vv", "--role", "builder", "--once"),
+    ("--root", ".", "run", "--role", "builder", "--once"),
+    ("-v", "run", "--role", "builder", "--drain", "--log-format", "json"),
+    ("run", "--role", "builder", "--once", "--log-file", "daemon.log"),
+    ("--role", "nosuch", "--once"),
+    ("--role", "", "--once"),
+    ("--role", "builder", "--once", "--drain"),
+    ("--drain",),
+    ("--role", "builder", "--concurrency", "0", "--once"),
+    ("--role", "builder", "--concurrency", "x", "--once"),
+    ("--role", "builder", "--interval", "0", "--once"),
+    ("--role", "builder", "--interval", "-1", "--once"),
+    ("--role", "builder", "--interval", "nope", "--once"),
+    ("--role", "builder", "--once", "extra"),
+    ("--role", "builder", "--once", "--help"),
+    ("--role", "builder", "run", "--once"),
+    ("--role", "builder", "--background", "--once"),
+    ("--role", "builder", "--once=1"),
+    ("run", "--once"),
+    ("run", "--role", "builder", "--once", "--log-format", "xml"),
+    ("run", "--role", "builder", "--once", "--log-file", "."),
+    ("run", "--role", "builder", "--once", "-v"),
+    ("--queue", "missing.json", "--role", "builder", "--once"),
+    ("--root", "SPRINT_QUEUE.json", "--role", "builder", "--once"),
+    ("--config", "agentd.toml", "--role", "builder", "--once"),
+    ("--store", "mysql://x", "--role", "builder", "--once"),
+)
+# What differs between two runs of the same daemon: times, process ids, durations and the log's timestamps.
+VARYING = (
+    (r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:[+-]\d\d:?\d\d|Z)?", "TIME"),
+    (r"\b(pid|PID|zygote)( |\": ?)\d+", r"\1\2PID"),
+    (r"\[\d+\]", "[PID]"),
+    (r"\d+\.\d+ s\b", "N s"),
+    (r'"(duration_s|elapsed_s|cpu_s)": [\d.]+', r'"\1": N'),
+)
+
+
+# watchdog's inotify thread, stopped while an event is on its way, may log this at a daemon's exit (either way).
+STOP_RACE = "InotifyEmitter.queue_events() called when the thread is inactive"
+
+
+def _steady(text: str) -> str:
+    import re
+
+    for pattern, replacement in VARYING:
+        text = re.sub(pattern, replacement, text)
+    return "".join(line for line in text.splitlines(keepends=True) if STOP_RACE not in line)
+
+
+def _tasks(queue: bytes) -> object:
+    """The tasks' ids, statuses, attempts and outcomes (their times and the runs' durations differ between runs)."""
+    try:
+        doc = json.loads(queue)
+    except ValueError:
+        return queue
+    keys = ("id", "status", "attempts", "lease", "agent", "status_note")
+    return [({k: t.get(k) for k in keys}, (t.get("last_run") or {}).get("outcome")) for t in doc["tasks"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv", DAEMON_CASES, ids=" ".join)
+def test_a_daemon_started_by_the_fast_path_does_what_click_starts(tmp_path: Path, argv: tuple[str, ...]) -> None:
+    """A daemon's argv through `python -m agentd` and through the click group alone: the same exit code, stdout,
+    stderr (times and process ids aside), tasks run and log file."""
+    root = tmp_path / "proj"
+    results = []
+    for click_only in (False, True):
+        if root.exists():
+            shutil.rmtree(root)
+        code, out, err, queue = _run(argv, _project(root, small_queue()), click_only=click_only)
+        log = root / "daemon.log"
+        results.append((code, out, _steady(err), _tasks(queue), _steady(log.read_text()) if log.exists() else None))
+    assert results[0] == results[1], argv
+
+
 # -- the config cache (agentd.configcache): the hot commands skip tomllib, and never trust a stale or foreign cache --
 
 PARKING = CONFIG + '[roles.parker]\nclaims = "parkd"\nworking = "parkw"\non_success = "done"\n'

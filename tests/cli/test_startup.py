@@ -225,6 +225,24 @@ def test_a_daemon_running_a_valid_task_loads_no_validator_library(project: objec
     assert '"status": "awaiting_test"' in (root / "SPRINT_QUEUE.json").read_text(encoding="utf-8")
 
 
+# What a role's daemon started in a plain form (agentd.cli.fast) has no use for: click and the click commands.
+DAEMON_UNUSED = (*CLICK, "agentd.cli.daemon_cmds", "agentd.cli.options")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "argv", [("--role", "builder", "--once"), ("-v", "run", "--role", "builder", "--drain")], ids=" ".join
+)
+def test_a_daemon_imports_no_click(project: object, argv: tuple[str, ...]) -> None:
+    """`agentd --role ROLE` and `agentd run --role ROLE` in their plain forms start the daemon without click (about a
+    tenth of a daemon's start-up instructions) and still run the task."""
+    root = project(small_queue(), '[roles.builder]\ncommand = ["true"]\n')  # type: ignore[operator]
+    modules = imported(argv, root)
+    assert "agentd.cli.foreground" in modules  # the probe sees the daemon's start
+    assert heavy(modules, DAEMON_UNUSED) == []
+    assert '"status": "awaiting_test"' in (root / "SPRINT_QUEUE.json").read_text(encoding="utf-8")
+
+
 @pytest.mark.slow
 def test_a_big_queue_is_judged_by_jsonschema_rs(project: object) -> None:
     """Reading a 2,000-task queue switches to jsonschema-rs (about 7 times faster per task than the stdlib checker)

@@ -28,7 +28,8 @@ EXCEPTIONS: dict[str, str] = {
     "agentd.workspaces.manager": "the worktrees' own lock (sidelock), not a store file",
     "agentd.workspaces.step": "runs inside a task's supervisor with no config loaded: appends to the journal directly",
     "agentd.report.doctor": "checks the file store's own files: the lease folder's shape, lease files left alone",
-    "agentd.cli.daemon_cmds": "names a lease file in `leases list`'s message, and the PID file's AlreadyRunning",
+    "agentd.cli.daemon_cmds": "names a lease file in `leases list`'s message",
+    "agentd.cli.foreground": "the PID file's AlreadyRunning, and why a stale one was replaced (stale_reason)",
 }
 
 

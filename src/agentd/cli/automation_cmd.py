@@ -76,7 +76,7 @@ def automation(
 def _foreground(app: App, log_file: str | None, pid_file: Path | None, ready_fd: int | None) -> int:
     from agentd import config as config_mod
     from agentd.automation.process import NAME, AutomationProcess
-    from agentd.cli.daemon_cmds import ReadyPipe
+    from agentd.cli.foreground import ReadyPipe
     from agentd.service import logsetup
     from agentd.store.file.pidfile import AlreadyRunning, PidFile
 

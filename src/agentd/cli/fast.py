@@ -1,10 +1,11 @@
 """The hot commands without click: `queue add`, `queue set-status`, `queue list` and `status`, as agents and scripts
-call them.
+call them, and a role's daemon (`agentd --role ROLE ...`, `agentd run --role ROLE ...`).
 
 Every call of the CLI pays its imports before it does anything, and agents call these from inside their tasks (one
 `queue set-status --token` per task). Importing click costs about as much as the command's own work, so :func:`run`
 parses these commands' documented options itself and calls the same library code the click commands call
-(:mod:`agentd.cli.app`, :mod:`agentd.core.edits`, the store, :mod:`agentd.report.status`). It answers only what it
+(:mod:`agentd.cli.app`, :mod:`agentd.core.edits`, the store, :mod:`agentd.report.status`,
+:mod:`agentd.cli.foreground`). It answers only what it
 parses exactly as click would; for anything else (``--help``, an unknown option, a value click would refuse or word, a
 terminal's rich output, ``status --watch``, an output stream that is not UTF-8) it returns None and
 :func:`agentd.cli.root.main` runs, so every message, exit code and output stays click's own. tests/cli/test_fast.py
@@ -14,6 +15,7 @@ runs the same argv through both paths.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -25,7 +27,8 @@ if TYPE_CHECKING:
     from agentd.cli.app import App
 
 # A command's options: name -> (destination, kind); kind "value" (the last one given wins, as in click), "many"
-# (repeatable), "flag" or "int" (a value converted by int(), as click's INT type does).
+# (repeatable), "flag", "count" (a flag counted, as click's count=True), "int" (a value converted by int(), as click's
+# INT type does) or "float" (by float(), as click's FLOAT).
 Spec = dict[str, tuple[str, str]]
 
 GLOBAL: Spec = {
@@ -50,6 +53,23 @@ SET_STATUS: Spec = {
     "--force": ("force", "flag"),
 }
 STATUS: Spec = {"--json": ("as_json", "flag")}  # (--watch, --every: click's)
+# A daemon's options (agentd.cli.options.daemon_options; their ranges are checked in _daemon), given to the group
+# itself (`agentd --role ROLE ...`) or to `agentd run` with the latter's own.
+DAEMON: Spec = {
+    "--role": ("role", "value"),
+    "--interval": ("interval", "float"),
+    "--once": ("once", "flag"),
+    "--drain": ("drain", "flag"),
+    "--concurrency": ("concurrency", "int"),
+    "--instance": ("instance", "value"),
+}
+VERBOSE: Spec = {"-v": ("verbose", "count"), "--verbose": ("verbose", "count")}
+RUN: Spec = {
+    **DAEMON,
+    "--log-file": ("log_file", "value"),
+    "--log-format": ("log_format", "value"),
+    "--ready-fd": ("ready_fd", "int"),
+}
 LIST: Spec = {
     "--status": ("statuses", "many"),
     "--role": ("role", "value"),
@@ -85,10 +105,10 @@ def _parse(
         if name not in spec:
             raise _Unsure(arg)  # --help, -h, --, an unknown option: click words it
         dest, kind = spec[name]
-        if kind == "flag":
+        if kind in ("flag", "count"):
             if eq:
                 raise _Unsure(arg)
-            found[dest] = True
+            found[dest] = found.get(dest, 0) + 1 if kind == "count" else True
             continue
         if eq:
             value = attached
@@ -99,9 +119,9 @@ def _parse(
             raise _Unsure(arg)  # "requires an argument"
         if value.startswith("-") and not eq:
             raise _Unsure(value)  # a value that looks like an option: let click decide
-        if kind == "int":
+        if kind in ("int", "float"):
             try:
-                found[dest] = int(value)
+                found[dest] = int(value) if kind == "int" else float(value)
             except ValueError:
                 raise _Unsure(value) from None
         elif kind == "many":
@@ -252,6 +272,61 @@ def _status(app: App, args: Sequence[str]) -> int:
     return ExitCode.NOT_RUNNING
 
 
+def _daemon_options(argv: Sequence[str]) -> dict[str, Any]:
+    """The options of a plain `agentd [GLOBAL] --role ROLE [DAEMON]` or `agentd [GLOBAL] run --role ROLE [RUN]`, as
+    click would pass them to the daemon (else _Unsure: click says what is wrong, or what else the argv asks for)."""
+    given, rest = _parse(argv, {**GLOBAL, **VERBOSE, **DAEMON}, 0, interspersed=False)
+    if rest[:1] == ["run"] and not given.keys() & {dest for dest, _ in DAEMON.values()}:
+        opts, _ = _parse(rest[1:], RUN, 0)
+        given.update(opts)
+    elif rest:
+        raise _Unsure(rest)  # a subcommand (after daemon options: click's usage error)
+    if not given.get("role") or (given.get("once") and given.get("drain")):
+        raise _Unsure("--role")  # the help, or click's usage error
+    interval, concurrency = given.get("interval"), given.get("concurrency")
+    if interval is not None and not (0 < interval < math.inf):
+        raise _Unsure(interval)  # click.FloatRange(min=0, min_open=True): click words it (and takes inf and nan)
+    if concurrency is not None and concurrency < 1:
+        raise _Unsure(concurrency)  # click.IntRange(min=1)
+    if given.get("log_format", "text") not in ("text", "json"):
+        raise _Unsure(given["log_format"])  # click.Choice
+    if "log_file" in given and not _path_ok(given["log_file"], True, False):
+        raise _Unsure(given["log_file"])  # click.Path(dir_okay=False)
+    return given
+
+
+def _run_daemon(given: dict[str, Any]) -> int:
+    """What the click group (or `agentd run`) does with a daemon's options: logging set up as its callback does, then
+    :func:`agentd.cli.foreground.run`."""
+    import logging
+
+    from agentd.cli import foreground
+    from agentd.cli.app import App
+
+    verbose = given.get("verbose", 0)
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = App(
+        root=given.get("root"),
+        queue=given.get("queue"),
+        config_path=given.get("config_path"),
+        verbose=verbose,
+        store_kind=given.get("store_kind"),
+    )
+    return foreground.run(
+        app,
+        given["role"],
+        given.get("interval"),
+        given.get("once", False),
+        given.get("drain", False),
+        given.get("concurrency"),
+        given.get("instance"),
+        log_file=given.get("log_file"),
+        log_format=given.get("log_format", "text"),
+        ready_fd=given.get("ready_fd"),
+    )
+
+
 COMMANDS: dict[tuple[str, ...], Callable[[App, Sequence[str]], int]] = {
     ("queue", "add"): _add,
     ("queue", "set-status"): _set_status,
@@ -265,6 +340,16 @@ def run(argv: Sequence[str]) -> int | None:
     None when click should run it (nothing has been read, written or printed then)."""
     if not (_utf8(sys.stdout) and _utf8(sys.stderr)):
         return None  # click re-wraps a misconfigured stream: its own path
+    try:
+        daemon = _daemon_options(argv)
+    except _Unsure:
+        pass
+    else:
+        if "root" not in daemon and os.environ.get("AGENTD_ROOT"):  # click reads --root from the environment too
+            daemon["root"] = os.environ["AGENTD_ROOT"]
+        if not all(_path_ok(value, *PATHS[dest]) for dest, value in daemon.items() if dest in PATHS):
+            return None
+        return _run_daemon(daemon)
     try:
         given, rest = _parse(argv, GLOBAL, 0, interspersed=False)
     except _Unsure:

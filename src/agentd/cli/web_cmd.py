@@ -51,7 +51,7 @@ def web(
       agentd web --read-only --port 9000   a wall screen: look, never touch
       agentd web --host 0.0.0.0 --token-file /etc/agentd/web.token
     """
-    from agentd.cli.daemon_cmds import ReadyPipe
+    from agentd.cli.foreground import ReadyPipe
     from agentd.web import server
 
     ready = ReadyPipe(ready_fd)

@@ -225,8 +225,13 @@ def test_a_daemon_running_a_valid_task_loads_no_validator_library(project: objec
     assert '"status": "awaiting_test"' in (root / "SPRINT_QUEUE.json").read_text(encoding="utf-8")
 
 
-# What a role's daemon started in a plain form (agentd.cli.fast) has no use for: click and the click commands.
-DAEMON_UNUSED = (*CLICK, "agentd.cli.daemon_cmds", "agentd.cli.options")
+# What a role's daemon started in a plain form (agentd.cli.fast) has no use for: click and the click commands; and
+# without worktrees or a log file, the worktrees' manager (git; its shutil, bz2 and lzma come with watchdog, after the
+# first pass) and logging.handlers (pickle).
+DAEMON_UNUSED = (
+    *(*CLICK, "agentd.cli.daemon_cmds", "agentd.cli.options"),
+    *("agentd.workspaces.manager", "agentd.workspaces.git", "logging.handlers", "pickle"),
+)
 
 
 @pytest.mark.slow
@@ -235,7 +240,8 @@ DAEMON_UNUSED = (*CLICK, "agentd.cli.daemon_cmds", "agentd.cli.options")
 )
 def test_a_daemon_imports_no_click(project: object, argv: tuple[str, ...]) -> None:
     """`agentd --role ROLE` and `agentd run --role ROLE` in their plain forms start the daemon without click (about a
-    tenth of a daemon's start-up instructions) and still run the task."""
+    tenth of a daemon's start-up instructions), and without the worktrees' manager or the file log's handlers where
+    neither is used, and still run the task."""
     root = project(small_queue(), '[roles.builder]\ncommand = ["true"]\n')  # type: ignore[operator]
     modules = imported(argv, root)
     assert "agentd.cli.foreground" in modules  # the probe sees the daemon's start

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import logging.handlers
 import os
 import sys
 from pathlib import Path
@@ -51,8 +50,10 @@ def setup(
     """Configure the root logger for a daemon called ``name`` (role or role.instance)."""
     handler: logging.Handler
     if log_file is not None:
+        from logging import handlers  # (pickle, struct: only a daemon that logs to a file needs them)
+
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(
+        handler = handlers.RotatingFileHandler(
             log_file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8", errors="backslashreplace"
         )
     else:

@@ -14,7 +14,6 @@ from typing import Any
 
 from agentd.config import Config
 from agentd.store.base import Journal, Store
-from agentd.workspaces.manager import Workspaces
 from agentd.workspaces.settings import owner
 
 log = logging.getLogger("agentd.workspaces")
@@ -28,6 +27,8 @@ class Janitor:
     def __init__(self, config: Config, journal: Journal, store: Store) -> None:
         self.config = config
         self.store = store  # the daemon's: what the tasks' statuses are
+        from agentd.workspaces.manager import Workspaces  # (git, shutil, bz2, lzma: only in worktree mode)
+
         self.spaces = Workspaces(config.root, config.workspaces, config.state_dir)
         self.journal = journal
         self._jobs: queue.SimpleQueue[tuple[str, str | None, bool]] = queue.SimpleQueue()

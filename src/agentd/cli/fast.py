@@ -312,6 +312,7 @@ def _run_daemon(given: dict[str, Any]) -> int:
         config_path=given.get("config_path"),
         verbose=verbose,
         store_kind=given.get("store_kind"),
+        cache_config=True,
     )
     return foreground.run(
         app,

@@ -70,6 +70,20 @@ def test_unknown_status_is_a_warning() -> None:
     assert finding.severity == "warning" and finding.code == "unknown-status"
 
 
+def test_known_statuses_are_worked_out_once_per_workflow() -> None:
+    """Reading a queue asks the workflow's known statuses per task: the same (immutable) set each time, worked out
+    once; a workflow replaced with other roles knows their statuses, not the first one's."""
+    from agentd.config import build
+
+    wf: Workflow = build({}, root="/", path=None).workflow
+    known = wf.known_statuses()
+    assert wf.known_statuses() is known and isinstance(known, frozenset)
+    assert {"ready", "in_progress", "done", "blocked"} <= known
+    only = wf.replace(roles={"builder": wf.roles["builder"].replace(on_success="shipped")})
+    assert "shipped" in only.known_statuses() and "shipped" not in known
+    assert "testing" not in only.known_statuses() and "testing" in known
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

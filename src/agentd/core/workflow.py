@@ -274,13 +274,17 @@ class Workflow(Record):
         """Roles whose working status is ``status``."""
         return [role for role in self.roles.values() if role.working == status]
 
-    def known_statuses(self) -> set[str]:
-        """Every status some role or rule knows."""
-        known = set(self.done_statuses) | set(self.final_statuses)
-        for role in self.roles.values():
-            known |= role.statuses()
-        if self.unblock is not None:
-            known |= {self.unblock.from_status, self.unblock.to_status}
+    def known_statuses(self) -> frozenset[str]:
+        """Every status some role or rule knows (worked out once per workflow: reading a queue asks it per task)."""
+        known: frozenset[str] | None = self.__dict__.get("_known")
+        if known is None:
+            found = set(self.done_statuses) | set(self.final_statuses)
+            for role in self.roles.values():
+                found |= role.statuses()
+            if self.unblock is not None:
+                found |= {self.unblock.from_status, self.unblock.to_status}
+            known = frozenset(found)
+            set_field(self, "_known", known)
         return known
 
     def is_final(self, status: str) -> bool:

@@ -246,10 +246,15 @@ class LiveMark:
     A follower that opened a newer file (rotated in between) is recognised by a different first line.
     """
 
-    def __init__(self, first: str | None = None, lines: int = 0) -> None:
+    def __init__(self, first: str | None = None, lines: int = 0, *, keep: bool = False) -> None:
         self.first = first
         self.lines = lines
         self._skipped = 0
+        # With ``keep``, the live file itself, kept open where a read went through all of it (a descriptor of its
+        # own, and the offset after its last complete line): a follower goes on from there, and from the files it was
+        # rotated into meanwhile, instead of matching lines of whatever file the name holds by then.
+        self.keep = keep
+        self.kept: tuple[int, int] | None = None
 
     def already_read(self, line: str) -> bool:
         """Whether ``line`` (the next complete line a follower of the live file got) was read before."""
@@ -285,14 +290,18 @@ def read_events(path: str | Path, where: Filter | None = None, *, mark: LiveMark
                         handles.append((file, open(file, "rb")))  # noqa: SIM115 - closed below
         for file, handle in handles:
             live = file == journal
+            offset = 0
             for line in _complete_lines(handle):
                 if live and mark is not None:
                     if mark.lines == 0:
                         mark.first = line[:-1].decode("utf-8", errors="replace")
                     mark.lines += 1
+                    offset += len(line)
                 event = parse_line(line)
                 if event is not None and (where is None or where.matches(event)):
                     yield event
+            if live and mark is not None and mark.keep:
+                mark.kept = (os.dup(handle.fileno()), offset)
     finally:
         for _, handle in handles:
             handle.close()
@@ -328,12 +337,22 @@ def _rotated_since(path: Path | str, inode: int | None, newest: int | None) -> b
             handle.close()
 
 
-def follow(path: Path, *, from_end: bool = True, poll: float = 0.2) -> Iterator[str]:
-    """New lines of a log as they are written, across rotations (a new inode or a shorter file: reopen)."""
+def follow(
+    path: Path, *, from_end: bool = True, poll: float = 0.2, kept: tuple[int, int] | None = None
+) -> Iterator[str]:
+    """New lines of a log as they are written, across rotations (a new inode or a shorter file: reopen).
+
+    ``kept``: a descriptor of the file to go on from and the offset to go on at (:attr:`LiveMark.kept`, which this
+    takes over): what was written to it after that, and to the files the log rotated into since, comes first."""
     handle = None
     inode = None
     pending = b""
     first = True
+    if kept is not None:
+        handle = os.fdopen(kept[0], "rb")  # (kept open across iterations)
+        handle.seek(kept[1])
+        inode = os.fstat(handle.fileno()).st_ino
+        first = False
     while True:
         if handle is None:
             try:

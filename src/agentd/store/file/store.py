@@ -274,12 +274,15 @@ class FileStore:
     def follow(self, where: Filter | None = None) -> tuple[Iterator[Event], Iterator[Event]]:
         from agentd.store.file.journal import LiveMark, follow, parse_line, read_events
 
-        mark = LiveMark()
+        mark = LiveMark(keep=True)
         backlog = read_events(self.journal_path, where, mark=mark)
 
         def live() -> Iterator[Event]:
-            for text in follow(self.journal_path, from_end=False):
-                if mark.already_read(text):
+            # From where the backlog's read of the live file ended (it may have rotated since), else from the start
+            # of the live file, skipping what the backlog read of it.
+            kept, mark.kept = mark.kept, None
+            for text in follow(self.journal_path, from_end=False, kept=kept):
+                if kept is None and mark.already_read(text):
                     continue
                 event = parse_line(text)
                 if event is not None and (where is None or where.matches(event)):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from agentd.core.clock import format_timestamp, parse_timestamp
-from agentd.store.file.journal import Event, LiveMark, parse_line, read_events
+from agentd.store.file.journal import Event, LiveMark, _rotated_since, parse_line, read_events
 
 
 def digest(line: str) -> str:
@@ -60,7 +60,7 @@ class JournalTail:
 
     def start(self, cursor: Cursor | None) -> list[Event]:
         """The events after ``cursor`` (none when it is None: start at the end), oldest first."""
-        self._mark = LiveMark()
+        self._mark = LiveMark(keep=True)  # (the live file kept open where the read stopped: polls go on from there)
         found = list(read_events(self.path, mark=self._mark))
         if cursor is None:
             after: list[Event] = []
@@ -82,6 +82,15 @@ class JournalTail:
 
     def _open(self, *, skip_read: bool) -> None:
         self.close()
+        kept, self._mark.kept = self._mark.kept, None
+        if skip_read and kept is not None:  # where start's read of the live file stopped, even if it rotated since
+            handle = os.fdopen(kept[0], "rb")  # (kept open between polls)
+            handle.seek(kept[1])
+            self._handle, self._inode, self._partial = handle, os.fstat(handle.fileno()).st_ino, b""
+            self._mark = LiveMark()
+            return
+        if kept is not None:
+            os.close(kept[0])
         try:
             handle = open(self.path, "rb")  # noqa: SIM115 - kept open between polls
         except FileNotFoundError:
@@ -91,9 +100,11 @@ class JournalTail:
         if not skip_read:
             self._mark = LiveMark()
 
-    def _lines(self) -> list[Event]:
+    def _lines(self, between: bytes = b"") -> list[Event]:
+        """The events of the complete lines read now (after ``between``: the files rotated into since the last look,
+        whole)."""
         assert self._handle is not None
-        data = self._partial + self._handle.read()
+        data = between + self._partial + self._handle.read()
         *complete, self._partial = data.split(b"\n")
         out = []
         for raw in complete:
@@ -117,9 +128,11 @@ class JournalTail:
         except FileNotFoundError:
             return out
         if current != self._inode:  # rotated: the old file's last lines were read above; now the new one
+            old = self._inode
             self._open(skip_read=False)
             if self._handle is not None:
-                out += self._lines()
+                # (rotated more than once since the last look: the whole files in between, oldest first)
+                out += self._lines(_rotated_since(self.path, old, self._inode))
         return out
 
     def close(self) -> None:

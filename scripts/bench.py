@@ -280,6 +280,78 @@ def read_tasks(root: Path) -> dict[str, dict[str, Any]]:
         return {t["id"]: t for t in json.load(handle)["tasks"]}
 
 
+# -- the CPU of a whole process tree -----------------------------------------------------------------------------------
+
+
+class CpuGroup:
+    """The CPU time of every process a command starts, its threads, grandchildren and re-parented descendants
+    included: a cgroup of its own (as root, with cgroup v1's cpuacct or cgroup v2 mounted), which the started process
+    joins before it execs (:meth:`enter`, a ``preexec_fn``). ``getrusage`` cannot say this for agentd: its zygote
+    outlives the daemon by a moment and is never waited for, so the supervisors it reaps fall out of the daemon's
+    children's figure. :func:`cpu_group` returns None where no cgroup can be made (not root, no cgroupfs)."""
+
+    def __init__(self, path: Path, usage: Callable[[Path], float]) -> None:
+        self.path = path
+        self._usage = usage
+        self._procs = str(path / "cgroup.procs")
+
+    def enter(self) -> None:  # in the child, between fork and exec
+        with open(self._procs, "w") as handle:
+            handle.write(str(os.getpid()))
+
+    def seconds(self, settle: float = 5.0) -> float:
+        """The group's CPU once every process in it has exited (waiting up to *settle* s for stragglers)."""
+        deadline = time.monotonic() + settle
+        while Path(self._procs).read_text().strip() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self._usage(self.path)
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            for pid in Path(self._procs).read_text().split():  # stragglers (none, normally) back to the root group
+                Path(self.path.parent, "cgroup.procs").write_text(pid)
+            os.rmdir(self.path)
+
+
+def _v1_usage(path: Path) -> float:
+    return int((path / "cpuacct.usage").read_text()) / 1e9  # ns
+
+
+def _v2_usage(path: Path) -> float:
+    for line in (path / "cpu.stat").read_text().splitlines():
+        key, _, value = line.partition(" ")
+        if key == "usage_usec":
+            return int(value) / 1e6
+    raise OSError(f"{path}/cpu.stat has no usage_usec")
+
+
+def cpu_group() -> CpuGroup | None:
+    """A new, empty :class:`CpuGroup`, or None (not root, or no writable cgroup filesystem)."""
+    if os.geteuid() != 0:
+        return None
+    name = f"agentd-bench-{os.getpid()}-{next(_GROUPS)}"
+    for root, usage in ((Path("/sys/fs/cgroup/cpuacct"), _v1_usage), (Path("/sys/fs/cgroup"), _v2_usage)):
+        if usage is _v2_usage and not (root / "cgroup.controllers").is_file():
+            continue  # v1's root, not v2's
+        if usage is _v1_usage and not (root / "cpuacct.usage").is_file():
+            continue
+        try:
+            (root / name).mkdir()
+        except OSError:
+            continue
+        group = CpuGroup(root / name, usage)
+        try:
+            group.seconds(settle=0)
+        except OSError:
+            group.remove()
+            continue
+        return group
+    return None
+
+
+_GROUPS = itertools.count()
+
+
 # -- daemons -----------------------------------------------------------------------------------------------------------
 
 
@@ -300,9 +372,15 @@ def display_argv(argv: Sequence[str]) -> str:
 
 
 def start_daemon(
-    cleanup: Cleanup, root: Path, role: str, *extra: str, profile_to: Path | None = None
+    cleanup: Cleanup,
+    root: Path,
+    role: str,
+    *extra: str,
+    profile_to: Path | None = None,
+    group: CpuGroup | None = None,
 ) -> subprocess.Popen[bytes]:
-    """A real daemon in its own session (Ctrl-C reaches this script only), stderr to a file in the project."""
+    """A real daemon in its own session (Ctrl-C reaches this script only), stderr to a file in the project; in
+    *group* (its CPU and its descendants') when given."""
     argv = agentd_argv()
     if profile_to is not None:
         argv = [sys.executable, "-m", "cProfile", "-o", str(profile_to), "-m", "agentd"]
@@ -317,6 +395,7 @@ def start_daemon(
             cwd=root,
             env=env,
             start_new_session=True,
+            preexec_fn=group.enter if group is not None else None,  # one write in the child, no lock taken
         )
     finally:
         err.close()

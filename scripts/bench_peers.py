@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import pstats
 import resource
@@ -72,6 +73,16 @@ def install_missing(notes: list[str]) -> None:
 
 BASELINE: dict[str, Path] = {}  # --baseline REF: {REF: a folder holding that commit's src/}, run beside this tree's
 LAST_CPU = [0.0]  # the CPU time (user + system) of the last process `timed` ran, s
+CPU_BY_GROUP = (
+    "measured with a cgroup of its own around the daemon: every process it starts, the zygote, each task's supervisor "
+    "and the command included"
+)
+CPU_BY_RUSAGE = (
+    "measured with `getrusage` (no cgroup could be made: not root, or no cgroup filesystem): the daemon and the "
+    "children it waited for — its zygote, which outlives it by a moment, and the supervisors the zygote reaps are "
+    "missing, about half of the whole"
+)
+CPU_METHOD = [CPU_BY_RUSAGE]
 
 
 def timed(argv: Sequence[str], **kw: object) -> float:
@@ -174,19 +185,27 @@ def agentd_drain(
             touched += 1
 
     writer = threading.Thread(target=write_loop, daemon=True) if outside > 0 and final else None
-    start = time.perf_counter()
-    proc = bench.start_daemon(cleanup, root, "builder", "--drain", "--concurrency", str(way), profile_to=profile)
-    if writer is not None:
-        writer.start()
+    group = bench.cpu_group()  # the CPU of the daemon and of every process it starts (see CPU_METHOD)
+    CPU_METHOD[0] = CPU_BY_GROUP if group is not None else CPU_BY_RUSAGE
     try:
-        _, status, usage = os.wait4(proc.pid, 0)  # its CPU: the daemon's, its zygote's, the supervisors', the commands'
-        proc.returncode = code = os.waitstatus_to_exitcode(status)
-        LAST_CPU[0] = usage.ru_utime + usage.ru_stime
-    finally:
-        writer_done.set()
+        start = time.perf_counter()
+        proc = bench.start_daemon(
+            cleanup, root, "builder", "--drain", "--concurrency", str(way), profile_to=profile, group=group
+        )
         if writer is not None:
-            writer.join(timeout=120)
-    wall = time.perf_counter() - start
+            writer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = code = os.waitstatus_to_exitcode(status)
+        finally:
+            writer_done.set()
+            if writer is not None:
+                writer.join(timeout=120)
+        wall = time.perf_counter() - start
+        LAST_CPU[0] = group.seconds() if group is not None else usage.ru_utime + usage.ru_stime
+    finally:
+        if group is not None:
+            group.remove()
     cleanup.procs.remove(proc)
     if code != 0:
         raise RuntimeError(f"agentd --drain exited with {code} (see {root})")
@@ -202,36 +221,54 @@ def agentd_drain(
 
 
 def tsp_run(base: Path, count: int, way: int) -> float:
-    """`tsp -S WAY`, COUNT × `tsp -n true`, then a last job needing every slot (so it runs after all), waited for."""
+    """`tsp -S WAY`, COUNT × `tsp -n true`, then a last job needing every slot (so it runs after all), waited for.
+    Its CPU (the clients, tsp's server, the jobs) goes to LAST_CPU when a cgroup can be made (else nan)."""
     folder = Path(tempfile.mkdtemp(prefix="tsp-", dir=base))
     env = {**os.environ, "TS_SOCKET": str(folder / "socket"), "TMPDIR": str(folder), "TS_MAXFINISHED": "100000"}
-    subprocess.run(["tsp", "-S", str(way)], env=env, check=True)
+    group = bench.cpu_group()
+    enter = group.enter if group is not None else None
     try:
         start = time.perf_counter()
+        subprocess.run(["tsp", "-S", str(way)], env=env, check=True, preexec_fn=enter)  # (starts tsp's server)
         for _ in range(count):
-            subprocess.run(["tsp", "-n", "true"], env=env, stdout=subprocess.DEVNULL, check=True)
+            subprocess.run(["tsp", "-n", "true"], env=env, stdout=subprocess.DEVNULL, check=True, preexec_fn=enter)
         subprocess.run(["tsp", "-n", "-N", str(way), "true"], env=env, stdout=subprocess.DEVNULL, check=True)
         subprocess.run(["tsp", "-w"], env=env, check=False)  # the last added job: it waits for the others
-        return time.perf_counter() - start
+        wall = time.perf_counter() - start
     finally:
         subprocess.run(["tsp", "-K"], env=env, check=False, stderr=subprocess.DEVNULL)
         shutil.rmtree(folder, ignore_errors=True)
+        if group is not None:
+            LAST_CPU[0] = group.seconds()
+            group.remove()
+    if group is None:
+        LAST_CPU[0] = math.nan
+    return wall
 
 
 def nq_run(base: Path, count: int, way: int) -> float:
-    """COUNT × `nq true` spread over WAY queue folders (nq runs one folder's jobs one after another), then `nq -w`."""
+    """COUNT × `nq true` spread over WAY queue folders (nq runs one folder's jobs one after another), then `nq -w`.
+    Its CPU (the `nq` calls, the jobs) goes to LAST_CPU when a cgroup can be made (else nan)."""
     folders = [Path(tempfile.mkdtemp(prefix="nq-", dir=base)) for _ in range(way)]
+    group = bench.cpu_group()
+    enter = group.enter if group is not None else None
     try:
         start = time.perf_counter()
         for index in range(count):
             env = {**os.environ, "NQDIR": str(folders[index % way])}
-            subprocess.run(["nq", "-q", "true"], env=env, check=True)
+            subprocess.run(["nq", "-q", "true"], env=env, check=True, preexec_fn=enter)
         for folder in folders:
             subprocess.run(["nq", "-w"], env={**os.environ, "NQDIR": str(folder)}, check=False)
-        return time.perf_counter() - start
+        wall = time.perf_counter() - start
     finally:
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
+        if group is not None:
+            LAST_CPU[0] = group.seconds()
+            group.remove()
+    if group is None:
+        LAST_CPU[0] = math.nan
+    return wall
 
 
 HUEY_TASKS = """
@@ -392,9 +429,11 @@ def section_runs(cleanup: bench.Cleanup, base: Path, repeat: int, count: int, wa
             lambda _, ref=ref: baseline_drain(cleanup, base, 0, way, chain, ref),
         )
     if have("tsp"):
-        steps["tsp"] = lambda _: count / tsp_run(base, count, way)
+        cpu["tsp"] = []
+        steps["tsp"] = with_cpu("tsp", lambda _: count / tsp_run(base, count, way))
     if have("nq"):
-        steps["nq"] = lambda _: count / nq_run(base, count, way)
+        cpu["nq"] = []
+        steps["nq"] = with_cpu("nq", lambda _: count / nq_run(base, count, way))
     if have("huey"):
         steps["huey (SqliteHuey, process workers)"] = lambda _: count / huey_run(base, count, way)
     steps["bare posix_spawn"] = with_cpu("bare posix_spawn", lambda _: count / bare_run(count, way))
@@ -439,8 +478,9 @@ def section_runs(cleanup: bench.Cleanup, base: Path, repeat: int, count: int, wa
         out.append(row + (f" {ratio(found[name], nq_rate)} |" if chain else ""))
     out += [
         "",
-        "CPU time (user + system, medians; less distorted by other work on the machine than wall time) of the daemon, "
-        "its supervisor zygote, each task's supervisor and the command:",
+        "CPU time (user + system, medians; less distorted by other work on the machine than wall time) of every "
+        f"process of each runner — agentd's {CPU_METHOD[0]}; tsp's and nq's (with a cgroup) their clients, server "
+        "and jobs:",
         "",
         "| runner | CPU, the run | CPU, a drain of an empty queue | CPU per task |",
         "|---|---:|---:|---:|",
@@ -448,9 +488,9 @@ def section_runs(cleanup: bench.Cleanup, base: Path, repeat: int, count: int, wa
     for name in ("agentd", *(f"agentd at {ref}" for ref in BASELINE)):
         run, empty = cpu_ms[name], cpu_ms[f"{name} start-up (empty queue)"]
         out.append(f"| {name} | {run:,.0f} ms | {empty:,.0f} ms | {(run - empty) / count:.1f} ms |")
-    out.append(
-        f"| bare posix_spawn | {cpu_ms['bare posix_spawn']:,.0f} ms | — | {cpu_ms['bare posix_spawn'] / count:.2f} ms |"
-    )
+    for name in ("tsp", "nq", "bare posix_spawn"):
+        if name in cpu_ms and cpu_ms[name] == cpu_ms[name]:  # (nan: not measured)
+            out.append(f"| {name} | {cpu_ms[name]:,.0f} ms | — | {cpu_ms[name] / count:.2f} ms |")
     return [*out, ""]
 
 
@@ -497,8 +537,8 @@ def section_big(cleanup: bench.Cleanup, base: Path, repeat: int, count: int, way
         f"written up front; then the same {count} tasks after {final:,} done tasks of ~600 bytes each (a "
         f"{final * 600 / 1e6:.0f} MB file); then that again while another process changes one done task's notes "
         "every second under the queue lock (as a person saving the file would). "
-        f"{repeat} interleaved repetitions, medians, daemon start-up included. CPU: the daemon's and its children's "
-        "(rusage: supervisors and commands too) per task.",
+        f"{repeat} interleaved repetitions, medians, daemon start-up included. CPU per task: agentd's whole, "
+        f"{CPU_METHOD[0]}.",
         "",
         f"| run | tasks/s | × {count} alone | target | CPU per task |",
         "|---|---:|---:|---|---:|",

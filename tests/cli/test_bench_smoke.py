@@ -67,3 +67,30 @@ def test_the_issue_18_section_is_replaced_in_place_and_kept_by_bench(
     assert "### Big queues" in text and "`.venv/bin/python scripts/bench_peers.py --only big`" in text
     kept = bench_peers.bench.kept_sections(page)
     assert kept.strip().startswith(bench_peers.SECTION_BEGIN) and "run 2" in kept
+
+
+def test_the_cpu_group_counts_a_descendant_that_outlived_its_parent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench.CpuGroup counts the CPU of a process re-parented away from the one started (as agentd's zygote and the
+    supervisors it reaps are, after the daemon exits), which the started process's rusage does not."""
+    import os
+    import subprocess
+
+    spec = importlib.util.spec_from_file_location("agentd_bench", BENCH)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "agentd_bench", bench)
+    spec.loader.exec_module(bench)
+    group = bench.cpu_group()
+    if group is None:
+        pytest.skip("bench.cpu_group needs root and a writable cgroup filesystem (v1 cpuacct or v2)")
+    burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
+    script = f"import os, sys\nif os.fork() == 0:\n    exec({burn!r})\n    os._exit(0)\nos._exit(0)\n"  # parent: gone
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", script], preexec_fn=group.enter)
+        _, _, usage = os.wait4(proc.pid, 0)
+        proc.returncode = 0
+        whole = group.seconds(settle=30)
+    finally:
+        group.remove()
+    assert usage.ru_utime + usage.ru_stime < 0.2  # the parent's figure misses the child's 0.3 s
+    assert whole >= 0.3

@@ -115,11 +115,16 @@ def _one_line(text: str) -> str:
 
 def _proc_stat(pid: int) -> tuple[bytes, int, int, int, int] | None:
     """(state, ppid, pgrp, session, start time) of *pid* from /proc, or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+    try:  # (os.open and os.read: no file objects, whose Python code a forked supervisor would copy pages for)
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        data = os.read(fd, 4096)  # (one read: the file is far shorter)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     fields = data[data.rfind(b")") + 2 :].split()
     try:
         return fields[0], int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19])
@@ -197,10 +202,11 @@ def _signal_member(pid: int, start: int, sig: int) -> None:
             pass
 
 
-_PRCTL: list[int] = []  # the C function prctl's address, once looked up (the zygote does it before forking)
+_PRCTL: list[tuple[Any, int]] = []  # (_ctypes.call_function, the C function prctl's address), once looked up (the
+# zygote does it before forking)
 
 
-def _prctl() -> int | None:
+def _prctl() -> tuple[Any, int] | None:
     """The address of the C function ``prctl``, through the built-in ``_ctypes`` (``ctypes`` itself costs several
     ms); looked up once per process, and by the zygote before it forks, so that a forked supervisor pays neither the
     loading of ``_ctypes`` and libffi nor the lookup. None where there is none."""
@@ -210,7 +216,8 @@ def _prctl() -> int | None:
         try:
             import _ctypes
 
-            _PRCTL.append(_ctypes.dlsym(_ctypes.dlopen(None, 2), "prctl"))  # type: ignore[arg-type]  # None: the program; 2: RTLD_NOW
+            address = _ctypes.dlsym(_ctypes.dlopen(None, 2), "prctl")  # type: ignore[arg-type]  # None: the program; 2: RTLD_NOW
+            _PRCTL.append((_ctypes.call_function, address))
         except (ImportError, OSError, AttributeError, TypeError, ValueError):
             return None
     return _PRCTL[0]
@@ -221,11 +228,10 @@ def _set_child_subreaper() -> bool:
     prctl = _prctl()
     if prctl is None:
         return False
+    call, address = prctl
     try:
-        import _ctypes
-
-        return bool(_ctypes.call_function(prctl, (36, 1)) == 0)  # 36: PR_SET_CHILD_SUBREAPER
-    except (ImportError, OSError, AttributeError, TypeError, ValueError):
+        return bool(call(address, (36, 1)) == 0)  # 36: PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError, TypeError, ValueError):
         return False
 
 
@@ -244,17 +250,26 @@ def _which(name: str, env: dict[str, str] | None) -> str:
     if os.sep in name:
         return name
     path = (env if env is not None else os.environ).get("PATH", os.defpath)
-    for folder in path.split(os.pathsep):
-        candidate = os.path.join(folder or ".", name)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+    for folder in path.split(os.pathsep):  # (os.path.isfile's and join's work, without their Python code)
+        candidate = folder + name if folder.endswith(os.sep) else (folder or os.curdir) + os.sep + name
+        try:
+            mode = os.stat(candidate).st_mode
+        except (OSError, ValueError):
+            continue
+        if mode & 0o170000 == 0o100000 and os.access(candidate, os.X_OK):  # a regular file (S_ISREG), executable
             return candidate
     raise FileNotFoundError(2, "No such file or directory", name)
+
+
+# Read once, when the code is loaded (by the zygote, or a supervisor started alone): a forked supervisor's environment
+# is the zygote's, and a look-up in os.environ runs os's and _collections_abc's Python code (pages it would copy).
+_CRASH_AT = os.environ.get("AGENTD_CRASH_AT")
 
 
 def _crash_point(name: str) -> None:
     """A crash point of the supervisor's (agentd.faults.SUPERVISOR_POINTS; stdlib only): ``AGENTD_CRASH_AT=name``
     exits 86 here, ``name:kill`` SIGKILLs the process, ``name:stop`` SIGSTOPs it (it goes on after SIGCONT)."""
-    spec = os.environ.get("AGENTD_CRASH_AT")
+    spec = _CRASH_AT
     if not spec or spec.partition(":")[0] != name:
         return
     action = spec.partition(":")[2]
@@ -480,8 +495,7 @@ class Shim:
     def start(self) -> str | None:
         """Open the log and start the command; return an error line on failure (None and no pid: fenced)."""
         try:
-            parent = os.path.dirname(os.path.abspath(self.log_path))
-            os.makedirs(parent, exist_ok=True)
+            self.make_log_folder()
             self.log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             self.not_started = exc.errno in _OUT_OF_RESOURCES
@@ -505,6 +519,21 @@ class Shim:
             except OSError:
                 self.pidfd = None
         return None
+
+    def make_log_folder(self) -> None:
+        """Make the log's folder unless it exists: one mkdir when the folder above it exists (a task's first run makes
+        it, a later run finds it), else ``os.makedirs``, which makes the missing ones too (its checks cost more system
+        calls and its Python code more pages copied, on every run)."""
+        parent = self.log_path.rpartition("/")[0] if self.log_path.startswith("/") else ""
+        if parent:
+            try:
+                os.mkdir(parent)
+                return
+            except FileExistsError:
+                return  # (not a folder: opening the log fails and says so)
+            except FileNotFoundError:
+                pass  # a folder above it is missing too
+        os.makedirs(os.path.dirname(os.path.abspath(self.log_path)), exist_ok=True)
 
     def spawn(self) -> int:
         """Start the command in the shim's process group: stdin /dev/null, stdout and stderr to the log, the
@@ -685,10 +714,22 @@ def _on_child(_signum: int, _frame: object) -> None:
     """SIGCHLD only wakes the loop (through the wake-up fd), which reaps."""
 
 
+_LOADED: list[Any] = []  # [_socket, fcntl]: imported by the zygote once (a forked supervisor runs no import statement)
+
+
+def _modules() -> list[Any]:
+    """[_socket, fcntl], imported once per process."""
+    if not _LOADED:
+        import _socket
+        import fcntl
+
+        _LOADED.extend((_socket, fcntl))
+    return _LOADED
+
+
 def _received_fds(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
     """The descriptors an SCM_RIGHTS message carried (C ints, native byte order)."""
-    import _socket
-
+    _socket = _modules()[0]
     fds: list[int] = []
     for level, kind, data in ancillary:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
@@ -722,9 +763,7 @@ def _spare(sock_fd: int, chan: Any) -> NoReturn:
     starting anything."""
     code = 2
     try:
-        import _socket
-        import fcntl
-
+        _socket, fcntl = _modules()
         os.close(sock_fd)
         os.setsid()
         data, ancillary, flags, _addr = chan.recvmsg(HAND_OVER_MAX, _socket.CMSG_SPACE(256 * 4))
@@ -781,9 +820,9 @@ def zygote(sock_fd: int) -> int:
     only when the daemon says so: until then its pid (its process group's id) cannot be reused, so the daemon may
     signal the group.  EOF on the socket (the daemon is gone): the zygote exits, leaving its children to init (its
     spares read EOF on their channels and exit)."""
-    import _socket
-    import fcntl  # noqa: F401 - loaded here once, not in every supervisor forked (see _spare)
     import gc
+
+    _socket = _modules()[0]  # (fcntl too: loaded here once, not in every supervisor forked; see _spare)
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
@@ -820,7 +859,7 @@ def zygote(sock_fd: int) -> int:
 
 def _fork_spare(sock: Any, sock_fd: int) -> bool:
     """Fork one spare and answer the daemon on *sock* (see :func:`zygote`); False: the daemon is gone."""
-    import _socket
+    _socket = _modules()[0]
 
     reply, ours, start = -errno.EINVAL, None, -1
     try:

@@ -819,7 +819,11 @@ def zygote(sock_fd: int) -> int:
     sees EOF on its control pipe when the daemon dies, as when the daemon started it directly.  A child is reaped
     only when the daemon says so: until then its pid (its process group's id) cannot be reused, so the daemon may
     signal the group.  EOF on the socket (the daemon is gone): the zygote exits, leaving its children to init (its
-    spares read EOF on their channels and exit)."""
+    spares read EOF on their channels and exit).
+
+    Before its first fork it loads what a supervisor needs, runs a supervisor's per-task code on nothing
+    (:func:`_warm`) and freezes its heap out of the garbage collector: a spare shares all of it, copying only the pages
+    it writes."""
     import gc
 
     _socket = _modules()[0]  # (fcntl too: loaded here once, not in every supervisor forked; see _spare)
@@ -827,6 +831,7 @@ def zygote(sock_fd: int) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
     _prctl()  # _ctypes and libffi loaded, prctl looked up: once, here
+    _warm()  # before the freeze: what it set up is shared, never collected or copied
     gc.freeze()  # what is loaded now is never collected: a forked supervisor's collections do not touch (copy) it
     sock = _socket.socket(fileno=sock_fd)
     room = _socket.CMSG_SPACE(256 * 4)
@@ -855,6 +860,65 @@ def zygote(sock_fd: int) -> int:
             for _ in range(count):
                 if not _fork_spare(sock, sock_fd):
                     return 0
+
+
+WARM_RUNS = 9  # CPython 3.11 specialises a function's bytecode at its 8th call
+
+
+def _warm() -> None:
+    """Run what a supervisor runs for each task, a few times, in the zygote before it freezes its heap and forks: on a
+    spec of its own, /dev/null for the log and a command that cannot be found (its name holds a NUL: never started;
+    posix_spawn, called apart, refuses an empty argv once it has parsed its arguments). What CPython sets up at a first
+    use -- a function's specialised bytecode, a type's attribute cache and version tag, a C function's keyword parser
+    -- is then in the heap the spares share: no supervisor does that work again, nor copies the pages it writes.
+
+    Nothing here has an effect outside the zygote (no process started, no signal handler set, every descriptor opened
+    is closed), and a failure only ends the warm-up."""
+    spec: dict[str, Any] = {"argv": ["agentd-warm-up\0", "a b"], "cwd": None, "env": {"PATH": "/nonexistent"}}
+    spec |= {"log": os.devnull, "timeout": 1.0, "kill_after": 1.0, "keep_fds": [], "fence": [_boot(), 3600.0]}
+    message = marshal.dumps(([], marshal.dumps({**spec, "report_start": False})))
+    try:
+        for _ in range(WARM_RUNS):
+            _warm_once(message)
+    except Exception:  # a cost, never a fault: the spares then do that work themselves
+        return
+
+
+def _warm_once(message: bytes) -> None:
+    _socket, fcntl = _modules()
+    _kept, given = marshal.loads(message)  # noqa: S302 - our own
+    _received_fds([(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, b"")])
+    parsed = _read_spec(given)
+    if parsed is None:
+        return
+    shim = Shim(*parsed)
+    wake_r, wake_w = os.pipe()
+    try:
+        os.close(fcntl.fcntl(wake_r, fcntl.F_DUPFD_CLOEXEC, 3))
+        os.dup2(wake_r, wake_w, inheritable=False)  # (closes wake_w's pipe end: both are wake_r's now)
+        if shim.start() is None:  # the log (/dev/null) opened, "exec" logged, the command not found
+            raise AssertionError("the warm-up's command was found")
+        try:
+            os.posix_spawn(os.devnull, [], {}, file_actions=[(os.POSIX_SPAWN_DUP2, 1, 2)], setsigdef=[])
+        except ValueError:
+            pass
+        os.set_blocking(wake_r, False)
+        select.select([wake_r], [], [], 0)
+        shim.handle_control_lines()
+        shim.fence_due()
+        shim.log(f"exited returncode={0} signal={None} timed_out={False} killed_by={None}")
+        exited = {"event": "exited", "returncode": 0, "signal": None, "timed_out": False, "killed_by": None}
+        _frame({**exited, "error": None, "started": time.time(), "ended": time.time()})
+        _frame({"event": "started", "pid": 1, "pgid": 1, "started": time.time(), "subreaper": True})
+        os.waitstatus_to_exitcode(0)
+        _crash_point("agentd-warm-up")
+    finally:
+        for fd in (wake_r, wake_w, shim.log_fd):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
 
 def _fork_spare(sock: Any, sock_fd: int) -> bool:

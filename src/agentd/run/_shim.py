@@ -125,7 +125,7 @@ def _proc_stat(pid: int) -> tuple[bytes, int, int, int, int] | None:
         return None
     finally:
         os.close(fd)
-    fields = data[data.rfind(b")") + 2 :].split()
+    fields = data[data.rfind(b")") + 2 :].split(None, 20)  # (the 21 fields up to the start time, not all 50)
     try:
         return fields[0], int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19])
     except (IndexError, ValueError):
@@ -801,6 +801,9 @@ def _spare(sock_fd: int, chan: Any) -> NoReturn:
         os._exit(code)
 
 
+REQUEST_MAX = 256  # bytes of a request read by the zygote (b"S64", b"R<pid>": a few)
+
+
 def zygote(sock_fd: int) -> int:
     """The daemon's long-lived supervisor factory ("zygote"): started once per daemon with this code loaded, it forks
     spare supervisors ahead of the tasks, so a task pays neither an interpreter's start nor, on its way to its
@@ -837,7 +840,7 @@ def zygote(sock_fd: int) -> int:
     room = _socket.CMSG_SPACE(256 * 4)
     while True:
         try:
-            data, ancillary, _flags, _addr = sock.recvmsg(65536, room)
+            data, ancillary, _flags, _addr = sock.recvmsg(REQUEST_MAX, room)
         except OSError:
             return 0
         if not data:

@@ -42,7 +42,7 @@ STORE_POINTS = (
 # Points of the supervisor zygote and the supervisors (run/_shim.py, stdlib only: it reads AGENTD_CRASH_AT itself;
 # exit, kill and stop, no count).
 SUPERVISOR_POINTS = (
-    "zygote.after-fork",  # a spare supervisor forked, its pid and channel not yet sent back to the daemon
+    "zygote.after-fork",  # a request's spare supervisors forked, their pids and channels not yet sent back
     "supervisor.after-fds",  # a spare handed a task's descriptors (and its spec), nothing started yet
     "supervisor.after-report",  # the command's end reported to the daemon, the supervisor not yet exited
 )

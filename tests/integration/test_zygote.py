@@ -632,3 +632,49 @@ def test_a_task_launched_unread_is_told_once_its_status_is_read(tmp_path: Path, 
     runner.read_status(tp)
     assert finish(tp, 30).returncode == 7
     assert told == [7]
+
+
+def test_spares_forked_in_one_batch_each_hold_only_their_own_channel(zygote: Zygote) -> None:
+    """Spares asked for in one request are forked first and answered after (the zygote's answers copy its pages once
+    for the batch): each spare, while it waits, holds one socket, its own end of its channel -- not the daemon's end of
+    a channel forked before it in the batch, which would keep that spare from reading EOF when it is dropped. Then
+    the daemon goes (the zygote closed): every spare reads EOF and exits, unused."""
+    zygote.prestart(4)  # one request: b"S4"
+    assert zygote.pid is not None
+    zpid = zygote.pid
+
+    def sockets() -> dict[int, int]:
+        """{spare (a child of the zygote): how many sockets it holds}."""
+        with contextlib.suppress(OSError):
+            kids = [int(p) for p in Path(f"/proc/{zpid}/task/{zpid}/children").read_text().split()]
+            return {kid: sum(t.startswith("socket:") for t in fd_targets(kid).values()) for kid in kids}
+        return {}
+
+    # (each holds the zygote's socket too until it has closed it, first thing)
+    assert wait_for(lambda: len(sockets()) == 4 and set(sockets().values()) == {1}, 60), sockets()
+    spares = sockets()
+    zygote.close()
+    assert wait_for(lambda: all(pid_gone(pid) for pid in spares), 60)
+
+
+def test_spares_of_a_batch_forked_but_not_yet_answered_exit_when_the_zygote_is_killed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A zygote SIGKILLed after forking a batch of spares, before answering any (crash point zygote.after-fork:stop,
+    then a real SIGKILL): the daemon never learned of them, and each reads EOF on its channel (the zygote held its
+    other end, no sibling did) and exits without running anything."""
+    monkeypatch.setenv("AGENTD_CRASH_AT", "zygote.after-fork:stop")
+    z = Zygote()  # started with that environment
+    z.prestart(4)
+    zpid = z.pid
+    assert zpid is not None
+    try:
+        assert wait_for(lambda: process_state(zpid) == "T", 60)  # stopped after its forks, before its answers
+        spares = [int(p) for p in Path(f"/proc/{zpid}/task/{zpid}/children").read_text().split()]
+        assert len(spares) == 4
+        os.kill(zpid, signal.SIGKILL)
+        assert wait_for(lambda: all(pid_gone(pid) for pid in spares), 60)
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(zpid, signal.SIGKILL)  # (not left stopped if the test failed)
+        z.close()

@@ -812,10 +812,10 @@ def zygote(sock_fd: int) -> int:
     Requests come on the SOCK_SEQPACKET socket ``sock_fd`` (the daemon holds the other end):
 
         b"S" [+ count, ASCII]  -> fork that many spare supervisors (:func:`_spare`; 1 without a count, at most 64),
-                 one after the other, each answered at once: its pid (8 bytes, big-endian, signed; a negative errno
-                 if the fork failed) and its start time (8 bytes, as ``agentd.hostinfo.process_start`` reads it,
-                 which the lease records: -1 if unknown) with SCM_RIGHTS [the daemon's end of the spare's own
-                 channel]
+                 all forked first, then each answered, in order (:func:`_fork_spares`): its pid (8 bytes,
+                 big-endian, signed; a negative errno if the fork failed) and its start time (8 bytes, as
+                 ``agentd.hostinfo.process_start`` reads it, which the lease records: -1 if unknown) with
+                 SCM_RIGHTS [the daemon's end of the spare's own channel]
         b"R" + pid (ASCII)  -> reap that child (it has exited: the daemon saw it through a pidfd)
 
     The zygote never holds a task's descriptors: the daemon hands them to the spare over its channel, so a supervisor
@@ -860,9 +860,8 @@ def zygote(sock_fd: int) -> int:
                 count = min(max(int(data[1:] or b"1"), 1), 64)
             except ValueError:
                 count = 1
-            for _ in range(count):
-                if not _fork_spare(sock, sock_fd):
-                    return 0
+            if not _fork_spares(sock, sock_fd, count):
+                return 0
 
 
 WARM_RUNS = 9  # CPython 3.11 specialises a function's bytecode at its 8th call
@@ -924,35 +923,63 @@ def _warm_once(message: bytes) -> None:
                     pass
 
 
-def _fork_spare(sock: Any, sock_fd: int) -> bool:
-    """Fork one spare and answer the daemon on *sock* (see :func:`zygote`); False: the daemon is gone."""
-    _socket = _modules()[0]
+def _fork_spares(sock: Any, sock_fd: int, count: int) -> bool:
+    """Fork *count* spares, then answer the daemon on *sock* for each, in order (see :func:`zygote`); False: the
+    daemon is gone.
 
-    reply, ours, start = -errno.EINVAL, None, -1
+    All the forks first, then the answers: after a fork every page the zygote writes is copied (its spares share
+    them), so the work of the answers (the start time read, the messages) copies its pages once for the batch rather
+    than once per spare. A spare closes, first thing, the daemon's ends of the channels forked before it in the batch
+    (still in the zygote's hands until answered): each channel's other end is held by the zygote, then the daemon
+    only, so a spare dropped unused reads EOF."""
+    _socket = _modules()[0]
+    forked: list[tuple[int, Any]] = []  # (pid, or a negative errno; the daemon's end of its channel, or None)
     try:
-        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
-    except OSError as exc:
-        reply = -(exc.errno or errno.EMFILE)
-    else:
-        try:
-            pid = os.fork()
-        except OSError as exc:
-            reply = -(exc.errno or errno.EAGAIN)
-        else:
-            if pid == 0:
+        for _ in range(count):
+            try:
+                ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+            except OSError as exc:
+                forked.append((-(exc.errno or errno.EMFILE), None))
+                continue
+            try:
+                pid = os.fork()
+            except OSError as exc:
                 ours.close()
-                _spare(sock_fd, theirs)
-            reply = pid
-            stat = _proc_stat(pid)  # read here, off the daemon's way to a task (the spare waits for one)
-            start = stat[4] if stat is not None else -1
-            _crash_point("zygote.after-fork")
-        finally:
-            theirs.close()
-    give = [] if ours is None or reply <= 0 else [ours.fileno()]
-    rights = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in give)
-    answer = reply.to_bytes(8, "big", signed=True) + start.to_bytes(8, "big", signed=True)
+                forked.append((-(exc.errno or errno.EAGAIN), None))
+            else:
+                if pid == 0:
+                    try:
+                        ours.close()
+                        for _pid, other in forked:
+                            if other is not None:
+                                other.close()
+                    finally:
+                        _spare(sock_fd, theirs)  # (never returns)
+                forked.append((pid, ours))
+            finally:
+                theirs.close()
+        _crash_point("zygote.after-fork")  # (the batch forked, none answered: each reads EOF if the zygote dies)
+        while forked:
+            reply, ours = forked.pop(0)
+            if not _answer(sock, reply, ours):
+                return False
+    finally:
+        for _pid, ours in forked:  # (the daemon is gone)
+            if ours is not None:
+                ours.close()
+    return True
+
+
+def _answer(sock: Any, reply: int, ours: Any) -> bool:
+    """Tell the daemon about a spare forked (see :func:`zygote`), and close our end of its channel; False: the daemon
+    is gone."""
+    _socket = _modules()[0]
     try:
-        if give:
+        stat = _proc_stat(reply) if ours is not None else None  # read here, off the daemon's way to a task
+        start = stat[4] if stat is not None else -1
+        answer = reply.to_bytes(8, "big", signed=True) + start.to_bytes(8, "big", signed=True)
+        if ours is not None:
+            rights = ours.fileno().to_bytes(4, sys.byteorder, signed=True)
             sock.sendmsg([answer], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
         else:
             sock.send(answer)

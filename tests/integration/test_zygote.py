@@ -678,3 +678,33 @@ def test_spares_of_a_batch_forked_but_not_yet_answered_exit_when_the_zygote_is_k
         with contextlib.suppress(OSError):
             os.kill(zpid, signal.SIGKILL)  # (not left stopped if the test failed)
         z.close()
+
+
+def test_a_held_reap_waits_for_the_owners_go(tmp_path: Path, zygote: Zygote, monkeypatch: pytest.MonkeyPatch) -> None:
+    """launch(..., hold_reap=True) (a daemon's starts): the end is told as soon as the supervisor reports it, but the
+    supervisor, exited, stays unreaped (its pid, the group's id, not reusable) until the owner's let_reap()."""
+    monkeypatch.setattr(runner, "REAP_HOLD", 600.0)  # only the go ends the hold here
+    told: list[int | None] = []
+    tp = launch(
+        spec(tmp_path, ["sh", "-c", "exit 5"]),
+        on_exit=lambda _p, info: told.append(info.returncode),
+        zygote=zygote,
+        hold_reap=True,
+    )
+    assert wait_for(lambda: told == [5], 60)
+    assert wait_for(lambda: process_state(tp.pid) == "Z", 60)  # exited, held from its reap
+    assert tp.wait(0.2) is None and process_state(tp.pid) == "Z"
+    tp.let_reap()
+    assert finish(tp, 30).returncode == 5
+    assert wait_for(lambda: process_state(tp.pid) == "gone", 60)
+    assert told == [5]
+
+
+def test_a_held_reap_never_let_ends_after_the_hold(
+    tmp_path: Path, zygote: Zygote, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An owner that never gives the go (it gave up on the run) only delays the supervisor's reap by REAP_HOLD."""
+    monkeypatch.setattr(runner, "REAP_HOLD", 0.2)
+    tp = launch(spec(tmp_path, ["true"]), zygote=zygote, hold_reap=True)
+    assert finish(tp, 60).returncode == 0
+    assert wait_for(lambda: process_state(tp.pid) == "gone", 60)

@@ -453,7 +453,8 @@ class Daemon:
         started the tasks it claimed, which then run meanwhile (nothing of this is on their way: the queue says the
         runs ended, and the slots they held were counted free in the pass's transaction). Until then each lease file
         stays locked by this daemon; one left by a crash meanwhile is an orphan whose task has moved on, removed by
-        the next look of any daemon as after a crash right after the transaction."""
+        the next look of any daemon as after a crash right after the transaction. Their supervisors are reaped after
+        that (each was held from it since it reported: see :func:`agentd.run.runner.launch`'s ``hold_reap``)."""
         if not result.finished:
             return
         with self.journal.batch():
@@ -469,6 +470,9 @@ class Daemon:
         for run, _decided in result.finished:
             self.executor.cap_log(run)
             self.executor.prune_logs(run.task_id)
+        for run, _decided in result.finished:
+            if run.proc is not None:
+                run.proc.let_reap()
 
     # -- pauses and budgets --------------------------------------------------------------------------------------------
 
@@ -1108,6 +1112,8 @@ class Daemon:
                 if all(run.exit is not None for run in self.running.values()) and unrecorded > 25:
                     for run in self.running.values():
                         run.held.release()
+                        if run.proc is not None:
+                            run.proc.let_reap()
                     self.running.clear()
                     return int(exc.exit_code if isinstance(exc, AgentdError) else ExitCode.IO_ERROR)
             if not self.running:

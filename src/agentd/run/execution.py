@@ -233,7 +233,8 @@ class Executor:
                 fence_from=claimed_at,
                 report_start=False,  # (the daemon uses no command pid: no reader woken for it)
             )
-            run.proc = launch(spec, on_exit=on_exit, replenish=False, read=False)  # (see started)
+            # (read: see started; reaped once the daemon recorded the run: see Daemon._release_ended)
+            run.proc = launch(spec, on_exit=on_exit, replenish=False, read=False, hold_reap=True)
             self._unread.append(run.proc)
         except (AgentdError, OSError, ValueError) as exc:
             now = time.time()

@@ -73,6 +73,9 @@ exec(marshal.loads(r(int.from_bytes(r(4),'big'))),{'__name__':'__main__','__file
 )
 KILL_FALLBACK_DELAY = 1.0  # s: after KILL on the pipe, SIGKILL the group ourselves if no report yet
 REAP_TIMEOUT = 5.0  # s: a shim that reported must exit by then
+# s: the longest the reap of a supervisor that reported waits for its owner's go (launch(hold_reap=True), then
+# TaskProcess.let_reap()): a go never given (an owner that gave up on the run) only delays the reap this long
+REAP_HOLD = 1.0
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,7 @@ class TaskProcess:
         spec: LaunchSpec,
         on_exit: Callable[[TaskProcess, ExitInfo], None] | None,
         launched: float,
+        hold_reap: bool = False,
     ) -> None:
         self._popen = popen
         self.spec = spec
@@ -184,6 +188,9 @@ class TaskProcess:
         self._started = threading.Event()
         self._done = threading.Event()
         self._info: ExitInfo | None = None
+        self._reap_go = threading.Event()  # set: a supervisor that reported is reaped as soon as it exits
+        if not hold_reap:
+            self._reap_go.set()
 
     def __repr__(self) -> str:
         state = "running" if self._info is None else f"exited {self._info}"
@@ -234,6 +241,11 @@ class TaskProcess:
         """The lease was renewed; ``at`` is a boot-clock reading taken before the renewal began. Never blocks."""
         if not self._done.is_set():
             self._send(f"BEAT {at!r}")
+
+    def let_reap(self) -> None:
+        """The owner did what the end's report asked of it (a daemon: recorded the run, released its lease): the
+        supervisor may be reaped now (see ``launch(hold_reap=True)``). Never blocks."""
+        self._reap_go.set()
 
     def detach_control(self) -> None:
         """Close the control pipe as if the daemon had died (the shim then kills the group)."""
@@ -330,6 +342,9 @@ class TaskProcess:
             # reports only after the command's tree is gone, so the daemon may record the outcome and release the
             # lease while the supervisor exits (an exit it has nothing left to do for; it is reaped below).
             self._tell(info)
+            # Held until the owner's go (or REAP_HOLD): the supervisor exits while the daemon records its run, and its
+            # reap (a wake-up of this thread, a message to the zygote) would take the interpreter from that pass.
+            self._reap_go.wait(REAP_HOLD)
         with self._reap_lock:
             try:
                 self._popen.wait(REAP_TIMEOUT)
@@ -433,6 +448,7 @@ def launch(
     zygote: Zygote | None = None,
     replenish: bool = True,
     read: bool = True,
+    hold_reap: bool = False,
 ) -> TaskProcess:
     """Start *spec* under a shim; *on_exit* is called once, from a reader thread, at the end: as soon as the shim
     reported it (its command's tree gone; the shim itself may still be exiting), or when the shim died without a
@@ -442,7 +458,11 @@ def launch(
     as a fresh interpreter when there is no working zygote. ``replenish=False``: the next task's spare is not asked
     for yet (a caller starting several tasks at once asks once for all, :meth:`Zygote.replenish`). ``read=False``:
     no thread reads its status yet (handing it one wakes that thread): the caller must call :func:`read_status` for
-    it, whatever happens, or its end is never told; the supervisor's reports wait in its pipe meanwhile."""
+    it, whatever happens, or its end is never told; the supervisor's reports wait in its pipe meanwhile.
+    ``hold_reap=True``: once the supervisor reported the end, its reap waits for :meth:`TaskProcess.let_reap` (at most
+    :data:`REAP_HOLD`), so that the thread reading its status takes nothing from the owner's handling of the end
+    (until the reap, the supervisor's pid, its process group's id, cannot be reused: the group may still be
+    signalled)."""
     argv = [str(a) for a in spec.argv]
     if not argv:
         raise ValueError("empty argv")
@@ -475,7 +495,7 @@ def launch(
     zygote = zygote if zygote is not None else default_zygote()
     forked = None if zygote.broken else _fork(zygote, keep_fds, message)
     if forked is not None:
-        task = TaskProcess(forked, spec, on_exit, launched)
+        task = TaskProcess(forked, spec, on_exit, launched, hold_reap)
         if forked.spec_sent:
             frame = None  # it came with the descriptors
     else:
@@ -488,7 +508,7 @@ def launch(
             pass_fds=keep_fds,
             close_fds=True,
         )
-        task = TaskProcess(popen, spec, on_exit, launched)
+        task = TaskProcess(popen, spec, on_exit, launched, hold_reap)
     if frame is not None and not task._send(frame):
         log.warning("task %d: supervisor died before receiving its spec", task.pid)
     if read:

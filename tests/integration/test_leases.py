@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -171,6 +172,61 @@ def test_the_token_mark_is_raised_in_place_once_it_exists(tmp_path: Path) -> Non
     assert folder.issue_tokens([4]) == [5]
     assert mark.stat().st_ino == inode and mark.read_text() == "5\n"
     assert sorted(p.name for p in mark.parent.iterdir()) == [".tokens"]
+
+
+def _open_on(path: Path) -> int:
+    """How many of this process's descriptors are open on ``path``."""
+    found = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            found += os.readlink(f"/proc/self/fd/{fd}") == str(path)
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux /proc")
+def test_the_token_mark_stays_open_from_one_issue_to_the_next(tmp_path: Path) -> None:
+    """The mark's descriptor is kept between issues (no open and close per claim: a close for writing is a file event
+    for every daemon watching the lease folder), one descriptor however many issues, closed with the folder."""
+    folder = LeaseDir(tmp_path / ".leases", tmp_path)
+    mark = tmp_path / ".leases" / ".tokens"
+    assert folder.issue_tokens([0]) == [1]  # (created by a rename: opened at the next issue)
+    assert folder.issue_tokens([0]) == [2]
+    assert _open_on(mark) == 1
+    assert folder.issue_tokens([0, 0]) == [3, 4]
+    assert _open_on(mark) == 1 and mark.read_text() == "4\n"
+    folder.close()
+    assert _open_on(mark) == 0
+
+
+@pytest.mark.parametrize("how", ["renamed over", "removed", "a symlink"])
+def test_a_kept_token_mark_replaced_meanwhile_is_never_written_through(tmp_path: Path, how: str) -> None:
+    """A mark replaced between two issues (renamed over by hand, removed, made a symlink) is read and written at its
+    path, never through the descriptor kept from the file it replaced; the old file is left as it was."""
+    folder = LeaseDir(tmp_path / ".leases", tmp_path)
+    mark = tmp_path / ".leases" / ".tokens"
+    assert folder.issue_tokens([0, 0]) == [1, 2]
+    assert folder.issue_tokens([0]) == [3]  # (kept open from here)
+    old = tmp_path / "old-mark"
+    os.link(mark, old)
+    target = tmp_path / "elsewhere"
+    target.write_text("41\n")
+    if how == "renamed over":
+        new = tmp_path / ".leases" / "new"
+        new.write_text("50\n")
+        os.replace(new, mark)
+        expected, floor = [51], 0
+    elif how == "removed":
+        mark.unlink()
+        expected, floor = [8], 7  # a missing mark reads as 0: the floors decide
+    else:
+        mark.unlink()
+        mark.symlink_to(target)
+        expected, floor = [8], 7
+    assert folder.issue_tokens([floor]) == expected
+    assert not mark.is_symlink() and mark.read_text() == f"{expected[0]}\n"
+    assert old.read_text() == "3\n" and target.read_text() == "41\n"
+    assert folder.issue_tokens([0]) == [expected[0] + 1]
+    assert mark.read_text() == f"{expected[0] + 1}\n" and old.read_text() == "3\n"
 
 
 def test_a_token_mark_that_is_not_a_file_is_replaced_not_followed(tmp_path: Path) -> None:

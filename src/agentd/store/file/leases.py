@@ -50,6 +50,9 @@ NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 OWN_EVENTS_GRACE = 1.0  # s after a release during which its file events are taken as this process's own
 OWN_EVENTS_KEPT = 256  # own leases remembered before the expired ones are dropped
+# The token mark is kept open between claims only under a descriptor limit at least this high: under a tiny `ulimit -n`
+# (a dozen), the one descriptor it holds is one a pass's queue write may need.
+KEEP_MARK_NOFILE = 256
 
 
 class LeaseDirUnsafe(AgentdError, PermissionError):
@@ -153,6 +156,14 @@ class Held:
                 self.folder.released(self.task_id)
 
 
+def _descriptors_to_spare() -> bool:
+    """Whether this process's descriptor limit lets it keep the token mark open (see KEEP_MARK_NOFILE)."""
+    import resource  # (only when a mark is opened: `agentd status` never issues tokens)
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return soft == resource.RLIM_INFINITY or soft >= KEEP_MARK_NOFILE
+
+
 def _raised(mark: int, floors: list[int]) -> list[int]:
     """One token per floor, each above its floor and above the mark and every token before it."""
     tokens = []
@@ -174,6 +185,7 @@ class LeaseDir:
         self._fd: int | None = None
         self._reported: set[tuple[str, str]] = set()  # (name, problem) warned about once by this process
         self._own: dict[str, float] = {}  # task id -> until when (monotonic) its file's events are this process's own
+        self._mark: tuple[int, int, int] | None = None  # the token mark kept open: descriptor, device, inode
 
     @property
     def path(self) -> Path:
@@ -210,6 +222,7 @@ class LeaseDir:
         return fd
 
     def close(self) -> None:
+        self._drop_mark()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -320,19 +333,20 @@ class LeaseDir:
         never written through), it is written to a temporary file and renamed over the path. No fsync either way:
         the queue, fsynced right after in the same transaction, holds each task's lease_token too, and a new token
         is always above both (a mark lost or garbled by a power cut reads as 0: the floors decide).
+
+        The mark's descriptor is kept open from one issue to the next while the path still names its file (one
+        ``stat`` under the queue lock tells: a mark replaced, removed or made a symlink meanwhile is opened anew, never
+        written through the old descriptor). Opened and closed at every claim, its close for writing was a file event
+        for every daemon watching the lease folder (each handled by the watch's threads, for nothing).
         """
         if not floors:
             return []
         folder = self._dir_fd(create=True)
-        try:
-            fd = os.open(TOKENS, os.O_RDWR | NOFOLLOW | CLOEXEC | os.O_NONBLOCK, dir_fd=folder)
-        except OSError:
+        fd = self._mark_fd(folder)
+        if fd is None:
             return self._issue_tokens_anew(floors)  # missing, a symlink, a folder, not ours to write: replaced
+        written = False
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):  # (a FIFO or a device opened without blocking)
-                os.close(fd)
-                fd = -1
-                return self._issue_tokens_anew(floors)
             try:
                 mark = int(os.pread(fd, 64, 0).decode("ascii").strip() or 0)
             except (OSError, ValueError):
@@ -347,14 +361,53 @@ class LeaseDir:
                 raise FileAccessError(
                     self.path / TOKENS, "cannot write the token mark", exc.strerror or str(exc)
                 ) from None
+            written = True
         finally:
-            if fd >= 0:
+            if not written or self._mark is None:  # (not kept: a failed write, or a tiny descriptor limit)
+                self._mark = None
                 os.close(fd)
         faults.point("tokens.after-write")
         return tokens
 
+    def _mark_fd(self, folder: int) -> int | None:
+        """The token mark open for reading and writing: the descriptor kept from the last issue while the mark's path
+        still names its file, else opened now (and kept); None when the path holds no regular file this process may
+        write (missing, a symlink, a folder, a FIFO, another user's)."""
+        kept = self._mark
+        if kept is not None:
+            try:
+                info = os.stat(TOKENS, dir_fd=folder, follow_symlinks=False)
+            except OSError:
+                info = None
+            if info is not None and stat.S_ISREG(info.st_mode) and (info.st_dev, info.st_ino) == kept[1:]:
+                return kept[0]
+            self._drop_mark()
+        try:
+            fd = os.open(TOKENS, os.O_RDWR | NOFOLLOW | CLOEXEC | os.O_NONBLOCK, dir_fd=folder)
+        except OSError:
+            return None
+        try:
+            info = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            return None
+        if not stat.S_ISREG(info.st_mode):  # (a FIFO or a device opened without blocking)
+            os.close(fd)
+            return None
+        if _descriptors_to_spare():
+            self._mark = (fd, info.st_dev, info.st_ino)
+        return fd
+
+    def _drop_mark(self) -> None:
+        """Close the token mark's kept descriptor (if any)."""
+        kept, self._mark = self._mark, None
+        if kept is not None:
+            with contextlib.suppress(OSError):
+                os.close(kept[0])
+
     def _issue_tokens_anew(self, floors: list[int]) -> list[int]:
         """:meth:`issue_tokens` where the mark is not a regular file to rewrite: a new file renamed over its path."""
+        self._drop_mark()
         folder = self._dir_fd()
         try:
             fd = os.open(TOKENS, os.O_RDONLY | NOFOLLOW | CLOEXEC | os.O_NONBLOCK, dir_fd=folder)

@@ -167,6 +167,54 @@ def queues(draw: st.DrawFn) -> list[dict[str, Any]]:
     return out
 
 
+@st.composite
+def tangled(draw: st.DrawFn) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, str]]:
+    """A queue whose dependencies point anywhere (cycles, missing and archived ids), with some tasks quarantined."""
+    n = draw(st.integers(1, 10))
+    ids = [f"t{i}" for i in range(n)]
+    pool = [*ids, "gone", "old"]
+    tasks = [
+        task(tid, draw(statuses), dependencies=draw(st.lists(st.sampled_from(pool), max_size=3, unique=True)))
+        for tid in ids
+    ]
+    quarantined = {tid: "bad" for tid in draw(st.lists(st.sampled_from(ids), max_size=3, unique=True))}
+    return tasks, quarantined, {"old": draw(st.sampled_from(["done", "ready"]))}
+
+
+@settings(max_examples=examples(300, 100), deadline=None)
+@given(tangled())
+def test_claimable_is_exactly_the_tasks_no_check_stops(
+    drawn: tuple[list[dict[str, Any]], dict[str, str], dict[str, str]],
+) -> None:
+    """claimable() (and any_claimable()) tell a task waiting for a dependency at a glance: still exactly the tasks of a
+    claimed status no check stops, in any queue (cycles, quarantined, missing and archived dependencies)."""
+    tasks, quarantined, archived = drawn
+    v = View.build(views({"tasks": tasks}), WF, NOW, quarantined=quarantined, archived=archived)
+    expected = sorted(
+        (t for t in v.tasks if t.status in BUILDER.claims and core.blocker(t, BUILDER, v) is None),
+        key=lambda t: t.sort_key,
+    )
+    assert [t.id for t in core.claimable(BUILDER, v)] == [t.id for t in expected]
+    assert core.any_claimable(BUILDER, v) == bool(expected)
+
+
+def test_a_chain_is_ranked_without_building_a_check_for_each_task_waiting(monkeypatch: Any) -> None:
+    """In a chain of 50 ready tasks, ranking what is claimable finds the 49 waiting for their dependency without
+    building their failing checks (a message each, at every pass of a daemon): only the claimable one is checked."""
+    tasks = [task("t0", "done"), *(task(f"t{i}", dependencies=[f"t{i - 1}"]) for i in range(1, 51))]
+    v = view(tasks)
+    checked: list[str] = []
+    blocker = core.blocker
+
+    def counting(t: Any, role: Any, seen: View) -> Any:
+        checked.append(t.id)
+        return blocker(t, role, seen)
+
+    monkeypatch.setattr(core, "blocker", counting)
+    assert [t.id for t in core.claimable(BUILDER, v)] == ["t1"]
+    assert checked == ["t1"]
+
+
 @settings(max_examples=examples(200, 100), deadline=None)
 @given(queues(), st.integers(0, 4))
 def test_selection_invariants(tasks: list[dict[str, Any]], limit: int) -> None:

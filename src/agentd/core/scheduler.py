@@ -392,16 +392,35 @@ def wip_room(
     return max(0, wip_limit(role, queue_limits) - len(holders(tasks, role, leases, now, quarantined)))
 
 
+def _waits_for_a_dependency(task: Task, view: View) -> bool:
+    """Whether a dependency of ``task`` in the queue is in no done status: then the dependency rule fails for it (not
+    done, or in a cycle, or quarantined), whatever the other rules say. A test of a few lookups, where finding the
+    failing check itself builds its message: tasks waiting in a chain are told apart from the others at every pass."""
+    by_id, done = view.by_id, view.done
+    for dep in task.dependencies:
+        other = by_id.get(dep)
+        if other is not None and other.status not in done:
+            return True
+    return False
+
+
+def _may_claim(task: Task, role: Role, view: View) -> bool:
+    """``blocker(task, role, view) is None``, for a task whose status ``role`` claims."""
+    if task.dependencies and _waits_for_a_dependency(task, view):
+        return False
+    return blocker(task, role, view) is None
+
+
 def claimable(role: Role, view: View) -> list[Task]:
     """Tasks ``role`` may claim now, best first (priority, then queue order); WIP not applied."""
     candidates = (task for task in view.tasks if task.status in role.claims)  # the first rule, cheaply, for all
-    ready = [task for task in candidates if blocker(task, role, view) is None]
+    ready = [task for task in candidates if _may_claim(task, role, view)]
     return sorted(ready, key=lambda task: task.sort_key)
 
 
 def any_claimable(role: Role, view: View) -> bool:
     """Whether :func:`claimable` would find anything (stops at the first)."""
-    return any(blocker(task, role, view) is None for task in view.tasks if task.status in role.claims)
+    return any(_may_claim(task, role, view) for task in view.tasks if task.status in role.claims)
 
 
 def select(role: Role, view: View, queue_limits: Mapping[str, int], limit: int | None = None) -> list[Task]:

@@ -136,3 +136,29 @@ def test_wip_full_ends_saying_no_task_waits_when_the_waiting_one_goes(tmp_path: 
     go.touch()
     _drive(daemon, 1, "T0 to end")
     assert tasks_by_id(tmp_path)["T0"]["status"] == "done"
+
+
+def test_an_end_that_arrives_while_a_look_begins_is_recorded_by_a_pass_that_claims(tmp_path: Path) -> None:
+    """A -> B at WIP 1: A ends while a pass for another wake-up has collected the ends but not yet begun its look (it
+    reads the project state), so that look clears the wake-up of A's end too. The pass that then records A still
+    looks, and claims B in the same transaction (before: it recorded A alone, and B took a pass of its own)."""
+    write_config(tmp_path, {"builder": BUILDER})
+    write_queue(tmp_path, [task("A"), task("B", dependencies=["A"])], {"builder": 1})
+    daemon = _daemon(tmp_path)
+    assert daemon.tick().claimed == ["A"]
+    real = daemon._read_state
+
+    def state_read_once_a_has_ended() -> None:
+        wait_for(lambda: not daemon._ended.empty() and daemon._wake.is_set(), 60, "A's end to be reported")
+        real()
+
+    daemon._read_state = state_read_once_a_has_ended  # type: ignore[method-assign]
+    daemon.wake("queue")  # (a file event: a look at the queue is due)
+    daemon._wake.clear()  # (as the loop does before a pass: set again by A's end, once reported)
+    looked = daemon.tick()
+    assert not looked.finished and not looked.claimed, looked  # (A's end came after this pass collected the ends)
+    daemon._read_state = real  # type: ignore[method-assign]
+    recorded = daemon.tick()  # (the loop's next pass: its wake-up, A's end, was cleared by the look above)
+    assert [f for f, _ in recorded.finished] == ["A"] and recorded.claimed == ["B"], recorded
+    _drive(daemon, 1, "B to run")
+    assert {t["status"] for t in tasks_by_id(tmp_path).values()} == {"done"}

@@ -255,7 +255,9 @@ class Daemon:
                 self._heartbeat()  # tests driving tick() alone; a running daemon's heartbeat thread does this
             self._enforce_stops()
             done = [run for run in self.running.values() if run.exit is not None]
-            looking = self._stop_requests == 0 and self._due()
+            # A pass that records ends also looks, so that the slots they free are claimed in its transaction: an
+            # end's wake-up may have been cleared by a look that had collected the ends just before it came.
+            looking = self._stop_requests == 0 and (bool(done) or self._due())
             if looking or done:
                 self._pass(report, done, look=looking)
             else:

@@ -154,3 +154,21 @@ def max_concurrency(records: list[dict[str, Any]]) -> int:
         running += delta
         peak = max(peak, running)
     return peak
+
+
+def drain_in_thread(daemon: Any, timeout: float = 90) -> int:
+    """Run ``daemon.run(Mode.DRAIN)`` (an agentd.run.daemon.Daemon) on a thread; its exit code, or an AssertionError
+    once ``timeout`` s have passed (the daemon then stopped as by a SIGTERM)."""
+    import threading
+
+    from agentd.run.daemon import Mode
+
+    codes: list[int] = []
+    runner = threading.Thread(target=lambda: codes.append(daemon.run(Mode.DRAIN)), daemon=True)
+    runner.start()
+    runner.join(timeout)
+    if runner.is_alive():
+        daemon._signal(signal.SIGTERM, None)  # (as a SIGTERM would: finish and stop)
+        runner.join(30)
+        raise AssertionError(f"the drain did not end within {timeout:g} s")
+    return codes[0]

@@ -6,10 +6,16 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from agentd import config as config_mod
+from agentd.run.daemon import Daemon
 from tests.helpers import daemons
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux /proc")
@@ -54,3 +60,49 @@ def test_a_task_added_as_the_daemon_starts_is_run_without_waiting_for_the_interv
         daemons.wait_for(lambda: daemons.tasks_by_id(tmp_path)["A1"]["status"] == "done", 60, "A1 run and done")
     finally:
         daemons.stop_all([daemon])
+
+
+def _slow_watch(daemon: Daemon, until: Callable[[], bool]) -> list[bool]:
+    """Make the daemon's store set its watch up only once ``until()`` holds (at most 30 s); returns a list that gets
+    whether it did."""
+    real = daemon.store.watch
+    came: list[bool] = []
+
+    def watch(wake: Callable[[str], None]) -> Any:
+        deadline = time.monotonic() + 30
+        while not until() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        came.append(until())
+        return real(wake)
+
+    daemon.store.watch = watch  # type: ignore[method-assign]
+    return came
+
+
+def test_the_first_task_ends_and_the_next_starts_while_the_change_watch_is_set_up(tmp_path: Path) -> None:
+    """The change watch is set up off the main thread: a chain's first task is recorded, and its successor claimed,
+    while the set-up is still under way (before: the main thread did the set-up, ~46 M instructions, and recorded
+    the first task's end only after it). The drain ends with the watch stopped."""
+    daemons.write_config(tmp_path, {"builder": {**BUILDER, "command": ["true"]}}, defaults={"interval": 3600})
+    daemons.write_queue(tmp_path, [daemons.task("A"), daemons.task("B", dependencies=["A"])], {"builder": 1})
+    daemon = Daemon(config_mod.load(root=tmp_path, environ={}), "builder", watch=True)
+    came = _slow_watch(daemon, lambda: daemons.tasks_by_id(tmp_path)["B"]["status"] != "ready")
+    assert daemons.drain_in_thread(daemon) == 0
+    assert came == [True]
+    assert {t["status"] for t in daemons.tasks_by_id(tmp_path).values()} == {"done"}
+    assert daemon._watcher is None and not [t for t in threading.enumerate() if t.name == "agentd-watch-setup"]
+
+
+def test_a_drain_that_ends_while_the_watch_is_set_up_stops_the_watch(tmp_path: Path) -> None:
+    """One task: the drain is over before its watch's set-up is done; its stop waits for the set-up and stops the
+    watch, leaving no watchdog thread behind."""
+    daemons.write_config(tmp_path, {"builder": {**BUILDER, "command": ["true"]}}, defaults={"interval": 3600})
+    daemons.write_queue(tmp_path, [daemons.task("A")], {"builder": 1})
+    daemon = Daemon(config_mod.load(root=tmp_path, environ={}), "builder", watch=True)
+    before = set(threading.enumerate())
+    came = _slow_watch(daemon, lambda: daemons.tasks_by_id(tmp_path)["A"]["status"] == "done")
+    assert daemons.drain_in_thread(daemon) == 0
+    assert came == [True]
+    assert daemon._watcher is None
+    left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert not [t for t in left if "watchdog" in type(t).__module__ or t.name == "agentd-watch-setup"], left

@@ -3,17 +3,15 @@ write (real daemons driven by ``tick()``, real commands)."""
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
 
 import pytest
 
 from agentd import config as config_mod
-from agentd.run.daemon import Daemon, Mode, TickReport
+from agentd.run.daemon import Daemon, TickReport
 from agentd.run.dispatch import PassResult
 from tests.conftest import run_agentd
-from tests.helpers.daemons import events, task, tasks_by_id, wait_for, write_config, write_queue
+from tests.helpers.daemons import drain_in_thread, events, task, tasks_by_id, wait_for, write_config, write_queue
 
 pytestmark = pytest.mark.slow
 
@@ -83,15 +81,7 @@ def test_a_drain_looks_at_the_queue_outside_its_transactions_only_at_start(tmp_p
         return real(held, room_cap)
 
     daemon.dispatcher.needed = counted  # type: ignore[method-assign]
-    codes: list[int] = []
-    runner = threading.Thread(target=lambda: codes.append(daemon.run(Mode.DRAIN)), daemon=True)
-    runner.start()
-    runner.join(60)
-    if runner.is_alive():
-        daemon._signal(signal.SIGTERM, None)  # (as a SIGTERM would: finish and stop)
-        runner.join(30)
-        raise AssertionError("the drain did not end within 60 s")
-    assert codes == [0]
+    assert drain_in_thread(daemon, 60) == 0
     assert {t["status"] for t in tasks_by_id(tmp_path).values()} == {"done"}
     # The first pass's look; at most two more, for a lease event the watcher's thread handled only after its own
     # moment had passed (a loaded machine): never one per task.

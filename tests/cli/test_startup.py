@@ -251,6 +251,24 @@ def test_a_daemon_imports_no_click(project: object, argv: tuple[str, ...]) -> No
     assert '"status": "awaiting_test"' in (root / "SPRINT_QUEUE.json").read_text(encoding="utf-8")
 
 
+# What a role's daemon has no use for until its first pass is over (an empty --drain ends there): dataclasses (with
+# inspect, ast and dis; every class's methods compiled with exec at import): the daemon's value classes are
+# agentd.core.record classes. (watchdog imports dataclasses, on the change watch's thread after the first pass.)
+DAEMON_START_UNUSED = ("dataclasses", "inspect", "ast", "dis", "watchdog")
+
+
+@pytest.mark.slow
+def test_a_daemon_imports_no_dataclasses_before_its_first_pass_is_over(project: object) -> None:
+    """An empty drain (it ends after its first pass) imports neither dataclasses nor what it brings (inspect, ast,
+    dis), nor watchdog: the daemon's, dispatcher's, runner's and recovery's value classes are agentd.core.record
+    classes."""
+    root = project({"tasks": []}, '[roles.builder]\ncommand = ["true"]\n')  # type: ignore[operator]
+    imported(("queue", "list"), root)  # (the first call parses agentd.toml and keeps it)
+    modules = imported(("--role", "builder", "--drain"), root)
+    assert "agentd.run.daemon" in modules  # the probe sees the daemon's imports
+    assert heavy(modules, DAEMON_START_UNUSED) == []
+
+
 @pytest.mark.slow
 def test_a_big_queue_is_judged_by_jsonschema_rs(project: object) -> None:
     """Reading a 2,000-task queue switches to jsonschema-rs (about 7 times faster per task than the stdlib checker)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import json
 import logging
@@ -609,7 +608,7 @@ def test_a_supervisor_not_asked_to_report_the_start_reports_only_the_end(
     wake the task's reader thread while the daemon starts the next tasks; the end is reported with the command's
     start time. Asked (the default), the start is reported."""
     zygote.broken = direct  # (a supervisor started directly reads the same spec)
-    quiet = launch(dataclasses.replace(spec(tmp_path, ["sh", "-c", "exit 5"]), report_start=False), zygote=zygote)
+    quiet = launch(spec(tmp_path, ["sh", "-c", "exit 5"]).replace(report_start=False), zygote=zygote)
     info = finish(quiet, 30)
     assert info.returncode == 5 and quiet.command_pid is None
     assert 0 < info.started <= info.ended

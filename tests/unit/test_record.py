@@ -68,3 +68,28 @@ def test_pickle_and_copy_round_trip() -> None:
     for other in (pickle.loads(pickle.dumps(workflow)), copy.copy(workflow), copy.deepcopy(workflow)):
         assert other == workflow
         assert other.role("b").outcomes == {1: "blocked"}
+
+
+@dataclasses.dataclass
+class _Report:
+    claimed: list[str] = dataclasses.field(default_factory=list)
+    error: str | None = None
+
+
+def test_a_mutable_record_behaves_as_a_plain_dataclass() -> None:
+    """TickReport (a MutableRecord): fields assignable, a new list per instance, equality over the fields, the
+    repr of the dataclass with the same fields, and no hash (as for a dataclass that is not frozen)."""
+    from agentd.run.daemon import TickReport
+
+    one, two = TickReport(), TickReport()
+    assert one.claimed == [] and one.claimed is not two.claimed
+    one.claimed.append("A")
+    one.error = "bad"
+    assert one == TickReport(claimed=["A"], error="bad") and one != two
+    assert repr(TickReport(claimed=["A"])) == (
+        "TickReport(claimed=['A'], finished=[], refused=[], recovered=[], unblocked=[], error=None, error_code=4, "
+        "claimable_left=0, settled=False)"
+    )
+    assert repr(_Report(claimed=["A"])) == "_Report(claimed=['A'], error=None)"  # (the dataclass's form)
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(one)

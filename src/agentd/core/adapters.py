@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+from agentd.core.record import Record, set_field
 
 Adapter = Callable[[str], "AgentReport | None"]
 ENTRY_POINTS = "agentd.adapters"
@@ -20,14 +21,27 @@ TAIL = 1 << 20  # the last MiB of a task's log is where the final report is
 _TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 
 
-@dataclass(frozen=True)
-class AgentReport:
+class AgentReport(Record):
     """What an agent's output said about its run."""
 
-    session: str | None = None
-    usage: Mapping[str, float] = field(default_factory=dict)  # cost_usd and token counts, where reported
-    is_error: bool = False
-    note: str | None = None  # why, when it failed
+    _fields = ("session", "usage", "is_error", "note")
+
+    session: str | None
+    usage: Mapping[str, float]  # cost_usd and token counts, where reported (a new dict when not given)
+    is_error: bool
+    note: str | None  # why, when it failed
+
+    def __init__(
+        self,
+        session: str | None = None,
+        usage: Mapping[str, float] | None = None,
+        is_error: bool = False,
+        note: str | None = None,
+    ) -> None:
+        set_field(self, "session", session)
+        set_field(self, "usage", {} if usage is None else usage)
+        set_field(self, "is_error", is_error)
+        set_field(self, "note", note)
 
 
 def _number(value: Any) -> float | None:

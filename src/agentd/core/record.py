@@ -6,7 +6,8 @@ what an agent pays per task). The classes on that path subclass :class:`Record` 
 ``_fields`` (in ``__init__``'s order) and writes its ``__init__``; this base gives them what a frozen dataclass has:
 equality and hashing over the fields, a ``Name(field=value, ...)`` repr, assignment refused (pickling and copying work
 as for any object: through ``__dict__``), :meth:`Record.replace` for ``dataclasses.replace`` and
-:meth:`Record.asdict` for ``dataclasses.asdict``.
+:meth:`Record.asdict` for ``dataclasses.asdict``. A class whose fields change after it is made (a plain dataclass)
+subclasses :class:`MutableRecord`.
 """
 
 from __future__ import annotations
@@ -74,3 +75,25 @@ class Record:
             value = getattr(self, name)
             out[name] = value.copy() if isinstance(value, list | dict) else value
         return out
+
+
+class MutableRecord:
+    """Base of a mutable value class whose fields ``_fields`` names, in ``__init__``'s order: what a plain (not
+    frozen) dataclass has, without :mod:`dataclasses`: equality over the fields (no hash, as for such a dataclass)
+    and a ``Name(field=value, ...)`` repr (``_no_repr`` names the fields left out of it)."""
+
+    __slots__ = ()
+    _fields: tuple[str, ...] = ()
+    _no_repr: tuple[str, ...] = ()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MutableRecord) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self._fields)
+
+    __hash__ = None  # type: ignore[assignment]  # (mutable: unhashable, as an eq dataclass that is not frozen)
+
+    def __repr__(self) -> str:
+        skip = self._no_repr
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields if name not in skip)
+        return f"{self.__class__.__qualname__}({shown})"

@@ -22,7 +22,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
@@ -34,6 +33,7 @@ from agentd.core import command, control, scheduler
 from agentd.core.clock import Clock, SystemClock, boottime, format_timestamp
 from agentd.core.control import Pause
 from agentd.core.model import valid_task_id
+from agentd.core.record import MutableRecord
 from agentd.core.scheduler import Decision, Kind, Outcome
 from agentd.core.validate import Finding
 from agentd.core.workflow import Role
@@ -117,19 +117,52 @@ class Mode(enum.StrEnum):
     DRAIN = "drain"  # until nothing is claimable (or backing off) for the role and nothing runs
 
 
-@dataclass
-class TickReport:
+class TickReport(MutableRecord):
     """What one pass did."""
 
-    claimed: list[str] = field(default_factory=list)
-    finished: list[tuple[str, str]] = field(default_factory=list)  # (task id, outcome kind)
-    refused: list[str] = field(default_factory=list)
-    recovered: list[str] = field(default_factory=list)
-    unblocked: list[str] = field(default_factory=list)
-    error: str | None = None
-    error_code: int = int(ExitCode.BAD_DATA)  # the exit code of ``error`` for --once and --drain
-    claimable_left: int = 0  # claimable (or backing off) for this role after the pass
-    settled: bool = False  # the pass's transaction looked after its own changes: they need no other look
+    _fields = (
+        "claimed",
+        "finished",
+        "refused",
+        "recovered",
+        "unblocked",
+        "error",
+        "error_code",
+        "claimable_left",
+        "settled",
+    )
+
+    claimed: list[str]
+    finished: list[tuple[str, str]]  # (task id, outcome kind)
+    refused: list[str]
+    recovered: list[str]
+    unblocked: list[str]
+    error: str | None
+    error_code: int  # the exit code of ``error`` for --once and --drain
+    claimable_left: int  # claimable (or backing off) for this role after the pass
+    settled: bool  # the pass's transaction looked after its own changes: they need no other look
+
+    def __init__(
+        self,
+        claimed: list[str] | None = None,
+        finished: list[tuple[str, str]] | None = None,
+        refused: list[str] | None = None,
+        recovered: list[str] | None = None,
+        unblocked: list[str] | None = None,
+        error: str | None = None,
+        error_code: int = int(ExitCode.BAD_DATA),
+        claimable_left: int = 0,
+        settled: bool = False,
+    ) -> None:
+        self.claimed = [] if claimed is None else claimed  # (a list not given is a new one, as a default_factory's)
+        self.finished = [] if finished is None else finished
+        self.refused = [] if refused is None else refused
+        self.recovered = [] if recovered is None else recovered
+        self.unblocked = [] if unblocked is None else unblocked
+        self.error = error
+        self.error_code = error_code
+        self.claimable_left = claimable_left
+        self.settled = settled
 
     @property
     def did_something(self) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +19,7 @@ from agentd.config import Config
 from agentd.core import control, scheduler, transitions
 from agentd.core.clock import Clock
 from agentd.core.model import Task
+from agentd.core.record import MutableRecord, Record, set_field
 from agentd.core.scheduler import Decision, LeaseObservation, View
 from agentd.core.validate import Finding
 from agentd.core.workflow import Role
@@ -32,35 +32,95 @@ from agentd.workspaces import settings as workspaces
 log = logging.getLogger("agentd.daemon")
 
 
-@dataclass(frozen=True)
-class Claim:
+class Claim(Record):
     """A task claimed in this pass: its lease and the task as written (for the command's placeholders)."""
+
+    _fields = ("task_id", "held", "raw", "workspace")
 
     task_id: str
     held: HeldLease
     raw: dict[str, Any]
     workspace: str | None = None  # whose worktree it runs in (worktree mode: a subtask shares its parent's)
 
+    def __init__(self, task_id: str, held: HeldLease, raw: dict[str, Any], workspace: str | None = None) -> None:
+        set_field(self, "task_id", task_id)
+        set_field(self, "held", held)
+        set_field(self, "raw", raw)
+        set_field(self, "workspace", workspace)
 
-@dataclass
-class PassResult:
+
+class PassResult(MutableRecord):
     """What one pass did and saw."""
 
-    finished: list[tuple[Running, Decision | str]] = field(default_factory=list)
-    recovered: list[recovery.Recovery] = field(default_factory=list)
-    killed: list[recovery.Recovery] = field(default_factory=list)  # hung holders on this kernel whose processes died
-    unblocked: list[str] = field(default_factory=list)
-    claims: list[Claim] = field(default_factory=list)
-    claimable: int = 0  # claimable for the role before this pass's claims (0 or 1 when not counted: see _measure)
-    recount: Callable[[], int] | None = field(default=None, repr=False)  # the exact number, when not counted
-    room: int = 0
-    busy: int = 0  # tasks in the role's working status
-    limit: int = 0
-    waits: list[datetime] = field(default_factory=list)  # not_before of the role's tasks backing off
-    stop: list[tuple[str, str]] = field(default_factory=list)  # (task, status): runs here whose task was cancelled
-    quarantined: dict[str, Finding] = field(default_factory=dict)  # the read's quarantined tasks (see Snapshot)
-    expired: list[tuple[str, str]] = field(default_factory=list)  # (task, note): questions unanswered too long
-    timers: list[datetime] = field(default_factory=list)  # when a waiting question of the role expires
+    _fields = (
+        "finished",
+        "recovered",
+        "killed",
+        "unblocked",
+        "claims",
+        "claimable",
+        "recount",
+        "room",
+        "busy",
+        "limit",
+        "waits",
+        "stop",
+        "quarantined",
+        "expired",
+        "timers",
+    )
+    _no_repr = ("recount",)
+
+    finished: list[tuple[Running, Decision | str]]
+    recovered: list[recovery.Recovery]
+    killed: list[recovery.Recovery]  # hung holders on this kernel whose processes died
+    unblocked: list[str]
+    claims: list[Claim]
+    claimable: int  # claimable for the role before this pass's claims (0 or 1 when not counted: see _measure)
+    recount: Callable[[], int] | None  # the exact number, when not counted
+    room: int
+    busy: int  # tasks in the role's working status
+    limit: int
+    waits: list[datetime]  # not_before of the role's tasks backing off
+    stop: list[tuple[str, str]]  # (task, status): runs here whose task was cancelled
+    quarantined: dict[str, Finding]  # the read's quarantined tasks (see Snapshot)
+    expired: list[tuple[str, str]]  # (task, note): questions unanswered too long
+    timers: list[datetime]  # when a waiting question of the role expires
+
+    def __init__(
+        self,
+        finished: list[tuple[Running, Decision | str]] | None = None,
+        recovered: list[recovery.Recovery] | None = None,
+        killed: list[recovery.Recovery] | None = None,
+        unblocked: list[str] | None = None,
+        claims: list[Claim] | None = None,
+        claimable: int = 0,
+        recount: Callable[[], int] | None = None,
+        room: int = 0,
+        busy: int = 0,
+        limit: int = 0,
+        waits: list[datetime] | None = None,
+        stop: list[tuple[str, str]] | None = None,
+        quarantined: dict[str, Finding] | None = None,
+        expired: list[tuple[str, str]] | None = None,
+        timers: list[datetime] | None = None,
+    ) -> None:
+        # (a list or dict not given is a new one, as a dataclass's default_factory makes it)
+        self.finished = [] if finished is None else finished
+        self.recovered = [] if recovered is None else recovered
+        self.killed = [] if killed is None else killed
+        self.unblocked = [] if unblocked is None else unblocked
+        self.claims = [] if claims is None else claims
+        self.claimable = claimable
+        self.recount = recount
+        self.room = room
+        self.busy = busy
+        self.limit = limit
+        self.waits = [] if waits is None else waits
+        self.stop = [] if stop is None else stop
+        self.quarantined = {} if quarantined is None else quarantined
+        self.expired = [] if expired is None else expired
+        self.timers = [] if timers is None else timers
 
     @property
     def claimable_left(self) -> int:

@@ -13,7 +13,6 @@ import os
 import resource
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from agentd.config import Config
 from agentd.core import adapters, command, scheduler
 from agentd.core.clock import Clock, boottime, format_timestamp
 from agentd.core.duration import parse_duration
+from agentd.core.record import MutableRecord, Record, set_field
 from agentd.core.scheduler import Kind, Outcome
 from agentd.core.workflow import Role
 from agentd.errors import AgentdError, DataError
@@ -63,9 +63,10 @@ def start_room() -> int | None:
     return scheduler.descriptor_room(soft, open_now, per_task=FDS_PER_TASK, spawn=FDS_TO_SPAWN, reserve=FDS_RESERVED)
 
 
-@dataclass(frozen=True)
-class _Paths:
+class _Paths(Record):
     """What :meth:`Executor.start` uses of its config's paths (see :meth:`Executor.paths`)."""
+
+    _fields = ("config", "root", "queue", "config_file", "task_logs", "results")
 
     config: Config
     root: Path
@@ -73,6 +74,16 @@ class _Paths:
     config_file: Path | None
     task_logs: str  # the folder of the task logs (one folder per task)
     results: str  # the folder of the result files
+
+    def __init__(
+        self, config: Config, root: Path, queue: Path, config_file: Path | None, task_logs: str, results: str
+    ) -> None:
+        set_field(self, "config", config)
+        set_field(self, "root", root)
+        set_field(self, "queue", queue)
+        set_field(self, "config_file", config_file)
+        set_field(self, "task_logs", task_logs)
+        set_field(self, "results", results)
 
 
 def _make_folder(folder: str) -> None:
@@ -82,9 +93,28 @@ def _make_folder(folder: str) -> None:
         os.makedirs(folder, exist_ok=True)
 
 
-@dataclass
-class Running:
+class Running(MutableRecord):
     """A task this daemon started (or failed to start)."""
+
+    _fields = (
+        "task_id",
+        "token",
+        "attempt",
+        "held",
+        "log_path",
+        "result_path",
+        "started_at",
+        "next_beat",
+        "proc",
+        "exit",
+        "outcome",
+        "argv",
+        "lost",
+        "interrupted",
+        "stopping",
+        "stop_deadline",
+        "not_started",
+    )
 
     task_id: str
     token: int
@@ -103,6 +133,44 @@ class Running:
     stopping: str | None = None  # the final status someone moved the task to while it ran: its command is stopped
     stop_deadline: float | None = None  # monotonic: SIGKILL the command's tree if it has not ended by then
     not_started: str | None = None  # why agentd itself could not start it (out of resources): no attempt spent
+
+    def __init__(
+        self,
+        task_id: str,
+        token: int,
+        attempt: int,
+        held: HeldLease,
+        log_path: Path,
+        result_path: Path,
+        started_at: datetime,
+        next_beat: float,
+        proc: TaskProcess | None = None,
+        exit: ExitInfo | None = None,
+        outcome: Outcome | None = None,
+        argv: tuple[str, ...] = (),
+        lost: bool = False,
+        interrupted: bool = False,
+        stopping: str | None = None,
+        stop_deadline: float | None = None,
+        not_started: str | None = None,
+    ) -> None:
+        self.task_id = task_id
+        self.token = token
+        self.attempt = attempt
+        self.held = held
+        self.log_path = log_path
+        self.result_path = result_path
+        self.started_at = started_at
+        self.next_beat = next_beat
+        self.proc = proc
+        self.exit = exit
+        self.outcome = outcome
+        self.argv = argv
+        self.lost = lost
+        self.interrupted = interrupted
+        self.stopping = stopping
+        self.stop_deadline = stop_deadline
+        self.not_started = not_started
 
 
 def task_timeout(task: Mapping[str, Any], role: Role) -> float:

@@ -11,7 +11,6 @@ import os
 import signal
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -19,6 +18,7 @@ from agentd import faults
 from agentd.core import scheduler, transitions
 from agentd.core.clock import Clock
 from agentd.core.model import Task
+from agentd.core.record import Record, set_field
 from agentd.core.scheduler import LeaseObservation
 from agentd.core.workflow import Role, Workflow
 from agentd.hostinfo import boot_id, hostname, pid_namespace, process_start, process_tree
@@ -34,9 +34,10 @@ class Action(enum.StrEnum):
     REMOVE = "remove"  # only the lease file goes (orphaned or its task is gone)
 
 
-@dataclass(frozen=True)
-class Recovery:
+class Recovery(Record):
     """One stale lease and what to do about it."""
+
+    _fields = ("task_id", "action", "cause", "role", "kill", "lease", "killed")
 
     task_id: str
     action: Action
@@ -45,6 +46,24 @@ class Recovery:
     kill: bool = False  # the holder is hung on this kernel: its lock is never broken, its processes are killed
     lease: LeaseObservation | None = None
     killed: tuple[str, ...] = ()  # what was killed of a hung holder (see apply)
+
+    def __init__(
+        self,
+        task_id: str,
+        action: Action,
+        cause: str,
+        role: str | None = None,
+        kill: bool = False,
+        lease: LeaseObservation | None = None,
+        killed: tuple[str, ...] = (),
+    ) -> None:
+        set_field(self, "task_id", task_id)
+        set_field(self, "action", action)
+        set_field(self, "cause", cause)
+        set_field(self, "role", role)
+        set_field(self, "kill", kill)
+        set_field(self, "lease", lease)
+        set_field(self, "killed", killed)
 
 
 def same_kernel(seen: LeaseObservation, this_boot: str | None, this_host: str) -> bool:
@@ -292,7 +311,7 @@ def apply(
             # lock (its close wakes the daemons), as any lease whose holder died.
             killed = stop_hung_holder(txn, item.task_id)
             if stopped is not None:
-                stopped.append(replace(item, killed=tuple(killed)))
+                stopped.append(item.replace(killed=tuple(killed)))
             continue
         if item.lease is not None and item.lease.locked is not False:
             # A holder on another host, or a lease not renewed since the server restarted (its lock state unknown,

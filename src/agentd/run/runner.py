@@ -33,11 +33,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agentd.core.clock import boottime
+from agentd.core.record import Record, set_field
 from agentd.hostinfo import process_start
 from agentd.run.zygote import ForkedSupervisor, Zygote, ZygoteGone, close_quietly, default_zygote, pipes
 
@@ -78,9 +78,21 @@ REAP_TIMEOUT = 5.0  # s: a shim that reported must exit by then
 REAP_HOLD = 1.0
 
 
-@dataclass(frozen=True)
-class LaunchSpec:
+class LaunchSpec(Record):
     """What to run.  ``env`` is added to (overrides) ``os.environ``."""
+
+    _fields = (
+        "argv",
+        "cwd",
+        "env",
+        "log_path",
+        "timeout",
+        "kill_after",
+        "keep_fds",
+        "fence_after",
+        "fence_from",
+        "report_start",
+    )
 
     argv: Sequence[str]
     cwd: Path
@@ -93,9 +105,32 @@ class LaunchSpec:
     fence_from: float | None = None  # boot-clock time the lease was last renewed, at or before (None: now)
     report_start: bool = True  # the supervisor reports the command's start (command_pid, wait_started)
 
+    def __init__(
+        self,
+        argv: Sequence[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        log_path: Path,
+        timeout: float | None,
+        kill_after: float = 5.0,
+        keep_fds: Sequence[int] = (),
+        fence_after: float | None = None,
+        fence_from: float | None = None,
+        report_start: bool = True,
+    ) -> None:
+        set_field(self, "argv", argv)
+        set_field(self, "cwd", cwd)
+        set_field(self, "env", env)
+        set_field(self, "log_path", log_path)
+        set_field(self, "timeout", timeout)
+        set_field(self, "kill_after", kill_after)
+        set_field(self, "keep_fds", keep_fds)
+        set_field(self, "fence_after", fence_after)
+        set_field(self, "fence_from", fence_from)
+        set_field(self, "report_start", report_start)
 
-@dataclass(frozen=True)
-class ExitInfo:
+
+class ExitInfo(Record):
     """How a task ended.  ``started``/``ended`` are ``time.time()`` values.
 
     A command killed by a signal has ``returncode None`` and ``signal`` set.  A command that could
@@ -106,6 +141,8 @@ class ExitInfo:
     supervisor fenced it (no lease renewal for ``fence_after`` seconds; never started when that was already so).
     """
 
+    _fields = ("returncode", "signal", "timed_out", "killed_by", "error", "started", "ended", "not_started")
+
     returncode: int | None
     signal: int | None
     timed_out: bool
@@ -114,6 +151,26 @@ class ExitInfo:
     started: float
     ended: float
     not_started: bool = False  # agentd itself could not start the command (out of descriptors, processes, memory)
+
+    def __init__(
+        self,
+        returncode: int | None,
+        signal: int | None,
+        timed_out: bool,
+        killed_by: str | None,
+        error: str | None,
+        started: float,
+        ended: float,
+        not_started: bool = False,
+    ) -> None:
+        set_field(self, "returncode", returncode)
+        set_field(self, "signal", signal)
+        set_field(self, "timed_out", timed_out)
+        set_field(self, "killed_by", killed_by)
+        set_field(self, "error", error)
+        set_field(self, "started", started)
+        set_field(self, "ended", ended)
+        set_field(self, "not_started", not_started)
 
     @property
     def duration(self) -> float:

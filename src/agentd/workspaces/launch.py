@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentd.core.record import Record, set_field
 from agentd.workspaces.settings import WorkspaceSettings
 
 if TYPE_CHECKING:
@@ -23,14 +23,21 @@ if TYPE_CHECKING:
 STEP_MODULE = "agentd.workspaces.step"
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(Record):
     """A task's workspace for one run: where, on which branch, and the argv that runs the command there."""
+
+    _fields = ("owner", "branch", "path", "prefix")
 
     owner: str  # the task whose worktree this is (a subtask shares its parent's)
     branch: str
     path: Path
     prefix: tuple[str, ...]  # argv before ``--`` and the command
+
+    def __init__(self, owner: str, branch: str, path: Path, prefix: tuple[str, ...]) -> None:
+        set_field(self, "owner", owner)
+        set_field(self, "branch", branch)
+        set_field(self, "path", path)
+        set_field(self, "prefix", prefix)
 
     def wrap(self, argv: list[str]) -> list[str]:
         """The command's argv, run by the workspace step."""

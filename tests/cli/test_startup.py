@@ -253,15 +253,17 @@ def test_a_daemon_imports_no_click(project: object, argv: tuple[str, ...]) -> No
 
 # What a role's daemon has no use for until its first pass is over (an empty --drain ends there): dataclasses (with
 # inspect, ast and dis; every class's methods compiled with exec at import): the daemon's value classes are
-# agentd.core.record classes. (watchdog imports dataclasses, on the change watch's thread after the first pass.)
-DAEMON_START_UNUSED = ("dataclasses", "inspect", "ast", "dis", "watchdog")
+# agentd.core.record classes; typing (a type checker's names, imported under TYPE_CHECKING; the zygote's Handed a
+# collections.namedtuple, recovery's LeaseLook a plain class at run time). (watchdog imports both, on the change
+# watch's thread after the first pass; tomllib imports typing, when agentd.toml is not cached.)
+DAEMON_START_UNUSED = ("dataclasses", "inspect", "ast", "dis", "typing", "watchdog")
 
 
 @pytest.mark.slow
 def test_a_daemon_imports_no_dataclasses_before_its_first_pass_is_over(project: object) -> None:
     """An empty drain (it ends after its first pass) imports neither dataclasses nor what it brings (inspect, ast,
-    dis), nor watchdog: the daemon's, dispatcher's, runner's and recovery's value classes are agentd.core.record
-    classes."""
+    dis), nor typing, nor watchdog: the daemon's, dispatcher's, runner's and recovery's value classes are
+    agentd.core.record classes, and typing's names are imported for the type checker only."""
     root = project({"tasks": []}, '[roles.builder]\ncommand = ["true"]\n')  # type: ignore[operator]
     imported(("queue", "list"), root)  # (the first call parses agentd.toml and keeps it)
     modules = imported(("--role", "builder", "--drain"), root)

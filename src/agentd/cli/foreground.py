@@ -14,7 +14,6 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from agentd import faults
 from agentd.cli.app import App
@@ -23,6 +22,10 @@ from agentd.errors import AgentdError, ConfigError, ExitCode
 from agentd.run.daemon import LIVENESS_BEAT, Daemon, Mode
 from agentd.service import logsetup
 from agentd.store.file.pidfile import AlreadyRunning, stale_reason
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class ReadyPipe:

@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from agentd.core.record import Record, set_field
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 Adapter = Callable[[str], "AgentReport | None"]
 ENTRY_POINTS = "agentd.adapters"

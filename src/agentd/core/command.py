@@ -6,12 +6,15 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from agentd import schema
 from agentd.core.clock import parse_timestamp
 from agentd.core.workflow import Role
 from agentd.errors import ConfigError, ResultInvalid
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 KNOWN = (
     "task_id",

@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from types import FrameType
-from typing import Any
 
 from agentd import actions, faults
 from agentd import config as config_mod
@@ -46,6 +45,10 @@ from agentd.service import notify
 from agentd.store import open_store
 from agentd.store.base import Registration, Store, Watching
 from agentd.workspaces.janitor import Janitor
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 log = logging.getLogger("agentd.daemon")
 

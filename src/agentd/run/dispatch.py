@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
 
 from agentd import faults
 from agentd.config import Config
@@ -28,6 +27,10 @@ from agentd.run.execution import Executor, Running
 from agentd.run.taskviews import TaskViews
 from agentd.store.base import HeldLease, Snapshot, Store, Txn, new_record
 from agentd.workspaces import settings as workspaces
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 log = logging.getLogger("agentd.daemon")
 

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from agentd.config import Config
 from agentd.core import adapters, command, scheduler
@@ -30,6 +29,10 @@ from agentd.run.zygote import default_zygote
 from agentd.service import logsetup
 from agentd.store.base import HeldLease
 from agentd.workspaces import launch as workspaces_launch
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 log = logging.getLogger("agentd.daemon")
 

@@ -12,7 +12,6 @@ import signal
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Protocol
 
 from agentd import faults
 from agentd.core import scheduler, transitions
@@ -23,6 +22,12 @@ from agentd.core.scheduler import LeaseObservation
 from agentd.core.workflow import Role, Workflow
 from agentd.hostinfo import boot_id, hostname, pid_namespace, process_start, process_tree
 from agentd.store.base import LeaseRecord, Store, Txn
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object  # (LeaseLook is for the type checker: a plain class at run time, and typing not imported)
 
 log = logging.getLogger(__name__)
 

@@ -34,12 +34,15 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from agentd.core.clock import boottime
 from agentd.core.record import Record, set_field
 from agentd.hostinfo import process_start
 from agentd.run.zygote import ForkedSupervisor, Zygote, ZygoteGone, close_quietly, default_zygote, pipes
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "SHIM_PATH",

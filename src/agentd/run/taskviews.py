@@ -14,9 +14,12 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Container, Iterable, Mapping
 from itertools import compress
-from typing import Any
 
 from agentd.core.model import Task, refreshed
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _ID, _STATUS, _INDEX = operator.attrgetter("id"), operator.attrgetter("status"), operator.attrgetter("index")
 PATCH_LIMIT = 64  # views changed since the last list beyond which deriving afresh is as cheap

@@ -28,6 +28,7 @@ supervisors it had forked run on, re-parented to init.
 from __future__ import annotations
 
 import array
+import collections
 import contextlib
 import errno
 import logging
@@ -40,7 +41,10 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
-from typing import IO, NamedTuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, NamedTuple
 
 __all__ = ["ForkedSupervisor", "Handed", "Zygote", "ZygoteGone", "close_quietly", "default_zygote", "pipes"]
 
@@ -57,14 +61,20 @@ class ZygoteGone(Exception):
     """The zygote died or hung before answering: the caller falls back (its pipes may be held by an orphan)."""
 
 
-class Handed(NamedTuple):
-    """A spare handed its task (:meth:`Zygote.fork`)."""
+if TYPE_CHECKING:
 
-    pid: int
-    generation: int  # the zygote's that forked it
-    pidfd: int
-    spec_sent: bool  # its spec came with its descriptors (else the caller writes it to the control pipe)
-    start: int | None  # its start time (agentd.hostinfo.process_start's), read by the zygote after the fork
+    class Handed(NamedTuple):
+        """A spare handed its task (:meth:`Zygote.fork`)."""
+
+        pid: int
+        generation: int  # the zygote's that forked it
+        pidfd: int
+        spec_sent: bool  # its spec came with its descriptors (else the caller writes it to the control pipe)
+        start: int | None  # its start time (agentd.hostinfo.process_start's), read by the zygote after the fork
+
+else:  # the same tuple, without importing typing for its NamedTuple
+    Handed = collections.namedtuple("Handed", ["pid", "generation", "pidfd", "spec_sent", "start"])
+    Handed.__doc__ = "A spare handed its task (:meth:`Zygote.fork`)."
 
 
 class Zygote:

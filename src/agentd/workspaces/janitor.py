@@ -10,11 +10,14 @@ import logging
 import queue
 import threading
 from collections.abc import Iterable
-from typing import Any
 
 from agentd.config import Config
 from agentd.store.base import Journal, Store
 from agentd.workspaces.settings import owner
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 log = logging.getLogger("agentd.workspaces")
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from agentd.core.record import Record, set_field
 from agentd.workspaces.settings import WorkspaceSettings
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from agentd.config import Config
     from agentd.core.workflow import Role
 

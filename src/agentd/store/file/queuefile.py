@@ -1083,7 +1083,7 @@ class QueueStore:
             entries = self._walks.derive(pieces)[0]
             self._problems.derive(pieces)
             self._warnings.derive(pieces)
-            self._views.derive(pieces)
+            self._views.follow(pieces)  # (only where views were asked for: a CLI write needs none)
             self._ids.follow(pieces)  # (kept in step where a transaction used them: the next compares two reads)
             self._structure.check(entries, pieces, self._archived)
         self._last = self._loaded(payload, prefix, text, decoded, findings, mark)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +198,44 @@ def test_the_probe_s_answer_holds_and_leaves_no_file(tmp_path: Path) -> None:
             handle.write(bytes([97 + n % 2]) * 100)
             handle.flush()
             assert stamps.identity(target) != seen
+
+
+def test_a_big_queue_is_read_before_the_lock_is_taken(tmp_path: Path) -> None:
+    """A transaction on a big queue reads it (and parses and checks it) while it waits for the queue lock, not once
+    it holds it: the lock is then held for the change and the write (a process's first read of a 10,000-task queue
+    takes ~0.4 s, every daemon of the queue waiting on it)."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    queue.write_text(json.dumps(queue_doc(), indent=2))
+    size = queue.stat().st_size
+    holder = QueueStore(queue)
+    store = QueueStore(queue)  # a fresh store (a CLI command's): nothing read yet
+    failed: list[BaseException] = []
+
+    def transaction() -> None:
+        try:
+            store.transaction(lambda d: d["tasks"][0].update(priority=7))
+        except BaseException as exc:  # (reported by the test's thread)
+            failed.append(exc)
+
+    def read_by_it() -> int:  # what the waiting thread has read (its own counters: not the test's reads)
+        for line in Path(f"/proc/self/task/{waiting.native_id}/io").read_text().splitlines():
+            if line.startswith("rchar:"):
+                return int(line.split()[1])
+        raise AssertionError("no rchar in the thread's io")
+
+    with holder.locked():
+        waiting = threading.Thread(target=transaction)
+        waiting.start()
+        deadline = time.monotonic() + 10
+        while read_by_it() < size:  # the queue read by the transaction waiting for the lock
+            assert time.monotonic() < deadline, "the waiting transaction did not read the queue"
+            assert waiting.is_alive(), failed
+            time.sleep(0.005)
+        assert waiting.is_alive()  # (still waiting: the lock is held here)
+        assert json.loads(queue.read_bytes())["tasks"][0]["priority"] == 1
+    waiting.join(timeout=30)
+    assert not waiting.is_alive() and not failed, failed
+    assert json.loads(queue.read_bytes())["tasks"][0]["priority"] == 7
 
 
 def test_a_write_makes_task_views_only_for_a_store_that_uses_them(

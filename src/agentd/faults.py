@@ -16,6 +16,7 @@ from collections.abc import Callable
 POINTS = (
     "queue.after-temp-write",  # temp file written and fsynced, nothing renamed
     "queue.before-rename",  # hand-edit check passed, about to rename over the queue
+    "queue.after-link",  # a big queue's old version given a second (temporary) name, the new one not yet renamed
     "queue.after-rename",  # queue replaced, folder not yet fsynced
     "tokens.after-write",  # the fencing-token high-water mark raised, no lease file yet (claim)
     "lease.after-create",  # lease file created and locked, queue not yet written (claim)

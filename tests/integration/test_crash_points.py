@@ -29,17 +29,18 @@ ARCHIVE = ["archive.after-append"]
 AUTOMATION = ["automation.after-fire"]
 BATCH = ["complete.before-claim"]  # reached only with a task left to claim when a run ends: its own test below
 STARTED = ["complete.after-starts"]  # likewise, once the claim has started: its own test below
+BIG = ["queue.after-link"]  # reached only where a queue of 1 MiB or more is replaced: its own test below
 CYCLE = [
     point
     for point in faults.POINTS
-    if not point.startswith("recover.") and point not in WORKSPACE + ARCHIVE + AUTOMATION + BATCH + STARTED
+    if not point.startswith("recover.") and point not in WORKSPACE + ARCHIVE + AUTOMATION + BATCH + STARTED + BIG
 ]
 RECOVERY = [point for point in faults.POINTS if point.startswith("recover.")]
 
 
 def test_every_point_is_tested() -> None:
     """The lists cover every fault point, so a new point cannot go untested."""
-    assert sorted(CYCLE + RECOVERY + WORKSPACE + ARCHIVE + AUTOMATION + BATCH + STARTED) == sorted(faults.POINTS)
+    assert sorted(CYCLE + RECOVERY + WORKSPACE + ARCHIVE + AUTOMATION + BATCH + STARTED + BIG) == sorted(faults.POINTS)
     assert RECOVERY and WORKSPACE
 
 
@@ -67,6 +68,32 @@ def test_crash_at_every_point_recovers(point: str, action: str, tmp_path: Path) 
     assert [p.name for p in tmp_path.iterdir() if "agentd-tmp" in p.name] == []
     tokens = [r["token"] for r in starts]
     assert tokens == sorted(set(tokens)), tokens
+
+
+@pytest.mark.parametrize("action", ["exit", "kill"])
+@pytest.mark.parametrize("point", BIG)
+def test_crash_while_a_big_queue_is_replaced(point: str, action: str, tmp_path: Path) -> None:
+    """A queue of 1 MiB or more: the daemon dies with the queue's old version given a second name and the new one
+    not yet renamed over it. The queue is the old one, the second name is left (as a dead writer's temporary
+    file); a restarted daemon removes it, and the task completes with at most one more run."""
+    log = tmp_path / "runs.jsonl"
+    write_config(tmp_path, {"builder": {**BUILDER, "command": recorder(log)}})
+    queue = write_queue(tmp_path, [task("C1"), task("PAD", "done", notes="x" * (1 << 20))], {"builder": 1})
+    old = queue.read_bytes()
+    crashed = run_agentd("--role", "builder", "--once", cwd=tmp_path, env={"AGENTD_CRASH_AT": f"{point}:{action}"})
+    expected = -signal.SIGKILL if action == "kill" else faults.CRASH_EXIT_CODE
+    assert crashed.returncode == expected, (crashed.returncode, crashed.stderr)
+    assert queue.read_bytes() == old
+    left = [p for p in tmp_path.iterdir() if p.name.endswith(".agentd-tmp")]
+    assert any(p.samefile(queue) for p in left), left  # the second name: the window this point marks
+    recovered = run_agentd("--role", "builder", "--drain", cwd=tmp_path)
+    assert recovered.returncode == 0, recovered.stderr
+    starts = [r for r in events(log) if r["event"] == "start"]
+    assert len(starts) <= 2, starts
+    assert not [r for r in events(log) if r["event"] == "overlap"]
+    final = tasks_by_id(tmp_path)["C1"]
+    assert final["status"] == "awaiting_test" and final["lease"] is None, final
+    assert [p.name for p in tmp_path.iterdir() if "agentd-tmp" in p.name] == []
 
 
 def _crash_in_a_pass_of_two(tmp_path: Path, point: str, action: str) -> Path:

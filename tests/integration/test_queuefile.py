@@ -19,6 +19,7 @@ import pytest
 from agentd import faults
 from agentd.core.model import index_by_id, walk
 from agentd.errors import LockTimeout, QueueInvalid
+from agentd.store.file import queuefile
 from agentd.store.file.queuefile import QueueStore
 from tests.conftest import FIXTURE_NAMES, run_agentd, sha, small_queue
 
@@ -429,3 +430,59 @@ def test_the_lock_taken_again_by_its_holder_resolves_no_path_and_still_excludes_
         thread.join(timeout=60)
     assert not any(thread.is_alive() for thread in threads)
     assert overlaps == []
+
+
+def test_a_big_queue_s_old_version_is_freed_after_its_rename(tmp_path: Path) -> None:
+    """A queue of 1 MiB or more keeps its old version under a second (temporary) name through the rename, so the
+    rename does not free its blocks (2-3.5 ms of waiting for the disk on a 6 MB queue, with the lock held); a thread
+    removes that name after the transaction, and a process that exits leaves none behind."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    doc = small_queue()
+    doc["tasks"].append({"id": "PAD", "title": "padding", "type": "Build", "status": "done", "notes": "x" * (1 << 20)})
+    queue.write_text(json.dumps(doc, indent=2) + "\n")
+    old, old_inode = queue.read_bytes(), queue.stat().st_ino
+    store = QueueStore(queue)
+    seen: list[list[tuple[int, bool]]] = []
+
+    def look() -> None:  # right after the rename
+        names = [p for p in tmp_path.iterdir() if p.name.endswith(".agentd-tmp")]
+        seen.append([(p.stat().st_ino, p.read_bytes() == old) for p in names])
+
+    faults.on("queue.after-rename", look)
+    try:
+        store.transaction(lambda d: d["tasks"][1].update(status="done"))
+    finally:
+        faults.on("queue.after-rename", None)
+    assert seen == [[(old_inode, True)]]
+    assert json.loads(queue.read_text())["tasks"][1]["status"] == "done"
+    deadline = time.monotonic() + 10
+    while [p for p in tmp_path.iterdir() if p.name.endswith(".agentd-tmp")]:
+        assert time.monotonic() < deadline, "the old version's second name was not removed"
+        time.sleep(0.01)
+    result = run_agentd("queue", "set-status", "B2", "done", cwd=tmp_path)  # a process that exits at once
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".agentd-tmp")] == []
+
+
+def test_a_transaction_leaves_its_process_s_pending_second_names_to_its_thread(tmp_path: Path) -> None:
+    """The second name of a big queue's replaced version that this process's thread has yet to remove is not a dead
+    writer's leftover: the next transaction leaves it to the thread (removing it would free the blocks with the lock
+    held after all); a name no writer of this process is to remove still goes."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    queue.write_text(json.dumps(small_queue(), indent=2) + "\n")
+    names = [tmp_path / f".SPRINT_QUEUE.json.1.{n}.agentd-tmp" for n in ("started", "pending", "stale")]
+    for name in names:
+        name.write_bytes(b"an old version")
+    retirer = queuefile._RETIRER
+    retirer.drop(str(names[0]))  # (its thread started)
+    deadline = time.monotonic() + 10
+    while names[0].exists():
+        assert time.monotonic() < deadline, "the thread did not remove the name"
+        time.sleep(0.005)
+    with retirer._wake:  # (the thread cannot take a name meanwhile)
+        retirer.drop(str(names[1]))
+        QueueStore(queue).transaction(lambda d: d["tasks"][1].update(status="done"))
+        assert names[1].exists() and not names[2].exists()
+    while names[1].exists():
+        assert time.monotonic() < deadline, "the thread did not remove the name"
+        time.sleep(0.005)

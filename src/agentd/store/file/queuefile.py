@@ -540,6 +540,73 @@ def _temp_beside(target: str) -> str:
     return os.path.join(folder, f".{name}.{os.getpid()}.{os.urandom(4).hex()}{TMP_MARK}")
 
 
+class _Retirer:
+    """Frees the blocks of a big queue's replaced versions in a thread of its own, after the rename.
+
+    The rename over a queue frees the old file's blocks in the renaming call: on ext4 mounted with ``discard``,
+    2-3.5 ms of a transaction's wall time for a 6 MB queue (0.4 ms of CPU: the rest waits for the disk), every
+    daemon waiting on the queue lock meanwhile. So the old version gets a second name first (a hard link: a
+    temporary file's name, ``.NAME.PID.HEX`` + TMP_MARK), the rename only takes the queue's name from it, and that
+    last name is removed here, in a thread, after the transaction. Nothing reads or writes the old version through
+    its second name. A process that dies first leaves the name behind, as a dead writer leaves a temporary file:
+    the next transaction removes it under the lock. Names still pending when the process exits are removed then.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, None] = {}  # the names to remove, oldest first
+        self._wake: Any = None  # a threading.Condition over them, made with the thread
+        self._pid = 0  # the process that started the thread (a forked child starts its own)
+
+    def keep(self, target: str) -> str | None:
+        """A second name for ``target``, to :meth:`drop` once it is replaced (None where no hard link can be made:
+        the rename then frees the file as before)."""
+        name = _temp_beside(target)
+        try:
+            os.link(target, name, follow_symlinks=False)
+        except OSError:
+            return None
+        faults.point("queue.after-link")
+        return name
+
+    def drop(self, name: str) -> None:
+        """Remove ``name`` soon, in the thread."""
+        if self._pid != os.getpid():
+            import atexit
+            import threading
+
+            self._wake = threading.Condition()
+            self._pid = os.getpid()
+            threading.Thread(target=self._run, args=(self._wake,), name="agentd-queue-unlink", daemon=True).start()
+            atexit.register(self.finish)
+        with self._wake:
+            self._pending[name] = None
+            self._wake.notify()
+
+    def pending(self, name: str) -> bool:
+        """Whether ``name`` is one this process is to remove (not a dead writer's leftover)."""
+        return name in self._pending and self._pid == os.getpid()
+
+    def _run(self, wake: Any) -> None:
+        while True:
+            with wake:
+                while not self._pending:
+                    wake.wait()
+                name = next(iter(self._pending))
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+            with wake:
+                self._pending.pop(name, None)
+
+    def finish(self) -> None:
+        """Remove what is still pending (at exit)."""
+        for name in list(self._pending):
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+
+
+_RETIRER = _Retirer()
+
+
 def _fsync_dir(folder: str) -> None:
     fd = os.open(folder or ".", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
@@ -921,7 +988,8 @@ class QueueStore:
             self._load(retry=False)
 
     def _remove_stale_temps(self, target: str) -> None:
-        """Temp files only exist inside a locked transaction; under the lock, any left are from a dead writer."""
+        """Temp files only exist inside a locked transaction; under the lock, any left are from a dead writer (or
+        a big queue's replaced version that this process's thread is about to remove: see _Retirer)."""
         # (os.scandir and two string tests: Path.glob would compile a regex and make a Path of every name)
         prefix, folder = f".{os.path.basename(target)}.", os.path.dirname(target)
         shortest = len(prefix) + len(TMP_MARK)
@@ -935,6 +1003,8 @@ class QueueStore:
         except (FileNotFoundError, NotADirectoryError, PermissionError):  # (as Path.glob: nothing to remove)
             return
         for leftover in leftovers:
+            if _RETIRER.pending(leftover):  # (this process's own: its thread removes it, off the lock's time)
+                continue
             with contextlib.suppress(OSError):
                 os.unlink(leftover)
 
@@ -1144,10 +1214,19 @@ class QueueStore:
                     os.unlink(temp)
                     return False
             faults.point("queue.before-rename")
+            # A big file's blocks are freed after the rename, not by it (see _Retirer): its old version keeps a
+            # temporary name until then.
+            retired = _RETIRER.keep(target) if len(loaded.raw) >= allocator.BIG else None
             # Known before the rename: its file event may be handled before os.replace returns (a rename keeps the
             # inode, size and mtime; only the ctime changes).
             self._written = (made.st_dev, made.st_ino, made.st_size, made.st_mtime_ns)
-            os.replace(temp, target)
+            try:
+                os.replace(temp, target)
+            except BaseException:
+                if retired is not None:  # (a second name of the queue as it still is: dropped at once)
+                    with contextlib.suppress(OSError):
+                        os.unlink(retired)
+                raise
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
@@ -1163,6 +1242,8 @@ class QueueStore:
             _fsync_dir(os.path.dirname(target))
         except OSError as exc:  # the new queue is in place: the write stands, only its durability is in doubt
             log.warning("%s: written, but its folder could not be fsynced (%s)", self.path, exc.strerror or exc)
+        if retired is not None:
+            _RETIRER.drop(retired)
         return True
 
     def create(self, data: dict[str, Any], *, indent: int = 2) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import platform
 import resource
@@ -10,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from agentd.store.file.queuefile import QueueStore
 
 SCRIPT = r"""
 import resource, sys
@@ -69,3 +72,30 @@ def test_a_transaction_on_a_big_queue_faults_in_few_new_pages(tmp_path: Path) ->
     per_transaction = float(done.stdout.split()[-1])
     faulted = per_transaction * resource.getpagesize()
     assert faulted < 1_000_000, f"{per_transaction:.0f} pages ({faulted:,.0f} bytes) faulted in per transaction"
+
+
+def test_a_big_queue_s_parse_is_not_interrupted_by_cyclic_collections(tmp_path: Path) -> None:
+    """A read of a queue of 1 MiB or more and its task views make a hundred thousand objects and more, with the
+    cyclic garbage collector paused meanwhile: it used to run every 700 of them (dozens of runs, some through every
+    object of the process: twice in a 10,000-task queue's first read) and runs a few times now, after the parse. The
+    collector is on again afterwards."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    title = tmp_path.name
+    tasks = [{"id": f"F{n:05d}", "title": f"{title} {n}", "type": "Build", "status": "done"} for n in range(12000)]
+    queue.write_text(json.dumps({"tasks": [{"id": "T1", "title": "t", "status": "ready"}, *tasks]}, indent=2))
+    assert queue.stat().st_size >= 1 << 20
+    runs: list[int] = []
+
+    def counted(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            runs.append(info["generation"])
+
+    store = QueueStore(queue)
+    gc.callbacks.append(counted)
+    try:
+        views = store.read().tasks
+    finally:
+        gc.callbacks.remove(counted)
+    assert len(views) == 12001
+    assert len(runs) <= 5, runs
+    assert gc.isenabled()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import _thread
 import contextlib
 import functools
+import gc
 import itertools
 import json
 import operator
@@ -183,7 +184,8 @@ class Snapshot(Record):
         """Typed views of every task, nested ones included, in queue order (those of unchanged tasks reused)."""
         if self.pieces is None:
             return views(self.data)
-        return list((self.views_cache or PerPiece("views", views_of, by_start=True)).derive(self.pieces)[0])
+        with _collection_paused(len(self.raw)):
+            return list((self.views_cache or PerPiece("views", views_of, by_start=True)).derive(self.pieces)[0])
 
     @functools.cached_property
     def top_ids(self) -> list[Any]:
@@ -492,6 +494,23 @@ class _Loaded(Record):
                 self.ids_cache,
             )
         return made
+
+
+@contextlib.contextmanager
+def _collection_paused(size: int) -> Any:
+    """No cyclic garbage collection meanwhile, for the parse of a queue of ``size`` bytes or characters of at least
+    :data:`agentd.store.file.allocator.BIG`: a big queue's first read makes some 300,000 objects, and Python's
+    collector, counting them, went through every object of the process twice in that read (~10 % of it), and as
+    often in a whole-document transaction's private parse (under the lock). What a parse makes holds no reference
+    cycle (JSON values, task views); the collector runs as usual once it is over."""
+    if size < allocator.BIG or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _splice(loaded: _Loaded, edits: list[tuple[int, int, str]]) -> tuple[bytes, str]:
@@ -820,11 +839,12 @@ class QueueStore:
                 if mark is not None and mark != last.mark:
                     last = self._last = last.replace(mark=mark)
                 return last
-            prefix, text, decoded = self._parse(raw)
-            findings = self._validate(raw, decoded)
-            if decoded.pieces is not None:  # (kept in step: the next read or write compares two reads in a row)
-                self._views.follow(decoded.pieces)
-                self._ids.follow(decoded.pieces)
+            with _collection_paused(len(raw)):
+                prefix, text, decoded = self._parse(raw)
+                findings = self._validate(raw, decoded)
+                if decoded.pieces is not None:  # (kept in step: the next read or write compares two reads in a row)
+                    self._views.follow(decoded.pieces)
+                    self._ids.follow(decoded.pieces)
             self._last = self._loaded(raw, prefix, text, decoded, findings, mark)
             return self._last
 
@@ -1018,7 +1038,8 @@ class QueueStore:
 
         def whole(loaded: _Loaded) -> tuple[dict[str, Any], T, Changed | None]:
             try:
-                new = json.loads(loaded.text)  # the change's own copy: the read shares its parts with other reads
+                with _collection_paused(len(loaded.text)):
+                    new = json.loads(loaded.text)  # the change's own copy: the read shares its parts with other reads
             except ValueError:  # an integer too long for int(): read as the read did
                 new = schema.loads_huge(loaded.text)
             result = change(new)

@@ -299,6 +299,60 @@ def _fast_task_validator() -> Any | None:
     return _fast_validator("task")
 
 
+# A read that parsed this many tasks anew (a big queue's first read, or one after a save that moved them all) has
+# them judged by jsonschema-rs in lists of TASKS_BATCH, one call each, instead of one call per task behind the per-task
+# bookkeeping (and the stdlib checker's first 500): see :func:`remember_valid_tasks`.
+TASKS_BATCH_FROM = 500
+TASKS_BATCH = 1024
+
+
+@functools.cache
+def _fast_tasks_validator() -> Any | None:
+    """jsonschema-rs for a list of tasks, each judged as :func:`_fast_task_validator` judges one (None where there
+    is no such gate)."""
+    if _fast_task_validator() is None:
+        return None
+    import jsonschema_rs
+
+    schemas = [_bare(load(each)) for each in NAMES]
+    try:
+        registry = jsonschema_rs.Registry([(schema["$id"], schema) for schema in schemas])
+        return jsonschema_rs.Draft202012Validator(
+            {"type": "array", "items": {"$ref": _bare(load("task"))["$id"]}}, registry=registry, keywords=_RS_KEYWORDS
+        )
+    except Exception:  # (as _fast_validator: no gate)
+        return None
+
+
+def remember_valid_tasks(tasks: list[tuple[Any, str]]) -> None:
+    """Judge many top-level tasks at once, each given with its exact text (a read's tasks parsed anew): the runs of
+    :data:`TASKS_BATCH` that jsonschema-rs finds valid are remembered as valid, text by text, as :func:`task_error`
+    remembers a valid task (it then finds them so at once); a run with an invalid task, and a task whose text may hold
+    a lone surrogate, are left to :func:`task_error`. Fewer than :data:`TASKS_BATCH_FROM` tasks: nothing is done."""
+    if len(tasks) < TASKS_BATCH_FROM:
+        return
+    fast = _fast_tasks_validator()
+    if fast is None:
+        return
+    global _valid_chars
+    for start in range(0, len(tasks), TASKS_BATCH):
+        run = tasks[start : start + TASKS_BATCH]
+        try:
+            valid = bool(fast.is_valid([task for task, _ in run]))
+        except Exception:  # a value it cannot take: task_error decides
+            valid = False
+        if not valid:
+            continue
+        for _, key in run:
+            if (not key.isascii() and _SURROGATE.search(key)) or ("\\u" in key and _ESCAPED_SURROGATE.search(key)):
+                continue
+            if _valid_chars + len(key) > _VALID_TASKS_MAX_CHARS:
+                _VALID_TASKS.clear()
+                _valid_chars = 0
+            _VALID_TASKS[key] = None
+            _valid_chars += len(key)
+
+
 def fast_valid(instance: Any, name: SchemaName) -> bool:
     """Whether jsonschema-rs finds ``instance`` valid against schema ``name`` (False when it cannot tell: jsonschema
     then decides)."""

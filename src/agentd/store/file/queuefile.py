@@ -807,6 +807,8 @@ class QueueStore:
         if problem is not None:
             raise QueueInvalid(self.path, problem[0], problem[1])
         if pieces is not None:
+            if len(pieces) - decoded.reused >= schema.TASKS_BATCH_FROM:  # (many tasks parsed anew: judged in bulk)
+                schema.remember_valid_tasks([(piece.value, piece.text) for piece in pieces if not piece.derived])
             findings = list(self._problems.derive(pieces)[0])
         entries = self._walks.derive(pieces)[0] if pieces is not None else walk(data["tasks"])
         findings += self._structure.check(entries, pieces, self._archived)

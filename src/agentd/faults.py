@@ -18,6 +18,7 @@ POINTS = (
     "queue.before-rename",  # hand-edit check passed, about to rename over the queue
     "queue.after-link",  # a big queue's old version given a second (temporary) name, the new one not yet renamed
     "queue.after-rename",  # queue replaced, folder not yet fsynced
+    "daemon.after-register",  # a daemon's PID file written (`agentd status` sees it run), its loop not yet begun
     "tokens.after-write",  # the fencing-token high-water mark raised, no lease file yet (claim)
     "lease.after-create",  # lease file created and locked, queue not yet written (claim)
     "claim.after-queue-write",  # claim written to the queue, task not yet started

@@ -30,17 +30,21 @@ AUTOMATION = ["automation.after-fire"]
 BATCH = ["complete.before-claim"]  # reached only with a task left to claim when a run ends: its own test below
 STARTED = ["complete.after-starts"]  # likewise, once the claim has started: its own test below
 BIG = ["queue.after-link"]  # reached only where a queue of 1 MiB or more is replaced: its own test below
+STARTUP = ["daemon.after-register"]  # before any task: its own tests in tests/integration/test_daemon.py
 CYCLE = [
     point
     for point in faults.POINTS
-    if not point.startswith("recover.") and point not in WORKSPACE + ARCHIVE + AUTOMATION + BATCH + STARTED + BIG
+    if not point.startswith("recover.")
+    and point not in WORKSPACE + ARCHIVE + AUTOMATION + BATCH + STARTED + BIG + STARTUP
 ]
 RECOVERY = [point for point in faults.POINTS if point.startswith("recover.")]
 
 
 def test_every_point_is_tested() -> None:
     """The lists cover every fault point, so a new point cannot go untested."""
-    assert sorted(CYCLE + RECOVERY + WORKSPACE + ARCHIVE + AUTOMATION + BATCH + STARTED + BIG) == sorted(faults.POINTS)
+    assert sorted(CYCLE + RECOVERY + WORKSPACE + ARCHIVE + AUTOMATION + BATCH + STARTED + BIG + STARTUP) == sorted(
+        faults.POINTS
+    )
     assert RECOVERY and WORKSPACE
 
 

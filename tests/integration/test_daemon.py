@@ -194,6 +194,53 @@ def test_sigterm_drains_within_grace_and_requeues_unspent(tmp_path: Path) -> Non
     assert list((tmp_path / ".leases").glob("*.json")) == []
 
 
+def _state(pid: int) -> str:
+    """The state letter of *pid* in /proc ("gone" once it was reaped)."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return "gone"
+    return data[data.rfind(b")") + 2 :].split()[0].decode()
+
+
+def test_sigterm_as_soon_as_the_daemon_is_seen_running_stops_it_cleanly(tmp_path: Path) -> None:
+    """A stop sent the moment `agentd status` first sees the daemon run (its PID file just written, its loop not yet
+    begun: crash point daemon.after-register, as a SIGSTOP there) is honoured: exit 0, nothing claimed, the PID file
+    removed. Before, the daemon took its signals only in its loop's set-up, and SIGTERM's default action killed it
+    (-15; seen under load from a service unit's test)."""
+    log = tmp_path / "runs.jsonl"
+    write_config(tmp_path, {"builder": {**BUILDER, "command": recorder(log)}})
+    write_queue(tmp_path, [task("S1")], {"builder": 1})
+    daemon = start(tmp_path, "builder", env={"AGENTD_CRASH_AT": "daemon.after-register:stop"})
+    try:
+        wait_for(lambda: _state(daemon.pid) == "T", 60, "the daemon to stop at daemon.after-register")
+        assert run_agentd("status", "builder", cwd=tmp_path).returncode == 0  # seen running
+        daemon.send_signal(signal.SIGTERM)
+        daemon.send_signal(signal.SIGCONT)
+        assert daemon.wait(timeout=60) == 0
+    finally:
+        stop_all([daemon])
+    assert tasks_by_id(tmp_path)["S1"]["status"] == "ready"
+    assert not log.exists()
+    assert run_agentd("status", "builder", cwd=tmp_path).returncode != 0  # its PID file went with it
+
+
+def test_a_daemon_killed_right_after_registering_leaves_nothing_that_stops_the_next(tmp_path: Path) -> None:
+    """SIGKILL at daemon.after-register leaves its PID file: the next daemon replaces it (stale) and runs the task."""
+    log = tmp_path / "runs.jsonl"
+    write_config(tmp_path, {"builder": {**BUILDER, "command": recorder(log)}})
+    write_queue(tmp_path, [task("K1")], {"builder": 1})
+    crashed = run_agentd(
+        "--role", "builder", "--drain", cwd=tmp_path, env={"AGENTD_CRASH_AT": "daemon.after-register:kill"}
+    )
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    assert tasks_by_id(tmp_path)["K1"]["status"] == "ready" and not log.exists()
+    again = run_agentd("--role", "builder", "--drain", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert tasks_by_id(tmp_path)["K1"]["status"] == "awaiting_test"
+    assert len([r for r in events(log) if r["event"] == "start"]) == 1
+
+
 def test_result_file_and_outcome_codes_route_to_needs_adapt(tmp_path: Path) -> None:
     """A tester's exit code listed in outcomes, or a result file, sends the task to needs_adapt."""
     log = tmp_path / "runs.jsonl"

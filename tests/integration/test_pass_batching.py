@@ -132,13 +132,16 @@ def test_an_end_that_arrives_while_a_look_begins_is_recorded_by_a_pass_that_clai
     """A -> B at WIP 1: A ends while a pass for another wake-up has collected the ends but not yet begun its look (it
     reads the project state), so that look clears the wake-up of A's end too. The pass that then records A still
     looks, and claims B in the same transaction (before: it recorded A alone, and B took a pass of its own)."""
+    go = tmp_path / "go"  # A runs until the test lets it end: its end must come after the wake-up is cleared
+    until_go = ["sh", "-c", f"while [ ! -e '{go}' ]; do sleep 0.01; done"]
     write_config(tmp_path, {"builder": BUILDER})
-    write_queue(tmp_path, [task("A"), task("B", dependencies=["A"])], {"builder": 1})
+    write_queue(tmp_path, [task("A", command=until_go), task("B", dependencies=["A"])], {"builder": 1})
     daemon = _daemon(tmp_path)
     assert daemon.tick().claimed == ["A"]
     real = daemon._read_state
 
     def state_read_once_a_has_ended() -> None:
+        go.touch()
         wait_for(lambda: not daemon._ended.empty() and daemon._wake.is_set(), 60, "A's end to be reported")
         real()
 

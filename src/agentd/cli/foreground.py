@@ -76,6 +76,7 @@ def run(
             lambda: Daemon(config, role, instance=instance, concurrency=concurrency, interval=interval, clock=clock),
             wait=mode is Mode.FOREVER and ready_fd is None,
         )
+        daemon.take_signals()  # (before its PID file says it runs: a stop sent then is one it honours)
         daemon.check_ready()
         pid = daemon.store.register(
             role,
@@ -87,6 +88,7 @@ def run(
             beat_every=LIVENESS_BEAT,
         )
         daemon.pidfile = pid
+        faults.point("daemon.after-register")
     except AlreadyRunning as exc:
         ready.send(status="running", pid=exc.pid)
         raise

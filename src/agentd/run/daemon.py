@@ -205,7 +205,8 @@ class Daemon:
         self._wake = threading.Event()
         self._stop_requests = 0
         self._reload = False
-        self._terminal: tuple[int, ...] = ()  # the standard fds that were a terminal when run() began
+        self._terminal: tuple[int, ...] = ()  # the standard fds that were a terminal when it took the signals
+        self._signal_handlers: dict[int, Any] | None = None  # what take_signals() replaced
         self._hangup = False  # stopping because the terminal went away (SIGHUP with it gone)
         self._last_error: str | None = None
         self._wip_full = False
@@ -990,6 +991,24 @@ class Daemon:
         self.journal.max_bytes, self.journal.backups = fresh.log.max_bytes, fresh.log.backups
         log.info("SIGHUP: configuration re-read from %s", fresh.path or "defaults")
 
+    def take_signals(self) -> None:
+        """From now on SIGTERM and SIGINT stop this daemon gracefully and SIGHUP re-reads its configuration (on the
+        main thread; run() does it first). The foreground command calls this before it registers the daemon's PID
+        file: a stop sent as soon as the daemon is seen running (by `agentd status`, a service manager) is a request
+        the loop honours, never the default action killing it with the PID file left behind."""
+        if self._signal_handlers is not None or threading.current_thread() is not threading.main_thread():
+            return
+        self._terminal = tuple(fd for fd in (0, 1, 2) if _isatty(fd))
+        self._signal_handlers = {
+            signum: signal.signal(signum, self._signal) for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        }
+
+    def give_back_signals(self) -> None:
+        """Put back the signal handlers take_signals() replaced."""
+        handlers, self._signal_handlers = self._signal_handlers, None
+        for signum, handler in (handlers or {}).items():
+            signal.signal(signum, handler)
+
     def check_ready(self) -> None:
         """Refuse to start without a command for the role (the only config error that waits until now)."""
         if self.role.command is None:
@@ -1004,13 +1023,9 @@ class Daemon:
         """
         self._on_first_pass = on_first_pass
         self._mode = mode
-        self._terminal = tuple(fd for fd in (0, 1, 2) if _isatty(fd))
+        self.take_signals()
         self.check_ready()
         self.executor.prepare(self.concurrency or 1)
-        handlers = {}
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                handlers[signum] = signal.signal(signum, self._signal)
         self._watch_started = False  # (the watch starts after the first pass)
         self.journal.emit(
             "daemon-started",
@@ -1035,8 +1050,7 @@ class Daemon:
                 self.janitor.stop()
             self.stop_heartbeats()
             self._stop_watching()
-            for signum, handler in handlers.items():
-                signal.signal(signum, handler)
+            self.give_back_signals()
         self.journal.emit("daemon-stopped", f"{self.role_name} daemon stopped (exit {code})", exit_code=code)
         return code
 

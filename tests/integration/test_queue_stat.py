@@ -21,9 +21,10 @@ from agentd.store.file.queuefile import STAT_FROM, QueueStore
 TASKS = 6
 
 
-def queue_doc() -> dict[str, Any]:
-    """Six tasks to change, and one big one that makes the file big enough (STAT_FROM) for the stat shortcut."""
-    pad = {"id": "PAD", "title": "padding", "type": "Build", "status": "done", "notes": "x" * STAT_FROM}
+def queue_doc(pad_size: int = STAT_FROM) -> dict[str, Any]:
+    """Six tasks to change, and one big one that makes the file big enough (STAT_FROM) for the stat shortcut (or
+    ``pad_size`` bytes of notes: a smaller file trusts its identity only once the store has written it)."""
+    pad = {"id": "PAD", "title": "padding", "type": "Build", "status": "done", "notes": "x" * pad_size}
     return {
         "wip_limits": {"builder": 2},
         "tasks": [
@@ -103,16 +104,18 @@ STEPS = st.lists(
 )
 
 
+@pytest.mark.parametrize("pad_size", [STAT_FROM, 1000], ids=["big", "small"])
 @pytest.mark.parametrize("trust_stat", [None, False], ids=["probed", "always-read"])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=STEPS)
 def test_every_outside_save_is_seen_and_kept(
-    steps: list[tuple[str, str]], trust_stat: bool | None, tmp_path_factory: pytest.TempPathFactory
+    steps: list[tuple[str, str]], trust_stat: bool | None, pad_size: int, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """After any mix of our writes and outside saves (same size, same mtime, truncation, rename, symlink swap), a
-    read gives the file's very content and a write keeps every outside change."""
+    read gives the file's very content and a write keeps every outside change (a small queue: its identity trusted
+    from the store's first write on)."""
     folder = tmp_path_factory.mktemp("q")
-    (folder / "a.json").write_text(json.dumps(queue_doc(), indent=2))
+    (folder / "a.json").write_text(json.dumps(queue_doc(pad_size), indent=2))
     link = folder / "SPRINT_QUEUE.json"
     link.symlink_to("a.json")
     store = QueueStore(link, trust_stat=trust_stat, parse_retry=0)
@@ -176,6 +179,35 @@ def test_an_unchanged_queue_is_not_read_again(tmp_path: Path) -> None:
     text = queue.read_bytes()
     with open(queue, "r+b") as handle:  # then one outside save, in place: read once, in full
         handle.write(text.replace(b'"priority": ', b'"priority":  ', 1))
+    expected = json.loads(queue.read_bytes())
+    start = bytes_read()
+    assert store.read().data == expected
+    assert bytes_read() - start >= size
+
+
+def test_a_small_queue_is_not_read_again_once_the_store_wrote_it(tmp_path: Path) -> None:
+    """A queue under STAT_FROM, in a store that has written it once (a daemon's): its next reads, and its writes' look
+    before the rename, are a stat of the unchanged file (no read(2)); an outside save is still read, in full."""
+    if not stamps.fine_timestamps(tmp_path, ".probe-{}"):
+        pytest.skip("this file system stamps changes coarsely: the store reads the queue every time here")
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    queue.write_text(json.dumps(queue_doc(STAT_FROM // 4), indent=2))
+    size = queue.stat().st_size
+    assert size < STAT_FROM
+    store = QueueStore(queue)
+    bump = lambda d: d["tasks"][0].update(priority=d["tasks"][0]["priority"] + 1)  # noqa: E731
+    store.transaction(bump)  # the first write, and the read after it: the file read and compared as before
+    store.read()
+    for _ in range(3):
+        start = bytes_read()
+        store.read()  # our own write
+        assert bytes_read() - start < size // 4
+        start = bytes_read()
+        store.transaction(bump)
+        assert bytes_read() - start < size // 4  # no read of the file before the rename, nor after
+    text = queue.read_bytes()
+    with open(queue, "r+b") as handle:  # one outside save, in place, same size: read once, in full
+        handle.write(text.replace(b'"title": "title-000"', b'"title": "title-00X"', 1))
     expected = json.loads(queue.read_bytes())
     start = bytes_read()
     assert store.read().data == expected

@@ -656,6 +656,7 @@ class QueueStore:
         self._written: tuple[int, ...] | None = None  # the identity of the file this store wrote last (without ctime)
         self._written_mark: stamps.Identity | None = None  # the same, when it stands for the bytes written
         self._seen: stamps.Identity | None = None  # the file's identity as the last read found it or write left it
+        self._wrote = False  # whether this store has replaced the queue (a process that writes it again: a daemon)
         self._archive: Archive | None = None
         self._archived: Mapping[str, str] = {}  # the archive's statuses the caches below were made with
         self._views: PerPiece[Task] = PerPiece("views", views_of, by_start=True)  # the task views of the last read,
@@ -728,11 +729,14 @@ class QueueStore:
 
     def _stat_trusted(self, target: str, size: int) -> bool:
         """Whether an unchanged identity of ``target`` (``size`` bytes) is to stand for its bytes: where it proves
-        them unchanged (see agentd.store.file.stamps), for a file big enough that reading it costs more."""
+        them unchanged (see agentd.store.file.stamps), for a file big enough that reading it costs more, or once this
+        store has written the queue (a process that reads and writes it again and again, a daemon: the file system's
+        probe, once, costs less than its reads and compares, and a write's look before the rename is then a
+        ``stat``)."""
         if self._trust_stat is not None:
             return self._trust_stat
         folder, name = os.path.split(target)
-        return size >= STAT_FROM and stamps.fine_timestamps(folder, f".{name}.stamps-{{}}{TMP_MARK}")
+        return (size >= STAT_FROM or self._wrote) and stamps.fine_timestamps(folder, f".{name}.stamps-{{}}{TMP_MARK}")
 
     def _read_raw(self, target: str) -> bytes:
         try:
@@ -1267,6 +1271,7 @@ class QueueStore:
             log.warning("%s: written, but its folder could not be fsynced (%s)", self.path, exc.strerror or exc)
         if retired is not None:
             _RETIRER.drop(retired)
+        self._wrote = True
         return True
 
     def create(self, data: dict[str, Any], *, indent: int = 2) -> bool:

@@ -486,3 +486,29 @@ def test_a_transaction_leaves_its_process_s_pending_second_names_to_its_thread(t
     while names[1].exists():
         assert time.monotonic() < deadline, "the thread did not remove the name"
         time.sleep(0.005)
+
+
+def test_a_plain_queue_path_is_resolved_once_and_a_symlink_put_there_is_written_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A queue path with no symlink on the way is resolved once (then one lstat a look): later transactions resolve
+    nothing; when the queue's name is made a symlink, the next write goes through it to the file it names."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    queue.write_text(json.dumps(small_queue(), indent=2))
+    store = QueueStore(str(queue.resolve()))
+    bump = lambda d: d["tasks"][0].update(priority=d["tasks"][0].get("priority", 0) + 1)  # noqa: E731
+    store.transaction(bump)
+    resolved: list[str] = []
+    real = os.path.realpath
+    monkeypatch.setattr(os.path, "realpath", lambda path, **kw: resolved.append(path) or real(path, **kw))
+    for _ in range(3):
+        store.transaction(bump)
+        store.read()
+    assert resolved == []
+    before = store.read().data["tasks"][0]["priority"]
+    other = tmp_path / "elsewhere.json"
+    os.replace(queue, other)
+    queue.symlink_to(other.name)
+    store.transaction(bump)
+    assert queue.is_symlink() and os.readlink(queue) == other.name
+    assert json.loads(other.read_bytes())["tasks"][0]["priority"] == before + 1

@@ -657,6 +657,7 @@ class QueueStore:
         self._written_mark: stamps.Identity | None = None  # the same, when it stands for the bytes written
         self._seen: stamps.Identity | None = None  # the file's identity as the last read found it or write left it
         self._wrote = False  # whether this store has replaced the queue (a process that writes it again: a daemon)
+        self._plain: str | None = None  # the queue's path, when it last resolved to itself (see _target)
         self._archive: Archive | None = None
         self._archived: Mapping[str, str] = {}  # the archive's statuses the caches below were made with
         self._views: PerPiece[Task] = PerPiece("views", views_of, by_start=True)  # the task views of the last read,
@@ -724,8 +725,24 @@ class QueueStore:
     # -- reading ---------------------------------------------------------------------------------------------------
 
     def _target(self) -> str:
-        """The real file behind the queue path (a symlinked queue is written through, not replaced)."""
-        return os.path.realpath(self.file)
+        """The real file behind the queue path (a symlinked queue is written through, not replaced).
+
+        A path that resolved to itself (absolute, no symlink on the way) is looked at with one ``lstat`` the next
+        times, not resolved again component by component: while the queue's own name is no symlink, the path names
+        the real file (a folder on the way made a symlink since is followed by each call that uses the path, as by a
+        new resolution)."""
+        plain = self._plain
+        if plain is not None:
+            try:
+                if not stat.S_ISLNK(os.lstat(plain).st_mode):
+                    return plain
+            except FileNotFoundError:  # (no file: what realpath gives too, with no symlinked folder on the way)
+                return plain
+            except OSError:
+                pass
+        resolved = os.path.realpath(self.file)
+        self._plain = resolved if resolved == self.file else None
+        return resolved
 
     def _stat_trusted(self, target: str, size: int) -> bool:
         """Whether an unchanged identity of ``target`` (``size`` bytes) is to stand for its bytes: where it proves

@@ -329,3 +329,36 @@ def test_the_events_of_its_own_leases_do_not_wake_the_process_that_holds_them(tm
     clock.advance(5)
     handler.on_any_event(FileDeletedEvent(mine))  # long after the release: someone else's doing
     assert woken == ["lease", "lease"]
+
+
+def test_the_folder_is_listed_again_only_when_a_name_in_it_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """task_ids lists the lease folder again only when its identity changed (a lease made, released, renamed in):
+    an unchanged folder costs one fstat; every change right after a look is seen (where timestamps are fine)."""
+    from agentd.store.file import stamps
+
+    leases = LeaseDir(tmp_path / ".leases", tmp_path)
+    if not stamps.fine_timestamps(tmp_path, ".probe-{}.agentd-tmp"):
+        pytest.skip("this file system stamps changes coarsely: the folder is listed every time here")
+    held = [leases.acquire(record(f"T{n}", n)) for n in range(3)]
+    assert list(leases.task_ids()) == ["T0", "T1", "T2"]
+    listings: list[object] = []
+    real = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda *a: listings.append(a) or real(*a))
+    for _ in range(3):
+        assert list(leases.task_ids()) == ["T0", "T1", "T2"]
+    assert listings == []
+    for step in range(20):  # each change right after a look: seen by the next
+        task = f"T{step % 5}"
+        existing = {h.record.task_id: h for h in held if h is not None}
+        if task in existing:
+            existing[task].release()
+            held.remove(existing[task])
+        else:
+            held.append(leases.acquire(record(task, 10 + step)))
+        assert list(leases.task_ids()) == sorted(h.record.task_id for h in held if h is not None)
+    (tmp_path / ".leases" / "T7.json").write_text("{}")  # made by someone else
+    assert "T7" in list(leases.task_ids())
+    os.rename(tmp_path / ".leases" / "T7.json", tmp_path / ".leases" / "T8.json")
+    assert "T8" in list(leases.task_ids()) and "T7" not in list(leases.task_ids())

@@ -34,6 +34,7 @@ from agentd.hostinfo import boot_id, flock_holders
 from agentd.lazylog import get_logger
 from agentd.store.base import LeaseRecord as LeaseRecord  # (re-exported)
 from agentd.store.base import new_record as new_record
+from agentd.store.file import stamps
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ SUFFIX = ".json"
 NOT_EMPTY = "is a folder with files in it, not a lease file (agentd never deletes one)"
 UNOPENABLE = "cannot open: {} (it may be another user's live lease)"
 TOKENS = ".tokens"
+SCRATCH = ".stamps-{}.agentd-tmp"  # the scratch file of the folder's timestamps probe (see agentd.store.file.stamps)
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 OWN_EVENTS_GRACE = 1.0  # s after a release during which its file events are taken as this process's own
@@ -186,6 +188,7 @@ class LeaseDir:
         self._reported: set[tuple[str, str]] = set()  # (name, problem) warned about once by this process
         self._own: dict[str, float] = {}  # task id -> until when (monotonic) its file's events are this process's own
         self._mark: tuple[int, int, int] | None = None  # the token mark kept open: descriptor, device, inode
+        self._listed: tuple[tuple[int, int, int, int, int], list[str]] | None = None  # see task_ids
 
     @property
     def path(self) -> Path:
@@ -223,6 +226,7 @@ class LeaseDir:
 
     def close(self) -> None:
         self._drop_mark()
+        self._listed = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -266,9 +270,20 @@ class LeaseDir:
             self.report(task_id, f"cannot remove it ({exc.strerror})")
 
     def task_ids(self) -> Iterator[str]:
-        """Ids with a lease file (names that are not ``<valid id>.json`` are skipped; doctor reports them)."""
+        """Ids with a lease file (names that are not ``<valid id>.json`` are skipped; doctor reports them).
+
+        The folder is listed again only when its identity changed since the last listing (one ``fstat``: a name
+        made, removed or renamed in it gives the folder a new ctime), where its file system stamps a change made
+        after a look with a new time (see agentd.store.file.stamps); elsewhere at every call."""
         try:
-            names = sorted(os.listdir(self._dir_fd()))
+            fd = self._dir_fd()
+            seen = stamps.of(os.fstat(fd))  # (before the listing: a change after it shows in the next fstat)
+            listed = self._listed
+            if listed is not None and listed[0] == seen:
+                names = listed[1]
+            else:
+                names = sorted(os.listdir(fd))
+                self._listed = (seen, names) if stamps.fine_timestamps(self.folder, SCRATCH) else None
         except FileNotFoundError:
             return
         for name in names:

@@ -1,10 +1,12 @@
-"""Task output logs are pruned by count per task and by age."""
+"""Task output logs are pruned by count per task and by age; the daemon's log lines cost what they show."""
 
 from __future__ import annotations
 
 import os
 import time
 from pathlib import Path
+
+import pytest
 
 from agentd.service.logsetup import prune_task_logs
 
@@ -55,3 +57,42 @@ def test_a_cap_of_zero_means_no_cap(tmp_path: Path) -> None:
     log = tmp_path / "1.log"
     log.write_text("x" * 100_000)
     assert cap_task_log(log, 0) == 0 and log.stat().st_size == 100_000
+
+
+def test_the_daemon_s_text_lines_are_logging_s_with_each_second_formatted_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """TextFormatter writes what logging.Formatter writes, for records in the same second and across seconds, and
+    formats the time of each second once."""
+    import logging
+
+    from agentd.service.logsetup import DATE_FORMAT, TEXT_FORMAT, TextFormatter
+
+    fmt = TEXT_FORMAT.format(name="builder")
+    plain, fast = logging.Formatter(fmt, DATE_FORMAT), TextFormatter(fmt, DATE_FORMAT)
+    converted: list[float] = []
+    real = fast.converter
+    monkeypatch.setattr(fast, "converter", lambda secs: converted.append(secs) or real(secs))
+    base = 1_790_000_000.0
+    for n, at in enumerate([base + 0.1, base + 0.5, base + 0.99, base + 1.0, base + 1.2, base + 3.7, base + 3.9]):
+        record = logging.LogRecord("agentd.daemon", logging.INFO, "", 0, f"claimed T{n}", (), None)
+        record.created = at
+        assert fast.format(record) == plain.format(record)
+    assert len(converted) == 3  # the seconds base, base + 1, base + 3
+
+
+def test_a_daemon_s_log_lines_look_nothing_up_that_they_do_not_show() -> None:
+    """After the daemon's logging setup, a record is made without its caller's file and line, its thread's name,
+    multiprocessing's process name (none shown by either format); the process id, which both show, stays."""
+    import subprocess
+    import sys
+
+    script = (
+        "import logging, sys\n"
+        "from agentd.service import logsetup\n"
+        "logsetup.setup('builder')\n"
+        "r = logging.getLogger('agentd.daemon').makeRecord('agentd.daemon', 20, '', 0, 'm', (), None)\n"
+        "print(logging._srcfile is None, r.threadName, r.processName, r.process is not None)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["True", "None", "None", "True"], done.stdout

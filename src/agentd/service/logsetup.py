@@ -15,6 +15,22 @@ TEXT_FORMAT = "%(asctime)s {name}[%(process)d] %(levelname)s %(message)s"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 
 
+class TextFormatter(logging.Formatter):
+    """``logging.Formatter`` with the time of each second formatted once (the format shows whole seconds): a daemon
+    logs 3 lines a task, and each formatted its time anew (``localtime`` and ``strftime``)."""
+
+    _second: tuple[int, str | None, str] | None = None  # (the second, its date format, its text)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        memo = self._second
+        if memo is not None and memo[0] == second and memo[1] == datefmt:
+            return memo[2]
+        text = super().formatTime(record, datefmt)
+        self._second = (second, datefmt, text)
+        return text
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, role, pid, message."""
 
@@ -61,7 +77,14 @@ def setup(
     if log_format == "json":
         handler.setFormatter(JsonFormatter(name))
     else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT.format(name=name), DATE_FORMAT))
+        handler.setFormatter(TextFormatter(TEXT_FORMAT.format(name=name), DATE_FORMAT))
+    # What no format of a daemon's shows is not looked up for each record: the caller's file, line and function (a
+    # walk up the stack), the thread's name, multiprocessing's process name, asyncio's task (the logging HOWTO's
+    # "Optimization"). The process id stays: both formats show it.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logMultiprocessing = False
+    setattr(logging, "logAsyncioTasks", False)  # noqa: B010 (3.12 and later; an unused attribute before)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)

@@ -172,7 +172,8 @@ class Journal:
 
         Text that UTF-8 cannot encode (a lone UTF-16 surrogate copied from a task) never fails: the log line shows it
         as a ``\\u`` escape, and the journal line is written with JSON escapes (it reads back as the same string)."""
-        self.log.log(level, escaped(message))
+        if self.log.isEnabledFor(level):  # (no escape made for a level not logged)
+            self.log.log(level, escaped(message))
         if self.path is None:
             return
         record = {

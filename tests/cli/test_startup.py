@@ -226,12 +226,13 @@ def test_a_daemon_running_a_valid_task_loads_no_validator_library(project: objec
 
 
 # What a role's daemon started in a plain form (agentd.cli.fast) has no use for: click and the click commands; and
-# without worktrees or a log file, the worktrees' manager (git; its shutil, bz2 and lzma come with watchdog, after the
-# first pass) and logging.handlers (pickle).
+# without worktrees or a log file, the worktrees' manager (git; its shutil, bz2 and lzma) and logging.handlers
+# (pickle); nor watchdog on Linux (its change watch is inotify through agentd.store.file.inotify).
 DAEMON_UNUSED = (
     *(*CLICK, "agentd.cli.daemon_cmds", "agentd.cli.options"),
     *("agentd.workspaces.manager", "agentd.workspaces.git", "logging.handlers", "pickle"),
     "tomllib",  # (agentd.toml as parsed comes from agentd.configcache once a call has kept it)
+    "watchdog",
 )
 
 
@@ -242,11 +243,13 @@ DAEMON_UNUSED = (
 def test_a_daemon_imports_no_click(project: object, argv: tuple[str, ...]) -> None:
     """`agentd --role ROLE` and `agentd run --role ROLE` in their plain forms start the daemon without click (about a
     tenth of a daemon's start-up instructions), without the worktrees' manager or the file log's handlers where
-    neither is used, and without tomllib once agentd.toml is cached, and still run the task."""
+    neither is used, and without tomllib once agentd.toml is cached, and still run the task; the change watch it sets
+    up after its first pass imports no watchdog."""
     root = project(small_queue(), '[roles.builder]\ncommand = ["true"]\n')  # type: ignore[operator]
     imported(("queue", "list"), root)  # (the first call parses agentd.toml and keeps it)
     modules = imported(argv, root)
     assert "agentd.cli.foreground" in modules  # the probe sees the daemon's start
+    assert "agentd.store.file.watch" in modules  # (and its change watch's set-up, after the first pass)
     assert heavy(modules, DAEMON_UNUSED) == []
     assert '"status": "awaiting_test"' in (root / "SPRINT_QUEUE.json").read_text(encoding="utf-8")
 
@@ -254,8 +257,8 @@ def test_a_daemon_imports_no_click(project: object, argv: tuple[str, ...]) -> No
 # What a role's daemon has no use for until its first pass is over (an empty --drain ends there): dataclasses (with
 # inspect, ast and dis; every class's methods compiled with exec at import): the daemon's value classes are
 # agentd.core.record classes; typing (a type checker's names, imported under TYPE_CHECKING; the zygote's Handed a
-# collections.namedtuple, recovery's LeaseLook a plain class at run time). (watchdog imports both, on the change
-# watch's thread after the first pass; tomllib imports typing, when agentd.toml is not cached.)
+# collections.namedtuple, recovery's LeaseLook a plain class at run time). (tomllib imports typing, when agentd.toml
+# is not cached; watchdog, a daemon's change watch where inotify is missing, imports both.)
 DAEMON_START_UNUSED = ("dataclasses", "inspect", "ast", "dis", "typing", "watchdog")
 
 

@@ -16,6 +16,7 @@ import pytest
 from agentd import schema
 from agentd.errors import LeaseInvalid
 from agentd.store.file.leases import LeaseDir, LeaseDirUnsafe, new_record
+from tests.helpers.daemons import wait_for
 
 NOW = datetime(2026, 5, 1, tzinfo=UTC)
 
@@ -306,29 +307,38 @@ def test_a_lease_this_process_writes_validates_and_is_not_validated_again(tmp_pa
 
 def test_the_events_of_its_own_leases_do_not_wake_the_process_that_holds_them(tmp_path: Path) -> None:
     """A lease this process holds, or released a moment ago: its file events (a supervisor's close, the release's
-    unlink) wake nothing; a moment later, or on another lease, they wake the daemon as before."""
-    from watchdog.events import FileClosedEvent, FileDeletedEvent
+    unlink) wake nothing; a moment later, or on another lease, they wake the daemon as before (real inotify events,
+    read in the order they happened: a peer's event seen means the ones before it were judged)."""
+    import threading
 
     from agentd.core.clock import FakeClock
-    from agentd.store.file.watch import _Handler
+    from agentd.store.file.watch import Watcher
 
     clock = FakeClock(NOW)
     folder = LeaseDir(tmp_path / ".leases", tmp_path, clock=clock)
+    folder.path.mkdir(parents=True, exist_ok=True)
     woken: list[str] = []
-    handler = _Handler(tmp_path / "SPRINT_QUEUE.json", folder.path, woken.append, own=folder.own_events)
-    mine = str(folder.path / "T1.json")
-    held = folder.acquire(record())  # type: ignore[arg-type]
-    assert held is not None
-    handler.on_any_event(FileClosedEvent(mine))  # its supervisor ended, closing the inherited descriptor
-    held.release()
-    handler.on_any_event(FileDeletedEvent(mine))
-    handler.on_any_event(FileClosedEvent(mine))
-    assert woken == []
-    handler.on_any_event(FileDeletedEvent(str(folder.path / "T2.json")))  # a peer's
-    assert woken == ["lease"]
-    clock.advance(5)
-    handler.on_any_event(FileDeletedEvent(mine))  # long after the release: someone else's doing
-    assert woken == ["lease", "lease"]
+    lock = threading.Lock()
+
+    def wake(reason: str) -> None:
+        with lock:
+            woken.append(reason)
+
+    watcher = Watcher(tmp_path / "SPRINT_QUEUE.json", folder.path, wake, own=folder.own_events)
+    assert watcher.start()
+    try:
+        mine = folder.path / "T1.json"
+        held = folder.acquire(record())  # type: ignore[arg-type]
+        assert held is not None
+        os.close(os.open(mine, os.O_WRONLY))  # its supervisor ended, closing the inherited descriptor
+        held.release()
+        (folder.path / "T2.json").write_text("{}")  # a peer's
+        wait_for(lambda: woken == ["lease"], 60, "a peer's lease to wake the daemon")
+        clock.advance(5)
+        mine.write_text("{}")  # long after the release: someone else's doing
+        wait_for(lambda: woken == ["lease", "lease"], 60, "another process's write of T1 to wake the daemon")
+    finally:
+        watcher.stop()
 
 
 def test_the_folder_is_listed_again_only_when_a_name_in_it_changed(

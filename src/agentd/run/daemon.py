@@ -1114,10 +1114,11 @@ class Daemon:
             self._collect_exits()
 
     def _start_watching(self) -> None:
-        """Start the store's change watch once the first pass is done, on a thread of its own: importing watchdog and
-        setting up inotify (~46 M instructions, 20-70 ms) is nothing a daemon needs before its first claim, nor on
-        the main thread while its first task runs (that task's end is recorded meanwhile), and a drain with nothing
-        to do never needs it. Once the watch is up, a look follows: a change made before is not missed."""
+        """Start the store's change watch once the first pass is done, on a thread of its own: a store's watch may
+        take a while to set up (the PostgreSQL store's connects; the file store's imports ctypes), which is nothing a
+        daemon needs before its first claim, nor on the main thread while its first task runs (that task's end is
+        recorded meanwhile), and a drain with nothing to do never needs it. Once the watch is up, a look follows: a
+        change made before is not missed."""
         if not self._watch or self._watch_started:
             return
         self._watch_started = True

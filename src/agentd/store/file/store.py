@@ -375,7 +375,7 @@ class FileStore:
                 return  # the event of this store's own write: whoever wrote it saw everything it was based on
             wake(reason)
 
-        from agentd.store.file.watch import Watcher  # watchdog: only for a process that waits for changes
+        from agentd.store.file.watch import Watcher  # inotify: only for a process that waits for changes
 
         watcher = Watcher(self.queue.path, self.leasedir.path, woken, self.state_path, self.leasedir.own_events)
         with contextlib.suppress(OSError):

@@ -3,61 +3,39 @@
 The events of a process's own lease files (its tasks' supervisors ending, its own releases) are left out: the process
 knows of those already.
 
-Uses watchdog (inotify on Linux). The close of a lease file's last writable descriptor is the moment its flock is
-released, so a peer's death is seen immediately; polling on the interval stays as the fallback.
+On Linux, inotify through :mod:`agentd.store.file.inotify` and one thread that waits on its descriptor; watchdog where
+inotify is missing. The folders are watched, not the files: the queue is replaced by a rename. The close of a lease
+file's last writable descriptor is the moment its flock is released, so a peer's death is seen immediately. An
+overflow of the kernel's event queue wakes the daemon as any change does (it looks and sees what changed); the kernel's
+limits on watches reached, or a watch lost, leave polling on the interval, the fallback that is always there.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+import select
+import signal
+import threading
 
-from watchdog.events import (
-    DirDeletedEvent,
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileDeletedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
-from watchdog.observers import Observer
+from agentd.store.file import inotify
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+    from typing import Any
 
 log = logging.getLogger(__name__)
 
-
-class _Handler(FileSystemEventHandler):
-    def __init__(
-        self,
-        queue: Path,
-        leases: Path,
-        wake: Callable[[str], None],
-        state: Path | None = None,
-        own: Callable[[str], bool] | None = None,
-    ) -> None:
-        self.queue = os.path.realpath(queue)
-        self.leases = os.path.realpath(leases)
-        self.state = os.path.realpath(state) if state is not None else None
-        self.wake = wake
-        self.own = own  # whether the events of a task's lease file are this process's own (left out)
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        paths = {os.fsdecode(event.src_path), os.fsdecode(getattr(event, "dest_path", "") or "")}
-        if self.queue in paths and event.event_type in ("moved", "closed"):
-            self.wake("queue")
-            return
-        if self.state is not None and self.state in paths and event.event_type in ("created", "moved", "deleted"):
-            self.wake("state")  # a pause or resume: written by rename
-            return
-        if isinstance(event, FileClosedEvent | FileDeletedEvent | DirDeletedEvent):  # a folder: junk a person removed
-            parent, name = os.path.split(os.fsdecode(event.src_path))
-            if parent == self.leases and name.endswith(".json"):
-                if self.own is not None and self.own(name[: -len(".json")]):
-                    return
-                self.wake("lease")
+# What each folder is watched for. Opens and read-only closes (every reader's) are left out in the kernel, not in
+# Python. So are writes (IN_MODIFY) and, in the queue's folder, creations: a queue replaced by a rename is a move, one
+# written in place is seen when its writer closes it; an event per write() of any file in the folder (a log, an agent's
+# work beside the queue) would wake the watch's thread for nothing.
+_QUEUE_EVENTS = inotify.IN_CLOSE_WRITE | inotify.IN_MOVED_TO | inotify.IN_MOVED_FROM
+_STATE_EVENTS = inotify.IN_CREATE | inotify.IN_MOVED_TO | inotify.IN_MOVED_FROM | inotify.IN_DELETE
+_LEASE_EVENTS = inotify.IN_CLOSE_WRITE | inotify.IN_DELETE
+_GONE = inotify.IN_IGNORED | inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF | inotify.IN_UNMOUNT
 
 
 class Watcher:
@@ -72,36 +50,119 @@ class Watcher:
         state: Path | None = None,
         own: Callable[[str], bool] | None = None,
     ) -> None:
-        self._observer: Any = None
-        self._queue = queue
-        self._leases = leases
-        self._state = state
-        self._wake = wake
-        self._own = own
+        self.queue = os.path.realpath(queue)
+        self.leases = os.path.realpath(leases)
+        self.state = os.path.realpath(state) if state is not None else None
+        self.wake = wake
+        self.own = own  # whether the events of a task's lease file are this process's own (left out)
+        self._inotify: inotify.Inotify | None = None
+        self._folders: dict[int, str] = {}  # watch descriptor -> folder
+        self._stop_w = -1
+        self._thread: threading.Thread | None = None
+        self._observer: Any = None  # watchdog's, where inotify is missing
 
     def start(self) -> bool:
         """Start watching; False (and a log line) when file events are unavailable, so only polling is left."""
         try:
+            self._start_inotify()
+        except inotify.Unavailable:
+            self._close()
+            return self._start_watchdog()
+        except OSError as exc:  # the kernel's limits (max_user_instances, max_user_watches) among others
+            self._close()
+            log.warning("file events unavailable (%s); polling every interval", exc)
+            return False
+        return True
+
+    def _start_inotify(self) -> None:
+        masks: dict[str, int] = {os.path.dirname(self.queue): _QUEUE_EVENTS}
+        if os.path.isdir(self.leases):
+            masks[self.leases] = masks.get(self.leases, 0) | _LEASE_EVENTS
+        if self.state is not None and os.path.isdir(os.path.dirname(self.state)):
+            folder = os.path.dirname(self.state)
+            masks[folder] = masks.get(folder, 0) | _STATE_EVENTS
+        self._inotify = inotify.Inotify()
+        for folder, mask in masks.items():
+            self._folders[self._inotify.add(folder, mask)] = folder
+        stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
+        self._thread = threading.Thread(target=self._run, args=(stop_r,), name="agentd-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self, stop_r: int) -> None:
+        # A signal for the process is the main thread's: one the kernel handed to this thread, asleep in poll(), would
+        # have its Python handler wait until the main thread next woke.
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        source = self._inotify
+        assert source is not None
+        poller = select.poll()
+        poller.register(source.fd, select.POLLIN)
+        poller.register(stop_r, select.POLLIN)
+        try:
+            while True:
+                ready = poller.poll()
+                if any(fd == stop_r for fd, _ in ready):
+                    return
+                reasons: dict[str, None] = {}  # (in order, each once per read)
+                for wd, mask, name in source.read():
+                    reason = self._reason(wd, mask, name)
+                    if reason:
+                        reasons[reason] = None
+                for reason in reasons:
+                    self.wake(reason)
+        except OSError as exc:  # (the descriptor failing: nothing to do but poll)
+            log.warning("file events stopped (%s); polling every interval", exc)
+        finally:
+            os.close(stop_r)
+
+    def _reason(self, wd: int, mask: int, name: str) -> str | None:
+        """Why an event wakes the daemon (None: it does not)."""
+        if mask & inotify.IN_Q_OVERFLOW:
+            # Events were lost: look at everything. "lease" is the file event a store never takes for its own write.
+            return "lease"
+        folder = self._folders.get(wd)
+        if folder is None:
+            return None
+        if mask & _GONE:
+            if mask & inotify.IN_IGNORED:
+                del self._folders[wd]
+                log.warning("file events: %s is no longer watched; polling every interval", folder)
+            return "lease"  # a watched folder removed or moved: whatever it held changed
+        path = os.path.join(folder, name)
+        if path == self.queue and mask & _QUEUE_EVENTS:
+            return "queue"
+        if path == self.state and mask & _STATE_EVENTS:
+            return "state"  # a pause or resume: written by rename
+        if folder == self.leases and mask & _LEASE_EVENTS and name.endswith(".json"):  # (a folder: junk removed)
+            if self.own is not None and self.own(name[: -len(".json")]):
+                return None
+            return "lease"
+        return None
+
+    def _start_watchdog(self) -> bool:
+        """Where inotify is missing: watchdog's observer (kqueue, FSEvents or its own polling)."""
+        try:
+            from watchdog.events import FileSystemEvent, FileSystemEventHandler
+            from watchdog.observers import Observer
+
+            watcher = self
+
+            class Handler(FileSystemEventHandler):
+                def on_any_event(self, event: FileSystemEvent) -> None:
+                    for path in (event.src_path, getattr(event, "dest_path", "") or ""):
+                        if path:
+                            folder, name = os.path.split(os.fsdecode(path))
+                            reason = watcher._watchdog_reason(folder, name, event.event_type)
+                            if reason:
+                                watcher.wake(reason)
+                                return
+
             observer = Observer()
-            handler = _Handler(self._queue, self._leases, self._wake, self._state, self._own)
-            # Opens and read-only closes (every reader's) are filtered out in the kernel watch, not in Python. So are
-            # writes (IN_MODIFY) and creations: a queue replaced by a rename is a move, one written in place is seen
-            # when its writer closes it; a write event per write() of any file in the folder (a log, an agent's
-            # work beside the queue) cost the watch's threads ~0.2 ms each, for nothing.
-            queue_events: list[type[FileSystemEvent]] = [FileMovedEvent, FileClosedEvent]
-            lease_events: list[type[FileSystemEvent]] = [FileClosedEvent, FileDeletedEvent, DirDeletedEvent]
-            state_events: list[type[FileSystemEvent]] = [FileCreatedEvent, FileMovedEvent, FileDeletedEvent]
-            folder = os.path.dirname(os.path.realpath(self._queue))
-            state_folder = None
-            if self._state is not None and self._state.parent.is_dir():
-                state_folder = os.path.realpath(self._state.parent)
-            if state_folder == folder:  # the state file beside the queue: its events in the same watch
-                queue_events = [*queue_events, FileCreatedEvent, FileDeletedEvent]
-            observer.schedule(handler, folder, recursive=False, event_filter=queue_events)
-            if self._leases.is_dir():
-                observer.schedule(handler, os.path.realpath(self._leases), recursive=False, event_filter=lease_events)
-            if state_folder is not None and state_folder != folder:
-                observer.schedule(handler, state_folder, recursive=False, event_filter=state_events)
+            handler = Handler()
+            folders = {os.path.dirname(self.queue), self.leases if os.path.isdir(self.leases) else ""}
+            if self.state is not None and os.path.isdir(os.path.dirname(self.state)):
+                folders.add(os.path.dirname(self.state))
+            for folder in sorted(folders - {""}):
+                observer.schedule(handler, folder, recursive=False)
             observer.daemon = True
             observer.start()
         except Exception as exc:  # any failure here only costs latency
@@ -110,8 +171,34 @@ class Watcher:
         self._observer = observer
         return True
 
+    def _watchdog_reason(self, folder: str, name: str, kind: str) -> str | None:
+        path = os.path.join(folder, name)
+        if path == self.queue and kind in ("moved", "closed"):
+            return "queue"
+        if path == self.state and kind in ("created", "moved", "deleted"):
+            return "state"
+        if folder == self.leases and kind in ("closed", "deleted") and name.endswith(".json"):
+            if self.own is not None and self.own(name[: -len(".json")]):
+                return None
+            return "lease"
+        return None
+
     def stop(self) -> None:
+        if self._thread is not None:
+            os.write(self._stop_w, b"x")
+            self._thread.join(timeout=2)
+            self._thread = None
+        self._close()
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout=2)
             self._observer = None
+
+    def _close(self) -> None:
+        if self._stop_w >= 0:
+            os.close(self._stop_w)
+            self._stop_w = -1
+        if self._inotify is not None:
+            self._inotify.close()
+            self._inotify = None
+        self._folders.clear()

@@ -707,3 +707,39 @@ def test_a_held_reap_never_let_ends_after_the_hold(
     tp = launch(spec(tmp_path, ["true"]), zygote=zygote, hold_reap=True)
     assert finish(tp, 60).returncode == 0
     assert wait_for(lambda: process_state(tp.pid) == "gone", 60)
+
+
+def test_the_daemon_does_not_wait_for_the_zygote_to_read_its_code(tmp_path: Path) -> None:
+    """The shim's code (more than the 64 kB a pipe holds by default) is written whole while the zygote has not read a
+    byte (SIGSTOPped before its interpreter starts): prestart() returns, and the zygote, continued, runs the task."""
+    wrapper = tmp_path / "python-stopped"
+    wrapper.write_text(f'#!/bin/sh\nkill -STOP $$\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    assert len(runner.shim_code()) > 65536
+    z = Zygote(executable=str(wrapper))
+    starting = threading.Thread(target=z.prestart, daemon=True)
+    starting.start()
+    stopped = None
+    try:
+
+        def zygote_stopped() -> int | None:
+            for pid in children_of(os.getpid()):
+                with contextlib.suppress(OSError):
+                    if str(wrapper).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                        return pid if state == "T" else None
+            return None
+
+        assert wait_for(lambda: zygote_stopped() is not None, 30)
+        stopped = zygote_stopped()
+        assert stopped is not None
+        starting.join(timeout=20)
+        assert not starting.is_alive(), "prestart() waited for the stopped zygote to read its code"
+        os.kill(stopped, signal.SIGCONT)
+        stopped = None
+        assert finish(launch(spec(tmp_path, ["true"]), zygote=z), 30).returncode == 0
+    finally:
+        if stopped is not None:
+            os.kill(stopped, signal.SIGCONT)
+        starting.join(timeout=30)
+        z.close()

@@ -31,6 +31,7 @@ import array
 import collections
 import contextlib
 import errno
+import fcntl
 import logging
 import marshal
 import os
@@ -117,8 +118,13 @@ class Zygote:
         finally:
             theirs.close()
         assert proc.stdin is not None
+        code = shim_code()
+        with contextlib.suppress(OSError):  # (refused over the user's pipe limits: the write waits, as it did)
+            # The code (~68 kB) in the pipe at once, rather than a write waiting for the interpreter's start (~15 ms,
+            # more on a loaded machine) to read past the 64 kB a pipe holds: the daemon's first pass runs meanwhile.
+            fcntl.fcntl(proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, len(code))
         try:
-            proc.stdin.write(shim_code())
+            proc.stdin.write(code)
             proc.stdin.close()
         except OSError:
             pass  # it died at once: the first request finds out

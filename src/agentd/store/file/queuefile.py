@@ -58,6 +58,7 @@ MAX_REAPPLY = 20
 LOCK_POLL = 0.005  # s between tries for a held queue lock
 TMP_MARK = ".agentd-tmp"
 STAT_FROM = 64 * 1024  # bytes: a smaller queue is read and compared (cheaper than probing its file system once)
+FREEZE_FROM = 20_000  # objects made in one paused parse from which they are frozen out of the collector (see below)
 
 
 def render(data: dict[str, Any], *, indent: int = 2) -> bytes:
@@ -502,14 +503,26 @@ def _collection_paused(size: int) -> Any:
     :data:`agentd.store.file.allocator.BIG`: a big queue's first read makes some 300,000 objects, and Python's
     collector, counting them, went through every object of the process twice in that read (~10 % of it), and as
     often in a whole-document transaction's private parse (under the lock). What a parse makes holds no reference
-    cycle (JSON values, task views); the collector runs as usual once it is over."""
+    cycle (JSON values, task views); the collector runs as usual once it is over.
+
+    When the paused work made :data:`FREEZE_FROM` objects or more (a big queue's first read, its first views, a parse
+    of a file saved anew as a whole), they are moved out of the collector's reach (``gc.freeze()``), with every other
+    object of the process: the collector would otherwise go through all of them twice more as they age (its first
+    young run and the next older one after the parse: 35-40 ms of a 10,000-task queue's first read, its views, and
+    the daemon's first pass) only to find them alive. Frozen objects are freed as any other when the last reference
+    to them goes (the old tasks of a later read, a transaction's private copy): only cycles are no longer looked for
+    among them, so the cost is the reference cycles already garbage at that moment, kept (a few hundred objects
+    at a daemon's start; such a freeze happens again only when that many objects are made in one paused parse)."""
     if size < allocator.BIG or not gc.isenabled():
         yield
         return
     gc.disable()
+    made = gc.get_count()[0]  # (objects the collector tracks, made less freed: counted while it is paused too)
     try:
         yield
     finally:
+        if gc.get_count()[0] - made >= FREEZE_FROM:
+            gc.freeze()
         gc.enable()
 
 

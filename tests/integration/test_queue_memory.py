@@ -91,12 +91,14 @@ def test_a_big_queue_s_parse_is_not_interrupted_by_cyclic_collections(tmp_path: 
             runs.append(info["generation"])
 
     store = QueueStore(queue)
+    threshold = gc.get_threshold()
     gc.callbacks.append(counted)
     try:
         views = store.read().tasks
     finally:
         gc.callbacks.remove(counted)
         gc.unfreeze()  # (the read froze this process's objects: given back to the collector for the tests after it)
+        gc.set_threshold(*threshold)  # (and made its young runs rarer)
     assert len(views) == 12001
     assert len(runs) <= 5, runs
     assert gc.isenabled()
@@ -113,13 +115,13 @@ def tracked(objects):  # how many of ``objects`` the collector would go through 
 
 small = QueueStore(Path(sys.argv[2]))
 tasks = small.read().data["tasks"]
-print("small", gc.get_freeze_count(), tracked([tasks, *tasks]))
+print("small", gc.get_freeze_count(), tracked([tasks, *tasks]), gc.get_threshold()[0])
 store = QueueStore(Path(sys.argv[1]))
 read = store.read()
 views = read.tasks
 tasks = read.data["tasks"]
 frozen = gc.get_freeze_count()
-print("big", frozen, tracked([tasks, *tasks]), tracked(views), len(tasks))
+print("big", frozen, tracked([tasks, *tasks]), tracked(views), len(tasks), gc.get_threshold()[0])
 store.edit(lambda draft: draft.task("T000").update(status="in_progress"))
 read = store.read()
 read.tasks
@@ -129,8 +131,9 @@ print("after", gc.get_freeze_count() <= frozen, read.data["tasks"][-30]["status"
 
 def test_a_big_queue_s_first_read_is_frozen_out_of_the_cyclic_collector(tmp_path: Path) -> None:
     """The 300,000 objects of a 6 MB queue's first read and views are taken out of the collector's reach
-    (``gc.freeze()``): it no longer goes through them all twice more as they age. A small queue's read, and a
-    transaction's and a read's work on a few tasks afterwards, freeze nothing."""
+    (``gc.freeze()``): it no longer goes through them all twice more as they age; its young runs then come every
+    10,000 objects made, not 700 (each went through the lists of 10,000 a pass keeps). A small queue's read changes
+    neither, and a transaction's and a read's work on a few tasks afterwards freeze nothing."""
     big_queue(tmp_path / "SPRINT_QUEUE.json")
     small = tmp_path / "small" / "SPRINT_QUEUE.json"
     small.parent.mkdir()
@@ -143,10 +146,11 @@ def test_a_big_queue_s_first_read_is_frozen_out_of_the_cyclic_collector(tmp_path
         check=True,
     )
     lines = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines()}
-    assert lines["small"] == ["0", "2"]
-    frozen, tasks_tracked, views_tracked, count = map(int, lines["big"])
+    assert lines["small"] == ["0", "2", "700"]
+    frozen, tasks_tracked, views_tracked, count, young_every = map(int, lines["big"])
     assert count == 10_030
     assert frozen > 10 * count  # (the tasks, their values, their pieces and views)
     assert tasks_tracked == 0
     assert views_tracked == 0
+    assert young_every == 10_000
     assert lines["after"] == ["True", "in_progress", "True"]

@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     T = TypeVar("T")
     # (a list of the read's tasks, the list in its place in a changed document, the places where it holds others)
     Changed = tuple[list[Any], list[Any], list[int]]
+    # (the BOM prefix, the JSON text, the parse, the findings: the state a read starts from, made ahead of it)
+    _Prepared = tuple[str, str, Decoded, list[Finding]]
 
 log = get_logger(__name__)
 
@@ -561,6 +563,35 @@ def _splice(loaded: _Loaded, edits: list[tuple[int, int, str]]) -> tuple[bytes, 
     parts.append(raw[skip + cursor :])
     payload = b"".join(parts)
     return payload, str(memoryview(payload)[skip:], "utf-8")
+
+
+def _fsync_meanwhile(fd: int, meanwhile: Callable[[], None]) -> None:
+    """``os.fsync(fd)``, in a thread of its own while ``meanwhile`` runs in this one (it waits for the disk with the
+    interpreter free: a big queue's write spends 2-5 ms there, and the state the next read starts from takes about
+    1 ms to make). Returns, or raises the fsync's error, once both are over (``meanwhile``'s own error first)."""
+    import threading  # (loaded already in a daemon: its heartbeat thread)
+
+    failed: list[OSError] = []
+
+    def sync() -> None:
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=sync, name="agentd-queue-fsync", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:  # no thread to be had: one after the other
+        os.fsync(fd)
+        meanwhile()
+        return
+    try:
+        meanwhile()
+    finally:
+        thread.join()  # (the descriptor stays open until the fsync is over, whatever happened here)
+    if failed:
+        raise failed[0]
 
 
 def _as_path(name: str) -> Path:
@@ -1173,16 +1204,20 @@ class QueueStore:
             except UnicodeEncodeError as exc:  # a lone surrogate outside any task (a task's own is refused above)
                 reason = f"refusing to write: text agentd cannot encode ({exc.object[exc.start : exc.end]!r})"
                 raise QueueInvalid(self.path, None, reason) from None
+            # What we write was checked: our own next read of it need not check it again (unless tasks came or
+            # went: the paths of the problems kept would be out of date). That read's state is made while the
+            # temporary file is synced (a big queue's), and kept only if the write stands.
+            checked = findings if len(new["tasks"]) == len(old["tasks"]) else None
+            ready: list[_Prepared | None] = []
+            ahead = functools.partial(self._ahead, ready, payload, checked, edited, text)
             try:
-                written = self._write(target, loaded, payload)
+                written = self._write(target, loaded, payload, meanwhile=ahead)
             except OSError as exc:  # no temporary file is left, and the queue is as it was
                 raise FileAccessError(self.path, "cannot write (left unchanged)", _os_reason(exc, target)) from None
             if written:
-                # What we wrote was checked: our own next read of it need not check it again (unless tasks came or
-                # went: the paths of the problems kept would be out of date).
-                if len(new["tasks"]) == len(old["tasks"]):
-                    self._validated = (payload, findings)
-                self._remember(payload, edited, self._written_mark, text)
+                if not ready:
+                    ahead()
+                self._remember(payload, ready[0], self._written_mark)
                 self._style = restyled  # (the new text's layout, for the next edit: no scan of all of it)
                 return result
             log.info("%s changed while agentd was writing it; re-reading and re-applying", self.path)
@@ -1212,20 +1247,28 @@ class QueueStore:
             ids_cache=self._ids,
         )
 
-    def _remember(
+    def _ahead(
         self,
+        ready: list[_Prepared | None],
         payload: bytes,
+        checked: list[Finding] | None,
         edited: tuple[str, tuple[int, int]] | None,
-        mark: stamps.Identity | None,
-        text: str | None = None,
+        text: str | None,
     ) -> None:
-        """Make what this store just wrote the state its next read starts from: parsed now, from the text before
-        (the tasks it did not change are taken as they were), so that the next read finds the same bytes, or a file
-        someone else saved since, compared with what was written, not with the file before this write (an outside
-        save in the middle of a large queue then costs the tasks it changed, not every task after them). ``edited``:
-        the text the write edited, and how much of it at the start and end the edit kept (not compared again);
-        ``mark``: the file's identity after the write, when it stands for ``payload``; ``text``: its JSON text, when
-        known (not decoded again)."""
+        """:meth:`_prepare` into ``ready``, with ``checked``, the findings of ``payload`` (None: to be found), kept."""
+        if checked is not None:
+            self._validated = (payload, checked)
+        ready.append(self._prepare(payload, edited, text))
+
+    def _prepare(
+        self, payload: bytes, edited: tuple[str, tuple[int, int]] | None, text: str | None = None
+    ) -> _Prepared | None:
+        """The state the next read is to start from once ``payload`` is written (see :meth:`_remember`): parsed
+        from the text before (the tasks this write did not change are taken as they were), checked, and what the
+        checks derive from brought up to date; None for bytes that do not read (never for a file this store checked
+        and wrote). ``edited``: the text the write edited, and how much of it at the start and end the edit kept (not
+        compared again); ``text``: the JSON text of ``payload``, when known (not decoded again). Only caches keyed on
+        what they were made from change here: made for a write that then does not stand, they are still right."""
         try:
             if text is None:
                 prefix, text, decoded = self._parse(payload, edited)
@@ -1233,9 +1276,8 @@ class QueueStore:
                 prefix = BOM if payload.startswith(_BOM_BYTES) else ""
                 decoded = self._parse_text(text, edited)
             findings = self._validate(payload, decoded)
-        except QueueInvalid:  # (never for a file this store checked and wrote; the next read decides)
-            self._last = None
-            return
+        except QueueInvalid:
+            return None
         pieces = decoded.pieces
         if pieces is not None:  # (what the checks found is known: what they derive from is brought up to date)
             entries = self._walks.derive(pieces)[0]
@@ -1244,11 +1286,24 @@ class QueueStore:
             self._views.follow(pieces)  # (only where views were asked for: a CLI write needs none)
             self._ids.follow(pieces)  # (kept in step where a transaction used them: the next compares two reads)
             self._structure.check(entries, pieces, self._archived)
+        return prefix, text, decoded, findings
+
+    def _remember(self, payload: bytes, prepared: _Prepared | None, mark: stamps.Identity | None) -> None:
+        """Make what this store just wrote the state its next read starts from (``prepared`` by :meth:`_prepare`),
+        so that the next read finds the same bytes, or a file someone else saved since, compared with what was
+        written, not with the file before this write (an outside save in the middle of a large queue then costs the
+        tasks it changed, not every task after them). ``mark``: the file's identity after the write, when it stands
+        for ``payload``."""
+        if prepared is None:  # (the next read decides)
+            self._last = None
+            return
+        prefix, text, decoded, findings = prepared
         self._last = self._loaded(payload, prefix, text, decoded, findings, mark)
 
-    def _write(self, target: str, loaded: _Loaded, payload: bytes) -> bool:
+    def _write(self, target: str, loaded: _Loaded, payload: bytes, meanwhile: Callable[[], None] | None = None) -> bool:
         """Atomically replace ``target`` with ``payload`` unless its bytes are no longer those ``loaded`` read (its
-        unchanged identity, where that proves it, or the bytes compared)."""
+        unchanged identity, where that proves it, or the bytes compared). ``meanwhile``: work to do while the
+        temporary file of a big queue is synced (then by a thread of its own); done before the rename."""
         try:
             info = os.stat(target)
             mode = stat.S_IMODE(info.st_mode)
@@ -1266,7 +1321,10 @@ class QueueStore:
                 view = memoryview(payload)
                 while view:
                     view = view[os.write(fd, view) :]
-                os.fsync(fd)
+                if meanwhile is not None and len(payload) >= allocator.BIG:
+                    _fsync_meanwhile(fd, meanwhile)
+                else:
+                    os.fsync(fd)
                 made = os.fstat(fd)  # (a look at its times: a change after it gets new ones, see stamps)
             finally:
                 os.close(fd)

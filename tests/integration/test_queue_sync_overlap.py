@@ -1,0 +1,83 @@
+"""A big queue's write makes the state its next read starts from while the temporary file is synced."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentd.store.file import queuefile
+from agentd.store.file.incremental import Decoder
+from agentd.store.file.queuefile import TMP_MARK, QueueStore
+
+DEADLINE = 10.0  # s: how long the sync of the temporary file waits for the parse of the new text
+
+
+def big_queue(path: Path) -> None:
+    """Over 1 MiB: 3,000 done tasks of ~400 bytes, then 5 ready ones."""
+    notes = "Follow the plan; keep the public API stable; add tests for every acceptance criterion " * 4
+    done = [{"id": f"F{n:05d}", "title": "t", "status": "done", "notes": notes} for n in range(3000)]
+    ready = [{"id": f"T{n}", "title": "t", "status": "ready"} for n in range(5)]
+    path.write_text(json.dumps({"tasks": [*done, *ready]}, indent=2) + "\n")
+    assert path.stat().st_size >= 1 << 20
+
+
+@pytest.fixture
+def observed(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The real fsync and parse, watched: the sync of a temporary file waits (up to DEADLINE) for the parse of a
+    big text by another thread, and says which thread it ran in and whether that parse came meanwhile; the sync of a
+    small one only says which thread it ran in."""
+    parsed = threading.Event()  # (cleared by the test before its write)
+    seen: dict[str, Any] = {"synced_by": [], "parsed_meanwhile": [], "parsed": parsed}
+    real_fsync, real_decode = os.fsync, Decoder.decode
+    writer = threading.get_ident()  # (the test's thread: it writes)
+
+    def fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(TMP_MARK):
+            seen["synced_by"].append(threading.get_ident() == writer)
+            if os.fstat(fd).st_size >= 1 << 20:
+                seen["parsed_meanwhile"].append(parsed.wait(DEADLINE))
+        real_fsync(fd)
+
+    def decode(self: Decoder, text: str, *args: Any, **kwargs: Any) -> Any:
+        if len(text) >= 1 << 20 and threading.get_ident() == writer:
+            parsed.set()
+        return real_decode(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(queuefile.os, "fsync", fsync)
+    monkeypatch.setattr(Decoder, "decode", decode)
+    return seen
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="tells the temporary file by /proc/self/fd")
+def test_the_next_read_is_made_while_the_temporary_file_is_synced(tmp_path: Path, observed: dict[str, Any]) -> None:
+    """The temporary file of a big queue is synced by a thread of its own while the writing thread parses and checks
+    the new text for its next read (it used to sync first, then parse); the write stands as before, and the next
+    read is the file as written, found unchanged without a parse."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    big_queue(queue)
+    store = QueueStore(queue)
+    store.read()
+    observed["parsed"].clear()
+    store.edit(lambda draft: draft.task("T0").update(status="in_progress"))
+    assert observed["synced_by"] == [False]
+    assert observed["parsed_meanwhile"] == [True]
+    read = store.read()
+    assert read.raw == queue.read_bytes()
+    assert read.data == QueueStore(queue).read().data
+    assert [task.status for task in read.tasks if task.id.startswith("T")] == ["in_progress", *["ready"] * 4]
+
+
+def test_a_small_queue_is_synced_as_before(tmp_path: Path, observed: dict[str, Any]) -> None:
+    """Under 1 MiB the sync is the writing thread's own, before anything else (no thread for a small file)."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    queue.write_text(json.dumps({"tasks": [{"id": "T0", "title": "t", "status": "ready"}]}, indent=2) + "\n")
+    store = QueueStore(queue)
+    store.edit(lambda draft: draft.task("T0").update(status="in_progress"))
+    assert observed["synced_by"] == [True]
+    assert observed["parsed_meanwhile"] == []
+    assert json.loads(queue.read_text())["tasks"][0]["status"] == "in_progress"

@@ -32,8 +32,8 @@ def observed(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     big text by another thread, and says which thread it ran in and whether that parse came meanwhile; the sync of a
     small one only says which thread it ran in."""
     parsed = threading.Event()  # (cleared by the test before its write)
-    seen: dict[str, Any] = {"synced_by": [], "parsed_meanwhile": [], "parsed": parsed}
-    real_fsync, real_decode = os.fsync, Decoder.decode
+    seen: dict[str, Any] = {"synced_by": [], "parsed_meanwhile": [], "parsed": parsed, "decoded_when_written": []}
+    real_fsync, real_decode, real_text_of = os.fsync, Decoder.decode, QueueStore._decode
     writer = threading.get_ident()  # (the test's thread: it writes)
 
     def fsync(fd: int) -> None:
@@ -48,24 +48,35 @@ def observed(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
             parsed.set()
         return real_decode(self, text, *args, **kwargs)
 
+    def text_of(self: QueueStore, raw: bytes) -> tuple[str, str]:
+        if len(raw) >= 1 << 20 and threading.get_ident() == writer:  # (is it in a temporary file already?)
+            folder = Path(self.file).parent
+            seen["decoded_when_written"].append(
+                any(path.read_bytes() == raw for path in folder.iterdir() if path.name.endswith(TMP_MARK))
+            )
+        return real_text_of(self, raw)
+
     monkeypatch.setattr(queuefile.os, "fsync", fsync)
+    monkeypatch.setattr(QueueStore, "_decode", text_of)
     monkeypatch.setattr(Decoder, "decode", decode)
     return seen
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="tells the temporary file by /proc/self/fd")
 def test_the_next_read_is_made_while_the_temporary_file_is_synced(tmp_path: Path, observed: dict[str, Any]) -> None:
-    """The temporary file of a big queue is synced by a thread of its own while the writing thread parses and checks
-    the new text for its next read (it used to sync first, then parse); the write stands as before, and the next
-    read is the file as written, found unchanged without a parse."""
+    """The temporary file of a big queue is synced by a thread of its own while the writing thread decodes, parses
+    and checks the new text for its next read (it used to decode first, then sync, then parse); the write stands as
+    before, and the next read is the file as written, found unchanged without a parse."""
     queue = tmp_path / "SPRINT_QUEUE.json"
     big_queue(queue)
     store = QueueStore(queue)
     store.read()
     observed["parsed"].clear()
+    observed["decoded_when_written"].clear()
     store.edit(lambda draft: draft.task("T0").update(status="in_progress"))
     assert observed["synced_by"] == [False]
     assert observed["parsed_meanwhile"] == [True]
+    assert observed["decoded_when_written"] == [True]  # (its text decoded from the bytes written, not before)
     read = store.read()
     assert read.raw == queue.read_bytes()
     assert read.data == QueueStore(queue).read().data

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     Changed = tuple[list[Any], list[Any], list[int]]
     # (the BOM prefix, the JSON text, the parse, the findings: the state a read starts from, made ahead of it)
     _Prepared = tuple[str, str, Decoded, list[Finding]]
+    _Restyled = tuple[str, Any, int]  # (a text, its jsonedit.Style, its first non-ASCII escape)
 
 log = get_logger(__name__)
 
@@ -541,11 +542,12 @@ def _collect_young_less_often() -> None:
         gc.set_threshold(YOUNG_EVERY, *threshold[1:])
 
 
-def _splice(loaded: _Loaded, edits: list[tuple[int, int, str]]) -> tuple[bytes, str]:
+def _splice(loaded: _Loaded, edits: list[tuple[int, int, str]]) -> tuple[bytes, str | None]:
     """The bytes and the JSON text of ``loaded`` with ``edits`` made (see :func:`agentd.store.file.jsonedit.edits`).
 
     An ASCII text's characters are its bytes: the bytes are spliced from the ones read (one copy of the file, not a
-    new text encoded whole) and the text decoded from them (one more)."""
+    new text encoded whole), and the text is left to be decoded from them (None: one more copy, made while the
+    bytes are synced, see QueueStore._ahead)."""
     text = loaded.text
     if not text.isascii():  # (known without a scan: CPython keeps it with the string)
         from agentd.store.file import jsonedit
@@ -561,8 +563,7 @@ def _splice(loaded: _Loaded, edits: list[tuple[int, int, str]]) -> tuple[bytes, 
         parts.append(replacement.encode("utf-8"))
         cursor = end
     parts.append(raw[skip + cursor :])
-    payload = b"".join(parts)
-    return payload, str(memoryview(payload)[skip:], "utf-8")
+    return b"".join(parts), None
 
 
 def _fsync_meanwhile(fd: int, meanwhile: Callable[[], None]) -> None:
@@ -1184,7 +1185,7 @@ class QueueStore:
             findings = self._check_new(loaded, new, hint)
             try:
                 edited: tuple[str, tuple[int, int]] | None = None
-                restyled: tuple[str, jsonedit.Style, int] | None = None
+                made: tuple[int, list[tuple[int, int, str]]] | None = None  # (the first escape before, the edits)
                 if isinstance(new, _Whole):  # a new queue as a whole: written as a new file, in its own key order
                     payload, text = render(new), None
                 else:
@@ -1200,16 +1201,16 @@ class QueueStore:
                     payload, text = _splice(loaded, edits)
                     size = len(loaded.text)
                     edited = (loaded.text, (edits[0][0], size - edits[-1][1]) if edits else (size, size))
-                    restyled = (text, *jsonedit.restyle(escape_at, edits, text))
+                    made = (escape_at, edits)
             except UnicodeEncodeError as exc:  # a lone surrogate outside any task (a task's own is refused above)
                 reason = f"refusing to write: text agentd cannot encode ({exc.object[exc.start : exc.end]!r})"
                 raise QueueInvalid(self.path, None, reason) from None
             # What we write was checked: our own next read of it need not check it again (unless tasks came or
-            # went: the paths of the problems kept would be out of date). That read's state is made while the
-            # temporary file is synced (a big queue's), and kept only if the write stands.
+            # went: the paths of the problems kept would be out of date). That read's state (and the new text's
+            # layout) is made while the temporary file is synced (a big queue's), and kept only if the write stands.
             checked = findings if len(new["tasks"]) == len(old["tasks"]) else None
-            ready: list[_Prepared | None] = []
-            ahead = functools.partial(self._ahead, ready, payload, checked, edited, text)
+            ready: list[tuple[_Prepared | None, _Restyled | None]] = []
+            ahead = functools.partial(self._ahead, ready, payload, checked, edited, text, made)
             try:
                 written = self._write(target, loaded, payload, meanwhile=ahead)
             except OSError as exc:  # no temporary file is left, and the queue is as it was
@@ -1217,8 +1218,8 @@ class QueueStore:
             if written:
                 if not ready:
                     ahead()
-                self._remember(payload, ready[0], self._written_mark)
-                self._style = restyled  # (the new text's layout, for the next edit: no scan of all of it)
+                self._remember(payload, ready[0][0], self._written_mark)
+                self._style = ready[0][1]  # (the new text's layout, for the next edit: no scan of all of it)
                 return result
             log.info("%s changed while agentd was writing it; re-reading and re-applying", self.path)
         raise Conflict(None, f"{self.path}: the file kept changing under agentd; gave up after {MAX_REAPPLY} tries")
@@ -1249,16 +1250,26 @@ class QueueStore:
 
     def _ahead(
         self,
-        ready: list[_Prepared | None],
+        ready: list[tuple[_Prepared | None, _Restyled | None]],
         payload: bytes,
         checked: list[Finding] | None,
         edited: tuple[str, tuple[int, int]] | None,
         text: str | None,
+        made: tuple[int, list[tuple[int, int, str]]] | None,
     ) -> None:
-        """:meth:`_prepare` into ``ready``, with ``checked``, the findings of ``payload`` (None: to be found), kept."""
+        """:meth:`_prepare` into ``ready``, with ``checked``, the findings of ``payload`` (None: to be found), kept;
+        and the layout of its text, when ``made`` by edits (the first non-ASCII escape of the text they edited, and
+        the edits: see :func:`agentd.store.file.jsonedit.restyle`). ``text``: None to decode it from ``payload``."""
         if checked is not None:
             self._validated = (payload, checked)
-        ready.append(self._prepare(payload, edited, text))
+        prepared = self._prepare(payload, edited, text)
+        restyled = None
+        if prepared is not None and made is not None:
+            from agentd.store.file import jsonedit
+
+            new_text = prepared[1]
+            restyled = (new_text, *jsonedit.restyle(made[0], made[1], new_text))
+        ready.append((prepared, restyled))
 
     def _prepare(
         self, payload: bytes, edited: tuple[str, tuple[int, int]] | None, text: str | None = None

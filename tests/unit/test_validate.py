@@ -335,3 +335,33 @@ def test_the_quick_look_for_unwritable_text_agrees_with_the_walk_that_names_it(v
     found = schema._first_unwritable(value)
     assert schema._any_unwritable(value) == (found is not None)
     assert schema.lone_surrogate(value) == found
+
+
+def test_the_fast_gate_checks_task_ids_without_calling_into_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    """jsonschema-rs checks a task's id (and a lease's task_id) with the pattern of a valid id, not by a call back
+    into Python per id (half of its time on a 10,000-task queue's first read)."""
+    from agentd.core.model import valid_task_id
+
+    calls: list[object] = []
+
+    def counted(task_id: object) -> bool:
+        calls.append(task_id)
+        return valid_task_id(task_id)
+
+    monkeypatch.setattr(schema, "valid_task_id", counted)
+    tasks = [{"id": f"T{n}", "status": "ready"} for n in range(50)]
+    assert schema._fast_tasks_validator().is_valid(tasks)
+    assert not schema._fast_tasks_validator().is_valid([*tasks, {"id": "T 1", "status": "ready"}])
+    assert schema._fast_valid({"id": "T1", "status": "ready"})
+    assert calls == []
+
+
+@given(st.text(max_size=130) | st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,130}\n?", fullmatch=True))
+def test_the_fast_gate_takes_exactly_the_valid_ids(task_id: str) -> None:
+    """The fast gates of the task and lease schemas let an id through exactly when valid_task_id does (a final
+    newline, a 129th character, a character outside the set: refused)."""
+    from agentd.core.model import valid_task_id
+
+    assert schema._fast_valid({"id": task_id, "status": "ready"}) == valid_task_id(task_id)
+    lease = {"task_id": task_id, "token": 1, "role": "r", "host": "h", "pid": 1, "acquired": "2026-01-01T00:00:00Z"}
+    assert schema.fast_valid({**lease, "ttl": 1}, "lease") == valid_task_id(task_id)

@@ -133,10 +133,11 @@ def structural(entries: list[tuple[str, Any, str | None]], known: Collection[str
         if not isinstance(task_id, str):
             continue
         deps = task.get("dependencies")
-        deps = tuple(d for d in deps if isinstance(d, str)) if isinstance(deps, list) else ()
+        deps = tuple(d for d in deps if isinstance(d, str)) if deps and isinstance(deps, list) else ()
         paths.setdefault(task_id, []).append(path)
         graph.setdefault(task_id, deps)
-        usable.append((path, task_id, deps))
+        if deps:  # (a task without dependencies has none unknown)
+            usable.append((path, task_id, deps))
     for task_id, where in paths.items():
         if len(where) > 1:
             message = f"duplicate task id {task_id!r} ({len(where)} tasks have it)"
@@ -151,7 +152,10 @@ def structural(entries: list[tuple[str, Any, str | None]], known: Collection[str
             elif dep == task_id:
                 message = "a task cannot depend on itself"
                 findings.append(Finding("error", f"{path}.dependencies[{position}]", message, "cycle", task_id, dep))
-    for members in cycles({k: tuple(d for d in v if d != k) for k, v in graph.items()}):
+    # Only a task that depends on another can be in a cycle: on a big queue most depend on none, and are left out
+    # (the cycles found, and their order, are the same: a task without dependencies ends a search where it is met).
+    depending = {k: v if k not in v else tuple(d for d in v if d != k) for k, v in graph.items() if v}
+    for members in cycles(depending):
         inside = set(members)
         cycle = find_cycle({k: tuple(d for d in graph[k] if d in inside and d != k) for k in members}) or members
         message = "dependency cycle: " + " -> ".join(cycle)

@@ -512,3 +512,36 @@ def test_a_plain_queue_path_is_resolved_once_and_a_symlink_put_there_is_written_
     store.transaction(bump)
     assert queue.is_symlink() and os.readlink(queue) == other.name
     assert json.loads(other.read_bytes())["tasks"][0]["priority"] == before + 1
+
+
+def test_a_task_in_a_known_status_is_not_walked_for_warnings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unknown-status warnings of a read are those of every task walked, but a task without subtasks in a status
+    the workflow knows (nearly all of a big queue) is told at a glance: only the others are walked for them."""
+    from agentd.config import build
+    from agentd.core.validate import status_warnings
+
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    tasks: list[dict[str, Any]] = [{"id": f"D{n}", "title": "t", "status": "done"} for n in range(100)]
+    tasks += [
+        {"id": "U1", "title": "t", "status": "invented"},
+        {"id": "P1", "title": "t", "status": "ready", "subtasks": [{"id": "P1.a", "title": "t", "status": "odd"}]},
+        {"id": "E1", "title": "t", "status": "ready", "subtasks": []},
+        {"id": "N1", "title": "t", "status": 5},
+    ]
+    queue.write_text(json.dumps({"tasks": tasks}, indent=2))
+    workflow = build({}, root=tmp_path, path=None).workflow
+    store = QueueStore(queue, workflow=workflow)
+    walked: list[int] = []
+    real = queuefile.walk_of
+
+    def spied(position: int, piece: Any, start: int) -> Any:
+        walked.append(position)
+        return real(position, piece, start)
+
+    monkeypatch.setattr(queuefile, "walk_of", spied)  # (the store's own caches hold the real one)
+    read = store.read()
+    assert sorted(set(walked)) == [100, 101, 103]
+    assert [(w.path, w.code) for w in read.warnings] == [
+        (w.path, w.code) for w in status_warnings(walk(tasks, "$.tasks"), workflow)
+    ]
+    assert [w.path for w in read.warnings] == ["$.tasks[100].status", "$.tasks[101].subtasks[0].status"]

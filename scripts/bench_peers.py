@@ -222,53 +222,69 @@ def agentd_drain(
 
 def tsp_run(base: Path, count: int, way: int) -> float:
     """`tsp -S WAY`, COUNT × `tsp -n true`, then a last job needing every slot (so it runs after all), waited for.
-    Its CPU (the clients, tsp's server, the jobs) goes to LAST_CPU when a cgroup can be made (else nan)."""
-    folder = Path(tempfile.mkdtemp(prefix="tsp-", dir=base))
-    env = {**os.environ, "TS_SOCKET": str(folder / "socket"), "TMPDIR": str(folder), "TS_MAXFINISHED": "100000"}
-    group = bench.cpu_group()
-    enter = group.enter if group is not None else None
-    try:
-        start = time.perf_counter()
-        subprocess.run(["tsp", "-S", str(way)], env=env, check=True, preexec_fn=enter)  # (starts tsp's server)
-        for _ in range(count):
-            subprocess.run(["tsp", "-n", "true"], env=env, stdout=subprocess.DEVNULL, check=True, preexec_fn=enter)
-        subprocess.run(["tsp", "-n", "-N", str(way), "true"], env=env, stdout=subprocess.DEVNULL, check=True)
-        subprocess.run(["tsp", "-w"], env=env, check=False)  # the last added job: it waits for the others
-        wall = time.perf_counter() - start
-    finally:
-        subprocess.run(["tsp", "-K"], env=env, check=False, stderr=subprocess.DEVNULL)
-        shutil.rmtree(folder, ignore_errors=True)
-        if group is not None:
-            LAST_CPU[0] = group.seconds()
-            group.remove()
-    if group is None:
-        LAST_CPU[0] = math.nan
+    Its CPU (the clients, tsp's server, the jobs) goes to LAST_CPU from a second, untimed run in a cgroup (nan
+    when none can be made): see :func:`_peer_cpu`."""
+
+    def once(group: bench.CpuGroup | None) -> float:
+        folder = Path(tempfile.mkdtemp(prefix="tsp-", dir=base))
+        env = {**os.environ, "TS_SOCKET": str(folder / "socket"), "TMPDIR": str(folder), "TS_MAXFINISHED": "100000"}
+        enter = {"preexec_fn": group.enter} if group is not None else {}
+        subprocess.run(["tsp", "-S", str(way)], env=env, check=True, **enter)  # (starts tsp's server)
+        try:
+            start = time.perf_counter()
+            for _ in range(count):
+                subprocess.run(["tsp", "-n", "true"], env=env, stdout=subprocess.DEVNULL, check=True, **enter)
+            subprocess.run(["tsp", "-n", "-N", str(way), "true"], env=env, stdout=subprocess.DEVNULL, check=True)
+            subprocess.run(["tsp", "-w"], env=env, check=False)  # the last added job: it waits for the others
+            return time.perf_counter() - start
+        finally:
+            subprocess.run(["tsp", "-K"], env=env, check=False, stderr=subprocess.DEVNULL)
+            shutil.rmtree(folder, ignore_errors=True)
+
+    wall = once(None)
+    _peer_cpu(once)
     return wall
 
 
 def nq_run(base: Path, count: int, way: int) -> float:
     """COUNT × `nq true` spread over WAY queue folders (nq runs one folder's jobs one after another), then `nq -w`.
-    Its CPU (the `nq` calls, the jobs) goes to LAST_CPU when a cgroup can be made (else nan)."""
-    folders = [Path(tempfile.mkdtemp(prefix="nq-", dir=base)) for _ in range(way)]
+    Its CPU (the `nq` calls, the jobs) goes to LAST_CPU from a second, untimed run in a cgroup (nan when none can
+    be made): see :func:`_peer_cpu`."""
+
+    def once(group: bench.CpuGroup | None) -> float:
+        folders = [Path(tempfile.mkdtemp(prefix="nq-", dir=base)) for _ in range(way)]
+        enter = {"preexec_fn": group.enter} if group is not None else {}
+        try:
+            start = time.perf_counter()
+            for index in range(count):
+                env = {**os.environ, "NQDIR": str(folders[index % way])}
+                subprocess.run(["nq", "-q", "true"], env=env, check=True, **enter)
+            for folder in folders:
+                subprocess.run(["nq", "-w"], env={**os.environ, "NQDIR": str(folder)}, check=False)
+            return time.perf_counter() - start
+        finally:
+            for folder in folders:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    wall = once(None)
+    _peer_cpu(once)
+    return wall
+
+
+def _peer_cpu(run: Callable[[bench.CpuGroup | None], float]) -> None:
+    """A peer's CPU, measured in a run of its own: its clients must join the cgroup between fork and exec (a
+    ``preexec_fn``), which makes subprocess fork this whole benchmark process for each of them instead of using
+    posix_spawn -- several ms a client, and the peer's rate then measured that, not the peer (the timed run has
+    no cgroup). agentd's daemon is one process started once: its timed run is also its CPU run."""
     group = bench.cpu_group()
-    enter = group.enter if group is not None else None
-    try:
-        start = time.perf_counter()
-        for index in range(count):
-            env = {**os.environ, "NQDIR": str(folders[index % way])}
-            subprocess.run(["nq", "-q", "true"], env=env, check=True, preexec_fn=enter)
-        for folder in folders:
-            subprocess.run(["nq", "-w"], env={**os.environ, "NQDIR": str(folder)}, check=False)
-        wall = time.perf_counter() - start
-    finally:
-        for folder in folders:
-            shutil.rmtree(folder, ignore_errors=True)
-        if group is not None:
-            LAST_CPU[0] = group.seconds()
-            group.remove()
     if group is None:
         LAST_CPU[0] = math.nan
-    return wall
+        return
+    try:
+        run(group)
+    finally:
+        LAST_CPU[0] = group.seconds()
+        group.remove()
 
 
 HUEY_TASKS = """
@@ -479,8 +495,8 @@ def section_runs(cleanup: bench.Cleanup, base: Path, repeat: int, count: int, wa
     out += [
         "",
         "CPU time (user + system, medians; less distorted by other work on the machine than wall time) of every "
-        f"process of each runner — agentd's {CPU_METHOD[0]}; tsp's and nq's (with a cgroup) their clients, server "
-        "and jobs:",
+        f"process of each runner — agentd's {CPU_METHOD[0]}; tsp's and nq's (with a cgroup, in a run of "
+        "their own: the timed run has none) their clients, server and jobs:",
         "",
         "| runner | CPU, the run | CPU, a drain of an empty queue | CPU per task |",
         "|---|---:|---:|---:|",

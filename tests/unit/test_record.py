@@ -93,3 +93,60 @@ def test_a_mutable_record_behaves_as_a_plain_dataclass() -> None:
     assert repr(_Report(claimed=["A"])) == "_Report(claimed=['A'], error=None)"  # (the dataclass's form)
     with pytest.raises(TypeError, match="unhashable"):
         hash(one)
+
+
+_RECORD_MODULES = [
+    "actions",
+    "config",
+    "core.adapters",
+    "core.control",
+    "core.model",
+    "core.outcome",
+    "core.scheduler",
+    "core.validate",
+    "core.workflow",
+    "report.usage",
+    "run.daemon",
+    "run.dispatch",
+    "run.execution",
+    "run.recovery",
+    "run.runner",
+    "service.background",
+    "store.base",
+    "store.file.archive",
+    "store.file.derived",
+    "store.file.incremental",
+    "store.file.jsonedit",
+    "store.file.queuefile",
+    "workspaces.launch",
+    "workspaces.settings",
+]
+
+
+def _subclasses(cls: type) -> list[type]:
+    out = []
+    for sub in cls.__subclasses__():
+        out += [sub, *_subclasses(sub)]
+    return out
+
+
+def test_every_record_names_its_init_parameters_as_its_fields() -> None:
+    """A Record or MutableRecord lists its fields three times (annotations, ``_fields``, ``__init__``): ``_fields``
+    must be ``__init__``'s parameters, in order, or a field added to one is left out of equality, the repr and
+    ``replace()``. Checked over every such class in agentd (the modules that define them are imported here)."""
+    import importlib
+    import inspect
+
+    from agentd.core.record import MutableRecord, Record
+
+    for name in _RECORD_MODULES:
+        importlib.import_module(f"agentd.{name}")
+    classes = _subclasses(Record) + _subclasses(MutableRecord)
+    assert len(classes) > 30, classes  # (the modules above define them: a rename here must not empty the check)
+    wrong = {
+        f"{cls.__module__}.{cls.__qualname__}": (cls._fields, params)
+        for cls in classes
+        if cls.__module__.startswith("agentd.")
+        and cls._fields != (params := tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self"))
+    }
+    assert wrong == {}

@@ -127,12 +127,23 @@ class Watcher:
                 del self._folders[wd]
                 log.warning("file events: %s is no longer watched; polling every interval", folder)
             return "lease"  # a watched folder removed or moved: whatever it held changed
+        return self._path_reason(
+            folder,
+            name,
+            queue=bool(mask & _QUEUE_EVENTS),
+            state=bool(mask & _STATE_EVENTS),
+            lease=bool(mask & _LEASE_EVENTS),
+        )
+
+    def _path_reason(self, folder: str, name: str, *, queue: bool, state: bool, lease: bool) -> str | None:
+        """Why a change to ``name`` in ``folder`` wakes the daemon (None: it does not); ``queue``, ``state`` and
+        ``lease``: whether the event is one of the kinds that count for the queue, the state file or a lease file."""
         path = os.path.join(folder, name)
-        if path == self.queue and mask & _QUEUE_EVENTS:
+        if queue and path == self.queue:
             return "queue"
-        if path == self.state and mask & _STATE_EVENTS:
+        if state and path == self.state:
             return "state"  # a pause or resume: written by rename
-        if folder == self.leases and mask & _LEASE_EVENTS and name.endswith(".json"):  # (a folder: junk removed)
+        if lease and folder == self.leases and name.endswith(".json"):  # (a folder: junk removed)
             if self.own is not None and self.own(name[: -len(".json")]):
                 return None
             return "lease"
@@ -172,16 +183,14 @@ class Watcher:
         return True
 
     def _watchdog_reason(self, folder: str, name: str, kind: str) -> str | None:
-        path = os.path.join(folder, name)
-        if path == self.queue and kind in ("moved", "closed"):
-            return "queue"
-        if path == self.state and kind in ("created", "moved", "deleted"):
-            return "state"
-        if folder == self.leases and kind in ("closed", "deleted") and name.endswith(".json"):
-            if self.own is not None and self.own(name[: -len(".json")]):
-                return None
-            return "lease"
-        return None
+        """:meth:`_path_reason` for a watchdog event of ``kind`` (its ``event_type``)."""
+        return self._path_reason(
+            folder,
+            name,
+            queue=kind in ("moved", "closed"),
+            state=kind in ("created", "moved", "deleted"),
+            lease=kind in ("closed", "deleted"),
+        )
 
     def stop(self) -> None:
         if self._thread is not None:

@@ -296,22 +296,39 @@ def _custom_keywords(node: Any) -> set[str]:
 
 
 @functools.cache
-def _fast_validator(name: SchemaName) -> Any | None:
-    """jsonschema-rs compiled from the same schema (and the schemas it refers to), about 100 times faster than
-    jsonschema: a gate that lets a valid instance through at once. None (no gate) when a schema has a keyword of
-    agentd's it has no counterpart for here, or it cannot compile them."""
+def _rs_registry() -> Any | None:
+    """agentd's schemas for jsonschema-rs (see :func:`_rs_schema`), where each can be judged there: None when a
+    schema has a keyword of agentd's it has no counterpart for here, or it cannot take them."""
     import jsonschema_rs  # ~5 ms: loaded with the first validation
 
     schemas = [_rs_schema(_bare(load(each))) for each in NAMES]
     if not set().union(*map(_custom_keywords, schemas)) <= set(_RS_KEYWORDS):
         return None
     try:
-        registry = jsonschema_rs.Registry([(schema["$id"], schema) for schema in schemas])
-        return jsonschema_rs.Draft202012Validator(
-            _rs_schema(_bare(load(name))), registry=registry, keywords=_RS_KEYWORDS
-        )
+        return jsonschema_rs.Registry([(schema["$id"], schema) for schema in schemas])
+    except Exception:  # (as below)
+        return None
+
+
+def _rs_validator(root: dict[str, Any]) -> Any | None:
+    """jsonschema-rs for ``root`` over agentd's schemas (None: no gate, jsonschema judges every instance)."""
+    registry = _rs_registry()
+    if registry is None:
+        return None
+    import jsonschema_rs
+
+    try:
+        return jsonschema_rs.Draft202012Validator(root, registry=registry, keywords=_RS_KEYWORDS)
     except Exception:  # (a schema it cannot compile: jsonschema judges every instance, as before)
         return None
+
+
+@functools.cache
+def _fast_validator(name: SchemaName) -> Any | None:
+    """jsonschema-rs compiled from the same schema (and the schemas it refers to), about 100 times faster than
+    jsonschema: a gate that lets a valid instance through at once. None (no gate) when a schema has a keyword of
+    agentd's it has no counterpart for here, or it cannot compile them."""
+    return _rs_validator(_rs_schema(_bare(load(name))))
 
 
 def _fast_task_validator() -> Any | None:
@@ -332,16 +349,7 @@ def _fast_tasks_validator() -> Any | None:
     is no such gate)."""
     if _fast_task_validator() is None:
         return None
-    import jsonschema_rs
-
-    schemas = [_rs_schema(_bare(load(each))) for each in NAMES]
-    try:
-        registry = jsonschema_rs.Registry([(schema["$id"], schema) for schema in schemas])
-        return jsonschema_rs.Draft202012Validator(
-            {"type": "array", "items": {"$ref": _bare(load("task"))["$id"]}}, registry=registry, keywords=_RS_KEYWORDS
-        )
-    except Exception:  # (as _fast_validator: no gate)
-        return None
+    return _rs_validator({"type": "array", "items": {"$ref": _bare(load("task"))["$id"]}})
 
 
 def remember_valid_tasks(tasks: list[tuple[Any, str]]) -> None:

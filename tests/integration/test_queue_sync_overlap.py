@@ -92,3 +92,68 @@ def test_a_small_queue_is_synced_as_before(tmp_path: Path, observed: dict[str, A
     assert observed["synced_by"] == [True]
     assert observed["parsed_meanwhile"] == []
     assert json.loads(queue.read_text())["tasks"][0]["status"] == "in_progress"
+
+
+OUTSIDE_SAVE = """
+import os, sys
+path = sys.argv[1]
+text = open(path, encoding="utf-8").read()
+edited = text.replace('"id": "T1",\\n      "title": "t"', '"id": "T1",\\n      "title": "saved outside"', 1)
+assert edited != text
+with open(path + ".outside", "w", encoding="utf-8") as handle:
+    handle.write(edited)
+    handle.flush()
+    os.fsync(handle.fileno())
+os.replace(path + ".outside", path)
+"""
+
+
+def test_an_outside_save_during_the_sync_is_kept_and_the_next_read_is_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process saves the big queue (without the lock, as an editor does) after this write's temporary file
+    was synced and its next read's state made from it, before the rename (crash-point hook queue.after-temp-write):
+    the write does not stand, the change is applied again to the saved file, both changes are in the queue, and
+    every later read -- tasks, views, findings -- is that of the file as it is, as a fresh store reads it."""
+    import subprocess
+    import sys
+
+    from agentd import faults
+
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    big_queue(queue)
+    store = QueueStore(queue)
+    store.read()
+    saves: list[int] = []
+    overlapped: list[bool] = []  # (the sync and the next read's state made together: the window this test is about)
+    real = queuefile._fsync_meanwhile
+    monkeypatch.setattr(queuefile, "_fsync_meanwhile", lambda *a: overlapped.append(True) or real(*a))
+
+    def outside_save() -> None:
+        if not saves:
+            saves.append(subprocess.run([sys.executable, "-c", OUTSIDE_SAVE, str(queue)], check=True).returncode)
+
+    faults.on("queue.after-temp-write", outside_save)
+    try:
+        store.edit(lambda draft: draft.task("T0").update(status="in_progress"))
+    finally:
+        faults.on("queue.after-temp-write", None)
+    assert saves == [0] and len(overlapped) == 2  # (the write that did not stand, then the one that did)
+    on_disk = json.loads(queue.read_text())["tasks"]
+    assert [(t["status"], t["title"]) for t in on_disk if t["id"] in ("T0", "T1")] == [
+        ("in_progress", "t"),
+        ("ready", "saved outside"),
+    ]
+    for _ in range(2):  # (the read after the write, then the one after a second write)
+        read, fresh = store.read(), QueueStore(queue).read()
+        assert read.raw == queue.read_bytes()
+        assert read.data == fresh.data
+        assert read.tasks == fresh.tasks
+        assert (read.errors, read.warnings) == (fresh.errors, fresh.warnings)
+        store.edit(lambda draft: draft.task("T2").update(status="in_progress"))
+    statuses = {
+        t["id"]: (t["status"], t["title"])
+        for t in json.loads(queue.read_text())["tasks"]
+        if t["id"] in ("T0", "T1", "T2")
+    }
+    assert statuses == {"T0": ("in_progress", "t"), "T1": ("ready", "saved outside"), "T2": ("in_progress", "t")}

@@ -119,10 +119,12 @@ class Zygote:
             theirs.close()
         assert proc.stdin is not None
         code = shim_code()
-        with contextlib.suppress(OSError):  # (refused over the user's pipe limits: the write waits, as it did)
-            # The code (~68 kB) in the pipe at once, rather than a write waiting for the interpreter's start (~15 ms,
-            # more on a loaded machine) to read past the 64 kB a pipe holds: the daemon's first pass runs meanwhile.
-            fcntl.fcntl(proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, len(code))
+        resize = getattr(fcntl, "F_SETPIPE_SZ", None)  # (Linux's)
+        if resize is not None:
+            with contextlib.suppress(OSError):  # (refused over the user's pipe limits: the write waits, as it did)
+                # The code (~68 kB) in the pipe at once, rather than a write waiting for the interpreter's start (~15
+                # ms, more on a loaded machine) to read past the 64 kB a pipe holds: the first pass runs meanwhile.
+                fcntl.fcntl(proc.stdin.fileno(), resize, len(code))
         try:
             proc.stdin.write(code)
             proc.stdin.close()

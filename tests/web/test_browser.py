@@ -173,6 +173,35 @@ def test_the_timeline_draws_the_runs_of_a_real_pipeline(page: Any, ran: Path, tm
         page.wait_for_selector("#card-X1", timeout=WAIT_MS)
 
 
+def test_a_column_opened_while_the_board_refreshes_stays_open(page: Any, ran: Path) -> None:
+    """The board's refresh (on connecting to the change stream, and on every change) replaces the columns and opens
+    again those that were open. A column opened while the refresh's request is under way stays open with its cards:
+    the refresh's first request is held by the browser (page.route) until the column is opened and filled, then let
+    through. Before, the open columns were noted when the request began, so the refresh closed this one again and
+    its cards went (seen as the timeline test's "done" column never showing X1 under load)."""
+    held: list[Any] = []
+
+    def hold_the_first(route: Any) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    with serve(ran, "--read-only") as server:
+        page.route("**/board/fragment", hold_the_first)
+        page.goto(server.url + "/")
+        # (page.wait_for_timeout hands control to Playwright, which runs the route handler meanwhile)
+        wait_for(lambda: held or page.wait_for_timeout(20), 60, "the board's refresh to be held")
+        page.click("details[data-status=done] summary")
+        page.wait_for_selector("#card-X1", timeout=WAIT_MS)  # opened and filled while the refresh waits
+        page.eval_on_selector("details[data-status=done]", "d => { d.dataset.before = '1'; }")
+        held[0].continue_()
+        page.wait_for_selector("details[data-status=done]:not([data-before])", state="attached", timeout=WAIT_MS)
+        page.wait_for_selector("#card-X1", timeout=WAIT_MS)  # the new column: open again, its cards fetched
+        assert page.eval_on_selector("details[data-status=done]", "d => d.open")
+        page.unroute("**/board/fragment")
+
+
 def test_cancel_from_the_page_stops_the_running_command(page: Any, tmp_path: Path) -> None:
     """A signed-in Cancel on a running task's page stops its command (the daemon acts on the cancelled status)."""
     log = tmp_path / "runs.jsonl"

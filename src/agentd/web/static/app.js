@@ -31,17 +31,18 @@ function board() {
   document.getElementById("board").addEventListener("toggle", (event) => fillLazy(event.target), true);
   const form = document.getElementById("filters");
   form.addEventListener("input", applyFilter);
-  const open = new Set();
   let busy = false, again = false;
   async function refresh() {
     if (busy) { again = true; return; }
     busy = true;
     try {
-      open.clear();
-      for (const d of document.querySelectorAll("#board details[open]")) open.add(d.dataset.status);
       const response = await fetch("/board/fragment", {cache: "no-store"});
       if (response.ok) {
-        document.getElementById("board").innerHTML = await response.text();
+        const html = await response.text();
+        // The columns open now, as the board is replaced (not as the fetch began: one opened meanwhile stays open)
+        const open = new Set();
+        for (const d of document.querySelectorAll("#board details[open]")) open.add(d.dataset.status);
+        document.getElementById("board").innerHTML = html;
         for (const d of document.querySelectorAll("#board details")) {
           d.open = open.has(d.dataset.status);  // opening fires "toggle", which fetches its cards
         }

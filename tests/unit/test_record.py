@@ -118,6 +118,7 @@ _RECORD_MODULES = [
     "store.file.incremental",
     "store.file.jsonedit",
     "store.file.queuefile",
+    "store.postgres.store",
     "workspaces.launch",
     "workspaces.settings",
 ]

@@ -112,9 +112,10 @@ class _Row:
 class _View(Snapshot):
     """The file store's :class:`Snapshot`, with the typed views a read built from its rows."""
 
-    _fields = (*Snapshot._fields, "views")
-    _no_compare = (*Snapshot._no_compare, "views")
-    _no_repr = (*Snapshot._no_repr, "views")
+    # (__init__'s parameters, in order: no pieces or caches, which only the file store's reads carry)
+    _fields = ("path", "raw", "data", "warnings", "errors", "archived", "views")
+    _no_compare = ("archived", "views")
+    _no_repr = ("archived", "views")
 
     views: list[Task]
 

@@ -495,8 +495,10 @@ class Shim:
     def start(self) -> str | None:
         """Open the log and start the command; return an error line on failure (None and no pid: fenced)."""
         try:
-            self.make_log_folder()
-            self.log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            self.log_fd = _prepared_log(self.log_path) if _PREPARED else -1
+            if self.log_fd < 0:
+                self.make_log_folder()
+                self.log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             self.not_started = exc.errno in _OUT_OF_RESOURCES
             return _one_line(f"cannot open log {self.log_path!r}: {type(exc).__name__}: {exc}")
@@ -562,6 +564,8 @@ class Shim:
             error: str | None = _one_line(f"cannot start the supervisor's loop: {type(exc).__name__}: {exc}")
         else:
             error = self.start()
+            if _PREPARED:
+                _drop_prepared()  # (what the hand-over did not use: off the task's way, its command has started)
             if error is None and self.pid is None:  # fenced before it started
                 self.emit(
                     {
@@ -747,6 +751,80 @@ def _close_all_but(keep: set[int]) -> None:
     os.closerange(low, max(low + 1, os.sysconf("SC_OPEN_MAX")))
 
 
+_LOG_ROOT: list[str] = []  # the folder of the task logs, one folder per task (the daemon's b"P" request to the zygote)
+_PREPARED: list[Any] = []  # a spare's [log root, its spare folder's name or "", its unnamed log file's fd or -1]
+
+
+def _prepare() -> None:
+    """Made by a spare while it waits for its task, off the task's way (creating an inode, a folder most, is a
+    file system's costliest step: up to a millisecond of kernel time): a folder in the log root under a name no task
+    id can have (ids never start with a dot), ``.spare-PID``, and the log file as an unnamed inode (``O_TMPFILE``)
+    on the same file system. The hand-over then only renames and links them (:func:`_prepared_log`).
+
+    Nothing here can be left half made: a SIGKILLed spare's unnamed file vanishes with it, and its empty folder, a
+    name no reader of the task logs takes for a task's, is removed by ``agentd.service.logsetup.prune_task_logs``.
+    A refusal (no root given, the root missing, no O_TMPFILE) only leaves that part unprepared."""
+    if not _LOG_ROOT:
+        return
+    root = _LOG_ROOT[0]
+    name = f".spare-{os.getpid()}"
+    try:
+        os.mkdir(f"{root}/{name}")
+    except OSError:  # (EEXIST too: only a folder this spare made is ever renamed to a task's)
+        name = ""
+    try:
+        fd = os.open(root, os.O_TMPFILE | os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    except (OSError, AttributeError):  # (AttributeError: a system without O_TMPFILE)
+        fd = -1
+    _PREPARED[:] = [root, name, fd]
+
+
+def _prepared_log(path: str) -> int:
+    """The log file at *path*, opened for appending, from what this spare prepared (:func:`_prepare`), or -1: the
+    caller then opens it as a supervisor that prepared nothing does (its folder made if missing, the file created or
+    appended to).
+
+    Only for a log of a task's folder in the prepared root: the spare folder is renamed to the task's folder when it
+    does not exist yet (a task's first run; a rename is atomic: the folder is there whole or not at all), then the
+    unnamed file is linked there as the log. The link refuses to replace a file (EEXIST: a log of this run's token
+    exists), and anything else that fails (no /proc, EXDEV, the folder gone, ...) falls back, never half done."""
+    fd: int
+    root, name, fd = _PREPARED
+    folder, _, _file = path.rpartition("/")
+    parent, _, task = folder.rpartition("/")
+    if fd < 0 or parent != root or not task or task[0] == ".":
+        return -1
+    if name:
+        try:
+            os.rename(f"{root}/{name}", folder)
+            _PREPARED[1] = ""  # (it is the task's folder now)
+        except OSError:
+            pass  # the task's folder exists (a later run), or anything else: the spare folder is dropped after
+    try:
+        os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=fd)  # (a dir fd: linkat with AT_SYMLINK_FOLLOW, which
+        # follows the magic link to the file; plain link() would not. An absolute path: the dir fd is not used.)
+    except OSError:
+        return -1
+    _PREPARED[2] = -1
+    return fd
+
+
+def _drop_prepared() -> None:
+    """Remove what the hand-over did not use (the spare folder: an empty folder only; close the unnamed file)."""
+    root, name, fd = _PREPARED
+    _PREPARED[1:] = ["", -1]
+    if name:
+        try:
+            os.rmdir(f"{root}/{name}")
+        except OSError:
+            pass  # (removed meanwhile by a prune: nothing left to do)
+    if fd >= 0:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 HAND_OVER_MAX = 64 * 1024  # bytes of a spare's hand-over message read (zygote.INLINE_SPEC_MAX: a spec fits)
 
 
@@ -760,15 +838,19 @@ def _spare(sock_fd: int, chan: Any) -> NoReturn:
     Then the control pipe goes on 0, the status pipe on 1, the kept descriptors at the numbers the daemon gave them,
     nothing else open, and the shim's ``main`` runs with that spec (None: a spec too big for the message, which it
     reads from the control pipe). EOF on *chan* (the daemon is gone, or dropped it unused): it exits without
-    starting anything."""
+    starting anything, having removed what it prepared while it waited (:func:`_prepare`: a task's log folder and
+    file, which the hand-over only renames and links)."""
     code = 2
     try:
         _socket, fcntl = _modules()
         os.close(sock_fd)
         os.setsid()
+        _prepare()
         data, ancillary, flags, _addr = chan.recvmsg(HAND_OVER_MAX, _socket.CMSG_SPACE(256 * 4))
         fds = _received_fds(ancillary)
         if not data:
+            if _PREPARED:
+                _drop_prepared()
             os._exit(0)  # never used
         if data[:1] != b"G" or flags & (_socket.MSG_CTRUNC | _socket.MSG_TRUNC):
             raise ValueError(f"bad hand-over: {data[:1]!r}, {len(data)} bytes, flags {flags:#x}")
@@ -781,9 +863,18 @@ def _spare(sock_fd: int, chan: Any) -> NoReturn:
         moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, base) for fd in fds]  # out of the way of the targets
         os.dup2(moved[0], 0)
         os.dup2(moved[1], 1)
+        keep = {0, 1, 2, *targets}
+        if _PREPARED and _PREPARED[2] >= 0:  # the unnamed log file: out of the way of the targets too
+            unnamed, _PREPARED[2] = _PREPARED[2], -1
+            try:
+                _PREPARED[2] = fcntl.fcntl(unnamed, fcntl.F_DUPFD_CLOEXEC, base)
+                keep.add(_PREPARED[2])
+            except OSError:
+                pass  # (out of descriptors: the log is made as without it)
+            os.close(unnamed)  # (before a target may take its number)
         for fd, target in zip(moved[2:], targets, strict=True):
             os.dup2(fd, target, inheritable=False)
-        _close_all_but({0, 1, 2, *targets})
+        _close_all_but(keep)
         code = main(spec)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
@@ -794,6 +885,8 @@ def _spare(sock_fd: int, chan: Any) -> NoReturn:
             pass
         code = 1
     finally:
+        if _PREPARED:
+            _drop_prepared()
         try:
             sys.stderr.flush()
         except (OSError, ValueError):
@@ -801,7 +894,7 @@ def _spare(sock_fd: int, chan: Any) -> NoReturn:
         os._exit(code)
 
 
-REQUEST_MAX = 256  # bytes of a request read by the zygote (b"S64", b"R<pid>": a few)
+REQUEST_MAX = 4097  # bytes of a request read by the zygote (b"S64", b"R<pid>": a few; b"P<path>": PATH_MAX)
 
 
 def zygote(sock_fd: int) -> int:
@@ -817,6 +910,8 @@ def zygote(sock_fd: int) -> int:
                  ``agentd.hostinfo.process_start`` reads it, which the lease records: -1 if unknown) with
                  SCM_RIGHTS [the daemon's end of the spare's own channel]
         b"R" + pid (ASCII)  -> reap that child (it has exited: the daemon saw it through a pidfd)
+        b"P" + path         -> the folder of the task logs: each spare forked from now on makes a task's log folder
+                 and log file there while it waits (:func:`_prepare`); no reply
 
     The zygote never holds a task's descriptors: the daemon hands them to the spare over its channel, so a supervisor
     sees EOF on its control pipe when the daemon dies, as when the daemon started it directly.  A child is reaped
@@ -850,7 +945,9 @@ def zygote(sock_fd: int) -> int:
                 os.close(fd)
             except OSError:
                 pass
-        if data[:1] == b"R":
+        if data[:1] == b"P":  # the log root for the spares forked from now on (see _prepare); empty: none
+            _LOG_ROOT[:] = [os.fsdecode(data[1:])] if len(data) > 1 else []
+        elif data[:1] == b"R":
             try:
                 os.waitpid(int(data[1:]), 0)
             except (ChildProcessError, ValueError, OSError):

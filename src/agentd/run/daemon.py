@@ -1050,6 +1050,7 @@ class Daemon:
                 self.janitor.stop()
             self.stop_heartbeats()
             self._stop_watching()
+            self.executor.finish()
             self.give_back_signals()
         self.journal.emit("daemon-stopped", f"{self.role_name} daemon stopped (exit {code})", exit_code=code)
         return code

@@ -220,7 +220,14 @@ class Executor:
     def prepare(self, at_once: int = 1) -> None:
         """Get ready to start tasks (a running daemon, before its first pass): the supervisor zygote starts now, and
         keeps as many supervisors forked ahead as the daemon may start in one pass (``at_once``)."""
-        default_zygote().prestart(at_once)
+        zygote = default_zygote()
+        zygote.prepare_logs(self.paths().task_logs)  # (each spare makes a task's log folder and file ahead)
+        zygote.prestart(at_once)
+
+    def finish(self) -> None:
+        """The daemon starts no more tasks: the supervisors forked ahead and unused are let go, and gone, with the
+        log folders they made ahead of a task (see :meth:`agentd.run.zygote.Zygote.release_spares`)."""
+        default_zygote().release_spares()
 
     def started(self) -> None:
         """The tasks of a pass were started (:meth:`start`; the caller calls this whatever happened after them): a
@@ -304,6 +311,7 @@ class Executor:
                 fence_from=claimed_at,
                 report_start=False,  # (the daemon uses no command pid: no reader woken for it)
             )
+            default_zygote().prepare_logs(paths.task_logs)  # (the next spares: see prepare)
             # (read: see started; reaped once the daemon recorded the run: see Daemon._release_ended)
             run.proc = launch(spec, on_exit=on_exit, replenish=False, read=False, hold_reap=True)
             self._unread.append(run.proc)

@@ -41,6 +41,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
 TYPE_CHECKING = False
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 # of it, _shim.py): a bigger one (a huge environment) is written to the control pipe, as for a fresh interpreter.
 INLINE_SPEC_MAX = 48 * 1024
 REPLY_TIMEOUT = 30.0  # s: a zygote that does not answer a fork request by then is taken for hung and replaced
+RELEASE_TIMEOUT = 2.0  # s: the longest a daemon's end waits for its unused spares to drop their log folders
 _USABLE = hasattr(os, "pidfd_open") and hasattr(socket, "SCM_RIGHTS") and hasattr(socket, "SOCK_SEQPACKET")
 
 
@@ -92,6 +94,9 @@ class Zygote:
         self._asked = 0  # spares asked for whose replies are not yet read
         self.spares = 1  # how many spares to keep asked for (prestart(): as many as the daemon starts at once)
         self.broken = not _USABLE
+        self._log_root: str | None = None  # where the spares prepare a task's log folder and file (prepare_logs)
+        self._log_root_given: str | None = None  # (as the caller gave it: compared by identity, once per task)
+        self._log_root_sent: str | None = None  # what the running zygote was told
 
     @property
     def pid(self) -> int | None:
@@ -133,6 +138,7 @@ class Zygote:
         ours.settimeout(self._reply_timeout)
         self._proc, self._sock = proc, ours
         self._asked = 0
+        self._log_root_sent = None
         self.generation += 1
         log.debug("supervisor zygote %d started", proc.pid)
         return ours
@@ -152,6 +158,24 @@ class Zygote:
                     log.debug("supervisor zygote not started ahead of the first task: %s", exc)
                     return
                 self._ask(sock)  # the first tasks' spares
+
+    def prepare_logs(self, root: str) -> None:
+        """The spares forked from now on prepare a task's log folder and log file in *root* (the folder of the task
+        logs, one folder per task: ``<root>/<task id>/<token>.log``) while they wait for their task, so that the
+        hand-over only renames and links them (``_shim._prepare``); a log elsewhere is made as before. Told to the
+        zygote with the next request for spares."""
+        if root is not self._log_root_given:
+            self._log_root_given = root
+            self._log_root = os.path.abspath(root)  # (the spec's log path is absolute: the spare compares the two)
+
+    def _tell_log_root(self, sock: socket.socket) -> None:
+        """``P<root>``: the log root for the spares the zygote forks from now on (a path too long is not sent)."""
+        root = self._log_root
+        if root is not None and root != self._log_root_sent:
+            name = os.fsencode(root)
+            if len(name) < 4096:
+                sock.send(b"P" + name)
+            self._log_root_sent = root
 
     def _drop(self, why: str) -> None:
         proc, sock = self._proc, self._sock
@@ -233,6 +257,7 @@ class Zygote:
         """One request for as many spares as are missing (``S<count>``: one message)."""
         missing = self.spares - self._asked
         if missing > 0:
+            self._tell_log_root(sock)
             sock.send(b"S%d" % missing)
             self._asked += missing
 
@@ -243,6 +268,7 @@ class Zygote:
             if self._asked:
                 self._asked -= 1  # its reply comes first
             else:
+                self._tell_log_root(sock)
                 sock.send(b"S")
             reply, ancillary, flags, _addr = sock.recvmsg(32, socket.CMSG_SPACE(4))
         except (OSError, TimeoutError):
@@ -287,6 +313,44 @@ class Zygote:
         """Is the zygote of that generation still running (so its children are reaped only when we say)?"""
         proc = self._proc
         return generation == self.generation and proc is not None and proc.poll() is None
+
+    def release_spares(self, timeout: float = RELEASE_TIMEOUT) -> None:
+        """Let the spares asked for and never used go, and wait (at most *timeout* seconds) until they are gone: each
+        reads EOF on its channel, removes the log folder it made ahead of its task (:meth:`prepare_logs`) and exits.
+        For a daemon about to return: no folder of its spares then appears or vanishes under whatever the caller does
+        next (``shutil.rmtree`` of the project fails on either). Only when they prepared something; the zygote
+        stays (a later task asks for spares again)."""
+        with self._lock:
+            sock = self._sock
+            if sock is None or self._log_root_sent is None:
+                return
+            deadline = time.monotonic() + timeout
+            gone: list[tuple[int, int]] = []  # (pid, pidfd)
+            sock.settimeout(timeout)  # (a hung zygote does not hold the daemon's end for a reply's 30 s)
+            try:
+                while self._asked:
+                    try:
+                        pid, chan, _generation, _start = self._spare(sock)
+                    except (ZygoteGone, OSError):
+                        break
+                    try:
+                        gone.append((pid, os.pidfd_open(pid)))  # (before its EOF: it is reaped only when told)
+                    except OSError:
+                        self._reap_now(sock, pid)
+                    chan.close()  # EOF: it drops what it prepared and exits
+            finally:
+                with contextlib.suppress(OSError):  # (closed if the zygote was dropped)
+                    sock.settimeout(self._reply_timeout)
+            waiting = [pidfd for _pid, pidfd in gone]
+            while waiting:
+                left = deadline - time.monotonic()
+                ready = select.select(waiting, [], [], max(0.0, left))[0] if left > 0 else []
+                if not ready:
+                    break
+                waiting = [fd for fd in waiting if fd not in ready]
+            for pid, pidfd in gone:
+                os.close(pidfd)
+                self._reap_now(sock, pid)
 
     def close(self) -> None:
         """Stop the zygote (its supervisors run on)."""

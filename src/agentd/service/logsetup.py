@@ -133,12 +133,38 @@ def cap_task_log(path: Path, limit: int) -> int:
     return cut
 
 
+SPARE_PREFIX = ".spare-"  # a folder a supervisor made ahead of its task (agentd.run._shim._prepare): .spare-PID
+
+
+def drop_spare_folder(name: str, path: str) -> bool:
+    """Remove a spare folder whose supervisor (its pid is in its name) no longer runs on this host: one SIGKILLed
+    while it waited for its task leaves it behind. Safe whoever else looks: only an empty folder is removed (rmdir),
+    a spare folder becomes a task's by an atomic rename, and a supervisor whose spare folder is gone (another host's,
+    of the same pid) makes the task's folder as it would without one. True: removed."""
+    pid = name.removeprefix(SPARE_PREFIX)
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+        return False  # (alive: its own folder)
+    except PermissionError:
+        return False  # (alive, another user's)
+    except (ProcessLookupError, OverflowError):
+        pass
+    try:
+        os.rmdir(path)
+    except OSError:
+        return False
+    return True
+
+
 def prune_task_logs(
     tasks_dir: str | Path, *, keep: int, max_age_days: float, now: float, only: str | None = None
 ) -> int:
     """Remove task output logs beyond the newest ``keep`` per task and older than ``max_age_days``; returns how many.
 
-    ``only`` limits the pass to one task's folder (after each finished run); without it every task is visited.
+    ``only`` limits the pass to one task's folder (after each finished run); without it every task is visited, and
+    the spare folders of supervisors that died (:func:`drop_spare_folder`) are removed.
     One listing of each folder and one stat of each log in it (``os.scandir``: no Path made, no stat repeated).
     """
     removed = 0
@@ -147,9 +173,13 @@ def prune_task_logs(
     else:
         try:
             with os.scandir(tasks_dir) as entries:
-                folders = [entry.path for entry in entries if entry.is_dir(follow_symlinks=False)]
+                found = [(entry.name, entry.path) for entry in entries if entry.is_dir(follow_symlinks=False)]
         except (FileNotFoundError, NotADirectoryError):
             return 0
+        folders = [path for name, path in found if not name.startswith(".")]  # (no task id starts with a dot)
+        for name, path in found:
+            if name.startswith(SPARE_PREFIX):
+                drop_spare_folder(name, path)
     cutoff = now - max_age_days * 86400
     for folder in folders:
         try:

@@ -135,6 +135,38 @@ def test_a_log_that_exists_is_appended_to_as_before(tmp_path: Path, root: Path, 
     assert left(root, zygote, pid) == ["T1"]
 
 
+NO_TMPFILE = """#!/bin/sh
+# The zygote's interpreter as on a system without O_TMPFILE: its "-I -S -c BOOT" with O_TMPFILE removed first.
+boot="$4"; shift 4
+exec {python} -I -S -c "import os
+del os.O_TMPFILE
+$boot" "$@"
+"""
+
+
+def test_without_o_tmpfile_the_folder_is_still_used_and_the_log_made_as_before(tmp_path: Path, root: Path) -> None:
+    """A zygote whose interpreter has no O_TMPFILE: its spare makes only the folder, which becomes the task's at the
+    hand-over; the log is created in it as before."""
+    python = tmp_path / "python-without-o-tmpfile"
+    python.write_text(NO_TMPFILE.format(python=sys.executable))
+    python.chmod(0o755)
+    z = Zygote(executable=str(python))
+    try:
+        z.prepare_logs(str(root))
+        z.prestart(1)
+        assert wait_for(lambda: z.pid is not None and len(children_of(z.pid)) == 1, 60)
+        (pid,) = children_of(z.pid or 0)
+        assert wait_for(lambda: (root / f".spare-{pid}").is_dir(), 60)
+        inode = (root / f".spare-{pid}").stat().st_ino
+        assert unnamed_file(pid, root) is None
+        log = root / "T1" / "8.log"
+        assert run(z, tmp_path, log) == pid
+        assert (root / "T1").stat().st_ino == inode and "\nout\n" in log.read_text()
+        assert left(root, z, pid) == ["T1"]
+    finally:
+        z.close()
+
+
 def test_a_task_folder_on_another_file_system_falls_back(tmp_path: Path, root: Path, zygote: Zygote) -> None:
     """The task's folder is a link to another file system: neither the rename (onto a symlink) nor the link (EXDEV)
     can be done, and the log is made there as before."""

@@ -784,15 +784,16 @@ def _prepared_log(path: str) -> int:
     caller then opens it as a supervisor that prepared nothing does (its folder made if missing, the file created or
     appended to).
 
-    Only for a log of a task's folder in the prepared root: the spare folder is renamed to the task's folder when it
-    does not exist yet (a task's first run; a rename is atomic: the folder is there whole or not at all), then the
-    unnamed file is linked there as the log. The link refuses to replace a file (EEXIST: a log of this run's token
-    exists), and anything else that fails (no /proc, EXDEV, the folder gone, ...) falls back, never half done."""
+    Only for a log of a task's folder in the prepared root: the spare folder is renamed to the task's folder unless
+    that exists with something in it (a later run; a rename is atomic: the folder is there whole or not at all, and
+    an empty one is replaced by another empty one), then the unnamed file is linked there as the log. The link
+    refuses to replace a file (EEXIST: a log of this run's token exists), and anything else that fails (no unnamed
+    file, no /proc, EXDEV, the folder gone, ...) falls back, never half done: a folder renamed is only found there."""
     fd: int
     root, name, fd = _PREPARED
     folder, _, _file = path.rpartition("/")
     parent, _, task = folder.rpartition("/")
-    if fd < 0 or parent != root or not task or task[0] == ".":
+    if parent != root or not task or task[0] == ".":
         return -1
     if name:
         try:
@@ -800,6 +801,8 @@ def _prepared_log(path: str) -> int:
             _PREPARED[1] = ""  # (it is the task's folder now)
         except OSError:
             pass  # the task's folder exists (a later run), or anything else: the spare folder is dropped after
+    if fd < 0:
+        return -1
     try:
         os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=fd)  # (a dir fd: linkat with AT_SYMLINK_FOLLOW, which
         # follows the magic link to the file; plain link() would not. An absolute path: the dir fd is not used.)

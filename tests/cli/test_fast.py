@@ -251,6 +251,86 @@ def test_a_daemon_started_by_the_fast_path_does_what_click_starts(tmp_path: Path
     assert results[0] == results[1], argv
 
 
+# A process that leaves a thread (not a daemon thread) to finish after the daemon's run and an atexit handler that
+# writes to stdout (left in its buffer), then runs `agentd` as `python -m agentd` does (agentd.__main__.main).
+LEFT_TO_EXIT = """
+import atexit, sys, threading
+
+def after_the_run():  # the main thread counts as stopped once the interpreter's exit has begun
+    threading.main_thread().join()
+    with open("thread-done", "w") as out:
+        out.write("done")
+
+def at_exit():
+    import os
+    with open("atexit-done", "w") as out:
+        out.write("after the thread" if os.path.exists("thread-done") else "before the thread")
+    sys.stdout.write("left in the buffer")
+
+threading.Thread(target=after_the_run).start()
+atexit.register(at_exit)
+sys.argv[0] = "agentd"
+from agentd.__main__ import main
+main()
+"""
+
+
+@pytest.mark.parametrize("queue", ["empty", "one task"])
+def test_a_daemons_process_ends_with_what_an_exit_does(tmp_path: Path, queue: str) -> None:
+    """A daemon's process ends without the interpreter's teardown (agentd.cli.fast._leave) once its run is over, but
+    with everything of an exit that is seen, in the interpreter's order: the threads that are not daemon threads
+    waited for, then the atexit handlers run, stdout flushed, and the daemon's exit code."""
+    tasks = [] if queue == "empty" else [{"id": "B1", "title": "Build", "status": "ready"}]
+    root = _project(tmp_path / "proj", {"tasks": tasks})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTD_") and k != "PYTHONUNBUFFERED"}
+    done = subprocess.run(
+        [sys.executable, "-c", LEFT_TO_EXIT, "--role", "builder", "--drain"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "builder daemon stopped (exit 0)" in done.stderr
+    assert done.stdout == "left in the buffer"
+    assert (root / "thread-done").read_text() == "done"
+    assert (root / "atexit-done").read_text() == "after the thread"
+    assert not (root / ".agentd" / "run" / "builder.pid").exists()
+
+
+def test_a_drain_under_a_profiler_ends_as_the_interpreter_ends_it(tmp_path: Path) -> None:
+    """Under `python -m cProfile -o FILE -m agentd` (scripts/bench_peers.py's profile) the daemon's process ends with
+    the interpreter's exit, not before the profiler writes FILE."""
+    root = _project(tmp_path / "proj", {"tasks": [{"id": "B1", "title": "Build", "status": "ready"}]})
+    out = tmp_path / "daemon.prof"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTD_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "agentd", "--role", "builder", "--drain"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    import pstats
+
+    assert any(name == "_run_daemon" for _file, _line, name in pstats.Stats(str(out)).stats)  # type: ignore[attr-defined]
+
+
+def test_a_failed_drain_ends_its_process_with_its_exit_code(tmp_path: Path) -> None:
+    """The exit code of a drain whose task failed (1) is the process's, as it was with the interpreter's exit."""
+    failing = CONFIG.replace('["true"]', '["false"]') + "max_attempts = 1\n"
+    root = _project(tmp_path / "proj", {"tasks": [{"id": "B1", "title": "Build", "status": "ready"}]})
+    (root / "agentd.toml").write_text(failing, encoding="utf-8")
+    code, _out, err, _queue = _run(("--role", "builder", "--drain"), root, click_only=False)
+    assert code == 1, err
+    assert "builder daemon stopped (exit 1)" in err
+
+
 # -- the config cache (agentd.configcache): the hot commands skip tomllib, and never trust a stale or foreign cache --
 
 PARKING = CONFIG + '[roles.parker]\nclaims = "parkd"\nworking = "parkw"\non_success = "done"\n'

@@ -275,6 +275,14 @@ main()
 """
 
 
+def _python(root: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``python ARGV`` in *root*, without agentd's variables or unbuffered output (what a daemon's exit flushes)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTD_") and k != "PYTHONUNBUFFERED"}
+    return subprocess.run(
+        [sys.executable, *argv], cwd=root, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
 @pytest.mark.parametrize("queue", ["empty", "one task"])
 def test_a_daemons_process_ends_with_what_an_exit_does(tmp_path: Path, queue: str) -> None:
     """A daemon's process ends without the interpreter's teardown (agentd.cli.fast._leave) once its run is over, but
@@ -282,16 +290,7 @@ def test_a_daemons_process_ends_with_what_an_exit_does(tmp_path: Path, queue: st
     waited for, then the atexit handlers run, stdout flushed, and the daemon's exit code."""
     tasks = [] if queue == "empty" else [{"id": "B1", "title": "Build", "status": "ready"}]
     root = _project(tmp_path / "proj", {"tasks": tasks})
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTD_") and k != "PYTHONUNBUFFERED"}
-    done = subprocess.run(
-        [sys.executable, "-c", LEFT_TO_EXIT, "--role", "builder", "--drain"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _python(root, "-c", LEFT_TO_EXIT, "--role", "builder", "--drain")
     assert done.returncode == 0, done.stderr
     assert "builder daemon stopped (exit 0)" in done.stderr
     assert done.stdout == "left in the buffer"
@@ -305,16 +304,7 @@ def test_a_drain_under_a_profiler_ends_as_the_interpreter_ends_it(tmp_path: Path
     the interpreter's exit, not before the profiler writes FILE."""
     root = _project(tmp_path / "proj", {"tasks": [{"id": "B1", "title": "Build", "status": "ready"}]})
     out = tmp_path / "daemon.prof"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTD_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "agentd", "--role", "builder", "--drain"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _python(root, "-m", "cProfile", "-o", str(out), "-m", "agentd", "--role", "builder", "--drain")
     assert done.returncode == 0, done.stderr
     import pstats
 

@@ -45,6 +45,21 @@ import bench  # scripts/bench.py: clean-up, projects, daemons, the profile's tab
 
 SECTIONS = ("cli", "parallel", "chain", "big", "idle", "profile")
 PY = sys.executable
+CLEAN_EACH = [False]  # --clean-each: remove each run's folder right after it (the method of rounds 1-9)
+
+
+def discard(folder: Path, cleanup: bench.Cleanup | None = None) -> None:
+    """A finished run's folder: left where it is, and removed with every other at the end of the benchmark, unless
+    --clean-each. On ext4 without a journal (this VM's root file system) creating a file scans past every inode
+    freed in the last 5-10 s in its group (``find_inode_bit`` -> ``recently_deleted``): each removal of a run's
+    folder (hundreds of files) taxed the runs after it, each per file it creates -- agentd, which makes ~4 files a
+    task to tsp's and nq's 1, most (docs/benchmarks.md, round 10)."""
+    if not CLEAN_EACH[0]:
+        return
+    if cleanup is not None:
+        bench.remove(cleanup, folder)
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def have(tool: str) -> bool:
@@ -213,7 +228,7 @@ def agentd_drain(
     if moved != count + final:
         raise RuntimeError(f"agentd: {moved - final} of {count} tasks done")
     if profile is None:
-        bench.remove(cleanup, root)
+        discard(root, cleanup)
     return wall
 
 
@@ -239,7 +254,7 @@ def tsp_run(base: Path, count: int, way: int) -> float:
             return time.perf_counter() - start
         finally:
             subprocess.run(["tsp", "-K"], env=env, check=False, stderr=subprocess.DEVNULL)
-            shutil.rmtree(folder, ignore_errors=True)
+            discard(folder)
 
     wall = once(None)
     _peer_cpu(once)
@@ -264,7 +279,7 @@ def nq_run(base: Path, count: int, way: int) -> float:
             return time.perf_counter() - start
         finally:
             for folder in folders:
-                shutil.rmtree(folder, ignore_errors=True)
+                discard(folder)
 
     wall = once(None)
     _peer_cpu(once)
@@ -328,7 +343,7 @@ def huey_run(base: Path, count: int, way: int, idle: list[float] | None = None) 
         with contextlib.suppress(ProcessLookupError):
             os.killpg(consumer.pid, 9)
         consumer.wait(timeout=30)
-        shutil.rmtree(folder, ignore_errors=True)
+        discard(folder)
 
 
 def bare_run(count: int, way: int) -> float:
@@ -658,6 +673,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-install", action="store_true", help="never install a missing peer")
     parser.add_argument("--tmpdir", metavar="DIR", help="where the temporary folders go")
     parser.add_argument(
+        "--clean-each",
+        action="store_true",
+        help="remove each run's folder right after it, not all at the end (the method before round 10)",
+    )
+    parser.add_argument(
         "--baseline",
         metavar="REF",
         action="append",
@@ -665,6 +685,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also run agentd as of this git commit (its src/ through PYTHONPATH) in the parallel and chain runs",
     )
     args = parser.parse_args(argv)
+    CLEAN_EACH[0] = args.clean_each
     sections = args.only.split(",") if args.only else list(SECTIONS)
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:

@@ -743,3 +743,102 @@ def test_the_daemon_does_not_wait_for_the_zygote_to_read_its_code(tmp_path: Path
             os.kill(stopped, signal.SIGCONT)
         starting.join(timeout=30)
         z.close()
+
+
+def _pipe_inode(fd: int) -> str:
+    return f"pipe:[{os.fstat(fd).st_ino}]"
+
+
+def _write_fails(fd: int) -> bool:
+    try:
+        os.write(fd, b"x")
+    except BrokenPipeError:
+        return True
+    return False
+
+
+def test_a_kept_descriptor_is_held_by_the_zygote_until_the_next_one_or_its_exit(tmp_path: Path, zygote: Zygote) -> None:
+    """Zygote.keep (what an ending daemon does with its inotify descriptor, whose last close waits for the kernel):
+    the zygote holds its copy once ours is closed, one such descriptor at a time, until it exits."""
+    assert finish(launch(spec(tmp_path, ["true"]), zygote=zygote), 30).returncode == 0
+    pid = zygote.pid
+    assert pid is not None
+    first_r, first_w = os.pipe()
+    second_r, second_w = os.pipe()
+    try:
+        assert zygote.keep(first_r)
+        os.close(first_r)
+        assert wait_for(lambda: _pipe_inode(first_w) in fd_targets(pid).values(), 30), fd_targets(pid)
+        assert not _write_fails(first_w)  # a reader is left: the zygote
+        assert zygote.keep(second_r)
+        os.close(second_r)
+        assert wait_for(lambda: _write_fails(first_w), 30), "the first descriptor is still held"
+        assert _pipe_inode(second_w) in fd_targets(pid).values() and not _write_fails(second_w)
+        zygote.close()  # EOF on its socket: it exits
+        assert wait_for(lambda: pid_gone(pid), 30)
+        assert _write_fails(second_w)
+    finally:
+        for fd in (first_w, second_w):
+            os.close(fd)
+
+
+def test_keeping_a_descriptor_never_waits_on_a_zygote_that_does_not_read(tmp_path: Path, zygote: Zygote) -> None:
+    """A zygote stopped with its socket's buffer full (hung): keep() gives up at once (False: the daemon's own close
+    is then the last) instead of holding up the daemon's end."""
+    assert finish(launch(spec(tmp_path, ["true"]), zygote=zygote), 30).returncode == 0
+    pid = zygote.pid
+    sock = zygote._sock
+    assert pid is not None and sock is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:  # (a request it does not know: ignored once it reads again)
+                sock.send(b"X" * 512)
+        sock.settimeout(None)  # a blocking send would now wait for ever
+        read_r, read_w = os.pipe()
+        result: list[bool] = []
+        worker = threading.Thread(target=lambda: result.append(zygote.keep(read_r)), daemon=True)
+        worker.start()
+        assert wait_for(lambda: bool(result), 30), "keep() waited on the stopped zygote"
+        assert result == [False]
+        os.close(read_r)
+        os.close(read_w)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_an_ending_daemon_hands_its_inotify_descriptor_to_the_zygote(tmp_path: Path) -> None:
+    """A drained daemon's change watch: the zygote keeps its inotify descriptor (it exits after the daemon, waited
+    for by no one), so the daemon's own close of it is not the last and does not wait for the kernel to release the
+    watches; the daemon's process holds none once run() returns."""
+    from agentd import config as config_mod
+    from agentd.run.daemon import Daemon, Mode
+    from agentd.run.zygote import default_zygote
+    from tests.helpers import daemons
+
+    def inotify_fds(pid: int) -> int:
+        return sum(target == "anon_inode:inotify" for target in fd_targets(pid).values())
+
+    before = inotify_fds(os.getpid())
+    # The task waits until this process (its daemon) has one more inotify descriptor: the watch is up.
+    wait = (
+        "import os, sys, time\n"
+        "def count():\n"
+        f"    fds = '/proc/{os.getpid()}/fd'\n"
+        "    return sum(os.readlink(f'{fds}/{n}') == 'anon_inode:inotify' for n in os.listdir(fds)"
+        " if os.path.exists(f'{fds}/{n}'))\n"
+        "deadline = time.monotonic() + 60\n"
+        f"while count() <= {before} and time.monotonic() < deadline: time.sleep(0.01)\n"
+        f"sys.exit(0 if count() > {before} else 1)\n"
+    )
+    command = [sys.executable, "-c", wait]
+    builder = {"claims": "ready", "working": "in_progress", "on_success": "done", "command": command}
+    daemons.write_config(tmp_path, {"builder": builder})
+    daemons.write_queue(tmp_path, [daemons.task("W1")])
+    assert Daemon(config_mod.load(root=tmp_path, environ={}), "builder").run(Mode.DRAIN) == 0
+    assert daemons.tasks_by_id(tmp_path)["W1"]["status"] == "done"  # the watch was up while it ran
+    assert inotify_fds(os.getpid()) <= before
+    zygote = default_zygote().pid
+    assert zygote is not None
+    assert wait_for(lambda: inotify_fds(zygote) == 1, 30), fd_targets(zygote)

@@ -847,6 +847,8 @@ def _spare(sock_fd: int, chan: Any) -> NoReturn:
     try:
         _socket, fcntl = _modules()
         os.close(sock_fd)
+        for fd in _KEPT:  # (the zygote's to keep, not a spare's)
+            os.close(fd)
         os.setsid()
         _prepare()
         data, ancillary, flags, _addr = chan.recvmsg(HAND_OVER_MAX, _socket.CMSG_SPACE(256 * 4))
@@ -897,6 +899,7 @@ def _spare(sock_fd: int, chan: Any) -> NoReturn:
         os._exit(code)
 
 
+_KEPT: list[int] = []  # descriptors the daemon asked the zygote to keep until it exits (b"K")
 REQUEST_MAX = 4097  # bytes of a request read by the zygote (b"S64", b"R<pid>": a few; b"P<path>": PATH_MAX)
 
 
@@ -915,6 +918,10 @@ def zygote(sock_fd: int) -> int:
         b"R" + pid (ASCII)  -> reap that child (it has exited: the daemon saw it through a pidfd)
         b"P" + path         -> the folder of the task logs: each spare forked from now on makes a task's log folder
                  and log file there while it waits (:func:`_prepare`); no reply
+        b"K" with SCM_RIGHTS [fds] -> keep those descriptors, unused, until this process exits or the next b"K"
+                 (which closes them: a process that runs daemon after daemon leaves one at most); no reply. Sent by
+                 a daemon as it ends, so that its own close of one is not the last (the last close of an inotify
+                 instance waits for the kernel's release of its watches: the zygote, which nobody waits for, pays it)
 
     The zygote never holds a task's descriptors: the daemon hands them to the spare over its channel, so a supervisor
     sees EOF on its control pipe when the daemon dies, as when the daemon started it directly.  A child is reaped
@@ -943,7 +950,16 @@ def zygote(sock_fd: int) -> int:
             return 0
         if not data:
             return 0  # the daemon is gone
-        for fd in _received_fds(ancillary):  # (none expected)
+        received = _received_fds(ancillary)
+        if data[:1] == b"K":  # kept until this process exits, never used; the ones kept before are closed now
+            for fd in _KEPT:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            _KEPT[:] = received
+            continue
+        for fd in received:  # (none expected)
             try:
                 os.close(fd)
             except OSError:

@@ -1049,7 +1049,7 @@ class Daemon:
             if self.janitor is not None:
                 self.janitor.stop()
             self.stop_heartbeats()
-            self._stop_watching()
+            self._stop_watching(hand_off=self.executor.keep_until_exit)
             self.executor.finish()
             self.give_back_signals()
         self.journal.emit("daemon-stopped", f"{self.role_name} daemon stopped (exit {code})", exit_code=code)
@@ -1140,9 +1140,10 @@ class Daemon:
             self._watcher = watcher
         self.wake("watching")
 
-    def _stop_watching(self) -> None:
+    def _stop_watching(self, hand_off: Callable[[int], object] | None = None) -> None:
         """Stop the change watch, waiting a while for its set-up when that is still under way (a store's watch that
-        hangs, e.g. connecting to an unreachable server, is stopped by its thread once it is up)."""
+        hangs, e.g. connecting to an unreachable server, is stopped by its thread once it is up). ``hand_off``: see
+        :meth:`agentd.store.base.Watching.stop`."""
         setup = self._watch_setup
         if setup is not None:
             setup.join(timeout=10)
@@ -1150,7 +1151,7 @@ class Daemon:
             self._watch_setup = None
             watcher, self._watcher = self._watcher, None
         if watcher is not None:
-            watcher.stop()
+            watcher.stop(hand_off)
 
     def _stop_claiming_after_first_pass(self) -> None:
         self._claiming = False

@@ -229,6 +229,11 @@ class Executor:
         log folders they made ahead of a task (see :meth:`agentd.run.zygote.Zygote.release_spares`)."""
         default_zygote().release_spares()
 
+    def keep_until_exit(self, fd: int) -> bool:
+        """Have the supervisor zygote keep a copy of *fd* until it exits (the daemon ends: see
+        :meth:`agentd.run.zygote.Zygote.keep`)."""
+        return default_zygote().keep(fd)
+
     def started(self) -> None:
         """The tasks of a pass were started (:meth:`start`; the caller calls this whatever happened after them): a
         thread now reads each one's status, and the zygote is asked for their spares' successors, all in one

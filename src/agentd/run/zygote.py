@@ -301,6 +301,26 @@ class Zygote:
         with contextlib.suppress(OSError):
             sock.send(b"R%d" % pid)
 
+    def keep(self, fd: int) -> bool:
+        """Have the zygote keep a copy of *fd* until it exits, or until the next call (``K``, with the descriptor; no
+        reply): for a daemon that ends, whose last close of it would wait (an inotify instance: the kernel's release
+        of its watches waits for an SRCU grace period, 7-20 ms measured). The zygote reads EOF once the daemon's
+        process is gone and exits then, waited for by no one. False (the caller's close is then the last): no zygote,
+        or the message was not sent."""
+        with self._lock:
+            sock = self._sock
+            if sock is None:
+                return False
+            timeout = sock.gettimeout()
+            sock.setblocking(False)  # (a zygote that does not read never holds up a daemon's end)
+            try:
+                sock.sendmsg([b"K"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+            except OSError:
+                return False
+            finally:
+                sock.settimeout(timeout)
+            return True
+
     def reap(self, pid: int, generation: int) -> None:
         """Let the zygote reap its exited child *pid* (when it is still the zygote that forked it)."""
         with self._lock:

@@ -664,7 +664,11 @@ class Registration(Protocol):
 class Watching(Protocol):
     """A running watch for changes (see :meth:`Store.watch`)."""
 
-    def stop(self) -> None: ...
+    def stop(self, hand_off: Callable[[int], object] | None = None) -> None:
+        """Stop watching. ``hand_off(fd)``, for a process about to end, is given a descriptor before it is closed, to
+        pass to a process that keeps it until that one ends: the last close of an inotify instance waits for the
+        kernel's release of its watches (an SRCU grace period: 7-20 ms measured), which would otherwise delay this
+        process's exit."""
 
 
 class Store(Protocol):

@@ -15,6 +15,10 @@ import ctypes
 import os
 import struct
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 # Event bits (linux/inotify.h)
 IN_MODIFY = 0x00000002
 IN_CLOSE_WRITE = 0x00000008
@@ -92,7 +96,12 @@ class Inotify:
             events.append((wd, mask, name))
         return events
 
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+    def close(self, hand_off: Callable[[int], object] | None = None) -> None:
+        """Close the descriptor; ``hand_off(fd)`` first, when given, may pass it to a process that keeps it until that
+        process ends (see :meth:`agentd.store.base.Watching.stop`)."""
+        fd, self.fd = self.fd, -1
+        if fd < 0:
+            return
+        if hand_off is not None:
+            hand_off(fd)
+        os.close(fd)

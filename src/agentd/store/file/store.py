@@ -128,8 +128,8 @@ class _Watching:
     def __init__(self, watcher: Watcher) -> None:
         self._watcher = watcher
 
-    def stop(self) -> None:
-        self._watcher.stop()
+    def stop(self, hand_off: Callable[[int], object] | None = None) -> None:
+        self._watcher.stop(hand_off)
 
 
 class FileStore:

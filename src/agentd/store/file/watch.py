@@ -192,22 +192,23 @@ class Watcher:
             lease=kind in ("closed", "deleted"),
         )
 
-    def stop(self) -> None:
+    def stop(self, hand_off: Callable[[int], object] | None = None) -> None:
+        """Stop the watch's thread and close its descriptors (``hand_off``: see :meth:`inotify.Inotify.close`)."""
         if self._thread is not None:
             os.write(self._stop_w, b"x")
             self._thread.join(timeout=2)
             self._thread = None
-        self._close()
+        self._close(hand_off)
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout=2)
             self._observer = None
 
-    def _close(self) -> None:
+    def _close(self, hand_off: Callable[[int], object] | None = None) -> None:
         if self._stop_w >= 0:
             os.close(self._stop_w)
             self._stop_w = -1
         if self._inotify is not None:
-            self._inotify.close()
+            self._inotify.close(hand_off)
             self._inotify = None
         self._folders.clear()

@@ -453,7 +453,7 @@ class _Watching:
     def __init__(self, listener: Listener) -> None:
         self._listener = listener
 
-    def stop(self) -> None:
+    def stop(self, hand_off: Callable[[int], object] | None = None) -> None:  # (a connection's close: nothing to pass)
         self._listener.stop()
 
 

@@ -46,6 +46,7 @@ import bench  # scripts/bench.py: clean-up, projects, daemons, the profile's tab
 SECTIONS = ("cli", "parallel", "chain", "big", "idle", "profile")
 PY = sys.executable
 CLEAN_EACH = [False]  # --clean-each: remove each run's folder right after it (the method of rounds 1-9)
+SETTLE_S = 10.0  # s before the first run: ext4 steps over the inodes freed in the last 5 s (10 s if still dirty)
 
 
 def discard(folder: Path, cleanup: bench.Cleanup | None = None) -> None:
@@ -53,7 +54,8 @@ def discard(folder: Path, cleanup: bench.Cleanup | None = None) -> None:
     --clean-each. On ext4 without a journal (this VM's root file system) creating a file scans past every inode
     freed in the last 5-10 s in its group (``find_inode_bit`` -> ``recently_deleted``): each removal of a run's
     folder (hundreds of files) taxed the runs after it, each per file it creates -- agentd, which makes ~4 files a
-    task to tsp's and nq's 1, most (docs/benchmarks.md, round 10)."""
+    task to tsp's and nq's 1, most (docs/benchmarks.md, round 10). For the same reason the benchmark waits SETTLE_S
+    before its first run: what ran before it (a test suite's clean-up) would tax the first section."""
     if not CLEAN_EACH[0]:
         return
     if cleanup is not None:
@@ -717,6 +719,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         *[f"- {note}" for note in notes],
         "",
     ]
+    if SETTLE_S > 0:  # (see discard: what was removed just before would tax the first runs' creates)
+        bench.log(f"peers: waiting {SETTLE_S:g} s for the file system to forget the files removed before")
+        time.sleep(SETTLE_S)
     try:
         for section in sections:
             bench.log(f"peers: {section}")

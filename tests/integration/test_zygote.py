@@ -791,6 +791,7 @@ def test_keeping_a_descriptor_never_waits_on_a_zygote_that_does_not_read(tmp_pat
     assert pid is not None and sock is not None
     os.kill(pid, signal.SIGSTOP)
     try:
+        assert wait_for(lambda: process_state(pid) == "T", 30)  # (stopped: it reads nothing more from now on)
         sock.setblocking(False)
         with contextlib.suppress(BlockingIOError):
             while True:  # (a request it does not know: ignored once it reads again)

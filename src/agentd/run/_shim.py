@@ -848,7 +848,10 @@ def _spare(sock_fd: int, chan: Any) -> NoReturn:
         _socket, fcntl = _modules()
         os.close(sock_fd)
         for fd in _KEPT:  # (the zygote's to keep, not a spare's)
-            os.close(fd)
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         os.setsid()
         _prepare()
         data, ancillary, flags, _addr = chan.recvmsg(HAND_OVER_MAX, _socket.CMSG_SPACE(256 * 4))

@@ -102,6 +102,8 @@ class Inotify:
         fd, self.fd = self.fd, -1
         if fd < 0:
             return
-        if hand_off is not None:
-            hand_off(fd)
-        os.close(fd)
+        try:
+            if hand_off is not None:
+                hand_off(fd)
+        finally:
+            os.close(fd)

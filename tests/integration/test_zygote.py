@@ -843,3 +843,22 @@ def test_an_ending_daemon_hands_its_inotify_descriptor_to_the_zygote(tmp_path: P
     zygote = default_zygote().pid
     assert zygote is not None
     assert wait_for(lambda: inotify_fds(zygote) == 1, 30), fd_targets(zygote)
+
+
+def test_a_booted_zygote_forks_no_spare_until_asked(tmp_path: Path, zygote: Zygote) -> None:
+    """boot() (a daemon's start, once its configuration is read) starts the interpreter only; the prestart that follows
+    asks for the spares, where their logs go told first (each makes its task's log folder ahead)."""
+    zygote.boot()
+    pid = zygote.pid
+    assert pid is not None
+    zygote.boot()  # (once)
+    assert zygote.pid == pid
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    zygote.prepare_logs(str(logs))
+    zygote.prestart(2)
+    assert wait_for(lambda: len(children_of(pid)) == 2, 30), children_of(pid)
+    assert wait_for(lambda: len([p for p in logs.iterdir() if p.name.startswith(".spare-")]) == 2, 30), list(
+        logs.iterdir()
+    )
+    assert zygote.pid == pid  # the booted one, not another

@@ -20,6 +20,7 @@ from agentd.cli.app import App
 from agentd.core.clock import SkewedClock, SystemClock
 from agentd.errors import AgentdError, ConfigError, ExitCode
 from agentd.run.daemon import LIVENESS_BEAT, Daemon, Mode
+from agentd.run.zygote import default_zygote
 from agentd.service import logsetup
 from agentd.store.file.pidfile import AlreadyRunning, stale_reason
 
@@ -72,6 +73,7 @@ def run(
     try:
         config = app.config
         config.role(role)
+        default_zygote().boot()  # (its interpreter starts while the daemon is built and registered)
         daemon = _daemon_when_reachable(
             lambda: Daemon(config, role, instance=instance, concurrency=concurrency, interval=interval, clock=clock),
             wait=mode is Mode.FOREVER and ready_fd is None,

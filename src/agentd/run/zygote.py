@@ -20,8 +20,9 @@ knows: a spare whose zygote or daemon died before its task came reads EOF on its
 
 The zygote reaps a supervisor only when told (:meth:`Zygote.reap`, sent once the daemon saw it exit through a
 pidfd): until then its pid, which is its process group's id, cannot be reused and the daemon may signal the group.
-A running daemon starts it ahead of its first pass (:meth:`Zygote.prestart`): the interpreter starts while that pass
-claims the first task. A zygote that dies is replaced at the next task (said once in the log each time); the
+A running daemon starts it as soon as its configuration is read (:meth:`Zygote.boot`) and asks for the first spares
+before its first pass (:meth:`Zygote.prestart`): the interpreter starts while the daemon is built and registered and
+that pass claims the first task. A zygote that dies is replaced at the next task (said once in the log each time); the
 supervisors it had forked run on, re-parented to init.
 """
 

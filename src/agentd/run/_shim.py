@@ -822,6 +822,12 @@ def _drop_prepared() -> None:
         except OSError:
             pass  # (removed meanwhile by a prune: nothing left to do)
     if fd >= 0:
+        _close_quietly(fd)
+
+
+def _close_quietly(*fds: int) -> None:
+    """Close each descriptor, one already closed or never valid included (what is left of a task's, the zygote's)."""
+    for fd in fds:
         try:
             os.close(fd)
         except OSError:
@@ -847,11 +853,7 @@ def _spare(sock_fd: int, chan: Any) -> NoReturn:
     try:
         _socket, fcntl = _modules()
         os.close(sock_fd)
-        for fd in _KEPT:  # (the zygote's to keep, not a spare's)
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        _close_quietly(*_KEPT)  # (the zygote's to keep, not a spare's)
         os.setsid()
         _prepare()
         data, ancillary, flags, _addr = chan.recvmsg(HAND_OVER_MAX, _socket.CMSG_SPACE(256 * 4))
@@ -955,18 +957,10 @@ def zygote(sock_fd: int) -> int:
             return 0  # the daemon is gone
         received = _received_fds(ancillary)
         if data[:1] == b"K":  # kept until this process exits, never used; the ones kept before are closed now
-            for fd in _KEPT:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+            _close_quietly(*_KEPT)
             _KEPT[:] = received
             continue
-        for fd in received:  # (none expected)
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        _close_quietly(*received)  # (none expected)
         if data[:1] == b"P":  # the log root for the spares forked from now on (see _prepare); empty: none
             _LOG_ROOT[:] = [os.fsdecode(data[1:])] if len(data) > 1 else []
         elif data[:1] == b"R":
@@ -1034,12 +1028,7 @@ def _warm_once(message: bytes) -> None:
         os.waitstatus_to_exitcode(0)
         _crash_point("agentd-warm-up")
     finally:
-        for fd in (wake_r, wake_w, shim.log_fd):
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        _close_quietly(*(fd for fd in (wake_r, wake_w, shim.log_fd) if fd >= 0))
 
 
 def _fork_spares(sock: Any, sock_fd: int, count: int) -> bool:

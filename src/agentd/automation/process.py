@@ -27,6 +27,7 @@ from agentd.automation.hooks import Hook, HookInvalid
 from agentd.config import CONFIG_NAME, Config
 from agentd.core.clock import Clock
 from agentd.errors import AgentdError, ConfigInvalid
+from agentd.run.wakeup import WakeUp
 from agentd.service.background import automation_active_path
 from agentd.store.file.journal import Journal
 from agentd.store.file.pidfile import AlreadyRunning, PidFile
@@ -81,8 +82,8 @@ class AutomationProcess:
         self.clock = clock
         self.config = load()
         self.hooks = expand_hooks(self.config, os.environ)
-        self.stopping = threading.Event()
-        self.wake = threading.Event()
+        self.stopping = WakeUp()  # (both set by the signal handlers: see agentd.run.wakeup)
+        self.wake = WakeUp()
         self.reload = False
         self.engine: Engine | None = None
         self.active: PidFile | None = None

@@ -41,6 +41,7 @@ from agentd.report import usage
 from agentd.run.dispatch import Claim, Dispatcher, PassResult
 from agentd.run.execution import Executor, Running, start_room
 from agentd.run.runner import ExitInfo, TaskProcess
+from agentd.run.wakeup import WakeUp
 from agentd.service import notify
 from agentd.store import open_store
 from agentd.store.base import Registration, Store, Watching
@@ -202,7 +203,7 @@ class Daemon:
         self.running: dict[str, Running] = {}
         self.failed: set[str] = set()  # tasks whose latest run here failed (a later success clears them)
         self._ended: queue_mod.SimpleQueue[tuple[str, int, ExitInfo]] = queue_mod.SimpleQueue()
-        self._wake = threading.Event()
+        self._wake = WakeUp()
         self._stop_requests = 0
         self._reload = False
         self._terminal: tuple[int, ...] = ()  # the standard fds that were a terminal when it took the signals
@@ -267,10 +268,10 @@ class Daemon:
 
         Returns whether the coming pass is one for file events alone (its CPU is charged to the budget)."""
         while True:
+            self._wake.clear()  # (before the look: a wake-up from then on ends the wait, never cleared unseen)
             wait = self._look_delay()
             if wait <= 0:
                 break
-            self._wake.clear()
             self._wake.wait(wait)
         paced = self._dirty and not self._urgent and self.clock.monotonic() - self._last_pass < self.interval
         self._urgent = False
@@ -1106,13 +1107,15 @@ class Daemon:
         if hold <= 0:
             return
         deadline = time.monotonic() + hold
-        while not (self._stop_requests or self._reload):
+        while True:
+            self._wake.clear()  # (before the looks: an end, stop or reload from then on ends the wait below)
+            self._collect_exits()
+            if self._stop_requests or self._reload:
+                return
             left = deadline - time.monotonic()
             if left <= 0 or all(run.exit is not None for run in self.running.values()):
                 return
-            self._wake.clear()
             self._wake.wait(left)
-            self._collect_exits()
 
     def _start_watching(self) -> None:
         """Start the store's change watch once the first pass is done, on a thread of its own: a store's watch may
@@ -1175,6 +1178,7 @@ class Daemon:
         asked = self._stop_requests
         unrecorded = 0
         while self.running:
+            self._wake.clear()  # (before the looks: an end or a second signal from then on ends the wait below)
             self._collect_exits()
             done = [run for run in self.running.values() if run.exit is not None]
             try:
@@ -1201,6 +1205,5 @@ class Daemon:
                         run.interrupted = True
                         run.proc.terminate()
                 deadline = float("inf")
-            self._wake.clear()
             self._wake.wait(min(0.2, max(0.0, deadline - self.clock.monotonic())))
         return int(ExitCode.OK)

@@ -110,6 +110,35 @@ def wait_for(condition: Callable[[], T], timeout: float, what: str, every: float
         time.sleep(min(max(every, min(3 * (now - began), 2.0)), deadline - now))
 
 
+def survives_sighup_storm(setup: str, wake: str, root: Path) -> subprocess.CompletedProcess[str]:
+    """Run, in a python of its own, *setup* (which installs the SIGHUP handler under test, with ``sys.argv[1]`` the
+    project *root*) and then, while a thread sends 2,000 real SIGHUPs to the process, *wake* (an object with clear and
+    set) cleared and set over and over in the main thread, which the handler interrupts there; it prints "survived"
+    once the signals are sent. A handler that waits on a lock the interrupted code holds hangs it (the timeout) or
+    nests until a RecursionError."""
+    script = (
+        "import os, signal, sys, threading, time\n" + setup + "\ndone = threading.Event()\n"
+        "def send():\n"
+        "    for _ in range(2000):\n"
+        "        os.kill(os.getpid(), signal.SIGHUP)\n"
+        "        time.sleep(0.0002)\n"
+        "    done.set()\n"
+        "threading.Thread(target=send, daemon=True).start()\n"
+        "while not done.is_set():\n"
+        f"    {wake}.clear()\n"
+        f"    {wake}.set()\n"
+        "print('survived')\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script, str(root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def events(log: Path) -> list[dict[str, Any]]:
     if not log.exists():
         return []

@@ -21,7 +21,7 @@ import pytest
 from agentd.automation.hooks import verify
 from agentd.store.file.pidfile import probe
 from tests.conftest import run_agentd
-from tests.helpers.daemons import tasks_by_id, wait_for, write_config, write_queue
+from tests.helpers.daemons import survives_sighup_storm, tasks_by_id, wait_for, write_config, write_queue
 
 pytestmark = pytest.mark.slow
 BUILDER = {"claims": "ready", "working": "in_progress", "on_success": "done", "command": ["true"], "max_attempts": 1}
@@ -380,37 +380,16 @@ def test_a_notify_hook_sends_through_apprise(automation: Automation, endpoint: h
         assert "pa55word-x" not in path.read_text(errors="replace"), path
 
 
-_SIGNAL_STORM = """
-import os, signal, sys, threading, time
-from agentd import config as config_mod
-from agentd.automation.process import AutomationProcess
-from agentd.core.clock import SystemClock
-proc = AutomationProcess(lambda: config_mod.load(root=sys.argv[1], environ={}), SystemClock())
-signal.signal(signal.SIGHUP, proc._signal)  # (as run() does)
-done = threading.Event()
-def send():
-    for _ in range(2000):
-        os.kill(os.getpid(), signal.SIGHUP)
-        time.sleep(0.0002)
-    done.set()
-threading.Thread(target=send, daemon=True).start()
-while not done.is_set():  # what its loop does (wait, then clear) and what wakes it (set), over and over
-    proc.wake.clear()
-    proc.wake.set()
-print("survived", proc.reload)
-"""
-
-
 def test_a_signal_in_the_middle_of_a_wake_up_never_hangs_the_automation_process(tmp_path: Path) -> None:
     """As the daemon's (tests/integration/test_daemon.py): the automation process's signal handler sets its wake-up,
     and a signal may come while the main thread clears or sets it; with a threading.Event that waited for ever."""
     project(tmp_path, "")
-    done = subprocess.run(
-        [sys.executable, "-c", _SIGNAL_STORM, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        stdin=subprocess.DEVNULL,
+    setup = (
+        "from agentd import config as config_mod\n"
+        "from agentd.automation.process import AutomationProcess\n"
+        "from agentd.core.clock import SystemClock\n"
+        "proc = AutomationProcess(lambda: config_mod.load(root=sys.argv[1], environ={}), SystemClock())\n"
+        "signal.signal(signal.SIGHUP, proc._signal)  # (as run() does)\n"
     )
-    assert done.returncode == 0 and done.stdout.strip() == "survived True", (done.returncode, done.stderr[-2000:])
+    done = survives_sighup_storm(setup, "proc.wake", tmp_path)
+    assert done.returncode == 0 and done.stdout.strip() == "survived", (done.returncode, done.stderr[-2000:])

@@ -20,6 +20,7 @@ from tests.helpers.daemons import (
     recorder,
     start,
     stop_all,
+    survives_sighup_storm,
     task,
     tasks_by_id,
     wait_for,
@@ -424,26 +425,6 @@ def test_once_runs_a_single_pass(tmp_path: Path) -> None:
     assert [t["status"] for t in tasks_by_id(tmp_path).values()] == ["awaiting_test", "ready", "ready"]
 
 
-_SIGNAL_STORM = """
-import os, signal, sys, threading, time
-from agentd import config as config_mod
-from agentd.run.daemon import Daemon
-daemon = Daemon(config_mod.load(root=sys.argv[1], environ={}), "builder", watch=False)
-daemon.take_signals()
-done = threading.Event()
-def send():
-    for _ in range(2000):
-        os.kill(os.getpid(), signal.SIGHUP)
-        time.sleep(0.0002)
-    done.set()
-threading.Thread(target=send, daemon=True).start()
-while not done.is_set():  # what the loop (clear, then wait) and the daemon's other threads (set) do, over and over
-    daemon._wake.clear()
-    daemon._wake.set()
-print("survived", daemon._reload)
-"""
-
-
 def test_a_signal_in_the_middle_of_a_wake_up_never_hangs_the_daemon(tmp_path: Path) -> None:
     """A signal handler runs in the main thread between any two of its bytecodes, so a SIGHUP or SIGTERM may come
     while the loop clears or sets its wake-up. The handler wakes the loop too: with a threading.Event there it waited
@@ -451,15 +432,14 @@ def test_a_signal_in_the_middle_of_a_wake_up_never_hangs_the_daemon(tmp_path: Pa
     2,000 real SIGHUPs while the main thread does nothing but clear and set the wake-up: it carries on."""
     write_config(tmp_path, {"builder": {**BUILDER, "command": ["true"]}})
     write_queue(tmp_path, [], {"builder": 1})
-    done = subprocess.run(
-        [sys.executable, "-c", _SIGNAL_STORM, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        stdin=subprocess.DEVNULL,
+    setup = (
+        "from agentd import config as config_mod\n"
+        "from agentd.run.daemon import Daemon\n"
+        "daemon = Daemon(config_mod.load(root=sys.argv[1], environ={}), 'builder', watch=False)\n"
+        "daemon.take_signals()\n"
     )
-    assert done.returncode == 0 and done.stdout.strip() == "survived True", (done.returncode, done.stderr[-2000:])
+    done = survives_sighup_storm(setup, "daemon._wake", tmp_path)
+    assert done.returncode == 0 and done.stdout.strip() == "survived", (done.returncode, done.stderr[-2000:])
 
 
 def test_sighup_rereads_the_config(tmp_path: Path) -> None:

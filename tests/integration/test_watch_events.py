@@ -112,6 +112,9 @@ def test_the_stop_ends_the_watch_thread_and_closes_its_descriptors(tmp_path: Pat
     before = set(os.listdir("/proc/self/fd"))
     watcher = _watching(tmp_path, [])
     assert any(t.name == "agentd-watch" for t in threading.enumerate())
+    # Two descriptors, the inotify instance and one eventfd that stops the thread (a pipe would take two): under a low
+    # `ulimit -n` a daemon's every descriptor counts (test_task_end's `ulimit -n 12` daemon claims with the watch up).
+    assert len(set(os.listdir("/proc/self/fd")) - before) == 2
     watcher.stop()
     assert not [t for t in threading.enumerate() if t.name == "agentd-watch"]
     assert set(os.listdir("/proc/self/fd")) <= before

@@ -38,6 +38,15 @@ _LEASE_EVENTS = inotify.IN_CLOSE_WRITE | inotify.IN_DELETE
 _GONE = inotify.IN_IGNORED | inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF | inotify.IN_UNMOUNT
 
 
+def _stop_pair() -> tuple[int, int]:
+    """What stops the watch's thread: an eventfd (one descriptor, read and written) where there is one, else a pipe.
+    A daemon under a low ``ulimit -n`` has every descriptor counted: the watch takes two, not three."""
+    if hasattr(os, "eventfd"):
+        fd = os.eventfd(0, os.EFD_CLOEXEC)
+        return fd, fd
+    return os.pipe2(os.O_CLOEXEC)
+
+
 class Watcher:
     """Watches the queue file, the lease folder and the project's state file (pauses); calls ``wake(reason)`` from its
     own thread."""
@@ -84,11 +93,13 @@ class Watcher:
         self._inotify = inotify.Inotify()
         for folder, mask in masks.items():
             self._folders[self._inotify.add(folder, mask)] = folder
-        stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
-        self._thread = threading.Thread(target=self._run, args=(stop_r,), name="agentd-watch", daemon=True)
+        stop_r, self._stop_w = _stop_pair()
+        self._thread = threading.Thread(
+            target=self._run, args=(stop_r, stop_r != self._stop_w), name="agentd-watch", daemon=True
+        )
         self._thread.start()
 
-    def _run(self, stop_r: int) -> None:
+    def _run(self, stop_r: int, own_stop_r: bool) -> None:
         # A signal for the process is the main thread's: one the kernel handed to this thread, asleep in poll(), would
         # have its Python handler wait until the main thread next woke.
         signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
@@ -112,7 +123,8 @@ class Watcher:
         except OSError as exc:  # (the descriptor failing: nothing to do but poll)
             log.warning("file events stopped (%s); polling every interval", exc)
         finally:
-            os.close(stop_r)
+            if own_stop_r:  # (a pipe's read end is the thread's; an eventfd is closed by stop())
+                os.close(stop_r)
 
     def _reason(self, wd: int, mask: int, name: str) -> str | None:
         """Why an event wakes the daemon (None: it does not)."""
@@ -195,7 +207,10 @@ class Watcher:
     def stop(self, hand_off: Callable[[int], object] | None = None) -> None:
         """Stop the watch's thread and close its descriptors (``hand_off``: see :meth:`inotify.Inotify.close`)."""
         if self._thread is not None:
-            os.write(self._stop_w, b"x")
+            if hasattr(os, "eventfd"):
+                os.eventfd_write(self._stop_w, 1)
+            else:
+                os.write(self._stop_w, b"x")
             self._thread.join(timeout=2)
             self._thread = None
         self._close(hand_off)

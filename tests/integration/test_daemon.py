@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 import signal
 import subprocess
 import sys
@@ -344,6 +345,45 @@ def test_daemon_survives_a_broken_queue_and_resumes(tmp_path: Path) -> None:
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=20)
+
+
+def _immutable(folder: Path, on: bool) -> None:
+    """``chattr +i`` / ``-i`` on a folder: nothing can be created or renamed in it, by root either (whom permission
+    bits do not stop); the test skips, saying why, where the file system or the user cannot do that."""
+    if shutil.which("chattr") is None:
+        pytest.skip("needs chattr (Debian's e2fsprogs) to make a folder unwritable for root")
+    done = subprocess.run(["chattr", "+i" if on else "-i", str(folder)], capture_output=True, text=True)
+    if done.returncode != 0:
+        assert on, done.stderr  # (taking it off again must work)
+        pytest.skip(f"this file system or user cannot make a folder immutable: {done.stderr.strip()}")
+
+
+def test_a_pass_that_failed_on_the_system_is_tried_again_without_an_event(tmp_path: Path) -> None:
+    """A pass that fails on the system (here the folder made immutable: EPERM for the queue's lock file or its
+    temporary file) is reported once and tried again within seconds once the folder is writable again, although the
+    interval is 120 s and nothing announces the change (no file event): the daemon's own retry, backing off, finds
+    it."""
+    write_config(tmp_path, {"builder": {**BUILDER, "command": ["true"]}}, defaults={"interval": 120})
+    queue = write_queue(tmp_path, [], {"builder": 1})
+    daemon = start(tmp_path, "builder")
+    err_file = next(tmp_path.glob("daemon-builder-*.err"))
+    try:
+        wait_for(lambda: "started" in err_file.read_text(), 30, "start")
+        _immutable(tmp_path, True)
+        try:
+            # (written in place: an immutable folder still lets its files be rewritten, and the close wakes the daemon)
+            queue.write_text(queue.read_text().replace('"tasks": []', '"tasks": [{"id": "R1", "status": "ready"}]'))
+            wait_for(lambda: "Operation not permitted" in err_file.read_text(), 30, "the failure to be reported")
+        finally:
+            _immutable(tmp_path, False)
+        final = wait_for(
+            lambda: (t := tasks_by_id(tmp_path)["R1"])["status"] == "awaiting_test" and t, 30, "R1 to run after all"
+        )
+        assert final["lease"] is None and final["last_run"]["outcome"] == "success", final
+        assert err_file.read_text().count("cannot use the queue") == 1, err_file.read_text()
+        assert "valid again" in err_file.read_text()
+    finally:
+        stop_all([daemon])
 
 
 def test_missing_command_is_a_config_error(tmp_path: Path) -> None:

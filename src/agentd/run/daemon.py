@@ -65,6 +65,10 @@ LIVENESS_BEAT = 2.0  # s between the daemon's own liveness beats (its PID file; 
 UNREACHABLE = "store unreachable"  # _last_error while the store cannot be reached (its own log lines say so)
 START_RETRY_PAUSE = 1.0  # s without claims after agentd itself could not start a command (out of resources) ...
 START_RETRY_PAUSE_MAX = 30.0  # ... doubled while it goes on failing, up to this
+# A pass that failed on the system (no descriptor left, a full or read-only disk), not on the queue's content, is tried
+# again after ACCESS_RETRY s, doubled while it goes on failing, up to the interval: no file event announces that a
+# descriptor or a disk block is free again (a bad queue is looked at again when it is edited, or on the interval).
+ACCESS_RETRY = 1.0
 # Group commit (as PostgreSQL's commit_delay/commit_siblings): a pass for a run that ended while others of this
 # daemon still run waits up to GROUP_SHARE of the last recording pass's own CPU time (what a pass saved costs; its
 # wall time grows with the machine's load, so that a busy machine would hold longer), and never over GROUP_MAX,
@@ -210,6 +214,8 @@ class Daemon:
         self._signal_handlers: dict[int, Any] | None = None  # what take_signals() replaced
         self._hangup = False  # stopping because the terminal went away (SIGHUP with it gone)
         self._last_error: str | None = None
+        self._access_retry = 0.0  # s: the latest wait before a pass that failed on the system is tried again
+        self._access_retry_at = float("inf")  # monotonic: when that pass is tried again
         self._wip_full = False
         self._watch = watch
         self._watcher: Watching | None = None
@@ -306,6 +312,8 @@ class Daemon:
                     return report
             if self._last_error == UNREACHABLE and report.error is None:
                 self._last_error = None  # (the store said it is back)
+            if report.error is None:
+                self._access_retry, self._access_retry_at = 0.0, float("inf")
             if self._last_error is not None and report.error is None:
                 self.journal.emit(
                     "queue-invalid", f"{self.config.queue_path.name} is valid again; carrying on", state="valid"
@@ -316,6 +324,9 @@ class Daemon:
                 exc = FileAccessError.from_os_error(exc)
             report.error = str(exc)
             report.error_code = int(exc.exit_code)
+            if isinstance(exc, FileAccessError):
+                self._access_retry = min(self.interval, self._access_retry * 2 if self._access_retry else ACCESS_RETRY)
+                self._access_retry_at = self.clock.monotonic() + self._access_retry
             if isinstance(exc, StoreUnreachable):  # the store logs it once, and once when back: retried meanwhile
                 self._last_error = UNREACHABLE
             elif report.error != self._last_error:
@@ -952,6 +963,8 @@ class Daemon:
             timeout = min(timeout, max(0.0, (self._next_wake - self.clock.now()).total_seconds()))
         if self._claim_pause_until > mono:
             timeout = min(timeout, self._claim_pause_until - mono)
+        if self._last_error is not None:
+            timeout = min(timeout, max(0.0, self._access_retry_at - mono))
         if self._pause is not None and self._pause.until is not None:
             timeout = min(timeout, max(0.0, (self._pause.until - self.clock.now()).total_seconds()))
         return max(0.0, timeout)

@@ -258,14 +258,15 @@ def test_a_daemon_imports_no_click(project: object, argv: tuple[str, ...]) -> No
 # inspect, ast and dis; every class's methods compiled with exec at import): the daemon's value classes are
 # agentd.core.record classes; typing (a type checker's names, imported under TYPE_CHECKING; the zygote's Handed a
 # collections.namedtuple, recovery's LeaseLook a plain class at run time). (tomllib imports typing, when agentd.toml
-# is not cached; watchdog, a daemon's change watch where inotify is missing, imports both.)
-DAEMON_START_UNUSED = ("dataclasses", "inspect", "ast", "dis", "typing", "watchdog")
+# is not cached; watchdog, a daemon's change watch where inotify is missing, imports both.) Nor socket (its enums: 1-2
+# ms): the zygote's socket pair is _socket's, and only a daemon told of a NOTIFY_SOCKET (systemd) imports it.
+DAEMON_START_UNUSED = ("dataclasses", "inspect", "ast", "dis", "typing", "watchdog", "socket")
 
 
 @pytest.mark.slow
 def test_a_daemon_imports_no_dataclasses_before_its_first_pass_is_over(project: object) -> None:
     """An empty drain (it ends after its first pass) imports neither dataclasses nor what it brings (inspect, ast,
-    dis), nor typing, nor watchdog: the daemon's, dispatcher's, runner's and recovery's value classes are
+    dis), nor typing, nor watchdog, nor socket: the daemon's, dispatcher's, runner's and recovery's value classes are
     agentd.core.record classes, and typing's names are imported for the type checker only."""
     root = project({"tasks": []}, '[roles.builder]\ncommand = ["true"]\n')  # type: ignore[operator]
     imported(("queue", "list"), root)  # (the first call parses agentd.toml and keeps it)

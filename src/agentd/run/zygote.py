@@ -28,6 +28,7 @@ supervisors it had forked run on, re-parented to init.
 
 from __future__ import annotations
 
+import _socket  # (not socket: its enums cost a daemon's start 1-2 ms, and the zygote needs none)
 import array
 import collections
 import contextlib
@@ -38,7 +39,6 @@ import marshal
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 INLINE_SPEC_MAX = 48 * 1024
 REPLY_TIMEOUT = 30.0  # s: a zygote that does not answer a fork request by then is taken for hung and replaced
 RELEASE_TIMEOUT = 2.0  # s: the longest a daemon's end waits for its unused spares to drop their log folders
-_USABLE = hasattr(os, "pidfd_open") and hasattr(socket, "SCM_RIGHTS") and hasattr(socket, "SOCK_SEQPACKET")
+_USABLE = hasattr(os, "pidfd_open") and hasattr(_socket, "SCM_RIGHTS") and hasattr(_socket, "SOCK_SEQPACKET")
 
 
 class ZygoteGone(Exception):
@@ -90,7 +90,7 @@ class Zygote:
         self._reply_timeout = reply_timeout
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
-        self._sock: socket.socket | None = None
+        self._sock: _socket.socket | None = None
         self.generation = 0  # bumped at each (re)start: a supervisor is reaped only by the zygote that forked it
         self._asked = 0  # spares asked for whose replies are not yet read
         self.spares = 1  # how many spares to keep asked for (prestart(): as many as the daemon starts at once)
@@ -105,10 +105,10 @@ class Zygote:
         proc = self._proc
         return proc.pid if proc is not None and proc.poll() is None else None
 
-    def _start(self) -> socket.socket:
+    def _start(self) -> _socket.socket:
         from agentd.run.runner import SHIM_BOOT, shim_code  # (runner imports this module)
 
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         try:
             proc = subprocess.Popen(
                 [self._executable, "-I", "-S", "-c", SHIM_BOOT, "agentd-zygote", str(theirs.fileno())],
@@ -183,7 +183,7 @@ class Zygote:
             self._log_root_given = root
             self._log_root = os.path.abspath(root)  # (the spec's log path is absolute: the spare compares the two)
 
-    def _tell_log_root(self, sock: socket.socket) -> None:
+    def _tell_log_root(self, sock: _socket.socket) -> None:
         """``P<root>``: the log root for the spares the zygote forks from now on (a path too long is not sent)."""
         root = self._log_root
         if root is not None and root != self._log_root_sent:
@@ -246,11 +246,11 @@ class Zygote:
             raise AssertionError("unreachable")
 
     @staticmethod
-    def _hand(chan: socket.socket, keep_fds: Sequence[int], spec: bytes | None, fds: array.array[int]) -> None:
+    def _hand(chan: _socket.socket, keep_fds: Sequence[int], spec: bytes | None, fds: array.array[int]) -> None:
         """The hand-over message (``_shim._spare``): the kept descriptors' numbers and the spec (or None), with the
         descriptors themselves."""
         message = b"G" + marshal.dumps((list(keep_fds), spec))
-        chan.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        chan.sendmsg([message], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
 
     def replenish(self) -> None:
         """Ask for the spares of the next tasks, forked while these run (after their specs were sent: the zygote's
@@ -260,7 +260,7 @@ class Zygote:
             if self._sock is not None and self._asked < self.spares:
                 self._ask(self._sock)
 
-    def _ask(self, sock: socket.socket) -> None:
+    def _ask(self, sock: _socket.socket) -> None:
         try:
             self._request(sock)
         except OSError:
@@ -268,7 +268,7 @@ class Zygote:
             with contextlib.suppress(OSError):
                 self._request(self._start())
 
-    def _request(self, sock: socket.socket) -> None:
+    def _request(self, sock: _socket.socket) -> None:
         """One request for as many spares as are missing (``S<count>``: one message)."""
         missing = self.spares - self._asked
         if missing > 0:
@@ -276,7 +276,7 @@ class Zygote:
             sock.send(b"S%d" % missing)
             self._asked += missing
 
-    def _spare(self, sock: socket.socket) -> tuple[int, socket.socket, int, int | None]:
+    def _spare(self, sock: _socket.socket) -> tuple[int, _socket.socket, int, int | None]:
         """The spare asked for (now, if it was not yet): its pid, the daemon's end of its channel, its generation,
         its start time (as the zygote read it from /proc right after the fork; None if it could not)."""
         try:
@@ -285,13 +285,13 @@ class Zygote:
             else:
                 self._tell_log_root(sock)
                 sock.send(b"S")
-            reply, ancillary, flags, _addr = sock.recvmsg(32, socket.CMSG_SPACE(4))
+            reply, ancillary, flags, _addr = sock.recvmsg(32, _socket.CMSG_SPACE(4))
         except (OSError, TimeoutError):
             reply, ancillary, flags = b"", [], 0
         fds = [
             fd
             for level, kind, data in ancillary
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS
             for fd in array.array("i", data[: len(data) - len(data) % 4])
         ]
         if len(reply) != 16 or len(fds) > 1:
@@ -305,12 +305,12 @@ class Zygote:
             raise OSError(-pid or errno.EIO, f"supervisor zygote: fork: {os.strerror(-pid or errno.EIO)}")
         if not fds:  # its channel did not reach this process (out of descriptors: the kernel dropped it)
             self._reap_now(sock, pid)
-            code = errno.EMFILE if flags & socket.MSG_CTRUNC else errno.EIO
+            code = errno.EMFILE if flags & _socket.MSG_CTRUNC else errno.EIO
             raise OSError(code, f"supervisor spare {pid}: its channel was not received: {os.strerror(code)}")
-        return pid, socket.socket(fileno=fds[0]), self.generation, start if start >= 0 else None
+        return pid, _socket.socket(fileno=fds[0]), self.generation, start if start >= 0 else None
 
     @staticmethod
-    def _reap_now(sock: socket.socket, pid: int) -> None:
+    def _reap_now(sock: _socket.socket, pid: int) -> None:
         """Have the zygote reap a spare that will run nothing (gone, or reading EOF on its channel: it exits at
         once), so that no zombie of it is left."""
         with contextlib.suppress(OSError):
@@ -329,7 +329,7 @@ class Zygote:
             timeout = sock.gettimeout()
             sock.setblocking(False)  # (a zygote that does not read never holds up a daemon's end)
             try:
-                sock.sendmsg([b"K"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+                sock.sendmsg([b"K"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, array.array("i", [fd]))])
             except OSError:
                 return False
             finally:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +25,8 @@ def send(state: str) -> bool:
     address = _address()
     if address is None:
         return False
+    import socket  # (here: a daemon without a NOTIFY_SOCKET, most, never imports it)
+
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
             sock.sendto(state.encode("utf-8"), address)

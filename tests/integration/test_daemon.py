@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import shutil
 import signal
 import subprocess
@@ -384,6 +386,62 @@ def test_a_pass_that_failed_on_the_system_is_tried_again_without_an_event(tmp_pa
         assert "valid again" in err_file.read_text()
     finally:
         stop_all([daemon])
+
+
+def test_a_watch_the_kernel_refused_at_start_is_set_up_once_it_can_be(tmp_path: Path) -> None:
+    """A daemon started while inotify's instance limit is reached (a user namespace whose max_inotify_instances is 1,
+    that one instance held by another process) says once that it polls; once the holder has let go, a later look sets
+    the watch up after all (the daemon then holds an inotify descriptor) and says so, once. Before, such a daemon
+    polled for the rest of its life."""
+    write_config(tmp_path, {"builder": {**BUILDER, "command": ["true"]}}, defaults={"interval": 1})
+    write_queue(tmp_path, [], {"builder": 1})
+    release, pid_file, err_path = tmp_path / "release", tmp_path / "daemon.pid", tmp_path / "daemon.err"
+    driver = f"""
+import os, subprocess, sys, time
+open("/proc/sys/user/max_inotify_instances", "w").write("1")
+from agentd.store.file.inotify import Inotify
+held = Inotify()
+with open({str(err_path)!r}, "wb") as err:
+    daemon = subprocess.Popen([sys.executable, "-m", "agentd", "--root", {str(tmp_path)!r}, "--role", "builder"],
+                              stderr=err, stdout=subprocess.DEVNULL)
+open({str(pid_file)!r}, "w").write(str(daemon.pid))
+while not os.path.exists({str(release)!r}):
+    time.sleep(0.05)
+held.close()
+sys.exit(daemon.wait())
+"""
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"needs a user namespace (unshare --user) to lower inotify's limit: {probe.stderr.strip()}")
+    env = {k: v for k, v in os.environ.items() if k != "AGENTD_ROOT"}
+    outer = subprocess.Popen(["unshare", "--user", "--map-root-user", sys.executable, "-c", driver], env=env)
+    try:
+        pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 30, "the daemon's start"))
+        wait_for(lambda: "file events unavailable" in err_path.read_text(), 30, "the watch to be refused")
+        assert not _inotify_fds(pid)
+        release.touch()
+        wait_for(lambda: _inotify_fds(pid), 30, "the watch to be set up after all")
+        wait_for(lambda: "file events available again" in err_path.read_text(), 30, "the daemon to say so")
+        os.kill(pid, signal.SIGTERM)
+        assert outer.wait(timeout=30) == 0, err_path.read_text()
+        text = err_path.read_text()
+        assert text.count("file events unavailable") == 1 and text.count("available again") == 1, text
+    finally:
+        if outer.poll() is None:
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+            outer.kill()
+            outer.wait(timeout=30)
+
+
+def _inotify_fds(pid: int) -> list[str]:
+    """The inotify descriptors process ``pid`` holds."""
+    found = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:inotify":
+                found.append(fd)
+    return found
 
 
 def test_missing_command_is_a_config_error(tmp_path: Path) -> None:

@@ -222,6 +222,12 @@ class Daemon:
         self._watch_started = False  # (after the first pass of run())
         self._watch_setup: threading.Thread | None = None  # the thread setting the watch up (see _start_watching)
         self._watch_lock = threading.Lock()  # (hands the watch that thread set up to the daemon, or to a stop)
+        # A set-up that found no watch (the kernel's limit on inotify instances reached, no descriptor left) is tried
+        # again an interval later, as long as the daemon polls: at _watch_retry_at (monotonic), after _watch_refused
+        # such set-ups in a row.
+        self._watch_retry_at = float("inf")
+        self._watch_refused = 0
+        self._watch_trouble: str | None = None  # (the set-up's last error, logged once)
         self._next_wake: datetime | None = None
         self._on_first_pass: Callable[[str | None], bool] | None = None
         self._claiming = True  # --once stops claiming after its first pass
@@ -965,6 +971,8 @@ class Daemon:
             timeout = min(timeout, self._claim_pause_until - mono)
         if self._last_error is not None:
             timeout = min(timeout, max(0.0, self._access_retry_at - mono))
+        if self._watch_refused:
+            timeout = min(timeout, max(0.0, self._watch_retry_at - mono))
         if self._pause is not None and self._pause.until is not None:
             timeout = min(timeout, max(0.0, (self._pause.until - self.clock.now()).total_seconds()))
         return max(0.0, timeout)
@@ -1103,6 +1111,8 @@ class Daemon:
                 self._stop_claiming_after_first_pass()
             if first:
                 self._start_watching()
+            elif self._watch_refused:
+                self._retry_watch()
             first = False
             if not settled:
                 self._dirty = True  # what this pass changed (room freed, tasks moved) deserves another look now
@@ -1146,15 +1156,32 @@ class Daemon:
         try:
             watcher = self.store.watch(self.wake)
         except (AgentdError, OSError) as exc:
-            log.warning("no change watch (the queue is looked at every %g s): %s", self.interval, exc)
-            return
+            watcher = None
+            if str(exc) != self._watch_trouble:
+                self._watch_trouble = str(exc)
+                log.warning("no change watch (the queue is looked at every %g s): %s", self.interval, exc)
         with self._watch_lock:
             if self._watch_setup is None:  # the daemon stopped meanwhile (and gave up waiting for this)
                 if watcher is not None:
                     watcher.stop()
                 return
+            if watcher is None:  # (the store said why): tried again an interval from now
+                self._watch_refused += 1
+                self._watch_started = False  # (first: the loop retries once _watch_retry_at is set)
+                self._watch_retry_at = self.clock.monotonic() + self.interval
+                self._wake.set()  # (no look: the loop's next wait only takes the retry's time into account)
+                return
             self._watcher = watcher
+            if self._watch_refused:
+                log.info("file events available again: changes wake the daemon at once, no more polling")
+            self._watch_refused, self._watch_trouble = 0, None
         self.wake("watching")
+
+    def _retry_watch(self) -> None:
+        """Set the change watch up again once a refused set-up's interval is over (see _set_up_watch)."""
+        if not self._watch_started and self.clock.monotonic() >= self._watch_retry_at:
+            self._watch_retry_at = float("inf")
+            self._start_watching()
 
     def _stop_watching(self, hand_off: Callable[[int], object] | None = None) -> None:
         """Stop the change watch, waiting a while for its set-up when that is still under way (a store's watch that

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 _QUEUE_EVENTS = inotify.IN_CLOSE_WRITE | inotify.IN_MOVED_TO | inotify.IN_MOVED_FROM
 _STATE_EVENTS = inotify.IN_CREATE | inotify.IN_MOVED_TO | inotify.IN_MOVED_FROM | inotify.IN_DELETE
 _LEASE_EVENTS = inotify.IN_CLOSE_WRITE | inotify.IN_DELETE
+# (queue, reason) for each "file events unavailable" said: said again only once the watch has worked meanwhile.
+_REFUSED: set[tuple[str, str]] = set()
 _GONE = inotify.IN_IGNORED | inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF | inotify.IN_UNMOUNT
 
 
@@ -71,17 +73,28 @@ class Watcher:
         self._observer: Any = None  # watchdog's, where inotify is missing
 
     def start(self) -> bool:
-        """Start watching; False (and a log line) when file events are unavailable, so only polling is left."""
+        """Start watching; False when file events are unavailable, so only polling is left (and a log line, once
+        per reason until a start works: a daemon tries again on its interval)."""
         try:
             self._start_inotify()
         except inotify.Unavailable:
             self._close()
-            return self._start_watchdog()
+            if not self._start_watchdog():
+                return False
         except OSError as exc:  # the kernel's limits (max_user_instances, max_user_watches) among others
             self._close()
-            log.warning("file events unavailable (%s); polling every interval", exc)
+            self._unavailable(exc)
             return False
+        _REFUSED.difference_update({said for said in _REFUSED if said[0] == self.queue})
         return True
+
+    def _unavailable(self, exc: BaseException) -> None:
+        """Say that file events are unavailable, once per reason for this queue: a daemon tries again on its
+        interval (the kernel's limit may have been reached by others, who let go)."""
+        said = (self.queue, str(exc))
+        if said not in _REFUSED:
+            _REFUSED.add(said)
+            log.warning("file events unavailable (%s); polling every interval", exc)
 
     def _start_inotify(self) -> None:
         masks: dict[str, int] = {os.path.dirname(self.queue): _QUEUE_EVENTS}
@@ -189,7 +202,7 @@ class Watcher:
             observer.daemon = True
             observer.start()
         except Exception as exc:  # any failure here only costs latency
-            log.warning("file events unavailable (%s); polling every interval", exc)
+            self._unavailable(exc)
             return False
         self._observer = observer
         return True

@@ -22,6 +22,7 @@ from agentd.store.postgres.connect import one_line
 from agentd.store.postgres.reach import Reach
 
 log = logging.getLogger(__name__)
+_REFUSED: set[tuple[str, str]] = set()  # (where, reason) of each failed start said: said again once one worked
 
 CHANNEL = "agentd"
 LOOK_EVERY = 1.0  # s between looks at the leases' locks
@@ -55,11 +56,17 @@ class Listener:
         self._abandoned: set[int] = set()  # tokens of leases seen abandoned (each woken for once)
 
     def start(self) -> bool:
+        """Listen; False when the connection fails (said once per reason until a start works: a daemon tries again
+        on its interval)."""
         try:
             self._connect()
         except Exception as exc:
-            log.warning("%s: no wake-ups (polling instead): %s", self._where, one_line(exc))
+            said = (self._where, one_line(exc))
+            if said not in _REFUSED:
+                _REFUSED.add(said)
+                log.warning("%s: no wake-ups (polling instead): %s", *said)
             return False
+        _REFUSED.difference_update({said for said in _REFUSED if said[0] == self._where})
         self._thread.start()
         return True
 

@@ -12,6 +12,7 @@ import pytest
 
 from agentd import config as config_mod
 from agentd import faults
+from agentd.core.clock import FakeClock
 from agentd.run.daemon import Daemon
 from tests.conftest import run_agentd
 
@@ -106,3 +107,25 @@ def test_a_read_only_file_system_says_so(small_fs: Path) -> None:
     assert "Read-only file system" in done.stderr, done.stderr
     assert "another user" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_full_disk_is_tried_again_within_seconds_and_a_bad_queue_after_it_waits_for_its_edit(small_fs: Path) -> None:
+    """A pass that failed on a full disk is due again after 1 s, then 2 s (no file event says the disk has room again),
+    not at the 60 s interval; once the disk has room but the queue is broken (a data error, which its edit announces),
+    the daemon waits for that edit or the interval again, never for a retry time already past (a busy loop)."""
+    root = _project(small_fs / "p")
+    clock = FakeClock()
+    daemon = Daemon(config_mod.load(root=root, environ={}), "builder", watch=False, clock=clock)
+    (root / ".leases").mkdir(exist_ok=True)
+    _fill(small_fs)
+    assert "No space left on device" in (daemon.tick().error or "")
+    assert daemon._next_timeout() == pytest.approx(1.0)
+    clock.advance(1.0)
+    assert "No space left on device" in (daemon.tick().error or "")
+    assert daemon._next_timeout() == pytest.approx(2.0)
+    (small_fs / "filler").unlink()
+    (root / "SPRINT_QUEUE.json").write_text('{"tasks": [')
+    clock.advance(2.0)
+    assert "not valid JSON" in (daemon.tick().error or "")
+    clock.advance(5.0)  # (past the last retry time)
+    assert daemon._next_timeout() == pytest.approx(60.0)

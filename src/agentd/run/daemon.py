@@ -333,6 +333,8 @@ class Daemon:
             if isinstance(exc, FileAccessError):
                 self._access_retry = min(self.interval, self._access_retry * 2 if self._access_retry else ACCESS_RETRY)
                 self._access_retry_at = self.clock.monotonic() + self._access_retry
+            else:  # (a bad queue waits for its edit, or the interval: a retry time left from before would be past)
+                self._access_retry, self._access_retry_at = 0.0, float("inf")
             if isinstance(exc, StoreUnreachable):  # the store logs it once, and once when back: retried meanwhile
                 self._last_error = UNREACHABLE
             elif report.error != self._last_error:

@@ -85,7 +85,7 @@ class Watcher:
             self._close()
             self._unavailable(exc)
             return False
-        _REFUSED.difference_update({said for said in _REFUSED if said[0] == self.queue})
+        _REFUSED.difference_update({said for said in tuple(_REFUSED) if said[0] == self.queue})
         return True
 
     def _unavailable(self, exc: BaseException) -> None:

@@ -66,7 +66,7 @@ class Listener:
                 _REFUSED.add(said)
                 log.warning("%s: no wake-ups (polling instead): %s", *said)
             return False
-        _REFUSED.difference_update({said for said in _REFUSED if said[0] == self._where})
+        _REFUSED.difference_update({said for said in tuple(_REFUSED) if said[0] == self._where})
         self._thread.start()
         return True
 

@@ -110,12 +110,12 @@ def wait_for(condition: Callable[[], T], timeout: float, what: str, every: float
         time.sleep(min(max(every, min(3 * (now - began), 2.0)), deadline - now))
 
 
-def survives_sighup_storm(setup: str, wake: str, root: Path) -> subprocess.CompletedProcess[str]:
+def assert_survives_sighup_storm(setup: str, wake: str, root: Path) -> None:
     """Run, in a python of its own, *setup* (which installs the SIGHUP handler under test, with ``sys.argv[1]`` the
     project *root*) and then, while a thread sends 2,000 real SIGHUPs to the process, *wake* (an object with clear and
     set) cleared and set over and over in the main thread, which the handler interrupts there; it prints "survived"
-    once the signals are sent. A handler that waits on a lock the interrupted code holds hangs it (the timeout) or
-    nests until a RecursionError."""
+    once the signals are sent, which this checks. A handler that waits on a lock the interrupted code holds hangs it
+    (the timeout) or nests until a RecursionError."""
     script = (
         "import os, signal, sys, threading, time\n" + setup + "\ndone = threading.Event()\n"
         "def send():\n"
@@ -129,7 +129,7 @@ def survives_sighup_storm(setup: str, wake: str, root: Path) -> subprocess.Compl
         f"    {wake}.set()\n"
         "print('survived')\n"
     )
-    return subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-c", script, str(root)],
         capture_output=True,
         text=True,
@@ -137,6 +137,7 @@ def survives_sighup_storm(setup: str, wake: str, root: Path) -> subprocess.Compl
         check=False,
         stdin=subprocess.DEVNULL,
     )
+    assert done.returncode == 0 and done.stdout.strip() == "survived", (done.returncode, done.stderr[-2000:])
 
 
 def events(log: Path) -> list[dict[str, Any]]:

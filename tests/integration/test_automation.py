@@ -21,7 +21,7 @@ import pytest
 from agentd.automation.hooks import verify
 from agentd.store.file.pidfile import probe
 from tests.conftest import run_agentd
-from tests.helpers.daemons import survives_sighup_storm, tasks_by_id, wait_for, write_config, write_queue
+from tests.helpers.daemons import assert_survives_sighup_storm, tasks_by_id, wait_for, write_config, write_queue
 
 pytestmark = pytest.mark.slow
 BUILDER = {"claims": "ready", "working": "in_progress", "on_success": "done", "command": ["true"], "max_attempts": 1}
@@ -391,5 +391,4 @@ def test_a_signal_in_the_middle_of_a_wake_up_never_hangs_the_automation_process(
         "proc = AutomationProcess(lambda: config_mod.load(root=sys.argv[1], environ={}), SystemClock())\n"
         "signal.signal(signal.SIGHUP, proc._signal)  # (as run() does)\n"
     )
-    done = survives_sighup_storm(setup, "proc.wake", tmp_path)
-    assert done.returncode == 0 and done.stdout.strip() == "survived", (done.returncode, done.stderr[-2000:])
+    assert_survives_sighup_storm(setup, "proc.wake", tmp_path)

@@ -18,12 +18,12 @@ from agentd.store.file.queuefile import QueueStore
 from tests.conftest import run_agentd
 from tests.helpers.daemons import (
     alive,
+    assert_survives_sighup_storm,
     events,
     max_concurrency,
     recorder,
     start,
     stop_all,
-    survives_sighup_storm,
     task,
     tasks_by_id,
     wait_for,
@@ -536,8 +536,7 @@ def test_a_signal_in_the_middle_of_a_wake_up_never_hangs_the_daemon(tmp_path: Pa
         "daemon = Daemon(config_mod.load(root=sys.argv[1], environ={}), 'builder', watch=False)\n"
         "daemon.take_signals()\n"
     )
-    done = survives_sighup_storm(setup, "daemon._wake", tmp_path)
-    assert done.returncode == 0 and done.stdout.strip() == "survived", (done.returncode, done.stderr[-2000:])
+    assert_survives_sighup_storm(setup, "daemon._wake", tmp_path)
 
 
 def test_sighup_rereads_the_config(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ waits for the Event's own lock, which the ``clear`` or ``set`` the signal interr
 SIGHUP or SIGTERM at that moment hung). :class:`WakeUp` takes no lock: ``set`` adds to an eventfd's counter (writes a
 byte to a pipe where there is no eventfd), ``wait`` polls it, ``clear`` reads it back to nothing in one ``read``. Each
 is one system call, so a ``set`` from another thread (or a handler) during a ``clear`` is kept or cleared whole, as an
-Event's: never lost half way.
+Event's: never lost half way. A watch's thread polls its descriptor (:meth:`fileno`) beside another's to be stopped.
 """
 
 from __future__ import annotations
@@ -28,7 +28,15 @@ class WakeUp:
         else:
             self._r, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             self._size = _PIPE_MAX
-        weakref.finalize(self, _close_pair, self._r, self._w)
+        self._closing = weakref.finalize(self, _close_pair, self._r, self._w)
+
+    def fileno(self) -> int:
+        """The descriptor that polls readable while it is set (to wait on it beside others)."""
+        return self._r
+
+    def close(self) -> None:
+        """Close its descriptors now (else when it is collected); once."""
+        self._closing()
 
     def set(self) -> None:
         with contextlib.suppress(BlockingIOError):  # (a pipe full: set already)

@@ -27,10 +27,10 @@ from agentd.automation.hooks import Hook, HookInvalid
 from agentd.config import CONFIG_NAME, Config
 from agentd.core.clock import Clock
 from agentd.errors import AgentdError, ConfigInvalid
-from agentd.run.wakeup import WakeUp
 from agentd.service.background import automation_active_path
 from agentd.store.file.journal import Journal
 from agentd.store.file.pidfile import AlreadyRunning, PidFile
+from agentd.wakeup import WakeUp
 
 log = logging.getLogger("agentd.automation")
 STANDBY_POLL = 0.5  # a standby looks for the active lock this often: a takeover within 2 s of the holder's death
@@ -82,7 +82,7 @@ class AutomationProcess:
         self.clock = clock
         self.config = load()
         self.hooks = expand_hooks(self.config, os.environ)
-        self.stopping = WakeUp()  # (both set by the signal handlers: see agentd.run.wakeup)
+        self.stopping = WakeUp()  # (both set by the signal handlers: see agentd.wakeup)
         self.wake = WakeUp()
         self.reload = False
         self.engine: Engine | None = None

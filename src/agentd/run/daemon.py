@@ -41,10 +41,10 @@ from agentd.report import usage
 from agentd.run.dispatch import Claim, Dispatcher, PassResult
 from agentd.run.execution import Executor, Running, start_room
 from agentd.run.runner import ExitInfo, TaskProcess
-from agentd.run.wakeup import WakeUp
 from agentd.service import notify
 from agentd.store import open_store
 from agentd.store.base import Registration, Store, Watching
+from agentd.wakeup import WakeUp
 from agentd.workspaces.janitor import Janitor
 
 TYPE_CHECKING = False

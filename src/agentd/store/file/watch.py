@@ -19,6 +19,7 @@ import signal
 import threading
 
 from agentd.store.file import inotify
+from agentd.wakeup import WakeUp
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,15 +41,6 @@ _REFUSED: set[tuple[str, str]] = set()
 _GONE = inotify.IN_IGNORED | inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF | inotify.IN_UNMOUNT
 
 
-def _stop_pair() -> tuple[int, int]:
-    """What stops the watch's thread: an eventfd (one descriptor, read and written) where there is one, else a pipe.
-    A daemon under a low ``ulimit -n`` has every descriptor counted: the watch takes two, not three."""
-    if hasattr(os, "eventfd"):
-        fd = os.eventfd(0, os.EFD_CLOEXEC)
-        return fd, fd
-    return os.pipe2(os.O_CLOEXEC)
-
-
 class Watcher:
     """Watches the queue file, the lease folder and the project's state file (pauses); calls ``wake(reason)`` from its
     own thread."""
@@ -68,7 +60,7 @@ class Watcher:
         self.own = own  # whether the events of a task's lease file are this process's own (left out)
         self._inotify: inotify.Inotify | None = None
         self._folders: dict[int, str] = {}  # watch descriptor -> folder
-        self._stop_w = -1
+        self._stop: WakeUp | None = None  # what stops the thread (an eventfd: under a low `ulimit -n` every one counts)
         self._thread: threading.Thread | None = None
         self._observer: Any = None  # watchdog's, where inotify is missing
 
@@ -106,13 +98,11 @@ class Watcher:
         self._inotify = inotify.Inotify()
         for folder, mask in masks.items():
             self._folders[self._inotify.add(folder, mask)] = folder
-        stop_r, self._stop_w = _stop_pair()
-        self._thread = threading.Thread(
-            target=self._run, args=(stop_r, stop_r != self._stop_w), name="agentd-watch", daemon=True
-        )
+        self._stop = WakeUp()
+        self._thread = threading.Thread(target=self._run, args=(self._stop.fileno(),), name="agentd-watch", daemon=True)
         self._thread.start()
 
-    def _run(self, stop_r: int, own_stop_r: bool) -> None:
+    def _run(self, stop_r: int) -> None:
         # A signal for the process is the main thread's: one the kernel handed to this thread, asleep in poll(), would
         # have its Python handler wait until the main thread next woke.
         signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
@@ -135,9 +125,6 @@ class Watcher:
                     self.wake(reason)
         except OSError as exc:  # (the descriptor failing: nothing to do but poll)
             log.warning("file events stopped (%s); polling every interval", exc)
-        finally:
-            if own_stop_r:  # (a pipe's read end is the thread's; an eventfd is closed by stop())
-                os.close(stop_r)
 
     def _reason(self, wd: int, mask: int, name: str) -> str | None:
         """Why an event wakes the daemon (None: it does not)."""
@@ -220,10 +207,8 @@ class Watcher:
     def stop(self, hand_off: Callable[[int], object] | None = None) -> None:
         """Stop the watch's thread and close its descriptors (``hand_off``: see :meth:`inotify.Inotify.close`)."""
         if self._thread is not None:
-            if hasattr(os, "eventfd"):
-                os.eventfd_write(self._stop_w, 1)
-            else:
-                os.write(self._stop_w, b"x")
+            if self._stop is not None:
+                self._stop.set()
             self._thread.join(timeout=2)
             self._thread = None
         self._close(hand_off)
@@ -233,9 +218,9 @@ class Watcher:
             self._observer = None
 
     def _close(self, hand_off: Callable[[int], object] | None = None) -> None:
-        if self._stop_w >= 0:
-            os.close(self._stop_w)
-            self._stop_w = -1
+        if self._stop is not None:
+            self._stop.close()
+            self._stop = None
         if self._inotify is not None:
             self._inotify.close(hand_off)
             self._inotify = None

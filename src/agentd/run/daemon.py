@@ -461,7 +461,7 @@ class Daemon:
                         self._start(claim, claimed_at)
             finally:
                 if result.claims:
-                    self.executor.started()  # their status read, the next spares asked for: once the starts are over
+                    self.executor.started()  # their status read: once the starts are over
             if result.finished and result.claims:
                 faults.point("complete.after-starts")
         finally:
@@ -1082,6 +1082,8 @@ class Daemon:
     def _loop(self, mode: Mode) -> int:
         first = True
         while True:
+            if not first and not self._stop_requests:
+                self.executor.replenish()  # (the spares of this pass's starts: forked while it works, see there)
             paced = self._pace()
             if self._reload:
                 if self._terminal_gone():  # a hang-up's SIGHUP judged before the terminal had finished hanging up

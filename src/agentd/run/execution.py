@@ -236,9 +236,9 @@ class Executor:
 
     def started(self) -> None:
         """The tasks of a pass were started (:meth:`start`; the caller calls this whatever happened after them): a
-        thread now reads each one's status, and the zygote is asked for their spares' successors, all in one
-        request, forked while these tasks run. Both wake another thread or process: done once the starts are over,
-        not between them."""
+        thread now reads each one's status. It wakes another thread: done once the starts are over, not between
+        them. Their spares' successors are asked for by the next pass (:meth:`replenish`), not now: forked now, they
+        would take a core from the supervisors just handed their tasks."""
         unread, self._unread = self._unread, []
         failed: BaseException | None = None
         for proc in unread:
@@ -246,9 +246,15 @@ class Executor:
                 read_status(proc)
             except Exception as exc:  # (no thread for it: the others still get theirs)
                 failed = failed or exc
-        default_zygote().replenish()
         if failed is not None:
             raise failed
+
+    def replenish(self) -> None:
+        """Ask the zygote for the supervisors the last starts took from those forked ahead, all in one request: at the
+        start of a pass (a daemon woken by an end, or by a change to the queue), so that they are forked while the
+        pass reads and writes the queue, on a core the supervisors that just reported no longer use, and are ready
+        when it starts what it claims. Nothing when none is missing or no zygote was started."""
+        default_zygote().replenish()
 
     def start(
         self,

@@ -1,0 +1,76 @@
+"""When a daemon asks its zygote for the next supervisors: at the start of the pass after the starts that used the
+ones forked ahead, never right after those starts (forked then, they would take a core from the supervisors just handed
+their tasks). Real daemons, a real zygote and real commands; only the zygote's socket is watched."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agentd import config as config_mod
+from agentd.run import zygote as zygote_module
+from agentd.run.daemon import Daemon, Mode
+from agentd.run.zygote import Zygote
+from tests.helpers.daemons import task, tasks_by_id, wait_for, write_config, write_queue
+from tests.integration.test_zygote import CountingSocket, children_of
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux /proc")
+
+GATED = 'if [ "$AGENTD_TASK_ID" = A ]; then while [ ! -e gate ]; do sleep 0.02; done; fi'
+BUILDER = {"claims": "ready", "working": "in_progress", "on_success": "done", "command": ["sh", "-c", GATED]}
+
+
+@pytest.fixture
+def watched(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Zygote, CountingSocket]]:
+    """This process's default zygote, a fresh one, with one supervisor forked ahead (as a daemon's start asks) before
+    its socket is watched."""
+    z = Zygote()
+    monkeypatch.setattr(zygote_module, "_default", z)
+    try:
+        z.prestart(1)
+        wait_for(lambda: z.pid is not None and len(children_of(z.pid)) == 1, 60, "the spare forked ahead")
+        counting = CountingSocket(z._sock)
+        z._sock = counting  # type: ignore[assignment]
+        yield z, counting
+    finally:
+        z.close()
+
+
+def test_a_pass_asks_for_no_spare_after_its_starts_and_the_next_asks_for_all(
+    tmp_path: Path, watched: tuple[Zygote, CountingSocket]
+) -> None:
+    """The pass that starts A uses the spare forked ahead and asks for nothing; its successor is asked for, in one
+    request, when the daemon next works (Executor.replenish at the top of its loop)."""
+    _z, counting = watched
+    write_config(tmp_path, {"builder": BUILDER})
+    write_queue(tmp_path, [task("A")], {"builder": 1})
+    daemon = Daemon(config_mod.load(root=tmp_path, environ={}), "builder", watch=False)
+    assert daemon.tick().claimed == ["A"]
+    assert counting.asked == [], "a spare was asked for right after the start, while A's supervisor starts"
+    daemon.executor.replenish()
+    assert counting.asked == [b"S1"]
+    daemon.executor.replenish()  # (none missing: nothing asked)
+    assert counting.asked == [b"S1"]
+    (tmp_path / "gate").touch()
+    wait_for(lambda: daemon.tick().finished, 60, "A to be recorded")
+    assert tasks_by_id(tmp_path)["A"]["status"] == "done"
+
+
+def test_a_chain_runs_every_task_in_a_spare_asked_for_ahead(
+    tmp_path: Path, watched: tuple[Zygote, CountingSocket]
+) -> None:
+    """A draining daemon over a chain: each task after the first runs in a spare its pass asked for when it began
+    (``S1``), none in one forked on demand at its start (``S``: what a daemon that never asked would do)."""
+    _z, counting = watched
+    (tmp_path / "gate").touch()
+    write_config(tmp_path, {"builder": BUILDER})
+    chain = [task("A"), task("B", dependencies=["A"]), task("C", dependencies=["B"])]
+    write_queue(tmp_path, chain, {"builder": 1})
+    daemon = Daemon(config_mod.load(root=tmp_path, environ={}), "builder", watch=False)
+    assert daemon.run(Mode.DRAIN) == 0
+    assert {t["status"] for t in tasks_by_id(tmp_path).values()} == {"done"}
+    assert b"S" not in counting.sent, counting.sent
+    assert counting.asked.count(b"S1") >= 2, counting.sent

@@ -157,3 +157,79 @@ def test_an_outside_save_during_the_sync_is_kept_and_the_next_read_is_the_file(
         if t["id"] in ("T0", "T1", "T2")
     }
     assert statuses == {"T0": ("in_progress", "t"), "T1": ("ready", "saved outside"), "T2": ("in_progress", "t")}
+
+
+def _small_queue(path: Path) -> None:
+    tasks = [{"id": f"T{n}", "title": "t", "status": "ready"} for n in range(3)]
+    path.write_text(json.dumps({"tasks": tasks}, indent=2) + "\n")
+
+
+def test_a_store_that_wrote_before_syncs_a_small_queue_in_its_sync_thread_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process's first write syncs in its own thread (a command that writes once starts none); from its second on
+    (a daemon's), the sync thread syncs the temporary file while the writer makes the next read's state; the writes
+    stand and the next read is the file as written."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    _small_queue(queue)
+    writer = threading.get_ident()
+    prepared = threading.Event()
+    synced: list[tuple[bool, bool]] = []  # (in the writer's thread, the next read's state made meanwhile)
+    real_fsync, real_prepare = os.fsync, QueueStore._prepare
+
+    def fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(TMP_MARK):
+            mine = threading.get_ident() == writer
+            synced.append((mine, False if mine else prepared.wait(DEADLINE)))
+        real_fsync(fd)
+
+    def prepare(self: QueueStore, *args: Any, **kwargs: Any) -> Any:
+        if threading.get_ident() == writer:
+            prepared.set()
+        return real_prepare(self, *args, **kwargs)
+
+    monkeypatch.setattr(queuefile.os, "fsync", fsync)
+    monkeypatch.setattr(QueueStore, "_prepare", prepare)
+    store = QueueStore(queue)
+    for status in ("in_progress", "done"):
+        prepared.clear()
+        store.edit(lambda draft, status=status: draft.task("T0").update(status=status))
+    assert synced == [(True, False), (False, True)]
+    read, fresh = store.read(), QueueStore(queue).read()
+    assert read.raw == queue.read_bytes()
+    assert read.data == fresh.data and read.tasks == fresh.tasks
+    assert [task.status for task in read.tasks] == ["done", "ready", "ready"]
+
+
+def test_a_failed_sync_in_the_sync_thread_leaves_the_queue_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sync thread's fsync fails (EIO): the write does not stand, the queue is byte for byte as it was, no
+    temporary file is left, and the next write (its sync good again) stands."""
+    import errno
+
+    from agentd.errors import FileAccessError
+
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    _small_queue(queue)
+    writer = threading.get_ident()
+    real_fsync = os.fsync
+    failing = [True]
+
+    def fsync(fd: int) -> None:
+        if failing[0] and threading.get_ident() != writer and os.readlink(f"/proc/self/fd/{fd}").endswith(TMP_MARK):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(queuefile.os, "fsync", fsync)
+    store = QueueStore(queue)
+    store.edit(lambda draft: draft.task("T0").update(status="in_progress"))  # (its first write: its own thread)
+    before = queue.read_bytes()
+    with pytest.raises(FileAccessError, match="cannot write"):
+        store.edit(lambda draft: draft.task("T1").update(status="in_progress"))
+    assert queue.read_bytes() == before
+    assert [path.name for path in tmp_path.iterdir() if path.name.endswith(TMP_MARK)] == []
+    failing[0] = False
+    store.edit(lambda draft: draft.task("T1").update(status="done"))
+    assert [task.status for task in store.read().tasks] == ["in_progress", "done", "ready"]
+    assert [task.status for task in QueueStore(queue).read().tasks] == ["in_progress", "done", "ready"]

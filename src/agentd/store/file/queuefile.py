@@ -607,6 +607,71 @@ def _fsync_meanwhile(fd: int, meanwhile: Callable[[], None]) -> None:
         raise failed[0]
 
 
+class _Syncer:
+    """One thread, kept, that syncs a process's temporary queue files while the writing thread makes the state the
+    next read starts from (as :func:`_fsync_meanwhile` does with a thread per write, for a big queue only: starting
+    one costs about as much as it would save on a small file). For the writes of a process that writes the queue
+    again and again (a daemon: one or more per task); a process's first write syncs in its own thread, so that a
+    command that writes once starts no thread.
+
+    The sync waits for the disk, about 0.3-0.5 ms of a small queue's transaction on an SSD, without the interpreter;
+    the next read's state, 0.1-0.3 ms of Python for a small queue, is made meanwhile. A second writer (another thread
+    of the process) while the thread is busy syncs in its own thread, as before."""
+
+    def __init__(self) -> None:
+        self._pid = 0  # the process whose thread it is (a forked child starts its own)
+        self._idle = _thread.allocate_lock()  # held while a sync is handed to the thread or under way
+        self._jobs: Any = None  # a queue.SimpleQueue of (fd, done lock, errors), made with the thread
+
+    def fsync_meanwhile(self, fd: int, meanwhile: Callable[[], None]) -> None:
+        """``os.fsync(fd)`` in the thread while ``meanwhile`` runs in this one; returns, or raises the fsync's error,
+        once both are over (``meanwhile``'s own error first)."""
+        jobs = self._jobs if self._pid == os.getpid() else self._start()
+        if jobs is None or not self._idle.acquire(False):  # (no thread, or another writer's sync under way)
+            os.fsync(fd)
+            meanwhile()
+            return
+        done = _thread.allocate_lock()
+        done.acquire()
+        failed: list[OSError] = []
+        jobs.put((fd, done, failed))
+        try:
+            meanwhile()
+        finally:
+            done.acquire()  # (the descriptor stays open until the fsync is over, whatever happened here)
+        if failed:
+            raise failed[0]
+
+    def _start(self) -> Any:
+        import queue
+        import threading  # (loaded already in a daemon: its heartbeat thread)
+
+        jobs: Any = queue.SimpleQueue()
+        self._idle = _thread.allocate_lock()  # (a forked child's copy may be held by a sync of its parent's)
+        self._pid = os.getpid()
+        try:
+            threading.Thread(target=self._run, args=(jobs,), name="agentd-queue-fsync", daemon=True).start()
+        except RuntimeError:  # no thread to be had: each sync in the writer's thread
+            self._jobs = None
+            return None
+        self._jobs = jobs
+        return jobs
+
+    def _run(self, jobs: Any) -> None:
+        while True:
+            fd, done, failed = jobs.get()
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                failed.append(exc)
+            finally:
+                self._idle.release()  # (before the writer goes on: its next write may hand over at once)
+                done.release()
+
+
+_SYNCER = _Syncer()
+
+
 def _as_path(name: str) -> Path:
     from pathlib import Path  # (here: a queue command makes no Path, see agentd.config.Config)
 
@@ -1343,7 +1408,9 @@ class QueueStore:
                 view = memoryview(payload)
                 while view:
                     view = view[os.write(fd, view) :]
-                if meanwhile is not None and len(payload) >= allocator.BIG:
+                if meanwhile is not None and self._wrote:  # (a daemon's write: its thread is started once)
+                    _SYNCER.fsync_meanwhile(fd, meanwhile)
+                elif meanwhile is not None and len(payload) >= allocator.BIG:
                     _fsync_meanwhile(fd, meanwhile)
                 else:
                     os.fsync(fd)

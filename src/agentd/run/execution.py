@@ -45,6 +45,10 @@ OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.EN
 FDS_PER_TASK = 4
 FDS_TO_SPAWN = 6
 FDS_RESERVED = 8
+# The renewal that records a started run's process group is told to its supervisor (a control line: a wake-up of it)
+# only when the start took more than this share of the fence: else the fence, counted from the claim, comes at most
+# that share sooner than it would have (the safe side), and the next heartbeat's renewal moves it on as ever.
+BEAT_AFTER_START = 0.01
 
 
 def open_descriptors() -> int | None:
@@ -310,6 +314,7 @@ class Executor:
             _make_folder(paths.results)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(result_file)
+            fence_from = boottime() if claimed_at is None else claimed_at  # (where the supervisor's fence starts)
             spec = LaunchSpec(
                 argv=where.wrap(argv) if where else argv,
                 cwd=paths.root,
@@ -319,7 +324,7 @@ class Executor:
                 kill_after=self.role.kill_after,
                 keep_fds=held.inherit(),
                 fence_after=self.role.fence_after,
-                fence_from=claimed_at,
+                fence_from=fence_from,
                 report_start=False,  # (the daemon uses no command pid: no reader woken for it)
             )
             default_zygote().prepare_logs(paths.task_logs)  # (the next spares: see prepare)
@@ -341,7 +346,8 @@ class Executor:
             return run
         pgid = run.proc.pgid
         before = boottime()  # the real boot clock, which the supervisor reads too (self.clock may be a test's)
-        if held.update(self.clock.now(), self.clock.boottime(), pgid=pgid, pgid_start=run.proc.pgid_start()) is True:
+        renewed = held.update(self.clock.now(), self.clock.boottime(), pgid=pgid, pgid_start=run.proc.pgid_start())
+        if renewed is True and before - fence_from > self.role.fence_after * BEAT_AFTER_START:
             run.proc.renewed(before)
         run.argv = tuple(argv)
         return run

@@ -91,8 +91,8 @@ def install_missing(notes: list[str]) -> None:
 BASELINE: dict[str, Path] = {}  # --baseline REF: {REF: a folder holding that commit's src/}, run beside this tree's
 LAST_CPU = [0.0]  # the CPU time (user + system) of the last process `timed` ran, s
 CPU_BY_GROUP = (
-    "measured with a cgroup of its own around the daemon: every process it starts, the zygote, each task's supervisor "
-    "and the command included"
+    "measured in a run of its own with a cgroup around the daemon: every process it starts, the zygote, each task's "
+    "supervisor and the command included (its timed run, like the peers', has none: joining a cgroup costs ~17 ms)"
 )
 CPU_BY_RUSAGE = (
     "measured with `getrusage` (no cgroup could be made: not root, or no cgroup filesystem): the daemon and the "
@@ -184,7 +184,38 @@ def agentd_drain(
     outside: float = 0.0,
 ) -> float:
     """Wall time of `agentd --role builder --drain --concurrency WAY` over COUNT tasks written up front (after FINAL
-    done tasks, ~600 bytes each; with OUTSIDE > 0, another process saves the queue every OUTSIDE seconds)."""
+    done tasks, ~600 bytes each; with OUTSIDE > 0, another process saves the queue every OUTSIDE seconds).
+
+    Its CPU goes to LAST_CPU from a second, untimed run in a cgroup, as the peers' (see :func:`_peer_cpu`): joining a
+    cgroup costs the process that joins it about 17 ms on the 2-core machine (the kernel's migration waits for an RCU
+    grace period), which the timed run would count as agentd's start (the peers' timed runs have no cgroup either).
+    Where no cgroup can be made, the timed run's getrusage."""
+    wall, usage = _drain_once(cleanup, base, count, way, chain, None, profile, final, outside)
+    group = bench.cpu_group() if profile is None else None  # the CPU of the daemon and every process it starts
+    CPU_METHOD[0] = CPU_BY_GROUP if group is not None else CPU_BY_RUSAGE
+    if group is None:
+        LAST_CPU[0] = usage
+        return wall
+    try:
+        _drain_once(cleanup, base, count, way, chain, group, None, final, outside)
+    finally:
+        LAST_CPU[0] = group.seconds()
+        group.remove()
+    return wall
+
+
+def _drain_once(
+    cleanup: bench.Cleanup,
+    base: Path,
+    count: int,
+    way: int,
+    chain: bool,
+    group: bench.CpuGroup | None,
+    profile: Path | None,
+    final: int,
+    outside: float,
+) -> tuple[float, float]:
+    """One drain (see :func:`agentd_drain`), its daemon in *group* when given: its wall time, and its getrusage CPU."""
     filler = [bench.realistic_task(index, "done", prefix="F") for index in range(final)]
     root = agentd_project(cleanup, base, "peers", [*filler, *ready_tasks(count, chain)], way)
     writer_done = threading.Event()
@@ -202,27 +233,20 @@ def agentd_drain(
             touched += 1
 
     writer = threading.Thread(target=write_loop, daemon=True) if outside > 0 and final else None
-    group = bench.cpu_group()  # the CPU of the daemon and of every process it starts (see CPU_METHOD)
-    CPU_METHOD[0] = CPU_BY_GROUP if group is not None else CPU_BY_RUSAGE
+    start = time.perf_counter()
+    proc = bench.start_daemon(
+        cleanup, root, "builder", "--drain", "--concurrency", str(way), profile_to=profile, group=group
+    )
+    if writer is not None:
+        writer.start()
     try:
-        start = time.perf_counter()
-        proc = bench.start_daemon(
-            cleanup, root, "builder", "--drain", "--concurrency", str(way), profile_to=profile, group=group
-        )
-        if writer is not None:
-            writer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = code = os.waitstatus_to_exitcode(status)
-        finally:
-            writer_done.set()
-            if writer is not None:
-                writer.join(timeout=120)
-        wall = time.perf_counter() - start
-        LAST_CPU[0] = group.seconds() if group is not None else usage.ru_utime + usage.ru_stime
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = code = os.waitstatus_to_exitcode(status)
     finally:
-        if group is not None:
-            group.remove()
+        writer_done.set()
+        if writer is not None:
+            writer.join(timeout=120)
+    wall = time.perf_counter() - start
     cleanup.procs.remove(proc)
     if code != 0:
         raise RuntimeError(f"agentd --drain exited with {code} (see {root})")
@@ -231,7 +255,7 @@ def agentd_drain(
         raise RuntimeError(f"agentd: {moved - final} of {count} tasks done")
     if profile is None:
         discard(root, cleanup)
-    return wall
+    return wall, usage.ru_utime + usage.ru_stime
 
 
 # -- peers -------------------------------------------------------------------------------------------------------------
@@ -292,7 +316,7 @@ def _peer_cpu(run: Callable[[bench.CpuGroup | None], float]) -> None:
     """A peer's CPU, measured in a run of its own: its clients must join the cgroup between fork and exec (a
     ``preexec_fn``), which makes subprocess fork this whole benchmark process for each of them instead of using
     posix_spawn -- several ms a client, and the peer's rate then measured that, not the peer (the timed run has
-    no cgroup). agentd's daemon is one process started once: its timed run is also its CPU run."""
+    no cgroup). agentd's CPU run is one of its own too (see :func:`agentd_drain`)."""
     group = bench.cpu_group()
     if group is None:
         LAST_CPU[0] = math.nan

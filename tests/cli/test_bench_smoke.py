@@ -94,3 +94,36 @@ def test_the_cpu_group_counts_a_descendant_that_outlived_its_parent(monkeypatch:
         group.remove()
     assert usage.ru_utime + usage.ru_stime < 0.2  # the parent's figure misses the child's 0.3 s
     assert whole >= 0.3
+
+
+def test_an_agentd_drain_is_timed_without_a_cgroup_and_its_cpu_taken_from_a_run_in_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Joining a cgroup costs the joining process ~17 ms (the peers' timed runs have none): agentd's timed drain runs
+    outside any, and its CPU (daemon, zygote, supervisors, commands) comes from a second, untimed drain in one."""
+    monkeypatch.syspath_prepend(str(BENCH.parent))
+    import bench_peers
+
+    probe = bench_peers.bench.cpu_group()
+    if probe is not None:
+        probe.remove()
+    else:
+        pytest.skip("bench.cpu_group needs root and a writable cgroup filesystem (v1 cpuacct or v2)")
+    groups: list[object] = []
+    real = bench_peers.bench.start_daemon
+
+    def start_daemon(*args: object, group: object = None, **kwargs: object) -> object:
+        groups.append(group)
+        return real(*args, group=group, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bench_peers.bench, "start_daemon", start_daemon)
+    cleanup = bench_peers.bench.Cleanup()
+    bench_peers.LAST_CPU[0] = 0.0
+    try:
+        wall = bench_peers.agentd_drain(cleanup, tmp_path, 3, 1, True)
+    finally:
+        cleanup.close()
+    assert wall > 0
+    assert len(groups) == 2 and groups[0] is None and groups[1] is not None, groups
+    assert bench_peers.LAST_CPU[0] > 0
+    assert bench_peers.CPU_METHOD[0] == bench_peers.CPU_BY_GROUP

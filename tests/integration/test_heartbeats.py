@@ -88,7 +88,8 @@ def test_a_finished_run_keeps_its_lease_renewed_until_its_outcome_is_recorded(tm
             go.touch()  # the command ends now; recording it waits for the lock
             wait_for(ended.exists, 30, "the command to end")
             pgid = json.loads(lease.read_text())["pgid"]
-            wait_for(lambda: not _group_alive(pgid), 30, "the task's supervisor to exit")
+            # (its supervisor a zombie until the daemon, blocked on the lock, next waits and reaps it)
+            wait_for(lambda: not _group_running(pgid), 30, "the task's supervisor to exit")
             beats = set()
             until = boottime() + 6.0  # 3 ttl
             while boottime() < until:
@@ -108,12 +109,18 @@ def test_a_finished_run_keeps_its_lease_renewed_until_its_outcome_is_recorded(tm
         stop_all([daemon])
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def _group_running(pgid: int) -> bool:
+    """Whether a process of group *pgid* is still running (a zombie is not: it has exited)."""
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                data = Path(f"/proc/{name}/stat").read_bytes()
+            except OSError:
+                continue
+            fields = data[data.rfind(b")") + 2 :].split()
+            if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+                return True
+    return False
 
 
 def test_a_stopped_daemon_is_reported_not_responding(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ from agentd.errors import AgentdError, ConfigError, ExitCode, FileAccessError, S
 from agentd.report import usage
 from agentd.run.dispatch import Claim, Dispatcher, PassResult
 from agentd.run.execution import Executor, Running, start_room
-from agentd.run.runner import ExitInfo, TaskProcess
+from agentd.run.runner import ExitInfo, StatusPump, TaskProcess
 from agentd.service import notify
 from agentd.store import open_store
 from agentd.store.base import Registration, Store, Watching
@@ -208,6 +208,7 @@ class Daemon:
         self.failed: set[str] = set()  # tasks whose latest run here failed (a later success clears them)
         self._ended: queue_mod.SimpleQueue[tuple[str, int, ExitInfo]] = queue_mod.SimpleQueue()
         self._wake = WakeUp()
+        self._status = StatusPump()  # the status of the tasks its loop starts, read as it sleeps (see run)
         self._stop_requests = 0
         self._reload = False
         self._terminal: tuple[int, ...] = ()  # the standard fds that were a terminal when it took the signals
@@ -284,10 +285,15 @@ class Daemon:
             wait = self._look_delay()
             if wait <= 0:
                 break
-            self._wake.wait(wait)
+            self._sleep(wait)
         paced = self._dirty and not self._urgent and self.clock.monotonic() - self._last_pass < self.interval
         self._urgent = False
         return paced
+
+    def _sleep(self, timeout: float | None) -> bool:
+        """Wait for a wake-up (:meth:`wake`) or *timeout* s, reading meanwhile the status of the tasks this daemon's
+        loop started (the end of one wakes it: see :class:`agentd.run.runner.StatusPump`)."""
+        return self._status.wait(self._wake, timeout)
 
     def _on_exit(self, task_id: str, token: int) -> Any:
         def callback(_proc: TaskProcess, info: ExitInfo) -> None:
@@ -371,6 +377,7 @@ class Daemon:
         return False
 
     def _collect_exits(self) -> None:
+        self._status.pump_ready()  # (the ends reported while this daemon was busy)
         while True:
             try:
                 task_id, token, info = self._ended.get_nowait()
@@ -1066,9 +1073,11 @@ class Daemon:
             self.janitor.start()
         self.start_heartbeats()
         notify.ready()
+        self.executor.pump = self._status  # (a pass driven by tick() alone, as in tests, has its tasks read by threads)
         try:
             code = self._loop(mode)
         finally:
+            self.executor.pump = None
             notify.stopping()
             if self.janitor is not None:
                 self.janitor.stop()
@@ -1122,7 +1131,7 @@ class Daemon:
                 self._dirty = True  # what this pass changed (room freed, tasks moved) deserves another look now
                 self._urgent = True
                 continue
-            self._wake.wait(self._next_timeout())
+            self._sleep(self._next_timeout())
 
     def _gather_ends(self) -> None:
         """Group commit: hold a pass that would record an ended run while others of this daemon still run, for at
@@ -1142,7 +1151,7 @@ class Daemon:
             left = deadline - time.monotonic()
             if left <= 0 or all(run.exit is not None for run in self.running.values()):
                 return
-            self._wake.wait(left)
+            self._sleep(left)
 
     def _start_watching(self) -> None:
         """Start the store's change watch once the first pass is done, on a thread of its own: a store's watch may
@@ -1249,5 +1258,5 @@ class Daemon:
                         run.interrupted = True
                         run.proc.terminate()
                 deadline = float("inf")
-            self._wake.wait(min(0.2, max(0.0, deadline - self.clock.monotonic())))
+            self._sleep(min(0.2, max(0.0, deadline - self.clock.monotonic())))
         return int(ExitCode.OK)

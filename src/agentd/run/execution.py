@@ -24,7 +24,7 @@ from agentd.core.record import MutableRecord, Record, set_field
 from agentd.core.scheduler import Kind, Outcome
 from agentd.core.workflow import Role
 from agentd.errors import AgentdError, DataError
-from agentd.run.runner import ExitInfo, LaunchSpec, TaskProcess, launch, read_status
+from agentd.run.runner import ExitInfo, LaunchSpec, StatusPump, TaskProcess, launch, read_status
 from agentd.run.zygote import default_zygote
 from agentd.service import logsetup
 from agentd.store.base import HeldLease
@@ -204,6 +204,8 @@ class Executor:
         self.clock = clock
         self._paths: _Paths | None = None
         self._unread: list[TaskProcess] = []  # started since the last started(): their status not yet read
+        # Where their status is read: a running daemon's loop (Daemon.run sets it), else a thread each
+        self.pump: StatusPump | None = None
 
     def paths(self) -> _Paths:
         """The config's paths a start uses, made once per config (each of its properties makes a new Path)."""
@@ -239,15 +241,19 @@ class Executor:
         return default_zygote().keep(fd)
 
     def started(self) -> None:
-        """The tasks of a pass were started (:meth:`start`; the caller calls this whatever happened after them): a
-        thread now reads each one's status. It wakes another thread: done once the starts are over, not between
-        them. Their spares' successors are asked for by the next pass (:meth:`replenish`), not now: forked now, they
-        would take a core from the supervisors just handed their tasks."""
+        """The tasks of a pass were started (:meth:`start`; the caller calls this whatever happened after them): their
+        status is read from now on, by :attr:`pump` (the daemon's loop, in the poll it sleeps in) or else by a thread
+        each (which wakes it: done once the starts are over, not between them). Their spares' successors are asked
+        for by the next pass (:meth:`replenish`), not now: forked now, they would take a core from the supervisors
+        just handed their tasks."""
         unread, self._unread = self._unread, []
         failed: BaseException | None = None
         for proc in unread:
             try:
-                read_status(proc)
+                if self.pump is not None:
+                    self.pump.add(proc)
+                else:
+                    read_status(proc)
             except Exception as exc:  # (no thread for it: the others still get theirs)
                 failed = failed or exc
         if failed is not None:

@@ -8,7 +8,8 @@ of the shim's stdin (the control pipe): if the daemon dies, even by SIGKILL, the
 and kills the whole group -- the command, its children and itself -- within about a second.
 
 Status comes back as length-prefixed ``marshal`` frames on the shim's stdout (see ``_shim.py``), read by one
-daemon thread per running task (kept for a later task once its own ended)::
+thread per running task (kept for a later task once its own ended), or, in a running daemon, by its loop itself in the
+poll it sleeps in (:class:`StatusPump`)::
 
     task = launch(LaunchSpec(argv=["make", "test"], cwd=repo, env={}, log_path=log, timeout=3600))
     info = task.wait()          # ExitInfo; or pass on_exit=callback to launch()
@@ -25,8 +26,10 @@ import contextlib
 import functools
 import logging
 import marshal
+import math
 import os
 import queue
+import select
 import signal
 import subprocess
 import sys
@@ -48,6 +51,7 @@ __all__ = [
     "SHIM_PATH",
     "ExitInfo",
     "LaunchSpec",
+    "StatusPump",
     "TaskProcess",
     "group_alive",
     "kill_group",
@@ -77,7 +81,8 @@ exec(marshal.loads(r(int.from_bytes(r(4),'big'))),{'__name__':'__main__','__file
 KILL_FALLBACK_DELAY = 1.0  # s: after KILL on the pipe, SIGKILL the group ourselves if no report yet
 REAP_TIMEOUT = 5.0  # s: a shim that reported must exit by then
 # s: the longest the reap of a supervisor that reported waits for its owner's go (launch(hold_reap=True), then
-# TaskProcess.let_reap()): a go never given (an owner that gave up on the run) only delays the reap this long
+# TaskProcess.let_reap()): a go never given (an owner that gave up on the run) only delays the reap this long (a pumped
+# task's: this long, or until its owner next waits in StatusPump.wait, the supervisor a zombie meanwhile)
 REAP_HOLD = 1.0
 
 
@@ -251,6 +256,10 @@ class TaskProcess:
         self._reap_go = threading.Event()  # set: a supervisor that reported is reaped as soon as it exits
         if not hold_reap:
             self._reap_go.set()
+        self._pumped = False  # its status read by its owner's thread (pump) rather than by a reader thread
+        self._pending = b""  # (pumped) what was read of a frame not whole yet
+        self._status_started = launched  # (pumped) the command's start, as reported
+        self._reported: ExitInfo | None = None  # (pumped) the end the supervisor reported, not reaped yet
 
     def __repr__(self) -> str:
         state = "running" if self._info is None else f"exited {self._info}"
@@ -304,8 +313,16 @@ class TaskProcess:
 
     def let_reap(self) -> None:
         """The owner did what the end's report asked of it (a daemon: recorded the run, released its lease): the
-        supervisor may be reaped now (see ``launch(hold_reap=True)``). Never blocks."""
+        supervisor may be reaped now (see ``launch(hold_reap=True)``). Never blocks: a pumped task's supervisor that
+        has exited is reaped here (it exits right after its report), one still exiting by a thread of its own."""
         self._reap_go.set()
+        info = self._reported
+        if info is not None and self._pumped:
+            self._reported = None
+            if self._reap(wait=False):
+                self._done_with(info)
+            else:
+                self._reap_later(info, tell=False)
 
     def detach_control(self) -> None:
         """Close the control pipe as if the daemon had died (the shim then kills the group)."""
@@ -348,7 +365,6 @@ class TaskProcess:
 
     def _read_status(self) -> None:
         info: ExitInfo | None = None
-        started = self._launched
         stdout = self._popen.stdout
         try:
             assert stdout is not None
@@ -357,46 +373,51 @@ class TaskProcess:
                 payload = stdout.read(int.from_bytes(head, "big")) if len(head) == 4 else b""
                 if not payload:
                     break  # EOF: the shim is gone
-                try:
-                    msg = marshal.loads(payload)  # noqa: S302 - a private pipe from our own shim
-                except (ValueError, EOFError, TypeError):
-                    log.warning("task %d: bad status frame %r", self.pid, payload[:200])
-                    break
-                if not isinstance(msg, dict):
-                    continue
-                event = msg.get("event")
-                if event == "started":
-                    self.command_pid = _opt_int(msg.get("pid"))
-                    started = _opt_float(msg.get("started"), started)
-                    self._started.set()
-                elif event == "exited":
-                    err = msg.get("error")
-                    info = ExitInfo(
-                        returncode=_opt_int(msg.get("returncode")),
-                        signal=_opt_int(msg.get("signal")),
-                        timed_out=bool(msg.get("timed_out")),
-                        killed_by=str(msg["killed_by"]) if msg.get("killed_by") else None,
-                        error=str(err) if err is not None else None,
-                        started=_opt_float(msg.get("started"), started),
-                        ended=_opt_float(msg.get("ended"), time.time()),
-                        not_started=bool(msg.get("not_started")),
-                    )
+                info, bad = self._on_frame(payload)
+                if info is not None or bad:
                     break
         except Exception:
             log.exception("task %d: status reader failed", self.pid)
-        reported = info is not None
-        if info is None:
-            # The shim died without reporting: make sure nothing of its group survives it.
-            self._signal_group(signal.SIGKILL)
-            info = ExitInfo(None, None, False, None, "supervisor died", started, time.time())
-        self._finish(info, reported)
+        self._finish(*self._ended_as(info))
+
+    def _on_frame(self, payload: bytes) -> tuple[ExitInfo | None, bool]:
+        """One status frame: (the end it reports, or None; whether it was bad, which ends the reading)."""
+        try:
+            msg = marshal.loads(payload)  # noqa: S302 - a private pipe from our own shim
+        except (ValueError, EOFError, TypeError):
+            log.warning("task %d: bad status frame %r", self.pid, payload[:200])
+            return None, True
+        if not isinstance(msg, dict):
+            return None, False
+        event = msg.get("event")
+        if event == "started":
+            self.command_pid = _opt_int(msg.get("pid"))
+            self._status_started = _opt_float(msg.get("started"), self._status_started)
+            self._started.set()
+        elif event == "exited":
+            err = msg.get("error")
+            return ExitInfo(
+                returncode=_opt_int(msg.get("returncode")),
+                signal=_opt_int(msg.get("signal")),
+                timed_out=bool(msg.get("timed_out")),
+                killed_by=str(msg["killed_by"]) if msg.get("killed_by") else None,
+                error=str(err) if err is not None else None,
+                started=_opt_float(msg.get("started"), self._status_started),
+                ended=_opt_float(msg.get("ended"), time.time()),
+                not_started=bool(msg.get("not_started")),
+            ), False
+        return None, False
+
+    def _ended_as(self, info: ExitInfo | None) -> tuple[ExitInfo, bool]:
+        """The end to tell, and whether the supervisor reported it: a shim that died without reporting leaves nothing
+        of its group alive (SIGKILL) and a run ended as "supervisor died"."""
+        if info is not None:
+            return info, True
+        self._signal_group(signal.SIGKILL)
+        return ExitInfo(None, None, False, None, "supervisor died", self._status_started, time.time()), False
 
     def _finish(self, info: ExitInfo, reported: bool) -> None:
-        with self._ctl_lock:
-            for stream in (self._popen.stdin, self._popen.stdout):
-                if stream is not None:
-                    with contextlib.suppress(OSError):
-                        stream.close()
+        self._close_streams()
         if reported:
             # The end is told as soon as the supervisor reported it, not once it has exited and been reaped: it
             # reports only after the command's tree is gone, so the daemon may record the outcome and release the
@@ -405,19 +426,92 @@ class TaskProcess:
             # Held until the owner's go (or REAP_HOLD): the supervisor exits while the daemon records its run, and its
             # reap (a wake-up of this thread, a message to the zygote) would take the interpreter from that pass.
             self._reap_go.wait(REAP_HOLD)
+        self._reap_then_done(info, not reported)
+
+    def _close_streams(self) -> None:
+        with self._ctl_lock:
+            for stream in (self._popen.stdin, self._popen.stdout):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
+
+    def _reap(self, *, wait: bool) -> bool:
+        """Reap the supervisor (SIGKILL to its group if it has not exited REAP_TIMEOUT after reporting); with
+        ``wait=False`` only if it has exited already (False: it has not)."""
         with self._reap_lock:
+            if self._reaped:
+                return True
             try:
-                self._popen.wait(REAP_TIMEOUT)
+                self._popen.wait(REAP_TIMEOUT if wait else 0)
             except subprocess.TimeoutExpired:
+                if not wait:
+                    return False
                 log.warning("task %d: supervisor did not exit after reporting, SIGKILLing", self.pid)
                 kill_group(self.pgid, signal.SIGKILL)
                 self._popen.wait()
             self._reaped = True
+            return True
+
+    def _reap_then_done(self, info: ExitInfo, tell: bool) -> None:
+        self._reap(wait=True)
+        self._done_with(info)
+        if tell:
+            self._tell(info)
+
+    def _reap_later(self, info: ExitInfo, *, tell: bool) -> None:
+        """:meth:`_reap_then_done` in a thread of its own (a supervisor still exiting: its reap may wait)."""
+        threading.Thread(target=self._reap_then_done, args=(info, tell), name="agentd-reap", daemon=True).start()
+
+    def _done_with(self, info: ExitInfo) -> None:
         self._info = info
         self._started.set()
         self._done.set()
-        if not reported:
-            self._tell(info)
+
+    # -- pumped status (see StatusPump) -----------------------------------------------------------------------------
+    def status_fileno(self) -> int:
+        """The descriptor its status comes on (readable: :meth:`pump` has something to read)."""
+        stdout = self._popen.stdout
+        assert stdout is not None
+        return stdout.fileno()
+
+    def pump(self) -> bool:
+        """Read what its supervisor reported, without blocking, on the owner's thread; True once its status is over
+        (the end told to ``on_exit``, or the supervisor found dead without a report). The supervisor is reaped at
+        :meth:`let_reap` (a dead one's end is told once it is)."""
+        info: ExitInfo | None = None
+        over = False
+        try:
+            while not over:
+                chunk = os.read(self.status_fileno(), 65536)
+                if not chunk:
+                    over = True  # EOF: the shim is gone
+                    break
+                pending = self._pending + chunk
+                while len(pending) >= 4:
+                    size = int.from_bytes(pending[:4], "big")
+                    if len(pending) < 4 + size:
+                        break
+                    info, bad = self._on_frame(pending[4 : 4 + size]) if size else (None, True)
+                    pending = pending[4 + size :]
+                    if info is not None or bad:
+                        over = True
+                        break
+                self._pending = pending
+        except BlockingIOError:
+            return False
+        except Exception:  # (a read that failed: as a reader thread's, the end of the reading)
+            log.exception("task %d: status reading failed", self.pid)
+        self._pending = b""
+        info, reported = self._ended_as(info)
+        self._close_streams()
+        if not reported:  # (reaped first, then told, by a thread: the supervisor may be a moment from gone)
+            self._reap_later(info, tell=True)
+            return True
+        self._reported = info
+        self._tell(info)
+        if self._reap_go.is_set():
+            self.let_reap()
+        return True
 
     def _tell(self, info: ExitInfo) -> None:
         if self._on_exit is not None:
@@ -458,6 +552,78 @@ class _Readers:
 
 
 _READERS = _Readers()
+
+
+class StatusPump:
+    """Reads the status of tasks launched with ``read=False`` on its owner's thread, in the poll that thread sleeps in
+    (a daemon's loop: :meth:`wait` instead of its wake-up's): no reader thread is woken at a task's start, nor at its
+    end, where the report and the owner's wake-up were two hand-overs between threads, each a wait for the
+    interpreter. A supervisor that reported is reaped at :meth:`TaskProcess.let_reap`, or :data:`REAP_HOLD` after its
+    report when the owner never gives that go. For one thread: the owner's."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[int, TaskProcess] = {}  # status descriptor: its task
+        self._held: dict[TaskProcess, float] = {}  # reported, not reaped yet: when to reap it anyway (monotonic)
+
+    def add(self, task: TaskProcess) -> None:
+        """Read *task*'s status from now on (instead of :func:`read_status`; once for each task)."""
+        task._pumped = True
+        fd = task.status_fileno()
+        os.set_blocking(fd, False)
+        self._tasks[fd] = task
+        if task.pump():  # (what it reported already)
+            self._over(fd, task)
+
+    def wait(self, wake: Any, timeout: float | None) -> bool:
+        """Sleep until *wake* (an :class:`agentd.wakeup.WakeUp`) is set or *timeout* s passed (None: no limit),
+        reading the status that comes meanwhile (an end read sets *wake* through its task's ``on_exit``); whether
+        *wake* is set."""
+        if self._held:
+            left = max(0.0, min(self._held.values()) - time.monotonic())
+            timeout = left if timeout is None else min(timeout, left)
+        poller = select.poll()
+        poller.register(wake.fileno(), select.POLLIN)
+        for fd in self._tasks:
+            poller.register(fd, select.POLLIN)
+        woke = False
+        for fd, _events in poller.poll(None if timeout is None else math.ceil(max(0.0, timeout) * 1000)):
+            if fd == wake.fileno():
+                woke = True
+                continue
+            task = self._tasks.get(fd)
+            if task is not None and task.pump():
+                self._over(fd, task)
+        self._let_held()
+        return woke or wake.is_set()
+
+    def pump_ready(self) -> None:
+        """Read, without sleeping, whatever status has come (before the owner collects the ends)."""
+        if not self._tasks:
+            return
+        poller = select.poll()
+        for fd in self._tasks:
+            poller.register(fd, select.POLLIN)
+        for fd, _events in poller.poll(0):
+            task = self._tasks.get(fd)
+            if task is not None and task.pump():
+                self._over(fd, task)
+
+    def _over(self, fd: int, task: TaskProcess) -> None:
+        del self._tasks[fd]
+        if task._reported is not None:  # (told, its reap not let yet)
+            self._held[task] = time.monotonic() + REAP_HOLD
+
+    def _let_held(self) -> None:
+        if not self._held:
+            return
+        now = time.monotonic()
+        for task, until in list(self._held.items()):
+            if task._reported is None:  # (let reap by its owner)
+                del self._held[task]
+            elif now >= until:
+                del self._held[task]
+                task.let_reap()
+
 
 _environ: tuple[dict[bytes, bytes], dict[str, str]] | None = None  # os.environ's bytes and their decoding, last seen
 

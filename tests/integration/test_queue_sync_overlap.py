@@ -276,3 +276,33 @@ def test_a_store_that_wrote_before_returns_while_the_sync_thread_syncs_the_folde
     release.set()
     finisher.join(DEADLINE)
     assert not finisher.is_alive() and over.is_set()
+
+
+def test_the_sync_thread_is_in_its_fsync_before_the_writer_makes_the_next_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer hands the temporary file over and waits until the sync thread is in its fsync before it makes the
+    next read's state: else the thread would wait for the interpreter the writer holds (up to the 5 ms switch
+    interval, a big queue's whole parse) and the fsync would come after that work rather than beside it."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    _small_queue(queue)
+    order: list[str] = []
+    real_fsync, real_prepare = os.fsync, QueueStore._prepare
+
+    def fsync(fd: int) -> None:
+        order.append("fsync")  # (first: nothing before it lets go of the interpreter)
+        real_fsync(fd)
+
+    def prepare(self: QueueStore, *args: Any, **kwargs: Any) -> Any:
+        order.append("prepare")
+        return real_prepare(self, *args, **kwargs)
+
+    store = QueueStore(queue)
+    store.edit(lambda draft: draft.task("T0").update(status="in_progress"))  # (its first write: its own thread)
+    monkeypatch.setattr(queuefile.os, "fsync", fsync)
+    monkeypatch.setattr(QueueStore, "_prepare", prepare)
+    for status in ("done", "blocked", "ready"):
+        queuefile._SYNCER.finish(DEADLINE)  # (the last write's folder sync over: each write starts alike)
+        order.clear()
+        store.edit(lambda draft, status=status: draft.task("T1").update(status=status))
+        assert order[:2] == ["fsync", "prepare"], order

@@ -629,20 +629,25 @@ class _Syncer:
     def __init__(self) -> None:
         self._pid = 0  # the process whose thread it is (a forked child starts its own)
         self._idle = _thread.allocate_lock()  # held while a sync is handed to the thread or under way
-        self._jobs: Any = None  # a queue.SimpleQueue of (fd, done lock, errors), made with the thread
+        self._jobs: Any = None  # a queue.SimpleQueue of (fd or folder, done lock, errors, begun lock), made with it
 
     def fsync_meanwhile(self, fd: int, meanwhile: Callable[[], None]) -> None:
         """``os.fsync(fd)`` in the thread while ``meanwhile`` runs in this one; returns, or raises the fsync's error,
         once both are over (``meanwhile``'s own error first)."""
         jobs = self._jobs if self._pid == os.getpid() else self._start()
-        if jobs is None or not self._idle.acquire(False):  # (no thread, or another writer's sync under way)
+        # (a folder's sync may be under way: waited for, it is short; another writer's file, rarer, is not)
+        if jobs is None or not self._idle.acquire(True, IDLE_WAIT):
             os.fsync(fd)
             meanwhile()
             return
-        done = _thread.allocate_lock()
+        done, begun = _thread.allocate_lock(), _thread.allocate_lock()
         done.acquire()
+        begun.acquire()
         failed: list[OSError] = []
-        jobs.put((fd, done, failed))
+        jobs.put((fd, done, failed, begun))
+        # Until the thread is in its fsync: else it would wait for the interpreter, which ``meanwhile`` holds (the
+        # switch interval is 5 ms), and the fsync would come after it rather than beside it.
+        begun.acquire()
         try:
             meanwhile()
         finally:
@@ -657,7 +662,7 @@ class _Syncer:
         jobs = self._jobs if self._pid == os.getpid() else None
         if jobs is None or not self._idle.acquire(False):
             return False
-        jobs.put((folder, None, [path]))
+        jobs.put((folder, None, [path], None))
         return True
 
     def finish(self, timeout: float = 5.0) -> None:
@@ -684,7 +689,9 @@ class _Syncer:
 
     def _run(self, jobs: Any) -> None:
         while True:
-            what, done, failed = jobs.get()
+            what, done, failed, begun = jobs.get()
+            if begun is not None:
+                begun.release()  # (the writer goes on as this thread enters the fsync, letting go of the interpreter)
             if done is None:  # a folder, after a rename: nobody waits for it
                 try:
                     _fsync_dir(what)
@@ -702,6 +709,7 @@ class _Syncer:
                 done.release()
 
 
+IDLE_WAIT = 0.05  # s: how long a write waits for the sync thread's last job (a folder's sync) before syncing itself
 _SYNCER = _Syncer()
 
 

@@ -139,3 +139,27 @@ def test_frames_split_across_reads_are_put_together(tmp_path: Path) -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_supervisors_let_be_reaped_together_go_to_the_zygote_in_one_message(tmp_path: Path, zygote: Zygote) -> None:
+    """Three ended runs let be reaped within Zygote.reaping_together: one ``R`` request names the three supervisors
+    (one wake-up of the zygote, not three), and the zygote reaps each."""
+    from tests.integration.test_zygote import CountingSocket
+
+    owner = Owner()
+    procs = [
+        launch(spec(tmp_path, ["true"]), owner.on_exit, zygote=zygote, read=False, hold_reap=True) for _ in range(3)
+    ]
+    for proc in procs:
+        owner.pump.add(proc)
+    owner.sleep_until(lambda: len(owner.told) == 3, "the three ends to be told")
+    owner.sleep_until(lambda: all(process_state(p.pid) == "Z" for p in procs), "the supervisors to exit")
+    counting = CountingSocket(zygote._sock)
+    zygote._sock = counting  # type: ignore[assignment]
+    with zygote.reaping_together():
+        for proc in procs:
+            proc.let_reap()
+        assert counting.sent == [], "a reap went to the zygote before the end of the batch"
+    assert counting.sent == [b"R" + b" ".join(b"%d" % p.pid for p in procs)]
+    owner.sleep_until(lambda: all(process_state(p.pid) == "gone" for p in procs), "the zygote to reap all three")
+    assert all(p.poll() is not None for p in procs)

@@ -905,7 +905,7 @@ def _spare(sock_fd: int, chan: Any) -> NoReturn:
 
 
 _KEPT: list[int] = []  # descriptors the daemon asked the zygote to keep until it exits (b"K")
-REQUEST_MAX = 4097  # bytes of a request read by the zygote (b"S64", b"R<pid>": a few; b"P<path>": PATH_MAX)
+REQUEST_MAX = 4097  # bytes of a request read by the zygote (b"S64", b"R<pid> <pid>...": a few; b"P<path>": PATH_MAX)
 
 
 def zygote(sock_fd: int) -> int:
@@ -920,7 +920,8 @@ def zygote(sock_fd: int) -> int:
                  big-endian, signed; a negative errno if the fork failed) and its start time (8 bytes, as
                  ``agentd.hostinfo.process_start`` reads it, which the lease records: -1 if unknown) with
                  SCM_RIGHTS [the daemon's end of the spare's own channel]
-        b"R" + pid (ASCII)  -> reap that child (it has exited: the daemon saw it through a pidfd)
+        b"R" + pids (ASCII, space-separated) -> reap those children (they have exited: the daemon saw it through
+                 their pidfds)
         b"P" + path         -> the folder of the task logs: each spare forked from now on makes a task's log folder
                  and log file there while it waits (:func:`_prepare`); no reply
         b"K" with SCM_RIGHTS [fds] -> keep those descriptors, unused, until this process exits or the next b"K"
@@ -964,10 +965,11 @@ def zygote(sock_fd: int) -> int:
         if data[:1] == b"P":  # the log root for the spares forked from now on (see _prepare); empty: none
             _LOG_ROOT[:] = [os.fsdecode(data[1:])] if len(data) > 1 else []
         elif data[:1] == b"R":
-            try:
-                os.waitpid(int(data[1:]), 0)
-            except (ChildProcessError, ValueError, OSError):
-                pass
+            for pid in data[1:].split():
+                try:
+                    os.waitpid(int(pid), 0)
+                except (ChildProcessError, ValueError, OSError):
+                    pass
         elif data[:1] == b"S":
             try:
                 count = min(max(int(data[1:] or b"1"), 1), 64)

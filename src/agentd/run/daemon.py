@@ -538,9 +538,10 @@ class Daemon:
         for run, _decided in result.finished:
             self.executor.cap_log(run)
             self.executor.prune_logs(run.task_id)
-        for run, _decided in result.finished:
-            if run.proc is not None:
-                run.proc.let_reap()
+        with self.executor.reaping_together():  # (one wake-up of the zygote for them all)
+            for run, _decided in result.finished:
+                if run.proc is not None:
+                    run.proc.let_reap()
 
     # -- pauses and budgets --------------------------------------------------------------------------------------------
 

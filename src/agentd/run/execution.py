@@ -32,6 +32,7 @@ from agentd.workspaces import launch as workspaces_launch
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
     from typing import Any
 
 log = logging.getLogger("agentd.daemon")
@@ -234,6 +235,11 @@ class Executor:
         """The daemon starts no more tasks: the supervisors forked ahead and unused are let go, and gone, with the
         log folders they made ahead of a task (see :meth:`agentd.run.zygote.Zygote.release_spares`)."""
         default_zygote().release_spares()
+
+    def reaping_together(self) -> AbstractContextManager[None]:
+        """Within it, the supervisors let be reaped (:meth:`TaskProcess.let_reap`) are reaped by the zygote at its end,
+        one message for all (see :meth:`agentd.run.zygote.Zygote.reaping_together`)."""
+        return default_zygote().reaping_together()
 
     def keep_until_exit(self, fd: int) -> bool:
         """Have the supervisor zygote keep a copy of *fd* until it exits (the daemon ends: see

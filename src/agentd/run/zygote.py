@@ -43,7 +43,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 INLINE_SPEC_MAX = 48 * 1024
 REPLY_TIMEOUT = 30.0  # s: a zygote that does not answer a fork request by then is taken for hung and replaced
 RELEASE_TIMEOUT = 2.0  # s: the longest a daemon's end waits for its unused spares to drop their log folders
+REAPS_PER_MESSAGE = 400  # pids in one b"R" request (each at most 7 digits and a space: within _shim.REQUEST_MAX)
 _USABLE = hasattr(os, "pidfd_open") and hasattr(_socket, "SCM_RIGHTS") and hasattr(_socket, "SOCK_SEQPACKET")
 
 
@@ -98,6 +99,7 @@ class Zygote:
         self._log_root: str | None = None  # where the spares prepare a task's log folder and file (prepare_logs)
         self._log_root_given: str | None = None  # (as the caller gave it: compared by identity, once per task)
         self._log_root_sent: str | None = None  # what the running zygote was told
+        self._reaps: tuple[int, list[int]] | None = None  # (generation, pids): reaps held for one message
 
     @property
     def pid(self) -> int | None:
@@ -337,12 +339,39 @@ class Zygote:
             return True
 
     def reap(self, pid: int, generation: int) -> None:
-        """Let the zygote reap its exited child *pid* (when it is still the zygote that forked it)."""
+        """Let the zygote reap its exited child *pid* (when it is still the zygote that forked it): now, or at the end
+        of :meth:`reaping_together`."""
         with self._lock:
             if self._sock is None or generation != self.generation:
                 return  # that zygote is gone: init reaped its children
+            if self._reaps is not None and self._reaps[0] == generation:
+                self._reaps[1].append(pid)
+                return
             with contextlib.suppress(OSError, TimeoutError):
                 self._sock.send(b"R%d" % pid)
+
+    @contextlib.contextmanager
+    def reaping_together(self) -> Iterator[None]:
+        """The reaps asked for meanwhile (:meth:`reap`) go to the zygote in one message at the end (``R<pid> <pid>``):
+        one wake-up of it rather than one each, each of which could take the caller's core from it (a daemon letting
+        the supervisors of the runs a pass recorded be reaped)."""
+        with self._lock:
+            outer = self._reaps is None
+            if outer:
+                self._reaps = (self.generation, [])
+        try:
+            yield
+        finally:
+            if outer:
+                with self._lock:
+                    batch, self._reaps = self._reaps, None
+                    if batch is not None and batch[1] and self._sock is not None and batch[0] == self.generation:
+                        pids = batch[1]
+                        for start in range(0, len(pids), REAPS_PER_MESSAGE):
+                            with contextlib.suppress(OSError, TimeoutError):
+                                self._sock.send(
+                                    b"R" + b" ".join(b"%d" % pid for pid in pids[start : start + REAPS_PER_MESSAGE])
+                                )
 
     def alive(self, generation: int) -> bool:
         """Is the zygote of that generation still running (so its children are reaped only when we say)?"""

@@ -126,8 +126,8 @@ def test_an_outside_save_during_the_sync_is_kept_and_the_next_read_is_the_file(
     store.read()
     saves: list[int] = []
     overlapped: list[bool] = []  # (the sync and the next read's state made together: the window this test is about)
-    real = queuefile._fsync_meanwhile
-    monkeypatch.setattr(queuefile, "_fsync_meanwhile", lambda *a: overlapped.append(True) or real(*a))
+    real = queuefile._SYNCER.fsync_meanwhile
+    monkeypatch.setattr(queuefile._SYNCER, "fsync_meanwhile", lambda *a: overlapped.append(True) or real(*a))
 
     def outside_save() -> None:
         if not saves:

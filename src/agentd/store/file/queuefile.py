@@ -580,41 +580,12 @@ def _splice(loaded: _Loaded, edits: list[tuple[int, int, str]]) -> tuple[bytes, 
     return b"".join(parts), None
 
 
-def _fsync_meanwhile(fd: int, meanwhile: Callable[[], None]) -> None:
-    """``os.fsync(fd)``, in a thread of its own while ``meanwhile`` runs in this one (it waits for the disk with the
-    interpreter free: a big queue's write spends 2-5 ms there, and the state the next read starts from takes about
-    1 ms to make). Returns, or raises the fsync's error, once both are over (``meanwhile``'s own error first)."""
-    import threading  # (loaded already in a daemon: its heartbeat thread)
-
-    failed: list[OSError] = []
-
-    def sync() -> None:
-        try:
-            os.fsync(fd)
-        except OSError as exc:
-            failed.append(exc)
-
-    thread = threading.Thread(target=sync, name="agentd-queue-fsync", daemon=True)
-    try:
-        thread.start()
-    except RuntimeError:  # no thread to be had: one after the other
-        os.fsync(fd)
-        meanwhile()
-        return
-    try:
-        meanwhile()
-    finally:
-        thread.join()  # (the descriptor stays open until the fsync is over, whatever happened here)
-    if failed:
-        raise failed[0]
-
-
 class _Syncer:
     """One thread, kept, that syncs a process's temporary queue files while the writing thread makes the state the
-    next read starts from (as :func:`_fsync_meanwhile` does with a thread per write, for a big queue only: starting
-    one costs about as much as it would save on a small file). For the writes of a process that writes the queue
-    again and again (a daemon: one or more per task); a process's first write syncs in its own thread, so that a
-    command that writes once starts no thread.
+    next read starts from (a big queue's write spends 2-5 ms waiting for the disk, and that state takes about 1 ms to
+    make). For a big queue's writes, and for every write of a process that writes the queue again and again (a daemon:
+    one or more per task); a process's first write of a small queue syncs in its own thread, so that a command that
+    writes it once starts no thread (starting one costs about what it would save).
 
     The sync waits for the disk, about 0.3-0.5 ms of a small queue's transaction on an SSD, without the interpreter;
     the next read's state, 0.1-0.3 ms of Python for a small queue, is made meanwhile. A second writer (another thread
@@ -1449,10 +1420,8 @@ class QueueStore:
                 view = memoryview(payload)
                 while view:
                     view = view[os.write(fd, view) :]
-                if meanwhile is not None and self._wrote:  # (a daemon's write: its thread is started once)
+                if meanwhile is not None and (self._wrote or len(payload) >= allocator.BIG):  # (see _Syncer)
                     _SYNCER.fsync_meanwhile(fd, meanwhile)
-                elif meanwhile is not None and len(payload) >= allocator.BIG:
-                    _fsync_meanwhile(fd, meanwhile)
                 else:
                     os.fsync(fd)
                 made = os.fstat(fd)  # (a look at its times: a change after it gets new ones, see stamps)

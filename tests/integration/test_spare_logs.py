@@ -204,6 +204,15 @@ def test_a_log_outside_the_root_is_made_as_before(tmp_path: Path, root: Path, zy
     assert left(root, zygote, pid) == []
 
 
+def waiting_spares(z: Zygote, killed: int) -> list[int]:
+    """The zygote's children that are running spares with their folder made (not *killed*, not a zombie)."""
+    return [
+        child
+        for child in children_of(z.pid or 0)
+        if child != killed and not pid_gone(child) and os.path.isdir(f"{z._log_root}/.spare-{child}")
+    ]
+
+
 def test_a_spare_killed_while_it_waits_leaves_an_empty_folder_the_full_prune_removes(
     tmp_path: Path, root: Path
 ) -> None:
@@ -217,9 +226,14 @@ def test_a_spare_killed_while_it_waits_leaves_an_empty_folder_the_full_prune_rem
         os.kill(pid, signal.SIGKILL)
         assert wait_for(lambda: pid_gone(pid), 60)
         assert run(z, tmp_path, root / "T1" / "1.log") != pid
+        # The spare that run's launch asked for: once the zygote is gone it reads EOF, drops its folder and exits, a
+        # moment after close() returns (waited for below, or the prune could find its folder still there).
+        assert wait_for(lambda: bool(waiting_spares(z, pid)), 60)
+        spares = waiting_spares(z, pid)
     finally:
         z.close()  # (the killed spare's zombie is reaped by init once its zygote is gone)
     assert wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 60)
+    assert wait_for(lambda: all(pid_gone(spare) for spare in spares), 60)
     assert (root / f".spare-{pid}").is_dir()
     os.mkdir(root / f".spare-{os.getpid()}")  # a live one's
     ended = subprocess.Popen(["true"])

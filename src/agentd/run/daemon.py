@@ -230,6 +230,7 @@ class Daemon:
         self._watch_refused = 0
         self._watch_trouble: str | None = None  # (the set-up's last error, logged once)
         self._next_wake: datetime | None = None
+        self._peer_leases: frozenset[str] = frozenset()  # the leases of others seen as this daemon last went to sleep
         self._on_first_pass: Callable[[str | None], bool] | None = None
         self._claiming = True  # --once stops claiming after its first pass
         self._mode = Mode.FOREVER  # what run() was asked for: --once and --drain give up on a bad queue
@@ -368,7 +369,13 @@ class Daemon:
         if self._next_wake is not None and self.clock.now() >= self._next_wake:
             return True
         now = self.clock.now()
-        for task_id, seen in self.store.leases().items():
+        leases = self.store.leases()
+        if any(task_id not in leases for task_id in self._peer_leases):
+            # A peer's lease seen before this daemon slept is gone: released, its task maybe free for this role. Its
+            # file event may never have come: one on a lease this daemon itself released a moment before is taken
+            # for its own (OWN_EVENTS_GRACE), and a peer can claim, run and release within that moment.
+            return True
+        for task_id, seen in leases.items():
             if task_id in self.running:
                 continue
             role = self.config.roles.get(seen.role or "")
@@ -973,7 +980,8 @@ class Daemon:
             if run.stop_deadline is not None:
                 timeout = min(timeout, max(0.0, run.stop_deadline - mono))
         with contextlib.suppress(OSError, AgentdError):
-            if any(True for task_id in self.store.lease_ids() if task_id not in self.running):
+            self._peer_leases = frozenset(task_id for task_id in self.store.lease_ids() if task_id not in self.running)
+            if self._peer_leases:
                 timeout = min(timeout, LEASE_POLL)
         if self._next_wake is not None:
             timeout = min(timeout, max(0.0, (self._next_wake - self.clock.now()).total_seconds()))

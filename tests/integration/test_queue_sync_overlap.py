@@ -235,49 +235,6 @@ def test_a_failed_sync_in_the_sync_thread_leaves_the_queue_as_it_was(
     assert [task.status for task in QueueStore(queue).read().tasks] == ["in_progress", "done", "ready"]
 
 
-def test_a_store_that_wrote_before_returns_while_the_sync_thread_syncs_the_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The rename's folder sync: the writer's own on a process's first write (a command returns once it is durable);
-    from the second on, the sync thread's, the write returning while it is under way (here held until the test lets
-    it go); the exit's wait (``_SYNCER.finish``) returns once it is over."""
-    queue = tmp_path / "SPRINT_QUEUE.json"
-    _small_queue(queue)
-    writer = threading.get_ident()
-    release, reached, over = threading.Event(), threading.Event(), threading.Event()
-    folders: list[bool] = []  # (synced by the writer's thread) for each fsync of the queue's folder
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        if os.path.samefile(f"/proc/self/fd/{fd}", tmp_path):
-            mine = threading.get_ident() == writer
-            folders.append(mine)
-            if not mine:
-                reached.set()
-                release.wait(DEADLINE)
-                real_fsync(fd)
-                over.set()
-                return
-        real_fsync(fd)
-
-    monkeypatch.setattr(queuefile.os, "fsync", fsync)
-    store = QueueStore(queue)
-    store.edit(lambda draft: draft.task("T0").update(status="in_progress"))
-    assert folders == [True]
-    store.edit(lambda draft: draft.task("T1").update(status="in_progress"))  # (returns: its folder sync is held)
-    assert reached.wait(DEADLINE), "the sync thread never synced the folder"
-    assert not over.is_set(), "the write waited for its folder's sync"
-    assert folders == [True, False]
-    assert [task.status for task in QueueStore(queue).read().tasks] == ["in_progress", "in_progress", "ready"]
-    finisher = threading.Thread(target=queuefile._SYNCER.finish, args=(DEADLINE,), daemon=True)
-    finisher.start()
-    finisher.join(0.2)
-    assert finisher.is_alive(), "the exit's wait returned while the folder's sync was under way"
-    release.set()
-    finisher.join(DEADLINE)
-    assert not finisher.is_alive() and over.is_set()
-
-
 def test_the_sync_thread_is_in_its_fsync_before_the_writer_makes_the_next_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -302,7 +259,6 @@ def test_the_sync_thread_is_in_its_fsync_before_the_writer_makes_the_next_read(
     monkeypatch.setattr(queuefile.os, "fsync", fsync)
     monkeypatch.setattr(QueueStore, "_prepare", prepare)
     for status in ("done", "blocked", "ready"):
-        queuefile._SYNCER.finish(DEADLINE)  # (the last write's folder sync over: each write starts alike)
         order.clear()
         store.edit(lambda draft, status=status: draft.task("T1").update(status=status))
         assert order[:2] == ["fsync", "prepare"], order

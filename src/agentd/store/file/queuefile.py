@@ -5,8 +5,8 @@ change to the parsed document, rewrite only the changed text (:mod:`agentd.store
 in the same folder, fsync it, check that nobody edited the queue meanwhile (humans and agents do not take the lock: if
 they did, re-read and re-apply), rename it over the queue, fsync the folder. Readers see the old or the new file, never
 a partial one. A file that does not parse or validate is never written. In a process that writes the queue again and
-again (a daemon), a thread of its own syncs the temporary file while the writer makes the state of its next read, and
-the folder after the rename while the writer goes on (:class:`_Syncer`).
+again (a daemon), a thread of its own syncs the temporary file while the writer makes the state of its next read
+(:class:`_Syncer`).
 """
 
 from __future__ import annotations
@@ -589,25 +589,20 @@ class _Syncer:
 
     The sync waits for the disk, about 0.3-0.5 ms of a small queue's transaction on an SSD, without the interpreter;
     the next read's state, 0.1-0.3 ms of Python for a small queue, is made meanwhile. A second writer (another thread
-    of the process) while the thread is busy syncs in its own thread, as before.
-
-    The folder's sync after the rename (which makes the rename itself durable) is the thread's too, and nobody waits
-    for it: the writer goes on (a daemon starts the task it claimed). A power cut before it is over may leave the
-    queue as it was before that write: as a cut just before the write would, the claim or the end it recorded is then
-    undone, and the task runs again (its lease went with the machine). The temporary file was synced before the rename,
-    so the file is whole either way. The next write's folder sync covers it too, and the process's exit waits for it."""
+    of the process) while the thread is busy syncs in its own thread, as before. The thread opens no descriptor: the
+    folder's sync after the rename stays the writer's (a sync of it by this thread, the writer going on, took the last
+    descriptor from the writer under a low ``ulimit -n``)."""
 
     def __init__(self) -> None:
         self._pid = 0  # the process whose thread it is (a forked child starts its own)
         self._idle = _thread.allocate_lock()  # held while a sync is handed to the thread or under way
-        self._jobs: Any = None  # a queue.SimpleQueue of (fd or folder, done lock, errors, begun lock), made with it
+        self._jobs: Any = None  # a queue.SimpleQueue of (fd, done lock, errors, begun lock), made with the thread
 
     def fsync_meanwhile(self, fd: int, meanwhile: Callable[[], None]) -> None:
         """``os.fsync(fd)`` in the thread while ``meanwhile`` runs in this one; returns, or raises the fsync's error,
         once both are over (``meanwhile``'s own error first)."""
         jobs = self._jobs if self._pid == os.getpid() else self._start()
-        # (a folder's sync may be under way: waited for, it is short; another writer's file, rarer, is not)
-        if jobs is None or not self._idle.acquire(True, IDLE_WAIT):
+        if jobs is None or not self._idle.acquire(False):  # (no thread, or another writer's sync under way)
             os.fsync(fd)
             meanwhile()
             return
@@ -626,23 +621,7 @@ class _Syncer:
         if failed:
             raise failed[0]
 
-    def fsync_folder_later(self, folder: str, path: str) -> bool:
-        """Have the thread fsync ``folder`` after a rename in it (see :meth:`QueueStore._write`) while the writer goes
-        on; False when it cannot now (no thread yet, or busy): the caller does it. A failure is logged, as the writer
-        would (``path``: the queue's, for the message)."""
-        jobs = self._jobs if self._pid == os.getpid() else None
-        if jobs is None or not self._idle.acquire(False):
-            return False
-        jobs.put((folder, None, [path], None))
-        return True
-
-    def finish(self, timeout: float = 5.0) -> None:
-        """Wait (at most ``timeout`` s) for the sync under way, if any (at exit: a folder's sync is not left undone)."""
-        if self._pid == os.getpid() and self._idle.acquire(True, timeout):
-            self._idle.release()
-
     def _start(self) -> Any:
-        import atexit
         import queue
         import threading  # (loaded already in a daemon: its heartbeat thread)
 
@@ -655,24 +634,14 @@ class _Syncer:
             self._jobs = None
             return None
         self._jobs = jobs
-        atexit.register(self.finish)
         return jobs
 
     def _run(self, jobs: Any) -> None:
         while True:
-            what, done, failed, begun = jobs.get()
-            if begun is not None:
-                begun.release()  # (the writer goes on as this thread enters the fsync, letting go of the interpreter)
-            if done is None:  # a folder, after a rename: nobody waits for it
-                try:
-                    _fsync_dir(what)
-                except OSError as exc:  # the new queue is in place: only its durability is in doubt
-                    log.warning("%s: written, but its folder could not be fsynced (%s)", failed[0], exc.strerror or exc)
-                finally:
-                    self._idle.release()
-                continue
+            fd, done, failed, begun = jobs.get()
+            begun.release()  # (the writer goes on as this thread enters the fsync, letting go of the interpreter)
             try:
-                os.fsync(what)
+                os.fsync(fd)
             except OSError as exc:
                 failed.append(exc)
             finally:
@@ -680,7 +649,6 @@ class _Syncer:
                 done.release()
 
 
-IDLE_WAIT = 0.05  # s: how long a write waits for the sync thread's last job (a folder's sync) before syncing itself
 _SYNCER = _Syncer()
 
 
@@ -1465,12 +1433,10 @@ class QueueStore:
         same = after is not None and after[:4] == stamps.of(made)[:4]
         self._written_mark = after if same and self._stat_trusted(target, len(payload)) else None
         self._seen = after if same else None
-        folder = os.path.dirname(target)
-        if not (self._wrote and _SYNCER.fsync_folder_later(folder, self.file)):  # (a daemon's write: see _Syncer)
-            try:
-                _fsync_dir(folder)
-            except OSError as exc:  # the new queue is in place: the write stands, only its durability is in doubt
-                log.warning("%s: written, but its folder could not be fsynced (%s)", self.path, exc.strerror or exc)
+        try:
+            _fsync_dir(os.path.dirname(target))
+        except OSError as exc:  # the new queue is in place: the write stands, only its durability is in doubt
+            log.warning("%s: written, but its folder could not be fsynced (%s)", self.path, exc.strerror or exc)
         if retired is not None:
             _RETIRER.drop(retired)
         self._wrote = True

@@ -256,7 +256,6 @@ class TaskProcess:
         self._reap_go = threading.Event()  # set: a supervisor that reported is reaped as soon as it exits
         if not hold_reap:
             self._reap_go.set()
-        self._pumped = False  # its status read by its owner's thread (pump) rather than by a reader thread
         self._pending = b""  # (pumped) what was read of a frame not whole yet
         self._status_started = launched  # (pumped) the command's start, as reported
         self._reported: ExitInfo | None = None  # (pumped) the end the supervisor reported, not reaped yet
@@ -317,7 +316,7 @@ class TaskProcess:
         has exited is reaped here (it exits right after its report), one still exiting by a thread of its own."""
         self._reap_go.set()
         info = self._reported
-        if info is not None and self._pumped:
+        if info is not None:  # (set by pump() alone: a reader thread reaps by itself)
             self._reported = None
             if self._reap(wait=False):
                 self._done_with(info)
@@ -567,7 +566,6 @@ class StatusPump:
 
     def add(self, task: TaskProcess) -> None:
         """Read *task*'s status from now on (instead of :func:`read_status`; once for each task)."""
-        task._pumped = True
         fd = task.status_fileno()
         os.set_blocking(fd, False)
         self._tasks[fd] = task

@@ -36,7 +36,7 @@ from agentd.core.validate import (
 from agentd.core.workflow import Workflow
 from agentd.errors import Conflict, FileAccessError, LockTimeout, QueueInvalid, display_path
 from agentd.lazylog import get_logger
-from agentd.store.file import allocator, derived, stamps
+from agentd.store.file import allocator, derived, stamps, writeback
 from agentd.store.file import archive as archive_file
 from agentd.store.file.archive import Archive
 from agentd.store.file.derived import PerPiece, StructuralChecks, differing, problems_of, views_of, walk_of
@@ -1385,9 +1385,7 @@ class QueueStore:
                 if info is not None and hasattr(os, "fchown"):
                     with contextlib.suppress(PermissionError):
                         os.fchown(fd, info.st_uid, info.st_gid)
-                view = memoryview(payload)
-                while view:
-                    view = view[os.write(fd, view) :]
+                writeback.write_all(fd, payload)  # (a big payload's write-out begun as it is written)
                 if meanwhile is not None and (self._wrote or len(payload) >= allocator.BIG):  # (see _Syncer)
                     _SYNCER.fsync_meanwhile(fd, meanwhile)
                 else:

@@ -1,0 +1,66 @@
+"""Write a big queue's temporary file with the disk already at work on its first megabytes.
+
+A transaction writes the whole queue to a temporary file, fsyncs it, then renames it over the queue. Left to
+itself, the kernel starts writing those pages to the disk only at the fsync, so the fsync of a 6 MB queue waited
+for all of them: 5-6 ms of a daemon's 12 ms transaction on the 2-core test machine. :func:`write_all` writes a
+payload of :data:`CHUNK` bytes or more a chunk at a time and, after each chunk, asks the kernel to start writing it
+out (``sync_file_range`` with ``SYNC_FILE_RANGE_WRITE``: it queues the writes and does not wait for them). The disk
+then works while the rest is copied in, and the fsync finds most of the file on its way or written: it waited
+0.1 ms instead of about 3 ms after the next read's state was made.
+
+This is a head start only. The fsync that follows is still what makes the file durable before the rename, as
+before; a failed or missing ``sync_file_range`` (not Linux, no glibc, a file system or sandbox without it) only
+loses the head start, and after the first failure the process stops asking. ``ctypes`` is imported only for a
+payload this large (a daemon on a big queue has it loaded already, see :mod:`agentd.store.file.allocator`).
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+CHUNK = 1 << 20  # bytes written before their write-out is started (a payload smaller than this: one plain write)
+_SYNC_FILE_RANGE_WRITE = 2  # <fcntl.h>: start writing out the dirty pages of the range, without waiting
+
+# None: not looked up yet; False: not to be had here (or it failed once); else sync_file_range(fd, offset, n, flags)
+_start: Callable[[int, int, int, int], int] | bool | None = None
+
+
+def _lookup() -> Callable[[int, int, int, int], int] | bool:
+    global _start
+    try:
+        import ctypes
+
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (ImportError, OSError, AttributeError):  # no ctypes, no C library to load, or no such call in it
+        _start = False
+        return False
+    function.argtypes = (ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint)
+    function.restype = ctypes.c_int
+    _start = function
+    return function
+
+
+def write_all(fd: int, payload: bytes) -> None:
+    """``payload`` written to ``fd`` (at its offset, a new file's start) in full; a payload of :data:`CHUNK` bytes or
+    more with the write-out of each chunk started as soon as it is written (see the module's note)."""
+    global _start
+    view = memoryview(payload)
+    start = _start if _start is not None or len(view) < CHUNK else _lookup()
+    if len(view) >= CHUNK and start:
+        assert not isinstance(start, bool)
+        offset = 0
+        while offset < len(view):
+            written = os.write(fd, view[offset : offset + CHUNK])
+            if start(fd, offset, written, _SYNC_FILE_RANGE_WRITE) != 0:  # (a hint refused: the rest written plainly)
+                _start = False
+                view = view[offset + written :]
+                break
+            offset += written
+        else:
+            return
+    while view:
+        view = view[os.write(fd, view) :]

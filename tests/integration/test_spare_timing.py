@@ -1,16 +1,19 @@
 """When a daemon asks its zygote for the next supervisors: at the start of the pass after the starts that used the
-ones forked ahead, never right after those starts (forked then, they would take a core from the supervisors just handed
-their tasks). Real daemons, a real zygote and real commands; only the zygote's socket is watched."""
+ones forked ahead, once that pass has gathered the ends it waits for, never right after those starts nor while it
+waits (forked then, they would take a core from the supervisors still running). Real daemons, a real zygote and real
+commands; only the zygote's socket is watched."""
 
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from agentd import config as config_mod
+from agentd.run import daemon as daemon_module
 from agentd.run import zygote as zygote_module
 from agentd.run.daemon import Daemon, Mode
 from agentd.run.zygote import Zygote
@@ -20,6 +23,7 @@ from tests.integration.test_zygote import CountingSocket, children_of
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux /proc")
 
 GATED = 'if [ "$AGENTD_TASK_ID" = A ]; then while [ ! -e gate ]; do sleep 0.02; done; fi'
+GATED_EACH = 'while [ ! -e "gate-$AGENTD_TASK_ID" ]; do sleep 0.02; done'  # (each task waits for its own gate)
 BUILDER = {"claims": "ready", "working": "in_progress", "on_success": "done", "command": ["sh", "-c", GATED]}
 
 
@@ -74,3 +78,37 @@ def test_a_chain_runs_every_task_in_a_spare_asked_for_ahead(
     assert {t["status"] for t in tasks_by_id(tmp_path).values()} == {"done"}
     assert b"S" not in counting.sent, counting.sent
     assert counting.asked.count(b"S1") >= 2, counting.sent
+
+
+def test_the_spares_are_asked_for_once_the_pass_has_gathered_its_ends_not_while_it_waits(
+    tmp_path: Path, watched: tuple[Zygote, CountingSocket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A draining daemon runs A and B, each held by its own gate. A ends first; the pass that is to record it holds
+    for B (the group commit, made here to hold for as long as B runs). Until B ends no spare is asked for, though
+    A's end is collected; once B has ended, the spares for both are asked for in one request. (Asked for at the top
+    of the loop, as before, the request came as soon as the daemon woke for A's end, while B still ran.)"""
+    _z, counting = watched
+    monkeypatch.setattr(daemon_module, "group_hold", lambda _took, ended, running: 600.0 if ended and running else 0.0)
+    write_config(tmp_path, {"builder": {**BUILDER, "command": ["sh", "-c", GATED_EACH]}})
+    write_queue(tmp_path, [task("A"), task("B")], {"builder": 2})
+    daemon = Daemon(config_mod.load(root=tmp_path, environ={}), "builder", concurrency=2, watch=False)
+    codes: list[int] = []
+    runner = threading.Thread(target=lambda: codes.append(daemon.run(Mode.DRAIN)), daemon=True)
+    runner.start()
+    try:
+        wait_for(
+            lambda: all((run := daemon.running.get(t)) is not None and run.proc is not None for t in "AB"),
+            60,
+            "A and B started",
+        )
+        counting.sent.clear()  # (the spares asked for as the daemon began: not this test's concern)
+        (tmp_path / "gate-A").touch()
+        wait_for(lambda: (run := daemon.running.get("A")) is not None and run.exit is not None, 60, "A's end seen")
+        assert counting.asked == [], f"spares asked for while the pass waited for B: {counting.sent}"
+    finally:
+        (tmp_path / "gate-A").touch()
+        (tmp_path / "gate-B").touch()
+        runner.join(timeout=120)
+    assert codes == [0]
+    assert counting.asked[:1] == [b"S2"], counting.sent
+    assert {t["status"] for t in tasks_by_id(tmp_path).values()} == {"done"}

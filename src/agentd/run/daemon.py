@@ -1100,8 +1100,6 @@ class Daemon:
     def _loop(self, mode: Mode) -> int:
         first = True
         while True:
-            if not first and not self._stop_requests:
-                self.executor.replenish()  # (the spares of this pass's starts: forked while it works, see there)
             paced = self._pace()
             if self._reload:
                 if self._terminal_gone():  # a hang-up's SIGHUP judged before the terminal had finished hanging up
@@ -1111,6 +1109,11 @@ class Daemon:
                 else:
                     self._reload_config()
             self._gather_ends()
+            if not first and not self._stop_requests:
+                # The spares of the last pass's starts, asked for as this pass begins, once its group of ends is
+                # gathered: the zygote forks them while the pass's transaction runs, which leaves the other core
+                # idle, rather than during the group's hold, when they took a core from the last supervisors.
+                self.executor.replenish()
             self._wake.clear()
             spent = time.thread_time()
             report = self.tick()

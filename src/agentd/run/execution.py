@@ -267,9 +267,10 @@ class Executor:
 
     def replenish(self) -> None:
         """Ask the zygote for the supervisors the last starts took from those forked ahead, all in one request: at the
-        start of a pass (a daemon woken by an end, or by a change to the queue), so that they are forked while the
-        pass reads and writes the queue, on a core the supervisors that just reported no longer use, and are ready
-        when it starts what it claims. Nothing when none is missing or no zygote was started."""
+        start of a pass (a daemon woken by an end, or by a change to the queue), once the ends it waits for are in
+        (see Daemon._gather_ends), so that they are forked while the pass reads and writes the queue, on the core
+        that leaves idle (the supervisors that reported no longer use it), and are ready when it starts what it
+        claims. Nothing when none is missing or no zygote was started."""
         default_zygote().replenish()
 
     def start(

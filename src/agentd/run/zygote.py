@@ -255,9 +255,9 @@ class Zygote:
         chan.sendmsg([message], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
 
     def replenish(self) -> None:
-        """Ask for the spares of the next tasks, forked while these run (after their specs were sent: the zygote's
-        forks do not delay them), all in one request (one wake-up of the zygote, however many tasks were started: a
-        daemon asks once a pass); a zygote found dead is replaced now."""
+        """Ask for the spares of the next tasks (a daemon asks as its next pass begins: see
+        :meth:`agentd.run.execution.Executor.replenish`), all in one request (one wake-up of the zygote, however many
+        tasks were started); a zygote found dead is replaced now."""
         with self._lock:
             if self._sock is not None and self._asked < self.spares:
                 self._ask(self._sock)

@@ -56,6 +56,10 @@ def _why_not(folder: Path) -> str | None:
             raise
         if not dirty:
             return f"{folder}'s file system keeps no dirty pages to count (tmpfs?): it writes nothing out"
+        start = _LIBC.sync_file_range
+        start.argtypes = (ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint)
+        if start(fd, 0, 0, 2) != 0 or pages(fd)[1]:
+            return f"{folder}'s file system does not start writing a file out when asked (sync_file_range)"
         return None
     finally:
         os.close(fd)

@@ -579,32 +579,32 @@ class StatusPump:
         if self._held:
             left = max(0.0, min(self._held.values()) - time.monotonic())
             timeout = left if timeout is None else min(timeout, left)
-        poller = select.poll()
-        poller.register(wake.fileno(), select.POLLIN)
-        for fd in self._tasks:
-            poller.register(fd, select.POLLIN)
-        woke = False
-        for fd, _events in poller.poll(None if timeout is None else math.ceil(max(0.0, timeout) * 1000)):
-            if fd == wake.fileno():
-                woke = True
-                continue
-            task = self._tasks.get(fd)
-            if task is not None and task.pump():
-                self._over(fd, task)
+        woke = self._read_ready(None if timeout is None else math.ceil(max(0.0, timeout) * 1000), wake.fileno())
         self._let_held()
         return woke or wake.is_set()
 
     def pump_ready(self) -> None:
         """Read, without sleeping, whatever status has come (before the owner collects the ends)."""
-        if not self._tasks:
-            return
+        if self._tasks:
+            self._read_ready(0)
+
+    def _read_ready(self, milliseconds: int | None, wake_fd: int = -1) -> bool:
+        """Poll the tasks' status descriptors (and ``wake_fd``, when given) for up to ``milliseconds`` (None: no
+        limit) and read what came; whether ``wake_fd`` polled readable."""
         poller = select.poll()
+        if wake_fd >= 0:
+            poller.register(wake_fd, select.POLLIN)
         for fd in self._tasks:
             poller.register(fd, select.POLLIN)
-        for fd, _events in poller.poll(0):
+        woke = False
+        for fd, _events in poller.poll(milliseconds):
+            if fd == wake_fd:
+                woke = True
+                continue
             task = self._tasks.get(fd)
             if task is not None and task.pump():
                 self._over(fd, task)
+        return woke
 
     def _over(self, fd: int, task: TaskProcess) -> None:
         del self._tasks[fd]

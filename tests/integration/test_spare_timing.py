@@ -112,3 +112,25 @@ def test_the_spares_are_asked_for_once_the_pass_has_gathered_its_ends_not_while_
     assert codes == [0]
     assert counting.asked[:1] == [b"S2"], counting.sent
     assert {t["status"] for t in tasks_by_id(tmp_path).values()} == {"done"}
+
+
+def test_a_daemon_without_concurrency_keeps_as_many_spares_forked_as_its_wip_limit(
+    tmp_path: Path, watched: tuple[Zygote, CountingSocket]
+) -> None:
+    """No --concurrency: the queue's wip_limits (3) say how many tasks a pass may start, so as many supervisors are
+    kept forked ahead. Three waves of three tasks (each wave depends on the whole previous one, so each starts in one
+    pass): the first wave's pass learns the limit only as it reads the queue, and forks two of its supervisors on
+    demand (``S``); the next passes find three waiting (``S3`` asked for after the first wave), and fork none.
+    (With one spare kept, whatever the limit, each wave forked two on demand.)"""
+    _z, counting = watched
+    (tmp_path / "gate").touch()
+    write_config(tmp_path, {"builder": BUILDER})
+    waves = [[f"W{w}T{i}" for i in range(3)] for w in range(3)]
+    tasks = [task(t, dependencies=waves[w - 1] if w else []) for w, wave in enumerate(waves) for t in wave]
+    write_queue(tmp_path, tasks, {"builder": 3})
+    daemon = Daemon(config_mod.load(root=tmp_path, environ={}), "builder", watch=False)
+    assert daemon.concurrency is None
+    assert daemon.run(Mode.DRAIN) == 0
+    assert {t["status"] for t in tasks_by_id(tmp_path).values()} == {"done"}
+    assert counting.sent.count(b"S") == 2, counting.sent
+    assert counting.asked[2:3] == [b"S3"], counting.sent

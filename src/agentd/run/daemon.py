@@ -665,6 +665,8 @@ class Daemon:
         if self._pause is not None and self._pause.until is not None:
             timers.append(self._pause.until)
         self._next_wake = min(timers) if timers else None
+        # As many supervisors forked ahead as the next pass may start: a queue's wip_limits apply without --concurrency.
+        self.executor.keep_ahead(seen.limit if self.concurrency is None else min(seen.limit, self.concurrency))
         self._log_wip(seen)
         self._log_fd_cap(seen)
         for task_id, status in seen.stop:

@@ -231,6 +231,12 @@ class Executor:
         zygote.prepare_logs(self.paths().task_logs)  # (each spare makes a task's log folder and file ahead)
         zygote.prestart(at_once)
 
+    def keep_ahead(self, at_once: int) -> None:
+        """The daemon may now start up to *at_once* tasks in one pass (its role's WIP limit, as the queue last said,
+        within its --concurrency): the zygote keeps as many supervisors forked ahead (see
+        :meth:`agentd.run.zygote.Zygote.keep_ahead`)."""
+        default_zygote().keep_ahead(at_once)
+
     def finish(self) -> None:
         """The daemon starts no more tasks: the supervisors forked ahead and unused are let go, and gone, with the
         log folders they made ahead of a task (see :meth:`agentd.run.zygote.Zygote.release_spares`)."""

@@ -164,6 +164,13 @@ class Zygote:
             if sock is not None and self._asked < self.spares:
                 self._ask(sock)  # the first tasks' spares (booted before: none asked for yet)
 
+    def keep_ahead(self, spares: int) -> None:
+        """Keep *spares* supervisors forked ahead from now on (at least 1, at most 8): as many as the daemon may start
+        in one pass, which its role's WIP limit in the queue may change. Nothing is asked for now (the next
+        :meth:`replenish` asks for the missing ones; spares asked for beyond a lowered number are used first)."""
+        with self._lock:
+            self.spares = max(1, min(int(spares), 8))
+
     def boot(self) -> None:
         """Start the zygote's interpreter now, asking it for nothing yet (:meth:`prestart` asks for the first spares
         once the daemon knows how many, and where their logs go): for a process about to become a daemon, as soon as

@@ -711,6 +711,13 @@ class Store(Protocol):
         than once (someone else changed the queue meanwhile), so it must decide from what the Txn shows."""
         ...
 
+    def prepare_claims(self, count: int) -> None:
+        """Make ahead, outside any transaction, what up to ``count`` claims of the next one will need, so that it
+        holds the queue for less (the file store: unnamed lease files, see
+        :meth:`agentd.store.file.leases.LeaseDir.prepare`); nothing for a store with nothing to make. Never raises: a
+        claim makes what is missing itself."""
+        ...
+
     def leases(self) -> dict[str, LeaseObservation]:
         """Every lease, observed now (a look outside any transaction)."""
         ...

@@ -1,12 +1,16 @@
 """Lease files in ``.leases/``: the only code that opens them.
 
 One file per claimed task, ``.leases/<task-id>.json``, created with ``O_EXCL`` under the queue lock and locked with
-``flock(LOCK_EX)`` by the daemon that claimed it. The locked descriptor is inherited by the task's command, so the lock
-is held exactly as long as the work lives: the kernel releases it when the last holder dies. The file is never renamed
-over (a rename would give the path a new inode the lock does not cover) and is deleted only by its holder on release,
-or under the queue lock once its lock is proven free (or its holder proven hung and killed); every open re-checks that
-the path still names the inode it locked. Heartbeats rewrite the file in place: ``heartbeat_at`` (wall clock) and
-``heartbeat_boot`` (the boot clock, judged only within the same ``boot_id``; see :mod:`agentd.core.clock`).
+``flock(LOCK_EX)`` by the daemon that claimed it. A daemon may make its next claims' files ahead, off the claims'
+transaction (:meth:`LeaseDir.prepare`): unnamed (``O_TMPFILE``), each is locked and written, then given its name with
+``linkat``, which fails as ``O_EXCL`` does when the name exists; such a lease appears locked and whole.
+
+The locked descriptor is inherited by the task's command, so the lock is held exactly as long as the work lives: the
+kernel releases it when the last holder dies. The file is never renamed over (a rename would give the path a new inode
+the lock does not cover) and is deleted only by its holder on release, or under the queue lock once its lock is proven
+free (or its holder proven hung and killed); every open re-checks that the path still names the inode it locked.
+Heartbeats rewrite the file in place: ``heartbeat_at`` (wall clock) and ``heartbeat_boot`` (the boot clock, judged
+only within the same ``boot_id``; see :mod:`agentd.core.clock`).
 
 Symlinks are never followed: the folder must resolve inside the project, and files are opened with ``O_NOFOLLOW``
 relative to the folder's descriptor.
@@ -55,6 +59,7 @@ OWN_EVENTS_KEPT = 256  # own leases remembered before the expired ones are dropp
 # The token mark is kept open between claims only under a descriptor limit at least this high: under a tiny `ulimit -n`
 # (a dozen), the one descriptor it holds is one a pass's queue write may need.
 KEEP_MARK_NOFILE = 256
+PREPARED_MAX = 8  # unnamed lease files kept ready at most (see LeaseDir.prepare): as many as a pass claims, at most
 
 
 class LeaseDirUnsafe(AgentdError, PermissionError):
@@ -189,6 +194,9 @@ class LeaseDir:
         self._own: dict[str, float] = {}  # task id -> until when (monotonic) its file's events are this process's own
         self._mark: tuple[int, int, int] | None = None  # the token mark kept open: descriptor, device, inode
         self._listed: tuple[tuple[int, int, int, int, int], list[str]] | None = None  # see task_ids
+        self._prepared: list[int] = []  # unnamed lease files made ahead (see prepare), for this process
+        self._prepared_pid = os.getpid()
+        self._unnamed = hasattr(os, "O_TMPFILE")  # False once the folder refused an unnamed file or its linking
 
     @property
     def path(self) -> Path:
@@ -226,6 +234,7 @@ class LeaseDir:
 
     def close(self) -> None:
         self._drop_mark()
+        self._drop_prepared()
         self._listed = None
         if self._fd is not None:
             os.close(self._fd)
@@ -292,10 +301,71 @@ class LeaseDir:
 
     # -- claiming ------------------------------------------------------------------------------------------------------
 
+    def prepare(self, count: int) -> None:
+        """Have ``count`` (at most :data:`PREPARED_MAX`) lease files ready for the next claims: unnamed files in the
+        folder (``O_TMPFILE``), which :meth:`acquire` locks, writes and names. Making a file is the dear part of a
+        claim (a new inode: on ext4 without a journal, found past every inode freed in the last 30 s), and a daemon
+        calls this after its starts, so that its next transaction, which holds the queue lock, only names them.
+        Nothing where the file system makes no unnamed files (then the claims create their files as before), nor
+        under a descriptor limit too low to keep them (see KEEP_MARK_NOFILE)."""
+        if self._prepared_pid != os.getpid():  # (a forked child: the parent's files are the parent's)
+            self._prepared, self._prepared_pid = [], os.getpid()
+        count = min(count, PREPARED_MAX)
+        if not self._unnamed or len(self._prepared) >= count or not _descriptors_to_spare():
+            return
+        try:
+            folder = self._dir_fd(create=True)
+            while len(self._prepared) < count:
+                self._prepared.append(os.open(".", os.O_RDWR | os.O_TMPFILE | CLOEXEC, 0o644, dir_fd=folder))
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):  # (the file system makes none)
+                self._unnamed = False
+            # Else (no descriptor or space left, no folder): claims make their files as before.
+
+    def _drop_prepared(self) -> None:
+        prepared, self._prepared = self._prepared, []
+        if self._prepared_pid == os.getpid():
+            for fd in prepared:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    def _acquire_prepared(self, record: LeaseRecord, name: str, folder: int) -> tuple[bool, Held | None]:
+        """:meth:`acquire` with a file made ahead: locked, written, then named (``linkat`` of its descriptor's
+        ``/proc/self/fd`` link, which fails with EEXIST as ``O_EXCL`` does). (False, None) when none is ready or it
+        could not be used: the caller creates the file by name (and says what failed, if that fails too); a naming
+        refused for another reason than EEXIST (no /proc, another file system) ends the use of unnamed files."""
+        if not self._prepared or self._prepared_pid != os.getpid():
+            return False, None
+        fd = self._prepared.pop()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # (a new inode nobody else can open: never refused)
+            payload = record.dumps()
+            os.write(fd, payload)
+            info = os.fstat(fd)
+        except OSError:
+            os.close(fd)  # (a full disk, say: the named creation says so)
+            return False, None
+        try:
+            os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=folder)
+        except FileExistsError:
+            os.close(fd)  # (its inode goes with it: written for this record, it is of no use to another)
+            return True, None
+        except OSError:
+            os.close(fd)
+            self._unnamed = False  # (for this process: named files from now on)
+            self._drop_prepared()
+            return False, None
+        _remember(payload, record)
+        self._own[record.task_id] = math.inf
+        return True, Held(self, record, fd, (info.st_dev, info.st_ino))
+
     def acquire(self, record: LeaseRecord) -> Held | None:
         """Create and lock the lease file; None when one exists already (call only under the queue lock)."""
         name = self.name_for(record.task_id)
         folder = self._dir_fd(create=True)  # LeaseDirUnsafe as it is: not a file access error
+        done, held = self._acquire_prepared(record, name, folder)
+        if done:
+            return held
         try:
             flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | NOFOLLOW | CLOEXEC
             fd = os.open(name, flags, 0o644, dir_fd=folder)

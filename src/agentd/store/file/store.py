@@ -216,6 +216,9 @@ class FileStore:
     def archive_where(self) -> Path:
         return self.queue.archive.path
 
+    def prepare_claims(self, count: int) -> None:
+        self.leasedir.prepare(count)
+
     def transaction(self, change: Callable[[FileTxn], T]) -> T:
         last: list[FileTxn] = []
 

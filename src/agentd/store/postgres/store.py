@@ -656,6 +656,9 @@ class PgStore:
                         raise StoreUnreachable(display(self.uri), one_line(exc)) from None
             raise AssertionError("unreachable")
 
+    def prepare_claims(self, count: int) -> None:  # (a lease is a row: nothing to make ahead)
+        return None
+
     def transaction(self, change: Callable[[PgTxn], T]) -> T:
 
         retryable = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected, _Retry)

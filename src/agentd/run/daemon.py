@@ -481,9 +481,9 @@ class Daemon:
         finally:
             self._release_ended(result)
         if result.claims:
-            # As many lease files for the next pass, made now that the starts are over: not in its transaction,
-            # which holds the queue lock (and, with tasks running, leaves the other core idle).
-            self.store.prepare_claims(len(result.claims))
+            # The next pass's files (the queue's, and as many lease files), made now that the starts are over: not in
+            # its transaction, which holds the queue lock (and, with tasks running, leaves the other core idle).
+            self.store.prepare(len(result.claims))
 
     def _record_ends(self, result: PassResult, report: TickReport) -> None:
         """Journal the runs the pass recorded (their leases are released after its starts: see _release_ended), with

@@ -711,11 +711,12 @@ class Store(Protocol):
         than once (someone else changed the queue meanwhile), so it must decide from what the Txn shows."""
         ...
 
-    def prepare_claims(self, count: int) -> None:
-        """Make ahead, outside any transaction, what up to ``count`` claims of the next one will need, so that it
-        holds the queue for less (the file store: unnamed lease files, see
-        :meth:`agentd.store.file.leases.LeaseDir.prepare`); nothing for a store with nothing to make. Never raises: a
-        claim makes what is missing itself."""
+    def prepare(self, claims: int) -> None:
+        """Make ahead, outside any transaction, what the next one will need to write the queue and make up to
+        ``claims`` claims, so that it holds the queue for less (the file store: the queue's next temporary file and
+        the lease files, unnamed, see :meth:`agentd.store.file.queuefile.QueueStore.prepare_write` and
+        :meth:`agentd.store.file.leases.LeaseDir.prepare`); nothing for a store with nothing to make. Never raises:
+        a transaction makes what is missing itself."""
         ...
 
     def leases(self) -> dict[str, LeaseObservation]:

@@ -163,8 +163,9 @@ class Held:
                 self.folder.released(self.task_id)
 
 
-def _descriptors_to_spare() -> bool:
-    """Whether this process's descriptor limit lets it keep the token mark open (see KEEP_MARK_NOFILE)."""
+def descriptors_to_spare() -> bool:
+    """Whether this process's descriptor limit lets it keep a descriptor or a few open between transactions: the
+    token mark, files made ahead (see KEEP_MARK_NOFILE)."""
     import resource  # (only when a mark is opened: `agentd status` never issues tokens)
 
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
@@ -311,7 +312,7 @@ class LeaseDir:
         if self._prepared_pid != os.getpid():  # (a forked child: the parent's files are the parent's)
             self._prepared, self._prepared_pid = [], os.getpid()
         count = min(count, PREPARED_MAX)
-        if not self._unnamed or len(self._prepared) >= count or not _descriptors_to_spare():
+        if not self._unnamed or len(self._prepared) >= count or not descriptors_to_spare():
             return
         try:
             folder = self._dir_fd(create=True)
@@ -479,7 +480,7 @@ class LeaseDir:
         if not stat.S_ISREG(info.st_mode):  # (a FIFO or a device opened without blocking)
             os.close(fd)
             return None
-        if _descriptors_to_spare():
+        if descriptors_to_spare():
             self._mark = (fd, info.st_dev, info.st_ino)
         return fd
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import errno
 import functools
 import gc
 import itertools
@@ -773,6 +774,9 @@ class QueueStore:
         self._seen: stamps.Identity | None = None  # the file's identity as the last read found it or write left it
         self._wrote = False  # whether this store has replaced the queue (a process that writes it again: a daemon)
         self._plain: str | None = None  # the queue's path, when it last resolved to itself (see _target)
+        self._made: tuple[int, str, int] | None = None  # the next write's file made ahead: fd, folder, pid
+        self._made_lock = _thread.allocate_lock()
+        self._unnamed = hasattr(os, "O_TMPFILE")  # False once the folder refused an unnamed file or its naming
         self._archive: Archive | None = None
         self._archived: Mapping[str, str] = {}  # the archive's statuses the caches below were made with
         self._views: PerPiece[Task] = PerPiece("views", views_of, by_start=True)  # the task views of the last read,
@@ -1367,6 +1371,58 @@ class QueueStore:
         prefix, text, decoded, findings = prepared
         self._last = self._loaded(payload, prefix, text, decoded, findings, mark)
 
+    def prepare_write(self) -> None:
+        """Make the next write's temporary file now: unnamed (``O_TMPFILE``) in the queue's folder, given its
+        temporary name by that write (``linkat``, which makes no inode) and written as ever. Making a file is the
+        dear part of a small write (a new inode: on ext4 without a journal, found past every inode freed in the
+        last 30 s), and a daemon calls this after its starts, so that its next transaction, which holds the queue
+        lock, does not make it. Nothing where the file system makes no unnamed files (the write then makes its
+        file by name), nor when one is ready."""
+        if not self._unnamed:
+            return
+        with self._made_lock:
+            made = self._made
+            if made is not None and made[2] == os.getpid():
+                return
+            try:
+                folder = os.path.dirname(self._target()) or os.curdir
+                fd = os.open(folder, os.O_WRONLY | os.O_TMPFILE | getattr(os, "O_CLOEXEC", 0), 0o600)
+            except OSError as exc:
+                if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):  # (the file system makes none)
+                    self._unnamed = False
+                return  # (else: no folder, no descriptor left; the write makes its file by name)
+            self._made = (fd, folder, os.getpid())
+
+    def close(self) -> None:
+        """Close the file made ahead for a write that will not come (see :meth:`prepare_write`)."""
+        with self._made_lock:
+            made, self._made = self._made, None
+        if made is not None and made[2] == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(made[0])
+
+    def _name_made(self, temp: str) -> int | None:
+        """The file made ahead for this write, given the name ``temp`` (its descriptor, open for writing); None when
+        there is none for this folder, or naming it failed (no /proc, say: files are made by name from then on)."""
+        with self._made_lock:
+            made, self._made = self._made, None
+        if made is None or made[2] != os.getpid():
+            return None
+        fd, folder = made[0], made[1]
+        if folder != (os.path.dirname(temp) or os.curdir):  # (the queue's symlink points elsewhere now)
+            os.close(fd)
+            return None
+        try:
+            # linkat(2) with AT_SYMLINK_FOLLOW, which a src_dir_fd makes os.link call (it ignores it for an absolute
+            # path); link(2), which os.link calls otherwise, would link the /proc symlink itself (EXDEV).
+            os.link(f"/proc/self/fd/{fd}", temp, src_dir_fd=fd, follow_symlinks=True)
+        except OSError as exc:
+            os.close(fd)
+            if not isinstance(exc, FileExistsError):
+                self._unnamed = False
+            return None
+        return fd
+
     def _write(self, target: str, loaded: _Loaded, payload: bytes, meanwhile: Callable[[], None] | None = None) -> bool:
         """Atomically replace ``target`` with ``payload`` unless its bytes are no longer those ``loaded`` read (its
         unchanged identity, where that proves it, or the bytes compared). ``meanwhile``: work to do while the
@@ -1378,7 +1434,9 @@ class QueueStore:
             info = None
             mode = 0o644
         temp = _temp_beside(target)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+        fd = self._name_made(temp)  # (the file made ahead, if any: see prepare_write)
+        if fd is None:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
         try:
             try:
                 os.fchmod(fd, mode)

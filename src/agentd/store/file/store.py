@@ -216,8 +216,12 @@ class FileStore:
     def archive_where(self) -> Path:
         return self.queue.archive.path
 
-    def prepare_claims(self, count: int) -> None:
-        self.leasedir.prepare(count)
+    def prepare(self, claims: int) -> None:
+        from agentd.store.file.leases import descriptors_to_spare
+
+        self.leasedir.prepare(claims)
+        if descriptors_to_spare():  # (one descriptor kept: not under a tiny `ulimit -n`)
+            self.queue.prepare_write()
 
     def transaction(self, change: Callable[[FileTxn], T]) -> T:
         last: list[FileTxn] = []
@@ -388,5 +392,6 @@ class FileStore:
         return _Watching(watcher) if watcher.start() else None
 
     def close(self) -> None:
+        self.queue.close()
         if self._leasedir is not None:
             self._leasedir.close()

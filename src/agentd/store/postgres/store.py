@@ -656,7 +656,7 @@ class PgStore:
                         raise StoreUnreachable(display(self.uri), one_line(exc)) from None
             raise AssertionError("unreachable")
 
-    def prepare_claims(self, count: int) -> None:  # (a lease is a row: nothing to make ahead)
+    def prepare(self, claims: int) -> None:  # (rows: nothing to make ahead)
         return None
 
     def transaction(self, change: Callable[[PgTxn], T]) -> T:

@@ -1,6 +1,7 @@
-"""Lease files made ahead (LeaseDir.prepare): unnamed files a claim locks, writes and then names, so that the claim's
-transaction makes no inode. Real files, real locks, a real daemon; where a branch needs a failure the machine does not
-have (no /proc), that one call is made to fail."""
+"""Files made ahead of a daemon's next transaction, so that it makes no inode while it holds the queue lock: lease
+files (LeaseDir.prepare), unnamed files a claim locks, writes and then names; the queue's next temporary file
+(QueueStore.prepare_write), named by the write. Real files, real locks, a real daemon; where a branch needs a failure
+the machine does not have (no /proc), that one call is made to fail."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import fcntl
 import json
 import os
 import resource
+import stat
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,9 +19,12 @@ from pathlib import Path
 import pytest
 
 from agentd import config as config_mod
+from agentd.core.model import index_by_id
 from agentd.run.daemon import Daemon
 from agentd.store.file import leases as leases_mod
 from agentd.store.file.leases import LeaseDir, new_record
+from agentd.store.file.queuefile import QueueStore
+from tests.conftest import small_queue
 from tests.helpers.daemons import task, tasks_by_id, wait_for, write_config, write_queue
 
 pytestmark = pytest.mark.skipif(
@@ -175,7 +180,8 @@ def test_a_forked_child_never_names_its_parents_files(folder: LeaseDir, tmp_path
 
 
 def test_a_daemon_makes_its_next_claims_files_after_its_starts(tmp_path: Path) -> None:
-    """A's pass claims A and, once A is started, makes one file ahead; the pass that records A claims B with it."""
+    """A's pass claims A and, once A is started, makes the next pass's files ahead: one lease file and the queue's
+    next temporary file. The pass that records A and claims B names both (B's lease, the queue's new version)."""
     write_config(tmp_path, {"builder": BUILDER})
     write_queue(tmp_path, [task("A"), task("B", dependencies=["A"])], {"builder": 1})
     daemon = Daemon(config_mod.load(root=tmp_path, environ={}), "builder", watch=False)
@@ -183,11 +189,84 @@ def test_a_daemon_makes_its_next_claims_files_after_its_starts(tmp_path: Path) -
         assert daemon.tick().claimed == ["A"]
         ahead = made_ahead(daemon.store.leasedir)  # type: ignore[attr-defined]
         assert len(ahead) == 1
+        queue_made = daemon.store.queue._made  # type: ignore[attr-defined]
+        assert queue_made is not None
+        queue_ahead = os.fstat(queue_made[0]).st_ino
         (tmp_path / "gate").touch()
         wait_for(lambda: daemon.tick().claimed == ["B"], 60, "A recorded and B claimed")
         assert os.stat(tmp_path / ".leases" / "B.json").st_ino in ahead
+        assert os.stat(tmp_path / "SPRINT_QUEUE.json").st_ino == queue_ahead
         wait_for(lambda: daemon.tick().finished, 60, "B recorded")
         assert {t["status"] for t in tasks_by_id(tmp_path).values()} == {"done"}
     finally:
         daemon.stop_heartbeats()
         daemon.store.close()
+
+
+def queue_file(tmp_path: Path, mode: int = 0o640) -> Path:
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    queue.write_text(json.dumps(small_queue(), indent=2) + "\n")
+    os.chmod(queue, mode)
+    return queue
+
+
+def done_b1(doc: dict[str, object]) -> None:
+    index_by_id(doc)["B1"]["status"] = "done"
+
+
+def test_the_queues_next_version_is_the_file_made_ahead(tmp_path: Path) -> None:
+    """The write names the file made ahead and renames it over the queue: the queue's new inode is that file, with
+    the queue's mode and the change; no temporary name is left."""
+    queue = queue_file(tmp_path)
+    store = QueueStore(queue)
+    store.prepare_write()
+    assert store._made is not None
+    made = os.fstat(store._made[0]).st_ino
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["SPRINT_QUEUE.json"]
+    store.transaction(done_b1)
+    assert os.stat(queue).st_ino == made and store._made is None
+    assert stat.S_IMODE(os.stat(queue).st_mode) == 0o640
+    assert index_by_id(json.loads(queue.read_text()))["B1"]["status"] == "done"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["SPRINT_QUEUE.json", "SPRINT_QUEUE.json.lock"]
+    store.transaction(lambda doc: index_by_id(doc)["B1"].update(status="ready"))  # (none made: one by name)
+    assert index_by_id(json.loads(queue.read_text()))["B1"]["status"] == "ready"
+    store.close()
+
+
+def test_where_the_queues_file_made_ahead_cannot_be_named_the_write_makes_one_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = queue_file(tmp_path)
+    store = QueueStore(queue)
+    store.prepare_write()
+
+    def cross_device(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    store.transaction(done_b1)
+    assert index_by_id(json.loads(queue.read_text()))["B1"]["status"] == "done"
+    assert store._made is None
+    store.prepare_write()
+    assert store._made is None, "no file made ahead any more in this process"
+
+
+def test_a_file_made_ahead_in_a_folder_the_queue_left_is_not_used(tmp_path: Path) -> None:
+    """A symlinked queue pointed elsewhere between the file's making and the write: the write goes to the new real
+    file's folder, with a file made there, and the one made in the old folder is dropped."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    new.mkdir()
+    queue_file(old)
+    queue_file(new)
+    link = tmp_path / "SPRINT_QUEUE.json"
+    link.symlink_to(old / "SPRINT_QUEUE.json")
+    store = QueueStore(link)
+    store.prepare_write()
+    assert store._made is not None and store._made[1] == str(old)
+    link.unlink()
+    link.symlink_to(new / "SPRINT_QUEUE.json")
+    store.transaction(done_b1)
+    assert index_by_id(json.loads((new / "SPRINT_QUEUE.json").read_text()))["B1"]["status"] == "done"
+    assert index_by_id(json.loads((old / "SPRINT_QUEUE.json").read_text()))["B1"]["status"] != "done"
+    assert store._made is None and link.is_symlink()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -317,7 +319,7 @@ def test_after_many_checks_jsonschema_rs_judges_first_with_the_same_answers(
 ) -> None:
     """Once a process has checked many tasks (a big queue), jsonschema-rs judges first: the answers stay the same."""
     before = schema.first_error(task, "task")
-    monkeypatch.setattr(schema, "_stdlib_checks", schema.STDLIB_CHECKS_BEFORE_RS)
+    monkeypatch.setattr(schema, "_stdlib_spent", schema.RS_LOAD_COST)
     assert schema.first_error(task, "task") == before == schema.exact_first_error(task, "task")
 
 
@@ -393,3 +395,25 @@ def test_only_tasks_with_dependencies_are_searched_for_cycles(monkeypatch: pytes
         ("cycle", "A", "$.tasks[50].dependencies"),
         ("cycle", "B", "$.tasks[51].dependencies"),
     ]
+
+
+def test_jsonschema_rs_is_loaded_once_the_stdlib_checker_has_spent_what_loading_it_costs() -> None:
+    """Rent or buy, in a process of its own: 600 valid tasks checked (by the stdlib checker, its time added up) load
+    no jsonschema-rs while that time is below RS_LOAD_COST (set out of reach here; a count of 500 checks loaded it
+    before, 24 ms of loading to save about 7); once the time spent reaches it, the next check loads it, with the same
+    answers."""
+    code = """
+import sys
+from agentd import schema
+schema.RS_LOAD_COST = 3600.0
+tasks = [{"id": f"T{i}", "status": "ready", "priority": i % 5} for i in range(600)]
+assert all(schema.first_error(task, "task") is None for task in tasks)
+print("jsonschema_rs" in sys.modules, schema._stdlib_spent > 0)
+schema._stdlib_spent = schema.RS_LOAD_COST
+assert schema.first_error(tasks[0], "task") is None
+assert schema.first_error({"id": "T1", "status": "ready", "priority": True}, "task") is not None
+print("jsonschema_rs" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True", "True"]

@@ -153,10 +153,11 @@ def first_error(instance: Any, name: SchemaName) -> tuple[str, str] | None:
     Once the stdlib checker has spent, in this process, what loading jsonschema-rs costs (:data:`RS_LOAD_COST`),
     jsonschema-rs judges first (about 18 times faster a task): rent until the rent paid equals the price, then buy,
     which never costs more than twice the best choice made knowing how many checks are to come. So a short drain
-    never loads it, and a daemon that runs for long loads it once it pays.
+    never loads it, and a daemon that runs for long loads it once it pays. Once it is loaded (a big queue's first
+    read has its tasks judged by it in lists, see :func:`remember_valid_tasks`), it judges first at once.
     """
     global _stdlib_spent
-    if _stdlib_spent >= RS_LOAD_COST and fast_valid(instance, name):
+    if (_rs_loaded or _stdlib_spent >= RS_LOAD_COST) and fast_valid(instance, name):
         return None
     started = time.perf_counter()
     verdict = stdlib_verdict(instance, name)
@@ -171,6 +172,7 @@ def first_error(instance: Any, name: SchemaName) -> tuple[str, str] | None:
 # about 12.5 µs a small task, jsonschema-rs 0.7 µs: it pays for itself after about 2,000 tasks.
 RS_LOAD_COST = 0.025
 _stdlib_spent = 0.0  # s the stdlib checker has spent in this process (see first_error)
+_rs_loaded = False  # whether jsonschema-rs is loaded and agentd's schemas compiled for it (see _rs_registry)
 
 
 def _timestamp_ok(value: Any) -> bool:
@@ -309,13 +311,16 @@ def _rs_registry() -> Any | None:
     schema has a keyword of agentd's it has no counterpart for here, or it cannot take them."""
     import jsonschema_rs  # ~5 ms: loaded with the first validation
 
+    global _rs_loaded
     schemas = [_rs_schema(_bare(load(each))) for each in NAMES]
     if not set().union(*map(_custom_keywords, schemas)) <= set(_RS_KEYWORDS):
         return None
     try:
-        return jsonschema_rs.Registry([(schema["$id"], schema) for schema in schemas])
+        registry = jsonschema_rs.Registry([(schema["$id"], schema) for schema in schemas])
     except Exception:  # (as below)
         return None
+    _rs_loaded = True
+    return registry
 
 
 def _rs_validator(root: dict[str, Any]) -> Any | None:

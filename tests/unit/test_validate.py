@@ -417,3 +417,22 @@ print("jsonschema_rs" in sys.modules)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "True", "True"]
+
+
+def test_once_a_big_read_has_loaded_jsonschema_rs_it_judges_first_at_once() -> None:
+    """A big queue's first read has jsonschema-rs judge its tasks in lists (remember_valid_tasks), which loads it:
+    from then on it judges each task first, the stdlib checker spending nothing (before, the stdlib checker kept
+    judging a valid task until its own rule said otherwise; an invalid one goes on to the exact checkers)."""
+    code = """
+import sys
+from agentd import schema
+tasks = [{"id": f"T{i}", "status": "ready", "priority": i % 5} for i in range(600)]
+schema.remember_valid_tasks([(task, f"key-{i}") for i, task in enumerate(tasks)])
+assert "jsonschema_rs" in sys.modules
+assert schema.first_error({"id": "N1", "status": "ready", "priority": 3}, "task") is None
+print(schema._stdlib_spent)
+assert schema.first_error({"id": "N2", "status": "ready", "priority": True}, "task") is not None
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == 0.0

@@ -162,6 +162,20 @@ def tasks_by_id(root: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+def lock_held(path: Path) -> bool:
+    """Whether a flock on *path* is held by another open file description (a peer's probe is refused)."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def alive(pid: int) -> bool:
     """A process exists and is not a zombie."""
     try:

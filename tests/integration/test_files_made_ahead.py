@@ -6,7 +6,6 @@ the machine does not have (no /proc), that one call is made to fail."""
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
 import resource
@@ -25,6 +24,7 @@ from agentd.store.file import leases as leases_mod
 from agentd.store.file.leases import LeaseDir, new_record
 from agentd.store.file.queuefile import QueueStore
 from tests.conftest import small_queue
+from tests.helpers.daemons import lock_held as locked_elsewhere
 from tests.helpers.daemons import task, tasks_by_id, wait_for, write_config, write_queue
 
 pytestmark = pytest.mark.skipif(
@@ -43,18 +43,6 @@ def record(task_id: str = "T1", token: int = 1) -> leases_mod.LeaseRecord:
 def made_ahead(folder: LeaseDir) -> list[int]:
     """The inodes of the files the folder holds ready."""
     return [os.fstat(fd).st_ino for fd in folder._prepared]
-
-
-def locked_elsewhere(path: Path) -> bool:
-    """Whether another open file description is refused the lock (as a peer's would be)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 @pytest.fixture

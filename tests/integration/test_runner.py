@@ -19,6 +19,7 @@ import pytest
 
 from agentd.run import runner
 from agentd.run.runner import ExitInfo, LaunchSpec, TaskProcess, launch
+from tests.helpers.daemons import lock_held
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux /proc")
 
@@ -350,20 +351,10 @@ def test_kept_fd_holds_the_lease_lock(tmp_path: Path, tasks: list[TaskProcess]) 
     # the command itself has the very same open file (the lease) among its fds
     assert wait_for(lambda: str(lease) in fd_targets(tp.command_pid), 30)
 
-    def try_lock() -> bool:
-        probe = os.open(lease, os.O_RDWR)
-        try:
-            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        finally:
-            os.close(probe)  # closing also drops the probe's lock if it got one
-        return True
-
-    assert not try_lock()
+    assert lock_held(lease)
     tp.kill()
     finish(tp, 30)
-    assert wait_for(try_lock, 30)
+    assert wait_for(lambda: not lock_held(lease), 30)
 
 
 def test_leftover_group_members_are_cleaned_up(tmp_path: Path) -> None:
@@ -513,23 +504,13 @@ def test_daemon_death_ends_an_escaped_grandchild_and_frees_the_lease_lock(tmp_pa
         escaped = read_pid(bg)
         assert wait_for(lambda: os.getsid(escaped) == escaped, 30), "the grandchild runs in its own session"
 
-        def lock_free() -> bool:
-            probe = os.open(lease, os.O_RDWR)
-            try:
-                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return False
-            finally:
-                os.close(probe)
-            return True
-
-        assert not lock_free()
+        assert lock_held(lease)
         daemon.kill()
         daemon.wait(5)
         assert wait_for(lambda: all(pid_gone(p) for p in (pids["shim"], pids["command"], escaped)), 30), (
             f"survivors: {[p for p in (pids['shim'], pids['command'], escaped) if not pid_gone(p)]}"
         )
-        assert wait_for(lock_free, 30), "the lease lock is still held"
+        assert wait_for(lambda: not lock_held(lease), 30), "the lease lock is still held"
     finally:
         if daemon.poll() is None:
             daemon.kill()

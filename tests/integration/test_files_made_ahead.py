@@ -258,3 +258,34 @@ def test_a_file_made_ahead_in_a_folder_the_queue_left_is_not_used(tmp_path: Path
     assert index_by_id(json.loads((new / "SPRINT_QUEUE.json").read_text()))["B1"]["status"] == "done"
     assert index_by_id(json.loads((old / "SPRINT_QUEUE.json").read_text()))["B1"]["status"] != "done"
     assert store._made is None and link.is_symlink()
+
+
+def test_where_the_file_system_makes_no_unnamed_file_nothing_is_made_ahead_and_all_works_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file system without O_TMPFILE (open(2) says EOPNOTSUPP; that one call is made to fail here): neither the
+    lease folder nor the queue makes files ahead, then or later, and claims and writes make theirs by name."""
+    real_open = os.open
+
+    def no_tmpfile(path: object, flags: int, *args: object, **kwargs: object) -> int:
+        if flags & os.O_TMPFILE == os.O_TMPFILE:
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported", path)
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", no_tmpfile)
+    folder = LeaseDir(tmp_path / ".leases", tmp_path)
+    queue = queue_file(tmp_path)
+    store = QueueStore(queue)
+    try:
+        folder.prepare(2)
+        store.prepare_write()
+        assert folder._prepared == [] and store._made is None
+        assert not folder._unnamed and not store._unnamed, "the refusal is remembered: not asked again"
+        held = folder.acquire(record())
+        assert held is not None and locked_elsewhere(tmp_path / ".leases" / "T1.json")
+        store.transaction(done_b1)
+        assert index_by_id(json.loads(queue.read_text()))["B1"]["status"] == "done"
+        held.release()
+    finally:
+        folder.close()
+        store.close()

@@ -57,9 +57,15 @@ log = logging.getLogger(__name__)
 # of it, _shim.py): a bigger one (a huge environment) is written to the control pipe, as for a fresh interpreter.
 INLINE_SPEC_MAX = 48 * 1024
 REPLY_TIMEOUT = 30.0  # s: a zygote that does not answer a fork request by then is taken for hung and replaced
+SPARES_MAX = 8  # spares kept forked ahead at most, whatever a daemon may start at once
 RELEASE_TIMEOUT = 2.0  # s: the longest a daemon's end waits for its unused spares to drop their log folders
 REAPS_PER_MESSAGE = 400  # pids in one b"R" request (each at most 7 digits and a space: within _shim.REQUEST_MAX)
 _USABLE = hasattr(os, "pidfd_open") and hasattr(_socket, "SCM_RIGHTS") and hasattr(_socket, "SOCK_SEQPACKET")
+
+
+def _spares(wanted: int) -> int:
+    """How many spares to keep forked ahead for a daemon that may start *wanted* tasks in one pass."""
+    return max(1, min(int(wanted), SPARES_MAX))
 
 
 class ZygoteGone(Exception):
@@ -153,7 +159,7 @@ class Zygote:
         moment never race the pass's under a low ``ulimit -n``. A failure is only logged: the first task tries
         again and reports it."""
         with self._lock:
-            self.spares = max(1, min(int(spares), 8))
+            self.spares = _spares(spares)
             sock = self._sock
             if sock is None and not self.broken:
                 try:
@@ -169,7 +175,7 @@ class Zygote:
         in one pass, which its role's WIP limit in the queue may change. Nothing is asked for now (the next
         :meth:`replenish` asks for the missing ones; spares asked for beyond a lowered number are used first)."""
         with self._lock:
-            self.spares = max(1, min(int(spares), 8))
+            self.spares = _spares(spares)
 
     def boot(self) -> None:
         """Start the zygote's interpreter now, asking it for nothing yet (:meth:`prestart` asks for the first spares

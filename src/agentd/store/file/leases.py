@@ -38,7 +38,7 @@ from agentd.hostinfo import boot_id, flock_holders
 from agentd.lazylog import get_logger
 from agentd.store.base import LeaseRecord as LeaseRecord  # (re-exported)
 from agentd.store.base import new_record as new_record
-from agentd.store.file import stamps
+from agentd.store.file import stamps, unnamed
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -197,7 +197,7 @@ class LeaseDir:
         self._listed: tuple[tuple[int, int, int, int, int], list[str]] | None = None  # see task_ids
         self._prepared: list[int] = []  # unnamed lease files made ahead (see prepare), for this process
         self._prepared_pid = os.getpid()
-        self._unnamed = hasattr(os, "O_TMPFILE")  # False once the folder refused an unnamed file or its linking
+        self._unnamed = unnamed.AVAILABLE  # False once the folder refused an unnamed file or its naming
 
     @property
     def path(self) -> Path:
@@ -317,9 +317,9 @@ class LeaseDir:
         try:
             folder = self._dir_fd(create=True)
             while len(self._prepared) < count:
-                self._prepared.append(os.open(".", os.O_RDWR | os.O_TMPFILE | CLOEXEC, 0o644, dir_fd=folder))
+                self._prepared.append(unnamed.make(".", os.O_RDWR, 0o644, dir_fd=folder))
         except OSError as exc:
-            if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):  # (the file system makes none)
+            if unnamed.unsupported(exc):
                 self._unnamed = False
             # Else (no descriptor or space left, no folder): claims make their files as before.
 
@@ -331,8 +331,8 @@ class LeaseDir:
                     os.close(fd)
 
     def _acquire_prepared(self, record: LeaseRecord, name: str, folder: int) -> tuple[bool, Held | None]:
-        """:meth:`acquire` with a file made ahead: locked, written, then named (``linkat`` of its descriptor's
-        ``/proc/self/fd`` link, which fails with EEXIST as ``O_EXCL`` does). (False, None) when none is ready or it
+        """:meth:`acquire` with a file made ahead: locked, written, then named (:func:`unnamed.name`, which fails with
+        EEXIST as ``O_EXCL`` does). (False, None) when none is ready or it
         could not be used: the caller creates the file by name (and says what failed, if that fails too); a naming
         refused for another reason than EEXIST (no /proc, another file system) ends the use of unnamed files."""
         if not self._prepared or self._prepared_pid != os.getpid():
@@ -347,7 +347,7 @@ class LeaseDir:
             os.close(fd)  # (a full disk, say: the named creation says so)
             return False, None
         try:
-            os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=folder)
+            unnamed.name(fd, name, dir_fd=folder)
         except FileExistsError:
             os.close(fd)  # (its inode goes with it: written for this record, it is of no use to another)
             return True, None

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import _thread
 import contextlib
-import errno
 import functools
 import gc
 import itertools
@@ -37,7 +36,7 @@ from agentd.core.validate import (
 from agentd.core.workflow import Workflow
 from agentd.errors import Conflict, FileAccessError, LockTimeout, QueueInvalid, display_path
 from agentd.lazylog import get_logger
-from agentd.store.file import allocator, derived, stamps, writeback
+from agentd.store.file import allocator, derived, stamps, unnamed, writeback
 from agentd.store.file import archive as archive_file
 from agentd.store.file.archive import Archive
 from agentd.store.file.derived import PerPiece, StructuralChecks, differing, problems_of, views_of, walk_of
@@ -776,7 +775,7 @@ class QueueStore:
         self._plain: str | None = None  # the queue's path, when it last resolved to itself (see _target)
         self._made: tuple[int, str, int] | None = None  # the next write's file made ahead: fd, folder, pid
         self._made_lock = _thread.allocate_lock()
-        self._unnamed = hasattr(os, "O_TMPFILE")  # False once the folder refused an unnamed file or its naming
+        self._unnamed = unnamed.AVAILABLE  # False once the folder refused an unnamed file or its naming
         self._archive: Archive | None = None
         self._archived: Mapping[str, str] = {}  # the archive's statuses the caches below were made with
         self._views: PerPiece[Task] = PerPiece("views", views_of, by_start=True)  # the task views of the last read,
@@ -1386,9 +1385,9 @@ class QueueStore:
                 return
             try:
                 folder = os.path.dirname(self._target()) or os.curdir
-                fd = os.open(folder, os.O_WRONLY | os.O_TMPFILE | getattr(os, "O_CLOEXEC", 0), 0o600)
+                fd = unnamed.make(folder, os.O_WRONLY, 0o600)
             except OSError as exc:
-                if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):  # (the file system makes none)
+                if unnamed.unsupported(exc):
                     self._unnamed = False
                 return  # (else: no folder, no descriptor left; the write makes its file by name)
             self._made = (fd, folder, os.getpid())
@@ -1413,9 +1412,7 @@ class QueueStore:
             os.close(fd)
             return None
         try:
-            # linkat(2) with AT_SYMLINK_FOLLOW, which a src_dir_fd makes os.link call (it ignores it for an absolute
-            # path); link(2), which os.link calls otherwise, would link the /proc symlink itself (EXDEV).
-            os.link(f"/proc/self/fd/{fd}", temp, src_dir_fd=fd, follow_symlinks=True)
+            unnamed.name(fd, temp)
         except OSError as exc:
             os.close(fd)
             if not isinstance(exc, FileExistsError):

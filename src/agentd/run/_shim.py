@@ -223,6 +223,33 @@ def _prctl() -> tuple[Any, int] | None:
     return _PRCTL[0]
 
 
+# The scheduling policy a forked supervisor's command gets back (see _yield_on_wakeup); empty: the command inherits its
+# supervisor's, which is the daemon's.
+_COMMAND_POLICY: list[int] = []
+
+
+def _yield_on_wakeup() -> None:
+    """The zygote, and so every supervisor it forks, in ``SCHED_BATCH``; the command each supervisor starts back in
+    ``SCHED_OTHER`` (:meth:`Shim.spawn`).
+
+    Under ``SCHED_OTHER`` a process that wakes up preempts the one running on its core when it has slept longer: a
+    spare handed its task, or the zygote asked for spares, took the core from the daemon in the middle of its pass
+    (the daemon's hand-over of a task waited 1-2 ms for one start in five, on 2 cores). A ``SCHED_BATCH`` process
+    wakes without preempting; it is otherwise scheduled as before (same weight, same nice value), and a process may
+    switch between the two policies without privileges. Only from ``SCHED_OTHER``: a daemon started in another policy
+    (``chrt --batch``, ``--idle``, a real-time one) keeps it for all its processes, commands included. Where the switch
+    is refused (a seccomp filter), nothing changes."""
+    if not hasattr(os, "SCHED_BATCH"):
+        return
+    try:
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            return
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except OSError:
+        return
+    _COMMAND_POLICY[:] = [os.SCHED_OTHER]
+
+
 def _set_child_subreaper() -> bool:
     """prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants become the shim's children, not init's."""
     prctl = _prctl()
@@ -553,6 +580,12 @@ class Shim:
         # As subprocess does: signals Python ignores for itself go back to their defaults for the command.
         defaults = [getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name)]
         env = self.env if self.env is not None else dict(os.environ)
+        if _COMMAND_POLICY:  # the daemon's own policy for the command (its supervisor's: see _yield_on_wakeup)
+            # (never scheduler=None: CPython 3.11 takes it for a tuple and raises SystemError)
+            policy = (_COMMAND_POLICY[0], os.sched_param(0))
+            return os.posix_spawn(
+                executable, self.argv, env, file_actions=actions, setsigdef=defaults, scheduler=policy
+            )
         return os.posix_spawn(executable, self.argv, env, file_actions=actions, setsigdef=defaults)
 
     def run(self) -> int:
@@ -937,7 +970,7 @@ def zygote(sock_fd: int) -> int:
 
     Before its first fork it loads what a supervisor needs, runs a supervisor's per-task code on nothing
     (:func:`_warm`) and freezes its heap out of the garbage collector: a spare shares all of it, copying only the pages
-    it writes."""
+    it writes. It and its spares wake up without preempting the daemon (:func:`_yield_on_wakeup`)."""
     import gc
 
     _socket = _modules()[0]  # (fcntl too: loaded here once, not in every supervisor forked; see _spare)
@@ -945,6 +978,7 @@ def zygote(sock_fd: int) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
     _prctl()  # _ctypes and libffi loaded, prctl looked up: once, here
+    _yield_on_wakeup()  # (its spares inherit it)
     _warm()  # before the freeze: what it set up is shared, never collected or copied
     gc.freeze()  # what is loaded now is never collected: a forked supervisor's collections do not touch (copy) it
     sock = _socket.socket(fileno=sock_fd)

@@ -6,12 +6,14 @@ for all of them: 5-6 ms of a daemon's 12 ms transaction on the 2-core test machi
 payload of :data:`CHUNK` bytes or more a chunk at a time and, after each chunk, asks the kernel to start writing it
 out (``sync_file_range`` with ``SYNC_FILE_RANGE_WRITE``: it queues the writes and does not wait for them). The disk
 then works while the rest is copied in, and the fsync finds most of the file on its way or written: it waited
-0.1 ms instead of about 3 ms after the next read's state was made.
+0.1 ms instead of about 3 ms after the next read's state was made. :func:`start` does the same for a small file as
+a whole, for a process that writes the queue again and again (a daemon: see ``QueueStore._write``).
 
 This is a head start only. The fsync that follows is still what makes the file durable before the rename, as
 before; a failed or missing ``sync_file_range`` (not Linux, no glibc, a file system or sandbox without it) only
 loses the head start, and after the first failure the process stops asking. ``ctypes`` is imported only for a
-payload this large (a daemon on a big queue has it loaded already, see :mod:`agentd.store.file.allocator`).
+payload this large (a daemon on a big queue has it loaded already, see :mod:`agentd.store.file.allocator`), or at a
+process's second write of a small queue (a daemon's change watch has it loaded already).
 """
 
 from __future__ import annotations
@@ -64,3 +66,18 @@ def write_all(fd: int, payload: bytes) -> None:
             return
     while view:
         view = view[os.write(fd, view) :]
+
+
+def start(fd: int) -> bool:
+    """Start writing out all of ``fd``'s dirty pages, without waiting for them (``sync_file_range`` with
+    ``SYNC_FILE_RANGE_WRITE`` over the whole file); False where that is not to be had (then, and after a first
+    failure, nothing is asked of the kernel). Only a head start: the caller's fsync still makes the file durable."""
+    global _start
+    call = _start if _start is not None else _lookup()
+    if not call:
+        return False
+    assert not isinstance(call, bool)
+    if call(fd, 0, 0, _SYNC_FILE_RANGE_WRITE) != 0:  # (offset 0, length 0: to the end of the file)
+        _start = False
+        return False
+    return True

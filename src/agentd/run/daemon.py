@@ -443,7 +443,11 @@ class Daemon:
             if not needed:
                 return
         claimed_at = boottime()  # before any claim of this pass: where the supervisors' fence deadlines start
-        result = self.dispatcher.run(done, held, cap)
+        try:
+            result = self.dispatcher.run(done, held, cap)
+        except BaseException:
+            self.store.settle()  # (a write that stood before the error: durable now)
+            raise
         try:
             # The pass's lines up to its starts (ends, recoveries, unblocks): one append. Not when a run may pause
             # the role or cost money under a budget: the budget is read from the journal's "finished" lines.
@@ -479,6 +483,9 @@ class Daemon:
             if result.finished and result.claims:
                 faults.point("complete.after-starts")
         finally:
+            # The transaction left the fsync of the queue's folder (its rename's durability) until now: the
+            # supervisors have their tasks and start while the disk works (see Store.transaction).
+            self.store.settle()
             self._release_ended(result)
         if result.claims:
             # The next pass's files (the queue's, and as many lease files), made now that the starts are over: not in

@@ -363,7 +363,7 @@ class Dispatcher:
             return result
 
         try:
-            outcome = self.store.transaction(change)
+            outcome = self.store.transaction(change, settle_later=True)  # (settled once its starts are made)
         except BaseException:
             for held_lease in acquired.values():
                 held_lease.release()

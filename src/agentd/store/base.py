@@ -706,9 +706,19 @@ class Store(Protocol):
         that task only."""
         ...
 
-    def transaction(self, change: Callable[[Txn], T]) -> T:
+    def transaction(self, change: Callable[[Txn], T], *, settle_later: bool = False) -> T:
         """Run ``change`` and commit what it did, atomically; nothing changes when it raises. ``change`` may run more
-        than once (someone else changed the queue meanwhile), so it must decide from what the Txn shows."""
+        than once (someone else changed the queue meanwhile), so it must decide from what the Txn shows.
+
+        ``settle_later``: what makes the commit survive a power cut, where that is a step of its own after the commit
+        is visible (the file store: the fsync of the queue's folder after the rename), is left to :meth:`settle` (a
+        daemon starts what it claimed meanwhile: a power cut ends those runs anyway, and each is then recovered as
+        after any crash). When the transaction raises, it is done before."""
+        ...
+
+    def settle(self) -> None:
+        """Make the last commit left by ``transaction(..., settle_later=True)`` survive a power cut (see there);
+        nothing when nothing is left, or for a store whose commit is durable as it returns. Never raises."""
         ...
 
     def prepare(self, claims: int) -> None:

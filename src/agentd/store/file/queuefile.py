@@ -771,6 +771,8 @@ class QueueStore:
         self._written_mark: stamps.Identity | None = None  # the same, when it stands for the bytes written
         self._seen: stamps.Identity | None = None  # the file's identity as the last read found it or write left it
         self._wrote = False  # whether this store has replaced the queue (a process that writes it again: a daemon)
+        self.folder_sync_later = False  # a write leaves its folder's fsync to sync_folder (see FileStore.transaction)
+        self._unsynced: str | None = None  # the folder of a rename not fsynced yet (left to sync_folder)
         self._plain: str | None = None  # the queue's path, when it last resolved to itself (see _target)
         self._made: tuple[int, str, int] | None = None  # the next write's file made ahead: fd, folder, pid
         self._made_lock = _thread.allocate_lock()
@@ -1474,8 +1476,12 @@ class QueueStore:
             # Known before the rename: its file event may be handled before os.replace returns (a rename keeps the
             # inode, size and mtime; only the ctime changes).
             self._written = (made.st_dev, made.st_ino, made.st_size, made.st_mtime_ns)
+            folder = os.path.dirname(target)
+            if self._unsynced is not None and self._unsynced != folder:  # (one left elsewhere: the link moved)
+                self.sync_folder()
             try:
                 os.replace(temp, target)
+                self._unsynced = folder  # (from here on, whatever happens: see sync_folder)
             except BaseException:
                 if retired is not None:  # (a second name of the queue as it still is: dropped at once)
                     with contextlib.suppress(OSError):
@@ -1492,14 +1498,23 @@ class QueueStore:
         same = after is not None and after[:4] == stamps.of(made)[:4]
         self._written_mark = after if same and self._stat_trusted(target, len(payload)) else None
         self._seen = after if same else None
-        try:
-            _fsync_dir(os.path.dirname(target))
-        except OSError as exc:  # the new queue is in place: the write stands, only its durability is in doubt
-            log.warning("%s: written, but its folder could not be fsynced (%s)", self.path, exc.strerror or exc)
+        if not self.folder_sync_later:
+            self.sync_folder()
         if retired is not None:
             _RETIRER.drop(retired)
         self._wrote = True
         return True
+
+    def sync_folder(self) -> None:
+        """fsync the folder of the last rename, unless done already: the rename then survives a power cut (a write
+        with :attr:`folder_sync_later` set leaves it for this call; every other write calls it itself)."""
+        folder, self._unsynced = self._unsynced, None
+        if folder is None:
+            return
+        try:
+            _fsync_dir(folder)
+        except OSError as exc:  # the new queue is in place: the write stands, only its durability is in doubt
+            log.warning("%s: written, but its folder could not be fsynced (%s)", self.path, exc.strerror or exc)
 
     def create(self, data: dict[str, Any], *, indent: int = 2) -> bool:
         """Write a new queue file if there is none (False when one exists already)."""

@@ -223,7 +223,7 @@ class FileStore:
         if descriptors_to_spare():  # (one descriptor kept: not under a tiny `ulimit -n`)
             self.queue.prepare_write()
 
-    def transaction(self, change: Callable[[FileTxn], T]) -> T:
+    def transaction(self, change: Callable[[FileTxn], T], *, settle_later: bool = False) -> T:
         last: list[FileTxn] = []
 
         def attempt(draft: Draft) -> T:
@@ -232,11 +232,21 @@ class FileStore:
             return change(txn)
 
         with self.queue.locked():  # (the edit takes it again: the lock counts) the state is written under it too
-            result = self.queue.edit(attempt)
-            state = last[0].state_change() if last else None
-            if state is not None:
-                self._write_state(state)
+            self.queue.folder_sync_later = settle_later  # (the queue's rename: its folder fsynced by settle)
+            try:
+                result = self.queue.edit(attempt)
+                state = last[0].state_change() if last else None
+                if state is not None:
+                    self._write_state(state)
+            except BaseException:
+                self.queue.sync_folder()  # (a rename that stands: durable before the error goes up)
+                raise
+            finally:
+                self.queue.folder_sync_later = False
         return result
+
+    def settle(self) -> None:
+        self.queue.sync_folder()
 
     def is_own_write(self) -> bool:
         """Whether the queue file is the one this store wrote last (a file event it caused itself)."""

@@ -659,7 +659,10 @@ class PgStore:
     def prepare(self, claims: int) -> None:  # (rows: nothing to make ahead)
         return None
 
-    def transaction(self, change: Callable[[PgTxn], T]) -> T:
+    def settle(self) -> None:  # (a commit is durable as it returns)
+        return None
+
+    def transaction(self, change: Callable[[PgTxn], T], *, settle_later: bool = False) -> T:
 
         retryable = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected, _Retry)
         reconnected = False

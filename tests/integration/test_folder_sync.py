@@ -93,3 +93,53 @@ def test_a_pass_that_fails_after_its_rename_fsyncs_the_folder_before_the_error(
     assert report.error and "after the rename" in report.error
     assert steps == ["folder"]  # (nothing started: the claim's write did not come back)
     assert tasks_by_id(tmp_path)["A"]["status"] == "in_progress"  # (the rename stood: recovery's business now)
+
+
+def test_a_write_in_another_thread_returns_only_after_a_folder_sync_under_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon thread settles its pass (the folder's fsync, held up here) while another thread of the process writes
+    the queue: that write's rename is covered by the fsync under way, so it returns only once that fsync is over,
+    never before (it would then report a write that a power cut could still undo)."""
+    import threading
+
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    queue.write_text(json.dumps({"tasks": [task("A"), task("B")]}, indent=2) + "\n")
+    store = QueueStore(queue)
+    store.folder_sync_later = True
+    store.edit(lambda draft: draft.task("A").update(status="done"))  # (its folder's fsync left for sync_folder)
+    store.folder_sync_later = False
+    in_fsync, release = threading.Event(), threading.Event()
+    order: list[str] = []
+    real_fsync = os.fsync
+    settler: list[int] = []
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode) and threading.get_ident() in settler:
+            in_fsync.set()
+            assert release.wait(60), "never released"
+            real_fsync(fd)
+            order.append("settled")
+            return
+        real_fsync(fd)
+
+    def settle() -> None:
+        settler.append(threading.get_ident())
+        store.sync_folder()
+
+    def write() -> None:
+        store.edit(lambda draft: draft.task("B").update(status="done"))
+        order.append("written")
+
+    monkeypatch.setattr(queuefile.os, "fsync", fsync)
+    settling = threading.Thread(target=settle)
+    settling.start()
+    assert in_fsync.wait(60)
+    writing = threading.Thread(target=write)
+    writing.start()
+    writing.join(2.0)  # (a write that did not wait for the fsync under way ends in a few ms)
+    release.set()
+    settling.join(60)
+    writing.join(60)
+    assert order == ["settled", "written"]
+    assert [t["status"] for t in json.loads(queue.read_text())["tasks"]] == ["done", "done"]

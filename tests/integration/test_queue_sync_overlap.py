@@ -226,7 +226,8 @@ def test_where_no_write_out_can_be_started_the_sync_thread_syncs_meanwhile(
     steps = _watch_small_writes(monkeypatch)
     monkeypatch.setattr(writeback, "_start", False)  # (as after a refusal)
     _two_writes(tmp_path / "SPRINT_QUEUE.json")
-    assert steps == ["fsync", "prepare", "no start", "prepare", "fsync by the sync thread"]
+    assert steps[:3] == ["fsync", "prepare", "no start"]
+    assert sorted(steps[3:]) == ["fsync by the sync thread", "prepare"]  # (side by side: in either order)
 
 
 @pytest.mark.parametrize("by", ["the sync thread", "the writer, its write-out started"])

@@ -773,6 +773,7 @@ class QueueStore:
         self._wrote = False  # whether this store has replaced the queue (a process that writes it again: a daemon)
         self.folder_sync_later = False  # a write leaves its folder's fsync to sync_folder (see FileStore.transaction)
         self._unsynced: str | None = None  # the folder of a rename not fsynced yet (left to sync_folder)
+        self._unsynced_lock = _thread.allocate_lock()  # (a writer in another thread waits for a sync under way)
         self._plain: str | None = None  # the queue's path, when it last resolved to itself (see _target)
         self._made: tuple[int, str, int] | None = None  # the next write's file made ahead: fd, folder, pid
         self._made_lock = _thread.allocate_lock()
@@ -1481,7 +1482,8 @@ class QueueStore:
                 self.sync_folder()
             try:
                 os.replace(temp, target)
-                self._unsynced = folder  # (from here on, whatever happens: see sync_folder)
+                with self._unsynced_lock:
+                    self._unsynced = folder  # (from here on, whatever happens: see sync_folder)
             except BaseException:
                 if retired is not None:  # (a second name of the queue as it still is: dropped at once)
                     with contextlib.suppress(OSError):
@@ -1508,13 +1510,14 @@ class QueueStore:
     def sync_folder(self) -> None:
         """fsync the folder of the last rename, unless done already: the rename then survives a power cut (a write
         with :attr:`folder_sync_later` set leaves it for this call; every other write calls it itself)."""
-        folder, self._unsynced = self._unsynced, None
-        if folder is None:
-            return
-        try:
-            _fsync_dir(folder)
-        except OSError as exc:  # the new queue is in place: the write stands, only its durability is in doubt
-            log.warning("%s: written, but its folder could not be fsynced (%s)", self.path, exc.strerror or exc)
+        with self._unsynced_lock:  # (held during the fsync: a write of another thread returns after it, not before)
+            folder, self._unsynced = self._unsynced, None
+            if folder is None:
+                return
+            try:
+                _fsync_dir(folder)
+            except OSError as exc:  # the new queue is in place: the write stands, only its durability is in doubt
+                log.warning("%s: written, but its folder could not be fsynced (%s)", self.path, exc.strerror or exc)
 
     def create(self, data: dict[str, Any], *, indent: int = 2) -> bool:
         """Write a new queue file if there is none (False when one exists already)."""

@@ -232,6 +232,7 @@ class FileStore:
             return change(txn)
 
         with self.queue.locked():  # (the edit takes it again: the lock counts) the state is written under it too
+            outer = self.queue.folder_sync_later  # (a transaction within a transaction of this thread's)
             self.queue.folder_sync_later = settle_later  # (the queue's rename: its folder fsynced by settle)
             try:
                 result = self.queue.edit(attempt)
@@ -242,7 +243,7 @@ class FileStore:
                 self.queue.sync_folder()  # (a rename that stands: durable before the error goes up)
                 raise
             finally:
-                self.queue.folder_sync_later = False
+                self.queue.folder_sync_later = outer
         return result
 
     def settle(self) -> None:

@@ -46,8 +46,17 @@ def drain(root: Path, preexec: Callable[[], None] | None = None) -> None:
     assert {t["id"]: t["status"] for t in tasks_by_id(root).values()} == {"A": "done", "B": "done"}
 
 
+def _allowed(policy: str) -> bool:
+    """Whether a process here may switch itself to ``os.<policy>`` (a seccomp filter may refuse it): tried in a
+    child."""
+    probe = f"import os; os.sched_setscheduler(0, os.{policy}, os.sched_param(0))"
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=60).returncode == 0
+
+
 def test_supervisors_yield_and_commands_run_in_the_daemons_policy(tmp_path: Path) -> None:
     assert os.sched_getscheduler(0) == OTHER, "the test suite itself must run in SCHED_OTHER"
+    if not _allowed("SCHED_BATCH"):
+        pytest.skip("this environment refuses sched_setscheduler(SCHED_BATCH) (a seccomp filter): nothing to switch")
     drain(tmp_path)
     for task_id in "AB":
         assert policy(tmp_path / f"supervisor-{task_id}.stat") == BATCH, f"{task_id}'s supervisor"
@@ -56,6 +65,8 @@ def test_supervisors_yield_and_commands_run_in_the_daemons_policy(tmp_path: Path
 
 def test_a_daemon_started_in_another_policy_keeps_it_for_all(tmp_path: Path) -> None:
     """``chrt --idle 0 agentd ...``: the person's choice holds for supervisors and commands alike."""
+    if not _allowed("SCHED_IDLE"):
+        pytest.skip("this environment refuses sched_setscheduler(SCHED_IDLE) (a seccomp filter)")
     drain(tmp_path, lambda: os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0)))
     for task_id in "AB":
         assert policy(tmp_path / f"supervisor-{task_id}.stat") == IDLE, f"{task_id}'s supervisor"

@@ -26,12 +26,11 @@ def steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """What happens, in order: ``folder`` (tmp_path fsynced), ``start <id>`` (a task handed to its supervisor)."""
     seen: list[str] = []
     real_fsync, real_start = os.fsync, Executor.start
+    folder = tmp_path.stat()
 
     def fsync(fd: int) -> None:
         info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode) and (info.st_dev, info.st_ino) == (lambda s: (s.st_dev, s.st_ino))(
-            tmp_path.stat()
-        ):
+        if stat.S_ISDIR(info.st_mode) and (info.st_dev, info.st_ino) == (folder.st_dev, folder.st_ino):
             seen.append("folder")
         real_fsync(fd)
 

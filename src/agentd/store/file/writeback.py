@@ -49,21 +49,15 @@ def _lookup() -> Callable[[int, int, int, int], int] | bool:
 def write_all(fd: int, payload: bytes) -> None:
     """``payload`` written to ``fd`` (at its offset, a new file's start) in full; a payload of :data:`CHUNK` bytes or
     more with the write-out of each chunk started as soon as it is written (see the module's note)."""
-    global _start
     view = memoryview(payload)
-    start = _start if _start is not None or len(view) < CHUNK else _lookup()
-    if len(view) >= CHUNK and start:
-        assert not isinstance(start, bool)
+    if len(view) >= CHUNK and _start is not False:
         offset = 0
         while offset < len(view):
             written = os.write(fd, view[offset : offset + CHUNK])
-            if start(fd, offset, written, _SYNC_FILE_RANGE_WRITE) != 0:  # (a hint refused: the rest written plainly)
-                _start = False
-                view = view[offset + written :]
-                break
             offset += written
-        else:
-            return
+            if not _write_out(fd, offset - written, written):  # (a hint refused: the rest written plainly)
+                break
+        view = view[offset:]
     while view:
         view = view[os.write(fd, view) :]
 
@@ -72,12 +66,18 @@ def start(fd: int) -> bool:
     """Start writing out all of ``fd``'s dirty pages, without waiting for them (``sync_file_range`` with
     ``SYNC_FILE_RANGE_WRITE`` over the whole file); False where that is not to be had (then, and after a first
     failure, nothing is asked of the kernel). Only a head start: the caller's fsync still makes the file durable."""
+    return _write_out(fd, 0, 0)  # (offset 0, length 0: to the end of the file)
+
+
+def _write_out(fd: int, offset: int, count: int) -> bool:
+    """``sync_file_range(fd, offset, count, SYNC_FILE_RANGE_WRITE)``, looked up at the first call; False where it
+    is not to be had, and from its first failure on."""
     global _start
     call = _start if _start is not None else _lookup()
     if not call:
         return False
     assert not isinstance(call, bool)
-    if call(fd, 0, 0, _SYNC_FILE_RANGE_WRITE) != 0:  # (offset 0, length 0: to the end of the file)
+    if call(fd, offset, count, _SYNC_FILE_RANGE_WRITE) != 0:
         _start = False
         return False
     return True

@@ -1107,6 +1107,9 @@ class Daemon:
             self._stop_watching(hand_off=self.executor.keep_until_exit)
             self.executor.finish()
             self.give_back_signals()
+            # Its descriptors (the queue lock, the lease folder, the token mark, files made ahead): closed now, not at
+            # the process's exit, for daemons run one after another in one process (a store reopens what it needs).
+            self.store.close()
         self.journal.emit("daemon-stopped", f"{self.role_name} daemon stopped (exit {code})", exit_code=code)
         return code
 

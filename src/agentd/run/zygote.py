@@ -421,7 +421,7 @@ class Zygote:
             waiting = [pidfd for _pid, pidfd in gone]
             while waiting:
                 left = deadline - time.monotonic()
-                ready = select.select(waiting, [], [], max(0.0, left))[0] if left > 0 else []
+                ready = _readable(waiting, left) if left > 0 else []
                 if not ready:
                     break
                 waiting = [fd for fd in waiting if fd not in ready]
@@ -483,14 +483,24 @@ class ForkedSupervisor:
         if self.returncode is not None:
             return self.returncode
         assert self._pidfd is not None
-        ready, _, _ = select.select([self._pidfd], [], [], timeout)
-        if not ready:
+        if not _readable([self._pidfd], timeout):
             raise subprocess.TimeoutExpired(f"supervisor {self.pid}", timeout or 0.0)
         os.close(self._pidfd)
         self._pidfd = None
         self._zygote.reap(self.pid, self._generation)
         self.returncode = 0  # (its parent, the zygote, sees the status; the exit report came on the status pipe)
         return 0
+
+
+def _readable(fds: list[int], timeout: float | None) -> list[int]:
+    """Those of ``fds`` readable within ``timeout`` s (None: no limit), a pidfd once its process exited. With poll:
+    ``select`` refuses a descriptor numbered 1,024 or more, and a daemon may hold that many (inherited, or several per
+    running task under a high ``ulimit -n``)."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    wait = None if timeout is None else max(0.0, timeout) * 1000  # (ms; poll rounds a fraction up, never to 0)
+    return [fd for fd, _ in poller.poll(wait)]
 
 
 _default: Zygote | None = None

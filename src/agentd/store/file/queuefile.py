@@ -1395,12 +1395,15 @@ class QueueStore:
             self._made = (fd, folder, os.getpid())
 
     def close(self) -> None:
-        """Close the file made ahead for a write that will not come (see :meth:`prepare_write`)."""
+        """Close the file made ahead for a write that will not come (see :meth:`prepare_write`), and the lock's
+        descriptor when the lock is not held (both are made again when needed)."""
         with self._made_lock:
             made, self._made = self._made, None
         if made is not None and made[2] == os.getpid():
             with contextlib.suppress(OSError):
                 os.close(made[0])
+        if self._sidecar is not None:
+            self._sidecar.close()
 
     def _name_made(self, temp: str) -> int | None:
         """The file made ahead for this write, given the name ``temp`` (its descriptor, open for writing); None when

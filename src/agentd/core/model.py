@@ -129,23 +129,24 @@ class Task(Record):
         "question",
     )
 
+    # (No defaults here: a class attribute would hide a field Task.lazy leaves for later from __getattr__.)
     id: str
     status: str
     index: int
     path: str
-    title: str | None = None
-    type: str | None = None
-    priority: int | None = None
-    agent: str | None = None
-    lease: InQueueLease | None = None
-    dependencies: tuple[str, ...] = ()
-    attempts: int = 0
-    not_before: datetime | None = None
-    lease_token: int = 0
-    blocked_reason: Any = None
-    parent: str | None = None
-    repeats: int = 0  # consecutive successful runs that left it in a status its role claims ("repeat_runs")
-    question: Mapping[str, Any] | None = None  # the open or answered question its command asked (agentd's record)
+    title: str | None
+    type: str | None
+    priority: int | None
+    agent: str | None
+    lease: InQueueLease | None
+    dependencies: tuple[str, ...]
+    attempts: int
+    not_before: datetime | None
+    lease_token: int
+    blocked_reason: Any
+    parent: str | None
+    repeats: int  # consecutive successful runs that left it in a status its role claims ("repeat_runs")
+    question: Mapping[str, Any] | None  # the open or answered question its command asked (agentd's record)
 
     def __init__(
         self,
@@ -236,11 +237,44 @@ class Task(Record):
         )
         return task
 
+    @classmethod
+    def lazy(cls, data: dict[str, Any], *, index: int, path: str, parent: str | None = None) -> Task:
+        """The view of one task of a parse, whose values are never changed afterwards: its id, status, place and
+        parent made now, its other fields (the same as :meth:`from_dict` makes) at the first use of one of them.
+        A big queue's first read views every task, nearly all of them final, whose other fields no pass looks at:
+        10,000 such views take a third of the time of full ones."""
+        get = data.get
+        task_id, status = get("id"), get("status")
+        task = object.__new__(cls)
+        task.__dict__.update(
+            id=task_id if type(task_id) is str else view_id(data, path),
+            status=status if type(status) is str else _str(status) or "",
+            index=index,
+            path=path,
+            parent=parent or _str(get("parent")) or _str(get("parent_task")),
+            _raw=data,
+        )
+        return task
+
+    if not TYPE_CHECKING:  # (for mypy, a class with __getattr__ would have every attribute)
+
+        def __getattr__(self, name: str) -> Any:
+            """A field of a view made by :meth:`lazy`, made (with its other fields) at its first use."""
+            raw = self.__dict__.get("_raw")
+            if raw is None or name not in _LATER:
+                raise AttributeError(f"{self.__class__.__qualname__!r} object has no attribute {name!r}")
+            full = Task.from_dict(raw, index=self.index, path=self.path, parent=self.parent).__dict__
+            self.__dict__.update((field, full[field]) for field in _LATER)
+            return full[name]
+
     @property
     def sort_key(self) -> tuple[int, int, int, int]:
         """An answered question first (its person waits for the result), then priority (lower first, missing last),
         then queue order."""
         return (0 if self.answered else 1, 0 if self.priority is not None else 1, self.priority or 0, self.index)
+
+
+_LATER = frozenset(Task._fields) - {"id", "status", "index", "path", "parent"}  # the fields Task.lazy leaves for later
 
 
 def walk(tasks: list[Any], path: str = "$.tasks", parent: str | None = None) -> list[tuple[str, Any, str | None]]:

@@ -220,9 +220,17 @@ def common_tail(old: list[Piece], new: list[Piece]) -> int:
 
 
 def views_of(position: int, piece: Piece, start: int) -> list[Task]:
+    """The views of a top-level task and its subtasks (lazy ones: a piece's value is never changed)."""
+    value = piece.value
+    if type(value) is dict:
+        children = value.get("subtasks")
+        if not (isinstance(children, list) and children):  # (the common case: no walk)
+            return [Task.lazy(value, index=start, path=f"$.tasks[{position}]")]
     return [
-        Task.from_dict(task, index=start + offset, path=path, parent=parent)
-        for offset, (path, task, parent) in enumerate(walk_one(piece.value, f"$.tasks[{position}]"))
+        Task.lazy(task, index=start + offset, path=path, parent=parent)
+        if type(task) is dict
+        else Task.from_dict(task, index=start + offset, path=path, parent=parent)
+        for offset, (path, task, parent) in enumerate(walk_one(value, f"$.tasks[{position}]"))
     ]
 
 

@@ -240,6 +240,7 @@ def exact_first_error(instance: Any, name: SchemaName) -> tuple[str, str] | None
 # compact JSON (C-fast to make, and exact), bounded in size.
 
 _VALID_TASKS: dict[str, None] = {}
+VALID_TASKS = _VALID_TASKS  # (the same dict, never replaced, to look into: a text in it is a task judged valid)
 _VALID_TASKS_MAX_CHARS = 32_000_000  # the keys' total size: a long-running daemon sees many versions of each task
 _valid_chars = 0
 

@@ -386,7 +386,9 @@ def _warnings_of(workflow: Workflow | None, position: int, piece: Piece, _start:
 
 
 def _id_of(_position: int, piece: Piece, _start: int) -> list[Any]:
-    return [piece.value["id"] if _has_id(piece.value) else None]
+    value = piece.value
+    task_id = value.get("id") if isinstance(value, dict) else None
+    return [task_id if isinstance(task_id, str) else None]
 
 
 def _share_unchanged(old: dict[str, Any], new: Any) -> Changed | None:

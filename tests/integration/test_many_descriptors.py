@@ -61,6 +61,24 @@ def test_a_daemon_with_over_1024_descriptors_open_runs_and_ends_every_task(tmp_p
     assert all(int((tmp_path / f"fds-T{n}").read_text()) < 50 for n in range(6))
 
 
+def test_start_from_a_process_with_over_1024_descriptors_open_starts_the_daemon(tmp_path: Path) -> None:
+    """`agentd start` waits for the daemon's readiness line on a pipe numbered above 1,024."""
+    write_config(tmp_path, {"builder": {**BUILDER, "command": ["true"]}})
+    write_queue(tmp_path, [], {"builder": 1})
+    try:
+        started = subprocess.run(
+            [sys.executable, "-c", LAUNCH, "--root", str(tmp_path), "start", "builder"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert started.returncode == 0, started.stderr[-3000:]
+        assert started.stdout.startswith("builder started (pid "), started.stdout + started.stderr[-3000:]
+    finally:
+        subprocess.run([sys.executable, "-m", "agentd", "--root", str(tmp_path), "stop"], timeout=60, check=False)
+
+
 def test_an_in_process_daemon_leaves_no_descriptor_open_once_its_run_is_over(tmp_path: Path) -> None:
     """Daemons run in one process, one after another (a test suite, a tool built on agentd): each run's queue lock,
     lease folder, token mark and files made ahead are closed when it ends, so that descriptors do not pile up."""

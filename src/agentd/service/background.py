@@ -101,9 +101,10 @@ def _read_ready(fd: int, proc: subprocess.Popen[bytes], timeout: float) -> dict[
 
     buffer = b""
     deadline = time.monotonic() + timeout
+    poller = select.poll()  # (not select, which refuses a descriptor numbered 1,024 or more: one inherited that many)
+    poller.register(fd, select.POLLIN)
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
+        if poller.poll(200):
             chunk = os.read(fd, 4096)
             if not chunk:
                 break

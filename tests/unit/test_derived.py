@@ -50,13 +50,13 @@ def next_read(draw: st.DrawFn, pieces: list[Piece]) -> list[Piece]:
 
 
 @settings(max_examples=examples(300, 100), deadline=None)
-@given(data=st.data(), first=st.lists(st.integers(0, 9), max_size=30), by_start=st.booleans())
+@given(data=st.data(), first=st.lists(st.integers(0, 9), max_size=30), by_start=st.booleans(), per_piece=st.booleans())
 def test_derived_parts_after_any_reads_are_a_fresh_derive(
-    data: st.DataObject, first: list[int], by_start: bool
+    data: st.DataObject, first: list[int], by_start: bool, per_piece: bool
 ) -> None:
     """After any sequence of reads (some skipped, as a cache asked only now and then is), the items and counts are
-    those of a fresh derive."""
-    kept = PerPiece("parts", parts, by_start=by_start)
+    those of a fresh derive, whether each piece keeps its part or not."""
+    kept = PerPiece("parts", parts, by_start=by_start, kept=per_piece)
     pieces = [piece(value) for value in first]
     for _ in range(5):
         if data.draw(st.booleans()):
@@ -92,6 +92,26 @@ def test_differing_finds_every_place_whose_item_differs(data: st.DataObject, old
     for k in data.draw(st.lists(st.integers(0, max(len(after) - 1, 0)), max_size=6)) if after else []:
         after[k] = {"n": data.draw(st.integers(0, 3))}  # (a new object: equal or not to the one it replaces)
     assert differing(before, after) == [k for k in range(len(after)) if before[k] != after[k]]
+
+
+def test_parts_not_kept_by_the_pieces_leave_nothing_in_them_and_are_made_for_the_changed_pieces_only() -> None:
+    """A cache of cheap parts (ids, walks) stores nothing in the pieces; a later read with one piece changed in
+    place makes that piece's part alone."""
+    made: list[int] = []
+
+    def counted(position: int, piece: Piece, start: int) -> list[tuple[int, int, Any, int]]:
+        made.append(position)
+        return parts(position, piece, start)
+
+    cheap = PerPiece("cheap", counted, kept=False)
+    pieces = [piece(n % 3) for n in range(300)]
+    assert cheap.derive(pieces) == PerPiece("fresh", parts).derive(pieces)
+    assert made == list(range(300)) and all("cheap" not in p.derived for p in pieces)
+    made.clear()
+    pieces = list(pieces)
+    pieces[151] = piece(4)  # (1 item, as the piece it replaces: no start after it moves)
+    assert cheap.derive(pieces) == PerPiece("fresh2", parts).derive(pieces)
+    assert made == [151]
 
 
 def test_a_piece_changed_in_place_with_as_many_items_gives_its_new_items_and_keeps_the_counts() -> None:

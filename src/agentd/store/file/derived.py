@@ -32,10 +32,16 @@ class PerPiece(Generic[D]):
     the part derived from the pieces it shares at the start with the last read (the same objects: the unchanged head
     of the file) is taken by slicing, at C speed, and only the pieces after it are looked at."""
 
-    def __init__(self, name: str, make: Callable[[int, Piece, int], list[D]], *, by_start: bool = False) -> None:
+    def __init__(
+        self, name: str, make: Callable[[int, Piece, int], list[D]], *, by_start: bool = False, kept: bool = True
+    ) -> None:
         self.name = name  # the key of each piece's own cache of its part
         self.make = make  # (position, piece, how many items come before it) -> its part
         self.by_start = by_start  # whether a part depends on how many items come before it (not only on its place)
+        # Whether each piece keeps its part (to be found again at the same place and start): False for a part that
+        # costs no more to make than to look up (an id, a walk of a task without subtasks), which then costs a big
+        # queue's first read no cache entry per piece and per part (a third of its time).
+        self.kept = kept
         self._last: tuple[list[Piece], list[D], list[int]] = ([], [], [0])
 
     def derive(self, pieces: list[Piece]) -> tuple[list[D], list[int]]:
@@ -53,7 +59,12 @@ class PerPiece(Generic[D]):
         tail = min(common_tail(old, pieces), total - head) if len(old) == total else 0
         items, counts = old_items[: old_counts[head]], old_counts[: head + 1]
         name = self.name
-        for position in range(head, total - tail):
+        if not self.kept:
+            make, append = self.make, counts.append
+            for position in range(head, total - tail):  # (a big queue's first read: 10,000 turns, kept lean)
+                items += make(position, pieces[position], len(items))
+                append(len(items))
+        for position in range(head if self.kept else total - tail, total - tail):
             piece = pieces[position]
             cached = piece.derived.get(name)
             if cached is None or cached[0] != position or (self.by_start and cached[1] != len(items)):
@@ -127,6 +138,8 @@ class PerPiece(Generic[D]):
 
     def _part(self, position: int, piece: Piece, start: int, name: str) -> list[D]:
         """The part of ``piece`` at ``position`` after ``start`` items (made, or the one it keeps for them)."""
+        if not self.kept:
+            return self.make(position, piece, start)
         cached = piece.derived.get(name)
         if cached is None or cached[0] != position or (self.by_start and cached[1] != start):
             cached = (position, start, self.make(position, piece, start))

@@ -783,8 +783,8 @@ class QueueStore:
         self._archive: Archive | None = None
         self._archived: Mapping[str, str] = {}  # the archive's statuses the caches below were made with
         self._views: PerPiece[Task] = PerPiece("views", views_of, by_start=True)  # the task views of the last read,
-        self._ids: PerPiece[Any] = PerPiece("ids", _id_of)  # the ids of its top-level tasks,
-        self._walks: PerPiece[tuple[str, Any, str | None]] = PerPiece("walk", walk_of)  # its entries, and
+        self._ids: PerPiece[Any] = PerPiece("ids", _id_of, kept=False)  # the ids of its top-level tasks,
+        self._walks: PerPiece[tuple[str, Any, str | None]] = PerPiece("walk", walk_of, kept=False)  # its entries, and
         self._problems: PerPiece[Finding] = PerPiece("problems", problems_of)  # its tasks' own problems
         self.workflow = workflow  # (and the caches of what earlier reads found)
 

@@ -252,6 +252,15 @@ def _task_key(task: Any) -> str | None:
         return None
 
 
+def same_task(one: Any, other: Any) -> bool:
+    """Whether two tasks are the same JSON: equal, and of the same types throughout (``True == 1`` and
+    ``1 == 1.0`` in Python, not in a schema's eyes)."""
+    if one != other:
+        return False
+    key = _task_key(one)
+    return key is not None and key == _task_key(other)
+
+
 class _RsTimestamp:
     """``x-agentd-timestamp`` for jsonschema-rs (the same check as :func:`_timestamp`)."""
 
@@ -426,13 +435,19 @@ def task_error(task: Any, key: str | None = None) -> tuple[str, str] | None:
     if problem is None and (key is None or (not key.isascii() and _SURROGATE.search(key)) or _escapes_surrogate(key)):
         problem = lone_surrogate(task)
     if problem is None and key is not None:
-        global _valid_chars
-        if _valid_chars + len(key) > _VALID_TASKS_MAX_CHARS:
-            _VALID_TASKS.clear()
-            _valid_chars = 0
-        _VALID_TASKS[key] = None
-        _valid_chars += len(key)
+        remember_valid(key)
     return problem
+
+
+def remember_valid(text: str) -> None:
+    """Remember ``text``, an exact text of a task found valid with no lone surrogate (:func:`task_error`, or
+    :func:`entry_error` for a task without subtasks), as :func:`task_error` then finds it: valid at once."""
+    global _valid_chars
+    if _valid_chars + len(text) > _VALID_TASKS_MAX_CHARS:
+        _VALID_TASKS.clear()
+        _valid_chars = 0
+    _VALID_TASKS[text] = None
+    _valid_chars += len(text)
 
 
 # -- text agentd cannot write ------------------------------------------------------------------------------------------

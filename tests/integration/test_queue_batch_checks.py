@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from agentd import schema
+from agentd.errors import QueueInvalid
 from agentd.store.file.queuefile import QueueStore
 
 
@@ -62,3 +63,84 @@ def test_judged_together_or_one_by_one_the_findings_are_the_same(
     apart = findings("apart")
     assert together == apart
     assert {task for *_, task in together} == {"F00005", "bad id", "F01101", "S1"}
+
+
+def test_a_task_a_write_changes_is_judged_once_not_again_by_the_next_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write judges the tasks it changes before it writes them; the read that follows (the state the store's
+    next transaction starts from) takes their new texts as valid without judging them again. A task with subtasks,
+    judged entry by entry, is judged again as a whole."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    many = tasks(tmp_path.name, 20)
+    many[3]["subtasks"] = [{"id": "S1", "title": "sub", "status": "ready"}]
+    queue.write_text(json.dumps({"tasks": many}, indent=2))
+    store = QueueStore(queue)
+    store.read()
+    judged: list[Any] = []
+    one_by_one = schema.first_error
+
+    def counted(instance: Any, name: Any) -> Any:
+        if name == "task":
+            judged.append(instance.get("id"))
+        return one_by_one(instance, name)
+
+    monkeypatch.setattr(schema, "first_error", counted)
+
+    def change(doc: dict[str, Any]) -> None:
+        doc["tasks"][7]["status"] = "in_progress"
+        doc["tasks"][3]["subtasks"][0]["status"] = "done"
+
+    store.transaction(change)
+    assert sorted(judged) == ["F00003", "F00007", "S1"]  # (the write's; F00003 again, whole, by the read)
+    judged.clear()
+    after = store.read()
+    assert judged == [] and after.errors == []
+    assert after.task("F00007")["status"] == "in_progress"
+    text = json.dumps(after.data["tasks"][7], indent=2).replace("\n", "\n    ")
+    assert text in schema.VALID_TASKS
+
+
+def test_an_invalid_change_is_still_refused_and_remembers_nothing(tmp_path: Path) -> None:
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    queue.write_text(json.dumps({"tasks": tasks(tmp_path.name, 5)}, indent=2))
+    before = queue.read_bytes()
+    store = QueueStore(queue)
+    with pytest.raises(QueueInvalid, match=r"refusing to write"):
+        store.transaction(lambda doc: doc["tasks"][2].update(status=["not", "a", "status"]))
+    assert queue.read_bytes() == before
+    assert not any('"not"' in text for text in schema.VALID_TASKS)
+
+
+def test_a_write_that_cures_a_quarantined_task_leaves_it_valid_in_the_file_and_to_the_next_read(
+    tmp_path: Path,
+) -> None:
+    """A quarantined task whose priority reads `true` (no integer), given priority 1 by a write that also changes its
+    status: the text now reads 1, and the next read, which takes the write's verdict, finds the task valid, as a
+    fresh read of the file does."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    many = tasks(tmp_path.name, 4)
+    many[2]["priority"] = True
+    queue.write_text(json.dumps({"tasks": many}, indent=2))
+    store = QueueStore(queue)
+    assert "F00002" in store.read().quarantined
+
+    def change(doc: dict[str, Any]) -> None:
+        doc["tasks"][2]["priority"] = 1
+        doc["tasks"][2]["status"] = "ready"
+
+    store.transaction(change)
+    after = store.read()
+    assert after.task("F00002") == {**many[2], "priority": 1, "status": "ready"}
+    assert type(after.task("F00002")["priority"]) is int and '"priority": true' not in queue.read_text()
+    assert after.quarantined == {} and QueueStore(queue).read().quarantined == {}
+
+
+def test_the_same_task_is_the_same_json_not_only_equal_in_python() -> None:
+    task = {"id": "T", "status": "done", "priority": 1}
+    assert schema.same_task(task, dict(task))
+    assert not schema.same_task(task, {**task, "priority": True})  # (True == 1)
+    assert not schema.same_task(task, {**task, "priority": 1.0})  # (1 == 1.0)
+    assert not schema.same_task(task, {"priority": 1, "status": "done", "id": "T"})  # (another order: another text)
+    assert not schema.same_task(task, {**task, "status": "ready"})
+    assert not schema.same_task(object(), object())

@@ -373,9 +373,9 @@ def test_a_whole_document_transaction_hands_on_the_read_s_own_unchanged_tasks(
     seen: list[list[Any]] = []
     check = QueueStore._check_new
 
-    def spying(self: QueueStore, loaded: Any, new: dict[str, Any], hint: Any = None) -> Any:
+    def spying(self: QueueStore, loaded: Any, new: dict[str, Any], hint: Any = None, valid: Any = None) -> Any:
         seen.append(new["tasks"])
-        return check(self, loaded, new, hint)
+        return check(self, loaded, new, hint, valid)
 
     monkeypatch.setattr(QueueStore, "_check_new", spying)
 

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 BOM = "\ufeff"
+_NOTHING = object()  # (equal to nothing but itself)
 _BOM_BYTES = BOM.encode("utf-8")
 MAX_REAPPLY = 20
 LOCK_POLL = 0.005  # s between tries for a held queue lock
@@ -1020,8 +1021,11 @@ class QueueStore:
 
     # -- writing ---------------------------------------------------------------------------------------------------
 
-    def _check_new(self, loaded: _Loaded, new: dict[str, Any], hint: Changed | None = None) -> list[Finding]:
-        """Refuse to write a document worse than the one read; returns its findings.
+    def _check_new(
+        self, loaded: _Loaded, new: dict[str, Any], hint: Changed | None = None, valid: list[Any] | None = None
+    ) -> list[Finding]:
+        """Refuse to write a document worse than the one read; returns its findings. ``valid``, when given, gets the
+        top-level tasks without subtasks this write changes, each found valid here (see :meth:`_prepare`).
 
         A write may not add a problem, nor change a quarantined task unless the change cures it (a person fixing the
         task through the CLI); the bytes of a bad task nobody changed stay as they are. The document read was checked,
@@ -1077,6 +1081,8 @@ class QueueStore:
             found = schema.entry_error(task)
             if found is not None:
                 raise QueueInvalid(self.path, path + found[0][1:], f"refusing to write: {found[1]}")
+            if valid is not None and isinstance(task, dict) and not task.get("subtasks") and ".subtasks" not in path:
+                valid.append(task)
             if same_shape and isinstance(counterpart, dict) and isinstance(task, dict):
                 same_shape = task.get("id") == counterpart.get("id") and task.get("dependencies") == counterpart.get(
                     "dependencies"
@@ -1245,7 +1251,8 @@ class QueueStore:
                 hint = None
             if (new == old) if hint is None else _same_top(old, new, hint):
                 return result
-            findings = self._check_new(loaded, new, hint)
+            valid: list[Any] = []  # the changed tasks found valid (see _prepare)
+            findings = self._check_new(loaded, new, hint, valid)
             try:
                 edited: tuple[str, tuple[int, int]] | None = None
                 made: tuple[int, list[tuple[int, int, str]]] | None = None  # (the first escape before, the edits)
@@ -1273,7 +1280,7 @@ class QueueStore:
             # layout) is made while the temporary file is synced (a big queue's), and kept only if the write stands.
             checked = findings if len(new["tasks"]) == len(old["tasks"]) else None
             ready: list[tuple[_Prepared | None, _Restyled | None]] = []
-            ahead = functools.partial(self._ahead, ready, payload, checked, edited, text, made)
+            ahead = functools.partial(self._ahead, ready, payload, checked, edited, text, made, valid)
             try:
                 written = self._write(target, loaded, payload, meanwhile=ahead)
             except OSError as exc:  # no temporary file is left, and the queue is as it was
@@ -1319,13 +1326,15 @@ class QueueStore:
         edited: tuple[str, tuple[int, int]] | None,
         text: str | None,
         made: tuple[int, list[tuple[int, int, str]]] | None,
+        valid: list[Any] | None = None,
     ) -> None:
         """:meth:`_prepare` into ``ready``, with ``checked``, the findings of ``payload`` (None: to be found), kept;
         and the layout of its text, when ``made`` by edits (the first non-ASCII escape of the text they edited, and
-        the edits: see :func:`agentd.store.file.jsonedit.restyle`). ``text``: None to decode it from ``payload``."""
+        the edits: see :func:`agentd.store.file.jsonedit.restyle`). ``text``: None to decode it from ``payload``.
+        ``valid``: the changed tasks the write found valid (see :meth:`_prepare`)."""
         if checked is not None:
             self._validated = (payload, checked)
-        prepared = self._prepare(payload, edited, text)
+        prepared = self._prepare(payload, edited, text, valid)
         restyled = None
         if prepared is not None and made is not None:
             from agentd.store.file import jsonedit
@@ -1335,7 +1344,11 @@ class QueueStore:
         ready.append((prepared, restyled))
 
     def _prepare(
-        self, payload: bytes, edited: tuple[str, tuple[int, int]] | None, text: str | None = None
+        self,
+        payload: bytes,
+        edited: tuple[str, tuple[int, int]] | None,
+        text: str | None = None,
+        valid: list[Any] | None = None,
     ) -> _Prepared | None:
         """The state the next read is to start from once ``payload`` is written (see :meth:`_remember`): parsed
         from the text before (the tasks this write did not change are taken as they were), checked, and what the
@@ -1353,6 +1366,15 @@ class QueueStore:
         except QueueInvalid:
             return None
         pieces = decoded.pieces
+        if valid and pieces is not None and decoded.changed is not None:
+            # The write's changed tasks, found valid before it (their own problems): so are their texts, which the
+            # problems' cache is keyed by (not judged a second time, 20-30 µs a task with the stdlib checker).
+            by_id = {task.get("id"): task for task in valid}
+            for place in decoded.changed[1]:
+                piece = pieces[place]
+                value = piece.value
+                if isinstance(value, dict) and schema.same_task(by_id.get(value.get("id"), _NOTHING), value):
+                    schema.remember_valid(piece.text)
         if pieces is not None:  # (what the checks found is known: what they derive from is brought up to date)
             entries = self._walks.derive(pieces)[0]
             self._problems.derive(pieces)

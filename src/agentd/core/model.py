@@ -212,15 +212,12 @@ class Task(Record):
         # Built without __init__'s keyword call and a set_field per field (every task of a queue of thousands is
         # viewed on its first read): the same fields, in one update of the new instance's __dict__.
         get = data.get
-        task_id, status, lease, dependencies = get("id"), get("status"), get("lease"), get("dependencies")
+        lease, dependencies = get("lease"), get("dependencies")
         attempts, token, repeats, question = get("attempts"), get("lease_token"), get("repeat_runs"), get("question")
         not_before = get("not_before")
         task = object.__new__(cls)
         task.__dict__.update(
-            id=task_id if type(task_id) is str else view_id(data, path),
-            status=status if type(status) is str else _str(status) or "",
-            index=index,
-            path=path,
+            _first_fields(data, index, path, parent),
             title=_str(get("title")),
             type=_str(get("type")),
             priority=_int(get("priority")),
@@ -231,7 +228,6 @@ class Task(Record):
             not_before=_time(not_before) if not_before is not None else None,
             lease_token=max(0, _int(token) or 0) if token is not None else 0,
             blocked_reason=get("blocked_reason"),
-            parent=parent or _str(get("parent")) or _str(get("parent_task")),
             repeats=int(repeats or 0) if isinstance(repeats, int) else 0,
             question=question if isinstance(question, dict) else None,
         )
@@ -243,17 +239,8 @@ class Task(Record):
         parent made now, its other fields (the same as :meth:`from_dict` makes) at the first use of one of them.
         A big queue's first read views every task, nearly all of them final, whose other fields no pass looks at:
         10,000 such views take a third of the time of full ones."""
-        get = data.get
-        task_id, status = get("id"), get("status")
         task = object.__new__(cls)
-        task.__dict__.update(
-            id=task_id if type(task_id) is str else view_id(data, path),
-            status=status if type(status) is str else _str(status) or "",
-            index=index,
-            path=path,
-            parent=parent or _str(get("parent")) or _str(get("parent_task")),
-            _raw=data,
-        )
+        task.__dict__.update(_first_fields(data, index, path, parent), _raw=data)
         return task
 
     if not TYPE_CHECKING:  # (for mypy, a class with __getattr__ would have every attribute)
@@ -272,6 +259,19 @@ class Task(Record):
         """An answered question first (its person waits for the result), then priority (lower first, missing last),
         then queue order."""
         return (0 if self.answered else 1, 0 if self.priority is not None else 1, self.priority or 0, self.index)
+
+
+def _first_fields(data: dict[str, Any], index: int, path: str, parent: str | None) -> dict[str, Any]:
+    """The fields of a task's view that :meth:`Task.lazy` makes at once: its id, status, place and parent."""
+    get = data.get
+    task_id, status = get("id"), get("status")
+    return {
+        "id": task_id if type(task_id) is str else view_id(data, path),
+        "status": status if type(status) is str else _str(status) or "",
+        "index": index,
+        "path": path,
+        "parent": parent or _str(get("parent")) or _str(get("parent_task")),
+    }
 
 
 _LATER = frozenset(Task._fields) - {"id", "status", "index", "path", "parent"}  # the fields Task.lazy leaves for later

@@ -1109,7 +1109,8 @@ class Daemon:
             self.give_back_signals()
             # Its descriptors (the queue lock, the lease folder, the token mark, files made ahead): closed now, not at
             # the process's exit, for daemons run one after another in one process (a store reopens what it needs).
-            self.store.close()
+            with contextlib.suppress(OSError):  # (nothing to lose: the run is over, its exit code stands)
+                self.store.close()
         self.journal.emit("daemon-stopped", f"{self.role_name} daemon stopped (exit {code})", exit_code=code)
         return code
 

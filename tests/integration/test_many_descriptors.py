@@ -20,11 +20,14 @@ from tests.helpers.daemons import drain_in_thread, task, tasks_by_id, write_conf
 OPEN = 1100  # descriptors opened before the daemon starts: every one it opens after them is numbered above 1,024
 NEEDED = OPEN + 200
 
-pytestmark = pytest.mark.skipif(
-    resource.getrlimit(resource.RLIMIT_NOFILE)[1] not in (resource.RLIM_INFINITY,)
-    and resource.getrlimit(resource.RLIMIT_NOFILE)[1] < NEEDED,
-    reason=f"needs a hard `ulimit -n` of {NEEDED} or more, to open {OPEN} descriptors before the daemon",
-)
+pytestmark = [
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux (/proc/self/fd, pidfds)"),
+    pytest.mark.skipif(
+        resource.getrlimit(resource.RLIMIT_NOFILE)[1] != resource.RLIM_INFINITY
+        and resource.getrlimit(resource.RLIMIT_NOFILE)[1] < NEEDED,
+        reason=f"needs a hard `ulimit -n` of {NEEDED} or more, to open {OPEN} descriptors before the daemon",
+    ),
+]
 
 BUILDER = {"claims": "ready", "working": "in_progress", "on_success": "done", "on_failure": "blocked"}
 

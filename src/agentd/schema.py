@@ -587,14 +587,12 @@ def file_problem(data: Any) -> tuple[str, str] | None:
     return first_error(top, "queue")
 
 
-def queue_problems(
-    data: Any, pieces: Sequence[Piece] | None = None, *, thorough: bool = False
-) -> tuple[tuple[str, str] | None, list[Finding]]:
+def queue_problems(data: Any, *, thorough: bool = False) -> tuple[tuple[str, str] | None, list[Finding]]:
     """(the first problem of the file as a whole, or None; then every task's own problems, in queue order).
 
     A file-level problem (not an object, no ``tasks`` list, a bad top-level key) stops every write; a task's own
-    problem quarantines that task alone. ``pieces`` as for :func:`queue_error`: valid pieces are not checked again,
-    and a bad piece's findings are remembered at its place.
+    problem quarantines that task alone. (A read with pieces derives its tasks' problems piece by piece instead, and
+    keeps them in each piece: see :mod:`agentd.store.file.derived`.)
     """
     if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
         return first_error(data, "queue"), []
@@ -605,22 +603,7 @@ def queue_problems(
         return problem, []
     found: list[Finding] = []
     for position, task in enumerate(data["tasks"]):
-        piece = pieces[position] if pieces is not None else None
-        if piece is not None:
-            if piece.derived.get("valid"):
-                continue
-            cached = piece.derived.get("problems")
-            if cached is not None and cached[0] == position:
-                found.extend(cached[1])
-                continue
-        key = piece.text if piece is not None else None
-        problems = task_problems(task, f"$.tasks[{position}]", key, thorough=thorough and piece is None)
-        if piece is not None:
-            if problems:
-                piece.derived["problems"] = (position, problems)
-            else:
-                piece.derived["valid"] = True
-        found.extend(problems)
+        found.extend(task_problems(task, f"$.tasks[{position}]", thorough=thorough))
     return None, found
 
 

@@ -108,3 +108,37 @@ def test_taking_and_releasing_makes_no_file_events(tmp_path: Path) -> None:
         observer.join()
     about_lock = [e for e in recorder.events if Path(str(e.src_path)) == path]
     assert [e.event_type for e in about_lock if e.event_type not in ("opened", "closed_no_write")] == []
+
+
+def test_close_leaves_a_held_lock_alone_whichever_thread_holds_it(tmp_path: Path) -> None:
+    """A store closes its lock's descriptor at the end of a daemon's run: never while a thread holds the lock (its
+    flock would go with the descriptor); once free, it closes, and the next acquire opens it again."""
+    path = tmp_path / "q.lock"
+    lock = SidecarLock(path, timeout=5)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(10)
+        fd = lock._fd
+        lock.close()  # (another thread holds it)
+        assert lock._fd == fd is not None
+        try_lock = "import fcntl,sys; fcntl.flock(open(sys.argv[1], 'a'), fcntl.LOCK_EX | fcntl.LOCK_NB)"
+        probe = subprocess.run([sys.executable, "-c", try_lock, str(path)], capture_output=True, timeout=30)
+        assert b"BlockingIOError" in probe.stderr  # (the flock is still held: the probe could not take it)
+    finally:
+        release.set()
+        holder.join(10)
+    with lock:
+        lock.close()  # (this thread holds it)
+        assert lock._fd is not None
+    lock.close()
+    assert lock._fd is None
+    with lock:
+        assert lock._fd is not None

@@ -1097,21 +1097,24 @@ class Daemon:
         notify.ready()
         self.executor.pump = self._status  # (a pass driven by tick() alone, as in tests, has its tasks read by threads)
         try:
-            code = self._loop(mode)
+            try:
+                code = self._loop(mode)
+            finally:
+                self.executor.pump = None
+                notify.stopping()
+                if self.janitor is not None:
+                    self.janitor.stop()
+                self.stop_heartbeats()
+                self._stop_watching(hand_off=self.executor.keep_until_exit)
+                self.executor.finish()
+                self.give_back_signals()
+            self.journal.emit("daemon-stopped", f"{self.role_name} daemon stopped (exit {code})", exit_code=code)
         finally:
-            self.executor.pump = None
-            notify.stopping()
-            if self.janitor is not None:
-                self.janitor.stop()
-            self.stop_heartbeats()
-            self._stop_watching(hand_off=self.executor.keep_until_exit)
-            self.executor.finish()
-            self.give_back_signals()
-            # Its descriptors (the queue lock, the lease folder, the token mark, files made ahead): closed now, not at
-            # the process's exit, for daemons run one after another in one process (a store reopens what it needs).
+            # Its descriptors (the queue lock, the lease folder, the token mark, files made ahead; a database store's
+            # connections, which its journal writes through): closed once its last event is written, not at the
+            # process's exit, for daemons run one after another in one process (a store reopens what it needs).
             with contextlib.suppress(OSError):  # (nothing to lose: the run is over, its exit code stands)
                 self.store.close()
-        self.journal.emit("daemon-stopped", f"{self.role_name} daemon stopped (exit {code})", exit_code=code)
         return code
 
     def _loop(self, mode: Mode) -> int:

@@ -1368,7 +1368,8 @@ class QueueStore:
         pieces = decoded.pieces
         if valid and pieces is not None and decoded.changed is not None:
             # The write's changed tasks, found valid before it (their own problems): so are their texts, which the
-            # problems' cache is keyed by (not judged a second time, 20-30 µs a task with the stdlib checker).
+            # problems' cache is keyed by (not judged a second time: about 7 µs a task with the stdlib checker, and
+            # as much spent toward loading jsonschema-rs, see schema.first_error).
             by_id = {task.get("id"): task for task in valid}
             for place in decoded.changed[1]:
                 piece = pieces[place]

@@ -76,10 +76,15 @@ class SidecarLock:
         self._threads.release()
 
     def close(self) -> None:
-        """Close the descriptor (when not held)."""
-        if self._fd is not None and self._depth == 0:
-            os.close(self._fd)
-            self._fd = None
+        """Close the descriptor, unless the lock is held, by this thread or another (the next acquire opens it)."""
+        if not self._threads.acquire(blocking=False):  # (another thread holds it, or is taking it)
+            return
+        try:
+            if self._fd is not None and self._depth == 0:
+                os.close(self._fd)
+                self._fd = None
+        finally:
+            self._threads.release()
 
     def __enter__(self) -> SidecarLock:
         self.acquire()

@@ -151,7 +151,7 @@ def first_error(instance: Any, name: SchemaName) -> tuple[str, str] | None:
     instance: a command that reads a valid queue loads neither it nor jsonschema-rs.
 
     Once the stdlib checker has spent, in this process, what loading jsonschema-rs costs (:data:`RS_LOAD_COST`),
-    jsonschema-rs judges first (about 18 times faster a task): rent until the rent paid equals the price, then buy,
+    jsonschema-rs judges first (5-10 times faster a task): rent until the rent paid equals the price, then buy,
     which never costs more than twice the best choice made knowing how many checks are to come. So a short drain
     never loads it, and a daemon that runs for long loads it once it pays. Once it is loaded (a big queue's first
     read has its tasks judged by it in lists, see :func:`remember_valid_tasks`), it judges first at once.
@@ -386,7 +386,6 @@ def remember_valid_tasks(tasks: list[tuple[Any, str]]) -> None:
     fast = _fast_tasks_validator()
     if fast is None:
         return
-    global _valid_chars
     for start in range(0, len(tasks), TASKS_BATCH):
         run = tasks[start : start + TASKS_BATCH]
         try:
@@ -396,13 +395,9 @@ def remember_valid_tasks(tasks: list[tuple[Any, str]]) -> None:
         if not valid:
             continue
         for _, key in run:
-            if (not key.isascii() and _SURROGATE.search(key)) or _escapes_surrogate(key):
+            if _may_hold_surrogate(key):
                 continue
-            if _valid_chars + len(key) > _VALID_TASKS_MAX_CHARS:
-                _VALID_TASKS.clear()
-                _valid_chars = 0
-            _VALID_TASKS[key] = None
-            _valid_chars += len(key)
+            remember_valid(key)
 
 
 def fast_valid(instance: Any, name: SchemaName) -> bool:
@@ -432,8 +427,7 @@ def task_error(task: Any, key: str | None = None) -> tuple[str, str] | None:
     if key is not None and key in _VALID_TASKS:
         return None
     problem = first_error(task, "task")
-    # (an ASCII text holds no surrogate, and one without a backslash-u no escaped one: most tasks need no regex)
-    if problem is None and (key is None or (not key.isascii() and _SURROGATE.search(key)) or _escapes_surrogate(key)):
+    if problem is None and (key is None or _may_hold_surrogate(key)):
         problem = lone_surrogate(task)
     if problem is None and key is not None:
         remember_valid(key)
@@ -459,10 +453,13 @@ _SURROGATE = LazyPattern("[\ud800-\udfff]")  # in a parsed str: only a lone half
 _ESCAPED_SURROGATE = LazyPattern(r"\\u[dD][89a-fA-F]")  # in JSON text: a (possibly lone) escaped half
 
 
-def _escapes_surrogate(text: str) -> bool:
-    """Whether a task's JSON ``text`` may escape half of a surrogate pair. Most texts hold no backslash at all, and a
-    search for one character is a ``memchr``: a tenth of the time of a search for two (10,000 tasks of 600 bytes: 0.4
-    against 5 ms)."""
+def _may_hold_surrogate(text: str) -> bool:
+    """Whether a task's JSON ``text`` may hold half of a surrogate pair, itself or escaped (then its value is walked
+    for one). An ASCII text holds none itself (known without a scan), and most texts hold no backslash at all: a
+    search for one character is a ``memchr``, a tenth of the time of a search for two (10,000 tasks of 600 bytes:
+    0.4 against 5 ms)."""
+    if not text.isascii() and _SURROGATE.search(text):
+        return True
     return "\\" in text and "\\u" in text and _ESCAPED_SURROGATE.search(text) is not None
 
 

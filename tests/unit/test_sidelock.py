@@ -12,6 +12,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from agentd.store.file.sidelock import LockTimedOut, SidecarLock
+from tests.helpers.daemons import lock_held
 
 HOLD = (
     "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.flock(f,fcntl.LOCK_EX); print('held',flush=True);"
@@ -129,9 +130,7 @@ def test_close_leaves_a_held_lock_alone_whichever_thread_holds_it(tmp_path: Path
         fd = lock._fd
         lock.close()  # (another thread holds it)
         assert lock._fd == fd is not None
-        try_lock = "import fcntl,sys; fcntl.flock(open(sys.argv[1], 'a'), fcntl.LOCK_EX | fcntl.LOCK_NB)"
-        probe = subprocess.run([sys.executable, "-c", try_lock, str(path)], capture_output=True, timeout=30)
-        assert b"BlockingIOError" in probe.stderr  # (the flock is still held: the probe could not take it)
+        assert lock_held(path)  # (the flock is still held: a probe through another open file is refused)
     finally:
         release.set()
         holder.join(10)
@@ -139,6 +138,6 @@ def test_close_leaves_a_held_lock_alone_whichever_thread_holds_it(tmp_path: Path
         lock.close()  # (this thread holds it)
         assert lock._fd is not None
     lock.close()
-    assert lock._fd is None
+    assert lock._fd is None and not lock_held(path)
     with lock:
-        assert lock._fd is not None
+        assert lock._fd is not None and lock_held(path)

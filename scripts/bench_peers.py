@@ -135,6 +135,44 @@ def ratio(value: float, other: float) -> str:
     return f"{value / other:.2f} ×"
 
 
+# -- the issue's targets -----------------------------------------------------------------------------------------------
+
+# What each section measured of issue 18's targets: (the target, the measured value, the limit, whether it is a floor,
+# the unit), judged and listed at the top of the page (see verdict_lines).
+VERDICTS: list[tuple[str, float, float, bool, str]] = []
+
+
+def judge(what: str, value: float, limit: float, *, floor: bool = True, unit: str = "×") -> None:
+    """Record a target of issue 18 (``floor``: the value must be at least ``limit``; else at most)."""
+    VERDICTS.append((what, value, limit, floor, unit))
+
+
+def verdict_lines(verdicts: Sequence[tuple[str, float, float, bool, str]]) -> list[str]:
+    """The table of the targets measured, each judged on its unrounded value (a ratio of 0.497 shows as 0.497, and
+    fails, where the sections' tables round it to 0.50)."""
+    if not verdicts:
+        return []
+    out = [
+        "## The targets of issue 18",
+        "",
+        "Each judged on the value measured in this run, unrounded (the tables below round to two decimals).",
+        "",
+        "| target | measured | limit | met? |",
+        "|---|---:|---:|---|",
+    ]
+    missed = 0
+    for what, value, limit, floor, unit in verdicts:
+        if value != value:  # nan: a peer missing, or nothing measured
+            out.append(f"| {what} | — | {'≥' if floor else '≤'} {limit:g} {unit} | not measured |")
+            continue
+        met = value >= limit if floor else value <= limit
+        missed += not met
+        shown = f"{value:.3f} {unit}" if unit == "×" else f"{value:.1f} {unit}"
+        out.append(f"| {what} | {shown} | {'≥' if floor else '≤'} {limit:g} {unit} | {'yes' if met else 'NO'} |")
+    out += ["", "Every target measured is met." if not missed else f"{missed} target(s) missed.", ""]
+    return out
+
+
 # -- projects ----------------------------------------------------------------------------------------------------------
 
 
@@ -396,6 +434,15 @@ def bare_run(count: int, way: int) -> float:
 # -- sections ----------------------------------------------------------------------------------------------------------
 
 
+LIGHT_COMMANDS = (  # the issue's five: each ≤ 5 × `python -I -S -c pass`
+    "agentd --version",
+    "agentd queue add",
+    "agentd queue set-status",
+    "agentd queue list",
+    "agentd status",
+)
+
+
 def section_cli(cleanup: bench.Cleanup, base: Path, repeat: int) -> list[str]:
     root = agentd_project(cleanup, base, "cli", ready_tasks(20), 4)
     agentd = bench.agentd_argv()
@@ -447,6 +494,8 @@ def section_cli(cleanup: bench.Cleanup, base: Path, repeat: int) -> list[str]:
         "| command | median wall | × `python -I -S -c pass` | median CPU | × its CPU | × best peer enqueue (wall) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
+    for name in LIGHT_COMMANDS:
+        judge(f"`{name}` ≤ 5 × `python -I -S -c pass` (wall)", found[name] / bare, 5.0, floor=False)
     for name, value in found.items():
         used = cpu_found[name]
         out.append(
@@ -508,6 +557,12 @@ def section_runs(cleanup: bench.Cleanup, base: Path, repeat: int, count: int, wa
     peers = [v for k, v in found.items() if k in ("tsp", "nq")]
     best = max(peers) if peers else float("nan")
     bare = found["bare posix_spawn"]
+    nq_rate = found.get("nq", float("nan"))
+    if chain:
+        judge(f"{count}-task chain ≥ 0.25 × nq", agentd_rate / nq_rate, 0.25)
+    else:
+        judge(f"{count} × `true` at {way}-way ≥ 0.5 × the best of tsp / nq", agentd_rate / best, 0.5)
+        judge(f"{count} × `true` at {way}-way ≥ 0.15 × bare posix_spawn", agentd_rate / bare, 0.15)
     what = (
         f"{count} × `true` one after another (agentd: a dependency chain)"
         if chain
@@ -524,7 +579,6 @@ def section_runs(cleanup: bench.Cleanup, base: Path, repeat: int, count: int, wa
         + (" × nq (the issue's peer for the chain) |" if chain else ""),
         "|---|---:|---:|---:|" + ("---:|" if chain else ""),
     ]
-    nq_rate = found.get("nq", float("nan"))
     mine = ("agentd", "agentd, start-up excluded")
     for name in (
         *mine,
@@ -600,6 +654,9 @@ def section_big(cleanup: bench.Cleanup, base: Path, repeat: int, count: int, way
         f"| run | tasks/s | × {count} alone | target | CPU per task |",
         "|---|---:|---:|---|---:|",
     ]
+    rates = list(found.values())
+    judge(f"{count} tasks after {final:,} final ones ≥ 0.5 × the {count} alone", rates[1] / rates[0], 0.5)
+    judge("the same with the file saved by another process every second ≥ 0.3 ×", rates[2] / rates[0], 0.3)
     alone = 0.0
     for number, ((name, value), target) in enumerate(zip(found.items(), targets, strict=True)):
         alone = value if number % 3 == 0 else alone  # (each daemon's big-queue runs against its own first run)
@@ -631,6 +688,7 @@ def section_idle(cleanup: bench.Cleanup, base: Path) -> list[str]:
         idle: list[float] = []
         huey_run(base, 1, 4, idle)
         rows.append(("huey consumer, 4 process workers (all processes)", idle[0]))
+    judge("idle daemon RSS ≤ 25 MB", rows[0][1], 25.0, floor=False, unit="MB")
     out = ["## Idle memory", "", "RSS; the target for agentd: ≤ 25 MB.", "", "| process | RSS |", "|---|---:|"]
     out += [f"| {name} | {fmt(mb, 'MB')} |" for name, mb in rows]
     return [*out, ""]
@@ -746,6 +804,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if SETTLE_S > 0:  # (see discard: what was removed just before would tax the first runs' creates)
         bench.log(f"peers: waiting {SETTLE_S:g} s for the file system to forget the files removed before")
         time.sleep(SETTLE_S)
+    header = len(lines)
+    VERDICTS.clear()
     try:
         for section in sections:
             bench.log(f"peers: {section}")
@@ -764,6 +824,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         cleanup.close()
         shutil.rmtree(base, ignore_errors=True)
+    lines[header:header] = verdict_lines(VERDICTS)
     page = "\n".join(lines).rstrip() + "\n"
     if args.update:
         update_section(Path(args.update), page, argv if argv is not None else sys.argv[1:])

@@ -41,11 +41,44 @@ def test_bench_peers_runs_the_sections_it_is_asked_for(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "| `agentd queue add` |" in done.stdout and "× `python -I -S -c pass`" in done.stdout
+    # The issue's five light commands, judged at the top of the page (before the section they come from).
+    summary, _, rest = done.stdout.partition("## CLI start-up and one enqueue")
+    assert "## The targets of issue 18" in summary
+    assert "| `agentd status` ≤ 5 × `python -I -S -c pass` (wall) |" in summary
+    assert summary.count("≤ 5 × `python -I -S -c pass` (wall)") == 5 and rest
     assert list(tmp_path.iterdir()) == []
     refused = subprocess.run(
         [sys.executable, str(script), "--only", "nope"], capture_output=True, text=True, check=False
     )
     assert refused.returncode == 2 and "unknown section(s) nope" in refused.stderr
+
+
+def test_each_target_is_judged_on_its_unrounded_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page's table of issue 18's targets judges each on the value measured: a ratio the sections' tables show
+    as 0.50 fails a 0.5 floor when it is 0.497; a ceiling holds at its limit; a value not measured is said so."""
+    monkeypatch.syspath_prepend(str(BENCH.parent))
+    import bench_peers
+
+    lines = bench_peers.verdict_lines(
+        [
+            ("4-way ≥ 0.5 × the best peer", 400 / 805, 0.5, True, "×"),
+            ("chain ≥ 0.25 × nq", 0.25, 0.25, True, "×"),
+            ("idle RSS ≤ 25 MB", 25.0, 25.0, False, "MB"),
+            ("`agentd status` ≤ 5 ×", 5.01, 5.0, False, "×"),
+            ("big ≥ 0.5 ×", float("nan"), 0.5, True, "×"),
+        ]
+    )
+    rows = {line.split(" | ")[0].removeprefix("| "): line for line in lines if line.startswith("| ") and " | " in line}
+    assert bench_peers.ratio(400, 805) == "0.50 ×"  # (what the section's own table shows)
+    assert rows["4-way ≥ 0.5 × the best peer"].endswith("| 0.497 × | ≥ 0.5 × | NO |")
+    assert rows["chain ≥ 0.25 × nq"].endswith("| yes |")
+    assert rows["idle RSS ≤ 25 MB"].endswith("| 25.0 MB | ≤ 25 MB | yes |")
+    assert rows["`agentd status` ≤ 5 ×"].endswith("| 5.010 × | ≤ 5 × | NO |")
+    assert rows["big ≥ 0.5 ×"].endswith("| — | ≥ 0.5 × | not measured |")
+    assert "2 target(s) missed." in lines
+    met = bench_peers.verdict_lines([("chain ≥ 0.25 × nq", 0.3, 0.25, True, "×")])
+    assert "Every target measured is met." in met and "NO" not in "".join(met)
+    assert bench_peers.verdict_lines([]) == []
 
 
 def test_the_issue_18_section_is_replaced_in_place_and_kept_by_bench(

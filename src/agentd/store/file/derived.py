@@ -64,14 +64,15 @@ class PerPiece(Generic[D]):
             for position in range(head, total - tail):  # (a big queue's first read: 10,000 turns, kept lean)
                 items += make(position, pieces[position], len(items))
                 append(len(items))
-        for position in range(head if self.kept else total - tail, total - tail):
-            piece = pieces[position]
-            cached = piece.derived.get(name)
-            if cached is None or cached[0] != position or (self.by_start and cached[1] != len(items)):
-                cached = (position, len(items), self.make(position, piece, len(items)))
-                piece.derived[name] = cached
-            items.extend(cached[2])
-            counts.append(len(items))
+        else:
+            for position in range(head, total - tail):
+                piece = pieces[position]
+                cached = piece.derived.get(name)
+                if cached is None or cached[0] != position or (self.by_start and cached[1] != len(items)):
+                    cached = (position, len(items), self.make(position, piece, len(items)))
+                    piece.derived[name] = cached
+                items.extend(cached[2])
+                counts.append(len(items))
         if tail:
             shift = len(items) - old_counts[total - tail]
             if shift and self.by_start:  # (what the tail's parts are depends on where they start: made again)

@@ -244,12 +244,12 @@ def test_a_daemon_imports_no_click(project: object, argv: tuple[str, ...]) -> No
     """`agentd --role ROLE` and `agentd run --role ROLE` in their plain forms start the daemon without click (about a
     tenth of a daemon's start-up instructions), without the worktrees' manager or the file log's handlers where
     neither is used, and without tomllib once agentd.toml is cached, and still run the task; the change watch it sets
-    up after its first pass imports no watchdog."""
-    root = project(small_queue(), '[roles.builder]\ncommand = ["true"]\n')  # type: ignore[operator]
+    up while the task runs (once it has waited WATCH_AFTER for it) imports no watchdog."""
+    root = project(small_queue(), '[roles.builder]\ncommand = ["sleep", "0.5"]\n')  # type: ignore[operator]
     imported(("queue", "list"), root)  # (the first call parses agentd.toml and keeps it)
     modules = imported(argv, root)
     assert "agentd.cli.foreground" in modules  # the probe sees the daemon's start
-    assert "agentd.store.file.watch" in modules  # (and its change watch's set-up, after the first pass)
+    assert "agentd.store.file.watch" in modules  # (and its change watch's set-up, while the task runs)
     assert heavy(modules, DAEMON_UNUSED) == []
     assert '"status": "awaiting_test"' in (root / "SPRINT_QUEUE.json").read_text(encoding="utf-8")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -86,6 +87,7 @@ def test_the_first_task_ends_and_the_next_starts_while_the_change_watch_is_set_u
     daemons.write_config(tmp_path, {"builder": {**BUILDER, "command": ["true"]}}, defaults={"interval": 3600})
     daemons.write_queue(tmp_path, [daemons.task("A"), daemons.task("B", dependencies=["A"])], {"builder": 1})
     daemon = Daemon(config_mod.load(root=tmp_path, environ={}), "builder", watch=True)
+    daemon.watch_after = 0  # (the watch set up right after the first pass, while A runs)
     came = _slow_watch(daemon, lambda: daemons.tasks_by_id(tmp_path)["B"]["status"] != "ready")
     assert daemons.drain_in_thread(daemon) == 0
     assert came == [True]
@@ -99,6 +101,7 @@ def test_a_drain_that_ends_while_the_watch_is_set_up_stops_the_watch(tmp_path: P
     daemons.write_config(tmp_path, {"builder": {**BUILDER, "command": ["true"]}}, defaults={"interval": 3600})
     daemons.write_queue(tmp_path, [daemons.task("A")], {"builder": 1})
     daemon = Daemon(config_mod.load(root=tmp_path, environ={}), "builder", watch=True)
+    daemon.watch_after = 0  # (the watch set up right after the first pass, while A runs)
     before = set(threading.enumerate())
     came = _slow_watch(daemon, lambda: daemons.tasks_by_id(tmp_path)["A"]["status"] == "done")
     assert daemons.drain_in_thread(daemon) == 0
@@ -107,3 +110,55 @@ def test_a_drain_that_ends_while_the_watch_is_set_up_stops_the_watch(tmp_path: P
     left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
     watching = ("agentd-watch", "agentd-watch-setup")
     assert not [t for t in left if "watchdog" in type(t).__module__ or t.name in watching], left
+
+
+def test_a_drain_whose_tasks_end_sooner_than_watch_after_never_sets_the_watch_up(tmp_path: Path) -> None:
+    """Each of its waits ends with a task's end before ``watch_after`` (a minute here): each end's pass reads the queue
+    anyway, so the watch is never set up (no store watch asked for, no watch thread), and the drain runs every task."""
+    daemons.write_config(tmp_path, {"builder": {**BUILDER, "command": ["true"]}}, defaults={"interval": 3600})
+    daemons.write_queue(tmp_path, [daemons.task(f"A{n}") for n in range(6)], {"builder": 2})
+    daemon = Daemon(config_mod.load(root=tmp_path, environ={}), "builder", watch=True)
+    daemon.watch_after = 60.0
+    asked: list[bool] = []
+    real = daemon.store.watch
+
+    def watch(wake: Callable[[str], None]) -> Any:
+        asked.append(True)
+        return real(wake)
+
+    daemon.store.watch = watch  # type: ignore[method-assign]
+    assert daemons.drain_in_thread(daemon) == 0
+    assert {t["status"] for t in daemons.tasks_by_id(tmp_path).values()} == {"done"}
+    assert asked == []
+    assert not [t for t in threading.enumerate() if t.name in ("agentd-watch", "agentd-watch-setup")]
+
+
+def test_the_watch_is_set_up_once_the_daemon_has_waited_watch_after_and_sees_a_change(tmp_path: Path) -> None:
+    """A task that runs longer than ``watch_after``: the watch is set up while it runs, and a task added to the queue
+    by another process then is claimed at once (the interval is an hour)."""
+    gate = tmp_path / "gate"
+    script = f"import os, sys, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.02)\n"
+    daemons.write_config(
+        tmp_path, {"builder": {**BUILDER, "command": [sys.executable, "-c", script]}}, defaults={"interval": 3600}
+    )
+    queue = daemons.write_queue(tmp_path, [daemons.task("A")], {"builder": 2})
+    daemon = Daemon(config_mod.load(root=tmp_path, environ={}), "builder", watch=True)
+    daemon.watch_after = 0.2
+    codes: list[int] = []
+    runner = threading.Thread(target=lambda: codes.append(daemon.run()), daemon=True)
+    runner.start()
+    try:
+        daemons.wait_for(lambda: daemon._watcher is not None, 60, "the watch to be set up while A runs")
+        assert daemons.tasks_by_id(tmp_path)["A"]["status"] == "in_progress"
+        doc = json.loads(queue.read_text())
+        doc["tasks"].append(daemons.task("B"))
+        temporary = queue.with_suffix(".tmp")
+        temporary.write_text(json.dumps(doc, indent=2) + "\n")
+        os.replace(temporary, queue)  # (as an editor saves it; the daemon's wait is an hour long otherwise)
+        daemons.wait_for(lambda: daemons.tasks_by_id(tmp_path)["B"]["status"] == "in_progress", 60, "B claimed")
+    finally:
+        gate.touch()
+        daemons.wait_for(lambda: {t["status"] for t in daemons.tasks_by_id(tmp_path).values()} == {"done"}, 60, "done")
+        daemon._signal(signal.SIGTERM, None)
+        runner.join(60)
+    assert codes == [0]

@@ -283,3 +283,54 @@ def test_a_big_queue_is_judged_by_jsonschema_rs(project: object) -> None:
     modules = imported(("queue", "validate"), project(doc))  # type: ignore[operator]
     assert "jsonschema_rs" in modules
     assert heavy(modules, ("jsonschema", "referencing")) == []
+
+
+# Run as agentd's entry point, in a process of its own: what the garbage collector is doing when the command's own code
+# runs (a daemon's first pass; click's group, for a command the hot path hands over).
+GC_PROBE = """
+import gc, sys
+import agentd.cli.root
+from agentd.run import daemon
+
+def said(where):
+    sys.stderr.write(f"GC {where} enabled={gc.isenabled()} frozen={gc.get_freeze_count()}\\n")
+
+real_run, real_click = daemon.Daemon.run, agentd.cli.root.main
+
+def run(self, *args, **kwargs):
+    said("daemon")
+    return real_run(self, *args, **kwargs)
+
+def click_main(*args, **kwargs):
+    said("click")
+    return real_click(*args, **kwargs)
+
+daemon.Daemon.run, agentd.cli.root.main = run, click_main
+gc.enable()  # (as a plain interpreter starts: the entry point is what turns it off)
+sys.argv = ["agentd", *sys.argv[1:]]
+from agentd.__main__ import main
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "where", "frozen"),
+    [(("--role", "builder", "--drain"), "daemon", True), (("queue", "list", "--help"), "click", False)],
+    ids=["daemon", "click"],
+)
+def test_the_collector_is_off_while_the_modules_load_and_on_once_the_command_runs(
+    project: object, argv: tuple[str, ...], where: str, frozen: bool
+) -> None:
+    """agentd's entry point turns the garbage collector off while a command's modules load (every collection walked
+    them again: 3-5 ms of a daemon's start-up); a daemon turns it back on before its first pass, with what its start-up
+    made frozen out of the collections' way, and a command handed to click before click loads (its commands may run for
+    long: the web app, `status --watch`)."""
+    root = project(small_queue(), '[roles.builder]\ncommand = ["true"]\n')  # type: ignore[operator]
+    env = {k: v for k, v in os.environ.items() if k != "AGENTD_ROOT"}
+    done = subprocess.run(
+        [sys.executable, "-c", GC_PROBE, *argv], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    said = [line for line in done.stderr.splitlines() if line.startswith("GC ")]
+    assert len(said) == 1 and said[0].startswith(f"GC {where} enabled=True "), done.stderr
+    assert (int(said[0].rsplit("frozen=", 1)[1]) > 0) is frozen, said

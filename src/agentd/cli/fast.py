@@ -15,6 +15,7 @@ runs the same argv through both paths.
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import os
 import sys
@@ -439,6 +440,7 @@ def main(argv: Sequence[str]) -> None:
         _echo("agentd: interrupted", err=True)
         sys.exit(130)
     if code is None:
+        gc.enable()  # (off while agentd.__main__ loaded this: click's commands may run for long, e.g. the web app)
         from agentd.cli.root import main as click_main
 
         click_main(argv)

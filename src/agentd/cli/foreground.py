@@ -8,6 +8,7 @@ the options that click words (a missing ``--role``, ``--once`` with ``--drain``)
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -115,6 +116,9 @@ def run(
         ready.send(status="ready", pid=os.getpid())
         return True
 
+    if not gc.isenabled():  # (agentd.__main__ turned it off while the modules loaded)
+        gc.freeze()  # what the start-up loaded and made lives as long as the daemon: no collection walks it again
+        gc.enable()
     try:
         return daemon.run(mode, first_pass if ready_fd is not None else None)
     finally:

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -334,3 +335,69 @@ def test_the_collector_is_off_while_the_modules_load_and_on_once_the_command_run
     said = [line for line in done.stderr.splitlines() if line.startswith("GC ")]
     assert len(said) == 1 and said[0].startswith(f"GC {where} enabled=True "), done.stderr
     assert (int(said[0].rsplit("frozen=", 1)[1]) > 0) is frozen, said
+
+
+ZYGOTE_PROBE = """
+import sys
+from agentd.run import zygote
+
+real = zygote.Zygote._start
+
+def start(self):
+    sys.stderr.write(f"ZYGOTE daemon-loaded={'agentd.run.daemon' in sys.modules}\\n")
+    return real(self)
+
+zygote.Zygote._start = start
+sys.argv = ["agentd", *sys.argv[1:]]
+from agentd.__main__ import main
+main()
+"""
+
+
+def _zygotes_marked(mark: str) -> list[int]:
+    """The processes whose environment holds ``mark`` (a zygote inherits its daemon's)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                environ = Path(f"/proc/{entry}/environ").read_bytes()
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if mark.encode() in environ and b"agentd-zygote" in cmdline:
+                found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_daemon_boots_its_zygote_before_loading_its_modules_and_one_that_cannot_start_leaves_it(
+    project: object,
+) -> None:
+    """The plain `agentd --role ROLE` boots its supervisor zygote before the daemon's modules load (the zygote's
+    interpreter starts on the other core meanwhile); a daemon that then cannot start (an unknown role) exits with its
+    error, and the zygote it booted goes with it."""
+    from tests.helpers.daemons import wait_for
+
+    root = project(small_queue(), '[roles.builder]\ncommand = ["true"]\n')  # type: ignore[operator]
+    mark = f"zygote-probe-{os.getpid()}-{time.monotonic_ns()}"
+    env = {**{k: v for k, v in os.environ.items() if k != "AGENTD_ROOT"}, "AGENTD_TEST_MARK": mark}
+    drained = subprocess.run(
+        [sys.executable, "-c", ZYGOTE_PROBE, "--role", "builder", "--drain"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert drained.returncode == 0, drained.stderr
+    assert "ZYGOTE daemon-loaded=False" in drained.stderr.splitlines(), drained.stderr
+    refused = subprocess.run(
+        [sys.executable, "-m", "agentd", "--role", "nosuchrole", "--drain"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode != 0 and "nosuchrole" in refused.stderr, refused.stderr
+    wait_for(lambda: not _zygotes_marked(mark), 30, "the zygotes of both runs to exit")

@@ -301,6 +301,13 @@ def _run_daemon(given: dict[str, Any]) -> int:
     :func:`agentd.cli.foreground.run`."""
     import logging
 
+    from agentd.run.zygote import default_zygote
+
+    # The supervisor zygote's interpreter starts now, on the other core, while this one loads the daemon's modules and
+    # reads the configuration: its first spares are forked by the first claim, which no longer waits for them (1-2
+    # ms). A daemon that then cannot start leaves it at once (it reads EOF and goes).
+    default_zygote().boot()
+
     from agentd.cli import foreground
     from agentd.cli.app import App
 

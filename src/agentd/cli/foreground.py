@@ -74,7 +74,7 @@ def run(
     try:
         config = app.config
         config.role(role)
-        default_zygote().boot()  # (its interpreter starts while the daemon is built and registered)
+        default_zygote().boot()  # (booted already by agentd.cli.fast; else its interpreter starts now)
         daemon = _daemon_when_reachable(
             lambda: Daemon(config, role, instance=instance, concurrency=concurrency, interval=interval, clock=clock),
             wait=mode is Mode.FOREVER and ready_fd is None,

@@ -180,8 +180,9 @@ class Zygote:
     def boot(self) -> None:
         """Start the zygote's interpreter now, asking it for nothing yet (:meth:`prestart` asks for the first spares
         once the daemon knows how many, and where their logs go): for a process about to become a daemon, as soon as
-        its configuration is read, so that the interpreter's start (about 20 ms, on the other core) is over before the
-        first claim rather than waited for by it. A failure is only logged (the first task tries again)."""
+        it knows it is to be one (agentd.cli.fast, before the daemon's modules load; else once its configuration is
+        read), so that the interpreter's start (about 20 ms, on the other core) is over before the first claim rather
+        than waited for by it. A failure is only logged (the first task tries again)."""
         with self._lock:
             if self._sock is None and not self.broken:
                 try:

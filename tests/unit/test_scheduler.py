@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -196,6 +197,24 @@ def test_claimable_is_exactly_the_tasks_no_check_stops(
     )
     assert [t.id for t in core.claimable(BUILDER, v)] == [t.id for t in expected]
     assert core.any_claimable(BUILDER, v) == bool(expected)
+    for count in range(len(expected) + 2):  # ranked(), as far as it is asked: the best of them, in that order
+        assert [t.id for t in itertools.islice(core.ranked(BUILDER, v), count)] == [t.id for t in expected[:count]]
+
+
+def test_the_best_few_of_a_backlog_are_found_judging_about_as_many(monkeypatch: Any) -> None:
+    """A pass claims the best few of 200 ready tasks (priorities in reverse queue order): ranked() judges the tasks in
+    rank order and stops there, rather than judging all 200 at every pass to rank them afterwards."""
+    v = view([task(f"t{i}", priority=200 - i) for i in range(200)])
+    checked: list[str] = []
+    blocker = core.blocker
+
+    def counting(t: Any, role: Any, seen: View) -> Any:
+        checked.append(t.id)
+        return blocker(t, role, seen)
+
+    monkeypatch.setattr(core, "blocker", counting)
+    assert [t.id for t in itertools.islice(core.ranked(BUILDER, v), 4)] == ["t199", "t198", "t197", "t196"]
+    assert checked == ["t199", "t198", "t197", "t196"]
 
 
 def test_a_chain_is_ranked_without_building_a_check_for_each_task_waiting(monkeypatch: Any) -> None:

@@ -413,9 +413,18 @@ def _may_claim(task: Task, role: Role, view: View) -> bool:
 
 def claimable(role: Role, view: View) -> list[Task]:
     """Tasks ``role`` may claim now, best first (priority, then queue order); WIP not applied."""
-    candidates = (task for task in view.tasks if task.status in role.claims)  # the first rule, cheaply, for all
-    ready = [task for task in candidates if _may_claim(task, role, view)]
-    return sorted(ready, key=lambda task: task.sort_key)
+    return list(ranked(role, view))
+
+
+_SORT_KEY = attrgetter("sort_key")
+
+
+def ranked(role: Role, view: View) -> Iterator[Task]:
+    """:func:`claimable`, judged one task at a time as they are asked for: the tasks in a status ``role`` claims are
+    ranked first (their keys sorted), then judged in that order, so that a pass that claims a few tasks of a long
+    backlog judges about as many (a stable sort, filtered, is the filter sorted: the same tasks in the same order)."""
+    candidates = sorted((task for task in view.tasks if task.status in role.claims), key=_SORT_KEY)
+    return (task for task in candidates if _may_claim(task, role, view))
 
 
 def any_claimable(role: Role, view: View) -> bool:

@@ -151,7 +151,7 @@ class TickReport(MutableRecord):
     unblocked: list[str]
     error: str | None
     error_code: int  # the exit code of ``error`` for --once and --drain
-    claimable_left: int  # claimable (or backing off) for this role after the pass
+    claimable_left: int  # claimable (or backing off) for this role after the pass (counted up to one past the room)
     settled: bool  # the pass's transaction looked after its own changes: they need no other look
 
     def __init__(

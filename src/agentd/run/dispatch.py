@@ -9,8 +9,9 @@ reused, and those not claimed in the end are released. Everything goes through t
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 
 from agentd import faults
@@ -79,7 +80,7 @@ class PassResult(MutableRecord):
     killed: list[recovery.Recovery]  # hung holders on this kernel whose processes died
     unblocked: list[str]
     claims: list[Claim]
-    claimable: int  # claimable for the role before this pass's claims (0 or 1 when not counted: see _measure)
+    claimable: int  # claimable for the role before this pass's claims, counted up to one past the room (see _measure)
     recount: Callable[[], int] | None  # the exact number, when not counted
     room: int
     busy: int  # tasks in the role's working status
@@ -137,6 +138,39 @@ class PassResult(MutableRecord):
         return self.claimable
 
 
+class _Ranking:
+    """The claimable tasks of one view, best first, judged only as far as asked for (:func:`scheduler.ranked`)."""
+
+    __slots__ = ("_rest", "done", "found")
+
+    def __init__(self, tasks: Iterator[Task]) -> None:
+        self._rest = tasks
+        self.found: list[Task] = []  # judged claimable so far, in order
+        self.done = False  # every candidate judged
+
+    def first(self, count: int) -> list[Task]:
+        """The best ``count`` (fewer when there are not as many)."""
+        while len(self.found) < count and not self.done:
+            task = next(self._rest, None)
+            if task is None:
+                self.done = True
+            else:
+                self.found.append(task)
+        return self.found[:count]
+
+    def all(self) -> list[Task]:
+        if not self.done:
+            self.found.extend(self._rest)
+            self.done = True
+        return self.found
+
+    def __iter__(self) -> Iterator[Task]:
+        index = 0
+        while index < len(self.found) or len(self.first(index + 1)) > index:
+            yield self.found[index]
+            index += 1
+
+
 def _field(txn: Txn) -> Callable[[str], Any]:
     """A task's ``workspace`` field, as written."""
     return lambda task_id: (txn.task(task_id) or {}).get("workspace")
@@ -166,14 +200,18 @@ class Dispatcher:
         self.clock = clock
         self.instance = instance
         self._views = TaskViews(scheduler.considered(config.workflow))  # (considered, by id), pass to pass
-        self._ranked: tuple[View, list[Task]] | None = None  # the claimable tasks of the last view ranked
+        self._ranked: tuple[View, _Ranking] | None = None  # the claimable tasks of the last view, as far as judged
         self._suspects = recovery.Suspects()  # hung holders seen once, killed only if still so at a later look
 
-    def _claimable(self, view: View) -> list[Task]:
-        """:func:`agentd.core.scheduler.claimable`, ranked once per view (a pass counts them, then claims from them)."""
+    def _ranking(self, view: View) -> _Ranking:
+        """:func:`agentd.core.scheduler.ranked` for ``view``, once per view (a pass measures, then claims from it)."""
         if self._ranked is None or self._ranked[0] is not view:
-            self._ranked = (view, scheduler.claimable(self.role, view))
+            self._ranked = (view, _Ranking(scheduler.ranked(self.role, view)))
         return self._ranked[1]
+
+    def _claimable(self, view: View) -> list[Task]:
+        """:func:`agentd.core.scheduler.claimable` for ``view`` (every task judged)."""
+        return self._ranking(view).all()
 
     def _view(self, tasks: list[Task], seen: Mapping[str, LeaseObservation], now: datetime, snapshot: Snapshot) -> View:
         # Every member of a cycle is quarantined by the read, so there is no cycle to look for. Selection looks only
@@ -234,9 +272,14 @@ class Dispatcher:
         limited = self.role.max_waiting is not None or self.role.waiting_expiry is not None
         asking = waiting_for_answers(tasks, self.role) if limited else []  # a pass over every task: only if used
         if not control.may_take_new(len(asking), self.role.max_waiting):
-            claimable = len(self._eligible(view, len(asking)))  # answered ones only: few, counted always
+            claimable = sum(1 for _ in self._eligible(view, len(asking)))  # answered ones only: few, counted always
         elif count or room > 0:
-            claimable = len(self._claimable(view))
+            # Counted up to one past the room: what the pass compares it with (whether some would be left, whether the
+            # WIP is full), never past it. A log line that says how many wait counts them all (PassResult.waiting).
+            ranking = self._ranking(view)
+            claimable = len(ranking.first(max(room, 0) + 1))
+            if not ranking.done:
+                recount = lambda: len(ranking.all())  # noqa: E731 - for a log line, rarely
         else:
             claimable = int(scheduler.any_claimable(self.role, view))
             recount = lambda: len(scheduler.claimable(self.role, view))  # noqa: E731 - for a log line, rarely
@@ -259,13 +302,12 @@ class Dispatcher:
             timers=timers,
         )
 
-    def _eligible(self, view: View, waiting: int) -> list[Task]:
+    def _eligible(self, view: View, waiting: int) -> Iterable[Task]:
         """What the role may claim now, best first: with ``max_waiting`` of its tasks waiting for answers, only
         answered ones (it resumes them, and takes nothing new)."""
-        found = self._claimable(view)
         if control.may_take_new(waiting, self.role.max_waiting):
-            return found
-        return [task for task in found if task.answered]
+            return self._ranking(view)  # (judged as far as the caller goes)
+        return [task for task in self._claimable(view) if task.answered]
 
     def _expired(self, tasks: list[Task], now: datetime) -> list[Task]:
         """The role's questions unanswered past its ``waiting_expiry``."""
@@ -392,7 +434,8 @@ class Dispatcher:
         # selection considers, not the waiting one).
         # Never a task this daemon still runs (its lease broken by a peer that judged it hung, a queue reverted by
         # hand): one daemon runs a task once at a time, and its own record of the run must not be overwritten.
-        chosen = [task for task in self._eligible(view, waiting) if task.id not in running][:room]
+        eligible = (task for task in self._eligible(view, waiting) if task.id not in running)
+        chosen = list(itertools.islice(eligible, max(room, 0)))
         fresh = [task for task in chosen if task.id not in acquired]
         records = {task.id: txn.read_lease(task.id) for task in fresh}
         floors = [transitions.next_token(t, r.token if (r := records[t.id]) else None) - 1 for t in fresh]

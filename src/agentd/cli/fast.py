@@ -301,19 +301,21 @@ def _run_daemon(given: dict[str, Any]) -> int:
     :func:`agentd.cli.foreground.run`."""
     import logging
 
+    verbose = given.get("verbose", 0)
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
     from agentd.run.zygote import default_zygote
 
     # The supervisor zygote's interpreter starts now, on the other core, while this one loads the daemon's modules and
     # reads the configuration: its first spares are forked by the first claim, which no longer waits for them (1-2
-    # ms). A daemon that then cannot start leaves it at once (it reads EOF and goes).
+    # ms). A daemon that then cannot start leaves it at once (it reads EOF and goes). (After the logging's set-up, as
+    # in click's path: `-vv` shows its start there too.)
     default_zygote().boot()
 
     from agentd.cli import foreground
     from agentd.cli.app import App
 
-    verbose = given.get("verbose", 0)
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = App(
         root=given.get("root"),
         queue=given.get("queue"),

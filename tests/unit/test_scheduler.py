@@ -201,10 +201,8 @@ def test_claimable_is_exactly_the_tasks_no_check_stops(
         assert [t.id for t in itertools.islice(core.ranked(BUILDER, v), count)] == [t.id for t in expected[:count]]
 
 
-def test_the_best_few_of_a_backlog_are_found_judging_about_as_many(monkeypatch: Any) -> None:
-    """A pass claims the best few of 200 ready tasks (priorities in reverse queue order): ranked() judges the tasks in
-    rank order and stops there, rather than judging all 200 at every pass to rank them afterwards."""
-    v = view([task(f"t{i}", priority=200 - i) for i in range(200)])
+def _judged(monkeypatch: Any) -> list[str]:
+    """The ids of the tasks the scheduler's full check (``blocker``) is run on from now on, in order."""
     checked: list[str] = []
     blocker = core.blocker
 
@@ -213,6 +211,14 @@ def test_the_best_few_of_a_backlog_are_found_judging_about_as_many(monkeypatch: 
         return blocker(t, role, seen)
 
     monkeypatch.setattr(core, "blocker", counting)
+    return checked
+
+
+def test_the_best_few_of_a_backlog_are_found_judging_about_as_many(monkeypatch: Any) -> None:
+    """A pass claims the best few of 200 ready tasks (priorities in reverse queue order): ranked() judges the tasks in
+    rank order and stops there, rather than judging all 200 at every pass to rank them afterwards."""
+    v = view([task(f"t{i}", priority=200 - i) for i in range(200)])
+    checked = _judged(monkeypatch)
     assert [t.id for t in itertools.islice(core.ranked(BUILDER, v), 4)] == ["t199", "t198", "t197", "t196"]
     assert checked == ["t199", "t198", "t197", "t196"]
 
@@ -222,14 +228,7 @@ def test_a_chain_is_ranked_without_building_a_check_for_each_task_waiting(monkey
     building their failing checks (a message each, at every pass of a daemon): only the claimable one is checked."""
     tasks = [task("t0", "done"), *(task(f"t{i}", dependencies=[f"t{i - 1}"]) for i in range(1, 51))]
     v = view(tasks)
-    checked: list[str] = []
-    blocker = core.blocker
-
-    def counting(t: Any, role: Any, seen: View) -> Any:
-        checked.append(t.id)
-        return blocker(t, role, seen)
-
-    monkeypatch.setattr(core, "blocker", counting)
+    checked = _judged(monkeypatch)
     assert [t.id for t in core.claimable(BUILDER, v)] == ["t1"]
     assert checked == ["t1"]
 

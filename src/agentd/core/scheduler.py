@@ -420,11 +420,19 @@ _SORT_KEY = attrgetter("sort_key")
 
 
 def ranked(role: Role, view: View) -> Iterator[Task]:
-    """:func:`claimable`, judged one task at a time as they are asked for: the tasks in a status ``role`` claims are
-    ranked first (their keys sorted), then judged in that order, so that a pass that claims a few tasks of a long
+    """:func:`claimable`, judged one task at a time as they are asked for: the tasks in a status ``role`` claims and
+    waiting for no dependency (a few lookups each: a chain's tasks are dropped here, not sorted) are ranked first
+    (their keys sorted), then judged by every rule in that order, so that a pass that claims a few tasks of a long
     backlog judges about as many (a stable sort, filtered, is the filter sorted: the same tasks in the same order)."""
-    candidates = sorted((task for task in view.tasks if task.status in role.claims), key=_SORT_KEY)
-    return (task for task in candidates if _may_claim(task, role, view))
+    candidates = sorted(
+        (
+            task
+            for task in view.tasks
+            if task.status in role.claims and not (task.dependencies and _waits_for_a_dependency(task, view))
+        ),
+        key=_SORT_KEY,
+    )
+    return (task for task in candidates if blocker(task, role, view) is None)
 
 
 def any_claimable(role: Role, view: View) -> bool:

@@ -162,3 +162,37 @@ def test_the_watch_is_set_up_once_the_daemon_has_waited_watch_after_and_sees_a_c
         daemon._signal(signal.SIGTERM, None)
         runner.join(60)
     assert codes == [0]
+
+
+def test_the_task_logs_are_pruned_after_the_first_claim_and_before_the_daemon_stops(tmp_path: Path) -> None:
+    """The start's prune of every task's logs (thousands of folders on an old project: tens of milliseconds, seconds
+    with a cold cache) runs once the first pass has claimed, on a thread of its own, and is over before the daemon
+    says it stopped: the old logs beyond ``keep_task_logs`` and a dead spare's folder are gone by then."""
+    daemons.write_config(tmp_path, {"builder": {**BUILDER, "command": ["true"]}}, log={"keep_task_logs": 2})
+    daemons.write_queue(tmp_path, [daemons.task("T1")])
+    old = tmp_path / ".agentd" / "logs" / "tasks" / "OLD"
+    old.mkdir(parents=True)
+    for token in range(1, 6):
+        log = old / f"{token}.log"
+        log.write_text(f"run {token}\n")
+        os.utime(log, (time.time() - 600 + token, time.time() - 600 + token))
+    dead_spare = old.parent / ".spare-999999999"  # (above any pid_max: no such process)
+    dead_spare.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTD_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "agentd", "--root", str(tmp_path), "--role", "builder", "--once"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    claimed = next(n for n, line in enumerate(lines) if "claimed T1" in line)
+    pruned = next(n for n, line in enumerate(lines) if "pruned 3 old task log(s)" in line)
+    stopped = next(n for n, line in enumerate(lines) if "daemon stopped" in line)
+    assert claimed < pruned < stopped, lines
+    assert sorted(os.listdir(old)) == ["4.log", "5.log"]
+    assert not dead_spare.exists()

@@ -66,6 +66,7 @@ LIVENESS_BEAT = 2.0  # s between the daemon's own liveness beats (its PID file; 
 # pass leaves nothing running): while its tasks end more often than that, each end's pass reads the queue anyway, and
 # the watch's set-up and its events (its own writes among them) cost a 200-task drain of `true` about 3 %.
 WATCH_AFTER = 0.1
+PRUNE_WAIT = 30.0  # s: the longest a stopping daemon waits for its start's prune of the task logs (a hung disk)
 UNREACHABLE = "store unreachable"  # _last_error while the store cannot be reached (its own log lines say so)
 START_RETRY_PAUSE = 1.0  # s without claims after agentd itself could not start a command (out of resources) ...
 START_RETRY_PAUSE_MAX = 30.0  # ... doubled while it goes on failing, up to this
@@ -225,6 +226,7 @@ class Daemon:
         self._watch = watch
         self._watcher: Watching | None = None
         self._watch_started = False  # (after the first pass of run(), at its first wait: see _wait)
+        self._pruner: threading.Thread | None = None  # the start's prune of the task logs (see _start_prune)
         self.watch_after = WATCH_AFTER  # (0: the watch is set up right after the first pass)
         self._watch_setup: threading.Thread | None = None  # the thread setting the watch up (see _start_watching)
         self._watch_lock = threading.Lock()  # (hands the watch that thread set up to the daemon, or to a stop)
@@ -1085,6 +1087,7 @@ class Daemon:
         self.check_ready()
         self.executor.prepare(self.concurrency or 1)
         self._watch_started = False  # (the watch starts after the first pass: see _wait)
+        self._pruner = None  # (the task logs are pruned after the first pass: see _start_prune)
         self.journal.emit(
             "daemon-started",
             f"{self.role_name} daemon started (pid {os.getpid()}, {mode.value}, interval {self.interval:g} s)",
@@ -1095,7 +1098,6 @@ class Daemon:
         unknown = command.unknown_placeholders(self.role)
         if unknown:
             log.warning("%s", command.describe_unknown(self.role, unknown))
-        self.executor.prune_logs()
         if self.janitor is not None:
             self.janitor.start()
         self.start_heartbeats()
@@ -1111,6 +1113,7 @@ class Daemon:
                     self.janitor.stop()
                 self.stop_heartbeats()
                 self._stop_watching(hand_off=self.executor.keep_until_exit)
+                self._end_prune()
                 self.executor.finish()
                 self.give_back_signals()
             self.journal.emit("daemon-stopped", f"{self.role_name} daemon stopped (exit {code})", exit_code=code)
@@ -1146,6 +1149,8 @@ class Daemon:
                 self._pass_took = time.thread_time() - spent
             if paced:
                 self._looks.spend(time.thread_time() - spent, self.clock.monotonic())
+            if first:
+                self._start_prune()
             if first and self._on_first_pass is not None and not self._on_first_pass(report.error):
                 return report.error_code
             if report.error and mode is not Mode.FOREVER and not self.running:
@@ -1203,6 +1208,21 @@ class Daemon:
             if left <= 0 or all(run.exit is not None for run in self.running.values()):
                 return
             self._sleep(left)
+
+    def _start_prune(self) -> None:
+        """Prune every task's output logs (and the folders of spare supervisors that died) on a thread of its own,
+        once the first pass has claimed and started what it could: on a project with thousands of task log folders
+        that walk takes tens of milliseconds, seconds with a cold cache, which a daemon's first claim need not wait
+        for. (A finished run's own folder is pruned by the pass that records it; the two prunes may meet in a
+        folder: a log one removed is only skipped by the other.)"""
+        if self._pruner is None:
+            self._pruner = threading.Thread(target=self.executor.prune_logs, name="agentd-prune-logs", daemon=True)
+            self._pruner.start()
+
+    def _end_prune(self) -> None:
+        """Wait for the start's prune (see :meth:`_start_prune`) before the daemon reports that it stopped."""
+        if self._pruner is not None:
+            self._pruner.join(timeout=PRUNE_WAIT)
 
     def _start_watching(self) -> None:
         """Start the store's change watch (after the first pass, when the daemon first waits: see :meth:`_wait`), on

@@ -226,7 +226,7 @@ class View(Record):
         # (over every task: a cycle may pass through one selection does not look at, e.g. a done task)
         cycle = [] if acyclic else find_cycle({task.id: task.dependencies for task in by_id.values()}) or []
         done = frozenset(workflow.done_statuses)
-        return cls(tasks, by_id, done, leases or {}, now, default_ttl, tuple(cycle), quarantined or {}, archived or {})
+        return cls(tasks, by_id, done, leases or {}, now, default_ttl, tuple(cycle), quarantined or {}, archived)
 
 
 def considered(workflow: Workflow) -> frozenset[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Container, Mapping
 
 from agentd.core.lazyre import LazyPattern
 from agentd.core.model import walk
@@ -120,7 +120,7 @@ def structural_phase(finding: Finding) -> int:
     return 2 if finding.code == "cycle" and finding.detail == "cycle" else 1
 
 
-def structural(entries: list[tuple[str, Any, str | None]], known: Collection[str] = ()) -> list[Finding]:
+def structural(entries: list[tuple[str, Any, str | None]], known: Container[str] = ()) -> list[Finding]:
     """Duplicate ids, unknown dependencies and cycles (they depend only on ids and dependencies): one finding per
     task it quarantines. Tasks without a string id, or whose dependencies are not a list, are skipped here (the schema
     check quarantines them). A dependency on a ``known`` id (a task outside ``entries``) is not unknown."""

@@ -9,7 +9,7 @@ taken by slicing (lists compared and cut in C), and only the pieces after it are
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 
 from agentd import schema
 from agentd.core.model import Task, walk_one
@@ -280,28 +280,46 @@ def differing(old: list[Any], new: list[Any]) -> list[int]:
 class _Structure(Record):
     """The structural findings of one read, with what deciding them for tasks added after it takes."""
 
-    _fields = ("pieces", "findings", "ids", "missing")
+    _fields = ("pieces", "findings", "ids", "outside")
 
     pieces: list[Piece]
     findings: list[Finding]
     ids: frozenset[str]  # every string id of the tasks
-    missing: frozenset[str]  # the ids their dependencies name and no task has
+    outside: frozenset[str]  # the ids their dependencies name and no task has (archived ones, or unknown)
 
     def __init__(
         self,
         pieces: list[Piece],
         findings: list[Finding],
         ids: frozenset[str],
-        missing: frozenset[str],
+        outside: frozenset[str],
     ) -> None:
         set_field(self, "pieces", pieces)
         set_field(self, "findings", findings)
         set_field(self, "ids", ids)
-        set_field(self, "missing", missing)
+        set_field(self, "outside", outside)
 
 
-def _missing(findings: list[Finding]) -> frozenset[str]:
-    return frozenset(f.detail for f in findings if f.code == "unknown-dep")
+class _Known(Container[str]):
+    """The ids a dependency may name outside the tasks checked: those of the tasks before them, then the archive's
+    (looked up only for a name the first do not have: see :class:`agentd.store.file.archive.Statuses`)."""
+
+    def __init__(self, ids: frozenset[str], archived: Mapping[str, str]) -> None:
+        self.ids = ids
+        self.archived = archived
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self.ids or task_id in self.archived
+
+
+def _outside(entries: list[tuple[str, Any, str | None]], ids: Container[str]) -> frozenset[str]:
+    """The ids the dependencies of ``entries`` name that ``ids`` does not have."""
+    found: set[str] = set()
+    for _, task, _ in entries:
+        deps = task.get("dependencies") if isinstance(task, dict) else None
+        if deps and isinstance(deps, list):
+            found.update(dep for dep in deps if isinstance(dep, str) and dep not in ids)
+    return frozenset(found)
 
 
 def _shape(piece: Piece) -> tuple[tuple[str, Any, Any], ...]:
@@ -352,24 +370,20 @@ class StructuralChecks:
         if not all(_shape(pieces[head + k]) == _shape(last.pieces[head + k]) for k in changed):
             return self._all(entries, pieces, archived)
         if len(pieces) == count:
-            self._last = _Structure(pieces, last.findings, last.ids, last.missing)
+            self._last = _Structure(pieces, last.findings, last.ids, last.outside)
             return last.findings
         added = [entry for n in range(count, len(pieces)) for entry in walk_of(n, pieces[n], 0)]
         new_ids = [task["id"] for _, task, _ in added if _has_id(task)]
-        fresh = set(new_ids)
-        # An added id that is taken already, that an earlier task was missing, or that an earlier task may depend on
-        # in the archive, changes what the earlier tasks are.
-        if (
-            len(fresh) < len(new_ids)
-            or not fresh.isdisjoint(last.ids)
-            or not fresh.isdisjoint(last.missing)
-            or not fresh.isdisjoint(archived)
-        ):
+        fresh = frozenset(new_ids)
+        # An added id that is taken already, or that an earlier task depends on (one it was missing, or found in the
+        # archive), changes what the earlier tasks are. (Not the archive itself: it is read only for a dependency.)
+        if len(fresh) < len(new_ids) or not fresh.isdisjoint(last.ids) or not fresh.isdisjoint(last.outside):
             return self._all(entries, pieces, archived)
         # (The earlier tasks depend on none of the added ones, so a cycle through an added task has only added ones.)
-        found = structural(added, known=last.ids | archived.keys())
+        ids = last.ids | fresh
+        found = structural(added, known=_Known(last.ids, archived))
         merged = sorted(last.findings + found, key=structural_phase) if found else last.findings
-        self._last = _Structure(pieces, merged, last.ids | fresh, last.missing | _missing(found))
+        self._last = _Structure(pieces, merged, ids, last.outside | _outside(added, ids))
         return merged
 
     def _all(
@@ -378,7 +392,7 @@ class StructuralChecks:
         found = structural(entries, known=archived)
         if pieces is not None:
             ids = frozenset(task["id"] for _, task, _ in entries if _has_id(task))
-            self._last = _Structure(pieces, found, ids, _missing(found))
+            self._last = _Structure(pieces, found, ids, _outside(entries, ids))
         return found
 
 

@@ -3,19 +3,24 @@ before ``since``): what it yields is what parsing every line and filtering the e
 
 from __future__ import annotations
 
+import collections
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentd.core.clock import format_timestamp
 from agentd.store.base import Filter
-from agentd.store.file.journal import read_events
+from agentd.store.file import journal
+from agentd.store.file.journal import LiveMark, read_events, read_last
 
 START = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 TYPES = ["claimed", "started", "finished", "released"]
+TASKS = ["T1", "T10", "T2", 'x"y']  # (one the other's prefix; one no valid id, written escaped)
 
 
 @st.composite
@@ -25,7 +30,7 @@ def lines(draw: st.DrawFn) -> bytes:
     stamp = format_timestamp(moment)
     event = draw(st.sampled_from(TYPES))
     said = draw(st.sampled_from(TYPES))  # (a message that names another event's type)
-    record = {"time": stamp, "event": event, "role": "builder", "task": draw(st.sampled_from(["T1", "T2"]))}
+    record = {"time": stamp, "event": event, "role": "builder", "task": draw(st.sampled_from(TASKS))}
     record["message"] = f"{said} {record['task']}"
     shape = draw(st.sampled_from(["agentd", "compact", "time-later", "other-offset", "escaped", "junk", "torn-time"]))
     if shape == "agentd":
@@ -56,7 +61,7 @@ def timezone_plus_two() -> object:
     written=st.lists(lines(), max_size=30),
     since=st.one_of(st.none(), st.integers(-3, 3).map(lambda m: START + timedelta(minutes=m))),
     types=st.sets(st.sampled_from(TYPES), max_size=2),
-    task=st.sampled_from([None, "T1"]),
+    task=st.sampled_from([None, *TASKS]),
 )
 def test_a_filtered_read_yields_what_filtering_every_parsed_event_yields(
     tmp_path_factory: object, written: list[bytes], since: datetime | None, types: set[str], task: str | None
@@ -67,3 +72,42 @@ def test_a_filtered_read_yields_what_filtering_every_parsed_event_yields(
     where = Filter(task=task, since=since, types=frozenset(types))
     expected = [event.raw for event in read_events(path) if where.matches(event)]
     assert [event.raw for event in read_events(path, where)] == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    files=st.lists(st.lists(lines(), max_size=12), min_size=1, max_size=3),
+    torn=st.sampled_from([b"", b'{"time": "2026-12-01T12:00:00+00:00", "ev']),
+    block=st.sampled_from([1, 7, 64, 1 << 16]),
+    count=st.integers(0, 12),
+    types=st.sets(st.sampled_from(TYPES), max_size=2),
+)
+def test_the_last_events_read_backward_are_the_last_of_a_read_forward(
+    tmp_path_factory: object,
+    files: list[list[bytes]],
+    torn: bytes,
+    block: int,
+    count: int,
+    types: set[str],
+) -> None:
+    """``read_last`` (`agentd events -n N` and `-f`: from the end of the newest file back, a block at a time) gives
+    the last N events a forward read gives, over rotated files, a torn last line and lines longer than a block, and
+    keeps the live file where a forward read leaves it for following."""
+    folder = Path(tmp_path_factory.mktemp("journal"))  # type: ignore[attr-defined]
+    path = folder / "events.jsonl"
+    for number, written in enumerate(reversed(files)):  # (the last list is the live file)
+        target = path if number == 0 else folder / f"events.jsonl.{number}"
+        target.write_bytes(b"".join(written) + (torn if number == 0 else b""))
+    where = Filter(types=frozenset(types))
+    forward, backward = LiveMark(keep=True), LiveMark(keep=True)
+    expected = [event.raw for event in collections.deque(read_events(path, where, mark=forward), maxlen=count)]
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(journal, "BACKWARD_BLOCK", block)
+            got = [event.raw for event in read_last(path, where, count, mark=backward)]
+        assert got == expected
+        assert (backward.kept or (0, None))[1] == (forward.kept or (0, None))[1]
+    finally:
+        for kept in (forward.kept, backward.kept):
+            if kept is not None:
+                os.close(kept[0])

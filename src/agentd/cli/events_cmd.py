@@ -130,9 +130,9 @@ def events(
     where = Filter(task=task_id, role=role, since=_since(since), types=frozenset(types))
     if role is not None and role not in app.config.roles:
         warn(f"no role {role!r} in the configuration; showing what the journal has for it")
-    found, new = app.store().follow(where)
     limit = lines if lines is not None else (FOLLOW_BACKLOG if follow else None)
-    _print(collections.deque(found, maxlen=limit) if limit is not None else found, as_json)
+    found, new = app.store().follow(where, last=limit)
+    _print(found, as_json)
     if not follow:
         return ExitCode.OK
     logging.getLogger("agentd.store.postgres.reach").setLevel(logging.INFO)  # (a lost server: one line, one back)

@@ -755,9 +755,12 @@ class Store(Protocol):
         """The journal's events that pass ``where``, oldest first."""
         ...
 
-    def follow(self, where: Filter | None = None) -> tuple[Iterator[Event], Iterator[Event]]:
+    def follow(
+        self, where: Filter | None = None, *, last: int | None = None
+    ) -> tuple[Iterator[Event], Iterator[Event]]:
         """(the events that pass ``where`` now, then each new one as it is written, forever): ``agentd events -f``.
-        The second iterator starts where the first ended, once the first is read to its end."""
+        The second iterator starts where the first ended, once the first is read to its end. ``last``: only the last
+        that many of the first (a store may read only those)."""
         ...
 
     def daemons(self) -> list[Probe]:

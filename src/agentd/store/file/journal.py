@@ -15,17 +15,19 @@ line and junk lines are skipped; :class:`Filter` selects by task, role, time and
 from __future__ import annotations
 
 import _thread  # (threading's Lock and get_ident, without threading's import: `agentd status`)
+import collections
 import contextlib
 import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from agentd.config import LogConfig
 from agentd.core.clock import Clock, format_timestamp, parse_timestamp
 from agentd.core.duration import parse_since as parse_since  # (re-exported)
 from agentd.core.duration import parse_span
+from agentd.core.model import valid_task_id
 from agentd.hostinfo import hostname
 from agentd.store.base import EVENT_TYPES as EVENT_TYPES  # (re-exported)
 from agentd.store.base import Event as Event
@@ -288,6 +290,47 @@ def _before(line: bytes, since: datetime) -> bool:
         return False
 
 
+def _opened(journal: str) -> list[tuple[str, IO[bytes]]]:
+    """Every file of the journal, oldest first, opened at once under a shared lock, so that a rotation cannot make
+    the reader skip or repeat a file (the reading itself happens after the lock is released). The caller closes them."""
+    handles: list[tuple[str, IO[bytes]]] = []
+    if _rotated(journal):
+        with _locked(journal, fcntl.LOCK_SH):
+            for file in _rotated(journal):
+                with contextlib.suppress(FileNotFoundError):
+                    handles.append((file, open(file, "rb")))  # noqa: SIM115 - the caller closes them
+    return handles
+
+
+def _screen(where: Filter | None) -> Callable[[bytes], bool]:
+    """Whether a line may pass ``where``, judged without parsing it: one without the name of any event type the
+    filter asks for, without the task's id as a JSON string (a valid id: never escaped), or whose first field is a
+    time before its ``since`` (see :func:`_before`), cannot. Each is written in a line as it is (see
+    :meth:`Journal.emit`)."""
+    if where is None:
+        return lambda line: True
+    names = tuple(name.encode("utf-8") for name in where.types)
+    name = names[0] if len(names) == 1 else None  # (the usual filter: one type, looked for without a loop)
+    task = b'"' + where.task.encode("ascii") + b'"' if where.task is not None and valid_task_id(where.task) else None
+    since = where.since
+    if task is None and name is not None:  # (`agentd status`'s, and `events --type`: no more tests than needed)
+        if since is None:
+            return lambda line: name in line
+        return lambda line: name in line and not _before(line, since)
+
+    def may_pass(line: bytes) -> bool:
+        if task is not None and task not in line:
+            return False
+        if name is not None:
+            if name not in line:
+                return False
+        elif names and not any(each in line for each in names):
+            return False
+        return since is None or not _before(line, since)
+
+    return may_pass
+
+
 def read_events(path: str | Path, where: Filter | None = None, *, mark: LiveMark | None = None) -> Iterator[Event]:
     """The journal's events that pass ``where``, oldest file first, each file in the order it was written.
 
@@ -298,17 +341,11 @@ def read_events(path: str | Path, where: Filter | None = None, *, mark: LiveMark
     first field is a time before its ``since``, is skipped unparsed (a busy project's journal holds up to 60 MB, most of
     it before today, and `agentd status` counts today's costed runs in it).
     """
-    handles: list[tuple[str, IO[bytes]]] = []
     journal = os.fspath(path)
-    names = tuple(name.encode("utf-8") for name in where.types) if where is not None and where.types else ()
-    name = names[0] if len(names) == 1 else None  # (the usual filter: one type, looked for without a loop)
-    since = where.since if where is not None else None
+    handles: list[tuple[str, IO[bytes]]] = []
+    may_pass = _screen(where)
     try:
-        if _rotated(journal):
-            with _locked(journal, fcntl.LOCK_SH):
-                for file in _rotated(journal):
-                    with contextlib.suppress(FileNotFoundError):
-                        handles.append((file, open(file, "rb")))  # noqa: SIM115 - closed below
+        handles = _opened(journal)
         for file, handle in handles:
             live = file == journal
             offset = 0
@@ -320,12 +357,7 @@ def read_events(path: str | Path, where: Filter | None = None, *, mark: LiveMark
                         mark.first = line[:-1].decode("utf-8", errors="replace")
                     mark.lines += 1
                     offset += len(line)
-                if name is not None:
-                    if name not in line:
-                        continue  # (not that event: its name is written as it is, see Journal.emit)
-                elif names and not any(each in line for each in names):
-                    continue
-                if since is not None and _before(line, since):
+                if not may_pass(line):
                     continue
                 event = parse_line(line)
                 if event is not None and (where is None or where.matches(event)):
@@ -335,6 +367,72 @@ def read_events(path: str | Path, where: Filter | None = None, *, mark: LiveMark
     finally:
         for _, handle in handles:
             handle.close()
+
+
+BACKWARD_BLOCK = 1 << 16  # bytes read at a time by read_last, from the end of a file toward its start
+
+
+def read_last(path: str | Path, where: Filter | None, count: int, *, mark: LiveMark | None = None) -> list[Event]:
+    """The last ``count`` events that pass ``where``, in the journal's order: what the last ``count`` of
+    :func:`read_events` are, read from the end of the newest file back, only as far as it takes (`agentd events -n
+    20` and `-f`'s first lines: a full journal holds up to 60 MB). ``mark``: as for :func:`read_events` when it keeps
+    the live file (a mark that does not is filled by reading it all)."""
+    if mark is not None and not mark.keep:
+        return list(collections.deque(read_events(path, where, mark=mark), maxlen=max(0, count)))
+    journal = os.fspath(path)
+    handles: list[tuple[str, IO[bytes]]] = []
+    may_pass = _screen(where)
+    found: list[Event] = []
+    try:
+        handles = _opened(journal)
+        for file, handle in reversed(handles):
+            end = _complete_end(handle)
+            if file == journal and mark is not None:
+                mark.kept = (os.dup(handle.fileno()), end)
+            if len(found) >= count:
+                continue
+            for line in _lines_backward(handle, end):
+                if not may_pass(line):
+                    continue
+                event = parse_line(line)
+                if event is not None and (where is None or where.matches(event)):
+                    found.append(event)
+                    if len(found) >= count:
+                        break
+    finally:
+        for _, handle in handles:
+            handle.close()
+    found.reverse()
+    return found
+
+
+def _complete_end(handle: IO[bytes]) -> int:
+    """Where a file's complete lines end: after its last newline (a torn last line is left), 0 without one."""
+    position = os.fstat(handle.fileno()).st_size
+    while position > 0:
+        start = max(0, position - BACKWARD_BLOCK)
+        handle.seek(start)
+        newline = handle.read(position - start).rfind(b"\n")
+        if newline >= 0:
+            return start + newline + 1
+        position = start
+    return 0
+
+
+def _lines_backward(handle: IO[bytes], end: int) -> Iterator[bytes]:
+    """The newline-terminated lines of a file's first ``end`` bytes (which end with a newline), last first."""
+    position = end
+    carried = b""  # the end of a line whose start is in the block before (with its newline)
+    while position > 0:
+        start = max(0, position - BACKWARD_BLOCK)
+        handle.seek(start)
+        data = handle.read(position - start) + carried
+        position = start
+        parts = data.split(b"\n")  # (the last part is empty: the data ends with a newline)
+        whole = parts[:-1] if start == 0 else parts[1:-1]
+        for line in reversed(whole):
+            yield line + b"\n"
+        carried = b"" if start == 0 else parts[0] + b"\n"
 
 
 def _open(path: Path | str) -> tuple[Any, int | None]:

@@ -289,11 +289,16 @@ class FileStore:
 
         return read_events(self.journal_path, where)
 
-    def follow(self, where: Filter | None = None) -> tuple[Iterator[Event], Iterator[Event]]:
-        from agentd.store.file.journal import LiveMark, follow, parse_line, read_events
+    def follow(
+        self, where: Filter | None = None, *, last: int | None = None
+    ) -> tuple[Iterator[Event], Iterator[Event]]:
+        from agentd.store.file.journal import LiveMark, follow, parse_line, read_events, read_last
 
         mark = LiveMark(keep=True)
-        backlog = read_events(self.journal_path, where, mark=mark)
+        if last is not None:  # (read from the end back, as far as it takes)
+            backlog: Iterator[Event] = iter(read_last(self.journal_path, where, last, mark=mark))
+        else:
+            backlog = read_events(self.journal_path, where, mark=mark)
 
         def live() -> Iterator[Event]:
             # From where the backlog's read of the live file ended (it may have rotated since), else from the start

@@ -16,6 +16,7 @@ different roles never wait on each other. Leases themselves are rows held by ses
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import json
@@ -828,7 +829,9 @@ class PgStore:
             seq, found, more = self.auto_call(functools.partial(events_after, seq=seq, where=where))
             yield from found
 
-    def follow(self, where: Filter | None = None) -> tuple[Iterator[Event], Iterator[Event]]:
+    def follow(
+        self, where: Filter | None = None, *, last: int | None = None
+    ) -> tuple[Iterator[Event], Iterator[Event]]:
         mark = [-1]
 
         def backlog() -> Iterator[Event]:
@@ -872,6 +875,8 @@ class PgStore:
             finally:
                 _closed(listen)
 
+        if last is not None:  # (the backlog's last ones: read in order, as without it)
+            return iter(collections.deque(backlog(), maxlen=max(0, last))), live()
         return backlog(), live()
 
     # -- daemons -------------------------------------------------------------------------------------------------------

@@ -251,6 +251,12 @@ def test_a_webhook_gets_the_event_signed_and_the_secret_is_never_written(
         assert secret not in path.read_text(), path
 
 
+def hook_status(root: Path) -> dict[str, Any]:
+    """The first hook's line of `agentd automation status --json`."""
+    hooks: list[dict[str, Any]] = json.loads(run_agentd("automation", "status", "--json", cwd=root).stdout)["hooks"]
+    return hooks[0]
+
+
 def test_a_failing_endpoint_is_retried_then_recorded_and_a_hanging_one_delays_no_task(
     automation: Automation, endpoint: http.server.ThreadingHTTPServer
 ) -> None:
@@ -270,8 +276,8 @@ def test_a_failing_endpoint_is_retried_then_recorded_and_a_hanging_one_delays_no
     assert failed[0]["attempts"] == 3
     assert "500" in failed[0]["error"]
     assert len(endpoint.seen) == 3  # type: ignore[attr-defined]
-    status = json.loads(run_agentd("automation", "status", "--json", cwd=root).stdout)
-    assert status["hooks"][0]["last_ok"] is False
+    # (the memory file that `automation status` reads is saved at the process's next pass, after the journal line)
+    wait_for(lambda: hook_status(root)["last_ok"] is False, 60, "the failure in `automation status`")
     endpoint.status = None  # type: ignore[attr-defined]  # from now on it never answers
     assert run_agentd("emit", "deployed", "--data", '{"version": "4"}', cwd=root).returncode == 0
     wait_for(lambda: len(endpoint.seen) == 4, 60, "the hanging delivery to start")  # type: ignore[attr-defined]

@@ -24,20 +24,18 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ne
 BUILDER = {"claims": "ready", "working": "in_progress", "on_success": "done"}
 
 
+def _agentd(root: Path, *args: str, python: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """``python -m agentd --root ROOT ARGS`` run to its end, with no AGENTD_ variable of the suite's environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTD_")}
+    command = [sys.executable, *python, "-m", "agentd", "--root", str(root), *args]
+    return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
 def test_a_drain_with_nothing_to_do_never_starts_the_change_watch(tmp_path: Path) -> None:
     """The change watch (watchdog, inotify) starts after the first pass: a drain of an empty queue ends before."""
     daemons.write_config(tmp_path, {"builder": {**BUILDER, "command": ["true"]}})
     daemons.write_queue(tmp_path, [])
-    env = {k: v for k, v in os.environ.items() if k != "AGENTD_ROOT"}
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "agentd", "--root", str(tmp_path), "--role", "builder", "--drain"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _agentd(tmp_path, "--role", "builder", "--drain", python=("-X", "importtime"))
     assert done.returncode == 0, done.stderr
     imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time")]
     assert "agentd.daemon" in imported or "agentd.run.daemon" in imported, imported[-5:]
@@ -178,16 +176,7 @@ def test_the_task_logs_are_pruned_after_the_first_claim_and_before_the_daemon_st
         os.utime(log, (time.time() - 600 + token, time.time() - 600 + token))
     dead_spare = old.parent / ".spare-999999999"  # (above any pid_max: no such process)
     dead_spare.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTD_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "agentd", "--root", str(tmp_path), "--role", "builder", "--once"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _agentd(tmp_path, "--role", "builder", "--once")
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
     claimed = next(n for n, line in enumerate(lines) if "claimed T1" in line)

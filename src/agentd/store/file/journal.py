@@ -337,9 +337,10 @@ def read_events(path: str | Path, where: Filter | None = None, *, mark: LiveMark
     Every file is opened at once under a shared lock, so a rotation cannot make the reader skip or repeat a file;
     the reading itself happens after the lock is released. ``mark`` records how far the live file was read.
 
-    A line is parsed only when it may pass: one without the name of any event type the filter asks for, or whose
-    first field is a time before its ``since``, is skipped unparsed (a busy project's journal holds up to 60 MB, most of
-    it before today, and `agentd status` counts today's costed runs in it).
+    A line is parsed only when it may pass (see :func:`_screen`): one without the name of any event type the filter
+    asks for, without its task's id, or whose first field is a time before its ``since``, is skipped unparsed (a busy
+    project's journal holds up to 60 MB, most of it before today, and `agentd status` counts today's costed runs in
+    it).
     """
     journal = os.fspath(path)
     handles: list[tuple[str, IO[bytes]]] = []

@@ -381,23 +381,13 @@ def test_a_daemon_boots_its_zygote_before_loading_its_modules_and_one_that_canno
     root = project(small_queue(), '[roles.builder]\ncommand = ["true"]\n')  # type: ignore[operator]
     mark = f"zygote-probe-{os.getpid()}-{time.monotonic_ns()}"
     env = {**{k: v for k, v in os.environ.items() if k != "AGENTD_ROOT"}, "AGENTD_TEST_MARK": mark}
-    drained = subprocess.run(
-        [sys.executable, "-c", ZYGOTE_PROBE, "--role", "builder", "--drain"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, *argv], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+
+    drained = run("-c", ZYGOTE_PROBE, "--role", "builder", "--drain")
     assert drained.returncode == 0, drained.stderr
     assert "ZYGOTE daemon-loaded=False" in drained.stderr.splitlines(), drained.stderr
-    refused = subprocess.run(
-        [sys.executable, "-m", "agentd", "--role", "nosuchrole", "--drain"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    refused = run("-m", "agentd", "--role", "nosuchrole", "--drain")
     assert refused.returncode != 0 and "nosuchrole" in refused.stderr, refused.stderr
     wait_for(lambda: not _zygotes_marked(mark), 30, "the zygotes of both runs to exit")

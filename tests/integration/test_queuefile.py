@@ -488,6 +488,45 @@ def test_a_transaction_leaves_its_process_s_pending_second_names_to_its_thread(t
         time.sleep(0.005)
 
 
+@pytest.mark.parametrize("later", [False, True], ids=["folder-synced-by-the-write", "folder-synced-later"])
+def test_a_transaction_that_leaves_its_folder_s_sync_for_later_wakes_the_thread_then(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, later: bool
+) -> None:
+    """The thread that removes a big queue's replaced version is woken at the rename by a write that syncs its
+    folder itself, and by the folder's sync (a daemon's settle, after its starts) for one that leaves it for later:
+    not while the daemon still works (it took the interpreter from it). The name goes either way."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    doc = small_queue()
+    doc["tasks"].append({"id": "PAD", "title": "padding", "type": "Build", "status": "done", "notes": "x" * (1 << 20)})
+    queue.write_text(json.dumps(doc, indent=2) + "\n")
+    retirer = queuefile._RETIRER
+    dummy = tmp_path / ".dummy.agentd-tmp"
+    dummy.write_bytes(b"")
+    retirer.drop(str(dummy))  # (the thread started, if no earlier test of this process started it)
+    events: list[str] = []
+    real_notify = retirer._wake.notify
+    monkeypatch.setattr(retirer._wake, "notify", lambda *a: events.append("woken") or real_notify(*a))
+    store = QueueStore(queue)
+    store.folder_sync_later = later
+    faults.on("queue.after-rename", lambda: events.append("renamed"))
+    try:
+        store.transaction(lambda d: d["tasks"][1].update(status="done"))
+    finally:
+        faults.on("queue.after-rename", None)
+    events.append("returned")
+    store.sync_folder()
+    events.append("folder synced")
+    returned = events.index("returned")
+    assert events[: returned + 1] == (["renamed", "returned"] if later else ["renamed", "woken", "returned"])
+    if later:  # (woken by the folder's sync; after a write that woke it, the name may be gone by then)
+        assert events[returned + 1 :] == ["woken", "folder synced"]
+    deadline = time.monotonic() + 10
+    while [p for p in tmp_path.iterdir() if p.name.endswith(".agentd-tmp")]:
+        assert time.monotonic() < deadline, "the old version's second name was not removed"
+        time.sleep(0.01)
+    assert json.loads(queue.read_text())["tasks"][1]["status"] == "done"
+
+
 def test_a_plain_queue_path_is_resolved_once_and_a_symlink_put_there_is_written_through(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

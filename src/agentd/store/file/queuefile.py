@@ -686,6 +686,11 @@ class _Retirer:
     last name is removed here, in a thread, after the transaction. Nothing reads or writes the old version through
     its second name. A process that dies first leaves the name behind, as a dead writer leaves a temporary file:
     the next transaction removes it under the lock. Names still pending when the process exits are removed then.
+
+    A daemon's transaction leaves the fsync of the queue's folder for later (:attr:`QueueStore.folder_sync_later`):
+    its thread is woken then, as the writer waits for the disk, not at the rename. Woken at the rename, it took the
+    interpreter from the writer at the writer's next system call, and the writer, back from it, waited for the thread
+    to let go (the two cores busy with the tasks: 0.25 ms a transaction of a 6 MB queue, 1.3 % of a drain).
     """
 
     def __init__(self) -> None:
@@ -704,8 +709,9 @@ class _Retirer:
         faults.point("queue.after-link")
         return name
 
-    def drop(self, name: str) -> None:
-        """Remove ``name`` soon, in the thread."""
+    def drop(self, name: str, *, wake: bool = True) -> None:
+        """Remove ``name`` soon, in the thread: at once, or (``wake=False``) at the next :meth:`wake` (or drop: a name
+        waits for one other at most)."""
         if self._pid != os.getpid():
             import atexit
             import threading
@@ -716,7 +722,14 @@ class _Retirer:
             atexit.register(self.finish)
         with self._wake:
             self._pending[name] = None
-            self._wake.notify()
+            if wake or len(self._pending) > 1:
+                self._wake.notify()
+
+    def wake(self) -> None:
+        """Have the thread remove the names pending (nothing when there are none)."""
+        if self._pending and self._pid == os.getpid():
+            with self._wake:
+                self._wake.notify()
 
     def pending(self, name: str) -> bool:
         """Whether ``name`` is one this process is to remove (not a dead writer's leftover)."""
@@ -1531,13 +1544,14 @@ class QueueStore:
         if not self.folder_sync_later:
             self.sync_folder()
         if retired is not None:
-            _RETIRER.drop(retired)
+            _RETIRER.drop(retired, wake=not self.folder_sync_later)  # (else woken by sync_folder: see _Retirer)
         self._wrote = True
         return True
 
     def sync_folder(self) -> None:
         """fsync the folder of the last rename, unless done already: the rename then survives a power cut (a write
         with :attr:`folder_sync_later` set leaves it for this call; every other write calls it itself)."""
+        _RETIRER.wake()  # (a name its write left: removed while this thread waits for the disk)
         with self._unsynced_lock:  # (held during the fsync: a write of another thread returns after it, not before)
             folder, self._unsynced = self._unsynced, None
             if folder is None:

@@ -584,3 +584,39 @@ def test_a_task_in_a_known_status_is_not_walked_for_warnings(tmp_path: Path, mon
         (w.path, w.code) for w in status_warnings(walk(tasks, "$.tasks"), workflow)
     ]
     assert [w.path for w in read.warnings] == ["$.tasks[100].status", "$.tasks[101].subtasks[0].status"]
+
+
+def test_a_read_says_where_its_views_may_differ_from_an_earlier_read_s(tmp_path: Path) -> None:
+    """A store's read tells where its task views may differ from an earlier read's of the same store (every place
+    whose view is another object, at least): after its own writes of a task in place, after a person's save of
+    another, and across reads whose views were not asked for; None for a list no read of it handed out, or once
+    the number of tasks changed."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    doc = {"tasks": [{"id": f"T{n}", "title": "t", "status": "ready"} for n in range(40)]}
+    doc["tasks"][5]["subtasks"] = [{"id": "T5.a", "title": "t", "status": "ready"}]
+    queue.write_text(json.dumps(doc, indent=2) + "\n")
+    store = QueueStore(queue)
+    lists = [store.read().tasks]
+
+    def same_objects_but(earlier: list[Any], later: list[Any]) -> set[int]:
+        return {k for k in range(len(later)) if later[k] is not earlier[k]}
+
+    store.edit(lambda d: d.task("T30").update(status="in_progress"))  # type: ignore[union-attr]
+    lists.append(store.read().tasks)
+    store.edit(lambda d: d.task("T2").update(status="done"))  # type: ignore[union-attr]
+    store.read()  # (a read whose views nobody asks for)
+    store.edit(lambda d: d.task("T5.a").update(status="done"))  # type: ignore[union-attr]
+    text = queue.read_text().replace('"id": "T9",\n      "title": "t"', '"id": "T9",\n      "title": "saved"')
+    queue.write_text(text)  # (a person's save)
+    snapshot = store.read()
+    lists.append(snapshot.tasks)
+    for earlier in lists:
+        said = snapshot.tasks_changed_since(earlier)
+        assert said is not None
+        assert same_objects_but(earlier, snapshot.tasks) <= set(said)
+    said = snapshot.tasks_changed_since(lists[0])
+    assert said is not None and {2, 5, 6, 10, 31} <= set(said) and len(said) <= 6  # (T5.a is at 6, T30 at 31)
+    assert snapshot.tasks_changed_since(list(lists[0])) is None
+    store.edit(lambda d: d.doc["tasks"].append({"id": "NEW", "title": "t", "status": "ready"}))
+    later = store.read()
+    assert later.tasks_changed_since(snapshot.tasks) is None

@@ -84,6 +84,51 @@ def test_changes_far_apart_cost_the_changed_pieces_only() -> None:
 
 
 @settings(max_examples=examples(300, 100), deadline=None)
+@given(data=st.data(), first=st.lists(st.integers(0, 9), max_size=30), by_start=st.booleans())
+def test_the_places_said_changed_between_two_copies_hold_every_item_that_is_not_the_same(
+    data: st.DataObject, first: list[int], by_start: bool
+) -> None:
+    """Between any two copies handed out lately (with derives between them that were not handed out), the places
+    said changed hold every place whose item is another object; None where it is not known."""
+    kept = PerPiece("parts", parts, by_start=by_start)
+    pieces = [piece(value) for value in first]
+    handed: list[list[Any]] = []
+    for _ in range(6):
+        items = kept.derive(pieces)[0]
+        if data.draw(st.booleans()):
+            handed.append(kept.hand(items))
+            assert handed[-1] == items and handed[-1] is not items
+        pieces = data.draw(next_read(pieces))
+    for before in handed:
+        for after in handed:
+            said = kept.changed_between(before, after)
+            if said is not None:
+                assert len(before) == len(after)
+                assert {k for k in range(len(after)) if after[k] is not before[k]} <= said
+
+
+def test_a_change_in_place_is_known_between_copies_with_reads_between() -> None:
+    """Two copies handed out three reads apart, each read changing a task in place (as many items): the places
+    said are those of the changed pieces' items, found without comparing the lists."""
+    kept = PerPiece("parts", parts, by_start=True)
+    pieces = [piece(n % 3) for n in range(2000)]
+    before = kept.hand(kept.derive(pieces)[0])
+    changed = []
+    for at in (1999, 4, 700):
+        pieces = list(pieces)
+        pieces[at] = piece(pieces[at].value)  # (another piece of as many items)
+        changed.append(at)
+        kept.derive(pieces)
+    after = kept.hand(kept.derive(pieces)[0])
+    counts = kept.derive(pieces)[1]
+    said = kept.changed_between(before, after)
+    assert said == {k for at in changed for k in range(counts[at], counts[at + 1])}
+    assert {k for k in range(len(after)) if after[k] is not before[k]} <= said
+    assert kept.changed_between(after, before) is None  # (backward: not a chain of its derives)
+    assert kept.changed_between(list(after), after) is None  # (a list it did not hand out)
+
+
+@settings(max_examples=examples(300, 100), deadline=None)
 @given(data=st.data(), old=st.lists(st.integers(0, 3), max_size=80))
 def test_differing_finds_every_place_whose_item_differs(data: st.DataObject, old: list[int]) -> None:
     """The places found by halving are exactly those whose items are neither the same object nor equal."""

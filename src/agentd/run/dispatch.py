@@ -25,7 +25,7 @@ from agentd.core.validate import Finding
 from agentd.core.workflow import Role
 from agentd.run import recovery
 from agentd.run.execution import Executor, Running
-from agentd.run.taskviews import TaskViews
+from agentd.run.taskviews import Changes, TaskViews
 from agentd.store.base import HeldLease, Snapshot, Store, Txn, new_record
 from agentd.workspaces import settings as workspaces
 
@@ -200,6 +200,7 @@ class Dispatcher:
         self.clock = clock
         self.instance = instance
         self._views = TaskViews(scheduler.considered(config.workflow))  # (considered, by id), pass to pass
+        self._read: Snapshot | None = None  # the read of the look or transaction under way (see _changes_of)
         self._ranked: tuple[View, _Ranking] | None = None  # the claimable tasks of the last view, as far as judged
         self._suspects = recovery.Suspects()  # hung holders seen once, killed only if still so at a later look
 
@@ -233,7 +234,13 @@ class Dispatcher:
     def _considered_of(self, tasks: list[Task]) -> tuple[list[Task], dict[str, Task]]:
         """The tasks in a status selection considers, and every task by id (patched where the views changed since
         the last look: see :mod:`agentd.run.taskviews`)."""
-        return self._views.of(tasks)
+        return self._views.of(tasks, self._changes_of(tasks))
+
+    def _changes_of(self, tasks: list[Task]) -> Changes | None:
+        """Where ``tasks``, when it is the very list of views of the read under way, may differ from an earlier
+        read's (see :meth:`agentd.store.base.Snapshot.tasks_changed_since`); else None."""
+        read = self._read
+        return read.tasks_changed_since if read is not None and tasks is read.tasks else None
 
     def _plan(
         self, tasks: list[Task], seen: Mapping[str, LeaseObservation], now: datetime, held: set[str]
@@ -322,7 +329,7 @@ class Dispatcher:
     def needed(self, held: set[str], room_cap: int | None) -> tuple[bool, PassResult]:
         """Without the lock: is there anything to recover, unblock or claim? (Most wake-ups find nothing.)"""
         now = self.clock.now()
-        snapshot = self.store.read()
+        snapshot = self._read = self.store.read()
         seen = self.store.leases()
         for task_id, lease in seen.items():
             if lease.error is not None and lease.locked is None:  # left alone: say so (once per path and problem)
@@ -347,6 +354,7 @@ class Dispatcher:
 
         def change(txn: Txn) -> PassResult:
             now = self.clock.now()
+            self._read = txn.snapshot
             result = PassResult(quarantined=txn.snapshot.quarantined)
             for run in done:
                 problem = txn.snapshot.quarantined.get(run.task_id)
@@ -366,7 +374,8 @@ class Dispatcher:
                 seen.pop(task_id, None)  # our own fresh claims from an earlier try of this transaction
             # The views of the file as read (reused from earlier reads), with the tasks changed since rebuilt.
             refreshed = self._views.refreshed
-            tasks = refreshed(txn.snapshot.tasks, txn.task, (run.task_id for run in done))
+            tasks = txn.snapshot.tasks
+            tasks = refreshed(tasks, txn.task, (run.task_id for run in done), self._changes_of(tasks))
             plans = self._confirmed(self._plan(tasks, seen, now, held | set(txn.snapshot.quarantined)))
             stopped: list[recovery.Recovery] = []
             result.recovered = recovery.apply(txn, plans, self.config.workflow, now, stopped)

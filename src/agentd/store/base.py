@@ -23,7 +23,7 @@ from agentd.hostinfo import boot_id, hostname, own_start, pid_namespace, process
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping, MutableMapping
+    from collections.abc import Callable, Collection, Iterator, Mapping, MutableMapping
     from contextlib import AbstractContextManager
     from pathlib import Path
     from typing import Any, Protocol, TypeVar
@@ -500,6 +500,11 @@ class Snapshot(Protocol):
     @property
     def tasks(self) -> list[Task]:
         """Every task, nested ones included, in queue order."""
+        ...
+
+    def tasks_changed_since(self, earlier: list[Task]) -> Collection[int] | None:
+        """Where :attr:`tasks` may hold other views than ``earlier``, the tasks of an earlier read of the same store
+        (a superset), or None when the store does not know: a daemon then compares every view."""
         ...
 
     @property

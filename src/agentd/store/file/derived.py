@@ -43,6 +43,11 @@ class PerPiece(Generic[D]):
         # queue's first read no cache entry per piece and per part (a third of its time).
         self.kept = kept
         self._last: tuple[list[Piece], list[D], list[int]] = ([], [], [0])
+        # The last STEPS_KEPT changes of the items list: (before, after, where after holds other items than before,
+        # None where not known), oldest first; and the last HANDED_KEPT copies handed out, with the list each copies
+        # (see changed_between). Each replaced in one assignment: a reader in another thread sees the old or the new.
+        self._steps: tuple[tuple[list[D], list[D], tuple[int, ...] | None], ...] = ()
+        self._handed: tuple[tuple[list[D], list[D]], ...] = ()
 
     def derive(self, pieces: list[Piece]) -> tuple[list[D], list[int]]:
         """(the items of every piece in order, and where each piece's items start: ``counts[k]`` items come from
@@ -77,10 +82,12 @@ class PerPiece(Generic[D]):
             shift = len(items) - old_counts[total - tail]
             if shift and self.by_start:  # (what the tail's parts are depends on where they start: made again)
                 self._last = (pieces[: total - tail], items, counts)
+                self._step(old_items, items, None)
                 return self.derive(pieces)
             items += old_items[old_counts[total - tail] :]
             counts += map(shift.__add__, old_counts[total - tail + 1 :]) if shift else old_counts[total - tail + 1 :]
         self._last = (pieces, items, counts)  # (one assignment: a reader in another thread sees the old or the new)
+        self._step(old_items, items, None)
         return items, counts
 
     def follow(self, pieces: list[Piece]) -> None:
@@ -111,6 +118,7 @@ class PerPiece(Generic[D]):
             for position, part in zip(places, parts, strict=True):
                 items[old_counts[position] : old_counts[position + 1]] = part
             self._last = (pieces, items, old_counts)
+            self._step(old_items, items, tuple(k for p in places for k in range(old_counts[p], old_counts[p + 1])))
             return items, old_counts
         items = []
         counts = [0]
@@ -131,7 +139,41 @@ class PerPiece(Generic[D]):
                 counts.append(len(items))
             at = position + 1
         self._last = (pieces, items, counts)
+        self._step(old_items, items, None)
         return items, counts
+
+    def _step(self, before: list[D], after: list[D], places: tuple[int, ...] | None) -> None:
+        self._steps = (*self._steps[1 - STEPS_KEPT :], (before, after, places))
+
+    def hand(self, items: list[D]) -> list[D]:
+        """A copy of ``items`` (a list :meth:`derive` returned) for a caller to keep, remembered with the list it
+        copies: :meth:`changed_between` compares two such copies."""
+        copy = list(items)
+        self._handed = (*self._handed[1 - HANDED_KEPT :], (copy, items))
+        return copy
+
+    def changed_between(self, before: list[D], after: list[D]) -> set[int] | None:
+        """The places where ``after`` may hold other items than ``before`` (a superset), two copies :meth:`hand` made
+        lately, found from the derivations between them (the places each one changed; a list of as many items, each
+        changed where its pieces changed): None where that is not known (a list made otherwise, or long ago, or a
+        change in the number of items on the way)."""
+        if before is after:
+            return set()
+        sources = {id(copy): made for copy, made in self._handed if copy is before or copy is after}
+        start, end = sources.get(id(before)), sources.get(id(after))
+        if start is None or end is None:
+            return None
+        found: set[int] = set()
+        at = start
+        for old, new, places in self._steps:
+            if at is end:
+                break
+            if old is at:
+                if places is None:
+                    return None
+                found.update(places)
+                at = new
+        return found if at is end else None
 
     def _add(self, position: int, piece: Piece, items: list[D], name: str) -> None:
         """Append the part of ``piece`` at ``position`` (made, or the one it keeps for that place and start)."""
@@ -148,6 +190,9 @@ class PerPiece(Generic[D]):
         part: list[D] = cached[2]
         return part
 
+
+STEPS_KEPT = 8  # the changes of a derived list that are kept (see PerPiece.changed_between): a pass makes 2 or 3
+HANDED_KEPT = 4  # the copies handed out that are remembered with the list each copies
 
 # The last pair of reads compared, and what they share: the caches of one store (entries, problems, warnings, views,
 # structure) all compare the same two reads in turn. (One assignment each: a thread sees the old or the new answer.)

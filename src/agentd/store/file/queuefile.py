@@ -20,7 +20,7 @@ import json
 import operator
 import os
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 
 from agentd import faults, schema
@@ -193,7 +193,16 @@ class Snapshot(Record):
         if self.pieces is None:
             return views(self.data)
         with _collection_paused(len(self.raw)):
-            return list((self.views_cache or PerPiece("views", views_of, by_start=True)).derive(self.pieces)[0])
+            cache = self.views_cache or PerPiece("views", views_of, by_start=True)
+            return cache.hand(cache.derive(self.pieces)[0])
+
+    def tasks_changed_since(self, earlier: list[Task]) -> Collection[int] | None:
+        """Where :attr:`tasks` may hold other views than ``earlier``, the tasks of an earlier read of this store
+        (a superset: a look at these places alone finds every view that is not the same object), as the store's
+        derivations between the two reads changed them; None when not known (then every place may differ)."""
+        if self.views_cache is None or self.pieces is None:
+            return None
+        return self.views_cache.changed_between(earlier, self.tasks)
 
     @functools.cached_property
     def top_ids(self) -> list[Any]:

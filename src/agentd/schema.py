@@ -392,12 +392,8 @@ def remember_valid_tasks(tasks: list[tuple[Any, str]]) -> None:
             valid = bool(fast.is_valid([task for task, _ in run]))
         except Exception:  # a value it cannot take: task_error decides
             valid = False
-        if not valid:
-            continue
-        for _, key in run:
-            if _may_hold_surrogate(key):
-                continue
-            remember_valid(key)
+        if valid:
+            _remember_all_valid([key for _, key in run if not _may_hold_surrogate(key)])
 
 
 def fast_valid(instance: Any, name: SchemaName) -> bool:
@@ -443,6 +439,18 @@ def remember_valid(text: str) -> None:
         _valid_chars = 0
     _VALID_TASKS[text] = None
     _valid_chars += len(text)
+
+
+def _remember_all_valid(texts: list[str]) -> None:
+    """:func:`remember_valid` for each of ``texts``, at once (a big queue's first read: 10,000 of them)."""
+    global _valid_chars
+    size = sum(map(len, texts))
+    if _valid_chars + size > _VALID_TASKS_MAX_CHARS:
+        for text in texts:  # (one by one: the cache is emptied where it is full, as remember_valid does)
+            remember_valid(text)
+        return
+    _VALID_TASKS.update(dict.fromkeys(texts))
+    _valid_chars += size
 
 
 # -- text agentd cannot write ------------------------------------------------------------------------------------------

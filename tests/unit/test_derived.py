@@ -50,13 +50,19 @@ def next_read(draw: st.DrawFn, pieces: list[Piece]) -> list[Piece]:
 
 
 @settings(max_examples=examples(300, 100), deadline=None)
-@given(data=st.data(), first=st.lists(st.integers(0, 9), max_size=30), by_start=st.booleans(), per_piece=st.booleans())
+@given(
+    data=st.data(),
+    first=st.lists(st.integers(0, 9), max_size=30),
+    by_start=st.booleans(),
+    per_piece=st.booleans(),
+    sparse=st.booleans(),
+)
 def test_derived_parts_after_any_reads_are_a_fresh_derive(
-    data: st.DataObject, first: list[int], by_start: bool, per_piece: bool
+    data: st.DataObject, first: list[int], by_start: bool, per_piece: bool, sparse: bool
 ) -> None:
     """After any sequence of reads (some skipped, as a cache asked only now and then is), the items and counts are
-    those of a fresh derive, whether each piece keeps its part or not."""
-    kept = PerPiece("parts", parts, by_start=by_start, kept=per_piece)
+    those of a fresh derive, whether each piece keeps its part or not, or only a part with items."""
+    kept = PerPiece("parts", parts, by_start=by_start, kept=per_piece, sparse=sparse)
     pieces = [piece(value) for value in first]
     for _ in range(5):
         if data.draw(st.booleans()):
@@ -137,6 +143,25 @@ def test_differing_finds_every_place_whose_item_differs(data: st.DataObject, old
     for k in data.draw(st.lists(st.integers(0, max(len(after) - 1, 0)), max_size=6)) if after else []:
         after[k] = {"n": data.draw(st.integers(0, 3))}  # (a new object: equal or not to the one it replaces)
     assert differing(before, after) == [k for k in range(len(after)) if before[k] != after[k]]
+
+
+def test_sparse_parts_are_kept_by_the_pieces_with_items_only() -> None:
+    """A cache of parts nearly always empty keeps in a piece only a part with items: a big queue's first read
+    makes no cache entry for the others; a later derive over the same pieces finds the kept ones in them and makes
+    the empty ones again (as cheap as a look-up)."""
+    made: list[int] = []
+
+    def counted(position: int, piece: Piece, start: int) -> list[tuple[int, int, Any, int]]:
+        made.append(position)
+        return parts(position, piece, start)
+
+    pieces = [piece(n % 3) for n in range(9)]
+    first = PerPiece("sparse", counted, sparse=True).derive(pieces)
+    assert [bool(p.derived.get("sparse")) for p in pieces] == [n % 3 > 0 for n in range(9)]
+    made.clear()
+    again = PerPiece("sparse", counted, sparse=True).derive(pieces)
+    assert made == [0, 3, 6]
+    assert first == again == PerPiece("fresh", parts).derive(pieces)
 
 
 def test_parts_not_kept_by_the_pieces_leave_nothing_in_them_and_are_made_for_the_changed_pieces_only() -> None:

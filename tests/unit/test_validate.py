@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -436,3 +437,91 @@ assert schema.first_error({"id": "N2", "status": "ready", "priority": True}, "ta
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert float(done.stdout) == 0.0
+
+
+def _structural_as_before(entries: list[tuple[str, Any, str | None]], known: Any = ()) -> list[validate.Finding]:
+    """The structural checks as written before round 20 (each id's paths made for every task), the oracle for the
+    one that makes them only for repeated ids and cycles."""
+    from agentd.core.validate import Finding, cycles, find_cycle
+
+    findings: list[Finding] = []
+    paths: dict[str, list[str]] = {}
+    graph: dict[str, tuple[str, ...]] = {}
+    usable: list[tuple[str, str, tuple[str, ...]]] = []
+    for path, task, _ in entries:
+        task_id = task.get("id") if isinstance(task, dict) else None
+        if not isinstance(task_id, str):
+            continue
+        deps = task.get("dependencies")
+        deps = tuple(d for d in deps if isinstance(d, str)) if deps and isinstance(deps, list) else ()
+        paths.setdefault(task_id, []).append(path)
+        graph.setdefault(task_id, deps)
+        if deps:
+            usable.append((path, task_id, deps))
+    for task_id, where in paths.items():
+        if len(where) > 1:
+            message = f"duplicate task id {task_id!r} ({len(where)} tasks have it)"
+            findings += [Finding("error", f"{path}.id", message, "duplicate", task_id) for path in where]
+    for path, task_id, deps in usable:
+        for position, dep in enumerate(deps):
+            if dep not in paths and dep not in known:
+                message = f"unknown dependency {dep!r}"
+                findings.append(
+                    Finding("error", f"{path}.dependencies[{position}]", message, "unknown-dep", task_id, dep)
+                )
+            elif dep == task_id:
+                message = "a task cannot depend on itself"
+                findings.append(Finding("error", f"{path}.dependencies[{position}]", message, "cycle", task_id, dep))
+    depending = {k: v if k not in v else tuple(d for d in v if d != k) for k, v in graph.items() if v}
+    for members in cycles(depending):
+        inside = set(members)
+        cycle = find_cycle({k: tuple(d for d in graph[k] if d in inside and d != k) for k in members}) or members
+        message = "dependency cycle: " + " -> ".join(cycle)
+        findings += [
+            Finding("error", f"{paths[member][0]}.dependencies", message, "cycle", member, "cycle")
+            for member in members
+        ]
+    return findings
+
+
+_names = st.sampled_from(["A", "B", "C", "D", "E", "F"])
+_entry_task = st.one_of(
+    st.fixed_dictionaries(
+        {"id": st.one_of(_names, st.integers(0, 2))},
+        optional={"dependencies": st.one_of(st.lists(st.one_of(_names, st.just("X"), st.integers(0, 1))), st.none())},
+    ),
+    st.just("not a task"),
+)
+
+
+@given(tasks=st.lists(_entry_task, max_size=14), known=st.sets(st.sampled_from(["X", "F"])))
+def test_the_structural_checks_find_what_they_found_before_and_the_ids(tasks: list[Any], known: set[str]) -> None:
+    """Duplicates, unknown and self dependencies and cycles, found with each id's paths made only where needed, are
+    those found before, in the same order; and the ids are the string ids of the tasks."""
+    entries = [(f"$.tasks[{n}]", task, None) for n, task in enumerate(tasks)]
+    found, ids = validate.structural_and_ids(entries, known)
+    assert found == _structural_as_before(entries, known)
+    assert set(ids) == {t["id"] for t in tasks if isinstance(t, dict) and isinstance(t["id"], str)}
+
+
+@pytest.mark.parametrize("cap", [10**9, 5000])
+def test_tasks_judged_valid_in_lists_are_remembered_within_the_cache_s_size(
+    monkeypatch: pytest.MonkeyPatch, cap: int
+) -> None:
+    """A big read's tasks judged valid in lists are remembered at once, text by text (the next look at one finds it
+    valid without a check), unless that passes the cache's size: then one by one, the cache emptied where full, as
+    for a task judged alone; a list with an invalid task leaves its texts to each task's own check."""
+    monkeypatch.setattr(schema, "_VALID_TASKS_MAX_CHARS", cap)
+    monkeypatch.setattr(schema, "_valid_chars", 0)
+    schema.VALID_TASKS.clear()
+    tasks = [({"id": f"T{i}", "status": "ready"}, f"text of valid task {i:04d}") for i in range(1500)]
+    tasks[1400] = ({"id": "bad", "status": 5}, "text of an invalid task")
+    schema.remember_valid_tasks(tasks)
+    remembered = [key for _, key in tasks if key in schema.VALID_TASKS]
+    judged_in_valid_lists = [key for _, key in tasks[:1024]]  # (the second list holds the invalid task)
+    if cap > 10**6:
+        assert remembered == judged_in_valid_lists
+    else:
+        assert remembered == judged_in_valid_lists[-len(remembered) :] and 0 < len(remembered) < 1024
+    assert schema._valid_chars == sum(map(len, remembered)) <= cap
+    schema.VALID_TASKS.clear()

@@ -240,6 +240,17 @@ class Task(Record):
         A big queue's first read views every task, nearly all of them final, whose other fields no pass looks at:
         10,000 such views take a third of the time of full ones."""
         task = object.__new__(cls)
+        get = data.get
+        task_id, status = get("id"), get("status")
+        if (
+            type(task_id) is str
+            and type(status) is str
+            and parent is None
+            and "parent" not in data
+            and "parent_task" not in data
+        ):  # (nearly every task of a read: its fields made without the dict _first_fields makes, 40 % of the time)
+            task.__dict__.update(id=task_id, status=status, index=index, path=path, parent=None, _raw=data)
+            return task
         task.__dict__.update(_first_fields(data, index, path, parent), _raw=data)
         return task
 

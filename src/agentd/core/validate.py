@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Container, Mapping
+from collections.abc import Collection, Container, Mapping
 
 from agentd.core.lazyre import LazyPattern
 from agentd.core.model import walk
@@ -124,27 +124,39 @@ def structural(entries: list[tuple[str, Any, str | None]], known: Container[str]
     """Duplicate ids, unknown dependencies and cycles (they depend only on ids and dependencies): one finding per
     task it quarantines. Tasks without a string id, or whose dependencies are not a list, are skipped here (the schema
     check quarantines them). A dependency on a ``known`` id (a task outside ``entries``) is not unknown."""
+    return structural_and_ids(entries, known)[0]
+
+
+def structural_and_ids(
+    entries: list[tuple[str, Any, str | None]], known: Container[str] = ()
+) -> tuple[list[Finding], Collection[str]]:
+    """:func:`structural`, and the string ids of ``entries`` (found on the way: a big queue's first read asks for
+    both)."""
     findings: list[Finding] = []
-    paths: dict[str, list[str]] = {}
-    graph: dict[str, tuple[str, ...]] = {}
+    graph: dict[str, tuple[str, ...]] = {}  # each id's dependencies (its first task's)
     usable: list[tuple[str, str, tuple[str, ...]]] = []
+    named = 0
     for path, task, _ in entries:
         task_id = task.get("id") if isinstance(task, dict) else None
         if not isinstance(task_id, str):
             continue
+        named += 1
         deps = task.get("dependencies")
         deps = tuple(d for d in deps if isinstance(d, str)) if deps and isinstance(deps, list) else ()
-        paths.setdefault(task_id, []).append(path)
-        graph.setdefault(task_id, deps)
+        if task_id not in graph:
+            graph[task_id] = deps
         if deps:  # (a task without dependencies has none unknown)
             usable.append((path, task_id, deps))
-    for task_id, where in paths.items():
-        if len(where) > 1:
-            message = f"duplicate task id {task_id!r} ({len(where)} tasks have it)"
-            findings += [Finding("error", f"{path}.id", message, "duplicate", task_id) for path in where]
+    # Each id's paths, made only where an id repeats or a cycle is named (on a big queue: a list per task saved).
+    paths = _paths(entries) if named != len(graph) else None
+    if paths is not None:
+        for task_id, where in paths.items():
+            if len(where) > 1:
+                message = f"duplicate task id {task_id!r} ({len(where)} tasks have it)"
+                findings += [Finding("error", f"{path}.id", message, "duplicate", task_id) for path in where]
     for path, task_id, deps in usable:
         for position, dep in enumerate(deps):
-            if dep not in paths and dep not in known:
+            if dep not in graph and dep not in known:
                 message = f"unknown dependency {dep!r}"
                 findings.append(
                     Finding("error", f"{path}.dependencies[{position}]", message, "unknown-dep", task_id, dep)
@@ -156,6 +168,7 @@ def structural(entries: list[tuple[str, Any, str | None]], known: Container[str]
     # (the cycles found, and their order, are the same: a task without dependencies ends a search where it is met).
     depending = {k: v if k not in v else tuple(d for d in v if d != k) for k, v in graph.items() if v}
     for members in cycles(depending):
+        paths = paths if paths is not None else _paths(entries)
         inside = set(members)
         cycle = find_cycle({k: tuple(d for d in graph[k] if d in inside and d != k) for k in members}) or members
         message = "dependency cycle: " + " -> ".join(cycle)
@@ -163,7 +176,17 @@ def structural(entries: list[tuple[str, Any, str | None]], known: Container[str]
             Finding("error", f"{paths[member][0]}.dependencies", message, "cycle", member, "cycle")
             for member in members
         ]
-    return findings
+    return findings, graph.keys()
+
+
+def _paths(entries: list[tuple[str, Any, str | None]]) -> dict[str, list[str]]:
+    """Each string id of ``entries`` -> the paths of its tasks, in the order the ids first come."""
+    paths: dict[str, list[str]] = {}
+    for path, task, _ in entries:
+        task_id = task.get("id") if isinstance(task, dict) else None
+        if isinstance(task_id, str):
+            paths.setdefault(task_id, []).append(path)
+    return paths
 
 
 def cycles(graph: Mapping[str, tuple[str, ...]]) -> list[list[str]]:

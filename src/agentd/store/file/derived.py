@@ -14,7 +14,7 @@ from collections.abc import Callable, Container, Mapping
 from agentd import schema
 from agentd.core.model import Task, walk_one
 from agentd.core.record import Record, set_field
-from agentd.core.validate import Finding, structural, structural_phase
+from agentd.core.validate import Finding, structural, structural_and_ids, structural_phase
 from agentd.store.file.incremental import Piece
 
 TYPE_CHECKING = False
@@ -33,7 +33,13 @@ class PerPiece(Generic[D]):
     of the file) is taken by slicing, at C speed, and only the pieces after it are looked at."""
 
     def __init__(
-        self, name: str, make: Callable[[int, Piece, int], list[D]], *, by_start: bool = False, kept: bool = True
+        self,
+        name: str,
+        make: Callable[[int, Piece, int], list[D]],
+        *,
+        by_start: bool = False,
+        kept: bool = True,
+        sparse: bool = False,
     ) -> None:
         self.name = name  # the key of each piece's own cache of its part
         self.make = make  # (position, piece, how many items come before it) -> its part
@@ -42,6 +48,10 @@ class PerPiece(Generic[D]):
         # costs no more to make than to look up (an id, a walk of a task without subtasks), which then costs a big
         # queue's first read no cache entry per piece and per part (a third of its time).
         self.kept = kept
+        # Whether a piece keeps its part only when it has items: for a part nearly always empty, and then as cheap to
+        # make again as to look up (a task's problems once its text is known valid, its unknown statuses), which
+        # costs a big queue's first read no cache entry per piece (5.4 → 2 ms and 7.4 → 4.3 ms for 10,000 tasks).
+        self.sparse = sparse
         self._last: tuple[list[Piece], list[D], list[int]] = ([], [], [0])
         # The last STEPS_KEPT changes of the items list: (before, after, where after holds other items than before,
         # None where not known), oldest first; and the last HANDED_KEPT copies handed out, with the list each copies
@@ -68,6 +78,19 @@ class PerPiece(Generic[D]):
             make, append = self.make, counts.append
             for position in range(head, total - tail):  # (a big queue's first read: 10,000 turns, kept lean)
                 items += make(position, pieces[position], len(items))
+                append(len(items))
+        elif self.sparse:
+            make, append, by_start = self.make, counts.append, self.by_start
+            for position in range(head, total - tail):  # (as the loop below, the empty parts not kept)
+                piece = pieces[position]
+                cached = piece.derived.get(name)
+                if cached is None or cached[0] != position or (by_start and cached[1] != len(items)):
+                    part = make(position, piece, len(items))
+                    if part:
+                        piece.derived[name] = (position, len(items), part)
+                    items += part
+                else:
+                    items += cached[2]
                 append(len(items))
         else:
             for position in range(head, total - tail):
@@ -185,8 +208,10 @@ class PerPiece(Generic[D]):
             return self.make(position, piece, start)
         cached = piece.derived.get(name)
         if cached is None or cached[0] != position or (self.by_start and cached[1] != start):
-            cached = (position, start, self.make(position, piece, start))
-            piece.derived[name] = cached
+            made = self.make(position, piece, start)
+            if made or not self.sparse:
+                piece.derived[name] = (position, start, made)
+            return made
         part: list[D] = cached[2]
         return part
 
@@ -434,9 +459,9 @@ class StructuralChecks:
     def _all(
         self, entries: list[tuple[str, Any, str | None]], pieces: list[Piece] | None, archived: Mapping[str, str]
     ) -> list[Finding]:
-        found = structural(entries, known=archived)
+        found, named = structural_and_ids(entries, known=archived)
         if pieces is not None:
-            ids = frozenset(task["id"] for _, task, _ in entries if _has_id(task))
+            ids = frozenset(named)
             self._last = _Structure(pieces, found, ids, _outside(entries, ids))
         return found
 

@@ -808,7 +808,7 @@ class QueueStore:
         self._views: PerPiece[Task] = PerPiece("views", views_of, by_start=True)  # the task views of the last read,
         self._ids: PerPiece[Any] = PerPiece("ids", _id_of, kept=False)  # the ids of its top-level tasks,
         self._walks: PerPiece[tuple[str, Any, str | None]] = PerPiece("walk", walk_of, kept=False)  # its entries, and
-        self._problems: PerPiece[Finding] = PerPiece("problems", problems_of)  # its tasks' own problems
+        self._problems: PerPiece[Finding] = PerPiece("problems", problems_of, sparse=True)  # its tasks' own problems
         self.workflow = workflow  # (and the caches of what earlier reads found)
 
     @property
@@ -821,7 +821,7 @@ class QueueStore:
         self._workflow = value
         self._generation = getattr(self, "_generation", 0) + 1
         self._warnings: PerPiece[Finding] = PerPiece(  # unknown statuses, by this workflow
-            f"warnings-{self._generation}", functools.partial(_warnings_of, value)
+            f"warnings-{self._generation}", functools.partial(_warnings_of, value), sparse=True
         )
         # What earlier reads found, with the warnings of the old workflow: forgotten.
         self._validated: tuple[bytes, list[Finding]] | None = None  # (the bytes checked, their findings)

@@ -132,6 +132,12 @@ def test_a_change_in_place_is_known_between_copies_with_reads_between() -> None:
     assert {k for k in range(len(after)) if after[k] is not before[k]} <= said
     assert kept.changed_between(after, before) is None  # (backward: not a chain of its derives)
     assert kept.changed_between(list(after), after) is None  # (a list it did not hand out)
+    never = PerPiece("never handed", parts, by_start=True)  # (a cache that hands out no copy keeps no old lists)
+    for at in (3, 4):
+        pieces = list(pieces)
+        pieces[at] = piece(pieces[at].value)
+        never.derive(pieces)
+    assert never._steps == ()
 
 
 @settings(max_examples=examples(300, 100), deadline=None)

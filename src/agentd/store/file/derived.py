@@ -166,7 +166,8 @@ class PerPiece(Generic[D]):
         return items, counts
 
     def _step(self, before: list[D], after: list[D], places: tuple[int, ...] | None) -> None:
-        self._steps = (*self._steps[1 - STEPS_KEPT :], (before, after, places))
+        if self._handed:  # (only a cache that hands copies out is asked: the others keep no old lists alive)
+            self._steps = (*self._steps[1 - STEPS_KEPT :], (before, after, places))
 
     def hand(self, items: list[D]) -> list[D]:
         """A copy of ``items`` (a list :meth:`derive` returned) for a caller to keep, remembered with the list it

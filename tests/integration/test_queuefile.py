@@ -503,6 +503,10 @@ def test_a_transaction_that_leaves_its_folder_s_sync_for_later_wakes_the_thread_
     dummy = tmp_path / ".dummy.agentd-tmp"
     dummy.write_bytes(b"")
     retirer.drop(str(dummy))  # (the thread started, if no earlier test of this process started it)
+    deadline = time.monotonic() + 10
+    while retirer._pending:  # (a name still pending would have the next one wake the thread at once)
+        assert time.monotonic() < deadline, "the thread did not remove the names pending"
+        time.sleep(0.005)
     events: list[str] = []
     real_notify = retirer._wake.notify
     monkeypatch.setattr(retirer._wake, "notify", lambda *a: events.append("woken") or real_notify(*a))
@@ -525,6 +529,33 @@ def test_a_transaction_that_leaves_its_folder_s_sync_for_later_wakes_the_thread_
         assert time.monotonic() < deadline, "the old version's second name was not removed"
         time.sleep(0.01)
     assert json.loads(queue.read_text())["tasks"][1]["status"] == "done"
+
+
+def test_a_name_left_for_the_next_wake_waits_for_one_other_at_most(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Names dropped without waking the thread (a daemon's writes, before their folder's sync) do not pile up: the
+    second one pending wakes it, and both go."""
+    retirer = queuefile._RETIRER
+    names = [tmp_path / f".SPRINT_QUEUE.json.1.{n}.agentd-tmp" for n in ("first", "second", "started")]
+    for name in names:
+        name.write_bytes(b"an old version")
+    retirer.drop(str(names[2]))  # (the thread started, if no earlier test of this process started it)
+    deadline = time.monotonic() + 10
+    while retirer._pending:
+        assert time.monotonic() < deadline, "the thread did not remove the names pending"
+        time.sleep(0.005)
+    woken: list[int] = []
+    real_notify = retirer._wake.notify
+    monkeypatch.setattr(retirer._wake, "notify", lambda *a: woken.append(len(retirer._pending)) or real_notify(*a))
+    with retirer._wake:  # (the thread cannot take a name meanwhile: the condition's lock is held)
+        retirer.drop(str(names[0]), wake=False)
+        assert woken == []
+        retirer.drop(str(names[1]), wake=False)
+        assert woken == [2]
+    while any(name.exists() for name in names):
+        assert time.monotonic() < deadline, "the names were not removed"
+        time.sleep(0.005)
 
 
 def test_a_plain_queue_path_is_resolved_once_and_a_symlink_put_there_is_written_through(

@@ -248,7 +248,7 @@ class Task(Record):
             and parent is None
             and "parent" not in data
             and "parent_task" not in data
-        ):  # (nearly every task of a read: its fields made without the dict _first_fields makes, 40 % of the time)
+        ):  # (nearly every task of a read: made without the dict _first_fields builds, in two thirds of the time)
             task.__dict__.update(id=task_id, status=status, index=index, path=path, parent=None, _raw=data)
             return task
         task.__dict__.update(_first_fields(data, index, path, parent), _raw=data)

@@ -13,8 +13,9 @@ from agentd import config as config_mod
 from agentd.run import daemon as daemon_mod
 from agentd.run import runner
 from agentd.run.daemon import Daemon, group_hold
+from agentd.run.zygote import default_zygote
 from tests.helpers.daemons import task, tasks_by_id, wait_for, write_config, write_queue
-from tests.integration.test_zygote import process_state
+from tests.integration.test_zygote import done_with_its_task, let_go
 
 pytestmark = pytest.mark.slow
 
@@ -102,8 +103,9 @@ def test_a_stop_request_ends_the_hold(tmp_path: Path, wide_hold: None) -> None:
 def test_a_runs_supervisor_is_reaped_once_the_pass_recorded_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A run's supervisor reported its end and exited: it is reaped after the pass that records the run (its reap,
-    a wake-up of its reader thread, takes nothing from that pass), not before; and then at once."""
+    """A run's supervisor reported its end and is done with its task: it is let go (reaped, or given back to its
+    zygote for the next task) after the pass that records the run (its reap, a wake-up of its reader thread, takes
+    nothing from that pass), not before; and then at once."""
     monkeypatch.setattr(runner, "REAP_HOLD", 600.0)  # only the daemon's go ends the hold here
     write_config(tmp_path, {"builder": BUILDER})
     write_queue(tmp_path, [task("A")], {"builder": 1})
@@ -112,9 +114,9 @@ def test_a_runs_supervisor_is_reaped_once_the_pass_recorded_the_run(
     proc = daemon.running["A"].proc
     assert proc is not None
     wait_for(lambda: not daemon._ended.empty(), 60, "A's end to be reported")
-    wait_for(lambda: process_state(proc.pid) == "Z", 60, "A's supervisor to exit")
+    wait_for(lambda: done_with_its_task(proc.pid), 60, "A's supervisor to be done with its task")
     assert proc.wait(0.2) is None, "reaped before its run was recorded"
     report = daemon.tick()
     assert [task_id for task_id, _ in report.finished] == ["A"], report
     assert proc.wait(60) is not None, "not reaped once its run was recorded"
-    wait_for(lambda: process_state(proc.pid) == "gone", 60, "A's supervisor to be reaped")
+    wait_for(lambda: let_go(proc.pid, default_zygote()), 60, "A's supervisor to be reaped or given back")

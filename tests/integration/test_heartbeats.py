@@ -88,8 +88,9 @@ def test_a_finished_run_keeps_its_lease_renewed_until_its_outcome_is_recorded(tm
             go.touch()  # the command ends now; recording it waits for the lock
             wait_for(ended.exists, 30, "the command to end")
             pgid = json.loads(lease.read_text())["pgid"]
-            # (its supervisor a zombie until the daemon, blocked on the lock, next waits and reaps it)
-            wait_for(lambda: not _group_running(pgid), 30, "the task's supervisor to exit")
+            # (its supervisor, a zombie, or waiting for another task, until the daemon, blocked on the lock, records
+            # the run)
+            wait_for(lambda: not _group_running(pgid, but=pgid), 30, "the task's tree to be gone")
             beats = set()
             until = boottime() + 6.0  # 3 ttl
             while boottime() < until:
@@ -109,8 +110,8 @@ def test_a_finished_run_keeps_its_lease_renewed_until_its_outcome_is_recorded(tm
         stop_all([daemon])
 
 
-def _group_running(pgid: int) -> bool:
-    """Whether a process of group *pgid* is still running (a zombie is not: it has exited)."""
+def _group_running(pgid: int, but: int | None = None) -> bool:
+    """Whether a process of group *pgid* (other than *but*) is still running (a zombie is not: it has exited)."""
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
@@ -118,7 +119,7 @@ def _group_running(pgid: int) -> bool:
             except OSError:
                 continue
             fields = data[data.rfind(b")") + 2 :].split()
-            if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X") and int(name) != but:
                 return True
     return False
 

@@ -30,7 +30,9 @@ BUILDER = {"claims": "ready", "working": "in_progress", "on_success": "done", "c
 @pytest.fixture
 def watched(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Zygote, CountingSocket]]:
     """This process's default zygote, a fresh one, with one supervisor forked ahead (as a daemon's start asks) before
-    its socket is watched."""
+    its socket is watched. Its supervisors run one task each (AGENTD_SUPERVISOR_REUSE=0): these tests are about the
+    spares asked for ahead, which a reused supervisor makes needless."""
+    monkeypatch.setenv("AGENTD_SUPERVISOR_REUSE", "0")
     z = Zygote()
     monkeypatch.setattr(zygote_module, "_default", z)
     try:

@@ -18,8 +18,8 @@ from agentd.run import runner
 from agentd.run.runner import ExitInfo, StatusPump, TaskProcess, launch
 from agentd.run.zygote import Zygote
 from agentd.wakeup import WakeUp
-from tests.integration.test_runner import pid_gone, spec
-from tests.integration.test_zygote import process_state
+from tests.integration.test_runner import spec
+from tests.integration.test_zygote import done_with_its_task, let_go, process_state
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux /proc and pidfds")
 
@@ -56,8 +56,8 @@ class Owner:
 
 def test_an_end_is_read_and_told_on_the_owners_thread_and_reaped_at_its_go(tmp_path: Path, zygote: Zygote) -> None:
     """No thread reads the status: the end comes through the owner's wait, is told on its thread, and the supervisor
-    (exited right after reporting) stays unreaped -- its group may still be signalled -- until let_reap, which reaps it
-    at once."""
+    (done with its task right after reporting) stays held -- its group may still be signalled -- until let_reap,
+    which gives it back to its zygote for the next task (or reaps it) at once."""
     owner = Owner()
     threads = {t.ident for t in threading.enumerate()}
     proc = launch(spec(tmp_path, ["sh", "-c", "exit 3"]), owner.on_exit, zygote=zygote, read=False, hold_reap=True)
@@ -65,11 +65,11 @@ def test_an_end_is_read_and_told_on_the_owners_thread_and_reaped_at_its_go(tmp_p
     owner.sleep_until(lambda: owner.told, "the end to be told")
     assert [(info.returncode, mine) for info, mine in owner.told] == [(3, True)]
     assert {t.ident for t in threading.enumerate()} - threads == set(), "a thread read the status"
-    owner.sleep_until(lambda: pid_gone(proc.pid), "the supervisor to exit")
-    assert process_state(proc.pid) == "Z" and proc.poll() is None  # (told, not reaped: the owner's go not given)
-    proc.let_reap()  # (the zygote, its parent, is told to reap it: at once, without waiting for it)
+    owner.sleep_until(lambda: done_with_its_task(proc.pid), "the supervisor to be done with its task")
+    assert proc.poll() is None  # (told, not let go: the owner's go not given)
+    proc.let_reap()  # (back to its zygote, or the zygote is told to reap it: at once, without waiting for it)
     assert proc.poll() is not None and proc.poll().returncode == 3  # type: ignore[union-attr]
-    owner.sleep_until(lambda: process_state(proc.pid) == "gone", "the zygote to reap the supervisor")
+    owner.sleep_until(lambda: let_go(proc.pid, zygote), "the supervisor to be back with its zygote or reaped")
 
 
 def test_a_supervisor_killed_before_its_report_ends_the_run_as_dead_and_is_reaped_first(
@@ -141,11 +141,15 @@ def test_frames_split_across_reads_are_put_together(tmp_path: Path) -> None:
         child.wait()
 
 
-def test_supervisors_let_be_reaped_together_go_to_the_zygote_in_one_message(tmp_path: Path, zygote: Zygote) -> None:
+def test_supervisors_let_be_reaped_together_go_to_the_zygote_in_one_message(
+    tmp_path: Path, zygote: Zygote, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Three ended runs let be reaped within Zygote.reaping_together: one ``R`` request names the three supervisors
-    (one wake-up of the zygote, not three), and the zygote reaps each."""
+    (one wake-up of the zygote, not three), and the zygote reaps each. (Supervisors that run one task each:
+    AGENTD_SUPERVISOR_REUSE=0; a reused one is given back to its zygote, not reaped.)"""
     from tests.integration.test_zygote import CountingSocket
 
+    monkeypatch.setenv("AGENTD_SUPERVISOR_REUSE", "0")  # (read by the zygote as it starts: at the first launch)
     owner = Owner()
     procs = [
         launch(spec(tmp_path, ["true"]), owner.on_exit, zygote=zygote, read=False, hold_reap=True) for _ in range(3)

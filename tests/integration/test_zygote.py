@@ -51,8 +51,9 @@ def fd_targets(pid: int) -> dict[int, str]:
 def test_a_forked_supervisor_leads_its_own_session_and_holds_only_its_descriptors(
     tmp_path: Path, zygote: Zygote
 ) -> None:
-    """The supervisor is the zygote's child, leads its own session and group, holds its pipes and the kept fd only,
-    and the zygote holds none of the task's descriptors (so the daemon's death still reaches the supervisor)."""
+    """The supervisor is the zygote's child, leads its own session and group, holds its pipes, the kept fd and its
+    channel to the daemon only (not the zygote's socket), the command none of its own, and the zygote holds none of
+    the task's descriptors (so the daemon's death still reaches the supervisor)."""
     lock_file = tmp_path / "lease"
     fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
@@ -66,8 +67,12 @@ def test_a_forked_supervisor_leads_its_own_session_and_holds_only_its_descriptor
             assert tp.command_pid is not None and os.getpgid(tp.command_pid) == tp.pid
             shim_fds = fd_targets(tp.pid)
             assert shim_fds[fd] == str(lock_file)
-            # Besides: its log, its wake-up pipe and the command's pidfd; nothing of the zygote (no socket).
-            assert not [t for t in shim_fds.values() if t.startswith("socket:")], shim_fds
+            # Besides: its log, its wake-up pipe, the command's pidfd and its channel (the socket the daemon may
+            # hand it another task on); nothing of the zygote (not its socket).
+            sockets = [t for t in shim_fds.values() if t.startswith("socket:")]
+            assert len(sockets) == 1, shim_fds
+            assert not set(sockets) & set(fd_targets(zygote.pid).values())
+            assert not [t for t in fd_targets(tp.command_pid).values() if t.startswith("socket:")]
             task_pipes = {shim_fds[0], shim_fds[1]}
             assert all(target.startswith("pipe:") for target in task_pipes)
             assert not task_pipes & set(fd_targets(zygote.pid).values())
@@ -350,6 +355,18 @@ def process_state(pid: int) -> str:
     return data[data.rfind(b")") + 2 :].split()[0].decode()
 
 
+def done_with_its_task(pid: int) -> bool:
+    """Its task's end reported: the supervisor exited (a zombie until reaped) or waits for another task (reuse: its
+    task's descriptors closed, /dev/null on 0)."""
+    state = process_state(pid)
+    return state == "Z" or (state == "S" and fd_targets(pid).get(0) == os.devnull)
+
+
+def let_go(pid: int, zygote: Zygote) -> bool:
+    """Reaped, or back with its zygote, waiting to be handed another task."""
+    return process_state(pid) == "gone" or any(entry[0] == pid for entry in zygote._idle)
+
+
 def test_the_end_is_told_once_reported_while_the_supervisor_still_exits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -491,12 +508,13 @@ def test_a_spare_runs_its_task_from_the_hand_over_alone(tmp_path: Path, zygote: 
     )
     control_r, control_w, status_r, status_w = pipes()
     try:
-        pid, generation, pidfd, spec_sent, _start = zygote.fork(control_r, status_w, [], message)
+        pid, generation, pidfd, spec_sent, _start, channel = zygote.fork(control_r, status_w, [], message)
         close_quietly(control_r, status_w)
         assert spec_sent
         frames = read_frames(status_r)  # (the control pipe stays open and empty: its EOF would kill the task)
         assert [f["event"] for f in frames] == ["started", "exited"], frames
         assert frames[1]["returncode"] == 0 and out.read_text() == "inline\n"
+        channel.close()  # (it said it would wait for another task: EOF, it exits)
         os.close(pidfd)
         zygote.reap(pid, generation)
     finally:
@@ -626,7 +644,8 @@ def test_a_task_launched_unread_is_told_once_its_status_is_read(tmp_path: Path, 
         zygote=zygote,
         read=False,
     )
-    assert wait_for(lambda: process_state(tp.pid) == "Z", 60)  # it reported and exited: nobody read the report
+    # It reported and closed that task's descriptors (it waits for another on its channel): nobody read the report.
+    assert wait_for(lambda: fd_targets(tp.pid).get(0) == os.devnull, 60)
     assert tp.poll() is None and told == []
     runner.read_status(tp)
     assert finish(tp, 30).returncode == 7
@@ -681,7 +700,8 @@ def test_spares_of_a_batch_forked_but_not_yet_answered_exit_when_the_zygote_is_k
 
 def test_a_held_reap_waits_for_the_owners_go(tmp_path: Path, zygote: Zygote, monkeypatch: pytest.MonkeyPatch) -> None:
     """launch(..., hold_reap=True) (a daemon's starts): the end is told as soon as the supervisor reports it, but the
-    supervisor, exited, stays unreaped (its pid, the group's id, not reusable) until the owner's let_reap()."""
+    supervisor, its task's descriptors closed, waiting for another task, is held (the handle may still signal its
+    group) until the owner's let_reap(); then it goes back to the zygote, which hands it the next task."""
     monkeypatch.setattr(runner, "REAP_HOLD", 600.0)  # only the go ends the hold here
     told: list[int | None] = []
     tp = launch(
@@ -691,12 +711,21 @@ def test_a_held_reap_waits_for_the_owners_go(tmp_path: Path, zygote: Zygote, mon
         hold_reap=True,
     )
     assert wait_for(lambda: told == [5], 60)
-    assert wait_for(lambda: process_state(tp.pid) == "Z", 60)  # exited, held from its reap
-    assert tp.wait(0.2) is None and process_state(tp.pid) == "Z"
+    assert wait_for(lambda: fd_targets(tp.pid).get(0) == os.devnull, 60)  # reported, that task's descriptors closed
+    assert tp.wait(0.2) is None and process_state(tp.pid) == "S"
     tp.let_reap()
     assert finish(tp, 30).returncode == 5
-    assert wait_for(lambda: process_state(tp.pid) == "gone", 60)
-    assert told == [5]
+    assert process_state(tp.pid) == "S"  # not exited: back with its zygote, waiting for a task
+    nxt = launch(
+        spec(tmp_path, ["sh", "-c", "exit 6"]),
+        on_exit=lambda _p, info: told.append(info.returncode),
+        zygote=zygote,
+        hold_reap=True,
+    )
+    assert nxt.pid == tp.pid and nxt.pgid_start() == tp.pgid_start()
+    assert wait_for(lambda: told == [5, 6], 60)
+    nxt.let_reap()
+    assert finish(nxt, 30).returncode == 6
 
 
 def test_a_held_reap_never_let_ends_after_the_hold(

@@ -47,7 +47,8 @@ stdin  (control, the daemon holds the only write end):
             wait (<= 2 s) until it is gone, so the lease's lock is free, then exit 137.
 stdout (status frames):
     {"event": "started", "pid", "pgid", "started", "subreaper"}  (unless the spec's report_start is false)
-    {"event": "exited", "returncode", "signal", "timed_out", "killed_by", "error", "not_started", "started", "ended"}
+    {"event": "exited", "returncode", "signal", "timed_out", "killed_by", "error", "not_started", "started", "ended",
+     "reuse"}  (reuse: a forked supervisor that will wait on its channel for another task: see _spare)
 
 Start-up cost matters (one shim per task run): only built-in modules are imported (no ``subprocess``,
 ``json``, ``shlex``, ``contextlib``, ``ctypes``, or the ``signal`` wrapper and its ``enum``); the command
@@ -89,6 +90,10 @@ _HAVE_PROC = os.path.exists("/proc/self/stat")
 
 _pending_signals: list[int] = []
 _SUBREAPER = False  # set in main(): is the shim a child subreaper?
+# Tasks a forked supervisor runs at most before it exits (see _spare); AGENTD_SUPERVISOR_REUSE=0: one each, as a fresh
+# fork per task did before (read by the zygote as it starts).
+REUSE_MAX = 1 if os.environ.get("AGENTD_SUPERVISOR_REUSE", "1").strip() == "0" else 1000
+_REUSE: list[Any] = [False, None]  # [may this supervisor serve another task after this one, the folder to go back to]
 
 
 def _on_signal(signum: int, _frame: object) -> None:
@@ -590,6 +595,7 @@ class Shim:
 
     def run(self) -> int:
         t0 = time.time()
+        reuse_allowed, _REUSE[0] = _REUSE[0], False  # (True again only at a clean end: see reusable)
         try:
             wake_r, wake_w = os.pipe()  # before the command exists: a failure here is agentd's, not the command's
         except OSError as exc:
@@ -703,6 +709,7 @@ class Shim:
         assert self.status is not None
         rc, sig = (self.status, None) if self.status >= 0 else (None, -self.status)
         self.log(f"exited returncode={rc} signal={sig} timed_out={self.timed_out} killed_by={self.killed_by}")
+        _REUSE[0] = reuse = reuse_allowed and self.reusable()
         self.emit(
             {
                 "event": "exited",
@@ -713,10 +720,29 @@ class Shim:
                 "error": None,
                 "started": self.started,
                 "ended": self.ended,
+                "reuse": reuse,
             }
         )
         _crash_point("supervisor.after-report")
         return 0
+
+    def reusable(self) -> bool:
+        """May this supervisor serve another task once this one's report is sent (see :func:`_spare`)? Only after
+        a run that ended by itself with nothing of its tree left: the command reaped, no child at all (a subreaper:
+        every descendant would be one, orphans included), no signal sent or pending, no fence, the daemon still
+        there; and back in the folder it came from."""
+        if not (_SUBREAPER and self.childless and self.ctrl_open and self.pid is not None):
+            return False
+        if self.term_sent or self.sigkill_sent is not None or self.fenced or self.eof_deadline is not None:
+            return False
+        if _pending_signals or self.killed_by is not None or self.timed_out:
+            return False
+        if self.cwd is not None:
+            try:
+                os.chdir(_REUSE[1])  # (TypeError: the folder it came from is unknown)
+            except (OSError, TypeError):
+                return False
+        return True
 
 
 def _read_exactly(count: int, buf: bytes) -> tuple[bytes, bytes] | None:
@@ -878,47 +904,66 @@ def _spare(sock_fd: int, chan: Any) -> NoReturn:
         with SCM_RIGHTS [control read end, status write end, *kept fds]
 
     Then the control pipe goes on 0, the status pipe on 1, the kept descriptors at the numbers the daemon gave them,
-    nothing else open, and the shim's ``main`` runs with that spec (None: a spec too big for the message, which it
-    reads from the control pipe). EOF on *chan* (the daemon is gone, or dropped it unused): it exits without
+    nothing else open but *chan*, and the shim's ``main`` runs with that spec (None: a spec too big for the message,
+    which it reads from the control pipe). EOF on *chan* (the daemon is gone, or dropped it unused): it exits without
     starting anything, having removed what it prepared while it waited (:func:`_prepare`: a task's log folder and
-    file, which the hand-over only renames and links)."""
+    file, which the hand-over only renames and links).
+
+    Reuse. A run that ended cleanly (:meth:`Shim.reusable`: its command reaped, nothing of its tree left, no signal,
+    no fence) is reported with ``reuse: true``; the supervisor then closes every descriptor of that task (the pipes,
+    the kept ones, the log: as its exit would), puts its signal handlers back and waits on *chan* for another task,
+    exactly as a spare does. A task then costs no fork, none of the pages a fresh fork copies on its way to the
+    command, and no exit. The daemon hands it another task only once it recorded the run and released its lease
+    (``TaskProcess.let_reap``); else it closes *chan* and the supervisor exits. At most :data:`REUSE_MAX` tasks."""
     code = 2
     try:
         _socket, fcntl = _modules()
         os.close(sock_fd)
         _close_quietly(*_KEPT)  # (the zygote's to keep, not a spare's)
         os.setsid()
-        _prepare()
-        data, ancillary, flags, _addr = chan.recvmsg(HAND_OVER_MAX, _socket.CMSG_SPACE(256 * 4))
-        fds = _received_fds(ancillary)
-        if not data:
-            if _PREPARED:
-                _drop_prepared()
-            os._exit(0)  # never used
-        if data[:1] != b"G" or flags & (_socket.MSG_CTRUNC | _socket.MSG_TRUNC):
-            raise ValueError(f"bad hand-over: {data[:1]!r}, {len(data)} bytes, flags {flags:#x}")
-        kept, spec = marshal.loads(data[1:])  # noqa: S302 - our own daemon
-        targets = [int(fd) for fd in kept]
-        if len(fds) != 2 + len(targets) or not isinstance(spec, bytes | None):
-            raise ValueError(f"bad hand-over: {len(fds)} descriptors for {len(targets)} kept")
-        _crash_point("supervisor.after-fds")
-        base = max(2, chan.fileno(), *fds, *targets) + 1
-        moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, base) for fd in fds]  # out of the way of the targets
-        os.dup2(moved[0], 0)
-        os.dup2(moved[1], 1)
-        keep = {0, 1, 2, *targets}
-        if _PREPARED and _PREPARED[2] >= 0:  # the unnamed log file: out of the way of the targets too
-            unnamed, _PREPARED[2] = _PREPARED[2], -1
-            try:
-                _PREPARED[2] = fcntl.fcntl(unnamed, fcntl.F_DUPFD_CLOEXEC, base)
-                keep.add(_PREPARED[2])
-            except OSError:
-                pass  # (out of descriptors: the log is made as without it)
-            os.close(unnamed)  # (before a target may take its number)
-        for fd, target in zip(moved[2:], targets, strict=True):
-            os.dup2(fd, target, inheritable=False)
-        _close_all_but(keep)
-        code = main(spec)
+        try:
+            _REUSE[1] = os.getcwd()
+        except OSError:
+            _REUSE[1] = None  # (its folder removed: a task with a folder of its own is its last)
+        for served in range(REUSE_MAX):
+            _prepare()
+            data, ancillary, flags, _addr = chan.recvmsg(HAND_OVER_MAX, _socket.CMSG_SPACE(256 * 4))
+            fds = _received_fds(ancillary)
+            if not data:
+                if _PREPARED:
+                    _drop_prepared()
+                os._exit(0)  # never used (again)
+            if data[:1] != b"G" or flags & (_socket.MSG_CTRUNC | _socket.MSG_TRUNC):
+                raise ValueError(f"bad hand-over: {data[:1]!r}, {len(data)} bytes, flags {flags:#x}")
+            kept, spec = marshal.loads(data[1:])  # noqa: S302 - our own daemon
+            targets = [int(fd) for fd in kept]
+            if len(fds) != 2 + len(targets) or not isinstance(spec, bytes | None):
+                raise ValueError(f"bad hand-over: {len(fds)} descriptors for {len(targets)} kept")
+            _crash_point("supervisor.after-fds")
+            base = max(2, chan.fileno(), *fds, *targets) + 1
+            moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, base) for fd in fds]  # out of the way of the targets
+            keep = {0, 1, 2, *targets}
+            if _PREPARED and _PREPARED[2] >= 0:  # the unnamed log file: out of the way of 0, 1 and the targets too
+                unnamed, _PREPARED[2] = _PREPARED[2], -1
+                try:
+                    _PREPARED[2] = fcntl.fcntl(unnamed, fcntl.F_DUPFD_CLOEXEC, base)
+                    keep.add(_PREPARED[2])
+                except OSError:
+                    pass  # (out of descriptors: the log is made as without it)
+                os.close(unnamed)  # (before 0, 1 or a target may take its number)
+            os.dup2(moved[0], 0)
+            os.dup2(moved[1], 1)
+            if chan.fileno() in targets:  # the channel too (a target's dup2 would close it)
+                chan = _socket.socket(fileno=fcntl.fcntl(chan.detach(), fcntl.F_DUPFD_CLOEXEC, base))
+            keep.add(chan.fileno())
+            for fd, target in zip(moved[2:], targets, strict=True):
+                os.dup2(fd, target, inheritable=False)
+            _close_all_but(keep)
+            _REUSE[0] = served + 1 < REUSE_MAX
+            code = main(spec)
+            if not _REUSE[0] or code != 0:
+                break
+            _between_tasks(chan.fileno())
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException as exc:  # the process ends here whatever happened
@@ -935,6 +980,21 @@ def _spare(sock_fd: int, chan: Any) -> NoReturn:
         except (OSError, ValueError):
             pass
         os._exit(code)
+
+
+def _between_tasks(chan_fd: int) -> None:
+    """A reused supervisor, its task reported: as a spare again (:func:`_spare`): every descriptor of that task
+    closed (those left are its stderr, its channel, and /dev/null on 0 and 1, which keeps what it opens next off
+    the numbers the hand-over puts the task's pipes on), the signal handlers and the wake-up fd of :func:`main` and
+    :meth:`Shim.run` undone, nothing pending."""
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    _pending_signals.clear()
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    os.dup2(null, 0, inheritable=False)
+    os.dup2(null, 1, inheritable=False)
+    _close_all_but({0, 1, 2, chan_fd})
 
 
 _KEPT: list[int] = []  # descriptors the daemon asked the zygote to keep until it exits (b"K")

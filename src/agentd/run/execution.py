@@ -40,10 +40,11 @@ log = logging.getLogger("agentd.daemon")
 # Why agentd itself may fail to start a command (not the command's failure: no attempt is spent).
 OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM})
 # File descriptors a task costs the daemon: kept while it runs (its lease, the two ends of its supervisor's pipes, and a
-# pidfd of a supervisor the zygote forked), more for a moment while its supervisor is started (the other ends of those
-# pipes; subprocess's pipes when started directly), and what the daemon keeps free for its own work (the zygote's socket
+# pidfd of and the channel to a supervisor the zygote forked, which the daemon keeps after the task while the
+# supervisor waits for another), more for a moment while its supervisor is started (the other ends of those pipes;
+# subprocess's pipes when started directly), and what the daemon keeps free for its own work (the zygote's socket
 # among them).
-FDS_PER_TASK = 4
+FDS_PER_TASK = 5
 FDS_TO_SPAWN = 6
 FDS_RESERVED = 8
 # The renewal that records a started run's process group is told to its supervisor (a control line: a wake-up of it)

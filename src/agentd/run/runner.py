@@ -256,6 +256,8 @@ class TaskProcess:
         self._reap_go = threading.Event()  # set: a supervisor that reported is reaped as soon as it exits
         if not hold_reap:
             self._reap_go.set()
+        self._owner_go = False  # let_reap() was called: the owner recorded the run and released its lease
+        self._reusable = False  # its report said it waits for another task (a forked supervisor: see _shim._spare)
         self._pending = b""  # (pumped) what was read of a frame not whole yet
         self._status_started = launched  # (pumped) the command's start, as reported
         self._reported: ExitInfo | None = None  # (pumped) the end the supervisor reported, not reaped yet
@@ -312,8 +314,14 @@ class TaskProcess:
 
     def let_reap(self) -> None:
         """The owner did what the end's report asked of it (a daemon: recorded the run, released its lease): the
-        supervisor may be reaped now (see ``launch(hold_reap=True)``). Never blocks: a pumped task's supervisor that
-        has exited is reaped here (it exits right after its report), one still exiting by a thread of its own."""
+        supervisor may be reaped now (see ``launch(hold_reap=True)``), or, when its report said it waits for another
+        task, given back to its zygote for the next one (``ForkedSupervisor.reuse``: only on this go). Never blocks:
+        a pumped task's supervisor that has exited is reaped here (it exits right after its report), one still
+        exiting by a thread of its own."""
+        self._owner_go = True
+        self._let_reap()
+
+    def _let_reap(self) -> None:
         self._reap_go.set()
         info = self._reported
         if info is not None:  # (set by pump() alone: a reader thread reaps by itself)
@@ -395,6 +403,7 @@ class TaskProcess:
             self._started.set()
         elif event == "exited":
             err = msg.get("error")
+            self._reusable = msg.get("reuse") is True
             return ExitInfo(
                 returncode=_opt_int(msg.get("returncode")),
                 signal=_opt_int(msg.get("signal")),
@@ -439,6 +448,11 @@ class TaskProcess:
         ``wait=False`` only if it has exited already (False: it has not)."""
         with self._reap_lock:
             if self._reaped:
+                return True
+            # A supervisor that waits for another task goes back to its zygote, but only on the owner's go: its run
+            # recorded and its lease released, no record left that names its process group for this task.
+            if self._reusable and self._owner_go and isinstance(self._popen, ForkedSupervisor) and self._popen.reuse():
+                self._reaped = True
                 return True
             try:
                 self._popen.wait(REAP_TIMEOUT if wait else 0)
@@ -509,7 +523,7 @@ class TaskProcess:
         self._reported = info
         self._tell(info)
         if self._reap_go.is_set():
-            self.let_reap()
+            self._let_reap()  # (not the owner's go: one given at the launch, hold_reap=False)
         return True
 
     def _tell(self, info: ExitInfo) -> None:
@@ -620,7 +634,7 @@ class StatusPump:
                 del self._held[task]
             elif now >= until:
                 del self._held[task]
-                task.let_reap()
+                task._let_reap()  # (not the owner's go: the supervisor is not reused)
 
 
 _environ: tuple[dict[bytes, bytes], dict[str, str]] | None = None  # os.environ's bytes and their decoding, last seen
@@ -776,8 +790,10 @@ def _fork(zygote: Zygote, keep_fds: Sequence[int], message: bytes) -> ForkedSupe
                 stdout,
                 spec_sent=handed.spec_sent,
                 start=handed.start,
+                channel=handed.channel,
             )
         except BaseException:
+            handed.channel.close()
             close_quietly(control_w, status_r, handed.pidfd)  # EOF: it exits without starting anything
             zygote.reap(handed.pid, handed.generation)
             raise

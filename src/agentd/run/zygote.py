@@ -18,6 +18,11 @@ A spare runs nothing unless the daemon hands it a task, and the daemon hands eac
 knows: a spare whose zygote or daemon died before its task came reads EOF on its channel and exits, so the fallback
 (a fresh zygote, else a directly started interpreter) can never run the command twice.
 
+A supervisor whose run ended cleanly says so in its report and waits on its channel for another task; once the daemon
+has recorded the run and released its lease it gives it back (:meth:`Zygote.take_back`), and :meth:`Zygote.fork`
+hands the next task to it before any spare (no fork, none of a fresh fork's page copies, no exit). Otherwise the
+daemon closes its end of the channel and the supervisor exits (see ``_shim._spare``).
+
 The zygote reaps a supervisor only when told (:meth:`Zygote.reap`, sent once the daemon saw it exit through a
 pidfd): until then its pid, which is its process group's id, cannot be reused and the daemon may signal the group.
 A running daemon starts it as soon as its configuration is read (:meth:`Zygote.boot`) and asks for the first spares
@@ -82,9 +87,10 @@ if TYPE_CHECKING:
         pidfd: int
         spec_sent: bool  # its spec came with its descriptors (else the caller writes it to the control pipe)
         start: int | None  # its start time (agentd.hostinfo.process_start's), read by the zygote after the fork
+        channel: _socket.socket  # the daemon's end of its channel (kept: it may serve another task, take_back)
 
 else:  # the same tuple, without importing typing for its NamedTuple
-    Handed = collections.namedtuple("Handed", ["pid", "generation", "pidfd", "spec_sent", "start"])
+    Handed = collections.namedtuple("Handed", ["pid", "generation", "pidfd", "spec_sent", "start", "channel"])
     Handed.__doc__ = "A spare handed its task (:meth:`Zygote.fork`)."
 
 
@@ -106,6 +112,9 @@ class Zygote:
         self._log_root_given: str | None = None  # (as the caller gave it: compared by identity, once per task)
         self._log_root_sent: str | None = None  # what the running zygote was told
         self._reaps: tuple[int, list[int]] | None = None  # (generation, pids): reaps held for one message
+        # Supervisors whose task is over and that wait on their channel for another one (take_back), newest last:
+        # (pid, generation, pidfd, start, the daemon's end of its channel). Handed a task before any new spare.
+        self._idle: list[tuple[int, int, int, int | None, _socket.socket]] = []
 
     @property
     def pid(self) -> int | None:
@@ -231,6 +240,12 @@ class Zygote:
         call)."""
         inline = spec if spec is not None and len(spec) <= INLINE_SPEC_MAX else None
         with self._lock:
+            fds = array.array("i", [control, status, *keep_fds])
+            while self._idle:
+                handed = self._hand_to_idle(keep_fds, inline, fds)
+                if handed is not None:
+                    return handed
+                inline = spec if spec is not None and len(spec) <= INLINE_SPEC_MAX else None
             sock = self._sock if self._sock is not None else self._start()
             for attempt in range(2):
                 pid, chan, generation, start = self._spare(sock)
@@ -240,7 +255,6 @@ class Zygote:
                     chan.close()  # (EOF: it exits unused)
                     self._reap_now(sock, pid)
                     raise
-                fds = array.array("i", [control, status, *keep_fds])
                 try:
                     try:
                         self._hand(chan, keep_fds, inline, fds)
@@ -251,15 +265,52 @@ class Zygote:
                         self._hand(chan, keep_fds, inline, fds)
                 except OSError as exc:
                     os.close(pidfd)  # the spare is gone (killed): another one, once
+                    chan.close()
                     self._reap_now(sock, pid)
                     if attempt:
                         raise OSError(exc.errno or errno.EAGAIN, f"supervisor spare {pid}: {exc.strerror}") from exc
                     log.warning("supervisor spare %d is gone (%s): asking for another", pid, exc.strerror or exc)
                     continue
-                finally:
-                    chan.close()
-                return Handed(pid, generation, pidfd, inline is not None, start)
+                return Handed(pid, generation, pidfd, inline is not None, start, chan)
             raise AssertionError("unreachable")
+
+    def _hand_to_idle(self, keep_fds: Sequence[int], inline: bytes | None, fds: array.array[int]) -> Handed | None:
+        """Hand the task to the idle supervisor that came back last (:meth:`take_back`); None when it is gone
+        (exited, killed: then dropped, and reaped by its zygote when that is ours): the caller tries the next."""
+        pid, generation, pidfd, start, chan = self._idle.pop()
+        if not _readable([pidfd], 0):  # (not exited: a supervisor that died after its report is not handed a task)
+            try:
+                try:
+                    self._hand(chan, keep_fds, inline, fds)
+                except OSError as exc:
+                    if exc.errno != errno.EMSGSIZE or inline is None:
+                        raise
+                    inline = None  # (a socket buffer smaller than the spec: it goes down the control pipe)
+                    self._hand(chan, keep_fds, inline, fds)
+            except OSError:
+                pass
+            else:
+                return Handed(pid, generation, pidfd, inline is not None, start, chan)
+        self._let_go(pid, generation, pidfd, chan)
+        return None
+
+    def _let_go(self, pid: int, generation: int, pidfd: int, chan: _socket.socket) -> None:
+        """Drop an idle supervisor: EOF on its channel (it exits, if it has not), reaped by its zygote when that is
+        ours (a zombie until then: its pid is not reused meanwhile), else by init."""
+        chan.close()
+        os.close(pidfd)
+        if self._sock is not None and generation == self.generation:
+            self._reap_now(self._sock, pid)
+
+    def take_back(self, pid: int, generation: int, pidfd: int, start: int | None, chan: _socket.socket) -> bool:
+        """Keep a supervisor whose task is over, and that said it waits for another (its report's ``reuse``), to be
+        handed the next task (:meth:`fork`): False when this zygote is stopped or keeps :attr:`spares` of them
+        already (the caller then lets it go: EOF on its channel, and it exits)."""
+        with self._lock:
+            if self._sock is None or len(self._idle) >= self.spares:
+                return False
+            self._idle.append((pid, generation, pidfd, start, chan))
+            return True
 
     @staticmethod
     def _hand(chan: _socket.socket, keep_fds: Sequence[int], spec: bytes | None, fds: array.array[int]) -> None:
@@ -273,7 +324,7 @@ class Zygote:
         :meth:`agentd.run.execution.Executor.replenish`), all in one request (one wake-up of the zygote, however many
         tasks were started); a zygote found dead is replaced now."""
         with self._lock:
-            if self._sock is not None and self._asked < self.spares:
+            if self._sock is not None and self._asked + len(self._idle) < self.spares:
                 self._ask(self._sock)
 
     def _ask(self, sock: _socket.socket) -> None:
@@ -286,7 +337,7 @@ class Zygote:
 
     def _request(self, sock: _socket.socket) -> None:
         """One request for as many spares as are missing (``S<count>``: one message)."""
-        missing = self.spares - self._asked
+        missing = self.spares - self._asked - len(self._idle)
         if missing > 0:
             self._tell_log_root(sock)
             sock.send(b"S%d" % missing)
@@ -396,14 +447,22 @@ class Zygote:
         """Let the spares asked for and never used go, and wait (at most *timeout* seconds) until they are gone: each
         reads EOF on its channel, removes the log folder it made ahead of its task (:meth:`prepare_logs`) and exits.
         For a daemon about to return: no folder of its spares then appears or vanishes under whatever the caller does
-        next (``shutil.rmtree`` of the project fails on either). Only when they prepared something; the zygote
-        stays (a later task asks for spares again)."""
+        next (``shutil.rmtree`` of the project fails on either). The supervisors waiting for another task
+        (:meth:`take_back`) go too. Only when they prepared something, or some wait; the zygote stays (a later task
+        asks for spares again)."""
         with self._lock:
             sock = self._sock
-            if sock is None or self._log_root_sent is None:
+            if sock is None or (self._log_root_sent is None and not self._idle):
                 return
             deadline = time.monotonic() + timeout
             gone: list[tuple[int, int]] = []  # (pid, pidfd)
+            for pid, generation, pidfd, _start, chan in self._idle:  # (each prepared for its next task too)
+                chan.close()  # EOF: it drops what it prepared and exits
+                if generation == self.generation:
+                    gone.append((pid, pidfd))
+                else:
+                    os.close(pidfd)  # (init reaps it)
+            self._idle.clear()
             sock.settimeout(timeout)  # (a hung zygote does not hold the daemon's end for a reply's 30 s)
             try:
                 while self._asked:
@@ -435,6 +494,10 @@ class Zygote:
         with self._lock:
             proc, sock = self._proc, self._sock
             self._proc = self._sock = None
+            for _pid, _generation, pidfd, _start, chan in self._idle:
+                chan.close()  # EOF: each exits (reaped by the zygote as it exits, else by init)
+                os.close(pidfd)
+            self._idle.clear()
             if sock is not None:
                 sock.close()  # EOF: it exits
             if proc is not None:
@@ -456,6 +519,7 @@ class ForkedSupervisor:
         *,
         spec_sent: bool = False,
         start: int | None = None,
+        channel: _socket.socket | None = None,
     ) -> None:
         self.pid = pid
         self.spec_sent = spec_sent  # its spec came with its descriptors (else: it reads it from its control pipe)
@@ -466,6 +530,7 @@ class ForkedSupervisor:
         self._zygote = zygote
         self._generation = generation
         self._pidfd: int | None = pidfd  # opened before the spare was handed its task (see Zygote.fork)
+        self._channel = channel  # the daemon's end of its channel: it may be handed another task (reuse)
 
     def unreaped(self) -> bool:
         """May the daemon still signal the supervisor's process group (its pid cannot have been reused)?"""
@@ -479,10 +544,26 @@ class ForkedSupervisor:
             return False
         return True
 
+    def reuse(self) -> bool:
+        """Its task over, and reported with ``reuse`` (it waits on its channel for another): give it back to the
+        zygote, which hands it the next task (:meth:`Zygote.take_back`). True: this handle is done with it (as once
+        reaped: its process group is never signalled through it again); False: :meth:`wait` lets it go and exit."""
+        if self.returncode is not None or self._pidfd is None or self._channel is None:
+            return False
+        if not self._zygote.take_back(self.pid, self._generation, self._pidfd, self.start, self._channel):
+            return False
+        self._pidfd = self._channel = None
+        self.returncode = 0
+        return True
+
     def wait(self, timeout: float | None = None) -> int:
-        """Wait until the supervisor exited (subprocess.TimeoutExpired after *timeout*), then have it reaped."""
+        """Wait until the supervisor exited (subprocess.TimeoutExpired after *timeout*), then have it reaped. One
+        that would wait for another task is let go first (EOF on its channel: it exits)."""
         if self.returncode is not None:
             return self.returncode
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
         assert self._pidfd is not None
         if not _readable([self._pidfd], timeout):
             raise subprocess.TimeoutExpired(f"supervisor {self.pid}", timeout or 0.0)

@@ -18,8 +18,9 @@ import pytest
 
 from agentd.run.runner import ExitInfo, TaskProcess, launch
 from agentd.run.zygote import Zygote
+from tests.conftest import run_agentd
 from tests.integration.test_runner import SRC_DIR, finish, pid_gone, spec, wait_for
-from tests.integration.test_zygote import children_of, fd_targets, process_state
+from tests.integration.test_zygote import children_of, fd_targets, kill_then_all_gone, process_state
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux /proc")
 
@@ -218,10 +219,7 @@ def test_the_daemons_death_ends_the_supervisors_waiting_between_tasks(tmp_path: 
         assert wait_for(lambda: out.exists(), 60)
         pids = json.loads(out.read_text())
         assert wait_for(lambda: waits_for_a_task(pids["shim"]), 60)
-        everyone = [pids["shim"], pids["zygote"], *children_of(pids["zygote"])]
-        daemon.kill()
-        daemon.wait(30)
-        assert wait_for(lambda: all(pid_gone(p) for p in everyone), 60), [p for p in everyone if not pid_gone(p)]
+        kill_then_all_gone(daemon, [pids["shim"], pids["zygote"], *children_of(pids["zygote"])])
     finally:
         if daemon.poll() is None:
             daemon.kill()
@@ -238,15 +236,8 @@ def test_a_daemons_drain_reuses_its_supervisors_runs_each_task_once_and_leaves_n
     builder = {"claims": "ready", "working": "in_progress", "on_success": "done", "command": ["sh", "-c", report]}
     write_config(tmp_path, {"builder": builder})
     write_queue(tmp_path, [task(i) for i in ids], {"builder": 2})
-    env = {k: v for k, v in os.environ.items() if k != "AGENTD_ROOT"}
-    done = subprocess.run(
-        [sys.executable, "-m", "agentd", "--root", str(tmp_path), "--role", "builder", "--drain"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    done = run_agentd("--root", str(tmp_path), "--role", "builder", "--drain", cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
     assert {t["id"]: t["status"] for t in tasks_by_id(tmp_path).values()} == dict.fromkeys(ids, "done")
     runs = [line.split() for line in (tmp_path / "runs").read_text().splitlines()]
     assert sorted(task_id for task_id, _ in runs) == ids  # each once

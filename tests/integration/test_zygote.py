@@ -116,13 +116,18 @@ def test_the_daemons_death_ends_a_forked_supervisors_tree_and_the_zygote(tmp_pat
         assert ppid(pids["shim"]) == pids["zygote"]
         assert wait_for(lambda: len(children_of(pids["zygote"])) == 2, 60)  # the shim and the next task's spare
         everyone += children_of(pids["zygote"])
-        daemon.kill()
-        daemon.wait(30)
-        assert wait_for(lambda: all(pid_gone(p) for p in everyone), 60), [p for p in everyone if not pid_gone(p)]
+        kill_then_all_gone(daemon, everyone)
     finally:
         if daemon.poll() is None:
             daemon.kill()
             daemon.wait()
+
+
+def kill_then_all_gone(daemon: subprocess.Popen[bytes], everyone: list[int]) -> None:
+    """SIGKILL the daemon process, then every one of *everyone* must end (exited or a zombie) within a minute."""
+    daemon.kill()
+    daemon.wait(30)
+    assert wait_for(lambda: all(pid_gone(p) for p in everyone), 60), [p for p in everyone if not pid_gone(p)]
 
 
 def test_a_zygote_killed_between_tasks_is_replaced(

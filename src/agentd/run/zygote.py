@@ -245,7 +245,6 @@ class Zygote:
                 handed = self._hand_to_idle(keep_fds, inline, fds)
                 if handed is not None:
                     return handed
-                inline = spec if spec is not None and len(spec) <= INLINE_SPEC_MAX else None
             sock = self._sock if self._sock is not None else self._start()
             for attempt in range(2):
                 pid, chan, generation, start = self._spare(sock)
@@ -256,13 +255,7 @@ class Zygote:
                     self._reap_now(sock, pid)
                     raise
                 try:
-                    try:
-                        self._hand(chan, keep_fds, inline, fds)
-                    except OSError as exc:
-                        if exc.errno != errno.EMSGSIZE or inline is None:
-                            raise
-                        inline = None  # (a socket buffer smaller than the spec: it goes down the control pipe)
-                        self._hand(chan, keep_fds, inline, fds)
+                    sent = self._hand(chan, keep_fds, inline, fds)
                 except OSError as exc:
                     os.close(pidfd)  # the spare is gone (killed): another one, once
                     chan.close()
@@ -271,7 +264,7 @@ class Zygote:
                         raise OSError(exc.errno or errno.EAGAIN, f"supervisor spare {pid}: {exc.strerror}") from exc
                     log.warning("supervisor spare %d is gone (%s): asking for another", pid, exc.strerror or exc)
                     continue
-                return Handed(pid, generation, pidfd, inline is not None, start, chan)
+                return Handed(pid, generation, pidfd, sent, start, chan)
             raise AssertionError("unreachable")
 
     def _hand_to_idle(self, keep_fds: Sequence[int], inline: bytes | None, fds: array.array[int]) -> Handed | None:
@@ -280,17 +273,11 @@ class Zygote:
         pid, generation, pidfd, start, chan = self._idle.pop()
         if not _readable([pidfd], 0):  # (not exited: a supervisor that died after its report is not handed a task)
             try:
-                try:
-                    self._hand(chan, keep_fds, inline, fds)
-                except OSError as exc:
-                    if exc.errno != errno.EMSGSIZE or inline is None:
-                        raise
-                    inline = None  # (a socket buffer smaller than the spec: it goes down the control pipe)
-                    self._hand(chan, keep_fds, inline, fds)
+                sent = self._hand(chan, keep_fds, inline, fds)
             except OSError:
                 pass
             else:
-                return Handed(pid, generation, pidfd, inline is not None, start, chan)
+                return Handed(pid, generation, pidfd, sent, start, chan)
         self._let_go(pid, generation, pidfd, chan)
         return None
 
@@ -313,11 +300,20 @@ class Zygote:
             return True
 
     @staticmethod
-    def _hand(chan: _socket.socket, keep_fds: Sequence[int], spec: bytes | None, fds: array.array[int]) -> None:
+    def _hand(chan: _socket.socket, keep_fds: Sequence[int], spec: bytes | None, fds: array.array[int]) -> bool:
         """The hand-over message (``_shim._spare``): the kept descriptors' numbers and the spec (or None), with the
-        descriptors themselves."""
-        message = b"G" + marshal.dumps((list(keep_fds), spec))
-        chan.sendmsg([message], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+        descriptors themselves; whether the spec went with it (one the socket's buffer refuses, EMSGSIZE: a limit
+        raised over the buffer, is sent without it, and the caller writes it to the control pipe)."""
+        rights = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)]
+        if spec is not None:
+            try:
+                chan.sendmsg([b"G" + marshal.dumps((list(keep_fds), spec))], rights)
+                return True
+            except OSError as exc:
+                if exc.errno != errno.EMSGSIZE:
+                    raise
+        chan.sendmsg([b"G" + marshal.dumps((list(keep_fds), None))], rights)
+        return False
 
     def replenish(self) -> None:
         """Ask for the spares of the next tasks (a daemon asks as its next pass begins: see

@@ -269,7 +269,8 @@ def test_the_zygote_reaps_every_supervisor_and_keeps_no_descriptor(tmp_path: Pat
         tp = launch(spec(tmp_path, ["sh", "-c", f"exit {code}"]), zygote=zygote)
         shims.append(tp.pid)
         assert finish(tp, 30).returncode == code
-    assert wait_for(lambda: len(children_of(zygote.pid or 0)) == 1, 30), children_of(zygote.pid or 0)
+    # (The last task's supervisor, let go once its end was told, exits and is reaped a moment later.)
+    assert wait_for(lambda: spare_alone(zygote.pid or 0, shims) is not None, 30), children_of(zygote.pid or 0)
     (spare,) = children_of(zygote.pid)
     assert spare not in shims and process_state(spare) in ("S", "R")  # waiting for its task
     # While it forks a spare the zygote holds the spare's channel for an instant (a socket pair, passed on and
@@ -360,6 +361,13 @@ def process_state(pid: int) -> str:
     return data[data.rfind(b")") + 2 :].split()[0].decode()
 
 
+def spare_alone(zygote_pid: int, supervisors: list[int]) -> int | None:
+    """The zygote's one child, once that is neither of *supervisors* (tasks' supervisors it forked before, which exit
+    and are reaped a moment after their tasks); None until then."""
+    kids = children_of(zygote_pid)
+    return kids[0] if len(kids) == 1 and kids[0] not in supervisors else None
+
+
 def done_with_its_task(pid: int) -> bool:
     """Its task's end reported: the supervisor exited (a zombie until reaped) or waits for another task (reuse: its
     task's descriptors closed, /dev/null on 0)."""
@@ -437,9 +445,12 @@ def test_a_spare_killed_while_it_waits_is_replaced_and_reaped(
 ) -> None:
     """A spare SIGKILLed before it is handed a task: the task runs once, in another spare, with one warning, and the
     dead spare is reaped (no zombie left)."""
-    assert finish(launch(spec(tmp_path, ["true"]), zygote=zygote), 30).returncode == 0
+    first = launch(spec(tmp_path, ["true"]), zygote=zygote)
+    assert finish(first, 30).returncode == 0
     assert zygote.pid is not None
-    assert wait_for(lambda: len(children_of(zygote.pid or 0)) == 1, 60)  # the next task's spare
+    # The next task's spare alone (the first task's supervisor, let go once its end was told, exits and is reaped
+    # a moment later).
+    assert wait_for(lambda: spare_alone(zygote.pid or 0, [first.pid]) is not None, 60)
     (spare,) = children_of(zygote.pid)
     os.kill(spare, signal.SIGKILL)
     assert wait_for(lambda: process_state(spare) == "Z", 60)

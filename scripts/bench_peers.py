@@ -52,7 +52,8 @@ SETTLE_S = 10.0  # s before the first run: ext4 steps over the inodes freed in t
 def discard(folder: Path, cleanup: bench.Cleanup | None = None) -> None:
     """A finished run's folder: left where it is, and removed with every other at the end of the benchmark, unless
     --clean-each. On ext4 without a journal (this VM's root file system) creating a file scans past every inode
-    freed in the last 5-10 s in its group (``find_inode_bit`` -> ``recently_deleted``): each removal of a run's
+    freed in the last 60 s in its group, 360 s while that inode's table block is not yet written back
+    (``find_inode_bit`` -> ``recently_deleted``, fs/ext4/ialloc.c): each removal of a run's
     folder (hundreds of files) taxed the runs after it, each per file it creates -- agentd, which makes ~4 files a
     task to tsp's and nq's 1, most (docs/benchmarks.md, round 10). For the same reason the benchmark waits SETTLE_S
     before its first run: what ran before it (a test suite's clean-up) would tax the first section."""

@@ -21,6 +21,7 @@ POINTS = (
     "daemon.after-register",  # a daemon's PID file written (`agentd status` sees it run), its loop not yet begun
     "tokens.after-write",  # the fencing-token high-water mark raised, no lease file yet (claim)
     "lease.after-create",  # lease file created and locked, queue not yet written (claim)
+    "lease.spare-linked",  # a released lease file reused: linked to the new lease's name, its spare name still there
     "claim.after-queue-write",  # claim written to the queue, task not yet started
     "task.after-start",  # task command started
     "heartbeat.mid-write",  # a lease file rewritten in place, not yet truncated to its new length

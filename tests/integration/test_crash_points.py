@@ -31,20 +31,20 @@ BATCH = ["complete.before-claim"]  # reached only with a task left to claim when
 STARTED = ["complete.after-starts"]  # likewise, once the claim has started: its own test below
 BIG = ["queue.after-link"]  # reached only where a queue of 1 MiB or more is replaced: its own test below
 STARTUP = ["daemon.after-register"]  # before any task: its own tests in tests/integration/test_daemon.py
+SPARE = ["lease.spare-linked"]  # reached only by a claim after a release (a third task at WIP 1): its own test below
 CYCLE = [
     point
     for point in faults.POINTS
     if not point.startswith("recover.")
-    and point not in WORKSPACE + ARCHIVE + AUTOMATION + BATCH + STARTED + BIG + STARTUP
+    and point not in WORKSPACE + ARCHIVE + AUTOMATION + BATCH + STARTED + BIG + STARTUP + SPARE
 ]
 RECOVERY = [point for point in faults.POINTS if point.startswith("recover.")]
 
 
 def test_every_point_is_tested() -> None:
     """The lists cover every fault point, so a new point cannot go untested."""
-    assert sorted(CYCLE + RECOVERY + WORKSPACE + ARCHIVE + AUTOMATION + BATCH + STARTED + BIG + STARTUP) == sorted(
-        faults.POINTS
-    )
+    every = CYCLE + RECOVERY + WORKSPACE + ARCHIVE + AUTOMATION + BATCH + STARTED + BIG + STARTUP + SPARE
+    assert sorted(every) == sorted(faults.POINTS)
     assert RECOVERY and WORKSPACE
 
 
@@ -150,6 +150,29 @@ def test_crash_after_a_pass_started_its_claims_before_releasing_its_ends(
     assert (tmp_path / ".leases" / "C1.json").exists()  # left by the crash: the window this point marks
     started = _finished_after_the_crash(tmp_path, log)
     assert started.count("C1") == 1 and 1 <= started.count("C2") <= 2, started
+
+
+@pytest.mark.parametrize("action", ["exit", "kill"])
+@pytest.mark.parametrize("point", SPARE)
+def test_crash_while_a_released_lease_file_is_reused(point: str, action: str, tmp_path: Path) -> None:
+    """WIP 1, three tasks: C1's lease file, released, is kept as a spare and reused for C3's claim, in the pass that
+    records C2's end; the daemon dies with it linked to C3's name and its spare name not yet removed (two names of one
+    locked file), that pass's transaction not written. A restarted daemon finds a valid queue, removes the dead
+    daemon's spare name and C3's orphan lease file, runs C2 once more and C3 once, with growing tokens; no spare is
+    left once it stops."""
+    log = tmp_path / "runs.jsonl"
+    write_config(tmp_path, {"builder": {**BUILDER, "command": recorder(log)}})
+    write_queue(tmp_path, [task("C1"), task("C2"), task("C3")], {"builder": 1})
+    crashed = run_agentd("--role", "builder", "--drain", cwd=tmp_path, env={"AGENTD_CRASH_AT": f"{point}:{action}"})
+    expected = -signal.SIGKILL if action == "kill" else faults.CRASH_EXIT_CODE
+    assert crashed.returncode == expected, (point, crashed.returncode, crashed.stderr)
+    leases = tmp_path / ".leases"
+    spares = [p for p in leases.iterdir() if p.name.startswith(".spare-")]
+    assert len(spares) == 1 and spares[0].samefile(leases / "C3.json"), sorted(leases.iterdir())  # the window
+    assert [t["status"] for t in tasks_by_id(tmp_path).values()] == ["awaiting_test", "in_progress", "ready"]
+    started = _finished_after_the_crash(tmp_path, log)
+    assert started == ["C1", "C2", "C2", "C3"], started
+    assert [p.name for p in leases.iterdir() if p.name.startswith(".spare-")] == []
 
 
 @pytest.mark.parametrize("action", ["exit", "kill"])

@@ -372,3 +372,128 @@ def test_the_folder_is_listed_again_only_when_a_name_in_it_changed(
     assert "T7" in list(leases.task_ids())
     os.rename(tmp_path / ".leases" / "T7.json", tmp_path / ".leases" / "T8.json")
     assert "T8" in list(leases.task_ids()) and "T7" not in list(leases.task_ids())
+
+
+# -- spares: released lease files kept for the next claims (LeaseDir.reuses) -------------------------------------------
+
+
+def _spares(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.name.startswith(".spare-"))
+
+
+def test_a_released_lease_file_is_kept_and_reused_by_the_next_claim(tmp_path: Path) -> None:
+    """Where the folder keeps spares, a release renames the file away (its path is gone at once) and the next claim
+    links the same inode to its own name, whole and locked, with no spare name left; without, a release deletes it."""
+    leases = tmp_path / ".leases"
+    folder = LeaseDir(leases, tmp_path)
+    folder.reuses()
+    first = folder.acquire(record("A", 1))  # type: ignore[arg-type]
+    assert first is not None
+    inode = os.stat(leases / "A.json").st_ino
+    first.release()
+    assert not (leases / "A.json").exists() and folder.observe("A") is None
+    assert [p.stat().st_ino for p in _spares(leases)] == [inode]
+    second = folder.acquire(record("B", 2))  # type: ignore[arg-type]
+    assert second is not None
+    assert os.stat(leases / "B.json").st_ino == inode and _spares(leases) == []
+    seen = folder.observe("B")
+    assert seen is not None and seen.locked is True and seen.token == 2
+    assert folder.read_record("B") == second.record
+    second.release()
+    folder.close()  # (a daemon's end: its spares go)
+    assert _spares(leases) == [] and sorted(p.name for p in leases.iterdir()) == []
+
+    plain = LeaseDir(tmp_path / "plain", tmp_path)  # (a CLI's, which never prepares: nothing kept)
+    held = plain.acquire(record("A", 3))  # type: ignore[arg-type]
+    assert held is not None
+    held.release()
+    assert list((tmp_path / "plain").iterdir()) == []
+
+
+def test_a_spare_whose_old_descriptor_is_still_held_is_never_reused(tmp_path: Path) -> None:
+    """A process still holding the released lease's descriptor (a supervisor a moment from closing it, a grandchild
+    that escaped with it) holds its lock: the claim finds it locked, deletes the spare name and makes a new file, so
+    the new lease's lock is never shared with a process of another task."""
+    leases = tmp_path / ".leases"
+    folder = LeaseDir(leases, tmp_path)
+    folder.reuses()
+    first = folder.acquire(record("A", 1))  # type: ignore[arg-type]
+    assert first is not None
+    old = os.stat(leases / "A.json").st_ino
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE, pass_fds=(first.fd,)
+    )
+    try:
+        first.release()
+        assert len(_spares(leases)) == 1
+        second = folder.acquire(record("B", 2))  # type: ignore[arg-type]
+        assert second is not None
+        assert os.stat(leases / "B.json").st_ino != old and _spares(leases) == []
+        seen = folder.observe("B")
+        assert seen is not None and seen.locked is True and seen.token == 2
+        second.release()
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=10)
+        folder.close()
+
+
+def test_spares_of_a_process_that_is_gone_are_removed_by_the_next_that_keeps_spares(tmp_path: Path) -> None:
+    """A daemon killed with spares leaves their names; the next daemon to keep spares in the folder removes those of
+    processes that are gone and leaves a live one's (and anything that is not a spare's name) alone."""
+    leases = tmp_path / ".leases"
+    leases.mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait(timeout=10)
+    live = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        for name in (f".spare-{gone.pid}-1", f".spare-{gone.pid}-2", f".spare-{live.pid}-1", ".spare-x-1", "T9.json"):
+            (leases / name).write_text("{}")
+        folder = LeaseDir(leases, tmp_path)
+        folder.prepare(1)  # (a daemon's first: it keeps spares from now on)
+        left = sorted(p.name for p in leases.iterdir())
+        assert left == sorted([f".spare-{live.pid}-1", ".spare-x-1", "T9.json"]), left
+        folder.close()
+    finally:
+        assert live.stdin is not None
+        live.stdin.close()
+        live.wait(timeout=10)
+
+
+def test_a_reader_never_takes_a_reused_file_for_the_lease_it_opened(tmp_path: Path) -> None:
+    """While one thread claims and releases two tasks in turn (each claim reusing the other's released file), a
+    reader of one of them sees it absent or whole and its own, never another task's record or a torn one."""
+    import threading
+
+    leases = tmp_path / ".leases"
+    folder = LeaseDir(leases, tmp_path)
+    folder.reuses()
+    reader = LeaseDir(leases, tmp_path)
+    stop = threading.Event()
+    errors: list[str] = []
+    seen_whole = 0
+
+    def read() -> None:
+        nonlocal seen_whole
+        while not stop.is_set():
+            seen = reader.observe("A")
+            if seen is not None and seen.error is not None:
+                errors.append(seen.error)
+            elif seen is not None:
+                seen_whole += 1
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    try:
+        for token in range(1, 3001):
+            held = folder.acquire(record("A" if token % 2 else "B", token))  # type: ignore[arg-type]
+            assert held is not None
+            held.release()
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        folder.close()
+        reader.close()
+    assert errors == [], errors[:3]
+    assert seen_whole > 0

@@ -210,7 +210,7 @@ def _lease_dir_findings(config: Config, store: Store, queue: _Queue, now: dateti
                 out.append(Finding("error", "unparsable-lease", message, fix, subject=task_id))
     for name in names:
         is_lease = name.endswith(leases.SUFFIX) and valid_task_id(name[: -len(leases.SUFFIX)])
-        if not is_lease and name not in (leases.TOKENS, leases.TOKENS + ".tmp"):
+        if not is_lease and name not in (leases.TOKENS, leases.TOKENS + ".tmp") and leases.spare_owner(name) is None:
             message = f"{shown}/{name}: not a lease file (agentd ignores it)"
             out.append(Finding("warning", "stray-lease-entry", message, f"rm -r {shown}/{name}", subject=name))
 

@@ -7,10 +7,20 @@ transaction (:meth:`LeaseDir.prepare`): unnamed (``O_TMPFILE``), each is locked 
 
 The locked descriptor is inherited by the task's command, so the lock is held exactly as long as the work lives: the
 kernel releases it when the last holder dies. The file is never renamed over (a rename would give the path a new inode
-the lock does not cover) and is deleted only by its holder on release, or under the queue lock once its lock is proven
+the lock does not cover) and is removed only by its holder on release, or under the queue lock once its lock is proven
 free (or its holder proven hung and killed); every open re-checks that the path still names the inode it locked.
 Heartbeats rewrite the file in place: ``heartbeat_at`` (wall clock) and ``heartbeat_boot`` (the boot clock, judged
 only within the same ``boot_id``; see :mod:`agentd.core.clock`).
+
+A daemon keeps the files it releases as *spares* instead of deleting them (:meth:`LeaseDir.reuses`): on release the
+holder renames the file to ``.spare-<pid>-<n>`` (the lease path is gone at once, as with an unlink), and a later claim
+of that daemon rewrites it and links it to the new lease's name, then removes the spare name. A spare is used only
+when a new open of it can take ``LOCK_EX``: proof that no process still holds the old lease's descriptor (its
+supervisor, or a grandchild that escaped with it); one still locked is deleted, as before. No inode is made or freed
+per task: on ext4 without a journal every new inode is found past each inode of its group freed in the last 60 s (360
+s while that inode's table block is not yet written back: ``recently_deleted`` in fs/ext4/ialloc.c), which cost a
+daemon's claims, and its supervisors' log files, up to 0.8 ms each on the 2-core test machine (docs/benchmarks.md,
+round 22). Spares of a daemon that died are removed by the next daemon that keeps spares in the folder.
 
 Symlinks are never followed: the folder must resolve inside the project, and files are opened with ``O_NOFOLLOW``
 relative to the folder's descriptor.
@@ -60,6 +70,9 @@ OWN_EVENTS_KEPT = 256  # own leases remembered before the expired ones are dropp
 # (a dozen), the one descriptor it holds is one a pass's queue write may need.
 KEEP_MARK_NOFILE = 256
 PREPARED_MAX = 8  # unnamed lease files kept ready at most (see LeaseDir.prepare): as many as a pass claims, at most
+SPARE_PREFIX = ".spare-"  # a released lease file kept for the next claim: ``.spare-<pid>-<n>`` (see LeaseDir.reuses)
+SPARES_MAX = 8  # released lease files a daemon keeps at most (the others are deleted as before)
+REREADS = 8  # times a lease file that does not parse is read again (caught mid-write, or reused meanwhile)
 
 
 class LeaseDirUnsafe(AgentdError, PermissionError):
@@ -150,12 +163,13 @@ class Held:
         return (self.fd,) if self.fd >= 0 else ()
 
     def release(self) -> None:
-        """Remove the lease file (if it is still ours) and drop the lock."""
+        """Remove the lease file (if it is still ours: kept as a spare where the folder keeps them, see
+        :meth:`LeaseDir.reuses`) and drop the lock."""
         with self._lock:
             if self.fd < 0:
                 return
             try:
-                if self.still_ours():
+                if self.still_ours() and not self.folder.keep_spare(self.task_id):
                     self.folder.unlink(self.task_id)
             finally:
                 os.close(self.fd)
@@ -170,6 +184,25 @@ def descriptors_to_spare() -> bool:
 
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     return soft == resource.RLIM_INFINITY or soft >= KEEP_MARK_NOFILE
+
+
+def spare_owner(name: str) -> int | None:
+    """The pid in a spare lease file's name (``.spare-<pid>-<n>``), None for any other name."""
+    if not name.startswith(SPARE_PREFIX):
+        return None
+    pid, _, number = name[len(SPARE_PREFIX) :].partition("-")
+    return int(pid) if pid.isdigit() and number.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this pid exists here (one we may not signal exists)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _raised(mark: int, floors: list[int]) -> list[int]:
@@ -198,6 +231,9 @@ class LeaseDir:
         self._prepared: list[int] = []  # unnamed lease files made ahead (see prepare), for this process
         self._prepared_pid = os.getpid()
         self._unnamed = unnamed.AVAILABLE  # False once the folder refused an unnamed file or its naming
+        self._spares: list[str] = []  # released lease files kept for the next claims (see reuses), for this process
+        self._spare_count = 0  # the last <n> given to a spare's name
+        self._keeps_spares = False  # whether released files are kept (a daemon's, once it prepares: see reuses)
 
     @property
     def path(self) -> Path:
@@ -236,6 +272,7 @@ class LeaseDir:
     def close(self) -> None:
         self._drop_mark()
         self._drop_prepared()
+        self._drop_spares()
         self._listed = None
         if self._fd is not None:
             os.close(self._fd)
@@ -305,13 +342,16 @@ class LeaseDir:
     def prepare(self, count: int) -> None:
         """Have ``count`` (at most :data:`PREPARED_MAX`) lease files ready for the next claims: unnamed files in the
         folder (``O_TMPFILE``), which :meth:`acquire` locks, writes and names. Making a file is the dear part of a
-        claim (a new inode: on ext4 without a journal, found past every inode freed in the last 30 s), and a daemon
-        calls this after its starts, so that its next transaction, which holds the queue lock, only names them.
+        claim (a new inode: on ext4 without a journal, found past every inode freed in the last minute or more), and
+        a daemon calls this after its starts, so that its next transaction, which holds the queue lock, only names
+        them (a spare kept from a release is used first, and none is made for it: see reuses).
         Nothing where the file system makes no unnamed files (then the claims create their files as before), nor
         under a descriptor limit too low to keep them (see KEEP_MARK_NOFILE)."""
         if self._prepared_pid != os.getpid():  # (a forked child: the parent's files are the parent's)
-            self._prepared, self._prepared_pid = [], os.getpid()
-        count = min(count, PREPARED_MAX)
+            self._prepared, self._prepared_pid, self._spares = [], os.getpid(), []
+        if not self._keeps_spares:
+            self.reuses()
+        count = min(count, PREPARED_MAX) - len(self._spares)  # (a spare is used first: see acquire)
         if not self._unnamed or len(self._prepared) >= count or not descriptors_to_spare():
             return
         try:
@@ -329,6 +369,88 @@ class LeaseDir:
             for fd in prepared:
                 with contextlib.suppress(OSError):
                     os.close(fd)
+
+    # -- spares -------------------------------------------------------------------------------------------------------
+
+    def reuses(self) -> None:
+        """From now on keep released lease files as spares for this process's next claims (a daemon's: see the
+        module's note) instead of deleting them; spares left by processes that are gone are removed now. Spares hold
+        no descriptor while they wait; :meth:`close` removes this process's."""
+        if self._keeps_spares:
+            return
+        self._keeps_spares = True
+        try:
+            names = os.listdir(self._dir_fd(create=True))
+        except OSError:
+            return
+        for name in names:
+            owner = spare_owner(name)
+            if owner is not None and owner != os.getpid() and not _alive(owner):
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=self._dir_fd())
+
+    def keep_spare(self, task_id: str) -> bool:
+        """Rename the released lease file of ``task_id`` (still ours, its lock still held) to a spare name; False when
+        it is not kept (the caller deletes it as before)."""
+        if not self._keeps_spares or self._prepared_pid != os.getpid() or len(self._spares) >= SPARES_MAX:
+            return False
+        self._spare_count += 1
+        spare = f"{SPARE_PREFIX}{os.getpid()}-{self._spare_count}"
+        try:
+            folder = self._dir_fd()
+            os.rename(self.name_for(task_id), spare, src_dir_fd=folder, dst_dir_fd=folder)
+        except OSError:
+            return False
+        self._spares.append(spare)
+        return True
+
+    def _drop_spares(self) -> None:
+        spares, self._spares = self._spares, []
+        if self._prepared_pid == os.getpid() and self._fd is not None:
+            for spare in spares:
+                with contextlib.suppress(OSError):
+                    os.unlink(spare, dir_fd=self._fd)
+
+    def _acquire_spare(self, record: LeaseRecord, name: str, folder: int) -> tuple[bool, Held | None]:
+        """:meth:`acquire` with a spare: opened anew and locked (refused while any process still holds the old lease's
+        descriptor: that spare is deleted), written, linked to the lease's name (EEXIST: the lease exists, the spare
+        is kept), then its spare name removed. (False, None) when no spare could be used."""
+        while self._spares and self._prepared_pid == os.getpid():
+            spare = self._spares.pop(0)  # (the one released longest ago: its old holders are the likeliest gone)
+            try:
+                fd = os.open(spare, os.O_RDWR | NOFOLLOW | CLOEXEC | os.O_NONBLOCK, dir_fd=folder)
+            except OSError:
+                continue  # (removed by another daemon that took this one for dead, say: a new file is made)
+            try:
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+                    raise BlockingIOError  # (not what this process left: not used, its name removed)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # (refused: the old lease's descriptor is held)
+                payload = record.dumps()
+                os.pwrite(fd, payload, 0)
+                os.ftruncate(fd, len(payload))
+            except OSError:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(spare, dir_fd=folder)
+                continue
+            try:
+                os.link(spare, name, src_dir_fd=folder, dst_dir_fd=folder, follow_symlinks=False)
+            except FileExistsError:
+                os.close(fd)
+                self._spares.insert(0, spare)  # (unused: kept for another claim)
+                return True, None
+            except OSError:
+                os.close(fd)
+                self._spares.insert(0, spare)
+                return False, None
+            faults.point("lease.spare-linked")  # the lease is whole and locked; the spare name is a second link
+            with contextlib.suppress(OSError):
+                os.unlink(spare, dir_fd=folder)
+            _remember(payload, record)
+            self._own[record.task_id] = math.inf
+            return True, Held(self, record, fd, (info.st_dev, info.st_ino))
+        return False, None
 
     def _acquire_prepared(self, record: LeaseRecord, name: str, folder: int) -> tuple[bool, Held | None]:
         """:meth:`acquire` with a file made ahead: locked, written, then named (:func:`unnamed.name`, which fails with
@@ -364,7 +486,9 @@ class LeaseDir:
         """Create and lock the lease file; None when one exists already (call only under the queue lock)."""
         name = self.name_for(record.task_id)
         folder = self._dir_fd(create=True)  # LeaseDirUnsafe as it is: not a file access error
-        done, held = self._acquire_prepared(record, name, folder)
+        done, held = self._acquire_spare(record, name, folder) if self._spares else (False, None)
+        if not done:
+            done, held = self._acquire_prepared(record, name, folder)
         if done:
             return held
         try:
@@ -522,7 +646,7 @@ class LeaseDir:
 
     # -- looking -------------------------------------------------------------------------------------------------------
 
-    def observe(self, task_id: str) -> LeaseObservation | None:
+    def observe(self, task_id: str, *, again: int = REREADS) -> LeaseObservation | None:
         """What the lease file of ``task_id`` says and whether its lock is held; None when there is none.
 
         Something agentd never creates at a lease path (a symlink, a folder, a FIFO) cannot be a holder's lease: it
@@ -557,6 +681,10 @@ class LeaseDir:
         try:
             record = self.parse(raw, task_id)
         except LeaseInvalid as exc:
+            if again:
+                # Caught mid-rewrite, or released and its file reused for another lease (see reuses) while it was read
+                # (the same file may even be this task's again by now): what the path names now is read again.
+                return self.observe(task_id, again=again - 1)
             where = f"{exc.json_path}: " if exc.json_path else ""
             return LeaseObservation(task_id, locked=locked, error=where + exc.reason)
         beat = mtime
@@ -604,7 +732,7 @@ class LeaseDir:
         _remember(raw, record)
         return record
 
-    def read_record(self, task_id: str) -> LeaseRecord | None:
+    def read_record(self, task_id: str, *, again: int = REREADS) -> LeaseRecord | None:
         """The parsed record of a lease file (None when absent or unreadable)."""
         try:
             fd = self._open_ro(task_id)
@@ -619,7 +747,7 @@ class LeaseDir:
         try:
             return self.parse(raw, task_id)
         except LeaseInvalid:
-            return None
+            return self.read_record(task_id, again=again - 1) if again else None  # (see observe)
 
     def observe_all(self) -> dict[str, LeaseObservation]:
         """Every lease file, observed."""

@@ -1424,8 +1424,8 @@ class QueueStore:
         """Make the next write's temporary file now: unnamed (``O_TMPFILE``) in the queue's folder, given its
         temporary name by that write (``linkat``, which makes no inode) and written as ever. Making a file is the
         dear part of a small write (a new inode: on ext4 without a journal, found past every inode freed in the
-        last 30 s), and a daemon calls this after its starts, so that its next transaction, which holds the queue
-        lock, does not make it. Nothing where the file system makes no unnamed files (the write then makes its
+        last minute or more), and a daemon calls this after its starts, so that its next transaction, which holds the
+        queue lock, does not make it. Nothing where the file system makes no unnamed files (the write then makes its
         file by name), nor when one is ready."""
         if not self._unnamed:
             return

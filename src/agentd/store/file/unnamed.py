@@ -2,8 +2,9 @@
 queue's next temporary file (see :meth:`agentd.store.file.leases.LeaseDir.prepare` and
 :meth:`agentd.store.file.queuefile.QueueStore.prepare_write`).
 
-Making a file is the dear part of a small write: a new inode (on ext4 without a journal, found past every inode freed
-in the last 30 s). Made unnamed (``O_TMPFILE``) ahead, it is named later with ``linkat`` of its ``/proc/self/fd``
+Making a file is the dear part of a small write: a new inode (on ext4 without a journal, found past every inode of
+its group freed in the last 60 s, 360 s while that inode's table block is not yet written back: ``recently_deleted``
+in fs/ext4/ialloc.c). Made unnamed (``O_TMPFILE``) ahead, it is named later with ``linkat`` of its ``/proc/self/fd``
 link, which makes no inode and fails with EEXIST when the name exists, as ``O_EXCL`` does. Linux only; where the file
 system makes no unnamed file, or there is no ``/proc`` to name one by, callers make their files by name.
 """

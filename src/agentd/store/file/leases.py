@@ -32,6 +32,7 @@ import _thread  # (threading's Lock, without threading's import: `agentd status`
 import contextlib
 import errno
 import fcntl
+import itertools
 import json
 import math
 import os
@@ -232,7 +233,7 @@ class LeaseDir:
         self._prepared_pid = os.getpid()
         self._unnamed = unnamed.AVAILABLE  # False once the folder refused an unnamed file or its naming
         self._spares: list[str] = []  # released lease files kept for the next claims (see reuses), for this process
-        self._spare_count = 0  # the last <n> given to a spare's name
+        self._spare_numbers = itertools.count(1)  # the <n> of spares' names (next() is atomic: no lock for it)
         self._keeps_spares = False  # whether released files are kept (a daemon's, once it prepares: see reuses)
 
     @property
@@ -394,8 +395,7 @@ class LeaseDir:
         it is not kept (the caller deletes it as before)."""
         if not self._keeps_spares or self._prepared_pid != os.getpid() or len(self._spares) >= SPARES_MAX:
             return False
-        self._spare_count += 1
-        spare = f"{SPARE_PREFIX}{os.getpid()}-{self._spare_count}"
+        spare = f"{SPARE_PREFIX}{os.getpid()}-{next(self._spare_numbers)}"
         try:
             folder = self._dir_fd()
             os.rename(self.name_for(task_id), spare, src_dir_fd=folder, dst_dir_fd=folder)

@@ -46,7 +46,9 @@ import bench  # scripts/bench.py: clean-up, projects, daemons, the profile's tab
 SECTIONS = ("cli", "parallel", "chain", "big", "idle", "profile")
 PY = sys.executable
 CLEAN_EACH = [False]  # --clean-each: remove each run's folder right after it (the method of rounds 1-9)
-SETTLE_S = 10.0  # s before the first run: ext4 steps over the inodes freed in the last 5 s (10 s if still dirty)
+# s before the first run (--settle): ext4 without a journal steps over the inodes freed in the last 60 s (360 s while
+# their table block is not written back: RECENTCY_MIN and RECENTCY_DIRTY in fs/ext4/ialloc.c)
+SETTLE_S = [60.0]
 
 
 def discard(folder: Path, cleanup: bench.Cleanup | None = None) -> None:
@@ -758,6 +760,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-install", action="store_true", help="never install a missing peer")
     parser.add_argument("--tmpdir", metavar="DIR", help="where the temporary folders go")
     parser.add_argument(
+        "--settle",
+        type=float,
+        default=SETTLE_S[0],
+        metavar="S",
+        help=f"seconds to wait before the first run (default {SETTLE_S[0]:g}: see SETTLE_S)",
+    )
+    parser.add_argument(
         "--clean-each",
         action="store_true",
         help="remove each run's folder right after it, not all at the end (the method before round 10)",
@@ -771,6 +780,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     CLEAN_EACH[0] = args.clean_each
+    SETTLE_S[0] = args.settle
     sections = args.only.split(",") if args.only else list(SECTIONS)
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
@@ -802,9 +812,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         *[f"- {note}" for note in notes],
         "",
     ]
-    if SETTLE_S > 0:  # (see discard: what was removed just before would tax the first runs' creates)
-        bench.log(f"peers: waiting {SETTLE_S:g} s for the file system to forget the files removed before")
-        time.sleep(SETTLE_S)
+    if SETTLE_S[0] > 0:  # (see discard: what was removed just before would tax the first runs' creates)
+        bench.log(f"peers: waiting {SETTLE_S[0]:g} s for the file system to forget the files removed before")
+        time.sleep(SETTLE_S[0])
     header = len(lines)
     VERDICTS.clear()
     try:

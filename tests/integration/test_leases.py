@@ -410,6 +410,31 @@ def test_a_released_lease_file_is_kept_and_reused_by_the_next_claim(tmp_path: Pa
     assert list((tmp_path / "plain").iterdir()) == []
 
 
+def test_a_spare_is_kept_when_the_lease_it_would_become_exists(tmp_path: Path) -> None:
+    """A claim of a task whose lease another process holds fails as ever (the link refuses an existing name) and
+    leaves the spare for the next claim, which uses it."""
+    leases = tmp_path / ".leases"
+    folder = LeaseDir(leases, tmp_path)
+    folder.reuses()
+    peer = LeaseDir(leases, tmp_path)
+    first = folder.acquire(record("X", 1))  # type: ignore[arg-type]
+    assert first is not None
+    inode = os.stat(leases / "X.json").st_ino
+    first.release()
+    theirs = peer.acquire(record("A", 2))  # type: ignore[arg-type]
+    assert theirs is not None
+    assert folder.acquire(record("A", 3)) is None
+    assert [p.stat().st_ino for p in _spares(leases)] == [inode]
+    seen = folder.observe("A")
+    assert seen is not None and seen.token == 2 and seen.locked is True  # (the peer's lease, untouched)
+    mine = folder.acquire(record("B", 4))  # type: ignore[arg-type]
+    assert mine is not None and os.stat(leases / "B.json").st_ino == inode and _spares(leases) == []
+    for held in (theirs, mine):
+        held.release()
+    folder.close()
+    peer.close()
+
+
 def test_a_spare_whose_old_descriptor_is_still_held_is_never_reused(tmp_path: Path) -> None:
     """A process still holding the released lease's descriptor (a supervisor a moment from closing it, a grandchild
     that escaped with it) holds its lock: the claim finds it locked, deletes the spare name and makes a new file, so

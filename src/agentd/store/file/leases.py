@@ -440,9 +440,14 @@ class LeaseDir:
                 os.close(fd)
                 self._spares.insert(0, spare)  # (unused: kept for another claim)
                 return True, None
-            except OSError:
+            except FileNotFoundError:  # (its name removed meanwhile, by a daemon that took this one for dead)
+                os.close(fd)
+                continue
+            except OSError:  # (a file system that links no file, say: this process keeps no spares from now on)
                 os.close(fd)
                 self._spares.insert(0, spare)
+                self._drop_spares()
+                self._keeps_spares = False
                 return False, None
             faults.point("lease.spare-linked")  # the lease is whole and locked; the spare name is a second link
             with contextlib.suppress(OSError):

@@ -15,7 +15,7 @@ import pytest
 
 from agentd import schema
 from agentd.errors import LeaseInvalid
-from agentd.store.file.leases import LeaseDir, LeaseDirUnsafe, new_record
+from agentd.store.file.leases import Held, LeaseDir, LeaseDirUnsafe, new_record
 from tests.helpers.daemons import wait_for
 
 NOW = datetime(2026, 5, 1, tzinfo=UTC)
@@ -381,15 +381,21 @@ def _spares(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.name.startswith(".spare-"))
 
 
-def test_a_released_lease_file_is_kept_and_reused_by_the_next_claim(tmp_path: Path) -> None:
-    """Where the folder keeps spares, a release renames the file away (its path is gone at once) and the next claim
-    links the same inode to its own name, whole and locked, with no spare name left; without, a release deletes it."""
+def _reusing(tmp_path: Path, task_id: str) -> tuple[Path, LeaseDir, Held, int]:
+    """A lease folder that keeps spares, with ``task_id``'s lease held in it (token 1): the folder's path, the
+    LeaseDir, the held lease and its inode."""
     leases = tmp_path / ".leases"
     folder = LeaseDir(leases, tmp_path)
     folder.reuses()
-    first = folder.acquire(record("A", 1))  # type: ignore[arg-type]
-    assert first is not None
-    inode = os.stat(leases / "A.json").st_ino
+    held = folder.acquire(record(task_id, 1))  # type: ignore[arg-type]
+    assert held is not None
+    return leases, folder, held, os.stat(leases / f"{task_id}.json").st_ino
+
+
+def test_a_released_lease_file_is_kept_and_reused_by_the_next_claim(tmp_path: Path) -> None:
+    """Where the folder keeps spares, a release renames the file away (its path is gone at once) and the next claim
+    links the same inode to its own name, whole and locked, with no spare name left; without, a release deletes it."""
+    leases, folder, first, inode = _reusing(tmp_path, "A")
     first.release()
     assert not (leases / "A.json").exists() and folder.observe("A") is None
     assert [p.stat().st_ino for p in _spares(leases)] == [inode]
@@ -413,13 +419,8 @@ def test_a_released_lease_file_is_kept_and_reused_by_the_next_claim(tmp_path: Pa
 def test_a_spare_is_kept_when_the_lease_it_would_become_exists(tmp_path: Path) -> None:
     """A claim of a task whose lease another process holds fails as ever (the link refuses an existing name) and
     leaves the spare for the next claim, which uses it."""
-    leases = tmp_path / ".leases"
-    folder = LeaseDir(leases, tmp_path)
-    folder.reuses()
+    leases, folder, first, inode = _reusing(tmp_path, "X")
     peer = LeaseDir(leases, tmp_path)
-    first = folder.acquire(record("X", 1))  # type: ignore[arg-type]
-    assert first is not None
-    inode = os.stat(leases / "X.json").st_ino
     first.release()
     theirs = peer.acquire(record("A", 2))  # type: ignore[arg-type]
     assert theirs is not None
@@ -439,12 +440,7 @@ def test_a_spare_whose_old_descriptor_is_still_held_is_never_reused(tmp_path: Pa
     """A process still holding the released lease's descriptor (a supervisor a moment from closing it, a grandchild
     that escaped with it) holds its lock: the claim finds it locked, deletes the spare name and makes a new file, so
     the new lease's lock is never shared with a process of another task."""
-    leases = tmp_path / ".leases"
-    folder = LeaseDir(leases, tmp_path)
-    folder.reuses()
-    first = folder.acquire(record("A", 1))  # type: ignore[arg-type]
-    assert first is not None
-    old = os.stat(leases / "A.json").st_ino
+    leases, folder, first, old = _reusing(tmp_path, "A")
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE, pass_fds=(first.fd,)
     )

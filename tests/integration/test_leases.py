@@ -416,6 +416,21 @@ def test_a_released_lease_file_is_kept_and_reused_by_the_next_claim(tmp_path: Pa
     assert list((tmp_path / "plain").iterdir()) == []
 
 
+def test_keeping_a_lease_file_whose_path_went_meanwhile_removes_nothing(tmp_path: Path) -> None:
+    """A release whose lease path was removed between its check and its rename (a peer that judged it stale) keeps
+    nothing and asks for nothing to be deleted: a lease made there since is not touched."""
+    leases, folder, held, _inode = _reusing(tmp_path, "A")
+    os.unlink(leases / "A.json")  # (a peer's break_held)
+    assert folder.keep_spare("A") is True and _spares(leases) == []
+    other = LeaseDir(leases, tmp_path).acquire(record("A", 2))  # type: ignore[arg-type]
+    assert other is not None
+    held.release()  # (not still ours: the new lease stays)
+    seen = folder.observe("A")
+    assert seen is not None and seen.token == 2 and seen.locked is True
+    other.release()
+    folder.close()
+
+
 def test_a_spare_is_kept_when_the_lease_it_would_become_exists(tmp_path: Path) -> None:
     """A claim of a task whose lease another process holds fails as ever (the link refuses an existing name) and
     leaves the spare for the next claim, which uses it."""

@@ -392,13 +392,15 @@ class LeaseDir:
 
     def keep_spare(self, task_id: str) -> bool:
         """Rename the released lease file of ``task_id`` (still ours, its lock still held) to a spare name; False when
-        it is not kept (the caller deletes it as before)."""
+        it is not kept (the caller deletes it as before), True too when its path is gone already."""
         if not self._keeps_spares or self._prepared_pid != os.getpid() or len(self._spares) >= SPARES_MAX:
             return False
         spare = f"{SPARE_PREFIX}{os.getpid()}-{next(self._spare_numbers)}"
         try:
             folder = self._dir_fd()
             os.rename(self.name_for(task_id), spare, src_dir_fd=folder, dst_dir_fd=folder)
+        except FileNotFoundError:
+            return True  # (its path went meanwhile: nothing left to remove, and nothing to delete after this)
         except OSError:
             return False
         self._spares.append(spare)

@@ -39,6 +39,18 @@ def process_start(pid: int) -> int | None:
     return int(fields[19])
 
 
+def running(pid: int) -> bool:
+    """Whether a process with this pid exists here (one this process may not signal does); False for a number no pid
+    can be (a file name's digits, say)."""
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True
+    except (ProcessLookupError, OverflowError, ValueError):
+        return False
+    return True
+
+
 _own_start: tuple[int, int | None] | None = None  # (pid, its start time): this process's, read once
 
 

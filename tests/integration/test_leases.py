@@ -484,7 +484,9 @@ def test_spares_of_a_process_that_is_gone_are_removed_by_the_next_that_keeps_spa
     gone.wait(timeout=10)
     live = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
-        for name in (f".spare-{gone.pid}-1", f".spare-{gone.pid}-2", f".spare-{live.pid}-1", ".spare-x-1", "T9.json"):
+        huge = ".spare-99999999999999999999-1"  # (no pid can be this: gone, and no error for it)
+        names = (f".spare-{gone.pid}-1", f".spare-{gone.pid}-2", huge, f".spare-{live.pid}-1", ".spare-x-1", "T9.json")
+        for name in names:
             (leases / name).write_text("{}")
         folder = LeaseDir(leases, tmp_path)
         folder.prepare(1)  # (a daemon's first: it keeps spares from now on)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from agentd.core.clock import format_timestamp
+from agentd.hostinfo import running
 
 TEXT_FORMAT = "%(asctime)s {name}[%(process)d] %(levelname)s %(message)s"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
@@ -142,15 +143,8 @@ def drop_spare_folder(name: str, path: str) -> bool:
     a spare folder becomes a task's by an atomic rename, and a supervisor whose spare folder is gone (another host's,
     of the same pid) makes the task's folder as it would without one. True: removed."""
     pid = name.removeprefix(SPARE_PREFIX)
-    if not pid.isdigit():
+    if not pid.isdigit() or running(int(pid)):  # (alive, perhaps another user's: its own folder)
         return False
-    try:
-        os.kill(int(pid), 0)
-        return False  # (alive: its own folder)
-    except PermissionError:
-        return False  # (alive, another user's)
-    except (ProcessLookupError, OverflowError):
-        pass
     try:
         os.rmdir(path)
     except OSError:

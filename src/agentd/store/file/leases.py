@@ -45,7 +45,7 @@ from agentd.core.clock import Clock, SystemClock, format_timestamp, parse_timest
 from agentd.core.model import valid_task_id
 from agentd.core.scheduler import LeaseObservation
 from agentd.errors import AgentdError, FileAccessError, LeaseInvalid, display_path
-from agentd.hostinfo import boot_id, flock_holders
+from agentd.hostinfo import boot_id, flock_holders, running
 from agentd.lazylog import get_logger
 from agentd.store.base import LeaseRecord as LeaseRecord  # (re-exported)
 from agentd.store.base import new_record as new_record
@@ -193,17 +193,6 @@ def spare_owner(name: str) -> int | None:
         return None
     pid, _, number = name[len(SPARE_PREFIX) :].partition("-")
     return int(pid) if pid.isdigit() and number.isdigit() else None
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process with this pid exists here (one we may not signal exists)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def _raised(mark: int, floors: list[int]) -> list[int]:
@@ -386,7 +375,7 @@ class LeaseDir:
             return
         for name in names:
             owner = spare_owner(name)
-            if owner is not None and owner != os.getpid() and not _alive(owner):
+            if owner is not None and owner != os.getpid() and not running(owner):
                 with contextlib.suppress(OSError):
                     os.unlink(name, dir_fd=self._dir_fd())
 

@@ -17,6 +17,8 @@ POINTS = (
     "queue.after-temp-write",  # temp file written and fsynced, nothing renamed
     "queue.before-rename",  # hand-edit check passed, about to rename over the queue
     "queue.after-link",  # a big queue's old version given a second (temporary) name, the new one not yet renamed
+    "queue.spare-kept",  # a daemon's queue version given a second name to be written again, the new one not yet renamed
+    "queue.spare-written",  # the version kept at the last write written again and fsynced, not yet renamed
     "queue.after-rename",  # queue replaced, folder not yet fsynced
     "daemon.after-register",  # a daemon's PID file written (`agentd status` sees it run), its loop not yet begun
     "tokens.after-write",  # the fencing-token high-water mark raised, no lease file yet (claim)

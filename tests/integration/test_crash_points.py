@@ -6,6 +6,7 @@ completion exactly once more at most.
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 
@@ -32,18 +33,19 @@ STARTED = ["complete.after-starts"]  # likewise, once the claim has started: its
 BIG = ["queue.after-link"]  # reached only where a queue of 1 MiB or more is replaced: its own test below
 STARTUP = ["daemon.after-register"]  # before any task: its own tests in tests/integration/test_daemon.py
 SPARE = ["lease.spare-linked"]  # reached only by a claim after a release (a third task at WIP 1): its own test below
+KEPT = ["queue.spare-written"]  # reached only by a daemon's third write (its first kept version reused): below
 CYCLE = [
     point
     for point in faults.POINTS
     if not point.startswith("recover.")
-    and point not in WORKSPACE + ARCHIVE + AUTOMATION + BATCH + STARTED + BIG + STARTUP + SPARE
+    and point not in WORKSPACE + ARCHIVE + AUTOMATION + BATCH + STARTED + BIG + STARTUP + SPARE + KEPT
 ]
 RECOVERY = [point for point in faults.POINTS if point.startswith("recover.")]
 
 
 def test_every_point_is_tested() -> None:
     """The lists cover every fault point, so a new point cannot go untested."""
-    every = CYCLE + RECOVERY + WORKSPACE + ARCHIVE + AUTOMATION + BATCH + STARTED + BIG + STARTUP + SPARE
+    every = CYCLE + RECOVERY + WORKSPACE + ARCHIVE + AUTOMATION + BATCH + STARTED + BIG + STARTUP + SPARE + KEPT
     assert sorted(every) == sorted(faults.POINTS)
     assert RECOVERY and WORKSPACE
 
@@ -69,7 +71,8 @@ def test_crash_at_every_point_recovers(point: str, action: str, tmp_path: Path) 
     final = tasks_by_id(tmp_path)["C1"]
     assert final["status"] == "awaiting_test" and final["lease"] is None, final
     assert list((tmp_path / ".leases").glob("*.json")) == []
-    assert [p.name for p in tmp_path.iterdir() if "agentd-tmp" in p.name] == []
+    for folder in (tmp_path, tmp_path / ".agentd"):
+        assert [p.name for p in folder.iterdir() if "agentd-tmp" in p.name] == []
     tokens = [r["token"] for r in starts]
     assert tokens == sorted(set(tokens)), tokens
 
@@ -223,3 +226,19 @@ def test_a_supervisor_dying_after_its_report_loses_nothing(action: str, tmp_path
         "success"
     ] * 3
     assert list((tmp_path / ".leases").glob("*.json")) == []
+
+
+@pytest.mark.parametrize("action", ["exit", "kill"])
+@pytest.mark.parametrize("point", KEPT)
+def test_crash_while_a_kept_queue_version_is_written_again(point: str, action: str, tmp_path: Path) -> None:
+    """WIP 1, two tasks: the daemon dies with its third version of the queue (C2's completion) written into the file
+    of its first, not yet renamed. The queue is its second version (C1 done, C2 running); the kept file, a dead
+    writer's now, holds the version that never became the queue. A restarted daemon removes that file, runs C2 once
+    more, and leaves no temporary file."""
+    log = _crash_in_a_pass_of_two(tmp_path, point, action)
+    assert [t["status"] for t in tasks_by_id(tmp_path).values()] == ["awaiting_test", "in_progress"]
+    (left,) = [p for p in (tmp_path / ".agentd").iterdir() if ".spare-" in p.name]
+    assert json.loads(left.read_text())["tasks"][1]["status"] == "awaiting_test"
+    assert sorted(_finished_after_the_crash(tmp_path, log)) == ["C1", "C2", "C2"]
+    for folder in (tmp_path, tmp_path / ".agentd"):
+        assert [p.name for p in folder.iterdir() if "agentd-tmp" in p.name] == []

@@ -1086,6 +1086,7 @@ class Daemon:
         self.take_signals()
         self.check_ready()
         self.executor.prepare(self.concurrency or 1)
+        self.store.prepare(0)  # (what a daemon's store keeps from pass to pass: see Store.prepare)
         self._watch_started = False  # (the watch starts after the first pass: see _wait)
         self._pruner = None  # (the task logs are pruned after the first pass: see _start_prune)
         self.journal.emit(

@@ -731,7 +731,10 @@ class Store(Protocol):
         ``claims`` claims, so that it holds the queue for less (the file store: the queue's next temporary file and
         the lease files, unnamed, see :meth:`agentd.store.file.queuefile.QueueStore.prepare_write` and
         :meth:`agentd.store.file.leases.LeaseDir.prepare`); nothing for a store with nothing to make. Never raises:
-        a transaction makes what is missing itself."""
+        a transaction makes what is missing itself. A daemon calls it before its first pass (``claims`` 0) and after
+        each pass that claimed: from the first call on, the file store keeps what its writes free for its later ones
+        (released lease files, the queue's replaced versions: see :meth:`agentd.store.file.leases.LeaseDir.reuses`
+        and :meth:`agentd.store.file.queuefile.QueueStore.keep_versions`)."""
         ...
 
     def leases(self) -> dict[str, LeaseObservation]:

@@ -36,7 +36,7 @@ from agentd.core.validate import (
 from agentd.core.workflow import Workflow
 from agentd.errors import Conflict, FileAccessError, LockTimeout, QueueInvalid, display_path
 from agentd.lazylog import get_logger
-from agentd.store.file import allocator, derived, stamps, unnamed, writeback
+from agentd.store.file import allocator, derived, spare, stamps, unnamed, writeback
 from agentd.store.file import archive as archive_file
 from agentd.store.file.archive import Archive
 from agentd.store.file.derived import PerPiece, StructuralChecks, differing, problems_of, views_of, walk_of
@@ -764,6 +764,16 @@ class _Retirer:
 
 
 _RETIRER = _Retirer()
+# The versions this process keeps to write again, removed at exit (see spare); and whether that is arranged.
+_SPARES_AT_EXIT: dict[str, bool] = {}
+_EXIT_HOOK = ""
+
+
+def _drop_spares_at_exit() -> None:
+    for name in list(_SPARES_AT_EXIT):
+        if name and spare.owner(name) == os.getpid():  # (a forked child's exit leaves its parent's alone)
+            with contextlib.suppress(OSError):
+                os.unlink(name)
 
 
 def _fsync_dir(folder: str) -> None:
@@ -797,6 +807,11 @@ class QueueStore:
         self._written_mark: stamps.Identity | None = None  # the same, when it stands for the bytes written
         self._seen: stamps.Identity | None = None  # the file's identity as the last read found it or write left it
         self._wrote = False  # whether this store has replaced the queue (a process that writes it again: a daemon)
+        # The folder where, from its second write on, the version each write replaces is kept to be written again
+        # (see keep_versions): None for none (a command's store), and once leases proved not to be had here.
+        self.spares: str | None = None
+        self._spare: str | None = None  # the version its last write replaced, so kept
+        self._versions_asked = False  # whether keep_versions was called
         self.folder_sync_later = False  # a write leaves its folder's fsync to sync_folder (see FileStore.transaction)
         self._unsynced: str | None = None  # the folder of a rename not fsynced yet (left to sync_folder)
         self._unsynced_lock = _thread.allocate_lock()  # (a writer in another thread waits for a sync under way)
@@ -1444,7 +1459,9 @@ class QueueStore:
 
     def close(self) -> None:
         """Close the file made ahead for a write that will not come (see :meth:`prepare_write`), and the lock's
-        descriptor when the lock is not held (both are made again when needed)."""
+        descriptor when the lock is not held (both are made again when needed); remove the version kept to be written
+        again (see :mod:`agentd.store.file.spare`)."""
+        self._drop_spare()
         with self._made_lock:
             made, self._made = self._made, None
         if made is not None and made[2] == os.getpid():
@@ -1483,8 +1500,11 @@ class QueueStore:
         except FileNotFoundError:
             info = None
             mode = 0o644
-        temp = _temp_beside(target)
-        fd = self._name_made(temp)  # (the file made ahead, if any: see prepare_write)
+        fd, temp = self._take_spare(info, len(loaded.raw))  # (the version kept at the last write: see spare)
+        again = fd is not None
+        if fd is None:
+            temp = _temp_beside(target)
+            fd = self._name_made(temp)  # (the file made ahead, if any: see prepare_write)
         if fd is None:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
         try:
@@ -1494,6 +1514,8 @@ class QueueStore:
                     with contextlib.suppress(PermissionError):
                         os.fchown(fd, info.st_uid, info.st_gid)
                 writeback.write_all(fd, payload)  # (a big payload's write-out begun as it is written)
+                if again:  # (over the kept version's blocks, from its start: only a longer tail of it to cut)
+                    os.ftruncate(fd, len(payload))
                 if meanwhile is None or not (self._wrote or len(payload) >= allocator.BIG):
                     os.fsync(fd)
                 elif len(payload) < allocator.BIG and writeback.start(fd):
@@ -1506,8 +1528,10 @@ class QueueStore:
                 else:
                     _SYNCER.fsync_meanwhile(fd, meanwhile)  # (see _Syncer)
                 made = os.fstat(fd)  # (a look at its times: a change after it gets new ones, see stamps)
+                if again:
+                    faults.point("queue.spare-written")  # (its lease still held)
             finally:
-                os.close(fd)
+                os.close(fd)  # (a kept version's lease given back: an open of it waiting for the write goes on)
             faults.point("queue.after-temp-write")
             if self._target() != target:  # the queue's link now points elsewhere: that file is the queue
                 os.unlink(temp)
@@ -1522,9 +1546,13 @@ class QueueStore:
                     os.unlink(temp)
                     return False
             faults.point("queue.before-rename")
-            # A big file's blocks are freed after the rename, not by it (see _Retirer): its old version keeps a
+            # A process that writes again keeps the version replaced, to write its next one into (see spare); else a
+            # big file's blocks are freed after the rename, not by it (see _Retirer): its old version keeps a
             # temporary name until then.
-            retired = _RETIRER.keep(target) if len(loaded.raw) >= allocator.BIG else None
+            kept = self._keep_spare(target) if self._wrote and self.spares is not None else None
+            retired = _RETIRER.keep(target) if kept is None and len(loaded.raw) >= allocator.BIG else None
+            if kept is not None:
+                faults.point("queue.spare-kept")
             # Known before the rename: its file event may be handled before os.replace returns (a rename keeps the
             # inode, size and mtime; only the ctime changes).
             self._written = (made.st_dev, made.st_ino, made.st_size, made.st_mtime_ns)
@@ -1536,9 +1564,10 @@ class QueueStore:
                 with self._unsynced_lock:
                     self._unsynced = folder  # (from here on, whatever happens: see sync_folder)
             except BaseException:
-                if retired is not None:  # (a second name of the queue as it still is: dropped at once)
-                    with contextlib.suppress(OSError):
-                        os.unlink(retired)
+                for second in (retired, kept):  # (a second name of the queue as it still is: dropped at once)
+                    if second is not None:
+                        with contextlib.suppress(OSError):
+                            os.unlink(second)
                 raise
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -1555,8 +1584,73 @@ class QueueStore:
             self.sync_folder()
         if retired is not None:
             _RETIRER.drop(retired, wake=not self.folder_sync_later)  # (else woken by sync_folder: see _Retirer)
+        self._spare = kept
         self._wrote = True
         return True
+
+    def keep_versions(self, folder: str) -> None:
+        """From this store's second write on, keep the version each write replaces in ``folder`` (on the queue's file
+        system) and write the next version into it (see :mod:`agentd.store.file.spare`): a daemon's store, which
+        calls this before its first pass. The versions that processes no longer running kept there are removed now.
+        Once per store; nothing where write leases are not to be had."""
+        if self._versions_asked:
+            return
+        self._versions_asked = True
+        if spare.AVAILABLE:
+            self.spares = folder
+            spare.sweep(folder, TMP_MARK)
+
+    def _keep_spare(self, target: str) -> str | None:
+        """Give the queue's current version a second name before it is replaced, to be written again (see
+        :mod:`agentd.store.file.spare`); None when it has another name already, or none could be made."""
+        folder = self.spares
+        assert folder is not None
+        name = spare.name_for(target, folder, TMP_MARK)
+        if not spare.keep(target, name):
+            return None
+        if not _SPARES_AT_EXIT.get(_EXIT_HOOK):
+            import atexit
+
+            atexit.register(_drop_spares_at_exit)
+            _SPARES_AT_EXIT[_EXIT_HOOK] = True
+        _SPARES_AT_EXIT[name] = True
+        return name
+
+    def _take_spare(self, queue: os.stat_result | None, size: int) -> tuple[int | None, str]:
+        """The version kept at the last write, open for writing and leased, and its name; (None, "") when there is
+        none to write again (a kept one that may not be is removed: see :mod:`agentd.store.file.spare`). ``queue``:
+        the queue file's ``stat`` (the kept file must be on its file system: the queue's symlink may point elsewhere
+        now); ``size``: its bytes, for how to remove the kept file (a big one in the thread, see _Retirer)."""
+        name = self._spare
+        if name is None:
+            return None, ""
+        fd = None
+        if queue is not None:
+            try:
+                fd = spare.take(name)
+            except spare.Unsupported:
+                self.spares = None
+            if fd is not None and os.fstat(fd).st_dev != queue.st_dev:
+                os.close(fd)
+                fd = None
+        if fd is None:
+            self._drop_spare(size)
+            return None, ""
+        self._spare = None
+        _SPARES_AT_EXIT.pop(name, None)  # (a write that fails removes it; one that stands keeps the name)
+        return fd, name
+
+    def _drop_spare(self, size: int = 0) -> None:
+        """Remove the kept version, if any (a big one in the thread, see _Retirer)."""
+        name, self._spare = self._spare, None
+        if name is None:
+            return
+        _SPARES_AT_EXIT.pop(name, None)
+        if size >= allocator.BIG:
+            _RETIRER.drop(name)
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(name)
 
     def sync_folder(self) -> None:
         """fsync the folder of the last rename, unless done already: the rename then survives a power cut (a write

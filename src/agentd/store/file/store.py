@@ -220,6 +220,7 @@ class FileStore:
         from agentd.store.file.leases import descriptors_to_spare
 
         self.leasedir.prepare(claims)
+        self.queue.keep_versions(self.config.state_folder)  # (from its second write on: see spare; once)
         if descriptors_to_spare():  # (one descriptor kept: not under a tiny `ulimit -n`)
             self.queue.prepare_write()
 

@@ -1,0 +1,299 @@
+"""A process that writes the queue again and again writes each version into the file of the one replaced before it
+(kept in agentd's state folder, out of the queue's), never while another process has that file open, mapped or
+linked (agentd.store.file.spare): real files and real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentd import faults
+from agentd.store.file import spare
+from agentd.store.file.queuefile import QueueStore
+from tests.conftest import small_queue
+
+pytestmark = pytest.mark.skipif(not spare.AVAILABLE, reason="write leases (F_SETLEASE) are Linux only")
+
+# A process that opens the queue as it is now (or maps it and closes the descriptor), says so, and on a line of its
+# standard input reads what it holds again and prints it as JSON text.
+HOLDER = r"""
+import mmap, os, sys
+mapped = sys.argv[2] == "map"
+fd = os.open(sys.argv[1], os.O_RDONLY)
+if mapped:
+    size = os.fstat(fd).st_size
+    view = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+    os.close(fd)
+print(os.fstat(fd).st_ino if not mapped else "mapped", flush=True)
+sys.stdin.readline()
+if mapped:
+    data = view[:]
+else:
+    os.lseek(fd, 0, os.SEEK_SET)
+    data = b"".join(iter(lambda: os.read(fd, 1 << 16), b""))
+sys.stdout.write(data.decode("utf-8"))
+"""
+
+
+def _queue(tmp_path: Path) -> Path:
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    queue.write_text(json.dumps(small_queue(), indent=2) + "\n")
+    (tmp_path / ".agentd").mkdir(exist_ok=True)
+    return queue
+
+
+def _store(queue: Path) -> QueueStore:
+    store = QueueStore(queue)
+    store.keep_versions(str(queue.parent / ".agentd"))  # (as a daemon's store before its first pass)
+    return store
+
+
+def _set_notes(store: QueueStore, text: str) -> None:
+    store.transaction(lambda d: d["tasks"][0].update(notes=text))
+
+
+def _kept(project: Path) -> list[Path]:
+    return sorted(p for p in (project / ".agentd").iterdir() if spare.MARK in p.name)
+
+
+def test_a_writer_s_next_version_goes_into_the_file_of_the_one_it_replaced(tmp_path: Path) -> None:
+    """From its second write on, a store keeps the version it replaces (one file, in the state folder, none beside
+    the queue) and writes its next version into it: the queue's new file is the very one kept before the write.
+    Each version reads back whole, longer or shorter than the one whose file it reuses; the kept file goes when the
+    store closes."""
+    queue = _queue(tmp_path)
+    store = _store(queue)
+    for n, notes in enumerate(["a" * 5000, "b", "c" * 3000, "d" * 10, "e" * 8000, "f"]):
+        before = [p.stat().st_ino for p in _kept(tmp_path)]
+        _set_notes(store, notes)
+        assert json.loads(queue.read_text())["tasks"][0]["notes"] == notes
+        assert len(_kept(tmp_path)) == (1 if n else 0), _kept(tmp_path)
+        if n >= 2:  # (the file kept at the write before, taken while it still had its name: no new file's inode)
+            assert before == [queue.stat().st_ino], (n, before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".agentd", "SPRINT_QUEUE.json", "SPRINT_QUEUE.json.lock"]
+    store.close()
+    assert _kept(tmp_path) == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".agentd-tmp")] == []
+
+
+def test_a_store_not_asked_to_keeps_no_version(tmp_path: Path) -> None:
+    """A store not asked to keep versions (a command's) keeps none, anywhere: each write is a new file."""
+    queue = _queue(tmp_path)
+    store = QueueStore(queue)
+    for notes in ["a", "b", "c", "d"]:
+        _set_notes(store, notes)
+        assert _kept(tmp_path) == []
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".agentd", "SPRINT_QUEUE.json", "SPRINT_QUEUE.json.lock"]
+
+
+@pytest.mark.parametrize("how", ["open", "map"])
+def test_a_version_another_process_holds_is_never_written_again(tmp_path: Path, how: str) -> None:
+    """A reader in another process opens the queue (or maps it and closes its descriptor) and keeps it through the
+    writer's next two writes. The file it holds is not written again (its write lease is refused): the reader reads
+    the very bytes it opened, and the writer's version after next goes into a new file."""
+    queue = _queue(tmp_path)
+    store = _store(queue)
+    _set_notes(store, "version one " * 50)
+    held_bytes, held_inode = queue.read_bytes(), queue.stat().st_ino
+    reader = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(queue), how], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert reader.stdout is not None and reader.stdin is not None
+        reader.stdout.readline()  # (it holds the file)
+        _set_notes(store, "version two")  # (the held version kept)
+        _set_notes(store, "version three, longer than the first " * 60)  # (would go into the held file)
+        assert queue.stat().st_ino != held_inode
+        out, _ = reader.communicate("read\n", timeout=30)
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+    assert out.encode("utf-8") == held_bytes
+    assert json.loads(queue.read_text())["tasks"][0]["notes"].startswith("version three")
+    store.close()
+    assert _kept(tmp_path) == []
+
+
+def test_a_queue_a_person_linked_elsewhere_keeps_that_content(tmp_path: Path) -> None:
+    """A hard link a person made to the queue (a backup) is never written through: the version it names is not
+    kept to be written again, whatever the writer does after."""
+    queue = _queue(tmp_path)
+    store = _store(queue)
+    _set_notes(store, "one")
+    _set_notes(store, "two")
+    backup = tmp_path / "backup.json"
+    os.link(queue, backup)
+    saved = backup.read_bytes()
+    for notes in ["three", "four" * 100, "five", "six" * 300]:
+        _set_notes(store, notes)
+        assert backup.read_bytes() == saved
+    assert json.loads(queue.read_text())["tasks"][0]["notes"] == "six" * 300
+    store.close()
+
+
+def test_readers_in_other_processes_never_see_a_version_change_under_them(tmp_path: Path) -> None:
+    """Two processes read the queue in a loop (open, read, parse, close) while this one writes 600 versions of
+    changing lengths: every read parses and is a version that was written whole (its two copies of a counter
+    agree), and versions were written into reused files meanwhile (else this would prove nothing)."""
+    queue = _queue(tmp_path)
+    stop = tmp_path / "stop"
+    script = (
+        "import json, os, sys\n"
+        "reads = bad = 0\n"
+        "while not os.path.exists(sys.argv[2]):\n"
+        "    with open(sys.argv[1], 'rb') as handle:\n"
+        "        raw = handle.read()\n"
+        "    try:\n"
+        "        task = json.loads(raw)['tasks'][0]\n"
+        "        assert task.get('notes', '').split('|')[0] == str(task.get('priority', ''))\n"
+        "        reads += 1\n"
+        "    except Exception as exc:\n"
+        "        bad += 1\n"
+        "        print('BAD', repr(exc), raw[:200], flush=True)\n"
+        "print('reads', reads, 'bad', bad, flush=True)\n"
+    )
+    readers = [
+        subprocess.Popen([sys.executable, "-c", script, str(queue), str(stop)], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    store = _store(queue)
+    inodes: list[int] = []
+    try:
+        for n in range(600):
+            size = (n * 7919) % 20000
+
+            def change(d: dict[str, Any], n: int = n, size: int = size) -> None:
+                d["tasks"][0]["priority"] = n
+                d["tasks"][0]["notes"] = f"{n}|" + "x" * size
+
+            store.transaction(change)
+            inodes.append(queue.stat().st_ino)
+    finally:
+        stop.touch()
+        outs = [reader.communicate(timeout=60)[0] for reader in readers]
+        store.close()
+    for out in outs:
+        assert "BAD" not in out, out
+        assert int(out.split()[1]) > 0, out
+    reused = sum(1 for a, b in zip(inodes, inodes[2:], strict=False) if a == b)
+    assert reused > 0, "no version was written into a kept file"
+    assert _kept(tmp_path) == []
+
+
+def test_kept_versions_of_dead_writers_are_swept_and_live_ones_left(tmp_path: Path) -> None:
+    """A writer killed with its kept version left behind: the next store asked to keep versions in that folder (a
+    daemon's, as it starts) removes that file; the kept version of a writer that still runs is left to it."""
+    queue = _queue(tmp_path)
+    script = (
+        "import sys, time\n"
+        "from agentd.store.file.queuefile import QueueStore\n"
+        "store = QueueStore(sys.argv[1])\n"
+        "store.keep_versions(sys.argv[2])\n"
+        "for n in range(3):\n"
+        "    store.transaction(lambda d, n=n: d['tasks'][0].update(notes=f'writer {n}'))\n"
+        "print('written', flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(queue), str(tmp_path / ".agentd")], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    try:
+        for writer in writers:
+            assert writer.stdout is not None
+            assert writer.stdout.readline().strip() == "written"
+        owners = sorted(spare.owner(str(p)) or 0 for p in _kept(tmp_path))
+        assert owners == sorted(w.pid for w in writers), owners
+        writers[0].send_signal(signal.SIGKILL)
+        writers[0].wait(timeout=30)
+        store = _store(queue)  # (a new daemon's store: it looks as it starts)
+        assert [spare.owner(str(p)) for p in _kept(tmp_path)] == [writers[1].pid]
+        _set_notes(store, "sweeper 1")
+        _set_notes(store, "sweeper 2")
+        assert sorted(spare.owner(str(p)) or 0 for p in _kept(tmp_path)) == sorted([writers[1].pid, os.getpid()])
+        store.close()
+    finally:
+        for writer in writers:
+            writer.kill()
+            writer.wait(timeout=30)
+    store = _store(queue)
+    assert _kept(tmp_path) == []
+    _set_notes(store, "sweeper 3")
+    _set_notes(store, "sweeper 4")
+    assert [spare.owner(str(p)) for p in _kept(tmp_path)] == [os.getpid()]
+    store.close()
+    assert _kept(tmp_path) == []
+
+
+def test_a_writer_that_exits_leaves_no_kept_version(tmp_path: Path) -> None:
+    """A process whose store is never closed removes its kept version at exit."""
+    queue = _queue(tmp_path)
+    script = (
+        "import sys\n"
+        "from agentd.store.file.queuefile import QueueStore\n"
+        "store = QueueStore(sys.argv[1])\n"
+        "store.keep_versions(sys.argv[2])\n"
+        "for n in range(4):\n"
+        "    store.transaction(lambda d, n=n: d['tasks'][0].update(notes=f'writer {n}'))\n"
+        "import pathlib; print(len([p for p in pathlib.Path(sys.argv[2]).iterdir() if '.spare-' in p.name]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(queue), str(tmp_path / ".agentd")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"  # (one kept while it ran)
+    assert _kept(tmp_path) == []
+    assert json.loads(queue.read_text())["tasks"][0]["notes"] == "writer 3"
+
+
+def test_a_version_opened_while_it_is_written_again_waits_and_reads_it_whole(tmp_path: Path) -> None:
+    """Another process opens the kept file itself while the writer writes the next version into it: its open waits
+    (the kernel shows the writer's lease breaking) until the write is over and the lease given back, and what it then
+    reads is that new version, whole."""
+    queue = _queue(tmp_path)
+    store = _store(queue)
+    _set_notes(store, "one")
+    _set_notes(store, "two")
+    (kept,) = _kept(tmp_path)
+    inode = kept.stat().st_ino
+    script = "import sys\nsys.stdin.readline()\nsys.stdout.write(open(sys.argv[1], 'rb').read().decode())\n"
+    opener = subprocess.Popen(
+        [sys.executable, "-c", script, str(kept)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    breaking: list[bool] = []
+
+    def open_now() -> None:  # the kept file written and synced, its lease still held: the other process opens it
+        assert opener.stdin is not None
+        opener.stdin.write("go\n")
+        opener.stdin.flush()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # (until its open waits on the lease: /proc/locks says BREAKING)
+            locks = Path("/proc/locks").read_text()
+            if any("BREAKING" in line and f":{inode} " in line for line in locks.splitlines()):
+                breaking.append(opener.poll() is None)
+                return
+            time.sleep(0.005)
+
+    faults.on("queue.spare-written", open_now)
+    try:
+        _set_notes(store, "three " * 2000)
+    finally:
+        faults.on("queue.spare-written", None)
+    out, _ = opener.communicate(timeout=60)
+    assert breaking == [True]  # (it waited on the lease: its open had not returned)
+    assert json.loads(out)["tasks"][0]["notes"] == "three " * 2000
+    assert queue.stat().st_ino == inode
+    store.close()

@@ -1513,9 +1513,11 @@ class QueueStore:
                 if info is not None and hasattr(os, "fchown"):
                     with contextlib.suppress(PermissionError):
                         os.fchown(fd, info.st_uid, info.st_gid)
-                writeback.write_all(fd, payload)  # (a big payload's write-out begun as it is written)
-                if again:  # (over the kept version's blocks, from its start: only a longer tail of it to cut)
+                # Over the kept version's blocks, from its start; a longer tail of it cut first: cut after the write,
+                # its last page would be under write-out, which the cut waits for (0.7 ms of a 6 MB queue's pass).
+                if again and os.fstat(fd).st_size > len(payload):
                     os.ftruncate(fd, len(payload))
+                writeback.write_all(fd, payload)  # (a big payload's write-out begun as it is written)
                 if meanwhile is None or not (self._wrote or len(payload) >= allocator.BIG):
                     os.fsync(fd)
                 elif len(payload) < allocator.BIG and writeback.start(fd):

@@ -84,7 +84,7 @@ def test_a_writer_s_next_version_goes_into_the_file_of_the_one_it_replaced(tmp_p
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".agentd-tmp")] == []
 
 
-def test_a_store_not_asked_to_keeps_no_version(tmp_path: Path) -> None:
+def test_a_store_not_asked_to_keep_versions_keeps_none(tmp_path: Path) -> None:
     """A store not asked to keep versions (a command's) keeps none, anywhere: each write is a new file."""
     queue = _queue(tmp_path)
     store = QueueStore(queue)
@@ -143,21 +143,28 @@ def test_readers_in_other_processes_never_see_a_version_change_under_them(tmp_pa
     """Two processes read the queue in a loop (open, read, parse, close) while this one writes 600 versions of
     changing lengths: every read parses and is a version that was written whole (its two copies of a counter
     agree), and versions were written into reused files meanwhile (else this would prove nothing)."""
-    queue = _queue(tmp_path)
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    doc = small_queue()
+    doc["tasks"][0].update(priority=0, notes="0|")  # (the first version holds the two copies too)
+    queue.write_text(json.dumps(doc, indent=2) + "\n")
+    (tmp_path / ".agentd").mkdir()
     stop = tmp_path / "stop"
     script = (
         "import json, os, sys\n"
         "reads = bad = 0\n"
-        "while not os.path.exists(sys.argv[2]):\n"
+        "while reads < 2 or not os.path.exists(sys.argv[2]):\n"
         "    with open(sys.argv[1], 'rb') as handle:\n"
         "        raw = handle.read()\n"
         "    try:\n"
         "        task = json.loads(raw)['tasks'][0]\n"
-        "        assert task.get('notes', '').split('|')[0] == str(task.get('priority', ''))\n"
+        "        seen = (task.get('priority'), task.get('notes', '').split('|')[0])\n"
+        "        assert seen[1] == str(seen[0]), seen\n"
         "        reads += 1\n"
         "    except Exception as exc:\n"
         "        bad += 1\n"
-        "        print('BAD', repr(exc), raw[:200], flush=True)\n"
+        "        print('BAD', repr(exc), len(raw), flush=True)\n"
+        "    if reads == 1:\n"
+        "        print('reading', flush=True)\n"
         "print('reads', reads, 'bad', bad, flush=True)\n"
     )
     readers = [
@@ -167,7 +174,10 @@ def test_readers_in_other_processes_never_see_a_version_change_under_them(tmp_pa
     store = _store(queue)
     inodes: list[int] = []
     try:
-        for n in range(600):
+        for reader in readers:  # (both read before the first write: each read from here on is checked)
+            assert reader.stdout is not None
+            assert reader.stdout.readline().strip() == "reading"
+        for n in range(1, 601):
             size = (n * 7919) % 20000
 
             def change(d: dict[str, Any], n: int = n, size: int = size) -> None:
@@ -182,7 +192,7 @@ def test_readers_in_other_processes_never_see_a_version_change_under_them(tmp_pa
         store.close()
     for out in outs:
         assert "BAD" not in out, out
-        assert int(out.split()[1]) > 0, out
+        assert int(out.split()[1]) >= 2, out
     reused = sum(1 for a, b in zip(inodes, inodes[2:], strict=False) if a == b)
     assert reused > 0, "no version was written into a kept file"
     assert _kept(tmp_path) == []

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -307,3 +309,41 @@ def test_a_version_opened_while_it_is_written_again_waits_and_reads_it_whole(tmp
     assert json.loads(out)["tasks"][0]["notes"] == "three " * 2000
     assert queue.stat().st_ino == inode
     store.close()
+
+
+def _other_file_system(near: Path) -> Path:
+    """A folder on another file system than ``near`` (``/dev/shm``), or a skip saying why there is none."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or not os.access(shm, os.W_OK):
+        pytest.skip("no writable /dev/shm: no second file system to put the queue on")
+    if shm.stat().st_dev == near.stat().st_dev:
+        pytest.skip("/dev/shm is on the test folder's file system: no second file system to put the queue on")
+    return Path(tempfile.mkdtemp(prefix="agentd-queue-", dir=shm))
+
+
+def test_a_queue_on_another_file_system_than_the_state_folder_is_written_as_before(tmp_path: Path) -> None:
+    """The queue's symlink is pointed at a file on another file system between two writes: the version kept on the
+    first one is not used (a rename across file systems would fail), the write goes into a new file beside the new
+    target, and no version is kept from then on (no hard link can cross). Every write stands."""
+    queue = _queue(tmp_path)
+    real = tmp_path / "real.json"
+    queue.rename(real)
+    queue.symlink_to(real)
+    store = _store(queue)
+    _set_notes(store, "one")
+    _set_notes(store, "two")
+    assert len(_kept(tmp_path)) == 1
+    elsewhere = _other_file_system(tmp_path) / "moved.json"
+    try:
+        shutil.copyfile(real, elsewhere)
+        queue.unlink()
+        queue.symlink_to(elsewhere)
+        for notes in ["three", "four", "five"]:
+            _set_notes(store, notes)
+            assert json.loads(elsewhere.read_text())["tasks"][0]["notes"] == notes
+            assert _kept(tmp_path) == []
+        assert json.loads(real.read_text())["tasks"][0]["notes"] == "two"
+        assert sorted(p.name for p in elsewhere.parent.iterdir() if p.name != "moved.json.lock") == ["moved.json"]
+    finally:
+        store.close()
+        shutil.rmtree(elsewhere.parent, ignore_errors=True)

@@ -19,7 +19,7 @@ import pytest
 
 from agentd import faults
 from agentd.store.file import spare
-from agentd.store.file.queuefile import QueueStore
+from agentd.store.file.queuefile import TMP_MARK, QueueStore
 from tests.conftest import small_queue
 
 pytestmark = pytest.mark.skipif(not spare.AVAILABLE, reason="write leases (F_SETLEASE) are Linux only")
@@ -84,6 +84,27 @@ def test_a_writer_s_next_version_goes_into_the_file_of_the_one_it_replaced(tmp_p
     store.close()
     assert _kept(tmp_path) == []
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".agentd-tmp")] == []
+
+
+def test_a_big_queue_s_next_version_goes_into_the_kept_file_too(tmp_path: Path) -> None:
+    """A queue of 1 MiB or more (written a megabyte at a time and synced beside the next read's state): from the third
+    write on, each version goes into the file kept at the write before, cut first when that file is longer, and
+    reads back whole, byte for byte what a plain read of it gives."""
+    queue = _queue(tmp_path)
+    doc = json.loads(queue.read_text())
+    doc["tasks"].append({"id": "PAD", "title": "padding", "type": "Build", "status": "done", "notes": "x" * (3 << 19)})
+    queue.write_text(json.dumps(doc, indent=2) + "\n")
+    store = _store(queue)
+    for n, notes in enumerate(["a" * 300_000, "b", "c" * 200_000, "d", "e" * 400_000]):
+        before = [p.stat().st_ino for p in _kept(tmp_path)]
+        _set_notes(store, notes)
+        data = json.loads(queue.read_bytes())
+        assert data["tasks"][0]["notes"] == notes and data["tasks"][-1]["notes"] == "x" * (3 << 19)
+        assert store.read().data == data  # (the store's own state for its next read is the file's)
+        if n >= 2:
+            assert before == [queue.stat().st_ino], (n, before)
+    store.close()
+    assert _kept(tmp_path) == []
 
 
 def test_a_store_not_asked_to_keep_versions_keeps_none(tmp_path: Path) -> None:
@@ -224,15 +245,16 @@ def test_kept_versions_of_dead_writers_are_swept_and_live_ones_left(tmp_path: Pa
         for writer in writers:
             assert writer.stdout is not None
             assert writer.stdout.readline().strip() == "written"
-        owners = sorted(spare.owner(str(p)) or 0 for p in _kept(tmp_path))
+        owners = sorted(spare.owner(str(p), TMP_MARK) or 0 for p in _kept(tmp_path))
         assert owners == sorted(w.pid for w in writers), owners
         writers[0].send_signal(signal.SIGKILL)
         writers[0].wait(timeout=30)
         store = _store(queue)  # (a new daemon's store: it looks as it starts)
-        assert [spare.owner(str(p)) for p in _kept(tmp_path)] == [writers[1].pid]
+        assert [spare.owner(str(p), TMP_MARK) for p in _kept(tmp_path)] == [writers[1].pid]
         _set_notes(store, "sweeper 1")
         _set_notes(store, "sweeper 2")
-        assert sorted(spare.owner(str(p)) or 0 for p in _kept(tmp_path)) == sorted([writers[1].pid, os.getpid()])
+        owners = sorted(spare.owner(str(p), TMP_MARK) or 0 for p in _kept(tmp_path))
+        assert owners == sorted([writers[1].pid, os.getpid()])
         store.close()
     finally:
         for writer in writers:
@@ -242,7 +264,7 @@ def test_kept_versions_of_dead_writers_are_swept_and_live_ones_left(tmp_path: Pa
     assert _kept(tmp_path) == []
     _set_notes(store, "sweeper 3")
     _set_notes(store, "sweeper 4")
-    assert [spare.owner(str(p)) for p in _kept(tmp_path)] == [os.getpid()]
+    assert [spare.owner(str(p), TMP_MARK) for p in _kept(tmp_path)] == [os.getpid()]
     store.close()
     assert _kept(tmp_path) == []
 

@@ -45,10 +45,11 @@ from agentd.core.clock import Clock, SystemClock, format_timestamp, parse_timest
 from agentd.core.model import valid_task_id
 from agentd.core.scheduler import LeaseObservation
 from agentd.errors import AgentdError, FileAccessError, LeaseInvalid, display_path
-from agentd.hostinfo import boot_id, flock_holders, running
+from agentd.hostinfo import boot_id, flock_holders
 from agentd.lazylog import get_logger
 from agentd.store.base import LeaseRecord as LeaseRecord  # (re-exported)
 from agentd.store.base import new_record as new_record
+from agentd.store.file import spare as reuse
 from agentd.store.file import stamps, unnamed
 
 TYPE_CHECKING = False
@@ -71,7 +72,7 @@ OWN_EVENTS_KEPT = 256  # own leases remembered before the expired ones are dropp
 # (a dozen), the one descriptor it holds is one a pass's queue write may need.
 KEEP_MARK_NOFILE = 256
 PREPARED_MAX = 8  # unnamed lease files kept ready at most (see LeaseDir.prepare): as many as a pass claims, at most
-SPARE_PREFIX = ".spare-"  # a released lease file kept for the next claim: ``.spare-<pid>-<n>`` (see LeaseDir.reuses)
+SPARE_PREFIX = reuse.MARK  # a released lease file kept for the next claim: ``.spare-<pid>-<n>`` (see LeaseDir.reuses)
 SPARES_MAX = 8  # released lease files a daemon keeps at most (the others are deleted as before)
 REREADS = 8  # times a lease file that does not parse is read again (caught mid-write, or reused meanwhile)
 
@@ -189,10 +190,7 @@ def descriptors_to_spare() -> bool:
 
 def spare_owner(name: str) -> int | None:
     """The pid in a spare lease file's name (``.spare-<pid>-<n>``), None for any other name."""
-    if not name.startswith(SPARE_PREFIX):
-        return None
-    pid, _, number = name[len(SPARE_PREFIX) :].partition("-")
-    return int(pid) if pid.isdigit() and number.isdigit() else None
+    return reuse.owner(name) if name.startswith(SPARE_PREFIX) else None
 
 
 def _raised(mark: int, floors: list[int]) -> list[int]:
@@ -374,8 +372,7 @@ class LeaseDir:
         except OSError:
             return
         for name in names:
-            owner = spare_owner(name)
-            if owner is not None and owner != os.getpid() and not running(owner):
+            if reuse.gone(spare_owner(name)):
                 with contextlib.suppress(OSError):
                     os.unlink(name, dir_fd=self._dir_fd())
 

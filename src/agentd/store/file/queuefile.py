@@ -764,14 +764,13 @@ class _Retirer:
 
 
 _RETIRER = _Retirer()
-# The versions this process keeps to write again, removed at exit (see spare); and whether that is arranged.
-_SPARES_AT_EXIT: dict[str, bool] = {}
-_EXIT_HOOK = ""
+_SPARES_AT_EXIT: set[str] = set()  # the versions this process keeps to write again, removed at exit (see spare)
+_exit_hook = False  # whether _drop_spares_at_exit is registered
 
 
 def _drop_spares_at_exit() -> None:
     for name in list(_SPARES_AT_EXIT):
-        if name and spare.owner(name) == os.getpid():  # (a forked child's exit leaves its parent's alone)
+        if spare.owner(name, TMP_MARK) == os.getpid():  # (a forked child's exit leaves its parent's alone)
             with contextlib.suppress(OSError):
                 os.unlink(name)
 
@@ -1500,7 +1499,7 @@ class QueueStore:
         except FileNotFoundError:
             info = None
             mode = 0o644
-        fd, temp = self._take_spare(info, len(loaded.raw))  # (the version kept at the last write: see spare)
+        fd, temp, longer = self._take_spare(info, len(loaded.raw), len(payload))  # (kept at the last write: see spare)
         again = fd is not None
         if fd is None:
             temp = _temp_beside(target)
@@ -1515,7 +1514,7 @@ class QueueStore:
                         os.fchown(fd, info.st_uid, info.st_gid)
                 # Over the kept version's blocks, from its start; a longer tail of it cut first: cut after the write,
                 # its last page would be under write-out, which the cut waits for (0.7 ms of a 6 MB queue's pass).
-                if again and os.fstat(fd).st_size > len(payload):
+                if longer:
                     os.ftruncate(fd, len(payload))
                 writeback.write_all(fd, payload)  # (a big payload's write-out begun as it is written)
                 if meanwhile is None or not (self._wrote or len(payload) >= allocator.BIG):
@@ -1610,44 +1609,46 @@ class QueueStore:
         name = spare.name_for(target, folder, TMP_MARK)
         if not spare.keep(target, name):
             return None
-        if not _SPARES_AT_EXIT.get(_EXIT_HOOK):
+        global _exit_hook
+        if not _exit_hook:
             import atexit
 
             atexit.register(_drop_spares_at_exit)
-            _SPARES_AT_EXIT[_EXIT_HOOK] = True
-        _SPARES_AT_EXIT[name] = True
+            _exit_hook = True
+        _SPARES_AT_EXIT.add(name)
         return name
 
-    def _take_spare(self, queue: os.stat_result | None, size: int) -> tuple[int | None, str]:
-        """The version kept at the last write, open for writing and leased, and its name; (None, "") when there is
-        none to write again (a kept one that may not be is removed: see :mod:`agentd.store.file.spare`). ``queue``:
-        the queue file's ``stat`` (the kept file must be on its file system: the queue's symlink may point elsewhere
-        now); ``size``: its bytes, for how to remove the kept file (a big one in the thread, see _Retirer)."""
+    def _take_spare(self, queue: os.stat_result | None, size: int, new: int) -> tuple[int | None, str, bool]:
+        """The version kept at the last write, open for writing and leased, its name, and whether it is longer than
+        the ``new`` bytes to write into it; (None, "", False) when there is none to write again (a kept one that may
+        not be is removed: see :mod:`agentd.store.file.spare`). ``queue``: the queue file's ``stat`` (the kept file
+        must be on its file system: the queue's symlink may point elsewhere now); ``size``: its bytes, for how to
+        remove the kept file (a big one in the thread, see _Retirer)."""
         name = self._spare
         if name is None:
-            return None, ""
-        fd = None
+            return None, "", False
+        taken = None
         if queue is not None:
             try:
-                fd = spare.take(name)
+                taken = spare.take(name)
             except spare.Unsupported:
                 self.spares = None
-            if fd is not None and os.fstat(fd).st_dev != queue.st_dev:
-                os.close(fd)
-                fd = None
-        if fd is None:
+            if taken is not None and taken[1].st_dev != queue.st_dev:
+                os.close(taken[0])
+                taken = None
+        if taken is None:
             self._drop_spare(size)
-            return None, ""
+            return None, "", False
         self._spare = None
-        _SPARES_AT_EXIT.pop(name, None)  # (a write that fails removes it; one that stands keeps the name)
-        return fd, name
+        _SPARES_AT_EXIT.discard(name)  # (a write that fails removes it; one that stands keeps the name)
+        return taken[0], name, taken[1].st_size > new
 
     def _drop_spare(self, size: int = 0) -> None:
         """Remove the kept version, if any (a big one in the thread, see _Retirer)."""
         name, self._spare = self._spare, None
         if name is None:
             return
-        _SPARES_AT_EXIT.pop(name, None)
+        _SPARES_AT_EXIT.discard(name)
         if size >= allocator.BIG:
             _RETIRER.drop(name)
             return

@@ -23,9 +23,10 @@ The promise kept: **a reader never sees a version change under it.** A file is w
   is granted only then. The lease is held while the file is written and synced, and given back (the descriptor
   closed) before it is renamed over the queue: an ``open`` of it that raced the check, or comes meanwhile, waits for
   the kernel to take the lease back (``/proc/sys/fs/lease-break-time``; here, until the write is over) and then
-  reads the new version, whole. The kernel checks again for a conflicting open after granting the lease, so an open
-  under way when the lease is asked for is never missed. The lease holder's notice of such an open is ``SIGURG``,
-  which a process ignores by default (``SIGIO``, the default notice, would end it).
+  reads the new version, whole. The kernel checks again for a conflicting open after granting the lease
+  (``generic_add_lease`` in fs/locks.c), so an open under way when the lease is asked for is never missed. The
+  lease holder's notice of such an open is ``SIGURG``, which a process ignores by default (``SIGIO``, the default
+  notice, would end it).
 
 Otherwise the kept file is removed (as before) and the write makes a new one. Where leases are not to be had (not
 Linux, ``fs.leases-enable`` 0, a file system without them) the process stops keeping versions.
@@ -71,28 +72,36 @@ def name_for(target: str, folder: str, mark: str) -> str:
 
 def sweep(folder: str, mark: str) -> None:
     """Remove the kept versions in ``folder`` whose process no longer runs (``mark``: the temporary files' suffix)."""
-    from agentd import hostinfo
-
     try:
         with os.scandir(folder) as entries:
-            names = [e.path for e in entries if e.name.startswith(".") and MARK in e.name and e.name.endswith(mark)]
+            names = [entry.path for entry in entries if entry.name.startswith(".")]
     except OSError:
         return
     for name in names:
-        pid = owner(name)
-        if pid is not None and pid != os.getpid() and not hostinfo.running(pid):
+        if gone(owner(name, mark)):
             with contextlib.suppress(OSError):
                 os.unlink(name)
 
 
-def owner(name: str) -> int | None:
-    """The pid in a kept version's file name (None when ``name`` is not one)."""
+def owner(name: str, mark: str = "") -> int | None:
+    """The pid in the name of a file kept for reuse, ``...MARK<pid>-<n>`` + ``mark`` (a kept queue version's, with
+    the temporary files' suffix; a spare lease file's, ``.spare-<pid>-<n>``, with none); None for any other name."""
     base = os.path.basename(name)
-    at = base.rfind(MARK)
+    if not base.endswith(mark):
+        return None
+    at = base.rfind(MARK, 0, len(base) - len(mark))
     if at < 0:
         return None
-    digits = base[at + len(MARK) :].partition("-")[0]
-    return int(digits) if digits.isdigit() else None
+    pid, _, number = base[at + len(MARK) : len(base) - len(mark)].partition("-")
+    return int(pid) if pid.isdigit() and number.isdigit() else None
+
+
+def gone(pid: int | None) -> bool:
+    """Whether the process that kept a file (its pid, from :func:`owner`) is another one that no longer runs here:
+    its file is then to be removed. False for no pid, this process's own, and one that runs."""
+    from agentd import hostinfo
+
+    return pid is not None and pid != os.getpid() and not hostinfo.running(pid)
 
 
 def keep(target: str, name: str) -> bool:
@@ -108,10 +117,10 @@ def keep(target: str, name: str) -> bool:
     return True
 
 
-def take(name: str) -> int | None:
-    """The kept file ``name``, open for writing and leased (see the module's note), or None when it is not to be
-    written again: gone, linked elsewhere meanwhile, open in another process (or leased by one). Its descriptor's
-    close gives the lease back. :class:`Unsupported` where leases are not to be had."""
+def take(name: str) -> tuple[int, os.stat_result] | None:
+    """The kept file ``name``, open for writing and leased (see the module's note), with its ``fstat``; None when it is
+    not to be written again: gone, linked elsewhere meanwhile, open in another process (or leased by one). Its
+    descriptor's close gives the lease back. :class:`Unsupported` where leases are not to be had."""
     import fcntl
     import signal
 
@@ -135,4 +144,4 @@ def take(name: str) -> int | None:
         if exc.errno in _UNSUPPORTED:
             raise Unsupported from None
         return None
-    return fd
+    return fd, info

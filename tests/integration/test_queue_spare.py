@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from agentd import faults
-from agentd.store.file import spare
+from agentd.store.file import spare, stamps
 from agentd.store.file.queuefile import TMP_MARK, QueueStore
 from tests.conftest import small_queue
 
@@ -369,3 +369,118 @@ def test_a_queue_on_another_file_system_than_the_state_folder_is_written_as_befo
     finally:
         store.close()
         shutil.rmtree(elsewhere.parent, ignore_errors=True)
+
+
+# -- only what changed is written -------------------------------------------------------------------------------------
+
+
+def _written_bytes() -> int:
+    """The bytes this process has passed to write calls so far (``wchar`` of /proc/self/io)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no wchar in /proc/self/io")
+
+
+def _big_pair(tmp_path: Path) -> tuple[Path, Path]:
+    """Two projects with the same queue of about 2 MB, its finished tasks first (as a sprint's file grows), or a
+    skip saying why a version's bytes cannot be proven here."""
+    if not Path("/proc/self/io").exists():
+        pytest.skip("no /proc/self/io: the bytes a process writes cannot be counted")
+    if not stamps.fine_timestamps(tmp_path, ".probe-{}.agentd-tmp"):
+        pytest.skip("this file system stamps changes coarsely (Linux < 6.13): a kept version's bytes are never known")
+    doc = small_queue()
+    filler = [
+        {"id": f"D{n:04d}", "title": f"done {n}", "type": "Build", "status": "done", "notes": "x" * 2000}
+        for n in range(1000)
+    ]
+    doc["tasks"] = filler + doc["tasks"]
+    queues = []
+    for name in ("kept", "plain"):
+        (tmp_path / name / ".agentd").mkdir(parents=True)
+        queue = tmp_path / name / "SPRINT_QUEUE.json"
+        queue.write_text(json.dumps(doc, indent=2) + "\n")
+        queues.append(queue)
+    return queues[0], queues[1]
+
+
+def _set_last_notes(store: QueueStore, text: str) -> None:
+    store.transaction(lambda d: d["tasks"][-1].update(notes=text))
+
+
+def test_a_big_queue_s_next_version_is_written_from_its_first_changed_byte(tmp_path: Path) -> None:
+    """A store that keeps versions writes each new version of a 2 MB queue into the kept file from the first byte
+    where the two differ: from its third write on (the first replaces the file it read, and keeps nothing), a few
+    kilobytes a write instead of 2 MB. Each version is byte for byte what a store that writes whole files (a
+    command's) makes of the same queue with the same changes, longer or shorter than the one before."""
+    queue, oracle = _big_pair(tmp_path)
+    store, plain = _store(queue), QueueStore(oracle)
+    size = queue.stat().st_size
+    for n, notes in enumerate(["a" * 3000, "b", "c" * 9000, "", "d" * 20, "e" * 5000, "f"]):
+        before = _written_bytes()
+        _set_last_notes(store, notes)
+        written = _written_bytes() - before
+        _set_last_notes(plain, notes)
+        assert queue.read_bytes() == oracle.read_bytes(), n
+        if n >= 2:
+            assert written < size // 20, (n, written, size)
+        else:
+            assert written >= size, (n, written, size)  # (the whole file: nothing kept yet whose bytes are known)
+    for notes in ["middle", "m" * 4000, ""]:  # a task at two fifths of the file: from there on, a megabyte or more
+        before = _written_bytes()
+        store.transaction(lambda d, notes=notes: d["tasks"][400].update(notes=notes))
+        written = _written_bytes() - before
+        plain.transaction(lambda d, notes=notes: d["tasks"][400].update(notes=notes))
+        assert queue.read_bytes() == oracle.read_bytes(), notes
+        assert (1 << 20) < written < size * 7 // 10, (written, size)
+    store.close()
+    assert _kept(tmp_path / "kept") == []
+
+
+def test_a_kept_version_changed_in_place_is_written_whole(tmp_path: Path) -> None:
+    """Another process writes into the kept file itself (by its name in the state folder) between two writes, without
+    changing its size: the store finds its identity changed under the lease and writes the next version whole. Had
+    it trusted the bytes it kept, the queue would hold the other process's byte."""
+    queue, oracle = _big_pair(tmp_path)
+    store, plain = _store(queue), QueueStore(oracle)
+    for notes in ["one", "two"]:
+        _set_last_notes(store, notes)
+        _set_last_notes(plain, notes)
+    (kept,) = _kept(tmp_path / "kept")
+    script = "import os, sys\nfd = os.open(sys.argv[1], os.O_WRONLY)\nos.pwrite(fd, b'y', 5000)\nos.close(fd)\n"
+    subprocess.run([sys.executable, "-c", script, str(kept)], check=True, timeout=60)
+    before = _written_bytes()
+    _set_last_notes(store, "three")
+    written = _written_bytes() - before
+    _set_last_notes(plain, "three")
+    assert queue.read_bytes() == oracle.read_bytes()
+    assert written >= queue.stat().st_size  # (whole)
+    before = _written_bytes()
+    _set_last_notes(store, "four")  # (and from the next write on, as before)
+    assert _written_bytes() - before < queue.stat().st_size // 20
+    _set_last_notes(plain, "four")
+    assert queue.read_bytes() == oracle.read_bytes()
+    store.close()
+
+
+def test_a_queue_a_person_saved_in_place_keeps_that_change_in_every_later_version(tmp_path: Path) -> None:
+    """A person's editor writes the queue in place (as some editors save), the same size, between two of the store's
+    writes: the store's next transaction reads that change, and every version after it (written into kept files from
+    their first changed byte) keeps it, byte for byte as a store that writes whole files makes them."""
+    queue, oracle = _big_pair(tmp_path)
+    store, plain = _store(queue), QueueStore(oracle)
+    script = (
+        "import os, sys\nfd = os.open(sys.argv[1], os.O_WRONLY)\nos.pwrite(fd, sys.argv[2].encode(), int(sys.argv[3]))"
+        "\nos.close(fd)\n"
+    )
+    at = queue.read_bytes().index(b"x" * 2000) + 100  # (inside a finished task's notes)
+    for n, notes in enumerate(["one", "two", "three", "four", "five", "six"]):
+        if n in (2, 4):
+            for path in (queue, oracle):
+                subprocess.run([sys.executable, "-c", script, str(path), "zz"[: n // 2], str(at + n)], check=True)
+        _set_last_notes(store, notes)
+        _set_last_notes(plain, notes)
+        assert queue.read_bytes() == oracle.read_bytes(), n
+    text = queue.read_text()
+    assert text[at + 2] == "z" and text[at + 4 : at + 6] == "zz"
+    store.close()

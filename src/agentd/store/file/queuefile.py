@@ -810,6 +810,7 @@ class QueueStore:
         # (see keep_versions): None for none (a command's store), and once leases proved not to be had here.
         self.spares: str | None = None
         self._spare: str | None = None  # the version its last write replaced, so kept
+        self._spare_known: tuple[stamps.Identity, bytes] | None = None  # its identity and bytes, when proven (spare)
         self._versions_asked = False  # whether keep_versions was called
         self.folder_sync_later = False  # a write leaves its folder's fsync to sync_folder (see FileStore.transaction)
         self._unsynced: str | None = None  # the folder of a rename not fsynced yet (left to sync_folder)
@@ -1499,7 +1500,7 @@ class QueueStore:
         except FileNotFoundError:
             info = None
             mode = 0o644
-        fd, temp, longer = self._take_spare(info, len(loaded.raw), len(payload))  # (kept at the last write: see spare)
+        fd, temp, longer, known = self._take_spare(info, len(loaded.raw), len(payload))  # (kept at the last write)
         again = fd is not None
         if fd is None:
             temp = _temp_beside(target)
@@ -1516,7 +1517,9 @@ class QueueStore:
                 # its last page would be under write-out, which the cut waits for (0.7 ms of a 6 MB queue's pass).
                 if longer:
                     os.ftruncate(fd, len(payload))
-                writeback.write_all(fd, payload)  # (a big payload's write-out begun as it is written)
+                # (a kept version whose bytes are known: from the first that differs, see spare; a big payload's
+                # write-out begun as it is written)
+                writeback.write_all(fd, payload, spare.common_prefix(known, payload) if known is not None else 0)
                 if meanwhile is None or not (self._wrote or len(payload) >= allocator.BIG):
                     os.fsync(fd)
                 elif len(payload) < allocator.BIG and writeback.start(fd):
@@ -1537,7 +1540,8 @@ class QueueStore:
             if self._target() != target:  # the queue's link now points elsewhere: that file is the queue
                 os.unlink(temp)
                 return False
-            if loaded.mark is None or stamps.identity(target) != loaded.mark:
+            proven = loaded.mark is not None and stamps.identity(target) == loaded.mark  # (its bytes: loaded.raw)
+            if not proven:
                 try:
                     with open(target, "rb") as handle:
                         current: bytes | None = handle.read()
@@ -1586,8 +1590,20 @@ class QueueStore:
         if retired is not None:
             _RETIRER.drop(retired, wake=not self.folder_sync_later)  # (else woken by sync_folder: see _Retirer)
         self._spare = kept
+        self._spare_known = self._known(kept, loaded) if kept is not None and proven else None
         self._wrote = True
         return True
+
+    @staticmethod
+    def _known(kept: str, loaded: _Loaded) -> tuple[stamps.Identity, bytes] | None:
+        """The kept version's identity now and its bytes (``loaded.raw``), when its identity proved them the queue's
+        just before the link (``loaded.mark``) and no write changed them up to now, the rename that replaced it (its
+        inode, size and mtime still those; the link and the rename gave it a new ctime): see spare."""
+        mark = loaded.mark
+        now = stamps.identity(kept)
+        if mark is None or now is None or now[:4] != mark[:4]:
+            return None
+        return now, loaded.raw
 
     def keep_versions(self, folder: str) -> None:
         """From this store's second write on, keep the version each write replaces in ``folder`` (on the queue's file
@@ -1618,15 +1634,19 @@ class QueueStore:
         _SPARES_AT_EXIT.add(name)
         return name
 
-    def _take_spare(self, queue: os.stat_result | None, size: int, new: int) -> tuple[int | None, str, bool]:
-        """The version kept at the last write, open for writing and leased, its name, and whether it is longer than
-        the ``new`` bytes to write into it; (None, "", False) when there is none to write again (a kept one that may
-        not be is removed: see :mod:`agentd.store.file.spare`). ``queue``: the queue file's ``stat`` (the kept file
-        must be on its file system: the queue's symlink may point elsewhere now); ``size``: its bytes, for how to
-        remove the kept file (a big one in the thread, see _Retirer)."""
+    def _take_spare(
+        self, queue: os.stat_result | None, size: int, new: int
+    ) -> tuple[int | None, str, bool, bytes | None]:
+        """The version kept at the last write, open for writing and leased, its name, whether it is longer than the
+        ``new`` bytes to write into it, and the bytes it holds when they are known (see :mod:`agentd.store.file.spare`:
+        its identity under the lease the one taken after the rename that replaced it); (None, "", False, None) when
+        there is none to write again (a kept one that may not be is removed). ``queue``: the queue file's ``stat``
+        (the kept file must be on its file system: the queue's symlink may point elsewhere now); ``size``: its
+        bytes, for how to remove the kept file (a big one in the thread, see _Retirer)."""
         name = self._spare
+        known, self._spare_known = self._spare_known, None
         if name is None:
-            return None, "", False
+            return None, "", False, None
         taken = None
         if queue is not None:
             try:
@@ -1638,14 +1658,16 @@ class QueueStore:
                 taken = None
         if taken is None:
             self._drop_spare(size)
-            return None, "", False
+            return None, "", False, None
         self._spare = None
         _SPARES_AT_EXIT.discard(name)  # (a write that fails removes it; one that stands keeps the name)
-        return taken[0], name, taken[1].st_size > new
+        held = known[1] if known is not None and stamps.of(taken[1]) == known[0] else None
+        return taken[0], name, taken[1].st_size > new, held
 
     def _drop_spare(self, size: int = 0) -> None:
         """Remove the kept version, if any (a big one in the thread, see _Retirer)."""
         name, self._spare = self._spare, None
+        self._spare_known = None
         if name is None:
             return
         _SPARES_AT_EXIT.discard(name)

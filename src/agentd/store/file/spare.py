@@ -31,6 +31,24 @@ The promise kept: **a reader never sees a version change under it.** A file is w
 Otherwise the kept file is removed (as before) and the write makes a new one. Where leases are not to be had (not
 Linux, ``fs.leases-enable`` 0, a file system without them) the process stops keeping versions.
 
+**Only what changed is written.** The kept file still holds the version it was when it was replaced, and a
+daemon's next version of a big queue differs from it in a few tasks. Written whole, each version is copied into the
+page cache and every page of it dirtied and written out again: in a microbenchmark on the test machine, 6 MB versions
+differing in their last 120 KB (finished tasks first, as a sprint's file grows) took 1.6 ms to write and sync whole,
+0.63 ms from the first byte that differs, 0.43 ms of it finding that byte (:func:`common_prefix`; 0.9 ms when compared
+by copies). So the store writes the new version into the kept file from the first byte where the two differ (its
+longer tail cut first), and only when it knows the kept file's bytes:
+
+- they are the bytes a read or write of this store found or left, and the file's identity (inode, size, mtime,
+  ctime: ``agentd.store.file.stamps``) proved them the queue's up to the rename that replaced it, on a file system
+  that stamps every change finely (Linux 6.13 and later), where any change after a ``stat`` shows in the next one;
+- the kept file's identity taken after that rename is the one :func:`take` finds under the lease, when nobody else
+  can have it open, so nothing changed its bytes between the two.
+
+Anything else (an editor that wrote the queue or the kept file in place meanwhile, a file system that stamps
+coarsely) writes the whole file, as before. A crash during the write leaves the kept file, never the
+queue, half written, as before.
+
 A kept file lives in agentd's state folder (``.agentd``, which a project keeps out of git as it does the journal and
 the logs), not beside the queue, where it would show in ``git status`` for as long as a daemon runs and could be
 committed by an agent's ``git add -A``: the rename that makes it the queue again moves it across folders, on the same
@@ -59,6 +77,7 @@ AVAILABLE = sys.platform == "linux"  # (write leases: Linux only)
 # of another owner, are about one file).
 _UNSUPPORTED = {errno.EINVAL, errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.ENOTTY}
 _numbers = itertools.count(1)
+_BLOCK = 1 << 18  # bytes compared at a time by common_prefix
 
 
 class Unsupported(Exception):
@@ -118,9 +137,10 @@ def keep(target: str, name: str) -> bool:
 
 
 def take(name: str) -> tuple[int, os.stat_result] | None:
-    """The kept file ``name``, open for writing and leased (see the module's note), with its ``fstat``; None when it is
-    not to be written again: gone, linked elsewhere meanwhile, open in another process (or leased by one). Its
-    descriptor's close gives the lease back. :class:`Unsupported` where leases are not to be had."""
+    """The kept file ``name``, open for writing and leased (see the module's note), with its ``fstat`` taken under the
+    lease; None when it is not to be written again: gone, linked elsewhere meanwhile, open in another process (or
+    leased by one). Its descriptor's close gives the lease back. :class:`Unsupported` where leases are not to be
+    had."""
     import fcntl
     import signal
 
@@ -139,9 +159,34 @@ def take(name: str) -> tuple[int, os.stat_result] | None:
             return None
         fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
         fcntl.fcntl(fd, setlease, fcntl.F_WRLCK)
+        info = os.fstat(fd)  # (again, leased: what it tells stands until the close, see the module's note)
     except OSError as exc:
         os.close(fd)
         if exc.errno in _UNSUPPORTED:
             raise Unsupported from None
         return None
+    if info.st_nlink != 1:  # (linked elsewhere since the first look)
+        os.close(fd)
+        return None
     return fd, info
+
+
+def common_prefix(old: bytes, new: bytes) -> int:
+    """How many bytes ``old`` and ``new`` share from their start (compared in place, without copies: 0.2-0.4 ms for
+    two 6 MB versions)."""
+    size = min(len(old), len(new))
+    view = memoryview(new)
+    low = 0
+    while low < size:  # a block at a time to the first one that differs,
+        high = min(size, low + _BLOCK)
+        if old.startswith(view[low:high], low):
+            low = high
+            continue
+        while high - low > 1:  # then halved down to its first byte that differs (old[low:high] always does)
+            middle = (low + high) // 2
+            if old.startswith(view[low:middle], low):
+                low = middle
+            else:
+                high = middle
+        return low
+    return size

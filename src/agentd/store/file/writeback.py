@@ -46,16 +46,20 @@ def _lookup() -> Callable[[int, int, int, int], int] | bool:
     return function
 
 
-def write_all(fd: int, payload: bytes) -> None:
-    """``payload`` written to ``fd`` (at its offset, a new file's start) in full; a payload of :data:`CHUNK` bytes or
-    more with the write-out of each chunk started as soon as it is written (see the module's note)."""
-    view = memoryview(payload)
+def write_all(fd: int, payload: bytes, start: int = 0) -> None:
+    """``payload`` from its byte ``start`` on, written to ``fd`` at that offset (``fd`` at its start: a file just
+    opened); what is written, when :data:`CHUNK` bytes or more, with the write-out of each chunk started as soon as it
+    is written (see the module's note). A ``start`` past 0 writes only the part of a file known to hold the bytes
+    before it already (see ``agentd.store.file.spare``)."""
+    view = memoryview(payload)[start:]
+    if start:
+        os.lseek(fd, start, os.SEEK_SET)
     if len(view) >= CHUNK and _start is not False:
         offset = 0
         while offset < len(view):
             written = os.write(fd, view[offset : offset + CHUNK])
             offset += written
-            if not _write_out(fd, offset - written, written):  # (a hint refused: the rest written plainly)
+            if not _write_out(fd, start + offset - written, written):  # (a hint refused: the rest written plainly)
                 break
         view = view[offset:]
     while view:

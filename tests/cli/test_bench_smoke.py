@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -161,3 +163,32 @@ def test_an_agentd_drain_is_timed_without_a_cgroup_and_its_cpu_taken_from_a_run_
     assert len(groups) == 2 and groups[0] is None and groups[1] is not None, groups
     assert bench_peers.LAST_CPU[0] > 0
     assert bench_peers.CPU_METHOD[0] == bench_peers.CPU_BY_GROUP
+
+
+def test_the_runs_folder_spreads_its_folders_over_the_block_groups(tmp_path: Path) -> None:
+    """bench_peers.spread sets the folder's TOPDIR flag (read back as `lsattr -d` would show it) where the file system
+    has it, and says why not elsewhere (tmpfs: no such flags) without failing."""
+    import fcntl
+    import struct
+
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import bench_peers
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    refused = bench_peers.spread(tmp_path)
+    if refused is not None:
+        pytest.skip(f"{tmp_path}: no TOPDIR flag on this file system ({refused})")
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        flags = struct.unpack("l", fcntl.ioctl(fd, bench_peers.FS_IOC_GETFLAGS, struct.pack("l", 0)))[0]
+    finally:
+        os.close(fd)
+    assert flags & bench_peers.FS_TOPDIR_FL
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        folder = Path(tempfile.mkdtemp(dir=shm))
+        try:
+            assert bench_peers.spread(folder)  # (a reason: tmpfs keeps no such flags)
+        finally:
+            folder.rmdir()

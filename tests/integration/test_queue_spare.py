@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agentd import faults
 from agentd.store.file import spare, stamps
@@ -483,4 +485,94 @@ def test_a_queue_a_person_saved_in_place_keeps_that_change_in_every_later_versio
         assert queue.read_bytes() == oracle.read_bytes(), n
     text = queue.read_text()
     assert text[at + 2] == "z" and text[at + 4 : at + 6] == "zz"
+    store.close()
+
+
+_STEP = st.one_of(
+    st.tuples(st.just("edit"), st.integers(0, 59), st.integers(0, 3000)),  # a task's notes set to that many bytes
+    st.tuples(st.just("queue"), st.integers(0, 10**9), st.integers(1, 3)),  # the queue written in place, same size
+    st.tuples(st.just("kept"), st.integers(0, 10**9), st.integers(1, 3)),  # the kept file itself written in place
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(_STEP, min_size=1, max_size=14))
+def test_versions_written_from_their_first_changed_byte_are_a_whole_file_writer_s(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, int, int]]
+) -> None:
+    """Any sequence of the store's changes (anywhere in the file, longer or shorter), in-place saves of the queue (as
+    an editor writing over it) and in-place writes into the kept file: after each, the queue is byte for byte what a
+    store that writes whole files makes of the same queue with the same changes and saves."""
+    folder = tmp_path_factory.mktemp("steps")
+    if not stamps.fine_timestamps(folder, ".probe-{}.agentd-tmp"):
+        pytest.skip("this file system stamps changes coarsely (Linux < 6.13): a kept version's bytes are never known")
+    doc = small_queue()
+    doc["tasks"] = [
+        {"id": f"S{n:03d}", "title": f"task {n}", "type": "Build", "status": "done", "notes": "n" * 3000}
+        for n in range(60)
+    ]
+    queues = []
+    for name in ("kept", "plain"):
+        (folder / name / ".agentd").mkdir(parents=True)
+        queue = folder / name / "SPRINT_QUEUE.json"
+        queue.write_text(json.dumps(doc, indent=2) + "\n")
+        queues.append(queue)
+    queue, oracle = queues
+    store, plain = _store(queue), QueueStore(oracle)
+    try:
+        for kind, where, length in steps:
+            if kind == "edit":
+                for one in (store, plain):
+                    one.transaction(lambda d, w=where, n=length: d["tasks"][w].update(notes="e" * n))
+            else:
+                targets = [queue, oracle] if kind == "queue" else _kept(folder / "kept")
+                for path in targets:
+                    size = path.stat().st_size
+                    fd = os.open(path, os.O_WRONLY)
+                    try:  # (inside a task's notes or its keys: the bytes change, the size does not)
+                        os.pwrite(fd, b"xyz"[:length], where % max(1, size - 8))
+                    finally:
+                        os.close(fd)
+                if kind == "queue":
+                    try:
+                        json.loads(queue.read_bytes())
+                    except ValueError:  # (a save that broke the JSON: the stores refuse it alike; not this test's)
+                        for path in (queue, oracle):
+                            path.write_bytes(json.dumps(json.loads(json.dumps(doc)), indent=2).encode() + b"\n")
+            assert queue.read_bytes() == oracle.read_bytes(), (kind, where, length)
+    finally:
+        store.close()
+
+
+def test_a_version_written_in_place_while_it_is_replaced_is_not_taken_for_known(tmp_path: Path) -> None:
+    """An editor writes into the queue in place (same size) just as the store replaces it: after the store's identity
+    check and the kept name's link, before the rename (fault point ``queue.spare-kept``). That version is no longer
+    the queue once the rename is done (its edit loses to the store's write, as an in-place save racing any write
+    does), but it is the file kept to be written again: its mtime, no longer the one the check saw, says its bytes
+    are not known, and the next version is written whole, byte for byte a whole-file writer's."""
+    queue, oracle = _big_pair(tmp_path)
+    store, plain = _store(queue), QueueStore(oracle)
+    for notes in ["one", "two"]:
+        _set_last_notes(store, notes)
+        _set_last_notes(plain, notes)
+    at = queue.read_bytes().index(b"x" * 2000) + 10
+
+    def save_in_place() -> None:
+        fd = os.open(queue, os.O_WRONLY)
+        try:
+            os.pwrite(fd, b"y", at)
+        finally:
+            os.close(fd)
+
+    faults.on("queue.spare-kept", save_in_place)
+    try:
+        _set_last_notes(store, "three")
+    finally:
+        faults.on("queue.spare-kept", None)
+    _set_last_notes(plain, "three")
+    assert queue.read_bytes() == oracle.read_bytes()
+    for notes in ["four", "five"]:  # the first into the version the editor wrote: whole
+        _set_last_notes(store, notes)
+        _set_last_notes(plain, notes)
+        assert queue.read_bytes() == oracle.read_bytes(), notes
     store.close()

@@ -384,26 +384,32 @@ def _written_bytes() -> int:
     raise AssertionError("no wchar in /proc/self/io")
 
 
+def _twins(folder: Path, doc: dict[str, Any]) -> tuple[Path, Path]:
+    """Two projects in ``folder`` ("kept": its store keeps versions; "plain": the oracle, written whole by a command's
+    store) with the same queue ``doc``, or a skip saying why a version's bytes cannot be proven here."""
+    if not stamps.fine_timestamps(folder, ".probe-{}.agentd-tmp"):
+        pytest.skip("this file system stamps changes coarsely (Linux < 6.13): a kept version's bytes are never known")
+    queues = []
+    for name in ("kept", "plain"):
+        (folder / name / ".agentd").mkdir(parents=True)
+        queue = folder / name / "SPRINT_QUEUE.json"
+        queue.write_text(json.dumps(doc, indent=2) + "\n")
+        queues.append(queue)
+    return queues[0], queues[1]
+
+
 def _big_pair(tmp_path: Path) -> tuple[Path, Path]:
-    """Two projects with the same queue of about 2 MB, its finished tasks first (as a sprint's file grows), or a
-    skip saying why a version's bytes cannot be proven here."""
+    """:func:`_twins` of a queue of about 2 MB, its finished tasks first (as a sprint's file grows), where the bytes a
+    process writes can be counted."""
     if not Path("/proc/self/io").exists():
         pytest.skip("no /proc/self/io: the bytes a process writes cannot be counted")
-    if not stamps.fine_timestamps(tmp_path, ".probe-{}.agentd-tmp"):
-        pytest.skip("this file system stamps changes coarsely (Linux < 6.13): a kept version's bytes are never known")
     doc = small_queue()
     filler = [
         {"id": f"D{n:04d}", "title": f"done {n}", "type": "Build", "status": "done", "notes": "x" * 2000}
         for n in range(1000)
     ]
     doc["tasks"] = filler + doc["tasks"]
-    queues = []
-    for name in ("kept", "plain"):
-        (tmp_path / name / ".agentd").mkdir(parents=True)
-        queue = tmp_path / name / "SPRINT_QUEUE.json"
-        queue.write_text(json.dumps(doc, indent=2) + "\n")
-        queues.append(queue)
-    return queues[0], queues[1]
+    return _twins(tmp_path, doc)
 
 
 def _set_last_notes(store: QueueStore, text: str) -> None:
@@ -504,20 +510,12 @@ def test_versions_written_from_their_first_changed_byte_are_a_whole_file_writer_
     an editor writing over it) and in-place writes into the kept file: after each, the queue is byte for byte what a
     store that writes whole files makes of the same queue with the same changes and saves."""
     folder = tmp_path_factory.mktemp("steps")
-    if not stamps.fine_timestamps(folder, ".probe-{}.agentd-tmp"):
-        pytest.skip("this file system stamps changes coarsely (Linux < 6.13): a kept version's bytes are never known")
     doc = small_queue()
     doc["tasks"] = [
         {"id": f"S{n:03d}", "title": f"task {n}", "type": "Build", "status": "done", "notes": "n" * 3000}
         for n in range(60)
     ]
-    queues = []
-    for name in ("kept", "plain"):
-        (folder / name / ".agentd").mkdir(parents=True)
-        queue = folder / name / "SPRINT_QUEUE.json"
-        queue.write_text(json.dumps(doc, indent=2) + "\n")
-        queues.append(queue)
-    queue, oracle = queues
+    queue, oracle = _twins(folder, doc)
     store, plain = _store(queue), QueueStore(oracle)
     try:
         for kind, where, length in steps:

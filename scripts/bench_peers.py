@@ -93,8 +93,9 @@ def spread(folder: Path) -> str | None:
     except OSError as exc:
         return exc.strerror or str(exc)
     try:
-        flags = struct.unpack("l", fcntl.ioctl(fd, FS_IOC_GETFLAGS, struct.pack("l", 0)))[0]
-        fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("l", flags | FS_TOPDIR_FL))
+        # (an int, as the kernel reads and writes it, whatever the request number says)
+        flags = struct.unpack("i", fcntl.ioctl(fd, FS_IOC_GETFLAGS, struct.pack("i", 0)))[0]
+        fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("i", flags | FS_TOPDIR_FL))
     except OSError as exc:  # (a file system without these flags: ENOTTY, EOPNOTSUPP, ...)
         return exc.strerror or str(exc)
     finally:

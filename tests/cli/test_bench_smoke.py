@@ -181,7 +181,7 @@ def test_the_runs_folder_spreads_its_folders_over_the_block_groups(tmp_path: Pat
         pytest.skip(f"{tmp_path}: no TOPDIR flag on this file system ({refused})")
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        flags = struct.unpack("l", fcntl.ioctl(fd, bench_peers.FS_IOC_GETFLAGS, struct.pack("l", 0)))[0]
+        flags = struct.unpack("i", fcntl.ioctl(fd, bench_peers.FS_IOC_GETFLAGS, struct.pack("i", 0)))[0]
     finally:
         os.close(fd)
     assert flags & bench_peers.FS_TOPDIR_FL

@@ -46,13 +46,21 @@ from agentd.store.base import new_record
 
 root, action, *args = sys.argv[1:]
 store = open_store(config_mod.load(root=Path(root)))
-if action == "claim":
-    def change(txn):
-        token = txn.issue_tokens([0])[0]
-        held = txn.claim(new_record(args[0], token, "builder", now=datetime.now(UTC), ttl=600, heartbeat=60, attempt=1))
-        assert held is not None
-        return held
-    held = store.transaction(change)
+if action == "claim":  # args: the task, then "new" (a file made for it), "ahead" (made ahead) or "spare" (reused)
+    def claim(task_id):
+        def change(txn):
+            token = txn.issue_tokens([0])[0]
+            record = new_record(task_id, token, "builder", now=datetime.now(UTC), ttl=600, heartbeat=60, attempt=1)
+            held = txn.claim(record)
+            assert held is not None
+            return held
+        return store.transaction(change)
+    how = args[1] if len(args) > 1 else "new"
+    if how in ("ahead", "spare"):
+        store.prepare(1)  # (as a daemon's store: files made ahead, released ones kept as spares)
+    if how == "spare":
+        claim("A3").release()  # (its file kept: the claim below reuses it)
+    held = claim(args[0])
     print("claimed", held.token, flush=True)
     sys.stdin.read()  # hold it until killed
 elif action == "wip":  # one claim pass as a daemon makes it: count WIP, claim task args[0] if there is room
@@ -502,8 +510,11 @@ def test_wip_holds_with_claimers_in_several_processes(project: Project) -> None:
             child.wait(timeout=DEADLINE)
 
 
-def test_watch_wakes_on_another_process_changing_the_queue_and_on_a_lease_going(project: Project) -> None:
-    """A watcher is woken with "queue" when another process changes the queue, "lease" when a lease's holder dies."""
+@pytest.mark.parametrize("how", ["new", "ahead", "spare"])
+def test_watch_wakes_on_another_process_changing_the_queue_and_on_a_lease_going(project: Project, how: str) -> None:
+    """A watcher is woken with "queue" when another process changes the queue, "lease" when a lease's holder dies:
+    whether its file was made for the claim, made ahead (the file store: unnamed, named once written) or reused
+    from a spare (a daemon's claims: the kernel reports the close of those under another name than the lease's)."""
     woken: queue_mod.SimpleQueue[str] = queue_mod.SimpleQueue()
     watching = project.store.watch(woken.put)
     assert watching is not None
@@ -512,7 +523,7 @@ def test_watch_wakes_on_another_process_changing_the_queue_and_on_a_lease_going(
         _, err = writer.communicate(timeout=DEADLINE)
         assert writer.returncode == 0, err
         wait_for(lambda: _drain(woken, "queue"), DEADLINE, "a wake-up for the queue changed by another process")
-        holder = project.child("claim", "A2")
+        holder = project.child("claim", "A2", how)
         assert holder.stdout is not None and holder.stdout.readline().startswith("claimed")
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=DEADLINE)

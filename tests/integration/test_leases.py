@@ -543,3 +543,48 @@ def test_a_reader_never_takes_a_reused_file_for_the_lease_it_opened(tmp_path: Pa
         reader.close()
     assert errors == [], errors[:3]
     assert seen_whole > 0
+
+
+def test_its_own_leases_made_ahead_or_from_spares_do_not_wake_it_and_a_peer_s_do(tmp_path: Path) -> None:
+    """The kernel reports the close of a lease made unnamed as ``#<inode>`` and of one reused from a spare under the
+    spare's name. A daemon's own (made ahead, then reused from its spare) wake nothing when it releases them; the
+    same closes of another process's leases wake it (real inotify events, read in the order they happened)."""
+    import threading
+
+    from agentd.store.file.watch import Watcher
+
+    folder = LeaseDir(tmp_path / ".leases", tmp_path)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    folder.prepare(1)  # (a daemon's store: one file made ahead, released ones kept as spares)
+    woken: list[str] = []
+    lock = threading.Lock()
+
+    def wake(reason: str) -> None:
+        with lock:
+            woken.append(reason)
+
+    watcher = Watcher(
+        tmp_path / "SPRINT_QUEUE.json", folder.path, wake, own=folder.own_events, own_file=folder.own_file_events
+    )
+    assert watcher.start()
+    peer = LeaseDir(tmp_path / ".leases", tmp_path)  # (another daemon's, in this process for the test)
+    peer.prepare(1)
+    try:
+        made_ahead = folder.acquire(record("T1", 1))  # type: ignore[arg-type]
+        assert made_ahead is not None
+        made_ahead.release()  # its close: "#<inode>", its own
+        from_spare = folder.acquire(record("T2", 2))  # type: ignore[arg-type]
+        assert from_spare is not None
+        from_spare.release()  # its close: ".spare-<this pid>-<n>", its own
+        (tmp_path / "SPRINT_QUEUE.json").write_text("{}")  # (a wake-up after those: their events were judged first)
+        wait_for(lambda: "queue" in woken, 60, "the queue's change to wake the daemon")
+        assert "lease" not in woken, woken
+        theirs = peer.acquire(record("T3", 3))  # type: ignore[arg-type]
+        assert theirs is not None
+        os.close(theirs.fd)  # the peer's holder gone, without releasing ("#<inode>" of the peer's)
+        theirs.fd = -1
+        wait_for(lambda: "lease" in woken, 60, "the peer's lease to wake the daemon")
+    finally:
+        watcher.stop()
+        peer.close()
+        folder.close()

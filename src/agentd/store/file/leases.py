@@ -214,6 +214,7 @@ class LeaseDir:
         self._fd: int | None = None
         self._reported: set[tuple[str, str]] = set()  # (name, problem) warned about once by this process
         self._own: dict[str, float] = {}  # task id -> until when (monotonic) its file's events are this process's own
+        self._born: dict[int, str] = {}  # inode -> task id: the leases this process made unnamed (see own_file_events)
         self._mark: tuple[int, int, int] | None = None  # the token mark kept open: descriptor, device, inode
         self._listed: tuple[tuple[int, int, int, int, int], list[str]] | None = None  # see task_ids
         self._prepared: list[int] = []  # unnamed lease files made ahead (see prepare), for this process
@@ -473,6 +474,10 @@ class LeaseDir:
             return False, None
         _remember(payload, record)
         self._own[record.task_id] = math.inf
+        if len(self._born) >= OWN_EVENTS_KEPT:  # (the oldest first: their tasks' events are long no longer its own)
+            for ino in list(self._born)[: OWN_EVENTS_KEPT // 2]:
+                del self._born[ino]
+        self._born[info.st_ino] = record.task_id
         return True, Held(self, record, fd, (info.st_dev, info.st_ino))
 
     def acquire(self, record: LeaseRecord) -> Held | None:
@@ -523,6 +528,19 @@ class LeaseDir:
         process nothing it does not know; a peer's are seen by polling, if ever one falls in that moment."""
         until = self._own.get(task_id)
         return until is not None and self.clock.monotonic() < until
+
+    def own_file_events(self, name: str) -> bool:
+        """Whether the close event of a lease file reported under ``name`` is this process's own doing (see
+        :meth:`own_events`), for the leases whose file never had the lease's name when its descriptor was opened: the
+        kernel reports the close of an open file under the name it was opened by. ``#<inode>``: made unnamed
+        (``O_TMPFILE``, see :meth:`prepare`), its own when this process made it for a task whose events are still its
+        own; ``.spare-<pid>-<n>``: reused from a spare, its own when the spare was this process's (a process reuses
+        only its own spares). Any other process's is a peer's: its holder's end (a death too) wakes the daemon."""
+        if name.startswith("#"):
+            number = name[1:]
+            task = self._born.get(int(number)) if number.isdigit() else None
+            return task is not None and self.own_events(task)
+        return spare_owner(name) == os.getpid()
 
     def issue_tokens(self, floors: list[int]) -> list[int]:
         """Fencing tokens, one per floor: each above its floor and above every token this folder ever issued.

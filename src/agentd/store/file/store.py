@@ -401,7 +401,14 @@ class FileStore:
 
         from agentd.store.file.watch import Watcher  # inotify: only for a process that waits for changes
 
-        watcher = Watcher(self.queue.path, self.leasedir.path, woken, self.state_path, self.leasedir.own_events)
+        watcher = Watcher(
+            self.queue.path,
+            self.leasedir.path,
+            woken,
+            self.state_path,
+            self.leasedir.own_events,
+            self.leasedir.own_file_events,
+        )
         with contextlib.suppress(OSError):
             self.state_path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):

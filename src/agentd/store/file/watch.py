@@ -5,7 +5,11 @@ knows of those already.
 
 On Linux, inotify through :mod:`agentd.store.file.inotify` and one thread that waits on its descriptor; watchdog where
 inotify is missing. The folders are watched, not the files: the queue is replaced by a rename. The close of a lease
-file's last writable descriptor is the moment its flock is released, so a peer's death is seen immediately. An
+file's last writable descriptor is the moment its flock is released, so a peer's death is seen immediately. The kernel
+reports that close under the name the descriptor was opened by: the lease's own for a file created by name,
+``#<inode>`` for one made unnamed (``O_TMPFILE``) and named later, the spare's for one reused from a spare (a
+daemon's claims make theirs those two ways; until round 24 their closes were taken for junk, and a peer's death was
+seen only at the next look). An
 overflow of the kernel's event queue wakes the daemon as any change does (it looks and sees what changed); the kernel's
 limits on watches reached, or a watch lost, leave polling on the interval, the fallback that is always there.
 """
@@ -52,12 +56,14 @@ class Watcher:
         wake: Callable[[str], None],
         state: Path | None = None,
         own: Callable[[str], bool] | None = None,
+        own_file: Callable[[str], bool] | None = None,
     ) -> None:
         self.queue = os.path.realpath(queue)
         self.leases = os.path.realpath(leases)
         self.state = os.path.realpath(state) if state is not None else None
         self.wake = wake
         self.own = own  # whether the events of a task's lease file are this process's own (left out)
+        self.own_file = own_file  # the same for a lease file's close reported under another name (see _path_reason)
         self._inotify: inotify.Inotify | None = None
         self._folders: dict[int, str] = {}  # watch descriptor -> folder
         self._stop: WakeUp | None = None  # what stops the thread (an eventfd: under a low `ulimit -n` every one counts)
@@ -145,11 +151,15 @@ class Watcher:
             queue=bool(mask & _QUEUE_EVENTS),
             state=bool(mask & _STATE_EVENTS),
             lease=bool(mask & _LEASE_EVENTS),
+            closed=bool(mask & inotify.IN_CLOSE_WRITE),
         )
 
-    def _path_reason(self, folder: str, name: str, *, queue: bool, state: bool, lease: bool) -> str | None:
+    def _path_reason(
+        self, folder: str, name: str, *, queue: bool, state: bool, lease: bool, closed: bool = False
+    ) -> str | None:
         """Why a change to ``name`` in ``folder`` wakes the daemon (None: it does not); ``queue``, ``state`` and
-        ``lease``: whether the event is one of the kinds that count for the queue, the state file or a lease file."""
+        ``lease``: whether the event is one of the kinds that count for the queue, the state file or a lease file;
+        ``closed``: whether it is the close of a file open for writing."""
         path = os.path.join(folder, name)
         if queue and path == self.queue:
             return "queue"
@@ -157,6 +167,13 @@ class Watcher:
             return "state"  # a pause or resume: written by rename
         if lease and folder == self.leases and name.endswith(".json"):  # (a folder: junk removed)
             if self.own is not None and self.own(name[: -len(".json")]):
+                return None
+            return "lease"
+        if closed and folder == self.leases and name.startswith(("#", ".spare-")):
+            # The close of a lease whose file was opened before it had the lease's name: made unnamed (the kernel
+            # reports it as "#<inode>") or reused from a spare (under the spare's name). Its holder's end, a death
+            # too, frees its lock: as for a lease's own name, unless it is this process's own.
+            if self.own_file is not None and self.own_file(name):
                 return None
             return "lease"
         return None

@@ -4,6 +4,7 @@ A real peer daemon, a real crash point holding it between its queue write and it
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -15,7 +16,7 @@ import pytest
 from agentd import config as config_mod
 from agentd.run.daemon import Daemon, Mode
 from agentd.store.file import leases as leases_mod
-from tests.helpers.daemons import start, stop_all, task, tasks_by_id, wait_for, write_config, write_queue
+from tests.helpers.daemons import events, start, stop_all, task, tasks_by_id, wait_for, write_config, write_queue
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux /proc")
 
@@ -75,3 +76,54 @@ def test_a_task_a_peer_gives_back_within_the_own_events_grace_is_claimed_without
         tester._signal(signal.SIGTERM, None)
         runner.join(30)
     assert codes == [0]
+
+
+def _watching(pid: int) -> bool:
+    """Whether process ``pid`` has an inotify instance open (its change watch is up)."""
+    folder = Path(f"/proc/{pid}/fd")
+    for entry in folder.iterdir():
+        with contextlib.suppress(OSError):
+            if os.readlink(entry) == "anon_inode:inotify":
+                return True
+    return False
+
+
+def test_a_peer_killed_while_it_holds_a_reused_lease_file_is_recovered_on_its_file_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Daemon A (a process) runs T1, then claims T2, whose lease file is one it made ahead (a daemon's claims after
+    its first, or one kept from a release: the kernel reports such a file's close under another name than
+    ``T2.json``). Daemon B (in this process), idle with a 600 s interval and its 1 s check of peers' leases widened
+    to 600 s too (what is tested is its file events), its change watch up, is woken by A's death: A is SIGKILLed, its
+    supervisor ends T2's command and exits, the lease's lock is free, and B recovers T2 and claims it. (Before round
+    24, B took that close for junk: only its check of peers' leases, every second, found it.)"""
+    from agentd.run import daemon as daemon_mod
+
+    monkeypatch.setattr(daemon_mod, "LEASE_POLL", 600.0)
+    long_second = ["sh", "-c", 'if [ "$AGENTD_TASK_ID" = T2 ]; then exec sleep 600; fi']
+    builder = {"claims": "ready", "working": "in_progress", "on_success": "done", "command": long_second}
+    write_config(tmp_path, {"builder": builder}, defaults={"interval": 600})
+    tasks = [task("T1"), task("T2", dependencies=["T1"]), task("T3", dependencies=["T1"])]
+    write_queue(tmp_path, tasks, {"builder": 1})
+    first = start(tmp_path, "builder")
+    second = Daemon(config_mod.load(root=tmp_path, environ={}), "builder", instance="b")
+    codes: list[int] = []
+    runner = threading.Thread(target=lambda: codes.append(second.run(Mode.FOREVER)), daemon=True)
+    try:
+        wait_for(lambda: (tasks_by_id(tmp_path)["T2"].get("lease") or {}).get("pid") == first.pid, 60, "A to hold T2")
+        runner.start()
+        journal = tmp_path / ".agentd" / "events.jsonl"
+        me = os.getpid()
+        wait_for(lambda: any(e.get("pid") == me and e["event"] == "wip-full" for e in events(journal)), 60, "B's look")
+        wait_for(lambda: _watching(me), 60, "B's change watch to be up")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+        wait_for(
+            lambda: (tasks_by_id(tmp_path)["T2"].get("lease") or {}).get("pid") == me,
+            60,
+            "B to recover T2 and claim it (its interval and its check of peers' leases are 600 s)",
+        )
+    finally:
+        stop_all([first])
+        second._signal(signal.SIGTERM, None)
+        runner.join(60)

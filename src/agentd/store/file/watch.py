@@ -9,7 +9,7 @@ file's last writable descriptor is the moment its flock is released, so a peer's
 reports that close under the name the descriptor was opened by: the lease's own for a file created by name,
 ``#<inode>`` for one made unnamed (``O_TMPFILE``) and named later, the spare's for one reused from a spare (a
 daemon's claims make theirs those two ways; until round 24 their closes were taken for junk, and a peer's death was
-seen only at the next look). An
+seen only by the daemon's check of peers' leases, every second while any exist, or its next look). An
 overflow of the kernel's event queue wakes the daemon as any change does (it looks and sees what changed); the kernel's
 limits on watches reached, or a watch lost, leave polling on the interval, the fallback that is always there.
 """

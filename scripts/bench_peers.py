@@ -80,7 +80,7 @@ def spread(folder: Path) -> str | None:
     Each run then makes its files in a group where nothing was removed in the last minutes. On ext4 without a journal
     (this VM's root file system), creating a file scans past every inode of its group freed in the last 60 s, 360 s
     while that inode's table block is not yet written back (``find_inode_bit`` -> ``recently_deleted``,
-    fs/ext4/ialloc.c): right after a test suite's clean-up in ``/tmp``, a ``mkdir`` in a new folder there took
+    fs/ext4/ialloc.c): right after a few thousand files were removed in ``/tmp``, a ``mkdir`` in a new folder there took
     400 µs against 20 µs in a quiet group, and 200 × ``true`` at 4-way, which makes two files a task in agentd (a
     task's log folder and its log) and none in tsp, 488 against 445 ms (medians of 10 interleaved drains, 9 of 10
     faster in a group of its own). The runners compared share the conditions either way: their folders are all made

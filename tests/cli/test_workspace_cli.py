@@ -126,3 +126,43 @@ def test_config_show_gives_the_workspaces_table_and_who_merges(repo: Path) -> No
     assert roles["integrator"]["merge"] == {"value": "merge", "from": "default"}
     assert roles["integrator"]["on_conflict"]["value"] == "needs_adapt"
     assert roles["builder"]["merge"]["value"] is False and "on_conflict" not in roles["builder"]
+
+
+def test_doctor_names_a_lock_file_a_dead_git_left_and_not_one_a_running_git_holds(repo: Path, tmp_path: Path) -> None:
+    """A person's ``git commit -a`` killed in the root checkout leaves ``.git/index.lock``. Doctor (its clock passed
+    in) names it once it is a minute old, not before, and not while a git is running in the repository."""
+    import os
+    import signal
+    import subprocess
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from agentd import config as config_mod
+    from agentd.report import doctor
+
+    def codes(now: datetime) -> dict[str, str]:
+        found = doctor.diagnose(config_mod.load(root=repo, environ={}), now, mount_table="")
+        return {f.code: f.subject or "" for f in found}
+
+    opened = tmp_path / "opened"
+    editor = tmp_path / "editor.sh"
+    editor.write_text(f': > "{opened}"\nexec sleep 600\n')
+    (repo / "one.txt").write_text("two\n")
+    git(repo, "add", "one.txt")
+    git(repo, "commit", "-qm", "one")
+    (repo / "one.txt").write_text("three\n")
+    env = {**os.environ, "GIT_EDITOR": f"sh {editor}", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x.invalid"}
+    person = subprocess.Popen(["git", "commit", "-a"], cwd=repo, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not opened.exists():
+            assert person.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        later = datetime.now(UTC) + timedelta(minutes=2)
+        assert "git-lock-left" not in codes(later)  # its git is running
+    finally:
+        os.killpg(person.pid, signal.SIGKILL)
+        person.wait()
+    assert (repo / ".git/index.lock").exists()
+    assert "git-lock-left" not in codes(datetime.now(UTC))  # a moment old: git may be at work
+    assert codes(later)["git-lock-left"] == str(repo / ".git/index.lock")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -208,6 +210,40 @@ def test_sigkill_while_merging_is_repaired_on_the_next_run(point: str, repo: Pat
     assert git(repo, "log", "--merges", "--format=%s", "main").splitlines() == ["Merge agentd/G1 (task G1)"]
     assert git(repo, "status", "--porcelain") == ""
     assert git(repo / ".agentd" / "worktrees" / ".integration", "status", "--porcelain") == ""
+
+
+def test_a_run_killed_while_its_git_holds_the_base_s_locks_is_merged_by_the_next(repo: Path, tmp_path: Path) -> None:
+    """The integrator's git is fast-forwarding main in the root checkout, its ref locks taken (a reference-transaction
+    hook holds it there), when the run's process group is SIGKILLed: git's lock files stay and every git that
+    updates main would fail. The next run removes them (journalled) and merges: the task is done, main has its work,
+    and no lock file is left."""
+    log = tmp_path / "runs.jsonl"
+    built(repo, log, ["H1"], "--file", "{task_id}.txt")
+    flag, held = tmp_path / "hold", tmp_path / "held"
+    hook = repo / ".git/hooks/reference-transaction"
+    hook.write_text(
+        "#!/bin/sh\n"
+        "updates=$(cat)\n"
+        f'if [ "$1" = prepared ] && [ -e "{flag}" ]; then\n'
+        f'  case "$updates" in *" refs/heads/main"*) rm -f "{flag}"; echo $$ > "{held}.tmp"; '
+        f'mv "{held}.tmp" "{held}"; exec sleep 600;; esac\n'
+        "fi\n"
+    )
+    hook.chmod(0o755)
+    flag.write_text("")
+    daemon = start(repo, "integrator", env=GIT_ENV)
+    try:
+        wait_for(held.exists, 60, "the merge's git to hold main's locks")
+        stat = Path(f"/proc/{held.read_text().strip()}/stat").read_text()
+        os.killpg(int(stat[stat.rfind(")") + 2 :].split()[2]), signal.SIGKILL)  # the run's process group
+        wait_for(lambda: tasks_by_id(repo)["H1"]["status"] == "done", 60, "the next run to merge")
+    finally:
+        stop_all([daemon])
+    git(repo, "merge-base", "--is-ancestor", "agentd/H1", "main")
+    assert (repo / "H1.txt").exists() and git(repo, "status", "--porcelain") == ""
+    assert sorted((repo / ".git").rglob("*.lock")) == []
+    removed = [event["message"] for event in journal(repo, "workspace-repaired")]
+    assert any("removed the git lock file" in message and "main.lock" in message for message in removed), removed
 
 
 def test_a_task_id_git_refuses_as_a_branch_fails_that_task_alone(repo: Path, tmp_path: Path) -> None:

@@ -253,8 +253,8 @@ class Torture:
             subprocess.run(["git", *args], cwd=self.root, env=env, check=True, capture_output=True)
 
     def git_findings(self, tasks: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
-        """Worktree mode's verdict: every done task's branch is in main, the root checkout is clean, and no worktree
-        of a done task is left (keep = never)."""
+        """Worktree mode's verdict: every done task's branch is in main, the root checkout is clean, no worktree of a
+        done task is left (keep = never), and no git lock file is left."""
         violations: list[str] = []
         evidence: list[str] = []
 
@@ -275,8 +275,14 @@ class Torture:
         left = [t["id"] for t in tasks if t["status"] == "done" and f"/.agentd/worktrees/{t['id']}\n" in listed]
         if left:
             violations.append(f"worktrees of done tasks left behind (keep = never): {left[:10]}")
+        locks = sorted(str(path.relative_to(self.root)) for path in (self.root / ".git").rglob("*.lock"))
+        if locks:  # a git killed holding them, and nothing cleared them: the next git that needs one fails
+            violations.append(f"git lock files left in the repository: {locks[:10]}")
         merges = len(git("log", "--merges", "--format=%s", "main").stdout.splitlines())
         evidence.append(f"merge commits in main: {merges}")
+        journal = self.root / ".agentd" / "events.jsonl"
+        text = journal.read_text("utf-8", "replace") if journal.exists() else ""
+        evidence.append(f"git lock files a killed git left, removed: {text.count('removed the git lock file')}")
         return violations, evidence
 
     def spawn(self, daemon: Daemon) -> None:

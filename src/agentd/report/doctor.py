@@ -431,8 +431,9 @@ def _log_findings(config: Config, limit: int, out: list[Finding]) -> None:
         out.append(Finding("info", "logs-size", shown, subject=str(folder)))
 
 
-def _workspace_findings(config: Config, queue: _Queue, out: list[Finding]) -> None:
-    """Worktree mode: git and the base branch are there; worktrees whose task is gone (a safe fix removes them)."""
+def _workspace_findings(config: Config, queue: _Queue, out: list[Finding], now: datetime) -> None:
+    """Worktree mode: git and the base branch are there; lock files a dead git left; worktrees whose task is gone
+    (a safe fix removes them)."""
     if not config.workspaces.enabled:
         return
     from agentd.workspaces import inventory
@@ -440,7 +441,16 @@ def _workspace_findings(config: Config, queue: _Queue, out: list[Finding]) -> No
     trouble = inventory.problems(config)
     for code, message, how in trouble:
         out.append(Finding("error", code, message, how, subject=str(config.root)))
-    if trouble or queue.tasks is None:
+    if trouble:
+        return
+    for path, age in inventory.stale_locks(config, now.timestamp()):
+        message = (
+            f"git's lock file {display_path(path)} was left {age / 60:.0f} min ago by a git that is no longer running:"
+            " every git that needs it fails (merges wait)"
+        )
+        fix = f"rm {path} (agentd removes only the ones its own killed git work left)"
+        out.append(Finding("warning", "git-lock-left", message, fix, subject=str(path)))
+    if queue.tasks is None:
         return
     statuses = {task.id: task.status for task in queue.tasks}
     for entry in inventory.inventory(config, statuses, sizes=False):
@@ -471,7 +481,7 @@ def diagnose(
     _pause_findings(store, now, found)
     _filesystem_findings(config, mount_table, found)
     _log_findings(config, log_limit, found)
-    _workspace_findings(config, queue, found)
+    _workspace_findings(config, queue, found, now)
     return sorted(found, key=lambda finding: SEVERITIES.index(finding.severity))
 
 

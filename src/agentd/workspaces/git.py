@@ -37,10 +37,12 @@ class Git:
             base.pop(name, None)
         base.update(LC_ALL="C", GIT_TERMINAL_PROMPT="0", GIT_PAGER="cat", GIT_EDITOR="true", GIT_OPTIONAL_LOCKS="0")
         self.env = base
+        self.killed: list[tuple[str, ...]] = []  # the runs killed on their timeout (their lock files stay behind)
 
     def at(self, cwd: Path) -> Git:
-        """The same git in another folder."""
+        """The same git in another folder (sharing its record of killed runs)."""
         other = Git(cwd, self.env)
+        other.killed = self.killed
         return other
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -57,6 +59,7 @@ class Git:
                 stdin=subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired as exc:
+            self.killed.append(args)
             raise GitError(args, self.cwd, None, str(exc.stderr or "")) from None
         if check and done.returncode != 0:
             raise GitError(args, self.cwd, done.returncode, done.stderr)

@@ -129,3 +129,20 @@ def problems(config: Config) -> list[tuple[str, str, str]]:
             )
         ]
     return []
+
+
+def stale_locks(config: Config, now: float, older_than: float = 60.0) -> list[tuple[Path, float]]:
+    """git lock files in the project's repository that no running git can own, older than ``older_than`` s at
+    ``now`` (a wall-clock time): (path, age). Empty when a git is running there, or processes cannot be seen."""
+    from agentd.workspaces import gitlocks
+
+    spaces = Workspaces(config.root, config.workspaces, config.state_dir)
+    common = spaces.common_dir()
+    old = [lock for lock in gitlocks.find(common, {}) if now - lock.changed_ns / 1e9 > older_than]
+    if not old:
+        return []
+    roots = [str(config.root), *(str(info.path) for info in spaces.worktrees())]
+    procs = gitlocks.look(roots, [lock.path for lock in old], ())
+    if not procs.seen or procs.gits or procs.hidden:
+        return []
+    return [(Path(lock.path), now - lock.changed_ns / 1e9) for lock in old if lock.path not in procs.holders]

@@ -91,6 +91,8 @@ class Janitor:
                     self.journal.emit(
                         "workspace-error", f"workspaces: {text}", level=logging.ERROR, task=task_id, error=text
                     )
+            for line in self.spaces.take_cleared():  # lock files a killed git left, removed on the way
+                self.journal.emit("workspace-repaired", line)
 
     def _sweep(self) -> None:
         """Remove what a daemon killed before its removals left: worktrees of tasks that are final by now."""

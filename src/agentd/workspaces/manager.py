@@ -10,6 +10,13 @@ Merging happens in an integration worktree of agentd's own (detached, reset befo
 checkout. The base branch is then moved with a compare-and-swap ``update-ref``; when the base branch is checked out
 somewhere (often the project root), that checkout is fast-forwarded instead (``merge --ff-only``), which git refuses
 if uncommitted changes there are in the way — then nothing moves and the merge is tried again later.
+
+A git killed in the middle (agentd kills a task's whole process group on cancel, timeout or death) leaves its lock
+files (``index.lock``, ``HEAD.lock``, a ref's), and every later git that needs them fails until they go. agentd's git
+work marks its time under the git lock (``.agentd/workspaces/git.busy``, removed when it ends cleanly): the next
+holder that finds the mark removes the lock files made since then that no running git can own
+(:mod:`agentd.core.gitlocks`), and so does a run that reuses a task's worktree for the locks in it. A worktree a
+killed ``git worktree add`` left locked ("initializing") is removed and made again.
 """
 
 from __future__ import annotations
@@ -22,12 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentd import faults
+from agentd.core.gitlocks import Verdict
 from agentd.errors import AgentdError
 from agentd.store.file.sidelock import LockTimedOut, SidecarLock
+from agentd.workspaces import gitlocks
 from agentd.workspaces.git import Git, GitError
 from agentd.workspaces.settings import WorkspaceSettings
 
 INTEGRATION = ".integration"
+INITIALIZING = "initializing"  # the lock reason of a worktree `git worktree add` is making (C locale)
 
 
 class WorkspaceError(AgentdError, RuntimeError):
@@ -90,6 +100,18 @@ def _worktrees(git: Git) -> dict[Path, tuple[str | None, str | None]]:
     return found
 
 
+def _locked_worktrees(git: Git) -> dict[Path, str]:
+    """Registered worktrees that are locked: path -> the lock's reason ("" when none was given)."""
+    found: dict[Path, str] = {}
+    path: Path | None = None
+    for line in git.out("worktree", "list", "--porcelain").splitlines():
+        if line.startswith("worktree "):
+            path = Path(line[len("worktree ") :]).resolve()
+        elif path is not None and (line == "locked" or line.startswith("locked ")):
+            found[path] = line[len("locked ") :]
+    return found
+
+
 class Workspaces:
     """The worktrees of one project."""
 
@@ -99,21 +121,98 @@ class Workspaces:
         self.state_dir = Path(state_dir)
         self.git = Git(self.root)
         self._lock = SidecarLock(self.state_dir / "git.lock", lock_timeout)
+        self._common: Path | None = None
+        self.cleared: list[str] = []  # lock files removed, one line each, for the caller to journal
+        self._kept: list[Verdict] = []  # lock files agentd's unfinished git work left that stay, as judged at its start
 
     # -- helpers -------------------------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the lock every git operation of every daemon of this project takes."""
+        """Hold the lock every git operation of every daemon of this project takes, and mark the time of the git
+        work done under it until it ends cleanly (see the module's note)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._lock.acquire()
         except LockTimedOut:
             raise WorkspaceError(None, f"the git lock {self._lock.path} stayed held too long") from None
         try:
+            killed = len(self.git.killed)
+            marked = self._begin_git_work()
             yield
+            if marked and len(self.git.killed) == killed:  # (a git killed on its timeout: the next holder looks)
+                self._busy().unlink(missing_ok=True)
         finally:
             self._lock.release()
+
+    def _busy(self) -> Path:
+        return self.state_dir / "workspaces" / "git.busy"
+
+    def _begin_git_work(self) -> bool:
+        """Mark the start of git work (False: an earlier mark stays, its time covering this work too). A mark found
+        is git work that did not end cleanly: the lock files made since it are cleared first."""
+        busy = self._busy()
+        try:
+            since: int | None = os.stat(busy).st_mtime_ns
+        except FileNotFoundError:
+            since = None
+        self._kept = []
+        if since is not None:
+            kept = self._clear_locks(since)
+            self._kept = [verdict for verdict in kept if verdict.lock.changed_ns >= since]
+            if self._kept:
+                return False  # some stay (a git is running): the next holder tries again
+            busy.unlink()
+        busy.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(busy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))  # (its mtime: now)
+        return True
+
+    def common_dir(self) -> Path:
+        """The repository's git folder (``git rev-parse --git-common-dir``)."""
+        if self._common is None:
+            self._common = (self.root / self.git.out("rev-parse", "--git-common-dir")).resolve()
+        return self._common
+
+    def _clear_locks(self, since: int | None, reused: tuple[Path, ...] = ()) -> list[Verdict]:
+        """Remove the lock files agentd's git work or a reused worktree's ended run left (see
+        :mod:`agentd.core.gitlocks`); returns those that stay."""
+        common = self.common_dir()
+        registered = _worktrees(self.git)
+        worktree_of = {f"refs/heads/{branch}": str(path) for path, (branch, _) in registered.items() if branch}
+        with contextlib.suppress(OSError):
+            for admin in os.listdir(common / "worktrees"):
+                with contextlib.suppress(OSError):
+                    gitdir = (common / "worktrees" / admin / "gitdir").read_text().strip()
+                    worktree_of[admin] = str(Path(gitdir).parent.resolve())
+        roots = [str(self.root), *(str(path) for path in registered)]
+        done = gitlocks.clear(common, roots, since, worktree_of, [str(path) for path in reused])
+        self.cleared += [f"removed the git lock file {verdict.lock.path}: {verdict.why}" for verdict in done.removed]
+        return done.kept
+
+    def _locks_note(self) -> str:
+        """Why the lock files in the repository stay, for a note ("" when there are none): as judged when this git
+        work began, or else now."""
+        kept = self._kept or [verdict for verdict in self._clear_locks(None) if not verdict.remove]
+        if not kept:
+            return ""
+        more = f" (and {len(kept) - 1} more lock file{'s' if len(kept) > 2 else ''})" if len(kept) > 1 else ""
+        return f"; {kept[0].lock.path} stays{more}: {kept[0].why}"
+
+    def _remove_worktree(self, path: Path, task_id: str | None) -> None:
+        """``git worktree remove --force`` of one of agentd's worktrees; one a killed ``git worktree add`` left
+        locked is removed too, one a person locked is not."""
+        done = self.git.run("worktree", "remove", "--force", str(path), check=False)
+        if done.returncode == 0:
+            return
+        reason = _locked_worktrees(self.git).get(path.resolve())
+        if reason == INITIALIZING:
+            self.git.run("worktree", "remove", "--force", "--force", str(path))
+            return
+        if reason is not None:
+            raise WorkspaceError(
+                task_id, f"{path} is locked ({reason or 'no reason given'}): `git worktree unlock {path}` lets it go"
+            )
+        raise GitError(("worktree", "remove", "--force", str(path)), self.root, done.returncode, done.stderr)
 
     def path_of(self, task_id: str) -> Path:
         return self.root / self.settings.path_for(task_id)
@@ -149,9 +248,11 @@ class Workspaces:
             registered = _worktrees(self.git)
             here = registered.get(path.resolve()) if path.exists() else None
             if here is not None and here[0] == branch and marker.exists():
+                if self._has_locks(path, branch):  # an agent's git killed with its run
+                    self._clear_locks(None, (path,))
                 return Workspace(task_id, branch, path, created=False)
             if here is not None:  # half-made (no marker) or on another branch: made again
-                self.git.run("worktree", "remove", "--force", str(path))
+                self._remove_worktree(path, task_id)
             else:
                 self._clear_half_made(path, task_id)
             try:
@@ -167,6 +268,19 @@ class Workspaces:
             faults.point("workspace.after-add")
         return Workspace(task_id, branch, path, created=True)
 
+    def take_cleared(self) -> list[str]:
+        """The lock files removed since the last call, one line each (for the journal)."""
+        lines, self.cleared = self.cleared, []
+        return lines
+
+    def _has_locks(self, path: Path, branch: str) -> bool:
+        """Whether the worktree's admin folder or its branch has a lock file (a few stats: every reuse looks)."""
+        with contextlib.suppress(OSError):
+            line = (path / ".git").read_text().strip()
+            if line.startswith("gitdir: ") and any(name.endswith(".lock") for name in os.listdir(line[8:])):
+                return True
+        return (self.common_dir() / "refs" / "heads" / f"{branch}.lock").exists()
+
     def mark_ready(self, task_id: str) -> None:
         """Record that the task's worktree is made and set up (after ``setup`` ran in it)."""
         marker = self._marker(task_id)
@@ -180,7 +294,7 @@ class Workspaces:
             self.git.run("worktree", "prune")
             registered = path.exists() and path.resolve() in _worktrees(self.git)
             if registered:
-                self.git.run("worktree", "remove", "--force", str(path))
+                self._remove_worktree(path, task_id)
             else:
                 self._clear_half_made(path, task_id)
             self._marker(task_id).unlink(missing_ok=True)
@@ -282,13 +396,17 @@ class Workspaces:
         holder = next((path for path, (branch, _) in _worktrees(self.git).items() if branch == base), None)
         if holder is None:
             done = self.git.run("update-ref", f"refs/heads/{base}", new, old, check=False)
-            return None if done.returncode == 0 else f"{base} moved meanwhile: {done.stderr.strip()}"
+            if done.returncode == 0:
+                return None
+            note = self._locks_note() if ".lock" in done.stderr else ""
+            return f"{base} moved meanwhile: {done.stderr.strip()}{note}"
         done = self.git.at(holder).run("merge", "--ff-only", "--quiet", new, check=False)
         if done.returncode == 0:
             return None
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
         reason = lines[0] if lines else f"exit code {done.returncode}"
-        return f"{base} is checked out in {holder}, and git would not fast-forward it there: {reason}"
+        note = self._locks_note() if ".lock" in reason else ""
+        return f"{base} is checked out in {holder}, and git would not fast-forward it there: {reason}{note}"
 
     # -- looking and repairing -----------------------------------------------------------------------------------------
 

@@ -156,6 +156,12 @@ def _run(command: Sequence[str], cwd: Path) -> int:
     return code
 
 
+def _report_cleared(spaces: Workspaces, journal: _Journal) -> None:
+    """Journal the lock files a killed git left that the last git work removed."""
+    for line in spaces.take_cleared():
+        journal.emit("workspace-repaired", line)
+
+
 def _merge(spaces: Workspaces, spec: dict[str, Any], journal: _Journal) -> int:
     owner, task = spec["owner"], spec["task"]
     readable, status = _result_status()
@@ -169,6 +175,8 @@ def _merge(spaces: Workspaces, spec: dict[str, Any], journal: _Journal) -> int:
             result = spaces.merge(owner, spec["merge"], message=f"Merge {branch} (task {task})")
         except (GitError, ValueError) as exc:
             return _fail(f"cannot merge: {exc}")
+        finally:
+            _report_cleared(spaces, journal)
         if result.merged:
             journal.emit("merged", f"{task}: {result.note}", task=task, branch=branch, commit=result.commit)
             return 0
@@ -220,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc))
     except Exception as exc:  # a WorkspaceError (base missing, a folder in the way), a lock that timed out
         return _fail(str(exc))
+    finally:
+        _report_cleared(spaces, journal)
     code = _run(command, path)
     if code != 0 or "merge" not in spec:
         return code

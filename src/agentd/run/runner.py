@@ -79,6 +79,7 @@ exec(marshal.loads(r(int.from_bytes(r(4),'big'))),{'__name__':'__main__','__file
     + "})"
 )
 KILL_FALLBACK_DELAY = 1.0  # s: after KILL on the pipe, SIGKILL the group ourselves if no report yet
+INHERITOR_WAIT = 10.0  # s: for each process of a run whose supervisor died to end once SIGKILLed (see _end_inheritors)
 REAP_TIMEOUT = 5.0  # s: a shim that reported must exit by then
 # s: the longest the reap of a supervisor that reported waits for its owner's go (launch(hold_reap=True), then
 # TaskProcess.let_reap()): a go never given (an owner that gave up on the run) only delays the reap this long (a pumped
@@ -422,7 +423,38 @@ class TaskProcess:
         if info is not None:
             return info, True
         self._signal_group(signal.SIGKILL)
+        self._end_inheritors()
         return ExitInfo(None, None, False, None, "supervisor died", self._status_started, time.time()), False
+
+    def _end_inheritors(self, wait: float = INHERITOR_WAIT) -> None:
+        """The supervisor died without reporting (SIGKILLed with its group: by a person, an OOM kill, its command's
+        ``kill -9 0``), and with it went its watch, as the run's subreaper, over descendants that left the group
+        (``setsid``). Any other process still holding a descriptor the run inherited with an ``flock`` on it (the
+        lease's, shared with this process until the end is told) is one of them: it is SIGKILLed and waited for (up
+        to ``wait`` s each), so that nothing of the run is alive when its end is told and its task can be claimed
+        again. One that closed its descriptors is not found this way (nor by anything short of a cgroup)."""
+        if not self.spec.keep_fds:
+            return
+        from agentd.hostinfo import flock_holders
+
+        me = os.getpid()
+        found: dict[int, tuple[int, int]] = {}  # pid -> the (device, inode) it holds
+        for fd in self.spec.keep_fds:
+            try:
+                info = os.fstat(fd)
+            except OSError:
+                continue
+            for pid in flock_holders(info.st_dev, info.st_ino):
+                if pid != me:
+                    found.setdefault(pid, (info.st_dev, info.st_ino))
+        ended = [pid for pid, (dev, ino) in sorted(found.items()) if _kill_and_wait(pid, dev, ino, wait)]
+        if ended:
+            log.warning(
+                "task %d: its supervisor died; SIGKILLed %d process(es) of its run still holding its lease: %s",
+                self.pid,
+                len(ended),
+                ", ".join(map(str, ended)),
+            )
 
     def _finish(self, info: ExitInfo, reported: bool) -> None:
         self._close_streams()
@@ -754,6 +786,38 @@ def launch(
     if forked is not None and replenish:
         zygote.replenish()
     return task
+
+
+def _kill_and_wait(pid: int, dev: int, ino: int, wait: float) -> bool:
+    """SIGKILL ``pid`` if (through a pidfd, so that a reused pid is never hit) it still has the file (``dev``,
+    ``ino``) open, and wait up to ``wait`` s for it to end. Whether it was killed."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        return False
+    try:
+        if not _has_open(pid, dev, ino):
+            return False
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        select.select([pidfd], [], [], wait)  # (readable once it has ended)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(pidfd)
+
+
+def _has_open(pid: int, dev: int, ino: int) -> bool:
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            info = os.stat(f"/proc/{pid}/fd/{fd}")
+            if info.st_ino == ino and info.st_dev == dev:
+                return True
+    return False
 
 
 def read_status(task: TaskProcess) -> None:

@@ -246,6 +246,34 @@ def test_a_run_killed_while_its_git_holds_the_base_s_locks_is_merged_by_the_next
     assert any("removed the git lock file" in message and "main.lock" in message for message in removed), removed
 
 
+HOLDS_LEASE = (
+    "import os, sys\n"
+    "lease = os.stat(sys.argv[1])\n"
+    "def same(fd):\n"
+    "    try:\n"
+    "        info = os.stat(f'/proc/self/fd/{fd}')\n"
+    "    except OSError:\n"
+    "        return False\n"
+    "    return (info.st_dev, info.st_ino) == (lease.st_dev, lease.st_ino)\n"
+    "open(sys.argv[2], 'a').write(str(any(same(fd) for fd in os.listdir('/proc/self/fd'))) + '\\n')\n"
+)
+
+
+@pytest.mark.parametrize("mode", ["worktree", "none"])
+def test_the_command_holds_its_lease_s_descriptor_in_a_worktree_as_without(
+    mode: str, repo: Path, tmp_path: Path
+) -> None:
+    """The lease's locked descriptor goes down to the command (and so to what it leaves running) in worktree mode as
+    without: the lock lives as long as any process of the run, and a daemon finds by it what escaped the run."""
+    seen = tmp_path / "seen.txt"
+    command = [sys.executable, "-c", HOLDS_LEASE, str(repo / ".leases" / "L1.json"), str(seen)]
+    write_config(repo, {"builder": {**BUILDER, "command": command}}, defaults=FAST, workspaces={"mode": mode})
+    write_queue(repo, [task("L1")], {"builder": 1})
+    drain(repo, "builder")
+    assert tasks_by_id(repo)["L1"]["status"] == "awaiting_test"
+    assert seen.read_text() == "True\n"
+
+
 def test_a_task_id_git_refuses_as_a_branch_fails_that_task_alone(repo: Path, tmp_path: Path) -> None:
     """Task "v1.lock" cannot have a branch: it goes to on_failure with git's reason (reported once) while "OK1" next
     to it is built; the daemon carries on and nothing is made on disk for the bad one."""

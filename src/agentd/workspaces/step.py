@@ -119,7 +119,9 @@ def _prepare(spaces: Workspaces, owner: str, journal: _Journal) -> Path:
             )
             setup = spaces.settings.setup
             if setup:
-                done = subprocess.run(list(setup), cwd=made.path, check=False, stdin=subprocess.DEVNULL)
+                done = subprocess.run(
+                    list(setup), cwd=made.path, check=False, stdin=subprocess.DEVNULL, close_fds=False
+                )  # (close_fds=False: the lease's descriptor goes down too, see _run)
                 if done.returncode != 0:
                     raise _SetupFailed(f"setup {' '.join(setup)} failed in {made.path} (exit {done.returncode})")
             faults.point("workspace.after-setup")
@@ -136,7 +138,10 @@ class _SetupFailed(Exception):
 def _run(command: Sequence[str], cwd: Path) -> int:
     """Run the command; returns its exit code (a signal that killed it is passed on: the step dies of it too)."""
     try:
-        proc = subprocess.Popen(list(command), cwd=cwd)
+        # close_fds=False: the command inherits what this step did (its standard streams and the lease's locked
+        # descriptor; everything Python opens here is close-on-exec), as it would run without a workspace: the
+        # lease's lock lives as long as any process of the run, and a daemon finds by it what escaped the run.
+        proc = subprocess.Popen(list(command), cwd=cwd, close_fds=False)
     except FileNotFoundError:
         print(f"agentd workspace: command not found: {command[0]}", file=sys.stderr, flush=True)
         return NOT_FOUND

@@ -3,8 +3,9 @@ rule lets go.
 
 Where lock files are looked for (``git rev-parse --git-common-dir``): its top level (``index.lock``, ``HEAD.lock``,
 ``ORIG_HEAD.lock``, ``packed-refs.lock``, ``config.lock``), ``refs/`` and below, each worktree's admin folder
-``worktrees/NAME/`` and ``objects/info`` and ``objects/pack``: what git's commands agentd runs, and an agent's
-``git commit``, lock. The loose objects' 256 folders are not walked (git makes no lock files there).
+``worktrees/NAME/``, and ``objects/`` (``maintenance.lock``: while it stays, git's automatic maintenance is skipped
+without a word), ``objects/info`` and ``objects/pack``: what git's commands agentd runs, and an agent's ``git
+commit``, lock. The loose objects' 256 folders are not walked (git makes no lock files there).
 
 Processes are looked at through ``/proc`` (Linux): a git process is one whose ``comm`` starts with ``git``; its
 working folder is ``/proc/PID/cwd``. Processes of this run's process group are left out (the step itself), and so
@@ -53,7 +54,7 @@ def find(common: Path, worktree_of: Mapping[str, str]) -> list[LockFile]:
         for admin in sorted(os.listdir(common / "worktrees")):
             for name in listed(common / "worktrees" / admin):
                 add(str(common / "worktrees" / admin / name), worktree_of.get(admin))
-    for sub in ("objects/info", "objects/pack"):
+    for sub in ("objects", "objects/info", "objects/pack"):
         for name in listed(common / sub):
             add(str(common / sub / name), None)
     return found

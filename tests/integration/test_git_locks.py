@@ -68,7 +68,10 @@ def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
     yield started
     for proc in started:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:  # (not a group's leader: one started in this process's group)
+                proc.kill()
             proc.wait()
 
 
@@ -83,13 +86,16 @@ def python(
     return proc
 
 
-def person(procs: list[subprocess.Popen[bytes]], cwd: Path, editor: Path, *args: str) -> subprocess.Popen[bytes]:
-    """A person's ``git commit`` whose editor stays open until it is told to close."""
+def person(
+    procs: list[subprocess.Popen[bytes]], cwd: Path, editor: Path, *args: str, own_group: bool = True
+) -> subprocess.Popen[bytes]:
+    """A person's ``git commit`` whose editor stays open until it is told to close (in a process group of its own,
+    unless ``own_group`` is False: then in this process's, as a git an agent left running is in its run's)."""
     proc = subprocess.Popen(
         ["git", "commit", *args],
         cwd=cwd,
         env={**os.environ, **GIT_ENV, "GIT_EDITOR": f"sh {editor}"},
-        start_new_session=True,
+        start_new_session=own_group,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
     )
@@ -101,7 +107,10 @@ def editor(tmp_path: Path, name: str) -> tuple[Path, Path, Path]:
     """An editor script: signals ``open`` and waits for ``close`` (the person closing it)."""
     opened, close = tmp_path / f"{name}.open", tmp_path / f"{name}.close"
     script = tmp_path / f"{name}.sh"
-    script.write_text(f': > "{opened}"\nwhile [ ! -e "{close}" ]; do sleep 0.02; done\necho edited > "$1"\n')
+    script.write_text(
+        f': > "{opened}"\nn=0\nwhile [ ! -e "{close}" ] && [ $n -lt 3000 ]; do sleep 0.02; n=$((n+1)); done\n'
+        'echo edited > "$1"\n'
+    )
     return script, opened, close
 
 
@@ -165,17 +174,19 @@ def test_a_merge_killed_while_git_holds_its_locks_is_finished_by_the_next(
     assert not (repo / ".agentd/workspaces/git.busy").exists()  # the work ended cleanly: no mark left
 
 
+@pytest.mark.parametrize("own_group", [True, False], ids=["its-own-group", "this-process-group"])
 def test_a_lock_a_running_git_may_own_stays_until_that_git_ends(
-    repo: Path, tmp_path: Path, procs: list[subprocess.Popen[bytes]]
+    repo: Path, tmp_path: Path, procs: list[subprocess.Popen[bytes]], own_group: bool
 ) -> None:
     """After a killed merge, an agent's ``git commit -a`` is open in its editor in another task's worktree (holding
-    that worktree's index lock, made after the killed work began). The next merge removes nothing and waits, saying
+    that worktree's index lock, made after the killed work began), in a process group of its own or in the merging
+    process's own (as a git an agent left running is in its run's). The next merge removes nothing and waits, saying
     why; the agent's commit then succeeds, and the merge after it goes through."""
     other = spaces(repo).ensure("M2")
     (other.path / "app.txt").write_text("M2 is working\n")
     tip = killed_merge(repo, tmp_path, procs)
     script, opened, close = editor(tmp_path, "agent")
-    committing = person(procs, other.path, script, "-a")
+    committing = person(procs, other.path, script, "-a", own_group=own_group)
     wait_for(opened, committing)
     before = lock_files(repo)
     assert ".git/worktrees/M2/index.lock" in before and ".git/refs/heads/main.lock" in before

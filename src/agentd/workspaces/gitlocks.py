@@ -8,8 +8,9 @@ without a word), ``objects/info`` and ``objects/pack``: what git's commands agen
 commit``, lock. The loose objects' 256 folders are not walked (git makes no lock files there).
 
 Processes are looked at through ``/proc`` (Linux): a git process is one whose ``comm`` starts with ``git``; its
-working folder is ``/proc/PID/cwd``. Processes of this run's process group are left out (the step itself), and so
-are zombies (they hold nothing). Without ``/proc`` no process can be looked at, and nothing is removed.
+working folder is ``/proc/PID/cwd``. This process is left out, and so are zombies (they hold nothing); the other
+processes of its process group (a run's supervisor) do not make a worktree busy, though a git among them (one the
+agent left running) counts. Without ``/proc`` no process can be looked at, and nothing is removed.
 """
 
 from __future__ import annotations
@@ -102,8 +103,9 @@ def look(roots: Iterable[str], locks: Iterable[str], worktrees: Iterable[str]) -
         except OSError:
             continue  # gone
         fields = stat[stat.rfind(b")") + 2 :].split()
-        if not fields or fields[0] == b"Z" or (len(fields) > 2 and int(fields[2]) == group):
-            continue  # a zombie, or a process of this run
+        if not fields or fields[0] == b"Z":
+            continue  # a zombie: it holds nothing
+        ours = len(fields) > 2 and int(fields[2]) == group  # of this run (its supervisor works where it does)
         is_git = comm.startswith("git")
         if is_git:
             with contextlib.suppress(OSError):
@@ -122,7 +124,7 @@ def look(roots: Iterable[str], locks: Iterable[str], worktrees: Iterable[str]) -
         if cwd is not None:
             if is_git and _inside(cwd, roots):
                 found.gits.append(label)
-            occupied = _inside(cwd, worktrees)
+            occupied = None if ours else _inside(cwd, worktrees)
             if occupied is not None:
                 found.occupied.add(occupied)
         if wanted:

@@ -352,6 +352,23 @@ class LeaseDir:
                 self._unnamed = False
             # Else (no descriptor or space left, no folder): claims make their files as before.
 
+    def _make_one(self, folder: int) -> bool:
+        """One unnamed lease file for the claim under way, when none was made ahead (see :meth:`prepare`): the claim
+        then names it once it is locked and written, so that no reader ever finds the lease empty (created by name,
+        a lease was seen empty by a reader polling it in 40,096 of 128,694 reads over 46,668 claims and releases, the
+        lead's loop). Whether one was made (False where the file system makes none: claims create files by name)."""
+        if not self._unnamed:
+            return False
+        if self._prepared_pid != os.getpid():  # (a forked child: the parent's files are the parent's)
+            self._prepared, self._prepared_pid, self._spares = [], os.getpid(), []
+        try:
+            self._prepared.append(unnamed.make(".", os.O_RDWR, 0o644, dir_fd=folder))
+        except OSError as exc:
+            if unnamed.unsupported(exc):
+                self._unnamed = False
+            return False  # (else no descriptor or space: the named creation says what failed)
+        return True
+
     def _drop_prepared(self) -> None:
         prepared, self._prepared = self._prepared, []
         if self._prepared_pid == os.getpid():
@@ -487,8 +504,12 @@ class LeaseDir:
         done, held = self._acquire_spare(record, name, folder) if self._spares else (False, None)
         if not done:
             done, held = self._acquire_prepared(record, name, folder)
+        if not done and self._make_one(folder):  # (none made ahead: one now, named once whole)
+            done, held = self._acquire_prepared(record, name, folder)
         if done:
             return held
+        # Where no unnamed file is to be had: created by name, then locked and written. A reader may find it empty
+        # meanwhile (read again through its path, see observe; its lock tells it is held).
         try:
             flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | NOFOLLOW | CLOEXEC
             fd = os.open(name, flags, 0o644, dir_fd=folder)

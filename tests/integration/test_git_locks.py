@@ -333,3 +333,24 @@ def test_a_lock_a_process_has_open_stays(repo: Path, tmp_path: Path, procs: list
     assert ".git/refs/heads/main.lock" in lock_files(repo)
     kill_group(holder)
     assert spaces(repo).merge("M1").merged and lock_files(repo) == []
+
+
+def test_a_worktree_whose_git_file_points_by_a_relative_path_is_cleared_too(
+    repo: Path, tmp_path: Path, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    """A worktree's ``.git`` file may name its admin folder relative to the worktree (git's relative worktree paths):
+    an agent's killed commit there is cleared on reuse as with an absolute one."""
+    ws = spaces(repo)
+    made = ws.ensure("R2")
+    ws.mark_ready("R2")
+    admin = Path(git(made.path, "rev-parse", "--git-dir"))
+    (made.path / ".git").write_text(f"gitdir: {os.path.relpath(admin, made.path)}\n")
+    assert git(made.path, "rev-parse", "--abbrev-ref", "HEAD") == "agentd/R2"  # (git reads it)
+    (made.path / "app.txt").write_text("R2 was here\n")
+    script, opened, _ = editor(tmp_path, "agent")
+    committing = person(procs, made.path, script, "-a")
+    wait_for(opened, committing)
+    kill_group(committing)
+    assert lock_files(repo) == [".git/worktrees/R2/index.lock"]
+    assert not spaces(repo).ensure("R2").created
+    assert lock_files(repo) == []

@@ -641,3 +641,24 @@ def test_a_supervisor_killed_with_its_group_takes_the_escaped_holders_of_the_lea
     finally:
         os.close(fd)
     assert not lock_held(lease)  # ... and no one else's
+
+
+def test_a_supervisor_killed_with_its_group_in_a_process_with_many_descriptors(tmp_path: Path) -> None:
+    """The same, with this process's descriptors numbered past 1,024 (a daemon with many leases, logs and peers):
+    the wait for the killed grandchild must not depend on select()'s FD_SETSIZE."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"needs a descriptor limit of at least 1,200 (the hard limit is {hard})")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200) if soft != resource.RLIM_INFINITY else soft, hard))
+    fillers: list[int] = []
+    try:
+        while len(fillers) < 1100:
+            fillers.append(os.open(os.devnull, os.O_RDONLY))
+        assert max(fillers) > 1024
+        test_a_supervisor_killed_with_its_group_takes_the_escaped_holders_of_the_lease_with_it(tmp_path)
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

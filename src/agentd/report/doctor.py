@@ -437,13 +437,18 @@ def _workspace_findings(config: Config, queue: _Queue, out: list[Finding], now: 
     if not config.workspaces.enabled:
         return
     from agentd.workspaces import inventory
+    from agentd.workspaces.git import GitError
 
     trouble = inventory.problems(config)
     for code, message, how in trouble:
         out.append(Finding("error", code, message, how, subject=str(config.root)))
     if trouble:
         return
-    for path, age in inventory.stale_locks(config, now.timestamp()):
+    try:
+        stale = inventory.stale_locks(config, now.timestamp())
+    except (GitError, OSError):  # (git failing here is what the checks above report)
+        stale = []
+    for path, age in stale:
         message = (
             f"git's lock file {display_path(path)} was left {age / 60:.0f} min ago by a git that is no longer running:"
             " every git that needs it fails (merges wait)"

@@ -799,7 +799,9 @@ def _kill_and_wait(pid: int, dev: int, ino: int, wait: float) -> bool:
         if not _has_open(pid, dev, ino):
             return False
         signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-        select.select([pidfd], [], [], wait)  # (readable once it has ended)
+        ended = select.poll()  # (not select(): a daemon's descriptors may be numbered past FD_SETSIZE)
+        ended.register(pidfd, select.POLLIN)  # (readable once it has ended)
+        ended.poll(wait * 1000)
         return True
     except OSError:
         return False

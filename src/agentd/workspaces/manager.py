@@ -182,8 +182,8 @@ class Workspaces:
         with contextlib.suppress(OSError):
             for admin in os.listdir(common / "worktrees"):
                 with contextlib.suppress(OSError):
-                    gitdir = (common / "worktrees" / admin / "gitdir").read_text().strip()
-                    worktree_of[admin] = str(Path(gitdir).parent.resolve())
+                    gitdir = (common / "worktrees" / admin / "gitdir").read_text().strip()  # (maybe relative to it)
+                    worktree_of[admin] = str((common / "worktrees" / admin / gitdir).parent.resolve())
         roots = [str(self.root), *(str(path) for path in registered)]
         done = gitlocks.clear(common, roots, since, worktree_of, [str(path) for path in reused])
         self.cleared += [f"removed the git lock file {verdict.lock.path}: {verdict.why}" for verdict in done.removed]
@@ -276,8 +276,8 @@ class Workspaces:
     def _has_locks(self, path: Path, branch: str) -> bool:
         """Whether the worktree's admin folder or its branch has a lock file (a few stats: every reuse looks)."""
         with contextlib.suppress(OSError):
-            line = (path / ".git").read_text().strip()
-            if line.startswith("gitdir: ") and any(name.endswith(".lock") for name in os.listdir(line[8:])):
+            line = (path / ".git").read_text().strip()  # "gitdir: ADMIN" (absolute, or relative to the worktree)
+            if line.startswith("gitdir: ") and any(name.endswith(".lock") for name in os.listdir(path / line[8:])):
                 return True
         return (self.common_dir() / "refs" / "heads" / f"{branch}.lock").exists()
 

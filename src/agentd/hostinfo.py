@@ -89,6 +89,16 @@ def flock_holders(dev: int, ino: int) -> list[int]:
 
     ``/proc/locks`` names only the process that took the lock, which may be long gone while a descendant that
     inherited the descriptor keeps the lock held."""
+    return _holders(dev, ino, locked=True)
+
+
+def open_holders(dev: int, ino: int) -> list[int]:
+    """The processes with a descriptor open on the file (``dev``, ``ino``), a pipe too (Linux /proc; those of other
+    users are not seen)."""
+    return _holders(dev, ino, locked=False)
+
+
+def _holders(dev: int, ino: int, *, locked: bool) -> list[int]:
     holders = []
     try:
         names = os.listdir("/proc")
@@ -106,11 +116,13 @@ def flock_holders(dev: int, ino: int) -> list[int]:
                 info = os.stat(f"/proc/{name}/fd/{fd}")
                 if info.st_ino != ino or info.st_dev != dev:
                     continue
-                with open(f"/proc/{name}/fdinfo/{fd}", encoding="utf-8") as f:
-                    locked = any(line.startswith("lock:") and "FLOCK" in line for line in f)
+                held = True
+                if locked:
+                    with open(f"/proc/{name}/fdinfo/{fd}", encoding="utf-8") as f:
+                        held = any(line.startswith("lock:") and "FLOCK" in line for line in f)
             except OSError:
                 continue
-            if locked:
+            if held:
                 holders.append(int(name))
                 break
     return sorted(holders)

@@ -614,20 +614,31 @@ def test_a_command_that_leaves_nothing_behind_ends_without_a_scan_of_every_proce
     assert opens < 5 < processes, (opens, processes)
 
 
-def test_a_supervisor_killed_with_its_group_takes_the_run_s_escaped_processes_with_it(tmp_path: Path) -> None:
-    """The supervisor's whole group is SIGKILLed (a person's ``kill -9 -PGID``, a command's ``kill -9 0``) in a run
-    with no lease descriptor (the PostgreSQL store's): the subreaper that would have ended the run's escaped
-    grandchild is gone. The grandchild (its own session) holds the run's tie and is SIGKILLed before the end is
-    told, so that nothing of the run lives once the task can be claimed again."""
+@pytest.mark.parametrize("inherited", ["nothing", "a socket"])
+def test_a_supervisor_killed_with_its_group_takes_the_run_s_escaped_processes_with_it(
+    inherited: str, tmp_path: Path
+) -> None:
+    """The supervisor's whole group is SIGKILLed (a person's ``kill -9 -PGID``, a command's ``kill -9 0``): the
+    subreaper that would have ended the run's escaped grandchild is gone. The run inherits no descriptor (then a tie
+    is made for it) or a socket (the PostgreSQL store's session): the grandchild (its own session) holds it and is
+    SIGKILLed before the end is told, so that nothing of the run lives once the task can be claimed again."""
+    import socket
+
     bg = tmp_path / "bg.pid"
-    tp = launch(spec(tmp_path, ["sh", "-c", f"setsid sleep 60 & echo $! > '{bg}'; sleep 60"]))
-    assert tp.wait_started(30)
-    escaped = read_pid(bg)
-    assert wait_for(lambda: os.getsid(escaped) == escaped, 30), "the grandchild runs in its own session"
-    os.killpg(tp.pid, signal.SIGKILL)
-    info = finish(tp)
-    assert info.error == "supervisor died"
-    assert pid_gone(escaped), "the escaped grandchild outlived its run's end"
+    ours, theirs = socket.socketpair()
+    try:
+        keep = [theirs.fileno()] if inherited == "a socket" else []
+        tp = launch(spec(tmp_path, ["sh", "-c", f"setsid sleep 60 & echo $! > '{bg}'; sleep 60"], keep_fds=keep))
+        assert tp.wait_started(30)
+        escaped = read_pid(bg)
+        assert wait_for(lambda: os.getsid(escaped) == escaped, 30), "the grandchild runs in its own session"
+        os.killpg(tp.pid, signal.SIGKILL)
+        info = finish(tp)
+        assert info.error == "supervisor died"
+        assert pid_gone(escaped), "the escaped grandchild outlived its run's end"
+    finally:
+        ours.close()
+        theirs.close()
 
 
 def test_a_supervisor_killed_with_its_group_takes_the_escaped_holders_of_the_lease_with_it(tmp_path: Path) -> None:

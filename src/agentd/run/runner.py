@@ -31,6 +31,7 @@ import os
 import queue
 import select
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -430,10 +431,10 @@ class TaskProcess:
     def _end_inheritors(self, wait: float = INHERITOR_WAIT) -> None:
         """The supervisor died without reporting (SIGKILLed with its group: by a person, an OOM kill, its command's
         ``kill -9 0``), and with it went its watch, as the run's subreaper, over descendants that left the group
-        (``setsid``). Any other process holding an ``flock`` through a descriptor the run inherited (the lease's,
-        shared with this process until the end is told) is one of them; so is, where the run has no such descriptor,
-        one still holding its tie (a pipe's write end every process of the run inherits, which this process does not
-        keep: see :func:`_tie`). Each is SIGKILLed and waited for (up to ``wait`` s),
+        (``setsid``). Any other process holding a descriptor the run inherited is one of them: an ``flock`` through
+        the file store's lease (shared with this process until the end is told), the PostgreSQL store's session
+        socket, or, where the run inherits none, its tie (a pipe's write end this process does not keep: see
+        :func:`_tie`). Each is SIGKILLed and waited for (up to ``wait`` s),
         so that nothing of the run is alive when its end is told and its task can be claimed again, whatever the
         store. One that closed its descriptors is not found this way (nor by anything short of a cgroup)."""
         from agentd.hostinfo import flock_holders, open_holders
@@ -449,7 +450,10 @@ class TaskProcess:
                 info = os.fstat(fd)
             except OSError:
                 continue
-            for pid in flock_holders(info.st_dev, info.st_ino):
+            # A file (the file store's lease) by its lock: a peer may have it open to read it. A socket (the
+            # PostgreSQL store's session) or a pipe only by inheritance: no one else can open it.
+            holders = flock_holders if stat.S_ISREG(info.st_mode) else open_holders
+            for pid in holders(info.st_dev, info.st_ino):
                 if pid != me:
                     found.setdefault(pid, (info.st_dev, info.st_ino))
         ended = [pid for pid, (dev, ino) in sorted(found.items()) if _kill_and_wait(pid, dev, ino, wait)]
@@ -754,11 +758,11 @@ def launch(
 
 
 def _tie() -> tuple[int, tuple[int, int]] | None:
-    """A run's tie, for a run that inherits no descriptor of its own (a store whose leases are not files: the
-    PostgreSQL store's): the write end of a pipe whose read end is closed at once (nothing is ever written or read),
-    and its (device, inode). Every process of the run inherits it, as it would a lease's descriptor, so the
+    """A run's tie, for a run that inherits no descriptor of its own (a lease the store keeps no descriptor for, a
+    command run without a store): the write end of a pipe whose read end is closed at once (nothing is ever written
+    or read), and its (device, inode). Every process of the run inherits it, as it would a lease's descriptor, so the
     processes that hold it are the run's, found by it once the supervisor is gone (see
-    :meth:`TaskProcess._end_inheritors`). A run with a lease's descriptor needs none: the lock on it finds them (a
+    :meth:`TaskProcess._end_inheritors`). A run with a lease's descriptor needs none: that descriptor finds them (a
     tie there cost 1-2 % of a 4-way drain of 200 × ``true``). None when no descriptor is to be had."""
     try:
         read, write = os.pipe2(os.O_CLOEXEC)

@@ -687,3 +687,38 @@ def test_a_supervisor_killed_with_its_group_in_a_process_with_many_descriptors(t
         for fd in fillers:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_descriptor_number_reused_since_the_launch_never_points_at_another_process(tmp_path: Path) -> None:
+    """The run inherited a socket (the PostgreSQL store's session) which the daemon has since closed (the store
+    replaced the connection) and whose number now names another socket, held by an unrelated process. When the
+    supervisor dies with its group, the run's escaped grandchild is found by what the descriptor was at the launch:
+    it is SIGKILLed, the unrelated process is not."""
+    import socket
+
+    bg = tmp_path / "bg.pid"
+    first, theirs = socket.socketpair()
+    number = theirs.fileno()
+    tp = launch(spec(tmp_path, ["sh", "-c", f"setsid sleep 60 & echo $! > '{bg}'; sleep 60"], keep_fds=[number]))
+    bystander = None
+    try:
+        assert tp.wait_started(30)
+        escaped = read_pid(bg)
+        assert wait_for(lambda: os.getsid(escaped) == escaped, 30)
+        theirs.close()  # the store's new connection takes the number
+        other = socket.socket()
+        if other.fileno() != number:  # (the lowest free number is often the one just freed: else put it there)
+            os.dup2(other.fileno(), number)
+            other.close()
+            other = socket.socket(fileno=number)
+        bystander = subprocess.Popen(["sleep", "60"], pass_fds=[number], start_new_session=True)
+        os.killpg(tp.pid, signal.SIGKILL)
+        assert finish(tp).error == "supervisor died"
+        assert pid_gone(escaped), "the escaped grandchild outlived its run's end"
+        assert bystander.poll() is None, "a process holding the number's new socket was killed"
+        other.close()
+    finally:
+        first.close()
+        if bystander is not None:
+            bystander.kill()
+            bystander.wait()

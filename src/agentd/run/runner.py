@@ -264,6 +264,7 @@ class TaskProcess:
         self._status_started = launched  # (pumped) the command's start, as reported
         self._reported: ExitInfo | None = None  # (pumped) the end the supervisor reported, not reaped yet
         self._tie: tuple[int, int] | None = None  # (device, inode) of the run's tie (see launch, _end_inheritors)
+        self._inherited = _identities(spec.keep_fds)  # what each descriptor the run inherits is (_end_inheritors)
 
     def __repr__(self) -> str:
         state = "running" if self._info is None else f"exited {self._info}"
@@ -445,17 +446,13 @@ class TaskProcess:
             for pid in open_holders(*self._tie):
                 if pid != me:
                     found.setdefault(pid, self._tie)
-        for fd in self.spec.keep_fds:
-            try:
-                info = os.fstat(fd)
-            except OSError:
-                continue
+        for dev, ino, regular in self._inherited:  # (as they were at the launch: their numbers may be reused since)
             # A file (the file store's lease) by its lock: a peer may have it open to read it. A socket (the
-            # PostgreSQL store's session) or a pipe only by inheritance: no one else can open it.
-            holders = flock_holders if stat.S_ISREG(info.st_mode) else open_holders
-            for pid in holders(info.st_dev, info.st_ino):
+            # PostgreSQL store's session, which the store may since have replaced by another) or a pipe only by
+            # holding it: no one else can open it.
+            for pid in (flock_holders if regular else open_holders)(dev, ino):
                 if pid != me:
-                    found.setdefault(pid, (info.st_dev, info.st_ino))
+                    found.setdefault(pid, (dev, ino))
         ended = [pid for pid, (dev, ino) in sorted(found.items()) if _kill_and_wait(pid, dev, ino, wait)]
         if ended:
             log.warning(
@@ -833,6 +830,16 @@ def _launch(
     if forked is not None and replenish:
         zygote.replenish()
     return task
+
+
+def _identities(fds: Sequence[int]) -> list[tuple[int, int, bool]]:
+    """(device, inode, whether a regular file) of each descriptor: what it is, however it is numbered later."""
+    found = []
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            info = os.fstat(fd)
+            found.append((info.st_dev, info.st_ino, stat.S_ISREG(info.st_mode)))
+    return found
 
 
 def _kill_and_wait(pid: int, dev: int, ino: int, wait: float) -> bool:

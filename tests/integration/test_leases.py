@@ -324,7 +324,10 @@ def test_the_events_of_its_own_leases_do_not_wake_the_process_that_holds_them(tm
         with lock:
             woken.append(reason)
 
-    watcher = Watcher(tmp_path / "SPRINT_QUEUE.json", folder.path, wake, own=folder.own_events)
+    # (own_file as a daemon's store passes it: a claim's lease is made unnamed, its close reported as "#<inode>")
+    watcher = Watcher(
+        tmp_path / "SPRINT_QUEUE.json", folder.path, wake, own=folder.own_events, own_file=folder.own_file_events
+    )
     assert watcher.start()
     try:
         mine = folder.path / "T1.json"

@@ -32,3 +32,20 @@ def new_repo(parent: Path, app: str, ignore: str) -> Path:
     git(root, "add", ".")
     git(root, "commit", "-qm", "start")
     return root
+
+
+def hold_next_update(root: Path, ref: str, flag: Path, held: Path) -> None:
+    """A ``reference-transaction`` hook in ``root``: while ``flag`` exists, the next transaction that updates ``ref``
+    is held once git has taken its locks (the flag removed, the hook's pid written to ``held``, then a long sleep):
+    a git to kill at that instant."""
+    hook = root / ".git/hooks/reference-transaction"
+    hook.write_text(
+        "#!/bin/sh\n"
+        "updates=$(cat)\n"
+        f'if [ "$1" = prepared ] && [ -e "{flag}" ]; then\n'
+        f'  case "$updates" in *" {ref}"*) rm -f "{flag}"; echo $$ > "{held}.tmp"; mv "{held}.tmp" "{held}"; '
+        "exec sleep 600;; esac\n"
+        "fi\n"
+    )
+    hook.chmod(0o755)
+    flag.write_text("")

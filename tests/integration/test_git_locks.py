@@ -21,7 +21,7 @@ import pytest
 
 from agentd.workspaces.manager import Workspaces
 from agentd.workspaces.settings import WorkspaceSettings
-from tests.helpers.gitrepo import GIT_ENV, git, new_repo
+from tests.helpers.gitrepo import GIT_ENV, git, hold_next_update, new_repo
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc to see git's processes")
 
@@ -124,22 +124,6 @@ MERGE = (
 )
 
 
-def hold_ref_updates_of(root: Path, ref: str, tmp_path: Path) -> tuple[Path, Path]:
-    """A reference-transaction hook that holds the next update of ``ref`` once its locks are taken."""
-    flag, held = tmp_path / "hold", tmp_path / "held"
-    hook = root / ".git/hooks/reference-transaction"
-    hook.write_text(
-        "#!/bin/sh\n"
-        "updates=$(cat)\n"
-        f'if [ "$1" = prepared ] && [ -e "{flag}" ]; then\n'
-        f'  case "$updates" in *" {ref}"*) rm -f "{flag}"; : > "{held}"; exec sleep 600;; esac\n'
-        "fi\n"
-    )
-    hook.chmod(0o755)
-    flag.write_text("")
-    return flag, held
-
-
 def killed_merge(repo: Path, tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> str:
     """M1's branch has a commit; its merge is killed while git fast-forwards main in the root checkout, holding
     its ref locks. Returns M1's tip."""
@@ -147,7 +131,8 @@ def killed_merge(repo: Path, tmp_path: Path, procs: list[subprocess.Popen[bytes]
     made = ws.ensure("M1")
     ws.mark_ready("M1")
     commit_in(made.path, "app.txt", "M1 was here\n", "M1 work")
-    _, held = hold_ref_updates_of(repo, "refs/heads/main", tmp_path)
+    held = tmp_path / "held"
+    hold_next_update(repo, "refs/heads/main", tmp_path / "hold", held)
     merging = python(procs, MERGE, str(repo), "M1")
     wait_for(held, merging)
     kill_group(merging)

@@ -624,38 +624,36 @@ def test_a_supervisor_killed_with_its_group_takes_the_run_s_escaped_processes_wi
     SIGKILLed before the end is told, so that nothing of the run lives once the task can be claimed again."""
     import socket
 
-    bg = tmp_path / "bg.pid"
     ours, theirs = socket.socketpair()
     try:
-        keep = [theirs.fileno()] if inherited == "a socket" else []
-        tp = launch(spec(tmp_path, ["sh", "-c", f"setsid sleep 60 & echo $! > '{bg}'; sleep 60"], keep_fds=keep))
-        assert tp.wait_started(30)
-        escaped = read_pid(bg)
-        assert wait_for(lambda: os.getsid(escaped) == escaped, 30), "the grandchild runs in its own session"
-        os.killpg(tp.pid, signal.SIGKILL)
-        info = finish(tp)
-        assert info.error == "supervisor died"
+        escaped = escape_then_kill_the_group(tmp_path, [theirs.fileno()] if inherited == "a socket" else [])
         assert pid_gone(escaped), "the escaped grandchild outlived its run's end"
     finally:
         ours.close()
         theirs.close()
 
 
+def escape_then_kill_the_group(tmp_path: Path, keep_fds: list[int]) -> int:
+    """A run (inheriting ``keep_fds``) leaves a grandchild in a session of its own; its supervisor's whole group is
+    then SIGKILLed, and its end told. Returns the grandchild's pid."""
+    bg = tmp_path / "bg.pid"
+    tp = launch(spec(tmp_path, ["sh", "-c", f"setsid sleep 60 & echo $! > '{bg}'; sleep 60"], keep_fds=keep_fds))
+    assert tp.wait_started(30)
+    escaped = read_pid(bg)
+    assert wait_for(lambda: os.getsid(escaped) == escaped, 30), "the grandchild runs in its own session"
+    os.killpg(tp.pid, signal.SIGKILL)
+    assert finish(tp).error == "supervisor died"
+    return escaped
+
+
 def test_a_supervisor_killed_with_its_group_takes_the_escaped_holders_of_the_lease_with_it(tmp_path: Path) -> None:
     """The same with the file store's lease descriptor inherited: the grandchild is SIGKILLed before the end is
     told, and the lease's lock is then this process's alone."""
-    bg, lease = tmp_path / "bg.pid", tmp_path / "lease"
+    lease = tmp_path / "lease"
     fd = os.open(lease, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        script = f"setsid sleep 60 & echo $! > '{bg}'; sleep 60"
-        tp = launch(spec(tmp_path, ["sh", "-c", script], keep_fds=[fd]))
-        assert tp.wait_started(30)
-        escaped = read_pid(bg)
-        assert wait_for(lambda: os.getsid(escaped) == escaped, 30), "the grandchild runs in its own session"
-        os.killpg(tp.pid, signal.SIGKILL)
-        info = finish(tp)
-        assert info.error == "supervisor died"
+        escaped = escape_then_kill_the_group(tmp_path, [fd])
         assert pid_gone(escaped), "the escaped grandchild outlived its run's end"
         other = os.open(lease, os.O_RDONLY)
         try:

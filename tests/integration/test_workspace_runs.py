@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import run_agentd
 from tests.helpers.daemons import start, stop_all, task, tasks_by_id, wait_for, write_config, write_queue
-from tests.helpers.gitrepo import GIT_ENV, git, new_repo
+from tests.helpers.gitrepo import GIT_ENV, git, hold_next_update, new_repo
 
 pytestmark = pytest.mark.slow
 
@@ -219,18 +219,8 @@ def test_a_run_killed_while_its_git_holds_the_base_s_locks_is_merged_by_the_next
     and no lock file is left."""
     log = tmp_path / "runs.jsonl"
     built(repo, log, ["H1"], "--file", "{task_id}.txt")
-    flag, held = tmp_path / "hold", tmp_path / "held"
-    hook = repo / ".git/hooks/reference-transaction"
-    hook.write_text(
-        "#!/bin/sh\n"
-        "updates=$(cat)\n"
-        f'if [ "$1" = prepared ] && [ -e "{flag}" ]; then\n'
-        f'  case "$updates" in *" refs/heads/main"*) rm -f "{flag}"; echo $$ > "{held}.tmp"; '
-        f'mv "{held}.tmp" "{held}"; exec sleep 600;; esac\n'
-        "fi\n"
-    )
-    hook.chmod(0o755)
-    flag.write_text("")
+    held = tmp_path / "held"
+    hold_next_update(repo, "refs/heads/main", tmp_path / "hold", held)
     daemon = start(repo, "integrator", env=GIT_ENV)
     try:
         wait_for(held.exists, 60, "the merge's git to hold main's locks")

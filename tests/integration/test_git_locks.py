@@ -339,3 +339,28 @@ def test_a_worktree_whose_git_file_points_by_a_relative_path_is_cleared_too(
     assert lock_files(repo) == [".git/worktrees/R2/index.lock"]
     assert not spaces(repo).ensure("R2").created
     assert lock_files(repo) == []
+
+
+def test_a_merge_killed_while_it_makes_agentd_s_integration_worktree_is_finished_by_the_next(
+    repo: Path, tmp_path: Path, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    """The first merge's ``git worktree add`` of agentd's integration worktree is killed while it sets the new
+    worktree's HEAD (its lock taken, the worktree still locked "initializing"). The next merge removes the lock,
+    reuses or remakes the integration worktree, and merges."""
+    ws = spaces(repo)
+    made = ws.ensure("M1")
+    ws.mark_ready("M1")
+    commit_in(made.path, "app.txt", "M1 was here\n", "M1 work")
+    held = tmp_path / "held"
+    hold_next_update(repo, "HEAD", tmp_path / "hold", held)
+    merging = python(procs, MERGE, str(repo), "M1")
+    wait_for(held, merging)
+    kill_group(merging)
+    left = lock_files(repo)
+    assert left and all(".integration" in lock or "-integration" in lock for lock in left), left
+    result = spaces(repo).merge("M1")
+    assert result.merged, result.note
+    assert (repo / "app.txt").read_text() == "M1 was here\n"
+    assert lock_files(repo) == []
+    integration = repo / ".agentd/worktrees/.integration"
+    assert git(integration, "status", "--porcelain") == ""

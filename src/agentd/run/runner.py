@@ -435,9 +435,10 @@ class TaskProcess:
         (``setsid``). Any other process holding a descriptor the run inherited is one of them: an ``flock`` through
         the file store's lease (shared with this process until the end is told), the PostgreSQL store's session
         socket, or, where the run inherits none, its tie (a pipe's write end this process does not keep: see
-        :func:`_tie`). Each is SIGKILLed and waited for (up to ``wait`` s),
-        so that nothing of the run is alive when its end is told and its task can be claimed again, whatever the
-        store. One that closed its descriptors is not found this way (nor by anything short of a cgroup)."""
+        :func:`_tie`). Each is SIGKILLed and waited for (up to ``wait`` s), so that nothing of the run is alive when
+        its end is told and its task can be claimed again, whatever the store. One that closed its descriptors is not
+        found this way (nor by anything short of a cgroup). Rare, and done where the end is read (a daemon's loop):
+        one look through ``/proc``, a few milliseconds."""
         from agentd.hostinfo import flock_holders, open_holders
 
         me = os.getpid()
@@ -456,7 +457,7 @@ class TaskProcess:
         ended = [pid for pid, (dev, ino) in sorted(found.items()) if _kill_and_wait(pid, dev, ino, wait)]
         if ended:
             log.warning(
-                "task %d: its supervisor died; SIGKILLed %d process(es) of its run still holding its lease: %s",
+                "task %d: its supervisor died; SIGKILLed %d process(es) of its run that had escaped its group: %s",
                 self.pid,
                 len(ended),
                 ", ".join(map(str, ended)),

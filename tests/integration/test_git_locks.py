@@ -364,3 +364,16 @@ def test_a_merge_killed_while_it_makes_agentd_s_integration_worktree_is_finished
     assert lock_files(repo) == []
     integration = repo / ".agentd/worktrees/.integration"
     assert git(integration, "status", "--porcelain") == ""
+
+
+def test_git_work_nested_in_the_same_thread_keeps_the_outer_mark(repo: Path) -> None:
+    """The git lock is re-entrant in a thread: git work nested in other git work leaves the outer work's mark in
+    place until the outer work ends (else a git killed after the inner work would leave locks no mark covers)."""
+    ws = spaces(repo)
+    busy = repo / ".agentd/workspaces/git.busy"
+    with ws.locked():
+        since = busy.stat().st_mtime_ns
+        with ws.locked():
+            assert busy.stat().st_mtime_ns == since
+        assert busy.exists() and busy.stat().st_mtime_ns == since
+    assert not busy.exists()

@@ -122,6 +122,7 @@ class Workspaces:
         self.git = Git(self.root)
         self._lock = SidecarLock(self.state_dir / "git.lock", lock_timeout)
         self._common: Path | None = None
+        self._held = 0  # how deep this thread's hold of the git lock is (SidecarLock is re-entrant)
         self.cleared: list[str] = []  # lock files removed, one line each, for the caller to journal
         self._kept: list[Verdict] = []  # lock files agentd's unfinished git work left that stay, as judged at its start
 
@@ -136,13 +137,18 @@ class Workspaces:
             self._lock.acquire()
         except LockTimedOut:
             raise WorkspaceError(None, f"the git lock {self._lock.path} stayed held too long") from None
+        self._held += 1
         try:
+            if self._held > 1:  # (nested in this thread's own git work: its mark covers this too)
+                yield
+                return
             killed = len(self.git.killed)
             marked = self._begin_git_work()
             yield
             if marked and len(self.git.killed) == killed:  # (a git killed on its timeout: the next holder looks)
                 self._busy().unlink(missing_ok=True)
         finally:
+            self._held -= 1
             self._lock.release()
 
     def _busy(self) -> Path:

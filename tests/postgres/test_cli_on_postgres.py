@@ -6,6 +6,7 @@ file exists in the project, so nothing can pass by reading one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from pathlib import Path
@@ -171,3 +172,45 @@ def test_two_daemons_woken_by_notify_share_a_wip_limit_of_one(tmp_path: Path, pg
     runs = events(log)
     assert sorted(r["task"] for r in runs if r["event"] == "start") == ["N0", "N1", "N2", "N3"]
     assert max_concurrency(runs) == 1 and not [r for r in runs if r["event"] == "overlap"]
+
+
+def test_a_run_s_escaped_process_ends_with_it_when_its_supervisor_is_killed_on_postgresql(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """On the PostgreSQL store a run inherits its lease's session socket, not a locked file. Its command leaves a
+    process in a session of its own; the run's whole process group (its supervisor too) is then SIGKILLed. By the
+    time the run's end is recorded (a crash), the escaped process, found by the socket it inherited, is gone."""
+    import os
+    import signal
+
+    from agentd import config as config_mod
+    from agentd.store import open_store
+
+    escaped_file, command_file = tmp_path / "escaped.pid", tmp_path / "command.pid"
+    script = f"setsid sleep 600 & echo $! > '{escaped_file}'; echo $$ > '{command_file}'; exec sleep 600"
+    builder = {**BUILDER, "command": ["sh", "-c", script]}
+    write_config(tmp_path, {"builder": builder}, store=pg_dsn, defaults={"heartbeat": 1})
+    assert run_agentd("store", "init", cwd=tmp_path).returncode == 0
+    assert run_agentd("init", cwd=tmp_path).returncode == 0
+    assert run_agentd("queue", "add", "E1", "--title", "escapes", cwd=tmp_path).returncode == 0
+    daemon = start(tmp_path, "builder")
+    store = open_store(config_mod.load(root=tmp_path))
+    try:
+        wait_for(lambda: escaped_file.exists() and command_file.exists(), 60, "the command and its escaped process")
+        escaped = int(escaped_file.read_text())
+        wait_for(lambda: os.getsid(escaped) == escaped, 30, "the process to leave the run's session")
+        os.killpg(os.getpgid(int(command_file.read_text())), signal.SIGKILL)
+
+        def crashed() -> bool:
+            last = (store.read().task("E1") or {}).get("last_run") or {}
+            return last.get("outcome") == "crash"
+
+        wait_for(crashed, 60, "the run's end to be recorded")
+        state = Path(f"/proc/{escaped}/stat")
+        gone = not state.exists() or state.read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+        assert gone, "the escaped process outlived its run's recorded end"
+    finally:
+        stop_all([daemon])
+        store.close()
+        with contextlib.suppress(ProcessLookupError, ValueError, FileNotFoundError):
+            os.kill(int(escaped_file.read_text()), signal.SIGKILL)

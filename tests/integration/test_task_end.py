@@ -3,6 +3,7 @@ failures to start a command are not charged to the task: real daemons, real proc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -260,3 +261,34 @@ def test_prune_kills_a_hung_holders_escaped_process_that_closed_its_descriptors(
         stop_all([hung])
         if escaped is not None and alive(escaped):
             os.kill(escaped, signal.SIGKILL)
+
+
+def test_a_run_s_escaped_process_ends_before_its_crash_is_recorded_when_its_supervisor_is_killed(
+    tmp_path: Path,
+) -> None:
+    """A live daemon's run leaves a process in a session of its own; the run's whole process group (its supervisor
+    too: ``kill -9 -PGID``) is then SIGKILLed. By the time the daemon records the run's end (a crash), the escaped
+    process, found by the lease's lock it inherited, is gone: the task is never claimed again beside it."""
+    escaped_file, command_file = tmp_path / "escaped.pid", tmp_path / "command.pid"
+    script = f"setsid sleep 600 & echo $! > '{escaped_file}'; echo $$ > '{command_file}'; exec sleep 600"
+    write_config(tmp_path, {"builder": {**BUILDER, "command": ["sh", "-c", script]}})
+    write_queue(tmp_path, [task("E1")], {"builder": 1})
+    daemon = start(tmp_path, "builder")
+    try:
+        wait_for(lambda: escaped_file.exists() and command_file.exists(), 60, "the command and its escaped process")
+        escaped = int(escaped_file.read_text())
+        wait_for(lambda: os.getsid(escaped) == escaped, 30, "the process to leave the run's session")
+        os.killpg(os.getpgid(int(command_file.read_text())), signal.SIGKILL)
+        wait_for(
+            lambda: (tasks_by_id(tmp_path)["E1"].get("last_run") or {}).get("outcome") == "crash",
+            60,
+            "the run's end to be recorded",
+        )
+        state = Path(f"/proc/{escaped}/stat")
+        gone = not state.exists() or state.read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+        assert gone, "the escaped process outlived its run's recorded end"
+    finally:
+        stop_all([daemon])
+        if escaped_file.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(escaped_file.read_text()), signal.SIGKILL)

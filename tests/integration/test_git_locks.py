@@ -124,19 +124,25 @@ MERGE = (
 )
 
 
-def killed_merge(repo: Path, tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> str:
-    """M1's branch has a commit; its merge is killed while git fast-forwards main in the root checkout, holding
-    its ref locks. Returns M1's tip."""
+def kill_merge_at(repo: Path, tmp_path: Path, procs: list[subprocess.Popen[bytes]], ref: str) -> list[str]:
+    """M1's branch has a commit; its merge (a process of its own) is killed once a git of it holds the locks of an
+    update of ``ref``. Returns the lock files left."""
     ws = spaces(repo)
     made = ws.ensure("M1")
     ws.mark_ready("M1")
     commit_in(made.path, "app.txt", "M1 was here\n", "M1 work")
     held = tmp_path / "held"
-    hold_next_update(repo, "refs/heads/main", tmp_path / "hold", held)
+    hold_next_update(repo, ref, tmp_path / "hold", held)
     merging = python(procs, MERGE, str(repo), "M1")
     wait_for(held, merging)
     kill_group(merging)
-    assert lock_files(repo), "the killed git left no lock file"
+    return lock_files(repo)
+
+
+def killed_merge(repo: Path, tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> str:
+    """M1's merge killed while git fast-forwards main in the root checkout, holding its ref locks. Returns M1's
+    tip."""
+    assert kill_merge_at(repo, tmp_path, procs, "refs/heads/main"), "the killed git left no lock file"
     stuck = subprocess.run(["git", "merge", "--ff-only", "agentd/M1"], cwd=repo, capture_output=True, text=True)
     assert stuck.returncode != 0 and "File exists" in stuck.stderr  # the repository is stuck until the lock goes
     return git(repo, "rev-parse", "agentd/M1")
@@ -347,16 +353,7 @@ def test_a_merge_killed_while_it_makes_agentd_s_integration_worktree_is_finished
     """The first merge's ``git worktree add`` of agentd's integration worktree is killed while it sets the new
     worktree's HEAD (its lock taken, the worktree still locked "initializing"). The next merge removes the lock,
     reuses or remakes the integration worktree, and merges."""
-    ws = spaces(repo)
-    made = ws.ensure("M1")
-    ws.mark_ready("M1")
-    commit_in(made.path, "app.txt", "M1 was here\n", "M1 work")
-    held = tmp_path / "held"
-    hold_next_update(repo, "HEAD", tmp_path / "hold", held)
-    merging = python(procs, MERGE, str(repo), "M1")
-    wait_for(held, merging)
-    kill_group(merging)
-    left = lock_files(repo)
+    left = kill_merge_at(repo, tmp_path, procs, "HEAD")
     assert left and all(".integration" in lock or "-integration" in lock for lock in left), left
     result = spaces(repo).merge("M1")
     assert result.merged, result.note

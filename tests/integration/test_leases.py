@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -305,18 +306,14 @@ def test_a_lease_this_process_writes_validates_and_is_not_validated_again(tmp_pa
     held.release()
 
 
-def test_the_events_of_its_own_leases_do_not_wake_the_process_that_holds_them(tmp_path: Path) -> None:
-    """A lease this process holds, or released a moment ago: its file events (a supervisor's close, the release's
-    unlink) wake nothing; a moment later, or on another lease, they wake the daemon as before (real inotify events,
-    read in the order they happened: a peer's event seen means the ones before it were judged)."""
+@contextlib.contextmanager
+def watching(root: Path, folder: LeaseDir) -> Iterator[list[str]]:
+    """A daemon's watch of ``root``'s queue and of ``folder`` (its own events told apart as a daemon's store tells
+    them: ``own`` and ``own_file``), started; yields the reasons it woke for, in order."""
     import threading
 
-    from agentd.core.clock import FakeClock
     from agentd.store.file.watch import Watcher
 
-    clock = FakeClock(NOW)
-    folder = LeaseDir(tmp_path / ".leases", tmp_path, clock=clock)
-    folder.path.mkdir(parents=True, exist_ok=True)
     woken: list[str] = []
     lock = threading.Lock()
 
@@ -324,12 +321,25 @@ def test_the_events_of_its_own_leases_do_not_wake_the_process_that_holds_them(tm
         with lock:
             woken.append(reason)
 
-    # (own_file as a daemon's store passes it: a claim's lease is made unnamed, its close reported as "#<inode>")
-    watcher = Watcher(
-        tmp_path / "SPRINT_QUEUE.json", folder.path, wake, own=folder.own_events, own_file=folder.own_file_events
-    )
+    queue = root / "SPRINT_QUEUE.json"
+    watcher = Watcher(queue, folder.path, wake, own=folder.own_events, own_file=folder.own_file_events)
     assert watcher.start()
     try:
+        yield woken
+    finally:
+        watcher.stop()
+
+
+def test_the_events_of_its_own_leases_do_not_wake_the_process_that_holds_them(tmp_path: Path) -> None:
+    """A lease this process holds, or released a moment ago: its file events (a supervisor's close, the release's
+    unlink) wake nothing; a moment later, or on another lease, they wake the daemon as before (real inotify events,
+    read in the order they happened: a peer's event seen means the ones before it were judged)."""
+    from agentd.core.clock import FakeClock
+
+    clock = FakeClock(NOW)
+    folder = LeaseDir(tmp_path / ".leases", tmp_path, clock=clock)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    with watching(tmp_path, folder) as woken:
         mine = folder.path / "T1.json"
         held = folder.acquire(record())  # type: ignore[arg-type]
         assert held is not None
@@ -340,8 +350,6 @@ def test_the_events_of_its_own_leases_do_not_wake_the_process_that_holds_them(tm
         clock.advance(5)
         mine.write_text("{}")  # long after the release: someone else's doing
         wait_for(lambda: woken == ["lease", "lease"], 60, "another process's write of T1 to wake the daemon")
-    finally:
-        watcher.stop()
 
 
 def test_the_folder_is_listed_again_only_when_a_name_in_it_changed(
@@ -552,43 +560,28 @@ def test_its_own_leases_made_ahead_or_from_spares_do_not_wake_it_and_a_peer_s_do
     """The kernel reports the close of a lease made unnamed as ``#<inode>`` and of one reused from a spare under the
     spare's name. A daemon's own (made ahead, then reused from its spare) wake nothing when it releases them; the
     same closes of another process's leases wake it (real inotify events, read in the order they happened)."""
-    import threading
-
-    from agentd.store.file.watch import Watcher
-
     folder = LeaseDir(tmp_path / ".leases", tmp_path)
     folder.path.mkdir(parents=True, exist_ok=True)
     folder.prepare(1)  # (a daemon's store: one file made ahead, released ones kept as spares)
-    woken: list[str] = []
-    lock = threading.Lock()
-
-    def wake(reason: str) -> None:
-        with lock:
-            woken.append(reason)
-
-    watcher = Watcher(
-        tmp_path / "SPRINT_QUEUE.json", folder.path, wake, own=folder.own_events, own_file=folder.own_file_events
-    )
-    assert watcher.start()
     peer = LeaseDir(tmp_path / ".leases", tmp_path)  # (another daemon's, in this process for the test)
     peer.prepare(1)
     try:
-        made_ahead = folder.acquire(record("T1", 1))  # type: ignore[arg-type]
-        assert made_ahead is not None
-        made_ahead.release()  # its close: "#<inode>", its own
-        from_spare = folder.acquire(record("T2", 2))  # type: ignore[arg-type]
-        assert from_spare is not None
-        from_spare.release()  # its close: ".spare-<this pid>-<n>", its own
-        (tmp_path / "SPRINT_QUEUE.json").write_text("{}")  # (a wake-up after those: their events were judged first)
-        wait_for(lambda: "queue" in woken, 60, "the queue's change to wake the daemon")
-        assert "lease" not in woken, woken
-        theirs = peer.acquire(record("T3", 3))  # type: ignore[arg-type]
-        assert theirs is not None
-        os.close(theirs.fd)  # the peer's holder gone, without releasing ("#<inode>" of the peer's)
-        theirs.fd = -1
-        wait_for(lambda: "lease" in woken, 60, "the peer's lease to wake the daemon")
+        with watching(tmp_path, folder) as woken:
+            made_ahead = folder.acquire(record("T1", 1))  # type: ignore[arg-type]
+            assert made_ahead is not None
+            made_ahead.release()  # its close: "#<inode>", its own
+            from_spare = folder.acquire(record("T2", 2))  # type: ignore[arg-type]
+            assert from_spare is not None
+            from_spare.release()  # its close: ".spare-<this pid>-<n>", its own
+            (tmp_path / "SPRINT_QUEUE.json").write_text("{}")  # (a wake-up after those: their events were judged first)
+            wait_for(lambda: "queue" in woken, 60, "the queue's change to wake the daemon")
+            assert "lease" not in woken, woken
+            theirs = peer.acquire(record("T3", 3))  # type: ignore[arg-type]
+            assert theirs is not None
+            os.close(theirs.fd)  # the peer's holder gone, without releasing ("#<inode>" of the peer's)
+            theirs.fd = -1
+            wait_for(lambda: "lease" in woken, 60, "the peer's lease to wake the daemon")
     finally:
-        watcher.stop()
         peer.close()
         folder.close()
 

@@ -568,18 +568,19 @@ def _collect_young_less_often() -> None:
         gc.set_threshold(YOUNG_EVERY, *threshold[1:])
 
 
-def _splice(loaded: _Loaded, edits: list[tuple[int, int, str]]) -> tuple[bytes, str | None]:
-    """The bytes and the JSON text of ``loaded`` with ``edits`` made (see :func:`agentd.store.file.jsonedit.edits`).
+def _splice(loaded: _Loaded, edits: list[tuple[int, int, str]]) -> tuple[bytes, str | None, int | None]:
+    """The bytes and the JSON text of ``loaded`` with ``edits`` made (see :func:`agentd.store.file.jsonedit.edits`),
+    and how many leading bytes they share with the bytes read, at least (None: not known without a look).
 
     An ASCII text's characters are its bytes: the bytes are spliced from the ones read (one copy of the file, not a
     new text encoded whole), and the text is left to be decoded from them (None: one more copy, made while the
-    bytes are synced, see QueueStore._ahead)."""
+    bytes are synced, see QueueStore._ahead); what comes before the first edit is the bytes read, as they were."""
     text = loaded.text
     if not text.isascii():  # (known without a scan: CPython keeps it with the string)
         from agentd.store.file import jsonedit
 
         spliced = jsonedit.render(text, edits)
-        return (loaded.prefix + spliced).encode("utf-8"), spliced
+        return (loaded.prefix + spliced).encode("utf-8"), spliced, None
     raw = memoryview(loaded.raw)
     skip = len(loaded.raw) - len(text)  # the BOM's bytes
     parts: list[bytes | memoryview] = [raw[:skip]]
@@ -589,7 +590,22 @@ def _splice(loaded: _Loaded, edits: list[tuple[int, int, str]]) -> tuple[bytes, 
         parts.append(replacement.encode("utf-8"))
         cursor = end
     parts.append(raw[skip + cursor :])
-    return b"".join(parts), None
+    return b"".join(parts), None, skip + (edits[0][0] if edits else len(text))
+
+
+def _first_change(
+    known: bytes | None, read: bytes, payload: bytes, after: tuple[bytes, int] | None, shared: int | None
+) -> int:
+    """From which byte ``payload`` is to be written into the kept version, whose bytes are ``known`` (None: not known,
+    the whole file): how many leading bytes the two share, at least. Where the version ``read`` is the one the write
+    that kept ``known`` made of it (``after``: those bytes, the same object, and how many leading bytes they share
+    with ``known``), and ``payload`` shares ``shared`` leading bytes with ``read``, the three agree up to the lesser
+    of the two counts, known without a look; else the two are compared (see :func:`spare.common_prefix`)."""
+    if known is None:
+        return 0
+    if after is not None and shared is not None and after[0] is read:
+        return min(after[1], shared)
+    return spare.common_prefix(known, payload)
 
 
 class _Syncer:
@@ -811,6 +827,9 @@ class QueueStore:
         self.spares: str | None = None
         self._spare: str | None = None  # the version its last write replaced, so kept
         self._spare_known: tuple[stamps.Identity, bytes] | None = None  # its identity and bytes, when proven (spare)
+        # The bytes the write that kept it wrote, and how many leading bytes they share with it at least (known from
+        # that write's edits): the next write, of the same bytes edited again, need not compare it to find them.
+        self._spare_after: tuple[bytes, int] | None = None
         self._versions_asked = False  # whether keep_versions was called
         self.folder_sync_later = False  # a write leaves its folder's fsync to sync_folder (see FileStore.transaction)
         self._unsynced: str | None = None  # the folder of a rename not fsynced yet (left to sync_folder)
@@ -1294,6 +1313,7 @@ class QueueStore:
             try:
                 edited: tuple[str, tuple[int, int]] | None = None
                 made: tuple[int, list[tuple[int, int, str]]] | None = None  # (the first escape before, the edits)
+                shared: int | None = None  # how many leading bytes the payload shares with the bytes read, at least
                 if isinstance(new, _Whole):  # a new queue as a whole: written as a new file, in its own key order
                     payload, text = render(new), None
                 else:
@@ -1306,7 +1326,7 @@ class QueueStore:
                         escape_at = jsonedit.first_non_ascii_escape(loaded.text)
                         style = jsonedit.detect_style(loaded.text, escape=escape_at >= 0)
                     edits = jsonedit.edits(loaded.text, old, new, loaded.spans, style=style, changed=hint)
-                    payload, text = _splice(loaded, edits)
+                    payload, text, shared = _splice(loaded, edits)
                     size = len(loaded.text)
                     edited = (loaded.text, (edits[0][0], size - edits[-1][1]) if edits else (size, size))
                     made = (escape_at, edits)
@@ -1320,7 +1340,7 @@ class QueueStore:
             ready: list[tuple[_Prepared | None, _Restyled | None]] = []
             ahead = functools.partial(self._ahead, ready, payload, checked, edited, text, made, valid)
             try:
-                written = self._write(target, loaded, payload, meanwhile=ahead)
+                written = self._write(target, loaded, payload, meanwhile=ahead, shared=shared)
             except OSError as exc:  # no temporary file is left, and the queue is as it was
                 raise FileAccessError(self.path, "cannot write (left unchanged)", _os_reason(exc, target)) from None
             if written:
@@ -1490,16 +1510,25 @@ class QueueStore:
             return None
         return fd
 
-    def _write(self, target: str, loaded: _Loaded, payload: bytes, meanwhile: Callable[[], None] | None = None) -> bool:
+    def _write(
+        self,
+        target: str,
+        loaded: _Loaded,
+        payload: bytes,
+        meanwhile: Callable[[], None] | None = None,
+        shared: int | None = None,
+    ) -> bool:
         """Atomically replace ``target`` with ``payload`` unless its bytes are no longer those ``loaded`` read (its
         unchanged identity, where that proves it, or the bytes compared). ``meanwhile``: work to do while the
-        temporary file of a big queue is synced (then by a thread of its own); done before the rename."""
+        temporary file of a big queue is synced (then by a thread of its own); done before the rename. ``shared``:
+        how many leading bytes ``payload`` shares with ``loaded.raw`` at least, when known (from the edits)."""
         try:
             info = os.stat(target)
             mode = stat.S_IMODE(info.st_mode)
         except FileNotFoundError:
             info = None
             mode = 0o644
+        over = self._spare_after  # (what the write that kept the version wrote over it: see _take_spare)
         fd, temp, longer, known = self._take_spare(info, len(loaded.raw), len(payload))  # (kept at the last write)
         again = fd is not None
         if fd is None:
@@ -1519,7 +1548,7 @@ class QueueStore:
                     os.ftruncate(fd, len(payload))
                 # (a kept version whose bytes are known: from the first that differs, see spare; a big payload's
                 # write-out begun as it is written)
-                writeback.write_all(fd, payload, spare.common_prefix(known, payload) if known is not None else 0)
+                writeback.write_all(fd, payload, _first_change(known, loaded.raw, payload, over, shared))
                 if meanwhile is None or not (self._wrote or len(payload) >= allocator.BIG):
                     os.fsync(fd)
                 elif len(payload) < allocator.BIG and writeback.start(fd):
@@ -1591,6 +1620,7 @@ class QueueStore:
             _RETIRER.drop(retired, wake=not self.folder_sync_later)  # (else woken by sync_folder: see _Retirer)
         self._spare = kept
         self._spare_known = self._known(kept, loaded) if kept is not None and proven else None
+        self._spare_after = (payload, shared) if self._spare_known is not None and shared is not None else None
         self._wrote = True
         return True
 
@@ -1644,7 +1674,7 @@ class QueueStore:
         (the kept file must be on its file system: the queue's symlink may point elsewhere now); ``size``: its
         bytes, for how to remove the kept file (a big one in the thread, see _Retirer)."""
         name = self._spare
-        known, self._spare_known = self._spare_known, None
+        known, self._spare_known, self._spare_after = self._spare_known, None, None
         if name is None:
             return None, "", False, None
         taken = None
@@ -1667,7 +1697,7 @@ class QueueStore:
     def _drop_spare(self, size: int = 0) -> None:
         """Remove the kept version, if any (a big one in the thread, see _Retirer)."""
         name, self._spare = self._spare, None
-        self._spare_known = None
+        self._spare_known = self._spare_after = None
         if name is None:
             return
         _SPARES_AT_EXIT.discard(name)

@@ -37,7 +37,10 @@ page cache and every page of it dirtied and written out again: in a microbenchma
 differing in their last 120 KB (finished tasks first, as a sprint's file grows) took 1.6 ms to write and sync whole,
 0.63 ms from the first byte that differs, 0.43 ms of it finding that byte (:func:`common_prefix`; 0.9 ms when compared
 by copies). So the store writes the new version into the kept file from the first byte where the two differ (its
-longer tail cut first), and only when it knows the kept file's bytes:
+longer tail cut first), and only when it knows the kept file's bytes. A daemon's writes are edits of the version it
+wrote last, so that byte is known without a look: the kept version, the one written over it and the new one agree up
+to the first edit of either write (``queuefile._first_change``); the two are compared only when the version edited is
+not the one written last. The kept file's bytes are known when:
 
 - they are the bytes a read or write of this store found or left, and the file's identity (inode, size, mtime,
   ctime: ``agentd.store.file.stamps``) proved them the queue's up to the rename that replaced it, on a file system

@@ -135,7 +135,8 @@ class Stats:
     reader_failures: list[str] = field(default_factory=list)
     queue_wip_max: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     queue_wip_peak: dict[str, list[str]] = field(default_factory=dict)  # the tasks in the working status at the peak
-    kill_log: list[tuple[float, str, list[str]]] = field(default_factory=list)  # (time, daemon, tasks it held)
+    # (time, time.monotonic(), daemon, tasks it held)
+    kill_log: list[tuple[float, float, str, list[str]]] = field(default_factory=list)
 
 
 def log(message: str) -> None:
@@ -376,7 +377,7 @@ class Torture:
                 daemon.proc.kill()
                 daemon.proc.wait()
                 self.stats.kills += 1
-                self.stats.kill_log.append((time.time(), daemon.name, held))
+                self.stats.kill_log.append((time.time(), time.monotonic(), daemon.name, held))
                 pending_restart.append((now + self.rng.uniform(0, 1.5), daemon))
             elif action == "stop":
                 daemon.proc.send_signal(signal.SIGSTOP)
@@ -792,7 +793,7 @@ class Torture:
             1 for event in journal if event.name == "finished" and event.data.get("outcome") == "not-started"
         )
         start_notes = sum(1 for event in journal if event.name in ("start-failed", "start-capped"))
-        recovery_times, restart_times = self.recovery_times(records, journal)
+        recovery_times, restart_times, slowest = self.recovery_times(records, journal)
         recoveries = sum(1 for event in journal if event.name == "recovered")
         refused = sum(1 for event in journal if event.name == "refused")
         final = defaultdict(int)
@@ -830,6 +831,8 @@ class Torture:
                 f" s, max {max(recovery_times):.2f} s over {len(recovery_times)} tasks; started again after median "
                 f"{statistics.median(restart_times):.2f} s, max {max(restart_times):.2f} s (waiting for WIP room too)"
             )
+            for line in slowest:
+                log(f"slow recovery: {line}")
         log(f"reader: {s.reads} reads, {s.validations} validations, {len(s.reader_failures)} failures")
         log(
             f"escaped grandchildren {len(escaped)} (alive at the end: {len(alive_escaped)}); runs agentd could not "
@@ -847,27 +850,44 @@ class Torture:
             return 1
         return 0
 
-    def recovery_times(self, records: list[dict[str, Any]], journal: list[Any]) -> tuple[list[float], list[float]]:
+    def recovery_times(
+        self, records: list[dict[str, Any]], journal: list[Any]
+    ) -> tuple[list[float], list[float], list[str]]:
         """For each task a SIGKILLed daemon held: seconds until a peer recovered it (lease cleared, task put back),
-        and until it started again (which may also wait for WIP room)."""
+        and until it started again (which may also wait for WIP room); and the three slowest recoveries over a
+        second, each with who recovered it and which daemons were stopped at the kill (to tell a slow recovery
+        agentd owes from one the chaos made)."""
         starts: dict[str, list[float]] = defaultdict(list)
         for record in records:
             if record["event"] == "start":
                 starts[record["task"]].append(record["t"])
-        recovered: dict[str, list[float]] = defaultdict(list)
+        recovered: dict[str, list[tuple[float, Any]]] = defaultdict(list)
         for event in journal:
             if event.name == "recovered" and event.data.get("task") and event.data.get("pid") not in self.skewed_pids:
-                recovered[event.data["task"]].append(event.time.timestamp())
+                recovered[event.data["task"]].append((event.time.timestamp(), event))
         to_recover, to_restart = [], []
-        for killed_at, _, held in self.stats.kill_log:
+        slow: list[tuple[float, str]] = []
+        for killed_at, moment, name, held in self.stats.kill_log:
             for task_id in held:
-                later = [t for t in recovered[task_id] if t > killed_at]
+                later = [(t, event) for t, event in recovered[task_id] if t > killed_at]
                 if later:
-                    to_recover.append(min(later) - killed_at)
+                    at, event = min(later, key=lambda item: item[0])
+                    to_recover.append(at - killed_at)
+                    if at - killed_at > 1.0:
+                        away = [d.name for d in self.daemons if d.name != name and d.stopped_at(moment)]
+                        slow.append(
+                            (
+                                at - killed_at,
+                                f"{task_id} of {name} after {at - killed_at:.2f} s, by {event.data.get('role')} "
+                                f"pid {event.data.get('pid')} ({event.data.get('cause')}); stopped at the kill:"
+                                f" {', '.join(away) or 'none'}",
+                            )
+                        )
                 again = [t for t in starts[task_id] if t > killed_at]
                 if again:
                     to_restart.append(min(again) - killed_at)
-        return to_recover, to_restart
+        slow.sort(key=lambda item: -item[0])
+        return to_recover, to_restart, [line for _, line in slow[:3]]
 
 
 @dataclass(frozen=True)

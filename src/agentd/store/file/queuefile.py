@@ -572,25 +572,53 @@ def _splice(loaded: _Loaded, edits: list[tuple[int, int, str]]) -> tuple[bytes, 
     """The bytes and the JSON text of ``loaded`` with ``edits`` made (see :func:`agentd.store.file.jsonedit.edits`),
     and how many leading bytes they share with the bytes read, at least (None: not known without a look).
 
-    An ASCII text's characters are its bytes: the bytes are spliced from the ones read (one copy of the file, not a
-    new text encoded whole), and the text is left to be decoded from them (None: one more copy, made while the
-    bytes are synced, see QueueStore._ahead); what comes before the first edit is the bytes read, as they were."""
+    The bytes are spliced from the ones read (one copy of the file, not a new text encoded whole), each replacement
+    encoded alone; what comes before the first edit is the bytes read, as they were. An ASCII text's characters are
+    its bytes, and its text is left to be decoded from them (None: one more copy, made while the bytes are synced,
+    see QueueStore._ahead). Any other text (a task's title with an "é", a "—" or an emoji: most real queues) has its
+    edits' places in bytes found from the nearer end or edit (see :func:`_utf8_offsets`), and its text spliced as
+    text: decoding 6 MB of it whole costs about as much as encoding it, which was done for every write before (5 ms
+    a pass on a 10,000-task queue, three times the ASCII one's)."""
     text = loaded.text
-    if not text.isascii():  # (known without a scan: CPython keeps it with the string)
+    raw = memoryview(loaded.raw)
+    skip = len(loaded.raw) - len(text) if text.isascii() else len(loaded.prefix.encode("utf-8"))  # (the BOM's bytes)
+    spliced: str | None = None
+    if text.isascii():  # (known without a scan: CPython keeps it with the string)
+        places = [skip + place for edit in edits for place in edit[:2]]
+    else:
         from agentd.store.file import jsonedit
 
+        places = _utf8_offsets(text, len(loaded.raw), skip, [place for edit in edits for place in edit[:2]])
         spliced = jsonedit.render(text, edits)
-        return (loaded.prefix + spliced).encode("utf-8"), spliced, None
-    raw = memoryview(loaded.raw)
-    skip = len(loaded.raw) - len(text)  # the BOM's bytes
-    parts: list[bytes | memoryview] = [raw[:skip]]
+    parts: list[bytes | memoryview] = []
     cursor = 0
-    for start, end, replacement in edits:
-        parts.append(raw[skip + cursor : skip + start])
+    for n, (_start, _end, replacement) in enumerate(edits):
+        parts.append(raw[cursor : places[2 * n]])
         parts.append(replacement.encode("utf-8"))
-        cursor = end
-    parts.append(raw[skip + cursor :])
-    return b"".join(parts), None, skip + (edits[0][0] if edits else len(text))
+        cursor = places[2 * n + 1]
+    parts.append(raw[cursor:])
+    return b"".join(parts), spliced, places[0] if places else len(loaded.raw)
+
+
+def _utf8_offsets(text: str, size: int, skip: int, places: list[int]) -> list[int]:
+    """The byte offset, in the UTF-8 file of ``size`` bytes whose text is ``text`` after ``skip`` bytes (a BOM), of
+    each character offset of ``places`` (in order). Each is counted from the nearer of the last one found (at first:
+    the text's start) and the text's end, encoding only what lies between: a few hundred characters for a pass's
+    edits of neighbouring tasks, or of the file's last tasks (a sprint's file grows at its end)."""
+    found = []
+    char, byte, length = 0, skip, len(text)
+    for place in places:
+        if place - char <= length - place:
+            byte += _utf8_length(text[char:place])
+        else:
+            byte = size - _utf8_length(text[place:])
+        char = place
+        found.append(byte)
+    return found
+
+
+def _utf8_length(part: str) -> int:
+    return len(part) if part.isascii() else len(part.encode("utf-8"))
 
 
 def _first_change(

@@ -385,18 +385,23 @@ def _written_bytes() -> int:
     raise AssertionError("no wchar in /proc/self/io")
 
 
-def _twins(folder: Path, doc: dict[str, Any]) -> tuple[Path, Path]:
+def _twins(folder: Path, doc: dict[str, Any], *, wide: bool = False) -> tuple[Path, Path]:
     """Two projects in ``folder`` ("kept": its store keeps versions; "plain": the oracle, written whole by a command's
-    store) with the same queue ``doc``, or a skip saying why a version's bytes cannot be proven here."""
+    store) with the same queue ``doc`` (``wide``: its characters outside ASCII written as UTF-8, not escaped), or a
+    skip saying why a version's bytes cannot be proven here."""
     if not stamps.fine_timestamps(folder, ".probe-{}.agentd-tmp"):
         pytest.skip("this file system stamps changes coarsely (Linux < 6.13): a kept version's bytes are never known")
     queues = []
     for name in ("kept", "plain"):
         (folder / name / ".agentd").mkdir(parents=True)
         queue = folder / name / "SPRINT_QUEUE.json"
-        queue.write_text(json.dumps(doc, indent=2) + "\n")
+        queue.write_bytes(_document(doc, wide))
         queues.append(queue)
     return queues[0], queues[1]
+
+
+def _document(doc: dict[str, Any], wide: bool) -> bytes:
+    return (json.dumps(doc, indent=2, ensure_ascii=not wide) + "\n").encode("utf-8")
 
 
 def _big_pair(tmp_path: Path) -> tuple[Path, Path]:
@@ -503,26 +508,37 @@ _STEP = st.one_of(
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(steps=st.lists(_STEP, min_size=1, max_size=14))
+@given(steps=st.lists(_STEP, min_size=1, max_size=14), wide=st.booleans())
 def test_versions_written_from_their_first_changed_byte_are_a_whole_file_writer_s(
-    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, int, int]]
+    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, int, int]], wide: bool
 ) -> None:
     """Any sequence of the store's changes (anywhere in the file, longer or shorter), in-place saves of the queue (as
     an editor writing over it) and in-place writes into the kept file: after each, the queue is byte for byte what a
-    store that writes whole files makes of the same queue with the same changes and saves."""
+    store that writes whole files makes of the same queue with the same changes and saves. ``wide``: titles and
+    notes hold characters of every UTF-8 length, written unescaped (as the real queues' are), which the store splices
+    by their places in bytes."""
     folder = tmp_path_factory.mktemp("steps")
     doc = small_queue()
     doc["tasks"] = [
-        {"id": f"S{n:03d}", "title": f"task {n}", "type": "Build", "status": "done", "notes": "n" * 3000}
+        {
+            "id": f"S{n:03d}",
+            "title": f"task {n}" + (" \u2192 done \U0001f389 \u2705 caf\u00e9" if wide and n % 5 == 0 else ""),
+            "type": "Build",
+            "status": "done",
+            "notes": "n" * 3000,
+        }
         for n in range(60)
     ]
-    queue, oracle = _twins(folder, doc)
+    queue, oracle = _twins(folder, doc, wide=wide)
     store, plain = _store(queue), QueueStore(oracle)
     try:
         for kind, where, length in steps:
             if kind == "edit":
                 for one in (store, plain):
-                    one.transaction(lambda d, w=where, n=length: d["tasks"][w].update(notes="e" * n))
+                    mark = "\u00e9\U0001f389" if wide and where % 2 else "e"  # (2 and 4 bytes; or 1)
+                    one.transaction(lambda d, w=where, n=length, m=mark: d["tasks"][w].update(notes=m * (n // len(m))))
+                # (both stores splice alike: the change itself is checked against the document too)
+                assert json.loads(queue.read_bytes())["tasks"][where]["notes"] == mark * (length // len(mark))
             else:
                 targets = [queue, oracle] if kind == "queue" else _kept(folder / "kept")
                 for path in targets:
@@ -537,7 +553,7 @@ def test_versions_written_from_their_first_changed_byte_are_a_whole_file_writer_
                         QueueStore(queue).read()
                     except QueueInvalid:  # (a save the stores refuse alike, such as `"xasks"`: not this test's)
                         for path in (queue, oracle):
-                            path.write_bytes(json.dumps(json.loads(json.dumps(doc)), indent=2).encode() + b"\n")
+                            path.write_bytes(_document(doc, wide))
             assert queue.read_bytes() == oracle.read_bytes(), (kind, where, length)
     finally:
         store.close()

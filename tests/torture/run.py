@@ -135,8 +135,9 @@ class Stats:
     reader_failures: list[str] = field(default_factory=list)
     queue_wip_max: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     queue_wip_peak: dict[str, list[str]] = field(default_factory=dict)  # the tasks in the working status at the peak
-    # (time, time.monotonic(), daemon, tasks it held)
-    kill_log: list[tuple[float, float, str, list[str]]] = field(default_factory=list)
+    # (time, time.monotonic(), daemon, the tokens of the leases it held by task): taken just before the SIGKILL (a peer
+    # may recover a lease before the harness's wait for the death returns)
+    kill_log: list[tuple[float, float, str, dict[str, int | None]]] = field(default_factory=list)
 
 
 def log(message: str) -> None:
@@ -320,11 +321,16 @@ class Torture:
     # -- the actors --------------------------------------------------------------------------------------------------
 
     def held_by(self, pid: int) -> list[str]:
-        held = []
+        return list(self.tokens_held_by(pid))
+
+    def tokens_held_by(self, pid: int) -> dict[str, int | None]:
+        """The tasks whose lease files name ``pid``, with each lease's token."""
+        held: dict[str, int | None] = {}
         for path in (self.root / ".leases").glob("*.json"):
             with contextlib.suppress(OSError, ValueError):
-                if json.loads(path.read_text()).get("pid") == pid:
-                    held.append(path.stem)
+                lease = json.loads(path.read_text())
+                if lease.get("pid") == pid:
+                    held[path.stem] = lease.get("token")
         return held
 
     def running_work(self, tasks: list[str], wait: float) -> list[int]:
@@ -372,12 +378,13 @@ class Torture:
                         with contextlib.suppress(ProcessLookupError):
                             os.kill(pid, signal.SIGKILL)
                             self.stats.task_kills += 1
-                    held = self.held_by(daemon.proc.pid)
                 daemon.killed_pids.add(daemon.proc.pid)
+                tokens = self.tokens_held_by(daemon.proc.pid)  # (as they are now: the task kills above released some)
+                killed_at = (time.time(), time.monotonic())
                 daemon.proc.kill()
                 daemon.proc.wait()
                 self.stats.kills += 1
-                self.stats.kill_log.append((time.time(), time.monotonic(), daemon.name, held))
+                self.stats.kill_log.append((*killed_at, daemon.name, tokens))
                 pending_restart.append((now + self.rng.uniform(0, 1.5), daemon))
             elif action == "stop":
                 daemon.proc.send_signal(signal.SIGSTOP)
@@ -868,8 +875,13 @@ class Torture:
         to_recover, to_restart = [], []
         slow: list[tuple[float, str]] = []
         for killed_at, moment, name, held in self.stats.kill_log:
-            for task_id in held:
-                later = [(t, event) for t, event in recovered[task_id] if t > killed_at]
+            for task_id, token in held.items():
+                # (that lease's recovery: not a later one of the task, claimed and lost again since)
+                later = [
+                    (t, event)
+                    for t, event in recovered[task_id]
+                    if t > killed_at and (token is None or event.data.get("token") == token)
+                ]
                 if later:
                     at, event = min(later, key=lambda item: item[0])
                     to_recover.append(at - killed_at)

@@ -876,11 +876,12 @@ class Torture:
         slow: list[tuple[float, str]] = []
         for killed_at, moment, name, held in self.stats.kill_log:
             for task_id, token in held.items():
-                # (that lease's recovery: not a later one of the task, claimed and lost again since)
+                # (that lease's recovery: not a later one of the task, claimed and lost again since; the journal's
+                # times are to the millisecond)
                 later = [
                     (t, event)
                     for t, event in recovered[task_id]
-                    if t > killed_at and (token is None or event.data.get("token") == token)
+                    if t > killed_at - 0.001 and (token is None or event.data.get("token") == token)
                 ]
                 if later:
                     at, event = min(later, key=lambda item: item[0])

@@ -312,3 +312,40 @@ def test_invalid_config_is_a_finding(tmp_path: Path) -> None:
     code, findings, err = doctor_json(tmp_path)
     assert code == 1, err
     assert [f["code"] for f in findings] == ["config-invalid"] and "$.queue" in findings[0]["message"]
+
+
+@pytest.mark.parametrize(("title", "wide"), [("task D0000", False), ("done \u2192 \U0001f389 \u2705", True)])
+def test_a_big_queue_of_finished_tasks_is_named_with_the_archive_as_its_fix(
+    tmp_path: Path, title: str, wide: bool
+) -> None:
+    """A queue file over a megabyte holding a thousand finished tasks or more: a `queue-large` finding, information
+    only (doctor still exits 0), with its size and counts, whether it holds characters outside ASCII (each pass then
+    costs more), and `agentd queue archive` as the fix; once archived, none."""
+    write_config(tmp_path, ROLES)
+    finished = [task(f"D{n:04d}", "done", notes="n" * 1100) for n in range(1000)]
+    finished[0]["title"] = title
+    open_one = task("A", subtasks=[task(f"A.{n}", "done") for n in range(3)])  # (done subtasks of an open task: kept)
+    doc = {"wip_limits": {}, "tasks": [*finished, open_one]}
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    queue.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert queue.stat().st_size > doctor.QUEUE_LARGE_BYTES
+    code, findings, _ = doctor_json(tmp_path)
+    large = [finding for finding in findings if finding["code"] == "queue-large"]
+    assert len(large) == 1 and large[0]["severity"] == "info", findings
+    assert "1,000 of its 1,001 tasks finished" in large[0]["message"]
+    assert ("outside ASCII" in large[0]["message"]) is wide
+    assert large[0]["fix"].startswith("agentd queue archive")
+    if {finding["severity"] for finding in findings} == {"info"}:  # (no network filesystem here: nothing else found)
+        assert code == 0
+    assert run_agentd("queue", "archive", cwd=tmp_path).returncode == 0
+    _, findings, _ = doctor_json(tmp_path)
+    assert "queue-large" not in codes(findings)
+
+
+def test_the_queue_size_finding_needs_both_a_big_file_and_many_finished_tasks() -> None:
+    big, many = doctor.QUEUE_LARGE_BYTES, doctor.QUEUE_LARGE_FINISHED
+    assert doctor.queue_size_finding("q", big - 1, many, many, True) is None
+    assert doctor.queue_size_finding("q", big, many - 1, many, True) is None
+    found = doctor.queue_size_finding("q", big, many, many + 5, True)
+    assert found is not None and found.code == "queue-large" and found.subject == "q"
+    assert "1.0 MB, 1,000 of its 1,005 tasks finished" in found.message and "ASCII" not in found.message

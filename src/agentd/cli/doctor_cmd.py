@@ -56,8 +56,8 @@ def doctor(app: App, apply_fixes: bool, as_json: bool) -> int:
     Checks: the queue parses and validates (conflict markers, duplicate ids, unknown dependencies, cycles); tasks
     stuck in a working status without a live lease; stale, orphaned, unparsable or stray files in .leases/; WIP over
     the limit; PID files of daemons that are not running; roles without a command; statuses nothing picks up; the
-    queue or leases on a network filesystem; the size of .agentd/logs. Exit 0 when nothing needs attention, 1
-    otherwise (a queue that does not parse is a finding here, not exit 4).
+    queue or leases on a network filesystem; the size of .agentd/logs and of the queue file (a big one: archive it).
+    Exit 0 when nothing needs attention, 1 otherwise (a queue that does not parse is a finding here, not exit 4).
 
     --fix applies only the safe fixes: what `agentd leases prune` does (stuck tasks back to their claimable status,
     stale and orphaned lease files removed) and removing PID files whose lock is free. With --json, what --fix did

@@ -42,6 +42,11 @@ SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
 PRUNE = "agentd leases prune"
 EDIT_QUEUE = "edit the file; `agentd queue validate` to check"
 LOG_LIMIT = 500 * 1024 * 1024
+# A queue file this large, holding this many finished top-level tasks, is named with the archive as its fix: every
+# daemon pass copies the whole file (docs/benchmarks.md, issue 18: 10,000 finished tasks, 6 MB, drain at 0.55 x a small
+# queue's rate; 0.4-0.5 x when the file holds any character outside ASCII).
+QUEUE_LARGE_BYTES = 1 << 20
+QUEUE_LARGE_FINISHED = 1000
 MOUNT_TABLES = (Path("/proc/self/mountinfo"), Path("/proc/mounts"))
 # Filesystems where flock is missing, local to one client, or emulated: two hosts (or even two processes) can each
 # believe they hold the queue or a lease.
@@ -180,6 +185,39 @@ def _queue_findings(config: Config, store: Store, out: list[Finding]) -> _Queue:
     if not snapshot.errors:
         out.append(Finding("info", "queue-valid", f"{name}: valid ({len(snapshot.tasks)} tasks)"))
     return _Queue(snapshot.tasks, snapshot.wip_limits, writable=True, quarantined=frozenset(snapshot.quarantined))
+
+
+def queue_size_finding(name: str, size: int, finished: int, total: int, ascii_only: bool) -> Finding | None:
+    """The ``queue-large`` finding for a queue file of ``size`` bytes holding ``finished`` finished top-level tasks of
+    its ``total`` top-level ones (pure): None under :data:`QUEUE_LARGE_BYTES` or :data:`QUEUE_LARGE_FINISHED`."""
+    if size < QUEUE_LARGE_BYTES or finished < QUEUE_LARGE_FINISHED:
+        return None
+    wide = "" if ascii_only else ", two to four times dearer here: it holds characters outside ASCII"
+    message = (
+        f"{name}: {size / 2**20:.1f} MB, {finished:,} of its {total:,} tasks finished: each daemon pass copies the "
+        f"whole file{wide}"
+    )
+    fix = "agentd queue archive --older-than 7d (finished tasks move to the archive and stay readable)"
+    return Finding("info", "queue-large", message, fix, subject=name)
+
+
+def _size_findings(config: Config, store: Store, queue: _Queue, out: list[Finding]) -> None:
+    """A big queue file, with the archive as its fix (the file store's: a database's rows are not copied a pass)."""
+    from agentd.store.file.store import FileStore
+
+    if queue.tasks is None or not isinstance(store, FileStore):
+        return
+    try:
+        with open(store.where, "rb") as handle:
+            raw = handle.read()
+    except OSError:
+        return
+    top = [task for task in queue.tasks if task.parent is None]  # (what the archive moves: a task with its subtasks)
+    finished = sum(1 for task in top if config.workflow.is_final(task.status))
+    total = len(top)
+    found = queue_size_finding(display_path(store.where), len(raw), finished, total, raw.isascii())
+    if found is not None:
+        out.append(found)
 
 
 def _lease_dir_findings(config: Config, store: Store, queue: _Queue, now: datetime, out: list[Finding]) -> None:
@@ -480,6 +518,7 @@ def diagnose(
         found.append(Finding("error", "store-unavailable", str(exc), fix))
         return found
     queue = _queue_findings(config, store, found)
+    _size_findings(config, store, queue, found)
     _lease_dir_findings(config, store, queue, now, found)
     _workflow_findings(config, queue, found)
     _pid_findings(store, now, found)

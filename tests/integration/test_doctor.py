@@ -314,9 +314,12 @@ def test_invalid_config_is_a_finding(tmp_path: Path) -> None:
     assert [f["code"] for f in findings] == ["config-invalid"] and "$.queue" in findings[0]["message"]
 
 
-@pytest.mark.parametrize(("title", "wide"), [("task D0000", False), ("done \u2192 \U0001f389 \u2705", True)])
+@pytest.mark.parametrize(
+    ("title", "wide", "bom"),
+    [("task D0000", False, ""), ("task D0000", False, "\ufeff"), ("done \u2192 \U0001f389 \u2705", True, "")],
+)
 def test_a_big_queue_of_finished_tasks_is_named_with_the_archive_as_its_fix(
-    tmp_path: Path, title: str, wide: bool
+    tmp_path: Path, title: str, wide: bool, bom: str
 ) -> None:
     """A queue file over a megabyte holding a thousand finished tasks or more: a `queue-large` finding, information
     only (doctor still exits 0), with its size and counts, whether it holds characters outside ASCII (each pass then
@@ -327,7 +330,7 @@ def test_a_big_queue_of_finished_tasks_is_named_with_the_archive_as_its_fix(
     open_one = task("A", subtasks=[task(f"A.{n}", "done") for n in range(3)])  # (done subtasks of an open task: kept)
     doc = {"wip_limits": {}, "tasks": [*finished, open_one]}
     queue = tmp_path / "SPRINT_QUEUE.json"
-    queue.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    queue.write_text(bom + json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")  # (a BOM: ASCII)
     assert queue.stat().st_size > doctor.QUEUE_LARGE_BYTES
     code, findings, _ = doctor_json(tmp_path)
     large = [finding for finding in findings if finding["code"] == "queue-large"]

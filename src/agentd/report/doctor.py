@@ -215,7 +215,8 @@ def _size_findings(config: Config, store: Store, queue: _Queue, out: list[Findin
     top = [task for task in queue.tasks if task.parent is None]  # (what the archive moves: a task with its subtasks)
     finished = sum(1 for task in top if config.workflow.is_final(task.status))
     total = len(top)
-    found = queue_size_finding(display_path(store.where), len(raw), finished, total, raw.isascii())
+    text = raw.removeprefix(b"\xef\xbb\xbf")  # (a byte-order mark is not part of the text the daemon copies)
+    found = queue_size_finding(display_path(store.where), len(raw), finished, total, text.isascii())
     if found is not None:
         out.append(found)
 

@@ -36,6 +36,7 @@ from agentd.store.file import leases
 from agentd.store.file.leases import LeaseDir
 from agentd.store.file.pidfile import role_of, silence
 from agentd.store.file.queuefile import QueueMissing
+from agentd.store.file.queuefile import Snapshot as FileSnapshot
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
@@ -44,7 +45,7 @@ EDIT_QUEUE = "edit the file; `agentd queue validate` to check"
 LOG_LIMIT = 500 * 1024 * 1024
 # A queue file this large, holding this many finished top-level tasks, is named with the archive as its fix: every
 # daemon pass copies the whole file (docs/benchmarks.md, issue 18: 10,000 finished tasks, 6 MB, drain at 0.55 x a small
-# queue's rate; 0.4-0.5 x when the file holds any character outside ASCII).
+# queue's rate; 0.38-0.48 x when the file holds any character outside ASCII).
 QUEUE_LARGE_BYTES = 1 << 20
 QUEUE_LARGE_FINISHED = 1000
 MOUNT_TABLES = (Path("/proc/self/mountinfo"), Path("/proc/mounts"))
@@ -152,6 +153,7 @@ class _Queue:
     limits: Mapping[str, int] | None = None
     writable: bool = False  # readable as a whole, so a transaction (prune) can run
     quarantined: frozenset[str] = frozenset()  # tasks with a problem of their own: nothing touches them
+    raw: bytes = b""  # the queue file's bytes as read (the file store's; b"" for a database's rows)
 
 
 def _queue_findings(config: Config, store: Store, out: list[Finding]) -> _Queue:
@@ -184,7 +186,9 @@ def _queue_findings(config: Config, store: Store, out: list[Finding]) -> _Queue:
             out.append(Finding("warning", problem.code, problem.line(name), EDIT_QUEUE, subject=name))
     if not snapshot.errors:
         out.append(Finding("info", "queue-valid", f"{name}: valid ({len(snapshot.tasks)} tasks)"))
-    return _Queue(snapshot.tasks, snapshot.wip_limits, writable=True, quarantined=frozenset(snapshot.quarantined))
+    quarantined = frozenset(snapshot.quarantined)
+    raw = snapshot.raw if isinstance(snapshot, FileSnapshot) else b""
+    return _Queue(snapshot.tasks, snapshot.wip_limits, writable=True, quarantined=quarantined, raw=raw)
 
 
 def queue_size_finding(name: str, size: int, finished: int, total: int, ascii_only: bool) -> Finding | None:
@@ -192,7 +196,7 @@ def queue_size_finding(name: str, size: int, finished: int, total: int, ascii_on
     its ``total`` top-level ones (pure): None under :data:`QUEUE_LARGE_BYTES` or :data:`QUEUE_LARGE_FINISHED`."""
     if size < QUEUE_LARGE_BYTES or finished < QUEUE_LARGE_FINISHED:
         return None
-    wide = "" if ascii_only else ", two to four times dearer here: it holds characters outside ASCII"
+    wide = "" if ascii_only else " (held at 2 or 4 bytes a character: it holds characters outside ASCII)"
     message = (
         f"{name}: {size / 2**20:.1f} MB, {finished:,} of its {total:,} tasks finished: each daemon pass copies the "
         f"whole file{wide}"
@@ -202,15 +206,10 @@ def queue_size_finding(name: str, size: int, finished: int, total: int, ascii_on
 
 
 def _size_findings(config: Config, store: Store, queue: _Queue, out: list[Finding]) -> None:
-    """A big queue file, with the archive as its fix (the file store's: a database's rows are not copied a pass)."""
-    from agentd.store.file.store import FileStore
-
-    if queue.tasks is None or not isinstance(store, FileStore):
-        return
-    try:
-        with open(store.where, "rb") as handle:
-            raw = handle.read()
-    except OSError:
+    """A big queue file, with the archive as its fix (the file store's, from the bytes its check read: a database's
+    rows are not copied a pass)."""
+    raw = queue.raw
+    if queue.tasks is None or not raw:
         return
     top = [task for task in queue.tasks if task.parent is None]  # (what the archive moves: a task with its subtasks)
     finished = sum(1 for task in top if config.workflow.is_final(task.status))

@@ -99,33 +99,33 @@ def open_holders(dev: int, ino: int) -> list[int]:
 
 
 def _holders(dev: int, ino: int, *, locked: bool) -> list[int]:
-    holders = []
     try:
         names = os.listdir("/proc")
     except OSError:
         return []
-    for name in names:
-        if not name.isdigit():
-            continue
+    return sorted(int(name) for name in names if name.isdigit() and holds(int(name), dev, ino, locked=locked))
+
+
+def holds(pid: int, dev: int, ino: int, *, locked: bool = False) -> bool:
+    """Whether process ``pid`` has the file (``dev``, ``ino``) open (``locked``: and an ``flock`` held through that
+    descriptor); False when its descriptors cannot be looked at (Linux /proc)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
         try:
-            fds = os.listdir(f"/proc/{name}/fd")
+            info = os.stat(f"/proc/{pid}/fd/{fd}")
+            if info.st_ino != ino or info.st_dev != dev:
+                continue
+            if not locked:
+                return True
+            with open(f"/proc/{pid}/fdinfo/{fd}", encoding="utf-8") as f:
+                if any(line.startswith("lock:") and "FLOCK" in line for line in f):
+                    return True
         except OSError:
             continue
-        for fd in fds:
-            try:
-                info = os.stat(f"/proc/{name}/fd/{fd}")
-                if info.st_ino != ino or info.st_dev != dev:
-                    continue
-                held = True
-                if locked:
-                    with open(f"/proc/{name}/fdinfo/{fd}", encoding="utf-8") as f:
-                        held = any(line.startswith("lock:") and "FLOCK" in line for line in f)
-            except OSError:
-                continue
-            if held:
-                holders.append(int(name))
-                break
-    return sorted(holders)
+    return False
 
 
 def process_tree(root: int) -> dict[int, int]:

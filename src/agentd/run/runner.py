@@ -846,12 +846,14 @@ def _identities(fds: Sequence[int]) -> list[tuple[int, int, bool]]:
 def _kill_and_wait(pid: int, dev: int, ino: int, wait: float) -> bool:
     """SIGKILL ``pid`` if (through a pidfd, so that a reused pid is never hit) it still has the file (``dev``,
     ``ino``) open, and wait up to ``wait`` s for it to end. Whether it was killed."""
+    from agentd.hostinfo import holds
+
     try:
         pidfd = os.pidfd_open(pid)
     except (OSError, AttributeError):
         return False
     try:
-        if not _has_open(pid, dev, ino):
+        if not holds(pid, dev, ino):
             return False
         signal.pidfd_send_signal(pidfd, signal.SIGKILL)
         ended = select.poll()  # (not select(): a daemon's descriptors may be numbered past FD_SETSIZE)
@@ -862,19 +864,6 @@ def _kill_and_wait(pid: int, dev: int, ino: int, wait: float) -> bool:
         return False
     finally:
         os.close(pidfd)
-
-
-def _has_open(pid: int, dev: int, ino: int) -> bool:
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return False
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            info = os.stat(f"/proc/{pid}/fd/{fd}")
-            if info.st_ino == ino and info.st_dev == dev:
-                return True
-    return False
 
 
 def read_status(task: TaskProcess) -> None:

@@ -629,7 +629,7 @@ def queue_error(data: Any, pieces: Sequence[Piece] | None = None) -> tuple[str, 
         piece = pieces[position] if pieces is not None else None
         if piece is not None and piece.derived.get("valid"):
             continue
-        problem = task_error(task, piece.text if piece is not None else None)
+        problem = task_error(task, piece.key if piece is not None else None)
         if problem is not None:
             return f"$.tasks[{position}]{problem[0][1:]}", problem[1]
         if piece is not None:

@@ -1,69 +1,141 @@
-"""The bytes a write of the queue makes from the bytes it read and its edits (queuefile._splice): byte for byte the
-whole text edited and encoded, for any text (ASCII or not, with a BOM or not) and any edits, and the count of leading
-bytes it reports shared with the bytes read is one they do share."""
+"""The store's text is the file's bytes read as Latin-1, whatever characters the file holds: the decoder, the text
+editor and the splice work in the bytes' terms, and what they give is what the decoded text gives (the document of
+``json.loads``, the edits of :func:`jsonedit.apply`, byte for byte). Hypothesis drives texts with characters of every
+UTF-8 length, escaped or not, in values and in keys, with or without a byte-order mark."""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentd.store.file import jsonedit
-from agentd.store.file.queuefile import _splice, _utf8_offsets
+from agentd.store.file.incremental import Decoder, utf8_text
+from agentd.store.file.queuefile import _splice
+from tests.helpers.examples import examples
 
 BOM = "\ufeff"
-# Characters of every UTF-8 length: 1 (ASCII), 2 ("é"), 3 ("—", "→"), 4 (an emoji); no lone surrogates (a text read
-# from a file has none, and the store refuses to write one).
-CHARS = st.sampled_from(["a", "{", '"', "\n", " ", "é", "ß", "—", "→", "\U0001f680", "汉"])
-TEXTS = st.lists(CHARS, max_size=300).map("".join)
+# Characters of every UTF-8 length: 1 (ASCII), 2 ("é", and "\x80" whose Latin-1 reading is a C1 control), 3 ("—",
+# "→"), 4 (an emoji); quotes and backslashes; no lone surrogates (a file's text has none; a write refuses them).
+CHARS = st.sampled_from(["a", '"', "\\", "\n", "é", "\x80", "ÿ", "—", "→", "\U0001f680", "汉", "Ã", "©"])
+STRINGS = st.lists(CHARS, max_size=12).map("".join)
+VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | STRINGS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(STRINGS, inner, max_size=3),
+    max_leaves=8,
+)
+TASKS = st.lists(st.fixed_dictionaries({"id": STRINGS}, optional={"title": STRINGS, "x": VALUES}), max_size=6)
+DOCS = st.fixed_dictionaries({"tasks": TASKS}, optional={"wip_limits": VALUES, "é → 🚀": VALUES})
+
+
+def latin1(text: str) -> str:
+    """A text's UTF-8 bytes read as Latin-1: the store's text of a file holding it."""
+    return text.encode("utf-8").decode("latin-1")
+
+
+def dumps(doc: Any, indent: Any, escaped: bool) -> str:
+    return json.dumps(doc, indent=indent, ensure_ascii=escaped)
 
 
 @st.composite
-def edited(draw: st.DrawFn) -> tuple[str, str, list[tuple[int, int, str]]]:
-    """(prefix, text, edits): ordered, non-overlapping edits of the text, each replacing a span with any text."""
-    text = draw(TEXTS)
-    places = sorted(draw(st.lists(st.integers(0, len(text)), max_size=8)))
-    if len(places) % 2:
-        places.pop()
-    edits = [(places[n], places[n + 1], draw(TEXTS.filter(lambda t: len(t) < 40))) for n in range(0, len(places), 2)]
-    return draw(st.sampled_from(["", BOM])), text, edits
+def changed(draw: st.DrawFn, doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with tasks changed, added and removed, and its other keys changed, as a daemon or a person would."""
+    new = json.loads(json.dumps(doc))
+    tasks = new["tasks"]
+    for _ in range(draw(st.integers(1, 3))):
+        action = draw(st.sampled_from(["title", "add", "remove", "key"]))
+        if action == "title" and tasks:
+            tasks[draw(st.integers(0, len(tasks) - 1))]["title"] = draw(STRINGS)
+        elif action == "remove" and tasks:
+            tasks.pop(draw(st.integers(0, len(tasks) - 1)))
+        elif action == "key":
+            new[draw(st.sampled_from(["wip_limits", "é → 🚀", "ü"]))] = draw(VALUES)
+        else:
+            tasks.insert(draw(st.integers(0, len(tasks))), {"id": draw(STRINGS), "title": draw(STRINGS)})
+    return new
 
 
-def _loaded(prefix: str, text: str) -> Any:
-    return SimpleNamespace(prefix=prefix, text=text, raw=(prefix + text).encode("utf-8"))
+@settings(max_examples=examples(400, 100), deadline=None)
+@given(data=st.data(), doc=DOCS, indent=st.sampled_from([None, 2, "\t"]), escaped=st.booleans())
+def test_a_sequence_of_reads_of_the_bytes_decodes_as_json_loads_of_the_text(
+    data: st.DataObject, doc: dict[str, Any], indent: Any, escaped: bool
+) -> None:
+    """Pieces are reused and parsed anew across edits; each decode is json.loads's document, each piece's value the
+    json.loads of its text decoded, and the spans are in bytes."""
+    decoder = Decoder(latin1=True)
+    for _ in range(3):
+        text = dumps(doc, indent, escaped)
+        view = latin1(text)
+        decoded = decoder.decode(view)
+        assert decoded.data == json.loads(text) == doc
+        assert decoded.pieces is not None
+        raw = text.encode("utf-8")
+        for piece, (start, end) in zip(decoded.pieces, decoded.spans.items(), strict=True):
+            assert piece.text == raw[start:end].decode("latin-1")
+            assert piece.value == json.loads(utf8_text(piece.text))
+        doc = data.draw(changed(doc))
 
 
-@settings(max_examples=400)
-@given(case=edited())
-def test_the_spliced_bytes_are_the_edited_text_encoded(case: tuple[str, str, list[tuple[int, int, str]]]) -> None:
-    prefix, text, edits = case
-    loaded = _loaded(prefix, text)
-    payload, spliced, shared = _splice(loaded, edits)
-    expected = jsonedit.render(text, edits)
-    assert payload == (prefix + expected).encode("utf-8")
-    assert spliced is None if text.isascii() else spliced == expected
-    assert shared is not None and 0 <= shared <= min(len(loaded.raw), len(payload))
-    assert payload[:shared] == loaded.raw[:shared]
-    if edits:  # (exactly where the first edit begins)
-        assert shared == len((prefix + text[: edits[0][0]]).encode("utf-8"))
-
-
-@settings(max_examples=300)
-@given(text=TEXTS, places=st.lists(st.integers(0, 300), max_size=10), bom=st.booleans())
-def test_each_character_offset_is_found_in_bytes_from_either_end(text: str, places: list[int], bom: bool) -> None:
-    places = sorted(min(place, len(text)) for place in places)
+@settings(max_examples=examples(400, 100), deadline=None)
+@given(data=st.data(), doc=DOCS, indent=st.sampled_from([None, 2, 4]), escaped=st.booleans(), bom=st.booleans())
+def test_edits_of_the_bytes_spliced_are_the_text_edited_and_encoded(
+    data: st.DataObject, doc: dict[str, Any], indent: Any, escaped: bool, bom: bool
+) -> None:
+    """jsonedit.edits on the Latin-1 text, spliced into the bytes: byte for byte jsonedit.apply's edit of the text,
+    encoded; the count of shared leading bytes is where the first edit begins; the decode of the result told what the
+    edit kept gives a fresh parse's document and spans."""
+    text = dumps(doc, indent, escaped)
     prefix = BOM if bom else ""
-    size = len((prefix + text).encode("utf-8"))
-    skip = len(prefix.encode("utf-8"))
-    found = _utf8_offsets(text, size, skip, places)
-    assert found == [skip + len(text[:place].encode("utf-8")) for place in places]
+    decoder = Decoder(latin1=True)
+    view = latin1(text)
+    decoded = decoder.decode(view)
+    for _ in range(3):
+        new = data.draw(changed(decoded.data))
+        out = jsonedit.edits(view, decoded.data, new, decoded.spans, latin1=True)
+        loaded = SimpleNamespace(text=view, raw=(prefix + text).encode("utf-8"))
+        payload, shared = _splice(loaded, out)  # type: ignore[arg-type]
+        expected = jsonedit.apply(text, decoded.data, new)
+        assert payload == (prefix + expected).encode("utf-8")
+        assert payload[:shared] == loaded.raw[:shared]
+        if out:
+            assert shared == len((prefix + text).encode("utf-8")) - len(view) + out[0][0]
+        size = len(view)
+        same = (out[0][0], size - out[-1][1]) if out else (size, size)
+        text, new_view = expected, payload.decode("latin-1").removeprefix(latin1(prefix))
+        decoded = decoder.decode(new_view, base=view, same=same)
+        view = new_view
+        fresh = Decoder(latin1=True).decode(view)
+        assert decoded.data == json.loads(text) == new
+        assert decoded.spans == fresh.spans
 
 
-def test_an_edit_near_the_end_of_a_long_text_is_placed_without_encoding_its_head() -> None:
-    """The places of a pass's edits near the end of a big queue are counted from the end: a text whose head cannot
-    be encoded (a lone surrogate, which a read never makes) shows the head is never encoded."""
-    text = "\ud800" + "é" * 10_000 + "tail → end"
-    size = 3 + 2 * 10_000 + len("tail → end".encode())  # (as if the head's 3 bytes were there)
-    assert _utf8_offsets(text, size, 0, [len(text) - 3]) == [size - 3]
+def test_a_key_outside_ascii_is_found_in_the_bytes() -> None:
+    """A key's text is decoded before it is looked up: the edit of a member under a key with an "é" (or a key
+    written as an escape of the same character) finds it."""
+    for text in ('{"tasks": [{"id": "A", "priorité": 1}]}', '{"tasks": [{"id": "A", "priorit\\u00e9": 1}]}'):
+        old = json.loads(text)
+        new = {"tasks": [{"id": "A", "priorité": 2}]}
+        out = jsonedit.edits(latin1(text), old, new, latin1=True)
+        assert _splice(SimpleNamespace(text=latin1(text), raw=text.encode()), out)[0] == text.replace("1", "2").encode()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"tasks": [{"id": "A", "title": "caf\xe9"}]}',  # Latin-1's "é", not UTF-8
+        b'{"tasks": [{"id": "A", "title": "\xed\xa0\x80"}]}',  # an encoded surrogate
+        b'{"tasks": [], "caf\xc3": 1}',  # a cut character in a key
+        b'{"tasks": [{"id": "A"}]}\n\xff',  # outside any value
+        b'{"tasks": [{"id": "\xc3\xa9"}, {"id": "B", "x": "\xf0\x9f"}]}',  # a good one, then a cut emoji
+    ],
+)
+def test_bytes_that_are_not_utf8_are_refused_at_the_byte_a_decode_of_them_refuses(raw: bytes) -> None:
+    with pytest.raises(UnicodeDecodeError) as caught:
+        Decoder(latin1=True).decode(raw.decode("latin-1"))
+    with pytest.raises(UnicodeDecodeError) as expected:
+        raw.decode("utf-8")
+    assert caught.value.start == expected.value.start

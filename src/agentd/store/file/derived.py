@@ -320,9 +320,9 @@ def views_of(position: int, piece: Piece, start: int) -> list[Task]:
 
 
 def problems_of(position: int, piece: Piece, _start: int) -> list[Finding]:
-    if piece.text in schema.VALID_TASKS:  # (nearly every task of a read: judged valid already, by its very text)
+    if piece.key in schema.VALID_TASKS:  # (nearly every task of a read: judged valid already, by its very text)
         return []
-    return schema.task_problems(piece.value, f"$.tasks[{position}]", piece.text)
+    return schema.task_problems(piece.value, f"$.tasks[{position}]", piece.key)
 
 
 def walk_of(position: int, piece: Piece, _start: int) -> list[tuple[str, Any, str | None]]:

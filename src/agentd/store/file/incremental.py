@@ -13,6 +13,14 @@ always. The result equals ``json.loads(text)`` (tested with hypothesis).
 
 Reused values are shared between parses, so a decoded document is read-only: code that changes a document parses
 its own copy (as :meth:`agentd.store.file.queuefile.QueueStore.transaction` does).
+
+The text may be a file's UTF-8 bytes read as Latin-1 (``Decoder(latin1=True)``: one character a byte, see
+:func:`utf8_text`): the queue store's text. JSON's structure (brackets, quotes, commas, whitespace, escapes) is ASCII,
+and no byte of a character outside ASCII is an ASCII byte in UTF-8, so every value starts and ends where it does in
+the decoded text; only the strings that hold such characters differ, and a value whose text is not ASCII is parsed
+again from its text decoded (strictly: a byte that is not UTF-8 raises ``UnicodeDecodeError``). Python holds a text
+with one character outside Latin-1 at 2 or 4 bytes a character, and a queue that holds one "→" would be decoded and
+copied at that width, whole, at every write; read as Latin-1, its text is its bytes, as an ASCII queue's.
 """
 
 from __future__ import annotations
@@ -20,7 +28,9 @@ from __future__ import annotations
 import _json
 import bisect
 import json
+import operator
 from collections.abc import Iterator, Mapping
+from itertools import compress, count
 
 from agentd.core.lazyre import LazyPattern
 from agentd.core.record import Record, set_field
@@ -34,6 +44,13 @@ _WS = LazyPattern(r"[ \t\n\r]*")
 _AFTER_ITEM = LazyPattern(r"[ \t\n\r]*(?:,[ \t\n\r]*|(\]))")
 _scan_once = _json.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # (text, index) -> (value, end)
 _scanstring = _json.scanstring  # (text, index after the opening quote) -> (string, end)
+_TEXT = operator.attrgetter("text")
+
+
+def utf8_text(text: str) -> str:
+    """The text of ``text``, UTF-8 bytes read as Latin-1 (the text itself when it is ASCII: no copy). Raises
+    UnicodeDecodeError for bytes that are not UTF-8 (strict: no encoded surrogate either)."""
+    return text if text.isascii() else text.encode("latin-1").decode("utf-8")
 
 
 class _Unexpected(Exception):
@@ -41,17 +58,21 @@ class _Unexpected(Exception):
 
 
 class Piece:
-    """One top-level task: its exact text, its parsed value (never mutated), and caches derived from it."""
+    """One top-level task: its exact text (UTF-8 bytes read as Latin-1 where the decoder reads such a text: see
+    :func:`utf8_text`), the same as characters (``key``: the same object where the two are alike, an ASCII task's),
+    its parsed value (never mutated), and caches derived from it."""
 
-    __slots__ = ("derived", "reusable", "text", "value")
+    __slots__ = ("derived", "key", "reusable", "text", "value")
 
     text: str
+    key: str  # the text as characters: what json.loads parses, and what the checks' cache knows the task by
     value: Any
     derived: dict[str, Any]
     reusable: bool
 
-    def __init__(self, text: str, value: Any, derived: dict[str, Any] | None = None) -> None:
+    def __init__(self, text: str, value: Any, derived: dict[str, Any] | None = None, key: str | None = None) -> None:
         self.text = text
+        self.key = text if key is None else key
         self.value = value
         self.derived = {} if derived is None else derived
         self.reusable = isinstance(value, dict)
@@ -130,9 +151,12 @@ class Decoded(Record):
 
 
 class Decoder:
-    """``json.loads`` for one queue file read again and again (one decoder per file; not thread-safe)."""
+    """``json.loads`` for one queue file read again and again (one decoder per file; not thread-safe). ``latin1``:
+    the texts given are UTF-8 bytes read as Latin-1 (see :func:`utf8_text`); what a decode gives is then what
+    ``json.loads`` gives for their text, and its pieces' texts and spans are in the bytes' terms."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, latin1: bool = False) -> None:
+        self._latin1 = latin1
         self._previous: list[Piece] = []
         self._text = ""  # the text of the previous call, when its tasks were parsed piece by piece
         self._tasks_at = -1  # where its tasks list opened
@@ -151,13 +175,16 @@ class Decoder:
         text."""
         self._same = same if same is not None and base is not None and base is self._text else None
         try:
-            decoded = self._decode(text)
+            if self._latin1 and not self._previous and not text.isascii():
+                decoded = self._decode_characters(text)
+            else:
+                decoded = self._decode(text)
         except (_Unexpected, StopIteration, ValueError, RecursionError):
             decoded = None
         if decoded is None:
             self._previous, self._text, self._starts, self._ends, self._items = [], "", [], [], []
             self._tasks_end = -1
-            return Decoded(json.loads(text), None)
+            return Decoded(json.loads(utf8_text(text) if self._latin1 else text), None)
         pieces = decoded.pieces is not None
         self._previous = decoded.pieces if decoded.pieces is not None else []
         self._text = text if pieces else ""
@@ -166,6 +193,41 @@ class Decoder:
         self._items = decoded.data.get("tasks", []) if pieces else []
         self._tasks_end = decoded.tasks_end if pieces else -1
         return decoded
+
+    def _decode_characters(self, text: str) -> Decoded:
+        """:meth:`_decode` of a Latin-1 text outside ASCII when no task can be reused (a first read): parsed from its
+        characters, each task once (not in bytes, then again decoded: a queue whose every task holds an "→" was read
+        in 200 ms instead of 152), its places then counted in bytes."""
+        characters = utf8_text(text)
+        self._latin1 = False
+        try:
+            decoded = self._decode(characters)
+        finally:
+            self._latin1 = True
+        if not decoded.pieces:
+            return decoded
+        pieces, starts_c, ends_c = decoded.pieces, decoded.spans.starts, decoded.spans.ends
+        # Each task's places move by the bytes more than characters before it: the head's (up to the first task), and
+        # the tasks outside ASCII before it (between two tasks: JSON's whitespace and a comma). Shifted run by run
+        # between those tasks, at C speed (most tasks of a big queue are ASCII).
+        shift = _utf8_length(characters[: starts_c[0]]) - starts_c[0]
+        self._tasks_at += shift
+        starts: list[int] = []
+        ends: list[int] = []
+        at = 0
+        for k in compress(count(), map(operator.not_, map(str.isascii, map(_TEXT, pieces)))):
+            starts += map(shift.__add__, starts_c[at : k + 1])
+            ends += map(shift.__add__, ends_c[at:k])
+            piece, start = pieces[k], starts[-1]
+            size = len(piece.text.encode("utf-8"))
+            piece.text = text[start : start + size]  # (its bytes: its key stays the characters)
+            shift += size - (ends_c[k] - starts_c[k])
+            ends.append(start + size)
+            at = k + 1
+        starts += map(shift.__add__, starts_c[at:])
+        ends += map(shift.__add__, ends_c[at:])
+        tasks_end = decoded.tasks_end + shift
+        return Decoded(decoded.data, decoded.pieces, decoded.reused, Spans(starts, ends), tasks_end, decoded.changed)
 
     def _decode(self, text: str) -> Decoded:
         idx = _WS.match(text, 0).end()  # type: ignore[union-attr]
@@ -183,7 +245,10 @@ class Decoder:
             while True:
                 if text[idx : idx + 1] != '"':
                     raise _Unexpected
+                opened = idx
                 key, idx = _scanstring(text, idx + 1)
+                if self._latin1 and not key.isascii():
+                    key = _scanstring(utf8_text(text[opened:idx]), 1)[0]
                 idx = _WS.match(text, idx).end()  # type: ignore[union-attr]
                 if text[idx : idx + 1] != ":":
                     raise _Unexpected
@@ -192,7 +257,7 @@ class Decoder:
                     value, pieces, reused, spans, idx = self._tasks(text, idx)
                     tasks_end = idx
                 else:
-                    value, idx = _scan_once(text, idx)
+                    value, idx = self._scan(text, idx)
                     if key == "tasks":
                         pieces = None  # a later duplicate key wins, as in json.loads
                 data[key] = value
@@ -211,6 +276,13 @@ class Decoder:
             return Decoded(data, None, reused)
         same = len(pieces) == len(self._previous)
         return Decoded(data, pieces, reused, spans, tasks_end, (self._previous, self._diff) if same else None)
+
+    def _scan(self, text: str, idx: int) -> tuple[Any, int]:
+        """The value at ``idx`` and where it ends."""
+        value, end = _scan_once(text, idx)
+        if self._latin1 and not text.isascii() and not text[idx:end].isascii():
+            value = _scan_once(utf8_text(text[idx:end]), 0)[0]
+        return value, end
 
     def _tasks(self, text: str, idx: int) -> tuple[list[Any], list[Piece], int, Spans, int]:
         """The tasks list at ``text[idx] == '['``: (items, pieces, how many were reused, their spans, end)."""
@@ -286,6 +358,9 @@ class Decoder:
             else:
                 value, end = _scan_once(text, idx)
                 piece = Piece(text[idx:end], value)
+                if self._latin1 and not piece.text.isascii():
+                    piece.key = utf8_text(piece.text)
+                    piece.value = value = _scan_once(piece.key, 0)[0]
                 # Realign on the previous parse: the expected task changed (the common case); else the same text
                 # moved (keep what was derived from it), or another task changed: the next is expected after it. A
                 # new task leaves the expectation as it was. Tasks after the last one expected are taken as new
@@ -356,6 +431,10 @@ def _common_suffix(old: str, new: str, chunk: int = 1 << 16) -> int:
                 high = middle
         return low
     return limit
+
+
+def _utf8_length(part: str) -> int:
+    return len(part) if part.isascii() else len(part.encode("utf-8"))
 
 
 def _same_id(new: Any, old: Any) -> bool:

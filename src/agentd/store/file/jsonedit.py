@@ -297,15 +297,18 @@ def edits(
     *,
     style: Style | None = None,
     changed: tuple[list[Any], list[Any], list[int]] | None = None,
+    latin1: bool = False,
 ) -> list[_Edit]:
     """The edits :func:`apply` makes: ``(start, end, replacement)``, in order, none overlapping (none when nothing
     differs). A caller that holds ``text``'s bytes can splice them itself (:func:`render` for the text). ``style``:
     ``detect_style(text)``, when the caller knows it. ``changed``: ``(a list in old, the list in its place in new,
     the places in order where new's holds other objects than old's)``, when the caller knows them (a list of
-    thousands of tasks of which a transaction changed two): not looked for."""
+    thousands of tasks of which a transaction changed two): not looked for. ``latin1``: ``text`` is UTF-8 bytes read
+    as Latin-1 (see :func:`agentd.store.file.incremental.utf8_text`), and so are the replacements (their characters
+    outside ASCII as their UTF-8 bytes; UnicodeEncodeError for a lone surrogate, which no bytes hold)."""
     if _same(old, new):
         return []
-    editor = _Editor(text, spans, style)
+    editor = _Editor(text, spans, style, latin1)
     editor.changed = changed
     start = editor.ws(0)
     out: list[_Edit] = []
@@ -318,7 +321,15 @@ def edits(
         if start < cursor:
             raise AssertionError(f"overlapping edits at offset {start}")  # a bug in this module
         cursor = end
+    if latin1:
+        # Only the values and keys written anew hold characters outside ASCII: what a replacement takes from the text
+        # (separators, indentation) is JSON's whitespace and punctuation.
+        out = [edit if edit[2].isascii() else (edit[0], edit[1], _as_latin1(edit[2])) for edit in out]
     return out
+
+
+def _as_latin1(text: str) -> str:
+    return text.encode("utf-8").decode("latin-1")
 
 
 def render(text: str, out: list[_Edit]) -> str:
@@ -426,8 +437,11 @@ def _align(old: list[Any], new: list[Any], start: int, old_end: int, new_end: in
 class _Editor:
     """Collects the edits that turn the text of ``old`` into the text of ``new``."""
 
-    def __init__(self, text: str, spans: Mapping[int, int] | None = None, style: Style | None = None) -> None:
+    def __init__(
+        self, text: str, spans: Mapping[int, int] | None = None, style: Style | None = None, latin1: bool = False
+    ) -> None:
         self.text = text
+        self.latin1 = latin1  # the text is UTF-8 bytes read as Latin-1: its keys outside ASCII are decoded
         self.spans: Mapping[int, int] = spans or {}
         self._style: Style | None = style
         self.changed: tuple[list[Any], list[Any], list[int]] | None = None  # see edits()
@@ -548,6 +562,8 @@ class _Editor:
             while True:
                 if text.startswith('"', i):
                     key, j = _scanstring(text, i + 1)
+                    if self.latin1 and not key.isascii():
+                        key = _scanstring(text[i:j].encode("latin-1").decode("utf-8"), 1)[0]
                 else:
                     raise ValueError(f"expected a key at offset {i}")
                 if key not in old:

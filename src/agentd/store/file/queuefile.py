@@ -40,7 +40,7 @@ from agentd.store.file import allocator, derived, spare, stamps, unnamed, writeb
 from agentd.store.file import archive as archive_file
 from agentd.store.file.archive import Archive
 from agentd.store.file.derived import PerPiece, StructuralChecks, differing, problems_of, views_of, walk_of
-from agentd.store.file.incremental import Decoded, Decoder, Piece, Spans
+from agentd.store.file.incremental import Decoded, Decoder, Piece, Spans, utf8_text
 from agentd.store.file.sidelock import LockTimedOut, SidecarLock
 
 TYPE_CHECKING = False
@@ -60,6 +60,7 @@ log = get_logger(__name__)
 BOM = "\ufeff"
 _NOTHING = object()  # (equal to nothing but itself)
 _BOM_BYTES = BOM.encode("utf-8")
+EMPTY = "empty file (expected a JSON object with a 'tasks' list)"
 MAX_REAPPLY = 20
 LOCK_POLL = 0.005  # s between tries for a held queue lock
 TMP_MARK = ".agentd-tmp"
@@ -258,7 +259,7 @@ class Draft:
             index = self._index(position)
             shared = self.doc["tasks"][index]
             if pieces is not None:
-                mine = json.loads(pieces[position].text)
+                mine = json.loads(pieces[position].key)
             else:
                 import copy  # (only for a queue read without pieces)
 
@@ -435,7 +436,12 @@ def _own(task: Any) -> Any:
 
 
 class _Loaded(Record):
-    """One validated read: the bytes, the BOM prefix, the JSON text, the document, its pieces, its findings."""
+    """One validated read: the bytes, the BOM prefix, the JSON text, the document, its pieces, its findings.
+
+    The text is the bytes after the BOM read as Latin-1, one character a byte (see
+    :func:`agentd.store.file.incremental.utf8_text`): the spans, the pieces' texts and a write's edits are in the
+    bytes' terms, so a write splices bytes and its next read's text is its bytes again, at one byte a character
+    whatever the file holds (a queue with one "→" in it was held, decoded and copied at 2 or 4 bytes a character)."""
 
     _fields = (
         "raw",
@@ -466,7 +472,7 @@ class _Loaded(Record):
 
     raw: bytes
     prefix: str
-    text: str
+    text: str  # the bytes after the BOM, read as Latin-1
     data: dict[str, Any]
     pieces: list[Piece] | None
     spans: Spans  # where each top-level task starts in ``text`` -> where it ends
@@ -568,58 +574,27 @@ def _collect_young_less_often() -> None:
         gc.set_threshold(YOUNG_EVERY, *threshold[1:])
 
 
-def _splice(loaded: _Loaded, edits: list[tuple[int, int, str]]) -> tuple[bytes, str | None, int | None]:
-    """The bytes and the JSON text of ``loaded`` with ``edits`` made (see :func:`agentd.store.file.jsonedit.edits`),
-    and how many leading bytes they share with the bytes read, at least (None: not known without a look).
+def _splice(loaded: _Loaded, edits: list[tuple[int, int, str]]) -> tuple[bytes, int]:
+    """The bytes of ``loaded`` with ``edits`` made (see :func:`agentd.store.file.jsonedit.edits`: places and
+    replacements in the bytes' terms, as :attr:`_Loaded.text` is), and how many leading bytes they share with the
+    bytes read: where the first edit begins. One copy of the file: what comes before the first edit is the bytes read,
+    as they were, each replacement is its own bytes. The text of the new bytes is made from them while they are
+    synced (see QueueStore._ahead): the bytes read as Latin-1, one copy at one byte a character.
 
-    The bytes are spliced from the ones read (one copy of the file, not a new text encoded whole), each replacement
-    encoded alone; what comes before the first edit is the bytes read, as they were. An ASCII text's characters are
-    its bytes, and its text is left to be decoded from them (None: one more copy, made while the bytes are synced,
-    see QueueStore._ahead). Any other text (a task's title with an "é", a "—" or an emoji: most real queues) has its
-    edits' places in bytes found from the nearer end or edit (see :func:`_utf8_offsets`), and its text spliced as
-    text (Python holds it at 2 or 4 bytes a character: decoding it whole from the bytes costs more than the one copy
-    :func:`agentd.store.file.jsonedit.render` makes). Such a text was encoded whole at every write before: 200 tasks
-    after 10,000 finished ones, one with an emoji in its title, drained in 1,055 ms against 633 for an ASCII queue."""
-    text = loaded.text
+    Before the text was the bytes read as Latin-1, a queue with one character outside ASCII in it (a task's title
+    with an "é", a "—", an emoji: most real queues) was held at 2 or 4 bytes a character, and a write made its whole
+    new text at that width: 200 tasks after 10,000 finished ones, one with an emoji in its title, drained in 1,055 ms
+    (text encoded whole at every write), then 865 ms (text spliced), against 633 ms for an ASCII queue."""
     raw = memoryview(loaded.raw)
-    skip = len(loaded.prefix.encode("utf-8"))  # (the BOM's bytes, if any)
-    spliced: str | None = None
-    if text.isascii():  # (known without a scan: CPython keeps it with the string)
-        places = [skip + place for edit in edits for place in edit[:2]]
-    else:
-        from agentd.store.file import jsonedit
-
-        places = _utf8_offsets(text, len(loaded.raw), skip, [place for edit in edits for place in edit[:2]])
-        spliced = jsonedit.render(text, edits)
+    skip = len(loaded.raw) - len(loaded.text)  # (the BOM's bytes, if any)
     parts: list[bytes | memoryview] = []
     cursor = 0
-    for n, (_start, _end, replacement) in enumerate(edits):
-        parts.append(raw[cursor : places[2 * n]])
-        parts.append(replacement.encode("utf-8"))
-        cursor = places[2 * n + 1]
+    for start, end, replacement in edits:
+        parts.append(raw[cursor : skip + start])
+        parts.append(replacement.encode("latin-1"))
+        cursor = skip + end
     parts.append(raw[cursor:])
-    return b"".join(parts), spliced, places[0] if places else len(loaded.raw)
-
-
-def _utf8_offsets(text: str, size: int, skip: int, places: list[int]) -> list[int]:
-    """The byte offset, in the UTF-8 file of ``size`` bytes whose text is ``text`` after ``skip`` bytes (a BOM), of
-    each character offset of ``places`` (in order). Each is counted from the nearer of the last one found (at first:
-    the text's start) and the text's end, encoding only what lies between: a few hundred characters for a pass's
-    edits of neighbouring tasks, or of the file's last tasks (a sprint's file grows at its end)."""
-    found = []
-    char, byte, length = 0, skip, len(text)
-    for place in places:
-        if place - char <= length - place:
-            byte += _utf8_length(text[char:place])
-        else:
-            byte = size - _utf8_length(text[place:])
-        char = place
-        found.append(byte)
-    return found
-
-
-def _utf8_length(part: str) -> int:
-    return len(part) if part.isascii() else len(part.encode("utf-8"))
+    return b"".join(parts), skip + edits[0][0] if edits else len(loaded.raw)
 
 
 def _first_change(
@@ -844,7 +819,7 @@ class QueueStore:
         self._trust_stat = trust_stat  # None: where the file system stamps changes finely (agentd.store.file.stamps)
         self.lock_timeout = lock_timeout
         self.parse_retry = parse_retry
-        self._decoder = Decoder()
+        self._decoder = Decoder(latin1=True)
         self._sidecar: SidecarLock | None = None
         self._holder: tuple[int, SidecarLock] | None = None  # (the thread holding the lock, the lock)
         self._written: tuple[int, ...] | None = None  # the identity of the file this store wrote last (without ctime)
@@ -975,38 +950,42 @@ class QueueStore:
             raise QueueInvalid(self.path, None, f"cannot read: {exc.strerror or exc}") from None
 
     def _decode(self, raw: bytes) -> tuple[str, str]:
-        """(BOM prefix, JSON text)."""
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise QueueInvalid(self.path, None, f"not UTF-8 (invalid byte at offset {exc.start})") from None
-        if text.startswith(BOM):
-            return BOM, text[1:]
-        return "", text
+        """(BOM prefix, the bytes after it read as Latin-1: see :class:`_Loaded`)."""
+        if raw.startswith(_BOM_BYTES):
+            return BOM, str(memoryview(raw)[len(_BOM_BYTES) :], "latin-1")
+        return "", raw.decode("latin-1")
 
     def _parse(self, raw: bytes, edited: tuple[str, tuple[int, int]] | None = None) -> tuple[str, str, Decoded]:
         prefix, text = self._decode(raw)
-        return prefix, text, self._parse_text(text, edited)
+        return prefix, text, self._parse_text(text, edited, len(raw) - len(text))
 
-    def _parse_text(self, text: str, edited: tuple[str, tuple[int, int]] | None = None) -> Decoded:
+    def _parse_text(self, text: str, edited: tuple[str, tuple[int, int]] | None = None, skip: int = 0) -> Decoded:
+        """The parse of ``text`` (see :class:`_Loaded`), the bytes after ``skip`` bytes (a BOM) of the file."""
         if not text or text.isspace():  # (no copy of a 12-MB text, as strip() would make)
-            raise _MaybeMidWrite(self.path, None, "empty file (expected a JSON object with a 'tasks' list)")
+            raise _MaybeMidWrite(self.path, None, EMPTY)
         # A conflict marker line is never valid JSON, so markers are looked for only when the parse fails (a full
-        # scan of a large file on every read would cost more than the parse of what changed).
+        # scan of a large file on every read would cost more than the parse of what changed). The decoder decodes
+        # every value whose bytes are not ASCII (strictly), and a text that does not parse whole (see
+        # agentd.store.file.incremental): a byte that is not UTF-8 is found before any JSON error, as it always was.
         try:
             try:
                 data = (
                     self._decoder.decode(text, base=edited[0], same=edited[1]) if edited else self._decoder.decode(text)
                 )
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, UnicodeDecodeError):
                 raise
             except ValueError:  # an integer too long for int() (over 4,300 digits): kept as text, its task quarantined
-                data = Decoded(schema.loads_huge(text), None)
+                data = Decoded(schema.loads_huge(utf8_text(text)), None)
+        except UnicodeDecodeError as exc:
+            raise QueueInvalid(self.path, None, f"not UTF-8 (invalid byte at offset {skip + exc.start})") from None
         except json.JSONDecodeError as exc:
-            self._refuse_markers(text)
-            raise _MaybeMidWrite(self.path, None, f"not valid JSON: {json_problem(text, exc)}") from None
+            decoded = exc.doc  # (the text's characters: the decoder's last resort is json.loads of them)
+            if decoded.isspace():  # (only whitespace outside ASCII, which JSON does not count as such)
+                raise _MaybeMidWrite(self.path, None, EMPTY) from None
+            self._refuse_markers(decoded)
+            raise _MaybeMidWrite(self.path, None, f"not valid JSON: {json_problem(decoded, exc)}") from None
         except RecursionError:
-            self._refuse_markers(text)
+            self._refuse_markers(utf8_text(text))
             raise QueueInvalid(self.path, None, "not valid JSON: nested too deeply") from None
         if data.changed is not None and data.pieces is not None:
             derived.known(data.changed[0], data.pieces, data.changed[1])
@@ -1037,7 +1016,8 @@ class QueueStore:
             raise QueueInvalid(self.path, problem[0], problem[1])
         if pieces is not None:
             if len(pieces) - decoded.reused >= schema.TASKS_BATCH_FROM:  # (many tasks parsed anew: judged in bulk)
-                schema.remember_valid_tasks([(piece.value, piece.text) for piece in pieces if not piece.derived])
+                fresh = [(piece.value, piece.key) for piece in pieces if not piece.derived]
+                schema.remember_valid_tasks(fresh)
             findings = list(self._problems.derive(pieces)[0])
         entries = self._walks.derive(pieces)[0] if pieces is not None else walk(data["tasks"])
         findings += self._structure.check(entries, pieces, self._archived)
@@ -1275,9 +1255,10 @@ class QueueStore:
         def whole(loaded: _Loaded) -> tuple[dict[str, Any], T, Changed | None]:
             try:
                 with _collection_paused(len(loaded.text)):
-                    new = json.loads(loaded.text)  # the change's own copy: the read shares its parts with other reads
+                    # (the change's own copy: the read shares its parts with other reads)
+                    new = json.loads(utf8_text(loaded.text))
             except ValueError:  # an integer too long for int(): read as the read did
-                new = schema.loads_huge(loaded.text)
+                new = schema.loads_huge(utf8_text(loaded.text))
             result = change(new)
             return new, result, _share_unchanged(loaded.data, new)
 
@@ -1344,7 +1325,7 @@ class QueueStore:
                 made: tuple[int, list[tuple[int, int, str]]] | None = None  # (the first escape before, the edits)
                 shared: int | None = None  # how many leading bytes the payload shares with the bytes read, at least
                 if isinstance(new, _Whole):  # a new queue as a whole: written as a new file, in its own key order
-                    payload, text = render(new), None
+                    payload = render(new)
                 else:
                     from agentd.store.file import jsonedit  # (not at import: `queue list` and `status` only read)
 
@@ -1354,8 +1335,8 @@ class QueueStore:
                     else:
                         escape_at = jsonedit.first_non_ascii_escape(loaded.text)
                         style = jsonedit.detect_style(loaded.text, escape=escape_at >= 0)
-                    edits = jsonedit.edits(loaded.text, old, new, loaded.spans, style=style, changed=hint)
-                    payload, text, shared = _splice(loaded, edits)
+                    edits = jsonedit.edits(loaded.text, old, new, loaded.spans, style=style, changed=hint, latin1=True)
+                    payload, shared = _splice(loaded, edits)
                     size = len(loaded.text)
                     edited = (loaded.text, (edits[0][0], size - edits[-1][1]) if edits else (size, size))
                     made = (escape_at, edits)
@@ -1367,7 +1348,7 @@ class QueueStore:
             # layout) is made while the temporary file is synced (a big queue's), and kept only if the write stands.
             checked = findings if len(new["tasks"]) == len(old["tasks"]) else None
             ready: list[tuple[_Prepared | None, _Restyled | None]] = []
-            ahead = functools.partial(self._ahead, ready, payload, checked, edited, text, made, valid)
+            ahead = functools.partial(self._ahead, ready, payload, checked, edited, made, valid)
             try:
                 written = self._write(target, loaded, payload, meanwhile=ahead, shared=shared)
             except OSError as exc:  # no temporary file is left, and the queue is as it was
@@ -1411,17 +1392,16 @@ class QueueStore:
         payload: bytes,
         checked: list[Finding] | None,
         edited: tuple[str, tuple[int, int]] | None,
-        text: str | None,
         made: tuple[int, list[tuple[int, int, str]]] | None,
         valid: list[Any] | None = None,
     ) -> None:
         """:meth:`_prepare` into ``ready``, with ``checked``, the findings of ``payload`` (None: to be found), kept;
         and the layout of its text, when ``made`` by edits (the first non-ASCII escape of the text they edited, and
-        the edits: see :func:`agentd.store.file.jsonedit.restyle`). ``text``: None to decode it from ``payload``.
-        ``valid``: the changed tasks the write found valid (see :meth:`_prepare`)."""
+        the edits: see :func:`agentd.store.file.jsonedit.restyle`). ``valid``: the changed tasks the write found
+        valid (see :meth:`_prepare`)."""
         if checked is not None:
             self._validated = (payload, checked)
-        prepared = self._prepare(payload, edited, text, valid)
+        prepared = self._prepare(payload, edited, valid)
         restyled = None
         if prepared is not None and made is not None:
             from agentd.store.file import jsonedit
@@ -1434,21 +1414,16 @@ class QueueStore:
         self,
         payload: bytes,
         edited: tuple[str, tuple[int, int]] | None,
-        text: str | None = None,
         valid: list[Any] | None = None,
     ) -> _Prepared | None:
         """The state the next read is to start from once ``payload`` is written (see :meth:`_remember`): parsed
         from the text before (the tasks this write did not change are taken as they were), checked, and what the
         checks derive from brought up to date; None for bytes that do not read (never for a file this store checked
         and wrote). ``edited``: the text the write edited, and how much of it at the start and end the edit kept (not
-        compared again); ``text``: the JSON text of ``payload``, when known (not decoded again). Only caches keyed on
-        what they were made from change here: made for a write that then does not stand, they are still right."""
+        compared again). Only caches keyed on what they were made from change here: made for a write that then does not
+        stand, they are still right."""
         try:
-            if text is None:
-                prefix, text, decoded = self._parse(payload, edited)
-            else:
-                prefix = BOM if payload.startswith(_BOM_BYTES) else ""
-                decoded = self._parse_text(text, edited)
+            prefix, text, decoded = self._parse(payload, edited)
             findings = self._validate(payload, decoded)
         except QueueInvalid:
             return None
@@ -1462,7 +1437,7 @@ class QueueStore:
                 piece = pieces[place]
                 value = piece.value
                 if isinstance(value, dict) and schema.same_task(by_id.get(value.get("id"), _NOTHING), value):
-                    schema.remember_valid(piece.text)
+                    schema.remember_valid(piece.key)
         if pieces is not None:  # (what the checks found is known: what they derive from is brought up to date)
             entries = self._walks.derive(pieces)[0]
             self._problems.derive(pieces)

@@ -315,15 +315,14 @@ def test_invalid_config_is_a_finding(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("title", "wide", "bom"),
-    [("task D0000", False, ""), ("task D0000", False, "\ufeff"), ("done \u2192 \U0001f389 \u2705", True, "")],
+    ("title", "bom"), [("task D0000", ""), ("task D0000", "\ufeff"), ("done \u2192 \U0001f389 \u2705", "")]
 )
 def test_a_big_queue_of_finished_tasks_is_named_with_the_archive_as_its_fix(
-    tmp_path: Path, title: str, wide: bool, bom: str
+    tmp_path: Path, title: str, bom: str
 ) -> None:
-    """A queue file over a megabyte holding a thousand finished tasks or more: a `queue-large` finding, information
-    only (doctor still exits 0), with its size and counts, whether it holds characters outside ASCII (each pass then
-    costs more), and `agentd queue archive` as the fix; once archived, none."""
+    """A queue file over a megabyte holding a thousand finished tasks or more, ASCII or not, with a byte-order mark
+    or not: a `queue-large` finding, information only (doctor still exits 0), with its size and counts, and `agentd
+    queue archive` as the fix; once archived, none."""
     write_config(tmp_path, ROLES)
     finished = [task(f"D{n:04d}", "done", notes="n" * 1100) for n in range(1000)]
     finished[0]["title"] = title
@@ -336,7 +335,6 @@ def test_a_big_queue_of_finished_tasks_is_named_with_the_archive_as_its_fix(
     large = [finding for finding in findings if finding["code"] == "queue-large"]
     assert len(large) == 1 and large[0]["severity"] == "info", findings
     assert "1,000 of its 1,001 tasks finished" in large[0]["message"]
-    assert ("outside ASCII" in large[0]["message"]) is wide
     assert large[0]["fix"].startswith("agentd queue archive")
     if {finding["severity"] for finding in findings} == {"info"}:  # (no network filesystem here: nothing else found)
         assert code == 0
@@ -347,8 +345,8 @@ def test_a_big_queue_of_finished_tasks_is_named_with_the_archive_as_its_fix(
 
 def test_the_queue_size_finding_needs_both_a_big_file_and_many_finished_tasks() -> None:
     big, many = doctor.QUEUE_LARGE_BYTES, doctor.QUEUE_LARGE_FINISHED
-    assert doctor.queue_size_finding("q", big - 1, many, many, True) is None
-    assert doctor.queue_size_finding("q", big, many - 1, many, True) is None
-    found = doctor.queue_size_finding("q", big, many, many + 5, True)
+    assert doctor.queue_size_finding("q", big - 1, many, many) is None
+    assert doctor.queue_size_finding("q", big, many - 1, many) is None
+    found = doctor.queue_size_finding("q", big, many, many + 5)
     assert found is not None and found.code == "queue-large" and found.subject == "q"
-    assert "1.0 MB, 1,000 of its 1,005 tasks finished" in found.message and "ASCII" not in found.message
+    assert "1.0 MB, 1,000 of its 1,005 tasks finished" in found.message

@@ -44,8 +44,8 @@ PRUNE = "agentd leases prune"
 EDIT_QUEUE = "edit the file; `agentd queue validate` to check"
 LOG_LIMIT = 500 * 1024 * 1024
 # A queue file this large, holding this many finished top-level tasks, is named with the archive as its fix: every
-# daemon pass copies the whole file (docs/benchmarks.md, issue 18: 10,000 finished tasks, 6 MB, drain at 0.55 x a small
-# queue's rate; 0.38-0.48 x when the file holds any character outside ASCII).
+# daemon pass copies the whole file (docs/benchmarks.md, issue 18: 10,000 finished tasks, 6 MB, drain at about 0.55 x a
+# small queue's rate, whatever characters the file holds).
 QUEUE_LARGE_BYTES = 1 << 20
 QUEUE_LARGE_FINISHED = 1000
 MOUNT_TABLES = (Path("/proc/self/mountinfo"), Path("/proc/mounts"))
@@ -191,15 +191,14 @@ def _queue_findings(config: Config, store: Store, out: list[Finding]) -> _Queue:
     return _Queue(snapshot.tasks, snapshot.wip_limits, writable=True, quarantined=quarantined, raw=raw)
 
 
-def queue_size_finding(name: str, size: int, finished: int, total: int, ascii_only: bool) -> Finding | None:
+def queue_size_finding(name: str, size: int, finished: int, total: int) -> Finding | None:
     """The ``queue-large`` finding for a queue file of ``size`` bytes holding ``finished`` finished top-level tasks of
     its ``total`` top-level ones (pure): None under :data:`QUEUE_LARGE_BYTES` or :data:`QUEUE_LARGE_FINISHED`."""
     if size < QUEUE_LARGE_BYTES or finished < QUEUE_LARGE_FINISHED:
         return None
-    wide = "" if ascii_only else " (held at 2 or 4 bytes a character: it holds characters outside ASCII)"
     message = (
         f"{name}: {size / 2**20:.1f} MB, {finished:,} of its {total:,} tasks finished: each daemon pass copies the "
-        f"whole file{wide}"
+        "whole file"
     )
     fix = "agentd queue archive --older-than 7d (finished tasks move to the archive and stay readable)"
     return Finding("info", "queue-large", message, fix, subject=name)
@@ -214,8 +213,7 @@ def _size_findings(config: Config, store: Store, queue: _Queue, out: list[Findin
     top = [task for task in queue.tasks if task.parent is None]  # (what the archive moves: a task with its subtasks)
     finished = sum(1 for task in top if config.workflow.is_final(task.status))
     total = len(top)
-    text = raw.removeprefix(b"\xef\xbb\xbf")  # (a byte-order mark is not part of the text the daemon copies)
-    found = queue_size_finding(display_path(store.where), len(raw), finished, total, text.isascii())
+    found = queue_size_finding(display_path(store.where), len(raw), finished, total)
     if found is not None:
         out.append(found)
 

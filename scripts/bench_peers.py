@@ -712,8 +712,8 @@ def section_big(cleanup: bench.Cleanup, base: Path, repeat: int, count: int, way
         f"written up front; then the same {count} tasks after {final:,} done tasks of ~600 bytes each (a "
         f"{final * 600 / 1e6:.0f} MB file); then that again while another process changes one done task's notes "
         "every second under the queue lock (as a person saving the file would); then again with one of the final "
-        "tasks' titles holding an arrow, an emoji and a check mark, as the project's real queues do (its whole text "
-        "then takes 4 bytes a character in Python). "
+        "tasks' titles holding an arrow, an emoji and a check mark, as the project's real queues do (decoded, its "
+        "whole text would take 4 bytes a character in Python; agentd reads its bytes, see the queue store's page). "
         f"{repeat} interleaved repetitions, medians, daemon start-up included. CPU per task: agentd's whole, "
         f"{CPU_METHOD[0]}.",
         "",

@@ -219,7 +219,8 @@ class Torture:
             tasks.append(
                 {
                     "id": f"T{i:04d}",
-                    "title": f"torture task {i}",
+                    # (a third with characters outside ASCII, unescaped, as the project's real queues hold them)
+                    "title": f"torture task {i}" + (" → étape ✅" if i % 3 == 0 else ""),
                     "type": "Build",
                     "status": "ready",
                     "priority": self.rng.randrange(5),
@@ -228,7 +229,8 @@ class Torture:
                     "dependencies": deps,
                 }
             )
-        self.queue.write_text(json.dumps({"wip_limits": WIP, "tasks": tasks}, indent=2) + "\n")
+        document = json.dumps({"wip_limits": WIP, "tasks": tasks}, indent=2, ensure_ascii=False)
+        self.queue.write_text(document + "\n", encoding="utf-8")
         roles = list(ROLES)
         for n in range(self.profile.daemons):
             role = roles[0] if n < (self.profile.daemons * 3 + 4) // 5 else roles[1]
@@ -518,9 +520,9 @@ class Torture:
                     data["tasks"].append(hand_task(task_id))
                 else:
                     target = self.rng.choice(data["tasks"])
-                    target["notes"] = f"edited by hand {n}"
+                    target["notes"] = f"edited by hand {n} — ✍ 🎉"
                 temp = self.queue.with_name(f".hand-edit.{n}")
-                temp.write_text(json.dumps(data, indent=2) + "\n")
+                temp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
                 if careless:
                     time.sleep(self.rng.uniform(0, 0.3))  # the buffer was open a while
                 elif self.queue.read_bytes() != raw:
@@ -981,7 +983,7 @@ class Tail:
 
 
 def hand_task(task_id: str) -> dict[str, Any]:
-    return {"id": task_id, "title": "added by hand", "status": "ready", "dependencies": []}
+    return {"id": task_id, "title": "added by hand → ✋", "status": "ready", "dependencies": []}
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:

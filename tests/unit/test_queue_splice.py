@@ -29,7 +29,13 @@ VALUES = st.recursive(
     max_leaves=8,
 )
 TASKS = st.lists(st.fixed_dictionaries({"id": STRINGS}, optional={"title": STRINGS, "x": VALUES}), max_size=6)
-DOCS = st.fixed_dictionaries({"tasks": TASKS}, optional={"wip_limits": VALUES, "é → 🚀": VALUES})
+# Keys before the tasks and after them: a key or a value outside ASCII before the tasks moves every place in bytes.
+DOCS = st.builds(
+    lambda head, tasks, tail: {**head, "tasks": tasks, **{k: v for k, v in tail.items() if k not in head}},
+    st.dictionaries(st.sampled_from(["wip_limits", "é → 🚀"]), VALUES, max_size=2),
+    TASKS,
+    st.dictionaries(st.sampled_from(["ü", "wip_limits"]), VALUES, max_size=2),
+)
 
 
 def latin1(text: str) -> str:
@@ -64,8 +70,8 @@ def changed(draw: st.DrawFn, doc: dict[str, Any]) -> dict[str, Any]:
 def test_a_sequence_of_reads_of_the_bytes_decodes_as_json_loads_of_the_text(
     data: st.DataObject, doc: dict[str, Any], indent: Any, escaped: bool
 ) -> None:
-    """Pieces are reused and parsed anew across edits; each decode is json.loads's document, each piece's value the
-    json.loads of its text decoded, and the spans are in bytes."""
+    """Pieces are reused and parsed anew across edits; each decode is json.loads's document, each piece's text its
+    bytes and its key its characters, and the places are a decoder of the characters' counted in bytes."""
     decoder = Decoder(latin1=True)
     for _ in range(3):
         text = dumps(doc, indent, escaped)
@@ -76,7 +82,12 @@ def test_a_sequence_of_reads_of_the_bytes_decodes_as_json_loads_of_the_text(
         raw = text.encode("utf-8")
         for piece, (start, end) in zip(decoded.pieces, decoded.spans.items(), strict=True):
             assert piece.text == raw[start:end].decode("latin-1")
-            assert piece.value == json.loads(utf8_text(piece.text))
+            assert piece.key == utf8_text(piece.text)
+            assert piece.value == json.loads(piece.key)
+        characters = Decoder().decode(text)
+        assert decoded.spans.starts == [len(text[:place].encode()) for place in characters.spans.starts]
+        assert decoded.spans.ends == [len(text[:place].encode()) for place in characters.spans.ends]
+        assert decoded.tasks_end == len(text[: characters.tasks_end].encode())
         doc = data.draw(changed(doc))
 
 

@@ -114,3 +114,15 @@ def test_keys_and_values_outside_ascii_are_read_changed_and_written_as_their_cha
     text = jsonedit.apply(text, new, newer)
     assert queue.read_bytes() == BOM + text.encode()
     assert store.read().data == newer == QueueStore(queue, parse_retry=0).read().data
+
+
+def test_a_big_read_outside_ascii_still_quarantines_an_escaped_half_surrogate_pair(tmp_path: Path) -> None:
+    """A first read of 600 tasks, judged in lists: the one task whose title escapes half an emoji is quarantined,
+    the others (all outside ASCII) are not."""
+    queue = tmp_path / "SPRINT_QUEUE.json"
+    tasks = [{"id": f"T{n}", "title": f"étape {n} → ✅", "type": "Build", "status": "ready"} for n in range(600)]
+    text = json.dumps({"tasks": tasks}, indent=2, ensure_ascii=False).replace("étape 321 →", "\\ud83d 321 →")
+    queue.write_text(text, encoding="utf-8")
+    snapshot = QueueStore(queue, parse_retry=0).read()
+    assert list(snapshot.quarantined) == ["T321"]
+    assert "text agentd cannot encode" in snapshot.quarantined["T321"].message

@@ -525,3 +525,22 @@ def test_tasks_judged_valid_in_lists_are_remembered_within_the_cache_s_size(
         assert remembered == judged_in_valid_lists[-len(remembered) :] and 0 < len(remembered) < 1024
     assert schema._valid_chars == sum(map(len, remembered)) <= cap
     schema.VALID_TASKS.clear()
+
+
+def test_texts_decoded_from_utf8_are_remembered_unless_they_escape_half_a_surrogate_pair() -> None:
+    """A file's texts (decoded strictly from UTF-8) hold no half of a surrogate pair themselves: only an escaped one
+    keeps a valid-looking task from being remembered (its own check then finds it); a text not said to be decoded is
+    looked through for both."""
+    schema.VALID_TASKS.clear()
+    tasks = [
+        ({"id": f"T{i}", "status": "ready", "title": "→ ✅"}, f'{{"id": "T{i}", "title": "→ ✅ {i}"}}')
+        for i in range(600)
+    ]
+    tasks[7] = ({"id": "T7", "status": "ready", "title": "half \ud83d"}, '{"id": "T7", "title": "half \\ud83d"}')
+    schema.remember_valid_tasks(tasks, decoded=True)
+    assert [key for _, key in tasks if key not in schema.VALID_TASKS] == [tasks[7][1]]
+    schema.VALID_TASKS.clear()
+    tasks[8] = ({"id": "T8", "status": "ready"}, '{"id": "T8", "title": "half \ud83d"}')  # (itself: not a file's)
+    schema.remember_valid_tasks(tasks)
+    assert [key for _, key in tasks if key not in schema.VALID_TASKS] == [tasks[7][1], tasks[8][1]]
+    schema.VALID_TASKS.clear()

@@ -1017,7 +1017,7 @@ class QueueStore:
         if pieces is not None:
             if len(pieces) - decoded.reused >= schema.TASKS_BATCH_FROM:  # (many tasks parsed anew: judged in bulk)
                 fresh = [(piece.value, piece.key) for piece in pieces if not piece.derived]
-                schema.remember_valid_tasks(fresh)
+                schema.remember_valid_tasks(fresh, decoded=True)  # (the keys: the file's bytes, decoded strictly)
             findings = list(self._problems.derive(pieces)[0])
         entries = self._walks.derive(pieces)[0] if pieces is not None else walk(data["tasks"])
         findings += self._structure.check(entries, pieces, self._archived)

@@ -616,7 +616,7 @@ class Torture:
 
     def read_tasks(self) -> list[dict[str, Any]] | None:
         try:
-            tasks: list[dict[str, Any]] = json.loads(self.queue.read_text())["tasks"]
+            tasks: list[dict[str, Any]] = json.loads(self.queue.read_bytes())["tasks"]
         except (OSError, ValueError, KeyError, TypeError):
             return None  # (the reader thread judges every version; here a bad one is only not looked at)
         return tasks
@@ -697,7 +697,7 @@ class Torture:
 
     def verdict(self, elapsed: float, chaos_done: bool, liveness: Liveness | None = None) -> int:
         records = read_history(self.history)
-        tasks = json.loads(self.queue.read_text())["tasks"]
+        tasks = json.loads(self.queue.read_bytes())["tasks"]
         violations: list[str] = []
         evidence: list[str] = []
         ids = [t["id"] for t in tasks]
